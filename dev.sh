@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set-up and entry points. Every command creates or refreshes .venv first, so a fresh machine needs nothing else.
+#   ./dev.sh demo    a small real search end to end: Pareto table, plot, results under runs/demo
+#   ./dev.sh test    the test suite (what CI runs)
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+PY=${PYTHON:-python3}
+
+setup() {
+    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    local stamp="$VENV/.installed" want
+    want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        # torch first: 2.13.0 is the CPU build cached on these machines; other versions download gigabytes.
+        "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+        "$VENV/bin/python" -m pip install -q -e ".[dev]"
+        echo "$want" > "$stamp"
+    fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+    demo) setup; exec "$VENV/bin/python" examples/demo.py "$@" ;;
+    test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    setup) setup ;;
+    *) echo "usage: ./dev.sh {demo|test|setup} [args...]" >&2; exit 2 ;;
+esac

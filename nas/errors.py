@@ -1,0 +1,27 @@
+"""Errors the toolkit raises on bad input: each names the offending field or value in one line."""
+
+from __future__ import annotations
+
+
+class NASError(Exception):
+    """Base class: the CLI prints these as one line, without a traceback."""
+
+
+class SpaceDefinitionError(NASError):
+    """A search space is declared wrongly (empty choice, bad reference, ...)."""
+
+
+class InvalidArchitectureError(NASError, ValueError):
+    """A config does not belong to its space; `path` names the offending field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path or '<architecture>'}: {message}")
+
+
+class ConfigError(NASError, ValueError):
+    """Bad arguments to a search (unknown strategy, constraint on a missing metric, ...)."""
+
+
+class JournalError(NASError):
+    """An experiment journal is corrupt or belongs to a different search."""

@@ -1,0 +1,71 @@
+"""The evaluator contract `evaluate(arch, budget=None) -> dict[str, float]`, cost classes and composition."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A metric function with a cost class: cheap ones (params, FLOPs, LUT latency) run first."""
+
+    fn: Callable[..., Mapping[str, float]]
+    cheap: bool = False
+
+    @property
+    def takes_budget(self) -> bool:
+        try:
+            params = inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):
+            return False
+        return "budget" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+    def __call__(self, arch: Architecture, budget: float | None = None) -> Mapping[str, float]:
+        if budget is not None and self.takes_budget:
+            return self.fn(arch, budget=budget)
+        return self.fn(arch)
+
+
+def cheap(fn: Callable[..., Mapping[str, float]]) -> Evaluator:
+    """Mark `fn` as cheap: its metrics are computed, and constraints on them checked, before expensive ones."""
+    return Evaluator(fn, cheap=True)
+
+
+def as_evaluators(evaluate: Any) -> list[Evaluator]:
+    """One callable, an Evaluator, or a list of them -> list of Evaluators (plain callables are expensive)."""
+    items: Sequence[Any] = evaluate if isinstance(evaluate, (list, tuple)) else [evaluate]
+    if not items:
+        raise ConfigError("evaluate: give at least one evaluator")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, Evaluator):
+            out.append(item)
+        elif callable(item):
+            out.append(Evaluator(item))
+        else:
+            raise ConfigError(f"evaluate[{i}]: {item!r} is not callable")
+    return out
+
+
+def merged(evaluators: Sequence[Evaluator], budget: float | None = None) -> Callable[[Architecture], dict[str, float]]:
+    """One function returning the union of all evaluators' metrics (a metric given twice is an error)."""
+
+    def run(arch: Architecture) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for ev in evaluators:
+            metrics = ev(arch, budget)
+            if not isinstance(metrics, Mapping):
+                raise TypeError(f"{getattr(ev.fn, '__name__', ev.fn)!r} returned {type(metrics).__name__}, expected a dict")
+            for k, v in metrics.items():
+                if k in out:
+                    raise ValueError(f"metric {k!r} is returned by two evaluators")
+                out[k] = v
+        return out
+
+    return run

@@ -1,0 +1,151 @@
+"""Executors run evaluations: in-process (default) or on a simulated clock that replays a benchmark.
+
+Contract: `start(evaluate)`, `submit(job)` while `free_slots() > 0`, `wait()` for at least one completion.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture
+
+EvaluateFn = Callable[[Architecture], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Job:
+    arch: Architecture
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The outcome of one job: metrics, or the error text when evaluation raised."""
+
+    arch: Architecture
+    metrics: dict[str, float] | None
+    error: str | None
+    started: float
+    finished: float
+    worker: str
+
+
+def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] | None, str | None]:
+    """Call `evaluate`, turning exceptions and malformed returns into an error string."""
+    try:
+        out = evaluate(arch)
+    except Exception as e:  # noqa: BLE001 - any failure of user code is a failed trial, not a crash
+        return None, "".join(traceback.format_exception_only(type(e), e)).strip()
+    if not isinstance(out, Mapping):
+        return None, f"evaluate returned {type(out).__name__}, expected a dict of metric name -> number"
+    try:
+        return {str(k): float(v) for k, v in out.items()}, None
+    except (TypeError, ValueError):
+        return None, f"evaluate returned non-numeric metrics: {dict(out)!r}"
+
+
+class Executor(ABC):
+    @abstractmethod
+    def start(self, evaluate: EvaluateFn) -> None: ...
+
+    @abstractmethod
+    def free_slots(self) -> int: ...
+
+    @abstractmethod
+    def submit(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def wait(self) -> list[Completed]:
+        """Block until at least one submitted job completes; return every completion available."""
+
+    def close(self) -> None:
+        """Release workers."""
+
+
+class LocalExecutor(Executor):
+    """Runs one evaluation at a time in this process: no cluster, no server."""
+
+    def __init__(self) -> None:
+        self._evaluate: EvaluateFn | None = None
+        self._queue: list[Job] = []
+        self.worker = f"local-{os.getpid()}"
+
+    def start(self, evaluate: EvaluateFn) -> None:
+        self._evaluate = evaluate
+
+    def free_slots(self) -> int:
+        return 0 if self._queue else 1
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+
+    def wait(self) -> list[Completed]:
+        assert self._evaluate is not None, "start() first"
+        job = self._queue.pop(0)
+        t0 = time.time()
+        metrics, error = run_job(self._evaluate, job.arch)
+        return [Completed(job.arch, metrics, error, t0, time.time(), self.worker)]
+
+
+class SimulatedClockExecutor(Executor):
+    """Replays a recorded benchmark with `workers` parallel workers on a simulated clock.
+
+    Each evaluation is looked up at once but "finishes" `duration(arch, metrics)` simulated seconds after
+    it starts (e.g. the benchmark's recorded training time), so asynchronous parallel search is
+    reproduced exactly, deterministically and in seconds. Timings in trials are simulated seconds.
+    """
+
+    def __init__(self, workers: int = 1, duration: str | float | Callable[[Architecture, Mapping[str, float]], float] = 1.0) -> None:
+        if workers < 1:
+            raise ConfigError(f"SimulatedClockExecutor: workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.duration = duration
+        self.clock = 0.0
+        self._evaluate: EvaluateFn | None = None
+        self._running: list[tuple[float, int, Completed]] = []
+        self._seq = 0
+
+    def start(self, evaluate: EvaluateFn) -> None:
+        self._evaluate = evaluate
+
+    def free_slots(self) -> int:
+        return self.workers - len(self._running)
+
+    def _duration(self, arch: Architecture, metrics: Mapping[str, float] | None) -> float:
+        if callable(self.duration):
+            return float(self.duration(arch, metrics or {}))
+        if isinstance(self.duration, str):
+            if not metrics or self.duration not in metrics:
+                return 1.0
+            return float(metrics[self.duration])
+        return float(self.duration)
+
+    def submit(self, job: Job) -> None:
+        assert self._evaluate is not None, "start() first"
+        metrics, error = run_job(self._evaluate, job.arch)
+        end = self.clock + self._duration(job.arch, metrics)
+        worker = f"sim-{len(self._running)}"
+        heapq.heappush(self._running, (end, self._seq, Completed(job.arch, metrics, error, self.clock, end, worker)))
+        self._seq += 1
+
+    def wait(self) -> list[Completed]:
+        end, _, done = heapq.heappop(self._running)
+        self.clock = end
+        return [done]
+
+
+def make_executor(executor: str | Executor) -> Executor:
+    """"local" or an Executor instance (Ray executors plug in here)."""
+    if isinstance(executor, Executor):
+        return executor
+    if executor == "local":
+        return LocalExecutor()
+    raise ConfigError(f"unknown executor {executor!r}; use 'local' or pass an Executor instance "
+                      "(e.g. SimulatedClockExecutor(workers=4))")

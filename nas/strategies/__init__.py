@@ -1,0 +1,38 @@
+"""Search strategies behind one ask/tell interface, looked up by name in `STRATEGIES`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.spaces import Space
+from nas.strategies.base import Strategy, TrialResult, pareto_ranks, scalar_key
+from nas.strategies.evolution import RegularizedEvolution
+from nas.strategies.local_search import LocalSearch
+from nas.strategies.nsga2 import NSGA2
+from nas.strategies.random_search import RandomSearch
+from nas.strategies.wrappers import ConstraintFilter, Deduplicate, Wrapper
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch)
+}
+
+
+def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 0, **options: Any) -> Strategy:
+    """Build a registered strategy by name; unknown names and options are ConfigErrors naming them."""
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}")
+    params = inspect.signature(cls.__init__).parameters
+    for key in options:
+        if key not in params or key in ("self", "space", "problem", "seed"):
+            allowed = [p for p in params if p not in ("self", "space", "problem", "seed")]
+            raise ConfigError(f"strategy {name!r} has no option {key!r} (options: {', '.join(allowed) or 'none'})")
+    return cls(space, problem, seed, **options)
+
+
+__all__ = ["STRATEGIES", "ConstraintFilter", "Deduplicate", "LocalSearch", "NSGA2", "RandomSearch",
+           "RegularizedEvolution", "Strategy", "TrialResult", "Wrapper", "make_strategy", "pareto_ranks",
+           "scalar_key"]

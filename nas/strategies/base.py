@@ -1,0 +1,103 @@
+"""The ask/tell contract every strategy follows, and the result record strategies are told."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.pareto import non_dominated_sort
+from nas.spaces import Architecture, Space
+
+Status = Literal["ok", "failed", "infeasible"]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a strategy learns about one architecture: metrics, status, and whether it came from a cache."""
+
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    status: Status = "ok"
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": dict(self.metrics), "status": self.status, "cached": self.cached}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialResult":
+        return cls(dict(data["metrics"]), data["status"], bool(data.get("cached", False)))
+
+
+def scalar_key(problem: Problem, result: TrialResult) -> tuple[float, float]:
+    """Sort key for single-objective comparison (lower is better): (constraint violation, first objective)."""
+    if result.status == "failed" or problem.objectives[0].name not in result.metrics:
+        return (math.inf, math.inf)
+    return (problem.violation(result.metrics), problem.vector(result.metrics)[0])
+
+
+def pareto_ranks(problem: Problem, results: Sequence[TrialResult]) -> np.ndarray:
+    """Constraint-domination rank per result (0 = best front): feasible fronts first, then by violation."""
+    n = len(results)
+    ranks = np.zeros(n, dtype=float)
+    feas = [i for i, r in enumerate(results) if r.status != "failed" and problem.feasible(r.metrics)
+            and all(o.name in r.metrics for o in problem.objectives)]
+    if feas:
+        pts = np.array([problem.vector(results[i].metrics) for i in feas], dtype=float)
+        for k, front in enumerate(non_dominated_sort(pts)):
+            ranks[[feas[j] for j in front]] = k
+    base = (ranks.max() + 1) if feas else 0.0
+    fset = set(feas)
+    infeasible = sorted((i for i in range(n) if i not in fset),
+                        key=lambda i: scalar_key(problem, results[i])[0])
+    for k, i in enumerate(infeasible):
+        ranks[i] = base + k
+    return ranks
+
+
+class Strategy(ABC):
+    """Proposes architectures (`ask`) and learns from results (`tell`); state is plain data.
+
+    Strategies must accept `tell` for architectures they did not ask (warm starts, replay, caches) and
+    must never wait for a specific asked architecture: a wrapper may drop it.
+    """
+
+    name: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset({"sample"})
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0) -> None:
+        missing = self.requires - space.capabilities
+        if missing:
+            raise ConfigError(f"strategy {self.name or type(self).__name__!r} needs space capabilities "
+                              f"{sorted(missing)}, which {type(space).__name__} lacks")
+        self.space = space
+        self.problem = problem
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def ask(self, n: int = 1) -> list[Architecture]:
+        """Up to `n` architectures to evaluate next (fewer, even none, when the strategy is exhausted)."""
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        """Record the result of evaluating `arch`."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: plain JSON-serialisable data, no live objects."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def arch_record(arch: Architecture, result: TrialResult) -> list[Any]:
+    """[architecture dict, result dict]: how strategies store (arch, result) pairs in their state."""
+    return [arch.to_dict(), result.to_dict()]
+
+
+def from_record(record: Sequence[Any]) -> tuple[Architecture, TrialResult]:
+    return Architecture(record[0]), TrialResult.from_dict(record[1])

@@ -1,0 +1,69 @@
+"""Regularized (aging) evolution, Real et al. 2019: tournament selection, mutation, oldest member dies."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture, Space
+from nas.objectives import Problem
+from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+
+
+class RegularizedEvolution(Strategy):
+    """Aging evolution; with several objectives the tournament winner is picked by Pareto rank.
+
+    Cached (duplicate) results are ignored so the population holds distinct architectures.
+    """
+
+    name = "evolution"
+    requires = frozenset({"sample", "mutate"})
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
+                 population_size: int = 50, sample_size: int = 10) -> None:
+        super().__init__(space, problem, seed)
+        if population_size < 2:
+            raise ConfigError(f"evolution: population_size must be >= 2, got {population_size}")
+        if not 1 <= sample_size <= population_size:
+            raise ConfigError(f"evolution: sample_size must be in 1..population_size, got {sample_size}")
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.population: deque[tuple[Architecture, TrialResult]] = deque(maxlen=population_size)
+        self.random_asked = 0
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out = []
+        for _ in range(n):
+            if len(self.population) < self.population_size and self.random_asked < self.population_size:
+                self.random_asked += 1
+                out.append(self.space.sample(self.rng))
+            elif not self.population:
+                out.append(self.space.sample(self.rng))
+            else:
+                out.append(self.space.mutate(self._tournament(), self.rng))
+        return out
+
+    def _tournament(self) -> Architecture:
+        k = min(self.sample_size, len(self.population))
+        idx = self.rng.choice(len(self.population), size=k, replace=False)
+        members = [self.population[int(i)] for i in idx]
+        if len(self.problem.objectives) == 1:
+            return min(members, key=lambda m: scalar_key(self.problem, m[1]))[0]
+        ranks = pareto_ranks(self.problem, [m[1] for m in members])
+        best = [m for m, r in zip(members, ranks) if r == ranks.min()]
+        return best[int(self.rng.integers(len(best)))][0]
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        if not result.cached:
+            self.population.append((arch, result))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "random_asked": self.random_asked,
+                "population": [arch_record(a, r) for a, r in self.population]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.random_asked = int(state["random_asked"])
+        self.population = deque((from_record(r) for r in state["population"]), maxlen=self.population_size)

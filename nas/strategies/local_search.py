@@ -1,0 +1,70 @@
+"""First-improvement local search with random restarts (White et al. 2021: strong on NAS benchmarks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nas.spaces import Architecture
+from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+
+
+class LocalSearch(Strategy):
+    """Walk to the first neighbour that improves on the current architecture; restart at a local optimum.
+
+    With several objectives "improves" means constraint-dominates.
+    """
+
+    name = "local"
+    requires = frozenset({"sample", "neighbours"})
+
+    def __init__(self, space, problem, seed: int | None = 0) -> None:
+        super().__init__(space, problem, seed)
+        self.current: tuple[Architecture, TrialResult] | None = None
+        self.queue: list[Architecture] = []
+        self.starts: list[str] = []  # ids of asked restart points
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out = []
+        for _ in range(n):
+            if self.current is not None and self.queue:
+                out.append(self.queue.pop())
+            else:
+                start = self.space.sample(self.rng)
+                self.starts.append(start.id)
+                out.append(start)
+        return out
+
+    def _better(self, a: TrialResult, b: TrialResult) -> bool:
+        if len(self.problem.objectives) == 1:
+            return scalar_key(self.problem, a) < scalar_key(self.problem, b)
+        ranks = pareto_ranks(self.problem, [a, b])
+        return bool(ranks[0] < ranks[1])
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        if arch.id in self.starts:
+            self.starts.remove(arch.id)
+            if self.current is None or not self.queue:
+                self._move(arch, result)
+                return
+        if self.current is not None and self._better(result, self.current[1]):
+            self._move(arch, result)
+        elif self.current is not None and not self.queue:
+            self.current = None  # local optimum: the next ask restarts
+
+    def _move(self, arch: Architecture, result: TrialResult) -> None:
+        self.current = (arch, result)
+        nbs = self.space.neighbours(arch)
+        order = self.rng.permutation(len(nbs))
+        self.queue = [nbs[int(i)] for i in order]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "current": arch_record(*self.current) if self.current else None,
+                "queue": [a.to_dict() for a in self.queue], "starts": list(self.starts)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.current = from_record(state["current"]) if state["current"] else None
+        self.queue = [Architecture(a) for a in state["queue"]]
+        self.starts = list(state["starts"])

@@ -1,0 +1,127 @@
+"""Cross-cutting behaviour as strategies wrapping strategies: deduplication and cheap-constraint filtering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nas.objectives import Problem
+from nas.spaces import Architecture
+from nas.strategies.base import Strategy, TrialResult, from_record
+
+CheapMetrics = Callable[[Architecture], Mapping[str, float]]
+
+
+class Wrapper(Strategy):
+    """A strategy that forwards to `inner`; subclasses add behaviour around ask/tell."""
+
+    def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
+        # No Strategy.__init__: the wrapper has no rng or space checks of its own.
+        self.inner = inner
+        self.space = inner.space
+        self.problem = inner.problem
+        self.max_rounds = max_rounds
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.inner.tell(arch, result)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.inner.load_state_dict(state["inner"])
+
+
+class Deduplicate(Wrapper):
+    """Never hands out an architecture twice: repeats are answered from the cache (told as `cached`).
+
+    Asks the inner strategy again, at most `max_rounds` times per call, so a converged strategy ends the
+    search instead of looping forever.
+    """
+
+    def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
+        super().__init__(inner, max_rounds)
+        self.results: dict[str, tuple[Architecture, TrialResult]] = {}
+        self.in_flight: dict[str, int] = {}  # id -> number of duplicate asks waiting for its result
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out: list[Architecture] = []
+        for _ in range(self.max_rounds):
+            if len(out) >= n:
+                break
+            for arch in self.inner.ask(n - len(out)):
+                if arch.id in self.results:
+                    self.inner.tell(arch, self._cached(arch.id))
+                elif arch.id in self.in_flight:
+                    self.in_flight[arch.id] += 1
+                else:
+                    self.in_flight[arch.id] = 0
+                    out.append(arch)
+        return out
+
+    def _cached(self, arch_id: str) -> TrialResult:
+        r = self.results[arch_id][1]
+        return TrialResult(r.metrics, r.status, cached=True)
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        waiting = self.in_flight.pop(arch.id, 0)
+        if arch.id in self.results and not result.cached:
+            result = TrialResult(result.metrics, result.status, cached=True)
+        if not result.cached:
+            self.results[arch.id] = (arch, result)
+        self.inner.tell(arch, result)
+        for _ in range(waiting):
+            self.inner.tell(arch, self._cached(arch.id))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"inner": self.inner.state_dict(), "in_flight": dict(self.in_flight),
+                "results": [[a.to_dict(), r.to_dict()] for a, r in self.results.values()]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.in_flight = dict(state["in_flight"])
+        self.results = {}
+        for rec in state["results"]:
+            arch, res = from_record(rec)
+            self.results[arch.id] = (arch, res)
+
+
+class ConstraintFilter(Wrapper):
+    """Checks constraints on cheap metrics (params, FLOPs, LUT latency) before anything expensive runs.
+
+    Rejected architectures are told to the inner strategy as `infeasible` and kept in `rejected` until
+    the caller drains them (the search loop journals them); they never reach the expensive evaluator.
+    """
+
+    def __init__(self, inner: Strategy, cheap_metrics: CheapMetrics, problem: Problem | None = None,
+                 max_rounds: int = 100) -> None:
+        super().__init__(inner, max_rounds)
+        self.cheap_metrics = cheap_metrics
+        self.check = problem or inner.problem
+        self.rejected: list[tuple[Architecture, TrialResult]] = []
+
+    def _violation(self, metrics: Mapping[str, float]) -> float:
+        return sum(c.violation(metrics) for c in self.check.constraints if c.metric in metrics)
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out: list[Architecture] = []
+        for _ in range(self.max_rounds):
+            if len(out) >= n:
+                break
+            for arch in self.inner.ask(n - len(out)):
+                metrics = dict(self.cheap_metrics(arch))
+                if self._violation(metrics) > 0:
+                    result = TrialResult(metrics, "infeasible")
+                    self.rejected.append((arch, result))
+                    self.inner.tell(arch, result)
+                else:
+                    out.append(arch)
+        return out
+
+    def drain_rejected(self) -> list[tuple[Architecture, TrialResult]]:
+        out, self.rejected = self.rejected, []
+        return out

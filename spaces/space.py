@@ -1,0 +1,609 @@
+"""`Space`: a tree of named decisions that samples, validates, encodes and varies architectures.
+
+Fields are leaf decisions (`Choice`, `Integer`), nested `Space`s, `Repeat`ed blocks whose count is a
+fixed int or a sibling leaf, and `Conditional` fields that exist only for some values of a sibling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from nas.errors import InvalidArchitectureError, SpaceDefinitionError
+from nas.spaces.architecture import Architecture, as_sequence, canonical_json
+from nas.spaces.params import Choice, Conditional, Integer, Leaf, Repeat
+
+Path = tuple[str | int, ...]
+_ABSENT = object()
+
+
+def path_str(path: Path) -> str:
+    """('blocks', 2, 'kernel') -> 'blocks[2].kernel'."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def get_path(config: Any, path: Path) -> Any:
+    """The value at `path` in a plain or frozen config, or `_ABSENT`."""
+    cur = config
+    for p in path:
+        if isinstance(p, int):
+            seq = as_sequence(cur)
+            if seq is None or p >= len(seq):
+                return _ABSENT
+            cur = seq[p]
+        else:
+            if not isinstance(cur, Mapping) or p not in cur:
+                return _ABSENT
+            cur = cur[p]
+    return cur
+
+
+def _set_path(config: dict, path: Path, value: Any) -> None:
+    cur: Any = config
+    for p in path[:-1]:
+        cur = cur[p]
+    cur[path[-1]] = value
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One leaf decision in the fixed-length encoding; `optional` when it can be inactive."""
+
+    path: Path
+    leaf: Leaf
+    optional: bool
+
+    @property
+    def name(self) -> str:
+        return path_str(self.path)
+
+    @property
+    def width(self) -> int:
+        """Columns in the one-hot encoding: one per option, plus one for 'inactive' when optional."""
+        return self.leaf.cardinality + int(self.optional)
+
+
+class Space:
+    """A search space: `Space(depth=Choice([2, 3]), blocks=Repeat(count="depth", k=Choice([3, 5])))`.
+
+    Subclasses may override `to_graph`/`from_graph` with a domain-specific DAG and add `build` (a
+    `torch.nn.Module` for an architecture); strategies check `capabilities` at construction.
+    """
+
+    def __init__(self, fields: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        self._init_fields(fields, kwargs)
+        self._check("")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _unchecked(cls, fields: Mapping[str, Any]) -> "Space":
+        """A nested space whose parent checks it with the full path (so errors name it)."""
+        space = cls.__new__(cls)
+        space._init_fields(fields, {})
+        return space
+
+    def _init_fields(self, fields: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
+        merged = dict(fields or {})
+        for k, v in kwargs.items():
+            if k in merged:
+                raise SpaceDefinitionError(f"{k}: field given twice")
+            merged[k] = v
+        self.fields: dict[str, Any] = merged
+        self._controllers: dict[str, list[str]] = {}
+        self._controller_of: dict[str, str] = {}
+        self._slots: list[Slot] | None = None
+
+    def _check(self, prefix: str) -> None:
+        if not self.fields:
+            raise SpaceDefinitionError(f"{prefix or '<space>'}: a space needs at least one field")
+        self._controllers, self._controller_of = {}, {}
+        for name, node in self.fields.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise SpaceDefinitionError(f"{_join(prefix, str(name))}: field names must be identifiers")
+            path = _join(prefix, name)
+            ref = None
+            if isinstance(node, Conditional):
+                ref = node.on
+                if isinstance(node.node, Repeat) and isinstance(node.node.count, str):
+                    raise SpaceDefinitionError(f"{path}: a conditional Repeat needs a fixed count (a field depends on one sibling at most)")
+                if not node.values:
+                    raise SpaceDefinitionError(f"{path}: Conditional needs at least one value of {node.on!r}")
+                self._check_node(node.node, path)
+            elif isinstance(node, Repeat) and isinstance(node.count, str):
+                ref = node.count
+                self._check_node(node, path)
+            else:
+                self._check_node(node, path)
+            if ref is None:
+                continue
+            ctrl = self.fields.get(ref)
+            if not isinstance(ctrl, (Choice, Integer)):
+                what = "is not a field of this space" if ctrl is None else "is not a plain Choice/Integer field"
+                raise SpaceDefinitionError(f"{path}: refers to sibling {ref!r}, which {what}")
+            if isinstance(node, Repeat):
+                bad = [o for o in ctrl.options if not isinstance(o, int) or isinstance(o, bool) or o < 0]
+                if bad:
+                    raise SpaceDefinitionError(f"{path}: count field {ref!r} has options {bad} that are not non-negative ints")
+            else:
+                for v in node.values:
+                    try:
+                        ctrl.index(v, _join(prefix, ref))
+                    except InvalidArchitectureError as e:
+                        raise SpaceDefinitionError(f"{path}: condition value {v!r} is not an option of {ref!r}") from e
+            self._controllers.setdefault(ref, []).append(name)
+            self._controller_of[name] = ref
+
+    def _check_node(self, node: Any, path: str) -> None:
+        if isinstance(node, (Choice, Integer)):
+            node.check(path)
+        elif isinstance(node, Space):
+            node._check(path)
+        elif isinstance(node, Repeat):
+            if isinstance(node.count, int) and not isinstance(node.count, bool):
+                if node.count < 0:
+                    raise SpaceDefinitionError(f"{path}: Repeat count must be >= 0, got {node.count}")
+            elif not isinstance(node.count, str):
+                raise SpaceDefinitionError(f"{path}: Repeat count must be an int or a sibling field name, got {node.count!r}")
+            node.block._check(f"{path}[]")
+        elif isinstance(node, Conditional):
+            raise SpaceDefinitionError(f"{path}: Conditional cannot wrap another Conditional")
+        else:
+            raise SpaceDefinitionError(
+                f"{path}: {node!r} is not a Choice, Integer, Repeat, Conditional or Space")
+
+    # ------------------------------------------------------------------ size and sampling
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What strategies may rely on: sample/mutate/encode/graph always; model/supernet when built."""
+        caps = {"sample", "mutate", "crossover", "neighbours", "encode", "graph"}
+        if callable(getattr(self, "build", None)):
+            caps.add("model")
+        if callable(getattr(self, "supernet", None)):
+            caps.add("supernet")
+        return frozenset(caps)
+
+    def _count_of(self, node: Repeat, config: Mapping[str, Any]) -> int:
+        return node.count if isinstance(node.count, int) else int(config[node.count])
+
+    def _dependent_size(self, name: str, ctrl_value: Any) -> int:
+        node = self.fields[name]
+        if isinstance(node, Conditional):
+            return _node_size(node.node) if node.active(ctrl_value) else 1
+        return node.block.size() ** int(ctrl_value)
+
+    def _weights(self, ctrl: str) -> list[int]:
+        """Number of architectures of this space's controller group for each controller option."""
+        leaf = self.fields[ctrl]
+        return [math.prod(self._dependent_size(d, v) for d in self._controllers[ctrl]) for v in leaf.options]
+
+    def size(self) -> int:
+        """Exact number of distinct architectures."""
+        total = 1
+        for name, node in self.fields.items():
+            if name in self._controller_of:
+                continue
+            total *= sum(self._weights(name)) if name in self._controllers else _node_size(node)
+        return total
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A uniformly random architecture (uniform over all `size()` architectures)."""
+        return Architecture(self._sample(rng))
+
+    def _sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for ctrl in self._controllers:
+            w = self._weights(ctrl)
+            total = sum(w)
+            p = np.array([x / total for x in w], dtype=float)
+            values[ctrl] = self.fields[ctrl].value(int(rng.choice(len(w), p=p / p.sum())))
+        out: dict[str, Any] = {}
+        for name, node in self.fields.items():
+            if name in values:
+                out[name] = values[name]
+            elif isinstance(node, Conditional):
+                if node.active(values[node.on]):
+                    out[name] = _sample_node(node.node, rng, out)
+            elif isinstance(node, Repeat):
+                out[name] = [node.block._sample(rng) for _ in range(self._count_of(node, values))]
+            else:
+                out[name] = _sample_node(node, rng, out)
+        return out
+
+    def default(self) -> Architecture:
+        """The architecture taking the first option of every decision."""
+        return Architecture(self._default())
+
+    def _default(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self._ordered_names():
+            node = self.fields[name]
+            if isinstance(node, Conditional):
+                if node.active(out[node.on]):
+                    out[name] = _default_node(node.node, out)
+            elif isinstance(node, Repeat):
+                out[name] = [node.block._default() for _ in range(self._count_of(node, out))]
+            else:
+                out[name] = _default_node(node, out)
+        return {k: out[k] for k in self.fields if k in out}
+
+    def _ordered_names(self) -> list[str]:
+        """Field names with controllers first (they decide what their dependents look like)."""
+        return list(self._controllers) + [n for n in self.fields if n not in self._controllers]
+
+    def __iter__(self) -> Iterator[Architecture]:
+        """Every architecture, for small spaces (tests, exhaustive baselines)."""
+        for cfg in self._iter():
+            yield Architecture(cfg)
+
+    def _iter(self) -> Iterator[dict[str, Any]]:
+        names = self._ordered_names()
+
+        def rec(i: int, cur: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            if i == len(names):
+                yield {k: cur[k] for k in self.fields if k in cur}
+                return
+            name = names[i]
+            node = self.fields[name]
+            if isinstance(node, Conditional) and not node.active(cur[node.on]):
+                yield from rec(i + 1, cur)
+                return
+            inner = node.node if isinstance(node, Conditional) else node
+            if isinstance(inner, Repeat):
+                options: Iterator[Any] = (list(p) for p in itertools.product(
+                    list(inner.block._iter()), repeat=self._count_of(inner, cur)))
+            else:
+                options = _iter_node(inner)
+            for v in options:
+                cur[name] = v
+                yield from rec(i + 1, cur)
+            cur.pop(name, None)
+
+        yield from rec(0, {})
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, config: Mapping[str, Any]) -> Architecture:
+        """The canonical architecture for `config`, or InvalidArchitectureError naming the bad field."""
+        return Architecture(self._validate(config, ""))
+
+    def _validate(self, config: Any, prefix: str) -> dict[str, Any]:
+        if not isinstance(config, Mapping):
+            raise InvalidArchitectureError(prefix, f"expected a mapping of fields, got {type(config).__name__} {config!r}")
+        unknown = [k for k in config if k not in self.fields]
+        if unknown:
+            raise InvalidArchitectureError(_join(prefix, str(unknown[0])),
+                                           f"unknown field (this space has: {', '.join(self.fields)})")
+        out: dict[str, Any] = {}
+        for name in self._ordered_names():
+            node, path = self.fields[name], _join(prefix, name)
+            if isinstance(node, Conditional):
+                ctrl = out[node.on]
+                if not node.active(ctrl):
+                    if name in config:
+                        raise InvalidArchitectureError(
+                            path, f"is inactive because {node.on}={ctrl!r} (active only for {list(node.values)}); remove it")
+                    continue
+                node = node.node
+            if name not in config:
+                raise InvalidArchitectureError(path, "missing")
+            out[name] = self._validate_node(node, config[name], path, out)
+        return {k: out[k] for k in self.fields if k in out}
+
+    def _validate_node(self, node: Any, value: Any, path: str, siblings: Mapping[str, Any]) -> Any:
+        if isinstance(node, (Choice, Integer)):
+            return node.value(node.index(value, path))
+        if isinstance(node, Space):
+            return node._validate(value, path)
+        n = self._count_of(node, siblings)
+        seq = as_sequence(value)
+        if seq is None:
+            raise InvalidArchitectureError(path, f"expected a list of {n} blocks, got {value!r}")
+        if len(seq) != n:
+            why = f"{node.count}={n}" if isinstance(node.count, str) else f"the fixed count {n}"
+            raise InvalidArchitectureError(path, f"has {len(seq)} blocks but {why} requires {n}")
+        return [node.block._validate(b, f"{path}[{i}]") for i, b in enumerate(seq)]
+
+    def contains(self, config: Mapping[str, Any]) -> bool:
+        try:
+            self.validate(config)
+            return True
+        except InvalidArchitectureError:
+            return False
+
+    # ------------------------------------------------------------------ encodings
+    def to_dict(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """A plain JSON-ready dict (validated)."""
+        return self.validate(arch).to_dict()
+
+    def from_dict(self, data: Mapping[str, Any]) -> Architecture:
+        return self.validate(data)
+
+    def slots(self) -> list[Slot]:
+        """The fixed-length list of leaf decisions (repeats expanded to their largest count)."""
+        if self._slots is None:
+            self._slots = self._make_slots((), False)
+        return self._slots
+
+    def _make_slots(self, prefix: Path, optional: bool) -> list[Slot]:
+        out: list[Slot] = []
+        for name, node in self.fields.items():
+            opt = optional or isinstance(node, Conditional)
+            inner = node.node if isinstance(node, Conditional) else node
+            path = prefix + (name,)
+            if isinstance(inner, (Choice, Integer)):
+                out.append(Slot(path, inner, opt))
+            elif isinstance(inner, Space):
+                out.extend(inner._make_slots(path, opt))
+            else:
+                if isinstance(inner.count, int):
+                    lo = hi = inner.count
+                else:
+                    counts = list(self.fields[inner.count].options)
+                    lo, hi = min(counts), max(counts)
+                for i in range(hi):
+                    out.extend(inner.block._make_slots(path + (i,), opt or i >= lo))
+        return out
+
+    def to_vector(self, arch: Mapping[str, Any]) -> np.ndarray:
+        """One number per slot: the option's index, or -1 where the slot is inactive."""
+        vec = np.full(len(self.slots()), -1.0)
+        for i, slot in enumerate(self.slots()):
+            v = get_path(arch, slot.path)
+            if v is not _ABSENT:
+                vec[i] = slot.leaf.index(v, slot.name)
+        return vec
+
+    def from_vector(self, vector: Any) -> Architecture:
+        vec = np.asarray(vector, dtype=float).ravel()
+        slots = self.slots()
+        if vec.shape[0] != len(slots):
+            raise InvalidArchitectureError("", f"vector has length {vec.shape[0]}, the space has {len(slots)} slots")
+        lookup: dict[Path, int] = {}
+        for slot, x in zip(slots, vec):
+            if x != int(x) or not -1 <= x < slot.leaf.cardinality:
+                raise InvalidArchitectureError(slot.name, f"index {x} is not -1 or in 0..{slot.leaf.cardinality - 1}")
+            lookup[slot.path] = int(x)
+        return self.validate(self._from_indices(lookup, ()))
+
+    def _from_indices(self, lookup: Mapping[Path, int], prefix: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self._ordered_names():
+            node, path = self.fields[name], prefix + (name,)
+            if isinstance(node, Conditional):
+                if not node.active(out[node.on]):
+                    continue
+                node = node.node
+            if isinstance(node, (Choice, Integer)):
+                idx = lookup[path]
+                if idx < 0:
+                    raise InvalidArchitectureError(path_str(path), "is active but encoded as inactive (-1)")
+                out[name] = node.value(idx)
+            elif isinstance(node, Space):
+                out[name] = node._from_indices(lookup, path)
+            else:
+                n = self._count_of(node, out)
+                out[name] = [node.block._from_indices(lookup, path + (i,)) for i in range(n)]
+        return {k: out[k] for k in self.fields if k in out}
+
+    def onehot_size(self) -> int:
+        return sum(s.width for s in self.slots())
+
+    def to_onehot(self, arch: Mapping[str, Any]) -> np.ndarray:
+        """Concatenated one-hot blocks, one per slot (optional slots have a last 'inactive' column)."""
+        out = np.zeros(self.onehot_size())
+        offset = 0
+        for slot, idx in zip(self.slots(), self.to_vector(arch)):
+            out[offset + (int(idx) if idx >= 0 else slot.leaf.cardinality)] = 1.0
+            offset += slot.width
+        return out
+
+    def from_onehot(self, onehot: Any) -> Architecture:
+        x = np.asarray(onehot, dtype=float).ravel()
+        if x.shape[0] != self.onehot_size():
+            raise InvalidArchitectureError("", f"one-hot has length {x.shape[0]}, the space needs {self.onehot_size()}")
+        vec, offset = [], 0
+        for slot in self.slots():
+            k = int(np.argmax(x[offset:offset + slot.width]))
+            vec.append(-1 if k == slot.leaf.cardinality else k)
+            offset += slot.width
+        return self.from_vector(vec)
+
+    def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
+        """A DiGraph: a node per (sub)space and per repeated block, chained in order; leaf values as attributes."""
+        cfg = self.validate(arch).to_dict()
+        g = nx.DiGraph()
+        self._add_graph(g, cfg, "", None)
+        return g
+
+    def _add_graph(self, g: nx.DiGraph, cfg: Mapping[str, Any], path: str, parent: str | None) -> None:
+        leaves = {k: v for k, v in cfg.items() if not isinstance(v, (dict, list))}
+        g.add_node(path or "<root>", path=path, values=leaves,
+                   label=",".join(f"{k}={v}" for k, v in sorted(leaves.items())))
+        if parent is not None:
+            g.add_edge(parent, path or "<root>")
+        me = path or "<root>"
+        for name, v in cfg.items():
+            node = self.fields[name]
+            inner = node.node if isinstance(node, Conditional) else node
+            if isinstance(inner, Space):
+                inner._add_graph(g, v, _join(path, name), me)
+            elif isinstance(inner, Repeat):
+                prev = me
+                for i, block in enumerate(v):
+                    bpath = f"{_join(path, name)}[{i}]"
+                    inner.block._add_graph(g, block, bpath, prev)
+                    prev = bpath
+
+    def from_graph(self, graph: nx.DiGraph) -> Architecture:
+        by_path = {data.get("path"): data.get("values", {}) for _, data in graph.nodes(data=True)}
+        if "" not in by_path:
+            raise InvalidArchitectureError("", "graph has no root node (path '')")
+        return self.validate(self._from_graph(by_path, ""))
+
+    def _from_graph(self, by_path: Mapping[str, Mapping[str, Any]], path: str) -> dict[str, Any]:
+        out: dict[str, Any] = dict(by_path.get(path, {}))
+        for name, node in self.fields.items():
+            inner = node.node if isinstance(node, Conditional) else node
+            sub = _join(path, name)
+            if isinstance(inner, Space) and sub in by_path:
+                out[name] = inner._from_graph(by_path, sub)
+            elif isinstance(inner, Repeat):
+                blocks = []
+                while f"{sub}[{len(blocks)}]" in by_path:
+                    blocks.append(inner.block._from_graph(by_path, f"{sub}[{len(blocks)}]"))
+                if blocks or (name in self.fields and not isinstance(node, Conditional)):
+                    out[name] = blocks
+        return out
+
+    # ------------------------------------------------------------------ variation operators
+    def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator) -> Architecture:
+        """Change one active decision to another value; structure (repeats, conditionals) follows."""
+        cfg = self.validate(arch).to_dict()
+        active = [s for s in self.slots()
+                  if s.leaf.cardinality > 1 and get_path(cfg, s.path) is not _ABSENT]
+        if not active:
+            return Architecture(cfg)
+        slot = active[int(rng.integers(len(active)))]
+        cur = slot.leaf.index(get_path(cfg, slot.path), slot.name)
+        new = int(rng.integers(slot.leaf.cardinality - 1))
+        new += new >= cur
+        _set_path(cfg, slot.path, slot.leaf.value(new))
+        self._repair(cfg, rng)
+        return self.validate(cfg)
+
+    def neighbours(self, arch: Mapping[str, Any]) -> list[Architecture]:
+        """Every architecture one decision away (added blocks copy the last block; see `Choice.adjacent`)."""
+        base = self.validate(arch).to_dict()
+        seen: dict[str, Architecture] = {}
+        for slot in self.slots():
+            value = get_path(base, slot.path)
+            if value is _ABSENT:
+                continue
+            for j in slot.leaf.adjacent(slot.leaf.index(value, slot.name)):
+                cfg = self.validate(base).to_dict()
+                _set_path(cfg, slot.path, slot.leaf.value(j))
+                self._repair(cfg, None)
+                nb = self.validate(cfg)
+                seen.setdefault(nb.id, nb)
+        return list(seen.values())
+
+    def _repair(self, cfg: dict[str, Any], rng: np.random.Generator | None) -> None:
+        """Make repeats and conditionals agree with their controllers (new parts sampled, or defaults)."""
+        for name in self._ordered_names():
+            node = self.fields[name]
+            if isinstance(node, Conditional):
+                if not node.active(cfg[node.on]):
+                    cfg.pop(name, None)
+                    continue
+                if name not in cfg:
+                    cfg[name] = _sample_node(node.node, rng, cfg) if rng is not None else _default_node(node.node, cfg)
+                node = node.node
+            if isinstance(node, Space):
+                node._repair(cfg[name], rng)
+            elif isinstance(node, Repeat):
+                n, blocks = self._count_of(node, cfg), cfg[name]
+                del blocks[n:]
+                while len(blocks) < n:
+                    if rng is not None:
+                        blocks.append(node.block._sample(rng))
+                    else:
+                        blocks.append(dict(blocks[-1]) if blocks else node.block._default())
+                for b in blocks:
+                    node.block._repair(b, rng)
+
+    def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator) -> Architecture:
+        """Uniform crossover: each decision from either parent; blocks and conditionals stay consistent."""
+        return self.validate(self._cross(self.validate(a).to_dict(), self.validate(b).to_dict(), rng))
+
+    def _cross(self, x: Mapping[str, Any], y: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self._ordered_names():
+            node = self.fields[name]
+            if isinstance(node, Conditional):
+                if not node.active(out[node.on]):
+                    continue
+                node = node.node
+            have = [c[name] for c in (x, y) if name in c]
+            if len(have) == 1:
+                out[name] = have[0]
+            elif isinstance(node, Space):
+                out[name] = node._cross(have[0], have[1], rng)
+            elif isinstance(node, Repeat):
+                n = self._count_of(node, out)
+                blocks = []
+                for i in range(n):
+                    pair = [s[i] for s in have if i < len(s)]
+                    blocks.append(node.block._cross(pair[0], pair[1], rng) if len(pair) == 2 else pair[0])
+                out[name] = blocks
+            else:
+                out[name] = have[int(rng.integers(2))]
+        return {k: out[k] for k in self.fields if k in out}
+
+    # ------------------------------------------------------------------ description
+    def to_spec(self) -> dict[str, Any]:
+        """A plain-data description of the space (stored in journals to detect a changed space)."""
+        return {"type": type(self).__name__, "fields": {n: _spec(v) for n, v in self.fields.items()}}
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(canonical_json(self.to_spec()).encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"
+
+
+def _node_size(node: Any) -> int:
+    if isinstance(node, (Choice, Integer)):
+        return node.cardinality
+    if isinstance(node, Space):
+        return node.size()
+    return node.block.size() ** node.count  # Repeat with a fixed count
+
+
+def _sample_node(node: Any, rng: np.random.Generator | None, siblings: Mapping[str, Any]) -> Any:
+    if isinstance(node, (Choice, Integer)):
+        return node.value(int(rng.integers(node.cardinality)))
+    if isinstance(node, Space):
+        return node._sample(rng)
+    return [node.block._sample(rng) for _ in range(node.count)]
+
+
+def _default_node(node: Any, siblings: Mapping[str, Any]) -> Any:
+    if isinstance(node, (Choice, Integer)):
+        return node.value(0)
+    if isinstance(node, Space):
+        return node._default()
+    return [node.block._default() for _ in range(node.count)]
+
+
+def _iter_node(node: Any) -> Iterator[Any]:
+    if isinstance(node, (Choice, Integer)):
+        return iter(node.options)
+    if isinstance(node, Space):
+        return node._iter()
+    return (list(p) for p in itertools.product(list(node.block._iter()), repeat=node.count))
+
+
+def _spec(node: Any) -> Any:
+    if isinstance(node, Choice):
+        return {"choice": list(node.options), "ordered": node.ordered}
+    if isinstance(node, Integer):
+        return {"integer": [node.low, node.high, node.step]}
+    if isinstance(node, Space):
+        return node.to_spec()
+    if isinstance(node, Repeat):
+        return {"repeat": node.count, "block": node.block.to_spec()}
+    return {"if": [node.on, list(node.values)], "then": _spec(node.node)}
