@@ -138,8 +138,9 @@ class _SearchLoop:
                 self._snapshot()
             self.executor.close()
         if stop == "exhausted":
-            log.warning("the strategy proposed no new architecture after %d evaluations (space exhausted or "
-                        "strategy converged); stopping below the budget of %d", self.used, self.budget)
+            log.warning("the strategy proposed no new feasible architecture after %d evaluations (space exhausted, "
+                        "strategy converged, or cheap constraints rejected every proposal); stopping below the "
+                        "budget of %d", self.used, self.budget)
         return SearchResult(list(self.trials), self.problem,
                             self.journal.workdir if self.journal else None, stop)
 

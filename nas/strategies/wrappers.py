@@ -98,7 +98,7 @@ class ConstraintFilter(Wrapper):
     """
 
     def __init__(self, inner: Strategy, cheap_metrics: CheapMetrics, problem: Problem | None = None,
-                 max_rounds: int = 100) -> None:
+                 max_rounds: int = 1000) -> None:
         super().__init__(inner, max_rounds)
         self.cheap_metrics = cheap_metrics
         self.check = problem or inner.problem

@@ -1,0 +1,253 @@
+"""The search loop: budget, constraints, cheap filtering, failures, bad input, exact resume after kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nas
+from nas.errors import ConfigError, JournalError, NASError
+from nas.objectives import Problem
+from nas.spaces import Choice, Integer, Repeat, Space
+from nas.strategies import STRATEGIES, Deduplicate, TrialResult, make_strategy
+
+
+def toy_space() -> Space:
+    return Space(depth=Choice([1, 2, 3]), blocks=Repeat("depth", k=Choice([3, 5, 7]), w=Integer(1, 4)),
+                 act=Choice(["relu", "gelu"]))
+
+
+def toy_eval(arch):
+    acc = sum(b["k"] * b["w"] for b in arch["blocks"]) + (arch["act"] == "gelu")
+    lat = sum(b["k"] + 2 * b["w"] for b in arch["blocks"])
+    return {"accuracy": float(acc), "latency_ms": float(lat)}
+
+
+class Counter:
+    def __init__(self, fn=toy_eval):
+        self.calls: list[str] = []
+        self.fn = fn
+
+    def __call__(self, arch):
+        self.calls.append(nas.spaces.Architecture(arch).id)
+        return self.fn(arch)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_budget_bounds_evaluate_calls_and_no_architecture_is_evaluated_twice(strategy):
+    ev = Counter()
+    r = nas.search(toy_space(), ev, {"accuracy": "max", "latency_ms": "min"}, strategy=strategy, budget=40, seed=1)
+    assert len(ev.calls) == 40 == len(r.trials)
+    assert len(set(ev.calls)) == 40
+    assert all(t.status == "ok" for t in r.trials)
+
+
+def test_small_space_is_exhausted_without_repeats():
+    space = Space(a=Choice([1, 2, 3]), b=Choice(["x", "y"]))
+    ev = Counter(lambda a: {"v": float(a["a"])})
+    r = nas.search(space, ev, {"v": "max"}, strategy="random", budget=50, seed=0)
+    assert sorted(ev.calls) == sorted(a.id for a in space)  # each of the 6 exactly once
+    assert r.stop_reason == "exhausted"
+    assert r.best().metrics["v"] == 3.0
+
+
+def test_constrained_single_objective_reports_only_feasible_best():
+    r = nas.search(toy_space(), toy_eval, {"accuracy": "max"}, constraints=["latency_ms <= 25"],
+                   strategy="evolution", budget=60, seed=0)
+    best = r.best()
+    assert best.metrics["latency_ms"] <= 25
+    assert any(t.metrics["latency_ms"] > 25 for t in r.trials)  # infeasible ones were seen, not reported
+    assert max(t.metrics["accuracy"] for t in r.trials) > best.metrics["accuracy"]
+    assert all(t.metrics["latency_ms"] <= 25 for t in r.pareto_front())
+
+
+def test_cheap_constraints_are_checked_before_expensive_evaluation():
+    expensive = Counter(lambda a: {"accuracy": toy_eval(a)["accuracy"]})
+    lat = nas.cheap(lambda a: {"latency_ms": toy_eval(a)["latency_ms"]})
+    r = nas.search(toy_space(), [lat, expensive], {"accuracy": "max"}, constraints=["latency_ms <= 20"],
+                   strategy="random", budget=30, seed=0)
+    infeasible = [t for t in r.trials if t.status == "infeasible"]
+    assert infeasible and all(t.metrics["latency_ms"] > 20 for t in infeasible)
+    assert len(expensive.calls) == 30  # the budget counts expensive evaluations only
+    assert {t.arch_id for t in r.trials if t.status == "ok"} == set(expensive.calls)
+    assert not set(expensive.calls) & {t.arch_id for t in infeasible}
+    assert all(t.metrics["latency_ms"] <= 20 for t in r.trials if t.status == "ok")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(strategy="annealing"), "unknown strategy 'annealing'; available: evolution, local, nsga2, random"),
+    (dict(constraints=["energy_mj <= 3"]), "constraint 'energy_mj <= 3' names metric 'energy_mj', which evaluate did not return"),
+    (dict(objectives={"acc": "max"}), "objective 'acc' is not among the metrics evaluate returned"),
+    (dict(objectives={"accuracy": "up"}), "objective 'accuracy': direction must be 'min' or 'max'"),
+    (dict(constraints=["latency_ms < twenty"]), "constraint 'latency_ms < twenty' is not of the form"),
+    (dict(budget=0), "budget: expected a positive int"),
+    (dict(strategy="evolution", strategy_options={"popsize": 3}), "strategy 'evolution' has no option 'popsize'"),
+    (dict(space={"a": [1, 2]}), "space: expected a nas.spaces.Space"),
+])
+def test_bad_input_gives_one_clear_error(kwargs, message):
+    args = dict(space=toy_space(), evaluate=toy_eval, objectives={"accuracy": "max"}, budget=5)
+    args.update(kwargs)
+    with pytest.raises(NASError) as e:
+        nas.search(**args)
+    assert message in str(e.value)
+
+
+def test_failing_evaluations_are_recorded_and_a_broken_evaluate_stops_early():
+    def flaky(arch):
+        if arch["blocks"][0]["k"] == 7:
+            raise RuntimeError("out of memory")
+        return toy_eval(arch)
+
+    r = nas.search(toy_space(), flaky, {"accuracy": "max"}, strategy="random", budget=40, seed=0)
+    failed = [t for t in r.trials if t.status == "failed"]
+    assert failed and all("RuntimeError: out of memory" in t.error for t in failed)
+    assert all(t.architecture["blocks"][0]["k"] == 7 for t in failed)
+    assert r.best() is not None and len(r.trials) == 40
+    with pytest.raises(NASError, match="the first 3 evaluations all failed; the last with: ZeroDivisionError"):
+        nas.search(toy_space(), lambda a: 1 / 0, {"accuracy": "max"}, budget=10)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_state_dict_round_trips_through_json_and_continues_identically(strategy):
+    space, problem = toy_space(), Problem.make({"accuracy": "max", "latency_ms": "min"})
+    a = Deduplicate(make_strategy(strategy, space, problem, seed=3))
+    for _ in range(30):
+        for arch in a.ask(1):
+            a.tell(arch, TrialResult(toy_eval(arch)))
+    b = Deduplicate(make_strategy(strategy, space, problem, seed=99))
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    for _ in range(20):
+        xa, xb = a.ask(1), b.ask(1)
+        assert [x.id for x in xa] == [x.id for x in xb]
+        for x in xa:
+            a.tell(x, TrialResult(toy_eval(x)))
+            b.tell(x, TrialResult(toy_eval(x)))
+
+
+@pytest.mark.parametrize("drop_snapshot", [False, True])
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_resuming_a_workdir_continues_exactly(tmp_path, strategy, drop_snapshot):
+    objectives = {"accuracy": "max", "latency_ms": "min"}
+    full = nas.search(toy_space(), toy_eval, objectives, strategy=strategy, budget=50, seed=7)
+    ev = Counter()
+    nas.search(toy_space(), ev, objectives, strategy=strategy, budget=23, seed=7, workdir=tmp_path, snapshot_every=6)
+    assert json.loads((tmp_path / "strategy.json").read_text())["after_trial"] == 22
+    if drop_snapshot:  # no snapshot at all: the whole journal is replayed through ask/tell
+        (tmp_path / "strategy.json").unlink()
+    resumed = nas.search(toy_space(), ev, objectives, strategy=strategy, budget=50, seed=7, workdir=tmp_path)
+    assert [t.arch_id for t in resumed.trials] == [t.arch_id for t in full.trials]
+    assert len(ev.calls) == 50 and len(set(ev.calls)) == 50
+
+
+def test_resume_replays_trials_journaled_after_the_last_snapshot(tmp_path):
+    objectives = {"accuracy": "max"}
+    full = nas.search(toy_space(), toy_eval, objectives, strategy="evolution", budget=40, seed=2,
+                      strategy_options={"population_size": 10, "sample_size": 3})
+    ev = Counter()
+    opts = {"population_size": 10, "sample_size": 3}
+    nas.search(toy_space(), ev, objectives, strategy="evolution", budget=12, seed=2, workdir=tmp_path,
+               snapshot_every=5, strategy_options=opts)
+    nas.search(toy_space(), ev, objectives, strategy="evolution", budget=25, seed=2, workdir=tmp_path,
+               snapshot_every=5, strategy_options=opts)
+    # roll the snapshot back to an older one, as if the process died between snapshots
+    j = nas.store.Journal(tmp_path)
+    state_at_10 = nas.search(toy_space(), toy_eval, objectives, strategy="evolution", budget=10, seed=2,
+                             workdir=tmp_path / "ref", strategy_options=opts)
+    j.save_snapshot(nas.store.Journal(tmp_path / "ref").load_snapshot())
+    resumed = nas.search(toy_space(), ev, objectives, strategy="evolution", budget=40, seed=2, workdir=tmp_path,
+                         strategy_options=opts)
+    assert len(state_at_10.trials) == 10
+    assert [t.arch_id for t in resumed.trials] == [t.arch_id for t in full.trials]
+    assert len(ev.calls) == 40 == len(set(ev.calls))
+
+
+def test_resume_with_different_settings_is_refused(tmp_path):
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=5, workdir=tmp_path)
+    with pytest.raises(JournalError, match="holds a different search: its strategy is 'random'"):
+        nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", budget=5, workdir=tmp_path)
+
+
+def test_simulated_clock_executor_is_parallel_and_deterministic():
+    def run():
+        ex = nas.SimulatedClockExecutor(workers=4, duration=lambda arch, m: m["latency_ms"])
+        return nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", budget=60, seed=4,
+                          executor=ex), ex
+
+    (a, ex), (b, _) = run(), run()
+    assert [t.arch_id for t in a.trials] == [t.arch_id for t in b.trials]
+    finished = [t.finished for t in a.trials]
+    assert finished == sorted(finished)  # journal order is completion order on the simulated clock
+    total = sum(t.duration for t in a.trials)
+    assert ex.clock < total / 2  # four workers overlap their evaluations
+    assert max(sum(1 for u in a.trials if u.started <= t.started < u.finished) for t in a.trials) <= 4
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import nas
+    from nas.spaces import Choice, Integer, Repeat, Space
+    space = Space(depth=Choice([1, 2, 3]), blocks=Repeat("depth", k=Choice([3, 5, 7]), w=Integer(1, 4)),
+                  act=Choice(["relu", "gelu"]))
+    def evaluate(arch):
+        time.sleep(0.01)
+        with open(sys.argv[2], "a") as f:
+            f.write(nas.spaces.Architecture(arch).id + "\\n")
+        acc = sum(b["k"] * b["w"] for b in arch["blocks"]) + (arch["act"] == "gelu")
+        return {"accuracy": float(acc), "latency_ms": float(sum(b["k"] for b in arch["blocks"]))}
+    nas.search(space, evaluate, {"accuracy": "max", "latency_ms": "min"}, strategy=sys.argv[3], budget=120,
+               seed=5, workdir=sys.argv[1], snapshot_every=7)
+""")
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2"])
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, strategy):
+    script = tmp_path / "search.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def run(workdir: Path, calls: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), str(workdir), str(calls), strategy], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    ref = run(tmp_path / "ref", tmp_path / "ref_calls")
+    assert ref.wait(timeout=120) == 0, ref.stderr.read().decode()
+    reference = [t.arch_id for t in nas.load(tmp_path / "ref").trials]
+    assert len(reference) == 120
+
+    rng = np.random.default_rng(0)
+    workdir, calls, kills = tmp_path / "run", tmp_path / "calls", 0
+    journal = workdir / "journal.jsonl"
+    seen_before: list[str] = []
+    for attempt in range(40):
+        proc = run(workdir, calls)
+        # kill after a random number of new trials plus a random few milliseconds: anywhere in the loop,
+        # including mid-write of the journal or of a snapshot
+        target = len(seen_before) + int(rng.integers(3, 30))
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline:
+            if journal.exists() and journal.read_bytes().count(b"\n") - 1 >= target:
+                break
+            time.sleep(0.002)
+        time.sleep(float(rng.uniform(0, 0.03)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        now = [t.arch_id for t in nas.load(workdir).trials]
+        assert now[: len(seen_before)] == seen_before  # completed trials are never lost or rewritten
+        seen_before = now
+        if proc.returncode == 0:
+            break
+    assert proc.returncode == 0 and kills >= 3
+    final = [t.arch_id for t in nas.load(workdir).trials]
+    assert final == reference  # same trials in the same order as an uninterrupted run
+    assert len(set(final)) == 120
