@@ -1,0 +1,1 @@
+"""Hardware cost models: counts (params, FLOPs), and (in later modules) latency, lookup tables, energy."""

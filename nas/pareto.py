@@ -10,6 +10,7 @@ allowed and ordered as usual.
 from __future__ import annotations
 
 import bisect
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -22,10 +23,10 @@ __all__ = [
     "pareto_mask",
 ]
 
-# Upper bound on the number of elements in any temporary (n_a, n_b, d) comparison array.
-_CHUNK_ELEMS = 1 << 22
-# Rows screened at a time by the pairwise front-0 filter used when d != 2.
-_BLOCK_ROWS = 512
+# Upper bound on the number of cells in any temporary (rows x rows) comparison matrix.
+_CHUNK_CELLS = 1 << 21
+# Rows handled at a time by the pairwise (d != 2) code paths.
+_BLOCK_ROWS = 256
 
 
 # --------------------------------------------------------------------------- helpers
@@ -48,16 +49,30 @@ def _lex_order(p: np.ndarray) -> np.ndarray:
     return np.lexsort(p.T[::-1])
 
 
+def _dominance_matrix(cands: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """M[i, j] is True when ``refs[j]`` dominates ``cands[i]``; built column by column (no 3-D temporaries)."""
+    le = np.ones((len(cands), len(refs)), dtype=bool)
+    lt = np.zeros_like(le)
+    for j in range(cands.shape[1]):
+        c, r = cands[:, j, None], refs[None, :, j]
+        le &= r <= c
+        lt |= r < c
+    return le & lt
+
+
+def _chunk_rows(n_cands: int) -> int:
+    """How many reference rows to compare at once with ``n_cands`` rows to stay within the cell budget."""
+    return max(1, _CHUNK_CELLS // max(n_cands, 1))
+
+
 def _dominated_by(cands: np.ndarray, refs: np.ndarray) -> np.ndarray:
     """Mask of rows of ``cands`` dominated by at least one row of ``refs`` (chunked over ``refs``)."""
     out = np.zeros(len(cands), dtype=bool)
     if len(cands) == 0 or len(refs) == 0:
         return out
-    step = max(1, _CHUNK_ELEMS // (len(cands) * max(cands.shape[1], 1)))
-    c = cands[:, None, :]
+    step = _chunk_rows(len(cands))
     for s in range(0, len(refs), step):
-        r = refs[None, s : s + step, :]
-        out |= np.any(np.all(r <= c, axis=2) & np.any(r < c, axis=2), axis=1)
+        out |= _dominance_matrix(cands, refs[s : s + step]).any(axis=1)
     return out
 
 
@@ -84,18 +99,67 @@ def _front0_sorted(sp: np.ndarray) -> np.ndarray:
     if d == 2:
         return _front0_sorted_2d(sp)
     # Lexicographic order means a row can only be dominated by earlier rows, and by transitivity
-    # by an earlier front-0 row; so screen each block against the front so far plus the block itself.
+    # by an earlier front-0 row; so screen each block against the front so far, then the block's
+    # survivors against each other (whatever a screened-out row dominates, the front dominates too).
     keep = np.zeros(n, dtype=bool)
     front = np.empty_like(sp)
     m = 0
     for s in range(0, n, _BLOCK_ROWS):
         blk = sp[s : s + _BLOCK_ROWS]
-        ok = ~(_dominated_by(blk, front[:m]) | _dominated_by(blk, blk))
-        keep[s : s + _BLOCK_ROWS] = ok
-        k = int(ok.sum())
-        front[m : m + k] = blk[ok]
-        m += k
+        alive = np.flatnonzero(~_dominated_by(blk, front[:m]))
+        cand = blk[alive]
+        alive = alive[~_dominated_by(cand, cand)]
+        keep[s + alive] = True
+        front[m : m + len(alive)] = blk[alive]
+        m += len(alive)
     return keep
+
+
+def _ranks_sorted(sp: np.ndarray) -> np.ndarray:
+    """Front rank of each lexicographically sorted row: 1 + the largest rank among its dominators.
+
+    Dominators precede a row in lexicographic order, so one blocked pass over earlier rows suffices;
+    O(d n^2) time with comparison matrices bounded by the chunk budget.
+    """
+    n = len(sp)
+    rank = np.empty(n, dtype=np.intp)
+    for s in range(0, n, _BLOCK_ROWS):
+        blk = sp[s : s + _BLOCK_ROWS]
+        best = np.full(len(blk), -1, dtype=np.intp)  # highest rank of a dominator in earlier blocks
+        step = _chunk_rows(len(blk))
+        for r in range(0, s, step):
+            e = min(r + step, s)
+            cand = np.where(_dominance_matrix(blk, sp[r:e]), rank[None, r:e], -1)
+            np.maximum(best, cand.max(axis=1), out=best)
+        dom = _dominance_matrix(blk, blk)  # lower-triangular: only earlier rows can dominate
+        for i in range(len(blk)):
+            inside = rank[s : s + i][dom[i, :i]]
+            rank[s + i] = max(int(best[i]), int(inside.max()) if inside.size else -1) + 1
+    return rank
+
+
+def _ranks_2d_sorted(sp: np.ndarray) -> np.ndarray:
+    """Front rank of each lexicographically sorted 2-D row, O(n log n) by binary search on front minima."""
+    n = len(sp)
+    y = sp[:, 1].tolist()
+    same = np.zeros(n, dtype=bool)
+    same[1:] = np.all(sp[1:] == sp[:-1], axis=1)
+    same_l = same.tolist()
+    rank = [0] * n
+    front_min: list[float] = []  # smallest y in each front so far; non-decreasing in the front index
+    for i in range(n):
+        if same_l[i]:  # exact duplicate of the previous row: same front, never dominated by it
+            rank[i] = rank[i - 1]
+            continue
+        # Every earlier non-duplicate row with y' <= y dominates row i, so its rank is the number
+        # of fronts whose minimum y is <= y.
+        k = bisect.bisect_right(front_min, y[i])
+        if k == len(front_min):
+            front_min.append(y[i])
+        else:
+            front_min[k] = y[i]
+        rank[i] = k
+    return np.asarray(rank, dtype=np.intp)
 
 
 def _pad_1d(p: np.ndarray) -> np.ndarray:
@@ -132,36 +196,12 @@ def pareto_mask(points: ArrayLike) -> np.ndarray:
     return mask
 
 
-def _ranks_2d_sorted(sp: np.ndarray) -> np.ndarray:
-    """Front rank of each lexicographically sorted 2-D row, O(n log n) by binary search on front minima."""
-    n = len(sp)
-    y = sp[:, 1].tolist()
-    same = np.zeros(n, dtype=bool)
-    same[1:] = np.all(sp[1:] == sp[:-1], axis=1)
-    same_l = same.tolist()
-    rank = [0] * n
-    front_min: list[float] = []  # smallest y in each front so far; non-decreasing in the front index
-    for i in range(n):
-        if same_l[i]:  # exact duplicate of the previous row: same front, never dominated by it
-            rank[i] = rank[i - 1]
-            continue
-        # Every earlier non-duplicate row with y' <= y dominates row i, so its rank is the number
-        # of fronts whose minimum y is <= y.
-        k = bisect.bisect_right(front_min, y[i])
-        if k == len(front_min):
-            front_min.append(y[i])
-        else:
-            front_min[k] = y[i]
-        rank[i] = k
-    return np.asarray(rank, dtype=np.intp)
-
-
 def non_dominated_sort(points: ArrayLike) -> list[np.ndarray]:
     """Split rows into Pareto fronts (NSGA-II ranks, Deb et al. 2002); front 0 is non-dominated.
 
     Each front is an ascending array of row indices; identical rows share a front. Rank k+1 holds
-    the rows dominated only by rows of ranks <= k. d == 2 is O(n log n); otherwise fronts are peeled
-    with the pairwise filter, O(d n^2) in the worst case with bounded memory.
+    the rows dominated only by rows of ranks <= k. d == 2 is O(n log n); otherwise a blocked
+    pairwise pass, O(d n^2) time with bounded memory.
     """
     p = _pad_1d(_as_points(points))
     n = len(p)
@@ -175,13 +215,7 @@ def non_dominated_sort(points: ArrayLike) -> list[np.ndarray]:
     if p.shape[1] == 2:
         rank_sorted[:] = _ranks_2d_sorted(sp)
     else:
-        remaining = np.arange(n)  # stays in lexicographic order, as _front0_sorted requires
-        k = 0
-        while remaining.size:
-            in_front = _front0_sorted(sp[remaining])
-            rank_sorted[remaining[in_front]] = k
-            remaining = remaining[~in_front]
-            k += 1
+        rank_sorted[:] = _ranks_sorted(sp)
     rank = np.empty(n, dtype=np.intp)
     rank[order] = rank_sorted
     by_rank = np.argsort(rank, kind="stable")
@@ -246,9 +280,10 @@ def _hv2d(p: np.ndarray, ref: np.ndarray) -> float:
     x, y = p[order, 0], p[order, 1]
     xs = np.append(x, ref[0])
     width = np.diff(xs)
-    width[xs[1:] == xs[:-1]] = 0.0  # avoids inf - inf when x repeats at -inf
+    width[xs[1:] == xs[:-1]] = 0.0  # repeated x adds nothing (and avoids -inf - -inf = nan)
     height = ref[1] - np.minimum.accumulate(y)
-    return float(np.sum(width * height))
+    with np.errstate(invalid="ignore"):
+        return float(np.sum(np.where(width == 0, 0.0, width * height)))
 
 
 def _hv(p: np.ndarray, ref: np.ndarray) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import numpy as np
 import pytest
@@ -148,6 +149,20 @@ def test_sort_and_mask_larger_random(d: int) -> None:
     np.testing.assert_array_equal(got, rank)
 
 
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_small_chunks_and_blocks_give_same_answer(monkeypatch: pytest.MonkeyPatch, d: int) -> None:
+    rng = np.random.default_rng(10 + d)
+    p = rng.integers(0, 6, size=(300, d)).astype(float)
+    monkeypatch.setattr(pareto, "_CHUNK_CELLS", 7)  # forces one-row reference chunks
+    monkeypatch.setattr(pareto, "_BLOCK_ROWS", 13)
+    rank = brute_ranks(p)
+    np.testing.assert_array_equal(pareto_mask(p), rank == 0)
+    got = np.empty(len(p), dtype=int)
+    for k, f in enumerate(non_dominated_sort(p)):
+        got[f] = k
+    np.testing.assert_array_equal(got, rank)
+
+
 def test_pareto_mask_2d_sweep_agrees_with_pairwise_path_on_large_input() -> None:
     rng = np.random.default_rng(0)
     p = rng.integers(0, 300, size=(20_000, 2)).astype(float)
@@ -268,7 +283,7 @@ def test_hypervolume_monte_carlo_3d() -> None:
 
 @SETTINGS
 @given(int_points(min_n=1, max_n=15, dims=(2, 3), hi=6), st.randoms(use_true_random=False))
-def test_hypervolume_invariant_to_dominated_points_and_order(p: np.ndarray, rnd) -> None:
+def test_hypervolume_invariant_to_dominated_points_and_order(p: np.ndarray, rnd: random.Random) -> None:
     ref = np.full(p.shape[1], 7.0)
     hv = hypervolume(p, ref)
     perm = list(range(len(p)))
@@ -307,7 +322,7 @@ def test_contributions_hand_computed_2d() -> None:
     assert hypervolume(p, ref) == 15.0
     c = hypervolume_contributions(p, ref)
     np.testing.assert_allclose(c, [1.0, 4.0, 2.0])
-    assert c.sum() < hypervolume(p, ref)
+    assert c.sum() == pytest.approx(7.0)  # the other 8 units are covered by two or more boxes
     np.testing.assert_allclose(hypervolume_contributions([[1, 3], [2, 2], [3, 1]], [4, 4]), [1, 1, 1])
 
 
@@ -316,6 +331,29 @@ def test_contributions_dominated_and_duplicates_are_zero() -> None:
     np.testing.assert_allclose(hypervolume_contributions(p, [4, 4]), [1, 0, 0, 0, 1])
     p3 = [[1, 1, 2], [1, 1, 2], [2, 2, 2], [2, 2, 1]]
     np.testing.assert_allclose(hypervolume_contributions(p3, [3, 3, 3]), [0, 0, 0, 1])
+
+
+def test_contributions_2d_account_for_points_dominated_by_one_front_point() -> None:
+    # (1, 1) is dominated only by (0, 1); removing (0, 1) leaves its 3x3 box: 12 - 9 = 3.
+    np.testing.assert_allclose(hypervolume_contributions([[0, 1], [1, 1]], [4, 4]), [3, 0])
+    # (2.5, 2.5) sits inside the exclusive rectangle of (2, 2): [2, 3) x [2, 3) minus [2.5, 3)^2.
+    p = [[1, 3], [2, 2], [3, 1], [2.5, 2.5]]
+    np.testing.assert_allclose(hypervolume_contributions(p, [4, 4]), [1, 0.75, 1, 0])
+
+
+@SETTINGS
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 30), st.just(2)),
+               elements=st.sampled_from([0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 2.75, 3.0]))
+)
+def test_contributions_2d_fast_path_matches_general_path(p: np.ndarray) -> None:
+    ref = np.array([3.0, 3.0])
+    padded = np.column_stack([p, np.zeros(len(p))])  # d == 3 takes the leave-one-out-box path
+    np.testing.assert_allclose(
+        hypervolume_contributions(p, ref),
+        hypervolume_contributions(padded, np.array([3.0, 3.0, 1.0])),
+        atol=1e-12,
+    )
 
 
 @SETTINGS

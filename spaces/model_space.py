@@ -1,0 +1,31 @@
+"""`ModelSpace`: a space whose architectures build into `torch.nn.Module`s (the "model" capability).
+
+Subclasses implement `build(arch)` and `example_input(arch, batch_size)`; `count(arch)` then gives
+parameters and FLOPs for any architecture, which hardware cost models and cheap objectives build on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nas.spaces.space import Space
+
+
+class ModelSpace(Space):
+    """A `Space` plus `build(arch) -> nn.Module` and `example_input(arch, batch_size) -> inputs`."""
+
+    def build(self, arch: Mapping[str, Any]) -> Any:
+        """A freshly initialised `torch.nn.Module` for `arch`."""
+        raise NotImplementedError(f"{type(self).__name__}.build")
+
+    def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> Any:
+        """An input batch the built module accepts (a tensor, a tuple of args or a dict of kwargs)."""
+        raise NotImplementedError(f"{type(self).__name__}.example_input")
+
+    def count(self, arch: Mapping[str, Any], batch_size: int = 1) -> dict[str, float]:
+        """{"params", "flops", "macs"} of the built module for one forward pass of `batch_size` inputs."""
+        from nas.hardware.counts import count
+
+        arch = self.validate(arch)
+        return count(self.build(arch), self.example_input(arch, batch_size))
