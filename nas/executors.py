@@ -12,8 +12,6 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 
@@ -111,6 +109,7 @@ class SimulatedClockExecutor(Executor):
         self._evaluate: EvaluateFn | None = None
         self._running: list[tuple[float, int, Completed]] = []
         self._seq = 0
+        self._free = list(range(workers))  # worker slots, lowest first
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
@@ -131,13 +130,14 @@ class SimulatedClockExecutor(Executor):
         assert self._evaluate is not None, "start() first"
         metrics, error = run_job(self._evaluate, job.arch)
         end = self.clock + self._duration(job.arch, metrics)
-        worker = f"sim-{len(self._running)}"
+        worker = f"sim-{heapq.heappop(self._free)}"
         heapq.heappush(self._running, (end, self._seq, Completed(job.arch, metrics, error, self.clock, end, worker)))
         self._seq += 1
 
     def wait(self) -> list[Completed]:
         end, _, done = heapq.heappop(self._running)
         self.clock = end
+        heapq.heappush(self._free, int(done.worker.split("-")[1]))
         return [done]
 
 

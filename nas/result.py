@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,13 +23,14 @@ class SearchResult:
     problem: Problem
     workdir: Path | None = None
     stop_reason: str = ""
+    config: dict[str, Any] = field(default_factory=dict)  # the journal header: strategy, seed, budget, ...
 
     @classmethod
     def load(cls, workdir: str | Path) -> "SearchResult":
         """Read a (finished, running or killed) search back from its workdir."""
         config, trials = Journal(workdir).read()
         problem = Problem.make(config["problem"]["objectives"], config["problem"]["constraints"])
-        return cls(trials, problem, Path(workdir), "loaded")
+        return cls(trials, problem, Path(workdir), "loaded", config)
 
     @property
     def completed(self) -> list[Trial]:
@@ -40,7 +42,8 @@ class SearchResult:
     def feasible(self) -> list[Trial]:
         return [t for t in self.completed if self.problem.feasible(t.metrics)]
 
-    def _objective(self, name: str | None) -> Objective:
+    def objective(self, name: str | None = None) -> Objective:
+        """The objective called `name` (default: the first); ConfigError for other names."""
         if name is None:
             return self.problem.objectives[0]
         for o in self.problem.objectives:
@@ -50,7 +53,7 @@ class SearchResult:
 
     def best(self, objective: str | None = None) -> Trial | None:
         """The feasible trial best on `objective` (default: the first); None when no trial is feasible."""
-        obj = self._objective(objective)
+        obj = self.objective(objective)
         feasible = self.feasible
         if not feasible:
             return None
@@ -58,7 +61,7 @@ class SearchResult:
 
     def pareto_front(self, objectives: Sequence[str] | None = None) -> list[Trial]:
         """Feasible trials not dominated on the objectives (non-dominated sorting, not a convex hull)."""
-        objs = [self._objective(n) for n in objectives] if objectives else list(self.problem.objectives)
+        objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
         feasible = self.feasible
         if not feasible:
             return []
@@ -69,7 +72,7 @@ class SearchResult:
 
     def hypervolume(self, reference: Sequence[float], objectives: Sequence[str] | None = None) -> float:
         """Hypervolume of the feasible trials against `reference`, given in the objectives' own units."""
-        objs = [self._objective(n) for n in objectives] if objectives else list(self.problem.objectives)
+        objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
         if len(reference) != len(objs):
             raise ConfigError(f"reference has {len(reference)} values for {len(objs)} objectives")
         ref = [o.minimised(r) for o, r in zip(objs, reference)]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, JournalError, NASError
 from nas.evaluators import as_evaluators, merged
 from nas.executors import Executor, Job, make_executor
-from nas.objectives import Constraint, Problem
+from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
 from nas.store import Journal, Trial
@@ -29,7 +29,7 @@ ProgressFn = Callable[[Trial, int, int], None]
 FAIL_FAST = 3  # this many failed evaluations before any success means evaluate itself is broken
 
 
-def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | str,
+def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence[Objective] | str,
            constraints: list[str | Constraint] | tuple[str | Constraint, ...] = (),
            strategy: str | Strategy = "evolution", budget: int = 100, seed: int = 0,
            workdir: str | Path | None = None, executor: str | Executor = "local",
@@ -103,6 +103,7 @@ class _SearchLoop:
         return sum(t.status != "infeasible" for t in self.trials)
 
     def run(self, config: dict[str, Any]) -> SearchResult:
+        config = {**config, "budget": self.budget}
         if self.journal is not None:
             if self.journal.exists():
                 self._restore(config)
@@ -142,12 +143,13 @@ class _SearchLoop:
                         "strategy converged, or cheap constraints rejected every proposal); stopping below the "
                         "budget of %d", self.used, self.budget)
         return SearchResult(list(self.trials), self.problem,
-                            self.journal.workdir if self.journal else None, stop)
+                            self.journal.workdir if self.journal else None, stop, config)
 
     def _restore(self, config: Mapping[str, Any]) -> None:
         assert self.journal is not None
         old, self.trials = self.journal.read()
         _check_same_search(self.journal, old, config)
+        self.journal.append_resume(self.budget)
         snap = self.journal.load_snapshot()
         after = -1
         if snap is not None:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,15 +126,19 @@ class Journal:
         header = records[0]
         if header.get("schema") != SCHEMA:
             raise JournalError(f"{self.path}: schema {header.get('schema')!r} is not supported (this version reads {SCHEMA})")
+        config = dict(header["config"])
         trials = []
         for i, rec in enumerate(records[1:], start=2):
+            if rec["type"] == "resume":  # a resumed search may raise its budget
+                config["budget"] = rec.get("budget", config.get("budget"))
+                config["resumed"] = config.get("resumed", 0) + 1
             if rec["type"] != "trial":
                 continue
             try:
                 trials.append(Trial.from_json(rec))
             except (KeyError, TypeError, ValueError) as e:
                 raise JournalError(f"{self.path}:{i}: malformed trial record ({e!r})") from e
-        return dict(header["config"]), trials
+        return config, trials
 
     def _truncate(self, size: int) -> None:
         with open(self.path, "r+b") as f:
@@ -143,6 +148,10 @@ class Journal:
 
     def append(self, trial: Trial) -> None:
         self._append(trial.to_json())
+
+    def append_resume(self, budget: int) -> None:
+        """Note that the search was resumed (with this budget) so readers see the current budget."""
+        self._append({"type": "resume", "budget": budget, "time": time.time()})
 
     def _append(self, record: Mapping[str, Any]) -> None:
         data = (json.dumps(record, allow_nan=False) + "\n").encode()

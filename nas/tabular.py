@@ -16,7 +16,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.objectives import Objective
 from nas.pareto import pareto_mask
-from nas.spaces import Architecture, Space
+from nas.spaces import Space
 from nas.spaces.nasbench_graph import NASBenchGraphSpace
 
 

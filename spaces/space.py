@@ -556,6 +556,11 @@ class Space:
         """A plain-data description of the space (stored in journals to detect a changed space)."""
         return {"type": type(self).__name__, "fields": {n: _spec(v) for n, v in self.fields.items()}}
 
+    def canonical_key(self, arch: Mapping[str, Any]) -> str:
+        """Equal for architectures that compute the same function (default: the id; spaces with
+        isomorphic encodings override it so deduplication does not spend budget on twins)."""
+        return self.validate(arch).id
+
     def fingerprint(self) -> str:
         import hashlib
 

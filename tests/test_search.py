@@ -251,3 +251,35 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, strateg
     final = [t.arch_id for t in nas.load(workdir).trials]
     assert final == reference  # same trials in the same order as an uninterrupted run
     assert len(set(final)) == 120
+
+
+def test_isomorphic_twins_are_evaluated_once(cora):
+    space = cora.space
+    a = {"link": "0-0-1-2", "op1": "gcn", "op2": "gat", "op3": "sage", "op4": "fc"}
+    twin = {"link": "0-0-1-2", "op1": "gat", "op2": "gcn", "op3": "fc", "op4": "sage"}  # the two branches swapped
+    skip = {"link": "0-1-2-3", "op1": "gcn", "op2": "skip", "op3": "gat", "op4": "fc"}  # skip contracted away
+    skip_twin = {"link": "0-1-2-3", "op1": "gcn", "op2": "gat", "op3": "skip", "op4": "fc"}
+    assert space.canonical_key(a) == space.canonical_key(twin) != space.canonical_key(skip)
+    assert space.canonical_key(skip) == space.canonical_key(skip_twin)
+    assert cora(a) == cora(twin) and cora(skip) == cora(skip_twin)  # the table agrees they are one network
+    ev = Counter(cora)
+    r = nas.search(space, ev, {"valid_acc": "max"}, strategy="evolution", budget=300, seed=0)
+    keys = [space.canonical_key(t.arch) for t in r.trials]
+    assert len(keys) == len(set(keys)) == 300 == len(ev.calls)
+
+
+def test_resume_records_the_raised_budget(tmp_path):
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=5, workdir=tmp_path)
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=9, workdir=tmp_path)
+    loaded = nas.load(tmp_path)
+    assert loaded.config["budget"] == 9 and loaded.config["resumed"] == 1
+    assert len(loaded.trials) == 9
+
+
+def test_simulated_workers_are_labelled_by_slot():
+    ex = nas.SimulatedClockExecutor(workers=3, duration=lambda arch, m: 1.0 + m["latency_ms"] % 3)
+    r = nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=30, seed=0, executor=ex)
+    assert {t.worker for t in r.trials} == {"sim-0", "sim-1", "sim-2"}
+    for w in ("sim-0", "sim-1", "sim-2"):  # one job at a time per worker
+        spans = sorted((t.started, t.finished) for t in r.trials if t.worker == w)
+        assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))

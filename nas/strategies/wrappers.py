@@ -39,14 +39,22 @@ class Wrapper(Strategy):
 class Deduplicate(Wrapper):
     """Never hands out an architecture twice: repeats are answered from the cache (told as `cached`).
 
+    Twins are recognised by `space.canonical_key`, so isomorphic encodings of one network count as one.
     Asks the inner strategy again, at most `max_rounds` times per call, so a converged strategy ends the
     search instead of looping forever.
     """
 
     def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
         super().__init__(inner, max_rounds)
-        self.results: dict[str, tuple[Architecture, TrialResult]] = {}
-        self.in_flight: dict[str, int] = {}  # id -> number of duplicate asks waiting for its result
+        self.results: dict[str, tuple[Architecture, TrialResult]] = {}  # canonical key -> first result
+        self.in_flight: dict[str, int] = {}  # canonical key -> duplicate asks waiting for its result
+        self._keys: dict[str, str] = {}  # arch id -> canonical key (memo)
+
+    def key(self, arch: Architecture) -> str:
+        k = self._keys.get(arch.id)
+        if k is None:
+            k = self._keys[arch.id] = self.space.canonical_key(arch)
+        return k
 
     def ask(self, n: int = 1) -> list[Architecture]:
         out: list[Architecture] = []
@@ -54,40 +62,41 @@ class Deduplicate(Wrapper):
             if len(out) >= n:
                 break
             for arch in self.inner.ask(n - len(out)):
-                if arch.id in self.results:
-                    self.inner.tell(arch, self._cached(arch.id))
-                elif arch.id in self.in_flight:
-                    self.in_flight[arch.id] += 1
+                k = self.key(arch)
+                if k in self.results:
+                    self.inner.tell(arch, self._cached(k))
+                elif k in self.in_flight:
+                    self.in_flight[k] += 1
                 else:
-                    self.in_flight[arch.id] = 0
+                    self.in_flight[k] = 0
                     out.append(arch)
         return out
 
-    def _cached(self, arch_id: str) -> TrialResult:
-        r = self.results[arch_id][1]
+    def _cached(self, key: str) -> TrialResult:
+        r = self.results[key][1]
         return TrialResult(r.metrics, r.status, cached=True)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        waiting = self.in_flight.pop(arch.id, 0)
-        if arch.id in self.results and not result.cached:
+        k = self.key(arch)
+        waiting = self.in_flight.pop(k, 0)
+        if k in self.results and not result.cached:
             result = TrialResult(result.metrics, result.status, cached=True)
         if not result.cached:
-            self.results[arch.id] = (arch, result)
+            self.results[k] = (arch, result)
         self.inner.tell(arch, result)
         for _ in range(waiting):
-            self.inner.tell(arch, self._cached(arch.id))
+            self.inner.tell(arch, self._cached(k))
 
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict(), "in_flight": dict(self.in_flight),
-                "results": [[a.to_dict(), r.to_dict()] for a, r in self.results.values()]}
+                "results": [[k, a.to_dict(), r.to_dict()] for k, (a, r) in self.results.items()]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.in_flight = dict(state["in_flight"])
         self.results = {}
-        for rec in state["results"]:
-            arch, res = from_record(rec)
-            self.results[arch.id] = (arch, res)
+        for k, arch, res in state["results"]:
+            self.results[k] = from_record([arch, res])
 
 
 class ConstraintFilter(Wrapper):

@@ -1,0 +1,103 @@
+"""`plot_pareto`: a PNG of a search's trials on two objectives with the Pareto front as a step line.
+
+Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the backend of the caller's
+session and works on machines without a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nas.result import SearchResult
+    from nas.store import Trial
+
+
+def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[str] | None = None) -> Path:
+    """Scatter the trials of `result` on two objectives and highlight their Pareto front; returns `path`.
+
+    Feasible trials are grey dots, infeasible ones (constraint violated, or rejected on cheap metrics
+    before evaluation) light x markers, the front red dots joined by a step line (the boundary of what
+    it dominates). `objectives` picks the two to plot (default: the search's first two); with more than
+    two objectives the front shown is the one over the plotted pair, and the title says so.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(objectives) if objectives else list(result.problem.names)
+    objs = [result.objective(n) for n in names]  # ConfigError for a name that is not an objective
+    if len(objs) < 2:
+        raise ConfigError(f"plot_pareto needs two objectives; this plot would have one ({', '.join(names)})")
+    ox, oy = objs[0], objs[1]
+    front = result.pareto_front([ox.name, oy.name])
+    front_ids = {t.number for t in front}
+    feasible = result.feasible
+    feasible_ids = {t.number for t in feasible}
+
+    def has_xy(t: "Trial") -> bool:
+        return ox.name in t.metrics and oy.name in t.metrics
+
+    dominated = [t for t in feasible if t.number not in front_ids]
+    infeasible = [t for t in result.trials if t.number not in feasible_ids and t.status != "failed" and has_xy(t)]
+    n_failed = sum(t.status == "failed" for t in result.trials)
+    n_infeasible = sum(t.status == "infeasible" or (t.status == "ok" and t.number not in feasible_ids)
+                       for t in result.trials)
+
+    fig = Figure(figsize=(7.0, 5.0), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+
+    def xs(ts: Sequence["Trial"]) -> list[float]:
+        return [t.metrics[ox.name] for t in ts]
+
+    def ys(ts: Sequence["Trial"]) -> list[float]:
+        return [t.metrics[oy.name] for t in ts]
+
+    if dominated:
+        ax.scatter(xs(dominated), ys(dominated), s=18, color="0.6", alpha=0.8, label="dominated", zorder=2)
+    if infeasible:
+        ax.scatter(xs(infeasible), ys(infeasible), s=22, marker="x", color="#e8a0a0", linewidths=1.0,
+                   label="infeasible", zorder=1)
+    if front:
+        # In minimisation form the front sorted by x has y decreasing; the dominated region's boundary
+        # runs right from each point to the next one's x, then down to it (same vertices in real units).
+        pts = sorted(front, key=lambda t: (ox.minimised(t.metrics[ox.name]), oy.minimised(t.metrics[oy.name])))
+        line_x, line_y = [], []
+        for i, t in enumerate(pts):
+            x, y = t.metrics[ox.name], t.metrics[oy.name]
+            if i:
+                line_x.append(x)
+                line_y.append(line_y[-1])
+            line_x.append(x)
+            line_y.append(y)
+        ax.plot(line_x, line_y, color="#c0392b", linewidth=1.5, zorder=3)
+        ax.scatter(xs(pts), ys(pts), s=36, color="#c0392b", edgecolors="black", linewidths=0.5,
+                   label=f"Pareto front ({len(pts)})", zorder=4)
+    ax.set_xlabel(f"{ox.name} ({ox.direction})")
+    ax.set_ylabel(f"{oy.name} ({oy.direction})")
+    parts = [f"{len(feasible)} feasible"]
+    if n_infeasible:
+        parts.append(f"{n_infeasible} infeasible")
+    if n_failed:
+        parts.append(f"{n_failed} failed")
+    title = f"Pareto front: {len(front)} of {len(result.trials)} trials ({', '.join(parts)})"
+    total = len(result.problem.objectives)
+    if len(objs) > 2 or (objectives is None and total > 2):
+        title += f"\nshowing the first 2 of {len(objs)} objectives; front over {ox.name} and {oy.name} only"
+    elif total > 2:
+        title += f"\nshowing 2 of the search's {total} objectives; front over these two only"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, color="0.9", zorder=0)
+    if front or dominated or infeasible:
+        ax.legend(loc="best", fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no trial has both metrics yet", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out

@@ -1,0 +1,306 @@
+"""The `nas` command line, `plot_pareto`, the examples and the README's Python blocks, end to end."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import nas
+from nas.cli import app, load_script
+from nas.plot import plot_pareto
+from nas.spaces import Choice, Integer, Space
+from nas.store import Journal
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# A toy search script: analytic metrics; every call of `evaluate` appends the architecture to calls.txt
+# beside the script, so tests can count evaluations across separate `nas` invocations.
+TOY = '''
+from pathlib import Path
+from nas.spaces import Space, Choice, Integer, Repeat
+
+CALLS = Path(__file__).with_name("calls.txt")
+space = Space(depth=Choice([1, 2, 3]), blocks=Repeat(count="depth", k=Choice([3, 5, 7]), w=Integer(1, 8)))
+objectives = {"acc": "max", "cost": "min"}
+strategy = "evolution"
+strategy_options = {"population_size": 8, "sample_size": 3}
+budget = 50
+
+
+def evaluate(arch):
+    with open(CALLS, "a") as f:
+        f.write(repr(dict(arch)) + "\\n")
+    cost = sum(b["k"] * b["w"] for b in arch["blocks"])
+    return {"acc": 1 - 1 / (2 + cost) - 0.02 * arch["depth"], "cost": float(cost)}
+'''
+
+# Failures and cheap-constraint rejections, to check that `nas status` counts every status.
+MIXED = '''
+import nas
+from nas.spaces import Space, Integer
+
+space = Space(x=Integer(0, 9), y=Integer(0, 9))
+objectives = {"score": "max", "x": "min"}
+constraints = ["x <= 7"]
+
+
+def size(arch):
+    return {"x": float(arch["x"])}
+
+
+def train(arch):
+    if arch["y"] % 4 == 3:
+        raise ValueError("diverged")
+    return {"score": float(arch["x"] * arch["y"])}
+
+
+evaluate = [nas.cheap(size), train]
+'''
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Path:
+    return write(tmp_path / "toy.py", TOY)
+
+
+def calls(script: Path) -> list[str]:
+    f = script.with_name("calls.txt")
+    return f.read_text().splitlines() if f.exists() else []
+
+
+def one_error_line(result) -> str:
+    """The CLI's error output must be exactly one `error: ...` line and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_run_journals_exactly_the_budget_and_prints_the_front(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    result = runner.invoke(app, ["run", str(toy), "--budget", "12", "--workdir", str(wd)])
+    assert result.exit_code == 0, result.output
+    config, trials = Journal(wd).read()
+    assert len(trials) == 12 and all(t.status == "ok" for t in trials)
+    assert len(calls(toy)) == 12
+    assert config["metadata"]["script"] == str(toy.resolve())
+    assert config["strategy"] == "evolution" and config["strategy_options"] == {"population_size": 8, "sample_size": 3}
+    assert config["budget"] == 12  # the flag overrides the script's budget = 50
+    front = nas.load(wd).pareto_front()
+    assert front and f"Pareto front: {len(front)} of 12 feasible trials" in result.stdout
+    assert "acc (max)" in result.stdout and "cost (min)" in result.stdout
+    for t in front:  # every front member is a row: its trial number and its architecture
+        assert re.search(rf"│\s+{t.number} │", result.stdout)
+    assert str(wd.resolve()) in result.stdout
+
+
+def test_run_flags_override_the_script(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    result = runner.invoke(app, ["run", str(toy), "--budget", "5", "--workdir", str(wd), "--strategy", "random",
+                                 "--seed", "3", "--objective", "cost:min", "--constraint", "cost <= 20"])
+    assert result.exit_code == 0, result.output
+    config, trials = Journal(wd).read()
+    assert (config["strategy"], config["seed"], len(trials)) == ("random", 3, 5)
+    assert config["problem"] == {"objectives": {"cost": "min"}, "constraints": ["cost <= 20"]}
+
+
+def test_run_defaults_to_runs_slash_script_stem(runner, toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3"]).exit_code == 0
+    assert len(Journal(tmp_path / "runs" / "toy").read()[1]) == 3
+    again = runner.invoke(app, ["run", str(toy), "--budget", "3", "--fresh"])  # starts over, evaluates anew
+    assert again.exit_code == 0 and len(calls(toy)) == 6
+
+
+def test_status_reports_counts_budget_and_best(runner, tmp_path):
+    script = write(tmp_path / "mixed.py", MIXED)
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(script), "--budget", "20", "--workdir", str(wd)]).exit_code == 0
+    _, trials = Journal(wd).read()
+    n = Counter(t.status for t in trials)
+    assert n["failed"] > 0 and n["infeasible"] > 0 and n["ok"] + n["failed"] == 20
+    result = runner.invoke(app, ["status", str(wd)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert f"{len(trials)} in the journal: {n['ok']} ok, {n['failed']} failed, {n['infeasible']} infeasible" in out
+    assert "20 of 20 evaluations used" in out
+    best = nas.load(wd).best("score")
+    assert re.search(rf"best score\s+{best.metrics['score']:g} \(trial {best.number}\)", out)
+    assert "last trial" in out and "finished" in out
+
+
+def test_pareto_prints_the_table_and_writes_a_png(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "10", "--workdir", str(wd)]).exit_code == 0
+    png = tmp_path / "plots" / "front.png"
+    result = runner.invoke(app, ["pareto", str(wd), "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "Pareto front" in result.stdout and str(png.resolve()) in result.stdout
+    assert png.stat().st_size > 1000 and png.read_bytes()[:8] == PNG_MAGIC
+    single = runner.invoke(app, ["pareto", str(wd), "--objectives", "acc"])
+    assert single.exit_code == 0 and "Pareto front: 1 of 10" in single.stdout
+    bad = runner.invoke(app, ["pareto", str(wd), "--objectives", "acc,speed"])
+    assert "'speed' is not an objective" in one_error_line(bad)
+
+
+def test_resume_continues_to_the_new_budget_without_reevaluating(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "6", "--workdir", str(wd)]).exit_code == 0
+    assert len(calls(toy)) == 6
+    result = runner.invoke(app, ["resume", str(wd), "--budget", "15"])
+    assert result.exit_code == 0, result.output
+    _, trials = Journal(wd).read()
+    assert len(trials) == 15 and len(calls(toy)) == 15  # 9 new evaluations, none repeated
+    assert len({t.arch_id for t in trials}) == 15
+    # Stopping at 6 and resuming to 15 is the same search as running to 15 at once.
+    other = tmp_path / "other"
+    other.mkdir()
+    straight = write(other / "toy.py", TOY)
+    assert runner.invoke(app, ["run", str(straight), "--budget", "15", "--workdir", str(other / "wd")]).exit_code == 0
+    assert [t.arch_id for t in Journal(other / "wd").read()[1]] == [t.arch_id for t in trials]
+    # Without --budget, a search that already used its budget evaluates nothing more.
+    again = runner.invoke(app, ["resume", str(wd)])
+    assert again.exit_code == 0 and len(calls(toy)) == 15
+
+
+def test_resume_needs_a_recorded_script(runner, tmp_path):
+    space = Space(x=Integer(0, 5))
+    nas.search(space, lambda a: {"v": float(a["x"])}, objectives={"v": "max"}, budget=3, workdir=tmp_path / "wd")
+    assert "records no script" in one_error_line(runner.invoke(app, ["resume", str(tmp_path / "wd")]))
+
+
+def test_script_without_evaluate_is_one_line_error(runner, tmp_path):
+    script = write(tmp_path / "noeval.py", "from nas.spaces import Space, Choice\nspace = Space(a=Choice([1, 2]))\n")
+    line = one_error_line(runner.invoke(app, ["run", str(script), "--objective", "acc:max"]))
+    assert "`evaluate`" in line and "`space`" in line  # names what is missing and what is needed
+    both = write(tmp_path / "empty.py", "x = 1\n")
+    assert "no `space` and `evaluate`" in one_error_line(runner.invoke(app, ["run", str(both)]))
+
+
+def test_unknown_strategy_is_one_line_error_and_writes_nothing(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    line = one_error_line(runner.invoke(app, ["run", str(toy), "--strategy", "nope", "--workdir", str(wd)]))
+    assert "unknown strategy 'nope'" in line and "nsga2" in line
+    assert not Journal(wd).exists() and calls(toy) == []
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["run", "no_such_script.py"], "no_such_script.py not found"),
+    (["status", "no_such_dir"], "no_such_dir: no such directory"),
+    (["pareto", "no_such_dir"], "no_such_dir: no such directory"),
+    (["resume", "no_such_dir"], "no_such_dir: no such directory"),
+])
+def test_missing_files_are_one_line_errors(runner, tmp_path, monkeypatch, args, expect):
+    monkeypatch.chdir(tmp_path)
+    assert expect in one_error_line(runner.invoke(app, args))
+
+
+def test_bad_objective_flag_and_different_search_in_workdir(runner, toy, tmp_path):
+    assert "NAME:max or NAME:min" in one_error_line(runner.invoke(app, ["run", str(toy), "--objective", "acc"]))
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd)]).exit_code == 0
+    line = one_error_line(runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd), "--seed", "9"]))
+    assert "holds a different search" in line
+
+
+def test_console_script_prints_one_red_line_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("nas")
+    if not exe.exists():
+        pytest.skip("the `nas` console script is not installed in this environment")
+    script = write(tmp_path / "noeval.py", "from nas.spaces import Space, Choice\nspace = Space(a=Choice([1]))\n")
+    proc = subprocess.run([str(exe), "run", str(script)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "60"}, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "`evaluate`" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ plot
+def _toy_result(tmp_path: Path, objectives: dict[str, str]) -> nas.SearchResult:
+    space = Space(a=Integer(0, 9), b=Choice([1, 2, 3]))
+
+    def evaluate(arch):
+        return {"acc": arch["a"] * arch["b"] / 27, "lat": arch["a"] + arch["b"] ** 2, "size": arch["b"]}
+
+    return nas.search(space, evaluate, objectives=objectives, constraints=["lat <= 12"], strategy="random",
+                      budget=25, seed=0, workdir=tmp_path / "wd")
+
+
+def test_plot_pareto_writes_a_png(tmp_path):
+    result = _toy_result(tmp_path, {"acc": "max", "lat": "min"})
+    assert result.pareto_front() and len(result.feasible) < len(result.trials)  # front, dominated, infeasible
+    path = plot_pareto(result, tmp_path / "sub" / "front.png")
+    assert path == tmp_path / "sub" / "front.png"
+    assert path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_pareto_with_three_objectives_and_one(tmp_path):
+    result = _toy_result(tmp_path, {"acc": "max", "lat": "min", "size": "min"})
+    assert plot_pareto(result, tmp_path / "three.png").stat().st_size > 1000
+    assert plot_pareto(result, tmp_path / "pick.png", ["size", "acc"]).stat().st_size > 1000
+    with pytest.raises(nas.ConfigError, match="two objectives"):
+        plot_pareto(result, tmp_path / "one.png", ["acc"])
+
+
+# ------------------------------------------------------------------------------------------ examples and README
+def test_nasbench_graph_example_runs_under_nas_run(runner, nbg_dir, tmp_path):
+    wd = tmp_path / "nbg"
+    result = runner.invoke(app, ["run", str(ROOT / "examples" / "nasbench_graph.py"), "--budget", "20",
+                                 "--workdir", str(wd)])
+    assert result.exit_code == 0, result.output
+    config, trials = Journal(wd).read()
+    assert len(trials) == 20 and config["problem"]["objectives"] == {"valid_acc": "max", "latency_s": "min"}
+    assert "valid_acc (max)" in result.stdout
+
+
+def test_demo_runs_a_small_search(tmp_path, monkeypatch):
+    demo = load_script(ROOT / "examples" / "demo.py")
+    monkeypatch.setattr(demo, "EPOCHS", 1)
+    wd = tmp_path / "demo"
+    result = demo.main(["--budget", "3", "--workdir", str(wd)])
+    assert len(result.trials) == 3 and (wd / "pareto.png").stat().st_size > 1000
+    for t in result.trials:
+        assert t.status == "ok" and {"accuracy", "latency_ms", "params", "test_accuracy"} <= set(t.metrics)
+        assert 0 <= t.metrics["accuracy"] <= 100 and t.metrics["latency_ms"] > 0
+    assert demo.main(["--budget", "2", "--workdir", str(wd)]).trials[-1].number == 1  # a re-run starts fresh
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), re.S | re.M)
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
+    """Every ```python block of the README, in order and in one namespace, in a fresh directory."""
+    from nas.tabular import data_dir
+
+    blocks = readme_python_blocks()
+    assert blocks and "nas.search(space, evaluate=my_fn" in blocks[0]
+    have_data = (data_dir() / "nas-bench-graph" / "cora.csv").exists()
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme"}
+    for i, block in enumerate(blocks):
+        if "nas_bench_graph" in block and not have_data:
+            continue
+        exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
+    assert len(nas.load(tmp_path / "runs" / "api-example").trials) == 250  # the first block, then its resume
+    assert (tmp_path / "runs" / "front.png").exists()
+    out = capsys.readouterr().out
+    assert "200/200 evaluations" in out and "rejected before training" in out
