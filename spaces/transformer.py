@@ -1,0 +1,422 @@
+"""Transformer spaces for text classification: FlexiBERT-style heterogeneous encoders and an elastic supernet.
+
+* `FlexiBertSpace` (Tuli et al., 2023): every encoder layer picks its own token mixer (multi-head
+  self-attention, FNet Fourier mixing, a learned linear mix over positions, or a separable
+  convolution), hidden size, head count (attention only), kernel (convolution only) and feed-forward
+  stack; linear projections join layers of different widths. Its graph form has a node per attention
+  head / mixer / FFN layer, labelled for WL-style graph similarity.
+* `ElasticTransformerSpace` (LLaMA-NAS / InstaTune style): per-layer heads and FFN width, and depth, are
+  elastic choices inside one weight-sharing supernet built on `nas.spaces.dynamic.DynamicLinear`;
+  `supernet.subnet(arch)` returns a standalone model with the same outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.errors import ConfigError, InvalidArchitectureError
+from nas.spaces.architecture import Architecture
+from nas.spaces.dynamic import DynamicLinear
+from nas.spaces.model_space import ModelSpace
+from nas.spaces.params import Choice, Conditional, Repeat
+
+MIXERS = ("attention", "fourier", "linear", "conv")
+PAD = 0  # token id of padding; the mask of real tokens is `tokens != PAD`
+
+
+def _check_config(cfg: Any) -> None:
+    """Positive ints / non-empty tuples of positive ints, named in the error."""
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, (list, tuple)):
+            object.__setattr__(cfg, f.name, tuple(v))
+            values = v
+            if not values:
+                raise ConfigError(f"{f.name}: give at least one option")
+        else:
+            values = [v]
+        if f.name in ("dropout", "ops"):
+            continue
+        if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in values):
+            raise ConfigError(f"{f.name}: expected positive ints, got {v!r}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout: expected a probability in [0, 1), got {cfg.dropout!r}")
+
+
+# ---------------------------------------------------------------------------------------- token mixers
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with `heads` heads of `head_dim` each (padding keys masked out)."""
+
+    def __init__(self, hidden: int, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        inner = heads * head_dim
+        self.q, self.k, self.v = nn.Linear(hidden, inner), nn.Linear(hidden, inner), nn.Linear(hidden, inner)
+        self.o = nn.Linear(inner, hidden)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.o(attend(self.q(x), self.k(x), self.v(x), mask, self.heads))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """Scaled dot-product attention of [B, L, heads*d] projections; `mask` [B, L] marks real tokens."""
+    b, n, inner = q.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.view(b, n, heads, inner // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask[:, None, None, :])
+    return out.transpose(1, 2).reshape(b, n, inner)
+
+
+class FourierMix(nn.Module):
+    """FNet (Lee-Thorp et al., 2022): the real part of a 2-D FFT over positions and features; no parameters.
+
+    The FFT is orthonormal (`norm="ortho"`) so that, in a pre-LN residual stream, the mixed signal keeps
+    the scale of its input instead of growing with sqrt(length x width).
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft2(x * mask[..., None], dim=(-2, -1), norm="ortho").real
+
+
+class LinearMix(nn.Module):
+    """A learned linear transform over positions (FNet's "linear" baseline, MLP-Mixer's token mixing)."""
+
+    def __init__(self, max_len: int) -> None:
+        super().__init__()
+        self.mix = nn.Linear(max_len, max_len)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        y = F.linear((x * mask[..., None]).transpose(1, 2), self.mix.weight[:n, :n], self.mix.bias[:n])
+        return y.transpose(1, 2)
+
+
+class SeparableConvMix(nn.Module):
+    """A depthwise convolution over positions followed by a pointwise linear map (ConvBERT-style span mixing)."""
+
+    def __init__(self, hidden: int, kernel: int) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=hidden)
+        self.pointwise = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise((x * mask[..., None]).transpose(1, 2)).transpose(1, 2))
+
+
+def feed_forward(hidden: int, dims: Sequence[int], dropout: float) -> nn.Sequential:
+    """hidden -> dims[0] -> ... -> dims[-1] -> hidden with GELU between (the FFN stack of a layer)."""
+    layers: list[nn.Module] = []
+    widths = [hidden, *dims]
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.GELU()]
+    return nn.Sequential(*layers, nn.Dropout(dropout), nn.Linear(widths[-1], hidden))
+
+
+class EncoderLayer(nn.Module):
+    """(projection) -> x + mixer(LN(x)) -> x + FFN(LN(x)); pre-LN, so heterogeneous stacks train stably."""
+
+    def __init__(self, in_hidden: int, hidden: int, mixer: nn.Module, ffn_dims: Sequence[int], dropout: float) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_hidden, hidden) if in_hidden != hidden else None
+        self.norm1, self.mixer = nn.LayerNorm(hidden), mixer
+        self.norm2, self.ffn = nn.LayerNorm(hidden), feed_forward(hidden, ffn_dims, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.proj is not None:
+            x = self.proj(x)
+        x = x + self.drop(self.mixer(self.norm1(x), mask))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class TransformerClassifier(nn.Module):
+    """Token + position embeddings -> encoder layers -> LN -> masked mean pool -> linear classifier."""
+
+    def __init__(self, vocab_size: int, max_len: int, num_classes: int, layers: Sequence[EncoderLayer],
+                 embed_dim: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
+        self.positions = nn.Embedding(max_len, embed_dim)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(layers)
+        self.norm, self.head = nn.LayerNorm(out_dim), nn.Linear(out_dim, num_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = tokens != PAD
+        x = self.drop(self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device)))
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.head(_pool(self.norm(x), mask))
+
+
+def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def _example_tokens(vocab_size: int, max_len: int, batch_size: int) -> torch.Tensor:
+    """Token ids with random lengths 1..max_len, padded with PAD (so masking is exercised)."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, vocab_size, (batch_size, max_len), generator=g)
+    lengths = torch.randint(1, max_len + 1, (batch_size, 1), generator=g)
+    return tokens.masked_fill(torch.arange(max_len)[None, :] >= lengths, PAD)
+
+
+# ---------------------------------------------------------------------------------------- FlexiBERT space
+@dataclass(frozen=True)
+class FlexiBertConfig:
+    """Task frame (vocabulary, classes, sequence length) and the options of every per-layer decision."""
+
+    vocab_size: int = 5000
+    num_classes: int = 2
+    max_len: int = 48
+    depths: tuple[int, ...] = (2, 3, 4)
+    ops: tuple[str, ...] = MIXERS
+    hidden: tuple[int, ...] = (64, 128)
+    heads: tuple[int, ...] = (2, 4)
+    kernels: tuple[int, ...] = (5, 9)
+    ffn_depths: tuple[int, ...] = (1, 2)
+    ffn_dims: tuple[int, ...] = (128, 256)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_config(self)
+        unknown = [o for o in self.ops if o not in MIXERS]
+        if unknown:
+            raise ConfigError(f"ops: unknown token mixer {unknown[0]!r} (known: {', '.join(MIXERS)})")
+        bad = [(h, d) for h in self.heads for d in self.hidden if d % h]
+        if bad:
+            raise ConfigError(f"heads: {bad[0][0]} heads do not divide hidden size {bad[0][1]}")
+        if any(k % 2 == 0 for k in self.kernels):
+            raise ConfigError(f"kernels: expected odd sizes ('same' padding), got {self.kernels}")
+
+
+class FlexiBertSpace(ModelSpace):
+    """Heterogeneous encoders: `depth`, then per layer `op`, `hidden`, `heads` (attention), `kernel` (conv), FFN stack.
+
+    An architecture: {"depth": 2, "layers": [{"op": "attention", "hidden": 64, "heads": 2, "ffn_depth": 1,
+    "ffn": [{"dim": 128}]}, {"op": "conv", "hidden": 128, "kernel": 5, "ffn_depth": 2, "ffn": [...]}]}.
+    """
+
+    def __init__(self, config: FlexiBertConfig | None = None) -> None:
+        self.config = cfg = config or FlexiBertConfig()
+        layer: dict[str, Any] = {"op": Choice(list(cfg.ops), ordered=False), "hidden": Choice(list(cfg.hidden))}
+        if "attention" in cfg.ops:
+            layer["heads"] = Conditional("op", ["attention"], Choice(list(cfg.heads)))
+        if "conv" in cfg.ops:
+            layer["kernel"] = Conditional("op", ["conv"], Choice(list(cfg.kernels)))
+        layer["ffn_depth"] = Choice(list(cfg.ffn_depths))
+        layer["ffn"] = Repeat(count="ffn_depth", dim=Choice(list(cfg.ffn_dims)))
+        super().__init__(depth=Choice(list(cfg.depths)), layers=Repeat(count="depth", **layer))
+
+    def _mixer(self, layer: Mapping[str, Any]) -> nn.Module:
+        op, hidden = layer["op"], layer["hidden"]
+        if op == "attention":
+            return SelfAttention(hidden, layer["heads"], hidden // layer["heads"])
+        if op == "conv":
+            return SeparableConvMix(hidden, layer["kernel"])
+        return LinearMix(self.config.max_len) if op == "linear" else FourierMix()
+
+    def build(self, arch: Mapping[str, Any]) -> TransformerClassifier:
+        a, cfg = self.validate(arch), self.config
+        layers, width = [], a["layers"][0]["hidden"]
+        for layer in a["layers"]:
+            layers.append(EncoderLayer(width, layer["hidden"], self._mixer(layer), [f["dim"] for f in layer["ffn"]],
+                                       cfg.dropout))
+            width = layer["hidden"]
+        return TransformerClassifier(cfg.vocab_size, cfg.max_len, cfg.num_classes, layers,
+                                     a["layers"][0]["hidden"], width, cfg.dropout)
+
+    def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> torch.Tensor:
+        return _example_tokens(self.config.vocab_size, self.config.max_len, batch_size)
+
+    # -- graph form
+    def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
+        """The computation graph: input -> per layer [projection] -> heads / mixer -> add&norm -> FFNs -> add&norm.
+
+        `label` (what WL hashing compares) is the op with its width, e.g. "attention:64" per head (so the
+        head count is the number of such nodes), "conv:128:k5", "fourier:64", "ffn:256", "add_norm:64";
+        the other attributes (`layer`, `role`, ...) are what `from_graph` reads back.
+        """
+        a = self.validate(arch)
+        g = nx.DiGraph()
+        g.add_node("input", label="input", role="input")
+        prev, width = "input", a["layers"][0]["hidden"]
+        for i, layer in enumerate(a["layers"]):
+            op, h = layer["op"], layer["hidden"]
+            if h != width:
+                g.add_node(f"L{i}.proj", label=f"proj:{width}>{h}", role="proj", layer=i)
+                g.add_edge(prev, f"L{i}.proj")
+                prev = f"L{i}.proj"
+            add = f"L{i}.add_mix"
+            g.add_node(add, label=f"add_norm:{h}", role="add_mix", layer=i)
+            if op == "attention":
+                mixers = [(f"L{i}.head{k}", {"label": f"attention:{h}", "role": "head", "index": k})
+                          for k in range(layer["heads"])]
+            else:
+                suffix = f":k{layer['kernel']}" if op == "conv" else ""
+                mixers = [(f"L{i}.mix", {"label": f"{op}:{h}{suffix}", "role": "mix", "kernel": layer.get("kernel")})]
+            for name, attrs in mixers:
+                g.add_node(name, op=op, hidden=h, layer=i, **attrs)
+                g.add_edge(prev, name)
+                g.add_edge(name, add)
+            g.add_edge(prev, add)  # residual
+            last = add
+            for j, f in enumerate(layer["ffn"]):
+                g.add_node(f"L{i}.ffn{j}", label=f"ffn:{f['dim']}", role="ffn", layer=i, index=j, dim=f["dim"])
+                g.add_edge(last, f"L{i}.ffn{j}")
+                last = f"L{i}.ffn{j}"
+            out = f"L{i}.add_ffn"
+            g.add_node(out, label=f"add_norm:{h}", role="add_ffn", layer=i)
+            g.add_edge(last, out)
+            g.add_edge(add, out)  # residual
+            prev, width = out, h
+        g.add_node("output", label="output", role="output")
+        g.add_edge(prev, "output")
+        return g
+
+    def from_graph(self, graph: nx.DiGraph) -> Architecture:
+        """Inverse of `to_graph` (reads the `layer`/`role` attributes of head, mixer and FFN nodes)."""
+        by_layer: dict[int, list[dict[str, Any]]] = {}
+        for _, data in graph.nodes(data=True):
+            if "layer" in data:
+                by_layer.setdefault(int(data["layer"]), []).append(data)
+        if sorted(by_layer) != list(range(len(by_layer))):
+            raise InvalidArchitectureError("layers", f"graph layers are {sorted(by_layer)}, "
+                                                     f"expected 0..{len(by_layer) - 1}")
+        layers = []
+        for i in range(len(by_layer)):
+            nodes = by_layer[i]
+            heads = [d for d in nodes if d["role"] == "head"]
+            mixers = heads or [d for d in nodes if d["role"] == "mix"]
+            if not mixers:
+                raise InvalidArchitectureError(f"layers[{i}]", "has no attention head or mixer node")
+            layer: dict[str, Any] = {"op": mixers[0]["op"], "hidden": mixers[0]["hidden"]}
+            if heads:
+                layer["heads"] = len(heads)
+            if mixers[0].get("kernel") is not None:
+                layer["kernel"] = mixers[0]["kernel"]
+            ffn = sorted((d for d in nodes if d["role"] == "ffn"), key=lambda d: d["index"])
+            layer["ffn_depth"], layer["ffn"] = len(ffn), [{"dim": d["dim"]} for d in ffn]
+            layers.append(layer)
+        return self.validate({"depth": len(layers), "layers": layers})
+
+
+# ---------------------------------------------------------------------------------------- elastic transformer
+@dataclass(frozen=True)
+class ElasticTransformerConfig:
+    """Fixed hidden size and head width; the options of the elastic depth, heads and FFN width."""
+
+    vocab_size: int = 5000
+    num_classes: int = 2
+    max_len: int = 48
+    hidden: int = 64
+    head_dim: int = 16
+    depths: tuple[int, ...] = (1, 2, 3)
+    heads: tuple[int, ...] = (1, 2, 4)
+    ffn_dims: tuple[int, ...] = (64, 128, 256)
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_config(self)
+
+
+class ElasticLayer(nn.Module):
+    """An encoder layer of the elastic supernet: attention with the first h heads, FFN with the first f units."""
+
+    def __init__(self, cfg: ElasticTransformerConfig) -> None:
+        super().__init__()
+        inner, self.head_dim = max(cfg.heads) * cfg.head_dim, cfg.head_dim
+        self.norm1, self.norm2 = nn.LayerNorm(cfg.hidden), nn.LayerNorm(cfg.hidden)
+        self.q, self.k, self.v = (DynamicLinear(cfg.hidden, inner) for _ in range(3))
+        self.o = DynamicLinear(inner, cfg.hidden)
+        self.up, self.down = DynamicLinear(cfg.hidden, max(cfg.ffn_dims)), DynamicLinear(max(cfg.ffn_dims), cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, heads: int, ffn: int) -> torch.Tensor:
+        h, inner = self.norm1(x), heads * self.head_dim
+        x = x + self.drop(self.o(attend(self.q(h, inner), self.k(h, inner), self.v(h, inner), mask, heads)))
+        return x + self.drop(self.down(self.drop(F.gelu(self.up(self.norm2(x), ffn)))))
+
+    def export(self, heads: int, ffn: int) -> EncoderLayer:
+        """The standalone `EncoderLayer` of this configuration, holding copies of the sliced weights."""
+        hidden, inner = self.norm1.normalized_shape[0], heads * self.head_dim
+        attention = SelfAttention(hidden, heads, self.head_dim)
+        attention.q, attention.k, attention.v = (m.export(hidden, inner) for m in (self.q, self.k, self.v))
+        attention.o = self.o.export(inner, hidden)
+        layer = EncoderLayer(hidden, hidden, attention, [ffn], self.drop.p)
+        layer.ffn[0], layer.ffn[3] = self.up.export(hidden, ffn), self.down.export(ffn, hidden)
+        layer.norm1.load_state_dict(self.norm1.state_dict())
+        layer.norm2.load_state_dict(self.norm2.state_dict())
+        return layer
+
+
+class ElasticTransformer(nn.Module):
+    """The weight-sharing supernet: `model(tokens, arch)` runs the first `depth` layers at the arch's heads/FFN."""
+
+    def __init__(self, space: "ElasticTransformerSpace") -> None:
+        super().__init__()
+        self.space, cfg = space, space.config
+        self.tokens = nn.Embedding(cfg.vocab_size, cfg.hidden, padding_idx=PAD)
+        self.positions = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(ElasticLayer(cfg) for _ in range(max(cfg.depths)))
+        self.norm, self.head = nn.LayerNorm(cfg.hidden), nn.Linear(cfg.hidden, cfg.num_classes)
+
+    def forward(self, tokens: torch.Tensor, arch: Mapping[str, Any] | None = None) -> torch.Tensor:
+        a = self.space.validate(arch) if arch is not None else self.space.largest()
+        mask = tokens != PAD
+        x = self.drop(self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device)))
+        for layer, choice in zip(self.layers, a["layers"]):
+            x = layer(x, mask, choice["heads"], choice["ffn"])
+        return self.head(_pool(self.norm(x), mask))
+
+    def subnet(self, arch: Mapping[str, Any]) -> TransformerClassifier:
+        """A standalone `TransformerClassifier` for `arch` whose outputs equal `self(tokens, arch)`."""
+        a = self.space.validate(arch)
+        net = self.space.build(a)
+        net.layers = nn.ModuleList(layer.export(c["heads"], c["ffn"]) for layer, c in zip(self.layers, a["layers"]))
+        for name in ("tokens", "positions", "norm", "head"):
+            getattr(net, name).load_state_dict(getattr(self, name).state_dict())
+        return net.train(self.training)
+
+
+class ElasticTransformerSpace(ModelSpace):
+    """Elastic depth and, per layer, heads and FFN width over one supernet (`supernet()`)."""
+
+    def __init__(self, config: ElasticTransformerConfig | None = None) -> None:
+        self.config = cfg = config or ElasticTransformerConfig()
+        super().__init__(depth=Choice(list(cfg.depths)),
+                         layers=Repeat(count="depth", heads=Choice(list(cfg.heads)), ffn=Choice(list(cfg.ffn_dims))))
+
+    def build(self, arch: Mapping[str, Any]) -> TransformerClassifier:
+        a, cfg = self.validate(arch), self.config
+        layers = [EncoderLayer(cfg.hidden, cfg.hidden, SelfAttention(cfg.hidden, c["heads"], cfg.head_dim), [c["ffn"]],
+                               cfg.dropout) for c in a["layers"]]
+        return TransformerClassifier(cfg.vocab_size, cfg.max_len, cfg.num_classes, layers, cfg.hidden, cfg.hidden,
+                                     cfg.dropout)
+
+    def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> torch.Tensor:
+        return _example_tokens(self.config.vocab_size, self.config.max_len, batch_size)
+
+    def supernet(self) -> ElasticTransformer:
+        return ElasticTransformer(self)
+
+    def largest(self) -> Architecture:
+        cfg = self.config
+        return self.validate({"depth": max(cfg.depths), "layers": [{"heads": max(cfg.heads), "ffn": max(cfg.ffn_dims)}]
+                              * max(cfg.depths)})
+
+    def smallest(self) -> Architecture:
+        cfg = self.config
+        return self.validate({"depth": min(cfg.depths), "layers": [{"heads": min(cfg.heads), "ffn": min(cfg.ffn_dims)}]
+                              * min(cfg.depths)})
