@@ -34,14 +34,15 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
            strategy: str | Strategy = "evolution", budget: int = 100, seed: int = 0,
            workdir: str | Path | None = None, executor: str | Executor = "local",
            strategy_options: Mapping[str, Any] | None = None, fidelity: float | None = None,
-           snapshot_every: int = 10, progress: ProgressFn | None = None,
+           snapshot_every: int = 10, snapshot_interval_s: float = 2.0, progress: ProgressFn | None = None,
            metadata: Mapping[str, Any] | None = None) -> SearchResult:
     """Search `space` for architectures optimising `objectives` under `constraints`.
 
     `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
     evaluators, where those wrapped in `nas.cheap` run first so constraints on their metrics are checked
     before anything expensive. `budget` bounds the number of evaluations. With `workdir`, results are
-    journaled there and an existing journal is resumed.
+    journaled there and an existing journal is resumed; the strategy is snapshotted every `snapshot_every`
+    trials but at most once per `snapshot_interval_s` (resume replays the trials after the last one).
     """
     if not isinstance(space, Space):
         raise ConfigError(f"space: expected a nas.spaces.Space, got {type(space).__name__}")
@@ -70,7 +71,8 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
               "strategy": strategy_name, "strategy_options": options, "seed": seed, "budget": budget,
               "fidelity": fidelity, "metadata": dict(metadata or {})}
     loop = _SearchLoop(problem, wrapped, merged(evaluators, fidelity), make_executor(executor),
-                       Journal(workdir) if workdir is not None else None, budget, snapshot_every, progress)
+                       Journal(workdir) if workdir is not None else None, budget, snapshot_every,
+                       snapshot_interval_s, progress)
     return loop.run(config)
 
 
@@ -89,14 +91,15 @@ class _SearchLoop:
 
     def __init__(self, problem: Problem, strategy: Strategy, evaluate: Callable[[Architecture], Mapping[str, float]],
                  executor: Executor, journal: Journal | None, budget: int, snapshot_every: int,
-                 progress: ProgressFn | None) -> None:
+                 snapshot_interval_s: float, progress: ProgressFn | None) -> None:
         self.problem, self.strategy, self.evaluate = problem, strategy, evaluate
         self.executor, self.journal, self.budget = executor, journal, budget
-        self.snapshot_every, self.progress = snapshot_every, progress
+        self.snapshot_every, self.snapshot_interval_s, self.progress = snapshot_every, snapshot_interval_s, progress
         self.trials: list[Trial] = []
         self.replay: dict[str, Trial] = {}
         self.pending: list[Architecture] = []
         self.in_flight: dict[str, Architecture] = {}
+        self._snapshot_at, self._snapshot_time = 0, time.monotonic()
 
     @property
     def used(self) -> int:
@@ -131,7 +134,8 @@ class _SearchLoop:
                     self._record(done.arch, done.metrics or {}, status, done.started, done.finished,
                                  done.worker, done.error)
                     self.strategy.tell(done.arch, TrialResult(done.metrics or {}, status))
-                    if self.journal is not None and len(self.trials) % self.snapshot_every == 0:
+                    if (self.journal is not None and len(self.trials) - self._snapshot_at >= self.snapshot_every
+                            and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
                         self._snapshot()
         finally:
             self._flush_replay()
@@ -209,6 +213,7 @@ class _SearchLoop:
 
     def _snapshot(self) -> None:
         assert self.journal is not None
+        self._snapshot_at, self._snapshot_time = len(self.trials), time.monotonic()
         self.journal.save_snapshot({
             "after_trial": len(self.trials) - 1,
             "pending": [a.to_dict() for a in self.pending + list(self.in_flight.values())],

@@ -139,7 +139,7 @@ def test_resuming_a_workdir_continues_exactly(tmp_path, strategy, drop_snapshot)
     objectives = {"accuracy": "max", "latency_ms": "min"}
     full = nas.search(toy_space(), toy_eval, objectives, strategy=strategy, budget=50, seed=7)
     ev = Counter()
-    nas.search(toy_space(), ev, objectives, strategy=strategy, budget=23, seed=7, workdir=tmp_path, snapshot_every=6)
+    nas.search(toy_space(), ev, objectives, strategy=strategy, budget=23, seed=7, workdir=tmp_path, snapshot_every=6, snapshot_interval_s=0)
     assert json.loads((tmp_path / "strategy.json").read_text())["after_trial"] == 22
     if drop_snapshot:  # no snapshot at all: the whole journal is replayed through ask/tell
         (tmp_path / "strategy.json").unlink()
@@ -155,9 +155,9 @@ def test_resume_replays_trials_journaled_after_the_last_snapshot(tmp_path):
     ev = Counter()
     opts = {"population_size": 10, "sample_size": 3}
     nas.search(toy_space(), ev, objectives, strategy="evolution", budget=12, seed=2, workdir=tmp_path,
-               snapshot_every=5, strategy_options=opts)
+               snapshot_every=5, snapshot_interval_s=0, strategy_options=opts)
     nas.search(toy_space(), ev, objectives, strategy="evolution", budget=25, seed=2, workdir=tmp_path,
-               snapshot_every=5, strategy_options=opts)
+               snapshot_every=5, snapshot_interval_s=0, strategy_options=opts)
     # roll the snapshot back to an older one, as if the process died between snapshots
     j = nas.store.Journal(tmp_path)
     state_at_10 = nas.search(toy_space(), toy_eval, objectives, strategy="evolution", budget=10, seed=2,
@@ -204,7 +204,7 @@ KILL_SCRIPT = textwrap.dedent("""
         acc = sum(b["k"] * b["w"] for b in arch["blocks"]) + (arch["act"] == "gelu")
         return {"accuracy": float(acc), "latency_ms": float(sum(b["k"] for b in arch["blocks"]))}
     nas.search(space, evaluate, {"accuracy": "max", "latency_ms": "min"}, strategy=sys.argv[3], budget=120,
-               seed=5, workdir=sys.argv[1], snapshot_every=7)
+               seed=5, workdir=sys.argv[1], snapshot_every=7, snapshot_interval_s=0)
 """)
 
 
