@@ -1,8 +1,33 @@
-"""Search spaces: the space language (`Space`, `Choice`, `Integer`, `Repeat`, `Conditional`) and built-in spaces."""
+"""Search spaces: the space language (`Space`, `Choice`, `Integer`, `Repeat`, `Conditional`) and built-in spaces.
+
+Built-in model spaces import torch (and PyG), so they load on first use: `from nas.spaces import GNNSpace`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from nas.spaces.architecture import Architecture, FrozenDict, canonical_json
 from nas.spaces.params import Choice, Conditional, Integer, Repeat
 from nas.spaces.space import Slot, Space, path_str
 
+_LAZY = {
+    "ModelSpace": "nas.spaces.model_space",
+    "NASBenchGraphSpace": "nas.spaces.nasbench_graph",
+    "NasBench201Space": "nas.spaces.cell",
+    "DartsSpace": "nas.spaces.cell",
+    "FlexiBertSpace": "nas.spaces.transformer",
+    "ElasticTransformerSpace": "nas.spaces.transformer",
+    "GNNSpace": "nas.spaces.gnn",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nas.spaces' has no attribute {name!r}")
+
+
 __all__ = ["Architecture", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot", "Space",
-           "canonical_json", "path_str"]
+           "canonical_json", "path_str", *_LAZY]
