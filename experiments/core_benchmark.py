@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from nas.pareto import hypervolume
 from nas.spaces.nasbench_graph import LINKS, OPS
 from nas.strategies import STRATEGIES
 from nas.tabular import TabularBenchmark, nas_bench_graph
+from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer", "pubmed")
@@ -389,14 +389,6 @@ def strategy_defaults() -> dict[str, dict[str, Any]]:
         out[name] = {k: p.default for k, p in params.items()
                      if k not in ("self", "space", "problem", "seed") and p.default is not inspect.Parameter.empty}
     return out
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

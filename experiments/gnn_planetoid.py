@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ import torch_geometric
 import nas
 from nas.datasets import planetoid
 from nas.spaces.gnn import GNNSpace, NodeClassificationEvaluator
+from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer")
@@ -132,14 +132,6 @@ def print_report(results: Mapping[str, Any]) -> None:
               f"{100 * s['gcn_test_acc']['mean']:>6.1f} ± {100 * s['gcn_test_acc']['std']:<3.1f} "
               f"{100 * s['published_gcn_test_acc']:>11.1f} {100 * s['pick_minus_gcn_test']['mean']:>+9.1f} "
               f"{100 * s['sampled_test_acc']['median']:>14.1f} {100 * s['majority_class_test_rate']:>8.1f}  {ok}")
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

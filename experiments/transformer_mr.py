@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from torch import nn
 from nas.datasets import TextSplits, movie_reviews
 from nas.spaces import Architecture
 from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace
+from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_TRIES = 1000  # bound on draws while looking for heterogeneous architectures
@@ -93,14 +93,6 @@ def describe(arch: Architecture) -> str:
         ffn = "-".join(str(f["dim"]) for f in layer["ffn"])
         parts.append(f"{layer['op']}{extra}@{layer['hidden']}[{ffn}]")
     return " | ".join(parts)
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

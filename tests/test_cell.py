@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from tests.docs import python_blocks
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
 from nas.spaces.cell import (NB201_EDGES, BinaryGates, DartsSpace, MixedOp, MixWeights, NasBench201Space,
@@ -310,7 +310,7 @@ def test_nb201_network_learns_digits():
 
 # ------------------------------------------------------------------------------------------- docs
 def test_doc_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = python_blocks(DOC)
     assert len(blocks) >= 3
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "__doc_example__"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.datasets import KarateClub
 from torch_geometric.utils import stochastic_blockmodel_graph
+from tests.docs import python_blocks
 
 import nas
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
@@ -374,7 +374,7 @@ def test_two_layer_gcn_from_the_space_on_cora():
 
 # ---------------------------------------------------------------------------------------------- docs
 def test_doc_examples_run(tmp_path, monkeypatch):
-    blocks = re.findall(r"^```python\n(.*?)^```", DOC.read_text(), re.S | re.M)
+    blocks = python_blocks(DOC)
     assert blocks
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__doc_example__"}

@@ -3,7 +3,6 @@ supernet (subnets equal the supernet to 1e-5), and the Movie Review loader."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from tests.docs import python_blocks
 
 from nas.errors import ConfigError, InvalidArchitectureError
 from nas.spaces.transformer import (ElasticTransformerConfig, ElasticTransformerSpace, FlexiBertConfig,
@@ -256,7 +256,7 @@ def test_movie_reviews_split_and_vocabulary(mr_dir):
 # ------------------------------------------------------------------------------------------- docs
 @pytest.mark.filterwarnings(WL_WARNING)
 def test_doc_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = python_blocks(DOC)
     assert len(blocks) >= 3
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "__doc_example__"})
