@@ -29,6 +29,15 @@ class Wrapper(Strategy):
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.inner.tell(arch, result)
 
+    def _gather(self, n: int, admit: Callable[[Architecture], bool]) -> list[Architecture]:
+        """Ask the inner strategy until `n` proposals pass `admit`, at most `max_rounds` times."""
+        out: list[Architecture] = []
+        for _ in range(self.max_rounds):
+            if len(out) >= n:
+                break
+            out.extend(arch for arch in self.inner.ask(n - len(out)) if admit(arch))
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         return {"inner": self.inner.state_dict()}
 
@@ -57,20 +66,19 @@ class Deduplicate(Wrapper):
         return k
 
     def ask(self, n: int = 1) -> list[Architecture]:
-        out: list[Architecture] = []
-        for _ in range(self.max_rounds):
-            if len(out) >= n:
-                break
-            for arch in self.inner.ask(n - len(out)):
-                k = self.key(arch)
-                if k in self.results:
-                    self.inner.tell(arch, self._cached(k))
-                elif k in self.in_flight:
-                    self.in_flight[k] += 1
-                else:
-                    self.in_flight[k] = 0
-                    out.append(arch)
-        return out
+        return self._gather(n, self._admit)
+
+    def _admit(self, arch: Architecture) -> bool:
+        """New architectures pass; repeats are answered from the cache or wait for their twin in flight."""
+        k = self.key(arch)
+        if k in self.results:
+            self.inner.tell(arch, self._cached(k))
+            return False
+        if k in self.in_flight:
+            self.in_flight[k] += 1
+            return False
+        self.in_flight[k] = 0
+        return True
 
     def _cached(self, key: str) -> TrialResult:
         r = self.results[key][1]
@@ -117,19 +125,17 @@ class ConstraintFilter(Wrapper):
         return sum(c.violation(metrics) for c in self.check.constraints if c.metric in metrics)
 
     def ask(self, n: int = 1) -> list[Architecture]:
-        out: list[Architecture] = []
-        for _ in range(self.max_rounds):
-            if len(out) >= n:
-                break
-            for arch in self.inner.ask(n - len(out)):
-                metrics = dict(self.cheap_metrics(arch))
-                if self._violation(metrics) > 0:
-                    result = TrialResult(metrics, "infeasible")
-                    self.rejected.append((arch, result))
-                    self.inner.tell(arch, result)
-                else:
-                    out.append(arch)
-        return out
+        return self._gather(n, self._admit)
+
+    def _admit(self, arch: Architecture) -> bool:
+        """Architectures whose cheap metrics meet the constraints pass; the rest are told `infeasible`."""
+        metrics = dict(self.cheap_metrics(arch))
+        if self._violation(metrics) == 0:
+            return True
+        result = TrialResult(metrics, "infeasible")
+        self.rejected.append((arch, result))
+        self.inner.tell(arch, result)
+        return False
 
     def drain_rejected(self) -> list[tuple[Architecture, TrialResult]]:
         out, self.rejected = self.rejected, []
