@@ -1,1 +1,33 @@
-"""Hardware cost models: counts (params, FLOPs), and (in later modules) latency, lookup tables, energy."""
+"""Hardware cost models: counts, measured latency, lookup tables, learned latency, roofline bounds, energy.
+
+The one interface is `CostModel(space, device=..., latency=..., energy=...)(arch_or_module) -> dict[str, float]`
+(see `nas.hardware.cost`); docs/hardware.md walks through every part.
+"""
+
+from nas.hardware.cost import CostModel, CostReport, MeasuredLatency, cost, resolve_device
+from nas.hardware.counts import LeafCount, count, count_bytes, count_flops, count_leaves, count_params
+from nas.hardware.devices import DeviceProfile, list_devices, load_device
+from nas.hardware.energy import AnalyticEnergy, EnergyMeasurement, NvmlMeter, RaplMeter, analytic_energy, measure_energy
+from nas.hardware.latency import LatencyMeasurement, measure_latency, pinned_threads
+from nas.hardware.layers import LayerAdapter, LayerConfig, check_decomposition
+from nas.hardware.learned import (Calibration, LayerLatencyModel, LayerwiseLatency, fit_calibration, learned_latency,
+                                  lut_latency)
+from nas.hardware.lut import LatencyTable, build_table
+from nas.hardware.roofline import Roofline, roofline
+
+_LAZY = {"adapter_for", "make_space"}  # they import the concrete spaces: loaded on first use only
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name in _LAZY:
+        from nas.hardware import adapters
+
+        return getattr(adapters, name)
+    raise AttributeError(f"module 'nas.hardware' has no attribute {name!r}")
+
+__all__ = ["AnalyticEnergy", "Calibration", "CostModel", "CostReport", "DeviceProfile", "EnergyMeasurement",
+           "LatencyMeasurement", "LatencyTable", "LayerAdapter", "LayerConfig", "LayerLatencyModel", "LayerwiseLatency",
+           "LeafCount", "MeasuredLatency", "NvmlMeter", "RaplMeter", "Roofline", "adapter_for", "analytic_energy",
+           "build_table", "check_decomposition", "cost", "count", "count_bytes", "count_flops", "count_leaves",
+           "count_params", "fit_calibration", "learned_latency", "list_devices", "load_device", "lut_latency",
+           "make_space", "measure_energy", "measure_latency", "pinned_threads", "resolve_device", "roofline"]

@@ -13,20 +13,18 @@ Errors meant for users (`nas.errors.NASError`, a missing file) print as one red 
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import logging
-import os
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -35,7 +33,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-from nas.errors import ConfigError, NASError
+from nas.console import make_console, user_errors
+from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Space
@@ -46,19 +45,7 @@ app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_m
                   pretty_exceptions_show_locals=False,
                   help="Neural architecture search: run a search script, inspect, plot and resume its workdir.")
 
-EXIT_USER_ERROR = 2
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def make_console(stderr: bool = False) -> Console:
-    """A rich console that prints text literally (no markup: paths and architectures may hold brackets).
-
-    Piped or logged output gets 160 columns unless $COLUMNS says otherwise.
-    """
-    console = Console(stderr=stderr, highlight=False, markup=False)
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        console.width = 160
-    return console
+_user_errors = user_errors
 
 
 def _out() -> Console:
@@ -67,31 +54,6 @@ def _out() -> Console:
 
 def _err() -> Console:
     return make_console(stderr=True)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def _user_errors(fn: F) -> F:
-    """Print NASError / FileNotFoundError as one red `error: ...` line and exit 2 (no traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (NASError, FileNotFoundError) as e:
-            msg = str(e)
-            if isinstance(e, OSError) and e.filename and e.strerror:
-                msg = f"{e.filename}: {e.strerror}"  # not "[Errno 2] No such file or directory: ..."
-            _err().print(f"error: {_one_line(msg or type(e).__name__)}", style="red", soft_wrap=True)
-            raise typer.Exit(EXIT_USER_ERROR) from None
-        except KeyboardInterrupt:
-            _err().print("interrupted; every finished trial is in the journal (continue with `nas resume DIR`)",
-                         style="yellow", soft_wrap=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _setup_logging() -> None:
@@ -439,6 +401,16 @@ def pareto(
 
         path = plot_pareto(result, plot, names)
         console.print(f"plot: {path.resolve()}", soft_wrap=True)
+
+
+def _mount_subcommands() -> None:
+    """Sub-command groups that live beside the code they drive (`nas hardware ...`)."""
+    from nas.hardware.cli import app as hardware_app
+
+    app.add_typer(hardware_app, name="hardware")
+
+
+_mount_subcommands()
 
 
 def main() -> None:

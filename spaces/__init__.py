@@ -20,6 +20,7 @@ _LAZY = {
     "FlexiBertSpace": "nas.spaces.transformer",
     "ElasticTransformerSpace": "nas.spaces.transformer",
     "GNNSpace": "nas.spaces.gnn",
+    "OFASpace": "nas.spaces.ofa",
 }
 
 

@@ -26,12 +26,7 @@ GCN = {"layers": 1, "hidden_layers": [{"op": "gcn", "hidden": 16, "activation": 
        "output": {"op": "gcn"}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

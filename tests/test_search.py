@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import nas
-from nas.errors import ConfigError, JournalError, NASError
+from nas.errors import JournalError, NASError
 from nas.objectives import Problem
 from nas.spaces import Choice, Integer, Repeat, Space
 from nas.strategies import STRATEGIES, Deduplicate, TrialResult, make_strategy

@@ -1,0 +1,176 @@
+"""`nas hardware ...`: build latency lookup tables, measure architectures, list and check device profiles.
+
+    nas hardware build-lut SPACE [--device cpu] [--batch-size 1] [--threads 1] [--out FILE] [--limit N]
+    nas hardware measure SPACE [--arch JSON | --random N] [--table FILE] [--device cpu]
+    nas hardware devices
+    nas hardware calibrate [--threads 1]
+
+SPACE is a name from `nas.hardware.adapters.SPACES` (ofa, nb201, darts) with `--options` a JSON object
+of the space's constructor options. Errors meant for users print as one red line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nas.console import make_console, user_errors
+
+app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_show_locals=False,
+                  help="Hardware costs: build latency lookup tables, measure architectures, list device profiles.")
+
+SpaceArg = Annotated[str, typer.Argument(help="Space name: ofa, nb201 or darts.")]
+OptionsOpt = Annotated[str, typer.Option("--options", help="Space constructor options as a JSON object.")]
+DeviceOpt = Annotated[str, typer.Option(help="Torch device to measure on (cpu, cuda, cuda:1).")]
+BatchOpt = Annotated[int, typer.Option(help="Batch size of every timed forward pass.")]
+ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (torch.set_num_threads) while timing.")]
+WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing.")]
+RepeatsOpt = Annotated[int, typer.Option(help="Timed runs per measurement.")]
+
+
+def _console(stderr: bool = False) -> Console:
+    return make_console(stderr)
+
+
+_user_errors = user_errors
+
+
+def default_table_path(space: str, device: str, batch_size: int, threads: int) -> Path:
+    """Where `build-lut` writes by default: runs/luts/SPACE-DEVICE-bB-tT.jsonl."""
+    return Path("runs") / "luts" / f"{space}-{device.replace(':', '')}-b{batch_size}-t{threads}.jsonl"
+
+
+@app.command("build-lut")
+@_user_errors
+def build_lut(
+    space: SpaceArg,
+    device: DeviceOpt = "cpu",
+    batch_size: BatchOpt = 1,
+    threads: ThreadsOpt = 1,
+    warmup: WarmupOpt = 10,
+    repeats: RepeatsOpt = 50,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Measure at most this many new layers in this call.")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="Device profile name recorded in the table.")] = None,
+    options: OptionsOpt = "{}",
+) -> None:
+    """Profile every distinct layer configuration of SPACE once; resumes an existing table file."""
+    from nas.hardware.adapters import adapter_for, make_space
+    from nas.hardware.lut import LatencyTable, build_table
+
+    adapter = adapter_for(make_space(space, options))
+    path = out if out is not None else default_table_path(space, device, batch_size, threads)
+    total = len(adapter.distinct_layers())
+    before = len(LatencyTable.load(path)) if path.exists() else 0
+    console = _console()
+    console.print(f"{space}: {total} distinct layer configurations; {before} already in {path}", soft_wrap=True)
+    t0 = time.time()
+    progress = Progress(TextColumn("[bold]profiling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console)
+    with progress:
+        task = progress.add_task("layers", total=min(total - before, limit) if limit is not None else total - before)
+        table = build_table(adapter, path, device=device, batch_size=batch_size, threads=threads, warmup=warmup,
+                            repeats=repeats, profile=profile, limit=limit,
+                            progress=lambda done, n: progress.update(task, completed=done, total=n))
+    console.print(f"{len(table) - before} layers measured in {time.time() - t0:.1f} s; the table holds "
+                  f"{len(table)} of {total} ({path})", soft_wrap=True)
+
+
+@app.command()
+@_user_errors
+def measure(
+    space: SpaceArg,
+    arch: Annotated[Optional[str], typer.Option(help="An architecture as a JSON object.")] = None,
+    random: Annotated[int, typer.Option(help="Measure this many random architectures (ignored with --arch).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the random architectures.")] = 0,
+    table: Annotated[Optional[Path], typer.Option(help="A lookup table to predict with, side by side.")] = None,
+    device: DeviceOpt = "cpu",
+    batch_size: BatchOpt = 1,
+    threads: ThreadsOpt = 1,
+    warmup: WarmupOpt = 10,
+    repeats: RepeatsOpt = 50,
+    options: OptionsOpt = "{}",
+) -> None:
+    """Measure latency of architectures (median, p10-p90), next to FLOPs, roofline bound and LUT prediction."""
+    from nas.errors import ConfigError
+    from nas.hardware.adapters import make_space
+    from nas.hardware.cost import CostModel
+    from nas.hardware.lut import LatencyTable
+
+    sp = make_space(space, options)
+    if arch is not None:
+        try:
+            archs = [sp.validate(json.loads(arch))]
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--arch: not a JSON object ({e})") from None
+    else:
+        rng = np.random.default_rng(seed)
+        archs = [sp.sample(rng) for _ in range(random)]
+    measured = CostModel(sp, device=device, latency="measured", batch_size=batch_size, threads=threads,
+                         warmup=warmup, repeats=repeats)
+    lut = CostModel(sp, device=device, latency=LatencyTable.load(table), batch_size=batch_size) if table else None
+    out = Table(title=f"{space} on {device}, batch {batch_size}, {threads} thread(s), load {os.getloadavg()[0]:.2f}",
+                title_justify="left")
+    for col in ("arch id", "MFLOPs", "params", "median ms", "p10-p90 ms", "roofline ms") + (("LUT ms",) if lut else ()):
+        out.add_column(col, justify="right")
+    for a in archs:
+        r = measured.report(a)
+        m = r.details["latency"]
+        row = [a.id[:10], f"{r.metrics['flops'] / 1e6:.3f}", f"{r.metrics['params']:,.0f}", f"{m['median_ms']:.4f}",
+               f"{m['p10_ms']:.4f}-{m['p90_ms']:.4f}", f"{r.metrics.get('latency_roofline_ms', float('nan')):.2e}"]
+        if lut:
+            row.append(f"{lut(a)['latency_ms']:.4f}")
+        out.add_row(*row)
+    _console().print(out)
+
+
+@app.command()
+@_user_errors
+def devices() -> None:
+    """List the built-in device profiles (add one: a JSON file in hardware/devices/, see docs/hardware.md)."""
+    from nas.hardware.devices import list_devices, load_device
+
+    out = Table(title="device profiles", title_justify="left")
+    for col in ("name", "kind", "FP32 TFLOP/s", "FP16 TFLOP/s", "bandwidth GB/s", "TDP W", "description"):
+        out.add_column(col, justify="left" if col in ("name", "kind", "description") else "right")
+    for name in list_devices():
+        d = load_device(name)
+        fp16 = d.peak_flops.get("float16")
+        out.add_row(name, d.kind, f"{d.peak_flops.get('float32', float('nan')) / 1e12:.3g}",
+                    f"{fp16 / 1e12:.3g}" if fp16 else "-", f"{d.memory_bandwidth / 1e9:.4g}",
+                    f"{d.tdp_w:g}" if d.tdp_w else "-", d.description)
+    _console().print(out)
+
+
+@app.command()
+@_user_errors
+def calibrate(
+    threads: ThreadsOpt = 1,
+    seconds: Annotated[float, typer.Option(help="How long to measure.")] = 2.0,
+) -> None:
+    """Measure this CPU's best FP32 matmul FLOP/s and copy bandwidth, next to the local_cpu profile's peaks."""
+    from nas.hardware.devices import calibrate_cpu, load_device
+
+    got = calibrate_cpu(threads, seconds)
+    prof = load_device("local_cpu")
+    console = _console()
+    console.print(f"measured on {threads} thread(s), load {os.getloadavg()[0]:.2f}: "
+                  f"{got['float32_flops'] / 1e9:.1f} GFLOP/s FP32 (profile peak for {threads}: "
+                  f"{prof.peak('float32', threads) / 1e9:.1f}), "
+                  f"copy bandwidth {got['memory_bandwidth'] / 1e9:.1f} GB/s "
+                  f"(profile: {prof.memory_bandwidth / 1e9:.1f})", soft_wrap=True)
+
+
+if __name__ == "__main__":
+    app(prog_name="nas hardware")

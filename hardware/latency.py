@@ -1,0 +1,189 @@
+"""Measured latency of one forward pass: warm-up, repeated timed runs, median and spread.
+
+CPU runs are timed with `time.perf_counter_ns` under a pinned thread count (restored afterwards);
+CUDA runs with CUDA events, synchronising before reading them. Batch size and input shapes are explicit
+in every `LatencyMeasurement`, so a figure never travels without the conditions it was taken under.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas.errors import ConfigError
+from nas.hardware.counts import forward
+
+
+@dataclass(frozen=True)
+class LatencyMeasurement:
+    """Timing statistics of `repeats` forward passes (milliseconds), and the conditions they were taken under."""
+
+    median_ms: float
+    min_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    warmup: int
+    batch_size: int
+    input_shapes: tuple[tuple[int, ...], ...]
+    device: str
+    threads: int | None
+    timer: str
+
+    @property
+    def spread_ms(self) -> float:
+        """p90 - p10: the width of the central 80 % of the timed runs."""
+        return self.p90_ms - self.p10_ms
+
+    def value(self, statistic: str = "median") -> float:
+        """The latency by `statistic` ("median", "min", "mean")."""
+        if statistic not in ("median", "min", "mean"):
+            raise ConfigError(f"statistic: expected median, min or mean, got {statistic!r}")
+        return float(getattr(self, f"{statistic}_ms"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shapes"] = [list(s) for s in self.input_shapes]
+        return d
+
+
+def summarise(times_ms: np.ndarray | list[float], *, warmup: int, batch_size: int,
+              input_shapes: tuple[tuple[int, ...], ...], device: str, threads: int | None,
+              timer: str) -> LatencyMeasurement:
+    """A `LatencyMeasurement` from raw per-run times in milliseconds."""
+    t = np.asarray(times_ms, dtype=float)
+    if t.size == 0:
+        raise ConfigError("repeats: at least one timed run is needed")
+    p10, p50, p90 = np.percentile(t, [10, 50, 90])
+    return LatencyMeasurement(float(p50), float(t.min()), float(t.mean()), float(p10), float(p90), int(t.size),
+                              warmup, batch_size, input_shapes, device, threads, timer)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `torch.set_num_threads(threads)` (unchanged when None), restoring the old count."""
+    if threads is None:
+        yield
+        return
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads: expected a positive int, got {threads!r}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors in a tensor, or in a tuple/list/dict nesting them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in tensors_in(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    return []
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """`value` with every tensor in it moved to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(to_device(v, device) for v in value)
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    return value
+
+
+def time_cpu(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
+    """Per-run wall times (ms) of `fn` after `warmup` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def time_cuda(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
+    """Per-run GPU times (ms) of `fn` from CUDA events, after `warmup` runs; synchronises before reading."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    pairs = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        pairs.append((start, end))
+    torch.cuda.synchronize()
+    return [float(s.elapsed_time(e)) for s, e in pairs]
+
+
+def measure_latency(module: torch.nn.Module, inputs: Any, *, device: str = "cpu", warmup: int = 10,
+                    repeats: int = 50, threads: int | None = 1) -> LatencyMeasurement:
+    """Time `module(inputs)` in eval mode without autograd on `device` (the module is moved there).
+
+    `inputs` is a tensor, a tuple of args or a dict of kwargs; its first tensor's leading dimension is
+    the recorded batch size. On CPU, `threads` pins torch's intra-op threads for the run (None: as is).
+    """
+    if warmup < 0 or repeats < 1:
+        raise ConfigError(f"warmup/repeats: expected warmup >= 0 and repeats >= 1, got {warmup}/{repeats}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
+    module = module.to(dev).eval()
+    inputs = to_device(inputs, dev)
+    tensors = tensors_in(inputs)
+    shapes = tuple(tuple(t.shape) for t in tensors)
+    batch = int(shapes[0][0]) if shapes and shapes[0] else 1
+
+    def run() -> Any:
+        return forward(module, inputs)
+
+    with torch.inference_mode():
+        if dev.type == "cuda":
+            times, timer, used = time_cuda(run, warmup, repeats), "cuda_event", None
+        else:
+            with pinned_threads(threads):
+                used = torch.get_num_threads()
+                times, timer = time_cpu(run, warmup, repeats), "perf_counter"
+    return summarise(times, warmup=warmup, batch_size=batch, input_shapes=shapes, device=str(dev),
+                     threads=used, timer=timer)
+
+
+def host_info(device: str = "cpu") -> dict[str, Any]:
+    """Which machine a measurement comes from: CPU model, core count, torch version, GPU name on CUDA."""
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "torch": torch.__version__, "cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+    if hasattr(os, "sched_getaffinity"):
+        info["affinity"] = sorted(os.sched_getaffinity(0))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,161 @@
+"""Layer decomposition of a space's architectures: the protocol lookup tables and learned models build on.
+
+A `LayerAdapter` turns an architecture into the list of `LayerConfig`s its network executes, in order,
+builds each layer as a standalone module, and enumerates every distinct layer configuration the space
+can produce (what a lookup-table builder profiles once). Each layer takes one tensor of
+`(batch, *layer.input_shape)`. `check_decomposition` verifies an adapter against the space's own
+network: the layers' FLOPs and parameters must add up to the network's exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas.errors import ConfigError
+from nas.hardware.counts import LeafCount, count_leaves
+from nas.spaces.model_space import ModelSpace
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """One layer as a lookup table sees it: a kind, its options, and its input shape without the batch."""
+
+    kind: str
+    input_shape: tuple[int, ...]
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def make(cls, kind: str, input_shape: Iterable[int], **options: Any) -> "LayerConfig":
+        return cls(kind, tuple(int(s) for s in input_shape), tuple(sorted(options.items())))
+
+    def __getitem__(self, name: str) -> Any:
+        for k, v in self.options:
+            if k == name:
+                return v
+        raise KeyError(f"layer {self.key}: no option {name!r}")
+
+    @property
+    def key(self) -> str:
+        """Canonical text, e.g. `mbconv(cin=16,cout=24,expand=3,kernel=5,residual=false,stride=2)@16x40`."""
+        opts = ",".join(f"{k}={json.dumps(v)}" for k, v in self.options)
+        return f"{self.kind}({opts})@{'x'.join(str(s) for s in self.input_shape)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "input_shape": list(self.input_shape), "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LayerConfig":
+        return cls.make(data["kind"], data["input_shape"], **data.get("options", {}))
+
+
+class LayerAdapter:
+    """How one space's architectures decompose into layers (subclass per space; see `ofa_layers`, `cell_layers`)."""
+
+    name = "layers"
+
+    def __init__(self, space: ModelSpace) -> None:
+        self.space = space
+        self._counts: dict[tuple[str, int], list[LeafCount]] = {}
+
+    def layers(self, arch: Mapping[str, Any]) -> list[LayerConfig]:
+        """The layers `space.build(arch)` runs, in execution order."""
+        raise NotImplementedError(f"{type(self).__name__}.layers")
+
+    def build_layer(self, layer: LayerConfig) -> nn.Module:
+        """A freshly initialised module computing `layer` on a `(batch, *layer.input_shape)` tensor."""
+        raise NotImplementedError(f"{type(self).__name__}.build_layer")
+
+    def distinct_layers(self) -> list[LayerConfig]:
+        """Every layer configuration an architecture of the space can contain, each once."""
+        raise NotImplementedError(f"{type(self).__name__}.distinct_layers")
+
+    def describe(self) -> dict[str, Any]:
+        """What fixes the layer shapes (recorded in lookup tables, compared when one is loaded)."""
+        return {"adapter": self.name, "space": self.space.fingerprint()}
+
+    def layer_input(self, layer: LayerConfig, batch_size: int = 1, seed: int = 0) -> torch.Tensor:
+        """A random input batch for `layer`."""
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn((batch_size, *layer.input_shape), generator=g)
+
+    def layer_counts(self, layer: LayerConfig, batch_size: int = 1) -> list[LeafCount]:
+        """FLOPs, parameters and bytes moved by the layer's leaf modules (see `counts.count_leaves`); memoised."""
+        key = (layer.key, batch_size)
+        if key not in self._counts:
+            self._counts[key] = count_leaves(self.build_layer(layer), self.layer_input(layer, batch_size))
+        return self._counts[key]
+
+    def arch_counts(self, arch: Mapping[str, Any], batch_size: int = 1) -> list[LeafCount]:
+        """The leaf counts of a whole architecture, assembled from its layers' (equal to counting the network)."""
+        return [leaf for layer in self.layers(arch) for leaf in self.layer_counts(layer, batch_size)]
+
+
+def unique(layers: Iterable[LayerConfig]) -> list[LayerConfig]:
+    """Layers in first-seen order, each key once."""
+    seen: dict[str, LayerConfig] = {}
+    for layer in layers:
+        seen.setdefault(layer.key, layer)
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Totals of an architecture's layers next to those of the space's own network."""
+
+    layer_flops: int
+    network_flops: int
+    layer_params: int
+    network_params: int
+
+    @property
+    def exact(self) -> bool:
+        return self.layer_flops == self.network_flops and self.layer_params == self.network_params
+
+
+def check_decomposition(adapter: LayerAdapter, arch: Mapping[str, Any], batch_size: int = 2) -> Decomposition:
+    """Count FLOPs and parameters of `adapter.layers(arch)` and of `space.build(arch)`; `exact` when equal."""
+    space = adapter.space
+    arch = space.validate(arch)
+    net = count_leaves(space.build(arch), space.example_input(arch, batch_size))
+    parts = adapter.arch_counts(arch, batch_size)
+    return Decomposition(sum(x.flops for x in parts), sum(x.flops for x in net),
+                         sum(x.params for x in parts), sum(x.params for x in net))
+
+
+def conv_length(length: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output length of a convolution or pooling along one axis."""
+    out = (length + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if out < 1:
+        raise ConfigError(f"a layer with kernel {kernel}, stride {stride} cannot take length {length}")
+    return out
+
+
+class AddN(nn.Module):
+    """`n` elementwise tensor additions: a node summing its inputs (`sum` of n tensors from 0, or `a + b` for n=1)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for _ in range(self.n):
+            out = out + x
+        return out
+
+
+class ConcatN(nn.Module):
+    """Concatenate `n` tensors shaped like the input along the channels."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * self.n, dim=1)

@@ -1,0 +1,242 @@
+"""Learned latency (nn-Meter style) and few-shot onboarding of a new device.
+
+* `LayerLatencyModel`: one random forest per layer group (kind, plus string options such as the op name)
+  on per-layer features (numeric options, input shape, batch, log FLOPs / parameters / bytes moved),
+  trained on measured layer samples (e.g. the entries of a lookup table) and predicting layers never
+  measured. An architecture's latency is the sum over its layers, as in nn-Meter's kernel-level model.
+* `LayerwiseLatency`: sums any per-layer latency (a table's, a learned model's) over an architecture,
+  optionally through a `Calibration` fitted on N measured architectures: per-kind scale factors and a
+  constant overhead, which is how a model built on one device is onboarded to another (few-shot).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.hardware.layers import LayerAdapter, LayerConfig
+from nas.hardware.lut import LatencyTable
+
+Counts = tuple[int, int, int]  # flops, params, bytes moved
+
+
+def layer_group(layer: LayerConfig) -> str:
+    """The model a layer belongs to: its kind plus its string options (e.g. `op/sep_conv_3x3`)."""
+    names = [str(v) for _, v in layer.options if isinstance(v, str)]
+    return "/".join([layer.kind, *names])
+
+
+def layer_features(layer: LayerConfig, counts: Counts, batch_size: int) -> np.ndarray:
+    """Numeric options (bools as 0/1), input shape, batch size, and log1p of FLOPs, parameters and bytes."""
+    opts = [float(v) for _, v in layer.options if not isinstance(v, str)]
+    flops, params, moved = counts
+    return np.array([*opts, *map(float, layer.input_shape), float(batch_size),
+                     math.log1p(flops), math.log1p(params), math.log1p(moved)])
+
+
+class LayerLatencyModel:
+    """Per-group random-forest regressors of log latency from layer features (nn-Meter's kernel predictors)."""
+
+    def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, seed: int = 0) -> None:
+        self.n_estimators, self.min_samples_leaf, self.seed = n_estimators, min_samples_leaf, seed
+        self.models: dict[str, Any] = {}
+        self.samples: dict[str, int] = {}
+        self.batch_size: int | None = None
+        self.source: dict[str, Any] = {}
+
+    def fit(self, layers: Sequence[LayerConfig], counts: Sequence[Counts], latency_ms: Sequence[float],
+            batch_size: int, source: Mapping[str, Any] | None = None) -> "LayerLatencyModel":
+        """Train on measured layers (each with its counts) at one batch size."""
+        from sklearn.ensemble import RandomForestRegressor
+
+        if not (len(layers) == len(counts) == len(latency_ms)) or not layers:
+            raise ConfigError("fit: give equally many layers, counts and latencies (at least one)")
+        if any(not (t > 0) for t in latency_ms):
+            raise ConfigError("fit: latencies must be positive milliseconds")
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, layer in enumerate(layers):
+            groups[layer_group(layer)].append(i)
+        self.models, self.samples = {}, {}
+        for g, idx in groups.items():
+            x = np.stack([layer_features(layers[i], counts[i], batch_size) for i in idx])
+            y = np.log(np.asarray([latency_ms[i] for i in idx], dtype=float))
+            rf = RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+                                       random_state=self.seed, n_jobs=1)
+            self.models[g] = rf.fit(x, y)
+            self.samples[g] = len(idx)
+        self.batch_size = batch_size
+        self.source = dict(source or {})
+        return self
+
+    @classmethod
+    def from_table(cls, table: LatencyTable, fraction: float = 1.0, seed: int = 0,
+                   **kwargs: Any) -> "LayerLatencyModel":
+        """Train on a lookup table's entries, or a random `fraction` of each layer group's (at least one each)."""
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"fraction: expected 0 < fraction <= 1, got {fraction!r}")
+        by_group: dict[str, list[Any]] = defaultdict(list)
+        for e in table.entries.values():
+            by_group[layer_group(e.layer)].append(e)
+        rng = np.random.default_rng(seed)
+        entries = []
+        for group in by_group.values():
+            keep = rng.choice(len(group), size=max(1, round(fraction * len(group))), replace=False)
+            entries += [group[i] for i in sorted(keep)]
+        source = {"table": str(table.path) if table.path else None, "statistic": table.statistic,
+                  "samples": len(entries), "fraction": fraction, "device": table.device}
+        counts = [(e.flops, e.params, e.bytes_moved) for e in entries]
+        return cls(seed=seed, **kwargs).fit([e.layer for e in entries], counts,
+                                            [e.value(table.statistic) for e in entries], table.batch_size, source)
+
+    def predict(self, layer: LayerConfig, counts: Counts) -> float:
+        """Predicted latency (ms) of one layer."""
+        g = layer_group(layer)
+        if g not in self.models:
+            raise ConfigError(f"learned latency: no samples of layer group {g!r} were seen in training "
+                              f"(trained on: {', '.join(sorted(self.models)) or 'nothing'})")
+        assert self.batch_size is not None
+        x = layer_features(layer, counts, self.batch_size)[None, :]
+        return float(np.exp(self.models[g].predict(x)[0]))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """latency = sum over kinds of scale[kind] x (base latency of that kind's layers) + intercept_ms."""
+
+    scales: dict[str, float]
+    intercept_ms: float
+    n_archs: int
+    device: str | None = None
+    fit_mape: float | None = None
+
+    def apply(self, by_kind: Mapping[str, float]) -> float:
+        return float(sum(self.scales.get(k, 1.0) * v for k, v in by_kind.items()) + self.intercept_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scales": dict(self.scales), "intercept_ms": self.intercept_ms, "n_archs": self.n_archs,
+                "device": self.device, "fit_mape": self.fit_mape}
+
+
+def _relative_nnls(cols: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0,
+                   prior: np.ndarray | None = None, strength: float = 0.0) -> np.ndarray:
+    """Non-negative [scales..., intercept] minimising sum(((cols @ s + b + offset) / y - 1)^2) + strength |s - prior|^2."""
+    from scipy.optimize import nnls
+
+    a = np.hstack([cols, np.ones((len(y), 1))]) / y[:, None]
+    b = 1.0 - np.broadcast_to(offset, y.shape) / y
+    if prior is not None and strength > 0:
+        k, lam = cols.shape[1], math.sqrt(strength)
+        a = np.vstack([a, np.hstack([lam * np.eye(k), np.zeros((k, 1))])])
+        b = np.concatenate([b, lam * prior])
+    return nnls(a, b)[0]
+
+
+def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequence[float], *, per_kind: bool = True,
+                    min_variation: float = 0.2, shrink: float = 1e-5, device: str | None = None) -> Calibration:
+    """Fit scales (>= 0) and an intercept (>= 0) minimising the relative squared error of the prediction.
+
+    First one scale shared by all kinds, plus the intercept. Then, with `per_kind`, kinds whose latency
+    varies between the architectures (coefficient of variation >= `min_variation`) get scales of their
+    own, pulled towards the shared one with weight `shrink` per architecture, when there are at least
+    4 architectures per fitted coefficient; kinds that barely vary are confounded with the intercept,
+    so they keep the shared scale.
+    """
+    if len(by_kind) != len(measured_ms) or not by_kind:
+        raise ConfigError("onboarding: give as many measured latencies as architectures (at least one)")
+    y = np.asarray(measured_ms, dtype=float)
+    if np.any(~(y > 0)):
+        raise ConfigError("onboarding: measured latencies must be positive milliseconds")
+    kinds = sorted({k for d in by_kind for k in d})
+    cols = np.array([[d.get(k, 0.0) for k in kinds] for d in by_kind])
+    shared, b0 = _relative_nnls(cols.sum(axis=1, keepdims=True), y)
+    scales, intercept = {k: float(shared) for k in kinds}, float(b0)
+    mean, std = cols.mean(axis=0), cols.std(axis=0)
+    own = [i for i in range(len(kinds)) if mean[i] > 0 and std[i] / mean[i] >= min_variation]
+    if per_kind and own and len(y) >= 4 * (len(own) + 1):
+        rest = shared * cols[:, [i for i in range(len(kinds)) if i not in own]].sum(axis=1)
+        coef = _relative_nnls(cols[:, own], y, rest, np.full(len(own), shared), shrink * len(y))
+        scales.update({kinds[i]: float(c) for i, c in zip(own, coef[:-1])})
+        intercept = float(coef[-1])
+    pred = cols @ np.array([scales[k] for k in kinds]) + intercept
+    return Calibration(scales, intercept, len(y), device, float(np.mean(np.abs(pred / y - 1))))
+
+
+@dataclass
+class LayerwiseLatency:
+    """An architecture's latency as the (calibrated) sum of per-layer latencies: a lookup table's or a learned model's.
+
+    `model` is "lut" or "learned" (a calibrated model is "learned": it was fitted to measurements).
+    """
+
+    adapter: LayerAdapter
+    layer_ms: Callable[[LayerConfig], float]
+    model: str
+    device: str | None
+    batch_size: int
+    details: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    cheap: bool = True
+
+    def by_kind(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        """Uncalibrated latency (ms) summed per layer kind."""
+        out: dict[str, float] = defaultdict(float)
+        for layer in self.adapter.layers(arch):
+            out[layer.kind] += self.layer_ms(layer)
+        return dict(out)
+
+    def latency_ms(self, arch: Mapping[str, Any]) -> float:
+        parts = self.by_kind(arch)
+        return self.calibration.apply(parts) if self.calibration else float(sum(parts.values()))
+
+    def onboard(self, archs: Sequence[Mapping[str, Any]], measured_ms: Sequence[float], device: str | None = None,
+                per_kind: bool = True) -> "LayerwiseLatency":
+        """This model calibrated on N architectures measured on `device` (default: the same device).
+
+        Few-shot onboarding: a table or learned model from one device plus a handful of end-to-end
+        measurements on another gives a predictor for the other (per-kind scales and a fixed overhead).
+        """
+        cal = fit_calibration([self.by_kind(a) for a in archs], measured_ms, per_kind=per_kind,
+                              device=device if device is not None else self.device)
+        details = {**self.details, "base_model": self.model, "base_device": self.device}
+        return LayerwiseLatency(self.adapter, self.layer_ms, "learned", cal.device, self.batch_size, details, cal)
+
+    def provenance(self) -> dict[str, Any]:
+        out = {"model": self.model, "device": self.device, "batch_size": self.batch_size, **self.details}
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
+        return out
+
+
+def lut_latency(table: LatencyTable, adapter: LayerAdapter) -> LayerwiseLatency:
+    """Lookup-table latency: the sum of the table's per-layer values (checks the table fits the adapter)."""
+    table.check_adapter(adapter)
+    details = {"table": str(table.path) if table.path else None, "statistic": table.statistic,
+               "entries": len(table), "threads": table.header.get("threads"),
+               "torch_device": table.header.get("torch_device"), "host": (table.header.get("host") or {}).get("cpu"),
+               "built": table.header.get("created")}
+    return LayerwiseLatency(adapter, table.layer_ms, "lut", table.device, table.batch_size, details)
+
+
+def learned_latency(model: LayerLatencyModel, adapter: LayerAdapter) -> LayerwiseLatency:
+    """Learned latency: the sum of a `LayerLatencyModel`'s per-layer predictions (cached per layer configuration)."""
+    if model.batch_size is None:
+        raise ConfigError("learned latency: the model is not trained (call fit or from_table)")
+    cache: dict[str, float] = {}
+    batch = model.batch_size
+
+    def layer_ms(layer: LayerConfig) -> float:
+        if layer.key not in cache:
+            leaves = adapter.layer_counts(layer, batch)
+            counts = (sum(x.flops for x in leaves), sum(x.params for x in leaves), sum(x.bytes_moved for x in leaves))
+            cache[layer.key] = model.predict(layer, counts)
+        return cache[layer.key]
+
+    details = {"regressor": "random forest per layer group", "groups": dict(model.samples),
+               "trained_on": dict(model.source)}
+    return LayerwiseLatency(adapter, layer_ms, "learned", model.source.get("device"), batch, details)

@@ -1,0 +1,217 @@
+"""Per-layer latency lookup tables (ProxylessNAS / OFA / FBNet style): profile each layer once, sum per architecture.
+
+A table is a JSON Lines file: the first line is a header (format, the adapter's description of the space,
+device, batch size, threads, dtype, warm-up and repeats, host, load average), each further line one layer
+configuration with its timing statistics and counts. Lines are appended and fsync'd as they are measured,
+so an interrupted `build_table` resumes where it stopped (a torn last line is dropped).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.hardware.devices import default_device
+from nas.hardware.latency import host_info, measure_latency
+from nas.hardware.layers import LayerAdapter, LayerConfig, unique
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nas-latency-table"
+VERSION = 1
+STATISTICS = ("median", "min", "mean")
+# Header fields that must match for a table to be extended (resumed) with new measurements.
+_SAME_BUILD = ("format", "version", "adapter", "torch_device", "device", "batch_size", "threads", "dtype", "warmup",
+               "repeats")
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """One profiled layer: timing statistics (ms), counts, and the 1-minute load average when it was measured."""
+
+    layer: LayerConfig
+    median_ms: float
+    min_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    flops: int
+    params: int
+    bytes_moved: int
+    load: float | None = None
+
+    def value(self, statistic: str) -> float:
+        return float(getattr(self, f"{statistic}_ms"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.layer.key, **self.layer.to_dict(), "median_ms": self.median_ms, "min_ms": self.min_ms,
+                "mean_ms": self.mean_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "flops": self.flops,
+                "params": self.params, "bytes_moved": self.bytes_moved, "load": self.load}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TableEntry":
+        return cls(LayerConfig.from_dict(d), float(d["median_ms"]), float(d["min_ms"]), float(d["mean_ms"]),
+                   float(d["p10_ms"]), float(d["p90_ms"]), int(d["flops"]), int(d["params"]), int(d["bytes_moved"]),
+                   d.get("load"))
+
+
+class LatencyTable:
+    """A lookup table: `header` (how it was measured) and `entries` by layer key; `statistic` picks the value summed."""
+
+    def __init__(self, header: Mapping[str, Any], entries: Iterable[TableEntry] = (), path: Path | None = None,
+                 statistic: str = "median") -> None:
+        if statistic not in STATISTICS:
+            raise ConfigError(f"statistic: expected one of {', '.join(STATISTICS)}, got {statistic!r}")
+        self.header = dict(header)
+        self.entries = {e.layer.key: e for e in entries}
+        self.path = path
+        self.statistic = statistic
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.header["batch_size"])
+
+    @property
+    def device(self) -> str | None:
+        """The device profile name the table was measured on (None when the machine has no profile)."""
+        return self.header.get("device")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, layer: LayerConfig) -> bool:
+        return layer.key in self.entries
+
+    def with_statistic(self, statistic: str) -> "LatencyTable":
+        """The same table summing another statistic (median, min or mean)."""
+        return LatencyTable(self.header, self.entries.values(), self.path, statistic)
+
+    def layer_ms(self, layer: LayerConfig) -> float:
+        """The table's latency for one layer; ConfigError naming the layer when it was never profiled."""
+        entry = self.entries.get(layer.key)
+        if entry is None:
+            raise ConfigError(f"layer {layer.key} is not in the latency table {self.path or '(in memory)'}: build it "
+                              f"with `nas hardware build-lut` (resumable) or `build_table(..., layers=...)`")
+        return entry.value(self.statistic)
+
+    def predict(self, layers: Iterable[LayerConfig]) -> float:
+        """Latency (ms) of a network made of `layers`: the sum of their table values."""
+        return float(sum(self.layer_ms(layer) for layer in layers))
+
+    def missing(self, layers: Iterable[LayerConfig]) -> list[LayerConfig]:
+        return [layer for layer in unique(layers) if layer.key not in self.entries]
+
+    def check_adapter(self, adapter: LayerAdapter) -> None:
+        """ConfigError when the table was built for another space frame than `adapter` describes."""
+        if _jsonable(self.header.get("adapter")) != _jsonable(adapter.describe()):
+            raise ConfigError(f"latency table {self.path or '(in memory)'} was built for {self.header.get('adapter')}, "
+                              f"not for {adapter.describe()}")
+
+    @classmethod
+    def load(cls, path: str | Path, statistic: str = "median") -> "LatencyTable":
+        header, entries, _ = _read(Path(path))
+        return cls(header, entries, Path(path), statistic)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], int]:
+    """Header, entries, and the byte length of the intact part (a torn last line is left out)."""
+    if not path.is_file():
+        raise ConfigError(f"latency table {path}: file not found")
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    intact = len(raw) if raw.endswith(b"\n") else len(raw) - len(lines[-1])
+    lines = lines[:-1]
+    if not lines:
+        raise ConfigError(f"latency table {path}: empty (no header line)")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"latency table {path}: the header line is not JSON ({e})") from None
+    if header.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a latency table (format {header.get('format')!r}, expected {FORMAT!r})")
+    if header.get("version") != VERSION:
+        raise ConfigError(f"latency table {path}: version {header.get('version')!r}, this toolkit reads {VERSION}")
+    entries = []
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            entries.append(TableEntry.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"latency table {path}: line {n} is not a valid entry ({e})") from None
+    return header, entries, intact
+
+
+def _load() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu", batch_size: int = 1,
+                threads: int | None = 1, warmup: int = 10, repeats: int = 50, profile: str | None = None,
+                layers: Iterable[LayerConfig] | None = None, limit: int | None = None,
+                progress: Callable[[int, int], None] | None = None) -> LatencyTable:
+    """Profile every distinct layer of `adapter`'s space (or just `layers`) on `device`; append to `path`.
+
+    An existing table at `path` is resumed: its layers are skipped, and its measurement settings must equal
+    these. `limit` caps the number of new layers measured in this call; `profile` names the device profile
+    recorded in the header (default: the machine's, e.g. `local_cpu`). `progress(done, total)` is called
+    after each layer.
+    """
+    path = Path(path)
+    header = {"format": FORMAT, "version": VERSION, "adapter": _jsonable(adapter.describe()), "torch_device": device,
+              "device": profile if profile is not None else default_device(device), "batch_size": batch_size,
+              "threads": threads if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,
+              "repeats": repeats, "host": host_info(device),
+              "created": _dt.datetime.now().isoformat(timespec="seconds"), "load_at_start": _load()}
+    done: dict[str, TableEntry] = {}
+    if path.exists():
+        old, entries, intact = _read(path)
+        for key in _SAME_BUILD:
+            if old.get(key) != header[key]:
+                raise ConfigError(f"latency table {path} was built with {key}={old.get(key)!r}, this build has "
+                                  f"{header[key]!r}: use another path, or delete the file to start over")
+        if intact < path.stat().st_size:
+            log.warning("latency table %s: dropping a torn last line", path)
+            with open(path, "r+b") as f:
+                f.truncate(intact)
+        header, done = old, {e.layer.key: e for e in entries}
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(json.dumps(header) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    todo = [layer for layer in unique(layers if layers is not None else adapter.distinct_layers())
+            if layer.key not in done]
+    if limit is not None:
+        todo = todo[:max(0, limit)]
+    with open(path, "a") as f:
+        for i, layer in enumerate(todo):
+            entry = measure_layer(adapter, layer, device=device, batch_size=batch_size, threads=threads,
+                                  warmup=warmup, repeats=repeats)
+            f.write(json.dumps(entry.to_dict()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            done[layer.key] = entry
+            if progress is not None:
+                progress(i + 1, len(todo))
+    return LatencyTable(header, done.values(), path)
+
+
+def measure_layer(adapter: LayerAdapter, layer: LayerConfig, *, device: str = "cpu", batch_size: int = 1,
+                  threads: int | None = 1, warmup: int = 10, repeats: int = 50) -> TableEntry:
+    """Time one layer on its own and count it (FLOPs, parameters, bytes moved)."""
+    leaves = adapter.layer_counts(layer, batch_size)
+    m = measure_latency(adapter.build_layer(layer), adapter.layer_input(layer, batch_size), device=device,
+                        warmup=warmup, repeats=repeats, threads=threads)
+    return TableEntry(layer, m.median_ms, m.min_ms, m.mean_ms, m.p10_ms, m.p90_ms, sum(x.flops for x in leaves),
+                      sum(x.params for x in leaves), sum(x.bytes_moved for x in leaves), _load())

@@ -1,0 +1,326 @@
+"""Training schedules for weight-sharing supernets, batch-norm recalibration and the weight-inheritance evaluator.
+
+* `ProgressiveShrinking` (Once-for-All, Cai et al. 2020): train the full network, then make one more
+  dimension elastic per phase (kernel -> depth -> width), distilling from the frozen full network and
+  sorting channels by importance before widths become elastic.
+* `SandwichRule` (BigNAS, Yu et al. 2020): one stage; each step trains the largest subnet on the labels
+  and the smallest plus `n_random` random subnets on the largest one's predictions (in-place distillation).
+* `PlainTraining`: ordinary training of one standalone network (the from-scratch baseline).
+* `recalibrate_bn`: exact batch-norm statistics for one subnet, needed because shared running statistics
+  mix all the subnets trained.
+* `InheritedAccuracy`: the evaluator `evaluate(arch) -> {"accuracy": ...}` of a subnet with weights
+  inherited from a trained supernet (BN recalibrated, no training).
+
+A supernet here is any module called as `supernet(x, arch)` with `supernet.subnet(arch)` and a `space`
+offering `largest()`, `smallest()` and `sample_subnet(rng, elastic)` (see `nas.spaces.ofa.OFASpace`).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.errors import ConfigError
+
+__all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
+           "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
+
+log = logging.getLogger(__name__)
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+SHARED_PER_STEP = frozenset({"resolution"})
+"""Top-level decisions drawn once per training step and shared by all its subnets (absent keys are ignored)."""
+
+
+@dataclass
+class PhaseLog:
+    """What one training phase did: mean loss per epoch and wall/CPU seconds."""
+
+    name: str
+    epochs: int
+    steps: int
+    seconds: float
+    cpu_seconds: float
+    epoch_losses: list[float]
+
+
+@dataclass
+class TrainLog:
+    """The phases of one training run, in order."""
+
+    phases: list[PhaseLog] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds for p in self.phases)
+
+
+# ---------------------------------------------------------------------------------------- shared parts
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Soft-target cross entropy of student logits against (detached) teacher logits, scaled by T^2."""
+    t = temperature
+    target = F.softmax(teacher.detach() / t, dim=-1)
+    return -(target * F.log_softmax(student / t, dim=-1)).sum(dim=-1).mean() * (t * t)
+
+
+def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW without weight decay on batch-norm weights and biases (1-D parameters)."""
+    decay = [p for p in module.parameters() if p.requires_grad and p.dim() > 1]
+    rest = [p for p in module.parameters() if p.requires_grad and p.dim() <= 1]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=lr)
+
+
+def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+    if len(x) != len(y):
+        raise ConfigError(f"y: {len(y)} labels for {len(x)} inputs")
+    if batch_size < 2 or batch_size > len(x):
+        raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {batch_size}")
+
+
+def _run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
+               lr: float, weight_decay: float, generator: torch.Generator,
+               step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> PhaseLog:
+    """AdamW with a per-step cosine schedule; `step(xb, yb)` runs the backward passes and returns the loss."""
+    _check_data(x, y, batch_size)
+    per_epoch = len(x) // batch_size  # drop the last partial batch (reshuffled every epoch)
+    opt = _optimizer(module, lr, weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * per_epoch))
+    module.train()
+    t0, c0, losses = time.perf_counter(), time.process_time(), []
+    for epoch in range(epochs):
+        order, total = torch.randperm(len(x), generator=generator), 0.0
+        for b in range(per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            opt.zero_grad(set_to_none=True)
+            total += float(step(x[idx], y[idx]))
+            opt.step()
+            sched.step()
+        losses.append(total / max(1, per_epoch))
+        log.info("%s epoch %d/%d loss %.4f", name, epoch + 1, epochs, losses[-1])
+    return PhaseLog(name, epochs, epochs * per_epoch, time.perf_counter() - t0, time.process_time() - c0, losses)
+
+
+def _random_subnet(space: Any, rng: np.random.Generator, elastic: Any = None) -> Any:
+    sample = getattr(space, "sample_subnet", None)
+    if sample is None:
+        return space.sample(rng)
+    return sample(rng) if elastic is None else sample(rng, elastic)
+
+
+def _share(space: Any, arch: Any, shared: Mapping[str, Any]) -> Any:
+    """`arch` with the step's shared top-level decisions (e.g. the input resolution) overriding its own."""
+    values = {k: v for k, v in shared.items() if k in arch}
+    return space.validate({**arch.to_dict(), **values}) if values else arch
+
+
+def _draw_shared(space: Any, rng: np.random.Generator, keys: frozenset[str], elastic: Any = None) -> dict[str, Any]:
+    """The decisions in `keys` drawn once for a step, as OFA draws one input resolution per batch."""
+    if not keys:
+        return {}
+    ref = _random_subnet(space, rng, elastic)
+    return {k: ref[k] for k in keys if k in ref}
+
+
+# ---------------------------------------------------------------------------------------- schedules
+@dataclass
+class PlainTraining:
+    """Ordinary supervised training of one network (cross entropy, AdamW, cosine schedule)."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+    def fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
+        gen = torch.Generator().manual_seed(self.seed)
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            loss = F.cross_entropy(model(xb), yb)
+            loss.backward()
+            return loss.detach()
+
+        return TrainLog([_run_phase("plain", model, x, y, self.epochs, self.batch_size, self.lr,
+                                    self.weight_decay, gen, step)])
+
+
+@dataclass
+class SandwichRule:
+    """BigNAS single-stage training: per step the largest subnet learns from labels, the smallest and
+    `n_random` random subnets from the largest's soft predictions (in-place distillation); one optimizer step.
+
+    The decisions named in `per_step` (the input resolution) are drawn once per step and shared by all its
+    subnets, as OFA resizes a whole batch: each child then distils from the largest network at its own input.
+    """
+
+    epochs: int = 30
+    n_random: int = 2
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    temperature: float = 1.0
+    per_step: frozenset[str] = SHARED_PER_STEP
+    seed: int = 0
+
+    def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
+        space = supernet.space
+        rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
+        largest, smallest = space.largest(), space.smallest()
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            shared = _draw_shared(space, rng, self.per_step)
+            logits = supernet(xb, _share(space, largest, shared))
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            soft, total = logits.detach(), loss.detach()
+            children = [smallest] + [_random_subnet(space, rng) for _ in range(self.n_random)]
+            for arch in (_share(space, a, shared) for a in children):
+                kd = distillation_loss(supernet(xb, arch), soft, self.temperature)
+                kd.backward()
+                total = total + kd.detach()
+            return total
+
+        return TrainLog([_run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
+                                    self.weight_decay, gen, step)])
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One progressive-shrinking phase: which dimensions are sampled (the rest at their largest value)."""
+
+    name: str
+    elastic: frozenset[str]
+    epochs: int
+    lr: float
+    sort_channels: bool = False  # reorder channels by importance first (entering elastic width, as in OFA)
+
+
+def ofa_phases(full: int = 10, kernel: int = 6, depth: int = 6, width: int = 8, lr: float = 3e-3) -> tuple[Phase, ...]:
+    """OFA's order: full network (elastic resolution) -> + kernel -> + depth -> + expand and width.
+
+    Later phases start from a trained network, so they use a third of the full phase's learning rate.
+    """
+    dims = ["resolution"]
+    phases = [Phase("full", frozenset(dims), full, lr)]
+    for name, extra, epochs in (("kernel", ["kernel"], kernel), ("depth", ["depth"], depth),
+                                ("width", ["expand", "width"], width)):
+        dims = dims + extra
+        phases.append(Phase(name, frozenset(dims), epochs, lr / 3, sort_channels=name == "width"))
+    return tuple(phases)
+
+
+@dataclass
+class ProgressiveShrinking:
+    """Once-for-All progressive shrinking. After the first phase the full network is frozen as the
+    teacher; each later step trains `subnets_per_step` sampled subnets on labels + `kd_ratio` x distillation.
+    The `per_step` decisions (the input resolution) are drawn once per step, for the teacher too."""
+
+    phases: tuple[Phase, ...] = field(default_factory=ofa_phases)
+    subnets_per_step: int = 2
+    kd_ratio: float = 1.0
+    batch_size: int = 128
+    weight_decay: float = 1e-4
+    temperature: float = 1.0
+    per_step: frozenset[str] = SHARED_PER_STEP
+    seed: int = 0
+
+    def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
+        if not self.phases:
+            raise ConfigError("phases: give at least one phase")
+        space = supernet.space
+        rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
+        largest, teacher, out = space.largest(), None, TrainLog()
+        for i, phase in enumerate(self.phases):
+            if phase.sort_channels:
+                supernet.sort_channels()
+            n = 1 if i == 0 else self.subnets_per_step
+
+            def step(xb: torch.Tensor, yb: torch.Tensor, phase: Phase = phase, n: int = n) -> torch.Tensor:
+                shared = _draw_shared(space, rng, self.per_step, phase.elastic)
+                soft = None
+                if teacher is not None and self.kd_ratio > 0:
+                    with torch.no_grad():
+                        soft = teacher(xb, _share(space, largest, shared))
+                total = torch.zeros(())
+                for _ in range(n):
+                    logits = supernet(xb, _share(space, _random_subnet(space, rng, phase.elastic), shared))
+                    loss = F.cross_entropy(logits, yb)
+                    if soft is not None:
+                        loss = loss + self.kd_ratio * distillation_loss(logits, soft, self.temperature)
+                    loss.backward()
+                    total = total + loss.detach()
+                return total / n
+
+            out.phases.append(_run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
+                                         self.weight_decay, gen, step))
+            if i == 0 and self.kd_ratio > 0:
+                teacher = copy.deepcopy(supernet).train()  # batch statistics, as the full net was trained
+                teacher.requires_grad_(False)
+        return out
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+def _chunks(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
+    return (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+
+
+@torch.no_grad()
+def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any], Any] | None = None) -> nn.Module:
+    """Reset every batch-norm layer's running statistics and re-estimate them as the exact average over the
+    batches in `inputs` (momentum=None), run in train mode by `call(batch)` (default `module(batch)`).
+
+    The module is returned in eval mode, ready to evaluate with statistics of exactly this (sub)network.
+    """
+    bns = [m for m in module.modules() if isinstance(m, _BN)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    try:
+        for batch in inputs:
+            (call or module)(batch)
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+    return module.eval()
+
+
+@torch.no_grad()
+def accuracy(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 500) -> float:
+    """Top-1 accuracy of `model` (called as is: put a module in eval mode first)."""
+    correct = sum(int((model(xb).argmax(dim=-1) == yb).sum()) for xb, yb in zip(_chunks(x, batch_size), _chunks(y, batch_size)))
+    return correct / len(x)
+
+
+@dataclass(eq=False)
+class InheritedAccuracy:
+    """Evaluator: accuracy of `supernet.subnet(arch)` with inherited weights and BN statistics recalibrated
+    on `calib_x` (a training subset), without any training. `nas.search(space, evaluator, {"accuracy": "max"})`."""
+
+    supernet: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    calib_x: torch.Tensor
+    batch_size: int = 250
+    metric: str = "accuracy"
+
+    def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        sub = self.supernet.subnet(arch)
+        recalibrate_bn(sub, _chunks(self.calib_x, self.batch_size))
+        return {self.metric: accuracy(sub, self.x, self.y, self.batch_size)}
