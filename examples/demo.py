@@ -1,155 +1,215 @@
-"""A small real search: MLPs on scikit-learn's bundled digits (8x8 images), accuracy against CPU latency.
+"""The end-to-end demo: train a small OFA/BigNAS supernet on MNIST-1D, search accuracy against CPU latency,
+then export the Pareto-optimal subnets as standalone models and verify them.
 
-    ./dev.sh demo                      # or: .venv/bin/python examples/demo.py [--budget 40] [--seed 0]
-    nas run examples/demo.py           # the same search through the CLI (this file is also a search script)
+    ./dev.sh demo                  # or: .venv/bin/python examples/demo.py [--epochs 10] [--budget 60] [--seed 0]
+    nas export runs/demo --out runs/demo/models --verify     # export again later, from the workdir alone
 
-Every architecture is trained for a few epochs on the training split; `accuracy` is measured on a
-held-out validation split (the search optimises it), `test_accuracy` on a test split it never sees,
-and `latency_ms` is the median CPU time of one forward pass over a batch of 64. The search is NSGA-II
-over about 40 architectures and takes a minute or two on two CPU cores. Each run starts fresh in
-runs/demo: the journal, a Pareto plot and the front end up there.
+1. MNIST-1D (generated locally by the `mnist1d` package, nothing downloaded): 3,500 train / 500 valid /
+   1,000 test signals of length 40, 10 classes.
+2. A weight-sharing supernet (`nas.spaces.ofa`: elastic resolution, depth, width, kernel, expand) trained
+   with BigNAS's sandwich rule: per step the largest, the smallest and one random subnet.
+3. A per-layer latency lookup table for this CPU (batch 1, one thread), built by timing each distinct layer.
+4. NSGA-II over the space: `accuracy_pct` is the subnet's validation accuracy with inherited weights (batch
+   norm recalibrated, no training), `latency_ms` the lookup-table latency; `test_accuracy_pct` is reported
+   but never optimised.
+5. The Pareto front as a table and a plot, every front member exported (weights, ONNX, model card) and
+   verified: reloaded from its files, accuracy re-measured, latency measured end to end on this CPU.
+
+Everything goes to runs/demo (replaced on every run). `nas run examples/demo.py` runs step 4 alone on a
+supernet trained on first use (that workdir cannot be exported: it records no model spec).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
-import statistics
 import sys
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 import nas
-from nas.spaces import Choice, Conditional, Repeat, Space
+from nas.spaces.ofa import OFAConfig, OFASpace
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 30
-THREADS = 1  # small and fixed: timings stay comparable between architectures
+THREADS = 1  # small and fixed: latencies stay comparable, and two cores are enough
+EPOCHS = 10
 
-space = Space(
-    depth=Choice([1, 2, 3]),
-    layers=Repeat(count="depth", width=Choice([16, 32, 64, 128]), activation=Choice(["relu", "gelu", "tanh"])),
-    use_dropout=Choice([False, True]),
-    dropout=Conditional("use_dropout", True, Choice([0.1, 0.2, 0.3])),
-)
-objectives = {"accuracy": "max", "latency_ms": "min"}
+space = OFASpace(OFAConfig(resolutions=(32, 40), expands=(2, 4), widths=(0.5, 1.0)))
+objectives = {"accuracy_pct": "max", "latency_ms": "min"}
 strategy = "nsga2"
-strategy_options = {"population_size": 10}
-budget = 40
+strategy_options = {"population_size": 12}
+budget = 60
+CALIBRATION = {"split": "train", "size": 1000, "batch_size": 250}
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+def metric_recipes(repeats: int = 100) -> dict[str, dict[str, Any]]:
+    """How each metric is (re-)measured: accuracies on held-out splits, latency on this CPU (batch 1)."""
+    from nas.modelspec import accuracy_metric, latency_metric
+
+    return {"accuracy_pct": accuracy_metric("valid"), "test_accuracy_pct": accuracy_metric("test"),
+            "latency_ms": latency_metric(batch_size=1, threads=THREADS, statistic="min", warmup=5, repeats=repeats)}
+
+
+def train_supernet(data: dict, epochs: int, seed: int, train_size: int | None = None) -> tuple[torch.nn.Module, float]:
+    """A supernet trained with the sandwich rule (largest + smallest + 1 random subnet per step); (net, seconds)."""
+    from nas.spaces.training import SandwichRule
+
+    torch.manual_seed(seed)
+    supernet = space.supernet()
+    x, y = data["train"]
+    if train_size:
+        x, y = x[:train_size], y[:train_size]
+    log = SandwichRule(epochs=epochs, batch_size=256, n_random=1, lr=5e-3, seed=seed).fit(supernet, x, y)
+    return supernet.eval(), log.seconds
+
+
+def lut_latency_evaluator(path: Path, warmup: int = 3, repeats: int = 15, progress: Any = None) -> nas.Evaluator:
+    """Build (or resume) the per-layer latency table of `space` on this CPU; a cheap `latency_ms` evaluator."""
+    from nas.hardware import adapter_for, build_table, lut_latency
+
+    adapter = adapter_for(space)
+    table = build_table(adapter, path, device="cpu", batch_size=1, threads=THREADS, warmup=warmup,
+                        repeats=repeats, progress=progress).with_statistic("min")
+    latency = lut_latency(table, adapter)
+    return nas.cheap(lambda arch: {"latency_ms": latency.latency_ms(arch)})
+
+
+def evaluate(arch: Any) -> dict[str, float]:
+    """`nas run` entry point: inherited accuracy from a supernet trained on first use, plus LUT latency."""
+    accuracy, latency = _run_evaluators()
+    return {**accuracy(arch), **latency(arch)}
 
 
 @lru_cache(maxsize=1)
-def digits() -> dict[str, torch.Tensor]:
-    """The 1,797 digits split 60/20/20 (stratified, fixed seed) into train / validation / test tensors."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+def _run_evaluators() -> tuple[Any, Any]:
+    from nas.datasets import mnist1d_splits
+    from nas.modelspec import DataRef, ModelSpec, space_to_json
 
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)  # pixel values are 0..16
-    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
-    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
-    t = torch.from_numpy
-    return {"x_train": t(x_train), "y_train": t(y_train), "x_val": t(x_val), "y_val": t(y_val),
-            "x_test": t(x_test), "y_test": t(y_test)}
-
-
-def build(arch) -> nn.Sequential:
-    """The MLP an architecture describes: 64 inputs, `depth` hidden layers, 10 outputs."""
-    layers: list[nn.Module] = []
-    width = 64
-    for layer in arch["layers"]:
-        layers += [nn.Linear(width, layer["width"]), ACTIVATIONS[layer["activation"]]()]
-        if arch["use_dropout"]:
-            layers.append(nn.Dropout(arch["dropout"]))
-        width = layer["width"]
-    layers.append(nn.Linear(width, 10))
-    return nn.Sequential(*layers)
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.inference_mode():
-        return float((model(x).argmax(1) == y).float().mean()) * 100.0
-
-
-def latency_ms(model: nn.Module, batch: int = 64, repeats: int = 200) -> float:
-    """Median wall time of one forward pass over `batch` inputs, after a warm-up."""
-    x = torch.randn(batch, 64)
-    times = []
-    with torch.inference_mode():
-        for _ in range(10):
-            model(x)
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0
-
-
-def evaluate(arch) -> dict[str, float]:
-    """Train with Adam for a few epochs (fixed seed), then measure accuracy, size and latency."""
     torch.set_num_threads(THREADS)
-    torch.manual_seed(0)
-    d = digits()
-    model = build(arch)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    n = len(d["x_train"])
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(EPOCHS):
-        for idx in torch.randperm(n, generator=gen).split(64):
-            opt.zero_grad()
-            loss_fn(model(d["x_train"][idx]), d["y_train"][idx]).backward()
-            opt.step()
-    model.eval()
-    return {"accuracy": accuracy(model, d["x_val"], d["y_val"]),
-            "test_accuracy": accuracy(model, d["x_test"], d["y_test"]),
-            "params": float(sum(p.numel() for p in model.parameters())),
-            "latency_ms": latency_ms(model)}
+    data = _data(0)
+    supernet, _ = train_supernet(data, EPOCHS, 0)
+    spec = ModelSpec(space_to_json(space), "supernet", DataRef.of(mnist1d_splits, seed=0), CALIBRATION,
+                     metric_recipes())
+    cache = ROOT / "runs" / "luts" / "demo-ofa-cpu-b1-t1.jsonl"
+    return spec.evaluator(supernet, data), lut_latency_evaluator(cache).fn
+
+
+@lru_cache(maxsize=2)
+def _data(seed: int) -> dict:
+    from nas.datasets import mnist1d_splits
+
+    return mnist1d_splits(seed=seed)
+
+
+class _EpochBar(logging.Handler):
+    """Advances a rich progress task on each "epoch i/n" record the training schedule logs."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        super().__init__(logging.INFO)
+        self.progress, self.task = progress, task
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "epoch" in str(record.msg) and record.args and len(record.args) >= 4:
+            _, epoch, epochs, loss = record.args[:4]
+            self.progress.update(self.task, completed=epoch, total=epochs, info=f"loss {loss:.3f}")
 
 
 def main(argv: list[str] | None = None) -> nas.SearchResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from nas.cli import SearchProgress, make_console, pareto_table
+    from nas.datasets import mnist1d_splits
+    from nas.export import export, export_table
+    from nas.modelspec import DataRef, record_model
     from nas.plot import plot_pareto
+    from nas.verify import verify_table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--budget", type=int, default=budget, help="number of architectures to train")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="supernet training epochs")
+    parser.add_argument("--budget", type=int, default=budget, help="architectures the search evaluates")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "demo",
                         help="results folder; deleted and rewritten on every run")
+    parser.add_argument("--lut", type=Path, default=None,
+                        help="latency table file, resumed when it exists [default: WORKDIR/latency_lut.jsonl]")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke-test settings: 512 training signals, few latency repeats")
     args = parser.parse_args(argv)
-
+    torch.set_num_threads(THREADS)
+    start = time.time()
     console = make_console()
     workdir: Path = args.workdir
     if workdir.exists():
-        if not (workdir / "journal.jsonl").exists():
-            console.print(f"error: {workdir} exists and is not a search workdir; pick another --workdir",
-                          style="red")
+        if not (workdir / "journal.jsonl").exists() and any(workdir.iterdir()):
+            console.print(f"error: {workdir} exists and is not a demo workdir; pick another --workdir", style="red")
             raise SystemExit(2)
         shutil.rmtree(workdir)  # every demo run starts fresh
+    workdir.mkdir(parents=True)
 
-    console.print(f"searching {space.size():,} MLPs on digits ({strategy}, budget {args.budget}, "
-                  f"{EPOCHS} epochs each)", soft_wrap=True)
+    def bar(label: str) -> Progress:
+        return Progress(TextColumn(f"[bold]{label:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+
+    console.print(f"1/5 data: MNIST-1D generated locally (seed {args.seed})", soft_wrap=True)
+    data = _data(args.seed)
+    console.print(f"2/5 supernet: {space.size():,} architectures in one set of weights; sandwich rule, "
+                  f"{args.epochs} epochs on {THREADS} CPU thread", soft_wrap=True)
+    train_log = logging.getLogger("nas.spaces.training")
+    with bar("train") as progress:
+        handler = _EpochBar(progress, progress.add_task("train", total=args.epochs, info=""))
+        train_log.addHandler(handler)
+        old_level = train_log.level
+        train_log.setLevel(logging.INFO)
+        try:
+            supernet, train_seconds = train_supernet(data, args.epochs, args.seed, 512 if args.quick else None)
+        finally:
+            train_log.removeHandler(handler)
+            train_log.setLevel(old_level)
+    spec = record_model(workdir, space, supernet=supernet, data=DataRef.of(mnist1d_splits, seed=args.seed),
+                        calibration=CALIBRATION, metrics=metric_recipes(5 if args.quick else 100),
+                        notes={"train_seconds": round(train_seconds, 1), "schedule": "SandwichRule",
+                               "epochs": args.epochs, "seed": args.seed, "dataset": "MNIST-1D"})
+
+    console.print("3/5 latency lookup table: each distinct layer timed once on this CPU (batch 1)", soft_wrap=True)
+    with bar("profile") as progress:
+        task = progress.add_task("profile", total=None, info="")
+        lut = args.lut if args.lut is not None else workdir / "latency_lut.jsonl"
+        latency = lut_latency_evaluator(lut, *((1, 3) if args.quick else (3, 15)),
+                                        progress=lambda done, total: progress.update(task, completed=done,
+                                                                                     total=total, info=""))
+
+    console.print(f"4/5 search: {strategy} over {args.budget} architectures, inherited accuracy vs "
+                  "lookup-table latency", soft_wrap=True)
     problem = nas.Problem.make(objectives)
-    t0 = time.time()
     with SearchProgress(console, problem, args.budget) as progress:
-        result = nas.search(space, evaluate, objectives=objectives,
+        result = nas.search(space, [latency, spec.evaluator(supernet, data)], objectives=objectives,
                             strategy=strategy, strategy_options=strategy_options, budget=args.budget,
                             seed=args.seed, workdir=workdir, progress=progress,
-                            metadata={"script": str(Path(__file__).resolve())})
-    console.print(f"{len(result.trials)} architectures trained in {time.time() - t0:.0f} s")
+                            metadata={"demo": str(Path(__file__).resolve()), "latency": "lookup table, min"})
     console.print(pareto_table(result))
-    plot = plot_pareto(result, workdir / "pareto.png")
-    console.print(f"journal:  {workdir / 'journal.jsonl'}  (nas status {workdir})", soft_wrap=True)
-    console.print(f"plot:     {plot}", soft_wrap=True)
-    console.print(f"continue: nas resume {workdir} --budget {2 * args.budget}", soft_wrap=True)
+    plot = plot_pareto(result, workdir / "pareto.png", ["latency_ms", "accuracy_pct"])
+
+    console.print("5/5 export and verify: every front member as a standalone model, reloaded and re-measured",
+                  soft_wrap=True)
+    report = export(result, workdir / "models", data=data, verify=True)
+    console.print(export_table(report))
+    if report.verify is not None:
+        console.print(verify_table(report.verify))
+    console.print(f"done in {time.time() - start:.0f} s; everything is in {workdir}:", soft_wrap=True)
+    for name, what in [("journal.jsonl", f"the search's trials (nas status {workdir})"),
+                       ("model.json, supernet.pt", "how to rebuild any subnet: model spec and supernet weights"),
+                       (lut.name if lut.parent == workdir else str(lut), "the per-layer latency table of this CPU"),
+                       (plot.name, "the Pareto plot (front in red, dominated trials in grey)"),
+                       ("models/", f"{len(report.models)} exported models: weights.pt, model.onnx, card.md, "
+                                   "card.json, arch.json each; export.json, verify.json")]:
+        console.print(f"  {name:<24} {what}", soft_wrap=True)
+    first = report.models[0].path if report.models else workdir / "models"
+    console.print(f"load one: python -c \"import nas; print(nas.load_subnet('{first}'))\"", soft_wrap=True)
     return result
 
 

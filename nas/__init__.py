@@ -1,5 +1,7 @@
 """nas: neural architecture search. `nas.search(space, evaluate, objectives, ...)` is the entry point."""
 
+from typing import Any
+
 from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, SpaceDefinitionError
 from nas.evaluators import Evaluator, cheap
 from nas.executors import Executor, LocalExecutor, SimulatedClockExecutor
@@ -10,6 +12,14 @@ from nas.store import Trial
 
 load = SearchResult.load
 
+
+def load_subnet(path: Any) -> Any:
+    """An exported model (a directory written by `nas export`) as a torch module; see `nas.modelspec.load_subnet`."""
+    from nas.modelspec import load_subnet as _load_subnet
+
+    return _load_subnet(path)
+
+
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
            "LocalExecutor", "NASError", "Objective", "Problem", "SearchResult", "SimulatedClockExecutor",
-           "SpaceDefinitionError", "Trial", "cheap", "load", "search"]
+           "SpaceDefinitionError", "Trial", "cheap", "load", "load_subnet", "search"]

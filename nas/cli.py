@@ -5,6 +5,8 @@
     nas status DIR
     nas pareto DIR [--plot front.png] [--objectives a,b]
     nas resume DIR [--budget N]
+    nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify]
+    nas verify models/
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
 `objectives`, `constraints`, `strategy`, `strategy_options`, `budget` and `seed` (flags override them).
@@ -221,7 +223,8 @@ def _show_front(console: Console, result: SearchResult, objectives: Sequence[str
 
 def _run_and_report(module: ModuleType, *, objectives: Any, constraints: Any, strategy: Any, budget: int,
                     seed: int, workdir: Path, strategy_options: Mapping[str, Any] | None,
-                    fidelity: float | None, metadata: Mapping[str, Any], resuming: bool = False) -> SearchResult:
+                    fidelity: float | None, metadata: Mapping[str, Any], resuming: bool = False,
+                    executor: Any = "local") -> SearchResult:
     import nas
 
     console = _out()
@@ -242,7 +245,7 @@ def _run_and_report(module: ModuleType, *, objectives: Any, constraints: Any, st
         result = nas.search(module.space, module.evaluate, objectives=objectives, constraints=constraints,
                             strategy=strategy, budget=budget, seed=seed, workdir=workdir,
                             strategy_options=strategy_options, fidelity=fidelity, progress=progress,
-                            metadata=metadata)
+                            metadata=metadata, executor=executor)
     _summary(console, result, time.time() - t0)
     _show_front(console, result)
     where = result.workdir.resolve() if result.workdir else workdir
@@ -267,8 +270,16 @@ def run(
         help="e.g. 'latency_ms <= 20'; repeat for several (replaces the script's `constraints`).")] = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Delete the workdir's journal and snapshot first instead of continuing them.")] = False,
+    executor: Annotated[str, typer.Option(help="local, ray (actor pool) or ray-tune (Tune trials).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (auto or HOST:PORT) [default: start a local one].")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel Ray workers [default: cluster CPUs / cpus-per-trial].")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per Ray worker/trial (fractions allowed).")] = None,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per Ray worker/trial (fractions allowed).")] = None,
 ) -> None:
     """Run the search a script defines; print its Pareto front and where the results are."""
+    from nas.ray_executor import executor_spec
+
+    spec = executor_spec(executor, address, workers, cpus_per_trial, gpus_per_trial)
     module = load_script(script)
     objectives: Any = parse_objectives(objective) if objective else getattr(module, "objectives", None)
     if objectives is None:
@@ -287,8 +298,8 @@ def run(
         strategy=strategy if strategy is not None else script_strategy,
         budget=budget if budget is not None else getattr(module, "budget", 100),
         seed=seed if seed is not None else getattr(module, "seed", 0),
-        workdir=workdir, strategy_options=options, fidelity=None,
-        metadata={"script": str(Path(script).resolve())})
+        workdir=workdir, strategy_options=options, fidelity=None, executor=spec,
+        metadata={"script": str(Path(script).resolve()), **({"executor": spec} if spec != "local" else {})})
 
 
 @app.command()
@@ -296,10 +307,18 @@ def run(
 def resume(
     workdir: Annotated[Path, typer.Argument(help="Experiment directory of a search started with `nas run`.")],
     budget: Annotated[Optional[int], typer.Option(help="New total budget [default: the one it started with].")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local, ray or ray-tune [default: as recorded].")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join [default: as recorded].")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel Ray workers [default: as recorded].")] = None,
 ) -> None:
     """Continue a killed or finished search with the same settings (optionally a larger budget)."""
+    from nas.ray_executor import executor_spec
+
     loaded = _load(workdir)
     config, trials = loaded.config, loaded.trials
+    recorded = (config.get("metadata") or {}).get("executor") or "local"
+    spec = executor_spec(executor or (recorded if isinstance(recorded, str) else recorded["name"]), address,
+                         workers, base=recorded)
     script = (config.get("metadata") or {}).get("script")
     if not script:
         raise ConfigError(f"{workdir} records no script (it was not started by `nas run`); resume it by calling "
@@ -317,7 +336,7 @@ def resume(
     _run_and_report(module, objectives=problem["objectives"], constraints=problem["constraints"],
                     strategy=config["strategy"], budget=total, seed=config["seed"], workdir=workdir,
                     strategy_options=config.get("strategy_options") or None, fidelity=config.get("fidelity"),
-                    metadata=config.get("metadata") or {}, resuming=True)
+                    metadata=config.get("metadata") or {}, resuming=True, executor=spec)
 
 
 def _load(workdir: Path) -> SearchResult:
@@ -403,11 +422,54 @@ def pareto(
         console.print(f"plot: {path.resolve()}", soft_wrap=True)
 
 
+@app.command("export")
+@_user_errors
+def export_command(
+    workdir: Annotated[Path, typer.Argument(help="Experiment directory holding a model spec (model.json).")],
+    out: Annotated[Path, typer.Option(help="Folder for the exported models (one sub-folder per pick).")],
+    top: Annotated[Optional[int], typer.Option(help="Export only the N best by the first objective.")] = None,
+    constraint: Annotated[Optional[list[str]], typer.Option(
+        help="Export only picks satisfying e.g. 'latency_ms <= 2'; repeat for several.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Then reload and re-measure every exported model.")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also write and check model.onnx.")] = True,
+) -> None:
+    """Export the Pareto-optimal models of a search: weights, ONNX, architecture JSON and model card."""
+    from nas.export import export, export_table
+    from nas.verify import verify_table
+
+    result = _load(workdir)
+    console = _out()
+    report = export(result, out, top, constraint or None, onnx=onnx, verify=verify)
+    if not report.complete:
+        console.print(report.note, style="yellow", soft_wrap=True)
+    console.print(export_table(report))
+    if report.verify is not None:
+        console.print(verify_table(report.verify))
+    console.print(f"models: {report.out.resolve()}  (load one with nas.load_subnet(PATH))", soft_wrap=True)
+
+
+@app.command("verify")
+@_user_errors
+def verify_command(out: Annotated[Path, typer.Argument(help="Folder written by `nas export`.")]) -> None:
+    """Reload and re-measure exported models; flag those that left the front or broke a constraint."""
+    from nas.verify import VERIFY_REPORT, verify, verify_table
+
+    if not Path(out).is_dir():
+        raise FileNotFoundError(f"{out}: no such directory")
+    report = verify(out)
+    console = _out()
+    console.print(verify_table(report))
+    console.print(f"report: {(Path(out) / VERIFY_REPORT).resolve()}", soft_wrap=True)
+
+
 def _mount_subcommands() -> None:
     """Sub-command groups that live beside the code they drive (`nas hardware ...`)."""
     from nas.hardware.cli import app as hardware_app
 
     app.add_typer(hardware_app, name="hardware")
+    from nas.predictors.cli import app as predictors_app
+
+    app.add_typer(predictors_app, name="predictors")
 
 
 _mount_subcommands()

@@ -141,11 +141,15 @@ class SimulatedClockExecutor(Executor):
         return [done]
 
 
-def make_executor(executor: str | Executor) -> Executor:
-    """"local" or an Executor instance (Ray executors plug in here)."""
+def make_executor(executor: str | Mapping[str, object] | Executor) -> Executor:
+    """"local", "ray" (actor pool), "ray-tune", {"name": "ray", **options} or an Executor instance."""
     if isinstance(executor, Executor):
         return executor
     if executor == "local":
         return LocalExecutor()
-    raise ConfigError(f"unknown executor {executor!r}; use 'local' or pass an Executor instance "
-                      "(e.g. SimulatedClockExecutor(workers=4))")
+    if executor in ("ray", "ray-tune") or isinstance(executor, Mapping):
+        from nas.ray_executor import executor_from_spec  # imports Ray only when asked for
+
+        return executor_from_spec({"name": executor} if isinstance(executor, str) else executor)
+    raise ConfigError(f"unknown executor {executor!r}; use 'local', 'ray', 'ray-tune' or pass an Executor "
+                      "instance (e.g. SimulatedClockExecutor(workers=4))")

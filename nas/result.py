@@ -78,3 +78,9 @@ class SearchResult:
         ref = [o.minimised(r) for o, r in zip(objs, reference)]
         pts = np.array([[o.minimised(t.metrics[o.name]) for o in objs] for t in self.feasible], dtype=float)
         return hypervolume(pts.reshape(-1, len(objs)), ref)
+
+    def export(self, out: str | Path, top: int | None = None, constraint: Any = None, **options: Any) -> Any:
+        """Export the Pareto-optimal trials as standalone models to `out` (`nas.export.export`)."""
+        from nas.export import export
+
+        return export(self, out, top, constraint, **options)

@@ -271,16 +271,20 @@ def test_nasbench_graph_example_runs_under_nas_run(runner, nbg_dir, tmp_path):
     assert "valid_acc (max)" in result.stdout
 
 
-def test_demo_runs_a_small_search(tmp_path, monkeypatch):
+def test_demo_runs_end_to_end_on_small_settings(tmp_path, capsys):
     demo = load_script(ROOT / "examples" / "demo.py")
-    monkeypatch.setattr(demo, "EPOCHS", 1)
     wd = tmp_path / "demo"
-    result = demo.main(["--budget", "3", "--workdir", str(wd)])
-    assert len(result.trials) == 3 and (wd / "pareto.png").stat().st_size > 1000
+    quick = ["--quick", "--epochs", "1", "--workdir", str(wd), "--lut", str(tmp_path / "lut.jsonl")]
+    result = demo.main([*quick, "--budget", "4"])
+    assert len(result.trials) == 4 and (wd / "pareto.png").stat().st_size > 1000
     for t in result.trials:
-        assert t.status == "ok" and {"accuracy", "latency_ms", "params", "test_accuracy"} <= set(t.metrics)
-        assert 0 <= t.metrics["accuracy"] <= 100 and t.metrics["latency_ms"] > 0
-    assert demo.main(["--budget", "2", "--workdir", str(wd)]).trials[-1].number == 1  # a re-run starts fresh
+        assert t.status == "ok" and {"accuracy_pct", "latency_ms", "test_accuracy_pct"} <= set(t.metrics)
+        assert 0 <= t.metrics["accuracy_pct"] <= 100 and t.metrics["latency_ms"] > 0
+    exported = sorted((wd / "models").glob("trial-*/model.onnx"))
+    assert len(exported) == len(result.pareto_front()) and (wd / "models" / "verify.json").exists()
+    out = capsys.readouterr().out
+    assert "Pareto front" in out and "verify:" in out and f"everything is in {wd}" in out
+    assert demo.main([*quick, "--budget", "2"]).trials[-1].number == 1  # a re-run starts fresh (the table is kept)
 
 
 def readme_python_blocks() -> list[str]:

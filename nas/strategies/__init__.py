@@ -9,15 +9,23 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Space
 from nas.strategies.base import Strategy, TrialResult, pareto_ranks, scalar_key
+from nas.strategies.bayesian import BayesianOptimisation
 from nas.strategies.evolution import RegularizedEvolution
+from nas.strategies.guided import PredictorGuidedEvolution
 from nas.strategies.local_search import LocalSearch
+from nas.strategies.multifidelity import FidelitySpace, Hyperband, SuccessiveHalving
 from nas.strategies.nsga2 import NSGA2
+from nas.strategies.optuna_sampler import OPTUNA_STRATEGIES, OptunaStrategy
 from nas.strategies.random_search import RandomSearch
+from nas.strategies.rl import ReinforceController
 from nas.strategies.wrappers import ConstraintFilter, Deduplicate, Wrapper
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch)
 }
+STRATEGIES[PredictorGuidedEvolution.name] = PredictorGuidedEvolution  # surrogate-screened evolution (issue 11)
+STRATEGIES.update({cls.name: cls for cls in (ReinforceController, BayesianOptimisation, *OPTUNA_STRATEGIES,
+                                             SuccessiveHalving, Hyperband)})  # black-box strategies (issue 4)
 
 
 def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 0, **options: Any) -> Strategy:

@@ -1,0 +1,133 @@
+"""The DARTS family on CPU: darts, darts2, pc-darts and proxyless (with and without latency loss) on digits.
+
+Each method searches a small NAS-Bench-201 supernet on scikit-learn's digits (900 train / 450 valid /
+447 test, 1x8x8) for `--epochs` epochs on one thread; the derived cell is trained stand-alone for
+`--retrain-epochs` and reported with its valid/test accuracy, parameters, FLOPs and lookup-table latency
+(one table profiled at the start and shared by all runs). Random cells trained the same way give the
+baseline.
+
+    .venv/bin/python experiments/darts_family.py            # about 10 min on 1 idle thread
+    .venv/bin/python experiments/darts_family.py --quick    # smoke test
+
+Writes experiments/results/darts_family.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `experiments.reporting` when run as a script
+
+from experiments.reporting import git_commit  # noqa: E402
+from nas.hardware import adapter_for, lut_latency  # noqa: E402
+from nas.spaces.cell import NasBench201Space  # noqa: E402
+from nas.strategies.darts import DartsOptions, StandaloneTraining, digits_splits, search_darts  # noqa: E402
+from nas.strategies.oneshot import PARAMETER_FREE, cell_ops  # noqa: E402
+from nas.strategies.oneshot_latency import ensure_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--a-lr", type=float, default=1e-2)
+    p.add_argument("--retrain-epochs", type=int, default=20)
+    p.add_argument("--random", type=int, default=4, help="random cells trained as the baseline")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="2 epochs, 1 retraining epoch, 256 samples per split")
+    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "darts_family.json")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    if args.quick:
+        args.epochs, args.retrain_epochs, args.random = 2, 1, 2
+    load_start, t_start = load(), time.perf_counter()
+    data = digits_splits(seed=args.seed)
+    if args.quick:
+        data = {k: (x[:256], y[:256]) for k, (x, y) in data.items()}
+    space = NasBench201Space(channels=8, cells_per_stage=1, stages=3)
+    tmp = tempfile.TemporaryDirectory(prefix="darts-family-")
+    t0 = time.perf_counter()
+    table = ensure_table(adapter_for(space), Path(tmp.name) / "lut.jsonl")
+    table_seconds = time.perf_counter() - t0
+    latency_ms = lut_latency(table, adapter_for(space)).latency_ms
+    base = DartsOptions(epochs=args.epochs, a_lr=args.a_lr, retrain_epochs=args.retrain_epochs, latency="lut")
+    methods = {
+        "darts": replace(base, method="darts"),
+        "darts2": replace(base, method="darts2"),
+        "pc-darts": replace(base, method="pc-darts"),
+        "proxyless": replace(base, method="proxyless"),
+        "proxyless λ=1": replace(base, method="proxyless", latency_weight=1.0),
+    }
+    rows: dict[str, dict] = {}
+    for name, options in methods.items():
+        t0 = time.perf_counter()
+        result = search_darts(space, data, workdir=Path(tmp.name) / name.replace(" ", "_"), seed=args.seed,
+                              options=options, latency_table=table)
+        trial = result.trials[0]
+        seconds = time.perf_counter() - t0
+        rows[name] = {"options": options.to_dict(), "derived": space.to_string(trial.arch), "ops": trial.extra["ops"],
+                      "parameter_free": trial.extra["parameter_free"], "metrics": trial.metrics,
+                      "search_seconds": round(seconds - trial.metrics["train_seconds"], 1)}
+        print(f"  {name}: {rows[name]['search_seconds']:.0f} s, {rows[name]['derived']}, "
+              f"test acc {trial.metrics['test_accuracy']:.3f}", flush=True)
+    rng = np.random.default_rng(args.seed)
+    for i in range(args.random):
+        arch = space.sample(rng)
+        m = StandaloneTraining(space, data, args.retrain_epochs, base.retrain_lr, base.batch_size, args.seed)(arch)
+        ops = cell_ops(space, arch)
+        rows[f"random #{i}"] = {"derived": space.to_string(arch), "ops": ops,
+                                "parameter_free": sum(o in PARAMETER_FREE for o in ops) / len(ops),
+                                "metrics": {**m, **space.count(arch), "latency_ms": latency_ms(arch)},
+                                "search_seconds": None}
+    tmp.cleanup()
+
+    print(f"\n{'method':<15}{'search s':>9}{'valid':>7}{'test':>7}{'params':>8}{'MFLOPs':>8}{'lat ms':>8}"
+          f"{'p-free':>7}  derived cell")
+    for name, r in rows.items():
+        m = r["metrics"]
+        s = "-" if r["search_seconds"] is None else f"{r['search_seconds']:.0f}"
+        print(f"{name:<15}{s:>9}{m['accuracy']:>7.3f}{m['test_accuracy']:>7.3f}{m['params']:>8.0f}"
+              f"{m['flops'] / 1e6:>8.3f}{m['latency_ms']:>8.3f}{r['parameter_free']:>7.2f}  {r['derived']}")
+    randoms = [r["metrics"]["test_accuracy"] for k, r in rows.items() if k.startswith("random")]
+    summary = {"random_mean_test_accuracy": statistics.mean(randoms) if randoms else None,
+               "searched_test_accuracy": {k: r["metrics"]["test_accuracy"] for k, r in rows.items()
+                                          if not k.startswith("random")}}
+    results = {
+        "what": "DARTS-family searches on CPU (digits 8x8, NB201 cell) and the derived cells' stand-alone accuracy",
+        "command": " ".join([".venv/bin/python", "experiments/darts_family.py", *sys.argv[1:]]),
+        "date": _dt.datetime.now().isoformat(timespec="seconds"), "git_commit": git_commit(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "load_average": {"start": load_start, "end": load()}, "seconds": round(time.perf_counter() - t_start, 1),
+        "data": {"dataset": "sklearn digits, 1x8x8, standardised", **{k: len(v[0]) for k, v in data.items()}},
+        "space": {"name": "NasBench201Space", "net": repr(space.net)},
+        "latency_table": {"entries": len(table), "seconds": round(table_seconds, 1), "threads": 1, "batch_size": 1,
+                          "device": table.device},
+        "rows": rows, "summary": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nrandom cells' mean test accuracy {summary['random_mean_test_accuracy']:.3f}; wrote "
+          f"{args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out} in {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Export a search's Pareto-optimal architectures as standalone models (`nas export DIR --out models/`).
+
+For every pick (the Pareto front, optionally filtered by `constraint` and cut to the `top` N by the
+first objective) `export` writes a directory:
+
+    trial-0012/arch.json     the architecture, its id, the space it belongs to
+    trial-0012/model.json    how `nas.load_subnet` rebuilds the module: space class + config, architecture
+    trial-0012/weights.pt    the standalone module's state_dict (sliced from the supernet with batch norm
+                             recalibrated, or the trial's trained weights), loaded with weights_only=True
+    trial-0012/model.onnx    the same network as ONNX (onnx.checker passed, run with onnxruntime)
+    trial-0012/card.md|json  model card: each objective's searched and re-measured value, device, seed, cost
+
+plus `export.json` (the picks and whether the search was complete) in `out`. The workdir must hold a
+model spec (`nas.modelspec.record_model`). A search that is still running or was killed exports the
+trials it completed, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas.errors import ConfigError
+from nas.modelspec import (ModelSpec, Splits, load_model_spec, load_subnet, load_supernet, split, standalone,
+                           save_state_dict, subnet_json, WEIGHTS, SUBNET)
+from nas.objectives import Constraint
+from nas.result import SearchResult
+from nas.spaces.architecture import Architecture
+from nas.store import Trial
+from nas.verify import EXPORT_INDEX, VerifyReport, remeasure
+from nas.verify import verify as verify_export
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
+
+
+@dataclass
+class ExportedModel:
+    """One exported pick: where it went, its searched and re-measured metrics, and the self-checks."""
+
+    trial: int
+    arch_id: str
+    path: Path
+    searched: dict[str, float]
+    measured: dict[str, float]
+    checks: dict[str, Any] = field(default_factory=dict)  # supernet / onnx max abs differences
+
+
+@dataclass
+class ExportReport:
+    """What `export` did: the models, whether the search was complete, and a one-line note saying so."""
+
+    out: Path
+    models: list[ExportedModel]
+    complete: bool
+    note: str
+    objectives: list[str] = field(default_factory=list)
+    verify: VerifyReport | None = None
+
+
+# ---------------------------------------------------------------------------------------- picking
+def _constraints(constraint: str | Constraint | Sequence[str | Constraint] | None,
+                 result: SearchResult) -> list[Constraint]:
+    if constraint is None:
+        return []
+    items = [constraint] if isinstance(constraint, (str, Constraint)) else list(constraint)
+    known = {m for t in result.completed for m in t.metrics}
+    out = []
+    for c in items:
+        con = c if isinstance(c, Constraint) else Constraint.parse(str(c))
+        if known and con.metric not in known:
+            raise ConfigError(f"constraint {str(con)!r}: {con.metric!r} is not a metric of this search "
+                              f"({', '.join(sorted(known))})")
+        out.append(con)
+    return out
+
+
+def pick(result: SearchResult, top: int | None = None, constraint: Any = None) -> list[Trial]:
+    """The Pareto front of `result` (best first objective first), filtered by `constraint`, cut to `top`."""
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise ConfigError(f"top: expected a positive int (number of models to export), got {top!r}")
+    extra = _constraints(constraint, result)
+    front = [t for t in result.pareto_front() if all(c.satisfied(t.metrics) for c in extra)]
+    return front[:top] if top is not None else front
+
+
+def completeness(result: SearchResult) -> tuple[bool, str]:
+    """(complete, note): whether the search used its budget (or exhausted its space), in words."""
+    used = sum(t.status != "infeasible" for t in result.trials)
+    budget = int(result.config.get("budget") or 0)
+    if used >= budget or result.stop_reason == "exhausted":
+        return True, f"search complete: {used} of {budget} evaluations"
+    return False, (f"search incomplete (still running, or stopped): {used} of {budget} evaluations in the journal; "
+                   "exporting the Pareto front of the trials completed so far")
+
+
+# ---------------------------------------------------------------------------------------- files
+def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: torch.Tensor) -> dict[str, Any]:
+    """Write ONNX (dynamic batch), run onnx.checker, and compare onnxruntime's outputs with torch's."""
+    try:
+        import onnx
+    except ImportError:
+        return {"file": None, "skipped": "onnx is not installed"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input"],
+                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                          opset_version=ONNX_OPSET)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    info: dict[str, Any] = {"file": path.name, "opset": ONNX_OPSET, "checker": "passed",
+                            "input": "input [batch, ...]", "output": "output [batch, classes]"}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        info["onnxruntime"] = "not installed"
+        return info
+    opts = ort.SessionOptions()  # one thread, no spin-waiting: latency measured next must not compete with it
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": check_x.numpy()})[0]
+    with torch.no_grad():
+        want = module(check_x).numpy()
+    info["onnxruntime_max_abs_diff"] = float(np.abs(got - want).max())
+    return info
+
+
+def _supernet_diff(spec: ModelSpec, supernet: torch.nn.Module, arch: Architecture, module: torch.nn.Module,
+                   data: Splits | None, x: torch.Tensor) -> float:
+    """Max |supernet(x, arch) - module(x)| with the supernet's batch norm calibrated for `arch` like the module's."""
+    if spec.calibration is not None and data is not None:
+        spec.calibrated(supernet, data, call=lambda b: supernet(b, arch))
+    with torch.no_grad():
+        return float((supernet.eval()(x, arch) - module(x)).abs().max())
+
+
+def _card_md(card: dict[str, Any]) -> str:
+    lines = [f"# Model card: trial {card['trial']} ({card['arch_id']})", "",
+             f"Exported {card['exported']} from `{card['search']['workdir']}`; {card['search']['note']}.", "",
+             "| objective | searched | re-measured | error |", "|---|---|---|---|"]
+    for o in card["objectives"]:
+        m = "n/a" if o["measured"] is None else f"{o['measured']:.4g}"
+        e = "n/a" if o["measured"] is None else f"{o['measured'] - o['searched']:+.4g}"
+        lines.append(f"| {o['name']} ({o['direction']}) | {o['searched']:.4g} | {m} | {e} |")
+    others = {k: v for k, v in card["measured"].items() if k not in {o["name"] for o in card["objectives"]}}
+    if others:
+        lines += ["", "Other re-measured metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in others.items())]
+    s, d = card["search"], card["device"]
+    lines += ["", f"* device: {d['torch_device']} ({d.get('cpu') or d.get('gpu')}), {d.get('threads')} thread(s), "
+              f"torch {d['torch']}",
+              f"* weights: {card['weights']['source']}"
+              + (", batch norm recalibrated on " + json.dumps(card['weights']['calibration'])
+                 if card["weights"].get("calibration") else ""),
+              f"* search: strategy {s['strategy']}, seed {s['seed']}, {s['evaluations']} evaluations, "
+              f"{s['evaluation_seconds']:.1f} s evaluating" + (f" + {s['training_seconds']:.1f} s supernet training"
+                                                            if s.get("training_seconds") else ""),
+              f"* constraints: {', '.join(card['constraints']) or 'none'}",
+              f"* architecture: `{json.dumps(card['arch'])}`", "",
+              "Load it: `nas.load_subnet(\"" + card["path"] + "\")` (torch) or `model.onnx` (onnxruntime)."]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- export
+def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: int | None = None,
+           constraint: str | Constraint | Sequence[str | Constraint] | None = None, *, data: Splits | None = None,
+           onnx: bool = True, verify: bool = False,
+           progress: Callable[[int, int, Trial], None] | None = None) -> ExportReport:
+    """Export the Pareto-optimal trials of a search (a `SearchResult` or its workdir) to `out` (see module doc).
+
+    `top` keeps the N best by the first objective, `constraint` ("latency_ms <= 2", or several) filters
+    the front first. `data` (the spec's {split: (x, y)}) saves loading the dataset again. With
+    `verify`, `nas.verify.verify(out)` runs on the written models and its report is attached.
+    `progress(done, total, trial)` is called after each model.
+    """
+    result = result_or_workdir if isinstance(result_or_workdir, SearchResult) else _load(result_or_workdir)
+    if result.workdir is None:
+        raise ConfigError("result_or_workdir: this SearchResult has no workdir, and exporting needs the workdir's "
+                          "model spec (run nas.search with workdir=...)")
+    spec = load_model_spec(result.workdir)
+    space = spec.build_space()
+    if result.config.get("space") and space.fingerprint() != result.config["space"]:
+        raise ConfigError(f"{result.workdir}/model.json: space: {spec.space['class']} with this config is not the "
+                          "space the journal's search used (fingerprints differ)")
+    complete, note = completeness(result)
+    if not complete:
+        log.warning("%s: %s", result.workdir, note)
+    extra = _constraints(constraint, result)
+    picks = pick(result, top, extra)
+    if not picks:
+        raise ConfigError(f"nothing to export from {result.workdir}: no completed feasible trial"
+                          + (" satisfies " + ", ".join(map(str, extra)) if extra else "") + f" ({note})")
+    needs_data = spec.calibration is not None or any(r["kind"] == "accuracy" for r in spec.metrics.values())
+    if data is None and needs_data:
+        data = spec.load_data()
+    supernet = load_supernet(spec, result.workdir, space) if spec.weights == "supernet" else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_old(out)
+    check_x = _check_inputs(space, picks[0].architecture, data, spec)
+    from nas.hardware.latency import host_info
+
+    threads = {r.get("threads") for r in spec.metrics.values() if r["kind"] == "latency"}
+    device = {"torch_device": "cpu", "threads": threads.pop() if len(threads) == 1 else None,
+              **{k: v for k, v in host_info("cpu").items() if k in ("cpu", "cpu_count", "torch", "platform")}}
+    evaluations = [t for t in result.trials if t.status != "infeasible"]
+    search = {"workdir": str(Path(result.workdir).resolve()), "strategy": result.config.get("strategy"),
+              "seed": result.config.get("seed"), "budget": result.config.get("budget"),
+              "evaluations": len(evaluations), "complete": complete, "note": note,
+              "evaluation_seconds": round(sum(t.duration for t in evaluations), 3),
+              "training_seconds": spec.notes.get("train_seconds")}
+    objectives = [{"name": o.name, "direction": o.direction} for o in result.problem.objectives]
+    constraints = [str(c) for c in list(result.problem.constraints) + extra]
+    models: list[ExportedModel] = []
+    for i, trial in enumerate(picks):
+        arch = space.validate(trial.arch)
+        folder = out / f"trial-{trial.number:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        module = standalone(spec, result.workdir, arch, data, space, supernet)
+        example = space.example_input(arch, 2)
+        x = _like(check_x, example)
+        checks: dict[str, Any] = {}
+        if supernet is not None:
+            checks["supernet_max_abs_diff"] = _supernet_diff(spec, supernet, arch, module, data, x)
+        save_state_dict(module, folder / WEIGHTS)
+        evaluation = {"data": spec.data.to_json() if spec.data else None, "metrics": spec.metrics}
+        info = subnet_json(spec.space, arch, module, list(example.shape[1:]), evaluation)
+        (folder / SUBNET).write_text(json.dumps(info, indent=1))
+        (folder / "arch.json").write_text(json.dumps({"trial": trial.number, "arch_id": arch.id,
+                                                      "arch": arch.to_dict(), "space": spec.space}, indent=1))
+        loaded = load_subnet(folder)  # everything below uses the files as a user loads them
+        with torch.no_grad():
+            checks["reload_max_abs_diff"] = float((loaded(x) - module(x)).abs().max())
+        measured = remeasure(loaded, space, arch, spec.metrics, data)
+        if onnx:
+            checks["onnx"] = _onnx(loaded, example, folder / ONNX_FILE, x)
+        card = {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(), "path": str(folder),
+                "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "objectives": [{**o, "searched": trial.metrics[o["name"]], "measured": measured.get(o["name"])}
+                               for o in objectives],
+                "searched": dict(trial.metrics), "measured": measured, "constraints": constraints,
+                "recipes": spec.metrics, "device": device, "search": search,
+                "weights": {"source": "sliced from the supernet" if supernet is not None else "trained weights",
+                            "calibration": spec.calibration if supernet is not None else None},
+                "checks": checks, "files": sorted(p.name for p in folder.iterdir()) + ["card.json", "card.md"],
+                "notes": spec.notes}
+        (folder / "card.json").write_text(json.dumps(card, indent=1))
+        (folder / "card.md").write_text(_card_md(card))
+        models.append(ExportedModel(trial.number, arch.id, folder, dict(trial.metrics), measured, checks))
+        if progress is not None:
+            progress(i + 1, len(picks), trial)
+    index = {"workdir": search["workdir"], "complete": complete, "note": note, "exported": time.time(),
+             "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
+             "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,
+                         "searched": {k: v for k, v in m.searched.items()}, "measured": m.measured}
+                        for m in models]}
+    (out / EXPORT_INDEX).write_text(json.dumps(index, indent=1))
+    report = ExportReport(out, models, complete, note, [o["name"] for o in objectives])
+    if verify:
+        report.verify = verify_export(out, data)
+    return report
+
+
+def _load(workdir: str | Path) -> SearchResult:
+    if not Path(workdir).is_dir():
+        raise ConfigError(f"result_or_workdir: {workdir}: no such directory")
+    return SearchResult.load(workdir)
+
+
+def _remove_old(out: Path) -> None:
+    """Drop the model folders a previous export to `out` wrote (listed in its export.json), nothing else."""
+    index = out / EXPORT_INDEX
+    if not index.is_file():
+        return
+    try:
+        old = json.loads(index.read_text())
+    except json.JSONDecodeError:
+        return
+    for entry in old.get("models", []):
+        folder = out / str(entry.get("path", ""))
+        if folder != out and folder.parent == out and (folder / SUBNET).is_file():
+            shutil.rmtree(folder)
+    for name in (EXPORT_INDEX, "verify.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_inputs(space: Any, arch: Architecture, data: Splits | None, spec: ModelSpec) -> torch.Tensor:
+    """A few held-out inputs for the output comparisons (random ones when the spec has no data)."""
+    names = [r["split"] for r in spec.metrics.values() if r["kind"] == "accuracy"]
+    if data is not None and names:
+        return split(data, names[0], "metrics.split")[0][:64]
+    shape = space.example_input(arch, 64).shape
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+
+
+def _like(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
+    """Held-out inputs `x` in the layout of the module's example input ((N, L) -> (N, 1, L)); random if they don't fit."""
+    per = int(np.prod(example.shape[1:]))
+    if x.numel() == len(x) * per:
+        return x.reshape(len(x), *example.shape[1:]).to(example.dtype)
+    return torch.randn(len(x), *example.shape[1:], generator=torch.Generator().manual_seed(0))
+
+
+def export_table(report: ExportReport) -> Any:
+    """The exported models as a rich table: per objective searched -> re-measured, and the self-checks."""
+    from rich.table import Table
+
+    from nas.cli import fmt
+
+    measured = report.models[0].measured if report.models else {}
+    objs = [n for n in report.objectives if n in measured] + sorted(set(measured) - set(report.objectives))
+    objs = [n for n in objs if n in report.models[0].searched]
+    table = Table(title=f"exported {len(report.models)} models to {report.out} ({report.note})", title_justify="left")
+    table.add_column("trial", justify="right")
+    for n in objs:
+        table.add_column(f"{n}\nsearched → measured", justify="right")
+    table.add_column("max |Δ| vs supernet / onnx", justify="right")
+    table.add_column("folder", overflow="fold")
+    for m in report.models:
+        onnx = m.checks.get("onnx", {}).get("onnxruntime_max_abs_diff")
+        sup = m.checks.get("supernet_max_abs_diff")
+        table.add_row(str(m.trial), *(f"{fmt(m.searched[n])} → {fmt(m.measured[n])}" for n in objs),
+                      f"{'-' if sup is None else f'{sup:.1e}'} / {'-' if onnx is None else f'{onnx:.1e}'}",
+                      m.path.name)
+    return table

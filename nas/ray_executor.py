@@ -1,0 +1,358 @@
+"""Ray executor for cheap and medium evaluations: a pool of long-lived Ray actors, optionally batched.
+
+A Tune trial costs about a second of fixed overhead here, so evaluations that take milliseconds (table
+lookups, predictors, inherited-weight accuracy) run on `workers` long-lived actors that receive the
+evaluate function once; `batch_size > 1` sends several architectures per call. When an actor's process
+dies (killed, out of memory, its node lost), the actor is replaced by a fresh one and the evaluation in
+flight is retried, up to `max_retries` times, after which the trial is marked failed with Ray's error.
+(Ray's own `max_task_retries` is not used: a retry sent while the actor restarts can fail at once with
+`ActorUnavailableError` and use up the retries.) Training trials that want schedulers (ASHA) or per-trial GPUs go to `nas.ray_tune.RayTuneExecutor`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import sysconfig
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from types import FunctionType, MethodType, ModuleType
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
+from nas.spaces import Architecture
+
+log = logging.getLogger(__name__)
+
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1"}
+"""Environment defaults applied (unless already set) before Ray starts: no usage statistics sent anywhere."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how big: `address` None starts a local Ray instance (then `num_cpus` caps it), "auto" or
+    "HOST:PORT" joins a running cluster; `object_store_mb` sizes a local instance's object store."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    object_store_mb: int = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def connect(options: RayOptions | None = None) -> bool:
+    """Initialise Ray unless it already is; True when this call started (and so should shut down) it.
+
+    A local instance gets no dashboard, a small object store, and the driver's `sys.path` for its workers,
+    so functions from scripts and test modules import on them as they do here.
+    """
+    import ray
+
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if ray.is_initialized():
+        return False
+    opts = options or RayOptions()
+    path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    runtime_env = {"env_vars": {"PYTHONPATH": path, **{k: os.environ[k] for k in QUIET_ENV}}}
+    if opts.address is None:
+        ray.init(address="local", num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False,
+                 object_store_memory=opts.object_store_mb * 2**20, log_to_driver=False,
+                 runtime_env=runtime_env, configure_logging=False)
+    else:
+        ray.init(address=opts.address, log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
+    return True
+
+
+# ---------------------------------------------------------------------------------------- shipping code
+def _installed_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(str(Path(paths[k]).resolve()) for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)
+
+
+def _user_modules(obj: Any, depth: int = 0, seen: set[int] | None = None) -> set[ModuleType]:
+    """Modules of the user functions and classes reachable from `obj` (closures, bound methods, dataclass
+    fields, containers), for pickling them by value."""
+    seen = set() if seen is None else seen
+    if depth > 6 or id(obj) in seen:
+        return set()
+    seen.add(id(obj))
+    found: set[ModuleType] = set()
+    children: list[Any] = []
+    if isinstance(obj, MethodType):
+        children += [obj.__func__, obj.__self__]
+    elif isinstance(obj, FunctionType):
+        mod = sys.modules.get(obj.__module__)
+        if mod is not None:
+            found.add(mod)
+        children += [c.cell_contents for c in (obj.__closure__ or ()) if _has_contents(c)]
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        children += list(obj)
+    elif isinstance(obj, Mapping):
+        children += list(obj.values())
+    elif not isinstance(obj, type) and (is_dataclass(obj) or callable(obj)) and hasattr(obj, "__dict__"):
+        mod = sys.modules.get(type(obj).__module__)
+        if mod is not None:
+            found.add(mod)
+        children += list(vars(obj).values())
+    for child in children:
+        found |= _user_modules(child, depth + 1, seen)
+    return found
+
+
+def _has_contents(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
+
+
+def ship_by_value(evaluate: Any) -> list[str]:
+    """Register with Ray's cloudpickle, by value, the user modules `evaluate` needs (scripts loaded by
+    `nas run`, test modules, your own files), which a worker on another node may not be able to import by
+    name; installed packages and `nas` are imported on the workers as usual. Returns the names registered."""
+    from ray import cloudpickle
+
+    roots = _installed_roots()
+    names = []
+    for mod in _user_modules(evaluate):
+        name, file = mod.__name__, getattr(mod, "__file__", None)
+        if name == "__main__" or name.split(".")[0] == "nas" or not file or name in sys.builtin_module_names:
+            continue
+        if str(Path(file).resolve()).startswith(roots):
+            continue
+        try:
+            cloudpickle.register_pickle_by_value(mod)
+            names.append(name)
+        except ValueError:
+            continue
+    return names
+
+
+# ---------------------------------------------------------------------------------------- the actor
+class _Worker:
+    """Body of one long-lived actor: holds the evaluate function and runs batches of architectures."""
+
+    def __init__(self, evaluate: EvaluateFn) -> None:
+        self.evaluate = evaluate
+        self.name = f"ray-{_node_ip()}-{os.getpid()}"
+
+    def run(self, archs: list[dict[str, Any]]) -> list[tuple[dict[str, float] | None, str | None, float, float, str]]:
+        out = []
+        for a in archs:
+            t0 = time.time()
+            metrics, error = run_job(self.evaluate, Architecture(a))
+            out.append((metrics, error, t0, time.time(), self.name))
+        return out
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _node_ip() -> str:
+    import ray
+
+    try:
+        return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - a name for the journal only
+        return "node"
+
+
+@dataclass
+class _Batch:
+    jobs: list[Job]
+    actor: Any
+    attempts: int = 0
+
+
+class RayExecutor(Executor):
+    """`workers` long-lived Ray actors (each `cpus`/`gpus`, fractional allowed) evaluating asynchronously.
+
+    `address`: None starts a local Ray instance for the search (shut down at the end), "auto" or
+    "HOST:PORT" joins a cluster. `workers` defaults to the cluster's CPUs divided by `cpus`.
+    `batch_size` architectures travel per call (for sub-millisecond evaluations); a batch whose worker
+    process dies is retried up to `max_retries` times, then its trials fail with the error.
+    """
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus: float = 1.0,
+                 gpus: float = 0.0, batch_size: int = 1, max_retries: int = 2, num_cpus: int | None = None,
+                 object_store_mb: int = 200) -> None:
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers: expected a positive int, got {workers!r}")
+        if cpus < 0 or gpus < 0:
+            raise ConfigError(f"cpus/gpus: expected non-negative numbers, got cpus={cpus!r} gpus={gpus!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries: expected an int >= 0, got {max_retries!r}")
+        self.options = RayOptions(address, num_cpus, None, object_store_mb)
+        self.workers, self.cpus, self.gpus = workers, cpus, gpus
+        self.batch_size, self.max_retries = batch_size, max_retries
+        self._owns_ray = False
+        self._idle: list[Any] = []
+        self._actors: list[Any] = []
+        self._queue: list[Job] = []
+        self._running: dict[Any, _Batch] = {}  # ObjectRef -> batch
+        self._evaluate_ref: Any = None
+        self._actor_cls: Any = None
+
+    def start(self, evaluate: EvaluateFn) -> None:
+        import ray
+
+        self._owns_ray = connect(self.options)
+        shipped = ship_by_value(evaluate)
+        if shipped:
+            log.info("shipping modules %s to Ray workers by value", shipped)
+        if self.workers is None:
+            cpus = ray.cluster_resources().get("CPU", 1.0)
+            self.workers = max(1, int(cpus // self.cpus)) if self.cpus > 0 else max(1, int(cpus))
+        self._actor_cls = ray.remote(_Worker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
+        # Small functions travel inline with each actor's creation; large ones (a supernet evaluator) go to
+        # the object store once, referenced for the pool's lifetime (replacement actors need them too).
+        from ray import cloudpickle
+
+        self._evaluate_ref = ray.put(evaluate) if len(cloudpickle.dumps(evaluate)) > 2**20 else evaluate
+        self._actors = [self._actor_cls.remote(self._evaluate_ref) for _ in range(self.workers)]
+        self._idle = list(self._actors)
+
+    def _replace(self, actor: Any) -> Any:
+        """A fresh actor in place of one whose process died."""
+        import ray
+
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        new = self._actor_cls.remote(self._evaluate_ref)
+        self._actors = [new if a is actor else a for a in self._actors]
+        return new
+
+    def free_slots(self) -> int:
+        assert self.workers is not None, "start() first"
+        busy = sum(len(b.jobs) for b in self._running.values())
+        return self.workers * self.batch_size - busy - len(self._queue)
+
+    def submit(self, job: Job) -> None:
+        self._queue.append(job)
+        self._dispatch(flush=False)
+
+    def _dispatch(self, flush: bool) -> None:
+        """Send queued jobs to idle actors: full batches at once, partial ones when `flush`."""
+        while self._idle and self._queue and (flush or len(self._queue) >= self.batch_size):
+            jobs, self._queue = self._queue[:self.batch_size], self._queue[self.batch_size:]
+            actor = self._idle.pop(0)
+            ref = actor.run.remote([j.arch.to_dict() for j in jobs])
+            self._running[ref] = _Batch(jobs, actor)
+
+    def wait(self) -> list[Completed]:
+        import ray
+
+        out: list[Completed] = []
+        while not out:  # a retried batch completes nothing yet
+            self._dispatch(flush=True)
+            if not self._running:
+                raise RuntimeError("wait() with nothing submitted")
+            ray.wait(list(self._running), num_returns=1)
+            ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+            out += self._collect(ready)
+        self._dispatch(flush=True)
+        return out
+
+    def _collect(self, ready: list[Any]) -> list[Completed]:
+        """Results of finished calls; a call whose worker died is retried on a fresh actor (bounded)."""
+        import ray
+
+        out: list[Completed] = []
+        for ref in ready:
+            batch = self._running.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayError as e:  # the worker process died (user errors never get here)
+                actor = self._replace(batch.actor)
+                text = _one_line(e)
+                if batch.attempts < self.max_retries:
+                    log.warning("Ray worker died evaluating %d architecture(s); retry %d of %d on a new worker: %s",
+                                len(batch.jobs), batch.attempts + 1, self.max_retries, text)
+                    retry = actor.run.remote([j.arch.to_dict() for j in batch.jobs])
+                    self._running[retry] = _Batch(batch.jobs, actor, batch.attempts + 1)
+                    continue
+                self._idle.append(actor)
+                now = time.time()
+                out += [Completed(j.arch, None, f"Ray worker died {batch.attempts + 1} times (after "
+                                  f"{self.max_retries} retries): {text}", now, now, "ray-dead") for j in batch.jobs]
+                continue
+            self._idle.append(batch.actor)
+            for job, (metrics, error, t0, t1, worker) in zip(batch.jobs, results):
+                out.append(Completed(job.arch, metrics, error, t0, t1, worker))
+        return out
+
+    def actor_pids(self) -> list[int]:
+        """Process ids of the pool's actors (for diagnostics and fault-injection tests)."""
+        import ray
+
+        return ray.get([a.pid.remote() for a in self._actors])
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
+        self._actors, self._idle, self._running, self._queue, self._evaluate_ref = [], [], {}, [], None
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:500]}"
+
+
+def executor_from_spec(spec: Mapping[str, Any]) -> Executor:
+    """An executor from plain data, as `nas run --executor` records it: {"name": "ray" | "ray-tune", ...options}."""
+    opts = dict(spec)
+    name = opts.pop("name", None)
+    if name == "ray":
+        cls: Any = RayExecutor
+    elif name == "ray-tune":
+        from nas.ray_tune import RayTuneExecutor
+
+        cls = RayTuneExecutor
+    else:
+        raise ConfigError(f"executor: unknown name {name!r} (use 'local', 'ray' or 'ray-tune')")
+    params = inspect.signature(cls.__init__).parameters
+    unknown = [k for k in opts if k not in params or k == "self"]
+    if unknown:
+        allowed = [p for p in params if p != "self"]
+        raise ConfigError(f"executor {name!r} has no option {unknown[0]!r} (options: {', '.join(allowed)})")
+    return cls(**opts)
+
+
+def executor_spec(name: str = "local", address: str | None = None, workers: int | None = None,
+                  cpus: float | None = None, gpus: float | None = None,
+                  base: Mapping[str, Any] | str | None = None) -> str | dict[str, Any]:
+    """The plain-data executor `nas run` records in the journal header: "local" or {"name": "ray", ...}.
+
+    Options left None keep those of `base` (the recorded spec, when `nas resume` overrides some of them).
+    """
+    old = dict(base) if isinstance(base, Mapping) else {"name": base or "local"}
+    if name != old.get("name"):
+        old = {"name": name}
+    given = {"address": address, "workers": workers, "cpus": cpus, "gpus": gpus}
+    spec = {**old, **{k: v for k, v in given.items() if v is not None}}
+    if spec["name"] == "local":
+        if len(spec) > 1:
+            raise ConfigError(f"--executor local takes no {', '.join('--' + k for k in spec if k != 'name')} "
+                              "(use --executor ray)")
+        return "local"
+    if spec["name"] not in ("ray", "ray-tune"):
+        raise ConfigError(f"--executor: unknown executor {spec['name']!r} (use local, ray or ray-tune)")
+    return spec

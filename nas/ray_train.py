@@ -1,0 +1,209 @@
+"""Distributed supernet training on Ray Train: the BigNAS sandwich rule under `TorchTrainer` and DDP.
+
+Every worker trains on its own shard of the data but samples the *same* subnets at every step: the
+sampler is seeded by (seed, global step), so no communication is needed to agree, and a check gathers
+each worker's subnet ids every step and fails the run on any disagreement. DDP averages the gradients of
+the sandwich's backward passes (largest on labels, smallest and `n_random` random subnets distilled from
+the largest). Rank 0 saves a checkpoint (supernet, optimizer, schedule, step) after every epoch; running
+`train_supernet` again with the same `name` and `storage_path` resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas.errors import ConfigError
+from nas.ray_executor import RayOptions, connect
+from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "supernet.pt"
+
+
+@dataclass(frozen=True)
+class DistributedSandwich:
+    """Hyper-parameters of `nas.spaces.training.SandwichRule`, per worker (`batch_size` is per worker)."""
+
+    epochs: int = 2
+    batch_size: int = 64
+    n_random: int = 2
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    temperature: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1 or (name == "batch_size" and self.batch_size < 2):
+                raise ConfigError(f"DistributedSandwich.{name}: must be a positive int (batch_size >= 2), "
+                                  f"got {getattr(self, name)!r}")
+
+
+@dataclass
+class SupernetRun:
+    """What a distributed run left: rank 0's last metrics, every epoch's metrics and the latest checkpoint."""
+
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: str | None = None
+    path: str | None = None
+
+    def supernet(self, config: OFAConfig | None = None) -> OFASupernet:
+        """The trained supernet, loaded from the checkpoint on this machine (an `OFASpace(config)` supernet)."""
+        if self.checkpoint is None:
+            raise ConfigError("this run saved no checkpoint")
+        return load_supernet(self.checkpoint, config)
+
+
+def load_supernet(checkpoint_dir: str | os.PathLike[str], config: OFAConfig | None = None) -> OFASupernet:
+    """An `OFASupernet` holding the weights of a checkpoint written by `train_supernet`."""
+    state = torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    cfg = config or OFAConfig(**state["space"])
+    supernet = OFASpace(cfg).supernet()
+    supernet.load_state_dict(state["model"])
+    return supernet
+
+
+def subnet_digest(archs: list[Any]) -> int:
+    """A 63-bit digest of the ids of a step's subnets, compared across workers."""
+    return int(hashlib.sha1(",".join(a.id for a in archs).encode()).hexdigest()[:15], 16)
+
+
+def step_subnets(space: OFASpace, seed: int, step: int, n_random: int) -> list[Any]:
+    """The sandwich's subnets at `step`: largest, smallest, `n_random` random, sharing one input resolution.
+
+    Seeded by (seed, step) alone, so every worker, and a resumed run, draws exactly the same ones.
+    """
+    from nas.spaces.training import SHARED_PER_STEP, _draw_shared, _random_subnet, _share
+
+    rng = np.random.default_rng([seed, step])
+    shared = _draw_shared(space, rng, SHARED_PER_STEP)
+    children = [space.smallest()] + [_random_subnet(space, rng) for _ in range(n_random)]
+    return [_share(space, space.largest(), shared)] + [_share(space, a, shared) for a in children]
+
+
+def _train_loop(cfg: dict[str, Any]) -> None:
+    """One Ray Train worker: DDP sandwich-rule training with per-epoch checkpoints and the agreement check."""
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+
+    from nas.spaces.training import _optimizer, distillation_loss
+
+    torch.set_num_threads(int(cfg.get("threads", 1)))
+    sch = DistributedSandwich(**cfg["schedule"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    space = OFASpace(OFAConfig(**cfg["space"]))
+    torch.manual_seed(sch.seed)
+    supernet = space.supernet()
+    model = ray.train.torch.prepare_model(supernet, parallel_strategy_kwargs={"find_unused_parameters": True})
+    x, y = torch.as_tensor(cfg["x"], dtype=torch.float32), torch.as_tensor(cfg["y"], dtype=torch.long)
+    shard = torch.arange(rank, len(x), world)
+    per_epoch = len(shard) // sch.batch_size
+    if per_epoch < 1:
+        raise ConfigError(f"batch_size: {sch.batch_size} exceeds a worker's shard of {len(shard)} examples")
+    opt = _optimizer(supernet, sch.lr, sch.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, sch.epochs * per_epoch))
+    start_epoch, step = 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+        supernet.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+    log_path = Path(cfg["log_dir"]) / f"subnets-rank{rank}.jsonl" if cfg.get("log_dir") else None
+    model.train()
+    for epoch in range(start_epoch, sch.epochs):
+        order = shard[torch.randperm(len(shard), generator=torch.Generator().manual_seed(sch.seed * 100003 + epoch))]
+        total, agreed, lines = 0.0, 0, []
+        for b in range(per_epoch):
+            idx = order[b * sch.batch_size:(b + 1) * sch.batch_size]
+            xb, yb = x[idx], y[idx]
+            archs = step_subnets(space, sch.seed, step, sch.n_random)
+            digest = torch.tensor([subnet_digest(archs)], dtype=torch.int64)
+            if world > 1:
+                gathered = [torch.zeros_like(digest) for _ in range(world)]
+                dist.all_gather(gathered, digest)
+                if any(int(g) != int(digest) for g in gathered):
+                    raise RuntimeError(f"workers sampled different subnets at step {step}: {[int(g) for g in gathered]}")
+            agreed += 1
+            lines.append(json.dumps({"step": step, "epoch": epoch, "subnets": [a.id for a in archs]}))
+            opt.zero_grad(set_to_none=True)
+            logits = model(xb, archs[0])
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            soft, step_loss = logits.detach(), float(loss)
+            for arch in archs[1:]:
+                kd = distillation_loss(model(xb, arch), soft, sch.temperature)
+                kd.backward()
+                step_loss += float(kd)
+            opt.step()
+            sched.step()
+            total += step_loss
+            step += 1
+        if log_path is not None:
+            with open(log_path, "a") as f:
+                f.write("".join(line + "\n" for line in lines))
+        metrics = {"epoch": epoch + 1, "step": step, "loss": total / per_epoch, "agreed_steps": agreed,
+                   "workers": world}
+        with tempfile.TemporaryDirectory() as d:
+            ckpt = None
+            if rank == 0:
+                torch.save({"model": supernet.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step,
+                            "space": space.config.to_dict(), "schedule": asdict(sch)}, Path(d) / CHECKPOINT_FILE)
+                ckpt = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, config: OFAConfig | None = None,
+                   num_workers: int = 2, use_gpu: bool = False, cpus_per_worker: float = 1.0,
+                   storage_path: str | os.PathLike[str] | None = None, name: str = "ofa-sandwich",
+                   log_dir: str | os.PathLike[str] | None = None, address: str | None = None,
+                   max_failures: int = 0) -> SupernetRun:
+    """Train an `OFASpace(config)` supernet with the sandwich rule on `num_workers` Ray Train workers (DDP).
+
+    `x`, `y`: the training data (arrays; each worker takes every `num_workers`-th example). Checkpoints go
+    to `storage_path/name`; calling again with the same both resumes from the latest checkpoint (raise
+    `schedule.epochs` to train further). `log_dir` receives each worker's sampled subnet ids per step
+    (`subnets-rank{r}.jsonl`). `max_failures` restarts the workers from the latest checkpoint after a crash.
+    """
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if num_workers < 1:
+        raise ConfigError(f"num_workers: expected a positive int, got {num_workers!r}")
+    sch = schedule or DistributedSandwich()
+    cfg = config or OFAConfig()
+    connect(RayOptions(address))
+    storage = os.path.abspath(storage_path or os.path.join(tempfile.gettempdir(), "nas-train"))
+    loop_config = {"schedule": asdict(sch), "space": cfg.to_dict(), "x": np.asarray(x, dtype=np.float32),
+                   "y": np.asarray(y, dtype=np.int64), "log_dir": os.path.abspath(log_dir) if log_dir else None}
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+    trainer = TorchTrainer(
+        _train_loop, train_loop_config=loop_config, torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)))
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    history = [dict(m) for _, m in (result.best_checkpoints or [])]
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))

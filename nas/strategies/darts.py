@@ -1,0 +1,240 @@
+"""One-shot gradient search on a cell supernet: DARTS (first/second order), PC-DARTS, ProxylessNAS.
+
+`search_darts(space, data, method=..., epochs=..., workdir=...)` trains the space's supernet
+(`nas.strategies.oneshot.OneShotTrainer`), derives the architecture, evaluates it (stand-alone training
+by default, plus parameters, FLOPs and lookup-table latency) and journals it as a trial in the same
+`journal.jsonl` a black-box `nas.search` writes, so `nas.load`, `best`, `pareto_front` and export work
+unchanged. The trainer is checkpointed to `oneshot.pt` after every epoch; calling again with the same
+workdir resumes a killed run exactly (same alphas and weights as an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas.errors import ConfigError, JournalError
+from nas.evaluators import as_evaluators, merged
+from nas.objectives import Problem
+from nas.result import SearchResult
+from nas.spaces import Architecture
+from nas.spaces.cell import DartsSpace, NasBench201Space
+from nas.store import Journal, Trial
+from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, cell_ops
+from nas.strategies.oneshot_latency import EdgeCosts, check_table, ensure_table, flops_costs, lut_costs
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "oneshot.pt"
+HISTORY = "oneshot_history.json"
+TABLE = "latency_table.jsonl"
+
+__all__ = ["DartsOptions", "METHODS", "StandaloneTraining", "digits_splits", "load_history", "search_darts"]
+
+
+def digits_splits(seed: int = 0, valid_size: int = 450, test_size: int = 447
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """scikit-learn's bundled digits (1,797 8x8 images, no download) as standardised 1x8x8 tensors.
+
+    Returns {"train", "valid", "test"} -> (x float32 [n, 1, 8, 8], y int64 [n]), split at random by `seed`
+    (900 / 450 / 447 by default); the search trains weights on "train" and alphas on "valid".
+    """
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.as_tensor(digits.target, dtype=torch.long)
+    if valid_size < 1 or test_size < 0 or valid_size + test_size >= len(x):
+        raise ConfigError(f"valid_size, test_size: expected positive sizes leaving training data, got "
+                          f"{valid_size}, {test_size} of {len(x)}")
+    order = torch.as_tensor(np.random.default_rng(seed).permutation(len(x)))
+    test, valid, train = order[:test_size], order[test_size:test_size + valid_size], order[test_size + valid_size:]
+    mean, std = x[train].mean(), x[train].std()
+    x = (x - mean) / std
+    out = {"train": (x[train], y[train]), "valid": (x[valid], y[valid])}
+    if test_size:
+        out["test"] = (x[test], y[test])
+    return out
+
+
+@dataclass
+class StandaloneTraining:
+    """The default evaluator: train `space.build(arch)` from scratch on "train"; accuracy on "valid" (and "test")."""
+
+    space: NasBench201Space | DartsSpace
+    data: Splits
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 64
+    seed: int = 0
+
+    def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
+        from nas.spaces.training import PlainTraining, accuracy
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = self.space.build(arch)
+        t0 = time.perf_counter()
+        x, y = self.data["train"]
+        PlainTraining(self.epochs, min(self.batch_size, len(x)), self.lr, seed=self.seed).fit(net, x, y)
+        net.eval()
+        out = {"accuracy": accuracy(net, *self.data["valid"]), "train_seconds": time.perf_counter() - t0}
+        if "test" in self.data:
+            out["test_accuracy"] = accuracy(net, *self.data["test"])
+        return out
+
+
+def _check_data(space: NasBench201Space | DartsSpace, data: Splits, batch_size: int) -> None:
+    for split in ("train", "valid"):
+        if split not in data:
+            raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
+    for split, (x, y) in data.items():
+        if tuple(x.shape[1:]) != space.net.input_shape:
+            raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
+                              f"{space.net.input_shape}")
+        if len(x) != len(y):
+            raise ConfigError(f"data[{split!r}]: {len(y)} labels for {len(x)} inputs")
+    for split in ("train", "valid"):
+        if len(data[split][0]) < batch_size:
+            raise ConfigError(f"batch_size: {batch_size} exceeds the {len(data[split][0])} samples of {split!r}")
+
+
+def _costs(trainer: OneShotTrainer, options: DartsOptions, workdir: Path | None,
+           latency_table: Any) -> tuple[EdgeCosts | None, Callable[[Mapping[str, Any]], float] | None]:
+    """The edge costs for the latency loss and the per-architecture latency (lookup table), as the options say."""
+    from nas.hardware import LatencyTable, adapter_for, lut_latency
+
+    source = options.latency_source
+    if source == "off":
+        return None, None
+    adapter = adapter_for(trainer.space)
+    if source == "flops":
+        return flops_costs(trainer.supernet, adapter), None
+    if isinstance(latency_table, (str, os.PathLike)):
+        latency_table = LatencyTable.load(latency_table)
+    if latency_table is None:
+        if workdir is None:
+            raise ConfigError("latency_table: a lookup-table latency needs a table or a workdir to build one in")
+        latency_table = ensure_table(adapter, workdir / TABLE)
+    check_table(latency_table, adapter, trainer.supernet)
+    return lut_costs(trainer.supernet, latency_table), lut_latency(latency_table, adapter).latency_ms
+
+
+def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str | None = None,
+                 epochs: int | None = None, workdir: str | Path | None = None, seed: int = 0,
+                 options: DartsOptions | None = None, evaluate: Any = None, latency_table: Any = None,
+                 progress: Callable[[EpochRecord], None] | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> SearchResult:
+    """Run a one-shot search and journal the derived architecture(s) with their metrics.
+
+    `data` maps "train" and "valid" (and optionally "test") to `(x, y)` tensors; `method` and `epochs`,
+    when given, override those fields of `options` (a `DartsOptions`; default: DARTS, 20 epochs).
+    `evaluate` follows `nas.search`'s contract (default: `StandaloneTraining` for
+    `options.retrain_epochs`); parameters, FLOPs and, with a lookup table
+    (`latency_table`: a `LatencyTable` or its path; built in the workdir when absent), `latency_ms` are
+    added. `progress(record)` is called after each epoch's checkpoint. The objectives are `accuracy`
+    (max) and `latency_ms` (min; `flops` without a table).
+    """
+    given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
+    options = replace(options or DartsOptions(), **given)
+    _check_data(space, data, options.batch_size)
+    wd = Path(workdir) if workdir is not None else None
+    trainer = OneShotTrainer(space, options, seed)
+    costs, latency_of = _costs(trainer, options, wd, latency_table)
+    trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0
+    problem = Problem.make({"accuracy": "max", "latency_ms" if latency_of else "flops": "min"})
+    config = {"space": space.fingerprint(), "space_spec": space.to_spec(), "problem": problem.to_dict(),
+              "strategy": options.method, "strategy_options": options.to_dict(), "seed": seed,
+              "budget": options.epochs if options.record == "epochs" else 1, "fidelity": None,
+              "metadata": {"one_shot": True, "net": repr(space.net), "data": {k: len(v[0]) for k, v in data.items()},
+                           "latency": costs.source if costs else None, **dict(metadata or {})}}
+    journal = Journal(wd) if wd is not None else None
+    trials: list[Trial] = []
+    if journal is not None:
+        if journal.exists():
+            old, trials = journal.read()
+            for key in ("space", "problem", "strategy", "strategy_options", "seed", "metadata"):
+                if old.get(key) != json.loads(json.dumps(config[key])):
+                    raise JournalError(f"{wd} holds a different search: its {key} is {old.get(key)!r}, "
+                                       f"this one's is {config[key]!r} (use a new workdir)")
+        else:
+            journal.create(config)
+        if (wd / CHECKPOINT).exists():
+            trainer.load_state_dict(torch.load(wd / CHECKPOINT, weights_only=True))
+            log.info("resuming %s after epoch %d", wd, trainer.epoch)
+
+    stop_epoch = _train(trainer, data, wd, progress)
+    chosen = _to_record(trainer.history, options.record, stop_epoch)
+    evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
+        space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed)), None)
+    done = {t.arch_id for t in trials}
+    for record in chosen:
+        arch = space.validate(record.derived)
+        if arch.id in done:
+            continue
+        trials.append(_evaluate(space, arch, record, evaluator, latency_of, len(trials), options))
+        done.add(arch.id)
+        if journal is not None:
+            journal.append(trials[-1])
+    reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
+    return SearchResult(trials, problem, wd, reason, config)
+
+
+def load_history(workdir: str | Path) -> list[EpochRecord]:
+    """The per-epoch records of a one-shot search in `workdir` (losses, alphas, derived architectures)."""
+    path = Path(workdir) / HISTORY
+    if not path.is_file():
+        raise ConfigError(f"workdir: {path} not found (no one-shot search has finished an epoch there)")
+    return [EpochRecord(**r) for r in json.loads(path.read_text())]
+
+
+def _train(trainer: OneShotTrainer, data: Splits, wd: Path | None,
+           progress: Callable[[EpochRecord], None] | None) -> int | None:
+    """Epochs until `options.epochs` or DARTS-ES stops; checkpoint after each; the early-stop epoch or None."""
+    stop = trainer.early_stop_epoch()
+    while stop is None and trainer.epoch < trainer.options.epochs:
+        record = trainer.train_epoch(data)
+        stop = trainer.early_stop_epoch()
+        if wd is not None:
+            _atomic_save(trainer.state_dict(), wd / CHECKPOINT)
+            (wd / HISTORY).write_text(json.dumps([r.to_dict() for r in trainer.history]))
+        if progress is not None:
+            progress(record)
+    return stop
+
+
+def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None) -> list[EpochRecord]:
+    """The epochs whose derived architectures are journaled: the last (or DARTS-ES's pick), or every epoch's."""
+    last = stop_epoch if stop_epoch is not None else len(history)
+    return history[:last] if record == "epochs" else [history[last - 1]]
+
+
+def _evaluate(space: NasBench201Space | DartsSpace, arch: Architecture, record: EpochRecord, evaluator: Any,
+              latency_of: Callable[[Mapping[str, Any]], float] | None, number: int, options: DartsOptions) -> Trial:
+    started = time.time()
+    metrics = dict(space.count(arch))
+    metrics["supernet_accuracy"] = record.valid_acc
+    if latency_of is not None:
+        metrics["latency_ms"] = latency_of(arch)
+    metrics.update(evaluator(arch))
+    ops = cell_ops(space, arch)
+    extra = {"epoch": record.epoch, "method": options.method, "parameter_free": record.parameter_free,
+             "skip": record.skip, "ops": ops, "alphas": record.alphas}
+    return Trial(number, arch.to_dict(), arch.id, metrics, "ok", started, time.time(), "local", None, extra)
+
+
+def _atomic_save(state: Mapping[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(dict(state), tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,193 @@
+"""Multi-fidelity search: asynchronous successive halving and Hyperband brackets around any strategy.
+
+The fidelity (epochs for a training evaluator, a fidelity column for a tabular one) is a field of the
+architecture: `FidelitySpace(base, levels)` adds it, so the journal, deduplication and resume see one
+trial per (architecture, fidelity) and every trial records the budget it was evaluated at.
+`space.evaluator(fn)` calls `fn(base_arch, budget=level)` for each such trial.
+
+`successive-halving` (ASHA, Li et al. 2020) starts new architectures, proposed by an inner strategy on
+the base space, at the lowest level; whenever a rung holds `eta` x k results, its best k are promoted
+one level up. `hyperband` runs several such brackets starting at successively higher levels, picking a
+bracket for each new architecture with Hyperband's weights. "Best" is constraint-domination ranking:
+non-dominated sorting plus crowding distance with several objectives, so promotion is multi-objective.
+The inner strategy is told the result at the level it was started at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.evaluators import Evaluator
+from nas.objectives import Problem
+from nas.pareto import crowding_distance
+from nas.spaces import Architecture, Choice, Space
+from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks
+
+
+class FidelitySpace(Space):
+    """`base` plus one ordered fidelity field (default `budget`) holding the evaluation budget."""
+
+    def __init__(self, base: Space, levels: Sequence[float], field: str = "budget") -> None:
+        lv = sorted(levels)
+        if len(lv) < 2 or len(set(lv)) != len(lv) or any(x <= 0 for x in lv):
+            raise ConfigError(f"FidelitySpace: levels must be at least two distinct positive numbers, got {list(levels)}")
+        if field in base.fields:
+            raise ConfigError(f"FidelitySpace: field {field!r} already exists in the base space")
+        super().__init__({**base.fields, field: Choice(lv)})
+        self.base, self.field, self.levels = base, field, lv
+
+    def strip(self, arch: Mapping[str, Any]) -> Architecture:
+        """The architecture without its fidelity."""
+        return self.base.validate({k: v for k, v in dict(arch).items() if k != self.field})
+
+    def at(self, base_arch: Mapping[str, Any], level: float) -> Architecture:
+        return self.validate({**dict(base_arch), self.field: level})
+
+    def canonical_key(self, arch: Mapping[str, Any]) -> str:
+        return f"{self.base.canonical_key(self.strip(arch))}@{arch[self.field]}"
+
+    def evaluator(self, evaluate: Callable[..., Mapping[str, float]]) -> Callable[[Architecture], dict[str, float]]:
+        """`fn(arch)` -> `evaluate(base_arch, budget=arch[field])`, with the fidelity added to the metrics."""
+        ev = evaluate if isinstance(evaluate, Evaluator) else Evaluator(evaluate)
+        if not ev.takes_budget:
+            raise ConfigError(f"FidelitySpace.evaluator: {getattr(ev.fn, '__name__', ev.fn)!r} takes no budget= argument")
+
+        def run(arch: Architecture) -> dict[str, float]:
+            level = arch[self.field]
+            return {**dict(ev(self.strip(arch), budget=level)), self.field: float(level)}
+
+        return run
+
+
+class SuccessiveHalving(Strategy):
+    """Asynchronous successive halving with `brackets` Hyperband brackets; new architectures from `inner`."""
+
+    name = "successive-halving"
+    default_brackets = 1
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0, inner: str = "random",
+                 inner_options: Mapping[str, Any] | None = None, eta: int = 3, brackets: int | None = None) -> None:
+        if not isinstance(space, FidelitySpace):
+            raise ConfigError(f"strategy {self.name!r} needs a FidelitySpace (nas.strategies.multifidelity."
+                              f"FidelitySpace(space, levels)); got {type(space).__name__}")
+        super().__init__(space, problem, seed)
+        from nas.strategies import make_strategy
+
+        brackets = self.default_brackets if brackets is None else brackets
+        if eta < 2:
+            raise ConfigError(f"{self.name}: eta must be >= 2, got {eta}")
+        if not 1 <= brackets <= len(space.levels):
+            raise ConfigError(f"{self.name}: brackets must be in 1..{len(space.levels)} (the number of levels), got {brackets}")
+        if inner in ("successive-halving", "hyperband"):
+            raise ConfigError(f"{self.name}: inner strategy cannot itself be {inner!r}")
+        self.fspace: FidelitySpace = space
+        self.eta, self.brackets = eta, brackets
+        self.inner_name, self.inner_options = inner, dict(inner_options or {})
+        self.inner = make_strategy(inner, space.base, problem, seed, **self.inner_options)
+        k = len(space.levels)
+        w = np.array([eta ** (k - 1 - s) / (k - s) for s in range(brackets)], dtype=float)
+        self.bracket_p = w / w.sum()
+        # rungs[b][r]: results at level r of bracket b; promoted[b][r]: base ids promoted from there
+        self.rungs: list[list[list[tuple[Architecture, TrialResult]]]] = [[[] for _ in range(k)] for _ in range(brackets)]
+        self.promoted: list[list[list[str]]] = [[[] for _ in range(k)] for _ in range(brackets)]
+        self.pending: dict[str, list[list[Any]]] = {}  # asked arch id -> [[bracket, from_inner], ...]
+
+    # ------------------------------------------------------------------ ask/tell
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out = []
+        for _ in range(n):
+            arch, bracket, from_inner = self._next()
+            if arch is None:
+                break
+            self.pending.setdefault(arch.id, []).append([bracket, from_inner])
+            out.append(arch)
+        return out
+
+    def _next(self) -> tuple[Architecture | None, int, bool]:
+        levels = self.fspace.levels
+        for b in range(self.brackets):
+            for r in range(len(levels) - 2, b - 1, -1):  # highest rung first: finish good ones early
+                cand = self._promotable(b, r)
+                if cand is not None:
+                    self.promoted[b][r].append(cand.id)
+                    return self.fspace.at(cand, levels[r + 1]), b, False
+        b = int(self.rng.choice(self.brackets, p=self.bracket_p)) if self.brackets > 1 else 0
+        asked = self.inner.ask(1)
+        if not asked:
+            return None, b, True
+        return self.fspace.at(asked[0], levels[b]), b, True
+
+    def _promotable(self, b: int, r: int) -> Architecture | None:
+        rung = self.rungs[b][r]
+        quota = len(rung) // self.eta
+        if quota == 0:
+            return None
+        done = set(self.promoted[b][r])
+        for i in self._order(rung)[:quota]:
+            if rung[i][0].id not in done:
+                return rung[i][0]
+        return None
+
+    def _order(self, rung: Sequence[tuple[Architecture, TrialResult]]) -> list[int]:
+        """Best first: constraint-domination rank, then crowding distance (largest first) within a front."""
+        results = [r for _, r in rung]
+        ranks = pareto_ranks(self.problem, results)
+        crowd = np.zeros(len(rung))
+        for k in np.unique(ranks):
+            idx = np.flatnonzero(ranks == k)
+            if all(results[i].status == "ok" and self.problem.feasible(results[i].metrics) for i in idx):
+                pts = np.array([self.problem.vector(results[i].metrics) for i in idx], dtype=float)
+                crowd[idx] = crowding_distance(pts)
+        return sorted(range(len(rung)), key=lambda i: (ranks[i], -crowd[i], i))
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        entries = self.pending.get(arch.id)
+        if entries:
+            bracket, from_inner = entries.pop(0)
+            if not entries:
+                del self.pending[arch.id]
+        else:  # not asked by us (replay, warm start): its level's rung of the first bracket it fits
+            bracket, from_inner = 0, False
+        level = arch[self.fspace.field]
+        r = self.fspace.levels.index(level)
+        base = self.fspace.strip(arch)
+        if from_inner:
+            self.inner.tell(base, result)
+        if result.cached:
+            return
+        self.rungs[min(bracket, r)][r].append((base, result))
+
+    def top_level(self) -> list[tuple[Architecture, TrialResult]]:
+        """Results at the highest fidelity (all brackets)."""
+        return [m for b in self.rungs for m in b[-1]]
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "inner": self.inner.state_dict(),
+                "rungs": [[[arch_record(a, r) for a, r in rung] for rung in b] for b in self.rungs],
+                "promoted": [[list(p) for p in b] for b in self.promoted],
+                "pending": {k: [list(e) for e in v] for k, v in self.pending.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.inner.load_state_dict(state["inner"])
+        self.rungs = [[[from_record(m) for m in rung] for rung in b] for b in state["rungs"]]
+        self.promoted = [[list(p) for p in b] for b in state["promoted"]]
+        self.pending = {k: [[int(e[0]), bool(e[1])] for e in v] for k, v in state["pending"].items()}
+
+
+class Hyperband(SuccessiveHalving):
+    """Hyperband-style: one asynchronous successive-halving bracket per starting level (all by default)."""
+
+    name = "hyperband"
+    default_brackets = None  # type: ignore[assignment]
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0, inner: str = "random",
+                 inner_options: Mapping[str, Any] | None = None, eta: int = 3, brackets: int | None = None) -> None:
+        if brackets is None and isinstance(space, FidelitySpace):
+            brackets = len(space.levels)
+        super().__init__(space, problem, seed, inner, inner_options, eta, brackets)

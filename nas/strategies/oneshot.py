@@ -1,0 +1,380 @@
+"""The training loop of the one-shot (DARTS-family) strategies on a cell supernet, with plain-data checkpoints.
+
+`OneShotTrainer` owns a `CellSupernet`, its two optimisers and its random generators, and runs the
+bilevel search one epoch at a time: network weights on the train split (SGD, cosine schedule), the
+architecture parameters on the valid split (Adam), either first-order (alternating) or second-order
+(DARTS's unrolled step with the finite-difference Hessian-vector product). An optional differentiable
+latency term (ProxylessNAS) adds `latency_weight * E[cost] / E_uniform[cost]` to the architecture loss.
+`state_dict()` holds tensors and plain data only, so `torch.load(..., weights_only=True)` restores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nas.errors import ConfigError
+from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, NasBench201Space, softmax_mixing
+from nas.strategies.oneshot_latency import EdgeCosts
+
+log = logging.getLogger(__name__)
+
+Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+PARAMETER_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
+
+
+@dataclass(frozen=True)
+class Method:
+    """What distinguishes one member of the DARTS family (looked up by name in `METHODS`)."""
+
+    name: str
+    description: str
+    second_order: bool = False
+    partial_channels: bool = False  # PC-DARTS: 1/K of the channels through the mixed ops ...
+    edge_normalisation: bool = False  # ... and per-edge betas
+    binary_gates: bool = False  # ProxylessNAS: one sampled path per edge, straight-through gradient
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("darts", "DARTS, first order (Liu et al. 2019): alternate weight and alpha steps"),
+    Method("darts2", "DARTS, second order: alpha gradient through one unrolled weight step", second_order=True),
+    Method("pc-darts", "PC-DARTS (Xu et al. 2020): partial channel connections and edge normalisation",
+           partial_channels=True, edge_normalisation=True),
+    Method("proxyless", "ProxylessNAS (Cai et al. 2019): binarised sampled paths, differentiable latency loss",
+           binary_gates=True),
+)}
+
+
+@dataclass(frozen=True)
+class DartsOptions:
+    """Settings of a one-shot search (defaults follow DARTS / PC-DARTS, scaled to small CPU runs)."""
+
+    method: str = "darts"
+    epochs: int = 20
+    batch_size: int = 64
+    w_lr: float = 0.025  # SGD on the weights, cosine-annealed to w_lr_min over `epochs`
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    a_lr: float = 3e-4  # Adam on the architecture parameters
+    a_weight_decay: float = 1e-3
+    warmup_epochs: int = 0  # epochs of weight training before the alphas move (PC-DARTS uses 15 of 50)
+    partial_channels: int = 2  # K for pc-darts
+    latency_weight: float = 0.0  # lambda of the latency loss (relative to the uniform-alpha expected cost)
+    latency: str = "auto"  # "lut" (lookup table, ms), "flops" (analytic proxy), "off"; auto: lut if weighted
+    early_stop: str = "none"  # "none" or "eigenvalue" (DARTS-ES, Zela et al. 2020)
+    es_window: int = 5  # epochs averaged for the smoothed dominant eigenvalue (Zela et al.: 5)
+    es_lag: int = 5  # compare with the smoothed eigenvalue this many epochs back (k = 5) ...
+    es_ratio: float = 0.75  # ... stop when old / new < es_ratio, returning the architecture of that epoch
+    hessian_batch: int = 128  # valid samples for the Hessian eigenvalue
+    hessian_iters: int = 8  # power iterations
+    track_eigenvalue: bool = False  # compute it every epoch even without early stopping
+    retrain_epochs: int = 30  # stand-alone training of a derived architecture (the default evaluator)
+    retrain_lr: float = 3e-3
+    record: str = "final"  # journal the final architecture, or "epochs": every distinct one derived per epoch
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method: unknown {self.method!r} (known: {', '.join(METHODS)})")
+        for name in ("epochs", "batch_size", "partial_channels", "es_window", "es_lag", "hessian_batch",
+                     "hessian_iters"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("warmup_epochs", "retrain_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name}: expected a non-negative int, got {v!r}")
+        for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        if self.latency_weight < 0:
+            raise ConfigError(f"latency_weight: expected >= 0, got {self.latency_weight!r}")
+        if self.latency not in ("auto", "lut", "flops", "off"):
+            raise ConfigError(f"latency: expected 'auto', 'lut', 'flops' or 'off', got {self.latency!r}")
+        if self.latency == "off" and self.latency_weight > 0:
+            raise ConfigError("latency: 'off' but latency_weight > 0 needs a cost ('lut' or 'flops')")
+        if self.early_stop not in ("none", "eigenvalue"):
+            raise ConfigError(f"early_stop: expected 'none' or 'eigenvalue', got {self.early_stop!r}")
+        if self.early_stop == "eigenvalue" and self.method == "proxyless":
+            raise ConfigError("early_stop: the Hessian eigenvalue needs a deterministic supernet; "
+                              "proxyless samples paths")
+        if not 0 < self.es_ratio < 1:
+            raise ConfigError(f"es_ratio: expected 0 < es_ratio < 1, got {self.es_ratio!r}")
+        if self.record not in ("final", "epochs"):
+            raise ConfigError(f"record: expected 'final' or 'epochs', got {self.record!r}")
+
+    @property
+    def spec(self) -> Method:
+        return METHODS[self.method]
+
+    @property
+    def latency_source(self) -> str:
+        """The resolved cost source: 'lut', 'flops' or 'off'."""
+        if self.latency == "auto":
+            return "lut" if self.latency_weight > 0 or self.spec.binary_gates else "off"
+        return self.latency
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EpochRecord:
+    """What one search epoch did and left: losses, accuracies, alphas, the derived architecture (plain data)."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    valid_loss: float
+    valid_acc: float
+    alphas: dict[str, list[list[float]]]
+    op_weights: dict[str, list[list[float]]]
+    derived: dict[str, Any]
+    parameter_free: float  # fraction of the derived cell's ops that are none / skip / pooling
+    skip: float  # fraction that are skip_connect
+    expected_cost: float | None = None
+    eigenvalue: float | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cell_ops(space: NasBench201Space | DartsSpace, arch: Mapping[str, Any]) -> list[str]:
+    """Every op of the derived cell(s), over all cell kinds."""
+    return [op for kind in space.edge_ops(arch).values() for op in kind.values()]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator)
+    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+class OneShotTrainer:
+    """A cell supernet under search: weights, alphas, optimisers, generators and per-epoch history."""
+
+    def __init__(self, space: NasBench201Space | DartsSpace, options: DartsOptions, seed: int = 0,
+                 costs: EdgeCosts | None = None) -> None:
+        if not isinstance(space, (NasBench201Space, DartsSpace)):
+            raise ConfigError(f"space: {type(space).__name__} has no cell supernet "
+                              "(use NasBench201Space or DartsSpace)")
+        spec = options.spec
+        self.space, self.options, self.costs = space, options, costs
+        self.gate_generator = torch.Generator().manual_seed(seed + 1)
+        self.data_generator = torch.Generator().manual_seed(seed)
+        mixing = BinaryGates(self.gate_generator) if spec.binary_gates else softmax_mixing
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the global generator
+            torch.manual_seed(seed)
+            self.supernet: CellSupernet = space.supernet(
+                mixing=mixing, partial_channels=options.partial_channels if spec.partial_channels else 1,
+                edge_normalisation=spec.edge_normalisation)
+        self.weights = self.supernet.weight_parameters()
+        self.arch = self.supernet.arch_parameters()
+        self.w_opt = torch.optim.SGD(self.weights, lr=options.w_lr, momentum=options.w_momentum,
+                                     weight_decay=options.w_weight_decay)
+        self.a_opt = torch.optim.Adam(self.arch, lr=options.a_lr, betas=(0.5, 0.999),
+                                      weight_decay=options.a_weight_decay)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, options.epochs, eta_min=options.w_lr_min)
+        self.cost_scale = costs.uniform() if costs is not None else 1.0
+        self.epoch = 0
+        self.history: list[EpochRecord] = []
+
+    # -- architecture weights and losses
+    def op_probabilities(self) -> dict[str, torch.Tensor]:
+        """softmax(alpha) per kind (times the normalised betas with edge normalisation), differentiable."""
+        out = {}
+        for kind, alpha in self.supernet.alphas.items():
+            w = F.softmax(alpha, dim=-1)
+            scales = self.supernet.edge_scales(kind)
+            out[kind] = w if scales is None else w * scales[:, None]
+        return out
+
+    def expected_cost(self) -> torch.Tensor | None:
+        """E[cost] of the cell ops under the current alphas (ms from a table, or MFLOPs), or None without costs."""
+        if self.costs is None:
+            return None
+        return self.costs.expected({k: F.softmax(a, dim=-1) for k, a in self.supernet.alphas.items()})
+
+    def _arch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(self.supernet(x), y)
+        if self.options.latency_weight > 0 and self.costs is not None:
+            loss = loss + self.options.latency_weight * self.expected_cost() / self.cost_scale
+        return loss
+
+    # -- steps
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        self.w_opt.zero_grad(set_to_none=True)
+        logits = self.supernet(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.weights, self.options.grad_clip)
+        self.w_opt.step()
+        return float(loss.detach()), float((logits.argmax(-1) == y).float().mean())
+
+    def arch_step(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor) -> None:
+        """One update of the alphas on a valid batch (second order: through a virtual weight step on `xt`)."""
+        self.a_opt.zero_grad(set_to_none=True)
+        if self.options.spec.second_order:
+            grads = self._unrolled_grads(xt, yt, xv, yv)
+            for p, g in zip(self.arch, grads):
+                p.grad = g
+        else:
+            self._arch_loss(xv, yv).backward()
+        self.a_opt.step()
+        for p in self.weights:  # the weights' gradients from the alpha problem are not theirs to use
+            p.grad = None
+
+    def _unrolled_grads(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
+                        ) -> list[torch.Tensor]:
+        """DARTS eq. 7-8: dL_val(w', a)/da - xi * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps)."""
+        w, a = self.weights, self.arch
+        xi = self.w_opt.param_groups[0]["lr"]
+        momentum, decay = self.options.w_momentum, self.options.w_weight_decay
+        saved = [p.detach().clone() for p in w]
+        g_train = _grads(F.cross_entropy(self.supernet(xt), yt), w)
+        with torch.no_grad():  # the virtual step w' = w - xi * (momentum buffer + grad + decay * w)
+            for p, g in zip(w, g_train):
+                buf = self.w_opt.state.get(p, {}).get("momentum_buffer")
+                step = g + decay * p + (momentum * buf if buf is not None else 0.0)
+                p.sub_(xi * step)
+        g_val = _grads(self._arch_loss(xv, yv), a + w)
+        da, dw = g_val[:len(a)], g_val[len(a):]
+        eps = 0.01 / max(float(torch.sqrt(sum((g * g).sum() for g in dw))), 1e-12)
+        grads_pm = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for p, s, d in zip(w, saved, dw):
+                    p.copy_(s + sign * eps * d)
+            grads_pm.append(_grads(F.cross_entropy(self.supernet(xt), yt), a))
+        with torch.no_grad():
+            for p, s in zip(w, saved):
+                p.copy_(s)
+        return [d - xi * (gp - gn) / (2 * eps) for d, gp, gn in zip(da, *grads_pm)]
+
+    # -- epochs
+    def train_epoch(self, data: Splits) -> EpochRecord:
+        """One epoch over the train split (alphas stepped on valid batches after the warm-up), then evaluation."""
+        t0 = time.perf_counter()
+        (xt, yt), (xv, yv) = data["train"], data["valid"]
+        bs = self.options.batch_size
+        train_batches = _batches(len(xt), bs, self.data_generator)
+        valid_batches = _batches(len(xv), bs, self.data_generator)
+        search_alphas = self.epoch >= self.options.warmup_epochs
+        self.supernet.train()
+        losses, accs = [], []
+        for b, idx in enumerate(train_batches):
+            if search_alphas:
+                jdx = valid_batches[b % len(valid_batches)]
+                self.arch_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
+            loss, acc = self.weight_step(xt[idx], yt[idx])
+            losses.append(loss)
+            accs.append(acc)
+        self.schedule.step()
+        self.epoch += 1
+        valid_loss, valid_acc = self.evaluate(xv, yv)
+        eig = None
+        if self.options.early_stop == "eigenvalue" or self.options.track_eigenvalue:
+            eig = self.hessian_eigenvalue(xv[:self.options.hessian_batch], yv[:self.options.hessian_batch])
+        derived = self.supernet.derive()
+        ops = cell_ops(self.space, derived)
+        cost = self.expected_cost()
+        record = EpochRecord(
+            epoch=self.epoch, train_loss=sum(losses) / len(losses), train_acc=sum(accs) / len(accs),
+            valid_loss=valid_loss, valid_acc=valid_acc,
+            alphas={k: a.detach().tolist() for k, a in self.supernet.alphas.items()},
+            op_weights={k: w.tolist() for k, w in self.supernet.op_weights().items()},
+            derived=derived.to_dict(), parameter_free=sum(o in PARAMETER_FREE for o in ops) / len(ops),
+            skip=sum(o == "skip_connect" for o in ops) / len(ops),
+            expected_cost=None if cost is None else float(cost.detach()), eigenvalue=eig,
+            seconds=time.perf_counter() - t0)
+        self.history.append(record)
+        log.info("epoch %d: train loss %.3f acc %.3f, valid loss %.3f acc %.3f, parameter-free %.2f, derived %s",
+                 record.epoch, record.train_loss, record.train_acc, valid_loss, valid_acc, record.parameter_free,
+                 record.derived)
+        return record
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
+        """(mean cross entropy, accuracy) of the supernet in eval mode."""
+        self.supernet.eval()
+        loss = correct = 0.0
+        for i in range(0, len(x), batch_size):
+            logits = self.supernet(x[i:i + batch_size])
+            loss += float(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
+            correct += float((logits.argmax(-1) == y[i:i + batch_size]).sum())
+        self.supernet.train()
+        return loss / len(x), correct / len(x)
+
+    def hessian_eigenvalue(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Dominant eigenvalue of the valid loss's Hessian in the alphas (power iteration; DARTS-ES's signal)."""
+        self.supernet.eval()
+        alphas = list(self.supernet.alphas.values())
+        gen = torch.Generator().manual_seed(self.epoch)
+        v = [torch.randn(a.shape, generator=gen) for a in alphas]
+        value = 0.0
+        try:
+            grads = torch.autograd.grad(F.cross_entropy(self.supernet(x), y), alphas, create_graph=True)
+            for _ in range(self.options.hessian_iters):
+                norm = math.sqrt(sum(float((t * t).sum()) for t in v))
+                v = [t / norm for t in v]
+                hv = torch.autograd.grad(grads, alphas, grad_outputs=v, retain_graph=True)
+                value = float(sum((h * t).sum() for h, t in zip(hv, v)))
+                v = [h.detach() for h in hv]
+        finally:
+            self.supernet.train()
+        return value
+
+    def early_stop_epoch(self) -> int | None:
+        """DARTS-ES: the epoch whose architecture to return once the smoothed eigenvalue grew by 1/es_ratio."""
+        if self.options.early_stop != "eigenvalue":
+            return None
+        o = self.options
+        return darts_es_stop([r.eigenvalue for r in self.history], o.es_window, o.es_lag, o.es_ratio)
+
+    # -- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain data only: loadable with `torch.load(path, weights_only=True)`."""
+        return {"epoch": self.epoch, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
+                "a_opt": self.a_opt.state_dict(), "schedule": self.schedule.state_dict(),
+                "data_generator": self.data_generator.get_state(), "gate_generator": self.gate_generator.get_state(),
+                "history": [r.to_dict() for r in self.history]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.data_generator.set_state(state["data_generator"])
+        self.gate_generator.set_state(state["gate_generator"])
+        self.epoch = int(state["epoch"])
+        self.history = [EpochRecord(**r) for r in state["history"]]
+
+
+def darts_es_stop(eigenvalues: list[float | None], window: int, lag: int, ratio: float) -> int | None:
+    """Zela et al.'s rule on eigenvalues of epochs 1..n: with mean(e) the average over `window` epochs ending
+    at epoch e, stop when mean(n - lag) / mean(n) < ratio and return epoch n - lag (None: keep going)."""
+    n = len(eigenvalues)
+    if n < window + lag or any(e is None for e in eigenvalues):
+        return None
+
+    def smooth(end: int) -> float:
+        return sum(eigenvalues[end - window:end]) / window  # type: ignore[arg-type]
+
+    now, then = smooth(n), smooth(n - lag)
+    return n - lag if now > 0 and then / now < ratio else None
+
+
+def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d params, zeros for parameters the loss does not use."""
+    gs = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]

@@ -1,0 +1,273 @@
+"""Optuna samplers as ask/tell strategies: one adapter from our spaces to Optuna's define-by-run calls.
+
+Each `ask` opens an Optuna trial and walks the space, suggesting one parameter per active decision
+(named by its path, e.g. `blocks[1].kernel`): controllers first, then only the blocks a `Repeat`
+count asks for and the `Conditional` fields that are active, so Optuna sees exactly the decisions the
+architecture has. `Integer`s become `suggest_int(low, high, step)`, ordered `Choice`s an integer
+index (so TPE, GP and CMA-ES can use the order), other choices `suggest_categorical`. `tell` finishes
+that trial (failed or objective-less results as FAIL; each constraint's violation is set with
+`trial.set_constraint`, which Optuna's constraint-aware samplers read); results for architectures the study never asked are added
+with `study.add_trial`.
+
+State is plain data: the seed and the log of asks and tells. `load_state_dict` replays that log
+through a fresh study with the same seeded sampler, which rebuilds every sampler's internal state
+(RNGs, NSGA-II generations, CMA-ES) exactly, at the cost of re-running the sampler once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.spaces import Architecture, Choice, Integer, Space
+from nas.spaces.params import Conditional
+from nas.spaces.space import _ABSENT, get_path, path_str
+from nas.strategies.base import Strategy, TrialResult
+
+log = logging.getLogger(__name__)
+
+# leaf, path -> index of the chosen option
+Pick = Callable[[Any, str], int]
+
+
+def _has_bool_mix(options: tuple[Any, ...]) -> bool:
+    return any(isinstance(o, bool) for o in options) and not all(isinstance(o, bool) for o in options)
+
+
+def distribution(leaf: Choice | Integer) -> Any:
+    """The Optuna distribution of one decision (ordered choices as an integer index)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(leaf, Integer):
+        return IntDistribution(leaf.low, leaf.high, step=leaf.step)
+    if leaf.ordered:
+        return IntDistribution(0, leaf.cardinality - 1)
+    opts = leaf.options
+    return CategoricalDistribution(list(range(len(opts))) if _has_bool_mix(opts) else list(opts))
+
+
+def to_param(leaf: Choice | Integer, index: int) -> Any:
+    """Our option index -> the value Optuna stores for that decision."""
+    if isinstance(leaf, Integer):
+        return leaf.value(index)
+    if leaf.ordered or _has_bool_mix(leaf.options):
+        return index
+    return leaf.value(index)
+
+
+def from_param(leaf: Choice | Integer, value: Any, path: str) -> int:
+    if isinstance(leaf, Integer):
+        return leaf.index(value, path)
+    if leaf.ordered or _has_bool_mix(leaf.options):
+        return int(value)
+    return leaf.index(value, path)
+
+
+def walk(space: Space, pick: Pick, prefix: tuple[str | int, ...] = ()) -> dict[str, Any]:
+    """Build a config decision by decision in dependency order; `pick(leaf, path)` chooses each option."""
+    out: dict[str, Any] = {}
+    for name in space._ordered_names():
+        node, path = space.fields[name], prefix + (name,)
+        if isinstance(node, Conditional):
+            if not node.active(out[node.on]):
+                continue
+            node = node.node
+        if isinstance(node, (Choice, Integer)):
+            out[name] = node.value(pick(node, path_str(path)))
+        elif isinstance(node, Space):
+            out[name] = walk(node, pick, path)
+        else:  # Repeat
+            n = space._count_of(node, out)
+            out[name] = [walk(node.block, pick, path + (i,)) for i in range(n)]
+    return {k: out[k] for k in space.fields if k in out}
+
+
+def params_of(space: Space, arch: Architecture) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Optuna params and distributions of an existing architecture (for `add_trial`)."""
+    cfg = arch.to_dict()
+    params: dict[str, Any] = {}
+    dists: dict[str, Any] = {}
+    for slot in space.slots():
+        value = get_path(cfg, slot.path)
+        if value is _ABSENT:
+            continue
+        params[slot.name] = to_param(slot.leaf, slot.leaf.index(value, slot.name))
+        dists[slot.name] = distribution(slot.leaf)
+    return params, dists
+
+
+class OptunaStrategy(Strategy):
+    """Any Optuna sampler behind our ask/tell: subclasses name the sampler class and its defaults."""
+
+    name: ClassVar[str] = ""
+    sampler_class: ClassVar[str] = ""  # "module:Class"
+    requires = frozenset({"sample"})
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
+                 sampler_options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(space, problem, seed)
+        self.seed = seed
+        self.sampler_options = dict(sampler_options or {})
+        try:
+            import optuna  # noqa: F401
+        except ImportError as e:  # pragma: no cover - optuna is a dependency
+            raise ConfigError(f"strategy {self.name!r} needs optuna ({e})") from None
+        self._new_study()  # fails now, not mid-search, on a bad option or a missing extra (cmaes)
+        self.log: list[list[Any]] = []
+
+    def _sampler(self) -> Any:
+        import optuna
+
+        module, cls = self.sampler_class.split(":")
+        sampler_cls = getattr(importlib.import_module(module), cls)
+        options = dict(self.sampler_options)
+        try:
+            with warnings.catch_warnings():  # QMC and GP are flagged experimental by Optuna
+                warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+                sampler = sampler_cls(seed=self.seed, **options)
+        except TypeError as e:
+            raise ConfigError(f"strategy {self.name!r}: bad sampler_options for {cls}: {e}") from None
+        return sampler
+
+    def _new_study(self) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        directions = ["maximize" if o.direction == "max" else "minimize" for o in self.problem.objectives]
+        sampler = self._sampler()
+        if self.name == "cmaes":
+            try:
+                importlib.import_module("cmaes")
+            except ImportError:
+                raise ConfigError("strategy 'cmaes' needs the 'cmaes' package (pip install cmaes)") from None
+        self.study = optuna.create_study(directions=directions, sampler=sampler)
+        self.pending: dict[str, list[int]] = {}  # arch id -> open trial numbers, oldest first
+        self._trials: dict[int, Any] = {}  # trial number -> live optuna Trial
+
+    # ------------------------------------------------------------------ ask/tell
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out = []
+        for _ in range(n):
+            arch = self._ask()
+            self.log.append(["ask"])
+            out.append(arch)
+        return out
+
+    def _ask(self) -> Architecture:
+        trial = self.study.ask()
+
+        def pick(leaf: Choice | Integer, path: str) -> int:
+            d = distribution(leaf)
+            if isinstance(leaf, Integer):
+                v = trial.suggest_int(path, leaf.low, leaf.high, step=leaf.step)
+            elif hasattr(d, "choices"):
+                v = trial.suggest_categorical(path, d.choices)
+            else:
+                v = trial.suggest_int(path, 0, leaf.cardinality - 1)
+            return from_param(leaf, v, path)
+
+        arch = Architecture(walk(self.space, pick))
+        self.pending.setdefault(arch.id, []).append(trial.number)
+        self._trials[trial.number] = trial
+        return arch
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.log.append(["tell", arch.to_dict(), result.to_dict()])
+        self._tell(arch, result)
+
+    def _values(self, result: TrialResult) -> list[float] | None:
+        if result.status == "failed" or any(o.name not in result.metrics for o in self.problem.objectives):
+            return None
+        vals = [float(result.metrics[o.name]) for o in self.problem.objectives]
+        return None if any(v != v for v in vals) else vals
+
+    def _violations(self, result: TrialResult) -> dict[str, float]:
+        """Per constraint, how far beyond its bound (0 when met): Optuna's feasible-when-<=-0 convention."""
+        return {str(c): min(c.violation(result.metrics), 1e30) if c.metric in result.metrics else 1e30
+                for c in self.problem.constraints}
+
+    def _tell(self, arch: Architecture, result: TrialResult) -> None:
+        from optuna.trial import TrialState, create_trial
+
+        values = self._values(result)
+        numbers = self.pending.get(arch.id)
+        if numbers:
+            number = numbers.pop(0)
+            if not numbers:
+                del self.pending[arch.id]
+            trial = self._trials.pop(number)
+            for c, v in self._violations(result).items():
+                trial.set_constraint(c, v)
+            if values is None:
+                self.study.tell(trial, state=TrialState.FAIL)
+            else:
+                self.study.tell(trial, values)
+            return
+        params, dists = params_of(self.space, arch)
+        state = TrialState.FAIL if values is None else TrialState.COMPLETE
+        self.study.add_trial(create_trial(params=params, distributions=dists, values=values, state=state,
+                                          constraints=self._violations(result) or None))
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "seed": self.seed, "log": [list(e) for e in self.log]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Replay the ask/tell log through a fresh, identically seeded study."""
+        super().load_state_dict(state)
+        if state["seed"] != self.seed:
+            raise ConfigError(f"strategy {self.name!r}: state was saved with seed {state['seed']}, this one has {self.seed}")
+        self._new_study()
+        self.log = []
+        for event in state["log"]:
+            if event[0] == "ask":
+                self.ask(1)
+            else:
+                self.tell(Architecture(event[1]), TrialResult.from_dict(event[2]))
+
+
+class OptunaTPE(OptunaStrategy):
+    """Optuna's tree-structured Parzen estimator (Bergstra et al. 2011); multi-objective as MOTPE."""
+
+    name = "tpe"
+    sampler_class = "optuna.samplers:TPESampler"
+
+
+class OptunaGP(OptunaStrategy):
+    """Optuna's Gaussian-process Bayesian optimisation (logEI; constrained and multi-objective aware)."""
+
+    name = "gp"
+    sampler_class = "optuna.samplers:GPSampler"
+
+
+class OptunaCmaEs(OptunaStrategy):
+    """Optuna's CMA-ES (needs the `cmaes` package; categorical decisions are sampled independently)."""
+
+    name = "cmaes"
+    sampler_class = "optuna.samplers:CmaEsSampler"
+
+
+class OptunaNSGA2(OptunaStrategy):
+    """Optuna's NSGA-II sampler (population 50 by default), for comparison with our `nsga2`."""
+
+    name = "nsga2-optuna"
+    sampler_class = "optuna.samplers:NSGAIISampler"
+
+
+class OptunaQMC(OptunaStrategy):
+    """Optuna's quasi-Monte-Carlo (scrambled Sobol) sampler: space-filling, non-adaptive."""
+
+    name = "qmc"
+    sampler_class = "optuna.samplers:QMCSampler"
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
+                 sampler_options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(space, problem, seed, {"scramble": True, **dict(sampler_options or {})})
+
+
+OPTUNA_STRATEGIES: tuple[type[OptunaStrategy], ...] = (OptunaTPE, OptunaGP, OptunaCmaEs, OptunaNSGA2, OptunaQMC)

@@ -1,0 +1,283 @@
+"""`rl`: a REINFORCE controller (Zoph & Le 2017, ENAS, Auto-GNN) over any space's decision sequence.
+
+An LSTM policy emits one token per slot of the space's fixed-length encoding (`space.slots()`: every
+leaf decision, repeats expanded to their largest count); the architecture is read off the active
+slots, so repeats with a variable count and conditionals need no special case. The reward is a
+scale-free utility in [0, 1]: the fraction of all results seen so far that the result beats
+(constraint-domination, so it works with several objectives and constraints). Every `batch_size`
+results the policy takes one Adam step on `-(utility - baseline) * log p(tokens) - entropy_weight * H`,
+with an exponential moving-average baseline. State is plain data (weights and Adam moments as lists).
+
+Auto-GNN's constrained parameter sharing (child GNNs inherit weights from a trained relative only when
+their shapes and activations match) belongs to a training evaluator, not to the controller: the
+strategy never sees weights, so it is left to evaluators (see docs/strategies.md).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.spaces import Architecture, Space
+from nas.strategies.base import Strategy, TrialResult
+
+if TYPE_CHECKING:
+    import torch
+
+
+def utility_key(problem: Problem, result: TrialResult) -> tuple[float, tuple[float, ...]]:
+    """(violation, objective vector in minimisation form); failed results are worst (inf, inf...)."""
+    m = len(problem.objectives)
+    if result.status == "failed" or any(o.name not in result.metrics for o in problem.objectives):
+        return (np.inf, (np.inf,) * m)
+    return (problem.violation(result.metrics), tuple(problem.vector(result.metrics)))
+
+
+class Utility:
+    """Rank-based reward: the share of earlier results that a result constraint-dominates or ties."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.keys: list[tuple[float, tuple[float, ...]]] = []
+        self._sorted: list[tuple[float, float]] = []  # single objective: sorted (violation, value)
+
+    def add(self, result: TrialResult) -> float:
+        key = utility_key(self.problem, result)
+        n = len(self.keys)
+        if n == 0:
+            u = 0.5
+        elif len(self.problem.objectives) == 1:
+            k = (key[0], key[1][0])
+            worse = len(self._sorted) - bisect.bisect_left(self._sorted, k)  # results not better than this
+            u = worse / n
+        else:
+            viol = np.array([k[0] for k in self.keys])
+            obj = np.array([k[1] for k in self.keys])
+            if key[0] > 0 or not np.isfinite(key[0]):
+                better = (viol < key[0]).sum()
+            else:
+                mine = np.array(key[1])
+                dom = (viol == 0) & np.all(obj <= mine, axis=1) & np.any(obj < mine, axis=1)
+                better = dom.sum()
+            u = 1.0 - better / n
+        self.keys.append(key)
+        if len(self.problem.objectives) == 1:
+            bisect.insort(self._sorted, (key[0], key[1][0]))
+        return float(u)
+
+    def state(self) -> list[Any]:
+        return [[k[0], list(k[1])] for k in self.keys]
+
+    def load(self, state: Sequence[Any]) -> None:
+        self.keys, self._sorted = [], []
+        for viol, vec in state:
+            key = (float(viol), tuple(float(v) for v in vec))
+            self.keys.append(key)
+            if len(self.problem.objectives) == 1:
+                bisect.insort(self._sorted, (key[0], key[1][0]))
+
+
+class _Policy:
+    """LSTM controller: token embedding -> LSTMCell -> per-slot softmax head (ENAS-style)."""
+
+    def __init__(self, cards: Sequence[int], hidden: int, seed: int) -> None:
+        import torch
+        import torch.nn as nn
+
+        self.cards = list(cards)
+        self.offsets = np.concatenate([[0], np.cumsum(self.cards)]).astype(int)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.embed = nn.Embedding(int(self.offsets[-1]) + 1, hidden)  # last row: the start token
+            self.cell = nn.LSTMCell(hidden, hidden)
+            self.head = nn.Linear(hidden, int(self.offsets[-1]))
+            for p in self.head.parameters():
+                nn.init.zeros_(p)  # start uniform over every decision
+        self.hidden = hidden
+        self.modules = nn.ModuleList([self.embed, self.cell, self.head])
+
+    def _logits(self, h: "torch.Tensor", t: int) -> "torch.Tensor":
+        return self.head(h)[..., self.offsets[t]:self.offsets[t + 1]]
+
+    def sample(self, rng: np.random.Generator) -> list[int]:
+        import torch
+
+        out: list[int] = []
+        with torch.no_grad():
+            x = self.embed.weight[-1:].clone()
+            h = c = torch.zeros(1, self.hidden)
+            for t in range(len(self.cards)):
+                h, c = self.cell(x, (h, c))
+                p = torch.softmax(self._logits(h, t)[0].double(), -1).numpy()
+                a = int(rng.choice(len(p), p=p / p.sum()))
+                out.append(a)
+                x = self.embed.weight[self.offsets[t] + a][None]
+        return out
+
+    def log_prob_entropy(self, tokens: np.ndarray, mask: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Sum over active slots of log p(token) and of the entropy, per row of `tokens` (B x T)."""
+        import torch
+
+        b = tokens.shape[0]
+        tok = torch.as_tensor(tokens, dtype=torch.long)
+        msk = torch.as_tensor(mask, dtype=torch.float32)
+        x = self.embed.weight[-1:].expand(b, -1)
+        h = c = torch.zeros(b, self.hidden)
+        logp = torch.zeros(b)
+        ent = torch.zeros(b)
+        for t in range(len(self.cards)):
+            h, c = self.cell(x, (h, c))
+            lsm = torch.log_softmax(self._logits(h, t), -1)
+            logp = logp + msk[:, t] * lsm.gather(1, tok[:, t:t + 1]).squeeze(1)
+            ent = ent - msk[:, t] * (lsm.exp() * lsm).sum(-1)
+            x = self.embed(tok[:, t] + int(self.offsets[t]))
+        return logp, ent
+
+
+def _tensor_state(obj: Any) -> Any:
+    """Tensors inside nested dicts/lists -> nested lists (plain data)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return {"__tensor__": obj.detach().cpu().tolist(), "shape": list(obj.shape)}
+    if isinstance(obj, Mapping):
+        return {str(k): _tensor_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_tensor_state(v) for v in obj]
+    return obj
+
+
+def _tensor_load(obj: Any) -> Any:
+    import torch
+
+    if isinstance(obj, Mapping):
+        if "__tensor__" in obj:
+            return torch.tensor(obj["__tensor__"], dtype=torch.float32).reshape(obj["shape"])
+        return {k: _tensor_load(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_tensor_load(v) for v in obj]
+    return obj
+
+
+class ReinforceController(Strategy):
+    """REINFORCE with a moving-average baseline and an entropy bonus; works on any space."""
+
+    name = "rl"
+    requires = frozenset({"sample", "encode"})
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0, hidden: int = 32,
+                 lr: float = 0.05, batch_size: int = 10, baseline_decay: float = 0.9,
+                 entropy_weight: float = 0.01) -> None:
+        super().__init__(space, problem, seed)
+        checks = {"hidden": hidden >= 1, "lr": lr > 0, "batch_size": batch_size >= 1,
+                  "baseline_decay": 0.0 <= baseline_decay < 1.0, "entropy_weight": entropy_weight >= 0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"rl: invalid {bad[0]} (hidden >= 1, lr > 0, batch_size >= 1, "
+                              f"baseline_decay in [0, 1), entropy_weight >= 0)")
+        import torch
+
+        self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
+        self.baseline_decay, self.entropy_weight = baseline_decay, entropy_weight
+        self.slots = space.slots()
+        self.policy = _Policy([s.leaf.cardinality for s in self.slots], hidden, 0 if seed is None else int(seed))
+        self.opt = torch.optim.Adam(self.policy.modules.parameters(), lr=lr)
+        self.utility = Utility(problem)
+        self.baseline: float | None = None
+        self.pending: dict[str, list[list[int]]] = {}  # arch id -> sampled token rows not yet told
+        self.batch: list[tuple[list[int], list[int], float]] = []  # (tokens, mask, advantage)
+        self.updates = 0
+
+    # ------------------------------------------------------------------ ask/tell
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out = []
+        for _ in range(n):
+            tokens = self.policy.sample(self.rng)
+            arch = self._decode(tokens)
+            self.pending.setdefault(arch.id, []).append(tokens)
+            out.append(arch)
+        return out
+
+    def _decode(self, tokens: Sequence[int]) -> Architecture:
+        """The architecture the active slots spell out (inactive slots' tokens are ignored)."""
+        lookup = {s.path: int(t) for s, t in zip(self.slots, tokens)}
+        return self.space.validate(self.space._from_indices(lookup, ()))
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        rows = self.pending.get(arch.id)
+        if rows:
+            tokens = rows.pop(0)
+            if not rows:
+                del self.pending[arch.id]
+        else:  # not asked by us (warm start, replay): teacher-force its active slots only
+            tokens = None
+        vec = self.space.to_vector(arch)
+        mask = [int(v >= 0) for v in vec]
+        if tokens is None:
+            tokens = [max(int(v), 0) for v in vec]
+        u = self.utility.add(result)
+        if self.baseline is None:
+            self.baseline = u
+        adv = u - self.baseline
+        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * u
+        self.batch.append((tokens, mask, adv))
+        if len(self.batch) >= self.batch_size:
+            self._update()
+
+    def _update(self) -> None:
+        import torch
+
+        tokens = np.array([b[0] for b in self.batch], dtype=np.int64)
+        mask = np.array([b[1] for b in self.batch], dtype=np.float32)
+        adv = torch.tensor([b[2] for b in self.batch], dtype=torch.float32)
+        logp, ent = self.policy.log_prob_entropy(tokens, mask)
+        loss = -(adv * logp).mean() - self.entropy_weight * ent.mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.batch = []
+        self.updates += 1
+
+    def probabilities(self) -> list[list[float]]:
+        """Per-slot option probabilities of the greedy path's context (for inspection and tests)."""
+        import torch
+
+        probs = []
+        with torch.no_grad():
+            x = self.policy.embed.weight[-1:]
+            h = c = torch.zeros(1, self.policy.hidden)
+            for t in range(len(self.slots)):
+                h, c = self.policy.cell(x, (h, c))
+                p = torch.softmax(self.policy._logits(h, t)[0], -1)
+                probs.append(p.tolist())
+                x = self.policy.embed.weight[self.policy.offsets[t] + int(p.argmax())][None]
+        return probs
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "policy": _tensor_state(self.policy.modules.state_dict()),
+                "optimizer": _tensor_state(self.opt.state_dict()),
+                "utility": self.utility.state(), "baseline": self.baseline,
+                "pending": {k: [list(r) for r in v] for k, v in self.pending.items()},
+                "batch": [[list(t), list(m), a] for t, m, a in self.batch], "updates": self.updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        import torch
+
+        super().load_state_dict(state)
+        self.policy.modules.load_state_dict(_tensor_load(state["policy"]))
+        opt = _tensor_load(state["optimizer"])
+        opt["state"] = {int(k): {n: (v if isinstance(v, torch.Tensor) else v) for n, v in s.items()}
+                        for k, s in opt["state"].items()}
+        self.opt.load_state_dict(opt)
+        self.utility.load(state["utility"])
+        self.baseline = state["baseline"]
+        self.pending = {k: [list(r) for r in v] for k, v in state["pending"].items()}
+        self.batch = [(list(t), list(m), float(a)) for t, m, a in state["batch"]]
+        self.updates = int(state["updates"])

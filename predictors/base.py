@@ -1,0 +1,125 @@
+"""The predictor contract: `fit(archs, y)`, `predict(archs) -> (mean, std)`, declared needs, plain-data state.
+
+State is plain data (the configuration and the training set); `load_state_dict` refits from it, so
+nothing live is ever pickled and a restored predictor predicts exactly what the original did.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture, Space
+
+Need = Literal["vector", "graph", "model"]
+Target = Literal["rank", "raw"]
+
+
+def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]]) -> list[Architecture]:
+    """Validated architectures (InvalidArchitectureError naming the bad field otherwise)."""
+    return [a if isinstance(a, Architecture) else space.validate(a) for a in archs]
+
+
+class RankTarget:
+    """Maps targets to their empirical quantiles (robust to outlying failures) and back by interpolation.
+
+    Regressing on ranks rather than raw accuracies keeps a few collapsed architectures from dominating a
+    squared loss; `inverse` maps predicted quantiles back onto the training targets' scale.
+    """
+
+    def fit(self, y: np.ndarray) -> "RankTarget":
+        self.sorted_y = np.sort(np.asarray(y, dtype=float))
+        self.q = (np.arange(len(y)) + 0.5) / len(y)  # quantile of each sorted value
+        self._tilt = 1e-6 * (float(np.ptp(self.sorted_y)) or 1.0)  # keeps the map strictly increasing
+        return self
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        from scipy.stats import rankdata
+
+        return (rankdata(y) - 0.5) / len(y)
+
+    def inverse(self, q: np.ndarray) -> np.ndarray:
+        """Quantiles -> targets; a tilt of 1e-6 x the target range keeps tied targets from erasing the ranking."""
+        return np.interp(q, self.q, self.sorted_y) + self._tilt * (np.asarray(q) - 0.5)
+
+    def inverse_std(self, q: np.ndarray, q_std: np.ndarray) -> np.ndarray:
+        """A std on the target scale: half the spread of the mapped interval mean +- std."""
+        return 0.5 * np.abs(self.inverse(q + q_std) - self.inverse(q - q_std))
+
+
+class Predictor(ABC):
+    """A surrogate: `fit(archs, y)` then `predict(archs) -> (mean, std)` on the scale of `y`.
+
+    `needs` declares the input a predictor consumes: "vector" (the space's fixed-length encodings),
+    "graph" (`space.to_graph`) or "model" (a live `torch.nn.Module` from a `ModelSpace`).
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[Need]] = frozenset({"vector"})
+
+    def __init__(self, space: Space, seed: int = 0) -> None:
+        missing = {"encode" if n == "vector" else n for n in self.needs} - space.capabilities
+        if missing:
+            raise ConfigError(f"predictor {self.name!r} needs space capabilities {sorted(missing)}, "
+                              f"which {type(space).__name__} lacks")
+        self.space = space
+        self.seed = int(seed)
+        self.train_archs: list[Architecture] = []
+        self.train_y = np.zeros(0)
+
+    # -------------------------------------------------------------------------------- contract
+    def fit(self, archs: Sequence[Mapping[str, Any]], y: Sequence[float]) -> "Predictor":
+        """Train on architectures and their measured targets (higher or lower is better: any scale)."""
+        archs = as_architectures(self.space, archs)
+        y_arr = np.asarray(y, dtype=float).ravel()
+        if len(archs) != len(y_arr):
+            raise ConfigError(f"fit: {len(archs)} architectures but {len(y_arr)} targets")
+        if len(archs) < 2:
+            raise ConfigError(f"fit: need at least 2 architectures, got {len(archs)}")
+        if not np.all(np.isfinite(y_arr)):
+            raise ConfigError("fit: targets must be finite (drop failed evaluations first)")
+        self.train_archs, self.train_y = archs, y_arr
+        self._fit(archs, y_arr)
+        return self
+
+    def predict(self, archs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted mean and standard deviation per architecture."""
+        if not self.train_archs:
+            raise ConfigError(f"predictor {self.name!r}: call fit before predict")
+        archs = as_architectures(self.space, archs)
+        if not archs:
+            return np.zeros(0), np.zeros(0)
+        mean, std = self._predict(archs)
+        return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+    @abstractmethod
+    def _fit(self, archs: list[Architecture], y: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    # -------------------------------------------------------------------------------- state
+    def config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (plain data), read from same-named attributes."""
+        params = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in params if k not in ("self", "space")}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data: the configuration and the training set (refitted on load)."""
+        return {"type": self.name, "config": self.config(),
+                "train": {"archs": [a.to_dict() for a in self.train_archs], "y": self.train_y.tolist()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("type") != self.name:
+            raise ConfigError(f"state of predictor {state.get('type')!r} cannot load into {self.name!r}")
+        if dict(state["config"]) != self.config():
+            raise ConfigError(f"predictor {self.name!r}: state config {dict(state['config'])} differs from "
+                              f"this predictor's {self.config()}")
+        train = state["train"]
+        if train["archs"]:
+            self.fit(train["archs"], train["y"])

@@ -1,0 +1,109 @@
+"""`nas predictors ...`: evaluate registered predictors on a NAS-Bench-Graph table, list the registry.
+
+    nas predictors eval [--dataset cora] [--predictors wl-gp,gcn,rf] [--sizes 10,20,50,100,200,500]
+                        [--seeds 10] [--n-test 1000] [--target valid_acc] [--out DIR] [--metric kendall_tau]
+                        [--rows N]
+    nas predictors list
+
+`eval` trains each predictor on N sampled architectures per seed and scores it on held-out ones
+(`nas.predictors.harness.main_eval`): a table of the metric, and JSON plus a PNG under `--out`.
+Errors meant for users print as one red line and exit with 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+from nas.errors import ConfigError, NASError
+
+app = typer.Typer(name="predictors", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_show_locals=False,
+                  help="Performance predictors: evaluate them on NAS-Bench-Graph, list the registry.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False, markup=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = 160
+    return console
+
+
+def _user_errors(fn: F) -> F:
+    """Print NASError / FileNotFoundError as one red `error: ...` line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (NASError, FileNotFoundError) as e:
+            msg = " ".join(str(e).split()) or type(e).__name__
+            _console(stderr=True).print(f"error: {msg}", style="red", soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _split(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"{what}: give a comma-separated list, got {text!r}")
+    return items
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _split(text, "sizes")]
+    except ValueError:
+        raise ConfigError(f"sizes: expected comma-separated integers, got {text!r}") from None
+
+
+@app.command("eval")
+@_user_errors
+def eval_(
+    dataset: Annotated[str, typer.Option(help="NAS-Bench-Graph table: cora, citeseer or pubmed.")] = "cora",
+    predictors: Annotated[str, typer.Option(help="Comma-separated registry names (see `nas predictors list`).")]
+    = "wl-gp,gcn,rf",
+    sizes: Annotated[str, typer.Option(help="Comma-separated training-set sizes N.")] = "10,20,50,100,200,500",
+    seeds: Annotated[int, typer.Option(help="Repetitions (seeds 0..seeds-1), each with its own held-out set.")] = 10,
+    n_test: Annotated[int, typer.Option("--n-test", help="Held-out architectures per seed.")] = 1000,
+    target: Annotated[str, typer.Option(help="Table column to predict.")] = "valid_acc",
+    out: Annotated[Optional[Path], typer.Option(help="Folder for predictors_<dataset>.json and .png.")]
+    = Path("runs/predictors"),
+    metric: Annotated[str, typer.Option(help="Metric of the printed table: kendall_tau, spearman_rho, mae, "
+                                             "top_precision.")] = "kendall_tau",
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder holding the NAS-Bench-Graph CSVs "
+                                                           "(default: $NAS_DATA_DIR/nas-bench-graph).")] = None,
+    rows: Annotated[Optional[int], typer.Option(help="Use only this many random rows of the table (a quick look).")]
+    = None,
+) -> None:
+    """Train predictors on N architectures per seed; Kendall tau, Spearman rho, MAE, top-5% precision."""
+    from nas.predictors.harness import main_eval
+
+    console = _console()
+    names = _split(predictors, "predictors")
+    console.print(f"{dataset}: {', '.join(names)} at N = {sizes}, {seeds} seeds, {n_test} held out", soft_wrap=True)
+    result = main_eval(dataset, names, _sizes(sizes), seeds, n_test, target, out, data_root, metric, rows)
+    console.print(result["table"], soft_wrap=True)
+    if result["json"] is not None:
+        console.print(f"json: {Path(result['json']).resolve()}\nplot: {Path(result['plot']).resolve()}", soft_wrap=True)
+
+
+@app.command("list")
+def list_() -> None:
+    """The registered predictors and what each needs (vector encoding, graph, live model)."""
+    from nas.predictors import PREDICTORS, predictor_class
+
+    console = _console()
+    for name in sorted(PREDICTORS):
+        cls = predictor_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        console.print(f"{name:<16}{','.join(sorted(cls.needs)):<16}{doc}", soft_wrap=True)

@@ -1,0 +1,46 @@
+"""An average of several predictors (e.g. a GCN and the WL-kernel GP): their errors differ, so the mean ranks better.
+
+Members are given by registry name (default options) or as {"name": ..., "options": {...}}, so the
+configuration stays plain data. The std combines the members' own variances with their disagreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture, Space
+from nas.predictors.base import Predictor
+
+MemberSpec = str | Mapping[str, Any]
+
+
+class AveragePredictor(Predictor):
+    """Mean of the members' predicted means; var = mean of their variances + variance of their means."""
+
+    name = "average"
+
+    def __init__(self, space: Space, seed: int = 0, members: Sequence[MemberSpec] = ("gcn", "wl-gp")) -> None:
+        from nas.predictors import make_predictor
+
+        specs = [{"name": m, "options": {}} if isinstance(m, str) else {"name": m["name"], "options": dict(m.get("options", {}))}
+                 for m in members]
+        if not specs:
+            raise ConfigError("members: give at least one predictor")
+        self._members = [make_predictor(s["name"], space, seed, **s["options"]) for s in specs]
+        self.needs = frozenset().union(*(m.needs for m in self._members))  # type: ignore[misc]
+        super().__init__(space, seed)
+        self.members = specs
+
+    def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
+        for m in self._members:
+            m.fit(archs, y)
+
+    def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        outs = [m.predict(archs) for m in self._members]
+        means = np.stack([o[0] for o in outs])
+        var = np.stack([o[1] ** 2 for o in outs]).mean(axis=0) + means.var(axis=0)
+        return means.mean(axis=0), np.sqrt(var)

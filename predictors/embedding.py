@@ -1,0 +1,144 @@
+"""Graph-similarity embedding (FlexiBERT-style) from Weisfeiler-Lehman subtree features, and a GP on it.
+
+Each architecture's DAG (`space.to_graph`) is relabelled by networkx's WL subtree hashing (node labels
+plus sorted predecessor and successor labels, `iterations` rounds). The embedding holds one L2-normalised
+count vector per round, plus the space's one-hot code as a positional block, so the dot product of two
+embeddings is their average cosine similarity over blocks: isomorphic architectures embed identically
+in the WL blocks and graph-similar ones lie close. It works for any space whose `to_graph` labels nodes,
+including heterogeneous ones (transformers whose layers differ in kind and width).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from scipy import sparse
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture, Space
+from nas.predictors.base import Predictor, RankTarget, Target
+from nas.predictors.kernel_gp import KernelGP
+
+CACHE_SIZE = 100_000
+
+
+def node_labels(graph: nx.DiGraph) -> dict[Any, str]:
+    """A string label per node: its 'label' attribute, else 'op', else empty (structure only)."""
+    return {n: str(d.get("label", d.get("op", ""))) for n, d in graph.nodes(data=True)}
+
+
+def wl_features(graph: nx.DiGraph, iterations: int = 3, edge_attr: str | None = None) -> list[Counter[str]]:
+    """WL subtree-pattern counts per round (round 0: the node labels), via networkx's WL hashing."""
+    g = graph.copy()
+    nx.set_node_attributes(g, node_labels(graph), "_wl_label")
+    with warnings.catch_warnings():  # networkx warns that directed hashes changed in 3.5: ours stay within a run
+        warnings.simplefilter("ignore", UserWarning)
+        hashes = nx.weisfeiler_lehman_subgraph_hashes(g, node_attr="_wl_label", edge_attr=edge_attr,
+                                                      iterations=iterations, include_initial_labels=True)
+    rounds: list[Counter[str]] = [Counter() for _ in range(iterations + 1)]
+    for per_node in hashes.values():
+        for r, h in enumerate(per_node[: iterations + 1]):
+            rounds[r][h] += 1
+    return rounds
+
+
+class GraphEmbedding:
+    """WL-feature blocks (+ optional one-hot block), each row-normalised; the vocabulary comes from `fit`.
+
+    Patterns never seen in `fit` are dropped at `transform`: they carry no information a regressor
+    fitted on the same set could use.
+    """
+
+    def __init__(self, space: Space, iterations: int = 3, onehot: bool = True, edge_attr: str | None = None) -> None:
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ConfigError(f"iterations: expected an int >= 0, got {iterations!r}")
+        self.space, self.iterations, self.onehot, self.edge_attr = space, iterations, onehot, edge_attr
+        self.vocab: list[dict[str, int]] = []
+        self._cache: dict[str, list[Counter[str]]] = {}  # arch id -> WL counts (searches re-score many children)
+
+    def features(self, archs: Sequence[Architecture]) -> list[list[Counter[str]]]:
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.clear()
+        out = []
+        for a in archs:
+            f = self._cache.get(a.id)
+            if f is None:
+                f = self._cache[a.id] = wl_features(self.space.to_graph(a), self.iterations, self.edge_attr)
+            out.append(f)
+        return out
+
+    def fit(self, archs: Sequence[Architecture]) -> "GraphEmbedding":
+        self.vocab = [{} for _ in range(self.iterations + 1)]
+        for rounds in self.features(archs):
+            for r, counts in enumerate(rounds):
+                for key in counts:
+                    self.vocab[r].setdefault(key, len(self.vocab[r]))
+        return self
+
+    def transform(self, archs: Sequence[Architecture]) -> sparse.csr_matrix:
+        """(n, d) sparse matrix whose rows have squared norm = number of blocks."""
+        from sklearn.preprocessing import normalize
+
+        if not self.vocab:
+            raise ConfigError("GraphEmbedding: call fit before transform")
+        feats = self.features(archs)
+        blocks = []
+        for r, vocab in enumerate(self.vocab):
+            rows, cols, vals = [], [], []
+            for i, rounds in enumerate(feats):
+                for key, c in rounds[r].items():
+                    j = vocab.get(key)
+                    if j is not None:
+                        rows.append(i), cols.append(j), vals.append(float(c))
+            block = sparse.csr_matrix((vals, (rows, cols)), shape=(len(archs), max(len(vocab), 1)))
+            blocks.append(normalize(block))
+        if self.onehot:
+            blocks.append(sparse.csr_matrix(normalize(np.array([self.space.to_onehot(a) for a in archs]))))
+        return sparse.hstack(blocks, format="csr")
+
+    @property
+    def blocks(self) -> int:
+        return len(self.vocab) + int(self.onehot)
+
+
+class GraphSimilarityPredictor(Predictor):
+    """GP regression with the WL graph-similarity kernel (NAS-BOWL style), plus a one-hot positional block.
+
+    k(a, b) = mean over blocks of the cosine similarity of their WL (and one-hot) vectors.
+    """
+
+    name = "wl-gp"
+    needs = frozenset({"graph", "vector"})
+
+    def __init__(self, space: Space, seed: int = 0, iterations: int = 3, onehot: bool = True,
+                 target: Target = "rank", edge_attr: str | None = None) -> None:
+        super().__init__(space, seed)
+        if target not in ("rank", "raw"):
+            raise ConfigError(f"target: expected 'rank' or 'raw', got {target!r}")
+        self.iterations, self.onehot, self.target, self.edge_attr = iterations, onehot, target, edge_attr
+        self.embedding = GraphEmbedding(space, iterations, onehot, edge_attr)
+
+    def embed(self, archs: Sequence[Any]) -> sparse.csr_matrix:
+        """The fitted embedding of `archs` (rows of norm 1; dot products are graph similarities)."""
+        x = self.embedding.transform([self.space.validate(a) for a in archs])
+        return x / np.sqrt(self.embedding.blocks)
+
+    def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
+        self.embedding.fit(archs)
+        self._x = self.embed(archs)
+        self._rank = RankTarget().fit(y) if self.target == "rank" else None
+        t = self._rank.transform(y) if self._rank is not None else y
+        self._gp = KernelGP().fit((self._x @ self._x.T).toarray(), t)
+
+    def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        x = self.embed(archs)
+        diag = np.asarray(x.multiply(x).sum(axis=1)).ravel()
+        mean, std = self._gp.predict((x @ self._x.T).toarray(), diag)
+        if self._rank is None:
+            return mean, std
+        return self._rank.inverse(mean), self._rank.inverse_std(mean, std)

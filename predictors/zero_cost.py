@@ -1,0 +1,276 @@
+"""Zero-cost proxies: scores of an untrained `torch.nn.Module` from one minibatch, for any model.
+
+Proxies (Abdelfattah et al. 2021, "Zero-Cost Proxies for Lightweight NAS"; Mellor et al. 2021):
+- `grad_norm`: sum over parameter tensors of the L2 norm of the loss gradient;
+- `snip`: sum |theta * dL/dtheta| (Lee et al. 2019), the loss's sensitivity to removing each weight;
+- `synflow`: sum theta * dR/dtheta with |theta| and all-ones inputs of the given shape, R = sum of
+  outputs (Tanaka et al. 2020): label- and data-free, computed in float64 on a copy in eval mode;
+- `jacov`: Jacobian covariance (NASWOT v1): -sum(log(v + k) + 1/(v + k)) over the eigenvalues v of the
+  correlation matrix of per-row input gradients;
+- `naswot`: log|K + jitter I| of the Hamming kernel K of binary activation codes (NASWOT v2), codes
+  taken at the inputs of the activation modules (a unit is 'on' when its pre-activation is positive);
+  `jitter=0` is the paper's log|K|, which is -inf as soon as K is singular (two rows with one code, or
+  fewer units than rows, as in narrow GNNs scored on many nodes); the default 1 keeps such networks
+  comparable;
+- `params`, `flops`: baselines (FLOPs via torch's FlopCounterMode, `nas.hardware.counts`).
+
+`inputs` is a tensor, a tuple of positional arguments (e.g. `(x, edge_index)` for a GNN) or a dict of
+keyword arguments. The model is never changed: gradients are taken with `torch.autograd.grad`, and
+SynFlow runs on a deep copy. Rows of the first floating input (samples, or nodes of a graph) are the
+units that Jacobian and activation-code proxies compare; at most `max_rows` of them are used.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.spaces import Architecture, Space
+from nas.predictors.base import Predictor, RankTarget
+
+if TYPE_CHECKING:
+    import torch
+
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+LABEL_FREE = ("synflow", "jacov", "naswot", "params", "flops")
+NEEDS_LABELS = ("grad_norm", "snip")
+PROXIES = NEEDS_LABELS + LABEL_FREE
+_ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "CELU", "SELU", "GELU", "SiLU", "Mish", "Softplus",
+                "Tanh", "Hardswish", "PReLU")
+
+
+def call(model: "torch.nn.Module", inputs: Any) -> "torch.Tensor":
+    """Run `model` on a tensor, a tuple of positional args or a dict of kwargs; the first tensor output."""
+    import torch
+
+    out = model(**inputs) if isinstance(inputs, Mapping) else model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    if isinstance(out, Mapping):
+        out = next(iter(out.values()))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise ConfigError(f"model output: expected a tensor (or a tuple/dict starting with one), got {type(out).__name__}")
+    return out
+
+
+def _map_tensors(inputs: Any, fn: Callable[["torch.Tensor"], "torch.Tensor"]) -> Any:
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        return fn(inputs) if inputs.is_floating_point() else inputs
+    if isinstance(inputs, tuple):
+        return tuple(_map_tensors(v, fn) for v in inputs)
+    if isinstance(inputs, Mapping):
+        return {k: _map_tensors(v, fn) for k, v in inputs.items()}
+    return inputs
+
+
+def _first_float(inputs: Any) -> "torch.Tensor":
+    import torch
+
+    found: list[torch.Tensor] = []
+    _map_tensors(inputs, lambda t: found.append(t) or t)
+    if not found:
+        raise ConfigError("inputs: the Jacobian proxy needs a floating-point input tensor")
+    return found[0]
+
+
+def _params(model: "torch.nn.Module") -> list["torch.Tensor"]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _loss_grads(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn) -> list["torch.Tensor"]:
+    import torch
+
+    params = _params(model)
+    loss = loss_fn(call(model, inputs), targets)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def grad_norm(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn) -> float:
+    """Sum over parameter tensors of ||dL/dtheta||_2."""
+    return float(sum(float(g.norm()) for g in _loss_grads(model, inputs, targets, loss_fn)))
+
+
+def snip(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn) -> float:
+    """Sum over weights of |theta * dL/dtheta|."""
+    grads = _loss_grads(model, inputs, targets, loss_fn)
+    return float(sum(float((p.detach() * g).abs().sum()) for p, g in zip(_params(model), grads)))
+
+
+def synflow(model: "torch.nn.Module", inputs: Any) -> float:
+    """Sum of theta * dR/dtheta for |theta| and all-ones floating inputs, in float64 and eval mode."""
+    import torch
+
+    net = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    ones = _map_tensors(inputs, lambda t: torch.ones_like(t, dtype=torch.float64))
+    params = _params(net)
+    out = call(net, ones)
+    grads = torch.autograd.grad(out.sum(), params, allow_unused=True)
+    return float(sum(float((p.detach() * g).sum()) for p, g in zip(params, grads) if g is not None))
+
+
+def jacov(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, eps: float = 1e-5) -> float:
+    """Jacobian covariance score: -sum(log(v + eps) + 1/(v + eps)) over correlation eigenvalues (higher: better)."""
+    import torch
+
+    x = _first_float(inputs).detach().clone().requires_grad_(True)
+    replaced = [False]
+
+    def swap(t: "torch.Tensor") -> "torch.Tensor":
+        if not replaced[0]:
+            replaced[0] = True
+            return x
+        return t
+
+    was_training = model.training
+    model.eval()
+    try:
+        out = call(model, _map_tensors(inputs, swap))
+        (jac,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
+    finally:
+        model.train(was_training)
+    if jac is None:
+        return float("-inf")
+    j = jac.reshape(jac.shape[0], -1)[:max_rows].double().numpy()
+    j = j - j.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(j, axis=1, keepdims=True)
+    j = j / np.where(norms > 0, norms, 1.0)
+    v = np.linalg.eigvalsh(j @ j.T)
+    return float(-np.sum(np.log(np.maximum(v, 0) + eps) + 1.0 / (np.maximum(v, 0) + eps)))
+
+
+def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: float = 1.0) -> float:
+    """log|K + jitter I|, K = c c^T + (1-c)(1-c)^T over binary codes c of pre-activations of activation modules.
+
+    When a model has no activation modules (functional activations only), the outputs of its
+    parametrised leaf modules (linear maps) serve as the pre-activations.
+    """
+    import torch
+
+    acts = [m for m in model.modules() if type(m).__name__ in _ACTIVATIONS]
+    use_inputs = bool(acts)
+    if not acts:
+        acts = [m for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    codes: list[torch.Tensor] = []
+
+    def hook(_m: Any, inp: tuple[Any, ...], out: Any) -> None:
+        t = inp[0] if use_inputs else out
+        if isinstance(t, torch.Tensor) and t.dim() >= 1:
+            codes.append((t.detach().reshape(t.shape[0], -1)[:max_rows] > 0).double())
+
+    handles = [m.register_forward_hook(hook) for m in acts]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            call(model, inputs)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    rows = min((c.shape[0] for c in codes), default=0)
+    if rows == 0:
+        return float("-inf")
+    c = torch.cat([c[:rows] for c in codes], dim=1)
+    k = c @ c.T + (1 - c) @ (1 - c).T + jitter * torch.eye(rows, dtype=c.dtype)
+    sign, logdet = torch.linalg.slogdet(k)
+    return float(logdet) if float(sign) > 0 else float("-inf")
+
+
+def param_count(model: "torch.nn.Module") -> float:
+    return float(sum(p.numel() for p in model.parameters()))
+
+
+def flops(model: "torch.nn.Module", inputs: Any) -> float:
+    from nas.hardware.counts import count_flops
+
+    return float(count_flops(model, inputs)["flops"])
+
+
+def compute_proxies(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor | None" = None,
+                    loss_fn: LossFn | None = None, proxies: Sequence[str] = PROXIES,
+                    max_rows: int = 256) -> dict[str, float]:
+    """{proxy: score} for one untrained model and one minibatch (labels needed for grad_norm and snip)."""
+    unknown = [p for p in proxies if p not in PROXIES]
+    if unknown:
+        raise ConfigError(f"proxies: unknown {unknown} (known: {', '.join(PROXIES)})")
+    if any(p in NEEDS_LABELS for p in proxies) and (targets is None or loss_fn is None):
+        raise ConfigError(f"proxies {[p for p in proxies if p in NEEDS_LABELS]} need targets and a loss_fn")
+    fns: dict[str, Callable[[], float]] = {
+        "grad_norm": lambda: grad_norm(model, inputs, targets, loss_fn),  # type: ignore[arg-type]
+        "snip": lambda: snip(model, inputs, targets, loss_fn),  # type: ignore[arg-type]
+        "synflow": lambda: synflow(model, inputs),
+        "jacov": lambda: jacov(model, inputs, max_rows),
+        "naswot": lambda: naswot(model, inputs, max_rows),
+        "params": lambda: param_count(model),
+        "flops": lambda: flops(model, inputs),
+    }
+    return {p: fns[p]() for p in proxies}
+
+
+Batch = Callable[[Architecture], tuple[Any, Any]]  # arch -> (inputs, targets)
+
+
+class ZeroCostPredictor(Predictor):
+    """Ranks by one proxy of a freshly built model; `fit` only calibrates scores onto the target scale.
+
+    Label-free proxies use `space.example_input(arch, batch_size)`; `grad_norm`/`snip` need `batch`
+    (arch -> (inputs, targets)) and `loss_fn`, which are runtime objects and not part of the state.
+    Models are built with torch's RNG seeded by `seed`, so scores are reproducible.
+    """
+
+    name = "zero-cost"
+    needs = frozenset({"model"})
+
+    def __init__(self, space: Space, seed: int = 0, proxy: str = "synflow", batch_size: int = 16,
+                 batch: Batch | None = None, loss_fn: LossFn | None = None) -> None:
+        super().__init__(space, seed)
+        if proxy not in PROXIES:
+            raise ConfigError(f"proxy: unknown {proxy!r} (known: {', '.join(PROXIES)})")
+        if proxy in NEEDS_LABELS and (batch is None or loss_fn is None):
+            raise ConfigError(f"proxy {proxy!r} needs labelled data: pass batch=arch->(inputs, targets) and loss_fn")
+        self.proxy, self.batch_size, self.batch, self.loss_fn = proxy, batch_size, batch, loss_fn
+
+    def config(self) -> dict[str, Any]:
+        return {"seed": self.seed, "proxy": self.proxy, "batch_size": self.batch_size}
+
+    def score(self, arch: Architecture) -> float:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = self.space.build(arch)  # type: ignore[attr-defined]
+        if self.batch is not None:
+            inputs, targets = self.batch(arch)
+        else:
+            inputs, targets = self.space.example_input(arch, self.batch_size), None  # type: ignore[attr-defined]
+        value = compute_proxies(model, inputs, targets, self.loss_fn, [self.proxy])[self.proxy]
+        return value if np.isfinite(value) else -1e300
+
+    def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
+        from scipy.stats import spearmanr
+
+        s = np.array([self.score(a) for a in archs])
+        rho = spearmanr(s, y)[0] if np.ptp(s) > 0 else 0.0
+        self._sign = -1.0 if np.isfinite(rho) and rho < 0 else 1.0
+        self._scores = np.sort(self._sign * s)
+        self._rank = RankTarget().fit(y)
+        fitted = self._rank.inverse(self._quantile(self._sign * s))
+        self._resid = float(np.std(y - fitted))
+
+    def _quantile(self, s: np.ndarray) -> np.ndarray:
+        grid = (np.arange(len(self._scores)) + 0.5) / len(self._scores)
+        return np.interp(s, self._scores, grid)
+
+    def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        s = self._sign * np.array([self.score(a) for a in archs])
+        return self._rank.inverse(self._quantile(s)), np.full(len(archs), self._resid)

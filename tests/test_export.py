@@ -1,0 +1,318 @@
+"""Export of Pareto-optimal subnets: standalone weights, ONNX, model cards, load_subnet, verify, CLI, docs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import nas
+from nas.cli import app
+from nas.errors import ConfigError
+from nas.export import export
+from nas.modelspec import (DataRef, accuracy_metric, count_metric, latency_metric, load_model_spec, load_subnet,
+                           record_model, save_trial_weights)
+from nas.objectives import Constraint, Objective
+from nas.spaces.ofa import OFAConfig, OFASpace
+from nas.spaces.training import SandwichRule, recalibrate_bn
+from nas.store import JOURNAL
+from nas.verify import Check, _flags
+from tests.docs import python_blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = OFAConfig(stage_channels=(8, 8, 8), head_channels=16, num_classes=4, resolutions=(32, 40))
+CALIBRATION = {"split": "train", "size": 256, "batch_size": 128}
+
+
+def synthetic_splits(seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Four classes of noisy 40-sample sine waves told apart by their frequency (learnable in a few epochs)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (900,), generator=g)
+    t = torch.arange(40.0) / 40
+    phase = torch.rand(900, 1, generator=g) * 6.2832
+    x = torch.sin(6.2832 * (1.0 + 1.5 * y[:, None]) * t + phase) + 0.8 * torch.randn(900, 40, generator=g)
+    return {"train": (x[:600], y[:600]), "valid": (x[600:], y[600:])}
+
+
+def _search(workdir: Path, budget: int = 10) -> nas.SearchResult:
+    torch.manual_seed(0)
+    space = OFASpace(CONFIG)
+    data = synthetic_splits()
+    supernet = space.supernet()
+    SandwichRule(epochs=4, batch_size=50, n_random=1, lr=1e-2).fit(supernet, *data["train"])
+    spec = record_model(workdir, space, supernet=supernet, data=DataRef.of(synthetic_splits),
+                        calibration=CALIBRATION,
+                        metrics={"acc": accuracy_metric("valid", batch_size=100), "params": count_metric("params"),
+                                 "latency_ms": latency_metric(repeats=5, warmup=1, statistic="min")},
+                        notes={"train_seconds": 1.0})
+    inherited = spec.evaluator(supernet, data)
+
+    def evaluate(arch):
+        return {**inherited(arch), "params": space.count(arch)["params"]}
+
+    return nas.search(space, evaluate, {"acc": "max", "params": "min"}, strategy="nsga2", budget=budget, seed=0,
+                      workdir=workdir)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> tuple[nas.SearchResult, Path]:
+    torch.set_num_threads(1)
+    wd = tmp_path_factory.mktemp("export") / "wd"
+    return _search(wd), wd
+
+
+@pytest.fixture(scope="module")
+def exported(searched, tmp_path_factory):
+    result, wd = searched
+    out = tmp_path_factory.mktemp("models") / "models"
+    return result.export(out, data=synthetic_splits(), verify=True), wd
+
+
+def test_every_pick_gets_its_files_and_a_card(exported, searched):
+    report, wd = exported
+    result = searched[0]
+    front = result.pareto_front()
+    assert [m.trial for m in report.models] == [t.number for t in front] and report.complete
+    assert "search complete: 10 of 10" in report.note
+    for m in report.models:
+        names = {p.name for p in m.path.iterdir()}
+        assert {"arch.json", "model.json", "weights.pt", "model.onnx", "card.md", "card.json"} <= names
+        card = json.loads((m.path / "card.json").read_text())
+        assert card["arch"] == result.trials[m.trial].arch and card["search"]["seed"] == 0
+        assert card["search"]["evaluations"] == 10 and card["search"]["training_seconds"] == 1.0
+        assert card["device"]["torch_device"] == "cpu" and card["device"]["threads"] == 1
+        by_name = {o["name"]: o for o in card["objectives"]}
+        assert set(by_name) == {"acc", "params"}
+        assert by_name["params"]["searched"] == by_name["params"]["measured"]  # counted again, same network
+        assert card["measured"]["latency_ms"] > 0  # re-measured on this CPU (not searched here)
+        assert "| acc (max) |" in (m.path / "card.md").read_text()
+    index = json.loads((report.out / "export.json").read_text())
+    assert index["complete"] and [e["trial"] for e in index["models"]] == [m.trial for m in report.models]
+
+
+def test_loaded_module_equals_the_supernet_and_onnx_matches(exported):
+    """Acceptance: standalone == supernet for that architecture (1e-5); ONNX within 1e-4; accuracy within 0.5 pt."""
+    import onnxruntime as ort
+
+    report, wd = exported
+    spec = load_model_spec(wd)
+    space = spec.build_space()
+    supernet = space.supernet()
+    supernet.load_state_dict(torch.load(wd / "supernet.pt", weights_only=True))
+    data = synthetic_splits()
+    x = data["valid"][0][:50]
+    calib = data["train"][0][:CALIBRATION["size"]].split(CALIBRATION["batch_size"])
+    for m in report.models:
+        arch = space.validate(json.loads((m.path / "arch.json").read_text())["arch"])
+        recalibrate_bn(supernet, calib, call=lambda b: supernet(b, arch))  # the supernet's own BN, for arch
+        module = load_subnet(m.path)
+        with torch.no_grad():
+            want, got = supernet.eval()(x, arch), module(x)
+        assert torch.allclose(got, want, atol=1e-5, rtol=0), float((got - want).abs().max())
+        session = ort.InferenceSession(str(m.path / "model.onnx"), providers=["CPUExecutionProvider"])
+        onnx_out = session.run(None, {"input": x.unsqueeze(1).numpy()})[0]
+        assert np.abs(onnx_out - got.numpy()).max() < 1e-4
+        assert abs(m.measured["acc"] - m.searched["acc"]) <= 0.5
+        assert m.checks["supernet_max_abs_diff"] < 1e-5 and m.checks["onnx"]["onnxruntime_max_abs_diff"] < 1e-4
+
+
+def test_verify_remeasures_and_reports_errors(exported):
+    report, _ = exported
+    v = report.verify
+    assert v is not None and [c.trial for c in v.checks] == [m.trial for m in report.models]
+    for c in v.checks:
+        assert abs(c.error["acc"]) <= 0.5 and c.error["params"] == 0 and c.measured["latency_ms"] > 0
+    saved = json.loads((report.out / "verify.json").read_text())
+    assert [m["trial"] for m in saved["models"]] == [c.trial for c in v.checks]
+    assert saved["objectives"] == {"acc": "max", "params": "min"}
+
+
+def test_verify_flags_constraint_breaks_and_picks_that_left_the_front():
+    objectives = [Objective("acc", "max"), Objective("latency_ms", "min")]
+    checks = [Check(1, "a", {"acc": 90, "latency_ms": 1.0}, {"acc": 90, "latency_ms": 1.6}, {}, {}),
+              Check(2, "b", {"acc": 80, "latency_ms": 0.8}, {"acc": 80, "latency_ms": 0.7}, {}, {}),
+              Check(3, "c", {"acc": 85, "latency_ms": 0.9}, {"acc": 79, "latency_ms": 0.95}, {}, {})]
+    _flags(checks, objectives, [Constraint.parse("latency_ms <= 1.5")])
+    assert checks[0].flags == ["breaks latency_ms <= 1.5 after re-measurement (latency_ms = 1.6)"]
+    assert checks[1].flags == []
+    assert checks[2].flags == ["left the Pareto front after re-measurement (dominated by trial 2)"]
+
+
+def test_load_subnet_in_a_fresh_process_without_the_supernet(exported, tmp_path):
+    report, _ = exported
+    m = report.models[0]
+    copy = tmp_path / "elsewhere" / "model"
+    shutil.copytree(m.path, copy)  # the model's folder alone: no workdir, no supernet.pt beside it
+    x = torch.randn(3, 40, generator=torch.Generator().manual_seed(1))
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        want = load_subnet(m.path)(x)
+    code = ("import sys, torch, nas\n"
+            f"m = nas.load_subnet({str(copy)!r})\n"
+            f"x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)\n"
+            "with torch.no_grad():\n    y = m(x)\n"
+            f"torch.save(y, {str(tmp_path / 'y.pt')!r})\n"
+            "assert 'nas.spaces.training' not in sys.modules and 'nas.export' not in sys.modules\n"
+            "print(type(m).__name__, m.training)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "OFASubnet False"
+    assert torch.equal(torch.load(tmp_path / "y.pt", weights_only=True), want)
+
+
+def test_export_from_an_unfinished_journal_exports_what_is_complete(searched, tmp_path):
+    _, wd = searched
+    killed = tmp_path / "killed"
+    shutil.copytree(wd, killed)
+    lines = (killed / JOURNAL).read_text().splitlines(keepends=True)
+    # header + 6 trials, then half a record: as if the search was killed mid-write at trial 7 of 10
+    (killed / JOURNAL).write_text("".join(lines[:7]) + lines[7][:40])
+    (killed / "strategy.json").unlink(missing_ok=True)
+    report = export(killed, tmp_path / "out", data=synthetic_splits(), onnx=False)
+    assert not report.complete and "incomplete" in report.note and "6 of 10 evaluations" in report.note
+    partial = nas.load(killed)
+    assert len(partial.trials) == 6 and {m.trial for m in report.models} == {t.number for t in partial.pareto_front()}
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["complete"] is False
+    card = json.loads((report.models[0].path / "card.json").read_text())
+    assert card["search"]["complete"] is False and "incomplete" in card["search"]["note"]
+    result = CliRunner().invoke(app, ["export", str(killed), "--out", str(tmp_path / "cli"), "--no-onnx"])
+    assert result.exit_code == 0, result.output
+    assert "search incomplete (still running, or stopped): 6 of 10 evaluations" in result.stdout
+
+
+def test_top_and_constraint_choose_the_picks(searched, tmp_path):
+    result, _ = searched
+    front = result.pareto_front()
+    one = export(result, tmp_path / "one", top=1, data=synthetic_splits(), onnx=False)
+    assert [m.trial for m in one.models] == [front[0].number]
+    bound = sorted(t.metrics["params"] for t in front)[len(front) // 2]
+    small = export(result, tmp_path / "small", constraint=f"params <= {bound}", data=synthetic_splits(), onnx=False)
+    assert [m.trial for m in small.models] == [t.number for t in front if t.metrics["params"] <= bound]
+    again = export(result, tmp_path / "one", top=2, data=synthetic_splits(), onnx=False)  # re-export replaces
+    assert sorted(p.name for p in (tmp_path / "one").iterdir() if p.is_dir()) == sorted(m.path.name for m in again.models)
+
+
+def test_cli_export_verify_and_their_output(searched, tmp_path):
+    _, wd = searched
+    runner = CliRunner()
+    out = tmp_path / "models"
+    result = runner.invoke(app, ["export", str(wd), "--out", str(out), "--top", "2", "--verify"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "exported 2 models" in result.stdout and "verify: 2 exported models re-measured" in result.stdout
+    assert str(out.resolve()) in result.stdout
+    again = runner.invoke(app, ["verify", str(out)], env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "searched → measured" in again.stdout and (out / "verify.json").exists()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["export", "no_such_dir", "--out", "m"], "no_such_dir: no such directory"),
+    (["verify", "no_such_dir"], "no_such_dir: no such directory"),
+])
+def test_cli_missing_dirs_are_one_line_errors(args, expect, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and expect in result.stderr and "Traceback" not in result.output
+
+
+def test_bad_inputs_name_the_field(searched, tmp_path):
+    result, wd = searched
+    with pytest.raises(ConfigError, match="top: expected a positive int"):
+        export(result, tmp_path / "o", top=0)
+    with pytest.raises(ConfigError, match="'speed' is not a metric of this search"):
+        export(result, tmp_path / "o", constraint="speed <= 3")
+    with pytest.raises(ConfigError, match="not of the form"):
+        export(result, tmp_path / "o", constraint="params small")
+    bare = tmp_path / "bare"
+    nas.search(OFASpace(CONFIG), lambda a: {"acc": 1.0}, {"acc": "max"}, budget=2, workdir=bare)
+    with pytest.raises(ConfigError, match="has no model.json: record how to rebuild"):
+        export(bare, tmp_path / "o")
+    broken = tmp_path / "broken"
+    shutil.copytree(wd, broken)
+    spec = json.loads((broken / "model.json").read_text())
+    for field, value, message in [("space", {**spec["space"], "class": "nas.spaces.ofa.NoSuchSpace"}, "space.class"),
+                                  ("weights", "pickled", "weights: expected one of supernet, trained"),
+                                  ("metrics", {"acc": {"kind": "vibes"}}, "metrics.acc.kind"),
+                                  ("calibration", {"split": "train", "size": 1}, "calibration.size")]:
+        (broken / "model.json").write_text(json.dumps({**spec, field: value}))
+        with pytest.raises(ConfigError, match=message):
+            export(broken, tmp_path / "o")
+    other = {**spec["space"], "config": {**spec["space"]["config"], "kernels": [3, 5]}}
+    (broken / "model.json").write_text(json.dumps({**spec, "space": other}))
+    with pytest.raises(ConfigError, match="not the space the journal's search used"):
+        export(broken, tmp_path / "o")
+    wider = {**spec["space"], "config": {**spec["space"]["config"], "head_channels": 32}}
+    (broken / "model.json").write_text(json.dumps({**spec, "space": wider}))
+    with pytest.raises(ConfigError, match="supernet.pt: does not fit the space in model.json"):
+        export(broken, tmp_path / "o")
+    with pytest.raises(ConfigError, match="no exported model here"):
+        load_subnet(tmp_path)
+    with pytest.raises(ConfigError, match="no split 'test'"):
+        record_model(tmp_path / "r", OFASpace(CONFIG), data=DataRef.of(synthetic_splits),
+                     metrics={"acc": accuracy_metric("test")}).evaluator(OFASpace(CONFIG).supernet(),
+                                                                         synthetic_splits())(OFASpace(CONFIG).smallest())
+    with pytest.raises(ConfigError, match="data: the calibration and accuracy recipes need a dataset"):
+        record_model(tmp_path / "r", OFASpace(CONFIG), metrics={"acc": accuracy_metric()})
+    with pytest.raises(ConfigError, match="running script"):
+        DataRef.of(type("Local", (), {"__module__": "__main__", "__qualname__": "f"}))
+
+
+def test_a_broken_export_is_named_on_load(exported, tmp_path):
+    report, _ = exported
+    folder = tmp_path / "m"
+    shutil.copytree(report.models[0].path, folder)
+    info = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({k: v for k, v in info.items() if k != "arch"}))
+    with pytest.raises(ConfigError, match="field 'arch' is missing"):
+        load_subnet(folder)
+    other = report.models[-1].path if len(report.models) > 1 else None
+    (folder / "model.json").write_text(json.dumps(info))
+    if other is not None and json.loads((other / "model.json").read_text())["arch"] != info["arch"]:
+        shutil.copy(other / "weights.pt", folder / "weights.pt")
+        with pytest.raises(ConfigError, match="does not fit the architecture"):
+            load_subnet(folder)
+
+
+def test_trained_weights_are_exported_without_a_supernet(tmp_path):
+    """A search that trains every architecture from scratch saves its weights per trial; export uses them."""
+    torch.set_num_threads(1)
+    space = OFASpace(CONFIG)
+    wd = tmp_path / "wd"
+    record_model(wd, space, metrics={"params": count_metric("params")})
+
+    def evaluate(arch):
+        torch.manual_seed(0)
+        model = space.build(arch)
+        with torch.no_grad():
+            model.classifier.bias.fill_(0.5)  # stands in for training
+        save_trial_weights(wd, arch, model)
+        return {"params": space.count(arch)["params"], "neg_depth": -float(sum(s["depth"] for s in arch["stages"]))}
+
+    result = nas.search(space, evaluate, {"params": "min", "neg_depth": "max"}, strategy="random", budget=4,
+                        seed=0, workdir=wd)
+    report = export(result, tmp_path / "out", onnx=False)
+    assert not (wd / "supernet.pt").exists() and report.models
+    for m in report.models:
+        module = load_subnet(m.path)
+        assert torch.equal(module.classifier.bias, torch.full((4,), 0.5))
+        assert m.measured["params"] == m.searched["params"]
+    shutil.rmtree(wd / "weights")
+    with pytest.raises(ConfigError, match="trial weights .* not found"):
+        export(result, tmp_path / "out2", onnx=False)
+
+
+def test_docs_export_blocks_run(tmp_path, monkeypatch):
+    """Every ```python block of docs/export.md, in order and in one namespace, in a fresh directory."""
+    blocks = python_blocks(ROOT / "docs" / "export.md")
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "export_doc"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/export.md python block {i + 1}", "exec"), namespace)

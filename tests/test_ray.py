@@ -1,0 +1,311 @@
+"""Ray executors, the Tune searcher, fault tolerance and Ray Train on a 2-node local cluster (loopback).
+
+One `ray.cluster_utils.Cluster` (a head and a worker node, one CPU each) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nas
+from nas.spaces import Choice, Space
+from nas.store import Journal
+
+ray = pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = Space(a=Choice(list(range(8))), b=Choice(list(range(8))), c=Choice([1, 2, 3]))
+OBJECTIVES = {"acc": "max", "lat": "min"}
+ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+       "RAY_DISABLE_IMPORT_WARNING": "1"}
+
+
+def toy(arch):
+    return {"acc": arch["a"] + 0.5 * arch["b"] - 0.1 * arch["c"], "lat": arch["a"] * arch["c"] + 0.1}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node and one worker node, one CPU and a 100 MB object store each, no dashboard."""
+    from ray.cluster_utils import Cluster
+
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                       "object_store_memory": 100 * 2**20})
+    c.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_executor_spec_and_errors():
+    from nas.executors import make_executor
+    from nas.ray_executor import RayExecutor, executor_spec
+
+    assert isinstance(make_executor("ray"), RayExecutor)
+    ex = make_executor({"name": "ray", "workers": 3, "cpus": 0.5})
+    assert (ex.workers, ex.cpus) == (3, 0.5)
+    with pytest.raises(nas.ConfigError, match="no option 'wrokers'"):
+        make_executor({"name": "ray", "wrokers": 3})
+    with pytest.raises(nas.ConfigError, match="unknown executor"):
+        make_executor("dask")
+    assert executor_spec("local") == "local"
+    assert executor_spec("ray", address="auto", workers=2) == {"name": "ray", "address": "auto", "workers": 2}
+    assert executor_spec("ray", workers=4, base={"name": "ray", "address": "h:1", "workers": 2}) == \
+        {"name": "ray", "address": "h:1", "workers": 4}
+    with pytest.raises(nas.ConfigError, match="--executor local takes no --workers"):
+        executor_spec("local", workers=2)
+    with pytest.raises(nas.ConfigError, match="scheduler 'asha': give metric="):
+        make_executor({"name": "ray-tune", "scheduler": "asha"})
+
+
+def test_same_trials_in_process_and_on_ray_with_one_worker(cluster):
+    from nas.ray_executor import RayExecutor
+
+    local = nas.search(SPACE, toy, OBJECTIVES, strategy="evolution", budget=30, seed=3,
+                       strategy_options={"population_size": 8, "sample_size": 3})
+    remote = nas.search(SPACE, toy, OBJECTIVES, strategy="evolution", budget=30, seed=3,
+                        strategy_options={"population_size": 8, "sample_size": 3}, executor=RayExecutor(workers=1))
+    assert [t.arch_id for t in remote.trials] == [t.arch_id for t in local.trials]
+    assert [t.metrics for t in remote.trials] == [t.metrics for t in local.trials]
+    assert all(t.worker.startswith("ray-") for t in remote.trials)
+
+
+def slow_toy(arch):
+    time.sleep(0.05)
+    return toy(arch)
+
+
+def test_two_workers_complete_and_journal_reads_back(cluster, tmp_path):
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+
+    result = nas.search(SPACE, slow_toy, OBJECTIVES, strategy="nsga2", budget=16, seed=0, workdir=tmp_path,
+                        executor={"name": "ray", "workers": 2, "batch_size": 2})
+    assert len(result.trials) == 16 and all(t.status == "ok" for t in result.trials)
+    assert len({t.worker for t in result.trials}) == 2  # both actors (one per node) did work
+    assert len({t.arch_id for t in result.trials}) == 16
+    loaded = nas.load(tmp_path)
+    assert [t.arch_id for t in loaded.trials] == [t.arch_id for t in result.trials]
+    assert [t.number for t in loaded.pareto_front()] == [t.number for t in result.pareto_front()]
+    out = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert out.exit_code == 0 and "16 ok" in out.output
+
+
+def make_killer(folder: Path, kill_once: int):
+    """An evaluate that SIGKILLs its own worker process: always for the first architecture it sees (the
+    doomed one), and once each for the next `kill_once` architectures."""
+
+    def evaluate(arch):
+        doomed = folder / "doomed"
+        if not doomed.exists():
+            doomed.write_text(arch.id)
+        marker, doomed_id = folder / f"{arch.id}.killed", doomed.read_text()
+        others = [p for p in folder.glob("*.killed") if p.stem != doomed_id]
+        if doomed_id == arch.id or (not marker.exists() and len(others) < kill_once):
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return toy(arch)
+
+    return evaluate
+
+
+def test_killed_worker_is_retried_then_failed_with_the_error(cluster, tmp_path):
+    from nas.ray_executor import RayExecutor
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    result = nas.search(SPACE, make_killer(marks, kill_once=2), OBJECTIVES, strategy="random", budget=8, seed=1,
+                        workdir=tmp_path / "run", executor=RayExecutor(workers=2, max_retries=1))
+    doomed = (marks / "doomed").read_text()
+    by_id = {t.arch_id: t for t in result.trials}
+    assert len(result.trials) == 8  # the search completed its budget
+    assert by_id[doomed].status == "failed" and "retries" in by_id[doomed].error
+    killed_once = {p.name.split(".")[0] for p in marks.glob("*.killed")} - {doomed}
+    assert len(killed_once) >= 2  # (two workers may race past the count once)
+    assert all(by_id[i].status == "ok" for i in killed_once)  # each retried on a restarted worker
+    assert sum(t.status == "ok" for t in result.trials) == 7  # all but the doomed one
+    assert len(nas.load(tmp_path / "run").trials) == 8
+
+
+SCRIPT = """
+import time
+from nas.spaces import Choice, Space
+
+space = Space(a=Choice(list(range(8))), b=Choice(list(range(8))), c=Choice([1, 2, 3]))
+objectives = {"acc": "max", "lat": "min"}
+strategy = "evolution"
+strategy_options = {"population_size": 8, "sample_size": 3}
+
+
+def evaluate(arch):
+    time.sleep(0.15)
+    return {"acc": arch["a"] + 0.5 * arch["b"] - 0.1 * arch["c"], "lat": arch["a"] * arch["c"] + 0.1}
+"""
+
+
+def test_killed_driver_resumes_without_losing_completed_trials(cluster, tmp_path):
+    script, workdir = tmp_path / "search.py", tmp_path / "run"
+    script.write_text(textwrap.dedent(SCRIPT))
+    env = {**os.environ, **ENV}
+    cmd = [sys.executable, "-m", "nas.cli", "run", str(script), "--budget", "40", "--workdir", str(workdir),
+           "--executor", "ray", "--address", cluster.address, "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = Journal(workdir)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not journal.exists() or len(journal.read()[1]) < 10):
+        assert proc.poll() is None, "the search ended before it could be killed"
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    config, before = journal.read()
+    assert 10 <= len(before) < 40
+    assert config["metadata"]["executor"] == {"name": "ray", "address": cluster.address, "workers": 2}
+    done = subprocess.run([sys.executable, "-m", "nas.cli", "resume", str(workdir)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = nas.load(workdir).trials
+    assert len(after) == 40
+    assert after[:len(before)] == before  # every completed trial kept, unchanged
+    assert len({t.arch_id for t in after}) == 40  # and none repeated
+
+
+def test_strategy_searcher_save_restore_and_journal(tmp_path):
+    from nas.objectives import Problem
+    from nas.ray_tune import StrategySearcher, search_header
+    from nas.strategies import make_strategy
+
+    problem = Problem.make(OBJECTIVES)
+
+    def searcher(workdir=None):
+        strat = make_strategy("evolution", SPACE, problem, seed=5, population_size=4, sample_size=2)
+        header = search_header(SPACE, problem, "evolution", 5, budget=12)
+        return StrategySearcher(strat, workdir=workdir, header=header)
+
+    a = searcher(tmp_path / "a")
+    configs = {f"t{i}": a.suggest(f"t{i}") for i in range(6)}
+    for i in range(4):
+        arch = configs[f"t{i}"]["arch"]
+        a.on_trial_complete(f"t{i}", {"nas": {"metrics": toy(arch), "error": None, "started": 1.0,
+                                              "finished": 2.0, "worker": "w"}})
+    a.save(str(tmp_path / "searcher.json"))
+    b = StrategySearcher(make_strategy("evolution", SPACE, problem, seed=99, population_size=4, sample_size=2))
+    b.restore(str(tmp_path / "searcher.json"))
+    assert set(b.live) == {"t4", "t5"}
+    assert [b.suggest(f"n{i}") for i in range(5)] == [a.suggest(f"n{i}") for i in range(5)]
+    # a flattened Tune result and an errored trial are journaled too
+    a.on_trial_complete("t4", {"nas/metrics/acc": 1.0, "nas/metrics/lat": 2.0, "nas/error": None,
+                               "nas/worker": "w2", "training_iteration": 3})
+    a.on_trial_complete("t5", None, error=True)
+    loaded = nas.load(tmp_path / "a")
+    assert [t.status for t in loaded.trials] == ["ok"] * 5 + ["failed"]
+    assert loaded.trials[4].metrics == {"acc": 1.0, "lat": 2.0} and loaded.trials[4].worker == "w2"
+
+
+def epochs_toy(arch):
+    from nas.ray_tune import report
+
+    acc = 0.0
+    for epoch in range(1, 5):
+        acc = toy(arch)["acc"] * epoch / 4
+        report({"acc": acc, "lat": toy(arch)["lat"]})
+    return {"acc": acc, "lat": toy(arch)["lat"]}
+
+
+@pytest.mark.slow
+def test_tune_executor_with_asha_journals_every_trial(cluster, tmp_path):
+    from nas.ray_tune import RayTuneExecutor
+
+    ex = RayTuneExecutor(workers=2, scheduler="asha", metric="acc", mode="max", max_epochs=4,
+                         storage_path=str(tmp_path / "tune"))
+    result = nas.search(SPACE, epochs_toy, OBJECTIVES, strategy="random", budget=8, seed=0,
+                        workdir=tmp_path / "run", executor=ex)
+    assert len(result.trials) == 8 and all(t.status == "ok" for t in result.trials)
+    epochs = [t.metrics["epochs"] for t in result.trials]
+    assert max(epochs) == 4 and min(epochs) < 4  # ASHA let the good ones finish and stopped others
+    for t in result.trials:  # an early-stopped trial keeps its last report
+        assert t.metrics["acc"] == pytest.approx(toy(t.arch)["acc"] * t.metrics["epochs"] / 4)
+    assert len(nas.load(tmp_path / "run").trials) == 8
+
+
+@pytest.mark.slow
+def test_tune_executor_retries_a_killed_trial_and_fails_a_doomed_one(cluster, tmp_path):
+    from nas.ray_tune import RayTuneExecutor
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    ex = RayTuneExecutor(workers=2, max_retries=1, storage_path=str(tmp_path / "tune"))
+    result = nas.search(SPACE, make_killer(marks, kill_once=1), OBJECTIVES, strategy="random", budget=5, seed=2,
+                        workdir=tmp_path / "run", executor=ex)
+    doomed = (marks / "doomed").read_text()
+    by_id = {t.arch_id: t for t in result.trials}
+    assert len(result.trials) == 5
+    assert by_id[doomed].status == "failed" and "retries" in by_id[doomed].error
+    assert sum(t.status == "ok" for t in result.trials) == 4  # including the one killed once, then retried
+
+
+def test_report_outside_tune_is_a_no_op():
+    from nas.ray_tune import report
+
+    report({"acc": 1.0})
+    result = nas.search(SPACE, epochs_toy, OBJECTIVES, strategy="random", budget=3, seed=0)
+    assert [t.metrics["acc"] for t in result.trials] == [toy(t.arch)["acc"] for t in result.trials]
+
+
+def test_ray_train_two_workers_train_checkpoint_resume_and_agree(cluster, tmp_path):
+    import torch
+
+    from nas.ray_train import DistributedSandwich, load_supernet, step_subnets, train_supernet
+    from nas.spaces.ofa import OFAConfig, OFASpace
+
+    cfg = OFAConfig(stage_channels=(8, 8, 8), head_channels=16)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 40)).astype("float32"), rng.integers(0, 10, 256)
+    kw = dict(config=cfg, num_workers=2, storage_path=tmp_path / "store", name="sandwich", log_dir=tmp_path / "log")
+    first = train_supernet(x, y, DistributedSandwich(epochs=1, batch_size=32), **kw)
+    assert first.metrics["epoch"] == 1 and first.metrics["step"] == 4 and first.metrics["agreed_steps"] == 4
+    before = load_supernet(first.checkpoint)
+    second = train_supernet(x, y, DistributedSandwich(epochs=2, batch_size=32), **kw)
+    assert second.metrics["epoch"] == 2 and second.metrics["step"] == 8  # resumed: epoch 2 only
+    logs = [[json.loads(line) for line in (tmp_path / "log" / f"subnets-rank{r}.jsonl").read_text().splitlines()]
+            for r in (0, 1)]
+    assert [e["step"] for e in logs[0]] == list(range(8))  # no step repeated after the resume
+    assert logs[0] == logs[1]  # both workers sampled the same subnets at every step, across the resume
+    space = OFASpace(cfg)
+    assert logs[0][5]["subnets"] == [a.id for a in step_subnets(space, 0, 5, 2)]
+    after = second.supernet()
+    changed = any(not torch.equal(p, q) for p, q in zip(before.state_dict().values(), after.state_dict().values()))
+    assert changed  # the second epoch trained the weights it resumed from
+    assert after(torch.zeros(4, 40), space.smallest()).shape == (4, 10)
+
+
+@pytest.mark.slow
+def test_docs_ray_examples_run(cluster, tmp_path, monkeypatch):
+    from tests.docs import python_blocks
+
+    blocks = python_blocks(ROOT / "docs" / "ray.md")
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)  # examples write their runs/ here
+    namespace: dict = {"__name__": "ray_docs"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/ray.md python block {i + 1}", "exec"), namespace)
+    assert len(namespace["result"].trials) == 8 and len(nas.load(tmp_path / "runs" / "tune-driven").trials) == 6

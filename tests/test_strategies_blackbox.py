@@ -1,0 +1,256 @@
+"""Black-box strategies of issue 4: rl, bayesian, the Optuna adapter and multi-fidelity promotion."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import nas
+from nas.objectives import Problem
+from nas.pareto import non_dominated_sort
+from nas.spaces import Choice, Conditional, Integer, Repeat, Space
+from nas.strategies import STRATEGIES, TrialResult, make_strategy
+from nas.strategies.multifidelity import FidelitySpace
+
+TARGET = [3, 1, 4, 1, 0, 2, 2, 3]
+SEPARABLE = Space({f"x{i}": Choice([0, 1, 2, 3, 4]) for i in range(len(TARGET))})
+
+
+def separable(arch) -> dict[str, float]:
+    """Matches with a hidden target, plus a smooth pull towards it: a problem with learnable structure."""
+    hits = sum(arch[f"x{i}"] == t for i, t in enumerate(TARGET))
+    dist = sum(abs(arch[f"x{i}"] - t) for i, t in enumerate(TARGET))
+    return {"score": hits - 0.1 * dist, "cost": float(sum(arch[f"x{i}"] for i in range(len(TARGET))))}
+
+
+NESTED = Space(
+    depth=Choice([0, 1, 2, 3]),
+    blocks=Repeat(count="depth", k=Choice([3, 5, 7]), act=Choice(["relu", "gelu"])),
+    op=Choice(["a", "b"]),
+    extra=Conditional("op", "a", Integer(1, 8)),
+    flag=Choice([True, 1, "x"]),
+)
+
+
+def nested(arch) -> dict[str, float]:
+    return {"acc": sum(b["k"] for b in arch["blocks"]) + arch.get("extra", 0) + (arch["flag"] == "x")}
+
+
+FAST_BAYES = {"epochs": 60, "n_random": 40, "rounds": 1, "members": 3, "hidden": 16}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def best_scores(strategy: str, seeds, budget: int, **options) -> list[float]:
+    out = []
+    for s in seeds:
+        r = nas.search(SEPARABLE, separable, {"score": "max"}, strategy=strategy, strategy_options=options,
+                       budget=budget, seed=s, executor=nas.SimulatedClockExecutor())
+        out.append(r.best("score").metrics["score"])
+    return out
+
+
+def test_registered_names():
+    for name in ("rl", "bayesian", "tpe", "gp", "cmaes", "nsga2-optuna", "qmc", "successive-halving", "hyperband"):
+        assert name in STRATEGIES
+
+
+def test_rl_beats_random_on_a_separable_space():
+    rl = best_scores("rl", range(3), 150)
+    rnd = best_scores("random", range(3), 150)
+    assert np.mean(rl) > np.mean(rnd) + 0.5, (rl, rnd)
+
+
+def test_rl_learns_the_target_distribution():
+    problem = Problem.make({"score": "max"})
+    strat = make_strategy("rl", SEPARABLE, problem, 0)
+    for _ in range(300):
+        (a,) = strat.ask(1)
+        strat.tell(a, TrialResult(separable(a)))
+    probs = strat.probabilities()
+    p_target = [p[t] for p, t in zip(probs, TARGET)]
+    assert np.mean(p_target) > 0.35  # uniform would be 0.2
+
+
+def test_bayesian_beats_random_on_a_separable_space():
+    bo = best_scores("bayesian", range(2), 30, **FAST_BAYES)
+    rnd = best_scores("random", range(2), 30)
+    assert np.mean(bo) > np.mean(rnd), (bo, rnd)
+
+
+def test_bayesian_uncertainty_is_split_into_epistemic_and_aleatoric():
+    from nas.strategies.bayesian import HeteroscedasticEnsemble
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(200, 4)).astype(float)
+    noisy = x[:, 0] == 1
+    y = (x[:, 1] + np.where(noisy, rng.normal(0, 1.0, 200), 0.0))[:, None]
+    model = HeteroscedasticEnsemble(4, 1, members=4, hidden=16, epochs=300)
+    model.fit(x, y, seed=0)
+    mean, epi, ale = model.predict(np.array([[1, 1, 0, 0], [0, 1, 0, 0]], dtype=float))
+    assert ale[0, 0] > 2 * ale[1, 0]  # the noisy half of the inputs gets the larger aleatoric std
+    assert abs(mean[1, 0] - 1.0) < 0.3
+    assert np.all(epi >= 0)
+
+
+def run_steps(strat, steps: int, evaluate) -> list[str]:
+    ids = []
+    for _ in range(steps):
+        for a in strat.ask(1):
+            strat.tell(a, TrialResult(evaluate(a)))
+            ids.append(a.id)
+    return ids
+
+
+@pytest.mark.parametrize("name,options", [("rl", {"batch_size": 3}), ("bayesian", {**FAST_BAYES, "warmup": 4}),
+                                          ("tpe", {}), ("nsga2-optuna", {"sampler_options": {"population_size": 4}}),
+                                          ("hyperband", {"inner": "rl"})])
+def test_resume_from_state_dict_is_exact(name, options):
+    space, evaluate = SEPARABLE, separable
+    if name == "hyperband":
+        space = FidelitySpace(SEPARABLE, [1, 3, 9])
+        evaluate = space.evaluator(lambda a, budget: {**separable(a)})
+    problem = Problem.make({"score": "max", "cost": "min"} if name == "nsga2-optuna" else {"score": "max"})
+    a = make_strategy(name, space, problem, 7, **options)
+    run_steps(a, 12, evaluate)
+    state = json.loads(json.dumps(a.state_dict()))  # plain data only
+    b = make_strategy(name, space, problem, 7, **options)
+    b.load_state_dict(state)
+    assert run_steps(a, 10, evaluate) == run_steps(b, 10, evaluate)
+
+
+@pytest.mark.parametrize("name", ["rl", "tpe"])
+def test_resumed_search_equals_uninterrupted_one(name, tmp_path):
+    kw = dict(objectives={"score": "max"}, strategy=name, seed=3, executor=nas.SimulatedClockExecutor())
+    whole = nas.search(SEPARABLE, separable, budget=30, workdir=tmp_path / "whole", **kw)
+    nas.search(SEPARABLE, separable, budget=12, workdir=tmp_path / "split", **kw)
+    split = nas.search(SEPARABLE, separable, budget=30, workdir=tmp_path / "split", **kw)
+    assert [t.arch_id for t in split.trials] == [t.arch_id for t in whole.trials]
+
+
+def test_optuna_adapter_follows_repeats_and_conditionals():
+    problem = Problem.make({"acc": "max"})
+    strat = make_strategy("tpe", NESTED, problem, 0)
+    result = nas.search(NESTED, nested, {"acc": "max"}, strategy=strat, budget=40, seed=0,
+                        executor=nas.SimulatedClockExecutor())
+    assert len(result.completed) == 40
+    trials = {t.number: t for t in strat.study.trials}
+    depths = set()
+    for t in result.trials:
+        arch = NESTED.validate(t.arch)  # every proposal is a valid member of the space
+        depths.add(arch["depth"])
+    for ot in trials.values():
+        p = ot.params
+        assert {k for k in p if k.startswith("blocks[")} == {f"blocks[{i}].{f}" for i in range(p["depth"] if "depth" in p else 0)
+                                                              for f in ("k", "act")} or "depth" not in p
+        assert ("extra" in p) == (p["op"] == "a")
+    assert len(depths) > 1
+    assert result.best().metrics["acc"] >= 20  # 3 blocks of k=7 plus extra: TPE climbs towards 30
+
+
+def test_optuna_adapter_adds_trials_it_did_not_ask_and_passes_constraints():
+    problem = Problem.make({"score": "max"}, ["cost <= 10"])
+    strat = make_strategy("tpe", SEPARABLE, problem, 0)
+    arch = SEPARABLE.sample(np.random.default_rng(1))
+    strat.tell(arch, TrialResult(separable(arch)))
+    (t,) = strat.study.trials
+    assert t.state.name == "COMPLETE" and t.values == [separable(arch)["score"]]
+    assert SEPARABLE.validate({k: v for k, v in t.params.items()}) == arch
+    cons = {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")}
+    assert list(cons.values()) == [max(0.0, separable(arch)["cost"] - 10)]
+    strat.tell(SEPARABLE.sample(np.random.default_rng(2)), TrialResult({}, "failed"))
+    assert strat.study.trials[-1].state.name == "FAIL"
+
+
+def test_optuna_strategy_errors_are_clear():
+    problem = Problem.make({"score": "max"})
+    with pytest.raises(nas.ConfigError, match="sampler_options"):
+        make_strategy("tpe", SEPARABLE, problem, 0, sampler_options={"bogus": 1})
+    try:
+        import cmaes  # noqa: F401
+    except ImportError:
+        with pytest.raises(nas.ConfigError, match="cmaes"):
+            make_strategy("cmaes", SEPARABLE, problem, 0)
+    with pytest.raises(nas.ConfigError, match="FidelitySpace"):
+        make_strategy("hyperband", SEPARABLE, problem, 0)
+    with pytest.raises(nas.ConfigError, match="kappa"):
+        make_strategy("bayesian", SEPARABLE, problem, 0, kappa=-1)
+
+
+def noisy_fidelity(arch, budget):
+    """Low budgets see the score through noise that shrinks as budget grows (deterministic per arch)."""
+    rng = np.random.default_rng(int(arch.id[:8], 16))
+    m = separable(arch)
+    return {**m, "score": m["score"] + rng.normal(0, 2.0 / budget)}
+
+
+def test_successive_halving_promotes_the_best():
+    space = FidelitySpace(SEPARABLE, [1, 3, 9])
+    evaluate = space.evaluator(noisy_fidelity)
+    result = nas.search(space, evaluate, {"score": "max"}, strategy="successive-halving", budget=130, seed=0,
+                        executor=nas.SimulatedClockExecutor())
+    by_level = {lv: [t for t in result.completed if t.arch["budget"] == lv] for lv in space.levels}
+    assert all(t.metrics["budget"] == t.arch["budget"] for t in result.completed)
+    n1, n3, n9 = (len(by_level[lv]) for lv in space.levels)
+    assert n1 > n3 > n9 >= 3
+    low = {space.strip(t.arch).id: t.metrics["score"] for t in by_level[1]}
+    promoted = [low[space.strip(t.arch).id] for t in by_level[3]]
+    assert np.mean(promoted) > np.quantile(list(low.values()), 0.6)  # promotion picks the top of a rung
+    top = max(by_level[9], key=lambda t: t.metrics["score"])
+    assert top.metrics["score"] >= np.quantile([t.metrics["score"] for t in by_level[3]], 0.5)
+
+
+def test_multi_objective_promotion_prefers_non_dominated():
+    space = FidelitySpace(SEPARABLE, [1, 3])
+    problem = Problem.make({"score": "max", "cost": "min"})
+    strat = make_strategy("successive-halving", space, problem, 0, eta=2)
+    evaluate = space.evaluator(noisy_fidelity)
+    for _ in range(60):
+        for a in strat.ask(1):
+            strat.tell(a, TrialResult(evaluate(a)))
+    rung0 = strat.rungs[0][0]
+    pts = np.array([problem.vector(r.metrics) for _, r in rung0])
+    rank = np.empty(len(pts))
+    for k, f in enumerate(non_dominated_sort(pts)):
+        rank[f] = k
+    promoted = set(strat.promoted[0][0])
+    is_p = np.array([a.id in promoted for a, _ in rung0])
+    assert is_p.any() and rank[is_p].mean() < rank[~is_p].mean()
+
+
+def test_hyperband_runs_brackets_and_bayesian_handles_two_objectives_with_constraints():
+    space = FidelitySpace(SEPARABLE, [1, 3, 9])
+    r = nas.search(space, space.evaluator(noisy_fidelity), {"score": "max"}, strategy="hyperband",
+                   budget=60, seed=1, executor=nas.SimulatedClockExecutor())
+    first_levels = {t.arch["budget"] for t in r.trials}
+    assert first_levels == {1, 3, 9}
+    logging.getLogger("nas").setLevel(logging.ERROR)
+    r = nas.search(SEPARABLE, separable, {"score": "max", "cost": "min"}, constraints=["cost <= 14"],
+                   strategy="bayesian", strategy_options={**FAST_BAYES, "warmup": 8}, budget=20, seed=0,
+                   executor=nas.SimulatedClockExecutor())
+    assert len(r.trials) == 20 and len({t.arch_id for t in r.trials}) == 20
+    assert r.pareto_front() and all(t.metrics["cost"] <= 14 for t in r.pareto_front())
+
+
+def test_doc_examples_run(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tests.docs import python_blocks
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "strategies.md"
+    blocks = python_blocks(doc)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/strategies.md python block {i + 1}", "exec"), namespace)
