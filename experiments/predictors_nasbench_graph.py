@@ -28,6 +28,7 @@ best predictor, acceptance), so the three datasets can run as three processes:
     .venv/bin/python experiments/predictors_nasbench_graph.py                      # all three datasets
     .venv/bin/python experiments/predictors_nasbench_graph.py --datasets pubmed    # one, then merge
     .venv/bin/python experiments/predictors_nasbench_graph.py --merge              # only merge
+    .venv/bin/python experiments/predictors_nasbench_graph.py --resume             # finish the missing seeds
     .venv/bin/python experiments/predictors_nasbench_graph.py --quick    # cora, 2 seeds, N in {20, 100}
     .venv/bin/python experiments/predictors_nasbench_graph.py --transfer # pretraining on another table
 """
@@ -51,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from nas.predictors import make_predictor
-from nas.predictors.harness import SIZES, evaluate, format_table, plot, to_json
+from nas.predictors.harness import SIZES, Record, evaluate, format_table, plot, to_json
 from nas.spaces import Architecture
 from nas.tabular import TabularBenchmark, nas_bench_graph
 
@@ -187,7 +188,8 @@ def transfer(datasets: Sequence[str], seeds: Sequence[int], argv: Sequence[str] 
     return 0
 
 
-def run_dataset(ds: str, seeds: Sequence[int], sizes: Sequence[int], out_name: str, argv: Sequence[str] | None) -> Path:
+def run_dataset(ds: str, seeds: Sequence[int], sizes: Sequence[int], out_name: str, argv: Sequence[str] | None,
+                resume: bool = False) -> Path:
     """Every predictor and baseline on one table; writes `<out_name>_<ds>.json` after each seed, and a `.png`."""
     t0 = time.perf_counter()
     bench = nas_bench_graph(ds)
@@ -202,9 +204,16 @@ def run_dataset(ds: str, seeds: Sequence[int], sizes: Sequence[int], out_name: s
         if rec.predictor == "average":  # the last of each (seed, N) cell
             print(f"  {ds} seed {rec.seed} N={rec.n_train} done ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    recs = []
+    recs: list[Record] = []
+    if resume and path.exists():  # keep the finished seeds of an earlier run with the same options
+        old = json.loads(path.read_text())
+        if old["meta"].get("options") == json.loads(json.dumps(OPTIONS)) and old["meta"].get("sizes") == list(sizes):
+            recs = [Record(**r) for r in old["records"] if r["seed"] in seeds]
+            print(f"  resuming: seeds {sorted({r.seed for r in recs})} already done", flush=True)
     facs = factories(bench, PREDICTORS)
     for seed in seeds:  # one seed at a time, saved as it completes (a cut-off run keeps its finished seeds)
+        if any(r.seed == seed for r in recs):
+            continue
         recs += evaluate(facs, archs, y, sizes, [seed], n_test=1000, groups=groups, averages=AVERAGES,
                          progress=progress)
         meta.update(seeds_done=sorted({r.seed for r in recs}), wall_seconds=time.perf_counter() - t0,
@@ -257,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--merge", action="store_true", help="only merge the per-dataset result files")
     ap.add_argument("--datasets", nargs="*", default=None, choices=DATASETS)
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--resume", action="store_true", help="skip the seeds already in the per-dataset files")
     args = ap.parse_args(argv)
 
     import torch
@@ -271,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return transfer(datasets, seeds, argv)
     sizes = (20, 100) if args.quick else SIZES
     for ds in datasets:
-        run_dataset(ds, seeds, sizes, out_name, argv)
+        run_dataset(ds, seeds, sizes, out_name, argv, args.resume)
     merge(out_name, argv)
     return 0
 

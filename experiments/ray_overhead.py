@@ -59,6 +59,7 @@ def make_sleeper(seconds: float) -> Callable[[Any], dict[str, float]]:
 
 
 def timed_search(evaluate: Callable[[Any], dict[str, float]], budget: int, executor: Any) -> dict[str, Any]:
+    settled()
     t0 = time.perf_counter()
     result = nas.search(SPACE, evaluate, OBJECTIVES, strategy="random", budget=budget, seed=0, executor=executor)
     wall = time.perf_counter() - t0
@@ -75,6 +76,18 @@ def steady(finished: list[float]) -> dict[str, float]:
     return {"steady_trials_per_s": rate, "steady_ms_per_trial": 1000 / rate}
 
 
+def settled() -> None:
+    """Start each measurement with both CPUs free (Ray frees a finished search's actors asynchronously)."""
+    import ray
+
+    from nas.ray_tune import settle
+
+    if ray.is_initialized():
+        waited = settle(2.0, timeout_s=60.0)
+        if waited > 0.5:
+            print(f"(waited {waited:.1f} s for the previous run's actors to free their CPUs)")
+
+
 def tune_optuna(budget: int, concurrent: int) -> dict[str, Any]:
     """Ray Tune + OptunaSearch on the same space and no-op objective."""
     from ray import tune
@@ -84,6 +97,7 @@ def tune_optuna(budget: int, concurrent: int) -> dict[str, Any]:
         return noop(config)
 
     space = {k: tune.choice(list(range(10))) for k in ("a", "b", "c")}
+    settled()
     t0 = time.perf_counter()
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}), param_space=space,

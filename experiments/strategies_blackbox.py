@@ -20,6 +20,7 @@ defaults were chosen on cora with seeds 100..119, disjoint from the reported see
 
     .venv/bin/python experiments/strategies_blackbox.py                # full run (--jobs 2 by default)
     .venv/bin/python experiments/strategies_blackbox.py --quick        # smoke run: cora, 2 seeds, budget 30
+    .venv/bin/python experiments/strategies_blackbox.py --methods rl --merge   # re-run one method in place
 """
 
 from __future__ import annotations
@@ -236,7 +237,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke run: cora, 2 seeds, budget 30, 200 observations")
     ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="run only these methods (of both tables); with --merge, their records replace those in "
+                         "the --out JSON and everything else is kept")
+    ap.add_argument("--merge", action="store_true", help="update the existing --out JSON (see --methods)")
     args = ap.parse_args(argv)
+    if args.merge and not args.methods:
+        ap.error("--merge needs --methods")
     if args.quick:
         args.datasets, args.seeds, args.budget = ["cora"], min(args.seeds, 2), min(args.budget, 30)
     if args.seeds < 2:
@@ -254,9 +261,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cb.Printer(args.plain)
     started = time.perf_counter()
     load0 = os.getloadavg()
-    tasks = [("single", ds, m, s, args.budget) for ds in args.datasets for m in SINGLE for s in args.seed_list]
-    tasks += [("multi", ds, m, s, args.budget) for ds in args.datasets for m in MULTI for s in args.seed_list]
+    chosen = set(args.methods or set(SINGLE) | set(MULTI))
+    tasks = [("single", ds, m, s, args.budget) for ds in args.datasets for m in SINGLE if m in chosen for s in args.seed_list]
+    tasks += [("multi", ds, m, s, args.budget) for ds in args.datasets for m in MULTI if m in chosen for s in args.seed_list]
     records: dict[tuple[str, str, str, int, int], dict[str, Any]] = {}
+    previous: dict[str, Any] = json.loads(args.out.read_text()) if args.merge else {}
+    if args.merge:
+        old = previous["settings"]
+        if (old["datasets"], old["seeds"], old["budget"]) != (args.datasets, args.seed_list, args.budget):
+            raise SystemExit(f"--merge: {args.out} has datasets/seeds/budget {old['datasets']}/{old['seeds']}/"
+                             f"{old['budget']}, not this run's")
+        for ds in args.datasets:
+            for kind, methods in (("single", SINGLE), ("multi", MULTI)):
+                for m in methods:
+                    if m not in chosen:
+                        for rec, s in zip(previous["results"][ds][kind][m]["per_seed"], args.seed_list):
+                            records[(kind, ds, m, s, args.budget)] = rec
     timer: dict[tuple[str, str, str], float] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker) as pool:
         for task, rec in pool.map(run_task, tasks, chunksize=1):
@@ -277,16 +297,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in MULTI:
             per = [records[("multi", ds, m, s, args.budget)] for s in args.seed_list]
             results[ds]["multi"][m] = {"per_seed": per, "summary": {"hv_fraction": summarize([r["hv_fraction"] for r in per])}}
-    over: list[dict[str, Any]] = []
+    over: list[dict[str, Any]] = list(previous.get("overhead", [])) if args.merge else []
+    if args.merge:
+        over = [o for o in over if o["strategy"] not in chosen]
     if not args.no_overhead:
         from nas.strategies import STRATEGIES
 
         n_obs = 200 if args.quick else OVERHEAD_OBS
         for name in sorted(STRATEGIES):
+            if args.merge and name not in chosen:
+                continue
             o = overhead(name, n_obs, OVERHEAD_PAIRS)
             over.append(o)
             p.line(f"  overhead {name:<20} " + (o["error"] if "error" in o else f"{1000 * o['median_s']:.1f} ms median"))
     checks = criteria(results, args.datasets)
+    over.sort(key=lambda o: o["strategy"])
     print_report(p, results, args.datasets, args, checks, over)
     total = time.perf_counter() - started
 
@@ -296,9 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nas.strategies import STRATEGIES
     defaults = {k: v for k, v in cb.strategy_defaults().items()
                 if k in set(SINGLE) | set(MULTI) | {"successive-halving", "hyperband"}}
+    command = "python experiments/strategies_blackbox.py " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {
         "script": "experiments/strategies_blackbox.py",
-        "command": "python experiments/strategies_blackbox.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command,
+        "merged_into": ({"previous_command": previous.get("command"), "previous_date": previous.get("date"),
+                         "previous_git_commit": previous.get("git_commit"), "replaced_methods": sorted(chosen),
+                         "previous_merges": previous.get("merged_into")} if args.merge else None),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version(), "cpu_count": os.cpu_count(),
@@ -319,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overhead": over,
         "criteria": checks,
         "all_passed": all(c["passed"] for c in checks),
-        "total_seconds": total,
+        "total_seconds": total + (previous.get("total_seconds", 0.0) if args.merge else 0.0),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")

@@ -17,7 +17,13 @@ taking the best of those k epochs.
     .venv/bin/python experiments/zero_cost.py            # 200 architectures
     .venv/bin/python experiments/zero_cost.py --quick    # 12 architectures
 
-Rows are saved every 20 architectures; the correlations are computed on the rows done so far.
+Rows are saved every 5 architectures; the correlations are computed on the rows done so far. To use
+two processes, start a second one on the later architectures and merge the rows afterwards:
+
+    .venv/bin/python experiments/zero_cost.py --offset 100   # architectures 100-199 -> zero_cost_from100.json
+    .venv/bin/python experiments/zero_cost.py --merge        # rows of zero_cost*.json -> zero_cost.json
+
+`--resume` continues a cut-off run from the rows its output file holds.
 """
 
 from __future__ import annotations
@@ -146,27 +152,54 @@ def report(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None)
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="12 architectures")
+    ap.add_argument("--offset", type=int, default=0, help="start at this architecture (a second process)")
+    ap.add_argument("--merge", action="store_true", help="only merge the rows of zero_cost*.json")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in the output file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     n = 12 if args.quick else 200
     name = "zero_cost_quick" if args.quick else "zero_cost"
-    path = ROOT / "experiments" / "results" / f"{name}.json"
+    results = ROOT / "experiments" / "results"
     t_start = time.perf_counter()
+    if args.merge:
+        rows, seen = [], set()
+        for file in [results / f"{name}.json", *sorted(results.glob(f"{name}_from*.json"))]:
+            if file.exists():
+                for r in json.loads(file.read_text())["rows"]:
+                    key = json.dumps(r["arch"], sort_keys=True)
+                    if key not in seen:
+                        seen.add(key)
+                        rows.append(r)
+        return summarize(rows, n, t_start, argv, results / f"{name}.json")
+    path = results / (f"{name}_from{args.offset}.json" if args.offset else f"{name}.json")
     data = planetoid("cora")
     space = GNNSpace(data.num_features, 7, hidden=(16, 32), heads=(1, 2), layers=(1, 2), example_graph=data)
-    archs = sample_distinct(space, n)
+    archs = sample_distinct(space, n)[args.offset:]
     rows = []
+    if args.resume and path.exists():  # keep the rows already measured for these architectures, in order
+        for r, arch in zip(json.loads(path.read_text())["rows"], archs):
+            if r["arch"] != arch.to_dict():
+                break
+            rows.append(r)
+        print(f"resuming after {len(rows)} architectures", flush=True)
     for i, arch in enumerate(archs):
+        if i < len(rows):
+            continue
         scores, proxy_s = proxies_of(space, arch, data)
         metrics, curve = train_with_curve(space, arch, data)
         rows.append({"arch": arch.to_dict(), "proxies": scores, "proxy_seconds": proxy_s, "curve": curve,
                      **{k: metrics[k] for k in ("valid_acc", "test_acc", "train_acc", "epochs", "train_seconds")}})
-        if (i + 1) % 20 == 0 or i + 1 == n:
+        if (i + 1) % 5 == 0 or i + 1 == len(archs):
             path.write_text(json.dumps(report(rows, n, t_start, argv), indent=1))
-            print(f"  {i + 1}/{n} trained ({time.perf_counter() - t_start:.0f} s)", flush=True)
+            print(f"  {args.offset + i + 1}/{n} trained ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    return summarize(rows, n, t_start, argv, path)
+
+
+def summarize(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None, path: Path) -> int:
+    """Print the correlation table and the learning-curve study; write the report to `path`."""
     out = report(rows, n, t_start, argv)
     valid = np.array([r["valid_acc"] for r in rows])
-    print(f"\nZero-cost proxies on {n} GNNs (Cora; untrained models, one minibatch = the whole graph)")
+    print(f"\nZero-cost proxies on {len(rows)} GNNs (Cora; untrained models, one minibatch = the whole graph)")
     print(f"trained valid_acc: median {np.median(valid):.3f}, range {valid.min():.3f}-{valid.max():.3f}")
     print(f"{'proxy':<10}{'rho(valid)':>12}{'tau(valid)':>12}{'rho(test)':>12}{'tau(test)':>12}{'non-finite':>12}")
     for p, r in out["correlations"].items():
@@ -180,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nproxies {m['proxy_seconds_mean']:.2f} s per architecture (all seven), training "
           f"{m['train_seconds_mean']:.1f} s; wall time {m['wall_seconds']:.0f} s")
     path.write_text(json.dumps(out, indent=1))
-    print(f"wrote experiments/results/{name}.json")
+    print(f"wrote {path}")
     return 0
 
 

@@ -248,6 +248,18 @@ def make_scheduler(scheduler: Any, metric: str | None, mode: str | None, max_epo
                          reduction_factor=reduction_factor, brackets=3 if scheduler == "hyperband" else 1)
 
 
+def settle(cpus: float, timeout_s: float = 10.0) -> float:
+    """Wait (at most `timeout_s`) until `cpus` CPUs are free again: Tune releases its trial actors
+    asynchronously after `fit()` returns, and a search started at once would otherwise find fewer free
+    CPUs and run fewer trials at a time. Returns the seconds waited."""
+    import ray
+
+    t0 = time.monotonic()
+    while ray.available_resources().get("CPU", 0.0) < cpus and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
 class RayTuneExecutor(Executor):
     """Evaluations as Ray Tune trials: per-trial `cpus`/`gpus` (fractional allowed), at most `workers` at
     once, an optional `scheduler` ("asha", "hyperband" or a Tune scheduler) on `metric`/`mode` over
@@ -276,6 +288,7 @@ class RayTuneExecutor(Executor):
         self._failure: BaseException | None = None
         self._owns_ray = False
         self._searcher: StrategySearcher | None = None
+        self._free_at_start = 0.0
 
     def start(self, evaluate: EvaluateFn) -> None:
         import ray
@@ -286,6 +299,7 @@ class RayTuneExecutor(Executor):
         if self.workers is None:
             cpus = ray.cluster_resources().get("CPU", 1.0)
             self.workers = max(1, int(cpus // self.cpus)) if self.cpus > 0 else max(1, int(cpus))
+        self._free_at_start = ray.available_resources().get("CPU", 0.0)
         self._searcher = StrategySearcher(self._feed, finish_when_empty=False, on_complete=self._completed)
         trainable = tune.with_resources(tune.with_parameters(_run_trial, evaluate=evaluate),
                                         {"cpu": self.cpus, "gpu": self.gpus})
@@ -353,6 +367,7 @@ class RayTuneExecutor(Executor):
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            settle(self._free_at_start)
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False

@@ -32,7 +32,7 @@ FAIL_FAST = 3  # this many failed evaluations before any success means evaluate 
 def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence[Objective] | str,
            constraints: list[str | Constraint] | tuple[str | Constraint, ...] = (),
            strategy: str | Strategy = "evolution", budget: int = 100, seed: int = 0,
-           workdir: str | Path | None = None, executor: str | Executor = "local",
+           workdir: str | Path | None = None, executor: str | Mapping[str, Any] | Executor = "local",
            strategy_options: Mapping[str, Any] | None = None, fidelity: float | None = None,
            snapshot_every: int = 10, snapshot_interval_s: float = 2.0, progress: ProgressFn | None = None,
            metadata: Mapping[str, Any] | None = None) -> SearchResult:

@@ -234,11 +234,13 @@ def main_eval(dataset: str = "cora", predictors: Sequence[str] = ("wl-gp", "gcn"
         raise ConfigError("seeds >= 1, n_test >= 2 and sizes >= 2 are required")
     if metric not in (*METRICS, "fit_seconds"):
         raise ConfigError(f"metric: unknown {metric!r} (known: {', '.join(METRICS)})")
-    bench = nas_bench_graph(dataset, data_root)
-    space = bench.space
     names = list(predictors)
     if not names:
         raise ConfigError("predictors: name at least one")
+    if rows is not None and rows < n_test + max(sizes):
+        raise ConfigError(f"rows: {rows} is fewer than n_test + the largest size ({n_test + max(sizes)})")
+    bench = nas_bench_graph(dataset, data_root)
+    space = bench.space
 
     def params_m(arch: Architecture) -> float:
         try:
@@ -254,8 +256,6 @@ def main_eval(dataset: str = "cora", predictors: Sequence[str] = ("wl-gp", "gcn"
         make_predictor(name, space, 0, **options(name))  # unknown names and unfit spaces fail before any work
     keys = list(bench.rows)
     if rows is not None:
-        if rows < n_test + max(sizes):
-            raise ConfigError(f"rows: {rows} is fewer than n_test + the largest size ({n_test + max(sizes)})")
         keys = [keys[i] for i in sorted(np.random.default_rng(0).choice(len(keys), min(rows, len(keys)), replace=False))]
     archs = [Architecture(dict(zip(space.fields, key))) for key in keys]
     try:

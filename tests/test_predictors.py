@@ -109,6 +109,23 @@ def test_wl_embedding_is_isomorphism_invariant_and_graded():
     assert sim[0, 2] > sim[0, 3] and math.isclose(sim[0, 0], 1.0)
 
 
+def test_wl_gp_learns_a_graph_target_on_the_heterogeneous_transformer_space():
+    from nas.spaces.transformer import FlexiBertSpace
+
+    space = FlexiBertSpace()
+    rng = np.random.default_rng(4)
+    archs = [space.sample(rng) for _ in range(160)]
+
+    def heads_and_width(arch) -> float:  # attention heads count double; wider FFNs add a little
+        return float(sum(2 * lay.get("heads", 0) + sum(f["dim"] for f in lay["ffn"]) / 256 for lay in arch["layers"]))
+
+    y = np.array([heads_and_width(a) for a in archs])
+    p = make_predictor("wl-gp", space, 0).fit(archs[:100], y[:100])
+    assert kendalltau(p.predict(archs[100:])[0], y[100:])[0] > 0.5
+    x = p.embed(archs[:3]).toarray()
+    assert np.allclose((x * x).sum(axis=1), 1.0)  # unit rows: dot products are graph similarities
+
+
 @pytest.mark.parametrize("name", ["wl-gp", "gcn"])
 def test_graph_predictors_give_isomorphic_twins_one_prediction(name):
     rng = np.random.default_rng(1)
@@ -370,12 +387,12 @@ def test_cli_predictors_eval_writes_table_json_and_plot(nbg_dir, tmp_path):
 
     out = tmp_path / "eval"
     res = CliRunner().invoke(app, ["predictors", "eval", "--dataset", "cora", "--predictors", "rf,wl-gp",
-                                   "--sizes", "10,40", "--seeds", "2", "--n-test", "100", "--rows", "400",
+                                   "--sizes", "10,30", "--seeds", "2", "--n-test", "60", "--rows", "200",
                                    "--out", str(out), "--data-root", str(nbg_dir)])
     assert res.exit_code == 0, res.output
-    assert "kendall_tau" in res.output and "wl-gp" in res.output and "N=40" in res.output
+    assert "kendall_tau" in res.output and "wl-gp" in res.output and "N=30" in res.output
     data = json.loads((out / "predictors_cora.json").read_text())
-    assert data["meta"]["rows"] == 400 and data["summary"]["rf"]["40"]["seeds"] == 2
+    assert data["meta"]["rows"] == 200 and data["summary"]["rf"]["30"]["seeds"] == 2
     assert len(data["records"]) == 2 * 2 * 2
     assert (out / "predictors_cora.png").read_bytes()[:4] == b"\x89PNG"
 

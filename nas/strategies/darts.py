@@ -146,9 +146,9 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
     """
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
     options = replace(options or DartsOptions(), **given)
+    trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
     _check_data(space, data, options.batch_size)
     wd = Path(workdir) if workdir is not None else None
-    trainer = OneShotTrainer(space, options, seed)
     costs, latency_of = _costs(trainer, options, wd, latency_table)
     trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0
     problem = Problem.make({"accuracy": "max", "latency_ms" if latency_of else "flops": "min"})

@@ -159,7 +159,7 @@ class PredictorGuidedEvolution(Strategy):
                 keys.add(key)
                 self.pool.append(child)
                 fresh -= 1
-        for _ in range(10 * n + 100):  # the neighbourhood is exhausted: fall back to fresh samples (bounded)
+        for _ in range(4 * n + 20):  # the neighbourhood is exhausted: fall back to fresh samples (bounded)
             if len(self.pool) >= n:
                 break
             child = self.space.sample(self.rng)

@@ -85,14 +85,13 @@ class DartsOptions:
         if self.method not in METHODS:
             raise ConfigError(f"method: unknown {self.method!r} (known: {', '.join(METHODS)})")
         for name in ("epochs", "batch_size", "partial_channels", "es_window", "es_lag", "hessian_batch",
-                     "hessian_iters"):
+                     "hessian_iters", "retrain_epochs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("warmup_epochs", "retrain_epochs"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name}: expected a non-negative int, got {v!r}")
+        v = self.warmup_epochs
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"warmup_epochs: expected a non-negative int, got {v!r}")
         for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")

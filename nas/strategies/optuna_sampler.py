@@ -106,6 +106,7 @@ class OptunaStrategy(Strategy):
 
     name: ClassVar[str] = ""
     sampler_class: ClassVar[str] = ""  # "module:Class"
+    needs_modules: ClassVar[tuple[str, ...]] = ()  # optional packages the sampler imports lazily
     requires = frozenset({"sample"})
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
@@ -139,12 +140,12 @@ class OptunaStrategy(Strategy):
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         directions = ["maximize" if o.direction == "max" else "minimize" for o in self.problem.objectives]
-        sampler = self._sampler()
-        if self.name == "cmaes":
+        for module in self.needs_modules:
             try:
-                importlib.import_module("cmaes")
+                importlib.import_module(module)
             except ImportError:
-                raise ConfigError("strategy 'cmaes' needs the 'cmaes' package (pip install cmaes)") from None
+                raise ConfigError(f"strategy {self.name!r} needs the {module!r} package (pip install {module})") from None
+        sampler = self._sampler()
         self.study = optuna.create_study(directions=directions, sampler=sampler)
         self.pending: dict[str, list[int]] = {}  # arch id -> open trial numbers, oldest first
         self._trials: dict[int, Any] = {}  # trial number -> live optuna Trial
@@ -250,6 +251,7 @@ class OptunaCmaEs(OptunaStrategy):
 
     name = "cmaes"
     sampler_class = "optuna.samplers:CmaEsSampler"
+    needs_modules = ("cmaes",)
 
 
 class OptunaNSGA2(OptunaStrategy):

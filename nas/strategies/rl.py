@@ -6,7 +6,9 @@ slots, so repeats with a variable count and conditionals need no special case. T
 scale-free utility in [0, 1]: the fraction of all results seen so far that the result beats
 (constraint-domination, so it works with several objectives and constraints). Every `batch_size`
 results the policy takes one Adam step on `-(utility - baseline) * log p(tokens) - entropy_weight * H`,
-with an exponential moving-average baseline. State is plain data (weights and Adam moments as lists).
+with an exponential moving-average baseline. An ask resamples (up to `resample` times) architectures it
+already asked or was told, so a converging policy keeps proposing new ones instead of stalling the
+search on cached repeats. State is plain data (weights and Adam moments as lists).
 
 Auto-GNN's constrained parameter sharing (child GNNs inherit weights from a trained relative only when
 their shapes and activations match) belongs to a training evaluator, not to the controller: the
@@ -104,20 +106,23 @@ class _Policy:
     def _logits(self, h: "torch.Tensor", t: int) -> "torch.Tensor":
         return self.head(h)[..., self.offsets[t]:self.offsets[t + 1]]
 
-    def sample(self, rng: np.random.Generator) -> list[int]:
+    def sample(self, rng: np.random.Generator, k: int = 1) -> list[list[int]]:
+        """`k` token sequences drawn in one batched pass (inverse-CDF sampling from `rng`)."""
         import torch
 
-        out: list[int] = []
+        out = np.zeros((k, len(self.cards)), dtype=int)
         with torch.no_grad():
-            x = self.embed.weight[-1:].clone()
-            h = c = torch.zeros(1, self.hidden)
+            x = self.embed.weight[-1:].expand(k, -1)
+            h = c = torch.zeros(k, self.hidden)
             for t in range(len(self.cards)):
                 h, c = self.cell(x, (h, c))
-                p = torch.softmax(self._logits(h, t)[0].double(), -1).numpy()
-                a = int(rng.choice(len(p), p=p / p.sum()))
-                out.append(a)
-                x = self.embed.weight[self.offsets[t] + a][None]
-        return out
+                p = torch.softmax(self._logits(h, t).double(), -1).numpy()
+                cdf = np.cumsum(p, axis=1)
+                u = rng.random(k) * cdf[:, -1]
+                a = np.minimum((cdf < u[:, None]).sum(axis=1), p.shape[1] - 1)
+                out[:, t] = a
+                x = self.embed.weight[torch.as_tensor(a + int(self.offsets[t]))]
+        return out.tolist()
 
     def log_prob_entropy(self, tokens: np.ndarray, mask: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Sum over active slots of log p(token) and of the entropy, per row of `tokens` (B x T)."""
@@ -172,18 +177,19 @@ class ReinforceController(Strategy):
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0, hidden: int = 32,
                  lr: float = 0.05, batch_size: int = 10, baseline_decay: float = 0.9,
-                 entropy_weight: float = 0.01) -> None:
+                 entropy_weight: float = 0.01, resample: int = 20) -> None:
         super().__init__(space, problem, seed)
         checks = {"hidden": hidden >= 1, "lr": lr > 0, "batch_size": batch_size >= 1,
-                  "baseline_decay": 0.0 <= baseline_decay < 1.0, "entropy_weight": entropy_weight >= 0}
+                  "baseline_decay": 0.0 <= baseline_decay < 1.0, "entropy_weight": entropy_weight >= 0,
+                  "resample": resample >= 0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"rl: invalid {bad[0]} (hidden >= 1, lr > 0, batch_size >= 1, "
-                              f"baseline_decay in [0, 1), entropy_weight >= 0)")
+                              f"baseline_decay in [0, 1), entropy_weight >= 0, resample >= 0)")
         import torch
 
         self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
-        self.baseline_decay, self.entropy_weight = baseline_decay, entropy_weight
+        self.baseline_decay, self.entropy_weight, self.resample = baseline_decay, entropy_weight, resample
         self.slots = space.slots()
         self.policy = _Policy([s.leaf.cardinality for s in self.slots], hidden, 0 if seed is None else int(seed))
         self.opt = torch.optim.Adam(self.policy.modules.parameters(), lr=lr)
@@ -192,13 +198,21 @@ class ReinforceController(Strategy):
         self.pending: dict[str, list[list[int]]] = {}  # arch id -> sampled token rows not yet told
         self.batch: list[tuple[list[int], list[int], float]] = []  # (tokens, mask, advantage)
         self.updates = 0
+        self.seen: set[str] = set()  # ids asked or told: resampled away (a converged policy would loop)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
         out = []
         for _ in range(n):
-            tokens = self.policy.sample(self.rng)
+            tokens = self.policy.sample(self.rng)[0]
             arch = self._decode(tokens)
+            if arch.id in self.seen and self.resample > 0:  # one batched draw of alternatives
+                for row in self.policy.sample(self.rng, self.resample):
+                    cand = self._decode(row)
+                    if cand.id not in self.seen:
+                        tokens, arch = row, cand
+                        break
+            self.seen.add(arch.id)
             self.pending.setdefault(arch.id, []).append(tokens)
             out.append(arch)
         return out
@@ -216,6 +230,7 @@ class ReinforceController(Strategy):
                 del self.pending[arch.id]
         else:  # not asked by us (warm start, replay): teacher-force its active slots only
             tokens = None
+        self.seen.add(arch.id)
         vec = self.space.to_vector(arch)
         mask = [int(v >= 0) for v in vec]
         if tokens is None:
@@ -265,7 +280,8 @@ class ReinforceController(Strategy):
                 "optimizer": _tensor_state(self.opt.state_dict()),
                 "utility": self.utility.state(), "baseline": self.baseline,
                 "pending": {k: [list(r) for r in v] for k, v in self.pending.items()},
-                "batch": [[list(t), list(m), a] for t, m, a in self.batch], "updates": self.updates}
+                "batch": [[list(t), list(m), a] for t, m, a in self.batch], "updates": self.updates,
+                "seen": sorted(self.seen)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         import torch
@@ -281,3 +297,4 @@ class ReinforceController(Strategy):
         self.pending = {k: [list(r) for r in v] for k, v in state["pending"].items()}
         self.batch = [(list(t), list(m), float(a)) for t, m, a in state["batch"]]
         self.updates = int(state["updates"])
+        self.seen = set(state["seen"])
