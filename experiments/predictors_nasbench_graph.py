@@ -190,7 +190,7 @@ def transfer(datasets: Sequence[str], seeds: Sequence[int], argv: Sequence[str] 
 
 def run_dataset(ds: str, seeds: Sequence[int], sizes: Sequence[int], out_name: str, argv: Sequence[str] | None,
                 resume: bool = False) -> Path:
-    """Every predictor and baseline on one table; writes `<out_name>_<ds>.json` after each seed, and a `.png`."""
+    """Every predictor and baseline on one table; writes `<out_name>_<ds>.json` after each seed."""
     t0 = time.perf_counter()
     bench = nas_bench_graph(ds)
     archs, y, groups = table_data(bench)
@@ -221,13 +221,12 @@ def run_dataset(ds: str, seeds: Sequence[int], sizes: Sequence[int], out_name: s
         path.write_text(json.dumps(to_json(recs, meta), indent=1))
     print(*(format_table(recs, m) for m in ("kendall_tau", "spearman_rho", "top_precision", "mae", "fit_seconds")),
           sep="\n\n", flush=True)
-    plot(recs, RESULTS / f"{out_name}_{ds}.png", title=f"NAS-Bench-Graph {ds}: held-out 1,000")
     print(f"[{ds}: {meta['wall_seconds']:.0f} s; wrote {path}]", flush=True)
     return path
 
 
 def merge(out_name: str, argv: Sequence[str] | None) -> Path | None:
-    """Combine the per-dataset files: summaries, one best predictor for all datasets, acceptance."""
+    """Combine the per-dataset files: summaries, one best predictor for all datasets, acceptance, plots."""
     parts = {ds: json.loads((RESULTS / f"{out_name}_{ds}.json").read_text())
              for ds in DATASETS if (RESULTS / f"{out_name}_{ds}.json").exists()}
     if not parts:
@@ -240,6 +239,9 @@ def merge(out_name: str, argv: Sequence[str] | None) -> Path | None:
                               for n, c in p["summary"][name].items() if int(n) >= 50]))
 
     best = max(candidates, key=mean_tau)
+    for ds, p in parts.items():  # the plots, from the records (also those of a cut-off run)
+        plot([Record(**r) for r in p["records"]], RESULTS / f"{out_name}_{ds}.png",
+             title=f"NAS-Bench-Graph {ds}: held-out 1,000, seeds {p['meta'].get('seeds_done', p['meta']['seeds'])}")
     report = {"meta": {**provenance(argv), "datasets": list(parts),
                        "per_dataset": {ds: {k: p["meta"].get(k) for k in ("date", "command", "seeds", "seeds_done", "sizes",
                                                                            "wall_seconds", "load_average", "load_average_end")}
