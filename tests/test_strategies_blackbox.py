@@ -65,6 +65,7 @@ def test_registered_names():
         assert name in STRATEGIES
 
 
+@pytest.mark.slow
 def test_rl_beats_random_on_a_separable_space():
     rl = best_scores("rl", range(3), 120)
     rnd = best_scores("random", range(3), 120)

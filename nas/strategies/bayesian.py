@@ -350,12 +350,14 @@ class BayesianOptimisation(Strategy):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "history": [arch_record(a, r) for a, r in self.history],
-                "asked": list(self.asked), "fitted_on": self.fitted_on if self._fitted else None}
+                "asked": list(self.asked), "fitted_on": self.fitted_on if self._fitted else None,
+                "model_seed": self.model_seed}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.history = [from_record(r) for r in state["history"]]
         self.asked = [dict(a) for a in state["asked"]]
+        self.model_seed = int(state["model_seed"])
         self._seen, self._seen_ids = set(), set()
         for a in [Architecture(a) for a in self.asked] + [a for a, _ in self.history]:
             self._mark(a)

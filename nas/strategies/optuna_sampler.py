@@ -221,8 +221,7 @@ class OptunaStrategy(Strategy):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Replay the ask/tell log through a fresh, identically seeded study."""
         super().load_state_dict(state)
-        if state["seed"] != self.seed:
-            raise ConfigError(f"strategy {self.name!r}: state was saved with seed {state['seed']}, this one has {self.seed}")
+        self.seed = state["seed"]  # the sampler's RNG is rebuilt from the saved seed, whatever ours was
         self._new_study()
         self.log = []
         for event in state["log"]:
