@@ -181,9 +181,9 @@ def transfer(datasets: Sequence[str], seeds: Sequence[int], argv: Sequence[str] 
               f"{proxy_tau:.3f})")
         print(format_table(recs), format_table(recs, "top_precision"), sep="\n\n", flush=True)
         report["datasets"][ds] = {"proxy_tau_with_target": proxy_tau, **to_json(recs)}
-    report["meta"]["wall_seconds"] = time.perf_counter() - t_start
-    path = RESULTS / "predictors_pretraining_transfer.json"
-    path.write_text(json.dumps(report, indent=1))
+        report["meta"]["wall_seconds"] = time.perf_counter() - t_start
+        path = RESULTS / "predictors_pretraining_transfer.json"
+        path.write_text(json.dumps(report, indent=1))  # after each dataset
     print(f"\nwall time {report['meta']['wall_seconds']:.0f} s; wrote {path.relative_to(ROOT)}")
     return 0
 

@@ -12,7 +12,8 @@ import nas
 from nas.errors import ConfigError, JournalError
 from nas.hardware import adapter_for
 from nas.spaces.cell import DartsSpace, NasBench201Space
-from nas.strategies.darts import DartsOptions, digits_splits, load_history, search_darts
+from nas.datasets import digits_splits
+from nas.strategies.darts import DartsOptions, load_history, search_darts
 from nas.strategies.oneshot import EpochRecord, OneShotTrainer
 from nas.strategies.oneshot_latency import ensure_table, lut_costs
 from tests.docs import python_blocks

@@ -21,11 +21,10 @@ from nas.strategies.rl import ReinforceController
 from nas.strategies.wrappers import ConstraintFilter, Deduplicate, Wrapper
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch)
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch, PredictorGuidedEvolution,
+                              ReinforceController, BayesianOptimisation, *OPTUNA_STRATEGIES, SuccessiveHalving,
+                              Hyperband)
 }
-STRATEGIES[PredictorGuidedEvolution.name] = PredictorGuidedEvolution  # surrogate-screened evolution (issue 11)
-STRATEGIES.update({cls.name: cls for cls in (ReinforceController, BayesianOptimisation, *OPTUNA_STRATEGIES,
-                                             SuccessiveHalving, Hyperband)})  # black-box strategies (issue 4)
 
 
 def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 0, **options: Any) -> Strategy:
@@ -41,6 +40,7 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
     return cls(space, problem, seed, **options)
 
 
-__all__ = ["STRATEGIES", "ConstraintFilter", "Deduplicate", "LocalSearch", "NSGA2", "RandomSearch",
-           "RegularizedEvolution", "Strategy", "TrialResult", "Wrapper", "make_strategy", "pareto_ranks",
-           "scalar_key"]
+__all__ = ["STRATEGIES", "BayesianOptimisation", "ConstraintFilter", "Deduplicate", "FidelitySpace", "Hyperband",
+           "LocalSearch", "NSGA2", "OptunaStrategy", "PredictorGuidedEvolution", "RandomSearch",
+           "RegularizedEvolution", "ReinforceController", "Strategy", "SuccessiveHalving", "TrialResult", "Wrapper",
+           "make_strategy", "pareto_ranks", "scalar_key"]

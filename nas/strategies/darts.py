@@ -37,33 +37,7 @@ CHECKPOINT = "oneshot.pt"
 HISTORY = "oneshot_history.json"
 TABLE = "latency_table.jsonl"
 
-__all__ = ["DartsOptions", "METHODS", "StandaloneTraining", "digits_splits", "load_history", "search_darts"]
-
-
-def digits_splits(seed: int = 0, valid_size: int = 450, test_size: int = 447
-                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """scikit-learn's bundled digits (1,797 8x8 images, no download) as standardised 1x8x8 tensors.
-
-    Returns {"train", "valid", "test"} -> (x float32 [n, 1, 8, 8], y int64 [n]), split at random by `seed`
-    (900 / 450 / 447 by default); the search trains weights on "train" and alphas on "valid".
-    """
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.as_tensor(digits.target, dtype=torch.long)
-    if valid_size < 1 or test_size < 0 or valid_size + test_size >= len(x):
-        raise ConfigError(f"valid_size, test_size: expected positive sizes leaving training data, got "
-                          f"{valid_size}, {test_size} of {len(x)}")
-    order = torch.as_tensor(np.random.default_rng(seed).permutation(len(x)))
-    test, valid, train = order[:test_size], order[test_size:test_size + valid_size], order[test_size + valid_size:]
-    mean, std = x[train].mean(), x[train].std()
-    x = (x - mean) / std
-    out = {"train": (x[train], y[train]), "valid": (x[valid], y[valid])}
-    if test_size:
-        out["test"] = (x[test], y[test])
-    return out
+__all__ = ["DartsOptions", "METHODS", "StandaloneTraining", "load_history", "search_darts"]
 
 
 @dataclass

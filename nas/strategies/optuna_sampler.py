@@ -107,6 +107,7 @@ class OptunaStrategy(Strategy):
     name: ClassVar[str] = ""
     sampler_class: ClassVar[str] = ""  # "module:Class"
     needs_modules: ClassVar[tuple[str, ...]] = ()  # optional packages the sampler imports lazily
+    single_objective: ClassVar[bool] = False  # the sampler cannot optimise several objectives
     requires = frozenset({"sample"})
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
@@ -114,10 +115,10 @@ class OptunaStrategy(Strategy):
         super().__init__(space, problem, seed)
         self.seed = seed
         self.sampler_options = dict(sampler_options or {})
-        try:
-            import optuna  # noqa: F401
-        except ImportError as e:  # pragma: no cover - optuna is a dependency
-            raise ConfigError(f"strategy {self.name!r} needs optuna ({e})") from None
+        if self.single_objective and len(problem.objectives) > 1:
+            names = ", ".join(o.name for o in problem.objectives)
+            raise ConfigError(f"strategy {self.name!r} optimises one objective; got {len(problem.objectives)} "
+                              f"({names}): use nsga2, bayesian or nsga2-optuna, or one objective and constraints")
         self._new_study()  # fails now, not mid-search, on a bad option or a missing extra (cmaes)
         self.log: list[list[Any]] = []
 
@@ -251,6 +252,7 @@ class OptunaCmaEs(OptunaStrategy):
     name = "cmaes"
     sampler_class = "optuna.samplers:CmaEsSampler"
     needs_modules = ("cmaes",)
+    single_objective = True
 
 
 class OptunaNSGA2(OptunaStrategy):
