@@ -31,12 +31,7 @@ FAST = {"mlp-ensemble": {"members": 3, "epochs": 150}, "gcn": {"members": 2, "ep
         "gbm": {"members": 2, "n_estimators": 100}, "gp": {"restarts": 0}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def separable(arch) -> float:

@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 import nas
 from nas.objectives import Problem
@@ -43,12 +42,7 @@ def nested(arch) -> dict[str, float]:
 FAST_BAYES = {"epochs": 60, "n_random": 40, "rounds": 1, "members": 3, "hidden": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def best_scores(strategy: str, seeds, budget: int, **options) -> list[float]:

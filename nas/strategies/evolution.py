@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
@@ -46,14 +48,7 @@ class RegularizedEvolution(Strategy):
         return out
 
     def _tournament(self) -> Architecture:
-        k = min(self.sample_size, len(self.population))
-        idx = self.rng.choice(len(self.population), size=k, replace=False)
-        members = [self.population[int(i)] for i in idx]
-        if len(self.problem.objectives) == 1:
-            return min(members, key=lambda m: scalar_key(self.problem, m[1]))[0]
-        ranks = pareto_ranks(self.problem, [m[1] for m in members])
-        best = [m for m, r in zip(members, ranks) if r == ranks.min()]
-        return best[int(self.rng.integers(len(best)))][0]
+        return tournament(self.problem, self.population, self.sample_size, self.rng)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         if not result.cached:
@@ -67,3 +62,17 @@ class RegularizedEvolution(Strategy):
         super().load_state_dict(state)
         self.random_asked = int(state["random_asked"])
         self.population = deque((from_record(r) for r in state["population"]), maxlen=self.population_size)
+
+
+def tournament(problem: Problem, population: Sequence[tuple[Architecture, TrialResult]], sample_size: int,
+               rng: np.random.Generator) -> Architecture:
+    """The winner of `sample_size` members drawn without replacement: best scalar key, or a random member of
+    the best Pareto rank with several objectives."""
+    k = min(sample_size, len(population))
+    idx = rng.choice(len(population), size=k, replace=False)
+    members = [population[int(i)] for i in idx]
+    if len(problem.objectives) == 1:
+        return min(members, key=lambda m: scalar_key(problem, m[1]))[0]
+    ranks = pareto_ranks(problem, [m[1] for m in members])
+    best = [m for m, r in zip(members, ranks) if r == ranks.min()]
+    return best[int(rng.integers(len(best)))][0]

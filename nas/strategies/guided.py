@@ -28,7 +28,8 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.pareto import non_dominated_sort
 from nas.spaces import Architecture, Space
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+from nas.strategies.base import Strategy, TrialResult, arch_record, from_record
+from nas.strategies.evolution import tournament
 
 
 class PredictorGuidedEvolution(Strategy):
@@ -130,14 +131,7 @@ class PredictorGuidedEvolution(Strategy):
         self._scores = {}
 
     def _tournament(self) -> Architecture:
-        k = min(self.sample_size, len(self.population))
-        idx = self.rng.choice(len(self.population), size=k, replace=False)
-        members = [self.population[int(i)] for i in idx]
-        if len(self.problem.objectives) == 1:
-            return min(members, key=lambda m: scalar_key(self.problem, m[1]))[0]
-        ranks = pareto_ranks(self.problem, [m[1] for m in members])
-        best = [m for m, r in zip(members, ranks) if r == ranks.min()]
-        return best[int(self.rng.integers(len(best)))][0]
+        return tournament(self.problem, self.population, self.sample_size, self.rng)
 
     def _child(self) -> Architecture:
         parent = self._tournament()
