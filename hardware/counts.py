@@ -24,12 +24,8 @@ def forward(module: torch.nn.Module, inputs: Any) -> Any:
     return module(inputs)
 
 
-def count_flops(module: torch.nn.Module, inputs: Any, per_module: bool = False) -> dict[str, Any]:
-    """FLOPs of one forward pass on `inputs` (a tensor, a tuple of args or a dict of kwargs).
-
-    FLOPs count a multiply-add as 2 (torch's convention); MACs = FLOPs / 2. With `per_module`, also a
-    {module name: flops} breakdown.
-    """
+def _counted_forward(module: torch.nn.Module, inputs: Any) -> FlopCounterMode:
+    """One no-grad, eval-mode forward pass under torch's FlopCounterMode; the module's mode is restored."""
     was_training = module.training
     module.eval()
     counter = FlopCounterMode(display=False)
@@ -38,6 +34,16 @@ def count_flops(module: torch.nn.Module, inputs: Any, per_module: bool = False) 
             forward(module, inputs)
     finally:
         module.train(was_training)
+    return counter
+
+
+def count_flops(module: torch.nn.Module, inputs: Any, per_module: bool = False) -> dict[str, Any]:
+    """FLOPs of one forward pass on `inputs` (a tensor, a tuple of args or a dict of kwargs).
+
+    FLOPs count a multiply-add as 2 (torch's convention); MACs = FLOPs / 2. With `per_module`, also a
+    {module name: flops} breakdown.
+    """
+    counter = _counted_forward(module, inputs)
     total = int(counter.get_total_flops())
     out: dict[str, Any] = {"flops": total, "macs": total // 2}
     if per_module:
@@ -107,14 +113,9 @@ def count_leaves(module: torch.nn.Module, inputs: Any) -> list[LeafCount]:
 
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
     handles = [m.register_forward_hook(hook) for m in leaves]
-    was_training = module.training
-    module.eval()
-    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad(), counter:
-            forward(module, inputs)
+        counter = _counted_forward(module, inputs)
     finally:
-        module.train(was_training)
         for h in handles:
             h.remove()
     flops = {k: int(sum(v.values())) for k, v in counter.get_flop_counts().items()}

@@ -85,12 +85,9 @@ def step_subnets(space: OFASpace, seed: int, step: int, n_random: int) -> list[A
 
     Seeded by (seed, step) alone, so every worker, and a resumed run, draws exactly the same ones.
     """
-    from nas.spaces.training import SHARED_PER_STEP, _draw_shared, _random_subnet, _share
+    from nas.spaces.training import sandwich_subnets
 
-    rng = np.random.default_rng([seed, step])
-    shared = _draw_shared(space, rng, SHARED_PER_STEP)
-    children = [space.smallest()] + [_random_subnet(space, rng) for _ in range(n_random)]
-    return [_share(space, space.largest(), shared)] + [_share(space, a, shared) for a in children]
+    return sandwich_subnets(space, np.random.default_rng([seed, step]), n_random)
 
 
 def _train_loop(cfg: dict[str, Any]) -> None:

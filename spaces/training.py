@@ -135,6 +135,14 @@ def _draw_shared(space: Any, rng: np.random.Generator, keys: frozenset[str], ela
     return {k: ref[k] for k in keys if k in ref}
 
 
+def sandwich_subnets(space: Any, rng: np.random.Generator, n_random: int,
+                     per_step: frozenset[str] = SHARED_PER_STEP) -> list[Any]:
+    """One sandwich step's subnets: largest (the teacher), smallest, `n_random` random, sharing `per_step`."""
+    shared = _draw_shared(space, rng, per_step)
+    children = [space.smallest()] + [_random_subnet(space, rng) for _ in range(n_random)]
+    return [_share(space, a, shared) for a in (space.largest(), *children)]
+
+
 # ---------------------------------------------------------------------------------------- schedules
 @dataclass
 class PlainTraining:
@@ -179,16 +187,14 @@ class SandwichRule:
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
-        largest, smallest = space.largest(), space.smallest()
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            shared = _draw_shared(space, rng, self.per_step)
-            logits = supernet(xb, _share(space, largest, shared))
+            teacher, *children = sandwich_subnets(space, rng, self.n_random, self.per_step)
+            logits = supernet(xb, teacher)
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             soft, total = logits.detach(), loss.detach()
-            children = [smallest] + [_random_subnet(space, rng) for _ in range(self.n_random)]
-            for arch in (_share(space, a, shared) for a in children):
+            for arch in children:
                 kd = distillation_loss(supernet(xb, arch), soft, self.temperature)
                 kd.backward()
                 total = total + kd.detach()
