@@ -204,3 +204,148 @@ def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, 
     history = [dict(m) for _, m in (result.best_checkpoints or [])]
     checkpoint = result.checkpoint.path if result.checkpoint is not None else None
     return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))
+
+
+# ---------------------------------------------------------------------------------------- one-shot (DARTS family)
+ONESHOT_FILE = "oneshot.pt"
+
+
+class DistributedSync:
+    """`nas.strategies.oneshot.Synchroniser` over torch.distributed: mean gradients and scalars, rank 0's buffers."""
+
+    def __init__(self, world: int) -> None:
+        self.world = world
+
+    def gradients(self, params: list[torch.Tensor]) -> None:
+        import torch.distributed as dist
+
+        have = [p for p in params if p.grad is not None]
+        count = torch.tensor([len(have)], dtype=torch.int64)
+        counts = [torch.zeros_like(count) for _ in range(self.world)]
+        dist.all_gather(counts, count)
+        if any(int(c) != len(have) for c in counts):  # the workers ran different paths: they diverged
+            raise RuntimeError(f"workers hold gradients for different parameters: {[int(c) for c in counts]}")
+        if not have:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in have])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in have:
+            n = p.grad.numel()
+            p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
+            offset += n
+
+    def buffers(self, module: torch.nn.Module) -> None:
+        import torch.distributed as dist
+
+        for b in module.buffers():
+            dist.broadcast(b, 0)
+
+    def mean(self, value: float) -> float:
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t) / self.world
+
+
+def oneshot_digest(derived_id: str, alphas: dict[str, list[Any]]) -> int:
+    """A 63-bit digest of an epoch's derived architecture and alphas, compared across workers."""
+    text = derived_id + json.dumps(alphas, sort_keys=True)
+    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16)
+
+
+def _shard(data: Any, rank: int, world: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Every `world`-th example from `rank`, the same count on every worker (so batch counts agree)."""
+    out = {}
+    for split, (x, y) in data.items():
+        n = len(x) // world
+        idx = torch.arange(rank, n * world, world)
+        out[split] = (x[idx], y[idx])
+    return out
+
+
+def _oneshot_loop(cfg: dict[str, Any]) -> None:
+    """One Ray Train worker of a one-shot search: sharded data, averaged gradients, per-epoch agreement check."""
+    import ray.train
+    import torch.distributed as dist
+
+    from nas.strategies.oneshot import OneShotTrainer
+
+    torch.set_num_threads(int(cfg.get("threads", 1)))
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    trainer = OneShotTrainer(cfg["space"], cfg["options"], cfg["seed"], cfg["costs"])
+    if world > 1:
+        trainer.sync = DistributedSync(world)
+    checkpoint = ray.train.get_checkpoint()  # a restart after a failure, or an interrupted earlier fit
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            trainer.load_state_dict(torch.load(Path(d) / ONESHOT_FILE, map_location="cpu", weights_only=True))
+    elif cfg["state"] is not None:
+        trainer.load_state_dict(cfg["state"])
+    data = _shard(cfg["data"], rank, world)
+    log_path = Path(cfg["log_dir"]) / f"derived-rank{rank}.jsonl" if cfg.get("log_dir") else None
+    while trainer.early_stop_epoch() is None and trainer.epoch < trainer.options.epochs:
+        record = trainer.train_epoch(data)
+        digest = torch.tensor([oneshot_digest(trainer.space.validate(record.derived).id, record.alphas)],
+                              dtype=torch.int64)
+        if world > 1:
+            gathered = [torch.zeros_like(digest) for _ in range(world)]
+            dist.all_gather(gathered, digest)
+            if any(int(g) != int(digest) for g in gathered):
+                raise RuntimeError(f"workers derived different architectures at epoch {record.epoch}")
+        if log_path is not None:
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"epoch": record.epoch, "derived": record.derived, "digest": int(digest)}) + "\n")
+        metrics = {"epoch": record.epoch, "valid_acc": record.valid_acc, "train_loss": record.train_loss,
+                   "workers": world}
+        with tempfile.TemporaryDirectory() as d:
+            ckpt = None
+            if rank == 0:
+                torch.save(trainer.state_dict(), Path(d) / ONESHOT_FILE)
+                ckpt = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+def train_oneshot(trainer: Any, data: Any, num_workers: int = 2, storage_path: str | os.PathLike[str] | None = None,
+                  name: str = "oneshot", log_dir: str | os.PathLike[str] | None = None, address: str | None = None,
+                  use_gpu: bool = False, cpus_per_worker: float = 1.0, max_failures: int = 0) -> SupernetRun:
+    """Continue `trainer` (a `OneShotTrainer`, from its current epoch) on `num_workers` Ray Train workers.
+
+    Each worker starts from `trainer`'s state, trains on its shard of every split and averages gradients
+    of weights and alphas with the others, so all derive the same architecture; a check compares each
+    epoch's derived architecture and alphas across workers and fails the run on any difference. When the
+    run ends `trainer` holds rank 0's final state. Used by `search_darts(..., workers=N)`.
+    """
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if num_workers < 1:
+        raise ConfigError(f"workers: expected a positive int, got {num_workers!r}")
+    for split, (x, _) in data.items():
+        if len(x) // num_workers < trainer.options.batch_size and split in ("train", "valid"):
+            raise ConfigError(f"workers: {num_workers} shards of the {len(x)} {split!r} samples are smaller "
+                              f"than batch_size {trainer.options.batch_size}")
+    connect(RayOptions(address))
+    storage = os.path.abspath(storage_path or os.path.join(tempfile.gettempdir(), "nas-train"))
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+    loop_config = {"space": trainer.space, "options": trainer.options, "seed": trainer.seed, "costs": trainer.costs,
+                   "state": trainer.state_dict() if trainer.epoch > 0 else None, "data": dict(data),
+                   "log_dir": os.path.abspath(log_dir) if log_dir else None}
+    fit = TorchTrainer(
+        _oneshot_loop, train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)))
+    result = fit.fit()
+    if result.error is not None:
+        raise result.error
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    if checkpoint is not None:
+        trainer.load_state_dict(torch.load(Path(checkpoint) / ONESHOT_FILE, map_location="cpu", weights_only=True))
+    history = [dict(m) for _, m in (result.best_checkpoints or [])]
+    return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))

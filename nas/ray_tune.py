@@ -116,13 +116,21 @@ class StrategySearcher(Searcher):
         self.live: dict[str, Architecture] = {}
         self.journal = Journal(workdir) if workdir is not None else None
         self.count = 0
+        self.journaled: set[str] = set()  # Tune trial ids already in the journal
         if self.journal is not None:
             if self.journal.exists():
-                self.count = len(self.journal.read()[1])
+                self._read_journal()
             elif header is None:
                 raise ConfigError("header: a new journal needs its header (see nas.ray_tune.search_header)")
             else:
                 self.journal.create(dict(header))
+
+    def _read_journal(self) -> None:
+        """Count the journaled trials and note their Tune ids: after `Tuner.restore` Tune reruns the trials
+        that finished after its last experiment checkpoint, and those must not be journaled twice."""
+        trials = self.journal.read()[1] if self.journal is not None and self.journal.exists() else []
+        self.count = len(trials)
+        self.journaled = {str(t.extra["tune_trial_id"]) for t in trials if "tune_trial_id" in t.extra}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         archs = self.strategy.ask(1)
@@ -139,14 +147,15 @@ class StrategySearcher(Searcher):
         metrics = dict(nas_part.get("metrics") or {}) if nas_part else _float_metrics(result or {})
         failed = error or bool(nas_part.get("error")) or not metrics
         self.strategy.tell(arch, TrialResult(metrics if not failed else {}, "failed" if failed else "ok"))
-        if self.journal is not None:
+        if self.journal is not None and trial_id not in self.journaled:
             now = time.time()
             err = nas_part.get("error") or ("Tune reported the trial as errored" if error else None)
             self.journal.append(Trial(self.count, arch.to_dict(), arch.id, metrics if not failed else {},
                                       "failed" if failed else "ok", float(nas_part.get("started", now)),
                                       float(nas_part.get("finished", now)), str(nas_part.get("worker", "ray-tune")),
-                                      err))
+                                      err, {"tune_trial_id": trial_id}))
             self.count += 1
+            self.journaled.add(trial_id)
         if self.on_complete is not None:
             self.on_complete(trial_id, arch, result, error)
 
@@ -158,6 +167,7 @@ class StrategySearcher(Searcher):
         state = json.loads(Path(checkpoint_path).read_text())
         self.strategy.load_state_dict(state["strategy"])
         self.live = {k: Architecture(a) for k, a in state["live"].items()}
+        self._read_journal()  # the journal may be ahead of this checkpoint
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its config (with this searcher) for `Tuner.restore`: leave out live callbacks."""

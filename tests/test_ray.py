@@ -309,3 +309,106 @@ def test_docs_ray_examples_run(cluster, tmp_path, monkeypatch):
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/ray.md python block {i + 1}", "exec"), namespace)
     assert len(namespace["result"].trials) == 8 and len(nas.load(tmp_path / "runs" / "tune-driven").trials) == 6
+
+
+DARTS_RUN = """
+import sys
+from nas.datasets import digits_splits
+from nas.spaces.cell import NasBench201Space
+from nas.strategies.darts import DartsOptions, search_darts
+space = NasBench201Space(channels=4, cells_per_stage=1, stages=2)
+data = {k: (x[:128], y[:128]) for k, (x, y) in digits_splits().items()}  # 2 batches of 32 per worker
+options = DartsOptions(epochs=2, batch_size=32, retrain_epochs=1, a_lr=3e-2, track_eigenvalue=True)
+search_darts(space, data, workdir=sys.argv[1], options=options, workers=2, ray_address=sys.argv[2])
+"""
+
+
+def test_darts_on_two_ray_train_workers_agrees_and_survives_a_killed_driver(cluster, tmp_path):
+    import torch
+
+    from nas.strategies.darts import load_history
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", DARTS_RUN, str(straight), cluster.address], env=env, check=True,
+                   timeout=600, capture_output=True)
+    proc = subprocess.Popen([sys.executable, "-c", DARTS_RUN, str(killed), cluster.address], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log0 = killed / "ray-train" / "derived-rank0.jsonl"
+    deadline = time.time() + 300
+    while not (log0.exists() and log0.read_text().count("\n") >= 1) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # epoch 1's checkpoint is reported right after its log line
+    proc.kill()  # the driver dies during epoch 2
+    proc.wait()
+    assert not (killed / "oneshot.pt").exists()  # killed before the driver saved anything itself
+    subprocess.run([sys.executable, "-c", DARTS_RUN, str(killed), cluster.address], env=env, check=True,
+                   timeout=600, capture_output=True)
+    logs = [[json.loads(line) for line in (killed / "ray-train" / f"derived-rank{r}.jsonl").read_text().splitlines()]
+            for r in (0, 1)]
+    assert [e["epoch"] for e in logs[0]] == [1, 2]  # resumed from epoch 1's checkpoint: epoch 2 ran once
+    assert logs[0] == logs[1]  # the same architecture and alphas on both workers after every epoch
+    history = load_history(killed)
+    assert [r.derived for r in history] == [e["derived"] for e in logs[0]]
+    assert [r.derived for r in load_history(straight)] == [r.derived for r in history]
+    trials = nas.load(killed).trials
+    assert len(trials) == 1 and trials[0].arch == history[-1].derived == nas.load(straight).trials[0].arch
+    state = torch.load(killed / "oneshot.pt", weights_only=True)
+    other = torch.load(straight / "oneshot.pt", weights_only=True)
+    for k, v in state["supernet"].items():  # resuming reproduces the uninterrupted run's weights
+        torch.testing.assert_close(v, other["supernet"][k])
+    assert history[-1].eigenvalue is not None and np.isfinite(history[-1].eigenvalue)
+
+
+TUNE_DRIVER = """
+import sys, time
+import ray
+from ray import tune
+from nas.objectives import Problem
+from nas.ray_tune import StrategySearcher, search_header
+from nas.spaces import Choice, Space
+from nas.strategies import make_strategy
+
+workdir, address, storage, mode = sys.argv[1:5]
+space = Space(a=Choice(list(range(8))), b=Choice(list(range(8))), c=Choice([1, 2, 3]))
+
+
+def trainable(config):
+    time.sleep(0.3)
+    a = config["arch"]
+    return {"acc": a["a"] + 0.5 * a["b"] - 0.1 * a["c"], "lat": a["a"] * a["c"] + 0.1}
+
+
+ray.init(address=address, log_to_driver=False)
+if mode == "restore":
+    tuner = tune.Tuner.restore(storage + "/driven", trainable, resume_unfinished=True, resume_errored=True)
+else:
+    problem = Problem.make({"acc": "max", "lat": "min"})
+    strategy = make_strategy("evolution", space, problem, seed=3, population_size=4, sample_size=2)
+    searcher = StrategySearcher(strategy, workdir=workdir, header=search_header(space, problem, "evolution", 3, 14))
+    tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, num_samples=14,
+                                                              max_concurrent_trials=2),
+                       run_config=tune.RunConfig(storage_path=storage, name="driven", verbose=0))
+tuner.fit()
+"""
+
+
+def test_tuner_restore_after_a_killed_driver_loses_and_repeats_no_trial(cluster, tmp_path):
+    workdir, storage = tmp_path / "run", str(tmp_path / "tune")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    args = [sys.executable, "-c", TUNE_DRIVER, str(workdir), cluster.address, storage]
+    proc = subprocess.Popen(args + ["fit"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not (workdir / "journal.jsonl").exists()
+                                      or len(nas.load(workdir).trials) < 5):
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    before = nas.load(workdir).trials
+    assert 5 <= len(before) < 14  # killed mid-search
+    subprocess.run(args + ["restore"], env=env, check=True, timeout=600, capture_output=True)
+    after = nas.load(workdir).trials
+    assert [t.arch for t in after[:len(before)]] == [t.arch for t in before]  # nothing completed was lost
+    ids = [t.extra["tune_trial_id"] for t in after]
+    assert len(ids) == len(set(ids)) == 14  # every Tune trial journaled exactly once
+    assert all(t.status == "ok" for t in after)

@@ -107,7 +107,8 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
                  epochs: int | None = None, workdir: str | Path | None = None, seed: int = 0,
                  options: DartsOptions | None = None, evaluate: Any = None, latency_table: Any = None,
                  progress: Callable[[EpochRecord], None] | None = None,
-                 metadata: Mapping[str, Any] | None = None) -> SearchResult:
+                 metadata: Mapping[str, Any] | None = None, workers: int | None = None,
+                 ray_address: str | None = None) -> SearchResult:
     """Run a one-shot search and journal the derived architecture(s) with their metrics.
 
     `data` maps "train" and "valid" (and optionally "test") to `(x, y)` tensors; `method` and `epochs`,
@@ -116,7 +117,9 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
     `options.retrain_epochs`); parameters, FLOPs and, with a lookup table
     (`latency_table`: a `LatencyTable` or its path; built in the workdir when absent), `latency_ms` are
     added. `progress(record)` is called after each epoch's checkpoint. The objectives are `accuracy`
-    (max) and `latency_ms` (min; `flops` without a table).
+    (max) and `latency_ms` (min; `flops` without a table). `workers=N` trains the supernet on N Ray Train
+    workers (data-parallel, averaged gradients; on the Ray instance at `ray_address`, else a local one);
+    every worker derives the same architecture, checked each epoch. `progress` then runs when training ends.
     """
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
     options = replace(options or DartsOptions(), **given)
@@ -146,7 +149,10 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
             trainer.load_state_dict(torch.load(wd / CHECKPOINT, weights_only=True))
             log.info("resuming %s after epoch %d", wd, trainer.epoch)
 
-    stop_epoch = _train(trainer, data, wd, progress)
+    if workers is not None:
+        stop_epoch = _train_on_ray(trainer, data, wd, progress, workers, ray_address)
+    else:
+        stop_epoch = _train(trainer, data, wd, progress)
     chosen = _to_record(trainer.history, options.record, stop_epoch)
     evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
         space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed)), None)
@@ -178,12 +184,32 @@ def _train(trainer: OneShotTrainer, data: Splits, wd: Path | None,
     while stop is None and trainer.epoch < trainer.options.epochs:
         record = trainer.train_epoch(data)
         stop = trainer.early_stop_epoch()
-        if wd is not None:
-            _atomic_save(trainer.state_dict(), wd / CHECKPOINT)
-            (wd / HISTORY).write_text(json.dumps([r.to_dict() for r in trainer.history]))
+        _save(trainer, wd)
         if progress is not None:
             progress(record)
     return stop
+
+
+def _train_on_ray(trainer: OneShotTrainer, data: Splits, wd: Path | None,
+                  progress: Callable[[EpochRecord], None] | None, workers: int, address: str | None) -> int | None:
+    """`_train` on Ray Train workers (`nas.ray_train.train_oneshot`); Ray's checkpoints live in wd/ray-train."""
+    from nas.ray_train import train_oneshot
+
+    before = trainer.epoch
+    if trainer.early_stop_epoch() is None and trainer.epoch < trainer.options.epochs:
+        storage = wd / "ray-train" if wd is not None else None
+        train_oneshot(trainer, data, num_workers=workers, storage_path=storage, log_dir=storage, address=address)
+        _save(trainer, wd)
+    if progress is not None:
+        for record in trainer.history[before:]:
+            progress(record)
+    return trainer.early_stop_epoch()
+
+
+def _save(trainer: OneShotTrainer, wd: Path | None) -> None:
+    if wd is not None:
+        _atomic_save(trainer.state_dict(), wd / CHECKPOINT)
+        (wd / HISTORY).write_text(json.dumps([r.to_dict() for r in trainer.history]))
 
 
 def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None) -> list[EpochRecord]:

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 PARAMETER_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
+
+
+class Synchroniser(Protocol):
+    """How data-parallel workers stay in step (Ray Train): averaged gradients, buffers and statistics."""
+
+    def gradients(self, params: list[torch.Tensor]) -> None:
+        """Replace each parameter's gradient by its mean over the workers."""
+
+    def buffers(self, module: torch.nn.Module) -> None:
+        """Make the module's buffers (batch-norm statistics) equal on every worker."""
+
+    def mean(self, value: float) -> float:
+        """The mean of a scalar over the workers."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +181,7 @@ class OneShotTrainer:
             raise ConfigError(f"space: {type(space).__name__} has no cell supernet "
                               "(use NasBench201Space or DartsSpace)")
         spec = options.spec
-        self.space, self.options, self.costs = space, options, costs
+        self.space, self.options, self.costs, self.seed = space, options, costs, seed
         self.gate_generator = torch.Generator().manual_seed(seed + 1)
         self.data_generator = torch.Generator().manual_seed(seed)
         mixing = BinaryGates(self.gate_generator) if spec.binary_gates else softmax_mixing
@@ -187,6 +200,7 @@ class OneShotTrainer:
         self.cost_scale = costs.uniform() if costs is not None else 1.0
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        self.sync: Synchroniser | None = None  # set by data-parallel training (nas.ray_train.train_oneshot)
 
     # -- architecture weights and losses
     def op_probabilities(self) -> dict[str, torch.Tensor]:
@@ -216,6 +230,8 @@ class OneShotTrainer:
         logits = self.supernet(x)
         loss = F.cross_entropy(logits, y)
         loss.backward()
+        if self.sync is not None:
+            self.sync.gradients(self.weights)
         torch.nn.utils.clip_grad_norm_(self.weights, self.options.grad_clip)
         self.w_opt.step()
         return float(loss.detach()), float((logits.argmax(-1) == y).float().mean())
@@ -229,6 +245,8 @@ class OneShotTrainer:
                 p.grad = g
         else:
             self._arch_loss(xv, yv).backward()
+        if self.sync is not None:
+            self.sync.gradients(self.arch)
         self.a_opt.step()
         for p in self.weights:  # the weights' gradients from the alpha problem are not theirs to use
             p.grad = None
@@ -280,15 +298,22 @@ class OneShotTrainer:
             accs.append(acc)
         self.schedule.step()
         self.epoch += 1
+        if self.sync is not None:
+            self.sync.buffers(self.supernet)
         valid_loss, valid_acc = self.evaluate(xv, yv)
         eig = None
         if self.options.early_stop == "eigenvalue" or self.options.track_eigenvalue:
             eig = self.hessian_eigenvalue(xv[:self.options.hessian_batch], yv[:self.options.hessian_batch])
+        train_loss, train_acc = sum(losses) / len(losses), sum(accs) / len(accs)
+        if self.sync is not None:  # every worker records (and early-stops on) the same numbers
+            train_loss, train_acc, valid_loss, valid_acc = (self.sync.mean(v) for v in
+                                                            (train_loss, train_acc, valid_loss, valid_acc))
+            eig = None if eig is None else self.sync.mean(eig)
         derived = self.supernet.derive()
         ops = cell_ops(self.space, derived)
         cost = self.expected_cost()
         record = EpochRecord(
-            epoch=self.epoch, train_loss=sum(losses) / len(losses), train_acc=sum(accs) / len(accs),
+            epoch=self.epoch, train_loss=train_loss, train_acc=train_acc,
             valid_loss=valid_loss, valid_acc=valid_acc,
             alphas={k: a.detach().tolist() for k, a in self.supernet.alphas.items()},
             op_weights={k: w.tolist() for k, w in self.supernet.op_weights().items()},
