@@ -19,6 +19,8 @@ table, fail their trial in both (they count against the budget and never become 
 
     .venv/bin/python experiments/core_benchmark.py                 # full: 3 datasets x 20 seeds x 300
     .venv/bin/python experiments/core_benchmark.py --quick         # smoke run (cora, 2 seeds)
+    .venv/bin/python experiments/core_benchmark.py --kinds single --seeds 300 \
+        --out experiments/results/core_benchmark_single_300seeds.json  # how noisy 20 seeds are
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ SINGLE = ("random", "evolution", "local", "optuna-tpe")
 MULTI = ("random", "evolution", "nsga2", "optuna-nsga2")
 CONSTRAINED = ("random", "evolution", "local", "nsga2")
 MO_OBJECTIVES = (Objective("valid_acc", "max"), Objective("latency_s", "min"))
+KINDS = ("single", "multi", "constrained")
 EVO_MAX_RATIO = 0.75  # evolution's mean regret must be at most this fraction of random's
 TIMING_QUERIES = 1000
 TIMING_LIMIT_S = 10.0
@@ -255,20 +258,22 @@ def criteria(results: Mapping[str, Any], datasets: Sequence[str], timed: Mapping
     def mean(ds: str, kind: str, method: str, field: str) -> float:
         return results[ds][kind][method]["summary"][field]["mean"]
 
-    for ds in datasets:
+    kinds = set(results[datasets[0]]) - {"table"}
+    for ds in datasets if "single" in kinds else ():
         evo, rnd = mean(ds, "single", "evolution", "regret"), mean(ds, "single", "random", "regret")
         ratio = evo / rnd if rnd > 0 else math.inf
         checks.append({"name": f"{ds}: evolution regret <= {EVO_MAX_RATIO} x random", "value": ratio,
                        "target": f"<= {EVO_MAX_RATIO}", "passed": ratio <= EVO_MAX_RATIO})
-    evo3 = float(np.mean([mean(ds, "single", "evolution", "regret") for ds in datasets]))
-    tpe3 = float(np.mean([mean(ds, "single", "optuna-tpe", "regret") for ds in datasets]))
-    checks.append({"name": f"mean over {len(datasets)} datasets: evolution regret < Optuna TPE",
-                   "value": evo3, "target": f"< {tpe3:.5f}", "passed": evo3 < tpe3})
-    for ds in datasets:
+    if "single" in kinds:
+        evo3 = float(np.mean([mean(ds, "single", "evolution", "regret") for ds in datasets]))
+        tpe3 = float(np.mean([mean(ds, "single", "optuna-tpe", "regret") for ds in datasets]))
+        checks.append({"name": f"mean over {len(datasets)} datasets: evolution regret < Optuna TPE",
+                       "value": evo3, "target": f"< {tpe3:.5f}", "passed": evo3 < tpe3})
+    for ds in datasets if "multi" in kinds else ():
         ours, theirs = mean(ds, "multi", "nsga2", "hv_fraction"), mean(ds, "multi", "optuna-nsga2", "hv_fraction")
         checks.append({"name": f"{ds}: nsga2 HV fraction >= Optuna NSGA-II", "value": ours,
                        "target": f">= {theirs:.4f}", "passed": ours >= theirs})
-    for ds in datasets:
+    for ds in datasets if "constrained" in kinds else ():
         con = results[ds]["constrained"]
         all_feasible = all(r["best_feasible"] for m in con.values() for r in m["per_seed"])
         checks.append({"name": f"{ds}: every constrained best is feasible", "value": all_feasible,
@@ -330,7 +335,39 @@ def _ci(s: Mapping[str, float], digits: int = 4) -> str:
 def print_report(p: Printer, results: Mapping[str, Any], datasets: Sequence[str], args: argparse.Namespace,
                  checks: Sequence[Mapping[str, Any]], timed: Mapping[str, Any] | None) -> None:
     sub = f"budget {args.budget}, seeds {args.seed_list[0]}..{args.seed_list[-1]}, mean ± 95 % t-interval"
-    # 1. single objective
+    if "single" in args.kinds:
+        print_single(p, results, datasets, sub)
+    if "multi" in args.kinds:
+        print_multi(p, results, datasets, sub)
+    if "constrained" in args.kinds:
+        print_constrained(p, results, datasets, sub)
+    if "single" in args.kinds and len(args.seed_list) >= 2 * BLOCK:
+        rows = [[ds] + [f"{r:.2f}" for r in block_ratios(results[ds]["single"])] for ds in datasets]
+        n = len(rows[0]) - 1
+        p.table(f"evolution / random mean regret per block of {BLOCK} consecutive seeds (how noisy a "
+                f"{BLOCK}-seed figure is)", ["dataset"] + [f"#{i + 1}" for i in range(n)], rows)
+    # 4. timing and criteria
+    if timed is not None:
+        p.line(f"4. replayed {timed['queries']}-query evolution search (simulated clock, journal in a temp dir): "
+               f"{timed['seconds']:.2f} s wall, fastest of {len(timed['runs_s'])} "
+               f"({', '.join(f'{x:.2f}' for x in timed['runs_s'])} s)")
+    p.table("acceptance criteria", ["criterion", "value", "target", "pass"],
+            [[c["name"], f"{c['value']:.4f}" if isinstance(c["value"], float) else str(c["value"]), c["target"],
+              "PASS" if c["passed"] else "FAIL"] for c in checks])
+
+
+BLOCK = 20
+
+
+def block_ratios(single: Mapping[str, Any]) -> list[float]:
+    """Evolution's mean regret over random's, per block of BLOCK consecutive seeds."""
+    evo = [r["regret"] for r in single["evolution"]["per_seed"]]
+    rnd = [r["regret"] for r in single["random"]["per_seed"]]
+    return [float(np.mean(evo[i:i + BLOCK]) / np.mean(rnd[i:i + BLOCK]))
+            for i in range(0, len(evo) - BLOCK + 1, BLOCK)]
+
+
+def print_single(p: Printer, results: Mapping[str, Any], datasets: Sequence[str], sub: str) -> None:
     rows = []
     for ds in datasets:
         s = results[ds]["single"]
@@ -349,7 +386,9 @@ def print_report(p: Printer, results: Mapping[str, Any], datasets: Sequence[str]
     rows.append(mean_row)
     header = ["dataset"] + [h for m in SINGLE for h in (f"{m} regret", "test")] + ["evo/rnd", "tpe/rnd"]
     p.table(f"1. max valid_acc — validation regret and test_acc of the returned architecture ({sub})", header, rows)
-    # 2. multi objective
+
+
+def print_multi(p: Printer, results: Mapping[str, Any], datasets: Sequence[str], sub: str) -> None:
     rows = []
     for ds in datasets:
         mo = results[ds]["multi"]
@@ -359,7 +398,9 @@ def print_report(p: Printer, results: Mapping[str, Any], datasets: Sequence[str]
                             for m in MULTI] + [""])
     p.table(f"2. max valid_acc × min latency_s — hypervolume / true front's (ref: 5th pct valid_acc, 95th pct latency; {sub})",
             ["dataset"] + list(MULTI) + ["true front"], rows)
-    # 3. constrained
+
+
+def print_constrained(p: Printer, results: Mapping[str, Any], datasets: Sequence[str], sub: str) -> None:
     rows = []
     for ds in datasets:
         c = results[ds]["constrained"]
@@ -370,14 +411,6 @@ def print_report(p: Printer, results: Mapping[str, Any], datasets: Sequence[str]
     p.table(f"3. max valid_acc s.t. latency_s < table median — regret vs best feasible valid_acc ({sub})",
             ["dataset", "median lat", "best feas"] + [h for m in CONSTRAINED for h in (f"{m} regret", "test")]
             + ["all bests feasible"], rows)
-    # 4. timing and criteria
-    if timed is not None:
-        p.line(f"4. replayed {timed['queries']}-query evolution search (simulated clock, journal in a temp dir): "
-               f"{timed['seconds']:.2f} s wall, fastest of {len(timed['runs_s'])} "
-               f"({', '.join(f'{x:.2f}' for x in timed['runs_s'])} s)")
-    p.table("acceptance criteria", ["criterion", "value", "target", "pass"],
-            [[c["name"], f"{c['value']:.4f}" if isinstance(c["value"], float) else str(c["value"]), c["target"],
-              "PASS" if c["passed"] else "FAIL"] for c in checks])
 
 
 # ---------------------------------------------------------------------------------------- main
@@ -399,6 +432,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--first-seed", type=int, default=0,
                     help="seeds are FIRST..FIRST+N-1 (default 0; e.g. 100 for a held-out check)")
     ap.add_argument("--budget", type=int, default=300, help="evaluations per search (default 300)")
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
+                    help="which experiments to run (default all three)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default experiments/results/core_benchmark.json; "
                          "core_benchmark_quick.json with --quick)")
@@ -429,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.line(f"{ds}: {facts['rows']} rows loaded in {time.perf_counter() - t0:.1f} s; best valid_acc "
                f"{facts['best_valid_acc']:.6f}, true front {facts['true_front_size']} points")
         results[ds] = {"table": facts}
-        for kind in ("single", "multi", "constrained"):
+        for kind in args.kinds:
             results[ds][kind] = run_kind(kind, bench, facts, args.seed_list, args.budget, p.line)
     timed = timing(nas_bench_graph(args.datasets[0]), 200 if args.quick else TIMING_QUERIES)
     checks = criteria(results, args.datasets, timed)
@@ -447,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "python": platform.python_version(), "cpu_count": __import__("os").cpu_count()},
         "versions": {"optuna": optuna.__version__, "numpy": np.__version__},
         "git_commit": git_commit(),
-        "settings": {"datasets": args.datasets, "seeds": args.seed_list, "budget": args.budget,
+        "settings": {"datasets": args.datasets, "seeds": args.seed_list, "budget": args.budget, "kinds": args.kinds,
                      "executor": "SimulatedClockExecutor(workers=1)", "ci": "Student-t 95 % interval of the mean",
                      "strategy_defaults": strategy_defaults(),
                      "optuna": {"single": "TPESampler(seed=s)", "multi": "NSGAIISampler(seed=s) (population 50)",
@@ -457,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "divided by the true front's hypervolume",
                      "constraint": "latency_s < median(latency_s) over all table rows"},
         "results": results,
+        "evolution_random_block_ratios": ({ds: block_ratios(results[ds]["single"]) for ds in args.datasets}
+                                          if "single" in args.kinds and len(args.seed_list) >= 2 * BLOCK else None),
         "timing": timed,
         "criteria": checks,
         "all_passed": all(c["passed"] for c in checks),
