@@ -68,7 +68,7 @@ def train_supernet(data: dict, epochs: int, seed: int, train_size: int | None = 
     return supernet.eval(), log.seconds
 
 
-def lut_latency_evaluator(path: Path, warmup: int = 3, repeats: int = 15, progress: Any = None) -> nas.Evaluator:
+def lut_latency_evaluator(path: Path, warmup: int = 2, repeats: int = 3, progress: Any = None) -> nas.Evaluator:
     """Build (or resume) the per-layer latency table of `space` on this CPU; a cheap `latency_ms` evaluator."""
     from nas.hardware import adapter_for, build_table, lut_latency
 

@@ -44,7 +44,7 @@ from scipy import stats
 
 import nas
 from nas.hardware import (CostModel, LatencyTable, LayerLatencyModel, build_table, learned_latency, load_device,
-                          lut_latency, measure_energy, measure_latency)
+                          lut_latency, measure_energy, measure_latencies)
 from nas.hardware.devices import default_device
 from nas.hardware.latency import host_info
 from nas.hardware.ofa_layers import OFALayers
@@ -79,13 +79,14 @@ def distinct_subnets(space: OFASpace, n: int, rng: np.random.Generator) -> list[
 
 def measure_all(space: OFASpace, archs: list[Any], batch: int, args: argparse.Namespace,
                 rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Measured latency of every architecture, in a shuffled order (drifting load spreads over all of them)."""
-    out: list[dict[str, Any] | None] = [None] * len(archs)
+    """Measured latency of every architecture: `args.rounds` interleaved rounds, each in a shuffled order."""
+    items = [(space.build(a), space.example_input(a, batch)) for a in archs]
+    timed = measure_latencies(items, device=args.device, warmup=args.warmup, repeats=args.repeats,
+                              rounds=args.rounds, threads=args.threads, seed=int(rng.integers(2**31)))
+    out: list[dict[str, Any]] = [{"median": m.median_ms, "min": m.min_ms, "p10": m.p10_ms, "p90": m.p90_ms}
+                                 for m in timed]
     for i in rng.permutation(len(archs)):
         a = archs[i]
-        m = measure_latency(space.build(a), space.example_input(a, batch), device=args.device, warmup=args.warmup,
-                            repeats=args.repeats, threads=args.threads)
-        out[i] = {"median": m.median_ms, "min": m.min_ms, "p10": m.p10_ms, "p90": m.p90_ms}
         if args.energy:
             e = measure_energy(space.build(a), space.example_input(a, batch), device=args.device,
                                min_seconds=args.energy_seconds, threads=args.threads)
@@ -96,12 +97,13 @@ def measure_all(space: OFASpace, archs: list[Any], batch: int, args: argparse.Na
 def run_batch(space: OFASpace, batch: int, args: argparse.Namespace) -> dict[str, Any]:
     adapter = OFALayers(space)
     t0 = time.time()
-    path = Path(args.lut_dir) / f"ofa-{args.device.replace(':', '')}-b{batch}-t{args.threads}-r{args.repeats}.jsonl"
+    path = Path(args.lut_dir) / (f"ofa-{args.device.replace(':', '')}-b{batch}-t{args.threads}-r{args.repeats}"
+                                 f"x{args.rounds}.jsonl")
     if args.fresh and path.exists():
         path.unlink()
     load_before = load()
     table = build_table(adapter, path, device=args.device, batch_size=batch, threads=args.threads,
-                        warmup=args.warmup, repeats=args.repeats)
+                        warmup=args.warmup, repeats=args.repeats, rounds=args.rounds)
     lut_seconds = time.time() - t0
     print(f"  table: {len(table)} layers, {lut_seconds:.0f} s ({path})", flush=True)
 
@@ -170,13 +172,10 @@ def constrained_search(space: OFASpace, table: LatencyTable, test_meas: list[dic
     result = nas.search(space, [cost.evaluator()], {"params": "max"}, constraints=[f"latency_ms <= {bound}"],
                         strategy="evolution", budget=args.search_budget, seed=args.seed)
     feasible = [t for t in result.trials if t.status == "ok" and t.metrics["latency_ms"] <= bound]
-    measured = []
-    for t in feasible:
-        a = space.validate(t.arch)
-        m = measure_latency(space.build(a), space.example_input(a, batch), device=args.device, warmup=args.warmup,
-                            repeats=args.repeats, threads=args.threads)
-        measured.append(m.value(stat))
-    meas = np.array(measured)
+    archs = [space.validate(t.arch) for t in feasible]
+    timed = measure_latencies([(space.build(a), space.example_input(a, batch)) for a in archs], device=args.device,
+                              warmup=args.warmup, repeats=args.repeats, rounds=args.rounds, threads=args.threads)
+    meas = np.array([m.value(stat) for m in timed])
     slack = 1 + p95_err_pct / 100
     best = result.best("params")
     return {"bound_ms": bound, "trials": len(result.trials), "feasible": len(feasible),
@@ -220,8 +219,10 @@ def main() -> None:
                     help="also measure energy per inference (NVML on CUDA, RAPL on CPU)")
     ap.add_argument("--energy-seconds", type=float, default=0.5, help="length of each energy measurement loop")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed runs before each round's timed runs")
+    ap.add_argument("--repeats", type=int, default=10, help="timed runs per network per round")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds over all networks (1 = each network timed in one block)")
     ap.add_argument("--fraction", type=float, default=0.5, help="fraction of table layers the learned model sees")
     ap.add_argument("--search-budget", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
@@ -231,7 +232,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
-        args.n, args.calib, args.batch_sizes, args.repeats, args.search_budget = 30, 10, "1", 20, 20
+        args.n, args.calib, args.batch_sizes, args.repeats, args.search_budget = 30, 10, "1", 5, 20
         args.lut_dir = str(Path(args.lut_dir) / "quick")
     out = Path(args.out) if args.out else ROOT / "experiments" / "results" / (
         "hardware_latency_quick.json" if args.quick else "hardware_latency.json")

@@ -8,7 +8,7 @@ from nas.hardware.cost import CostModel, CostReport, MeasuredLatency, cost, reso
 from nas.hardware.counts import LeafCount, count, count_bytes, count_flops, count_leaves, count_params
 from nas.hardware.devices import DeviceProfile, list_devices, load_device
 from nas.hardware.energy import AnalyticEnergy, EnergyMeasurement, NvmlMeter, RaplMeter, analytic_energy, measure_energy
-from nas.hardware.latency import LatencyMeasurement, measure_latency, pinned_threads
+from nas.hardware.latency import LatencyMeasurement, measure_latencies, measure_latency, pinned_threads
 from nas.hardware.layers import LayerAdapter, LayerConfig, check_decomposition
 from nas.hardware.learned import (Calibration, LayerLatencyModel, LayerwiseLatency, fit_calibration, learned_latency,
                                   lut_latency)
@@ -30,4 +30,4 @@ __all__ = ["AnalyticEnergy", "Calibration", "CostModel", "CostReport", "DevicePr
            "LeafCount", "MeasuredLatency", "NvmlMeter", "RaplMeter", "Roofline", "adapter_for", "analytic_energy",
            "build_table", "check_decomposition", "cost", "count", "count_bytes", "count_flops", "count_leaves",
            "count_params", "fit_calibration", "learned_latency", "list_devices", "load_device", "lut_latency",
-           "make_space", "measure_energy", "measure_latency", "pinned_threads", "resolve_device", "roofline"]
+           "make_space", "measure_energy", "measure_latencies", "measure_latency", "pinned_threads", "resolve_device", "roofline"]

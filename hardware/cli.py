@@ -35,7 +35,9 @@ DeviceOpt = Annotated[str, typer.Option(help="Torch device to measure on (cpu, c
 BatchOpt = Annotated[int, typer.Option(help="Batch size of every timed forward pass.")]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (torch.set_num_threads) while timing.")]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing.")]
-RepeatsOpt = Annotated[int, typer.Option(help="Timed runs per measurement.")]
+RepeatsOpt = Annotated[int, typer.Option(help="Timed runs per measurement (per round with --rounds).")]
+RoundsOpt = Annotated[int, typer.Option(help="Interleaved rounds: every layer of a chunk is timed once per round "
+                                             "and its runs pooled (robust to slow phases of a shared machine).")]
 
 
 def _console(stderr: bool = False) -> Console:
@@ -57,8 +59,9 @@ def build_lut(
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 1,
     threads: ThreadsOpt = 1,
-    warmup: WarmupOpt = 10,
-    repeats: RepeatsOpt = 50,
+    warmup: WarmupOpt = 3,
+    repeats: RepeatsOpt = 10,
+    rounds: RoundsOpt = 5,
     out: Annotated[Optional[Path], typer.Option(
         help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Measure at most this many new layers in this call.")] = None,
@@ -81,7 +84,7 @@ def build_lut(
     with progress:
         task = progress.add_task("layers", total=min(total - before, limit) if limit is not None else total - before)
         table = build_table(adapter, path, device=device, batch_size=batch_size, threads=threads, warmup=warmup,
-                            repeats=repeats, profile=profile, limit=limit,
+                            repeats=repeats, rounds=rounds, profile=profile, limit=limit,
                             progress=lambda done, n: progress.update(task, completed=done, total=n))
     console.print(f"{len(table) - before} layers measured in {time.time() - t0:.1f} s; the table holds "
                   f"{len(table)} of {total} ({path})", soft_wrap=True)

@@ -11,7 +11,7 @@ import contextlib
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ class LatencyMeasurement:
     device: str
     threads: int | None
     timer: str
+    rounds: int = 1  # `repeats` timed runs per round; rounds of several networks interleave (measure_latencies)
 
     @property
     def spread_ms(self) -> float:
@@ -58,14 +59,14 @@ class LatencyMeasurement:
 
 def summarise(times_ms: np.ndarray | list[float], *, warmup: int, batch_size: int,
               input_shapes: tuple[tuple[int, ...], ...], device: str, threads: int | None,
-              timer: str) -> LatencyMeasurement:
-    """A `LatencyMeasurement` from raw per-run times in milliseconds."""
+              timer: str, rounds: int = 1) -> LatencyMeasurement:
+    """A `LatencyMeasurement` from raw per-run times in milliseconds (`rounds` rounds pooled)."""
     t = np.asarray(times_ms, dtype=float)
     if t.size == 0:
         raise ConfigError("repeats: at least one timed run is needed")
     p10, p50, p90 = np.percentile(t, [10, 50, 90])
-    return LatencyMeasurement(float(p50), float(t.min()), float(t.mean()), float(p10), float(p90), int(t.size),
-                              warmup, batch_size, input_shapes, device, threads, timer)
+    return LatencyMeasurement(float(p50), float(t.min()), float(t.mean()), float(p10), float(p90),
+                              int(t.size) // rounds, warmup, batch_size, input_shapes, device, threads, timer, rounds)
 
 
 @contextlib.contextmanager
@@ -137,35 +138,58 @@ def time_cuda(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
 
 
 def measure_latency(module: torch.nn.Module, inputs: Any, *, device: str = "cpu", warmup: int = 10,
-                    repeats: int = 50, threads: int | None = 1) -> LatencyMeasurement:
+                    repeats: int = 50, threads: int | None = 1, rounds: int = 1) -> LatencyMeasurement:
     """Time `module(inputs)` in eval mode without autograd on `device` (the module is moved there).
 
     `inputs` is a tensor, a tuple of args or a dict of kwargs; its first tensor's leading dimension is
     the recorded batch size. On CPU, `threads` pins torch's intra-op threads for the run (None: as is).
+    `rounds` repeats warm-up and `repeats` timed runs that many times, pooling the times.
     """
-    if warmup < 0 or repeats < 1:
-        raise ConfigError(f"warmup/repeats: expected warmup >= 0 and repeats >= 1, got {warmup}/{repeats}")
+    return measure_latencies([(module, inputs)], device=device, warmup=warmup, repeats=repeats, threads=threads,
+                             rounds=rounds)[0]
+
+
+def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: str = "cpu", warmup: int = 3,
+                      repeats: int = 10, rounds: int = 5, threads: int | None = 1,
+                      seed: int = 0) -> list[LatencyMeasurement]:
+    """Time several networks in interleaved rounds: each round times every `(module, inputs)` once, in a
+    shuffled order (`warmup` untimed then `repeats` timed runs), and each network's runs are pooled.
+
+    On a shared or virtual machine, slow phases (other tenants, frequency changes) last longer than one
+    network's runs: timing a network in one block can catch a whole phase, while its minimum over rounds
+    spread in time does not. Measured here on 30 OFA subnets timed twice: one block of 50 runs agreed with
+    itself within +-10 % for 37 % of them, 5 interleaved rounds of 20 for 100 % (experiments/README.md).
+    """
+    if warmup < 0 or repeats < 1 or rounds < 1:
+        raise ConfigError(f"warmup/repeats/rounds: expected warmup >= 0, repeats >= 1 and rounds >= 1, got "
+                          f"{warmup}/{repeats}/{rounds}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
-    module = module.to(dev).eval()
-    inputs = to_device(inputs, dev)
-    tensors = tensors_in(inputs)
-    shapes = tuple(tuple(t.shape) for t in tensors)
-    batch = int(shapes[0][0]) if shapes and shapes[0] else 1
+    prepared = []
+    for module, inputs in items:
+        moved = to_device(inputs, dev)
+        shapes = tuple(tuple(t.shape) for t in tensors_in(moved))
+        prepared.append((module.to(dev).eval(), moved, shapes))
+    times: list[list[float]] = [[] for _ in prepared]
+    order_rng = np.random.default_rng(seed)
+    used: int | None = None
+    with torch.inference_mode(), pinned_threads(threads if dev.type == "cpu" else None):
+        if dev.type == "cpu":
+            used = torch.get_num_threads()
+        for _ in range(rounds):
+            for i in order_rng.permutation(len(prepared)) if len(prepared) > 1 else [0]:
+                module, inputs, _ = prepared[int(i)]
 
-    def run() -> Any:
-        return forward(module, inputs)
+                def run(module: torch.nn.Module = module, inputs: Any = inputs) -> Any:
+                    return forward(module, inputs)
 
-    with torch.inference_mode():
-        if dev.type == "cuda":
-            times, timer, used = time_cuda(run, warmup, repeats), "cuda_event", None
-        else:
-            with pinned_threads(threads):
-                used = torch.get_num_threads()
-                times, timer = time_cpu(run, warmup, repeats), "perf_counter"
-    return summarise(times, warmup=warmup, batch_size=batch, input_shapes=shapes, device=str(dev),
-                     threads=used, timer=timer)
+                timed = time_cuda if dev.type == "cuda" else time_cpu
+                times[int(i)].extend(timed(run, warmup, repeats))
+    timer = "cuda_event" if dev.type == "cuda" else "perf_counter"
+    return [summarise(t, warmup=warmup, batch_size=int(shapes[0][0]) if shapes and shapes[0] else 1,
+                      input_shapes=shapes, device=str(dev), threads=used, timer=timer, rounds=rounds)
+            for t, (_, _, shapes) in zip(times, prepared)]
 
 
 def host_info(device: str = "cpu") -> dict[str, Any]:

@@ -12,14 +12,14 @@ import datetime as _dt
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
 from nas.hardware.devices import default_device
-from nas.hardware.latency import host_info, measure_latency
+from nas.hardware.latency import host_info, measure_latencies
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ VERSION = 1
 STATISTICS = ("median", "min", "mean")
 # Header fields that must match for a table to be extended (resumed) with new measurements.
 _SAME_BUILD = ("format", "version", "adapter", "torch_device", "device", "batch_size", "threads", "dtype", "warmup",
-               "repeats")
+               "repeats", "rounds")
+CHUNK = 64  # layers timed together in interleaved rounds, then appended (the unit of resumption)
 
 
 @dataclass(frozen=True)
@@ -156,25 +157,27 @@ def _load() -> float | None:
 
 
 def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu", batch_size: int = 1,
-                threads: int | None = 1, warmup: int = 10, repeats: int = 50, profile: str | None = None,
-                layers: Iterable[LayerConfig] | None = None, limit: int | None = None,
+                threads: int | None = 1, warmup: int = 3, repeats: int = 10, rounds: int = 5,
+                profile: str | None = None, layers: Iterable[LayerConfig] | None = None, limit: int | None = None,
                 progress: Callable[[int, int], None] | None = None) -> LatencyTable:
     """Profile every distinct layer of `adapter`'s space (or just `layers`) on `device`; append to `path`.
 
-    An existing table at `path` is resumed: its layers are skipped, and its measurement settings must equal
-    these. `limit` caps the number of new layers measured in this call; `profile` names the device profile
-    recorded in the header (default: the machine's, e.g. `local_cpu`). `progress(done, total)` is called
-    after each layer.
+    Layers are timed CHUNK at a time in `rounds` interleaved rounds of `warmup` + `repeats` runs each
+    (`measure_latencies`: robust to slow phases of a shared machine), then appended. An existing table at
+    `path` is resumed: its layers are skipped, and its measurement settings must equal these. `limit` caps
+    the number of new layers measured in this call; `profile` names the device profile recorded in the
+    header (default: the machine's, e.g. `local_cpu`). `progress(done, total)` is called after each chunk.
     """
     path = Path(path)
     header = {"format": FORMAT, "version": VERSION, "adapter": _jsonable(adapter.describe()), "torch_device": device,
               "device": profile if profile is not None else default_device(device), "batch_size": batch_size,
               "threads": threads if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,
-              "repeats": repeats, "host": host_info(device),
+              "repeats": repeats, "rounds": rounds, "host": host_info(device),
               "created": _dt.datetime.now().isoformat(timespec="seconds"), "load_at_start": _load()}
     done: dict[str, TableEntry] = {}
     if path.exists():
         old, entries, intact = _read(path)
+        old.setdefault("rounds", 1)  # tables from before interleaved rounds
         for key in _SAME_BUILD:
             if old.get(key) != header[key]:
                 raise ConfigError(f"latency table {path} was built with {key}={old.get(key)!r}, this build has "
@@ -195,23 +198,32 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
     if limit is not None:
         todo = todo[:max(0, limit)]
     with open(path, "a") as f:
-        for i, layer in enumerate(todo):
-            entry = measure_layer(adapter, layer, device=device, batch_size=batch_size, threads=threads,
-                                  warmup=warmup, repeats=repeats)
-            f.write(json.dumps(entry.to_dict()) + "\n")
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            entries = measure_layers(adapter, chunk, device=device, batch_size=batch_size, threads=threads,
+                                     warmup=warmup, repeats=repeats, rounds=rounds, seed=start)
+            for entry in entries:
+                f.write(json.dumps(entry.to_dict()) + "\n")
+                done[entry.layer.key] = entry
             f.flush()
             os.fsync(f.fileno())
-            done[layer.key] = entry
             if progress is not None:
-                progress(i + 1, len(todo))
+                progress(start + len(chunk), len(todo))
     return LatencyTable(header, done.values(), path)
 
 
-def measure_layer(adapter: LayerAdapter, layer: LayerConfig, *, device: str = "cpu", batch_size: int = 1,
-                  threads: int | None = 1, warmup: int = 10, repeats: int = 50) -> TableEntry:
-    """Time one layer on its own and count it (FLOPs, parameters, bytes moved)."""
-    leaves = adapter.layer_counts(layer, batch_size)
-    m = measure_latency(adapter.build_layer(layer), adapter.layer_input(layer, batch_size), device=device,
-                        warmup=warmup, repeats=repeats, threads=threads)
-    return TableEntry(layer, m.median_ms, m.min_ms, m.mean_ms, m.p10_ms, m.p90_ms, sum(x.flops for x in leaves),
-                      sum(x.params for x in leaves), sum(x.bytes_moved for x in leaves), _load())
+def measure_layers(adapter: LayerAdapter, layers: Sequence[LayerConfig], *, device: str = "cpu",
+                   batch_size: int = 1, threads: int | None = 1, warmup: int = 3, repeats: int = 10,
+                   rounds: int = 5, seed: int = 0) -> list[TableEntry]:
+    """Time layers on their own, in interleaved rounds (`measure_latencies`), and count them (FLOPs,
+    parameters, bytes moved)."""
+    items = [(adapter.build_layer(layer), adapter.layer_input(layer, batch_size)) for layer in layers]
+    times = measure_latencies(items, device=device, warmup=warmup, repeats=repeats, rounds=rounds,
+                              threads=threads, seed=seed)
+    out = []
+    for layer, m in zip(layers, times):
+        leaves = adapter.layer_counts(layer, batch_size)
+        out.append(TableEntry(layer, m.median_ms, m.min_ms, m.mean_ms, m.p10_ms, m.p90_ms,
+                              sum(x.flops for x in leaves), sum(x.params for x in leaves),
+                              sum(x.bytes_moved for x in leaves), _load()))
+    return out

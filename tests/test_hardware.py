@@ -15,7 +15,7 @@ from torch import nn
 
 import nas
 from nas.errors import ConfigError
-from nas.hardware import (CostModel, DeviceProfile, LeafCount, NvmlMeter, RaplMeter, analytic_energy, cost,
+from nas.hardware import (CostModel, measure_latencies, DeviceProfile, LeafCount, NvmlMeter, RaplMeter, analytic_energy, cost,
                           count_flops, count_leaves, list_devices, load_device, measure_energy, measure_latency,
                           pinned_threads, roofline)
 from nas.hardware.devices import calibrate_cpu
@@ -133,6 +133,48 @@ def test_measured_latency_times_each_run_and_records_conditions():
     assert (m.repeats, m.warmup, m.batch_size, m.input_shapes, m.threads) == (15, 2, 3, ((3, 7),), 2)
     assert mod.threads_seen == {2} and torch.get_num_threads() == before
     assert m.device == "cpu" and m.timer == "perf_counter" and m.value("min") == m.min_ms
+
+
+class Slow(nn.Module):
+    """Sleeps `seconds` per forward while `phase[0]` is set: a stand-in for another tenant's busy spell."""
+
+    def __init__(self, name: str, log: list, phase: list) -> None:
+        super().__init__()
+        self.name, self.log, self.phase = name, log, phase
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.log.append(self.name)
+        time.sleep(0.004 if self.phase[0] else 0.001)
+        return x
+
+
+def test_interleaved_rounds_pool_runs_and_escape_a_slow_phase():
+    log: list[str] = []
+    phase = [True]
+    a, b = Slow("a", log, phase), Slow("b", log, phase)
+    x = torch.zeros(1, 2)
+    # one block per network: `a` is timed entirely inside the slow phase
+    block = measure_latency(a, x, warmup=0, repeats=4)
+    assert block.min_ms >= 4.0
+    # interleaved: the slow phase ends after the first round, and each network's minimum comes from later rounds
+    calls = {"n": 0}
+
+    def end_phase_after_first_round(module, inputs, output):
+        calls["n"] += 1
+        if calls["n"] == 2 * 4:
+            phase[0] = False
+
+    hooks = [m.register_forward_hook(end_phase_after_first_round) for m in (a, b)]
+    log.clear()
+    timed = measure_latencies([(a, x), (b, x)], warmup=0, repeats=4, rounds=3, seed=1)
+    for h in hooks:
+        h.remove()
+    assert [m.repeats for m in timed] == [4, 4] and [m.rounds for m in timed] == [3, 3]
+    assert all(m.min_ms < 4.0 and m.p90_ms >= 4.0 for m in timed)  # pooled: slow and fast runs both seen
+    runs = [log[i * 4] for i in range(6)]  # the network of each 4-run block, in order
+    assert sorted(runs[:2]) == sorted(runs[2:4]) == sorted(runs[4:]) == ["a", "b"]  # every round times each once
+    with pytest.raises(ConfigError, match="rounds"):
+        measure_latencies([(a, x)], rounds=0)
 
 
 def test_summary_statistics_and_thread_pinning_validation():

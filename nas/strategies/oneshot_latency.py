@@ -100,7 +100,7 @@ def flops_costs(supernet: CellSupernet, adapter: LayerAdapter) -> EdgeCosts:
     return EdgeCosts(_costs(supernet, cost), "flops", "mflops")
 
 
-def ensure_table(adapter: LayerAdapter, path: str | Path, *, warmup: int = 3, repeats: int = 15) -> LatencyTable:
+def ensure_table(adapter: LayerAdapter, path: str | Path, *, warmup: int = 2, repeats: int = 3) -> LatencyTable:
     """A lookup table of every distinct layer of the adapter's space at `path`, profiled now where missing.
 
     Resumable (see `build_table`); on one CPU thread, batch 1, the small cell spaces take seconds.
