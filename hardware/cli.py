@@ -59,9 +59,9 @@ def build_lut(
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 1,
     threads: ThreadsOpt = 1,
-    warmup: WarmupOpt = 3,
-    repeats: RepeatsOpt = 10,
-    rounds: RoundsOpt = 5,
+    warmup: WarmupOpt = 2,
+    repeats: RepeatsOpt = 3,
+    rounds: RoundsOpt = 20,
     out: Annotated[Optional[Path], typer.Option(
         help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Measure at most this many new layers in this call.")] = None,

@@ -149,16 +149,17 @@ def measure_latency(module: torch.nn.Module, inputs: Any, *, device: str = "cpu"
                              rounds=rounds)[0]
 
 
-def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: str = "cpu", warmup: int = 3,
-                      repeats: int = 10, rounds: int = 5, threads: int | None = 1,
+def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: str = "cpu", warmup: int = 2,
+                      repeats: int = 3, rounds: int = 20, threads: int | None = 1,
                       seed: int = 0) -> list[LatencyMeasurement]:
     """Time several networks in interleaved rounds: each round times every `(module, inputs)` once, in a
     shuffled order (`warmup` untimed then `repeats` timed runs), and each network's runs are pooled.
 
-    On a shared or virtual machine, slow phases (other tenants, frequency changes) last longer than one
-    network's runs: timing a network in one block can catch a whole phase, while its minimum over rounds
-    spread in time does not. Measured here on 30 OFA subnets timed twice: one block of 50 runs agreed with
-    itself within +-10 % for 37 % of them, 5 interleaved rounds of 20 for 100 % (experiments/README.md).
+    On a shared or virtual machine, slow phases (other tenants, frequency changes; 10-30 s and up to 1.7x
+    slower on this project's VM) last longer than one network's runs: timing a network in one block can
+    catch a whole phase, while its minimum over many rounds spread in time does not. Measured here on 30
+    OFA subnets timed twice: one block of 50 runs agreed with itself within +-10 % for 37 % of them,
+    interleaved rounds for 100 % (experiments/README.md, docs/hardware.md). More rounds spread further.
     """
     if warmup < 0 or repeats < 1 or rounds < 1:
         raise ConfigError(f"warmup/repeats/rounds: expected warmup >= 0, repeats >= 1 and rounds >= 1, got "

@@ -30,7 +30,7 @@ STATISTICS = ("median", "min", "mean")
 # Header fields that must match for a table to be extended (resumed) with new measurements.
 _SAME_BUILD = ("format", "version", "adapter", "torch_device", "device", "batch_size", "threads", "dtype", "warmup",
                "repeats", "rounds")
-CHUNK = 64  # layers timed together in interleaved rounds, then appended (the unit of resumption)
+CHUNK = 1024  # layers timed together in interleaved rounds, then appended (the unit of resumption)
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _load() -> float | None:
 
 
 def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu", batch_size: int = 1,
-                threads: int | None = 1, warmup: int = 3, repeats: int = 10, rounds: int = 5,
+                threads: int | None = 1, warmup: int = 2, repeats: int = 3, rounds: int = 20,
                 profile: str | None = None, layers: Iterable[LayerConfig] | None = None, limit: int | None = None,
                 progress: Callable[[int, int], None] | None = None) -> LatencyTable:
     """Profile every distinct layer of `adapter`'s space (or just `layers`) on `device`; append to `path`.
@@ -213,8 +213,8 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
 
 
 def measure_layers(adapter: LayerAdapter, layers: Sequence[LayerConfig], *, device: str = "cpu",
-                   batch_size: int = 1, threads: int | None = 1, warmup: int = 3, repeats: int = 10,
-                   rounds: int = 5, seed: int = 0) -> list[TableEntry]:
+                   batch_size: int = 1, threads: int | None = 1, warmup: int = 2, repeats: int = 3,
+                   rounds: int = 20, seed: int = 0) -> list[TableEntry]:
     """Time layers on their own, in interleaved rounds (`measure_latencies`), and count them (FLOPs,
     parameters, bytes moved)."""
     items = [(adapter.build_layer(layer), adapter.layer_input(layer, batch_size)) for layer in layers]

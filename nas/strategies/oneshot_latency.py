@@ -100,14 +100,15 @@ def flops_costs(supernet: CellSupernet, adapter: LayerAdapter) -> EdgeCosts:
     return EdgeCosts(_costs(supernet, cost), "flops", "mflops")
 
 
-def ensure_table(adapter: LayerAdapter, path: str | Path, *, warmup: int = 2, repeats: int = 3) -> LatencyTable:
+def ensure_table(adapter: LayerAdapter, path: str | Path, *, warmup: int = 1, repeats: int = 1,
+                 rounds: int = 10) -> LatencyTable:
     """A lookup table of every distinct layer of the adapter's space at `path`, profiled now where missing.
 
     Resumable (see `build_table`); on one CPU thread, batch 1, the small cell spaces take seconds.
     """
     path = Path(path)
     before = len(LatencyTable.load(path)) if path.exists() else 0
-    table = build_table(adapter, path, warmup=warmup, repeats=repeats, threads=1)
+    table = build_table(adapter, path, warmup=warmup, repeats=repeats, rounds=rounds, threads=1)
     if len(table) > before:
         log.info("latency table %s: profiled %d layers", path, len(table) - before)
     return table
