@@ -73,3 +73,19 @@ def test_nsga2_front_beats_random_in_hypervolume(cora):
     nsga2 = np.mean([hv("nsga2", s) for s in range(6)])
     rnd = np.mean([hv("random", s) for s in range(6)])
     assert 0 < rnd < nsga2 <= 1.0
+
+
+def test_evolution_tournament_defaults_to_half_the_population_and_ties_go_to_the_youngest():
+    from nas.objectives import Problem
+    from nas.strategies.base import TrialResult
+    from nas.strategies.evolution import RegularizedEvolution, tournament
+
+    space = Space(a=Choice(list(range(10))))
+    problem = Problem.make({"acc": "max"})
+    assert RegularizedEvolution(space, problem, population_size=10).sample_size == 5
+    assert RegularizedEvolution(space, problem).sample_size == 25
+    population = [(space.validate({"a": i}), TrialResult({"acc": 1.0 if i in (2, 7) else 0.0}, "ok"))
+                  for i in range(10)]  # oldest first: members 2 and 7 tie for the best
+    rng = np.random.default_rng(0)
+    winners = {tournament(problem, population, 10, rng)["a"] for _ in range(20)}
+    assert winners == {7}  # the whole population in the tournament: the younger of the two, always

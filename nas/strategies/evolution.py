@@ -18,18 +18,20 @@ class RegularizedEvolution(Strategy):
     """Aging evolution; with several objectives the tournament winner is picked by Pareto rank.
 
     Cached (duplicate) results are ignored so the population holds distinct architectures. The tournament
-    samples half the population by default (`sample_size=25` of 50, stronger selection than the paper's
-    10 of 100; measured in experiments/core_benchmark.py and experiments/README.md).
+    samples half the population by default (`sample_size=None`: 25 of 50, stronger selection than the
+    paper's 10 of 100; measured in experiments/core_benchmark.py and experiments/README.md).
     """
 
     name = "evolution"
     requires = frozenset({"sample", "mutate"})
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
-                 population_size: int = 50, sample_size: int = 25) -> None:
+                 population_size: int = 50, sample_size: int | None = None) -> None:
         super().__init__(space, problem, seed)
         if population_size < 2:
             raise ConfigError(f"evolution: population_size must be >= 2, got {population_size}")
+        if sample_size is None:
+            sample_size = population_size // 2
         if not 1 <= sample_size <= population_size:
             raise ConfigError(f"evolution: sample_size must be in 1..population_size, got {sample_size}")
         self.population_size = population_size
