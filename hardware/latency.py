@@ -8,6 +8,7 @@ in every `LatencyMeasurement`, so a figure never travels without the conditions 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import time
@@ -167,30 +168,25 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
-    prepared = []
+    runs, shapes = [], []
     for module, inputs in items:
         moved = to_device(inputs, dev)
-        shapes = tuple(tuple(t.shape) for t in tensors_in(moved))
-        prepared.append((module.to(dev).eval(), moved, shapes))
-    times: list[list[float]] = [[] for _ in prepared]
+        shapes.append(tuple(tuple(t.shape) for t in tensors_in(moved)))
+        runs.append(functools.partial(forward, module.to(dev).eval(), moved))
+    timed = time_cuda if dev.type == "cuda" else time_cpu
+    times: list[list[float]] = [[] for _ in runs]
     order_rng = np.random.default_rng(seed)
     used: int | None = None
     with torch.inference_mode(), pinned_threads(threads if dev.type == "cpu" else None):
         if dev.type == "cpu":
             used = torch.get_num_threads()
         for _ in range(rounds):
-            for i in order_rng.permutation(len(prepared)) if len(prepared) > 1 else [0]:
-                module, inputs, _ = prepared[int(i)]
-
-                def run(module: torch.nn.Module = module, inputs: Any = inputs) -> Any:
-                    return forward(module, inputs)
-
-                timed = time_cuda if dev.type == "cuda" else time_cpu
-                times[int(i)].extend(timed(run, warmup, repeats))
+            for i in order_rng.permutation(len(runs)):
+                times[i].extend(timed(runs[i], warmup, repeats))
     timer = "cuda_event" if dev.type == "cuda" else "perf_counter"
-    return [summarise(t, warmup=warmup, batch_size=int(shapes[0][0]) if shapes and shapes[0] else 1,
-                      input_shapes=shapes, device=str(dev), threads=used, timer=timer, rounds=rounds)
-            for t, (_, _, shapes) in zip(times, prepared)]
+    return [summarise(t, warmup=warmup, batch_size=int(shape[0][0]) if shape and shape[0] else 1,
+                      input_shapes=shape, device=str(dev), threads=used, timer=timer, rounds=rounds)
+            for t, shape in zip(times, shapes)]
 
 
 def host_info(device: str = "cpu") -> dict[str, Any]:

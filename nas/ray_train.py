@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,67 @@ def load_supernet(checkpoint_dir: str | os.PathLike[str], config: OFAConfig | No
     return supernet
 
 
+def _digest(text: str) -> int:
+    """A 63-bit digest of `text` (fits an int64 tensor for all_gather)."""
+    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16)
+
+
 def subnet_digest(archs: list[Any]) -> int:
     """A 63-bit digest of the ids of a step's subnets, compared across workers."""
-    return int(hashlib.sha1(",".join(a.id for a in archs).encode()).hexdigest()[:15], 16)
+    return _digest(",".join(a.id for a in archs))
+
+
+def gather_ints(value: int, world: int) -> list[int]:
+    """`value` from every worker (all_gather of one int64), in rank order; just `[value]` with one worker."""
+    if world == 1:
+        return [value]
+    import torch.distributed as dist
+
+    mine = torch.tensor([value], dtype=torch.int64)
+    gathered = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    return [int(g) for g in gathered]
+
+
+def _report(metrics: dict[str, Any], rank: int, state: Callable[[], Any], file: str) -> None:
+    """`ray.train.report(metrics)`, with rank 0's `state()` saved as the epoch's checkpoint (`file` in it)."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as d:
+        ckpt = None
+        if rank == 0:
+            torch.save(state(), Path(d) / file)
+            ckpt = ray.train.Checkpoint.from_directory(d)
+        ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _fit(loop: Any, loop_config: dict[str, Any], *, num_workers: int, use_gpu: bool, cpus_per_worker: float,
+         storage_path: str | os.PathLike[str] | None, name: str, log_dir: str | os.PathLike[str] | None,
+         address: str | None, max_failures: int) -> SupernetRun:
+    """Run `loop` on `num_workers` Ray Train workers (`TorchTrainer`, gloo or NCCL) and collect what it left.
+
+    `loop_config` gets the absolute `log_dir` (created here); checkpoints go to `storage_path/name`, and
+    the same both resume from the latest one. An error in any worker is raised here.
+    """
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    connect(RayOptions(address))
+    storage = os.path.abspath(storage_path or os.path.join(tempfile.gettempdir(), "nas-train"))
+    if log_dir:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+    loop_config = {**loop_config, "log_dir": os.path.abspath(log_dir) if log_dir else None}
+    trainer = TorchTrainer(
+        loop, train_loop_config=loop_config, torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cpus_per_worker}),
+        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)))
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    history = [dict(m) for _, m in (result.best_checkpoints or [])]
+    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+    return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))
 
 
 def step_subnets(space: OFASpace, seed: int, step: int, n_random: int) -> list[Any]:
@@ -94,7 +153,6 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     """One Ray Train worker: DDP sandwich-rule training with per-epoch checkpoints and the agreement check."""
     import ray.train
     import ray.train.torch
-    import torch.distributed as dist
     import torch.nn.functional as F
 
     from nas.spaces.training import _optimizer, distillation_loss
@@ -132,12 +190,9 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             idx = order[b * sch.batch_size:(b + 1) * sch.batch_size]
             xb, yb = x[idx], y[idx]
             archs = step_subnets(space, sch.seed, step, sch.n_random)
-            digest = torch.tensor([subnet_digest(archs)], dtype=torch.int64)
-            if world > 1:
-                gathered = [torch.zeros_like(digest) for _ in range(world)]
-                dist.all_gather(gathered, digest)
-                if any(int(g) != int(digest) for g in gathered):
-                    raise RuntimeError(f"workers sampled different subnets at step {step}: {[int(g) for g in gathered]}")
+            digests = gather_ints(subnet_digest(archs), world)
+            if len(set(digests)) > 1:
+                raise RuntimeError(f"workers sampled different subnets at step {step}: {digests}")
             agreed += 1
             lines.append(json.dumps({"step": step, "epoch": epoch, "subnets": [a.id for a in archs]}))
             opt.zero_grad(set_to_none=True)
@@ -158,14 +213,9 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                 f.write("".join(line + "\n" for line in lines))
         metrics = {"epoch": epoch + 1, "step": step, "loss": total / per_epoch, "agreed_steps": agreed,
                    "workers": world}
-        with tempfile.TemporaryDirectory() as d:
-            ckpt = None
-            if rank == 0:
-                torch.save({"model": supernet.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step,
-                            "space": space.config.to_dict(), "schedule": asdict(sch)}, Path(d) / CHECKPOINT_FILE)
-                ckpt = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=ckpt)
+        _report(metrics, rank, lambda: {"model": supernet.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step,
+                                        "space": space.config.to_dict(), "schedule": asdict(sch)}, CHECKPOINT_FILE)
 
 
 def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, config: OFAConfig | None = None,
@@ -180,30 +230,14 @@ def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, 
     `schedule.epochs` to train further). `log_dir` receives each worker's sampled subnet ids per step
     (`subnets-rank{r}.jsonl`). `max_failures` restarts the workers from the latest checkpoint after a crash.
     """
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     if num_workers < 1:
         raise ConfigError(f"num_workers: expected a positive int, got {num_workers!r}")
     sch = schedule or DistributedSandwich()
     cfg = config or OFAConfig()
-    connect(RayOptions(address))
-    storage = os.path.abspath(storage_path or os.path.join(tempfile.gettempdir(), "nas-train"))
     loop_config = {"schedule": asdict(sch), "space": cfg.to_dict(), "x": np.asarray(x, dtype=np.float32),
-                   "y": np.asarray(y, dtype=np.int64), "log_dir": os.path.abspath(log_dir) if log_dir else None}
-    if log_dir:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
-    trainer = TorchTrainer(
-        _train_loop, train_loop_config=loop_config, torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)))
-    result = trainer.fit()
-    if result.error is not None:
-        raise result.error
-    history = [dict(m) for _, m in (result.best_checkpoints or [])]
-    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
-    return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))
+                   "y": np.asarray(y, dtype=np.int64)}
+    return _fit(_train_loop, loop_config, num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker,
+                storage_path=storage_path, name=name, log_dir=log_dir, address=address, max_failures=max_failures)
 
 
 # ---------------------------------------------------------------------------------------- one-shot (DARTS family)
@@ -220,11 +254,9 @@ class DistributedSync:
         import torch.distributed as dist
 
         have = [p for p in params if p.grad is not None]
-        count = torch.tensor([len(have)], dtype=torch.int64)
-        counts = [torch.zeros_like(count) for _ in range(self.world)]
-        dist.all_gather(counts, count)
-        if any(int(c) != len(have) for c in counts):  # the workers ran different paths: they diverged
-            raise RuntimeError(f"workers hold gradients for different parameters: {[int(c) for c in counts]}")
+        counts = gather_ints(len(have), self.world)
+        if len(set(counts)) > 1:  # the workers ran different paths: they diverged
+            raise RuntimeError(f"workers hold gradients for different parameters: {counts}")
         if not have:
             return
         flat = torch.cat([p.grad.reshape(-1) for p in have])
@@ -252,8 +284,7 @@ class DistributedSync:
 
 def oneshot_digest(derived_id: str, alphas: dict[str, list[Any]]) -> int:
     """A 63-bit digest of an epoch's derived architecture and alphas, compared across workers."""
-    text = derived_id + json.dumps(alphas, sort_keys=True)
-    return int(hashlib.sha1(text.encode()).hexdigest()[:15], 16)
+    return _digest(derived_id + json.dumps(alphas, sort_keys=True))
 
 
 def _shard(data: Any, rank: int, world: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -269,7 +300,6 @@ def _shard(data: Any, rank: int, world: int) -> dict[str, tuple[torch.Tensor, to
 def _oneshot_loop(cfg: dict[str, Any]) -> None:
     """One Ray Train worker of a one-shot search: sharded data, averaged gradients, per-epoch agreement check."""
     import ray.train
-    import torch.distributed as dist
 
     from nas.strategies.oneshot import OneShotTrainer
 
@@ -289,24 +319,15 @@ def _oneshot_loop(cfg: dict[str, Any]) -> None:
     log_path = Path(cfg["log_dir"]) / f"derived-rank{rank}.jsonl" if cfg.get("log_dir") else None
     while trainer.early_stop_epoch() is None and trainer.epoch < trainer.options.epochs:
         record = trainer.train_epoch(data)
-        digest = torch.tensor([oneshot_digest(trainer.space.validate(record.derived).id, record.alphas)],
-                              dtype=torch.int64)
-        if world > 1:
-            gathered = [torch.zeros_like(digest) for _ in range(world)]
-            dist.all_gather(gathered, digest)
-            if any(int(g) != int(digest) for g in gathered):
-                raise RuntimeError(f"workers derived different architectures at epoch {record.epoch}")
+        digest = oneshot_digest(trainer.space.validate(record.derived).id, record.alphas)
+        if len(set(gather_ints(digest, world))) > 1:
+            raise RuntimeError(f"workers derived different architectures at epoch {record.epoch}")
         if log_path is not None:
             with open(log_path, "a") as f:
-                f.write(json.dumps({"epoch": record.epoch, "derived": record.derived, "digest": int(digest)}) + "\n")
+                f.write(json.dumps({"epoch": record.epoch, "derived": record.derived, "digest": digest}) + "\n")
         metrics = {"epoch": record.epoch, "valid_acc": record.valid_acc, "train_loss": record.train_loss,
                    "workers": world}
-        with tempfile.TemporaryDirectory() as d:
-            ckpt = None
-            if rank == 0:
-                torch.save(trainer.state_dict(), Path(d) / ONESHOT_FILE)
-                ckpt = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=ckpt)
+        _report(metrics, rank, trainer.state_dict, ONESHOT_FILE)
 
 
 def train_oneshot(trainer: Any, data: Any, num_workers: int = 2, storage_path: str | os.PathLike[str] | None = None,
@@ -319,33 +340,16 @@ def train_oneshot(trainer: Any, data: Any, num_workers: int = 2, storage_path: s
     epoch's derived architecture and alphas across workers and fails the run on any difference. When the
     run ends `trainer` holds rank 0's final state. Used by `search_darts(..., workers=N)`.
     """
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     if num_workers < 1:
         raise ConfigError(f"workers: expected a positive int, got {num_workers!r}")
     for split, (x, _) in data.items():
         if len(x) // num_workers < trainer.options.batch_size and split in ("train", "valid"):
             raise ConfigError(f"workers: {num_workers} shards of the {len(x)} {split!r} samples are smaller "
                               f"than batch_size {trainer.options.batch_size}")
-    connect(RayOptions(address))
-    storage = os.path.abspath(storage_path or os.path.join(tempfile.gettempdir(), "nas-train"))
-    if log_dir:
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
     loop_config = {"space": trainer.space, "options": trainer.options, "seed": trainer.seed, "costs": trainer.costs,
-                   "state": trainer.state_dict() if trainer.epoch > 0 else None, "data": dict(data),
-                   "log_dir": os.path.abspath(log_dir) if log_dir else None}
-    fit = TorchTrainer(
-        _oneshot_loop, train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)))
-    result = fit.fit()
-    if result.error is not None:
-        raise result.error
-    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
-    if checkpoint is not None:
-        trainer.load_state_dict(torch.load(Path(checkpoint) / ONESHOT_FILE, map_location="cpu", weights_only=True))
-    history = [dict(m) for _, m in (result.best_checkpoints or [])]
-    return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))
+                   "state": trainer.state_dict() if trainer.epoch > 0 else None, "data": dict(data)}
+    run = _fit(_oneshot_loop, loop_config, num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker,
+               storage_path=storage_path, name=name, log_dir=log_dir, address=address, max_failures=max_failures)
+    if run.checkpoint is not None:
+        trainer.load_state_dict(torch.load(Path(run.checkpoint) / ONESHOT_FILE, map_location="cpu", weights_only=True))
+    return run
