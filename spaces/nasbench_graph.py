@@ -2,24 +2,29 @@
 
 `link` gives, per computing node, the index of its input (0 = graph features, k = k-th node); nodes
 without successors are summed into the output. Its graph form is that DAG, so graph predictors see
-the real wiring.
+the real wiring. Mutation and neighbours are graph edits (one node's operation, or one node's input),
+relabelled into the benchmark's canonical link pattern, so operations stay on their nodes; changing
+`link` as a label would rewire every node at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from nas.errors import InvalidArchitectureError
 from nas.spaces.architecture import Architecture
 from nas.spaces.params import Choice
-from nas.spaces.space import Space
+from nas.spaces.space import Space, guided_index
 
 LINKS = ("0-0-0-0", "0-0-0-1", "0-0-1-1", "0-0-1-2", "0-0-1-3", "0-1-1-1", "0-1-1-2", "0-1-2-2", "0-1-2-3")
 OPS = ("gat", "gcn", "gin", "cheb", "sage", "arma", "graph", "fc", "skip")
+_RELABELLINGS = tuple(itertools.permutations(range(1, 5)))
 
 
 class NASBenchGraphSpace(Space):
@@ -28,6 +33,49 @@ class NASBenchGraphSpace(Space):
     def __init__(self) -> None:
         super().__init__(link=Choice(list(LINKS), ordered=False),
                          **{f"op{i}": Choice(list(OPS), ordered=False) for i in range(1, 5)})
+
+    def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator,
+               guide: Sequence[Mapping[str, Any]] = ()) -> Architecture:
+        """One graph edit, uniform over the 7 decisions: a node's operation (4) or the input of node 2-4 (3).
+
+        With `guide`, a new operation is copied from one random guide architecture's same node when it differs.
+        """
+        a = self.validate(arch)
+        while True:  # a rewiring can renumber back into `arch` itself (two equal operations swap): draw again
+            child = self._edit(a, rng, guide)
+            if child.id != a.id:
+                return child
+
+    def _edit(self, a: Architecture, rng: np.random.Generator, guide: Sequence[Mapping[str, Any]]) -> Architecture:
+        inputs, ops = [int(x) for x in a["link"].split("-")], [a[f"op{i}"] for i in range(1, 5)]
+        k = int(rng.integers(7))
+        if k < 4:
+            slot = self.slots()[k + 1]  # slots: link, op1..op4
+            cur = slot.leaf.index(ops[k], slot.name)
+            new = guided_index(self, slot, cur, guide, rng)
+            if new is None:
+                new = int(rng.integers(len(OPS) - 1))
+                new += new >= cur
+            ops[k] = slot.leaf.value(new)
+        else:
+            node = k - 2  # 2..4; node 1 always reads the input features
+            others = [j for j in range(node) if j != inputs[node - 1]]
+            inputs[node - 1] = others[int(rng.integers(len(others)))]
+        return self.validate(relabel(inputs, ops))
+
+    def neighbours(self, arch: Mapping[str, Any]) -> list[Architecture]:
+        """Every architecture one graph edit away: 32 operation changes and 6 rewirings."""
+        a = self.validate(arch)
+        inputs, ops = [int(x) for x in a["link"].split("-")], [a[f"op{i}"] for i in range(1, 5)]
+        edits = [(inputs, ops[:k] + [o] + ops[k + 1:]) for k in range(4) for o in OPS if o != ops[k]]
+        edits += [(inputs[:node - 1] + [j] + inputs[node:], ops)
+                  for node in range(2, 5) for j in range(node) if j != inputs[node - 1]]
+        seen: dict[str, Architecture] = {}
+        for ins, os_ in edits:
+            nb = self.validate(relabel(ins, os_))
+            if nb.id != a.id:
+                seen.setdefault(nb.id, nb)
+        return list(seen.values())
 
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
         """Nodes: 'input', 1..4 (attribute op), 'output'; edges follow the link pattern."""
@@ -96,3 +144,21 @@ class NASBenchGraphSpace(Space):
             config[f"op{i}"] = graph.nodes[i]["op"]
         config["link"] = "-".join(links)
         return self.validate(config)
+
+
+def relabel(inputs: Sequence[int], ops: Sequence[str]) -> dict[str, str]:
+    """The config of the DAG `inputs` (node i reads inputs[i-1]) with its nodes renumbered into a LINKS pattern.
+
+    Every forest of 4 nodes hanging off the input has exactly one of the 9 patterns as a numbering
+    (the patterns are its isomorphism classes); operations move with their nodes.
+    """
+    for perm in _RELABELLINGS:  # perm[i - 1] = new number of node i
+        new = {0: 0, **{i: perm[i - 1] for i in range(1, 5)}}
+        link, op = [0] * 4, [""] * 4
+        for i in range(1, 5):
+            link[new[i] - 1], op[new[i] - 1] = new[inputs[i - 1]], ops[i - 1]
+        pattern = "-".join(map(str, link))
+        if pattern in LINKS:
+            return {"link": pattern, **{f"op{i}": op[i - 1] for i in range(1, 5)}}
+    raise InvalidArchitectureError("link", f"inputs {list(inputs)} are not a DAG of 4 nodes on the input")
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -468,8 +468,13 @@ class Space:
         return out
 
     # ------------------------------------------------------------------ variation operators
-    def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator) -> Architecture:
-        """Change one active decision to another value; structure (repeats, conditionals) follows."""
+    def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator,
+               guide: Sequence[Mapping[str, Any]] = ()) -> Architecture:
+        """Change one active decision to another value; structure (repeats, conditionals) follows.
+
+        With `guide` (e.g. the best architectures so far), the new value is copied from one guide
+        architecture drawn at random when it holds a different value there; otherwise it is uniform.
+        """
         cfg = self.validate(arch).to_dict()
         active = [s for s in self.slots()
                   if s.leaf.cardinality > 1 and get_path(cfg, s.path) is not _ABSENT]
@@ -477,8 +482,10 @@ class Space:
             return Architecture(cfg)
         slot = active[int(rng.integers(len(active)))]
         cur = slot.leaf.index(get_path(cfg, slot.path), slot.name)
-        new = int(rng.integers(slot.leaf.cardinality - 1))
-        new += new >= cur
+        new = guided_index(self, slot, cur, guide, rng)
+        if new is None:
+            new = int(rng.integers(slot.leaf.cardinality - 1))
+            new += new >= cur
         _set_path(cfg, slot.path, slot.leaf.value(new))
         self._repair(cfg, rng)
         return self.validate(cfg)
@@ -612,3 +619,16 @@ def _spec(node: Any) -> Any:
     if isinstance(node, Repeat):
         return {"repeat": node.count, "block": node.block.to_spec()}
     return {"if": [node.on, list(node.values)], "then": _spec(node.node)}
+
+
+def guided_index(space: Space, slot: Slot, current: int, guide: Sequence[Mapping[str, Any]],
+                 rng: np.random.Generator) -> int | None:
+    """The option index one random guide architecture holds at `slot`, or None when it is absent or `current`."""
+    if not guide:
+        return None
+    g = space.validate(guide[int(rng.integers(len(guide)))]).to_dict()
+    value = get_path(g, slot.path)
+    if value is _ABSENT:
+        return None
+    idx = slot.leaf.index(value, slot.name)
+    return None if idx == current else idx

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
+import networkx as nx
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -176,3 +178,64 @@ def test_graph_of_nas_bench_graph_space_is_the_dag():
     assert set(g.edges) == {("input", 1), ("input", 2), (1, 3), (3, 4), (2, "output"), (4, "output")}
     assert space.from_graph(g) == arch
     assert space.size() == 9**5
+
+
+def _dag(inputs, ops):
+    """The network of `inputs` (node i reads inputs[i-1]) drawn directly, without any renumbering."""
+    g = nx.DiGraph()
+    g.add_node("input", op="input")
+    g.add_nodes_from((i, {"op": ops[i - 1]}) for i in range(1, 5))
+    g.add_edges_from(("input" if src == 0 else src, i) for i, src in enumerate(inputs, start=1))
+    g.add_node("output", op="output")
+    g.add_edges_from((i, "output") for i in range(1, 5) if i not in inputs)
+    return g
+
+
+def test_nas_bench_graph_relabel_keeps_every_wiring_and_its_operations():
+    from nas.spaces.nasbench_graph import LINKS, NASBenchGraphSpace, relabel
+
+    space = NASBenchGraphSpace()
+    rng = np.random.default_rng(0)
+    patterns = set()
+    for inputs in itertools.product([0], [0, 1], [0, 1, 2], [0, 1, 2, 3]):  # all 24 wirings
+        ops = list(rng.choice(["gcn", "gat", "sage", "fc"], size=4))
+        cfg = relabel(inputs, ops)
+        patterns.add(cfg["link"])
+        assert nx.is_isomorphic(space.to_graph(cfg), _dag(inputs, ops),
+                                node_match=lambda x, y: x["op"] == y["op"])
+    assert patterns == set(LINKS)
+
+
+def test_nas_bench_graph_mutation_is_one_graph_edit_and_copies_operations_from_the_guide():
+    from nas.spaces.nasbench_graph import NASBenchGraphSpace
+
+    space = NASBenchGraphSpace()
+    parent = space.validate({"link": "0-0-1-2", "op1": "gat", "op2": "gin", "op3": "gin", "op4": "sage"})
+    nbs = space.neighbours(parent)
+    assert len(nbs) == 38 and len({n.id for n in nbs}) == 38  # 4 x 8 operations + 1 + 2 + 3 inputs
+    # rewiring node 4 from node 2 to node 1 keeps every operation on its node (a new `link` label would not)
+    assert {"link": "0-0-1-1", "op1": "gat", "op2": "gin", "op3": "gin", "op4": "sage"} in [dict(n) for n in nbs]
+    ids = {n.id for n in nbs}
+    rng = np.random.default_rng(1)
+    children = [space.mutate(parent, rng) for _ in range(300)]
+    assert all(c.id in ids for c in children)
+    edits = sum(c["link"] != parent["link"] for c in children) / len(children)
+    assert 0.3 < edits < 0.55  # 3 of 7 decisions are inputs (a few rewirings keep the pattern)
+    guide = [space.validate({"link": "0-1-2-3", "op1": "cheb", "op2": "cheb", "op3": "cheb", "op4": "cheb"})]
+    for _ in range(100):
+        child = space.mutate(parent, rng, guide=guide)
+        changed = [k for k in ("op1", "op2", "op3", "op4") if child[k] != parent[k]]
+        if child["link"] == parent["link"] and changed:
+            assert [child[k] for k in changed] == ["cheb"]
+
+
+def test_guided_mutation_copies_the_new_value_from_a_guide_architecture():
+    space = Space(a=Choice(list(range(10))), b=Integer(0, 99))
+    rng = np.random.default_rng(0)
+    parent = space.validate({"a": 0, "b": 0})
+    guide = [space.validate({"a": 7, "b": 42}), space.validate({"a": 0, "b": 42})]
+    seen = {(c["a"], c["b"]) for c in (space.mutate(parent, rng, guide=guide) for _ in range(400))}
+    # a guide holding the parent's value falls back to a uniform draw, so other values of `a` appear too
+    assert (7, 0) in seen and (0, 42) in seen and len({a for a, _ in seen}) > 3
+    counts = np.bincount([space.mutate(parent, rng, guide=guide)["b"] for _ in range(400)], minlength=100)
+    assert counts[42] > 150 and counts[0] > 100  # b = 42 from the guide; b unchanged when `a` mutates

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,42 @@ def test_evolution_tournament_defaults_to_half_the_population_and_ties_go_to_the
     rng = np.random.default_rng(0)
     winners = {tournament(problem, population, 10, rng)["a"] for _ in range(20)}
     assert winners == {7}  # the whole population in the tournament: the younger of the two, always
+
+
+def test_evolution_biases_mutation_toward_values_of_its_best_quarter():
+    from nas.errors import ConfigError
+    from nas.objectives import Problem
+    from nas.strategies.base import TrialResult
+    from nas.strategies.evolution import RegularizedEvolution
+
+    space = Space(**{f"x{i}": Choice(list(range(10))) for i in range(4)})
+    problem = Problem.make({"acc": "max"})
+    evo = RegularizedEvolution(space, problem, seed=0, population_size=20, mutation_bias=1.0)
+    rng = np.random.default_rng(0)
+    for i in range(40):  # the 10 best results (old, outside the population of 20) hold x0 = 9; no other does
+        a = space.validate({**space.sample(rng).to_dict(), "x0": 9 if i < 10 else int(rng.integers(9))})
+        evo.tell(a, TrialResult({"acc": 1.0 if i < 10 else 0.1 * rng.random()}, "ok"))
+    assert [a["x0"] for a in evo._elite()] == [9] * 10
+    evo.random_asked = evo.population_size
+    uniform = RegularizedEvolution(space, problem, seed=0, population_size=20, mutation_bias=0.0)
+    uniform.load_state_dict(json.loads(json.dumps(evo.state_dict())))
+    biased = sum(c["x0"] == 9 for c in evo.ask(400))  # x0 mutates in 1/4 of children, always to 9
+    plain = sum(c["x0"] == 9 for c in uniform.ask(400))  # 1/4 x 1/9 of children
+    assert 70 < biased < 130 and plain < 25, (biased, plain)
+    with pytest.raises(ConfigError, match="mutation_bias"):
+        RegularizedEvolution(space, problem, mutation_bias=1.5)
+
+
+def test_evolution_keeps_uniform_mutation_for_spaces_whose_mutate_takes_no_guide():
+    from nas.objectives import Problem
+    from nas.strategies.evolution import RegularizedEvolution
+
+    class Plain(Space):
+        def mutate(self, arch, rng):  # a user's override written against the two-argument contract
+            return super().mutate(arch, rng)
+
+    space = Plain(a=Choice(list(range(5))), b=Choice(list(range(5))))
+    evo = RegularizedEvolution(space, Problem.make({"acc": "max"}), population_size=4)
+    assert evo.mutation_bias == 0.0
+    r = nas.search(space, lambda a: {"acc": a["a"] + a["b"]}, {"acc": "max"}, strategy=evo, budget=20, seed=0)
+    assert r.best().metrics["acc"] >= 6

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
+import inspect
+import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,20 +16,25 @@ from nas.spaces import Architecture, Space
 from nas.objectives import Problem
 from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
 
+logger = logging.getLogger(__name__)
+
 
 class RegularizedEvolution(Strategy):
     """Aging evolution; with several objectives the tournament winner is picked by Pareto rank.
 
     Cached (duplicate) results are ignored so the population holds distinct architectures. The tournament
     samples half the population by default (`sample_size=None`: 25 of 50, stronger selection than the
-    paper's 10 of 100; measured in experiments/core_benchmark.py and experiments/README.md).
+    paper's 10 of 100). With probability `mutation_bias` a mutation copies the changed decision's new
+    value from a random member of the best quarter of every result so far (`Space.mutate(guide=...)`),
+    so values that keep appearing in good architectures are tried more often; 0 gives the paper's
+    uniform mutation. Both defaults are measured in experiments/core_benchmark.py (experiments/README.md).
     """
 
     name = "evolution"
     requires = frozenset({"sample", "mutate"})
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
-                 population_size: int = 50, sample_size: int | None = None) -> None:
+                 population_size: int = 50, sample_size: int | None = None, mutation_bias: float = 0.5) -> None:
         super().__init__(space, problem, seed)
         if population_size < 2:
             raise ConfigError(f"evolution: population_size must be >= 2, got {population_size}")
@@ -34,8 +42,12 @@ class RegularizedEvolution(Strategy):
             sample_size = population_size // 2
         if not 1 <= sample_size <= population_size:
             raise ConfigError(f"evolution: sample_size must be in 1..population_size, got {sample_size}")
+        mutation_bias = checked_mutation_bias("evolution", space, mutation_bias)
         self.population_size = population_size
         self.sample_size = sample_size
+        self.mutation_bias = mutation_bias
+        self.history: list[tuple[Architecture, TrialResult]] = []  # every non-cached result, oldest first
+        self._ranked: list[tuple[tuple[float, float], int]] = []  # one objective: (key, -index), sorted
         self.population: deque[tuple[Architecture, TrialResult]] = deque(maxlen=population_size)
         self.random_asked = 0
 
@@ -48,24 +60,46 @@ class RegularizedEvolution(Strategy):
             elif not self.population:
                 out.append(self.space.sample(self.rng))
             else:
-                out.append(self.space.mutate(self._tournament(), self.rng))
+                parent = self._tournament()
+                if self.mutation_bias > 0 and self.rng.random() < self.mutation_bias:
+                    out.append(self.space.mutate(parent, self.rng, guide=self._elite()))
+                else:
+                    out.append(self.space.mutate(parent, self.rng))
         return out
+
+    def _elite(self) -> list[Architecture]:
+        """The best quarter of every completed result (one objective: by key; several: by Pareto rank)."""
+        if len(self.problem.objectives) == 1:  # the same as best_quarter, kept sorted as results arrive
+            return [self.history[-i][0] for _, i in self._ranked[:len(self._ranked) // 4]]  # i <= 0
+        return best_quarter(self.problem, self.history)
+
+    def _record(self, arch: Architecture, result: TrialResult) -> None:
+        self.history.append((arch, result))
+        if result.status != "failed" and len(self.problem.objectives) == 1:
+            # (key, -index): equal keys sort the youngest first; history[-(-index)] is the result
+            bisect.insort(self._ranked, (scalar_key(self.problem, result), -(len(self.history) - 1)))
 
     def _tournament(self) -> Architecture:
         return tournament(self.problem, self.population, self.sample_size, self.rng)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         if not result.cached:
+            self._record(arch, result)
             self.population.append((arch, result))
 
     def state_dict(self) -> dict[str, Any]:
+        """The population is the youngest `population_size` of the history, so only the history is stored."""
         return {**super().state_dict(), "random_asked": self.random_asked,
-                "population": [arch_record(a, r) for a, r in self.population]}
+                "history": [arch_record(a, r) for a, r in self.history]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.random_asked = int(state["random_asked"])
-        self.population = deque((from_record(r) for r in state["population"]), maxlen=self.population_size)
+        records = state["history"] if "history" in state else state["population"]  # before 2026-11-30: no history
+        self.history, self._ranked = [], []
+        for a, r in (from_record(rec) for rec in records):
+            self._record(a, r)
+        self.population = deque(self.history[-self.population_size:], maxlen=self.population_size)
 
 
 def tournament(problem: Problem, population: Sequence[tuple[Architecture, TrialResult]], sample_size: int,
@@ -85,3 +119,28 @@ def tournament(problem: Problem, population: Sequence[tuple[Architecture, TrialR
     ranks = pareto_ranks(problem, [m[1] for m in members])
     best = [m for m, r in zip(members, ranks) if r == ranks.min()]
     return best[int(rng.integers(len(best)))][0]
+
+
+def best_quarter(problem: Problem, history: Sequence[tuple[Architecture, TrialResult]]) -> list[Architecture]:
+    """The best quarter of the completed results, the guide of biased mutation (`Space.mutate(guide=...)`).
+
+    One objective: by (constraint violation, value); several: by constraint-domination rank. Ties go to
+    the youngest.
+    """
+    done = [(a, r) for a, r in history if r.status != "failed"]
+    if len(problem.objectives) == 1:
+        keys = [scalar_key(problem, r) for _, r in done]
+    else:
+        keys = [(float(k), 0.0) for k in pareto_ranks(problem, [r for _, r in done])]
+    order = sorted(range(len(done)), key=lambda i: (keys[i], -i))
+    return [done[i][0] for i in order[:len(done) // 4]]
+
+
+def checked_mutation_bias(strategy: str, space: Space, bias: float) -> float:
+    """`bias` after checking its range; 0 when the space's `mutate` override takes no `guide`."""
+    if not 0.0 <= bias <= 1.0:
+        raise ConfigError(f"{strategy}: mutation_bias must be in [0, 1], got {bias}")
+    if bias > 0 and "guide" not in inspect.signature(space.mutate).parameters:
+        logger.info("%s: %s.mutate takes no guide; mutation stays uniform", strategy, type(space).__name__)
+        return 0.0
+    return bias
