@@ -37,7 +37,7 @@ from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.spaces.architecture import Architecture
 from nas.store import Trial
-from nas.verify import EXPORT_INDEX, VerifyReport, remeasure
+from nas.verify import EXPORT_INDEX, VerifyReport, remeasure_all
 from nas.verify import verify as verify_export
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
               "training_seconds": spec.notes.get("train_seconds")}
     objectives = [{"name": o.name, "direction": o.direction} for o in result.problem.objectives]
     constraints = [str(c) for c in list(result.problem.constraints) + extra]
-    models: list[ExportedModel] = []
+    built: list[tuple[Trial, Architecture, Path, torch.nn.Module, dict[str, Any]]] = []  # loaded models and checks
     for i, trial in enumerate(picks):
         arch = space.validate(trial.arch)
         folder = out / f"trial-{trial.number:04d}"
@@ -242,9 +242,15 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         loaded = load_subnet(folder)  # everything below uses the files as a user loads them
         with torch.no_grad():
             checks["reload_max_abs_diff"] = float((loaded(x) - module(x)).abs().max())
-        measured = remeasure(loaded, space, arch, spec.metrics, data)
         if onnx:
             checks["onnx"] = _onnx(loaded, example, folder / ONNX_FILE, x)
+        built.append((trial, arch, folder, loaded, checks))
+        if progress is not None:
+            progress(i + 1, len(picks), trial)
+    # all models re-measured together: latencies in interleaved rounds when the recipe asks for rounds
+    measured_all = remeasure_all([(m, space, a) for _, a, _, m, _ in built], spec.metrics, data)
+    models: list[ExportedModel] = []
+    for (trial, arch, folder, _, checks), measured in zip(built, measured_all):
         card = {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(), "path": str(folder),
                 "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "objectives": [{**o, "searched": trial.metrics[o["name"]], "measured": measured.get(o["name"])}
@@ -258,8 +264,6 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         (folder / "card.json").write_text(json.dumps(card, indent=1))
         (folder / "card.md").write_text(_card_md(card))
         models.append(ExportedModel(trial.number, arch.id, folder, dict(trial.metrics), measured, checks))
-        if progress is not None:
-            progress(i + 1, len(picks), trial)
     index = {"workdir": search["workdir"], "complete": complete, "note": note, "exported": time.time(),
              "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
              "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,

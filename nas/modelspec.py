@@ -159,10 +159,14 @@ def accuracy_metric(split: str = "valid", scale: float = 100.0, batch_size: int 
 
 
 def latency_metric(batch_size: int = 1, threads: int | None = 1, statistic: str = "median", warmup: int = 10,
-                   repeats: int = 50, device: str = "cpu") -> dict[str, Any]:
-    """Recipe: latency (ms) of one forward pass, measured on `device` (how the search's value is re-measured)."""
+                   repeats: int = 50, device: str = "cpu", rounds: int = 1) -> dict[str, Any]:
+    """Recipe: latency (ms) of one forward pass, measured on `device` (how the search's value is re-measured).
+
+    With `rounds` > 1, export and verify time all models together in that many interleaved rounds of
+    `warmup` + `repeats` runs each (`nas.hardware.measure_latencies`), which shared machines need.
+    """
     return {"kind": "latency", "device": device, "batch_size": batch_size, "threads": threads,
-            "statistic": statistic, "warmup": warmup, "repeats": repeats}
+            "statistic": statistic, "warmup": warmup, "repeats": repeats, "rounds": rounds}
 
 
 def count_metric(what: str = "params", batch_size: int = 1) -> dict[str, Any]:
@@ -181,6 +185,11 @@ def _check_metric(name: str, recipe: Any) -> dict[str, Any]:
         raise ConfigError(f"{where}.split: name the data split the accuracy is measured on, got {recipe.get('split')!r}")
     if kind == "latency" and recipe.get("statistic", "median") not in ("median", "min", "mean"):
         raise ConfigError(f"{where}.statistic: expected median, min or mean, got {recipe.get('statistic')!r}")
+    if kind == "latency":
+        for key, low in (("warmup", 0), ("repeats", 1), ("rounds", 1)):
+            v = recipe.get(key, low)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"{where}.{key}: expected an integer >= {low}, got {v!r}")
     if kind == "count" and recipe.get("count") not in COUNTS:
         raise ConfigError(f"{where}.count: expected one of {', '.join(COUNTS)}, got {recipe.get('count')!r}")
     return _jsonable(dict(recipe), where)

@@ -1,7 +1,7 @@
 """Re-measuring exported models: accuracy on held-out data, latency on the device, against the search's values.
 
 `remeasure(module, space, arch, recipes, data)` applies a model spec's metric recipes to a standalone
-module. `verify(out)` reloads every model of an export directory with `load_subnet` (as a user would),
+module; `remeasure_all` does it for several, timing their latencies together. `verify(out)` reloads every model of an export directory with `load_subnet` (as a user would),
 re-measures it, reports predicted-vs-measured error per objective, and flags picks that break a
 constraint or are dominated by another pick once the measured values replace the searched ones.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,28 +34,43 @@ VERIFY_REPORT = "verify.json"
 def remeasure(module: nn.Module, space: Any, arch: Mapping[str, Any], recipes: Mapping[str, Mapping[str, Any]],
               data: Splits | None) -> dict[str, float]:
     """Every metric that has a recipe, measured on `module` now (accuracy, latency on the device, counts)."""
+    return remeasure_all([(module, space, arch)], recipes, data)[0]
+
+
+def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
+                  recipes: Mapping[str, Mapping[str, Any]], data: Splits | None) -> list[dict[str, float]]:
+    """`remeasure` for several `(module, space, arch)` at once: each latency recipe times all of them together.
+
+    With `rounds` > 1 in the recipe the models are timed in interleaved rounds (`measure_latencies`), so a
+    slow phase of a shared machine slows every model alike instead of one model's whole block.
+    """
     from nas.hardware.counts import count
-    from nas.hardware.latency import measure_latency
+    from nas.hardware.latency import measure_latencies
     from nas.spaces.training import accuracy
 
-    out: dict[str, float] = {}
-    module.eval()
+    outs: list[dict[str, float]] = [{} for _ in models]
     for name, r in recipes.items():
         kind = r["kind"]
-        if kind == "accuracy":
-            if data is None:
-                raise ConfigError(f"metrics.{name}: re-measuring accuracy needs the data")
-            x, y = split(data, r["split"], f"metrics.{name}.split")
-            out[name] = accuracy(module, x, y, int(r.get("batch_size", 250))) * float(r.get("scale", 1.0))
-        elif kind == "latency":
-            m = measure_latency(module, space.example_input(arch, int(r.get("batch_size", 1))),
-                                device=r.get("device", "cpu"), warmup=int(r.get("warmup", 10)),
-                                repeats=int(r.get("repeats", 50)), threads=r.get("threads", 1))
-            out[name] = m.value(r.get("statistic", "median"))
-        elif kind == "count":
-            with torch.no_grad():
-                out[name] = count(module, space.example_input(arch, int(r.get("batch_size", 1))))[r["count"]]
-    return out
+        if kind == "latency":
+            timed = measure_latencies([(m.eval(), space.example_input(a, int(r.get("batch_size", 1))))
+                                       for m, space, a in models],
+                                      device=r.get("device", "cpu"), warmup=int(r.get("warmup", 10)),
+                                      repeats=int(r.get("repeats", 50)), rounds=int(r.get("rounds", 1)),
+                                      threads=r.get("threads", 1))
+            for out, t in zip(outs, timed):
+                out[name] = t.value(r.get("statistic", "median"))
+            continue
+        for out, (module, space, arch) in zip(outs, models):
+            module.eval()
+            if kind == "accuracy":
+                if data is None:
+                    raise ConfigError(f"metrics.{name}: re-measuring accuracy needs the data")
+                x, y = split(data, r["split"], f"metrics.{name}.split")
+                out[name] = accuracy(module, x, y, int(r.get("batch_size", 250))) * float(r.get("scale", 1.0))
+            elif kind == "count":
+                with torch.no_grad():
+                    out[name] = count(module, space.example_input(arch, int(r.get("batch_size", 1))))[r["count"]]
+    return outs
 
 
 @dataclass
@@ -145,7 +160,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     index = read_index(out)
     objectives = [Objective(n, d) for n, d in index["objectives"].items()]
     constraints = [Constraint.parse(c) for c in index["constraints"]]
-    checks: list[Check] = []
+    loaded: list[tuple[dict[str, Any], nn.Module, Any, Any, dict[str, Any]]] = []
     for entry in index["models"]:
         folder, sub = read_subnet_json(out / entry["path"])
         evaluation = sub.get("evaluation") or {}
@@ -156,13 +171,18 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
                 raise ConfigError(f"{folder}: evaluation.data is missing, so accuracy cannot be re-measured")
             data = DataRef(ref["function"], dict(ref.get("kwargs") or {})).load()
         space = space_from_json(sub["space"])
-        arch = space.validate(sub["arch"])
-        module = load_subnet(folder)
-        measured = remeasure(module, space, arch, recipes, data)
+        loaded.append((entry, load_subnet(folder), space, space.validate(sub["arch"]), recipes))
+    measured: list[dict[str, float]] = [{} for _ in loaded]
+    for recipes in _distinct(x[4] for x in loaded):  # models sharing recipes are timed together
+        idx = [i for i, x in enumerate(loaded) if x[4] == recipes]
+        for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], recipes, data)):
+            measured[i] = m
+    checks: list[Check] = []
+    for (entry, *_), values in zip(loaded, measured):
         searched = {k: float(v) for k, v in entry["searched"].items()}
-        error = {k: measured[k] - searched[k] for k in measured if k in searched}
+        error = {k: values[k] - searched[k] for k in values if k in searched}
         rel = {k: (e / abs(searched[k]) if searched[k] else math.inf if e else 0.0) for k, e in error.items()}
-        checks.append(Check(int(entry["trial"]), entry["path"], searched, measured, error, rel))
+        checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel))
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:
@@ -170,6 +190,15 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     for c in report.flagged:
         log.warning("trial %d: %s", c.trial, "; ".join(c.flags))
     return report
+
+
+def _distinct(recipes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct recipe dicts, in first-seen order."""
+    out: list[dict[str, Any]] = []
+    for r in recipes:
+        if r not in out:
+            out.append(r)
+    return out
 
 
 def verify_table(report: VerifyReport) -> Any:

@@ -134,6 +134,24 @@ def test_verify_remeasures_and_reports_errors(exported):
     assert saved["objectives"] == {"acc": "max", "params": "min"}
 
 
+def test_remeasure_all_times_models_together_and_rejects_bad_rounds(exported):
+    from nas.verify import remeasure_all
+
+    report, _ = exported
+    space = OFASpace(CONFIG)
+    models = [(load_subnet(m.path), space, space.validate(json.loads((m.path / "arch.json").read_text())["arch"]))
+              for m in report.models[:2]]
+    recipes = {"latency_ms": latency_metric(warmup=1, repeats=2, rounds=4, statistic="min"),
+               "params": count_metric("params")}
+    out = remeasure_all(models, recipes, None)
+    assert len(out) == len(models)
+    for values, (module, sp, arch) in zip(out, models):
+        assert values["latency_ms"] > 0 and values["params"] == sp.count(arch)["params"]
+    with pytest.raises(nas.ConfigError, match=r"metrics\.latency_ms\.rounds"):
+        record_model(report.out / "bad", space, supernet=None, data=None,
+                     metrics={"latency_ms": {**latency_metric(), "rounds": 0}})
+
+
 def test_verify_flags_constraint_breaks_and_picks_that_left_the_front():
     objectives = [Objective("acc", "max"), Objective("latency_ms", "min")]
     checks = [Check(1, "a", {"acc": 90, "latency_ms": 1.0}, {"acc": 90, "latency_ms": 1.6}, {}, {}),
