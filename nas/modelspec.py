@@ -183,9 +183,9 @@ def _check_metric(name: str, recipe: Any) -> dict[str, Any]:
         raise ConfigError(f"{where}.kind: expected one of {', '.join(METRIC_KINDS)}, got {kind!r}")
     if kind == "accuracy" and not isinstance(recipe.get("split"), str):
         raise ConfigError(f"{where}.split: name the data split the accuracy is measured on, got {recipe.get('split')!r}")
-    if kind == "latency" and recipe.get("statistic", "median") not in ("median", "min", "mean"):
-        raise ConfigError(f"{where}.statistic: expected median, min or mean, got {recipe.get('statistic')!r}")
     if kind == "latency":
+        if recipe.get("statistic", "median") not in ("median", "min", "mean"):
+            raise ConfigError(f"{where}.statistic: expected median, min or mean, got {recipe.get('statistic')!r}")
         for key, low in (("warmup", 0), ("repeats", 1), ("rounds", 1)):
             v = recipe.get(key, low)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:

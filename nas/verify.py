@@ -1,8 +1,8 @@
 """Re-measuring exported models: accuracy on held-out data, latency on the device, against the search's values.
 
 `remeasure(module, space, arch, recipes, data)` applies a model spec's metric recipes to a standalone
-module; `remeasure_all` does it for several, timing their latencies together. `verify(out)` reloads every model of an export directory with `load_subnet` (as a user would),
-re-measures it, reports predicted-vs-measured error per objective, and flags picks that break a
+module; `remeasure_all` does it for several, timing their latencies together. `verify(out)` reloads
+every model of an export directory with `load_subnet` (as a user would), re-measures it, reports predicted-vs-measured error per objective, and flags picks that break a
 constraint or are dominated by another pick once the measured values replace the searched ones.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +48,13 @@ def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
     from nas.hardware.latency import measure_latencies
     from nas.spaces.training import accuracy
 
+    for module, _, _ in models:
+        module.eval()
     outs: list[dict[str, float]] = [{} for _ in models]
     for name, r in recipes.items():
         kind = r["kind"]
         if kind == "latency":
-            timed = measure_latencies([(m.eval(), space.example_input(a, int(r.get("batch_size", 1))))
+            timed = measure_latencies([(m, space.example_input(a, int(r.get("batch_size", 1))))
                                        for m, space, a in models],
                                       device=r.get("device", "cpu"), warmup=int(r.get("warmup", 10)),
                                       repeats=int(r.get("repeats", 50)), rounds=int(r.get("rounds", 1)),
@@ -61,7 +63,6 @@ def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
                 out[name] = t.value(r.get("statistic", "median"))
             continue
         for out, (module, space, arch) in zip(outs, models):
-            module.eval()
             if kind == "accuracy":
                 if data is None:
                     raise ConfigError(f"metrics.{name}: re-measuring accuracy needs the data")
@@ -172,10 +173,12 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
             data = DataRef(ref["function"], dict(ref.get("kwargs") or {})).load()
         space = space_from_json(sub["space"])
         loaded.append((entry, load_subnet(folder), space, space.validate(sub["arch"]), recipes))
+    groups: dict[str, list[int]] = {}  # models sharing recipes are re-measured (timed) together
+    for i, x in enumerate(loaded):
+        groups.setdefault(json.dumps(x[4], sort_keys=True), []).append(i)
     measured: list[dict[str, float]] = [{} for _ in loaded]
-    for recipes in _distinct(x[4] for x in loaded):  # models sharing recipes are timed together
-        idx = [i for i, x in enumerate(loaded) if x[4] == recipes]
-        for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], recipes, data)):
+    for idx in groups.values():
+        for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], loaded[idx[0]][4], data)):
             measured[i] = m
     checks: list[Check] = []
     for (entry, *_), values in zip(loaded, measured):
@@ -190,15 +193,6 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     for c in report.flagged:
         log.warning("trial %d: %s", c.trial, "; ".join(c.flags))
     return report
-
-
-def _distinct(recipes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The distinct recipe dicts, in first-seen order."""
-    out: list[dict[str, Any]] = []
-    for r in recipes:
-        if r not in out:
-            out.append(r)
-    return out
 
 
 def verify_table(report: VerifyReport) -> Any:

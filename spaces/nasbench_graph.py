@@ -20,7 +20,7 @@ import numpy as np
 from nas.errors import InvalidArchitectureError
 from nas.spaces.architecture import Architecture
 from nas.spaces.params import Choice
-from nas.spaces.space import Space, guided_index
+from nas.spaces.space import Space, new_index
 
 LINKS = ("0-0-0-0", "0-0-0-1", "0-0-1-1", "0-0-1-2", "0-0-1-3", "0-1-1-1", "0-1-1-2", "0-1-2-2", "0-1-2-3")
 OPS = ("gat", "gcn", "gin", "cheb", "sage", "arma", "graph", "fc", "skip")
@@ -47,16 +47,11 @@ class NASBenchGraphSpace(Space):
                 return child
 
     def _edit(self, a: Architecture, rng: np.random.Generator, guide: Sequence[Mapping[str, Any]]) -> Architecture:
-        inputs, ops = [int(x) for x in a["link"].split("-")], [a[f"op{i}"] for i in range(1, 5)]
+        inputs, ops = wiring(a)
         k = int(rng.integers(7))
         if k < 4:
             slot = self.slots()[k + 1]  # slots: link, op1..op4
-            cur = slot.leaf.index(ops[k], slot.name)
-            new = guided_index(self, slot, cur, guide, rng)
-            if new is None:
-                new = int(rng.integers(len(OPS) - 1))
-                new += new >= cur
-            ops[k] = slot.leaf.value(new)
+            ops[k] = slot.leaf.value(new_index(self, slot, slot.leaf.index(ops[k], slot.name), guide, rng))
         else:
             node = k - 2  # 2..4; node 1 always reads the input features
             others = [j for j in range(node) if j != inputs[node - 1]]
@@ -66,7 +61,7 @@ class NASBenchGraphSpace(Space):
     def neighbours(self, arch: Mapping[str, Any]) -> list[Architecture]:
         """Every architecture one graph edit away: 32 operation changes and 6 rewirings."""
         a = self.validate(arch)
-        inputs, ops = [int(x) for x in a["link"].split("-")], [a[f"op{i}"] for i in range(1, 5)]
+        inputs, ops = wiring(a)
         edits = [(inputs, ops[:k] + [o] + ops[k + 1:]) for k in range(4) for o in OPS if o != ops[k]]
         edits += [(inputs[:node - 1] + [j] + inputs[node:], ops)
                   for node in range(2, 5) for j in range(node) if j != inputs[node - 1]]
@@ -79,12 +74,11 @@ class NASBenchGraphSpace(Space):
 
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
         """Nodes: 'input', 1..4 (attribute op), 'output'; edges follow the link pattern."""
-        a = self.validate(arch)
-        inputs = [int(x) for x in a["link"].split("-")]
+        inputs, ops = wiring(self.validate(arch))
         g = nx.DiGraph()
         g.add_node("input", op="input", label="input")
         for i in range(1, 5):
-            g.add_node(i, op=a[f"op{i}"], label=a[f"op{i}"])
+            g.add_node(i, op=ops[i - 1], label=ops[i - 1])
         for i, src in enumerate(inputs, start=1):
             g.add_edge("input" if src == 0 else src, i)
         g.add_node("output", op="output", label="output")
@@ -95,9 +89,7 @@ class NASBenchGraphSpace(Space):
 
     def canonical_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
         """The DAG with skip nodes contracted (a skip passes its input on) and edge multiplicities counted."""
-        a = self.validate(arch)
-        inputs = [int(x) for x in a["link"].split("-")]
-        ops = [a[f"op{i}"] for i in range(1, 5)]
+        inputs, ops = wiring(self.validate(arch))
 
         def source(i: int) -> int | str:
             while i > 0 and ops[i - 1] == "skip":
@@ -144,6 +136,11 @@ class NASBenchGraphSpace(Space):
             config[f"op{i}"] = graph.nodes[i]["op"]
         config["link"] = "-".join(links)
         return self.validate(config)
+
+
+def wiring(arch: Mapping[str, Any]) -> tuple[list[int], list[str]]:
+    """(inputs, ops) of a validated architecture: node i reads inputs[i-1] and applies ops[i-1]."""
+    return [int(x) for x in arch["link"].split("-")], [arch[f"op{i}"] for i in range(1, 5)]
 
 
 def relabel(inputs: Sequence[int], ops: Sequence[str]) -> dict[str, str]:

@@ -482,11 +482,7 @@ class Space:
             return Architecture(cfg)
         slot = active[int(rng.integers(len(active)))]
         cur = slot.leaf.index(get_path(cfg, slot.path), slot.name)
-        new = guided_index(self, slot, cur, guide, rng)
-        if new is None:
-            new = int(rng.integers(slot.leaf.cardinality - 1))
-            new += new >= cur
-        _set_path(cfg, slot.path, slot.leaf.value(new))
+        _set_path(cfg, slot.path, slot.leaf.value(new_index(self, slot, cur, guide, rng)))
         self._repair(cfg, rng)
         return self.validate(cfg)
 
@@ -621,14 +617,16 @@ def _spec(node: Any) -> Any:
     return {"if": [node.on, list(node.values)], "then": _spec(node.node)}
 
 
-def guided_index(space: Space, slot: Slot, current: int, guide: Sequence[Mapping[str, Any]],
-                 rng: np.random.Generator) -> int | None:
-    """The option index one random guide architecture holds at `slot`, or None when it is absent or `current`."""
-    if not guide:
-        return None
-    g = space.validate(guide[int(rng.integers(len(guide)))]).to_dict()
-    value = get_path(g, slot.path)
-    if value is _ABSENT:
-        return None
-    idx = slot.leaf.index(value, slot.name)
-    return None if idx == current else idx
+def new_index(space: Space, slot: Slot, current: int, guide: Sequence[Mapping[str, Any]],
+              rng: np.random.Generator) -> int:
+    """A mutation's new option index at `slot`: the value one random guide architecture holds there when it
+    has one other than `current`, otherwise uniform over the other options."""
+    if guide:
+        g = space.validate(guide[int(rng.integers(len(guide)))]).to_dict()
+        value = get_path(g, slot.path)
+        if value is not _ABSENT:
+            idx = slot.leaf.index(value, slot.name)
+            if idx != current:
+                return idx
+    new = int(rng.integers(slot.leaf.cardinality - 1))
+    return new + (new >= current)

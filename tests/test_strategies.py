@@ -97,7 +97,7 @@ def test_evolution_biases_mutation_toward_values_of_its_best_quarter():
     from nas.errors import ConfigError
     from nas.objectives import Problem
     from nas.strategies.base import TrialResult
-    from nas.strategies.evolution import RegularizedEvolution
+    from nas.strategies.evolution import RegularizedEvolution, best_quarter
 
     space = Space(**{f"x{i}": Choice(list(range(10))) for i in range(4)})
     problem = Problem.make({"acc": "max"})
@@ -107,6 +107,7 @@ def test_evolution_biases_mutation_toward_values_of_its_best_quarter():
         a = space.validate({**space.sample(rng).to_dict(), "x0": 9 if i < 10 else int(rng.integers(9))})
         evo.tell(a, TrialResult({"acc": 1.0 if i < 10 else 0.1 * rng.random()}, "ok"))
     assert [a["x0"] for a in evo._elite()] == [9] * 10
+    assert evo._elite() == best_quarter(problem, evo.history)  # the incremental ranking equals the plain one
     evo.random_asked = evo.population_size
     uniform = RegularizedEvolution(space, problem, seed=0, population_size=20, mutation_bias=0.0)
     uniform.load_state_dict(json.loads(json.dumps(evo.state_dict())))

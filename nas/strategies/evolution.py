@@ -42,7 +42,11 @@ class RegularizedEvolution(Strategy):
             sample_size = population_size // 2
         if not 1 <= sample_size <= population_size:
             raise ConfigError(f"evolution: sample_size must be in 1..population_size, got {sample_size}")
-        mutation_bias = checked_mutation_bias("evolution", space, mutation_bias)
+        if not 0.0 <= mutation_bias <= 1.0:
+            raise ConfigError(f"evolution: mutation_bias must be in [0, 1], got {mutation_bias}")
+        if mutation_bias > 0 and "guide" not in inspect.signature(space.mutate).parameters:
+            logger.info("evolution: %s.mutate takes no guide; mutation stays uniform", type(space).__name__)
+            mutation_bias = 0.0
         self.population_size = population_size
         self.sample_size = sample_size
         self.mutation_bias = mutation_bias
@@ -70,7 +74,7 @@ class RegularizedEvolution(Strategy):
     def _elite(self) -> list[Architecture]:
         """The best quarter of every completed result (one objective: by key; several: by Pareto rank)."""
         if len(self.problem.objectives) == 1:  # the same as best_quarter, kept sorted as results arrive
-            return [self.history[-i][0] for _, i in self._ranked[:len(self._ranked) // 4]]  # i <= 0
+            return [self.history[-neg][0] for _, neg in self._ranked[:len(self._ranked) // 4]]
         return best_quarter(self.problem, self.history)
 
     def _record(self, arch: Architecture, result: TrialResult) -> None:
@@ -135,12 +139,3 @@ def best_quarter(problem: Problem, history: Sequence[tuple[Architecture, TrialRe
     order = sorted(range(len(done)), key=lambda i: (keys[i], -i))
     return [done[i][0] for i in order[:len(done) // 4]]
 
-
-def checked_mutation_bias(strategy: str, space: Space, bias: float) -> float:
-    """`bias` after checking its range; 0 when the space's `mutate` override takes no `guide`."""
-    if not 0.0 <= bias <= 1.0:
-        raise ConfigError(f"{strategy}: mutation_bias must be in [0, 1], got {bias}")
-    if bias > 0 and "guide" not in inspect.signature(space.mutate).parameters:
-        logger.info("%s: %s.mutate takes no guide; mutation stays uniform", strategy, type(space).__name__)
-        return 0.0
-    return bias
