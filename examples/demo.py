@@ -52,7 +52,7 @@ CALIBRATION = {"split": "train", "size": 1000, "batch_size": 250}
 def metric_recipes(rounds: int = 20) -> dict[str, dict[str, Any]]:
     """How each metric is (re-)measured: accuracies on held-out splits, latency on this CPU (batch 1; all
     exported models timed together in `rounds` interleaved rounds of 5 runs)."""
-    from nas.modelspec import accuracy_metric, latency_metric
+    from nas.measure import accuracy_metric, latency_metric
 
     return {"accuracy_pct": accuracy_metric("valid"), "test_accuracy_pct": accuracy_metric("test"),
             "latency_ms": latency_metric(batch_size=1, threads=THREADS, statistic="min", warmup=2, repeats=5,
@@ -138,12 +138,12 @@ class _EpochBar(logging.Handler):
 def main(argv: list[str] | None = None) -> nas.SearchResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nas.cli import SearchProgress, make_console, pareto_table
+    from nas.console import make_console
     from nas.datasets import mnist1d_splits
-    from nas.export import export, export_table
+    from nas.export import export
     from nas.modelspec import DataRef, record_model
     from nas.plot import plot_pareto
-    from nas.verify import verify_table
+    from nas.report import SearchProgress, export_table, pareto_table, verify_table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="supernet training epochs")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `experiments.rep
 from experiments.reporting import git_commit  # noqa: E402
 from nas.spaces.cell import NasBench201Space  # noqa: E402
 from nas.datasets import digits_splits  # noqa: E402
-from nas.strategies.darts import DartsOptions, StandaloneTraining, search_darts  # noqa: E402
+from nas.darts import DartsOptions, StandaloneTraining, search_darts  # noqa: E402
 from nas.strategies.oneshot import PARAMETER_FREE, EpochRecord, darts_es_stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from experiments.reporting import git_commit  # noqa: E402
 from nas.hardware import adapter_for, lut_latency  # noqa: E402
 from nas.spaces.cell import NasBench201Space  # noqa: E402
 from nas.datasets import digits_splits  # noqa: E402
-from nas.strategies.darts import DartsOptions, StandaloneTraining, search_darts  # noqa: E402
+from nas.darts import DartsOptions, StandaloneTraining, search_darts  # noqa: E402
 from nas.strategies.oneshot import PARAMETER_FREE, cell_ops  # noqa: E402
 from nas.strategies.oneshot_latency import ensure_table  # noqa: E402
 

@@ -80,7 +80,7 @@ def settled() -> None:
     """Start each measurement with both CPUs free (Ray frees a finished search's actors asynchronously)."""
     import ray
 
-    from nas.ray_tune import settle
+    from nas.ray.tune import settle
 
     if ray.is_initialized():
         waited = settle(2.0, timeout_s=60.0)
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from nas.ray_executor import RayExecutor
-    from nas.ray_tune import RayTuneExecutor
+    from nas.ray.executor import RayExecutor
+    from nas.ray.tune import RayTuneExecutor
 
     load_before = os.getloadavg()
     t_start = time.perf_counter()

@@ -5,7 +5,7 @@ The one interface is `CostModel(space, device=..., latency=..., energy=...)(arch
 """
 
 from nas.hardware.cost import CostModel, CostReport, MeasuredLatency, cost, resolve_device
-from nas.hardware.counts import LeafCount, count, count_bytes, count_flops, count_leaves, count_params
+from nas.counts import LeafCount, count, count_bytes, count_flops, count_leaves, count_params
 from nas.hardware.devices import DeviceProfile, list_devices, load_device
 from nas.hardware.energy import AnalyticEnergy, EnergyMeasurement, NvmlMeter, RaplMeter, analytic_energy, measure_energy
 from nas.hardware.latency import LatencyMeasurement, measure_latencies, measure_latency, pinned_threads

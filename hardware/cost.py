@@ -28,7 +28,7 @@ import torch
 
 from nas.errors import ConfigError
 from nas.evaluators import Evaluator
-from nas.hardware.counts import count_leaves, count_params
+from nas.counts import count_leaves, count_params
 from nas.hardware.devices import DeviceProfile, default_device, load_device
 from nas.hardware.energy import analytic_energy, default_meter, import_pynvml, measure_energy
 from nas.hardware.latency import LatencyMeasurement, host_info, measure_latency

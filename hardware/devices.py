@@ -6,11 +6,11 @@ A profile feeds the roofline lower bound and the analytic energy estimate. Built
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas import jsonio
 from nas.errors import ConfigError
 
 DEVICES_DIR = Path(__file__).resolve().parent / "devices"
@@ -98,11 +98,7 @@ def load_device(device: str | Path | DeviceProfile) -> DeviceProfile:
                               "or give the path of a .json profile)")
     elif not path.is_file():
         raise ConfigError(f"device {str(device)!r}: file not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"device profile {path}: not valid JSON ({e})") from None
-    return DeviceProfile.from_dict(data)
+    return DeviceProfile.from_dict(jsonio.read_json(path, "device profile"))
 
 
 def default_device(torch_device: str) -> str | None:

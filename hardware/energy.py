@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from nas.errors import ConfigError
-from nas.hardware.counts import LeafCount, forward
+from nas.counts import LeafCount, forward
 from nas.hardware.devices import DeviceProfile
 from nas.hardware.latency import pinned_threads, tensors_in, to_device
 
@@ -130,7 +130,7 @@ class NvmlMeter:
                     self._nvml.nvmlShutdown()
                     raise ConfigError(f"NVML: this GPU has no total-energy counter ({e}); "
                                       "use method='sampling'") from None
-        self.samples = []
+        self.samples = [(time.perf_counter(), self._power())]  # the integral starts here, not at the thread's first turn
         self._stop_event.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()

@@ -13,14 +13,14 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from nas.errors import ConfigError
-from nas.hardware.counts import forward
+from nas.counts import forward
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class LatencyMeasurement:
     threads: int | None
     timer: str
     rounds: int = 1  # `repeats` timed runs per round; rounds of several networks interleave (measure_latencies)
+    times_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)  # every timed run, in time order
 
     @property
     def spread_ms(self) -> float:
@@ -48,14 +49,33 @@ class LatencyMeasurement:
 
     def value(self, statistic: str = "median") -> float:
         """The latency by `statistic` ("median", "min", "mean")."""
-        if statistic not in ("median", "min", "mean"):
+        if statistic not in _STATISTICS:
             raise ConfigError(f"statistic: expected median, min or mean, got {statistic!r}")
         return float(getattr(self, f"{statistic}_ms"))
 
+    def repeatability(self, statistic: str = "median") -> float:
+        """How far a second measurement may land, relative: the timed runs cut in two halves in time (whole
+        rounds when there are several), `statistic` of each, |a - b| / min(a, b); nan under 2 runs kept.
+
+        A lower bound: a slow phase of the machine that lasts longer than the whole measurement slows both
+        halves alike; only passes taken further apart (export's and verify's) show that."""
+        self.value(statistic)
+        t = np.asarray(self.times_ms, dtype=float)
+        if t.size < 2:
+            return float("nan")
+        cut = (self.rounds // 2) * (t.size // self.rounds) if self.rounds > 1 else t.size // 2
+        a, b = float(_STATISTICS[statistic](t[:cut])), float(_STATISTICS[statistic](t[cut:]))
+        return abs(a - b) / min(a, b) if min(a, b) > 0 else float("nan")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["times_ms"]
+        d["repeatability"] = self.repeatability()
         d["input_shapes"] = [list(s) for s in self.input_shapes]
         return d
+
+
+_STATISTICS = {"median": np.median, "min": np.min, "mean": np.mean}
 
 
 def summarise(times_ms: np.ndarray | list[float], *, warmup: int, batch_size: int,
@@ -67,7 +87,8 @@ def summarise(times_ms: np.ndarray | list[float], *, warmup: int, batch_size: in
         raise ConfigError("repeats: at least one timed run is needed")
     p10, p50, p90 = np.percentile(t, [10, 50, 90])
     return LatencyMeasurement(float(p50), float(t.min()), float(t.mean()), float(p10), float(p90),
-                              int(t.size) // rounds, warmup, batch_size, input_shapes, device, threads, timer, rounds)
+                              int(t.size) // rounds, warmup, batch_size, input_shapes, device, threads, timer, rounds,
+                              tuple(float(v) for v in t))
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from nas.errors import ConfigError
-from nas.hardware.counts import LeafCount, count_leaves
+from nas.counts import LeafCount, count_leaves
 from nas.spaces.model_space import ModelSpace
 
 

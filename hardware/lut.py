@@ -9,7 +9,6 @@ so an interrupted `build_table` resumes where it stopped (a torn last line is dr
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas import jsonio
 from nas.errors import ConfigError
 from nas.hardware.devices import default_device
 from nas.hardware.latency import host_info, measure_latencies
@@ -111,7 +111,7 @@ class LatencyTable:
 
     def check_adapter(self, adapter: LayerAdapter) -> None:
         """ConfigError when the table was built for another space frame than `adapter` describes."""
-        if _jsonable(self.header.get("adapter")) != _jsonable(adapter.describe()):
+        if jsonio.plain(self.header.get("adapter"), "adapter") != jsonio.plain(adapter.describe(), "adapter"):
             raise ConfigError(f"latency table {self.path or '(in memory)'} was built for {self.header.get('adapter')}, "
                               f"not for {adapter.describe()}")
 
@@ -121,35 +121,25 @@ class LatencyTable:
         return cls(header, entries, Path(path), statistic)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
-def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], int]:
-    """Header, entries, and the byte length of the intact part (a torn last line is left out)."""
+def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLines]:
+    """Header, entries, and the file's lines (a torn last line is left out: it may still be being written)."""
     if not path.is_file():
         raise ConfigError(f"latency table {path}: file not found")
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    intact = len(raw) if raw.endswith(b"\n") else len(raw) - len(lines[-1])
-    lines = lines[:-1]
-    if not lines:
+    lines = jsonio.read_jsonl(path, "latency table")
+    if not lines.records:
         raise ConfigError(f"latency table {path}: empty (no header line)")
-    try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"latency table {path}: the header line is not JSON ({e})") from None
+    header = lines.records[0][1]
     if header.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a latency table (format {header.get('format')!r}, expected {FORMAT!r})")
     if header.get("version") != VERSION:
         raise ConfigError(f"latency table {path}: version {header.get('version')!r}, this toolkit reads {VERSION}")
     entries = []
-    for n, line in enumerate(lines[1:], start=2):
+    for n, record in lines.records[1:]:
         try:
-            entries.append(TableEntry.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            entries.append(TableEntry.from_dict(record))
+        except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"latency table {path}: line {n} is not a valid entry ({e})") from None
-    return header, entries, intact
+    return header, entries, lines
 
 
 def _load() -> float | None:
@@ -169,46 +159,38 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
     header (default: the machine's, e.g. `local_cpu`). `progress(done, total)` is called after each chunk.
     """
     path = Path(path)
-    header = {"format": FORMAT, "version": VERSION, "adapter": _jsonable(adapter.describe()), "torch_device": device,
+    header = {"format": FORMAT, "version": VERSION, "adapter": jsonio.plain(adapter.describe(), "adapter"), "torch_device": device,
               "device": profile if profile is not None else default_device(device), "batch_size": batch_size,
               "threads": threads if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,
               "repeats": repeats, "rounds": rounds, "host": host_info(device),
               "created": _dt.datetime.now().isoformat(timespec="seconds"), "load_at_start": _load()}
     done: dict[str, TableEntry] = {}
     if path.exists():
-        old, entries, intact = _read(path)
+        old, entries, lines = _read(path)
         old.setdefault("rounds", 1)  # tables from before interleaved rounds
         for key in _SAME_BUILD:
             if old.get(key) != header[key]:
                 raise ConfigError(f"latency table {path} was built with {key}={old.get(key)!r}, this build has "
                                   f"{header[key]!r}: use another path, or delete the file to start over")
-        if intact < path.stat().st_size:
+        if lines.torn:
             log.warning("latency table %s: dropping a torn last line", path)
-            with open(path, "r+b") as f:
-                f.truncate(intact)
+        jsonio.repair_tail(lines)  # this build is the table's writer
         header, done = old, {e.layer.key: e for e in entries}
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(json.dumps(header) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        jsonio.append_jsonl(path, [header])
     todo = [layer for layer in unique(layers if layers is not None else adapter.distinct_layers())
             if layer.key not in done]
     if limit is not None:
         todo = todo[:max(0, limit)]
-    with open(path, "a") as f:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            entries = measure_layers(adapter, chunk, device=device, batch_size=batch_size, threads=threads,
-                                     warmup=warmup, repeats=repeats, rounds=rounds, seed=start)
-            for entry in entries:
-                f.write(json.dumps(entry.to_dict()) + "\n")
-                done[entry.layer.key] = entry
-            f.flush()
-            os.fsync(f.fileno())
-            if progress is not None:
-                progress(start + len(chunk), len(todo))
+    for start in range(0, len(todo), CHUNK):
+        chunk = todo[start:start + CHUNK]
+        entries = measure_layers(adapter, chunk, device=device, batch_size=batch_size, threads=threads,
+                                 warmup=warmup, repeats=repeats, rounds=rounds, seed=start)
+        jsonio.append_jsonl(path, [entry.to_dict() for entry in entries])  # one fsync'd write per chunk
+        done.update((entry.layer.key, entry) for entry in entries)
+        if progress is not None:
+            progress(start + len(chunk), len(todo))
     return LatencyTable(header, done.values(), path)
 
 

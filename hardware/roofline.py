@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from nas.hardware.counts import LeafCount
+from nas.counts import LeafCount
 from nas.hardware.devices import DeviceProfile
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16", torch.int8: "int8",

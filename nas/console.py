@@ -47,9 +47,7 @@ def user_errors(fn: F) -> F:
                                             soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
-            make_console(stderr=True).print(
-                "interrupted; every finished trial is in the journal (continue with `nas resume DIR`)",
-                style="yellow", soft_wrap=True)
+            make_console(stderr=True).print("interrupted", style="yellow", soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

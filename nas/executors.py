@@ -11,7 +11,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 
@@ -20,7 +20,10 @@ EvaluateFn = Callable[[Architecture], Mapping[str, float]]
 
 @dataclass(frozen=True)
 class Job:
+    """One architecture to evaluate, with the metrics the search's cheap stage already computed for it."""
+
     arch: Architecture
+    known: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class SimulatedClockExecutor(Executor):
     def free_slots(self) -> int:
         return self.workers - len(self._running)
 
-    def _duration(self, arch: Architecture, metrics: Mapping[str, float] | None) -> float:
+    def _duration(self, arch: Architecture, metrics: Mapping[str, float]) -> float:
         if callable(self.duration):
             return float(self.duration(arch, metrics or {}))
         if isinstance(self.duration, str):
@@ -129,7 +132,7 @@ class SimulatedClockExecutor(Executor):
     def submit(self, job: Job) -> None:
         assert self._evaluate is not None, "start() first"
         metrics, error = run_job(self._evaluate, job.arch)
-        end = self.clock + self._duration(job.arch, metrics)
+        end = self.clock + self._duration(job.arch, {**job.known, **(metrics or {})})
         worker = f"sim-{heapq.heappop(self._free)}"
         heapq.heappush(self._running, (end, self._seq, Completed(job.arch, metrics, error, self.clock, end, worker)))
         self._seq += 1
@@ -139,17 +142,3 @@ class SimulatedClockExecutor(Executor):
         self.clock = end
         heapq.heappush(self._free, int(done.worker.split("-")[1]))
         return [done]
-
-
-def make_executor(executor: str | Mapping[str, object] | Executor) -> Executor:
-    """"local", "ray" (actor pool), "ray-tune", {"name": "ray", **options} or an Executor instance."""
-    if isinstance(executor, Executor):
-        return executor
-    if executor == "local":
-        return LocalExecutor()
-    if executor in ("ray", "ray-tune") or isinstance(executor, Mapping):
-        from nas.ray_executor import executor_from_spec  # imports Ray only when asked for
-
-        return executor_from_spec({"name": executor} if isinstance(executor, str) else executor)
-    raise ConfigError(f"unknown executor {executor!r}; use 'local', 'ray', 'ray-tune' or pass an Executor "
-                      "instance (e.g. SimulatedClockExecutor(workers=4))")

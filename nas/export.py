@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -30,14 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from nas import jsonio
+from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.modelspec import (ModelSpec, Splits, load_model_spec, load_subnet, load_supernet, split, standalone,
-                           save_state_dict, subnet_json, WEIGHTS, SUBNET)
+from nas.measure import Splits, plus_minus, remeasure_all, split
+from nas.modelspec import (SUBNET, WEIGHTS, ModelSpec, load_model_spec, load_subnet, load_supernet, save_state_dict,
+                           standalone, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
-from nas.spaces.architecture import Architecture
 from nas.store import Trial
-from nas.verify import EXPORT_INDEX, VerifyReport, remeasure_all
+from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport
 from nas.verify import verify as verify_export
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class ExportedModel:
     searched: dict[str, float]
     measured: dict[str, float]
     checks: dict[str, Any] = field(default_factory=dict)  # supernet / onnx max abs differences
+    repeatability: dict[str, float] = field(default_factory=dict)  # per latency metric, relative (nas.measure)
 
 
 @dataclass
@@ -98,7 +102,7 @@ def pick(result: SearchResult, top: int | None = None, constraint: Any = None) -
 
 def completeness(result: SearchResult) -> tuple[bool, str]:
     """(complete, note): whether the search used its budget (or exhausted its space), in words."""
-    used = sum(t.status != "infeasible" for t in result.trials)
+    used = result.used
     budget = int(result.config.get("budget") or 0)
     if used >= budget or result.stop_reason == "exhausted":
         return True, f"search complete: {used} of {budget} evaluations"
@@ -151,7 +155,7 @@ def _card_md(card: dict[str, Any]) -> str:
              f"Exported {card['exported']} from `{card['search']['workdir']}`; {card['search']['note']}.", "",
              "| objective | searched | re-measured | error |", "|---|---|---|---|"]
     for o in card["objectives"]:
-        m = "n/a" if o["measured"] is None else f"{o['measured']:.4g}"
+        m = "n/a" if o["measured"] is None else f"{o['measured']:.4g}" + plus_minus(card["repeatability"].get(o["name"]))
         e = "n/a" if o["measured"] is None else f"{o['measured'] - o['searched']:+.4g}"
         lines.append(f"| {o['name']} ({o['direction']}) | {o['searched']:.4g} | {m} | {e} |")
     others = {k: v for k, v in card["measured"].items() if k not in {o["name"] for o in card["objectives"]}}
@@ -206,15 +210,30 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         data = spec.load_data()
     supernet = load_supernet(spec, result.workdir, space) if spec.weights == "supernet" else None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_old(out)
+    stage = out / f".export-{os.getpid()}"  # everything is written here first: a failed export leaves nothing
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        report = _export(result, spec, space, picks, extra, complete, note, data, supernet, out, stage, onnx, progress)
+        _move_in(stage, out, report)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if verify:
+        report.verify = verify_export(out, data)
+    return report
+
+
+def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial], extra: list[Constraint],
+            complete: bool, note: str, data: Splits | None, supernet: torch.nn.Module | None, out: Path, stage: Path,
+            onnx: bool, progress: Callable[[int, int, Trial], None] | None) -> ExportReport:
+    """Write every pick's folder and `export.json` into `stage`; their paths name their final place in `out`."""
     check_x = _check_inputs(space, picks[0].architecture, data, spec)
     from nas.hardware.latency import host_info
 
     threads = {r.get("threads") for r in spec.metrics.values() if r["kind"] == "latency"}
     device = {"torch_device": "cpu", "threads": threads.pop() if len(threads) == 1 else None,
               **{k: v for k, v in host_info("cpu").items() if k in ("cpu", "cpu_count", "torch", "platform")}}
-    evaluations = [t for t in result.trials if t.status != "infeasible"]
+    evaluations = [t for t in result.trials if t.is_evaluation]
     search = {"workdir": str(Path(result.workdir).resolve()), "strategy": result.config.get("strategy"),
               "seed": result.config.get("seed"), "budget": result.config.get("budget"),
               "evaluations": len(evaluations), "complete": complete, "note": note,
@@ -225,8 +244,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     built: list[tuple[Trial, Architecture, Path, torch.nn.Module, dict[str, Any]]] = []  # loaded models and checks
     for i, trial in enumerate(picks):
         arch = space.validate(trial.arch)
-        folder = out / f"trial-{trial.number:04d}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = stage / f"trial-{trial.number:04d}"
+        folder.mkdir()
         module = standalone(spec, result.workdir, arch, data, space, supernet)
         example = space.example_input(arch, 2)
         x = _like(check_x, example)
@@ -236,9 +255,9 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         save_state_dict(module, folder / WEIGHTS)
         evaluation = {"data": spec.data.to_json() if spec.data else None, "metrics": spec.metrics}
         info = subnet_json(spec.space, arch, module, list(example.shape[1:]), evaluation)
-        (folder / SUBNET).write_text(json.dumps(info, indent=1))
-        (folder / "arch.json").write_text(json.dumps({"trial": trial.number, "arch_id": arch.id,
-                                                      "arch": arch.to_dict(), "space": spec.space}, indent=1))
+        jsonio.write_json(folder / SUBNET, info)
+        jsonio.write_json(folder / "arch.json", {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(),
+                                                 "space": spec.space})
         loaded = load_subnet(folder)  # everything below uses the files as a user loads them
         with torch.no_grad():
             checks["reload_max_abs_diff"] = float((loaded(x) - module(x)).abs().max())
@@ -250,53 +269,58 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     # all models re-measured together: latencies in interleaved rounds when the recipe asks for rounds
     measured_all = remeasure_all([(m, space, a) for _, a, _, m, _ in built], spec.metrics, data)
     models: list[ExportedModel] = []
-    for (trial, arch, folder, _, checks), measured in zip(built, measured_all):
-        card = {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(), "path": str(folder),
+    for (trial, arch, folder, _, checks), again in zip(built, measured_all):
+        measured = again.values
+        final = out / folder.name
+        card = {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(), "path": str(final),
                 "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "objectives": [{**o, "searched": trial.metrics[o["name"]], "measured": measured.get(o["name"])}
                                for o in objectives],
-                "searched": dict(trial.metrics), "measured": measured, "constraints": constraints,
+                "searched": dict(trial.metrics), "measured": measured, "repeatability": again.repeatability,
+                "constraints": constraints,
                 "recipes": spec.metrics, "device": device, "search": search,
                 "weights": {"source": "sliced from the supernet" if supernet is not None else "trained weights",
                             "calibration": spec.calibration if supernet is not None else None},
                 "checks": checks, "files": sorted(p.name for p in folder.iterdir()) + ["card.json", "card.md"],
                 "notes": spec.notes}
-        (folder / "card.json").write_text(json.dumps(card, indent=1))
-        (folder / "card.md").write_text(_card_md(card))
-        models.append(ExportedModel(trial.number, arch.id, folder, dict(trial.metrics), measured, checks))
+        jsonio.write_json(folder / "card.json", card, allow_nan=True)
+        jsonio.write_bytes(folder / "card.md", _card_md(card).encode())
+        models.append(ExportedModel(trial.number, arch.id, final, dict(trial.metrics), measured, checks,
+                                    again.repeatability))
     index = {"workdir": search["workdir"], "complete": complete, "note": note, "exported": time.time(),
              "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
              "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,
-                         "searched": {k: v for k, v in m.searched.items()}, "measured": m.measured}
+                         "searched": dict(m.searched), "measured": m.measured, "repeatability": m.repeatability}
                         for m in models]}
-    (out / EXPORT_INDEX).write_text(json.dumps(index, indent=1))
-    report = ExportReport(out, models, complete, note, [o["name"] for o in objectives])
-    if verify:
-        report.verify = verify_export(out, data)
-    return report
+    jsonio.write_json(stage / EXPORT_INDEX, index)
+    return ExportReport(out, models, complete, note, [o["name"] for o in objectives])
+
+
+def _move_in(stage: Path, out: Path, report: ExportReport) -> None:
+    """Replace the previous export in `out` (only the folders its export.json lists) with the staged one;
+    `export.json` goes last, so a directory without it never looks complete."""
+    index = out / EXPORT_INDEX
+    old = jsonio.read_json(index, "export index") if index.is_file() else {}
+    for entry in (old.get("models", []) if isinstance(old, dict) else []):
+        _remove_model(out, out / str(entry.get("path", "")))
+    for name in (EXPORT_INDEX, VERIFY_REPORT):
+        (out / name).unlink(missing_ok=True)
+    for m in report.models:
+        _remove_model(out, m.path)  # a folder left by an export killed before its export.json
+        os.replace(stage / m.path.name, m.path)
+    os.replace(stage / EXPORT_INDEX, index)
+
+
+def _remove_model(out: Path, folder: Path) -> None:
+    """Delete `folder` when it is an exported model directly inside `out` (nothing else is ever deleted)."""
+    if folder != out and folder.parent == out and (folder / SUBNET).is_file():
+        shutil.rmtree(folder)
 
 
 def _load(workdir: str | Path) -> SearchResult:
     if not Path(workdir).is_dir():
         raise ConfigError(f"result_or_workdir: {workdir}: no such directory")
     return SearchResult.load(workdir)
-
-
-def _remove_old(out: Path) -> None:
-    """Drop the model folders a previous export to `out` wrote (listed in its export.json), nothing else."""
-    index = out / EXPORT_INDEX
-    if not index.is_file():
-        return
-    try:
-        old = json.loads(index.read_text())
-    except json.JSONDecodeError:
-        return
-    for entry in old.get("models", []):
-        folder = out / str(entry.get("path", ""))
-        if folder != out and folder.parent == out and (folder / SUBNET).is_file():
-            shutil.rmtree(folder)
-    for name in (EXPORT_INDEX, "verify.json"):
-        (out / name).unlink(missing_ok=True)
 
 
 def _check_inputs(space: Any, arch: Architecture, data: Splits | None, spec: ModelSpec) -> torch.Tensor:
@@ -314,27 +338,3 @@ def _like(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
     if x.numel() == len(x) * per:
         return x.reshape(len(x), *example.shape[1:]).to(example.dtype)
     return torch.randn(len(x), *example.shape[1:], generator=torch.Generator().manual_seed(0))
-
-
-def export_table(report: ExportReport) -> Any:
-    """The exported models as a rich table: per objective searched -> re-measured, and the self-checks."""
-    from rich.table import Table
-
-    from nas.cli import fmt
-
-    measured = report.models[0].measured if report.models else {}
-    objs = [n for n in report.objectives if n in measured] + sorted(set(measured) - set(report.objectives))
-    objs = [n for n in objs if n in report.models[0].searched]
-    table = Table(title=f"exported {len(report.models)} models to {report.out} ({report.note})", title_justify="left")
-    table.add_column("trial", justify="right")
-    for n in objs:
-        table.add_column(f"{n}\nsearched → measured", justify="right")
-    table.add_column("max |Δ| vs supernet / onnx", justify="right")
-    table.add_column("folder", overflow="fold")
-    for m in report.models:
-        onnx = m.checks.get("onnx", {}).get("onnxruntime_max_abs_diff")
-        sup = m.checks.get("supernet_max_abs_diff")
-        table.add_row(str(m.trial), *(f"{fmt(m.searched[n])} → {fmt(m.measured[n])}" for n in objs),
-                      f"{'-' if sup is None else f'{sup:.1e}'} / {'-' if onnx is None else f'{onnx:.1e}'}",
-                      m.path.name)
-    return table

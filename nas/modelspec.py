@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,8 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas import jsonio
+from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.spaces.architecture import Architecture
+from nas.measure import Splits, check_recipe, split
 from nas.spaces.model_space import ModelSpace
 
 SPEC_FORMAT, SUBNET_FORMAT, VERSION = "nas-model-spec", "nas-subnet", 1
@@ -41,10 +42,6 @@ TRIAL_WEIGHTS = "weights"          # in a search workdir: weights/<arch_id>.pt p
 SUBNET = "model.json"              # in an exported model's directory: how to rebuild that module
 WEIGHTS = "weights.pt"             # in an exported model's directory: its state_dict
 WEIGHT_KINDS = ("supernet", "trained")
-METRIC_KINDS = ("accuracy", "latency", "count")
-COUNTS = ("params", "flops", "macs")
-
-Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 # ---------------------------------------------------------------------------------------- import paths
@@ -82,22 +79,6 @@ def import_object(path: Any, field_name: str) -> Any:
     return obj
 
 
-def _jsonable(value: Any, field_name: str) -> Any:
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{field_name}: not plain JSON data ({e})") from None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_state_dict(module: nn.Module, path: Path) -> None:
     """The module's state_dict (tensors only, on the CPU), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,11 +103,11 @@ def space_to_json(space: Any) -> dict[str, Any]:
     cls = object_path(type(space))
     to_config = getattr(space, "to_config", None)
     if callable(to_config):
-        return {"class": cls, "config": _jsonable(to_config(), "space.config")}
+        return {"class": cls, "config": jsonio.plain(to_config(), "space.config")}
     cfg = getattr(space, "config", None)
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         data = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
-        return {"class": cls, "config_class": object_path(type(cfg)), "config": _jsonable(data, "space.config")}
+        return {"class": cls, "config_class": object_path(type(cfg)), "config": jsonio.plain(data, "space.config")}
     raise ConfigError(f"space: {type(space).__name__} cannot be described as JSON: give it a `to_config()` method "
                       "and a `from_config(config)` classmethod, or a dataclass `config` attribute that its "
                       "constructor takes as its only argument")
@@ -152,49 +133,7 @@ def space_from_json(spec: Any, field_name: str = "space") -> ModelSpace:
     return space
 
 
-# ---------------------------------------------------------------------------------------- metrics and data
-def accuracy_metric(split: str = "valid", scale: float = 100.0, batch_size: int = 250) -> dict[str, Any]:
-    """Recipe: top-1 accuracy on `split` of the spec's data, times `scale` (100: percent)."""
-    return {"kind": "accuracy", "split": split, "scale": scale, "batch_size": batch_size}
-
-
-def latency_metric(batch_size: int = 1, threads: int | None = 1, statistic: str = "median", warmup: int = 10,
-                   repeats: int = 50, device: str = "cpu", rounds: int = 1) -> dict[str, Any]:
-    """Recipe: latency (ms) of one forward pass, measured on `device` (how the search's value is re-measured).
-
-    With `rounds` > 1, export and verify time all models together in that many interleaved rounds of
-    `warmup` + `repeats` runs each (`nas.hardware.measure_latencies`), which shared machines need.
-    """
-    return {"kind": "latency", "device": device, "batch_size": batch_size, "threads": threads,
-            "statistic": statistic, "warmup": warmup, "repeats": repeats, "rounds": rounds}
-
-
-def count_metric(what: str = "params", batch_size: int = 1) -> dict[str, Any]:
-    """Recipe: parameter count, FLOPs or MACs of the module (FlopCounterMode)."""
-    return {"kind": "count", "count": what, "batch_size": batch_size}
-
-
-def _check_metric(name: str, recipe: Any) -> dict[str, Any]:
-    where = f"metrics.{name}"
-    if not isinstance(recipe, Mapping):
-        raise ConfigError(f"{where}: expected a recipe dict such as accuracy_metric(), got {recipe!r}")
-    kind = recipe.get("kind")
-    if kind not in METRIC_KINDS:
-        raise ConfigError(f"{where}.kind: expected one of {', '.join(METRIC_KINDS)}, got {kind!r}")
-    if kind == "accuracy" and not isinstance(recipe.get("split"), str):
-        raise ConfigError(f"{where}.split: name the data split the accuracy is measured on, got {recipe.get('split')!r}")
-    if kind == "latency":
-        if recipe.get("statistic", "median") not in ("median", "min", "mean"):
-            raise ConfigError(f"{where}.statistic: expected median, min or mean, got {recipe.get('statistic')!r}")
-        for key, low in (("warmup", 0), ("repeats", 1), ("rounds", 1)):
-            v = recipe.get(key, low)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"{where}.{key}: expected an integer >= {low}, got {v!r}")
-    if kind == "count" and recipe.get("count") not in COUNTS:
-        raise ConfigError(f"{where}.count: expected one of {', '.join(COUNTS)}, got {recipe.get('count')!r}")
-    return _jsonable(dict(recipe), where)
-
-
+# ---------------------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class DataRef:
     """A dataset by name: `function(**kwargs)` returns {split: (x, y)} (e.g. `nas.datasets.mnist1d_splits`)."""
@@ -205,7 +144,7 @@ class DataRef:
     @classmethod
     def of(cls, function: Callable[..., Splits] | str, **kwargs: Any) -> "DataRef":
         path = function if isinstance(function, str) else object_path(function)
-        return cls(path, _jsonable(kwargs, "data.kwargs"))
+        return cls(path, jsonio.plain(kwargs, "data.kwargs"))
 
     def load(self) -> Splits:
         splits = import_object(self.function, "data.function")(**self.kwargs)
@@ -216,13 +155,6 @@ class DataRef:
 
     def to_json(self) -> dict[str, Any]:
         return {"function": self.function, "kwargs": dict(self.kwargs)}
-
-
-def split(data: Splits, name: str, field_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (x, y) of split `name`; ConfigError naming `field_name` and the splits there are."""
-    if name not in data:
-        raise ConfigError(f"{field_name}: no split {name!r} in the data (it has {', '.join(map(str, data))})")
-    return data[name]
 
 
 def _chunks(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -245,7 +177,7 @@ class ModelSpec:
         if self.weights not in WEIGHT_KINDS:
             raise ConfigError(f"weights: expected one of {', '.join(WEIGHT_KINDS)}, got {self.weights!r}")
         for name, recipe in self.metrics.items():
-            _check_metric(name, recipe)
+            check_recipe(name, recipe)
         cal = self.calibration
         if cal is not None:
             if not isinstance(cal, Mapping) or not isinstance(cal.get("split"), str):
@@ -326,14 +258,14 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
     """
     spec = ModelSpec(space_to_json(space), "supernet" if supernet is not None else "trained", data,
                      dict(calibration) if calibration is not None else None,
-                     {k: dict(v) for k, v in (metrics or {}).items()}, _jsonable(dict(notes or {}), "notes"))
+                     {k: dict(v) for k, v in (metrics or {}).items()}, jsonio.plain(dict(notes or {}), "notes"))
     if space_from_json(spec.space).fingerprint() != space.fingerprint():
         raise ConfigError(f"space: {spec.space['class']} rebuilt from its JSON config is not the same space")
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     if supernet is not None:
         save_state_dict(supernet, wd / SUPERNET)
-    _atomic_write(wd / MODEL_SPEC, json.dumps(spec.to_json(), indent=1).encode())
+    jsonio.write_json(wd / MODEL_SPEC, spec.to_json())
     return spec
 
 
@@ -343,10 +275,7 @@ def load_model_spec(workdir: str | Path) -> ModelSpec:
     if not path.is_file():
         raise ConfigError(f"{workdir} has no {MODEL_SPEC}: record how to rebuild the search's models with "
                           "nas.modelspec.record_model(workdir, space, supernet=..., data=..., metrics=...)")
-    try:
-        return ModelSpec.from_json(json.loads(path.read_text()), str(path))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not JSON ({e})") from None
+    return ModelSpec.from_json(jsonio.read_json(path, "model spec"), str(path))
 
 
 def save_trial_weights(workdir: str | Path, arch: Mapping[str, Any], module: nn.Module) -> Path:
@@ -406,10 +335,7 @@ def read_subnet_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
     file = folder / SUBNET
     if not file.is_file():
         raise ConfigError(f"{path}: no exported model here ({SUBNET} not found)")
-    try:
-        d = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{file}: not JSON ({e})") from None
+    d = jsonio.read_json(file, "exported model spec")
     if not isinstance(d, Mapping) or d.get("format") != SUBNET_FORMAT:
         raise ConfigError(f"{file}: format: not an exported model (expected {SUBNET_FORMAT!r})")
     if d.get("version") != VERSION:

@@ -18,14 +18,25 @@ _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+|in
 
 @dataclass(frozen=True)
 class Objective:
-    """A metric to optimise, in a direction."""
+    """A metric to optimise, in a direction ("min" or "max")."""
 
     name: str
     direction: Direction
 
+    def __post_init__(self) -> None:
+        _check_name(self.name, "objective")
+        if self.direction not in ("min", "max"):
+            raise ConfigError(f"objective {self.name!r}: direction must be 'min' or 'max', got {self.direction!r}")
+
     def minimised(self, value: float) -> float:
         """The value in minimisation form (maximised objectives are negated)."""
         return value if self.direction == "min" else -value
+
+
+def _check_name(name: Any, what: str) -> None:
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ConfigError(f"{what}: the metric name must be a non-empty string without surrounding spaces, "
+                          f"got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -36,8 +47,18 @@ class Constraint:
     op: str
     bound: float
 
+    def __post_init__(self) -> None:
+        _check_name(self.metric, "constraint")
+        if self.op not in _OPS:
+            raise ConfigError(f"constraint on {self.metric!r}: op must be one of {', '.join(_OPS)}, got {self.op!r}")
+        if isinstance(self.bound, bool) or not isinstance(self.bound, (int, float)) or math.isnan(self.bound):
+            raise ConfigError(f"constraint on {self.metric!r}: bound must be a number, got {self.bound!r}")
+        object.__setattr__(self, "bound", float(self.bound))
+
     @classmethod
     def parse(cls, text: str) -> "Constraint":
+        if not isinstance(text, str):
+            raise ConfigError(f"constraint {text!r}: expected a string like 'latency_ms <= 20' or a Constraint")
         m = _CONSTRAINT.match(text)
         if not m:
             raise ConfigError(f"constraint {text!r} is not of the form 'metric <= number' (also >=, <, >)")
@@ -67,22 +88,45 @@ class Problem:
     objectives: tuple[Objective, ...]
     constraints: tuple[Constraint, ...] = ()
 
+    def __post_init__(self) -> None:
+        objectives, constraints = tuple(self.objectives), tuple(self.constraints)
+        if not objectives:
+            raise ConfigError("objectives: at least one objective is needed, e.g. {'accuracy': 'max'}")
+        seen: set[str] = set()
+        for i, o in enumerate(objectives):
+            if not isinstance(o, Objective):
+                raise ConfigError(f"objectives[{i}]: expected an Objective, got {o!r}")
+            if o.name in seen:
+                raise ConfigError(f"objectives: {o.name!r} is given twice")
+            seen.add(o.name)
+        for i, c in enumerate(constraints):
+            if not isinstance(c, Constraint):
+                raise ConfigError(f"constraints[{i}]: expected a Constraint, got {c!r}")
+        object.__setattr__(self, "objectives", objectives)
+        object.__setattr__(self, "constraints", constraints)
+
     @classmethod
     def make(cls, objectives: Mapping[str, str] | Sequence[Objective] | str,
-             constraints: Iterable[str | Constraint] = ()) -> "Problem":
+             constraints: Iterable[str | Constraint] | str = ()) -> "Problem":
         """From the user-facing forms: {"accuracy": "max"} or "accuracy" (max) and ["latency_ms <= 20"]."""
         if isinstance(objectives, str):
             objectives = {objectives: "max"}
         if isinstance(objectives, Mapping):
+            objs = [Objective(name, direction) for name, direction in objectives.items()]
+        elif isinstance(objectives, (list, tuple)):
             objs = []
-            for name, direction in objectives.items():
-                if direction not in ("min", "max"):
-                    raise ConfigError(f"objective {name!r}: direction must be 'min' or 'max', got {direction!r}")
-                objs.append(Objective(str(name), direction))
+            for i, o in enumerate(objectives):
+                if isinstance(o, str):
+                    raise ConfigError(f"objectives[{i}]: {o!r} has no direction; give a dict such as "
+                                      f"{{{o!r}: 'max'}} or Objective({o!r}, 'max')")
+                objs.append(o)
         else:
-            objs = list(objectives)
-        if not objs:
-            raise ConfigError("objectives: at least one objective is needed, e.g. {'accuracy': 'max'}")
+            raise ConfigError(f"objectives: expected a dict of name -> 'min'/'max' (e.g. {{'accuracy': 'max'}}), "
+                              f"got {type(objectives).__name__}")
+        if isinstance(constraints, (str, Constraint)):
+            constraints = [constraints]
+        elif not isinstance(constraints, Iterable):
+            raise ConfigError(f"constraints: expected a list such as ['latency_ms <= 20'], got {constraints!r}")
         cons = tuple(c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints)
         return cls(tuple(objs), cons)
 
@@ -94,16 +138,34 @@ class Problem:
     def metrics_needed(self) -> list[str]:
         return self.names + [c.metric for c in self.constraints if c.metric not in self.names]
 
-    def check_metrics(self, metrics: Mapping[str, Any]) -> None:
-        """Raise ConfigError when a result lacks a metric that an objective or constraint names."""
+    def missing(self, metrics: Mapping[str, Any]) -> list[str]:
+        """The objective and constraint metrics that `metrics` lacks."""
+        return [m for m in self.metrics_needed if m not in metrics]
+
+    def names_error(self, metrics: Mapping[str, Any]) -> str | None:
+        """The message when a result lacks a metric an objective or constraint names (on a search's first
+        result: most likely a typo in those names), or None."""
         for o in self.objectives:
             if o.name not in metrics:
-                raise ConfigError(f"objective {o.name!r} is not among the metrics evaluate returned "
-                                  f"({', '.join(sorted(metrics)) or 'none'})")
+                return (f"objective {o.name!r} is not among the metrics evaluate returned "
+                        f"({', '.join(sorted(metrics)) or 'none'})")
         for c in self.constraints:
             if c.metric not in metrics:
-                raise ConfigError(f"constraint '{c}' names metric {c.metric!r}, which evaluate did not return "
-                                  f"(it returned: {', '.join(sorted(metrics)) or 'nothing'})")
+                return (f"constraint '{c}' names metric {c.metric!r}, which evaluate did not return "
+                        f"(it returned: {', '.join(sorted(metrics)) or 'nothing'})")
+        return None
+
+    def result_error(self, metrics: Mapping[str, float]) -> str | None:
+        """Why a result cannot count as completed (a missing or non-finite objective/constraint metric), or None."""
+        missing = self.missing(metrics)
+        if missing:
+            return (f"evaluate did not return {', '.join(map(repr, missing))} (it returned: "
+                    f"{', '.join(sorted(metrics)) or 'nothing'})")
+        bad = [m for m in self.metrics_needed if not math.isfinite(float(metrics[m]))]
+        if bad:
+            return "non-finite " + ", ".join(f"{m} = {float(metrics[m])}" for m in bad) + \
+                " (an objective or constraint metric must be a finite number)"
+        return None
 
     def vector(self, metrics: Mapping[str, float]) -> tuple[float, ...]:
         """Objective values in minimisation form, NaN-safe (NaN becomes +inf: worst)."""

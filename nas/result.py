@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, JournalError
 from nas.objectives import Objective, Problem
 from nas.pareto import hypervolume, pareto_mask
-from nas.store import Journal, Trial
+from nas.store import Journal, Trial, evaluations_used
 
 
 @dataclass
@@ -28,15 +28,25 @@ class SearchResult:
     @classmethod
     def load(cls, workdir: str | Path) -> "SearchResult":
         """Read a (finished, running or killed) search back from its workdir."""
-        config, trials = Journal(workdir).read()
-        problem = Problem.make(config["problem"]["objectives"], config["problem"]["constraints"])
-        return cls(trials, problem, Path(workdir), "loaded", config)
+        journal = Journal(workdir)
+        contents = journal.read()
+        config = contents.config
+        try:
+            problem = Problem.make(config["problem"]["objectives"], config["problem"]["constraints"])
+        except (KeyError, TypeError) as e:
+            raise JournalError(f"{journal.path}:1: the header names no objectives ({e!r} missing)") from None
+        return cls(contents.trials, problem, Path(workdir), "still being written" if contents.still_writing
+                   else "loaded", config)
 
     @property
     def completed(self) -> list[Trial]:
-        """Evaluated trials whose metrics include every objective and constraint metric."""
-        need = self.problem.metrics_needed
-        return [t for t in self.trials if t.status == "ok" and all(m in t.metrics for m in need)]
+        """Evaluated trials whose metrics include every objective and constraint metric, all finite."""
+        return [t for t in self.trials if t.status == "ok" and self.problem.result_error(t.metrics) is None]
+
+    @property
+    def used(self) -> int:
+        """Evaluations spent (every trial but cheap rejections and re-checked copies)."""
+        return evaluations_used(self.trials)
 
     @property
     def feasible(self) -> list[Trial]:
@@ -78,9 +88,3 @@ class SearchResult:
         ref = [o.minimised(r) for o, r in zip(objs, reference)]
         pts = np.array([[o.minimised(t.metrics[o.name]) for o in objs] for t in self.feasible], dtype=float)
         return hypervolume(pts.reshape(-1, len(objs)), ref)
-
-    def export(self, out: str | Path, top: int | None = None, constraint: Any = None, **options: Any) -> Any:
-        """Export the Pareto-optimal trials as standalone models to `out` (`nas.export.export`)."""
-        from nas.export import export
-
-        return export(self, out, top, constraint, **options)

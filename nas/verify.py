@@ -1,9 +1,9 @@
 """Re-measuring exported models: accuracy on held-out data, latency on the device, against the search's values.
 
-`remeasure(module, space, arch, recipes, data)` applies a model spec's metric recipes to a standalone
-module; `remeasure_all` does it for several, timing their latencies together. `verify(out)` reloads
-every model of an export directory with `load_subnet` (as a user would), re-measures it, reports predicted-vs-measured error per objective, and flags picks that break a
-constraint or are dominated by another pick once the measured values replace the searched ones.
+`verify(out)` reloads every model of an export directory with `load_subnet` (as a user would),
+re-measures it with its recipes (`nas.measure.remeasure_all`, exactly as export did), reports
+predicted-vs-measured error per objective, and flags picks that break a constraint or are dominated by
+another pick once the measured values replace the searched ones.
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
+from nas import jsonio
 from nas.errors import ConfigError
-from nas.modelspec import DataRef, Splits, load_subnet, read_subnet_json, space_from_json, split
+from nas.measure import Remeasured, Splits, remeasure_all
+from nas.modelspec import DataRef, load_subnet, read_subnet_json, space_from_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -29,49 +30,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_INDEX = "export.json"
 VERIFY_REPORT = "verify.json"
-
-
-def remeasure(module: nn.Module, space: Any, arch: Mapping[str, Any], recipes: Mapping[str, Mapping[str, Any]],
-              data: Splits | None) -> dict[str, float]:
-    """Every metric that has a recipe, measured on `module` now (accuracy, latency on the device, counts)."""
-    return remeasure_all([(module, space, arch)], recipes, data)[0]
-
-
-def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
-                  recipes: Mapping[str, Mapping[str, Any]], data: Splits | None) -> list[dict[str, float]]:
-    """`remeasure` for several `(module, space, arch)` at once: each latency recipe times all of them together.
-
-    With `rounds` > 1 in the recipe the models are timed in interleaved rounds (`measure_latencies`), so a
-    slow phase of a shared machine slows every model alike instead of one model's whole block.
-    """
-    from nas.hardware.counts import count
-    from nas.hardware.latency import measure_latencies
-    from nas.spaces.training import accuracy
-
-    for module, _, _ in models:
-        module.eval()
-    outs: list[dict[str, float]] = [{} for _ in models]
-    for name, r in recipes.items():
-        kind = r["kind"]
-        if kind == "latency":
-            timed = measure_latencies([(m, space.example_input(a, int(r.get("batch_size", 1))))
-                                       for m, space, a in models],
-                                      device=r.get("device", "cpu"), warmup=int(r.get("warmup", 10)),
-                                      repeats=int(r.get("repeats", 50)), rounds=int(r.get("rounds", 1)),
-                                      threads=r.get("threads", 1))
-            for out, t in zip(outs, timed):
-                out[name] = t.value(r.get("statistic", "median"))
-            continue
-        for out, (module, space, arch) in zip(outs, models):
-            if kind == "accuracy":
-                if data is None:
-                    raise ConfigError(f"metrics.{name}: re-measuring accuracy needs the data")
-                x, y = split(data, r["split"], f"metrics.{name}.split")
-                out[name] = accuracy(module, x, y, int(r.get("batch_size", 250))) * float(r.get("scale", 1.0))
-            elif kind == "count":
-                with torch.no_grad():
-                    out[name] = count(module, space.example_input(arch, int(r.get("batch_size", 1))))[r["count"]]
-    return outs
 
 
 @dataclass
@@ -85,6 +43,8 @@ class Check:
     error: dict[str, float]          # measured - searched, per metric measured
     rel_error: dict[str, float]      # (measured - searched) / |searched|
     flags: list[str] = field(default_factory=list)
+    repeatability: dict[str, float] = field(default_factory=dict)  # per latency: this measurement's own, relative
+    export_pass: dict[str, float] = field(default_factory=dict)    # per latency: export's earlier measurement
 
     @property
     def ok(self) -> bool:
@@ -120,10 +80,9 @@ def read_index(out: str | Path) -> dict[str, Any]:
     path = Path(out) / EXPORT_INDEX
     if not path.is_file():
         raise ConfigError(f"{out}: not an export directory ({EXPORT_INDEX} not found; run `nas export` first)")
-    try:
-        index = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not JSON ({e})") from None
+    index = jsonio.read_json(path, "export index")
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
     for key in ("objectives", "constraints", "models"):
         if key not in index:
             raise ConfigError(f"{path}: field {key!r} is missing")
@@ -145,10 +104,18 @@ def _flags(checks: Sequence[Check], objectives: Sequence[Objective], constraints
     for k, i in enumerate(usable):
         if mask[k]:
             continue
-        by = [checks[usable[j]].trial for j in range(len(usable))
-              if j != k and np.all(pts[j] <= pts[k]) and np.any(pts[j] < pts[k])]
+        by = [j for j in range(len(usable)) if j != k and np.all(pts[j] <= pts[k]) and np.any(pts[j] < pts[k])]
+        noise = all(_within_noise(checks[i], checks[usable[j]], values[i], values[usable[j]]) for j in by)
         checks[i].flags.append("left the Pareto front after re-measurement (dominated by trial "
-                               + ", ".join(map(str, by)) + ")")
+                               + ", ".join(str(checks[usable[j]].trial) for j in by) + ")"
+                               + (" by less than the latency measurement's repeatability: a near-tie" if noise else ""))
+
+
+def _within_noise(a: Check, b: Check, va: dict[str, float], vb: dict[str, float]) -> bool:
+    """Whether `b` beats `a` on its re-measured latencies by less than either measurement's repeatability."""
+    names = [n for n in a.repeatability if n in b.repeatability and math.isfinite(a.repeatability[n])]
+    return bool(names) and all(abs(va[n] - vb[n]) <= max(a.repeatability[n], b.repeatability[n]) * abs(va[n])
+                               for n in names)
 
 
 def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> VerifyReport:
@@ -176,47 +143,23 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     groups: dict[str, list[int]] = {}  # models sharing recipes are re-measured (timed) together
     for i, x in enumerate(loaded):
         groups.setdefault(json.dumps(x[4], sort_keys=True), []).append(i)
-    measured: list[dict[str, float]] = [{} for _ in loaded]
+    measured: list[Remeasured] = [Remeasured({}) for _ in loaded]
     for idx in groups.values():
         for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], loaded[idx[0]][4], data)):
             measured[i] = m
     checks: list[Check] = []
-    for (entry, *_), values in zip(loaded, measured):
+    for (entry, *_), again in zip(loaded, measured):
+        values = again.values
         searched = {k: float(v) for k, v in entry["searched"].items()}
         error = {k: values[k] - searched[k] for k in values if k in searched}
         rel = {k: (e / abs(searched[k]) if searched[k] else math.inf if e else 0.0) for k, e in error.items()}
-        checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel))
+        earlier = {k: float(v) for k, v in (entry.get("measured") or {}).items() if k in again.repeatability}
+        checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
+                            repeatability=again.repeatability, export_pass=earlier))
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:
-        (out / VERIFY_REPORT).write_text(json.dumps(report.to_json(), indent=1, allow_nan=True))
+        jsonio.write_json(out / VERIFY_REPORT, report.to_json(), allow_nan=True)
     for c in report.flagged:
         log.warning("trial %d: %s", c.trial, "; ".join(c.flags))
     return report
-
-
-def verify_table(report: VerifyReport) -> Any:
-    """The report as a rich table: per model and objective, searched -> measured (error), then flags."""
-    from rich.table import Table
-
-    from nas.cli import fmt
-
-    names = [o.name for o in report.objectives]
-    extra = sorted({k for c in report.checks for k in c.measured} - set(names))
-    table = Table(title=f"verify: {len(report.checks)} exported models re-measured, "
-                        f"{len(report.flagged)} flagged", title_justify="left")
-    table.add_column("trial", justify="right")
-    for n in names + extra:
-        table.add_column(f"{n}\nsearched → measured", justify="right")
-    table.add_column("flags", overflow="fold")
-
-    def cell(c: Check, n: str) -> str:
-        if n not in c.measured:
-            return fmt(c.searched.get(n, float("nan"))) + " (not re-measured)"
-        if n not in c.searched:
-            return fmt(c.measured[n])
-        return f"{fmt(c.searched[n])} → {fmt(c.measured[n])} ({c.rel_error[n]:+.1%})"
-
-    for c in report.checks:
-        table.add_row(str(c.trial), *(cell(c, n) for n in names + extra), "; ".join(c.flags) or "ok")
-    return table

@@ -9,7 +9,6 @@ MAE, and the precision of the predicted top fraction (the part of the ranking a 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import stats
 
+from nas import jsonio
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 
@@ -211,8 +211,7 @@ def to_json(records: Sequence[Record], meta: Mapping[str, Any] | None = None) ->
 
 def write_json(path: str | Path, records: Sequence[Record], meta: Mapping[str, Any] | None = None) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(records, meta), indent=1))
+    jsonio.write_json(path, to_json(records, meta), allow_nan=True)  # a constant predictor's tau is NaN
     return path
 
 

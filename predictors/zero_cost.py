@@ -12,7 +12,7 @@ Proxies (Abdelfattah et al. 2021, "Zero-Cost Proxies for Lightweight NAS"; Mello
   `jitter=0` is the paper's log|K|, which is -inf as soon as K is singular (two rows with one code, or
   fewer units than rows, as in narrow GNNs scored on many nodes); the default 1 keeps such networks
   comparable;
-- `params`, `flops`: baselines (FLOPs via torch's FlopCounterMode, `nas.hardware.counts`).
+- `params`, `flops`: baselines (FLOPs via torch's FlopCounterMode, `nas.counts`).
 
 `inputs` is a tensor, a tuple of positional arguments (e.g. `(x, edge_index)` for a GNN) or a dict of
 keyword arguments. The model is never changed: gradients are taken with `torch.autograd.grad`, and
@@ -191,7 +191,7 @@ def param_count(model: "torch.nn.Module") -> float:
 
 
 def flops(model: "torch.nn.Module", inputs: Any) -> float:
-    from nas.hardware.counts import count_flops
+    from nas.counts import count_flops
 
     return float(count_flops(model, inputs)["flops"])
 

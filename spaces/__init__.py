@@ -8,9 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from nas.spaces.architecture import Architecture, FrozenDict, canonical_json
-from nas.spaces.params import Choice, Conditional, Integer, Repeat
-from nas.spaces.space import Slot, Space, path_str
+from nas.architecture import Architecture, FrozenDict, canonical_json
+from nas.spaces.params import Choice, Conditional, Integer
+from nas.spaces.space import Repeat, Slot, Space, path_str
 
 _LAZY = {
     "ModelSpace": "nas.spaces.model_space",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
-from nas.spaces.architecture import Architecture
+from nas.architecture import Architecture
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice
 from nas.spaces.space import Space

@@ -22,10 +22,10 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
-from nas.spaces.architecture import Architecture
+from nas.architecture import Architecture
 from nas.spaces.model_space import ModelSpace
-from nas.spaces.params import Choice, Conditional, Repeat
-from nas.spaces.space import Space
+from nas.spaces.params import Choice, Conditional
+from nas.spaces.space import Repeat, Space
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nas.counts import count
 from nas.spaces.space import Space
 
 
@@ -25,7 +26,5 @@ class ModelSpace(Space):
 
     def count(self, arch: Mapping[str, Any], batch_size: int = 1) -> dict[str, float]:
         """{"params", "flops", "macs"} of the built module for one forward pass of `batch_size` inputs."""
-        from nas.hardware.counts import count
-
         arch = self.validate(arch)
         return count(self.build(arch), self.example_input(arch, batch_size))

@@ -18,7 +18,7 @@ import networkx as nx
 import numpy as np
 
 from nas.errors import InvalidArchitectureError
-from nas.spaces.architecture import Architecture
+from nas.architecture import Architecture
 from nas.spaces.params import Choice
 from nas.spaces.space import Space, new_index
 

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError
-from nas.spaces.architecture import Architecture
+from nas.architecture import Architecture
 from nas.spaces.dynamic import DynamicBatchNorm, DynamicConv1d, importance_order
 from nas.spaces.model_space import ModelSpace
-from nas.spaces.params import Choice, Repeat
-from nas.spaces.space import Space
+from nas.spaces.params import Choice
+from nas.spaces.space import Repeat, Space
 
 __all__ = ["ELASTIC", "MBConv1d", "OFAConfig", "OFASpace", "OFASubnet", "OFASupernet"]
 

@@ -1,16 +1,14 @@
-"""The nodes of a search space: leaf decisions (Choice, Integer) and structure (Repeat, Conditional)."""
+"""The nodes of a search space: leaf decisions (Choice, Integer) and Conditional fields (`Repeat`, which
+holds a `Space`, lives in `nas.spaces.space`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
-
-if TYPE_CHECKING:
-    from nas.spaces.space import Space
 
 Scalar = Union[str, int, float, bool]
 
@@ -116,26 +114,6 @@ class Integer:
 
 
 Leaf = Union[Choice, Integer]
-
-
-@dataclass(frozen=True, init=False)
-class Repeat:
-    """A block repeated `count` times: `count` is a fixed int or the name of a sibling leaf field.
-
-    Its value in an architecture is a sequence of mappings, one per block.
-    """
-
-    count: Union[int, str]
-    block: "Space"
-
-    def __init__(self, count: Union[int, str], block: "Space | Mapping[str, Any] | None" = None, **fields: Any) -> None:
-        from nas.spaces.space import Space
-
-        if block is not None and fields:
-            raise SpaceDefinitionError("Repeat takes either block= or keyword fields, not both")
-        body = block if isinstance(block, Space) else Space._unchecked(block or fields)
-        object.__setattr__(self, "count", count)
-        object.__setattr__(self, "block", body)
 
 
 @dataclass(frozen=True, init=False)

@@ -16,8 +16,8 @@ import networkx as nx
 import numpy as np
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
-from nas.spaces.architecture import Architecture, as_sequence, canonical_json
-from nas.spaces.params import Choice, Conditional, Integer, Leaf, Repeat
+from nas.architecture import Architecture, as_sequence, canonical_json
+from nas.spaces.params import Choice, Conditional, Integer, Leaf
 
 Path = tuple[str | int, ...]
 _ABSENT = object()
@@ -74,6 +74,24 @@ class Slot:
     def width(self) -> int:
         """Columns in the one-hot encoding: one per option, plus one for 'inactive' when optional."""
         return self.leaf.cardinality + int(self.optional)
+
+
+@dataclass(frozen=True, init=False)
+class Repeat:
+    """A block repeated `count` times: `count` is a fixed int or the name of a sibling leaf field.
+
+    Its value in an architecture is a sequence of mappings, one per block.
+    """
+
+    count: int | str
+    block: "Space"
+
+    def __init__(self, count: int | str, block: "Space | Mapping[str, Any] | None" = None, **fields: Any) -> None:
+        if block is not None and fields:
+            raise SpaceDefinitionError("Repeat takes either block= or keyword fields, not both")
+        body = block if isinstance(block, Space) else Space._unchecked(block or fields)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "block", body)
 
 
 class Space:

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError, InvalidArchitectureError
-from nas.spaces.architecture import Architecture
+from nas.architecture import Architecture
 from nas.spaces.dynamic import DynamicLinear
 from nas.spaces.model_space import ModelSpace
-from nas.spaces.params import Choice, Conditional, Repeat
+from nas.spaces.params import Choice, Conditional
+from nas.spaces.space import Repeat
 
 MIXERS = ("attention", "fourier", "linear", "conv")
 PAD = 0  # token id of padding; the mask of real tokens is `tokens != PAD`

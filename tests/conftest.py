@@ -1,4 +1,5 @@
-"""Shared fixtures: the shared data folder (tests that need it skip when it is absent)."""
+"""Shared fixtures: torch thread settings (restored after every test) and the shared data folder (tests that
+need it skip when it is absent)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ import pytest
 import torch
 
 from nas.tabular import data_dir
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """Thread settings never leak between tests: torch's intra-op thread count is put back after each test.
+
+    (The inter-op count cannot be changed once torch has run a parallel op, so nothing sets it.)
+    """
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture

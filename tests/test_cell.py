@@ -14,7 +14,7 @@ from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionErr
 from nas.spaces.cell import (NB201_EDGES, BinaryGates, DartsSpace, MixedOp, MixWeights, NasBench201Space,
                              ReLUConvBN)
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "cell.md"
 EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 DARTS_V2 = {

@@ -99,7 +99,8 @@ def test_run_journals_exactly_the_budget_and_prints_the_front(runner, toy, tmp_p
     wd = tmp_path / "wd"
     result = runner.invoke(app, ["run", str(toy), "--budget", "12", "--workdir", str(wd)])
     assert result.exit_code == 0, result.output
-    config, trials = Journal(wd).read()
+    contents = Journal(wd).read()
+    config, trials = contents.config, contents.trials
     assert len(trials) == 12 and all(t.status == "ok" for t in trials)
     assert len(calls(toy)) == 12
     assert config["metadata"]["script"] == str(toy.resolve())
@@ -118,7 +119,8 @@ def test_run_flags_override_the_script(runner, toy, tmp_path):
     result = runner.invoke(app, ["run", str(toy), "--budget", "5", "--workdir", str(wd), "--strategy", "random",
                                  "--seed", "3", "--objective", "cost:min", "--constraint", "cost <= 20"])
     assert result.exit_code == 0, result.output
-    config, trials = Journal(wd).read()
+    contents = Journal(wd).read()
+    config, trials = contents.config, contents.trials
     assert (config["strategy"], config["seed"], len(trials)) == ("random", 3, 5)
     assert config["problem"] == {"objectives": {"cost": "min"}, "constraints": ["cost <= 20"]}
 
@@ -126,7 +128,7 @@ def test_run_flags_override_the_script(runner, toy, tmp_path):
 def test_run_defaults_to_runs_slash_script_stem(runner, toy, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(app, ["run", str(toy), "--budget", "3"]).exit_code == 0
-    assert len(Journal(tmp_path / "runs" / "toy").read()[1]) == 3
+    assert len(Journal(tmp_path / "runs" / "toy").read().trials) == 3
     again = runner.invoke(app, ["run", str(toy), "--budget", "3", "--fresh"])  # starts over, evaluates anew
     assert again.exit_code == 0 and len(calls(toy)) == 6
 
@@ -135,7 +137,7 @@ def test_status_reports_counts_budget_and_best(runner, tmp_path):
     script = write(tmp_path / "mixed.py", MIXED)
     wd = tmp_path / "wd"
     assert runner.invoke(app, ["run", str(script), "--budget", "20", "--workdir", str(wd)]).exit_code == 0
-    _, trials = Journal(wd).read()
+    trials = Journal(wd).read().trials
     n = Counter(t.status for t in trials)
     assert n["failed"] > 0 and n["infeasible"] > 0 and n["ok"] + n["failed"] == 20
     result = runner.invoke(app, ["status", str(wd)])
@@ -168,7 +170,7 @@ def test_resume_continues_to_the_new_budget_without_reevaluating(runner, toy, tm
     assert len(calls(toy)) == 6
     result = runner.invoke(app, ["resume", str(wd), "--budget", "15"])
     assert result.exit_code == 0, result.output
-    _, trials = Journal(wd).read()
+    trials = Journal(wd).read().trials
     assert len(trials) == 15 and len(calls(toy)) == 15  # 9 new evaluations, none repeated
     assert len({t.arch_id for t in trials}) == 15
     # Stopping at 6 and resuming to 15 is the same search as running to 15 at once.
@@ -176,7 +178,7 @@ def test_resume_continues_to_the_new_budget_without_reevaluating(runner, toy, tm
     other.mkdir()
     straight = write(other / "toy.py", TOY)
     assert runner.invoke(app, ["run", str(straight), "--budget", "15", "--workdir", str(other / "wd")]).exit_code == 0
-    assert [t.arch_id for t in Journal(other / "wd").read()[1]] == [t.arch_id for t in trials]
+    assert [t.arch_id for t in Journal(other / "wd").read().trials] == [t.arch_id for t in trials]
     # Without --budget, a search that already used its budget evaluates nothing more.
     again = runner.invoke(app, ["resume", str(wd)])
     assert again.exit_code == 0 and len(calls(toy)) == 15
@@ -233,6 +235,78 @@ def test_console_script_prints_one_red_line_without_traceback(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and "`evaluate`" in proc.stderr
 
 
+def test_a_different_search_is_refused_before_anything_is_printed_and_names_the_space_field(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd)]).exit_code == 0
+    before = (wd / "journal.jsonl").read_bytes()
+    write(toy, TOY.replace("k=Choice([3, 5, 7])", "k=Choice([3, 5])"))
+    result = runner.invoke(app, ["run", str(toy), "--budget", "5", "--workdir", str(wd)])
+    line = one_error_line(result)
+    assert "its space differs at field blocks.k (the journal has choice [3, 5, 7], this run [3, 5])" in line
+    assert "continuing" not in result.stdout and result.stdout.strip() == ""  # no progress bar, no "continuing"
+    assert (wd / "journal.jsonl").read_bytes() == before and len(calls(toy)) == 3
+
+
+def test_resume_refuses_a_smaller_budget_and_a_plain_run_keeps_the_raised_one(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "6", "--workdir", str(wd)]).exit_code == 0
+    assert runner.invoke(app, ["resume", str(wd), "--budget", "10"]).exit_code == 0
+    line = one_error_line(runner.invoke(app, ["resume", str(wd), "--budget", "4"]))
+    assert "--budget 4 is below the 10 this search already has" in line and "--lower-budget" in line
+    # a plain run of the script (budget 50 in the script, 8 on the command line) keeps the raised 10
+    assert runner.invoke(app, ["run", str(toy), "--budget", "8", "--workdir", str(wd)]).exit_code == 0
+    assert Journal(wd).read().config["budget"] == 10 and len(calls(toy)) == 10
+    assert runner.invoke(app, ["resume", str(wd), "--budget", "7", "--lower-budget"]).exit_code == 0
+    status = runner.invoke(app, ["status", str(wd)])
+    assert status.exit_code == 0 and "10 evaluations used; the budget was lowered to 7 (reached)" in status.stdout
+
+
+def test_status_says_how_a_python_search_continues_and_when_one_is_running(runner, tmp_path):
+    wd = tmp_path / "wd"
+    nas.search(Space(x=Integer(0, 9)), lambda a: {"v": float(a["x"])}, {"v": "max"}, budget=3, workdir=wd)
+    out = runner.invoke(app, ["status", str(wd)], env={"COLUMNS": "400"}).stdout
+    assert "nas.search(..., workdir=" in out and "nas resume" not in out
+    from nas.store import JournalWriter
+
+    with JournalWriter(wd):
+        assert f"running (pid {os.getpid()} on " in runner.invoke(app, ["status", str(wd)],
+                                                                  env={"COLUMNS": "400"}).stdout
+
+
+INTERRUPTED = TOY.replace("def evaluate(arch):", """def evaluate(arch):
+    if len(open(CALLS).read().splitlines() if CALLS.exists() else []) == 4:
+        raise KeyboardInterrupt""")
+
+
+def test_ctrl_c_names_the_workdir_and_the_command_that_continues_it(runner, tmp_path):
+    script, wd = write(tmp_path / "toy.py", INTERRUPTED), tmp_path / "wd"
+    result = runner.invoke(app, ["run", str(script), "--budget", "9", "--workdir", str(wd)])
+    assert result.exit_code == 130
+    assert f"every finished trial is in {wd / 'journal.jsonl'}; continue with: nas resume {wd}" in result.stderr
+    assert "DIR" not in result.stderr and len(Journal(wd).read().trials) == 4
+
+
+def test_fresh_moves_the_previous_search_with_its_weights_and_model_spec_aside(runner, toy, tmp_path):
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd)]).exit_code == 0
+    (wd / "weights").mkdir()
+    (wd / "weights" / "x.pt").write_bytes(b"old")
+    (wd / "model.json").write_text("{}")
+    result = runner.invoke(app, ["run", str(toy), "--budget", "2", "--workdir", str(wd), "--fresh"])
+    assert result.exit_code == 0, result.output
+    assert f"moved the previous search in {wd} to {wd}.previous" in result.stdout
+    assert sorted(p.name for p in wd.iterdir()) == ["journal.jsonl", "journal.lock", "strategy.json"]
+    assert len(Journal(wd).read().trials) == 2 and len(Journal(f"{wd}.previous").read().trials) == 3
+    assert (Path(f"{wd}.previous") / "weights" / "x.pt").read_bytes() == b"old"
+
+
+def test_run_help_lists_every_registered_strategy(runner):
+    from nas.strategies import STRATEGIES
+
+    out = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "400"}).stdout
+    assert all(name in out for name in STRATEGIES), out
+
+
 # ------------------------------------------------------------------------------------------ plot
 def _toy_result(tmp_path: Path, objectives: dict[str, str]) -> nas.SearchResult:
     space = Space(a=Integer(0, 9), b=Choice([1, 2, 3]))
@@ -266,7 +340,8 @@ def test_nasbench_graph_example_runs_under_nas_run(runner, nbg_dir, tmp_path):
     result = runner.invoke(app, ["run", str(ROOT / "examples" / "nasbench_graph.py"), "--budget", "20",
                                  "--workdir", str(wd)])
     assert result.exit_code == 0, result.output
-    config, trials = Journal(wd).read()
+    contents = Journal(wd).read()
+    config, trials = contents.config, contents.trials
     assert len(trials) == 20 and config["problem"]["objectives"] == {"valid_acc": "max", "latency_s": "min"}
     assert "valid_acc (max)" in result.stdout
 

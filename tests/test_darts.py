@@ -13,18 +13,18 @@ from nas.errors import ConfigError, JournalError
 from nas.hardware import adapter_for
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.datasets import digits_splits
-from nas.strategies.darts import DartsOptions, load_history, search_darts
+from nas.darts import DartsOptions, load_history, search_darts
 from nas.strategies.oneshot import EpochRecord, OneShotTrainer
 from nas.strategies.oneshot_latency import ensure_table, lut_costs
 from tests.docs import python_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=3e-3)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data():
-    torch.set_num_threads(1)
     return {k: (x[:64], y[:64]) for k, (x, y) in digits_splits().items()}  # 2 batches of 32 per epoch
 
 

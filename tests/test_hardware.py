@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import types
@@ -86,6 +87,30 @@ def test_builtin_profiles_load_with_consistent_figures():
     cpu = load_device("local_cpu")
     assert cpu.peak("float32", threads=1) == pytest.approx(cpu.peak("float32") / 2)
     assert h100.pj_per_flop("float32") == pytest.approx(700 / 67e12 * 1e12)
+
+
+def test_the_device_table_in_docs_states_each_profiles_fp32_peak_and_bandwidth():
+    """docs/hardware.md's table of built-in profiles is checked against the profile files (within 1 %: the
+    page rounds), so a changed profile cannot leave a stale figure behind."""
+    from pathlib import Path
+
+    units = {"GFLOP/s": 1e9, "TFLOP/s": 1e12, "GB/s": 1e9, "TB/s": 1e12}
+    page = (Path(__file__).resolve().parents[1] / "docs" / "hardware.md").read_text()
+    rows = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`") and cells[0].strip("`") in list_devices():
+            rows[cells[0].strip("`")] = cells
+
+    def figure(text: str) -> float:
+        value, unit = text.split()[:2]
+        return float(value) * units[unit]
+
+    assert set(rows) == set(list_devices())
+    for name, (_, _, peak, bandwidth, _) in rows.items():
+        prof = load_device(name)
+        assert figure(peak) == pytest.approx(prof.peak("float32"), rel=0.01), name
+        assert figure(bandwidth) == pytest.approx(prof.memory_bandwidth, rel=0.01), name
 
 
 def test_profile_errors_name_the_field_and_a_file_path_adds_a_device(tmp_path):
@@ -274,11 +299,23 @@ def test_nvml_meter_integrates_sampled_power_and_reads_the_energy_counter(monkey
     meter = NvmlMeter(interval_s=0.002)
     t0 = time.perf_counter()
     meter.start()
-    time.sleep(0.05)
+    started = time.perf_counter()
+    deadline = t0 + 60
+    while len(meter.samples) < 3:  # wait for the sampling thread's samples, not for a length of time
+        assert time.perf_counter() < deadline, "the sampling thread took fewer than 3 samples in 60 s"
+        time.sleep(0.002)
+    stopping = time.perf_counter()
     joules = meter.stop()
-    elapsed = time.perf_counter() - t0
-    assert meter.used == "sampling" and len(meter.samples) >= 3 and fake.state["init"] == 0
-    assert joules == pytest.approx(150.0 * elapsed, rel=0.3) and joules <= 150.0 * elapsed
+    t1 = time.perf_counter()
+    times = [t for t, _ in meter.samples]
+    assert meter.used == "sampling" and len(meter.samples) >= 4 and fake.state["init"] == 0
+    assert [w for _, w in meter.samples] == [150.0] * len(times)
+    # the samples are in order between start and stop, the last taken by stop itself; at constant power the
+    # trapezoids sum to power x the span the samples cover, whatever timing the machine's load produced
+    # the first sample is taken by start itself, so the integral covers from start to stop
+    assert t0 <= times[0] <= started and times == sorted(times) and stopping <= times[-1] <= t1
+    assert joules == pytest.approx(150.0 * (times[-1] - times[0]), rel=1e-9)
+    assert 150.0 * (stopping - started) <= joules <= 150.0 * (t1 - t0)
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(150.0, [1000]))
     counter = NvmlMeter(method="counter")
     counter.start()
@@ -427,3 +464,16 @@ def test_nvml_energy_of_a_real_gpu_run():
     pytest.importorskip("pynvml", reason="needs nvidia-ml-py")
     e = measure_energy(nn.Linear(1024, 1024), torch.randn(256, 1024), device="cuda", min_seconds=0.5)
     assert e.source == "nvml" and e.energy_mj > 0 and 10 < e.mean_power_w < 1500
+
+
+def test_repeatability_compares_the_two_halves_of_the_rounds_in_time():
+    from nas.hardware.latency import summarise
+
+    kw = dict(warmup=0, batch_size=1, input_shapes=((1, 2),), device="cpu", threads=1, timer="perf_counter")
+    steady = summarise([1.0, 1.1] * 8, rounds=4, **kw)
+    assert steady.repeatability("min") == 0.0 and steady.repeatability("median") == pytest.approx(0.0)
+    phase = summarise([1.0] * 8 + [1.5] * 8, rounds=4, **kw)  # the last two rounds in a slow phase
+    assert phase.repeatability("min") == pytest.approx(0.5) and phase.to_dict()["repeatability"] == pytest.approx(0.5)
+    assert "times_ms" not in phase.to_dict() and math.isnan(summarise([1.0], **kw).repeatability())
+    with pytest.raises(ConfigError, match="statistic"):
+        phase.repeatability("p99")

@@ -39,26 +39,22 @@ def cluster():
     """A head node and one worker node, one CPU and a 100 MB object store each, no dashboard."""
     from ray.cluster_utils import Cluster
 
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                       "object_store_memory": 100 * 2**20})
-    c.add_node(num_cpus=1, object_store_memory=100 * 2**20)
-    c.wait_for_nodes()
-    ray.init(address=c.address, log_to_driver=False)
-    yield c
-    ray.shutdown()
-    c.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:  # ENV for the module's Ray processes, undone however the module ends
+        for k, v in ENV.items():
+            mp.setenv(k, v)
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                           "object_store_memory": 100 * 2**20})
+        c.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False)
+        yield c
+        ray.shutdown()
+        c.shutdown()
 
 
 def test_executor_spec_and_errors():
-    from nas.executors import make_executor
-    from nas.ray_executor import RayExecutor, executor_spec
+    from nas.executor_spec import executor_spec, make_executor
+    from nas.ray.executor import RayExecutor
 
     assert isinstance(make_executor("ray"), RayExecutor)
     ex = make_executor({"name": "ray", "workers": 3, "cpus": 0.5})
@@ -78,7 +74,7 @@ def test_executor_spec_and_errors():
 
 
 def test_same_trials_in_process_and_on_ray_with_one_worker(cluster):
-    from nas.ray_executor import RayExecutor
+    from nas.ray.executor import RayExecutor
 
     local = nas.search(SPACE, toy, OBJECTIVES, strategy="evolution", budget=30, seed=3,
                        strategy_options={"population_size": 8, "sample_size": 3})
@@ -130,7 +126,7 @@ def make_killer(folder: Path, kill_once: int):
 
 
 def test_killed_worker_is_retried_then_failed_with_the_error(cluster, tmp_path):
-    from nas.ray_executor import RayExecutor
+    from nas.ray.executor import RayExecutor
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -172,12 +168,13 @@ def test_killed_driver_resumes_without_losing_completed_trials(cluster, tmp_path
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = Journal(workdir)
     deadline = time.time() + 120
-    while time.time() < deadline and (not journal.exists() or len(journal.read()[1]) < 10):
+    while time.time() < deadline and (not journal.exists() or len(journal.read().trials) < 10):
         assert proc.poll() is None, "the search ended before it could be killed"
         time.sleep(0.2)
     proc.kill()
     proc.wait()
-    config, before = journal.read()
+    contents = journal.read()
+    config, before = contents.config, contents.trials
     assert 10 <= len(before) < 40
     assert config["metadata"]["executor"] == {"name": "ray", "address": cluster.address, "workers": 2}
     done = subprocess.run([sys.executable, "-m", "nas.cli", "resume", str(workdir)], cwd=ROOT, env=env,
@@ -191,7 +188,7 @@ def test_killed_driver_resumes_without_losing_completed_trials(cluster, tmp_path
 
 def test_strategy_searcher_save_restore_and_journal(tmp_path):
     from nas.objectives import Problem
-    from nas.ray_tune import StrategySearcher, search_header
+    from nas.ray.tune import StrategySearcher, search_header
     from nas.strategies import make_strategy
 
     problem = Problem.make(OBJECTIVES)
@@ -222,7 +219,7 @@ def test_strategy_searcher_save_restore_and_journal(tmp_path):
 
 
 def epochs_toy(arch):
-    from nas.ray_tune import report
+    from nas.ray.tune import report
 
     acc = 0.0
     for epoch in range(1, 5):
@@ -233,7 +230,7 @@ def epochs_toy(arch):
 
 @pytest.mark.slow
 def test_tune_executor_with_asha_journals_every_trial(cluster, tmp_path):
-    from nas.ray_tune import RayTuneExecutor
+    from nas.ray.tune import RayTuneExecutor
 
     ex = RayTuneExecutor(workers=2, scheduler="asha", metric="acc", mode="max", max_epochs=4,
                          storage_path=str(tmp_path / "tune"))
@@ -249,7 +246,7 @@ def test_tune_executor_with_asha_journals_every_trial(cluster, tmp_path):
 
 @pytest.mark.slow
 def test_tune_executor_retries_a_killed_trial_and_fails_a_doomed_one(cluster, tmp_path):
-    from nas.ray_tune import RayTuneExecutor
+    from nas.ray.tune import RayTuneExecutor
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -264,7 +261,7 @@ def test_tune_executor_retries_a_killed_trial_and_fails_a_doomed_one(cluster, tm
 
 
 def test_report_outside_tune_is_a_no_op():
-    from nas.ray_tune import report
+    from nas.ray.tune import report
 
     report({"acc": 1.0})
     result = nas.search(SPACE, epochs_toy, OBJECTIVES, strategy="random", budget=3, seed=0)
@@ -274,7 +271,7 @@ def test_report_outside_tune_is_a_no_op():
 def test_ray_train_two_workers_train_checkpoint_resume_and_agree(cluster, tmp_path):
     import torch
 
-    from nas.ray_train import DistributedSandwich, load_supernet, step_subnets, train_supernet
+    from nas.ray.train import DistributedSandwich, load_supernet, step_subnets, train_supernet
     from nas.spaces.ofa import OFAConfig, OFASpace
 
     cfg = OFAConfig(stage_channels=(8, 8, 8), head_channels=16)
@@ -315,7 +312,7 @@ DARTS_RUN = """
 import sys
 from nas.datasets import digits_splits
 from nas.spaces.cell import NasBench201Space
-from nas.strategies.darts import DartsOptions, search_darts
+from nas.darts import DartsOptions, search_darts
 space = NasBench201Space(channels=4, cells_per_stage=1, stages=2)
 data = {k: (x[:128], y[:128]) for k, (x, y) in digits_splits().items()}  # 2 batches of 32 per worker
 options = DartsOptions(epochs=2, batch_size=32, retrain_epochs=1, a_lr=3e-2, track_eigenvalue=True)
@@ -323,10 +320,20 @@ search_darts(space, data, workdir=sys.argv[1], options=options, workers=2, ray_a
 """
 
 
+def checkpointed_epochs(run: Path) -> list[int]:
+    """Epochs whose checkpoint Ray Train has registered for the run folder `run` (what a resumed fit starts
+    from): read from its checkpoint manager's snapshot; [] before the first, or while one is being written."""
+    try:
+        snapshot = json.loads((run / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [int(r["metrics"]["epoch"]) for r in snapshot["checkpoint_results"]]
+
+
 def test_darts_on_two_ray_train_workers_agrees_and_survives_a_killed_driver(cluster, tmp_path):
     import torch
 
-    from nas.strategies.darts import load_history
+    from nas.darts import load_history
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -334,12 +341,13 @@ def test_darts_on_two_ray_train_workers_agrees_and_survives_a_killed_driver(clus
                    timeout=600, capture_output=True)
     proc = subprocess.Popen([sys.executable, "-c", DARTS_RUN, str(killed), cluster.address], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log0 = killed / "ray-train" / "derived-rank0.jsonl"
+    run = killed / "ray-train" / "oneshot"  # search_darts's Ray Train storage folder and run name
     deadline = time.time() + 300
-    while not (log0.exists() and log0.read_text().count("\n") >= 1) and time.time() < deadline:
+    while not checkpointed_epochs(run):  # wait for epoch 1's checkpoint to be registered, however long it takes
+        assert proc.poll() is None, "the DARTS run ended before it could be killed"
+        assert time.time() < deadline, "no epoch checkpoint registered within 300 s"
         time.sleep(0.05)
-    time.sleep(1.0)  # epoch 1's checkpoint is reported right after its log line
-    proc.kill()  # the driver dies during epoch 2
+    proc.kill()  # the driver dies during epoch 2: within one 0.05 s poll of epoch 1's checkpoint
     proc.wait()
     assert not (killed / "oneshot.pt").exists()  # killed before the driver saved anything itself
     subprocess.run([sys.executable, "-c", DARTS_RUN, str(killed), cluster.address], env=env, check=True,
@@ -365,7 +373,7 @@ import sys, time
 import ray
 from ray import tune
 from nas.objectives import Problem
-from nas.ray_tune import StrategySearcher, search_header
+from nas.ray.tune import StrategySearcher, search_header
 from nas.spaces import Choice, Space
 from nas.strategies import make_strategy
 
@@ -398,9 +406,12 @@ def test_tuner_restore_after_a_killed_driver_loses_and_repeats_no_trial(cluster,
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     args = [sys.executable, "-c", TUNE_DRIVER, str(workdir), cluster.address, storage]
     proc = subprocess.Popen(args + ["fit"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    experiment = Path(storage) / "driven"
     deadline = time.time() + 300
+    # kill once 5 trials are journaled and Tune has saved an experiment checkpoint (what Tuner.restore needs)
     while time.time() < deadline and (not (workdir / "journal.jsonl").exists()
-                                      or len(nas.load(workdir).trials) < 5):
+                                      or len(nas.load(workdir).trials) < 5
+                                      or not any(experiment.glob("experiment_state-*.json"))):
         time.sleep(0.1)
     proc.kill()
     proc.wait()

@@ -173,10 +173,10 @@ def test_resume_replays_trials_journaled_after_the_last_snapshot(tmp_path):
     nas.search(toy_space(), ev, objectives, strategy="evolution", budget=25, seed=2, workdir=tmp_path,
                snapshot_every=5, snapshot_interval_s=0, strategy_options=opts)
     # roll the snapshot back to an older one, as if the process died between snapshots
-    j = nas.store.Journal(tmp_path)
     state_at_10 = nas.search(toy_space(), toy_eval, objectives, strategy="evolution", budget=10, seed=2,
                              workdir=tmp_path / "ref", strategy_options=opts)
-    j.save_snapshot(nas.store.Journal(tmp_path / "ref").load_snapshot())
+    with nas.store.JournalWriter(tmp_path) as j:
+        j.save_snapshot(nas.store.Journal(tmp_path / "ref").load_snapshot())
     resumed = nas.search(toy_space(), ev, objectives, strategy="evolution", budget=40, seed=2, workdir=tmp_path,
                          strategy_options=opts)
     assert len(state_at_10.trials) == 10
@@ -297,3 +297,117 @@ def test_simulated_workers_are_labelled_by_slot():
     for w in ("sim-0", "sim-1", "sim-2"):  # one job at a time per worker
         spans = sorted((t.started, t.finished) for t in r.trials if t.worker == w)
         assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:]))
+
+
+def test_non_finite_objective_values_fail_the_trial_naming_the_metric(tmp_path):
+    """NaN and inf are never `ok`: the trial fails saying which metric, and best/front/status work on the rest."""
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+
+    def broken(arch):
+        out = toy_eval(arch)
+        if arch["depth"] == 2:
+            out["accuracy"] = float("nan")
+        if arch["depth"] == 3 and arch["act"] == "gelu":
+            out["latency_ms"] = float("inf")
+        return out
+
+    r = nas.search(toy_space(), broken, {"accuracy": "max", "latency_ms": "min"}, strategy="random", budget=30,
+                   seed=0, workdir=tmp_path)
+    nan = [t for t in r.trials if t.architecture["depth"] == 2]
+    inf = [t for t in r.trials if t.architecture["depth"] == 3 and t.architecture["act"] == "gelu"]
+    assert nan and inf and all(t.status == "failed" for t in nan + inf)
+    assert all("non-finite accuracy = nan" in t.error for t in nan)
+    assert all("non-finite latency_ms = inf" in t.error for t in inf)
+    best = r.best()
+    assert best is not None and np.isfinite(best.metrics["accuracy"]) and best.architecture["depth"] != 2
+    loaded = nas.load(tmp_path)
+    assert [t.status for t in loaded.trials] == [t.status for t in r.trials]
+    assert loaded.pareto_front() == r.pareto_front() and r.hypervolume([0.0, 100.0]) > 0
+    runner = CliRunner()
+    for args in (["status", str(tmp_path)], ["pareto", str(tmp_path), "--plot", str(tmp_path / "front.png")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+
+
+def test_an_evaluate_that_stops_returning_an_objective_fails_those_trials():
+    calls = []
+
+    def forgetful(arch):
+        calls.append(arch)
+        out = toy_eval(arch)
+        if len(calls) > 3:
+            del out["latency_ms"]
+        return out
+
+    r = nas.search(toy_space(), forgetful, {"accuracy": "max", "latency_ms": "min"}, strategy="random", budget=8,
+                   seed=0)
+    assert [t.status for t in r.trials] == ["ok"] * 3 + ["failed"] * 5
+    assert all("evaluate did not return 'latency_ms' (it returned: accuracy)" in t.error for t in r.trials[3:])
+    assert r.completed == r.trials[:3]
+
+
+def test_a_typo_in_an_objective_keeps_the_evaluation_and_does_not_lock_the_workdir(tmp_path):
+    """The first result reveals `acc` is not a metric: that evaluation is journaled (failed, metrics kept) and,
+    once the objective is corrected, counted instead of being run again."""
+    ev = Counter()
+    with pytest.raises(ConfigError, match="objective 'acc' is not among the metrics evaluate returned"):
+        nas.search(toy_space(), ev, {"acc": "max"}, strategy="evolution", budget=12, seed=4, workdir=tmp_path)
+    first = nas.load(tmp_path).trials
+    assert len(first) == 1 and first[0].status == "failed" and first[0].extra == {"config_error": True}
+    assert "objective 'acc' is not among" in first[0].error and set(first[0].metrics) == {"accuracy", "latency_ms"}
+    r = nas.search(toy_space(), ev, {"accuracy": "max"}, strategy="evolution", budget=12, seed=4, workdir=tmp_path)
+    assert r.trials[1].status == "ok" and r.trials[1].extra == {"rechecked_from": 0}
+    assert r.trials[1].arch_id == first[0].arch_id and r.trials[1].metrics == first[0].metrics
+    assert r.used == 12 and len(ev.calls) == 12 == len(set(ev.calls))  # the first evaluation was not repeated
+    assert nas.load(tmp_path).problem.names == ["accuracy"]
+    with pytest.raises(JournalError, match="objectives and constraints .* can only be changed before the first"):
+        nas.search(toy_space(), ev, {"accuracy": "min"}, strategy="evolution", budget=12, seed=4, workdir=tmp_path)
+
+
+def test_the_budget_only_grows_unless_lowered_explicitly(tmp_path, caplog):
+    ev = Counter()
+    args = dict(space=toy_space(), evaluate=ev, objectives={"accuracy": "max"}, strategy="random", seed=1,
+                workdir=tmp_path)
+    nas.search(budget=20, **args)
+    with caplog.at_level("WARNING"):
+        again = nas.search(budget=10, **args)
+    assert again.config["budget"] == 20 and again.used == 20 and len(ev.calls) == 20
+    assert "budget 10 is below the 20 recorded for this search" in caplog.text
+    assert nas.load(tmp_path).config["budget"] == 20
+    assert nas.search(budget=30, **args).used == 30 and len(ev.calls) == 30
+    lowered = nas.search(budget=25, lower_budget=True, **args)
+    assert lowered.config["budget"] == 25 == nas.load(tmp_path).config["budget"] and lowered.used == 30
+
+
+def test_a_workdir_of_another_space_is_refused_naming_the_field(tmp_path):
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, budget=3, workdir=tmp_path)
+    other = Space(depth=Choice([1, 2, 3]), blocks=Repeat("depth", k=Choice([3, 5]), w=Integer(1, 4)),
+                  act=Choice(["relu", "gelu"]))
+    with pytest.raises(JournalError, match=r"its space differs at field blocks\.k \(the journal has choice "
+                                           r"\[3, 5, 7\], this run \[3, 5\]\)"):
+        nas.search(other, toy_eval, {"accuracy": "max"}, budget=3, workdir=tmp_path)
+    with pytest.raises(JournalError, match="its strategy is 'evolution', this run's is 'random'"):
+        nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=3, workdir=tmp_path)
+    assert len(nas.load(tmp_path).trials) == 3
+
+
+def test_each_cheap_evaluator_runs_once_per_architecture_and_its_errors_fail_the_trial():
+    cheap_calls: list[str] = []
+
+    def params(arch):
+        cheap_calls.append(nas.spaces.Architecture(arch).id)
+        if arch["act"] == "gelu" and arch["blocks"][0]["k"] == 7:
+            raise RuntimeError("cannot count")
+        return {"params": float(sum(b["w"] for b in arch["blocks"]))}
+
+    expensive = Counter()
+    r = nas.search(toy_space(), [nas.cheap(params), expensive], {"accuracy": "max"}, constraints=["params <= 8"],
+                   strategy="evolution", budget=25, seed=3)
+    assert sorted(cheap_calls) == sorted(t.arch_id for t in r.trials)  # once each, never again in the executor
+    broken = [t for t in r.trials if t.architecture["act"] == "gelu" and t.architecture["blocks"][0]["k"] == 7]
+    assert broken and all(t.status == "failed" and "RuntimeError: cannot count" in t.error for t in broken)
+    assert all(t.metrics["params"] > 8 for t in r.trials if t.status == "infeasible")
+    assert {t.arch_id for t in r.trials if t.status == "ok"} == set(expensive.calls)
+    assert all("params" in t.metrics and "accuracy" in t.metrics for t in r.trials if t.status == "ok")

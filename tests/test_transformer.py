@@ -18,7 +18,7 @@ from nas.spaces.transformer import (ElasticTransformerConfig, ElasticTransformer
                                     FlexiBertSpace, SelfAttention)
 from nas.tabular import data_dir
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "transformer.md"
 SMALL = FlexiBertConfig(vocab_size=50, max_len=12, depths=(1, 2, 3), hidden=(8, 16), heads=(1, 2), kernels=(3, 5),
                         ffn_depths=(1, 2), ffn_dims=(8, 16), dropout=0.0)

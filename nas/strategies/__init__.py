@@ -18,7 +18,7 @@ from nas.strategies.nsga2 import NSGA2
 from nas.strategies.optuna_sampler import OPTUNA_STRATEGIES, OptunaStrategy
 from nas.strategies.random_search import RandomSearch
 from nas.strategies.rl import ReinforceController
-from nas.strategies.wrappers import ConstraintFilter, Deduplicate, Wrapper
+from nas.strategies.wrappers import Deduplicate, Wrapper
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch, PredictorGuidedEvolution,
@@ -40,7 +40,7 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
     return cls(space, problem, seed, **options)
 
 
-__all__ = ["STRATEGIES", "BayesianOptimisation", "ConstraintFilter", "Deduplicate", "FidelitySpace", "Hyperband",
+__all__ = ["STRATEGIES", "BayesianOptimisation", "Deduplicate", "FidelitySpace", "Hyperband",
            "LocalSearch", "NSGA2", "OptunaStrategy", "PredictorGuidedEvolution", "RandomSearch",
            "RegularizedEvolution", "ReinforceController", "Strategy", "SuccessiveHalving", "TrialResult", "Wrapper",
            "make_strategy", "pareto_ranks", "scalar_key"]

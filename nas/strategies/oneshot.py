@@ -200,7 +200,7 @@ class OneShotTrainer:
         self.cost_scale = costs.uniform() if costs is not None else 1.0
         self.epoch = 0
         self.history: list[EpochRecord] = []
-        self.sync: Synchroniser | None = None  # set by data-parallel training (nas.ray_train.train_oneshot)
+        self.sync: Synchroniser | None = None  # set by data-parallel training (nas.ray.train.train_oneshot)
 
     # -- architecture weights and losses
     def op_probabilities(self) -> dict[str, torch.Tensor]:

@@ -1,16 +1,13 @@
-"""Cross-cutting behaviour as strategies wrapping strategies: deduplication and cheap-constraint filtering."""
+"""Cross-cutting behaviour as strategies wrapping strategies: deduplication (cheap constraints are a step of the
+search loop, `nas.search`, so each cheap evaluator runs once per architecture)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nas.objectives import Problem
 from nas.spaces import Architecture
 from nas.strategies.base import Strategy, TrialResult, from_record
-
-CheapMetrics = Callable[[Architecture], Mapping[str, float]]
-
 
 class Wrapper(Strategy):
     """A strategy that forwards to `inner`; subclasses add behaviour around ask/tell."""
@@ -105,38 +102,3 @@ class Deduplicate(Wrapper):
         self.results = {}
         for k, arch, res in state["results"]:
             self.results[k] = from_record([arch, res])
-
-
-class ConstraintFilter(Wrapper):
-    """Checks constraints on cheap metrics (params, FLOPs, LUT latency) before anything expensive runs.
-
-    Rejected architectures are told to the inner strategy as `infeasible` and kept in `rejected` until
-    the caller drains them (the search loop journals them); they never reach the expensive evaluator.
-    """
-
-    def __init__(self, inner: Strategy, cheap_metrics: CheapMetrics, problem: Problem | None = None,
-                 max_rounds: int = 1000) -> None:
-        super().__init__(inner, max_rounds)
-        self.cheap_metrics = cheap_metrics
-        self.check = problem or inner.problem
-        self.rejected: list[tuple[Architecture, TrialResult]] = []
-
-    def _violation(self, metrics: Mapping[str, float]) -> float:
-        return sum(c.violation(metrics) for c in self.check.constraints if c.metric in metrics)
-
-    def ask(self, n: int = 1) -> list[Architecture]:
-        return self._gather(n, self._admit)
-
-    def _admit(self, arch: Architecture) -> bool:
-        """Architectures whose cheap metrics meet the constraints pass; the rest are told `infeasible`."""
-        metrics = dict(self.cheap_metrics(arch))
-        if self._violation(metrics) == 0:
-            return True
-        result = TrialResult(metrics, "infeasible")
-        self.rejected.append((arch, result))
-        self.inner.tell(arch, result)
-        return False
-
-    def drain_rejected(self) -> list[tuple[Architecture, TrialResult]]:
-        out, self.rejected = self.rejected, []
-        return out

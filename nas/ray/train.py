@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError
-from nas.ray_executor import RayOptions, connect
+from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
 
 log = logging.getLogger(__name__)

@@ -12,45 +12,17 @@ Errors meant for users print as one red line and exit with 2.
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from nas.errors import ConfigError, NASError
+from nas.console import make_console, user_errors
+from nas.errors import ConfigError
 
 app = typer.Typer(name="predictors", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False,
                   help="Performance predictors: evaluate them on NAS-Bench-Graph, list the registry.")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, highlight=False, markup=False)
-    if not console.is_terminal and not os.environ.get("COLUMNS"):
-        console.width = 160
-    return console
-
-
-def _user_errors(fn: F) -> F:
-    """Print NASError / FileNotFoundError as one red `error: ...` line and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (NASError, FileNotFoundError) as e:
-            msg = " ".join(str(e).split()) or type(e).__name__
-            _console(stderr=True).print(f"error: {msg}", style="red", soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _split(text: str, what: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -67,7 +39,7 @@ def _sizes(text: str) -> list[int]:
 
 
 @app.command("eval")
-@_user_errors
+@user_errors
 def eval_(
     dataset: Annotated[str, typer.Option(help="NAS-Bench-Graph table: cora, citeseer or pubmed.")] = "cora",
     predictors: Annotated[str, typer.Option(help="Comma-separated registry names (see `nas predictors list`).")]
@@ -88,7 +60,7 @@ def eval_(
     """Train predictors on N architectures per seed; Kendall tau, Spearman rho, MAE, top-5% precision."""
     from nas.predictors.harness import main_eval
 
-    console = _console()
+    console = make_console()
     names = _split(predictors, "predictors")
     console.print(f"{dataset}: {', '.join(names)} at N = {sizes}, {seeds} seeds, {n_test} held out", soft_wrap=True)
     result = main_eval(dataset, names, _sizes(sizes), seeds, n_test, target, out, data_root, metric, rows)
@@ -102,7 +74,7 @@ def list_() -> None:
     """The registered predictors and what each needs (vector encoding, graph, live model)."""
     from nas.predictors import PREDICTORS, predictor_class
 
-    console = _console()
+    console = make_console()
     for name in sorted(PREDICTORS):
         cls = predictor_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""

@@ -6,12 +6,11 @@ evaluate function once; `batch_size > 1` sends several architectures per call. W
 dies (killed, out of memory, its node lost), the actor is replaced by a fresh one and the evaluation in
 flight is retried, up to `max_retries` times, after which the trial is marked failed with Ray's error.
 (Ray's own `max_task_retries` is not used: a retry sent while the actor restarts can fail at once with
-`ActorUnavailableError` and use up the retries.) Training trials that want schedulers (ASHA) or per-trial GPUs go to `nas.ray_tune.RayTuneExecutor`.
+`ActorUnavailableError` and use up the retries.) Training trials that want schedulers (ASHA) or per-trial GPUs go to `nas.ray.tune.RayTuneExecutor`.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
@@ -314,45 +313,3 @@ class RayExecutor(Executor):
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:500]}"
-
-
-def executor_from_spec(spec: Mapping[str, Any]) -> Executor:
-    """An executor from plain data, as `nas run --executor` records it: {"name": "ray" | "ray-tune", ...options}."""
-    opts = dict(spec)
-    name = opts.pop("name", None)
-    if name == "ray":
-        cls: Any = RayExecutor
-    elif name == "ray-tune":
-        from nas.ray_tune import RayTuneExecutor
-
-        cls = RayTuneExecutor
-    else:
-        raise ConfigError(f"executor: unknown name {name!r} (use 'local', 'ray' or 'ray-tune')")
-    params = inspect.signature(cls.__init__).parameters
-    unknown = [k for k in opts if k not in params or k == "self"]
-    if unknown:
-        allowed = [p for p in params if p != "self"]
-        raise ConfigError(f"executor {name!r} has no option {unknown[0]!r} (options: {', '.join(allowed)})")
-    return cls(**opts)
-
-
-def executor_spec(name: str = "local", address: str | None = None, workers: int | None = None,
-                  cpus: float | None = None, gpus: float | None = None,
-                  base: Mapping[str, Any] | str | None = None) -> str | dict[str, Any]:
-    """The plain-data executor `nas run` records in the journal header: "local" or {"name": "ray", ...}.
-
-    Options left None keep those of `base` (the recorded spec, when `nas resume` overrides some of them).
-    """
-    old = dict(base) if isinstance(base, Mapping) else {"name": base or "local"}
-    if name != old.get("name"):
-        old = {"name": name}
-    given = {"address": address, "workers": workers, "cpus": cpus, "gpus": gpus}
-    spec = {**old, **{k: v for k, v in given.items() if v is not None}}
-    if spec["name"] == "local":
-        if len(spec) > 1:
-            raise ConfigError(f"--executor local takes no {', '.join('--' + k for k in spec if k != 'name')} "
-                              "(use --executor ray)")
-        return "local"
-    if spec["name"] not in ("ray", "ray-tune"):
-        raise ConfigError(f"--executor: unknown executor {spec['name']!r} (use local, ray or ray-tune)")
-    return spec

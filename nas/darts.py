@@ -10,7 +10,6 @@ workdir resumes a killed run exactly (same alphas and weights as an uninterrupte
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -21,13 +20,15 @@ from typing import Any
 
 import torch
 
-from nas.errors import ConfigError, JournalError
+from nas import jsonio
+from nas.errors import ConfigError
 from nas.evaluators import as_evaluators, merged
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
-from nas.store import Journal, Trial
+from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.store import Trial
 from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, cell_ops
 from nas.strategies.oneshot_latency import EdgeCosts, check_table, ensure_table, flops_costs, lut_costs
 
@@ -129,44 +130,30 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
     costs, latency_of = _costs(trainer, options, wd, latency_table)
     trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0
     problem = Problem.make({"accuracy": "max", "latency_ms" if latency_of else "flops": "min"})
-    config = {"space": space.fingerprint(), "space_spec": space.to_spec(), "problem": problem.to_dict(),
-              "strategy": options.method, "strategy_options": options.to_dict(), "seed": seed,
-              "budget": options.epochs if options.record == "epochs" else 1, "fidelity": None,
-              "metadata": {"one_shot": True, "net": repr(space.net), "data": {k: len(v[0]) for k, v in data.items()},
-                           "latency": costs.source if costs else None, **dict(metadata or {})}}
-    journal = Journal(wd) if wd is not None else None
-    trials: list[Trial] = []
-    if journal is not None:
-        if journal.exists():
-            old, trials = journal.read()
-            for key in ("space", "problem", "strategy", "strategy_options", "seed", "metadata"):
-                if old.get(key) != json.loads(json.dumps(config[key])):
-                    raise JournalError(f"{wd} holds a different search: its {key} is {old.get(key)!r}, "
-                                       f"this one's is {config[key]!r} (use a new workdir)")
-        else:
-            journal.create(config)
-        if (wd / CHECKPOINT).exists():
+    metadata = {"one_shot": True, "net": repr(space.net), "data": {k: len(v[0]) for k, v in data.items()},
+                "latency": costs.source if costs else None, **dict(metadata or {})}
+    config = search_config(space, problem, options.method, options.to_dict(), seed,
+                           options.epochs if options.record == "epochs" else 1, None, metadata)
+    with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
+        if wd is not None and (wd / CHECKPOINT).exists():
             trainer.load_state_dict(torch.load(wd / CHECKPOINT, weights_only=True))
             log.info("resuming %s after epoch %d", wd, trainer.epoch)
-
-    if workers is not None:
-        stop_epoch = _train_on_ray(trainer, data, wd, progress, workers, ray_address)
-    else:
-        stop_epoch = _train(trainer, data, wd, progress)
-    chosen = _to_record(trainer.history, options.record, stop_epoch)
-    evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
-        space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed)), None)
-    done = {t.arch_id for t in trials}
-    for record in chosen:
-        arch = space.validate(record.derived)
-        if arch.id in done:
-            continue
-        trials.append(_evaluate(space, arch, record, evaluator, latency_of, len(trials), options))
-        done.add(arch.id)
-        if journal is not None:
-            journal.append(trials[-1])
-    reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
-    return SearchResult(trials, problem, wd, reason, config)
+        if workers is not None:
+            stop_epoch = _train_on_ray(trainer, data, wd, progress, workers, ray_address)
+        else:
+            stop_epoch = _train(trainer, data, wd, progress)
+        chosen = _to_record(trainer.history, options.record, stop_epoch)
+        evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
+            space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed)), None)
+        done = {t.arch_id for t in experiment.trials}
+        for record in chosen:
+            arch = space.validate(record.derived)
+            if arch.id in done:
+                continue
+            experiment.record(_evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options))
+            done.add(arch.id)
+        reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
+        return SearchResult(list(experiment.trials), problem, wd, reason, experiment.config)
 
 
 def load_history(workdir: str | Path) -> list[EpochRecord]:
@@ -174,7 +161,7 @@ def load_history(workdir: str | Path) -> list[EpochRecord]:
     path = Path(workdir) / HISTORY
     if not path.is_file():
         raise ConfigError(f"workdir: {path} not found (no one-shot search has finished an epoch there)")
-    return [EpochRecord(**r) for r in json.loads(path.read_text())]
+    return [EpochRecord(**r) for r in jsonio.read_json(path, "one-shot history")]
 
 
 def _train(trainer: OneShotTrainer, data: Splits, wd: Path | None,
@@ -192,8 +179,8 @@ def _train(trainer: OneShotTrainer, data: Splits, wd: Path | None,
 
 def _train_on_ray(trainer: OneShotTrainer, data: Splits, wd: Path | None,
                   progress: Callable[[EpochRecord], None] | None, workers: int, address: str | None) -> int | None:
-    """`_train` on Ray Train workers (`nas.ray_train.train_oneshot`); Ray's checkpoints live in wd/ray-train."""
-    from nas.ray_train import train_oneshot
+    """`_train` on Ray Train workers (`nas.ray.train.train_oneshot`); Ray's checkpoints live in wd/ray-train."""
+    from nas.ray.train import train_oneshot
 
     before = trainer.epoch
     if trainer.early_stop_epoch() is None and trainer.epoch < trainer.options.epochs:
@@ -209,7 +196,7 @@ def _train_on_ray(trainer: OneShotTrainer, data: Splits, wd: Path | None,
 def _save(trainer: OneShotTrainer, wd: Path | None) -> None:
     if wd is not None:
         _atomic_save(trainer.state_dict(), wd / CHECKPOINT)
-        (wd / HISTORY).write_text(json.dumps([r.to_dict() for r in trainer.history]))
+        jsonio.write_json(wd / HISTORY, [r.to_dict() for r in trainer.history], indent=None, allow_nan=True)
 
 
 def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None) -> list[EpochRecord]:

@@ -18,7 +18,6 @@ still receives every metric of every trial; a stopped trial keeps its last repor
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -32,11 +31,13 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from nas import jsonio
 from nas.errors import ConfigError
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
 from nas.objectives import Problem
-from nas.ray_executor import RayOptions, connect, ship_by_value
+from nas.ray.executor import RayOptions, connect, ship_by_value
 from nas.spaces import Architecture, Space
+from nas.experiment import Experiment, open_experiment, search_config
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult
 
@@ -89,9 +90,7 @@ def _nas_part(result: Mapping[str, Any] | None) -> dict[str, Any]:
 def search_header(space: Space, problem: Problem, strategy: str, seed: int, budget: int,
                   metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The journal header `nas.search` writes, for Tune-driven runs journaled by `StrategySearcher`."""
-    return {"space": space.fingerprint(), "space_spec": space.to_spec(), "problem": problem.to_dict(),
-            "strategy": strategy, "strategy_options": {}, "seed": seed, "budget": budget, "fidelity": None,
-            "metadata": dict(metadata or {})}
+    return search_config(space, problem, strategy, {}, seed, budget, None, metadata)
 
 
 class StrategySearcher(Searcher):
@@ -114,23 +113,33 @@ class StrategySearcher(Searcher):
         self.finish_when_empty = finish_when_empty
         self.on_complete = on_complete
         self.live: dict[str, Architecture] = {}
-        self.journal = Journal(workdir) if workdir is not None else None
-        self.count = 0
+        self.workdir = Path(workdir) if workdir is not None else None
+        self.header = dict(header) if header is not None else None
+        self.experiment: Experiment | None = None
         self.journaled: set[str] = set()  # Tune trial ids already in the journal
-        if self.journal is not None:
-            if self.journal.exists():
-                self._read_journal()
-            elif header is None:
-                raise ConfigError("header: a new journal needs its header (see nas.ray_tune.search_header)")
-            else:
-                self.journal.create(dict(header))
+        if self.workdir is not None:
+            self._open()
 
-    def _read_journal(self) -> None:
-        """Count the journaled trials and note their Tune ids: after `Tuner.restore` Tune reruns the trials
-        that finished after its last experiment checkpoint, and those must not be journaled twice."""
-        trials = self.journal.read()[1] if self.journal is not None and self.journal.exists() else []
-        self.count = len(trials)
-        self.journaled = {str(t.extra["tune_trial_id"]) for t in trials if "tune_trial_id" in t.extra}
+    def _open(self) -> Experiment:
+        """Claim the workdir (`nas.experiment.open_experiment`: lock, same-search check) and note the Tune ids
+        journaled there: after `Tuner.restore` Tune reruns the trials that finished after its last experiment
+        checkpoint, and those must not be journaled twice."""
+        assert self.workdir is not None
+        if self.experiment is None:
+            journal = Journal(self.workdir)
+            if self.header is None and not journal.exists():
+                raise ConfigError("header: a new journal needs its header (see nas.ray.tune.search_header)")
+            config = self.header if self.header is not None else journal.read().config
+            self.experiment = open_experiment(self.workdir, config)
+            self.journaled = {str(t.extra["tune_trial_id"]) for t in self.experiment.trials
+                              if "tune_trial_id" in t.extra}
+        return self.experiment
+
+    def close(self) -> None:
+        """Release the workdir (its lock), e.g. before another search writes it from this process."""
+        if self.experiment is not None:
+            self.experiment.close()
+            self.experiment = None
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         archs = self.strategy.ask(1)
@@ -145,34 +154,38 @@ class StrategySearcher(Searcher):
             return
         nas_part = _nas_part(result)
         metrics = dict(nas_part.get("metrics") or {}) if nas_part else _float_metrics(result or {})
-        failed = error or bool(nas_part.get("error")) or not metrics
+        err = nas_part.get("error") or ("Tune reported the trial as errored" if error else None)
+        if err is None and self.strategy.problem is not None:
+            err = self.strategy.problem.result_error(metrics)  # a missing or non-finite objective fails the trial
+        failed = err is not None
         self.strategy.tell(arch, TrialResult(metrics if not failed else {}, "failed" if failed else "ok"))
-        if self.journal is not None and trial_id not in self.journaled:
+        experiment = self._open() if self.workdir is not None else None
+        if experiment is not None and trial_id not in self.journaled:
             now = time.time()
-            err = nas_part.get("error") or ("Tune reported the trial as errored" if error else None)
-            self.journal.append(Trial(self.count, arch.to_dict(), arch.id, metrics if not failed else {},
-                                      "failed" if failed else "ok", float(nas_part.get("started", now)),
-                                      float(nas_part.get("finished", now)), str(nas_part.get("worker", "ray-tune")),
-                                      err, {"tune_trial_id": trial_id}))
-            self.count += 1
+            experiment.record(Trial(len(experiment.trials), arch.to_dict(), arch.id, metrics,
+                                    "failed" if failed else "ok", float(nas_part.get("started", now)),
+                                    float(nas_part.get("finished", now)), str(nas_part.get("worker", "ray-tune")),
+                                    err, {"tune_trial_id": trial_id}))
             self.journaled.add(trial_id)
         if self.on_complete is not None:
             self.on_complete(trial_id, arch, result, error)
 
     def save(self, checkpoint_path: str) -> None:
         state = {"strategy": self.strategy.state_dict(), "live": {k: a.to_dict() for k, a in self.live.items()}}
-        Path(checkpoint_path).write_text(json.dumps(state))
+        jsonio.write_json(checkpoint_path, state, indent=None, allow_nan=True)
 
     def restore(self, checkpoint_path: str) -> None:
-        state = json.loads(Path(checkpoint_path).read_text())
+        state = jsonio.read_json(checkpoint_path, "Tune searcher checkpoint")
         self.strategy.load_state_dict(state["strategy"])
         self.live = {k: Architecture(a) for k, a in state["live"].items()}
-        self._read_journal()  # the journal may be ahead of this checkpoint
+        if self.workdir is not None:
+            self._open()  # the journal may be ahead of this checkpoint: its Tune ids are what counts
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its config (with this searcher) for `Tuner.restore`: leave out live callbacks."""
         state = self.__dict__.copy()
         state["on_complete"] = None
+        state["experiment"] = None  # the workdir's lock stays with this process; a restored copy reopens it
         if isinstance(self.strategy, _Feed):
             state["strategy"] = _Feed()
         return state
@@ -182,6 +195,7 @@ class _Feed(Strategy):
     """An ask/tell source fed by `RayTuneExecutor.submit`: `ask` pops submitted architectures."""
 
     name = "feed"
+    problem = None  # type: ignore[assignment]  # the search loop that feeds it judges the results
 
     def __init__(self) -> None:  # noqa: D107 - no space or problem: it proposes what it is given
         self.todo: list[Architecture] = []

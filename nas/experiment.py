@@ -1,0 +1,234 @@
+"""Opening an experiment: the one path every driver (search loop, Ray Tune searcher, one-shot search) takes
+to claim a workdir, check it holds the same search, settle the budget, and record trials.
+
+`open_experiment(workdir, config)` locks the workdir for this process (a second writer gets a clear error),
+creates the journal or checks the recorded header against `config` field by field (naming the field that
+differs, down to the space's own field), and returns an `Experiment` that journals each trial as it is
+recorded. With `workdir=None` the same object keeps the trials in memory only.
+
+Rules a resumed search follows:
+- the budget only grows: a smaller one keeps the recorded budget (with a warning) unless `lower_budget`;
+- objectives and constraints may be corrected while no trial has completed (a typo found by the first
+  result does not lock the workdir); after that they are part of the search's identity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas import jsonio
+from nas.errors import ConfigError, JournalError
+from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluations_used
+
+log = logging.getLogger(__name__)
+
+SAME_SEARCH = ("space", "strategy", "strategy_options", "seed", "fidelity")
+"""Header fields two runs must share to be one search (the problem is checked separately, see module doc)."""
+
+
+def check_seed(seed: Any) -> int:
+    """`seed` as an int; ConfigError naming the field otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected an int, got {seed!r}")
+    return seed
+
+
+def check_budget(budget: Any) -> int:
+    """`budget` as a positive int; ConfigError naming the field otherwise."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"budget: expected a positive int (number of evaluations), got {budget!r}")
+    return budget
+
+
+def search_config(space: Any, problem: Any, strategy: str, strategy_options: Mapping[str, Any], seed: int,
+                  budget: int, fidelity: float | None = None,
+                  metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The journal header of a search (a `Space`, a `Problem`, ...): what makes two runs the same search, plus
+    budget and metadata."""
+    return {"space": space.fingerprint(), "space_spec": space.to_spec(), "problem": problem.to_dict(),
+            "strategy": strategy, "strategy_options": dict(strategy_options), "seed": seed, "budget": budget,
+            "fidelity": fidelity, "metadata": dict(metadata or {})}
+
+
+@dataclass
+class Experiment:
+    """A search's trials and header config, journaled to `writer` when the search has a workdir."""
+
+    config: dict[str, Any]
+    trials: list[Trial] = field(default_factory=list)
+    writer: JournalWriter | None = None
+    problem_changed: bool = False  # the objectives/constraints were corrected on this open
+
+    def __post_init__(self) -> None:
+        self._used = evaluations_used(self.trials)  # kept as trials are recorded: the loop asks for it often
+
+    @property
+    def workdir(self) -> Path | None:
+        return self.writer.workdir if self.writer is not None else None
+
+    @property
+    def budget(self) -> int:
+        return int(self.config["budget"])
+
+    @property
+    def used(self) -> int:
+        """Evaluations spent so far (`nas.store.evaluations_used` of the trials)."""
+        return self._used
+
+    def record(self, trial: Trial) -> None:
+        """Journal `trial` (fsync'd) and keep it; its number must be the next one."""
+        if trial.number != len(self.trials):
+            raise JournalError(f"trial {trial.number} recorded where trial {len(self.trials)} was expected")
+        if self.writer is not None:
+            self.writer.append(trial)
+        self.trials.append(trial)
+        self._used += trial.is_evaluation
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return self.writer.load_snapshot() if self.writer is not None else None
+
+    def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.save_snapshot(snapshot)
+
+    def close(self) -> None:
+        """Release the workdir (another process may write it from now on)."""
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> "Experiment":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_experiment(workdir: str | Path | None, config: Mapping[str, Any], *, lower_budget: bool = False,
+                    compare: Sequence[str] = SAME_SEARCH) -> Experiment:
+    """Claim `workdir` for the search `config` describes (its header); resume it when it holds the same search.
+
+    `config` needs "budget" and "problem" plus the fields in `compare`. Raises JournalError when the workdir
+    holds a different search or another process is writing it; the workdir is released again on any error.
+    """
+    config = jsonio.plain(dict(config), "config")
+    if workdir is None:
+        return Experiment(config)
+    writer = JournalWriter(workdir)
+    try:
+        if not writer.exists():
+            writer.create(config)
+            return Experiment(config, [], writer)
+        contents = writer.read()
+        old = contents.config
+        check_same_search(writer.workdir, old, config, contents.trials, compare)
+        budget = settle_budget(writer.workdir, int(old.get("budget") or 0), int(config["budget"]),
+                               evaluations_used(contents.trials), lower_budget)
+        changed = old.get("problem") != config["problem"]
+        writer.append_resume(budget)
+        if changed:
+            log.warning("%s: no trial has completed yet, so this run's objectives and constraints %s replace the "
+                        "recorded %s", writer.workdir, config["problem"], old.get("problem"))
+            writer.append_config(problem=config["problem"])
+        return Experiment({**config, "budget": budget}, list(contents.trials), writer, changed)
+    except BaseException:
+        writer.close()
+        raise
+
+
+def check_workdir(workdir: str | Path, config: Mapping[str, Any],
+                  compare: Sequence[str] = SAME_SEARCH) -> JournalContents | None:
+    """Read-only: what `workdir` holds when it is the search `config` describes (None when it holds no journal);
+    JournalError naming the differing field otherwise. For drivers that report before they start."""
+    journal = Journal(workdir)
+    if not journal.exists():
+        return None
+    contents = journal.read()
+    check_same_search(journal.workdir, contents.config, jsonio.plain(dict(config), "config"), contents.trials,
+                      compare)
+    return contents
+
+
+def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, Any], trials: Sequence[Trial],
+                      compare: Sequence[str] = SAME_SEARCH) -> None:
+    """JournalError naming the first header field (and, for the space, the space's field) that differs."""
+    for key in compare:
+        if old.get(key) == new.get(key):
+            continue
+        if key == "space" and old.get("space_spec") is not None and new.get("space_spec") is not None:
+            where = first_difference(old["space_spec"], new["space_spec"])[0]
+            if where is not None:
+                field, attribute = space_path(where)
+                was, now = _at(old["space_spec"], attribute), _at(new["space_spec"], attribute)
+                what = f"{attribute[-1]} " if attribute and attribute[-1] in _SPEC_KEYS else ""
+                raise JournalError(f"{workdir} holds a different search: its space differs at {field} (the journal "
+                                   f"has {what}{was!r}, this run {now!r}); use a new workdir or run the same space")
+        raise JournalError(f"{workdir} holds a different search: its {key} is {old.get(key)!r}, this run's is "
+                           f"{new.get(key)!r} (use a new workdir, or run with the recorded {key})")
+    if old.get("problem") != new.get("problem") and any(t.status == "ok" for t in trials):
+        raise JournalError(f"{workdir} holds a different search: its objectives and constraints are "
+                           f"{old.get('problem')!r}, this run's are {new.get('problem')!r} (they can only be "
+                           "changed before the first trial completes; use a new workdir)")
+
+
+def settle_budget(workdir: Path, recorded: int, requested: int, used: int, lower: bool) -> int:
+    """The budget a resumed search runs to: it only grows, unless `lower` says the user wants it smaller."""
+    if requested >= recorded or lower:
+        return requested
+    log.warning("%s: budget %d is below the %d recorded for this search (%d used); keeping %d (lower it "
+                "explicitly: nas.search(..., lower_budget=True) or nas resume --lower-budget)", workdir, requested,
+                recorded, used, recorded)
+    return recorded
+
+
+def first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> tuple[tuple[str, ...] | None, Any, Any]:
+    """The path to the first place two JSON values differ, and the values there; (None, a, b) when equal."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return path + (str(key),), a.get(key, "<absent>"), b.get(key, "<absent>")
+            found = first_difference(a[key], b[key], path + (str(key),))
+            if found[0] is not None:
+                return found
+        return None, a, b
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = first_difference(x, y, path + (str(i),))
+            if found[0] is not None:
+                return found
+        return None, a, b
+    return (None, a, b) if a == b else (path, a, b)
+
+
+_SPEC_KEYS = ("choice", "ordered", "integer", "repeat", "if", "type")
+
+
+def space_path(path: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """A `Space.to_spec()` difference as the user wrote the space: ("field blocks.k", the spec path of the
+    differing node's attribute, e.g. (..., "k", "choice"))."""
+    names: list[str] = []
+    for i, part in enumerate(path):
+        if part in _SPEC_KEYS:
+            return ("field " + ".".join(names) if names else "its top level"), tuple(path[:i + 1])
+        if part not in ("fields", "block", "then"):
+            names.append(part)
+    return ("field " + ".".join(names) if names else "its top level"), tuple(path)
+
+
+def _at(value: Any, path: Sequence[str]) -> Any:
+    """The part of a JSON value at `path` ("<absent>" where it has none)."""
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return "<absent>"
+    return value
+
+
+__all__ = ["Experiment", "SAME_SEARCH", "check_budget", "check_same_search", "check_seed", "check_workdir", "first_difference", "open_experiment",
+           "search_config", "settle_budget"]

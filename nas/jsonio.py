@@ -1,0 +1,142 @@
+"""The one place that reads and writes the toolkit's JSON and JSON-lines files.
+
+Shared by the journal, latency tables, model specs, export indexes and device profiles, so every file
+gets the same guarantees: strict JSON (no NaN tokens), whole files replaced atomically, appended lines
+fsync'd in one write each, and errors that name the file (and line) in one sentence. Readers never
+write: repairing a torn last line is a separate call that only a file's single writer makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError, NASError
+
+
+def dumps(value: Any, indent: int | None = None, allow_nan: bool = False) -> str:
+    """Strict JSON text (NaN and infinity are errors: store them as strings first) unless `allow_nan`, for
+    reports whose measured values may be NaN (Python's json reads those tokens back)."""
+    return json.dumps(value, allow_nan=allow_nan, indent=indent)
+
+
+def plain(value: Any, what: str) -> Any:
+    """`value` as plain JSON data (dicts, lists, str, numbers); ConfigError naming `what` when it is not."""
+    try:
+        return json.loads(dumps(value))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: not plain JSON data ({e})") from None
+
+
+def read_json(path: str | os.PathLike[str], what: str = "file", error: type[NASError] = ConfigError) -> Any:
+    """The JSON value in `path`; `error` naming `what` and the file when it is missing or not JSON."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} {p}: file not found")
+    try:
+        return json.loads(p.read_bytes())
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise error(f"{what} {p}: not valid JSON ({e})") from None
+
+
+def sync(fd: int) -> None:
+    """Flush written data to disk (fdatasync also persists a new file size: enough for appends)."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def write_json(path: str | os.PathLike[str], value: Any, indent: int | None = 1, allow_nan: bool = False) -> None:
+    """Replace `path` with `value` as JSON atomically: a reader sees the old file or the new, never half."""
+    write_bytes(path, (dumps(value, indent, allow_nan) + "\n").encode())
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to a temporary sibling, fsync it and rename it over `path`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+@dataclass(frozen=True)
+class JsonLines:
+    """What a JSON-lines file holds now: its records with their 1-based line numbers, and its tail.
+
+    `torn` is the length of an incomplete last line (a write in progress, or a crash mid-write), left out
+    of `records`; `unterminated` says the last record is complete but lacks its newline.
+    """
+
+    path: Path
+    records: list[tuple[int, dict[str, Any]]]
+    size: int
+    torn: int = 0
+    unterminated: bool = False
+
+
+def read_jsonl(path: str | os.PathLike[str], what: str = "file", error: type[NASError] = ConfigError) -> JsonLines:
+    """Parse a JSON-lines file without changing it; damage before the last line is `error` naming path:line."""
+    p = Path(path)
+    raw = p.read_bytes()
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    records: list[tuple[int, dict[str, Any]]] = []
+    for i, line in enumerate(lines, start=1):
+        records.append((i, _record(p, i, line, what, error)))
+    torn, unterminated = 0, False
+    if tail:
+        try:
+            records.append((len(lines) + 1, _record(p, len(lines) + 1, tail, what, error)))
+            unterminated = True
+        except error:
+            torn = len(tail)
+    return JsonLines(p, records, len(raw), torn, unterminated)
+
+
+def _record(path: Path, number: int, line: bytes, what: str, error: type[NASError]) -> dict[str, Any]:
+    try:
+        rec = json.loads(line)
+    except ValueError as e:
+        raise error(f"{path}:{number}: corrupt {what} line ({e})") from None
+    if not isinstance(rec, dict):
+        raise error(f"{path}:{number}: corrupt {what} line (a {type(rec).__name__}, expected an object)")
+    return rec
+
+
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:
+    """Append records as strict JSON lines in one write, then fsync: a crash leaves at most one torn line."""
+    data = "".join(dumps(dict(r)) + "\n" for r in records).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, data)
+        sync(fd)
+    finally:
+        os.close(fd)
+
+
+def repair_tail(lines: JsonLines) -> bool:
+    """For a file's single writer only: drop a torn last line, or end a complete last record with its newline.
+
+    Returns whether the file changed. Readers never call this: a torn line they see may still be being written.
+    """
+    if lines.torn:
+        with open(lines.path, "r+b") as f:
+            f.truncate(lines.size - lines.torn)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    if lines.unterminated:
+        fd = os.open(lines.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"\n")
+            sync(fd)
+        finally:
+            os.close(fd)
+        return True
+    return False

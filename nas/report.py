@@ -1,0 +1,177 @@
+"""Reporting: every rich table, progress bar and one-line summary the CLI and the demo print.
+
+The only layer (with `nas.plot`, `nas.console` and `nas.cli`) that formats results for people; everything
+below it returns dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from nas.export import ExportReport
+from nas.measure import plus_minus
+from nas.objectives import Problem
+from nas.result import SearchResult
+from nas.store import Trial
+from nas.verify import Check, VerifyReport
+
+
+def fmt(value: Any) -> str:
+    """A metric value for a table: integers with thousands separators, else 4 significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    v = float(value)
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    if v.is_integer() and abs(v) >= 1000:
+        return f"{int(v):,}"
+    if abs(v) >= 1000:
+        return f"{v:,.1f}"
+    return f"{v:.4g}"
+
+
+def compact(value: Any) -> str:
+    """An architecture on one line: `depth=2 layers=[(width=64 act=relu), (width=32 act=tanh)]`."""
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={compact(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f"({compact(v)})" if isinstance(v, Mapping) else compact(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) and (" " in value or not value) else str(value)
+
+
+def pareto_table(result: SearchResult, objectives: Sequence[str] | None = None) -> Table:
+    """The Pareto front of `result` as a rich table: trial, objectives, other metrics, architecture."""
+    front = result.pareto_front(objectives)
+    names = list(objectives) if objectives else result.problem.names
+    directions = {o.name: o.direction for o in result.problem.objectives}
+    others = sorted({m for t in front for m in t.metrics} - set(names))
+    table = Table(title=f"Pareto front: {len(front)} of {len(result.feasible)} feasible trials "
+                        f"({len(result.trials)} in all)", title_justify="left")
+    table.add_column("trial", justify="right")
+    for n in names:
+        table.add_column(f"{n} ({directions[n]})", justify="right", style="bold")
+    for m in others:
+        table.add_column(m, justify="right")
+    table.add_column("architecture", overflow="fold")
+    for t in front:
+        table.add_row(str(t.number), *(fmt(t.metrics[n]) for n in names),
+                      *(fmt(t.metrics[m]) if m in t.metrics else "" for m in others), compact(t.arch))
+    return table
+
+
+class SearchProgress:
+    """A rich progress bar usable as `nas.search(progress=...)`: evaluations / budget and the best so far.
+
+    `trials` are those already in the journal when a search resumes (the bar starts from them).
+    """
+
+    def __init__(self, console: Console, problem: Problem, budget: int, trials: Sequence[Trial] = ()) -> None:
+        self.problem, self.budget = problem, budget
+        self.first = problem.objectives[0]
+        self.best: float | None = None
+        self.failed = 0
+        self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console)
+        used = 0
+        for t in trials:
+            self._see(t)
+            used += t.status != "infeasible"
+        self.task = self.progress.add_task("search", total=budget, completed=min(used, budget), best=self._text())
+
+    def _see(self, trial: Trial) -> None:
+        self.failed += trial.status == "failed"
+        m = trial.metrics
+        if trial.status != "ok" or self.first.name not in m or not self.problem.feasible(m):
+            return
+        v = m[self.first.name]
+        if v == v and (self.best is None or self.first.minimised(v) < self.first.minimised(self.best)):
+            self.best = v
+
+    def _text(self) -> str:
+        best = f"best {self.first.name} {fmt(self.best)}" if self.best is not None else f"best {self.first.name} -"
+        return best + (f"  ({self.failed} failed)" if self.failed else "")
+
+    def __call__(self, trial: Trial, used: int, budget: int) -> None:
+        self._see(trial)
+        self.progress.update(self.task, completed=used, total=max(budget, used), best=self._text())
+
+    def __enter__(self) -> "SearchProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+
+def summary(console: Console, result: SearchResult, seconds: float) -> None:
+    counts = Counter(t.status for t in result.trials)
+    used = sum(n for s, n in counts.items() if s != "infeasible")
+    extra = [f"{counts[s]} {s}" for s in ("failed", "infeasible") if counts.get(s)]
+    console.print(f"{used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "
+                  f"in the journal; this run took {seconds:.1f} s", soft_wrap=True)
+    if result.stop_reason == "exhausted":
+        console.print("the strategy proposed no new architecture (space exhausted or strategy converged), "
+                      "so the search stopped below its budget", style="yellow", soft_wrap=True)
+
+
+def show_front(console: Console, result: SearchResult, objectives: Sequence[str] | None = None) -> None:
+    if not result.feasible:
+        console.print("no feasible trial yet: nothing is on the Pareto front", style="yellow")
+        return
+    console.print(pareto_table(result, objectives))
+
+
+def export_table(report: ExportReport) -> Table:
+    """The exported models as a rich table: per objective searched -> re-measured, and the self-checks."""
+    measured = report.models[0].measured if report.models else {}
+    objs = [n for n in report.objectives if n in measured] + sorted(set(measured) - set(report.objectives))
+    objs = [n for n in objs if n in report.models[0].searched]
+    table = Table(title=f"exported {len(report.models)} models to {report.out} ({report.note})", title_justify="left")
+    table.add_column("trial", justify="right")
+    for n in objs:
+        table.add_column(f"{n}\nsearched → measured", justify="right")
+    table.add_column("max |Δ| vs supernet / onnx", justify="right")
+    table.add_column("folder", overflow="fold")
+    for m in report.models:
+        onnx = m.checks.get("onnx", {}).get("onnxruntime_max_abs_diff")
+        sup = m.checks.get("supernet_max_abs_diff")
+        table.add_row(str(m.trial), *(f"{fmt(m.searched[n])} → {fmt(m.measured[n])}"
+                                      f"{plus_minus(m.repeatability.get(n))}" for n in objs),
+                      f"{'-' if sup is None else f'{sup:.1e}'} / {'-' if onnx is None else f'{onnx:.1e}'}",
+                      m.path.name)
+    return table
+
+
+def verify_table(report: VerifyReport) -> Table:
+    """The report as a rich table: per model and objective, searched -> measured (error), then flags."""
+    names = [o.name for o in report.objectives]
+    extra = sorted({k for c in report.checks for k in c.measured} - set(names))
+    table = Table(title=f"verify: {len(report.checks)} exported models re-measured, "
+                        f"{len(report.flagged)} flagged", title_justify="left")
+    table.add_column("trial", justify="right")
+    for n in names + extra:
+        table.add_column(f"{n}\nsearched → measured", justify="right")
+    table.add_column("flags", overflow="fold")
+
+    def cell(c: Check, n: str) -> str:
+        if n not in c.measured:
+            return fmt(c.searched.get(n, float("nan"))) + " (not re-measured)"
+        pm = plus_minus(c.repeatability.get(n))
+        if n in c.export_pass:  # export timed it too, earlier: a second, independent pass
+            pm += f"; export {fmt(c.export_pass[n])} ({c.measured[n] / c.export_pass[n] - 1:+.0%})"
+        if n not in c.searched:
+            return fmt(c.measured[n]) + pm
+        return f"{fmt(c.searched[n])} → {fmt(c.measured[n])} ({c.rel_error[n]:+.1%}){pm}"
+
+    for c in report.checks:
+        table.add_row(str(c.trial), *(cell(c, n) for n in names + extra), "; ".join(c.flags) or "ok")
+    return table
