@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> nas.SearchResult:
     console.print("5/5 export and verify: every front member as a standalone model, reloaded and re-measured",
                   soft_wrap=True)
     report = export(result, workdir / "models", data=data, verify=True)
+    console.print(report.note, soft_wrap=True)
     console.print(export_table(report))
     if report.verify is not None:
         console.print(verify_table(report.verify))

@@ -1,5 +1,6 @@
 """nas: neural architecture search. `nas.search(space, evaluate, objectives, ...)` is the entry point."""
 
+import functools
 from typing import Any
 
 from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, SpaceDefinitionError
@@ -7,10 +8,19 @@ from nas.evaluators import Evaluator, cheap
 from nas.executors import Executor, LocalExecutor, SimulatedClockExecutor
 from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
-from nas.search import search
+from nas.search import search as _search
 from nas.store import Trial
 
 load = SearchResult.load
+
+
+@functools.wraps(_search)
+def search(*args: Any, **kwargs: Any) -> SearchResult:
+    if kwargs.get("progress") is True:  # the bar lives in the reporting layer, above the search loop
+        from nas.report import SearchProgress
+
+        kwargs["progress"] = SearchProgress()
+    return _search(*args, **kwargs)
 
 
 def load_subnet(path: Any) -> Any:

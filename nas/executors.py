@@ -69,6 +69,12 @@ class Executor(ABC):
     def close(self) -> None:
         """Release workers."""
 
+    def set_timeout(self, timeout_s: float | None) -> None:
+        """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""
+        if timeout_s is not None:
+            raise ConfigError(f"timeout_s: {type(self).__name__} cannot stop a running evaluation; use "
+                              "executor='processes' (local worker processes, killed on timeout)")
+
 
 class LocalExecutor(Executor):
     """Runs one evaluation at a time in this process: no cluster, no server."""

@@ -15,6 +15,7 @@ Rules a resumed search follows:
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,9 @@ from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluation
 
 log = logging.getLogger(__name__)
 
-SAME_SEARCH = ("space", "strategy", "strategy_options", "seed", "fidelity")
+SAME_SEARCH = ("space", "strategy", "strategy_options", "seed", "fidelity", "warm_start")
+SETTINGS = ("timeout_s", "max_time", "enqueue")
+"""Header fields a resumed run may change (recorded in its resume record), besides the budget."""
 """Header fields two runs must share to be one search (the problem is checked separately, see module doc)."""
 
 
@@ -37,6 +40,23 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
+def resolve_seed(seed: Any, recorded: Mapping[str, Any] | None) -> int:
+    """The seed a run uses: the one given; else the one its workdir recorded (a resumed search repeats it);
+    else a fresh one from the OS, which the journal header then records."""
+    if seed is not None:
+        return check_seed(seed)
+    if recorded is not None and isinstance(recorded.get("seed"), int):
+        return int(recorded["seed"])
+    return secrets.randbelow(2**31)
+
+
+def recorded_config(workdir: str | Path | None) -> dict[str, Any] | None:
+    """Read-only: the header config (with later updates) a workdir's journal holds, or None without a journal."""
+    if workdir is None or not Journal(workdir).exists():
+        return None
+    return Journal(workdir).read().config
+
+
 def check_budget(budget: Any) -> int:
     """`budget` as a positive int; ConfigError naming the field otherwise."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
@@ -45,13 +65,17 @@ def check_budget(budget: Any) -> int:
 
 
 def search_config(space: Any, problem: Any, strategy: str, strategy_options: Mapping[str, Any], seed: int,
-                  budget: int, fidelity: float | None = None,
-                  metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  budget: int, fidelity: float | None = None, metadata: Mapping[str, Any] | None = None,
+                  **settings: Any) -> dict[str, Any]:
     """The journal header of a search (a `Space`, a `Problem`, ...): what makes two runs the same search, plus
-    budget and metadata."""
+    budget, metadata and the `settings` a resumed run may change (timeout_s, max_time, enqueue, warm_start)."""
+    unknown = set(settings) - set(SETTINGS) - {"warm_start"}
+    if unknown:
+        raise ConfigError(f"search_config: unknown setting {sorted(unknown)[0]!r}")
     return {"space": space.fingerprint(), "space_spec": space.to_spec(), "problem": problem.to_dict(),
             "strategy": strategy, "strategy_options": dict(strategy_options), "seed": seed, "budget": budget,
-            "fidelity": fidelity, "metadata": dict(metadata or {})}
+            "fidelity": fidelity, "metadata": dict(metadata or {}), **{k: v for k, v in settings.items()
+                                                                       if v is not None}}
 
 
 @dataclass
@@ -128,7 +152,7 @@ def open_experiment(workdir: str | Path | None, config: Mapping[str, Any], *, lo
         budget = settle_budget(writer.workdir, int(old.get("budget") or 0), int(config["budget"]),
                                evaluations_used(contents.trials), lower_budget)
         changed = old.get("problem") != config["problem"]
-        writer.append_resume(budget)
+        writer.append_resume(budget, **{k: config.get(k) for k in SETTINGS if config.get(k) != old.get(k)})
         if changed:
             log.warning("%s: no trial has completed yet, so this run's objectives and constraints %s replace the "
                         "recorded %s", writer.workdir, config["problem"], old.get("problem"))

@@ -18,7 +18,6 @@ trials it completed, and the report says so.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import time
@@ -42,8 +41,6 @@ from nas.result import SearchResult
 from nas.store import Trial
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport
 from nas.verify import verify as verify_export
-
-log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
@@ -197,9 +194,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     if result.config.get("space") and space.fingerprint() != result.config["space"]:
         raise ConfigError(f"{result.workdir}/model.json: space: {spec.space['class']} with this config is not the "
                           "space the journal's search used (fingerprints differ)")
-    complete, note = completeness(result)
-    if not complete:
-        log.warning("%s: %s", result.workdir, note)
+    complete, note = completeness(result)  # said once: in the report (the CLI's table title) and every card
     extra = _constraints(constraint, result)
     picks = pick(result, top, extra)
     if not picks:

@@ -29,13 +29,13 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     from matplotlib.figure import Figure
 
     names = list(objectives) if objectives else list(result.problem.names)
-    objs = [result.objective(n) for n in names]  # ConfigError for a name that is not an objective
+    objs = [result.objective(n) for n in names]  # any recorded metric with its direction: "params_m:min"
     if len(objs) < 2:
         raise ConfigError(f"plot_pareto needs two objectives; this plot would have one ({', '.join(names)})")
     ox, oy = objs[0], objs[1]
-    front = result.pareto_front([ox.name, oy.name])
+    front = result.pareto_front([ox, oy])
     front_ids = {t.number for t in front}
-    feasible = result.feasible
+    feasible = result.feasible_with([ox, oy])
     feasible_ids = {t.number for t in feasible}
 
     def has_xy(t: "Trial") -> bool:
@@ -96,6 +96,46 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         ax.legend(loc="best", fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no trial has both metrics yet", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[str] | None = None) -> Path:
+    """The optimisation history: each objective's value per evaluation (feasible trials as dots, infeasible
+    ones as light crosses) and its best feasible value so far as a step line; one panel per objective."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    objs = [result.objective(n) for n in (objectives or result.problem.names)]
+    feasible = {t.number for t in result.feasible}
+    fig = Figure(figsize=(7.0, 2.0 + 2.4 * len(objs)), dpi=120)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(objs), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, o in zip(axes, objs):
+        used, good, bad = 0, ([], []), ([], [])
+        for t in result.trials:
+            used += t.is_evaluation
+            v = t.metrics.get(o.name)
+            if v is None or v != v or t.status == "failed":
+                continue
+            (good if t.number in feasible else bad)[0].append(used)
+            (good if t.number in feasible else bad)[1].append(v)
+        ax.scatter(*good, s=12, color="0.55", label="feasible trial", zorder=2)
+        if bad[0]:
+            ax.scatter(*bad, s=16, marker="x", color="#e8a0a0", linewidths=1.0, label="infeasible", zorder=1)
+        steps = result.history(o)
+        if steps:
+            xs = [u for u, _ in steps] + [max(used, steps[-1][0])]
+            ys = [v for _, v in steps] + [steps[-1][1]]
+            ax.step(xs, ys, where="post", color="#c0392b", linewidth=1.6, label="best so far", zorder=3)
+        ax.set_ylabel(f"{o.name} ({o.direction})")
+        ax.grid(True, color="0.9", zorder=0)
+        ax.legend(loc="best", fontsize=8, frameon=False)
+    axes[-1].set_xlabel("evaluations")
+    axes[0].set_title(f"optimisation history: {result.used} evaluations, {len(result.trials)} trials", fontsize=10)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
+from nas.console import make_console
 from nas.export import ExportReport
 from nas.measure import plus_minus
 from nas.objectives import Problem
 from nas.result import SearchResult
-from nas.store import Trial
+from nas.store import Trial, evaluations_used
 from nas.verify import Check, VerifyReport
 
 
@@ -49,15 +50,15 @@ def compact(value: Any) -> str:
 
 def pareto_table(result: SearchResult, objectives: Sequence[str] | None = None) -> Table:
     """The Pareto front of `result` as a rich table: trial, objectives, other metrics, architecture."""
-    front = result.pareto_front(objectives)
-    names = list(objectives) if objectives else result.problem.names
-    directions = {o.name: o.direction for o in result.problem.objectives}
+    objs = [result.objective(n) for n in objectives] if objectives else list(result.problem.objectives)
+    front = result.pareto_front(objs)
+    names = [o.name for o in objs]
     others = sorted({m for t in front for m in t.metrics} - set(names))
     table = Table(title=f"Pareto front: {len(front)} of {len(result.feasible)} feasible trials "
                         f"({len(result.trials)} in all)", title_justify="left")
     table.add_column("trial", justify="right")
-    for n in names:
-        table.add_column(f"{n} ({directions[n]})", justify="right", style="bold")
+    for o in objs:
+        table.add_column(f"{o.name} ({o.direction})", justify="right", style="bold")
     for m in others:
         table.add_column(m, justify="right")
     table.add_column("architecture", overflow="fold")
@@ -70,24 +71,46 @@ def pareto_table(result: SearchResult, objectives: Sequence[str] | None = None) 
 class SearchProgress:
     """A rich progress bar usable as `nas.search(progress=...)`: evaluations / budget and the best so far.
 
-    `trials` are those already in the journal when a search resumes (the bar starts from them).
+    `nas.search` calls `begin(problem, budget, trials)` with the trials already in the journal, so a resumed
+    search's bar starts where it stopped, and `end()` when it returns; `nas.search(progress=True)` makes one.
     """
 
-    def __init__(self, console: Console, problem: Problem, budget: int, trials: Sequence[Trial] = ()) -> None:
+    def __init__(self, console: Console | None = None, problem: Problem | None = None, budget: int = 0,
+                 trials: Sequence[Trial] = ()) -> None:
+        self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console or make_console())
+        self.task = self.progress.add_task("search", total=budget or None, best="")
+        self.problem: Problem | None = None
+        self._owned = False  # started by begin() (progress=True), not by a `with` block
+        if problem is not None:
+            self._reset(problem, budget, trials)
+
+    def _reset(self, problem: Problem, budget: int, trials: Sequence[Trial]) -> None:
         self.problem, self.budget = problem, budget
         self.first = problem.objectives[0]
         self.best: float | None = None
         self.failed = 0
-        self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=console)
-        used = 0
         for t in trials:
             self._see(t)
-            used += t.status != "infeasible"
-        self.task = self.progress.add_task("search", total=budget, completed=min(used, budget), best=self._text())
+        used = evaluations_used(trials)
+        self.progress.update(self.task, total=max(budget, used), completed=used, best=self._text())
+
+    def begin(self, problem: Problem, budget: int, trials: Sequence[Trial]) -> None:
+        """The search starts (or resumes with `trials` already journaled): show its budget and best so far."""
+        self._reset(problem, budget, trials)
+        if not self.progress.live.is_started:
+            self.progress.start()
+            self._owned = True
+
+    def end(self) -> None:
+        """The search returned: stop a bar that `begin` started."""
+        if self._owned:
+            self.progress.stop()
+            self._owned = False
 
     def _see(self, trial: Trial) -> None:
+        assert self.problem is not None, "begin() first"
         self.failed += trial.status == "failed"
         m = trial.metrics
         if trial.status != "ok" or self.first.name not in m or not self.problem.feasible(m):
@@ -113,14 +136,17 @@ class SearchProgress:
 
 
 def summary(console: Console, result: SearchResult, seconds: float) -> None:
+    """How many evaluations, how they ended, the seed, and why the search stopped below its budget."""
     counts = Counter(t.status for t in result.trials)
-    used = sum(n for s, n in counts.items() if s != "infeasible")
     extra = [f"{counts[s]} {s}" for s in ("failed", "infeasible") if counts.get(s)]
-    console.print(f"{used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "
-                  f"in the journal; this run took {seconds:.1f} s", soft_wrap=True)
+    console.print(f"{result.used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "
+                  f"in the journal; seed {result.config.get('seed')}; this run took {seconds:.1f} s", soft_wrap=True)
     if result.stop_reason == "exhausted":
         console.print("the strategy proposed no new architecture (space exhausted or strategy converged), "
                       "so the search stopped below its budget", style="yellow", soft_wrap=True)
+    elif result.stop_reason == "max_time":
+        console.print(f"max_time ({result.config.get('max_time')} s) reached: no new evaluation was started",
+                      style="yellow", soft_wrap=True)
 
 
 def show_front(console: Console, result: SearchResult, objectives: Sequence[str] | None = None) -> None:
@@ -135,7 +161,7 @@ def export_table(report: ExportReport) -> Table:
     measured = report.models[0].measured if report.models else {}
     objs = [n for n in report.objectives if n in measured] + sorted(set(measured) - set(report.objectives))
     objs = [n for n in objs if n in report.models[0].searched]
-    table = Table(title=f"exported {len(report.models)} models to {report.out} ({report.note})", title_justify="left")
+    table = Table(title=f"exported {len(report.models)} models to {report.out}", title_justify="left")
     table.add_column("trial", justify="right")
     for n in objs:
         table.add_column(f"{n}\nsearched → measured", justify="right")
@@ -174,4 +200,57 @@ def verify_table(report: VerifyReport) -> Table:
 
     for c in report.checks:
         table.add_row(str(c.trial), *(cell(c, n) for n in names + extra), "; ".join(c.flags) or "ok")
+    return table
+
+
+def trials_table(result: SearchResult, limit: int = 200) -> Table:
+    """Every trial (the last `limit`): number, status, objectives and other metrics, time, architecture."""
+    names = result.problem.names
+    others = sorted({m for t in result.trials for m in t.metrics} - set(names))
+    table = Table(title=f"{len(result.trials)} trials ({result.used} evaluations)"
+                        + (f"; the last {limit}" if len(result.trials) > limit else ""), title_justify="left")
+    for column in ["trial", "status", *names, *others, "seconds"]:
+        table.add_column(column, justify="left" if column == "status" else "right")
+    table.add_column("architecture / error", overflow="fold")
+    for t in result.trials[-limit:]:
+        table.add_row(str(t.number), t.status, *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
+                      f"{t.duration:.2f}", t.error if t.error else compact(t.arch))
+    return table
+
+
+def strategies_table() -> Table:
+    """The strategy registry: name, the space capabilities it needs, its options with defaults, what it is."""
+    import inspect
+
+    from nas.strategies import STRATEGIES
+
+    table = Table(title=f"{len(STRATEGIES)} strategies (nas run --strategy NAME --strategy-option KEY=VALUE)",
+                  title_justify="left")
+    for column in ("name", "needs", "options (default)", "what"):
+        table.add_column(column, overflow="fold")
+    for name in sorted(STRATEGIES):
+        cls = STRATEGIES[name]
+        params = [p for p in inspect.signature(cls.__init__).parameters.values()
+                  if p.name not in ("self", "space", "problem", "seed") and p.kind is p.POSITIONAL_OR_KEYWORD]
+        options = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in params)
+        doc = (inspect.getdoc(cls) or "").split("\n")[0]
+        table.add_row(name, ", ".join(sorted(cls.requires)), options or "-", doc)
+    return table
+
+
+def spaces_table() -> Table:
+    """The built-in spaces (`nas.spaces.BUILTIN`): name, class and what each is."""
+    import inspect
+
+    from nas.spaces import BUILTIN, Space
+    from nas.modelspec import import_object
+
+    table = Table(title=f"{len(BUILTIN)} built-in spaces (or write your own: Space(field=Choice([...]), ...))",
+                  title_justify="left")
+    for column in ("name", "class", "what"):
+        table.add_column(column, overflow="fold")
+    for name, path in BUILTIN.items():
+        cls = import_object(path, name)
+        assert issubclass(cls, Space)
+        table.add_row(name, path, (inspect.getdoc(cls) or "").split("\n")[0])
     return table

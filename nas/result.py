@@ -52,27 +52,43 @@ class SearchResult:
     def feasible(self) -> list[Trial]:
         return [t for t in self.completed if self.problem.feasible(t.metrics)]
 
-    def objective(self, name: str | None = None) -> Objective:
-        """The objective called `name` (default: the first); ConfigError for other names."""
+    def objective(self, name: str | Objective | None = None) -> Objective:
+        """The objective called `name` (default: the first). Any recorded metric counts with its direction,
+        "params_m:min" or `Objective("params_m", "min")`; another bare name is a ConfigError saying so."""
         if name is None:
             return self.problem.objectives[0]
+        if isinstance(name, Objective):
+            return name
+        metric, sep, direction = str(name).rpartition(":")
+        if sep and direction in ("min", "max"):
+            return Objective(metric.strip(), direction)  # type: ignore[arg-type]
         for o in self.problem.objectives:
             if o.name == name:
                 return o
-        raise ConfigError(f"{name!r} is not an objective of this search ({', '.join(self.problem.names)})")
+        recorded = sorted({m for t in self.completed for m in t.metrics} - set(self.problem.names))
+        if name in recorded:
+            hint = f"; to use the recorded metric, give its direction: {name}:min or {name}:max"
+        else:
+            hint = f"; other recorded metrics: {', '.join(recorded)} (as NAME:min or NAME:max)" if recorded else ""
+        raise ConfigError(f"{name!r} is not an objective of this search ({', '.join(self.problem.names)}){hint}")
 
-    def best(self, objective: str | None = None) -> Trial | None:
+    def feasible_with(self, objs: Sequence[Objective]) -> list[Trial]:
+        """Feasible trials that recorded every metric of `objs` (a non-objective metric may be missing)."""
+        return [t for t in self.feasible if all(o.name in t.metrics and np.isfinite(t.metrics[o.name]) for o in objs)]
+
+    def best(self, objective: str | Objective | None = None) -> Trial | None:
         """The feasible trial best on `objective` (default: the first); None when no trial is feasible."""
         obj = self.objective(objective)
-        feasible = self.feasible
+        feasible = self.feasible_with([obj])
         if not feasible:
             return None
         return min(feasible, key=lambda t: (obj.minimised(t.metrics[obj.name]), t.number))
 
-    def pareto_front(self, objectives: Sequence[str] | None = None) -> list[Trial]:
-        """Feasible trials not dominated on the objectives (non-dominated sorting, not a convex hull)."""
+    def pareto_front(self, objectives: Sequence[str | Objective] | None = None) -> list[Trial]:
+        """Feasible trials not dominated on the objectives (non-dominated sorting, not a convex hull); any
+        recorded metric may join with its direction ("params_m:min")."""
         objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
-        feasible = self.feasible
+        feasible = self.feasible_with(objs)
         if not feasible:
             return []
         pts = np.array([[o.minimised(t.metrics[o.name]) for o in objs] for t in feasible], dtype=float)
@@ -80,11 +96,53 @@ class SearchResult:
         front = [t for t, m in zip(feasible, mask) if m]
         return sorted(front, key=lambda t: [objs[0].minimised(t.metrics[objs[0].name]), t.number])
 
-    def hypervolume(self, reference: Sequence[float], objectives: Sequence[str] | None = None) -> float:
+    def hypervolume(self, reference: Sequence[float], objectives: Sequence[str | Objective] | None = None) -> float:
         """Hypervolume of the feasible trials against `reference`, given in the objectives' own units."""
         objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
         if len(reference) != len(objs):
             raise ConfigError(f"reference has {len(reference)} values for {len(objs)} objectives")
         ref = [o.minimised(r) for o, r in zip(objs, reference)]
-        pts = np.array([[o.minimised(t.metrics[o.name]) for o in objs] for t in self.feasible], dtype=float)
+        pts = np.array([[o.minimised(t.metrics[o.name]) for o in objs] for t in self.feasible_with(objs)], dtype=float)
         return hypervolume(pts.reshape(-1, len(objs)), ref)
+
+    def history(self, objective: str | Objective | None = None) -> list[tuple[int, float]]:
+        """(evaluations used, best feasible value so far) after each trial that improved `objective`."""
+        obj = self.objective(objective)
+        out: list[tuple[int, float]] = []
+        feasible = {t.number for t in self.feasible_with([obj])}
+        used = 0
+        for t in self.trials:
+            used += t.is_evaluation
+            if t.number in feasible:
+                v = t.metrics[obj.name]
+                if not out or obj.minimised(v) < obj.minimised(out[-1][1]):
+                    out.append((used, v))
+        return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per trial: number, status, arch_id, timings, worker, error, each metric, and each
+        architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`); what `to_dataframe` holds."""
+        rows = []
+        for t in self.trials:
+            row: dict[str, Any] = {"number": t.number, "status": t.status, "arch_id": t.arch_id,
+                                   "started": t.started, "finished": t.finished, "duration": t.duration,
+                                   "worker": t.worker, "error": t.error}
+            row.update(t.metrics)
+            row.update(_flatten(t.arch, "arch"))
+            rows.append(row)
+        return rows
+
+    def to_dataframe(self) -> Any:
+        """The trials as a pandas DataFrame (`to_records`), one row per trial in journal order."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records(self.to_records())
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    """{"arch.blocks.0.k": 3, ...}: nested dicts and lists as dotted paths."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flatten(item, f"{prefix}.{key}").items()}
+    if isinstance(value, (list, tuple)):
+        return {k: v for i, item in enumerate(value) for k, v in _flatten(item, f"{prefix}.{i}").items()}
+    return {prefix: value}

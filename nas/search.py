@@ -16,18 +16,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ConfigError, NASError
+from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError
 from nas.evaluators import as_evaluators, merged
 from nas.executor_spec import make_executor
 from nas.executors import EvaluateFn, Executor, Job, run_job
-from nas.experiment import Experiment, check_budget, check_seed, open_experiment, search_config
+from nas.experiment import (Experiment, check_budget, first_difference, open_experiment, recorded_config,
+                            resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
-from nas.store import Trial
+from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,13 @@ MAX_REJECTIONS = 1000  # consecutive proposals rejected on cheap constraints bef
 
 def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence[Objective] | str,
            constraints: list[str | Constraint] | tuple[str | Constraint, ...] = (),
-           strategy: str | Strategy = "evolution", budget: int = 100, seed: int = 0,
+           strategy: str | Strategy = "evolution", budget: int = 100, seed: int | None = None,
            workdir: str | Path | None = None, executor: str | Mapping[str, Any] | Executor = "local",
            strategy_options: Mapping[str, Any] | None = None, fidelity: float | None = None,
            snapshot_every: int = 10, snapshot_interval_s: float = 2.0, progress: ProgressFn | None = None,
-           metadata: Mapping[str, Any] | None = None, lower_budget: bool = False) -> SearchResult:
+           metadata: Mapping[str, Any] | None = None, lower_budget: bool = False, timeout_s: float | None = None,
+           max_time: float | None = None, enqueue: Sequence[Mapping[str, Any]] | None = None,
+           warm_start: str | Path | None = None) -> SearchResult:
     """Search `space` for architectures optimising `objectives` under `constraints`.
 
     `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
@@ -51,14 +55,74 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     before anything expensive. `budget` bounds the number of evaluations. With `workdir`, results are
     journaled there and an existing journal is resumed (its budget only grows unless `lower_budget`); the
     strategy is snapshotted every `snapshot_every` trials but at most once per `snapshot_interval_s`
-    (resume replays the trials after the last one).
+    (resume replays the trials after the last one). `seed=None` draws a seed, recorded in the journal.
+    `progress(trial, used, budget)` is called after each trial; `nas.search(..., progress=True)` shows a
+    rich progress bar (`nas.report.SearchProgress`), starting from the journal's trials when resuming.
+
+    `timeout_s` fails an evaluation that runs longer (its worker is killed: executor "processes");
+    `max_time` stops submitting evaluations after that many seconds of this run. `enqueue` evaluates
+    these architectures first (a baseline, an earlier front); `warm_start` (another search's workdir over
+    the same space) tells the strategy that search's completed results without spending budget on them.
+    A resumed run keeps the recorded seed, timeout, max_time, enqueue and warm start unless given anew.
     """
+    return run(prepare(space, evaluate, objectives, constraints, strategy, budget, seed, workdir, executor,
+                       strategy_options, fidelity, snapshot_every, snapshot_interval_s, progress, metadata,
+                       lower_budget, timeout_s, max_time, enqueue, warm_start))
+
+
+@dataclass
+class PreparedSearch:
+    """A search checked and ready to run: all `search` validates before it touches the workdir.
+
+    Drivers that report before they start (the CLI) prepare, check the workdir with
+    `nas.experiment.check_workdir(prepared.workdir, prepared.config)`, then `run(prepared)`.
+    """
+
+    problem: Problem
+    strategy: Deduplicate
+    cheap: EvaluateFn | None
+    evaluate: EvaluateFn
+    executor: Executor
+    config: dict[str, Any]
+    workdir: Path | None
+    lower_budget: bool
+    snapshot_every: int
+    snapshot_interval_s: float
+    progress: ProgressFn | None
+    enqueue: list[Architecture]
+    warm: list[Trial]
+    max_time: float | None
+
+
+def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence[Objective] | str,
+            constraints: Sequence[str | Constraint] = (), strategy: str | Strategy = "evolution", budget: int = 100,
+            seed: int | None = None, workdir: str | Path | None = None,
+            executor: str | Mapping[str, Any] | Executor = "local", strategy_options: Mapping[str, Any] | None = None,
+            fidelity: float | None = None, snapshot_every: int = 10, snapshot_interval_s: float = 2.0,
+            progress: ProgressFn | None = None, metadata: Mapping[str, Any] | None = None,
+            lower_budget: bool = False, timeout_s: float | None = None, max_time: float | None = None,
+            enqueue: Sequence[Mapping[str, Any]] | None = None,
+            warm_start: str | Path | None = None) -> PreparedSearch:
+    """`search`'s arguments checked (each error names its field) and resolved against the workdir's record."""
     if not isinstance(space, Space):
         raise ConfigError(f"space: expected a nas.spaces.Space, got {type(space).__name__}")
     check_budget(budget)
-    check_seed(seed)
+    if progress is not None and not callable(progress):
+        raise ConfigError(f"progress: expected a callable (trial, used, budget), or True through nas.search, "
+                          f"got {progress!r}")
     if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
         raise ConfigError(f"snapshot_every: expected a positive int, got {snapshot_every!r}")
+    recorded = recorded_config(workdir) or {}
+    if recorded.get("space") != space.fingerprint():
+        recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
+    seed = resolve_seed(seed, recorded)
+    timeout_s = timeout_s if timeout_s is not None else recorded.get("timeout_s")
+    max_time = max_time if max_time is not None else recorded.get("max_time")
+    if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, (int, float))
+                                 or not max_time > 0):
+        raise ConfigError(f"max_time: expected a positive number of seconds, got {max_time!r}")
+    queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"))
+    warm = _warm_start(space, warm_start, recorded.get("warm_start"))
     problem = Problem.make(objectives, constraints)
     evaluators = as_evaluators(evaluate)
     options = dict(strategy_options or {})
@@ -72,22 +136,76 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
         raise ConfigError(f"strategy: expected a name or a Strategy, got {type(strategy).__name__}")
     cheap = [e for e in evaluators if e.cheap]
     expensive = [e for e in evaluators if not e.cheap]
-    runner = make_executor(executor)
-    config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata)
-    experiment = open_experiment(workdir, config, lower_budget=lower_budget)  # only once all of the above holds
+    config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
+                           timeout_s=timeout_s, max_time=max_time,
+                           enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
+    return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
+                          merged(expensive, fidelity), make_executor(executor, timeout_s), config,
+                          Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
+                          snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time)
+
+
+def run(prepared: PreparedSearch) -> SearchResult:
+    """Claim the workdir (create or resume its journal) and run the prepared search to its end."""
+    experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=prepared.lower_budget)
     try:
-        loop = _SearchLoop(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
-                           merged(expensive, fidelity), runner, experiment, snapshot_every,
-                           snapshot_interval_s, progress)
-        return loop.run()
+        loop = _SearchLoop(prepared.problem, prepared.strategy, prepared.cheap, prepared.evaluate, prepared.executor,
+                           experiment, prepared.snapshot_every, prepared.snapshot_interval_s, prepared.progress)
+        return loop.run(prepared.enqueue, prepared.warm, prepared.max_time)
     finally:
         experiment.close()
+
+
+def _enqueued(space: Space, enqueue: Sequence[Mapping[str, Any]] | None) -> list[Architecture]:
+    """The architectures to evaluate first, validated (an error names `enqueue[i]` and the field)."""
+    if enqueue is None:
+        return []
+    if isinstance(enqueue, (str, bytes)) or not isinstance(enqueue, Sequence):
+        raise ConfigError(f"enqueue: expected a list of architectures, got {type(enqueue).__name__}")
+    out = []
+    for i, arch in enumerate(enqueue):
+        try:
+            out.append(space.validate(arch))
+        except InvalidArchitectureError as e:
+            raise InvalidArchitectureError(f"enqueue[{i}].{e.path}" if e.path else f"enqueue[{i}]",
+                                           str(e).split(": ", 1)[-1]) from None
+    return out
+
+
+@dataclass(frozen=True)
+class _WarmStart:
+    record: dict[str, Any]  # {"workdir", "trials"}: what the journal header records
+    trials: list[Trial]
+
+
+def _warm_start(space: Space, given: str | Path | None, recorded: Mapping[str, Any] | None) -> _WarmStart | None:
+    """The earlier search's trials to tell the strategy: as many as the header recorded when resuming."""
+    if given is None and recorded is None:
+        return None
+    path = Path(given).resolve() if given is not None else Path(recorded["workdir"])  # type: ignore[index]
+    if recorded is not None and path != Path(recorded["workdir"]):
+        raise JournalError(f"warm_start: this search was warm-started from {recorded['workdir']}, not {path}")
+    journal = Journal(path)
+    if not journal.exists():
+        raise ConfigError(f"warm_start: {path} holds no search journal")
+    contents = journal.read()
+    if contents.config.get("space") != space.fingerprint():
+        where = first_difference(contents.config.get("space_spec"), space.to_spec())[0]
+        field = space_path(where)[0] if where is not None else "its type"
+        raise ConfigError(f"warm_start: {path} searched a different space (it differs at {field})")
+    count = int(recorded["trials"]) if recorded is not None else len(contents.trials)
+    if len(contents.trials) < count:
+        raise JournalError(f"warm_start: {path} holds {len(contents.trials)} trials, fewer than the {count} this "
+                           "search was warm-started with")
+    return _WarmStart({"workdir": str(path), "trials": count}, contents.trials[:count])
 
 
 class _SearchLoop:
     """One run of the ask → cheap stage → evaluate → journal → tell cycle (a class to share its bookkeeping)."""
 
-    def __init__(self, problem: Problem, strategy: Strategy, cheap: EvaluateFn | None, evaluate: EvaluateFn,
+    strategy: Deduplicate
+
+    def __init__(self, problem: Problem, strategy: Deduplicate, cheap: EvaluateFn | None, evaluate: EvaluateFn,
                  executor: Executor, experiment: Experiment, snapshot_every: int, snapshot_interval_s: float,
                  progress: ProgressFn | None) -> None:
         self.problem, self.strategy, self.cheap, self.evaluate = problem, strategy, cheap, evaluate
@@ -97,6 +215,10 @@ class _SearchLoop:
         self.replay: dict[str, Trial] = {}
         self.pending: list[Architecture] = []
         self.in_flight: dict[str, tuple[Architecture, dict[str, float]]] = {}  # id -> (arch, cheap metrics)
+        self.queued: list[Architecture] = []  # enqueued architectures still to submit
+        self.enqueue_ids: set[str] = set()  # every enqueued architecture (their trials say so in `extra`)
+        self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
+        self.deadline = float("inf")  # time.monotonic() after which nothing new is submitted (max_time)
         self._snapshot_at, self._snapshot_time = 0, time.monotonic()
 
     @property
@@ -111,9 +233,22 @@ class _SearchLoop:
     def journaled(self) -> bool:
         return self.experiment.writer is not None
 
-    def run(self) -> SearchResult:
-        if self.trials:
-            self._restore()
+    def run(self, enqueue: Sequence[Architecture] = (), warm: Sequence[Trial] = (),
+            max_time: float | None = None) -> SearchResult:
+        """Restore, warm-start (unless a snapshot already holds it), then the loop; enqueued architectures first."""
+        restored = self._restore() if self.trials else False
+        if not restored:
+            for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
+                if t.status == "ok" and self.problem.result_error(t.metrics) is None:
+                    self.strategy.tell(t.architecture, TrialResult(t.metrics, "ok"))
+        done = {t.arch_id for t in self.trials} | {a.id for a in self.pending}
+        self.queued = [a for a in enqueue if a.id not in done]
+        self.enqueue_ids = {a.id for a in enqueue}
+        if max_time is not None:
+            self.deadline = time.monotonic() + max_time
+        begin = getattr(self.progress, "begin", None)  # a progress bar shows the journal's trials from the start
+        if begin is not None:
+            begin(self.problem, self.budget, list(self.trials))
         self.executor.start(self.evaluate)
         checked = any(t.status == "ok" for t in self.trials)
         stop = "budget"
@@ -121,7 +256,8 @@ class _SearchLoop:
             while True:
                 self._fill()
                 if not self.in_flight:
-                    stop = "budget" if self.used >= self.budget else "exhausted"
+                    stop = ("budget" if self.used >= self.budget else
+                            "max_time" if time.monotonic() >= self.deadline else "exhausted")
                     break
                 for done in self.executor.wait():
                     arch, known = self.in_flight.pop(done.arch.id)
@@ -138,6 +274,9 @@ class _SearchLoop:
             self._flush_replay()
             self._snapshot()
             self.executor.close()
+            end = getattr(self.progress, "end", None)
+            if end is not None:
+                end()
         if stop == "exhausted":
             log.warning("the strategy proposed no new feasible architecture after %d evaluations (space exhausted, "
                         "strategy converged, or cheap constraints rejected every proposal); stopping below the "
@@ -160,12 +299,13 @@ class _SearchLoop:
                 self._record(arch, metrics, status, started, finished, worker, error)
                 raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
         self._record(arch, metrics, status, started, finished, worker, error)
-        self.strategy.tell(arch, TrialResult(metrics if status == "ok" else {}, status))  # type: ignore[arg-type]
+        self.strategy.tell(arch, told(status, metrics))
         if (self.journaled and len(self.trials) - self._snapshot_at >= self.snapshot_every
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()
 
-    def _restore(self) -> None:
+    def _restore(self) -> bool:
+        """Load the snapshot and queue the journal's later trials for replay; whether a snapshot was loaded."""
         snap = self.experiment.snapshot()
         after = -1
         if snap is not None:
@@ -178,10 +318,13 @@ class _SearchLoop:
         if self.experiment.problem_changed:
             self._recheck()
         for t in self.trials[after + 1:]:
-            if not t.extra.get("config_error"):
+            if t.extra.get("enqueued"):  # evaluated before the strategy asked anything: told first again
+                self.strategy.tell(t.architecture, told(t.status, t.metrics))
+            elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
         log.info("resuming %s: %d trials in the journal, %d to replay", self.experiment.workdir,
                  len(self.trials), len(self.replay))
+        return snap is not None
 
     def _recheck(self) -> None:
         """The objectives were corrected: results journaled as failed for a config error count if they now pass."""
@@ -195,22 +338,33 @@ class _SearchLoop:
         """Submit work until the executor is full, the budget is committed or the strategy has nothing new."""
         rejected = 0
         while self.executor.free_slots() > 0 and self.used + len(self.in_flight) < self.budget:
+            if time.monotonic() >= self.deadline:
+                return  # max_time: nothing new starts; what runs finishes
+            asked = False
             if self.pending:
                 arch = self.pending.pop(0)
+            elif self.queued:
+                arch = self.queued.pop(0)
+                if not self.strategy.claim(arch):
+                    continue  # a twin was evaluated already
+            elif self.enqueued:
+                return  # the strategy asks only once every enqueued architecture is back (so resume is exact)
             else:
-                asked = self.strategy.ask(1)
-                if not asked:
+                proposals = self.strategy.ask(1)
+                if not proposals:
                     rejected += 1
                     if self.filtering and rejected < MAX_REJECTIONS:
                         continue
                     return
-                arch = asked[0]
-            if arch.id in self.replay:
+                arch, asked = proposals[0], True
+            if arch.id in self.replay:  # journaled after the snapshot (a pending one may have finished too)
                 t = self.replay.pop(arch.id)
-                self.strategy.tell(arch, TrialResult(t.metrics, t.status))  # type: ignore[arg-type]
+                self.strategy.tell(arch, told(t.status, t.metrics))
                 continue
-            if self.replay and not self.pending:
+            if asked and self.replay and not self.pending:
                 self._flush_replay()  # the strategy no longer retraces the journal: tell it the rest
+            if arch.id in self.enqueue_ids:
+                self.enqueued.add(arch.id)
             known = self._cheap_stage(arch)
             if known is None:
                 rejected += 1
@@ -239,13 +393,15 @@ class _SearchLoop:
 
     def _flush_replay(self) -> None:
         for t in sorted(self.replay.values(), key=lambda t: t.number):
-            self.strategy.tell(t.architecture, TrialResult(t.metrics, t.status))  # type: ignore[arg-type]
+            self.strategy.tell(t.architecture, told(t.status, t.metrics))
         self.replay.clear()
 
     def _record(self, arch: Architecture, metrics: Mapping[str, float], status: str, started: float,
                 finished: float, worker: str, error: str | None, extra: Mapping[str, Any] | None = None) -> None:
+        extra = {**(extra or {}), **({"enqueued": True} if arch.id in self.enqueue_ids else {})}
+        self.enqueued.discard(arch.id)
         trial = Trial(len(self.trials), arch.to_dict(), arch.id, dict(metrics), status, started, finished,
-                      worker, error, dict(extra or {}))
+                      worker, error, extra)
         self.experiment.record(trial)
         if self.progress is not None:
             self.progress(trial, self.used, self.budget)
@@ -259,6 +415,12 @@ class _SearchLoop:
             "pending": [a.to_dict() for a in self.pending] + [a.to_dict() for a, _ in self.in_flight.values()],
             "state": self.strategy.state_dict(),
         })
+
+
+def told(status: str, metrics: Mapping[str, float]) -> TrialResult:
+    """What the strategy is told of a trial, the same live and on replay: a failed one's metrics (a NaN, a
+    partial result) are kept in the journal but not told."""
+    return TrialResult(dict(metrics) if status != "failed" else {}, status)  # type: ignore[arg-type]
 
 
 def _merge(known: Mapping[str, float], metrics: Mapping[str, float] | None,

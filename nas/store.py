@@ -139,8 +139,8 @@ class Journal:
         where: dict[int, tuple[int, dict[str, Any]]] = {}  # trial number -> (line, record)
         for line, rec in records[1:]:
             kind = rec.get("type")
-            if kind == "resume":  # a resumed search may raise its budget
-                config["budget"] = rec.get("budget", config.get("budget"))
+            if kind == "resume":  # a resumed search may raise its budget and change its settings (timeout, ...)
+                config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
                 config["resumed"] = config.get("resumed", 0) + 1
             elif kind == "config":  # objectives corrected before any trial completed
                 config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
@@ -222,9 +222,9 @@ class JournalWriter(Journal):
     def append(self, trial: Trial) -> None:
         self._append(trial.to_json())
 
-    def append_resume(self, budget: int) -> None:
-        """Note that the search was resumed (with this budget) so readers see the current budget."""
-        self._append({"type": "resume", "budget": budget, "time": time.time()})
+    def append_resume(self, budget: int, **settings: Any) -> None:
+        """Note that the search was resumed (with this budget and changed settings) so readers see them."""
+        self._append({"type": "resume", "budget": budget, **settings, "time": time.time()})
 
     def append_config(self, **fields: Any) -> None:
         """Replace header fields (the objectives and constraints, before any trial completed) for every reader."""

@@ -24,11 +24,23 @@ _LAZY = {
 }
 
 
+BUILTIN = {
+    "nas-bench-graph": "nas.spaces.nasbench_graph.NASBenchGraphSpace",
+    "nas-bench-201": "nas.spaces.cell.NasBench201Space",
+    "darts": "nas.spaces.cell.DartsSpace",
+    "ofa": "nas.spaces.ofa.OFASpace",
+    "flexibert": "nas.spaces.transformer.FlexiBertSpace",
+    "elastic-transformer": "nas.spaces.transformer.ElasticTransformerSpace",
+    "gnn": "nas.spaces.gnn.GNNSpace",
+}
+"""The built-in spaces by name (`nas spaces` lists them); each class is importable from `nas.spaces` too."""
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'nas.spaces' has no attribute {name!r}")
 
 
-__all__ = ["Architecture", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot", "Space",
+__all__ = ["BUILTIN", "Architecture", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot", "Space",
            "canonical_json", "path_str", *_LAZY]

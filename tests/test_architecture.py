@@ -36,3 +36,15 @@ def test_the_architecture_page_lists_every_layer_of_the_contract():
             assert f"`{name}`" in page, f"docs/architecture.md does not mention {name}"
             positions.append(page.index(f"`{name}`"))
     assert positions == sorted(positions), "docs/architecture.md lists the layers in another order than the contract"
+
+
+def test_the_architecture_pages_driver_example_runs(tmp_path, monkeypatch):
+    from tests.docs import python_blocks
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "architecture_doc"}
+    for block in python_blocks(ROOT / "docs" / "architecture.md"):
+        exec(compile(block, "docs/architecture.md", "exec"), namespace)
+    import nas
+
+    assert nas.load(tmp_path / "runs" / "driver-doc-2").trials[0].metrics == {"score": 16.0}

@@ -166,9 +166,9 @@ def test_pareto_prints_the_table_and_writes_a_png(runner, toy, tmp_path):
 
 def test_resume_continues_to_the_new_budget_without_reevaluating(runner, toy, tmp_path):
     wd = tmp_path / "wd"
-    assert runner.invoke(app, ["run", str(toy), "--budget", "6", "--workdir", str(wd)]).exit_code == 0
+    assert runner.invoke(app, ["run", str(toy), "--budget", "6", "--workdir", str(wd), "--seed", "5"]).exit_code == 0
     assert len(calls(toy)) == 6
-    result = runner.invoke(app, ["resume", str(wd), "--budget", "15"])
+    result = runner.invoke(app, ["resume", str(wd), "--budget", "15"])  # the recorded seed 5
     assert result.exit_code == 0, result.output
     trials = Journal(wd).read().trials
     assert len(trials) == 15 and len(calls(toy)) == 15  # 9 new evaluations, none repeated
@@ -177,7 +177,8 @@ def test_resume_continues_to_the_new_budget_without_reevaluating(runner, toy, tm
     other = tmp_path / "other"
     other.mkdir()
     straight = write(other / "toy.py", TOY)
-    assert runner.invoke(app, ["run", str(straight), "--budget", "15", "--workdir", str(other / "wd")]).exit_code == 0
+    assert runner.invoke(app, ["run", str(straight), "--budget", "15", "--workdir", str(other / "wd"),
+                               "--seed", "5"]).exit_code == 0
     assert [t.arch_id for t in Journal(other / "wd").read().trials] == [t.arch_id for t in trials]
     # Without --budget, a search that already used its budget evaluates nothing more.
     again = runner.invoke(app, ["resume", str(wd)])
@@ -344,6 +345,19 @@ def test_nasbench_graph_example_runs_under_nas_run(runner, nbg_dir, tmp_path):
     config, trials = contents.config, contents.trials
     assert len(trials) == 20 and config["problem"]["objectives"] == {"valid_acc": "max", "latency_s": "min"}
     assert "valid_acc (max)" in result.stdout
+
+
+def test_the_example_run_file_runs_with_flags_on_top(runner, nbg_dir, tmp_path):
+    wd = tmp_path / "nbg"
+    result = runner.invoke(app, ["run", str(ROOT / "examples" / "nasbench_graph.toml"), "--budget", "24",
+                                 "--workdir", str(wd), "--strategy-option", "population_size=12"])
+    assert result.exit_code == 0, result.output
+    config = Journal(wd).read().config
+    assert config["strategy"] == "evolution" and config["seed"] == 0 and config["budget"] == 24
+    assert config["strategy_options"] == {"population_size": 12, "mutation_bias": 0.5}
+    assert config["problem"]["constraints"] == ["latency_s <= 0.01"]
+    assert config["metadata"]["executor"] == {"name": "processes", "workers": 2}
+    assert all(t.worker.startswith("process-") for t in nas.load(wd).trials if t.status == "ok")
 
 
 def test_demo_runs_end_to_end_on_small_settings(tmp_path, capsys):

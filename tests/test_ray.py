@@ -423,3 +423,25 @@ def test_tuner_restore_after_a_killed_driver_loses_and_repeats_no_trial(cluster,
     ids = [t.extra["tune_trial_id"] for t in after]
     assert len(ids) == len(set(ids)) == 14  # every Tune trial journaled exactly once
     assert all(t.status == "ok" for t in after)
+
+
+QUIET = '''
+from nas.spaces import Space, Choice
+space = Space(a=Choice(list(range(10))), b=Choice(list(range(4))))
+objectives = {"acc": "max"}
+def evaluate(arch):
+    return {"acc": float(arch["a"] + arch["b"])}
+'''
+
+
+def test_a_ray_tune_run_prints_no_ray_or_tune_noise(tmp_path):
+    """No token-auth warning and no Tune experiment box: just the search's own output."""
+    (tmp_path / "quiet.py").write_text(QUIET)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    proc = subprocess.run([sys.executable, "-m", "nas.cli", "run", str(tmp_path / "quiet.py"), "--budget", "3",
+                           "--seed", "0", "--executor", "ray-tune", "--workers", "1", "--workdir",
+                           str(tmp_path / "wd")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Token authentication" not in proc.stderr + proc.stdout
+    assert "Number of trials" not in proc.stdout and "View detailed results" not in proc.stdout
+    assert "3 evaluations in the journal; seed 0" in proc.stdout

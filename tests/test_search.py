@@ -217,25 +217,40 @@ KILL_SCRIPT = textwrap.dedent("""
             f.write(nas.spaces.Architecture(arch).id + "\\n")
         acc = sum(b["k"] * b["w"] for b in arch["blocks"]) + (arch["act"] == "gelu")
         return {"accuracy": float(acc), "latency_ms": float(sum(b["k"] for b in arch["blocks"]))}
+    executor = {"name": "processes", "workers": 2} if sys.argv[4] == "processes" else "local"
     nas.search(space, evaluate, {"accuracy": "max", "latency_ms": "min"}, strategy=sys.argv[3], budget=120,
-               seed=5, workdir=sys.argv[1], snapshot_every=7, snapshot_interval_s=0)
+               seed=5, workdir=sys.argv[1], snapshot_every=7, snapshot_interval_s=0, executor=executor)
 """)
 
 
-@pytest.mark.parametrize("strategy", ["evolution", "nsga2"])
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, strategy):
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("strategy, executor", [("evolution", "local"), ("nsga2", "local"),
+                                                ("evolution", "processes")])
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, strategy, executor):
+    """Kill the driver anywhere; every completed trial stays, none repeats. In-process, the resumed search is
+    the uninterrupted one, trial for trial; with two worker processes (completion order depends on timing)
+    the workers die with their driver, and the journal ends with 120 distinct trials."""
     script = tmp_path / "search.py"
     script.write_text(KILL_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
     def run(workdir: Path, calls: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(script), str(workdir), str(calls), strategy], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return subprocess.Popen([sys.executable, str(script), str(workdir), str(calls), strategy, executor],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    ref = run(tmp_path / "ref", tmp_path / "ref_calls")
-    assert ref.wait(timeout=120) == 0, ref.stderr.read().decode()
-    reference = [t.arch_id for t in nas.load(tmp_path / "ref").trials]
-    assert len(reference) == 120
+    reference: list[str] = []
+    if executor == "local":
+        ref = run(tmp_path / "ref", tmp_path / "ref_calls")
+        assert ref.wait(timeout=120) == 0, ref.stderr.read().decode()
+        reference = [t.arch_id for t in nas.load(tmp_path / "ref").trials]
+        assert len(reference) == 120
 
     rng = np.random.default_rng(0)
     workdir, calls, kills = tmp_path / "run", tmp_path / "calls", 0
@@ -256,15 +271,22 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, strateg
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-        now = [t.arch_id for t in nas.load(workdir).trials]
+        loaded = nas.load(workdir).trials
+        now = [t.arch_id for t in loaded]
         assert now[: len(seen_before)] == seen_before  # completed trials are never lost or rewritten
         seen_before = now
+        workers = {int(t.worker.split("-")[1]) for t in loaded if t.worker.startswith("process-")}
+        deadline = time.time() + 30
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.05)  # the kernel kills the workers of a killed driver (PR_SET_PDEATHSIG)
+        assert not any(_alive(pid) for pid in workers), "a worker process outlived its driver"
         if proc.returncode == 0:
             break
     assert proc.returncode == 0 and kills >= 3
     final = [t.arch_id for t in nas.load(workdir).trials]
-    assert final == reference  # same trials in the same order as an uninterrupted run
-    assert len(set(final)) == 120
+    assert len(final) == len(set(final)) == 120
+    if reference:
+        assert final == reference  # same trials in the same order as an uninterrupted run
 
 
 def test_isomorphic_twins_are_evaluated_once(cora):
@@ -411,3 +433,41 @@ def test_each_cheap_evaluator_runs_once_per_architecture_and_its_errors_fail_the
     assert all(t.metrics["params"] > 8 for t in r.trials if t.status == "infeasible")
     assert {t.arch_id for t in r.trials if t.status == "ok"} == set(expensive.calls)
     assert all("params" in t.metrics and "accuracy" in t.metrics for t in r.trials if t.status == "ok")
+
+
+
+HANGS = textwrap.dedent("""
+    import time
+    import nas
+    from nas.spaces import Choice, Space
+
+    space = Space(a=Choice(list(range(12))), b=Choice([0, 1, 2, 3, 4, 5]))
+
+    def evaluate(arch):
+        if arch["b"] == 5:
+            while True:  # hangs, holding its CPU, until its worker is killed
+                pass
+        return {"acc": float(arch["a"] * arch["b"])}
+""")
+
+
+def test_hung_evaluations_time_out_on_process_workers_and_leave_no_process(tmp_path):
+    import multiprocessing
+
+    (tmp_path / "hangs.py").write_text(HANGS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import hangs
+    finally:
+        sys.path.remove(str(tmp_path))
+    r = nas.search(hangs.space, hangs.evaluate, {"acc": "max"}, strategy="random", budget=14, seed=1,
+                   executor={"name": "processes", "workers": 2}, timeout_s=2, workdir=tmp_path / "wd")
+    hung = [t for t in r.trials if t.architecture["b"] == 5]
+    assert r.used == 14 and r.stop_reason == "budget" and len(hung) >= 1
+    assert all(t.status == "failed" and "timed out after 2 s" in t.error for t in hung)
+    assert all(t.status == "ok" for t in r.trials if t.architecture["b"] != 5)
+    assert {t.worker for t in r.trials if t.status == "ok"} <= {t.worker for t in r.trials}
+    assert multiprocessing.active_children() == []  # every worker stopped and reaped
+    assert nas.load(tmp_path / "wd").config["timeout_s"] == 2
+    with pytest.raises(ConfigError, match="timeout_s: LocalExecutor cannot stop a running evaluation"):
+        nas.search(hangs.space, hangs.evaluate, {"acc": "max"}, budget=2, seed=1, timeout_s=2)

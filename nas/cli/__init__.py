@@ -1,12 +1,17 @@
 """The `nas` command line: run a search script, inspect a workdir, plot its front, resume it.
 
-    nas run SCRIPT.py [--strategy NAME] [--budget N] [--seed S] [--workdir DIR]
-                      [--objective NAME:max ...] [--constraint "m <= x" ...] [--fresh] [--lower-budget]
+    nas run SCRIPT.py|RUN.toml|RUN.yaml [--strategy NAME] [--strategy-option KEY=VALUE ...] [--budget N]
+            [--seed S] [--workdir DIR] [--objective NAME:max ...] [--constraint "m <= x" ...] [--fidelity F]
+            [--timeout S] [--max-time S] [--enqueue FILE.jsonl] [--warm-start DIR] [--fresh] [--lower-budget]
+            [--executor local|processes|ray|ray-tune] [--workers N] [--address A] [--cpus/gpus-per-trial X]
     nas status DIR
-    nas pareto DIR [--plot front.png] [--objectives a,b]
+    nas pareto DIR [--plot front.png] [--objectives a,b,metric:min]
+    nas history DIR [--plot history.png] [--objectives a,b]
+    nas trials DIR [--csv FILE|-] [--json FILE|-]
     nas resume DIR [--budget N] [--lower-budget]
     nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify]
     nas verify models/
+    nas strategies | nas spaces | nas --version | nas -h
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
 `objectives`, `constraints`, `strategy`, `strategy_options`, `budget` and `seed` (flags override them).
@@ -39,17 +44,32 @@ from rich.table import Table
 from nas.console import make_console, user_errors
 from nas.errors import ConfigError
 from nas.executor_spec import executor_spec
-from nas.experiment import check_budget, check_seed, check_workdir, search_config
-from nas.objectives import Problem
-from nas.report import SearchProgress, export_table, fmt, show_front, summary, verify_table
+from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
+from nas.experiment import check_workdir
+from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_table, strategies_table,
+                        summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
 from nas.store import JOURNAL, Journal
-from nas.strategies import STRATEGIES, Strategy, make_strategy
+from nas.strategies import STRATEGIES
 
 app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_show_locals=False,
+                  pretty_exceptions_show_locals=False, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Neural architecture search: run a search script, inspect, plot and resume its workdir.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        _out().print(f"nas-toolkit {version('nas-toolkit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Neural architecture search: run a search script, inspect, plot and resume its workdir."""
 
 STRATEGY_HELP = f"Search strategy, one of: {', '.join(sorted(STRATEGIES))} [default: the script's, else evolution]."
 
@@ -139,51 +159,38 @@ def _discard(workdir: Path, console: Console) -> None:
                   "need it)", soft_wrap=True)
 
 
-def _run_and_report(module: ModuleType, *, objectives: Any, constraints: Any, strategy: str | Strategy, budget: int,
-                    seed: int, workdir: Path, strategy_options: Mapping[str, Any] | None,
-                    fidelity: float | None, metadata: Mapping[str, Any], resuming: bool = False,
-                    executor: Any = "local", lower_budget: bool = False) -> SearchResult:
+def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
     """Check everything that can be checked before anything is printed or written, then search with a progress bar."""
-    import nas
+    from nas.search import prepare, run as run_search
 
     console = _out()
-    check_budget(budget)
-    check_seed(seed)
-    problem = Problem.make(objectives, constraints)
+    module = spec.module
     if not isinstance(module.space, Space):
         raise ConfigError(f"{module.__file__}: `space` is a {type(module.space).__name__}, expected a nas.spaces.Space")
-    if isinstance(strategy, str):  # fail on a bad name or option now, not after the progress bar is up
-        make_strategy(strategy, module.space, problem, seed, **dict(strategy_options or {}))
-        name = strategy
-    else:
-        name = strategy.name or type(strategy).__name__
-    config = search_config(module.space, problem, name, strategy_options or {}, seed, budget, fidelity, metadata)
-    contents = check_workdir(workdir, config)  # a different search in the workdir is an error before any output
-    before = contents.trials if contents is not None else []
-    if contents is not None and not lower_budget:
-        budget_shown = max(budget, int(contents.config.get("budget") or 0))
-    else:
-        budget_shown = budget
-    if before:
-        console.print(f"{workdir} holds {len(before)} trials of this search: continuing it"
+    prepared = prepare(module.space, module.evaluate, spec.objectives, spec.constraints, spec.strategy, spec.budget,
+                       spec.seed, spec.workdir, spec.executor, spec.strategy_options, spec.fidelity,
+                       metadata=spec.metadata, lower_budget=spec.lower_budget, timeout_s=spec.timeout_s,
+                       max_time=spec.max_time, enqueue=spec.enqueue, warm_start=spec.warm_start)
+    contents = check_workdir(spec.workdir, prepared.config)  # a different search is an error before any output
+    if contents is not None and contents.trials:
+        console.print(f"{spec.workdir} holds {len(contents.trials)} trials of this search: continuing it"
                       + ("" if resuming else " (--fresh starts over)"), soft_wrap=True)
     t0 = time.time()
     try:
-        with SearchProgress(console, problem, budget_shown, before) as progress:
-            result = nas.search(module.space, module.evaluate, objectives=objectives, constraints=constraints,
-                                strategy=strategy, budget=budget, seed=seed, workdir=workdir,
-                                strategy_options=strategy_options, fidelity=fidelity, progress=progress,
-                                metadata=metadata, executor=executor, lower_budget=lower_budget)
+        with SearchProgress(console) as progress:
+            prepared.progress = progress
+            result = run_search(prepared)
     except KeyboardInterrupt:
-        _err().print(f"interrupted; every finished trial is in {workdir / JOURNAL}; continue with: "
-                     f"{resume_hint(workdir, config)}", style="yellow", soft_wrap=True)
+        _err().print(f"interrupted; every finished trial is in {spec.workdir / JOURNAL}; continue with: "
+                     f"{resume_hint(spec.workdir, prepared.config)}", style="yellow", soft_wrap=True)
         raise typer.Exit(130) from None
     summary(console, result, time.time() - t0)
     show_front(console, result)
-    where = result.workdir.resolve() if result.workdir else workdir
+    where = result.workdir.resolve() if result.workdir else spec.workdir
     console.print(f"workdir: {where}  (journal: {JOURNAL})", soft_wrap=True)
-    console.print(f"next: nas status {workdir} | nas pareto {workdir} --plot front.png | "
-                  f"nas resume {workdir} --budget {result.used * 2 or budget * 2}", style="dim", soft_wrap=True)
+    more = "" if result.stop_reason == "exhausted" else f" | nas resume {spec.workdir} --budget {result.used * 2}"
+    console.print(f"next: nas status {spec.workdir} | nas pareto {spec.workdir} --plot front.png{more}",
+                  style="dim", soft_wrap=True)
     return result
 
 
@@ -191,49 +198,81 @@ def _run_and_report(module: ModuleType, *, objectives: Any, constraints: Any, st
 @app.command()
 @user_errors
 def run(
-    script: Annotated[Path, typer.Argument(help="Python file defining `space` and `evaluate`.")],
+    script: Annotated[Path, typer.Argument(help="Python file defining `space` and `evaluate`, or a TOML/YAML run "
+                                                "file naming one (see nas.cli.runfile).")],
     strategy: Annotated[Optional[str], typer.Option(help=STRATEGY_HELP)] = None,
+    strategy_option: Annotated[Optional[list[str]], typer.Option(
+        "--strategy-option", help="KEY=VALUE for the strategy (value read as JSON); repeat for several.")] = None,
     budget: Annotated[Optional[int], typer.Option(help="Number of evaluations (a resumed search keeps a larger "
                                                         "recorded budget).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed of the strategy.")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Random seed of the strategy [default: the script's, else a fresh one, recorded in the journal].")] = None,
     workdir: Annotated[Optional[Path], typer.Option(help="Experiment directory [default: runs/<script stem>].")] = None,
     objective: Annotated[Optional[list[str]], typer.Option(
         help="NAME:max or NAME:min; repeat for several (replaces the script's `objectives`).")] = None,
     constraint: Annotated[Optional[list[str]], typer.Option(
         help="e.g. 'latency_ms <= 20'; repeat for several (replaces the script's `constraints`).")] = None,
+    fidelity: Annotated[Optional[float], typer.Option(help="Passed to evaluators as budget= (e.g. epochs).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds per evaluation before it fails and its worker is killed (needs --executor processes).")] = None,
+    max_time: Annotated[Optional[float], typer.Option(
+        help="Seconds after which this run starts no new evaluation.")] = None,
+    enqueue: Annotated[Optional[Path], typer.Option(
+        help="JSON-lines file of architectures to evaluate first (or trial records, e.g. from nas trials --json).")] = None,
+    warm_start: Annotated[Optional[Path], typer.Option(
+        help="Workdir of an earlier search over the same space: its results are told to the strategy.")] = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Start over: move the workdir's previous search to DIR.previous first.")] = False,
     lower_budget: Annotated[bool, typer.Option(
         "--lower-budget", help="Accept a budget below the one recorded in the workdir.")] = False,
-    executor: Annotated[str, typer.Option(help="local, ray (actor pool) or ray-tune (Tune trials).")] = "local",
+    executor: Annotated[Optional[str], typer.Option(
+        help="local, processes (local worker processes), ray (actor pool) or ray-tune (Tune trials).")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (auto or HOST:PORT) [default: start a local one].")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Parallel Ray workers [default: cluster CPUs / cpus-per-trial].")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Parallel workers (processes or Ray) [default: CPUs, or cluster CPUs / cpus-per-trial].")] = None,
     cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per Ray worker/trial (fractions allowed).")] = None,
     gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per Ray worker/trial (fractions allowed).")] = None,
 ) -> None:
-    """Run the search a script defines; print its Pareto front and where the results are."""
-    spec = executor_spec(executor, address, workers, cpus_per_trial, gpus_per_trial)
-    workdir = workdir if workdir is not None else Path("runs") / Path(script).stem
-    if not Path(script).expanduser().is_file():
+    """Run the search a script (or a run file) defines; print its Pareto front and where the results are."""
+    run_file = script if is_run_file(script) else None
+    settings = read_run_file(script) if run_file is not None else {"script": str(script)}
+    script = Path(settings["script"])
+    recorded_executor = settings.get("executor", "local")
+    base = recorded_executor if isinstance(recorded_executor, Mapping) else {"name": recorded_executor}
+    spec = executor_spec(executor or base.get("name", "local"), address, workers, cpus_per_trial, gpus_per_trial,
+                         base=base)
+    workdir = workdir or (Path(settings["workdir"]) if "workdir" in settings else Path("runs") / script.stem)
+    if not script.expanduser().is_file():
         raise FileNotFoundError(f"script {script} not found")
     if fresh:  # before the script runs: a script may record its model spec into the workdir
         _discard(workdir, _out())
     module = load_script(script)
-    objectives: Any = parse_objectives(objective) if objective else getattr(module, "objectives", None)
+
+    def pick(flag: Any, key: str, default: Any = None) -> Any:
+        """A setting: the flag, else the run file's, else the script's attribute, else the default."""
+        if flag is not None:
+            return flag
+        return settings[key] if key in settings else getattr(module, key, default)
+
+    objectives = parse_objectives(objective) if objective else pick(None, "objectives")
     if objectives is None:
         raise ConfigError(f"{script}: no objectives: define `objectives = {{'accuracy': 'max'}}` in the script "
-                          "or pass --objective NAME:max")
-    constraints = list(constraint) if constraint else list(getattr(module, "constraints", ()) or ())
-    script_strategy = getattr(module, "strategy", "evolution")
+                          "or the run file, or pass --objective NAME:max")
+    chosen = pick(strategy, "strategy", "evolution")
+    script_strategy = settings.get("strategy", getattr(module, "strategy", "evolution"))
     # The script's strategy_options belong to the script's strategy: --strategy OTHER drops them.
-    options = getattr(module, "strategy_options", None) if strategy in (None, script_strategy) else None
-    _run_and_report(
-        module, objectives=objectives, constraints=constraints,
-        strategy=strategy if strategy is not None else script_strategy,
-        budget=budget if budget is not None else getattr(module, "budget", 100),
-        seed=seed if seed is not None else getattr(module, "seed", 0),
-        workdir=workdir, strategy_options=options, fidelity=None, executor=spec, lower_budget=lower_budget,
-        metadata={"script": str(Path(script).resolve()), **({"executor": spec} if spec != "local" else {})})
+    options = pick(None, "strategy_options") if chosen == script_strategy else None
+    if strategy_option:
+        options = {**(options or {}), **parse_options(strategy_option)}
+    queue = pick(str(enqueue) if enqueue is not None else None, "enqueue")
+    warm = pick(warm_start, "warm_start")
+    _run_and_report(RunSpec(
+        module, objectives, list(constraint) if constraint else list(pick(None, "constraints", ()) or ()), chosen,
+        pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec, pick(fidelity, "fidelity"),
+        pick(timeout, "timeout_s"), pick(max_time, "max_time"), read_enqueue(queue) if queue is not None else None,
+        Path(warm) if warm is not None else None, lower_budget,
+        {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
+         **({"run_file": str(run_file.resolve())} if run_file is not None else {})}))
 
 
 @app.command()
@@ -243,9 +282,9 @@ def resume(
     budget: Annotated[Optional[int], typer.Option(help="New total budget [default: the recorded one].")] = None,
     lower_budget: Annotated[bool, typer.Option(
         "--lower-budget", help="Accept a --budget below the recorded one.")] = False,
-    executor: Annotated[Optional[str], typer.Option(help="local, ray or ray-tune [default: as recorded].")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local, processes, ray or ray-tune [default: as recorded].")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join [default: as recorded].")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Parallel Ray workers [default: as recorded].")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel workers [default: as recorded].")] = None,
 ) -> None:
     """Continue a killed or finished search with the same settings (optionally a larger budget)."""
     loaded = _load(workdir)
@@ -271,16 +310,21 @@ def resume(
         show_front(console, loaded)
         return
     module = load_script(script)
-    _run_and_report(module, objectives=problem["objectives"], constraints=problem["constraints"],
-                    strategy=config["strategy"], budget=total, seed=config["seed"], workdir=workdir,
-                    strategy_options=config.get("strategy_options") or None, fidelity=config.get("fidelity"),
-                    metadata=config.get("metadata") or {}, resuming=True, executor=spec, lower_budget=lower_budget)
+    _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
+                            config["seed"], workdir, config.get("strategy_options") or None, spec,
+                            config.get("fidelity"), lower_budget=lower_budget,
+                            metadata=config.get("metadata") or {}), resuming=True)
 
 
 def _load(workdir: Path) -> SearchResult:
     if not Path(workdir).is_dir():
         raise FileNotFoundError(f"{workdir}: no such directory")
     return SearchResult.load(workdir)
+
+
+def _names(objectives: str | None) -> list[str] | None:
+    """--objectives a,b,metric:min as a list (None: the search's own objectives)."""
+    return [n.strip() for n in objectives.split(",") if n.strip()] if objectives else None
 
 
 def _ago(seconds: float) -> str:
@@ -355,18 +399,83 @@ def pareto(
     workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the trials and the front here.")] = None,
     objectives: Annotated[Optional[str], typer.Option(
-        help="Comma-separated objectives to use (default: all the search's; the plot shows the first two).")] = None,
+        help="Comma-separated objectives to use, any recorded metric as NAME:min or NAME:max (default: the "
+             "search's; the plot shows the first two, or the history of a single one).")] = None,
 ) -> None:
     """Print the Pareto front as a table; with --plot also write it as a PNG."""
     result = _load(workdir)
-    names = [n.strip() for n in objectives.split(",") if n.strip()] if objectives else None
+    names = _names(objectives)
     console = _out()
     show_front(console, result, names)
     if plot is not None:
-        from nas.plot import plot_pareto
+        from nas.plot import plot_history, plot_pareto
 
-        path = plot_pareto(result, plot, names)
-        console.print(f"plot: {path.resolve()}", soft_wrap=True)
+        if len(names or result.problem.names) < 2:  # one objective has no front to draw: its history instead
+            path = plot_history(result, plot, names)
+            console.print(f"plot: {path.resolve()} (one objective: its optimisation history)", soft_wrap=True)
+        else:
+            path = plot_pareto(result, plot, names)
+            console.print(f"plot: {path.resolve()}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def history(
+    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
+    plot: Annotated[Path, typer.Option(help="Write the PNG here.")] = Path("history.png"),
+    objectives: Annotated[Optional[str], typer.Option(
+        help="Comma-separated objectives (any recorded metric as NAME:min or NAME:max) [default: the search's].")] = None,
+) -> None:
+    """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
+    from nas.plot import plot_history
+
+    result = _load(workdir)
+    names = _names(objectives)
+    path = plot_history(result, plot, names)
+    for o in [result.objective(n) for n in (names or result.problem.names)]:
+        steps = result.history(o)
+        best = f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
+        _out().print(f"best {o.name} ({o.direction}): {best}", soft_wrap=True)
+    _out().print(f"plot: {path.resolve()}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def trials(
+    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
+    csv: Annotated[Optional[Path], typer.Option(help="Write every trial as CSV here ('-': standard output).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Write every trial as JSON lines here ('-': standard output).")] = None,
+) -> None:
+    """Every trial of a search as a table (one flat row per trial, architecture decisions as arch.<path>)."""
+    result = _load(workdir)
+    if csv is None and json_out is None:
+        _out().print(trials_table(result))
+        return
+    frame = result.to_dataframe()
+    if csv is not None:
+        text = frame.to_csv(index=False)
+        sys.stdout.write(text) if str(csv) == "-" else csv.write_text(text)
+    if json_out is not None:
+        text = "".join(json.dumps(t.to_json()) + "\n" for t in result.trials)  # journal records: nas run --enqueue reads them
+        sys.stdout.write(text) if str(json_out) == "-" else json_out.write_text(text)
+    for path in (csv, json_out):
+        if path is not None and str(path) != "-":
+            _err().print(f"wrote {len(result.trials)} trials to {path.resolve()}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def strategies() -> None:
+    """The registered strategies: what each needs of a space, its options and their defaults."""
+    _out().print(strategies_table())
+
+
+@app.command()
+@user_errors
+def spaces() -> None:
+    """The built-in search spaces and how to make one (your own: a nas.spaces.Space in your script)."""
+    _out().print(spaces_table())
 
 
 @app.command("export")
@@ -386,8 +495,7 @@ def export_command(
     result = _load(workdir)
     console = _out()
     report = export(result, out, top, constraint or None, onnx=onnx, verify=verify)
-    if not report.complete:
-        console.print(report.note, style="yellow", soft_wrap=True)
+    console.print(report.note, style=None if report.complete else "yellow", soft_wrap=True)  # said once
     console.print(export_table(report))
     if report.verify is not None:
         console.print(verify_table(report.verify))

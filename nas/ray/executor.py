@@ -28,8 +28,9 @@ from nas.spaces import Architecture
 
 log = logging.getLogger(__name__)
 
-QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1"}
-"""Environment defaults applied (unless already set) before Ray starts: no usage statistics sent anywhere."""
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1", "RAY_AIR_NEW_OUTPUT": "0"}
+"""Environment defaults applied (unless already set) before Ray starts: no usage statistics sent anywhere, and
+Tune's classic output, which honours `verbose=0` (the new engine prints an experiment box regardless)."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,31 @@ def connect(options: RayOptions | None = None) -> bool:
     path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
     runtime_env = {"env_vars": {"PYTHONPATH": path, **{k: os.environ[k] for k in QUIET_ENV}}}
     if opts.address is None:
-        ray.init(address="local", num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False,
-                 object_store_memory=opts.object_store_mb * 2**20, log_to_driver=False,
-                 runtime_env=runtime_env, configure_logging=False)
+        # A new local instance gets Ray's secure default (token authentication) without the warning that
+        # announces it on every start; any other record of that logger still gets through.
+        auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        quiet = _DropMessage("Token authentication is enabled for this Ray cluster")
+        auth_log.addFilter(quiet)
+        try:
+            ray.init(address="local", num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, include_dashboard=False,
+                     object_store_memory=opts.object_store_mb * 2**20, log_to_driver=False,
+                     runtime_env=runtime_env, configure_logging=False)
+        finally:
+            auth_log.removeFilter(quiet)
     else:
         ray.init(address=opts.address, log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
     return True
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with `prefix`."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 # ---------------------------------------------------------------------------------------- shipping code

@@ -7,6 +7,8 @@ from nas.strategies.base import Strategy
 
 
 class RandomSearch(Strategy):
+    """Uniform random sampling of the space: the baseline every other strategy is measured against."""
+
     name = "random"
     requires = frozenset({"sample"})
 

@@ -77,6 +77,15 @@ class Deduplicate(Wrapper):
         self.in_flight[k] = 0
         return True
 
+    def claim(self, arch: Architecture) -> bool:
+        """Mark `arch`, which the caller evaluates without asking for it (an enqueued architecture), as in flight:
+        a twin the strategy proposes meanwhile waits for its result. False when it is known or in flight."""
+        k = self.key(arch)
+        if k in self.results or k in self.in_flight:
+            return False
+        self.in_flight[k] = 0
+        return True
+
     def _cached(self, key: str) -> TrialResult:
         r = self.results[key][1]
         return TrialResult(r.metrics, r.status, cached=True)

@@ -1,0 +1,132 @@
+"""What `nas run` runs: a search script or a TOML/YAML run file, with command-line flags on top.
+
+A run file names the script that defines `space` and `evaluate`, and any of the search's settings:
+
+    script = "search.py"                 # paths are relative to the run file
+    strategy = "evolution"
+    budget = 200
+    seed = 1
+    workdir = "runs/my-search"
+    objectives = { accuracy = "max", latency_ms = "min" }
+    constraints = ["latency_ms <= 20"]
+    timeout_s = 600                      # per evaluation (executor "processes")
+    max_time = 3600                      # this run's wall-clock limit
+    fidelity = 5
+    enqueue = "baseline.jsonl"           # architectures evaluated first, one JSON object a line
+    warm_start = "runs/earlier"          # tell the strategy an earlier search's results
+    [strategy_options]
+    population_size = 50
+    [executor]
+    name = "processes"
+    workers = 2
+
+Precedence: flags, then the run file, then the script's own attributes, then the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from nas import jsonio
+from nas.errors import ConfigError
+
+RUN_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
+KEYS = {"script": str, "strategy": str, "strategy_options": dict, "objectives": dict, "constraints": list,
+        "budget": int, "seed": int, "workdir": str, "executor": (str, dict), "timeout_s": (int, float),
+        "max_time": (int, float), "fidelity": (int, float), "enqueue": (str, list), "warm_start": str}
+PATHS = ("script", "workdir", "enqueue", "warm_start")
+
+
+@dataclass
+class RunSpec:
+    """Everything one `nas run` (or `nas resume`) passes to `nas.search`, after flags, run file and script."""
+
+    module: ModuleType
+    objectives: Any
+    constraints: list[Any]
+    strategy: Any
+    budget: int
+    seed: int | None
+    workdir: Path
+    strategy_options: dict[str, Any] | None = None
+    executor: Any = "local"
+    fidelity: float | None = None
+    timeout_s: float | None = None
+    max_time: float | None = None
+    enqueue: list[dict[str, Any]] | None = None
+    warm_start: Path | None = None
+    lower_budget: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def is_run_file(path: Path) -> bool:
+    return path.suffix.lower() in RUN_FILE_SUFFIXES
+
+
+def read_run_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML or YAML run file, type-checked, paths made relative to the file's folder."""
+    if not path.is_file():
+        raise FileNotFoundError(f"run file {path} not found")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(path.read_text())
+        else:
+            import yaml
+
+            data = yaml.safe_load(path.read_text()) or {}
+    except (tomllib.TOMLDecodeError, ValueError) as e:
+        raise ConfigError(f"{path}: not a valid {path.suffix[1:].upper()} file ({e})") from None
+    except Exception as e:  # yaml.YAMLError and friends
+        raise ConfigError(f"{path}: not a valid YAML file ({' '.join(str(e).split())})") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a table of settings, got {type(data).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in KEYS:
+            raise ConfigError(f"{path}: unknown setting {key!r} (settings: {', '.join(KEYS)})")
+        want = KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, want):
+            names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
+            raise ConfigError(f"{path}: {key}: expected {names}, got {value!r}")
+        if key in PATHS and isinstance(value, str):
+            value = str((path.parent / value).resolve()) if key != "workdir" else str(path.parent / value)
+        out[key] = value
+    if "script" not in out:
+        raise ConfigError(f"{path}: no script: name the file that defines `space` and `evaluate` "
+                          "(script = \"search.py\")")
+    return out
+
+
+def parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """["population_size=50", "mutation_bias=0.3"] -> {"population_size": 50, "mutation_bias": 0.3}
+    (a value is read as JSON when it can be, else kept as text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--strategy-option {item!r}: expected KEY=VALUE (e.g. population_size=50)")
+        try:
+            out[key.strip()] = json.loads(text)
+        except ValueError:
+            out[key.strip()] = text
+    return out
+
+
+def read_enqueue(source: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
+    """Architectures to evaluate first: a list, or a JSON-lines file of architectures (or of trial records,
+    such as `nas trials DIR --json` writes, whose "arch" is taken)."""
+    if not isinstance(source, (str, Path)):
+        return [dict(a) for a in source]
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"enqueue file {path} not found")
+    lines = jsonio.read_jsonl(path, "enqueue file")
+    if lines.torn:
+        raise ConfigError(f"{path}:{len(lines.records) + 1}: corrupt enqueue file line (incomplete JSON)")
+    return [dict(r["arch"]) if isinstance(r.get("arch"), dict) else r for _, r in lines.records]
