@@ -25,3 +25,17 @@ class ConfigError(NASError, ValueError):
 
 class JournalError(NASError):
     """An experiment journal is corrupt or belongs to a different search."""
+
+
+def check_count(value: object, name: str, what: str = "") -> int:
+    """`value` as a positive int (bools refused); ConfigError naming `name` otherwise (`what` says what it counts)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}: expected a positive int{what}, got {value!r}")
+    return value
+
+
+def check_seconds(value: object, name: str) -> float:
+    """`value` as a positive number of seconds; ConfigError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+    return float(value)

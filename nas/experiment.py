@@ -28,9 +28,9 @@ from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluation
 log = logging.getLogger(__name__)
 
 SAME_SEARCH = ("space", "strategy", "strategy_options", "seed", "fidelity", "warm_start")
+"""Header fields two runs must share to be one search (the problem is checked separately, see module doc)."""
 SETTINGS = ("timeout_s", "max_time", "enqueue")
 """Header fields a resumed run may change (recorded in its resume record), besides the budget."""
-"""Header fields two runs must share to be one search (the problem is checked separately, see module doc)."""
 
 
 def check_seed(seed: Any) -> int:
@@ -55,13 +55,6 @@ def recorded_config(workdir: str | Path | None) -> dict[str, Any] | None:
     if workdir is None or not Journal(workdir).exists():
         return None
     return Journal(workdir).read().config
-
-
-def check_budget(budget: Any) -> int:
-    """`budget` as a positive int; ConfigError naming the field otherwise."""
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ConfigError(f"budget: expected a positive int (number of evaluations), got {budget!r}")
-    return budget
 
 
 def search_config(space: Any, problem: Any, strategy: str, strategy_options: Mapping[str, Any], seed: int,
@@ -254,5 +247,5 @@ def _at(value: Any, path: Sequence[str]) -> Any:
     return value
 
 
-__all__ = ["Experiment", "SAME_SEARCH", "check_budget", "check_same_search", "check_seed", "check_workdir", "first_difference", "open_experiment",
-           "search_config", "settle_budget"]
+__all__ = ["Experiment", "SAME_SEARCH", "SETTINGS", "check_same_search", "check_seed", "check_workdir",
+           "first_difference", "open_experiment", "recorded_config", "resolve_seed", "search_config", "settle_budget"]

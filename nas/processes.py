@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_seconds
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
 from nas.spaces import Architecture
 
@@ -42,15 +42,15 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int | None = None, timeout_s: float | None = None, max_retries: int = 1,
                  start_method: str | None = None, threads: int | None = None) -> None:
         cpus = os.cpu_count() or 1
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise ConfigError(f"workers: expected a positive int, got {workers!r}")
+        if workers is not None:
+            check_count(workers, "workers")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigError(f"max_retries: expected an int >= 0, got {max_retries!r}")
         method = start_method or ("fork" if sys.platform == "linux" else "spawn")
         if method not in START_METHODS:
             raise ConfigError(f"start_method: expected one of {', '.join(START_METHODS)}, got {start_method!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads: expected a positive int, got {threads!r}")
+        if threads is not None:
+            check_count(threads, "threads")
         self.workers = workers or cpus
         self.threads = threads or max(1, cpus // self.workers)
         self.max_retries, self.start_method = max_retries, method
@@ -60,10 +60,7 @@ class ProcessExecutor(Executor):
         self._running: dict[concurrent.futures.Future[Any], _Running] = {}
 
     def set_timeout(self, timeout_s: float | None) -> None:
-        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
-                                      or not timeout_s > 0):
-            raise ConfigError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
-        self.timeout_s = float(timeout_s) if timeout_s is not None else None
+        self.timeout_s = check_seconds(timeout_s, "timeout_s") if timeout_s is not None else None
 
     def start(self, evaluate: EvaluateFn) -> None:
         from pebble import ProcessPool

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError
+from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_seconds
 from nas.evaluators import as_evaluators, merged
 from nas.executor_spec import make_executor
 from nas.executors import EvaluateFn, Executor, Job, run_job
-from nas.experiment import (Experiment, check_budget, first_difference, open_experiment, recorded_config,
+from nas.experiment import (Experiment, first_difference, open_experiment, recorded_config,
                             resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
@@ -106,21 +106,19 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     """`search`'s arguments checked (each error names its field) and resolved against the workdir's record."""
     if not isinstance(space, Space):
         raise ConfigError(f"space: expected a nas.spaces.Space, got {type(space).__name__}")
-    check_budget(budget)
+    check_count(budget, "budget", " (number of evaluations)")
     if progress is not None and not callable(progress):
         raise ConfigError(f"progress: expected a callable (trial, used, budget), or True through nas.search, "
                           f"got {progress!r}")
-    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
-        raise ConfigError(f"snapshot_every: expected a positive int, got {snapshot_every!r}")
+    check_count(snapshot_every, "snapshot_every")
     recorded = recorded_config(workdir) or {}
     if recorded.get("space") != space.fingerprint():
         recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
     seed = resolve_seed(seed, recorded)
     timeout_s = timeout_s if timeout_s is not None else recorded.get("timeout_s")
     max_time = max_time if max_time is not None else recorded.get("max_time")
-    if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, (int, float))
-                                 or not max_time > 0):
-        raise ConfigError(f"max_time: expected a positive number of seconds, got {max_time!r}")
+    if max_time is not None:
+        check_seconds(max_time, "max_time")
     queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"))
     warm = _warm_start(space, warm_start, recorded.get("warm_start"))
     problem = Problem.make(objectives, constraints)
@@ -219,6 +217,7 @@ class _SearchLoop:
         self.enqueue_ids: set[str] = set()  # every enqueued architecture (their trials say so in `extra`)
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
         self.deadline = float("inf")  # time.monotonic() after which nothing new is submitted (max_time)
+        self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
         self._snapshot_at, self._snapshot_time = 0, time.monotonic()
 
     @property
@@ -240,7 +239,7 @@ class _SearchLoop:
         if not restored:
             for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
                 if t.status == "ok" and self.problem.result_error(t.metrics) is None:
-                    self.strategy.tell(t.architecture, TrialResult(t.metrics, "ok"))
+                    self.strategy.tell(t.architecture, TrialResult.of("ok", t.metrics))
         done = {t.arch_id for t in self.trials} | {a.id for a in self.pending}
         self.queued = [a for a in enqueue if a.id not in done]
         self.enqueue_ids = {a.id for a in enqueue}
@@ -250,7 +249,7 @@ class _SearchLoop:
         if begin is not None:
             begin(self.problem, self.budget, list(self.trials))
         self.executor.start(self.evaluate)
-        checked = any(t.status == "ok" for t in self.trials)
+        self.checked = any(t.status == "ok" for t in self.trials)
         stop = "budget"
         try:
             while True:
@@ -262,14 +261,14 @@ class _SearchLoop:
                 for done in self.executor.wait():
                     arch, known = self.in_flight.pop(done.arch.id)
                     metrics, error = _merge(known, done.metrics, done.error)
-                    typo = self.problem.names_error(metrics) if metrics is not None and not checked else None
+                    typo = self.problem.names_error(metrics) if metrics is not None and not self.checked else None
                     if typo is not None:  # journaled with its metrics, so a corrected run counts it (_recheck)
                         self._record(arch, metrics, "failed", done.started, done.finished, done.worker, typo,
                                      {"config_error": True})
                         raise ConfigError(typo)
                     status, metrics, error = self._judge(metrics, error)
-                    checked = checked or status == "ok"
-                    self._finish(arch, metrics, status, done.started, done.finished, done.worker, error, checked)
+                    self.checked = self.checked or status == "ok"
+                    self._finish(arch, metrics, status, done.started, done.finished, done.worker, error)
         finally:
             self._flush_replay()
             self._snapshot()
@@ -291,15 +290,15 @@ class _SearchLoop:
         return ("failed", metrics, problem) if problem else ("ok", metrics, None)
 
     def _finish(self, arch: Architecture, metrics: dict[str, float], status: str, started: float, finished: float,
-                worker: str, error: str | None, checked: bool) -> None:
+                worker: str, error: str | None) -> None:
         """Journal and tell one finished evaluation (or cheap-stage failure); snapshot now and then."""
         if status == "failed":
             log.warning("evaluation of %s failed: %s", arch.id, error)
-            if not checked and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST:
+            if not self.checked and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST:
                 self._record(arch, metrics, status, started, finished, worker, error)
                 raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
         self._record(arch, metrics, status, started, finished, worker, error)
-        self.strategy.tell(arch, told(status, metrics))
+        self.strategy.tell(arch, TrialResult.of(status, metrics))
         if (self.journaled and len(self.trials) - self._snapshot_at >= self.snapshot_every
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()
@@ -319,7 +318,7 @@ class _SearchLoop:
             self._recheck()
         for t in self.trials[after + 1:]:
             if t.extra.get("enqueued"):  # evaluated before the strategy asked anything: told first again
-                self.strategy.tell(t.architecture, told(t.status, t.metrics))
+                self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
             elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
         log.info("resuming %s: %d trials in the journal, %d to replay", self.experiment.workdir,
@@ -359,7 +358,7 @@ class _SearchLoop:
                 arch, asked = proposals[0], True
             if arch.id in self.replay:  # journaled after the snapshot (a pending one may have finished too)
                 t = self.replay.pop(arch.id)
-                self.strategy.tell(arch, told(t.status, t.metrics))
+                self.strategy.tell(arch, TrialResult.of(t.status, t.metrics))
                 continue
             if asked and self.replay and not self.pending:
                 self._flush_replay()  # the strategy no longer retraces the journal: tell it the rest
@@ -381,19 +380,18 @@ class _SearchLoop:
         started = time.time()
         metrics, error = run_job(self.cheap, arch)
         if metrics is None:
-            self._finish(arch, {}, "failed", started, time.time(), "cheap-stage", error,
-                         any(t.status == "ok" for t in self.trials))
+            self._finish(arch, {}, "failed", started, time.time(), "cheap-stage", error)
             return None
         if self.filtering and sum(c.violation(metrics) for c in self.problem.constraints if c.metric in metrics):
             now = time.time()
             self._record(arch, metrics, "infeasible", now, now, "constraint-filter", None)
-            self.strategy.tell(arch, TrialResult(metrics, "infeasible"))
+            self.strategy.tell(arch, TrialResult.of("infeasible", metrics))
             return None
         return metrics
 
     def _flush_replay(self) -> None:
         for t in sorted(self.replay.values(), key=lambda t: t.number):
-            self.strategy.tell(t.architecture, told(t.status, t.metrics))
+            self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
         self.replay.clear()
 
     def _record(self, arch: Architecture, metrics: Mapping[str, float], status: str, started: float,
@@ -415,12 +413,6 @@ class _SearchLoop:
             "pending": [a.to_dict() for a in self.pending] + [a.to_dict() for a, _ in self.in_flight.values()],
             "state": self.strategy.state_dict(),
         })
-
-
-def told(status: str, metrics: Mapping[str, float]) -> TrialResult:
-    """What the strategy is told of a trial, the same live and on replay: a failed one's metrics (a NaN, a
-    partial result) are kept in the journal but not told."""
-    return TrialResult(dict(metrics) if status != "failed" else {}, status)  # type: ignore[arg-type]
 
 
 def _merge(known: Mapping[str, float], metrics: Mapping[str, float] | None,

@@ -139,11 +139,10 @@ class Journal:
         where: dict[int, tuple[int, dict[str, Any]]] = {}  # trial number -> (line, record)
         for line, rec in records[1:]:
             kind = rec.get("type")
-            if kind == "resume":  # a resumed search may raise its budget and change its settings (timeout, ...)
+            if kind in ("resume", "config"):  # a raised budget, changed settings, objectives corrected early
                 config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
-                config["resumed"] = config.get("resumed", 0) + 1
-            elif kind == "config":  # objectives corrected before any trial completed
-                config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
+                if kind == "resume":
+                    config["resumed"] = config.get("resumed", 0) + 1
             elif kind == "header":
                 raise JournalError(f"{self.path}:{line}: a second header line (two journals written into one file?)")
             elif kind == "trial":

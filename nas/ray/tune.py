@@ -158,7 +158,7 @@ class StrategySearcher(Searcher):
         if err is None and self.strategy.problem is not None:
             err = self.strategy.problem.result_error(metrics)  # a missing or non-finite objective fails the trial
         failed = err is not None
-        self.strategy.tell(arch, TrialResult(metrics if not failed else {}, "failed" if failed else "ok"))
+        self.strategy.tell(arch, TrialResult.of("failed" if failed else "ok", metrics))
         experiment = self._open() if self.workdir is not None else None
         if experiment is not None and trial_id not in self.journaled:
             now = time.time()

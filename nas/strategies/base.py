@@ -33,6 +33,12 @@ class TrialResult:
     def from_dict(cls, data: Mapping[str, Any]) -> "TrialResult":
         return cls(dict(data["metrics"]), data["status"], bool(data.get("cached", False)))
 
+    @classmethod
+    def of(cls, status: str, metrics: Mapping[str, float]) -> "TrialResult":
+        """What a strategy is told of a journaled trial, the same live and on replay: a failed trial's metrics
+        (a NaN, a partial result) stay in the journal but are not told."""
+        return cls(dict(metrics) if status != "failed" else {}, status)  # type: ignore[arg-type]
+
 
 def scalar_key(problem: Problem, result: TrialResult) -> tuple[float, float]:
     """Sort key for single-objective comparison (lower is better): (constraint violation, first objective)."""
