@@ -18,6 +18,21 @@ setup() {
         "$VENV/bin/python" -m pip install -q -e ".[dev]"
         echo "$want" > "$stamp"
     fi
+    browser
+}
+
+# The dashboard's browser tests drive Debian's Chromium through Playwright (no browser download); without
+# it they are skipped, with a message saying so.
+browser() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Debian's chromium for the dashboard's browser tests" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } \
+            || echo "could not install chromium: the dashboard's browser tests will be skipped" >&2
+    else
+        echo "no chromium found (install it, e.g. apt-get install chromium): the dashboard's browser tests will be skipped" >&2
+    fi
 }
 
 cmd=${1:-}

@@ -112,6 +112,10 @@ class Experiment:
         if self.writer is not None:
             self.writer.save_snapshot(snapshot)
 
+    def save_running(self, slots: int, in_flight: Sequence[Mapping[str, Any]]) -> None:
+        if self.writer is not None:
+            self.writer.save_running(slots, in_flight)
+
     def close(self) -> None:
         """Release the workdir (another process may write it from now on)."""
         if self.writer is not None:

@@ -53,15 +53,17 @@ def write_json(path: str | os.PathLike[str], value: Any, indent: int | None = 1,
     write_bytes(path, (dumps(value, indent, allow_nan) + "\n").encode())
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to a temporary sibling, fsync it and rename it over `path`."""
+def write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    """Write `data` to a temporary sibling, fsync it (unless not `durable`: a status file that only readers
+    of a live process need) and rename it over `path`."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, p)
 
 
@@ -80,23 +82,31 @@ class JsonLines:
     unterminated: bool = False
 
 
-def read_jsonl(path: str | os.PathLike[str], what: str = "file", error: type[NASError] = ConfigError) -> JsonLines:
-    """Parse a JSON-lines file without changing it; damage before the last line is `error` naming path:line."""
+def read_jsonl(path: str | os.PathLike[str], what: str = "file", error: type[NASError] = ConfigError,
+               start: int = 0, first_line: int = 1) -> JsonLines:
+    """Parse a JSON-lines file without changing it; damage before the last line is `error` naming path:line.
+
+    `start` (a byte offset where a line begins, numbered `first_line`) reads only what was appended since an
+    earlier read: a reader that follows a growing file parses each line once. `size` is the file's size.
+    """
     p = Path(path)
-    raw = p.read_bytes()
+    with open(p, "rb") as f:
+        f.seek(start)
+        raw = f.read()
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline
     records: list[tuple[int, dict[str, Any]]] = []
-    for i, line in enumerate(lines, start=1):
+    for i, line in enumerate(lines, start=first_line):
         records.append((i, _record(p, i, line, what, error)))
     torn, unterminated = 0, False
     if tail:
+        number = first_line + len(lines)
         try:
-            records.append((len(lines) + 1, _record(p, len(lines) + 1, tail, what, error)))
+            records.append((number, _record(p, number, tail, what, error)))
             unterminated = True
         except error:
             torn = len(tail)
-    return JsonLines(p, records, len(raw), torn, unterminated)
+    return JsonLines(p, records, start + len(raw), torn, unterminated)
 
 
 def _record(path: Path, number: int, line: bytes, what: str, error: type[NASError]) -> dict[str, Any]:

@@ -41,6 +41,10 @@ def fmt(value: Any) -> str:
 
 def compact(value: Any) -> str:
     """An architecture on one line: `depth=2 layers=[(width=64 act=relu), (width=32 act=tanh)]`."""
+    if isinstance(value, str):
+        return json.dumps(value) if " " in value or not value else value
+    if isinstance(value, (int, float)) or value is None:  # the leaves first: most of an architecture
+        return str(value)
     if isinstance(value, Mapping):
         return " ".join(f"{k}={compact(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):

@@ -24,6 +24,8 @@ class SearchResult:
     workdir: Path | None = None
     stop_reason: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # the journal header: strategy, seed, budget, ...
+    _completed: tuple[tuple[int, int], int, list[Trial], list[Trial]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, workdir: str | Path) -> "SearchResult":
@@ -41,7 +43,7 @@ class SearchResult:
     @property
     def completed(self) -> list[Trial]:
         """Evaluated trials whose metrics include every objective and constraint metric, all finite."""
-        return [t for t in self.trials if t.status == "ok" and self.problem.result_error(t.metrics) is None]
+        return list(self._sorted()[0])
 
     @property
     def used(self) -> int:
@@ -50,7 +52,21 @@ class SearchResult:
 
     @property
     def feasible(self) -> list[Trial]:
-        return [t for t in self.completed if self.problem.feasible(t.metrics)]
+        """Completed trials that satisfy every constraint."""
+        return list(self._sorted()[1])
+
+    def _sorted(self) -> tuple[list[Trial], list[Trial]]:
+        """(completed, feasible), kept between calls (best, front and history each ask for them) and only
+        extended when `trials` grew, as under a dashboard following a running search: `trials` is appended
+        to, never edited in place."""
+        key = (id(self.trials), id(self.problem))
+        cached = self._completed
+        if cached is None or cached[0] != key or cached[1] > len(self.trials):
+            cached = (key, 0, [], [])
+        new = [t for t in self.trials[cached[1]:] if t.status == "ok" and self.problem.result_error(t.metrics) is None]
+        self._completed = (key, len(self.trials), cached[2] + new,
+                           cached[3] + [t for t in new if self.problem.feasible(t.metrics)])
+        return self._completed[2], self._completed[3]
 
     def objective(self, name: str | Objective | None = None) -> Objective:
         """The objective called `name` (default: the first). Any recorded metric counts with its direction,

@@ -218,6 +218,8 @@ class _SearchLoop:
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
         self.deadline = float("inf")  # time.monotonic() after which nothing new is submitted (max_time)
         self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
+        self.since: dict[str, float] = {}  # id -> when its evaluation was submitted (running.json)
+        self._published: tuple[int, frozenset[str]] | None = None
         self._snapshot_at, self._snapshot_time = 0, time.monotonic()
 
     @property
@@ -254,6 +256,7 @@ class _SearchLoop:
         try:
             while True:
                 self._fill()
+                self._publish_running()
                 if not self.in_flight:
                     stop = ("budget" if self.used >= self.budget else
                             "max_time" if time.monotonic() >= self.deadline else "exhausted")
@@ -372,6 +375,7 @@ class _SearchLoop:
                 continue
             self.executor.submit(Job(arch, known))
             self.in_flight[arch.id] = (arch, known)
+            self.since[arch.id] = time.time()
 
     def _cheap_stage(self, arch: Architecture) -> dict[str, float] | None:
         """The cheap metrics of `arch` (computed once); None when it failed or broke a constraint (journaled)."""
@@ -403,6 +407,20 @@ class _SearchLoop:
         self.experiment.record(trial)
         if self.progress is not None:
             self.progress(trial, self.used, self.budget)
+
+    def _publish_running(self) -> None:
+        """Write running.json for readers when the evaluations in flight changed."""
+        if not self.journaled:
+            return
+        slots = len(self.in_flight) + self.executor.free_slots()
+        state = (slots, frozenset(self.in_flight))
+        if state == self._published:
+            return
+        self._published = state
+        for done in set(self.since) - set(self.in_flight):
+            del self.since[done]
+        self.experiment.save_running(slots, [{"arch_id": i, "arch": a.to_dict(), "since": self.since[i]}
+                                             for i, (a, _) in self.in_flight.items()])
 
     def _snapshot(self) -> None:
         if not self.journaled:

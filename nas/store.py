@@ -6,6 +6,8 @@ Layout of a workdir:
                     records that update the header's budget and objectives
     strategy.json   the latest strategy snapshot, replaced atomically (write, fsync, rename)
     journal.lock    held (flock) by the one process writing the journal
+    running.json    while a search runs: the evaluations in flight and the executor's slots (not fsync'd;
+                    removed when the search ends; trusted only while journal.lock is held)
 No pickles: everything is plain JSON, so a journal outlives the code that wrote it.
 
 `Journal` only reads: it never changes a file, so `nas status` or `nas.load` may poll a running search.
@@ -37,6 +39,7 @@ SCHEMA = 1
 JOURNAL = "journal.jsonl"
 SNAPSHOT = "strategy.json"
 LOCK = "journal.lock"
+RUNNING = "running.json"
 
 
 @dataclass(frozen=True)
@@ -122,48 +125,11 @@ class Journal:
         Trial numbers must run 0, 1, 2, ...: an exact duplicate of a record is read once (with a warning),
         a different record under a number already read, or a missing number, is an error.
         """
-        if not self.exists():
-            raise JournalError(f"{self.workdir} holds no journal ({JOURNAL} is missing or empty)")
-        lines = jsonio.read_jsonl(self.path, "journal", JournalError)
-        if lines.torn:
-            log.info("%s: the last line (%d bytes) is still being written; reading the complete records before it",
-                     self.path, lines.torn)
-        records = lines.records
-        if not records or records[0][1].get("type") != "header":
+        follower = JournalFollower(self)
+        follower.poll()
+        if follower.config is None:  # only a torn first line
             raise JournalError(f"{self.path}:1: missing header line")
-        header = records[0][1]
-        if header.get("schema") != SCHEMA:
-            raise JournalError(f"{self.path}: schema {header.get('schema')!r} is not supported (this version reads {SCHEMA})")
-        config = dict(header["config"])
-        trials: list[Trial] = []
-        where: dict[int, tuple[int, dict[str, Any]]] = {}  # trial number -> (line, record)
-        for line, rec in records[1:]:
-            kind = rec.get("type")
-            if kind in ("resume", "config"):  # a raised budget, changed settings, objectives corrected early
-                config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
-                if kind == "resume":
-                    config["resumed"] = config.get("resumed", 0) + 1
-            elif kind == "header":
-                raise JournalError(f"{self.path}:{line}: a second header line (two journals written into one file?)")
-            elif kind == "trial":
-                number = rec.get("number")
-                if number in where:
-                    first, old = where[number]
-                    if old == rec:
-                        log.warning("%s:%d: a duplicate of trial %s (line %d); reading it once", self.path, line,
-                                    number, first)
-                        continue
-                    raise JournalError(f"{self.path}:{line}: trial {number} appears twice with different contents "
-                                       f"(first at line {first})")
-                if number != len(trials):
-                    raise JournalError(f"{self.path}:{line}: trial {number!r} where trial {len(trials)} was expected "
-                                       "(the journal has a gap or is out of order)")
-                try:
-                    trials.append(Trial.from_json(rec))
-                except (KeyError, TypeError, ValueError) as e:
-                    raise JournalError(f"{self.path}:{line}: malformed trial record ({e!r})") from e
-                where[number] = (line, rec)
-        return JournalContents(config, trials, bool(lines.torn))
+        return JournalContents(follower.config, follower.trials, follower.still_writing)
 
     def writer(self) -> str | None:
         """Who is writing this journal now ("pid N on HOST since T"), or None: a read-only probe of its lock."""
@@ -181,6 +147,17 @@ class Journal:
         finally:
             os.close(fd)
 
+    def running(self) -> dict[str, Any] | None:
+        """What a running search evaluates now ({"slots": N, "in_flight": [{"arch_id", "arch", "since"}]}), or
+        None when no search writes this journal (a killed search's stale file is ignored)."""
+        path = self.workdir / RUNNING
+        if self.writer() is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_bytes())
+        except (OSError, ValueError):  # replaced between the check and the read, or an old torn file
+            return None
+
     def load_snapshot(self) -> dict[str, Any] | None:
         if not self.snapshot_path.exists():
             return None
@@ -189,6 +166,97 @@ class Journal:
             raise JournalError(f"{self.snapshot_path}: schema {snap.get('schema') if isinstance(snap, dict) else None!r} "
                                "is not supported")
         return snap
+
+
+class JournalFollower:
+    """Follows a growing journal: each `poll()` parses only the lines appended since the last one.
+
+    What a dashboard polling a running search needs: reading 10,000 trials once, then a few new lines per
+    poll. Reads only; a journal replaced by a fresh search (another file, or a shorter one) is read again
+    from its start, and `poll()` says so.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._reset()
+
+    def _reset(self) -> None:
+        self.config: dict[str, Any] | None = None
+        self.trials: list[Trial] = []
+        self.still_writing = False
+        self.offset = 0  # bytes parsed: the start of the next line
+        self.lines = 0  # lines parsed
+        self._unterminated = False  # the last record parsed lacked its newline (the next writer adds it)
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file being followed
+        self._where: dict[int, tuple[int, dict[str, Any]]] = {}  # trial number -> (line, record)
+
+    def poll(self) -> bool:
+        """Read what was appended since the last poll; True when the journal was replaced and read anew.
+
+        Raises JournalError when there is no journal, or for damage other than a torn last line (naming it).
+        """
+        journal = self.journal
+        if not journal.exists():
+            raise JournalError(f"{journal.workdir} holds no journal ({JOURNAL} is missing or empty)")
+        stat = journal.path.stat()
+        replaced = self._file is not None and (self._file != (stat.st_dev, stat.st_ino) or stat.st_size < self.offset)
+        if replaced:
+            log.info("%s was replaced (a fresh search): reading it from the start", journal.path)
+            self._reset()
+        self._file = (stat.st_dev, stat.st_ino)
+        if self._unterminated:
+            with open(journal.path, "rb") as f:
+                f.seek(self.offset)
+                if f.read(1) == b"\n":
+                    self.offset += 1
+                    self._unterminated = False
+        if stat.st_size <= self.offset:
+            return replaced
+        lines = jsonio.read_jsonl(journal.path, "journal", JournalError, start=self.offset, first_line=self.lines + 1)
+        if lines.torn:
+            log.info("%s: the last line (%d bytes) is still being written; reading the complete records before it",
+                     journal.path, lines.torn)
+        self.still_writing = bool(lines.torn)
+        self.offset = lines.size - lines.torn
+        self._unterminated = lines.unterminated
+        if lines.records:
+            self.lines = lines.records[-1][0]
+        for line, rec in lines.records:
+            self._add(line, rec)
+        return replaced
+
+    def _add(self, line: int, rec: dict[str, Any]) -> None:
+        path = self.journal.path
+        kind = rec.get("type")
+        if self.config is None:
+            if kind != "header":
+                raise JournalError(f"{path}:1: missing header line")
+            if rec.get("schema") != SCHEMA:
+                raise JournalError(f"{path}: schema {rec.get('schema')!r} is not supported (this version reads {SCHEMA})")
+            self.config = dict(rec["config"])
+        elif kind in ("resume", "config"):  # a raised budget, changed settings, objectives corrected early
+            self.config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
+            if kind == "resume":
+                self.config["resumed"] = self.config.get("resumed", 0) + 1
+        elif kind == "header":
+            raise JournalError(f"{path}:{line}: a second header line (two journals written into one file?)")
+        elif kind == "trial":
+            number = rec.get("number")
+            if number in self._where:
+                first, old = self._where[number]
+                if old == rec:
+                    log.warning("%s:%d: a duplicate of trial %s (line %d); reading it once", path, line, number, first)
+                    return
+                raise JournalError(f"{path}:{line}: trial {number} appears twice with different contents "
+                                   f"(first at line {first})")
+            if number != len(self.trials):
+                raise JournalError(f"{path}:{line}: trial {number!r} where trial {len(self.trials)} was expected "
+                                   "(the journal has a gap or is out of order)")
+            try:
+                self.trials.append(Trial.from_json(rec))
+            except (KeyError, TypeError, ValueError) as e:
+                raise JournalError(f"{path}:{line}: malformed trial record ({e!r})") from e
+            self._where[number] = (line, rec)
 
 
 class JournalWriter(Journal):
@@ -238,9 +306,15 @@ class JournalWriter(Journal):
         # json.dumps, not strict: a strategy's state may hold inf/NaN, which json reads back as such.
         jsonio.write_bytes(self.snapshot_path, json.dumps({"schema": SCHEMA, **snapshot}).encode())
 
+    def save_running(self, slots: int, in_flight: Sequence[Mapping[str, Any]]) -> None:
+        """Tell readers (a dashboard) which evaluations run now; cheap: replaced atomically, not fsync'd."""
+        data = jsonio.dumps({"slots": slots, "in_flight": list(in_flight), "time": time.time()}).encode()
+        jsonio.write_bytes(self.workdir / RUNNING, data, durable=False)
+
     def close(self) -> None:
         """Release the workdir's lock (another process may write it from now on)."""
         if self._lock_fd is not None:
+            (self.workdir / RUNNING).unlink(missing_ok=True)
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 

@@ -577,6 +577,16 @@ class Space:
         """A plain-data description of the space (stored in journals to detect a changed space)."""
         return {"type": type(self).__name__, "fields": {n: _spec(v) for n, v in self.fields.items()}}
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "Space":
+        """The plain `Space` a `to_spec()` described, e.g. read back from a journal header; a subclass's
+        spec is refused (its own structure, such as a cell's DAG, is not in the description)."""
+        if not isinstance(spec, Mapping) or spec.get("type") != "Space" or not isinstance(spec.get("fields"), Mapping):
+            kind = spec.get("type") if isinstance(spec, Mapping) else type(spec).__name__
+            raise SpaceDefinitionError(f"<space>: a {kind!r} spec cannot be rebuilt from its description "
+                                       "(only a plain Space's can)")
+        return Space({name: _from_spec(node, name) for name, node in spec["fields"].items()})
+
     def canonical_key(self, arch: Mapping[str, Any]) -> str:
         """Equal for architectures that compute the same function (default: the id; spaces with
         isomorphic encodings override it so deduplication does not spend budget on twins)."""
@@ -589,6 +599,25 @@ class Space:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"
+
+
+def _from_spec(node: Any, path: str) -> Any:
+    """The inverse of `_spec` for one field (`path` names it in errors)."""
+    if not isinstance(node, Mapping):
+        raise SpaceDefinitionError(f"{path}: not a field description ({node!r})")
+    if "choice" in node:
+        return Choice(node["choice"], ordered=node.get("ordered"))
+    if "integer" in node:
+        return Integer(*node["integer"])
+    if "repeat" in node:
+        return Repeat(node["repeat"], block=Space._unchecked(
+            {n: _from_spec(v, _join(path, n)) for n, v in node["block"]["fields"].items()}))
+    if "if" in node:
+        on, values = node["if"]
+        return Conditional(on, values, _from_spec(node["then"], path))
+    if node.get("type") == "Space":
+        return Space._unchecked({n: _from_spec(v, _join(path, n)) for n, v in node["fields"].items()})
+    raise SpaceDefinitionError(f"{path}: a {node.get('type', 'field')!r} description cannot be rebuilt")
 
 
 def _node_size(node: Any) -> int:

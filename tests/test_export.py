@@ -371,3 +371,24 @@ def test_a_failed_export_leaves_nothing_half_written_and_keeps_the_previous_expo
     with pytest.raises(RuntimeError, match="the ONNX exporter crashed"):
         export(result, tmp_path / "fresh", data=synthetic_splits())
     assert list((tmp_path / "fresh").iterdir()) == []  # no model folder, no export.json, no staging folder
+
+
+def test_dashboard_shows_the_model_card_of_an_exported_trial(exported, tmp_path):
+    from nas.dashboard.views import open_views
+
+    report, wd = exported
+    (view,) = open_views([wd])
+    assert view.trial(report.models[0].trial, graph=False)["card"] is None  # exported elsewhere: not found alone
+    (with_models,) = open_views([wd], models=[report.out])
+    for m in report.models:
+        card = with_models.trial(m.trial, graph=False)["card"]
+        assert card["json"]["arch"] == view.trial(m.trial, graph=False)["arch_tree"]
+        assert card["markdown"] == (m.path / "card.md").read_text()
+    beside = wd.parent / "exported-models"
+    shutil.copytree(report.out, beside)  # beside the workdir: found without --models
+    try:
+        (found,) = open_views([wd])
+        first = report.models[0]
+        assert found.trial(first.trial, graph=False)["card"]["path"] == str(beside / first.path.name)
+    finally:
+        shutil.rmtree(beside)

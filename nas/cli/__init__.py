@@ -11,6 +11,8 @@
     nas resume DIR [--budget N] [--lower-budget]
     nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify]
     nas verify models/
+    nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
+    nas to-optuna DIR --out optuna-journal.log
     nas strategies | nas spaces | nas --version | nas -h
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
@@ -462,6 +464,75 @@ def trials(
     for path in (csv, json_out):
         if path is not None and str(path) != "-":
             _err().print(f"wrote {len(result.trials)} trials to {path.resolve()}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def dashboard(
+    workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs, or folders of them (each search in "
+                                                        "them is listed).")],
+    port: Annotated[int, typer.Option(help="Port to serve on (0: any free one).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind; the default serves this machine only.")] = "127.0.0.1",
+    models: Annotated[Optional[list[Path]], typer.Option(
+        help="A folder `nas export` wrote, for the model cards (those inside or beside a workdir are found "
+             "without it); repeatable.")] = None,
+) -> None:
+    """Serve a live, read-only web page of one or several searches (progress, fronts, trials) until Ctrl-C."""
+    from nas.dashboard.server import make_server, url_of
+    from nas.dashboard.views import check_views, open_views
+
+    views = open_views(workdirs, models or ())
+    check_views(views)
+    server = make_server(views, host, port)
+    console = _out()
+    console.print(f"serving {len(views)} search{'es' if len(views) > 1 else ''} at {url_of(server)} "
+                  "(read-only; Ctrl-C stops)", soft_wrap=True)
+    for v in views:
+        if v.error:
+            console.print(f"  {v.name}: {v.error}", style="yellow", soft_wrap=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs, or folders of them.")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    models: Annotated[Optional[list[Path]], typer.Option(
+        help="A folder `nas export` wrote, for the model cards; repeatable.")] = None,
+) -> None:
+    """Write the dashboard's views as one static HTML file that opens without a server (to share, or keep
+    as a CI artifact)."""
+    from nas.dashboard.static_report import write_report
+    from nas.dashboard.views import check_views, open_views
+
+    views = open_views(workdirs, models or ())
+    check_views(views)
+    path = write_report(views, out)
+    _out().print(f"report: {path.resolve()} ({len(views)} search{'es' if len(views) > 1 else ''}, "
+                 f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser)", soft_wrap=True)
+
+
+@app.command("to-optuna")
+@user_errors
+def to_optuna_command(
+    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
+    out: Annotated[Path, typer.Option(help="The Optuna journal file to write.")] = Path("optuna-journal.log"),
+    study_name: Annotated[Optional[str], typer.Option(help="The study's name [default: the workdir's].")] = None,
+) -> None:
+    """Write the search as an Optuna journal storage, to open in optuna-dashboard."""
+    from nas.to_optuna import to_optuna
+
+    _load(workdir)  # the same one-line errors as every other command for a folder that is not a workdir
+    report = to_optuna(workdir, out, study_name)
+    _out().print(f"wrote study {report.study_name!r} ({report.trials} trials: {report.complete} complete, "
+                 f"{report.fail} failed, {report.pruned} pruned) to {report.out.resolve()}; view it with: "
+                 f"optuna-dashboard {report.out}", soft_wrap=True)
 
 
 @app.command()

@@ -1,0 +1,142 @@
+"""`nas dashboard`: a read-only local web server for one or several search workdirs.
+
+The standard library's threading HTTP server is enough for a page one person polls every few seconds,
+and adds no dependency; the charts are plotly.js, served from the installed `plotly` package (no network).
+Only GET is answered: nothing the server does can change a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import re
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from nas.dashboard.views import SearchView
+from nas.errors import ConfigError, NASError
+
+log = logging.getLogger(__name__)
+
+STATIC = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "text/html"}
+
+
+def plotly_js() -> bytes:
+    """plotly.js as shipped inside the `plotly` Python package (the page never loads it from a CDN)."""
+    return resources.files("plotly").joinpath("package_data/plotly.min.js").read_bytes()
+
+
+def static_file(name: str) -> bytes:
+    return resources.files("nas.dashboard").joinpath("static", name).read_bytes()
+
+
+def to_json(value: Any) -> bytes:
+    """Strict JSON (metrics were made finite-or-null by the views)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+
+
+def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> Any:
+    """The JSON answer to an API path (shared by the server and the static report); KeyError: not found."""
+    by_key = {v.key: v for v in views}
+    if path == "/api/searches":
+        answer = []
+        for v in views:
+            with v.lock:
+                v.refresh()
+                answer.append(v.summary())
+        return answer
+    m = re.fullmatch(r"/api/search/(\w+)(?:/(front|trial/(\d+)))?", path)
+    if m is None or m.group(1) not in by_key:
+        raise KeyError(path)
+    view = by_key[m.group(1)]
+    with view.lock:
+        return _answer(view, m, query)
+
+
+def _answer(view: SearchView, m: re.Match[str], query: dict[str, list[str]]) -> Any:
+    view.refresh()
+    if view.error is not None or view.problem is None:
+        return {"summary": view.summary(), "trials": [], "history": None}
+    if m.group(2) is None:
+        since = int(query.get("since", ["0"])[0])
+        return {"summary": view.summary(), "trials": view.trials_since(since), "history": view.history()}
+    if m.group(2) == "front":
+        names = [n for n in query.get("objectives", [""])[0].split(",") if n.strip()]
+        return view.front(names or None)
+    return view.trial(int(m.group(3)))
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET only: the page, its static files, plotly.js and the JSON API; other methods are refused."""
+
+    views: Sequence[SearchView] = ()
+    server_version = "nas-dashboard"
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        url = urlsplit(self.path)
+        try:
+            if url.path in ("/", "/index.html"):
+                self._send(static_file("index.html"), "text/html; charset=utf-8")
+            elif url.path == "/static/plotly.min.js":
+                self._send(plotly_js(), "text/javascript", cache=True)
+            elif url.path.startswith("/static/") and url.path[len("/static/"):] in STATIC:
+                name = url.path[len("/static/"):]
+                self._send(static_file(name), STATIC[name] + "; charset=utf-8")
+            elif url.path.startswith("/api/"):
+                self._send(to_json(api(self.views, url.path, parse_qs(url.query))), "application/json")
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not found")
+        except KeyError:
+            self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not found")
+        except (NASError, ValueError) as e:
+            self._error(HTTPStatus.BAD_REQUEST, str(e))
+        except BrokenPipeError:
+            pass  # the browser went away mid-answer
+
+    def _refuse(self) -> None:
+        self._error(HTTPStatus.METHOD_NOT_ALLOWED, "the dashboard only reads: GET is the one method it answers")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+
+    def _send(self, body: bytes, kind: str, cache: bool = False) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "max-age=86400" if cache else "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        body = to_json({"error": message})
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the standard library's signature)
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+def make_server(views: Sequence[SearchView], host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
+    """A server for `views` bound to host:port (port 0: a free one); a port in use is one ConfigError."""
+    handler = type("BoundHandler", (Handler,), {"views": tuple(views)})
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is in use (another dashboard?): choose another with "
+                              "--port N, or --port 0 for any free one") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    server.daemon_threads = True
+    return server
+
+
+def url_of(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"

@@ -1,0 +1,428 @@
+// The nas dashboard page: polls the read-only JSON API of `nas dashboard` (or reads the answers a static
+// `nas report` file inlined in window.NAS_STATIC) and draws every chart with plotly.js.
+"use strict";
+
+const STATIC = window.NAS_STATIC || null;
+const POLL_MS = Number(new URLSearchParams(location.search).get("poll") || 2000);
+const PAGE = 200;  // trial-table rows shown per "show more"
+const data = {};   // search key -> {rows, summary, history, revision}
+let searches = [];
+let timer = null;
+let view = {};     // what the current route shows: {kind, key, ...} plus its controls' state
+// Thousands of points draw in a blink with WebGL, in seconds as SVG: large traces use it where it exists.
+const WEBGL = (() => { try { return !!document.createElement("canvas").getContext("webgl"); } catch (e) { return false; } })();
+function scatterType(n) { return WEBGL && n > 2000 ? "scattergl" : "scatter"; }
+
+// ------------------------------------------------------------------ helpers
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+}
+function fmt(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString("en-US");
+  if (Math.abs(v) >= 1000) return v.toLocaleString("en-US", {maximumFractionDigits: 1});
+  return Number(v.toPrecision(4)).toString();
+}
+function duration(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 90) return `${s.toFixed(0)} s`;
+  if (s < 5400) return `${(s / 60).toFixed(0)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+function when(t) { return t ? new Date(t * 1000).toLocaleString() : "–"; }
+function metricOf(name) { const i = name.lastIndexOf(":"); return i > 0 && /^(min|max)$/.test(name.slice(i + 1)) ? name.slice(0, i) : name; }
+function el(id) { return document.getElementById(id); }
+
+async function api(path) {
+  if (STATIC) {
+    if (path in STATIC) return STATIC[path];
+    throw new Error("this static report does not include that view (run `nas dashboard` on the workdir for it)");
+  }
+  const r = await fetch(path, {cache: "no-store"});
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+function searchPath(key, since) { return STATIC ? `/api/search/${key}` : `/api/search/${key}?since=${since}`; }
+function frontPath(key, names) {
+  const q = STATIC ? names.join(",") : names.map(encodeURIComponent).join(",");
+  return `/api/search/${key}/front?objectives=${q}`;
+}
+
+async function loadSearch(key) {
+  let d = data[key] || (data[key] = {rows: [], revision: -1});
+  let res = await api(searchPath(key, d.rows.length));
+  if (res.summary.trials !== undefined && res.summary.trials < d.rows.length) {  // the journal was replaced
+    d = data[key] = {rows: [], revision: -1};
+    res = await api(searchPath(key, 0));
+  }
+  d.changed = res.summary.revision !== d.revision;
+  if (res.trials.length) d.rows = d.rows.concat(res.trials);
+  d.summary = res.summary;
+  d.history = res.history;
+  d.revision = res.summary.revision;
+  return d;
+}
+
+function poll(fn) {
+  clearInterval(timer);
+  const tick = async () => {
+    try { await fn(); el("mode").textContent = STATIC ? el("mode").textContent : `live · ${new Date().toLocaleTimeString()}`; }
+    catch (e) { showError(e); }
+  };
+  tick();
+  if (!STATIC) timer = setInterval(tick, POLL_MS);
+}
+function showError(e) {
+  const box = el("page-error");
+  if (box) box.textContent = String(e.message || e);
+  else el("main").innerHTML = `<p class="error">${esc(e.message || e)}</p>`;
+}
+
+// ------------------------------------------------------------------ routing
+async function route() {
+  clearInterval(timer);
+  const parts = (location.hash.slice(1) || "/").split("/").filter(Boolean);
+  if (!searches.length) searches = await api("/api/searches");
+  renderNav(parts[1]);
+  if (parts[0] === "s" && parts[2] === "trial") return showTrial(parts[1], Number(parts[3]));
+  if (parts[0] === "s") return showSearch(parts[1]);
+  if (parts[0] === "compare") return showCompare();
+  if (searches.length === 1) { location.hash = `#/s/${searches[0].key}`; return; }
+  return showOverview();
+}
+function renderNav(active) {
+  el("searches").innerHTML = searches.map(s =>
+    `<a href="#/s/${s.key}" class="${s.key === active ? "active" : ""}">${esc(s.name)}</a>`).join("");
+  el("compare-link").style.display = searches.length > 1 ? "" : "none";
+  if (STATIC) el("mode").textContent = "static report";
+}
+
+// ------------------------------------------------------------------ overview
+function showOverview() {
+  view = {kind: "overview"};
+  el("main").innerHTML = `<h2>${searches.length} searches</h2><p id="page-error" class="error"></p>
+    <table id="overview"><thead><tr><th class="status">search</th><th class="status">state</th><th>evaluations</th>
+    <th class="arch">best</th><th>front</th></tr></thead><tbody></tbody></table>`;
+  poll(async () => {
+    searches = await api("/api/searches");
+    el("overview").tBodies[0].innerHTML = searches.map(s => s.error ? `<tr><td class="status">${esc(s.name)}</td>
+        <td class="arch error" colspan="4">${esc(s.error)}</td></tr>` :
+      `<tr onclick="location.hash='#/s/${s.key}'"><td class="status">${esc(s.name)}</td><td class="status">${esc(s.state)}</td>
+       <td>${s.used ?? 0} / ${s.budget ?? "?"}</td>
+       <td class="arch">${Object.entries(s.best || {}).map(([n, b]) => `${esc(n)} ${b ? fmt(b.value) : "–"}`).join(", ")}</td>
+       <td>${s.pareto_size ?? ""}</td></tr>`).join("");
+  });
+}
+
+// ------------------------------------------------------------------ one search
+function axisOptions(s) {
+  const objs = s.objectives.map(o => ({value: o.name, label: `${o.name} (${o.direction})`}));
+  const names = new Set(s.objectives.map(o => o.name));
+  const others = s.metrics.filter(m => !names.has(m)).flatMap(m =>
+    [{value: `${m}:min`, label: `${m} (min)`}, {value: `${m}:max`, label: `${m} (max)`}]);
+  return STATIC ? objs : objs.concat(others);  // a static report holds the fronts of objective pairs only
+}
+
+function showSearch(key) {
+  view = {kind: "search", key, sort: {col: "number", dir: 1}, limit: PAGE, filter: "", status: "all", axes: null};
+  el("main").innerHTML = `
+    <p id="page-error" class="error"></p>
+    <div class="cards">
+      <div class="card" id="progress-card"><h3>progress</h3>
+        <div class="big"><span id="progress-used">–</span> <span class="muted">evaluations</span></div>
+        <div class="bar"><div id="progress-bar" style="width:0"></div></div><div id="progress-detail" class="muted"></div></div>
+      <div class="card"><h3>best</h3><div id="best"></div></div>
+      <div class="card"><h3>search</h3><div id="about"></div></div>
+    </div>
+    <div class="controls">front on <select id="x-axis"></select> × <select id="y-axis"></select>
+      <span class="muted" id="front-note"></span></div>
+    <div class="grid2">
+      <div class="plot" id="front-plot"></div>
+      <div class="plot" id="hv-plot"></div>
+      <div class="plot" id="best-plot"></div>
+    </div>
+    <div class="controls">trials <input id="filter" placeholder="filter: text in architecture, error, worker">
+      <select id="status-filter"><option value="all">all</option><option value="ok">ok</option>
+      <option value="feasible">feasible</option><option value="front">on the front</option>
+      <option value="failed">failed</option><option value="infeasible">infeasible</option></select>
+      <span id="table-count" class="muted"></span></div>
+    <table id="trials"><thead></thead><tbody></tbody></table>
+    <p><button id="more">show ${PAGE} more</button></p>`;
+  el("filter").oninput = e => { view.filter = e.target.value.toLowerCase(); view.limit = PAGE; drawTable(); };
+  el("status-filter").onchange = e => { view.status = e.target.value; view.limit = PAGE; drawTable(); };
+  el("more").onclick = () => { view.limit += PAGE; drawTable(); };
+  poll(async () => {
+    const d = await loadSearch(key);
+    if (view.key !== key || view.kind !== "search") return;
+    drawSummary(d);
+    if (d.summary.error) return;
+    if (!view.axes) setupAxes(d.summary);
+    const first = !view.drawn;
+    view.drawn = true;
+    if (d.changed || first || view.frontStale) await drawFront(key);
+    if (d.changed || first) { drawHistory(d); drawTable(); }
+  });
+}
+
+function drawSummary(d) {
+  const s = d.summary;
+  if (s.error) { el("page-error").textContent = s.error; return; }
+  if (s.state === "starting") { el("progress-detail").textContent = "the search is starting (no header yet)"; return; }
+  el("page-error").textContent = "";
+  el("progress-used").textContent = `${s.used} / ${s.budget}`;
+  el("progress-bar").style.width = `${Math.min(100, 100 * s.used / Math.max(1, s.budget))}%`;
+  const w = s.workers;
+  const busy = w ? `<br>workers: ${w.in_flight.length} of ${w.slots} busy` + w.in_flight.map(f =>
+    `<br>&nbsp;· ${esc(f.arch_id)} for ${duration(Date.now() / 1000 - f.since)}`).join("") : "";
+  el("progress-detail").innerHTML = `${esc(s.state)}${s.still_writing ? " (a trial is being written)" : ""}<br>
+    ${s.trials} trials: ${s.counts.ok} ok, ${s.counts.failed} failed, ${s.counts.infeasible} infeasible; ${s.feasible} feasible<br>
+    rate ${s.rate_per_min === null ? "–" : fmt(s.rate_per_min) + " / min"} · ETA ${s.running ? duration(s.eta_s) : "–"}${busy}`;
+  el("best").innerHTML = s.objectives.map(o => {
+    const b = s.best[o.name];
+    return `<div>${esc(o.name)} (${o.direction}): <b>${b ? fmt(b.value) : "–"}</b>
+      ${b ? `<a href="#/s/${s.key}/trial/${b.trial}">trial ${b.trial}</a>` : ""}</div>`;
+  }).join("") + `<div class="muted">Pareto front: ${s.pareto_size} trials</div>`;
+  el("about").innerHTML = `<dl><dt>workdir</dt><dd>${esc(s.workdir)}</dd><dt>strategy</dt><dd>${esc(s.strategy)}
+    ${Object.keys(s.strategy_options).length ? esc(JSON.stringify(s.strategy_options)) : ""}</dd>
+    <dt>seed</dt><dd>${esc(s.seed)}</dd><dt>constraints</dt><dd>${esc(s.constraints.join(", ") || "none")}</dd>
+    <dt>first / last</dt><dd>${when(s.first)} / ${when(s.last)}</dd></dl>`;
+}
+
+function setupAxes(s) {
+  const opts = axisOptions(s);
+  const html = opts.map(o => `<option value="${esc(o.value)}">${esc(o.label)}</option>`).join("");
+  el("x-axis").innerHTML = html;
+  el("y-axis").innerHTML = html;
+  const second = opts.find(o => o.value !== opts[0].value);
+  view.axes = [opts[0].value, second ? second.value : null];
+  el("x-axis").value = view.axes[0];
+  if (second) el("y-axis").value = view.axes[1];
+  const change = () => { view.axes = [el("x-axis").value, el("y-axis").value]; drawFront(view.key); };
+  el("x-axis").onchange = change;
+  el("y-axis").onchange = change;
+}
+
+function hoverText(r, names) {
+  const ms = Object.entries(r.metrics).map(([k, v]) => `${names.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)} ${fmt(v)}`);
+  return `trial ${r.number} (${r.status})<br>${ms.join("<br>")}<br>${esc(r.arch).replace(/(.{80})/g, "$1<br>")}`;
+}
+
+async function drawFront(key) {
+  const d = data[key];
+  const [x, y] = view.axes;
+  if (!y || x === y) {
+    el("front-note").textContent = "choose two different axes for a front";
+    Plotly.react("front-plot", [], {title: {text: "Pareto front"}});
+    return;
+  }
+  let front;
+  try { front = await api(frontPath(key, [x, y])); view.frontStale = false; }
+  catch (e) { el("front-note").textContent = e.message; return; }
+  el("front-note").textContent = "";
+  const mx = metricOf(x), my = metricOf(y);
+  const names = new Set(d.summary.objectives.map(o => o.name).concat([mx, my]));
+  const on = new Set(front.numbers);
+  const groups = {front: [], dominated: [], infeasible: []};
+  for (const r of d.rows) {
+    if (r.metrics[mx] === null || r.metrics[mx] === undefined || r.metrics[my] === null || r.metrics[my] === undefined) continue;
+    groups[on.has(r.number) ? "front" : r.feasible ? "dominated" : "infeasible"].push(r);
+  }
+  const byNumber = new Map(d.rows.map(r => [r.number, r]));
+  groups.front = front.numbers.map(n => byNumber.get(n)).filter(Boolean);
+  // hover: the full metrics for the front; trial, axes and architecture for the (many) others
+  const trace = (rows, name, marker, extra = {}, full = false) => ({
+    type: scatterType(rows.length), mode: "markers", name, x: rows.map(r => r.metrics[mx]), y: rows.map(r => r.metrics[my]),
+    customdata: rows.map(r => r.number), text: rows.map(r => full ? hoverText(r, names) : r.arch),
+    hovertemplate: full ? "%{text}<extra></extra>"
+      : `trial %{customdata}<br>${esc(mx)} %{x}<br>${esc(my)} %{y}<br>%{text}<extra></extra>`, marker, ...extra});
+  const traces = [
+    trace(groups.dominated, `dominated (${groups.dominated.length})`, {color: "#9aa5b5", size: 6, opacity: 0.6}),
+    trace(groups.infeasible, `infeasible or failed (${groups.infeasible.length})`, {color: "#d9534f", size: 7, symbol: "x"}),
+    trace(groups.front, `Pareto front (${groups.front.length})`, {color: "#1f5fbf", size: 10},
+          {mode: "lines+markers", line: {shape: "hv", width: 1.5}}, true),
+  ];
+  const dir = n => n.endsWith(":min") || n.endsWith(":max") ? n.slice(n.lastIndexOf(":") + 1)
+    : d.summary.objectives.find(o => o.name === n)?.direction;
+  const layout = {title: {text: "Pareto front (click a point for its trial)"}, hovermode: "closest",
+    xaxis: {title: {text: `${mx} (${dir(x)})`}}, yaxis: {title: {text: `${my} (${dir(y)})`}},
+    legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}};
+  const gd = el("front-plot");
+  await Plotly.react(gd, traces, layout, {responsive: true});
+  gd.dataset.front = front.numbers.join(",");
+  if (!gd.dataset.bound) {
+    gd.on("plotly_click", ev => { const p = ev.points[0]; if (p) location.hash = `#/s/${view.key}/trial/${p.customdata}`; });
+    gd.dataset.bound = "1";
+  }
+}
+
+function drawHistory(d) {
+  const h = d.history;
+  if (!h) return;
+  const hv = h.hypervolume;
+  const last = d.summary.used;
+  Plotly.react("hv-plot", hv.length ? [{type: "scatter", mode: "lines+markers", x: hv.map(p => p[0]).concat([last]),
+    y: hv.map(p => p[1]).concat([hv[hv.length - 1][1]]), line: {shape: "hv"}, name: "hypervolume"}] : [],
+    {title: {text: hv.length ? "front hypervolume over evaluations" : "hypervolume: needs two objectives and a feasible trial"},
+     xaxis: {title: {text: "evaluations"}}, yaxis: {title: {text: "hypervolume"}},
+     annotations: h.reference ? [{text: `reference ${h.reference.map(fmt).join(", ")}`, showarrow: false,
+       xref: "paper", yref: "paper", x: 1, y: 0, xanchor: "right", yanchor: "bottom", font: {size: 10}}] : [],
+     margin: {t: 40, r: 10}}, {responsive: true});
+  const objs = d.summary.objectives;
+  const traces = [];
+  objs.forEach((o, i) => {
+    const ax = i ? String(i + 1) : "";
+    const pts = d.rows.filter(r => r.feasible && r.metrics[o.name] !== null && r.metrics[o.name] !== undefined);
+    traces.push({type: scatterType(pts.length), mode: "markers", name: `${o.name}: feasible trials`, xaxis: "x" + ax, yaxis: "y" + ax,
+      x: pts.map(r => r.used), y: pts.map(r => r.metrics[o.name]), marker: {color: "#9aa5b5", size: 4}, showlegend: i === 0,
+      customdata: pts.map(r => r.number), hovertemplate: "trial %{customdata}: %{y}<extra></extra>"});
+    const best = h.best[o.name] || [];
+    traces.push({type: "scatter", mode: "lines", name: `${o.name} best so far`, xaxis: "x" + ax, yaxis: "y" + ax,
+      x: best.map(p => p[0]).concat(best.length ? [last] : []), y: best.map(p => p[1]).concat(best.length ? [best[best.length - 1][1]] : []),
+      line: {shape: "hv", width: 2}});
+  });
+  const layout = {title: {text: "best so far per objective"}, grid: {rows: objs.length, columns: 1, pattern: "independent"},
+    legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}, height: 240 + 160 * objs.length};
+  objs.forEach((o, i) => { layout[`yaxis${i ? i + 1 : ""}`] = {title: {text: `${o.name} (${o.direction})`}}; });
+  layout[`xaxis${objs.length > 1 ? objs.length : ""}`] = {title: {text: "evaluations"}};
+  const gd = el("best-plot");
+  Plotly.react(gd, traces, layout, {responsive: true});
+  if (!gd.dataset.bound) {
+    gd.on("plotly_click", ev => { const p = ev.points[0]; if (p && p.customdata !== undefined) location.hash = `#/s/${view.key}/trial/${p.customdata}`; });
+    gd.dataset.bound = "1";
+  }
+}
+
+function drawTable() {
+  const d = data[view.key];
+  if (!d || !d.summary || d.summary.error) return;
+  const objs = d.summary.objectives.map(o => o.name);
+  const others = d.summary.metrics.filter(m => !objs.includes(m));
+  const cols = [["number", "trial"], ["status", "status"], ...objs.map(m => ["m:" + m, m]), ...others.map(m => ["m:" + m, m]),
+    ["duration", "seconds"], ["worker", "worker"], ["arch", "architecture / error"]];
+  const front = new Set((el("front-plot").dataset.front || "").split(",").filter(Boolean).map(Number));
+  const value = (r, c) => c.startsWith("m:") ? r.metrics[c.slice(2)] : c === "arch" ? (r.error || r.arch) : r[c];
+  let rows = d.rows.filter(r => {
+    if (view.status === "feasible" && !r.feasible) return false;
+    if (view.status === "front" && !front.has(r.number)) return false;
+    if (!["all", "feasible", "front"].includes(view.status) && r.status !== view.status) return false;
+    return !view.filter || `${r.arch} ${r.error || ""} ${r.worker} ${r.status} ${r.arch_id}`.toLowerCase().includes(view.filter);
+  });
+  const {col, dir} = view.sort;
+  rows = rows.slice().sort((a, b) => {
+    const va = value(a, col), vb = value(b, col);
+    if (va === vb) return a.number - b.number;
+    if (va === null || va === undefined) return 1;
+    if (vb === null || vb === undefined) return -1;
+    return (va < vb ? -1 : 1) * dir;
+  });
+  const table = el("trials");
+  table.tHead.innerHTML = "<tr>" + cols.map(([c, label]) =>
+    `<th data-col="${esc(c)}" class="${c === "arch" ? "arch" : c === "status" ? "status" : ""}">${esc(label)}${c === col ? (dir > 0 ? " ▲" : " ▼") : ""}</th>`).join("") + "</tr>";
+  for (const th of table.tHead.rows[0].cells) {
+    th.onclick = () => { const c = th.dataset.col; view.sort = {col: c, dir: view.sort.col === c ? -view.sort.dir : 1}; drawTable(); };
+  }
+  table.tBodies[0].innerHTML = rows.slice(0, view.limit).map(r =>
+    `<tr class="${r.status}${front.has(r.number) ? " front" : ""}" data-number="${r.number}">` + cols.map(([c]) => {
+      const v = value(r, c);
+      if (c === "arch") return `<td class="arch">${esc(v)}</td>`;
+      if (c === "status") return `<td class="status">${esc(v)}${r.status === "ok" && !r.feasible ? " (violates)" : ""}</td>`;
+      if (c === "duration") return `<td>${v.toFixed(2)}</td>`;
+      return `<td>${esc(fmt(v))}</td>`;
+    }).join("") + "</tr>").join("");
+  for (const tr of table.tBodies[0].rows) tr.onclick = () => { location.hash = `#/s/${view.key}/trial/${tr.dataset.number}`; };
+  el("table-count").textContent = `${Math.min(rows.length, view.limit)} of ${rows.length} shown (${d.rows.length} in all)`;
+  el("more").style.display = rows.length > view.limit ? "" : "none";
+}
+
+// ------------------------------------------------------------------ one trial
+function tree(value) {
+  if (Array.isArray(value)) return `<ul class="tree">${value.map((v, i) => `<li><span class="k">[${i}]</span> ${tree(v)}</li>`).join("")}</ul>`;
+  if (value && typeof value === "object") return `<ul class="tree">${Object.entries(value).map(([k, v]) =>
+    `<li><span class="k">${esc(k)}</span>${v && typeof v === "object" ? tree(v) : ` = <span class="v">${esc(JSON.stringify(v))}</span>`}</li>`).join("")}</ul>`;
+  return `<span class="v">${esc(JSON.stringify(value))}</span>`;
+}
+
+async function showTrial(key, number) {
+  view = {kind: "trial", key, number};
+  el("main").innerHTML = `<p id="page-error" class="error"></p><div id="trial"></div>`;
+  try {
+    const d = data[key] && data[key].summary ? data[key] : await loadSearch(key);
+    const t = await api(`/api/search/${key}/trial/${number}`);
+    const objs = new Set(d.summary.objectives.map(o => o.name));
+    el("trial").innerHTML = `
+      <p><a href="#/s/${key}">← ${esc(d.summary.name)}</a>
+      ${number > 0 ? `· <a href="#/s/${key}/trial/${number - 1}">trial ${number - 1}</a>` : ""}
+      ${number + 1 < d.rows.length ? `· <a href="#/s/${key}/trial/${number + 1}">trial ${number + 1}</a>` : ""}</p>
+      <h2 id="trial-title">trial ${t.number} <span class="muted">(${esc(t.status)}${t.status === "ok" ? (t.feasible ? ", feasible" : ", violates a constraint") : ""})</span></h2>
+      <div class="cards">
+        <div class="card"><h3>metrics</h3><table id="trial-metrics">${Object.entries(t.metrics).map(([k, v]) =>
+          `<tr><td class="status">${objs.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table></div>
+        <div class="card"><h3>run</h3><dl><dt>arch id</dt><dd>${esc(t.arch_id)}</dd><dt>worker</dt><dd>${esc(t.worker)}</dd>
+          <dt>started</dt><dd>${when(t.started)}</dd><dt>finished</dt><dd>${when(t.finished)}</dd>
+          <dt>seconds</dt><dd>${t.duration.toFixed(3)}</dd><dt>evaluations used</dt><dd>${t.used}</dd>
+          ${Object.keys(t.extra).length ? `<dt>extra</dt><dd>${esc(JSON.stringify(t.extra))}</dd>` : ""}</dl>
+          ${t.error ? `<h3>error</h3><pre class="error">${esc(t.error)}</pre>` : ""}</div>
+      </div>
+      <div class="card wide"><h3>graph</h3><div class="svg" id="arch-graph">${t.graph_svg || ""}</div>
+        <p class="muted">${esc(t.graph_note || "the static report draws the front's trials only")}</p></div>
+      <div class="grid2">
+        <div class="card"><h3>architecture</h3><div id="arch-tree">${tree(t.arch_tree).replace('class="tree"', 'class="tree root"')}</div>
+          <p class="muted">${esc(t.arch)}</p></div>
+        <div class="card" id="model-card"><h3>model card</h3>${t.card ? `<p class="muted">${esc(t.card.path)}</p>
+          <pre>${esc(t.card.markdown || JSON.stringify(t.card.json, null, 1))}</pre>` : `<p class="muted">not exported
+          (<code>nas export DIR --out models/</code> writes one for each front member)</p>`}</div>
+      </div>`;
+  } catch (e) { showError(e); }
+}
+
+// ------------------------------------------------------------------ several searches
+function showCompare() {
+  view = {kind: "compare"};
+  const ok = searches.filter(s => !s.error && s.objectives);
+  const names = [...new Set(ok.flatMap(s => s.objectives.map(o => o.name)))];
+  el("main").innerHTML = `<p id="page-error" class="error"></p>
+    <div class="controls">${ok.map(s => `<label><input type="checkbox" class="pick" value="${s.key}" checked> ${esc(s.name)}</label>`).join("")}</div>
+    <div class="controls">best so far of <select id="cmp-objective">${names.map(n => `<option>${esc(n)}</option>`).join("")}</select>
+      · fronts on <select id="cmp-x">${names.map(n => `<option>${esc(n)}</option>`).join("")}</select> ×
+      <select id="cmp-y">${names.map((n, i) => `<option ${i === 1 ? "selected" : ""}>${esc(n)}</option>`).join("")}</select></div>
+    <div class="grid2"><div class="plot" id="cmp-best"></div><div class="plot" id="cmp-front"></div></div>`;
+  const draw = () => drawCompare().catch(showError);
+  for (const c of document.querySelectorAll(".pick, #cmp-objective, #cmp-x, #cmp-y")) c.onchange = draw;
+  poll(async () => {
+    const picked = [...document.querySelectorAll(".pick:checked")].map(c => c.value);
+    let changed = false;
+    for (const k of picked) changed = (await loadSearch(k)).changed || changed;
+    if (changed || !view.drawn) { view.drawn = true; await drawCompare(); }
+  });
+}
+
+async function drawCompare() {
+  const picked = [...document.querySelectorAll(".pick:checked")].map(c => c.value);
+  const obj = el("cmp-objective").value, x = el("cmp-x").value, y = el("cmp-y").value;
+  const best = [], fronts = [];
+  for (const k of picked) {
+    const d = data[k] || await loadSearch(k);
+    const s = d.summary;
+    const h = (d.history && d.history.best[obj]) || [];
+    if (h.length) best.push({type: "scatter", mode: "lines", line: {shape: "hv"}, name: s.name,
+      x: h.map(p => p[0]).concat([s.used]), y: h.map(p => p[1]).concat([h[h.length - 1][1]])});
+    const has = n => s.objectives.some(o => o.name === n);
+    if (x !== y && has(x) && has(y)) {
+      const f = await api(frontPath(k, [x, y]));
+      const byNumber = new Map(d.rows.map(r => [r.number, r]));
+      const rows = f.numbers.map(n => byNumber.get(n)).filter(Boolean);
+      fronts.push({type: "scatter", mode: "lines+markers", line: {shape: "hv"}, name: s.name, customdata: rows.map(r => r.number),
+        x: rows.map(r => r.metrics[x]), y: rows.map(r => r.metrics[y]), text: rows.map(r => esc(r.arch)),
+        hovertemplate: `${esc(s.name)} trial %{customdata}<br>%{x}, %{y}<br>%{text}<extra></extra>`});
+    }
+  }
+  Plotly.react("cmp-best", best, {title: {text: `best ${obj} so far`}, xaxis: {title: {text: "evaluations"}},
+    yaxis: {title: {text: obj}}, legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}}, {responsive: true});
+  Plotly.react("cmp-front", fronts, {title: {text: `Pareto fronts: ${x} × ${y}`}, xaxis: {title: {text: x}},
+    yaxis: {title: {text: y}}, legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}}, {responsive: true});
+}
+
+window.addEventListener("hashchange", () => route().catch(showError));
+route().catch(showError);

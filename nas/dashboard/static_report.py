@@ -1,0 +1,63 @@
+"""`nas report DIR --out report.html`: the dashboard's page as one self-contained file that opens from file://.
+
+The page's script, style, plotly.js and every API answer it needs are inlined, so the file can be mailed or
+kept as a CI artifact. Fronts are included for each pair of the search's objectives (the live dashboard
+computes any other pair), and the architecture drawing for the front's trials.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nas import jsonio
+from nas.dashboard.server import api, plotly_js, static_file
+from nas.dashboard.views import SearchView
+
+
+def responses(views: Sequence[SearchView]) -> dict[str, Any]:
+    """API path -> answer, for every request the page makes when it is served from a file."""
+    out: dict[str, Any] = {"/api/searches": api(views, "/api/searches", {})}
+    for v in views:
+        out[f"/api/search/{v.key}"] = api(views, f"/api/search/{v.key}", {"since": ["0"]})
+        if v.error is not None or v.problem is None:
+            continue
+        names = v.problem.names
+        pairs = [list(p) for p in itertools.permutations(names, 2)] if len(names) > 1 else [names]
+        drawn: set[int] = set()
+        for pair in [[], *pairs]:
+            front = v.front(pair or None)
+            out[f"/api/search/{v.key}/front?objectives={','.join(pair)}"] = front
+            drawn.update(front["numbers"])
+        for n in range(len(v.rows)):
+            out[f"/api/search/{v.key}/trial/{n}"] = v.trial(n, graph=n in drawn)
+    return out
+
+
+def script_json(value: Any) -> str:
+    """JSON safe inside a <script> element ("</script>" in a string must not end it)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+
+
+def write_report(views: Sequence[SearchView], out: str | Path) -> Path:
+    """Write the page with its data inlined to `out` (replaced atomically); returns its path."""
+    page = static_file("index.html").decode()
+    plotly = plotly_js().decode().replace("</script", "<\\/script")
+    inline = {
+        '<link rel="stylesheet" href="static/app.css">': f"<style>{static_file('app.css').decode()}</style>",
+        '<script src="static/plotly.min.js"></script>':
+            f"<script>{plotly}</script>",
+        '<script src="static/app.js"></script>':
+            f"<script>window.NAS_STATIC = {script_json(responses(views))};</script>\n"
+            f"<script>{static_file('app.js').decode()}</script>",
+    }
+    for tag, body in inline.items():
+        if tag not in page:
+            raise AssertionError(f"index.html lost {tag!r}")  # the page and this writer are edited together
+        page = page.replace(tag, body)
+    path = Path(out)
+    jsonio.write_bytes(path, page.encode())
+    return path

@@ -1,0 +1,444 @@
+"""What the dashboard shows of one search, as plain JSON: progress, trial rows, fronts, curves, a trial page.
+
+A `SearchView` follows its workdir's journal (`JournalFollower`: each refresh parses only appended lines)
+and derives every view from the same `SearchResult` the CLI uses, so the page's front is `nas pareto`'s.
+It only reads: the journal, `running.json` and export folders are never written.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas import jsonio
+from nas.errors import ConfigError, JournalError, NASError
+from nas.objectives import Problem
+from nas.pareto import hypervolume, pareto_mask
+from nas.report import compact
+from nas.result import SearchResult
+from nas.store import JOURNAL, Journal, JournalFollower, Trial
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW = 50  # evaluations the rate and ETA are measured over (the recent ones: a search speeds up/slows)
+
+
+def finite(v: float) -> float | None:
+    """A metric for JSON: NaN and infinity become null (strict JSON has neither)."""
+    return v if math.isfinite(v) else None
+
+
+def find_workdirs(paths: Sequence[str | Path], depth: int = 3) -> list[Path]:
+    """The search workdirs in `paths`: each path that holds a journal, else the workdirs below it (to `depth`).
+
+    A path that does not exist, or holds no journal at any depth, is a ConfigError naming it.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or directory")
+        if not p.is_dir():
+            raise ConfigError(f"{p}: not a directory (give a search's workdir, or a folder of workdirs)")
+        if (p / JOURNAL).exists():
+            found.append(p)
+            continue
+        below = sorted({j.parent for d in range(1, depth + 1) for j in p.glob("/".join(["*"] * d) + "/" + JOURNAL)})
+        if not below:
+            raise ConfigError(f"{p}: not a search workdir (no {JOURNAL} in it or in its sub-folders to depth {depth})")
+        found.extend(below)
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+@dataclass
+class HypervolumeCurve:
+    """The front's hypervolume over evaluations, for the search's objectives, at most `POINTS` steps.
+
+    The reference point is the worst feasible value of each objective plus a tenth of its range (so the
+    extreme points count). The curve is extended chunk by chunk as trials arrive (each chunk merged into the
+    running front with one vectorised non-dominated filter); it is computed again only when a new trial
+    moves the reference point, or the chunk size doubles to keep the curve short.
+    """
+
+    POINTS = 200
+    reference: np.ndarray | None = None
+    front: np.ndarray | None = None
+    step: int = 1
+    done: int = 0  # feasible points merged into `front`
+    points: list[tuple[int, float]] = field(default_factory=list)
+
+    def update(self, pts: np.ndarray, used: Sequence[int]) -> list[tuple[int, float]]:
+        n = len(pts)
+        if n == 0:
+            return []
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        ref = hi + np.where(hi > lo, (hi - lo) / 10, 1.0)
+        if self.reference is None or np.any(ref != self.reference) or n > 2 * self.POINTS * self.step:
+            self.reference, self.front, self.done, self.points = ref, pts[:0], 0, []
+            self.step = max(1, -(-n // self.POINTS))
+        while self.done + self.step <= n:
+            self._merge(pts[self.done:self.done + self.step], used[self.done + self.step - 1])
+        if self.done < n:  # the last, partial chunk: shown now, merged for good once complete
+            front, done, points = self.front, self.done, list(self.points)
+            self._merge(pts[self.done:], used[n - 1])
+            out, self.front, self.done, self.points = self.points, front, done, points
+            return out
+        return self.points
+
+    def _merge(self, chunk: np.ndarray, used: int) -> None:
+        assert self.front is not None and self.reference is not None
+        cand = np.vstack([self.front, chunk])
+        self.front = cand[pareto_mask(cand)]
+        hv = float(hypervolume(self.front, self.reference))
+        if not self.points or hv != self.points[-1][1]:
+            self.points.append((int(used), hv))
+        self.done += len(chunk)
+
+
+class SearchView:
+    """One workdir as the dashboard shows it; `refresh()` reads what the journal gained since the last call."""
+
+    def __init__(self, workdir: Path, key: str, name: str, models: Sequence[Path] = ()) -> None:
+        self.workdir, self.key, self.name, self.models = workdir, key, name, list(models)
+        self.journal = Journal(workdir)
+        self.follower = JournalFollower(self.journal)
+        self.revision = 0  # rises whenever the journal gained a record (clients poll with it)
+        self.error: str | None = None  # the journal's damage, shown instead of the search
+        self.problem: Problem | None = None
+        self.rows: list[dict[str, Any]] = []
+        self._used = 0
+        self._cache: dict[Any, Any] = {}
+        self._hv = HypervolumeCurve()
+        self._result: SearchResult | None = None
+        self._problem_spec: Any = None
+        self.lock = threading.RLock()  # held for a whole request: the server answers from several threads
+
+    # ------------------------------------------------------------------ reading
+    def refresh(self) -> None:
+        """Read new journal lines; a damaged journal sets `error` (one sentence) instead of raising."""
+        with self.lock:
+            before = (len(self.follower.trials), self.follower.lines)
+            try:
+                if self.follower.poll():
+                    self.rows, self._used, self._hv, self.revision = [], 0, HypervolumeCurve(), self.revision + 1
+                self.error = None
+            except NASError as e:
+                self.error = str(e)
+                return
+            config = self.follower.config
+            if config is None:
+                return
+            spec = config.get("problem")
+            if self.problem is None or spec != self._problem_spec:  # new, or objectives corrected: rows anew
+                try:
+                    self.problem = Problem.make(spec["objectives"], spec["constraints"])  # type: ignore[index]
+                except (KeyError, TypeError, NASError) as e:
+                    self.error = f"{self.journal.path}:1: the header names no valid objectives ({e})"
+                    return
+                self._problem_spec = spec
+                self.rows, self._used, self._hv = [], 0, HypervolumeCurve()
+            trials = self.follower.trials
+            if self.follower.lines == before[1] and len(self.rows) == len(trials):
+                return
+            for t in trials[len(self.rows):]:
+                self._used += t.is_evaluation
+                self.rows.append(self._row(t, self._used))
+            self.revision += 1
+            self._cache.clear()
+
+    def _row(self, t: Trial, used: int) -> dict[str, Any]:
+        assert self.problem is not None
+        ok = t.status == "ok" and self.problem.result_error(t.metrics) is None
+        return {"number": t.number, "status": t.status, "feasible": ok and self.problem.feasible(t.metrics),
+                "metrics": {k: finite(v) for k, v in t.metrics.items()}, "arch": compact(t.arch),
+                "arch_id": t.arch_id, "duration": t.finished - t.started, "worker": t.worker, "error": t.error,
+                "used": used}
+
+    def result(self) -> SearchResult:
+        """The trials read so far as the `SearchResult` the CLI uses: one object over the follower's growing
+        list, so the work it caches (its completed trials) is only extended by each poll."""
+        assert self.problem is not None and self.follower.config is not None
+        if self._result is None or self._result.trials is not self.follower.trials \
+                or self._result.problem is not self.problem:
+            self._result = SearchResult(self.follower.trials, self.problem, self.workdir)
+        self._result.config = self.follower.config
+        self._result.stop_reason = "still being written" if self.follower.still_writing else "loaded"
+        return self._result
+
+    def _cached(self, key: Any, make: Any) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    # ------------------------------------------------------------------ views
+    def summary(self) -> dict[str, Any]:
+        """Name, state, progress (used / budget, rate, ETA, failures, busy workers), objectives, best values."""
+        base = {"key": self.key, "name": self.name, "workdir": str(self.workdir.resolve()), "revision": self.revision}
+        if self.error is not None:
+            return {**base, "error": self.error}
+        if self.follower.config is None or self.problem is None:
+            return {**base, "error": None, "state": "starting", "trials": 0}
+        return {**base, **self._cached("summary", self._summary), **self._liveness()}
+
+    def warm(self) -> None:
+        """Compute the views the page asks for first, so its first visit does not wait for them."""
+        with self.lock:
+            if self.error is None and self.problem is not None:
+                self.summary()
+                self.history()
+                self.front()
+
+    def _liveness(self) -> dict[str, Any]:
+        """What changes without a journal line: whether a search writes it now, what it evaluates, the ETA."""
+        assert self.follower.config is not None
+        writer = self.journal.writer()
+        running = self.journal.running() if writer else None
+        budget = int(self.follower.config.get("budget", 0))
+        rate = self._cached("rate", self._rate)
+        return {"state": (f"running ({writer})" if writer else
+                          "finished" if self._used >= budget else "stopped below its budget"),
+                "running": writer is not None,
+                "eta_s": None if rate is None or writer is None else max(budget - self._used, 0) / rate,
+                "workers": None if running is None else {"slots": running.get("slots"),
+                                                         "in_flight": running.get("in_flight", [])}}
+
+    def _rate(self) -> float | None:
+        """Evaluations per second over the last `RATE_WINDOW` evaluations (None before two)."""
+        recent = [t for t in self.follower.trials[-4 * RATE_WINDOW:] if t.is_evaluation][-RATE_WINDOW:]
+        if len(recent) < 2:
+            return None
+        span = max(t.finished for t in recent) - min(t.started for t in recent)
+        return len(recent) / span if span > 0 else None
+
+    def _summary(self) -> dict[str, Any]:
+        assert self.problem is not None and self.follower.config is not None
+        config, trials, problem = self.follower.config, self.follower.trials, self.problem
+        result = self.result()
+        counts = Counter(t.status for t in trials)
+        budget = int(config.get("budget", 0))
+        best = {}
+        for o in problem.objectives:
+            b = result.best(o.name)
+            best[o.name] = None if b is None else {"trial": b.number, "value": finite(b.metrics[o.name])}
+        metrics = sorted({m for t in trials for m in t.metrics})
+        rate = self._cached("rate", self._rate)
+        return {"error": None, "still_writing": self.follower.still_writing, "strategy": config.get("strategy"),
+                "seed": config.get("seed"), "strategy_options": config.get("strategy_options") or {},
+                "objectives": [{"name": o.name, "direction": o.direction} for o in problem.objectives],
+                "constraints": [str(c) for c in problem.constraints], "metrics": metrics,
+                "trials": len(trials), "used": self._used, "budget": budget,
+                "counts": {s: counts.get(s, 0) for s in ("ok", "failed", "infeasible")},
+                "feasible": sum(r["feasible"] for r in self.rows),
+                "rate_per_min": None if rate is None else rate * 60,
+                "first": min((t.started for t in trials), default=None),
+                "last": max((t.finished for t in trials), default=None),
+                "best": best, "pareto_size": len(result.pareto_front())}
+
+    def trials_since(self, start: int) -> list[dict[str, Any]]:
+        """The trial rows from number `start` on (a polling client asks only for the ones it lacks)."""
+        return self.rows[max(start, 0):]
+
+    def front(self, objectives: Sequence[str] | None = None) -> dict[str, Any]:
+        """The Pareto front on `objectives` (default: the search's; any metric as NAME:min/max): what
+        `nas pareto DIR --objectives ...` prints, as trial numbers in its order."""
+        key = ("front", tuple(objectives or ()))
+
+        def make() -> dict[str, Any]:
+            result = self.result()
+            objs = [result.objective(n) for n in objectives] if objectives else list(result.problem.objectives)
+            front = result.pareto_front(objs)
+            return {"objectives": [{"name": o.name, "direction": o.direction} for o in objs],
+                    "numbers": [t.number for t in front]}
+
+        return self._cached(key, make)
+
+    def history(self) -> dict[str, Any]:
+        """Per objective, the best feasible value after each improving evaluation; and the hypervolume curve."""
+        def make() -> dict[str, Any]:
+            assert self.problem is not None
+            result = self.result()
+            curves = {o.name: result.history(o) for o in self.problem.objectives}
+            hv: list[tuple[int, float]] = []
+            if len(self.problem.objectives) >= 2:
+                objs = self.problem.objectives
+                rows = [r for r in self.rows if r["feasible"]
+                        and all(r["metrics"].get(o.name) is not None for o in objs)]
+                pts = np.array([[o.minimised(r["metrics"][o.name]) for o in objs] for r in rows], dtype=float)
+                hv = list(self._hv.update(pts.reshape(-1, len(objs)), [r["used"] for r in rows]))
+            return {"best": curves, "hypervolume": hv,
+                    "reference": None if self._hv.reference is None else self._unminimise(self._hv.reference)}
+
+        return self._cached("history", make)
+
+    def _unminimise(self, ref: np.ndarray) -> list[float]:
+        assert self.problem is not None
+        return [float(-v if o.direction == "max" else v) for o, v in zip(self.problem.objectives, ref)]
+
+    def trial(self, number: int, graph: bool = True) -> dict[str, Any]:
+        """One trial's page: its row, architecture (nested), the `to_graph` drawing (SVG) and model card."""
+        if not 0 <= number < len(self.rows):
+            raise ConfigError(f"{self.name}: no trial {number} (the journal holds {len(self.rows)})")
+        t = self.follower.trials[number]
+        out = {**self.rows[number], "arch_tree": t.arch, "started": t.started, "finished": t.finished,
+               "extra": t.extra, "card": self.card(number)}
+        if graph:
+            out["graph_svg"], out["graph_note"] = self._cached(("graph", number), lambda: draw_architecture(
+                self.space(), t.arch))
+        return out
+
+    # ------------------------------------------------------------------ what lies beside the journal
+    def space(self) -> Any:
+        """The search's space, rebuilt without running user code: a built-in space from the workdir's model
+        spec or `nas.spaces.BUILTIN`, a plain `Space` from the header's spec (each checked against the
+        journal's fingerprint); None when none fits."""
+        return self._cached("space", lambda: rebuild_space(self.workdir, self.follower.config or {}))
+
+    def card(self, number: int) -> dict[str, Any] | None:
+        """The model card of trial `number` when `nas export` wrote one for this workdir (looked for in
+        export folders inside the workdir and beside it)."""
+        cards = self._cached("cards", lambda: find_cards(self.workdir, self.models))
+        path = cards.get(number)
+        if path is None:
+            return None
+        try:
+            card = jsonio.read_json(path, "model card")
+        except NASError as e:
+            return {"error": str(e)}
+        md = path.with_suffix(".md")
+        return {"path": str(path.parent), "json": card, "markdown": md.read_text() if md.exists() else None}
+
+
+def find_cards(workdir: Path, models: Sequence[Path] = ()) -> dict[int, Path]:
+    """Trial number -> card.json of every model exported from `workdir` (its export.json names the workdir)
+    into a folder inside the workdir, beside it, or in `models` (folders given with `--models`)."""
+    me = workdir.resolve()
+    indexes = list(workdir.glob("*/export.json")) + list(workdir.glob("*/*/export.json")) \
+        + [p for p in workdir.parent.glob("*/export.json") if p.parent != workdir] \
+        + [p for m in models for p in [m / "export.json", *m.glob("*/export.json")] if p.exists()]
+    cards: dict[int, Path] = {}
+    for index in indexes:
+        try:
+            data = jsonio.read_json(index, "export index")
+            if Path(str(data.get("workdir"))).resolve() != me:
+                continue
+        except (NASError, AttributeError, OSError):
+            continue
+        for card in index.parent.glob("trial-*/card.json"):
+            try:
+                cards[int(card.parent.name.split("-", 1)[1])] = card
+            except ValueError:
+                continue
+    return cards
+
+
+def rebuild_space(workdir: Path, config: dict[str, Any]) -> Any:
+    """The space a journal header describes (see `SearchView.space`), or None; a workdir's model spec
+    (`model.json`) names a built-in space's class and configuration exactly."""
+    from nas.modelspec import MODEL_SPEC, import_object, load_model_spec, space_from_json
+    from nas.spaces import BUILTIN, Space
+
+    if (workdir / MODEL_SPEC).exists():
+        try:
+            described = load_model_spec(workdir).space
+            if str(described.get("class", "")).startswith("nas."):  # never imports a user's module
+                space = space_from_json(described)
+                if space.fingerprint() == config.get("space"):
+                    return space
+        except NASError as e:
+            log.info("%s: the space in %s cannot be rebuilt: %s", workdir, MODEL_SPEC, e)
+    spec = config.get("space_spec")
+    if not isinstance(spec, dict):
+        return None
+    if spec.get("type") == "Space":
+        try:
+            return Space.from_spec(spec)
+        except NASError as e:
+            log.info("the space in the journal cannot be rebuilt: %s", e)
+            return None
+    for name, path in BUILTIN.items():
+        if path.rsplit(".", 1)[1] != spec.get("type"):
+            continue
+        try:
+            space = import_object(path, name)()
+        except Exception as e:  # a built-in that needs arguments (a dataset, a supernet): no drawing
+            log.info("built-in space %s not rebuilt with its defaults: %s", name, e)
+            return None
+        return space if space.fingerprint() == config.get("space") else None
+    return None
+
+
+def draw_architecture(space: Any, arch: dict[str, Any]) -> tuple[str | None, str]:
+    """`space.to_graph(arch)` drawn as SVG (matplotlib, layered left to right), and a note on what it shows."""
+    if space is None:
+        return None, "the space could not be rebuilt from the journal (a user-defined subclass): tree only"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    try:
+        g = space.to_graph(arch)
+    except Exception as e:  # the architecture no longer fits the rebuilt space
+        return None, f"to_graph failed: {e}"
+    if g.number_of_nodes() == 0:
+        return None, "the graph is empty"
+    for layer, nodes in enumerate(nx.topological_generations(g) if nx.is_directed_acyclic_graph(g)
+                                  else [list(g.nodes)]):
+        for n in nodes:
+            g.nodes[n]["_layer"] = layer
+    pos = nx.multipartite_layout(g, subset_key="_layer")
+    labels = {n: str(d.get("label") or d.get("op") or n) for n, d in g.nodes(data=True)}
+    layers = 1 + max(d["_layer"] for _, d in g.nodes(data=True))
+    widest = max(Counter(d["_layer"] for _, d in g.nodes(data=True)).values())
+    fig, ax = plt.subplots(figsize=(min(2.2 + 2.4 * layers, 18), min(1.5 + 0.9 * widest, 12)))
+    nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, node_size=2500, edge_color="#6b7586")
+    nx.draw_networkx_labels(g, pos, ax=ax, labels=labels, font_size=9,
+                            bbox={"boxstyle": "round,pad=0.4", "fc": "#dbe8f6", "ec": "#3b6ea8"})
+    edge_labels = {(u, v): str(d.get("op") or d.get("label")) for u, v, d in g.edges(data=True)
+                   if d.get("op") or d.get("label")}
+    if edge_labels:
+        nx.draw_networkx_edge_labels(g, pos, edge_labels=edge_labels, ax=ax, font_size=7)
+    ax.set_axis_off()
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):], f"{type(space).__name__}.to_graph: {g.number_of_nodes()} nodes, " \
+        f"{g.number_of_edges()} edges"
+
+
+def open_views(paths: Sequence[str | Path], models: Sequence[str | Path] = ()) -> list[SearchView]:
+    """A view per workdir found in `paths`, each read once; names are paths relative to the folder given.
+    `models`: further folders where `nas export` wrote models (found by their export.json)."""
+    for m in map(Path, models):
+        if not m.is_dir():
+            raise ConfigError(f"--models {m}: not a directory")
+    views: list[SearchView] = []
+    for root in map(Path, paths):
+        for wd in find_workdirs([root]):
+            name = str(wd.relative_to(root)) if wd != root and wd.is_relative_to(root) else wd.name or str(wd)
+            key = f"s{len(views)}"
+            view = SearchView(wd, key, name if name != "." else wd.resolve().name, [Path(m) for m in models])
+            view.refresh()
+            view.warm()
+            views.append(view)
+    return views
+
+
+def check_views(views: Sequence[SearchView]) -> None:
+    """A single workdir whose journal is damaged is an error before serving (a folder of many shows it)."""
+    if len(views) == 1 and views[0].error is not None:
+        raise JournalError(views[0].error)

@@ -1,0 +1,293 @@
+"""The dashboard: incremental journal reading, its views against `nas pareto`, the read-only server, the
+static report, bad input, and the page itself in a real headless Chromium against a running search."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import nas
+from nas import jsonio
+from nas.cli import app
+from nas.dashboard.server import make_server, url_of
+from nas.dashboard.static_report import write_report
+from nas.dashboard.views import check_views, find_workdirs, open_views
+from nas.errors import ConfigError, JournalError
+from nas.pareto import hypervolume
+from nas.result import SearchResult
+from nas.store import Journal, JournalFollower, JournalWriter, Trial
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import dashboard_search  # noqa: E402  (the search the browser test runs in another process)
+
+
+def search(workdir: Path, budget: int = 40) -> SearchResult:
+    return nas.search(dashboard_search.SPACE, dashboard_search.evaluate, objectives={"acc": "max", "cost": "min"},
+                      constraints=["cost <= 400"], strategy="nsga2", budget=budget, seed=0, workdir=workdir)
+
+
+def files_digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def pareto_cli(workdir: Path, objectives: str | None = None) -> list[int]:
+    """The trial numbers `nas pareto` prints, in its order."""
+    args = ["pareto", str(workdir)] + (["--objectives", objectives] if objectives else [])
+    out = CliRunner().invoke(app, args, env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    return [int(m) for m in re.findall(r"^│\s+(\d+) │", out.stdout, flags=re.M)]
+
+
+# ------------------------------------------------------------------ following a journal
+def test_follower_reads_only_what_was_appended_and_equals_a_full_read(tmp_path, monkeypatch) -> None:
+    wd = tmp_path / "w"
+    writer = JournalWriter(wd)
+    writer.create({"budget": 10, "problem": {"objectives": {"acc": "max"}, "constraints": []}})
+    follower = JournalFollower(Journal(wd))
+    starts: list[int] = []
+    real = jsonio.read_jsonl
+    monkeypatch.setattr(jsonio, "read_jsonl", lambda *a, **k: starts.append(k.get("start", 0)) or real(*a, **k))
+    assert follower.poll() is False and follower.trials == []
+    for n in range(5):
+        writer.append(Trial(n, {"w": n}, f"id{n}", {"acc": float(n)}, "ok"))
+    follower.poll()
+    size_before = follower.offset
+    writer.append(Trial(5, {"w": 5}, "id5", {"acc": 5.0}, "ok"))
+    follower.poll()
+    assert starts[-1] == size_before > 0  # the second read began where the first ended
+    assert follower.poll() is False and len(starts) == 3  # nothing new: no read at all
+    assert follower.trials == Journal(wd).read().trials and len(follower.trials) == 6
+    # a torn last line is left for later, then read once complete
+    line = json.dumps(Trial(6, {"w": 6}, "id6", {"acc": 6.0}, "ok").to_json()) + "\n"
+    with open(wd / "journal.jsonl", "a") as f:
+        f.write(line[:10])
+    follower.poll()
+    assert follower.still_writing and len(follower.trials) == 6
+    with open(wd / "journal.jsonl", "a") as f:
+        f.write(line[10:])
+    follower.poll()
+    assert not follower.still_writing and [t.number for t in follower.trials] == list(range(7))
+    writer.close()
+    # a fresh search replaces the file: read from its start, and said so
+    os.replace(wd, tmp_path / "old")
+    fresh = JournalWriter(wd)
+    fresh.create({"budget": 3, "problem": {"objectives": {"acc": "max"}, "constraints": []}})
+    fresh.append(Trial(0, {"w": 9}, "id9", {"acc": 9.0}, "ok"))
+    assert follower.poll() is True and [t.arch_id for t in follower.trials] == ["id9"]
+    fresh.close()
+
+
+def test_running_file_names_the_evaluations_in_flight_only_while_the_search_runs(tmp_path) -> None:
+    seen: list[dict] = []
+
+    def evaluate(arch):
+        seen.append(Journal(tmp_path / "w").running())
+        return dashboard_search.evaluate(arch)
+
+    nas.search(dashboard_search.SPACE, evaluate, objectives={"acc": "max", "cost": "min"}, strategy="random",
+               budget=5, seed=0, workdir=tmp_path / "w")
+    assert all(s is not None and s["slots"] == 1 and len(s["in_flight"]) == 1 for s in seen)
+    assert {s["in_flight"][0]["arch_id"] for s in seen} == {t.arch_id for t in SearchResult.load(tmp_path / "w").trials}
+    assert Journal(tmp_path / "w").running() is None and not (tmp_path / "w" / "running.json").exists()
+
+
+# ------------------------------------------------------------------ views
+def test_views_front_history_and_hypervolume_agree_with_the_result(tmp_path) -> None:
+    result = search(tmp_path / "w")
+    (view,) = open_views([tmp_path / "w"])
+    summary = view.summary()
+    assert summary["used"] == result.used == 40 and summary["state"] == "finished"
+    assert summary["counts"]["failed"] == sum(t.status == "failed" for t in result.trials) > 0
+    assert view.front()["numbers"] == [t.number for t in result.pareto_front()] == pareto_cli(tmp_path / "w")
+    assert view.front(["params_k:min", "acc"])["numbers"] == pareto_cli(tmp_path / "w", "params_k:min,acc")
+    history = view.history()
+    assert history["best"]["acc"] == result.history("acc")
+    hv = history["hypervolume"]
+    assert [v for _, v in hv] == sorted(v for _, v in hv)  # the front only improves
+    pts = np.array([[-t.metrics["acc"], t.metrics["cost"]] for t in result.feasible])
+    ref = [-history["reference"][0], history["reference"][1]]
+    assert hv[-1][1] == pytest.approx(hypervolume(pts, ref))
+    trial = view.trial(result.pareto_front()[0].number)
+    assert trial["arch_tree"] == result.pareto_front()[0].arch and "<svg" in trial["graph_svg"]
+    with pytest.raises(ConfigError, match="no trial 99"):
+        view.trial(99)
+
+
+def test_plain_space_is_rebuilt_from_the_journal_for_its_drawing(tmp_path) -> None:
+    search(tmp_path / "w", budget=5)
+    (view,) = open_views([tmp_path / "w"])
+    assert view.space().fingerprint() == dashboard_search.SPACE.fingerprint()
+
+
+# ------------------------------------------------------------------ bad input, one message each
+def test_bad_input_gives_one_clear_message(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        find_workdirs([tmp_path / "missing"])
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a directory"):
+        find_workdirs([tmp_path / "file.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a search workdir"):
+        find_workdirs([tmp_path / "empty"])
+    search(tmp_path / "w", budget=5)
+    lines = (tmp_path / "w" / "journal.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-5] + "oops"
+    (tmp_path / "w" / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    views = open_views([tmp_path / "w"])
+    with pytest.raises(JournalError, match=r"journal.jsonl:3: corrupt journal line"):
+        check_views(views)
+    runner = CliRunner()
+    for args, message in [(["dashboard", str(tmp_path / "empty")], "not a search workdir"),
+                          (["report", str(tmp_path / "w"), "--out", str(tmp_path / "r.html")], "journal.jsonl:3"),
+                          (["dashboard", str(tmp_path / "w")], "journal.jsonl:3")]:
+        out = runner.invoke(app, args)
+        assert out.exit_code == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    server = make_server([], port=0)
+    try:
+        with pytest.raises(ConfigError, match=rf"port {server.server_address[1]} .* is in use"):
+            make_server([], port=server.server_address[1])
+    finally:
+        server.server_close()
+
+
+# ------------------------------------------------------------------ the server
+@pytest.fixture
+def serve() -> Iterator:
+    servers = []
+
+    def start(paths):
+        server = make_server(open_views(paths), port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return url_of(server)
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_server_answers_reads_and_refuses_writes_and_changes_no_file(tmp_path, serve) -> None:
+    search(tmp_path / "runs" / "a", budget=20)
+    search(tmp_path / "runs" / "b", budget=10)
+    before = {d: files_digest(tmp_path / "runs" / d) for d in "ab"}
+    url = serve([tmp_path / "runs"])
+    status, body = get(url + "api/searches")
+    listed = json.loads(body)
+    assert status == 200 and [s["name"] for s in listed] == ["a", "b"] and [s["used"] for s in listed] == [20, 10]
+    status, body = get(url + "api/search/s0?since=15")
+    assert [t["number"] for t in json.loads(body)["trials"]] == [15, 16, 17, 18, 19]
+    assert json.loads(get(url + "api/search/s0/front?objectives=acc,cost")[1])["numbers"] == pareto_cli(tmp_path / "runs" / "a")
+    assert get(url + "api/search/s0/trial/3")[0] == 200 and get(url + "api/search/s9")[0] == 404
+    assert get(url + "static/plotly.min.js")[0] == 200 and b"<script src=\"static/app.js\">" in get(url)[1]
+    request = urllib.request.Request(url + "api/searches", data=b"{}", method="POST")
+    assert get(request)[0] == 405  # type: ignore[arg-type]
+    out = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r.html")])
+    assert out.exit_code == 0 and "2 searches" in out.stdout, out.output
+    page = (tmp_path / "r.html").read_text()
+    assert "window.NAS_STATIC" in page and "static/plotly.min.js" not in page  # everything inlined
+    assert {d: files_digest(tmp_path / "runs" / d) for d in "ab"} == before
+
+
+# ------------------------------------------------------------------ in a real browser
+def chromium() -> str:
+    path = os.environ.get("NAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no Chromium on this machine (./dev.sh setup installs Debian's chromium package)")
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync"])
+        page = b.new_page(viewport={"width": 1300, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        yield page
+        b.close()
+        assert not errors, errors
+
+
+def used(page) -> int:
+    text = page.locator("#progress-used").inner_text()
+    return int(text.split("/")[0]) if "/" in text else -1
+
+
+def front_numbers(page) -> list[int]:
+    return page.evaluate("""() => document.getElementById('front-plot').data
+        .find(t => t.name.startsWith('Pareto front')).customdata""")
+
+
+@pytest.mark.timeout(300)
+def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path, serve, browser) -> None:
+    wd = tmp_path / "w"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(HERE / "dashboard_search.py"), str(wd), "60", "0.15"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (wd / "journal.jsonl").exists() or not Journal(wd).read().trials:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        url = serve([wd])
+        browser.goto(url + "?poll=300")
+        browser.wait_for_function("document.getElementById('progress-used').innerText.includes('/')")
+        first = used(browser)
+        seen = (wd / "journal.jsonl").read_bytes()
+        browser.wait_for_function(f"parseInt(document.getElementById('progress-used').innerText) > {first}",
+                                  timeout=60_000)
+        assert used(browser) > first and "running" in browser.locator("#progress-detail").inner_text()
+        now = (wd / "journal.jsonl").read_bytes()
+        assert now.startswith(seen[:seen.rfind(b"\n") + 1])  # the journal only grew under the reader
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+    browser.wait_for_function("parseInt(document.getElementById('progress-used').innerText) === 60", timeout=30_000)
+    browser.wait_for_function("document.getElementById('progress-detail').innerText.includes('finished')")
+    before = files_digest(wd)
+    assert front_numbers(browser) == pareto_cli(wd)
+    # click the front's first point: its trial page opens with its architecture
+    number = front_numbers(browser)[0]
+    box = browser.locator("#front-plot .scatterlayer .trace").last.locator("path.point").first.bounding_box()
+    browser.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    browser.wait_for_selector("#trial-title")
+    assert browser.url.endswith(f"#/s/s0/trial/{number}")
+    trial = SearchResult.load(wd).trials[number]
+    assert f"trial {number}" in browser.locator("#trial-title").inner_text()
+    tree = browser.locator("#arch-tree").inner_text()
+    assert all(f"k = {b['k']}" in tree for b in trial.arch["blocks"]) and "<svg" in browser.locator("#arch-graph").inner_html()
+    assert files_digest(wd) == before  # a finished search's files, byte for byte, after the page read them
+
+    report = write_report(open_views([wd]), tmp_path / "report.html")
+    browser.goto(report.as_uri())
+    browser.wait_for_function("document.getElementById('front-plot') && document.getElementById('front-plot').data")
+    assert front_numbers(browser) == pareto_cli(wd) and used(browser) == 60
+    assert files_digest(wd) == before
