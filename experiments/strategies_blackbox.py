@@ -4,19 +4,19 @@ Measures the black-box acceptance points of the strategies issue:
 
 1. single objective (max valid_acc, budget 100, seeds 0..19): mean validation regret with its 95 %
    t-interval and the test_acc of the returned architecture for `random`, `evolution`, `rl`,
-   `bayesian` and `tpe` (our Optuna adapter through `nas.search`), plus `optuna-tpe` (a raw Optuna study,
-   core_benchmark.py's protocol) to show the adapter reproduces it; every row also gives the relative
-   improvement RI = 100 (acc - acc_rand) / acc_rand over the average random architecture (the table's
-   mean), after Yang et al., "NAS evaluation is frustratingly hard". Targets: bayesian beats random and
-   matches or beats tpe; rl beats random.
+   `bayesian`, `mcts`, `smbo` and `tpe` (our Optuna adapter through `nas.search`), plus `optuna-tpe` (a
+   raw Optuna study, core_benchmark.py's protocol) to show the adapter reproduces it; every row also
+   gives the relative improvement RI = 100 (acc - acc_rand) / acc_rand over the average random
+   architecture (the table's mean), after Yang et al., "NAS evaluation is frustratingly hard". Targets:
+   bayesian beats random and matches or beats tpe; rl, mcts and smbo beat random.
 2. two objectives (max valid_acc, min latency_s, budget 100): hypervolume as a fraction of the true
    front's (core_benchmark.py's reference point) for `random`, `nsga2`, `bayesian` (multi-objective),
    `nsga2-optuna` (adapter) and `optuna-nsga2` (raw study). Target: ours >= Optuna NSGA-II.
 3. overhead: wall time of one ask + tell after 1,000 results have been told (random architectures of the
    cora table), for every registered strategy.
 
-Every strategy runs with its default options on every dataset (no per-dataset tuning); rl and bayesian
-defaults were chosen on cora with seeds 100..119, disjoint from the reported seeds 0..19.
+Every strategy runs with its default options on every dataset (no per-dataset tuning); rl, bayesian, mcts
+and smbo defaults were chosen on cora with seeds 100..119, disjoint from the reported seeds 0..19.
 
     .venv/bin/python experiments/strategies_blackbox.py                # full run (--jobs 2 by default)
     .venv/bin/python experiments/strategies_blackbox.py --quick        # smoke run: cora, 2 seeds, budget 30
@@ -46,7 +46,7 @@ import core_benchmark as cb  # noqa: E402  (the NAS-Bench-Graph protocol: facts,
 from reporting import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SINGLE = ("random", "evolution", "rl", "bayesian", "tpe", "optuna-tpe")
+SINGLE = ("random", "evolution", "rl", "bayesian", "mcts", "smbo", "tpe", "optuna-tpe")
 MULTI = ("random", "nsga2", "bayesian", "nsga2-optuna", "optuna-nsga2")
 OVERHEAD_OBS = 1000
 OVERHEAD_PAIRS = 20
@@ -159,7 +159,7 @@ def criteria(results: Mapping[str, Any], datasets: Sequence[str]) -> list[dict[s
         return results[ds]["single"][m]["summary"]["regret"]["mean"]
 
     for ds in datasets:
-        for m in ("bayesian", "rl"):
+        for m in ("bayesian", "rl", "mcts", "smbo"):
             p = welch_p(regrets(ds, m), regrets(ds, "random"))
             checks.append({"name": f"{ds}: {m} regret < random", "value": mean(ds, m),
                            "target": f"< {mean(ds, 'random'):.5f} (one-sided Welch p = {p:.3f})",

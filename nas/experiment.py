@@ -224,7 +224,7 @@ def first_difference(a: Any, b: Any, path: tuple[str, ...] = ()) -> tuple[tuple[
     return (None, a, b) if a == b else (path, a, b)
 
 
-_SPEC_KEYS = ("choice", "ordered", "integer", "repeat", "if", "type")
+_SPEC_KEYS = ("choice", "ordered", "integer", "subset", "repeat", "if", "type")
 
 
 def space_path(path: Sequence[str]) -> tuple[str, tuple[str, ...]]:

@@ -1,4 +1,5 @@
-"""Search spaces: the space language (`Space`, `Choice`, `Integer`, `Repeat`, `Conditional`) and built-in spaces.
+"""Search spaces: the space language (`Space`, `Choice`, `Integer`, `Subset`, `Repeat`, `Conditional`) and built-in
+spaces.
 
 Built-in model spaces import torch (and PyG), so they load on first use: `from nas.spaces import GNNSpace`.
 """
@@ -9,7 +10,7 @@ import importlib
 from typing import Any
 
 from nas.architecture import Architecture, FrozenDict, canonical_json
-from nas.spaces.params import Choice, Conditional, Integer
+from nas.spaces.params import Choice, Conditional, Integer, Subset
 from nas.spaces.space import Repeat, Slot, Space, path_str
 
 _LAZY = {
@@ -43,4 +44,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["BUILTIN", "Architecture", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot", "Space",
-           "canonical_json", "path_str", *_LAZY]
+           "Subset", "canonical_json", "path_str", *_LAZY]

@@ -1,12 +1,15 @@
-"""The nodes of a search space: leaf decisions (Choice, Integer) and Conditional fields (`Repeat`, which
+"""The nodes of a search space: leaf decisions (Choice, Integer, Subset) and Conditional fields (`Repeat`, which
 holds a `Space`, lives in `nas.spaces.space`)."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
+
+import numpy as np
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 
@@ -111,6 +114,333 @@ class Integer:
     def adjacent(self, index: int) -> list[int]:
         """Indices one step away in the range (large ranges make an all-values neighbourhood useless)."""
         return [i for i in (index - 1, index + 1) if 0 <= i < self.cardinality]
+
+
+Item = Union[int, str]
+
+
+@dataclass(frozen=True, init=False, repr=False)
+class Subset:
+    """`k` distinct items out of `items` (T of them), listed in the items' order: which of T diffusion time
+    steps a sampler keeps, which layers a model skips. `Subset(n=1000, k=10)` (items 0..999) or
+    `Subset(range(0, 1000, 10), k=10)`; items are ints in increasing order (stored as a `range` when evenly
+    spaced) or distinct strings (their given order is the order).
+
+    A value is a list of `k` items in that order, e.g. `[0, 120, 250, ...]`; there are `math.comb(T, k)`
+    values, sampled uniformly. In the fixed-length encodings a Subset is its T-bit mask (`SubsetBit` slots,
+    see `Space.slots`); mutation, crossover and neighbours keep values sorted, distinct and of length `k`.
+    """
+
+    items: Union[range, tuple[Item, ...]]
+    k: int
+
+    def __init__(self, items: Sequence[Item] | range | None = None, k: int | None = None, *,
+                 n: int | None = None) -> None:
+        if (items is None) == (n is None):
+            raise SpaceDefinitionError("Subset takes its items (a list or range) or n= (items 0..n-1), one of them: "
+                                       f"got items={items!r}, n={n!r}")
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise SpaceDefinitionError(f"Subset n must be a positive int (the number of items), got {n!r}")
+            items = range(n)
+        elif isinstance(items, (list, tuple, np.ndarray)):
+            items = _as_range(tuple(int(x) if isinstance(x, np.integer) else str(x) if isinstance(x, str) else x
+                                    for x in items))
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "k", k)
+
+    def check(self, path: str) -> None:
+        items = self.items
+        if isinstance(items, range):
+            if items.step < 0:
+                raise SpaceDefinitionError(f"{path}: Subset items must increase, got {items!r}")
+        elif not isinstance(items, tuple):
+            hint = f" (use n={items} for the items 0..{items - 1})" if isinstance(items, int) else ""
+            raise SpaceDefinitionError(f"{path}: Subset items must be a list or range, got {items!r}{hint}")
+        if not items:
+            raise SpaceDefinitionError(f"{path}: Subset has no items to choose from")
+        if isinstance(items, tuple):
+            if all(isinstance(x, str) for x in items):
+                seen: set[str] = set()
+                for x in items:
+                    if x in seen:
+                        raise SpaceDefinitionError(f"{path}: Subset item {x!r} appears twice")
+                    seen.add(x)
+            elif all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+                for a, b in zip(items, items[1:]):
+                    if b <= a:
+                        raise SpaceDefinitionError(f"{path}: Subset int items must strictly increase; {b} follows {a}")
+            else:
+                kind = str if isinstance(items[0], str) else int
+                bad = next(x for x in items if isinstance(x, bool) or not isinstance(x, kind))
+                raise SpaceDefinitionError(f"{path}: Subset items must be all ints or all strings, got {bad!r} "
+                                           f"among {_short(items)}")
+        k = self.k
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise SpaceDefinitionError(f"{path}: Subset k (how many items to keep) must be an int, got {k!r}")
+        if not 0 <= k <= len(items):
+            raise SpaceDefinitionError(f"{path}: Subset k={k} is outside 0..{len(items)} (the number of items)")
+
+    # ------------------------------------------------------------------ counting and values
+    @property
+    def n(self) -> int:
+        """T, the number of items to choose from."""
+        return len(self.items)
+
+    @property
+    def cardinality(self) -> int:
+        """The number of distinct values, C(T, k) (an exact int: C(1000, 10) has 24 digits)."""
+        return math.comb(len(self.items), self.k)
+
+    def position(self, item: Any) -> int | None:
+        """Where `item` stands among the items, or None when it is not one."""
+        items = self.items
+        if type(item) is not int and type(item) is not str:
+            if not isinstance(item, np.integer):
+                return None  # bools, floats, None, lists...
+            item = int(item)
+        if isinstance(items, range):
+            if type(item) is not int:
+                return None
+            q, r = divmod(item - items.start, items.step)
+            return q if r == 0 and 0 <= q < len(items) else None
+        pos = self.__dict__.get("_pos")
+        if pos is None:
+            pos = {x: i for i, x in enumerate(self.items)}
+            object.__setattr__(self, "_pos", pos)
+        return pos.get(item) if type(item) is type(self.items[0]) else None
+
+    def positions(self, value: Any, path: str) -> list[int]:
+        """The sorted item positions of a value, or InvalidArchitectureError naming `path` and the problem."""
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)):
+            raise InvalidArchitectureError(path, f"expected a list of {self.k} distinct items out of {self._what()}, "
+                                                 f"got {value!r}")
+        out: list[int] = []
+        for item in value:
+            p = self.position(item)
+            if p is None:
+                raise InvalidArchitectureError(path, f"item {item!r} is not one of the {self._what()}")
+            out.append(p)
+        seen: set[int] = set()
+        for item, p in zip(value, out):
+            if p in seen:
+                raise InvalidArchitectureError(path, f"item {item!r} appears twice (the items must be distinct)")
+            seen.add(p)
+        if len(out) != self.k:
+            raise InvalidArchitectureError(path, f"has {len(out)} items but k={self.k} (keep exactly {self.k})")
+        for i in range(1, len(out)):
+            if out[i] < out[i - 1]:
+                raise InvalidArchitectureError(path, f"items out of order: {value[i]!r} comes after {value[i - 1]!r} "
+                                                     f"(list them in the order of the items, e.g. sorted)")
+        return out
+
+    def validate(self, value: Any, path: str) -> list[Item]:
+        """The canonical value (a list) of a valid value, or InvalidArchitectureError."""
+        return self.value(self.positions(value, path))
+
+    def value(self, positions: Sequence[int]) -> list[Item]:
+        """The items at sorted `positions`."""
+        return [self.items[int(p)] for p in positions]
+
+    def default(self) -> list[Item]:
+        """The first `k` items."""
+        return list(self.items[:self.k])
+
+    def sample(self, rng: np.random.Generator) -> list[Item]:
+        """A uniformly random value: every one of the C(T, k) subsets equally likely."""
+        return self.value(sorted(int(p) for p in rng.choice(len(self.items), size=self.k, replace=False)))
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        """Every value, in lexicographic order of positions (small subsets only)."""
+        return (list(c) for c in itertools.combinations(self.items, self.k))
+
+    # ------------------------------------------------------------------ encodings
+    def mask(self, value: Any, path: str) -> list[int]:
+        """The T-bit mask of a value: 1 at the position of every kept item."""
+        bits = [0] * len(self.items)
+        for p in self.positions(value, path):
+            bits[p] = 1
+        return bits
+
+    def from_mask(self, bits: Sequence[Any], path: str) -> list[Item]:
+        """The value a T-bit mask spells; InvalidArchitectureError unless it is 0/1 with exactly `k` ones."""
+        if len(bits) != len(self.items):
+            raise InvalidArchitectureError(path, f"mask has {len(bits)} bits, the subset has {len(self.items)} items")
+        bad = [b for b in bits if b not in (0, 1)]
+        if bad:
+            raise InvalidArchitectureError(path, f"mask entry {bad[0]!r} is not 0 or 1")
+        kept = [p for p, b in enumerate(bits) if b == 1]
+        if len(kept) != self.k:
+            raise InvalidArchitectureError(path, f"mask keeps {len(kept)} items but k={self.k}")
+        return self.value(kept)
+
+    def top_k(self, scores: Sequence[float]) -> list[Item]:
+        """The value keeping the `k` highest-scoring items (ties to the earlier item): how a soft mask, such as
+        a predictor's output, decodes to a valid subset."""
+        order = sorted(range(len(self.items)), key=lambda p: (-float(scores[p]), p))
+        return self.value(sorted(order[:self.k]))
+
+    def describe(self, value: Any, limit: int = 16) -> str:
+        """A compact display: every item up to `limit` of them, else the ends and a short hash of the whole."""
+        vals = list(value)
+        shown = ",".join(map(str, vals)) if len(vals) <= limit else \
+            ",".join(map(str, vals[:limit // 2])) + ",…," + ",".join(map(str, vals[-limit // 4:]))
+        tail = f"{len(vals)} of {len(self.items)}"
+        if len(vals) > limit:
+            import hashlib
+
+            tail += ", #" + hashlib.sha256(",".join(map(str, vals)).encode()).hexdigest()[:6]
+        return f"[{shown}] ({tail})"
+
+    # ------------------------------------------------------------------ variation
+    def mutate(self, value: Any, rng: np.random.Generator, toward: Any = None) -> list[Item]:
+        """A different valid value (the same one only when C(T, k) = 1).
+
+        With a different `toward` value (a guide architecture's), one item not in it is replaced by one of
+        its items. Otherwise, with probability 1/2, one item moves to a free position between its two
+        neighbours (its order is kept); else (or when that item has no room) r items are replaced by unused
+        ones, r = 1, 2, 3... with probability 1/2, 1/4, 1/8... (at most min(k, T - k)).
+        """
+        p = self.positions(value, "")
+        size, k = len(self.items), self.k
+        if k in (0, size):
+            return self.value(p)
+        if toward is not None:
+            g = set(self.positions(toward, ""))
+            leave, enter = [x for x in p if x not in g], [x for x in sorted(g) if x not in set(p)]
+            if leave:
+                out = set(p)
+                out.discard(leave[int(rng.integers(len(leave)))])
+                out.add(enter[int(rng.integers(len(enter)))])
+                return self.value(sorted(out))
+        if rng.random() < 0.5:
+            i = int(rng.integers(k))
+            lo = p[i - 1] + 1 if i > 0 else 0
+            hi = p[i + 1] - 1 if i < k - 1 else size - 1
+            if hi > lo:  # free positions in lo..hi other than p[i]
+                j = lo + int(rng.integers(hi - lo))
+                q = list(p)
+                q[i] = j + (j >= p[i])
+                return self.value(q)
+        r = min(int(rng.geometric(0.5)), k, size - k)
+        drop = {p[int(i)] for i in rng.choice(k, size=r, replace=False)}
+        add = [_nth_unused(p, int(j)) for j in rng.choice(size - k, size=r, replace=False)]
+        return self.value(sorted([x for x in p if x not in drop] + add))
+
+    def crossover(self, a: Any, b: Any, rng: np.random.Generator) -> list[Item]:
+        """A child drawn from the union of both parents' items: the items they share, plus the rest drawn
+        uniformly from the items only one of them keeps; sorted."""
+        pa, pb = set(self.positions(a, "")), set(self.positions(b, ""))
+        common, pool = pa & pb, sorted(pa ^ pb)
+        need = self.k - len(common)
+        picked = [pool[int(i)] for i in rng.choice(len(pool), size=need, replace=False)] if need else []
+        return self.value(sorted(common | set(picked)))
+
+    def neighbours(self, value: Any) -> list[list[Item]]:
+        """Values one item-move away, at most 4k of them: each item moved to the next free position on either
+        side, or halfway into the free gap towards its neighbour on either side (the item order is kept;
+        the full one-swap neighbourhood, k (T - k) values, is too large for T = 1000)."""
+        p = self.positions(value, "")
+        size, out, seen = len(self.items), [], set()
+        for i, x in enumerate(p):
+            lo = p[i - 1] + 1 if i > 0 else 0
+            hi = p[i + 1] - 1 if i < len(p) - 1 else size - 1
+            for y in (x - 1, (lo + x - 1) // 2, x + 1, (x + 1 + hi) // 2):
+                if lo <= y <= hi and y != x and (i, y) not in seen:
+                    seen.add((i, y))
+                    q = list(p)
+                    q[i] = y
+                    out.append(self.value(q))
+        return out
+
+    # ------------------------------------------------------------------ description
+    def spec(self) -> dict[str, Any]:
+        """Plain data for `Space.to_spec` (compact for ranges: no list of 1,000 steps in every journal)."""
+        items = self.items
+        if isinstance(items, range):
+            desc: dict[str, Any] = {"n": len(items)} if items.start == 0 and items.step == 1 else \
+                {"range": [items.start, items.stop, items.step]}
+        else:
+            desc = {"items": list(items)}
+        return {"subset": {**desc, "k": self.k}}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], path: str) -> "Subset":
+        d = spec.get("subset")
+        if not isinstance(d, Mapping) or "k" not in d or sum(key in d for key in ("n", "range", "items")) != 1:
+            raise SpaceDefinitionError(f"{path}: a subset description needs k and one of n, range, items; got {d!r}")
+        if "n" in d:
+            return cls(n=d["n"], k=d["k"])
+        if "range" in d:
+            return cls(range(*d["range"]), k=d["k"])
+        return cls(list(d["items"]), k=d["k"])
+
+    def _what(self) -> str:
+        items = self.items
+        if isinstance(items, range):
+            step = f" step {items.step}" if items.step != 1 else ""
+            return f"{len(items)} items {items.start}..{items[-1]}{step}" if items else "0 items"
+        return f"{len(items)} items {_short(items)}"
+
+    def __repr__(self) -> str:
+        items = self.items
+        if isinstance(items, range) and items.start == 0 and items.step == 1:
+            return f"Subset(n={len(items)}, k={self.k})"
+        return f"Subset({items!r}, k={self.k})" if isinstance(items, range) else f"Subset({_short(items)}, k={self.k})"
+
+
+@dataclass(frozen=True)
+class SubsetBit:
+    """One column of a Subset's T-bit mask in the fixed-length encodings (`Space.slots`): 1 when the item at
+    `position` is kept. `index(value)` reads the bit from the whole subset value; `value(index)` is the bit
+    itself (a Subset is rebuilt from all T bits, never from one)."""
+
+    subset: Subset
+    position: int
+    ordered: bool = field(default=True, init=False)
+
+    @property
+    def cardinality(self) -> int:
+        return 2
+
+    @property
+    def options(self) -> tuple[int, int]:
+        return (0, 1)
+
+    def value(self, index: int) -> int:
+        return int(index)
+
+    def index(self, value: Any, path: str) -> int:
+        return int(self.position in self.subset.positions(value, path))
+
+    def adjacent(self, index: int) -> list[int]:
+        return [1 - index]
+
+
+def _nth_unused(used: Sequence[int], j: int) -> int:
+    """The `j`-th (from 0) non-negative int not in the sorted list `used` (no rejection loop)."""
+    v = j
+    for u in used:
+        if u > v:
+            break
+        v += 1
+    return v
+
+
+def _as_range(items: tuple[Any, ...]) -> "range | tuple[Any, ...]":
+    """Evenly increasing ints as a range (one canonical form: Subset(list(range(9)), k) == Subset(n=9, k))."""
+    if not items or not all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+        return items
+    step = items[1] - items[0] if len(items) > 1 else 1
+    if step > 0 and all(b - a == step for a, b in zip(items, items[1:])):
+        return range(items[0], items[-1] + step, step)
+    return items
+
+
+def _short(items: Sequence[Any], limit: int = 8) -> str:
+    return repr(list(items)) if len(items) <= limit else "[" + ", ".join(map(repr, items[:limit])) + ", ...]"
 
 
 Leaf = Union[Choice, Integer]

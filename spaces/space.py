@@ -1,7 +1,8 @@
 """`Space`: a tree of named decisions that samples, validates, encodes and varies architectures.
 
-Fields are leaf decisions (`Choice`, `Integer`), nested `Space`s, `Repeat`ed blocks whose count is a
-fixed int or a sibling leaf, and `Conditional` fields that exist only for some values of a sibling.
+Fields are leaf decisions (`Choice`, `Integer`, `Subset`: k ordered distinct items out of T), nested
+`Space`s, `Repeat`ed blocks whose count is a fixed int or a sibling leaf, and `Conditional` fields that exist
+only for some values of a sibling.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 from nas.architecture import Architecture, as_sequence, canonical_json
-from nas.spaces.params import Choice, Conditional, Integer, Leaf
+from nas.spaces.params import Choice, Conditional, Integer, Leaf, Subset, SubsetBit
 
 Path = tuple[str | int, ...]
 _ABSENT = object()
@@ -60,19 +61,25 @@ def _set_path(config: dict, path: Path, value: Any) -> None:
 
 @dataclass(frozen=True)
 class Slot:
-    """One leaf decision in the fixed-length encoding; `optional` when it can be inactive."""
+    """One entry of the fixed-length encoding: a leaf decision, or one bit of a Subset's T-bit mask (leaf
+    `SubsetBit`, named `steps@17` for position 17); `optional` when it can be inactive."""
 
     path: Path
-    leaf: Leaf
+    leaf: Leaf | SubsetBit
     optional: bool
 
     @property
     def name(self) -> str:
+        if isinstance(self.leaf, SubsetBit):
+            return f"{path_str(self.path)}@{self.leaf.position}"
         return path_str(self.path)
 
     @property
     def width(self) -> int:
-        """Columns in the one-hot encoding: one per option, plus one for 'inactive' when optional."""
+        """Columns in the one-hot encoding: one per option, plus one for 'inactive' when optional; a Subset's
+        bit is one column (the mask itself, all zeros while the subset is inactive)."""
+        if isinstance(self.leaf, SubsetBit):
+            return 1
         return self.leaf.cardinality + int(self.optional)
 
 
@@ -165,7 +172,7 @@ class Space:
             self._controller_of[name] = ref
 
     def _check_node(self, node: Any, path: str) -> None:
-        if isinstance(node, (Choice, Integer)):
+        if isinstance(node, (Choice, Integer, Subset)):
             node.check(path)
         elif isinstance(node, Space):
             node._check(path)
@@ -180,13 +187,20 @@ class Space:
             raise SpaceDefinitionError(f"{path}: Conditional cannot wrap another Conditional")
         else:
             raise SpaceDefinitionError(
-                f"{path}: {node!r} is not a Choice, Integer, Repeat, Conditional or Space")
+                f"{path}: {node!r} is not a Choice, Integer, Subset, Repeat, Conditional or Space")
 
     # ------------------------------------------------------------------ size and sampling
     @property
     def capabilities(self) -> frozenset[str]:
-        """What strategies may rely on: sample/mutate/encode/graph always; model/supernet when built."""
+        """What strategies may rely on: sample/mutate/encode/graph always; model/supernet when built.
+
+        `independent-slots`: every slot is a decision of its own, so any option per active slot spells an
+        architecture (what strategies that choose slot by slot need: rl, mcts, the Optuna samplers). A space
+        with a `Subset` lacks it: its T mask bits are valid only with exactly k ones.
+        """
         caps = {"sample", "mutate", "crossover", "neighbours", "encode", "graph"}
+        if not any(isinstance(s.leaf, SubsetBit) for s in self.slots()):
+            caps.add("independent-slots")
         if callable(getattr(self, "build", None)):
             caps.add("model")
         if callable(getattr(self, "supernet", None)):
@@ -322,6 +336,8 @@ class Space:
     def _validate_node(self, node: Any, value: Any, path: str, siblings: Mapping[str, Any]) -> Any:
         if isinstance(node, (Choice, Integer)):
             return node.value(node.index(value, path))
+        if isinstance(node, Subset):
+            return node.validate(value, path)
         if isinstance(node, Space):
             return node._validate(value, path)
         n = self._count_of(node, siblings)
@@ -349,7 +365,13 @@ class Space:
         return self.validate(data)
 
     def slots(self) -> list[Slot]:
-        """The fixed-length list of leaf decisions (repeats expanded to their largest count)."""
+        """The fixed-length list of leaf decisions (repeats expanded to their largest count).
+
+        A `Subset` of T items takes T slots, one `SubsetBit` per item in item order: `to_vector` gives its
+        T-bit mask (1 = kept, -1 everywhere while inactive) and `to_onehot` the same mask as T columns, so
+        column t always means "item t is kept" whatever else is kept, and the encoding of
+        `Subset(n=1000, k=10)` is 1,000 entries, not C(1000, 10) options or 10 x 1,000 one-hot columns.
+        """
         if self._slots is None:
             self._slots = self._make_slots((), False)
         return self._slots
@@ -362,6 +384,8 @@ class Space:
             path = prefix + (name,)
             if isinstance(inner, (Choice, Integer)):
                 out.append(Slot(path, inner, opt))
+            elif isinstance(inner, Subset):
+                out.extend(Slot(path, SubsetBit(inner, t), opt) for t in range(inner.n))
             elif isinstance(inner, Space):
                 out.extend(inner._make_slots(path, opt))
             else:
@@ -375,11 +399,19 @@ class Space:
         return out
 
     def to_vector(self, arch: Mapping[str, Any]) -> np.ndarray:
-        """One number per slot: the option's index, or -1 where the slot is inactive."""
+        """One number per slot: the option's index (a Subset's mask bit), or -1 where the slot is inactive."""
         vec = np.full(len(self.slots()), -1.0)
+        masks: dict[Path, list[int]] = {}
         for i, slot in enumerate(self.slots()):
             v = get_path(arch, slot.path)
-            if v is not _ABSENT:
+            if v is _ABSENT:
+                continue
+            if isinstance(slot.leaf, SubsetBit):
+                bits = masks.get(slot.path)
+                if bits is None:
+                    bits = masks[slot.path] = slot.leaf.subset.mask(v, path_str(slot.path))
+                vec[i] = bits[slot.leaf.position]
+            else:
                 vec[i] = slot.leaf.index(v, slot.name)
         return vec
 
@@ -388,14 +420,18 @@ class Space:
         slots = self.slots()
         if vec.shape[0] != len(slots):
             raise InvalidArchitectureError("", f"vector has length {vec.shape[0]}, the space has {len(slots)} slots")
-        lookup: dict[Path, int] = {}
+        lookup: dict[Path, Any] = {}
         for slot, x in zip(slots, vec):
             if x != int(x) or not -1 <= x < slot.leaf.cardinality:
                 raise InvalidArchitectureError(slot.name, f"index {x} is not -1 or in 0..{slot.leaf.cardinality - 1}")
-            lookup[slot.path] = int(x)
+            if isinstance(slot.leaf, SubsetBit):
+                lookup.setdefault(slot.path, []).append(int(x))
+            else:
+                lookup[slot.path] = int(x)
         return self.validate(self._from_indices(lookup, ()))
 
-    def _from_indices(self, lookup: Mapping[Path, int], prefix: Path) -> dict[str, Any]:
+    def _from_indices(self, lookup: Mapping[Path, Any], prefix: Path) -> dict[str, Any]:
+        """The config whose active slots hold these indices (a Subset's path holds its list of T bits)."""
         out: dict[str, Any] = {}
         for name in self._ordered_names():
             node, path = self.fields[name], prefix + (name,)
@@ -408,6 +444,14 @@ class Space:
                 if idx < 0:
                     raise InvalidArchitectureError(path_str(path), "is active but encoded as inactive (-1)")
                 out[name] = node.value(idx)
+            elif isinstance(node, Subset):
+                bits = lookup[path]
+                if not isinstance(bits, list):
+                    raise InvalidArchitectureError(path_str(path), "a Subset is read from its whole T-bit mask "
+                                                   "(from_vector); one index for the field cannot encode it")
+                if any(b < 0 for b in bits):
+                    raise InvalidArchitectureError(path_str(path), "is active but encoded as inactive (-1)")
+                out[name] = node.from_mask(bits, path_str(path))
             elif isinstance(node, Space):
                 out[name] = node._from_indices(lookup, path)
             else:
@@ -419,23 +463,38 @@ class Space:
         return sum(s.width for s in self.slots())
 
     def to_onehot(self, arch: Mapping[str, Any]) -> np.ndarray:
-        """Concatenated one-hot blocks, one per slot (optional slots have a last 'inactive' column)."""
+        """Concatenated one-hot blocks, one per slot (optional slots have a last 'inactive' column); a Subset
+        contributes its T-bit mask (k ones; zeros while inactive)."""
         out = np.zeros(self.onehot_size())
         offset = 0
         for slot, idx in zip(self.slots(), self.to_vector(arch)):
-            out[offset + (int(idx) if idx >= 0 else slot.leaf.cardinality)] = 1.0
+            if isinstance(slot.leaf, SubsetBit):
+                out[offset] = float(idx == 1)
+            else:
+                out[offset + (int(idx) if idx >= 0 else slot.leaf.cardinality)] = 1.0
             offset += slot.width
         return out
 
     def from_onehot(self, onehot: Any) -> Architecture:
+        """The architecture of the largest column of every slot (scores, e.g. a predictor's, decode too);
+        a Subset keeps its `k` highest-scoring items, so its decoding is always a valid subset."""
         x = np.asarray(onehot, dtype=float).ravel()
         if x.shape[0] != self.onehot_size():
             raise InvalidArchitectureError("", f"one-hot has length {x.shape[0]}, the space needs {self.onehot_size()}")
-        vec, offset = [], 0
+        vec: list[int] = []
+        offset = 0
+        subsets: dict[Path, tuple[Subset, int, int]] = {}  # path -> (subset, first vec index, first column)
         for slot in self.slots():
-            k = int(np.argmax(x[offset:offset + slot.width]))
-            vec.append(-1 if k == slot.leaf.cardinality else k)
+            if isinstance(slot.leaf, SubsetBit):
+                subsets.setdefault(slot.path, (slot.leaf.subset, len(vec), offset))
+                vec.append(0)
+            else:
+                k = int(np.argmax(x[offset:offset + slot.width]))
+                vec.append(-1 if k == slot.leaf.cardinality else k)
             offset += slot.width
+        for path, (subset, start, col) in subsets.items():
+            bits = subset.mask(subset.top_k(x[col:col + subset.n]), path_str(path))
+            vec[start:start + subset.n] = bits
         return self.from_vector(vec)
 
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
@@ -446,9 +505,9 @@ class Space:
         return g
 
     def _add_graph(self, g: nx.DiGraph, cfg: Mapping[str, Any], path: str, parent: str | None) -> None:
-        leaves = {k: v for k, v in cfg.items() if not isinstance(v, (dict, list))}
+        leaves = {k: v for k, v in cfg.items() if not isinstance(_inner(self.fields[k]), (Space, Repeat))}
         g.add_node(path or "<root>", path=path, values=leaves,
-                   label=",".join(f"{k}={v}" for k, v in sorted(leaves.items())))
+                   label=",".join(f"{k}={_display(self.fields[k], v)}" for k, v in sorted(leaves.items())))
         if parent is not None:
             g.add_edge(parent, path or "<root>")
         me = path or "<root>"
@@ -492,29 +551,51 @@ class Space:
 
         With `guide` (e.g. the best architectures so far), the new value is copied from one guide
         architecture drawn at random when it holds a different value there; otherwise it is uniform.
+        The decision is drawn uniformly, except that a Subset weighs as its k items (`Subset.mutate`
+        moves or replaces items), so a few kept time steps are not drowned by many boolean fields.
         """
         cfg = self.validate(arch).to_dict()
-        active = [s for s in self.slots()
-                  if s.leaf.cardinality > 1 and get_path(cfg, s.path) is not _ABSENT]
+        active = [s for s in self.decision_slots()
+                  if _choices(s) > 1 and get_path(cfg, s.path) is not _ABSENT]
         if not active:
             return Architecture(cfg)
-        slot = active[int(rng.integers(len(active)))]
-        cur = slot.leaf.index(get_path(cfg, slot.path), slot.name)
-        _set_path(cfg, slot.path, slot.leaf.value(new_index(self, slot, cur, guide, rng)))
+        weights = [s.leaf.subset.k if isinstance(s.leaf, SubsetBit) else 1 for s in active]
+        pick = int(rng.integers(sum(weights)))
+        slot = active[int(np.searchsorted(np.cumsum(weights), pick, side="right"))]
+        if isinstance(slot.leaf, SubsetBit):
+            _set_path(cfg, slot.path, new_subset(self, slot, get_path(cfg, slot.path), guide, rng))
+        else:
+            cur = slot.leaf.index(get_path(cfg, slot.path), slot.name)
+            _set_path(cfg, slot.path, slot.leaf.value(new_index(self, slot, cur, guide, rng)))
         self._repair(cfg, rng)
         return self.validate(cfg)
 
+    def decision_slots(self) -> list[Slot]:
+        """The slots that are decisions on their own: every slot, except that a Subset's T bits are one
+        decision (represented by its first bit's slot): what mutation and neighbours pick from."""
+        slots = self.slots()
+        cached = self.__dict__.get("_decision_cache")
+        if cached is None or cached[0] is not slots:
+            cached = (slots, [s for s in slots if not isinstance(s.leaf, SubsetBit) or s.leaf.position == 0])
+            self._decision_cache = cached
+        return cached[1]
+
     def neighbours(self, arch: Mapping[str, Any]) -> list[Architecture]:
-        """Every architecture one decision away (added blocks copy the last block; see `Choice.adjacent`)."""
+        """Every architecture one decision away (added blocks copy the last block; see `Choice.adjacent` and
+        `Subset.neighbours`)."""
         base = self.validate(arch).to_dict()
         seen: dict[str, Architecture] = {}
-        for slot in self.slots():
+        for slot in self.decision_slots():
             value = get_path(base, slot.path)
             if value is _ABSENT:
                 continue
-            for j in slot.leaf.adjacent(slot.leaf.index(value, slot.name)):
+            if isinstance(slot.leaf, SubsetBit):
+                values = slot.leaf.subset.neighbours(value)
+            else:
+                values = [slot.leaf.value(j) for j in slot.leaf.adjacent(slot.leaf.index(value, slot.name))]
+            for v in values:
                 cfg = self.validate(base).to_dict()
-                _set_path(cfg, slot.path, slot.leaf.value(j))
+                _set_path(cfg, slot.path, v)
                 self._repair(cfg, None)
                 nb = self.validate(cfg)
                 seen.setdefault(nb.id, nb)
@@ -545,7 +626,8 @@ class Space:
                     node.block._repair(b, rng)
 
     def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator) -> Architecture:
-        """Uniform crossover: each decision from either parent; blocks and conditionals stay consistent."""
+        """Uniform crossover: each decision from either parent (a Subset's items from the union of both
+        parents', `Subset.crossover`); blocks and conditionals stay consistent."""
         return self.validate(self._cross(self.validate(a).to_dict(), self.validate(b).to_dict(), rng))
 
     def _cross(self, x: Mapping[str, Any], y: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
@@ -568,6 +650,8 @@ class Space:
                     pair = [s[i] for s in have if i < len(s)]
                     blocks.append(node.block._cross(pair[0], pair[1], rng) if len(pair) == 2 else pair[0])
                 out[name] = blocks
+            elif isinstance(node, Subset):
+                out[name] = node.crossover(have[0], have[1], rng)
             else:
                 out[name] = have[int(rng.integers(2))]
         return {k: out[k] for k in self.fields if k in out}
@@ -609,6 +693,8 @@ def _from_spec(node: Any, path: str) -> Any:
         return Choice(node["choice"], ordered=node.get("ordered"))
     if "integer" in node:
         return Integer(*node["integer"])
+    if "subset" in node:
+        return Subset.from_spec(node, path)
     if "repeat" in node:
         return Repeat(node["repeat"], block=Space._unchecked(
             {n: _from_spec(v, _join(path, n)) for n, v in node["block"]["fields"].items()}))
@@ -620,8 +706,23 @@ def _from_spec(node: Any, path: str) -> Any:
     raise SpaceDefinitionError(f"{path}: a {node.get('type', 'field')!r} description cannot be rebuilt")
 
 
+def _inner(node: Any) -> Any:
+    return node.node if isinstance(node, Conditional) else node
+
+
+def _display(node: Any, value: Any) -> Any:
+    """A leaf value as graph labels show it (a Subset compactly: `Subset.describe`)."""
+    inner = _inner(node)
+    return inner.describe(value) if isinstance(inner, Subset) else value
+
+
+def _choices(slot: Slot) -> int:
+    """How many values the decision at `slot` has (a Subset's: C(T, k))."""
+    return slot.leaf.subset.cardinality if isinstance(slot.leaf, SubsetBit) else slot.leaf.cardinality
+
+
 def _node_size(node: Any) -> int:
-    if isinstance(node, (Choice, Integer)):
+    if isinstance(node, (Choice, Integer, Subset)):
         return node.cardinality
     if isinstance(node, Space):
         return node.size()
@@ -631,6 +732,8 @@ def _node_size(node: Any) -> int:
 def _sample_node(node: Any, rng: np.random.Generator | None, siblings: Mapping[str, Any]) -> Any:
     if isinstance(node, (Choice, Integer)):
         return node.value(int(rng.integers(node.cardinality)))
+    if isinstance(node, Subset):
+        return node.sample(rng)
     if isinstance(node, Space):
         return node._sample(rng)
     return [node.block._sample(rng) for _ in range(node.count)]
@@ -639,6 +742,8 @@ def _sample_node(node: Any, rng: np.random.Generator | None, siblings: Mapping[s
 def _default_node(node: Any, siblings: Mapping[str, Any]) -> Any:
     if isinstance(node, (Choice, Integer)):
         return node.value(0)
+    if isinstance(node, Subset):
+        return node.default()
     if isinstance(node, Space):
         return node._default()
     return [node.block._default() for _ in range(node.count)]
@@ -647,6 +752,8 @@ def _default_node(node: Any, siblings: Mapping[str, Any]) -> Any:
 def _iter_node(node: Any) -> Iterator[Any]:
     if isinstance(node, (Choice, Integer)):
         return iter(node.options)
+    if isinstance(node, Subset):
+        return iter(node)
     if isinstance(node, Space):
         return node._iter()
     return (list(p) for p in itertools.product(list(node.block._iter()), repeat=node.count))
@@ -657,6 +764,8 @@ def _spec(node: Any) -> Any:
         return {"choice": list(node.options), "ordered": node.ordered}
     if isinstance(node, Integer):
         return {"integer": [node.low, node.high, node.step]}
+    if isinstance(node, Subset):
+        return node.spec()
     if isinstance(node, Space):
         return node.to_spec()
     if isinstance(node, Repeat):
@@ -677,3 +786,16 @@ def new_index(space: Space, slot: Slot, current: int, guide: Sequence[Mapping[st
                 return idx
     new = int(rng.integers(slot.leaf.cardinality - 1))
     return new + (new >= current)
+
+
+def new_subset(space: Space, slot: Slot, current: Any, guide: Sequence[Mapping[str, Any]],
+               rng: np.random.Generator) -> list[Any]:
+    """A mutation's new value for the Subset at `slot` (`new_index`'s counterpart): one item swapped toward a
+    random guide architecture's subset when it differs, otherwise `Subset.mutate`'s uniform moves."""
+    toward = None
+    if guide:
+        g = space.validate(guide[int(rng.integers(len(guide)))]).to_dict()
+        value = get_path(g, slot.path)
+        if value is not _ABSENT:
+            toward = value
+    return slot.leaf.subset.mutate(current, rng, toward=toward)

@@ -13,17 +13,19 @@ from nas.strategies.bayesian import BayesianOptimisation
 from nas.strategies.evolution import RegularizedEvolution
 from nas.strategies.guided import PredictorGuidedEvolution
 from nas.strategies.local_search import LocalSearch
+from nas.strategies.mcts import MonteCarloTreeSearch
 from nas.strategies.multifidelity import FidelitySpace, Hyperband, SuccessiveHalving
 from nas.strategies.nsga2 import NSGA2
 from nas.strategies.optuna_sampler import OPTUNA_STRATEGIES, OptunaStrategy
 from nas.strategies.random_search import RandomSearch
 from nas.strategies.rl import ReinforceController
+from nas.strategies.smbo import SequentialModelBasedOptimisation
 from nas.strategies.wrappers import Deduplicate, Wrapper
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch, PredictorGuidedEvolution,
-                              ReinforceController, BayesianOptimisation, *OPTUNA_STRATEGIES, SuccessiveHalving,
-                              Hyperband)
+                              ReinforceController, BayesianOptimisation, MonteCarloTreeSearch,
+                              SequentialModelBasedOptimisation, *OPTUNA_STRATEGIES, SuccessiveHalving, Hyperband)
 }
 
 
@@ -41,6 +43,6 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
 
 
 __all__ = ["STRATEGIES", "BayesianOptimisation", "Deduplicate", "FidelitySpace", "Hyperband",
-           "LocalSearch", "NSGA2", "OptunaStrategy", "PredictorGuidedEvolution", "RandomSearch",
-           "RegularizedEvolution", "ReinforceController", "Strategy", "SuccessiveHalving", "TrialResult", "Wrapper",
-           "make_strategy", "pareto_ranks", "scalar_key"]
+           "LocalSearch", "MonteCarloTreeSearch", "NSGA2", "OptunaStrategy", "PredictorGuidedEvolution", "RandomSearch",
+           "RegularizedEvolution", "ReinforceController", "SequentialModelBasedOptimisation", "Strategy",
+           "SuccessiveHalving", "TrialResult", "Wrapper", "make_strategy", "pareto_ranks", "scalar_key"]

@@ -79,8 +79,10 @@ class Strategy(ABC):
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0) -> None:
         missing = self.requires - space.capabilities
         if missing:
+            hint = (" (a Subset field: use random, evolution, nsga2, local, bayesian, smbo or guided-evolution)"
+                    if "independent-slots" in missing else "")
             raise ConfigError(f"strategy {self.name or type(self).__name__!r} needs space capabilities "
-                              f"{sorted(missing)}, which {type(space).__name__} lacks")
+                              f"{sorted(missing)}, which {type(space).__name__} lacks{hint}")
         self.space = space
         self.problem = problem
         self.rng = np.random.default_rng(seed)

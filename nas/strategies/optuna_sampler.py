@@ -108,7 +108,7 @@ class OptunaStrategy(Strategy):
     sampler_class: ClassVar[str] = ""  # "module:Class"
     needs_modules: ClassVar[tuple[str, ...]] = ()  # optional packages the sampler imports lazily
     single_objective: ClassVar[bool] = False  # the sampler cannot optimise several objectives
-    requires = frozenset({"sample"})
+    requires = frozenset({"sample", "independent-slots"})
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
                  sampler_options: Mapping[str, Any] | None = None) -> None:

@@ -173,7 +173,7 @@ class ReinforceController(Strategy):
     """REINFORCE with a moving-average baseline and an entropy bonus; works on any space."""
 
     name = "rl"
-    requires = frozenset({"sample", "encode"})
+    requires = frozenset({"sample", "encode", "independent-slots"})
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0, hidden: int = 32,
                  lr: float = 0.05, batch_size: int = 10, baseline_decay: float = 0.9,
