@@ -66,6 +66,44 @@ def pareto_ranks(problem: Problem, results: Sequence[TrialResult]) -> np.ndarray
     return ranks
 
 
+class SeenArchitectures:
+    """The architectures a strategy asked or was told, by canonical key: what it must not propose again.
+
+    The id is checked before the canonical key (which some spaces compute at a cost); keys are cached by id.
+    """
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self.ids: set[str] = set()
+        self.keys: set[str] = set()
+        self._key_of: dict[str, str] = {}  # arch id -> canonical key (a cache, not state)
+
+    def key(self, arch: Architecture) -> str:
+        k = self._key_of.get(arch.id)
+        if k is None:
+            k = self._key_of[arch.id] = self.space.canonical_key(arch)
+        return k
+
+    def __contains__(self, arch: Architecture) -> bool:
+        return arch.id in self.ids or self.key(arch) in self.keys
+
+    def add(self, arch: Architecture) -> None:
+        self.ids.add(arch.id)
+        self.keys.add(self.key(arch))
+
+    def clear(self) -> None:
+        self.ids, self.keys = set(), set()
+
+    def fresh_sample(self, rng: np.random.Generator, tries: int = 100) -> Architecture:
+        """A uniform sample not seen before (bounded tries: a repeat only in tiny spaces)."""
+        arch = self.space.sample(rng)
+        for _ in range(tries):
+            if arch not in self:
+                break
+            arch = self.space.sample(rng)
+        return arch
+
+
 class Strategy(ABC):
     """Proposes architectures (`ask`) and learns from results (`tell`); state is plain data.
 

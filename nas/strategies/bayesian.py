@@ -35,7 +35,8 @@ from nas.errors import ConfigError
 from nas.objectives import Constraint, Problem
 from nas.pareto import hypervolume, pareto_mask
 from nas.spaces import Architecture, Space
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks,
+                                 scalar_key)
 
 
 def constraint_gap(c: Constraint, value: float) -> float:
@@ -155,21 +156,13 @@ class BayesianOptimisation(Strategy):
         self.model = HeteroscedasticEnsemble(space.onehot_size(), n_targets, members, hidden, epochs)
         self.history: list[tuple[Architecture, TrialResult]] = []
         self.asked: list[dict[str, Any]] = []  # architectures asked, in order
-        self._seen: set[str] = set()
+        self.known = SeenArchitectures(space)  # asked or told: never proposed again
         self.fitted_on = 0  # the surrogate was last fitted on history[:fitted_on]
         self._fitted = False
-        self._seen_ids: set[str] = set()
-        self._keys: dict[str, str] = {}
         self._onehot: dict[str, np.ndarray] = {}
         self._neighbours: dict[str, list[Architecture]] = {}
 
     # ------------------------------------------------------------------ helpers
-    def key(self, arch: Architecture) -> str:
-        k = self._keys.get(arch.id)
-        if k is None:
-            k = self._keys[arch.id] = self.space.canonical_key(arch)
-        return k
-
     def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
         rows = []
         for a in archs:
@@ -178,14 +171,6 @@ class BayesianOptimisation(Strategy):
                 v = self._onehot[a.id] = self.space.to_onehot(a)
             rows.append(v)
         return np.stack(rows)
-
-    def seen(self, arch: Architecture) -> bool:
-        """Asked or told before (by canonical key; the id is checked first because keys can be costly)."""
-        return arch.id in self._seen_ids or self.key(arch) in self._seen
-
-    def _mark(self, arch: Architecture) -> None:
-        self._seen_ids.add(arch.id)
-        self._seen.add(self.key(arch))
 
     def neighbours(self, arch: Architecture) -> list[Architecture]:
         nbs = self._neighbours.get(arch.id)
@@ -203,28 +188,19 @@ class BayesianOptimisation(Strategy):
         out: list[Architecture] = []
         for _ in range(n):
             if len(self._usable()) < self.warmup:
-                arch = self._fresh_sample()
+                arch = self.known.fresh_sample(self.rng)
             else:
                 arch = self._optimise()
             self.asked.append(arch.to_dict())
-            self._mark(arch)
+            self.known.add(arch)
             out.append(arch)
         return out
-
-    def _fresh_sample(self) -> Architecture:
-        """A uniform sample not asked or told before (bounded tries; a repeat only in tiny spaces)."""
-        arch = self.space.sample(self.rng)
-        for _ in range(100):
-            if not self.seen(arch):
-                break
-            arch = self.space.sample(self.rng)
-        return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         if result.cached:
             return
         self.history.append((arch, result))
-        self._mark(arch)
+        self.known.add(arch)
 
     # ------------------------------------------------------------------ surrogate
     def _fit(self) -> None:
@@ -325,9 +301,9 @@ class BayesianOptimisation(Strategy):
             pool.update(new)
             frontier = self._score_new(new, scored)
         for i in sorted(scored, key=lambda i: -scored[i]):  # stable: first of ties, deterministic
-            if not self.seen(pool[i]):
+            if pool[i] not in self.known:
                 return pool[i]
-        return self._fresh_sample()
+        return self.known.fresh_sample(self.rng)
 
     def _score_new(self, cands: Mapping[str, Architecture], scored: dict[str, float]) -> list[Architecture]:
         """Score `cands` into `scored`; return the best `n_starts` unseen ones (the next frontier)."""
@@ -341,7 +317,7 @@ class BayesianOptimisation(Strategy):
         out = []
         for j in order:
             a = cands[ids[int(j)]]
-            if not self.seen(a):
+            if a not in self.known:
                 out.append(a)
                 if len(out) >= self.n_starts:
                     break
@@ -358,9 +334,9 @@ class BayesianOptimisation(Strategy):
         self.history = [from_record(r) for r in state["history"]]
         self.asked = [dict(a) for a in state["asked"]]
         self.model_seed = int(state["model_seed"])
-        self._seen, self._seen_ids = set(), set()
+        self.known.clear()
         for a in [Architecture(a) for a in self.asked] + [a for a, _ in self.history]:
-            self._mark(a)
+            self.known.add(a)
         self._fitted = False
         if state["fitted_on"] is not None:
             self._fit_on(int(state["fitted_on"]))

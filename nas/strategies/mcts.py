@@ -49,7 +49,7 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Architecture, Conditional, Repeat, Space
-from nas.strategies.base import Strategy, TrialResult, pareto_ranks, scalar_key
+from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, pareto_ranks, scalar_key
 
 Node = dict[str, Any]  # {"n": visits, "s": sum of scores, "b": best loss, "d": explored, "c": {option: Node}}
 
@@ -137,8 +137,7 @@ class MonteCarloTreeSearch(Strategy):
         self.losses: list[float] = []  # losses of the feasible results told, sorted
         self.feasible: list[dict[str, float]] = []  # several objectives: metrics of the feasible results (ranks)
         self.pending: dict[str, list[list[Any]]] = {}  # arch id -> [[nodes counted at the ask, path], ...]
-        self._seen: set[str] = set()  # canonical keys asked or told
-        self._keys: dict[str, str] = {}
+        self.known = SeenArchitectures(space)  # asked or told: never proposed again
 
     # ------------------------------------------------------------------ ask
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -159,7 +158,7 @@ class MonteCarloTreeSearch(Strategy):
             for _ in range(self.resample + 1):
                 full = self._rollout(choice, pos)
                 arch = self.space.from_vector(full)
-                if not self._is_seen(arch):
+                if arch not in self.known:
                     return self._commit(arch, nodes, cards, full, terminal=pos == len(self.decisions.order))
                 last = arch
                 self._mark_explored(self.decisions.path(full))
@@ -167,7 +166,7 @@ class MonteCarloTreeSearch(Strategy):
                     break  # everything below the new node is known (or it is a leaf)
         for _ in range(100):  # the tree keeps meeting known ones: a uniform sample, if one is new
             arch = self.space.sample(self.rng)
-            if not self._is_seen(arch):
+            if arch not in self.known:
                 return self._commit(arch, [self.root], [], self.space.to_vector(arch), terminal=False)
         return last
 
@@ -249,7 +248,7 @@ class MonteCarloTreeSearch(Strategy):
         self.pending.setdefault(arch.id, []).append([len(nodes), self.decisions.path(full)])
         if terminal:
             self._explored(nodes, cards)
-        self._seen.add(self.key(arch))
+        self.known.add(arch)
         return arch
 
     def _explored(self, nodes: list[Node], cards: list[int]) -> None:
@@ -276,15 +275,6 @@ class MonteCarloTreeSearch(Strategy):
         self._explored(nodes, cards)
 
     # ------------------------------------------------------------------ tell
-    def key(self, arch: Architecture) -> str:
-        k = self._keys.get(arch.id)
-        if k is None:
-            k = self._keys[arch.id] = self.space.canonical_key(arch)
-        return k
-
-    def _is_seen(self, arch: Architecture) -> bool:
-        return self.key(arch) in self._seen
-
     def _loss(self, result: TrialResult, new: bool) -> float | None:
         """Lower is better: the objective (minimisation form), or with several objectives the Pareto rank
         among the feasible results so far; None for failed and infeasible results. `new` results are kept."""
@@ -304,7 +294,7 @@ class MonteCarloTreeSearch(Strategy):
         waiting = self.pending.get(arch.id)
         if result.cached and not waiting:
             return  # a repeat of an architecture someone else asked: nothing new
-        self._seen.add(self.key(arch))
+        self.known.add(arch)
         loss = self._loss(result, new=not result.cached)  # a cached answer to our ask scores like its twin
         score = 0.0
         if loss is not None:
@@ -334,7 +324,7 @@ class MonteCarloTreeSearch(Strategy):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "tree": _tree_state(self.root), "losses": list(self.losses),
                 "feasible": [dict(m) for m in self.feasible],
-                "pending": {k: [list(p) for p in v] for k, v in self.pending.items()}, "seen": sorted(self._seen)}
+                "pending": {k: [list(p) for p in v] for k, v in self.pending.items()}, "seen": sorted(self.known.keys)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -342,7 +332,8 @@ class MonteCarloTreeSearch(Strategy):
         self.losses = [float(x) for x in state["losses"]]
         self.feasible = [dict(m) for m in state["feasible"]]
         self.pending = {k: [[int(d), [int(j) for j in p]] for d, p in v] for k, v in state["pending"].items()}
-        self._seen = set(state["seen"])
+        self.known.clear()
+        self.known.keys = set(state["seen"])
 
 
 def _tree_state(node: Node) -> dict[str, Any]:

@@ -33,7 +33,8 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Architecture, Space
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks,
+                                 scalar_key)
 from nas.strategies.bayesian import normal_scores
 
 
@@ -83,29 +84,13 @@ class SequentialModelBasedOptimisation(Strategy):
         self.model_seed = 0 if seed is None else int(seed)
         self.history: list[tuple[Architecture, TrialResult]] = []  # every result told (not cached), in order
         self.asked: list[dict[str, Any]] = []
-        self._seen: set[str] = set()  # canonical keys asked or told
-        self._seen_ids: set[str] = set()
-        self._keys: dict[str, str] = {}
+        self.known = SeenArchitectures(space)  # asked or told: never proposed again
         self._onehot: dict[str, np.ndarray] = {}
         self._forest: Any = None
         self._fitted_on = -1
         self._y = np.zeros(0)
 
     # ------------------------------------------------------------------ helpers
-    def key(self, arch: Architecture) -> str:
-        k = self._keys.get(arch.id)
-        if k is None:
-            k = self._keys[arch.id] = self.space.canonical_key(arch)
-        return k
-
-    def seen(self, arch: Architecture) -> bool:
-        """Asked or told before (the id first: canonical keys can be costly)."""
-        return arch.id in self._seen_ids or self.key(arch) in self._seen
-
-    def _mark(self, arch: Architecture) -> None:
-        self._seen_ids.add(arch.id)
-        self._seen.add(self.key(arch))
-
     def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
         rows = []
         for a in archs:
@@ -118,29 +103,25 @@ class SequentialModelBasedOptimisation(Strategy):
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
         if len(self.history) < self.n_init:
-            picks = [self._fresh_sample() for _ in range(n)]
+            picks = [self._fresh() for _ in range(n)]
         else:
             picks = self._optimise(n)
         for arch in picks:
             self.asked.append(arch.to_dict())
-            self._mark(arch)
+            self.known.add(arch)
         return picks
 
-    def _fresh_sample(self) -> Architecture:
-        """A uniform sample not asked or told before (bounded tries; a repeat only in tiny spaces)."""
-        arch = self.space.sample(self.rng)
-        for _ in range(100):
-            if not self.seen(arch):
-                break
-            arch = self.space.sample(self.rng)
-        self._mark(arch)
+    def _fresh(self) -> Architecture:
+        """An unseen uniform sample, marked at once so a batch of asks holds no repeat."""
+        arch = self.known.fresh_sample(self.rng)
+        self.known.add(arch)
         return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         if result.cached:
             return
         self.history.append((arch, result))
-        self._mark(arch)
+        self.known.add(arch)
 
     # ------------------------------------------------------------------ surrogate
     def fit(self) -> None:
@@ -191,19 +172,19 @@ class SequentialModelBasedOptimisation(Strategy):
             if self.rng.random() < 0.5:
                 a = self.space.mutate(a, self.rng)
             pool.setdefault(a.id, a)
-        cands = [a for a in pool.values() if a.id not in self._seen_ids]
+        cands = [a for a in pool.values() if a.id not in self.known.ids]
         out: list[Architecture] = []
         if cands:
             scores = self.acquisition_values(cands)
             for j in np.argsort(-scores, kind="stable"):
                 a = cands[int(j)]
-                if not self.seen(a):
+                if a not in self.known:
                     out.append(a)
-                    self._mark(a)
+                    self.known.add(a)
                     if len(out) == n:
                         break
         while len(out) < n:
-            out.append(self._fresh_sample())
+            out.append(self._fresh())
         return out
 
     # ------------------------------------------------------------------ state
@@ -216,7 +197,7 @@ class SequentialModelBasedOptimisation(Strategy):
         self.history = [from_record(r) for r in state["history"]]
         self.asked = [dict(a) for a in state["asked"]]
         self.model_seed = int(state["model_seed"])
-        self._seen, self._seen_ids = set(), set()
+        self.known.clear()
         for a in [Architecture(a) for a in self.asked] + [a for a, _ in self.history]:
-            self._mark(a)
+            self.known.add(a)
         self._fitted_on = -1  # refitted from the history at the next ask
