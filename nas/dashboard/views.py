@@ -128,7 +128,7 @@ class SearchView:
     def refresh(self) -> None:
         """Read new journal lines; a damaged journal sets `error` (one sentence) instead of raising."""
         with self.lock:
-            before = (len(self.follower.trials), self.follower.lines)
+            lines_before = self.follower.lines
             try:
                 if self.follower.poll():
                     self.rows, self._used, self._hv, self.revision = [], 0, HypervolumeCurve(), self.revision + 1
@@ -149,7 +149,7 @@ class SearchView:
                 self._problem_spec = spec
                 self.rows, self._used, self._hv = [], 0, HypervolumeCurve()
             trials = self.follower.trials
-            if self.follower.lines == before[1] and len(self.rows) == len(trials):
+            if self.follower.lines == lines_before and len(self.rows) == len(trials):
                 return
             for t in trials[len(self.rows):]:
                 self._used += t.is_evaluation
