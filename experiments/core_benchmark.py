@@ -12,6 +12,15 @@ Measures the acceptance criteria of the search-core issue:
    feasible valid_acc; every reported best must be feasible and `evolution` must beat `random`;
 4. the wall time of one replayed 1,000-query search (simulated clock, journal in a temp dir): < 10 s.
 
+Then the evaluation protocol (issue 22, `experiments/reporting.py`): per dataset x kind, every method
+against `random` at the same budget and seeds, as the relative improvement RI = 100 (m - r) / r over
+random's mean r with Welch's 95 % interval of the difference, and the mean search seconds per seed:
+single objective on the best valid_acc found and the test_acc of the returned architecture (RI on the
+regret itself would be 100 (1 - ratio), the evo/rnd column), two objectives on the hypervolume fraction,
+constrained on the best feasible valid_acc and its test_acc; all maximised. Printed as tables and stored
+under "protocol" in the JSON. `--from-json PATH` recomputes them (and the tables above) from an earlier
+run's per-seed records, without searching, and writes them back into that file.
+
 Every search runs through `nas.search` with `SimulatedClockExecutor(workers=1)`; Optuna studies call the
 same table lookup, one objective call per unit of budget. The all-skip architectures, absent from the
 table, fail their trial in both (they count against the budget and never become the best).
@@ -21,6 +30,7 @@ table, fail their trial in both (they count against the budget and never become 
     .venv/bin/python experiments/core_benchmark.py --quick         # smoke run (cora, 2 seeds)
     .venv/bin/python experiments/core_benchmark.py --kinds single --seeds 300 \
         --out experiments/results/core_benchmark_single_300seeds.json  # how noisy 20 seeds are
+    .venv/bin/python experiments/core_benchmark.py --from-json experiments/results/core_benchmark.json
 """
 
 from __future__ import annotations
@@ -48,7 +58,8 @@ from nas.pareto import hypervolume
 from nas.spaces.nasbench_graph import LINKS, OPS
 from nas.strategies import STRATEGIES
 from nas.tabular import TabularBenchmark, nas_bench_graph
-from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
+from reporting import git_commit, protocol_report, protocol_table, ri_matrix  # experiments/reporting.py
+# (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer", "pubmed")
@@ -289,6 +300,64 @@ def criteria(results: Mapping[str, Any], datasets: Sequence[str], timed: Mapping
     return checks
 
 
+# ---------------------------------------------------------------------------------------- protocol
+# The figure each kind is reported on under the protocol (all maximised), and how to read it off a record.
+PROTOCOL_FIGURES = {
+    "single": ("best_valid_acc", "test_acc"),
+    "multi": ("hv_fraction",),
+    "constrained": ("best_valid_acc", "test_acc"),
+}
+
+
+def protocol_value(kind: str, figure: str, record: Mapping[str, Any]) -> float | None:
+    """One seed's figure; a constrained best that is not feasible counts as missing (never happens in the
+    recorded runs: the criteria check it)."""
+    if kind == "constrained" and not record.get("best_feasible", False):
+        return None
+    return record.get(figure)
+
+
+def protocol_reports(results: Mapping[str, Any], datasets: Sequence[str], kinds: Sequence[str],
+                     budget: int) -> dict[str, Any]:
+    """Per dataset x kind x figure: every method against `random` (same budget, same seeds) under the
+    protocol; returns {"<dataset>/<kind>/<figure>": ProtocolReport}."""
+    out: dict[str, Any] = {}
+    for ds in datasets:
+        for kind in kinds:
+            if kind not in results[ds]:
+                continue
+            methods = results[ds][kind]
+            for figure in PROTOCOL_FIGURES[kind]:
+                values = {m: [protocol_value(kind, figure, r) for r in v["per_seed"]] for m, v in methods.items()}
+                costs = {m: [r["seconds"] for r in v["per_seed"] if r.get("seconds") is not None]
+                         for m, v in methods.items()}
+                label = f"{ds}/{kind}/{figure}"
+                out[label] = protocol_report(values, direction="max", baseline="random", costs=costs,
+                                             budgets={m: float(budget) for m in methods}, label=label)
+    return out
+
+
+def protocol_doc(reports: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON form: each report's dict and its markdown table, by label."""
+    return {label: {**rep.to_dict(), "table": protocol_table(rep)} for label, rep in reports.items()}
+
+
+def print_protocol(p: Printer, reports: Mapping[str, Any], datasets: Sequence[str], kinds: Sequence[str],
+                   budget: int, seeds: Sequence[int]) -> None:
+    p.text(f"\nprotocol (issue 22): RI % = relative improvement of the mean over random's mean (same budget "
+           f"{budget}, seeds {seeds[0]}..{seeds[-1]}), 95 % Welch interval of the difference; search cost = mean "
+           f"seconds per seed")
+    for kind in kinds:
+        for figure in PROTOCOL_FIGURES[kind]:
+            by_ds = {ds: reports[f"{ds}/{kind}/{figure}"] for ds in datasets if f"{ds}/{kind}/{figure}" in reports}
+            if not by_ds:
+                continue
+            p.text(f"\n{kind}: {figure}, RI % over random (bold: the 95 % interval excludes 0)\n{ri_matrix(by_ds)}")
+            for ds, rep in by_ds.items():
+                p.text(f"\n{ds} / {kind} / {figure}\n{protocol_table(rep)}")
+            p.text("")
+
+
 # ---------------------------------------------------------------------------------------- printing
 class Printer:
     """rich tables when rich is importable (and not --plain), else aligned plain text."""
@@ -324,6 +393,13 @@ class Printer:
     def line(self, text: str) -> None:
         if self.console is not None:
             self.console.print(text, highlight=False)
+        else:
+            print(text)
+
+    def text(self, text: str) -> None:
+        """Verbatim text (markdown tables: no rich markup, no wrapping)."""
+        if self.console is not None:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             print(text)
 
@@ -439,7 +515,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                          "core_benchmark_quick.json with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: cora only, 2 seeds, a 200-query timing run")
     ap.add_argument("--plain", action="store_true", help="plain-text tables even when rich is installed")
+    ap.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                    help="no search: recompute the protocol reports (and print every table) from an earlier "
+                         "run's JSON and write them back into it")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        return args
     if args.quick:
         args.datasets, args.seeds = ["cora"], min(args.seeds, 2)
     if args.seeds < 2:
@@ -451,8 +532,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def from_json(path: Path, p: Printer, argv: Sequence[str] | None) -> int:
+    """Recompute the protocol reports from a recorded run's per-seed records, print all tables, write back."""
+    doc = json.loads(path.read_text())
+    results, settings = doc["results"], doc["settings"]
+    datasets = list(settings["datasets"])
+    kinds = [k for k in KINDS if k in results[datasets[0]]]
+    args = argparse.Namespace(kinds=kinds, budget=settings["budget"], seed_list=list(settings["seeds"]))
+    print_report(p, results, datasets, args, doc.get("criteria", []), doc.get("timing"))
+    reports = protocol_reports(results, datasets, kinds, args.budget)
+    print_protocol(p, reports, datasets, kinds, args.budget, args.seed_list)
+    doc["protocol"] = protocol_doc(reports)
+    doc["protocol_recomputed"] = {
+        "command": "python experiments/core_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "git_commit": git_commit(),
+        "note": "protocol computed from the per-seed records above; the searches were not rerun"}
+    path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    p.line(f"wrote the protocol into {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json is not None:
+        return from_json(args.from_json, Printer(args.plain), argv)
     logging.getLogger("nas").setLevel(logging.ERROR)  # the all-skip lookups fail by design; don't warn
     p = Printer(args.plain)
     started = time.perf_counter()
@@ -469,6 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     timed = timing(nas_bench_graph(args.datasets[0]), 200 if args.quick else TIMING_QUERIES)
     checks = criteria(results, args.datasets, timed)
     print_report(p, results, args.datasets, args, checks, timed)
+    reports = protocol_reports(results, args.datasets, args.kinds, args.budget)
+    print_protocol(p, reports, args.datasets, args.kinds, args.budget, args.seed_list)
     total = time.perf_counter() - started
     p.line(f"total {total:.0f} s")
 
@@ -497,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timing": timed,
         "criteria": checks,
         "all_passed": all(c["passed"] for c in checks),
+        "protocol": protocol_doc(reports),
         "total_seconds": total,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

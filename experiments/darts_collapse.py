@@ -6,12 +6,17 @@ avg_pool) and of skip connections in the derived cell, the op weights (alpha tra
 dominant Hessian eigenvalue of the valid loss in the alphas. The derived cells, plus an all-conv3x3 and
 an all-skip reference, are trained stand-alone for `--retrain-epochs` and their accuracy reported.
 
-    .venv/bin/python experiments/darts_collapse.py                # 30 epochs (11 min on a loaded 2-core machine)
+    .venv/bin/python experiments/darts_collapse.py                # 10 seeds x 30 epochs (~10 min a seed, loaded)
     .venv/bin/python experiments/darts_collapse.py --epochs 60 --out experiments/results/darts_collapse_60.json
     .venv/bin/python experiments/darts_collapse.py --epochs 60 --first-seed 1 \
         --out experiments/results/darts_collapse_60_seed1.json   # another seed (and another digits split)
     .venv/bin/python experiments/darts_collapse.py --quick        # smoke test (about a minute)
     .venv/bin/python experiments/darts_collapse.py --replot       # redraw the PNG from the JSON at --out
+
+Each seed draws its own digits split; `--random` random cells per seed, trained the same way, are the
+random-sampling baseline of the evaluation protocol (experiments/reporting.py: relative improvement over
+random, 95 % intervals, search cost). The JSON is written after every seed; a rerun with the same settings
+resumes from the finished seeds (`--fresh` starts over).
 
 Writes experiments/results/darts_collapse.json and darts_collapse.png (op weights over epochs).
 """
@@ -28,16 +33,18 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `experiments.reporting` when run as a script
 
-from experiments.reporting import git_commit  # noqa: E402
+from experiments.reporting import git_commit, protocol_report, protocol_table  # noqa: E402
 from nas.spaces.cell import NasBench201Space  # noqa: E402
 from nas.datasets import digits_splits  # noqa: E402
 from nas.darts import DartsOptions, StandaloneTraining, search_darts  # noqa: E402
-from nas.strategies.oneshot import PARAMETER_FREE, EpochRecord, darts_es_stop  # noqa: E402
+from nas.strategies.oneshot import PARAMETER_FREE, EpochRecord, cell_ops, darts_es_stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,10 +99,36 @@ def plot(runs: dict[str, dict], ops: tuple[str, ...], path: Path) -> None:
     plt.close(fig)
 
 
+def protocol(runs: dict[str, dict], references: dict[str, dict]) -> dict[str, Any]:
+    """Each method's derived cell (and the fixed reference cells) against random cells (mean per seed), per
+    seed, under Yang et al.'s protocol (experiments/reporting.py): test accuracy and the parameter-free share."""
+    out = {}
+    for metric in ("test_accuracy", "parameter_free"):
+        values: dict[str, list[float]] = {}
+        costs: dict[str, list[float]] = {}
+        randoms: dict[int, list[float]] = {}
+        for r in sorted(runs.values(), key=lambda r: r["seed"]):
+            values.setdefault(r["method"], []).append(r["parameter_free"] if metric == "parameter_free"
+                                                      else r["metrics"]["test_accuracy"])
+            costs.setdefault(r["method"], []).append(r["search_seconds"])
+        for r in sorted(references.values(), key=lambda r: r["seed"]):
+            v = r["parameter_free"] if metric == "parameter_free" else r["metrics"]["test_accuracy"]
+            if r["reference"] == "random":
+                randoms.setdefault(r["seed"], []).append(v)
+            else:
+                values.setdefault(r["reference"], []).append(v)
+        values["random"] = [float(np.mean(v)) for _, v in sorted(randoms.items())]
+        out[metric] = protocol_report(values, direction="max" if metric == "test_accuracy" else "min",
+                                      baseline="random", costs=costs, label=f"darts_collapse {metric}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=10, help="seeds (each: its own digits split, every method)")
+    p.add_argument("--random", type=int, default=2, help="random cells per seed, trained as the baseline")
+    p.add_argument("--fresh", action="store_true", help="ignore the finished seeds in --out (default: resume)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--a-lr", type=float, default=1e-2,
                    help="Adam learning rate of the alphas (DARTS: 3e-4 over ~35x more steps per epoch on CIFAR-10)")
@@ -124,9 +157,19 @@ def main() -> None:
         "pc-darts": replace(base, method="pc-darts"),
         "darts-es": replace(base, method="darts", early_stop="eigenvalue"),
     }
-    runs: dict[str, dict] = {}
-    references: dict[str, dict] = {}
+    settings = {"epochs": args.epochs, "a_lr": args.a_lr, "retrain_epochs": args.retrain_epochs,
+                "channels": args.channels, "cells_per_stage": args.cells_per_stage, "random": args.random,
+                "quick": args.quick}
+    previous = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}
+    resumed = previous.get("settings") == settings
+    runs: dict[str, dict] = dict(previous.get("runs", {})) if resumed else {}
+    references: dict[str, dict] = dict(previous.get("references", {})) if resumed else {}
+    done = {r["seed"] for r in references.values() if r["reference"] == "random"} if resumed else set()
+    if done:
+        print(f"resuming: seeds {sorted(done)} already in {args.out}", flush=True)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if seed in done:
+            continue
         data = digits_splits(seed=seed)
         if args.quick:
             data = {k: (x[:256], y[:256]) for k, (x, y) in data.items()}
@@ -164,6 +207,19 @@ def main() -> None:
             references[f"{ref}/seed{seed}"] = {"reference": ref, "seed": seed, "derived": space.to_string(arch),
                                                 "parameter_free": float(op in PARAMETER_FREE),
                                                 "metrics": {**m, **space.count(arch)}}
+        rng = np.random.default_rng(seed)
+        for i in range(args.random):  # the evaluation protocol's random-sampling baseline, trained the same way
+            arch = space.sample(rng)
+            m = StandaloneTraining(space, data, args.retrain_epochs, base.retrain_lr, base.batch_size, seed)(arch)
+            ops = cell_ops(space, arch)
+            references[f"random #{i}/seed{seed}"] = {"reference": "random", "seed": seed,
+                                                     "derived": space.to_string(arch),
+                                                     "parameter_free": sum(o in PARAMETER_FREE for o in ops) / len(ops),
+                                                     "metrics": {**m, **space.count(arch)}}
+        checkpoint = {"settings": settings, "runs": runs, "references": references,
+                      "seconds": round(time.perf_counter() - t_start, 1) + (previous.get("seconds", 0.0) if resumed else 0.0)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**previous, **checkpoint}, indent=1) + "\n")  # a cut-off run resumes
 
     # -- table
     print(f"\n{'run':<16}{'epochs':>7}{'used':>5}{'param-free':>11}{'skip':>6}{'supernet':>9}{'valid':>7}"
@@ -197,6 +253,10 @@ def main() -> None:
         print(f"  window {s['es_window']}, lag {s['es_lag']}: stops at epoch {s['stops_at']}, returns epoch "
               f"{s['returns_epoch']} (parameter-free {s['parameter_free']:.2f}, skip {s['skip']:.2f}) {s['derived']}")
 
+    reports = protocol(runs, references)
+    for metric, report in reports.items():
+        print(f"\n{metric} over seeds, RI over random cells (%):\n{protocol_table(report)}")
+
     png = args.out.with_suffix(".png")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot({k: v for k, v in runs.items() if v["seed"] == args.first_seed}, space.ops, png)
@@ -206,7 +266,11 @@ def main() -> None:
         "date": _dt.datetime.now().isoformat(timespec="seconds"), "git_commit": git_commit(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
-        "load_average": {"start": load_start, "end": load()}, "seconds": round(time.perf_counter() - t_start, 1),
+        "load_average": {"start": load_start, "end": load()},
+        "seconds": round(time.perf_counter() - t_start, 1) + (previous.get("seconds", 0.0) if resumed else 0.0),
+        "settings": settings, "seeds_done": sorted({r["seed"] for r in runs.values()}),
+        "protocol": {k: v.to_dict() for k, v in reports.items()},
+        "protocol_tables": {k: protocol_table(v) for k, v in reports.items()},
         "data": {"dataset": "sklearn digits, 1x8x8, standardised", "train": 900, "valid": 450, "test": 447,
                  "quick_subset": 256 if args.quick else None,
                  "roles": "weights on train, alphas on valid; stand-alone retraining on train, accuracy on valid/test"},

@@ -13,7 +13,12 @@ Acceptance checks, per dataset, on the mean over seeds:
    is at least twice the majority-class rate of the test nodes;
 2. the pick's test accuracy is at least the GCN baseline's minus 1 point.
 
-    .venv/bin/python experiments/gnn_planetoid.py                     # cora + citeseer, seeds 0 1 2
+Evaluation protocol (experiments/reporting.py): per seed, the random-sampling average (mean test accuracy of
+that seed's sampled architectures), random search's pick and the GCN baseline, as relative improvement over
+the random average with 95 % intervals and search cost. The JSON is written after every seed; a rerun with
+the same settings resumes from the finished seeds (`--fresh` starts over).
+
+    .venv/bin/python experiments/gnn_planetoid.py                     # cora + citeseer, seeds 0..9 (resumes)
     .venv/bin/python experiments/gnn_planetoid.py --quick             # smoke run: cora, 1 seed, budget 3
 """
 
@@ -37,7 +42,7 @@ import torch_geometric
 import nas
 from nas.datasets import planetoid
 from nas.spaces.gnn import GNNSpace, NodeClassificationEvaluator
-from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
+from reporting import git_commit, protocol_report, protocol_table  # noqa: E402  (experiments/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer")
@@ -45,6 +50,7 @@ PUBLISHED_GCN = {"cora": 0.815, "citeseer": 0.703}  # Kipf & Welling (ICLR 2017)
 GCN = {"layers": 1, "hidden_layers": [{"op": "gcn", "hidden": 16, "activation": "relu", "residual": False}],
        "output": {"op": "gcn"}}
 TOLERANCE = 0.01  # the pick may trail the GCN baseline by at most 1 point of test accuracy
+RESUME_KEYS = ("budget", "epochs", "strategy", "objective", "space", "recipe", "baseline", "features")  # same runs
 CHANCE_FACTOR = 2.0  # "well above chance": median sampled test accuracy >= 2 x majority-class rate
 
 
@@ -113,6 +119,16 @@ def dataset_summary(name: str, data: Any, runs: Sequence[Mapping[str, Any]]) -> 
     }
 
 
+def protocol(runs: Sequence[Mapping[str, Any]], name: str) -> Any:
+    """Yang et al.'s protocol per seed: the random-sampling average (mean test accuracy of the seed's sampled
+    architectures, same recipe), random search's pick after `budget` trainings, and the GCN baseline."""
+    values = {"random": [statistics.fmean(t["test_acc"] for t in r["trials"]) for r in runs],
+              "random search pick": [r["pick"]["test_acc"] for r in runs],
+              "gcn": [r["gcn"]["test_acc"] for r in runs]}
+    costs = {"random search pick": [r["search_seconds"] for r in runs], "gcn": [r["gcn_seconds"] for r in runs]}
+    return protocol_report(values, direction="max", baseline="random", costs=costs, label=f"gnn_planetoid {name}")
+
+
 def print_report(results: Mapping[str, Any]) -> None:
     for name, res in results.items():
         print(f"\n{name}: per seed (test accuracy in %, the pick chosen on validation accuracy only)")
@@ -138,7 +154,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
+    ap.add_argument("--fresh", action="store_true", help="ignore the finished seeds in --out (default: resume)")
     ap.add_argument("--budget", type=int, default=20, help="architectures per search (default 20)")
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--out", type=Path, default=None,
@@ -175,18 +192,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                     "(gather/scatter, attention scores) is not counted"},
         "results": {},
     }
+    previous = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}
+    same = {k: previous.get("settings", {}).get(k) for k in RESUME_KEYS} == {k: doc["settings"][k] for k in RESUME_KEYS}
     for name in args.datasets:
         data = planetoid(name)
         space = GNNSpace(data.num_features, int(data.y.max()) + 1, example_graph=data)
-        runs = []
+        done = {r["seed"]: r for r in previous.get("results", {}).get(name, {}).get("runs", [])} if same else {}
+        runs = [done[s] for s in args.seeds if s in done]
+        if runs:
+            print(f"{name}: resuming, seeds {[r['seed'] for r in runs]} already in {args.out}", flush=True)
         for seed in args.seeds:
+            if seed in done:
+                continue
             run = run_seed(space, data, seed, args.budget, args.epochs)
             runs.append(run)
             print(f"{name} seed {seed}: pick {100 * run['pick']['test_acc']:.1f} % test "
                   f"(valid {100 * run['pick']['valid_acc']:.1f}) {run['pick']['summary']}; GCN "
                   f"{100 * run['gcn']['test_acc']:.1f} % test; search {run['search_seconds']:.0f} s", flush=True)
+            runs.sort(key=lambda r: r["seed"])
+            doc["results"][name] = {"space_size": space.size(), "runs": runs}
+            args.out.parent.mkdir(parents=True, exist_ok=True)  # after every seed: a cut-off run resumes
+            args.out.write_text(json.dumps({**doc, "results": {**previous.get("results", {}), **doc["results"]}},
+                                           indent=1) + "\n")
         doc["results"][name] = {"space_size": space.size(), "runs": runs, "summary": dataset_summary(name, data, runs)}
+        report = protocol(runs, name)
+        doc["results"][name]["protocol"] = report.to_dict()
+        doc["results"][name]["protocol_table"] = protocol_table(report)
     print_report(doc["results"])
+    for name, res in doc["results"].items():
+        print(f"\n{name}: test accuracy, RI over the random-sampling average (%):\n{res['protocol_table']}")
     doc["all_passed"] = all(all(r["summary"]["criteria"].values()) for r in doc["results"].values())
     doc["total_seconds"] = time.perf_counter() - started
     print(f"\nall criteria passed: {doc['all_passed']}; total {doc['total_seconds']:.0f} s")

@@ -77,7 +77,8 @@ def progress(label: str):
 
 
 # ---------------------------------------------------------------------------------------- the proxy
-def build_proxy(hw: Any, journals: Path, n_random: int, n_test: int, seed: int) -> tuple[ProxyCostModel, dict[str, Any]]:
+def build_proxy(hw: Any, journals: Path, n_random: int, n_test: int, seed: int,
+                trees: int = 10) -> tuple[ProxyCostModel, dict[str, Any]]:
     """Random forests on every logged hw-cnn1d trial, checked on held-out architectures; cost per query."""
     from nas.hardware import CostModel, measure_latencies
 
@@ -88,7 +89,7 @@ def build_proxy(hw: Any, journals: Path, n_random: int, n_test: int, seed: int) 
                    budget=n_random, seed=seed, workdir=journals / "proxy-random")
     logged_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    proxy = ProxyCostModel.from_journals(hw.space, [journals], PROXY_METRICS)
+    proxy = ProxyCostModel.from_journals(hw.space, [journals], PROXY_METRICS, n_estimators=trees)
     fit_s = time.perf_counter() - t0
     logged = _logged(journals)
     seen = set(logged)
@@ -109,13 +110,26 @@ def build_proxy(hw: Any, journals: Path, n_random: int, n_test: int, seed: int) 
         if n >= proxy.n_train:
             break
         sub = ProxyCostModel.fit(hw.space, [hw.space.validate(a) for a, _ in order[:n]],
-                                 {m: [v[m] for _, v in order[:n]] for m in PROXY_METRICS})
+                                 {m: [v[m] for _, v in order[:n]] for m in PROXY_METRICS}, n_estimators=trees)
         curve.append({"n_train": n, **{a.metric: a.rmse_pct_of_range for a in sub.accuracy(test, truth)}})
     curve.append({"n_train": proxy.n_train, **{a.metric: a.rmse_pct_of_range for a in accuracy}})
-    # cost per query: one architecture at a time, as a search asks
-    proxy_s = time_per_query(proxy, test[:300])
+    # cost per query: one architecture at a time, as a search asks; the proxy and the analytic model timed in
+    # alternating blocks so that a busy phase of the shared machine hits both
+    proxy(test[0])
     real(test[0])
-    analytic_s = time_per_query(real, test[300:400])
+    proxy_t, analytic_t = [], []
+    for k in range(4):
+        proxy_t.append(time_per_query(proxy, test[75 * k:75 * (k + 1)]))
+        analytic_t.append(time_per_query(real, test[300 + 25 * k:300 + 25 * (k + 1)]))
+    proxy_s, analytic_s = float(np.median(proxy_t)), float(np.median(analytic_t))
+    # the forest's size trades accuracy for cost per query (onnxruntime walks every tree)
+    forest_sizes = []
+    for n_trees in sorted({10, 20, 50} | {trees}):
+        alt = proxy if n_trees == trees else ProxyCostModel.from_journals(hw.space, [journals], PROXY_METRICS,
+                                                                        n_estimators=n_trees)
+        alt(test[0])
+        forest_sizes.append({"trees": n_trees, "us_per_query": 1e6 * time_per_query(alt, test[:200]),
+                             **{a.metric: a.rmse_pct_of_range for a in alt.accuracy(test, truth)}})
     measured = CostModel(hw.space, device="cpu", latency="measured", cache=0)   # warmup 10, repeats 50, median
     measured(test[0])
     measured_s = time_per_query(measured, test[400:430])
@@ -127,11 +141,12 @@ def build_proxy(hw: Any, journals: Path, n_random: int, n_test: int, seed: int) 
     report = {
         "target": "nas.hardware.CostModel(CNN1dSpace(), device='jetson_orin_nano', energy='analytic') at batch 1",
         "features": "space.to_vector (option index per decision)",
-        "forest": "scikit-learn RandomForestRegressor per metric, 50 trees, min_samples_leaf 1, max_features 1.0; "
-                  "queries through nas.gym.PackedForest (same predictions)",
+        "forest": f"scikit-learn RandomForestRegressor per metric, {trees} trees, min_samples_leaf 1, max_features 1.0; "
+                  "queries through nas.gym.OnnxForests (skl2onnx + onnxruntime, one thread; same predictions up to float32)",
         "logged_trials": proxy.source, "n_train": proxy.n_train, "n_random_logged": n_random,
         "n_test": len(test), "test": "random architectures in no journal; truth from the analytic model",
-        "accuracy": [a.__dict__ for a in accuracy], "learning_curve": curve,
+        "accuracy": [a.__dict__ for a in accuracy], "learning_curve": curve, "forest_sizes": forest_sizes,
+        "timing": "median of 4 alternating blocks (75 proxy queries, 25 analytic queries each), one call per query",
         "seconds": {"random_journal": logged_s, "fit": fit_s},
         "cost_per_query_s": {"proxy": proxy_s, "analytic_costmodel": analytic_s,
                              "measured_latency_10_warmup_50_repeats": measured_s,
@@ -202,6 +217,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--proxy-random", type=int, default=6000, help="random-search trials logged for the proxy")
     ap.add_argument("--proxy-test", type=int, default=1000)
+    ap.add_argument("--proxy-trees", type=int, default=10, help="trees per metric in the proxy's forests")
     ap.add_argument("--measured", type=int, default=1000, help="train a proxy on N measured latencies (0: skip)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 strategies, 2 settings x 1 seed, small budgets")
     ap.add_argument("--out", type=Path, default=None)
@@ -255,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_line(f"  {hw.name}: {time.perf_counter() - t0:.0f} s")
         if hw is not None and "hw-cnn1d-proxy" in args.envs:
             t0 = time.perf_counter()
-            proxy, proxy_report = build_proxy(hw, journals, args.proxy_random, args.proxy_test, args.seed + 1000)
+            proxy, proxy_report = build_proxy(hw, journals, args.proxy_random, args.proxy_test, args.seed + 1000,
+                                              args.proxy_trees)
             log_line(f"  proxy: {proxy.n_train} logged architectures, {time.perf_counter() - t0:.0f} s")
             from nas.hardware import CostModel
 
@@ -360,6 +377,9 @@ def print_proxy(rep: dict[str, Any], result: GymResult) -> None:
               f"{1e3 * q['measured_latency_10_warmup_50_repeats']:.1f} ms ({rep['speedup']['vs_measured']:.0f}x), "
               f"20 interleaved rounds {1e3 * q['measured_latency_20_interleaved_rounds']:.1f} ms "
               f"({rep['speedup']['vs_measured_rounds']:.0f}x)")
+        print("forest size vs accuracy and cost: " + "; ".join(
+            f"{f['trees']} trees: {f['us_per_query']:.0f} us, " + ", ".join(f"{m} {f[m]:.2f} %" for m in PROXY_METRICS)
+            for f in rep.get("forest_sizes", [])))
         real = {s.strategy: s.median for s in result.summaries() if s.environment == "hw-cnn1d"}
         prox = {s.strategy: s.final_median for s in result.summaries() if s.environment == "hw-cnn1d-proxy"}
         common = [n for n in real if n in prox and prox[n] is not None]

@@ -7,7 +7,9 @@ Measures the black-box acceptance points of the strategies issue:
    `bayesian`, `mcts`, `smbo` and `tpe` (our Optuna adapter through `nas.search`), plus `optuna-tpe` (a
    raw Optuna study, core_benchmark.py's protocol) to show the adapter reproduces it; every row also
    gives the relative improvement RI = 100 (acc - acc_rand) / acc_rand over the average random
-   architecture (the table's mean), after Yang et al., "NAS evaluation is frustratingly hard". Targets:
+   architecture (the table's mean), after Yang et al., "NAS evaluation is frustratingly hard", and the
+   protocol tables of experiments/reporting.py (RI over random search at the same budget and seeds, Welch
+   95 % interval, search cost; `--from-json PATH` recomputes them from a recorded run). Targets:
    bayesian beats random and matches or beats tpe; rl, mcts and smbo beat random.
 2. two objectives (max valid_acc, min latency_s, budget 100): hypervolume as a fraction of the true
    front's (core_benchmark.py's reference point) for `random`, `nsga2`, `bayesian` (multi-objective),
@@ -21,12 +23,19 @@ and smbo defaults were chosen on cora with seeds 100..119, disjoint from the rep
     .venv/bin/python experiments/strategies_blackbox.py                # full run (--jobs 2 by default)
     .venv/bin/python experiments/strategies_blackbox.py --quick        # smoke run: cora, 2 seeds, budget 30
     .venv/bin/python experiments/strategies_blackbox.py --methods rl --merge   # re-run one method in place
+    .venv/bin/python experiments/strategies_blackbox.py --space plain --no-overhead   # a user's plain Space
+
+`--space plain` runs every search on `nas.spaces.nasbench_graph.plain_space()` (link, op1..op4 as plain
+choices: no canonical ids for isomorphic twins, no graph-aware mutation) and writes
+results/strategies_blackbox_plain.json, so that no figure rests on the built-in encoding.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
+import functools
 import json
 import logging
 import os
@@ -44,6 +53,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import core_benchmark as cb  # noqa: E402  (the NAS-Bench-Graph protocol: facts, hypervolume, Optuna baselines)
 from reporting import git_commit  # noqa: E402
+from nas.spaces.nasbench_graph import plain_space  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE = ("random", "evolution", "rl", "bayesian", "mcts", "smbo", "tpe", "optuna-tpe")
@@ -51,14 +61,19 @@ MULTI = ("random", "nsga2", "bayesian", "nsga2-optuna", "optuna-nsga2")
 OVERHEAD_OBS = 1000
 OVERHEAD_PAIRS = 20
 
-_BENCH: dict[str, Any] = {}
+_BENCH: dict[tuple[str, str], Any] = {}
 
 
-def _bench(ds: str) -> tuple[Any, dict[str, Any]]:
-    if ds not in _BENCH:
+def _bench(ds: str, space: str = "builtin") -> tuple[Any, dict[str, Any]]:
+    """The table and its facts; with `space="plain"` searches see `plain_space()` (one field per decision)
+    instead of the graph-aware built-in class, as a user who writes the space field by field would."""
+    if (ds, space) not in _BENCH:
         bench = cb.nas_bench_graph(ds)
-        _BENCH[ds] = (bench, cb.table_facts(bench))
-    return _BENCH[ds]
+        if space == "plain":
+            bench = copy.copy(bench)
+            bench.space = plain_space()
+        _BENCH[(ds, space)] = (bench, cb.table_facts(bench))
+    return _BENCH[(ds, space)]
 
 
 def _init_worker() -> None:
@@ -68,11 +83,11 @@ def _init_worker() -> None:
     logging.getLogger("nas").setLevel(logging.ERROR)
 
 
-def run_task(task: tuple[str, str, str, int, int]) -> tuple[tuple[str, str, str, int, int], dict[str, Any]]:
+def run_task(task: tuple[str, str, str, int, int], space: str = "builtin") -> tuple[tuple[str, str, str, int, int], dict[str, Any]]:
     """One search: (kind, dataset, method, seed, budget) -> its record (core_benchmark.py's fields)."""
     _init_worker()
     kind, ds, method, seed, budget = task
-    bench, facts = _bench(ds)
+    bench, facts = _bench(ds, space)
     if kind == "single":
         rec = cb.optuna_single(bench, seed, budget, facts) if method == "optuna-tpe" else \
             cb.nas_single(bench, method, seed, budget, facts)
@@ -218,8 +233,9 @@ def print_report(p: cb.Printer, results: Mapping[str, Any], datasets: Sequence[s
         else:
             rows.append([o["strategy"], f"{1000 * o['median_s']:.1f}", f"{1000 * o['mean_s']:.1f}",
                          f"{1000 * o['first_s']:.1f}", f"{1000 * o['max_s']:.1f}"])
-    p.table(f"3. ask + tell overhead after {OVERHEAD_OBS} told results (ms; {OVERHEAD_PAIRS} pairs; load-sensitive)",
-            ["strategy", "median", "mean", "first", "max"], rows)
+    if rows:  # --no-overhead
+        p.table(f"3. ask + tell overhead after {OVERHEAD_OBS} told results (ms; {OVERHEAD_PAIRS} pairs; load-sensitive)",
+                ["strategy", "median", "mean", "first", "max"], rows)
     p.table("acceptance criteria", ["criterion", "value", "target", "pass"],
             [[c["name"], f"{c['value']:.4f}", c["target"], "PASS" if c["passed"] else "FAIL"] for c in checks])
 
@@ -236,12 +252,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-overhead", action="store_true", help="skip the 1,000-observation overhead table")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke run: cora, 2 seeds, budget 30, 200 observations")
-    ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--plain", action="store_true", help="plain text output (no colours)")
+    ap.add_argument("--space", choices=("builtin", "plain"), default="builtin",
+                    help="builtin: the graph-aware NASBenchGraphSpace; plain: the same decisions written field by "
+                         "field (nas.spaces.nasbench_graph.plain_space), as a user would (default builtin)")
     ap.add_argument("--methods", nargs="+", default=None,
                     help="run only these methods (of both tables); with --merge, their records replace those in "
                          "the --out JSON and everything else is kept")
     ap.add_argument("--merge", action="store_true", help="update the existing --out JSON (see --methods)")
+    ap.add_argument("--from-json", type=Path, default=None, metavar="PATH",
+                    help="no search: recompute the protocol reports (RI over random search at the same budget) "
+                         "from an earlier run's JSON, print them and write them back into it")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        return args
     if args.merge and not args.methods:
         ap.error("--merge needs --methods")
     if args.quick:
@@ -249,16 +273,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.seeds < 2:
         ap.error("--seeds: need at least 2 for a confidence interval")
     if args.out is None:
-        args.out = ROOT / "experiments" / "results" / ("strategies_blackbox_quick.json" if args.quick
-                                                       else "strategies_blackbox.json")
+        stem = "strategies_blackbox" + ("_plain" if args.space == "plain" else "") + ("_quick" if args.quick else "")
+        args.out = ROOT / "experiments" / "results" / f"{stem}.json"
     args.seed_list = list(range(args.first_seed, args.first_seed + args.seeds))
     return args
+
+
+def from_json(path: Path, p: cb.Printer, argv: Sequence[str] | None) -> int:
+    """The protocol reports of a recorded run, from its per-seed records (no search), written back into it."""
+    doc = json.loads(path.read_text())
+    settings = doc["settings"]
+    reports = cb.protocol_reports(doc["results"], settings["datasets"], ("single", "multi"), settings["budget"])
+    cb.print_protocol(p, reports, settings["datasets"], ("single", "multi"), settings["budget"], settings["seeds"])
+    doc["protocol"] = cb.protocol_doc(reports)
+    doc["protocol_recomputed"] = {
+        "command": "python experiments/strategies_blackbox.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "git_commit": git_commit(),
+        "note": "protocol computed from the per-seed records above; the searches were not rerun"}
+    path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _init_worker()
     p = cb.Printer(args.plain)
+    if args.from_json is not None:
+        return from_json(args.from_json, p, argv)
     started = time.perf_counter()
     load0 = os.getloadavg()
     chosen = set(args.methods or set(SINGLE) | set(MULTI))
@@ -279,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             records[(kind, ds, m, s, args.budget)] = rec
     timer: dict[tuple[str, str, str], float] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker) as pool:
-        for task, rec in pool.map(run_task, tasks, chunksize=1):
+        for task, rec in pool.map(functools.partial(run_task, space=args.space), tasks, chunksize=1):
             records[task] = rec
             key = task[:3]
             timer[key] = timer.get(key, 0.0) + rec.get("seconds", 0.0)
@@ -287,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p.line(f"  {task[1]:<9} {task[0]:<7} {task[2]:<13} {timer[key]:7.1f} s (sum over seeds)")
     results: dict[str, Any] = {}
     for ds in args.datasets:
-        bench, facts = _bench(ds)
+        bench, facts = _bench(ds, args.space)
         means = {"valid_acc": float(bench.column("valid_acc").mean()), "test_acc": float(bench.column("test_acc").mean())}
         results[ds] = {"table": {**facts, "mean_valid_acc": means["valid_acc"], "mean_test_acc": means["test_acc"]},
                        "single": {}, "multi": {}}
@@ -313,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = criteria(results, args.datasets)
     over.sort(key=lambda o: o["strategy"])
     print_report(p, results, args.datasets, args, checks, over)
+    reports = cb.protocol_reports(results, args.datasets, ("single", "multi"), args.budget)
+    cb.print_protocol(p, reports, args.datasets, ("single", "multi"), args.budget, args.seed_list)
     total = time.perf_counter() - started
 
     import optuna
@@ -335,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": {"optuna": optuna.__version__, "numpy": np.__version__, "torch": torch.__version__},
         "git_commit": git_commit(),
         "settings": {"datasets": args.datasets, "seeds": args.seed_list, "budget": args.budget, "jobs": args.jobs,
+                     "space": args.space,
                      "executor": "SimulatedClockExecutor(workers=1)", "ci": "Student-t 95 % interval of the mean",
                      "strategy_defaults": defaults, "registered": sorted(STRATEGIES),
                      "relative_improvement": "100 (mean acc of returned archs - mean acc over all table rows) / "
@@ -347,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": results,
         "overhead": over,
         "criteria": checks,
+        "protocol": cb.protocol_doc(reports),
         "all_passed": all(c["passed"] for c in checks),
         "total_seconds": total + (previous.get("total_seconds", 0.0) if args.merge else 0.0),
     }

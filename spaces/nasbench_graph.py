@@ -159,3 +159,11 @@ def relabel(inputs: Sequence[int], ops: Sequence[str]) -> dict[str, str]:
             return {"link": pattern, **{f"op{i}": op[i - 1] for i in range(1, 5)}}
     raise InvalidArchitectureError("link", f"inputs {list(inputs)} are not a DAG of 4 nodes on the input")
 
+
+
+def plain_space() -> Space:
+    """NAS-Bench-Graph as a user writes it, field by field: one categorical choice per decision, no graph
+    awareness (no canonical ids for isomorphic twins, label mutation). The benchmark's lookup accepts its
+    architectures; benchmarks use it to check that a result does not come from the built-in encoding."""
+    return Space(link=Choice(list(LINKS)), op1=Choice(list(OPS)), op2=Choice(list(OPS)), op3=Choice(list(OPS)),
+                 op4=Choice(list(OPS)))

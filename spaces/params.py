@@ -20,6 +20,11 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _option_key(x: Any) -> tuple[int, Any]:
+    """What `Choice.index` matches on: a bool equals only the same bool, a number any equal number."""
+    return (0, x) if isinstance(x, bool) else (1, x) if _is_number(x) else (2, x)
+
+
 @dataclass(frozen=True, init=False)
 class Choice:
     """A categorical or ordinal decision among a fixed list of JSON scalars.
@@ -60,13 +65,19 @@ class Choice:
         return self.options[index]
 
     def index(self, value: Any, path: str) -> int:
-        for i, o in enumerate(self.options):
-            if isinstance(o, bool) or isinstance(value, bool):
-                if isinstance(o, bool) and isinstance(value, bool) and o is value:
-                    return i
-            elif o == value and (_is_number(o) == _is_number(value)):
-                return i
-        raise InvalidArchitectureError(path, f"{value!r} is not one of {list(self.options)}")
+        """The option's position: booleans match only booleans, numbers only numbers (1 == 1.0), so an
+        encoding never confuses True with 1. A dict built on first use makes this O(1) (encodings call it
+        once per decision per architecture)."""
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:
+            lookup = {}
+            for i, o in enumerate(self.options):
+                lookup.setdefault(_option_key(o), i)
+            object.__setattr__(self, "_lookup", lookup)  # a cache, not a field: equality and specs ignore it
+        try:
+            return lookup[_option_key(value)]
+        except (KeyError, TypeError):  # TypeError: an unhashable value (a list where a scalar belongs)
+            raise InvalidArchitectureError(path, f"{value!r} is not one of {list(self.options)}") from None
 
     def adjacent(self, index: int) -> list[int]:
         """Indices one step away: every other option (categorical choices have no order to walk)."""

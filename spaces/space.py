@@ -7,6 +7,7 @@ only for some values of a sibling.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,9 +47,10 @@ def get_path(config: Any, path: Path) -> Any:
                 return _ABSENT
             cur = seq[p]
         else:
-            if not isinstance(cur, Mapping) or p not in cur:
+            try:  # cheaper than an isinstance(cur, Mapping) check on every step (encodings call this per slot)
+                cur = cur[p]
+            except (KeyError, TypeError, IndexError):  # TypeError: a scalar or a list where a mapping belongs
                 return _ABSENT
-            cur = cur[p]
     return cur
 
 
@@ -68,7 +70,7 @@ class Slot:
     leaf: Leaf | SubsetBit
     optional: bool
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         if isinstance(self.leaf, SubsetBit):
             return f"{path_str(self.path)}@{self.leaf.position}"
@@ -197,10 +199,15 @@ class Space:
         `independent-slots`: every slot is a decision of its own, so any option per active slot spells an
         architecture (what strategies that choose slot by slot need: rl, mcts, the Optuna samplers). A space
         with a `Subset` lacks it: its T mask bits are valid only with exactly k ones.
+        `fixed-slots`: every slot is active in every architecture, so all architectures have the same decisions
+        (what a sampler of fixed dimension needs: cmaes). A `Repeat` whose count field has several options, or
+        a `Conditional`, takes it away (`varying_fields` names them).
         """
         caps = {"sample", "mutate", "crossover", "neighbours", "encode", "graph"}
         if not any(isinstance(s.leaf, SubsetBit) for s in self.slots()):
             caps.add("independent-slots")
+        if not any(s.optional for s in self.slots()):
+            caps.add("fixed-slots")
         if callable(getattr(self, "build", None)):
             caps.add("model")
         if callable(getattr(self, "supernet", None)):
@@ -396,6 +403,29 @@ class Space:
                     lo, hi = min(counts), max(counts)
                 for i in range(hi):
                     out.extend(inner.block._make_slots(path + (i,), opt or i >= lo))
+        return out
+
+    def varying_fields(self) -> list[str]:
+        """The fields whose decisions some architectures lack, each with why: `'blocks' (1-3 blocks, count
+        field 'depth')`, `'extra' (a Conditional on 'op')`: why a space lacks `fixed-slots`."""
+        return self._varying(())
+
+    def _varying(self, prefix: Path) -> list[str]:
+        out: list[str] = []
+        for name, node in self.fields.items():
+            path = prefix + (name,)
+            if isinstance(node, Conditional):
+                out.append(f"{path_str(path)!r} (a Conditional on {path_str(prefix + (node.on,))!r})")
+            elif isinstance(node, Space):
+                out += node._varying(path)
+            elif isinstance(node, Repeat):
+                counts = [node.count] if isinstance(node.count, int) else list(self.fields[node.count].options)
+                lo, hi = min(counts), max(counts)
+                if lo != hi:  # the slots of blocks lo.. are optional (see _make_slots)
+                    count = path_str(prefix + (node.count,))
+                    out.append(f"{path_str(path)!r} ({lo}-{hi} blocks, count field {count!r})")
+                for i in range(lo):
+                    out += node.block._varying(path + (i,))
         return out
 
     def to_vector(self, arch: Mapping[str, Any]) -> np.ndarray:

@@ -119,6 +119,10 @@ class Strategy(ABC):
         if missing:
             hint = (" (a Subset field: use random, evolution, nsga2, local, bayesian, smbo or guided-evolution)"
                     if "independent-slots" in missing else "")
+            if "fixed-slots" in missing:
+                varying = space.varying_fields() if hasattr(space, "varying_fields") else []
+                hint += (" (decisions that vary between architectures, which a sampler of fixed dimension cannot "
+                         f"follow: {', '.join(varying) or 'some slots are optional'}; use tpe or evolution)")
             raise ConfigError(f"strategy {self.name or type(self).__name__!r} needs space capabilities "
                               f"{sorted(missing)}, which {type(space).__name__} lacks{hint}")
         self.space = space

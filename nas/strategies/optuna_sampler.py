@@ -247,12 +247,19 @@ class OptunaGP(OptunaStrategy):
 
 
 class OptunaCmaEs(OptunaStrategy):
-    """Optuna's CMA-ES (needs the `cmaes` package; categorical decisions are sampled independently)."""
+    """Optuna's CMA-ES (needs the `cmaes` package; categorical decisions are sampled independently).
+
+    CMA-ES keeps one Gaussian of fixed dimension over the decisions common to all trials, so it needs
+    `fixed-slots`. Where a `Repeat` count or a `Conditional` makes decisions come and go, that common set
+    shrinks as trials arrive: once it shrinks after a generation was told, Optuna's sampler falls back to
+    random sampling for the rest of the run (4 of 30 seeds on a depth 1-3 space), and with `with_margin`
+    it crashes (a generation asked at one dimension is told to an optimizer of another)."""
 
     name = "cmaes"
     sampler_class = "optuna.samplers:CmaEsSampler"
     needs_modules = ("cmaes",)
     single_objective = True
+    requires = frozenset({"sample", "independent-slots", "fixed-slots"})
 
 
 class OptunaNSGA2(OptunaStrategy):

@@ -1,0 +1,325 @@
+"""The gym's runs: one search per (environment, strategy, setting, seed), `run_gym` and its `GymResult`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.gym.environments import Environment, environment
+from nas.gym.settings import Hyperparameters, Setting, draw_settings
+from nas.result import SearchResult
+from nas.search import search
+from nas.spaces import Architecture, Space
+from nas.strategies import STRATEGIES, FidelitySpace, make_strategy
+
+
+# ---------------------------------------------------------------------------------------- results
+@dataclass
+class RunRecord:
+    """One search: which environment, strategy, setting and seed, and what it found."""
+
+    environment: str
+    strategy: str
+    setting: int
+    options: dict[str, Any]
+    seed: int
+    budget: int                      # in full evaluations (fidelity environments: l / top per evaluation at level l)
+    value: float | None = None       # best feasible objective value found (at the top fidelity)
+    final: float | None = None       # the environment's `final` of the returned architecture
+    arch: dict[str, Any] | None = None
+    evaluations: int = 0             # evaluations spent, at any fidelity
+    budget_used: float = 0.0         # the same in full-evaluation equivalents
+    failed: int = 0
+    infeasible: int = 0
+    seconds: float = 0.0             # wall time of the whole search (strategy + evaluations)
+    cost_s: float = 0.0              # evaluation cost: `cost_metric` summed, else the trials' wall time
+    stop_reason: str = ""
+    fidelity: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A strategy that does not apply to an environment, and why."""
+
+    environment: str
+    strategy: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The distribution of one strategy's outcomes on one environment over all its settings x seeds."""
+
+    environment: str
+    strategy: str
+    direction: str
+    n: int                  # runs with a value
+    missing: int            # runs without one (no feasible architecture found, or an error)
+    median: float
+    q1: float
+    q3: float
+    min: float
+    max: float
+    mean: float
+    default_median: float | None   # setting 0 (the defaults, when included) alone
+    best_setting_median: float     # what picking the best setting after the fact would report
+    worst_setting_median: float
+    final_median: float | None
+    seconds_mean: float
+    cost_s_mean: float
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+
+@dataclass
+class GymResult:
+    """Every run, every skip, the settings used and the environments' facts; `summaries()` per pair."""
+
+    runs: list[RunRecord]
+    skipped: list[Skip]
+    settings: dict[str, list[Setting]]
+    environments: dict[str, dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def values(self, environment: str, strategy: str, what: str = "value") -> list[float]:
+        """The outcomes of one pair (runs without one left out), in run order."""
+        return [getattr(r, what) for r in self.runs if r.environment == environment and r.strategy == strategy
+                and getattr(r, what) is not None]
+
+    def strategies(self, environment: str | None = None) -> list[str]:
+        seen = dict.fromkeys(r.strategy for r in self.runs if environment in (None, r.environment))
+        return list(seen)
+
+    def summaries(self) -> list[Summary]:
+        defaults = self.config.get("include_default", True)  # setting 0 is the defaults only when included
+        out = []
+        for env, facts in self.environments.items():
+            direction = facts["direction"]
+            for strat in self.strategies(env):
+                runs = [r for r in self.runs if r.environment == env and r.strategy == strat]
+                vals = np.array([r.value for r in runs if r.value is not None], dtype=float)
+                if not len(vals):
+                    continue
+                per_setting: dict[int, list[float]] = {}
+                for r in runs:
+                    if r.value is not None:
+                        per_setting.setdefault(r.setting, []).append(r.value)
+                medians = [float(np.median(v)) for v in per_setting.values()]
+                pick = max if direction == "max" else min
+                other = min if direction == "max" else max
+                finals = [r.final for r in runs if r.final is not None]
+                q1, med, q3 = np.percentile(vals, [25, 50, 75])
+                out.append(Summary(env, strat, direction, len(vals), len(runs) - len(vals), float(med), float(q1),
+                                   float(q3), float(vals.min()), float(vals.max()), float(vals.mean()),
+                                   float(np.median(per_setting[0])) if 0 in per_setting and defaults else None,
+                                   pick(medians), other(medians), float(np.median(finals)) if finals else None,
+                                   float(np.mean([r.seconds for r in runs])), float(np.mean([r.cost_s for r in runs]))))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runs": [asdict(r) for r in self.runs], "skipped": [asdict(s) for s in self.skipped],
+                "settings": {k: [asdict(s) for s in v] for k, v in self.settings.items()},
+                "environments": self.environments, "notes": list(self.notes), "config": dict(self.config),
+                "summaries": [asdict(s) for s in self.summaries()]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GymResult":
+        return cls([RunRecord(**r) for r in data["runs"]], [Skip(**s) for s in data["skipped"]],
+                   {k: [Setting(**s) for s in v] for k, v in data["settings"].items()},
+                   dict(data["environments"]), list(data.get("notes", [])), dict(data.get("config", {})))
+
+    def merge(self, other: "GymResult") -> "GymResult":
+        """This result and `other` (other environments, or other strategies) as one."""
+        return GymResult(self.runs + other.runs, self.skipped + other.skipped, {**self.settings, **other.settings},
+                         {**self.environments, **other.environments}, self.notes + [n for n in other.notes
+                                                                                   if n not in self.notes],
+                         {**self.config, **other.config})
+
+
+# ---------------------------------------------------------------------------------------- running
+def applicability(env: Environment, strategy: str) -> tuple[Space | None, str]:
+    """(the space `strategy` runs on in `env`, or None; why not). A strategy whose `requires` the space lacks
+    is skipped; one that refuses the space at construction (a multi-fidelity strategy on a space without a
+    fidelity) gets the environment's `FidelitySpace` when it declares fidelity levels, else is skipped."""
+    cls = STRATEGIES[strategy]
+    missing = cls.requires - env.space.capabilities
+    if missing:
+        return None, f"needs space capabilities {sorted(missing)}, which {type(env.space).__name__} lacks"
+    try:
+        make_strategy(strategy, env.space, env.problem, 0)
+        return env.space, ""
+    except ConfigError as e:
+        reason = str(e)
+    if env.fidelity:
+        fspace = FidelitySpace(env.space, env.fidelity, env.fidelity_field)
+        try:
+            make_strategy(strategy, fspace, env.problem, 0)
+            return fspace, ""
+        except ConfigError as e:
+            reason = str(e)
+    return None, reason + ("" if env.fidelity else " (this environment has no fidelity levels)")
+
+
+def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget: int | None = None,
+            workdir: str | Path | None = None) -> RunRecord:
+    """One `nas.search` of `strategy` with `setting` on `env`; errors are recorded, not raised."""
+    budget = budget or env.budget
+    rec = RunRecord(env.name, strategy, setting.index, setting.options, seed, budget)
+    space, why = applicability(env, strategy)
+    if space is None:
+        rec.error = f"not applicable: {why}"
+        return rec
+    fid = isinstance(space, FidelitySpace) and space is not env.space
+    evaluate = space.evaluator(env.evaluate) if fid else env.evaluate
+    t0 = time.perf_counter()
+    try:
+        if fid:
+            result, rec.budget_used = _fidelity_search(env, space, evaluate, strategy, setting, seed, budget, workdir)
+        else:
+            result = search(space, evaluate, {env.objective: env.direction}, list(env.constraints), strategy=strategy,
+                            strategy_options=setting.options, budget=budget, seed=seed, workdir=workdir)
+            rec.budget_used = float(result.used)
+    except Exception as e:  # a strategy's bug must not end the whole gym: it is recorded with the run
+        rec.seconds, rec.error = time.perf_counter() - t0, f"{type(e).__name__}: {e}"
+        return rec
+    rec.seconds = time.perf_counter() - t0
+    rec.fidelity, rec.stop_reason, rec.evaluations = fid, result.stop_reason, result.used
+    rec.failed = sum(t.status == "failed" for t in result.trials)
+    candidates = result.feasible
+    if fid:
+        top = space.levels[-1]
+        candidates = [t for t in candidates if float(t.arch[space.field]) == float(top)]
+    rec.infeasible = len(result.completed) - len(result.feasible)
+    if env.cost_metric:
+        rec.cost_s = float(sum(t.metrics.get(env.cost_metric, 0.0) for t in result.trials))
+    else:
+        rec.cost_s = float(sum(t.duration for t in result.trials))
+    if candidates:
+        pick = max if env.direction == "max" else min
+        best = pick(candidates, key=lambda t: t.metrics[env.objective])
+        arch = space.strip(best.arch) if fid else Architecture(best.arch)
+        rec.value, rec.arch = float(best.metrics[env.objective]), arch.to_dict()
+        final = env.final(arch) if env.final is not None else rec.value
+        rec.final = None if final is None else float(final)
+    return rec
+
+
+def _fidelity_search(env: Environment, space: FidelitySpace, evaluate: Any, strategy: str, setting: Setting,
+                     seed: int, budget: int, workdir: str | Path | None) -> tuple[SearchResult, float]:
+    """A search whose budget counts full-fidelity evaluations: one at level l costs l / top. `nas.search`
+    budgets count evaluations, so the search is resumed (its own journal, the toolkit's resume) with more
+    evaluations until `budget` full-evaluation equivalents are spent (overshooting by less than one)."""
+    top = float(space.levels[-1])
+
+    def spent(res: SearchResult) -> float:
+        return sum(float(t.arch[space.field]) / top for t in res.trials if t.is_evaluation)
+
+    with contextlib.ExitStack() as stack:
+        wd = workdir if workdir is not None else stack.enter_context(tempfile.TemporaryDirectory(prefix="nas-gym-"))
+        evaluations = budget
+        while True:
+            result = search(space, evaluate, {env.objective: env.direction}, list(env.constraints), strategy=strategy,
+                            strategy_options=setting.options, budget=evaluations, seed=seed, workdir=wd)
+            cost = spent(result)
+            if cost >= budget - 1e-9 or result.stop_reason != "budget":
+                return result, cost
+            evaluations = result.used + max(1, math.ceil(budget - cost))
+
+
+_POOL_ENVS: list[Environment] = []  # inherited by forked workers (environments need not pickle)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("nas").setLevel(logging.ERROR)
+
+
+def _pool_task(task: tuple[int, str, Setting, int, int | None, str | None]) -> RunRecord:
+    env_i, strategy, setting, seed, budget, workdir = task
+    return run_one(_POOL_ENVS[env_i], strategy, setting, seed, budget, workdir)
+
+
+def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str] | None = None, settings: int = 5,
+            seeds: int = 2, seed: int = 0, budget: int | None = None, include_default: bool = True,
+            hyperparameters: Mapping[str, Hyperparameters] | None = None, jobs: int = 1,
+            workdir: str | Path | None = None,
+            progress: Callable[[RunRecord, int, int], None] | None = None) -> GymResult:
+    """Run every strategy (default: all registered) on every environment, `settings` x `seeds` runs each.
+
+    Every strategy gets `settings` settings from `draw_settings` (the same ones on every environment) and
+    each setting `seeds` runs; run k of every strategy uses seed `seed + k`, so all strategies see the same
+    seeds. `budget` overrides each environment's own. Names in `environments` are built with
+    `environment(name)`; one that cannot be built (a missing table) is skipped with its error in `notes`.
+    `jobs` > 1 runs searches in forked worker processes (torch on one thread each). With `workdir`, each
+    run journals to `workdir/<environment>/<strategy>/<setting>-<seed>` (the logged trials a
+    `ProxyCostModel.from_journals` learns from). `progress(record, done, total)` follows the runs.
+    """
+    notes: list[str] = []
+    envs: list[Environment] = []
+    for e in environments:
+        if isinstance(e, Environment):
+            envs.append(e)
+            continue
+        try:
+            envs.append(environment(e))
+        except ConfigError as err:
+            notes.append(f"environment {e!r} skipped: {err}")
+    names = list(strategies) if strategies is not None else sorted(STRATEGIES)
+    drawn: dict[str, list[Setting]] = {}
+    for name in names:
+        drawn[name], extra = draw_settings(name, settings, seed, include_default, hyperparameters)
+        notes += extra
+    tasks: list[tuple[int, str, Setting, int, int | None, str | None]] = []
+    skipped: list[Skip] = []
+    for i, env in enumerate(envs):
+        for name in names:
+            space, why = applicability(env, name)
+            if space is None:
+                skipped.append(Skip(env.name, name, why))
+                continue
+            for s in drawn[name]:
+                for k in range(seeds):
+                    run_seed = seed + s.index * seeds + k
+                    wd = (str(Path(workdir) / env.name / name / f"{s.index}-{run_seed}") if workdir is not None
+                          else None)
+                    tasks.append((i, name, s, run_seed, budget, wd))
+    runs: list[RunRecord] = []
+    if jobs <= 1:
+        for task in tasks:
+            runs.append(run_one(envs[task[0]], *task[1:]))
+            if progress:
+                progress(runs[-1], len(runs), len(tasks))
+    else:
+        global _POOL_ENVS
+        _POOL_ENVS = envs
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
+                for rec in pool.map(_pool_task, tasks, chunksize=1):
+                    runs.append(rec)
+                    if progress:
+                        progress(rec, len(runs), len(tasks))
+        finally:
+            _POOL_ENVS = []
+    config = {"settings": settings, "seeds": seeds, "seed": seed, "budget": budget, "include_default": include_default,
+              "strategies": names, "runs_per_pair": settings * seeds,
+              "seed_rule": "run k (setting k // seeds) of every strategy uses seed + k"}
+    return GymResult(runs, skipped, drawn, {e.name: e.describe() for e in envs}, notes, config)
