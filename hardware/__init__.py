@@ -1,4 +1,5 @@
-"""Hardware cost models: counts, measured latency, lookup tables, learned latency, roofline bounds, energy.
+"""Hardware cost models: counts, measured latency, lookup tables, learned latency, roofline bounds, energy;
+number formats, fake quantization and Hessian-aware precision allocation (docs/precision.md).
 
 The one interface is `CostModel(space, device=..., latency=..., energy=...)(arch_or_module) -> dict[str, float]`
 (see `nas.hardware.cost`); docs/hardware.md walks through every part.
@@ -14,6 +15,17 @@ from nas.hardware.learned import (Calibration, LayerLatencyModel, LayerwiseLaten
                                   lut_latency)
 from nas.hardware.lut import LatencyTable, build_table
 from nas.hardware.roofline import Roofline, roofline
+from nas.hardware.accelerator import (AcceleratorReport, Gemm, HeterogeneousAccelerator, LayerCost, NetworkCost,
+                                      SubAccelerator, Technology, Template, TEMPLATES, as_workloads, conv_gemm,
+                                      linear_gemm, map_gemm, module_workloads)
+from nas.hardware.coexplore import CoExploration, GraphData, nasbench_graph_workloads
+from nas.hardware.quantization import (FORMAT_NAMES, FORMATS, FakeQuant, ModelSize, NumberFormat, PrecisionCost,
+                                       fake_quant, get_format, model_size, model_size_bits, precision_cost, quantize,
+                                       quantize_model)
+from nas.hardware.packing import ExportedSize, PackedConv, PackedLinear, exported_size, pack_model
+from nas.hardware.hawq import (Allocation, allocate, hessian_top_eigenvalue, hessian_trace, hessian_vector_product,
+                               layer_sensitivity)
+from nas.hardware.precision_space import PrecisionMLP, PrecisionMLPConfig, PrecisionMLPSpace, PrecisionMLPSupernet
 
 _LAZY = {"adapter_for", "make_space"}  # they import the concrete spaces: loaded on first use only
 
@@ -25,7 +37,15 @@ def __getattr__(name: str):  # noqa: ANN202
         return getattr(adapters, name)
     raise AttributeError(f"module 'nas.hardware' has no attribute {name!r}")
 
-__all__ = ["AnalyticEnergy", "Calibration", "CostModel", "CostReport", "DeviceProfile", "EnergyMeasurement",
+__all__ = ["AcceleratorReport", "CoExploration", "Gemm", "GraphData", "HeterogeneousAccelerator", "LayerCost",
+           "NetworkCost", "SubAccelerator", "TEMPLATES", "Technology", "Template", "as_workloads", "conv_gemm",
+           "linear_gemm", "map_gemm", "module_workloads", "nasbench_graph_workloads",
+           "FORMATS", "FORMAT_NAMES", "Allocation", "ExportedSize", "FakeQuant", "ModelSize", "NumberFormat",
+           "PackedConv", "PackedLinear", "PrecisionCost", "PrecisionMLP", "PrecisionMLPConfig", "PrecisionMLPSpace",
+           "PrecisionMLPSupernet", "allocate", "exported_size", "fake_quant", "get_format", "hessian_top_eigenvalue",
+           "hessian_trace", "hessian_vector_product", "layer_sensitivity", "model_size", "model_size_bits",
+           "pack_model", "precision_cost", "quantize", "quantize_model",
+           "AnalyticEnergy", "Calibration", "CostModel", "CostReport", "DeviceProfile", "EnergyMeasurement",
            "LatencyMeasurement", "LatencyTable", "LayerAdapter", "LayerConfig", "LayerLatencyModel", "LayerwiseLatency",
            "LeafCount", "MeasuredLatency", "NvmlMeter", "RaplMeter", "Roofline", "adapter_for", "analytic_energy",
            "build_table", "check_decomposition", "cost", "count", "count_bytes", "count_flops", "count_leaves",
