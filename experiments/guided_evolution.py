@@ -17,6 +17,9 @@ issue 11): how many evaluations does guided evolution need to reach what plain e
 
 Seeds 100-109: the strategy's defaults were chosen in a pilot on cora with seeds 0-5.
 
+`guided-evolution` is now an alias of `predictor-search` (issue 19, experiments/predictor_search.py): a new run
+measures that strategy; the recorded results/guided_evolution*.json are of the old predictor-guided evolution.
+
     .venv/bin/python experiments/guided_evolution.py            # 3 datasets x 10 seeds x 300 evaluations
     .venv/bin/python experiments/guided_evolution.py --datasets pubmed   # one dataset, then merge
     .venv/bin/python experiments/guided_evolution.py --merge             # only merge the per-dataset files
@@ -49,8 +52,6 @@ from pathlib import Path
 import numpy as np
 
 import nas
-from nas.objectives import Problem
-from nas.strategies.guided import PredictorGuidedEvolution
 from nas.tabular import TabularBenchmark, nas_bench_graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,9 +83,7 @@ def best_so_far(result: nas.SearchResult, budget: int) -> tuple[np.ndarray, list
 def run(bench: TabularBenchmark, strategy: str, seed: int) -> tuple[np.ndarray, list[float], float]:
     """One search of BUDGET evaluations: the same executor and deduplication for every strategy."""
     t0 = time.perf_counter()
-    problem = Problem.make({"valid_acc": "max"})
-    strat = PredictorGuidedEvolution(bench.space, problem, seed) if strategy == "guided-evolution" else strategy
-    result = nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=strat, budget=BUDGET, seed=seed,
+    result = nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=strategy, budget=BUDGET, seed=seed,
                         executor=nas.SimulatedClockExecutor(workers=1))
     best, test = best_so_far(result, BUDGET)
     return best, test, time.perf_counter() - t0

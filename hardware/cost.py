@@ -6,7 +6,7 @@ Metrics (per forward pass of `batch_size` inputs), each always produced by one m
 | metric | model | meaning |
 |---|---|---|
 | `params`, `flops`, `macs` | count | torch FlopCounterMode; device-free |
-| `latency_ms` | measured, lut or learned | latency on the cost model's device |
+| `latency_ms` | measured, lut, learned or e2e | latency on the cost model's device |
 | `latency_roofline_ms` | roofline | lower bound from the device profile (reported beside any latency) |
 | `energy_mj` | measured (NVML / RAPL) | energy per forward pass, whole device |
 | `energy_est_mj` | analytic | estimate from pJ/FLOP and pJ/byte of the profile |
@@ -115,8 +115,9 @@ class CostModel:
     """Hardware costs of architectures of `space` (or of modules with explicit inputs) on one device.
 
     `latency`: None, "measured", a `LatencyTable` (lookup table), a `LayerLatencyModel` (learned), or any
-    `LatencyModel` (e.g. an onboarded `LayerwiseLatency`). `energy`: None, "analytic", "measured" (NVML
-    on CUDA, RAPL on CPU) or "auto" (measured when this machine can, else analytic; decided here, once).
+    `LatencyModel` (e.g. an onboarded `LayerwiseLatency`, or an `EndToEndLatency` fitted on measured
+    (architecture, latency) pairs of the device: `nas.hardware.e2e_latency`). `energy`: None, "analytic",
+    "measured" (NVML on CUDA, RAPL on CPU) or "auto" (measured when this machine can, else analytic; decided here, once).
     `device` is a torch device ("cpu", "cuda") or a profile name ("h100_sxm"); the profile gives the
     roofline bound and analytic energy; `warmup`/`repeats` set measured latency. A call is cheap unless
     latency or energy are measured (cheap results are cached per architecture).
@@ -186,7 +187,8 @@ class CostModel:
         dev = getattr(latency, "device", None)
         if dev is not None and self.device_name is not None and dev != self.device_name:
             raise ConfigError(f"latency: the {latency.model} model is for device {dev!r}, this cost model is on "
-                              f"{self.device_name!r} (onboard it with LayerwiseLatency.onboard for another device)")
+                              f"{self.device_name!r} (onboard it with LayerwiseLatency.onboard, or fit an "
+                              "EndToEndLatency on that device's measured samples)")
         return latency
 
     def _energy(self, energy: str | None) -> str | None:

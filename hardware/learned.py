@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ from nas.hardware.layers import LayerAdapter, LayerConfig
 from nas.hardware.lut import LatencyTable
 
 Counts = tuple[int, int, int]  # flops, params, bytes moved
+
+
+class DegenerateFitError(ConfigError):
+    """A latency fit refused because it would not rank architectures (constant predictions, near-zero
+    targets, a relative error close to 1); the message names which."""
+
+
+class LatencyFitWarning(UserWarning):
+    """A latency fit went ahead but dropped samples or fits poorly; the message names what."""
 
 
 def layer_group(layer: LayerConfig) -> str:
@@ -114,13 +124,14 @@ class Calibration:
     n_archs: int
     device: str | None = None
     fit_mape: float | None = None
+    excluded: tuple[int, ...] = ()  # indices of measured samples screened out as glitches
 
     def apply(self, by_kind: Mapping[str, float]) -> float:
         return float(sum(self.scales.get(k, 1.0) * v for k, v in by_kind.items()) + self.intercept_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {"scales": dict(self.scales), "intercept_ms": self.intercept_ms, "n_archs": self.n_archs,
-                "device": self.device, "fit_mape": self.fit_mape}
+                "device": self.device, "fit_mape": self.fit_mape, "excluded": list(self.excluded)}
 
 
 def _relative_nnls(cols: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0,
@@ -137,8 +148,18 @@ def _relative_nnls(cols: np.ndarray, y: np.ndarray, offset: np.ndarray | float =
     return nnls(a, b)[0]
 
 
+def screen_glitches(base_ms: np.ndarray, measured_ms: np.ndarray, factor: float = 10.0) -> np.ndarray:
+    """Indices of measurements that look like glitches: their ratio to the uncalibrated prediction is more
+    than `factor` times (or 5 robust standard deviations) off the median ratio, e.g. a near-zero latency."""
+    logr = np.log(measured_ms / np.maximum(base_ms, 1e-12))
+    dev = np.abs(logr - np.median(logr))
+    scale = 1.4826 * float(np.median(dev))
+    return np.flatnonzero(dev > max(math.log(factor), 5 * scale))
+
+
 def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequence[float], *, per_kind: bool = True,
-                    min_variation: float = 0.2, shrink: float = 1e-5, device: str | None = None) -> Calibration:
+                    min_variation: float = 0.2, shrink: float = 1e-5, device: str | None = None,
+                    screen: bool = True, max_mape: float = 0.5) -> Calibration:
     """Fit scales (>= 0) and an intercept (>= 0) minimising the relative squared error of the prediction.
 
     First one scale shared by all kinds, plus the intercept. Then, with `per_kind`, kinds whose latency
@@ -146,6 +167,11 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
     own, pulled towards the shared one with weight `shrink` per architecture, when there are at least
     4 architectures per fitted coefficient; kinds that barely vary are confounded with the intercept,
     so they keep the shared scale.
+
+    With `screen`, measurements whose ratio to the uncalibrated sum is far off the others' (near-zero
+    glitches, spikes; `screen_glitches`) are left out with a `LatencyFitWarning`: a relative loss would
+    otherwise bend every scale towards 0 to fit them. A fit that still predicts a constant (every scale 0)
+    or whose MAPE on the kept samples reaches `max_mape` raises `DegenerateFitError`.
     """
     if len(by_kind) != len(measured_ms) or not by_kind:
         raise ConfigError("onboarding: give as many measured latencies as architectures (at least one)")
@@ -154,6 +180,20 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
         raise ConfigError("onboarding: measured latencies must be positive milliseconds")
     kinds = sorted({k for d in by_kind for k in d})
     cols = np.array([[d.get(k, 0.0) for k in kinds] for d in by_kind])
+    excluded: tuple[int, ...] = ()
+    if screen and len(y) >= 4:
+        excluded = tuple(int(i) for i in screen_glitches(cols.sum(axis=1), y))
+        if len(excluded) > len(y) // 4:
+            shown = [float(y[i]) for i in excluded[:5]]
+            raise DegenerateFitError(f"onboarding: {len(excluded)} of {len(y)} measured latencies are far off the "
+                                     f"others relative to the base model (e.g. {shown} ms against a median of "
+                                     f"{np.median(y):.4g} ms): re-measure them")
+        if excluded:
+            warnings.warn(f"onboarding: left out {len(excluded)} of {len(y)} measured latencies as glitches "
+                          f"(indices {list(excluded)[:10]}, {[float(y[i]) for i in excluded[:10]]} ms; median "
+                          f"{np.median(y):.4g} ms)", LatencyFitWarning, stacklevel=3)
+            kept = np.setdiff1d(np.arange(len(y)), excluded)
+            y, cols = y[kept], cols[kept]
     shared, b0 = _relative_nnls(cols.sum(axis=1, keepdims=True), y)
     scales, intercept = {k: float(shared) for k in kinds}, float(b0)
     mean, std = cols.mean(axis=0), cols.std(axis=0)
@@ -164,7 +204,14 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
         scales.update({kinds[i]: float(c) for i, c in zip(own, coef[:-1])})
         intercept = float(coef[-1])
     pred = cols @ np.array([scales[k] for k in kinds]) + intercept
-    return Calibration(scales, intercept, len(y), device, float(np.mean(np.abs(pred / y - 1))))
+    mape = float(np.mean(np.abs(pred / y - 1)))
+    if np.ptp(cols.sum(axis=1)) > 0 and np.ptp(pred) <= 1e-9 * max(float(np.max(np.abs(pred))), 1e-12):
+        raise DegenerateFitError(f"onboarding: every scale fitted to 0, the calibrated model predicts the constant "
+                                 f"{intercept:.4g} ms (MAPE {mape:.2f}); are some measured latencies near zero?")
+    if mape >= max_mape:
+        raise DegenerateFitError(f"onboarding: the calibrated model's MAPE on its own {len(y)} samples is {mape:.2f} "
+                                 f"(>= max_mape={max_mape}): the base model cannot explain these measurements")
+    return Calibration(scales, intercept, int(len(measured_ms)), device, mape, excluded)
 
 
 @dataclass

@@ -26,7 +26,9 @@ int2), trainable.
 from __future__ import annotations
 
 import copy
+import io
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -371,3 +373,25 @@ def precision_cost(model: nn.Module, formats: Mapping[str, str | NumberFormat], 
         if has_energy:
             energy += leaf.flops * profile.pj_per_flop(dtype) + moved * profile.energy_pj_per_byte
     return PrecisionCost(sizes.total_bits, latency * 1e3, energy * 1e-6 if has_energy else None, profile.name, dtypes)
+
+
+# ---------------------------------------------------------------------------------------- dynamic int8 (CPU)
+def dynamic_int8(model: nn.Module) -> nn.Module:
+    """A copy of `model` for CPU inference in torch's dynamic int8: Linear weights int8 with activations quantized
+    per batch at run time, Embedding tables int8 per row (weight only; they dominate a small text model's size).
+
+    torch 2.13 deprecates eager-mode quantization in favour of torchao (not a dependency); it still works, and
+    its warnings are silenced here."""
+    q = torch.ao.quantization
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+        return q.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear: q.default_dynamic_qconfig,
+                                                                nn.Embedding: q.float_qparams_weight_only_qconfig},
+                                  dtype=torch.qint8)
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    """Bytes of `torch.save(model.state_dict())`: the size of the file a user ships."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes

@@ -30,6 +30,13 @@ def load_subnet(path: Any) -> Any:
     return _load_subnet(path)
 
 
+def run_workdir(default: Any = None) -> Any:
+    """The workdir `nas run SCRIPT --workdir DIR` gave the running script; see `nas.scripts.run_workdir`."""
+    from nas.scripts import run_workdir as _run_workdir
+
+    return _run_workdir(default)
+
+
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
            "LocalExecutor", "NASError", "Objective", "Problem", "SearchResult", "SimulatedClockExecutor",
-           "SpaceDefinitionError", "Trial", "cheap", "load", "load_subnet", "search"]
+           "SpaceDefinitionError", "Trial", "cheap", "load", "load_subnet", "run_workdir", "search"]

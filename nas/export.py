@@ -7,6 +7,8 @@ first objective) `export` writes a directory:
     trial-0012/model.json    how `nas.load_subnet` rebuilds the module: space class + config, architecture
     trial-0012/weights.pt    the standalone module's state_dict (sliced from the supernet with batch norm
                              recalibrated, or the trial's trained weights), loaded with weights_only=True
+    trial-0012/model.pt2     the same module as a torch.export program (batch dimension dynamic): loads with
+                             plain torch, `torch.export.load(path).module()`, no model code needed
     trial-0012/model.onnx    the same network as ONNX (onnx.checker passed, run with onnxruntime)
     trial-0012/card.md|json  model card: each objective's searched and re-measured value, device, seed, cost
 
@@ -18,6 +20,7 @@ trials it completed, and the report says so.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -34,13 +37,15 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Splits, plus_minus, remeasure_all, split
-from nas.modelspec import (SUBNET, WEIGHTS, ModelSpec, load_model_spec, load_subnet, load_supernet, save_state_dict,
-                           standalone, subnet_json)
+from nas.modelspec import (PROGRAM, SUBNET, WEIGHTS, ModelSpec, load_model_spec, load_program, load_subnet,
+                           load_supernet, loads_by_build, save_program, save_state_dict, standalone, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.store import Trial
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport
 from nas.verify import verify as verify_export
+
+log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
@@ -138,6 +143,21 @@ def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: t
     return info
 
 
+def _program(space_spec: dict[str, Any], module: torch.nn.Module, example: torch.Tensor, path: Path) -> dict[str, Any]:
+    """Write `model.pt2`. A model of a toolkit space also reloads from its space, so a program torch.export
+    cannot capture is only noted; for any other space the program is how it loads, and its failure is an error."""
+    try:
+        return save_program(module, example, path)
+    except Exception as e:  # torch.export raises many kinds (unsupported op, data-dependent control flow, ...)
+        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        if not loads_by_build(space_spec, module):
+            raise ConfigError(f"{type(module).__qualname__}: torch.export cannot capture this module, and a model of "
+                              f"a space outside the toolkit loads from its program ({why})") from e
+        log.warning("%s: no %s (torch.export: %s); nas.load_subnet rebuilds it from its space", path.parent.name,
+                    PROGRAM, why)
+        return {"file": None, "error": why}
+
+
 def _supernet_diff(spec: ModelSpec, supernet: torch.nn.Module, arch: Architecture, module: torch.nn.Module,
                    data: Splits | None, x: torch.Tensor) -> float:
     """Max |supernet(x, arch) - module(x)| with the supernet's batch norm calibrated for `arch` like the module's."""
@@ -169,7 +189,9 @@ def _card_md(card: dict[str, Any]) -> str:
                                                             if s.get("training_seconds") else ""),
               f"* constraints: {', '.join(card['constraints']) or 'none'}",
               f"* architecture: `{json.dumps(card['arch'])}`", "",
-              "Load it: `nas.load_subnet(\"" + card["path"] + "\")` (torch) or `model.onnx` (onnxruntime)."]
+              "Load it: " + (f"`torch.export.load(\"{card['path']}/{PROGRAM}\").module()` (plain torch, no model "
+                             "code), " if PROGRAM in card["files"] else "")
+              + f"`nas.load_subnet(\"{card['path']}\")`, or `{ONNX_FILE}` (onnxruntime)."]
     return "\n".join(lines) + "\n"
 
 
@@ -248,14 +270,19 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         if supernet is not None:
             checks["supernet_max_abs_diff"] = _supernet_diff(spec, supernet, arch, module, data, x)
         save_state_dict(module, folder / WEIGHTS)
+        program = _program(spec.space, module, example, folder / PROGRAM)
         evaluation = {"data": spec.data.to_json() if spec.data else None, "metrics": spec.metrics}
-        info = subnet_json(spec.space, arch, module, list(example.shape[1:]), evaluation)
+        info = subnet_json(spec.space, arch, module, example, evaluation, program)
         jsonio.write_json(folder / SUBNET, info)
         jsonio.write_json(folder / "arch.json", {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(),
                                                  "space": spec.space})
         loaded = load_subnet(folder)  # everything below uses the files as a user loads them
         with torch.no_grad():
-            checks["reload_max_abs_diff"] = float((loaded(x) - module(x)).abs().max())
+            want = module(x)
+            checks["reload_max_abs_diff"] = float((loaded(x) - want).abs().max())
+            if program.get("file"):
+                checks["program_max_abs_diff"] = float((load_program(folder / PROGRAM)(x) - want).abs().max())
+        checks["load"] = info["load"]
         if onnx:
             checks["onnx"] = _onnx(loaded, example, folder / ONNX_FILE, x)
         built.append((trial, arch, folder, loaded, checks))

@@ -11,16 +11,23 @@ A workdir whose architectures can be exported holds, beside its journal (see `re
     supernet.pt           the trained supernet's state_dict (weights "supernet"), or
     weights/<arch_id>.pt  each trained network's state_dict (weights "trained", saved by `save_trial_weights`)
 
-The space is a `ModelSpace` named by its class path and rebuilt from JSON (its dataclass `config`, or its
-own `to_config()` / `from_config()`); `space.build(arch)` gives the standalone module. Every file is JSON
-or a tensor-only state_dict read with `torch.load(..., weights_only=True)`: nothing is pickled.
+The space is a `ModelSpace` named by its class path (or, for a class defined in a script, the script's
+path and the class name: {"class": "DigitsCNN", "script": "/abs/job.py"}) and rebuilt from JSON (its
+dataclass `config`, its own `to_config()` / `from_config()`, or a constructor without arguments);
+`space.build(arch)` gives the standalone module. Every file is JSON or a tensor-only state_dict read
+with `torch.load(..., weights_only=True)`: nothing is pickled.
+
+`nas run` tells the script it runs the workdir it was given through the environment variable
+`NAS_WORKDIR` (`run_workdir()` reads it), so a script records its model spec and trial weights with
+`record_model(nas.run_workdir(), space, ...)` and `save_trial_weights(nas.run_workdir(), arch, model)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import inspect
 import os
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +40,7 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Splits, check_recipe, split
+from nas.scripts import class_from_json, class_to_json, import_object, object_path
 from nas.spaces.model_space import ModelSpace
 
 SPEC_FORMAT, SUBNET_FORMAT, VERSION = "nas-model-spec", "nas-subnet", 1
@@ -41,44 +49,9 @@ SUPERNET = "supernet.pt"           # in a search workdir: the supernet's state_d
 TRIAL_WEIGHTS = "weights"          # in a search workdir: weights/<arch_id>.pt per trained trial
 SUBNET = "model.json"              # in an exported model's directory: how to rebuild that module
 WEIGHTS = "weights.pt"             # in an exported model's directory: its state_dict
+PROGRAM = "model.pt2"              # in an exported model's directory: the module as a torch.export program
 WEIGHT_KINDS = ("supernet", "trained")
-
-
-# ---------------------------------------------------------------------------------------- import paths
-def object_path(obj: Any) -> str:
-    """`module.QualName` of a module-level class or function (what `import_object` reads back)."""
-    qual = getattr(obj, "__qualname__", "")
-    if not qual or "<" in qual or not getattr(obj, "__module__", None):
-        raise ConfigError(f"{obj!r} is not importable by name (define it at module level)")
-    if obj.__module__ == "__main__" or obj.__module__.startswith("nas_script_"):
-        raise ConfigError(f"{qual} is defined in the running script ({obj.__module__}), which another process cannot "
-                          "import: move it to an importable module")
-    return f"{obj.__module__}.{qual}"
-
-
-def import_object(path: Any, field_name: str) -> Any:
-    """The object at `package.module.Name`; ConfigError naming `field_name` when it cannot be imported."""
-    if not isinstance(path, str) or "." not in path:
-        raise ConfigError(f"{field_name}: expected an import path like 'package.module.Name', got {path!r}")
-    module_name, _, name = path.rpartition(".")
-    parts = [name]
-    while module_name:
-        try:
-            obj: Any = importlib.import_module(module_name)
-            break
-        except ModuleNotFoundError:
-            module_name, _, outer = module_name.rpartition(".")
-            parts.insert(0, outer)
-    else:
-        raise ConfigError(f"{field_name}: cannot import {path!r} (no such module)")
-    try:
-        for part in parts:
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise ConfigError(f"{field_name}: cannot import {path!r} ({module_name} has no {'.'.join(parts)})") from None
-    return obj
-
-
+LOAD_KINDS = ("build", "program")  # how load_subnet gets the module: space.build(arch) + weights, or model.pt2
 def save_state_dict(module: nn.Module, path: Path) -> None:
     """The module's state_dict (tensors only, on the CPU), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,32 +69,48 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------------------------------- spaces
 def space_to_json(space: Any) -> dict[str, Any]:
-    """{"class", "config"[, "config_class"]}: enough to rebuild `space` with `space_from_json`."""
+    """{"class"[, "script"], "config"[, "config_class"]}: enough to rebuild `space` with `space_from_json`."""
     if not isinstance(space, ModelSpace):
         raise ConfigError(f"space: {type(space).__name__} is not a nas.spaces.ModelSpace; exporting models needs a "
                           "space whose build(arch) returns the torch module")
-    cls = object_path(type(space))
+    ref = class_to_json(type(space))
     to_config = getattr(space, "to_config", None)
     if callable(to_config):
-        return {"class": cls, "config": jsonio.plain(to_config(), "space.config")}
+        return {**ref, "config": jsonio.plain(to_config(), "space.config")}
     cfg = getattr(space, "config", None)
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         data = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
-        return {"class": cls, "config_class": object_path(type(cfg)), "config": jsonio.plain(data, "space.config")}
-    raise ConfigError(f"space: {type(space).__name__} cannot be described as JSON: give it a `to_config()` method "
-                      "and a `from_config(config)` classmethod, or a dataclass `config` attribute that its "
-                      "constructor takes as its only argument")
+        cfg_ref = class_to_json(type(cfg))
+        if cfg_ref.get("script", ref.get("script")) != ref.get("script"):
+            raise ConfigError(f"space: {type(cfg).__qualname__} and {type(space).__qualname__} must be defined "
+                              "in the same script")
+        return {**ref, "config_class": cfg_ref["class"], "config": jsonio.plain(data, "space.config")}
+    if _no_arguments(type(space)):
+        return {**ref, "config": None}  # rebuilt as cls(); record_model checks it is the same space
+    raise ConfigError(f"space: {type(space).__name__} cannot be described as JSON: give it a constructor without "
+                      "arguments, or a `to_config()` method and a `from_config(config)` classmethod, or a dataclass "
+                      "`config` attribute that its constructor takes as its only argument")
+
+
+def _no_arguments(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
 def space_from_json(spec: Any, field_name: str = "space") -> ModelSpace:
     """The `ModelSpace` that `space_to_json` described."""
     if not isinstance(spec, Mapping) or "class" not in spec or "config" not in spec:
         raise ConfigError(f"{field_name}: expected {{'class': ..., 'config': ...}}, got {spec!r}")
-    cls = import_object(spec["class"], f"{field_name}.class")
+    cls = class_from_json(spec, field_name)
     config = spec["config"]
     try:
         if spec.get("config_class"):
-            space = cls(import_object(spec["config_class"], f"{field_name}.config_class")(**config))
+            space = cls(class_from_json(spec, field_name, "config_class")(**config))
+        elif config is None:
+            space = cls()
         elif hasattr(cls, "from_config"):
             space = cls.from_config(config)
         else:
@@ -319,12 +308,99 @@ def standalone(spec: ModelSpec, workdir: str | Path, arch: Mapping[str, Any], da
 
 
 # ---------------------------------------------------------------------------------------- exported subnets
-def subnet_json(space_spec: Mapping[str, Any], arch: Architecture, module: nn.Module,
-                input_shape: list[int], evaluation: Mapping[str, Any]) -> dict[str, Any]:
-    """The `model.json` of an exported model: how `load_subnet` rebuilds the module (space + arch)."""
+@dataclass(frozen=True)
+class RecordedInput:
+    """The input an exported model was traced with (model.json's "input": per-example shape and dtype), giving
+    `example_input(arch, batch_size)` as its space would, so an exported model is re-measured without it."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @classmethod
+    def of(cls, info: Any, where: str) -> "RecordedInput":
+        dtype = info.get("dtype", "float32") if isinstance(info, Mapping) else None
+        shape = info.get("shape") if isinstance(info, Mapping) else None
+        if not isinstance(shape, list) or not all(isinstance(n, int) and n > 0 for n in shape):
+            raise ConfigError(f"{where}: input.shape: expected a list of positive ints, got {shape!r}")
+        if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+            raise ConfigError(f"{where}: input.dtype: {dtype!r} is not a torch dtype")
+        return cls(tuple(shape), str(dtype))
+
+    def example_input(self, arch: Mapping[str, Any] | None = None, batch_size: int = 1) -> torch.Tensor:
+        dtype = getattr(torch, self.dtype)
+        if dtype.is_floating_point:
+            return torch.randn(batch_size, *self.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+        return torch.zeros(batch_size, *self.shape, dtype=dtype)
+
+
+def dtype_name(x: torch.Tensor) -> str:
+    """"float32" for torch.float32: the name `getattr(torch, name)` reads back."""
+    return str(x.dtype).removeprefix("torch.")
+
+
+def save_program(module: nn.Module, example: torch.Tensor, path: Path) -> dict[str, Any]:
+    """`module` (in eval mode) as a `torch.export` program, batch dimension dynamic, written with
+    torch.export.save: it loads with `torch.export.load(path).module()` and needs no code of the model's."""
+    module.eval()
+    try:
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+        dynamic = True
+    except Exception:  # code that fixes the batch size (torch raises several kinds): export for the example's
+        program = torch.export.export(module, (example,))
+        dynamic = False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")  # torch.export.save wants the .pt2 suffix
+    torch.export.save(program, tmp)
+    os.replace(tmp, path)
+    return {"file": path.name, "dynamic_batch": dynamic,
+            "load": f"torch.export.load({path.name!r}).module()"}
+
+
+def _frozen_train(self: nn.Module, mode: bool = True) -> nn.Module:
+    if mode:
+        raise ConfigError("this exported model is a torch.export program captured in eval mode and cannot be "
+                          "trained; to fine-tune it, rebuild it with its space (space.build(arch)) and load weights.pt")
+    return self
+
+
+def load_program(path: str | Path) -> nn.Module:
+    """The module of a `torch.export` program file, in eval mode (it was captured in eval mode; `eval()`
+    keeps it there, `train()` is refused)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: program file not found")
+    module = torch.export.load(str(path)).module()
+    for m in module.modules():
+        m.training = False
+    module.train = types.MethodType(_frozen_train, module)  # type: ignore[method-assign]
+    module.eval = types.MethodType(lambda self: self, module)  # type: ignore[method-assign]
+    return module
+
+
+def loads_by_build(space_spec: Mapping[str, Any], module: nn.Module) -> bool:
+    """Whether `load_subnet` can rebuild this module from toolkit code alone: the space, its config class and
+    every submodule's class come from `nas` or `torch`. Otherwise it loads the exported program."""
+    def ours(path: Any) -> bool:
+        return isinstance(path, str) and path.split(".")[0] in ("nas", "torch")
+
+    classes = [space_spec.get("class")] + ([space_spec["config_class"]] if space_spec.get("config_class") else [])
+    return ("script" not in space_spec and all(ours(c) for c in classes)
+            and all(ours(type(m).__module__) for m in module.modules()))
+
+
+def subnet_json(space_spec: Mapping[str, Any], arch: Architecture, module: nn.Module, example: torch.Tensor,
+                evaluation: Mapping[str, Any], program: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `model.json` of an exported model: how `load_subnet` gets the module back (space + arch + weights,
+    or the torch.export program) and the input it takes."""
+    load = "build" if loads_by_build(space_spec, module) else "program"
+    if load == "program" and not (program and program.get("file")):
+        raise ConfigError(f"space: {space_spec.get('class')} is not toolkit code, so its models load from their "
+                          "torch.export program, and none was written")
+    cls = type(module)
     return {"format": SUBNET_FORMAT, "version": VERSION, "space": dict(space_spec), "arch": arch.to_dict(),
-            "arch_id": arch.id, "module": {"class": object_path(type(module)), "built_by": "space.build(arch)"},
-            "weights": WEIGHTS, "input": {"shape": input_shape, "dtype": "float32", "batch_dim": 0},
+            "arch_id": arch.id, "module": {"class": f"{cls.__module__}.{cls.__qualname__}",
+                                           "built_by": "space.build(arch)"},
+            "load": load, "weights": WEIGHTS, "program": dict(program) if program else None,
+            "input": {"shape": list(example.shape[1:]), "dtype": dtype_name(example), "batch_dim": 0},
             "evaluation": dict(evaluation)}
 
 
@@ -355,10 +431,17 @@ def _first(e: Exception) -> str:
 def load_subnet(path: str | Path) -> nn.Module:
     """The exported model in `path` (a directory written by `nas.export`) as a torch module in eval mode.
 
-    Rebuilt from its JSON (space class + config + architecture) and its state_dict, read with
-    weights_only=True; the supernet and the search are not needed.
+    A model of a toolkit space ("load": "build") is rebuilt from its JSON (space class + config +
+    architecture) and its state_dict, read with weights_only=True; any other (a space you wrote) loads
+    from its torch.export program `model.pt2`, so neither your code nor the search is needed.
     """
     folder, d = read_subnet_json(path)
+    load = d.get("load", "build")
+    if load not in LOAD_KINDS:
+        raise ConfigError(f"{folder / SUBNET}: load: expected one of {', '.join(LOAD_KINDS)}, got {load!r}")
+    if load == "program":
+        program = d.get("program") if isinstance(d.get("program"), Mapping) else {}
+        return load_program(folder / str(program.get("file") or PROGRAM))
     space = space_from_json(d["space"], f"{folder / SUBNET}: space")
     module = space.build(space.validate(d["arch"]))
     want = d["module"].get("class") if isinstance(d["module"], Mapping) else None

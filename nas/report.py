@@ -247,7 +247,7 @@ def spaces_table() -> Table:
     import inspect
 
     from nas.spaces import BUILTIN, Space
-    from nas.modelspec import import_object
+    from nas.scripts import import_object
 
     table = Table(title=f"{len(BUILTIN)} built-in spaces (or write your own: Space(field=Choice([...]), ...))",
                   title_justify="left")

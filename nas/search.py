@@ -134,6 +134,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         raise ConfigError(f"strategy: expected a name or a Strategy, got {type(strategy).__name__}")
     cheap = [e for e in evaluators if e.cheap]
     expensive = [e for e in evaluators if not e.cheap]
+    strat.use_cheap(merged(cheap, fidelity) if cheap else None)
     config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
                            timeout_s=timeout_s, max_time=max_time,
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)

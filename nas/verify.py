@@ -1,7 +1,8 @@
 """Re-measuring exported models: accuracy on held-out data, latency on the device, against the search's values.
 
-`verify(out)` reloads every model of an export directory with `load_subnet` (as a user would),
-re-measures it with its recipes (`nas.measure.remeasure_all`, exactly as export did), reports
+`verify(out)` reloads every model of an export directory with `load_subnet` (as a user would; a model of
+a space you wrote comes from its `model.pt2`, so verify needs none of your code), re-measures it
+with its recipes (`nas.measure.remeasure_all`, exactly as export did), reports
 predicted-vs-measured error per objective, and flags picks that break a constraint or are dominated by
 another pick once the measured values replace the searched ones.
 """
@@ -22,7 +23,7 @@ from torch import nn
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, remeasure_all
-from nas.modelspec import DataRef, load_subnet, read_subnet_json, space_from_json
+from nas.modelspec import SUBNET, DataRef, RecordedInput, load_subnet, read_subnet_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -138,8 +139,8 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
             if not ref:
                 raise ConfigError(f"{folder}: evaluation.data is missing, so accuracy cannot be re-measured")
             data = DataRef(ref["function"], dict(ref.get("kwargs") or {})).load()
-        space = space_from_json(sub["space"])
-        loaded.append((entry, load_subnet(folder), space, space.validate(sub["arch"]), recipes))
+        shape = RecordedInput.of(sub.get("input"), str(folder / SUBNET))  # latency and counts: the traced input
+        loaded.append((entry, load_subnet(folder), shape, sub["arch"], recipes))
     groups: dict[str, list[int]] = {}  # models sharing recipes are re-measured (timed) together
     for i, x in enumerate(loaded):
         groups.setdefault(json.dumps(x[4], sort_keys=True), []).append(i)

@@ -6,6 +6,7 @@ configuration stays plain data. The std combines the members' own variances with
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor
 
 MemberSpec = str | Mapping[str, Any]
+logger = logging.getLogger(__name__)
 
 
 class AveragePredictor(Predictor):
@@ -24,13 +26,24 @@ class AveragePredictor(Predictor):
     name = "average"
 
     def __init__(self, space: Space, seed: int = 0, members: Sequence[MemberSpec] = ("gcn", "wl-gp")) -> None:
-        from nas.predictors import make_predictor
+        from nas.predictors import make_predictor, predictor_class
+        from nas.predictors.graph import GCNPredictor, single_node_graphs
 
         specs = [{"name": m, "options": {}} if isinstance(m, str) else {"name": m["name"], "options": dict(m.get("options", {}))}
                  for m in members]
         if not specs:
             raise ConfigError("members: give at least one predictor")
-        self._members = [make_predictor(s["name"], space, seed, **s["options"]) for s in specs]
+        live = specs
+        if single_node_graphs(space):  # a plain Space: a graph network would predict a constant; say so, average the rest
+            live = [s for s in specs if not issubclass(predictor_class(s["name"]), GCNPredictor)]
+            for s in specs:
+                if s not in live:
+                    logger.warning("average: member %r left out: %s.to_graph gives one node per architecture, so it "
+                                   "would predict a constant", s["name"], type(space).__name__)
+            if not live:
+                raise ConfigError(f"members: {[s['name'] for s in specs]} all need a graph with structure, which "
+                                  f"{type(space).__name__} does not give; use 'rf', 'gp' or 'wl-gp'")
+        self._members = [make_predictor(s["name"], space, seed, **s["options"]) for s in live]
         self.needs = frozenset().union(*(m.needs for m in self._members))  # type: ignore[misc]
         super().__init__(space, seed)
         self.members = specs

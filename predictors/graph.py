@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 from nas.predictors.embedding import node_labels
 from nas.predictors.ensemble import Loss, _TorchPredictor
@@ -48,6 +49,14 @@ def _gcn_module(n_labels: int, hidden: int, layers: int) -> "torch.nn.Module":
     return DirectedGCN()
 
 
+def single_node_graphs(space: Space, samples: int = 3) -> bool:
+    """True when the space's graphs are a single node (a plain `Space`): nothing for a graph network to propagate."""
+    if "sample" not in space.capabilities:
+        return False
+    rng = np.random.default_rng(0)
+    return all(space.to_graph(space.sample(rng)).number_of_nodes() <= 1 for _ in range(samples))
+
+
 class GCNPredictor(_TorchPredictor):
     """An ensemble of `members` directed GCNs on `space.to_graph`; std = spread across members."""
 
@@ -57,6 +66,10 @@ class GCNPredictor(_TorchPredictor):
     def __init__(self, space: Space, seed: int = 0, members: int = 3, hidden: int = 64, layers: int = 3,
                  epochs: int = 200, lr: float = 3e-3, weight_decay: float = 1e-4, loss: Loss = "mse") -> None:
         super().__init__(space, seed, members, epochs, lr, weight_decay, loss)
+        if single_node_graphs(space):
+            raise ConfigError(f"predictor {self.name!r}: {type(space).__name__}.to_graph gives one node labelled by the "
+                              "whole architecture (a plain Space has no graph structure), so every architecture not "
+                              "seen in training looks alike and the prediction is constant; use 'rf', 'gp' or 'wl-gp'")
         self.hidden, self.layers = hidden, layers
         self._vocab: dict[str, int] = {}
 

@@ -7,10 +7,19 @@ likelihood; one eigendecomposition of K + 1 makes every likelihood evaluation O(
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy.optimize import minimize
 
+logger = logging.getLogger(__name__)
 _BOUNDS = [(-8.0, 8.0), (-12.0, 4.0)]  # log signal, log noise
+
+
+def collapsed(signal: float, noise: float, lower: float) -> bool:
+    """A fitted GP whose signal variance sits at its lower bound, or is negligible beside the noise, predicts
+    (nearly) the training mean everywhere."""
+    return signal <= 1.01 * lower or signal < 1e-3 * noise
 
 
 class KernelGP:
@@ -36,6 +45,11 @@ class KernelGP:
         best = min((minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=_BOUNDS) for x0 in starts),
                    key=lambda r: r.fun)
         self.signal, self.noise = (float(v) for v in np.exp(best.x))
+        if collapsed(self.signal, self.noise, np.exp(_BOUNDS[0][0])):
+            logger.warning("kernel GP on %d points collapsed to a near-constant prediction (signal variance %.2g at "
+                           "its lower bound %.2g or below 1e-3 x the noise %.2g): the kernel explains none of the "
+                           "targets' variation, so its ranking is noise", len(t), self.signal,
+                           np.exp(_BOUNDS[0][0]), self.noise)
         self._d = self.signal * lam + self.noise + 1e-10
         self._alpha = self._u @ (tt / self._d)
         return self

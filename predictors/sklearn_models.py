@@ -6,6 +6,7 @@ or the Gaussian process posterior. Targets are regressed as quantiles by default
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -14,6 +15,9 @@ from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target
 from nas.predictors.encodings import encoder
+from nas.predictors.kernel_gp import collapsed
+
+logger = logging.getLogger(__name__)
 
 
 class _EncodedRegressor(Predictor):
@@ -52,17 +56,22 @@ class RandomForestPredictor(_EncodedRegressor):
     name = "rf"
 
     def __init__(self, space: Space, seed: int = 0, encoding: str = "onehot", target: Target = "rank",
-                 n_estimators: int = 200) -> None:
+                 n_estimators: int = 200, min_samples_leaf: int = 1, max_features: float = 1.0) -> None:
         super().__init__(space, seed, encoding, target)
-        self.n_estimators = n_estimators
+        if not (isinstance(min_samples_leaf, int) and min_samples_leaf >= 1 and 0 < max_features <= 1):
+            raise ConfigError(f"rf: min_samples_leaf must be an int >= 1 and max_features in (0, 1], got "
+                              f"{min_samples_leaf!r} and {max_features!r}")
+        self.n_estimators, self.min_samples_leaf, self.max_features = n_estimators, min_samples_leaf, max_features
 
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:
         from sklearn.ensemble import RandomForestRegressor
 
-        self._model = RandomForestRegressor(self.n_estimators, random_state=self.seed, n_jobs=1).fit(x, t)
+        self._model = RandomForestRegressor(self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+                                            max_features=self.max_features, random_state=self.seed, n_jobs=1).fit(x, t)
 
     def _predict_model(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        per_tree = np.stack([tree.predict(x) for tree in self._model.estimators_])
+        x = np.ascontiguousarray(x, dtype=np.float32)  # the trees' own dtype: no per-tree input check (10x faster)
+        per_tree = np.stack([tree.predict(x, check_input=False) for tree in self._model.estimators_])
         return per_tree.mean(axis=0), per_tree.std(axis=0)
 
 
@@ -115,6 +124,12 @@ class GaussianProcessPredictor(_EncodedRegressor):
             warnings.simplefilter("ignore", ConvergenceWarning)
             self._model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=self.restarts,
                                                    random_state=self.seed).fit(x, t)
+        fitted = self._model.kernel_
+        signal, length, noise = fitted.k1.k1.constant_value, fitted.k1.k2.length_scale, fitted.k2.noise_level
+        if collapsed(signal, noise, 1e-3) or not 1.01e-2 < length < 0.99e3:  # a scale at a bound: no correlation or no variation
+            logger.warning("gp on %d points collapsed to a near-constant prediction (signal variance %.2g, length "
+                           "scale %.2g, noise %.2g): the kernel explains none of the targets' variation, so its "
+                           "ranking is noise", len(t), signal, length, noise)
 
     def _predict_model(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, std = self._model.predict(x, return_std=True)

@@ -2,6 +2,10 @@
 
 Subclasses implement `build(arch)` and `example_input(arch, batch_size)`; `count(arch)` then gives
 parameters and FLOPs for any architecture, which hardware cost models and cheap objectives build on.
+A subclass whose constructor takes no arguments (or that has a dataclass `config`, or `to_config()` /
+`from_config()`) can be recorded for export (`nas.modelspec.record_model`), even when it is defined in
+the script `nas run` runs; see docs/export.md.
+A torch module written with choice points (`nas.nn.ModelSpace`) derives one: `Net.space()` is a `ModelSpace`.
 """
 
 from __future__ import annotations

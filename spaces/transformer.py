@@ -5,6 +5,10 @@
   convolution), hidden size, head count (attention only), kernel (convolution only) and feed-forward
   stack; linear projections join layers of different widths. Its graph form has a node per attention
   head / mixer / FFN layer, labelled for WL-style graph similarity.
+* Attention kinds (MPCViT, Zeng et al., 2023): with `FlexiBertConfig(attentions=...)` every attention layer
+  also picks how its weights are formed: `softmax`, `relu` (ReLU-normalised, relu(s) / sum relu(s)) or
+  `linear` (scaled, s / number of keys; no exponent, no division by a secret), the choices that change its
+  cost under secure multi-party computation (`nas.hardware.mpc`).
 * `ElasticTransformerSpace` (LLaMA-NAS / InstaTune style): per-layer heads and FFN width, and depth, are
   elastic choices inside one weight-sharing supernet built on `nas.spaces.dynamic.DynamicLinear`;
   `supernet.subnet(arch)` returns a standalone model with the same outputs.
@@ -29,6 +33,7 @@ from nas.spaces.params import Choice, Conditional
 from nas.spaces.space import Repeat
 
 MIXERS = ("attention", "fourier", "linear", "conv")
+ATTENTIONS = ("softmax", "relu", "linear")  # how attention weights are formed from the scores (MPCViT)
 PAD = 0  # token id of padding; the mask of real tokens is `tokens != PAD`
 
 
@@ -43,7 +48,7 @@ def _check_config(cfg: Any) -> None:
                 raise ConfigError(f"{f.name}: give at least one option")
         else:
             values = [v]
-        if f.name in ("dropout", "ops"):
+        if f.name in ("dropout", "ops", "attentions"):
             continue
         if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in values):
             raise ConfigError(f"{f.name}: expected positive ints, got {v!r}")
@@ -53,27 +58,49 @@ def _check_config(cfg: Any) -> None:
 
 # ---------------------------------------------------------------------------------------- token mixers
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with `heads` heads of `head_dim` each (padding keys masked out)."""
+    """Multi-head self-attention with `heads` heads of `head_dim` each (padding keys masked out); `kind` is
+    one of `ATTENTIONS` (see `attend`)."""
 
-    def __init__(self, hidden: int, heads: int, head_dim: int) -> None:
+    def __init__(self, hidden: int, heads: int, head_dim: int, kind: str = "softmax") -> None:
         super().__init__()
-        self.heads, self.head_dim = heads, head_dim
+        if kind not in ATTENTIONS:
+            raise ConfigError(f"kind: unknown attention {kind!r} (known: {', '.join(ATTENTIONS)})")
+        self.heads, self.head_dim, self.kind = heads, head_dim, kind
         inner = heads * head_dim
         self.q, self.k, self.v = nn.Linear(hidden, inner), nn.Linear(hidden, inner), nn.Linear(hidden, inner)
         self.o = nn.Linear(inner, hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.o(attend(self.q(x), self.k(x), self.v(x), mask, self.heads))
+        return self.o(attend(self.q(x), self.k(x), self.v(x), mask, self.heads, self.kind))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
-    """Scaled dot-product attention of [B, L, heads*d] projections; `mask` [B, L] marks real tokens."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, heads: int,
+           kind: str = "softmax") -> torch.Tensor:
+    """Scaled dot-product attention of [B, L, heads*d] projections; `mask` [B, L] marks real tokens.
+
+    With s = q k^T / sqrt(d) over the real keys, the weights are softmax(s) (`softmax`), relu(s) / sum relu(s)
+    (`relu`; a row whose scores are all <= 0 attends to nothing), or s / (number of real keys) (`linear`:
+    MPCViT's scaling attention; the count is public, so secure computation needs no exponent or division).
+    """
     b, n, inner = q.shape
 
     def split(t: torch.Tensor) -> torch.Tensor:
         return t.view(b, n, heads, inner // heads).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask[:, None, None, :])
+    keys = mask[:, None, None, :]
+    if kind == "softmax":
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=keys)
+    else:
+        scores = (split(q) @ split(k).transpose(-2, -1)) * (inner // heads) ** -0.5
+        scores = scores.masked_fill(~keys, 0.0)
+        if kind == "relu":
+            weights = F.relu(scores)
+            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-6)
+        elif kind == "linear":
+            weights = scores / keys.sum(-1, keepdim=True).clamp(min=1)
+        else:
+            raise ConfigError(f"kind: unknown attention {kind!r} (known: {', '.join(ATTENTIONS)})")
+        out = weights @ split(v)
     return out.transpose(1, 2).reshape(b, n, inner)
 
 
@@ -188,12 +215,16 @@ class FlexiBertConfig:
     ffn_depths: tuple[int, ...] = (1, 2)
     ffn_dims: tuple[int, ...] = (128, 256)
     dropout: float = 0.1
+    attentions: tuple[str, ...] = ("softmax",)
 
     def __post_init__(self) -> None:
         _check_config(self)
         unknown = [o for o in self.ops if o not in MIXERS]
         if unknown:
             raise ConfigError(f"ops: unknown token mixer {unknown[0]!r} (known: {', '.join(MIXERS)})")
+        unknown = [o for o in self.attentions if o not in ATTENTIONS]
+        if unknown:
+            raise ConfigError(f"attentions: unknown attention {unknown[0]!r} (known: {', '.join(ATTENTIONS)})")
         bad = [(h, d) for h in self.heads for d in self.hidden if d % h]
         if bad:
             raise ConfigError(f"heads: {bad[0][0]} heads do not divide hidden size {bad[0][1]}")
@@ -206,6 +237,7 @@ class FlexiBertSpace(ModelSpace):
 
     An architecture: {"depth": 2, "layers": [{"op": "attention", "hidden": 64, "heads": 2, "ffn_depth": 1,
     "ffn": [{"dim": 128}]}, {"op": "conv", "hidden": 128, "kernel": 5, "ffn_depth": 2, "ffn": [...]}]}.
+    Unless `attentions` is the default `("softmax",)`, attention layers also carry `attn` (one of them).
     """
 
     def __init__(self, config: FlexiBertConfig | None = None) -> None:
@@ -213,6 +245,8 @@ class FlexiBertSpace(ModelSpace):
         layer: dict[str, Any] = {"op": Choice(list(cfg.ops), ordered=False), "hidden": Choice(list(cfg.hidden))}
         if "attention" in cfg.ops:
             layer["heads"] = Conditional("op", ["attention"], Choice(list(cfg.heads)))
+            if cfg.attentions != ("softmax",):
+                layer["attn"] = Conditional("op", ["attention"], Choice(list(cfg.attentions), ordered=False))
         if "conv" in cfg.ops:
             layer["kernel"] = Conditional("op", ["conv"], Choice(list(cfg.kernels)))
         layer["ffn_depth"] = Choice(list(cfg.ffn_depths))
@@ -222,7 +256,7 @@ class FlexiBertSpace(ModelSpace):
     def _mixer(self, layer: Mapping[str, Any]) -> nn.Module:
         op, hidden = layer["op"], layer["hidden"]
         if op == "attention":
-            return SelfAttention(hidden, layer["heads"], hidden // layer["heads"])
+            return SelfAttention(hidden, layer["heads"], hidden // layer["heads"], layer.get("attn", "softmax"))
         if op == "conv":
             return SeparableConvMix(hidden, layer["kernel"])
         return LinearMix(self.config.max_len) if op == "linear" else FourierMix()
@@ -246,7 +280,8 @@ class FlexiBertSpace(ModelSpace):
 
         `label` (what WL hashing compares) is the op with its width, e.g. "attention:64" per head (so the
         head count is the number of such nodes), "conv:128:k5", "fourier:64", "ffn:256", "add_norm:64";
-        the other attributes (`layer`, `role`, ...) are what `from_graph` reads back.
+        the other attributes (`layer`, `role`, ...) are what `from_graph` reads back. A non-softmax attention
+        kind shows in the label ("attention/relu:64").
         """
         a = self.validate(arch)
         g = nx.DiGraph()
@@ -261,7 +296,9 @@ class FlexiBertSpace(ModelSpace):
             add = f"L{i}.add_mix"
             g.add_node(add, label=f"add_norm:{h}", role="add_mix", layer=i)
             if op == "attention":
-                mixers = [(f"L{i}.head{k}", {"label": f"attention:{h}", "role": "head", "index": k})
+                kind = f"/{layer['attn']}" if layer.get("attn", "softmax") != "softmax" else ""
+                extra = {"attn": layer["attn"]} if "attn" in layer else {}
+                mixers = [(f"L{i}.head{k}", {"label": f"attention{kind}:{h}", "role": "head", "index": k, **extra})
                           for k in range(layer["heads"])]
             else:
                 suffix = f":k{layer['kernel']}" if op == "conv" else ""
@@ -304,6 +341,8 @@ class FlexiBertSpace(ModelSpace):
             layer: dict[str, Any] = {"op": mixers[0]["op"], "hidden": mixers[0]["hidden"]}
             if heads:
                 layer["heads"] = len(heads)
+                if heads[0].get("attn") is not None:
+                    layer["attn"] = heads[0]["attn"]
             if mixers[0].get("kernel") is not None:
                 layer["kernel"] = mixers[0]["kernel"]
             ffn = sorted((d for d in nodes if d["role"] == "ffn"), key=lambda d: d["index"])

@@ -1,8 +1,9 @@
-"""Shared fixtures: torch thread settings (restored after every test) and the shared data folder (tests that
-need it skip when it is absent)."""
+"""Shared fixtures: torch thread settings and the `nas` loggers' levels (restored after every test) and the shared
+data folder (tests that need it skip when it is absent)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +22,21 @@ def _torch_threads_restored() -> Iterator[None]:
     yield
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _log_levels_restored() -> Iterator[None]:
+    """Log levels never leak between tests: an experiment or example run in-process may quiet the `nas` loggers
+    (setLevel(ERROR)), which would hide the warnings later tests assert on (caplog)."""
+    loggers = {name: logging.getLogger(name) for name in ["nas", *logging.root.manager.loggerDict]
+               if name == "nas" or name.startswith(("nas.", "experiments"))}
+    before = {name: logger.level for name, logger in loggers.items()}
+    yield
+    for name, level in before.items():
+        logging.getLogger(name).setLevel(level)
+    for name in logging.root.manager.loggerDict:  # loggers created during the test start from NOTSET
+        if name not in before and (name == "nas" or name.startswith(("nas.", "experiments"))):
+            logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 @pytest.fixture

@@ -338,8 +338,9 @@ def test_trained_weights_are_exported_without_a_supernet(tmp_path, one_thread):
 
 
 def test_docs_export_blocks_run(tmp_path, monkeypatch):
-    """Every ```python block of docs/export.md, in order and in one namespace, in a fresh directory."""
-    blocks = python_blocks(ROOT / "docs" / "export.md")
+    """Every ```python block of docs/export.md, in order and in one namespace, in a fresh directory (but the
+    `nas run` script, which tests/test_export_user_space.py runs as a script, with `nas run`)."""
+    blocks = [b for b in python_blocks(ROOT / "docs" / "export.md") if not b.startswith("# digits_job.py")]
     assert blocks
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "export_doc"}

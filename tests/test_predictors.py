@@ -146,13 +146,18 @@ def test_gcn_pairwise_loss_ranks_a_graph_target():
 @pytest.mark.parametrize("name", ["rf", "wl-gp", "gcn", "mlp-pretrained"])
 def test_state_dict_is_plain_json_and_restores_the_predictions(name):
     archs, y = synthetic(60, 3)
+    space = SPACE
+    if name == "gcn":  # gcn refuses a plain Space (one node per architecture): its graphs come from NAS-Bench-Graph
+        space, rng = NBG, np.random.default_rng(3)
+        archs = [NBG.sample(rng) for _ in range(60)]
+        y = np.array([nbg_target(a) for a in archs])
     opts = dict(FAST.get(name, {}))
     if name == "mlp-pretrained":
         opts = {"proxy": lambda a: float(a["x0"] + a["x1"]), "pretrain_size": 50, "pretrain_epochs": 20,
                 "members": 2, "epochs": 40}
-    p = make_predictor(name, SPACE, 4, **opts).fit(archs[:40], y[:40])
+    p = make_predictor(name, space, 4, **opts).fit(archs[:40], y[:40])
     state = json.loads(json.dumps(p.state_dict()))
-    q = predictor_from_state(SPACE, state)  # the pretrained one needs no proxy: its data is in the state
+    q = predictor_from_state(space, state)  # the pretrained one needs no proxy: its data is in the state
     assert np.allclose(p.predict(archs[40:])[0], q.predict(archs[40:])[0], atol=1e-6)
     assert q.config() == p.config() and q.seed == 4
 
@@ -303,7 +308,7 @@ def test_learning_curve_recovers_an_exact_power_law_and_stops_hopeless_runs():
         extrapolate([1, 2], [0.1, 0.2], 10)
 
 
-# ---------------------------------------------------------------------------------------------- guided evolution
+# ---------------------------------------------------------------------------------------------- predictor search
 def _drive(strategy, steps: int, asked: list) -> None:
     from nas.strategies.base import TrialResult
 
@@ -315,18 +320,18 @@ def _drive(strategy, steps: int, asked: list) -> None:
 
 def _guided(seed: int):
     from nas.objectives import Problem
-    from nas.strategies.guided import PredictorGuidedEvolution
+    from nas.strategies.predictor_search import PredictorSearch
 
-    return PredictorGuidedEvolution(SPACE, Problem.make({"score": "max"}), seed, candidates=60, warmup=10,
-                                    predictor="rf", predictor_options={"n_estimators": 30})
+    return PredictorSearch(SPACE, Problem.make({"score": "max"}), seed, population_size=20, generations=4,
+                           predictor="rf", predictor_options={"n_estimators": 30})
 
 
-def test_guided_evolution_resumes_exactly_from_plain_json_state():
+def test_predictor_search_resumes_exactly_from_plain_json_state():
     whole: list = []
     _drive(_guided(3), 45, whole)
     first: list = []
     s = _guided(3)
-    _drive(s, 27, first)  # mid-way between two refits
+    _drive(s, 27, first)  # mid-way through a batch
     state = json.loads(json.dumps(s.state_dict()))
     resumed = _guided(99)
     resumed.load_state_dict(state)
@@ -335,7 +340,7 @@ def test_guided_evolution_resumes_exactly_from_plain_json_state():
     assert len(set(whole)) == len(whole)  # never asks an architecture twice
 
 
-def test_guided_evolution_beats_plain_evolution_on_a_separable_space():
+def test_predictor_search_beats_plain_evolution_on_a_separable_space():
     import nas
 
     optimum = float(WEIGHTS.max(axis=1).sum())
@@ -351,25 +356,26 @@ def test_guided_evolution_beats_plain_evolution_on_a_separable_space():
     assert gaps["guided"] < 0.5 * gaps["evolution"], gaps
 
 
-def test_guided_evolution_rejects_bad_options_and_unfit_spaces():
+def test_predictor_search_rejects_bad_options_and_unfit_spaces():
     from nas.objectives import Problem
-    from nas.strategies.guided import PredictorGuidedEvolution
+    from nas.strategies.predictor_search import PredictorSearch
 
-    with pytest.raises(ConfigError, match="invalid warmup"):
-        PredictorGuidedEvolution(SPACE, Problem.make({"score": "max"}), 0, warmup=1)
+    with pytest.raises(ConfigError, match="invalid n_init"):
+        PredictorSearch(SPACE, Problem.make({"score": "max"}), 0, n_init=1)
     with pytest.raises(ConfigError, match="unknown predictor"):
-        PredictorGuidedEvolution(SPACE, Problem.make({"score": "max"}), 0, predictor="oracle")
+        PredictorSearch(SPACE, Problem.make({"score": "max"}), 0, predictor="oracle")
 
 
-def test_guided_evolution_is_registered_and_ends_on_an_exhausted_space():
+def test_predictor_search_is_registered_under_its_old_name_too_and_ends_on_an_exhausted_space():
     import nas
     from nas.objectives import Problem
     from nas.strategies import STRATEGIES, make_strategy
 
-    assert STRATEGIES["guided-evolution"].__name__ == "PredictorGuidedEvolution"
+    assert STRATEGIES["predictor-search"].__name__ == "PredictorSearch" and "guided-evolution" not in STRATEGIES
     tiny = Space(a=Choice([1, 2, 3]), b=Choice(["x", "y"]))
-    s = make_strategy("guided-evolution", tiny, Problem.make({"v": "max"}), seed=0, warmup=2, candidates=10,
+    s = make_strategy("guided-evolution", tiny, Problem.make({"v": "max"}), seed=0, n_init=2, population_size=8,
                       predictor="rf", predictor_options={"n_estimators": 10})
+    assert type(s).__name__ == "PredictorSearch"
     r = nas.search(tiny, lambda a: {"v": float(a["a"])}, {"v": "max"}, strategy=s, budget=50, seed=0)
     assert r.stop_reason == "exhausted" and len(r.trials) == 6 and r.best().metrics["v"] == 3.0
 

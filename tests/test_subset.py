@@ -348,14 +348,14 @@ def toy(arch):
     return {"loss": float(len(TARGET ^ set(arch["steps"])) + sum(b["on"] for b in arch["skip"]) + arch["w"])}
 
 
-SUPPORTED = [s for s in ("random", "evolution", "nsga2", "local", "bayesian", "smbo", "guided-evolution")
+SUPPORTED = [s for s in ("random", "evolution", "nsga2", "local", "bayesian", "smbo", "predictor-search")
              if s in STRATEGIES]
 SLOT_BY_SLOT = [s for s in STRATEGIES if STRATEGIES[s].__module__.endswith(("rl", "mcts", "optuna_sampler"))]
 
 
 @pytest.mark.parametrize("strategy", SUPPORTED)
 def test_strategies_search_a_space_with_a_subset(strategy):
-    budget = 12 if strategy in ("bayesian", "smbo", "guided-evolution") else 40
+    budget = 12 if strategy in ("bayesian", "smbo", "predictor-search") else 40
     r = nas.search(SMALL, toy, {"loss": "min"}, strategy=strategy, budget=budget, seed=0)
     assert len(r.trials) == budget and all(SMALL.validate(t.arch) == t.arch for t in r.trials)
 

@@ -17,17 +17,17 @@
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
 `objectives`, `constraints`, `strategy`, `strategy_options`, `budget` and `seed` (flags override them).
+While it runs (and in its worker processes) the environment variable NAS_WORKDIR holds the absolute
+workdir, which `nas.run_workdir()` returns: where the script records its model spec and trial weights.
 Errors meant for users (`nas.errors.NASError`, a missing file) print as one red line and exit with 2.
 Only this module, `nas.report`, `nas.plot` and `nas.console` print.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import time
@@ -48,6 +48,7 @@ from nas.errors import ConfigError
 from nas.executor_spec import executor_spec
 from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
 from nas.experiment import check_workdir
+from nas.scripts import load_file, workdir_env
 from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_table, strategies_table,
                         summary, trials_table, verify_table)
 from nas.result import SearchResult
@@ -102,27 +103,11 @@ def _setup_logging() -> None:
 def load_script(path: str | Path) -> ModuleType:
     """Import a search script from its path (its folder is put on sys.path, so it can import siblings)."""
     script = Path(path).expanduser()
-    if not script.is_file():
-        raise FileNotFoundError(f"script {script} not found")
-    script = script.resolve()
-    name = "nas_script_" + re.sub(r"\W", "_", script.stem)
-    spec = importlib.util.spec_from_file_location(name, script)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{script}: cannot be imported as a Python module (is it a .py file?)")
-    module = importlib.util.module_from_spec(spec)
-    folder = str(script.parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
+    module = load_file(script)
     missing = [n for n in ("space", "evaluate") if not hasattr(module, n)]
     if missing:
         what = " and ".join(f"`{n}`" for n in missing)
-        raise ConfigError(f"{script} defines no {what}: a search script must define `space` "
+        raise ConfigError(f"{script.resolve()} defines no {what}: a search script must define `space` "
                           "(a nas.spaces.Space) and `evaluate` (architecture -> dict of metrics)")
     return module
 
@@ -248,33 +233,34 @@ def run(
         raise FileNotFoundError(f"script {script} not found")
     if fresh:  # before the script runs: a script may record its model spec into the workdir
         _discard(workdir, _out())
-    module = load_script(script)
+    with workdir_env(workdir):  # the script and its workers learn the workdir: nas.run_workdir()
+        module = load_script(script)
 
-    def pick(flag: Any, key: str, default: Any = None) -> Any:
-        """A setting: the flag, else the run file's, else the script's attribute, else the default."""
-        if flag is not None:
-            return flag
-        return settings[key] if key in settings else getattr(module, key, default)
+        def pick(flag: Any, key: str, default: Any = None) -> Any:
+            """A setting: the flag, else the run file's, else the script's attribute, else the default."""
+            if flag is not None:
+                return flag
+            return settings[key] if key in settings else getattr(module, key, default)
 
-    objectives = parse_objectives(objective) if objective else pick(None, "objectives")
-    if objectives is None:
-        raise ConfigError(f"{script}: no objectives: define `objectives = {{'accuracy': 'max'}}` in the script "
-                          "or the run file, or pass --objective NAME:max")
-    chosen = pick(strategy, "strategy", "evolution")
-    script_strategy = settings.get("strategy", getattr(module, "strategy", "evolution"))
-    # The script's strategy_options belong to the script's strategy: --strategy OTHER drops them.
-    options = pick(None, "strategy_options") if chosen == script_strategy else None
-    if strategy_option:
-        options = {**(options or {}), **parse_options(strategy_option)}
-    queue = pick(str(enqueue) if enqueue is not None else None, "enqueue")
-    warm = pick(warm_start, "warm_start")
-    _run_and_report(RunSpec(
-        module, objectives, list(constraint) if constraint else list(pick(None, "constraints", ()) or ()), chosen,
-        pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec, pick(fidelity, "fidelity"),
-        pick(timeout, "timeout_s"), pick(max_time, "max_time"), read_enqueue(queue) if queue is not None else None,
-        Path(warm) if warm is not None else None, lower_budget,
-        {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
-         **({"run_file": str(run_file.resolve())} if run_file is not None else {})}))
+        objectives = parse_objectives(objective) if objective else pick(None, "objectives")
+        if objectives is None:
+            raise ConfigError(f"{script}: no objectives: define `objectives = {{'accuracy': 'max'}}` in the script "
+                              "or the run file, or pass --objective NAME:max")
+        chosen = pick(strategy, "strategy", "evolution")
+        script_strategy = settings.get("strategy", getattr(module, "strategy", "evolution"))
+        # The script's strategy_options belong to the script's strategy: --strategy OTHER drops them.
+        options = pick(None, "strategy_options") if chosen == script_strategy else None
+        if strategy_option:
+            options = {**(options or {}), **parse_options(strategy_option)}
+        queue = pick(str(enqueue) if enqueue is not None else None, "enqueue")
+        warm = pick(warm_start, "warm_start")
+        _run_and_report(RunSpec(
+            module, objectives, list(constraint) if constraint else list(pick(None, "constraints", ()) or ()),
+            chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
+            pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
+            read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None, lower_budget,
+            {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
+             **({"run_file": str(run_file.resolve())} if run_file is not None else {})}))
 
 
 @app.command()
@@ -311,11 +297,12 @@ def resume(
                       "to continue it", style="yellow", soft_wrap=True)
         show_front(console, loaded)
         return
-    module = load_script(script)
-    _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
-                            config["seed"], workdir, config.get("strategy_options") or None, spec,
-                            config.get("fidelity"), lower_budget=lower_budget,
-                            metadata=config.get("metadata") or {}), resuming=True)
+    with workdir_env(workdir):  # as `nas run` gave it: nas.run_workdir() in the script
+        module = load_script(script)
+        _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
+                                config["seed"], workdir, config.get("strategy_options") or None, spec,
+                                config.get("fidelity"), lower_budget=lower_budget,
+                                metadata=config.get("metadata") or {}), resuming=True)
 
 
 def _load(workdir: Path) -> SearchResult:
@@ -570,7 +557,8 @@ def export_command(
     console.print(export_table(report))
     if report.verify is not None:
         console.print(verify_table(report.verify))
-    console.print(f"models: {report.out.resolve()}  (load one with nas.load_subnet(PATH))", soft_wrap=True)
+    console.print(f"models: {report.out.resolve()}  (load one with torch.export.load(PATH/model.pt2).module(), "
+                  "plain torch, or nas.load_subnet(PATH))", soft_wrap=True)
 
 
 @app.command("verify")

@@ -1,9 +1,11 @@
-"""`nas hardware ...`: build latency lookup tables, measure architectures, list and check device profiles.
+"""`nas hardware ...`: build latency lookup tables, measure architectures, list and check device profiles, fit
+end-to-end latency models on measured samples.
 
     nas hardware build-lut SPACE [--device cpu] [--batch-size 1] [--threads 1] [--out FILE] [--limit N]
     nas hardware measure SPACE [--arch JSON | --random N] [--table FILE] [--device cpu]
     nas hardware devices
     nas hardware calibrate [--threads 1]
+    nas hardware fit-latency SPACE SAMPLES [--table FILE] [--profile NAME] [--out FILE]
 
 SPACE is a name from `nas.hardware.adapters.SPACES` (ofa, nb201, darts) with `--options` a JSON object
 of the space's constructor options. Errors meant for users print as one red line and exit with 2.
@@ -173,6 +175,56 @@ def calibrate(
                   f"{prof.peak('float32', threads) / 1e9:.1f}), "
                   f"copy bandwidth {got['memory_bandwidth'] / 1e9:.1f} GB/s "
                   f"(profile: {prof.memory_bandwidth / 1e9:.1f})", soft_wrap=True)
+
+
+@app.command("fit-latency")
+@_user_errors
+def fit_latency(
+    space: SpaceArg,
+    samples: Annotated[Path, typer.Argument(help="Measured samples: CSV with latency_ms and an arch JSON column (or "
+                                                 "one column per field), or JSON Lines of {arch, latency_ms}.")],
+    table: Annotated[Optional[Path], typer.Option(
+        help="A lookup table whose sum becomes a feature (beside MFLOPs and parameters).")] = None,
+    counts: Annotated[bool, typer.Option(help="Use MFLOPs and parameters as features.")] = True,
+    profile: Annotated[Optional[str], typer.Option(help="Device the samples were measured on (recorded).")] = None,
+    batch_size: BatchOpt = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and forests.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Write the fitted model's samples and choice as JSON.")] = None,
+    options: OptionsOpt = "{}",
+) -> None:
+    """Fit an end-to-end latency model on measured (architecture, latency) pairs; print its cross-validation."""
+    import warnings
+
+    from nas.hardware.adapters import adapter_for, make_space
+    from nas.hardware.e2e_latency import EndToEndLatency, cost_features, load_samples
+    from nas.hardware.learned import LatencyFitWarning, lut_latency
+    from nas.hardware.lut import LatencyTable
+
+    sp = make_space(space, options)
+    archs, ms = load_samples(samples, sp)
+    lut = lut_latency(LatencyTable.load(table), adapter_for(sp)) if table else None
+    feats = cost_features(sp, batch_size, lut) if counts or lut else {}
+    if not counts:
+        feats = {k: v for k, v in feats.items() if k == "table_ms"}
+    console = _console()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LatencyFitWarning)
+        model = EndToEndLatency(sp, profile, batch_size, feats, seed=seed).fit(archs, ms)
+    for w in caught:
+        console.print(f"warning: {w.message}", style="yellow", soft_wrap=True)
+    out_table = Table(title=f"{space}: {len(archs)} samples from {samples} (features: one-hot/vector"
+                            f"{', ' + ', '.join(feats) if feats else ''}); {len(model.screened)} screened",
+                      title_justify="left")
+    for col in ("regressor", "CV MAPE", "CV tau", "CV within 10 %", "chosen"):
+        out_table.add_column(col, justify="left" if col == "regressor" else "right")
+    for c in model.cv.values():
+        out_table.add_row(c.name, f"{c.cv_mape:.3f}", f"{c.cv_tau:.3f}", f"{c.cv_within_10pct:.2f}",
+                          "*" if c.name == model.chosen else "")
+    console.print(out_table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(model.to_dict(), indent=1))
+        console.print(f"wrote {out}", soft_wrap=True)
 
 
 if __name__ == "__main__":

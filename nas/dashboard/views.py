@@ -345,7 +345,8 @@ def find_cards(workdir: Path, models: Sequence[Path] = ()) -> dict[int, Path]:
 def rebuild_space(workdir: Path, config: dict[str, Any]) -> Any:
     """The space a journal header describes (see `SearchView.space`), or None; a workdir's model spec
     (`model.json`) names a built-in space's class and configuration exactly."""
-    from nas.modelspec import MODEL_SPEC, import_object, load_model_spec, space_from_json
+    from nas.modelspec import MODEL_SPEC, load_model_spec, space_from_json
+    from nas.scripts import import_object
     from nas.spaces import BUILTIN, Space
 
     if (workdir / MODEL_SPEC).exists():

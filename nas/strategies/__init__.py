@@ -11,27 +11,28 @@ from nas.spaces import Space
 from nas.strategies.base import Strategy, TrialResult, pareto_ranks, scalar_key
 from nas.strategies.bayesian import BayesianOptimisation
 from nas.strategies.evolution import RegularizedEvolution
-from nas.strategies.guided import PredictorGuidedEvolution
 from nas.strategies.local_search import LocalSearch
 from nas.strategies.mcts import MonteCarloTreeSearch
 from nas.strategies.multifidelity import FidelitySpace, Hyperband, SuccessiveHalving
 from nas.strategies.nsga2 import NSGA2
 from nas.strategies.optuna_sampler import OPTUNA_STRATEGIES, OptunaStrategy
+from nas.strategies.predictor_search import PredictorSearch
 from nas.strategies.random_search import RandomSearch
 from nas.strategies.rl import ReinforceController
 from nas.strategies.smbo import SequentialModelBasedOptimisation
 from nas.strategies.wrappers import Deduplicate, Wrapper
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch, PredictorGuidedEvolution,
+    cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch, PredictorSearch,
                               ReinforceController, BayesianOptimisation, MonteCarloTreeSearch,
                               SequentialModelBasedOptimisation, *OPTUNA_STRATEGIES, SuccessiveHalving, Hyperband)
 }
+ALIASES: dict[str, str] = {"guided-evolution": "predictor-search"}  # old names, still accepted (not listed twice)
 
 
 def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 0, **options: Any) -> Strategy:
     """Build a registered strategy by name; unknown names and options are ConfigErrors naming them."""
-    cls = STRATEGIES.get(name)
+    cls = STRATEGIES.get(ALIASES.get(name, name))
     if cls is None:
         raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}")
     params = inspect.signature(cls.__init__).parameters
@@ -43,6 +44,6 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
 
 
 __all__ = ["STRATEGIES", "BayesianOptimisation", "Deduplicate", "FidelitySpace", "Hyperband",
-           "LocalSearch", "MonteCarloTreeSearch", "NSGA2", "OptunaStrategy", "PredictorGuidedEvolution", "RandomSearch",
+           "LocalSearch", "MonteCarloTreeSearch", "NSGA2", "OptunaStrategy", "PredictorSearch", "RandomSearch",
            "RegularizedEvolution", "ReinforceController", "SequentialModelBasedOptimisation", "Strategy",
            "SuccessiveHalving", "TrialResult", "Wrapper", "make_strategy", "pareto_ranks", "scalar_key"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -117,7 +117,7 @@ class Strategy(ABC):
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0) -> None:
         missing = self.requires - space.capabilities
         if missing:
-            hint = (" (a Subset field: use random, evolution, nsga2, local, bayesian, smbo or guided-evolution)"
+            hint = (" (a Subset field: use random, evolution, nsga2, local, bayesian, smbo or predictor-search)"
                     if "independent-slots" in missing else "")
             if "fixed-slots" in missing:
                 varying = space.varying_fields() if hasattr(space, "varying_fields") else []
@@ -135,6 +135,10 @@ class Strategy(ABC):
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         """Record the result of evaluating `arch`."""
+
+    def use_cheap(self, evaluate: Callable[[Architecture], Mapping[str, float]] | None) -> None:
+        """Called by `nas.search` with its cheap (`nas.cheap`) evaluators; a strategy that can compute those
+        metrics for candidates before asking (instead of predicting them) overrides this. Default: ignored."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: plain JSON-serialisable data, no live objects."""

@@ -26,6 +26,9 @@ class Wrapper(Strategy):
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.inner.tell(arch, result)
 
+    def use_cheap(self, evaluate: Callable[[Architecture], Mapping[str, float]] | None) -> None:
+        self.inner.use_cheap(evaluate)
+
     def _gather(self, n: int, admit: Callable[[Architecture], bool]) -> list[Architecture]:
         """Ask the inner strategy until `n` proposals pass `admit`, at most `max_rounds` times."""
         out: list[Architecture] = []

@@ -1,0 +1,461 @@
+"""End-to-end latency learned from (architecture, measured latency) pairs, for any space (HELP / BRP-NAS direction).
+
+A per-layer table only knows the device it was timed on; a phone, an FPGA or a remote GPU gives whole-network
+latencies instead. `EndToEndLatency` regresses those on the space's own encodings (one-hot for linear models,
+the index vector for trees), optionally with extra named features (a lookup table's sum, log FLOPs / params:
+`cost_features`). It is robust to measurement glitches: out-of-fold residuals of a ridge regression on log
+latency (two passes, the second trained without the first's outliers) screen near-zero or spiking samples,
+which are dropped with a `LatencyFitWarning`; and
+the regressor is chosen by cross-validated relative error among ridge, a random forest, gradient boosting
+and their averages. A fit that cannot rank anything is refused (`DegenerateFitError`, naming why): too few
+samples, most samples screened, constant predictions, or a cross-validated MAPE close to 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.hardware.learned import DegenerateFitError, LatencyFitWarning
+from nas.spaces import Architecture, Space
+
+log = logging.getLogger(__name__)
+
+Feature = Callable[[Architecture], float]
+CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "boosting", "ridge+forest", "stacked+forest",
+              "ridge+boosting")
+DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "ridge+forest", "stacked+forest")
+MIN_SAMPLES = 5
+
+
+def cost_features(space: Space, batch_size: int = 1, table: Any = None) -> dict[str, Feature]:
+    """Named extra features: MFLOPs and millions of parameters (from the space's layer decomposition when it
+    has one, else by building the network), plus `table_ms`, the sum of a per-layer model's values, when
+    `table` (a `LayerwiseLatency`, e.g. `lut_latency(...)`) is given. Counts are memoised per architecture."""
+    from nas.counts import count_leaves, count_params
+
+    adapter = None
+    try:
+        from nas.hardware.adapters import adapter_for
+
+        adapter = adapter_for(space)  # type: ignore[arg-type]
+    except ConfigError:
+        pass
+    memo: dict[str, tuple[float, float]] = {}
+
+    def counts(arch: Architecture) -> tuple[float, float]:
+        if arch.id not in memo:
+            if adapter is not None:
+                leaves = adapter.arch_counts(arch, batch_size)
+                params = sum(x.params for x in leaves)
+            else:
+                build = getattr(space, "build", None)
+                if build is None:
+                    raise ConfigError(f"cost features: space {type(space).__name__} cannot build networks to count")
+                module = build(arch)
+                inputs = space.example_input(arch, batch_size)  # type: ignore[attr-defined]
+                leaves, params = count_leaves(module, inputs), count_params(module)
+            memo[arch.id] = (float(sum(x.flops for x in leaves)), float(params))
+        return memo[arch.id]
+
+    out: dict[str, Feature] = {"mflops": lambda a: counts(a)[0] / 1e6, "mparams": lambda a: counts(a)[1] / 1e6}
+    if table is not None:
+        out["table_ms"] = table.latency_ms
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One regressor's cross-validated record: MAPE, Kendall tau and fraction within +-10 % out of fold."""
+
+    name: str
+    cv_mape: float
+    cv_tau: float
+    cv_within_10pct: float
+
+
+@dataclass
+class EndToEndLatency:
+    """latency_ms(arch) learned from measured (architecture, latency) pairs of one device and batch size.
+
+    `features`: extra named features (see `cost_features`); `candidates`: the regressors cross-validation
+    chooses from (`extras`: least squares on the subset of the extra features with the smallest leave-one-out
+    error; `stacked`: that, plus ridge on one-hot for its residuals (both skipped without extras); `ridge`:
+    ridge on one-hot and extras; these three by relative least squares; `ridge-log`: ridge on log latency;
+    `forest`, `boosting`: on the index vector and extras, log latency; `a+b`: the mean of both); `screen`:
+    drop outliers (out-of-fold |log residual| above `outlier_factor` robust standard deviations and more than
+    a factor 3 off, or below 1e-3 of the median) before fitting; `max_screened`: refuse when a larger fraction is screened; `max_mape`: refuse when the
+    cross-validated MAPE reaches it (warn from a third of it), or when the cross-validated Kendall tau is at
+    most `min_tau` (the predictions do not rank held-out samples).
+    Usable as `CostModel(space, latency=model)`; `model` is "e2e".
+    """
+
+    space: Space
+    device: str | None = None
+    batch_size: int = 1
+    features: Mapping[str, Feature] = field(default_factory=dict)
+    candidates: Sequence[str] = DEFAULT_CANDIDATES
+    folds: int = 5
+    screen: bool = True
+    outlier_factor: float = 5.0
+    max_screened: float = 0.2
+    max_mape: float = 0.9
+    min_tau: float = 0.05
+    seed: int = 0
+    model: str = "e2e"
+    cheap: bool = True
+    chosen: str | None = field(default=None, init=False)
+    cv: dict[str, Candidate] = field(default_factory=dict, init=False)
+    screened: list[dict[str, Any]] = field(default_factory=list, init=False)
+    fit_mape: float | None = field(default=None, init=False)
+    n_samples: int = field(default=0, init=False)
+    _fitted: list["_Part"] = field(default_factory=list, init=False, repr=False)
+    _samples: list[tuple[dict[str, Any], float]] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.candidates if c not in CANDIDATES]
+        if unknown or not self.candidates:
+            raise ConfigError(f"candidates: unknown or none {unknown or list(self.candidates)} "
+                              f"(known: {', '.join(CANDIDATES)})")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise ConfigError(f"folds: expected an int >= 2, got {self.folds!r}")
+        if not 0 <= self.max_screened < 1:
+            raise ConfigError(f"max_screened: expected 0 <= max_screened < 1, got {self.max_screened!r}")
+
+    # ------------------------------------------------------------------ features
+    def _columns(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        """(linear design: one-hot + extras, tree design: index vector + extras)."""
+        extra = np.array([[float(f(a)) for f in self.features.values()] for a in archs]).reshape(len(archs), -1)
+        if not np.all(np.isfinite(extra)):
+            bad = [n for j, n in enumerate(self.features) if not np.all(np.isfinite(extra[:, j]))]
+            raise ConfigError(f"features: {', '.join(bad)} gave non-finite values")
+        onehot = np.array([self.space.to_onehot(a) for a in archs], dtype=float).reshape(len(archs), -1)
+        vector = np.array([self.space.to_vector(a) for a in archs], dtype=float).reshape(len(archs), -1)
+        return np.hstack([onehot, extra]), np.hstack([vector, extra])
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, archs: Sequence[Mapping[str, Any]], latency_ms: Sequence[float]) -> "EndToEndLatency":
+        """Screen outliers, choose a regressor by cross-validation, refit it on every kept sample."""
+        if len(archs) != len(latency_ms):
+            raise ConfigError(f"fit: {len(archs)} architectures but {len(latency_ms)} latencies")
+        if len(archs) < MIN_SAMPLES:
+            raise DegenerateFitError(f"fit: {len(archs)} samples; an end-to-end latency model needs at least "
+                                     f"{MIN_SAMPLES}")
+        valid = [self.space.validate(a) for a in archs]
+        y = np.asarray(latency_ms, dtype=float)
+        bad = [i for i, v in enumerate(y) if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ConfigError(f"latency_ms: sample(s) {bad[:5]} are not positive finite milliseconds "
+                              f"({[float(y[i]) for i in bad[:5]]})")
+        lin, tree = self._columns(valid)
+        keep = self._screen(lin, y) if self.screen else np.ones(len(y), dtype=bool)
+        lin, tree, y_in = lin[keep], tree[keep], y[keep]
+        if np.std(np.log(y_in)) < 1e-3:
+            warnings.warn(f"end-to-end latency: the {len(y_in)} latencies are all within 0.1 % of "
+                          f"{np.median(y_in):.4g} ms: nothing to rank by", LatencyFitWarning, stacklevel=2)
+        self.cv = self._cross_validate(lin, tree, y_in, len(self.features))
+        self.chosen = min(self.cv.values(), key=lambda c: c.cv_mape).name
+        self._fitted = _fit(self.chosen, lin, tree, y_in, self.seed, len(self.features))
+        pred = _predict(self._fitted, lin, tree)
+        self.fit_mape = float(np.mean(np.abs(pred / y_in - 1)))
+        self.n_samples = int(len(y))
+        self._samples = [(a.to_dict(), float(t)) for a, t in zip(valid, y)]
+        self._check_degenerate(pred, y_in)
+        return self
+
+    def _screen(self, lin: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Inlier mask: out-of-fold ridge residuals on log latency, MAD-scaled, in two passes (the second
+        trained without the first pass's outliers, so glitches cannot pull it); near-zero samples always out."""
+        logy = np.log(y)
+        out = y < 1e-3 * float(np.median(y))
+        for _ in range(2):
+            resid = logy - self._out_of_fold_log(lin, logy, ~out)
+            resid -= np.median(resid[~out])
+            scale = max(1.4826 * float(np.median(np.abs(resid[~out]))), 0.01)
+            out = (np.abs(resid) > max(self.outlier_factor * scale, math.log(3.0))) | (y < 1e-3 * float(np.median(y)))
+            if out.mean() > self.max_screened:
+                break
+        self.screened = [{"index": int(i), "latency_ms": float(y[i]), "log_residual": float(resid[i])}
+                         for i in np.flatnonzero(out)]
+        if out.mean() > self.max_screened:
+            raise DegenerateFitError(
+                f"end-to-end latency: {int(out.sum())} of {len(y)} samples look like measurement glitches "
+                f"(near-zero or far off the rest; more than max_screened={self.max_screened:.0%}): "
+                f"e.g. {[round(s['latency_ms'], 6) for s in self.screened[:5]]} ms against a median of "
+                f"{np.median(y):.4g} ms; re-measure them")
+        if out.any():
+            warnings.warn(f"end-to-end latency: dropped {int(out.sum())} of {len(y)} samples as outliers "
+                          f"(near-zero or far off the rest), at indices {[s['index'] for s in self.screened][:10]} "
+                          f"with {[round(s['latency_ms'], 6) for s in self.screened][:10]} ms",
+                          LatencyFitWarning, stacklevel=3)
+        return ~out
+
+    def _out_of_fold_log(self, lin: np.ndarray, logy: np.ndarray, train: np.ndarray) -> np.ndarray:
+        """Out-of-fold ridge predictions of log latency for every sample, each fold trained on `train` samples."""
+        from sklearn.model_selection import KFold
+
+        pred = np.zeros(len(logy))
+        folds = KFold(n_splits=min(self.folds, len(logy)), shuffle=True, random_state=self.seed)
+        for tr, te in folds.split(lin):
+            tr = tr[train[tr]]
+            pred[te] = _ridge(lin[tr], logy[tr]).predict(lin[te]) if len(tr) >= 2 else np.median(logy[train])
+        return pred
+
+    def _cross_validate(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray,
+                        n_extra: int) -> dict[str, Candidate]:
+        """Out-of-fold predictions of every base regressor (once), averaged for the ensembles, and scored."""
+        from scipy.stats import kendalltau
+        from sklearn.model_selection import KFold
+
+        names = [c for c in self.candidates if n_extra or not {"extras", "stacked"} & set(c.split("+"))]
+        if not names:
+            raise ConfigError(f"candidates: {list(self.candidates)} all need extra features; none were given")
+        parts = sorted({p for name in names for p in name.split("+")})
+        oof = {p: np.zeros(len(y)) for p in parts}
+        folds = KFold(n_splits=min(self.folds, len(y)), shuffle=True, random_state=self.seed)
+        for tr, te in folds.split(lin):
+            for p in parts:
+                oof[p][te] = _predict(_fit(p, lin[tr], tree[tr], y[tr], self.seed, n_extra), lin[te], tree[te])
+        out = {}
+        for name in names:
+            pred = np.mean([oof[p] for p in name.split("+")], axis=0)
+            rel = np.abs(pred / y - 1)
+            tau = kendalltau(pred, y).statistic
+            out[name] = Candidate(name, float(np.mean(rel)), float(tau) if math.isfinite(tau) else 0.0,
+                                  float(np.mean(rel <= 0.1)))
+        return out
+
+    def _check_degenerate(self, pred: np.ndarray, y: np.ndarray) -> None:
+        assert self.chosen is not None
+        cv = self.cv[self.chosen]
+        if np.std(np.log(y)) < 1e-3:
+            return  # nothing to rank by (warned in fit): a constant is the right prediction
+        if np.std(pred) < 0.05 * np.std(y):
+            raise DegenerateFitError(f"end-to-end latency: the fitted {self.chosen} predicts a near-constant "
+                                     f"{np.mean(pred):.4g} ms (spread {np.std(pred):.3g} ms against the samples' "
+                                     f"{np.std(y):.3g} ms): it cannot rank architectures")
+        if cv.cv_tau <= self.min_tau:
+            raise DegenerateFitError(f"end-to-end latency: out of fold the best regressor ({self.chosen}) does not "
+                                     f"rank the samples (cross-validated Kendall tau {cv.cv_tau:.2f} <= min_tau="
+                                     f"{self.min_tau}): the latencies do not follow the architectures")
+        if cv.cv_mape >= self.max_mape:
+            raise DegenerateFitError(f"end-to-end latency: cross-validated MAPE {cv.cv_mape:.2f} of the best "
+                                     f"regressor ({self.chosen}) is at or above max_mape={self.max_mape}: the "
+                                     "samples do not determine latency (too few, or not one device's data)")
+        if cv.cv_mape >= self.max_mape / 3:
+            warnings.warn(f"end-to-end latency: cross-validated MAPE {cv.cv_mape:.2f} ({self.chosen}) is high",
+                          LatencyFitWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ use
+    def predict(self, archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Predicted latency (ms) of each architecture."""
+        if self.chosen is None:
+            raise ConfigError("end-to-end latency: the model is not fitted (call fit)")
+        lin, tree = self._columns([self.space.validate(a) for a in archs])
+        return _predict(self._fitted, lin, tree)
+
+    def latency_ms(self, arch: Mapping[str, Any]) -> float:
+        return float(self.predict([arch])[0])
+
+    def provenance(self) -> dict[str, Any]:
+        return {"model": self.model, "device": self.device, "batch_size": self.batch_size,
+                "samples": self.n_samples, "features": ["onehot/vector", *self.features], "chosen": self.chosen,
+                "cv": {n: vars(c) for n, c in self.cv.items()}, "fit_mape": self.fit_mape,
+                "screened": list(self.screened)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that refits the same model (`from_dict`): the samples and the settings, no pickles."""
+        return {"device": self.device, "batch_size": self.batch_size, "seed": self.seed, "folds": self.folds,
+                "candidates": list(self.candidates), "features": list(self.features),
+                "samples": [{"arch": a, "latency_ms": t} for a, t in self._samples], "provenance": self.provenance()}
+
+    @classmethod
+    def from_dict(cls, space: Space, data: Mapping[str, Any],
+                  features: Mapping[str, Feature] | None = None) -> "EndToEndLatency":
+        """Refit from `to_dict` output; `features` must supply the same names it was fitted with."""
+        names = list(data.get("features", []))
+        given = dict(features or {})
+        if sorted(names) != sorted(given):
+            raise ConfigError(f"features: the model was fitted with {names}, got {sorted(given)}")
+        model = cls(space, data.get("device"), int(data.get("batch_size", 1)), {n: given[n] for n in names},
+                    tuple(data.get("candidates", DEFAULT_CANDIDATES)), int(data.get("folds", 5)),
+                    seed=int(data.get("seed", 0)))
+        samples = data.get("samples") or []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LatencyFitWarning)  # warned at the original fit
+            return model.fit([s["arch"] for s in samples], [s["latency_ms"] for s in samples])
+
+
+# ---------------------------------------------------------------------------------------- regressors
+def _ridge(x: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None) -> Any:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    return model.fit(x, target, ridgecv__sample_weight=weight)
+
+
+@dataclass
+class _SubsetLinear:
+    """Weighted least squares on the subset of the extra features with the smallest leave-one-out error.
+
+    No shrinkage: the few extra features are collinear (FLOPs and parameters) and a ridge penalty would pull
+    their weights together; an irrelevant one (another device's table) is left out by the subset choice.
+    """
+
+    columns: tuple[int, ...] = ()
+    model: Any = None
+
+    def fit(self, x: np.ndarray, target: np.ndarray, weight: np.ndarray) -> "_SubsetLinear":
+        from sklearn.linear_model import LinearRegression
+
+        k = x.shape[1]
+        subsets = [c for r in range(1, k + 1) for c in itertools.combinations(range(k), r)] if k <= 4 \
+            else [tuple(range(k))]
+        self.columns = min(subsets, key=lambda c: _loo_error(x[:, c], target, weight))
+        self.model = LinearRegression().fit(x[:, self.columns], target, sample_weight=weight)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(x[:, self.columns])
+
+
+def _loo_error(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Weighted leave-one-out squared error of least squares with an intercept (closed form, hat matrix)."""
+    sw = np.sqrt(w)
+    xw = np.hstack([x, np.ones((len(y), 1))]) * sw[:, None]
+    hat = xw @ np.linalg.pinv(xw)
+    lev = np.minimum(np.diag(hat), 1 - 1e-9)
+    return float(np.mean(((sw * y - hat @ (sw * y)) / (1 - lev)) ** 2))
+
+
+def _relative(y: np.ndarray) -> np.ndarray:
+    """Least-squares weights 1/y^2 (mean 1): squared error on raw latency becomes squared relative error."""
+    w = 1.0 / y**2
+    return w / w.mean()
+
+
+@dataclass
+class _Part:
+    """One base regressor of a candidate: `kind` names its design and target (see `EndToEndLatency`)."""
+
+    kind: str
+    n_extra: int
+    seed: int
+    models: list[Any] = field(default_factory=list)
+
+    def fit(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray) -> "_Part":
+        from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+
+        extra, onehot = lin[:, lin.shape[1] - self.n_extra:], lin[:, :lin.shape[1] - self.n_extra]
+        if self.kind == "extras":
+            self.models = [_SubsetLinear().fit(extra, y, _relative(y))]
+        elif self.kind == "stacked":  # extras first, then one-hot (shrunk) for what they leave
+            base = _SubsetLinear().fit(extra, y, _relative(y))
+            self.models = [base, _ridge(onehot, y - base.predict(extra), _relative(y))]
+        elif self.kind == "ridge":
+            self.models = [_ridge(lin, y, _relative(y))]
+        elif self.kind == "ridge-log":
+            self.models = [_ridge(lin, np.log(y))]
+        elif self.kind == "forest":
+            self.models = [RandomForestRegressor(n_estimators=64, max_features=0.5, random_state=self.seed,
+                                                 n_jobs=1).fit(tree, np.log(y))]
+        else:
+            self.models = [GradientBoostingRegressor(loss="huber", n_estimators=100, max_depth=3, learning_rate=0.1,
+                                                     subsample=0.8, random_state=self.seed).fit(tree, np.log(y))]
+        return self
+
+    def predict(self, lin: np.ndarray, tree: np.ndarray) -> np.ndarray:
+        extra, onehot = lin[:, lin.shape[1] - self.n_extra:], lin[:, :lin.shape[1] - self.n_extra]
+        if self.kind == "extras":
+            return self.models[0].predict(extra)
+        if self.kind == "stacked":
+            return self.models[0].predict(extra) + self.models[1].predict(onehot)
+        if self.kind == "ridge":
+            return self.models[0].predict(lin)
+        if self.kind == "ridge-log":
+            return np.exp(self.models[0].predict(lin))
+        return np.exp(self.models[0].predict(tree))
+
+
+def _fit(name: str, lin: np.ndarray, tree: np.ndarray, y: np.ndarray, seed: int, n_extra: int) -> list[_Part]:
+    """The fitted base regressors of candidate `name` ("a" or "a+b": the mean of both)."""
+    return [_Part(kind, n_extra, seed).fit(lin, tree, y) for kind in name.split("+")]
+
+
+def _predict(parts: Sequence[_Part], lin: np.ndarray, tree: np.ndarray) -> np.ndarray:
+    pred = np.mean([p.predict(lin, tree) for p in parts], axis=0)
+    return np.maximum(pred, 1e-6)  # a linear model can go below zero far from its data; latency cannot
+
+
+# ---------------------------------------------------------------------------------------- sample files
+def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], list[float]]:
+    """(architectures, latencies) from a CSV or JSON Lines file of measured samples.
+
+    CSV: a `latency_ms` column and either an `arch` column holding the architecture as a JSON object or one
+    column per field (values read as JSON where they parse, else as text). JSON Lines: one object per line
+    with `arch` and `latency_ms`. Errors name the file, line and field.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"samples: {p} does not exist")
+    rows: list[tuple[int, Mapping[str, Any], Any]] = []
+    if p.suffix in (".jsonl", ".json"):
+        for n, line in enumerate(p.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"samples: {p} line {n} is not JSON ({e})") from None
+            if not isinstance(obj, dict) or "arch" not in obj or "latency_ms" not in obj:
+                raise ConfigError(f"samples: {p} line {n} needs 'arch' and 'latency_ms'")
+            rows.append((n, obj["arch"], obj["latency_ms"]))
+    else:
+        with p.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "latency_ms" not in reader.fieldnames:
+                raise ConfigError(f"samples: {p} needs a 'latency_ms' column (has {reader.fieldnames})")
+            for n, row in enumerate(reader, start=2):
+                if "arch" in row:
+                    try:
+                        arch = json.loads(row["arch"])
+                    except json.JSONDecodeError as e:
+                        raise ConfigError(f"samples: {p} line {n}: 'arch' is not a JSON object ({e})") from None
+                else:
+                    arch = {k: _cell(v) for k, v in row.items() if k != "latency_ms"}
+                rows.append((n, arch, row["latency_ms"]))
+    archs, ms = [], []
+    for n, arch, value in rows:
+        try:
+            archs.append(space.validate(arch))
+        except ConfigError as e:
+            raise ConfigError(f"samples: {p} line {n}: {e}") from None
+        except Exception as e:  # InvalidArchitectureError names the field
+            raise ConfigError(f"samples: {p} line {n}: {e}") from None
+        try:
+            ms.append(float(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"samples: {p} line {n}: latency_ms {value!r} is not a number") from None
+    if not archs:
+        raise ConfigError(f"samples: {p} holds no samples")
+    return archs, ms
+
+
+def _cell(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text

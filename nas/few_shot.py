@@ -1,0 +1,443 @@
+"""Few-shot NAS with gradient-matching splits (Hu et al., "Generalizing Few-Shot NAS with Gradient Matching",
+ICLR 2022) on the NAS-Bench-201 cell supernet.
+
+One weight-sharing supernet ranks architectures poorly because every op of an edge trains the same shared
+weights in different directions. Few-shot NAS splits the supernet into sub-supernets, each holding a subset
+of one edge's ops, warm-started from the parent. Gradient matching picks where to split: for an edge, the
+gradient of the shared weights (every weight outside that edge's ops) is computed with each candidate op
+on the edge (other edges on one sampled path, the same for every op); ops whose gradients point apart
+(low cosine similarity) go to different sub-supernets. Each sub-supernet splits on the edge whose best
+balanced partition has the lowest mean cross-group similarity, `levels` times (so on <= `levels` edges).
+
+Training is uniform single-path sampling (one op per edge per step, as SPOS) within each sub-supernet's
+subspace; the total number of supernet steps is the same for every `splitter` ("none" is one-shot): the
+budget is cut into `levels + 1` equal phases, and a phase's steps are shared evenly by the sub-supernets
+alive in it. An architecture is rated by the one sub-supernet whose subspace contains it (batch norm
+recalibrated for its path). `search_few_shot` journals the ratings as trials (`nas.load`, `nas status`).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas import jsonio
+from nas.errors import ConfigError
+from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.objectives import Problem
+from nas.result import SearchResult
+from nas.spaces import Architecture
+from nas.spaces.cell import NB201_EDGES, CellSupernet, MixWeights, NasBench201Space
+from nas.spaces.training import accuracy, recalibrate_bn
+from nas.store import Trial
+
+log = logging.getLogger(__name__)
+
+Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+SPLITTERS = ("gradient", "random", "none")
+SPLITS_FILE = "few_shot.json"
+
+__all__ = ["FewShotOptions", "FewShotSupernets", "PathMixing", "SPLITTERS", "Split", "SubSupernet", "Subspace",
+           "best_partition", "choose_split", "gradient_similarity", "phase_steps", "search_few_shot", "train_few_shot"]
+
+
+# ---------------------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class FewShotOptions:
+    """Settings of a few-shot supernet run (the same budget `epochs` for every `splitter`)."""
+
+    splitter: str = "gradient"  # "gradient" (matching), "random" (random edge and partition), "none" (one-shot)
+    levels: int = 2  # split rounds: up to 2**levels sub-supernets, each split on <= levels edges
+    epochs: int = 48  # total supernet-training epochs (passes over "train"), summed over all sub-supernets
+    batch_size: int = 64
+    lr: float = 0.05  # SGD, cosine-annealed to lr_min along each sub-supernet's lineage (parent steps included)
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    gm_batches: int = 4  # batches whose gradients are summed per op before the cosine similarity
+    balanced: bool = True  # partitions of k ops into k//2 and k - k//2 (else any two non-empty groups)
+    calibration_size: int = 900  # training samples that recalibrate batch norm before rating an architecture
+
+    def __post_init__(self) -> None:
+        if self.splitter not in SPLITTERS:
+            raise ConfigError(f"splitter: expected one of {', '.join(SPLITTERS)}, got {self.splitter!r}")
+        for name in ("epochs", "batch_size", "gm_batches", "calibration_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 0 <= self.levels <= 4:
+            raise ConfigError(f"levels: expected an int in 0..4, got {self.levels!r}")
+        if self.splitter == "none" and self.levels:
+            raise ConfigError("levels: the one-shot splitter 'none' takes levels=0")
+        for name in ("lr", "lr_min", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ConfigError(f"momentum, weight_decay: expected 0 <= momentum < 1 and weight_decay >= 0, got "
+                              f"{self.momentum!r}, {self.weight_decay!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------- subspaces
+@dataclass(frozen=True)
+class Subspace:
+    """The ops each edge field (`edge_i_j`) may take in one sub-supernet; the parent allows every op."""
+
+    allowed: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @classmethod
+    def full(cls, space: NasBench201Space) -> "Subspace":
+        """Every op on every edge, the fields in the supernet's edge order."""
+        return cls(tuple((f"edge_{i}_{j}", tuple(space.ops)) for i, j in NB201_EDGES))
+
+    def ops(self, name: str) -> tuple[str, ...]:
+        return dict(self.allowed)[name]
+
+    def contains(self, arch: Mapping[str, Any]) -> bool:
+        return all(arch[name] in ops for name, ops in self.allowed)
+
+    def split(self, name: str, groups: Sequence[Sequence[str]]) -> list["Subspace"]:
+        """One subspace per group of `name`'s ops (the groups must partition its allowed ops)."""
+        ops = self.ops(name)
+        flat = [o for g in groups for o in g]
+        if sorted(flat) != sorted(ops) or any(not g for g in groups):
+            raise ConfigError(f"groups: {groups!r} is not a partition of {name}'s ops {ops}")
+        return [Subspace(tuple((n, tuple(o for o in ops if o in g) if n == name else allowed)
+                               for n, allowed in self.allowed)) for g in groups]
+
+    def sample(self, rng: np.random.Generator) -> dict[str, str]:
+        """A uniform architecture of this subspace (one allowed op per edge)."""
+        return {name: ops[int(rng.integers(len(ops)))] for name, ops in self.allowed}
+
+    def size(self) -> int:
+        return math.prod(len(ops) for _, ops in self.allowed)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {name: list(ops) for name, ops in self.allowed}
+
+
+class PathMixing:
+    """A `Mixing` computing exactly one op per edge: the op indices in `path` (set before each forward)."""
+
+    def __init__(self, edges: int) -> None:
+        self.path = torch.zeros(edges, dtype=torch.long)
+
+    def __call__(self, alpha: torch.Tensor) -> MixWeights:
+        hot = F.one_hot(self.path, alpha.shape[-1]).to(alpha.dtype)
+        return MixWeights(hot, hot.bool())
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a sub-supernet: the edge, its op groups, and the scores that chose them (gradient only)."""
+
+    parent: int  # index of the split sub-supernet in its level
+    level: int
+    edge: str
+    groups: tuple[tuple[str, ...], ...]
+    score: float | None = None  # mean cross-group cosine similarity of the chosen partition
+    edge_scores: dict[str, float] = field(default_factory=dict)  # every candidate edge's best score
+    similarity: list[list[float]] = field(default_factory=list)  # the chosen edge's op x op cosine matrix
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class SubSupernet:
+    """A supernet restricted to `subspace`, with its optimiser, its data order and the splits that made it."""
+
+    subspace: Subspace
+    supernet: CellSupernet
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    steps: int = 0  # steps trained along the lineage (the parent's included)
+    lineage: tuple[str, ...] = ()  # the edges split on the way here
+    order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def path_of(self, arch: Mapping[str, Any]) -> torch.Tensor:
+        ops = self.supernet.ops
+        return torch.tensor([ops.index(arch[name]) for name, _ in self.subspace.allowed], dtype=torch.long)
+
+    def use(self, arch: Mapping[str, Any]) -> None:
+        """Make the supernet compute `arch`'s path."""
+        self.supernet.mixing.path = self.path_of(arch)
+
+    def next_batch(self, n: int, batch_size: int) -> np.ndarray:
+        """The next `batch_size` indices of a reshuffled-every-epoch order of `n` samples (last partial dropped)."""
+        if len(self.order) < batch_size:
+            self.order = self.rng.permutation(n)
+        idx, self.order = self.order[:batch_size], self.order[batch_size:]
+        if len(self.order) < batch_size:
+            self.order = self.order[:0]
+        return idx
+
+    def child(self, subspace: Subspace, seed: Sequence[int], edge: str) -> "SubSupernet":
+        """A warm-started copy (weights, batch-norm statistics, momentum) restricted to `subspace`."""
+        net = copy.deepcopy(self.supernet)
+        opt = _optimizer(net, self.optimizer.defaults)
+        opt.load_state_dict(self.optimizer.state_dict())
+        return SubSupernet(subspace, net, opt, np.random.default_rng(list(seed)), self.steps,
+                           self.lineage + (edge,))
+
+
+def _optimizer(net: CellSupernet, settings: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(net.weight_parameters(), lr=settings["lr"], momentum=settings["momentum"],
+                           weight_decay=settings["weight_decay"])
+
+
+# ---------------------------------------------------------------------------------------- gradient matching
+def best_partition(similarity: np.ndarray, balanced: bool = True) -> tuple[float, tuple[tuple[int, ...], ...]]:
+    """The 2-way partition of the ops (indices into `similarity`) with the lowest mean cross-group similarity.
+
+    A minimum cut by enumeration (an edge has a handful of ops): balanced partitions put k//2 ops in one
+    group, otherwise any non-empty pair of groups is allowed. Returns (score, (group_a, group_b)).
+    """
+    k = len(similarity)
+    if k < 2:
+        raise ConfigError(f"similarity: an edge needs >= 2 ops to split, got {k}")
+    sizes = [k // 2] if balanced else range(1, k // 2 + 1)
+    best: tuple[float, tuple[tuple[int, ...], ...]] | None = None
+    for size in sizes:
+        for a in itertools.combinations(range(k), size):
+            b = tuple(i for i in range(k) if i not in a)
+            score = float(np.mean(similarity[np.ix_(a, b)]))
+            if best is None or score < best[0] - 1e-12:
+                best = (score, (a, b))
+    assert best is not None
+    return best
+
+
+def _shared_parameters(net: CellSupernet, edge: str) -> list[torch.nn.Parameter]:
+    """The weights every op of `edge` shares: all but those of the edge's own ops (in every cell)."""
+    key = edge.removeprefix("edge_")
+    own = {id(p) for layer, kind in zip(net.layers, net.kinds) if kind for p in layer.edges[key].parameters()}
+    return [p for p in net.weight_parameters() if id(p) not in own]
+
+
+def gradient_similarity(sub: SubSupernet, edge: str, x: torch.Tensor, y: torch.Tensor, batches: int,
+                        batch_size: int) -> np.ndarray:
+    """Cosine similarity [k, k] of the shared weights' gradients with each of `edge`'s k allowed ops active.
+
+    Gradients are summed over `batches` training batches; in each batch the other edges follow one path
+    sampled from the subspace, the same for every op, so only the op on `edge` differs.
+    """
+    ops = sub.subspace.ops(edge)
+    params = _shared_parameters(sub.supernet, edge)
+    sums = [torch.zeros(sum(p.numel() for p in params)) for _ in ops]
+    sub.supernet.train()
+    for _ in range(batches):
+        idx = torch.as_tensor(sub.next_batch(len(x), batch_size))
+        arch = sub.subspace.sample(sub.rng)
+        for total, op in zip(sums, ops):
+            sub.use({**arch, edge: op})
+            loss = F.cross_entropy(sub.supernet(x[idx]), y[idx])
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            total += torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
+    g = torch.stack(sums)
+    g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (g @ g.T).numpy().astype(float)
+
+
+def choose_split(sub: SubSupernet, x: torch.Tensor, y: torch.Tensor, options: FewShotOptions, index: int = 0,
+                 level: int = 1) -> Split | None:
+    """Where to split `sub` (None when no edge has two ops left): by gradient matching on training batches of
+    (x, y) or, for `splitter="random"`, a random edge and partition. `index` and `level` only label the record."""
+    edges = [name for name, ops in sub.subspace.allowed if len(ops) > 1]
+    if not edges:
+        return None
+    if options.splitter == "random":
+        edge = edges[int(sub.rng.integers(len(edges)))]
+        ops = list(sub.subspace.ops(edge))
+        order = sub.rng.permutation(len(ops))
+        size = len(ops) // 2 if options.balanced else int(sub.rng.integers(1, len(ops) // 2 + 1))
+        groups = (tuple(ops[i] for i in sorted(order[:size])), tuple(ops[i] for i in sorted(order[size:])))
+        return Split(index, level, edge, groups)
+    scored = {}
+    for edge in edges:
+        sim = gradient_similarity(sub, edge, x, y, options.gm_batches, options.batch_size)
+        scored[edge] = (*best_partition(sim, options.balanced), sim)
+    edge = min(edges, key=lambda e: (scored[e][0], edges.index(e)))
+    score, (a, b), sim = scored[edge]
+    ops = sub.subspace.ops(edge)
+    log.info("level %d sub-supernet %d: split %s into %s | %s (score %.3f)", level, index, edge,
+             [ops[i] for i in a], [ops[i] for i in b], score)
+    return Split(index, level, edge, (tuple(ops[i] for i in a), tuple(ops[i] for i in b)), score,
+                 {e: round(v[0], 6) for e, v in scored.items()}, np.round(sim, 6).tolist())
+
+
+# ---------------------------------------------------------------------------------------- training
+def phase_steps(total: int, levels: int) -> list[list[int]]:
+    """Steps per sub-supernet in each phase: `levels + 1` equal phases, phase p shared by 2**p sub-supernets."""
+    phases = [total // (levels + 1) + (1 if p < total % (levels + 1) else 0) for p in range(levels + 1)]
+    return [[b // 2 ** p + (1 if k < b % 2 ** p else 0) for k in range(2 ** p)] for p, b in enumerate(phases)]
+
+
+def _train(sub: SubSupernet, x: torch.Tensor, y: torch.Tensor, steps: int, lineage_steps: float,
+           options: FewShotOptions) -> float:
+    """`steps` single-path steps (uniform over the subspace); the mean loss."""
+    net, total = sub.supernet, 0.0
+    net.train()
+    params = net.weight_parameters()
+    for _ in range(steps):
+        t = min(1.0, sub.steps / max(1.0, lineage_steps))
+        lr = options.lr_min + 0.5 * (options.lr - options.lr_min) * (1 + math.cos(math.pi * t))
+        for group in sub.optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.as_tensor(sub.next_batch(len(x), options.batch_size))
+        sub.use(sub.subspace.sample(sub.rng))
+        sub.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
+        sub.optimizer.step()
+        sub.steps += 1
+        total += float(loss.detach())
+    return total / max(1, steps)
+
+
+@dataclass(eq=False)
+class FewShotSupernets:
+    """The trained sub-supernets (their subspaces partition the space), the splits made and the steps used."""
+
+    space: NasBench201Space
+    subs: list[SubSupernet]
+    splits: list[Split]
+    steps: int  # total supernet-training steps, all sub-supernets together
+    seconds: float
+    calibration: torch.Tensor  # training inputs for batch-norm recalibration
+
+    def owner(self, arch: Mapping[str, Any]) -> int:
+        """The index of the one sub-supernet whose subspace contains `arch`."""
+        arch = self.space.validate(arch)
+        found = [k for k, s in enumerate(self.subs) if s.subspace.contains(arch)]
+        if len(found) != 1:
+            raise ConfigError(f"arch: contained in {len(found)} sub-supernets, expected exactly one")
+        return found[0]
+
+    @torch.no_grad()
+    def rate(self, arch: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Supernet accuracy and loss of `arch` on (x, y) in its sub-supernet, batch norm recalibrated."""
+        k = self.owner(arch)
+        sub = self.subs[k]
+        sub.use(arch)
+        net = recalibrate_bn(sub.supernet, self.calibration.split(300))
+        loss = float(sum(F.cross_entropy(net(xb), yb, reduction="sum") for xb, yb in zip(x.split(500), y.split(500))))
+        return {"supernet_accuracy": accuracy(net, x, y), "supernet_loss": loss / len(x), "sub_supernet": float(k)}
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data: the splits, each sub-supernet's subspace, lineage and steps."""
+        return {"steps": self.steps, "seconds": round(self.seconds, 2), "splits": [s.to_dict() for s in self.splits],
+                "sub_supernets": [{"subspace": s.subspace.to_dict(), "size": s.subspace.size(),
+                                   "lineage": list(s.lineage), "steps": s.steps} for s in self.subs]}
+
+
+def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOptions | None = None,
+                   seed: int = 0) -> FewShotSupernets:
+    """Train the parent supernet, split it `options.levels` times (warm-started children), train the children.
+
+    `data["train"]` = (x, y) trains the weights and scores the splits. The total number of steps is
+    `options.epochs * (len(x) // batch_size)` whatever the splitter, so runs compare at equal budget.
+    """
+    options = options or FewShotOptions()
+    if not isinstance(space, NasBench201Space):
+        raise ConfigError(f"space: few-shot splitting needs a NasBench201Space, got {type(space).__name__}")
+    if "train" not in data:
+        raise ConfigError("data: missing the 'train' split (give {'train': (x, y), ...})")
+    x, y = data["train"]
+    if not 2 <= options.batch_size <= len(x):
+        raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {options.batch_size}")
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = space.supernet(mixing=PathMixing(len(NB201_EDGES)))
+    settings = {"lr": options.lr, "momentum": options.momentum, "weight_decay": options.weight_decay}
+    subs = [SubSupernet(Subspace.full(space), net, _optimizer(net, settings), np.random.default_rng([seed, 0, 0]))]
+    total = options.epochs * (len(x) // options.batch_size)
+    plan = phase_steps(total, options.levels)
+    lineage_steps = sum(sum(p) / len(p) for p in plan)
+    splits: list[Split] = []
+    for level, steps in enumerate(plan):
+        if level:
+            children = []
+            for k, sub in enumerate(subs):
+                split = choose_split(sub, x, y, options, k, level)
+                if split is None:
+                    children.append(sub)
+                    continue
+                splits.append(split)
+                for g, subspace in enumerate(sub.subspace.split(split.edge, split.groups)):
+                    children.append(sub.child(subspace, (seed, level, len(children) + g), split.edge))
+            subs = children
+        for sub, n in zip(subs, steps):
+            loss = _train(sub, x, y, n, lineage_steps, options)
+            log.info("level %d: %d steps on a subspace of %d architectures, loss %.4f", level, n, sub.subspace.size(),
+                     loss)
+    return FewShotSupernets(space, subs, splits, total, time.perf_counter() - t0, x[:options.calibration_size])
+
+
+# ---------------------------------------------------------------------------------------- the driver
+def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mapping[str, Any]] | int = 50,
+                    options: FewShotOptions | None = None, seed: int = 0, workdir: str | Path | None = None,
+                    metadata: Mapping[str, Any] | None = None) -> SearchResult:
+    """Train few-shot supernets and journal every architecture's rating as a trial.
+
+    `archs` is the list to rate, or a number of distinct uniform samples (drawn from `seed`). Each trial holds
+    `supernet_accuracy` and `supernet_loss` on `data["valid"]`, the architecture's `params` and `flops`, and in
+    `extra` its sub-supernet and that subspace. The objectives are `supernet_accuracy` (max) and `flops` (min).
+    The splits go to `few_shot.json` in the workdir. Rerunning on the same workdir retrains (deterministic
+    for a seed) and rates only the architectures not yet journaled.
+    """
+    options = options or FewShotOptions()
+    if "valid" not in data:
+        raise ConfigError("data: missing the 'valid' split the architectures are rated on")
+    if isinstance(archs, int):
+        if archs < 1:
+            raise ConfigError(f"archs: expected a positive number or a list of architectures, got {archs!r}")
+        rng, chosen = np.random.default_rng(seed), {}
+        for _ in range(100 * archs):  # bounded: the space has 15,625 members
+            a = space.sample(rng)
+            chosen.setdefault(a.id, a)
+            if len(chosen) == archs:
+                break
+        todo: list[Architecture] = list(chosen.values())
+    else:
+        todo = [space.validate(a) for a in archs]
+    problem = Problem.make({"supernet_accuracy": "max", "flops": "min"})
+    meta = {"one_shot": True, "few_shot": True, "net": repr(space.net),
+            "data": {k: len(v[0]) for k, v in data.items()}, **dict(metadata or {})}
+    config = search_config(space, problem, f"few-shot-{options.splitter}", options.to_dict(), seed, len(todo),
+                           None, meta)
+    wd = Path(workdir) if workdir is not None else None
+    with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
+        done = {t.arch_id for t in experiment.trials}
+        if any(a.id not in done for a in todo):
+            nets = train_few_shot(space, data, options, seed)
+            if wd is not None:
+                jsonio.write_json(wd / SPLITS_FILE, nets.summary())
+            for arch in todo:
+                if arch.id in done:
+                    continue
+                started = time.time()
+                metrics = {**nets.rate(arch, *data["valid"]), **space.count(arch)}
+                k = int(metrics.pop("sub_supernet"))
+                extra = {"sub_supernet": k, "subspace": nets.subs[k].subspace.to_dict(),
+                         "lineage": list(nets.subs[k].lineage), "splitter": options.splitter}
+                experiment.record(Trial(len(experiment.trials), arch.to_dict(), arch.id, metrics, "ok", started,
+                                        time.time(), "local", None, extra))
+                done.add(arch.id)
+        return SearchResult(list(experiment.trials), problem, wd, "rated", experiment.config)

@@ -1,0 +1,357 @@
+"""NEAS (Chen et al., CVPR 2021): one-shot ensemble search with diversity-guided search-space shrinking.
+
+1. K-path supernet training: each step trains K paths drawn uniformly from the current (shrunk) chain space,
+   each on the labels (one optimizer step on their summed gradients).
+2. Shrinking rounds: `paths` architectures are drawn so that every candidate of every layer is used equally
+   often (with a FLOPs budget: kept only when a member fits its share, budget / K, so a candidate's scores are
+   those of the paths it can be part of; and each layer keeps its cheapest candidate); each is rated with inherited weights (batch norm recalibrated, no training) on the valid split.
+   A candidate's potential is the mean accuracy of the paths using it; its diversity is how often those paths'
+   top-1 predictions disagree with the averaged prediction of K-1 other sampled paths (the rest of an
+   ensemble). The `drop` candidates with the lowest z(potential) + diversity_weight * z(diversity) are removed
+   from every layer, and the supernet trains on in the shrunk space.
+3. The final ensemble is searched in the shrunk space by a black-box strategy over `EnsembleSpace`
+   (K members), rated by the valid accuracy of the averaged softmax outputs, under an optional total-FLOPs
+   budget, through `nas.search`: the standard journal, so `nas.load`, `nas status` and `nas pareto` read it.
+
+A workdir holds the supernet after each round (`neas_supernet.pt`) and the rounds so far (`neas_state.json`);
+calling `search_neas` again with it resumes after the last finished round, and the final search resumes from
+its journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas import jsonio
+from nas.architecture import Architecture
+from nas.errors import ConfigError
+from nas.evaluators import cheap
+from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace
+from nas.result import SearchResult
+from nas.search import search as run_search
+from nas.spaces.training import _run_phase, recalibrate_bn
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CandidateScore", "NeasOptions", "NeasResult", "PathEvaluator", "RoundRecord", "disagreement",
+           "ensemble_probs", "score_candidates", "search_neas", "shrink", "train_kpath"]
+
+SUPERNET_FILE, STATE_FILE = "neas_supernet.pt", "neas_state.json"
+Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class NeasOptions:
+    """Settings of a NEAS search (small CPU defaults; the paper trains 120 epochs on ImageNet)."""
+
+    members: int = 3  # K
+    warmup_epochs: int = 6  # K-path training before the first shrinking round
+    rounds: int = 2
+    drop: int = 2  # candidates removed from every layer per round
+    epochs_per_round: int = 2  # K-path training in the space each round leaves
+    paths: int = 42  # architectures rated per round
+    groups: int = 4  # random (K-1)-path partners per rated path, for its diversity
+    diversity_weight: float = 0.5
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    calib_size: int = 500  # training samples batch norm is recalibrated on, per rated architecture
+    budget: int = 50  # ensembles evaluated by the final search
+    strategy: str = "evolution"
+    flops_budget: float | None = None  # the ensemble's total FLOPs (batch 1) must stay below this
+
+    def __post_init__(self) -> None:
+        for name in ("members", "rounds", "drop", "paths", "groups", "batch_size", "calib_size", "budget"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("warmup_epochs", "epochs_per_round"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name}: expected a non-negative int, got {v!r}")
+        if self.members < 2:
+            raise ConfigError(f"members: an ensemble needs at least 2, got {self.members}")
+        if self.paths < self.members:
+            raise ConfigError(f"paths: {self.paths} rated paths cannot form ensembles of {self.members}")
+        if not (self.lr > 0 and self.diversity_weight >= 0 and self.weight_decay >= 0):
+            raise ConfigError("lr, diversity_weight, weight_decay: expected lr > 0 and the others >= 0")
+        if self.flops_budget is not None and not self.flops_budget > 0:
+            raise ConfigError(f"flops_budget: expected a positive number or None, got {self.flops_budget!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """One candidate of one layer in one round: its rated paths, potential, diversity, combined score."""
+
+    paths: int
+    potential: float
+    diversity: float
+    score: float
+
+
+@dataclass
+class RoundRecord:
+    """What one shrinking round rated and removed (plain data; kept in `neas_state.json` and the journal)."""
+
+    round: int
+    removed: dict[str, list[str]]  # layer -> ops removed
+    kept: dict[str, list[str]]  # layer -> ops left
+    scores: dict[str, dict[str, dict[str, float]]]  # layer -> op -> CandidateScore fields
+    train_loss: float  # mean K-path loss of the last epoch before the round
+
+    @property
+    def removed_per_layer(self) -> list[int]:
+        return [len(v) for v in self.removed.values()]
+
+
+@dataclass
+class NeasResult:
+    """The final search (a `SearchResult`), its best ensemble, the rounds, and what rated them."""
+
+    search: SearchResult
+    best: Architecture | None
+    rounds: list[RoundRecord]
+    space: EnsembleSpace  # the shrunk ensemble space the final search ran in
+    supernet: ChainSupernet
+    evaluator: "PathEvaluator"
+    train_seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------- training
+def train_kpath(supernet: ChainSupernet, space: ChainSpace, x: torch.Tensor, y: torch.Tensor, epochs: int,
+                options: NeasOptions, seed: int) -> list[float]:
+    """K-path training in `space` (the current shrunk space) for `epochs`; the mean loss of each epoch."""
+    if epochs == 0:
+        return []
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(())
+        for arch in (space.sample(rng) for _ in range(options.members)):
+            loss = F.cross_entropy(supernet(xb, arch), yb) / options.members
+            loss.backward()
+            total = total + loss.detach()
+        return total
+
+    return _run_phase("neas-kpath", supernet, x, y, epochs, options.batch_size, options.lr, options.weight_decay,
+                      gen, step).epoch_losses
+
+
+# ---------------------------------------------------------------------------------------- rating paths
+class PathEvaluator:
+    """Class probabilities on "valid" (and "test") of chain architectures with inherited weights (batch norm
+    recalibrated on `calib_x`, no training), cached per architecture."""
+
+    def __init__(self, supernet: ChainSupernet, data: Splits, calib_x: torch.Tensor, batch_size: int = 250) -> None:
+        self.supernet, self.calib_x, self.batch_size = supernet, calib_x, batch_size
+        self.data = {k: v for k, v in data.items() if k in ("valid", "test")}
+        self._cache: dict[tuple[str, str], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def probs(self, arch: Architecture, split: str = "valid") -> torch.Tensor:
+        if split not in self.data:
+            raise ConfigError(f"split: {split!r} is not one of {sorted(self.data)}")
+        if (arch.id, split) not in self._cache:
+            net, bs = self.supernet, self.batch_size
+            recalibrate_bn(net, self.calib_x.split(bs), lambda b: net(b, arch))
+            for name, (x, _) in self.data.items():  # every split at once: one recalibration per architecture
+                self._cache[(arch.id, name)] = torch.cat([F.softmax(net(xb, arch), dim=-1) for xb in x.split(bs)])
+        return self._cache[(arch.id, split)]
+
+    def accuracy(self, arch: Architecture, split: str = "valid") -> float:
+        return float((self.probs(arch, split).argmax(-1) == self.data[split][1]).float().mean())
+
+    def ensemble_accuracy(self, members: Sequence[Architecture], split: str = "valid") -> float:
+        probs = ensemble_probs([self.probs(m, split) for m in members])
+        return float((probs.argmax(-1) == self.data[split][1]).float().mean())
+
+
+def ensemble_probs(member_probs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ensemble's prediction: the mean of its members' class probabilities."""
+    return torch.stack(list(member_probs)).mean(dim=0)
+
+
+def disagreement(probs: torch.Tensor, others: Sequence[torch.Tensor]) -> float:
+    """Fraction of samples where `probs`' top-1 class differs from the averaged prediction of `others`."""
+    return float((probs.argmax(-1) != ensemble_probs(others).argmax(-1)).float().mean())
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    std = values.std()
+    return (values - values.mean()) / std if std > 1e-12 else np.zeros_like(values)
+
+
+def score_candidates(archs: Sequence[Mapping[str, Any]], probs: Sequence[torch.Tensor], y: torch.Tensor,
+                     members: int, groups: int, diversity_weight: float, rng: np.random.Generator
+                     ) -> dict[str, dict[str, CandidateScore]]:
+    """Per layer field and candidate op: potential (mean accuracy of the paths using it), diversity (mean
+    disagreement of those paths with `groups` random ensembles of `members`-1 other paths) and the score
+    z(potential) + diversity_weight * z(diversity), z-scored over the layer's candidates."""
+    n = len(archs)
+    if n != len(probs) or n < members:
+        raise ConfigError(f"archs, probs: need as many probabilities as architectures and >= {members}, got "
+                          f"{n} and {len(probs)}")
+    acc = np.array([float((p.argmax(-1) == y).float().mean()) for p in probs])
+    div = np.zeros(n)
+    for j in range(n):
+        others = [i for i in range(n) if i != j]
+        div[j] = np.mean([disagreement(probs[j], [probs[i] for i in rng.choice(others, members - 1, replace=False)])
+                          for _ in range(groups)])
+    out: dict[str, dict[str, CandidateScore]] = {}
+    for layer in archs[0]:
+        ops = sorted({a[layer] for a in archs})
+        pot = np.array([acc[[a[layer] == op for a in archs]].mean() for op in ops])
+        dv = np.array([div[[a[layer] == op for a in archs]].mean() for op in ops])
+        score = _z(pot) + diversity_weight * _z(dv)
+        out[layer] = {op: CandidateScore(sum(a[layer] == op for a in archs), float(p), float(d), float(s))
+                      for op, p, d, s in zip(ops, pot, dv, score)}
+    return out
+
+
+def shrink(space: ChainSpace, scores: Mapping[str, Mapping[str, CandidateScore]], drop: int,
+           keep_cheapest: bool = False) -> tuple[ChainSpace, dict[str, list[str]]]:
+    """`space` without the `drop` lowest-scoring candidates of each layer (candidates without a score go
+    first); with `keep_cheapest`, each layer's cheapest candidate stays, so the smallest architecture (and a
+    FLOPs budget it meets) survives every round. ConfigError when a layer would be left empty.
+    Returns (shrunk space, removed per layer)."""
+    allowed, removed = [], {}
+    for i in range(space.num_layers):
+        name = f"layer{i}"
+        ops = list(space.config.candidates(i))
+        if len(ops) <= drop + keep_cheapest:
+            raise ConfigError(f"drop: layer {name} has {len(ops)} candidates left, cannot remove {drop}")
+        layer_scores = scores.get(name, {})
+        cheapest = min(ops, key=lambda op: space.op_flops(i, op)) if keep_cheapest else None
+        order = sorted((op for op in ops if op != cheapest),
+                       key=lambda op: layer_scores[op].score if op in layer_scores else -np.inf)
+        removed[name] = order[:drop]
+        allowed.append([op for op in ops if op not in removed[name]])
+    return space.shrunk(allowed), removed
+
+
+# ---------------------------------------------------------------------------------------- the search
+def search_neas(data: Splits, config: ChainConfig | None = None, options: NeasOptions | None = None,
+                seed: int = 0, workdir: str | Path | None = None, **overrides: Any) -> NeasResult:
+    """Train the chain supernet K paths at a time, shrink it `rounds` times by potential + diversity, then
+    search K-member ensembles in the shrunk space (journaled in `workdir`). `overrides` replace fields of
+    `options`. `data` maps "train" and "valid" (and optionally "test") to (x, y) tensors."""
+    options = replace(options or NeasOptions(), **overrides)
+    frame = (config or ChainConfig()).frame()
+    for split in ("train", "valid"):
+        if split not in data:
+            raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
+    least = min(len(frame.layer_ops(i)) for i in range(len(frame.channels)))
+    if least - options.rounds * options.drop - (options.flops_budget is not None) < 1:
+        raise ConfigError(f"rounds, drop: {options.rounds} rounds removing {options.drop} would empty a layer "
+                          f"with {least} candidates")
+    wd = Path(workdir) if workdir is not None else None
+    x, y = data["train"]
+    calib_x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:options.calib_size]]
+    space = ChainSpace(frame)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        supernet = space.supernet()
+    rounds, done, seconds = _load_state(wd, supernet, frame, options, seed)
+    if rounds:
+        space = space.shrunk([rounds[-1].kept[f"layer{i}"] for i in range(space.num_layers)])
+    while done <= options.rounds:  # stage r trains (warm-up when r == 0) and then shrinks unless it is the last
+        t0 = time.perf_counter()
+        epochs = options.warmup_epochs if done == 0 else options.epochs_per_round
+        losses = train_kpath(supernet, space, x, y, epochs, options, seed * 1000 + done)
+        if done < options.rounds:
+            space, record = _round(supernet, space, data, calib_x, options, seed, done + 1,
+                                   losses[-1] if losses else float("nan"))
+            rounds.append(record)
+        done += 1
+        seconds += time.perf_counter() - t0
+        _save_state(wd, supernet, frame, options, seed, rounds, done, seconds)
+    supernet.eval()
+    evaluator = PathEvaluator(supernet, data, calib_x)
+    ens_space = EnsembleSpace(EnsembleConfig(space.config, options.members))
+    result = _final_search(ens_space, evaluator, options, seed, wd, rounds)
+    feasible = result.feasible
+    best = ens_space.validate(max(feasible, key=lambda t: t.metrics["accuracy"]).arch) if feasible else None
+    return NeasResult(result, best, rounds, ens_space, supernet, evaluator, seconds,
+                      {"space_size": ens_space.member_space.size(), "frame_size": ChainSpace(frame).size()})
+
+
+def _round(supernet: ChainSupernet, space: ChainSpace, data: Splits, calib_x: torch.Tensor, options: NeasOptions,
+           seed: int, number: int, train_loss: float) -> tuple[ChainSpace, RoundRecord]:
+    rng = np.random.default_rng([seed, number])
+    cap = options.flops_budget / options.members if options.flops_budget is not None else None
+    archs = space.sample_within(rng, options.paths, cap)
+    if len(archs) < options.members:
+        raise ConfigError(f"flops_budget: fewer than {options.members} sampled members fit {cap:.4g} FLOPs each")
+    supernet.eval()
+    evaluator = PathEvaluator(supernet, {"valid": data["valid"]}, calib_x)
+    probs = [evaluator.probs(a) for a in archs]
+    scores = score_candidates(archs, probs, data["valid"][1], options.members, options.groups,
+                              options.diversity_weight, rng)
+    shrunk, removed = shrink(space, scores, options.drop, keep_cheapest=options.flops_budget is not None)
+    kept = {f"layer{i}": list(shrunk.config.candidates(i)) for i in range(shrunk.num_layers)}
+    log.info("NEAS round %d removed %s; kept %s", number, removed, kept)
+    return shrunk, RoundRecord(number, removed, kept, {layer: {op: asdict(s) for op, s in ops.items()}
+                                                       for layer, ops in scores.items()}, train_loss)
+
+
+def _final_search(space: EnsembleSpace, evaluator: PathEvaluator, options: NeasOptions, seed: int,
+                  wd: Path | None, rounds: list[RoundRecord]) -> SearchResult:
+    def flops(arch: Mapping[str, Any]) -> dict[str, float]:
+        return {"flops": space.flops(arch)}
+
+    def evaluate(arch: Mapping[str, Any]) -> dict[str, float]:
+        members = [Architecture(m) for m in arch["members"]]
+        accs = [evaluator.accuracy(m) for m in members]
+        out = {"accuracy": evaluator.ensemble_accuracy(members), "best_member_accuracy": max(accs),
+               "mean_member_accuracy": float(np.mean(accs)),
+               "disagreement": float(np.mean([disagreement(evaluator.probs(m), [evaluator.probs(o)])
+                                              for i, m in enumerate(members) for o in members[i + 1:]]))}
+        if "test" in evaluator.data:
+            out["test_accuracy"] = evaluator.ensemble_accuracy(members, "test")
+        return out
+
+    constraints = [f"flops <= {options.flops_budget!r}"] if options.flops_budget is not None else []
+    metadata = {"neas": {"options": options.to_dict(), "rounds": [asdict(r) for r in rounds]}}
+    return run_search(space, [cheap(flops), evaluate], {"accuracy": "max"}, constraints, options.strategy,
+                      options.budget, seed, wd, metadata=metadata)
+
+
+def _load_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, options: NeasOptions, seed: int
+                ) -> tuple[list[RoundRecord], int, float]:
+    if wd is None or not (wd / STATE_FILE).is_file():
+        return [], 0, 0.0
+    state = jsonio.read_json(wd / STATE_FILE, "NEAS state")
+    want = {"frame": frame.to_dict(), "options": options.to_dict(), "seed": seed}
+    for key, value in want.items():
+        if jsonio.plain(value, key) != state.get(key):
+            raise ConfigError(f"{wd}: holds a NEAS search with another {key} (use a new workdir)")
+    supernet.load_state_dict(torch.load(wd / SUPERNET_FILE, map_location="cpu", weights_only=True))
+    log.info("resuming NEAS in %s after stage %d", wd, state["done"])
+    return [RoundRecord(**r) for r in state["rounds"]], int(state["done"]), float(state["seconds"])
+
+
+def _save_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, options: NeasOptions, seed: int,
+                rounds: list[RoundRecord], done: int, seconds: float) -> None:
+    if wd is None:
+        return
+    wd.mkdir(parents=True, exist_ok=True)
+    tmp = wd / (SUPERNET_FILE + ".tmp")
+    torch.save(supernet.state_dict(), tmp)
+    os.replace(tmp, wd / SUPERNET_FILE)
+    jsonio.write_json(wd / STATE_FILE, {"frame": frame.to_dict(), "options": options.to_dict(), "seed": seed,
+                                        "rounds": [asdict(r) for r in rounds], "done": done, "seconds": seconds},
+                      allow_nan=True)

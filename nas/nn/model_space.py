@@ -1,0 +1,201 @@
+"""A user's torch model as a search space: `ModelSpace` (the module users subclass), `ModuleSpace` (the space
+derived from it) and `Supernet` (its weight-sharing supernet).
+
+`Net.space()` is a `nas.spaces.ModelSpace` like every built-in model space (one concept: a space whose
+architectures build into modules): any strategy searches it, `build(arch)` freezes an architecture into
+plain torch modules, `supernet()` gives the weight-sharing network the one-shot trainers
+(`nas.spaces.training.SandwichRule`, `InheritedAccuracy`) use as they use the built-in OFA supernet:
+`supernet(x, arch)`, `supernet.subnet(arch)`, `space.largest()` / `smallest()` / `sample_subnet(rng)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.architecture import Architecture
+from nas.errors import ConfigError
+from nas.nn.derive import bind, derive, freeze, probe_shapes
+from nas.nn.mutable import Context
+from nas.scripts import class_from_json, class_to_json
+from nas.spaces.model_space import ModelSpace as SpaceWithModels
+from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset
+from nas.spaces.space import Repeat as RepeatField, Space
+
+__all__ = ["ModelSpace", "ModuleSpace", "Supernet"]
+
+
+class ModelSpace(nn.Module):
+    """Subclass it and write an ordinary torch module with choice points (`nas.nn.Choice`, `LayerChoice`,
+    `InputChoice`, `Repeat`, the mutable layers). Set `input_shape` (one sample's shape) so that the space
+    can count FLOPs and check at derivation that a LayerChoice's candidates agree on their output shape."""
+
+    input_shape: ClassVar[tuple[int, ...] | None] = None
+
+    @classmethod
+    def example_input(cls, batch_size: int = 1) -> Any:
+        """An input batch (zeros of `input_shape`); override it, as a classmethod, for other inputs (a tuple of
+        tensors is passed as positional arguments)."""
+        if cls.input_shape is None:
+            raise ConfigError(f"{cls.__name__}.input_shape: set it (one sample's shape, e.g. (1, 28, 28)) or "
+                              "override example_input(batch_size)")
+        return torch.zeros(batch_size, *cls.input_shape)
+
+    @classmethod
+    def space(cls, *args: Any, **kwargs: Any) -> "ModuleSpace":
+        """The search space of this model (`args`/`kwargs` go to the constructor)."""
+        return ModuleSpace(cls, args, kwargs)
+
+    @classmethod
+    def build(cls, arch: Mapping[str, Any], *args: Any, **kwargs: Any) -> nn.Module:
+        """A freshly initialised module of plain torch layers for `arch`."""
+        return cls.space(*args, **kwargs).build(arch)
+
+    @classmethod
+    def supernet(cls, *args: Any, **kwargs: Any) -> "Supernet":
+        """A freshly initialised weight-sharing supernet over every architecture."""
+        return cls.space(*args, **kwargs).supernet()
+
+
+class ModuleSpace(SpaceWithModels):
+    """The `Space` derived from a `ModelSpace` subclass: a field per label (a `Repeat` field per repeated
+    block holding choices of its own, `Conditional` fields for choices inside LayerChoice candidates)."""
+
+    def __init__(self, model: type[ModelSpace], args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                 probe: bool = True) -> None:
+        if not (isinstance(model, type) and issubclass(model, nn.Module)):
+            raise ConfigError(f"model: expected a nas.nn.ModelSpace subclass, got {model!r}")
+        self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
+        net = self._instance()
+        derivation = derive(net)
+        super().__init__(derivation.fields)
+        self.ranks, self.defaults = derivation.ranks, derivation.defaults
+        if probe and (getattr(model, "input_shape", None) is not None
+                      or getattr(model.example_input, "__func__", None) is not ModelSpace.example_input.__func__):
+            probe_shapes(net, [self.largest().to_dict(), self.smallest().to_dict()], self.example_input({}, 2),
+                         self.defaults)
+
+    def _instance(self) -> nn.Module:
+        return self.model(*self.args, **self.kwargs)
+
+    # -- models
+    def build(self, arch: Mapping[str, Any]) -> nn.Module:
+        """A freshly initialised module of plain torch layers for `arch` (choice points frozen)."""
+        arch = self.validate(arch)
+        net = self._instance()
+        derive(net)  # labels and module paths of this instance
+        return freeze(net, Context(arch.to_dict()), fresh=True)
+
+    def supernet(self) -> "Supernet":
+        """A freshly initialised weight-sharing supernet."""
+        return Supernet(self._instance(), self)
+
+    def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> Any:
+        return self.model.example_input(batch_size)
+
+    # -- the one-shot trainers' architectures
+    def largest(self) -> Architecture:
+        """Every size at its largest option, each LayerChoice at its candidate with most parameters."""
+        return self.validate(_pick(self, lambda name, node: _extreme(name, node, self.ranks, last=False)))
+
+    def smallest(self) -> Architecture:
+        """Every size at its smallest option, each LayerChoice at its candidate with fewest parameters."""
+        return self.validate(_pick(self, lambda name, node: _extreme(name, node, self.ranks, last=True)))
+
+    def sample_subnet(self, rng: np.random.Generator, elastic: Any = None) -> Architecture:
+        """Each decision uniform on its own (every depth equally likely), the sandwich rule's random subnets."""
+        if elastic is not None:
+            raise ConfigError("elastic: progressive-shrinking phases name the OFA space's dimensions; a user "
+                              "model's supernet trains with the sandwich rule (SandwichRule)")
+        return self.validate(_pick(self, lambda name, node: _uniform(node, rng)))
+
+    # -- description (model specs rebuild the space from this)
+    def to_config(self) -> dict[str, Any]:
+        """The model class by import path, or by script path and name for one defined in a `nas run` script,
+        so that another process (`nas export`) can rebuild the space."""
+        return {"model": class_to_json(self.model), "args": list(self.args), "kwargs": dict(self.kwargs)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ModuleSpace":
+        ref = config["model"]
+        model = class_from_json(ref if isinstance(ref, Mapping) else {"class": ref}, "model")
+        return cls(model, config.get("args", ()), config.get("kwargs", {}))
+
+    def to_spec(self) -> dict[str, Any]:
+        return {**super().to_spec(), "model": class_to_json(self.model)}
+
+
+def _pick(space: Space, pick: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """An architecture with each active decision chosen by `pick(name, node)` (controllers first)."""
+    controllers = {n.on for n in space.fields.values() if isinstance(n, Conditional)} | \
+        {n.count for n in space.fields.values() if isinstance(n, RepeatField) and isinstance(n.count, str)}
+    out: dict[str, Any] = {}
+    for name in sorted(space.fields, key=lambda n: n not in controllers):
+        node = space.fields[name]
+        if isinstance(node, Conditional):
+            if not node.active(out[node.on]):
+                continue
+            node = node.node
+        if isinstance(node, RepeatField):
+            count = node.count if isinstance(node.count, int) else out[node.count]
+            out[name] = [_pick(node.block, pick) for _ in range(count)]
+        elif isinstance(node, Space):
+            out[name] = _pick(node, pick)
+        else:
+            out[name] = pick(name, node)
+    return out
+
+
+def _extreme(name: str, node: Any, ranks: Mapping[str, list[Any]], last: bool) -> Any:
+    if isinstance(node, Subset):
+        return node.default()
+    if name in ranks and isinstance(node, ChoiceField):
+        order = ranks[name]
+        return order[-1] if last else order[0]
+    if isinstance(node, Integer) or node.ordered:
+        return min(node.options) if last else max(node.options)
+    return node.options[0]
+
+
+def _uniform(node: Any, rng: np.random.Generator) -> Any:
+    if isinstance(node, Subset):
+        return node.sample(rng)
+    return node.value(int(rng.integers(node.cardinality)))
+
+
+class Supernet(nn.Module):
+    """Every architecture of a `ModuleSpace` in one set of weights: `supernet(x, arch)` runs one of them,
+    `subnet(arch)` copies it out as plain torch modules."""
+
+    def __init__(self, net: nn.Module, space: ModuleSpace) -> None:
+        super().__init__()
+        derived = derive(net)
+        if Space._unchecked(derived.fields).to_spec()["fields"] != space.to_spec()["fields"]:
+            raise ConfigError(f"net: a {type(net).__name__} whose choice points differ from the space's")
+        self.net, self.space = net, space
+
+    @contextmanager
+    def active(self, arch: Mapping[str, Any]) -> Iterator[nn.Module]:
+        """Within the block, `supernet.net` computes `arch` (for models taking several inputs)."""
+        bind(self.net, Context(self.space.validate(arch).to_dict()))
+        try:
+            yield self.net
+        finally:
+            bind(self.net, None)
+
+    def forward(self, x: Any, arch: Mapping[str, Any]) -> Any:
+        with self.active(arch) as net:
+            return net(x)
+
+    @torch.no_grad()
+    def subnet(self, arch: Mapping[str, Any]) -> nn.Module:
+        """A standalone module of plain torch layers holding copies of `arch`'s slices of the shared weights;
+        its outputs equal `supernet(x, arch)` (batch norm statistics included: recalibrate them for the
+        subnet alone with `nas.spaces.training.recalibrate_bn`)."""
+        sub = freeze(self.net, Context(self.space.validate(arch).to_dict()))
+        return sub.train(self.training)

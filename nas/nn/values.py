@@ -1,0 +1,155 @@
+"""Value choices: `Choice("width", [16, 32])` and the expressions derived from them (`width * 2`).
+
+A value choice stands in for a number in a layer's arguments; the space derivation turns every distinct
+label into one decision. Expressions record arithmetic on choices and are evaluated once the labels have
+values. Anything that needs a plain value at definition time (a plain torch layer, `if`, `%`, comparisons)
+raises `SpaceDefinitionError` saying where, instead of an obscure torch error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from nas.errors import SpaceDefinitionError
+
+__all__ = ["Choice", "Expr", "Value", "evaluate", "is_value", "possible_values"]
+
+
+class Value:
+    """A number to be decided by the search: a `Choice` or an `Expr` over choices."""
+
+    def leaves(self) -> tuple["Choice", ...]:
+        """The choices this value depends on (each object once)."""
+        raise NotImplementedError
+
+    def evaluate(self, lookup: Callable[["Choice"], Any]) -> Any:
+        """The value, given each leaf's value by `lookup(leaf)`."""
+        raise NotImplementedError
+
+    # -- arithmetic builds expressions
+    def _op(self, fn: Callable[..., Any], symbol: str, other: Any, reverse: bool = False) -> "Expr":
+        args = (other, self) if reverse else (self, other)
+        return Expr(fn, args, f"({_text(args[0])} {symbol} {_text(args[1])})")
+
+    def __add__(self, o: Any) -> "Expr": return self._op(operator.add, "+", o)
+    def __radd__(self, o: Any) -> "Expr": return self._op(operator.add, "+", o, True)
+    def __sub__(self, o: Any) -> "Expr": return self._op(operator.sub, "-", o)
+    def __rsub__(self, o: Any) -> "Expr": return self._op(operator.sub, "-", o, True)
+    def __mul__(self, o: Any) -> "Expr": return self._op(operator.mul, "*", o)
+    def __rmul__(self, o: Any) -> "Expr": return self._op(operator.mul, "*", o, True)
+    def __floordiv__(self, o: Any) -> "Expr": return self._op(operator.floordiv, "//", o)
+    def __rfloordiv__(self, o: Any) -> "Expr": return self._op(operator.floordiv, "//", o, True)
+    def __truediv__(self, o: Any) -> "Expr": return self._op(operator.truediv, "/", o)
+    def __rtruediv__(self, o: Any) -> "Expr": return self._op(operator.truediv, "/", o, True)
+    def __pow__(self, o: Any) -> "Expr": return self._op(operator.pow, "**", o)
+    def __neg__(self) -> "Expr": return Expr(operator.neg, (self,), f"-{_text(self)}")
+
+    # -- what needs a plain value fails loudly, naming the caller
+    def _plain(self, what: str) -> Any:
+        raise SpaceDefinitionError(f"{_text(self)}: a choice is used {what}{_caller()}; plain torch layers and "
+                                   "Python control flow need plain numbers: use the layers of nas.nn (Conv2d, "
+                                   "Linear, BatchNorm2d, ...) or arithmetic (+ - * // /) on the choice")
+
+    def __bool__(self) -> bool: return self._plain("as a truth value")
+    def __index__(self) -> int: return self._plain("as an integer")
+    def __int__(self) -> int: return self._plain("as an integer")
+    def __float__(self) -> float: return self._plain("as a float")
+    def __iter__(self) -> Iterator[Any]: return self._plain("as a sequence")
+    def __len__(self) -> int: return self._plain("as a sequence")
+    def __mod__(self, o: Any) -> Any: return self._plain("with %")
+    def __rmod__(self, o: Any) -> Any: return self._plain("with %")
+    def __lt__(self, o: Any) -> bool: return self._plain("in a comparison")
+    def __le__(self, o: Any) -> bool: return self._plain("in a comparison")
+    def __gt__(self, o: Any) -> bool: return self._plain("in a comparison")
+    def __ge__(self, o: Any) -> bool: return self._plain("in a comparison")
+
+    __hash__ = object.__hash__  # identity: values are keys of the derivation's tables
+
+
+class Choice(Value):
+    """One decision among `options`: `Choice("width", [16, 32, 48])`. The same label ties every use of it
+    (in one scope; a choice created inside a `Repeat`'s factory is one decision per block)."""
+
+    def __init__(self, label: str | None, options: Sequence[Any]) -> None:
+        self.label = label
+        self.options = tuple(options) if isinstance(options, (list, tuple, range)) else options
+
+    def leaves(self) -> tuple["Choice", ...]:
+        return (self,)
+
+    def evaluate(self, lookup: Callable[["Choice"], Any]) -> Any:
+        return lookup(self)
+
+    def __repr__(self) -> str:
+        return f"Choice({self.label!r}, {list(self.options) if isinstance(self.options, tuple) else self.options!r})"
+
+
+class Expr(Value):
+    """`fn(*args)` where some args are values: a layer size that follows another's (`width * 2`)."""
+
+    def __init__(self, fn: Callable[..., Any], args: Sequence[Any], text: str) -> None:
+        self.fn, self.args, self.text = fn, tuple(args), text
+
+    def leaves(self) -> tuple[Choice, ...]:
+        out: dict[int, Choice] = {}
+        for a in self.args:
+            if isinstance(a, Value):
+                out.update((id(leaf), leaf) for leaf in a.leaves())
+        return tuple(out.values())
+
+    def evaluate(self, lookup: Callable[[Choice], Any]) -> Any:
+        return self.fn(*(a.evaluate(lookup) if isinstance(a, Value) else a for a in self.args))
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def is_value(x: Any) -> bool:
+    return isinstance(x, Value)
+
+
+def evaluate(x: Any, lookup: Callable[[Choice], Any]) -> Any:
+    """`x` itself when plain, else its value under `lookup`."""
+    return x.evaluate(lookup) if isinstance(x, Value) else x
+
+
+def possible_values(x: Any) -> list[Any]:
+    """Every value `x` can take (leaves with one label count once: they are one decision)."""
+    if not isinstance(x, Value):
+        return [x]
+    by_label: dict[Any, Choice] = {}
+    for leaf in x.leaves():
+        by_label.setdefault(leaf.label if leaf.label is not None else id(leaf), leaf)
+    keys = list(by_label)
+    out = []
+    for combo in itertools.product(*(tuple(by_label[k].options) for k in keys)):
+        chosen = dict(zip(keys, combo))
+        out.append(x.evaluate(lambda leaf: chosen[leaf.label if leaf.label is not None else id(leaf)]))
+    return out
+
+
+def _text(x: Any) -> str:
+    if isinstance(x, Choice):
+        return f"Choice({x.label!r})"
+    return repr(x)
+
+
+def _caller() -> str:
+    """' in torch.nn.Conv2d (called at file:line)': the plain layer being built and the user's line."""
+    frame, layer, where = sys._getframe(2), "", ""
+    while frame is not None:
+        path = frame.f_code.co_filename
+        inside = "/torch/" in path or "/nas/nn/" in path or path.endswith("values.py")
+        if not layer and "/torch/" in path and frame.f_code.co_name == "__init__":
+            owner = frame.f_locals.get("self")
+            if owner is not None:
+                layer = f" in {type(owner).__module__.split('.modules')[0]}.{type(owner).__name__}"
+        if not inside:
+            where = f" (at {path}:{frame.f_lineno})"
+            break
+        frame = frame.f_back
+    return layer + where

@@ -1,0 +1,441 @@
+"""`predictor-search`: predictor-in-the-loop search (DyNAS-T / LINAS style) for any space, objectives and constraints.
+
+After `n_init` uniform samples, each batch of `batch_size` true evaluations is chosen in three steps:
+
+1. Refit: one predictor per expensive metric (every objective and constraint metric that no cheap evaluator
+   gives) on every result so far. Metrics a cheap evaluator returns (`nas.cheap`: params, FLOPs, LUT
+   latency) are computed for each candidate, never predicted (`nas.search` hands the strategy its cheap
+   evaluators through `use_cheap`).
+2. Inner search: NSGA-II (`generations` x `population_size`, binary tournaments on constraint-domination
+   rank and crowding, crossover, mutation) over optimistic predicted objectives, mean - `kappa` x std in
+   minimisation form, started from the best results so far and uniform samples; with `local`, the whole
+   one-step neighbourhood of up to five results on the observed front is scored too. Every candidate it
+   scores and that was never asked or told is kept.
+3. Acquisition: picks are taken one at a time by the hypervolume they would add to the front of the results
+   so far (objectives scaled by the front's extent, reference 10 % beyond its nadir), each pick joining that
+   front at its optimistic value (so the next pick is valued for what it adds beside it: diversity across the
+   front); candidates that add nothing are ranked by how far they are from the front (additive epsilon). With
+   one objective this is "lowest optimistic value first", and a pick must differ from the batch's earlier
+   picks in at least two decisions. Candidates predicted infeasible come after feasible ones.
+
+The predictor (`predictor="auto"`, the default) is chosen per metric by an honest rule: the out-of-fold
+Kendall tau (5 folds of the results so far) of a 50-tree random forest on the one-hot code and of `wl-gp`
+(a GP on the graph-similarity kernel, which on a plain `Space` is a kernel on the one-hot code), re-chosen
+whenever the number of results has doubled (at 10, 20, 40, ...; on a seeded subset of 200 beyond that); ties
+go to the forest. On NAS-Bench-Graph
+the forest ranks accuracy as well as the GPs and latency worse (experiments/predictor_search.py, `--predictors`);
+a GP can collapse at small N, which the cross-validation sees. Any registered predictor can be named instead,
+with `predictor_options`.
+
+State is plain data (results, asks, the pending batch, the predictor choice, the RNG); on load the predictors
+are refitted on the results the batch was chosen from, so a resumed search asks what the uninterrupted one
+would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
+from nas.spaces import Architecture, Space
+from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks
+
+logger = logging.getLogger(__name__)
+
+CheapFn = Callable[[Architecture], Mapping[str, float]]
+CACHE_SIZE = 200_000
+AUTO = {"rf": {"n_estimators": 50}, "wl-gp": {}}  # predictor="auto" picks among these by cross-validation
+CHOICE_SIZE = 200  # at most this many results (a seeded subset) cross-validate the predictor choice
+LOCAL_STARTS = 5  # results of the observed front whose whole one-step neighbourhood is scored per batch
+
+
+class PredictorSearch(Strategy):
+    """Batches of true evaluations chosen by an NSGA-II over predicted objectives; predictors refit per batch."""
+
+    name = "predictor-search"
+    requires = frozenset({"sample", "mutate", "crossover"})
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0, n_init: int = 10, batch_size: int = 5,
+                 population_size: int = 40, generations: int = 6, kappa: float = 0.5, crossover_prob: float = 0.9,
+                 local: bool = True, predictor: str = "auto", predictor_options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(space, problem, seed)
+        checks = {"n_init": isinstance(n_init, int) and n_init >= 2,
+                  "batch_size": isinstance(batch_size, int) and batch_size >= 1,
+                  "population_size": isinstance(population_size, int) and population_size >= 4,
+                  "generations": isinstance(generations, int) and generations >= 1,
+                  "kappa": kappa >= 0, "crossover_prob": 0.0 <= crossover_prob <= 1.0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"predictor-search: invalid {bad[0]} (n_init >= 2, batch_size >= 1, "
+                              "population_size >= 4, generations >= 1, kappa >= 0, crossover_prob in [0, 1])")
+        self.n_init, self.batch_size, self.population_size = n_init, batch_size, population_size
+        self.generations, self.kappa, self.crossover_prob = generations, float(kappa), crossover_prob
+        self.local = bool(local)
+        if predictor == "auto" and predictor_options:
+            raise ConfigError("predictor-search: predictor_options need a named predictor, not 'auto'")
+        self.predictor_name, self.predictor_options = predictor, dict(predictor_options or {})
+        self.model_seed = 0 if seed is None else int(seed)
+        # candidates: name -> options; a ConfigError now, not mid-search, if the space lacks what a named one needs
+        self._candidates: dict[str, dict[str, Any]] = {}
+        for name, options in (AUTO.items() if predictor == "auto" else [(predictor, self.predictor_options)]):
+            try:
+                self._make_predictor(name, options)
+            except ConfigError:
+                if predictor != "auto":
+                    raise
+                continue
+            self._candidates[name] = dict(options)
+        if not self._candidates:
+            raise ConfigError(f"predictor-search: none of {sorted(AUTO)} can predict on {type(space).__name__}")
+        self.choice: dict[str, str] = {}  # metric -> the candidate chosen by cross-validation (plain data)
+        self.chosen_at = 0  # results when the choice was last made
+        self.history: list[tuple[Architecture, TrialResult]] = []  # every result told (not cached), in order
+        self.asked: list[dict[str, Any]] = []
+        self.queue: list[dict[str, Any]] = []  # the current batch, not yet handed out
+        self.known = SeenArchitectures(space)
+        self._cheap: CheapFn | None = None
+        self._cheap_names: frozenset[str] = frozenset()
+        self._cheap_cache: dict[str, dict[str, float]] = {}
+        self._onehot: dict[str, np.ndarray] = {}
+        self._empty_at: int | None = None  # results when the last batch came back empty: no new batch until more
+        self._predictors: dict[tuple[str, str], Any] = {}  # (metric, name) -> predictor (refitted; not state)
+
+    # ------------------------------------------------------------------ cheap metrics
+    def use_cheap(self, evaluate: CheapFn | None) -> None:
+        """Compute the metrics `evaluate` returns (cheap ones: params, FLOPs, LUT latency) for every candidate
+        instead of predicting them. `nas.search` calls this with the search's `nas.cheap` evaluators."""
+        self._cheap, self._cheap_cache = evaluate, {}
+        if evaluate is None:
+            self._cheap_names = frozenset()
+            return
+        probe = self.space.sample(np.random.default_rng(self.model_seed))
+        self._cheap_names = frozenset(self._cheap_metrics(probe))
+
+    @property
+    def predicted_metrics(self) -> list[str]:
+        """The objective and constraint metrics this search predicts (those no cheap evaluator gives)."""
+        return [m for m in self.problem.metrics_needed if m not in self._cheap_names]
+
+    def _cheap_metrics(self, arch: Architecture) -> dict[str, float]:
+        out = self._cheap_cache.get(arch.id)
+        if out is None:
+            if len(self._cheap_cache) > CACHE_SIZE:
+                self._cheap_cache.clear()
+            try:
+                out = {k: float(v) for k, v in self._cheap(arch).items()} if self._cheap else {}  # type: ignore[misc]
+            except Exception as e:  # noqa: BLE001 - a candidate the cheap stage cannot measure is not proposed
+                logger.debug("cheap metrics of %s failed: %s", arch.id, e)
+                out = {k: math.nan for k in self._cheap_names}
+            self._cheap_cache[arch.id] = out
+        return out
+
+    # ------------------------------------------------------------------ ask/tell
+    def ask(self, n: int = 1) -> list[Architecture]:
+        out: list[Architecture] = []
+        while len(out) < n:
+            if (not self.queue and len(self.history) >= self.n_init and self._usable()
+                    and self._empty_at != len(self.history)):
+                self.queue = [a.to_dict() for a in self._batch(max(self.batch_size, n - len(out)))]
+                self._empty_at = None if self.queue else len(self.history)  # no new candidate: wait for results
+            if self.queue:
+                arch = Architecture(self.queue.pop(0))
+                if arch in self.known:
+                    continue  # told meanwhile (a warm start, a cache)
+            else:
+                arch = self.known.fresh_sample(self.rng)
+                if arch in self.known:
+                    break  # uniform samples keep repeating: the space is exhausted
+            self.known.add(arch)
+            self.asked.append(arch.to_dict())
+            out.append(arch)
+        return out
+
+    def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.known.add(arch)
+        if not result.cached:
+            self.history.append((arch, result))
+
+    # ------------------------------------------------------------------ the model
+    def _make_predictor(self, name: str, options: Mapping[str, Any]) -> Any:
+        from nas.predictors import make_predictor
+
+        return make_predictor(name, self.space, self.model_seed, **options)
+
+    def _predictor(self, metric: str, name: str) -> Any:
+        """The predictor `name` for `metric`, kept across refits (its caches too); every fit starts afresh."""
+        predictor = self._predictors.get((metric, name))
+        if predictor is None:
+            predictor = self._predictors[(metric, name)] = self._make_predictor(name, self._candidates[name])
+        predictor.seed = (self.model_seed * 1_000_003 + len(self.history)) % 2 ** 31
+        return predictor
+
+    def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> str:
+        """The candidate whose out-of-fold predictions (5 folds) rank `y` best by Kendall tau; ties: the first."""
+        from scipy.stats import kendalltau
+
+        if len(self._candidates) == 1:
+            return next(iter(self._candidates))
+        rng = np.random.default_rng([self.model_seed, len(y)])
+        if len(y) > CHOICE_SIZE:  # the choice needs no more: a fixed-size subset keeps it cheap at any N
+            keep = np.sort(rng.choice(len(y), CHOICE_SIZE, replace=False))
+            archs, y = [archs[i] for i in keep], y[keep]
+        folds = np.array_split(rng.permutation(len(y)), min(5, len(y)))
+        best, best_tau = "", -np.inf
+        for name in self._candidates:
+            oof = np.zeros(len(y))
+            for test in folds:
+                train = np.setdiff1d(np.arange(len(y)), test)
+                if np.ptp(y[train]) == 0:
+                    continue
+                p = self._predictor(metric, name).fit([archs[i] for i in train], y[train])
+                oof[test] = p.predict([archs[i] for i in test])[0]
+            tau = kendalltau(oof, y)[0]
+            tau = -1.0 if not np.isfinite(tau) else float(tau)
+            if tau > best_tau:
+                best, best_tau = name, tau
+        logger.debug("predictor-search: %s predicted by %s (cross-validated tau %.3f, N = %d)", metric, best,
+                     best_tau, len(y))
+        return best
+
+    def _usable(self) -> list[tuple[Architecture, TrialResult]]:
+        return [(a, r) for a, r in self.history if r.status != "failed"]
+
+    def _fit(self) -> dict[str, Any]:
+        """One predictor per predicted metric, fitted on every result that has it (seeded by the result count)."""
+        models: dict[str, Any] = {}
+        choose = not self.chosen_at or len(self.history) >= 2 * self.chosen_at  # at N = 10, 20, 40, 80, ...
+        for metric in self.predicted_metrics:
+            data = [(a, r.metrics[metric]) for a, r in self._usable()
+                    if metric in r.metrics and np.isfinite(r.metrics[metric])]
+            if len(data) < 2:
+                return {}
+            y = np.array([v for _, v in data], dtype=float)
+            if np.ptp(y) == 0:
+                y = y + np.linspace(0.0, 1e-12, len(y))  # constant targets: keep the fit well-posed
+            archs = [a for a, _ in data]
+            if choose or metric not in self.choice:
+                self.choice[metric] = self._choose(metric, archs, y)
+            models[metric] = self._predictor(metric, self.choice[metric]).fit(archs, y)
+        if choose:
+            self.chosen_at = len(self.history)
+        return models
+
+    def _predict(self, models: Mapping[str, Any], archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        """(optimistic objective vectors in minimisation form, optimistic total violation) per architecture."""
+        preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for metric, model in models.items():
+            mean, std = model.predict(archs)
+            preds[metric] = (np.asarray(mean, dtype=float), np.asarray(std, dtype=float))
+        cheap = [self._cheap_metrics(a) for a in archs] if self._cheap_names else [{} for _ in archs]
+        n = len(archs)
+        vec = np.empty((n, len(self.problem.objectives)))
+        for k, o in enumerate(self.problem.objectives):
+            if o.name in preds:
+                mean, std = preds[o.name]
+                vec[:, k] = np.array([o.minimised(v) for v in mean]) - self.kappa * std
+            else:
+                vec[:, k] = [o.minimised(c.get(o.name, math.nan)) for c in cheap]
+        viol = np.zeros(n)
+        for c in self.problem.constraints:
+            if c.metric in preds:
+                mean, std = preds[c.metric]
+                sign = -1.0 if c.op in ("<", "<=") else 1.0  # the optimistic side of the bound
+                vals = mean + sign * self.kappa * std
+            else:
+                vals = np.array([m.get(c.metric, math.nan) for m in cheap])
+            viol += np.array([c.violation({c.metric: float(v)}) if np.isfinite(v) else math.inf for v in vals])
+        vec[~np.isfinite(vec)] = np.inf
+        return vec, viol
+
+    # ------------------------------------------------------------------ inner NSGA-II
+    @staticmethod
+    def _rank(vec: np.ndarray, viol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Constraint-domination rank (feasible fronts first, then by violation) and crowding per point."""
+        n = len(vec)
+        rank, crowd = np.zeros(n), np.zeros(n)
+        feas = np.flatnonzero((viol == 0) & np.all(np.isfinite(vec), axis=1))
+        if len(feas):
+            for k, front in enumerate(non_dominated_sort(vec[feas])):
+                idx = feas[front]
+                rank[idx] = k
+                crowd[idx] = crowding_distance(vec[idx]) if len(idx) > 2 else np.inf
+        base = rank[feas].max() + 1 if len(feas) else 0.0
+        rest = np.setdiff1d(np.arange(n), feas)
+        order = rest[np.argsort(viol[rest], kind="stable")]
+        rank[order] = base + np.arange(len(order))
+        return rank, crowd
+
+    def _inner_search(self, models: Mapping[str, Any]) -> tuple[list[Architecture], np.ndarray, np.ndarray]:
+        """NSGA-II on the predictions; returns every scored candidate never asked or told, with its scores."""
+        scored: dict[str, int] = {}
+        archs: list[Architecture] = []
+        vecs: list[np.ndarray] = []
+        viols: list[np.ndarray] = []
+
+        def score(batch: Sequence[Architecture]) -> None:
+            new, ids = [], set()
+            for a in batch:
+                if a.id not in scored and a.id not in ids:
+                    ids.add(a.id)
+                    new.append(a)
+            if not new:
+                return
+            v, c = self._predict(models, new)
+            for a in new:
+                scored[a.id] = len(archs)
+                archs.append(a)
+            vecs.append(v)
+            viols.append(c)
+
+        told = [a for a, _ in self._usable()]
+        ranks = pareto_ranks(self.problem, [r for _, r in self._usable()])
+        elite = [told[int(i)] for i in np.argsort(ranks, kind="stable")[: self.population_size // 2]]
+        start = elite + [self.space.sample(self.rng) for _ in range(self.population_size - len(elite))]
+        score(start)
+        if self.local and "neighbours" in self.space.capabilities:  # every one-step edit of the best results
+            front = np.flatnonzero(ranks == ranks.min())
+            picked = self.rng.choice(front, size=min(LOCAL_STARTS, len(front)), replace=False)
+            score([n for i in picked for n in self.space.neighbours(told[int(i)])])
+        population = list(dict.fromkeys(scored[a.id] for a in start))
+        for _ in range(self.generations):
+            vec, viol = np.vstack(vecs), np.concatenate(viols)
+            rank, crowd = self._rank(vec[population], viol[population])
+            children = []
+            for _ in range(self.population_size):
+                a = self._binary(population, rank, crowd, archs)
+                if self.rng.random() < self.crossover_prob:
+                    a = self.space.crossover(a, self._binary(population, rank, crowd, archs), self.rng)
+                children.append(self.space.mutate(a, self.rng))
+            score(children)
+            pool = list(dict.fromkeys(population + [scored[c.id] for c in children]))
+            vec, viol = np.vstack(vecs), np.concatenate(viols)
+            rank, crowd = self._rank(vec[pool], viol[pool])
+            order = np.lexsort((-crowd, rank))[: self.population_size]
+            population = [pool[int(i)] for i in order]
+        vec, viol = np.vstack(vecs), np.concatenate(viols)
+        keep = [i for i, a in enumerate(archs) if a.id not in self.known.ids]  # twins: checked when picked
+        return [archs[i] for i in keep], vec[keep], viol[keep]
+
+    def _binary(self, population: list[int], rank: np.ndarray, crowd: np.ndarray,
+                archs: list[Architecture]) -> Architecture:
+        i, j = (int(x) for x in self.rng.integers(len(population), size=2))
+        better = i if (rank[i], -crowd[i]) <= (rank[j], -crowd[j]) else j
+        return archs[population[better]]
+
+    # ------------------------------------------------------------------ acquisition
+    def _observed(self) -> np.ndarray:
+        """Objective vectors (minimisation form) of the feasible results so far."""
+        pts = [self.problem.vector(r.metrics) for _, r in self._usable()
+               if self.problem.feasible(r.metrics) and all(o.name in r.metrics for o in self.problem.objectives)]
+        return np.array(pts, dtype=float).reshape(-1, len(self.problem.objectives))
+
+    def _batch(self, size: int) -> list[Architecture]:
+        """The next `size` true evaluations: refit, search the predictions, take picks by added hypervolume."""
+        models = self._fit()
+        if not models and self.predicted_metrics:
+            return []
+        cands, vec, viol = self._inner_search(models)
+        if not cands:
+            return []
+        observed = self._observed()
+        observed = observed[np.all(np.isfinite(observed), axis=1)]
+        front = observed[pareto_mask(observed)] if len(observed) else np.zeros((0, vec.shape[1]))
+        if len(front) > 1:  # scaled by the front's own extent; reference just beyond its nadir (the usual MOBO choice)
+            lo, hi = front.min(axis=0), front.max(axis=0)
+        elif len(observed):
+            lo, hi = observed.min(axis=0), observed.max(axis=0)
+        else:
+            finite = vec[np.all(np.isfinite(vec), axis=1)]
+            lo, hi = (finite.min(axis=0), finite.max(axis=0)) if len(finite) else (np.zeros(vec.shape[1]),) * 2
+        scale = np.where(hi - lo > 0, hi - lo, np.maximum(np.abs(hi), 1e-12))
+        z = (vec - lo) / scale
+        front = (front - lo) / scale
+        ref = np.full(vec.shape[1], 1.1)
+        single = vec.shape[1] == 1
+        picks: list[int] = []
+        keys: set[str] = set()
+        available = np.ones(len(cands), dtype=bool)
+        while len(picks) < size and available.any():
+            key = self._acquisition(z, viol, front, ref, available)
+            order = np.lexsort((key[:, 1], -key[:, 0], key[:, 2]))
+            chosen = None
+            for i in order:
+                if not available[i]:
+                    continue
+                if cands[i] in self.known or self.known.key(cands[i]) in keys:  # an isomorphic twin
+                    available[i] = False
+                    continue
+                if single and any(self._distance(cands[i], cands[p]) < 2 for p in picks):
+                    continue
+                chosen = int(i)
+                break
+            if chosen is None:  # every remaining candidate is next to a pick: take the best of them
+                rest = [int(i) for i in order if available[i]]
+                if not rest:
+                    break
+                chosen = rest[0]
+            picks.append(chosen)
+            keys.add(self.known.key(cands[chosen]))
+            available[chosen] = False
+            if viol[chosen] == 0 and np.all(np.isfinite(z[chosen])):
+                front = np.vstack([front, z[chosen]])
+        return [cands[i] for i in picks]
+
+    @staticmethod
+    def _acquisition(z: np.ndarray, viol: np.ndarray, front: np.ndarray, ref: np.ndarray,
+                     available: np.ndarray) -> np.ndarray:
+        """Per candidate: (hypervolume it adds to `front`, additive epsilon to reach the front, violation)."""
+        n = len(z)
+        out = np.zeros((n, 3))
+        out[:, 2] = viol
+        finite = np.all(np.isfinite(z), axis=1)
+        out[~finite, 1] = np.inf
+        if not len(front):
+            out[finite, 1] = z[finite].sum(axis=1)  # no feasible result yet: closest to the ideal point
+            return out
+        base = hypervolume(front, ref) if len(front) else 0.0
+        eps = np.max(z[:, None, :] - front[None, :, :], axis=2).min(axis=1)  # > 0: dominated by `front`
+        out[:, 1] = np.where(finite, eps, np.inf)
+        gain = np.flatnonzero(available & finite & (viol == 0) & (eps < 0))
+        for i in gain:
+            out[i, 0] = hypervolume(np.vstack([front, np.minimum(z[i], ref)]), ref) - base
+        return out
+
+    def _distance(self, a: Architecture, b: Architecture) -> float:
+        """Decisions in which two architectures differ (half the L1 distance of their one-hot codes)."""
+        if "encode" not in self.space.capabilities:
+            return math.inf
+        codes = []
+        for arch in (a, b):
+            v = self._onehot.get(arch.id)
+            if v is None:
+                if len(self._onehot) > CACHE_SIZE:
+                    self._onehot.clear()
+                v = self._onehot[arch.id] = self.space.to_onehot(arch)
+            codes.append(v)
+        return 0.5 * float(np.abs(codes[0] - codes[1]).sum())
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "history": [arch_record(a, r) for a, r in self.history],
+                "asked": list(self.asked), "queue": list(self.queue), "model_seed": self.model_seed,
+                "choice": dict(self.choice), "chosen_at": self.chosen_at, "empty_at": self._empty_at}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.history = [from_record(r) for r in state["history"]]
+        self.asked = [dict(a) for a in state["asked"]]
+        self.queue = [dict(a) for a in state["queue"]]
+        self.model_seed = int(state["model_seed"])
+        self.choice, self.chosen_at = dict(state["choice"]), int(state["chosen_at"])
+        self._empty_at = state.get("empty_at")
+        self.known.clear()
+        for a in [Architecture(a) for a in self.asked] + [a for a, _ in self.history]:
+            self.known.add(a)
