@@ -68,19 +68,22 @@ class StandaloneTraining:
         return out
 
 
-def _check_data(space: NasBench201Space | DartsSpace, data: Splits, batch_size: int) -> None:
+def check_splits(data: Splits, input_shape: tuple[int, ...], batch_size: int, field: str = "batch_size",
+                 batch_splits: tuple[str, ...] = ("train", "valid")) -> None:
+    """`data` holds train and valid splits of inputs shaped `input_shape`, a label per input, and at least
+    `batch_size` samples in each of `batch_splits` (`field` names the batch size in the error)."""
     for split in ("train", "valid"):
         if split not in data:
             raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
     for split, (x, y) in data.items():
-        if tuple(x.shape[1:]) != space.net.input_shape:
+        if tuple(x.shape[1:]) != tuple(input_shape):
             raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
-                              f"{space.net.input_shape}")
+                              f"{tuple(input_shape)}")
         if len(x) != len(y):
             raise ConfigError(f"data[{split!r}]: {len(y)} labels for {len(x)} inputs")
-    for split in ("train", "valid"):
+    for split in batch_splits:
         if len(data[split][0]) < batch_size:
-            raise ConfigError(f"batch_size: {batch_size} exceeds the {len(data[split][0])} samples of {split!r}")
+            raise ConfigError(f"{field}: {batch_size} exceeds the {len(data[split][0])} samples of {split!r}")
 
 
 def _costs(trainer: OneShotTrainer, options: DartsOptions, workdir: Path | None,
@@ -125,7 +128,7 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
     options = replace(options or DartsOptions(), **given)
     trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
-    _check_data(space, data, options.batch_size)
+    check_splits(data, space.net.input_shape, options.batch_size)
     wd = Path(workdir) if workdir is not None else None
     costs, latency_of = _costs(trainer, options, wd, latency_table)
     trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from nas.architecture import Architecture
+from nas.darts import check_splits
 from nas.errors import ConfigError
 from nas.experiment import SAME_SEARCH, open_experiment, search_config
 from nas.measure import accuracy_metric, count_metric
@@ -163,18 +164,6 @@ def _accuracies(net: torch.nn.Module, data: Splits) -> dict[str, float]:
     return out
 
 
-def _check_data(space: StackSpace, data: Splits, batch_size: int) -> None:
-    for name in ("train", "valid"):
-        if name not in data:
-            raise ConfigError(f"data: missing the {name!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
-    for name, (x, y) in data.items():
-        if tuple(x.shape[1:]) != space.config.input_shape:
-            raise ConfigError(f"data[{name!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
-                              f"{space.config.input_shape}")
-    if len(data["train"][0]) < batch_size:
-        raise ConfigError(f"options.batch_size: {batch_size} exceeds the {len(data['train'][0])} training samples")
-
-
 @dataclass
 class _Best:
     trial: Trial
@@ -197,7 +186,8 @@ def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arc
     options = options or EASOptions()
     ref = data if isinstance(data, DataRef) else None
     splits = data.load() if ref is not None else data
-    _check_data(space, splits, options.batch_size)
+    check_splits(splits, space.config.input_shape, options.batch_size, field="options.batch_size",
+                 batch_splits=("train",))
     seed_arch = space.validate(seed_arch if seed_arch is not None else space.make([8], [16]))
     problem = Problem.make({"accuracy": "max", "params": "min"})
     settings = {k: v for k, v in options.to_dict().items() if k != "episodes"}  # the budget: a resume may grow it
