@@ -91,9 +91,9 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
         raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {batch_size}")
 
 
-def _run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
-               lr: float, weight_decay: float, generator: torch.Generator,
-               step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> PhaseLog:
+def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
+              lr: float, weight_decay: float, generator: torch.Generator,
+              step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> PhaseLog:
     """AdamW with a per-step cosine schedule; `step(xb, yb)` runs the backward passes and returns the loss."""
     _check_data(x, y, batch_size)
     per_epoch = len(x) // batch_size  # drop the last partial batch (reshuffled every epoch)
@@ -162,8 +162,8 @@ class PlainTraining:
             loss.backward()
             return loss.detach()
 
-        return TrainLog([_run_phase("plain", model, x, y, self.epochs, self.batch_size, self.lr,
-                                    self.weight_decay, gen, step)])
+        return TrainLog([run_phase("plain", model, x, y, self.epochs, self.batch_size, self.lr,
+                                   self.weight_decay, gen, step)])
 
 
 @dataclass
@@ -200,8 +200,8 @@ class SandwichRule:
                 total = total + kd.detach()
             return total
 
-        return TrainLog([_run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
-                                    self.weight_decay, gen, step)])
+        return TrainLog([run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
+                                   self.weight_decay, gen, step)])
 
 
 @dataclass(frozen=True)
@@ -271,8 +271,8 @@ class ProgressiveShrinking:
                     total = total + loss.detach()
                 return total / n
 
-            out.phases.append(_run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
-                                         self.weight_decay, gen, step))
+            out.phases.append(run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
+                                        self.weight_decay, gen, step))
             if i == 0 and self.kd_ratio > 0:
                 teacher = copy.deepcopy(supernet).train()  # batch statistics, as the full net was trained
                 teacher.requires_grad_(False)

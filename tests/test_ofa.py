@@ -274,13 +274,13 @@ def test_progressive_shrinking_phases_sample_their_dimensions(mnist, monkeypatch
     monkeypatch.setattr(net, "sort_channels", lambda: marks.append(("sorted", len(calls))))
     import nas.spaces.training as training
 
-    run_phase = training._run_phase
+    run_phase = training.run_phase
 
     def tracking(name, *args, **kwargs):
         marks.append((name, len(calls)))
         return run_phase(name, *args, **kwargs)
 
-    monkeypatch.setattr(training, "_run_phase", tracking)
+    monkeypatch.setattr(training, "run_phase", tracking)
     x, y = tiny_data(mnist)
     log = ProgressiveShrinking(ofa_phases(1, 1, 1, 1), subnets_per_step=2, batch_size=64).fit(net, x, y)
     assert [p.name for p in log.phases] == ["full", "kernel", "depth", "width"]

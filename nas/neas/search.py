@@ -39,7 +39,7 @@ from nas.evaluators import cheap
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace
 from nas.result import SearchResult
 from nas.search import search as run_search
-from nas.spaces.training import _run_phase, recalibrate_bn
+from nas.spaces.training import recalibrate_bn, run_phase
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ def train_kpath(supernet: ChainSupernet, space: ChainSpace, x: torch.Tensor, y: 
             total = total + loss.detach()
         return total
 
-    return _run_phase("neas-kpath", supernet, x, y, epochs, options.batch_size, options.lr, options.weight_decay,
-                      gen, step).epoch_losses
+    return run_phase("neas-kpath", supernet, x, y, epochs, options.batch_size, options.lr, options.weight_decay,
+                     gen, step).epoch_losses
 
 
 # ---------------------------------------------------------------------------------------- rating paths
