@@ -1,5 +1,9 @@
 """Does a CPU-trained OFA/BigNAS supernet rank subnets like training them from scratch does? (MNIST-1D)
 
+`--space resnet1d` asks the same of a user's own model: the 1-D ResNet of examples/user_model_resnet1d.py,
+written with `nas.nn` (its supernet derived automatically), sandwich rule only, the subnets picked at evenly
+spaced FLOPs quantiles of 400 random draws so that they span the FLOPs range (issue 18).
+
 1. Train a weight-sharing supernet over `OFASpace()` on MNIST-1D's training split with BigNAS's sandwich
    rule and/or OFA's progressive shrinking (one thread, wall time and load average recorded).
 2. Draw N distinct random subnets with `OFASpace.sample_subnet` (every decision uniform on its own, so
@@ -17,11 +21,13 @@
     .venv/bin/python experiments/ofa_kendall.py                       # both schedules, 24 subnets
     .venv/bin/python experiments/ofa_kendall.py --schedule sandwich   # BigNAS only
     .venv/bin/python experiments/ofa_kendall.py --quick               # smoke run (minutes)
+    .venv/bin/python experiments/ofa_kendall.py --space resnet1d --subnets 20 --supernet-epochs 40
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import datetime as _dt
 import json
 import os
@@ -80,6 +86,34 @@ def schedules(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def user_model_space() -> Any:
+    """The `nas.nn` space of examples/user_model_resnet1d.py (a user's own model, loaded from its script)."""
+    path = ROOT / "examples" / "user_model_resnet1d.py"
+    spec = importlib.util.spec_from_file_location("user_model_resnet1d", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.ResNet1d.space()
+
+
+def draw_subnets(space: Any, n: int, rng: np.random.Generator, span_flops: bool) -> list[Any]:
+    """n distinct subnets from `space.sample_subnet`; with `span_flops`, those at evenly spaced FLOPs
+    quantiles of 400 draws (so a small space's subnets cover its range instead of clustering)."""
+    archs: dict[str, Any] = {}
+    pool = 400 if span_flops else n
+    for _ in range(100 * pool):
+        if len(archs) >= pool:
+            break
+        a = space.sample_subnet(rng)
+        archs.setdefault(a.id, a)
+    drawn = list(archs.values())
+    if not span_flops:
+        return drawn[:n]
+    drawn.sort(key=lambda a: (space.count(a)["flops"], a.id))
+    picks = np.unique(np.linspace(0, len(drawn) - 1, n).round().astype(int))
+    return [drawn[i] for i in picks]
+
+
 def train_log_dict(log: TrainLog) -> dict[str, Any]:
     return {"seconds": round(log.seconds, 1), "cpu_seconds": round(log.cpu_seconds, 1),
             "phases": [{"name": p.name, "epochs": p.epochs, "steps": p.steps, "seconds": round(p.seconds, 1),
@@ -88,6 +122,8 @@ def train_log_dict(log: TrainLog) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", choices=["ofa", "resnet1d"], default="ofa",
+                    help="OFASpace() or the user model of examples/user_model_resnet1d.py (sandwich rule only)")
     ap.add_argument("--schedule", choices=["sandwich", "progressive", "both"], default="both")
     ap.add_argument("--subnets", type=int, default=24)
     ap.add_argument("--supernet-epochs", type=int, default=60, help="sandwich-rule epochs")
@@ -104,19 +140,18 @@ def main() -> None:
     if args.quick:
         args.subnets, args.supernet_epochs, args.ps_epochs, args.standalone_epochs = 6, 2, 4, 2
         args.standalone_seeds, args.extra_test = 2, 2000
-    out_path = args.out or ROOT / "experiments" / "results" / ("ofa_kendall_quick.json" if args.quick else "ofa_kendall.json")
+    if args.space == "resnet1d":
+        args.schedule = "sandwich"  # progressive shrinking's phases name OFA's dimensions
+    stem = "ofa_kendall" if args.space == "ofa" else "user_model_kendall"
+    out_path = args.out or ROOT / "experiments" / "results" / (f"{stem}_quick.json" if args.quick else f"{stem}.json")
     torch.set_num_threads(1)
 
     data = mnist1d_splits(seed=args.seed, extra_test=args.extra_test)
     (x, y), (xv, yv) = data["train"], data["valid"]
     test_sets = {"test": data["test"], **({"extra_test": data["extra_test"]} if args.extra_test else {})}
-    space = OFASpace()
+    space = OFASpace() if args.space == "ofa" else user_model_space()
     rng = np.random.default_rng(10_000 + args.seed)
-    archs: dict[str, Any] = {}
-    while len(archs) < args.subnets:  # the space has ~4e10 members: duplicates are rare
-        a = space.sample_subnet(rng)
-        archs.setdefault(a.id, a)
-    subnets = list(archs.values())
+    subnets = draw_subnets(space, args.subnets, rng, span_flops=args.space != "ofa")
     rows: list[dict[str, Any]] = [{"id": a.id, "arch": a.to_dict(), **{k: space.count(a)[k] for k in ("params", "flops")}}
                                   for a in subnets]
 
@@ -196,8 +231,10 @@ def main() -> None:
         "data": {"train": len(x), "valid": len(xv), **{e: len(xe) for e, (xe, _) in test_sets.items()},
                  "bn_calibration": 1000,
                  "extra_test": "fresh signals from mnist1d's generator (seed 43; the standard set uses 42)"},
-        "space": {"size": space.size(), "config": space.config.to_dict(),
-                  "sampling": "OFASpace.sample_subnet: each decision uniform on its own (stage depths uniform)"},
+        "space": {"name": args.space, "size": space.size(),
+                  "config": space.config.to_dict() if args.space == "ofa" else space.to_config(),
+                  "sampling": "sample_subnet: each decision uniform on its own (stage depths uniform)" +
+                  ("; the subnets at evenly spaced FLOPs quantiles of 400 draws" if args.space != "ofa" else "")},
         "standalone": {"recipe": vars(recipe) | {"seed": "100000*k + 1000*seed + subnet index, k < seeds"},
                        "seeds": args.standalone_seeds, "accuracy": "mean accuracy over the seeds",
                        "seconds": round(standalone_seconds, 1)},

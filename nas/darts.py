@@ -1,11 +1,13 @@
-"""One-shot gradient search on a cell supernet: DARTS (first/second order), PC-DARTS, ProxylessNAS.
+"""One-shot gradient search on a cell supernet or a user model: DARTS (first/second order), PC-DARTS, ProxylessNAS.
 
 `search_darts(space, data, method=..., epochs=..., workdir=...)` trains the space's supernet
-(`nas.strategies.oneshot.OneShotTrainer`), derives the architecture, evaluates it (stand-alone training
-by default, plus parameters, FLOPs and lookup-table latency) and journals it as a trial in the same
-`journal.jsonl` a black-box `nas.search` writes, so `nas.load`, `best`, `pareto_front` and export work
-unchanged. The trainer is checkpointed to `oneshot.pt` after every epoch; calling again with the same
-workdir resumes a killed run exactly (same alphas and weights as an uninterrupted run).
+(`nas.strategies.oneshot.OneShotTrainer`; for a user model's `nas.nn` space, `ModuleOneShotTrainer` over
+its LayerChoice / InputChoice points, with a model spec recorded for `nas export`), derives the
+architecture, evaluates it (stand-alone training by default, plus parameters, FLOPs and lookup-table
+latency) and journals it as a trial in the same `journal.jsonl` a black-box `nas.search` writes, so
+`nas.load`, `best`, `pareto_front` and export work unchanged. The trainer is checkpointed to `oneshot.pt`
+after every epoch; calling again with the same workdir resumes a killed run exactly (same alphas and
+weights as an uninterrupted run).
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import torch
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.evaluators import as_evaluators, merged
+from nas.modelspec import record_model, save_trial_weights
+from nas.nn.model_space import ModuleSpace
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.experiment import SAME_SEARCH, open_experiment, search_config
 from nas.store import Trial
-from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, cell_ops
+from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits
 from nas.strategies.oneshot_latency import EdgeCosts, check_table, ensure_table, flops_costs, lut_costs
+from nas.strategies.oneshot_modules import ModuleOneShotTrainer, module_costs
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +50,13 @@ __all__ = ["DartsOptions", "METHODS", "StandaloneTraining", "load_history", "sea
 class StandaloneTraining:
     """The default evaluator: train `space.build(arch)` from scratch on "train"; accuracy on "valid" (and "test")."""
 
-    space: NasBench201Space | DartsSpace
+    space: NasBench201Space | DartsSpace | ModuleSpace
     data: Splits
     epochs: int = 30
     lr: float = 3e-3
     batch_size: int = 64
     seed: int = 0
+    save_to: Path | None = None  # a workdir: keep the trained weights there for `nas export`
 
     def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
         from nas.spaces.training import PlainTraining, accuracy
@@ -65,6 +71,8 @@ class StandaloneTraining:
         out = {"accuracy": accuracy(net, *self.data["valid"]), "train_seconds": time.perf_counter() - t0}
         if "test" in self.data:
             out["test_accuracy"] = accuracy(net, *self.data["test"])
+        if self.save_to is not None:
+            save_trial_weights(self.save_to, arch, net)
         return out
 
 
@@ -91,6 +99,8 @@ def _costs(trainer: OneShotTrainer, options: DartsOptions, workdir: Path | None,
     """The edge costs for the latency loss and the per-architecture latency (lookup table), as the options say."""
     from nas.hardware import LatencyTable, adapter_for, lut_latency
 
+    if isinstance(trainer, ModuleOneShotTrainer):
+        return module_costs(trainer.supernet, options, latency_table, workdir / TABLE if workdir else None)
     source = options.latency_source
     if source == "off":
         return None, None
@@ -107,12 +117,12 @@ def _costs(trainer: OneShotTrainer, options: DartsOptions, workdir: Path | None,
     return lut_costs(trainer.supernet, latency_table), lut_latency(latency_table, adapter).latency_ms
 
 
-def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str | None = None,
+def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Splits, method: str | None = None,
                  epochs: int | None = None, workdir: str | Path | None = None, seed: int = 0,
                  options: DartsOptions | None = None, evaluate: Any = None, latency_table: Any = None,
                  progress: Callable[[EpochRecord], None] | None = None,
                  metadata: Mapping[str, Any] | None = None, workers: int | None = None,
-                 ray_address: str | None = None) -> SearchResult:
+                 ray_address: str | None = None, fixed: Mapping[str, Any] | None = None) -> SearchResult:
     """Run a one-shot search and journal the derived architecture(s) with their metrics.
 
     `data` maps "train" and "valid" (and optionally "test") to `(x, y)` tensors; `method` and `epochs`,
@@ -124,16 +134,29 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
     (max) and `latency_ms` (min; `flops` without a table). `workers=N` trains the supernet on N Ray Train
     workers (data-parallel, averaged gradients; on the Ray instance at `ray_address`, else a local one);
     every worker derives the same architecture, checked each epoch. `progress` then runs when training ends.
+
+    A user model's space (`Net.space()`, docs/model_space.md) searches its LayerChoice / InputChoice points;
+    every other choice is held at `fixed[label]` or its largest option (the journal's metadata `held`), and
+    the workdir gets the model spec `nas export` rebuilds the derived architecture from.
     """
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
     options = replace(options or DartsOptions(), **given)
-    trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
-    check_splits(data, space.net.input_shape, options.batch_size)
+    if isinstance(space, ModuleSpace):
+        if workers is not None:
+            raise ConfigError("workers: Ray Train workers run cell supernets; search a nas.nn model in-process")
+        trainer: OneShotTrainer = ModuleOneShotTrainer(space, options, seed, fixed=fixed)
+    elif fixed:
+        raise ConfigError("fixed: holds choices of a nas.nn model's space; a cell space searches every edge")
+    else:
+        trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
+    check_splits(data, trainer.input_shape, options.batch_size)
     wd = Path(workdir) if workdir is not None else None
     costs, latency_of = _costs(trainer, options, wd, latency_table)
     trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0
     problem = Problem.make({"accuracy": "max", "latency_ms" if latency_of else "flops": "min"})
-    metadata = {"one_shot": True, "net": repr(space.net), "data": {k: len(v[0]) for k, v in data.items()},
+    described = {"held": trainer.supernet.held, "searched": sorted(trainer.supernet.alphas)} \
+        if isinstance(trainer, ModuleOneShotTrainer) else {"net": repr(space.net)}
+    metadata = {"one_shot": True, **described, "data": {k: len(v[0]) for k, v in data.items()},
                 "latency": costs.source if costs else None, **dict(metadata or {})}
     config = search_config(space, problem, options.method, options.to_dict(), seed,
                            options.epochs if options.record == "epochs" else 1, None, metadata)
@@ -146,14 +169,18 @@ def search_darts(space: NasBench201Space | DartsSpace, data: Splits, method: str
         else:
             stop_epoch = _train(trainer, data, wd, progress)
         chosen = _to_record(trainer.history, options.record, stop_epoch)
+        keep = wd if isinstance(trainer, ModuleOneShotTrainer) and wd is not None else None
+        if keep is not None:
+            _record_model(trainer, keep, evaluate is None, options)
         evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
-            space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed)), None)
+            space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed, keep)), None)
         done = {t.arch_id for t in experiment.trials}
         for record in chosen:
             arch = space.validate(record.derived)
             if arch.id in done:
                 continue
-            experiment.record(_evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options))
+            experiment.record(_evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options,
+                                        trainer.chosen_ops(arch)))
             done.add(arch.id)
         reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
         return SearchResult(list(experiment.trials), problem, wd, reason, experiment.config)
@@ -208,15 +235,26 @@ def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None) 
     return history[:last] if record == "epochs" else [history[last - 1]]
 
 
-def _evaluate(space: NasBench201Space | DartsSpace, arch: Architecture, record: EpochRecord, evaluator: Any,
-              latency_of: Callable[[Mapping[str, Any]], float] | None, number: int, options: DartsOptions) -> Trial:
+def _record_model(trainer: ModuleOneShotTrainer, wd: Path, trained: bool, options: DartsOptions) -> None:
+    """model.json (and, without the stand-alone training's weights, supernet.pt) so `nas export` rebuilds the
+    derived architectures; a model class another process cannot import is only warned about."""
+    notes = {"search": f"search_darts ({options.method})", "held": trainer.supernet.held,
+             "weights": "trained from scratch" if trained else "the one-shot supernet's, not retrained"}
+    try:
+        record_model(wd, trainer.space, supernet=None if trained else trainer.supernet.inner, notes=notes)
+    except ConfigError as e:
+        log.warning("%s: no model spec recorded, so nas export cannot rebuild its models: %s", wd, e)
+
+
+def _evaluate(space: NasBench201Space | DartsSpace | ModuleSpace, arch: Architecture, record: EpochRecord,
+              evaluator: Any, latency_of: Callable[[Mapping[str, Any]], float] | None, number: int,
+              options: DartsOptions, ops: Any) -> Trial:
     started = time.time()
     metrics = dict(space.count(arch))
     metrics["supernet_accuracy"] = record.valid_acc
     if latency_of is not None:
         metrics["latency_ms"] = latency_of(arch)
     metrics.update(evaluator(arch))
-    ops = cell_ops(space, arch)
     extra = {"epoch": record.epoch, "method": options.method, "parameter_free": record.parameter_free,
              "skip": record.skip, "ops": ops, "alphas": record.alphas}
     return Trial(number, arch.to_dict(), arch.id, metrics, "ok", started, time.time(), "local", None, extra)

@@ -39,7 +39,8 @@ class AveragePredictor(Predictor):
             for s in specs:
                 if s not in live:
                     logger.warning("average: member %r left out: %s.to_graph gives one node per architecture, so it "
-                                   "would predict a constant", s["name"], type(space).__name__)
+                                   "would predict a constant (declare its cell: Space.with_graph)", s["name"],
+                                   type(space).__name__)
             if not live:
                 raise ConfigError(f"members: {[s['name'] for s in specs]} all need a graph with structure, which "
                                   f"{type(space).__name__} does not give; use 'rf', 'gp' or 'wl-gp'")

@@ -1,27 +1,68 @@
-"""Fixed-length encodings of architectures for vector regressors: the space's one-hot or index vector."""
+"""Fixed-length encodings of architectures for vector regressors: the space's one-hot or index vector, or the
+path encoding of its DAG (BANANAS, White et al. 2021: how often each sequence of labels runs from an input to an
+output of `space.to_graph`), hashed into `PATH_WIDTH` columns so it needs no vocabulary. The path code is the
+same for isomorphic twins and needs a graph with structure (a built-in cell space, or a plain `Space` whose cell
+is declared with `Space.with_graph`); for a forest on NAS-Bench-Graph it ranks worse than one-hot
+(experiments/README.md, `predictors_user_space.py`)."""
 
 from __future__ import annotations
 
+import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import networkx as nx
 import numpy as np
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 
-Encoding = Literal["onehot", "vector"]
+Encoding = Literal["onehot", "vector", "path"]
 CACHE_SIZE = 100_000
+PATH_WIDTH = 1024  # hashed columns: a NAS-Bench-Graph cell has 1-4 of its 7,380 possible paths
+
+
+def paths(graph: nx.DiGraph) -> Counter[str]:
+    """Every path from a node without predecessors to one without successors, as its node and edge labels joined
+    by '>', counted (a DAG's paths, by dynamic programming in topological order)."""
+    def label(data: dict) -> str:
+        return str(data.get("label", data.get("op", "")))
+
+    ending: dict[Any, Counter[str]] = {}
+    for v in nx.topological_sort(graph):
+        here = label(graph.nodes[v])
+        preds = list(graph.predecessors(v))
+        ending[v] = Counter({here: 1}) if not preds else Counter()
+        for u in preds:
+            edge = label(graph.edges[u, v])
+            for path, n in ending[u].items():
+                ending[v][f"{path}>{edge}>{here}" if edge else f"{path}>{here}"] += n
+    out: Counter[str] = Counter()
+    for v in graph:
+        if graph.out_degree(v) == 0:
+            out.update(ending[v])
+    return out
+
+
+def path_code(space: Space, arch: Any) -> np.ndarray:
+    """The path encoding of `arch`: path counts hashed (CRC-32, stable across runs) into PATH_WIDTH columns."""
+    code = np.zeros(PATH_WIDTH)
+    for path, n in paths(space.to_graph(arch)).items():
+        code[zlib.crc32(path.encode()) % PATH_WIDTH] += n
+    return code
 
 
 def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], np.ndarray]:
-    """A function archs -> (n, d) matrix for "onehot" (`space.to_onehot`) or "vector" (`space.to_vector`)."""
-    fns: dict[str, Callable[[Any], np.ndarray]] = {"onehot": space.to_onehot, "vector": space.to_vector}
+    """A function archs -> (n, d) matrix for "onehot" (`space.to_onehot`), "vector" (`space.to_vector`) or "path"
+    (`path_code`)."""
+    fns: dict[str, Callable[[Any], np.ndarray]] = {"onehot": space.to_onehot, "vector": space.to_vector,
+                                                   "path": lambda a: path_code(space, a)}
     fn = fns.get(encoding)
     if fn is None:
         raise ConfigError(f"encoding: unknown {encoding!r} (known: {', '.join(fns)})")
 
-    width = space.onehot_size() if encoding == "onehot" else len(space.slots())
+    width = {"onehot": space.onehot_size(), "vector": len(space.slots()), "path": PATH_WIDTH}[encoding]
     cache: dict[str, np.ndarray] = {}  # arch id -> code: searches re-encode the same candidates at every refit
 
     def code(a: Architecture) -> np.ndarray:

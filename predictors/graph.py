@@ -1,6 +1,7 @@
 """A GCN predictor over the architecture's DAG (BRP-NAS / NASLib style), from PyG's dense GCN layers.
 
-Nodes are one-hot codes of their labels (vocabulary from the training graphs, plus 'unknown'); each
+Nodes are one-hot codes of their labels (vocabulary from the training graphs, plus 'unknown'; a labelled edge,
+an operation on an edge as in NAS-Bench-201 or DARTS, becomes a node of its own: `ops_as_nodes`); each
 residual layer adds a GCN propagation along the edges and one against them, with separate weights
 (information flows both ways in a DAG), and the graph embedding is the mean over nodes, so isomorphic
 architectures get one prediction. With `loss="pairwise"` the net is trained to order pairs (a logistic ranking loss).
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import networkx as nx
 import numpy as np
 
 from nas.errors import ConfigError
@@ -49,6 +51,20 @@ def _gcn_module(n_labels: int, hidden: int, layers: int) -> "torch.nn.Module":
     return DirectedGCN()
 
 
+def ops_as_nodes(graph: nx.DiGraph) -> nx.DiGraph:
+    """`graph` with each labelled edge u -> v replaced by u -> ('edge', u, v) -> v, the new node labelled by the
+    edge's label (its operation): a network that reads node labels then sees operations that sit on edges."""
+    labelled = [(u, v, d) for u, v, d in graph.edges(data=True) if "label" in d or "op" in d]
+    if not labelled:
+        return graph
+    g = graph.copy()
+    for u, v, d in labelled:
+        g.remove_edge(u, v)
+        g.add_node(("edge", u, v), label=str(d.get("label", d.get("op"))))
+        g.add_edges_from([(u, ("edge", u, v)), (("edge", u, v), v)])
+    return g
+
+
 def single_node_graphs(space: Space, samples: int = 3) -> bool:
     """True when the space's graphs are a single node (a plain `Space`): nothing for a graph network to propagate."""
     if "sample" not in space.capabilities:
@@ -68,19 +84,21 @@ class GCNPredictor(_TorchPredictor):
         super().__init__(space, seed, members, epochs, lr, weight_decay, loss)
         if single_node_graphs(space):
             raise ConfigError(f"predictor {self.name!r}: {type(space).__name__}.to_graph gives one node labelled by the "
-                              "whole architecture (a plain Space has no graph structure), so every architecture not "
-                              "seen in training looks alike and the prediction is constant; use 'rf', 'gp' or 'wl-gp'")
+                              "whole architecture (a plain Space without a declared cell), so every architecture not "
+                              "seen in training looks alike and the prediction is constant; declare its cell with "
+                              "space.with_graph(nas.spaces.CellGraph(...)) (docs/predictors.md), or use 'rf', 'gp' "
+                              "or 'wl-gp'")
         self.hidden, self.layers = hidden, layers
         self._vocab: dict[str, int] = {}
 
     def _prepare(self, archs: list[Architecture]) -> None:
-        labels = sorted({lab for a in archs for lab in node_labels(self.space.to_graph(a)).values()})
+        labels = sorted({lab for a in archs for lab in node_labels(ops_as_nodes(self.space.to_graph(a))).values()})
         self._vocab = {lab: i for i, lab in enumerate([UNKNOWN, *labels])}
 
     def _tensors(self, archs: Sequence[Architecture]) -> list["torch.Tensor"]:
         import torch
 
-        graphs = [self.space.to_graph(a) for a in archs]
+        graphs = [ops_as_nodes(self.space.to_graph(a)) for a in archs]
         n_max = max(g.number_of_nodes() for g in graphs)
         x = np.zeros((len(graphs), n_max, len(self._vocab)), dtype=np.float32)
         adj = np.zeros((len(graphs), n_max, n_max), dtype=np.float32)

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from nas.architecture import Architecture, FrozenDict, canonical_json
+from nas.spaces.cell_graph import CellGraph
 from nas.spaces.params import Choice, Conditional, Integer, Subset
 from nas.spaces.space import Repeat, Slot, Space, path_str
 
@@ -43,5 +44,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nas.spaces' has no attribute {name!r}")
 
 
-__all__ = ["BUILTIN", "Architecture", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot", "Space",
-           "Subset", "canonical_json", "path_str", *_LAZY]
+__all__ = ["BUILTIN", "Architecture", "CellGraph", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot",
+           "Space", "Subset", "canonical_json", "path_str", *_LAZY]

@@ -4,6 +4,7 @@ Each space builds a standalone network (stem -> stages of stacked cells joined b
 head) for small 1-D or 2-D inputs, and a weight-sharing supernet with a mixed op per edge whose
 architecture parameters (alphas) drive the DARTS family; `supernet.derive()` returns the argmax
 architecture and `supernet.subnet(arch)` a standalone network holding the supernet's weights.
+This is the implementation of NB201; `nas.nn.builtin_spaces.NB201Net` is a tested equivalent in `nas.nn`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Hardswish; identity shortcut after a stage's first block; no squeeze-excite, to 
   a standalone `OFASubnet` whose outputs equal the supernet's for that architecture.
 * `OFASubnet(arch, config)`: plain Conv1d/BatchNorm1d/Linear modules, rebuilt from the architecture and
   `OFAConfig` alone, so `state_dict()` reloads without the supernet.
+
+This is the implementation of the space; `nas.nn.builtin_spaces.OFANet` is a tested equivalent in `nas.nn`.
 """
 
 from __future__ import annotations
@@ -106,17 +108,18 @@ def _stem(cfg: OFAConfig) -> nn.Sequential:
 
 # ---------------------------------------------------------------------------------------- standalone
 class MBConv1d(nn.Module):
-    """Inverted residual: 1x1 expand -> depthwise k -> 1x1 project, identity shortcut when `residual`."""
+    """Inverted residual: 1x1 expand -> depthwise k -> 1x1 project, identity shortcut when `residual`.
+    (`conv`/`bn` are the layer classes: `nas.nn`'s elastic ones make it `OFANet`'s block, sizes being choices.)"""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, expand: int, stride: int,
-                 residual: bool) -> None:
+                 residual: bool, conv: type[nn.Module] = nn.Conv1d, bn: type[nn.Module] = nn.BatchNorm1d) -> None:
         super().__init__()
         mid = in_channels * expand
         self.residual = residual
-        self.expand = nn.Sequential(nn.Conv1d(in_channels, mid, 1, bias=False), nn.BatchNorm1d(mid), nn.Hardswish())
-        self.depthwise = nn.Sequential(nn.Conv1d(mid, mid, kernel_size, stride, kernel_size // 2, groups=mid, bias=False),
-                                       nn.BatchNorm1d(mid), nn.Hardswish())
-        self.project = nn.Sequential(nn.Conv1d(mid, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+        self.expand = nn.Sequential(conv(in_channels, mid, 1, bias=False), bn(mid), nn.Hardswish())
+        self.depthwise = nn.Sequential(conv(mid, mid, kernel_size, stride, kernel_size // 2, groups=mid, bias=False),
+                                       bn(mid), nn.Hardswish())
+        self.project = nn.Sequential(conv(mid, out_channels, 1, bias=False), bn(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.project(self.depthwise(self.expand(x)))

@@ -7,6 +7,7 @@ only for some values of a sibling.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import math
@@ -19,6 +20,7 @@ import numpy as np
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 from nas.architecture import Architecture, as_sequence, canonical_json
+from nas.spaces.cell_graph import CellGraph
 from nas.spaces.params import Choice, Conditional, Integer, Leaf, Subset, SubsetBit
 
 Path = tuple[str | int, ...]
@@ -52,6 +54,22 @@ def get_path(config: Any, path: Path) -> Any:
             except (KeyError, TypeError, IndexError):  # TypeError: a scalar or a list where a mapping belongs
                 return _ABSENT
     return cur
+
+
+def _put_path(config: dict, path: Path, value: Any) -> None:
+    """Set `value` at `path` in a nested plain config, creating the dicts and lists on the way."""
+    cur: Any = config
+    for p, nxt in zip(path[:-1], path[1:]):
+        empty: Any = [] if isinstance(nxt, int) else {}
+        if isinstance(p, int):
+            cur.extend([None] * (p + 1 - len(cur)))
+            cur[p] = empty if cur[p] is None else cur[p]
+            cur = cur[p]
+        else:
+            cur = cur.setdefault(p, empty)
+    if isinstance(path[-1], int):
+        cur.extend([None] * (path[-1] + 1 - len(cur)))
+    cur[path[-1]] = value
 
 
 def _set_path(config: dict, path: Path, value: Any) -> None:
@@ -132,6 +150,8 @@ class Space:
         self._controllers: dict[str, list[str]] = {}
         self._controller_of: dict[str, str] = {}
         self._slots: list[Slot] | None = None
+        self.cell_graph: CellGraph | None = None  # declared by `with_graph`
+        self._cell_slots: dict[str, Slot] = {}
 
     def _check(self, prefix: str) -> None:
         if not self.fields:
@@ -527,9 +547,33 @@ class Space:
             vec[start:start + subset.n] = bits
         return self.from_vector(vec)
 
+    def with_graph(self, cell: CellGraph) -> "Space":
+        """This space with its cell DAG declared (`nas.spaces.CellGraph`: which fields are operations on which
+        nodes or edges, which are input indices): `to_graph` then gives that DAG, so graph predictors and WL
+        kernels see the wiring. SpaceDefinitionError names a field or node the declaration gets wrong."""
+        if not isinstance(cell, CellGraph):
+            raise SpaceDefinitionError(f"graph: expected a CellGraph, got {type(cell).__name__}")
+        if type(self).to_graph is not Space.to_graph:
+            raise SpaceDefinitionError(f"graph: {type(self).__name__} draws its own graph (to_graph); a declared "
+                                       "cell is for a space written field by field")
+        space = copy.copy(self)
+        space._cell_slots = cell.bind(space.slots())
+        space.cell_graph = cell
+        return space
+
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
-        """A DiGraph: a node per (sub)space and per repeated block, chained in order; leaf values as attributes."""
+        """A DiGraph: the declared cell DAG (`with_graph`), else a node per (sub)space and per repeated block,
+        chained in order, with leaf values as attributes."""
         cfg = self.validate(arch).to_dict()
+        if self.cell_graph is not None:
+            declared = {s.path for s in self._cell_slots.values()}
+            others: dict[str, Any] = {}  # every other active decision (a Subset once), by name
+            for slot in self.slots():
+                v = get_path(cfg, slot.path)
+                if slot.path not in declared and v is not _ABSENT:
+                    others.setdefault(path_str(slot.path), v)
+            return self.cell_graph.graph({n: get_path(cfg, s.path) for n, s in self._cell_slots.items()},
+                                         list(others.items()))
         g = nx.DiGraph()
         self._add_graph(g, cfg, "", None)
         return g
@@ -554,6 +598,14 @@ class Space:
                     prev = bpath
 
     def from_graph(self, graph: nx.DiGraph) -> Architecture:
+        if self.cell_graph is not None:
+            paths = {path_str(s.path): s.path for s in self.slots()}
+            cfg: dict[str, Any] = {}
+            for name, value in self.cell_graph.values(graph, self._cell_slots).items():
+                if name not in paths:
+                    raise InvalidArchitectureError(name, "a node of the graph names no field of this space")
+                _put_path(cfg, paths[name], value)
+            return self.validate(cfg)
         by_path = {data.get("path"): data.get("values", {}) for _, data in graph.nodes(data=True)}
         if "" not in by_path:
             raise InvalidArchitectureError("", "graph has no root node (path '')")
@@ -689,7 +741,10 @@ class Space:
     # ------------------------------------------------------------------ description
     def to_spec(self) -> dict[str, Any]:
         """A plain-data description of the space (stored in journals to detect a changed space)."""
-        return {"type": type(self).__name__, "fields": {n: _spec(v) for n, v in self.fields.items()}}
+        spec = {"type": type(self).__name__, "fields": {n: _spec(v) for n, v in self.fields.items()}}
+        if self.cell_graph is not None:
+            spec["graph"] = self.cell_graph.spec()
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "Space":
@@ -699,7 +754,8 @@ class Space:
             kind = spec.get("type") if isinstance(spec, Mapping) else type(spec).__name__
             raise SpaceDefinitionError(f"<space>: a {kind!r} spec cannot be rebuilt from its description "
                                        "(only a plain Space's can)")
-        return Space({name: _from_spec(node, name) for name, node in spec["fields"].items()})
+        space = Space({name: _from_spec(node, name) for name, node in spec["fields"].items()})
+        return space.with_graph(CellGraph.from_spec(spec["graph"])) if spec.get("graph") is not None else space
 
     def canonical_key(self, arch: Mapping[str, Any]) -> str:
         """Equal for architectures that compute the same function (default: the id; spaces with
@@ -712,7 +768,8 @@ class Space:
         return hashlib.sha256(canonical_json(self.to_spec()).encode()).hexdigest()[:16]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"
+        text = f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"
+        return text if self.cell_graph is None else f"{text}.with_graph({self.cell_graph!r})"
 
 
 def _from_spec(node: Any, path: str) -> Any:

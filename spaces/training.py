@@ -5,6 +5,7 @@
   sorting channels by importance before widths become elastic.
 * `SandwichRule` (BigNAS, Yu et al. 2020): one stage; each step trains the largest subnet on the labels
   and the smallest plus `n_random` random subnets on the largest one's predictions (in-place distillation).
+* `SinglePath` (SPOS, Guo et al. 2020): each step trains one architecture sampled uniformly, on the labels.
 * `PlainTraining`: ordinary training of one standalone network (the from-scratch baseline).
 * `recalibrate_bn`: exact batch-norm statistics for one subnet, needed because shared running statistics
   mix all the subnets trained.
@@ -32,7 +33,7 @@ from torch import nn
 from nas.errors import ConfigError
 
 __all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
-           "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
+           "SinglePath", "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,30 @@ class SandwichRule:
             return total
 
         return TrainLog([run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
+                                   self.weight_decay, gen, step)])
+
+
+@dataclass
+class SinglePath:
+    """Uniform single-path one-shot training (SPOS, Guo et al. 2020): each step samples one architecture
+    uniformly (the space's `sample_subnet`, else `sample`) and trains only its path on the labels."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+    def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
+        space = supernet.space
+        rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            loss = F.cross_entropy(supernet(xb, _random_subnet(space, rng)), yb)
+            loss.backward()
+            return loss.detach()
+
+        return TrainLog([run_phase("single-path", supernet, x, y, self.epochs, self.batch_size, self.lr,
                                    self.weight_decay, gen, step)])
 
 

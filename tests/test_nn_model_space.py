@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -304,13 +303,3 @@ def test_docs_examples_run(tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__doc_example__"}
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/model_space.md python block {i + 1}", "exec"), namespace)
-
-
-def test_the_resnet1d_example_runs_quickly(capsys):
-    spec = importlib.util.spec_from_file_location("user_model_resnet1d", ROOT / "examples" / "user_model_resnet1d.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    front = module.main(["--quick"])
-    out = capsys.readouterr().out
-    assert "Pareto front" in out and front
-    assert all(0.0 <= p["accuracy"] <= 1.0 and p["mflops"] > 0 for p in front)

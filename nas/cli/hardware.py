@@ -8,7 +8,8 @@ end-to-end latency models on measured samples.
     nas hardware fit-latency SPACE SAMPLES [--table FILE] [--profile NAME] [--out FILE]
 
 SPACE is a name from `nas.hardware.adapters.SPACES` (ofa, nb201, darts) with `--options` a JSON object
-of the space's constructor options. Errors meant for users print as one red line and exit with 2.
+of the space's constructor options, or a `nas.nn` model class as `path/to/script.py:Net` or
+`package.module:Net`. Errors meant for users print as one red line and exit with 2.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, r
                   pretty_exceptions_show_locals=False,
                   help="Hardware costs: build latency lookup tables, measure architectures, list device profiles.")
 
-SpaceArg = Annotated[str, typer.Argument(help="Space name: ofa, nb201 or darts.")]
+SpaceArg = Annotated[str, typer.Argument(help="Space name: ofa, nb201 or darts; or a nas.nn model as "
+                                             "path/to/script.py:Net or package.module:Net.")]
 OptionsOpt = Annotated[str, typer.Option("--options", help="Space constructor options as a JSON object.")]
 DeviceOpt = Annotated[str, typer.Option(help="Torch device to measure on (cpu, cuda, cuda:1).")]
 BatchOpt = Annotated[int, typer.Option(help="Batch size of every timed forward pass.")]
@@ -50,8 +52,9 @@ _user_errors = user_errors
 
 
 def default_table_path(space: str, device: str, batch_size: int, threads: int) -> Path:
-    """Where `build-lut` writes by default: runs/luts/SPACE-DEVICE-bB-tT.jsonl."""
-    return Path("runs") / "luts" / f"{space}-{device.replace(':', '')}-b{batch_size}-t{threads}.jsonl"
+    """Where `build-lut` writes by default: runs/luts/SPACE-DEVICE-bB-tT.jsonl (a model `file.py:Net`: Net)."""
+    name = space.rpartition(":")[2]
+    return Path("runs") / "luts" / f"{name}-{device.replace(':', '')}-b{batch_size}-t{threads}.jsonl"
 
 
 @app.command("build-lut")

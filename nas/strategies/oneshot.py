@@ -177,9 +177,6 @@ class OneShotTrainer:
 
     def __init__(self, space: NasBench201Space | DartsSpace, options: DartsOptions, seed: int = 0,
                  costs: EdgeCosts | None = None) -> None:
-        if not isinstance(space, (NasBench201Space, DartsSpace)):
-            raise ConfigError(f"space: {type(space).__name__} has no cell supernet "
-                              "(use NasBench201Space or DartsSpace)")
         spec = options.spec
         self.space, self.options, self.costs, self.seed = space, options, costs, seed
         self.gate_generator = torch.Generator().manual_seed(seed + 1)
@@ -187,9 +184,7 @@ class OneShotTrainer:
         mixing = BinaryGates(self.gate_generator) if spec.binary_gates else softmax_mixing
         with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the global generator
             torch.manual_seed(seed)
-            self.supernet: CellSupernet = space.supernet(
-                mixing=mixing, partial_channels=options.partial_channels if spec.partial_channels else 1,
-                edge_normalisation=spec.edge_normalisation)
+            self.supernet = self.build_supernet(mixing)
         self.weights = self.supernet.weight_parameters()
         self.arch = self.supernet.arch_parameters()
         self.w_opt = torch.optim.SGD(self.weights, lr=options.w_lr, momentum=options.w_momentum,
@@ -201,6 +196,29 @@ class OneShotTrainer:
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.sync: Synchroniser | None = None  # set by data-parallel training (nas.ray.train.train_oneshot)
+
+    def build_supernet(self, mixing: Any) -> CellSupernet:
+        """The supernet under search (a subclass searches another kind: `nas.strategies.oneshot_modules`)."""
+        if not isinstance(self.space, (NasBench201Space, DartsSpace)):
+            raise ConfigError(f"space: {type(self.space).__name__} has no cell supernet "
+                              "(use NasBench201Space, DartsSpace or a nas.nn model's space)")
+        spec = self.options.spec
+        return self.space.supernet(mixing=mixing, partial_channels=self.options.partial_channels
+                                   if spec.partial_channels else 1, edge_normalisation=spec.edge_normalisation)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape, as the data must have it."""
+        return tuple(self.space.net.input_shape)
+
+    def chosen_ops(self, arch: Mapping[str, Any]) -> Any:
+        """What the derived architecture chose, for the journal: every op of its cell(s)."""
+        return cell_ops(self.space, arch)
+
+    def op_shares(self, arch: Mapping[str, Any]) -> tuple[float, float]:
+        """Shares of the derived cell's ops that are parameter-free, and that are skip connections."""
+        ops = cell_ops(self.space, arch)
+        return sum(o in PARAMETER_FREE for o in ops) / len(ops), sum(o == "skip_connect" for o in ops) / len(ops)
 
     # -- architecture weights and losses
     def op_probabilities(self) -> dict[str, torch.Tensor]:
@@ -310,15 +328,14 @@ class OneShotTrainer:
                                                             (train_loss, train_acc, valid_loss, valid_acc))
             eig = None if eig is None else self.sync.mean(eig)
         derived = self.supernet.derive()
-        ops = cell_ops(self.space, derived)
+        parameter_free, skip = self.op_shares(derived)
         cost = self.expected_cost()
         record = EpochRecord(
             epoch=self.epoch, train_loss=train_loss, train_acc=train_acc,
             valid_loss=valid_loss, valid_acc=valid_acc,
             alphas={k: a.detach().tolist() for k, a in self.supernet.alphas.items()},
             op_weights={k: w.tolist() for k, w in self.supernet.op_weights().items()},
-            derived=derived.to_dict(), parameter_free=sum(o in PARAMETER_FREE for o in ops) / len(ops),
-            skip=sum(o == "skip_connect" for o in ops) / len(ops),
+            derived=derived.to_dict(), parameter_free=parameter_free, skip=skip,
             expected_cost=None if cost is None else float(cost.detach()), eigenvalue=eig,
             seconds=time.perf_counter() - t0)
         self.history.append(record)

@@ -101,14 +101,15 @@ def flops_costs(supernet: CellSupernet, adapter: LayerAdapter) -> EdgeCosts:
 
 
 def ensure_table(adapter: LayerAdapter, path: str | Path, *, warmup: int = 1, repeats: int = 1,
-                 rounds: int = 10) -> LatencyTable:
-    """A lookup table of every distinct layer of the adapter's space at `path`, profiled now where missing.
+                 rounds: int = 10, layers: list[LayerConfig] | None = None) -> LatencyTable:
+    """A lookup table of every distinct layer of the adapter's space (or just `layers`) at `path`, profiled
+    now where missing.
 
     Resumable (see `build_table`); on one CPU thread, batch 1, the small cell spaces take seconds.
     """
     path = Path(path)
     before = len(LatencyTable.load(path)) if path.exists() else 0
-    table = build_table(adapter, path, warmup=warmup, repeats=repeats, rounds=rounds, threads=1)
+    table = build_table(adapter, path, warmup=warmup, repeats=repeats, rounds=rounds, threads=1, layers=layers)
     if len(table) > before:
         log.info("latency table %s: profiled %d layers", path, len(table) - before)
     return table

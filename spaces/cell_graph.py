@@ -1,0 +1,247 @@
+"""`CellGraph`: which fields of a plain `Space` spell a cell DAG, so graph predictors and WL kernels see its wiring.
+
+A cell written field by field (`Space(link=Choice([...]), op1=Choice([...]), ...)`) has, by default, a graph of
+one node labelled by the whole config: a graph predictor has nothing to propagate. `space.with_graph(CellGraph(...))`
+declares the structure instead, and `space.to_graph` returns the real DAG, labelled like the built-in cell spaces'
+(a node's label is its operation, else 'input', 'node' or 'output'; an edge's label is its operation).
+
+Nodes are numbered as cell papers number them: 0 .. n_inputs-1 are the cell's inputs, then the `nodes` computing
+nodes in order. Fields are named by their slot name (`op1`, `cell.op1`, `blocks[0].op`); the fields the declaration
+does not name become one node each (`name=value`) feeding the output, so no decision is hidden from a predictor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import networkx as nx
+
+from nas.errors import InvalidArchitectureError, SpaceDefinitionError
+from nas.spaces.params import SubsetBit
+
+Output = Literal["loose", "all", "last"]
+OUTPUTS = ("loose", "all", "last")
+OUTPUT = "output"
+
+
+@dataclass(frozen=True)
+class CellGraph:
+    """A cell DAG over a space's fields (plain data; `spec`/`from_spec` round-trip it through JSON).
+
+    nodes: the number of computing nodes. node_ops: {node: field} the operation a node applies (NAS-Bench-Graph).
+    edge_ops: {(i, j): field} the operation on the edge i -> j; the value `none` removes the edge (NAS-Bench-201).
+    inputs: {node: field or index} the node's input node(s): a field whose values are an index (2), indices
+    ("0,2", [0, 2]), or a fixed int. links: one field whose value lists every computing node's input in order
+    ("0-0-1-2": node 1 reads node 0, node 4 reads node 2). output: 'loose' (an output node sums the nodes no other
+    node reads), 'all' (an output node concatenates every computing node) or 'last' (the last node is the output).
+    """
+
+    nodes: int
+    node_ops: Mapping[int, str] = field(default_factory=dict)
+    edge_ops: Mapping[tuple[int, int], str] = field(default_factory=dict)
+    inputs: Mapping[int, str | int | Sequence[int]] = field(default_factory=dict)
+    links: str | None = None
+    n_inputs: int = 1
+    output: Output = "loose"
+    none: str = "none"
+
+    def __post_init__(self) -> None:
+        for name in ("nodes", "n_inputs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SpaceDefinitionError(f"graph.{name}: expected a positive int, got {v!r}")
+        if self.output not in OUTPUTS:
+            raise SpaceDefinitionError(f"graph.output: expected one of {', '.join(OUTPUTS)}, got {self.output!r}")
+        object.__setattr__(self, "node_ops", {self._node(n, "node_ops"): f for n, f in dict(self.node_ops).items()})
+        object.__setattr__(self, "inputs", {self._node(n, "inputs"): f for n, f in dict(self.inputs).items()})
+        edges = {}
+        for e, f in dict(self.edge_ops).items():
+            if not isinstance(e, (tuple, list)) or len(e) != 2:
+                raise SpaceDefinitionError(f"graph.edge_ops: {e!r} is not a pair of nodes (i, j)")
+            i, j = self._any_node(e[0], "edge_ops"), self._node(e[1], "edge_ops")
+            if i >= j:
+                raise SpaceDefinitionError(f"graph.edge_ops: edge {i}->{j} does not go to a later node")
+            edges[(i, j)] = f
+        object.__setattr__(self, "edge_ops", edges)
+        for where, ref in self._references():
+            if not isinstance(ref, str) or not ref:
+                raise SpaceDefinitionError(f"graph.{where}: expected a field name, got {ref!r}")
+        for n, f in self.inputs.items():
+            if not isinstance(f, str):
+                _check_indices(_indices(f, f"graph.inputs[{n}]"), n, f"graph.inputs[{n}]")
+        wired = set(self.inputs) | ({*self.computing} if self.links is not None else set())
+        if self.links is not None and self.inputs:
+            raise SpaceDefinitionError("graph.inputs: give a node's inputs either in `links` or in `inputs`, not both")
+        both = sorted(j for _, j in self.edge_ops if j in wired)
+        if both:
+            raise SpaceDefinitionError(f"graph.edge_ops: node {both[0]} gets its inputs from `inputs`/`links` too; "
+                                       "declare each node's incoming edges one way")
+
+    @property
+    def computing(self) -> range:
+        return range(self.n_inputs, self.n_inputs + self.nodes)
+
+    def _node(self, n: Any, where: str) -> int:
+        if isinstance(n, bool) or not isinstance(n, int) or n not in self.computing:
+            raise SpaceDefinitionError(f"graph.{where}: node {n!r} is not a computing node "
+                                       f"({self.computing.start}..{self.computing.stop - 1})")
+        return n
+
+    def _any_node(self, n: Any, where: str) -> int:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < self.computing.stop:
+            raise SpaceDefinitionError(f"graph.{where}: node {n!r} is not a node of the cell "
+                                       f"(0..{self.computing.stop - 1})")
+        return n
+
+    # ------------------------------------------------------------------ against a space
+    def bind(self, space_slots: Sequence[Any]) -> dict[str, Any]:
+        """The slots (`Space.slots()`) the declaration names, checked against them (SpaceDefinitionError naming
+        the field)."""
+        slots = {s.name: s for s in space_slots}
+        bound: dict[str, Any] = {}
+        for where, name in self._references():
+            slot = slots.get(name)
+            if slot is None:
+                raise SpaceDefinitionError(f"graph.{where}: {name!r} is not a field of this space "
+                                           f"(fields: {', '.join(slots)})")
+            if slot.optional or isinstance(slot.leaf, SubsetBit):
+                raise SpaceDefinitionError(f"graph.{where}: {name!r} is not a decision every architecture has "
+                                           "(a Conditional, a varying Repeat or a Subset); a cell's fields must be")
+            bound[name] = slot
+        for n, f in self.inputs.items():
+            if isinstance(f, str):
+                for option in bound[f].leaf.options:
+                    _check_indices(_indices(option, f"graph.inputs[{n}]: option {option!r} of {f!r}"), n,
+                                   f"graph.inputs[{n}]: option {option!r} of {f!r}")
+        if self.links is not None:
+            for option in bound[self.links].leaf.options:
+                where = f"graph.links: option {option!r} of {self.links!r}"
+                idx = _indices(option, where)
+                if len(idx) != self.nodes:
+                    raise SpaceDefinitionError(f"{where} gives {len(idx)} inputs for {self.nodes} computing nodes")
+                for node, i in zip(self.computing, idx):
+                    _check_indices([i], node, where)
+        return bound
+
+    def _references(self) -> list[tuple[str, str]]:
+        return [*((f"node_ops[{n}]", f) for n, f in self.node_ops.items()),
+                *((f"edge_ops[{i}, {j}]", f) for (i, j), f in self.edge_ops.items()),
+                *((f"inputs[{n}]", f) for n, f in self.inputs.items() if isinstance(f, str)),
+                *([("links", self.links)] if self.links is not None else [])]
+
+    def graph(self, values: Mapping[str, Any], others: Sequence[tuple[str, Any]] = ()) -> nx.DiGraph:
+        """The DAG of one architecture: `values` holds the declared fields' values by name, `others` the
+        (name, value) of every other active decision (each becomes a node `name=value` feeding the output)."""
+        value = values.__getitem__
+        g = nx.DiGraph()
+        last = self.computing.stop - 1
+        for n in range(self.n_inputs):
+            g.add_node(n, label="input")
+        for n in self.computing:
+            if n in self.node_ops:
+                op = value(self.node_ops[n])
+                g.add_node(n, op=op, label=str(op))
+            else:
+                g.add_node(n, label=OUTPUT if self.output == "last" and n == last else "node")
+        for (i, j), f in self.edge_ops.items():
+            op = value(f)
+            if op != self.none:
+                g.add_edge(i, j, op=op, label=str(op))
+        for n, f in self.inputs.items():
+            g.add_edges_from((i, n) for i in _indices(value(f) if isinstance(f, str) else f, f"inputs[{n}]"))
+        if self.links is not None:
+            g.add_edges_from(zip(_indices(value(self.links), "links"), self.computing))
+        sink = last
+        if self.output != "last":
+            feeds = [n for n in self.computing
+                     if self.output == "all" or not any(v in self.computing for v in g.successors(n))]
+            g.add_node(OUTPUT, label=OUTPUT)
+            g.add_edges_from((n, OUTPUT) for n in feeds)
+            sink = OUTPUT
+        for name, v in others:  # the other decisions: a node each, so a predictor sees them too
+            g.add_node(("field", name), field=name, value=v, label=f"{name}={v}")
+            g.add_edge(("field", name), sink)
+        return g
+
+    def values(self, graph: nx.DiGraph, bound: Mapping[str, Any]) -> dict[str, Any]:
+        """{field name: value} that `graph` shows, the other decisions' nodes included (the inverse of `graph`;
+        InvalidArchitectureError naming a bad node)."""
+        cfg: dict[str, Any] = {}
+
+        def wiring_preds(j: int) -> list[int]:
+            if j not in graph:
+                raise InvalidArchitectureError(f"node {j}", "missing from the graph")
+            return sorted(u for u in graph.predecessors(j) if isinstance(u, int) and "op" not in graph.edges[u, j])
+
+        for n, f in self.node_ops.items():
+            if n not in graph or "op" not in graph.nodes[n]:
+                raise InvalidArchitectureError(f"node {n}", "missing from the graph or without an 'op'")
+            cfg[f] = graph.nodes[n]["op"]
+        for (i, j), f in self.edge_ops.items():
+            cfg[f] = graph.edges[i, j].get("op") if graph.has_edge(i, j) else self.none
+        for n, f in self.inputs.items():
+            if isinstance(f, str):
+                cfg[f] = _option(bound[f], wiring_preds(n), sort=True, where=f"node {n}")
+        if self.links is not None:
+            preds = [wiring_preds(n) for n in self.computing]
+            bad = [n for n, p in zip(self.computing, preds) if len(p) != 1]
+            if bad:
+                raise InvalidArchitectureError(f"node {bad[0]}", "needs exactly one input")
+            cfg[self.links] = _option(bound[self.links], [p[0] for p in preds], False, "links")
+        for node, data in graph.nodes(data=True):
+            if isinstance(node, tuple) and node[0] == "field":
+                cfg[node[1]] = data["value"]
+        return cfg
+
+    # ------------------------------------------------------------------ plain data
+    def spec(self) -> dict[str, Any]:
+        """JSON-ready description (stored in the space's spec, so journals and resume see the declaration)."""
+        return {"nodes": self.nodes, "n_inputs": self.n_inputs, "output": self.output, "none": self.none,
+                "node_ops": [[n, f] for n, f in self.node_ops.items()],
+                "edge_ops": [[i, j, f] for (i, j), f in self.edge_ops.items()],
+                "inputs": [[n, list(f) if isinstance(f, (list, tuple)) else f] for n, f in self.inputs.items()],
+                "links": self.links}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> "CellGraph":
+        if not isinstance(spec, Mapping) or "nodes" not in spec:
+            raise SpaceDefinitionError(f"graph: not a CellGraph description ({spec!r})")
+        try:
+            return cls(spec["nodes"], {n: f for n, f in spec.get("node_ops", [])},
+                       {(i, j): f for i, j, f in spec.get("edge_ops", [])}, {n: f for n, f in spec.get("inputs", [])},
+                       spec.get("links"), spec.get("n_inputs", 1), spec.get("output", "loose"),
+                       spec.get("none", "none"))
+        except (TypeError, ValueError) as e:
+            raise SpaceDefinitionError(f"graph: not a CellGraph description ({e})") from None
+
+
+def _indices(value: Any, where: str) -> list[int]:
+    """A field's value as input node indices: 2, "2", "0,2", "0-0-1-2" or [0, 2]."""
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[\s,;\-]+", value.strip()) if p]
+        if parts and all(p.isdigit() for p in parts):
+            return [int(p) for p in parts]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    raise SpaceDefinitionError(f"{where}: {value!r} is not node indices (2, '0,2', '0-0-1-2' or [0, 2])")
+
+
+def _check_indices(indices: Sequence[int], node: int, where: str) -> None:
+    bad = [i for i in indices if not 0 <= i < node]
+    if bad or not indices:
+        raise SpaceDefinitionError(f"{where}: gives node {node} the input {bad[0] if bad else 'none'}, "
+                                   f"not an earlier node (0..{node - 1})")
+
+
+def _option(slot: Any, indices: list[int], sort: bool, where: str) -> Any:
+    """The option of `slot` whose indices are `indices` (sorted first when `sort`: a node's inputs are a set)."""
+    for option in slot.leaf.options:
+        got = _indices(option, slot.name)
+        if (sorted(got) if sort else got) == indices:
+            return option
+    raise InvalidArchitectureError(where, f"inputs {indices} are not an option of {slot.name!r}")
