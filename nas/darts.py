@@ -1,4 +1,5 @@
-"""One-shot gradient search on a cell supernet or a user model: DARTS (first/second order), PC-DARTS, ProxylessNAS.
+"""One-shot gradient search on a cell supernet or a user model: DARTS (first/second order), PC-DARTS, ProxylessNAS,
+RARTS and hard Gumbel-softmax paths (GDAS); the methods are `nas.strategies.oneshot.METHODS`.
 
 `search_darts(space, data, method=..., epochs=..., workdir=...)` trains the space's supernet
 (`nas.strategies.oneshot.OneShotTrainer`; for a user model's `nas.nn` space, `ModuleOneShotTrainer` over

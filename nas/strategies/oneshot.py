@@ -3,17 +3,21 @@
 `OneShotTrainer` owns a `CellSupernet`, its two optimisers and its random generators, and runs the
 bilevel search one epoch at a time: network weights on the train split (SGD, cosine schedule), the
 architecture parameters on the valid split (Adam), either first-order (alternating) or second-order
-(DARTS's unrolled step with the finite-difference Hessian-vector product). An optional differentiable
+(DARTS's unrolled step with the finite-difference Hessian-vector product), or RARTS's single-level relaxed
+step (a second copy of the weights on the valid split, coupled by a penalty). An optional differentiable
 latency term (ProxylessNAS) adds `latency_weight * E[cost] / E_uniform[cost]` to the architecture loss.
+`cosine_power_annealing` (sharpDARTS) can replace the cosine schedule of the weights' learning rate and of
+the hard Gumbel-softmax temperature.
 `state_dict()` holds tensors and plain data only, so `torch.load(..., weights_only=True)` restores it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.errors import ConfigError
-from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, NasBench201Space, softmax_mixing
+from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, MixWeights, NasBench201Space, softmax_mixing
 from nas.strategies.oneshot_latency import EdgeCosts
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,8 @@ class Method:
     partial_channels: bool = False  # PC-DARTS: 1/K of the channels through the mixed ops ...
     edge_normalisation: bool = False  # ... and per-edge betas
     binary_gates: bool = False  # ProxylessNAS: one sampled path per edge, straight-through gradient
+    gumbel: bool = False  # GDAS-style: one path per edge from a hard Gumbel-softmax, straight-through gradient
+    relaxed: bool = False  # RARTS: single-level relaxed problem, a second weight copy on the valid split
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -62,7 +68,40 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            partial_channels=True, edge_normalisation=True),
     Method("proxyless", "ProxylessNAS (Cai et al. 2019): binarised sampled paths, differentiable latency loss",
            binary_gates=True),
+    Method("rarts", "RARTS (Xue et al. 2021): single-level relaxed search, weights w on train and y on valid "
+           "coupled by a penalty, first order", relaxed=True),
+    Method("gumbel-hard", "Hard Gumbel-softmax (GDAS, Dong & Yang 2019): one path per edge from "
+           "argmax(alpha + Gumbel noise), straight-through gradient, annealed temperature", gumbel=True),
 )}
+
+
+def cosine_power_annealing(t: float, total: float, high: float, low: float, power: float = 10.0) -> float:
+    """sharpDARTS's cosine power annealing (Hundt et al. 2019) of a value from `high` (t = 0) to `low` (t = total).
+
+    With c(t) = (1 + cos(pi * t / total)) / 2 and power p > 1:
+    value(t) = low + (high - low) * (p ** (c(t) + 1) - p) / (p ** 2 - p); p = 1 is the limit, plain cosine
+    annealing low + (high - low) * c(t). A larger p drops faster early and flattens late.
+    """
+    if total <= 0 or power < 1:
+        raise ConfigError(f"cosine_power_annealing: expected total > 0 and power >= 1, got {total!r}, {power!r}")
+    c = (1 + math.cos(math.pi * min(max(t, 0.0), total) / total)) / 2
+    share = c if power == 1 else (power ** (c + 1) - power) / (power ** 2 - power)
+    return low + (high - low) * share
+
+
+@dataclass
+class GumbelHardGates:
+    """Hard Gumbel-softmax paths (GDAS): per edge the op argmax(alpha + g), g ~ Gumbel(0, 1), is the only one
+    computed; its weight is one in value with the gradient of softmax((alpha + g) / tau) (straight through)."""
+
+    generator: torch.Generator | None = None
+    tau: float = 1.0
+
+    def __call__(self, alpha: torch.Tensor) -> MixWeights:
+        u = torch.rand(alpha.shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-7)
+        soft = F.softmax((alpha - torch.log(-torch.log(u))) / self.tau, dim=-1)
+        hard = torch.zeros_like(soft).scatter_(-1, soft.detach().argmax(-1, keepdim=True), 1.0)
+        return MixWeights(hard - soft.detach() + soft, hard.bool())
 
 
 @dataclass(frozen=True)
@@ -93,6 +132,14 @@ class DartsOptions:
     retrain_epochs: int = 30  # stand-alone training of a derived architecture (the default evaluator)
     retrain_lr: float = 3e-3
     record: str = "final"  # journal the final architecture, or "epochs": every distinct one derived per epoch
+    schedule: str = "cosine"  # w_lr (and the gumbel-hard temperature) annealing: "cosine" or "cosine-power"
+    schedule_power: float = 10.0  # p of cosine power annealing (sharpDARTS)
+    tau_max: float = 10.0  # gumbel-hard temperature, annealed from tau_max to tau_min over `epochs` (GDAS)
+    tau_min: float = 0.1
+    relax_weight: float = 1.0  # RARTS: lambda of the valid loss of the second weight copy y ...
+    relax_penalty: float = 0.1  # ... and beta of the coupling (beta / 2) * ||w - y||^2
+    hvp_radius: float = 0.01  # darts2's finite-difference step eps = hvp_radius / ||dL_val/dw'|| (DARTS: 0.01);
+    # 0: the exact hypergradient by a double backward instead (exact_unrolled_grads)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -105,7 +152,7 @@ class DartsOptions:
         v = self.warmup_epochs
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"warmup_epochs: expected a non-negative int, got {v!r}")
-        for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip"):
+        for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip", "tau_max", "tau_min", "relax_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if self.latency_weight < 0:
@@ -116,17 +163,29 @@ class DartsOptions:
             raise ConfigError("latency: 'off' but latency_weight > 0 needs a cost ('lut' or 'flops')")
         if self.early_stop not in ("none", "eigenvalue"):
             raise ConfigError(f"early_stop: expected 'none' or 'eigenvalue', got {self.early_stop!r}")
-        if self.early_stop == "eigenvalue" and self.method == "proxyless":
+        if self.early_stop == "eigenvalue" and (self.spec.binary_gates or self.spec.gumbel):
             raise ConfigError("early_stop: the Hessian eigenvalue needs a deterministic supernet; "
-                              "proxyless samples paths")
+                              f"{self.method} samples paths")
         if not 0 < self.es_ratio < 1:
             raise ConfigError(f"es_ratio: expected 0 < es_ratio < 1, got {self.es_ratio!r}")
         if self.record not in ("final", "epochs"):
             raise ConfigError(f"record: expected 'final' or 'epochs', got {self.record!r}")
+        if self.schedule not in ("cosine", "cosine-power"):
+            raise ConfigError(f"schedule: expected 'cosine' or 'cosine-power', got {self.schedule!r}")
+        if not self.schedule_power >= 1:
+            raise ConfigError(f"schedule_power: expected >= 1, got {self.schedule_power!r}")
+        for name in ("relax_penalty", "hvp_radius"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
 
     @property
     def spec(self) -> Method:
         return METHODS[self.method]
+
+    def annealed(self, epoch: int, high: float, low: float) -> float:
+        """A value annealed from `high` (epoch 0) to `low` (epoch `epochs`) by `schedule`."""
+        power = self.schedule_power if self.schedule == "cosine-power" else 1.0
+        return cosine_power_annealing(epoch, self.epochs, high, low, power)
 
     @property
     def latency_source(self) -> str:
@@ -136,7 +195,14 @@ class DartsOptions:
         return self.latency
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every setting, except those added later (`LATER_OPTIONS`) while at their defaults: a workdir
+        journaled before they existed still resumes as the same search."""
+        defaults = DartsOptions()
+        return {k: v for k, v in asdict(self).items() if k not in LATER_OPTIONS or v != getattr(defaults, k)}
+
+
+LATER_OPTIONS = ("schedule", "schedule_power", "tau_max", "tau_min", "relax_weight", "relax_penalty", "hvp_radius")
+"""`DartsOptions` fields added after searches were first journaled (2026-12-04)."""
 
 
 @dataclass
@@ -181,17 +247,29 @@ class OneShotTrainer:
         self.space, self.options, self.costs, self.seed = space, options, costs, seed
         self.gate_generator = torch.Generator().manual_seed(seed + 1)
         self.data_generator = torch.Generator().manual_seed(seed)
-        mixing = BinaryGates(self.gate_generator) if spec.binary_gates else softmax_mixing
+        mixing = BinaryGates(self.gate_generator) if spec.binary_gates else \
+            GumbelHardGates(self.gate_generator, options.tau_max) if spec.gumbel else softmax_mixing
         with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the global generator
             torch.manual_seed(seed)
             self.supernet = self.build_supernet(mixing)
         self.weights = self.supernet.weight_parameters()
         self.arch = self.supernet.arch_parameters()
+        self.twin: torch.nn.Module | None = None  # RARTS's second weight copy y (sharing the alphas), trained on valid
+        self.twin_weights: list[torch.Tensor] = []
+        if spec.relaxed:
+            self.twin = copy.deepcopy(self.supernet)
+            self.twin.alphas, self.twin.betas = self.supernet.alphas, self.supernet.betas
+            self.twin_weights = self.twin.weight_parameters()
         self.w_opt = torch.optim.SGD(self.weights, lr=options.w_lr, momentum=options.w_momentum,
                                      weight_decay=options.w_weight_decay)
+        if self.twin_weights:  # y: a second group of the same SGD, so one schedule anneals both
+            self.w_opt.add_param_group({"params": self.twin_weights})
         self.a_opt = torch.optim.Adam(self.arch, lr=options.a_lr, betas=(0.5, 0.999),
                                       weight_decay=options.a_weight_decay)
-        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, options.epochs, eta_min=options.w_lr_min)
+        self.schedule: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_opt, options.epochs, eta_min=options.w_lr_min) if options.schedule == "cosine" else \
+            torch.optim.lr_scheduler.LambdaLR(self.w_opt, lambda e: options.annealed(
+                e, options.w_lr, options.w_lr_min) / options.w_lr)
         self.cost_scale = costs.uniform() if costs is not None else 1.0
         self.epoch = 0
         self.history: list[EpochRecord] = []
@@ -258,7 +336,8 @@ class OneShotTrainer:
         """One update of the alphas on a valid batch (second order: through a virtual weight step on `xt`)."""
         self.a_opt.zero_grad(set_to_none=True)
         if self.options.spec.second_order:
-            grads = self._unrolled_grads(xt, yt, xv, yv)
+            grads = self._unrolled_grads(xt, yt, xv, yv) if self.options.hvp_radius > 0 else \
+                self.exact_unrolled_grads(xt, yt, xv, yv)
             for p, g in zip(self.arch, grads):
                 p.grad = g
         else:
@@ -267,6 +346,38 @@ class OneShotTrainer:
             self.sync.gradients(self.arch)
         self.a_opt.step()
         for p in self.weights:  # the weights' gradients from the alpha problem are not theirs to use
+            p.grad = None
+
+    def relaxed_step(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
+                     ) -> tuple[float, float]:
+        """RARTS on L(w, y, a) = L_train(w, a) + lambda * L_val(y, a) + (beta / 2) * ||w - y||^2, Gauss-Seidel in
+        w then y; the alpha gradient is collected from the same two passes, so no second derivatives."""
+        o, twin = self.options, self.twin
+        if twin is None:
+            raise ConfigError(f"method: relaxed_step is RARTS's step, this trainer runs {o.method!r}")
+        self.w_opt.zero_grad(set_to_none=True)
+        self.a_opt.zero_grad(set_to_none=True)
+        logits = self.supernet(xt)
+        loss = F.cross_entropy(logits, yt)
+        (loss + o.relax_penalty / 2 * _distance(self.weights, self.twin_weights)).backward()
+        self._clipped_step(self.weights)
+        valid = o.relax_weight * F.cross_entropy(twin(xv), yv)
+        if o.latency_weight > 0 and self.costs is not None:
+            valid = valid + o.latency_weight * self.expected_cost() / self.cost_scale
+        (valid + o.relax_penalty / 2 * _distance(self.twin_weights, self.weights)).backward()
+        self._clipped_step(self.twin_weights)
+        if self.sync is not None:
+            self.sync.gradients(self.arch)
+        self.a_opt.step()
+        return float(loss.detach()), float((logits.argmax(-1) == yt).float().mean())
+
+    def _clipped_step(self, params: list[torch.Tensor]) -> None:
+        """Step the SGD on `params` (the others have no gradient, so SGD leaves them), then clear their grads."""
+        if self.sync is not None:
+            self.sync.gradients(params)
+        torch.nn.utils.clip_grad_norm_(params, self.options.grad_clip)
+        self.w_opt.step()
+        for p in params:
             p.grad = None
 
     def _unrolled_grads(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
@@ -284,7 +395,7 @@ class OneShotTrainer:
                 p.sub_(xi * step)
         g_val = _grads(self._arch_loss(xv, yv), a + w)
         da, dw = g_val[:len(a)], g_val[len(a):]
-        eps = 0.01 / max(float(torch.sqrt(sum((g * g).sum() for g in dw))), 1e-12)
+        eps = self.options.hvp_radius / max(float(torch.sqrt(sum((g * g).sum() for g in dw))), 1e-12)
         grads_pm = []
         for sign in (1.0, -1.0):
             with torch.no_grad():
@@ -296,6 +407,25 @@ class OneShotTrainer:
                 p.copy_(s)
         return [d - xi * (gp - gn) / (2 * eps) for d, gp, gn in zip(da, *grads_pm)]
 
+    def exact_unrolled_grads(self, xt: torch.Tensor, yt: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor
+                             ) -> list[torch.Tensor]:
+        """What `_unrolled_grads` approximates, d L_val(w - xi * step(w, a), a) / da with the same virtual SGD step,
+        by autograd through that step (exact second derivatives, a double backward): the reference to check it by."""
+        w, a = self.weights, self.arch
+        xi = self.w_opt.param_groups[0]["lr"]
+        momentum, decay = self.options.w_momentum, self.options.w_weight_decay
+        names = {id(p): n for n, p in self.supernet.named_parameters()}
+        g_train = torch.autograd.grad(F.cross_entropy(self.supernet(xt), yt), w, create_graph=True, allow_unused=True)
+        virtual = {}
+        for p, g in zip(w, g_train):
+            buf = self.w_opt.state.get(p, {}).get("momentum_buffer")
+            step = (0.0 if g is None else g) + decay * p + (momentum * buf if buf is not None else 0.0)
+            virtual[names[id(p)]] = p - xi * step
+        loss = F.cross_entropy(torch.func.functional_call(self.supernet, virtual, (xv,)), yv)
+        if self.options.latency_weight > 0 and self.costs is not None:
+            loss = loss + self.options.latency_weight * self.expected_cost() / self.cost_scale
+        return _grads(loss, a)
+
     # -- epochs
     def train_epoch(self, data: Splits) -> EpochRecord:
         """One epoch over the train split (alphas stepped on valid batches after the warm-up), then evaluation."""
@@ -305,19 +435,26 @@ class OneShotTrainer:
         train_batches = _batches(len(xt), bs, self.data_generator)
         valid_batches = _batches(len(xv), bs, self.data_generator)
         search_alphas = self.epoch >= self.options.warmup_epochs
+        if isinstance(self.supernet.mixing, GumbelHardGates):
+            self.supernet.mixing.tau = self.options.annealed(self.epoch, self.options.tau_max, self.options.tau_min)
         self.supernet.train()
         losses, accs = [], []
         for b, idx in enumerate(train_batches):
-            if search_alphas:
-                jdx = valid_batches[b % len(valid_batches)]
-                self.arch_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
-            loss, acc = self.weight_step(xt[idx], yt[idx])
+            jdx = valid_batches[b % len(valid_batches)]
+            if search_alphas and self.twin is not None:
+                loss, acc = self.relaxed_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
+            else:
+                if search_alphas:
+                    self.arch_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
+                loss, acc = self.weight_step(xt[idx], yt[idx])
             losses.append(loss)
             accs.append(acc)
         self.schedule.step()
         self.epoch += 1
         if self.sync is not None:
             self.sync.buffers(self.supernet)
+            if self.twin is not None:
+                self.sync.buffers(self.twin)
         valid_loss, valid_acc = self.evaluate(xv, yv)
         eig = None
         if self.options.early_stop == "eigenvalue" or self.options.track_eigenvalue:
@@ -388,10 +525,13 @@ class OneShotTrainer:
         return {"epoch": self.epoch, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "schedule": self.schedule.state_dict(),
                 "data_generator": self.data_generator.get_state(), "gate_generator": self.gate_generator.get_state(),
-                "history": [r.to_dict() for r in self.history]}
+                "history": [r.to_dict() for r in self.history],
+                **({"twin": self.twin.state_dict()} if self.twin is not None else {})}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
+        if self.twin is not None:
+            self.twin.load_state_dict(state["twin"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
         self.schedule.load_state_dict(state["schedule"])
@@ -413,6 +553,29 @@ def darts_es_stop(eigenvalues: list[float | None], window: int, lag: int, ratio:
 
     now, then = smooth(n), smooth(n - lag)
     return n - lag if now > 0 and then / now < ratio else None
+
+
+def saved_activation_bytes(run: Callable[[], Any], exclude: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages autograd saves for the backward of what `run()` computes, less those of
+    `exclude` (pass the parameters): the activation memory a training step keeps alive, counted not sampled."""
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = run()  # the graph under `out` keeps every saved storage alive, so no address is reused mid-run
+    del out
+    return sum(saved.values())
+
+
+def _distance(params: list[torch.Tensor], others: list[torch.Tensor]) -> torch.Tensor:
+    """||params - others||^2 with `others` held constant (RARTS's coupling, differentiated in `params` only)."""
+    return sum(((p - q.detach()) ** 2).sum() for p, q in zip(params, others))  # type: ignore[return-value]
 
 
 def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
