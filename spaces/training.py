@@ -258,7 +258,9 @@ def ofa_phases(full: int = 10, kernel: int = 6, depth: int = 6, width: int = 8, 
 class ProgressiveShrinking:
     """Once-for-All progressive shrinking. After the first phase the full network is frozen as the
     teacher; each later step trains `subnets_per_step` sampled subnets on labels + `kd_ratio` x distillation.
-    The `per_step` decisions (the input resolution) are drawn once per step, for the teacher too."""
+    The `per_step` decisions (the input resolution) are drawn once per step, for the teacher too.
+    `after_phase(phase, supernet)`, when given, runs after each phase (e.g. to measure the largest subnet
+    before shrinking starts); it must leave the supernet's weights alone."""
 
     phases: tuple[Phase, ...] = field(default_factory=ofa_phases)
     subnets_per_step: int = 2
@@ -268,6 +270,7 @@ class ProgressiveShrinking:
     temperature: float = 1.0
     per_step: frozenset[str] = SHARED_PER_STEP
     seed: int = 0
+    after_phase: Callable[[Phase, nn.Module], None] | None = None
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         if not self.phases:
@@ -298,6 +301,8 @@ class ProgressiveShrinking:
 
             out.phases.append(run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
                                         self.weight_decay, gen, step))
+            if self.after_phase is not None:
+                self.after_phase(phase, supernet)
             if i == 0 and self.kd_ratio > 0:
                 teacher = copy.deepcopy(supernet).train()  # batch statistics, as the full net was trained
                 teacher.requires_grad_(False)

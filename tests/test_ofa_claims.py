@@ -1,0 +1,96 @@
+"""experiments/ofa_claims.py (issue 25, part 4) in its quick mode, and the progressive-shrinking phase hook
+it measures the largest subnet with: the recorded figures are real accuracies of the right subnets, the
+children span the FLOPs range, recalibration changes BN statistics, the summary follows from the seeds."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas.spaces.ofa import OFAConfig, OFASpace
+from nas.spaces.training import ProgressiveShrinking, accuracy, ofa_phases
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+import ofa_claims  # noqa: E402
+
+
+def test_after_phase_sees_each_phase_and_does_not_change_training(one_thread) -> None:
+    space = OFASpace(OFAConfig(stage_channels=(8, 8, 8), head_channels=16, depths=(1, 2), kernels=(3, 5)))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 40, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    seen: list[tuple[str, float]] = []
+
+    def hook(phase, supernet) -> None:
+        seen.append((phase.name, accuracy(supernet.subnet(space.largest()).eval(), x, y)))
+
+    nets = []
+    for after_phase in (hook, None):
+        torch.manual_seed(0)
+        net = space.supernet()
+        ProgressiveShrinking(ofa_phases(1, 1, 1, 1), batch_size=32, after_phase=after_phase).fit(net, x, y)
+        nets.append(net)
+    assert [name for name, _ in seen] == ["full", "kernel", "depth", "width"]
+    # the last call saw the trained supernet: its figure is the final largest subnet's accuracy
+    assert seen[-1][1] == accuracy(nets[0].subnet(space.largest()).eval(), x, y)
+    # measuring inside the hook consumed no randomness and changed no weight: identical training without it
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> dict:
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ofa_claims") / "quick.json"
+    report = ofa_claims.main(["--quick", "--out", str(out)])
+    assert json.loads(out.read_text())["settings"] == report["settings"]
+    return report
+
+
+def test_quick_run_records_real_figures(quick: dict) -> None:
+    run = quick["seeds"]["0"]
+    space = OFASpace()
+    ps = run["progressive"]
+    assert list(ps["largest_by_phase"]) == ["full", "kernel", "depth", "width"]
+    assert ps["before"] == ps["largest_by_phase"]["full"] and ps["after"] == ps["largest_by_phase"]["width"]
+    for figures in ps["largest_by_phase"].values():  # accuracies on the 1,000-signal test set: k / 1000
+        for v in figures.values():
+            assert 0.0 <= v <= 1.0 and abs(v * 1000 - round(v * 1000)) < 1e-9
+    children = run["sandwich"]["children"]
+    flops = [c["flops"] for c in children]
+    assert len(children) == 10 and flops == sorted(flops) and len(set(flops)) >= 8
+    assert flops[0] == space.count(space.smallest())["flops"] and flops[-1] == space.count(space.largest())["flops"]
+    assert children[0]["id"] == space.smallest().id and children[-1]["id"] == space.largest().id
+    # recalibration re-estimates every child's BN statistics, and that changes what some child predicts
+    assert all(c["bn_running_mean_shift"] > 0 for c in children)
+    assert any(c["test_recal"] != c["test_no_recal"] for c in children)
+    alone = run["standalone_smallest"]
+    assert alone["recipe"]["epochs"] == quick["settings"]["supernet_epochs"] == run["sandwich"]["config"]["epochs"]
+
+
+def test_summary_follows_from_the_seed(quick: dict) -> None:
+    run, s = quick["seeds"]["0"], quick["summary"]["test"]
+    ps = s["progressive_shrinking"]
+    drop = 100 * (run["progressive"]["before"]["test_recal"] - run["progressive"]["after"]["test_recal"])
+    assert ps["drop_points"]["mean"] == pytest.approx(drop)
+    assert ps["holds"] == (drop <= 2.0)
+    children = run["sandwich"]["children"]
+    gap = 100 * (run["standalone_smallest"]["test"] - children[0]["test_recal"])
+    assert s["smallest_child"]["gap_points"]["mean"] == pytest.approx(gap)
+    gain = np.mean([100 * (c["test_recal"] - c["test_no_recal"]) for c in children])
+    assert s["bn_recalibration"]["gain_points"]["mean"] == pytest.approx(gain)
+    assert s["sandwich_spearman"]["recal"]["mean"] == pytest.approx(run["sandwich"]["spearman_flops"]["test_recal"])
+    assert "PS: largest subnet drop" in ofa_claims.table(s)
+
+
+def test_rerun_resumes_finished_seeds(quick: dict, tmp_path: Path) -> None:
+    out = tmp_path / "resume.json"
+    out.write_text(json.dumps({"settings": quick["settings"], "seeds": quick["seeds"]}))
+    again = ofa_claims.main(["--quick", "--out", str(out)])  # nothing left to train: only the summary
+    assert again["seeds"] == quick["seeds"]
+    assert json.dumps(again["summary"]) == json.dumps(quick["summary"])  # (one seed: nan interval bounds)
