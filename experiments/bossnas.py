@@ -119,21 +119,14 @@ def run_bossnas(seed: int, archs: Sequence[Mapping[str, Any]], space: Any, data:
 def run_spos(seed: int, archs: Sequence[Mapping[str, Any]], space: Any, data: Any, epochs: int) -> dict[str, Any]:
     """The supervised one-shot baseline: uniform single-path training with labels, inherited valid accuracy."""
     import torch
-    import torch.nn.functional as F
 
-    from nas.spaces.training import InheritedAccuracy, run_phase
+    from nas.spaces.training import InheritedAccuracy, SinglePath
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    supernet, rng = space.supernet(), np.random.default_rng(seed)
+    supernet = space.supernet()
     x, y = data["train"]
-
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(supernet(xb, space.sample(rng)), yb)
-        loss.backward()
-        return loss.detach()
-
-    phase = run_phase("spos", supernet, x, y, epochs, 64, 3e-3, 1e-4, torch.Generator().manual_seed(seed), step)
+    phase, = SinglePath(epochs=epochs, batch_size=64, lr=3e-3, weight_decay=1e-4, seed=seed).fit(supernet, x, y).phases
     rate = InheritedAccuracy(supernet, *data["valid"], calib_x=x[:500])
     return {"method": METHODS[1], "seed": seed, "ratings": [rate(a)["accuracy"] for a in archs],
             "losses": phase.epoch_losses, "seconds": round(time.perf_counter() - t0, 1)}
