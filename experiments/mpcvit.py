@@ -7,7 +7,9 @@ width (64, 128): 144 architectures. Two objectives: test accuracy after a short 
 (`nas.hardware.mpc.MPCLatency`, CrypTen-style costs, the WAN profile; LAN figures are reported too).
 
 Side by side, at the same budget per seed: NSGA-II (`nas.search`, strategy "nsga2") and random search; and
-the homogeneous baselines all-softmax (the reference), all-ReLU and all-linear, trained on every seed.
+the homogeneous baselines all-softmax (the reference), all-ReLU and all-linear, trained on every seed. Both
+searches start from those three configurations (`enqueue`, counted in the budget), as a user seeds a search
+with the models they already know (`--no-enqueue` turns it off).
 The acceptance check: a front member with >= 2x lower modelled latency than all-softmax whose accuracy is
 within 1 point of it; the chosen configuration is retrained on every seed and compared with the
 all-softmax reference (mean difference with its 95 % Welch interval).
@@ -15,7 +17,7 @@ all-softmax reference (mean difference with its 95 % Welch interval).
 Every training is cached (one JSON line per training, per seed, under experiments/results/mpcvit_cache/),
 so a killed run resumes where it stopped and two runs on disjoint --seeds can fill the cache in parallel.
 
-    .venv/bin/python experiments/mpcvit.py                                  # 10 seeds, searches on 5 (recorded)
+    .venv/bin/python experiments/mpcvit.py                                  # 10 seeds, 10 searches each (recorded)
     .venv/bin/python experiments/mpcvit.py --seeds 0-4 --search-seeds 0,1   # a reduced run
     .venv/bin/python experiments/mpcvit.py --quick                          # smoke run (seconds per training)
 """
@@ -108,13 +110,16 @@ class TrainingCache:
 
 
 def run_search(method: str, space: FlexiBertSpace, data: TextSplits, cache: TrainingCache, mpc: MPCLatency,
-               seed: int, budget: int, workdir: Path) -> list[dict[str, Any]]:
-    """One search (nsga2 or random) with training seed = `seed`; every evaluated trial as a plain record."""
+               seed: int, budget: int, workdir: Path, enqueue: Sequence[Architecture] = ()) -> list[dict[str, Any]]:
+    """One search (nsga2 or random) with training seed = `seed`; every evaluated trial as a plain record.
+
+    `enqueue`: architectures evaluated first (counted in the budget), as a user seeds a search with the
+    configurations they already know (here the homogeneous baselines)."""
     options = {"population_size": max(2, budget // 2)} if method == "nsga2" else {}
     result = nas.search(space, [nas.cheap(lambda a: {LATENCY: mpc(a)[LATENCY]}),
                                 lambda a: {"accuracy": cache.accuracy(space, space.validate(a), data, seed)}],
                         {"accuracy": "max", LATENCY: "min"}, strategy=method, budget=budget, seed=seed,
-                        workdir=workdir, strategy_options=options)
+                        workdir=workdir, strategy_options=options, enqueue=[a.to_dict() for a in enqueue] or None)
     front = {t.arch_id for t in result.pareto_front()}
     return [{"arch_id": t.arch_id, "arch": t.arch, "accuracy": t.metrics["accuracy"], LATENCY: t.metrics[LATENCY],
              "on_front": t.arch_id in front} for t in result.completed]
@@ -153,7 +158,7 @@ def mean_ci(values: Sequence[float]) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0-9", help="training seeds of the baselines and the chosen configuration")
-    ap.add_argument("--search-seeds", default="0-4", help="seeds of the NSGA-II and random searches")
+    ap.add_argument("--search-seeds", default="0-9", help="seeds of the NSGA-II and random searches")
     ap.add_argument("--budget", type=int, default=10, help="trainings per search")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -162,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--vocab-size", type=int, default=5000)
     ap.add_argument("--profile", default="wan", help="network profile of the search's latency objective")
+    ap.add_argument("--no-enqueue", action="store_true",
+                    help="do not seed the searches with the three homogeneous configurations")
     ap.add_argument("--fill-only", action="store_true", help="train baselines and searches for --seeds, no report")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 2 seeds, 1 search seed, budget 4, 1 epoch on 600 sentences, vocabulary 1000")
@@ -185,8 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_len": args.max_len,
                 "hidden": args.hidden, "vocab_size": args.vocab_size, "quick": args.quick}
     cache = TrainingCache(out.parent / f"{name}_cache", settings)
-    runs = ROOT / "runs" / name / hashlib.sha1(cache.tag.encode()).hexdigest()[:8]
     baselines = {kind: homogeneous(space, kind) for kind in KINDS}
+    queued = [] if args.no_enqueue else list(baselines.values())
+    run_tag = cache.tag + ("" if args.no_enqueue else f" budget={args.budget} enqueue=homogeneous")
+    runs = ROOT / "runs" / name / hashlib.sha1(run_tag.encode()).hexdigest()[:8]
     reference_latency = mpc(baselines["softmax"])[LATENCY]
     print(f"Movie Review: {len(data.train_y)} train / {len(data.test_y)} test, max_len {args.max_len}; space of "
           f"{space.size()} architectures; all-softmax modelled latency {reference_latency:.3f} s ({args.profile})")
@@ -199,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for method in searches:
                 print(f"search {method} seed {seed}", flush=True)
                 searches[method][seed] = run_search(method, space, data, cache, mpc, seed, args.budget,
-                                                    runs / f"{method}-seed{seed}")
+                                                    runs / f"{method}-seed{seed}", queued)
     if args.fill_only:
         return 0
 
@@ -264,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "experiment": "mpcvit", "argv": sys.argv[1:] if argv is None else list(argv),
         "settings": {**settings, "seeds": seeds, "search_seeds": search_seeds, "budget": args.budget,
-                     "profile": args.profile}, "space": space.to_spec(), "space_size": space.size(),
+                     "profile": args.profile, "enqueue_homogeneous": not args.no_enqueue}, "space": space.to_spec(), "space_size": space.size(),
         "profiles": {p.profile.name: vars(p.profile) for p in (mpc, lan)},
         "reference_latency_s": reference_latency, "configs": rows, "fronts": fronts,
         "search_trials": {m: {str(s): v for s, v in per_seed.items()} for m, per_seed in searches.items()},
