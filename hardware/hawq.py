@@ -8,7 +8,8 @@
 * `allocate`: per-layer formats minimising HAWQ-V2's perturbation
   Omega = sum_i Tr(H_i) / n_i * ||Q_i(W_i) - W_i||^2 (the second-order loss change of a random-direction
   perturbation of that size) under a bit budget, solved exactly (a knapsack over layers, by dynamic
-  programming over Pareto-optimal partial allocations).
+  programming over Pareto-optimal partial allocations). `granularity="tensor"` quantizes (and sizes) every layer
+  with one scale per weight tensor instead of one per output channel.
 
 `data` is one `(x, y)` batch or an iterable of them; the loss is the size-weighted mean of `loss_fn(model(x), y)`
 over batches, so the Hessian is that of the mean loss over all examples (exact for a mean-reduced `loss_fn`).
@@ -205,23 +206,25 @@ class Allocation:
 
 
 def allocation_size(shapes: Mapping[str, tuple[int, ...]], formats: Mapping[str, str | NumberFormat],
-                    with_scales: bool = False) -> int:
-    """Code bits (plus scales when `with_scales`) of layers of `shapes` stored in `formats`."""
+                    with_scales: bool = False, granularity: str = "channel") -> int:
+    """Code bits (plus scales when `with_scales`: per output channel, or one per layer with
+    `granularity="tensor"`) of layers of `shapes` stored in `formats`."""
     total = 0
     for name, shape in shapes.items():
-        code, scale = layer_bits(shape, get_format(formats[name], f"formats[{name!r}]"))
+        code, scale = layer_bits(shape, get_format(formats[name], f"formats[{name!r}]"), granularity)
         total += code + (scale if with_scales else 0)
     return total
 
 
 def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, float], formats: Sequence[str],
-             budget_bits: float, with_scales: bool = False) -> Allocation:
+             budget_bits: float, with_scales: bool = False, granularity: str = "channel") -> Allocation:
     """Formats minimising sum_i sensitivity_i * ||Q(W_i) - W_i||^2 with total bits <= `budget_bits`.
 
     `weights` {layer: weight tensor}; `sensitivity` {layer: Hessian factor}, for HAWQ-V2 the average trace
     Tr(H_i) / n_i (pass 1.0 everywhere for the Hessian-free ablation); `formats` the candidates. Bits are code
-    bits (plus scales with `with_scales`). Exact: dynamic programming over layers keeping, for each total size,
-    only allocations no other beats in both size and Omega. ConfigError when even the smallest formats
+    bits (plus scales with `with_scales`); Q and the scales use `granularity` ("channel" or "tensor"). Exact:
+    dynamic programming over layers keeping, for each total size, only allocations no other beats in both size
+    and Omega. ConfigError when even the smallest formats
     exceed the budget.
     """
     if not weights:
@@ -236,8 +239,9 @@ def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, floa
     for name, w in weights.items():
         rows = []
         for f in fmts:
-            code, scale = layer_bits(tuple(w.shape), f)
-            rows.append((f.name, code + (scale if with_scales else 0), float(sensitivity[name]) * perturbation(w, f)))
+            code, scale = layer_bits(tuple(w.shape), f, granularity)
+            omega = float(sensitivity[name]) * perturbation(w, f, granularity)
+            rows.append((f.name, code + (scale if with_scales else 0), omega))
         options[name] = rows
     front: list[tuple[int, float, tuple[str, ...]]] = [(0, 0.0, ())]
     for name in weights:

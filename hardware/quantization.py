@@ -10,6 +10,11 @@ int2), trainable.
   range (saturation: e4m3fn has no infinity, and torch's e5m2 cast would give one). A power-of-two scale is
   exact, so the error is the cast's rounding alone, and the channel's largest weight lands in the format's
   top binade (at most one binade of range unused).
+* Granularity: every quantizer, `FakeQuant`, `quantize_model`, `layer_bits` and `model_size` take
+  `granularity="channel"` (the default above: one scale per output channel) or `"tensor"` (one scale for the
+  whole weight, from its max-abs: what many accelerators support; a channel of small weights then shares the
+  step of the largest one). A per-tensor layer stores one float32 scale. `nas.hardware.packing` and the export
+  write per-channel scales only.
 * `fake_quant(w, fmt)`: `quantize` with a straight-through estimator (forward quantized, gradient identity),
   so a network keeps training through its quantized weights (QAT, and the one-shot supernet of
   `nas.hardware.precision_space`).
@@ -41,12 +46,14 @@ from nas.counts import count_leaves
 from nas.errors import ConfigError
 from nas.hardware.devices import DeviceProfile, load_device
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "FakeQuant", "ModelSize", "NumberFormat", "PrecisionCost", "check_formats",
-           "fake_quant", "get_format", "model_size", "model_size_bits", "perturbation", "precision_cost",
-           "quantizable_layers", "quantize", "quantize_model"]
+__all__ = ["FORMATS", "FORMAT_NAMES", "GRANULARITIES", "FakeQuant", "ModelSize", "NumberFormat", "PrecisionCost",
+           "check_formats", "fake_quant", "get_format", "model_size", "model_size_bits",
+           "perturbation", "precision_cost", "quantizable_layers", "quantize", "quantize_model"]
 
 QUANTIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
-SCALE_BITS = 32  # one float32 scale per output channel
+SCALE_BITS = 32  # one float32 scale per output channel (per tensor: one for the weight)
+GRANULARITIES: tuple[str, ...] = ("channel", "tensor")
+"""Scale granularities: one scale per output channel (the default) or one per weight tensor."""
 
 
 @dataclass(frozen=True)
@@ -114,30 +121,43 @@ def get_format(fmt: str | NumberFormat, field_name: str = "format") -> NumberFor
     return FORMATS[fmt]
 
 
+def _check_granularity(granularity: str) -> str:
+    """`granularity` if it is one of `GRANULARITIES`; ConfigError naming the field otherwise."""
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"granularity: expected one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    return granularity
+
+
 # ---------------------------------------------------------------------------------------- quantizers
 def _rows(w: torch.Tensor) -> torch.Tensor:
     """The weight as (output channels, everything else); a 1-D tensor is one channel."""
     return w.reshape(1, -1) if w.dim() < 2 else w.reshape(w.shape[0], -1)
 
 
-def int_scale(w: torch.Tensor, fmt: NumberFormat) -> torch.Tensor:
-    """Per-output-channel scale max|w| / qmax, shape (channels,); an all-zero channel gets scale 1."""
+def _amax(w: torch.Tensor, granularity: str) -> torch.Tensor:
+    """max|w| per output channel, or the whole tensor's max|w| repeated per channel; shape (channels,)."""
     amax = _rows(w).detach().abs().amax(dim=1)
+    return amax if _check_granularity(granularity) == "channel" else amax.max().expand_as(amax).clone()
+
+
+def int_scale(w: torch.Tensor, fmt: NumberFormat, granularity: str = "channel") -> torch.Tensor:
+    """Scale max|w| / qmax per output channel (or one for the tensor, repeated), shape (channels,); an all-zero
+    channel (tensor) gets scale 1."""
+    amax = _amax(w, granularity)
     return torch.where(amax > 0, amax / fmt.max_value, torch.ones_like(amax))
 
 
-def float_scale(w: torch.Tensor, fmt: NumberFormat) -> torch.Tensor:
-    """Per-output-channel power-of-two scale 2^ceil(log2(max|w| / max_value)), shape (channels,).
-
-    Dividing by it is exact, and the channel's max-abs lands in (max_value / 2, max_value]."""
-    amax = _rows(w).detach().abs().amax(dim=1).to(torch.float32)
+def float_scale(w: torch.Tensor, fmt: NumberFormat, granularity: str = "channel") -> torch.Tensor:
+    """Power-of-two scale 2^ceil(log2(max|w| / max_value)) per output channel (or one for the tensor,
+    repeated), shape (channels,). Dividing by it is exact, and the max-abs lands in (max_value / 2, max_value]."""
+    amax = _amax(w, granularity).to(torch.float32)
     exponent = torch.ceil(torch.log2(torch.where(amax > 0, amax, torch.ones_like(amax)) / fmt.max_value))
     return torch.exp2(exponent)
 
 
-def scale_of(w: torch.Tensor, fmt: NumberFormat) -> torch.Tensor:
-    """The per-output-channel scale `quantize` uses for `w` in `fmt` (shape (channels,))."""
-    return int_scale(w, fmt) if fmt.kind == "int" else float_scale(w, fmt)
+def scale_of(w: torch.Tensor, fmt: NumberFormat, granularity: str = "channel") -> torch.Tensor:
+    """The scale `quantize` uses for `w` in `fmt` at `granularity`, one per output channel (shape (channels,))."""
+    return int_scale(w, fmt, granularity) if fmt.kind == "int" else float_scale(w, fmt, granularity)
 
 
 def int_codes(w: torch.Tensor, fmt: NumberFormat, scale: torch.Tensor | None = None) -> torch.Tensor:
@@ -153,26 +173,28 @@ def float_codes(w: torch.Tensor, fmt: NumberFormat, scale: torch.Tensor | None =
     return torch.clamp(x, -fmt.max_value, fmt.max_value).to(fmt.dtype())
 
 
-def quantize(w: torch.Tensor, fmt: str | NumberFormat) -> torch.Tensor:
-    """The values `w` takes in `fmt` (same shape and dtype; no gradient). fp32 returns `w` itself."""
+def quantize(w: torch.Tensor, fmt: str | NumberFormat, granularity: str = "channel") -> torch.Tensor:
+    """The values `w` takes in `fmt` with scales per output channel or per tensor (`granularity`); same shape
+    and dtype, no gradient. fp32 returns `w` itself."""
     fmt = get_format(fmt)
+    _check_granularity(granularity)
     if fmt.kind == "fp32":
         return w
     if fmt.kind == "int":
-        s = int_scale(w, fmt)
+        s = int_scale(w, fmt, granularity)
         q = int_codes(w, fmt, s) * s[:, None]
     else:
-        s = float_scale(w, fmt)
+        s = float_scale(w, fmt, granularity)
         q = float_codes(w, fmt, s).to(torch.float32) * s[:, None]
     return q.reshape(w.shape).to(w.dtype)
 
 
-def fake_quant(w: torch.Tensor, fmt: str | NumberFormat) -> torch.Tensor:
-    """`quantize(w, fmt)` in the forward pass, identity in the backward pass (straight-through estimator)."""
+def fake_quant(w: torch.Tensor, fmt: str | NumberFormat, granularity: str = "channel") -> torch.Tensor:
+    """`quantize(w, fmt, granularity)` in the forward pass, identity in the backward pass (straight-through)."""
     fmt = get_format(fmt)
     if fmt.kind == "fp32":
         return w
-    return w + (quantize(w.detach(), fmt) - w).detach()
+    return w + (quantize(w.detach(), fmt, granularity) - w).detach()
 
 
 def fake_quant_activation(x: torch.Tensor, fmt: NumberFormat) -> torch.Tensor:
@@ -183,10 +205,10 @@ def fake_quant_activation(x: torch.Tensor, fmt: NumberFormat) -> torch.Tensor:
     return x + (quantize(flat, fmt).reshape(x.shape) - x).detach()
 
 
-def perturbation(w: torch.Tensor, fmt: str | NumberFormat) -> float:
-    """||quantize(w) - w||^2: the squared quantization error HAWQ weighs by the layer's Hessian."""
+def perturbation(w: torch.Tensor, fmt: str | NumberFormat, granularity: str = "channel") -> float:
+    """||quantize(w) - w||^2 (at `granularity`): the squared quantization error HAWQ weighs by the Hessian."""
     w = w.detach()
-    return float((quantize(w, fmt) - w).double().pow(2).sum())
+    return float((quantize(w, fmt, granularity) - w).double().pow(2).sum())
 
 
 # ---------------------------------------------------------------------------------------- modules
@@ -195,26 +217,30 @@ class FakeQuant(nn.Module):
 
     The wrapped layer stays as `self.layer` (its parameters keep their names under `layer.`), so a model can
     be trained quantized and its float weights read back. With `activations`, the layer's input is also
-    fake-quantized to the format (per tensor, dynamic max-abs scale).
+    fake-quantized to the format (per tensor, dynamic max-abs scale). `granularity` is the weights' scale
+    granularity ("channel" or "tensor").
     """
 
-    def __init__(self, layer: nn.Module, fmt: str | NumberFormat, activations: bool = False) -> None:
+    def __init__(self, layer: nn.Module, fmt: str | NumberFormat, activations: bool = False,
+                 granularity: str = "channel") -> None:
         super().__init__()
         if not isinstance(layer, QUANTIZABLE):
             raise ConfigError(f"layer: FakeQuant wraps {', '.join(t.__name__ for t in QUANTIZABLE)}, "
                               f"got {type(layer).__name__}")
         self.layer, self.format, self.activations = layer, get_format(fmt), bool(activations)
+        self.granularity = _check_granularity(granularity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.activations:
             x = fake_quant_activation(x, self.format)
-        w = fake_quant(self.layer.weight, self.format)
+        w = fake_quant(self.layer.weight, self.format, self.granularity)
         if isinstance(self.layer, nn.Linear):
             return F.linear(x, w, self.layer.bias)
         return self.layer._conv_forward(x, w, self.layer.bias)
 
     def extra_repr(self) -> str:
-        return f"format={self.format.name}" + (", activations" if self.activations else "")
+        return (f"format={self.format.name}" + (", activations" if self.activations else "")
+                + (f", granularity={self.granularity}" if self.granularity != "channel" else ""))
 
 
 def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -243,13 +269,15 @@ def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
 
 
 def quantize_model(model: nn.Module, formats: Mapping[str, str | NumberFormat], activations: bool = False,
-                   copy_model: bool = True) -> nn.Module:
+                   copy_model: bool = True, granularity: str = "channel") -> nn.Module:
     """`model` (a deep copy unless `copy_model` is False) with each layer named in `formats` wrapped in
-    `FakeQuant`; layers not named stay fp32. ConfigError names a bad layer path or format."""
+    `FakeQuant` (scales at `granularity`); layers not named stay fp32. ConfigError names a bad layer path,
+    format or granularity."""
     resolved = check_formats(model, formats)
+    _check_granularity(granularity)
     out = copy.deepcopy(model) if copy_model else model
     for path, fmt in resolved.items():
-        _replace(out, path, FakeQuant(out.get_submodule(path), fmt, activations))
+        _replace(out, path, FakeQuant(out.get_submodule(path), fmt, activations, granularity))
     return out
 
 
@@ -277,26 +305,32 @@ class ModelSize:
         return {**asdict(self), "total_bits": self.total_bits, "bits_per_weight": self.bits_per_weight}
 
 
-def layer_bits(shape: torch.Size | tuple[int, ...], fmt: NumberFormat) -> tuple[int, int]:
-    """(code bits, scale bits) of one weight of `shape` stored packed in `fmt`."""
+def layer_bits(shape: torch.Size | tuple[int, ...], fmt: NumberFormat,
+               granularity: str = "channel") -> tuple[int, int]:
+    """(code bits, scale bits) of one weight of `shape` stored packed in `fmt`: one float32 scale per output
+    channel, or one for the tensor with `granularity="tensor"`."""
     rows = shape[0] if len(shape) > 1 else 1
     per_row = math.prod(shape) // rows
+    scales = SCALE_BITS * (rows if _check_granularity(granularity) == "channel" else 1)
     if fmt.kind == "fp32":
         return 32 * rows * per_row, 0
     if fmt.bits < 8:  # sub-byte codes packed 8 // bits to a byte, each row padded to whole bytes
-        return rows * 8 * math.ceil(per_row / (8 // fmt.bits)), rows * SCALE_BITS
-    return rows * per_row * fmt.bits, rows * SCALE_BITS
+        return rows * 8 * math.ceil(per_row / (8 // fmt.bits)), scales
+    return rows * per_row * fmt.bits, scales
 
 
-def model_size(model: nn.Module, formats: Mapping[str, str | NumberFormat]) -> ModelSize:
-    """The exact size of `model` packed with `formats` (layers not named stay fp32); see `ModelSize`."""
+def model_size(model: nn.Module, formats: Mapping[str, str | NumberFormat],
+               granularity: str = "channel") -> ModelSize:
+    """The exact size of `model` packed with `formats` (layers not named stay fp32); see `ModelSize`. With
+    `granularity="tensor"` each quantized layer counts one scale (the size `pack_model` would write if it
+    stored per-tensor scales; it stores per-channel ones)."""
     resolved = check_formats(model, formats)
     layers = quantizable_layers(model)
     weight_ids = {id(m.weight) for m in layers.values()}
     code = scale = weights = 0
     per_layer = {}
     for path, layer in layers.items():
-        c, s = layer_bits(tuple(layer.weight.shape), resolved.get(path, FORMATS["fp32"]))
+        c, s = layer_bits(tuple(layer.weight.shape), resolved.get(path, FORMATS["fp32"]), granularity)
         code, scale, weights = code + c, scale + s, weights + layer.weight.numel()
         per_layer[path] = c + s
     other = sum(32 * t.numel() for t in model.parameters() if id(t) not in weight_ids)

@@ -237,7 +237,7 @@ def test_reduced_hawq_experiment_writes_its_report(tmp_path):
     exp = load_module(ROOT / "experiments" / "precision_hawq.py")
     with pytest.warns(UserWarning):  # the protocol warns about fewer than 10 seeds
         report = exp.main(["--seeds", "2", "--random", "3", "--samples", "5", "--epochs", "2",
-                           "--joint-seeds", "1", "--joint-epochs", "1", "--trials", "4",
+                           "--probe-seeds", "1", "--joint-seeds", "1", "--joint-epochs", "1", "--trials", "4",
                            "--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "hawq.json")])
     assert (tmp_path / "hawq.json").is_file()
     for setting in exp.SETTINGS:
@@ -249,6 +249,8 @@ def test_reduced_hawq_experiment_writes_its_report(tmp_path):
             assert all(r["bits_per_weight"] <= exp.SETTINGS[setting]["bits"] + 1e-9
                        for r in [*res["random"]["allocations"], *res["methods"].values()])
     assert "| low-bit | hawq-trace |" in report["table"]
+    assert "| narrow-per-tensor | hawq-trace |" in report["table"]
+    assert set(report["width_probe"]) == {str(w) for w in exp.PROBE_WIDTHS}
     joint = report["joint"]
     assert joint["all_sizes_match_onnx"] and joint["all_sizes_match_state_dict"] and joint["all_within_budget"]
     assert set(joint["runs"]) == {"nsga2", "random"} and "all-int4" in joint["baselines"]
