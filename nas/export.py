@@ -10,6 +10,8 @@ first objective) `export` writes a directory:
     trial-0012/model.pt2     the same module as a torch.export program (batch dimension dynamic): loads with
                              plain torch, `torch.export.load(path).module()`, no model code needed
     trial-0012/model.onnx    the same network as ONNX (onnx.checker passed, run with onnxruntime)
+    trial-0012/model.int8.onnx   with `quantize="int8"`: model.onnx dynamically quantized by onnxruntime (weights
+                             int8, activations quantized per batch at run time), loadable with onnxruntime alone
     trial-0012/card.md|json  model card: each objective's searched and re-measured value, device, seed, cost
 
 plus `export.json` (the picks and whether the search was complete) in `out`. The workdir must hold a
@@ -19,24 +21,26 @@ trials it completed, and the report says so.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.measure import Splits, plus_minus, remeasure_all, split
+from nas.measure import Remeasured, Splits, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, WEIGHTS, ModelSpec, load_model_spec, load_program, load_subnet,
                            load_supernet, loads_by_build, save_program, save_state_dict, standalone, subnet_json)
 from nas.objectives import Constraint
@@ -49,6 +53,21 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
+INT8_ONNX_FILE = "model.int8.onnx"
+QUANTIZE = ("int8",)  # the values `quantize` / `nas export --quantize` take
+INT8_METHOD = ("onnxruntime.quantization.quantize_dynamic: MatMul / Gemm / Conv / Gather weights int8, activations "
+               "quantized to uint8 per batch at run time")
+
+
+@dataclass
+class ModelFile:
+    """One file an exported pick ships as (fp32 weights, fp32 ONNX, int8 ONNX): its size and what was measured on it."""
+
+    label: str
+    file: str
+    bytes: int
+    measured: dict[str, float] = field(default_factory=dict)
+    repeatability: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,6 +81,7 @@ class ExportedModel:
     measured: dict[str, float]
     checks: dict[str, Any] = field(default_factory=dict)  # supernet / onnx max abs differences
     repeatability: dict[str, float] = field(default_factory=dict)  # per latency metric, relative (nas.measure)
+    files: list[ModelFile] = field(default_factory=list)  # with `quantize`: fp32 torch, fp32 ONNX, int8 ONNX
 
 
 @dataclass
@@ -113,6 +133,16 @@ def completeness(result: SearchResult) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------------------------------- files
+def _session(path: Path) -> Any:
+    """An onnxruntime session on one thread without spin-waiting (latency timed next must not compete with it)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: torch.Tensor) -> dict[str, Any]:
     """Write ONNX (dynamic batch), run onnx.checker, and compare onnxruntime's outputs with torch's."""
     try:
@@ -128,19 +158,68 @@ def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: t
     info: dict[str, Any] = {"file": path.name, "opset": ONNX_OPSET, "checker": "passed",
                             "input": "input [batch, ...]", "output": "output [batch, classes]"}
     try:
-        import onnxruntime as ort
+        session = _session(path)
     except ImportError:
         info["onnxruntime"] = "not installed"
         return info
-    opts = ort.SessionOptions()  # one thread, no spin-waiting: latency measured next must not compete with it
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": check_x.numpy()})[0]
     with torch.no_grad():
         want = module(check_x).numpy()
     info["onnxruntime_max_abs_diff"] = float(np.abs(got - want).max())
     return info
+
+
+class OnnxModule(nn.Module):
+    """An ONNX file run by onnxruntime behind a torch module's call (tensor in, tensor out), so the recipes'
+    accuracy and latency code and a caller's `evaluate` measure it like the torch model. Inputs are reshaped
+    to the per-example `shape` the file was exported with ((N, L) -> (N, 1, L))."""
+
+    def __init__(self, path: Path, shape: Sequence[int], dtype: torch.dtype) -> None:
+        super().__init__()
+        self.path, self.shape, self.dtype, self.session = path, tuple(shape), dtype, _session(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), *self.shape).to(self.dtype)
+        return torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])
+
+
+class _DropPreprocessHint(logging.Filter):
+    """onnxruntime logs on the root logger that pre-processing (symbolic shape inference, 2 s a model here)
+    could help; quantize_dynamic quantizes every MatMul / Gemm / Gather without it, so the hint is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _quantize_int8(fp32: Path, example: torch.Tensor, x: torch.Tensor) -> dict[str, Any]:
+    """Write `model.int8.onnx` beside `fp32` (onnxruntime dynamic quantization) and compare its outputs on `x`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = fp32.with_name(INT8_ONNX_FILE)
+    hint = _DropPreprocessHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().removeFilter(hint)
+    shape = tuple(example.shape[1:])
+    with torch.no_grad():
+        want = OnnxModule(fp32, shape, example.dtype)(x)
+        got = OnnxModule(path, shape, example.dtype)(x)
+    return {"file": path.name, "format": "int8", "method": INT8_METHOD, "bytes": path.stat().st_size,
+            "fp32_onnx_bytes": fp32.stat().st_size, "max_abs_diff_vs_fp32": float((got - want).abs().max()),
+            "top1_agreement": float((got.argmax(-1) == want.argmax(-1)).float().mean())}
+
+
+def _check_quantize(quantize: str | None, onnx: bool) -> None:
+    if quantize is None:
+        return
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"quantize: expected one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    if not onnx:
+        raise ConfigError(f"quantize: {quantize} quantizes model.onnx, so it needs onnx=True (drop --no-onnx)")
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError(f"quantize: {quantize} needs onnxruntime (pip install onnxruntime)")
 
 
 def _program(space_spec: dict[str, Any], module: torch.nn.Module, example: torch.Tensor, path: Path) -> dict[str, Any]:
@@ -177,7 +256,7 @@ def _card_md(card: dict[str, Any]) -> str:
         lines.append(f"| {o['name']} ({o['direction']}) | {o['searched']:.4g} | {m} | {e} |")
     others = {k: v for k, v in card["measured"].items() if k not in {o["name"] for o in card["objectives"]}}
     if others:
-        lines += ["", "Other re-measured metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in others.items())]
+        lines += ["", "Other measured metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in others.items())]
     s, d = card["search"], card["device"]
     lines += ["", f"* device: {d['torch_device']} ({d.get('cpu') or d.get('gpu')}), {d.get('threads')} thread(s), "
               f"torch {d['torch']}",
@@ -188,25 +267,59 @@ def _card_md(card: dict[str, Any]) -> str:
               f"{s['evaluation_seconds']:.1f} s evaluating" + (f" + {s['training_seconds']:.1f} s supernet training"
                                                             if s.get("training_seconds") else ""),
               f"* constraints: {', '.join(card['constraints']) or 'none'}",
-              f"* architecture: `{json.dumps(card['arch'])}`", "",
+              f"* architecture: `{json.dumps(card['arch'])}`"]
+    notes = {k: v for k, v in card["notes"].items() if k != "train_seconds"}
+    if notes:
+        lines.append(f"* notes: `{json.dumps(notes)}`")
+    lines += _files_md(card)
+    lines += ["",
               "Load it: " + (f"`torch.export.load(\"{card['path']}/{PROGRAM}\").module()` (plain torch, no model "
                              "code), " if PROGRAM in card["files"] else "")
-              + f"`nas.load_subnet(\"{card['path']}\")`, or `{ONNX_FILE}` (onnxruntime)."]
+              + f"`nas.load_subnet(\"{card['path']}\")`, or `{ONNX_FILE}` (onnxruntime)"
+              + (f"; `{INT8_ONNX_FILE}` loads the same way (onnxruntime)." if card.get("quantized") else ".")]
     return "\n".join(lines) + "\n"
+
+
+def _files_md(card: dict[str, Any]) -> list[str]:
+    """The card's table of the files a pick ships as (with `quantize`): size and what was measured on each."""
+    rows = card.get("files_measured") or []
+    if not rows:
+        return []
+    names = list(rows[-1]["measured"])  # what the quantized file was measured by: accuracy, latency, `evaluate`
+    lines = ["", "| file | runtime, format | bytes | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    for r in rows:
+        cells = [("n/a" if n not in r["measured"] else f"{r['measured'][n]:.4g}"
+                  + plus_minus(r["repeatability"].get(n))) for n in names]
+        lines.append(f"| `{r['file']}` | {r['label']} | {r['bytes']:,} | " + " | ".join(cells) + " |")
+    q = card["quantized"]
+    ratio = q["fp32_onnx_bytes"] / q["bytes"]
+    size = (f"{ratio:.2f}x smaller than `{ONNX_FILE}`" if ratio >= 1 else f"{1 / ratio:.2f}x larger than "
+            f"`{ONNX_FILE}` (in a model this small the quantize nodes outweigh the bytes int8 weights save)")
+    lines += ["", f"`{q['file']}` is {size} ({q['method']}); its top-1 agrees with the fp32 model's on "
+              f"{q['top1_agreement']:.1%} of the check inputs (max |Δ logit| {q['max_abs_diff_vs_fp32']:.2g}). "
+              "Parameter counts do not change."]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------- export
 def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: int | None = None,
            constraint: str | Constraint | Sequence[str | Constraint] | None = None, *, data: Splits | None = None,
-           onnx: bool = True, verify: bool = False,
+           onnx: bool = True, verify: bool = False, quantize: str | None = None,
+           evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None,
            progress: Callable[[int, int, Trial], None] | None = None) -> ExportReport:
     """Export the Pareto-optimal trials of a search (a `SearchResult` or its workdir) to `out` (see module doc).
 
     `top` keeps the N best by the first objective, `constraint` ("latency_ms <= 2", or several) filters
     the front first. `data` (the spec's {split: (x, y)}) saves loading the dataset again. With
     `verify`, `nas.verify.verify(out)` runs on the written models and its report is attached.
+    `quantize="int8"` also writes each pick as `model.int8.onnx` (onnxruntime dynamic quantization of
+    `model.onnx`) and measures fp32 and int8 ONNX files together by the spec's accuracy and latency recipes;
+    the card gets a row per file with its size. `evaluate(module) -> {metric: value}` measures what the spec
+    cannot (e.g. accuracy on data it does not name): it is called on each reloaded model and, with
+    `quantize`, on each ONNX file (as a torch module running it in onnxruntime), and its values go on the card.
     `progress(done, total, trial)` is called after each model.
     """
+    _check_quantize(quantize, onnx)
     result = result_or_workdir if isinstance(result_or_workdir, SearchResult) else _load(result_or_workdir)
     if result.workdir is None:
         raise ConfigError("result_or_workdir: this SearchResult has no workdir, and exporting needs the workdir's "
@@ -231,7 +344,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        report = _export(result, spec, space, picks, extra, complete, note, data, supernet, out, stage, onnx, progress)
+        report = _export(result, spec, space, picks, extra, complete, note, data, supernet, out, stage, onnx,
+                         quantize, evaluate, progress)
         _move_in(stage, out, report)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -242,7 +356,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
 
 def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial], extra: list[Constraint],
             complete: bool, note: str, data: Splits | None, supernet: torch.nn.Module | None, out: Path, stage: Path,
-            onnx: bool, progress: Callable[[int, int, Trial], None] | None) -> ExportReport:
+            onnx: bool, quantize: str | None, evaluate: Callable[[nn.Module], Mapping[str, float]] | None,
+            progress: Callable[[int, int, Trial], None] | None) -> ExportReport:
     """Write every pick's folder and `export.json` into `stage`; their paths name their final place in `out`."""
     check_x = _check_inputs(space, picks[0].architecture, data, spec)
     from nas.hardware.latency import host_info
@@ -285,14 +400,20 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         checks["load"] = info["load"]
         if onnx:
             checks["onnx"] = _onnx(loaded, example, folder / ONNX_FILE, x)
+        if quantize:
+            checks[quantize] = _quantize_int8(folder / ONNX_FILE, example, x)
         built.append((trial, arch, folder, loaded, checks))
         if progress is not None:
             progress(i + 1, len(picks), trial)
     # all models re-measured together: latencies in interleaved rounds when the recipe asks for rounds
     measured_all = remeasure_all([(m, space, a) for _, a, _, m, _ in built], spec.metrics, data)
+    for (_, _, _, module, _), again in zip(built, measured_all):
+        again.values.update(_evaluated(evaluate, module, spec.metrics))
+    files_all = _measure_files(built, measured_all, space, spec.metrics, data, evaluate) if quantize else None
     models: list[ExportedModel] = []
-    for (trial, arch, folder, _, checks), again in zip(built, measured_all):
+    for i, ((trial, arch, folder, _, checks), again) in enumerate(zip(built, measured_all)):
         measured = again.values
+        files = files_all[i] if files_all else []
         final = out / folder.name
         card = {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(), "path": str(final),
                 "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -305,17 +426,65 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
                             "calibration": spec.calibration if supernet is not None else None},
                 "checks": checks, "files": sorted(p.name for p in folder.iterdir()) + ["card.json", "card.md"],
                 "notes": spec.notes}
+        if quantize:
+            card["quantized"] = checks[quantize]
+            card["files_measured"] = [asdict(f) for f in files]
         jsonio.write_json(folder / "card.json", card, allow_nan=True)
         jsonio.write_bytes(folder / "card.md", _card_md(card).encode())
         models.append(ExportedModel(trial.number, arch.id, final, dict(trial.metrics), measured, checks,
-                                    again.repeatability))
+                                    again.repeatability, files))
     index = {"workdir": search["workdir"], "complete": complete, "note": note, "exported": time.time(),
              "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
              "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,
-                         "searched": dict(m.searched), "measured": m.measured, "repeatability": m.repeatability}
+                         "searched": dict(m.searched), "measured": m.measured, "repeatability": m.repeatability,
+                         **({"files": [asdict(f) for f in m.files]} if m.files else {})}
                         for m in models]}
     jsonio.write_json(stage / EXPORT_INDEX, index)
     return ExportReport(out, models, complete, note, [o["name"] for o in objectives])
+
+
+def _evaluated(evaluate: Callable[[nn.Module], Mapping[str, float]] | None, module: nn.Module,
+               recipes: Mapping[str, Any]) -> dict[str, float]:
+    """The caller's `evaluate(module)`, checked: numbers only, and no metric the spec's recipes already measure."""
+    if evaluate is None:
+        return {}
+    with torch.no_grad():
+        values = evaluate(module)
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"evaluate: expected a dict {{metric: value}}, got {type(values).__name__}")
+    out = {}
+    for name, v in values.items():
+        if name in recipes:
+            raise ConfigError(f"evaluate: returned {name!r}, which the model spec's recipe metrics.{name} already "
+                              "measures; give it another name")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise ConfigError(f"evaluate: {name!r} = {v!r} is not a finite number")
+        out[str(name)] = float(v)
+    return out
+
+
+def _measure_files(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, dict[str, Any]]],
+                   measured: Sequence[Remeasured], space: Any, recipes: Mapping[str, Any], data: Splits | None,
+                   evaluate: Callable[[nn.Module], Mapping[str, float]] | None) -> list[list[ModelFile]]:
+    """Per pick, its files: fp32 torch (as re-measured), fp32 and int8 ONNX, the ONNX ones of every pick measured
+    together by the accuracy and latency recipes (counts do not change with the number format) and `evaluate`."""
+    kept = {n: r for n, r in recipes.items() if r["kind"] in ("accuracy", "latency")}
+    runs = []
+    for _, arch, folder, _, _ in built:
+        example = space.example_input(arch, 1)
+        runs += [(OnnxModule(folder / name, example.shape[1:], example.dtype), space, arch)
+                 for name in (ONNX_FILE, INT8_ONNX_FILE)]
+    again = remeasure_all(runs, kept, data)
+    out = []
+    for i, ((_, _, folder, _, _), fp32) in enumerate(zip(built, measured)):
+        rows = [ModelFile("fp32, torch", WEIGHTS, (folder / WEIGHTS).stat().st_size, dict(fp32.values),
+                          dict(fp32.repeatability))]
+        for k, label in ((2 * i, "fp32, onnxruntime"), (2 * i + 1, "int8 dynamic, onnxruntime")):
+            module = runs[k][0]
+            rows.append(ModelFile(label, module.path.name, module.path.stat().st_size,
+                                  {**again[k].values, **_evaluated(evaluate, module, recipes)}, again[k].repeatability))
+        out.append(rows)
+    return out
 
 
 def _move_in(stage: Path, out: Path, report: ExportReport) -> None:
@@ -346,12 +515,15 @@ def _load(workdir: str | Path) -> SearchResult:
 
 
 def _check_inputs(space: Any, arch: Architecture, data: Splits | None, spec: ModelSpec) -> torch.Tensor:
-    """A few held-out inputs for the output comparisons (random ones when the spec has no data)."""
+    """A few held-out inputs for the output comparisons (random ones when the spec has no data; the space's
+    example input when that is not floating point, e.g. token ids, which random normals would not be)."""
     names = [r["split"] for r in spec.metrics.values() if r["kind"] == "accuracy"]
     if data is not None and names:
         return split(data, names[0], "metrics.split")[0][:64]
-    shape = space.example_input(arch, 64).shape
-    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    example = space.example_input(arch, 64)
+    if not example.is_floating_point():
+        return example
+    return torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
 
 
 def _like(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:

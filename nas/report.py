@@ -170,14 +170,18 @@ def export_table(report: ExportReport) -> Table:
     for n in objs:
         table.add_column(f"{n}\nsearched → measured", justify="right")
     table.add_column("max |Δ| vs supernet / onnx", justify="right")
+    quantized = any(m.files for m in report.models)  # `--quantize`: fp32 torch, fp32 ONNX, quantized ONNX
+    if quantized:
+        table.add_column("quantized ONNX bytes\n(x smaller than fp32)", justify="right")
     table.add_column("folder", overflow="fold")
     for m in report.models:
         onnx = m.checks.get("onnx", {}).get("onnxruntime_max_abs_diff")
         sup = m.checks.get("supernet_max_abs_diff")
+        files = [f"{m.files[-1].bytes:,} ({m.files[1].bytes / m.files[-1].bytes:.2f}x)"] if quantized else []
         table.add_row(str(m.trial), *(f"{fmt(m.searched[n])} → {fmt(m.measured[n])}"
                                       f"{plus_minus(m.repeatability.get(n))}" for n in objs),
                       f"{'-' if sup is None else f'{sup:.1e}'} / {'-' if onnx is None else f'{onnx:.1e}'}",
-                      m.path.name)
+                      *files, m.path.name)
     return table
 
 

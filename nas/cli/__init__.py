@@ -9,7 +9,7 @@
     nas history DIR [--plot history.png] [--objectives a,b]
     nas trials DIR [--csv FILE|-] [--json FILE|-]
     nas resume DIR [--budget N] [--lower-budget]
-    nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify]
+    nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify] [--quantize int8]
     nas verify models/
     nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
     nas to-optuna DIR --out optuna-journal.log
@@ -546,13 +546,16 @@ def export_command(
         help="Export only picks satisfying e.g. 'latency_ms <= 2'; repeat for several.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Then reload and re-measure every exported model.")] = False,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also write and check model.onnx.")] = True,
+    quantize: Annotated[Optional[str], typer.Option(
+        help="Also write each model quantized: int8 (model.int8.onnx, onnxruntime dynamic quantization), "
+             "measured beside fp32 on its card.")] = None,
 ) -> None:
     """Export the Pareto-optimal models of a search: weights, ONNX, architecture JSON and model card."""
     from nas.export import export
 
     result = _load(workdir)
     console = _out()
-    report = export(result, out, top, constraint or None, onnx=onnx, verify=verify)
+    report = export(result, out, top, constraint or None, onnx=onnx, verify=verify, quantize=quantize)
     console.print(report.note, style=None if report.complete else "yellow", soft_wrap=True)  # said once
     console.print(export_table(report))
     if report.verify is not None:
