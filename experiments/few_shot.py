@@ -2,11 +2,13 @@
 candidate ops' gradients disagree rank architectures better than one supernet, or than random splits?
 
 Setting: the NAS-Bench-201 cell in a 2-stage network (`--cells` cells per stage, `--channels` channels) on
-scikit-learn's digits (900 train / 450 valid / 447 test, split seed 0, no download).
+`--dataset digits` (scikit-learn's, 1x8x8, 900 train / 450 valid / 447 test, split seed 0) or `mnist1d`
+(generated locally, 1x40, 3,500 train / 500 valid / 1,000 test, split seed 0; the 1-D cell); no download.
 
 1. Ground truth: `--archs` distinct random cells whose output is connected to the input, each trained
    stand-alone `--gt-seeds` times for `--gt-epochs` (experiments/depth_gap.py's `train_one`); the truth is
-   the mean test accuracy. Cached in experiments/results/few_shot_ground_truth.json after every training
+   the mean test accuracy (MNIST-1D: the same protocol, `train_standalone`). Cached in
+   experiments/results/few_shot_ground_truth.json (few_shot_mnist1d_ground_truth.json) after every training
    (a rerun resumes).
 2. Per seed, three supernet methods at the same total supernet-training budget (`--epochs` epochs of
    single-path steps summed over all sub-supernets), through `nas.few_shot.search_few_shot` (each writes
@@ -23,9 +25,10 @@ scikit-learn's digits (900 train / 450 valid / 447 test, split seed 0, no downlo
 
     .venv/bin/python experiments/few_shot.py              # 50 archs x 3 seeds truth, 10 supernet seeds
     .venv/bin/python experiments/few_shot.py --quick      # smoke run (8 archs, 2 seeds, tiny budgets)
+    .venv/bin/python experiments/few_shot.py --dataset mnist1d --gt-epochs 4 --jobs 1   # ~50 min on one core
 
-Writes experiments/results/few_shot.json (few_shot_quick.json with --quick) after every finished run;
-a rerun with the same settings resumes.
+Writes experiments/results/few_shot.json (few_shot_mnist1d.json with `--dataset mnist1d`; `_quick` with
+--quick) after every finished run; a rerun with the same settings resumes.
 """
 
 from __future__ import annotations
@@ -48,12 +51,33 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from depth_gap import connected, kendall, train_one  # noqa: E402
+from depth_gap import connected, kendall, train_cell, train_one  # noqa: E402
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"one-shot": ("none", 0), "random split": ("random", None), "gradient matching": ("gradient", None)}
 _DATA: dict[str, Any] = {}
+DATASETS = {"digits": ("digits split 0", (1, 8, 8)),
+            "mnist1d": ("mnist1d_splits(0): 3500 train / 500 valid / 1000 test, as (N, 1, 40)", (1, 40))}
+
+
+def load_splits(dataset: str) -> dict[str, Any]:
+    """The dataset's train / valid / test splits (split seed 0) shaped (N, *input shape), loaded once per process."""
+    from nas.datasets import digits_splits, mnist1d_splits
+
+    if dataset not in _DATA:
+        _DATA[dataset] = (digits_splits(0) if dataset == "digits"
+                          else {k: (x.unsqueeze(1), y) for k, (x, y) in mnist1d_splits(0).items()})
+    return _DATA[dataset]
+
+
+def train_standalone(task: tuple[str, dict[str, str], int, int, int, int]) -> dict[str, Any]:
+    """One stand-alone training of a cell with a seed: digits through depth_gap.train_one (its cached truth),
+    any other dataset by the same recipe (depth_gap.train_cell)."""
+    dataset, arch, cells, seed, epochs, channels = task
+    if dataset == "digits":
+        return train_one((arch, cells, seed, epochs, channels, 2))
+    return train_cell(arch, cells, seed, epochs, channels, 2, load_splits(dataset), DATASETS[dataset][1])
 
 
 def draw_archs(n: int, seed: int) -> list[dict[str, str]]:
@@ -76,17 +100,18 @@ def _key(arch: Mapping[str, str]) -> str:
 
 def ground_truth(archs: Sequence[Mapping[str, str]], args: argparse.Namespace, path: Path) -> dict[str, Any]:
     """Every (arch, seed) stand-alone training, from the cache at `path` where its settings match; the rest run."""
+    training = "depth_gap.train_one" if args.dataset == "digits" else "few_shot.train_standalone"
     settings = {"gt_epochs": args.gt_epochs, "channels": args.channels, "cells_per_stage": args.cells, "stages": 2,
-                "data": "digits split 0", "training": "depth_gap.train_one: AdamW lr 1e-2, cosine, batch 64"}
+                "data": DATASETS[args.dataset][0], "training": f"{training}: AdamW lr 1e-2, cosine, batch 64"}
     cache = json.loads(path.read_text()) if path.is_file() else {}
     if cache.get("settings") != settings:
         cache = {"settings": settings, "records": {}}
     records: dict[str, Any] = cache["records"]
-    tasks = [(dict(a), args.cells, s, args.gt_epochs, args.channels, 2) for a in archs for s in range(args.gt_seeds)
-             if f"{_key(a)}|{s}" not in records]
+    tasks = [(args.dataset, dict(a), args.cells, s, args.gt_epochs, args.channels) for a in archs
+             for s in range(args.gt_seeds) if f"{_key(a)}|{s}" not in records]
     print(f"ground truth: {len(archs)} cells x {args.gt_seeds} seeds, {len(tasks)} trainings to run", flush=True)
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-        for i, rec in enumerate(pool.map(train_one, tasks, chunksize=1), start=1):
+        for i, rec in enumerate(pool.map(train_standalone, tasks, chunksize=1), start=1):
             records[f"{_key(rec['arch'])}|{rec['seed']}"] = rec
             if i % 10 == 0 or i == len(tasks):
                 path.write_text(json.dumps(cache, indent=1) + "\n")
@@ -98,16 +123,15 @@ def run_method(task: tuple[str, int, list[dict[str, str]], dict[str, Any]]) -> d
     """One supernet method with one seed: rate every architecture (journaled in a temporary workdir)."""
     import torch
 
-    from nas.datasets import digits_splits
     from nas.few_shot import FewShotOptions, search_few_shot
     from nas.spaces.cell import NasBench201Space
 
     method, seed, archs, s = task
     torch.set_num_threads(1)
-    if "splits" not in _DATA:
-        _DATA["splits"] = digits_splits(0)
-    data = _DATA["splits"]
-    space = NasBench201Space(input_shape=(1, 8, 8), channels=s["channels"], cells_per_stage=s["cells"], stages=2)
+    dataset = s.get("dataset", "digits")
+    data = load_splits(dataset)
+    space = NasBench201Space(input_shape=DATASETS[dataset][1], channels=s["channels"], cells_per_stage=s["cells"],
+                             stages=2)
     splitter, levels = METHODS[method]
     options = FewShotOptions(splitter=splitter, levels=s["levels"] if levels is None else levels, epochs=s["epochs"],
                              gm_batches=s["gm_batches"])
@@ -134,6 +158,7 @@ def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     ap.add_argument("--archs", type=int, default=50)
     ap.add_argument("--gt-seeds", type=int, default=3)
     ap.add_argument("--gt-epochs", type=int, default=10)
@@ -150,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.archs, args.gt_seeds, args.gt_epochs, args.seeds, args.epochs = 8, 2, 2, 2, 6
-    name = "few_shot_quick" if args.quick else "few_shot"
+    name = ("few_shot" if args.dataset == "digits" else f"few_shot_{args.dataset}") + ("_quick" if args.quick else "")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out, gt_path = args.results_dir / f"{name}.json", args.results_dir / f"{name}_ground_truth.json"
     started, load0 = time.perf_counter(), os.getloadavg()
@@ -164,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"archs": len(archs), "arch_seed": args.arch_seed, "epochs": args.epochs, "levels": args.levels,
                 "gm_batches": args.gm_batches, "channels": args.channels, "cells": args.cells,
                 "ground_truth": truth_doc["settings"] | {"seeds": args.gt_seeds}}
+    if args.dataset != "digits":  # digits is the default (and the settings of its stored results)
+        settings["dataset"] = args.dataset
     doc = json.loads(out.read_text()) if out.is_file() else {}
     runs: list[dict[str, Any]] = doc.get("runs", []) if doc.get("settings") == settings else []
     done = {(r["method"], r["seed"]) for r in runs}
@@ -218,8 +245,9 @@ def report(runs: list[dict[str, Any]], settings: dict[str, Any], truth: np.ndarr
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "git_commit": git_commit(),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpu_count": os.cpu_count(), "load_average_start": load0, "load_average_end": os.getloadavg()},
-            "settings": settings, "methods": {m: {"splitter": s, "levels": settings["levels"] if lv is None else lv}
-                                              for m, (s, lv) in METHODS.items()},
+            "dataset": settings.get("dataset", "digits"), "settings": settings,
+            "methods": {m: {"splitter": s, "levels": settings["levels"] if lv is None else lv}
+                        for m, (s, lv) in METHODS.items()},
             "ground_truth": {"archs": archs, "test_acc_mean": truth.tolist(), "test_acc": gt.tolist(),
                              "valid_acc": gt_valid.tolist(),
                              "seed_vs_seed_tau": [kendall(gt[:, i], gt[:, j])[0] for i, j in pairs],
@@ -238,8 +266,8 @@ def print_tables(doc: Mapping[str, Any]) -> None:
     rep = ProtocolReport(p["label"], p["direction"], p["baseline"], p["baseline_mean"],
                          [MethodReport(**m) for m in p["methods"]], p["warnings"])
     print(f"\nKendall tau (supernet valid accuracy vs mean stand-alone test accuracy over {len(doc['ground_truth']['test_acc'][0])} "
-          f"seeds), {len(doc['ground_truth']['archs'])} architectures, {len(a['seeds'])} supernet seeds; RI is over "
-          f"random splitting\n")
+          f"seeds), {doc.get('dataset', 'digits')}, {len(doc['ground_truth']['archs'])} architectures, "
+          f"{len(a['seeds'])} supernet seeds; RI is over random splitting\n")
     print(protocol_table(rep))
     print("\n| paired difference over seeds | mean [95 % CI] | wins / ties / losses | Wilcoxon p |\n|---|---|---|---|")
     for label, kind in (("", "paired"), (" (rating: -loss)", "paired_negative_loss")):
@@ -247,7 +275,8 @@ def print_tables(doc: Mapping[str, Any]) -> None:
             print(f"| {name}{label} | {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] | "
                   f"{d['wins']} / {d['ties']} / {d['losses']} | {d['wilcoxon_p']:.3f} |")
     g = doc["ground_truth"]
-    print(f"\nnoise ceiling: stand-alone seed vs seed tau {np.mean(g['seed_vs_seed_tau']):.3f}; "
+    print(f"\nnoise ceiling: stand-alone seed vs seed tau {np.mean(g['seed_vs_seed_tau']):.3f} (truth spans "
+          f"{100 * min(g['test_acc_mean']):.1f}-{100 * max(g['test_acc_mean']):.1f} % test accuracy); "
           f"target (gm >= one-shot and >= random split, means): {'holds' if a['target_gm_ge_both'] else 'does NOT hold'}")
 
 

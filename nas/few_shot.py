@@ -346,6 +346,17 @@ class FewShotSupernets:
                                    "lineage": list(s.lineage), "steps": s.steps} for s in self.subs]}
 
 
+def _check_inputs(space: NasBench201Space, data: Splits) -> None:
+    """Every split's inputs have the space's input shape (a 1-D space takes (N, channels, length), e.g. MNIST-1D
+    unsqueezed to (N, 1, 40)) and one label per input."""
+    for split, (x, y) in data.items():
+        if tuple(x.shape[1:]) != space.net.input_shape:
+            raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
+                              f"{space.net.input_shape}")
+        if len(x) != len(y):
+            raise ConfigError(f"data[{split!r}]: {len(y)} labels for {len(x)} inputs")
+
+
 def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOptions | None = None,
                    seed: int = 0) -> FewShotSupernets:
     """Train the parent supernet, split it `options.levels` times (warm-started children), train the children.
@@ -358,6 +369,7 @@ def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOption
         raise ConfigError(f"space: few-shot splitting needs a NasBench201Space, got {type(space).__name__}")
     if "train" not in data:
         raise ConfigError("data: missing the 'train' split (give {'train': (x, y), ...})")
+    _check_inputs(space, data)
     x, y = data["train"]
     if not 2 <= options.batch_size <= len(x):
         raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {options.batch_size}")

@@ -168,6 +168,24 @@ def test_bad_settings_name_the_field(data):
         train_few_shot(tiny(), {"train": (data["train"][0][:8], data["train"][1][:8])}, FewShotOptions())
 
 
+def test_a_1d_space_trains_on_signals_shaped_like_mnist1d(one_thread):
+    """The 1-D cell (input (1, 40), MNIST-1D's shape) splits and rates like the 2-D one; inputs without the
+    channel axis are refused naming the split."""
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 1, 40), torch.randint(0, 10, (96,))
+    space = NasBench201Space(input_shape=(1, 40), channels=4, cells_per_stage=1, stages=1)
+    data = {"train": (x[:64], y[:64]), "valid": (x[64:], y[64:])}
+    options = FewShotOptions(levels=1, epochs=1, batch_size=16, gm_batches=1, calibration_size=32)
+    nets = train_few_shot(space, data, options, seed=0)
+    assert len(nets.subs) == 2 and nets.splits[0].edge in {f"edge_{i}_{j}" for i, j in NB201_EDGES}
+    rating = nets.rate(space.sample(np.random.default_rng(0)), *data["valid"])
+    assert 0.0 <= rating["supernet_accuracy"] <= 1.0 and np.isfinite(rating["supernet_loss"])
+    with pytest.raises(ConfigError, match=r"data\['train'\]: inputs shaped \(40,\)"):
+        train_few_shot(space, {"train": (x[:64, 0], y[:64])}, options)
+    with pytest.raises(ConfigError, match="labels"):
+        train_few_shot(space, {"train": (x[:64], y[:32])}, options)
+
+
 def test_the_docs_example_runs(tmp_path, monkeypatch, one_thread):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "few_shot_doc"}
@@ -177,7 +195,7 @@ def test_the_docs_example_runs(tmp_path, monkeypatch, one_thread):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the protocol warns about < 10 seeds, as it should here
-def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys):
+def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys, monkeypatch):
     """experiments/few_shot.py end to end at toy size: truth cached, every method and seed, the paired table."""
     import json
     import sys
@@ -195,3 +213,13 @@ def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys):
     assert "| gm - random split |" in capsys.readouterr().out
     cached = json.loads((tmp_path / "few_shot_ground_truth.json").read_text())
     assert len(cached["records"]) == 8
+    assert "dataset" not in doc["settings"] and doc["dataset"] == "digits"  # digits' stored results stay valid
+    # the 1-D cell on MNIST-1D, its own files; a 128-signal slice of each split keeps it fast (workers fork)
+    monkeypatch.setitem(experiment._DATA, "mnist1d", {k: (x[:128], y[:128]) for k, (x, y) in
+                                                      experiment.load_splits("mnist1d").items()})
+    argv[argv.index("--seeds") + 1] = "1"
+    assert experiment.main(argv + ["--dataset", "mnist1d"]) == 0
+    doc = json.loads((tmp_path / "few_shot_mnist1d.json").read_text())
+    assert doc["settings"]["dataset"] == "mnist1d" and len(doc["runs"]) == 3
+    assert json.loads((tmp_path / "few_shot_mnist1d_ground_truth.json").read_text())["settings"]["data"].startswith(
+        "mnist1d")
