@@ -1,7 +1,8 @@
 """`predictor-search` (issue 19) against `nsga2`, `evolution`, Optuna's NSGA-II and random search on NAS-Bench-Graph.
 
-Every table (cora, citeseer, pubmed) is searched both through the built-in graph-aware space and through
-`plain_space()` (the same decisions written as a user's plain `Space`, field by field), with the same
+Every table (cora, citeseer, pubmed) is searched through the built-in graph-aware space, through
+`plain_space()` (the same decisions written as a user's plain `Space`, field by field) and through
+`plain_space(graph=True)` (that plain space with its cell declared, `declared`), with the same
 settings everywhere (every strategy's defaults; no per-table tuning). Each search runs through `nas.search`
 (simulated clock, one worker, deduplication); an evaluation is one table lookup (the 9 all-skip
 architectures absent from the table fail and count, as in core_benchmark.py).
@@ -55,13 +56,22 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 RUNS = RESULTS / "predictor_search_runs.json"
 DATASETS = ("cora", "citeseer", "pubmed")
-SPACES = ("builtin", "plain")
+SPACES = ("builtin", "plain", "declared")
 SEEDS = tuple(range(100, 110))
 BUDGETS = {"multi": {"predictor-search": 100, "nsga2": 300, "optuna-nsga2": 100, "random": 300},
            "single": {"predictor-search": 100, "evolution": 300, "random": 300}}
 CHECKPOINTS = {"multi": (38, 75, 100), "single": (38, 75, 100)}
 TARGET_FRACTION = 0.98
 OBJECTIVES = {"multi": {"valid_acc": "max", "latency_s": "min"}, "single": {"valid_acc": "max"}}
+
+def share_declared(runs: dict[str, Any]) -> None:
+    """Give the `declared` space every non-predictor run of the `plain` space (in place): declaring the cell
+    changes only `to_graph`, which only predictors read, so the other strategies' searches are identical."""
+    for key, rec in list(runs.items()):
+        kind, sp, ds, method, seed = key.split("|")
+        if sp == "plain" and method != "predictor-search":
+            runs.setdefault("|".join((kind, "declared", ds, method, seed)), rec)
+
 
 def curve(kind: str, trials: Sequence[Mapping[str, float] | None], budget: int, facts: Mapping[str, Any]) -> list[float]:
     """After each evaluation: the HV fraction of the completed points so far (multi) or the best valid_acc."""
@@ -293,9 +303,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     runs: dict[str, Any] = json.loads(args.runs.read_text()) if args.runs.exists() else {}
     if not args.report and not args.only_extras:
+        share_declared(runs)
         tasks = [(k, sp, ds, m, s) for k in args.kinds for sp in args.spaces for ds in args.datasets
                  for m in BUDGETS[k] for s in seeds
-                 if not (m == "optuna-nsga2" and sp == "plain")  # Optuna sees one encoding: its runs are shared
+                 if not (m == "optuna-nsga2" and sp != "builtin")  # Optuna sees one encoding: its runs are shared
+                 and not (sp == "declared" and m != "predictor-search")  # only predictors read the declaration
                  and "|".join(map(str, (k, sp, ds, m, s))) not in runs]
         tasks.sort(key=lambda t: t[3] != "predictor-search")  # the long runs first
         with ProcessPoolExecutor(args.jobs) as pool:
@@ -303,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs[key] = rec
                 if key.split("|")[3] == "optuna-nsga2":  # the same study for both encodings
                     runs[key.replace("|builtin|", "|plain|")] = rec
+                share_declared(runs)
                 args.runs.write_text(json.dumps(runs))
                 print(f"  {key}: final {rec['curve'][-1]:.4f} ({rec['seconds']:.1f} s)", flush=True)
     rep = report(runs, args.datasets, args.spaces, seeds)

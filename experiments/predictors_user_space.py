@@ -3,10 +3,12 @@
 The same table seen through three spaces: (a) `builtin`, the graph-aware `NASBenchGraphSpace`; (b) `plain`, the
 space as a user writes it field by field (`Space(link=Choice(...), op1=Choice(...), ...)`), whose `to_graph` is
 one node; (c) `declared`, the same plain space with `.with_graph(CellGraph(nodes=4, node_ops=..., links="link"))`.
-On each: `default` (what `predictor-search` uses by default: the cross-validated choice between a 50-tree forest
-and `wl-gp`, made exactly as the strategy makes it), `wl-gp`, and with `--gcn` the GCN (not on `plain`, where it
-refuses). Beside them, in the same run, the baseline: scikit-learn's random forest (200 trees) on the one-hot code
-(`rf-onehot-200`; the one-hot code is the same in the three spaces).
+On each: `default` (what `predictor-search` uses by default, chosen exactly as the strategy chooses it:
+`nas.predictors.selection`'s prior from the space's structure, `wl-gp` on `builtin` and `declared`, a 50-tree
+forest on `plain`, kept unless the other one's 5-fold out-of-fold Kendall tau is ahead by more than one standard
+error; the picks are recorded), `wl-gp`, and with `--gcn` the GCN (not on `plain`, where it refuses). Beside
+them, in the same run, the baseline: scikit-learn's random forest (200 trees) on the one-hot code (`rf-onehot-200`;
+the one-hot code is the same in the three spaces).
 
 Protocol (`nas.predictors.harness.evaluate`): per seed, 1,000 held-out architectures, one per isomorphism class,
 training sets of N in {50, 100, 200} nested and drawn outside the test classes; Kendall tau, Spearman rho and
@@ -21,6 +23,13 @@ and `predictors_user_space_gcn.json`):
     .venv/bin/python experiments/predictors_user_space.py --datasets cora --seeds 3 --sizes 50 100   # a part
     .venv/bin/python experiments/predictors_user_space.py --resume              # finish what is missing
     .venv/bin/python experiments/predictors_user_space.py --merge               # only merge
+    .venv/bin/python experiments/predictors_user_space.py --ask                 # seconds per ask at 1,000 results
+
+`--ask` times `predictor-search`'s ask after 1,000 random results of the cora table, two objectives (valid_acc,
+latency_s: both predicted, so two fits per batch), on the declared and the plain space, one thread; CPU seconds of
+this process (the wall clock on a shared machine counts the other jobs too) and wall seconds, written to
+`results/predictors_user_space_ask.json`. The first ask re-chooses the predictor (as at every doubling of the
+results), then one ask in 5 refits the chosen one and takes a batch, the others hand out the queued batch.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from nas.objectives import Problem
 from nas.predictors import make_predictor
 from nas.predictors.harness import METRICS, Record, evaluate, format_table, to_json
 from nas.spaces import Architecture, CellGraph, Space
-from nas.spaces.nasbench_graph import NASBenchGraphSpace, plain_space
+from nas.spaces.nasbench_graph import PLAIN_CELL, NASBenchGraphSpace, plain_space
 from nas.strategies.predictor_search import PredictorSearch
 from nas.tabular import nas_bench_graph
 
@@ -58,16 +67,16 @@ OUT = "predictors_user_space"
 SIZES = (50, 100, 200)
 BASELINE = "rf-onehot-200"
 GCN_OPTIONS = {"members": 2}  # as in predictors_nasbench_graph.py
-# NAS-Bench-Graph's cell, declared over the plain space's fields: node i applies op{i}; `link` lists the inputs
-CELL = CellGraph(nodes=4, node_ops={i: f"op{i}" for i in range(1, 5)}, links="link")
+CELL = PLAIN_CELL  # NAS-Bench-Graph's cell, declared over the plain space's fields
 
 
 def spaces() -> dict[str, Space]:
-    return {"builtin": NASBenchGraphSpace(), "plain": plain_space(), "declared": plain_space().with_graph(CELL)}
+    return {"builtin": NASBenchGraphSpace(), "plain": plain_space(), "declared": plain_space(graph=True)}
 
 
 class DefaultPredictor:
-    """`predictor-search`'s default predictor: its own cross-validated choice (`_choose`), then that model's fit."""
+    """`predictor-search`'s default predictor: its own choice (`_choose`: the prior unless beaten out of fold by
+    more than a standard error), then that model's fit."""
 
     def __init__(self, space: Space, seed: int, choices: list[dict[str, Any]], label: str) -> None:
         self.strategy = PredictorSearch(space, Problem.make({"valid_acc": "max"}), seed)
@@ -188,6 +197,51 @@ def merge(gcn: bool, argv: Sequence[str] | None) -> Path | None:
     return path
 
 
+def ask_seconds(argv: Sequence[str] | None, results: int = 1000, asks: int = 16, dataset: str = "cora") -> Path:
+    """Seconds per ask (+ tell) of `predictor-search` (defaults) after `results` random results, per space."""
+    from nas.strategies import TrialResult
+
+    bench = nas_bench_graph(dataset)
+    out: dict[str, Any] = {}
+    for label, space in spaces().items():
+        if label == "builtin":
+            continue  # its figures equal the declared space's (same WL features)
+        strat = PredictorSearch(space, Problem.make({"valid_acc": "max", "latency_s": "min"}), 0)
+        rng = np.random.default_rng(0)
+        while len(strat.history) < results:
+            a = space.sample(rng)
+            try:
+                strat.tell(a, TrialResult(bench(a)))
+            except LookupError:
+                continue
+        times, cpu = [], []
+        for _ in range(asks):
+            t0, c0 = time.perf_counter(), time.process_time()
+            (a,) = strat.ask(1)
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            try:
+                strat.tell(a, TrialResult(bench(a)))
+            except LookupError:
+                strat.tell(a, TrialResult({}, "failed"))
+        refit = [i for i in range(1, asks) if cpu[i] > 0.01]  # the asks that refitted (the others pop the queue)
+        out[label] = {"results": results, "asks": asks, "choice": dict(strat.choice),
+                      "choose_step_s": times[0], "choose_step_cpu_s": cpu[0],
+                      "batch_steps_s": [times[i] for i in refit], "batch_steps_cpu_s": [cpu[i] for i in refit],
+                      "mean_s": float(np.mean(times)), "mean_cpu_s": float(np.mean(cpu)),
+                      "mean_after_choice_cpu_s": float(np.mean(cpu[1:]))}
+        print(f"  {label}: choice {strat.choice}; re-choosing step {cpu[0]:.2f} s CPU ({times[0]:.2f} s wall), "
+              f"refit steps {', '.join(f'{cpu[i]:.2f}' for i in refit)} s CPU "
+              f"({', '.join(f'{times[i]:.2f}' for i in refit)} s wall), mean per ask {np.mean(cpu):.2f} s CPU",
+              flush=True)
+    path = RESULTS / f"{OUT}_ask.json"
+    meta = {**provenance(argv), "dataset": dataset, "objectives": ["valid_acc", "latency_s"], "threads": 1,
+            "load_average_end": list(os.getloadavg())}
+    path.write_text(json.dumps({"meta": meta, "spaces": out}, indent=1))
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
@@ -196,11 +250,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gcn", action="store_true", help="also the GCN on the built-in and declared spaces")
     ap.add_argument("--resume", action="store_true", help="keep the seeds already in the per-dataset files")
     ap.add_argument("--merge", action="store_true", help="only merge the per-dataset files")
+    ap.add_argument("--ask", action="store_true", help="only time predictor-search's ask at 1,000 results")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(1)
+    if args.ask:
+        ask_seconds(argv)
+        return 0
     if not args.merge:
         for ds in args.datasets:
             run_dataset(ds, range(args.seeds), sorted(args.sizes), args.gcn, args.resume, argv)

@@ -66,12 +66,13 @@ _BENCH: dict[tuple[str, str], Any] = {}
 
 def _bench(ds: str, space: str = "builtin") -> tuple[Any, dict[str, Any]]:
     """The table and its facts; with `space="plain"` searches see `plain_space()` (one field per decision)
-    instead of the graph-aware built-in class, as a user who writes the space field by field would."""
+    instead of the graph-aware built-in class, as a user who writes the space field by field would;
+    `space="declared"` is that plain space with its cell declared (`plain_space(graph=True)`)."""
     if (ds, space) not in _BENCH:
         bench = cb.nas_bench_graph(ds)
-        if space == "plain":
+        if space in ("plain", "declared"):
             bench = copy.copy(bench)
-            bench.space = plain_space()
+            bench.space = plain_space(graph=space == "declared")
         _BENCH[(ds, space)] = (bench, cb.table_facts(bench))
     return _BENCH[(ds, space)]
 

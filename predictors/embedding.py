@@ -21,7 +21,7 @@ from scipy import sparse
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
-from nas.predictors.base import Predictor, RankTarget, Target
+from nas.predictors.base import Predictor, RankTarget, Target, as_architectures
 from nas.predictors.kernel_gp import KernelGP
 
 CACHE_SIZE = 100_000
@@ -125,7 +125,7 @@ class GraphSimilarityPredictor(Predictor):
 
     def embed(self, archs: Sequence[Any]) -> sparse.csr_matrix:
         """The fitted embedding of `archs` (rows of norm 1; dot products are graph similarities)."""
-        x = self.embedding.transform([self.space.validate(a) for a in archs])
+        x = self.embedding.transform(as_architectures(self.space, archs))  # validated once, not per call
         return x / np.sqrt(self.embedding.blocks)
 
     def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from nas.errors import InvalidArchitectureError
 from nas.architecture import Architecture
+from nas.spaces.cell_graph import CellGraph
 from nas.spaces.params import Choice
 from nas.spaces.space import Space, new_index
 
@@ -161,9 +162,16 @@ def relabel(inputs: Sequence[int], ops: Sequence[str]) -> dict[str, str]:
 
 
 
-def plain_space() -> Space:
+PLAIN_CELL = CellGraph(nodes=4, node_ops={i: f"op{i}" for i in range(1, 5)}, links="link")
+"""NAS-Bench-Graph's cell over `plain_space()`'s fields: node i applies `op{i}`, `link` lists the nodes' inputs."""
+
+
+def plain_space(graph: bool = False) -> Space:
     """NAS-Bench-Graph as a user writes it, field by field: one categorical choice per decision, no graph
     awareness (no canonical ids for isomorphic twins, label mutation). The benchmark's lookup accepts its
-    architectures; benchmarks use it to check that a result does not come from the built-in encoding."""
-    return Space(link=Choice(list(LINKS)), op1=Choice(list(OPS)), op2=Choice(list(OPS)), op3=Choice(list(OPS)),
-                 op4=Choice(list(OPS)))
+    architectures; benchmarks use it to check that a result does not come from the built-in encoding.
+    `graph=True` declares the cell (`PLAIN_CELL`, `Space.with_graph`), as a user would, so graph predictors can
+    read it."""
+    space = Space(link=Choice(list(LINKS)), op1=Choice(list(OPS)), op2=Choice(list(OPS)), op3=Choice(list(OPS)),
+                  op4=Choice(list(OPS)))
+    return space.with_graph(PLAIN_CELL) if graph else space

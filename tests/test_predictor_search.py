@@ -105,8 +105,9 @@ def test_auto_predictor_is_chosen_per_metric_by_cross_validation_and_kept_in_the
     import nas.strategies.predictor_search as ps
 
     # first candidate: a GP whose kernel only knows identical configurations (a one-node graph, no one-hot block), so
-    # it predicts the mean for every unseen architecture; the forest must win out of fold although listed second
-    monkeypatch.setattr(ps, "AUTO", {"wl-gp": {"iterations": 1, "onehot": False}, "rf": {"n_estimators": 20}})
+    # it predicts the mean for every unseen architecture; the forest must win out of fold although it is not the prior
+    monkeypatch.setattr(ps, "default_candidates",
+                        lambda space: {"wl-gp": {"iterations": 1, "onehot": False}, "rf": {"n_estimators": 20}})
     rng = np.random.default_rng(0)
     s = PredictorSearch(SPACE, Problem.make({"score": "max"}), 0)
     for _ in range(20):

@@ -18,14 +18,14 @@ After `n_init` uniform samples, each batch of `batch_size` true evaluations is c
    one objective this is "lowest optimistic value first", and a pick must differ from the batch's earlier
    picks in at least two decisions. Candidates predicted infeasible come after feasible ones.
 
-The predictor (`predictor="auto"`, the default) is chosen per metric by an honest rule: the out-of-fold
-Kendall tau (5 folds of the results so far) of a 50-tree random forest on the one-hot code and of `wl-gp`
-(a GP on the graph-similarity kernel, which on a plain `Space` is a kernel on the one-hot code), re-chosen
-whenever the number of results has doubled (at 10, 20, 40, ...; on a seeded subset of 200 beyond that); ties
-go to the forest. On NAS-Bench-Graph
-the forest ranks accuracy as well as the GPs and latency worse (experiments/predictor_search.py, `--predictors`);
-a GP can collapse at small N, which the cross-validation sees. Any registered predictor can be named instead,
-with `predictor_options`.
+The predictor (`predictor="auto"`, the default) is chosen per metric by `nas.predictors.selection.choose`: a
+prior from the structure the space declares (`wl-gp`, a GP on the Weisfeiler-Lehman graph kernel, where the space
+gives a real DAG: a declared `CellGraph` or a built-in graph-aware class; a 50-tree forest on the one-hot code on a
+plain space), kept unless the other candidate's out-of-fold Kendall tau (5 folds, pairs within a fold) is higher
+by more than one standard error (the one-standard-error rule; a collapsed GP loses by far). It is re-chosen
+whenever the number of results has doubled (at 10, 20, 40, ...; on a seeded subset of 200 beyond that). Figures
+behind it: experiments/predictors_user_space.py and experiments/README.md. Any registered predictor can be named
+instead, with `predictor_options`.
 
 State is plain data (results, asks, the pending batch, the predictor choice, the RNG); on load the predictors
 are refitted on the results the batch was chosen from, so a resumed search asks what the uninterrupted one
@@ -43,6 +43,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.objectives import Problem
+from nas.predictors.selection import choose, default_candidates
 from nas.pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 from nas.spaces import Architecture, Space
 from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks
@@ -51,8 +52,6 @@ logger = logging.getLogger(__name__)
 
 CheapFn = Callable[[Architecture], Mapping[str, float]]
 CACHE_SIZE = 200_000
-AUTO = {"rf": {"n_estimators": 50}, "wl-gp": {}}  # predictor="auto" picks among these by cross-validation
-CHOICE_SIZE = 200  # at most this many results (a seeded subset) cross-validate the predictor choice
 LOCAL_STARTS = 5  # results of the observed front whose whole one-step neighbourhood is scored per batch
 
 
@@ -84,7 +83,8 @@ class PredictorSearch(Strategy):
         self.model_seed = 0 if seed is None else int(seed)
         # candidates: name -> options; a ConfigError now, not mid-search, if the space lacks what a named one needs
         self._candidates: dict[str, dict[str, Any]] = {}
-        for name, options in (AUTO.items() if predictor == "auto" else [(predictor, self.predictor_options)]):
+        auto = default_candidates(space)  # the prior first (selection.py)
+        for name, options in (auto.items() if predictor == "auto" else [(predictor, self.predictor_options)]):
             try:
                 self._make_predictor(name, options)
             except ConfigError:
@@ -93,7 +93,7 @@ class PredictorSearch(Strategy):
                 continue
             self._candidates[name] = dict(options)
         if not self._candidates:
-            raise ConfigError(f"predictor-search: none of {sorted(AUTO)} can predict on {type(space).__name__}")
+            raise ConfigError(f"predictor-search: none of {sorted(auto)} can predict on {type(space).__name__}")
         self.choice: dict[str, str] = {}  # metric -> the candidate chosen by cross-validation (plain data)
         self.chosen_at = 0  # results when the choice was last made
         self.history: list[tuple[Architecture, TrialResult]] = []  # every result told (not cached), in order
@@ -177,32 +177,10 @@ class PredictorSearch(Strategy):
         return predictor
 
     def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> str:
-        """The candidate whose out-of-fold predictions (5 folds) rank `y` best by Kendall tau; ties: the first."""
-        from scipy.stats import kendalltau
-
-        if len(self._candidates) == 1:
-            return next(iter(self._candidates))
-        rng = np.random.default_rng([self.model_seed, len(y)])
-        if len(y) > CHOICE_SIZE:  # the choice needs no more: a fixed-size subset keeps it cheap at any N
-            keep = np.sort(rng.choice(len(y), CHOICE_SIZE, replace=False))
-            archs, y = [archs[i] for i in keep], y[keep]
-        folds = np.array_split(rng.permutation(len(y)), min(5, len(y)))
-        best, best_tau = "", -np.inf
-        for name in self._candidates:
-            oof = np.zeros(len(y))
-            for test in folds:
-                train = np.setdiff1d(np.arange(len(y)), test)
-                if np.ptp(y[train]) == 0:
-                    continue
-                p = self._predictor(metric, name).fit([archs[i] for i in train], y[train])
-                oof[test] = p.predict([archs[i] for i in test])[0]
-            tau = kendalltau(oof, y)[0]
-            tau = -1.0 if not np.isfinite(tau) else float(tau)
-            if tau > best_tau:
-                best, best_tau = name, tau
-        logger.debug("predictor-search: %s predicted by %s (cross-validated tau %.3f, N = %d)", metric, best,
-                     best_tau, len(y))
-        return best
+        """The candidate `selection.choose` keeps: the first (the space's prior) unless another one's out-of-fold
+        Kendall tau beats it by more than one standard error."""
+        return choose(lambda name: self._predictor(metric, name), list(self._candidates), archs, y,
+                      self.model_seed).name
 
     def _usable(self) -> list[tuple[Architecture, TrialResult]]:
         return [(a, r) for a, r in self.history if r.status != "failed"]
