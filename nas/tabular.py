@@ -1,23 +1,32 @@
 """Tabular benchmarks as evaluators: look an architecture's recorded metrics up in a table.
 
 With `SimulatedClockExecutor`, a whole search over a recorded benchmark costs seconds, which is how
-strategies are tested and benchmarked.
+strategies are tested and benchmarked. NAS-Bench-Graph records its whole space; a table of sampled
+architectures (built by an experiments/ script) is searched through `TableSpace`, its set of architectures.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import logging
 import os
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import networkx as nx
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.architecture import Architecture
+from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
 from nas.objectives import Objective
 from nas.pareto import pareto_mask
 from nas.spaces import Space
 from nas.spaces.nasbench_graph import NASBenchGraphSpace
+
+log = logging.getLogger(__name__)
 
 
 def data_dir() -> Path:
@@ -78,3 +87,163 @@ def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenc
         return (arch["link"], arch["op1"], arch["op2"], arch["op3"], arch["op4"])
 
     return TabularBenchmark(f"nas-bench-graph/{dataset}", NASBenchGraphSpace(), rows, key)
+
+
+class TableSpace(Space):
+    """The architectures of a sampled table as a space, so a search asks only for recorded architectures.
+
+    Slots and encodings are `base`'s (rl, mcts, Bayesian search and predictors see the real decisions);
+    `validate` accepts a recorded architecture only (InvalidArchitectureError naming any other); `sample` is
+    uniform over the table. Everything else lands on the nearest recorded architecture by Hamming distance
+    between `to_vector`s (ties: drawn with the caller's rng, else by a hash of both ids): `mutate` and
+    `crossover` vary in `base` and take the nearest architecture other than the parent, `neighbours` are the
+    `neighbours` nearest, and a decoded vector (`from_vector`, rl's tokens) becomes its nearest.
+    """
+
+    def __init__(self, base: Space, archs: Iterable[Mapping[str, Any]], neighbours: int = 8) -> None:
+        super().__init__(dict(base.fields))
+        if neighbours < 1:
+            raise SpaceDefinitionError(f"neighbours: expected >= 1, got {neighbours}")
+        self.base, self.k = base, neighbours
+        unique = {a.id: a for a in (base.validate(a) for a in archs)}
+        if not unique:
+            raise SpaceDefinitionError("archs: a table space needs at least one architecture")
+        self.archs = list(unique.values())
+        self._index = {a.id: i for i, a in enumerate(self.archs)}
+        self._vectors = np.stack([base.to_vector(a) for a in self.archs])
+
+    def validate(self, config: Mapping[str, Any]) -> Architecture:
+        arch = self.base.validate(config)
+        if arch.id not in self._index:
+            raise InvalidArchitectureError("", f"architecture {arch.id[:12]} {json.dumps(arch.to_dict())} is not "
+                                           f"one of the {len(self.archs)} recorded architectures of this table")
+        return arch
+
+    def size(self) -> int:
+        return len(self.archs)
+
+    def __iter__(self) -> Iterator[Architecture]:
+        return iter(self.archs)
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        return self.archs[int(rng.integers(len(self.archs)))]
+
+    def default(self) -> Architecture:
+        return self.archs[0]
+
+    def _distances(self, config: Mapping[str, Any], exclude: str | None = None) -> tuple[Architecture, np.ndarray]:
+        """`config` validated in `base`, and the Hamming distance of every recorded `to_vector` to its own
+        (`exclude`, an id, at infinity unless it is the only architecture)."""
+        query = self.base.validate(config)
+        dist = (self._vectors != self.base.to_vector(query)).sum(axis=1).astype(float)
+        if exclude is not None and len(self.archs) > 1:
+            dist[self._index[exclude]] = np.inf
+        return query, dist
+
+    def _tie_key(self, query: Architecture, i: int) -> bytes:
+        return hashlib.sha256((query.id + self.archs[i].id).encode()).digest()
+
+    def nearest(self, config: Mapping[str, Any], rng: np.random.Generator | None = None,
+                exclude: str | None = None) -> Architecture:
+        """The recorded architecture nearest to `config` (any architecture of `base`), other than `exclude`."""
+        query, dist = self._distances(config, exclude)
+        ties = np.flatnonzero(dist == dist.min())
+        if rng is not None:
+            return self.archs[int(rng.choice(ties))]
+        return self.archs[min(ties, key=lambda i: self._tie_key(query, int(i)))]
+
+    def _from_indices(self, lookup: Mapping[Any, Any], prefix: tuple[str | int, ...]) -> dict[str, Any]:
+        return self.nearest(super()._from_indices(lookup, prefix)).to_dict()
+
+    def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator,
+               guide: Sequence[Mapping[str, Any]] = ()) -> Architecture:
+        parent = self.validate(arch)
+        child = self.base.mutate(parent, rng, guide=guide) if guide else self.base.mutate(parent, rng)
+        return self.nearest(child, rng, exclude=parent.id)
+
+    def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator) -> Architecture:
+        return self.nearest(self.base.crossover(self.validate(a), self.validate(b), rng), rng)
+
+    def neighbours(self, arch: Mapping[str, Any]) -> list[Architecture]:
+        me = self.validate(arch)
+        _, dist = self._distances(me, exclude=me.id)
+        order = sorted(range(len(self.archs)), key=lambda i: (dist[i], self._tie_key(me, i)))
+        return [self.archs[i] for i in order[:self.k] if self.archs[i].id != me.id]
+
+    def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
+        return self.base.to_graph(self.validate(arch))
+
+    def from_graph(self, graph: nx.DiGraph) -> Architecture:
+        return self.validate(self.base.from_graph(graph))
+
+    def canonical_key(self, arch: Mapping[str, Any]) -> str:
+        return self.base.canonical_key(self.validate(arch))
+
+    def to_spec(self) -> dict[str, Any]:
+        ids = hashlib.sha256(",".join(sorted(self._index)).encode()).hexdigest()[:16]
+        return {"type": "TableSpace", "base": self.base.to_spec(), "size": len(self.archs), "archs_sha256": ids}
+
+
+IDENTITY_COLUMNS = ("arch_index", "arch_id", "dataset", "seed", "summary", "arch")
+
+
+def recorded_table(path: str | Path, base: Space, name: str | None = None,
+                   seed: int | None = None) -> TabularBenchmark:
+    """A table built by an experiments/ script, replayed over the `TableSpace` of its architectures.
+
+    The CSV has one row per architecture and training seed: `arch` (JSON), `seed`, and numeric metric
+    columns (every column but `IDENTITY_COLUMNS`). The replay returns the mean over the seeds (`seed=None`;
+    an architecture missing one of the table's seeds, as a cut-off build leaves it, is left out) or the
+    row of one training seed.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"path: table {file} not found")
+    with open(file, newline="") as f:
+        records = list(csv.DictReader(f))
+    if not records or "arch" not in records[0] or "seed" not in records[0]:
+        raise ConfigError(f"path: {file} has no rows with 'arch' and 'seed' columns")
+    metrics = [c for c in records[0] if c not in IDENTITY_COLUMNS]
+    seeds = sorted({int(r["seed"]) for r in records})
+    if seed is not None and seed not in seeds:
+        raise ConfigError(f"seed: {seed} is not a training seed of {file} (seeds: {seeds})")
+    by_arch: dict[str, tuple[Architecture, dict[int, dict[str, float]]]] = {}
+    for r in records:
+        arch = base.validate(json.loads(r["arch"]))
+        by_arch.setdefault(arch.id, (arch, {}))[1][int(r["seed"])] = {m: float(r[m]) for m in metrics}
+    wanted = seeds if seed is None else [seed]
+    rows = {aid: {m: float(np.mean([runs[s][m] for s in wanted])) for m in metrics}
+            for aid, (_, runs) in by_arch.items() if all(s in runs for s in wanted)}
+    if len(rows) < len(by_arch):
+        log.info("%s: %d architectures lack a training seed of %s and are left out", file, len(by_arch) - len(rows), wanted)
+    if not rows:
+        raise ConfigError(f"path: {file} has no architecture recorded with every seed of {wanted}")
+    space = TableSpace(base, [by_arch[aid][0] for aid in rows])
+
+    def key(arch: Mapping[str, object]) -> Hashable:
+        return arch.id if isinstance(arch, Architecture) else base.validate(arch).id
+
+    return TabularBenchmark(name or file.stem, space, rows, key)
+
+
+PLANETOID_SHAPES = {"cora": (1433, 7), "citeseer": (3703, 6), "pubmed": (500, 3)}  # (features, classes)
+
+
+def gnn_table_dir() -> Path:
+    """The folder of the committed GNN tables (experiments/tables/gnn_planetoid in the source tree)."""
+    return Path(__file__).resolve().parents[1] / "experiments" / "tables" / "gnn_planetoid"
+
+
+def gnn_planetoid_table(dataset: str, root: str | Path | None = None, seed: int | None = None) -> TabularBenchmark:
+    """The GNNSpace table of 'cora' or 'citeseer' (experiments/build_gnn_table.py): valid_acc, test_acc,
+    train_acc, valid_loss, best_epoch, epochs, train_seconds and params, mean over training seeds 0 and 1
+    (or one `seed`'s), searched over its `TableSpace`."""
+    from nas.spaces.gnn import GNNSpace
+
+    if dataset not in PLANETOID_SHAPES:
+        raise ConfigError(f"dataset: unknown Planetoid graph {dataset!r} (known: {', '.join(PLANETOID_SHAPES)})")
+    file = Path(root if root is not None else gnn_table_dir()) / f"{dataset}.csv"
+    if not file.exists():
+        raise ConfigError(f"GNN table {file} not found (build it with experiments/build_gnn_table.py)")
+    features, classes = PLANETOID_SHAPES[dataset]
+    return recorded_table(file, GNNSpace(features, classes), f"gnn-planetoid/{dataset}", seed)

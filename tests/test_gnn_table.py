@@ -1,0 +1,129 @@
+"""Recorded tables of sampled architectures: `TableSpace` keeps searches on the recorded architectures, the
+replay returns the recorded numbers, and the committed GNN tables (experiments/build_gnn_table.py) replay."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+import nas
+from nas.spaces import Choice, Space
+from nas.tabular import TableSpace, TabularBenchmark, gnn_planetoid_table, gnn_table_dir, recorded_table
+
+WEIGHTS = np.random.default_rng(7).random((6, 5))
+BASE = Space({f"x{i}": Choice(list(range(5)), ordered=False) for i in range(6)})  # 15,625 architectures
+RECORDED = [BASE.sample(np.random.default_rng([3, i])) for i in range(60)]
+
+
+def score(arch):
+    return {"score": float(sum(WEIGHTS[i, arch[f"x{i}"]] for i in range(6)))}
+
+
+@pytest.fixture(scope="module")
+def toy() -> TabularBenchmark:
+    space = TableSpace(BASE, RECORDED)
+    return TabularBenchmark("toy", space, {a.id: score(a) for a in space.archs}, lambda a: BASE.validate(a).id)
+
+
+def test_every_operator_of_the_table_space_returns_a_recorded_architecture(toy):
+    space, ids = toy.space, {a.id for a in RECORDED}
+    rng = np.random.default_rng(0)
+    assert space.size() == len(ids) == len(list(space))
+    for _ in range(50):
+        a, b = space.sample(rng), space.sample(rng)
+        child = space.mutate(a, rng)
+        guided = space.mutate(a, rng, guide=[b])
+        assert {a.id, b.id, child.id, guided.id, space.crossover(a, b, rng).id} <= ids
+        assert child.id != a.id and guided.id != a.id
+        anywhere = BASE.sample(rng)
+        assert space.from_vector(BASE.to_vector(anywhere)).id in ids
+        assert space.from_onehot(BASE.to_onehot(anywhere)).id in ids
+    nbs = space.neighbours(RECORDED[0])
+    assert len(nbs) == space.k and RECORDED[0].id not in {n.id for n in nbs} and {n.id for n in nbs} <= ids
+
+
+def test_nearest_is_the_recorded_architecture_of_fewest_differing_decisions(toy):
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        query = BASE.sample(rng)
+        dist = [int((BASE.to_vector(a) != BASE.to_vector(query)).sum()) for a in RECORDED]
+        assert int((BASE.to_vector(toy.space.nearest(query)) != BASE.to_vector(query)).sum()) == min(dist)
+    assert toy.space.nearest(RECORDED[5]).id == RECORDED[5].id
+    neighbour_dist = [int((BASE.to_vector(n) != BASE.to_vector(RECORDED[0])).sum()) for n in toy.space.neighbours(RECORDED[0])]
+    assert neighbour_dist == sorted(neighbour_dist)
+
+
+def test_an_architecture_outside_the_table_is_named_in_the_error(toy):
+    outside = next(a for a in BASE if a.id not in {r.id for r in RECORDED})
+    with pytest.raises(nas.InvalidArchitectureError, match=outside.id[:12]):
+        toy.space.validate(outside)
+    with pytest.raises(LookupError, match="not in the toy table"):
+        toy(outside)
+    assert not toy.space.contains(outside) and toy.space.contains(RECORDED[0].to_dict())
+
+
+@pytest.mark.parametrize("strategy", ["random", "rl", "evolution", "local", "bayesian"])
+def test_a_search_over_the_table_asks_only_for_recorded_architectures(toy, strategy, one_thread):
+    result = nas.search(toy.space, toy, {"score": "max"}, strategy=strategy, budget=25, seed=0,
+                        executor=nas.SimulatedClockExecutor())
+    assert len(result.completed) >= 20 and not [t for t in result.trials if t.status == "failed"]
+    assert {t.arch_id for t in result.trials} <= {a.id for a in RECORDED}
+
+
+def test_a_cut_off_table_keeps_architectures_recorded_with_every_seed(tmp_path):
+    path = tmp_path / "t.csv"
+    rows = [(RECORDED[0], 0, 0.5), (RECORDED[0], 1, 0.7), (RECORDED[1], 0, 0.9), (RECORDED[1], 1, 0.8),
+            (RECORDED[2], 0, 0.99)]  # RECORDED[2] lacks seed 1: a build cut off mid-architecture
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["arch_id", "seed", "valid_acc", "arch"])
+        w.writeheader()
+        for a, s, v in rows:
+            w.writerow({"arch_id": a.id, "seed": s, "valid_acc": v, "arch": json.dumps(a.to_dict())})
+    mean = recorded_table(path, BASE)
+    assert len(mean) == mean.space.size() == 2
+    assert mean(RECORDED[0])["valid_acc"] == pytest.approx(0.6) and mean(RECORDED[1]) == {"valid_acc": pytest.approx(0.85)}
+    with pytest.raises(LookupError):
+        mean(RECORDED[2])
+    first = recorded_table(path, BASE, seed=0)
+    assert len(first) == 3 and first(RECORDED[2])["valid_acc"] == pytest.approx(0.99)
+    with pytest.raises(nas.ConfigError, match="seed: 5"):
+        recorded_table(path, BASE, seed=5)
+
+
+# ------------------------------------------------------------------------------------- committed GNN tables
+def csv_rows(dataset: str) -> dict[str, dict[int, dict[str, float]]]:
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    with open(gnn_table_dir() / f"{dataset}.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            out.setdefault(r["arch_id"], {})[int(r["seed"])] = {"valid_acc": float(r["valid_acc"]),
+                                                                 "test_acc": float(r["test_acc"])}
+    return out
+
+
+@pytest.mark.parametrize("dataset", ["cora", "citeseer"])
+def test_the_committed_table_replays_its_recorded_numbers(dataset):
+    bench, recorded = gnn_planetoid_table(dataset), csv_rows(dataset)
+    complete = {aid: runs for aid, runs in recorded.items() if set(runs) == {0, 1}}
+    assert len(bench) == len(complete) >= 15
+    for arch in bench.space:
+        runs, got = complete[arch.id], bench(arch)
+        for m in ("valid_acc", "test_acc"):
+            assert got[m] == pytest.approx(statistics.fmean(runs[s][m] for s in (0, 1)))
+    seed1 = gnn_planetoid_table(dataset, seed=1)
+    arch = bench.space.archs[0]
+    assert seed1(arch)["test_acc"] == pytest.approx(complete[arch.id][1]["test_acc"])
+    gcn = {"layers": 1, "hidden_layers": [{"op": "gcn", "hidden": 16, "activation": "relu", "residual": False}],
+           "output": {"op": "gcn"}}
+    assert bench(gcn)["test_acc"] > 0.69  # the reference row: Kipf & Welling's GCN, same recipe
+
+
+@pytest.mark.parametrize("strategy", ["random", "rl", "evolution"])
+def test_a_search_with_enough_budget_finds_the_table_best(strategy, one_thread):
+    bench = gnn_planetoid_table("cora")
+    result = nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=strategy, budget=len(bench), seed=0,
+                        executor=nas.SimulatedClockExecutor(duration="train_seconds"))
+    assert result.best("valid_acc").metrics["valid_acc"] == bench.optimum("valid_acc")
