@@ -34,6 +34,7 @@ from nas.spaces.space import Repeat
 
 MIXERS = ("attention", "fourier", "linear", "conv")
 ATTENTIONS = ("softmax", "relu", "linear")  # how attention weights are formed from the scores (MPCViT)
+POOLINGS = ("mean", "mean_max")  # how the classifier head pools the tokens (TransformerClassifier)
 PAD = 0  # token id of padding; the mask of real tokens is `tokens != PAD`
 
 
@@ -48,7 +49,7 @@ def _check_config(cfg: Any) -> None:
                 raise ConfigError(f"{f.name}: give at least one option")
         else:
             values = [v]
-        if f.name in ("dropout", "ops", "attentions"):
+        if f.name in ("dropout", "ops", "attentions", "pooling"):
             continue
         if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in values):
             raise ConfigError(f"{f.name}: expected positive ints, got {v!r}")
@@ -167,28 +168,45 @@ class EncoderLayer(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
-    """Token + position embeddings -> encoder layers -> LN -> masked mean pool -> linear classifier."""
+    """Token + position embeddings -> encoder layers -> LN -> masked pool over tokens -> linear classifier.
+
+    `pooling` is one of `POOLINGS`: "mean" (the default) or "mean_max" (the masked mean and the masked max
+    concatenated, so the head sees 2 x out_dim features; max pooling is what Kim's CNN uses on short text).
+    """
 
     def __init__(self, vocab_size: int, max_len: int, num_classes: int, layers: Sequence[EncoderLayer],
-                 embed_dim: int, out_dim: int, dropout: float) -> None:
+                 embed_dim: int, out_dim: int, dropout: float, pooling: str = "mean") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"pooling: unknown pooling {pooling!r} (known: {', '.join(POOLINGS)})")
+        self.pooling = pooling
         self.tokens = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.positions = nn.Embedding(max_len, embed_dim)
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(layers)
-        self.norm, self.head = nn.LayerNorm(out_dim), nn.Linear(out_dim, num_classes)
+        pooled = 2 * out_dim if pooling == "mean_max" else out_dim
+        self.norm, self.head = nn.LayerNorm(out_dim), nn.Linear(pooled, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         mask = tokens != PAD
         x = self.drop(self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device)))
         for layer in self.layers:
             x = layer(x, mask)
-        return self.head(_pool(self.norm(x), mask))
+        x = self.norm(x)
+        if self.pooling == "mean_max":
+            return self.head(torch.cat([_pool(x, mask), _max_pool(x, mask)], dim=-1))
+        return self.head(_pool(x, mask))
 
 
 def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask[..., None].to(x.dtype)
     return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def _max_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked max over real tokens (an all-padding row gives zeros instead of -inf)."""
+    out = x.masked_fill(~mask[..., None], float("-inf")).amax(1)
+    return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
 
 
 def _example_tokens(vocab_size: int, max_len: int, batch_size: int) -> torch.Tensor:
@@ -216,9 +234,12 @@ class FlexiBertConfig:
     ffn_dims: tuple[int, ...] = (128, 256)
     dropout: float = 0.1
     attentions: tuple[str, ...] = ("softmax",)
+    pooling: str = "mean"
 
     def __post_init__(self) -> None:
         _check_config(self)
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling: unknown pooling {self.pooling!r} (known: {', '.join(POOLINGS)})")
         unknown = [o for o in self.ops if o not in MIXERS]
         if unknown:
             raise ConfigError(f"ops: unknown token mixer {unknown[0]!r} (known: {', '.join(MIXERS)})")
@@ -269,7 +290,7 @@ class FlexiBertSpace(ModelSpace):
                                        cfg.dropout))
             width = layer["hidden"]
         return TransformerClassifier(cfg.vocab_size, cfg.max_len, cfg.num_classes, layers,
-                                     a["layers"][0]["hidden"], width, cfg.dropout)
+                                     a["layers"][0]["hidden"], width, cfg.dropout, cfg.pooling)
 
     def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> torch.Tensor:
         return _example_tokens(self.config.vocab_size, self.config.max_len, batch_size)

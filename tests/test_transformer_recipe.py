@@ -1,0 +1,132 @@
+"""The text recipe (experiments/transformer_mr.py `TextRecipe`), the mean+max pooling option of FlexiBERT
+encoders, and the baselines of experiments/transformer_recipe.py, on small synthetic text."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.datasets import TextSplits
+from nas.errors import ConfigError
+from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace, TransformerClassifier, _max_pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from transformer_mr import TextRecipe, recipe_splits, train_recipe  # noqa: E402
+from transformer_recipe import ARCHS, BASE, KimCNN, tfidf_lr  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ARCH = {"depth": 1, "layers": [{"op": "attention", "hidden": 16, "heads": 2, "ffn_depth": 1, "ffn": [{"dim": 16}]}]}
+TINY = FlexiBertConfig(vocab_size=30, max_len=8, depths=(1,), hidden=(16,), heads=(2,), ffn_depths=(1,), ffn_dims=(16,),
+                       dropout=0.0)
+
+
+def synthetic(n: int = 400, seed: int = 0) -> TextSplits:
+    """Sentences of random filler words (ids 4..29, lengths 3..8); label 1 iff word 2 ("good") occurs, else word 3
+    ("bad") does."""
+    g = torch.Generator().manual_seed(seed)
+    vocab = ("<pad>", "<unk>", "good", "bad", *(f"w{i}" for i in range(4, 30)))
+
+    def make(m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randint(4, 29, (m, 10), generator=g)
+        lengths = torch.randint(3, 9, (m, 1), generator=g)
+        y = torch.randint(0, 2, (m,), generator=g)
+        x[torch.arange(m), torch.randint(0, 3, (m,), generator=g)] = torch.where(y == 1, 2, 3)
+        return x.masked_fill(torch.arange(10)[None, :] >= lengths, 0), y
+
+    tx, ty = make(n)
+    sx, sy = make(n // 4)
+    return TextSplits(tx, ty, sx, sy, vocab)
+
+
+def test_pooling_default_is_mean_and_unknown_pooling_is_named():
+    assert FlexiBertConfig().pooling == "mean"
+    model = FlexiBertSpace(TINY).build(ARCH)
+    assert model.pooling == "mean" and model.head.in_features == 16
+    with pytest.raises(ConfigError, match="pooling"):
+        FlexiBertConfig(pooling="cls")
+
+
+def test_mean_max_pooling_doubles_the_head_and_ignores_padding():
+    space = FlexiBertSpace(replace(TINY, pooling="mean_max"))
+    model = space.build(ARCH).eval()
+    assert isinstance(model, TransformerClassifier) and model.head.in_features == 32
+    tokens = torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0]])
+    x = torch.randn(1, 8, 16)
+    mask = tokens != 0
+    # the max part is over real tokens only: huge values at padded positions do not leak into it
+    x[0, 3:] = 1e6
+    assert torch.equal(_max_pool(x, mask), x[0, :3].amax(0, keepdim=True))
+    assert torch.equal(_max_pool(x, torch.zeros_like(mask)), torch.zeros(1, 16))
+    logits = model(tokens)
+    assert logits.shape == (1, 2) and torch.isfinite(logits).all()
+
+
+def test_recipe_splits_builds_the_vocabulary_from_the_training_part_only():
+    data = synthetic()
+    s = recipe_splits(TextRecipe(min_count=2, max_len=10), data, valid_fraction=0.25, seed=0)
+    assert len(s.valid_y) == 100 and len(s.train_y) == 300 and len(s.test_y) == len(data.test_y)
+    assert s.vocab[:2] == ("<pad>", "<unk>")
+    # every kept word is seen >= 2 times in the training part (so none comes from valid or test only)
+    counts = torch.bincount(s.train_x.flatten(), minlength=len(s.vocab))
+    assert bool((counts[2:] >= 2).all())
+    short = recipe_splits(TextRecipe(min_count=1, max_len=6), data, valid_fraction=0.25, seed=0)
+    assert short.train_x.shape[1] == short.valid_x.shape[1] == short.test_x.shape[1] == 6
+    capped = recipe_splits(TextRecipe(min_count=1, vocab_size=6, max_len=6), data, valid_fraction=0.25, seed=0)
+    assert len(capped.vocab) == 6 and int(capped.train_x.max()) == 5
+    assert set(capped.vocab[2:4]) == {"good", "bad"}  # the most frequent words come first
+
+
+def test_train_recipe_learns_and_keeps_the_best_epoch():
+    data = recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(), valid_fraction=0.25, seed=0)
+    recipe = TextRecipe(min_count=1, max_len=8, dropout=0.0, word_dropout=0.05, max_epochs=8, patience=3, batch_size=32,
+                        lr=5e-3)
+    space = FlexiBertSpace(recipe.config(TINY, len(data.vocab)))
+    model = space.build(ARCH)
+    out = train_recipe(model, data, recipe, seed=0)
+    assert out["valid_accuracy"] == max(out["valid_curve"]) > 0.9
+    assert out["test_accuracy"] > 0.9
+    model.eval()
+    with torch.no_grad():
+        again = float((model(data.valid_x).argmax(1) == data.valid_y).float().mean())
+    assert again == pytest.approx(out["valid_accuracy"])  # the best epoch's weights were restored
+    assert out["epochs"] <= 8 and 1 <= out["best_epoch"] <= out["epochs"]
+
+
+def test_baselines_learn_the_keyword_task():
+    data = recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(), valid_fraction=0.25, seed=0)
+    lr = tfidf_lr(data)
+    assert lr["test_accuracy"] > 0.95 and lr["C"] > 0
+    cnn = KimCNN(len(data.vocab), embed=16, maps=8)
+    out = train_recipe(cnn, data, TextRecipe(min_count=1, max_len=8, max_epochs=6, lr=5e-3, batch_size=32), seed=0)
+    assert out["test_accuracy"] > 0.9
+
+
+def test_experiment_architectures_fit_the_space():
+    space = FlexiBertSpace(TextRecipe().config(BASE, 100))
+    ops = {name: {layer["op"] for layer in space.validate(a)["layers"]} for name, a in ARCHS.items()}
+    assert ops["attention"] == {"attention"} and ops["conv"] == {"conv"} and len(ops["conv+attention"]) == 2
+    assert space.config.pooling == "mean_max" and space.config.max_len == 40
+
+
+def test_quick_experiment_writes_every_row(tmp_path):
+    from nas.tabular import data_dir
+
+    if not (data_dir() / "movie-review-polarity").is_dir():
+        pytest.skip("Movie Review data not in the shared data folder")
+    import json
+
+    import transformer_recipe
+
+    out = tmp_path / "quick.json"
+    assert transformer_recipe.main(["--quick", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    rows = {r["row"]: r for r in doc["rows"]}
+    assert set(rows) == {"tfidf_lr", "cnn", "current/conv+attention", "recipe/conv+attention"}
+    assert rows["tfidf_lr"]["test_mean"] > 0.55  # 630 training sentences already carry signal for TF-IDF
+    assert (tmp_path / "transformer_recipe_quick_cache.jsonl").exists()  # resumable: a rerun reads the finished trainings back
+    assert transformer_recipe.main(["--quick", "--out", str(out)]) == 0
+    assert len((tmp_path / "transformer_recipe_quick_cache.jsonl").read_text().splitlines()) == 4
