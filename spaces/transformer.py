@@ -177,9 +177,7 @@ class TransformerClassifier(nn.Module):
     def __init__(self, vocab_size: int, max_len: int, num_classes: int, layers: Sequence[EncoderLayer],
                  embed_dim: int, out_dim: int, dropout: float, pooling: str = "mean") -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ConfigError(f"pooling: unknown pooling {pooling!r} (known: {', '.join(POOLINGS)})")
-        self.pooling = pooling
+        self.pooling = _check_pooling(pooling)
         self.tokens = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD)
         self.positions = nn.Embedding(max_len, embed_dim)
         self.drop = nn.Dropout(dropout)
@@ -196,6 +194,13 @@ class TransformerClassifier(nn.Module):
         if self.pooling == "mean_max":
             return self.head(torch.cat([_pool(x, mask), _max_pool(x, mask)], dim=-1))
         return self.head(_pool(x, mask))
+
+
+def _check_pooling(pooling: str) -> str:
+    """`pooling` if it is one of `POOLINGS`; a ConfigError naming the field otherwise."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling: unknown pooling {pooling!r} (known: {', '.join(POOLINGS)})")
+    return pooling
 
 
 def _pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -238,8 +243,7 @@ class FlexiBertConfig:
 
     def __post_init__(self) -> None:
         _check_config(self)
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling: unknown pooling {self.pooling!r} (known: {', '.join(POOLINGS)})")
+        _check_pooling(self.pooling)
         unknown = [o for o in self.ops if o not in MIXERS]
         if unknown:
             raise ConfigError(f"ops: unknown token mixer {unknown[0]!r} (known: {', '.join(MIXERS)})")
