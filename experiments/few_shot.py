@@ -134,7 +134,8 @@ def run_method(task: tuple[str, int, list[dict[str, str]], dict[str, Any]]) -> d
                              stages=2)
     splitter, levels = METHODS[method]
     options = FewShotOptions(splitter=splitter, levels=s["levels"] if levels is None else levels, epochs=s["epochs"],
-                             gm_batches=s["gm_batches"])
+                             gm_batches=s["gm_batches"],
+                             parent_fraction=None if levels == 0 else s.get("parent_fraction"))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = search_few_shot(space, data, archs, options, seed=seed, workdir=Path(tmp) / "run")
@@ -142,7 +143,9 @@ def run_method(task: tuple[str, int, list[dict[str, str]], dict[str, Any]]) -> d
     by = {t.arch_id: t for t in result.trials}
     ratings = [by[space.validate(a).id].metrics["supernet_accuracy"] for a in archs]
     losses = [by[space.validate(a).id].metrics["supernet_loss"] for a in archs]
-    return {"method": method, "seed": seed, "ratings": ratings, "losses": losses, "steps": splits["steps"],
+    owners = [int(by[space.validate(a).id].extra["sub_supernet"]) for a in archs]
+    return {"method": method, "seed": seed, "ratings": ratings, "losses": losses, "owners": owners,
+            "steps": splits["steps"],
             "splits": splits["splits"], "sub_supernets": [(x["size"], x["steps"]) for x in splits["sub_supernets"]],
             "seconds": round(time.perf_counter() - t0, 1), "train_seconds": splits["seconds"]}
 
@@ -166,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=48, help="total supernet epochs, all sub-supernets together")
     ap.add_argument("--levels", type=int, default=2, help="split rounds (<= 2 edges per sub-supernet)")
     ap.add_argument("--gm-batches", type=int, default=4)
+    ap.add_argument("--parent-fraction", type=float, default=None,
+                    help="share of the budget before the first split (default: levels + 1 equal phases)")
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--cells", type=int, default=1, help="cells per stage (2 stages)")
     ap.add_argument("--jobs", type=int, default=2)
@@ -176,8 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.archs, args.gt_seeds, args.gt_epochs, args.seeds, args.epochs = 8, 2, 2, 2, 6
     name = ("few_shot" if args.dataset == "digits" else f"few_shot_{args.dataset}") + ("_quick" if args.quick else "")
+    late = "" if args.parent_fraction is None else f"_parent{round(100 * args.parent_fraction)}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    out, gt_path = args.results_dir / f"{name}.json", args.results_dir / f"{name}_ground_truth.json"
+    out, gt_path = args.results_dir / f"{name}{late}.json", args.results_dir / f"{name}_ground_truth.json"
     started, load0 = time.perf_counter(), os.getloadavg()
     archs = draw_archs(args.archs, args.arch_seed)
     truth_doc = ground_truth(archs, args, gt_path)
@@ -191,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "ground_truth": truth_doc["settings"] | {"seeds": args.gt_seeds}}
     if args.dataset != "digits":  # digits is the default (and the settings of its stored results)
         settings["dataset"] = args.dataset
+    if args.parent_fraction is not None:  # likewise: equal phases are the default
+        settings["parent_fraction"] = args.parent_fraction
     doc = json.loads(out.read_text()) if out.is_file() else {}
     runs: list[dict[str, Any]] = doc.get("runs", []) if doc.get("settings") == settings else []
     done = {(r["method"], r["seed"]) for r in runs}
@@ -215,6 +223,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def owners_of(run: Mapping[str, Any], archs: Sequence[Mapping[str, str]]) -> list[int]:
+    """The sub-supernet rating each architecture: recorded, or rebuilt from the run's splits (children are
+    numbered in the order `train_few_shot` creates them: by parent, then by group)."""
+    if "owners" in run:
+        return list(run["owners"])
+    subs: list[dict[str, set[str]]] = [{}]
+    for level in sorted({sp["level"] for sp in run["splits"]}):
+        children = []
+        for k, sub in enumerate(subs):
+            made = [sp for sp in run["splits"] if sp["level"] == level and sp["parent"] == k]
+            children += [{**sub, made[0]["edge"]: set(g)} for g in made[0]["groups"]] if made else [sub]
+        subs = children
+    return [next(k for k, sub in enumerate(subs) if all(a[e] in ops for e, ops in sub.items())) for a in archs]
+
+
+def concordance_by_pairs(by: Mapping[tuple[str, int], Mapping[str, Any]], method: str, seeds: Sequence[int],
+                         archs: Sequence[Mapping[str, str]], truth: np.ndarray) -> dict[str, Any]:
+    """Where splitting loses or gains: the mean pair concordance (sign agreement with the truth, tau-a) over
+    pairs rated by one sub-supernet ("within") and by two ("across"), for the split method and for the same
+    seed's one-shot supernet on the same pairs. Means over seeds."""
+    out: dict[str, list[float]] = {"within": [], "within_one_shot": [], "across": [], "across_one_shot": []}
+    for seed in seeds:
+        owner = owners_of(by[(method, seed)], archs)
+        for name, same in (("within", True), ("across", False)):
+            pairs = [(i, j) for i in range(len(archs)) for j in range(i + 1, len(archs))
+                     if (owner[i] == owner[j]) == same and truth[i] != truth[j]]
+            for key, ratings in ((name, by[(method, seed)]["ratings"]),
+                                 (f"{name}_one_shot", by[("one-shot", seed)]["ratings"])):
+                out[key].append(float(np.mean([np.sign(ratings[i] - ratings[j]) * np.sign(truth[i] - truth[j])
+                                               for i, j in pairs])) if pairs else float("nan"))
+    return {k: float(np.nanmean(v)) for k, v in out.items()} | {"per_seed": out}
+
+
 def report(runs: list[dict[str, Any]], settings: dict[str, Any], truth: np.ndarray, gt: np.ndarray,
            gt_valid: np.ndarray, archs: list[dict[str, str]], args: argparse.Namespace, started: float,
            load0: tuple[float, ...], argv: Sequence[str] | None, final: bool = True) -> dict[str, Any]:
@@ -237,6 +278,8 @@ def report(runs: list[dict[str, Any]], settings: dict[str, Any], truth: np.ndarr
                      "paired_negative_loss": {
                          "gm - one-shot": paired(taus_loss["gradient matching"], taus_loss["one-shot"]),
                          "gm - random split": paired(taus_loss["gradient matching"], taus_loss["random split"])}}
+        analysis["pair_concordance"] = {m: concordance_by_pairs(by, m, seeds, archs, truth)
+                                        for m in ("random split", "gradient matching")}
         analysis["target_gm_ge_both"] = bool(np.mean(gm) >= np.mean(taus["one-shot"])
                                              and np.mean(gm) >= np.mean(taus["random split"]))
     pairs = [(i, j) for i in range(gt.shape[1]) for j in range(i + 1, gt.shape[1])]
@@ -274,6 +317,12 @@ def print_tables(doc: Mapping[str, Any]) -> None:
         for name, d in a[kind].items():
             print(f"| {name}{label} | {d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] | "
                   f"{d['wins']} / {d['ties']} / {d['losses']} | {d['wilcoxon_p']:.3f} |")
+    if "pair_concordance" in a:
+        print("\n| pair concordance (tau-a), mean over seeds | split method | one-shot, same pairs |\n|---|---|---|")
+        for m, c in a["pair_concordance"].items():
+            for where in ("within", "across"):
+                pairs = "rated by one sub-supernet" if where == "within" else "rated by two sub-supernets"
+                print(f"| {m}: pairs {pairs} | {c[where]:+.3f} | {c[where + '_one_shot']:+.3f} |")
     g = doc["ground_truth"]
     print(f"\nnoise ceiling: stand-alone seed vs seed tau {np.mean(g['seed_vs_seed_tau']):.3f} (truth spans "
           f"{100 * min(g['test_acc_mean']):.1f}-{100 * max(g['test_acc_mean']):.1f} % test accuracy); "

@@ -11,9 +11,10 @@ balanced partition has the lowest mean cross-group similarity, `levels` times (s
 
 Training is uniform single-path sampling (one op per edge per step, as SPOS) within each sub-supernet's
 subspace; the total number of supernet steps is the same for every `splitter` ("none" is one-shot): the
-budget is cut into `levels + 1` equal phases, and a phase's steps are shared evenly by the sub-supernets
-alive in it. An architecture is rated by the one sub-supernet whose subspace contains it (batch norm
-recalibrated for its path). `search_few_shot` journals the ratings as trials (`nas.load`, `nas status`).
+budget is cut into `levels + 1` equal phases (or `parent_fraction` of it before the first split and the rest
+in `levels` equal phases), and a phase's steps are shared evenly by the sub-supernets alive in it. An
+architecture is rated by the one sub-supernet whose subspace contains it (batch norm recalibrated for its
+path). `search_few_shot` journals the ratings as trials (`nas.load`, `nas status`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class FewShotOptions:
     gm_batches: int = 4  # batches whose gradients are summed per op before the cosine similarity
     balanced: bool = True  # partitions of k ops into k//2 and k - k//2 (else any two non-empty groups)
     calibration_size: int = 900  # training samples that recalibrate batch norm before rating an architecture
+    parent_fraction: float | None = None  # share of the steps before the first split (None: levels + 1 equal phases)
 
     def __post_init__(self) -> None:
         if self.splitter not in SPLITTERS:
@@ -79,6 +81,8 @@ class FewShotOptions:
                 raise ConfigError(f"{name}: expected a positive int, got {v!r}")
         if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 0 <= self.levels <= 4:
             raise ConfigError(f"levels: expected an int in 0..4, got {self.levels!r}")
+        if self.parent_fraction is not None and not 0 < self.parent_fraction < 1:
+            raise ConfigError(f"parent_fraction: expected a number in (0, 1) or None, got {self.parent_fraction!r}")
         if self.splitter == "none" and self.levels:
             raise ConfigError("levels: the one-shot splitter 'none' takes levels=0")
         for name in ("lr", "lr_min", "grad_clip"):
@@ -281,9 +285,15 @@ def choose_split(sub: SubSupernet, x: torch.Tensor, y: torch.Tensor, options: Fe
 
 
 # ---------------------------------------------------------------------------------------- training
-def phase_steps(total: int, levels: int) -> list[list[int]]:
-    """Steps per sub-supernet in each phase: `levels + 1` equal phases, phase p shared by 2**p sub-supernets."""
-    phases = [total // (levels + 1) + (1 if p < total % (levels + 1) else 0) for p in range(levels + 1)]
+def phase_steps(total: int, levels: int, parent_fraction: float | None = None) -> list[list[int]]:
+    """Steps per sub-supernet in each phase, phase p shared by 2**p sub-supernets: `levels + 1` equal phases, or
+    `parent_fraction` of the steps for the parent and the rest in `levels` equal phases (a late split)."""
+    if parent_fraction is None or levels == 0:
+        phases = [total // (levels + 1) + (1 if p < total % (levels + 1) else 0) for p in range(levels + 1)]
+    else:
+        first = int(round(parent_fraction * total))
+        rest = total - first
+        phases = [first] + [rest // levels + (1 if p < rest % levels else 0) for p in range(levels)]
     return [[b // 2 ** p + (1 if k < b % 2 ** p else 0) for k in range(2 ** p)] for p, b in enumerate(phases)]
 
 
@@ -380,7 +390,7 @@ def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOption
     settings = {"lr": options.lr, "momentum": options.momentum, "weight_decay": options.weight_decay}
     subs = [SubSupernet(Subspace.full(space), net, _optimizer(net, settings), np.random.default_rng([seed, 0, 0]))]
     total = options.epochs * (len(x) // options.batch_size)
-    plan = phase_steps(total, options.levels)
+    plan = phase_steps(total, options.levels, options.parent_fraction)
     lineage_steps = sum(sum(p) / len(p) for p in plan)
     splits: list[Split] = []
     for level, steps in enumerate(plan):

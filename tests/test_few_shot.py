@@ -124,8 +124,11 @@ def test_every_architecture_maps_to_exactly_one_sub_supernet(data, splitter, one
 def test_every_splitter_trains_the_same_number_of_steps(data, one_thread):
     assert [sum(p) for p in phase_steps(100, 2)] == [34, 33, 33] and phase_steps(100, 2)[2] == [9, 8, 8, 8]
     assert phase_steps(7, 0) == [[7]]
-    for total, levels in itertools.product((1, 13, 56, 1000), (0, 1, 2, 3)):
-        assert sum(map(sum, phase_steps(total, levels))) == total
+    assert [sum(p) for p in phase_steps(100, 2, parent_fraction=0.75)] == [75, 13, 12]  # a late split
+    for total, levels, late in itertools.product((1, 13, 56, 1000), (0, 1, 2, 3), (None, 0.5, 0.9)):
+        assert sum(map(sum, phase_steps(total, levels, late))) == total
+    with pytest.raises(ConfigError, match="parent_fraction"):
+        FewShotOptions(parent_fraction=1.0)
     space, steps = tiny(), {}
     for splitter, levels in (("none", 0), ("random", 1), ("gradient", 1)):
         nets = train_few_shot(space, data, FewShotOptions(splitter=splitter, levels=levels, epochs=2, batch_size=32,
@@ -210,7 +213,12 @@ def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys, monkeypatch):
     assert len(doc["runs"]) == 6 and doc["analysis"]["seeds"] == [0, 1]
     assert len({r["steps"] for r in doc["runs"]}) == 1  # one budget for every method
     assert set(doc["analysis"]["paired"]) == {"gm - one-shot", "gm - random split"}
-    assert "| gm - random split |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| gm - random split |" in out and "pairs rated by one sub-supernet" in out
+    archs = doc["ground_truth"]["archs"]
+    for run in doc["runs"]:  # the recorded owners agree with the ones rebuilt from the splits (older results)
+        rebuilt = experiment.owners_of({k: v for k, v in run.items() if k != "owners"}, archs)
+        assert rebuilt == run["owners"] and max(rebuilt) < (1 if run["method"] == "one-shot" else 2)  # levels 1
     cached = json.loads((tmp_path / "few_shot_ground_truth.json").read_text())
     assert len(cached["records"]) == 8
     assert "dataset" not in doc["settings"] and doc["dataset"] == "digits"  # digits' stored results stay valid
