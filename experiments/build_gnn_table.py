@@ -11,7 +11,7 @@ with its defaults (Adam lr 0.01, weight decay 5e-4, dropout 0.5, at most 200 epo
 20 epochs without a lower validation loss, metrics at the best-validation-accuracy epoch), Planetoid public
 split, row-normalised features, training seeds 0 and 1, one torch thread.
 
-Rows are appended (and fsync'd) one training at a time to experiments/tables/gnn_planetoid/<dataset>.csv;
+Rows are appended (and fsync'd) one training at a time to nas/tables/gnn_planetoid/<dataset>.csv (package data);
 a rerun skips the (architecture, dataset, seed) triples already there, so the build resumes where it was
 cut off and `--archs N` with a larger N extends it. The loop runs architecture by architecture (both
 datasets, both seeds), so a cut-off build leaves the two tables the same size. Replay: `nas.tabular.gnn_planetoid_table`.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.resources
 import json
 import logging
 import os
@@ -230,8 +231,9 @@ PLANETOID_SHAPES = {"cora": (1433, 7), "citeseer": (3703, 6), "pubmed": (500, 3)
 
 
 def gnn_table_dir() -> Path:
-    """The folder of the committed GNN tables (experiments/tables/gnn_planetoid in the source tree)."""
-    return Path(__file__).resolve().parents[1] / "experiments" / "tables" / "gnn_planetoid"
+    """The folder of the committed GNN tables: package data (nas/tables/gnn_planetoid), so an installed wheel
+    replays them too; experiments/build_gnn_table.py extends them."""
+    return Path(str(importlib.resources.files("nas") / "tables" / "gnn_planetoid"))
 
 
 def gnn_planetoid_table(dataset: str, root: str | Path | None = None, seed: int | None = None) -> TabularBenchmark:

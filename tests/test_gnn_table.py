@@ -1,5 +1,6 @@
 """Recorded tables of sampled architectures: `TableSpace` keeps searches on the recorded architectures, the
-replay returns the recorded numbers, and the committed GNN tables (experiments/build_gnn_table.py) replay."""
+replay returns the recorded numbers, and the committed GNN tables (experiments/build_gnn_table.py; package
+data) replay."""
 
 from __future__ import annotations
 
@@ -127,3 +128,32 @@ def test_a_search_with_enough_budget_finds_the_table_best(strategy, one_thread):
     result = nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=strategy, budget=len(bench), seed=0,
                         executor=nas.SimulatedClockExecutor(duration="train_seconds"))
     assert result.best("valid_acc").metrics["valid_acc"] == bench.optimum("valid_acc")
+
+
+def test_the_committed_tables_are_package_data():
+    """Every file of the tables folder is matched by pyproject's package-data globs for `nas`, so an installed
+    wheel replays the tables without the source tree (the slow test below builds the wheel)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(nas.__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["nas"]
+    files = sorted(p.relative_to(root / "nas").as_posix() for p in gnn_table_dir().iterdir())
+    assert {"cora.csv", "citeseer.csv"} <= {Path(f).name for f in files}
+    assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
+
+
+@pytest.mark.slow
+def test_a_built_wheel_holds_the_tables(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(nas.__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(root)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"nas/tables/gnn_planetoid/cora.csv", "nas/tables/gnn_planetoid/citeseer.csv"} <= names
