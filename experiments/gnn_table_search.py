@@ -1,4 +1,4 @@
-"""random vs rl vs evolution on the recorded GNN tables (Cora, CiteSeer), beside the GCN reference row.
+"""random vs rl vs evolution vs autognn on the recorded GNN tables (Cora, CiteSeer), beside the GCN reference row.
 
 Per dataset, budget and seed s: `nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=..., budget=...,
 seed=s, executor=SimulatedClockExecutor(duration="train_seconds"))` over `nas.tabular.gnn_planetoid_table`
@@ -7,8 +7,11 @@ its test accuracy is what is reported. Beside them: the random-sampling average 
 architectures random search evaluated, Yang et al.'s baseline), the 2-layer GCN's row of the same table,
 and the table's own facts (size, best, seed-vs-seed noise). Protocol tables (experiments/reporting.py) give
 means with 95 % intervals and the relative improvement over the random-sampling average; the paired
-differences rl - random and evolution - random (same seeds) answer issue 25 part 3's "rl beats random at
-equal budget on the benchmark tables". A run costs seconds: the trainings are in the table.
+differences rl - random, evolution - random, autognn - random and autognn - rl (same seeds) answer issue 25
+part 3's "rl beats random at equal budget on the benchmark tables"; `autognn` is the conservative controller
+with Auto-GNN's action classes (`GNN_ACTION_CLASSES`). On a table space a decoded proposal becomes the nearest
+recorded architecture, so its one-class property holds only up to that projection. A run costs seconds: the
+trainings are in the table.
 
     .venv/bin/python experiments/gnn_table_search.py                      # cora + citeseer, 30 seeds, budgets 5 and 10
     .venv/bin/python experiments/gnn_table_search.py --quick              # cora, 3 seeds, budget 10
@@ -32,16 +35,17 @@ import torch
 from scipy import stats
 
 import nas
+from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES
 from nas.tabular import TabularBenchmark, gnn_planetoid_table, gnn_table_dir
 from gnn_planetoid import GCN, describe  # noqa: E402  (experiments/ is on sys.path)
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer")
-STRATEGIES = ("random", "rl", "evolution")
+STRATEGIES = ("random", "rl", "evolution", "autognn")
 # evolution's default population (50) would make every search of <= 50 evaluations pure random sampling; 4
 # (tournament of 2) lets it evolve from the 5th evaluation on, the same for every dataset and budget
-OPTIONS: dict[str, dict[str, Any]] = {"evolution": {"population_size": 4}}
+OPTIONS: dict[str, dict[str, Any]] = {"evolution": {"population_size": 4}, "autognn": {"classes": GNN_ACTION_CLASSES}}
 
 
 def seed_noise(dataset: str) -> dict[str, Any]:
@@ -108,7 +112,9 @@ def compare(bench: TabularBenchmark, budget: int, seeds: Sequence[int], label: s
     costs = {f"{s} pick": [r["simulated_seconds"] for r in runs[s]] for s in STRATEGIES}
     report = protocol_report(values, direction="max", baseline="random", costs=costs, label=label)
     diffs = {f"{s} - random": {m: paired([r[m] for r in runs[s]], [r[m] for r in runs["random"]])
-                               for m in ("test_acc", "valid_acc")} for s in ("rl", "evolution")}
+                               for m in ("test_acc", "valid_acc")} for s in ("rl", "evolution", "autognn")}
+    diffs["autognn - rl"] = {m: paired([r[m] for r in runs["autognn"]], [r[m] for r in runs["rl"]])
+                             for m in ("test_acc", "valid_acc")}
     return {"budget": budget, "runs": runs, "protocol": report.to_dict(), "protocol_table": protocol_table(report),
             "paired": diffs,
             "summary": {s: {"test_acc": statistics.fmean(r["test_acc"] for r in runs[s]),

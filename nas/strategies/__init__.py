@@ -8,6 +8,7 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Space
+from nas.strategies.autognn import ConservativeController
 from nas.strategies.base import Strategy, TrialResult, pareto_ranks, scalar_key
 from nas.strategies.bayesian import BayesianOptimisation
 from nas.strategies.evolution import RegularizedEvolution
@@ -24,7 +25,7 @@ from nas.strategies.wrappers import Deduplicate, Wrapper
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (RandomSearch, RegularizedEvolution, NSGA2, LocalSearch, PredictorSearch,
-                              ReinforceController, BayesianOptimisation, MonteCarloTreeSearch,
+                              ReinforceController, ConservativeController, BayesianOptimisation, MonteCarloTreeSearch,
                               SequentialModelBasedOptimisation, *OPTUNA_STRATEGIES, SuccessiveHalving, Hyperband)
 }
 ALIASES: dict[str, str] = {"guided-evolution": "predictor-search"}  # old names, still accepted (not listed twice)
@@ -43,7 +44,7 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
     return cls(space, problem, seed, **options)
 
 
-__all__ = ["STRATEGIES", "BayesianOptimisation", "Deduplicate", "FidelitySpace", "Hyperband",
+__all__ = ["STRATEGIES", "BayesianOptimisation", "ConservativeController", "Deduplicate", "FidelitySpace", "Hyperband",
            "LocalSearch", "MonteCarloTreeSearch", "NSGA2", "OptunaStrategy", "PredictorSearch", "RandomSearch",
            "RegularizedEvolution", "ReinforceController", "SequentialModelBasedOptimisation", "Strategy",
            "SuccessiveHalving", "TrialResult", "Wrapper", "make_strategy", "pareto_ranks", "scalar_key"]

@@ -1,0 +1,365 @@
+"""Auto-GNN on Cora and CiteSeer: the conservative controller with and without parameter sharing, rl and random
+at the same number of trainings, beside the 2-layer GCN trained by the same evaluator (issue 25 part 3).
+
+Per dataset and seed s, each method runs `nas.search(space, evaluate, {"valid_acc": "max"}, strategy=...,
+budget=B, seed=s)` over `GNNSpace` (default options), B trainings each:
+- `autognn+sharing`: the `autognn` strategy (Auto-GNN's action classes, `GNN_ACTION_CLASSES`) with
+  `SharedWeightsEvaluator(seed=s)`: a child inherits every layer whose key matches stored weights and then
+  trains 10 epochs; a child that inherits nothing trains the full recipe;
+- `autognn`: the same strategy with full training (`NodeClassificationEvaluator(seed=s)`);
+- `rl` and `random` with full training.
+Full training is `gnn_planetoid.py`'s recipe (Adam lr 0.01, weight decay 5e-4, dropout 0.5, at most 200 epochs,
+early stop after 20 epochs without a new lowest validation loss, metrics at the best-validation epoch). Every
+pick is chosen on validation accuracy only; its test accuracy is that of the full recipe with seed s (the
+sharing method's pick is retrained from scratch), beside the 2-layer GCN (`gnn_planetoid.GCN`) trained by the
+same evaluator. The same (architecture, seed) is trained once and reused by every method (the evaluator is
+deterministic); a method's cost is the sum of its trainings' seconds.
+
+Parameter sharing is also measured on its own: every child of the sharing searches that inherited at least one
+layer is trained again from scratch for the same 10 epochs (same seed); paired differences of validation and
+test accuracy, inherited minus scratch.
+
+Protocol (experiments/reporting.py): per seed, the random-sampling average (mean test accuracy of random
+search's trainings), every method's pick and the GCN, as relative improvement over the random average with
+95 % intervals and cost; paired differences (same seeds) pick - GCN and method - random. Runs are cached per
+(dataset, method, seed) as JSON lines (`--cache`); a rerun with the same settings resumes.
+
+    .venv/bin/python experiments/autognn.py                       # cora + citeseer, seeds 0..4, budget 10
+    .venv/bin/python experiments/autognn.py --datasets cora        # one dataset (run two in parallel)
+    .venv/bin/python experiments/autognn.py --cached-only          # the table from the finished seeds, no training
+    .venv/bin/python experiments/autognn.py --quick                # smoke run: cora, seed 0, budget 3, 30 epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+import nas
+from nas.spaces.gnn import GNNSpace, NodeClassificationEvaluator
+from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES, SharedWeightsEvaluator
+from gnn_planetoid import GCN, describe  # noqa: E402  (experiments/ is on sys.path)
+from gnn_table_search import fmt_diff, paired  # noqa: E402
+from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("cora", "citeseer")
+METHODS = ("autognn+sharing", "autognn", "rl", "random")
+STRATEGY = {"autognn+sharing": "autognn", "autognn": "autognn", "rl": "rl", "random": "random"}
+# rl's default batch of 10 results would leave rl no policy step before its last proposal at budget 10: both
+# REINFORCE methods step every 5 results; random has no options
+OPTIONS: dict[str, dict[str, Any]] = {"autognn": {"classes": GNN_ACTION_CLASSES, "batch_size": 5}, "rl": {"batch_size": 5}}
+TARGET = 0.01  # the pick should beat the GCN by at least 1 point of mean test accuracy
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a cached run depends on: a run recorded under other settings is not reused."""
+
+    budget: int = 10
+    epochs: int = 200
+    share_epochs: int = 10
+
+    def key(self) -> str:
+        return json.dumps({**asdict(self), "options": OPTIONS}, sort_keys=True)
+
+
+class Memo:
+    """The full-recipe evaluator of one (dataset, seed), training each architecture once for every method.
+
+    `recorded` (arch id -> metrics) holds trainings made before with the same recipe and seed (gnn_planetoid.py's
+    JSON): the evaluator is deterministic, so they are read instead of trained again; `trained` counts the rest.
+    """
+
+    def __init__(self, space: GNNSpace, data: Any, seed: int, epochs: int,
+                 recorded: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        self.evaluate = NodeClassificationEvaluator(space, data, epochs=epochs, seed=seed)
+        self.done: dict[str, dict[str, float]] = {k: dict(v) for k, v in (recorded or {}).items()}
+        self.trained = 0
+
+    def __call__(self, arch: Any, budget: float | None = None) -> dict[str, float]:
+        arch = self.evaluate.space.validate(arch)
+        if arch.id not in self.done:
+            self.done[arch.id] = self.evaluate(arch)
+            self.trained += 1
+        return dict(self.done[arch.id])
+
+
+RECORDED_KEYS = ("train_acc", "valid_acc", "test_acc", "best_epoch", "epochs", "train_seconds", "params")
+
+
+def recorded_trainings(path: Path | None, dataset: str, seed: int,
+                       epochs: int) -> tuple[dict[str, dict[str, float]], dict[str, float] | None]:
+    """gnn_planetoid.py's trainings of `dataset` under `seed`, if made with `epochs`: its random search's
+    (arch id -> metrics) and its GCN's metrics (None when absent)."""
+    if path is None or not path.exists():
+        return {}, None
+    doc = json.loads(path.read_text())
+    if doc.get("settings", {}).get("epochs") != epochs:
+        return {}, None
+    for run in doc.get("results", {}).get(dataset, {}).get("runs", []):
+        if run["seed"] == seed:
+            trials = {t["id"]: {k: t[k] for k in RECORDED_KEYS} for t in run["trials"] if all(k in t for k in RECORDED_KEYS)}
+            return trials, run.get("gcn")
+    return {}, None
+
+
+class Cache:
+    """Finished records as JSON lines, one per (kind, method, seed[, arch]); appended as they finish."""
+
+    def __init__(self, path: Path, dataset: str, settings: Settings) -> None:
+        self.path, self.dataset, self.settings = path, dataset, settings.key()
+        self.records: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    if r.get("dataset") == dataset and r.get("settings") == self.settings:
+                        self.records[r["key"]] = r
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        record = {"key": key, "dataset": self.dataset, "settings": self.settings, **record}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.records[key] = record
+        return record
+
+
+def _trial(t: Any) -> dict[str, Any]:
+    keep = ("valid_acc", "test_acc", "epochs", "train_seconds", "params", "inherited_layers", "layers")
+    return {"id": t.arch_id, "summary": describe(t.architecture), **{k: t.metrics[k] for k in keep if k in t.metrics},
+            "arch": t.architecture.to_dict()}
+
+
+def run_method(space: GNNSpace, data: Any, method: str, seed: int, settings: Settings, memo: Memo) -> dict[str, Any]:
+    """One search of `settings.budget` trainings; the pick (by validation) and its full-recipe metrics."""
+    if method == "autognn+sharing":
+        evaluate: Any = SharedWeightsEvaluator(space, data, epochs=settings.share_epochs,
+                                               scratch_epochs=settings.epochs, seed=seed)
+    else:
+        evaluate = memo
+    t0 = time.perf_counter()
+    result = nas.search(space, evaluate, {"valid_acc": "max"}, strategy=STRATEGY[method], budget=settings.budget,
+                        seed=seed, strategy_options=OPTIONS.get(STRATEGY[method]))
+    wall = time.perf_counter() - t0
+    best = result.best("valid_acc")
+    assert best is not None
+    full = memo(best.architecture)
+    trials = [_trial(t) for t in result.completed]
+    cost = sum(t["train_seconds"] for t in trials) + (full["train_seconds"] if method == "autognn+sharing" else 0.0)
+    return {"kind": "run", "method": method, "seed": seed, "trials": trials, "wall_seconds": wall,
+            "cost_seconds": cost,
+            "pick": {"id": best.arch_id, "summary": describe(best.architecture), "arch": best.architecture.to_dict(),
+                     "search_valid_acc": best.metrics["valid_acc"], "search_test_acc": best.metrics["test_acc"],
+                     "valid_acc": full["valid_acc"], "test_acc": full["test_acc"],
+                     "train_seconds": full["train_seconds"]}}
+
+
+def finished(cache: Cache, methods: Sequence[str]) -> bool:
+    """Whether the cache holds a seed's GCN, every method's run and every inherited child's scratch training."""
+    runs = [cache.get(f"run/{m}") for m in methods]
+    if cache.get("gcn") is None or any(r is None for r in runs):
+        return False
+    children = [t["id"] for r in runs if r is not None and r["method"] == "autognn+sharing" for t in r["trials"]
+                if t.get("inherited_layers", 0) >= 1]
+    return all(cache.get(f"scratch/{i}") is not None for i in children)
+
+
+def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, cache_dir: Path,
+                methods: Sequence[str] = METHODS, recorded: Path | None = None, log: Any = print,
+                cached_only: bool = False) -> dict[str, Any]:
+    """Every method and the GCN per seed (cached in `cache_dir/<name>_seed<s>.jsonl`), then the sharing check on
+    the inherited children. `recorded`: gnn_planetoid.py's JSON, whose trainings are reused (see `Memo`).
+    `cached_only`: train nothing; seeds the cache does not hold completely are left out."""
+    space = GNNSpace(data.num_features, int(data.y.max()) + 1, example_graph=data)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    gcn: list[dict[str, Any]] = []
+    sharing: list[dict[str, Any]] = []
+    reuse_check: list[dict[str, Any]] = []
+    for seed in seeds:
+        cache = Cache(cache_dir / f"{name}_seed{seed}.jsonl", name, settings)
+        if cached_only and not finished(cache, methods):
+            log(f"{name} seed {seed}: not finished in the cache, left out")
+            continue
+        before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
+        memo = Memo(space, data, seed, settings.epochs, before)
+        rec = cache.get("gcn") or cache.put("gcn", {"kind": "gcn", "seed": seed, **memo(GCN)})  # trained afresh
+        gcn.append(rec)
+        if before_gcn is not None:  # the determinism reuse relies on: same (architecture, seed), same numbers
+            reuse_check.append({"seed": seed, "recorded_test_acc": before_gcn["test_acc"], "test_acc": rec["test_acc"],
+                                "same": all(before_gcn[k] == rec[k] for k in ("valid_acc", "test_acc", "epochs"))})
+        for method in methods:
+            key = f"run/{method}"
+            rec = cache.get(key)
+            if rec is None:
+                trained = memo.trained
+                rec = run_method(space, data, method, seed, settings, memo)
+                rec = cache.put(key, {**rec, "new_full_trainings": memo.trained - trained})
+                log(f"{name} seed {seed} {method}: pick valid {100 * rec['pick']['valid_acc']:.1f} test "
+                    f"{100 * rec['pick']['test_acc']:.1f} (GCN {100 * gcn[-1]['test_acc']:.1f}) "
+                    f"{rec['pick']['summary']}; {rec['cost_seconds']:.0f} s of training")
+            runs[method].append(rec)
+        if "autognn+sharing" in methods:  # the same children from scratch, same epochs and seed
+            scratch = NodeClassificationEvaluator(space, data, epochs=settings.share_epochs, seed=seed)
+            for t in runs["autognn+sharing"][-1]["trials"]:
+                if t.get("inherited_layers", 0) < 1:
+                    continue
+                key = f"scratch/{t['id']}"
+                rec = cache.get(key) or cache.put(key, {"kind": "scratch", "seed": seed, "id": t["id"],
+                                                        **scratch(t["arch"])})
+                sharing.append({"seed": seed, "id": t["id"], "inherited_layers": t["inherited_layers"],
+                                "layers": t["layers"], "inherited": {m: t[m] for m in ("valid_acc", "test_acc")},
+                                "scratch": {m: rec[m] for m in ("valid_acc", "test_acc")}})
+    return {"space_size": space.size(), "seeds": [g["seed"] for g in gcn], "runs": runs, "gcn": gcn,
+            "sharing_children": sharing, "reuse_check": reuse_check,
+            "summary": summarize(runs, gcn, sharing, name) if gcn else None}
+
+
+def mean_ci(values: Sequence[float]) -> dict[str, float]:
+    """Mean, std and 95 % t-interval over seeds."""
+    a = np.asarray(values, dtype=float)
+    half = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "ci95_low": float(a.mean()) - half, "ci95_high": float(a.mean()) + half, "n": len(a)}
+
+
+def summarize(runs: Mapping[str, Sequence[Mapping[str, Any]]], gcn: Sequence[Mapping[str, Any]],
+              sharing: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
+    gcn_test = [g["test_acc"] for g in gcn]
+    out: dict[str, Any] = {"gcn_test_acc": mean_ci(gcn_test), "methods": {}, "paired": {}}
+    for m, rs in runs.items():
+        test = [r["pick"]["test_acc"] for r in rs]
+        out["methods"][m] = {"pick_test_acc": mean_ci(test), "pick_valid_acc": mean_ci([r["pick"]["valid_acc"] for r in rs]),
+                             "cost_seconds": statistics.fmean(r["cost_seconds"] for r in rs),
+                             "pick_minus_gcn": paired(test, gcn_test) if len(rs) > 1 else None,
+                             "beats_gcn_by_1_point": statistics.fmean(test) - statistics.fmean(gcn_test) >= TARGET}
+    for a, b in (("autognn+sharing", "random"), ("autognn", "random"), ("rl", "random"), ("autognn", "rl"),
+                 ("autognn+sharing", "autognn")):
+        if a in runs and b in runs and len(runs[a]) > 1:
+            out["paired"][f"{a} - {b}"] = paired([r["pick"]["test_acc"] for r in runs[a]],
+                                                 [r["pick"]["test_acc"] for r in runs[b]])
+    if "random" in runs:
+        values = {"random": [statistics.fmean(t["test_acc"] for t in r["trials"]) for r in runs["random"]],
+                  **{f"{m} pick": [r["pick"]["test_acc"] for r in rs] for m, rs in runs.items()}, "gcn": gcn_test}
+        costs = {f"{m} pick": [r["cost_seconds"] for r in rs] for m, rs in runs.items()}
+        costs["gcn"] = [g["train_seconds"] for g in gcn]
+        report = protocol_report(values, direction="max", baseline="random", costs=costs, label=f"autognn {name}")
+        out["protocol"], out["protocol_table"] = report.to_dict(), protocol_table(report)
+    if len(sharing) > 1:
+        out["sharing"] = {"children": len(sharing),
+                          **{f"{w}_{m}": statistics.fmean(c[w][m] for c in sharing)
+                             for w in ("inherited", "scratch") for m in ("valid_acc", "test_acc")},
+                          **{f"diff_{m}": paired([c["inherited"][m] for c in sharing], [c["scratch"][m] for c in sharing])
+                             for m in ("valid_acc", "test_acc")}}
+    return out
+
+
+def _diff(d: Mapping[str, float] | None) -> str:
+    return "-" if d is None else fmt_diff(d)
+
+
+def print_report(results: Mapping[str, Any]) -> None:
+    for name, res in results.items():
+        s = res["summary"]
+        if s is None:
+            print(f"\n{name}: no finished seed")
+            continue
+        g = s["gcn_test_acc"]
+        print(f"\n{name}: test accuracy % of the pick (chosen on validation; full recipe), {g['n']} seeds; "
+              f"GCN {100 * g['mean']:.2f} [{100 * g['ci95_low']:.2f}, {100 * g['ci95_high']:.2f}]")
+        print(f"{'method':<16} {'pick test [95 % CI]':>24} {'pick - GCN [95 % CI] p (W/T/L)':>44} {'>= +1':>6} "
+              f"{'train s':>8}")
+        for m, v in s["methods"].items():
+            t = v["pick_test_acc"]
+            print(f"{m:<16} {100 * t['mean']:>8.2f} [{100 * t['ci95_low']:.2f}, {100 * t['ci95_high']:.2f}] "
+                  f"{_diff(v['pick_minus_gcn']):>44} {'yes' if v['beats_gcn_by_1_point'] else 'no':>6} "
+                  f"{v['cost_seconds']:>8.0f}")
+        for k, d in s["paired"].items():
+            print(f"paired {k}: {_diff(d)}")
+        if "sharing" in s:
+            sh = s["sharing"]
+            print(f"sharing, {sh['children']} inherited children, {res['settings_share_epochs']} epochs: valid "
+                  f"{100 * sh['inherited_valid_acc']:.2f} vs scratch {100 * sh['scratch_valid_acc']:.2f}, diff "
+                  f"{_diff(sh['diff_valid_acc'])}; test {100 * sh['inherited_test_acc']:.2f} vs "
+                  f"{100 * sh['scratch_test_acc']:.2f}, diff {_diff(sh['diff_test_acc'])}")
+        if "protocol_table" in s:
+            print(s["protocol_table"])
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(range(5)))
+    ap.add_argument("--budget", type=int, default=Settings.budget, help="trainings per search (default 10)")
+    ap.add_argument("--epochs", type=int, default=Settings.epochs)
+    ap.add_argument("--share-epochs", type=int, default=Settings.share_epochs)
+    ap.add_argument("--cache", type=Path, default=None, help="folder of JSON lines of finished runs (default beside --out)")
+    ap.add_argument("--recorded", type=Path, default=ROOT / "experiments" / "results" / "gnn_planetoid.json",
+                    help="gnn_planetoid.py's JSON: its trainings (same recipe and seed) are reused, not repeated")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: report the seeds the cache holds completely (a cut-off run's figures)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: cora, seed 0, budget 3, 30 epochs")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.datasets, args.seeds, args.budget, args.epochs = ["cora"], [0], min(args.budget, 3), min(args.epochs, 30)
+    suffix = "_quick" if args.quick else ""
+    if args.out is None:
+        args.out = ROOT / "experiments" / "results" / f"autognn{suffix}.json"
+    if args.cache is None:
+        args.cache = ROOT / "experiments" / "results" / f"autognn{suffix}_runs"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from nas.datasets import planetoid
+
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    settings = Settings(args.budget, args.epochs, args.share_epochs)
+    results: dict[str, Any] = {}
+    for name in args.datasets:
+        data = planetoid(name)
+        results[name] = {**run_dataset(name, data, args.seeds, settings, args.cache, recorded=args.recorded,
+                                       log=lambda m: print(m, flush=True), cached_only=args.cached_only),
+                         "settings_share_epochs": settings.share_epochs}
+    previous = json.loads(args.out.read_text()).get("results", {}) if args.out.exists() else {}
+    doc = {"script": "experiments/autognn.py",
+           "command": "python experiments/autognn.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "git_commit": git_commit(),
+           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                       "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())},
+           "settings": {**asdict(settings), "datasets": args.datasets, "seeds": args.seeds, "methods": list(METHODS),
+                        "strategies": STRATEGY, "strategy_options": OPTIONS, "objective": {"valid_acc": "max"},
+                        "baseline": GCN, "target": "pick - GCN >= +1 point of mean test accuracy",
+                        "cached_only": args.cached_only},
+           "results": {**previous, **results}, "total_seconds": time.perf_counter() - started}
+    print_report(doc["results"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"\ntotal {doc['total_seconds']:.0f} s; wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return doc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Auto-GNN (issue 25 part 3): the conservative controller `autognn`, constrained parameter sharing
+(`SharedWeightsEvaluator`) and a reduced run of experiments/autognn.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.datasets import KarateClub
+
+import nas
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.spaces import Choice, Conditional, Integer, Repeat, Space
+from nas.spaces.gnn import GNNSpace
+from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES, SharedWeightsEvaluator
+from nas.strategies import STRATEGIES, TrialResult, make_strategy
+from nas.strategies.autognn import ConservativeController, action_classes, changed_classes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nested() -> Space:
+    """Repeats with a variable count and a conditional field: slots come and go between architectures."""
+    return Space(depth=Choice([1, 2, 3]),
+                 blocks=Repeat("depth", op=Choice(["conv", "pool", "id"]),
+                               k=Conditional("op", ["conv"], Choice([3, 5, 7])), w=Integer(1, 4)),
+                 act=Choice(["relu", "gelu", "tanh"]))
+
+
+def score(arch) -> dict[str, float]:
+    """A synthetic table with one optimum: depth 3, every block conv/k=7/w=4, act gelu (score 3 * 17 + 2)."""
+    s = sum(b["k"] + 2 * b["w"] + 2 if b["op"] == "conv" else b["w"] if b["op"] == "pool" else 0
+            for b in arch["blocks"])
+    return {"score": float(s + {"relu": 0, "gelu": 2, "tanh": 1}[arch["act"]])}
+
+
+@pytest.fixture
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def karate():
+    data = KarateClub()[0]
+    data.val_mask = data.test_mask = ~data.train_mask
+    return data
+
+
+def test_registered_and_groups_slots_into_action_classes():
+    assert STRATEGIES["autognn"] is ConservativeController
+    space = nested()
+    per_slot = action_classes(space)
+    assert list(per_slot) == [s.name for s in space.slots()]
+    by_name = action_classes(space, "name")
+    assert set(by_name) == {"depth", "op", "k", "w", "act"} and len(by_name["op"]) == 3
+    named = action_classes(space, {"shape": ["k", "w"], "first": ["blocks[0].op"]})
+    assert [space.slots()[i].name for i in named["first"]] == ["blocks[0].op"]
+    assert len(named["shape"]) == 6 and "blocks[1].op" in named  # unnamed slots are their own class
+    gnn = action_classes(GNNSpace(8, 3), GNN_ACTION_CLASSES)
+    assert list(gnn) == list(GNN_ACTION_CLASSES) and len(gnn["aggregation"]) == 3  # 2 hidden layers + output
+
+
+@pytest.mark.parametrize("classes, message", [
+    ({"a": ["k"], "b": ["k"]}, "'k' is in both 'a' and 'b'"),
+    ({"a": ["kernel"]}, "'kernel', which is neither a field nor a slot"),
+    ({"a": "k"}, "classes['a'] must be a list"),
+    ("fields", "classes must be None, 'name' or a mapping"),
+])
+def test_bad_classes_name_the_problem(classes, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make_strategy("autognn", nested(), Problem.make({"score": "max"}), 0, classes=classes)
+
+
+@pytest.mark.parametrize("space, classes", [(nested(), None), (nested(), "name"),
+                                            (GNNSpace(8, 3), GNN_ACTION_CLASSES)])
+def test_every_proposal_after_the_first_differs_from_the_best_in_at_most_one_class(space, classes, one_thread):
+    strat = make_strategy("autognn", space, Problem.make({"score": "max"}), 3, classes=classes, batch_size=4)
+    rng = np.random.default_rng(0)
+    best, best_score, changed = None, -np.inf, []
+    for _ in range(80):
+        escapes = strat.escapes
+        arch = strat.ask(1)[0]
+        if best is not None and strat.escapes == escapes:  # an escape is a full sample (a spent neighbourhood)
+            changed.append(changed_classes(space, strat.classes, arch, best))
+        s = score(arch)["score"] if "blocks" in arch else float(rng.random())  # GNNSpace: a random table
+        strat.tell(arch, TrialResult({"score": s}))
+        if s > best_score:
+            best, best_score = arch, s
+    assert all(len(c) <= 1 for c in changed)
+    assert sum(len(c) == 1 for c in changed) >= 40  # nearly all change something
+    assert strat.updates > 0
+    assert strat.escapes < 40  # full samples only when 21 draws in a row repeat seen architectures
+
+
+def test_state_round_trips_through_json_and_continues_identically():
+    space, problem = nested(), Problem.make({"score": "max"})
+    a = make_strategy("autognn", space, problem, 5, classes="name", batch_size=3)
+    for _ in range(14):
+        for arch in a.ask(1):
+            a.tell(arch, TrialResult(score(arch)))
+    b = make_strategy("autognn", space, problem, 99, classes="name", batch_size=3)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert b.best == a.best and b.class_probabilities() == a.class_probabilities()
+    for _ in range(12):
+        xa, xb = a.ask(1), b.ask(1)
+        assert [x.id for x in xa] == [x.id for x in xb]
+        for x in xa:
+            a.tell(x, TrialResult(score(x)))
+            b.tell(x, TrialResult(score(x)))
+
+
+def test_finds_the_optimum_of_a_small_synthetic_table(one_thread):
+    space = Space(depth=Choice([1, 2]), blocks=Repeat("depth", op=Choice(["conv", "pool", "id"]),
+                                                      k=Conditional("op", ["conv"], Choice([3, 5, 7])), w=Integer(1, 4)),
+                  act=Choice(["relu", "gelu", "tanh"]))
+    table = {a.id: score(a) for a in space}
+    optimum = max(v["score"] for v in table.values())
+
+    def found(strategy: str, seed: int) -> bool:
+        r = nas.search(space, lambda a: table[nas.spaces.Architecture(a).id], {"score": "max"}, strategy=strategy,
+                       budget=60, seed=seed)
+        return r.best().metrics["score"] == optimum
+
+    assert len(table) == 1260
+    assert all(found("autognn", seed) for seed in range(3))
+    assert sum(found("random", seed) for seed in range(3)) <= 1  # the same budget is 5 % of the table
+
+
+def test_a_spent_neighbourhood_falls_back_to_full_samples_and_exhausts_a_tiny_space():
+    space = Space(a=Choice([1, 2, 3]), b=Choice(["x", "y"]))
+    result = nas.search(space, lambda a: {"v": float(a["a"])}, {"v": "max"}, strategy="autognn", budget=50, seed=0)
+    assert len(result.trials) == 6 and result.stop_reason == "exhausted"
+
+
+# ---------------------------------------------------------------------------------------------- sharing
+GCN = {"layers": 1, "hidden_layers": [{"op": "gcn", "hidden": 16, "activation": "relu", "residual": False}],
+       "output": {"op": "gcn"}}
+
+
+def test_children_inherit_only_layers_whose_key_matches(karate, one_thread):
+    space = GNNSpace(karate.num_features, 4, hidden=(16, 32))
+    ev = SharedWeightsEvaluator(space, karate, epochs=3, scratch_epochs=7, patience=None)
+    first = ev(GCN)
+    assert first["inherited_layers"] == 0 and first["epochs"] == 7  # nothing to inherit: scratch_epochs
+    assert first["inherited.hidden_layers[0]"] == 0.0 and first["inherited.output"] == 0.0
+    other_head = {**GCN, "output": {"op": "sage"}}
+    second = ev(other_head)
+    assert second["epochs"] == 3 and second["inherited_layers"] == 1  # the hidden GCN layer, not the SAGE head
+    assert second["inherited.hidden_layers[0]"] == 1.0 and second["inherited.output"] == 0.0
+    for change in ({"activation": "elu"}, {"hidden": 32}, {"residual": True}):  # activation, shapes, residual
+        child = {**GCN, "hidden_layers": [{**GCN["hidden_layers"][0], **change}]}
+        m = ev(child)
+        assert m["inherited.hidden_layers[0]"] == 0.0 and m["inherited.output"] == float(change != {"hidden": 32}), change
+    assert ev(GCN, budget=2)["epochs"] == 2  # budget sets an inherited child's epochs
+    with pytest.raises(ConfigError, match="keep: expected 'best' or 'latest'"):
+        SharedWeightsEvaluator(space, karate, keep="first")
+
+
+def test_inherited_weights_are_the_stored_trained_ones(karate, one_thread):
+    space = GNNSpace(karate.num_features, 4, hidden=(16,))
+    ev = SharedWeightsEvaluator(space, karate, epochs=1, scratch_epochs=20, patience=None, keep="latest")
+    ev(GCN)
+    key = next(k for k in ev.store if k[0] == "hidden_layers[0]")
+    trained = {k: v.clone() for k, v in ev.store[key][1].items()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ev.seed)
+        init = space.build(GCN).layers[0].state_dict()
+    assert not all(torch.equal(init[k], trained[k]) for k in trained)  # 20 epochs moved them
+    ev.lr, ev.weight_decay = 0.0, 0.0  # a child that cannot change its weights
+    assert ev({**GCN, "output": {"op": "mlp"}})["inherited_layers"] == 1
+    assert all(torch.equal(ev.store[key][1][k], trained[k]) for k in trained)  # it started from the stored ones
+
+
+# ---------------------------------------------------------------------------------------------- experiment
+def test_reduced_experiment_runs_resumes_and_reports(karate, tmp_path, one_thread):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import autognn
+
+    settings = autognn.Settings(budget=3, epochs=4, share_epochs=2)
+    out = autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, log=lambda m: None)
+    s = out["summary"]
+    assert set(s["methods"]) == set(autognn.METHODS)
+    for runs in out["runs"].values():
+        assert [r["seed"] for r in runs] == [0, 1] and all(len(r["trials"]) == 3 for r in runs)
+    assert {m.split(" pick")[0] for m in (x["method"] for x in s["protocol"]["methods"])} >= {"random", "gcn"}
+    assert "autognn - random" in s["paired"] and "| autognn pick |" in s["protocol_table"]
+    lines = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    again = autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, log=lambda m: None)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == lines  # everything came from the cache
+    assert again["summary"]["methods"] == s["methods"]
