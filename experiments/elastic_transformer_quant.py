@@ -21,8 +21,8 @@ split and this CPU (sentences/s at batch 64, one thread, min over interleaved ro
 Resumable per seed; a seed whose supernet.pt is saved is never trained again (the journal resumes, or replays
 when complete), so re-analysing seeds costs about a minute each.
 
-    .venv/bin/python experiments/elastic_transformer_quant.py              # 5 seeds, 12 epochs, 300 evaluations
-    .venv/bin/python experiments/elastic_transformer_quant.py --seeds 10   # adds seeds 5-9 (each trains a supernet)
+    .venv/bin/python experiments/elastic_transformer_quant.py              # 10 seeds, 12 epochs, 300 evaluations
+    .venv/bin/python experiments/elastic_transformer_quant.py --seeds 12   # adds seeds 10-11 (each trains a supernet)
     .venv/bin/python experiments/elastic_transformer_quant.py --quick      # smoke: 1 seed, 1 epoch, 20 evaluations
 """
 
@@ -64,7 +64,7 @@ ANALYSIS = 3  # version of the per-seed analysis: records of an older one are re
 
 @dataclass(frozen=True)
 class Settings:
-    seeds: int = 5
+    seeds: int = 10
     epochs: int = 12
     budget: int = 300
     vocab_size: int = 2000
