@@ -54,7 +54,7 @@ from nas.spaces.gnn import GNNSpace, NodeClassificationEvaluator
 from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES, SharedWeightsEvaluator
 from gnn_planetoid import GCN, describe  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
-from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
+from reporting import append_cache, git_commit, protocol_report, protocol_table, read_cache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer")
@@ -123,22 +123,15 @@ class Cache:
 
     def __init__(self, path: Path, dataset: str, settings: Settings) -> None:
         self.path, self.dataset, self.settings = path, dataset, settings.key()
-        self.records: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    r = json.loads(line)
-                    if r.get("dataset") == dataset and r.get("settings") == self.settings:
-                        self.records[r["key"]] = r
+        mine = [r for r in read_cache(path) if r.get("dataset") == dataset and r.get("settings") == self.settings]
+        self.records: dict[str, dict[str, Any]] = {r["key"]: r for r in mine}
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.records.get(key)
 
     def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
         record = {"key": key, "dataset": self.dataset, "settings": self.settings, **record}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_cache(self.path, record)
         self.records[key] = record
         return record
 

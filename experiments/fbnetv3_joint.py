@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import platform
 import sys
 import time
@@ -51,7 +50,8 @@ from nas.datasets import mnist1d_splits  # noqa: E402
 from nas.spaces import Choice, Repeat, Space  # noqa: E402
 from nas.spaces.recipe import Recipe, recipe_fields, train_with_recipe  # noqa: E402
 from nas.spaces.training import accuracy  # noqa: E402
-from reporting import git_commit, protocol_report, protocol_table, write_report  # noqa: E402
+from reporting import (append_cache, git_commit, protocol_report, protocol_table, read_cache,  # noqa: E402
+                       write_report)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = Recipe()
@@ -103,12 +103,7 @@ class Trainings:
     def __init__(self, data: Mapping[str, tuple[torch.Tensor, torch.Tensor]], seed: int, cache: Path,
                  data_tag: str) -> None:
         self.data, self.seed, self.cache, self.data_tag = data, seed, cache, data_tag
-        self.known: dict[str, dict[str, Any]] = {}
-        if cache.exists():
-            for line in cache.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.known[rec["key"]] = rec
+        self.known: dict[str, dict[str, Any]] = {rec["key"]: rec for rec in read_cache(cache)}
 
     def key(self, arch: Architecture) -> tuple[str, dict[str, Any], Recipe]:
         plain = {k: v for k, v in arch.to_dict().items() if k not in RECIPE_KEYS}
@@ -130,8 +125,7 @@ class Trainings:
                    "valid": accuracy(final, *self.data["valid"]), "test_1000": accuracy(final, tx, ty),
                    "test": accuracy(final, torch.cat([tx, ex]), torch.cat([ty, ey])), "seconds": seconds,
                    "params": int(sum(p.numel() for p in model.parameters()))}
-            with self.cache.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_cache(self.cache, rec)
             self.known[key] = rec
         return {"accuracy": rec["valid"], "test_accuracy": rec["test"], "test_1000": rec["test_1000"],
                 "epochs": float(recipe.epochs), "train_seconds": rec["seconds"]}

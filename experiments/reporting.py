@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from nas import jsonio
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,22 @@ def write_report(path: Path, report: dict, started: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1))
     print(f"total {time.time() - started:.0f} s; wrote {path}")
+
+
+def read_cache(path: Path) -> list[dict[str, Any]]:
+    """The records of an experiment's JSON-lines cache (none when it does not exist yet), for its one writer: a
+    line torn by a kill mid-write is dropped from the file, so the rerun appends after whole records."""
+    if not path.exists():
+        return []
+    lines = jsonio.read_jsonl(path, "cache")
+    jsonio.repair_tail(lines)
+    return [record for _, record in lines.records]
+
+
+def append_cache(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one finished record to an experiment's JSON-lines cache and fsync (measured values may be NaN)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    jsonio.append_jsonl(path, [record], allow_nan=True)
 
 
 def git_commit() -> str | None:

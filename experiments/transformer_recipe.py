@@ -47,7 +47,7 @@ from torch import nn
 
 from nas.datasets import TextSplits, movie_reviews
 from nas.spaces.transformer import PAD, FlexiBertConfig, FlexiBertSpace
-from reporting import git_commit, protocol_report  # experiments/reporting.py (the script folder is on sys.path)
+from reporting import append_cache, git_commit, protocol_report, read_cache  # experiments/reporting.py (on sys.path)
 from transformer_mr import RecipeSplits, TextRecipe, describe, recipe_splits, train, train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,12 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memo[key] = recipe_splits(rec, full, valid_fraction=0.1, seed=0)
         return memo[key]
 
-    done: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[(r["row"], r["arch"], r["seed"])] = r
+    done = {(r["row"], r["arch"], r["seed"]): r for r in read_cache(cache)}
     todo = jobs(range(args.seeds), args.archs, args.ablation_archs)
     if args.ablations_only:
         todo = [job for job in todo if job[0].startswith("ablation/")]
@@ -271,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_job(row, arch, seed, split, recipe)
         rec = {"row": row, "arch": arch, "seed": seed, **result}
         done[(row, arch, seed)] = rec
-        with cache.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_cache(cache, rec)
         print(f"{row:<24} {arch:<16} seed {seed}: test {100 * result['test_accuracy']:.2f} %  "
               f"({result['train_seconds']:.0f} s)", flush=True)
 

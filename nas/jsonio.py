@@ -119,9 +119,10 @@ def _record(path: Path, number: int, line: bytes, what: str, error: type[NASErro
     return rec
 
 
-def append_jsonl(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:
-    """Append records as strict JSON lines in one write, then fsync: a crash leaves at most one torn line."""
-    data = "".join(dumps(dict(r)) + "\n" for r in records).encode()
+def append_jsonl(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], allow_nan: bool = False) -> None:
+    """Append records as JSON lines (strict unless `allow_nan`, as `dumps`) in one write, then fsync: a crash
+    leaves at most one torn line."""
+    data = "".join(dumps(dict(r), allow_nan=allow_nan) + "\n" for r in records).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, data)

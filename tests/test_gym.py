@@ -17,8 +17,8 @@ from nas.gym import (CNN1dSpace, Environment, GymResult, OnnxForests, ProxyCostM
 from nas.spaces import Choice, Space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from reporting import (ProtocolWarning, gym_reports, gym_table, plot_gym, protocol_report,  # noqa: E402
-                       relative_improvement, ri_matrix)
+from reporting import (ProtocolWarning, append_cache, gym_reports, gym_table, plot_gym, protocol_report,  # noqa: E402
+                       read_cache, relative_improvement, ri_matrix)
 
 TARGET = [3, 1, 4, 1, 0, 2]
 TOY = Space({f"x{i}": Choice([0, 1, 2, 3, 4]) for i in range(len(TARGET))})
@@ -184,3 +184,20 @@ def test_protocol_reports_of_a_gym_result_use_every_run_as_a_seed():
     assert [m.n for m in rep.methods] == [10, 10] and rep.method("random").ri_pct == 0.0
     matrix = ri_matrix(reports)
     assert matrix.splitlines()[0] == "| method | toy | mean rank |" and "| random | +0.00 |" in matrix
+
+
+def test_an_experiment_cache_survives_a_kill_mid_write(tmp_path):
+    """A torn last line (a kill mid-write) is dropped on the next read, the rerun appends after the whole
+    records, and measured NaNs round-trip."""
+    import math
+
+    path = tmp_path / "runs" / "cache.jsonl"
+    assert read_cache(path) == []
+    append_cache(path, {"key": "a", "valid": 0.5})
+    append_cache(path, {"key": "b", "valid": float("nan")})
+    with open(path, "a") as f:
+        f.write('{"key": "c", "val')  # the kill
+    records = read_cache(path)
+    assert [r["key"] for r in records] == ["a", "b"] and math.isnan(records[1]["valid"])
+    append_cache(path, {"key": "c", "valid": 0.7})
+    assert [r["key"] for r in read_cache(path)] == ["a", "b", "c"]
