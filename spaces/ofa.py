@@ -57,6 +57,7 @@ class OFAConfig:
     widths: tuple[float, ...] = (0.5, 0.75, 1.0)
     head_channels: int = 64
     dropout: float = 0.0
+    zero_init_residual: bool = False  # BigNAS: residual blocks start as the identity (their last BN scale is 0)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -141,6 +142,10 @@ class OFASubnet(nn.Module):
                 blocks.append(MBConv1d(cin, cout, int(b["kernel"]), int(b["expand"]),
                                        cfg.stage_strides[s] if i == 0 else 1, residual=i > 0))
                 cin = cout
+        if cfg.zero_init_residual:
+            for block in blocks:
+                if block.residual:
+                    nn.init.zeros_(block.project[1].weight)
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Conv1d(cin, cfg.head_channels, 1, bias=False),
                                   nn.BatchNorm1d(cfg.head_channels), nn.Hardswish())
@@ -209,6 +214,9 @@ class OFASupernet(nn.Module):
                                 cfg.stage_strides[s] if i == 0 else 1, residual=i > 0)
                 for i in range(max(cfg.depths))]))
             cin = cout
+        if cfg.zero_init_residual:
+            for block in (b for stage in stages for b in stage if b.residual):
+                nn.init.zeros_(block.project_bn.bn.weight)
         self.stages = nn.ModuleList(stages)
         self.head_conv = DynamicConv1d(cin, cfg.head_channels, 1)
         self.head_bn = nn.BatchNorm1d(cfg.head_channels)

@@ -258,12 +258,15 @@ def ofa_phases(full: int = 10, kernel: int = 6, depth: int = 6, width: int = 8, 
 class ProgressiveShrinking:
     """Once-for-All progressive shrinking. After the first phase the full network is frozen as the
     teacher; each later step trains `subnets_per_step` sampled subnets on labels + `kd_ratio` x distillation.
+    With `include_largest`, the largest subnet joins every later step's sample as well (BigNAS's sandwich
+    rule inside the phases), so shrinking cannot drift the weights away from it.
     The `per_step` decisions (the input resolution) are drawn once per step, for the teacher too.
     `after_phase(phase, supernet)`, when given, runs after each phase (e.g. to measure the largest subnet
     before shrinking starts); it must leave the supernet's weights alone."""
 
     phases: tuple[Phase, ...] = field(default_factory=ofa_phases)
     subnets_per_step: int = 2
+    include_largest: bool = False
     kd_ratio: float = 1.0
     batch_size: int = 128
     weight_decay: float = 1e-4
@@ -283,21 +286,25 @@ class ProgressiveShrinking:
                 supernet.sort_channels()
             n = 1 if i == 0 else self.subnets_per_step
 
-            def step(xb: torch.Tensor, yb: torch.Tensor, phase: Phase = phase, n: int = n) -> torch.Tensor:
+            def step(xb: torch.Tensor, yb: torch.Tensor, phase: Phase = phase, n: int = n, later: bool = i > 0
+                     ) -> torch.Tensor:
                 shared = _draw_shared(space, rng, self.per_step, phase.elastic)
                 soft = None
                 if teacher is not None and self.kd_ratio > 0:
                     with torch.no_grad():
                         soft = teacher(xb, _share(space, largest, shared))
+                archs = [_random_subnet(space, rng, phase.elastic) for _ in range(n)]
+                if self.include_largest and later:
+                    archs.insert(0, largest)
                 total = torch.zeros(())
-                for _ in range(n):
-                    logits = supernet(xb, _share(space, _random_subnet(space, rng, phase.elastic), shared))
+                for arch in archs:
+                    logits = supernet(xb, _share(space, arch, shared))
                     loss = F.cross_entropy(logits, yb)
                     if soft is not None:
                         loss = loss + self.kd_ratio * distillation_loss(logits, soft, self.temperature)
                     loss.backward()
                     total = total + loss.detach()
-                return total / n
+                return total / len(archs)
 
             out.phases.append(run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
                                         self.weight_decay, gen, step))

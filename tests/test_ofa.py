@@ -220,6 +220,27 @@ def test_subnet_outputs_equal_supernet_outputs(mode):
                 assert torch.equal(clone.eval()(x), sub(x))
 
 
+def test_zero_init_residual_starts_residual_blocks_as_identity():
+    arch = OFASpace().largest()  # depth 3: two residual blocks per stage
+    for zero in (True, False):
+        space = OFASpace(OFAConfig(zero_init_residual=zero))
+        torch.manual_seed(0)
+        net = space.supernet().eval()
+        residual = [b for stage in net.stages for b in stage if b.residual]
+        h = torch.randn(4, space.config.stage_channels[0], 20)
+        with torch.no_grad():  # every residual block, at any width, kernel and expand, passes its input through
+            same = [torch.equal(b(h[:, :c], c, k, e), h[:, :c]) for b in residual[:2]
+                    for c, k, e in ((h.shape[1], 7, 4), (h.shape[1] // 2, 3, 2))]
+        assert all(same) == zero and any(same) == zero
+        built = space.build(arch).eval()  # the stand-alone network is initialised alike
+        blocks = [b for b in built.blocks if b.residual]
+        assert len(blocks) == 6
+        with torch.no_grad():
+            for b in blocks:
+                h = torch.randn(2, b.expand[0].in_channels, 9)
+                assert torch.equal(b(h), h) == zero
+
+
 def test_sort_channels_preserves_function_and_orders_importance():
     space = OFASpace()
     torch.manual_seed(5)

@@ -1,5 +1,5 @@
 """experiments/ofa_claims.py (issue 25, part 4) in its quick mode, and the progressive-shrinking phase hook
-it measures the largest subnet with: the recorded figures are real accuracies of the right subnets, the
+it measures the largest subnet with (and its option to train the largest in every step): the recorded figures are real accuracies of the right subnets, the
 children span the FLOPs range, recalibration changes BN statistics, the summary follows from the seeds."""
 
 from __future__ import annotations
@@ -43,6 +43,29 @@ def test_after_phase_sees_each_phase_and_does_not_change_training(one_thread) ->
         assert torch.equal(a, b)
 
 
+def test_include_largest_trains_the_largest_in_every_later_step(one_thread) -> None:
+    space = OFASpace(OFAConfig(stage_channels=(8, 8, 8), head_channels=16, depths=(1, 2), kernels=(3, 5)))
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 40, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    for include_largest in (False, True):
+        torch.manual_seed(0)
+        net = space.supernet()
+        calls: list[tuple[bool, bool]] = []  # (grad enabled, architecture is the largest but for resolution)
+        forward = net.forward
+
+        def spy(xb, arch, forward=forward):
+            calls.append((torch.is_grad_enabled(), arch["stages"] == space.largest()["stages"]))
+            return forward(xb, arch)
+
+        net.forward = spy
+        ProgressiveShrinking(ofa_phases(1, 1, 1, 1), batch_size=32, include_largest=include_largest,
+                             kd_ratio=0.0).fit(net, x, y)
+        steps = [calls[i:i + (3 if include_largest else 2)] for i in range(2, len(calls), 3 if include_largest else 2)]
+        assert len(calls) == 2 + 3 * 2 * (3 if include_largest else 2)  # full: 1 subnet; 3 later phases x 2 steps
+        # with the option, each later step's first trained subnet is the largest; without it, only by chance
+        assert all(step[0] == (True, True) for step in steps) == include_largest
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict:
     torch.set_num_threads(1)
@@ -59,11 +82,23 @@ def test_quick_run_records_real_figures(quick: dict) -> None:
     assert list(ps["largest_by_phase"]) == ["full", "kernel", "depth", "width"]
     assert ps["before"] == ps["largest_by_phase"]["full"] and ps["after"] == ps["largest_by_phase"]["width"]
     for figures in ps["largest_by_phase"].values():  # accuracies on the 1,000-signal test set: k / 1000
-        for v in figures.values():
-            assert 0.0 <= v <= 1.0 and abs(v * 1000 - round(v * 1000)) < 1e-9
+        for k, v in figures.items():  # (the probes' figure: a mean over 5 subnets, k / 5000)
+            n = 5000 if k.startswith("probes_") else 1000
+            assert 0.0 <= v <= 1.0 and abs(v * n - round(v * n)) < 1e-6
+    for key in ("progressive", "progressive_with_largest"):  # both shrinking variants, every phase measured
+        assert run[key]["config"]["include_largest"] == (key == "progressive_with_largest")
+        assert {"test_recal", "smallest_test_recal", "probes_test_recal"} <= set(run[key]["after"])
+    # the headline sandwich starts from BigNAS's initialisation; the control from the default one, same children
+    assert run["sandwich"]["zero_init_residual"] and not run["sandwich_default_init"]["zero_init_residual"]
+    assert [c["id"] for c in run["sandwich"]["children"]] == [c["id"] for c in run["sandwich_default_init"]["children"]]
     children = run["sandwich"]["children"]
     flops = [c["flops"] for c in children]
     assert len(children) == 10 and flops == sorted(flops) and len(set(flops)) >= 8
+    # evenly spaced in FLOPs: no gap more than twice the even step; the quantile control bunches in the middle
+    step = (flops[-1] - flops[0]) / 9
+    assert max(np.diff(flops)) < 2 * step
+    q_flops = [c["flops"] for c in run["sandwich"]["quantile_children"]]
+    assert len(q_flops) == 10 and max(np.diff(q_flops)) > 2 * step
     assert flops[0] == space.count(space.smallest())["flops"] and flops[-1] == space.count(space.largest())["flops"]
     assert children[0]["id"] == space.smallest().id and children[-1]["id"] == space.largest().id
     # recalibration re-estimates every child's BN statistics, and that changes what some child predicts
@@ -82,6 +117,11 @@ def test_summary_follows_from_the_seed(quick: dict) -> None:
     children = run["sandwich"]["children"]
     gap = 100 * (run["standalone_smallest"]["test"] - children[0]["test_recal"])
     assert s["smallest_child"]["gap_points"]["mean"] == pytest.approx(gap)
+    ctl = 100 * (run["standalone_smallest"]["test"] - run["sandwich_default_init"]["children"][0]["test_recal"])
+    assert s["smallest_child"]["default_init_gap_points"]["mean"] == pytest.approx(ctl)
+    with_largest = run["progressive_with_largest"]
+    drop = 100 * (with_largest["before"]["test_recal"] - with_largest["after"]["test_recal"])
+    assert s["progressive_shrinking_with_largest"]["drop_points"]["mean"] == pytest.approx(drop)
     gain = np.mean([100 * (c["test_recal"] - c["test_no_recal"]) for c in children])
     assert s["bn_recalibration"]["gain_points"]["mean"] == pytest.approx(gain)
     assert s["sandwich_spearman"]["recal"]["mean"] == pytest.approx(run["sandwich"]["spearman_flops"]["test_recal"])
