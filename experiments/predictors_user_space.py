@@ -20,6 +20,8 @@ done); the run then merges them into `results/predictors_user_space.json` (with 
 and `predictors_user_space_gcn.json`):
 
     .venv/bin/python experiments/predictors_user_space.py                       # 3 tables, 10 seeds, N 50/100/200
+    .venv/bin/python experiments/predictors_user_space.py --first-seed 10       # seeds 10-19 (recorded: the plain
+                                                         # space's forest was chosen on seeds 0-9 of these tables)
     .venv/bin/python experiments/predictors_user_space.py --datasets cora --seeds 3 --sizes 50 100   # a part
     .venv/bin/python experiments/predictors_user_space.py --resume              # finish what is missing
     .venv/bin/python experiments/predictors_user_space.py --merge               # only merge
@@ -246,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds first-seed .. first-seed + seeds - 1 (10: seeds the defaults were not chosen on)")
     ap.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     ap.add_argument("--gcn", action="store_true", help="also the GCN on the built-in and declared spaces")
     ap.add_argument("--resume", action="store_true", help="keep the seeds already in the per-dataset files")
@@ -261,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.merge:
         for ds in args.datasets:
-            run_dataset(ds, range(args.seeds), sorted(args.sizes), args.gcn, args.resume, argv)
+            run_dataset(ds, range(args.first_seed, args.first_seed + args.seeds), sorted(args.sizes), args.gcn,
+                        args.resume, argv)
     return 0 if merge(args.gcn, argv) else 1
 
 

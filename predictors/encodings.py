@@ -18,7 +18,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 
-Encoding = Literal["onehot", "vector", "path"]
+Encoding = Literal["onehot", "vector", "onehot+vector", "path"]
 CACHE_SIZE = 100_000
 PATH_WIDTH = 1024  # hashed columns: a NAS-Bench-Graph cell has 1-4 of its 7,380 possible paths
 
@@ -54,15 +54,19 @@ def path_code(space: Space, arch: Any) -> np.ndarray:
 
 
 def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], np.ndarray]:
-    """A function archs -> (n, d) matrix for "onehot" (`space.to_onehot`), "vector" (`space.to_vector`) or "path"
-    (`path_code`)."""
-    fns: dict[str, Callable[[Any], np.ndarray]] = {"onehot": space.to_onehot, "vector": space.to_vector,
-                                                   "path": lambda a: path_code(space, a)}
+    """A function archs -> (n, d) matrix for "onehot" (`space.to_onehot`), "vector" (`space.to_vector`), both
+    side by side ("onehot+vector": a tree can then split one option from the rest or the options in their
+    declared order) or "path" (`path_code`)."""
+    fns: dict[str, Callable[[Any], np.ndarray]] = {
+        "onehot": space.to_onehot, "vector": space.to_vector,
+        "onehot+vector": lambda a: np.concatenate([space.to_onehot(a), space.to_vector(a)]),
+        "path": lambda a: path_code(space, a)}
     fn = fns.get(encoding)
     if fn is None:
         raise ConfigError(f"encoding: unknown {encoding!r} (known: {', '.join(fns)})")
 
-    width = {"onehot": space.onehot_size(), "vector": len(space.slots()), "path": PATH_WIDTH}[encoding]
+    width = {"onehot": space.onehot_size(), "vector": len(space.slots()), "path": PATH_WIDTH}.get(
+        encoding, space.onehot_size() + len(space.slots()))
     cache: dict[str, np.ndarray] = {}  # arch id -> code: searches re-encode the same candidates at every refit
 
     def code(a: Architecture) -> np.ndarray:

@@ -42,7 +42,8 @@ def test_structure_is_what_the_space_declares():
     assert list(default_candidates(plain_space().with_graph(CELL))) == ["wl-gp", "rf"]
     assert list(default_candidates(NASBenchGraphSpace())) == ["wl-gp", "rf"]
     assert list(default_candidates(plain_space())) == ["rf", "wl-gp"]
-    assert default_candidates(plain_space())["rf"] == {"n_estimators": 50}
+    assert default_candidates(plain_space())["rf"] == {"n_estimators": 200, "max_features": 1 / 3,
+                                                       "encoding": "onehot+vector"}
 
 
 def test_weighted_taus_with_unit_weights_are_scipys_tau_b_and_a_constant_ranks_nothing():
@@ -96,3 +97,28 @@ def test_predictor_search_asks_from_ten_results_with_the_spaces_default(declared
     assert len(batch) == 5 and s.chosen_at == 10
     # declared: the graph GP (the prior); plain: the forest, the prior, which ten results cannot overrule
     assert s.choice == {"score": "wl-gp" if declared else "rf"}
+
+
+def test_plain_space_forest_on_both_codes_ranks_a_real_table_better_than_on_one_hot_alone():
+    """The plain space's prior (issue 19 part 3) is a forest on the one-hot and index codes side by side. On the
+    citeseer table through the plain space (N = 100, 500 held out, seeds 0-4) it ranks better than the same forest
+    on the one-hot code alone: tau +0.048 on average, ahead in every seed (+0.003 to +0.067)."""
+    from nas.tabular import nas_bench_graph
+
+    bench = nas_bench_graph("citeseer")
+    space = plain_space()
+    archs = [space.validate(dict(zip(bench.space.fields, key))) for key in bench.rows]
+    y = np.array([row["valid_acc"] for row in bench.rows.values()])
+    name, options = next(iter(default_candidates(space).items()))
+    assert name == "rf" and options["encoding"] == "onehot+vector"
+    gains = []
+    for seed in range(5):
+        order = np.random.default_rng(seed).permutation(len(archs))
+        train, test = order[:100], order[100:600]
+        taus = []
+        for encoding in ("onehot+vector", "onehot"):
+            predictor = make_predictor(name, space, seed, **{**options, "encoding": encoding})
+            predictor.fit([archs[i] for i in train], y[train])
+            taus.append(kendalltau(predictor.predict([archs[i] for i in test])[0], y[test]).statistic)
+        gains.append(taus[0] - taus[1])
+    assert min(gains) > 0 and np.mean(gains) > 0.03, gains

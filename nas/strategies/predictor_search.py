@@ -20,8 +20,8 @@ After `n_init` uniform samples, each batch of `batch_size` true evaluations is c
 
 The predictor (`predictor="auto"`, the default) is chosen per metric by `nas.predictors.selection.choose`: a
 prior from the structure the space declares (`wl-gp`, a GP on the Weisfeiler-Lehman graph kernel, where the space
-gives a real DAG: a declared `CellGraph` or a built-in graph-aware class; a 50-tree forest on the one-hot code on a
-plain space), kept unless the other candidate's out-of-fold Kendall tau (5 folds, pairs within a fold) is higher
+gives a real DAG: a declared `CellGraph` or a built-in graph-aware class; a 200-tree forest on the one-hot and
+index codes on a plain space), kept unless the other candidate's out-of-fold Kendall tau (5 folds, pairs within a fold) is higher
 by more than one standard error (the one-standard-error rule; a collapsed GP loses by far). It is re-chosen
 whenever the number of results has doubled (at 10, 20, 40, ...; on a seeded subset of 200 beyond that). Figures
 behind it: experiments/predictors_user_space.py and experiments/README.md. Any registered predictor can be named
