@@ -52,6 +52,8 @@ import core_benchmark as cb  # noqa: E402  (the NAS-Bench-Graph protocol: facts,
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
 from strategies_blackbox import _bench as bench  # noqa: E402  (a table and its facts, built-in or plain space)
 
+from nas.predictors.selection import FOREST  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 RUNS = RESULTS / "predictor_search_runs.json"
@@ -160,7 +162,9 @@ def ask_seconds(results: int = 1000, asks: int = 12) -> dict[str, Any]:
             "times_s": times, "load_average": list(os.getloadavg())}
 
 
-PREDICTOR_CANDIDATES = {"rf": ("rf", {"n_estimators": 50}), "gp": ("gp", {}), "wl-gp": ("wl-gp", {})}
+# the plain space's default forest as `nas.predictors.selection` builds it (figures recorded before session 12 used
+# a 50-tree forest on one-hot), beside a one-hot GP and the WL graph GP
+PREDICTOR_CANDIDATES = {"rf": FOREST, "gp": ("gp", {}), "wl-gp": ("wl-gp", {})}
 PREDICTOR_SIZES = (10, 20, 50, 100)
 
 
