@@ -156,13 +156,13 @@ def shrink(seed: int, args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor
             "before": by_phase["full"], "after": by_phase[ps.phases[-1].name]}
 
 
-def rate_children(supernet: Any, archs: list[Any], tests: dict[str, Any], calib_x: torch.Tensor
-                  ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Each child's FLOPs, params and inherited accuracy (BN recalibrated, and as is); Spearman with FLOPs."""
-    space, rows = supernet.space, []
+def rate_children(supernet: Any, archs: list[Any], counts: dict[str, dict[str, Any]], tests: dict[str, Any],
+                  calib_x: torch.Tensor) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Each child's FLOPs, params (`counts`, by id) and inherited accuracy (BN recalibrated, and as is);
+    Spearman with FLOPs."""
+    rows = []
     for a in archs:
-        counts = space.count(a)
-        row = {"id": a.id, "arch": a.to_dict(), "flops": counts["flops"], "params": counts["params"],
+        row = {"id": a.id, "arch": a.to_dict(), "flops": counts[a.id]["flops"], "params": counts[a.id]["params"],
                "bn_running_mean_shift": bn_shift(supernet, a, calib_x)}
         for e, (xe, ye) in tests.items():
             row[f"{e}_recal"] = InheritedAccuracy(supernet, xe, ye, calib_x)(a)["accuracy"]
@@ -186,6 +186,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     space = OFASpace()
     children = spanning_children(space, args.pool, np.random.default_rng(10_000 + seed))
     quantiles = quantile_children(space, args.pool, np.random.default_rng(10_000 + seed))
+    counts = {a.id: space.count(a) for a in (*children, *quantiles)}  # the same for both supernets
     built = schedules(argparse.Namespace(schedule="sandwich", supernet_epochs=args.supernet_epochs, seed=seed))
     out: dict[str, Any] = {"seed": seed, "load_before": load()}
 
@@ -199,8 +200,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         torch.manual_seed(seed)
         supernet = OFASpace(OFAConfig(zero_init_residual=zero_init)).supernet()
         sw_log = built["sandwich"].fit(supernet, x, y)
-        rows, spearman = rate_children(supernet, children, tests, calib_x)
-        q_rows, q_spearman = rate_children(supernet, quantiles, tests, calib_x)
+        rows, spearman = rate_children(supernet, children, counts, tests, calib_x)
+        q_rows, q_spearman = rate_children(supernet, quantiles, counts, tests, calib_x)
         out[key] = {"config": vars(built["sandwich"]), "zero_init_residual": zero_init, "train": train_log_dict(sw_log),
                     "children": rows, "spearman_flops": spearman, "quantile_children": q_rows,
                     "quantile_spearman_flops": q_spearman}

@@ -65,8 +65,8 @@ def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], n
     if fn is None:
         raise ConfigError(f"encoding: unknown {encoding!r} (known: {', '.join(fns)})")
 
-    width = {"onehot": space.onehot_size(), "vector": len(space.slots()), "path": PATH_WIDTH}.get(
-        encoding, space.onehot_size() + len(space.slots()))
+    width = {"onehot": space.onehot_size(), "vector": len(space.slots()),
+             "onehot+vector": space.onehot_size() + len(space.slots()), "path": PATH_WIDTH}[encoding]
     cache: dict[str, np.ndarray] = {}  # arch id -> code: searches re-encode the same candidates at every refit
 
     def code(a: Architecture) -> np.ndarray:

@@ -60,8 +60,9 @@ def test_include_largest_trains_the_largest_in_every_later_step(one_thread) -> N
         net.forward = spy
         ProgressiveShrinking(ofa_phases(1, 1, 1, 1), batch_size=32, include_largest=include_largest,
                              kd_ratio=0.0).fit(net, x, y)
-        steps = [calls[i:i + (3 if include_largest else 2)] for i in range(2, len(calls), 3 if include_largest else 2)]
-        assert len(calls) == 2 + 3 * 2 * (3 if include_largest else 2)  # full: 1 subnet; 3 later phases x 2 steps
+        per_step = 3 if include_largest else 2
+        steps = [calls[i:i + per_step] for i in range(2, len(calls), per_step)]
+        assert len(calls) == 2 + 3 * 2 * per_step  # full: 2 steps of 1 subnet; 3 later phases x 2 steps
         # with the option, each later step's first trained subnet is the largest; without it, only by chance
         assert all(step[0] == (True, True) for step in steps) == include_largest
 
