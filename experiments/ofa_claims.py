@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ofa_kendall import draw_subnets, jsonable, load, schedules, train_log_dict  # noqa: E402
 from reporting import git_commit  # noqa: E402
 
+from nas import jsonio  # noqa: E402
 from nas.datasets import mnist1d_splits  # noqa: E402
 from nas.spaces.ofa import OFAConfig, OFASpace  # noqa: E402
 from nas.spaces.training import (InheritedAccuracy, Phase, PlainTraining, ProgressiveShrinking, accuracy,  # noqa: E402
@@ -226,6 +227,12 @@ def timed_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def save(path: Path, report: dict[str, Any]) -> None:
+    """The report as JSON, atomically (`nas.jsonio.write_bytes`): a run killed mid-write leaves the last
+    complete file, so a rerun still resumes from it."""
+    jsonio.write_bytes(path, (json.dumps(report, indent=1, default=jsonable) + "\n").encode())
+
+
 def summarise(seeds: dict[str, dict[str, Any]], main_set: str) -> dict[str, Any]:
     """Per-claim figures over the seeds (points = 100 x accuracy), with 95 % t-intervals and verdicts."""
     runs = [seeds[k] for k in sorted(seeds, key=int)]
@@ -346,8 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seed = futures[future]
             report["seeds"][str(seed)] = future.result()
             print(f"seed {seed}: {report['seeds'][str(seed)]['seconds']:.0f} s, load {load()}", flush=True)
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(json.dumps(report, indent=1, default=jsonable) + "\n")
+            save(out_path, report)
 
     main_set = "extra_test" if args.extra_test else "test"
     report["summary"] = {e: summarise(report["seeds"], e) for e in dict.fromkeys((main_set, "test"))}
@@ -364,8 +370,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "bn_calibration": f"first {CALIB} training signals", "points": "100 x accuracy",
                      "ci": "95 % t-interval over seeds", "data": "mnist1d_splits(seed): 3,500 train / 500 valid"},
     })
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(report, indent=1, default=jsonable) + "\n")
+    save(out_path, report)
     for e, summary in report["summary"].items():
         print(f"\n{table(summary)}")
     print(f"\ntotal {time.time() - started:.0f} s; wrote "

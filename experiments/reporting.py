@@ -21,12 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_report(path: Path, report: dict, started: float) -> None:
-    """Write an experiment's JSON beside its printed table and say where."""
+    """Write an experiment's JSON beside its printed table (atomically: a run killed mid-write leaves the old
+    file, which a resume can still read) and say where."""
     import json
     import time
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    jsonio.write_bytes(path, json.dumps(report, indent=1).encode())
     print(f"total {time.time() - started:.0f} s; wrote {path}")
 
 

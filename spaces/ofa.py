@@ -80,6 +80,8 @@ class OFAConfig:
             raise ConfigError(f"OFAConfig.widths: multipliers must be <= 1 (of stage_channels), got {self.widths!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"OFAConfig.dropout: must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.zero_init_residual, bool):
+            raise ConfigError(f"OFAConfig.zero_init_residual: expected True or False, got {self.zero_init_residual!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; `OFAConfig(**d)` rebuilds it."""

@@ -278,6 +278,8 @@ class ProgressiveShrinking:
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         if not self.phases:
             raise ConfigError("phases: give at least one phase")
+        if not isinstance(self.include_largest, bool):
+            raise ConfigError(f"include_largest: expected True or False, got {self.include_largest!r}")
         space = supernet.space
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
         largest, teacher, out = space.largest(), None, TrainLog()

@@ -156,6 +156,11 @@ def test_config_errors_name_the_field():
         OFAConfig(kernels=(3, 4))
     with pytest.raises(ConfigError, match="OFAConfig.stage_strides"):
         OFAConfig(stage_channels=(8, 8), stage_strides=(2,))
+    with pytest.raises(ConfigError, match="OFAConfig.zero_init_residual: expected True or False, got 'false'"):
+        OFAConfig(zero_init_residual="false")  # a string from a hand-edited config would be truthy
+    with pytest.raises(ConfigError, match="include_largest: expected True or False, got 1"):
+        ProgressiveShrinking(include_largest=1).fit(OFASpace(TINY).supernet(), torch.zeros(4, 40),
+                                                    torch.zeros(4, dtype=torch.long))
 
 
 def expected_counts(arch, cfg: OFAConfig) -> tuple[int, int]:
