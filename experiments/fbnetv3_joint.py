@@ -16,6 +16,10 @@ Protocol, per seed s (the search seed and every training's seed: initial weights
 * joint: the same `evolution` settings over architecture + `recipe_fields()` (3 values per knob, the default's
   among them; epochs 8/10/12, so the joint search cannot win by training much longer: its epochs are reported).
 * random: random sampling of the joint space, the protocol's baseline (relative improvement over it).
+* arch-only+epochs: the control for training length. The joint search may pick longer recipes (12 epochs)
+  and so spend more epochs than the arch-only search at the same number of trainings; this is the same
+  arch-only evolution (same seed, so it proposes the same first candidates) run on until it has spent at
+  least the joint search's epochs of that seed (ceil(joint epochs / 10) trainings).
 Same budget (trainings per search) and strategy settings for every method; `population_size` is scaled down
 with the budget (the default 50 would make a 30-training evolution pure random sampling), the same for both.
 
@@ -56,7 +60,7 @@ from reporting import (append_cache, git_commit, protocol_report, protocol_table
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = Recipe()
 RECIPE_KEYS = tuple(recipe_fields())
-METHODS = ("arch-only", "joint", "random")
+METHODS = ("arch-only", "joint", "random", "arch-only+epochs")
 
 
 def arch_fields() -> dict[str, Any]:
@@ -132,11 +136,12 @@ class Trainings:
 
 
 def run_search(method: str, space: Space, evaluate: Trainings, args: argparse.Namespace, seed: int,
-               workdir: Path) -> dict[str, Any]:
-    """One search; its pick (best valid accuracy), the pick's test accuracy and what the search spent."""
+               workdir: Path, budget: int | None = None) -> dict[str, Any]:
+    """One search (`budget` trainings, default `args.budget`); its pick (best valid accuracy), the pick's test
+    accuracy and what the search spent."""
     strategy = "random" if method == "random" else "evolution"
     options = {} if method == "random" else {"population_size": args.population}
-    result = nas.search(space, evaluate, {"accuracy": "max"}, strategy=strategy, budget=args.budget, seed=seed,
+    result = nas.search(space, evaluate, {"accuracy": "max"}, strategy=strategy, budget=budget or args.budget, seed=seed,
                         workdir=workdir / f"seed{seed}" / method, strategy_options=options,
                         metadata={"experiment": "fbnetv3_joint", "method": method})
     done = result.completed
@@ -154,13 +159,15 @@ def summarise(runs: Mapping[str, Mapping[str, Any]], budget: int) -> dict[str, A
     seeds = sorted(runs, key=int)
     per = {m: [runs[s][m] for s in seeds] for m in METHODS}
     test = {m: [r["test"] for r in per[m]] for m in METHODS}
+    budgets = {m: float(np.mean([r["trainings"] for r in per[m]])) for m in METHODS}
     report = protocol_report(test, baseline="random", costs={m: [r["train_seconds"] for r in per[m]] for m in METHODS},
-                             budgets={m: float(budget) for m in METHODS}, label="MNIST-1D test accuracy of the pick")
+                             budgets=budgets, label="MNIST-1D test accuracy of the pick")
     valid = protocol_report({m: [r["valid"] for r in per[m]] for m in METHODS}, baseline="random",
                             label="MNIST-1D valid accuracy of the pick")
     joint_recipes = [r["pick_recipe"] for r in per["joint"]]
     return {"seeds": [int(s) for s in seeds], "test": report.to_dict(), "valid": valid.to_dict(),
             "paired_test": {"joint - arch-only": paired(test["joint"], test["arch-only"]),
+                            "joint - arch-only+epochs": paired(test["joint"], test["arch-only+epochs"]),
                             "joint - random": paired(test["joint"], test["random"]),
                             "arch-only - random": paired(test["arch-only"], test["random"])},
             "paired_valid": {"joint - arch-only": paired([r["valid"] for r in per["joint"]],
@@ -169,7 +176,8 @@ def summarise(runs: Mapping[str, Mapping[str, Any]], budget: int) -> dict[str, A
             "pick_epochs_mean": {m: float(np.mean([r["pick_recipe"]["epochs"] for r in per[m]])) for m in METHODS},
             "joint_picks_default_recipe": sum(r == DEFAULT.to_dict() for r in joint_recipes),
             "joint_pick_knobs": {k: sorted(r[k] for r in joint_recipes) for k in RECIPE_KEYS},
-            "best_so_far_mean": {m: list(np.mean([r["best_so_far"] for r in per[m]], axis=0)) for m in METHODS}}
+            "trainings_mean": budgets,
+            "best_so_far_mean": {m: list(np.mean([r["best_so_far"][:budget] for r in per[m]], axis=0)) for m in METHODS}}
 
 
 def table(summary: Mapping[str, Any]) -> str:
@@ -188,9 +196,11 @@ def table(summary: Mapping[str, Any]) -> str:
     d = summary["paired_valid"]["joint - arch-only"]
     lines += ["", f"valid, joint - arch-only: {100 * d['mean']:+.2f} pp [{100 * d['ci95'][0]:+.2f}, "
               f"{100 * d['ci95'][1]:+.2f}], Wilcoxon p {d['wilcoxon_p']:.3f}", "",
-              "| method | epochs spent per search (mean) | pick's epochs (mean) |", "|---|---|---|"]
+              "| method | trainings per search (mean) | epochs spent per search (mean) | pick's epochs (mean) |",
+              "|---|---|---|---|"]
     for m in METHODS:
-        lines.append(f"| {m} | {summary['epochs_total_mean'][m]:.0f} | {summary['pick_epochs_mean'][m]:.1f} |")
+        lines.append(f"| {m} | {summary['trainings_mean'][m]:.1f} | {summary['epochs_total_mean'][m]:.0f} | "
+                     f"{summary['pick_epochs_mean'][m]:.1f} |")
     lines += ["", f"joint picks with the default recipe: {summary['joint_picks_default_recipe']} of "
               f"{len(summary['seeds'])}; joint picks' knobs: {summary['joint_pick_knobs']}"]
     return "\n".join(lines)
@@ -204,7 +214,7 @@ def plot(summary: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]], path
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for m in METHODS:
+    for m in METHODS[:3]:  # arch-only+epochs repeats arch-only's curve up to the budget
         curve = summary["best_so_far_mean"][m]
         a.plot(range(1, len(curve) + 1), [100 * v for v in curve], label=m)
     a.set_xlabel("trainings")
@@ -256,8 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, dict[str, Any]] = {}
     for seed in range(args.seeds):
         evaluate = Trainings(data, seed, cache, data_tag)
-        runs[str(seed)] = {m: run_search(m, space[m], evaluate, args, seed, workdir) for m in METHODS}
-        r = runs[str(seed)]
+        r = {m: run_search(m, space[m], evaluate, args, seed, workdir) for m in METHODS[:3]}
+        matched = max(args.budget, -(-r["joint"]["epochs_total"] // DEFAULT.epochs))
+        r["arch-only+epochs"] = run_search("arch-only+epochs", space["arch-only"], evaluate, args, seed, workdir, matched)
+        runs[str(seed)] = r
         print(f"seed {seed}: test " + ", ".join(f"{m} {100 * r[m]['test']:.2f}" for m in METHODS)
               + f" ({time.time() - started:.0f} s)", flush=True)
     summary = summarise(runs, args.budget)

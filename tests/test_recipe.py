@@ -150,11 +150,19 @@ def test_fbnetv3_quick_runs_end_to_end_and_resumes(tmp_path):
         assert fbnetv3_joint.main(args) == 0
     report = json.loads(out.read_text())
     summary = report["summary"]
-    assert {m["method"] for m in summary["test"]["methods"]} == {"arch-only", "joint", "random"}
-    assert "joint - arch-only" in summary["paired_test"]
+    assert {m["method"] for m in summary["test"]["methods"]} == {"arch-only", "joint", "random", "arch-only+epochs"}
+    assert {"joint - arch-only", "joint - arch-only+epochs"} <= set(summary["paired_test"])
     for seed in ("0", "1"):
-        assert report["runs"][seed]["arch-only"]["pick_recipe"] == Recipe().to_dict()  # arch-only keeps the default
-        assert all(report["runs"][seed][m]["trainings"] == 3 for m in fbnetv3_joint.METHODS)
+        runs = report["runs"][seed]
+        assert runs["arch-only"]["pick_recipe"] == Recipe().to_dict()  # arch-only keeps the default
+        assert all(runs[m]["trainings"] == 3 for m in ("arch-only", "joint", "random"))
+        # the epoch-matched control trains on until it has spent the joint search's epochs
+        matched = runs["arch-only+epochs"]
+        assert matched["trainings"] == max(3, math.ceil(runs["joint"]["epochs_total"] / Recipe().epochs))
+        assert matched["epochs_total"] >= runs["joint"]["epochs_total"]
+        first = [t.arch for t in nas.load(tmp_path / "runs" / f"seed{seed}" / "arch-only").completed]
+        again = [t.arch for t in nas.load(tmp_path / "runs" / f"seed{seed}" / "arch-only+epochs").completed]
+        assert again[: len(first)] == first  # the same evolution, run on
     assert nas.load(tmp_path / "runs" / "seed0" / "joint").trials  # the standard journal
     cache = tmp_path / "quick_cache.jsonl"
     lines = len(cache.read_text().splitlines())
