@@ -73,11 +73,16 @@ def done_trainings(path: Path) -> set[tuple[str, int]]:
         return {(r["arch_id"], int(r["seed"])) for r in csv.DictReader(f)}
 
 
-def append_row(path: Path, row: Mapping[str, Any]) -> None:
+def arch_json(arch: Architecture) -> str:
+    """The architecture as the table's compact, key-sorted JSON (what `recorded_table` reads back)."""
+    return json.dumps(arch.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def append_row(path: Path, row: Mapping[str, Any], columns: Sequence[str] = COLUMNS) -> None:
     """Append one row (writing the header first for a new file) and fsync, so a kill loses at most one training."""
     new = not path.exists()
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        writer = csv.DictWriter(f, fieldnames=list(columns))
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -96,11 +101,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--shard", default="0/1", help="K/N: train only the architectures whose index is K mod N "
                     "(N processes with K = 0..N-1 build one table in parallel; default 0/1: all)")
     args = ap.parse_args(argv)
-    k, _, n = args.shard.partition("/")
-    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
-        ap.error(f"--shard: expected K/N with 0 <= K < N, got {args.shard!r}")
-    args.shard = (int(k), int(n))
+    args.shard = parse_shard(ap, args.shard)
     return args
+
+
+def parse_shard(ap: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """`--shard K/N` as (K, N), or an argparse error naming the option."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        ap.error(f"--shard: expected K/N with 0 <= K < N, got {text!r}")
+    return int(k), int(n)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, int]:
@@ -126,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, int]:
                 append_row(args.out / f"{name}.csv",
                            {"arch_index": i, "arch_id": arch.id, "dataset": name, "seed": seed,
                             **{m: metrics[m] for m in METRICS}, "summary": describe(arch),
-                            "arch": json.dumps(arch.to_dict(), sort_keys=True, separators=(",", ":"))})
+                            "arch": arch_json(arch)})
                 done[name].add((arch.id, seed))
                 trained += 1
                 print(f"[{time.perf_counter() - started:6.0f} s] {name} #{i} seed {seed}: "

@@ -102,6 +102,12 @@ class TextRecipe:
     has not improved for `patience` epochs (the best epoch's weights are kept; `patience=0`: never stop).
     The defaults are set from common practice for small from-scratch text models and checked lever by lever
     on Movie Review's validation split (one-lever ablations in experiments/transformer_recipe.py).
+
+    Bag-of-words prior (both off by default): `nb_init` adds each word's Naive Bayes log-count ratio on the
+    training split (NBSVM's feature, Wang & Manning 2012), times this scale, to its token embedding along one
+    fixed random unit direction; `distill` is the weight of a teacher's soft targets in the loss (the teacher:
+    cross-fitted probabilities on the training split, passed to `train_recipe`; the hard-label loss gets
+    1 - `distill`).
     """
 
     min_count: int = 2
@@ -117,6 +123,8 @@ class TextRecipe:
     max_epochs: int = 15
     patience: int = 3
     batch_size: int = 64
+    nb_init: float = 0.0
+    distill: float = 0.0
 
     def config(self, base: FlexiBertConfig, vocab_size: int) -> FlexiBertConfig:
         """`base` with this recipe's vocabulary size, length, dropout and pooling."""
@@ -167,12 +175,47 @@ def recipe_splits(recipe: TextRecipe, data: TextSplits, valid_fraction: float = 
                         data.train_y[valid], encode(data.test_x), data.test_y, vocab)
 
 
-def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed: int) -> dict[str, Any]:
+def nb_log_ratio(x: torch.Tensor, y: torch.Tensor, vocab_size: int, alpha: float = 1.0) -> torch.Tensor:
+    """Per token id, log of (share of positive sentences' word presences) / (share of negative ones'), with
+    add-`alpha` smoothing (binary labels; padding and <unk> get 0)."""
+    rows = torch.arange(len(x))[:, None].expand_as(x)
+    present = torch.unique(rows.reshape(-1) * vocab_size + x.reshape(-1))  # each word once per sentence
+    token, label = present % vocab_size, y[present // vocab_size]
+    token, label = token[token > 1], label[token > 1]  # <pad> and <unk> carry no evidence
+    pos = alpha + torch.bincount(token[label == 1], minlength=vocab_size).double()
+    neg = alpha + torch.bincount(token[label == 0], minlength=vocab_size).double()
+    ratio = (pos / pos.sum()).log() - (neg / neg.sum()).log()
+    ratio[:2] = 0.0  # <pad>, <unk>
+    return ratio.float()
+
+
+def add_nb_direction(embedding: nn.Embedding, ratio: torch.Tensor, scale: float, seed: int = 0) -> None:
+    """Add `scale` x `ratio[w]` to every token embedding along one random unit direction (seeded apart from
+    the model's initialisation, so the same direction serves every seed)."""
+    u = torch.randn(embedding.embedding_dim, generator=torch.Generator().manual_seed(1234 + seed))
+    with torch.no_grad():
+        embedding.weight += scale * ratio[:, None] * (u / u.norm())[None, :]
+
+
+def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed: int,
+                 teacher: torch.Tensor | None = None) -> dict[str, Any]:
     """Train `model` (tokens -> logits) by `recipe`, early-stopped on `data`'s validation split.
 
-    Returns validation and test accuracy of the best epoch's weights (which the model keeps), that epoch,
-    the epochs run, per-epoch training loss and validation accuracy, and wall seconds.
+    `teacher`: class probabilities [n_train, classes] for the training sentences, required when
+    `recipe.distill` > 0. With `recipe.nb_init` the model's token embedding (`model.tokens`) gets the
+    Naive Bayes direction before training. Returns validation and test accuracy of the best epoch's weights
+    (which the model keeps), that epoch, the epochs run, per-epoch training loss and validation accuracy,
+    and wall seconds.
     """
+    if recipe.distill and (teacher is None or teacher.shape[0] != len(data.train_y)):
+        raise ValueError(f"distill: recipe.distill={recipe.distill} needs teacher probabilities for the "
+                         f"{len(data.train_y)} training sentences")
+    if recipe.nb_init:
+        embedding = getattr(model, "tokens", None)
+        if not isinstance(embedding, nn.Embedding):
+            raise ValueError(f"nb_init: {type(model).__name__} has no token embedding `tokens` to initialise")
+        add_nb_direction(embedding, nb_log_ratio(data.train_x, data.train_y, embedding.num_embeddings),
+                         recipe.nb_init)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     per_epoch = -(-len(data.train_y) // recipe.batch_size)
@@ -191,7 +234,11 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
                 drop = (torch.rand(x.shape, generator=g) < recipe.word_dropout) & (x != 0)
                 x = x.masked_fill(drop, 1)
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), data.train_y[idx], label_smoothing=recipe.label_smoothing)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, data.train_y[idx], label_smoothing=recipe.label_smoothing)
+            if recipe.distill:
+                soft = -(teacher[idx] * logits.log_softmax(1)).sum(1).mean()
+                loss = (1 - recipe.distill) * loss + recipe.distill * soft
             loss.backward()
             opt.step()
             sched.step()

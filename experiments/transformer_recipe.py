@@ -19,7 +19,12 @@ Rows, each trained with seeds 0..n-1 (initialisation and batch order; the split 
   dropout 0.1, AdamW lr 2e-3 wd 0.1, label smoothing 0.1, mean+max pooling, batch 64, warm-up + cosine,
   up to 15 epochs with early stopping on validation, patience 3).
 * `ablation/<lever>/<arch>`: the recipe with one lever put back to the current setting (`schedule`: 3 epochs,
-  no early stopping, as the current recipe).
+  no early stopping, as the current recipe); `ablation/bow-nb_init`, `ablation/bow-distill`: the bag-of-words
+  recipe below without one of its two levers.
+* `recipe+bow/<arch>` and `cnn+bow`: the recipe with a bag-of-words prior (`BOW`): token embeddings start with
+  the Naive Bayes log-count ratio of each word along one direction (`nb_init` 3) and half the loss is
+  distillation from TF-IDF + LR's cross-fitted (5-fold, C of the `tfidf_lr` row) probabilities on the
+  training sentences (`distill` 0.5). Set once (the first values tried), not tuned on test.
 
 Every finished training is appended to a JSON-lines cache, so a killed run resumes where it stopped;
 `--budget-min` stops starting new trainings after that many minutes (rerun to continue).
@@ -47,14 +52,14 @@ from torch import nn
 
 from nas.datasets import TextSplits, movie_reviews
 from nas.spaces.transformer import PAD, FlexiBertConfig, FlexiBertSpace
+from nas.tabular import TRANSFORMER_TABLE_OPTIONS
 from reporting import append_cache, git_commit, protocol_report, read_cache  # experiments/reporting.py (on sys.path)
 from transformer_mr import RecipeSplits, TextRecipe, describe, recipe_splits, train, train_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 
-BASE = FlexiBertConfig(num_classes=2, depths=(2, 3), hidden=(32, 64), heads=(2, 4), kernels=(3, 7),
-                       ffn_depths=(1, 2), ffn_dims=(64, 128))
+BASE = FlexiBertConfig(**TRANSFORMER_TABLE_OPTIONS)
 """The CPU-sized space of experiments/transformer_mr.py (`space_for`); vocabulary, length, dropout and
 pooling come from the recipe."""
 
@@ -70,6 +75,12 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 """Fixed architectures: homogeneous attention, homogeneous convolution, and a heterogeneous mix (same widths)."""
 
+BOW = replace(TextRecipe(), nb_init=3.0, distill=0.5)
+"""The recipe plus a bag-of-words prior: Naive Bayes embedding direction and TF-IDF + LR distillation."""
+TEACHER_TOKENS = TextRecipe(min_count=1, max_len=64)
+"""The tokenisation TF-IDF + LR (the baseline row and the teacher) reads: every training word, 64 tokens."""
+TEACHER_FOLDS = 5
+
 CURRENT_TOKENS = TextRecipe(min_count=1, vocab_size=5000, max_len=48)
 """The tokenisation of experiments/transformer_mr.py (top-5,000 words, 48 tokens)."""
 
@@ -81,8 +92,11 @@ ABLATIONS: dict[str, TextRecipe] = {
     "label_smoothing": replace(TextRecipe(), label_smoothing=0.0),
     "pooling": replace(TextRecipe(), pooling="mean"),
     "schedule": replace(TextRecipe(), max_epochs=3, patience=0),
+    "bow-nb_init": replace(BOW, nb_init=0.0),
+    "bow-distill": replace(BOW, distill=0.0),
 }
-"""The recipe with one lever put back to experiments/transformer_mr.py's setting."""
+"""The recipe with one lever put back to experiments/transformer_mr.py's setting; `bow-<lever>`: the
+bag-of-words recipe without that lever (compared with the `recipe+bow` row)."""
 
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -93,25 +107,30 @@ class KimCNN(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int = 2, embed: int = 128, kernels: Sequence[int] = (3, 4, 5),
                  maps: int = 100, dropout: float = 0.5) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed, padding_idx=PAD)
+        self.tokens = nn.Embedding(vocab_size, embed, padding_idx=PAD)
         self.convs = nn.ModuleList(nn.Conv1d(embed, maps, k, padding=k // 2) for k in kernels)
         self.drop, self.head = nn.Dropout(dropout), nn.Linear(maps * len(kernels), num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.embed(tokens).transpose(1, 2)
+        x = self.tokens(tokens).transpose(1, 2)
         pooled = [torch.relu(conv(x)).amax(-1) for conv in self.convs]
         return self.head(self.drop(torch.cat(pooled, dim=1)))
 
 
+def tfidf_features(data: RecipeSplits) -> tuple[Any, Any, Any]:
+    """TF-IDF of word 1-2-grams (sublinear tf) fitted on the training split: train, valid, test matrices."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
+    return vec.fit_transform(data.texts("train")), vec.transform(data.texts("valid")), vec.transform(data.texts("test"))
+
+
 def tfidf_lr(data: RecipeSplits) -> dict[str, Any]:
     """TF-IDF (1-2-grams, sublinear tf) + logistic regression with C picked on the validation split."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
-    xtr = vec.fit_transform(data.texts("train"))
-    xva, xte = vec.transform(data.texts("valid")), vec.transform(data.texts("test"))
+    xtr, xva, xte = tfidf_features(data)
     scores = {}
     for c in C_GRID:
         model = LogisticRegression(C=c, max_iter=2000).fit(xtr, data.train_y.numpy())
@@ -120,6 +139,18 @@ def tfidf_lr(data: RecipeSplits) -> dict[str, Any]:
     valid, model = scores[best_c]
     return {"valid_accuracy": float(valid), "test_accuracy": float(model.score(xte, data.test_y.numpy())),
             "C": best_c, "features": xtr.shape[1], "train_seconds": time.perf_counter() - start}
+
+
+def tfidf_teacher(data: RecipeSplits, c: float, folds: int = TEACHER_FOLDS) -> torch.Tensor:
+    """TF-IDF + LR class probabilities for every training sentence, each from a model that did not see it
+    (`folds`-fold cross-fitting), so the soft targets carry the teacher's uncertainty, not its memory."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    xtr, _, _ = tfidf_features(data)
+    probs = cross_val_predict(LogisticRegression(C=c, max_iter=2000), xtr, data.train_y.numpy(), cv=folds,
+                              method="predict_proba")
+    return torch.tensor(probs, dtype=torch.float32)
 
 
 def as_text_splits(data: RecipeSplits) -> TextSplits:
@@ -135,21 +166,28 @@ def jobs(seeds: Sequence[int], archs: Sequence[str], ablation_archs: Sequence[st
         for arch in archs:
             out += [("current", arch, seed), ("recipe", arch, seed)]
     for seed in seeds:
+        out.append(("cnn+bow", "-", seed))
+        out += [("recipe+bow", arch, seed) for arch in archs]
+    for seed in seeds:
         for arch in ablation_archs:
             out += [(f"ablation/{lever}", arch, seed) for lever in ABLATIONS]
     return out
 
 
 def run_job(row: str, arch_name: str, seed: int, split: Callable[[TextRecipe], RecipeSplits],
-            recipe: TextRecipe) -> dict[str, Any]:
-    """One training (or the TF-IDF fit) of `row` on `arch_name` with `seed`."""
+            recipe: TextRecipe, teacher: Callable[[], torch.Tensor]) -> dict[str, Any]:
+    """One training (or the TF-IDF fit) of `row` on `arch_name` with `seed`; `teacher()` gives the
+    distillation targets of the `+bow` rows."""
     if row == "tfidf_lr":
-        return tfidf_lr(split(TextRecipe(min_count=1, max_len=64)))
+        return tfidf_lr(split(TEACHER_TOKENS))
+    if row.endswith("+bow"):
+        row, recipe = row.removesuffix("+bow"), replace(recipe, nb_init=BOW.nb_init, distill=BOW.distill)
+    soft = teacher() if recipe.distill else None
     if row == "cnn":
         data = split(recipe)
         torch.manual_seed(seed)
         model = KimCNN(len(data.vocab))
-        return {**train_recipe(model, data, recipe, seed), "params": sum(p.numel() for p in model.parameters())}
+        return {**train_recipe(model, data, recipe, seed, soft), "params": sum(p.numel() for p in model.parameters())}
     if row == "current":
         data = split(CURRENT_TOKENS)
         space = FlexiBertSpace(replace(BASE, vocab_size=len(data.vocab), max_len=CURRENT_TOKENS.max_len))
@@ -157,12 +195,14 @@ def run_job(row: str, arch_name: str, seed: int, split: Callable[[TextRecipe], R
         return {**train(space, arch, as_text_splits(data), epochs=3, seed=seed, batch_size=64, lr=2e-3),
                 "params": space.count(arch)["params"]}
     rec = ABLATIONS[row.split("/", 1)[1]] if row.startswith("ablation/") else recipe
+    soft = teacher() if rec.distill else None
     data = split(rec)
     space = FlexiBertSpace(rec.config(BASE, len(data.vocab)))
     arch = space.validate(ARCHS[arch_name])
     torch.manual_seed(seed)
     model = space.build(arch)
-    return {**train_recipe(model, data, rec, seed), "params": space.count(arch)["params"], "summary": describe(arch)}
+    return {**train_recipe(model, data, rec, seed, soft), "params": space.count(arch)["params"],
+            "summary": describe(arch)}
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -191,11 +231,13 @@ def ablation_deltas(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {(r["row"], r["arch"], r["seed"]): r for r in records}
     out = []
     for row, arch in sorted({(r, a) for r, a, _ in by if r.startswith("ablation/")}):
-        seeds = [s for (r, a, s) in by if (r, a) == (row, arch) and ("recipe", arch, s) in by]
+        lever = row.split("/", 1)[1]
+        ref = "recipe+bow" if lever.startswith("bow-") else "recipe"
+        seeds = [s for (r, a, s) in by if (r, a) == (row, arch) and (ref, arch, s) in by]
         if not seeds:
             continue
-        diff = lambda key: float(np.mean([by["recipe", arch, s][key] - by[row, arch, s][key] for s in seeds]))  # noqa: E731
-        out.append({"lever": row.split("/", 1)[1], "arch": arch, "seeds": sorted(seeds),
+        diff = lambda key: float(np.mean([by[ref, arch, s][key] - by[row, arch, s][key] for s in seeds]))  # noqa: E731
+        out.append({"lever": lever, "reference": ref, "arch": arch, "seeds": sorted(seeds),
                     "test_gain": diff("test_accuracy"), "valid_gain": diff("valid_accuracy")})
     return out
 
@@ -243,12 +285,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def split(rec: TextRecipe) -> RecipeSplits:
         key = replace(rec, dropout=0.0, pooling="mean", word_dropout=0.0, lr=0.0, weight_decay=0.0,
-                      label_smoothing=0.0, warmup=0.0, max_epochs=1, patience=0, batch_size=1)  # tokenisation only
+                      label_smoothing=0.0, warmup=0.0, max_epochs=1, patience=0, batch_size=1, nb_init=0.0,
+                      distill=0.0)  # tokenisation only
         if key not in memo:
             memo[key] = recipe_splits(rec, full, valid_fraction=0.1, seed=0)
         return memo[key]
 
     done = {(r["row"], r["arch"], r["seed"]): r for r in read_cache(cache)}
+    soft: list[torch.Tensor] = []
+
+    def teacher() -> torch.Tensor:
+        """Cross-fitted TF-IDF + LR probabilities with the C the `tfidf_lr` row picked on validation."""
+        if not soft:
+            base = done.get(("tfidf_lr", "-", 0)) or tfidf_lr(split(TEACHER_TOKENS))
+            soft.append(tfidf_teacher(split(TEACHER_TOKENS), base["C"]))
+        return soft[0]
+
     todo = jobs(range(args.seeds), args.archs, args.ablation_archs)
     if args.ablations_only:
         todo = [job for job in todo if job[0].startswith("ablation/")]
@@ -263,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.budget_min is not None and time.perf_counter() - start > 60 * args.budget_min:
             print(f"budget of {args.budget_min} min spent: stopping before {row}/{arch} seed {seed} (rerun to resume)")
             break
-        result = run_job(row, arch, seed, split, recipe)
+        result = run_job(row, arch, seed, split, recipe, teacher)
         rec = {"row": row, "arch": arch, "seed": seed, **result}
         done[(row, arch, seed)] = rec
         append_cache(cache, rec)
@@ -274,14 +326,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {**summarise(records), "ablation_gains": ablation_deltas(records)}
     print(table(summary["rows"]))
     for d in summary["ablation_gains"]:
-        print(f"lever {d['lever']:<16} on {d['arch']:<15} seeds {d['seeds']}: recipe minus ablation "
+        print(f"lever {d['lever']:<16} on {d['arch']:<15} seeds {d['seeds']}: {d['reference']} minus ablation "
               f"test {100 * d['test_gain']:+.2f}, valid {100 * d['valid_gain']:+.2f} points")
     complete = all(k in done for k in todo)
     doc = {
         "experiment": "transformer_recipe", "argv": sys.argv[1:] if argv is None else list(argv),
         "complete": complete, "protocol_note": "fixed split: movie_reviews(seed=0) 90/10 train/test, 10 % of train "
         "(seed 0) as validation; seeds vary initialisation and batch order only",
-        "recipe": asdict(recipe), "ablations": {k: asdict(v) for k, v in ABLATIONS.items()},
+        "recipe": asdict(recipe), "bow_recipe": asdict(replace(recipe, nb_init=BOW.nb_init, distill=BOW.distill)),
+        "teacher": {"model": "TF-IDF 1-2-grams + LR, C of the tfidf_lr row", "folds": TEACHER_FOLDS}, "ablations": {k: asdict(v) for k, v in ABLATIONS.items()},
         "archs": ARCHS, "space": asdict(BASE),
         "data": {"train": len(main_split.train_y), "valid": len(main_split.valid_y), "test": len(main_split.test_y),
                  "vocab": len(main_split.vocab)},

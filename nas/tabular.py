@@ -249,3 +249,29 @@ def gnn_planetoid_table(dataset: str, root: str | Path | None = None, seed: int 
         raise ConfigError(f"GNN table {file} not found (build it with experiments/build_gnn_table.py)")
     features, classes = PLANETOID_SHAPES[dataset]
     return recorded_table(file, GNNSpace(features, classes), f"gnn-planetoid/{dataset}", seed)
+
+
+def transformer_table_dir() -> Path:
+    """The folder of the committed FlexiBERT Movie Review table (package data, nas/tables/transformer_mr);
+    experiments/build_transformer_table.py builds and extends it."""
+    return Path(str(importlib.resources.files("nas") / "tables" / "transformer_mr"))
+
+
+def transformer_mr_table(root: str | Path | None = None, seed: int | None = None) -> TabularBenchmark:
+    """The FlexiBERT table on Movie Review (experiments/build_transformer_table.py): valid_acc, test_acc,
+    best_epoch, epochs, train_seconds, params, flops and homogeneous (1 when every layer is the same), mean
+    over training seeds 0 and 1 (or one `seed`'s), searched over its `TableSpace`."""
+    from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace
+
+    file = Path(root if root is not None else transformer_table_dir()) / "movie_review.csv"
+    if not file.exists():
+        raise ConfigError(f"transformer table {file} not found (build it with experiments/build_transformer_table.py)")
+    space = FlexiBertSpace(FlexiBertConfig(**TRANSFORMER_TABLE_OPTIONS))
+    return recorded_table(file, space, "transformer-mr/movie_review", seed)
+
+
+TRANSFORMER_TABLE_OPTIONS: dict[str, Any] = {
+    "num_classes": 2, "depths": (2, 3), "hidden": (32, 64), "heads": (2, 4), "kernels": (3, 7), "ffn_depths": (1, 2),
+    "ffn_dims": (64, 128)}
+"""The per-layer options of the table's space (experiments/transformer_recipe.py `BASE`; vocabulary, length,
+dropout and pooling only matter for building a model)."""

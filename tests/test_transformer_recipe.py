@@ -15,8 +15,8 @@ from nas.errors import ConfigError
 from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace, TransformerClassifier, _max_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from transformer_mr import TextRecipe, recipe_splits, train_recipe  # noqa: E402
-from transformer_recipe import ARCHS, BASE, KimCNN, tfidf_lr  # noqa: E402
+from transformer_mr import TextRecipe, add_nb_direction, nb_log_ratio, recipe_splits, train_recipe  # noqa: E402
+from transformer_recipe import ARCHS, BASE, KimCNN, tfidf_lr, tfidf_teacher  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ARCH = {"depth": 1, "layers": [{"op": "attention", "hidden": 16, "heads": 2, "ffn_depth": 1, "ffn": [{"dim": 16}]}]}
@@ -125,8 +125,57 @@ def test_quick_experiment_writes_every_row(tmp_path):
     assert transformer_recipe.main(["--quick", "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     rows = {r["row"]: r for r in doc["rows"]}
-    assert set(rows) == {"tfidf_lr", "cnn", "current/conv+attention", "recipe/conv+attention"}
+    assert set(rows) == {"tfidf_lr", "cnn", "current/conv+attention", "recipe/conv+attention", "cnn+bow",
+                         "recipe+bow/conv+attention"}
     assert rows["tfidf_lr"]["test_mean"] > 0.55  # 630 training sentences already carry signal for TF-IDF
     assert (tmp_path / "transformer_recipe_quick_cache.jsonl").exists()  # resumable: a rerun reads the finished trainings back
     assert transformer_recipe.main(["--quick", "--out", str(out)]) == 0
-    assert len((tmp_path / "transformer_recipe_quick_cache.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "transformer_recipe_quick_cache.jsonl").read_text().splitlines()) == 6
+
+
+def test_nb_log_ratio_counts_each_word_once_per_sentence():
+    x = torch.tensor([[2, 2, 4, 0], [2, 5, 0, 0], [3, 4, 0, 0], [3, 1, 1, 0]])
+    y = torch.tensor([1, 1, 0, 0])
+    r = nb_log_ratio(x, y, vocab_size=6, alpha=1.0)
+    # positive presences: 2 twice (its repeat in sentence 0 counts once), 4 and 5 once; <pad>, <unk> never
+    pos = torch.tensor([1, 1, 3, 1, 2, 2], dtype=torch.float64)
+    neg = torch.tensor([1, 1, 1, 3, 2, 1], dtype=torch.float64)
+    expected = (pos / pos.sum()).log() - (neg / neg.sum()).log()
+    assert torch.allclose(r[2:].double(), expected[2:], atol=1e-6)
+    assert r[0] == 0 and r[1] == 0
+    assert r[2] > 0 > r[3]  # "good" leans positive, "bad" negative
+
+
+def test_nb_direction_moves_embeddings_along_one_direction_only():
+    emb = torch.nn.Embedding(6, 8)
+    before = emb.weight.detach().clone()
+    ratio = torch.tensor([0.0, 0.0, 1.0, -2.0, 0.5, 0.0])
+    add_nb_direction(emb, ratio, scale=3.0)
+    delta = emb.weight.detach() - before
+    assert torch.linalg.matrix_rank(delta) == 1  # one shared direction
+    assert torch.allclose(delta.norm(dim=1), 3.0 * ratio.abs(), atol=1e-5)
+
+
+def test_bow_prior_and_distillation_need_what_they_use():
+    data = recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(), valid_fraction=0.25, seed=0)
+    recipe = TextRecipe(min_count=1, max_len=8, max_epochs=1, distill=0.5)
+    model = FlexiBertSpace(recipe.config(TINY, len(data.vocab))).build(ARCH)
+    with pytest.raises(ValueError, match="distill"):
+        train_recipe(model, data, recipe, seed=0)
+    with pytest.raises(ValueError, match="distill"):  # wrong number of rows
+        train_recipe(model, data, recipe, seed=0, teacher=torch.full((3, 2), 0.5))
+    with pytest.raises(ValueError, match="nb_init"):
+        train_recipe(torch.nn.Linear(8, 2), data, TextRecipe(min_count=1, max_len=8, nb_init=1.0), seed=0)
+
+
+def test_cross_fitted_teacher_is_calibrated_and_the_bow_recipe_learns():
+    data = recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(), valid_fraction=0.25, seed=0)
+    soft = tfidf_teacher(data, c=10.0, folds=3)
+    assert soft.shape == (len(data.train_y), 2) and torch.allclose(soft.sum(1), torch.ones(len(soft)))
+    assert float((soft.argmax(1) == data.train_y).float().mean()) > 0.95  # held-out folds still see the keyword
+    recipe = TextRecipe(min_count=1, max_len=8, dropout=0.0, max_epochs=6, lr=5e-3, batch_size=32, nb_init=3.0,
+                        distill=0.5)
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)  # the initialisation, independent of the tests run before
+        model = FlexiBertSpace(recipe.config(TINY, len(data.vocab))).build(ARCH)
+        assert train_recipe(model, data, recipe, seed=seed, teacher=soft)["test_accuracy"] > 0.9

@@ -1,0 +1,190 @@
+"""Build the FlexiBERT tabular benchmark on Movie Review: a fixed, seeded sample of architectures of the
+CPU-sized FlexiBERT space (experiments/transformer_recipe.py `BASE`), each trained with 2 seeds by the text
+recipe with its bag-of-words prior (`transformer_recipe.BOW`), one CSV row per training (issue 25 part 1).
+
+The sample: architectures 0-2 are transformer_recipe.py's fixed `attention`, `conv` and `conv+attention`
+encoders. Architecture i >= 3 is homogeneous for even i (a depth and one layer drawn uniformly, every layer
+that layer: BERT-like) and a uniform draw of the whole space for odd i (heterogeneous almost always), from
+the generator `numpy.random.default_rng([SAMPLE_SEED, i])`, redrawn while it repeats an earlier one. The
+homogeneous stratum is what the "best heterogeneous vs best homogeneous" comparison needs (uniform draws are
+homogeneous with probability ~1e-4); each index has its own generator, so `--archs 200` continues the
+sequence of `--archs 100` exactly.
+
+Data and recipe are transformer_recipe.py's: `movie_reviews(seed=0)`'s fixed 90/10 split, 10 % of its training
+part (seed 0) as validation, `TextRecipe()` tokenisation (min count 2, 40 tokens), the recipe with
+`nb_init` 3 and `distill` 0.5 (the teacher: TF-IDF + LR's 5-fold cross-fitted probabilities on the training
+sentences, C picked on validation), early stopping on validation; test accuracy at the best validation epoch.
+Training seeds 0 and 1 (initialisation, dropout and batch order), one torch thread.
+
+Rows are appended (and fsync'd) one training at a time to nas/tables/transformer_mr/movie_review.csv
+(package data); a rerun skips the (architecture, seed) pairs already there. Replay:
+`nas.tabular.transformer_mr_table()`.
+
+    nice -n 19 .venv/bin/python experiments/build_transformer_table.py --archs 120                # build / resume
+    nice -n 19 .venv/bin/python experiments/build_transformer_table.py --archs 120 --shard 1/2    # 1 of 2 processes
+    .venv/bin/python experiments/build_transformer_table.py --summary    # the table's facts -> results/transformer_table.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from build_gnn_table import append_row, arch_json, done_trainings, parse_shard  # noqa: E402  (experiments/ is on sys.path)
+from nas.architecture import Architecture
+from nas.datasets import movie_reviews
+from nas.spaces.transformer import FlexiBertSpace
+from nas.tabular import transformer_table_dir
+from transformer_mr import TextRecipe, describe, recipe_splits, train_recipe
+from reporting import git_commit, write_report
+from transformer_recipe import ARCHS, BASE, BOW, TEACHER_TOKENS, tfidf_lr, tfidf_teacher
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = (0, 1)
+SAMPLE_SEED = 2026
+TABLE = "movie_review.csv"
+METRICS = ("valid_acc", "test_acc", "best_epoch", "epochs", "train_seconds", "params", "flops")
+COLUMNS = ("arch_index", "arch_id", "dataset", "seed", *METRICS, "homogeneous", "summary", "arch")
+
+
+def homogeneous(arch: Architecture) -> bool:
+    """Every layer the same (operation, width, heads or kernel, FFN stack)."""
+    return all(layer == arch["layers"][0] for layer in arch["layers"])
+
+
+def draw_architectures(space: FlexiBertSpace, n: int) -> list[Architecture]:
+    """The first `n` architectures of the table's fixed sequence (see the module docstring)."""
+    archs = [space.validate(a) for a in ARCHS.values()][:n]
+    seen = {a.id for a in archs}
+    for i in range(len(archs), n):
+        rng = np.random.default_rng([SAMPLE_SEED, i])
+
+        def draw() -> Architecture:
+            arch = space.sample(rng)
+            if i % 2:
+                return arch
+            return space.validate({"depth": arch["depth"], "layers": [arch["layers"][0]] * arch["depth"]})
+
+        arch = draw()
+        while arch.id in seen:
+            arch = draw()
+        seen.add(arch.id)
+        archs.append(arch)
+    return archs
+
+
+def table_facts(path: Path) -> dict[str, Any]:
+    """Size, range and seed noise of the table, and the best heterogeneous architecture against the best
+    homogeneous one (both picked on mean validation accuracy; the heterogeneous one among those with no more
+    parameters than the homogeneous pick)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    runs: dict[str, dict[int, dict[str, str]]] = {}
+    for r in rows:
+        runs.setdefault(r["arch_id"], {})[int(r["seed"])] = r
+    both = [v for v in runs.values() if 0 in v and 1 in v]
+    mean = lambda v, m: (float(v[0][m]) + float(v[1][m])) / 2  # noqa: E731
+    entry = lambda v: {"summary": v[0]["summary"], "params": int(v[0]["params"]),  # noqa: E731
+                       "valid_acc": mean(v, "valid_acc"), "test_acc": mean(v, "test_acc"),
+                       "test_by_seed": [float(v[s]["test_acc"]) for s in (0, 1)]}
+    homo = [v for v in both if v[0]["homogeneous"] == "1"]
+    hetero = [v for v in both if v[0]["homogeneous"] == "0"]
+    facts: dict[str, Any] = {"architectures": len(both), "homogeneous": len(homo), "heterogeneous": len(hetero),
+                             "trainings": len(rows)}
+    if len(both) >= 3:
+        valid = np.array([[float(v[s]["valid_acc"]) for s in (0, 1)] for v in both])
+        test = np.array([[float(v[s]["test_acc"]) for s in (0, 1)] for v in both])
+        facts |= {"valid_range": [float(valid.mean(1).min()), float(valid.mean(1).max())],
+                  "test_range": [float(test.mean(1).min()), float(test.mean(1).max())],
+                  "seed_kendall_valid": float(stats.kendalltau(valid[:, 0], valid[:, 1]).statistic),
+                  "seed_mean_abs_diff_test": float(np.abs(test[:, 0] - test[:, 1]).mean())}
+    if homo and hetero:
+        best_homo = max(homo, key=lambda v: mean(v, "valid_acc"))
+        lighter = [v for v in hetero if int(v[0]["params"]) <= int(best_homo[0]["params"])]
+        facts["best_homogeneous"] = entry(best_homo)
+        facts["best_heterogeneous"] = entry(max(hetero, key=lambda v: mean(v, "valid_acc")))
+        if lighter:
+            facts["best_heterogeneous_no_more_params"] = entry(max(lighter, key=lambda v: mean(v, "valid_acc")))
+    return facts
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--archs", type=int, default=120, help="table size: the first N architectures of the sequence")
+    ap.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    ap.add_argument("--out", type=Path, default=transformer_table_dir(), help=f"folder of {TABLE}")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop (cleanly) after this many minutes")
+    ap.add_argument("--shard", default="0/1", help="K/N: train only the architectures whose index is K mod N")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 600 training sentences, 2 epochs")
+    ap.add_argument("--summary", action="store_true", help="train nothing: write the table's facts (table_facts) to "
+                    "experiments/results/transformer_table.json and print them")
+    args = ap.parse_args(argv)
+    args.shard = parse_shard(ap, args.shard)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, int]:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    if args.summary:
+        facts = table_facts(args.out / TABLE)
+        write_report(RESULTS / "transformer_table.json", {"experiment": "build_transformer_table", "commit": git_commit(), **facts}, time.time())
+        print(json.dumps(facts, indent=1))
+        return {"trained": 0, "stopped_at": 0}
+    torch.set_num_threads(1)
+    recipe = replace(TextRecipe(), nb_init=BOW.nb_init, distill=BOW.distill)
+    full = movie_reviews(seed=0, max_len=64, vocab_size=10**6)
+    if args.quick:
+        full = replace(full, train_x=full.train_x[:700], train_y=full.train_y[:700], test_x=full.test_x[:300],
+                       test_y=full.test_y[:300])
+        recipe = replace(recipe, max_epochs=2, patience=0)
+    data = recipe_splits(recipe, full, valid_fraction=0.1, seed=0)
+    words = recipe_splits(TEACHER_TOKENS, full, valid_fraction=0.1, seed=0)
+    teacher = tfidf_teacher(words, tfidf_lr(words)["C"])
+    space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))
+    archs = draw_architectures(space, args.archs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / TABLE
+    done = done_trainings(path)
+    trained = 0
+    for i in range(args.shard[0], args.archs, args.shard[1]):
+        arch = archs[i]
+        for seed in args.seeds:
+            if (arch.id, seed) in done:
+                continue
+            if args.max_minutes is not None and time.perf_counter() - started > 60 * args.max_minutes:
+                print(f"stopped after {args.max_minutes} minutes at architecture {i}; rerun to continue")
+                return {"trained": trained, "stopped_at": i}
+            torch.manual_seed(seed)
+            model = space.build(arch)
+            out = train_recipe(model, data, recipe, seed, teacher)
+            counts = space.count(arch)
+            row: dict[str, Any] = {"arch_index": i, "arch_id": arch.id, "dataset": "movie_review", "seed": seed,
+                                   "valid_acc": out["valid_accuracy"], "test_acc": out["test_accuracy"],
+                                   "best_epoch": out["best_epoch"], "epochs": out["epochs"],
+                                   "train_seconds": out["train_seconds"], "params": int(counts["params"]),
+                                   "flops": int(counts["flops"]), "homogeneous": int(homogeneous(arch)),
+                                   "summary": describe(arch), "arch": arch_json(arch)}
+            append_row(path, row, COLUMNS)
+            done.add((arch.id, seed))
+            trained += 1
+            print(f"[{time.perf_counter() - started:6.0f} s] #{i} seed {seed}: valid {100 * out['valid_accuracy']:.1f} "
+                  f"test {100 * out['test_accuracy']:.1f} ({out['train_seconds']:.0f} s) {describe(arch)}", flush=True)
+    print(f"complete: {args.archs} architectures x {len(args.seeds)} seeds ({trained} trained in this run, "
+          f"{time.perf_counter() - started:.0f} s)")
+    return {"trained": trained, "stopped_at": args.archs}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""BOSHNAS-style `bayesian` vs `random` (and `evolution`) on the recorded FlexiBERT Movie Review table (issue 25 part 2).
+
+Per budget and seed s: `nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=..., budget=..., seed=s,
+executor=SimulatedClockExecutor(duration="train_seconds"))` over `nas.tabular.transformer_mr_table()` (metrics:
+the mean over the table's two training seeds). A search's pick is its best validation accuracy; its test
+accuracy is reported, beside the random-sampling average (the mean test accuracy of what random search
+evaluated), the table's facts (size, range, seed noise, best heterogeneous vs best homogeneous architecture:
+`build_transformer_table.table_facts`) and TF-IDF + LR's test accuracy on the same split (77.20 %,
+experiments/transformer_recipe.py). Paired differences over the same seeds answer "bayesian beats random
+after N evaluations". Budgets at or above half the table are skipped (a search that sees most of the table
+compares nothing). Strategy settings are the defaults, except evolution's population (4, as in
+gnn_table_search.py: the default 50 would be random sampling at these budgets).
+
+    .venv/bin/python experiments/transformer_table_search.py                  # 30 seeds, budgets 10 25 50
+    .venv/bin/python experiments/transformer_table_search.py --quick          # 3 seeds, budget 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import nas
+from build_transformer_table import TABLE, table_facts  # noqa: E402  (experiments/ is on sys.path)
+from gnn_table_search import fmt_diff, paired  # noqa: E402
+from nas.tabular import TabularBenchmark, transformer_mr_table, transformer_table_dir
+from reporting import git_commit, protocol_report, protocol_table, write_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = ("random", "bayesian", "evolution")
+OPTIONS: dict[str, dict[str, Any]] = {"evolution": {"population_size": 4}}
+TFIDF_LR_TEST = 0.7720  # experiments/results/transformer_recipe.json, row tfidf_lr (deterministic)
+
+
+def run_one(bench: TabularBenchmark, strategy: str, budget: int, seed: int) -> dict[str, Any]:
+    """One search; its pick (best mean validation accuracy) and what it evaluated."""
+    result = nas.search(bench.space, bench, {"valid_acc": "max"}, strategy=strategy, budget=budget, seed=seed,
+                        strategy_options=OPTIONS.get(strategy),
+                        executor=nas.SimulatedClockExecutor(duration="train_seconds"))
+    best = result.best("valid_acc")
+    assert best is not None
+    return {"seed": seed, "pick_id": best.arch_id, "valid_acc": best.metrics["valid_acc"],
+            "test_acc": best.metrics["test_acc"], "params": best.metrics["params"],
+            "homogeneous": bool(best.metrics["homogeneous"]),
+            "regret_valid": bench.optimum("valid_acc") - best.metrics["valid_acc"],
+            "sampled_test_mean": statistics.fmean(t.metrics["test_acc"] for t in result.completed)}
+
+
+def compare(bench: TabularBenchmark, budget: int, seeds: Sequence[int]) -> dict[str, Any]:
+    """Every strategy over `seeds` at `budget`: protocol report and paired differences against random."""
+    runs = {s: [run_one(bench, s, budget, seed) for seed in seeds] for s in STRATEGIES}
+    values = {"random": [r["sampled_test_mean"] for r in runs["random"]],
+              **{f"{s} pick": [r["test_acc"] for r in runs[s]] for s in STRATEGIES}}
+    report = protocol_report(values, direction="max", baseline="random",
+                             label=f"transformer table, budget {budget}: test accuracy")
+    diffs = {f"{s} - random": {m: paired([r[m] for r in runs[s]], [r[m] for r in runs["random"]])
+                               for m in ("test_acc", "valid_acc")} for s in STRATEGIES[1:]}
+    return {"budget": budget, "runs": runs, "protocol": report.to_dict(), "protocol_table": protocol_table(report),
+            "paired": diffs, "summary": {s: {m: statistics.fmean(r[m] for r in runs[s])
+                                             for m in ("test_acc", "valid_acc", "regret_valid")} for s in STRATEGIES}}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1")
+    ap.add_argument("--budgets", nargs="+", type=int, default=[10, 25, 50])
+    ap.add_argument("--root", type=Path, default=None, help=f"folder of {TABLE} (default: the committed table)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 seeds, budget 5")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budgets = 3, [5]
+    out = args.out or ROOT / "experiments" / "results" / f"transformer_table_search{'_quick' if args.quick else ''}.json"
+    torch.set_num_threads(1)
+    started = time.time()
+    bench = transformer_mr_table(args.root)
+    facts = table_facts((args.root or transformer_table_dir()) / TABLE)
+    budgets = [b for b in args.budgets if 2 * b <= len(bench)]
+    print(f"table: {len(bench)} architectures ({facts['homogeneous']} homogeneous), valid "
+          f"{100 * facts['valid_range'][0]:.1f}-{100 * facts['valid_range'][1]:.1f} %, test "
+          f"{100 * facts['test_range'][0]:.1f}-{100 * facts['test_range'][1]:.1f} %, seed-vs-seed Kendall tau (valid) "
+          f"{facts['seed_kendall_valid']:.2f}; budgets run: {budgets} (skipped: {sorted(set(args.budgets) - set(budgets))})")
+    for key in ("best_homogeneous", "best_heterogeneous", "best_heterogeneous_no_more_params"):
+        if key in facts:
+            f = facts[key]
+            print(f"{key}: valid {100 * f['valid_acc']:.2f} test {100 * f['test_acc']:.2f} params {f['params']:,} "
+                  f"{f['summary']}")
+    results = [compare(bench, b, range(args.seeds)) for b in budgets]
+    for cmp in results:
+        print(f"\nbudget {cmp['budget']} ({args.seeds} seeds; TF-IDF + LR test {100 * TFIDF_LR_TEST:.2f} %)")
+        for s, v in cmp["summary"].items():
+            print(f"{s:<10} pick test {100 * v['test_acc']:.2f}  valid {100 * v['valid_acc']:.2f}  "
+                  f"valid regret {100 * v['regret_valid']:.2f}")
+        for k, d in cmp["paired"].items():
+            print(f"paired {k}: test {fmt_diff(d['test_acc'])}; valid {fmt_diff(d['valid_acc'])}")
+        print(cmp["protocol_table"])
+    doc = {"experiment": "transformer_table_search", "commit": git_commit(),
+           "argv": sys.argv[1:] if argv is None else list(argv),
+           "settings": {"seeds": args.seeds, "budgets": budgets, "strategies": list(STRATEGIES), "options": OPTIONS,
+                        "objective": {"valid_acc": "max"}, "tfidf_lr_test": TFIDF_LR_TEST,
+                        "replay": "nas.tabular.transformer_mr_table: mean over training seeds 0 and 1"},
+           "table": facts, "results": results}
+    write_report(out, doc, started)
+    return doc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The FlexiBERT Movie Review table: its fixed architecture sequence, a resumable build and the replay
+(experiments/build_transformer_table.py, `nas.tabular.transformer_mr_table`)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.errors import ConfigError
+from nas.spaces.transformer import FlexiBertSpace
+from nas.tabular import transformer_mr_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import build_transformer_table as build  # noqa: E402
+from transformer_mr import TextRecipe  # noqa: E402
+from transformer_recipe import ARCHS, BASE  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_sequence_starts_with_the_recipe_architectures_and_alternates_strata():
+    space = FlexiBertSpace(TextRecipe().config(BASE, 100))
+    archs = build.draw_architectures(space, 24)
+    assert [a.id for a in archs[:3]] == [space.validate(a).id for a in ARCHS.values()]
+    assert len({a.id for a in archs}) == 24
+    assert all(build.homogeneous(a) for a in archs[4::2])  # even indices >= 4: every layer the same
+    assert sum(build.homogeneous(a) for a in archs[3::2]) <= 1  # odd: uniform draws, almost never homogeneous
+    assert len({a["layers"][0]["op"] for a in archs[4::2]}) >= 3  # the homogeneous stratum covers the operations
+    assert [a.id for a in build.draw_architectures(space, 10)] == [a.id for a in archs[:10]]  # extending keeps it
+
+
+def test_quick_build_resumes_and_replays(tmp_path):
+    from nas.tabular import data_dir
+
+    if not (data_dir() / "movie-review-polarity").is_dir():
+        pytest.skip("Movie Review data not in the shared data folder")
+    assert build.main(["--quick", "--archs", "4", "--out", str(tmp_path)])["trained"] == 8
+    with open(tmp_path / build.TABLE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {int(r["seed"]) for r in rows} == {0, 1}
+    assert [int(r["homogeneous"]) for r in rows[::2]] == [1, 1, 0, 0]  # attention, conv, conv+attention, a draw
+    assert build.main(["--quick", "--archs", "4", "--out", str(tmp_path)])["trained"] == 0  # resumed: nothing left
+    table = transformer_mr_table(tmp_path)
+    assert len(table) == 4 and table.space.size() == 4
+    arch = next(iter(table.space))
+    mean = table(arch)["test_acc"]
+    one = [transformer_mr_table(tmp_path, seed=s)(arch)["test_acc"] for s in (0, 1)]
+    assert mean == pytest.approx(sum(one) / 2)
+    assert 0.0 <= table.optimum("valid_acc") <= 1.0
+    facts = build.table_facts(tmp_path / build.TABLE)
+    assert (facts["architectures"], facts["homogeneous"], facts["heterogeneous"], facts["trainings"]) == (4, 2, 2, 8)
+    best = facts["best_homogeneous"]
+    assert best["summary"] in {r["summary"] for r in rows if r["homogeneous"] == "1"}
+    assert best["valid_acc"] == pytest.approx(max(table(a)["valid_acc"] for a in table.space if table(a)["homogeneous"]))
+    if "best_heterogeneous_no_more_params" in facts:
+        assert facts["best_heterogeneous_no_more_params"]["params"] <= best["params"]
+
+    import transformer_table_search as search
+
+    doc = search.main(["--root", str(tmp_path), "--budgets", "2", "3", "--seeds", "3", "--out", str(tmp_path / "s.json")])
+    assert doc["settings"]["budgets"] == [2]  # 3 is more than half the 4-architecture table: skipped
+    runs = doc["results"][0]["runs"]
+    assert set(runs) == {"random", "bayesian", "evolution"} and all(len(r) == 3 for r in runs.values())
+    for r in runs["random"]:
+        pick = next(a for a in table.space if a.id == r["pick_id"])
+        assert r["valid_acc"] == pytest.approx(table(pick)["valid_acc"]) and r["regret_valid"] >= 0
+    assert (tmp_path / "s.json").exists()
+
+
+def test_missing_table_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="build_transformer_table"):
+        transformer_mr_table(tmp_path)
