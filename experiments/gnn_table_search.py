@@ -20,7 +20,6 @@ trainings are in the table.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 import json
 import statistics
@@ -37,7 +36,8 @@ from scipy import stats
 import nas
 from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES
 from nas.tabular import TabularBenchmark, gnn_planetoid_table, gnn_table_dir
-from gnn_planetoid import GCN, describe  # noqa: E402  (experiments/ is on sys.path)
+from build_gnn_table import seed_noise  # noqa: E402  (experiments/ is on sys.path)
+from gnn_planetoid import GCN, describe  # noqa: E402
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,21 +46,6 @@ STRATEGIES = ("random", "rl", "evolution", "autognn")
 # evolution's default population (50) would make every search of <= 50 evaluations pure random sampling; 4
 # (tournament of 2) lets it evolve from the 5th evaluation on, the same for every dataset and budget
 OPTIONS: dict[str, dict[str, Any]] = {"evolution": {"population_size": 4}, "autognn": {"classes": GNN_ACTION_CLASSES}}
-
-
-def seed_noise(dataset: str) -> dict[str, Any]:
-    """Seed 0 against seed 1 over the architectures recorded with both: Kendall tau, mean |difference|."""
-    runs: dict[str, dict[int, dict[str, float]]] = {}
-    with open(gnn_table_dir() / f"{dataset}.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            runs.setdefault(r["arch_id"], {})[int(r["seed"])] = {m: float(r[m]) for m in ("valid_acc", "test_acc")}
-    pairs = [v for v in runs.values() if 0 in v and 1 in v]
-    out: dict[str, Any] = {"architectures": len(pairs)}
-    for m in ("valid_acc", "test_acc"):
-        a, b = np.array([p[0][m] for p in pairs]), np.array([p[1][m] for p in pairs])
-        out[m] = {"kendall_tau": float(stats.kendalltau(a, b).statistic), "mean_abs_diff": float(np.abs(a - b).mean()),
-                  "max_abs_diff": float(np.abs(a - b).max())}
-    return out
 
 
 def table_facts(bench: TabularBenchmark, dataset: str) -> dict[str, Any]:
@@ -74,7 +59,7 @@ def table_facts(bench: TabularBenchmark, dataset: str) -> dict[str, Any]:
             "gcn": {**gcn, "rank_by_valid": int((valid > gcn["valid_acc"]).sum()) + 1,
                     "rank_by_test": int((test > gcn["test_acc"]).sum()) + 1},
             "params": {"min": float(bench.column("params").min()), "max": float(bench.column("params").max())},
-            "seed_noise": seed_noise(dataset)}
+            "seed_noise": seed_noise(gnn_table_dir() / f"{dataset}.csv")}
 
 
 def run_one(bench: TabularBenchmark, strategy: str, budget: int, seed: int) -> dict[str, Any]:

@@ -189,10 +189,10 @@ def nb_log_ratio(x: torch.Tensor, y: torch.Tensor, vocab_size: int, alpha: float
     return ratio.float()
 
 
-def add_nb_direction(embedding: nn.Embedding, ratio: torch.Tensor, scale: float, seed: int = 0) -> None:
-    """Add `scale` x `ratio[w]` to every token embedding along one random unit direction (seeded apart from
-    the model's initialisation, so the same direction serves every seed)."""
-    u = torch.randn(embedding.embedding_dim, generator=torch.Generator().manual_seed(1234 + seed))
+def add_nb_direction(embedding: nn.Embedding, ratio: torch.Tensor, scale: float) -> None:
+    """Add `scale` x `ratio[w]` to every token embedding along one random unit direction (from its own
+    generator, apart from the model's initialisation, so the same direction serves every training seed)."""
+    u = torch.randn(embedding.embedding_dim, generator=torch.Generator().manual_seed(1234))
     with torch.no_grad():
         embedding.weight += scale * ratio[:, None] * (u / u.norm())[None, :]
 

@@ -75,8 +75,13 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 """Fixed architectures: homogeneous attention, homogeneous convolution, and a heterogeneous mix (same widths)."""
 
-BOW = replace(TextRecipe(), nb_init=3.0, distill=0.5)
-"""The recipe plus a bag-of-words prior: Naive Bayes embedding direction and TF-IDF + LR distillation."""
+def with_bow(recipe: TextRecipe) -> TextRecipe:
+    """`recipe` plus the bag-of-words prior: Naive Bayes embedding direction and TF-IDF + LR distillation."""
+    return replace(recipe, nb_init=3.0, distill=0.5)
+
+
+BOW = with_bow(TextRecipe())
+"""The recipe with the bag-of-words prior."""
 TEACHER_TOKENS = TextRecipe(min_count=1, max_len=64)
 """The tokenisation TF-IDF + LR (the baseline row and the teacher) reads: every training word, 64 tokens."""
 TEACHER_FOLDS = 5
@@ -181,12 +186,12 @@ def run_job(row: str, arch_name: str, seed: int, split: Callable[[TextRecipe], R
     if row == "tfidf_lr":
         return tfidf_lr(split(TEACHER_TOKENS))
     if row.endswith("+bow"):
-        row, recipe = row.removesuffix("+bow"), replace(recipe, nb_init=BOW.nb_init, distill=BOW.distill)
-    soft = teacher() if recipe.distill else None
+        row, recipe = row.removesuffix("+bow"), with_bow(recipe)
     if row == "cnn":
         data = split(recipe)
         torch.manual_seed(seed)
         model = KimCNN(len(data.vocab))
+        soft = teacher() if recipe.distill else None
         return {**train_recipe(model, data, recipe, seed, soft), "params": sum(p.numel() for p in model.parameters())}
     if row == "current":
         data = split(CURRENT_TOKENS)
@@ -333,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "experiment": "transformer_recipe", "argv": sys.argv[1:] if argv is None else list(argv),
         "complete": complete, "protocol_note": "fixed split: movie_reviews(seed=0) 90/10 train/test, 10 % of train "
         "(seed 0) as validation; seeds vary initialisation and batch order only",
-        "recipe": asdict(recipe), "bow_recipe": asdict(replace(recipe, nb_init=BOW.nb_init, distill=BOW.distill)),
+        "recipe": asdict(recipe), "bow_recipe": asdict(with_bow(recipe)),
         "teacher": {"model": "TF-IDF 1-2-grams + LR, C of the tfidf_lr row", "folds": TEACHER_FOLDS}, "ablations": {k: asdict(v) for k, v in ABLATIONS.items()},
         "archs": ARCHS, "space": asdict(BASE),
         "data": {"train": len(main_split.train_y), "valid": len(main_split.valid_y), "test": len(main_split.test_y),
