@@ -347,7 +347,8 @@ def test_darts_on_two_ray_train_workers_agrees_and_survives_a_killed_driver(clus
         assert proc.poll() is None, "the DARTS run ended before it could be killed"
         assert time.time() < deadline, "no epoch checkpoint registered within 300 s"
         time.sleep(0.05)
-    proc.kill()  # the driver dies during epoch 2: within one 0.05 s poll of epoch 1's checkpoint
+    proc.kill()  # the driver dies within one 0.05 s poll of epoch 1's checkpoint: during epoch 2, or after epoch 2
+    # logged but before its checkpoint registered (then the resume drops that log line and runs epoch 2 again)
     proc.wait()
     assert not (killed / "oneshot.pt").exists()  # killed before the driver saved anything itself
     subprocess.run([sys.executable, "-c", DARTS_RUN, str(killed), cluster.address], env=env, check=True,
@@ -399,6 +400,19 @@ else:
                        run_config=tune.RunConfig(storage_path=storage, name="driven", verbose=0))
 tuner.fit()
 """
+
+
+def test_a_resumed_worker_drops_log_lines_of_work_after_its_checkpoint(tmp_path):
+    from nas.ray.train import _trim_log
+
+    log = tmp_path / "derived-rank0.jsonl"
+    log.write_text("".join(json.dumps({"epoch": e, "derived": {"op": e}}) + "\n" for e in (1, 2, 3)))
+    _trim_log(log, lambda line: line["epoch"] <= 1)  # resumed from epoch 1's checkpoint: epochs 2-3 run again
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
+    _trim_log(log, lambda line: line["epoch"] <= 1)  # nothing to drop: the file is left as is
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
+    _trim_log(tmp_path / "absent.jsonl", lambda line: False)  # a first start has no log yet
+    assert not (tmp_path / "absent.jsonl").exists()
 
 
 def test_tuner_restore_after_a_killed_driver_loses_and_repeats_no_trial(cluster, tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError
+from nas.jsonio import write_bytes
 from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
 
@@ -96,6 +97,17 @@ def gather_ints(value: int, world: int) -> list[int]:
     gathered = [torch.zeros_like(mine) for _ in range(world)]
     dist.all_gather(gathered, mine)
     return [int(g) for g in gathered]
+
+
+def _trim_log(path: Path | None, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Drop the lines of a worker's log that `keep` rejects: on a resume, the entries of work done after the
+    checkpoint it resumes from (that work runs again, so the log would hold it twice)."""
+    if path is None or not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if keep(json.loads(line))]
+    if len(kept) < len(lines):
+        write_bytes(path, "".join(line + "\n" for line in kept).encode())
 
 
 def _report(metrics: dict[str, Any], rank: int, state: Callable[[], Any], file: str) -> None:
@@ -182,6 +194,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
         sched.load_state_dict(state["scheduler"])
         start_epoch, step = int(state["epoch"]), int(state["step"])
     log_path = Path(cfg["log_dir"]) / f"subnets-rank{rank}.jsonl" if cfg.get("log_dir") else None
+    _trim_log(log_path, lambda line: line["step"] < step)
     model.train()
     for epoch in range(start_epoch, sch.epochs):
         order = shard[torch.randperm(len(shard), generator=torch.Generator().manual_seed(sch.seed * 100003 + epoch))]
@@ -317,6 +330,7 @@ def _oneshot_loop(cfg: dict[str, Any]) -> None:
         trainer.load_state_dict(cfg["state"])
     data = _shard(cfg["data"], rank, world)
     log_path = Path(cfg["log_dir"]) / f"derived-rank{rank}.jsonl" if cfg.get("log_dir") else None
+    _trim_log(log_path, lambda line: line["epoch"] <= trainer.epoch)
     while trainer.early_stop_epoch() is None and trainer.epoch < trainer.options.epochs:
         record = trainer.train_epoch(data)
         digest = oneshot_digest(trainer.space.validate(record.derived).id, record.alphas)
