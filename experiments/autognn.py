@@ -28,6 +28,12 @@ search's trainings), every method's pick and the GCN, as relative improvement ov
     .venv/bin/python experiments/autognn.py --datasets cora        # one dataset (run two in parallel)
     .venv/bin/python experiments/autognn.py --cached-only          # the table from the finished seeds, no training
     .venv/bin/python experiments/autognn.py --quick                # smoke run: cora, seed 0, budget 3, 30 epochs
+    .venv/bin/python experiments/autognn.py --space appnp-dropout --budget 20 --methods autognn rl random
+
+`--space appnp-dropout` searches `GNNSpace(ops=OPS + EXTRA_OPS, dropouts=(0.5, 0.6, 0.7, 0.8))`: APPNP's
+propagation as an op and the dropout rate as a decision (results/autognn_appnp-dropout.json and its own cache
+folder). There the GCN row is Kipf's GCN (dropout 0.5) and a second control, `gcn-tuned`, is the same GCN with
+its dropout rate picked on validation from the space's four: what a user tunes before searching.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import torch
 from scipy import stats
 
 import nas
-from nas.spaces.gnn import GNNSpace, NodeClassificationEvaluator
+from nas.spaces.gnn import EXTRA_OPS, OPS, GNNSpace, NodeClassificationEvaluator
 from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES, SharedWeightsEvaluator
 from gnn_planetoid import GCN, describe  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
@@ -64,6 +70,10 @@ STRATEGY = {"autognn+sharing": "autognn", "autognn": "autognn", "rl": "rl", "ran
 # REINFORCE methods step every 5 results; random has no options
 OPTIONS: dict[str, dict[str, Any]] = {"autognn": {"classes": GNN_ACTION_CLASSES, "batch_size": 5}, "rl": {"batch_size": 5}}
 TARGET = 0.01  # the pick should beat the GCN by at least 1 point of mean test accuracy
+# The spaces searched (GNNSpace options): Auto-GNN's as built in, and the same with APPNP's propagation as an op
+# and the dropout rate as a decision (GraphNAS searches it too); 0.5 is the default rate, so the first is inside.
+SPACES: dict[str, dict[str, Any]] = {"default": {},
+                                     "appnp-dropout": {"ops": OPS + EXTRA_OPS, "dropouts": (0.5, 0.6, 0.7, 0.8)}}
 
 
 @dataclass(frozen=True)
@@ -73,9 +83,25 @@ class Settings:
     budget: int = 10
     epochs: int = 200
     share_epochs: int = 10
+    space: str = "default"
 
     def key(self) -> str:
-        return json.dumps({**asdict(self), "options": OPTIONS}, sort_keys=True)
+        fields = asdict(self)
+        if self.space == "default":  # runs cached before spaces were named stay valid
+            del fields["space"]
+        else:
+            fields["space_options"] = SPACES[self.space]
+        return json.dumps({**fields, "options": OPTIONS}, sort_keys=True, default=list)
+
+
+def make_space(data: Any, name: str) -> GNNSpace:
+    """The GNNSpace named `name` (`SPACES`) for the graph `data`."""
+    return GNNSpace(data.num_features, int(data.y.max()) + 1, example_graph=data, **SPACES[name])
+
+
+def gcn_arch(space: GNNSpace) -> dict[str, Any]:
+    """Kipf & Welling's 2-layer GCN as an architecture of `space` (dropout 0.5 where dropout is a decision)."""
+    return {**GCN, "dropout": 0.5} if "dropout" in space.fields else dict(GCN)
 
 
 class Memo:
@@ -182,9 +208,10 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
     """Every method and the GCN per seed (cached in `cache_dir/<name>_seed<s>.jsonl`), then the sharing check on
     the inherited children. `recorded`: gnn_planetoid.py's JSON, whose trainings are reused (see `Memo`).
     `cached_only`: train nothing; seeds the cache does not hold completely are left out."""
-    space = GNNSpace(data.num_features, int(data.y.max()) + 1, example_graph=data)
+    space = make_space(data, settings.space)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     gcn: list[dict[str, Any]] = []
+    gcn_tuned: list[dict[str, Any]] = []
     sharing: list[dict[str, Any]] = []
     reuse_check: list[dict[str, Any]] = []
     for seed in seeds:
@@ -194,8 +221,11 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
             continue
         before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
         memo = Memo(space, data, seed, settings.epochs, before)
-        rec = cache.get("gcn") or cache.put("gcn", {"kind": "gcn", "seed": seed, **memo(GCN)})  # trained afresh
+        rec = cache.get("gcn") or cache.put("gcn", {"kind": "gcn", "seed": seed, **memo(gcn_arch(space))})  # afresh
         gcn.append(rec)
+        if "dropout" in space.fields:  # the control: the same GCN with its dropout chosen on validation
+            tuned = cache.get("gcn-tuned") or cache.put("gcn-tuned", tune_gcn_dropout(space, memo, seed))
+            gcn_tuned.append(tuned)
         if before_gcn is not None:  # the determinism reuse relies on: same (architecture, seed), same numbers
             reuse_check.append({"seed": seed, "recorded_test_acc": before_gcn["test_acc"], "test_acc": rec["test_acc"],
                                 "same": all(before_gcn[k] == rec[k] for k in ("valid_acc", "test_acc", "epochs"))})
@@ -221,9 +251,20 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
                 sharing.append({"seed": seed, "id": t["id"], "inherited_layers": t["inherited_layers"],
                                 "layers": t["layers"], "inherited": {m: t[m] for m in ("valid_acc", "test_acc")},
                                 "scratch": {m: rec[m] for m in ("valid_acc", "test_acc")}})
-    return {"space_size": space.size(), "seeds": [g["seed"] for g in gcn], "runs": runs, "gcn": gcn,
-            "sharing_children": sharing, "reuse_check": reuse_check,
-            "summary": summarize(runs, gcn, sharing, name) if gcn else None}
+    return {"space": settings.space, "space_size": space.size(), "seeds": [g["seed"] for g in gcn], "runs": runs,
+            "gcn": gcn, "gcn_tuned": gcn_tuned, "sharing_children": sharing, "reuse_check": reuse_check,
+            "summary": summarize(runs, gcn, sharing, name, gcn_tuned) if gcn else None}
+
+
+def tune_gcn_dropout(space: GNNSpace, memo: Memo, seed: int) -> dict[str, Any]:
+    """The GCN under every dropout rate of `space`, the rate picked on validation accuracy (the baseline a user
+    tunes first); its metrics and every rate's (valid, test)."""
+    rates = list(space.fields["dropout"].options)
+    tried = {rate: memo({**GCN, "dropout": rate}) for rate in rates}
+    best = max(rates, key=lambda r: (tried[r]["valid_acc"], -tried[r].get("valid_loss", 0.0)))
+    return {"kind": "gcn-tuned", "seed": seed, "dropout": best, **tried[best],
+            "tried": {str(r): {k: tried[r][k] for k in ("valid_acc", "test_acc")} for r in rates},
+            "train_seconds": sum(t["train_seconds"] for t in tried.values())}
 
 
 def mean_ci(values: Sequence[float]) -> dict[str, float]:
@@ -235,15 +276,25 @@ def mean_ci(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarize(runs: Mapping[str, Sequence[Mapping[str, Any]]], gcn: Sequence[Mapping[str, Any]],
-              sharing: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:
+              sharing: Sequence[Mapping[str, Any]], name: str,
+              gcn_tuned: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     gcn_test = [g["test_acc"] for g in gcn]
+    tuned_test = [g["test_acc"] for g in gcn_tuned]
     out: dict[str, Any] = {"gcn_test_acc": mean_ci(gcn_test), "methods": {}, "paired": {}}
+    if tuned_test:
+        out["gcn_tuned_test_acc"] = mean_ci(tuned_test)
+        out["gcn_tuned_dropouts"] = [g["dropout"] for g in gcn_tuned]
     for m, rs in runs.items():
         test = [r["pick"]["test_acc"] for r in rs]
         out["methods"][m] = {"pick_test_acc": mean_ci(test), "pick_valid_acc": mean_ci([r["pick"]["valid_acc"] for r in rs]),
                              "cost_seconds": statistics.fmean(r["cost_seconds"] for r in rs),
                              "pick_minus_gcn": paired(test, gcn_test) if len(rs) > 1 else None,
-                             "beats_gcn_by_1_point": statistics.fmean(test) - statistics.fmean(gcn_test) >= TARGET}
+                             "pick_minus_gcn_tuned": paired(test, tuned_test) if len(rs) > 1 and tuned_test else None,
+                             "beats_gcn_by_1_point": statistics.fmean(test) - statistics.fmean(gcn_test) >= TARGET,
+                             # where the search spent its trainings, and the best test among them (an oracle pick:
+                             # what perfect selection among the same trainings would have scored)
+                             "trained_test_mean": mean_ci([statistics.fmean(t["test_acc"] for t in r["trials"]) for r in rs]),
+                             "best_trained_test": mean_ci([max(t["test_acc"] for t in r["trials"]) for r in rs])}
     for a, b in (("autognn+sharing", "random"), ("autognn", "random"), ("rl", "random"), ("autognn", "rl"),
                  ("autognn+sharing", "autognn")):
         if a in runs and b in runs and len(runs[a]) > 1:
@@ -254,6 +305,8 @@ def summarize(runs: Mapping[str, Sequence[Mapping[str, Any]]], gcn: Sequence[Map
                   **{f"{m} pick": [r["pick"]["test_acc"] for r in rs] for m, rs in runs.items()}, "gcn": gcn_test}
         costs = {f"{m} pick": [r["cost_seconds"] for r in rs] for m, rs in runs.items()}
         costs["gcn"] = [g["train_seconds"] for g in gcn]
+        if tuned_test:
+            values["gcn, dropout tuned"], costs["gcn, dropout tuned"] = tuned_test, [g["train_seconds"] for g in gcn_tuned]
         report = protocol_report(values, direction="max", baseline="random", costs=costs, label=f"autognn {name}")
         out["protocol"], out["protocol_table"] = report.to_dict(), protocol_table(report)
     if len(sharing) > 1:
@@ -276,8 +329,13 @@ def print_report(results: Mapping[str, Any]) -> None:
             print(f"\n{name}: no finished seed")
             continue
         g = s["gcn_test_acc"]
-        print(f"\n{name}: test accuracy % of the pick (chosen on validation; full recipe), {g['n']} seeds; "
-              f"GCN {100 * g['mean']:.2f} [{100 * g['ci95_low']:.2f}, {100 * g['ci95_high']:.2f}]")
+        print(f"\n{name} ({res.get('space', 'default')} space): test accuracy % of the pick (chosen on validation; "
+              f"full recipe), {g['n']} seeds; GCN {100 * g['mean']:.2f} [{100 * g['ci95_low']:.2f}, "
+              f"{100 * g['ci95_high']:.2f}]")
+        if "gcn_tuned_test_acc" in s:
+            t = s["gcn_tuned_test_acc"]
+            print(f"GCN with dropout tuned on validation: {100 * t['mean']:.2f} [{100 * t['ci95_low']:.2f}, "
+                  f"{100 * t['ci95_high']:.2f}] (rates {s['gcn_tuned_dropouts']})")
         print(f"{'method':<16} {'pick test [95 % CI]':>24} {'pick - GCN [95 % CI] p (W/T/L)':>44} {'>= +1':>6} "
               f"{'train s':>8}")
         for m, v in s["methods"].items():
@@ -285,6 +343,13 @@ def print_report(results: Mapping[str, Any]) -> None:
             print(f"{m:<16} {100 * t['mean']:>8.2f} [{100 * t['ci95_low']:.2f}, {100 * t['ci95_high']:.2f}] "
                   f"{_diff(v['pick_minus_gcn']):>44} {'yes' if v['beats_gcn_by_1_point'] else 'no':>6} "
                   f"{v['cost_seconds']:>8.0f}")
+        for m, v in s["methods"].items():
+            if "trained_test_mean" in v:
+                print(f"{m}: mean test of its trainings {100 * v['trained_test_mean']['mean']:.2f}, best test among "
+                      f"them (oracle pick) {100 * v['best_trained_test']['mean']:.2f}")
+        for m, v in s["methods"].items():
+            if v.get("pick_minus_gcn_tuned") is not None:
+                print(f"paired {m} - GCN with dropout tuned: {_diff(v['pick_minus_gcn_tuned'])}")
         for k, d in s["paired"].items():
             print(f"paired {k}: {_diff(d)}")
         if "sharing" in s:
@@ -305,6 +370,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=int, default=Settings.budget, help="trainings per search (default 10)")
     ap.add_argument("--epochs", type=int, default=Settings.epochs)
     ap.add_argument("--share-epochs", type=int, default=Settings.share_epochs)
+    ap.add_argument("--space", default=Settings.space, choices=list(SPACES),
+                    help="default: Auto-GNN's space as built in; appnp-dropout: with APPNP and dropout searched")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--cache", type=Path, default=None, help="folder of JSON lines of finished runs (default beside --out)")
     ap.add_argument("--recorded", type=Path, default=ROOT / "experiments" / "results" / "gnn_planetoid.json",
                     help="gnn_planetoid.py's JSON: its trainings (same recipe and seed) are reused, not repeated")
@@ -315,7 +383,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.datasets, args.seeds, args.budget, args.epochs = ["cora"], [0], min(args.budget, 3), min(args.epochs, 30)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("" if args.space == "default" else f"_{args.space}") + ("_quick" if args.quick else "")
     if args.out is None:
         args.out = ROOT / "experiments" / "results" / f"autognn{suffix}.json"
     if args.cache is None:
@@ -329,12 +397,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
-    settings = Settings(args.budget, args.epochs, args.share_epochs)
+    settings = Settings(args.budget, args.epochs, args.share_epochs, args.space)
+    recorded = args.recorded if args.space == "default" else None  # gnn_planetoid.py trained the default space
     results: dict[str, Any] = {}
     for name in args.datasets:
         data = planetoid(name)
-        results[name] = {**run_dataset(name, data, args.seeds, settings, args.cache, recorded=args.recorded,
-                                       log=lambda m: print(m, flush=True), cached_only=args.cached_only),
+        results[name] = {**run_dataset(name, data, args.seeds, settings, args.cache, methods=args.methods,
+                                       recorded=recorded, log=lambda m: print(m, flush=True),
+                                       cached_only=args.cached_only),
                          "settings_share_epochs": settings.share_epochs}
     previous = json.loads(args.out.read_text()).get("results", {}) if args.out.exists() else {}
     doc = {"script": "experiments/autognn.py",
@@ -342,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "git_commit": git_commit(),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())},
-           "settings": {**asdict(settings), "datasets": args.datasets, "seeds": args.seeds, "methods": list(METHODS),
+           "settings": {**asdict(settings), "space_options": SPACES[args.space], "datasets": args.datasets,
+                        "seeds": args.seeds, "methods": args.methods,
                         "strategies": STRATEGY, "strategy_options": OPTIONS, "objective": {"valid_acc": "max"},
                         "baseline": GCN, "target": "pick - GCN >= +1 point of mean test accuracy",
                         "cached_only": args.cached_only},

@@ -55,7 +55,7 @@ CHANCE_FACTOR = 2.0  # "well above chance": median sampled test accuracy >= 2 x 
 
 
 def describe(arch: Mapping[str, Any]) -> str:
-    """A one-line summary: 'gat(v2,4h,64,elu,res) > gcn(16,relu) > out:sage'."""
+    """A one-line summary: 'gat(v2,4h,64,elu,res) > gcn(16,relu) > out:sage' (then ', dropout 0.8' if searched)."""
     parts = []
     for layer in arch["hidden_layers"]:
         opts = []
@@ -66,7 +66,7 @@ def describe(arch: Mapping[str, Any]) -> str:
         parts.append(f"{layer['op']}({','.join(opts)})" if opts else layer["op"])
     out = arch["output"]
     head = f"{out['op']}({out['attention']},{out['heads']}h)" if out["op"] == "gat" else out["op"]
-    return " > ".join(parts + [f"out:{head}"])
+    return " > ".join(parts + [f"out:{head}"]) + (f", dropout {arch['dropout']}" if "dropout" in arch else "")
 
 
 def run_seed(space: GNNSpace, data: Any, seed: int, budget: int, epochs: int) -> dict[str, Any]:

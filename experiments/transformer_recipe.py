@@ -25,12 +25,16 @@ Rows, each trained with seeds 0..n-1 (initialisation and batch order; the split 
   the Naive Bayes log-count ratio of each word along one direction (`nb_init` 3) and half the loss is
   distillation from TF-IDF + LR's cross-fitted (5-fold, C of the `tfidf_lr` row) probabilities on the
   training sentences (`distill` 0.5). Set once (the first values tried), not tuned on test.
+* `recipe+bow/found` (`--found`): the recorded FlexiBERT table's best architecture by mean validation accuracy
+  (nas/tables/transformer_mr, built with this recipe by build_transformer_table.py), retrained with `BOW`: the
+  "best architecture found" row of issue 25 part 2, beside the baselines in the same table.
 
 Every finished training is appended to a JSON-lines cache, so a killed run resumes where it stopped;
 `--budget-min` stops starting new trainings after that many minutes (rerun to continue).
 
     nice -n 15 .venv/bin/python experiments/transformer_recipe.py                 # 3 seeds, full table
     nice -n 15 .venv/bin/python experiments/transformer_recipe.py --quick         # smoke run (~1 min)
+    nice -n 15 .venv/bin/python experiments/transformer_recipe.py --found         # + the table's best, retrained
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from torch import nn
 
 from nas.datasets import TextSplits, movie_reviews
 from nas.spaces.transformer import PAD, FlexiBertConfig, FlexiBertSpace
-from nas.tabular import TRANSFORMER_TABLE_OPTIONS
+from nas.tabular import TRANSFORMER_TABLE_OPTIONS, transformer_table_dir
 from reporting import append_cache, git_commit, protocol_report, read_cache  # experiments/reporting.py (on sys.path)
 from transformer_mr import RecipeSplits, TextRecipe, describe, recipe_splits, train, train_recipe
 
@@ -74,6 +78,25 @@ ARCHS: dict[str, dict[str, Any]] = {
     "conv+attention": {"depth": 2, "layers": [_layer("conv", kernel=3), _layer("attention", heads=2)]},
 }
 """Fixed architectures: homogeneous attention, homogeneous convolution, and a heterogeneous mix (same widths)."""
+FOUND = "found"
+"""The arch name of the recorded table's best architecture by validation (`table_best`): `--found` rows."""
+
+
+def table_best(file: Path | None = None) -> dict[str, Any]:
+    """The architecture of the FlexiBERT table (nas/tables/transformer_mr) with the highest validation accuracy,
+    mean over its training seeds: what a search that spent the whole table would pick."""
+    import csv
+
+    rows = list(csv.DictReader((file or transformer_table_dir() / "movie_review.csv").open()))
+    valid: dict[str, list[float]] = {}
+    for r in rows:
+        valid.setdefault(r["arch"], []).append(float(r["valid_acc"]))
+    return json.loads(max(valid, key=lambda a: float(np.mean(valid[a]))))
+
+
+def arch_spec(name: str) -> dict[str, Any]:
+    """The architecture a row trains: one of `ARCHS`, or `FOUND`."""
+    return table_best() if name == FOUND else ARCHS[name]
 
 def with_bow(recipe: TextRecipe) -> TextRecipe:
     """`recipe` plus the bag-of-words prior: Naive Bayes embedding direction and TF-IDF + LR distillation."""
@@ -163,8 +186,10 @@ def as_text_splits(data: RecipeSplits) -> TextSplits:
     return TextSplits(data.train_x, data.train_y, data.test_x, data.test_y, data.vocab)
 
 
-def jobs(seeds: Sequence[int], archs: Sequence[str], ablation_archs: Sequence[str]) -> list[tuple[str, str, int]]:
-    """(row, arch, seed) in the order they run: baselines and the main rows seed by seed, then ablations."""
+def jobs(seeds: Sequence[int], archs: Sequence[str], ablation_archs: Sequence[str],
+         found: bool = False) -> list[tuple[str, str, int]]:
+    """(row, arch, seed) in the order they run: baselines and the main rows seed by seed, then ablations,
+    then (`found`) the table's best architecture retrained with the bag-of-words recipe."""
     out = [("tfidf_lr", "-", 0)]
     for seed in seeds:
         out.append(("cnn", "-", seed))
@@ -176,6 +201,8 @@ def jobs(seeds: Sequence[int], archs: Sequence[str], ablation_archs: Sequence[st
     for seed in seeds:
         for arch in ablation_archs:
             out += [(f"ablation/{lever}", arch, seed) for lever in ABLATIONS]
+    if found:
+        out += [("recipe+bow", FOUND, seed) for seed in seeds]
     return out
 
 
@@ -203,7 +230,7 @@ def run_job(row: str, arch_name: str, seed: int, split: Callable[[TextRecipe], R
     soft = teacher() if rec.distill else None
     data = split(rec)
     space = FlexiBertSpace(rec.config(BASE, len(data.vocab)))
-    arch = space.validate(ARCHS[arch_name])
+    arch = space.validate(arch_spec(arch_name))
     torch.manual_seed(seed)
     model = space.build(arch)
     return {**train_recipe(model, data, rec, seed, soft), "params": space.count(arch)["params"],
@@ -269,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ablation-archs", nargs="*", default=["attention"], choices=list(ARCHS))
     ap.add_argument("--ablations-only", action="store_true",
                     help="run only the ablation rows (e.g. in a second process beside the main rows; same cache)")
+    ap.add_argument("--found", action="store_true",
+                    help="also retrain the recorded table's best architecture by validation with the bag-of-words "
+                         "recipe (rows recipe+bow/found)")
     ap.add_argument("--budget-min", type=float, default=None, help="start no training after this many minutes")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 seed, 1 architecture, 600 training sentences, 2 epochs, no ablations")
@@ -306,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             soft.append(tfidf_teacher(split(TEACHER_TOKENS), base["C"]))
         return soft[0]
 
-    todo = jobs(range(args.seeds), args.archs, args.ablation_archs)
+    todo = jobs(range(args.seeds), args.archs, args.ablation_archs, args.found)
     if args.ablations_only:
         todo = [job for job in todo if job[0].startswith("ablation/")]
     todo = [job for job in todo if job[2] >= args.first_seed or job[0] == "tfidf_lr"]
@@ -340,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(seed 0) as validation; seeds vary initialisation and batch order only",
         "recipe": asdict(recipe), "bow_recipe": asdict(with_bow(recipe)),
         "teacher": {"model": "TF-IDF 1-2-grams + LR, C of the tfidf_lr row", "folds": TEACHER_FOLDS}, "ablations": {k: asdict(v) for k, v in ABLATIONS.items()},
-        "archs": ARCHS, "space": asdict(BASE),
+        "archs": {**ARCHS, **({FOUND: table_best()} if args.found else {})}, "space": asdict(BASE),
         "data": {"train": len(main_split.train_y), "valid": len(main_split.valid_y), "test": len(main_split.test_y),
                  "vocab": len(main_split.vocab)},
         **summary, "records": records,

@@ -29,7 +29,10 @@ from nas.spaces.space import Repeat, Space
 
 log = logging.getLogger(__name__)
 
-OPS = ("gcn", "gat", "sage", "gin", "cheb", "arma", "kgnn", "mlp", "skip")
+OPS = ("gcn", "gat", "sage", "gin", "cheb", "arma", "kgnn", "mlp", "skip")  # the default space's ops
+EXTRA_OPS = ("appnp",)  # known ops a space takes only when asked: `GNNSpace(..., ops=OPS + EXTRA_OPS)`
+KNOWN_OPS = OPS + EXTRA_OPS
+APPNP_K, APPNP_ALPHA = 10, 0.1  # APPNP's propagation steps and teleport probability (Gasteiger et al., 2019)
 ATTENTIONS = ("gat", "gatv2")
 ACTIVATIONS = ("relu", "elu", "leaky_relu", "tanh", "softplus", "identity")
 HIDDEN = (16, 32, 64, 128)
@@ -69,6 +72,17 @@ def _attention(s: LayerSpec) -> nn.Module:
     return cls(s.c_in, out, heads=s.heads, concat=s.concat, dropout=s.dropout)
 
 
+class Propagated(nn.Module):
+    """The 'appnp' op: a linear map, then `APPNP_K` steps of personalised-PageRank propagation (APPNP)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.lin, self.propagate = nn.Linear(c_in, c_out), pyg.APPNP(APPNP_K, APPNP_ALPHA)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.propagate(self.lin(x), edge_index)
+
+
 def _gin(s: LayerSpec) -> nn.Module:
     return pyg.GINConv(nn.Sequential(nn.Linear(s.c_in, s.c_out), nn.ReLU(), nn.Linear(s.c_out, s.c_out)))
 
@@ -82,6 +96,7 @@ CONVS: dict[str, Callable[[LayerSpec], nn.Module]] = {
     "arma": lambda s: pyg.ARMAConv(s.c_in, s.c_out),
     "kgnn": lambda s: pyg.GraphConv(s.c_in, s.c_out),
     "mlp": lambda s: NodeWise(nn.Linear(s.c_in, s.c_out)),
+    "appnp": lambda s: Propagated(s.c_in, s.c_out),
 }
 ACTIVATION_MODULES: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "softplus": nn.Softplus,
@@ -157,22 +172,30 @@ class GNNSpace(ModelSpace):
     Each hidden layer chooses `op` among `ops`; GAT layers also choose `attention` (GATConv or
     GATv2Conv) and `heads`; every op but 'skip' chooses `hidden` width, `activation` and `residual`.
     The output layer chooses `op` (no 'skip') and, for GAT, `attention` and `heads` (averaged).
+    `dropout` is the rate on every layer's input (and GAT's attention); `dropouts` makes it a searched
+    top-level field `dropout` instead (regularisation matters as much as the layers on small graphs).
+    `ops` may add `EXTRA_OPS` ('appnp': linear, then APPNP propagation) to the default `OPS`.
     """
 
     def __init__(self, in_channels: int, num_classes: int, *, layers: Sequence[int] = LAYERS,
                  hidden: Sequence[int] = HIDDEN, ops: Sequence[str] = OPS, heads: Sequence[int] = HEADS,
                  attentions: Sequence[str] = ATTENTIONS, activations: Sequence[str] = ACTIVATIONS,
-                 dropout: float = 0.5, example_graph: Data | None = None) -> None:
+                 dropout: float = 0.5, dropouts: Sequence[float] | None = None,
+                 example_graph: Data | None = None) -> None:
         for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpaceDefinitionError(f"{name}: expected a positive int, got {v!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise SpaceDefinitionError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        for name, rates in (("dropout", [dropout]), ("dropouts", list(dropouts or []))):
+            for v in rates:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                    raise SpaceDefinitionError(f"{name}: expected probabilities in [0, 1), got {v!r}")
+        if dropouts is not None and not list(dropouts):
+            raise SpaceDefinitionError("dropouts: give at least one rate, or None for the fixed `dropout`")
         for name, values in (("hidden", hidden), ("heads", heads)):
             bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
             if bad or not values:
                 raise SpaceDefinitionError(f"{name}: options must be positive ints, got {list(values)!r}")
-        _check_names("ops", ops, OPS)
+        _check_names("ops", ops, KNOWN_OPS)
         _check_names("attentions", attentions, ATTENTIONS)
         _check_names("activations", activations, ACTIVATIONS)
         width_ops = [o for o in ops if o != "skip"]
@@ -198,7 +221,9 @@ class GNNSpace(ModelSpace):
                  "activation": Conditional("op", width_ops, Choice(list(activations), ordered=False)),
                  "residual": Conditional("op", width_ops, Choice([False, True]))}
         output = {"op": Choice(width_ops, ordered=False), **attention_fields(width_ops)}
-        super().__init__(layers=Choice(list(layers)), hidden_layers=Repeat("layers", block), output=Space(output))
+        searched = {} if dropouts is None else {"dropout": Choice([float(v) for v in dropouts])}
+        super().__init__(layers=Choice(list(layers)), hidden_layers=Repeat("layers", block), output=Space(output),
+                         **searched)
         graph = example_graph if example_graph is not None else random_graph(32, in_channels)
         if graph.x is None or graph.x.dim() != 2 or graph.x.shape[1] != in_channels:
             shape = None if graph.x is None else tuple(graph.x.shape)
@@ -214,6 +239,7 @@ class GNNSpace(ModelSpace):
     def build(self, arch: Mapping[str, Any]) -> GNN:
         """A freshly initialised `GNN` (PyG layers; 'skip' layers are left out) for `arch`."""
         a = self.validate(arch)
+        dropout = float(a.get("dropout", self.dropout))
         layers: list[GNNLayer] = []
         width = self.in_channels
         for block in a["hidden_layers"]:
@@ -221,7 +247,7 @@ class GNNSpace(ModelSpace):
                 continue
             out = block["hidden"]
             spec = LayerSpec(block["op"], width, out, block.get("attention", "gat"), block.get("heads", 1),
-                             concat=True, dropout=self.dropout)
+                             concat=True, dropout=dropout)
             residual = None
             if block["residual"]:
                 residual = nn.Identity() if width == out else nn.Linear(width, out, bias=False)
@@ -229,9 +255,9 @@ class GNNSpace(ModelSpace):
             width = out
         head = a["output"]
         spec = LayerSpec(head["op"], width, self.num_classes, head.get("attention", "gat"), head.get("heads", 1),
-                         concat=False, dropout=self.dropout)
+                         concat=False, dropout=dropout)
         layers.append(GNNLayer(CONVS[spec.op](spec), nn.Identity()))
-        return GNN(layers, self.dropout)
+        return GNN(layers, dropout)
 
     def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, edge_index) of `batch_size` disjoint copies of the example graph (default: 32 random nodes)."""
@@ -245,11 +271,14 @@ class GNNSpace(ModelSpace):
         """The layer DAG: 'input' → 0 … layers-1 → 'output', plus a 'residual' edge around each residual layer.
 
         Layer nodes carry their decisions (op, attention, heads, hidden, activation) and a role; an edge
-        u → w of kind 'residual' says the layer between u and w adds its input to its output.
+        u → w of kind 'residual' says the layer between u and w adds its input to its output. A searched
+        `dropout` is an attribute of the input node (and part of its label, which WL kernels read).
         """
         a = self.validate(arch)
         g = nx.DiGraph()
         g.add_node("input", op="input", role="input", hidden=self.in_channels, label="input")
+        if "dropout" in a:
+            g.nodes["input"].update(dropout=a["dropout"], label=f"input,dropout={a['dropout']}")
         chain: list[Any] = ["input"]
         for i, block in enumerate(a["hidden_layers"]):
             attrs = {k: block[k] for k in DECISIONS if k in block}
@@ -281,7 +310,8 @@ class GNNSpace(ModelSpace):
                 cfg["residual"] = has_residual
             blocks.append(cfg)
         output = {k: graph.nodes["output"][k] for k in DECISIONS if k in graph.nodes["output"]}
-        return self.validate({"layers": n, "hidden_layers": blocks, "output": output})
+        searched = {"dropout": graph.nodes["input"]["dropout"]} if "dropout" in graph.nodes["input"] else {}
+        return self.validate({"layers": n, "hidden_layers": blocks, "output": output, **searched})
 
 
 def _label(attrs: Mapping[str, Any]) -> str:

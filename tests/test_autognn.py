@@ -193,3 +193,24 @@ def test_reduced_experiment_runs_resumes_and_reports(karate, tmp_path, one_threa
     again = autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, log=lambda m: None)
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == lines  # everything came from the cache
     assert again["summary"]["methods"] == s["methods"]
+
+
+def test_reduced_experiment_on_the_wider_space_reports_the_tuned_gcn_control(karate, tmp_path, one_thread):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import autognn
+
+    assert "space" not in json.loads(autognn.Settings().key())  # caches of the default space stay valid
+    settings = autognn.Settings(budget=3, epochs=4, share_epochs=2, space="appnp-dropout")
+    assert json.loads(settings.key())["space_options"]["dropouts"] == [0.5, 0.6, 0.7, 0.8]
+    out = autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, methods=["autognn", "random"],
+                              log=lambda m: None)
+    assert out["space"] == "appnp-dropout" and set(out["runs"]) == {"autognn", "random"}
+    for tuned, gcn in zip(out["gcn_tuned"], out["gcn"]):
+        assert set(tuned["tried"]) == {"0.5", "0.6", "0.7", "0.8"}
+        assert tuned["tried"]["0.5"]["test_acc"] == gcn["test_acc"]  # Kipf's GCN is the 0.5 row, trained once
+        best = max(tuned["tried"].values(), key=lambda t: t["valid_acc"])["valid_acc"]
+        assert tuned["valid_acc"] == best  # picked on validation
+    assert all("dropout" in t["arch"] for r in out["runs"]["random"] for t in r["trials"])
+    s = out["summary"]
+    assert s["gcn_tuned_test_acc"]["n"] == 2 and s["methods"]["autognn"]["pick_minus_gcn_tuned"] is not None
+    assert "gcn, dropout tuned" in {m["method"] for m in s["protocol"]["methods"]}

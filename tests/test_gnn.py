@@ -124,6 +124,41 @@ def test_space_definition_errors(kwargs, message):
         GNNSpace(8, 3, **kwargs)
 
 
+def test_opt_in_appnp_op_and_searched_dropout(karate):
+    from nas.spaces.gnn import EXTRA_OPS, OPS
+
+    assert "dropout" not in GNNSpace(8, 3).fields and "appnp" not in GNNSpace(8, 3).ops  # the default is unchanged
+    space = GNNSpace(karate.num_features, 4, ops=OPS + EXTRA_OPS, dropouts=(0.5, 0.8), example_graph=karate)
+    assert space.size() == 2 * GNNSpace(karate.num_features, 4, ops=OPS + EXTRA_OPS, example_graph=karate).size()
+    arch = space.validate({**GCN, "output": {"op": "appnp"}, "dropout": 0.8})
+    model = space.build(arch)
+    assert model.dropout == 0.8
+    with pytest.raises(InvalidArchitectureError, match="dropout"):
+        space.validate({**GCN, "dropout": 0.3})
+    with pytest.raises(InvalidArchitectureError, match="dropout"):
+        space.validate(GCN)  # the searched rate is a required field
+    # APPNP: the linear map, then 10 steps of h <- 0.9 * A_hat h + 0.1 * z on the graph
+    head = model.layers[1].conv
+    model.eval()
+    x = torch.randn(34, 16)
+    z = head.lin(x)
+    edge_index, weight = pyg.conv.gcn_conv.gcn_norm(karate.edge_index, num_nodes=34, add_self_loops=True)
+    a_hat = torch.zeros(34, 34).index_put_((edge_index[1], edge_index[0]), weight, accumulate=True)  # target <- source
+    h = z
+    for _ in range(10):
+        h = 0.9 * a_hat @ h + 0.1 * z
+    torch.testing.assert_close(head(x, karate.edge_index), h, atol=1e-5, rtol=1e-4)
+    g = space.to_graph(arch)
+    assert g.nodes["input"]["dropout"] == 0.8 and "dropout=0.8" in g.nodes["input"]["label"]
+    assert space.from_graph(g) == arch
+
+
+@pytest.mark.parametrize("dropouts", [(), (0.5, 1.0), (0.5, True), ("0.5",)])
+def test_searched_dropout_rates_are_checked(dropouts):
+    with pytest.raises(SpaceDefinitionError, match="dropouts"):
+        GNNSpace(8, 3, dropouts=dropouts)
+
+
 def test_hidden_width_need_not_divide_by_heads_without_gat():
     per_layer = 1 * 6 * 2 + 1  # gcn: hidden * activation * residual; skip
     assert GNNSpace(8, 3, ops=("gcn", "skip"), hidden=(12,), heads=(8,)).size() == per_layer + per_layer**2

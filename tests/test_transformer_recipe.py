@@ -112,6 +112,27 @@ def test_experiment_architectures_fit_the_space():
     assert space.config.pooling == "mean_max" and space.config.max_len == 40
 
 
+def test_found_rows_retrain_the_tables_best_architecture_by_validation(tmp_path):
+    import csv
+    import json
+
+    from transformer_recipe import FOUND, arch_spec, jobs, table_best
+
+    table = tmp_path / "movie_review.csv"
+    archs = [ARCHS["attention"], ARCHS["conv"]]
+    with table.open("w", newline="") as f:  # the second architecture leads on valid by the mean of its seeds
+        w = csv.writer(f)
+        w.writerow(["arch", "seed", "valid_acc", "test_acc"])
+        for arch, valid in ((archs[0], (0.81, 0.77)), (archs[1], (0.79, 0.80))):
+            for seed, v in enumerate(valid):
+                w.writerow([json.dumps(arch), seed, v, 0.7])
+    assert table_best(table) == archs[1]
+    space = FlexiBertSpace(TextRecipe().config(BASE, 100))
+    assert space.validate(arch_spec(FOUND))  # the committed table's best fits the recipe's space
+    assert jobs([0, 1], ["conv"], [], found=True)[-2:] == [("recipe+bow", FOUND, 0), ("recipe+bow", FOUND, 1)]
+    assert all(j[1] != FOUND for j in jobs([0, 1], ["conv"], []))
+
+
 def test_quick_experiment_writes_every_row(tmp_path):
     from nas.tabular import data_dir
 
