@@ -74,17 +74,22 @@ def done_trainings(path: Path) -> set[tuple[str, int]]:
         return {(r["arch_id"], int(r["seed"])) for r in csv.DictReader(f)}
 
 
+def table_runs(path: Path) -> dict[str, dict[int, dict[str, str]]]:
+    """The rows of the table at `path` as arch_id -> training seed -> row (the CSV's strings)."""
+    runs: dict[str, dict[int, dict[str, str]]] = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            runs.setdefault(r["arch_id"], {})[int(r["seed"])] = r
+    return runs
+
+
 def seed_noise(path: Path) -> dict[str, Any]:
     """Seed 0 against seed 1 over the architectures of the table at `path` recorded with both: Kendall tau,
     mean and max |difference| of valid_acc and test_acc."""
-    runs: dict[str, dict[int, dict[str, float]]] = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            runs.setdefault(r["arch_id"], {})[int(r["seed"])] = {m: float(r[m]) for m in ("valid_acc", "test_acc")}
-    pairs = [v for v in runs.values() if 0 in v and 1 in v]
+    pairs = [v for v in table_runs(path).values() if 0 in v and 1 in v]
     out: dict[str, Any] = {"architectures": len(pairs)}
     for m in ("valid_acc", "test_acc"):
-        a, b = np.array([p[0][m] for p in pairs]), np.array([p[1][m] for p in pairs])
+        a, b = np.array([float(p[0][m]) for p in pairs]), np.array([float(p[1][m]) for p in pairs])
         out[m] = {"kendall_tau": float(stats.kendalltau(a, b).statistic), "mean_abs_diff": float(np.abs(a - b).mean()),
                   "max_abs_diff": float(np.abs(a - b).max())}
     return out

@@ -28,7 +28,6 @@ Rows are appended (and fsync'd) one training at a time to nas/tables/transformer
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from build_gnn_table import append_row, arch_json, done_trainings, parse_shard, seed_noise  # noqa: E402  (experiments/ is on sys.path)
+from build_gnn_table import append_row, arch_json, done_trainings, parse_shard, seed_noise, table_runs  # noqa: E402  (experiments/ is on sys.path)
 from nas.architecture import Architecture
 from nas.datasets import movie_reviews
 from nas.spaces.transformer import FlexiBertSpace
@@ -86,11 +85,7 @@ def table_facts(path: Path) -> dict[str, Any]:
     """Size, range and seed noise of the table, and the best heterogeneous architecture against the best
     homogeneous one (both picked on mean validation accuracy; the heterogeneous one among those with no more
     parameters than the homogeneous pick)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    runs: dict[str, dict[int, dict[str, str]]] = {}
-    for r in rows:
-        runs.setdefault(r["arch_id"], {})[int(r["seed"])] = r
+    runs = table_runs(path)
     both = [v for v in runs.values() if 0 in v and 1 in v]
     mean = lambda v, m: (float(v[0][m]) + float(v[1][m])) / 2  # noqa: E731
     entry = lambda v: {"summary": v[0]["summary"], "params": int(v[0]["params"]),  # noqa: E731
@@ -99,7 +94,7 @@ def table_facts(path: Path) -> dict[str, Any]:
     homo = [v for v in both if v[0]["homogeneous"] == "1"]
     hetero = [v for v in both if v[0]["homogeneous"] == "0"]
     facts: dict[str, Any] = {"architectures": len(both), "homogeneous": len(homo), "heterogeneous": len(hetero),
-                             "trainings": len(rows)}
+                             "trainings": sum(len(v) for v in runs.values())}
     if len(both) >= 3:
         facts |= {m.removesuffix("_acc") + "_range": [min(mean(v, m) for v in both), max(mean(v, m) for v in both)]
                   for m in ("valid_acc", "test_acc")}

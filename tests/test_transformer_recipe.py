@@ -126,7 +126,7 @@ def test_found_rows_retrain_the_tables_best_architecture_by_validation(tmp_path)
         for arch, valid in ((archs[0], (0.81, 0.77)), (archs[1], (0.79, 0.80))):
             for seed, v in enumerate(valid):
                 w.writerow([json.dumps(arch), seed, v, 0.7])
-    assert table_best(table) == archs[1]
+    assert table_best(tmp_path) == archs[1]
     space = FlexiBertSpace(TextRecipe().config(BASE, 100))
     assert space.validate(arch_spec(FOUND))  # the committed table's best fits the recipe's space
     assert jobs([0, 1], ["conv"], [], found=True)[-2:] == [("recipe+bow", FOUND, 0), ("recipe+bow", FOUND, 1)]
