@@ -411,6 +411,10 @@ def test_a_resumed_worker_drops_log_lines_of_work_after_its_checkpoint(tmp_path)
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
     _trim_log(log, lambda line: line["epoch"] <= 1)  # nothing to drop: the file is left as is
     assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
+    with open(log, "a") as f:  # a worker killed while writing epoch 2's line
+        f.write('{"epoch": 2, "deri')
+    _trim_log(log, lambda line: line["epoch"] <= 1)
+    assert log.read_text() == json.dumps({"epoch": 1, "derived": {"op": 1}}) + "\n"
     _trim_log(tmp_path / "absent.jsonl", lambda line: False)  # a first start has no log yet
     assert not (tmp_path / "absent.jsonl").exists()
 

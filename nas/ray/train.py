@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError
-from nas.jsonio import write_bytes
+from nas.jsonio import read_jsonl, write_bytes
 from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
 
@@ -101,13 +101,14 @@ def gather_ints(value: int, world: int) -> list[int]:
 
 def _trim_log(path: Path | None, keep: Callable[[dict[str, Any]], bool]) -> None:
     """Drop the lines of a worker's log that `keep` rejects: on a resume, the entries of work done after the
-    checkpoint it resumes from (that work runs again, so the log would hold it twice)."""
+    checkpoint it resumes from (that work runs again, so the log would hold it twice). A torn last line (a
+    worker killed mid-write, before that work's checkpoint) goes too."""
     if path is None or not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if keep(json.loads(line))]
-    if len(kept) < len(lines):
-        write_bytes(path, "".join(line + "\n" for line in kept).encode())
+    lines = read_jsonl(path, "worker log")
+    kept = [rec for _, rec in lines.records if keep(rec)]
+    if len(kept) < len(lines.records) or lines.torn:
+        write_bytes(path, "".join(json.dumps(rec) + "\n" for rec in kept).encode())
 
 
 def _report(metrics: dict[str, Any], rank: int, state: Callable[[], Any], file: str) -> None:
