@@ -34,6 +34,15 @@ search's trainings), every method's pick and the GCN, as relative improvement ov
 propagation as an op and the dropout rate as a decision (results/autognn_appnp-dropout.json and its own cache
 folder). There the GCN row is Kipf's GCN (dropout 0.5) and a second control, `gcn-tuned`, is the same GCN with
 its dropout rate picked on validation from the space's four: what a user tunes before searching.
+
+`--reselect K --repeats R`: one validation score (500 nodes) does not separate architectures a point apart, so
+each search's top K trials by validation are trained again under R more seeds (seed + 1000 j) and the pick is
+the one with the highest validation accuracy averaged over its R + 1 trainings. Every method, the GCN and the
+tuned GCN are then reported by their test accuracy averaged over the same R + 1 seeds, and the K R extra
+trainings count in each method's cost. A longer search replays a shorter one's trainings from the cache (a
+search's proposals do not depend on its budget), so `--budget 40` after `--budget 20` trains only the new ones:
+
+    .venv/bin/python experiments/autognn.py --space appnp-dropout --budget 40 --reselect 3 --methods autognn rl random
 """
 
 from __future__ import annotations
@@ -84,6 +93,8 @@ class Settings:
     epochs: int = 200
     share_epochs: int = 10
     space: str = "default"
+    reselect: int = 0  # the search's top `reselect` trials (by validation) are retrained under `repeats` more seeds
+    repeats: int = 0
 
     def key(self) -> str:
         fields = asdict(self)
@@ -91,6 +102,8 @@ class Settings:
             del fields["space"]
         else:
             fields["space_options"] = SPACES[self.space]
+        if not self.reselect:  # and those cached before reselection existed
+            del fields["reselect"], fields["repeats"]
         return json.dumps({**fields, "options": OPTIONS}, sort_keys=True, default=list)
 
 
@@ -112,16 +125,23 @@ class Memo:
     """
 
     def __init__(self, space: GNNSpace, data: Any, seed: int, epochs: int,
-                 recorded: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                 recorded: Mapping[str, Mapping[str, float]] | None = None, cache: Cache | None = None) -> None:
         self.evaluate = NodeClassificationEvaluator(space, data, epochs=epochs, seed=seed)
         self.done: dict[str, dict[str, float]] = {k: dict(v) for k, v in (recorded or {}).items()}
         self.trained = 0
+        self.cache = cache  # where a reselection seed's trainings are kept (a search's are kept in its run record)
 
     def __call__(self, arch: Any, budget: float | None = None) -> dict[str, float]:
         arch = self.evaluate.space.validate(arch)
+        key = f"train/{self.evaluate.seed}/{arch.id}"
+        kept = self.cache.get(key) if self.cache is not None and arch.id not in self.done else None
+        if kept is not None:
+            self.done[arch.id] = {k: v for k, v in kept.items() if isinstance(v, float)}
         if arch.id not in self.done:
             self.done[arch.id] = self.evaluate(arch)
             self.trained += 1
+            if self.cache is not None:
+                self.cache.put(key, {"kind": "train", "seed": self.evaluate.seed, "id": arch.id, **self.done[arch.id]})
         return dict(self.done[arch.id])
 
 
@@ -142,6 +162,45 @@ def recorded_trainings(path: Path | None, dataset: str, seed: int,
             trials = {t["id"]: {k: t[k] for k in RECORDED_KEYS} for t in run["trials"] if all(k in t for k in RECORDED_KEYS)}
             return trials, run.get("gcn")
     return {}, None
+
+
+def earlier_trainings(path: Path, dataset: str, settings: Settings) -> dict[str, dict[str, float]]:
+    """Full-recipe trainings (arch id -> metrics) recorded in the cache file `path` by searches of the same space,
+    epochs and dataset under any budget: a search's proposals do not depend on its budget, so a longer search
+    replays a shorter one's trainings before it trains anything new."""
+    out: dict[str, dict[str, float]] = {}
+    for r in read_cache(path):
+        if r.get("kind") != "run" or r.get("dataset") != dataset or r.get("method") == "autognn+sharing":
+            continue
+        done = json.loads(r["settings"])
+        if done.get("epochs") == settings.epochs and done.get("space_options") == json.loads(settings.key()).get("space_options"):
+            out.update({t["id"]: {k: t[k] for k in ("valid_acc", "test_acc", "epochs", "train_seconds", "params")}
+                        for t in r["trials"]})
+    return out
+
+
+def reselect(run: Mapping[str, Any], memo: Memo, extra: Sequence[Memo], top: int) -> dict[str, Any]:
+    """The final pick of `run` when one validation score is too noisy to choose by: its `top` trials by validation
+    accuracy, each trained under `memo`'s seed and every `extra` seed, and the one whose validation accuracy is
+    highest averaged over those seeds (ties: the search's order). Test accuracy is never looked at to choose."""
+    ranked = sorted(run["trials"], key=lambda t: -t["valid_acc"])[:top]  # stable: best() breaks ties by order
+    candidates = []
+    for t in ranked:
+        seeds = [memo(t["arch"])] + [m(t["arch"]) for m in extra]
+        candidates.append({"id": t["id"], "summary": t["summary"], "arch": t["arch"],
+                           "valid_acc_seeds": [x["valid_acc"] for x in seeds],
+                           "test_acc_seeds": [x["test_acc"] for x in seeds],
+                           "train_seconds": sum(x["train_seconds"] for x in seeds[1:])})
+    chosen = max(candidates, key=lambda c: statistics.fmean(c["valid_acc_seeds"]))
+    pick = {**run["pick"], **{k: chosen[k] for k in ("id", "summary", "arch", "valid_acc_seeds", "test_acc_seeds")},
+            "valid_acc": chosen["valid_acc_seeds"][0], "test_acc": chosen["test_acc_seeds"][0]}
+    return {**run, "search_pick": run["pick"], "pick": pick, "reselection": candidates,
+            "cost_seconds": run["cost_seconds"] + sum(c["train_seconds"] for c in candidates)}
+
+
+def reported_test(record: Mapping[str, Any]) -> float:
+    """A pick's or a control's test accuracy: the mean over its training seeds where it was reselected."""
+    return statistics.fmean(record["test_acc_seeds"]) if "test_acc_seeds" in record else record["test_acc"]
 
 
 class Cache:
@@ -220,11 +279,24 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
             log(f"{name} seed {seed}: not finished in the cache, left out")
             continue
         before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
-        memo = Memo(space, data, seed, settings.epochs, before)
-        rec = cache.get("gcn") or cache.put("gcn", {"kind": "gcn", "seed": seed, **memo(gcn_arch(space))})  # afresh
+        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache.path, name, settings)})
+        extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache) for j in range(1, settings.repeats + 1)]
+
+        def seeds_of(arch: Mapping[str, Any]) -> dict[str, Any]:
+            """A control's accuracies under every training seed, when the picks are reselected over seeds."""
+            if not settings.reselect:
+                return {}
+            runs_ = [memo(arch)] + [m(arch) for m in extra]
+            return {f"{k}_seeds": [r[k] for r in runs_] for k in ("valid_acc", "test_acc")}
+
+        rec = cache.get("gcn") or cache.put("gcn", {"kind": "gcn", "seed": seed, **memo(gcn_arch(space)),
+                                                    **seeds_of(gcn_arch(space))})
         gcn.append(rec)
         if "dropout" in space.fields:  # the control: the same GCN with its dropout chosen on validation
-            tuned = cache.get("gcn-tuned") or cache.put("gcn-tuned", tune_gcn_dropout(space, memo, seed))
+            tuned = cache.get("gcn-tuned")
+            if tuned is None:
+                tuned = tune_gcn_dropout(space, memo, seed)
+                tuned = cache.put("gcn-tuned", {**tuned, **seeds_of({**GCN, "dropout": tuned["dropout"]})})
             gcn_tuned.append(tuned)
         if before_gcn is not None:  # the determinism reuse relies on: same (architecture, seed), same numbers
             reuse_check.append({"seed": seed, "recorded_test_acc": before_gcn["test_acc"], "test_acc": rec["test_acc"],
@@ -235,6 +307,8 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
             if rec is None:
                 trained = memo.trained
                 rec = run_method(space, data, method, seed, settings, memo)
+                if settings.reselect:
+                    rec = reselect(rec, memo, extra, settings.reselect)
                 rec = cache.put(key, {**rec, "new_full_trainings": memo.trained - trained})
                 log(f"{name} seed {seed} {method}: pick valid {100 * rec['pick']['valid_acc']:.1f} test "
                     f"{100 * rec['pick']['test_acc']:.1f} (GCN {100 * gcn[-1]['test_acc']:.1f}) "
@@ -251,7 +325,8 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
                 sharing.append({"seed": seed, "id": t["id"], "inherited_layers": t["inherited_layers"],
                                 "layers": t["layers"], "inherited": {m: t[m] for m in ("valid_acc", "test_acc")},
                                 "scratch": {m: rec[m] for m in ("valid_acc", "test_acc")}})
-    return {"space": settings.space, "space_size": space.size(), "seeds": [g["seed"] for g in gcn], "runs": runs,
+    return {"space": settings.space, "space_size": space.size(), "budget": settings.budget,
+            "reselect": settings.reselect, "repeats": settings.repeats, "seeds": [g["seed"] for g in gcn], "runs": runs,
             "gcn": gcn, "gcn_tuned": gcn_tuned, "sharing_children": sharing, "reuse_check": reuse_check,
             "summary": summarize(runs, gcn, sharing, name, gcn_tuned) if gcn else None}
 
@@ -278,14 +353,14 @@ def mean_ci(values: Sequence[float]) -> dict[str, float]:
 def summarize(runs: Mapping[str, Sequence[Mapping[str, Any]]], gcn: Sequence[Mapping[str, Any]],
               sharing: Sequence[Mapping[str, Any]], name: str,
               gcn_tuned: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    gcn_test = [g["test_acc"] for g in gcn]
-    tuned_test = [g["test_acc"] for g in gcn_tuned]
+    gcn_test = [reported_test(g) for g in gcn]
+    tuned_test = [reported_test(g) for g in gcn_tuned]
     out: dict[str, Any] = {"gcn_test_acc": mean_ci(gcn_test), "methods": {}, "paired": {}}
     if tuned_test:
         out["gcn_tuned_test_acc"] = mean_ci(tuned_test)
         out["gcn_tuned_dropouts"] = [g["dropout"] for g in gcn_tuned]
     for m, rs in runs.items():
-        test = [r["pick"]["test_acc"] for r in rs]
+        test = [reported_test(r["pick"]) for r in rs]
         out["methods"][m] = {"pick_test_acc": mean_ci(test), "pick_valid_acc": mean_ci([r["pick"]["valid_acc"] for r in rs]),
                              "cost_seconds": statistics.fmean(r["cost_seconds"] for r in rs),
                              "pick_minus_gcn": paired(test, gcn_test) if len(rs) > 1 else None,
@@ -298,11 +373,11 @@ def summarize(runs: Mapping[str, Sequence[Mapping[str, Any]]], gcn: Sequence[Map
     for a, b in (("autognn+sharing", "random"), ("autognn", "random"), ("rl", "random"), ("autognn", "rl"),
                  ("autognn+sharing", "autognn")):
         if a in runs and b in runs and len(runs[a]) > 1:
-            out["paired"][f"{a} - {b}"] = paired([r["pick"]["test_acc"] for r in runs[a]],
-                                                 [r["pick"]["test_acc"] for r in runs[b]])
+            out["paired"][f"{a} - {b}"] = paired([reported_test(r["pick"]) for r in runs[a]],
+                                                 [reported_test(r["pick"]) for r in runs[b]])
     if "random" in runs:
         values = {"random": [statistics.fmean(t["test_acc"] for t in r["trials"]) for r in runs["random"]],
-                  **{f"{m} pick": [r["pick"]["test_acc"] for r in rs] for m, rs in runs.items()}, "gcn": gcn_test}
+                  **{f"{m} pick": [reported_test(r["pick"]) for r in rs] for m, rs in runs.items()}, "gcn": gcn_test}
         costs = {f"{m} pick": [r["cost_seconds"] for r in rs] for m, rs in runs.items()}
         costs["gcn"] = [g["train_seconds"] for g in gcn]
         if tuned_test:
@@ -329,8 +404,10 @@ def print_report(results: Mapping[str, Any]) -> None:
             print(f"\n{name}: no finished seed")
             continue
         g = s["gcn_test_acc"]
-        print(f"\n{name} ({res.get('space', 'default')} space): test accuracy % of the pick (chosen on validation; "
-              f"full recipe), {g['n']} seeds; GCN {100 * g['mean']:.2f} [{100 * g['ci95_low']:.2f}, "
+        how = (f"top {res['reselect']} reselected on mean validation over {res['repeats'] + 1} training seeds, test "
+               f"averaged over them" if res.get("reselect") else "chosen on validation")
+        print(f"\n{name} ({res.get('space', 'default')} space, budget {res.get('budget', '?')}): test accuracy % of the "
+              f"pick ({how}; full recipe), {g['n']} seeds; GCN {100 * g['mean']:.2f} [{100 * g['ci95_low']:.2f}, "
               f"{100 * g['ci95_high']:.2f}]")
         if "gcn_tuned_test_acc" in s:
             t = s["gcn_tuned_test_acc"]
@@ -373,6 +450,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--space", default=Settings.space, choices=list(SPACES),
                     help="default: Auto-GNN's space as built in; appnp-dropout: with APPNP and dropout searched")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--reselect", type=int, default=0, metavar="K",
+                    help="retrain each search's top K (by validation) under --repeats more seeds; pick by mean validation")
+    ap.add_argument("--repeats", type=int, default=2, help="extra training seeds per reselected candidate (default 2)")
     ap.add_argument("--cache", type=Path, default=None, help="folder of JSON lines of finished runs (default beside --out)")
     ap.add_argument("--recorded", type=Path, default=ROOT / "experiments" / "results" / "gnn_planetoid.json",
                     help="gnn_planetoid.py's JSON: its trainings (same recipe and seed) are reused, not repeated")
@@ -383,11 +463,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.datasets, args.seeds, args.budget, args.epochs = ["cora"], [0], min(args.budget, 3), min(args.epochs, 30)
-    suffix = ("" if args.space == "default" else f"_{args.space}") + ("_quick" if args.quick else "")
+    if args.reselect < 0 or args.repeats < 1:
+        ap.error("--reselect must be >= 0 and --repeats >= 1")
+    suffix = (("" if args.space == "default" else f"_{args.space}")
+              + (f"_b{args.budget}_reselect{args.reselect}x{args.repeats}" if args.reselect else "")
+              + ("_quick" if args.quick else ""))
     if args.out is None:
         args.out = ROOT / "experiments" / "results" / f"autognn{suffix}.json"
-    if args.cache is None:
-        args.cache = ROOT / "experiments" / "results" / f"autognn{suffix}_runs"
+    if args.cache is None:  # reselected runs share the plain runs' cache: their trainings are replayed
+        args.cache = ROOT / "experiments" / "results" / f"autognn{suffix.split('_b')[0]}_runs"
     return args
 
 
@@ -397,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
-    settings = Settings(args.budget, args.epochs, args.share_epochs, args.space)
+    settings = Settings(args.budget, args.epochs, args.share_epochs, args.space, args.reselect,
+                        args.repeats if args.reselect else 0)
     recorded = args.recorded if args.space == "default" else None  # gnn_planetoid.py trained the default space
     results: dict[str, Any] = {}
     for name in args.datasets:

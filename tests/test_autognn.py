@@ -214,3 +214,35 @@ def test_reduced_experiment_on_the_wider_space_reports_the_tuned_gcn_control(kar
     s = out["summary"]
     assert s["gcn_tuned_test_acc"]["n"] == 2 and s["methods"]["autognn"]["pick_minus_gcn_tuned"] is not None
     assert "gcn, dropout tuned" in {m["method"] for m in s["protocol"]["methods"]}
+
+
+def test_reselection_retrains_the_top_trials_under_more_seeds_and_a_longer_search_replays_a_shorter(
+        karate, tmp_path, one_thread):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import autognn
+
+    short = autognn.Settings(budget=3, epochs=4, share_epochs=2, space="appnp-dropout")
+    first = autognn.run_dataset("karate", karate, [0], short, tmp_path, methods=["rl"], log=lambda m: None)
+    assert "reselect" not in json.loads(short.key())  # runs cached before reselection stay valid
+    settings = autognn.Settings(budget=5, epochs=4, share_epochs=2, space="appnp-dropout", reselect=2, repeats=2)
+    out = autognn.run_dataset("karate", karate, [0], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
+    rl = out["runs"]["rl"][0]
+    assert [t["id"] for t in rl["trials"][:3]] == [t["id"] for t in first["runs"]["rl"][0]["trials"]]
+    assert rl["new_full_trainings"] == len({t["id"] for t in rl["trials"][3:]} - {t["id"] for t in rl["trials"][:3]})
+    for run in (rl, out["runs"]["random"][0]):
+        cands = run["reselection"]
+        assert len(cands) == 2 and cands[0]["id"] == run["search_pick"]["id"]  # the top trial by validation
+        assert all(len(c["valid_acc_seeds"]) == 3 and len(c["test_acc_seeds"]) == 3 for c in cands)
+        best = max(cands, key=lambda c: np.mean(c["valid_acc_seeds"]))
+        assert run["pick"]["id"] == best["id"] and run["pick"]["test_acc_seeds"] == best["test_acc_seeds"]
+        by_valid = sorted(run["trials"], key=lambda t: -t["valid_acc"])
+        assert cands[1]["valid_acc_seeds"][0] == by_valid[1]["valid_acc"]  # seed 0 is the search's own training
+    gcn = out["gcn"][0]
+    assert len(gcn["test_acc_seeds"]) == 3 and gcn["test_acc_seeds"][0] == gcn["test_acc"]
+    assert len(set(gcn["test_acc_seeds"])) > 1  # the extra trainings used other seeds
+    s = out["summary"]
+    assert s["gcn_test_acc"]["mean"] == pytest.approx(np.mean(gcn["test_acc_seeds"]))
+    assert s["methods"]["rl"]["pick_test_acc"]["mean"] == pytest.approx(np.mean(rl["pick"]["test_acc_seeds"]))
+    files = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    autognn.run_dataset("karate", karate, [0], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == files  # the extra seeds' trainings are cached
