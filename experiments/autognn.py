@@ -370,6 +370,11 @@ def summarize(runs: Mapping[str, Sequence[Mapping[str, Any]]], gcn: Sequence[Map
                              # what perfect selection among the same trainings would have scored)
                              "trained_test_mean": mean_ci([statistics.fmean(t["test_acc"] for t in r["trials"]) for r in rs]),
                              "best_trained_test": mean_ci([max(t["test_acc"] for t in r["trials"]) for r in rs])}
+        if all("reselection" in r for r in rs) and len(rs) > 1:  # what reselecting added: the same seeds' mean
+            unselected = [statistics.fmean(r["reselection"][0]["test_acc_seeds"]) for r in rs]  # the search's pick
+            out["methods"][m]["search_pick_test_acc"] = mean_ci(unselected)
+            out["methods"][m]["reselection_gain"] = paired(test, unselected)
+            out["methods"][m]["search_pick_minus_gcn"] = paired(unselected, gcn_test)
     for a, b in (("autognn+sharing", "random"), ("autognn", "random"), ("rl", "random"), ("autognn", "rl"),
                  ("autognn+sharing", "autognn")):
         if a in runs and b in runs and len(runs[a]) > 1:
@@ -424,6 +429,10 @@ def print_report(results: Mapping[str, Any]) -> None:
             if "trained_test_mean" in v:
                 print(f"{m}: mean test of its trainings {100 * v['trained_test_mean']['mean']:.2f}, best test among "
                       f"them (oracle pick) {100 * v['best_trained_test']['mean']:.2f}")
+        for m, v in s["methods"].items():
+            if "reselection_gain" in v:
+                print(f"{m}: the search's own pick {100 * v['search_pick_test_acc']['mean']:.2f} (minus GCN "
+                      f"{_diff(v['search_pick_minus_gcn'])}); reselection adds {_diff(v['reselection_gain'])}")
         for m, v in s["methods"].items():
             if v.get("pick_minus_gcn_tuned") is not None:
                 print(f"paired {m} - GCN with dropout tuned: {_diff(v['pick_minus_gcn_tuned'])}")

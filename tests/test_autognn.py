@@ -225,11 +225,11 @@ def test_reselection_retrains_the_top_trials_under_more_seeds_and_a_longer_searc
     first = autognn.run_dataset("karate", karate, [0], short, tmp_path, methods=["rl"], log=lambda m: None)
     assert "reselect" not in json.loads(short.key())  # runs cached before reselection stay valid
     settings = autognn.Settings(budget=5, epochs=4, share_epochs=2, space="appnp-dropout", reselect=2, repeats=2)
-    out = autognn.run_dataset("karate", karate, [0], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
+    out = autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
     rl = out["runs"]["rl"][0]
     assert [t["id"] for t in rl["trials"][:3]] == [t["id"] for t in first["runs"]["rl"][0]["trials"]]
     assert rl["new_full_trainings"] == len({t["id"] for t in rl["trials"][3:]} - {t["id"] for t in rl["trials"][:3]})
-    for run in (rl, out["runs"]["random"][0]):
+    for run in out["runs"]["rl"] + out["runs"]["random"]:
         cands = run["reselection"]
         assert len(cands) == 2 and cands[0]["id"] == run["search_pick"]["id"]  # the top trial by validation
         assert all(len(c["valid_acc_seeds"]) == 3 and len(c["test_acc_seeds"]) == 3 for c in cands)
@@ -240,9 +240,11 @@ def test_reselection_retrains_the_top_trials_under_more_seeds_and_a_longer_searc
     gcn = out["gcn"][0]
     assert len(gcn["test_acc_seeds"]) == 3 and gcn["test_acc_seeds"][0] == gcn["test_acc"]
     assert len(set(gcn["test_acc_seeds"])) > 1  # the extra trainings used other seeds
-    s = out["summary"]
-    assert s["gcn_test_acc"]["mean"] == pytest.approx(np.mean(gcn["test_acc_seeds"]))
-    assert s["methods"]["rl"]["pick_test_acc"]["mean"] == pytest.approx(np.mean(rl["pick"]["test_acc_seeds"]))
+    s, runs = out["summary"], out["runs"]["rl"]
+    assert s["gcn_test_acc"]["mean"] == pytest.approx(np.mean([np.mean(g["test_acc_seeds"]) for g in out["gcn"]]))
+    assert s["methods"]["rl"]["pick_test_acc"]["mean"] == pytest.approx(np.mean([r["pick"]["test_acc_seeds"] for r in runs]))
+    gain = np.mean([r["pick"]["test_acc_seeds"] for r in runs]) - np.mean([r["reselection"][0]["test_acc_seeds"] for r in runs])
+    assert s["methods"]["rl"]["reselection_gain"]["mean"] == pytest.approx(gain)  # against the search's own pick
     files = {p.name: p.read_text() for p in tmp_path.iterdir()}
-    autognn.run_dataset("karate", karate, [0], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
+    autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == files  # the extra seeds' trainings are cached
