@@ -164,16 +164,17 @@ def recorded_trainings(path: Path | None, dataset: str, seed: int,
     return {}, None
 
 
-def earlier_trainings(path: Path, dataset: str, settings: Settings) -> dict[str, dict[str, float]]:
-    """Full-recipe trainings (arch id -> metrics) recorded in the cache file `path` by searches of the same space,
-    epochs and dataset under any budget: a search's proposals do not depend on its budget, so a longer search
-    replays a shorter one's trainings before it trains anything new."""
+def earlier_trainings(cache: Cache, settings: Settings) -> dict[str, dict[str, float]]:
+    """Full-recipe trainings (arch id -> metrics) recorded in `cache`'s file by searches of the same space, epochs
+    and dataset under any budget: a search's proposals do not depend on its budget, so a longer search replays a
+    shorter one's trainings before it trains anything new."""
+    space_options = json.loads(settings.key()).get("space_options")
     out: dict[str, dict[str, float]] = {}
-    for r in read_cache(path):
-        if r.get("kind") != "run" or r.get("dataset") != dataset or r.get("method") == "autognn+sharing":
+    for r in cache.every:
+        if r.get("kind") != "run" or r.get("dataset") != cache.dataset or r.get("method") == "autognn+sharing":
             continue
         done = json.loads(r["settings"])
-        if done.get("epochs") == settings.epochs and done.get("space_options") == json.loads(settings.key()).get("space_options"):
+        if done.get("epochs") == settings.epochs and done.get("space_options") == space_options:
             out.update({t["id"]: {k: t[k] for k in ("valid_acc", "test_acc", "epochs", "train_seconds", "params")}
                         for t in r["trials"]})
     return out
@@ -186,7 +187,7 @@ def reselect(run: Mapping[str, Any], memo: Memo, extra: Sequence[Memo], top: int
     ranked = sorted(run["trials"], key=lambda t: -t["valid_acc"])[:top]  # stable: best() breaks ties by order
     candidates = []
     for t in ranked:
-        seeds = [memo(t["arch"])] + [m(t["arch"]) for m in extra]
+        seeds = over_seeds(t["arch"], memo, extra)
         candidates.append({"id": t["id"], "summary": t["summary"], "arch": t["arch"],
                            "valid_acc_seeds": [x["valid_acc"] for x in seeds],
                            "test_acc_seeds": [x["test_acc"] for x in seeds],
@@ -196,6 +197,11 @@ def reselect(run: Mapping[str, Any], memo: Memo, extra: Sequence[Memo], top: int
             "valid_acc": chosen["valid_acc_seeds"][0], "test_acc": chosen["test_acc_seeds"][0]}
     return {**run, "search_pick": run["pick"], "pick": pick, "reselection": candidates,
             "cost_seconds": run["cost_seconds"] + sum(c["train_seconds"] for c in candidates)}
+
+
+def over_seeds(arch: Mapping[str, Any], memo: Memo, extra: Sequence[Memo]) -> list[dict[str, float]]:
+    """`arch`'s full-recipe metrics under `memo`'s seed, then under each `extra` seed."""
+    return [memo(arch)] + [m(arch) for m in extra]
 
 
 def reported_test(record: Mapping[str, Any]) -> float:
@@ -208,7 +214,8 @@ class Cache:
 
     def __init__(self, path: Path, dataset: str, settings: Settings) -> None:
         self.path, self.dataset, self.settings = path, dataset, settings.key()
-        mine = [r for r in read_cache(path) if r.get("dataset") == dataset and r.get("settings") == self.settings]
+        self.every = read_cache(path)  # every setting's records: a longer search replays a shorter one's trainings
+        mine = [r for r in self.every if r.get("dataset") == dataset and r.get("settings") == self.settings]
         self.records: dict[str, dict[str, Any]] = {r["key"]: r for r in mine}
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -279,15 +286,15 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
             log(f"{name} seed {seed}: not finished in the cache, left out")
             continue
         before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
-        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache.path, name, settings)})
+        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache, settings)})
         extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache) for j in range(1, settings.repeats + 1)]
 
         def seeds_of(arch: Mapping[str, Any]) -> dict[str, Any]:
             """A control's accuracies under every training seed, when the picks are reselected over seeds."""
             if not settings.reselect:
                 return {}
-            runs_ = [memo(arch)] + [m(arch) for m in extra]
-            return {f"{k}_seeds": [r[k] for r in runs_] for k in ("valid_acc", "test_acc")}
+            trained = over_seeds(arch, memo, extra)
+            return {f"{k}_seeds": [r[k] for r in trained] for k in ("valid_acc", "test_acc")}
 
         rec = cache.get("gcn") or cache.put("gcn", {"kind": "gcn", "seed": seed, **memo(gcn_arch(space)),
                                                     **seeds_of(gcn_arch(space))})
@@ -474,13 +481,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.datasets, args.seeds, args.budget, args.epochs = ["cora"], [0], min(args.budget, 3), min(args.epochs, 30)
     if args.reselect < 0 or args.repeats < 1:
         ap.error("--reselect must be >= 0 and --repeats >= 1")
-    suffix = (("" if args.space == "default" else f"_{args.space}")
-              + (f"_b{args.budget}_reselect{args.reselect}x{args.repeats}" if args.reselect else "")
-              + ("_quick" if args.quick else ""))
+    space = "" if args.space == "default" else f"_{args.space}"
+    quick = "_quick" if args.quick else ""
+    reselected = f"_b{args.budget}_reselect{args.reselect}x{args.repeats}" if args.reselect else ""
     if args.out is None:
-        args.out = ROOT / "experiments" / "results" / f"autognn{suffix}.json"
+        args.out = ROOT / "experiments" / "results" / f"autognn{space}{reselected}{quick}.json"
     if args.cache is None:  # reselected runs share the plain runs' cache: their trainings are replayed
-        args.cache = ROOT / "experiments" / "results" / f"autognn{suffix.split('_b')[0]}_runs"
+        args.cache = ROOT / "experiments" / "results" / f"autognn{space}{quick}_runs"
     return args
 
 
