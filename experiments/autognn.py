@@ -22,7 +22,9 @@ test accuracy, inherited minus scratch.
 Protocol (experiments/reporting.py): per seed, the random-sampling average (mean test accuracy of random
 search's trainings), every method's pick and the GCN, as relative improvement over the random average with
 95 % intervals and cost; paired differences (same seeds) pick - GCN and method - random. Runs are cached per
-(dataset, method, seed) as JSON lines (`--cache`); a rerun with the same settings resumes.
+(dataset, method, seed) as JSON lines (`--cache`); a rerun with the same settings resumes. Each training is also
+kept as it finishes (`<dataset>_seed<s>.progress.jsonl` beside them, not committed), so a run killed mid-search
+retrains nothing on resume.
 
     .venv/bin/python experiments/autognn.py                       # cora + citeseer, seeds 0..4, budget 10
     .venv/bin/python experiments/autognn.py --datasets cora        # one dataset (run two in parallel)
@@ -117,31 +119,66 @@ def gcn_arch(space: GNNSpace) -> dict[str, Any]:
     return {**GCN, "dropout": 0.5} if "dropout" in space.fields else dict(GCN)
 
 
+class Cache:
+    """Finished records as JSON lines, one per (kind, method, seed[, arch]); appended as they finish."""
+
+    def __init__(self, path: Path, dataset: str, settings: Settings) -> None:
+        self.path, self.dataset, self.settings = path, dataset, settings.key()
+        self.every = read_cache(path)  # every setting's records: a longer search replays a shorter one's trainings
+        mine = [r for r in self.every if r.get("dataset") == dataset and r.get("settings") == self.settings]
+        self.records: dict[str, dict[str, Any]] = {r["key"]: r for r in mine}
+        self.recipe = settings
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        record = {"key": key, "dataset": self.dataset, "settings": self.settings, **record}
+        append_cache(self.path, record)
+        self.records[key] = record
+        return record
+
+    def trainings(self, seed: int) -> dict[str, dict[str, float]]:
+        """Single trainings (arch id -> metrics) under `seed` with this recipe, cached under any budget."""
+        return {r["id"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in self.every
+                if r.get("kind") == "train" and r.get("seed") == seed and r.get("dataset") == self.dataset
+                and same_recipe(r["settings"], self.recipe)}
+
+
+def same_recipe(settings_key: str, settings: Settings) -> bool:
+    """Whether a record cached under `settings_key` trained with `settings`' recipe and space (any budget)."""
+    done, mine = json.loads(settings_key), json.loads(settings.key())
+    return done.get("epochs") == mine["epochs"] and done.get("space_options") == mine.get("space_options")
+
+
 class Memo:
     """The full-recipe evaluator of one (dataset, seed), training each architecture once for every method.
 
     `recorded` (arch id -> metrics) holds trainings made before with the same recipe and seed (gnn_planetoid.py's
-    JSON): the evaluator is deterministic, so they are read instead of trained again; `trained` counts the rest.
+    JSON): the evaluator is deterministic, so they are read instead of trained again. `cache` keeps each new
+    training as it finishes and hands back those of earlier processes (any budget, same recipe), so a killed run
+    loses at most the training under way. `trained` counts trainings not replayed from `recorded`.
     """
 
     def __init__(self, space: GNNSpace, data: Any, seed: int, epochs: int,
                  recorded: Mapping[str, Mapping[str, float]] | None = None, cache: Cache | None = None) -> None:
         self.evaluate = NodeClassificationEvaluator(space, data, epochs=epochs, seed=seed)
         self.done: dict[str, dict[str, float]] = {k: dict(v) for k, v in (recorded or {}).items()}
+        self.cache = cache
+        self.kept = {k: v for k, v in (cache.trainings(seed) if cache is not None else {}).items() if k not in self.done}
         self.trained = 0
-        self.cache = cache  # where a reselection seed's trainings are kept (a search's are kept in its run record)
 
     def __call__(self, arch: Any, budget: float | None = None) -> dict[str, float]:
         arch = self.evaluate.space.validate(arch)
-        key = f"train/{self.evaluate.seed}/{arch.id}"
-        kept = self.cache.get(key) if self.cache is not None and arch.id not in self.done else None
-        if kept is not None:
-            self.done[arch.id] = {k: v for k, v in kept.items() if isinstance(v, float)}
+        if arch.id in self.kept:  # trained by an earlier process that did not finish its run
+            self.done[arch.id] = self.kept.pop(arch.id)
+            self.trained += 1
         if arch.id not in self.done:
             self.done[arch.id] = self.evaluate(arch)
             self.trained += 1
             if self.cache is not None:
-                self.cache.put(key, {"kind": "train", "seed": self.evaluate.seed, "id": arch.id, **self.done[arch.id]})
+                self.cache.put(f"train/{self.evaluate.seed}/{arch.id}",
+                               {"kind": "train", "seed": self.evaluate.seed, "id": arch.id, **self.done[arch.id]})
         return dict(self.done[arch.id])
 
 
@@ -168,13 +205,11 @@ def earlier_trainings(cache: Cache, settings: Settings) -> dict[str, dict[str, f
     """Full-recipe trainings (arch id -> metrics) recorded in `cache`'s file by searches of the same space, epochs
     and dataset under any budget: a search's proposals do not depend on its budget, so a longer search replays a
     shorter one's trainings before it trains anything new."""
-    space_options = json.loads(settings.key()).get("space_options")
     out: dict[str, dict[str, float]] = {}
     for r in cache.every:
         if r.get("kind") != "run" or r.get("dataset") != cache.dataset or r.get("method") == "autognn+sharing":
             continue
-        done = json.loads(r["settings"])
-        if done.get("epochs") == settings.epochs and done.get("space_options") == space_options:
+        if same_recipe(r["settings"], settings):
             out.update({t["id"]: {k: t[k] for k in ("valid_acc", "test_acc", "epochs", "train_seconds", "params")}
                         for t in r["trials"]})
     return out
@@ -207,25 +242,6 @@ def over_seeds(arch: Mapping[str, Any], memo: Memo, extra: Sequence[Memo]) -> li
 def reported_test(record: Mapping[str, Any]) -> float:
     """A pick's or a control's test accuracy: the mean over its training seeds where it was reselected."""
     return statistics.fmean(record["test_acc_seeds"]) if "test_acc_seeds" in record else record["test_acc"]
-
-
-class Cache:
-    """Finished records as JSON lines, one per (kind, method, seed[, arch]); appended as they finish."""
-
-    def __init__(self, path: Path, dataset: str, settings: Settings) -> None:
-        self.path, self.dataset, self.settings = path, dataset, settings.key()
-        self.every = read_cache(path)  # every setting's records: a longer search replays a shorter one's trainings
-        mine = [r for r in self.every if r.get("dataset") == dataset and r.get("settings") == self.settings]
-        self.records: dict[str, dict[str, Any]] = {r["key"]: r for r in mine}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.records.get(key)
-
-    def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
-        record = {"key": key, "dataset": self.dataset, "settings": self.settings, **record}
-        append_cache(self.path, record)
-        self.records[key] = record
-        return record
 
 
 def _trial(t: Any) -> dict[str, Any]:
@@ -286,7 +302,8 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
             log(f"{name} seed {seed}: not finished in the cache, left out")
             continue
         before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
-        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache, settings)})
+        progress = Cache(cache_dir / f"{name}_seed{seed}.progress.jsonl", name, settings)  # not committed
+        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache, settings)}, progress)
         extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache) for j in range(1, settings.repeats + 1)]
 
         def seeds_of(arch: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,10 @@ def score(arch) -> dict[str, float]:
 
 @pytest.fixture
 def one_thread():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -248,3 +251,39 @@ def test_reselection_retrains_the_top_trials_under_more_seeds_and_a_longer_searc
     files = {p.name: p.read_text() for p in tmp_path.iterdir()}
     autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, methods=["rl", "random"], log=lambda m: None)
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == files  # the extra seeds' trainings are cached
+
+
+def test_a_killed_run_resumes_without_training_anything_twice(karate, tmp_path, one_thread, monkeypatch):
+    """Each training is kept as it finishes (`.progress.jsonl`), so a run killed mid-search retrains nothing on
+    resume and ends with the same records as a run never killed."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import autognn
+
+    calls: list[tuple[int, str]] = []
+    train = autognn.NodeClassificationEvaluator.__call__
+
+    def counted(self, arch, *args, **kwargs):
+        if len(calls) == kill_after:
+            raise KeyboardInterrupt
+        calls.append((self.seed, self.space.validate(arch).id))
+        return train(self, arch, *args, **kwargs)
+
+    monkeypatch.setattr(autognn.NodeClassificationEvaluator, "__call__", counted)
+    settings = autognn.Settings(budget=4, epochs=4, share_epochs=2, space="appnp-dropout", reselect=2, repeats=1)
+    run = dict(data=karate, seeds=[0], settings=settings, methods=["rl", "random"], log=lambda m: None)
+    kill_after = 10**9
+    whole = autognn.run_dataset("karate", cache_dir=tmp_path / "whole", **run)
+    uninterrupted = len(calls)
+    calls.clear()
+    kill_after = 9  # past the two GCN controls (five trainings), inside rl's search
+    with pytest.raises(KeyboardInterrupt):
+        autognn.run_dataset("karate", cache_dir=tmp_path / "killed", **run)
+    kill_after = 10**9
+    resumed = autognn.run_dataset("karate", cache_dir=tmp_path / "killed", **run)
+    assert len(calls) == len(set(calls)) == uninterrupted  # nothing trained twice, nothing skipped
+    def same(run):  # what the run found; its seconds differ between processes
+        return ([(t["id"], t["valid_acc"], t["test_acc"]) for t in run["trials"]],
+                run["pick"]["id"], run["pick"]["test_acc_seeds"], run["new_full_trainings"])
+
+    for method in ("rl", "random"):
+        assert same(resumed["runs"][method][0]) == same(whole["runs"][method][0])
