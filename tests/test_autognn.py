@@ -40,14 +40,6 @@ def score(arch) -> dict[str, float]:
 
 
 @pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
 def karate():
     data = KarateClub()[0]
     data.val_mask = data.test_mask = ~data.train_mask
