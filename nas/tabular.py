@@ -98,7 +98,9 @@ class TableSpace(Space):
     uniform over the table. Everything else lands on the nearest recorded architecture by Hamming distance
     between `to_vector`s (ties: drawn with the caller's rng, else by a hash of both ids): `mutate` and
     `crossover` vary in `base` and take the nearest architecture other than the parent, `neighbours` are the
-    `neighbours` nearest, and a decoded vector (`from_vector`, rl's tokens) becomes its nearest.
+    `neighbours` nearest, and a decoded vector (`from_vector`) becomes its nearest. The capability `listed`
+    tells generative strategies (rl) to draw among the recorded architectures by their own probabilities
+    instead of having their draws snapped to the nearest one.
     """
 
     def __init__(self, base: Space, archs: Iterable[Mapping[str, Any]], neighbours: int = 8) -> None:
@@ -119,6 +121,10 @@ class TableSpace(Space):
             raise InvalidArchitectureError("", f"architecture {arch.id[:12]} {json.dumps(arch.to_dict())} is not "
                                            f"one of the {len(self.archs)} recorded architectures of this table")
         return arch
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return super().capabilities | {"listed"}
 
     def size(self) -> int:
         return len(self.archs)

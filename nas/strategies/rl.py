@@ -8,7 +8,12 @@ scale-free utility in [0, 1]: the fraction of all results seen so far that the r
 results the policy takes one Adam step on `-(utility - baseline) * log p(tokens) - entropy_weight * H`,
 with an exponential moving-average baseline. An ask resamples (up to `resample` times) architectures it
 already asked or was told, so a converging policy keeps proposing new ones instead of stalling the
-search on cached repeats. State is plain data (weights and Adam moments as lists).
+search on cached repeats. On a space that lists its architectures (capability `listed`: a sampled table,
+`nas.tabular.TableSpace`) an ask draws among the listed ones not yet seen, each with the probability the
+policy gives its decisions relative to a uniform draw per decision, so an untrained policy draws uniformly
+from the table and a trained one as it would in the whole space. Drawing in the whole space and snapping to
+the nearest listed one would favour isolated entries and reinforce decisions that were never evaluated.
+State is plain data (weights and Adam moments as lists).
 
 Auto-GNN's constrained parameter sharing (child GNNs inherit weights from a trained relative only when
 their shapes and activations match) belongs to a training evaluator, not to the controller: the
@@ -202,6 +207,8 @@ class ReinforceController(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        if "listed" in self.space.capabilities:
+            return self._ask_listed(n)
         out = []
         for _ in range(n):
             tokens = self.policy.sample(self.rng)[0]
@@ -214,6 +221,29 @@ class ReinforceController(Strategy):
                         break
             self.seen.add(arch.id)
             self.pending.setdefault(arch.id, []).append(tokens)
+            out.append(arch)
+        return out
+
+    def _ask_listed(self, n: int) -> list[Architecture]:
+        """`n` unseen architectures of a listed space, drawn without replacement with probability proportional to
+        the policy's over a uniform draw per decision (importance resampling: a table sampled decision by
+        decision, as the recorded ones are, then stands for the whole space, and an untrained policy draws
+        uniformly from it); once every one is seen, repeats by the same weights."""
+        import torch
+
+        archs = [a for a in self.space if a.id not in self.seen] or list(self.space)
+        vecs = np.array([self.space.to_vector(a) for a in archs], dtype=np.int64)
+        tokens, mask = np.maximum(vecs, 0), (vecs >= 0).astype(np.float32)
+        with torch.no_grad():
+            logp = self.policy.log_prob_entropy(tokens, mask)[0].double().numpy()
+        logp += mask @ np.log(np.asarray(self.policy.cards, dtype=float))  # over a uniform draw per decision
+        p = np.exp(logp - logp.max()) + 1e-12  # no listed architecture is impossible
+        picks = self.rng.choice(len(archs), size=min(n, len(archs)), replace=False, p=p / p.sum())
+        out = []
+        for i in picks:
+            arch = archs[int(i)]
+            self.seen.add(arch.id)
+            self.pending.setdefault(arch.id, []).append(tokens[int(i)].tolist())
             out.append(arch)
         return out
 
