@@ -279,3 +279,27 @@ def test_a_killed_run_resumes_without_training_anything_twice(karate, tmp_path, 
 
     for method in ("rl", "random"):
         assert same(resumed["runs"][method][0]) == same(whole["runs"][method][0])
+
+
+def test_on_a_listed_space_each_proposal_is_a_recorded_one_class_step_from_the_best(one_thread):
+    """On a sampled table the conservative step draws among recorded architectures one class away from the
+    best (no snapping, which would break the one-class rule); a full draw only when none is left."""
+    from nas.tabular import TableSpace
+
+    base = Space(a=Choice([0, 1, 2, 3]), b=Choice([0, 1, 2, 3]), c=Choice([0, 1, 2, 3]))
+    table = TableSpace(base, [base.sample(np.random.default_rng([5, i])) for i in range(60)])
+    ids = {a.id for a in table}
+    strat = make_strategy("autognn", table, Problem.make({"score": "max"}), 0, batch_size=4)
+    best, best_score, steps = None, -np.inf, []
+    for _ in range(len(ids)):
+        escapes = strat.escapes
+        arch = strat.ask(1)[0]
+        assert arch.id in ids
+        if best is not None and strat.escapes == escapes:
+            steps.append(changed_classes(table, strat.classes, arch, best))
+        s = float(arch["a"] + 2 * arch["b"] - arch["c"])
+        strat.tell(arch, TrialResult({"score": s}))
+        if s > best_score:
+            best, best_score = arch, s
+    assert len({a for a in strat.seen}) == len(ids)  # every recorded architecture once, none twice
+    assert all(len(c) == 1 for c in steps) and len(steps) >= 10

@@ -8,7 +8,9 @@ draws that class's values given the best architecture's other decisions (teacher
 architecture lacks (a second layer's fields while it has one layer) are drawn too, so a proposal differs from
 the best in at most one class wherever both have a decision. Before the first result, and when all `1 + resample`
 variations drawn for an ask were already seen (the best's neighbourhood is spent; counted in `escapes`),
-a proposal is the policy's full sample, as in `rl`. Rewards, baseline and updates are `rl`'s (`ReinforceController`); state is
+a proposal is the policy's full sample, as in `rl`. On a listed space (a sampled table) a proposal is a listed
+architecture that differs from the best in one class, drawn by the policy's weight; when none is left, a full
+draw as `rl` makes one there. Rewards, baseline and updates are `rl`'s (`ReinforceController`); state is
 plain data. Auto-GNN's constrained parameter sharing is a training evaluator: `nas.spaces.gnn_sharing`.
 """
 
@@ -139,7 +141,8 @@ class ConservativeController(ReinforceController):
             best = None if self.best is None else self.space.validate(self.best)
             vec = None if best is None else self.space.to_vector(best)
             eligible = None if vec is None else (self.members & ((vec >= 0) & (self.choices > 1))).any(axis=1)
-            arch = None if vec is None or not eligible.any() else self._conservative(vec, eligible)
+            step = self._conservative_listed if "listed" in self.space.capabilities else self._conservative
+            arch = None if vec is None or not eligible.any() else step(vec, eligible)
             if arch is None:  # nothing to keep yet, or the best's neighbourhood is spent: a full sample, as in rl
                 if best is not None:
                     self.escapes += 1
@@ -166,6 +169,38 @@ class ConservativeController(ReinforceController):
             self.pending.setdefault(arch.id, []).append([rows[r].tolist(), mask, int(drawn[r]), eligible.tolist()])
             return arch
         return None
+
+    def _conservative_listed(self, vec: np.ndarray, eligible: np.ndarray) -> Architecture | None:
+        """On a listed space (a sampled table): an unseen listed architecture differing from the best in one
+        eligible action class only, the class drawn by the selector among those that have one and the
+        architecture by the policy's weight over a uniform draw, as rl's listed asks (None when none has one)."""
+        import torch
+
+        archs = [a for a in self.space if a.id not in self.seen]
+        if not archs:
+            return None
+        vecs = np.array([self.space.to_vector(a) for a in archs], dtype=np.int64)
+        differs = (vecs >= 0) & (vec >= 0)[None, :] & (vecs != vec[None, :])
+        changed = (differs[:, None, :] & self.members[None, :, :]).any(axis=2)  # architecture x class
+        one = changed.sum(axis=1) == 1
+        available = eligible & (changed & one[:, None]).any(axis=0)
+        if not available.any():
+            return None
+        cls = int(self.rng.choice(len(self.classes), p=self._class_probs(available)))
+        rows = np.flatnonzero(one & changed[:, cls])
+        tokens = np.maximum(vecs[rows], 0)
+        free = (self.members[cls][None, :] | (vec < 0)[None, :]) & (vecs[rows] >= 0)
+        mask = free.astype(np.float32)
+        with torch.no_grad():
+            logp = self.policy.log_prob_entropy(tokens, mask)[0].double().numpy()
+        logp += mask @ np.log(np.asarray(self.policy.cards, dtype=float))
+        p = np.exp(logp - logp.max()) + 1e-12
+        k = int(self.rng.choice(len(rows), p=p / p.sum()))
+        arch = archs[int(rows[k])]
+        self.seen.add(arch.id)
+        self.pending.setdefault(arch.id, []).append([tokens[k].tolist(), mask[k].astype(int).tolist(), cls,
+                                                     available.tolist()])
+        return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         rows = self.pending.get(arch.id)
