@@ -26,7 +26,7 @@ from nas.objectives import Problem
 from nas.spaces import Architecture, Space
 from nas.spaces.space import Slot
 from nas.strategies.base import TrialResult, scalar_key
-from nas.strategies.rl import ReinforceController, _Policy, _tensor_load, _tensor_state
+from nas.strategies.rl import ReinforceController, _Policy, _tensor_load, _tensor_state, listed_weights
 
 ClassSpec = str | Mapping[str, Sequence[str]] | None
 
@@ -174,8 +174,6 @@ class ConservativeController(ReinforceController):
         """On a listed space (a sampled table): an unseen listed architecture differing from the best in one
         eligible action class only, the class drawn by the selector among those that have one and the
         architecture by the policy's weight over a uniform draw, as rl's listed asks (None when none has one)."""
-        import torch
-
         archs = [a for a in self.space if a.id not in self.seen]
         if not archs:
             return None
@@ -191,11 +189,7 @@ class ConservativeController(ReinforceController):
         tokens = np.maximum(vecs[rows], 0)
         free = (self.members[cls][None, :] | (vec < 0)[None, :]) & (vecs[rows] >= 0)
         mask = free.astype(np.float32)
-        with torch.no_grad():
-            logp = self.policy.log_prob_entropy(tokens, mask)[0].double().numpy()
-        logp += mask @ np.log(np.asarray(self.policy.cards, dtype=float))
-        p = np.exp(logp - logp.max()) + 1e-12
-        k = int(self.rng.choice(len(rows), p=p / p.sum()))
+        k = int(self.rng.choice(len(rows), p=listed_weights(self.policy, tokens, mask)))
         arch = archs[int(rows[k])]
         self.seen.add(arch.id)
         self.pending.setdefault(arch.id, []).append([tokens[k].tolist(), mask[k].astype(int).tolist(), cls,

@@ -149,6 +149,18 @@ class _Policy:
         return logp, ent
 
 
+def listed_weights(policy: _Policy, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Draw probabilities of listed architectures (rows of `tokens`, active slots in `mask`): the policy's
+    probability of each over that of a uniform draw per decision, normalised (none exactly 0)."""
+    import torch
+
+    with torch.no_grad():
+        logp = policy.log_prob_entropy(tokens, mask)[0].double().numpy()
+    logp += mask @ np.log(np.asarray(policy.cards, dtype=float))
+    p = np.exp(logp - logp.max()) + 1e-12
+    return p / p.sum()
+
+
 def _tensor_state(obj: Any) -> Any:
     """Tensors inside nested dicts/lists -> nested lists (plain data)."""
     import torch
@@ -229,16 +241,11 @@ class ReinforceController(Strategy):
         the policy's over a uniform draw per decision (importance resampling: a table sampled decision by
         decision, as the recorded ones are, then stands for the whole space, and an untrained policy draws
         uniformly from it); once every one is seen, repeats by the same weights."""
-        import torch
-
         archs = [a for a in self.space if a.id not in self.seen] or list(self.space)
         vecs = np.array([self.space.to_vector(a) for a in archs], dtype=np.int64)
         tokens, mask = np.maximum(vecs, 0), (vecs >= 0).astype(np.float32)
-        with torch.no_grad():
-            logp = self.policy.log_prob_entropy(tokens, mask)[0].double().numpy()
-        logp += mask @ np.log(np.asarray(self.policy.cards, dtype=float))  # over a uniform draw per decision
-        p = np.exp(logp - logp.max()) + 1e-12  # no listed architecture is impossible
-        picks = self.rng.choice(len(archs), size=min(n, len(archs)), replace=False, p=p / p.sum())
+        p = listed_weights(self.policy, tokens, mask)
+        picks = self.rng.choice(len(archs), size=min(n, len(archs)), replace=False, p=p)
         out = []
         for i in picks:
             arch = archs[int(i)]
