@@ -127,7 +127,7 @@ class Cache:
         self.every = read_cache(path)  # every setting's records: a longer search replays a shorter one's trainings
         mine = [r for r in self.every if r.get("dataset") == dataset and r.get("settings") == self.settings]
         self.records: dict[str, dict[str, Any]] = {r["key"]: r for r in mine}
-        self.recipe = settings
+        self.recipe = recipe(self.settings)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.records.get(key)
@@ -142,13 +142,13 @@ class Cache:
         """Single trainings (arch id -> metrics) under `seed` with this recipe, cached under any budget."""
         return {r["id"]: {k: v for k, v in r.items() if isinstance(v, float)} for r in self.every
                 if r.get("kind") == "train" and r.get("seed") == seed and r.get("dataset") == self.dataset
-                and same_recipe(r["settings"], self.recipe)}
+                and recipe(r["settings"]) == self.recipe}
 
 
-def same_recipe(settings_key: str, settings: Settings) -> bool:
-    """Whether a record cached under `settings_key` trained with `settings`' recipe and space (any budget)."""
-    done, mine = json.loads(settings_key), json.loads(settings.key())
-    return done.get("epochs") == mine["epochs"] and done.get("space_options") == mine.get("space_options")
+def recipe(settings_key: str) -> tuple[Any, Any]:
+    """What a training under the settings `settings_key` depends on: epochs and space options (not the budget)."""
+    fields = json.loads(settings_key)
+    return fields.get("epochs"), fields.get("space_options")
 
 
 class Memo:
@@ -201,7 +201,7 @@ def recorded_trainings(path: Path | None, dataset: str, seed: int,
     return {}, None
 
 
-def earlier_trainings(cache: Cache, settings: Settings) -> dict[str, dict[str, float]]:
+def earlier_trainings(cache: Cache) -> dict[str, dict[str, float]]:
     """Full-recipe trainings (arch id -> metrics) recorded in `cache`'s file by searches of the same space, epochs
     and dataset under any budget: a search's proposals do not depend on its budget, so a longer search replays a
     shorter one's trainings before it trains anything new."""
@@ -209,7 +209,7 @@ def earlier_trainings(cache: Cache, settings: Settings) -> dict[str, dict[str, f
     for r in cache.every:
         if r.get("kind") != "run" or r.get("dataset") != cache.dataset or r.get("method") == "autognn+sharing":
             continue
-        if same_recipe(r["settings"], settings):
+        if recipe(r["settings"]) == cache.recipe:
             out.update({t["id"]: {k: t[k] for k in ("valid_acc", "test_acc", "epochs", "train_seconds", "params")}
                         for t in r["trials"]})
     return out
@@ -303,7 +303,7 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
             continue
         before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
         progress = Cache(cache_dir / f"{name}_seed{seed}.progress.jsonl", name, settings)  # not committed
-        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache, settings)}, progress)
+        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache)}, progress)
         extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache) for j in range(1, settings.repeats + 1)]
 
         def seeds_of(arch: Mapping[str, Any]) -> dict[str, Any]:

@@ -273,6 +273,7 @@ def test_a_killed_run_resumes_without_training_anything_twice(karate, tmp_path, 
     kill_after = 10**9
     resumed = autognn.run_dataset("karate", cache_dir=tmp_path / "killed", **run)
     assert len(calls) == len(set(calls)) == uninterrupted  # nothing trained twice, nothing skipped
+
     def same(run):  # what the run found; its seconds differ between processes
         return ([(t["id"], t["valid_acc"], t["test_acc"]) for t in run["trials"]],
                 run["pick"]["id"], run["pick"]["test_acc_seeds"], run["new_full_trainings"])
@@ -301,5 +302,5 @@ def test_on_a_listed_space_each_proposal_is_a_recorded_one_class_step_from_the_b
         strat.tell(arch, TrialResult({"score": s}))
         if s > best_score:
             best, best_score = arch, s
-    assert len({a for a in strat.seen}) == len(ids)  # every recorded architecture once, none twice
+    assert len(strat.seen) == len(ids)  # every recorded architecture once, none twice
     assert all(len(c) == 1 for c in steps) and len(steps) >= 10

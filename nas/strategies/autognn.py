@@ -174,10 +174,9 @@ class ConservativeController(ReinforceController):
         """On a listed space (a sampled table): an unseen listed architecture differing from the best in one
         eligible action class only, the class drawn by the selector among those that have one and the
         architecture by the policy's weight over a uniform draw, as rl's listed asks (None when none has one)."""
-        archs = [a for a in self.space if a.id not in self.seen]
+        archs, vecs = self._listed(unseen=True)
         if not archs:
             return None
-        vecs = np.array([self.space.to_vector(a) for a in archs], dtype=np.int64)
         differs = (vecs >= 0) & (vec >= 0)[None, :] & (vecs != vec[None, :])
         changed = (differs[:, None, :] & self.members[None, :, :]).any(axis=2)  # architecture x class
         one = changed.sum(axis=1) == 1

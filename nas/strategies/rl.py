@@ -216,6 +216,7 @@ class ReinforceController(Strategy):
         self.batch: list[tuple[list[int], list[int], float]] = []  # (tokens, mask, advantage)
         self.updates = 0
         self.seen: set[str] = set()  # ids asked or told: resampled away (a converged policy would loop)
+        self._listed_vectors: dict[str, np.ndarray] | None = None  # a listed space's to_vector rows (not state)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -241,8 +242,9 @@ class ReinforceController(Strategy):
         the policy's over a uniform draw per decision (importance resampling: a table sampled decision by
         decision, as the recorded ones are, then stands for the whole space, and an untrained policy draws
         uniformly from it); once every one is seen, repeats by the same weights."""
-        archs = [a for a in self.space if a.id not in self.seen] or list(self.space)
-        vecs = np.array([self.space.to_vector(a) for a in archs], dtype=np.int64)
+        archs, vecs = self._listed(unseen=True)
+        if not archs:
+            archs, vecs = self._listed(unseen=False)
         tokens, mask = np.maximum(vecs, 0), (vecs >= 0).astype(np.float32)
         p = listed_weights(self.policy, tokens, mask)
         picks = self.rng.choice(len(archs), size=min(n, len(archs)), replace=False, p=p)
@@ -253,6 +255,15 @@ class ReinforceController(Strategy):
             self.pending.setdefault(arch.id, []).append(tokens[int(i)].tolist())
             out.append(arch)
         return out
+
+    def _listed(self, unseen: bool) -> tuple[list[Architecture], np.ndarray]:
+        """A listed space's architectures (those not yet seen, with `unseen`) and their `to_vector` rows, the
+        vectors computed once per search (a listed space's entries never change)."""
+        if self._listed_vectors is None:
+            self._listed_vectors = {a.id: self.space.to_vector(a) for a in self.space}
+        archs = [a for a in self.space if not (unseen and a.id in self.seen)]
+        vecs = np.array([self._listed_vectors[a.id] for a in archs], dtype=np.int64).reshape(len(archs), len(self.slots))
+        return archs, vecs
 
     def _decode(self, tokens: Sequence[int]) -> Architecture:
         """The architecture the active slots spell out (inactive slots' tokens are ignored)."""
