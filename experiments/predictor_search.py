@@ -67,11 +67,12 @@ TARGET_FRACTION = 0.98
 OBJECTIVES = {"multi": {"valid_acc": "max", "latency_s": "min"}, "single": {"valid_acc": "max"}}
 
 def share_declared(runs: dict[str, Any]) -> None:
-    """Give the `declared` space every non-predictor run of the `plain` space (in place): declaring the cell
-    changes only `to_graph`, which only predictors read, so the other strategies' searches are identical."""
+    """Give the `declared` space the `plain` space's Optuna runs (in place): Optuna's study samples the table's
+    fields whatever the space declares. Every other strategy runs on the declared space itself, since the
+    declared cell also gives canonical keys (twins answered from the cache, not evaluated)."""
     for key, rec in list(runs.items()):
         kind, sp, ds, method, seed = key.split("|")
-        if sp == "plain" and method != "predictor-search":
+        if sp == "plain" and method == "optuna-nsga2":
             runs.setdefault("|".join((kind, "declared", ds, method, seed)), rec)
 
 
@@ -311,7 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks = [(k, sp, ds, m, s) for k in args.kinds for sp in args.spaces for ds in args.datasets
                  for m in BUDGETS[k] for s in seeds
                  if not (m == "optuna-nsga2" and sp != "builtin")  # Optuna sees one encoding: its runs are shared
-                 and not (sp == "declared" and m != "predictor-search")  # only predictors read the declaration
                  and "|".join(map(str, (k, sp, ds, m, s))) not in runs]
         tasks.sort(key=lambda t: t[3] != "predictor-search")  # the long runs first
         with ProcessPoolExecutor(args.jobs) as pool:

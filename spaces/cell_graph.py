@@ -12,7 +12,9 @@ does not name become one node each (`name=value`) feeding the output, so no deci
 
 from __future__ import annotations
 
+import itertools
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +39,8 @@ class CellGraph:
     ("0,2", [0, 2]), or a fixed int. links: one field whose value lists every computing node's input in order
     ("0-0-1-2": node 1 reads node 0, node 4 reads node 2). output: 'loose' (an output node sums the nodes no other
     node reads), 'all' (an output node concatenates every computing node) or 'last' (the last node is the output).
+    identity: node operations that pass their one input on unchanged (NAS-Bench-Graph's 'skip'); `canonical_key`
+    contracts such nodes, so cells that differ only in where a pass-through sits count as one network.
     """
 
     nodes: int
@@ -47,12 +51,16 @@ class CellGraph:
     n_inputs: int = 1
     output: Output = "loose"
     none: str = "none"
+    identity: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         for name in ("nodes", "n_inputs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpaceDefinitionError(f"graph.{name}: expected a positive int, got {v!r}")
+        if isinstance(self.identity, str) or not all(isinstance(v, str) for v in self.identity):
+            raise SpaceDefinitionError(f"graph.identity: expected a list of operation names, got {self.identity!r}")
+        object.__setattr__(self, "identity", tuple(self.identity))
         if self.output not in OUTPUTS:
             raise SpaceDefinitionError(f"graph.output: expected one of {', '.join(OUTPUTS)}, got {self.output!r}")
         object.__setattr__(self, "node_ops", {self._node(n, "node_ops"): f for n, f in dict(self.node_ops).items()})
@@ -166,6 +174,82 @@ class CellGraph:
             g.add_edge(("field", name), sink)
         return g
 
+    def canonical_key(self, graph: nx.DiGraph) -> str:
+        """Weisfeiler-Lehman hash of `graph` (from `graph()`) with `identity` nodes contracted, the nodes that
+        cannot reach the output dropped, parallel edges counted and inputs told apart: equal for cells that
+        compute the same function, so searches do not spend evaluations on isomorphic twins."""
+        sink = OUTPUT if OUTPUT in graph else self.computing.stop - 1
+        source: dict[Any, Any] = {}  # contracted identity node -> the node it passes on
+        for n in self.computing:
+            preds = list(graph.predecessors(n))
+            if (graph.nodes[n].get("op") in self.identity and n != sink and len(preds) == 1
+                    and "op" not in graph.edges[preds[0], n]):
+                source[n] = source.get(preds[0], preds[0])
+        h = nx.DiGraph()
+        for n, data in graph.nodes(data=True):
+            if n not in source:
+                h.add_node(n, label=f"input{n}" if isinstance(n, int) and n < self.n_inputs else data["label"])
+        for u, v, data in graph.edges(data=True):
+            if v in source:
+                continue
+            u, op = source.get(u, u), data.get("label", "")
+            count = h.edges[u, v]["n"] + 1 if h.has_edge(u, v) else 1
+            h.add_edge(u, v, n=count, label=f"{op}*{count}")
+        h = h.subgraph(nx.ancestors(h, sink) | {sink})
+        with warnings.catch_warnings():  # networkx notes that directed hashes changed in 3.5: keys are compared within a run
+            warnings.simplefilter("ignore", UserWarning)
+            return nx.weisfeiler_lehman_graph_hash(h, node_attr="label", edge_attr="label",
+                                                   iterations=max(3, h.number_of_nodes()))
+
+    # ------------------------------------------------------------------ graph edits (a `links` field)
+    MAX_RENUMBERED = 7  # renumbering tries every order of the computing nodes: 5,040 at 7 nodes
+
+    def rewirable(self) -> bool:
+        """Whether mutation can edit one node's input (`rewirings`): the wiring is one `links` field, whose
+        options name whole wiring patterns, so changing its label would rewire every node at once."""
+        return self.links is not None and not self.edge_ops and self.nodes <= self.MAX_RENUMBERED
+
+    def rewire_decisions(self) -> int:
+        """How many one-node input decisions the `links` field holds (nodes with more than one possible input)."""
+        return sum(n > 1 for n in self.computing) if self.rewirable() else 1
+
+    def rewirings(self, values: Mapping[str, Any], bound: Mapping[str, Any]) -> dict[int, list[dict[str, Any]]]:
+        """{node: every declared-field assignment with that node's input changed}, from `values` (node ops move
+        with their nodes when the new wiring is renumbered into an option of the `links` field; edits with no
+        such option, or that renumber back into `values`, are left out)."""
+        inputs = _indices(values[self.links], "links")
+        out: dict[int, list[dict[str, Any]]] = {}
+        for pos, node in enumerate(self.computing):
+            for j in range(node):
+                if j != inputs[pos]:
+                    edited = self._renumbered(values, bound, inputs[:pos] + [j] + inputs[pos + 1:])
+                    if edited is not None and edited != dict(values):
+                        out.setdefault(node, []).append(edited)
+        return out
+
+    def _renumbered(self, values: Mapping[str, Any], bound: Mapping[str, Any],
+                    inputs: Sequence[int]) -> dict[str, Any] | None:
+        """`values` with the wiring `inputs` (node k reads inputs[k - first]), its computing nodes renumbered so
+        the wiring is an option of the `links` field, node ops moved along; None when no numbering is."""
+        first = self.n_inputs
+        options = {tuple(_indices(o, "links")): o for o in bound[self.links].leaf.options}
+        for perm in itertools.permutations(self.computing):  # perm[k - first]: the new number of node k
+            new = {**{i: i for i in range(first)}, **{k: perm[k - first] for k in self.computing}}
+            if any((k in self.node_ops) != (new[k] in self.node_ops) for k in self.computing):
+                continue  # a node with an operation field would land on one without
+            link = [0] * self.nodes
+            for k, src in zip(self.computing, inputs):
+                link[new[k] - first] = new[src]
+            option = options.get(tuple(link))
+            if option is not None:
+                out = dict(values)
+                out[self.links] = option
+                for k in self.computing:
+                    if k in self.node_ops and new[k] in self.node_ops:
+                        out[self.node_ops[new[k]]] = values[self.node_ops[k]]
+                return out
+        return None
+
     def values(self, graph: nx.DiGraph, bound: Mapping[str, Any]) -> dict[str, Any]:
         """{field name: value} that `graph` shows, the other decisions' nodes included (the inverse of `graph`;
         InvalidArchitectureError naming a bad node)."""
@@ -203,7 +287,7 @@ class CellGraph:
                 "node_ops": [[n, f] for n, f in self.node_ops.items()],
                 "edge_ops": [[i, j, f] for (i, j), f in self.edge_ops.items()],
                 "inputs": [[n, list(f) if isinstance(f, (list, tuple)) else f] for n, f in self.inputs.items()],
-                "links": self.links}
+                "links": self.links, **({"identity": list(self.identity)} if self.identity else {})}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "CellGraph":
@@ -213,7 +297,7 @@ class CellGraph:
             return cls(spec["nodes"], {n: f for n, f in spec.get("node_ops", [])},
                        {(i, j): f for i, j, f in spec.get("edge_ops", [])}, {n: f for n, f in spec.get("inputs", [])},
                        spec.get("links"), spec.get("n_inputs", 1), spec.get("output", "loose"),
-                       spec.get("none", "none"))
+                       spec.get("none", "none"), spec.get("identity", ()))
         except (TypeError, ValueError) as e:
             raise SpaceDefinitionError(f"graph: not a CellGraph description ({e})") from None
 

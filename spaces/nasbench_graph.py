@@ -162,8 +162,9 @@ def relabel(inputs: Sequence[int], ops: Sequence[str]) -> dict[str, str]:
 
 
 
-PLAIN_CELL = CellGraph(nodes=4, node_ops={i: f"op{i}" for i in range(1, 5)}, links="link")
-"""NAS-Bench-Graph's cell over `plain_space()`'s fields: node i applies `op{i}`, `link` lists the nodes' inputs."""
+PLAIN_CELL = CellGraph(nodes=4, node_ops={i: f"op{i}" for i in range(1, 5)}, links="link", identity=["skip"])
+"""NAS-Bench-Graph's cell over `plain_space()`'s fields: node i applies `op{i}`, `link` lists the nodes' inputs,
+`skip` passes its input on."""
 
 
 def plain_space(graph: bool = False) -> Space:
@@ -171,7 +172,7 @@ def plain_space(graph: bool = False) -> Space:
     awareness (no canonical ids for isomorphic twins, label mutation). The benchmark's lookup accepts its
     architectures; benchmarks use it to check that a result does not come from the built-in encoding.
     `graph=True` declares the cell (`PLAIN_CELL`, `Space.with_graph`), as a user would, so graph predictors can
-    read it."""
+    read it and deduplication recognises isomorphic twins (the built-in space's canonical keys, exactly)."""
     space = Space(link=Choice(list(LINKS)), op1=Choice(list(OPS)), op2=Choice(list(OPS)), op3=Choice(list(OPS)),
                   op4=Choice(list(OPS)))
     return space.with_graph(PLAIN_CELL) if graph else space

@@ -641,16 +641,35 @@ class Space:
                   if _choices(s) > 1 and get_path(cfg, s.path) is not _ABSENT]
         if not active:
             return Architecture(cfg)
-        weights = [s.leaf.subset.k if isinstance(s.leaf, SubsetBit) else 1 for s in active]
+        links = self._links_slot()
+        weights = [s.leaf.subset.k if isinstance(s.leaf, SubsetBit) else
+                   self.cell_graph.rewire_decisions() if s is links else 1 for s in active]
         pick = int(rng.integers(sum(weights)))
         slot = active[int(np.searchsorted(np.cumsum(weights), pick, side="right"))]
-        if isinstance(slot.leaf, SubsetBit):
+        edits = list(self._rewirings(cfg).values()) if slot is links else []
+        if edits:  # one node's input changes (the declared cell's graph edit), not the whole wiring pattern
+            node = edits[int(rng.integers(len(edits)))]
+            self._set_cell_values(cfg, node[int(rng.integers(len(node)))])
+        elif isinstance(slot.leaf, SubsetBit):
             _set_path(cfg, slot.path, new_subset(self, slot, get_path(cfg, slot.path), guide, rng))
         else:
             cur = slot.leaf.index(get_path(cfg, slot.path), slot.name)
             _set_path(cfg, slot.path, slot.leaf.value(new_index(self, slot, cur, guide, rng)))
         self._repair(cfg, rng)
         return self.validate(cfg)
+
+    def _links_slot(self) -> Slot | None:
+        """The declared cell's `links` slot when mutation edits it one node at a time (`CellGraph.rewirable`)."""
+        cell = self.cell_graph
+        return self._cell_slots[cell.links] if cell is not None and cell.rewirable() else None
+
+    def _rewirings(self, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+        values = {n: get_path(cfg, s.path) for n, s in self._cell_slots.items()}
+        return self.cell_graph.rewirings(values, self._cell_slots)
+
+    def _set_cell_values(self, cfg: dict[str, Any], values: Mapping[str, Any]) -> None:
+        for name, v in values.items():
+            _set_path(cfg, self._cell_slots[name].path, v)
 
     def decision_slots(self) -> list[Slot]:
         """The slots that are decisions on their own: every slot, except that a Subset's T bits are one
@@ -667,9 +686,17 @@ class Space:
         `Subset.neighbours`)."""
         base = self.validate(arch).to_dict()
         seen: dict[str, Architecture] = {}
+        links = self._links_slot()
         for slot in self.decision_slots():
             value = get_path(base, slot.path)
             if value is _ABSENT:
+                continue
+            if slot is links:  # the declared cell's one-node rewirings
+                for edit in (e for node in self._rewirings(base).values() for e in node):
+                    cfg = self.validate(base).to_dict()
+                    self._set_cell_values(cfg, edit)
+                    nb = self.validate(cfg)
+                    seen.setdefault(nb.id, nb)
                 continue
             if isinstance(slot.leaf, SubsetBit):
                 values = slot.leaf.subset.neighbours(value)
@@ -758,8 +785,11 @@ class Space:
         return space.with_graph(CellGraph.from_spec(spec["graph"])) if spec.get("graph") is not None else space
 
     def canonical_key(self, arch: Mapping[str, Any]) -> str:
-        """Equal for architectures that compute the same function (default: the id; spaces with
-        isomorphic encodings override it so deduplication does not spend budget on twins)."""
+        """Equal for architectures that compute the same function, so deduplication does not spend budget on
+        twins: the declared cell's canonical hash (`CellGraph.canonical_key`: isomorphic cells share it), else
+        the id; spaces with their own isomorphic encodings override it."""
+        if self.cell_graph is not None:
+            return self.cell_graph.canonical_key(self.to_graph(arch))
         return self.validate(arch).id
 
     def fingerprint(self) -> str:

@@ -190,3 +190,114 @@ def test_gcn_reads_operations_on_edges_of_a_declared_cell():
     y = np.array([sum(weight[a[f"edge_{i}_{j}"]] * (1.0 if j == 3 else 0.5) for i, j in NB201_EDGES) for a in archs])
     gcn = make_predictor("gcn", space, 0, members=1, epochs=60).fit(archs[:80], y[:80])
     assert kendalltau(gcn.predict(archs[80:])[0], y[80:])[0] > 0.6
+
+
+def test_declared_identity_ops_give_the_built_in_canonical_key_partition(nbg_dir):
+    """With `identity=["skip"]` declared, the plain space's canonical keys split NAS-Bench-Graph's rows exactly as
+    the built-in space's do (each key one benchmark canonical id), so deduplication sees the same twins."""
+    import csv
+
+    declared, builtin = plain_space(graph=True), NASBenchGraphSpace()
+    assert declared.cell_graph.identity == ("skip",)
+    rows = list(csv.DictReader(open(nbg_dir / "cora.csv", newline="")))
+    rng = np.random.default_rng(0)
+    ids_of: dict[str, set] = {}
+    pairs = set()
+    for i in rng.choice(len(rows), 3000, replace=False):
+        r = rows[i]
+        cfg = {k: r[k] for k in ("link", "op1", "op2", "op3", "op4")}
+        key = declared.canonical_key(cfg)
+        ids_of.setdefault(key, set()).add(r["canonical_id"])
+        pairs.add((key, builtin.canonical_key(cfg)))
+    assert all(len(ids) == 1 for ids in ids_of.values())  # no key spans two benchmark ids
+    assert len({k for k, _ in pairs}) == len(pairs) == len({b for _, b in pairs})  # the same partition
+    # the two twins the contraction is for: a skip anywhere on a chain, and a skip feeding the output
+    twin = {"link": "0-1-2-3", "op1": "gcn", "op2": "skip", "op3": "gat", "op4": "sage"}
+    assert declared.canonical_key(twin) == declared.canonical_key({**twin, "op2": "gat", "op3": "skip"})
+    assert declared.canonical_key(twin) != declared.canonical_key({**twin, "op2": "gat", "op3": "gat"})
+    assert plain_space().canonical_key(twin) == plain_space().validate(twin).id  # undeclared: the id
+
+
+def test_canonical_key_drops_dead_nodes_and_tells_inputs_apart():
+    nb201 = nb201_plain()
+    base = {f"edge_{i}_{j}": "nor_conv_3x3" for i, j in NB201_EDGES}
+    # node 1 reaches the output only through edges 1->2 and 1->3: cut both, and its own input no longer matters
+    dead = {**base, "edge_1_2": "none", "edge_1_3": "none"}
+    assert nb201.canonical_key(dead) == nb201.canonical_key({**dead, "edge_0_1": "avg_pool_3x3"})
+    assert nb201.canonical_key(base) != nb201.canonical_key({**base, "edge_0_1": "avg_pool_3x3"})
+    # no identity declared: a skip edge is an operation like any other
+    assert nb201.canonical_key(base) != nb201.canonical_key({**base, "edge_0_1": "skip_connect"})
+    # a two-input cell reading input 0 differs from one reading input 1 (both inputs are labelled 'input')
+    two = Space(src=Choice([0, 1]), op=Choice(["a", "b"])).with_graph(
+        CellGraph(nodes=1, n_inputs=2, node_ops={2: "op"}, inputs={2: "src"}))
+    assert two.canonical_key({"src": 0, "op": "a"}) != two.canonical_key({"src": 1, "op": "a"})
+
+
+def test_identity_declaration_round_trips_and_bad_values_are_named():
+    declared = plain_space(graph=True)
+    rebuilt = Space.from_spec(json.loads(json.dumps(declared.to_spec())))
+    assert rebuilt.cell_graph.identity == ("skip",) and rebuilt.fingerprint() == declared.fingerprint()
+    assert "identity" not in NBG_CELL.spec()  # specs (and fingerprints) of cells without it are unchanged
+    with pytest.raises(SpaceDefinitionError, match="graph.identity: expected a list of operation names"):
+        CellGraph(nodes=4, identity="skip")
+
+
+def test_a_search_on_the_declared_space_never_evaluates_a_twin(cora):
+    """Evolution's mutations make skip twins often; declared, each is answered from the cache instead of spending
+    an evaluation (undeclared, the same search evaluates some networks twice). Twins by the built-in space's key
+    (the table itself merges a few more, such as a skip from the input to the output: not the same function)."""
+    builtin = NASBenchGraphSpace()
+
+    def evaluated(space: Space) -> list[str]:
+        seen: list[str] = []
+
+        def evaluate(arch):
+            seen.append(builtin.canonical_key(arch))
+            return cora(arch)
+
+        nas.search(space, evaluate, {"valid_acc": "max"}, strategy="evolution", budget=150, seed=0,
+                   executor=nas.SimulatedClockExecutor())
+        return seen
+
+    declared, undeclared = evaluated(plain_space(graph=True)), evaluated(plain_space())
+    assert len(declared) == 150 and len(set(declared)) == 150
+    assert len(set(undeclared)) < len(undeclared)
+
+
+def test_declared_links_mutate_one_node_input_like_the_built_in_space():
+    """A `links` field names whole wiring patterns, so a label change rewires every node at once; declared, mutation
+    and neighbours change one node's input and renumber into a pattern, moving operations along, exactly the
+    built-in space's graph edits (compared by its canonical keys)."""
+    builtin, declared = NASBenchGraphSpace(), plain_space(graph=True)
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        a = builtin.sample(rng)
+        assert ({builtin.canonical_key(n) for n in declared.neighbours(a)}
+                == {builtin.canonical_key(n) for n in builtin.neighbours(a)})
+    a = {"link": "0-0-1-2", "op1": "gcn", "op2": "gat", "op3": "sage", "op4": "fc"}
+    counts = {}
+    for space in (builtin, declared):
+        draws = [builtin.canonical_key(space.mutate(a, rng)) for _ in range(4000)]
+        counts[space] = {k: draws.count(k) / len(draws) for k in set(draws)}
+    assert counts[builtin].keys() == counts[declared].keys()
+    assert max(abs(counts[builtin][k] - counts[declared][k]) for k in counts[builtin]) < 0.03
+    # undeclared, a `link` change is a label change: most such children rewire more than one node
+    plain = plain_space()
+    rewired = [plain.mutate(a, rng) for _ in range(400)]
+    rewired = [c for c in rewired if c["link"] != a["link"]]
+    assert not {builtin.canonical_key(c) for c in rewired} <= {builtin.canonical_key(n) for n in builtin.neighbours(a)}
+
+
+def test_rewiring_keeps_to_the_declared_patterns():
+    """A user's `links` field listing only some patterns: edits with no numbering among them are left out, and
+    mutation falls back to a label change when a node has none."""
+    links = ["0-0-0-0", "0-0-1-2", "0-1-2-3"]
+    space = Space(link=Choice(links), op1=Choice(["a", "b"]), op2=Choice(["a", "b"]), op3=Choice(["a", "b"]),
+                  op4=Choice(["a", "b"])).with_graph(
+        CellGraph(nodes=4, node_ops={i: f"op{i}" for i in range(1, 5)}, links="link"))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = space.sample(rng)
+        child = space.mutate(a, rng)
+        assert child != a and child["link"] in links
+        assert all(n["link"] in links for n in space.neighbours(a))
