@@ -301,3 +301,21 @@ def test_rewiring_keeps_to_the_declared_patterns():
         child = space.mutate(a, rng)
         assert child != a and child["link"] in links
         assert all(n["link"] in links for n in space.neighbours(a))
+
+
+def test_a_deduplicate_snapshot_with_keys_of_an_older_release_still_answers_twins():
+    """Keys are recomputed on load (a snapshot taken before the space had canonical keys stored ids as keys), so a
+    twin of a stored result is answered from the cache, not evaluated again."""
+    from nas.objectives import Problem
+    from nas.strategies import Deduplicate, TrialResult, make_strategy
+
+    space, problem = plain_space(graph=True), Problem.make({"valid_acc": "max"})
+    old = Deduplicate(make_strategy("random", space, problem, seed=0))
+    a = space.validate({"link": "0-1-2-3", "op1": "gcn", "op2": "skip", "op3": "gat", "op4": "sage"})
+    old.tell(a, TrialResult({"valid_acc": 0.8}))
+    state = json.loads(json.dumps(old.state_dict()))
+    state["results"][0][0] = a.id  # what an older release stored
+    new = Deduplicate(make_strategy("random", space, problem, seed=0))
+    new.load_state_dict(state)
+    twin = space.validate({**a.to_dict(), "op2": "gat", "op3": "skip"})
+    assert not new._admit(twin)  # answered from the cache

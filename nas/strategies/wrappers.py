@@ -112,5 +112,6 @@ class Deduplicate(Wrapper):
         super().load_state_dict(state)
         self.in_flight = dict(state["in_flight"])
         self.results = {}
-        for k, arch, res in state["results"]:
-            self.results[k] = from_record([arch, res])
+        for _, arch, res in state["results"]:  # keys recomputed: a space's canonical key may have changed since
+            a, r = from_record([arch, res])
+            self.results.setdefault(self.key(a), (a, r))
