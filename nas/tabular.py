@@ -13,7 +13,7 @@ import importlib.resources
 import json
 import logging
 import os
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,20 +138,23 @@ class TableSpace(Space):
     def default(self) -> Architecture:
         return self.archs[0]
 
-    def _distances(self, config: Mapping[str, Any], exclude: str | None = None) -> tuple[Architecture, np.ndarray]:
+    def _distances(self, config: Mapping[str, Any], exclude: str | Collection[str] | None = None
+                   ) -> tuple[Architecture, np.ndarray]:
         """`config` validated in `base`, and the Hamming distance of every recorded `to_vector` to its own
-        (`exclude`, an id, at infinity unless it is the only architecture)."""
+        (`exclude`, an id or ids, at infinity unless that would leave no architecture)."""
         query = self.base.validate(config)
         dist = (self._vectors != self.base.to_vector(query)).sum(axis=1).astype(float)
-        if exclude is not None and len(self.archs) > 1:
-            dist[self._index[exclude]] = np.inf
+        ids = [exclude] if isinstance(exclude, str) else list(exclude or ())
+        rows = [self._index[i] for i in ids if i in self._index]
+        if rows and len(rows) < len(self.archs):
+            dist[rows] = np.inf
         return query, dist
 
     def _tie_key(self, query: Architecture, i: int) -> bytes:
         return hashlib.sha256((query.id + self.archs[i].id).encode()).digest()
 
     def nearest(self, config: Mapping[str, Any], rng: np.random.Generator | None = None,
-                exclude: str | None = None) -> Architecture:
+                exclude: str | Collection[str] | None = None) -> Architecture:
         """The recorded architecture nearest to `config` (any architecture of `base`), other than `exclude`."""
         query, dist = self._distances(config, exclude)
         ties = np.flatnonzero(dist == dist.min())
@@ -163,10 +166,14 @@ class TableSpace(Space):
         return self.nearest(super()._from_indices(lookup, prefix)).to_dict()
 
     def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator,
-               guide: Sequence[Mapping[str, Any]] = ()) -> Architecture:
+               guide: Sequence[Mapping[str, Any]] = (), exclude: Collection[str] = ()) -> Architecture:
+        """`base`'s mutation of `arch`, landed on the nearest recorded architecture other than `arch` and the ids
+        in `exclude` (a strategy's seen architectures: on a small table the nearest are soon all seen, and a
+        repeat spends an ask; when every one is excluded, only `arch` is)."""
         parent = self.validate(arch)
         child = self.base.mutate(parent, rng, guide=guide) if guide else self.base.mutate(parent, rng)
-        return self.nearest(child, rng, exclude=parent.id)
+        avoid = {parent.id, *(i for i in exclude if i in self._index)}
+        return self.nearest(child, rng, exclude=avoid if len(avoid) < len(self.archs) else parent.id)
 
     def crossover(self, a: Mapping[str, Any], b: Mapping[str, Any], rng: np.random.Generator) -> Architecture:
         return self.nearest(self.base.crossover(self.validate(a), self.validate(b), rng), rng)

@@ -198,3 +198,22 @@ def test_rl_on_a_listed_space_learns_to_draw_the_better_architectures(toy, one_t
         draws.append(toy(rl.ask(1)[0])["score"])
     table = [toy(a)["score"] for a in toy.space]
     assert np.mean(draws) > np.mean(table) + np.std(table)  # 1.8 sd above at seeds 0-2; an lr of 1e-6 gives +0.0
+
+
+def test_evolution_on_a_listed_space_mutates_into_unseen_recorded_architectures(toy, one_thread):
+    """On a table, a mutation lands on the nearest recorded architecture *not yet seen*: until the table is
+    exhausted, no ask repeats an architecture (before, the nearest ones were soon all seen, and most asks were
+    repeats answered from the cache)."""
+    from nas.objectives import Problem
+    from nas.strategies import make_strategy
+
+    problem = Problem.make({"score": "max"})
+    evo = make_strategy("evolution", toy.space, problem, seed=0, population_size=4)
+    asked = []
+    for _ in range(40):
+        (arch,) = evo.ask(1)
+        asked.append(arch.id)
+        evo.tell(arch, nas.strategies.TrialResult(toy(arch)))
+    assert len(set(asked)) == len(asked), len(set(asked))  # without the exclusion: 19 distinct of 40
+    everything = toy.space.mutate(RECORDED[0], np.random.default_rng(0), exclude=[a.id for a in RECORDED])
+    assert everything.id != RECORDED[0].id  # every architecture excluded: only the parent is

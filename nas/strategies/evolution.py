@@ -54,6 +54,8 @@ class RegularizedEvolution(Strategy):
         self._ranked: list[tuple[tuple[float, float], int]] = []  # one objective: (key, -index), sorted
         self.population: deque[tuple[Architecture, TrialResult]] = deque(maxlen=population_size)
         self.random_asked = 0
+        self._listed = "listed" in space.capabilities
+        self._seen: set[str] = set()  # ids asked or told (a listed space's mutation avoids them; rebuilt on load)
 
     def ask(self, n: int = 1) -> list[Architecture]:
         out = []
@@ -65,10 +67,14 @@ class RegularizedEvolution(Strategy):
                 out.append(self.space.sample(self.rng))
             else:
                 parent = self._tournament()
+                # a listed space (a sampled table) lands a mutation on a recorded architecture: an unseen one
+                extra = {"exclude": self._seen | {a.id for a in out}} if self._listed else {}
                 if self.mutation_bias > 0 and self.rng.random() < self.mutation_bias:
-                    out.append(self.space.mutate(parent, self.rng, guide=self._elite()))
+                    out.append(self.space.mutate(parent, self.rng, guide=self._elite(), **extra))
                 else:
-                    out.append(self.space.mutate(parent, self.rng))
+                    out.append(self.space.mutate(parent, self.rng, **extra))
+        for a in out:
+            self._seen.add(a.id)
         return out
 
     def _elite(self) -> list[Architecture]:
@@ -87,6 +93,7 @@ class RegularizedEvolution(Strategy):
         return tournament(self.problem, self.population, self.sample_size, self.rng)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self._seen.add(arch.id)
         if not result.cached:
             self._record(arch, result)
             self.population.append((arch, result))
@@ -104,6 +111,7 @@ class RegularizedEvolution(Strategy):
         for a, r in (from_record(rec) for rec in records):
             self._record(a, r)
         self.population = deque(self.history[-self.population_size:], maxlen=self.population_size)
+        self._seen = {a.id for a, _ in self.history}
 
 
 def tournament(problem: Problem, population: Sequence[tuple[Architecture, TrialResult]], sample_size: int,
