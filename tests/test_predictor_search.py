@@ -153,3 +153,26 @@ def test_gaussian_processes_warn_when_they_collapse_to_a_constant(name, caplog):
         p = make_predictor(name, SPACE).fit(archs, [score(a) for a in archs])  # a real signal: no warning
     assert not any("collapsed" in r.getMessage() for r in caplog.records)
     assert np.ptp(p.predict([SPACE.sample(rng) for _ in range(20)])[0]) > 0.1
+
+
+@pytest.mark.slow
+def test_the_constrained_supernet_experiment_runs_end_to_end(tmp_path, one_thread):
+    """experiments/constrained_ofa.py --quick: a sandwich supernet, a timed lookup table, the cheap latency bound
+    and the three searches; every pick respects the bound and queries count only what passed it."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "constrained_ofa.py"
+    spec = importlib.util.spec_from_file_location("constrained_ofa", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "report.json"
+    assert module.main(["--quick", "--runs", str(tmp_path / "runs.json"), "--work", str(tmp_path), "--out", str(out)]) == 0
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert len(runs) == 6
+    for rec in runs.values():
+        assert rec["pick_latency_ms"] <= rec["bound_ms"] and rec["queries"] == len(rec["curve"])
+        assert rec["curve"] == sorted(rec["curve"])  # best so far
+    report = json.loads(out.read_text())
+    assert set(report["methods"]) == {"evolution", "predictor-search", "random"} and "target" in report
