@@ -5,7 +5,6 @@ nothing here is timed."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
