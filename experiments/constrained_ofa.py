@@ -20,6 +20,7 @@ feasible accuracy plain `evolution` reaches at 5,000? Random search at 1,000 is 
 
     OMP_NUM_THREADS=1 .venv/bin/python experiments/constrained_ofa.py --jobs 2      # everything (resumes)
     .venv/bin/python experiments/constrained_ofa.py --report                         # tables from the recorded runs
+    .venv/bin/python experiments/constrained_ofa.py --report --rescore 10000         # + the picks on fresh signals
     .venv/bin/python experiments/constrained_ofa.py --quick                          # smoke run (tests)
 
 Runs are kept in results/constrained_ofa_runs.json as they finish; the report goes to results/constrained_ofa.json.
@@ -164,6 +165,21 @@ def run_task(task: tuple[str, int, int, bool, Path]) -> tuple[str, dict[str, Any
     return f"{method}|{seed}", rec
 
 
+def rescore(runs: dict[str, Any], quick: bool, work: Path, n: int) -> None:
+    """Each recorded pick's inherited accuracy on `n` fresh MNIST-1D signals (`extra_test`), in place: whether a
+    validation lead of a few of 500 signals is real accuracy."""
+    from nas.datasets import mnist1d_splits
+    from nas.spaces.training import InheritedAccuracy
+
+    s = setting(quick, work)
+    xe, ye = mnist1d_splits(seed=0, extra_test=n)["extra_test"]
+    x, _ = space_and_data(quick)[1]["train"]
+    extra = InheritedAccuracy(s.valid.supernet, xe, ye, calib_x=x[:500], metric="extra_acc")
+    for rec in runs.values():
+        if rec["pick"] is not None and rec.get("pick_extra_n") != n:
+            rec["pick_extra_acc"], rec["pick_extra_n"] = float(extra(rec["pick"])["extra_acc"]), n
+
+
 def at(curve: Sequence[float], n: int) -> float:
     return float(curve[min(n, len(curve)) - 1])
 
@@ -187,6 +203,8 @@ def report(runs: Mapping[str, Any], seeds: Sequence[int], budgets: Mapping[str, 
         out["methods"][m] = {
             **{f"@{c}": summary([at(r["curve"], c) for r in recs]) for c in checkpoints if c <= budgets[m]},
             "pick_test_acc": summary([r["pick_test_acc"] for r in recs]),
+            **({"pick_extra_acc": summary([r["pick_extra_acc"] for r in recs]), "pick_extra_n": recs[0]["pick_extra_n"]}
+               if all("pick_extra_acc" in r for r in recs) else {}),
             "seconds_per_run": float(np.mean([r["seconds"] for r in recs])),
             "rejected_by_bound_per_run": float(np.mean([r["rejected_by_bound"] for r in recs]))}
     if "evolution" in methods:
@@ -204,6 +222,11 @@ def report(runs: Mapping[str, Any], seeds: Sequence[int], budgets: Mapping[str, 
             ps = [at(runs[f"predictor-search|{s}"]["curve"], short) for s in seeds]
             ev = [at(runs[f"evolution|{s}"]["curve"], evo) for s in seeds]
             d = np.array(ps) - np.array(ev)
+            if all("pick_extra_acc" in runs[f"{m}|{s}"] for m in ("predictor-search", "evolution") for s in seeds):
+                e = np.array([runs[f"predictor-search|{s}"]["pick_extra_acc"] - runs[f"evolution|{s}"]["pick_extra_acc"]
+                              for s in seeds])
+                out["picks_on_fresh_signals_predictor_search_minus_evolution"] = {
+                    **summary(e), "wins": int((e > 0).sum()), "ties": int((e == 0).sum()), "losses": int((e < 0).sum())}
             out["predictor_search_short_minus_evolution_long"] = {"budgets": [short, evo],**summary(d), "wins": int((d > 0).sum()),
                                                                  "ties": int((d == 0).sum()), "losses": int((d < 0).sum())}
     if "random" in methods:
@@ -233,6 +256,13 @@ def print_report(rep: Mapping[str, Any]) -> None:
         print(f"predictor-search@{d['budgets'][0]} - evolution@{d['budgets'][1]}, paired: {d['mean']:+.4f} "
               f"[{d['ci95_low']:+.4f}, "
               f"{d['ci95_high']:+.4f}] ({d['wins']}/{d['ties']}/{d['losses']})")
+    if "picks_on_fresh_signals_predictor_search_minus_evolution" in rep:
+        d = rep["picks_on_fresh_signals_predictor_search_minus_evolution"]
+        n = next(iter(rep["methods"].values())).get("pick_extra_n")
+        print("the picks on " + f"{n:,} fresh signals: " + ", ".join(
+            f"{m} {e['pick_extra_acc']['mean']:.4f}" for m, e in rep["methods"].items() if "pick_extra_acc" in e)
+              + f"; predictor-search - evolution, paired: {d['mean']:+.4f} [{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]"
+              f" ({d['wins']}/{d['ties']}/{d['losses']})")
     for key in (k for k in rep if k.startswith("protocol@")):
         print(rep[key]["table"])
 
@@ -247,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=WORK, help="cache folder (supernet; the quick run's table)")
     ap.add_argument("--out", type=Path, default=None, help="report JSON (default results/constrained_ofa.json)")
+    ap.add_argument("--rescore", type=int, default=0, metavar="N",
+                    help="also score every recorded pick on N fresh signals (is a validation lead real accuracy?)")
     args = ap.parse_args(argv)
     started = time.time()
     seeds = list(range(2 if args.quick else args.seeds))
@@ -264,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {key}: best {rec['curve'][-1] if rec['curve'] else float('nan'):.4f} after "
                       f"{rec['queries']} queries, {rec['rejected_by_bound']} rejected by the bound "
                       f"({rec['seconds']:.0f} s)", flush=True)
+    if args.rescore:
+        rescore(runs, args.quick, args.work, args.rescore)
+        runs_file.write_text(json.dumps(runs))
     rep = report(runs, seeds, budgets, (10, 30, 60) if args.quick else CHECKPOINTS)
     rep["meta"] = {"command": " ".join(["experiments/constrained_ofa.py", *(sys.argv[1:] if argv is None else argv)]),
                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
