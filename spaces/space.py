@@ -641,12 +641,12 @@ class Space:
                   if _choices(s) > 1 and get_path(cfg, s.path) is not _ABSENT]
         if not active:
             return Architecture(cfg)
-        links = self._links_slot()
+        links = self._links_path()
         weights = [s.leaf.subset.k if isinstance(s.leaf, SubsetBit) else
-                   self.cell_graph.rewire_decisions() if s is links else 1 for s in active]
+                   self.cell_graph.rewire_decisions() if s.path == links else 1 for s in active]
         pick = int(rng.integers(sum(weights)))
         slot = active[int(np.searchsorted(np.cumsum(weights), pick, side="right"))]
-        edits = list(self._rewirings(cfg).values()) if slot is links else []
+        edits = list(self._rewirings(cfg).values()) if slot.path == links else []
         if edits:  # one node's input changes (the declared cell's graph edit), not the whole wiring pattern
             node = edits[int(rng.integers(len(edits)))]
             self._set_cell_values(cfg, node[int(rng.integers(len(node)))])
@@ -658,10 +658,11 @@ class Space:
         self._repair(cfg, rng)
         return self.validate(cfg)
 
-    def _links_slot(self) -> Slot | None:
-        """The declared cell's `links` slot when mutation edits it one node at a time (`CellGraph.rewirable`)."""
+    def _links_path(self) -> Path | None:
+        """The path of the declared cell's `links` slot when mutation edits it one node at a time
+        (`CellGraph.rewirable`), else None."""
         cell = self.cell_graph
-        return self._cell_slots[cell.links] if cell is not None and cell.rewirable() else None
+        return self._cell_slots[cell.links].path if cell is not None and cell.rewirable() else None
 
     def _rewirings(self, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
         values = {n: get_path(cfg, s.path) for n, s in self._cell_slots.items()}
@@ -686,12 +687,12 @@ class Space:
         `Subset.neighbours`)."""
         base = self.validate(arch).to_dict()
         seen: dict[str, Architecture] = {}
-        links = self._links_slot()
+        links = self._links_path()
         for slot in self.decision_slots():
             value = get_path(base, slot.path)
             if value is _ABSENT:
                 continue
-            if slot is links:  # the declared cell's one-node rewirings
+            if slot.path == links:  # the declared cell's one-node rewirings
                 for edit in (e for node in self._rewirings(base).values() for e in node):
                     cfg = self.validate(base).to_dict()
                     self._set_cell_values(cfg, edit)
