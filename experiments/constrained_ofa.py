@@ -114,9 +114,9 @@ class Setting:
         self.space, data = space_and_data(quick)
         work = work / ("quick" if quick else "full")
         net = trained_supernet(self.space, data, 1 if quick else SUPERNET_EPOCHS, work / "supernet.pt")
-        x, _ = data["train"]
-        self.valid = InheritedAccuracy(net, *data["valid"], calib_x=x[:500], metric="valid_acc")
-        self.test = InheritedAccuracy(net, *data["test"], calib_x=x[:500], metric="test_acc")
+        self.calib_x = data["train"][0][:500]
+        self.valid = InheritedAccuracy(net, *data["valid"], calib_x=self.calib_x, metric="valid_acc")
+        self.test = InheritedAccuracy(net, *data["test"], calib_x=self.calib_x, metric="test_acc")
         self.cost = latency_model(self.space, work / "lut.jsonl" if quick else LUT)
         self.bound = latency_bound(self.space, self.cost, 200 if quick else 2000)
         self.memo: dict[str, float] = {}
@@ -173,8 +173,7 @@ def rescore(runs: dict[str, Any], quick: bool, work: Path, n: int) -> None:
 
     s = setting(quick, work)
     xe, ye = mnist1d_splits(seed=0, extra_test=n)["extra_test"]
-    x, _ = space_and_data(quick)[1]["train"]
-    extra = InheritedAccuracy(s.valid.supernet, xe, ye, calib_x=x[:500], metric="extra_acc")
+    extra = InheritedAccuracy(s.valid.supernet, xe, ye, calib_x=s.calib_x, metric="extra_acc")
     for rec in runs.values():
         if rec["pick"] is not None and rec.get("pick_extra_n") != n:
             rec["pick_extra_acc"], rec["pick_extra_n"] = float(extra(rec["pick"])["extra_acc"]), n

@@ -218,21 +218,22 @@ class CellGraph:
         with their nodes when the new wiring is renumbered into an option of the `links` field; edits with no
         such option, or that renumber back into `values`, are left out)."""
         inputs = _indices(values[self.links], "links")
+        options = {tuple(_indices(o, "links")): o for o in bound[self.links].leaf.options}
         out: dict[int, list[dict[str, Any]]] = {}
         for pos, node in enumerate(self.computing):
             for j in range(node):
                 if j != inputs[pos]:
-                    edited = self._renumbered(values, bound, inputs[:pos] + [j] + inputs[pos + 1:])
+                    edited = self._renumbered(values, options, inputs[:pos] + [j] + inputs[pos + 1:])
                     if edited is not None and edited != dict(values):
                         out.setdefault(node, []).append(edited)
         return out
 
-    def _renumbered(self, values: Mapping[str, Any], bound: Mapping[str, Any],
+    def _renumbered(self, values: Mapping[str, Any], options: Mapping[tuple[int, ...], Any],
                     inputs: Sequence[int]) -> dict[str, Any] | None:
         """`values` with the wiring `inputs` (node k reads inputs[k - first]), its computing nodes renumbered so
-        the wiring is an option of the `links` field, node ops moved along; None when no numbering is."""
+        the wiring is one of `options` (the `links` field's, by their indices), node ops moved along; None when
+        no numbering is."""
         first = self.n_inputs
-        options = {tuple(_indices(o, "links")): o for o in bound[self.links].leaf.options}
         for perm in itertools.permutations(self.computing):  # perm[k - first]: the new number of node k
             new = {**{i: i for i in range(first)}, **{k: perm[k - first] for k in self.computing}}
             if any((k in self.node_ops) != (new[k] in self.node_ops) for k in self.computing):

@@ -68,13 +68,12 @@ class RegularizedEvolution(Strategy):
             else:
                 parent = self._tournament()
                 # a listed space (a sampled table) lands a mutation on a recorded architecture: an unseen one
-                extra = {"exclude": self._seen | {a.id for a in out}} if self._listed else {}
+                extra = {"exclude": self._seen} if self._listed else {}
                 if self.mutation_bias > 0 and self.rng.random() < self.mutation_bias:
                     out.append(self.space.mutate(parent, self.rng, guide=self._elite(), **extra))
                 else:
                     out.append(self.space.mutate(parent, self.rng, **extra))
-        for a in out:
-            self._seen.add(a.id)
+            self._seen.add(out[-1].id)
         return out
 
     def _elite(self) -> list[Architecture]:
