@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
@@ -44,6 +45,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from nas import jsonio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402  (experiments/ is on sys.path)
@@ -81,8 +84,9 @@ def trained_supernet(space: Any, data: Mapping[str, Any], epochs: int, path: Pat
     x, y = data["train"]
     t0 = time.perf_counter()
     SandwichRule(epochs=epochs, n_random=2, lr=3e-3, seed=0).fit(net, x, y)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    jsonio.write_bytes(path, buffer.getvalue())  # a temporary sibling renamed over it: never a torn file
     print(f"supernet: {epochs} sandwich epochs in {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
     return net
 
@@ -291,13 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else contextlib.nullcontext() as pool:
             for key, rec in (pool.map(run_task, tasks) if pool is not None else map(run_task, tasks)):
                 runs[key] = rec
-                runs_file.write_text(json.dumps(runs))
+                jsonio.write_json(runs_file, runs, indent=None)  # atomic: a crash keeps the finished runs
                 print(f"  {key}: best {rec['curve'][-1] if rec['curve'] else float('nan'):.4f} after "
                       f"{rec['queries']} queries, {rec['rejected_by_bound']} rejected by the bound "
                       f"({rec['seconds']:.0f} s)", flush=True)
     if args.rescore:
         rescore(runs, args.quick, args.work, args.rescore)
-        runs_file.write_text(json.dumps(runs))
+        jsonio.write_json(runs_file, runs, indent=None)
     rep = report(runs, seeds, budgets, (10, 30, 60) if args.quick else CHECKPOINTS)
     rep["meta"] = {"command": " ".join(["experiments/constrained_ofa.py", *(sys.argv[1:] if argv is None else argv)]),
                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
@@ -308,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "settings": "every strategy's defaults"}
     print_report(rep)
     out = args.out or RESULTS / ("constrained_ofa_quick.json" if args.quick else "constrained_ofa.json")
-    out.write_text(json.dumps(rep, indent=1))
+    jsonio.write_json(out, rep)
     print(f"\nwrote {out}")
     return 0
 
