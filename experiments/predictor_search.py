@@ -15,6 +15,10 @@ architectures absent from the table fail and count, as in core_benchmark.py).
 2. One objective (max valid_acc): the first budget at which `predictor-search`'s mean best-so-far curve reaches
    plain `evolution`'s mean best at 300 (acceptance <= 100), with evolution and random at the same budgets.
 3. Seconds per ask of `predictor-search` after 1,000 results (cora, two objectives; one thread).
+4. Transfer (issue 19 part 4): `predictor-search+transfer` is `predictor-search` given the other two tables' rows
+   as a related task (`PredictorSearch(transfer=...)`; cora <- citeseer + pubmed, and so on), in the same tables.
+   The tables share their architectures; their validation accuracies agree to Kendall tau 0.32-0.39 (and not at
+   all within each table's top 10 %), their latencies to 0.65-0.78.
 
     .venv/bin/python experiments/predictor_search.py                 # everything (resumes from the runs file)
     .venv/bin/python experiments/predictor_search.py --seeds 3 --datasets cora --spaces plain   # a smaller run
@@ -60,8 +64,11 @@ RUNS = RESULTS / "predictor_search_runs.json"
 DATASETS = ("cora", "citeseer", "pubmed")
 SPACES = ("builtin", "plain", "declared")
 SEEDS = tuple(range(100, 110))
-BUDGETS = {"multi": {"predictor-search": 100, "nsga2": 300, "optuna-nsga2": 100, "random": 300},
-           "single": {"predictor-search": 100, "evolution": 300, "random": 300}}
+TRANSFER = "predictor-search+transfer"  # predictor-search with the other two tables' results as a transfer prior
+BUDGETS = {"multi": {"predictor-search": 100, TRANSFER: 100, "nsga2": 300, "optuna-nsga2": 100, "random": 300},
+           "single": {"predictor-search": 100, TRANSFER: 100, "evolution": 300, "random": 300}}
+FIELDS = ("link", "op1", "op2", "op3", "op4")
+_PRIORS: dict[tuple[str, str], Any] = {}  # (dataset, space) -> TransferPrior, built once per worker process
 CHECKPOINTS = {"multi": (38, 75, 100), "single": (38, 75, 100)}
 TARGET_FRACTION = 0.98
 OBJECTIVES = {"multi": {"valid_acc": "max", "latency_s": "min"}, "single": {"valid_acc": "max"}}
@@ -105,13 +112,34 @@ def run_task(task: tuple[str, str, str, str, int], options: Mapping[str, Any] | 
     if method == "optuna-nsga2":
         trials = optuna_trials(b, seed, budget)
     else:
-        opts = dict(options or {}) if method == "predictor-search" else {}
-        r = nas.search(b.space, b, OBJECTIVES[kind], strategy=method, budget=budget, seed=seed,
+        opts = dict(options or {}) if method.startswith("predictor-search") else {}
+        strategy: Any = method
+        if method == TRANSFER:  # the prior is built once per worker: a live object, so the strategy is one too
+            from nas.objectives import Problem
+            from nas.strategies.predictor_search import PredictorSearch
+
+            strategy = PredictorSearch(b.space, Problem.make(OBJECTIVES[kind]), seed, transfer=transfer_prior(ds, space),
+                                       **opts)
+            opts = {}
+        r = nas.search(b.space, b, OBJECTIVES[kind], strategy=strategy, budget=budget, seed=seed,
                        executor=nas.SimulatedClockExecutor(workers=1), strategy_options=opts)
         trials = [dict(t.metrics) if t.status == "ok" else None for t in r.trials if t.status != "infeasible"]
     sec = time.perf_counter() - t0
     return "|".join(map(str, task)), {"curve": curve(kind, trials, budget, facts), "seconds": sec,
                                       "evaluations": len(trials)}
+
+
+def transfer_prior(ds: str, space: str) -> Any:
+    """The other two tables' rows (every metric) as `ds`'s transfer prior, as if those data sets had been searched
+    before: what `PredictorSearch(transfer=...)` reads from their workdirs, built in memory here."""
+    from nas.predictors.transfer import TransferPrior
+
+    if (ds, space) not in _PRIORS:
+        b, _ = bench(ds, space)
+        others = [d for d in DATASETS if d != ds]
+        sources = [[(dict(zip(FIELDS, k)), row) for k, row in bench(d, space)[0].rows.items()] for d in others]
+        _PRIORS[(ds, space)] = TransferPrior(b.space, sources, others)
+    return _PRIORS[(ds, space)]
 
 
 def optuna_trials(b: Any, seed: int, budget: int) -> list[dict[str, float] | None]:
@@ -240,6 +268,8 @@ def report(runs: Mapping[str, Any], datasets: Sequence[str], spaces: Sequence[st
                 target = (TARGET_FRACTION if kind == "multi" else 1.0) * float(arr[ref][:, 299].mean())
                 ps = arr["predictor-search"]
                 entry: dict[str, Any] = {
+                    "transfer_evaluations_to_target_mean_curve": (first_reaching(arr[TRANSFER].mean(axis=0), target)
+                                                                  if TRANSFER in arr else None),
                     "target": target, "target_rule": (f"{TARGET_FRACTION} x nsga2's mean HV fraction at 300" if kind == "multi"
                                                       else "evolution's mean best valid_acc at 300"),
                     "evaluations_to_target_mean_curve": first_reaching(ps.mean(axis=0), target),
@@ -270,17 +300,18 @@ def print_report(rep: Mapping[str, Any]) -> None:
             for ds, e in by_ds.items():
                 print(f"\n=== {kind} / {space} space / {ds}: {figure}, mean [95 % CI] over {len(e['evaluations_to_target_per_seed'])} seeds")
                 cps = CHECKPOINTS[kind]
-                print(f"{'method':<18}" + "".join(f"{'@' + str(c):>26}" for c in cps))
+                print(f"{'method':<26}" + "".join(f"{'@' + str(c):>26}" for c in cps))
                 for m, by_c in e["methods"].items():
                     cells = [f"{by_c[str(c)]['mean']:.4f} [{by_c[str(c)]['ci95_low']:.4f}, {by_c[str(c)]['ci95_high']:.4f}]"
                              if str(c) in by_c else "" for c in cps]
-                    print(f"{m:<18}" + "".join(f"{x:>26}" for x in cells))
+                    print(f"{m:<26}" + "".join(f"{x:>26}" for x in cells))
                 r = e["reference_at_300"]
                 print(f"reference at 300: {r['mean']:.4f} [{r['ci95_low']:.4f}, {r['ci95_high']:.4f}]; target "
                       f"({e['target_rule']}) = {e['target']:.4f}; predictor-search's mean curve reaches it after "
                       f"{e['evaluations_to_target_mean_curve']} evaluations; per seed {e['evaluations_to_target_per_seed']}; "
                       f"the reference's mean curve needs {e['reference_evaluations_to_match']['75']} / "
-                      f"{e['reference_evaluations_to_match']['100']} evaluations to match predictor-search's at 75 / 100")
+                      f"{e['reference_evaluations_to_match']['100']} evaluations to match predictor-search's at 75 / 100; "
+                      f"with transfer: {e.get('transfer_evaluations_to_target_mean_curve')}")
     if "ask_seconds" in rep:
         a = rep["ask_seconds"]
         print(f"\nseconds per ask after {a['results']} results: mean {a['mean_s']:.3f}, max {a['max_s']:.3f} "
@@ -313,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for m in BUDGETS[k] for s in seeds
                  if not (m == "optuna-nsga2" and sp != "builtin")  # Optuna sees one encoding: its runs are shared
                  and "|".join(map(str, (k, sp, ds, m, s))) not in runs]
-        tasks.sort(key=lambda t: t[3] != "predictor-search")  # the long runs first
+        tasks.sort(key=lambda t: not t[3].startswith("predictor-search"))  # the long runs first
         with ProcessPoolExecutor(args.jobs) as pool:
             for key, rec in pool.map(functools.partial(run_task, options=args.options), tasks):
                 runs[key] = rec

@@ -78,13 +78,13 @@ def weighted_taus(y: np.ndarray, preds: Mapping[str, np.ndarray], weights: np.nd
     ones gives scipy's tau-b), over the pairs within one group only when `groups` is given. A constant
     prediction has tau 0: it ranks nothing."""
     sy = _signs(y)
-    if groups is not None:
-        sy = sy * (groups[:, None] == groups[None, :])
+    within = np.ones_like(sy) if groups is None else (groups[:, None] == groups[None, :]).astype(float)
+    sy = sy * within
     w = np.atleast_2d(weights).astype(float)
     ny = np.einsum("bi,ij,bj->b", w, np.abs(sy), w)
     out = {}
     for name, p in preds.items():
-        sp = _signs(np.asarray(p, dtype=float))
+        sp = _signs(np.asarray(p, dtype=float)) * within  # tau-b's ties are counted over the same pairs
         conc = np.einsum("bi,ij,bj->b", w, sy * sp, w)
         den = np.sqrt(ny * np.einsum("bi,ij,bj->b", w, np.abs(sp), w))
         out[name] = np.divide(conc, den, out=np.zeros_like(conc), where=den > 0)

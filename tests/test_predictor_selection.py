@@ -55,6 +55,21 @@ def test_weighted_taus_with_unit_weights_are_scipys_tau_b_and_a_constant_ranks_n
     assert taus["const"][0] == 0.0
 
 
+def test_within_group_tau_is_tau_b_over_the_pairs_within_a_group_only():
+    """A prediction that orders every fold perfectly has tau 1 however the folds' levels compare (the
+    denominator once counted the prediction's pairs across folds too: tau 0.4 for a perfect ranking)."""
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(5), 4)
+    y = rng.normal(size=20)
+    perfect = y + 10.0 * rng.normal(size=5)[groups]  # each fold shifted by its own offset
+    noisy = y + rng.normal(size=20)
+    taus = weighted_taus(y, {"perfect": perfect, "noisy": noisy}, np.ones(20), groups)
+    assert taus["perfect"][0] == pytest.approx(1.0)
+    conc = sum(np.sign(y[i] - y[j]) * np.sign(noisy[i] - noisy[j]) for i in range(20) for j in range(i)
+               if groups[i] == groups[j])
+    assert taus["noisy"][0] == pytest.approx(conc / 30)  # 5 folds x 6 pairs, no ties
+
+
 def test_one_standard_error_keeps_the_prior_on_noise_and_drops_it_on_clear_evidence():
     rng = np.random.default_rng(1)
     y = rng.normal(size=50)

@@ -27,6 +27,11 @@ whenever the number of results has doubled (at 10, 20, 40, ...; on a seeded subs
 behind it: experiments/predictors_user_space.py and experiments/README.md. Any registered predictor can be named
 instead, with `predictor_options`.
 
+`transfer` (workdirs of earlier searches, or JSON-lines files of {"config", "metrics"} records, over the same space)
+adds two candidates for each metric those results hold: the chosen prior fitted on what the related task leaves
+unexplained, and the related task's ranking alone (`nas.predictors.transfer`). Each is used only while its
+out-of-fold Kendall tau beats the prior's by more than one standard error, so a related task is used when it helps.
+
 State is plain data (results, asks, the pending batch, the predictor choice, the RNG); on load the predictors
 are refitted on the results the batch was chosen from, so a resumed search asks what the uninterrupted one
 would have.
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +50,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.predictors.selection import choose, default_candidates
+from nas.predictors.transfer import TransferPredictor, TransferPrior
 from nas.pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 from nas.spaces import Architecture, Space
 from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks
@@ -52,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 CheapFn = Callable[[Architecture], Mapping[str, float]]
 CACHE_SIZE = 200_000
+TRANSFER = "+transfer"  # suffix of a candidate fitted on top of the transfer prior
+PRIOR_ONLY = "transfer"  # the candidate that ranks by the transfer prior alone
 LOCAL_STARTS = 5  # results of the observed front whose whole one-step neighbourhood is scored per batch
 
 
@@ -63,7 +72,8 @@ class PredictorSearch(Strategy):
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0, n_init: int = 10, batch_size: int = 5,
                  population_size: int = 40, generations: int = 6, kappa: float = 0.5, crossover_prob: float = 0.9,
-                 local: bool = True, predictor: str = "auto", predictor_options: Mapping[str, Any] | None = None) -> None:
+                 local: bool = True, predictor: str = "auto", predictor_options: Mapping[str, Any] | None = None,
+                 transfer: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | TransferPrior | None = None) -> None:
         super().__init__(space, problem, seed)
         checks = {"n_init": isinstance(n_init, int) and n_init >= 2,
                   "batch_size": isinstance(batch_size, int) and batch_size >= 1,
@@ -94,6 +104,12 @@ class PredictorSearch(Strategy):
             self._candidates[name] = dict(options)
         if not self._candidates:
             raise ConfigError(f"predictor-search: none of {sorted(auto)} can predict on {type(space).__name__}")
+        self.transfer: TransferPrior | None = None
+        if transfer is not None:
+            self.transfer = transfer if isinstance(transfer, TransferPrior) else TransferPrior.load(space, transfer)
+            if not self.transfer.metrics & set(problem.metrics_needed):
+                raise ConfigError(f"transfer: the sources hold none of this search's metrics "
+                                  f"{sorted(problem.metrics_needed)} (they hold {sorted(self.transfer.metrics)})")
         self.choice: dict[str, str] = {}  # metric -> the candidate chosen by cross-validation (plain data)
         self.chosen_at = 0  # results when the choice was last made
         self.history: list[tuple[Architecture, TrialResult]] = []  # every result told (not cached), in order
@@ -169,17 +185,35 @@ class PredictorSearch(Strategy):
         return make_predictor(name, self.space, self.model_seed, **options)
 
     def _predictor(self, metric: str, name: str) -> Any:
-        """The predictor `name` for `metric`, kept across refits (its caches too); every fit starts afresh."""
+        """The predictor `name` for `metric`, kept across refits (its caches too); every fit starts afresh.
+        `<candidate>+transfer` is that candidate fitted on what the transfer prior leaves unexplained."""
         predictor = self._predictors.get((metric, name))
         if predictor is None:
-            predictor = self._predictors[(metric, name)] = self._make_predictor(name, self._candidates[name])
+            if name == PRIOR_ONLY:
+                predictor = TransferPredictor(self.space, 0, None, self.transfer, metric)
+            else:
+                base = name.removesuffix(TRANSFER)
+                predictor = self._make_predictor(base, self._candidates[base])
+                if name != base:
+                    predictor = TransferPredictor(self.space, 0, predictor, self.transfer, metric)
+            self._predictors[(metric, name)] = predictor
         predictor.seed = (self.model_seed * 1_000_003 + len(self.history)) % 2 ** 31
         return predictor
 
+    def _candidate_names(self, metric: str) -> list[str]:
+        """The candidates for `metric`, the prior first; with a transfer source for it, also the prior fitted on top
+        of the transfer prior, and the transfer prior alone: each used only when it ranks clearly better out of fold
+        (when it helps). The prior alone matters where the base adds noise to a strong prior's fine distinctions
+        (a forest's residual predictions do)."""
+        names = list(self._candidates)
+        if self.transfer is not None and metric in self.transfer.metrics:
+            names[1:1] = [names[0] + TRANSFER, PRIOR_ONLY]
+        return names
+
     def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> str:
-        """The candidate `selection.choose` keeps: the first (the space's prior) unless another one's out-of-fold
-        Kendall tau beats it by more than one standard error."""
-        return choose(lambda name: self._predictor(metric, name), list(self._candidates), archs, y,
+        """The candidate `selection.choose` keeps: the first (the space's prior) unless
+        another one's out-of-fold Kendall tau beats it by more than one standard error."""
+        return choose(lambda name: self._predictor(metric, name), self._candidate_names(metric), archs, y,
                       self.model_seed).name
 
     def _usable(self) -> list[tuple[Architecture, TrialResult]]:
@@ -198,7 +232,7 @@ class PredictorSearch(Strategy):
             if np.ptp(y) == 0:
                 y = y + np.linspace(0.0, 1e-12, len(y))  # constant targets: keep the fit well-posed
             archs = [a for a, _ in data]
-            if choose or metric not in self.choice:
+            if choose or self.choice.get(metric) not in self._candidate_names(metric):
                 self.choice[metric] = self._choose(metric, archs, y)
             models[metric] = self._predictor(metric, self.choice[metric]).fit(archs, y)
         if choose:
