@@ -134,6 +134,7 @@ class GraphSimilarityPredictor(Predictor):
         self._rank = RankTarget().fit(y) if self.target == "rank" else None
         t = self._rank.transform(y) if self._rank is not None else y
         self._gp = KernelGP().fit((self._x @ self._x.T).toarray(), t)
+        self.degenerate = self._gp.collapsed
 
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
         x = self.embed(archs)

@@ -45,7 +45,8 @@ class KernelGP:
         best = min((minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=_BOUNDS) for x0 in starts),
                    key=lambda r: r.fun)
         self.signal, self.noise = (float(v) for v in np.exp(best.x))
-        if collapsed(self.signal, self.noise, np.exp(_BOUNDS[0][0])):
+        self.collapsed = collapsed(self.signal, self.noise, np.exp(_BOUNDS[0][0]))
+        if self.collapsed:
             logger.warning("kernel GP on %d points collapsed to a near-constant prediction (signal variance %.2g at "
                            "its lower bound %.2g or below 1e-3 x the noise %.2g): the kernel explains none of the "
                            "targets' variation, so its ranking is noise", len(t), self.signal,

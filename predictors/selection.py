@@ -4,10 +4,13 @@
 `Space.with_graph(CellGraph(...))`, or a class that draws its own DAG: the built-in cell, GNN, transformer and
 NAS-Bench-Graph spaces) puts `wl-gp` (a GP on the Weisfeiler-Lehman graph kernel) first; a plain space, whose
 graph is one node per architecture, puts the forest first: 200 trees, a third of the features per split, on the
-one-hot and index codes side by side (`encoding="onehot+vector"`). `choose` then keeps that
-first candidate unless another one's out-of-fold Kendall tau (5 folds of the results so far, over pairs within a
-fold) is higher by more than one standard error of the paired difference (bootstrap over the results): the
-one-standard-error rule, in favour of the prior. Measured on NAS-Bench-Graph (experiments/predictors_user_space.py,
+one-hot and index codes side by side (`encoding="onehot+vector"`). `choose` keeps that first candidate; the
+other family (`fallback`) competes only when the prior's fit is degenerate (a GP collapsed to a constant), and
+candidates that refine the prior (transfer from a related task) compete always; either replaces the prior only
+when its out-of-fold Kendall tau (5 folds of the results so far, over pairs within a fold) is higher by more than
+one standard error of the paired difference (bootstrap over the results): the one-standard-error rule, in favour
+of the prior. Letting the other family compete always cost the searches up to 0.01-0.02 hypervolume at 75
+evaluations on NAS-Bench-Graph's graph spaces (experiments/README.md, session 18). Measured on NAS-Bench-Graph (experiments/predictors_user_space.py,
 10 seeds): with the cell declared `wl-gp` beats a 200-tree forest on one-hot by tau +0.04 to +0.12 at N = 50-200
 on all three tables, while a plain 5-fold argmax picked the forest in 6-8 of 10 seeds at N = 50 on noise alone;
 on a plain space `wl-gp` and the forest are level, and the forest is cheaper and does not collapse at N <= 20.
@@ -128,9 +131,12 @@ def out_of_fold(make: Callable[[str], Any], names: Sequence[str], archs: Sequenc
 
 
 def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequence[Architecture],
-           y: Sequence[float], seed: int = 0) -> Selection:
+           y: Sequence[float], seed: int = 0, fallback: Sequence[str] = ()) -> Selection:
     """The default predictor for (archs, y): `candidates[0]` is the prior, kept unless another candidate's 5-fold
-    out-of-fold Kendall tau beats it by more than one standard error. Tau counts the pairs within a fold only:
+    out-of-fold Kendall tau beats it by more than one standard error. `fallback` candidates (another model family)
+    compete only when the prior, fitted on all of (archs, y), is `degenerate` (a GP collapsed to a constant): a
+    challenger that wins the out-of-fold choice on noise cost the searches more than it gained (experiments/README.md,
+    predictor_search.py, session 18). Tau counts the pairs within a fold only:
     across folds, predictions come from different fits, and a fit's shift towards its own training mean (the
     held-out values' opposite) makes a model that predicts the mean look anti-correlated (tau -0.5 at N = 10).
     Works from 2 results (at N = 10: 5 folds of 2, 5 pairs, so the prior stays unless the other candidate is far
@@ -142,6 +148,11 @@ def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequenc
     if len(archs) != len(y_arr) or len(y_arr) < 2:
         raise ConfigError(f"choose: need matching architectures and targets, at least 2 (got {len(archs)} and "
                           f"{len(y_arr)})")
+    fallback = [f for f in fallback if f not in names]
+    if fallback and getattr(make(names[0]).fit(archs, y_arr), "degenerate", False):
+        logger.debug("default predictor: the prior %s is degenerate on %d results; %s compete", names[0], len(y_arr),
+                     fallback)
+        names += fallback
     if len(names) == 1:
         return Selection(names[0], names[0], {}, {}, len(y_arr))
     rng = np.random.default_rng([seed, len(y_arr)])

@@ -126,7 +126,8 @@ class GaussianProcessPredictor(_EncodedRegressor):
                                                    random_state=self.seed).fit(x, t)
         fitted = self._model.kernel_
         signal, length, noise = fitted.k1.k1.constant_value, fitted.k1.k2.length_scale, fitted.k2.noise_level
-        if collapsed(signal, noise, 1e-3) or not 1.01e-2 < length < 0.99e3:  # a scale at a bound: no correlation or no variation
+        self.degenerate = collapsed(signal, noise, 1e-3) or not 1.01e-2 < length < 0.99e3  # a scale at a bound
+        if self.degenerate:  # no correlation or no variation
             logger.warning("gp on %d points collapsed to a near-constant prediction (signal variance %.2g, length "
                            "scale %.2g, noise %.2g): the kernel explains none of the targets' variation, so its "
                            "ranking is noise", len(t), signal, length, noise)

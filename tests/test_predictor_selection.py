@@ -137,3 +137,31 @@ def test_plain_space_forest_on_both_codes_ranks_a_real_table_better_than_on_one_
             taus.append(kendalltau(predictor.predict([archs[i] for i in test])[0], y[test]).statistic)
         gains.append(taus[0] - taus[1])
     assert min(gains) > 0 and np.mean(gains) > 0.03, gains
+
+
+class _Stub:
+    """A predictor that predicts a fixed function of the architecture, and says whether its fit is degenerate."""
+
+    def __init__(self, f, degenerate: bool = False) -> None:
+        self.f, self.degenerate, self.fits = f, degenerate, 0
+
+    def fit(self, archs, y):
+        self.fits += 1
+        return self
+
+    def predict(self, archs):
+        return np.array([self.f(a) for a in archs]), np.zeros(len(archs))
+
+
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_the_other_family_competes_only_when_the_prior_is_degenerate(degenerate):
+    rng = np.random.default_rng(4)
+    space = plain_space()
+    archs = [space.sample(rng) for _ in range(40)]
+    truth = {a.id: float(rng.normal()) for a in archs}
+    prior = _Stub(lambda a: float(int(a.id[:8], 16) % 97), degenerate)  # ranks nothing
+    other = _Stub(lambda a: truth[a.id])  # ranks perfectly
+    stubs = {"prior": prior, "other": other}
+    sel = choose(stubs.__getitem__, ["prior"], archs, [truth[a.id] for a in archs], fallback=["other"])
+    assert sel.name == ("other" if degenerate else "prior")
+    assert (other.fits > 0) == degenerate  # not even fitted while the prior is sound

@@ -21,8 +21,10 @@ After `n_init` uniform samples, each batch of `batch_size` true evaluations is c
 The predictor (`predictor="auto"`, the default) is chosen per metric by `nas.predictors.selection.choose`: a
 prior from the structure the space declares (`wl-gp`, a GP on the Weisfeiler-Lehman graph kernel, where the space
 gives a real DAG: a declared `CellGraph` or a built-in graph-aware class; a 200-tree forest on the one-hot and
-index codes on a plain space), kept unless the other candidate's out-of-fold Kendall tau (5 folds, pairs within a fold) is higher
-by more than one standard error (the one-standard-error rule; a collapsed GP loses by far). It is re-chosen
+index codes on a plain space), kept unless its fit is degenerate (a GP collapsed to a constant); only then does the
+other one replace it, if its out-of-fold Kendall tau (5 folds, pairs within a fold) is higher by more than one
+standard error. Letting the other family win on that lead at any time cost the searches up to 0.01-0.02
+hypervolume at 75 evaluations on the graph spaces (experiments/README.md, session 18). It is re-chosen
 whenever the number of results has doubled (at 10, 20, 40, ...; on a seeded subset of 200 beyond that). Figures
 behind it: experiments/predictors_user_space.py and experiments/README.md. Any registered predictor can be named
 instead, with `predictor_options`.
@@ -205,16 +207,20 @@ class PredictorSearch(Strategy):
         of the transfer prior, and the transfer prior alone: each used only when it ranks clearly better out of fold
         (when it helps). The prior alone matters where the base adds noise to a strong prior's fine distinctions
         (a forest's residual predictions do)."""
-        names = list(self._candidates)
+        names = list(self._candidates)[:1]
         if self.transfer is not None and metric in self.transfer.metrics:
-            names[1:1] = [names[0] + TRANSFER, PRIOR_ONLY]
+            names += [names[0] + TRANSFER, PRIOR_ONLY]
         return names
+
+    def _fallback(self) -> list[str]:
+        """The other model family, chosen only when the prior ranks nothing out of fold (`selection.choose`)."""
+        return list(self._candidates)[1:]
 
     def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> str:
         """The candidate `selection.choose` keeps: the first (the space's prior) unless
         another one's out-of-fold Kendall tau beats it by more than one standard error."""
         return choose(lambda name: self._predictor(metric, name), self._candidate_names(metric), archs, y,
-                      self.model_seed).name
+                      self.model_seed, self._fallback()).name
 
     def _usable(self) -> list[tuple[Architecture, TrialResult]]:
         return [(a, r) for a, r in self.history if r.status != "failed"]
@@ -232,7 +238,7 @@ class PredictorSearch(Strategy):
             if np.ptp(y) == 0:
                 y = y + np.linspace(0.0, 1e-12, len(y))  # constant targets: keep the fit well-posed
             archs = [a for a, _ in data]
-            if choose or self.choice.get(metric) not in self._candidate_names(metric):
+            if choose or self.choice.get(metric) not in self._candidate_names(metric) + self._fallback():
                 self.choice[metric] = self._choose(metric, archs, y)
             models[metric] = self._predictor(metric, self.choice[metric]).fit(archs, y)
         if choose:
