@@ -43,8 +43,7 @@ class TransferPrior:
                  names: Sequence[str] | None = None) -> None:
         self.space = space
         self.names = list(names) if names is not None else [f"source {i}" for i in range(len(sources))]
-        sums: dict[str, dict[str, float]] = {}
-        counts: dict[str, dict[str, int]] = {}
+        quantiles: dict[str, dict[str, list[float]]] = {}  # metric -> arch id -> its quantile in each source
         self._archs: dict[str, Architecture] = {}  # id -> architecture (canonical keys are computed on a miss)
         for s, records in enumerate(sources):
             values: dict[str, dict[str, float]] = {}  # metric -> arch id -> value
@@ -60,11 +59,10 @@ class TransferPrior:
             for metric, by_id in values.items():
                 q = RankTarget().transform(np.fromiter(by_id.values(), dtype=float, count=len(by_id)))
                 for arch_id, qi in zip(by_id, q):
-                    sums.setdefault(metric, {})[arch_id] = sums.get(metric, {}).get(arch_id, 0.0) + float(qi)
-                    counts.setdefault(metric, {})[arch_id] = counts.get(metric, {}).get(arch_id, 0) + 1
-        if not sums:
+                    quantiles.setdefault(metric, {}).setdefault(arch_id, []).append(float(qi))
+        if not quantiles:
             raise ConfigError(f"transfer: {', '.join(self.names) or 'no source'} holds no finite metric values")
-        self._by_id = {m: {k: v / counts[m][k] for k, v in by_id.items()} for m, by_id in sums.items()}
+        self._by_id = {m: {k: sum(v) / len(v) for k, v in by_id.items()} for m, by_id in quantiles.items()}
         self._by_key: dict[str, dict[str, float]] = {}  # metric -> canonical key -> quantile, built on a miss
 
     @classmethod
@@ -90,31 +88,27 @@ class TransferPrior:
             table = self._by_key[metric] = {k: float(np.mean(v)) for k, v in sums.items()}
         return table
 
-    def values(self, metric: str, archs: Sequence[Architecture]) -> np.ndarray:
-        """The prior quantile of each architecture for `metric` (0.5 where no source has it)."""
+    def _lookup(self, metric: str, archs: Sequence[Architecture]) -> np.ndarray:
+        """The prior quantile of each architecture for `metric`, by id, then by canonical key; NaN where none."""
         by_id = self._by_id.get(metric)
         if by_id is None:
             raise ConfigError(f"transfer: no source has metric {metric!r} (they have {sorted(self._by_id)})")
-        out = np.full(len(archs), np.nan)
-        for i, a in enumerate(archs):
-            v = by_id.get(a.id)
-            if v is not None:
-                out[i] = v
+        out = np.array([by_id.get(a.id, np.nan) for a in archs], dtype=float)
         missing = np.flatnonzero(np.isnan(out))
         if len(missing):
             table = self._key_table(metric)
             for i in missing:
                 out[i] = table.get(self.space.canonical_key(archs[i]), np.nan)
+        return out
+
+    def values(self, metric: str, archs: Sequence[Architecture]) -> np.ndarray:
+        """The prior quantile of each architecture for `metric` (0.5 where no source has it)."""
+        out = self._lookup(metric, archs)
         return np.where(np.isnan(out), 0.5, out)
 
     def coverage(self, metric: str, archs: Sequence[Architecture]) -> float:
         """The fraction of `archs` some source has a `metric` value for (by id or canonical key)."""
-        by_id = self._by_id.get(metric, {})
-        found = [a.id in by_id for a in archs]
-        if not all(found):
-            table = self._key_table(metric)
-            found = [f or self.space.canonical_key(a) in table for f, a in zip(found, archs)]
-        return float(np.mean(found)) if archs else 0.0
+        return float(np.mean(~np.isnan(self._lookup(metric, archs)))) if archs else 0.0
 
 
 def _records(path: Path) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:

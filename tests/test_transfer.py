@@ -45,8 +45,9 @@ def test_the_prior_maps_each_source_to_quantiles_and_gives_unknown_architectures
     assert np.all(np.diff(q[:40]) > 0) and q[0] == pytest.approx(0.5 / 40) and q[39] == pytest.approx(39.5 / 40)
     assert np.all(q[40:] == 0.5)  # no source has them
     assert prior.coverage("acc", archs) == pytest.approx(0.8)
-    with pytest.raises(ConfigError, match="no source has metric 'latency'"):
-        prior.values("latency", archs)
+    for ask in (prior.values, prior.coverage):
+        with pytest.raises(ConfigError, match="no source has metric 'latency'"):
+            ask("latency", archs)
     with pytest.raises(ConfigError, match=r"transfer: source 0, record 0: .*x9"):
         TransferPrior(SPACE, [[({"x9": 1}, {"acc": 1.0})]])
 

@@ -213,12 +213,13 @@ class PredictorSearch(Strategy):
         return names
 
     def _fallback(self) -> list[str]:
-        """The other model family, chosen only when the prior ranks nothing out of fold (`selection.choose`)."""
+        """The other model family: it competes only when the prior's fit is degenerate (`selection.choose`)."""
         return list(self._candidates)[1:]
 
     def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> str:
-        """The candidate `selection.choose` keeps: the first (the space's prior) unless
-        another one's out-of-fold Kendall tau beats it by more than one standard error."""
+        """The candidate `selection.choose` keeps: the first (the space's prior) unless another one's out-of-fold
+        Kendall tau beats it by more than one standard error; the other family competes only if the prior's fit is
+        degenerate."""
         return choose(lambda name: self._predictor(metric, name), self._candidate_names(metric), archs, y,
                       self.model_seed, self._fallback()).name
 
