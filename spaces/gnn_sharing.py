@@ -4,7 +4,9 @@
 variant, activation, residual flag and every parameter's shape. A child network inherits a layer's weights only
 when its key matches a stored one exactly (the Auto-GNN constraint: same shapes, same attention, same
 activation), then trains for a few epochs (`epochs`, 10) instead of the full schedule; a child that inherits
-nothing trains `scratch_epochs`. The trial's metrics say which layers were inherited. `GNN_ACTION_CLASSES` is
+nothing trains `scratch_epochs`. Only a child that learned something shares its weights: one whose validation
+accuracy does not beat predicting the majority class is never stored, so its children cannot inherit a failed
+training. The trial's metrics say which layers were inherited. `GNN_ACTION_CLASSES` is
 Auto-GNN's grouping of the space's fields into action classes, for the `autognn` strategy.
 """
 
@@ -58,7 +60,9 @@ class SharedWeightsEvaluator:
     A child that inherited at least one layer trains `epochs` (or `budget`) epochs, one that inherited none
     `scratch_epochs` (None: `epochs`), both with `train_node_classifier` (Adam lr, weight decay, early-stopping
     `patience`). Afterwards each layer's weights are stored under its key: always (`keep="latest"`) or when the
-    child's validation accuracy is at least the stored weights' (`keep="best"`, default). Metrics are
+    child's validation accuracy is at least the stored weights' (`keep="best"`, default); in both cases only if
+    that accuracy beats `min_valid_acc` (None: the majority class's share of the validation nodes, what a
+    constant prediction scores). Metrics are
     `train_node_classifier`'s plus params, `layers`, `inherited_layers` and `inherited.<position>` (1.0 or 0.0
     per layer). Seeded like `NodeClassificationEvaluator`; the store lives in memory, one per search.
     """
@@ -72,6 +76,7 @@ class SharedWeightsEvaluator:
     patience: int | None = 20
     seed: int = 0
     keep: str = "best"
+    min_valid_acc: float | None = None
     store: dict[LayerKey, tuple[float, dict[str, torch.Tensor]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +86,11 @@ class SharedWeightsEvaluator:
             v = getattr(self, name)
             if not (v is None and name == "scratch_epochs") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+        if self.min_valid_acc is None:
+            labels = self.data.y[self.data.val_mask]
+            self.min_valid_acc = float(torch.bincount(labels).max()) / len(labels) if len(labels) else 0.0
+        elif not 0.0 <= self.min_valid_acc <= 1.0:
+            raise ConfigError(f"min_valid_acc: expected a number in [0, 1] or None, got {self.min_valid_acc!r}")
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:
         with torch.random.fork_rng(devices=[]):
@@ -98,9 +108,10 @@ class SharedWeightsEvaluator:
             else:
                 epochs = self.scratch_epochs if self.scratch_epochs is not None else self.epochs
             metrics = train_node_classifier(model, self.data, epochs, self.lr, self.weight_decay, self.patience)
+        learned = metrics["valid_acc"] > self.min_valid_acc  # type: ignore[operator]
         for (pos, key), layer in zip(keys, model.layers):
             old = self.store.get(key)
-            if self.keep == "latest" or old is None or metrics["valid_acc"] >= old[0]:
+            if learned and (self.keep == "latest" or old is None or metrics["valid_acc"] >= old[0]):
                 self.store[key] = (metrics["valid_acc"], {k: v.detach().clone() for k, v in layer.state_dict().items()})
         metrics["params"] = float(sum(p.numel() for p in model.parameters()))
         metrics["layers"] = float(len(keys))

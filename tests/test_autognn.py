@@ -171,6 +171,23 @@ def test_inherited_weights_are_the_stored_trained_ones(karate, one_thread):
     assert all(torch.equal(ev.store[key][1][k], trained[k]) for k in trained)  # it started from the stored ones
 
 
+def test_a_child_that_learned_nothing_shares_nothing(karate, one_thread):
+    """A training that does not beat a constant prediction is never stored: its children would inherit a failure."""
+    space = GNNSpace(karate.num_features, 4, hidden=(16,))
+    labels = karate.y[karate.val_mask]
+    majority = float(torch.bincount(labels).max()) / len(labels)
+    ev = SharedWeightsEvaluator(space, karate, epochs=2, scratch_epochs=30, patience=None)
+    assert ev.min_valid_acc == pytest.approx(majority)  # the default bar: the majority class's share
+    first = ev(GCN)
+    assert first["valid_acc"] > majority and len(ev.store) == 2  # it learned: both layers stored
+    strict = SharedWeightsEvaluator(space, karate, epochs=2, scratch_epochs=30, patience=None, min_valid_acc=1.0)
+    assert strict(GCN)["valid_acc"] < 1.0 and not strict.store  # below the bar: nothing stored
+    child = strict({**GCN, "output": {"op": "mlp"}})
+    assert child["inherited_layers"] == 0 and child["epochs"] == 30  # so the child trains from scratch
+    with pytest.raises(ConfigError, match="min_valid_acc"):
+        SharedWeightsEvaluator(space, karate, min_valid_acc=1.5)
+
+
 # ---------------------------------------------------------------------------------------------- experiment
 def test_reduced_experiment_runs_resumes_and_reports(karate, tmp_path, one_thread):
     sys.path.insert(0, str(ROOT / "experiments"))
