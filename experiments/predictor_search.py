@@ -19,6 +19,8 @@ architectures absent from the table fail and count, as in core_benchmark.py).
    as a related task (`PredictorSearch(transfer=...)`; cora <- citeseer + pubmed, and so on), in the same tables.
    The tables share their architectures; their validation accuracies agree to Kendall tau 0.32-0.39 (and not at
    all within each table's top 10 %), their latencies to 0.65-0.78.
+5. `--structure`: how much of each table's valid_acc the five decisions explain with (nearly) the whole table to
+   learn from, within the top 100 rows especially, where both acceptance targets lie (`accuracy_structure`).
 
     .venv/bin/python experiments/predictor_search.py                 # everything (resumes from the runs file)
     .venv/bin/python experiments/predictor_search.py --seeds 3 --datasets cora --spaces plain   # a smaller run
@@ -248,6 +250,63 @@ def print_predictors(fig: Mapping[str, Any]) -> None:
     print("  seconds per fit + predict at N = 1,000: " + ", ".join(f"{k} {v:.2f}" for k, v in fig["seconds_fit_predict_at_1000"].items()))
 
 
+def accuracy_structure(folds: int = 5, top: int = 100) -> dict[str, Any]:
+    """How much of each table's valid_acc the five decisions explain, with the whole table to learn from (a ceiling
+    for any predictor on this encoding): a ridge on the one-hot codes (main effects), the same with link x op
+    interactions (both in-sample), and a 100-tree forest out of fold (`folds`-fold, 80 % of the table to train on).
+    Per model: R^2 (in-sample models), Kendall tau over every row and within the table's `top` rows, the true
+    accuracy of the model's highest-rated row and the best true accuracy among its `top` highest-rated rows (what
+    spending `top` evaluations on its ranking finds), and how many rows the model rates above the table's best."""
+    from scipy.stats import kendalltau
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import OneHotEncoder
+
+    out: dict[str, Any] = {"folds": folds, "top": top, "tables": {}}
+    for ds in DATASETS:
+        b, _ = bench(ds, "plain")
+        keys = [k for k in b if k in b.rows]
+        rows = np.array([[str(v) for v in k] for k in keys])
+        y = np.array([b(b.space.validate(dict(zip(FIELDS, k))))["valid_acc"] for k in keys])
+        best, best_top = int(np.argmax(y)), np.argsort(-y)[:top]
+        pairs = np.column_stack([rows] + [np.char.add(np.char.add(rows[:, 0], "|"), rows[:, i]) for i in range(1, 5)])
+        preds: dict[str, tuple[np.ndarray, float | None]] = {}
+        for name, cols in (("additive", rows), ("additive + link x op", pairs)):
+            x = OneHotEncoder().fit_transform(cols)
+            model = Ridge(alpha=1.0).fit(x, y)
+            preds[name] = (model.predict(x), float(model.score(x, y)))
+        x = OneHotEncoder().fit_transform(rows)
+        oof = np.zeros(len(y))
+        for train, test in KFold(folds, shuffle=True, random_state=0).split(x):
+            forest = RandomForestRegressor(100, min_samples_leaf=2, random_state=0, n_jobs=1).fit(x[train], y[train])
+            oof[test] = forest.predict(x[test])
+        preds[f"forest, out of fold ({folds}-fold)"] = (oof, None)
+        cell: dict[str, Any] = {"rows": len(y), "best_valid_acc": float(y[best])}
+        for name, (p, r2) in preds.items():
+            cell[name] = {"r2": r2, "kendall_tau": float(kendalltau(p, y)[0]),
+                          f"kendall_tau_top{top}": float(kendalltau(p[best_top], y[best_top])[0]),
+                          "valid_acc_of_argmax": float(y[int(np.argmax(p))]),
+                          f"best_valid_acc_of_its_top{top}": float(y[np.argsort(-p)[:top]].max()),
+                          "rows_rated_above_the_best": int((p > p[best]).sum())}
+        out["tables"][ds] = cell
+    return out
+
+
+def print_structure(fig: Mapping[str, Any]) -> None:
+    print(f"\nvalid_acc explained by the decisions, whole table (tau within the top {fig['top']} rows; "
+          "argmax = true valid_acc of the model's top-rated row)")
+    top_tau, top_best = f"kendall_tau_top{fig['top']}", f"best_valid_acc_of_its_top{fig['top']}"
+    for ds, cell in fig["tables"].items():
+        for name, m in cell.items():
+            if isinstance(m, dict):
+                r2 = f"R2 {m['r2']:.3f} " if m["r2"] is not None else ""
+                print(f"  {ds:<9} {name:<28} {r2}tau {m['kendall_tau']:.3f}  tau top {m[top_tau]:.3f}"
+                      f"  argmax {m['valid_acc_of_argmax']:.4f}, best of its top {fig['top']} "
+                      f"{m[top_best]:.4f} (table best {cell['best_valid_acc']:.4f}, "
+                      f"{m['rows_rated_above_the_best']} rows rated above it)")
+
+
 # ---------------------------------------------------------------------------------------- the report
 def first_reaching(values: np.ndarray, target: float) -> int | None:
     hit = np.flatnonzero(values >= target - 1e-12)
@@ -334,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only-extras", action="store_true",
                     help="no searches: the report from the recorded runs, plus the ask timing and --predictors figures")
     ap.add_argument("--predictors", action="store_true", help="also the predictor figures behind the default")
+    ap.add_argument("--structure", action="store_true",
+                    help="also how much of valid_acc the decisions explain with the whole table to learn from")
     args = ap.parse_args(argv)
     started = time.time()
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -356,11 +417,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = report(runs, args.datasets, args.spaces, seeds)
     if args.predictors:
         rep["predictors"] = predictor_figures()
+    if args.structure:
+        rep["accuracy_structure"] = accuracy_structure()
     if (not args.report or args.only_extras) and not args.no_ask:
         rep["ask_seconds"] = ask_seconds()
     if (RESULTS / "predictor_search.json").exists():
         old = json.loads((RESULTS / "predictor_search.json").read_text())
-        rep.update({k: old[k] for k in ("ask_seconds", "predictors") if k in old and k not in rep})
+        rep.update({k: old[k] for k in ("ask_seconds", "predictors", "accuracy_structure") if k in old and k not in rep})
     rep["meta"] = {"command": " ".join(["experiments/predictor_search.py", *(sys.argv[1:] if argv is None else argv)]),
                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
                    "python": platform.python_version(), "cpus": os.cpu_count(), "load_average": list(os.getloadavg()),
@@ -369,6 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(rep)
     if "predictors" in rep:
         print_predictors(rep["predictors"])
+    if "accuracy_structure" in rep:
+        print_structure(rep["accuracy_structure"])
     if args.runs == RUNS:  # pilots (another runs file) print only
         (RESULTS / "predictor_search.json").write_text(json.dumps(rep, indent=1))
         print(f"\nwrote {RESULTS / 'predictor_search.json'}")
