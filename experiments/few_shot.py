@@ -27,8 +27,11 @@ Setting: the NAS-Bench-201 cell in a 2-stage network (`--cells` cells per stage,
     .venv/bin/python experiments/few_shot.py --quick      # smoke run (8 archs, 2 seeds, tiny budgets)
     .venv/bin/python experiments/few_shot.py --dataset mnist1d --gt-epochs 4 --jobs 1   # ~50 min on one core
 
-Writes experiments/results/few_shot.json (few_shot_mnist1d.json with `--dataset mnist1d`; `_quick` with
---quick) after every finished run; a rerun with the same settings resumes.
+    .venv/bin/python experiments/few_shot.py --dataset mnist1d --gt-epochs 4 --channels 32   # wider cells (~12 min)
+
+Writes experiments/results/few_shot.json (few_shot_mnist1d.json with `--dataset mnist1d`; `_c<N>` with
+`--channels N` other than 8, truth included; `_quick` with --quick) after every finished run; a rerun with the
+same settings resumes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from depth_gap import connected, kendall, train_cell, train_one  # noqa: E402
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHANNELS = 8  # the width of the recorded digits and MNIST-1D runs
 METHODS = {"one-shot": ("none", 0), "random split": ("random", None), "gradient matching": ("gradient", None)}
 _DATA: dict[str, Any] = {}
 DATASETS = {"digits": ("digits split 0", (1, 8, 8)),
@@ -171,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gm-batches", type=int, default=4)
     ap.add_argument("--parent-fraction", type=float, default=None,
                     help="share of the budget before the first split (default: levels + 1 equal phases)")
-    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--channels", type=int, default=DEFAULT_CHANNELS,
+                    help="cell width, supernet and stand-alone truth alike (default 8; others write *_c<N>.json)")
     ap.add_argument("--cells", type=int, default=1, help="cells per stage (2 stages)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--arch-seed", type=int, default=0, help="draws the architectures")
@@ -182,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.archs, args.gt_seeds, args.gt_epochs, args.seeds, args.epochs = 8, 2, 2, 2, 6
     name = ("few_shot" if args.dataset == "digits" else f"few_shot_{args.dataset}") + ("_quick" if args.quick else "")
     late = "" if args.parent_fraction is None else f"_parent{round(100 * args.parent_fraction)}"
+    if args.channels != DEFAULT_CHANNELS:  # another width is another truth: its own files, the 8-channel ones kept
+        name += f"_c{args.channels}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out, gt_path = args.results_dir / f"{name}{late}.json", args.results_dir / f"{name}_ground_truth.json"
     started, load0 = time.perf_counter(), os.getloadavg()

@@ -209,7 +209,7 @@ def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys, monkeypatch):
     argv = ["--archs", "4", "--gt-seeds", "2", "--gt-epochs", "1", "--seeds", "2", "--epochs", "1", "--levels", "1",
             "--gm-batches", "1", "--channels", "4", "--jobs", "1", "--results-dir", str(tmp_path)]
     assert experiment.main(argv) == 0
-    doc = json.loads((tmp_path / "few_shot.json").read_text())
+    doc = json.loads((tmp_path / "few_shot_c4.json").read_text())
     assert len(doc["runs"]) == 6 and doc["analysis"]["seeds"] == [0, 1]
     assert len({r["steps"] for r in doc["runs"]}) == 1  # one budget for every method
     assert set(doc["analysis"]["paired"]) == {"gm - one-shot", "gm - random split"}
@@ -219,7 +219,7 @@ def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys, monkeypatch):
     for run in doc["runs"]:  # the recorded owners agree with the ones rebuilt from the splits (older results)
         rebuilt = experiment.owners_of({k: v for k, v in run.items() if k != "owners"}, archs)
         assert rebuilt == run["owners"] and max(rebuilt) < (1 if run["method"] == "one-shot" else 2)  # levels 1
-    cached = json.loads((tmp_path / "few_shot_ground_truth.json").read_text())
+    cached = json.loads((tmp_path / "few_shot_c4_ground_truth.json").read_text())
     assert len(cached["records"]) == 8
     assert "dataset" not in doc["settings"] and doc["dataset"] == "digits"  # digits' stored results stay valid
     # the 1-D cell on MNIST-1D, its own files; a 128-signal slice of each split keeps it fast (workers fork)
@@ -227,7 +227,7 @@ def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys, monkeypatch):
                                                       experiment.load_splits("mnist1d").items()})
     argv[argv.index("--seeds") + 1] = "1"
     assert experiment.main(argv + ["--dataset", "mnist1d"]) == 0
-    doc = json.loads((tmp_path / "few_shot_mnist1d.json").read_text())
+    doc = json.loads((tmp_path / "few_shot_mnist1d_c4.json").read_text())
     assert doc["settings"]["dataset"] == "mnist1d" and len(doc["runs"]) == 3
-    assert json.loads((tmp_path / "few_shot_mnist1d_ground_truth.json").read_text())["settings"]["data"].startswith(
+    assert json.loads((tmp_path / "few_shot_mnist1d_c4_ground_truth.json").read_text())["settings"]["data"].startswith(
         "mnist1d")
