@@ -14,7 +14,9 @@ subspace; the total number of supernet steps is the same for every `splitter` ("
 budget is cut into `levels + 1` equal phases (or `parent_fraction` of it before the first split and the rest
 in `levels` equal phases), and a phase's steps are shared evenly by the sub-supernets alive in it. An
 architecture is rated by the one sub-supernet whose subspace contains it (batch norm recalibrated for its
-path). `search_few_shot` journals the ratings as trials (`nas.load`, `nas status`).
+path). `search_few_shot` journals the ratings as trials (`nas.load`, `nas status`, `nas pareto`) and keeps each
+rated architecture's weights (its sub-supernet's, as `FewShotSupernets.subnet` gives them), so `nas export` turns
+any of them into a standalone model.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.modelspec import record_model, save_trial_weights
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
@@ -349,6 +352,15 @@ class FewShotSupernets:
         loss = float(sum(F.cross_entropy(net(xb), yb, reduction="sum") for xb, yb in zip(x.split(500), y.split(500))))
         return {"supernet_accuracy": accuracy(net, x, y), "supernet_loss": loss / len(x), "sub_supernet": float(k)}
 
+    @torch.no_grad()
+    def subnet(self, arch: Mapping[str, Any]) -> torch.nn.Module:
+        """`arch` as a standalone network holding its sub-supernet's weights, batch norm recalibrated for its path
+        (what `rate` scores; what `nas export` rebuilds). Eval mode."""
+        sub = self.subs[self.owner(arch)]
+        sub.use(arch)
+        recalibrate_bn(sub.supernet, self.calibration.split(300))
+        return sub.supernet.subnet(arch).eval()
+
     def summary(self) -> dict[str, Any]:
         """Plain data: the splits, each sub-supernet's subspace, lineage and steps."""
         return {"steps": self.steps, "seconds": round(self.seconds, 2), "splits": [s.to_dict() for s in self.splits],
@@ -451,6 +463,9 @@ def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mappi
             nets = train_few_shot(space, data, options, seed)
             if wd is not None:
                 jsonio.write_json(wd / SPLITS_FILE, nets.summary())
+                record_model(wd, space, notes={"search": f"search_few_shot ({options.splitter})",
+                                               "weights": "each architecture's sub-supernet's, batch norm recalibrated "
+                                                          "on training inputs; not retrained"})
             for arch in todo:
                 if arch.id in done:
                     continue
@@ -459,6 +474,8 @@ def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mappi
                 k = int(metrics.pop("sub_supernet"))
                 extra = {"sub_supernet": k, "subspace": nets.subs[k].subspace.to_dict(),
                          "lineage": list(nets.subs[k].lineage), "splitter": options.splitter}
+                if wd is not None:  # before the trial: a journaled architecture always has its weights
+                    save_trial_weights(wd, arch, nets.subnet(arch))
                 experiment.record(Trial(len(experiment.trials), arch.to_dict(), arch.id, metrics, "ok", started,
                                         time.time(), "local", None, extra))
                 done.add(arch.id)

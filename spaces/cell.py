@@ -190,6 +190,12 @@ class CellNetConfig:
         return len(self.input_shape) - 1
 
 
+def _net_config(net: CellNetConfig) -> dict[str, Any]:
+    """A cell space's macro skeleton as constructor arguments."""
+    return {"input_shape": list(net.input_shape), "num_classes": net.num_classes, "channels": net.channels,
+            "cells_per_stage": net.cells_per_stage, "stages": net.stages}
+
+
 def _stem(cfg: CellNetConfig, c_out: int) -> nn.Sequential:
     conv, bn, _, _ = _nn(cfg.dims)
     return nn.Sequential(conv(cfg.input_shape[0], c_out, 3, 1, 1, bias=False), bn(c_out))
@@ -490,6 +496,14 @@ class NasBench201Space(ModelSpace):
         self.ops = _check_ops(ops)
         super().__init__(**{f"edge_{i}_{j}": Choice(list(self.ops), ordered=False) for i, j in NB201_EDGES})
 
+    def to_config(self) -> dict[str, Any]:
+        """The constructor's arguments as plain data (`nas.modelspec` rebuilds the space from them for export)."""
+        return {**_net_config(self.net), "ops": list(self.ops)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "NasBench201Space":
+        return cls(**config)
+
     # -- NB201 strings
     def to_string(self, arch: Mapping[str, Any]) -> str:
         """NB201's architecture string, e.g. `|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|`."""
@@ -611,6 +625,15 @@ class DartsSpace(ModelSpace):
         super().__init__(normal=cell(), reduce=cell())
 
     # -- DARTS genotypes
+
+    def to_config(self) -> dict[str, Any]:
+        """The constructor's arguments as plain data (`nas.modelspec` rebuilds the space from them for export)."""
+        return {**_net_config(self.net), "nodes": self.nodes, "ops": list(self.ops),
+                "stem_multiplier": self.stem_multiplier}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "DartsSpace":
+        return cls(**config)
     def to_genotype(self, arch: Mapping[str, Any]) -> dict[str, list]:
         """{"normal": [(op, input), ...], "normal_concat": [2..], "reduce": ..., "reduce_concat": ...}."""
         a, out = self.validate(arch), {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,18 @@ def test_doc_examples_run():
     assert len(blocks) >= 3
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "__doc_example__"})
+
+
+def test_cell_spaces_round_trip_through_the_model_spec_json():
+    """`nas export` rebuilds a search's space from model.json: a non-default width, depth, input or op list must
+    survive, or the recorded weights would not fit the rebuilt networks."""
+    from nas.modelspec import space_from_json, space_to_json
+
+    for space in (NasBench201Space(input_shape=(1, 40), channels=4, cells_per_stage=1, stages=1,
+                                   ops=["skip_connect", "nor_conv_3x3"]),
+                  DartsSpace(input_shape=(1, 8, 8), channels=8, cells_per_stage=1, stages=2, nodes=3, stem_multiplier=2)):
+        rebuilt = space_from_json(json.loads(json.dumps(space_to_json(space))))
+        arch = space.sample(np.random.default_rng(0))
+        assert type(rebuilt) is type(space) and rebuilt.to_config() == space.to_config()
+        assert {k: v.shape for k, v in rebuilt.build(arch).state_dict().items()} == \
+            {k: v.shape for k, v in space.build(arch).state_dict().items()}

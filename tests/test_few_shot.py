@@ -1,6 +1,6 @@
 """Few-shot NAS (nas.few_shot): gradient matching finds the edge whose ops disagree, children are warm-started
 copies, the sub-supernets partition the space, the budget is the same for every splitter, and the driver
-journals its ratings."""
+journals its ratings with weights that `nas export` rebuilds."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import torch
 import nas
 from nas.datasets import digits_splits
 from nas.errors import ConfigError
+from nas.export import export
 from nas.few_shot import (FewShotOptions, PathMixing, SubSupernet, Subspace, best_partition, choose_split,
                           gradient_similarity, phase_steps, search_few_shot, train_few_shot)
 from nas.spaces.cell import NB201_EDGES, DartsSpace, NasBench201Space
+from nas.spaces.training import recalibrate_bn
 from tests.docs import python_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +160,29 @@ def test_search_few_shot_journals_ratings_that_nas_load_reads(data, tmp_path, on
 
     out = CliRunner().invoke(app, ["status", str(wd)])
     assert out.exit_code == 0, out.stdout
+
+
+def test_nas_export_rebuilds_each_rated_architecture_as_its_sub_supernet_scored_it(data, tmp_path, one_thread):
+    """Each journaled architecture keeps its sub-supernet's weights: the exported standalone model gives the
+    journaled rating and the supernet path's outputs."""
+    space, wd = tiny(), tmp_path / "few-shot"
+    options = FewShotOptions(levels=1, epochs=2, batch_size=32, gm_batches=1, calibration_size=64)
+    result = search_few_shot(space, data, 5, options, seed=1, workdir=wd)
+    report = export(wd, tmp_path / "models", onnx=False)
+    assert report.models and {m.trial for m in report.models} <= {t.number for t in result.trials}
+    x, y = data["valid"]
+    nets = train_few_shot(space, data, options, seed=1)  # deterministic: the same sub-supernets
+    for m in report.models:
+        trial = result.trials[m.trial]
+        module = nas.load_subnet(m.path)
+        with torch.no_grad():
+            out = module(x)
+        assert float((out.argmax(1) == y).float().mean()) == pytest.approx(trial.metrics["supernet_accuracy"], abs=1e-9)
+        sub = nets.subs[trial.extra["sub_supernet"]]
+        sub.use(trial.arch)
+        with torch.no_grad():
+            path = recalibrate_bn(sub.supernet, nets.calibration.split(300))(x)
+        assert torch.allclose(out, path, atol=1e-5)
 
 
 def test_bad_settings_name_the_field(data):
