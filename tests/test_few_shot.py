@@ -160,6 +160,7 @@ def test_search_few_shot_journals_ratings_that_nas_load_reads(data, tmp_path, on
 
     out = CliRunner().invoke(app, ["status", str(wd)])
     assert out.exit_code == 0, out.stdout
+    assert "nas.few_shot.search_few_shot(" in " ".join(out.stdout.split())  # how to continue: its own driver
 
 
 def test_nas_export_rebuilds_each_rated_architecture_as_its_sub_supernet_scored_it(data, tmp_path, one_thread):

@@ -125,11 +125,25 @@ def parse_objectives(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+DRIVERS = {"bossnas": "nas.bossnas.search_bossnas", "eas": "nas.eas.search_eas"}  # strategy -> its own entry point
+
+
 def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
-    """How this search continues: `nas resume DIR` for scripts run by `nas run`, else the Python call again."""
-    if (config.get("metadata") or {}).get("script"):
+    """How this search continues: `nas resume DIR` for scripts run by `nas run`, else the Python call that wrote the
+    workdir again (`nas.search`, or the driver of a one-shot, few-shot, BossNAS or EAS search)."""
+    meta = config.get("metadata") or {}
+    if meta.get("script"):
         return f"nas resume {workdir}"
-    return f"call nas.search(..., workdir={str(workdir)!r}) again with the same arguments"
+    strategy = str(config.get("strategy", ""))
+    if strategy in DRIVERS:
+        call = DRIVERS[strategy]
+    elif meta.get("few_shot"):
+        call = "nas.few_shot.search_few_shot"
+    elif meta.get("one_shot"):
+        call = "nas.darts.search_darts"
+    else:
+        call = "nas.search"
+    return f"call {call}(..., workdir={str(workdir)!r}) again with the same arguments"
 
 
 def _discard(workdir: Path, console: Console) -> None:
