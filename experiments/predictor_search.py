@@ -271,12 +271,12 @@ def accuracy_structure(folds: int = 5, top: int = 100) -> dict[str, Any]:
         y = np.array([b(b.space.validate(dict(zip(FIELDS, k))))["valid_acc"] for k in keys])
         best, best_top = int(np.argmax(y)), np.argsort(-y)[:top]
         pairs = np.column_stack([rows] + [np.char.add(np.char.add(rows[:, 0], "|"), rows[:, i]) for i in range(1, 5)])
+        onehot = OneHotEncoder().fit_transform(rows)
         preds: dict[str, tuple[np.ndarray, float | None]] = {}
-        for name, cols in (("additive", rows), ("additive + link x op", pairs)):
-            x = OneHotEncoder().fit_transform(cols)
+        for name, x in (("additive", onehot), ("additive + link x op", OneHotEncoder().fit_transform(pairs))):
             model = Ridge(alpha=1.0).fit(x, y)
             preds[name] = (model.predict(x), float(model.score(x, y)))
-        x = OneHotEncoder().fit_transform(rows)
+        x = onehot
         oof = np.zeros(len(y))
         for train, test in KFold(folds, shuffle=True, random_state=0).split(x):
             forest = RandomForestRegressor(100, min_samples_leaf=2, random_state=0, n_jobs=1).fit(x[train], y[train])

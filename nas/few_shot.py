@@ -343,12 +343,18 @@ class FewShotSupernets:
         return found[0]
 
     @torch.no_grad()
-    def rate(self, arch: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Supernet accuracy and loss of `arch` on (x, y) in its sub-supernet, batch norm recalibrated."""
+    def _calibrated(self, arch: Mapping[str, Any]) -> tuple[int, CellSupernet]:
+        """The index of `arch`'s sub-supernet and that supernet set to `arch`'s path, batch norm recalibrated for it
+        (eval mode)."""
         k = self.owner(arch)
         sub = self.subs[k]
         sub.use(arch)
-        net = recalibrate_bn(sub.supernet, self.calibration.split(300))
+        return k, recalibrate_bn(sub.supernet, self.calibration.split(300))
+
+    @torch.no_grad()
+    def rate(self, arch: Mapping[str, Any], x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Supernet accuracy and loss of `arch` on (x, y) in its sub-supernet, batch norm recalibrated."""
+        k, net = self._calibrated(arch)
         loss = float(sum(F.cross_entropy(net(xb), yb, reduction="sum") for xb, yb in zip(x.split(500), y.split(500))))
         return {"supernet_accuracy": accuracy(net, x, y), "supernet_loss": loss / len(x), "sub_supernet": float(k)}
 
@@ -356,10 +362,7 @@ class FewShotSupernets:
     def subnet(self, arch: Mapping[str, Any]) -> torch.nn.Module:
         """`arch` as a standalone network holding its sub-supernet's weights, batch norm recalibrated for its path
         (what `rate` scores; what `nas export` rebuilds). Eval mode."""
-        sub = self.subs[self.owner(arch)]
-        sub.use(arch)
-        recalibrate_bn(sub.supernet, self.calibration.split(300))
-        return sub.supernet.subnet(arch).eval()
+        return self._calibrated(arch)[1].subnet(arch).eval()
 
     def summary(self) -> dict[str, Any]:
         """Plain data: the splits, each sub-supernet's subspace, lineage and steps."""

@@ -624,8 +624,6 @@ class DartsSpace(ModelSpace):
 
         super().__init__(normal=cell(), reduce=cell())
 
-    # -- DARTS genotypes
-
     def to_config(self) -> dict[str, Any]:
         """The constructor's arguments as plain data (`nas.modelspec` rebuilds the space from them for export)."""
         return {**_net_config(self.net), "nodes": self.nodes, "ops": list(self.ops),
@@ -634,6 +632,8 @@ class DartsSpace(ModelSpace):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DartsSpace":
         return cls(**config)
+
+    # -- DARTS genotypes
     def to_genotype(self, arch: Mapping[str, Any]) -> dict[str, list]:
         """{"normal": [(op, input), ...], "normal_concat": [2..], "reduce": ..., "reduce_concat": ...}."""
         a, out = self.validate(arch), {}
