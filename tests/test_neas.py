@@ -171,3 +171,31 @@ def test_the_neas_page_runs(tmp_path, monkeypatch, one_thread):
     namespace: dict = {"__name__": "neas_doc"}
     for block in python_blocks(ROOT / "docs" / "neas.md"):
         exec(compile(block, "docs/neas.md", "exec"), namespace)
+
+
+def test_a_neas_search_given_a_dataref_records_its_model_spec_and_exports(tmp_path, one_thread):
+    from nas.export import export
+    from nas.modelspec import DataRef, load_model_spec
+
+    opts = dict(warmup_epochs=2, epochs_per_round=1, rounds=1, drop=1, paths=10, groups=2, batch_size=32,
+                calib_size=64, budget=4)
+    result = search_neas(DataRef.of(_data, seed=0), TINY, seed=0, workdir=tmp_path / "run", **opts)
+    spec = load_model_spec(tmp_path / "run")
+    assert spec.weights == "supernet" and spec.notes == {"search": "neas"}
+    assert spec.build_space().fingerprint() == result.space.fingerprint()
+    report = export(tmp_path / "run", tmp_path / "models", top=1, onnx=False)
+    model = report.models[0]
+    assert model.arch_id == nas.architecture.Architecture(result.best).id
+    exported = nas.load_subnet(model.path)
+    assert type(exported).__name__ == "Ensemble"
+    # the recorded supernet is the trained one: the same slice of the in-memory supernet, recalibrated as
+    # export does, gives the exported outputs
+    data = _data(seed=0)
+    mine = spec.calibrated(EnsembleSupernet(result.space, result.supernet).subnet(result.best), data)
+    x = data["valid"][0][:16]
+    with torch.no_grad():
+        assert torch.allclose(exported(x), mine(x), atol=1e-5)
+    # re-measured on the spec's data (batch norm pooled over members when the supernet rated it: not exact)
+    assert model.measured["accuracy"] == pytest.approx(model.searched["accuracy"], abs=0.1)
+    plain = search_neas(_data(), TINY, seed=0, workdir=tmp_path / "plain", **opts)  # no DataRef: no spec
+    assert plain.best == result.best and not (tmp_path / "plain" / "model.json").exists()

@@ -36,7 +36,9 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.evaluators import cheap
-from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace
+from nas.measure import accuracy_metric
+from nas.modelspec import DataRef, record_model
+from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet
 from nas.result import SearchResult
 from nas.search import search as run_search
 from nas.spaces.training import recalibrate_bn, run_phase
@@ -244,12 +246,15 @@ def shrink(space: ChainSpace, scores: Mapping[str, Mapping[str, CandidateScore]]
 
 
 # ---------------------------------------------------------------------------------------- the search
-def search_neas(data: Splits, config: ChainConfig | None = None, options: NeasOptions | None = None,
+def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, options: NeasOptions | None = None,
                 seed: int = 0, workdir: str | Path | None = None, **overrides: Any) -> NeasResult:
     """Train the chain supernet K paths at a time, shrink it `rounds` times by potential + diversity, then
     search K-member ensembles in the shrunk space (journaled in `workdir`). `overrides` replace fields of
-    `options`. `data` maps "train" and "valid" (and optionally "test") to (x, y) tensors."""
+    `options`. `data` maps "train" and "valid" (and optionally "test") to (x, y) tensors, or is a `DataRef`
+    naming such splits: then the workdir also records its model spec, so `nas export` rebuilds ensembles."""
     options = replace(options or NeasOptions(), **overrides)
+    ref = data if isinstance(data, DataRef) else None
+    data = ref.load() if ref is not None else data
     frame = (config or ChainConfig()).frame()
     for split in ("train", "valid"):
         if split not in data:
@@ -282,6 +287,14 @@ def search_neas(data: Splits, config: ChainConfig | None = None, options: NeasOp
     supernet.eval()
     evaluator = PathEvaluator(supernet, data, calib_x)
     ens_space = EnsembleSpace(EnsembleConfig(space.config, options.members))
+    if wd is not None and ref is not None:  # how `nas export` rebuilds an ensemble: sliced from the supernet
+        record_model(wd, ens_space, supernet=EnsembleSupernet(ens_space, supernet), data=ref,
+                     calibration={"split": "train", "size": options.calib_size, "batch_size": options.batch_size},
+                     metrics={"accuracy": accuracy_metric("valid", scale=1.0)},
+                     notes={"search": "neas"})
+    elif wd is not None:
+        log.info("%s: no model spec recorded (data is not a DataRef); nas export needs "
+                 "nas.modelspec.record_model(workdir, result.space, supernet=EnsembleSupernet(...), data=...)", wd)
     result = _final_search(ens_space, evaluator, options, seed, wd, rounds)
     feasible = result.feasible
     best = ens_space.validate(max(feasible, key=lambda t: t.metrics["accuracy"]).arch) if feasible else None
