@@ -69,6 +69,7 @@ class Selection:
     taus: Mapping[str, float]
     standard_errors: Mapping[str, float]
     n: int
+    fitted: Any = None  # the chosen predictor already fitted on all of (archs, y), when `choose` did that fit
 
 
 def _signs(v: np.ndarray) -> np.ndarray:
@@ -149,12 +150,13 @@ def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequenc
         raise ConfigError(f"choose: need matching architectures and targets, at least 2 (got {len(archs)} and "
                           f"{len(y_arr)})")
     fallback = [f for f in fallback if f not in names]
-    if fallback and getattr(make(names[0]).fit(archs, y_arr), "degenerate", False):
+    prior = make(names[0]).fit(archs, y_arr) if fallback else None
+    if prior is not None and getattr(prior, "degenerate", False):
         logger.debug("default predictor: the prior %s is degenerate on %d results; %s compete", names[0], len(y_arr),
                      fallback)
         names += fallback
-    if len(names) == 1:
-        return Selection(names[0], names[0], {}, {}, len(y_arr))
+    if len(names) == 1:  # no out-of-fold fits follow: the prior's fit on all results is the one to use
+        return Selection(names[0], names[0], {}, {}, len(y_arr), prior)
     rng = np.random.default_rng([seed, len(y_arr)])
     if len(y_arr) > SUBSET:
         keep = np.sort(rng.choice(len(y_arr), SUBSET, replace=False))

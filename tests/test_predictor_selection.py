@@ -165,3 +165,29 @@ def test_the_other_family_competes_only_when_the_prior_is_degenerate(degenerate)
     sel = choose(stubs.__getitem__, ["prior"], archs, [truth[a.id] for a in archs], fallback=["other"])
     assert sel.name == ("other" if degenerate else "prior")
     assert (other.fits > 0) == degenerate  # not even fitted while the prior is sound
+    # the prior's fit on all results is handed back when nothing refits it afterwards (the strategy skips a refit);
+    # after out-of-fold fits its state is a fold's, so none is handed back
+    assert (sel.fitted is prior) == (not degenerate) and (prior.fits == 1) == (not degenerate)
+
+
+def test_predictor_search_fits_each_model_once_per_batch(monkeypatch):
+    """At a re-choosing step the chosen prior's fit on all results is used as is, not fitted a second time."""
+    space = plain_space()
+    strat = PredictorSearch(space, Problem.make({"score": "max"}), 0, n_init=10, batch_size=5)
+    rng = np.random.default_rng(0)
+    for a in [space.sample(rng) for _ in range(10)]:
+        strat.tell(a, TrialResult({"score": float(len(a.id) + int(a.id[:4], 16) % 7)}))
+    fits = []
+    real = PredictorSearch._predictor
+
+    def counting(self, metric, name):
+        p = real(self, metric, name)
+        if not hasattr(p, "_counted"):
+            fit = p.fit
+            p.fit = lambda archs, y: (fits.append(name), fit(archs, y))[1]
+            p._counted = True
+        return p
+
+    monkeypatch.setattr(PredictorSearch, "_predictor", counting)
+    strat.ask(5)  # N = 10: the first choice, prior sound -> one fit of the prior on all results
+    assert fits == [strat.choice["score"]]

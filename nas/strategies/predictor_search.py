@@ -51,7 +51,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.objectives import Problem
-from nas.predictors.selection import choose, default_candidates
+from nas.predictors.selection import Selection, choose, default_candidates
 from nas.predictors.transfer import TransferPredictor, TransferPrior
 from nas.pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 from nas.spaces import Architecture, Space
@@ -216,12 +216,12 @@ class PredictorSearch(Strategy):
         """The other model family: it competes only when the prior's fit is degenerate (`selection.choose`)."""
         return list(self._candidates)[1:]
 
-    def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> str:
+    def _choose(self, metric: str, archs: list[Architecture], y: np.ndarray) -> Selection:
         """The candidate `selection.choose` keeps: the first (the space's prior) unless another one's out-of-fold
         Kendall tau beats it by more than one standard error; the other family competes only if the prior's fit is
         degenerate."""
         return choose(lambda name: self._predictor(metric, name), self._candidate_names(metric), archs, y,
-                      self.model_seed, self._fallback()).name
+                      self.model_seed, self._fallback())
 
     def _usable(self) -> list[tuple[Architecture, TrialResult]]:
         return [(a, r) for a, r in self.history if r.status != "failed"]
@@ -239,9 +239,11 @@ class PredictorSearch(Strategy):
             if np.ptp(y) == 0:
                 y = y + np.linspace(0.0, 1e-12, len(y))  # constant targets: keep the fit well-posed
             archs = [a for a, _ in data]
+            fitted = None
             if choose or self.choice.get(metric) not in self._candidate_names(metric) + self._fallback():
-                self.choice[metric] = self._choose(metric, archs, y)
-            models[metric] = self._predictor(metric, self.choice[metric]).fit(archs, y)
+                selection = self._choose(metric, archs, y)
+                self.choice[metric], fitted = selection.name, selection.fitted  # fitted here already: same seed
+            models[metric] = fitted if fitted is not None else self._predictor(metric, self.choice[metric]).fit(archs, y)
         if choose:
             self.chosen_at = len(self.history)
         return models
