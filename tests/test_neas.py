@@ -197,5 +197,12 @@ def test_a_neas_search_given_a_dataref_records_its_model_spec_and_exports(tmp_pa
         assert torch.allclose(exported(x), mine(x), atol=1e-5)
     # re-measured on the spec's data (batch norm pooled over members when the supernet rated it: not exact)
     assert model.measured["accuracy"] == pytest.approx(model.searched["accuracy"], abs=0.1)
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+
+    out = CliRunner().invoke(app, ["status", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.stdout
+    assert "nas.neas.search_neas(" in " ".join(out.stdout.split())  # how to continue: its own driver
     plain = search_neas(_data(), TINY, seed=0, workdir=tmp_path / "plain", **opts)  # no DataRef: no spec
     assert plain.best == result.best and not (tmp_path / "plain" / "model.json").exists()

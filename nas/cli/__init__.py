@@ -130,7 +130,7 @@ DRIVERS = {"bossnas": "nas.bossnas.search_bossnas", "eas": "nas.eas.search_eas"}
 
 def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     """How this search continues: `nas resume DIR` for scripts run by `nas run`, else the Python call that wrote the
-    workdir again (`nas.search`, or the driver of a one-shot, few-shot, BossNAS or EAS search)."""
+    workdir again (`nas.search`, or the driver of a one-shot, few-shot, NEAS, BossNAS or EAS search)."""
     meta = config.get("metadata") or {}
     if meta.get("script"):
         return f"nas resume {workdir}"
@@ -139,6 +139,8 @@ def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
         call = DRIVERS[strategy]
     elif meta.get("few_shot"):
         call = "nas.few_shot.search_few_shot"
+    elif meta.get("neas"):
+        call = "nas.neas.search_neas"
     elif meta.get("one_shot"):
         call = "nas.darts.search_darts"
     else:
