@@ -321,3 +321,26 @@ def test_on_a_listed_space_each_proposal_is_a_recorded_one_class_step_from_the_b
             best, best_score = arch, s
     assert len(strat.seen) == len(ids)  # every recorded architecture once, none twice
     assert all(len(c) == 1 for c in steps) and len(steps) >= 10
+
+
+def test_known_designs_script_trains_each_once_and_picks_on_validation(karate, tmp_path, one_thread):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import gnn_known_archs as g
+
+    recipes = {"search": {**g.RECIPES["search"], "epochs": 5}, "lr0.005": {**g.RECIPES["lr0.005"], "epochs": 5}}
+    cache = tmp_path / "cache.jsonl"
+    g.train_all("karate", karate, [0, 1], cache, recipes=recipes, log=lambda m: None)
+    records = g.read_cache(cache)
+    assert len(records) == len(g.ARCHS) * 2 * 2
+    g.train_all("karate", karate, [0, 1], cache, recipes=recipes, log=lambda m: None)
+    assert len(g.read_cache(cache)) == len(records)  # resumed: nothing trained twice
+    out = g.summarize(records, [0, 1])["karate"]
+    gcn = next(r for r in out["rows"] if r["arch"] == "gcn" and r["recipe"] == "search")
+    assert gcn["test_minus_gcn"]["mean"] == 0.0
+    assert set(out["validation_picks"]) == set(recipes)
+    for recipe, picks in out["validation_picks"].items():
+        for p in picks["per_seed"]:
+            mine = [r for r in records if r["recipe"] == recipe and r["seed"] == p["seed"]]
+            best = max(mine, key=lambda r: (r["valid_acc"], -r["valid_loss"]))
+            assert p["arch"] == best["arch"]  # picked on validation only
+            assert p["best_test_minus_gcn"] >= p["test_minus_gcn"]
