@@ -45,6 +45,12 @@ trainings count in each method's cost. A longer search replays a shorter one's t
 search's proposals do not depend on its budget), so `--budget 40` after `--budget 20` trains only the new ones:
 
     .venv/bin/python experiments/autognn.py --space appnp-dropout --budget 40 --reselect 3 --methods autognn rl random
+
+`--patience N` (with `--epochs`) changes the recipe's early stopping for every training, GCN included, e.g. GAT's
+and APPNP's 100 epochs (experiments/gnn_known_archs.py measured it helps validation pick APPNP on Cora); its runs
+go to their own files (`autognn_<space>_patience<N>.json`, cache folder likewise):
+
+    .venv/bin/python experiments/autognn.py --space appnp-dropout --patience 100 --epochs 300 --budget 20 --datasets cora
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cora", "citeseer")
 METHODS = ("autognn+sharing", "autognn", "rl", "random")
 STRATEGY = {"autognn+sharing": "autognn", "autognn": "autognn", "rl": "rl", "random": "random"}
+PATIENCE = 20  # the search recipe's early stopping (NodeClassificationEvaluator's default); `--patience` changes it
 # rl's default batch of 10 results would leave rl no policy step before its last proposal at budget 10: both
 # REINFORCE methods step every 5 results; random has no options
 OPTIONS: dict[str, dict[str, Any]] = {"autognn": {"classes": GNN_ACTION_CLASSES, "batch_size": 5}, "rl": {"batch_size": 5}}
@@ -97,6 +104,7 @@ class Settings:
     space: str = "default"
     reselect: int = 0  # the search's top `reselect` trials (by validation) are retrained under `repeats` more seeds
     repeats: int = 0
+    patience: int = PATIENCE  # early stop after this many epochs without a new lowest validation loss
 
     def key(self) -> str:
         fields = asdict(self)
@@ -106,6 +114,8 @@ class Settings:
             fields["space_options"] = SPACES[self.space]
         if not self.reselect:  # and those cached before reselection existed
             del fields["reselect"], fields["repeats"]
+        if self.patience == PATIENCE:  # and those cached before the patience was a setting
+            del fields["patience"]
         return json.dumps({**fields, "options": OPTIONS}, sort_keys=True, default=list)
 
 
@@ -145,10 +155,11 @@ class Cache:
                 and recipe(r["settings"]) == self.recipe}
 
 
-def recipe(settings_key: str) -> tuple[Any, Any]:
-    """What a training under the settings `settings_key` depends on: epochs and space options (not the budget)."""
+def recipe(settings_key: str) -> tuple[Any, Any, Any]:
+    """What a training under the settings `settings_key` depends on: epochs, patience and space options (not the
+    budget)."""
     fields = json.loads(settings_key)
-    return fields.get("epochs"), fields.get("space_options")
+    return fields.get("epochs"), fields.get("patience", PATIENCE), fields.get("space_options")
 
 
 class Memo:
@@ -161,8 +172,9 @@ class Memo:
     """
 
     def __init__(self, space: GNNSpace, data: Any, seed: int, epochs: int,
-                 recorded: Mapping[str, Mapping[str, float]] | None = None, cache: Cache | None = None) -> None:
-        self.evaluate = NodeClassificationEvaluator(space, data, epochs=epochs, seed=seed)
+                 recorded: Mapping[str, Mapping[str, float]] | None = None, cache: Cache | None = None,
+                 patience: int = PATIENCE) -> None:
+        self.evaluate = NodeClassificationEvaluator(space, data, epochs=epochs, seed=seed, patience=patience)
         self.done: dict[str, dict[str, float]] = {k: dict(v) for k, v in (recorded or {}).items()}
         self.cache = cache
         self.kept = {k: v for k, v in (cache.trainings(seed) if cache is not None else {}).items() if k not in self.done}
@@ -254,7 +266,7 @@ def run_method(space: GNNSpace, data: Any, method: str, seed: int, settings: Set
     """One search of `settings.budget` trainings; the pick (by validation) and its full-recipe metrics."""
     if method == "autognn+sharing":
         evaluate: Any = SharedWeightsEvaluator(space, data, epochs=settings.share_epochs,
-                                               scratch_epochs=settings.epochs, seed=seed)
+                                               scratch_epochs=settings.epochs, seed=seed, patience=settings.patience)
     else:
         evaluate = memo
     t0 = time.perf_counter()
@@ -301,10 +313,13 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
         if cached_only and not finished(cache, methods):
             log(f"{name} seed {seed}: not finished in the cache, left out")
             continue
-        before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs)
+        before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs) if (
+            settings.patience == PATIENCE) else ({}, None)  # gnn_planetoid.py trained with the default patience
         progress = Cache(cache_dir / f"{name}_seed{seed}.progress.jsonl", name, settings)  # not committed
-        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache)}, progress)
-        extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache) for j in range(1, settings.repeats + 1)]
+        memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache)}, progress,
+                    settings.patience)
+        extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache, patience=settings.patience)
+                 for j in range(1, settings.repeats + 1)]
 
         def seeds_of(arch: Mapping[str, Any]) -> dict[str, Any]:
             """A control's accuracies under every training seed, when the picks are reselected over seeds."""
@@ -339,7 +354,8 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
                     f"{rec['pick']['summary']}; {rec['cost_seconds']:.0f} s of training")
             runs[method].append(rec)
         if "autognn+sharing" in methods:  # the same children from scratch, same epochs and seed
-            scratch = NodeClassificationEvaluator(space, data, epochs=settings.share_epochs, seed=seed)
+            scratch = NodeClassificationEvaluator(space, data, epochs=settings.share_epochs, seed=seed,
+                                                  patience=settings.patience)
             for t in runs["autognn+sharing"][-1]["trials"]:
                 if t.get("inherited_layers", 0) < 1:
                     continue
@@ -480,6 +496,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=int, default=Settings.budget, help="trainings per search (default 10)")
     ap.add_argument("--epochs", type=int, default=Settings.epochs)
     ap.add_argument("--share-epochs", type=int, default=Settings.share_epochs)
+    ap.add_argument("--patience", type=int, default=PATIENCE,
+                    help=f"early stop after N epochs without a new lowest validation loss (default {PATIENCE})")
     ap.add_argument("--space", default=Settings.space, choices=list(SPACES),
                     help="default: Auto-GNN's space as built in; appnp-dropout: with APPNP and dropout searched")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -498,7 +516,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.datasets, args.seeds, args.budget, args.epochs = ["cora"], [0], min(args.budget, 3), min(args.epochs, 30)
     if args.reselect < 0 or args.repeats < 1:
         ap.error("--reselect must be >= 0 and --repeats >= 1")
-    space = "" if args.space == "default" else f"_{args.space}"
+    if args.patience < 1:
+        ap.error("--patience must be >= 1")
+    space = ("" if args.space == "default" else f"_{args.space}") + ("" if args.patience == PATIENCE else
+                                                                      f"_patience{args.patience}")
     quick = "_quick" if args.quick else ""
     reselected = f"_b{args.budget}_reselect{args.reselect}x{args.repeats}" if args.reselect else ""
     if args.out is None:
@@ -515,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     started = time.perf_counter()
     settings = Settings(args.budget, args.epochs, args.share_epochs, args.space, args.reselect,
-                        args.repeats if args.reselect else 0)
+                        args.repeats if args.reselect else 0, args.patience)
     recorded = args.recorded if args.space == "default" else None  # gnn_planetoid.py trained the default space
     results: dict[str, Any] = {}
     for name in args.datasets:

@@ -212,6 +212,9 @@ def test_reduced_experiment_on_the_wider_space_reports_the_tuned_gcn_control(kar
     import autognn
 
     assert "space" not in json.loads(autognn.Settings().key())  # caches of the default space stay valid
+    assert "patience" not in json.loads(autognn.Settings().key())  # and those of the default patience
+    longer = autognn.Settings(patience=100).key()
+    assert autognn.recipe(longer) != autognn.recipe(autognn.Settings().key())  # other trainings: never replayed
     settings = autognn.Settings(budget=3, epochs=4, share_epochs=2, space="appnp-dropout")
     assert json.loads(settings.key())["space_options"]["dropouts"] == [0.5, 0.6, 0.7, 0.8]
     out = autognn.run_dataset("karate", karate, [0, 1], settings, tmp_path, methods=["autognn", "random"],
@@ -344,3 +347,18 @@ def test_known_designs_script_trains_each_once_and_picks_on_validation(karate, t
             best = max(mine, key=lambda r: (r["valid_acc"], -r["valid_loss"]))
             assert p["arch"] == best["arch"]  # picked on validation only
             assert p["best_test_minus_gcn"] >= p["test_minus_gcn"]
+
+
+def test_the_patience_setting_reaches_every_training(karate, tmp_path, one_thread):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import autognn
+
+    first = {}
+    for patience in (2, 20):  # the first proposal does not depend on results: the same architecture, trained twice
+        settings = autognn.Settings(budget=2, epochs=60, share_epochs=2, patience=patience)
+        out = autognn.run_dataset("karate", karate, [0], settings, tmp_path / str(patience),
+                                  methods=["rl", "autognn+sharing"], log=lambda m: None)
+        first[patience] = {m: runs[0]["trials"][0] for m, runs in out["runs"].items()}
+    for method in ("rl", "autognn+sharing"):  # full trainings and the sharing search's from-scratch ones
+        assert first[2][method]["id"] == first[20][method]["id"]
+        assert first[2][method]["epochs"] < first[20][method]["epochs"]
