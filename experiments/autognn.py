@@ -197,14 +197,16 @@ class Memo:
 RECORDED_KEYS = ("train_acc", "valid_acc", "test_acc", "best_epoch", "epochs", "train_seconds", "params")
 
 
-def recorded_trainings(path: Path | None, dataset: str, seed: int,
-                       epochs: int) -> tuple[dict[str, dict[str, float]], dict[str, float] | None]:
-    """gnn_planetoid.py's trainings of `dataset` under `seed`, if made with `epochs`: its random search's
-    (arch id -> metrics) and its GCN's metrics (None when absent)."""
+def recorded_trainings(path: Path | None, dataset: str, seed: int, epochs: int, patience: int = PATIENCE
+                       ) -> tuple[dict[str, dict[str, float]], dict[str, float] | None]:
+    """gnn_planetoid.py's trainings of `dataset` under `seed`, if made with `epochs` and `patience` (it records no
+    patience: it trains with the default): its random search's (arch id -> metrics) and its GCN's metrics (None
+    when absent)."""
     if path is None or not path.exists():
         return {}, None
     doc = json.loads(path.read_text())
-    if doc.get("settings", {}).get("epochs") != epochs:
+    recorded = doc.get("settings", {})
+    if recorded.get("epochs") != epochs or recorded.get("patience", PATIENCE) != patience:
         return {}, None
     for run in doc.get("results", {}).get(dataset, {}).get("runs", []):
         if run["seed"] == seed:
@@ -313,11 +315,10 @@ def run_dataset(name: str, data: Any, seeds: Sequence[int], settings: Settings, 
         if cached_only and not finished(cache, methods):
             log(f"{name} seed {seed}: not finished in the cache, left out")
             continue
-        before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs) if (
-            settings.patience == PATIENCE) else ({}, None)  # gnn_planetoid.py trained with the default patience
+        before, before_gcn = recorded_trainings(recorded, name, seed, settings.epochs, settings.patience)
         progress = Cache(cache_dir / f"{name}_seed{seed}.progress.jsonl", name, settings)  # not committed
         memo = Memo(space, data, seed, settings.epochs, {**before, **earlier_trainings(cache)}, progress,
-                    settings.patience)
+                    patience=settings.patience)
         extra = [Memo(space, data, seed + 1000 * j, settings.epochs, cache=cache, patience=settings.patience)
                  for j in range(1, settings.repeats + 1)]
 

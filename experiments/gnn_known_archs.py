@@ -38,15 +38,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reporting import append_cache, git_commit, read_cache  # noqa: E402  (experiments/ is on sys.path)
+from autognn import make_space, mean_ci  # noqa: E402  (experiments/ is on sys.path)
+from gnn_planetoid import GCN  # noqa: E402
+from gnn_table_search import paired  # noqa: E402
+from reporting import append_cache, git_commit, read_cache  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 DATASETS = ("cora", "citeseer")
-DROPOUTS = (0.5, 0.6, 0.7, 0.8)  # autognn.py's appnp-dropout space
+SPACE = "appnp-dropout"  # autognn.py's space holding APPNP, with the dropout rate searched
 
 
 def _layer(op: str, hidden: int, activation: str = "relu", **extra: Any) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def _layer(op: str, hidden: int, activation: str = "relu", **extra: Any) -> dict
 
 
 ARCHS: dict[str, dict[str, Any]] = {
-    "gcn": {"layers": 1, "hidden_layers": [_layer("gcn", 16)], "output": {"op": "gcn"}, "dropout": 0.5},
+    "gcn": {**GCN, "dropout": 0.5},
     "appnp": {"layers": 1, "hidden_layers": [_layer("mlp", 64)], "output": {"op": "appnp"}, "dropout": 0.5},
     "appnp-d0.8": {"layers": 1, "hidden_layers": [_layer("mlp", 64)], "output": {"op": "appnp"}, "dropout": 0.8},
     "gat": {"layers": 1, "hidden_layers": [_layer("gat", 64, "elu", attention="gat", heads=8)],
@@ -72,10 +74,10 @@ def train_all(dataset: str, data: Any, seeds: Sequence[int], cache: Path,
               archs: Mapping[str, Mapping[str, Any]] = ARCHS, recipes: Mapping[str, Mapping[str, Any]] = RECIPES,
               log: Any = print) -> None:
     """Train every (architecture, recipe, seed) of `dataset` not yet in `cache`, appending each as it finishes."""
-    from nas.spaces.gnn import EXTRA_OPS, OPS, GNNSpace, NodeClassificationEvaluator
+    from nas.spaces.gnn import NodeClassificationEvaluator
 
     done = {(r["dataset"], r["arch"], r["recipe"], r["seed"]) for r in read_cache(cache)}
-    space = GNNSpace(data.num_features, int(data.y.max()) + 1, ops=OPS + EXTRA_OPS, dropouts=DROPOUTS)
+    space = make_space(data, SPACE)
     for arch_name, arch in archs.items():
         for recipe_name, recipe in recipes.items():
             for seed in seeds:
@@ -86,13 +88,6 @@ def train_all(dataset: str, data: Any, seeds: Sequence[int], cache: Path,
                                      **metrics})
                 log(f"{dataset} {arch_name:10s} {recipe_name:11s} seed {seed}: valid {metrics['valid_acc']:.3f} "
                     f"test {metrics['test_acc']:.3f} ({metrics['train_seconds']:.0f} s)")
-
-
-def _mean_ci(values: Sequence[float]) -> dict[str, float]:
-    v = np.asarray(values, dtype=float)
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-    return {"mean": float(v.mean()), "ci95_low": float(v.mean() - half), "ci95_high": float(v.mean() + half),
-            "n": int(len(v))}
 
 
 def summarize(records: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
@@ -106,13 +101,14 @@ def summarize(records: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dic
         for arch in ARCHS:
             for recipe in RECIPES:
                 got = [by[(dataset, arch, recipe, s)] for s in seeds if (dataset, arch, recipe, s) in by]
-                paired = [r["test_acc"] - base[r["seed"]] for r in got if r["seed"] in base]
                 if not got:
                     continue
+                both = [r for r in got if r["seed"] in base]
                 rows.append({"arch": arch, "recipe": recipe, "seeds": [r["seed"] for r in got],
-                             "valid_acc": _mean_ci([r["valid_acc"] for r in got]),
-                             "test_acc": _mean_ci([r["test_acc"] for r in got]),
-                             "test_minus_gcn": _mean_ci(paired) if paired else None,
+                             "valid_acc": mean_ci([r["valid_acc"] for r in got]),
+                             "test_acc": mean_ci([r["test_acc"] for r in got]),
+                             "test_minus_gcn": paired([r["test_acc"] for r in both], [base[r["seed"]] for r in both])
+                             if both else None,
                              "seconds": float(np.mean([r["train_seconds"] for r in got]))})
         picks = {}
         for recipe in RECIPES:  # a search that trained exactly these designs once per seed, picking on validation
@@ -121,12 +117,13 @@ def summarize(records: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dic
                 got = [by[(dataset, a, recipe, s)] for a in ARCHS if (dataset, a, recipe, s) in by]
                 if len(got) == len(ARCHS) and s in base:
                     best = max(got, key=lambda r: (r["valid_acc"], -r["valid_loss"]))
-                    per_seed.append({"seed": s, "arch": best["arch"], "test_minus_gcn": best["test_acc"] - base[s],
-                                     "best_test_minus_gcn": max(r["test_acc"] for r in got) - base[s]})
+                    per_seed.append({"seed": s, "arch": best["arch"], "test_acc": best["test_acc"],
+                                     "best_test_acc": max(r["test_acc"] for r in got), "gcn_test_acc": base[s]})
             if per_seed:
+                gcn = [p["gcn_test_acc"] for p in per_seed]
                 picks[recipe] = {"per_seed": per_seed,
-                                 "test_minus_gcn": _mean_ci([p["test_minus_gcn"] for p in per_seed]),
-                                 "best_test_minus_gcn": _mean_ci([p["best_test_minus_gcn"] for p in per_seed])}
+                                 "test_minus_gcn": paired([p["test_acc"] for p in per_seed], gcn),
+                                 "best_test_minus_gcn": paired([p["best_test_acc"] for p in per_seed], gcn)}
         out[dataset] = {"rows": rows, "validation_picks": picks}
     return out
 
@@ -175,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "git_commit": git_commit(),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "torch_threads": torch.get_num_threads(), "load_average": list(os.getloadavg())},
-           "settings": {"archs": ARCHS, "recipes": RECIPES, "seeds": seeds, "space_dropouts": list(DROPOUTS)},
+           "settings": {"archs": ARCHS, "recipes": RECIPES, "seeds": seeds, "space": SPACE},
            "results": summary, "total_seconds": time.perf_counter() - started}
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
