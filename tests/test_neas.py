@@ -206,3 +206,10 @@ def test_a_neas_search_given_a_dataref_records_its_model_spec_and_exports(tmp_pa
     assert "nas.neas.search_neas(" in " ".join(out.stdout.split())  # how to continue: its own driver
     plain = search_neas(_data(), TINY, seed=0, workdir=tmp_path / "plain", **opts)  # no DataRef: no spec
     assert plain.best == result.best and not (tmp_path / "plain" / "model.json").exists()
+    # one copy of the weights per workdir: the spec's supernet.pt replaces the resume file, and resuming reads it
+    assert not (tmp_path / "run" / "neas_supernet.pt").exists() and (tmp_path / "plain" / "neas_supernet.pt").exists()
+    again = search_neas(DataRef.of(_data, seed=0), TINY, seed=0, workdir=tmp_path / "run", **opts)
+    assert again.best == result.best
+    resumed = dict(again.supernet.named_parameters())  # (batch-norm buffers move when rated: parameters only)
+    for k, v in result.supernet.named_parameters():
+        assert torch.equal(resumed[k], v), k

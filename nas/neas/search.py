@@ -15,7 +15,8 @@
 
 A workdir holds the supernet after each round (`neas_supernet.pt`) and the rounds so far (`neas_state.json`);
 calling `search_neas` again with it resumes after the last finished round, and the final search resumes from
-its journal.
+its journal. Once the model spec is recorded (data given as a `DataRef`), its `supernet.pt` holds the final
+weights and `neas_supernet.pt` is removed (one copy per workdir).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.evaluators import cheap
 from nas.measure import accuracy_metric
-from nas.modelspec import DataRef, record_model
+from nas.modelspec import SUPERNET, DataRef, load_state_dict, record_model
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet
 from nas.result import SearchResult
 from nas.search import search as run_search
@@ -292,6 +293,7 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, optio
                      calibration={"split": "train", "size": options.calib_size, "batch_size": options.batch_size},
                      metrics={"accuracy": accuracy_metric("valid", scale=1.0)},
                      notes={"search": "neas"})
+        (wd / SUPERNET_FILE).unlink(missing_ok=True)  # the spec's supernet.pt now holds the same weights
     elif wd is not None:
         log.info("%s: no model spec recorded (data is not a DataRef); nas export needs "
                  "nas.modelspec.record_model(workdir, result.space, supernet=EnsembleSupernet(...), data=...)", wd)
@@ -352,7 +354,11 @@ def _load_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, op
     for key, value in want.items():
         if jsonio.plain(value, key) != state.get(key):
             raise ConfigError(f"{wd}: holds a NEAS search with another {key} (use a new workdir)")
-    supernet.load_state_dict(torch.load(wd / SUPERNET_FILE, map_location="cpu", weights_only=True))
+    if (wd / SUPERNET_FILE).is_file():
+        supernet.load_state_dict(load_state_dict(wd / SUPERNET_FILE))
+    else:  # every stage done and the model spec recorded: its supernet.pt holds the same weights, as "chain.*"
+        weights = load_state_dict(wd / SUPERNET)
+        supernet.load_state_dict({k.removeprefix("chain."): v for k, v in weights.items()})
     log.info("resuming NEAS in %s after stage %d", wd, state["done"])
     return [RoundRecord(**r) for r in state["rounds"]], int(state["done"]), float(state["seconds"])
 
