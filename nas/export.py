@@ -399,7 +399,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
                 checks["program_max_abs_diff"] = float((load_program(folder / PROGRAM)(x) - want).abs().max())
         checks["load"] = info["load"]
         if onnx:
-            checks["onnx"] = _onnx(loaded, example, folder / ONNX_FILE, x)
+            checks["onnx"] = _onnx(module, example, folder / ONNX_FILE, x)  # eager: a program would fix its batch
         if quantize:
             checks[quantize] = _quantize_int8(folder / ONNX_FILE, example, x)
         built.append((trial, arch, folder, loaded, checks))

@@ -220,7 +220,58 @@ class EvenKernels(nnn.ModelSpace):
         self.conv = nnn.Conv1d(4, 4, nnn.Choice("k", [2, 3]))
 
 
+class PlainLinear(nnn.ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, nnn.Choice("w", [4, 8]))  # torch's C++ parser rejects the choice itself
+
+
+class PlainBatchNorm(nnn.ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(nnn.Choice("w", [4, 8]))
+
+
+class Equals(nnn.ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        w = nnn.Choice("w", [16, 32])
+        self.fc = nnn.Linear(4, w)
+        self.act = nn.Identity() if w == 32 else nn.ReLU()  # would compare identity: one branch for every arch
+
+
+class TwoRepeats(nnn.ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.r1 = nnn.Repeat(lambda i: nnn.Linear(4, nnn.Choice("w", [4, 8])), depth=2, label="blocks")
+        self.r2 = nnn.Repeat(lambda i: nnn.Linear(4, nnn.Choice("w", [4, 8])), depth=3, label="blocks")
+
+
+class DottedKey(nnn.ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.op = nnn.LayerChoice({"conv.bn": nn.Identity(), "skip": nn.Identity()}, label="op")
+
+
+class WrongInput(nnn.ModelSpace):
+    input_shape = (1, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)  # wants 3 channels; input_shape gives 1
+        self.head = nnn.Linear(4, nnn.Choice("w", [2, 3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean(dim=(2, 3)))
+
+
 @pytest.mark.parametrize("model, message", [
+    (PlainLinear, "a choice is used as a plain number in torch.nn.Linear (at "),
+    (PlainBatchNorm, "a choice is used as a plain number in torch.nn.BatchNorm1d (at "),
+    (Equals, "Choice('w'): a choice is used in a comparison (==, != or in) (at "),
+    (TwoRepeats, "r2: the Repeat's label 'blocks' is also the label of another Repeat (at r1)"),
+    (DottedKey, "LayerChoice 'op': candidate key 'conv.bn' must be an int or a non-empty string without '.'"),
+    (WrongInput, "WrongInput: the model fails on input_shape (1, 8, 8) (a batch of 2, run while deriving the space"),
     (Reused, "b.in_features: label 'w' is reused with different options ([8, 32] here, [8, 16] at a.out_features)"),
     (Shapes, "cell.1: LayerChoice candidates give different output shapes: 0 -> (2, 8, 8), 1 -> (2, 8, 6)"),
     (Picks, "trunk.1: InputChoice picks 4 of 3 inputs"),
@@ -233,6 +284,99 @@ def test_bad_definitions_give_one_clear_error_naming_the_module_path(model, mess
         model.space()
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+class Tied(nnn.ModelSpace):
+    """One layer registered under two names (tied weights), a choice layer among them; int LayerChoice keys; a
+    plain square kernel given as a tuple beside elastic channels; a flatten that reads the batch size."""
+
+    input_shape = (1, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = nnn.Choice("w", [4, 8])
+        self.conv = nnn.Conv2d(1, w, (3, 3), padding=1)
+        self.pick = nnn.LayerChoice({3: nnn.Conv2d(w, w, 3, padding=1), 5: nnn.Conv2d(w, w, 5, padding=2)},
+                                    label="k")
+        self.pick_again = self.pick
+        self.mid = nnn.Linear(w * 64, w * 64)
+        self.mid_again = self.mid
+        self.shared = nn.Linear(10, 10)
+        self.shared_again = self.shared
+        self.head = nnn.Linear(w * 64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.pick_again(self.pick(self.conv(x))))
+        h = h.view(h.size(0), -1)
+        return self.shared_again(self.shared(self.head(torch.relu(self.mid_again(self.mid(h))))))
+
+
+def test_tied_layers_stay_tied_in_subnets_and_int_keys_stay_ints():
+    space = Tied.space()
+    assert space.fields["k"].options == (3, 5) and space.size() == 4
+    torch.manual_seed(0)
+    supernet = Tied.supernet().eval()
+    x = torch.randn(5, 1, 8, 8)
+    for arch in space:
+        sub = supernet.subnet(arch).eval()
+        with torch.no_grad():
+            assert torch.allclose(sub(x), supernet(x, arch), atol=1e-6)
+        assert sub.mid is sub.mid_again and sub.pick is sub.pick_again and sub.shared is sub.shared_again
+        assert sub.shared is not supernet.net.shared  # the subnet's own copy, tied within itself
+        assert type(sub.pick) is nn.Conv2d and sub.pick.kernel_size == (arch["k"],) * 2
+        built = Tied.build(arch)
+        assert built.mid is built.mid_again and built(x).shape == (5, 10)
+
+
+class Digits(nnn.ModelSpace):
+    """Digits (8x8 images); both reshapes read the batch size from the input."""
+
+    input_shape = (1, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = nnn.Choice("w", [4, 8])
+        self.conv = nnn.Conv2d(1, w, 3, padding=1)
+        self.head = nnn.Linear(w * 64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x.reshape(x.size(0), 1, 8, 8)))
+        return self.head(h.view(h.size(0), -1))
+
+
+
+def test_a_model_that_reads_the_batch_size_exports_onnx_with_a_dynamic_batch(tmp_path):
+    """The ONNX file comes from the eager module, not the loaded program (which fixed the trace's batch of 2)."""
+    ort = pytest.importorskip("onnxruntime")
+    from nas.datasets import digits_splits
+    from nas.export import export
+    from nas.measure import accuracy_metric
+    from nas.modelspec import DataRef, record_model
+
+    torch.manual_seed(0)
+    space, data = Digits.space(), digits_splits(seed=0)
+    supernet = space.supernet().eval()
+    record_model(tmp_path / "run", space, supernet=supernet, data=DataRef.of(digits_splits, seed=0),
+                 metrics={"accuracy": accuracy_metric("valid", scale=1)})
+    result = nas.search(space, lambda a: {"w": float(a["w"])}, {"w": "min"}, strategy="random", budget=2, seed=0,
+                        workdir=tmp_path / "run")
+    report = export(result, tmp_path / "models", data=data)
+    x = data["valid"][0][:7]
+    for model in report.models:
+        session = ort.InferenceSession(str(Path(model.path) / "model.onnx"), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            want = supernet(x, result.trials[model.trial].arch).numpy()
+        assert got.shape == (7, 10) and np.abs(got - want).max() < 1e-4
+
+
+def test_one_shot_fixed_refuses_a_repeat_and_names_the_labels_to_fix():
+    from nas.strategies.oneshot_modules import held_values
+
+    with pytest.raises(ConfigError, match=r"fixed: 'blocks' is a group of choices, not one; fix the labels inside "
+                                          r"it \(k\)"):
+        held_values(Net.space(), {"blocks": [{"k": 3}] * 3})  # was accepted and ignored
+    assert [b["k"] for b in held_values(Net.space(), {"k": 3})["blocks"]] == [3, 3, 3]
 
 
 def test_a_choice_point_run_without_an_architecture_says_so():

@@ -203,8 +203,9 @@ def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, out: Derivat
                                            "LayerChoice candidate (give it a fixed depth there)")
             node = Conditional(cond[0], cond[1], node)
         if repeat.label in fields:
-            raise SpaceDefinitionError(f"{use.path}: the Repeat's label {repeat.label!r} is also the label of a "
-                                       f"choice (at {where[repeat.label]}); give one of them another label")
+            other = "another Repeat" if isinstance(fields[repeat.label], RepeatField) else "a choice"
+            raise SpaceDefinitionError(f"{use.path}: the Repeat's label {repeat.label!r} is also the label of {other} "
+                                       f"(at {where[repeat.label]}); give one of them another label")
         fields[repeat.label] = node
         where[repeat.label] = use.path
     return fields
@@ -230,15 +231,23 @@ def bind(module: nn.Module, ctx: Context | None) -> None:
             bind(child, ctx)
 
 
-def freeze(module: nn.Module, ctx: Context, fresh: bool = False) -> nn.Module:
+def freeze(module: nn.Module, ctx: Context, fresh: bool = False,
+           memo: dict[tuple[int, int], nn.Module] | None = None) -> nn.Module:
     """A copy of `module` for the architecture of `ctx` made of plain modules: each choice point replaced by its
-    export (`fresh`: newly initialised layers instead of copies of the shared weights)."""
+    export (`fresh`: newly initialised layers instead of copies of the shared weights). A module registered
+    under several names (tied weights) becomes one copy under all of them."""
+    memo = {} if memo is None else memo
+    key = (id(module), id(ctx))
+    if key in memo:
+        return memo[key]
     if isinstance(module, Mutable):
-        return module.export(ctx, lambda m, c: freeze(m, c, fresh), fresh)
-    children = dict(module.named_children())
-    new = copy.deepcopy(module, {id(c): c for c in children.values()})  # its own tensors; children below
-    for name, child in children.items():
-        new._modules[name] = freeze(child, ctx, fresh)
+        new = module.export(ctx, lambda m, c: freeze(m, c, fresh, memo), fresh)
+    else:
+        children = {name: c for name, c in module._modules.items() if c is not None}  # every name, shared or not
+        new = copy.deepcopy(module, {id(c): c for c in children.values()})  # its own tensors; children below
+        for name, child in children.items():
+            new._modules[name] = freeze(child, ctx, fresh, memo)
+    memo[key] = new
     return new
 
 

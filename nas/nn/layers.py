@@ -59,9 +59,13 @@ class _Elastic(Mutable):
                              f"elastic; choices may set {', '.join(self.elastic + self.free)})")
             return
         for k in self.elastic:
-            bad = [o for o in possible_values(values[k]) if isinstance(o, bool) or not isinstance(o, int) or o < 1]
+            v = values[k]
+            if isinstance(v, (tuple, list)) and v and not any(isinstance(e, Value) for e in v) and len(set(v)) == 1:
+                values[k] = v = v[0]  # a plain square kernel given as (3, 3)
+            bad = [o for o in possible_values(v) if isinstance(o, bool) or not isinstance(o, int) or o < 1]
             if bad:
-                self._problem = f"{k}: options {bad} are not positive ints"
+                given = f"options {bad} are not" if isinstance(v, Value) else f"{v!r} is not"
+                self._problem = f"{k}: {given} positive ints (an elastic {self.plain.__name__} takes one int per {k})"
                 return
         self._problem = self._allocate({k: max(possible_values(values[k])) for k in self.elastic},
                                        {k: possible_values(values[k]) for k in self.elastic})

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from nas.architecture import Architecture
-from nas.errors import ConfigError
+from nas.errors import ConfigError, SpaceDefinitionError
 from nas.nn.derive import bind, derive, freeze, probe_shapes
 from nas.nn.mutable import Context
+from nas.nn.values import plain_error
 from nas.scripts import class_from_json, class_to_json
 from nas.spaces.model_space import ModelSpace as SpaceWithModels
 from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset
@@ -77,11 +78,26 @@ class ModuleSpace(SpaceWithModels):
         self.ranks, self.defaults = derivation.ranks, derivation.defaults
         if probe and (getattr(model, "input_shape", None) is not None
                       or getattr(model.example_input, "__func__", None) is not ModelSpace.example_input.__func__):
-            probe_shapes(net, [self.largest().to_dict(), self.smallest().to_dict()], self.example_input({}, 2),
-                         self.defaults)
+            try:
+                probe_shapes(net, [self.largest().to_dict(), self.smallest().to_dict()], self.example_input({}, 2),
+                             self.defaults)
+            except SpaceDefinitionError:
+                raise
+            except Exception as e:  # the model does not run on its own example input: say which input
+                given = (f"input_shape {tuple(model.input_shape)}" if getattr(model, "input_shape", None) is not None
+                         else f"{model.__name__}.example_input()")
+                said = str(e).splitlines()[0] if str(e) else ""
+                raise SpaceDefinitionError(f"{model.__name__}: the model fails on {given} (a batch of 2, run while "
+                                           f"deriving the space to check shapes): {type(e).__name__}: {said}") from e
 
     def _instance(self) -> nn.Module:
-        return self.model(*self.args, **self.kwargs)
+        try:
+            return self.model(*self.args, **self.kwargs)
+        except TypeError as e:
+            error = plain_error(e)
+            if error is None:
+                raise
+            raise error from e
 
     # -- models
     def build(self, arch: Mapping[str, Any]) -> nn.Module:

@@ -106,19 +106,29 @@ class Mutable(nn.Module):
         return self._active
 
 
-def _keys(candidates: Mapping[str, nn.Module] | Sequence[nn.Module]) -> tuple[list[Any], list[nn.Module]]:
-    if isinstance(candidates, Mapping):
-        return [str(k) for k in candidates], list(candidates.values())
-    return list(range(len(candidates))), list(candidates)
+def _keys(candidates: Mapping[Any, nn.Module] | Sequence[nn.Module], label: str | None
+          ) -> tuple[list[Any], list[nn.Module]]:
+    """The candidates' keys as the choice's options (a mapping's own keys, str or int; a list's indices)."""
+    if not isinstance(candidates, Mapping):
+        return list(range(len(candidates))), list(candidates)
+    where = f"LayerChoice {label!r}" if label is not None else "LayerChoice"
+    for k in candidates:
+        if isinstance(k, bool) or not isinstance(k, (str, int)) or str(k) == "" or "." in str(k):
+            raise SpaceDefinitionError(f"{where}: candidate key {k!r} must be an int or a non-empty string without "
+                                       "'.' (keys name the candidate modules and are the choice's options)")
+    names = [str(k) for k in candidates]
+    if len(set(names)) < len(names):
+        raise SpaceDefinitionError(f"{where}: candidate keys {list(candidates)} name the same module twice")
+    return list(candidates), list(candidates.values())
 
 
 class LayerChoice(Mutable):
     """One of several candidate modules: `LayerChoice({"conv": ..., "pool": ...}, label="mix")`. In a supernet
     every candidate is kept side by side and the active one runs."""
 
-    def __init__(self, candidates: Mapping[str, nn.Module] | Sequence[nn.Module], label: str | None = None) -> None:
+    def __init__(self, candidates: Mapping[Any, nn.Module] | Sequence[nn.Module], label: str | None = None) -> None:
         super().__init__()
-        keys, modules = _keys(candidates)
+        keys, modules = _keys(candidates, label)
         self.keys = keys
         self.choice = Choice(label, keys)
         self.probe = False  # derivation: run every candidate and compare their output shapes

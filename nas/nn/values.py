@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import itertools
 import operator
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 from nas.errors import SpaceDefinitionError
 
 __all__ = ["Choice", "Expr", "Value", "evaluate", "is_value", "possible_values"]
+
+
+PLAIN_HINT = ("plain torch layers and Python control flow need plain numbers: use the layers of nas.nn (Conv2d, "
+              "Linear, BatchNorm2d, ...) or arithmetic (+ - * // /) on the choice")
 
 
 class Value:
@@ -50,9 +56,7 @@ class Value:
 
     # -- what needs a plain value fails loudly, naming the caller
     def _plain(self, what: str) -> Any:
-        raise SpaceDefinitionError(f"{_text(self)}: a choice is used {what}{_caller()}; plain torch layers and "
-                                   "Python control flow need plain numbers: use the layers of nas.nn (Conv2d, "
-                                   "Linear, BatchNorm2d, ...) or arithmetic (+ - * // /) on the choice")
+        raise SpaceDefinitionError(f"{_text(self)}: a choice is used {what}{_caller()}; {PLAIN_HINT}")
 
     def __bool__(self) -> bool: return self._plain("as a truth value")
     def __index__(self) -> int: return self._plain("as an integer")
@@ -66,8 +70,11 @@ class Value:
     def __le__(self, o: Any) -> bool: return self._plain("in a comparison")
     def __gt__(self, o: Any) -> bool: return self._plain("in a comparison")
     def __ge__(self, o: Any) -> bool: return self._plain("in a comparison")
+    # `width == 32` would otherwise compare identity and silently take one branch for every architecture
+    def __eq__(self, o: object) -> bool: return o is self or self._plain("in a comparison (==, != or in)")
+    def __ne__(self, o: object) -> bool: return o is not self and self._plain("in a comparison (==, != or in)")
 
-    __hash__ = object.__hash__  # identity: values are keys of the derivation's tables
+    __hash__ = object.__hash__  # identity: values are keys of the derivation's tables (dicts test `is` first)
 
 
 class Choice(Value):
@@ -140,8 +147,18 @@ def _text(x: Any) -> str:
 
 def _caller() -> str:
     """' in torch.nn.Conv2d (called at file:line)': the plain layer being built and the user's line."""
-    frame, layer, where = sys._getframe(2), "", ""
+    frames, frame = [], sys._getframe(2)
     while frame is not None:
+        frames.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    return _where(frames)
+
+
+def _where(frames: Sequence[tuple[FrameType, int]]) -> str:
+    """' in <torch layer> (at file:line)' from (frame, line) pairs, innermost first: the first plain torch layer
+    being built, and the first line outside torch and nas.nn (the user's)."""
+    layer, where = "", ""
+    for frame, line in frames:
         path = frame.f_code.co_filename
         inside = "/torch/" in path or "/nas/nn/" in path or path.endswith("values.py")
         if not layer and "/torch/" in path and frame.f_code.co_name == "__init__":
@@ -149,7 +166,20 @@ def _caller() -> str:
             if owner is not None:
                 layer = f" in {type(owner).__module__.split('.modules')[0]}.{type(owner).__name__}"
         if not inside:
-            where = f" (at {path}:{frame.f_lineno})"
+            where = f" (at {path}:{line})"
             break
-        frame = frame.f_back
     return layer + where
+
+
+def plain_error(error: TypeError) -> SpaceDefinitionError | None:
+    """The clear error for a TypeError torch raised on meeting a choice where it needs a plain number (torch's C++
+    argument parsing does not call `__index__`, so `Value._plain` never runs), or None for any other TypeError."""
+    if not re.search(r"\b(type|not) (Choice|Expr)\b", str(error)):
+        return None
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    torch_said = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return SpaceDefinitionError(f"a choice is used as a plain number{_where(frames[::-1])} (torch: {torch_said}); "
+                                f"{PLAIN_HINT}")

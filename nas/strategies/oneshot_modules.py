@@ -79,6 +79,10 @@ def held_values(space: ModuleSpace, fixed: Mapping[str, Any] | None = None) -> d
         for name, node in fields.items():
             known.add(name)
             node = node.node if isinstance(node, Conditional) else node
+            if isinstance(node, (RepeatField, Space)) and name in fixed:
+                inner = node.block.fields if isinstance(node, RepeatField) else node.fields
+                raise ConfigError(f"fixed: {name!r} is a group of choices, not one; fix the labels inside it "
+                                  f"({', '.join(inner)}), which then hold in every block")
             if isinstance(node, RepeatField):
                 repeats[name] = node
             elif isinstance(node, Space):
