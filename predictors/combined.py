@@ -24,10 +24,12 @@ class AveragePredictor(Predictor):
     """Mean of the members' predicted means; var = mean of their variances + variance of their means."""
 
     name = "average"
+    needs_text = "its members'"  # what `nas predictors list` shows: `needs` is set per instance from the members
 
     def __init__(self, space: Space, seed: int = 0, members: Sequence[MemberSpec] = ("gcn", "wl-gp")) -> None:
         from nas.predictors import make_predictor, predictor_class
-        from nas.predictors.graph import GCNPredictor, single_node_graphs
+        from nas.predictors.encodings import single_node_graphs
+        from nas.predictors.graph import GCNPredictor
 
         specs = [{"name": m, "options": {}} if isinstance(m, str) else {"name": m["name"], "options": dict(m.get("options", {}))}
                  for m in members]

@@ -45,6 +45,24 @@ def paths(graph: nx.DiGraph) -> Counter[str]:
     return out
 
 
+def single_node_graphs(space: Space, samples: int = 3) -> bool:
+    """True when the space's graphs are a single node (a plain `Space`): no structure for a graph network or the
+    path encoding to use."""
+    if "sample" not in space.capabilities:
+        return False
+    rng = np.random.default_rng(0)
+    return all(space.to_graph(space.sample(rng)).number_of_nodes() <= 1 for _ in range(samples))
+
+
+def single_path_graphs(space: Space, samples: int = 3) -> bool:
+    """True when each architecture's graph is one path (a single node, or a chain): the path code then names the
+    whole architecture, which no other architecture shares."""
+    if "sample" not in space.capabilities:
+        return False
+    rng = np.random.default_rng(0)
+    return all(len(paths(space.to_graph(space.sample(rng)))) <= 1 for _ in range(samples))
+
+
 def path_code(space: Space, arch: Any) -> np.ndarray:
     """The path encoding of `arch`: path counts hashed (CRC-32, stable across runs) into PATH_WIDTH columns."""
     code = np.zeros(PATH_WIDTH)
@@ -64,6 +82,12 @@ def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], n
     fn = fns.get(encoding)
     if fn is None:
         raise ConfigError(f"encoding: unknown {encoding!r} (known: {', '.join(fns)})")
+    if encoding == "path" and single_path_graphs(space):
+        raise ConfigError(f"encoding: 'path' needs a DAG with several paths, but {type(space).__name__}.to_graph gives "
+                          "one path per architecture (one node labelled by the whole architecture, as a plain Space "
+                          "without a declared cell, or a chain), so every architecture is its own column and the "
+                          "prediction for unseen ones is constant; declare its cell with "
+                          "space.with_graph(nas.spaces.CellGraph(...)) (docs/predictors.md), or use 'onehot'")
 
     width = {"onehot": space.onehot_size(), "vector": len(space.slots()),
              "onehot+vector": space.onehot_size() + len(space.slots()), "path": PATH_WIDTH}[encoding]

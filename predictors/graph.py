@@ -18,6 +18,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 from nas.predictors.embedding import node_labels
+from nas.predictors.encodings import single_node_graphs
 from nas.predictors.ensemble import Loss, _TorchPredictor
 
 if TYPE_CHECKING:
@@ -63,14 +64,6 @@ def ops_as_nodes(graph: nx.DiGraph) -> nx.DiGraph:
         g.add_node(("edge", u, v), label=str(d.get("label", d.get("op"))))
         g.add_edges_from([(u, ("edge", u, v)), (("edge", u, v), v)])
     return g
-
-
-def single_node_graphs(space: Space, samples: int = 3) -> bool:
-    """True when the space's graphs are a single node (a plain `Space`): nothing for a graph network to propagate."""
-    if "sample" not in space.capabilities:
-        return False
-    rng = np.random.default_rng(0)
-    return all(space.to_graph(space.sample(rng)).number_of_nodes() <= 1 for _ in range(samples))
 
 
 class GCNPredictor(_TorchPredictor):

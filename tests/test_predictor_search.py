@@ -139,6 +139,30 @@ def test_gcn_refuses_a_plain_space_and_average_leaves_it_out_with_a_warning(capl
     assert any("'gcn' left out" in r.getMessage() for r in caplog.records)
 
 
+def test_the_path_encoding_refuses_a_plain_space_and_the_list_shows_what_average_needs():
+    """On a plain Space each architecture is one node, so one path of its own: the path code of every unseen
+    architecture is a column no training row has, and any model on it predicts a constant."""
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+    from nas.spaces import CellGraph, NasBench201Space
+
+    chain = SPACE.with_graph(CellGraph(nodes=5, node_ops={i: f"x{i - 1}" for i in range(1, 6)},
+                                       inputs={i: i - 1 for i in range(1, 6)}, output="last"))
+    for space in (SPACE, chain):  # one node, or one path through five: either way one column per architecture
+        with pytest.raises(ConfigError, match="encoding: 'path' needs a DAG with several paths"):
+            make_predictor("rf", space, encoding="path")
+    cell = NasBench201Space()  # a cell with several paths: paths are shared and the code generalises
+    rng = np.random.default_rng(0)
+    archs = [cell.sample(rng) for _ in range(60)]
+    y = [sum(op == "nor_conv_3x3" for op in a.values()) for a in archs]
+    p = make_predictor("rf", cell, encoding="path").fit(archs[:40], y[:40])
+    assert np.ptp(p.predict(archs[40:])[0]) > 0
+    out = CliRunner().invoke(app, ["predictors", "list"])
+    assert out.exit_code == 0
+    assert [line.split()[1:3] for line in out.stdout.splitlines() if line.startswith("average")] == [["its", "members'"]]
+
+
 @pytest.mark.parametrize("name", ["wl-gp", "gp"])
 def test_gaussian_processes_warn_when_they_collapse_to_a_constant(name, caplog):
     rng = np.random.default_rng(1)

@@ -78,4 +78,5 @@ def list_() -> None:
     for name in sorted(PREDICTORS):
         cls = predictor_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        console.print(f"{name:<16}{','.join(sorted(cls.needs)):<16}{doc}", soft_wrap=True)
+        needs = getattr(cls, "needs_text", None) or ",".join(sorted(cls.needs))
+        console.print(f"{name:<16}{needs:<16}{doc}", soft_wrap=True)
