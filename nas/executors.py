@@ -10,10 +10,11 @@ import os
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from nas.errors import ConfigError
 from nas.spaces import Architecture
+from nas.store import Trial
 
 EvaluateFn = Callable[[Architecture], Mapping[str, float]]
 
@@ -69,6 +70,9 @@ class Executor(ABC):
     def close(self) -> None:
         """Release workers."""
 
+    def resume_after(self, trials: Sequence[Trial]) -> None:
+        """A resumed search starts after these journaled trials (a simulated clock continues from them)."""
+
     def set_timeout(self, timeout_s: float | None) -> None:
         """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""
         if timeout_s is not None:
@@ -122,6 +126,10 @@ class SimulatedClockExecutor(Executor):
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
+
+    def resume_after(self, trials: Sequence[Trial]) -> None:
+        simulated = [t.finished for t in trials if t.worker.startswith("sim-")]
+        self.clock = max([self.clock, *simulated])  # timestamps never go back, and the total stays comparable
 
     def free_slots(self) -> int:
         return self.workers - len(self._running)

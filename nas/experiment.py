@@ -35,8 +35,8 @@ SETTINGS = ("timeout_s", "max_time", "enqueue")
 
 def check_seed(seed: Any) -> int:
     """`seed` as an int; ConfigError naming the field otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed: expected an int, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: expected a non-negative int, got {seed!r}")
     return seed
 
 

@@ -78,7 +78,9 @@ class Constraint:
         return gap if gap > 0 else 1e-12
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+        short = f"{self.bound:g}"  # exact: the journal stores this text, and a reload judges feasibility by it
+        exact = str(int(self.bound)) if self.bound.is_integer() and abs(self.bound) < 1e15 else repr(self.bound)
+        return f"{self.metric} {self.op} {short if float(short) == self.bound else exact}"
 
 
 @dataclass(frozen=True)

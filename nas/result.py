@@ -137,22 +137,32 @@ class SearchResult:
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per trial: number, status, arch_id, timings, worker, error, each metric, and each
-        architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`); what `to_dataframe` holds."""
+        architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`); what `to_dataframe` holds. A metric
+        named like one of those columns (`duration`, `arch.x`) is `metric.<name>`, so it overwrites nothing."""
         rows = []
         for t in self.trials:
             row: dict[str, Any] = {"number": t.number, "status": t.status, "arch_id": t.arch_id,
                                    "started": t.started, "finished": t.finished, "duration": t.duration,
                                    "worker": t.worker, "error": t.error}
-            row.update(t.metrics)
+            row.update({f"metric.{k}" if k in row or k.startswith(("arch.", "metric.")) else k: v
+                        for k, v in t.metrics.items()})
             row.update(_flatten(t.arch, "arch"))
             rows.append(row)
         return rows
 
     def to_dataframe(self) -> Any:
-        """The trials as a pandas DataFrame (`to_records`), one row per trial in journal order."""
+        """The trials as a pandas DataFrame (`to_records`), one row per trial in journal order. Integer decisions
+        some trials lack (blocks past a shallower depth) stay integers (pandas' nullable Int64), not 3.0."""
         import pandas as pd
 
-        return pd.DataFrame.from_records(self.to_records())
+        records = self.to_records()
+        frame = pd.DataFrame.from_records(records)
+        for column in frame.columns:
+            values = [r[column] for r in records if r.get(column) is not None]
+            if (column.startswith("arch.") and values and len(values) < len(records)
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
+                frame[column] = frame[column].astype("Int64")
+        return frame
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ ask/tell, so a killed search continues exactly where it stopped, losing and repe
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         raise ConfigError(f"progress: expected a callable (trial, used, budget), or True through nas.search, "
                           f"got {progress!r}")
     check_count(snapshot_every, "snapshot_every")
+    if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
+        raise ConfigError(f"workdir: {workdir} is a file, not a folder")
     recorded = recorded_config(workdir) or {}
     if recorded.get("space") != space.fingerprint():
         recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
@@ -123,11 +126,20 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     warm = _warm_start(space, warm_start, recorded.get("warm_start"))
     problem = Problem.make(objectives, constraints)
     evaluators = as_evaluators(evaluate)
+    if strategy_options is not None and not isinstance(strategy_options, Mapping):
+        raise ConfigError(f"strategy_options: expected a dict of option -> value, got {strategy_options!r}")
     options = dict(strategy_options or {})
     if isinstance(strategy, Strategy):
         if options:
             raise ConfigError("strategy_options: only for strategies given by name")
         strat, strategy_name = strategy, strategy.name or type(strategy).__name__
+        made_for = getattr(strat, "problem", problem)
+        if made_for != problem:  # it would optimise what it was built for, not this search's objectives
+            raise ConfigError(f"strategy: the {strategy_name!r} instance was made for {made_for.to_dict()}, this "
+                              f"search has {problem.to_dict()}; make it with the same objectives and constraints")
+        if getattr(strat, "space", space).fingerprint() != space.fingerprint():
+            raise ConfigError(f"strategy: the {strategy_name!r} instance was made for another space; make it with "
+                              "this search's space")
     elif isinstance(strategy, str):
         strat, strategy_name = make_strategy(strategy, space, problem, seed, **options), strategy
     else:
@@ -238,6 +250,9 @@ class _SearchLoop:
     def run(self, enqueue: Sequence[Architecture] = (), warm: Sequence[Trial] = (),
             max_time: float | None = None) -> SearchResult:
         """Restore, warm-start (unless a snapshot already holds it), then the loop; enqueued architectures first."""
+        begin = getattr(self.progress, "begin", None)  # a progress bar shows the journal's trials from the start
+        if begin is not None:  # before restoring: rechecking a problem's failed trials reports to it
+            begin(self.problem, self.budget, list(self.trials))
         restored = self._restore() if self.trials else False
         if not restored:
             for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
@@ -248,10 +263,8 @@ class _SearchLoop:
         self.enqueue_ids = {a.id for a in enqueue}
         if max_time is not None:
             self.deadline = time.monotonic() + max_time
-        begin = getattr(self.progress, "begin", None)  # a progress bar shows the journal's trials from the start
-        if begin is not None:
-            begin(self.problem, self.budget, list(self.trials))
         self.executor.start(self.evaluate)
+        self.executor.resume_after(self.trials)
         self.checked = any(t.status == "ok" for t in self.trials)
         stop = "budget"
         try:
@@ -386,6 +399,12 @@ class _SearchLoop:
         metrics, error = run_job(self.cheap, arch)
         if metrics is None:
             self._finish(arch, {}, "failed", started, time.time(), "cheap-stage", error)
+            return None
+        bad = [m for m in self.problem.metrics_needed if m in metrics and not math.isfinite(float(metrics[m]))]
+        if bad:  # a NaN bound metric would otherwise read as infeasible, for every architecture, with no error
+            error = ("the cheap evaluator returned non-finite " + ", ".join(f"{m} = {float(metrics[m])}" for m in bad)
+                     + " (an objective or constraint metric must be a finite number)")
+            self._finish(arch, metrics, "failed", started, time.time(), "cheap-stage", error)
             return None
         if self.filtering and sum(c.violation(metrics) for c in self.problem.constraints if c.metric in metrics):
             now = time.time()

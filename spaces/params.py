@@ -17,7 +17,8 @@ Scalar = Union[str, int, float, bool]
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """An int or float, numpy's included (values read from a DataFrame or an array); not a bool."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 def _option_key(x: Any) -> tuple[int, Any]:
@@ -53,8 +54,10 @@ class Choice:
                 raise SpaceDefinitionError(f"{path}: Choice option {o!r} is not a JSON scalar (str, int, finite float, bool)")
         seen: list[Scalar] = []
         for o in self.options:
-            if any(o == s and type(o) is type(s) for s in seen):
-                raise SpaceDefinitionError(f"{path}: Choice option {o!r} appears twice")
+            same = [s for s in seen if _option_key(o) == _option_key(s)]  # 1 and 1.0 are one option to `index`
+            if same:
+                raise SpaceDefinitionError(f"{path}: Choice option {o!r} appears twice"
+                                           + ("" if type(same[0]) is type(o) else f" (as {same[0]!r})"))
             seen.append(o)
 
     @property

@@ -47,7 +47,7 @@ CASES: list[tuple[str, Callable[[], Any], type[NASError], str]] = [
      ConfigError, "objectives: 'accuracy' is given twice"),
     ("Constraint operator '=='", lambda: Constraint("lat", "==", 3), ConfigError,
      "constraint on 'lat': op must be one of <=, >=, <, >, got '=='"),
-    ("seed 'zero'", run(seed="zero"), ConfigError, "seed: expected an int, got 'zero'"),
+    ("seed 'zero'", run(seed="zero"), ConfigError, "seed: expected a non-negative int, got 'zero'"),
     # objectives and constraints
     ("direction 'up' through search", run(objectives={"accuracy": "up"}), ConfigError,
      "objective 'accuracy': direction must be 'min' or 'max'"),
@@ -73,8 +73,9 @@ CASES: list[tuple[str, Callable[[], Any], type[NASError], str]] = [
     ("budget 0", run(budget=0), ConfigError, "budget: expected a positive int"),
     ("budget as text", run(budget="10"), ConfigError, "budget: expected a positive int (number of evaluations), got '10'"),
     ("budget True", run(budget=True), ConfigError, "budget: expected a positive int"),
-    ("seed True", run(seed=True), ConfigError, "seed: expected an int, got True"),
-    ("seed 1.5", run(seed=1.5), ConfigError, "seed: expected an int, got 1.5"),
+    ("seed True", run(seed=True), ConfigError, "seed: expected a non-negative int, got True"),
+    ("seed 1.5", run(seed=1.5), ConfigError, "seed: expected a non-negative int, got 1.5"),
+    ("seed -1", run(seed=-1), ConfigError, "seed: expected a non-negative int, got -1"),  # was numpy's ValueError
     ("snapshot_every 0", run(snapshot_every=0), ConfigError, "snapshot_every: expected a positive int"),
     # strategies, evaluators, executors, spaces
     ("unknown strategy", run(strategy="annealing"), ConfigError, "unknown strategy 'annealing'; available: "),
@@ -86,11 +87,27 @@ CASES: list[tuple[str, Callable[[], Any], type[NASError], str]] = [
     ("options beside a Strategy instance",
      lambda: run(strategy=RandomSearch(space(), Problem.make({"accuracy": "max"})), strategy_options={"x": 1})(),
      ConfigError, "strategy_options: only for strategies given by name"),
+    ("strategy options not a dict", run(strategy_options=[("population_size", 4)]), ConfigError,
+     "strategy_options: expected a dict of option -> value"),
+    ("int option given a float", run(strategy="evolution", strategy_options={"population_size": 5.5}), ConfigError,
+     "strategy 'evolution': option population_size expects an int, got 5.5"),
+    ("int option given text", run(strategy="evolution", strategy_options={"population_size": "ten"}), ConfigError,
+     "strategy 'evolution': option population_size expects an int, got 'ten'"),
+    ("dict option given a number", run(strategy="tpe", strategy_options={"sampler_options": 5}), ConfigError,
+     "strategy 'tpe': option sampler_options expects a dict, got 5"),
+    ("a Strategy made for other objectives",  # it would optimise those, silently
+     run(strategy=RandomSearch(space(), Problem.make({"latency_ms": "min"}))), ConfigError,
+     "strategy: the 'random' instance was made for {'objectives': {'latency_ms': 'min'}"),
+    ("a Strategy made for another space",
+     run(strategy=RandomSearch(Space(depth=Choice([1, 2, 3])), Problem.make({"accuracy": "max"}))), ConfigError,
+     "strategy: the 'random' instance was made for another space"),
     ("no evaluator", run(evaluate=[]), ConfigError, "evaluate: give at least one evaluator"),
     ("evaluator not callable", run(evaluate=[evaluate, "accuracy"]), ConfigError, "evaluate[1]: 'accuracy' is not callable"),
     ("unknown executor", run(executor="dask"), ConfigError, "unknown executor 'dask'"),
     ("space of the wrong type", run(space={"a": [1, 2]}), ConfigError, "space: expected a nas.spaces.Space"),
     ("empty Choice", lambda: Space(a=Choice([])), SpaceDefinitionError, "a: Choice has no options"),
+    ("1 and 1.0 in one Choice", lambda: Space(a=Choice([1, 1.0])), SpaceDefinitionError,  # counted 2, validated as 1
+     "a: Choice option 1.0 appears twice (as 1)"),
     ("Integer with an empty range", lambda: Space(n=Integer(5, 2)), SpaceDefinitionError,
      "n: Integer range is empty"),
     ("architecture outside its space", lambda: space().validate({"depth": 3, "blocks": [], "act": "relu"}),
@@ -108,6 +125,27 @@ def test_bad_input_raises_the_toolkits_error_naming_the_field(case, call, error,
 
 def test_the_table_holds_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+def test_numpy_numbers_validate_as_the_python_numbers_they_equal():
+    """Values read from a DataFrame or an array (np.int64) were refused: 'np.int64(3) is not one of [1, 2]'."""
+    import json
+
+    import numpy as np
+
+    wide = Space(depth=Choice([1, 2]), n=Integer(1, 8), scale=Choice([0.5, 1.0]))
+    arch = wide.validate({"depth": np.int64(2), "n": np.int32(4), "scale": np.float32(0.5)})
+    assert arch.to_dict() == {"depth": 2, "n": 4, "scale": 0.5} and type(arch["depth"]) is int
+    assert json.loads(json.dumps(arch.to_dict())) == arch.to_dict()
+    with pytest.raises(InvalidArchitectureError, match=r"depth: np.int64\(3\) is not one of \[1, 2\]"):
+        wide.validate({"depth": np.int64(3), "n": 4, "scale": 0.5})
+
+
+def test_a_workdir_that_is_a_file_is_refused_naming_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="workdir: .*notes.txt is a file, not a folder"):
+        run(workdir=tmp_path / "notes.txt")()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_bad_input_leaves_no_workdir_behind(tmp_path):

@@ -301,6 +301,33 @@ def test_fresh_moves_the_previous_search_with_its_weights_and_model_spec_aside(r
     assert (Path(f"{wd}.previous") / "weights" / "x.pt").read_bytes() == b"old"
 
 
+def test_a_second_fresh_keeps_the_first_previous_and_a_bad_strategy_moves_nothing(runner, toy, tmp_path):
+    """A typo'd --fresh run and then its fix once lost the good search: the fix's --fresh deleted DIR.previous."""
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd)]).exit_code == 0
+    typo = runner.invoke(app, ["run", str(toy), "--budget", "2", "--workdir", str(wd), "--fresh", "--strategy",
+                               "evolutoin"])
+    assert typo.exit_code == 2 and "unknown strategy 'evolutoin'" in typo.output
+    assert len(Journal(wd).read().trials) == 3 and not Path(f"{wd}.previous").exists()  # checked before moving
+    for budget in (2, 1):
+        assert runner.invoke(app, ["run", str(toy), "--budget", str(budget), "--workdir", str(wd), "--fresh"]).exit_code == 0
+    assert [len(Journal(p).read().trials) for p in (f"{wd}.previous", f"{wd}.previous2", wd)] == [3, 2, 1]
+
+
+def test_a_workdir_another_search_writes_is_refused_before_anything_is_printed(runner, toy, tmp_path):
+    from nas.store import LOCK, _lock
+
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd)]).exit_code == 0
+    fd = _lock(wd / LOCK)  # another search holds the workdir
+    try:
+        result = runner.invoke(app, ["run", str(toy), "--budget", "6", "--workdir", str(wd)])
+    finally:
+        os.close(fd)
+    assert result.exit_code == 2 and "is being written by another search" in result.output
+    assert "continuing it" not in result.output and "search" not in result.stdout
+
+
 def test_run_help_lists_every_registered_strategy(runner):
     from nas.strategies import STRATEGIES
 

@@ -138,6 +138,22 @@ def test_progress_true_shows_a_bar_that_starts_from_the_journal(tmp_path, capsys
 
 
 # ------------------------------------------------------------------------------------------ data and history
+def test_the_trial_table_keeps_its_columns_and_integer_decisions(tmp_path):
+    """A metric named like a trial column is metric.<name> (it overwrote the trial numbers), and a decision some
+    trials lack (a block past a shallower depth) stays an integer in the CSV (pandas made it 3.0)."""
+    deep = Space(depth=Choice([1, 2]), blocks=Repeat("depth", k=Choice([3, 5])))
+    r = nas.search(deep, lambda a: {"accuracy": float(a["depth"]), "duration": 123.0, "number": 7.0},
+                   {"accuracy": "max"}, strategy="random", budget=3, seed=0, workdir=tmp_path / "wd",
+                   enqueue=[{"depth": 1, "blocks": [{"k": 3}]}, {"depth": 2, "blocks": [{"k": 5}, {"k": 3}]}])
+    frame = r.to_dataframe()
+    assert list(frame["number"]) == [0, 1, 2] and list(frame["metric.number"]) == [7.0] * 3
+    assert list(frame["metric.duration"]) == [123.0] * 3 and all(frame["duration"] < 100)
+    out = CliRunner().invoke(app, ["trials", str(tmp_path / "wd"), "--csv", "-"])
+    header, first, second = out.stdout.splitlines()[:3]
+    column = header.split(",").index("arch.blocks.1.k")
+    assert first.split(",")[column] == "" and second.split(",")[column] == "3"
+
+
 def test_trials_as_a_dataframe_csv_json_and_a_history_plot(tmp_path):
     wd = tmp_path / "wd"
     r = nas.search(space(), Evaluate(), {"accuracy": "max"}, constraints=["latency_ms <= 30"], strategy="random",

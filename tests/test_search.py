@@ -205,6 +205,21 @@ def test_simulated_clock_executor_is_parallel_and_deterministic():
     assert max(sum(1 for u in a.trials if u.started <= t.started < u.finished) for t in a.trials) <= 4
 
 
+def test_a_resumed_search_continues_the_simulated_clock(tmp_path):
+    """Extended in its workdir, the clock goes on from the journal's last finish (it restarted at 0)."""
+    def run(budget):
+        ex = nas.SimulatedClockExecutor(workers=2, duration=lambda arch, m: m["latency_ms"])
+        return nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=budget, seed=4,
+                          executor=ex, workdir=tmp_path)
+
+    first = run(20)
+    end = max(t.finished for t in first.trials)
+    later = run(40).trials[len(first.trials):]
+    assert later and min(t.started for t in later) >= end
+    finished = [t.finished for t in nas.load(tmp_path).trials]
+    assert finished == sorted(finished)
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     import nas
@@ -379,13 +394,38 @@ def test_a_typo_in_an_objective_keeps_the_evaluation_and_does_not_lock_the_workd
     first = nas.load(tmp_path).trials
     assert len(first) == 1 and first[0].status == "failed" and first[0].extra == {"config_error": True}
     assert "objective 'acc' is not among" in first[0].error and set(first[0].metrics) == {"accuracy", "latency_ms"}
-    r = nas.search(toy_space(), ev, {"accuracy": "max"}, strategy="evolution", budget=12, seed=4, workdir=tmp_path)
+    r = nas.search(toy_space(), ev, {"accuracy": "max"}, strategy="evolution", budget=12, seed=4, workdir=tmp_path,
+                   progress=True)  # with the bar nas run shows: the recheck reports to it (it once ran before begin)
     assert r.trials[1].status == "ok" and r.trials[1].extra == {"rechecked_from": 0}
     assert r.trials[1].arch_id == first[0].arch_id and r.trials[1].metrics == first[0].metrics
     assert r.used == 12 and len(ev.calls) == 12 == len(set(ev.calls))  # the first evaluation was not repeated
     assert nas.load(tmp_path).problem.names == ["accuracy"]
     with pytest.raises(JournalError, match="objectives and constraints .* can only be changed before the first"):
         nas.search(toy_space(), ev, {"accuracy": "min"}, strategy="evolution", budget=12, seed=4, workdir=tmp_path)
+
+
+def test_a_constraint_bound_is_journaled_exactly_so_a_reload_judges_feasibility_alike(tmp_path):
+    def size(arch):
+        return {"accuracy": float(arch["width"]), "mem_bytes": 1234560.0 + arch["width"]}
+
+    space = Space(width=Choice([1, 3, 5, 7, 9]))
+    live = nas.search(space, size, {"accuracy": "max"}, ["mem_bytes <= 1234567"], strategy="random", budget=5,
+                      seed=0, workdir=tmp_path)
+    again = nas.load(tmp_path)  # the bound once came back as 1.23457e+06 = 1234570: width 9 feasible too
+    assert str(again.problem.constraints[0]) == "mem_bytes <= 1234567"
+    assert [t.number for t in again.feasible] == [t.number for t in live.feasible]
+    assert again.best().metrics["accuracy"] == live.best().metrics["accuracy"] == 7.0
+    with pytest.raises(JournalError, match="objectives and constraints"):  # a different bound is another search
+        nas.search(space, size, {"accuracy": "max"}, ["mem_bytes <= 1234569"], strategy="random", budget=5, seed=0,
+                   workdir=tmp_path)
+
+
+def test_a_cheap_evaluator_returning_nan_for_a_bound_metric_fails_naming_it():
+    """NaN compared against a bound read as infeasible for every proposal: a search of nothing but rejections."""
+    cheap = nas.cheap(lambda arch: {"params_k": float("nan")})
+    with pytest.raises(NASError, match="the cheap evaluator returned non-finite params_k = nan"):
+        nas.search(toy_space(), [cheap, toy_eval], {"accuracy": "max"}, ["params_k <= 40"], strategy="random",
+                   budget=20, seed=0)
 
 
 def test_the_budget_only_grows_unless_lowered_explicitly(tmp_path, caplog):

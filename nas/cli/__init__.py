@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -44,7 +43,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from nas.console import make_console, user_errors
-from nas.errors import ConfigError
+from nas.errors import ConfigError, JournalError
 from nas.executor_spec import executor_spec
 from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
 from nas.experiment import check_workdir
@@ -155,8 +154,10 @@ def _discard(workdir: Path, console: Console) -> None:
     holder = Journal(workdir).writer()
     if holder is not None:
         raise ConfigError(f"--fresh: {workdir} is being written by a running search ({holder}); stop it first")
-    target = workdir.with_name(workdir.name + ".previous")
-    shutil.rmtree(target, ignore_errors=True)
+    target, n = workdir.with_name(workdir.name + ".previous"), 1
+    while target.exists():  # an earlier --fresh's search stays: a typo'd run then its fix must not lose it
+        n += 1
+        target = workdir.with_name(f"{workdir.name}.previous{n}")
     os.replace(workdir, target)
     console.print(f"--fresh: moved the previous search in {workdir} to {target} (delete it when you no longer "
                   "need it)", soft_wrap=True)
@@ -175,6 +176,10 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
                        metadata=spec.metadata, lower_budget=spec.lower_budget, timeout_s=spec.timeout_s,
                        max_time=spec.max_time, enqueue=spec.enqueue, warm_start=spec.warm_start)
     contents = check_workdir(spec.workdir, prepared.config)  # a different search is an error before any output
+    holder = Journal(spec.workdir).writer() if spec.workdir.is_dir() else None
+    if holder is not None:  # refused before "continuing it" and a progress bar are printed
+        raise JournalError(f"{spec.workdir} is being written by another search ({holder}): wait for it to finish, "
+                           "or use another workdir")
     if contents is not None and contents.trials:
         console.print(f"{spec.workdir} holds {len(contents.trials)} trials of this search: continuing it"
                       + ("" if resuming else " (--fresh starts over)"), soft_wrap=True)
@@ -248,6 +253,8 @@ def run(
     if not script.expanduser().is_file():
         raise FileNotFoundError(f"script {script} not found")
     if fresh:  # before the script runs: a script may record its model spec into the workdir
+        if strategy is not None and strategy not in STRATEGIES:  # what can be checked before moving anything
+            raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
         _discard(workdir, _out())
     with workdir_env(workdir):  # the script and its workers learn the workdir: nas.run_workdir()
         module = load_script(script)

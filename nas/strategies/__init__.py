@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from nas.errors import ConfigError
@@ -41,7 +42,32 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
         if key not in params or key in ("self", "space", "problem", "seed"):
             allowed = [p for p in params if p not in ("self", "space", "problem", "seed")]
             raise ConfigError(f"strategy {name!r} has no option {key!r} (options: {', '.join(allowed) or 'none'})")
+        _check_option(name, key, options[key], params[key])
     return cls(space, problem, seed, **options)
+
+
+def _check_option(strategy: str, key: str, value: Any, param: inspect.Parameter) -> None:
+    """An option's value against its declared type (annotation, else default value): a ConfigError naming the
+    option instead of a TypeError deep in the strategy (`population_size=5.5`, `sampler_options=5`)."""
+    annotation = str(param.annotation) if param.annotation is not inspect.Parameter.empty else ""
+    kinds = {k for k in annotation.replace(" ", "").split("|") if k} - {"None"}
+    if not annotation and param.default is not inspect.Parameter.empty and param.default is not None:
+        kinds = {type(param.default).__name__}
+    if value is None and (param.default is None or "None" in annotation):
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    checks: list[tuple[bool, bool, str]] = [
+        (kinds == {"bool"}, isinstance(value, bool), "true or false"),
+        (kinds == {"int"}, number and isinstance(value, int), "an int"),
+        (bool(kinds) and kinds <= {"int", "float"}, number, "a number"),
+        (kinds == {"str"}, isinstance(value, str), "a string"),
+        (len(kinds) == 1 and next(iter(kinds)).startswith(("Mapping", "dict")), isinstance(value, Mapping), "a dict"),
+    ]
+    for applies, ok, want in checks:
+        if applies:
+            if not ok:
+                raise ConfigError(f"strategy {strategy!r}: option {key} expects {want}, got {value!r}")
+            return
 
 
 __all__ = ["STRATEGIES", "BayesianOptimisation", "ConservativeController", "Deduplicate", "FidelitySpace", "Hyperband",
