@@ -121,6 +121,9 @@ class CostModel:
     `device` is a torch device ("cpu", "cuda") or a profile name ("h100_sxm"); the profile gives the
     roofline bound and analytic energy; `warmup`/`repeats` set measured latency. A call is cheap unless
     latency or energy are measured (cheap results are cached per architecture).
+    A space that can neither build networks nor decompose into layers (a plain `Space` written field by
+    field) cannot be counted: its architectures get only `latency_ms` from a latency model that needs no
+    network (an `EndToEndLatency`), without counts, roofline or energy; asking for more is a ConfigError here.
     """
 
     def __init__(self, space: ModelSpace | None = None, *, device: str | DeviceProfile = "cpu",
@@ -129,6 +132,8 @@ class CostModel:
                  cache: int = 4096) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads: expected a positive int (or None for torch's setting), got {threads!r}")
         self.space, self.batch_size, self.threads, self.qualify = space, batch_size, threads, qualify
         self.warmup, self.repeats = warmup, repeats
         self.torch_device, self.profile = resolve_device(device)
@@ -139,7 +144,8 @@ class CostModel:
         self._cache: OrderedDict[str, CostReport] = OrderedDict()
         self._cache_size = cache if self.cheap else 0
         self._layers = self._optional_adapter()
-        self.provenance = self._provenance()
+        self.counted = self._check_countable()
+        self.provenance = self._provenance(self.counted)
 
     # ------------------------------------------------------------------ construction
     @property
@@ -156,6 +162,24 @@ class CostModel:
         except ConfigError:
             return None
 
+    def _buildable(self) -> bool:
+        """Whether the space builds networks (a `ModelSpace`); a plain `Space` does not."""
+        return self.space is None or callable(getattr(self.space, "build", None))
+
+    def _check_countable(self) -> bool:
+        """Whether architectures can be counted (built or decomposed); refuse what a plain space cannot give."""
+        if self._layers is not None or self._buildable():
+            return True
+        name = type(self.space).__name__
+        if self.latency is None:
+            raise ConfigError(f"latency: space {name} cannot build networks, so params, FLOPs, roofline and energy "
+                              "cannot be counted; give a latency model that needs no network (an EndToEndLatency "
+                              "fitted on measured samples), or use a space with build()")
+        if self.energy is not None:
+            raise ConfigError(f"energy: {self.energy!r} energy needs the network, and space {name} cannot build "
+                              "networks; leave energy=None (the cost model then reports latency_ms only)")
+        return False
+
     def _adapter(self) -> Any:
         from nas.hardware.adapters import adapter_for
 
@@ -168,6 +192,9 @@ class CostModel:
             return None
         if latency == "measured":
             self._check_local("latency")
+            if not self._buildable():
+                raise ConfigError(f"latency: 'measured' times built networks, and space {type(self.space).__name__} "
+                                  "cannot build them; fit an EndToEndLatency on latencies measured elsewhere")
             threads = None if self.torch_device.startswith("cuda") else self.threads
             return MeasuredLatency(self.space, self.device_name, self.torch_device, self.batch_size, threads,
                                    self.warmup, self.repeats)
@@ -224,12 +251,15 @@ class CostModel:
     def _name(self, metric: str, model: str) -> str:
         return f"{metric}.{model}.{self.device_name or self.torch_device}" if self.qualify else metric
 
-    def _provenance(self) -> dict[str, dict[str, Any]]:
+    def _provenance(self, counted: bool) -> dict[str, dict[str, Any]]:
+        """Where each metric comes from; without `counted` (a plain space) only the latency model's record."""
         count = {"model": "count", "tool": "torch.utils.flop_counter.FlopCounterMode", "batch_size": self.batch_size}
-        out: dict[str, dict[str, Any]] = {"params": {"model": "count"}, "flops": count, "macs": count}
+        out: dict[str, dict[str, Any]] = {}
+        if counted:
+            out.update({"params": {"model": "count"}, "flops": count, "macs": count})
         if self.latency is not None:
             out[self._name("latency_ms", self.latency.model)] = self.latency.provenance()
-        if self.profile is not None:
+        if self.profile is not None and counted:
             out[self._name("latency_roofline_ms", "roofline")] = {
                 "model": "roofline", "device": self.profile.name, "lower_bound": True, "batch_size": self.batch_size,
                 "threads": self.threads if self.torch_device == "cpu" else None,
@@ -282,6 +312,10 @@ class CostModel:
 
     def _report(self, arch: Any, module: torch.nn.Module | None, inputs: Any) -> CostReport:
         """Counts come from the space's layer decomposition when it has one (memoised per layer), else the network."""
+        if module is None and not self.counted:  # a plain space: only the latency model's figure
+            assert self.latency is not None
+            metrics = {self._name("latency_ms", self.latency.model): float(self.latency.latency_ms(arch))}
+            return CostReport(metrics, self.provenance, {})
         if module is None and self._layers is not None:
             leaves, dtype = self._layers.arch_counts(arch, self.batch_size), "float32"
             params = sum(x.params for x in leaves)

@@ -6,6 +6,8 @@ A profile feeds the roofline lower bound and the analytic energy estimate. Built
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,20 +43,37 @@ class DeviceProfile:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        if not self.peak_flops or any(not (v > 0) for v in self.peak_flops.values()):
-            raise ConfigError(f"device {self.name!r}: peak_flops needs positive FLOP/s per dtype, "
-                              f"got {self.peak_flops!r}")
-        if not self.memory_bandwidth > 0:
+        for text in ("name", "description", "kind", "torch_device", "source", "notes"):
+            if not isinstance(getattr(self, text), str):
+                raise ConfigError(f"device {self.name!r}: {text} must be a string, got {getattr(self, text)!r}")
+        if (not isinstance(self.peak_flops, Mapping) or not self.peak_flops
+                or any(not isinstance(k, str) or not _number(v, positive=True) for k, v in self.peak_flops.items())):
+            raise ConfigError(f"device {self.name!r}: peak_flops needs positive FLOP/s per dtype "
+                              f"(e.g. {{\"float32\": 2e12}}), got {self.peak_flops!r}")
+        if not _number(self.memory_bandwidth, positive=True):
             raise ConfigError(f"device {self.name!r}: memory_bandwidth must be positive bytes/s, "
                               f"got {self.memory_bandwidth!r}")
-        if not isinstance(self.cores, int) or self.cores < 1:
+        if isinstance(self.cores, bool) or not isinstance(self.cores, int) or self.cores < 1:
             raise ConfigError(f"device {self.name!r}: cores must be a positive int, got {self.cores!r}")
+        if self.tdp_w is not None and not _number(self.tdp_w, positive=True):
+            raise ConfigError(f"device {self.name!r}: tdp_w must be positive watts, got {self.tdp_w!r}")
+        for fname in ("energy_pj_per_byte", "static_power_w"):
+            value = getattr(self, fname)
+            if value is not None and not _number(value, positive=False):
+                raise ConfigError(f"device {self.name!r}: {fname} must be a non-negative number, got {value!r}")
+        if (not isinstance(self.energy_pj_per_flop, Mapping)
+                or any(not isinstance(k, str) or not _number(v, positive=False)
+                       for k, v in self.energy_pj_per_flop.items())):
+            raise ConfigError(f"device {self.name!r}: energy_pj_per_flop needs non-negative pJ per dtype "
+                              f"(e.g. {{\"float32\": 1.5}}), got {self.energy_pj_per_flop!r}")
 
     def peak(self, dtype: str, threads: int | None = None) -> float:
         """Peak FLOP/s for `dtype` on `threads` cores (all cores when None)."""
         if dtype not in self.peak_flops:
             raise ConfigError(f"device {self.name!r}: no peak FLOP/s for dtype {dtype!r} "
                               f"(it has {', '.join(sorted(self.peak_flops))})")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads: expected a positive int (or None for all cores), got {threads!r}")
         share = 1.0 if threads is None else min(threads, self.cores) / self.cores
         return self.peak_flops[dtype] * share
 
@@ -71,6 +90,8 @@ class DeviceProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DeviceProfile":
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"device profile: expected a JSON object of fields, got {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -79,6 +100,13 @@ class DeviceProfile:
         if missing:
             raise ConfigError(f"device profile: missing field(s) {missing}")
         return cls(**data)
+
+
+def _number(value: Any, positive: bool) -> bool:
+    """Whether `value` is a finite real number (not a bool or a string), > 0 when `positive`, else >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > 0 if positive else value >= 0
 
 
 def list_devices() -> list[str]:
@@ -98,7 +126,11 @@ def load_device(device: str | Path | DeviceProfile) -> DeviceProfile:
                               "or give the path of a .json profile)")
     elif not path.is_file():
         raise ConfigError(f"device {str(device)!r}: file not found")
-    return DeviceProfile.from_dict(jsonio.read_json(path, "device profile"))
+    try:
+        return DeviceProfile.from_dict(jsonio.read_json(path, "device profile"))
+    except ConfigError as e:
+        text = str(e).removeprefix("device profile: ")
+        raise ConfigError(f"device profile {path}: {text}") from None
 
 
 def default_device(torch_device: str) -> str | None:

@@ -8,7 +8,9 @@ latency (two passes, the second trained without the first's outliers) screen nea
 which are dropped with a `LatencyFitWarning`; and
 the regressor is chosen by cross-validated relative error among ridge, a random forest, gradient boosting
 and their averages. A fit that cannot rank anything is refused (`DegenerateFitError`, naming why): too few
-samples, most samples screened, constant predictions, or a cross-validated MAPE close to 1.
+distinct architectures, most samples screened, constant predictions, or a cross-validated MAPE close to 1.
+Repeated timings of one architecture are one architecture: they count once towards the minimum and
+cross-validation keeps them in one fold, so no copy of a held-out network is trained on.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ Feature = Callable[[Architecture], float]
 CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "boosting", "ridge+forest", "stacked+forest",
               "ridge+boosting")
 DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "ridge+forest", "stacked+forest")
-MIN_SAMPLES = 5
+MIN_SAMPLES = 5  # distinct architectures
 
 
 def cost_features(space: Space, batch_size: int = 1, table: Any = None) -> dict[str, Feature]:
@@ -120,6 +122,7 @@ class EndToEndLatency:
     screened: list[dict[str, Any]] = field(default_factory=list, init=False)
     fit_mape: float | None = field(default=None, init=False)
     n_samples: int = field(default=0, init=False)
+    n_archs: int = field(default=0, init=False)
     _fitted: list["_Part"] = field(default_factory=list, init=False, repr=False)
     _samples: list[tuple[dict[str, Any], float]] = field(default_factory=list, init=False, repr=False)
 
@@ -149,38 +152,45 @@ class EndToEndLatency:
         """Screen outliers, choose a regressor by cross-validation, refit it on every kept sample."""
         if len(archs) != len(latency_ms):
             raise ConfigError(f"fit: {len(archs)} architectures but {len(latency_ms)} latencies")
-        if len(archs) < MIN_SAMPLES:
-            raise DegenerateFitError(f"fit: {len(archs)} samples; an end-to-end latency model needs at least "
-                                     f"{MIN_SAMPLES}")
         valid = [self.space.validate(a) for a in archs]
+        ids = np.array([a.id for a in valid])
+        distinct = len(set(ids))
+        if distinct < MIN_SAMPLES:
+            raise DegenerateFitError(f"fit: {distinct} distinct architectures ({len(archs)} samples); an end-to-end "
+                                     f"latency model needs at least {MIN_SAMPLES} (repeated timings of one network "
+                                     "count once)")
         y = np.asarray(latency_ms, dtype=float)
         bad = [i for i, v in enumerate(y) if not (math.isfinite(v) and v > 0)]
         if bad:
             raise ConfigError(f"latency_ms: sample(s) {bad[:5]} are not positive finite milliseconds "
                               f"({[float(y[i]) for i in bad[:5]]})")
         lin, tree = self._columns(valid)
-        keep = self._screen(lin, y) if self.screen else np.ones(len(y), dtype=bool)
+        keep = self._screen(lin, y, ids) if self.screen else np.ones(len(y), dtype=bool)
         lin, tree, y_in = lin[keep], tree[keep], y[keep]
+        if len(set(ids[keep])) < 2:
+            raise DegenerateFitError(f"fit: after screening, the kept samples are of {len(set(ids[keep]))} "
+                                     "architecture(s); cross-validation needs at least 2")
         if np.std(np.log(y_in)) < 1e-3:
             warnings.warn(f"end-to-end latency: the {len(y_in)} latencies are all within 0.1 % of "
                           f"{np.median(y_in):.4g} ms: nothing to rank by", LatencyFitWarning, stacklevel=2)
-        self.cv = self._cross_validate(lin, tree, y_in, len(self.features))
+        self.cv = self._cross_validate(lin, tree, y_in, len(self.features), ids[keep])
         self.chosen = min(self.cv.values(), key=lambda c: c.cv_mape).name
         self._fitted = _fit(self.chosen, lin, tree, y_in, self.seed, len(self.features))
         pred = _predict(self._fitted, lin, tree)
         self.fit_mape = float(np.mean(np.abs(pred / y_in - 1)))
         self.n_samples = int(len(y))
+        self.n_archs = distinct
         self._samples = [(a.to_dict(), float(t)) for a, t in zip(valid, y)]
         self._check_degenerate(pred, y_in)
         return self
 
-    def _screen(self, lin: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _screen(self, lin: np.ndarray, y: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Inlier mask: out-of-fold ridge residuals on log latency, MAD-scaled, in two passes (the second
         trained without the first pass's outliers, so glitches cannot pull it); near-zero samples always out."""
         logy = np.log(y)
         out = y < 1e-3 * float(np.median(y))
         for _ in range(2):
-            resid = logy - self._out_of_fold_log(lin, logy, ~out)
+            resid = logy - self._out_of_fold_log(lin, logy, ~out, ids)
             resid -= np.median(resid[~out])
             scale = max(1.4826 * float(np.median(np.abs(resid[~out]))), 0.01)
             out = (np.abs(resid) > max(self.outlier_factor * scale, math.log(3.0))) | (y < 1e-3 * float(np.median(y)))
@@ -201,30 +211,25 @@ class EndToEndLatency:
                           LatencyFitWarning, stacklevel=3)
         return ~out
 
-    def _out_of_fold_log(self, lin: np.ndarray, logy: np.ndarray, train: np.ndarray) -> np.ndarray:
+    def _out_of_fold_log(self, lin: np.ndarray, logy: np.ndarray, train: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Out-of-fold ridge predictions of log latency for every sample, each fold trained on `train` samples."""
-        from sklearn.model_selection import KFold
-
         pred = np.zeros(len(logy))
-        folds = KFold(n_splits=min(self.folds, len(logy)), shuffle=True, random_state=self.seed)
-        for tr, te in folds.split(lin):
+        for tr, te in group_folds(ids, self.folds, self.seed):
             tr = tr[train[tr]]
             pred[te] = _ridge(lin[tr], logy[tr]).predict(lin[te]) if len(tr) >= 2 else np.median(logy[train])
         return pred
 
     def _cross_validate(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray,
-                        n_extra: int) -> dict[str, Candidate]:
+                        n_extra: int, ids: np.ndarray) -> dict[str, Candidate]:
         """Out-of-fold predictions of every base regressor (once), averaged for the ensembles, and scored."""
         from scipy.stats import kendalltau
-        from sklearn.model_selection import KFold
 
         names = [c for c in self.candidates if n_extra or not {"extras", "stacked"} & set(c.split("+"))]
         if not names:
             raise ConfigError(f"candidates: {list(self.candidates)} all need extra features; none were given")
         parts = sorted({p for name in names for p in name.split("+")})
         oof = {p: np.zeros(len(y)) for p in parts}
-        folds = KFold(n_splits=min(self.folds, len(y)), shuffle=True, random_state=self.seed)
-        for tr, te in folds.split(lin):
+        for tr, te in group_folds(ids, self.folds, self.seed):
             for p in parts:
                 oof[p][te] = _predict(_fit(p, lin[tr], tree[tr], y[tr], self.seed, n_extra), lin[te], tree[te])
         out = {}
@@ -270,7 +275,8 @@ class EndToEndLatency:
 
     def provenance(self) -> dict[str, Any]:
         return {"model": self.model, "device": self.device, "batch_size": self.batch_size,
-                "samples": self.n_samples, "features": ["onehot/vector", *self.features], "chosen": self.chosen,
+                "samples": self.n_samples, "architectures": self.n_archs, "features": ["onehot/vector", *self.features],
+                "chosen": self.chosen,
                 "cv": {n: vars(c) for n, c in self.cv.items()}, "fit_mape": self.fit_mape,
                 "screened": list(self.screened)}
 
@@ -295,6 +301,26 @@ class EndToEndLatency:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LatencyFitWarning)  # warned at the original fit
             return model.fit([s["arch"] for s in samples], [s["latency_ms"] for s in samples])
+
+
+def group_folds(ids: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) sample indices of a shuffled K-fold over distinct architecture ids (a group K-fold).
+
+    Every copy of an architecture sits in one test fold, never in its own training fold; with all samples
+    distinct this is exactly `KFold(shuffle=True)` on the samples.
+    """
+    from sklearn.model_selection import KFold
+
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=int)
+    rank[np.argsort(first)] = np.arange(len(first))  # groups numbered by first appearance
+    group = rank[inverse.reshape(-1)]
+    splitter = KFold(n_splits=min(folds, len(first)), shuffle=True, random_state=seed)
+    out = []
+    for _, test_groups in splitter.split(np.zeros(len(first))):
+        test = np.isin(group, test_groups)
+        out.append((np.flatnonzero(~test), np.flatnonzero(test)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------- regressors

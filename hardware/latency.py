@@ -107,6 +107,26 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def check_count(value: Any, name: str, minimum: int = 1) -> None:
+    """ConfigError naming `name` unless `value` is an int >= `minimum` (a count: runs, rounds, threads, batch size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def check_torch_device(device: str, name: str = "device") -> torch.device:
+    """`device` as a torch device; ConfigError naming `name` when it is malformed or its CUDA GPU is not here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"{name} {device!r}: not a torch device (expected cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{name} {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"{name} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def tensors_in(value: Any) -> list[torch.Tensor]:
     """The tensors in a tensor, or in a tuple/list/dict nesting them."""
     if isinstance(value, torch.Tensor):
@@ -183,12 +203,10 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
     OFA subnets timed twice: one block of 50 runs agreed with itself within +-10 % for 37 % of them,
     interleaved rounds for 100 % (experiments/README.md, docs/hardware.md). More rounds spread further.
     """
-    if warmup < 0 or repeats < 1 or rounds < 1:
-        raise ConfigError(f"warmup/repeats/rounds: expected warmup >= 0, repeats >= 1 and rounds >= 1, got "
-                          f"{warmup}/{repeats}/{rounds}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
+    check_count(warmup, "warmup", 0)
+    check_count(repeats, "repeats")
+    check_count(rounds, "rounds")
+    dev = check_torch_device(device)
     runs, shapes = [], []
     for module, inputs in items:
         moved = to_device(inputs, dev)

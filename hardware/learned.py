@@ -171,7 +171,8 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
     With `screen`, measurements whose ratio to the uncalibrated sum is far off the others' (near-zero
     glitches, spikes; `screen_glitches`) are left out with a `LatencyFitWarning`: a relative loss would
     otherwise bend every scale towards 0 to fit them. A fit that still predicts a constant (every scale 0)
-    or whose MAPE on the kept samples reaches `max_mape` raises `DegenerateFitError`.
+    or whose MAPE on the kept samples reaches `max_mape` raises `DegenerateFitError`, and so do samples
+    whose uncalibrated sums do not vary (one architecture, or copies of it): nothing determines the scales.
     """
     if len(by_kind) != len(measured_ms) or not by_kind:
         raise ConfigError("onboarding: give as many measured latencies as architectures (at least one)")
@@ -194,6 +195,11 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
                           f"{np.median(y):.4g} ms)", LatencyFitWarning, stacklevel=3)
             kept = np.setdiff1d(np.arange(len(y)), excluded)
             y, cols = y[kept], cols[kept]
+    base = cols.sum(axis=1)
+    if np.ptp(base) <= 1e-9 * max(float(np.max(np.abs(base))), 1e-12):
+        raise DegenerateFitError(f"onboarding: the {len(y)} measurement(s) all have one uncalibrated latency, "
+                                 f"{float(base[0]):.4g} ms (one architecture, or copies of it): scales cannot be "
+                                 "fitted; measure at least 2 different architectures")
     shared, b0 = _relative_nnls(cols.sum(axis=1, keepdims=True), y)
     scales, intercept = {k: float(shared) for k in kinds}, float(b0)
     mean, std = cols.mean(axis=0), cols.std(axis=0)
@@ -205,7 +211,7 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
         intercept = float(coef[-1])
     pred = cols @ np.array([scales[k] for k in kinds]) + intercept
     mape = float(np.mean(np.abs(pred / y - 1)))
-    if np.ptp(cols.sum(axis=1)) > 0 and np.ptp(pred) <= 1e-9 * max(float(np.max(np.abs(pred))), 1e-12):
+    if np.ptp(pred) <= 1e-9 * max(float(np.max(np.abs(pred))), 1e-12):
         raise DegenerateFitError(f"onboarding: every scale fitted to 0, the calibrated model predicts the constant "
                                  f"{intercept:.4g} ms (MAPE {mape:.2f}); are some measured latencies near zero?")
     if mape >= max_mape:

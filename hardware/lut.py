@@ -18,8 +18,8 @@ from typing import Any
 
 from nas import jsonio
 from nas.errors import ConfigError
-from nas.hardware.devices import default_device
-from nas.hardware.latency import host_info, measure_latencies
+from nas.hardware.devices import default_device, load_device
+from nas.hardware.latency import check_count, check_torch_device, host_info, measure_latencies
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
 
 log = logging.getLogger(__name__)
@@ -110,15 +110,46 @@ class LatencyTable:
         return [layer for layer in unique(layers) if layer.key not in self.entries]
 
     def check_adapter(self, adapter: LayerAdapter) -> None:
-        """ConfigError when the table was built for another space frame than `adapter` describes."""
-        if jsonio.plain(self.header.get("adapter"), "adapter") != jsonio.plain(adapter.describe(), "adapter"):
-            raise ConfigError(f"latency table {self.path or '(in memory)'} was built for {self.header.get('adapter')}, "
-                              f"not for {adapter.describe()}")
+        """ConfigError naming the differing fields when the table was built for another space frame than `adapter`."""
+        diff = adapter_differences(self.header.get("adapter"), adapter.describe())
+        if diff:
+            raise ConfigError(f"latency table {self.path or '(in memory)'} was built for another space: {diff}")
 
     @classmethod
     def load(cls, path: str | Path, statistic: str = "median") -> "LatencyTable":
         header, entries, _ = _read(Path(path))
         return cls(header, entries, Path(path), statistic)
+
+
+_ABSENT = object()
+
+
+def adapter_differences(table: Any, space: Any) -> str:
+    """The fields where two adapter descriptions differ, as `field: table X, space Y; ...` ('' when equal)."""
+    return "; ".join(_differences(jsonio.plain(table, "adapter"), jsonio.plain(space, "adapter"), ""))
+
+
+def _differences(table: Any, space: Any, where: str) -> list[str]:
+    """One `field: table X, space Y` per differing leaf (nested dict fields dotted), so a mismatch names its field."""
+    if isinstance(table, dict) and isinstance(space, dict):
+        keys = list(table) + [k for k in space if k not in table]
+        return [line for k in keys
+                for line in _differences(table.get(k, _ABSENT), space.get(k, _ABSENT), f"{where}.{k}" if where else k)]
+    if table == space:
+        return []
+    return [f"{where or 'adapter'}: table {_show(table)}, space {_show(space)}"]
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is _ABSENT else jsonio.dumps(value)
+
+
+def check_profile(profile: str, name: str = "profile") -> str:
+    """The name of device profile `profile` (built-in name or .json path); ConfigError naming `name` if unknown."""
+    try:
+        return load_device(profile).name
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
 
 
 def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLines]:
@@ -157,41 +188,67 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
     `path` is resumed: its layers are skipped, and its measurement settings must equal these. `limit` caps
     the number of new layers measured in this call; `profile` names the device profile recorded in the
     header (default: the machine's, e.g. `local_cpu`). `progress(done, total)` is called after each chunk.
+    Every setting is checked before the file is touched, and a new table's header is written together with
+    its first measured chunk, so a refused or failed build leaves no file behind to block the next one.
     """
     path = Path(path)
+    check_build_settings(device=device, batch_size=batch_size, threads=threads, warmup=warmup, repeats=repeats,
+                         rounds=rounds, limit=limit)
+    profile = check_profile(profile) if profile is not None else default_device(device)
     header = {"format": FORMAT, "version": VERSION, "adapter": jsonio.plain(adapter.describe(), "adapter"), "torch_device": device,
-              "device": profile if profile is not None else default_device(device), "batch_size": batch_size,
+              "device": profile, "batch_size": batch_size,
               "threads": threads if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,
               "repeats": repeats, "rounds": rounds, "host": host_info(device),
               "created": _dt.datetime.now().isoformat(timespec="seconds"), "load_at_start": _load()}
     done: dict[str, TableEntry] = {}
+    unwritten: list[dict[str, Any]] = [header]  # a new table's header goes out with its first measurements
     if path.exists():
         old, entries, lines = _read(path)
         old.setdefault("rounds", 1)  # tables from before interleaved rounds
         for key in _SAME_BUILD:
+            if key == "adapter" and old.get(key) != header[key]:
+                raise ConfigError(f"latency table {path} was built for another space "
+                                  f"({adapter_differences(old.get(key), header[key])}): use another path, or delete "
+                                  "the file to start over")
             if old.get(key) != header[key]:
                 raise ConfigError(f"latency table {path} was built with {key}={old.get(key)!r}, this build has "
                                   f"{header[key]!r}: use another path, or delete the file to start over")
         if lines.torn:
             log.warning("latency table %s: dropping a torn last line", path)
         jsonio.repair_tail(lines)  # this build is the table's writer
-        header, done = old, {e.layer.key: e for e in entries}
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        jsonio.append_jsonl(path, [header])
+        header, done, unwritten = old, {e.layer.key: e for e in entries}, []
     todo = [layer for layer in unique(layers if layers is not None else adapter.distinct_layers())
             if layer.key not in done]
     if limit is not None:
-        todo = todo[:max(0, limit)]
+        todo = todo[:limit]
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
         entries = measure_layers(adapter, chunk, device=device, batch_size=batch_size, threads=threads,
                                  warmup=warmup, repeats=repeats, rounds=rounds, seed=start)
-        jsonio.append_jsonl(path, [entry.to_dict() for entry in entries])  # one fsync'd write per chunk
+        path.parent.mkdir(parents=True, exist_ok=True)
+        jsonio.append_jsonl(path, unwritten + [entry.to_dict() for entry in entries])  # one fsync'd write per chunk
+        unwritten = []
         done.update((entry.layer.key, entry) for entry in entries)
         if progress is not None:
             progress(start + len(chunk), len(todo))
+    if unwritten:  # nothing to measure (limit 0): the new table is its header alone
+        path.parent.mkdir(parents=True, exist_ok=True)
+        jsonio.append_jsonl(path, unwritten)
     return LatencyTable(header, done.values(), path)
+
+
+def check_build_settings(*, device: str, batch_size: int, threads: int | None, warmup: int, repeats: int,
+                         rounds: int, limit: int | None = None) -> None:
+    """ConfigError naming the first bad setting of `build_table`, checked before anything is written."""
+    check_torch_device(device)
+    check_count(batch_size, "batch_size")
+    if threads is not None:
+        check_count(threads, "threads")
+    check_count(warmup, "warmup", 0)
+    check_count(repeats, "repeats")
+    check_count(rounds, "rounds")
+    if limit is not None:
+        check_count(limit, "limit", 0)
 
 
 def measure_layers(adapter: LayerAdapter, layers: Sequence[LayerConfig], *, device: str = "cpu",

@@ -39,7 +39,8 @@ DeviceOpt = Annotated[str, typer.Option(help="Torch device to measure on (cpu, c
 BatchOpt = Annotated[int, typer.Option(help="Batch size of every timed forward pass.")]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads (torch.set_num_threads) while timing.")]
 WarmupOpt = Annotated[int, typer.Option(help="Untimed runs before timing.")]
-RepeatsOpt = Annotated[int, typer.Option(help="Timed runs per measurement (per round with --rounds).")]
+RepeatsOpt = Annotated[int, typer.Option(help="Timed runs of each layer per round (see --rounds).")]
+MeasureRepeatsOpt = Annotated[int, typer.Option("--repeats", help="Timed runs per architecture.")]
 RoundsOpt = Annotated[int, typer.Option(help="Interleaved rounds: every layer of a chunk is timed once per round "
                                              "and its runs pooled (robust to slow phases of a shared machine).")]
 
@@ -50,11 +51,28 @@ def _console(stderr: bool = False) -> Console:
 
 _user_errors = user_errors
 
+LUT_WARMUP, LUT_REPEATS, LUT_ROUNDS = 2, 3, 20  # build-lut's default measurement settings
 
-def default_table_path(space: str, device: str, batch_size: int, threads: int) -> Path:
-    """Where `build-lut` writes by default: runs/luts/SPACE-DEVICE-bB-tT.jsonl (a model `file.py:Net`: Net)."""
+
+def default_table_path(space: str, device: str, batch_size: int, threads: int, warmup: int = LUT_WARMUP,
+                       repeats: int = LUT_REPEATS, rounds: int = LUT_ROUNDS) -> Path:
+    """Where `build-lut` writes by default: runs/luts/SPACE-DEVICE-bB-tT.jsonl (a model `file.py:Net`: Net), with
+    -wWrRxN added when warm-up, repeats or rounds differ from the defaults (a table holds one setting only)."""
     name = space.rpartition(":")[2]
-    return Path("runs") / "luts" / f"{name}-{device.replace(':', '')}-b{batch_size}-t{threads}.jsonl"
+    timing = "" if (warmup, repeats, rounds) == (LUT_WARMUP, LUT_REPEATS, LUT_ROUNDS) else \
+        f"-w{warmup}r{repeats}x{rounds}"
+    return Path("runs") / "luts" / f"{name}-{device.replace(':', '')}-b{batch_size}-t{threads}{timing}.jsonl"
+
+
+def _check_counts(batch_size: int, threads: int, warmup: int, repeats: int, rounds: int = 1) -> None:
+    """ConfigError naming the option of the first count out of range, before anything is measured or written."""
+    from nas.hardware.latency import check_count
+
+    check_count(batch_size, "--batch-size")
+    check_count(threads, "--threads")
+    check_count(warmup, "--warmup", 0)
+    check_count(repeats, "--repeats")
+    check_count(rounds, "--rounds")
 
 
 @app.command("build-lut")
@@ -64,21 +82,29 @@ def build_lut(
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 1,
     threads: ThreadsOpt = 1,
-    warmup: WarmupOpt = 2,
-    repeats: RepeatsOpt = 3,
-    rounds: RoundsOpt = 20,
+    warmup: WarmupOpt = LUT_WARMUP,
+    repeats: RepeatsOpt = LUT_REPEATS,
+    rounds: RoundsOpt = LUT_ROUNDS,
     out: Annotated[Optional[Path], typer.Option(
-        help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl].")] = None,
+        help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl, with -wWrRxN added when --warmup, --repeats "
+             "or --rounds differ from their defaults].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Measure at most this many new layers in this call.")] = None,
     profile: Annotated[Optional[str], typer.Option(help="Device profile name recorded in the table.")] = None,
     options: OptionsOpt = "{}",
 ) -> None:
     """Profile every distinct layer configuration of SPACE once; resumes an existing table file."""
     from nas.hardware.adapters import adapter_for, make_space
-    from nas.hardware.lut import LatencyTable, build_table
+    from nas.hardware.latency import check_count, check_torch_device
+    from nas.hardware.lut import LatencyTable, build_table, check_profile
 
+    check_torch_device(device, "--device")
+    _check_counts(batch_size, threads, warmup, repeats, rounds)
+    if limit is not None:
+        check_count(limit, "--limit", 0)
+    if profile is not None:
+        profile = check_profile(profile, "--profile")
     adapter = adapter_for(make_space(space, options))
-    path = out if out is not None else default_table_path(space, device, batch_size, threads)
+    path = out if out is not None else default_table_path(space, device, batch_size, threads, warmup, repeats, rounds)
     total = len(adapter.distinct_layers())
     before = len(LatencyTable.load(path)) if path.exists() else 0
     console = _console()
@@ -107,15 +133,19 @@ def measure(
     batch_size: BatchOpt = 1,
     threads: ThreadsOpt = 1,
     warmup: WarmupOpt = 10,
-    repeats: RepeatsOpt = 50,
+    repeats: MeasureRepeatsOpt = 50,
     options: OptionsOpt = "{}",
 ) -> None:
     """Measure latency of architectures (median, p10-p90), next to FLOPs, roofline bound and LUT prediction."""
     from nas.errors import ConfigError
     from nas.hardware.adapters import make_space
     from nas.hardware.cost import CostModel
+    from nas.hardware.latency import check_count
     from nas.hardware.lut import LatencyTable
 
+    _check_counts(batch_size, threads, warmup, repeats)
+    if arch is None:
+        check_count(random, "--random")
     sp = make_space(space, options)
     if arch is not None:
         try:
@@ -200,9 +230,13 @@ def fit_latency(
 
     from nas.hardware.adapters import adapter_for, make_space
     from nas.hardware.e2e_latency import EndToEndLatency, cost_features, load_samples
+    from nas.hardware.latency import check_count
     from nas.hardware.learned import LatencyFitWarning, lut_latency
-    from nas.hardware.lut import LatencyTable
+    from nas.hardware.lut import LatencyTable, check_profile
 
+    check_count(batch_size, "--batch-size")
+    if profile is not None:
+        profile = check_profile(profile, "--profile")  # recorded in the model: a typo would make it unusable
     sp = make_space(space, options)
     archs, ms = load_samples(samples, sp)
     lut = lut_latency(LatencyTable.load(table), adapter_for(sp)) if table else None
