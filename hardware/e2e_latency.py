@@ -475,6 +475,8 @@ def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], li
             ms.append(float(value))
         except (TypeError, ValueError):
             raise ConfigError(f"samples: {p} line {n}: latency_ms {value!r} is not a number") from None
+        if not (math.isfinite(ms[-1]) and ms[-1] > 0):  # said here, the fit could only name a sample index
+            raise ConfigError(f"samples: {p} line {n}: latency_ms {value!r} is not a positive finite number of ms")
     if not archs:
         raise ConfigError(f"samples: {p} holds no samples")
     return archs, ms

@@ -340,6 +340,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         data = spec.load_data()
     supernet = load_supernet(spec, result.workdir, space) if spec.weights == "supernet" else None
     out = Path(out)
+    made = not out.exists()
     stage = out / f".export-{os.getpid()}"  # everything is written here first: a failed export leaves nothing
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -347,6 +348,11 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         report = _export(result, spec, space, picks, extra, complete, note, data, supernet, out, stage, onnx,
                          quantize, evaluate, progress)
         _move_in(stage, out, report)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # not even the folder: it did not exist before
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     if verify:

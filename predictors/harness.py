@@ -108,6 +108,10 @@ def evaluate(factories: Mapping[str, Factory], archs: Sequence[Architecture], y:
     y_arr = np.asarray(y, dtype=float)
     if len(archs) != len(y_arr):
         raise ConfigError(f"{len(archs)} architectures but {len(y_arr)} targets")
+    bad = np.flatnonzero(~np.isfinite(y_arr))
+    if len(bad):  # held out, a NaN would be scored silently (tau nan, and ranked as the true best)
+        raise ConfigError(f"y: targets {bad[:5].tolist()} are not finite ({y_arr[bad[:5]].tolist()}); drop failed "
+                          "evaluations first")
     sizes = sorted(int(s) for s in sizes)
     out: list[Record] = []
     for seed in seeds:

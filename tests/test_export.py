@@ -282,6 +282,12 @@ def test_bad_inputs_name_the_field(searched, tmp_path):
     (broken / "model.json").write_text(json.dumps({**spec, "space": wider}))
     with pytest.raises(ConfigError, match="supernet.pt: does not fit the space in model.json"):
         export(broken, tmp_path / "o")
+    def broken_measure(module):
+        raise RuntimeError("measuring failed")
+
+    with pytest.raises(RuntimeError, match="measuring failed"):  # fails after the staging folder is made
+        export(result, tmp_path / "new", top=1, onnx=False, evaluate=broken_measure)
+    assert not (tmp_path / "new").exists()  # not even an empty folder
     with pytest.raises(ConfigError, match="no exported model here"):
         load_subnet(tmp_path)
     with pytest.raises(ConfigError, match="no split 'test'"):

@@ -186,6 +186,10 @@ def test_load_samples_formats_and_errors(tmp_path, data) -> None:
     bad.write_text('arch,latency_ms\n"{""edge_0_1"": ""conv9""}",1.0\n')
     with pytest.raises(ConfigError, match="line 2"):
         load_samples(bad, space)
+    zero = tmp_path / "zero.jsonl"  # the fit could only say "sample(s) [2]"; the file's line is what a user finds
+    zero.write_text("".join(json.dumps({"arch": dict(a), "latency_ms": t}) + "\n" for a, t in zip(archs, [1.0, 2.0, 0.0])))
+    with pytest.raises(ConfigError, match=r"line 3: latency_ms 0.0 is not a positive finite number"):
+        load_samples(zero, space)
 
 
 def test_cli_fit_latency(tmp_path, data) -> None:

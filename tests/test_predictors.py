@@ -233,6 +233,9 @@ def test_evaluate_is_nested_and_reports_every_cell(tmp_path):
     assert "oracle" in format_table(recs) and "N=50" in format_table(recs)
     png = plot(recs, tmp_path / "p.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    y[3] = float("nan")  # a failed evaluation: held out, it was scored silently as tau nan
+    with pytest.raises(ConfigError, match=r"y: targets \[3\] are not finite"):
+        evaluate({"oracle": lambda s: Oracle()}, archs, y, sizes=[20], seeds=[0], n_test=100)
 
 
 # ---------------------------------------------------------------------------------------------- zero-cost
