@@ -273,6 +273,31 @@ def handlers() -> dict[type, Handler]:
             nn.ReLU: lambda p, m, x: ("relu", relu(p, x.numel()))}
 
 
+def _max_pool(p: Protocol, x: torch.Tensor) -> Cost:
+    """The masked maximum over the tokens of x [batch, tokens, features]: a row maximum per sentence and feature
+    (masking by public lengths is local)."""
+    b, n, d = x.shape
+    return row_max(p, b * d, n)
+
+
+def _poolings(model: nn.Module, names: Mapping[nn.Module, str]) -> dict[nn.Module, str]:
+    """{final norm: name of the max-pool op} for the classifiers that max-pool their tokens (`pooling="mean_max"`).
+
+    The pooling is a functional call inside the classifier's forward, so it is costed on the output of the
+    norm right before it; a pooling this module does not know raises `ConfigError` naming the classifier."""
+    from nas.spaces.transformer import TransformerClassifier
+
+    out: dict[nn.Module, str] = {}
+    for m, name in names.items():
+        if not isinstance(m, TransformerClassifier):
+            continue
+        if m.pooling not in ("mean", "mean_max"):
+            raise ConfigError(f"{name}: no MPC cost for pooling {m.pooling!r}")
+        if m.pooling == "mean_max":
+            out[m.norm] = "max_pool" if m is model else f"{name}.max_pool"
+    return out
+
+
 def _embedding(p: Protocol, m: nn.Embedding, x: torch.Tensor) -> tuple[str, Cost]:
     """A secret token lookup as one-hot [tokens, vocab] x table [vocab, dim]."""
     return "embedding", matmul(p, int(x.numel()), m.num_embeddings, m.embedding_dim)
@@ -283,7 +308,8 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
     """The operations of one forward pass of `model` on `example`, in execution order.
 
     Modules whose children are all costed (containers, encoder layers, the classifier) cost nothing
-    themselves; residual additions, masking by public lengths and mean pooling are local. Embeddings
+    themselves; residual additions, masking by public lengths and mean pooling are local, max pooling over the
+    tokens (`pooling="mean_max"`) is a row maximum per feature. Embeddings
     named in `public_embeddings` are indexed by public positions (local); other embeddings are secret
     lookups. A module the model does not know how to price raises `ConfigError` naming it.
     """
@@ -305,7 +331,13 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
         if handler is not None:
             ops.append(MPCOp(name, *handler(protocol, m, x)))
 
+    pooled = _poolings(model, names)
+
+    def pool_hook(m: nn.Module, _args: tuple[Any, ...], out: torch.Tensor) -> None:
+        ops.append(MPCOp(pooled[m], "max_pool", _max_pool(protocol, out)))
+
     handles = [m.register_forward_hook(hook) for m in names if not isinstance(m, FREE)]
+    handles += [m.register_forward_hook(pool_hook) for m in pooled]  # after the norm's own op
     training = model.training
     try:
         with torch.no_grad():
@@ -333,8 +365,10 @@ class MPCLatency:
             profile = PROFILES[profile]
         self.space, self.profile, self.protocol = space, profile, protocol
         config = getattr(space, "config", None)
-        self.seq_len = seq_len or getattr(config, "max_len", None)
-        if not isinstance(self.seq_len, int) or self.seq_len < 1:
+        if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
+            raise ConfigError(f"seq_len: expected a positive int (or None for the space's max_len), got {seq_len!r}")
+        self.seq_len = seq_len if seq_len is not None else getattr(config, "max_len", None)
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len < 1:
             raise ConfigError(f"seq_len: expected a positive int (or a space whose config has max_len), "
                               f"got {self.seq_len!r}")
         limit = getattr(config, "max_len", None)

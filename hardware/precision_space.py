@@ -4,7 +4,8 @@
   `head_format = Choice`; formats are names from `nas.hardware.quantization.FORMAT_NAMES`. `build(arch)` gives
   a `PrecisionMLP` whose quantized layers are stored packed (`PackedLinear`), so its state_dict and its ONNX
   export hold `size_bits(arch)` bits of tensors; `cost(arch, device)` gives size, roofline latency and
-  analytic energy for cheap objectives and constraints.
+  analytic energy for cheap objectives and constraints; `count(arch)` counts every weight and bias whatever
+  its format (of the float twin, as `size_bits` and `cost` read it).
 * `PrecisionMLPSupernet`: one-shot weight sharing in the spirit of FLIQS (Dotzel et al. 2023): the largest
   float weights are shared; `supernet(x, arch)` slices each layer to its width and fake-quantizes it to its
   format (straight-through), so sandwich training (`nas.spaces.training.SandwichRule`) trains all widths and
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.architecture import Architecture
+from nas.counts import count as count_module
 from nas.errors import ConfigError
 from nas.hardware.devices import DeviceProfile
 from nas.hardware.packing import PackedLinear
@@ -179,6 +181,11 @@ class PrecisionMLPSpace(ModelSpace):
         """Bits the built network stores (codes, scales, zero points, biases): what its export holds."""
         arch = self.validate(arch)
         return model_size_bits(PrecisionMLP(arch, self.config, packed=False), self.formats(arch))
+
+    def count(self, arch: Mapping[str, Any], batch_size: int = 1) -> dict[str, float]:
+        """{"params", "flops", "macs"} of the float twin: packed weights are buffers, yet weights all the same."""
+        arch = self.validate(arch)
+        return count_module(PrecisionMLP(arch, self.config, packed=False), self.example_input(arch, batch_size))
 
     def cost(self, arch: Mapping[str, Any], device: str | DeviceProfile, batch_size: int = 1,
              threads: int | None = None) -> PrecisionCost:

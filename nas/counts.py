@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +12,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_params(module: torch.nn.Module) -> int:
-    """Number of parameters (trainable or not) the module holds."""
-    return sum(p.numel() for p in module.parameters())
+    """Number of parameters (trainable or not) the module holds. A weight stored packed in buffers (a module with
+    `weight_shape` and no weight parameter, as `nas.hardware.packing`'s) counts as the weights it holds, so a
+    quantized network has the parameter count of its float twin."""
+    packed = sum(math.prod(m.weight_shape) for m in module.modules()
+                 if hasattr(m, "weight_shape") and m._parameters.get("weight") is None)
+    return sum(p.numel() for p in module.parameters()) + packed
 
 
 def forward(module: torch.nn.Module, inputs: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 
 from nas import jsonio
 from nas.errors import ConfigError, JournalError
+from nas.spaces.model_space import space_settings
 from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluations_used
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ def search_config(space: Any, problem: Any, strategy: str, strategy_options: Map
     unknown = set(settings) - set(SETTINGS) - {"warm_start"}
     if unknown:
         raise ConfigError(f"search_config: unknown setting {sorted(unknown)[0]!r}")
-    return {"space": space.fingerprint(), "space_spec": space.to_spec(), "problem": problem.to_dict(),
+    described = space_settings(space)
+    return {"space": space.fingerprint(), "space_spec": space.to_spec(),
+            **({"space_settings": described} if described is not None else {}), "problem": problem.to_dict(),
             "strategy": strategy, "strategy_options": dict(strategy_options), "seed": seed, "budget": budget,
             "fidelity": fidelity, "metadata": dict(metadata or {}), **{k: v for k, v in settings.items()
                                                                        if v is not None}}
@@ -189,6 +192,12 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
                                    f"has {what}{was!r}, this run {now!r}); use a new workdir or run the same space")
         raise JournalError(f"{workdir} holds a different search: its {key} is {old.get(key)!r}, this run's is "
                            f"{new.get(key)!r} (use a new workdir, or run with the recorded {key})")
+    was, now = old.get("space_settings"), new.get("space_settings")
+    if was is not None and now is not None and was != now:  # journals from before settings were recorded pass
+        where, before, after = first_difference(was, now)
+        raise JournalError(f"{workdir} holds a different search: its space settings differ at "
+                           f"{'.'.join(where or ())} (the journal has {before!r}, this run {after!r}); use a new "
+                           "workdir or run the same space")
     if old.get("problem") != new.get("problem") and any(t.status == "ok" for t in trials):
         raise JournalError(f"{workdir} holds a different search: its objectives and constraints are "
                            f"{old.get('problem')!r}, this run's are {new.get('problem')!r} (they can only be "

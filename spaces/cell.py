@@ -612,8 +612,9 @@ class DartsSpace(ModelSpace):
         self.ops = _check_ops(ops)
         if "none" in self.ops:
             raise SpaceDefinitionError("ops: 'none' is not a DARTS cell op (the supernet adds it to every edge)")
-        if not isinstance(nodes, int) or nodes < 1:
-            raise SpaceDefinitionError(f"nodes: expected a positive int, got {nodes!r}")
+        for name, v in (("nodes", nodes), ("stem_multiplier", stem_multiplier)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SpaceDefinitionError(f"{name}: expected a positive int, got {v!r}")
         self.nodes, self.stem_multiplier = nodes, stem_multiplier
         op = Choice(list(self.ops), ordered=False)
 
@@ -646,9 +647,17 @@ class DartsSpace(ModelSpace):
         """From a DARTS `Genotype` (or a mapping with `normal` and `reduce` lists of (op, input) pairs)."""
         config: dict[str, Any] = {}
         for kind in self.KINDS:
-            pairs = genotype[kind] if isinstance(genotype, Mapping) else getattr(genotype, kind)
-            if len(pairs) != 2 * self.nodes:
-                raise InvalidArchitectureError(kind, f"expected {2 * self.nodes} (op, input) pairs, got {len(pairs)}")
+            pairs = genotype.get(kind) if isinstance(genotype, Mapping) else getattr(genotype, kind, None)
+            if pairs is None:
+                raise InvalidArchitectureError(kind, "missing from the genotype (it needs 'normal' and 'reduce')")
+            if not isinstance(pairs, Sequence) or len(pairs) != 2 * self.nodes:
+                got = len(pairs) if isinstance(pairs, Sequence) else repr(pairs)
+                raise InvalidArchitectureError(kind, f"expected {2 * self.nodes} (op, input) pairs, got {got}")
+            for i, pair in enumerate(pairs):
+                if (not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2
+                        or not isinstance(pair[0], str) or isinstance(pair[1], bool) or not isinstance(pair[1], int)):
+                    raise InvalidArchitectureError(f"{kind}[{i}]", f"expected an (op name, input index) pair, got "
+                                                                   f"{pair!r}")
             cell = {}
             for n in range(self.nodes):
                 (op1, i1), (op2, i2) = sorted(pairs[2 * n: 2 * n + 2], key=lambda p: p[1])
@@ -715,13 +724,14 @@ class DartsSpace(ModelSpace):
 
     # -- graph form
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
-        """Both cells' DAGs: nodes (kind, i) for inputs 0, 1 and intermediate nodes, (kind, 'out'); ops on edges."""
+        """Both cells' DAGs: nodes (kind, i) for inputs 0, 1 and intermediate nodes, (kind, 'out'); ops on edges.
+        Node labels carry the cell kind ("normal:input"), so exchanging the cells changes WL hashes and paths."""
         a = self.validate(arch)
         g = nx.DiGraph()
         for kind in self.KINDS:
             for n in range(self.nodes + 2):
-                g.add_node((kind, n), cell=kind, label="input" if n < 2 else "node")
-            g.add_node((kind, "out"), cell=kind, label="output")
+                g.add_node((kind, n), cell=kind, label=f"{kind}:input" if n < 2 else f"{kind}:node")
+            g.add_node((kind, "out"), cell=kind, label=f"{kind}:output")
             for k, (inputs, ops) in enumerate(_darts_nodes(a[kind]), start=2):
                 for i, op in zip(inputs, ops):
                     g.add_edge((kind, i), (kind, k), op=op, label=op)

@@ -185,6 +185,10 @@ class GNNSpace(ModelSpace):
         for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpaceDefinitionError(f"{name}: expected a positive int, got {v!r}")
+        for name, given in (("layers", layers), ("hidden", hidden), ("ops", ops), ("heads", heads),
+                            ("attentions", attentions), ("activations", activations), ("dropouts", dropouts)):
+            if given is not None and (isinstance(given, str) or not isinstance(given, Sequence)):
+                raise SpaceDefinitionError(f"{name}: expected a list of options, got {given!r} (e.g. {name}=[{given!r}])")
         for name, rates in (("dropout", [dropout]), ("dropouts", list(dropouts or []))):
             for v in rates:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:

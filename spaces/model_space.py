@@ -10,8 +10,11 @@ A torch module written with choice points (`nas.nn.ModelSpace`) derives one: `Ne
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
+
+from nas import jsonio
 
 from nas.counts import count
 from nas.spaces.space import Space
@@ -32,3 +35,17 @@ class ModelSpace(Space):
         """{"params", "flops", "macs"} of the built module for one forward pass of `batch_size` inputs."""
         arch = self.validate(arch)
         return count(self.build(arch), self.example_input(arch, batch_size))
+
+
+
+def space_settings(space: Any) -> dict[str, Any] | None:
+    """A space's constructor settings as plain data (`to_config()` or a dataclass `config`), or None. Journals
+    record them beside the fingerprint, which covers only the decisions: two `NasBench201Space`s with 4 and 16
+    channels have the same fields, but their networks differ."""
+    to_config = getattr(space, "to_config", None)
+    if callable(to_config):
+        return jsonio.plain(to_config(), "space.config")
+    cfg = getattr(space, "config", None)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return jsonio.plain(cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg), "space.config")
+    return None

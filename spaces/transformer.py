@@ -39,22 +39,27 @@ PAD = 0  # token id of padding; the mask of real tokens is `tokens != PAD`
 
 
 def _check_config(cfg: Any) -> None:
-    """Positive ints / non-empty tuples of positive ints, named in the error."""
+    """Each field as its annotation says: a non-empty list of options (`tuple[...]`) or one value; ints positive,
+    `dropout` a probability. Errors name the field."""
     for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        if isinstance(v, (list, tuple)):
-            object.__setattr__(cfg, f.name, tuple(v))
-            values = v
-            if not values:
+        v, kind = getattr(cfg, f.name), str(f.type)
+        many = kind.startswith("tuple")
+        if many:
+            if not isinstance(v, (list, tuple)):
+                raise ConfigError(f"{f.name}: expected a list of options, got {v!r} (e.g. {f.name}=({v!r},))")
+            if not v:
                 raise ConfigError(f"{f.name}: give at least one option")
-        else:
-            values = [v]
-        if f.name in ("dropout", "ops", "attentions", "pooling"):
-            continue
-        if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in values):
+            object.__setattr__(cfg, f.name, tuple(v))
+        elif isinstance(v, (list, tuple)):
+            raise ConfigError(f"{f.name}: expected one value, got the list {v!r}")
+        values = tuple(v) if many else (v,)
+        if "int" in kind and any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in values):
             raise ConfigError(f"{f.name}: expected positive ints, got {v!r}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"dropout: expected a probability in [0, 1), got {cfg.dropout!r}")
+        if "str" in kind and any(not isinstance(x, str) for x in values):
+            raise ConfigError(f"{f.name}: expected names, got {v!r}")
+    dropout = cfg.dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
 
 
 # ---------------------------------------------------------------------------------------- token mixers

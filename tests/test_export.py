@@ -282,12 +282,6 @@ def test_bad_inputs_name_the_field(searched, tmp_path):
     (broken / "model.json").write_text(json.dumps({**spec, "space": wider}))
     with pytest.raises(ConfigError, match="supernet.pt: does not fit the space in model.json"):
         export(broken, tmp_path / "o")
-    def broken_measure(module):
-        raise RuntimeError("measuring failed")
-
-    with pytest.raises(RuntimeError, match="measuring failed"):  # fails after the staging folder is made
-        export(result, tmp_path / "new", top=1, onnx=False, evaluate=broken_measure)
-    assert not (tmp_path / "new").exists()  # not even an empty folder
     with pytest.raises(ConfigError, match="no exported model here"):
         load_subnet(tmp_path)
     with pytest.raises(ConfigError, match="no split 'test'"):
@@ -377,7 +371,7 @@ def test_a_failed_export_leaves_nothing_half_written_and_keeps_the_previous_expo
     calls.clear()
     with pytest.raises(RuntimeError, match="the ONNX exporter crashed"):
         export(result, tmp_path / "fresh", data=synthetic_splits())
-    assert list((tmp_path / "fresh").iterdir()) == []  # no model folder, no export.json, no staging folder
+    assert not (tmp_path / "fresh").exists()  # no model folder, no export.json, no staging folder, no empty folder
 
 
 def test_dashboard_shows_the_model_card_of_an_exported_trial(exported, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,12 +55,21 @@ class Environment:
             raise ConfigError(f"environment {self.name!r}: direction must be 'max' or 'min', got {self.direction!r}")
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise ConfigError(f"environment {self.name!r}: budget must be a positive int, got {self.budget!r}")
-        self.constraints = tuple(self.constraints)
+        self.constraints = (self.constraints,) if isinstance(self.constraints, str) else tuple(self.constraints)
         self.fidelity = tuple(sorted(self.fidelity))
+        self.check()
 
     @property
     def problem(self) -> Problem:
-        return Problem.make({self.objective: self.direction}, list(self.constraints))
+        """The objective and constraints as a `Problem`; a malformed constraint is a ConfigError naming it."""
+        try:
+            return Problem.make({self.objective: self.direction}, list(self.constraints))
+        except ConfigError as e:
+            raise ConfigError(f"environment {self.name!r}: {e}") from None
+
+    def check(self) -> None:
+        """Raise a ConfigError now for a malformed constraint, before any strategy runs on the environment."""
+        self.problem
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts about the environment (recorded beside its results)."""
@@ -170,11 +180,12 @@ class DigitsMLPTraining:
         act = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[arch["act"]]
         layers: list[Any] = []
         c = self.data["train"][0].shape[1]
-        for layer in arch["layers"]:
-            layers += [nn.Linear(c, layer["width"]), act()]
-            c = layer["width"]
-        torch.manual_seed(self.seed)
-        return nn.Sequential(*layers, nn.Linear(c, 10))
+        with torch.random.fork_rng(devices=[]):  # every layer from `seed`, whatever ran before; global RNG untouched
+            torch.manual_seed(self.seed)
+            for layer in arch["layers"]:
+                layers += [nn.Linear(c, layer["width"]), act()]
+                c = layer["width"]
+            return nn.Sequential(*layers, nn.Linear(c, 10))
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:
         import torch
@@ -204,10 +215,23 @@ def digits_mlp_space() -> Space:
                  act=Choice(["relu", "tanh", "gelu"]), lr=Choice([0.001, 0.003, 0.01, 0.03]))
 
 
+def _epoch_levels(levels: Sequence[int]) -> tuple[int, ...]:
+    """`levels` checked (distinct positive ints, at least one) and sorted, so the last is full training."""
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence) or not levels:
+        raise ConfigError(f"training_environment: levels must be a non-empty sequence of epochs, got {levels!r}")
+    bad = [x for x in levels if isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < 1]
+    if bad:
+        raise ConfigError(f"training_environment: levels must be positive ints (epochs), got {bad[0]!r} in {levels!r}")
+    if len(set(levels)) != len(levels):
+        raise ConfigError(f"training_environment: levels must be distinct, got {levels!r}")
+    return tuple(sorted(int(x) for x in levels))
+
+
 def training_environment(budget: int = 30, levels: Sequence[int] = (1, 3, 9), seed: int = 0) -> Environment:
-    """Real training on digits (`DigitsMLPTraining`): max valid_acc after `levels[-1]` epochs; multi-fidelity
-    strategies see `levels` as the epochs field. Reported: test accuracy of the returned architecture."""
-    trainer = DigitsMLPTraining(epochs=int(levels[-1]), seed=seed)
+    """Real training on digits (`DigitsMLPTraining`): max valid_acc after `max(levels)` epochs; multi-fidelity
+    strategies see `levels` (in any order) as the epochs field. Reported: test accuracy of the returned architecture."""
+    levels = _epoch_levels(levels)
+    trainer = DigitsMLPTraining(epochs=levels[-1], seed=seed)
 
     def test_acc(arch: Architecture) -> float:
         return trainer(arch)["test_acc"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +100,8 @@ class ProxyCostModel:
             source: str = "") -> "ProxyCostModel":
         from sklearn.ensemble import RandomForestRegressor
 
+        if not targets:
+            raise ConfigError("ProxyCostModel.fit: targets: expected at least one metric")
         if not archs:
             raise ConfigError("ProxyCostModel.fit: no architectures to learn from")
         x = np.array([space.to_vector(a) for a in archs], dtype=float)
@@ -113,21 +117,43 @@ class ProxyCostModel:
     @classmethod
     def from_trials(cls, space: Space, trials: Iterable[Any], metrics: Sequence[str], **options: Any) -> "ProxyCostModel":
         """Learn from journaled trials (`nas.Trial`): every distinct architecture with all `metrics`, once."""
+        metrics = _metric_names(metrics)
+        trials = [t for t in trials if t.status != "failed"]
+        missing = [m for m in metrics if not any(_finite(t.metrics.get(m)) for t in trials)]
+        if missing:
+            recorded = sorted({m for t in trials for m in t.metrics})
+            raise ConfigError(f"metrics: no finished trial records {', '.join(map(repr, missing))} "
+                              f"(recorded: {', '.join(recorded) or 'nothing'})")
         seen: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
         for t in trials:
-            if t.status == "failed" or not all(m in t.metrics and math.isfinite(t.metrics[m]) for m in metrics):
+            if not all(_finite(t.metrics.get(m)) for m in metrics):
                 continue
             seen.setdefault(t.arch_id, (t.arch, {m: float(t.metrics[m]) for m in metrics}))
+        if not seen:
+            raise ConfigError(f"metrics: no finished trial records all of {', '.join(map(repr, metrics))}")
         archs = [space.validate(a) for a, _ in seen.values()]
         return cls.fit(space, archs, {m: [v[m] for _, v in seen.values()] for m in metrics}, **options)
 
     @classmethod
-    def from_journals(cls, space: Space, workdirs: Iterable[str | Path], metrics: Sequence[str],
-                      **options: Any) -> "ProxyCostModel":
-        """Learn from the journals of earlier searches (any folders holding a `journal.jsonl`, searched below)."""
-        dirs = sorted({p.parent for d in workdirs for p in Path(d).rglob("journal.jsonl")})
-        if not dirs:
-            raise ConfigError(f"ProxyCostModel.from_journals: no journal.jsonl under {list(map(str, workdirs))}")
+    def from_journals(cls, space: Space, workdirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                      metrics: Sequence[str], **options: Any) -> "ProxyCostModel":
+        """Learn from the journals of earlier searches: every `journal.jsonl` in or below one folder or several."""
+        single = isinstance(workdirs, (str, os.PathLike))
+        folders = [workdirs] if single else list(workdirs)
+        if not folders:
+            raise ConfigError("workdirs: expected at least one folder")
+        found: set[Path] = set()
+        for i, d in enumerate(folders):
+            field = "workdirs" if single else f"workdirs[{i}]"
+            if not isinstance(d, (str, os.PathLike)):
+                raise ConfigError(f"{field}: expected a folder path, got {d!r}")
+            if not os.fspath(d) or not Path(d).is_dir():
+                raise ConfigError(f"{field}: {os.fspath(d)!r} is not a folder")
+            journals = {p.parent for p in Path(d).rglob("journal.jsonl")}
+            if not journals:
+                raise ConfigError(f"{field}: no journal.jsonl in or below {os.fspath(d)!r}")
+            found |= journals
+        dirs = sorted(found)
         trials = [t for d in dirs for t in SearchResult.load(d).trials]
         options.setdefault("source", f"{len(trials)} trials in {len(dirs)} journals")
         return cls.from_trials(space, trials, metrics, **options)
@@ -154,6 +180,19 @@ class ProxyCostModel:
             out.append(ProxyAccuracy(m, self.n_train, len(y), rmse, rng, 100.0 * rmse / rng if rng > 0 else float("nan"),
                                      float(np.mean(np.abs(err))), tau))
         return out
+
+
+def _finite(value: Any) -> bool:
+    """Whether a recorded metric value is a finite number (a missing one is None)."""
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _metric_names(metrics: str | Sequence[str]) -> list[str]:
+    """`metrics` as a non-empty list of names (one name may be given as a string)."""
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names or not all(isinstance(m, str) for m in names):
+        raise ConfigError(f"metrics: expected one or more metric names, got {metrics!r}")
+    return names
 
 
 def time_per_query(fn: Callable[[Any], Any], items: Sequence[Any]) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.gym.environments import Environment, environment
 from nas.gym.settings import Hyperparameters, Setting, draw_settings
+from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.search import search
 from nas.spaces import Architecture, Space
@@ -156,24 +157,37 @@ class GymResult:
 def applicability(env: Environment, strategy: str) -> tuple[Space | None, str]:
     """(the space `strategy` runs on in `env`, or None; why not). A strategy whose `requires` the space lacks
     is skipped; one that refuses the space at construction (a multi-fidelity strategy on a space without a
-    fidelity) gets the environment's `FidelitySpace` when it declares fidelity levels, else is skipped."""
+    fidelity) gets the environment's `FidelitySpace` when it declares fidelity levels, else is skipped.
+    The environment's own errors (a malformed constraint) are raised as ConfigErrors, not reported as skips."""
+    problem = env.problem  # outside the try: a bad constraint is no strategy's inapplicability
     cls = STRATEGIES[strategy]
     missing = cls.requires - env.space.capabilities
     if missing:
         return None, f"needs space capabilities {sorted(missing)}, which {type(env.space).__name__} lacks"
     try:
-        make_strategy(strategy, env.space, env.problem, 0)
+        make_strategy(strategy, env.space, problem, 0)
         return env.space, ""
     except ConfigError as e:
         reason = str(e)
     if env.fidelity:
         fspace = FidelitySpace(env.space, env.fidelity, env.fidelity_field)
         try:
-            make_strategy(strategy, fspace, env.problem, 0)
+            make_strategy(strategy, fspace, problem, 0)
             return fspace, ""
         except ConfigError as e:
             reason = str(e)
-    return None, reason + ("" if env.fidelity else " (this environment has no fidelity levels)")
+    elif _takes_fidelity(env, strategy, problem):
+        reason += " (this environment has no fidelity levels)"
+    return None, reason
+
+
+def _takes_fidelity(env: Environment, strategy: str, problem: Problem) -> bool:
+    """Whether `strategy` would run on `env` given fidelity levels (so their absence is why it is skipped)."""
+    try:
+        make_strategy(strategy, FidelitySpace(env.space, (1.0, 2.0), env.fidelity_field), problem, 0)
+        return True
+    except ConfigError:
+        return False
 
 
 def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget: int | None = None,
@@ -276,6 +290,7 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
     envs: list[Environment] = []
     for e in environments:
         if isinstance(e, Environment):
+            e.check()  # a constraint made malformed after construction is a ConfigError before anything runs
             envs.append(e)
             continue
         try:

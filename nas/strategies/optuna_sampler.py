@@ -150,6 +150,7 @@ class OptunaStrategy(Strategy):
         self.study = optuna.create_study(directions=directions, sampler=sampler)
         self.pending: dict[str, list[int]] = {}  # arch id -> open trial numbers, oldest first
         self._trials: dict[int, Any] = {}  # trial number -> live optuna Trial
+        self._asked: set[str] = set()  # arch ids asked (a listed space's asks go to unasked ones; rebuilt on load)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -174,6 +175,17 @@ class OptunaStrategy(Strategy):
             return from_param(leaf, v, path)
 
         arch = Architecture(walk(self.space, pick))
+        if "listed" in self.space.capabilities and hasattr(self.space, "nearest"):
+            # a table holds only its recorded architectures: the nearest not asked yet (a seen one is no news)
+            snapped = self.space.nearest(arch.to_dict(), exclude=self._asked)
+            if snapped.id != arch.id:  # the sampler learns from the one evaluated: ask again with its params
+                import optuna
+
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.study.enqueue_trial(params_of(self.space, snapped)[0])
+                trial = self.study.ask()
+                arch = Architecture(walk(self.space, pick))
+        self._asked.add(arch.id)
         self.pending.setdefault(arch.id, []).append(trial.number)
         self._trials[trial.number] = trial
         return arch
