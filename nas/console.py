@@ -33,16 +33,17 @@ def one_line(text: str) -> str:
 
 
 def user_errors(fn: F) -> F:
-    """Print NASError / FileNotFoundError as one red `error: ...` line and exit 2 (no traceback)."""
+    """Print NASError and a path the user gave that cannot be used (missing, a folder where a file belongs or
+    the reverse, not writable) as one red `error: ...` line and exit 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (NASError, FileNotFoundError) as e:
+        except (NASError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
             msg = str(e)
-            if isinstance(e, OSError) and e.filename and e.strerror:
-                msg = f"{e.filename}: {e.strerror}"  # not "[Errno 2] No such file or directory: ..."
+            if isinstance(e, OSError) and e.filename and e.strerror:  # not "[Errno 2] No such file or directory: ..."
+                msg = f"{e.filename2 or e.filename}: {e.strerror}"  # a rename's target, not its temporary file
             make_console(stderr=True).print(f"error: {one_line(msg or type(e).__name__)}", style="red",
                                             soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None

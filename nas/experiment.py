@@ -119,6 +119,11 @@ class Experiment:
         if self.writer is not None:
             self.writer.save_running(slots, in_flight)
 
+    def end(self, stop_reason: str) -> None:
+        """Journal why the search stopped (readers tell an exhausted space from a search that can go on)."""
+        if self.writer is not None:
+            self.writer.append_end(stop_reason)
+
     def close(self) -> None:
         """Release the workdir (another process may write it from now on)."""
         if self.writer is not None:

@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import os
+from collections import Counter
 import shutil
 import time
 import warnings
@@ -320,6 +321,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     `progress(done, total, trial)` is called after each model.
     """
     _check_quantize(quantize, onnx)
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"out: {out} is a file; exported models go into a folder")
     result = result_or_workdir if isinstance(result_or_workdir, SearchResult) else _load(result_or_workdir)
     if result.workdir is None:
         raise ConfigError("result_or_workdir: this SearchResult has no workdir, and exporting needs the workdir's "
@@ -333,8 +336,10 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     extra = _constraints(constraint, result)
     picks = pick(result, top, extra)
     if not picks:
+        counts = Counter(t.status for t in result.trials)
+        held = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no trials"
         raise ConfigError(f"nothing to export from {result.workdir}: no completed feasible trial"
-                          + (" satisfies " + ", ".join(map(str, extra)) if extra else "") + f" ({note})")
+                          + (" satisfies " + ", ".join(map(str, extra)) if extra else "") + f" (the journal holds {held})")
     needs_data = spec.calibration is not None or any(r["kind"] == "accuracy" for r in spec.metrics.values())
     if data is None and needs_data:
         data = spec.load_data()

@@ -172,12 +172,12 @@ def export_table(report: ExportReport) -> Table:
     table.add_column("max |Δ| vs supernet / onnx", justify="right")
     quantized = any(m.files for m in report.models)  # `--quantize`: fp32 torch, fp32 ONNX, quantized ONNX
     if quantized:
-        table.add_column("quantized ONNX bytes\n(x smaller than fp32)", justify="right")
+        table.add_column("quantized ONNX bytes\n(vs fp32 ONNX)", justify="right")
     table.add_column("folder", overflow="fold")
     for m in report.models:
         onnx = m.checks.get("onnx", {}).get("onnxruntime_max_abs_diff")
         sup = m.checks.get("supernet_max_abs_diff")
-        files = [f"{m.files[-1].bytes:,} ({m.files[1].bytes / m.files[-1].bytes:.2f}x)"] if quantized else []
+        files = [f"{m.files[-1].bytes:,} ({_size_ratio(m.files[1].bytes, m.files[-1].bytes)})"] if quantized else []
         table.add_row(str(m.trial), *(f"{fmt(m.searched[n])} → {fmt(m.measured[n])}"
                                       f"{plus_minus(m.repeatability.get(n))}" for n in objs),
                       f"{'-' if sup is None else f'{sup:.1e}'} / {'-' if onnx is None else f'{onnx:.1e}'}",
@@ -262,3 +262,8 @@ def spaces_table() -> Table:
         assert issubclass(cls, Space)
         table.add_row(name, path, (inspect.getdoc(cls) or "").split("\n")[0])
     return table
+
+
+def _size_ratio(fp32: int, quantized: int) -> str:
+    """'2.10x smaller' or '1.62x larger': the quantized file against the fp32 one, as the model card says it."""
+    return f"{fp32 / quantized:.2f}x smaller" if fp32 >= quantized else f"{quantized / fp32:.2f}x larger"

@@ -37,8 +37,8 @@ class SearchResult:
             problem = Problem.make(config["problem"]["objectives"], config["problem"]["constraints"])
         except (KeyError, TypeError) as e:
             raise JournalError(f"{journal.path}:1: the header names no objectives ({e!r} missing)") from None
-        return cls(contents.trials, problem, Path(workdir), "still being written" if contents.still_writing
-                   else "loaded", config)
+        stop = "still being written" if contents.still_writing else contents.stop_reason or "loaded"
+        return cls(contents.trials, problem, Path(workdir), stop, config)
 
     @property
     def completed(self) -> list[Trial]:
@@ -77,7 +77,14 @@ class SearchResult:
             return name
         metric, sep, direction = str(name).rpartition(":")
         if sep and direction in ("min", "max"):
-            return Objective(metric.strip(), direction)  # type: ignore[arg-type]
+            metric = metric.strip()
+            known = set(self.problem.names) | {m for t in self.trials for m in t.metrics}
+            if self.trials and metric not in known:  # a typo would give an empty front and no error
+                raise ConfigError(f"{metric!r} is not a metric any trial recorded (recorded: "
+                                  f"{', '.join(sorted(known)) or 'none'})")
+            return Objective(metric, direction)  # type: ignore[arg-type]
+        if sep and metric.strip():
+            raise ConfigError(f"{name!r}: the direction after ':' must be min or max, got {direction!r}")
         for o in self.problem.objectives:
             if o.name == name:
                 return o

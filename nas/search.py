@@ -293,6 +293,7 @@ class _SearchLoop:
             end = getattr(self.progress, "end", None)
             if end is not None:
                 end()
+        self.experiment.end(stop)
         if stop == "exhausted":
             log.warning("the strategy proposed no new feasible architecture after %d evaluations (space exhausted, "
                         "strategy converged, or cheap constraints rejected every proposal); stopping below the "

@@ -106,6 +106,7 @@ class JournalContents:
     config: dict[str, Any]
     trials: list[Trial]
     still_writing: bool = False
+    stop_reason: str | None = None  # why its last run stopped ("budget", "exhausted", "max_time"), when it said
 
 
 class Journal:
@@ -129,7 +130,7 @@ class Journal:
         follower.poll()
         if follower.config is None:  # only a torn first line
             raise JournalError(f"{self.path}:1: missing header line")
-        return JournalContents(follower.config, follower.trials, follower.still_writing)
+        return JournalContents(follower.config, follower.trials, follower.still_writing, follower.stop_reason)
 
     def writer(self) -> str | None:
         """Who is writing this journal now ("pid N on HOST since T"), or None: a read-only probe of its lock."""
@@ -184,6 +185,7 @@ class JournalFollower:
         self.config: dict[str, Any] | None = None
         self.trials: list[Trial] = []
         self.still_writing = False
+        self.stop_reason: str | None = None  # from the last "end" line, unless a "resume" line follows it
         self.offset = 0  # bytes parsed: the start of the next line
         self.lines = 0  # lines parsed
         self._unterminated = False  # the last record parsed lacked its newline (the next writer adds it)
@@ -238,6 +240,9 @@ class JournalFollower:
             self.config.update({k: v for k, v in rec.items() if k not in ("type", "time")})
             if kind == "resume":
                 self.config["resumed"] = self.config.get("resumed", 0) + 1
+                self.stop_reason = None
+        elif kind == "end":  # why the last run stopped (a resumed run's trials follow a "resume" line)
+            self.stop_reason = rec.get("stop_reason")
         elif kind == "header":
             raise JournalError(f"{path}:{line}: a second header line (two journals written into one file?)")
         elif kind == "trial":
@@ -292,6 +297,10 @@ class JournalWriter(Journal):
     def append_resume(self, budget: int, **settings: Any) -> None:
         """Note that the search was resumed (with this budget and changed settings) so readers see them."""
         self._append({"type": "resume", "budget": budget, **settings, "time": time.time()})
+
+    def append_end(self, stop_reason: str) -> None:
+        """Note why the search stopped ("budget", "exhausted", "max_time"), so readers know whether it can go on."""
+        self._append({"type": "end", "stop_reason": stop_reason, "time": time.time()})
 
     def append_config(self, **fields: Any) -> None:
         """Replace header fields (the objectives and constraints, before any trial completed) for every reader."""

@@ -217,6 +217,22 @@ def test_missing_files_are_one_line_errors(runner, tmp_path, monkeypatch, args, 
     assert expect in one_error_line(runner.invoke(app, args))
 
 
+def test_output_paths_of_the_wrong_kind_are_one_line_errors(runner, toy, tmp_path):
+    """A folder where a file goes, or a file where a folder goes: tracebacks before (and a stray .tmp file)."""
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "3", "--workdir", str(wd)]).exit_code == 0
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    for args, expect in [(["trials", str(wd), "--csv", str(tmp_path / "adir")], "adir: Is a directory"),
+                         (["pareto", str(wd), "--plot", str(tmp_path / "adir")], "adir: Is a directory"),
+                         (["report", str(wd), "--out", str(tmp_path / "adir")], "adir: Is a directory"),
+                         (["export", str(wd), "--out", str(tmp_path / "afile")], "afile is a file")]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and expect in one_error_line(result), (args, result.output)
+    assert not list(tmp_path.glob("*.tmp")) and not list((tmp_path / "adir").iterdir())  # no adir.tmp left
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_bad_objective_flag_and_different_search_in_workdir(runner, toy, tmp_path):
     assert "NAME:max or NAME:min" in one_error_line(runner.invoke(app, ["run", str(toy), "--objective", "acc"]))
     wd = tmp_path / "wd"
@@ -326,6 +342,28 @@ def test_a_workdir_another_search_writes_is_refused_before_anything_is_printed(r
         os.close(fd)
     assert result.exit_code == 2 and "is being written by another search" in result.output
     assert "continuing it" not in result.output and "search" not in result.stdout
+
+
+def test_a_search_that_exhausted_its_space_reads_back_as_finished(runner, tmp_path):
+    """The stop reason is journaled: a reload, nas status and export no longer call it incomplete."""
+    from nas.export import completeness
+
+    wd = tmp_path / "wd"
+    small = Space(a=Choice([1, 2]), b=Choice([1, 2]))
+    live = nas.search(small, lambda arch: {"acc": float(arch["a"] + arch["b"])}, {"acc": "max"}, strategy="random",
+                      budget=10, seed=0, workdir=wd)
+    assert live.stop_reason == "exhausted" and live.used == 4
+    loaded = nas.load(wd)
+    assert loaded.stop_reason == "exhausted" and completeness(loaded)[0]
+    out = runner.invoke(app, ["status", str(wd)], env={"COLUMNS": "300"})
+    assert "finished below its budget" in out.stdout and "to continue" not in out.stdout
+    nas.search(small, lambda arch: {"acc": 1.0}, {"acc": "max"}, strategy="random", budget=12, seed=0, workdir=wd)
+    assert nas.load(wd).stop_reason == "exhausted"  # the resumed run's own end line
+    killed = tmp_path / "killed"  # no end line (as after a crash): read back as before
+    nas.search(small, lambda arch: {"acc": 1.0}, {"acc": "max"}, strategy="random", budget=2, seed=0, workdir=killed)
+    lines = (killed / "journal.jsonl").read_text().splitlines()
+    (killed / "journal.jsonl").write_text("\n".join(line for line in lines if '"type": "end"' not in line) + "\n")
+    assert nas.load(killed).stop_reason == "loaded"
 
 
 def test_run_help_lists_every_registered_strategy(runner):

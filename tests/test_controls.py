@@ -181,6 +181,10 @@ def test_trials_as_a_dataframe_csv_json_and_a_history_plot(tmp_path):
     assert [t.number for t in r.pareto_front(["accuracy", "latency_ms:min"])]
     assert "give its direction: latency_ms:min or latency_ms:max" in runner.invoke(app, ["pareto", str(wd), "--objectives",
                                                              "accuracy,latency_ms"]).output.replace("\n", " ")
+    with pytest.raises(ConfigError, match="'acuracy' is not a metric any trial recorded"):  # was an empty front
+        r.pareto_front(["acuracy:max", "latency_ms:min"])
+    with pytest.raises(ConfigError, match="the direction after ':' must be min or max, got 'maximise'"):
+        r.best("accuracy:maximise")
     # the enqueue file nas run reads can be nas trials' JSON lines
     from nas.cli.runfile import read_enqueue
 

@@ -201,6 +201,10 @@ def test_server_answers_reads_and_refuses_writes_and_changes_no_file(tmp_path, s
     assert status == 200 and [s["name"] for s in listed] == ["a", "b"] and [s["used"] for s in listed] == [20, 10]
     status, body = get(url + "api/search/s0?since=15")
     assert [t["number"] for t in json.loads(body)["trials"]] == [15, 16, 17, 18, 19]
+    status, body = get(url + "api/search/s0?since=abc")
+    assert status == 400 and "since: expected a trial number" in json.loads(body)["error"]
+    status, body = get(url + "api/search/s0/front?objectives=acuracy:max,cost:min")  # a typo: not an empty front
+    assert status == 400 and "'acuracy' is not a metric any trial recorded" in json.loads(body)["error"]
     assert json.loads(get(url + "api/search/s0/front?objectives=acc,cost")[1])["numbers"] == pareto_cli(tmp_path / "runs" / "a")
     assert get(url + "api/search/s0/trial/3")[0] == 200 and get(url + "api/search/s9")[0] == 404
     assert get(url + "static/plotly.min.js")[0] == 200 and b"<script src=\"static/app.js\">" in get(url)[1]

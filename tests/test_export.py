@@ -387,9 +387,12 @@ def test_dashboard_shows_the_model_card_of_an_exported_trial(exported, tmp_path)
         assert card["markdown"] == (m.path / "card.md").read_text()
     beside = wd.parent / "exported-models"
     shutil.copytree(report.out, beside)  # beside the workdir: found without --models
+    first = report.models[0]
     try:
         (found,) = open_views([wd])
-        first = report.models[0]
         assert found.trial(first.trial, graph=False)["card"]["path"] == str(beside / first.path.name)
+        # the view opened before the export sees it too, without a restart (its card index was cached for good)
+        assert view.trial(first.trial, graph=False)["card"]["path"] == str(beside / first.path.name)
     finally:
         shutil.rmtree(beside)
+    assert view.trial(first.trial, graph=False)["card"] is None  # and a removed export goes away

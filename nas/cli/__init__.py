@@ -400,6 +400,9 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
                      + (f"nas resume {workdir} --budget N" if script else hint + " and a larger budget"))
+    elif result.stop_reason == "exhausted":  # resuming would evaluate nothing new
+        grid.add_row("state", "finished below its budget: the strategy proposed no new architecture (the space "
+                     "is exhausted, the strategy converged, or cheap constraints rejected every proposal)")
     else:
         grid.add_row("state", f"stopped below its budget; to continue: {hint}")
     console.print(grid)

@@ -63,7 +63,10 @@ def _answer(view: SearchView, m: re.Match[str], query: dict[str, list[str]]) -> 
     if view.error is not None or view.problem is None:
         return {"summary": view.summary(), "trials": [], "history": None}
     if m.group(2) is None:
-        since = int(query.get("since", ["0"])[0])
+        text = query.get("since", ["0"])[0]
+        if not text.isdigit():
+            raise ConfigError(f"since: expected a trial number (0, 1, ...), got {text!r}")
+        since = int(text)
         return {"summary": view.summary(), "trials": view.trials_since(since), "history": view.history()}
     if m.group(2) == "front":
         names = [n for n in query.get("objectives", [""])[0].split(",") if n.strip()]

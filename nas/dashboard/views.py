@@ -173,7 +173,8 @@ class SearchView:
                 or self._result.problem is not self.problem:
             self._result = SearchResult(self.follower.trials, self.problem, self.workdir)
         self._result.config = self.follower.config
-        self._result.stop_reason = "still being written" if self.follower.still_writing else "loaded"
+        self._result.stop_reason = ("still being written" if self.follower.still_writing
+                                    else self.follower.stop_reason or "loaded")
         return self._result
 
     def _cached(self, key: Any, make: Any) -> Any:
@@ -206,8 +207,9 @@ class SearchView:
         running = self.journal.running() if writer else None
         budget = int(self.follower.config.get("budget", 0))
         rate = self._cached("rate", self._rate)
+        exhausted = self.follower.stop_reason == "exhausted"
         return {"state": (f"running ({writer})" if writer else
-                          "finished" if self._used >= budget else "stopped below its budget"),
+                          "finished" if self._used >= budget or exhausted else "stopped below its budget"),
                 "running": writer is not None,
                 "eta_s": None if rate is None or writer is None else max(budget - self._used, 0) / rate,
                 "workers": None if running is None else {"slots": running.get("slots"),
@@ -307,7 +309,9 @@ class SearchView:
     def card(self, number: int) -> dict[str, Any] | None:
         """The model card of trial `number` when `nas export` wrote one for this workdir (looked for in
         export folders inside the workdir and beside it)."""
-        cards = self._cached("cards", lambda: find_cards(self.workdir, self.models))
+        indexes = export_indexes(self.workdir, self.models)  # an export made (or redone) while the page is open
+        stamp = tuple((str(i), i.stat().st_mtime_ns) for i in indexes if i.exists())  # shows without a restart
+        cards = self._cached(("cards", stamp), lambda: find_cards(self.workdir, indexes))
         path = cards.get(number)
         if path is None:
             return None
@@ -319,13 +323,17 @@ class SearchView:
         return {"path": str(path.parent), "json": card, "markdown": md.read_text() if md.exists() else None}
 
 
-def find_cards(workdir: Path, models: Sequence[Path] = ()) -> dict[int, Path]:
-    """Trial number -> card.json of every model exported from `workdir` (its export.json names the workdir)
-    into a folder inside the workdir, beside it, or in `models` (folders given with `--models`)."""
-    me = workdir.resolve()
-    indexes = list(workdir.glob("*/export.json")) + list(workdir.glob("*/*/export.json")) \
+def export_indexes(workdir: Path, models: Sequence[Path] = ()) -> list[Path]:
+    """The export.json files in a folder inside `workdir`, beside it, or in `models` (`--models` folders)."""
+    return list(workdir.glob("*/export.json")) + list(workdir.glob("*/*/export.json")) \
         + [p for p in workdir.parent.glob("*/export.json") if p.parent != workdir] \
         + [p for m in models for p in [m / "export.json", *m.glob("*/export.json")] if p.exists()]
+
+
+def find_cards(workdir: Path, indexes: Sequence[Path]) -> dict[int, Path]:
+    """Trial number -> card.json of every model exported from `workdir` (its export.json names the workdir)
+    listed by the export indexes `indexes`."""
+    me = workdir.resolve()
     cards: dict[int, Path] = {}
     for index in indexes:
         try:
