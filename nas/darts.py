@@ -32,6 +32,7 @@ from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
+from nas.splits import check_splits
 from nas.experiment import SAME_SEARCH, open_experiment, search_config
 from nas.store import Trial
 from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits
@@ -75,24 +76,6 @@ class StandaloneTraining:
         if self.save_to is not None:
             save_trial_weights(self.save_to, arch, net)
         return out
-
-
-def check_splits(data: Splits, input_shape: tuple[int, ...], batch_size: int, field: str = "batch_size",
-                 batch_splits: tuple[str, ...] = ("train", "valid")) -> None:
-    """`data` holds train and valid splits of inputs shaped `input_shape`, a label per input, and at least
-    `batch_size` samples in each of `batch_splits` (`field` names the batch size in the error)."""
-    for split in ("train", "valid"):
-        if split not in data:
-            raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
-    for split, (x, y) in data.items():
-        if tuple(x.shape[1:]) != tuple(input_shape):
-            raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
-                              f"{tuple(input_shape)}")
-        if len(x) != len(y):
-            raise ConfigError(f"data[{split!r}]: {len(y)} labels for {len(x)} inputs")
-    for split in batch_splits:
-        if len(data[split][0]) < batch_size:
-            raise ConfigError(f"{field}: {batch_size} exceeds the {len(data[split][0])} samples of {split!r}")
 
 
 def _costs(trainer: OneShotTrainer, options: DartsOptions, workdir: Path | None,
@@ -150,7 +133,7 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
         raise ConfigError("fixed: holds choices of a nas.nn model's space; a cell space searches every edge")
     else:
         trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
-    check_splits(data, trainer.input_shape, options.batch_size)
+    check_splits(data, input_shape=trainer.input_shape, min_size=options.batch_size, size_field="batch_size")
     wd = Path(workdir) if workdir is not None else None
     costs, latency_of = _costs(trainer, options, wd, latency_table)
     trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from nas.architecture import Architecture
-from nas.darts import check_splits
+from nas.splits import check_splits
 from nas.errors import ConfigError
 from nas.experiment import SAME_SEARCH, open_experiment, search_config
 from nas.measure import accuracy_metric, count_metric
@@ -186,8 +186,8 @@ def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arc
     options = options or EASOptions()
     ref = data if isinstance(data, DataRef) else None
     splits = data.load() if ref is not None else data
-    check_splits(splits, space.config.input_shape, options.batch_size, field="options.batch_size",
-                 batch_splits=("train",))
+    check_splits(splits, input_shape=space.config.input_shape, min_size=options.batch_size,
+                 size_field="options.batch_size", sized=("train",))
     seed_arch = space.validate(seed_arch if seed_arch is not None else space.make([8], [16]))
     problem = Problem.make({"accuracy": "max", "params": "min"})
     settings = {k: v for k, v in options.to_dict().items() if k != "episodes"}  # the budget: a resume may grow it

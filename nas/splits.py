@@ -1,0 +1,53 @@
+"""Checks of the `{split: (inputs, labels)}` data every one-shot driver takes, so a mistake is one error naming the
+split before any training (not a torch error deep in a loss, or a silently ignored split after an hour)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from nas.errors import ConfigError
+
+SPLITS = ("train", "valid", "test")
+
+
+def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
+                 input_shape: Sequence[int] | None = None, labels: bool = True, min_size: int = 1,
+                 size_field: str = "data", sized: Sequence[str] | None = None) -> None:
+    """`data` maps split names among `SPLITS` to `(x, y)` (or to `x` when not `labels`): every `required` split is
+    there, none is misspelt or empty, inputs have `input_shape` per sample when given, and labels are one class
+    index (an integer) per input. `min_size` samples in each `sized` split (default: the required ones;
+    `size_field` names the setting that needs them, e.g. a batch size)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"data: expected a dict of splits {{'train': (x, y), 'valid': (x, y)}}, got "
+                          f"{type(data).__name__}")
+    unknown = [s for s in data if s not in SPLITS]
+    if unknown:
+        raise ConfigError(f"data: unknown split {unknown[0]!r} (splits are {', '.join(SPLITS)})")
+    for split in required:
+        if split not in data:
+            raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
+    for split, value in data.items():
+        if labels and not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ConfigError(f"data[{split!r}]: expected (inputs, labels), got {type(value).__name__}")
+        x, y = value if labels else (value, None)
+        if not isinstance(x, torch.Tensor) or x.dim() < 1:
+            raise ConfigError(f"data[{split!r}]: inputs must be a tensor with a batch dimension")
+        if len(x) == 0:
+            raise ConfigError(f"data[{split!r}]: the split is empty")
+        if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+            raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
+                              f"{tuple(input_shape)}")
+        if y is not None:
+            if not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != len(x):
+                got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                raise ConfigError(f"data[{split!r}]: labels must be one class index per input ({len(x)}), got {got}")
+            if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+                raise ConfigError(f"data[{split!r}]: labels must be integer class indices, got dtype {y.dtype} "
+                                  "(use y.long())")
+    for split in required if sized is None else sized:
+        n = len(data[split][0] if labels else data[split])
+        if n < min_size:
+            raise ConfigError(f"{size_field}: {min_size} exceeds the {n} samples of {split!r}")
