@@ -111,6 +111,10 @@ class SearchResult:
         """Feasible trials not dominated on the objectives (non-dominated sorting, not a convex hull); any
         recorded metric may join with its direction ("params_m:min")."""
         objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
+        names = [o.name for o in objs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"objectives: {twice[0]!r} is given twice")
         feasible = self.feasible_with(objs)
         if not feasible:
             return []

@@ -183,6 +183,8 @@ def test_trials_as_a_dataframe_csv_json_and_a_history_plot(tmp_path):
                                                              "accuracy,latency_ms"]).output.replace("\n", " ")
     with pytest.raises(ConfigError, match="'acuracy' is not a metric any trial recorded"):  # was an empty front
         r.pareto_front(["acuracy:max", "latency_ms:min"])
+    with pytest.raises(ConfigError, match="objectives: 'accuracy' is given twice"):  # showed its column twice
+        r.pareto_front(["accuracy", "accuracy:max"])
     with pytest.raises(ConfigError, match="the direction after ':' must be min or max, got 'maximise'"):
         r.best("accuracy:maximise")
     # the enqueue file nas run reads can be nas trials' JSON lines
