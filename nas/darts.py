@@ -6,9 +6,10 @@ RARTS and hard Gumbel-softmax paths (GDAS); the methods are `nas.strategies.ones
 its LayerChoice / InputChoice points, with a model spec recorded for `nas export`), derives the
 architecture, evaluates it (stand-alone training by default, plus parameters, FLOPs and lookup-table
 latency) and journals it as a trial in the same `journal.jsonl` a black-box `nas.search` writes, so
-`nas.load`, `best`, `pareto_front` and export work unchanged. The trainer is checkpointed to `oneshot.pt`
-after every epoch; calling again with the same workdir resumes a killed run exactly (same alphas and
-weights as an uninterrupted run).
+`nas.load`, `best`, `pareto_front` and export work unchanged (the workdir gets a model spec and the retrained
+weights). The trainer is checkpointed to `oneshot.pt` after every epoch; calling again with the same workdir
+resumes a killed run exactly (same alphas and weights as an uninterrupted run). A finished search cannot be
+extended: its schedules span `epochs`, so other options are another search (refused, naming the option).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from nas import jsonio
-from nas.errors import ConfigError
+from nas.errors import ConfigError, JournalError
 from nas.evaluators import as_evaluators, merged
 from nas.modelspec import record_model, save_trial_weights
 from nas.nn.model_space import ModuleSpace
@@ -33,9 +34,10 @@ from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.splits import check_splits
-from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.experiment import (SAME_SEARCH, check_seed, first_difference, open_experiment, recorded_config,
+                            search_config)
 from nas.store import Trial
-from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits
+from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, darts_es_stop
 from nas.strategies.oneshot_latency import EdgeCosts, check_table, ensure_table, flops_costs, lut_costs
 from nas.strategies.oneshot_modules import ModuleOneShotTrainer, module_costs
 
@@ -45,7 +47,7 @@ CHECKPOINT = "oneshot.pt"
 HISTORY = "oneshot_history.json"
 TABLE = "latency_table.jsonl"
 
-__all__ = ["DartsOptions", "METHODS", "StandaloneTraining", "load_history", "search_darts"]
+__all__ = ["DartsOptions", "METHODS", "StandaloneTraining", "load_history", "search_darts", "search_state"]
 
 
 @dataclass
@@ -123,6 +125,7 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
     every other choice is held at `fixed[label]` or its largest option (the journal's metadata `held`), and
     the workdir gets the model spec `nas export` rebuilds the derived architecture from.
     """
+    check_seed(seed)
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
     options = replace(options or DartsOptions(), **given)
     if isinstance(space, ModuleSpace):
@@ -144,6 +147,7 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
                 "latency": costs.source if costs else None, **dict(metadata or {})}
     config = search_config(space, problem, options.method, options.to_dict(), seed,
                            options.epochs if options.record == "epochs" else 1, None, metadata)
+    _check_options(wd, config)
     with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
         if wd is not None and (wd / CHECKPOINT).exists():
             trainer.load_state_dict(torch.load(wd / CHECKPOINT, weights_only=True))
@@ -153,11 +157,10 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
         else:
             stop_epoch = _train(trainer, data, wd, progress)
         chosen = _to_record(trainer.history, options.record, stop_epoch)
-        keep = wd if isinstance(trainer, ModuleOneShotTrainer) and wd is not None else None
-        if keep is not None:
-            _record_model(trainer, keep, evaluate is None, options)
+        if wd is not None and (evaluate is None or isinstance(trainer, ModuleOneShotTrainer)):
+            _record_model(trainer, wd, evaluate is None, options)
         evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
-            space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed, keep)), None)
+            space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed, wd)), None)
         done = {t.arch_id for t in experiment.trials}
         for record in chosen:
             arch = space.validate(record.derived)
@@ -166,8 +169,65 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
             experiment.record(_evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options,
                                         trainer.chosen_ops(arch)))
             done.add(arch.id)
+        _finish(experiment)
         reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
         return SearchResult(list(experiment.trials), problem, wd, reason, experiment.config)
+
+
+def _check_options(wd: Path | None, config: Mapping[str, Any]) -> None:
+    """JournalError naming the first option that differs from the search recorded in `wd` (before its journal is
+    opened, which would show both option dicts whole): a one-shot search's schedules span its epochs, so no option
+    can change on resume."""
+    old = recorded_config(wd)
+    if old is None or old.get("strategy") != config["strategy"]:
+        return  # no search there yet, or another method: open_experiment names the field
+    where, was, now = first_difference(old.get("strategy_options") or {}, jsonio.plain(config["strategy_options"],
+                                                                                       "options"))
+    if where is not None:
+        name = ".".join(where)
+        raise JournalError(f"{wd} holds a different search: its option {name} is {was!r}, this run's is {now!r} (a "
+                           f"one-shot search cannot be extended or changed, as its schedules span all epochs; run "
+                           f"with {name}={was!r}, or use a new workdir)")
+
+
+def _finish(experiment: Any) -> None:
+    """Journal that the search is done (every epoch trained, its derived architectures evaluated). The budget of
+    record="epochs" is one evaluation per epoch at most; it becomes the distinct architectures journaled, so
+    readers (`nas status`, export) see a finished search, not one with evaluations left."""
+    if experiment.used < experiment.budget:
+        if experiment.writer is not None:
+            experiment.writer.append_config(budget=experiment.used)
+        experiment.config["budget"] = experiment.used
+    experiment.end("budget")
+
+
+def search_state(workdir: str | Path, config: Mapping[str, Any], trials: list[Trial],
+                 stop_reason: str | None = None) -> tuple[bool, str] | None:
+    """(finished, in words) for `nas status` of a DARTS-family workdir (None for any other search): finished once
+    every epoch is trained (or DARTS-ES stopped) and its derived architectures are journaled; more epochs or
+    other options make another search, which needs a new workdir."""
+    options = config.get("strategy_options") or {}
+    if not (config.get("metadata") or {}).get("one_shot") or config.get("strategy") not in METHODS \
+            or not isinstance(options.get("epochs"), int):
+        return None
+    epochs = options["epochs"]
+    history = load_history(workdir) if (Path(workdir) / HISTORY).is_file() else []
+    stop = None
+    if options.get("early_stop") == "eigenvalue":
+        stop = darts_es_stop([r.eigenvalue for r in history], options.get("es_window", 1), options.get("es_lag", 1),
+                             options.get("es_ratio", 0.75))
+    trained = stop is not None or len(history) >= epochs
+    journaled = {t.arch_id for t in trials}
+    derived = {Architecture(r.derived).id for r in _to_record(history, str(options.get("record")), stop)} \
+        if trained else set()
+    if stop_reason == "budget" or (trained and derived <= journaled):
+        what = f"all {epochs} epochs" if stop is None else f"{len(history)} epochs (DARTS-ES picked epoch {stop})"
+        return True, (f"finished: {what} trained and {len(journaled)} derived architecture(s) evaluated; calling "
+                      "search_darts again adds nothing, and more epochs or other options are another search (use a "
+                      "new workdir)")
+    if trained:
+        return False, f"all {epochs} epochs trained, {len(derived - journaled)} derived architecture(s) to evaluate"
+    return False, f"stopped after epoch {len(history)} of {epochs} (the next run resumes from {CHECKPOINT})"
 
 
 def load_history(workdir: str | Path) -> list[EpochRecord]:
@@ -219,13 +279,15 @@ def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None) 
     return history[:last] if record == "epochs" else [history[last - 1]]
 
 
-def _record_model(trainer: ModuleOneShotTrainer, wd: Path, trained: bool, options: DartsOptions) -> None:
-    """model.json (and, without the stand-alone training's weights, supernet.pt) so `nas export` rebuilds the
-    derived architectures; a model class another process cannot import is only warned about."""
-    notes = {"search": f"search_darts ({options.method})", "held": trainer.supernet.held,
+def _record_model(trainer: OneShotTrainer, wd: Path, trained: bool, options: DartsOptions) -> None:
+    """model.json (and, for a nas.nn model without the stand-alone training's weights, supernet.pt) so `nas export`
+    rebuilds the derived architectures; a model class another process cannot import is only warned about."""
+    module = isinstance(trainer, ModuleOneShotTrainer)
+    notes = {"search": f"search_darts ({options.method})", **({"held": trainer.supernet.held} if module else {}),
              "weights": "trained from scratch" if trained else "the one-shot supernet's, not retrained"}
     try:
-        record_model(wd, trainer.space, supernet=None if trained else trainer.supernet.inner, notes=notes)
+        record_model(wd, trainer.space, supernet=trainer.supernet.inner if module and not trained else None,
+                     notes=notes)
     except ConfigError as e:
         log.warning("%s: no model spec recorded, so nas export cannot rebuild its models: %s", wd, e)
 

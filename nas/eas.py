@@ -32,7 +32,7 @@ import torch
 from nas.architecture import Architecture
 from nas.splits import check_splits
 from nas.errors import ConfigError
-from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
 from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, load_state_dict, record_model, save_trial_weights
 from nas.objectives import Problem
@@ -182,6 +182,7 @@ def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arc
     records it, and `nas export` re-measures validation accuracy). `seed_arch` defaults to one conv block of
     8 channels and one fc block of 16 units. `progress(trial)` is called after each trial is journaled.
     """
+    check_seed(seed)
     space = space or StackSpace()
     options = options or EASOptions()
     ref = data if isinstance(data, DataRef) else None

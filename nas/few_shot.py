@@ -37,13 +37,14 @@ import torch.nn.functional as F
 
 from nas import jsonio
 from nas.errors import ConfigError
-from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
 from nas.modelspec import record_model, save_trial_weights
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import NB201_EDGES, CellSupernet, MixWeights, NasBench201Space
 from nas.spaces.training import accuracy, recalibrate_bn
+from nas.splits import check_splits
 from nas.store import Trial
 
 log = logging.getLogger(__name__)
@@ -371,15 +372,15 @@ class FewShotSupernets:
                                    "lineage": list(s.lineage), "steps": s.steps} for s in self.subs]}
 
 
-def _check_inputs(space: NasBench201Space, data: Splits) -> None:
-    """Every split's inputs have the space's input shape (a 1-D space takes (N, channels, length), e.g. MNIST-1D
-    unsqueezed to (N, 1, 40)) and one label per input."""
-    for split, (x, y) in data.items():
-        if tuple(x.shape[1:]) != space.net.input_shape:
-            raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
-                              f"{space.net.input_shape}")
-        if len(x) != len(y):
-            raise ConfigError(f"data[{split!r}]: {len(y)} labels for {len(x)} inputs")
+def _check_inputs(space: NasBench201Space, data: Splits, options: FewShotOptions,
+                  required: Sequence[str] = ("train",)) -> None:
+    """The `required` splits are there, none is misspelt or empty, inputs have the space's input shape (a 1-D space
+    takes (N, channels, length), e.g. MNIST-1D unsqueezed to (N, 1, 40)), labels are integer class indices, one
+    per input, and "train" holds a batch (`nas.splits.check_splits`), before any training."""
+    if not isinstance(space, NasBench201Space):
+        raise ConfigError(f"space: few-shot splitting needs a NasBench201Space, got {type(space).__name__}")
+    check_splits(data, required, input_shape=space.net.input_shape, min_size=options.batch_size,
+                 size_field="batch_size", sized=("train",))
 
 
 def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOptions | None = None,
@@ -390,11 +391,8 @@ def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOption
     `options.epochs * (len(x) // batch_size)` whatever the splitter, so runs compare at equal budget.
     """
     options = options or FewShotOptions()
-    if not isinstance(space, NasBench201Space):
-        raise ConfigError(f"space: few-shot splitting needs a NasBench201Space, got {type(space).__name__}")
-    if "train" not in data:
-        raise ConfigError("data: missing the 'train' split (give {'train': (x, y), ...})")
-    _check_inputs(space, data)
+    check_seed(seed)
+    _check_inputs(space, data, options)
     x, y = data["train"]
     if not 2 <= options.batch_size <= len(x):
         raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {options.batch_size}")
@@ -440,8 +438,8 @@ def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mappi
     for a seed) and rates only the architectures not yet journaled.
     """
     options = options or FewShotOptions()
-    if "valid" not in data:
-        raise ConfigError("data: missing the 'valid' split the architectures are rated on")
+    check_seed(seed)
+    _check_inputs(space, data, options, ("train", "valid"))  # "valid" rates the architectures
     if isinstance(archs, int):
         if archs < 1:
             raise ConfigError(f"archs: expected a positive number or a list of architectures, got {archs!r}")

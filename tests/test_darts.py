@@ -188,3 +188,80 @@ def test_docs_examples_run(tmp_path, monkeypatch):
     namespace = {"__name__": "__docs__"}  # the blocks build on each other, as in a reader's session
     for block in python_blocks(ROOT / "docs" / "darts.md"):
         exec(compile(block, "docs/darts.md", "exec"), namespace)
+
+
+def test_a_cell_space_workdir_exports_the_retrained_network(data, tmp_path):
+    """The default evaluator's retrained weights and a model spec are kept, so `nas export` of a NB201 DARTS
+    workdir writes the network the journal measured (it had no model.json)."""
+    from nas.darts import StandaloneTraining
+    from nas.export import export
+
+    space, wd = tiny_nb201(), tmp_path / "darts"
+    trial = search_darts(space, data, epochs=1, workdir=wd, seed=0, options=FAST).trials[0]
+    report = export(wd, tmp_path / "models", onnx=False)
+    assert [m.trial for m in report.models] == [0]
+    module = nas.load_subnet(report.models[0].path)
+    StandaloneTraining(space, data, FAST.retrain_epochs, FAST.retrain_lr, FAST.batch_size, 0,
+                       tmp_path / "again")(trial.arch)  # the same deterministic retraining, kept elsewhere
+    again = space.build(trial.arch)
+    again.load_state_dict(torch.load(tmp_path / "again" / "weights" / f"{trial.arch_id}.pt", weights_only=True))
+    x, y = data["valid"]
+    with torch.no_grad():
+        out = module(x)
+        assert torch.equal(out, again.eval()(x))
+    assert float((out.argmax(1) == y).float().mean()) == pytest.approx(trial.metrics["accuracy"], abs=1e-9)
+
+
+def _status(wd: Path) -> str:
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+
+    out = CliRunner().invoke(app, ["status", str(wd)])
+    assert out.exit_code == 0, out.stdout
+    return " ".join(out.stdout.split())
+
+
+def test_status_says_a_darts_search_is_finished_or_how_it_resumes(data, tmp_path):
+    """Finished once every epoch is recorded (record="epochs" journals only distinct architectures, so it was
+    "stopped below its budget"); no "larger budget" advice; a killed run is told to call again."""
+    opts = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=0.1, record="epochs")
+    result = search_darts(tiny_nb201(), data, epochs=3, workdir=tmp_path / "done", options=opts)
+    text = _status(tmp_path / "done")
+    assert "finished: all 3 epochs trained" in text and "budget" not in text.split("state")[1]
+    n = len(result.trials)
+    assert f"{n} of {n} evaluations used" in text and nas.load(tmp_path / "done").config["budget"] == n
+
+    def kill(record: EpochRecord) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        search_darts(tiny_nb201(), data, epochs=2, workdir=tmp_path / "killed", options=FAST, progress=kill)
+    text = _status(tmp_path / "killed")
+    assert "stopped after epoch 1 of 2" in text and "nas.darts.search_darts(" in text and "larger" not in text
+
+
+def test_a_changed_option_is_refused_naming_it(data, tmp_path):
+    search_darts(tiny_nb201(), data, epochs=1, workdir=tmp_path, options=FAST)
+    with pytest.raises(JournalError, match=r"option epochs is 1, this run's is 2") as e:
+        search_darts(tiny_nb201(), data, epochs=2, workdir=tmp_path, options=FAST)
+    assert "{" not in str(e.value)  # not both option dicts
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: {k: (x, y.float()) for k, (x, y) in d.items()}, "labels must be integer"),
+    (lambda d: {**d, "test": (d["test"][0][:0], d["test"][1][:0])}, r"data\['test'\]: the split is empty"),
+    (lambda d: {"train": d["train"], "valid": d["valid"], "tset": d["test"]}, "unknown split 'tset'"),
+])
+def test_bad_data_is_refused_before_training(data, change, field):
+    def trained(record: EpochRecord) -> None:
+        raise AssertionError("trained before refusing the data")
+
+    with pytest.raises(ConfigError, match=field):
+        search_darts(tiny_nb201(), change(data), epochs=1, options=FAST, progress=trained)
+
+
+def test_a_negative_seed_is_refused(data, tmp_path):
+    with pytest.raises(ConfigError, match="seed"):
+        search_darts(tiny_nb201(), data, epochs=1, seed=-1, workdir=tmp_path, options=FAST)
+    assert not (tmp_path / "journal.jsonl").exists()

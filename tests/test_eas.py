@@ -101,3 +101,16 @@ def test_docs_examples_run(one_thread, tmp_path, monkeypatch):
     for block in python_blocks(ROOT / "docs" / "eas.md"):
         exec(compile(block, "docs/eas.md", "exec"), namespace)
     assert namespace["report"].models
+
+
+def test_bad_data_and_seeds_are_refused_before_training(digits, tmp_path):
+    """A negative seed was numpy's ValueError; float labels and empty or misspelt splits name the split."""
+    with pytest.raises(ConfigError, match="seed: expected a non-negative int"):
+        search_eas(digits, options=FAST, seed=-1, workdir=tmp_path)
+    with pytest.raises(ConfigError, match="labels must be integer"):
+        search_eas({k: (x, y.float()) for k, (x, y) in digits.items()}, options=FAST, workdir=tmp_path)
+    with pytest.raises(ConfigError, match=r"data\['valid'\]: the split is empty"):
+        search_eas({**digits, "valid": (digits["valid"][0][:0], digits["valid"][1][:0])}, options=FAST)
+    with pytest.raises(ConfigError, match="unknown split 'tset'"):
+        search_eas({"train": digits["train"], "valid": digits["valid"], "tset": digits["test"]}, options=FAST)
+    assert not (tmp_path / "journal.jsonl").exists()

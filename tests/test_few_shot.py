@@ -257,3 +257,25 @@ def test_the_experiment_runs_reduced(tmp_path, one_thread, capsys, monkeypatch):
     assert doc["settings"]["dataset"] == "mnist1d" and len(doc["runs"]) == 3
     assert json.loads((tmp_path / "few_shot_mnist1d_c4_ground_truth.json").read_text())["settings"]["data"].startswith(
         "mnist1d")
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: {k: (x, y.float()) for k, (x, y) in d.items()}, "labels must be integer"),
+    (lambda d: {**d, "valid": (d["valid"][0][:0], d["valid"][1][:0])}, r"data\['valid'\]: the split is empty"),
+    (lambda d: {"train": d["train"], "valid": d["valid"], "tset": d["test"]}, "unknown split 'tset'"),
+    (lambda d: {"train": d["train"]}, "valid"),
+])
+def test_bad_data_is_refused_before_training(data, tmp_path, change, field):
+    """Float labels were a torch error from the loss, an empty valid split a ZeroDivisionError after training."""
+    options = FewShotOptions(levels=1, epochs=1, batch_size=32, gm_batches=1, calibration_size=64)
+    with pytest.raises(ConfigError, match=field):
+        search_few_shot(tiny(), change(data), 2, options, workdir=tmp_path)
+    assert not (tmp_path / "journal.jsonl").exists()
+
+
+def test_a_negative_seed_is_refused(data):
+    options = FewShotOptions(levels=1, epochs=1, batch_size=32, gm_batches=1, calibration_size=64)
+    with pytest.raises(ConfigError, match="seed: expected a non-negative int"):
+        search_few_shot(tiny(), data, 2, options, seed=-1)
+    with pytest.raises(ConfigError, match="seed: expected a non-negative int"):
+        train_few_shot(tiny(), data, options, seed=-1)

@@ -162,7 +162,7 @@ def test_a_tiny_neas_run_shrinks_journals_and_resumes(tmp_path, one_thread):
     assert again.train_seconds == result.train_seconds and again.search.used == 6
     assert len(again.search.trials) == len(result.search.trials)
     assert [r.kept for r in again.rounds] == [r.kept for r in result.rounds]
-    with pytest.raises(ConfigError, match="another options"):
+    with pytest.raises(ConfigError, match=r"^options\.paths: the workdir .* has 10, this call 12"):
         search_neas(data, TINY, seed=0, workdir=tmp_path / "run", **{**opts, "paths": 12})
 
 
@@ -195,8 +195,8 @@ def test_a_neas_search_given_a_dataref_records_its_model_spec_and_exports(tmp_pa
     x = data["valid"][0][:16]
     with torch.no_grad():
         assert torch.allclose(exported(x), mine(x), atol=1e-5)
-    # re-measured on the spec's data (batch norm pooled over members when the supernet rated it: not exact)
-    assert model.measured["accuracy"] == pytest.approx(model.searched["accuracy"], abs=0.1)
+    # re-measured on the spec's data: the search calibrated batch norm as the spec says (same samples, batches)
+    assert model.measured["accuracy"] == pytest.approx(model.searched["accuracy"], abs=1e-9)
     from typer.testing import CliRunner
 
     from nas.cli import app
@@ -213,3 +213,101 @@ def test_a_neas_search_given_a_dataref_records_its_model_spec_and_exports(tmp_pa
     resumed = dict(again.supernet.named_parameters())  # (batch-norm buffers move when rated: parameters only)
     for k, v in result.supernet.named_parameters():
         assert torch.equal(resumed[k], v), k
+
+
+def _no_training(monkeypatch):
+    """Make any K-path training fail the test: the checks must come first."""
+    def train(*args, **kwargs):
+        raise AssertionError("search_neas trained before refusing its arguments")
+    monkeypatch.setattr("nas.neas.search.train_kpath", train)
+
+
+def test_bad_data_seeds_and_options_are_refused_before_any_training(tmp_path, monkeypatch):
+    _no_training(monkeypatch)
+    data = _data(16)
+    opts = dict(rounds=1, drop=1, batch_size=8, workdir=tmp_path / "run")
+    images = {k: (x[:, :36].reshape(-1, 1, 6, 6), y) for k, (x, y) in data.items()}
+    bad = [
+        (images, {}, r"data\['train'\]: inputs shaped \(1, 6, 6\), the space expects \(40,\)"),
+        ({**data, "valid": (data["valid"][0], data["valid"][1].float())}, {},
+         r"data\['valid'\]: labels must be integer"),
+        ({**data, "valid": (data["valid"][0][:0], data["valid"][1][:0])}, {}, r"data\['valid'\]: the split is empty"),
+        ({"train": data["train"], "valid": data["valid"], "tset": data["test"]}, {}, "unknown split 'tset'"),
+        ({**data, "test": (data["test"][0], data["test"][1] + 10)}, {}, r"data\['test'\]: label 1[0-3] .*num_classes"),
+        (data, {"seed": -1}, "seed: expected a non-negative int"),
+        (data, {"warmup_epoch": 1}, "warmup_epoch: not a NEAS option"),
+        (data, {"batch_size": 17}, "batch_size: 17 exceeds the 16 samples of 'train'"),
+        (data, {"calib_size": 1}, "calib_size"),
+        (data, {"flops_budget": 1.0}, "flops_budget: .* below the 3 smallest members"),
+        (data, {"strategy": "evolutoin"}, "unknown strategy 'evolutoin'"),
+        (data, {"budget": 0}, "budget"),
+    ]
+    for given, extra, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            search_neas(given, TINY, **{**opts, **extra})
+    assert not (tmp_path / "run").exists()
+    # (N, 1, L) signals are what the chain takes too: they pass the checks (and reach the strategy's)
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        search_neas({k: (x.unsqueeze(1), y) for k, (x, y) in data.items()}, TINY, strategy="evolutoin", **opts)
+
+
+def test_a_neas_workdir_continues_with_a_larger_budget_and_names_a_changed_option(tmp_path, monkeypatch, one_thread):
+    """`budget` and `strategy` shape only the final search: the trained supernet stages are reused."""
+    from nas.errors import JournalError
+
+    data = _data(48)
+    opts = dict(warmup_epochs=1, epochs_per_round=1, rounds=1, drop=1, paths=8, groups=1, batch_size=16,
+                calib_size=32, seed=0, workdir=tmp_path / "run")
+    first = search_neas(data, TINY, budget=3, **opts)
+    assert first.search.used == 3
+    _no_training(monkeypatch)  # from here on nothing may retrain
+    more = search_neas(data, TINY, budget=5, **opts)  # as `nas status` advises: same call, larger budget
+    assert more.search.used == 5 and more.train_seconds == first.train_seconds
+    assert [t.arch for t in more.search.trials[:3]] == [t.arch for t in first.search.trials]
+    for changed, message in [({"epochs_per_round": 2}, r"^options\.epochs_per_round: .* has 1, this call 2"),
+                             ({"seed": 1}, r"^seed: the workdir .* has 0, this call 1"),
+                             ({"calib_size": 16}, r"^options\.calib_size: .* has 32, this call 16")]:
+        with pytest.raises(ConfigError, match=message):
+            search_neas(data, TINY, budget=5, **{**opts, **changed})
+    with pytest.raises(ConfigError, match=r"^frame\.head_channels: the workdir .* has 8, this call 16"):
+        search_neas(data, replace(TINY, head_channels=16), budget=5, **opts)
+    with pytest.raises(JournalError, match="strategy"):  # the final search has trials: its journal refuses it
+        search_neas(data, TINY, budget=5, strategy="random", **opts)
+
+
+def test_the_strategy_may_change_until_the_final_search_starts(tmp_path, monkeypatch, one_thread):
+    import nas.neas.search as neas_search
+
+    data = _data(48)
+    opts = dict(warmup_epochs=1, epochs_per_round=1, rounds=1, drop=1, paths=8, groups=1, batch_size=16,
+                calib_size=32, budget=3, seed=0, workdir=tmp_path / "run")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # killed after the supernet stages, before the final search opened its journal
+    with monkeypatch.context() as m:
+        m.setattr(neas_search, "_final_search", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            search_neas(data, TINY, **opts)
+    _no_training(monkeypatch)
+    result = search_neas(data, TINY, **{**opts, "strategy": "random"})
+    assert result.search.used == 3 and nas.load(tmp_path / "run").config["strategy"] == "random"
+
+
+def test_the_searched_accuracy_is_what_the_model_spec_remeasures(tmp_path, one_thread):
+    """The search recalibrates batch norm as its recorded spec says (the first calib_size training samples, in
+    batches of batch_size), so every journaled ensemble re-measures to the same accuracy, and `nas export` too."""
+    from nas.export import export
+    from nas.modelspec import DataRef, load_model_spec
+
+    opts = dict(warmup_epochs=4, epochs_per_round=1, rounds=1, drop=1, paths=10, groups=2, batch_size=32,
+                calib_size=48, budget=4)
+    result = search_neas(DataRef.of(_data, n=160, seed=0), TINY, seed=0, workdir=tmp_path / "run", **opts)
+    spec = load_model_spec(tmp_path / "run")
+    assert spec.calibration == {"split": "train", "size": 48, "batch_size": 32}
+    remeasure = spec.evaluator(EnsembleSupernet(result.space, result.supernet), _data(n=160, seed=0))
+    trials = nas.load(tmp_path / "run").completed
+    assert len(trials) == 4
+    for t in trials:
+        assert remeasure(t.arch)["accuracy"] == pytest.approx(t.metrics["accuracy"], abs=1e-9), t.arch
+    model = export(tmp_path / "run", tmp_path / "models", top=1, onnx=False).models[0]
+    assert model.measured["accuracy"] == pytest.approx(model.searched["accuracy"], abs=1e-9)

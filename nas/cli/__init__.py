@@ -395,8 +395,13 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
             grid.add_row("evaluation time", f"{sum(evals):.1f} s in all, {sum(evals) / len(evals):.2f} s per trial")
     writer = Journal(workdir).writer()
     hint = resume_hint(Path(workdir), config)
+    from nas.darts import search_state
+
+    one_shot = search_state(Path(workdir), config, trials, result.stop_reason)  # DARTS: epochs, not a budget
     if writer is not None:
         grid.add_row("state", f"running ({writer})")
+    elif one_shot is not None:
+        grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
                      + (f"nas resume {workdir} --budget N" if script else hint + " and a larger budget"))

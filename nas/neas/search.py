@@ -15,8 +15,10 @@
 
 A workdir holds the supernet after each round (`neas_supernet.pt`) and the rounds so far (`neas_state.json`);
 calling `search_neas` again with it resumes after the last finished round, and the final search resumes from
-its journal. Once the model spec is recorded (data given as a `DataRef`), its `supernet.pt` holds the final
-weights and `neas_supernet.pt` is removed (one copy per workdir).
+its journal (`budget` and `strategy` shape only that search: a larger budget continues it). Batch norm is
+recalibrated on the first `calib_size` training samples in batches of `batch_size`, as the model spec says.
+Once the model spec is recorded (data given as a `DataRef`), its `supernet.pt` holds the final weights and
+`neas_supernet.pt` is removed (one copy per workdir).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +39,14 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.evaluators import cheap
+from nas.experiment import check_seed
 from nas.measure import accuracy_metric
 from nas.modelspec import SUPERNET, DataRef, load_state_dict, record_model
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet
 from nas.result import SearchResult
+from nas.search import prepare
 from nas.search import search as run_search
+from nas.splits import check_splits
 from nas.spaces.training import recalibrate_bn, run_phase
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,8 @@ __all__ = ["CandidateScore", "NeasOptions", "NeasResult", "PathEvaluator", "Roun
            "ensemble_probs", "score_candidates", "search_neas", "shrink", "train_kpath"]
 
 SUPERNET_FILE, STATE_FILE = "neas_supernet.pt", "neas_state.json"
+FINAL_ONLY = ("budget", "strategy")
+"""Options only the final `nas.search` uses: its own journal checks them on resume (and lets the budget grow)."""
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -68,7 +75,7 @@ class NeasOptions:
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    calib_size: int = 500  # training samples batch norm is recalibrated on, per rated architecture
+    calib_size: int = 500  # the first training samples batch norm is recalibrated on, per rated architecture
     budget: int = 50  # ensembles evaluated by the final search
     strategy: str = "evolution"
     flops_budget: float | None = None  # the ensemble's total FLOPs (batch 1) must stay below this
@@ -82,6 +89,12 @@ class NeasOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name}: expected a non-negative int, got {v!r}")
+        for name in ("batch_size", "calib_size"):  # batch norm (and the model spec's calibration) needs 2
+            v = getattr(self, name)
+            if v < 2:
+                raise ConfigError(f"{name}: expected an int >= 2 (batch norm needs 2 samples), got {v}")
+        if not isinstance(self.strategy, str):
+            raise ConfigError(f"strategy: expected a strategy name, got {self.strategy!r}")
         if self.members < 2:
             raise ConfigError(f"members: an ensemble needs at least 2, got {self.members}")
         if self.paths < self.members:
@@ -157,10 +170,13 @@ def train_kpath(supernet: ChainSupernet, space: ChainSpace, x: torch.Tensor, y: 
 # ---------------------------------------------------------------------------------------- rating paths
 class PathEvaluator:
     """Class probabilities on "valid" (and "test") of chain architectures with inherited weights (batch norm
-    recalibrated on `calib_x`, no training), cached per architecture."""
+    recalibrated on `calib_x` in batches of `calib_batch_size`, default `batch_size`; no training), cached per
+    architecture. `search_neas` calibrates as its model spec says, so `nas export` re-measures the same accuracy."""
 
-    def __init__(self, supernet: ChainSupernet, data: Splits, calib_x: torch.Tensor, batch_size: int = 250) -> None:
+    def __init__(self, supernet: ChainSupernet, data: Splits, calib_x: torch.Tensor, batch_size: int = 250,
+                 calib_batch_size: int | None = None) -> None:
         self.supernet, self.calib_x, self.batch_size = supernet, calib_x, batch_size
+        self.calib_batch_size = calib_batch_size if calib_batch_size is not None else batch_size
         self.data = {k: v for k, v in data.items() if k in ("valid", "test")}
         self._cache: dict[tuple[str, str], torch.Tensor] = {}
 
@@ -170,17 +186,21 @@ class PathEvaluator:
             raise ConfigError(f"split: {split!r} is not one of {sorted(self.data)}")
         if (arch.id, split) not in self._cache:
             net, bs = self.supernet, self.batch_size
-            recalibrate_bn(net, self.calib_x.split(bs), lambda b: net(b, arch))
+            recalibrate_bn(net, self.calib_x.split(self.calib_batch_size), lambda b: net(b, arch))
             for name, (x, _) in self.data.items():  # every split at once: one recalibration per architecture
                 self._cache[(arch.id, name)] = torch.cat([F.softmax(net(xb, arch), dim=-1) for xb in x.split(bs)])
         return self._cache[(arch.id, split)]
 
     def accuracy(self, arch: Architecture, split: str = "valid") -> float:
-        return float((self.probs(arch, split).argmax(-1) == self.data[split][1]).float().mean())
+        return _accuracy(self.probs(arch, split), self.data[split][1])
 
     def ensemble_accuracy(self, members: Sequence[Architecture], split: str = "valid") -> float:
-        probs = ensemble_probs([self.probs(m, split) for m in members])
-        return float((probs.argmax(-1) == self.data[split][1]).float().mean())
+        return _accuracy(ensemble_probs([self.probs(m, split) for m in members]), self.data[split][1])
+
+
+def _accuracy(probs: torch.Tensor, y: torch.Tensor) -> float:
+    """Correct / total in float64, as the model spec's accuracy recipe counts it (a float32 mean is off by 1e-8)."""
+    return int((probs.argmax(-1) == y).sum()) / len(y)
 
 
 def ensemble_probs(member_probs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -252,22 +272,21 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, optio
     """Train the chain supernet K paths at a time, shrink it `rounds` times by potential + diversity, then
     search K-member ensembles in the shrunk space (journaled in `workdir`). `overrides` replace fields of
     `options`. `data` maps "train" and "valid" (and optionally "test") to (x, y) tensors, or is a `DataRef`
-    naming such splits: then the workdir also records its model spec, so `nas export` rebuilds ensembles."""
-    options = replace(options or NeasOptions(), **overrides)
+    naming such splits: then the workdir also records its model spec, so `nas export` rebuilds ensembles.
+    Everything is checked before any training (each error names its field)."""
+    options = _options(options, overrides)
+    check_seed(seed)
     ref = data if isinstance(data, DataRef) else None
     data = ref.load() if ref is not None else data
+    if config is not None and not isinstance(config, ChainConfig):
+        raise ConfigError(f"config: expected a ChainConfig, got {type(config).__name__}")
     frame = (config or ChainConfig()).frame()
-    for split in ("train", "valid"):
-        if split not in data:
-            raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
-    least = min(len(frame.layer_ops(i)) for i in range(len(frame.channels)))
-    if least - options.rounds * options.drop - (options.flops_budget is not None) < 1:
-        raise ConfigError(f"rounds, drop: {options.rounds} rounds removing {options.drop} would empty a layer "
-                          f"with {least} candidates")
+    _check_data(data, frame)
+    space = ChainSpace(frame)
+    _check_options(space, options, seed, len(data["train"][0]))
     wd = Path(workdir) if workdir is not None else None
     x, y = data["train"]
-    calib_x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:options.calib_size]]
-    space = ChainSpace(frame)
+    calib_x = x[:options.calib_size]  # what the model spec records: the first calib_size samples of "train"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         supernet = space.supernet()
@@ -286,7 +305,7 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, optio
         seconds += time.perf_counter() - t0
         _save_state(wd, supernet, frame, options, seed, rounds, done, seconds)
     supernet.eval()
-    evaluator = PathEvaluator(supernet, data, calib_x)
+    evaluator = PathEvaluator(supernet, data, calib_x, calib_batch_size=options.batch_size)
     ens_space = EnsembleSpace(EnsembleConfig(space.config, options.members))
     if wd is not None and ref is not None:  # how `nas export` rebuilds an ensemble: sliced from the supernet
         record_model(wd, ens_space, supernet=EnsembleSupernet(ens_space, supernet), data=ref,
@@ -304,6 +323,56 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, optio
                       {"space_size": ens_space.member_space.size(), "frame_size": ChainSpace(frame).size()})
 
 
+def _options(options: NeasOptions | None, overrides: Mapping[str, Any]) -> NeasOptions:
+    """`options` (default `NeasOptions()`) with `overrides` replacing its fields; a misspelt field is named."""
+    if options is not None and not isinstance(options, NeasOptions):
+        raise ConfigError(f"options: expected a NeasOptions, got {type(options).__name__}")
+    names = [f.name for f in fields(NeasOptions)]
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not a NEAS option (options: {', '.join(names)})")
+    return replace(options or NeasOptions(), **overrides)
+
+
+def _check_data(data: Any, frame: ChainConfig) -> None:
+    """The splits: "train" and "valid" given, none misspelt or empty, inputs shaped as the chain takes them
+    ((in_length,) or (in_channels, in_length)), one class index below `num_classes` per input."""
+    check_splits(data, required=("train", "valid"))  # first the structure: then data["train"][0] is a tensor
+    one_channel = frame.in_channels == 1 and data["train"][0].dim() != 3  # (N, L) signals, as `_input` takes
+    check_splits(data, required=("train", "valid"),
+                 input_shape=(frame.in_length,) if one_channel else (frame.in_channels, frame.in_length))
+    for split, (_, y) in data.items():
+        if int(y.min()) < 0 or int(y.max()) >= frame.num_classes:
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise ConfigError(f"data[{split!r}]: label {bad} is not a class of ChainConfig.num_classes = "
+                              f"{frame.num_classes}")
+
+
+def _check_options(space: ChainSpace, options: NeasOptions, seed: int, train_size: int) -> None:
+    """The options against the frame and the data, and the final search's strategy, budget and FLOPs
+    constraint as `nas.search` will check them: a mistake is found before the supernet trains, not after."""
+    frame = space.config
+    least = min(len(frame.layer_ops(i)) for i in range(space.num_layers))
+    if least - options.rounds * options.drop - (options.flops_budget is not None) < 1:
+        raise ConfigError(f"rounds, drop: {options.rounds} rounds removing {options.drop} would empty a layer "
+                          f"with {least} candidates")
+    if options.flops_budget is not None:
+        smallest = space.flops({f"layer{i}": min(frame.layer_ops(i), key=lambda op, i=i: space.op_flops(i, op))
+                                for i in range(space.num_layers)})
+        if options.members * smallest > options.flops_budget:
+            raise ConfigError(f"flops_budget: {options.flops_budget:.4g} is below the {options.members} smallest "
+                              f"members' {options.members * smallest:.4g} FLOPs")
+    if options.batch_size > train_size:
+        raise ConfigError(f"batch_size: {options.batch_size} exceeds the {train_size} samples of 'train'")
+    ens_space = EnsembleSpace(EnsembleConfig(frame, options.members))
+    prepare(ens_space, [cheap(lambda arch: {"flops": 0.0}), lambda arch: {"accuracy": 0.0}], {"accuracy": "max"},
+            _constraints(options), options.strategy, options.budget, seed)
+
+
+def _constraints(options: NeasOptions) -> list[str]:
+    return [f"flops <= {options.flops_budget!r}"] if options.flops_budget is not None else []
+
+
 def _round(supernet: ChainSupernet, space: ChainSpace, data: Splits, calib_x: torch.Tensor, options: NeasOptions,
            seed: int, number: int, train_loss: float) -> tuple[ChainSpace, RoundRecord]:
     rng = np.random.default_rng([seed, number])
@@ -312,7 +381,7 @@ def _round(supernet: ChainSupernet, space: ChainSpace, data: Splits, calib_x: to
     if len(archs) < options.members:
         raise ConfigError(f"flops_budget: fewer than {options.members} sampled members fit {cap:.4g} FLOPs each")
     supernet.eval()
-    evaluator = PathEvaluator(supernet, {"valid": data["valid"]}, calib_x)
+    evaluator = PathEvaluator(supernet, {"valid": data["valid"]}, calib_x, calib_batch_size=options.batch_size)
     probs = [evaluator.probs(a) for a in archs]
     scores = score_candidates(archs, probs, data["valid"][1], options.members, options.groups,
                               options.diversity_weight, rng)
@@ -339,9 +408,8 @@ def _final_search(space: EnsembleSpace, evaluator: PathEvaluator, options: NeasO
             out["test_accuracy"] = evaluator.ensemble_accuracy(members, "test")
         return out
 
-    constraints = [f"flops <= {options.flops_budget!r}"] if options.flops_budget is not None else []
     metadata = {"neas": {"options": options.to_dict(), "rounds": [asdict(r) for r in rounds]}}
-    return run_search(space, [cheap(flops), evaluate], {"accuracy": "max"}, constraints, options.strategy,
+    return run_search(space, [cheap(flops), evaluate], {"accuracy": "max"}, _constraints(options), options.strategy,
                       options.budget, seed, wd, metadata=metadata)
 
 
@@ -350,10 +418,7 @@ def _load_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, op
     if wd is None or not (wd / STATE_FILE).is_file():
         return [], 0, 0.0
     state = jsonio.read_json(wd / STATE_FILE, "NEAS state")
-    want = {"frame": frame.to_dict(), "options": options.to_dict(), "seed": seed}
-    for key, value in want.items():
-        if jsonio.plain(value, key) != state.get(key):
-            raise ConfigError(f"{wd}: holds a NEAS search with another {key} (use a new workdir)")
+    _check_same(wd, state, frame, options, seed)
     if (wd / SUPERNET_FILE).is_file():
         supernet.load_state_dict(load_state_dict(wd / SUPERNET_FILE))
     else:  # every stage done and the model spec recorded: its supernet.pt holds the same weights, as "chain.*"
@@ -361,6 +426,26 @@ def _load_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, op
         supernet.load_state_dict({k.removeprefix("chain."): v for k, v in weights.items()})
     log.info("resuming NEAS in %s after stage %d", wd, state["done"])
     return [RoundRecord(**r) for r in state["rounds"]], int(state["done"]), float(state["seconds"])
+
+
+def _check_same(wd: Path, state: Mapping[str, Any], frame: ChainConfig, options: NeasOptions, seed: int) -> None:
+    """ConfigError naming the first frame field, option or seed the supernet stages in `wd` were run with
+    that this call changes; `FINAL_ONLY` options are left to the final search's journal."""
+    def stages(opts: Any) -> Any:
+        return {k: v for k, v in opts.items() if k not in FINAL_ONLY} if isinstance(opts, Mapping) else opts
+
+    want = {"frame": frame.to_dict(), "options": stages(options.to_dict()), "seed": seed}
+    for key, value in want.items():
+        now, was = jsonio.plain(value, key), state.get(key)
+        was = stages(was) if key == "options" else was
+        if now == was:
+            continue
+        name, before, after = key, was, now
+        if isinstance(was, Mapping) and isinstance(now, Mapping):  # the first field that differs
+            field_ = next(k for k in list(now) + list(was) if was.get(k, "<absent>") != now.get(k, "<absent>"))
+            name, before, after = f"{key}.{field_}", was.get(field_, "<absent>"), now.get(field_, "<absent>")
+        raise ConfigError(f"{name}: the workdir {wd} has {before!r}, this call {after!r} (the supernet stages "
+                          "ran with it: call with the recorded value or use a new workdir)")
 
 
 def _save_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, options: NeasOptions, seed: int,
