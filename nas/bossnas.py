@@ -38,7 +38,7 @@ from torch import nn
 from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.experiment import SAME_SEARCH, open_experiment, search_config
+from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
 from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, record_model, save_trial_weights
 from nas.objectives import Problem
@@ -46,6 +46,7 @@ from nas.result import SearchResult
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice
 from nas.spaces.training import PlainTraining, accuracy
+from nas.splits import check_splits
 from nas.store import Trial
 
 log = logging.getLogger(__name__)
@@ -361,6 +362,7 @@ def train_bossnas(space: HybridSpace, x: torch.Tensor, x_rate: torch.Tensor, opt
     """Train the supernet block by block without labels on the inputs `x`, rating each block's paths on the
     inputs `x_rate` when it is done (its best path then feeds the next block). Labels are never seen."""
     options = options or BossOptions()
+    seed = check_seed(seed)
     if not isinstance(space, HybridSpace):
         raise ConfigError(f"space: BossNAS trains a HybridSpace, got {type(space).__name__}")
     x = _check_inputs(x, space, "x", options.batch_size)
@@ -486,6 +488,30 @@ def _labelled(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.
     return (value[0], value[1]) if isinstance(value, (tuple, list)) and len(value) == 2 else None
 
 
+def _check_data(splits: Any, space: HybridSpace, options: BossOptions) -> None:
+    """Before any training: known split names, train and valid present, none empty, inputs of the space's
+    shape, a batch's worth of train inputs, and one integer label per input where a split is (x, y)."""
+    if not isinstance(splits, Mapping):
+        check_splits(splits)  # refuses anything but a dict of splits
+    labelled = {k: v for k, v in splits.items() if isinstance(v, (tuple, list))}
+    check_splits(labelled, (), input_shape=space.config.input_shape)
+    inputs = {k: v[0] if k in labelled else v for k, v in splits.items()}
+    check_splits(inputs, ("train", "valid"), input_shape=space.config.input_shape, labels=False,
+                 min_size=options.batch_size, size_field="batch_size", sized=("train",))
+
+
+def _no_retraining(splits: Mapping[str, Any], options: BossOptions) -> str | None:
+    """Why `search_bossnas` retrains (and so can export) no architecture, or None when it retrains the front."""
+    if options.retrain_epochs == 0:
+        why = "retrain_epochs is 0"
+    elif _labelled(splits, "train") is None or _labelled(splits, "valid") is None:
+        why = "the data has no labels (give 'train' and 'valid' as (x, y) to retrain)"
+    else:
+        return None
+    return (f"no architecture was retrained: {why}; the workdir holds the label-free ratings only, so "
+            "`nas export` has no trained model to write")
+
+
 def _todo(space: HybridSpace, archs: Sequence[Mapping[str, Any]] | int | None, seed: int) -> list[Architecture]:
     if archs is None:
         return list(space)
@@ -513,13 +539,21 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
     on the valid inputs. `archs`: the architectures to rate, a number of distinct samples, or None for the
     whole space. Each trial holds `ssl_distance` (lower is better), `block{b}_distance`, `params`, `flops`,
     `macs`; the objectives are `ssl_distance` (min) and `flops` (min). The best block paths, the losses and
-    every block distance go to `bossnas.json`, with the retrained accuracies. Rerunning on the same workdir
-    retrains the supernet (deterministic for a seed) only when an architecture is not yet journaled.
+    every block distance go to `bossnas.json` as soon as every rating is journaled, the retrained accuracies
+    as each network is done. Rerunning on the same workdir retrains the supernet (deterministic for a seed)
+    only when an architecture is not yet journaled or `bossnas.json` lacks the supernet's results. Without
+    labels (or with `retrain_epochs` 0) nothing is retrained, no model spec is recorded, and `bossnas.json`
+    says so under `not_retrained`.
     """
     options = options or BossOptions()
+    seed = check_seed(seed)
+    if not isinstance(space, HybridSpace):
+        raise ConfigError(f"space: BossNAS trains a HybridSpace, got {type(space).__name__}")
     ref = data if isinstance(data, DataRef) else None
     splits = data.load() if ref is not None else data
+    _check_data(splits, space, options)
     x, x_rate = _inputs(splits, "train"), _inputs(splits, "valid")
+    skipped = _no_retraining(splits, options)
     todo = _todo(space, archs, seed)
     problem = Problem.make({"ssl_distance": "min", "flops": "min"})
     meta = {"one_shot": True, "bossnas": True, "data": {k: len(_inputs(splits, k)) for k in splits},
@@ -527,17 +561,17 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
     config = search_config(space, problem, "bossnas", options.to_dict(), seed, len(todo), None, meta)
     wd = Path(workdir) if workdir is not None else None
     with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
-        if wd is not None:  # how `nas export` rebuilds the retrained networks: space.build(arch) + weights/<id>.pt
+        if wd is not None and skipped is None:  # how `nas export` rebuilds the retrained networks
             metrics = {"params": count_metric("params"), "flops": count_metric("flops")}
             if ref is not None:
                 metrics["accuracy"] = accuracy_metric("valid", scale=1.0)
             record_model(wd, space, data=ref, metrics=metrics, notes={"search": "bossnas"})
         done = {t.arch_id for t in experiment.trials}
-        state = jsonio.read_json(wd / STATE_FILE, "BossNAS state") if wd is not None and (wd / STATE_FILE).is_file() \
-            else {}
-        if any(a.id not in done for a in todo):
+        state: dict[str, Any] = jsonio.read_json(wd / STATE_FILE, "BossNAS state") \
+            if wd is not None and (wd / STATE_FILE).is_file() else {}
+        if any(a.id not in done for a in todo) or (wd is not None and "best" not in state):
             boss = train_bossnas(space, x, x_rate, options, seed)
-            state = {**boss.summary(), "retrained": state.get("retrained", {})}
+            state = {**state, **boss.summary()}  # merged: retrained networks of an earlier run stay
             for arch in todo:
                 if arch.id in done:
                     continue
@@ -550,21 +584,26 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
                 done.add(arch.id)
         result = SearchResult(list(experiment.trials), problem, wd, "rated", experiment.config)
         if wd is not None:
-            state["retrained"] = _retrain(space, splits, result, options, seed, wd, state.get("retrained", {}))
-            jsonio.write_json(wd / STATE_FILE, state)
+            state["retrained"] = dict(state.get("retrained", {}))
+            state.pop("not_retrained", None)
+            if skipped is not None and not state["retrained"]:
+                state["not_retrained"] = skipped
+                log.warning("BossNAS: %s", skipped)
+            jsonio.write_json(wd / STATE_FILE, state)  # the search's results first: a kill while retraining keeps them
+            if skipped is None:
+                _retrain(space, splits, result, options, seed, wd, state)
         return result
 
 
 def _retrain(space: HybridSpace, splits: Mapping[str, Any], result: SearchResult, options: BossOptions, seed: int,
-             wd: Path, retrained: Mapping[str, Any]) -> dict[str, Any]:
+             wd: Path, state: dict[str, Any]) -> None:
     """Train every Pareto-optimal architecture not yet retrained from scratch with labels (weights saved for
-    `nas export`); {arch_id: {"trial", "valid_accuracy"}}."""
+    `nas export`), adding {arch_id: {"trial", "valid_accuracy"}} to `state["retrained"]` and rewriting
+    `bossnas.json` after each one (labels and `retrain_epochs` > 0 are checked by the caller)."""
     train, valid = _labelled(splits, "train"), _labelled(splits, "valid")
-    out = dict(retrained)
-    if options.retrain_epochs == 0 or train is None or valid is None:
-        log.info("BossNAS: no retraining (retrain_epochs %d, labels %s)", options.retrain_epochs,
-                 "given" if train is not None else "absent")
-        return out
+    if train is None or valid is None:
+        return
+    out = state["retrained"]
     for trial in result.pareto_front():
         if trial.arch_id in out and (wd / TRIAL_WEIGHTS / f"{trial.arch_id}.pt").is_file():
             continue
@@ -575,4 +614,4 @@ def _retrain(space: HybridSpace, splits: Mapping[str, Any], result: SearchResult
         net.eval()
         save_trial_weights(wd, trial.arch, net)
         out[trial.arch_id] = {"trial": trial.number, "valid_accuracy": accuracy(net, *valid)}
-    return out
+        jsonio.write_json(wd / STATE_FILE, state)

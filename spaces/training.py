@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 SHARED_PER_STEP = frozenset({"resolution"})
-"""Top-level decisions drawn once per training step and shared by all its subnets (absent keys are ignored)."""
+"""Top-level decisions drawn once per training step and shared by all its subnets when `per_step` is None (a space
+without them ignores them)."""
 
 
 @dataclass
@@ -69,6 +72,64 @@ class TrainLog:
         return sum(p.cpu_seconds for p in self.phases)
 
 
+# ---------------------------------------------------------------------------------------- setting checks
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    """ConfigError naming `name` unless `value` is an int (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, positive: bool) -> None:
+    """ConfigError naming `name` unless `value` is a finite real number > 0 (`positive`) or >= 0."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise ConfigError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected True or False, got {value!r}")
+
+
+def _check_training(owner: str, schedule: Any, fields: Iterable[str] = ("epochs", "batch_size", "lr",
+                                                                         "weight_decay", "seed")) -> None:
+    """The settings schedules share: epochs >= 1, batch_size >= 2 (batch norm), lr and temperature > 0,
+    weight_decay >= 0, seed >= 0 (numpy refuses negative seeds)."""
+    minimum = {"epochs": 1, "batch_size": 2, "seed": 0}
+    for name in fields:
+        value, where = getattr(schedule, name), f"{owner}.{name}"
+        if name in minimum:
+            _check_int(where, value, minimum[name])
+        else:
+            _check_number(where, value, positive=name != "weight_decay")
+
+
+def _names(owner: str, value: Any) -> frozenset[str] | None:
+    """`value` (a collection of decision names, or None) as a frozenset; a bare string is refused."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigError(f"{owner}: expected a collection of decision names such as {{'resolution'}}, got {value!r}")
+    names = frozenset(value)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ConfigError(f"{owner}: expected decision names (str), got {bad[0]!r}")
+    return names
+
+
+def _per_step_keys(owner: str, space: Any, per_step: frozenset[str] | None) -> frozenset[str]:
+    """The decisions shared per step: `per_step`, each a top-level decision of the space's architectures;
+    None: `SHARED_PER_STEP` (the input resolution), which a space without it ignores."""
+    if per_step is None:
+        return SHARED_PER_STEP  # as drawn before per_step was checked, so seeded runs repeat exactly
+    offered = frozenset(space.largest().keys())
+    unknown = sorted(per_step - offered)
+    if unknown:
+        raise ConfigError(f"{owner}: unknown decision {unknown[0]!r} (the space's architectures have "
+                          f"{', '.join(sorted(offered))})")
+    return per_step
+
+
 # ---------------------------------------------------------------------------------------- shared parts
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Soft-target cross entropy of student logits against (detached) teacher logits, scaled by T^2."""
@@ -96,6 +157,7 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
               lr: float, weight_decay: float, generator: torch.Generator,
               step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> PhaseLog:
     """AdamW with a per-step cosine schedule; `step(xb, yb)` runs the backward passes and returns the loss."""
+    _check_int("epochs", epochs, 1)
     _check_data(x, y, batch_size)
     per_epoch = len(x) // batch_size  # drop the last partial batch (reshuffled every epoch)
     opt = _optimizer(module, lr, weight_decay)
@@ -155,6 +217,9 @@ class PlainTraining:
     weight_decay: float = 1e-4
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check_training("PlainTraining", self)
+
     def fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         gen = torch.Generator().manual_seed(self.seed)
 
@@ -172,8 +237,9 @@ class SandwichRule:
     """BigNAS single-stage training: per step the largest subnet learns from labels, the smallest and
     `n_random` random subnets from the largest's soft predictions (in-place distillation); one optimizer step.
 
-    The decisions named in `per_step` (the input resolution) are drawn once per step and shared by all its
-    subnets, as OFA resizes a whole batch: each child then distils from the largest network at its own input.
+    The decisions named in `per_step` (None: the input resolution, where the space has one) are drawn once
+    per step and shared by all its subnets, as OFA resizes a whole batch: each child then distils from the
+    largest network at its own input. A name the space's architectures lack is refused when `fit` starts.
     """
 
     epochs: int = 30
@@ -182,15 +248,21 @@ class SandwichRule:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     temperature: float = 1.0
-    per_step: frozenset[str] = SHARED_PER_STEP
+    per_step: frozenset[str] | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_training("SandwichRule", self, ("epochs", "batch_size", "lr", "weight_decay", "temperature", "seed"))
+        _check_int("SandwichRule.n_random", self.n_random, 0)
+        self.per_step = _names("SandwichRule.per_step", self.per_step)
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
+        per_step = _per_step_keys("SandwichRule.per_step", space, self.per_step)
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            teacher, *children = sandwich_subnets(space, rng, self.n_random, self.per_step)
+            teacher, *children = sandwich_subnets(space, rng, self.n_random, per_step)
             logits = supernet(xb, teacher)
             loss = F.cross_entropy(logits, yb)
             loss.backward()
@@ -216,6 +288,9 @@ class SinglePath:
     weight_decay: float = 1e-4
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check_training("SinglePath", self)
+
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
@@ -239,12 +314,26 @@ class Phase:
     lr: float
     sort_channels: bool = False  # reorder channels by importance first (entering elastic width, as in OFA)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"Phase.name: expected a non-empty str, got {self.name!r}")
+        owner = f"Phase {self.name!r}"
+        object.__setattr__(self, "elastic", _names(f"{owner}.elastic", self.elastic))
+        if self.elastic is None:
+            raise ConfigError(f"{owner}.elastic: expected a collection of dimension names, got None")
+        _check_int(f"{owner}.epochs", self.epochs, 1)
+        _check_number(f"{owner}.lr", self.lr, True)
+        _check_bool(f"{owner}.sort_channels", self.sort_channels)
+
 
 def ofa_phases(full: int = 10, kernel: int = 6, depth: int = 6, width: int = 8, lr: float = 3e-3) -> tuple[Phase, ...]:
     """OFA's order: full network (elastic resolution) -> + kernel -> + depth -> + expand and width.
 
     Later phases start from a trained network, so they use a third of the full phase's learning rate.
     """
+    for name, epochs in (("full", full), ("kernel", kernel), ("depth", depth), ("width", width)):
+        _check_int(f"ofa_phases.{name}", epochs, 1)
+    _check_number("ofa_phases.lr", lr, True)
     dims = ["resolution"]
     phases = [Phase("full", frozenset(dims), full, lr)]
     for name, extra, epochs in (("kernel", ["kernel"], kernel), ("depth", ["depth"], depth),
@@ -260,7 +349,8 @@ class ProgressiveShrinking:
     teacher; each later step trains `subnets_per_step` sampled subnets on labels + `kd_ratio` x distillation.
     With `include_largest`, the largest subnet joins every later step's sample as well (BigNAS's sandwich
     rule inside the phases), so shrinking cannot drift the weights away from it.
-    The `per_step` decisions (the input resolution) are drawn once per step, for the teacher too.
+    The `per_step` decisions (None: the input resolution, where the space has one) are drawn once per step,
+    for the teacher too.
     `after_phase(phase, supernet)`, when given, runs after each phase (e.g. to measure the largest subnet
     before shrinking starts); it must leave the supernet's weights alone."""
 
@@ -271,16 +361,35 @@ class ProgressiveShrinking:
     batch_size: int = 128
     weight_decay: float = 1e-4
     temperature: float = 1.0
-    per_step: frozenset[str] = SHARED_PER_STEP
+    per_step: frozenset[str] | None = None
     seed: int = 0
     after_phase: Callable[[Phase, nn.Module], None] | None = None
 
-    def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
+    def __post_init__(self) -> None:
+        if isinstance(self.phases, (str, Mapping)) or not isinstance(self.phases, Iterable):
+            raise ConfigError(f"ProgressiveShrinking.phases: expected a sequence of Phase, got {self.phases!r}")
+        self.phases = tuple(self.phases)
         if not self.phases:
-            raise ConfigError("phases: give at least one phase")
-        if not isinstance(self.include_largest, bool):
-            raise ConfigError(f"include_largest: expected True or False, got {self.include_largest!r}")
+            raise ConfigError("ProgressiveShrinking.phases: give at least one phase")
+        bad = [p for p in self.phases if not isinstance(p, Phase)]
+        if bad:
+            raise ConfigError(f"ProgressiveShrinking.phases: expected Phase entries, got {bad[0]!r}")
+        _check_int("ProgressiveShrinking.subnets_per_step", self.subnets_per_step, 1)
+        _check_bool("ProgressiveShrinking.include_largest", self.include_largest)
+        _check_number("ProgressiveShrinking.kd_ratio", self.kd_ratio, False)
+        _check_training("ProgressiveShrinking", self, ("batch_size", "weight_decay", "temperature", "seed"))
+        self.per_step = _names("ProgressiveShrinking.per_step", self.per_step)
+        if self.after_phase is not None and not callable(self.after_phase):
+            raise ConfigError(f"ProgressiveShrinking.after_phase: expected a callable or None, got {self.after_phase!r}")
+
+    def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
+        per_step = _per_step_keys("ProgressiveShrinking.per_step", space, self.per_step)
+        for phase in self.phases:  # an unknown elastic dimension fails now, not after the phases before it trained
+            try:
+                _random_subnet(space, np.random.default_rng(0), phase.elastic)
+            except ConfigError as e:
+                raise ConfigError(f"Phase {phase.name!r}: {e}") from None
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
         largest, teacher, out = space.largest(), None, TrainLog()
         for i, phase in enumerate(self.phases):
@@ -290,7 +399,7 @@ class ProgressiveShrinking:
 
             def step(xb: torch.Tensor, yb: torch.Tensor, phase: Phase = phase, n: int = n, later: bool = i > 0
                      ) -> torch.Tensor:
-                shared = _draw_shared(space, rng, self.per_step, phase.elastic)
+                shared = _draw_shared(space, rng, per_step, phase.elastic)
                 soft = None
                 if teacher is not None and self.kd_ratio > 0:
                     with torch.no_grad():
@@ -349,6 +458,9 @@ def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any
 def accuracy(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 500) -> float:
     """Top-1 accuracy of `model` (called as is: put a module in eval mode first)."""
+    if len(x) == 0 or len(y) != len(x):
+        raise ConfigError(f"y: accuracy needs one label per input and at least one input, got {len(y)} labels for "
+                          f"{len(x)} inputs")
     correct = sum(int((model(xb).argmax(dim=-1) == yb).sum()) for xb, yb in zip(_chunks(x, batch_size), _chunks(y, batch_size)))
     return correct / len(x)
 

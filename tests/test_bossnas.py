@@ -147,6 +147,77 @@ def test_bad_settings_name_the_field(data):
         train_bossnas(object(), data["train"][0], data["valid"][0], TINY)
 
 
+QUICK = BossOptions(epochs=1, batch_size=32, paths=2, hidden=16, proj_dim=8, rating_views=1, retrain_epochs=1)
+
+
+def test_a_kill_while_retraining_loses_no_result(data, tmp_path, one_thread, monkeypatch):
+    """bossnas.json of a run killed while retraining, then rerun, equals an uninterrupted run's."""
+    import nas.bossnas as bossnas
+
+    space = small()
+    search_bossnas(space, data, 4, QUICK, seed=1, workdir=tmp_path / "whole")
+    whole = json.loads((tmp_path / "whole" / "bossnas.json").read_text())
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while retraining")
+
+    with monkeypatch.context() as m:
+        m.setattr(bossnas, "save_trial_weights", killed)
+        with pytest.raises(KeyboardInterrupt):
+            search_bossnas(space, data, 4, QUICK, seed=1, workdir=tmp_path / "killed")
+    state = json.loads((tmp_path / "killed" / "bossnas.json").read_text())  # written before retraining
+    assert {"best", "losses", "distances", "seconds"} <= set(state) and state["retrained"] == {}
+    search_bossnas(space, data, 4, QUICK, seed=1, workdir=tmp_path / "killed")
+    resumed = json.loads((tmp_path / "killed" / "bossnas.json").read_text())
+    assert sorted(resumed) == sorted(whole) == ["best", "distances", "losses", "retrained", "seconds"]
+    assert all(resumed[k] == whole[k] for k in ("best", "distances", "losses", "retrained"))
+
+    # a workdir an older run left with `retrained` alone gets the supernet's results back
+    (tmp_path / "killed" / "bossnas.json").write_text(json.dumps({"retrained": whole["retrained"]}))
+    search_bossnas(space, data, 4, QUICK, seed=1, workdir=tmp_path / "killed")
+    healed = json.loads((tmp_path / "killed" / "bossnas.json").read_text())
+    assert all(healed[k] == whole[k] for k in ("best", "distances", "losses", "retrained"))
+
+
+def test_a_label_free_workdir_says_there_is_no_model_to_export(data, tmp_path, one_thread, caplog):
+    unlabelled = {k: x for k, (x, _) in data.items()}
+    wd = tmp_path / "blind"
+    with caplog.at_level("WARNING", logger="nas.bossnas"):
+        search_bossnas(small(), unlabelled, 2, QUICK, seed=0, workdir=wd)
+    assert "the data has no labels" in caplog.text
+    state = json.loads((wd / "bossnas.json").read_text())
+    assert state["retrained"] == {} and "no labels" in state["not_retrained"] and "nas export" in state["not_retrained"]
+    assert not (wd / "model.json").exists()  # no model spec claims trained weights that were never made
+    out = CliRunner().invoke(app, ["export", str(wd), "--out", str(tmp_path / "models"), "--no-onnx"])
+    assert out.exit_code != 0 and "save_trial_weights" not in out.output
+    search_bossnas(small(), data, 2, QUICK, seed=0, workdir=wd)  # labels given later: retrained, exportable
+    state = json.loads((wd / "bossnas.json").read_text())
+    assert state["retrained"] and "not_retrained" not in state and (wd / "model.json").is_file()
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda d: {k: (x, y.float()) for k, (x, y) in d.items()}, r"data\['train'\]: labels must be integer"),
+    (lambda d: {**d, "train": (d["train"][0], d["train"][1][:10])}, r"data\['train'\]: labels must be one class"),
+    (lambda d: {**d, "valid": d["valid"][0][:0]}, r"data\['valid'\]: the split is empty"),
+    (lambda d: {"train": d["train"], "valid": d["valid"], "tset": d["test"]}, r"data: unknown split 'tset'"),
+    (lambda d: {"train": d["train"][0][:8], "valid": d["valid"][0]}, r"batch_size: 32 exceeds the 8 samples"),
+    (lambda d: {k: x[:, :, :4] for k, (x, _) in d.items()}, r"data\['train'\]: inputs shaped \(1, 4, 8\)"),
+])
+def test_bad_data_is_refused_before_any_training(data, monkeypatch, change, match):
+    import nas.bossnas as bossnas
+
+    monkeypatch.setattr(bossnas, "train_bossnas", lambda *a, **k: pytest.fail("trained on bad data"))
+    with pytest.raises(ConfigError, match=match):
+        search_bossnas(small(), change(data), 2, QUICK)
+
+
+def test_a_negative_seed_is_refused(data, monkeypatch):
+    with pytest.raises(ConfigError, match="seed: expected a non-negative int, got -1"):
+        search_bossnas(small(), data, 2, QUICK, seed=-1)
+    with pytest.raises(ConfigError, match="seed: expected a non-negative int, got -1"):
+        train_bossnas(small(), data["train"][0], data["valid"][0], QUICK, seed=-1)
+
+
 def test_the_docs_example_runs(tmp_path, monkeypatch, one_thread):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "bossnas_doc"}
