@@ -112,12 +112,17 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         raise ConfigError(f"progress: expected a callable (trial, used, budget), or True through nas.search, "
                           f"got {progress!r}")
     check_count(snapshot_every, "snapshot_every")
+    if fidelity is not None and (isinstance(fidelity, bool) or not isinstance(fidelity, (int, float))
+                                 or not math.isfinite(fidelity) or fidelity <= 0):
+        raise ConfigError(f"fidelity: expected a positive number (the budget each evaluation is given, e.g. epochs), "
+                          f"got {fidelity!r}")
     if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
         raise ConfigError(f"workdir: {workdir} is a file, not a folder")
     recorded = recorded_config(workdir) or {}
     if recorded.get("space") != space.fingerprint():
         recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
     seed = resolve_seed(seed, recorded)
+    inherited_timeout = timeout_s is None and recorded.get("timeout_s") is not None
     timeout_s = timeout_s if timeout_s is not None else recorded.get("timeout_s")
     max_time = max_time if max_time is not None else recorded.get("max_time")
     if max_time is not None:
@@ -147,11 +152,20 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     cheap = [e for e in evaluators if e.cheap]
     expensive = [e for e in evaluators if not e.cheap]
     strat.use_cheap(merged(cheap, fidelity) if cheap else None)
+    try:
+        runner = make_executor(executor, timeout_s)
+    except ConfigError:
+        if not inherited_timeout:
+            raise
+        # the timeout is the journal's, not this call's: run on, without it, rather than blame an argument not given
+        log.warning("%s: the recorded timeout_s=%s is not applied: this executor cannot stop a running evaluation "
+                    "(pass executor='processes' to keep it)", workdir, recorded["timeout_s"])
+        timeout_s, runner = None, make_executor(executor, None)
     config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
                            timeout_s=timeout_s, max_time=max_time,
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
     return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
-                          merged(expensive, fidelity), make_executor(executor, timeout_s), config,
+                          merged(expensive, fidelity), runner, config,
                           Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
                           snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time)
 
@@ -253,11 +267,13 @@ class _SearchLoop:
         begin = getattr(self.progress, "begin", None)  # a progress bar shows the journal's trials from the start
         if begin is not None:  # before restoring: rechecking a problem's failed trials reports to it
             begin(self.problem, self.budget, list(self.trials))
-        restored = self._restore() if self.trials else False
-        if not restored:
+        after = self._load_snapshot() if self.trials else None
+        if after is None:  # warm-start results come first, as in the run that wrote the journal (a snapshot has them)
             for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
                 if t.status == "ok" and self.problem.result_error(t.metrics) is None:
                     self.strategy.tell(t.architecture, TrialResult.of("ok", t.metrics))
+        if self.trials:
+            self._restore(-1 if after is None else after)
         done = {t.arch_id for t in self.trials} | {a.id for a in self.pending}
         self.queued = [a for a in enqueue if a.id not in done]
         self.enqueue_ids = {a.id for a in enqueue}
@@ -321,17 +337,20 @@ class _SearchLoop:
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()
 
-    def _restore(self) -> bool:
-        """Load the snapshot and queue the journal's later trials for replay; whether a snapshot was loaded."""
+    def _load_snapshot(self) -> int | None:
+        """Restore the strategy from the snapshot; the last trial it covers, or None when there is none."""
         snap = self.experiment.snapshot()
-        after = -1
-        if snap is not None:
-            state = snap["state"]
-            if set(state) == {"inner"}:  # written before the cheap stage moved from a strategy wrapper into this loop
-                state = state["inner"]
-            self.strategy.load_state_dict(state)
-            after = int(snap["after_trial"])
-            self.pending = [Architecture(a) for a in snap["pending"]]
+        if snap is None:
+            return None
+        state = snap["state"]
+        if set(state) == {"inner"}:  # written before the cheap stage moved from a strategy wrapper into this loop
+            state = state["inner"]
+        self.strategy.load_state_dict(state)
+        self.pending = [Architecture(a) for a in snap["pending"]]
+        return int(snap["after_trial"])
+
+    def _restore(self, after: int) -> None:
+        """Recheck a corrected problem's trials and queue the journal's trials after `after` for replay."""
         if self.experiment.problem_changed:
             self._recheck()
         for t in self.trials[after + 1:]:
@@ -341,7 +360,6 @@ class _SearchLoop:
                 self.replay.setdefault(t.arch_id, t)
         log.info("resuming %s: %d trials in the journal, %d to replay", self.experiment.workdir,
                  len(self.trials), len(self.replay))
-        return snap is not None
 
     def _recheck(self) -> None:
         """The objectives were corrected: results journaled as failed for a config error count if they now pass."""

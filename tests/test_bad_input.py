@@ -77,6 +77,8 @@ CASES: list[tuple[str, Callable[[], Any], type[NASError], str]] = [
     ("seed 1.5", run(seed=1.5), ConfigError, "seed: expected a non-negative int, got 1.5"),
     ("seed -1", run(seed=-1), ConfigError, "seed: expected a non-negative int, got -1"),  # was numpy's ValueError
     ("snapshot_every 0", run(snapshot_every=0), ConfigError, "snapshot_every: expected a positive int"),
+    ("fidelity as text", run(fidelity="5"), ConfigError, "fidelity: expected a positive number"),  # blamed evaluate
+    ("negative fidelity", run(fidelity=-1), ConfigError, "fidelity: expected a positive number"),  # was accepted
     # strategies, evaluators, executors, spaces
     ("unknown strategy", run(strategy="annealing"), ConfigError, "unknown strategy 'annealing'; available: "),
     ("strategy of the wrong type", run(strategy=42), ConfigError, "strategy: expected a name or a Strategy, got int"),

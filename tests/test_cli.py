@@ -366,6 +366,23 @@ def test_a_search_that_exhausted_its_space_reads_back_as_finished(runner, tmp_pa
     assert nas.load(killed).stop_reason == "loaded"
 
 
+def test_the_next_step_continues_a_search_the_way_that_works():
+    """After a max_time stop, 'nas resume DIR --budget 2 x used' was below the recorded budget and refused."""
+    from nas.cli import next_steps
+    from nas.objectives import Problem
+    from nas.result import SearchResult
+    from nas.store import Trial
+
+    trials = [Trial(i, {"a": i}, f"id{i}", {"acc": 1.0}, "ok") for i in range(10)]
+    problem = Problem.make({"acc": "max"})
+    wd = Path("runs/x")
+    stopped = SearchResult(trials, problem, wd, "max_time", {"budget": 60})
+    assert next_steps(stopped, wd).endswith("| nas resume runs/x")
+    done = SearchResult(trials, problem, wd, "budget", {"budget": 10})
+    assert next_steps(done, wd).endswith("| nas resume runs/x --budget 20")
+    assert "resume" not in next_steps(SearchResult(trials, problem, wd, "exhausted", {"budget": 60}), wd)
+
+
 def test_run_help_lists_every_registered_strategy(runner):
     from nas.strategies import STRATEGIES
 

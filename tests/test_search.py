@@ -205,6 +205,33 @@ def test_simulated_clock_executor_is_parallel_and_deterministic():
     assert max(sum(1 for u in a.trials if u.started <= t.started < u.finished) for t in a.trials) <= 4
 
 
+def test_a_search_with_warm_start_and_enqueue_resumes_exactly_without_a_snapshot(tmp_path):
+    """Killed before its first snapshot, a rerun told the enqueued trials before the warm-start ones, the reverse
+    of the run that wrote the journal, and evolution then proposed other architectures."""
+    from nas.store import SNAPSHOT
+
+    source = tmp_path / "source"
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", strategy_options={"population_size": 8},
+               budget=20, seed=3, workdir=source)
+    seen = {t.arch_id for t in nas.load(source).trials}
+    rng, queue = np.random.default_rng(123), []
+    while len(queue) < 3:
+        a = toy_space().sample(rng)
+        if a.id not in seen and a.to_dict() not in queue:
+            queue.append(a.to_dict())
+
+    def run(workdir, budget):
+        return nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution",
+                          strategy_options={"population_size": 8}, budget=budget, seed=4, workdir=workdir,
+                          warm_start=source, enqueue=queue, snapshot_every=10**6)
+
+    whole = run(tmp_path / "whole", 30)
+    run(tmp_path / "killed", 12)
+    (tmp_path / "killed" / SNAPSHOT).unlink()  # as if killed before the first snapshot
+    resumed = run(tmp_path / "killed", 30)
+    assert [t.arch_id for t in resumed.trials] == [t.arch_id for t in whole.trials]
+
+
 def test_a_resumed_search_continues_the_simulated_clock(tmp_path):
     """Extended in its workdir, the clock goes on from the journal's last finish (it restarted at 0)."""
     def run(budget):
@@ -511,3 +538,17 @@ def test_hung_evaluations_time_out_on_process_workers_and_leave_no_process(tmp_p
     assert nas.load(tmp_path / "wd").config["timeout_s"] == 2
     with pytest.raises(ConfigError, match="timeout_s: LocalExecutor cannot stop a running evaluation"):
         nas.search(hangs.space, hangs.evaluate, {"acc": "max"}, budget=2, seed=1, timeout_s=2)
+
+
+def test_running_a_timed_search_again_without_its_executor_goes_on_without_the_timeout(tmp_path, caplog):
+    """The journal's timeout_s was inherited by a call that never gave it, and the local executor then refused it,
+    blaming an argument the caller had not passed."""
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=2, seed=1,
+               executor={"name": "processes", "workers": 1}, timeout_s=30, workdir=tmp_path)
+    with caplog.at_level("WARNING"):
+        again = nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=4, seed=1,
+                           workdir=tmp_path)
+    assert again.used == 4 and "the recorded timeout_s=30 is not applied" in caplog.text
+    with pytest.raises(ConfigError, match="timeout_s: LocalExecutor cannot stop"):  # given here: still an error
+        nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=6, seed=1,
+                   workdir=tmp_path, timeout_s=30)

@@ -196,10 +196,17 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
     show_front(console, result)
     where = result.workdir.resolve() if result.workdir else spec.workdir
     console.print(f"workdir: {where}  (journal: {JOURNAL})", soft_wrap=True)
-    more = "" if result.stop_reason == "exhausted" else f" | nas resume {spec.workdir} --budget {result.used * 2}"
-    console.print(f"next: nas status {spec.workdir} | nas pareto {spec.workdir} --plot front.png{more}",
-                  style="dim", soft_wrap=True)
+    console.print(next_steps(result, spec.workdir), style="dim", soft_wrap=True)
     return result
+
+
+def next_steps(result: SearchResult, workdir: Path) -> str:
+    """What to run after a search: look at it, and continue it when it can go on (to its budget when it stopped
+    below it, e.g. at max_time; else with twice the budget), but not when its strategy had nothing new."""
+    budget = int(result.config.get("budget", result.used))
+    more = ("" if result.stop_reason == "exhausted" else
+            f" | nas resume {workdir}" if result.used < budget else f" | nas resume {workdir} --budget {budget * 2}")
+    return f"next: nas status {workdir} | nas pareto {workdir} --plot front.png{more}"
 
 
 # ---------------------------------------------------------------------------------------- commands
