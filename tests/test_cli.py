@@ -225,11 +225,13 @@ def test_output_paths_of_the_wrong_kind_are_one_line_errors(runner, toy, tmp_pat
     (tmp_path / "afile").write_text("mine")
     for args, expect in [(["trials", str(wd), "--csv", str(tmp_path / "adir")], "adir: Is a directory"),
                          (["pareto", str(wd), "--plot", str(tmp_path / "adir")], "adir: Is a directory"),
-                         (["report", str(wd), "--out", str(tmp_path / "adir")], "adir: Is a directory"),
                          (["export", str(wd), "--out", str(tmp_path / "afile")], "afile is a file")]:
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and expect in one_error_line(result), (args, result.output)
     assert not list(tmp_path.glob("*.tmp")) and not list((tmp_path / "adir").iterdir())  # no adir.tmp left
+    for out in (str(tmp_path / "adir"), f"{tmp_path / 'newdir'}/"):  # a folder, or a path ending in /: report.html in it
+        assert runner.invoke(app, ["report", str(wd), "--out", out]).exit_code == 0
+    assert (tmp_path / "adir" / "report.html").is_file() and (tmp_path / "newdir" / "report.html").is_file()
     assert (tmp_path / "afile").read_text() == "mine"
 
 

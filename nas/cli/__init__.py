@@ -527,18 +527,20 @@ def dashboard(
 @user_errors
 def report_command(
     workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs, or folders of them.")],
-    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    out: Annotated[str, typer.Option(
+        help="The HTML file to write (a folder, or a path ending in /: report.html inside it).")] = "report.html",
     models: Annotated[Optional[list[Path]], typer.Option(
         help="A folder `nas export` wrote, for the model cards; repeatable.")] = None,
 ) -> None:
     """Write the dashboard's views as one static HTML file that opens without a server (to share, or keep
     as a CI artifact)."""
+    target = Path(out) / "report.html" if out.endswith(("/", os.sep)) or Path(out).is_dir() else Path(out)
     from nas.dashboard.static_report import write_report
     from nas.dashboard.views import check_views, open_views
 
     views = open_views(workdirs, models or ())
     check_views(views)
-    path = write_report(views, out)
+    path = write_report(views, target)
     _out().print(f"report: {path.resolve()} ({len(views)} search{'es' if len(views) > 1 else ''}, "
                  f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser)", soft_wrap=True)
 
