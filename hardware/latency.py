@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.counts import forward
 
 
@@ -105,12 +105,6 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def check_count(value: Any, name: str, minimum: int = 1) -> None:
-    """ConfigError naming `name` unless `value` is an int >= `minimum` (a count: runs, rounds, threads, batch size)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
 
 
 def check_torch_device(device: str, name: str = "device") -> torch.device:
@@ -203,9 +197,9 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
     OFA subnets timed twice: one block of 50 runs agreed with itself within +-10 % for 37 % of them,
     interleaved rounds for 100 % (experiments/README.md, docs/hardware.md). More rounds spread further.
     """
-    check_count(warmup, "warmup", 0)
-    check_count(repeats, "repeats")
-    check_count(rounds, "rounds")
+    check_int(warmup, "warmup", 0)
+    check_int(repeats, "repeats", 1)
+    check_int(rounds, "rounds", 1)
     dev = check_torch_device(device)
     runs, shapes = [], []
     for module, inputs in items:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from nas import jsonio
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.hardware.devices import default_device, load_device
-from nas.hardware.latency import check_count, check_torch_device, host_info, measure_latencies
+from nas.hardware.latency import check_torch_device, host_info, measure_latencies
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
 
 log = logging.getLogger(__name__)
@@ -241,14 +241,14 @@ def check_build_settings(*, device: str, batch_size: int, threads: int | None, w
                          rounds: int, limit: int | None = None) -> None:
     """ConfigError naming the first bad setting of `build_table`, checked before anything is written."""
     check_torch_device(device)
-    check_count(batch_size, "batch_size")
+    check_int(batch_size, "batch_size", 1)
     if threads is not None:
-        check_count(threads, "threads")
-    check_count(warmup, "warmup", 0)
-    check_count(repeats, "repeats")
-    check_count(rounds, "rounds")
+        check_int(threads, "threads", 1)
+    check_int(warmup, "warmup", 0)
+    check_int(repeats, "repeats", 1)
+    check_int(rounds, "rounds", 1)
     if limit is not None:
-        check_count(limit, "limit", 0)
+        check_int(limit, "limit", 0)
 
 
 def measure_layers(adapter: LayerAdapter, layers: Sequence[LayerConfig], *, device: str = "cpu",

@@ -491,12 +491,7 @@ def _labelled(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.
 def _check_data(splits: Any, space: HybridSpace, options: BossOptions) -> None:
     """Before any training: known split names, train and valid present, none empty, inputs of the space's
     shape, a batch's worth of train inputs, and one integer label per input where a split is (x, y)."""
-    if not isinstance(splits, Mapping):
-        check_splits(splits)  # refuses anything but a dict of splits
-    labelled = {k: v for k, v in splits.items() if isinstance(v, (tuple, list))}
-    check_splits(labelled, (), input_shape=space.config.input_shape)
-    inputs = {k: v[0] if k in labelled else v for k, v in splits.items()}
-    check_splits(inputs, ("train", "valid"), input_shape=space.config.input_shape, labels=False,
+    check_splits(splits, ("train", "valid"), input_shape=space.config.input_shape, labels=None,
                  min_size=options.batch_size, size_field="batch_size", sized=("train",))
 
 

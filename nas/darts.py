@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from nas import jsonio
-from nas.errors import ConfigError, JournalError
+from nas.errors import ConfigError
 from nas.evaluators import as_evaluators, merged
 from nas.modelspec import record_model, save_trial_weights
 from nas.nn.model_space import ModuleSpace
@@ -34,8 +34,7 @@ from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.splits import check_splits
-from nas.experiment import (SAME_SEARCH, check_seed, first_difference, open_experiment, recorded_config,
-                            search_config)
+from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
 from nas.store import Trial
 from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, darts_es_stop
 from nas.strategies.oneshot_latency import EdgeCosts, check_table, ensure_table, flops_costs, lut_costs
@@ -147,7 +146,6 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
                 "latency": costs.source if costs else None, **dict(metadata or {})}
     config = search_config(space, problem, options.method, options.to_dict(), seed,
                            options.epochs if options.record == "epochs" else 1, None, metadata)
-    _check_options(wd, config)
     with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
         if wd is not None and (wd / CHECKPOINT).exists():
             trainer.load_state_dict(torch.load(wd / CHECKPOINT, weights_only=True))
@@ -172,22 +170,6 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
         _finish(experiment)
         reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
         return SearchResult(list(experiment.trials), problem, wd, reason, experiment.config)
-
-
-def _check_options(wd: Path | None, config: Mapping[str, Any]) -> None:
-    """JournalError naming the first option that differs from the search recorded in `wd` (before its journal is
-    opened, which would show both option dicts whole): a one-shot search's schedules span its epochs, so no option
-    can change on resume."""
-    old = recorded_config(wd)
-    if old is None or old.get("strategy") != config["strategy"]:
-        return  # no search there yet, or another method: open_experiment names the field
-    where, was, now = first_difference(old.get("strategy_options") or {}, jsonio.plain(config["strategy_options"],
-                                                                                       "options"))
-    if where is not None:
-        name = ".".join(where)
-        raise JournalError(f"{wd} holds a different search: its option {name} is {was!r}, this run's is {now!r} (a "
-                           f"one-shot search cannot be extended or changed, as its schedules span all epochs; run "
-                           f"with {name}={was!r}, or use a new workdir)")
 
 
 def _finish(experiment: Any) -> None:

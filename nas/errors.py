@@ -34,6 +34,14 @@ def check_count(value: object, name: str, what: str = "") -> int:
     return value
 
 
+def check_int(value: object, name: str, minimum: int) -> int:
+    """`value` as an int (bools refused) >= `minimum`; ConfigError naming `name` otherwise (a count that may be 0,
+    or must leave room, such as batch norm's 2 samples)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return value
+
+
 def check_seconds(value: object, name: str) -> float:
     """`value` as a positive number of seconds; ConfigError naming `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

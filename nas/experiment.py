@@ -195,6 +195,12 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
                 what = f"{attribute[-1]} " if attribute and attribute[-1] in _SPEC_KEYS else ""
                 raise JournalError(f"{workdir} holds a different search: its space differs at {field} (the journal "
                                    f"has {what}{was!r}, this run {now!r}); use a new workdir or run the same space")
+        if isinstance(old.get(key), Mapping) and isinstance(new.get(key), Mapping):  # name the field, not two dicts
+            where, was, now = first_difference(old[key], new[key])
+            name = ".".join(where or ())
+            what = f"option {name}" if key == "strategy_options" else f"{key} field {name}"
+            raise JournalError(f"{workdir} holds a different search: its {what} is {was!r}, this run's is {now!r} "
+                               f"(use a new workdir, or run with the recorded {name})")
         raise JournalError(f"{workdir} holds a different search: its {key} is {old.get(key)!r}, this run's is "
                            f"{new.get(key)!r} (use a new workdir, or run with the recorded {key})")
     was, now = old.get("space_settings"), new.get("space_settings")

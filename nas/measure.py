@@ -19,7 +19,7 @@ from torch import nn
 
 from nas import jsonio
 from nas.counts import count
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 
 METRIC_KINDS = ("accuracy", "latency", "count")
 COUNTS = ("params", "flops", "macs")
@@ -62,9 +62,7 @@ def check_recipe(name: str, recipe: Any) -> dict[str, Any]:
         if recipe.get("statistic", "median") not in ("median", "min", "mean"):
             raise ConfigError(f"{where}.statistic: expected median, min or mean, got {recipe.get('statistic')!r}")
         for key, low in (("warmup", 0), ("repeats", 1), ("rounds", 1)):
-            v = recipe.get(key, low)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"{where}.{key}: expected an integer >= {low}, got {v!r}")
+            check_int(recipe.get(key, low), f"{where}.{key}", low)
     if kind == "count" and recipe.get("count") not in COUNTS:
         raise ConfigError(f"{where}.count: expected one of {', '.join(COUNTS)}, got {recipe.get('count')!r}")
     return jsonio.plain(dict(recipe), where)

@@ -24,7 +24,6 @@ with `torch.load(..., weights_only=True)`: nothing is pickled.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import types
@@ -41,7 +40,7 @@ from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Splits, check_recipe, split
 from nas.scripts import class_from_json, class_to_json, import_object, object_path
-from nas.spaces.model_space import ModelSpace
+from nas.spaces.model_space import ModelSpace, space_settings
 
 SPEC_FORMAT, SUBNET_FORMAT, VERSION = "nas-model-spec", "nas-subnet", 1
 MODEL_SPEC = "model.json"          # in a search workdir: how to rebuild its models
@@ -74,17 +73,15 @@ def space_to_json(space: Any) -> dict[str, Any]:
         raise ConfigError(f"space: {type(space).__name__} is not a nas.spaces.ModelSpace; exporting models needs a "
                           "space whose build(arch) returns the torch module")
     ref = class_to_json(type(space))
-    to_config = getattr(space, "to_config", None)
-    if callable(to_config):
-        return {**ref, "config": jsonio.plain(to_config(), "space.config")}
-    cfg = getattr(space, "config", None)
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        data = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
-        cfg_ref = class_to_json(type(cfg))
+    config = space_settings(space)  # to_config(), else a dataclass `config`, as plain data
+    if config is not None and callable(getattr(space, "to_config", None)):
+        return {**ref, "config": config}
+    if config is not None:  # the dataclass is rebuilt from its class too
+        cfg_ref = class_to_json(type(space.config))
         if cfg_ref.get("script", ref.get("script")) != ref.get("script"):
-            raise ConfigError(f"space: {type(cfg).__qualname__} and {type(space).__qualname__} must be defined "
-                              "in the same script")
-        return {**ref, "config_class": cfg_ref["class"], "config": jsonio.plain(data, "space.config")}
+            raise ConfigError(f"space: {type(space.config).__qualname__} and {type(space).__qualname__} must be "
+                              "defined in the same script")
+        return {**ref, "config_class": cfg_ref["class"], "config": config}
     if _no_arguments(type(space)):
         return {**ref, "config": None}  # rebuilt as cls(); record_model checks it is the same space
     raise ConfigError(f"space: {type(space).__name__} cannot be described as JSON: give it a constructor without "

@@ -163,7 +163,11 @@ class Problem:
         if missing:
             return (f"evaluate did not return {', '.join(map(repr, missing))} (it returned: "
                     f"{', '.join(sorted(metrics)) or 'nothing'})")
-        bad = [m for m in self.metrics_needed if not math.isfinite(float(metrics[m]))]
+        return self.non_finite(metrics)
+
+    def non_finite(self, metrics: Mapping[str, float]) -> str | None:
+        """Which objective or constraint metrics among `metrics` are NaN or infinite (None when none is)."""
+        bad = [m for m in self.metrics_needed if m in metrics and not math.isfinite(float(metrics[m]))]
         if bad:
             return "non-finite " + ", ".join(f"{m} = {float(metrics[m])}" for m in bad) + \
                 " (an objective or constraint metric must be a finite number)"

@@ -111,10 +111,7 @@ class SearchResult:
         """Feasible trials not dominated on the objectives (non-dominated sorting, not a convex hull); any
         recorded metric may join with its direction ("params_m:min")."""
         objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
-        names = [o.name for o in objs]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ConfigError(f"objectives: {twice[0]!r} is given twice")
+        Problem(tuple(objs))  # its checks: an objective given twice is an error, not a front shown twice
         feasible = self.feasible_with(objs)
         if not feasible:
             return []

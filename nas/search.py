@@ -419,11 +419,10 @@ class _SearchLoop:
         if metrics is None:
             self._finish(arch, {}, "failed", started, time.time(), "cheap-stage", error)
             return None
-        bad = [m for m in self.problem.metrics_needed if m in metrics and not math.isfinite(float(metrics[m]))]
+        bad = self.problem.non_finite(metrics)
         if bad:  # a NaN bound metric would otherwise read as infeasible, for every architecture, with no error
-            error = ("the cheap evaluator returned non-finite " + ", ".join(f"{m} = {float(metrics[m])}" for m in bad)
-                     + " (an objective or constraint metric must be a finite number)")
-            self._finish(arch, metrics, "failed", started, time.time(), "cheap-stage", error)
+            self._finish(arch, metrics, "failed", started, time.time(), "cheap-stage",
+                         f"the cheap evaluator returned {bad}")
             return None
         if self.filtering and sum(c.violation(metrics) for c in self.problem.constraints if c.metric in metrics):
             now = time.time()

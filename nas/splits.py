@@ -14,12 +14,12 @@ SPLITS = ("train", "valid", "test")
 
 
 def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
-                 input_shape: Sequence[int] | None = None, labels: bool = True, min_size: int = 1,
+                 input_shape: Sequence[int] | None = None, labels: bool | None = True, min_size: int = 1,
                  size_field: str = "data", sized: Sequence[str] | None = None) -> None:
-    """`data` maps split names among `SPLITS` to `(x, y)` (or to `x` when not `labels`): every `required` split is
-    there, none is misspelt or empty, inputs have `input_shape` per sample when given, and labels are one class
-    index (an integer) per input. `min_size` samples in each `sized` split (default: the required ones;
-    `size_field` names the setting that needs them, e.g. a batch size)."""
+    """`data` maps split names among `SPLITS` to `(x, y)` (to `x` when `labels` is False; either, split by split,
+    when it is None): every `required` split is there, none is misspelt or empty, inputs have `input_shape` per
+    sample when given, and labels are one class index (an integer) per input. `min_size` samples in each `sized`
+    split (default: the required ones; `size_field` names the setting that needs them, e.g. a batch size)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"data: expected a dict of splits {{'train': (x, y), 'valid': (x, y)}}, got "
                           f"{type(data).__name__}")
@@ -29,10 +29,13 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
     for split in required:
         if split not in data:
             raise ConfigError(f"data: missing the {split!r} split (give {{'train': (x, y), 'valid': (x, y)}})")
+    inputs: dict[str, Any] = {}
     for split, value in data.items():
-        if labels and not (isinstance(value, (tuple, list)) and len(value) == 2):
+        paired = isinstance(value, (tuple, list))
+        if (labels or (labels is None and paired)) and not (paired and len(value) == 2):
             raise ConfigError(f"data[{split!r}]: expected (inputs, labels), got {type(value).__name__}")
-        x, y = value if labels else (value, None)
+        x, y = value if paired and labels is not False else (value, None)
+        inputs[split] = x
         if not isinstance(x, torch.Tensor) or x.dim() < 1:
             raise ConfigError(f"data[{split!r}]: inputs must be a tensor with a batch dimension")
         if len(x) == 0:
@@ -48,6 +51,6 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
                 raise ConfigError(f"data[{split!r}]: labels must be integer class indices, got dtype {y.dtype} "
                                   "(use y.long())")
     for split in required if sized is None else sized:
-        n = len(data[split][0] if labels else data[split])
+        n = len(inputs[split])
         if n < min_size:
             raise ConfigError(f"{size_field}: {min_size} exceeds the {n} samples of {split!r}")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.spaces.params import Choice
 from nas.spaces.training import TrainLog, run_phase
 
@@ -56,9 +56,7 @@ class Recipe:
             return float(v)
 
         def integer(name: str, low: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"{name}: expected an int >= {low}, got {v!r}")
+            check_int(getattr(self, name), name, low)
 
         if number("lr") <= 0:
             raise ConfigError(f"lr: expected a positive learning rate, got {self.lr!r}")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 
 __all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
            "SinglePath", "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
@@ -73,12 +73,6 @@ class TrainLog:
 
 
 # ---------------------------------------------------------------------------------------- setting checks
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    """ConfigError naming `name` unless `value` is an int (not a bool) >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
-
-
 def _check_number(name: str, value: Any, positive: bool) -> None:
     """ConfigError naming `name` unless `value` is a finite real number > 0 (`positive`) or >= 0."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -99,7 +93,7 @@ def _check_training(owner: str, schedule: Any, fields: Iterable[str] = ("epochs"
     for name in fields:
         value, where = getattr(schedule, name), f"{owner}.{name}"
         if name in minimum:
-            _check_int(where, value, minimum[name])
+            check_int(value, where, minimum[name])
         else:
             _check_number(where, value, positive=name != "weight_decay")
 
@@ -157,7 +151,7 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
               lr: float, weight_decay: float, generator: torch.Generator,
               step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> PhaseLog:
     """AdamW with a per-step cosine schedule; `step(xb, yb)` runs the backward passes and returns the loss."""
-    _check_int("epochs", epochs, 1)
+    check_int(epochs, "epochs", 1)
     _check_data(x, y, batch_size)
     per_epoch = len(x) // batch_size  # drop the last partial batch (reshuffled every epoch)
     opt = _optimizer(module, lr, weight_decay)
@@ -253,7 +247,7 @@ class SandwichRule:
 
     def __post_init__(self) -> None:
         _check_training("SandwichRule", self, ("epochs", "batch_size", "lr", "weight_decay", "temperature", "seed"))
-        _check_int("SandwichRule.n_random", self.n_random, 0)
+        check_int(self.n_random, "SandwichRule.n_random", 0)
         self.per_step = _names("SandwichRule.per_step", self.per_step)
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
@@ -321,7 +315,7 @@ class Phase:
         object.__setattr__(self, "elastic", _names(f"{owner}.elastic", self.elastic))
         if self.elastic is None:
             raise ConfigError(f"{owner}.elastic: expected a collection of dimension names, got None")
-        _check_int(f"{owner}.epochs", self.epochs, 1)
+        check_int(self.epochs, f"{owner}.epochs", 1)
         _check_number(f"{owner}.lr", self.lr, True)
         _check_bool(f"{owner}.sort_channels", self.sort_channels)
 
@@ -332,7 +326,7 @@ def ofa_phases(full: int = 10, kernel: int = 6, depth: int = 6, width: int = 8, 
     Later phases start from a trained network, so they use a third of the full phase's learning rate.
     """
     for name, epochs in (("full", full), ("kernel", kernel), ("depth", depth), ("width", width)):
-        _check_int(f"ofa_phases.{name}", epochs, 1)
+        check_int(epochs, f"ofa_phases.{name}", 1)
     _check_number("ofa_phases.lr", lr, True)
     dims = ["resolution"]
     phases = [Phase("full", frozenset(dims), full, lr)]
@@ -374,7 +368,7 @@ class ProgressiveShrinking:
         bad = [p for p in self.phases if not isinstance(p, Phase)]
         if bad:
             raise ConfigError(f"ProgressiveShrinking.phases: expected Phase entries, got {bad[0]!r}")
-        _check_int("ProgressiveShrinking.subnets_per_step", self.subnets_per_step, 1)
+        check_int(self.subnets_per_step, "ProgressiveShrinking.subnets_per_step", 1)
         _check_bool("ProgressiveShrinking.include_largest", self.include_largest)
         _check_number("ProgressiveShrinking.kd_ratio", self.kd_ratio, False)
         _check_training("ProgressiveShrinking", self, ("batch_size", "weight_decay", "temperature", "seed"))

@@ -50,7 +50,7 @@ def test_a_refused_build_lut_writes_nothing_and_a_valid_rerun_succeeds(tmp_path,
 
 def test_build_table_checks_settings_before_touching_the_file(tmp_path):
     adapter, path = adapter_for(NasBench201Space(**TINY)), tmp_path / "t.jsonl"
-    with pytest.raises(ConfigError, match="rounds: expected an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="rounds: expected an int >= 1, got 0"):
         build_table(adapter, path, rounds=0, limit=1)
     with pytest.raises(ConfigError, match="device 'cuda:99'"):
         build_table(adapter, path, device="cuda:99", limit=1)

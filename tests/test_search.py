@@ -188,6 +188,13 @@ def test_resume_with_different_settings_is_refused(tmp_path):
     nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=5, workdir=tmp_path)
     with pytest.raises(JournalError, match="holds a different search: its strategy is 'random'"):
         nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", budget=5, workdir=tmp_path)
+    other = tmp_path / "evolution"
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", budget=5, workdir=other,
+               strategy_options={"population_size": 10})
+    with pytest.raises(JournalError, match="its option population_size is 10, this run's is 12") as e:
+        nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", budget=5, workdir=other,
+                   strategy_options={"population_size": 12})
+    assert "{" not in str(e.value)  # the option named, not both option dicts
 
 
 def test_simulated_clock_executor_is_parallel_and_deterministic():

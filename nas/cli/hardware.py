@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nas.console import make_console, user_errors
+from nas.errors import check_int
 
 app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False,
@@ -66,13 +67,11 @@ def default_table_path(space: str, device: str, batch_size: int, threads: int, w
 
 def _check_counts(batch_size: int, threads: int, warmup: int, repeats: int, rounds: int = 1) -> None:
     """ConfigError naming the option of the first count out of range, before anything is measured or written."""
-    from nas.hardware.latency import check_count
-
-    check_count(batch_size, "--batch-size")
-    check_count(threads, "--threads")
-    check_count(warmup, "--warmup", 0)
-    check_count(repeats, "--repeats")
-    check_count(rounds, "--rounds")
+    check_int(batch_size, "--batch-size", 1)
+    check_int(threads, "--threads", 1)
+    check_int(warmup, "--warmup", 0)
+    check_int(repeats, "--repeats", 1)
+    check_int(rounds, "--rounds", 1)
 
 
 @app.command("build-lut")
@@ -94,13 +93,13 @@ def build_lut(
 ) -> None:
     """Profile every distinct layer configuration of SPACE once; resumes an existing table file."""
     from nas.hardware.adapters import adapter_for, make_space
-    from nas.hardware.latency import check_count, check_torch_device
+    from nas.hardware.latency import check_torch_device
     from nas.hardware.lut import LatencyTable, build_table, check_profile
 
     check_torch_device(device, "--device")
     _check_counts(batch_size, threads, warmup, repeats, rounds)
     if limit is not None:
-        check_count(limit, "--limit", 0)
+        check_int(limit, "--limit", 0)
     if profile is not None:
         profile = check_profile(profile, "--profile")
     adapter = adapter_for(make_space(space, options))
@@ -140,12 +139,11 @@ def measure(
     from nas.errors import ConfigError
     from nas.hardware.adapters import make_space
     from nas.hardware.cost import CostModel
-    from nas.hardware.latency import check_count
     from nas.hardware.lut import LatencyTable
 
     _check_counts(batch_size, threads, warmup, repeats)
     if arch is None:
-        check_count(random, "--random")
+        check_int(random, "--random", 1)
     sp = make_space(space, options)
     if arch is not None:
         try:
@@ -230,11 +228,10 @@ def fit_latency(
 
     from nas.hardware.adapters import adapter_for, make_space
     from nas.hardware.e2e_latency import EndToEndLatency, cost_features, load_samples
-    from nas.hardware.latency import check_count
     from nas.hardware.learned import LatencyFitWarning, lut_latency
     from nas.hardware.lut import LatencyTable, check_profile
 
-    check_count(batch_size, "--batch-size")
+    check_int(batch_size, "--batch-size", 1)
     if profile is not None:
         profile = check_profile(profile, "--profile")  # recorded in the model: a typo would make it unusable
     sp = make_space(space, options)

@@ -39,7 +39,7 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.evaluators import cheap
-from nas.experiment import check_seed
+from nas.experiment import check_seed, first_difference
 from nas.measure import accuracy_metric
 from nas.modelspec import SUPERNET, DataRef, load_state_dict, record_model
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet
@@ -442,8 +442,8 @@ def _check_same(wd: Path, state: Mapping[str, Any], frame: ChainConfig, options:
             continue
         name, before, after = key, was, now
         if isinstance(was, Mapping) and isinstance(now, Mapping):  # the first field that differs
-            field_ = next(k for k in list(now) + list(was) if was.get(k, "<absent>") != now.get(k, "<absent>"))
-            name, before, after = f"{key}.{field_}", was.get(field_, "<absent>"), now.get(field_, "<absent>")
+            where, before, after = first_difference(was, now)
+            name = ".".join((key, *(where or ())))
         raise ConfigError(f"{name}: the workdir {wd} has {before!r}, this call {after!r} (the supernet stages "
                           "ran with it: call with the recorded value or use a new workdir)")
 
