@@ -301,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cb.Printer(args.plain)
     if args.from_json is not None:
         return from_json(args.from_json, p, argv)
+    if args.methods and not args.merge:  # the tables need every method's records: the others come from --out
+        raise SystemExit("--methods runs only some methods: add --merge to take the others' records from --out")
     started = time.perf_counter()
     load0 = os.getloadavg()
     chosen = set(args.methods or set(SINGLE) | set(MULTI))

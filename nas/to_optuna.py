@@ -23,6 +23,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.store import Trial
+from nas.strategies.optuna_sampler import quiet_optuna
 
 if TYPE_CHECKING:
     from optuna.distributions import CategoricalDistribution
@@ -81,23 +82,20 @@ def to_optuna(workdir: str | Path, out: str | Path, study_name: str | None = Non
     except FileExistsError:
         raise ConfigError(f"{out} already exists (Optuna would add a second study to it): remove it or choose "
                           "another file") from None
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created ..." on stderr
     try:
-        storage = JournalStorage(JournalFileBackend(str(out)))
-        directions = ["minimize" if o.direction == "min" else "maximize" for o in problem.objectives]
-        study = optuna.create_study(storage=storage, study_name=name, directions=directions)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(problem.names)  # the dashboard labels its axes with these
-        for key, value in _study_attrs(result, workdir).items():
-            study.set_user_attr(key, value)
-        study.add_trials(frozen)
+        with quiet_optuna(logging.WARNING):  # no "A new study created ..." on stderr
+            storage = JournalStorage(JournalFileBackend(str(out)))
+            directions = ["minimize" if o.direction == "min" else "maximize" for o in problem.objectives]
+            study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(problem.names)  # the dashboard labels its axes with these
+            for key, value in _study_attrs(result, workdir).items():
+                study.set_user_attr(key, value)
+            study.add_trials(frozen)
     except BaseException:
         out.unlink(missing_ok=True)
         raise
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
     states = [t.state for t in frozen]
     report = ToOptunaReport(out, name, len(frozen), states.count(optuna.trial.TrialState.COMPLETE),

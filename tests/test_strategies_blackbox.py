@@ -167,6 +167,45 @@ def test_optuna_adapter_adds_trials_it_did_not_ask_and_passes_constraints():
     assert strat.study.trials[-1].state.name == "FAIL"
 
 
+SMALL = Space(a=Choice([0, 1, 2, 3, 4, 5]), b=Choice([0, 1, 2, 3, 4, 5]), c=Choice([0, 1, 2, 3]))  # 144 networks
+
+
+def bowl(arch) -> dict[str, float]:
+    return {"loss": float((arch["a"] - 2) ** 2 + (arch["b"] - 3) ** 2 + (arch["c"] - 1) ** 2)}
+
+
+@pytest.mark.parametrize("name", ["gp", "tpe"])
+def test_optuna_sampler_that_repeats_its_optimum_explores_instead_of_stopping(name):
+    # GP's acquisition peaked at the seen optimum and every ask repeated it: the search ended "exhausted" after
+    # 22 of its 100 evaluations on a 144-network space.
+    r = nas.search(SMALL, bowl, {"loss": "min"}, strategy=name, budget=100, seed=0,
+                   executor=nas.SimulatedClockExecutor())
+    assert r.stop_reason == "budget" and len(r.completed) == 100
+    assert len({t.arch_id for t in r.trials}) == 100
+    assert r.best("loss").metrics["loss"] == 0.0
+
+
+def test_optuna_sampler_still_stops_on_an_exhausted_space():
+    tiny = Space(a=Choice([0, 1]), b=Choice([0, 1]))
+    r = nas.search(tiny, lambda a: {"s": float(a["a"] + a["b"])}, {"s": "max"}, strategy="tpe", budget=10, seed=0,
+                   executor=nas.SimulatedClockExecutor())
+    assert r.stop_reason == "exhausted" and len(r.completed) == 4
+
+
+def test_optuna_exploration_after_repeats_follows_nested_decisions_and_resumes_exactly(monkeypatch, tmp_path):
+    from nas.strategies.optuna_sampler import OptunaTPE
+
+    monkeypatch.setattr(OptunaTPE, "repeat_patience", 1)  # every repeat is replaced: the enqueue path on each
+    kw = dict(objectives={"acc": "max"}, strategy="tpe", seed=3, executor=nas.SimulatedClockExecutor())
+    whole = nas.search(NESTED, nested, budget=60, workdir=tmp_path / "whole", **kw)
+    assert len({t.arch_id for t in whole.trials}) == 60
+    for t in whole.trials:
+        NESTED.validate(t.arch)
+    nas.search(NESTED, nested, budget=25, workdir=tmp_path / "split", **kw)
+    split = nas.search(NESTED, nested, budget=60, workdir=tmp_path / "split", **kw)
+    assert [t.arch_id for t in split.trials] == [t.arch_id for t in whole.trials]
+
+
 def test_optuna_strategy_errors_are_clear():
     problem = Problem.make({"score": "max"})
     with pytest.raises(nas.ConfigError, match="sampler_options"):
@@ -247,3 +286,16 @@ def test_doc_examples_run(tmp_path, monkeypatch):
     namespace: dict = {}
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/strategies.md python block {i + 1}", "exec"), namespace)
+
+
+def test_optuna_strategies_leave_the_users_optuna_verbosity_alone(capsys):
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        nas.search(SMALL, bowl, {"loss": "min"}, strategy="tpe", budget=5, seed=0, executor=nas.SimulatedClockExecutor())
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # was left at ERROR for the whole process
+        assert "Trial 0 finished" not in capsys.readouterr().err  # the search's own trials stay quiet
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -19,8 +19,11 @@ from __future__ import annotations
 import importlib
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
+
+import numpy as np
 
 from nas.errors import ConfigError
 from nas.objectives import Problem
@@ -33,6 +36,20 @@ log = logging.getLogger(__name__)
 
 # leaf, path -> index of the chosen option
 Pick = Callable[[Any, str], int]
+
+
+@contextmanager
+def quiet_optuna(level: int = logging.ERROR) -> Iterator[None]:
+    """Optuna's logger at `level` for the block, then back to what the user had ("Trial 3 finished ..." and
+    "A new study created ..." are noise inside a search; the user's own Optuna verbosity is left alone)."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _has_bool_mix(options: tuple[Any, ...]) -> bool:
@@ -109,6 +126,11 @@ class OptunaStrategy(Strategy):
     needs_modules: ClassVar[tuple[str, ...]] = ()  # optional packages the sampler imports lazily
     single_objective: ClassVar[bool] = False  # the sampler cannot optimise several objectives
     requires = frozenset({"sample", "independent-slots"})
+    # After this many proposals in a row of architectures asked before, the sampler has converged on what it has
+    # seen (GP's acquisition peaks at a seen optimum; TPE's density collapses onto it): each further repeat is
+    # told FAIL and replaced by an unseen neighbour of it (local search around the optimum), so the search goes on
+    # instead of `Deduplicate` ending it as exhausted far below its budget.
+    repeat_patience: ClassVar[int] = 10
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
                  sampler_options: Mapping[str, Any] | None = None) -> None:
@@ -139,7 +161,6 @@ class OptunaStrategy(Strategy):
     def _new_study(self) -> None:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
         directions = ["maximize" if o.direction == "max" else "minimize" for o in self.problem.objectives]
         for module in self.needs_modules:
             try:
@@ -147,16 +168,19 @@ class OptunaStrategy(Strategy):
             except ImportError:
                 raise ConfigError(f"strategy {self.name!r} needs the {module!r} package (pip install {module})") from None
         sampler = self._sampler()
-        self.study = optuna.create_study(directions=directions, sampler=sampler)
+        with quiet_optuna():
+            self.study = optuna.create_study(directions=directions, sampler=sampler)
         self.pending: dict[str, list[int]] = {}  # arch id -> open trial numbers, oldest first
         self._trials: dict[int, Any] = {}  # trial number -> live optuna Trial
         self._asked: set[str] = set()  # arch ids asked (a listed space's asks go to unasked ones; rebuilt on load)
+        self._repeats = 0  # asks in a row that proposed an architecture asked before
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
         out = []
         for _ in range(n):
-            arch = self._ask()
+            with quiet_optuna():
+                arch = self._ask()
             self.log.append(["ask"])
             out.append(arch)
         return out
@@ -175,24 +199,48 @@ class OptunaStrategy(Strategy):
             return from_param(leaf, v, path)
 
         arch = Architecture(walk(self.space, pick))
+        replacement = None
         if "listed" in self.space.capabilities and hasattr(self.space, "nearest"):
             # a table holds only its recorded architectures: the nearest not asked yet (a seen one is no news)
             snapped = self.space.nearest(arch.to_dict(), exclude=self._asked)
-            if snapped.id != arch.id:  # the sampler learns from the one evaluated: ask again with its params
-                import optuna
+            replacement = snapped if snapped.id != arch.id else None
+        elif arch.id not in self._asked:
+            self._repeats = 0
+        else:
+            self._repeats += 1
+            if self._repeats >= self.repeat_patience:  # converged on seen ones: explore an unseen one instead
+                replacement = self._unasked_near(arch, trial.number)
+        if replacement is not None:  # the sampler learns from the one evaluated: ask again with its params
+            import optuna
 
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self.study.enqueue_trial(params_of(self.space, snapped)[0])
-                trial = self.study.ask()
-                arch = Architecture(walk(self.space, pick))
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.study.enqueue_trial(params_of(self.space, replacement)[0])
+            trial = self.study.ask()
+            arch = Architecture(walk(self.space, pick))
         self._asked.add(arch.id)
         self.pending.setdefault(arch.id, []).append(trial.number)
         self._trials[trial.number] = trial
         return arch
 
+    def _unasked_near(self, arch: Architecture, number: int) -> Architecture | None:
+        """An architecture not asked before near the sampler's repeated proposal: a random unasked neighbour (one
+        decision away) where the space lists neighbours, else a uniform unasked sample; None when 100 draws find
+        none (the space is nearly exhausted). Seeded by the trial number, so a replayed log draws the same one."""
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, number])
+        if "neighbours" in self.space.capabilities:
+            near = [a for a in self.space.neighbours(arch) if a.id not in self._asked]
+            if near:
+                return near[int(rng.integers(len(near)))]
+        for _ in range(100):
+            sample = self.space.sample(rng)
+            if sample.id not in self._asked:
+                return sample
+        return None
+
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.log.append(["tell", arch.to_dict(), result.to_dict()])
-        self._tell(arch, result)
+        with quiet_optuna():
+            self._tell(arch, result)
 
     def _values(self, result: TrialResult) -> list[float] | None:
         if result.status == "failed" or any(o.name not in result.metrics for o in self.problem.objectives):
