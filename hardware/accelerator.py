@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 
 DIMS = ("m", "n", "k")
 OPERANDS = {"a": frozenset("mk"), "b": frozenset("kn"), "c": frozenset("mn")}  # the output is "c"
@@ -69,20 +69,6 @@ def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"{name}: expected a positive int, got {value!r}")
     return int(value)
-
-
-def _positive(value: object, name: str, unit: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
-            or not value > 0:
-        raise ConfigError(f"{name}: expected a positive number{unit}, got {value!r}")
-    return float(value)
-
-
-def _non_negative(value: object, name: str, unit: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
-            or value < 0:
-        raise ConfigError(f"{name}: expected a non-negative number{unit}, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------- workloads
@@ -253,9 +239,9 @@ class Technology:
     area_kb_mm2: float = 0.006
 
     def __post_init__(self) -> None:
-        _positive(self.clock_hz, "Technology.clock_hz", " (Hz)")
+        check_number(self.clock_hz, "Technology.clock_hz", unit=" (Hz)")
         for f in ("e_mac_pj", "e_sram_pj_per_byte", "e_dram_pj_per_byte", "area_pe_mm2", "area_kb_mm2"):
-            _non_negative(getattr(self, f), f"Technology.{f}")
+            check_number(getattr(self, f), f"Technology.{f}", positive=False)
 
 
 @dataclass(frozen=True)
@@ -272,10 +258,10 @@ class SubAccelerator:
         object.__setattr__(self, "template", template(self.template))
         _positive_int(self.rows, "SubAccelerator.rows")
         _positive_int(self.cols, "SubAccelerator.cols")
-        share = _positive(self.bandwidth_share, "SubAccelerator.bandwidth_share", " in (0, 1]")
+        share = check_number(self.bandwidth_share, "SubAccelerator.bandwidth_share", unit=" in (0, 1]")
         if share > 1:
             raise ConfigError(f"SubAccelerator.bandwidth_share: expected a fraction in (0, 1], got {share!r}")
-        _positive(self.buffer_kb, "SubAccelerator.buffer_kb", " (KB)")
+        check_number(self.buffer_kb, "SubAccelerator.buffer_kb", unit=" (KB)")
 
     @property
     def pes(self) -> int:
@@ -381,7 +367,7 @@ def _map(shape: tuple, tmpl: Template, rows: int, cols: int, buffer_bytes: float
 
 def map_gemm(gemm: Gemm, sub: SubAccelerator, bandwidth: float, tech: Technology = Technology()) -> LayerCost:
     """The cost of `gemm` on `sub` given its absolute DRAM bandwidth (bytes/s): the best tile and loop order."""
-    bandwidth = _positive(bandwidth, "bandwidth", " (bytes/s)")
+    bandwidth = check_number(bandwidth, "bandwidth", unit=" (bytes/s)")
     tr, tc, folds, cpf, cyc, order, dram, sram, comp, mem, lat, energy = _map(
         gemm.shape(), sub.template, sub.rows, sub.cols, sub.buffer_kb * 1024, bandwidth, tech)
     return LayerCost(gemm.name, gemm.macs, tr, tc, folds, cpf, cyc, order, dram, sram, comp, mem, lat, energy,
@@ -456,7 +442,7 @@ class HeterogeneousAccelerator:
         if not self.subs or not all(isinstance(s, SubAccelerator) for s in self.subs):
             raise ConfigError(f"HeterogeneousAccelerator.subs: expected one or more SubAccelerators, got {self.subs!r}")
         _positive_int(self.pe_budget, "HeterogeneousAccelerator.pe_budget")
-        _positive(self.dram_bandwidth, "HeterogeneousAccelerator.dram_bandwidth", " (bytes/s)")
+        check_number(self.dram_bandwidth, "HeterogeneousAccelerator.dram_bandwidth", unit=" (bytes/s)")
         pes = sum(s.pes for s in self.subs)
         if pes > self.pe_budget:
             raise ConfigError(f"HeterogeneousAccelerator.subs: {pes} PEs exceed pe_budget {self.pe_budget}")

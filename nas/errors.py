@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 
 class NASError(Exception):
     """Base class: the CLI prints these as one line, without a traceback."""
@@ -40,6 +43,15 @@ def check_int(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
     return value
+
+
+def check_number(value: object, name: str, *, positive: bool = True, unit: str = "") -> float:
+    """`value` as a finite real number (bools and strings refused), > 0 when `positive` else >= 0; ConfigError
+    naming `name` otherwise (`unit` says what it measures, e.g. " (Hz)")."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):  # type: ignore[operator]
+        raise ConfigError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}{unit}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 def check_seconds(value: object, name: str) -> float:

@@ -19,7 +19,7 @@ import networkx as nx
 import numpy as np
 from scipy import sparse
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target, as_architectures
 from nas.predictors.kernel_gp import KernelGP
@@ -55,8 +55,7 @@ class GraphEmbedding:
     """
 
     def __init__(self, space: Space, iterations: int = 3, onehot: bool = True, edge_attr: str | None = None) -> None:
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ConfigError(f"iterations: expected an int >= 0, got {iterations!r}")
+        check_int(iterations, "iterations", 1)  # networkx's WL hash needs at least one round
         self.space, self.iterations, self.onehot, self.edge_attr = space, iterations, onehot, edge_attr
         self.vocab: list[dict[str, int]] = []
         self._cache: dict[str, list[Counter[str]]] = {}  # arch id -> WL counts (searches re-score many children)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_number
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget
 from nas.predictors.encodings import encoder
@@ -90,8 +90,10 @@ class _TorchPredictor(Predictor):
     def __init__(self, space: Space, seed: int = 0, members: int = 5, epochs: int = 300, lr: float = 1e-3,
                  weight_decay: float = 1e-4, loss: Loss = "mse") -> None:
         super().__init__(space, seed)
-        if members < 1 or epochs < 1:
-            raise ConfigError(f"members and epochs must be >= 1, got {members} and {epochs}")
+        check_count(members, f"{self.name}: members")
+        check_count(epochs, f"{self.name}: epochs")
+        check_number(lr, f"{self.name}: lr")
+        check_number(weight_decay, f"{self.name}: weight_decay", positive=False)
         if loss not in ("mse", "pairwise"):
             raise ConfigError(f"loss: expected 'mse' or 'pairwise', got {loss!r}")
         self.members, self.epochs, self.lr, self.weight_decay, self.loss = members, epochs, lr, weight_decay, loss

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target
 from nas.predictors.encodings import encoder
@@ -58,9 +58,10 @@ class RandomForestPredictor(_EncodedRegressor):
     def __init__(self, space: Space, seed: int = 0, encoding: str = "onehot", target: Target = "rank",
                  n_estimators: int = 200, min_samples_leaf: int = 1, max_features: float = 1.0) -> None:
         super().__init__(space, seed, encoding, target)
-        if not (isinstance(min_samples_leaf, int) and min_samples_leaf >= 1 and 0 < max_features <= 1):
-            raise ConfigError(f"rf: min_samples_leaf must be an int >= 1 and max_features in (0, 1], got "
-                              f"{min_samples_leaf!r} and {max_features!r}")
+        check_count(n_estimators, "rf: n_estimators", " (trees in the forest)")
+        check_count(min_samples_leaf, "rf: min_samples_leaf")
+        if isinstance(max_features, bool) or not isinstance(max_features, (int, float)) or not 0 < max_features <= 1:
+            raise ConfigError(f"rf: max_features: expected a fraction of the features in (0, 1], got {max_features!r}")
         self.n_estimators, self.min_samples_leaf, self.max_features = n_estimators, min_samples_leaf, max_features
 
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:
@@ -83,8 +84,8 @@ class GradientBoostingPredictor(_EncodedRegressor):
     def __init__(self, space: Space, seed: int = 0, encoding: str = "onehot", target: Target = "rank",
                  n_estimators: int = 200, members: int = 5) -> None:
         super().__init__(space, seed, encoding, target)
-        if members < 1:
-            raise ConfigError(f"members: expected >= 1, got {members}")
+        check_count(n_estimators, "gbm: n_estimators", " (boosting stages)")
+        check_count(members, "gbm: members", " (boosted ensembles in the bag)")
         self.n_estimators, self.members = n_estimators, members
 
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:
@@ -110,7 +111,7 @@ class GaussianProcessPredictor(_EncodedRegressor):
     def __init__(self, space: Space, seed: int = 0, encoding: str = "onehot", target: Target = "rank",
                  restarts: int = 2) -> None:
         super().__init__(space, seed, encoding, target)
-        self.restarts = restarts
+        self.restarts = check_int(restarts, "gp: restarts", 0)
 
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:
         from sklearn.gaussian_process import GaussianProcessRegressor

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import ConfigError, check_int
+from nas.errors import ConfigError, check_int, check_number
 
 __all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
            "SinglePath", "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
@@ -73,13 +71,6 @@ class TrainLog:
 
 
 # ---------------------------------------------------------------------------------------- setting checks
-def _check_number(name: str, value: Any, positive: bool) -> None:
-    """ConfigError naming `name` unless `value` is a finite real number > 0 (`positive`) or >= 0."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= 0 if positive else value < 0):
-        raise ConfigError(f"{name}: expected a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-
-
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{name}: expected True or False, got {value!r}")
@@ -95,7 +86,7 @@ def _check_training(owner: str, schedule: Any, fields: Iterable[str] = ("epochs"
         if name in minimum:
             check_int(value, where, minimum[name])
         else:
-            _check_number(where, value, positive=name != "weight_decay")
+            check_number(value, where, positive=name != "weight_decay")
 
 
 def _names(owner: str, value: Any) -> frozenset[str] | None:
@@ -316,7 +307,7 @@ class Phase:
         if self.elastic is None:
             raise ConfigError(f"{owner}.elastic: expected a collection of dimension names, got None")
         check_int(self.epochs, f"{owner}.epochs", 1)
-        _check_number(f"{owner}.lr", self.lr, True)
+        check_number(self.lr, f"{owner}.lr")
         _check_bool(f"{owner}.sort_channels", self.sort_channels)
 
 
@@ -327,7 +318,7 @@ def ofa_phases(full: int = 10, kernel: int = 6, depth: int = 6, width: int = 8, 
     """
     for name, epochs in (("full", full), ("kernel", kernel), ("depth", depth), ("width", width)):
         check_int(epochs, f"ofa_phases.{name}", 1)
-    _check_number("ofa_phases.lr", lr, True)
+    check_number(lr, "ofa_phases.lr")
     dims = ["resolution"]
     phases = [Phase("full", frozenset(dims), full, lr)]
     for name, extra, epochs in (("kernel", ["kernel"], kernel), ("depth", ["depth"], depth),
@@ -370,7 +361,7 @@ class ProgressiveShrinking:
             raise ConfigError(f"ProgressiveShrinking.phases: expected Phase entries, got {bad[0]!r}")
         check_int(self.subnets_per_step, "ProgressiveShrinking.subnets_per_step", 1)
         _check_bool("ProgressiveShrinking.include_largest", self.include_largest)
-        _check_number("ProgressiveShrinking.kd_ratio", self.kd_ratio, False)
+        check_number(self.kd_ratio, "ProgressiveShrinking.kd_ratio", positive=False)
         _check_training("ProgressiveShrinking", self, ("batch_size", "weight_decay", "temperature", "seed"))
         self.per_step = _names("ProgressiveShrinking.per_step", self.per_step)
         if self.after_phase is not None and not callable(self.after_phase):

@@ -157,3 +157,24 @@ def test_bad_input_leaves_no_workdir_behind(tmp_path):
         with pytest.raises(ConfigError):
             run(workdir=tmp_path / "wd", **kwargs)()
         assert not (tmp_path / "wd").exists()
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("rf", {"n_estimators": 0}, "rf: n_estimators: expected a positive int (trees in the forest), got 0"),
+    ("rf", {"max_features": "sqrt"}, "rf: max_features: expected a fraction"),
+    ("gbm", {"n_estimators": "200"}, "gbm: n_estimators: expected a positive int"),
+    ("gp", {"restarts": -1}, "gp: restarts: expected an int >= 0, got -1"),
+    ("mlp-ensemble", {"lr": 0.0}, "mlp-ensemble: lr: expected a finite number > 0, got 0.0"),
+    ("mlp-ensemble", {"weight_decay": -1e-4}, "mlp-ensemble: weight_decay: expected a finite number >= 0"),
+    ("mlp-ensemble", {"epochs": 2.5}, "mlp-ensemble: epochs: expected a positive int"),
+    ("wl-gp", {"iterations": 0}, "iterations: expected an int >= 1, got 0"),
+])
+def test_predictor_options_are_checked_when_the_predictor_is_made(name, options, message):
+    # these passed construction and failed at the first fit, deep inside sklearn / torch / networkx (or lr=0 trained
+    # nothing without a word)
+    from nas.predictors import make_predictor
+
+    space = Space(a=Choice([0, 1, 2]), b=Choice([0, 1]))
+    with pytest.raises(ConfigError) as e:
+        make_predictor(name, space, **options)
+    assert message in str(e.value)
