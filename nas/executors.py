@@ -12,6 +12,8 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 from nas.store import Trial
@@ -70,8 +72,14 @@ class Executor(ABC):
     def close(self) -> None:
         """Release workers."""
 
-    def resume_after(self, trials: Sequence[Trial]) -> None:
-        """A resumed search starts after these journaled trials (a simulated clock continues from them)."""
+    def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """A resumed search starts after these journaled trials (a simulated clock continues from them);
+        `placements` are `placement`s of the jobs in flight when the snapshot was taken, resubmitted first."""
+
+    def placement(self, arch_id: str) -> dict[str, Any] | None:
+        """Where and when the running job of `arch_id` started, as plain data for the snapshot, where resuming
+        needs it to be exact (a simulated clock); None otherwise."""
+        return None
 
     def set_timeout(self, timeout_s: float | None) -> None:
         """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""
@@ -123,13 +131,21 @@ class SimulatedClockExecutor(Executor):
         self._running: list[tuple[float, int, Completed]] = []
         self._seq = 0
         self._free = list(range(workers))  # worker slots, lowest first
+        self._placements: dict[str, dict[str, Any]] = {}  # arch id -> start and worker of a job to resubmit
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
 
-    def resume_after(self, trials: Sequence[Trial]) -> None:
+    def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         simulated = [t.finished for t in trials if t.worker.startswith("sim-")]
         self.clock = max([self.clock, *simulated])  # timestamps never go back, and the total stays comparable
+        self._placements = {k: dict(v) for k, v in (placements or {}).items()}
+
+    def placement(self, arch_id: str) -> dict[str, Any] | None:
+        for _, _, c in self._running:
+            if c.arch.id == arch_id:
+                return {"started": c.started, "worker": c.worker}
+        return None
 
     def free_slots(self) -> int:
         return self.workers - len(self._running)
@@ -138,17 +154,27 @@ class SimulatedClockExecutor(Executor):
         if callable(self.duration):
             return float(self.duration(arch, metrics or {}))
         if isinstance(self.duration, str):
-            if not metrics or self.duration not in metrics:
-                return 1.0
+            if not metrics:
+                return 1.0  # a failed evaluation
+            if self.duration not in metrics:  # a typo would silently charge 1 s per evaluation
+                raise ConfigError(f"SimulatedClockExecutor: duration {self.duration!r} is not a metric of the "
+                                  f"evaluation; it returned {', '.join(sorted(metrics))}")
             return float(metrics[self.duration])
         return float(self.duration)
 
     def submit(self, job: Job) -> None:
         assert self._evaluate is not None, "start() first"
         metrics, error = run_job(self._evaluate, job.arch)
-        end = self.clock + self._duration(job.arch, {**job.known, **(metrics or {})})
-        worker = f"sim-{heapq.heappop(self._free)}"
-        heapq.heappush(self._running, (end, self._seq, Completed(job.arch, metrics, error, self.clock, end, worker)))
+        placed = self._placements.pop(job.arch.id, None)  # in flight when the search was interrupted: as it was
+        slot = int(placed["worker"].split("-")[1]) if placed is not None else -1
+        if slot in self._free:
+            self._free.remove(slot)
+            heapq.heapify(self._free)
+        else:
+            slot = heapq.heappop(self._free)
+        start = float(placed["started"]) if placed is not None else self.clock
+        end = start + self._duration(job.arch, {**job.known, **(metrics or {})})
+        heapq.heappush(self._running, (end, self._seq, Completed(job.arch, metrics, error, start, end, f"sim-{slot}")))
         self._seq += 1
 
     def wait(self) -> list[Completed]:

@@ -240,6 +240,10 @@ class _SearchLoop:
         self.replay: dict[str, Trial] = {}
         self.pending: list[Architecture] = []
         self.in_flight: dict[str, tuple[Architecture, dict[str, float]]] = {}  # id -> (arch, cheap metrics)
+        # the architecture between its ask and the executor (cheap stage, a simulated clock's evaluation) and the
+        # trial count then: an interrupt there keeps it pending in the snapshot, so resume evaluates it
+        self.staging: tuple[Architecture, int] | None = None
+        self.placements: dict[str, dict[str, Any]] = {}  # id -> where/when a snapshotted in-flight job started
         self.queued: list[Architecture] = []  # enqueued architectures still to submit
         self.enqueue_ids: set[str] = set()  # every enqueued architecture (their trials say so in `extra`)
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
@@ -280,7 +284,7 @@ class _SearchLoop:
         if max_time is not None:
             self.deadline = time.monotonic() + max_time
         self.executor.start(self.evaluate)
-        self.executor.resume_after(self.trials)
+        self.executor.resume_after(self.trials, self.placements)
         self.checked = any(t.status == "ok" for t in self.trials)
         stop = "budget"
         try:
@@ -347,6 +351,7 @@ class _SearchLoop:
             state = state["inner"]
         self.strategy.load_state_dict(state)
         self.pending = [Architecture(a) for a in snap["pending"]]
+        self.placements = dict(snap.get("placements", {}))
         return int(snap["after_trial"])
 
     def _restore(self, after: int) -> None:
@@ -400,14 +405,17 @@ class _SearchLoop:
                 self._flush_replay()  # the strategy no longer retraces the journal: tell it the rest
             if arch.id in self.enqueue_ids:
                 self.enqueued.add(arch.id)
+            self.staging = (arch, len(self.trials))
             known = self._cheap_stage(arch)
             if known is None:
+                self.staging = None
                 rejected += 1
                 if rejected >= MAX_REJECTIONS:
                     return
                 continue
             self.executor.submit(Job(arch, known))
             self.in_flight[arch.id] = (arch, known)
+            self.staging = None
             self.since[arch.id] = time.time()
 
     def _cheap_stage(self, arch: Architecture) -> dict[str, float] | None:
@@ -464,9 +472,16 @@ class _SearchLoop:
         if not self.journaled:
             return
         self._snapshot_at, self._snapshot_time = len(self.trials), time.monotonic()
+        pending = list(self.pending) + [a for a, _ in self.in_flight.values()]
+        if self.staging is not None:  # interrupted between ask and submit, and not journaled since (a cheap failure)
+            arch, count = self.staging
+            if arch.id not in self.in_flight and all(t.arch_id != arch.id for t in self.trials[count:]):
+                pending.append(arch)
+        placements = {i: p for i in self.in_flight if (p := self.executor.placement(i)) is not None}
         self.experiment.save_snapshot({
             "after_trial": len(self.trials) - 1,
-            "pending": [a.to_dict() for a in self.pending] + [a.to_dict() for a, _ in self.in_flight.values()],
+            "pending": [a.to_dict() for a in pending],
+            **({"placements": placements} if placements else {}),
             "state": self.strategy.state_dict(),
         })
 
