@@ -55,7 +55,7 @@ import numpy as np
 from nas.objectives import Problem
 from nas.predictors import make_predictor
 from nas.predictors.harness import METRICS, Record, evaluate, format_table, to_json
-from nas.spaces import Architecture, CellGraph, Space
+from nas.spaces import Architecture, Space
 from nas.spaces.nasbench_graph import PLAIN_CELL, NASBenchGraphSpace, plain_space
 from nas.strategies.predictor_search import PredictorSearch
 from nas.tabular import nas_bench_graph

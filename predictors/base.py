@@ -69,7 +69,7 @@ class Predictor(ABC):
 
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[Need]] = frozenset({"vector"})
-    degenerate: bool = False  # set by a fit that predicts (nearly) a constant: a collapsed GP ranks nothing
+    degenerate: bool = False  # set by a fit whose predicted means are (nearly) constant, in value or in scale
 
     def __init__(self, space: Space, seed: int = 0) -> None:
         missing = {"encode" if n == "vector" else n for n in self.needs} - space.capabilities

@@ -10,6 +10,7 @@ including heterogeneous ones (transformers whose layers differ in kind and width
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -22,9 +23,11 @@ from scipy import sparse
 from nas.errors import ConfigError, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target, as_architectures
-from nas.predictors.kernel_gp import KernelGP
+from nas.predictors.kernel_gp import KernelGP, warn_shrunk
 
 CACHE_SIZE = 100_000
+AUTO = "auto"  # edge_attr: operations on edges become nodes of their own where the graph has them
+logger = logging.getLogger(__name__)
 
 
 def node_labels(graph: nx.DiGraph) -> dict[Any, str]:
@@ -32,10 +35,42 @@ def node_labels(graph: nx.DiGraph) -> dict[Any, str]:
     return {n: str(d.get("label", d.get("op", ""))) for n, d in graph.nodes(data=True)}
 
 
-def wl_features(graph: nx.DiGraph, iterations: int = 3, edge_attr: str | None = None) -> list[Counter[str]]:
-    """WL subtree-pattern counts per round (round 0: the node labels), via networkx's WL hashing."""
+def ops_as_nodes(graph: nx.DiGraph) -> nx.DiGraph:
+    """`graph` with each labelled edge u -> v replaced by u -> ('edge', u, v) -> v, the new node labelled by the
+    edge's label (its operation): a network that reads node labels then sees operations that sit on edges."""
+    labelled = [(u, v, d) for u, v, d in graph.edges(data=True) if "label" in d or "op" in d]
+    if not labelled:
+        return graph
     g = graph.copy()
-    nx.set_node_attributes(g, node_labels(graph), "_wl_label")
+    for u, v, d in labelled:
+        g.remove_edge(u, v)
+        g.add_node(("edge", u, v), label=str(d.get("label", d.get("op"))))
+        g.add_edges_from([(u, ("edge", u, v)), (("edge", u, v), v)])
+    return g
+
+
+def labelled_edges(graph: nx.DiGraph) -> bool:
+    """True when some edge carries an operation (a `label` or `op`: NAS-Bench-201, DARTS, `CellGraph(edge_ops=...)`)."""
+    return any("label" in d or "op" in d for _, _, d in graph.edges(data=True))
+
+
+def wl_features(graph: nx.DiGraph, iterations: int = 3, edge_attr: str | None = AUTO) -> list[Counter[str]]:
+    """WL subtree-pattern counts per round (round 0: the node labels), via networkx's WL hashing.
+
+    `edge_attr`: `"auto"` makes each edge that carries an operation a node of its own labelled by it (`ops_as_nodes`,
+    as `gcn` reads them), so the hash sees operations on edges and keeps the edges' direction; a graph without such
+    edges (NAS-Bench-Graph: operations on nodes) is hashed as it is. `None` ignores edge attributes. Another name
+    prefixes each neighbour's label with that edge attribute (networkx's `edge_attr`; an edge without it: nothing);
+    networkx 3.6 then drops its successor / predecessor marks, so the hash no longer sees which way an edge points."""
+    g = graph.copy()
+    if edge_attr == AUTO:
+        if labelled_edges(graph):
+            g = ops_as_nodes(graph)
+        edge_attr = None
+    elif edge_attr is not None:
+        nx.set_edge_attributes(g, {(u, v): str(d.get(edge_attr, "")) for u, v, d in graph.edges(data=True)}, "_wl_edge")
+        edge_attr = "_wl_edge"
+    nx.set_node_attributes(g, node_labels(g), "_wl_label")
     with warnings.catch_warnings():  # networkx warns that directed hashes changed in 3.5: ours stay within a run
         warnings.simplefilter("ignore", UserWarning)
         hashes = nx.weisfeiler_lehman_subgraph_hashes(g, node_attr="_wl_label", edge_attr=edge_attr,
@@ -54,8 +89,10 @@ class GraphEmbedding:
     fitted on the same set could use.
     """
 
-    def __init__(self, space: Space, iterations: int = 3, onehot: bool = True, edge_attr: str | None = None) -> None:
+    def __init__(self, space: Space, iterations: int = 3, onehot: bool = True, edge_attr: str | None = AUTO) -> None:
         check_int(iterations, "iterations", 1)  # networkx's WL hash needs at least one round
+        if edge_attr is not None and not isinstance(edge_attr, str):
+            raise ConfigError(f"edge_attr: expected 'auto', None or an edge attribute's name, got {edge_attr!r}")
         self.space, self.iterations, self.onehot, self.edge_attr = space, iterations, onehot, edge_attr
         self.vocab: list[dict[str, int]] = []
         self._cache: dict[str, list[Counter[str]]] = {}  # arch id -> WL counts (searches re-score many children)
@@ -115,7 +152,7 @@ class GraphSimilarityPredictor(Predictor):
     needs = frozenset({"graph", "vector"})
 
     def __init__(self, space: Space, seed: int = 0, iterations: int = 3, onehot: bool = True,
-                 target: Target = "rank", edge_attr: str | None = None) -> None:
+                 target: Target = "rank", edge_attr: str | None = AUTO) -> None:
         super().__init__(space, seed)
         if target not in ("rank", "raw"):
             raise ConfigError(f"target: expected 'rank' or 'raw', got {target!r}")
@@ -134,6 +171,8 @@ class GraphSimilarityPredictor(Predictor):
         t = self._rank.transform(y) if self._rank is not None else y
         self._gp = KernelGP().fit((self._x @ self._x.T).toarray(), t)
         self.degenerate = self._gp.collapsed
+        if self.degenerate:
+            warn_shrunk(self._gp, len(t), self, logger)
 
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
         x = self.embed(archs)

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
-from nas.predictors.embedding import node_labels
+from nas.predictors.embedding import node_labels, ops_as_nodes
 from nas.predictors.encodings import single_node_graphs
 from nas.predictors.ensemble import Loss, _TorchPredictor
 
@@ -50,20 +49,6 @@ def _gcn_module(n_labels: int, hidden: int, layers: int) -> "torch.nn.Module":
             return self.head((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
     return DirectedGCN()
-
-
-def ops_as_nodes(graph: nx.DiGraph) -> nx.DiGraph:
-    """`graph` with each labelled edge u -> v replaced by u -> ('edge', u, v) -> v, the new node labelled by the
-    edge's label (its operation): a network that reads node labels then sees operations that sit on edges."""
-    labelled = [(u, v, d) for u, v, d in graph.edges(data=True) if "label" in d or "op" in d]
-    if not labelled:
-        return graph
-    g = graph.copy()
-    for u, v, d in labelled:
-        g.remove_edge(u, v)
-        g.add_node(("edge", u, v), label=str(d.get("label", d.get("op"))))
-        g.add_edges_from([(u, ("edge", u, v)), (("edge", u, v), v)])
-    return g
 
 
 class GCNPredictor(_TorchPredictor):

@@ -12,14 +12,34 @@ import logging
 import numpy as np
 from scipy.optimize import minimize
 
-logger = logging.getLogger(__name__)
 _BOUNDS = [(-8.0, 8.0), (-12.0, 4.0)]  # log signal, log noise
 
 
 def collapsed(signal: float, noise: float, lower: float) -> bool:
-    """A fitted GP whose signal variance sits at its lower bound, or is negligible beside the noise, predicts
-    (nearly) the training mean everywhere."""
+    """A fitted GP whose signal variance sits at its lower bound, or is negligible beside the noise: its predicted
+    means shrink towards the training mean (the scale of their variation is lost and the std dominates them), though
+    their order still follows a kernel-weighted vote of the training targets."""
     return signal <= 1.01 * lower or signal < 1e-3 * noise
+
+
+def log_once(owner: object, log: logging.Logger, message: str, *args: object) -> None:
+    """Log `message` at WARNING the first time for `owner` (a predictor: a search refits the same one many times),
+    at DEBUG after that, so a search's log says it once."""
+    level = logging.DEBUG if getattr(owner, "_warned", False) else logging.WARNING
+    owner._warned = True  # type: ignore[attr-defined]
+    suffix = "" if level == logging.DEBUG else " (later fits of this predictor log it at DEBUG)"
+    log.log(level, message + suffix, *args)
+
+
+def warn_shrunk(gp: "KernelGP", n: int, owner: object, log: logging.Logger) -> None:
+    """Say (once per `owner`) that a fit's signal variance is at its lower bound, and what that does and does not
+    mean."""
+    log_once(owner, log, "%s on %d points: the kernel GP's signal variance %.2g is at its lower bound %.2g or "
+             "below 1e-3 x the noise %.2g, so it collapsed to a near-constant prediction in scale: the predicted "
+             "means shrink towards the training mean and the std dominates them, but their order still follows the "
+             "kernel's similarity to the training targets (the ranking is kept); marked degenerate, so the default "
+             "predictor lets the other model family compete", getattr(owner, "name", "kernel GP"), n, gp.signal,
+             np.exp(_BOUNDS[0][0]), gp.noise)
 
 
 class KernelGP:
@@ -45,12 +65,7 @@ class KernelGP:
         best = min((minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=_BOUNDS) for x0 in starts),
                    key=lambda r: r.fun)
         self.signal, self.noise = (float(v) for v in np.exp(best.x))
-        self.collapsed = collapsed(self.signal, self.noise, np.exp(_BOUNDS[0][0]))
-        if self.collapsed:
-            logger.warning("kernel GP on %d points collapsed to a near-constant prediction (signal variance %.2g at "
-                           "its lower bound %.2g or below 1e-3 x the noise %.2g): the kernel explains none of the "
-                           "targets' variation, so its ranking is noise", len(t), self.signal,
-                           np.exp(_BOUNDS[0][0]), self.noise)
+        self.collapsed = collapsed(self.signal, self.noise, np.exp(_BOUNDS[0][0]))  # its owner says so: `warn_shrunk`
         self._d = self.signal * lam + self.noise + 1e-10
         self._alpha = self._u @ (tt / self._d)
         return self

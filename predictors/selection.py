@@ -5,11 +5,11 @@
 NAS-Bench-Graph spaces) puts `wl-gp` (a GP on the Weisfeiler-Lehman graph kernel) first; a plain space, whose
 graph is one node per architecture, puts the forest first: 200 trees, a third of the features per split, on the
 one-hot and index codes side by side (`encoding="onehot+vector"`). `choose` keeps that first candidate; the
-other family (`fallback`) competes only when the prior's fit is degenerate (a GP collapsed to a constant), and
-candidates that refine the prior (transfer from a related task) compete always; either replaces the prior only
-when its out-of-fold Kendall tau (5 folds of the results so far, over pairs within a fold) is higher by more than
-one standard error of the paired difference (bootstrap over the results): the one-standard-error rule, in favour
-of the prior. Letting the other family compete always cost the searches up to 0.01-0.02 hypervolume at 75
+other family (`fallback`) competes only when the prior's fit is degenerate (a GP whose predicted means collapsed
+towards a constant), and candidates that refine the prior (transfer from a related task) compete always; either
+replaces the prior only when its out-of-fold Kendall tau (5 folds of the results so far, over pairs within a
+fold) is higher by more than one standard error of the paired difference (bootstrap over the results): the
+one-standard-error rule, in favour of the prior. Letting the other family compete always cost the searches up to 0.01-0.02 hypervolume at 75
 evaluations on NAS-Bench-Graph's graph spaces (experiments/README.md, session 18). Measured on NAS-Bench-Graph (experiments/predictors_user_space.py,
 10 seeds): with the cell declared `wl-gp` beats a 200-tree forest on one-hot by tau +0.04 to +0.12 at N = 50-200
 on all three tables, while a plain 5-fold argmax picked the forest in 6-8 of 10 seeds at N = 50 on noise alone;
@@ -135,8 +135,8 @@ def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequenc
            y: Sequence[float], seed: int = 0, fallback: Sequence[str] = ()) -> Selection:
     """The default predictor for (archs, y): `candidates[0]` is the prior, kept unless another candidate's 5-fold
     out-of-fold Kendall tau beats it by more than one standard error. `fallback` candidates (another model family)
-    compete only when the prior, fitted on all of (archs, y), is `degenerate` (a GP collapsed to a constant): a
-    challenger that wins the out-of-fold choice on noise cost the searches more than it gained (experiments/README.md,
+    compete only when the prior, fitted on all of (archs, y), is `degenerate` (a GP whose means collapsed towards a
+    constant): a challenger that wins the out-of-fold choice on noise cost the searches more than it gained (experiments/README.md,
     predictor_search.py, session 18). Tau counts the pairs within a fold only:
     across folds, predictions come from different fits, and a fit's shift towards its own training mean (the
     held-out values' opposite) makes a model that predicts the mean look anti-correlated (tau -0.5 at N = 10).

@@ -15,9 +15,27 @@ from nas.errors import ConfigError, check_count, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target
 from nas.predictors.encodings import encoder
-from nas.predictors.kernel_gp import collapsed
+from nas.predictors.kernel_gp import collapsed, log_once
 
 logger = logging.getLogger(__name__)
+SUBSAMPLE = 0.8  # gbm: the fraction of the rows each boosting stage sees
+REACH = 1e-3  # gp: below this kernel correlation between the closest distinct training codes the fit is blind
+
+
+def reach(kernel, x: np.ndarray) -> float:
+    """The correlation `kernel` (a fitted stationary kernel, 1 at distance 0) gives the two closest distinct rows of
+    `x`: near 0, no training code informs another, nor an unseen code at least that far from them all (the usual
+    case: two one-hot codes are at least sqrt(2) apart), whose posterior mean is then the prior mean. 1 when `x`
+    has fewer than two distinct rows."""
+    from scipy.spatial.distance import pdist, squareform
+
+    u = np.unique(np.asarray(x, dtype=float), axis=0)
+    if len(u) < 2:
+        return 1.0
+    d = squareform(pdist(u))
+    np.fill_diagonal(d, np.inf)
+    i, j = np.unravel_index(np.argmin(d), d.shape)
+    return float(kernel(u[i : i + 1], u[j : j + 1])[0, 0])
 
 
 class _EncodedRegressor(Predictor):
@@ -77,7 +95,10 @@ class RandomForestPredictor(_EncodedRegressor):
 
 
 class GradientBoostingPredictor(_EncodedRegressor):
-    """A bag of `GradientBoostingRegressor`s (row-subsampled, different seeds); std = their spread."""
+    """A bag of `GradientBoostingRegressor`s (row-subsampled, different seeds); std = their spread.
+
+    Each stage sees 80 % of the rows, except on sets so small that this leaves fewer than 2 (N = 2), which are
+    boosted whole."""
 
     name = "gbm"
 
@@ -91,8 +112,12 @@ class GradientBoostingPredictor(_EncodedRegressor):
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:
         from sklearn.ensemble import GradientBoostingRegressor
 
+        # sklearn draws int(subsample * N) rows per stage (at least 1): at N = 2 that is one row, no stage can split
+        # and every member predicts one constant, so tiny sets are boosted whole (the members still differ in which
+        # of the tied features their trees split on); from N = 3 (two rows a stage) the bag is row-subsampled
+        subsample = SUBSAMPLE if int(SUBSAMPLE * len(t)) >= 2 else 1.0
         self._models = [GradientBoostingRegressor(n_estimators=self.n_estimators, learning_rate=0.05, max_depth=3,
-                                                  subsample=0.8, random_state=self.seed * 1000 + k).fit(x, t)
+                                                  subsample=subsample, random_state=self.seed * 1000 + k).fit(x, t)
                         for k in range(self.members)]
 
     def _predict_model(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,11 +152,24 @@ class GaussianProcessPredictor(_EncodedRegressor):
                                                    random_state=self.seed).fit(x, t)
         fitted = self._model.kernel_
         signal, length, noise = fitted.k1.k1.constant_value, fitted.k1.k2.length_scale, fitted.k2.noise_level
-        self.degenerate = collapsed(signal, noise, 1e-3) or not 1.01e-2 < length < 0.99e3  # a scale at a bound
-        if self.degenerate:  # no correlation or no variation
-            logger.warning("gp on %d points collapsed to a near-constant prediction (signal variance %.2g, length "
-                           "scale %.2g, noise %.2g): the kernel explains none of the targets' variation, so its "
-                           "ranking is noise", len(t), signal, length, noise)
+        correlation = reach(fitted.k1.k2, x)
+        blind = correlation < REACH  # no training code informs another: every unseen code gets the prior mean
+        shrunk = collapsed(signal, noise, 1e-3)
+        self.degenerate = blind or shrunk or not 1.01e-2 < length < 0.99e3  # or a length scale at a bound
+        if blind:
+            log_once(self, logger, "gp on %d points collapsed to a near-constant prediction: its length scale %.2g "
+                     "is short beside the distance between the two closest distinct training codes (kernel "
+                     "correlation %.1g), so every architecture it was not trained on gets nearly the prior mean: the "
+                     "predicted means barely vary away from the training points, the std dominates them, and their "
+                     "order rests on correlations that small", len(t), length, correlation)
+        elif self.degenerate:
+            why = ("the signal at its lower bound or below 1e-3 x the noise" if shrunk else
+                   "the length scale at its upper bound: the kernel is nearly flat across the codes" if length > 1 else
+                   "the length scale at its lower bound")
+            log_once(self, logger, "gp on %d points collapsed to a near-constant prediction in scale (signal "
+                     "variance %.2g, length scale %.2g, noise %.2g: %s): the predicted means shrink towards the "
+                     "training mean and the std dominates them, though their order still follows the kernel's "
+                     "similarity to the training targets", len(t), signal, length, noise, why)
 
     def _predict_model(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, std = self._model.predict(x, return_std=True)

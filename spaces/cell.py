@@ -9,6 +9,7 @@ This is the implementation of NB201; `nas.nn.builtin_spaces.NB201Net` is a teste
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
-from nas.architecture import Architecture
+from nas.architecture import Architecture, canonical_json
+from nas.spaces.cell_graph import CellGraph
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice
 from nas.spaces.space import Space
@@ -29,6 +31,8 @@ NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3
 DARTS_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5")
 NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), in the order of NB201 strings
+# the NB201 cell as a declared DAG: its canonical key is the one a plain Space declared field by field gets
+NB201_CELL = CellGraph(nodes=3, edge_ops={(i, j): f"edge_{i}_{j}" for i, j in NB201_EDGES}, output="last")
 
 
 # ---------------------------------------------------------------------------------------- operations
@@ -331,6 +335,51 @@ def _darts_nodes(cell: Mapping[str, Any]) -> list[tuple[tuple[int, int], tuple[s
     return out
 
 
+Signature = tuple[tuple[int, str], ...]  # a node's (input number, op) pairs, sorted
+
+
+def darts_canonical(nodes: Sequence[tuple[tuple[int, ...], tuple[str, ...]]], n_inputs: int = 2
+                    ) -> list[list[list[Any]]]:
+    """The canonical form of a DARTS-style cell (`_darts_nodes`: per intermediate node, its inputs and their ops;
+    nodes numbered from `n_inputs`): over every renumbering of the intermediate nodes in which each node reads
+    earlier ones, the lexicographically smallest list of node signatures [[input, op], ...] (inputs sorted). Two
+    cells get the same form exactly when they are isomorphic with the inputs fixed.
+
+    Found greedily: step t numbers a node whose inputs are all numbered and whose signature is smallest; only ties
+    branch, and of two tied nodes whose exchange maps the cell onto itself only one is tried."""
+    plan = {k: tuple(zip(ins, ops)) for k, (ins, ops) in enumerate(nodes, start=n_inputs)}
+    edges = {k: sorted(pairs) for k, pairs in plan.items()}
+
+    def swapped_is_same(x: int, y: int) -> bool:  # exchanging x and y maps the cell onto itself
+        swap = {x: y, y: x}
+        return all(edges[swap.get(k, k)] == sorted((swap.get(i, i), op) for i, op in pairs)
+                   for k, pairs in plan.items())
+
+    best: list[Signature] | None = None
+
+    def search(number: dict[int, int], prefix: list[Signature]) -> None:
+        nonlocal best
+        if best is not None and prefix > best[:len(prefix)]:
+            return
+        left = [k for k in plan if k not in number]
+        if not left:
+            best = list(prefix) if best is None or prefix < best else best
+            return
+        ready = {k: tuple(sorted((number[i], op) for i, op in plan[k]))
+                 for k in left if all(i in number for i, _ in plan[k])}
+        low = min(ready.values())
+        tried: list[int] = []
+        for k in (k for k, sig in ready.items() if sig == low):
+            if any(swapped_is_same(k, t) for t in tried):
+                continue
+            tried.append(k)
+            search({**number, k: len(number)}, prefix + [low])
+
+    search({i: i for i in range(n_inputs)}, [])
+    assert best is not None
+    return [[list(p) for p in sig] for sig in best]
+
+
 class CellNetwork(nn.Module):
     """stem -> `layers` (cells and reduction blocks) -> head; the standalone network of a cell space."""
 
@@ -586,6 +635,15 @@ class NasBench201Space(ModelSpace):
                 g.add_edge(i, j, op=a[f"edge_{i}_{j}"], label=a[f"edge_{i}_{j}"])
         return g
 
+    def canonical_key(self, arch: Mapping[str, Any]) -> str:
+        """Equal for cells that are one network: isomorphic (nodes 1 and 2 swapped where no edge joins them) or
+        differing only in nodes that cannot reach the output. The declared cell's key (`NB201_CELL`, the same as
+        `Space(edge_i_j=...).with_graph(CellGraph(nodes=3, edge_ops=..., output="last"))`); over all 15,625
+        cells each key is exactly one such class (11,155 keys). It does not merge a skip edge into its
+        endpoints or a node with no input into zero (NB201's own `to_unique_str`), so some equivalent cells
+        still get two keys: dedup costs the odd evaluation but never merges two different networks."""
+        return NB201_CELL.canonical_key(self.to_graph(arch))
+
     def from_graph(self, graph: nx.DiGraph) -> Architecture:
         """Inverse of `to_graph` (a missing edge is `none`; explicit `none` edges are accepted too)."""
         extra = [(u, v) for u, v in graph.edges if (u, v) not in NB201_EDGES]
@@ -737,6 +795,15 @@ class DartsSpace(ModelSpace):
                     g.add_edge((kind, i), (kind, k), op=op, label=op)
                 g.add_edge((kind, k), (kind, "out"), op="concat", label="concat")
         return g
+
+    def canonical_key(self, arch: Mapping[str, Any]) -> str:
+        """Equal for architectures whose normal cells are isomorphic and whose reduction cells are too: the
+        intermediate nodes renumbered (the inputs 0 and 1 stay), which only permutes the concatenated output's
+        channels, and the next layer's 1x1 convolution (or the head) absorbs that. Exact, not a hash of a
+        hash: each cell's smallest renumbering (`darts_canonical`)."""
+        a = self.validate(arch)
+        form = {kind: darts_canonical(_darts_nodes(a[kind])) for kind in self.KINDS}
+        return hashlib.sha256(canonical_json(form).encode()).hexdigest()[:16]
 
     def from_graph(self, graph: nx.DiGraph) -> Architecture:
         config: dict[str, Any] = {}

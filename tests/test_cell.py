@@ -330,3 +330,151 @@ def test_cell_spaces_round_trip_through_the_model_spec_json():
         assert type(rebuilt) is type(space) and rebuilt.to_config() == space.to_config()
         assert {k: v.shape for k, v in rebuilt.build(arch).state_dict().items()} == \
             {k: v.shape for k, v in space.build(arch).state_dict().items()}
+
+
+def nb201_class(arch) -> tuple:
+    """The NB201 cell's isomorphism / dead-node class, found independently of any hash: `none` edges and the
+    edges of nodes that cannot reach node 3 dropped, then the smaller of the cell and its 1 <-> 2 relabelling
+    (the only one the fixed input and output allow, valid when no edge joins nodes 1 and 2)."""
+    edges = {(i, j): arch[f"edge_{i}_{j}"] for i, j in NB201_EDGES if arch[f"edge_{i}_{j}"] != "none"}
+    alive = {3}
+    for n in (2, 1, 0):
+        if any((n, m) in edges for m in alive):
+            alive.add(n)
+    edges = {(i, j): op for (i, j), op in edges.items() if i in alive and j in alive}
+    forms = [tuple(sorted(edges.items()))]
+    if (1, 2) not in edges:
+        swap = {0: 0, 1: 2, 2: 1, 3: 3}
+        forms.append(tuple(sorted(((swap[i], swap[j]), op) for (i, j), op in edges.items())))
+    return min(forms)
+
+
+def test_nb201_canonical_key_is_one_per_isomorphism_and_dead_node_class():
+    """Twins (nodes 1 and 2 swapped, dead nodes) share a key, as the cell declared field by field does (the same
+    key); a seeded sample, with a twin of each cell added, splits by key exactly as by class: no key holds two
+    different networks (checked once over all 15,625 cells too: 11,155 keys, 11,155 classes)."""
+    from nas.spaces import CellGraph, Choice, Space
+
+    space = nb201()
+    a = {"edge_0_1": "nor_conv_3x3", "edge_0_2": "avg_pool_3x3", "edge_1_2": "none", "edge_0_3": "none",
+         "edge_1_3": "nor_conv_1x1", "edge_2_3": "skip_connect"}
+    swapped = {**a, "edge_0_1": "avg_pool_3x3", "edge_0_2": "nor_conv_3x3", "edge_1_3": "skip_connect",
+               "edge_2_3": "nor_conv_1x1"}
+    assert space.canonical_key(a) == space.canonical_key(swapped)
+    dead = {**a, "edge_1_3": "none"}  # node 1 no longer reaches the output: its input edge does not matter
+    assert space.canonical_key(dead) == space.canonical_key({**dead, "edge_0_1": "skip_connect"})
+    assert space.canonical_key(a) != space.canonical_key({**a, "edge_0_1": "skip_connect"})
+    declared = Space(**{f"edge_{i}_{j}": Choice(list(space.ops), ordered=False) for i, j in NB201_EDGES}).with_graph(
+        CellGraph(nodes=3, edge_ops={(i, j): f"edge_{i}_{j}" for i, j in NB201_EDGES}, output="last"))
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(1500)]
+    archs += [space.mutate(x, rng) for x in archs[:300]]
+    archs += [{**x, "edge_0_1": x["edge_0_2"], "edge_0_2": x["edge_0_1"], "edge_1_3": x["edge_2_3"],
+               "edge_2_3": x["edge_1_3"]} for x in archs[:300] if x["edge_1_2"] == "none"]  # swap twins
+    classes_of: dict[str, set] = {}
+    keys_of: dict[tuple, set] = {}
+    for x in archs:
+        k, c = space.canonical_key(x), nb201_class(x)
+        assert k == declared.canonical_key(x)
+        classes_of.setdefault(k, set()).add(c)
+        keys_of.setdefault(c, set()).add(k)
+    assert all(len(c) == 1 for c in classes_of.values())  # no key merges two networks
+    assert all(len(k) == 1 for k in keys_of.values())  # no class is split
+    assert len(keys_of) < len({json.dumps(dict(x), sort_keys=True) for x in archs})  # twins were there to merge
+
+
+def test_nb201_search_never_evaluates_a_twin():
+    import nas
+
+    space = nb201()
+    seen: list[tuple] = []
+
+    def evaluate(arch):
+        seen.append(nb201_class(arch))
+        return {"acc": float(len(seen))}
+
+    nas.search(space, evaluate, {"acc": "max"}, strategy="random", budget=200, seed=0)
+    assert len(seen) == 200 and len(set(seen)) == 200
+
+
+def darts_renumbered(cell: dict, order: list[int]) -> dict:
+    """`cell` (a DARTS cell config) with intermediate node k renamed order[k - 2] (inputs 0 and 1 stay)."""
+    new = {0: 0, 1: 1, **{k: order[k - 2] for k in range(2, len(cell) + 2)}}
+    out = {}
+    for k in range(2, len(cell) + 2):
+        node = cell[f"node{k}"]
+        ins = [int(t) for t in node["inputs"].split(",")]
+        (i, op_i), (j, op_j) = sorted(zip((new[v] for v in ins), (node["op_a"], node["op_b"])))
+        out[f"node{new[k]}"] = {"inputs": f"{i},{j}", "op_a": op_i, "op_b": op_j}
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:The hashes produced for directed graphs changed")
+def test_darts_canonical_key_merges_isomorphic_cells_only():
+    """Renumbering a cell's intermediate nodes (where each still reads earlier ones) keeps the key; any other
+    change does not. The greedy canonical form equals the brute-force one (the smallest over every renumbering)
+    on a seeded sample, and its classes are exactly networkx's isomorphism classes on every 3-node cell over
+    two ops (inputs 0 and 1 told apart)."""
+    import itertools
+
+    import networkx as nx
+
+    from nas.spaces.cell import _darts_nodes, darts_canonical
+
+    space = darts()
+    arch = space.from_genotype(DARTS_V2)
+    normal = arch["normal"]
+    # DARTS_V2's normal nodes 2 and 3 both read inputs 0 and 1: exchanging them is one network
+    twin = {**arch.to_dict(), "normal": darts_renumbered(normal, [3, 2, 4, 5])}
+    assert twin != arch.to_dict() and space.canonical_key(twin) == space.canonical_key(arch)
+    assert space.canonical_key({**arch.to_dict(), "normal": arch["reduce"], "reduce": normal}) != \
+        space.canonical_key(arch)
+    other = {**arch.to_dict(), "normal": {**normal, "node5": {**normal["node5"], "op_b": "sep_conv_5x5"}}}
+    assert space.canonical_key(other) != space.canonical_key(arch)
+
+    def brute(nodes):  # the smallest form over every renumbering in which each node reads earlier ones
+        forms = []
+        for perm in itertools.permutations(range(2, len(nodes) + 2)):
+            new = {0: 0, 1: 1, **dict(zip(range(2, len(nodes) + 2), perm))}
+            if all(new[i] < new[k] for k, (ins, _) in enumerate(nodes, start=2) for i in ins):
+                form = [()] * len(nodes)
+                for k, (ins, ops) in enumerate(nodes, start=2):
+                    form[new[k] - 2] = tuple(sorted((new[i], op) for i, op in zip(ins, ops)))
+                forms.append(form)
+        return [[list(p) for p in sig] for sig in min(forms)]
+
+    rng = np.random.default_rng(0)
+    for nodes in (4, 5):
+        big = darts(nodes=nodes, ops=("skip_connect", "max_pool_3x3"))
+        for _ in range(300):
+            cell = big.sample(rng)["normal"]
+            assert darts_canonical(_darts_nodes(cell)) == brute(_darts_nodes(cell))
+            order = list(rng.permutation(range(2, nodes + 2)))
+            renamed = darts_renumbered(cell, order)
+            if all(int(t) < int(k[4:]) for k, v in renamed.items() for t in v["inputs"].split(",")):
+                assert darts_canonical(_darts_nodes(renamed)) == darts_canonical(_darts_nodes(cell))
+
+    small = darts(nodes=3, ops=("skip_connect", "max_pool_3x3"))
+
+    def graph(cell):
+        g = small.to_graph({"normal": cell, "reduce": cell})
+        g = g.subgraph([n for n in g if n[0] == "normal"]).copy()
+        for i in (0, 1):
+            g.nodes[("normal", i)]["label"] = f"input{i}"
+        return g
+
+    def same(x, y):
+        return x["label"] == y["label"]
+
+    forms: dict[str, list] = {}
+    for cell in small.fields["normal"]:
+        forms.setdefault(json.dumps(darts_canonical(_darts_nodes(cell))), []).append(graph(cell))
+    assert sum(map(len, forms.values())) == 1152 and len(forms) == 712
+    for graphs in forms.values():
+        assert all(nx.is_isomorphic(graphs[0], g, node_match=same, edge_match=same) for g in graphs[1:])
+    by_hash: dict[str, list] = {}
+    for graphs in forms.values():
+        by_hash.setdefault(nx.weisfeiler_lehman_graph_hash(graphs[0], node_attr="label"), []).append(graphs[0])
+    for group in by_hash.values():
+        assert not any(nx.is_isomorphic(x, y, node_match=same, edge_match=same)
+                       for x, y in itertools.combinations(group, 2))

@@ -4,6 +4,7 @@ splits and scores correctly; zero-cost proxies match hand-computed values; learn
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -190,6 +191,136 @@ def test_registry_names_match_classes():
     from nas.predictors import predictor_class
 
     assert all(predictor_class(n).name == n for n in PREDICTORS)
+
+
+# ---------------------------------------------------------------------------------------------- small N, collapsed fits
+NB201_OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+NB201_EDGES = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]
+
+
+def _nb201_plain() -> Space:
+    return Space({f"edge_{i}_{j}": Choice(NB201_OPS, ordered=False) for i, j in NB201_EDGES})
+
+
+def test_gp_flags_a_length_scale_too_short_to_reach_an_unseen_architecture(caplog):
+    """The audit's case (N = 10): a length scale of 0.33 beside one-hot codes at least sqrt(2) apart, so every
+    unseen architecture got the prior mean, unflagged. Now `degenerate`, and the warning says what happened."""
+    space = _nb201_plain()
+    rng = np.random.default_rng(0)
+    pool = [space.sample(rng) for _ in range(60)]
+
+    def score(a) -> float:
+        return sum(a[f"edge_{i}_{j}"] == "nor_conv_3x3" for i, j in NB201_EDGES) + \
+            0.5 * sum(a[f"edge_{i}_{j}"] == "none" for i, j in NB201_EDGES)
+
+    y = np.array([score(a) for a in pool[:10]])
+    p = make_predictor("gp", space, 0)
+    with caplog.at_level(logging.DEBUG, logger="nas.predictors"):
+        p.fit(pool[:10], y)
+    assert p.degenerate
+    assert np.ptp(p.predict(pool[30:])[0]) < 1e-6 * np.ptp(y)  # what the flag says: one constant away from training
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "collapsed to a near-constant prediction" in warned[0].getMessage()
+    assert "kernel correlation" in warned[0].getMessage() and "noise" not in warned[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="nas.predictors"):
+        p.fit(pool[:10], y)  # the same predictor refitted (as a search does): said again at DEBUG only
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    archs, ys = synthetic(60, 2)  # a real signal at N = 60: a long length scale, not flagged
+    assert not make_predictor("gp", SPACE, 0).fit(archs, ys).degenerate
+
+
+def test_wl_gp_says_once_that_its_means_shrink_and_keeps_its_degenerate_flag(caplog):
+    """A kernel GP with its signal variance at the lower bound still ranks (its means shrink towards the mean): the
+    warning says so, once per predictor, and `degenerate` (which `selection.choose` reads) is set as before."""
+    from nas.predictors.kernel_gp import _BOUNDS, collapsed
+
+    rng = np.random.default_rng(1)
+    archs = [SPACE.sample(rng) for _ in range(10)]
+    p = make_predictor("wl-gp", SPACE)
+    with caplog.at_level(logging.DEBUG, logger="nas.predictors"):
+        for _ in range(3):  # a search refits its predictor on every batch
+            p.fit(archs, rng.normal(size=10))
+            assert p.degenerate and p.degenerate == collapsed(p._gp.signal, p._gp.noise, np.exp(_BOUNDS[0][0]))
+    levels = [r.levelno for r in caplog.records if r.name.startswith("nas.predictors")]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    message = caplog.records[0].getMessage()
+    assert "signal variance" in message and "lower bound" in message and "ranking is kept" in message
+    assert "noise," not in message and "ranking is noise" not in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nas.predictors"):
+        make_predictor("wl-gp", SPACE).fit(archs, rng.normal(size=10))  # another predictor: it warns once too
+    assert len(caplog.records) == 1
+
+
+def test_wl_gp_reads_operations_on_edges_by_default():
+    """On an NB201 cell (operations on edges) two cells with the same wiring and different operations no longer
+    embed alike with `onehot=False`; `edge_attr=None` keeps the old, wiring-only WL blocks."""
+    from nas.spaces import CellGraph
+    from nas.spaces.cell import NasBench201Space
+
+    declared = _nb201_plain().with_graph(
+        CellGraph(nodes=3, edge_ops={(i, j): f"edge_{i}_{j}" for i, j in NB201_EDGES}, output="last"))
+    a = {"edge_0_1": "nor_conv_3x3", "edge_0_2": "none", "edge_1_2": "nor_conv_3x3", "edge_0_3": "none",
+         "edge_1_3": "none", "edge_2_3": "nor_conv_3x3"}
+    b = {k: "avg_pool_3x3" if v == "nor_conv_3x3" else v for k, v in a.items()}
+    rng = np.random.default_rng(0)
+    train = [a, b] + [declared.sample(rng) for _ in range(20)]
+    y = [1.0, 0.0] + list(rng.uniform(size=20))
+    for space in (declared, NasBench201Space(channels=4, cells_per_stage=1)):
+        default = make_predictor("wl-gp", space, 0, onehot=False)
+        assert default.edge_attr == "auto"
+        ea, eb = default.fit(train, y).embed([a, b]).toarray()
+        assert not np.allclose(ea, eb)
+        mean = default.predict([a, b])[0]
+        assert mean[0] > mean[1]
+        blind = make_predictor("wl-gp", space, 0, onehot=False, edge_attr=None).fit(train, y)
+        ea, eb = blind.embed([a, b]).toarray()
+        assert np.allclose(ea, eb)
+    g = declared.to_graph(a)
+    g.add_edge(3, "sink")  # a graph with an edge that carries no operation: a named edge_attr reads it as ""
+    assert len(GraphEmbedding(declared, edge_attr="label").features([declared.validate(a)])[0]) == 4
+    from nas.predictors.embedding import wl_features
+
+    assert sum(wl_features(g, 2, "label")[0].values()) == g.number_of_nodes()
+    with pytest.raises(ConfigError, match="edge_attr"):
+        make_predictor("wl-gp", declared, edge_attr=3)
+
+
+def test_wl_features_are_unchanged_where_operations_sit_on_nodes():
+    """NAS-Bench-Graph (built-in and the declared plain space): no edge carries an operation, so the default
+    `edge_attr="auto"` gives exactly the features and predictions of `edge_attr=None` (recorded figures stand)."""
+    from nas.predictors.embedding import wl_features
+    from nas.spaces.nasbench_graph import plain_space
+
+    for space in (NBG, plain_space(graph=True)):
+        rng = np.random.default_rng(5)
+        archs = [space.sample(rng) for _ in range(60)]
+        for arch in archs:
+            g = space.to_graph(arch)
+            assert wl_features(g, 3) == wl_features(g, 3, None)
+        y = np.array([nbg_target(NBG.validate(dict(a))) for a in archs])
+        auto = make_predictor("wl-gp", space, 0).fit(archs[:40], y[:40]).predict(archs[40:])
+        old = make_predictor("wl-gp", space, 0, edge_attr=None).fit(archs[:40], y[:40]).predict(archs[40:])
+        assert np.array_equal(auto[0], old[0]) and np.array_equal(auto[1], old[1])
+
+
+def test_gbm_learns_from_two_architectures_and_is_unchanged_from_ten():
+    """At N = 2 a stage that sees 80 % of the rows sees one, cannot split, and every member predicted one constant,
+    even on its own training points; tiny sets are now boosted whole. From N = 3 the bag is subsampled as before."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    archs, y = synthetic(40, 7)
+    p = make_predictor("gbm", SPACE, 0).fit(archs[:2], y[:2])
+    assert np.allclose(p.predict(archs[:2])[0], y[:2], atol=0.05 * np.ptp(y[:2]))
+    assert len(np.unique(np.round(p.predict(archs[20:])[0], 9))) > 1
+    for n in (10, 25):  # the sizes benchmarks use: the same bag of subsampled ensembles as before
+        p = make_predictor("gbm", SPACE, 3, members=2, n_estimators=30).fit(archs[:n], y[:n])
+        x, t = p._encode(archs[:n]), RankTarget().transform(y[:n])
+        expect = np.mean([GradientBoostingRegressor(n_estimators=30, learning_rate=0.05, max_depth=3, subsample=0.8,
+                                                    random_state=3000 + k).fit(x, t).predict(p._encode(archs[20:]))
+                          for k in range(2)], axis=0)
+        assert np.array_equal(p._predict_model(p._encode(archs[20:]))[0], expect)
 
 
 # ---------------------------------------------------------------------------------------------- harness
