@@ -18,7 +18,9 @@ Training seeds 0 and 1 (initialisation, dropout and batch order), one torch thre
 
 Rows are appended (and fsync'd) one training at a time to nas/tables/transformer_mr/movie_review.csv
 (package data); a rerun skips the (architecture, seed) pairs already there. Replay:
-`nas.tabular.transformer_mr_table()`.
+`nas.tabular.transformer_mr_table()`. A `--quick` smoke run (other data, other recipe) writes to
+experiments/results/transformer_table_quick/ instead, and refuses the package table as `--out`, so its rows
+never mix with (and are never mistaken for) recorded ones.
 
     nice -n 19 .venv/bin/python experiments/build_transformer_table.py --archs 120                # build / resume
     nice -n 19 .venv/bin/python experiments/build_transformer_table.py --archs 120 --shard 1/2    # 1 of 2 processes
@@ -48,6 +50,7 @@ from reporting import git_commit, write_report
 from transformer_recipe import ARCHS, BASE, BOW, TEACHER_TOKENS, tfidf_lr, tfidf_teacher
 
 RESULTS = Path(__file__).resolve().parent / "results"
+QUICK_OUT = RESULTS / "transformer_table_quick"  # --quick's default folder: never the package table
 SEEDS = (0, 1)
 SAMPLE_SEED = 2026
 TABLE = "movie_review.csv"
@@ -114,14 +117,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", type=int, default=120, help="table size: the first N architectures of the sequence")
     ap.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    ap.add_argument("--out", type=Path, default=transformer_table_dir(), help=f"folder of {TABLE}")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"folder of {TABLE} (default: the package table, or {QUICK_OUT} with --quick)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (cleanly) after this many minutes")
     ap.add_argument("--shard", default="0/1", help="K/N: train only the architectures whose index is K mod N")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 600 training sentences, 2 epochs")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 700 training sentences (70 for validation), "
+                    "300 test, 2 epochs; written to its own folder (the package table is refused as --out)")
     ap.add_argument("--summary", action="store_true", help="train nothing: write the table's facts (table_facts) to "
                     "experiments/results/transformer_table.json and print them")
     args = ap.parse_args(argv)
     args.shard = parse_shard(ap, args.shard)
+    package = transformer_table_dir()
+    if args.out is None:
+        args.out = QUICK_OUT if args.quick else package
+    elif args.quick and args.out.resolve() == package.resolve():
+        ap.error(f"--out: --quick trains on other data with another recipe, so its rows must not enter the "
+                 f"package table {package}; leave --out out (it writes {QUICK_OUT}) or give another folder")
     return args
 
 

@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from nas.datasets import TextSplits, movie_reviews
+from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.spaces import Architecture
-from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace
+from nas.spaces.transformer import POOLINGS, FlexiBertConfig, FlexiBertSpace, check_text_data
 from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +67,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train(space: FlexiBertSpace, arch: Architecture, data: TextSplits, epochs: int, seed: int,
           batch_size: int, lr: float) -> dict[str, Any]:
+    check_count(epochs, "epochs")
+    check_count(batch_size, "batch_size")
     torch.manual_seed(seed)
     model = space.build(arch)
+    check_text_data(model, {"train": (data.train_x, data.train_y), "test": (data.test_x, data.test_y)})
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = epochs * -(-len(data.train_y) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -108,6 +112,11 @@ class TextRecipe:
     fixed random unit direction; `distill` is the weight of a teacher's soft targets in the loss (the teacher:
     cross-fitted probabilities on the training split, passed to `train_recipe`; the hard-label loss gets
     1 - `distill`).
+
+    Every setting is checked when the recipe is made (a ConfigError names the field): counts positive
+    (`min_count`, `max_len`, `max_epochs`, `batch_size`), `vocab_size` None or at least 3 (<pad>, <unk> and
+    one word), `patience` >= 0, `lr`, `weight_decay` and `nb_init` finite and >= 0, `warmup` in [0, 1],
+    `dropout` and `word_dropout` in [0, 1), `label_smoothing` and `distill` in [0, 1].
     """
 
     min_count: int = 2
@@ -125,6 +134,23 @@ class TextRecipe:
     batch_size: int = 64
     nb_init: float = 0.0
     distill: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_count", "max_len", "max_epochs", "batch_size"):
+            check_count(getattr(self, name), name)
+        if self.vocab_size is not None:
+            check_int(self.vocab_size, "vocab_size", 3)  # <pad>, <unk> and at least one word; None: no cap
+        check_int(self.patience, "patience", 0)  # 0: never stop early
+        for name in ("lr", "weight_decay", "nb_init", "warmup", "dropout", "word_dropout", "label_smoothing",
+                     "distill"):
+            check_number(getattr(self, name), name, positive=False)
+        for name, top, closed in (("warmup", 1.0, True), ("dropout", 1.0, False), ("word_dropout", 1.0, False),
+                                  ("label_smoothing", 1.0, True), ("distill", 1.0, True)):
+            v = getattr(self, name)
+            if v > top or (v == top and not closed):
+                raise ConfigError(f"{name}: expected a number in [0, {top:g}{']' if closed else ')'}, got {v!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling: unknown pooling {self.pooling!r} (known: {', '.join(POOLINGS)})")
 
     def config(self, base: FlexiBertConfig, vocab_size: int) -> FlexiBertConfig:
         """`base` with this recipe's vocabulary size, length, dropout and pooling."""
@@ -154,9 +180,16 @@ def recipe_splits(recipe: TextRecipe, data: TextSplits, valid_fraction: float = 
 
     `data` should be loaded with a vocabulary holding every training word (`movie_reviews(vocab_size=10**6,
     max_len=64)`), so that the recipe's vocabulary, built from the remaining training sentences only, sees
-    the true word counts; words outside it become <unk> (id 1).
+    the true word counts; words outside it become <unk> (id 1). `valid_fraction` must leave at least one
+    sentence in both parts (a ConfigError names it otherwise).
     """
+    if not isinstance(recipe, TextRecipe):
+        raise ConfigError(f"recipe: expected a TextRecipe, got {type(recipe).__name__}")
+    check_number(valid_fraction, "valid_fraction")
     n_valid = int(round(valid_fraction * len(data.train_y)))
+    if not 1 <= n_valid < len(data.train_y):
+        raise ConfigError(f"valid_fraction: {valid_fraction!r} of the {len(data.train_y)} training sentences gives "
+                          f"{n_valid} validation sentences; it must leave at least one in each part")
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(data.train_y)))
     valid, train_ = order[:n_valid], order[n_valid:]
     counts = Counter(int(i) for i in data.train_x[train_].flatten().tolist() if i > 1)
@@ -205,8 +238,13 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
     `recipe.distill` > 0. With `recipe.nb_init` the model's token embedding (`model.tokens`) gets the
     Naive Bayes direction before training. Returns validation and test accuracy of the best epoch's weights
     (which the model keeps), that epoch, the epochs run, per-epoch training loss and validation accuracy,
-    and wall seconds.
+    and wall seconds. `data` is checked against the model first (`check_text_data`: token ids below its
+    `vocab_size`, sentences no longer than its `max_len`, labels below its `num_classes`, no split empty).
     """
+    if not isinstance(recipe, TextRecipe):
+        raise ConfigError(f"recipe: expected a TextRecipe, got {type(recipe).__name__}")
+    check_text_data(model, {part: (getattr(data, f"{part}_x"), getattr(data, f"{part}_y"))
+                            for part in ("train", "valid", "test")})
     if recipe.distill and (teacher is None or teacher.shape[0] != len(data.train_y)):
         raise ValueError(f"distill: recipe.distill={recipe.distill} needs teacher probabilities for the "
                          f"{len(data.train_y)} training sentences")
@@ -251,8 +289,9 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
         elif recipe.patience and epoch + 1 - best_epoch >= recipe.patience:
             break
     seconds = time.perf_counter() - start
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_state is None:  # not reachable with a checked recipe and data: at least one epoch, a finite accuracy
+        raise RuntimeError(f"train_recipe: no epoch gave a validation accuracy ({valid_accs}); nothing to report")
+    model.load_state_dict(best_state)
     return {"valid_accuracy": best, "test_accuracy": accuracy(model, data.test_x, data.test_y),
             "best_epoch": best_epoch, "epochs": len(losses), "train_loss": losses, "valid_curve": valid_accs,
             "train_seconds": seconds}

@@ -9,7 +9,9 @@ first objective) `export` writes a directory:
                              recalibrated, or the trial's trained weights), loaded with weights_only=True
     trial-0012/model.pt2     the same module as a torch.export program (batch dimension dynamic): loads with
                              plain torch, `torch.export.load(path).module()`, no model code needed
-    trial-0012/model.onnx    the same network as ONNX (onnx.checker passed, run with onnxruntime)
+    trial-0012/model.onnx    the same network as ONNX (onnx.checker passed, run with onnxruntime); a network
+                             opset 17 cannot express (FlexiBERT's `fourier` mixer) has none: a warning names
+                             the trial and operator, and its card and export.json (`onnx.skipped`) say why
     trial-0012/model.int8.onnx   with `quantize="int8"`: model.onnx dynamically quantized by onnxruntime (weights
                              int8, activations quantized per batch at run time), loadable with onnxruntime alone
     trial-0012/card.md|json  model card: each objective's searched and re-measured value, device, seed, cost
@@ -21,15 +23,17 @@ trials it completed, and the report says so.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
-from collections import Counter
+import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,17 +149,29 @@ def _session(path: Path) -> Any:
 
 
 def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: torch.Tensor) -> dict[str, Any]:
-    """Write ONNX (dynamic batch), run onnx.checker, and compare onnxruntime's outputs with torch's."""
+    """Write ONNX (dynamic batch), run onnx.checker, and compare onnxruntime's outputs with torch's.
+
+    A network the exporter cannot convert (an operator opset 17 lacks, e.g. `aten::fft_fft2` of FlexiBERT's
+    `fourier` mixer) or whose file fails the checker gets no `model.onnx`: the result says why under `skipped`
+    (and names the operator under `op` when the exporter did), and the pick's other files are written as usual.
+    """
     try:
         import onnx
     except ImportError:
         return {"file": None, "skipped": "onnx is not installed"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                          opset_version=ONNX_OPSET)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    try:
+        with warnings.catch_warnings(), _quiet_onnx_log():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=["input"],
+                              output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                              opset_version=ONNX_OPSET)
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    except Exception as e:  # the exporter raises many kinds (unsupported operator, tracing, symbolic, checker)
+        path.unlink(missing_ok=True)
+        why = _first_line(e)
+        op = re.search(r"operator '([^']+)'", str(e))
+        return {"file": None, "skipped": f"torch.onnx.export (opset {ONNX_OPSET}) cannot convert this network",
+                "error": why, **({"op": op.group(1)} if op else {})}
     info: dict[str, Any] = {"file": path.name, "opset": ONNX_OPSET, "checker": "passed",
                             "input": "input [batch, ...]", "output": "output [batch, classes]"}
     try:
@@ -168,6 +184,34 @@ def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: t
         want = module(check_x).numpy()
     info["onnxruntime_max_abs_diff"] = float(np.abs(got - want).max())
     return info
+
+
+def _warn_no_onnx(trial: Trial, arch: Architecture, info: dict[str, Any]) -> None:
+    """Say which pick has no model.onnx and why; the export goes on (no need to rerun it with --no-onnx)."""
+    what = f"the operator {info['op']}" if info.get("op") else "this network"
+    log.warning("trial %d (%s): no %s: torch.onnx.export (opset %d) cannot convert %s (%s). Its other files "
+                "are written and its card.json and export.json say why; the other picks are unaffected, so "
+                "--no-onnx is not needed", trial.number, arch.id[:8], ONNX_FILE, ONNX_OPSET, what, info["error"])
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+@contextlib.contextmanager
+def _quiet_onnx_log() -> Iterator[None]:
+    """Keep the TorchScript exporter from dumping the whole graph to stderr when a conversion fails (it logs
+    through `torch._C._jit_onnx_log`, which its own verbosity switch leaves on); the failure is reported instead."""
+    real = getattr(torch._C, "_jit_onnx_log", None)
+    if real is None:
+        yield
+        return
+    torch._C._jit_onnx_log = lambda *args: None
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = real
 
 
 class OnnxModule(nn.Module):
@@ -229,7 +273,7 @@ def _program(space_spec: dict[str, Any], module: torch.nn.Module, example: torch
     try:
         return save_program(module, example, path)
     except Exception as e:  # torch.export raises many kinds (unsupported op, data-dependent control flow, ...)
-        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        why = _first_line(e)
         if not loads_by_build(space_spec, module):
             raise ConfigError(f"{type(module).__qualname__}: torch.export cannot capture this module, and a model of "
                               f"a space outside the toolkit loads from its program ({why})") from e
@@ -272,12 +316,17 @@ def _card_md(card: dict[str, Any]) -> str:
     notes = {k: v for k, v in card["notes"].items() if k != "train_seconds"}
     if notes:
         lines.append(f"* notes: `{json.dumps(notes)}`")
+    skipped = card["checks"].get("onnx") or {}
+    if skipped.get("file") is None and skipped.get("skipped"):
+        lines.append(f"* ONNX: no `{ONNX_FILE}`: {skipped['skipped']}"
+                     + (f" ({skipped['error']})" if skipped.get("error") else ""))
     lines += _files_md(card)
     lines += ["",
               "Load it: " + (f"`torch.export.load(\"{card['path']}/{PROGRAM}\").module()` (plain torch, no model "
                              "code), " if PROGRAM in card["files"] else "")
-              + f"`nas.load_subnet(\"{card['path']}\")`, or `{ONNX_FILE}` (onnxruntime)"
-              + (f"; `{INT8_ONNX_FILE}` loads the same way (onnxruntime)." if card.get("quantized") else ".")]
+              + f"`nas.load_subnet(\"{card['path']}\")`"
+              + (f", or `{ONNX_FILE}` (onnxruntime)" if ONNX_FILE in card["files"] else "")
+              + (f"; `{INT8_ONNX_FILE}` loads the same way (onnxruntime)." if INT8_ONNX_FILE in card["files"] else ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -293,6 +342,8 @@ def _files_md(card: dict[str, Any]) -> list[str]:
                   + plus_minus(r["repeatability"].get(n))) for n in names]
         lines.append(f"| `{r['file']}` | {r['label']} | {r['bytes']:,} | " + " | ".join(cells) + " |")
     q = card["quantized"]
+    if not q.get("file"):
+        return lines + ["", f"No `{INT8_ONNX_FILE}`: {q['skipped']}."]
     ratio = q["fp32_onnx_bytes"] / q["bytes"]
     size = (f"{ratio:.2f}x smaller than `{ONNX_FILE}`" if ratio >= 1 else f"{1 / ratio:.2f}x larger than "
             f"`{ONNX_FILE}` (in a model this small the quantize nodes outweigh the bytes int8 weights save)")
@@ -411,8 +462,11 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         checks["load"] = info["load"]
         if onnx:
             checks["onnx"] = _onnx(module, example, folder / ONNX_FILE, x)  # eager: a program would fix its batch
+            if "error" in checks["onnx"]:
+                _warn_no_onnx(trial, arch, checks["onnx"])
         if quantize:
-            checks[quantize] = _quantize_int8(folder / ONNX_FILE, example, x)
+            checks[quantize] = (_quantize_int8(folder / ONNX_FILE, example, x) if checks["onnx"]["file"] else
+                                {"file": None, "skipped": f"no {ONNX_FILE} to quantize"})
         built.append((trial, arch, folder, loaded, checks))
         if progress is not None:
             progress(i + 1, len(picks), trial)
@@ -448,10 +502,16 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
              "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
              "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,
                          "searched": dict(m.searched), "measured": m.measured, "repeatability": m.repeatability,
+                         **({"onnx": _onnx_entry(m.checks["onnx"])} if "onnx" in m.checks else {}),
                          **({"files": [asdict(f) for f in m.files]} if m.files else {})}
                         for m in models]}
     jsonio.write_json(stage / EXPORT_INDEX, index)
     return ExportReport(out, models, complete, note, [o["name"] for o in objectives])
+
+
+def _onnx_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """export.json's record of a pick's ONNX file: its name, or why there is none."""
+    return {k: info[k] for k in ("file", "skipped", "error", "op") if k in info}
 
 
 def _evaluated(evaluate: Callable[[nn.Module], Mapping[str, float]] | None, module: nn.Module,
@@ -480,21 +540,19 @@ def _measure_files(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, d
     """Per pick, its files: fp32 torch (as re-measured), fp32 and int8 ONNX, the ONNX ones of every pick measured
     together by the accuracy and latency recipes (counts do not change with the number format) and `evaluate`."""
     kept = {n: r for n, r in recipes.items() if r["kind"] in ("accuracy", "latency")}
-    runs = []
-    for _, arch, folder, _, _ in built:
+    runs, labels = [], []  # a pick whose network ONNX cannot express has no ONNX files: its torch row only
+    for i, (_, arch, folder, _, _) in enumerate(built):
         example = space.example_input(arch, 1)
-        runs += [(OnnxModule(folder / name, example.shape[1:], example.dtype), space, arch)
-                 for name in (ONNX_FILE, INT8_ONNX_FILE)]
-    again = remeasure_all(runs, kept, data)
-    out = []
-    for i, ((_, _, folder, _, _), fp32) in enumerate(zip(built, measured)):
-        rows = [ModelFile("fp32, torch", WEIGHTS, (folder / WEIGHTS).stat().st_size, dict(fp32.values),
-                          dict(fp32.repeatability))]
-        for k, label in ((2 * i, "fp32, onnxruntime"), (2 * i + 1, "int8 dynamic, onnxruntime")):
-            module = runs[k][0]
-            rows.append(ModelFile(label, module.path.name, module.path.stat().st_size,
-                                  {**again[k].values, **_evaluated(evaluate, module, recipes)}, again[k].repeatability))
-        out.append(rows)
+        for name, label in ((ONNX_FILE, "fp32, onnxruntime"), (INT8_ONNX_FILE, "int8 dynamic, onnxruntime")):
+            if (folder / name).is_file():
+                runs.append((OnnxModule(folder / name, example.shape[1:], example.dtype), space, arch))
+                labels.append((i, label))
+    again = remeasure_all(runs, kept, data) if runs else []
+    out = [[ModelFile("fp32, torch", WEIGHTS, (folder / WEIGHTS).stat().st_size, dict(fp32.values),
+                      dict(fp32.repeatability))] for (_, _, folder, _, _), fp32 in zip(built, measured)]
+    for (i, label), (module, _, _), m in zip(labels, runs, again):
+        out[i].append(ModelFile(label, module.path.name, module.path.stat().st_size,
+                                {**m.values, **_evaluated(evaluate, module, recipes)}, m.repeatability))
     return out
 
 

@@ -177,7 +177,8 @@ def export_table(report: ExportReport) -> Table:
     for m in report.models:
         onnx = m.checks.get("onnx", {}).get("onnxruntime_max_abs_diff")
         sup = m.checks.get("supernet_max_abs_diff")
-        files = [f"{m.files[-1].bytes:,} ({_size_ratio(m.files[1].bytes, m.files[-1].bytes)})"] if quantized else []
+        files = [] if not quantized else ["-"] if len(m.files) < 3 else \
+            [f"{m.files[-1].bytes:,} ({_size_ratio(m.files[1].bytes, m.files[-1].bytes)})"]  # no ONNX: torch only
         table.add_row(str(m.trial), *(f"{fmt(m.searched[n])} → {fmt(m.measured[n])}"
                                       f"{plus_minus(m.repeatability.get(n))}" for n in objs),
                       f"{'-' if sup is None else f'{sup:.1e}'} / {'-' if onnx is None else f'{onnx:.1e}'}",

@@ -205,26 +205,30 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
                    seed: int | None = None) -> TabularBenchmark:
     """A table built by an experiments/ script, replayed over the `TableSpace` of its architectures.
 
-    The CSV has one row per architecture and training seed: `arch` (JSON), `seed`, and numeric metric
+    The CSV has one row per architecture and training seed: `arch` (JSON), `seed` (an int), and numeric metric
     columns (every column but `IDENTITY_COLUMNS`). The replay returns the mean over the seeds (`seed=None`;
     an architecture missing one of the table's seeds, as a cut-off build leaves it, is left out) or the
-    row of one training seed.
+    row of one training seed. A run that failed is written as `nan` (its architecture replays NaN, which a search
+    records as a failed trial); an empty cell or text in a metric column is an error naming the file, the line
+    and the column.
     """
     file = Path(path)
     if not file.exists():
         raise ConfigError(f"path: table {file} not found")
     with open(file, newline="") as f:
-        records = list(csv.DictReader(f))
-    if not records or "arch" not in records[0] or "seed" not in records[0]:
+        reader = csv.DictReader(f)
+        records = [(reader.line_num, r) for r in reader]  # the line a row ends on (a quoted cell may span lines)
+    if not records or "arch" not in records[0][1] or "seed" not in records[0][1]:
         raise ConfigError(f"path: {file} has no rows with 'arch' and 'seed' columns")
-    metrics = [c for c in records[0] if c not in IDENTITY_COLUMNS]
-    seeds = sorted({int(r["seed"]) for r in records})
+    metrics = [c for c in records[0][1] if c not in IDENTITY_COLUMNS]
+    parsed = [(line, _cell(file, line, "seed", r["seed"], int), _recorded_arch(file, line, r["arch"], base),
+               {m: _cell(file, line, m, r[m], float) for m in metrics}) for line, r in records]
+    seeds = sorted({s for _, s, _, _ in parsed})
     if seed is not None and seed not in seeds:
         raise ConfigError(f"seed: {seed} is not a training seed of {file} (seeds: {seeds})")
     by_arch: dict[str, tuple[Architecture, dict[int, dict[str, float]]]] = {}
-    for r in records:
-        arch = base.validate(json.loads(r["arch"]))
-        by_arch.setdefault(arch.id, (arch, {}))[1][int(r["seed"])] = {m: float(r[m]) for m in metrics}
+    for _, run_seed, arch, values in parsed:
+        by_arch.setdefault(arch.id, (arch, {}))[1][run_seed] = values
     wanted = seeds if seed is None else [seed]
     rows = {aid: {m: float(np.mean([runs[s][m] for s in wanted])) for m in metrics}
             for aid, (_, runs) in by_arch.items() if all(s in runs for s in wanted)}
@@ -238,6 +242,31 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
         return arch.id if isinstance(arch, Architecture) else base.validate(arch).id
 
     return TabularBenchmark(name or file.stem, space, rows, key)
+
+
+def _cell(file: Path, line: int, column: str, text: str | None, kind: type[int] | type[float]) -> Any:
+    """One cell of a recorded table as `kind`, or a ConfigError naming the file, line and column."""
+    try:
+        return kind(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        pass
+    where = f"{file}: line {line}, column {column!r}"
+    if kind is int:
+        raise ConfigError(f"{where}: expected the training seed, an int, got {text!r}")
+    if text is None or not text.strip():
+        raise ConfigError(f"{where}: the cell is empty; a metric needs a number (write nan for a run that failed)")
+    raise ConfigError(f"{where}: {text!r} is not a number; every column but {', '.join(IDENTITY_COLUMNS)} is read "
+                      "as a numeric metric (remove a text column)")
+
+
+def _recorded_arch(file: Path, line: int, text: str | None, base: Space) -> Architecture:
+    """The `arch` cell of a recorded table, validated by `base`, or a ConfigError naming the file and line."""
+    try:
+        return base.validate(json.loads(text or ""))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{file}: line {line}, column 'arch': not JSON ({e.msg})") from e
+    except (ConfigError, InvalidArchitectureError) as e:
+        raise ConfigError(f"{file}: line {line}, column 'arch': {e}") from e
 
 
 PLANETOID_SHAPES = {"cora": (1433, 7), "citeseer": (3703, 6), "pubmed": (500, 3)}  # (features, classes)

@@ -327,6 +327,51 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> floa
     return float((logits[mask].argmax(dim=-1) == y[mask]).float().mean())
 
 
+def check_node_data(data: Data, in_channels: int | None = None, num_classes: int | None = None) -> None:
+    """Check that `data` is a node-classification graph that training can use, before any training.
+
+    `data.x` holds [nodes, features]; `data.y` one integer class per node; `train_mask`, `val_mask` and
+    `test_mask` each select at least one node, and every node they select has a label in 0..num_classes-1
+    (unlabelled nodes, e.g. -1, may sit outside the masks). With `in_channels` / `num_classes` (a space's),
+    the features and labels must fit them. Each error is a ConfigError naming the field. Costs one pass over
+    the labels: evaluators call it once, when made, and `train_node_classifier` once per training.
+    """
+    for mask in ("train_mask", "val_mask", "test_mask"):
+        if getattr(data, mask, None) is None:
+            raise ConfigError(f"data.{mask}: missing (node classification needs train/val/test masks)")
+    x, y = getattr(data, "x", None), getattr(data, "y", None)
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ConfigError(f"data.x: expected node features [nodes, features], got "
+                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if in_channels is not None and x.shape[1] != in_channels:
+        raise ConfigError(f"in_channels: the space takes {in_channels} features per node, but data.x has "
+                          f"{x.shape[1]} (make the space with in_channels={x.shape[1]})")
+    if (not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != len(x) or y.dtype.is_floating_point
+            or y.dtype.is_complex or y.dtype == torch.bool):
+        got = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ConfigError(f"data.y: expected one integer class per node ({len(x)}), got {got}")
+    for mask in ("train_mask", "val_mask", "test_mask"):
+        m = getattr(data, mask)
+        boolean = isinstance(m, torch.Tensor) and m.dtype == torch.bool and m.shape == (len(x),)
+        index = (isinstance(m, torch.Tensor) and m.dim() == 1 and not m.dtype.is_floating_point
+                 and not m.dtype.is_complex and m.dtype != torch.bool
+                 and (m.numel() == 0 or (int(m.min()) >= 0 and int(m.max()) < len(x))))
+        if not (boolean or index):
+            got = f"{tuple(m.shape)} {m.dtype}" if isinstance(m, torch.Tensor) else type(m).__name__
+            raise ConfigError(f"data.{mask}: expected a boolean mask over the {len(x)} nodes (or node indices), "
+                              f"got {got}")
+        labels = y[m]
+        if len(labels) == 0:
+            raise ConfigError(f"data.{mask}: selects no node (give it at least one node)")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0:
+            raise ConfigError(f"data.y: label {low} on a node of {mask} (class indices are >= 0; leave unlabelled "
+                              "nodes out of the masks)")
+        if num_classes is not None and high >= num_classes:
+            raise ConfigError(f"num_classes: the space has {num_classes} classes, but data.y holds label {high} on "
+                              f"a node of {mask} (make the space with num_classes={high + 1} or more)")
+
+
 def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: float = 0.01,
                           weight_decay: float = 5e-4, patience: int | None = 20) -> dict[str, float]:
     """Full-batch Adam on `data.train_mask`; metrics at the epoch of best validation accuracy.
@@ -334,13 +379,11 @@ def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: f
     Ties in validation accuracy go to the lower validation loss. Training stops early once the
     validation loss has not improved for `patience` epochs (None: never). Features sparser than
     `SPARSE_BELOW` go in as a sparse tensor. Dropout draws from torch's global RNG: seed it (or wrap
-    the call in `torch.random.fork_rng`) for reproducible runs.
+    the call in `torch.random.fork_rng`) for reproducible runs. `data` is checked first (`check_node_data`).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs: expected a positive int, got {epochs!r}")
-    for mask in ("train_mask", "val_mask", "test_mask"):
-        if getattr(data, mask, None) is None:
-            raise ConfigError(f"data.{mask}: missing (node classification needs train/val/test masks)")
+    check_node_data(data)
     model = model.to(data.x.device)
     x = data.x.to_sparse() if data.x.count_nonzero() <= SPARSE_BELOW * data.x.numel() else data.x
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -380,6 +423,7 @@ class NodeClassificationEvaluator:
 
     `budget` overrides `epochs`. Returns train/valid/test accuracy at the best-validation epoch,
     valid_loss, best_epoch, epochs run, train_seconds and params. The global RNG is left untouched.
+    `data` must fit `space` (`check_node_data`, checked when the evaluator is made).
     """
 
     space: GNNSpace
@@ -389,6 +433,9 @@ class NodeClassificationEvaluator:
     weight_decay: float = 5e-4
     patience: int | None = 20
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_node_data(self.data, self.space.in_channels, self.space.num_classes)
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:
         epochs = self.epochs if budget is None else max(1, int(round(budget)))

@@ -219,6 +219,47 @@ def _max_pool(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
 
 
+def check_text_data(model: nn.Module, splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Check, before training, that every `{name: (token ids [n, length], labels [n])}` split fits `model`.
+
+    Each split holds at least one sentence of integer token ids >= 0 and one integer label >= 0 per sentence.
+    For a model with a token embedding `tokens`, position embedding `positions` and classifier `head` (as
+    `TransformerClassifier`; a model without one skips that check): every id is below the embedding's size
+    (`vocab_size`), no sentence is longer than the positions (`max_len`), and every label is below the head's
+    outputs (`num_classes`). Each error is a ConfigError naming the field (`data.<name>_x` / `_y` for the data).
+    One pass over the data: call it once per training, not per batch.
+    """
+    tokens, positions, head = (getattr(model, name, None) for name in ("tokens", "positions", "head"))
+    for name, (x, y) in splits.items():
+        if (not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype.is_floating_point or x.dtype.is_complex
+                or x.dtype == torch.bool):
+            got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ConfigError(f"data.{name}_x: expected integer token ids [sentences, length], got {got}")
+        if len(x) == 0:
+            raise ConfigError(f"data.{name}_x: the split holds no sentence")
+        if (not isinstance(y, torch.Tensor) or y.shape != (len(x),) or y.dtype.is_floating_point
+                or y.dtype.is_complex or y.dtype == torch.bool):
+            got = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ConfigError(f"data.{name}_y: expected one integer label per sentence ({len(x)}), got {got}")
+        low, high = int(x.min()), int(x.max())
+        if low < 0:
+            raise ConfigError(f"data.{name}_x: token id {low} (ids are >= 0; {PAD} is padding)")
+        if isinstance(tokens, nn.Embedding) and high >= tokens.num_embeddings:
+            raise ConfigError(f"vocab_size: the model embeds {tokens.num_embeddings} token ids, but data.{name}_x "
+                              f"holds id {high} (build the space with vocab_size={high + 1} or more: the size of the "
+                              "data's vocabulary)")
+        if isinstance(positions, nn.Embedding) and x.shape[1] > positions.num_embeddings:
+            raise ConfigError(f"max_len: the model has {positions.num_embeddings} positions, but data.{name}_x holds "
+                              f"sentences of {x.shape[1]} tokens (build the space with max_len={x.shape[1]} or "
+                              "more, or cut the sentences)")
+        low, high = int(y.min()), int(y.max())
+        if low < 0:
+            raise ConfigError(f"data.{name}_y: label {low} (class indices are >= 0)")
+        if isinstance(head, nn.Linear) and high >= head.out_features:
+            raise ConfigError(f"num_classes: the model predicts {head.out_features} classes, but data.{name}_y holds "
+                              f"label {high} (build the space with num_classes={high + 1} or more)")
+
+
 def _example_tokens(vocab_size: int, max_len: int, batch_size: int) -> torch.Tensor:
     """Token ids with random lengths 1..max_len, padded with PAD (so masking is exercised)."""
     g = torch.Generator().manual_seed(0)

@@ -292,6 +292,39 @@ def test_status_says_how_a_python_search_continues_and_when_one_is_running(runne
                                                                   env={"COLUMNS": "400"}).stdout
 
 
+def test_status_of_a_simulated_clock_search_shows_simulated_seconds_not_1970_dates(runner, tmp_path):
+    """A SimulatedClockExecutor replay journals simulated seconds from 0 (workers sim-*): status labels them as
+    simulated and never reads them as Unix times; the replay's wall-clock records (a cheap constraint's rejections)
+    keep their dates."""
+    space = Space(x=Integer(0, 9))
+    slow = lambda a: {"v": float(a["x"]), "secs": 10.0 + a["x"]}  # noqa: E731
+    wd = tmp_path / "sim"
+    nas.search(space, slow, {"v": "max"}, budget=4, seed=0, workdir=wd,
+               executor=nas.SimulatedClockExecutor(workers=2, duration="secs"))
+    trials = nas.load(wd).trials
+    assert {t.worker for t in trials} <= {"sim-0", "sim-1"}
+    total = sum(t.duration for t in trials)
+    out = runner.invoke(app, ["status", str(wd)], env={"COLUMNS": "300"}).stdout
+    assert "1970" not in out and "days ago" not in out and "first trial" not in out, out
+    end = max(t.finished for t in trials)
+    assert re.search(rf"simulated clock\s+4 trials replayed on 2 simulated workers, from 0\.0 s to {end:.1f} s "
+                     r"simulated \(no wall-clock dates\)", out), out
+    assert re.search(rf"evaluation time \(simulated\)\s+{total:.1f} s in all, {total / 4:.2f} s per trial", out), out
+
+    mixed = tmp_path / "mixed"  # cheap-constraint rejections are journaled on the wall clock
+    nas.search(space, [nas.cheap(lambda a: {"c": float(a["x"])}), slow], {"v": "max"}, ["c <= 4"], budget=3,
+               seed=0, workdir=mixed, executor=nas.SimulatedClockExecutor(duration="secs"))
+    assert {t.worker for t in nas.load(mixed).trials} == {"sim-0", "constraint-filter"}
+    out = runner.invoke(app, ["status", str(mixed)], env={"COLUMNS": "300"}).stdout
+    assert "1970" not in out and "simulated clock" in out and "evaluation time (simulated)" in out, out
+    assert re.search(r"last trial \(wall clock\)\s+20\d\d-", out), out
+
+    plain = tmp_path / "plain"  # an ordinary search: dates, as before
+    nas.search(space, slow, {"v": "max"}, budget=2, seed=0, workdir=plain)
+    out = runner.invoke(app, ["status", str(plain)], env={"COLUMNS": "300"}).stdout
+    assert re.search(r"first trial\s+20\d\d-", out) and "simulated clock" not in out and "(simulated)" not in out, out
+
+
 INTERRUPTED = TOY.replace("def evaluate(arch):", """def evaluate(arch):
     if len(open(CALLS).read().splitlines() if CALLS.exists() else []) == 4:
         raise KeyboardInterrupt""")

@@ -24,6 +24,7 @@ from nas.modelspec import (DataRef, load_model_spec, load_subnet,
 from nas.objectives import Constraint, Objective
 from nas.spaces.ofa import OFAConfig, OFASpace
 from nas.spaces.training import SandwichRule, recalibrate_bn
+from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace
 from nas.store import JOURNAL
 from nas.verify import Check, _flags
 from tests.docs import python_blocks
@@ -396,3 +397,64 @@ def test_dashboard_shows_the_model_card_of_an_exported_trial(exported, tmp_path)
     finally:
         shutil.rmtree(beside)
     assert view.trial(first.trial, graph=False)["card"] is None  # and a removed export goes away
+
+
+FOURIER = FlexiBertConfig(vocab_size=50, max_len=8, depths=(1,), ops=("fourier", "conv"), hidden=(16,), kernels=(3,),
+                          ffn_depths=(1,), ffn_dims=(16,))
+
+
+def test_a_pick_onnx_cannot_express_is_exported_without_model_onnx_and_the_others_with_it(tmp_path, one_thread,
+                                                                                           caplog):
+    """FlexiBERT's `fourier` mixer (torch.fft.fft2) has no ONNX opset-17 form: that pick gets weights, program and
+    card, its card and export.json say why it has no model.onnx, the warning names the trial and the operator,
+    the other pick keeps its ONNX, and verify, --quantize and the CLI cope with the missing file."""
+    space = FlexiBertSpace(FOURIER)  # two architectures: one fourier layer, one conv layer
+    wd = tmp_path / "wd"
+    record_model(wd, space, metrics={"params": count_metric("params")})
+
+    def train(arch):
+        torch.manual_seed(0)
+        save_trial_weights(wd, arch, space.build(arch))  # stands in for training
+        return {"params": space.count(arch)["params"], "conv": float(arch["layers"][0]["op"] == "conv")}
+
+    result = nas.search(space, train, {"params": "min", "conv": "max"}, strategy="random", budget=2, seed=0,
+                        workdir=wd)
+    with caplog.at_level("WARNING", logger="nas.export"):
+        report = export(result, tmp_path / "out", verify=True)
+    ops = {m.trial: result.trials[m.trial].arch["layers"][0]["op"] for m in report.models}
+    assert sorted(ops.values()) == ["conv", "fourier"]  # both on the front, both exported
+    (fourier,) = [m for m in report.models if ops[m.trial] == "fourier"]
+    (conv,) = [m for m in report.models if ops[m.trial] == "conv"]
+    assert not (fourier.path / "model.onnx").exists() and (fourier.path / "weights.pt").is_file()
+    assert (conv.path / "model.onnx").is_file() and conv.checks["onnx"]["onnxruntime_max_abs_diff"] < 1e-4
+    skip = fourier.checks["onnx"]
+    assert skip["file"] is None and skip["op"] == "aten::fft_fft2" and "cannot convert" in skip["skipped"]
+    card = json.loads((fourier.path / "card.json").read_text())
+    assert card["checks"]["onnx"] == skip and "model.onnx" not in card["files"]
+    md = (fourier.path / "card.md").read_text()
+    assert "no `model.onnx`" in md and "aten::fft_fft2" in md and "or `model.onnx`" not in md
+    index = {e["trial"]: e for e in json.loads((tmp_path / "out" / "export.json").read_text())["models"]}
+    assert index[fourier.trial]["onnx"]["op"] == "aten::fft_fft2" and index[conv.trial]["onnx"]["file"] == "model.onnx"
+    (warning,) = [r.getMessage() for r in caplog.records if "model.onnx" in r.getMessage()]
+    assert f"trial {fourier.trial} " in warning and "aten::fft_fft2" in warning and "--no-onnx" in warning
+    assert report.verify is not None and report.verify.ok and len(report.verify.checks) == 2
+    with torch.no_grad():  # the fourier pick loads and runs without its ONNX file
+        x = space.example_input(space.validate(card["arch"]), 3)
+        assert load_subnet(fourier.path)(x).shape == (3, 2)
+
+    q = export(result, tmp_path / "int8", quantize="int8")
+    (qf,) = [m for m in q.models if ops[m.trial] == "fourier"]
+    (qc,) = [m for m in q.models if ops[m.trial] == "conv"]
+    assert [f.file for f in qf.files] == ["weights.pt"] and qf.checks["int8"]["file"] is None
+    assert [f.file for f in qc.files] == ["weights.pt", "model.onnx", "model.int8.onnx"]
+    assert "No `model.int8.onnx`" in (qf.path / "card.md").read_text()
+
+    runner = CliRunner()
+    cli = runner.invoke(app, ["export", str(wd), "--out", str(tmp_path / "cli")], env={"COLUMNS": "200"})
+    assert cli.exit_code == 0, cli.output
+    assert "exported 2 models" in cli.stdout
+    again = runner.invoke(app, ["verify", str(tmp_path / "cli")], env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    q8 = runner.invoke(app, ["export", str(wd), "--out", str(tmp_path / "cli8"), "--quantize", "int8"],
+                       env={"COLUMNS": "200"})  # the table read the int8 file of every pick: IndexError
+    assert q8.exit_code == 0, q8.output

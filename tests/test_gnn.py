@@ -359,6 +359,138 @@ def test_random_search_over_the_space():
     assert best.metrics["valid_acc"] == max(t.metrics["valid_acc"] for t in result.completed)
 
 
+def karate_split() -> Data:
+    data = KarateClub()[0]
+    data.val_mask = data.test_mask = ~data.train_mask
+    return data
+
+
+@pytest.mark.parametrize("mask", ["train_mask", "val_mask", "test_mask"])
+def test_a_mask_that_selects_no_node_is_named_before_training(mask):
+    """An empty val_mask used to give valid_acc -1.0 as an 'ok' result, an empty train_mask a NaN loss."""
+    from nas.spaces.gnn_sharing import SharedWeightsEvaluator
+
+    data = karate_split()
+    setattr(data, mask, torch.zeros(data.num_nodes, dtype=torch.bool))
+    space = GNNSpace(data.num_features, 4, hidden=(16,))
+    for make in (NodeClassificationEvaluator, SharedWeightsEvaluator):
+        with pytest.raises(ConfigError, match=f"data.{mask}: selects no node"):
+            make(space, data, epochs=2)
+    with pytest.raises(ConfigError, match=f"data.{mask}: selects no node"):
+        train_node_classifier(space.build(GCN), data, epochs=2)
+    setattr(data, mask, torch.tensor([], dtype=torch.long))  # an index mask with no node
+    with pytest.raises(ConfigError, match=f"data.{mask}: selects no node"):
+        train_node_classifier(space.build(GCN), data, epochs=2)
+
+
+def test_data_that_does_not_fit_the_space_is_named_before_training():
+    """Classes, features and unlabelled nodes used to fail deep inside torch, naming no field."""
+    from nas.spaces.gnn_sharing import SharedWeightsEvaluator
+
+    data = karate_split()  # 34 features, 4 classes
+    cases = [(GNNSpace(34, 3), data, r"num_classes: the space has 3 classes, but data.y holds label 3"),
+             (GNNSpace(100, 4), data, r"in_channels: the space takes 100 features per node, but data.x has 34")]
+    unlabelled = karate_split()
+    unlabelled.y = torch.where(unlabelled.train_mask | (torch.arange(34) % 2 == 0), unlabelled.y, -1)
+    cases.append((GNNSpace(34, 4), unlabelled, r"data.y: label -1 on a node of val_mask"))
+    flat = karate_split()
+    flat.y = flat.y.float()
+    cases.append((GNNSpace(34, 4), flat, r"data.y: expected one integer class per node"))
+    short = karate_split()
+    short.val_mask = short.val_mask[:10]
+    cases.append((GNNSpace(34, 4), short, r"data.val_mask: expected a boolean mask over the 34 nodes"))
+    for space, graph, message in cases:
+        for make in (NodeClassificationEvaluator, SharedWeightsEvaluator):
+            with pytest.raises(ConfigError, match=message):
+                make(space, graph, epochs=2)
+    with pytest.raises(ConfigError, match=r"data.y: label -1 on a node of val_mask"):
+        train_node_classifier(GNNSpace(34, 4).build(GCN), unlabelled, epochs=2)
+    outside = karate_split()  # unlabelled nodes outside every mask are fine
+    outside.train_mask = outside.train_mask.clone()
+    outside.val_mask, outside.test_mask = torch.arange(34) % 2 == 1, torch.arange(34) % 2 == 1
+    outside.val_mask[outside.train_mask] = False
+    outside.test_mask = outside.val_mask.clone()
+    keep = outside.train_mask | outside.val_mask
+    outside.y = torch.where(keep, outside.y, -1)
+    metrics = NodeClassificationEvaluator(GNNSpace(34, 4), outside, epochs=3)(GCN)
+    assert 0.0 <= metrics["valid_acc"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------- sharing store
+def sharing_search(evaluate, space, budget=5, workdir=None, stop_after=None):
+    from nas.spaces.gnn_sharing import GNN_ACTION_CLASSES
+
+    def progress(trial, used, budget):
+        if stop_after is not None and trial.number + 1 >= stop_after:
+            raise KeyboardInterrupt
+
+    return nas.search(space, evaluate, {"valid_acc": "max"}, strategy="autognn", budget=budget, seed=0,
+                      workdir=workdir, strategy_options={"classes": GNN_ACTION_CLASSES}, progress=progress)
+
+
+def outcomes(result):
+    """Each trial's architecture and metrics but its wall time."""
+    return [(t.arch_id, {k: v for k, v in t.metrics.items() if k != "train_seconds"}) for t in result.trials]
+
+
+def test_a_reused_sharing_store_is_logged_and_reset_starts_a_new_one(caplog):
+    """The store is one search's: a second search with the same evaluator used to inherit the first search's
+    weights silently; now the reuse is logged, and `reset()` makes the second search equal the first."""
+    from nas.spaces.gnn_sharing import SharedWeightsEvaluator
+
+    data = karate_split()
+    space = GNNSpace(data.num_features, 4, hidden=(16, 32))
+    evaluate = SharedWeightsEvaluator(space, data, epochs=3, scratch_epochs=15)
+    with caplog.at_level("WARNING", logger="nas.spaces.gnn_sharing"):
+        first = outcomes(sharing_search(evaluate, space))
+        assert not caplog.records
+        reused = outcomes(sharing_search(evaluate, space))
+    assert "store is reused" in caplog.text and "reset()" in caplog.text
+    assert reused != first  # what the warning is about: the first child inherited the earlier search's layers
+    assert reused[0][1]["inherited_layers"] > 0 == first[0][1]["inherited_layers"]
+    evaluate.reset()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nas.spaces.gnn_sharing"):
+        assert outcomes(sharing_search(evaluate, space)) == first
+    assert not caplog.records
+    fresh = SharedWeightsEvaluator(space, data, epochs=3, scratch_epochs=15)
+    assert outcomes(sharing_search(fresh, space)) == first
+
+
+def test_a_sharing_store_in_the_workdir_resumes_exactly(tmp_path):
+    """Without the workdir a resumed search starts with an empty store (children inherit less than in the
+    uninterrupted run); with it the store is rebuilt from the journaled trials' files."""
+    from nas.spaces.gnn_sharing import STORE_DIR, SharedWeightsEvaluator
+
+    data = karate_split()
+    space = GNNSpace(data.num_features, 4, hidden=(16, 32))
+
+    def make(workdir):
+        return SharedWeightsEvaluator(space, data, epochs=3, scratch_epochs=15, workdir=workdir)
+
+    whole = outcomes(sharing_search(make(tmp_path / "whole"), space, workdir=tmp_path / "whole"))
+    assert any(m["inherited_layers"] > 0 for _, m in whole[3:])  # the trials after the cut inherit something
+    assert outcomes(sharing_search(make(None), space)) == whole  # the workdir changes no result
+    memory = tmp_path / "memory"  # the documented limit of an in-memory store: its resume inherits less
+    with pytest.raises(KeyboardInterrupt):
+        sharing_search(make(None), space, workdir=memory, stop_after=3)
+    assert outcomes(sharing_search(make(None), space, workdir=memory)) != whole
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        sharing_search(make(cut), space, workdir=cut, stop_after=3)
+    assert len(list((cut / STORE_DIR).glob("*.pt"))) == 3
+    assert outcomes(sharing_search(make(cut), space, workdir=cut)) == whole  # a new process: a new evaluator
+    again = tmp_path / "again"  # the same evaluator object resumed in this process
+    evaluate = make(again)
+    with pytest.raises(KeyboardInterrupt):
+        sharing_search(evaluate, space, workdir=again, stop_after=2)
+    assert outcomes(sharing_search(evaluate, space, workdir=again)) == whole
+    with pytest.raises(ConfigError, match="workdir: .* holds no journal"):
+        make(tmp_path / "elsewhere")(space.default())
+    with pytest.raises(ConfigError, match="workdir: expected a folder"):
+        make(3)
+
+
 # ---------------------------------------------------------------------------------------------- Planetoid
 def planetoid_root() -> Path:
     root = data_dir() / "planetoid"

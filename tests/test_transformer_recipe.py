@@ -200,3 +200,54 @@ def test_cross_fitted_teacher_is_calibrated_and_the_bow_recipe_learns():
         torch.manual_seed(seed)  # the initialisation, independent of the tests run before
         model = FlexiBertSpace(recipe.config(TINY, len(data.vocab))).build(ARCH)
         assert train_recipe(model, data, recipe, seed=seed, teacher=soft)["test_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_epochs", 0), ("batch_size", 0), ("vocab_size", 0), ("vocab_size", 1), ("vocab_size", 2), ("min_count", 0),
+    ("max_len", 0), ("patience", -1), ("max_epochs", 2.5), ("lr", -1e-3), ("lr", float("nan")), ("weight_decay", -0.1),
+    ("dropout", 1.0), ("word_dropout", -0.1), ("label_smoothing", 1.5), ("warmup", 2.0), ("distill", 1.1),
+    ("nb_init", float("inf")), ("pooling", "max"), ("batch_size", True)])
+def test_text_recipe_settings_are_checked_and_named(field, value):
+    """Out-of-range settings used to "succeed" (max_epochs=0: valid_accuracy -1.0; vocab_size=1 kept all but one
+    word, 0 meant no cap; batch_size=0 divided by zero)."""
+    with pytest.raises(ConfigError, match=f"^{field}: "):
+        TextRecipe(**{field: value})
+
+
+def test_text_recipe_accepts_its_defaults_and_the_edges_the_experiments_use():
+    TextRecipe()
+    TextRecipe(min_count=1, vocab_size=3, max_len=1, max_epochs=1, patience=0, batch_size=1, lr=0.0, weight_decay=0.0,
+               dropout=0.0, word_dropout=0.0, label_smoothing=1.0, warmup=1.0, distill=1.0, nb_init=0.0, pooling="mean")
+    replace(TextRecipe(), dropout=0.0, pooling="mean", word_dropout=0.0, lr=0.0, weight_decay=0.0,
+            label_smoothing=0.0, warmup=0.0, max_epochs=1, patience=0, batch_size=1, nb_init=0.0,
+            distill=0.0)  # transformer_recipe.py's tokenisation-only memo key
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.0, 0.001, float("nan")])
+def test_recipe_splits_needs_sentences_on_both_sides(fraction):
+    """valid_fraction=0 used to leave an empty validation split: valid_accuracy -1.0 and the last epoch's test."""
+    with pytest.raises(ConfigError, match="^valid_fraction: "):
+        recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(n=100), valid_fraction=fraction, seed=0)
+
+
+def test_train_recipe_names_data_that_does_not_fit_the_model():
+    """A too small vocab_size / max_len / num_classes used to fail inside torch ("index out of range in self")."""
+    recipe = TextRecipe(min_count=1, max_len=8, max_epochs=1, batch_size=32)
+    data = recipe_splits(recipe, synthetic(), valid_fraction=0.25, seed=0)  # ids up to 30, sentences of 8
+    empty = replace(data, valid_x=data.valid_x[:0], valid_y=data.valid_y[:0])
+    cases = [(replace(TINY, vocab_size=10), data, r"^vocab_size: the model embeds 10 token ids, but data.train_x"),
+             (replace(TINY, max_len=4), data, r"^max_len: the model has 4 positions, but data.train_x holds sentences "
+                                              r"of 8"),
+             (TINY, replace(data, valid_y=data.valid_y * 2), r"^num_classes: the model predicts 2 classes, but "
+                                                             r"data.valid_y holds label 2"),
+             (TINY, replace(data, test_y=data.test_y - 1), r"^data.test_y: label -1"),
+             (TINY, empty, r"^data.valid_x: the split holds no"),
+             (TINY, replace(data, train_y=data.train_y.float()), r"^data.train_y: expected one integer label")]
+    for config, splits, message in cases:
+        model = FlexiBertSpace(config).build(ARCH)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ConfigError, match=message):
+            train_recipe(model, splits, recipe, seed=0)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # before any training
+    with pytest.raises(ConfigError, match="^recipe: expected a TextRecipe"):
+        train_recipe(FlexiBertSpace(TINY).build(ARCH), data, {"max_epochs": 1}, seed=0)

@@ -70,6 +70,20 @@ def test_quick_build_resumes_and_replays(tmp_path):
     assert (tmp_path / "s.json").exists()
 
 
+def test_quick_builds_write_their_own_table_and_never_the_package_one(capsys):
+    """--quick (700 sentences, 2 epochs) used to append its rows to the package table, where a full build then
+    skipped those (architecture, seed) pairs and `transformer_mr_table()` replayed them."""
+    from nas.tabular import transformer_table_dir
+
+    assert build.parse_args([]).out == transformer_table_dir()
+    assert build.parse_args(["--quick"]).out == build.QUICK_OUT != transformer_table_dir()
+    assert build.parse_args(["--quick", "--out", "elsewhere"]).out == Path("elsewhere")
+    for out in (transformer_table_dir(), transformer_table_dir() / ".." / "transformer_mr"):
+        with pytest.raises(SystemExit):
+            build.main(["--quick", "--archs", "1", "--out", str(out)])
+        assert "--out: --quick" in capsys.readouterr().err
+
+
 def test_missing_table_is_named(tmp_path):
     with pytest.raises(ConfigError, match="build_transformer_table"):
         transformer_mr_table(tmp_path)

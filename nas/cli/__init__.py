@@ -52,7 +52,7 @@ from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_ta
                         summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
-from nas.store import JOURNAL, Journal
+from nas.store import JOURNAL, Journal, Trial
 from nas.strategies import STRATEGIES
 
 app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -356,6 +356,31 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days ago"
 
 
+def _time_rows(trials: Sequence[Trial]) -> list[tuple[str, str]]:
+    """`nas status`'s time rows. Trials of a simulated-clock replay (workers `sim-*`) carry simulated seconds from
+    0, not Unix times: they are shown as simulated seconds, never as dates; any other trial (wall clock: real
+    evaluations, or cheap-stage and constraint-filter records of a replay) by its dates."""
+    sim = [t for t in trials if t.worker.startswith("sim-")]
+    wall = [t for t in trials if not t.worker.startswith("sim-")]
+    rows = []
+    if wall:
+        first, last = min(t.started for t in wall), max(t.finished for t in wall)
+        which = " (wall clock)" if sim else ""
+        rows += [(f"first trial{which}", datetime.fromtimestamp(first).strftime("%Y-%m-%d %H:%M:%S")),
+                 (f"last trial{which}", datetime.fromtimestamp(last).strftime("%Y-%m-%d %H:%M:%S")
+                  + f" ({_ago(time.time() - last)})")]
+    if sim:
+        workers = len({t.worker for t in sim})
+        rows.append(("simulated clock", f"{len(sim)} trials replayed on {workers} simulated worker"
+                     + ("s" if workers > 1 else "") + f", from {min(t.started for t in sim):.1f} s to "
+                     f"{max(t.finished for t in sim):.1f} s simulated (no wall-clock dates)"))
+    for label, group in (("evaluation time", wall), ("evaluation time (simulated)", sim)):
+        evals = [t.duration for t in group if t.is_evaluation]
+        if evals:
+            rows.append((label, f"{sum(evals):.1f} s in all, {sum(evals) / len(evals):.2f} s per trial"))
+    return rows
+
+
 @app.command()
 @user_errors
 def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")]) -> None:
@@ -391,15 +416,8 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
         best = result.best(o.name)
         grid.add_row(f"best {o.name}", f"{fmt(best.metrics[o.name])} (trial {best.number})" if best else "-")
     grid.add_row("pareto front", f"{len(result.pareto_front())} trials (nas pareto {workdir})")
-    if trials:
-        first = min(t.started for t in trials)
-        last = max(t.finished for t in trials)
-        grid.add_row("first trial", datetime.fromtimestamp(first).strftime("%Y-%m-%d %H:%M:%S"))
-        grid.add_row("last trial", datetime.fromtimestamp(last).strftime("%Y-%m-%d %H:%M:%S")
-                     + f" ({_ago(time.time() - last)})")
-        evals = [t.duration for t in trials if t.is_evaluation]
-        if evals:
-            grid.add_row("evaluation time", f"{sum(evals):.1f} s in all, {sum(evals) / len(evals):.2f} s per trial")
+    for label, value in _time_rows(trials):
+        grid.add_row(label, value)
     writer = Journal(workdir).writer()
     hint = resume_hint(Path(workdir), config)
     from nas.darts import search_state

@@ -95,12 +95,19 @@ class SeenArchitectures:
         self.ids, self.keys = set(), set()
 
     def fresh_sample(self, rng: np.random.Generator, tries: int = 100) -> Architecture:
-        """A uniform sample not seen before (bounded tries: a repeat only in tiny spaces)."""
+        """A uniform sample not seen before: up to `tries` uniform redraws, then, on a space that lists its
+        architectures (capability `listed`, e.g. a `TableSpace`), a uniform pick among the unseen ones, so a
+        table is covered to its last architecture. A repeat only when every listed one is seen, or in a tiny
+        unlisted space. The pick comes after the redraws, so draws that find an unseen one are unchanged."""
         arch = self.space.sample(rng)
         for _ in range(tries):
             if arch not in self:
-                break
+                return arch
             arch = self.space.sample(rng)
+        if arch in self and "listed" in self.space.capabilities:
+            unseen = [a for a in self.space if a not in self]
+            if unseen:
+                arch = unseen[int(rng.integers(len(unseen)))]
         return arch
 
 
