@@ -188,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                "(also GAT attention dropout), full batch, early stop after 20 epochs without a "
                                "new lowest validation loss, metrics at the best-validation-accuracy epoch",
                      "baseline": GCN, "features": "row-normalised (NormalizeFeatures)",
-                     "flops_dense": "FlopCounterMode on the full graph: dense matmuls only, message passing "
-                                    "(gather/scatter, attention scores) is not counted"},
+                     "flops_dense": "nas.counts on the full graph: matmuls plus the scatter/index_add "
+                                    "aggregations of message passing (counted since session 22; earlier runs: "
+                                    "dense matmuls only)"},
         "results": {},
     }
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}

@@ -51,6 +51,17 @@ class LatencyModel(Protocol):
     def provenance(self) -> dict[str, Any]: ...
 
 
+def _timed_threads(latency: Any) -> int | None:
+    """The CPU thread count a latency model's figures were timed with, where it records one (a lookup table's
+    `threads`), else None. A model calibrated on end-to-end measurements (onboarded) answers for those."""
+    if getattr(latency, "calibration", None) is not None:
+        return None
+    threads = getattr(latency, "threads", None)
+    if threads is None:
+        threads = (getattr(latency, "details", None) or {}).get("threads")
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+
+
 def resolve_device(device: str | DeviceProfile) -> tuple[str, DeviceProfile | None]:
     """(torch device, profile) from a torch device string ("cpu", "cuda:0") or a profile name, path or object."""
     if isinstance(device, DeviceProfile):
@@ -211,6 +222,12 @@ class CostModel:
         if latency.batch_size != self.batch_size:
             raise ConfigError(f"latency: the {latency.model} model is for batch size {latency.batch_size}, "
                               f"this cost model's batch_size is {self.batch_size}")
+        timed = _timed_threads(latency)
+        if timed is not None and self.threads is not None and not self.torch_device.startswith("cuda") \
+                and timed != self.threads:
+            raise ConfigError(f"latency: the {latency.model} model was timed with threads={timed}, this cost model's "
+                              f"threads is {self.threads} (build the table with threads={self.threads}, or give the "
+                              f"cost model threads={timed})")
         dev = getattr(latency, "device", None)
         if dev is not None and self.device_name is not None and dev != self.device_name:
             raise ConfigError(f"latency: the {latency.model} model is for device {dev!r}, this cost model is on "

@@ -17,6 +17,11 @@ from nas.errors import ConfigError
 
 DEVICES_DIR = Path(__file__).resolve().parent / "devices"
 
+DTYPES: tuple[str, ...] = ("float64", "float32", "tf32", "float16", "bfloat16", "float8", "int8", "int4")
+"""The dtype names a profile's `peak_flops` and `energy_pj_per_flop` may use: those the cost models ask for
+(`roofline.module_dtype`, `quantization.NumberFormat.compute_dtypes`). Any other key is a typo that would be
+silently ignored (energy falls back to TDP / peak), so it is refused at load."""
+
 
 @dataclass(frozen=True)
 class DeviceProfile:
@@ -66,6 +71,11 @@ class DeviceProfile:
                        for k, v in self.energy_pj_per_flop.items())):
             raise ConfigError(f"device {self.name!r}: energy_pj_per_flop needs non-negative pJ per dtype "
                               f"(e.g. {{\"float32\": 1.5}}), got {self.energy_pj_per_flop!r}")
+        for fname in ("peak_flops", "energy_pj_per_flop"):
+            unknown = sorted(k for k in getattr(self, fname) if k not in DTYPES)
+            if unknown:
+                raise ConfigError(f"device {self.name!r}: {fname} has unknown dtype name(s) "
+                                  f"{', '.join(map(repr, unknown))} (known: {', '.join(DTYPES)})")
 
     def peak(self, dtype: str, threads: int | None = None) -> float:
         """Peak FLOP/s for `dtype` on `threads` cores (all cores when None)."""

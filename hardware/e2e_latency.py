@@ -11,6 +11,9 @@ and their averages. A fit that cannot rank anything is refused (`DegenerateFitEr
 distinct architectures, most samples screened, constant predictions, or a cross-validated MAPE close to 1.
 Repeated timings of one architecture are one architecture: they count once towards the minimum and
 cross-validation keeps them in one fold, so no copy of a held-out network is trained on.
+A prediction for an architecture using a field value no kept training sample used is an extrapolation (its
+one-hot weight was never fitted, and cross-validation never tested it): it is warned of once per model
+(`UnseenValueWarning`) and recorded in `provenance()["extrapolation"]`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "boosting", "
               "ridge+boosting")
 DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "ridge+forest", "stacked+forest")
 MIN_SAMPLES = 5  # distinct architectures
+
+
+class UnseenValueWarning(LatencyFitWarning):
+    """An end-to-end latency model predicted an architecture using a field value absent from its training
+    samples: an extrapolation its cross-validated error says nothing about. Warned once per model."""
 
 
 def cost_features(space: Space, batch_size: int = 1, table: Any = None) -> dict[str, Feature]:
@@ -123,6 +131,10 @@ class EndToEndLatency:
     fit_mape: float | None = field(default=None, init=False)
     n_samples: int = field(default=0, init=False)
     n_archs: int = field(default=0, init=False)
+    extrapolation: dict[str, Any] = field(default_factory=lambda: {"unseen_values": {}, "predictions": 0},
+                                          init=False)
+    _seen: list[set[float]] = field(default_factory=list, init=False, repr=False)
+    _warned_unseen: bool = field(default=False, init=False, repr=False)
     _fitted: list["_Part"] = field(default_factory=list, init=False, repr=False)
     _samples: list[tuple[dict[str, Any], float]] = field(default_factory=list, init=False, repr=False)
 
@@ -181,6 +193,10 @@ class EndToEndLatency:
         self.n_samples = int(len(y))
         self.n_archs = distinct
         self._samples = [(a.to_dict(), float(t)) for a, t in zip(valid, y)]
+        slots = tree[:, :tree.shape[1] - len(self.features)]  # the index vector of the kept samples
+        self._seen = [set(slots[:, j].tolist()) for j in range(slots.shape[1])]
+        self.extrapolation = {"unseen_values": {}, "predictions": 0}
+        self._warned_unseen = False
         self._check_degenerate(pred, y_in)
         return self
 
@@ -268,7 +284,34 @@ class EndToEndLatency:
         if self.chosen is None:
             raise ConfigError("end-to-end latency: the model is not fitted (call fit)")
         lin, tree = self._columns([self.space.validate(a) for a in archs])
+        self._check_coverage(tree)
         return _predict(self._fitted, lin, tree)
+
+    def _check_coverage(self, tree: np.ndarray) -> None:
+        """Record (and warn once per model) field values of `tree`'s architectures that no training sample used."""
+        slots = self.space.slots()
+        unseen = np.zeros(len(tree), dtype=bool)
+        new: list[str] = []
+        for j, seen in enumerate(self._seen):
+            column = tree[:, j]
+            for v in set(column.tolist()) - seen:
+                unseen |= column == v
+                name, shown = _slot_value(slots[j], v)
+                values = self.extrapolation["unseen_values"].setdefault(name, [])
+                if shown not in values:
+                    values.append(shown)
+                    new.append(f"{name}={shown!r}")
+        if not unseen.any():
+            return
+        self.extrapolation["predictions"] += int(unseen.sum())
+        if new and not self._warned_unseen:
+            self._warned_unseen = True
+            warnings.warn(f"end-to-end latency: predicting architectures with field values absent from the "
+                          f"{self.n_samples} training samples ({', '.join(new[:8])}{', ...' if len(new) > 8 else ''}):"
+                          f" the model extrapolates there, and its cross-validated MAPE "
+                          f"{self.cv[self.chosen].cv_mape:.3f} says nothing about them; measure samples that use "
+                          "them. Warned once per model; every such value is listed in "
+                          "provenance()['extrapolation']", UnseenValueWarning, stacklevel=3)
 
     def latency_ms(self, arch: Mapping[str, Any]) -> float:
         return float(self.predict([arch])[0])
@@ -278,7 +321,9 @@ class EndToEndLatency:
                 "samples": self.n_samples, "architectures": self.n_archs, "features": ["onehot/vector", *self.features],
                 "chosen": self.chosen,
                 "cv": {n: vars(c) for n, c in self.cv.items()}, "fit_mape": self.fit_mape,
-                "screened": list(self.screened)}
+                "screened": list(self.screened),
+                "extrapolation": self.extrapolation}  # updated in place by predict: a provenance held elsewhere
+                                                     # (CostModel's) shows later extrapolations too
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that refits the same model (`from_dict`): the samples and the settings, no pickles."""
@@ -301,6 +346,17 @@ class EndToEndLatency:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LatencyFitWarning)  # warned at the original fit
             return model.fit([s["arch"] for s in samples], [s["latency_ms"] for s in samples])
+
+
+def _slot_value(slot: Any, index: float) -> tuple[str, Any]:
+    """(field name, JSON-ready value) of index-vector entry `index` of `slot` (see `Space.to_vector`)."""
+    from nas.spaces.params import SubsetBit
+
+    if index < 0:
+        return slot.name, "inactive"
+    if isinstance(slot.leaf, SubsetBit):
+        return slot.name, "kept" if index == 1 else "dropped"
+    return slot.name, slot.leaf.value(int(index))
 
 
 def group_folds(ids: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -428,29 +484,47 @@ def _predict(parts: Sequence[_Part], lin: np.ndarray, tree: np.ndarray) -> np.nd
 
 # ---------------------------------------------------------------------------------------- sample files
 def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], list[float]]:
-    """(architectures, latencies) from a CSV or JSON Lines file of measured samples.
+    """(architectures, latencies) from a CSV, JSON Lines or JSON file of measured samples.
 
-    CSV: a `latency_ms` column and either an `arch` column holding the architecture as a JSON object or one
-    column per field (values read as JSON where they parse, else as text). JSON Lines: one object per line
-    with `arch` and `latency_ms`. Errors name the file, line and field.
+    CSV (UTF-8, with or without the byte-order mark Excel writes): a `latency_ms` column and either an `arch`
+    column holding the architecture as a JSON object or one column per field (values read as JSON where they
+    parse, else as text). JSON Lines (`.jsonl`, or `.json`): one object per line with `arch` and
+    `latency_ms`. A `.json` file may instead hold one JSON array of such objects. Errors name the file, line
+    (or array element) and field.
     """
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"samples: {p} does not exist")
-    rows: list[tuple[int, Mapping[str, Any], Any]] = []
+    rows: list[tuple[str, Mapping[str, Any], Any]] = []
     if p.suffix in (".jsonl", ".json"):
-        for n, line in enumerate(p.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
+        text = p.read_text(encoding="utf-8-sig")
+        whole: Any = None
+        if p.suffix == ".json":
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"samples: {p} line {n} is not JSON ({e})") from None
-            if not isinstance(obj, dict) or "arch" not in obj or "latency_ms" not in obj:
-                raise ConfigError(f"samples: {p} line {n} needs 'arch' and 'latency_ms'")
-            rows.append((n, obj["arch"], obj["latency_ms"]))
+                whole = json.loads(text)
+            except json.JSONDecodeError:
+                whole = None  # not one JSON document: read it as JSON Lines below
+        if isinstance(whole, list):
+            for n, obj in enumerate(whole):
+                if not isinstance(obj, dict) or "arch" not in obj or "latency_ms" not in obj:
+                    raise ConfigError(f"samples: {p} array element {n} needs 'arch' and 'latency_ms'")
+                rows.append((f"array element {n}", obj["arch"], obj["latency_ms"]))
+        else:
+            hint = (" (a .json file of samples is JSON Lines, one {\"arch\": ..., \"latency_ms\": ...} object per "
+                    "line, or one JSON array of such objects)") if p.suffix == ".json" else \
+                " (JSON Lines: one {\"arch\": ..., \"latency_ms\": ...} object per line)"
+            for n, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"samples: {p} line {n} is not JSON ({e}){hint}") from None
+                if not isinstance(obj, dict) or "arch" not in obj or "latency_ms" not in obj:
+                    raise ConfigError(f"samples: {p} line {n} needs 'arch' and 'latency_ms'{hint}")
+                rows.append((f"line {n}", obj["arch"], obj["latency_ms"]))
     else:
-        with p.open(newline="") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "latency_ms" not in reader.fieldnames:
                 raise ConfigError(f"samples: {p} needs a 'latency_ms' column (has {reader.fieldnames})")
@@ -462,21 +536,21 @@ def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], li
                         raise ConfigError(f"samples: {p} line {n}: 'arch' is not a JSON object ({e})") from None
                 else:
                     arch = {k: _cell(v) for k, v in row.items() if k != "latency_ms"}
-                rows.append((n, arch, row["latency_ms"]))
+                rows.append((f"line {n}", arch, row["latency_ms"]))
     archs, ms = [], []
-    for n, arch, value in rows:
+    for where, arch, value in rows:
         try:
             archs.append(space.validate(arch))
         except ConfigError as e:
-            raise ConfigError(f"samples: {p} line {n}: {e}") from None
+            raise ConfigError(f"samples: {p} {where}: {e}") from None
         except Exception as e:  # InvalidArchitectureError names the field
-            raise ConfigError(f"samples: {p} line {n}: {e}") from None
+            raise ConfigError(f"samples: {p} {where}: {e}") from None
         try:
             ms.append(float(value))
         except (TypeError, ValueError):
-            raise ConfigError(f"samples: {p} line {n}: latency_ms {value!r} is not a number") from None
+            raise ConfigError(f"samples: {p} {where}: latency_ms {value!r} is not a number") from None
         if not (math.isfinite(ms[-1]) and ms[-1] > 0):  # said here, the fit could only name a sample index
-            raise ConfigError(f"samples: {p} line {n}: latency_ms {value!r} is not a positive finite number of ms")
+            raise ConfigError(f"samples: {p} {where}: latency_ms {value!r} is not a positive finite number of ms")
     if not archs:
         raise ConfigError(f"samples: {p} holds no samples")
     return archs, ms

@@ -2,9 +2,12 @@
 
 A `LayerAdapter` turns an architecture into the list of `LayerConfig`s its network executes, in order,
 builds each layer as a standalone module, and enumerates every distinct layer configuration the space
-can produce (what a lookup-table builder profiles once). Each layer takes one tensor of
-`(batch, *layer.input_shape)`. `check_decomposition` verifies an adapter against the space's own
-network: the layers' FLOPs and parameters must add up to the network's exactly.
+can produce (what a lookup-table builder profiles once). By default a layer takes one tensor of
+`(batch, *layer.input_shape)`, the batch in dim 0, as in the built-in adapters' layers; an adapter whose
+layers take other inputs (several tensors, a batch in another dimension, a tensor without one) overrides
+`layer_input` (`NNLayers` records each input's batch dimension). `check_decomposition` verifies an adapter
+against the space's own network: the layers' FLOPs and parameters (every parameter of the network, once)
+must add up to the network's exactly.
 """
 
 from __future__ import annotations
@@ -79,8 +82,9 @@ class LayerAdapter:
         """What fixes the layer shapes (recorded in lookup tables, compared when one is loaded)."""
         return {"adapter": self.name, "space": self.space.fingerprint()}
 
-    def layer_input(self, layer: LayerConfig, batch_size: int = 1, seed: int = 0) -> torch.Tensor:
-        """A random input batch for `layer`."""
+    def layer_input(self, layer: LayerConfig, batch_size: int = 1, seed: int = 0) -> Any:
+        """A random input batch for `layer`: one `(batch_size, *layer.input_shape)` tensor (override for layers
+        that take anything else)."""
         g = torch.Generator().manual_seed(seed)
         return torch.randn((batch_size, *layer.input_shape), generator=g)
 

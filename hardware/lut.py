@@ -144,6 +144,26 @@ def _show(value: Any) -> str:
     return "absent" if value is _ABSENT else jsonio.dumps(value)
 
 
+def check_local_profile(profile: str | None, device: str, name: str = "profile") -> str | None:
+    """The profile a table measured here may be recorded under: this machine's (`default_device(device)`).
+
+    A table holds timings taken on this machine, so naming another device's profile would label them as
+    that device's (x86 timings as "pixel4_a76"); like `CostModel(latency="measured")`, that is refused. Where
+    this machine has no built-in profile (an unlisted GPU), a profile of the same kind of torch device is
+    accepted (the user's own file for it)."""
+    here = default_device(device)
+    if profile is None:
+        return here
+    chosen = check_profile(profile, name)
+    if chosen == here:
+        return chosen
+    if here is None and load_device(profile).torch_device.split(":")[0] == device.split(":")[0]:
+        return chosen
+    raise ConfigError(f"{name}: device {chosen!r} is not this machine's {device} ({here or 'no profile'}): a table "
+                      f"records layers timed here; build it on that device, or price that device with a learned "
+                      f"model or the roofline")
+
+
 def check_profile(profile: str, name: str = "profile") -> str:
     """The name of device profile `profile` (built-in name or .json path); ConfigError naming `name` if unknown."""
     try:
@@ -187,14 +207,15 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
     (`measure_latencies`: robust to slow phases of a shared machine), then appended. An existing table at
     `path` is resumed: its layers are skipped, and its measurement settings must equal these. `limit` caps
     the number of new layers measured in this call; `profile` names the device profile recorded in the
-    header (default: the machine's, e.g. `local_cpu`). `progress(done, total)` is called after each chunk.
+    header (default: the machine's, e.g. `local_cpu`); another device's profile is refused, since the
+    timings are this machine's (`check_local_profile`). `progress(done, total)` is called after each chunk.
     Every setting is checked before the file is touched, and a new table's header is written together with
     its first measured chunk, so a refused or failed build leaves no file behind to block the next one.
     """
     path = Path(path)
     check_build_settings(device=device, batch_size=batch_size, threads=threads, warmup=warmup, repeats=repeats,
                          rounds=rounds, limit=limit)
-    profile = check_profile(profile) if profile is not None else default_device(device)
+    profile = check_local_profile(profile, device)
     header = {"format": FORMAT, "version": VERSION, "adapter": jsonio.plain(adapter.describe(), "adapter"), "torch_device": device,
               "device": profile, "batch_size": batch_size,
               "threads": threads if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,

@@ -3,8 +3,11 @@
 An architecture's layers are what its frozen subnet (`supernet.subnet(arch)`, plain torch layers) runs on
 the space's example input at batch size 1, in execution order: the calls of its leaf modules and the
 function calls of every `forward` (`x + y`, `torch.relu`, `x.mean(-1)`), traced with `torch.fx` (a model
-torch.fx cannot trace gives its leaf-module calls only, recorded by forward hooks). Each call is a
-`LayerConfig` with the shape of its first tensor argument (without the batch) as `input_shape`:
+torch.fx cannot trace gives its leaf-module calls only, recorded by forward hooks). The subnet runs at batch
+sizes 1 and 2, and comparing the two tells, for every tensor a layer receives, which dimension carries the
+batch (dim 1 of a sequence-first `[L, B, C]` tensor) or that none does (a parameter, an index tensor); a tensor
+whose shapes do not tell (two dimensions change, or a different rank) is a ConfigError naming the layer. Each
+call is a `LayerConfig` with the shape of its first tensor argument without the batch as `input_shape`:
 
 * a module: its class as `kind` (`Conv1d`, `BatchNorm1d`, `ReLU`; a class from outside `torch.nn` by
   its import path), its constructor arguments read back from its attributes of the same name
@@ -14,8 +17,12 @@ torch.fx cannot trace gives its leaf-module calls only, recorded by forward hook
 * a function: `fn:<import path>` (`fn:_operator.add`, `fn:torch.relu`) or `method:<tensor method>`
   (`method:mean`), timed as a `Function` module. A call whose arguments are not tensors, lists and plain
   values (an index with a slice, a dtype) is left out, as is one without a tensor argument;
-* a call that is not one float tensor records its arguments' shapes and plain values as the `call`
-  option (attention's query, key and value; a list of tensors; a method's dim).
+* a call that is not one float tensor with the batch in dim 0 records its arguments' shapes (at batch size 1)
+  and plain values as the `call` option (attention's query, key and value; a list of tensors; a method's
+  dim): a tensor whose batch is not in dim 0 carries `"batch": <dim>`, one with no batch `"batch": null`, and
+  a tensor passed again in the same call `{"same": <position>}` (self-attention's query, key and value are
+  one tensor, so the layer is timed on the same path as in the network). A table times the layer at its
+  batch size by scaling only the batch dimensions.
 
     adapter = NNLayers(space)                      # or nas.hardware.adapter_for(space)
     table = build_table(adapter, "lut.jsonl")      # `nas hardware build-lut path/to/net.py:Net` on the CLI
@@ -42,6 +49,7 @@ latency term of a DARTS / ProxylessNAS search):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import itertools
 import json
@@ -55,6 +63,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.counts import LeafCount, is_layer as _is_layer, layer_modules, parameters_entry
 from nas.errors import ConfigError
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
 from nas.hardware.lut import LatencyTable
@@ -71,7 +80,6 @@ __all__ = ["ChoiceLayers", "Function", "NNLayers", "TracingWarning", "covering_a
 log = logging.getLogger(__name__)
 
 COVER_LIMIT = 4096  # architectures `covering_archs` may enumerate before it asks for them explicitly
-_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _SKIPPED_ARGS = {"self", "device", "dtype"}
 
 
@@ -98,42 +106,42 @@ class ChoiceLayers:
     candidates: dict[Any, list[LayerConfig]]  # candidate key -> its layers, in execution order
 
 
-def module_layers(module: nn.Module, *inputs: Any) -> list[LayerConfig]:
+def module_layers(module: nn.Module, *inputs: Any, batched: Sequence[Any] | None = None) -> list[LayerConfig]:
     """The layers (leaf-module and function calls) a plain torch `module` runs on `inputs`, in order (eval
-    mode, no grad); a module that is itself a layer is one."""
-    return [call.layer for call in _record(module, inputs)]
+    mode, no grad); a module that is itself a layer is one. `batched`: the same inputs at twice the batch size
+    (default: each input tensor repeated along dim 0), from which each layer's batch dimensions are read."""
+    return [call.layer for call in _record(module, inputs, batched)]
 
 
-def _is_layer(module: nn.Module) -> bool:
-    if next(module.children(), None) is None:
-        return True
-    return type(module).__module__.startswith("torch.nn.") and not isinstance(module, _CONTAINERS)
+def _leaves(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    return layer_modules(module)
 
 
-def _leaves(module: nn.Module, path: str = "") -> list[tuple[str, nn.Module]]:
-    if _is_layer(module):
-        return [(path, module)]
-    return [leaf for name, child in module.named_children()
-            for leaf in _leaves(child, f"{path}.{name}" if path else name)]
+def _doubled(inputs: Sequence[Any]) -> tuple[Any, ...]:
+    """`inputs` at twice the batch, the batch being dim 0 of every input tensor (the example-input convention)."""
+    return tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.dim() else x for x in inputs)
 
 
-def _record(module: nn.Module, inputs: Sequence[Any]) -> list[_Call]:
+def _record(module: nn.Module, inputs: Sequence[Any], batched: Sequence[Any] | None = None) -> list[_Call]:
     """The layer calls of `module(*inputs)` in eval mode: traced with torch.fx (leaf modules and the
-    functions of each forward), or by forward hooks on the leaf modules where tracing fails."""
+    functions of each forward), or by forward hooks on the leaf modules where tracing fails. The module runs
+    on `batched` (the inputs at twice the batch) first, so each call's batch dimensions are known."""
+    batched = _doubled(inputs) if batched is None else tuple(batched)
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
             if _is_layer(module):
-                return _hooked(module, inputs)  # tracing would open the layer up into its functions
+                return _hooked(module, inputs, batched)  # tracing would open the layer up into its functions
             try:
-                return _traced(module, inputs)
+                gm = torch.fx.GraphModule(module, _Tracer().trace(module))
             except Exception as e:  # noqa: BLE001 - any tracing failure: fall back to the leaf modules
                 log.debug("torch.fx cannot trace %s: %s", type(module).__name__, e)
                 warnings.warn(f"{type(module).__name__}: torch.fx cannot trace it (data-dependent control flow?); "
                               "its latency table times its leaf modules only, not the functions in its forward",
                               TracingWarning, stacklevel=2)
-                return _hooked(module, inputs)
+                return _hooked(module, inputs, batched)
+            return _traced(gm, inputs, batched, type(module).__name__)
     finally:
         module.train(was_training)
 
@@ -143,76 +151,167 @@ class _Tracer(torch.fx.Tracer):
         return _is_layer(m)
 
 
-class _Recorder(torch.fx.Interpreter):
-    """Runs a traced module and records each layer call with the values it was called with."""
+def _tensors(x: Any) -> list[torch.Tensor]:
+    """The tensors in `x` (tensors, lists, tuples and dicts nesting them), in the order `_spec` visits them."""
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [t for v in x for t in _tensors(v)]
+    if isinstance(x, Mapping):
+        return [t for v in x.values() for t in _tensors(v)]
+    return []
 
-    def __init__(self, gm: torch.fx.GraphModule) -> None:
+
+def _shapes(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[tuple[int, ...]]:
+    return [tuple(t.shape) for t in _tensors([list(args), dict(kwargs)])]
+
+
+def _batch_dims(small: Sequence[tuple[int, ...]], large: Sequence[tuple[int, ...]] | None,
+                where: str) -> list[int | None]:
+    """Per tensor of one call, the dimension that carries the batch (its size doubles from the run at batch
+    size 1 to the one at 2) or None (no dimension changes); a ConfigError where the shapes do not tell."""
+    if large is None or len(large) != len(small):
+        raise ConfigError(f"layer {where}: the network runs other layers at batch size 2 than at batch size 1, so "
+                          "the batch dimension of its inputs cannot be determined for a lookup table")
+    out: list[int | None] = []
+    for i, (a, b) in enumerate(zip(small, large)):
+        changed = [d for d in range(len(a)) if len(a) == len(b) and a[d] != b[d]]
+        if len(a) == len(b) and not changed:
+            out.append(None)
+        elif len(changed) == 1 and b[changed[0]] == 2 * a[changed[0]]:
+            out.append(changed[0])
+        else:
+            raise ConfigError(f"layer {where}: tensor argument {i} has shape {list(a)} at batch size 1 and {list(b)} "
+                              "at batch size 2, so the dimension that carries the batch cannot be determined (a lookup "
+                              "table times the layer at other batch sizes by scaling that dimension only)")
+    return out
+
+
+class _Recorder(torch.fx.Interpreter):
+    """Runs a traced module and records each layer call with the values it was called with. Without
+    `reference` it notes each call's tensor shapes only (the run at batch size 2); with it, it records the
+    calls, each tensor's batch dimension read from the reference shapes."""
+
+    def __init__(self, gm: torch.fx.GraphModule, reference: dict[str, list[tuple[int, ...]]] | None = None) -> None:
         super().__init__(gm)
+        self.reference = reference
+        self.shapes: dict[str, list[tuple[int, ...]]] = {}
         self.calls: list[_Call] = []
 
     def run_node(self, n: torch.fx.Node) -> Any:
         if n.op in ("call_module", "call_function", "call_method"):
             args, kwargs = self.fetch_args_kwargs_from_env(n)
-            if n.op == "call_module":
+            if self.reference is None:
+                self.shapes[n.name] = _shapes(args, kwargs)
+            elif n.op == "call_module":
                 mod = self.module.get_submodule(str(n.target))
-                self.calls.append(_Call(str(n.target), mod, layer_config(mod, tuple(args), str(n.target))))
+                marks = _batch_dims(_shapes(args, kwargs), self.reference.get(n.name), str(n.target))
+                self.calls.append(_Call(str(n.target), mod, layer_config(mod, tuple(args), str(n.target), marks)))
             else:
-                layer = function_config(n.target if n.op == "call_function" else str(n.target), tuple(args), kwargs)
-                if layer is not None:
-                    self.calls.append(_Call(n.name, None, layer))
+                target = n.target if n.op == "call_function" else str(n.target)
+                if _function_kind(target, tuple(args)) is not None:
+                    marks = _batch_dims(_shapes(args, kwargs), self.reference.get(n.name), n.name)
+                    layer = function_config(target, tuple(args), kwargs, marks)
+                    if layer is not None:
+                        self.calls.append(_Call(n.name, None, layer))
         return super().run_node(n)
 
 
-def _traced(module: nn.Module, inputs: Sequence[Any]) -> list[_Call]:
-    gm = torch.fx.GraphModule(module, _Tracer().trace(module))
-    recorder = _Recorder(gm)
+def _at_batch_2(run: Callable[[], Any], name: str) -> None:
+    try:
+        run()
+    except Exception as e:  # noqa: BLE001 - the user's model: say why its layers' batch dimensions are unknown
+        raise ConfigError(f"{name}: the network fails at batch size 2 ({type(e).__name__}: {e}), so the batch "
+                          "dimension of its layers' inputs cannot be determined for a lookup table") from e
+
+
+def _traced(gm: torch.fx.GraphModule, inputs: Sequence[Any], batched: Sequence[Any], name: str) -> list[_Call]:
+    reference = _Recorder(gm)
+    _at_batch_2(lambda: reference.run(*batched), name)
+    recorder = _Recorder(gm, reference.shapes)
     recorder.run(*inputs)
     return recorder.calls
 
 
-def _hooked(module: nn.Module, inputs: Sequence[Any]) -> list[_Call]:
-    calls: list[_Call] = []
+def _hooked(module: nn.Module, inputs: Sequence[Any], batched: Sequence[Any]) -> list[_Call]:
     leaves = _leaves(module)
-    names = {id(m): p for p, m in reversed(leaves)}  # a module used at two paths: its first
+    names = {id(m): p for p, m in leaves}
+    reference: list[tuple[str, list[tuple[int, ...]]]] = []
+    calls: list[_Call] = []
+
+    def note(mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        reference.append((names[id(mod)], _shapes(args, {})))
 
     def hook(mod: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        calls.append(_Call(names[id(mod)], mod, layer_config(mod, args, names[id(mod)])))
+        path = names[id(mod)]
+        i = len(calls)
+        large = reference[i][1] if i < len(reference) and reference[i][0] == path else None
+        calls.append(_Call(path, mod, layer_config(mod, args, path, _batch_dims(_shapes(args, {}), large, path))))
 
-    handles = [m.register_forward_hook(hook) for _, m in leaves]
-    try:
-        module(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
+    for run, fn in ((batched, note), (inputs, hook)):
+        handles = [m.register_forward_hook(fn) for _, m in leaves]
+        try:
+            if fn is note:
+                _at_batch_2(lambda: module(*run), type(module).__name__)
+            else:
+                module(*run)
+        finally:
+            for h in handles:
+                h.remove()
+    if len(calls) != len(reference):
+        raise ConfigError(f"{type(module).__name__}: the network runs other layers at batch size 2 than at batch "
+                          "size 1, so the batch dimension of their inputs cannot be determined for a lookup table")
     return calls
 
 
-def function_config(target: Callable[..., Any] | str, args: tuple[Any, ...],
-                    kwargs: Mapping[str, Any]) -> LayerConfig | None:
-    """The `LayerConfig` of a function call `target(*args, **kwargs)` of a forward (`target` a tensor method's
-    name for `args[0].target(...)`); None for one without a tensor argument, or that cannot be replayed
-    (a function no import path finds, an argument that is no tensor, list or plain value)."""
+def _function_kind(target: Callable[..., Any] | str, args: tuple[Any, ...]) -> str | None:
+    """`fn:<import path>` or `method:<name>` for a function call a table can replay, else None."""
     first = _first_tensor(args)
     if first is None or (target is operator.getitem and not isinstance(args[0], torch.Tensor)):
         return None
     if isinstance(target, str):
-        kind = f"method:{target}"
-    else:
-        path = _function_path(target)
-        if path is None:
-            return None
-        kind = f"fn:{path}"
+        return f"method:{target}"
+    path = _function_path(target)
+    return None if path is None else f"fn:{path}"
+
+
+def function_config(target: Callable[..., Any] | str, args: tuple[Any, ...],
+                    kwargs: Mapping[str, Any], batch: Sequence[int | None] | None = None) -> LayerConfig | None:
+    """The `LayerConfig` of a function call `target(*args, **kwargs)` of a forward (`target` a tensor method's
+    name for `args[0].target(...)`); None for one without a tensor argument, or that cannot be replayed
+    (a function no import path finds, an argument that is no tensor, list or plain value). `batch`: per tensor
+    argument (in order, then those of `kwargs`), the dimension carrying the batch or None; default dim 0."""
+    kind = _function_kind(target, args)
+    if kind is None:
+        return None
+    state = _SpecState(batch)
     try:
-        options = {"call": json.dumps(_spec(list(args), kind), separators=(",", ":"))}
+        options = {"call": json.dumps(_spec(list(args), kind, state), separators=(",", ":"))}
         if kwargs:
-            options["kwargs"] = json.dumps(_spec(dict(kwargs), kind), separators=(",", ":"), sort_keys=True)
+            options["kwargs"] = json.dumps(_spec(dict(kwargs), kind, state), separators=(",", ":"), sort_keys=True)
     except ConfigError:
         return None
-    return LayerConfig.make(kind, tuple(first.shape[1:]) if first.dim() else (), **options)
+    return LayerConfig.make(kind, _sample_shape(args, batch), **options)
+
+
+_PATHS: dict[Any, str | None] = {}
 
 
 def _function_path(target: Callable[..., Any]) -> str | None:
-    """An import path that finds `target` again (`torch.relu`, `_operator.add`), or None."""
+    """An import path that finds `target` again (`torch.relu`, `_operator.add`), or None (memoised)."""
+    try:
+        return _PATHS[target]
+    except (KeyError, TypeError):
+        pass
+    path = _find_path(target)
+    try:
+        _PATHS[target] = path
+    except TypeError:  # unhashable: not memoised
+        pass
+    return path
+
+
+def _find_path(target: Callable[..., Any]) -> str | None:
     module, name = getattr(target, "__module__", None) or "", getattr(target, "__name__", "")
     qualname = getattr(target, "__qualname__", name)
     for path in (f"{module}.{qualname}", f"{module}.{name}", f"torch.{name}"):
@@ -278,22 +377,59 @@ def _options(module: nn.Module) -> dict[str, Any]:
     return out
 
 
-def _spec(x: Any, where: str) -> Any:
-    """Shapes of a call's arguments: a tensor as {"shape": [...]} (and its dtype when not float32)."""
-    if isinstance(x, torch.Tensor):
+class _SpecState:
+    """Walks one call's tensors in order: their batch dimensions (`marks`; None: dim 0 for all) and the
+    positions of those already seen (a tensor passed twice is `{"same": position}`)."""
+
+    def __init__(self, marks: Sequence[int | None] | None = None) -> None:
+        self.marks, self.position, self.seen = marks, 0, {}  # type: ignore[var-annotated]
+
+    def tensor(self, x: torch.Tensor) -> dict[str, Any]:
+        position, self.position = self.position, self.position + 1
+        if id(x) in self.seen:
+            return {"same": self.seen[id(x)]}
+        self.seen[id(x)] = position
         spec: dict[str, Any] = {"shape": list(x.shape)}
         if x.dtype != torch.float32:
             spec["dtype"] = str(x.dtype).removeprefix("torch.")
+        mark = self.marks[position] if self.marks is not None else 0
+        if mark != 0 and x.dim():
+            spec["batch"] = mark  # absent: dim 0; None: no batch dimension
         return spec
+
+
+def _spec(x: Any, where: str, state: _SpecState | None = None) -> Any:
+    """Shapes of a call's arguments: a tensor as {"shape": [...]} (and its dtype when not float32, its batch
+    dimension when not 0, or {"same": position} for a tensor passed again)."""
+    state = _SpecState() if state is None else state
+    if isinstance(x, torch.Tensor):
+        return state.tensor(x)
     if isinstance(x, (list, tuple)):
-        return [_spec(v, where) for v in x]
+        return [_spec(v, where, state) for v in x]
     if isinstance(x, Mapping):
-        return {str(k): _spec(v, where) for k, v in x.items()}
+        return {str(k): _spec(v, where, state) for k, v in x.items()}
     try:
         return _plain(x)
     except ValueError:
         raise ConfigError(f"{where}: a layer called with a {type(x).__name__} argument cannot be replayed "
                           "for a latency table (tensors, lists of tensors and plain values can)") from None
+
+
+def _sample_shape(args: tuple[Any, ...], batch: Sequence[int | None] | None) -> tuple[int, ...]:
+    """`input_shape`: the first tensor argument's shape without its batch dimension (a tensor without one: its
+    whole shape; a batch folded into a dimension, [L*B, C] at batch 1: the shape as it is). Without `batch`,
+    the shape without dim 0."""
+    first = _first_tensor(args)
+    if first is None or not first.dim():
+        return ()
+    if batch is None:
+        return tuple(first.shape[1:])
+    position = next(i for i, t in enumerate(_tensors(list(args))) if t is first)
+    mark = batch[position]
+    shape = tuple(first.shape)
+    if mark is None or shape[mark] != 1:
+        return shape
+    return shape[:mark] + shape[mark + 1:]
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:
@@ -307,14 +443,17 @@ def _first_tensor(x: Any) -> torch.Tensor | None:
     return None
 
 
-def layer_config(module: nn.Module, args: tuple[Any, ...], path: str = "") -> LayerConfig:
-    """The `LayerConfig` of one call `module(*args)` (`path` names the module in errors)."""
-    first = _first_tensor(args)
-    shape = tuple(first.shape[1:]) if first is not None and first.dim() else ()
+def layer_config(module: nn.Module, args: tuple[Any, ...], path: str = "",
+                 batch: Sequence[int | None] | None = None) -> LayerConfig:
+    """The `LayerConfig` of one call `module(*args)` (`path` names the module in errors; `batch`: per tensor
+    argument, the dimension carrying the batch or None; default dim 0)."""
     options = _options(module)
-    if not (len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float32):
-        options["call"] = json.dumps(_spec(list(args), path or _kind(module)), separators=(",", ":"))
-    return LayerConfig.make(_kind(module), shape, **options)
+    plain = len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float32 and \
+        (batch is None or (args[0].dim() > 0 and args[0].shape[0] == 1 and batch[0] == 0))
+    if not plain:
+        options["call"] = json.dumps(_spec(list(args), path or _kind(module), _SpecState(batch)),
+                                     separators=(",", ":"))
+    return LayerConfig.make(_kind(module), _sample_shape(args, batch), **options)
 
 
 def _layer_class(kind: str) -> type:
@@ -324,15 +463,24 @@ def _layer_class(kind: str) -> type:
     return cls
 
 
-def _materialise(spec: Any, batch_size: int, g: torch.Generator) -> Any:
+def _materialise(spec: Any, batch_size: int, g: torch.Generator, made: list[torch.Tensor] | None = None) -> Any:
+    """Tensors for a recorded call (`_spec`) at `batch_size`: only batch dimensions scale (recorded at batch 1,
+    dim 0 unless marked), a tensor passed again is the same tensor."""
+    made = [] if made is None else made
+    if isinstance(spec, dict) and "same" in spec and len(spec) == 1:
+        made.append(made[spec["same"]])
+        return made[-1]
     if isinstance(spec, dict) and "shape" in spec:
-        shape = [batch_size, *spec["shape"][1:]] if spec["shape"] else []
+        shape = list(spec["shape"])
+        dim = spec.get("batch", 0)
+        if shape and dim is not None:
+            shape[dim] *= batch_size
         dtype = getattr(torch, spec.get("dtype", "float32"))
-        if dtype.is_floating_point:
-            return torch.randn(shape, generator=g, dtype=dtype)
-        return torch.zeros(shape, dtype=dtype)
+        made.append(torch.randn(shape, generator=g, dtype=dtype) if dtype.is_floating_point
+                    else torch.zeros(shape, dtype=dtype))
+        return made[-1]
     if isinstance(spec, list):
-        return [_materialise(v, batch_size, g) for v in spec]
+        return [_materialise(v, batch_size, g, made) for v in spec]
     return spec
 
 
@@ -388,6 +536,7 @@ class NNLayers(LayerAdapter):
         self.archs = None if archs is None else [space.validate(a) for a in archs]
         self._net: Supernet | None = None
         self._cache: dict[str, list[_Call]] = {}
+        self._held: dict[str, LeafCount | None] = {}  # per architecture: parameters no called layer holds
         self._copies: dict[str, nn.Module] = {}   # layers whose class cannot be rebuilt from their options
         self._checked: set[str] = set()
 
@@ -401,18 +550,23 @@ class NNLayers(LayerAdapter):
             self._net = self.space.supernet()
         return self._net
 
-    def _inputs(self, arch: Mapping[str, Any]) -> tuple[Any, ...]:
-        x = self.space.example_input(arch, 1)
+    def _inputs(self, arch: Mapping[str, Any], batch_size: int = 1) -> tuple[Any, ...]:
+        x = self.space.example_input(arch, batch_size)
         return x if isinstance(x, tuple) else (x,)
 
     def _calls(self, arch: Mapping[str, Any]) -> list[_Call]:
+        """The layer calls of `arch`'s subnet at batch size 1 (batch dimensions read from a run at 2); memoised."""
         arch = self.space.validate(arch)
         if arch.id not in self._cache:
             if len(self._cache) >= COVER_LIMIT:
                 self._cache.clear()
-            calls = _record(self._supernet().subnet(arch), self._inputs(arch))
+                self._held.clear()
+            subnet = self._supernet().subnet(arch)
+            calls = _record(subnet, self._inputs(arch, 1), self._inputs(arch, 2))
             for call in calls:
                 self._check_rebuild(call)
+            called = {id(p) for call in calls if call.module is not None for p in call.module.parameters()}
+            self._held[arch.id] = parameters_entry([p for p in subnet.parameters() if id(p) not in called])
             self._cache[arch.id] = calls
         return self._cache[arch.id]
 
@@ -438,6 +592,26 @@ class NNLayers(LayerAdapter):
 
     def layers(self, arch: Mapping[str, Any]) -> list[LayerConfig]:
         return [call.layer for call in self._calls(arch)]
+
+    def arch_counts(self, arch: Mapping[str, Any], batch_size: int = 1) -> list[LeafCount]:
+        """The layers' counts, each parameter of the subnet once: a module called twice holds its parameters at
+        its first call, and parameters no called layer holds (a model's own `nn.Parameter`) form a final
+        "parameters" entry, as `counts.count_leaves` does for the network."""
+        arch = self.space.validate(arch)
+        calls = self._calls(arch)
+        out: list[LeafCount] = []
+        counted: set[int] = set()
+        for call in calls:
+            leaves = self.layer_counts(call.layer, batch_size)
+            if call.module is not None:
+                fresh = [p for p in call.module.parameters() if id(p) not in counted]
+                counted.update(id(p) for p in fresh)
+                n = sum(p.numel() for p in fresh)
+                if leaves and n != sum(x.params for x in leaves):
+                    leaves = [dataclasses.replace(x, params=n if i == 0 else 0) for i, x in enumerate(leaves)]
+            out += leaves
+        held = self._held.get(arch.id)
+        return out + ([held] if held is not None else [])
 
     def distinct_layers(self) -> list[LayerConfig]:
         archs = self.archs if self.archs is not None else covering_archs(self.space)
@@ -466,18 +640,21 @@ class NNLayers(LayerAdapter):
         finally:
             bind(net, None)
         subnet = self._supernet().subnet(arch)
-        seen: dict[str, tuple[Any, ...]] = {}
-        handles = [subnet.get_submodule(frozen).register_forward_pre_hook(
-            lambda m, args, frozen=frozen: seen.setdefault(frozen, args)) for _, frozen, *_ in found]
-        try:
-            with torch.no_grad():
-                subnet.eval()(*self._inputs(arch))
-        finally:
-            for h in handles:
-                h.remove()
+        seen: dict[int, dict[str, tuple[Any, ...]]] = {1: {}, 2: {}}  # batch size -> frozen path -> its inputs
+        for batch in seen:
+            handles = [subnet.get_submodule(frozen).register_forward_pre_hook(
+                lambda m, args, frozen=frozen, batch=batch: seen[batch].setdefault(frozen, args))
+                for _, frozen, *_ in found]
+            try:
+                with torch.no_grad():
+                    subnet.eval()(*self._inputs(arch, batch))
+            finally:
+                for h in handles:
+                    h.remove()
         out = []
         for path, frozen, choice, ctx, chosen in found:
-            candidates = {k: module_layers(freeze(choice.candidate(k), ctx), *seen[frozen]) for k in choice.keys}
+            candidates = {k: module_layers(freeze(choice.candidate(k), ctx), *seen[1][frozen], batched=seen[2][frozen])
+                          for k in choice.keys}
             out.append(ChoiceLayers(path, choice.choice.label, chosen, candidates))
         return out
 

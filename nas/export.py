@@ -14,7 +14,10 @@ first objective) `export` writes a directory:
                              the trial and operator, and its card and export.json (`onnx.skipped`) say why
     trial-0012/model.int8.onnx   with `quantize="int8"`: model.onnx dynamically quantized by onnxruntime (weights
                              int8, activations quantized per batch at run time), loadable with onnxruntime alone
-    trial-0012/card.md|json  model card: each objective's searched and re-measured value, device, seed, cost
+    trial-0012/card.md|json  model card: each objective's searched and re-measured value, device, seed, cost;
+                             re-measured on the network the search priced (`space.build(arch)` + weights.pt,
+                             eager), which `timed` names; for a space you wrote, the torch.export program's
+                             own latency (what `nas.load_subnet` returns) is a separate, labelled figure
 
 plus `export.json` (the picks and whether the search was complete) in `out`. The workdir must hold a
 model spec (`nas.modelspec.record_model`). A search that is still running or was killed exports the
@@ -46,8 +49,9 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, plus_minus, remeasure_all, split
-from nas.modelspec import (PROGRAM, SUBNET, WEIGHTS, ModelSpec, load_model_spec, load_program, load_subnet,
-                           load_supernet, loads_by_build, save_program, save_state_dict, standalone, subnet_json)
+from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, load_model_spec, load_priced, load_program,
+                           load_subnet, load_supernet, loads_by_build, save_program, save_state_dict, standalone,
+                           subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.store import Trial
@@ -87,6 +91,8 @@ class ExportedModel:
     checks: dict[str, Any] = field(default_factory=dict)  # supernet / onnx max abs differences
     repeatability: dict[str, float] = field(default_factory=dict)  # per latency metric, relative (nas.measure)
     files: list[ModelFile] = field(default_factory=list)  # with `quantize`: fp32 torch, fp32 ONNX, int8 ONNX
+    timed: dict[str, str] = field(default_factory=dict)  # which network `measured` is of (modelspec.load_priced)
+    program: dict[str, Any] = field(default_factory=dict)  # a space you wrote: model.pt2's own latency, labelled
 
 
 @dataclass
@@ -303,6 +309,15 @@ def _card_md(card: dict[str, Any]) -> str:
     if others:
         lines += ["", "Other measured metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in others.items())]
     s, d = card["search"], card["device"]
+    timed = card.get("timed") or {}
+    if timed:
+        lines += ["", f"Re-measured on {timed['how']}" + (f"; {timed['why']}" if timed.get("why") else "") + "."]
+    prog = card.get("program") or {}
+    if prog.get("measured"):
+        lines.append("The torch.export program `" + PROGRAM + "` (what `nas.load_subnet` returns for this space), "
+                     "timed in the same rounds, not what the search priced: " + ", ".join(
+                         f"{k} = {v:.4g}{plus_minus(prog['repeatability'].get(k))}" for k, v in prog["measured"].items())
+                     + ".")
     lines += ["", f"* device: {d['torch_device']} ({d.get('cpu') or d.get('gpu')}), {d.get('threads')} thread(s), "
               f"torch {d['torch']}",
               f"* weights: {card['weights']['source']}"
@@ -435,7 +450,8 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
               "training_seconds": spec.notes.get("train_seconds")}
     objectives = [{"name": o.name, "direction": o.direction} for o in result.problem.objectives]
     constraints = [str(c) for c in list(result.problem.constraints) + extra]
-    built: list[tuple[Trial, Architecture, Path, torch.nn.Module, dict[str, Any]]] = []  # loaded models and checks
+    built: list[tuple[Trial, Architecture, Path, torch.nn.Module, dict[str, Any]]] = []  # priced models and checks
+    programs: list[torch.nn.Module | None] = []  # per pick, the program load_subnet gives, when not the priced one
     for i, trial in enumerate(picks):
         arch = space.validate(trial.arch)
         folder = stage / f"trial-{trial.number:04d}"
@@ -454,12 +470,16 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         jsonio.write_json(folder / "arch.json", {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(),
                                                  "space": spec.space})
         loaded = load_subnet(folder)  # everything below uses the files as a user loads them
+        priced, timed = load_priced(folder, space)  # what is re-measured: the network the search priced
         with torch.no_grad():
             want = module(x)
             checks["reload_max_abs_diff"] = float((loaded(x) - want).abs().max())
+            if priced is not loaded:
+                checks["priced_max_abs_diff"] = float((priced(x) - want).abs().max())
             if program.get("file"):
                 checks["program_max_abs_diff"] = float((load_program(folder / PROGRAM)(x) - want).abs().max())
         checks["load"] = info["load"]
+        checks["timed"] = timed
         if onnx:
             checks["onnx"] = _onnx(module, example, folder / ONNX_FILE, x)  # eager: a program would fix its batch
             if "error" in checks["onnx"]:
@@ -467,11 +487,12 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         if quantize:
             checks[quantize] = (_quantize_int8(folder / ONNX_FILE, example, x) if checks["onnx"]["file"] else
                                 {"file": None, "skipped": f"no {ONNX_FILE} to quantize"})
-        built.append((trial, arch, folder, loaded, checks))
+        built.append((trial, arch, folder, priced, checks))
+        programs.append(loaded if timed["network"] == "eager" and info["load"] == "program" else None)
         if progress is not None:
             progress(i + 1, len(picks), trial)
     # all models re-measured together: latencies in interleaved rounds when the recipe asks for rounds
-    measured_all = remeasure_all([(m, space, a) for _, a, _, m, _ in built], spec.metrics, data)
+    measured_all, program_all = _remeasure(built, programs, space, spec.metrics, data)
     for (_, _, _, module, _), again in zip(built, measured_all):
         again.values.update(_evaluated(evaluate, module, spec.metrics))
     files_all = _measure_files(built, measured_all, space, spec.metrics, data, evaluate) if quantize else None
@@ -479,12 +500,14 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
     for i, ((trial, arch, folder, _, checks), again) in enumerate(zip(built, measured_all)):
         measured = again.values
         files = files_all[i] if files_all else []
+        prog = program_all[i]
         final = out / folder.name
         card = {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(), "path": str(final),
                 "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "objectives": [{**o, "searched": trial.metrics[o["name"]], "measured": measured.get(o["name"])}
                                for o in objectives],
                 "searched": dict(trial.metrics), "measured": measured, "repeatability": again.repeatability,
+                "timed": checks["timed"], **({"program": prog} if prog else {}),
                 "constraints": constraints,
                 "recipes": spec.metrics, "device": device, "search": search,
                 "weights": {"source": "sliced from the supernet" if supernet is not None else "trained weights",
@@ -497,16 +520,40 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         jsonio.write_json(folder / "card.json", card, allow_nan=True)
         jsonio.write_bytes(folder / "card.md", _card_md(card).encode())
         models.append(ExportedModel(trial.number, arch.id, final, dict(trial.metrics), measured, checks,
-                                    again.repeatability, files))
+                                    again.repeatability, files, checks["timed"], prog))
     index = {"workdir": search["workdir"], "complete": complete, "note": note, "exported": time.time(),
              "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
              "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,
                          "searched": dict(m.searched), "measured": m.measured, "repeatability": m.repeatability,
+                         "timed": m.timed["network"], **({"program": m.program} if m.program else {}),
                          **({"onnx": _onnx_entry(m.checks["onnx"])} if "onnx" in m.checks else {}),
                          **({"files": [asdict(f) for f in m.files]} if m.files else {})}
                         for m in models]}
     jsonio.write_json(stage / EXPORT_INDEX, index)
     return ExportReport(out, models, complete, note, [o["name"] for o in objectives])
+
+
+def _remeasure(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, dict[str, Any]]],
+               programs: Sequence[nn.Module | None], space: Any, recipes: Mapping[str, Any],
+               data: Splits | None) -> tuple[list[Remeasured], list[dict[str, Any]]]:
+    """Every pick's priced network re-measured by `recipes` (`remeasure_all`), and, for a pick whose
+    `load_subnet` gives the torch.export program instead, that program's own latency: timed in the same
+    interleaved rounds as the priced networks, so the two figures compare; {} for the other picks."""
+    models = [(m, space, a) for _, a, _, m, _ in built]
+    extra = [(p, space, built[i][1]) for i, p in enumerate(programs) if p is not None]
+    latency = {n: r for n, r in recipes.items() if r["kind"] == "latency"}
+    if not extra or not latency:
+        return remeasure_all(models, recipes, data), [{} for _ in built]
+    timed = remeasure_all(models + extra, latency, data)
+    rest = remeasure_all(models, {n: r for n, r in recipes.items() if n not in latency}, data)
+    merged = [{**t.values, **r.values} for t, r in zip(timed, rest)]
+    out = [Remeasured({n: v[n] for n in recipes if n in v}, t.repeatability) for v, t in zip(merged, timed)]
+    program_all: list[dict[str, Any]] = [{} for _ in built]
+    index = [i for i, p in enumerate(programs) if p is not None]
+    for i, t in zip(index, timed[len(models):]):
+        program_all[i] = {"network": "program", "how": TIMED["program"], "measured": dict(t.values),
+                          "repeatability": dict(t.repeatability)}
+    return out, program_all
 
 
 def _onnx_entry(info: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,11 @@ WEIGHTS = "weights.pt"             # in an exported model's directory: its state
 PROGRAM = "model.pt2"              # in an exported model's directory: the module as a torch.export program
 WEIGHT_KINDS = ("supernet", "trained")
 LOAD_KINDS = ("build", "program")  # how load_subnet gets the module: space.build(arch) + weights, or model.pt2
+# Which network export and verify re-measure (card.json / export.json / verify.json "timed"): the one the search
+# priced when it can be rebuilt, else the torch.export program, labelled as such.
+TIMED = {"eager": "space.build(arch) + weights.pt, eager: the network the search priced",
+         "program": "model.pt2, the torch.export program nas.load_subnet returns for this space: not the network the "
+                    "search priced (a GraphModule with per-call input checks, often 1.5-2x slower on small models)"}
 def save_state_dict(module: nn.Module, path: Path) -> None:
     """The module's state_dict (tensors only, on the CPU), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -437,9 +442,17 @@ def load_subnet(path: str | Path) -> nn.Module:
     if load not in LOAD_KINDS:
         raise ConfigError(f"{folder / SUBNET}: load: expected one of {', '.join(LOAD_KINDS)}, got {load!r}")
     if load == "program":
-        program = d.get("program") if isinstance(d.get("program"), Mapping) else {}
-        return load_program(folder / str(program.get("file") or PROGRAM))
-    space = space_from_json(d["space"], f"{folder / SUBNET}: space")
+        return _program_of(folder, d)
+    return _built(folder, d, space_from_json(d["space"], f"{folder / SUBNET}: space"))
+
+
+def _program_of(folder: Path, d: Mapping[str, Any]) -> nn.Module:
+    program = d.get("program") if isinstance(d.get("program"), Mapping) else {}
+    return load_program(folder / str(program.get("file") or PROGRAM))
+
+
+def _built(folder: Path, d: Mapping[str, Any], space: ModelSpace) -> nn.Module:
+    """`space.build(arch)` of an exported model's model.json with its weights.pt loaded, in eval mode."""
     module = space.build(space.validate(d["arch"]))
     want = d["module"].get("class") if isinstance(d["module"], Mapping) else None
     if want != object_path(type(module)):
@@ -450,3 +463,29 @@ def load_subnet(path: str | Path) -> nn.Module:
     except RuntimeError as e:
         raise ConfigError(f"{folder / str(d['weights'])}: does not fit the architecture in {SUBNET} ({_first(e)})") from None
     return module.eval()
+
+
+def load_priced(path: str | Path, space: ModelSpace | None = None) -> tuple[nn.Module, dict[str, str]]:
+    """(module, label): the exported model as the network the search priced, for re-measuring it.
+
+    That is `space.build(arch)` with the exported weights.pt, eager (`space`, or the space rebuilt from
+    model.json; for a space you wrote that runs your script, as `nas export` does). `load_subnet` gives the
+    same network for a toolkit space, but the torch.export program for yours, which computes the same outputs
+    slower (per-call input checks): timing it would misreport what the search priced. Where the space cannot
+    be rebuilt (the script is gone), the program is returned, labelled so. The label is
+    {"network": "eager" | "program", "how": what was timed[, "why": why not eager]}.
+    """
+    folder, d = read_subnet_json(path)
+    load = d.get("load", "build")
+    if load not in LOAD_KINDS:
+        raise ConfigError(f"{folder / SUBNET}: load: expected one of {', '.join(LOAD_KINDS)}, got {load!r}")
+    try:
+        if space is None:
+            space = space_from_json(d["space"], f"{folder / SUBNET}: space")
+        return _built(folder, d, space), {"network": "eager", "how": TIMED["eager"]}
+    except Exception as e:  # the user's script is gone or no longer builds this network: its program still loads
+        if load != "program":
+            raise
+        why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        return _program_of(folder, d), {"network": "program", "how": TIMED["program"],
+                                        "why": f"the space could not be rebuilt ({why})"}

@@ -1,7 +1,9 @@
 """Re-measuring exported models: accuracy on held-out data, latency on the device, against the search's values.
 
-`verify(out)` reloads every model of an export directory with `load_subnet` (as a user would; a model of
-a space you wrote comes from its `model.pt2`, so verify needs none of your code), re-measures it
+`verify(out)` reloads every model of an export directory as the network the search priced
+(`nas.modelspec.load_priced`: `space.build(arch)` + weights.pt, eager; for a space you wrote, its script is
+run to rebuild the space, as `nas export` does, and where that is no longer possible the model's `model.pt2`
+program is timed instead, labelled so in `Check.timed` and in any flag it causes), re-measures it
 with its recipes (`nas.measure.remeasure_all`, exactly as export did), reports
 predicted-vs-measured error per objective, and flags picks that break a constraint or are dominated by
 another pick once the measured values replace the searched ones.
@@ -23,7 +25,7 @@ from torch import nn
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, remeasure_all
-from nas.modelspec import SUBNET, DataRef, RecordedInput, load_subnet, read_subnet_json
+from nas.modelspec import SUBNET, DataRef, RecordedInput, load_priced, read_subnet_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -46,6 +48,7 @@ class Check:
     flags: list[str] = field(default_factory=list)
     repeatability: dict[str, float] = field(default_factory=dict)  # per latency: this measurement's own, relative
     export_pass: dict[str, float] = field(default_factory=dict)    # per latency: export's earlier measurement
+    timed: dict[str, str] = field(default_factory=dict)  # which network was re-measured (modelspec.load_priced)
 
     @property
     def ok(self) -> bool:
@@ -96,7 +99,9 @@ def _flags(checks: Sequence[Check], objectives: Sequence[Objective], constraints
     for c, v in zip(checks, values):
         for con in constraints:
             if con.metric in v and not con.satisfied(v):
-                c.flags.append(f"breaks {con} after re-measurement ({con.metric} = {v[con.metric]:.4g})")
+                c.flags.append(f"breaks {con} after re-measurement ({con.metric} = {v[con.metric]:.4g}"
+                               + (", timed on the torch.export program, not the network the search priced"
+                                  if c.timed.get("network") == "program" and con.metric in c.measured else "") + ")")
     usable = [i for i, v in enumerate(values) if all(o.name in v for o in objectives)]
     if len(usable) < 2 or not objectives:
         return
@@ -130,6 +135,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     objectives = [Objective(n, d) for n, d in index["objectives"].items()]
     constraints = [Constraint.parse(c) for c in index["constraints"]]
     loaded: list[tuple[dict[str, Any], nn.Module, Any, Any, dict[str, Any]]] = []
+    timed: list[dict[str, str]] = []
     for entry in index["models"]:
         folder, sub = read_subnet_json(out / entry["path"])
         evaluation = sub.get("evaluation") or {}
@@ -140,7 +146,12 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
                 raise ConfigError(f"{folder}: evaluation.data is missing, so accuracy cannot be re-measured")
             data = DataRef(ref["function"], dict(ref.get("kwargs") or {})).load()
         shape = RecordedInput.of(sub.get("input"), str(folder / SUBNET))  # latency and counts: the traced input
-        loaded.append((entry, load_subnet(folder), shape, sub["arch"], recipes))
+        module, label = load_priced(folder)
+        if label["network"] == "program":
+            log.warning("trial %s: re-measuring its torch.export program %s, not the network the search priced: %s",
+                        entry.get("trial"), folder.name, label["why"])
+        timed.append(label)
+        loaded.append((entry, module, shape, sub["arch"], recipes))
     groups: dict[str, list[int]] = {}  # models sharing recipes are re-measured (timed) together
     for i, x in enumerate(loaded):
         groups.setdefault(json.dumps(x[4], sort_keys=True), []).append(i)
@@ -149,14 +160,14 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], loaded[idx[0]][4], data)):
             measured[i] = m
     checks: list[Check] = []
-    for (entry, *_), again in zip(loaded, measured):
+    for (entry, *_), again, label in zip(loaded, measured, timed):
         values = again.values
         searched = {k: float(v) for k, v in entry["searched"].items()}
         error = {k: values[k] - searched[k] for k in values if k in searched}
         rel = {k: (e / abs(searched[k]) if searched[k] else math.inf if e else 0.0) for k, e in error.items()}
         earlier = {k: float(v) for k, v in (entry.get("measured") or {}).items() if k in again.repeatability}
         checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
-                            repeatability=again.repeatability, export_pass=earlier))
+                            repeatability=again.repeatability, export_pass=earlier, timed=label))
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:

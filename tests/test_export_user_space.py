@@ -198,3 +198,81 @@ def test_a_module_torch_export_cannot_capture(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="nas.export"):
         info = _program({"class": "nas.spaces.ofa.OFASpace", "config": {}}, Branchy(), example, tmp_path / "c.pt2")
     assert info["file"] is None and "no model.pt2" in caplog.text and not (tmp_path / "c.pt2").exists()
+
+
+# ------------------------------------------------------------------------------ hw22 #4: re-measure what was priced
+class TinyUserSpace(nas.spaces.ModelSpace):
+    """A space outside the toolkit (importable, not `nas.*`): its exported models load from model.pt2."""
+
+    def __init__(self) -> None:
+        super().__init__(width=nas.spaces.Choice([4, 8, 16]))
+
+    def build(self, arch):
+        return torch.nn.Sequential(torch.nn.Linear(6, arch["width"]), torch.nn.ReLU(), torch.nn.Linear(arch["width"], 3))
+
+    def example_input(self, arch, batch_size: int = 1):
+        return torch.randn(batch_size, 6, generator=torch.Generator().manual_seed(0))
+
+
+def test_export_and_verify_time_the_network_the_search_priced_not_the_program(tmp_path, monkeypatch, caplog):
+    """The card and verify used to time `load_subnet`'s torch.export GraphModule (1.7-2x slower than the eager
+    network the search priced), flagging picks that meet their latency constraint. Now they time
+    `space.build(arch)` + weights.pt, say so, and give the program's own latency as a separate, labelled figure."""
+    import nas.hardware.latency as latency
+    from nas.export import export
+    from nas.measure import count_metric, latency_metric
+    from nas.modelspec import save_trial_weights
+    from nas.verify import Check, _flags, verify
+    from nas.objectives import Constraint
+
+    space, wd = TinyUserSpace(), tmp_path / "wd"
+    record_model(wd, space, metrics={"latency_ms": latency_metric(warmup=1, repeats=3, rounds=2, statistic="min"),
+                                     "params": count_metric("params")})
+
+    def evaluate(arch):
+        torch.manual_seed(0)
+        save_trial_weights(wd, arch, space.build(arch))
+        return {"params": float(sum(p.numel() for p in space.build(arch).parameters())),
+                "latency_ms": 0.001 * (20 - arch["width"])}  # conflicting objectives: several picks
+
+    result = nas.search(space, evaluate, {"params": "min", "latency_ms": "min"}, strategy="random", budget=3, seed=0,
+                        workdir=wd)
+    timed: list[list[str]] = []
+    real = latency.measure_latencies
+
+    def spy(items, **kwargs):
+        timed.append([type(m).__name__ for m, _ in items])
+        return real(items, **kwargs)
+
+    monkeypatch.setattr(latency, "measure_latencies", spy)
+    report = export(result, tmp_path / "models", onnx=False)
+    n = len(report.models)
+    assert n >= 2
+    assert timed == [["Sequential"] * n + ["GraphModule"] * n]  # priced networks and programs, in the same rounds
+    index = json.loads((tmp_path / "models" / "export.json").read_text())
+    for m, entry in zip(report.models, index["models"]):
+        card = json.loads((m.path / "card.json").read_text())
+        assert card["checks"]["load"] == "program" and card["timed"]["network"] == "eager"
+        assert "the network the search priced" in card["timed"]["how"] and entry["timed"] == "eager"
+        assert card["program"]["network"] == "program" and card["program"]["measured"]["latency_ms"] > 0
+        assert entry["program"]["measured"] == card["program"]["measured"] and m.measured["latency_ms"] > 0
+        text = (m.path / "card.md").read_text()
+        assert "Re-measured on space.build(arch) + weights.pt" in text and "not what the search priced" in text
+        assert card["checks"]["priced_max_abs_diff"] < 1e-6
+    timed.clear()
+    checks = verify(tmp_path / "models").checks
+    assert timed == [["Sequential"] * n] and all(c.timed["network"] == "eager" for c in checks)
+    # Where the space can no longer be rebuilt, verify times the program and says so, in the report and flags.
+    for entry in index["models"]:
+        path = tmp_path / "models" / entry["path"] / "model.json"
+        info = json.loads(path.read_text())
+        info["space"]["class"] = "tests.no_such_module.Gone"
+        path.write_text(json.dumps(info))
+    timed.clear()
+    with caplog.at_level("WARNING", logger="nas.verify"):
+        checks = verify(tmp_path / "models").checks
+    assert timed == [["GraphModule"] * n] and "not the network the search priced" in caplog.text
+    assert all(c.timed["network"] == "program" and "could not be rebuilt" in c.timed["why"] for c in checks)
+    check = Check(1, "p", {"latency_ms": 1.0}, {"latency_ms": 2.0}, {}, {}, timed=checks[0].timed)
+    _flags([check], [], [Constraint.parse("latency_ms <= 1.5")])
+    assert "timed on the torch.export program" in check.flags[0]

@@ -241,12 +241,15 @@ def test_sparse_feature_dropout_matches_dense_dropout():
 
 
 # ---------------------------------------------------------------------------------------------- counts
-def test_count_gives_params_and_dense_flops_only():
+def test_count_gives_params_and_flops_with_message_passing():
     space = GNNSpace(1433, 7)
     counts = space.count(space.default())
-    n = 32  # the default example graph
+    x, edges = space.example_input(space.default())
+    n, pairs = 32, edges.shape[1] + 32  # the default example graph; GCN adds a self-loop per node
     assert counts["params"] == 1433 * 16 + 16 + 16 * 7 + 7
-    assert counts["flops"] == 2 * n * (1433 * 16 + 16 * 7)  # the two GCN linear maps; message passing is not counted
+    # the two GCN linear maps, then per layer: its degrees (an add per pair) and its sum aggregation (an add per
+    # pair and channel); the edge weights are elementwise products, uncounted like every elementwise op
+    assert counts["flops"] == 2 * n * (1433 * 16 + 16 * 7) + 2 * pairs + pairs * (16 + 7)
     assert space.count(space.default(), batch_size=3)["flops"] == 3 * counts["flops"]
 
 
@@ -255,9 +258,14 @@ def test_count_on_a_given_graph(karate):
     gat = space.validate({"layers": 1, "hidden_layers": [
         {"op": "gat", "attention": "gat", "heads": 2, "hidden": 16, "activation": "relu", "residual": False}],
         "output": {"op": "mlp"}})
-    assert space.count(gat)["flops"] == 2 * 34 * (34 * 16 + 16 * 4)  # attention scores are elementwise: uncounted
+    edges, pairs = 156, 156 + 34  # karate's directed edges; with a self-loop per node
+    # attention scores are elementwise (uncounted); the softmax sums an add per pair and head, the aggregation
+    # an add per pair and channel (2 heads x 8)
+    assert space.count(gat)["flops"] == 2 * 34 * (34 * 16 + 16 * 4) + pairs * 2 + pairs * 16
     cheb = space.validate({**GCN, "hidden_layers": [{**GCN["hidden_layers"][0], "op": "cheb"}]})
-    assert space.count(cheb)["flops"] == 2 * 34 * (2 * 34 * 16 + 16 * 4)  # ChebConv K=2: two maps; GCN head
+    # ChebConv K=2: two maps, the Laplacian's degrees and one propagation of the 34 input channels; GCN head:
+    # degrees and aggregation of its 4 channels
+    assert space.count(cheb)["flops"] == 2 * 34 * (2 * 34 * 16 + 16 * 4) + edges + pairs * 34 + pairs + pairs * 4
 
 
 # ---------------------------------------------------------------------------------------------- graph form

@@ -171,3 +171,15 @@ def test_valid_profiles_still_load(tmp_path):
     path.write_text(json.dumps([BASE]))
     with pytest.raises(ConfigError, match=rf"^device profile {path}: expected a JSON object"):
         load_device(path)
+
+
+# ---------------------------------------------------------------------------------------------- hw22 #7: dtype keys
+@pytest.mark.parametrize("field, value", [("energy_pj_per_flop", {"fp32": 50.0}), ("peak_flops", {"fp32": 2e12}),
+                                          ("peak_flops", {"float32": 2e12, "fp16": 4e12})])
+def test_profile_dtype_key_typo_is_refused_at_load(tmp_path, field, value):
+    """A misspelt dtype key used to load; energy then fell back to TDP / peak (6.4x low), a peak failed later."""
+    path = tmp_path / "my_npu.json"
+    path.write_text(json.dumps({**BASE, "tdp_w": 5, "energy_pj_per_byte": 20, field: value}))
+    bad = sorted(set(value) - {"float32"})[0]
+    with pytest.raises(ConfigError, match=rf"^device profile {path}: .*\b{field}\b.*'{bad}'.*known: .*float32"):
+        load_device(path)

@@ -107,6 +107,34 @@ def test_any_space_cost_model_and_round_trip(data) -> None:
         CostModel(space, device="cpu", latency=phone)
 
 
+def test_predicting_a_field_value_absent_from_training_warns_once_and_is_recorded(data) -> None:
+    """hw22 #8: a model fitted without `nor_conv_3x3` predicted networks using it 60-115 % off, silently."""
+    import warnings
+
+    from nas.hardware.e2e_latency import UnseenValueWarning
+
+    space, archs, y = data
+    seen = [i for i, a in enumerate(archs) if "nor_conv_3x3" not in a.values()][:40]
+    using = [a for a in archs if "nor_conv_3x3" in a.values()][:5]
+    model = EndToEndLatency(space, device="pixel4_a76", candidates=("ridge",)).fit([archs[i] for i in seen], y[seen])
+    cost = CostModel(space, device="pixel4_a76", latency=model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnseenValueWarning)
+        model.predict([archs[i] for i in seen[:10]])  # values it was trained on: no warning
+    assert model.provenance()["extrapolation"] == {"unseen_values": {}, "predictions": 0}
+    with pytest.warns(UnseenValueWarning, match=r"absent from the 40 training samples \(edge_\d_\d='nor_conv_3x3'"):
+        model.predict(using)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnseenValueWarning)
+        cost(using[0])  # warned once per model
+    record = model.provenance()["extrapolation"]
+    assert record["predictions"] == len(using) + 1
+    assert set(record["unseen_values"]) == {f for a in using for f, v in a.items() if v == "nor_conv_3x3"}
+    assert all(v == ["nor_conv_3x3"] for v in record["unseen_values"].values())
+    assert cost.provenance["latency_ms"]["extrapolation"] == record  # CostModel's provenance sees it too
+    json.dumps(model.to_dict())
+
+
 def test_cost_features_feed_the_extras_regressor(data) -> None:
     space, archs, _ = data
     feats = cost_features(space)
@@ -190,6 +218,31 @@ def test_load_samples_formats_and_errors(tmp_path, data) -> None:
     zero.write_text("".join(json.dumps({"arch": dict(a), "latency_ms": t}) + "\n" for a, t in zip(archs, [1.0, 2.0, 0.0])))
     with pytest.raises(ConfigError, match=r"line 3: latency_ms 0.0 is not a positive finite number"):
         load_samples(zero, space)
+
+
+def test_load_samples_reads_a_json_array_and_excel_csv(tmp_path, data) -> None:
+    """hw22 #9: a .json file holding a JSON array failed as "line 1 is not JSON"; Excel's CSV UTF-8 (BOM) failed
+    with an invisible field name."""
+    space, archs, y = data
+    rows = [{"arch": dict(a), "latency_ms": float(t)} for a, t in zip(archs[:4], y)]
+    array = tmp_path / "dev.json"
+    array.write_text(json.dumps(rows, indent=1))
+    got, ms = load_samples(array, space)
+    assert got == archs[:4] and ms == pytest.approx(list(y[:4]))
+    array.write_text(json.dumps(rows[:1] + [{"arch": rows[1]["arch"]}]))
+    with pytest.raises(ConfigError, match="array element 1 needs 'arch' and 'latency_ms'"):
+        load_samples(array, space)
+    pretty = tmp_path / "one.json"  # neither JSON Lines nor an array: the error says what is expected
+    pretty.write_text(json.dumps({"samples": rows}, indent=1))
+    with pytest.raises(ConfigError, match="line 1 is not JSON .*JSON Lines.*or one JSON array"):
+        load_samples(pretty, space)
+    bom = tmp_path / "excel.csv"
+    with bom.open("w", encoding="utf-8-sig", newline="") as fh:
+        fh.write("arch,latency_ms\r\n" + "".join(
+            '"' + json.dumps(r["arch"]).replace('"', '""') + f'",{r["latency_ms"]}\r\n' for r in rows))
+    assert bom.read_bytes().startswith(b"\xef\xbb\xbf")
+    got, ms = load_samples(bom, space)
+    assert got == archs[:4] and ms == pytest.approx(list(y[:4]))
 
 
 def test_cli_fit_latency(tmp_path, data) -> None:

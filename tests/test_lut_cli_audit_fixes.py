@@ -90,6 +90,17 @@ def test_build_lut_refuses_an_unknown_profile_and_records_a_known_one(tmp_path):
     assert LatencyTable.load(out).device == "local_cpu"
 
 
+def test_build_table_refuses_another_devices_profile(tmp_path):
+    """hw22 #6: timings taken here are never recorded as another device's (x86 layers labelled "pixel4_a76")."""
+    adapter, path = adapter_for(NasBench201Space(**TINY)), tmp_path / "px.jsonl"
+    with pytest.raises(ConfigError, match=r"'pixel4_a76' is not this machine's cpu \(local_cpu\)"):
+        build_table(adapter, path, profile="pixel4_a76", limit=1, warmup=0, repeats=1, rounds=1)
+    assert not path.exists()
+    one_error_line(invoke(lut("--out", str(path), "--profile", "pixel4_a76", "--limit", "1", *FAST)),
+                   "pixel4_a76", "not this machine's")
+    assert not path.exists()
+
+
 def test_fit_latency_refuses_an_unknown_profile(tmp_path):
     space = NasBench201Space()
     rng = np.random.default_rng(0)

@@ -155,7 +155,8 @@ def measure(
         archs = [sp.sample(rng) for _ in range(random)]
     measured = CostModel(sp, device=device, latency="measured", batch_size=batch_size, threads=threads,
                          warmup=warmup, repeats=repeats)
-    lut = CostModel(sp, device=device, latency=LatencyTable.load(table), batch_size=batch_size) if table else None
+    lut = CostModel(sp, device=device, latency=LatencyTable.load(table), batch_size=batch_size,
+                    threads=threads) if table else None
     out = Table(title=f"{space} on {device}, batch {batch_size}, {threads} thread(s), load {os.getloadavg()[0]:.2f}",
                 title_justify="left")
     for col in ("arch id", "MFLOPs", "params", "median ms", "p10-p90 ms", "roofline ms") + (("LUT ms",) if lut else ()):
