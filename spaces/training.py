@@ -419,17 +419,26 @@ def _chunks(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
 
 @torch.no_grad()
 def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any], Any] | None = None) -> nn.Module:
-    """Reset every batch-norm layer's running statistics and re-estimate them as the exact average over the
-    batches in `inputs` (momentum=None), run in train mode by `call(batch)` (default `module(batch)`).
+    """Reset the running statistics of every batch-norm layer that trains and re-estimate them as the exact
+    average over the batches in `inputs` (momentum=None), run in train mode by `call(batch)` (default
+    `module(batch)`).
 
-    The module is returned in eval mode, ready to evaluate with statistics of exactly this (sub)network.
+    Which batch norms train is the model's own mode setup: the module is switched with `module.train()` (a model
+    whose `train()` keeps a frozen pretrained backbone in eval keeps it so), and where it comes in train mode with
+    some batch norms in train mode and others in eval (`model.train(); model.backbone.eval()`), those stay in
+    eval. A batch norm left in eval mode is never touched: its pretrained statistics stay. The module is
+    returned in eval mode, ready to evaluate with statistics of exactly this (sub)network.
     """
-    bns = [m for m in module.modules() if isinstance(m, _BN)]
+    entry = [m for m in module.modules() if isinstance(m, _BN)]
+    kept = [m for m in entry if not m.training] if module.training and any(m.training for m in entry) else []
+    module.train()
+    for m in kept:
+        m.eval()
+    bns = [m for m in module.modules() if isinstance(m, _BN) and m.training]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
-    module.train()
     try:
         for batch in inputs:
             (call or module)(batch)

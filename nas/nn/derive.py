@@ -11,7 +11,7 @@ A decision used only inside some candidates of a `LayerChoice` is a `Conditional
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from nas.errors import SpaceDefinitionError
-from nas.nn.mutable import Context, LayerChoice, Mutable, Repeat
-from nas.nn.values import Choice
+from nas.nn.mutable import Context, InputChoice, LayerChoice, Mutable, Repeat, ScopeDefaults
+from nas.nn.values import Choice, Value
 from nas.spaces.params import Choice as ChoiceField, Conditional
 from nas.spaces.space import Repeat as RepeatField, Space
 
 __all__ = ["Derivation", "bind", "derive", "freeze", "probe_shapes"]
 
 Chain = tuple[tuple[int, int], ...]  # (id of a Repeat module, block index), outermost first
+Scope = tuple[tuple[str, int], ...]  # the same by the Repeats' labels: where a scope's fields sit in an architecture
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,15 @@ class Use:
 
 @dataclass
 class Derivation:
-    """The walk's findings: `fields` of the space, each LayerChoice label's keys by parameter count (most
-    first, for the largest/smallest architectures) and each label's first option (the probe's fallback)."""
+    """The walk's findings: `fields` of the space, each LayerChoice decision's keys by parameter count (most
+    first, for the largest/smallest architectures), keyed by (scope, label): a label is one decision per scope,
+    so two Repeats' blocks (or two blocks of one Repeat) rank their own candidates; and each label's first
+    option (the probe's fallback), per scope."""
 
     fields: dict[str, Any] = field(default_factory=dict)
-    ranks: dict[str, list[Any]] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
+    ranks: dict[tuple[Scope, str], list[Any]] = field(default_factory=dict)
+    defaults: ScopeDefaults = field(default_factory=ScopeDefaults)
+    stored: str | None = None  # a choice kept on a plain module that no choice point uses (deferred: see derive)
 
 
 @dataclass
@@ -59,7 +63,8 @@ class _Walk:
     leaves: dict[int, Choice] = field(default_factory=dict)
     nodes: dict[int, Any] = field(default_factory=dict)  # a decision's own space node (InputChoice: a Subset)
     repeats: list[tuple[Repeat, Use]] = field(default_factory=list)
-    ranks: dict[str, list[Any]] = field(default_factory=dict)
+    sizes: list[tuple[Chain, str, dict[Any, int]]] = field(default_factory=list)  # each LayerChoice's candidates
+    stored: list[tuple[str, nn.Module, str, Value]] = field(default_factory=list)  # choices kept on plain modules
 
     def add(self, leaf: Choice, use: Use) -> None:
         self.leaves[id(leaf)] = leaf
@@ -74,6 +79,7 @@ def _auto_label(path: str, scope_root: str) -> str:
 
 def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: str, out: _Walk) -> None:
     if not isinstance(module, Mutable):
+        out.stored.extend((path, module, attr, value) for attr, value in _stored_values(module))
         for name, child in module.named_children():
             _walk(child, f"{path}.{name}" if path else name, chain, candidates, root, out)
         return
@@ -96,9 +102,56 @@ def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: s
             _walk(block, f"{path}.{i}", chain + ((id(module), i),), candidates, f"{path}.{i}", out)
     elif isinstance(module, LayerChoice):
         sizes = {k: sum(p.numel() for p in module.candidate(k).parameters()) for k in module.keys}
-        out.ranks.setdefault(module.choice.label, sorted(module.keys, key=lambda k: -sizes[k]))
+        out.sizes.append((chain, module.choice.label, sizes))
         for k in module.keys:
             _walk(module.candidate(k), f"{path}.{k}", chain, candidates + ((module, k, chain),), root, out)
+
+
+def _stored_values(module: nn.Module) -> Iterator[tuple[str, Value]]:
+    """The choices a plain module keeps among its attributes (directly, or in a list, tuple or dict)."""
+    for attr, value in vars(module).items():
+        if attr in ("_modules", "_parameters", "_buffers"):
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value) \
+            if isinstance(value, (list, tuple)) else [(None, value)]
+        for k, v in items:
+            if isinstance(v, Value):
+                yield (attr if k is None else f"{attr}[{k!r}]"), v
+
+
+def _check_stored(walk: _Walk) -> str | None:
+    """A choice kept on a plain module is a decision only where a choice point uses it: a plain torch layer built
+    with one (nn.MaxPool2d(Choice(...))) or one read by forward code alone (F.avg_pool2d(x, self.k)) would
+    silently drop out of the space, or fail at run time naming nothing. The problem, or None."""
+    labels = {leaf.label for leaf in walk.leaves.values()}
+    for path, module, attr, value in walk.stored:
+        where = f"{path}.{attr}" if path else f"{type(module).__name__}.{attr}"
+        cls = type(module)
+        if cls.__module__.startswith("torch."):
+            return (
+                f"{where}: {value!r} is an argument of a plain {cls.__module__.split('.modules')[0]}.{cls.__name__}, "
+                "which takes plain numbers (the search would never set it); use a layer of nas.nn that takes a "
+                "choice there, or a Mutable of your own that reads the choice in forward (docs/model_space.md)")
+        unused = [leaf for leaf in value.leaves() if id(leaf) not in walk.leaves and leaf.label not in labels]
+        if unused:
+            return (
+                f"{where}: {unused[0]!r} is kept on a plain module and no choice point uses it, so it would not "
+                "be a decision of the space (a torch.nn.functional call or plain torch layer given it in forward "
+                "fails at run time); pass it to a layer of nas.nn, or read it in forward through a Mutable of your "
+                "own (value_args / active(), docs/model_space.md)")
+    return None
+
+
+def _ranks(walk: _Walk) -> dict[tuple[Scope, str], list[Any]]:
+    """Each LayerChoice decision's keys, most parameters first, keyed by (scope, label); the LayerChoices that
+    share a label in one scope (one decision) rank by their summed parameters."""
+    labels = {id(r): r.label for r, _ in walk.repeats}
+    totals: dict[tuple[Scope, str], dict[Any, int]] = {}
+    for chain, label, sizes in walk.sizes:
+        total = totals.setdefault((tuple((labels[rid], i) for rid, i in chain), label), {})
+        for k, n in sizes.items():
+            total[k] = total.get(k, 0) + n
+    return {key: sorted(total, key=lambda k: -total[k]) for key, total in totals.items()}
 
 
 def _common(chains: list[Chain]) -> Chain:
@@ -139,8 +192,10 @@ def _condition(scope: Chain, uses: list[Use]) -> tuple[str, list[Any]] | None:
     return None if len(keys) == len(lc.keys) else (lc.choice.label, keys)  # used by every candidate: always on
 
 
-def derive(net: nn.Module) -> Derivation:
-    """The space fields of `net`'s choice points (and validation of every one, naming its module path)."""
+def derive(net: nn.Module, defer: bool = False) -> Derivation:
+    """The space fields of `net`'s choice points (and validation of every one, naming its module path). `defer`:
+    a choice kept on a plain module and used by no choice point is left in `stored` for the caller to raise
+    (after a run of the model that may name the forward line that reads it), not raised here."""
     walk = _Walk()
     _walk(net, "", (), (), "", walk)
     scopes: dict[Chain, dict[str, list[tuple[Choice, list[Use]]]]] = {}
@@ -160,15 +215,18 @@ def derive(net: nn.Module) -> Derivation:
                         f"{entries[0][1][0].where}: label {label!r} is created inside a Repeat's block and also used "
                         f"outside it (at {outer}); a choice made by a Repeat's factory is one decision per block: "
                         "give it another label, or create it outside the factory to share it")
-    out = Derivation(ranks=walk.ranks)
-    out.fields = _fields((), scopes, walk, out)
+    stored = _check_stored(walk)
+    if stored is not None and not defer:
+        raise SpaceDefinitionError(stored)
+    out = Derivation(ranks=_ranks(walk), stored=stored)
+    out.fields = _fields((), scopes, walk, out.defaults)
     if not out.fields:
         raise SpaceDefinitionError(f"{type(net).__name__}: has no choice points (no Choice, LayerChoice, "
                                    "InputChoice or Repeat with a choice depth)")
     return out
 
 
-def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, out: Derivation) -> dict[str, Any]:
+def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, defaults: ScopeDefaults) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     where: dict[str, str] = {}
     for label, entries in scopes.get(scope, {}).items():
@@ -180,14 +238,16 @@ def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, out: Derivat
                 raise SpaceDefinitionError(
                     f"{other_uses[0].where}: label {label!r} is reused with different options "
                     f"({_describe(other_node)} here, {_describe(node)} at {uses[0].where})")
-        out.defaults.setdefault(label, _first(node))
+        defaults.setdefault(label, _first(node))
         cond = _condition(scope, [u for _, us in entries for u in us])
         fields[label] = Conditional(cond[0], cond[1], node) if cond else node
         where[label] = uses[0].where
     for repeat, use in walk.repeats:
         if use.chain != scope:
             continue
-        blocks = [_fields(scope + ((id(repeat), i),), scopes, walk, out) for i in range(len(repeat.blocks()))]
+        block_defaults = [ScopeDefaults() for _ in repeat.blocks()]
+        blocks = [_fields(scope + ((id(repeat), i),), scopes, walk, block_defaults[i])
+                  for i in range(len(repeat.blocks()))]
         for i, b in enumerate(blocks[1:], 1):
             if Space._unchecked(b).to_spec() != Space._unchecked(blocks[0]).to_spec():
                 raise SpaceDefinitionError(f"{use.path}.{i}: the blocks of a Repeat must hold the same choices "
@@ -208,6 +268,7 @@ def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, out: Derivat
                                        f"(at {where[repeat.label]}); give one of them another label")
         fields[repeat.label] = node
         where[repeat.label] = use.path
+        defaults.blocks[repeat.label] = block_defaults[0]  # the blocks hold the same choices
     return fields
 
 
@@ -232,30 +293,60 @@ def bind(module: nn.Module, ctx: Context | None) -> None:
 
 
 def freeze(module: nn.Module, ctx: Context, fresh: bool = False,
-           memo: dict[tuple[int, int], nn.Module] | None = None) -> nn.Module:
+           memo: dict[int, nn.Module] | None = None,
+           tensors: dict[int, torch.Tensor] | None = None) -> nn.Module:
     """A copy of `module` for the architecture of `ctx` made of plain modules: each choice point replaced by its
     export (`fresh`: newly initialised layers instead of copies of the shared weights). A module registered
-    under several names (tied weights) becomes one copy under all of them."""
+    under several names (tied weights) becomes one copy under all of them, and a parameter or buffer shared by
+    several modules (`decoder.weight = embed.weight`) one tensor (`tensors`: original id -> copy). Every module
+    keeps the train/eval mode of the module it comes from (an export, its choice point's).
+
+    `memo` is keyed by the module alone: a module reached in several contexts (one instance shared by the blocks
+    of a Repeat) holds only choices of a scope around all of them (the derivation puts them there), so it
+    freezes alike in each, to one copy."""
     memo = {} if memo is None else memo
-    key = (id(module), id(ctx))
+    tensors = {} if tensors is None else tensors
+    key = id(module)
     if key in memo:
         return memo[key]
     if isinstance(module, Mutable):
-        new = module.export(ctx, lambda m, c: freeze(m, c, fresh, memo), fresh)
+        inner: list[nn.Module] = []
+
+        def below(m: nn.Module, c: Context) -> nn.Module:
+            inner.append(freeze(m, c, fresh, memo, tensors))
+            return inner[-1]
+
+        new = module.export(ctx, below, fresh)
+        _set_mode(new, module.training, {id(m) for m in inner})
     else:
         children = {name: c for name, c in module._modules.items() if c is not None}  # every name, shared or not
-        new = copy.deepcopy(module, {id(c): c for c in children.values()})  # its own tensors; children below
+        own = [(store, name, t) for store in ("_parameters", "_buffers")
+               for name, t in getattr(module, store).items() if t is not None]
+        seen = {id(t): tensors[id(t)] for _, _, t in own if id(t) in tensors}  # copied already: shared
+        new = copy.deepcopy(module, {**seen, **{id(c): c for c in children.values()}})  # its tensors; children below
+        for store, name, t in own:
+            tensors.setdefault(id(t), getattr(new, store)[name])
         for name, child in children.items():
-            new._modules[name] = freeze(child, ctx, fresh, memo)
+            new._modules[name] = freeze(child, ctx, fresh, memo, tensors)
     memo[key] = new
     return new
 
 
+def _set_mode(module: nn.Module, training: bool, frozen: set[int]) -> None:
+    """`training` for `module` and its submodules, except those in `frozen` (they keep their own source's)."""
+    if id(module) in frozen:
+        return
+    module.training = training
+    for child in module.children():
+        _set_mode(child, training, frozen)
+
+
 @torch.no_grad()
 def probe_shapes(net: nn.Module, archs: list[Mapping[str, Any]], x: Any, defaults: Mapping[str, Any]) -> None:
-    """Run `net` on `x` for each architecture with every LayerChoice running all its candidates, so that
-    candidates giving different output shapes are found now (SpaceDefinitionError naming the module path)."""
-    choices = [m for m in net.modules() if isinstance(m, LayerChoice)]
+    """Run `net` on `x` for each architecture with every LayerChoice running all its candidates and every
+    InputChoice comparing all its inputs, so that candidates giving different output shapes are found now
+    (SpaceDefinitionError naming the module path)."""
+    choices = [m for m in net.modules() if isinstance(m, (LayerChoice, InputChoice))]
     was = net.training
     net.eval()
     try:

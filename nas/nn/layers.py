@@ -20,7 +20,7 @@ from torch import nn
 
 from nas.errors import SpaceDefinitionError
 from nas.nn.mutable import Context, Freeze, Mutable
-from nas.nn.values import Value, possible_values
+from nas.nn.values import Value, always_equal, possible_values
 from nas.spaces.dynamic import DynamicBatchNorm, DynamicConv1d, DynamicConv2d, DynamicLinear
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "LayerNorm", "Linear", "MultiheadAttention"]
@@ -118,10 +118,12 @@ class _ConvNd(_Elastic):
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         a = self.args
-        self.depthwise = isinstance(a["groups"], Value) and a["groups"] is a["in_channels"] is a["out_channels"]
+        self.depthwise = isinstance(a["groups"], Value) and (
+            a["groups"] is a["in_channels"] is a["out_channels"]
+            or always_equal(a["groups"], a["in_channels"], a["out_channels"]))  # `w * 2` written inline, three times
         if isinstance(a["groups"], Value) and not self.depthwise:
             return ("groups: a choice can set groups only for a depthwise conv (groups, in_channels and "
-                    "out_channels the same choice)")
+                    "out_channels equal in every architecture: the same choice or expression)")
         if not isinstance(a["groups"], Value) and a["groups"] != 1 and (
                 isinstance(a["in_channels"], Value) or isinstance(a["out_channels"], Value)):
             return f"groups: a grouped conv (groups={a['groups']}) cannot have elastic channels"

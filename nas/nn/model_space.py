@@ -22,7 +22,7 @@ from nas.architecture import Architecture
 from nas.errors import ConfigError, SpaceDefinitionError
 from nas.nn.derive import bind, derive, freeze, probe_shapes
 from nas.nn.mutable import Context
-from nas.nn.values import plain_error
+from nas.nn.values import PLAIN_HINT, plain_error
 from nas.scripts import class_from_json, class_to_json
 from nas.spaces.model_space import ModelSpace as SpaceWithModels
 from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset
@@ -73,7 +73,7 @@ class ModuleSpace(SpaceWithModels):
             raise ConfigError(f"model: expected a nas.nn.ModelSpace subclass, got {model!r}")
         self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
         net = self._instance()
-        derivation = derive(net)
+        derivation = derive(net, defer=True)
         super().__init__(derivation.fields)
         self.ranks, self.defaults = derivation.ranks, derivation.defaults
         if probe and (getattr(model, "input_shape", None) is not None
@@ -86,9 +86,19 @@ class ModuleSpace(SpaceWithModels):
             except Exception as e:  # the model does not run on its own example input: say which input
                 given = (f"input_shape {tuple(model.input_shape)}" if getattr(model, "input_shape", None) is not None
                          else f"{model.__name__}.example_input()")
+                plain = plain_error(e) if isinstance(e, TypeError) else None
+                if derivation.stored is not None:  # which choice (and the forward line reading it)
+                    line = str(plain).split(f"; {PLAIN_HINT}")[0] if plain is not None else ""
+                    raise SpaceDefinitionError(derivation.stored + (f"; in forward, {line}" if line else "")) from e
+                if plain is not None:  # a choice given to a functional call or plain layer in forward: say where
+                    raise SpaceDefinitionError(f"{model.__name__}: {plain} (run on {given} while deriving the "
+                                               "space; a choice read in forward needs a Mutable of your own, see "
+                                               "docs/model_space.md)") from e
                 said = str(e).splitlines()[0] if str(e) else ""
                 raise SpaceDefinitionError(f"{model.__name__}: the model fails on {given} (a batch of 2, run while "
                                            f"deriving the space to check shapes): {type(e).__name__}: {said}") from e
+        if derivation.stored is not None:
+            raise SpaceDefinitionError(derivation.stored)
 
     def _instance(self) -> nn.Module:
         try:
@@ -117,18 +127,18 @@ class ModuleSpace(SpaceWithModels):
     # -- the one-shot trainers' architectures
     def largest(self) -> Architecture:
         """Every size at its largest option, each LayerChoice at its candidate with most parameters."""
-        return self.validate(_pick(self, lambda name, node: _extreme(name, node, self.ranks, last=False)))
+        return self.validate(_pick(self, lambda name, node, scope: _extreme(name, node, scope, self.ranks, last=False)))
 
     def smallest(self) -> Architecture:
         """Every size at its smallest option, each LayerChoice at its candidate with fewest parameters."""
-        return self.validate(_pick(self, lambda name, node: _extreme(name, node, self.ranks, last=True)))
+        return self.validate(_pick(self, lambda name, node, scope: _extreme(name, node, scope, self.ranks, last=True)))
 
     def sample_subnet(self, rng: np.random.Generator, elastic: Any = None) -> Architecture:
         """Each decision uniform on its own (every depth equally likely), the sandwich rule's random subnets."""
         if elastic is not None:
             raise ConfigError("elastic: progressive-shrinking phases name the OFA space's dimensions; a user "
                               "model's supernet trains with the sandwich rule (SandwichRule)")
-        return self.validate(_pick(self, lambda name, node: _uniform(node, rng)))
+        return self.validate(_pick(self, lambda name, node, scope: _uniform(node, rng)))
 
     # -- description (model specs rebuild the space from this)
     def to_config(self) -> dict[str, Any]:
@@ -146,8 +156,9 @@ class ModuleSpace(SpaceWithModels):
         return {**super().to_spec(), "model": class_to_json(self.model)}
 
 
-def _pick(space: Space, pick: Callable[[str, Any], Any]) -> dict[str, Any]:
-    """An architecture with each active decision chosen by `pick(name, node)` (controllers first)."""
+def _pick(space: Space, pick: Callable[[str, Any, tuple], Any], scope: tuple = ()) -> dict[str, Any]:
+    """An architecture with each active decision chosen by `pick(name, node, scope)` (controllers first; `scope`:
+    the (Repeat field, block index) pairs leading to the field)."""
     controllers = {n.on for n in space.fields.values() if isinstance(n, Conditional)} | \
         {n.count for n in space.fields.values() if isinstance(n, RepeatField) and isinstance(n.count, str)}
     out: dict[str, Any] = {}
@@ -159,19 +170,19 @@ def _pick(space: Space, pick: Callable[[str, Any], Any]) -> dict[str, Any]:
             node = node.node
         if isinstance(node, RepeatField):
             count = node.count if isinstance(node.count, int) else out[node.count]
-            out[name] = [_pick(node.block, pick) for _ in range(count)]
+            out[name] = [_pick(node.block, pick, scope + ((name, i),)) for i in range(count)]
         elif isinstance(node, Space):
-            out[name] = _pick(node, pick)
+            out[name] = _pick(node, pick, scope)
         else:
-            out[name] = pick(name, node)
+            out[name] = pick(name, node, scope)
     return out
 
 
-def _extreme(name: str, node: Any, ranks: Mapping[str, list[Any]], last: bool) -> Any:
+def _extreme(name: str, node: Any, scope: tuple, ranks: Mapping[tuple, list[Any]], last: bool) -> Any:
     if isinstance(node, Subset):
         return node.default()
-    if name in ranks and isinstance(node, ChoiceField):
-        order = ranks[name]
+    if (scope, name) in ranks and isinstance(node, ChoiceField):
+        order = ranks[scope, name]
         return order[-1] if last else order[0]
     if isinstance(node, Integer) or node.ordered:
         return min(node.options) if last else max(node.options)
@@ -206,12 +217,18 @@ class Supernet(nn.Module):
 
     def forward(self, x: Any, arch: Mapping[str, Any]) -> Any:
         with self.active(arch) as net:
-            return net(x)
+            try:
+                return net(x)
+            except TypeError as e:  # a choice read by forward code (F.avg_pool2d(x, self.k)): name the line
+                error = plain_error(e)
+                if error is None:
+                    raise
+                raise error from e
 
     @torch.no_grad()
     def subnet(self, arch: Mapping[str, Any]) -> nn.Module:
         """A standalone module of plain torch layers holding copies of `arch`'s slices of the shared weights;
         its outputs equal `supernet(x, arch)` (batch norm statistics included: recalibrate them for the
-        subnet alone with `nas.spaces.training.recalibrate_bn`)."""
-        sub = freeze(self.net, Context(self.space.validate(arch).to_dict()))
-        return sub.train(self.training)
+        subnet alone with `nas.spaces.training.recalibrate_bn`). Each module keeps the supernet's module's
+        train/eval mode (`model.train(); model.backbone.eval()` carries over)."""
+        return freeze(self.net, Context(self.space.validate(arch).to_dict()))

@@ -20,13 +20,25 @@ from nas.errors import SpaceDefinitionError
 from nas.nn.frozen import REDUCTIONS, ChosenInputs, reduce_inputs
 from nas.nn.values import Choice, Value, evaluate, possible_values
 
-__all__ = ["Context", "InputChoice", "LayerChoice", "Mutable", "Repeat"]
+__all__ = ["Context", "InputChoice", "LayerChoice", "Mutable", "Repeat", "ScopeDefaults"]
 
 Freeze = Callable[[nn.Module, "Context | None"], nn.Module]
 
 
 class Inactive(KeyError):
     """A label has no value in this architecture (its choice point is switched off)."""
+
+
+class ScopeDefaults(dict):
+    """A value for each label of one scope (the root, or a `Repeat`'s blocks), for the labels an architecture
+    lacks (the shape probe, the one-shot search's held values), and `blocks[repeat label]` the defaults of that
+    Repeat's blocks: a label reused in two scopes with other options (two Repeats' LayerChoices labelled
+    'op') has a default of its own in each."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None,
+                 blocks: Mapping[str, "ScopeDefaults"] | None = None) -> None:
+        super().__init__(values or {})
+        self.blocks: dict[str, ScopeDefaults] = dict(blocks or {})
 
 
 @dataclass(frozen=True)
@@ -43,8 +55,11 @@ class Context:
             if label in ctx.values:
                 return ctx.values[label]
             ctx = ctx.parent
-        if self.defaults is not None and label in self.defaults:
-            return self.defaults[label]
+        ctx = self
+        while ctx is not None:  # the innermost scope's default (a plain mapping: the same one in every scope)
+            if ctx.defaults is not None and label in ctx.defaults:
+                return ctx.defaults[label]
+            ctx = ctx.parent
         raise Inactive(label)
 
     def resolve(self, x: Any) -> Any:
@@ -54,7 +69,8 @@ class Context:
     def block(self, label: str, index: int) -> "Context":
         """The context of block `index` of the `Repeat` whose field is `label`."""
         blocks = self.values.get(label) or []
-        return Context(blocks[index] if index < len(blocks) else {}, self, self.defaults)
+        defaults = self.defaults.blocks.get(label) if isinstance(self.defaults, ScopeDefaults) else self.defaults
+        return Context(blocks[index] if index < len(blocks) else {}, self, defaults)
 
 
 class Mutable(nn.Module):
@@ -188,6 +204,7 @@ class InputChoice(Mutable):
         super().__init__()
         self.n_candidates, self.n_chosen, self.reduction = n_candidates, n_chosen, reduction
         self.choice = Choice(label, [])
+        self.probe = False  # derivation: compare the shapes of all the inputs, chosen or not
 
     def decisions(self) -> list[tuple[Choice | None, Any]]:
         from nas.spaces.params import Subset
@@ -212,7 +229,24 @@ class InputChoice(Mutable):
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(inputs) != self.n_candidates:
             raise ValueError(f"{self._path}: got {len(inputs)} inputs, the InputChoice has {self.n_candidates}")
+        if self.probe:
+            self._check_shapes(inputs)
         return reduce_inputs([inputs[i] for i in self.active()["chosen"]], self.reduction)
+
+    def _check_shapes(self, inputs: Sequence[Any]) -> None:
+        """SpaceDefinitionError naming this InputChoice when some pick of its inputs cannot be reduced, or gives
+        an output shape another pick does not: every input the same shape ('concat': all but dim 1, and dim 1
+        too when it picks fewer than all)."""
+        shapes = [_shapes(x) for x in inputs]
+        keyed = [s[:1] + s[2:] if isinstance(s, tuple) and len(s) > 1 and self.reduction == "concat"
+                 and self.n_chosen == self.n_candidates else s for s in shapes]
+        if len({repr(s) for s in keyed}) > 1:
+            what = "shapes" if self.reduction != "concat" else (
+                "shapes (concat: all but dim 1)" if self.n_chosen == self.n_candidates else
+                "shapes (concat of some of them: the channel counts must agree too, or the output's depends on "
+                "the pick)")
+            raise SpaceDefinitionError(f"{self._path}: InputChoice {self.choice.label!r} inputs have different "
+                                       f"{what}: " + ", ".join(f"{i} -> {s}" for i, s in enumerate(shapes)))
 
     def export(self, ctx: Context, freeze: Freeze, fresh: bool) -> nn.Module:
         return ChosenInputs(ctx.lookup(self.choice.label), self.reduction)

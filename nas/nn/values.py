@@ -18,7 +18,7 @@ from typing import Any
 
 from nas.errors import SpaceDefinitionError
 
-__all__ = ["Choice", "Expr", "Value", "evaluate", "is_value", "possible_values"]
+__all__ = ["Choice", "Expr", "Value", "always_equal", "evaluate", "is_value", "possible_values"]
 
 
 PLAIN_HINT = ("plain torch layers and Python control flow need plain numbers: use the layers of nas.nn (Conv2d, "
@@ -137,6 +137,29 @@ def possible_values(x: Any) -> list[Any]:
         chosen = dict(zip(keys, combo))
         out.append(x.evaluate(lambda leaf: chosen[leaf.label if leaf.label is not None else id(leaf)]))
     return out
+
+
+def always_equal(*xs: Any, limit: int = 4096) -> bool:
+    """Whether the values `xs` are equal under every assignment of their labels (one label, one decision:
+    `w * 2` written three times, or separate `Choice("w", ...)` objects). False past `limit` assignments."""
+    by_label: dict[Any, Choice] = {}
+    for x in xs:
+        for leaf in (x.leaves() if isinstance(x, Value) else ()):
+            by_label.setdefault(leaf.label if leaf.label is not None else id(leaf), leaf)
+    keys = list(by_label)
+    n = 1
+    for k in keys:
+        if not isinstance(by_label[k].options, tuple):
+            return False
+        n *= len(by_label[k].options)
+    if n > limit:
+        return False
+    for combo in itertools.product(*(by_label[k].options for k in keys)):
+        chosen = dict(zip(keys, combo))
+        got = [evaluate(x, lambda leaf: chosen[leaf.label if leaf.label is not None else id(leaf)]) for x in xs]
+        if any(g != got[0] for g in got[1:]):
+            return False
+    return True
 
 
 def _text(x: Any) -> str:

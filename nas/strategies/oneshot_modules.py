@@ -180,7 +180,9 @@ class MixedModuleSupernet(nn.Module):
         return list(self.alphas.values())
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return list(self.inner.parameters())
+        """The weights the search trains: frozen ones (requires_grad=False, a pretrained backbone) are left out,
+        so second-order DARTS differentiates only what it steps."""
+        return [p for p in self.inner.parameters() if p.requires_grad]
 
     def edge_scales(self, kind: str) -> None:
         return None
@@ -264,9 +266,54 @@ def _mixed_forward(module: LayerChoice | InputChoice, mix: MixWeights, *args: An
     out = None
     for i, key in enumerate(module.keys):
         if active is None or active[i]:
-            y = weights[i] * module.candidate(key)(*args, **kwargs)
-            out = y if out is None else out + y
+            y = module.candidate(key)(*args, **kwargs)
+            if isinstance(y, torch.Tensor) and (out is None or isinstance(out, torch.Tensor)):
+                y = weights[i] * y
+                out = y if out is None else out + y
+            else:  # a tuple, list or dict of tensors (nn.GRU / nn.RNN: (output, h_n)): mixed element-wise
+                if out is not None and _structure(out) != _structure(y):
+                    raise ConfigError(
+                        f"{module._path}: LayerChoice candidate {key!r} returns a {_structure(y)} where an earlier "
+                        f"candidate returns a {_structure(out)}; a one-shot search mixes the candidates' outputs, "
+                        "which must have one structure: hold this LayerChoice with fixed=, or search it with "
+                        "nas.search")
+                y = _structured(module, key, y, lambda t, w=weights[i]: w * t)
+                out = y if out is None else _add(out, y)
     return out
+
+
+def _structured(module: LayerChoice, key: Any, y: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """`fn` applied to every tensor of a candidate's output (tensors, or tuples, lists and dicts of them)."""
+    if isinstance(y, torch.Tensor):
+        return fn(y)
+    if isinstance(y, (tuple, list)):
+        items = [_structured(module, key, v, fn) for v in y]
+        return type(y)(*items) if hasattr(y, "_fields") else type(y)(items)
+    if isinstance(y, Mapping):
+        return {k: _structured(module, key, v, fn) for k, v in y.items()}
+    raise ConfigError(f"{module._path}: LayerChoice candidate {key!r} returns a {type(y).__name__}; a one-shot "
+                      "search mixes the candidates' outputs, which must be tensors (or tuples, lists or dicts of "
+                      "tensors of the same structure): hold this LayerChoice with fixed=, or search it with nas.search")
+
+
+def _add(a: Any, b: Any) -> Any:
+    """The element-wise sum of two candidates' outputs of one structure."""
+    if isinstance(a, torch.Tensor):
+        return a + b
+    if isinstance(a, (tuple, list)):
+        items = [_add(x, y) for x, y in zip(a, b)]
+        return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)
+    return {k: _add(a[k], b[k]) for k in a}
+
+
+def _structure(y: Any) -> str:
+    if isinstance(y, torch.Tensor):
+        return "tensor"
+    if isinstance(y, (tuple, list)):
+        return f"{type(y).__name__} ({', '.join(_structure(v) for v in y)})"
+    if isinstance(y, Mapping):
+        return f"dict ({', '.join(f'{k}: {_structure(v)}' for k, v in y.items())})"
+    return type(y).__name__
 
 
 class ModuleOneShotTrainer(OneShotTrainer):
