@@ -51,7 +51,7 @@ from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, load_model_spec, load_priced, load_program,
                            load_subnet, load_supernet, loads_by_build, save_program, save_state_dict, standalone,
-                           subnet_json)
+                           single_input, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.store import Trial
@@ -636,7 +636,7 @@ def _check_inputs(space: Any, arch: Architecture, data: Splits | None, spec: Mod
     names = [r["split"] for r in spec.metrics.values() if r["kind"] == "accuracy"]
     if data is not None and names:
         return split(data, names[0], "metrics.split")[0][:64]
-    example = space.example_input(arch, 64)
+    example = single_input(space, arch, 64)
     if not example.is_floating_point():
         return example
     return torch.randn(example.shape, generator=torch.Generator().manual_seed(0))

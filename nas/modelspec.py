@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -238,6 +239,19 @@ class ModelSpec:
         return evaluate
 
 
+def single_input(space: Any, arch: Mapping[str, Any] | None = None, batch_size: int = 1) -> torch.Tensor:
+    """The space's example input for `arch` (default: its first sample), refused unless it is one tensor: export
+    (torch.export, ONNX, the output checks) feeds exported models one input tensor."""
+    if arch is None:
+        arch = space.sample(np.random.default_rng(0))
+    example = space.example_input(arch, batch_size)
+    if not isinstance(example, torch.Tensor):
+        raise ConfigError(f"space: export takes models of one input tensor, and {type(space).__name__}'s "
+                          f"example_input returns {type(example).__name__}; search such a model without "
+                          "record_model / nas.export, or wrap its inputs in one tensor")
+    return example
+
+
 def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module | None = None,
                  data: DataRef | None = None, calibration: Mapping[str, Any] | None = None,
                  metrics: Mapping[str, Mapping[str, Any]] | None = None,
@@ -247,6 +261,10 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
     those `save_trial_weights` stores per trial (a search that trains every architecture from scratch).
     `calibration` ({"split", "size", "batch_size"}) re-estimates batch-norm statistics of supernet subnets.
     """
+    try:
+        single_input(space)
+    except NotImplementedError:  # no example input yet: export asks for one, and checks it then
+        pass
     spec = ModelSpec(space_to_json(space), "supernet" if supernet is not None else "trained", data,
                      dict(calibration) if calibration is not None else None,
                      {k: dict(v) for k, v in (metrics or {}).items()}, jsonio.plain(dict(notes or {}), "notes"))

@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 import nas
+import nas.nn as nnn
 from nas.cli import app
 from nas.errors import ConfigError
 from nas.modelspec import load_program, load_subnet, record_model, space_from_json, space_to_json
@@ -276,3 +277,29 @@ def test_export_and_verify_time_the_network_the_search_priced_not_the_program(tm
     check = Check(1, "p", {"latency_ms": 1.0}, {"latency_ms": 2.0}, {}, {}, timed=checks[0].timed)
     _flags([check], [], [Constraint.parse("latency_ms <= 1.5")])
     assert "timed on the torch.export program" in check.flags[0]
+
+
+class TwoInputs(nnn.ModelSpace):
+    """Image + side features: example_input returns a tuple (passed as positional arguments), as documented."""
+
+    @classmethod
+    def example_input(cls, batch_size=1):
+        return torch.zeros(batch_size, 1, 8, 8), torch.zeros(batch_size, 5)
+
+    def __init__(self):
+        super().__init__()
+        w = nnn.Choice("w", [4, 8])
+        self.conv, self.side, self.head = nnn.Conv2d(1, w, 3, padding=1), nnn.Linear(5, w), nnn.Linear(w, 4)
+
+    def forward(self, img, feats):
+        return self.head(torch.relu(self.conv(img)).mean((2, 3)) + self.side(feats))
+
+
+def test_a_model_of_two_inputs_searches_but_is_refused_for_export_before_the_search(tmp_path):
+    # export assumed one input tensor: the search ran, then export crashed with AttributeError ('tuple' object ...)
+    space = TwoInputs.space()
+    arch = space.sample(np.random.default_rng(0))
+    assert space.supernet().subnet(arch)(*space.example_input(arch, 2)).shape == (2, 4)
+    with pytest.raises(ConfigError, match="export takes models of one input tensor, and ModuleSpace's example_input "
+                                          "returns tuple"):
+        record_model(tmp_path, space)
