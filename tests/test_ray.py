@@ -85,6 +85,24 @@ def test_same_trials_in_process_and_on_ray_with_one_worker(cluster):
     assert all(t.worker.startswith("ray-") for t in remote.trials)
 
 
+def test_pools_the_cluster_cannot_place_are_refused_at_once(cluster):
+    """Actors Ray cannot place waited for resources forever, and the search hung silently."""
+    from nas.ray.executor import RayExecutor
+    from nas.ray.tune import RayTuneExecutor
+
+    for executor, message in [(RayExecutor(workers=3), r"workers=3 with cpus=1 and gpus=0 per actor: the Ray cluster "
+                                                        r"holds 2 such actor\(s\) at once \(2 node\(s\) with 2 CPU"),
+                              (RayExecutor(gpus=1), r"workers \(default\) with cpus=1 and gpus=1 per actor: the Ray "
+                                                    r"cluster holds 0"),
+                              (RayExecutor(workers=1, cpus=2), "holds 0 such actor"),  # 2 CPUs, but 1 per node
+                              (RayTuneExecutor(gpus=0.5), "gpus=0.5 per trial: the Ray cluster holds 0")]:
+        t0 = time.monotonic()
+        with pytest.raises(nas.ConfigError, match=message):
+            nas.search(SPACE, toy, OBJECTIVES, strategy="random", budget=4, seed=0, executor=executor)
+        assert time.monotonic() - t0 < 10
+    assert ray.is_initialized()  # the cluster this module connected to is left as it was
+
+
 def slow_toy(arch):
     time.sleep(0.05)
     return toy(arch)
@@ -225,7 +243,7 @@ def epochs_toy(arch):
     for epoch in range(1, 5):
         acc = toy(arch)["acc"] * epoch / 4
         report({"acc": acc, "lat": toy(arch)["lat"]})
-    return {"acc": acc, "lat": toy(arch)["lat"]}
+    return {"acc": acc, "lat": toy(arch)["lat"], "final": 1.0}  # "final": only what evaluate returns has it
 
 
 @pytest.mark.slow
@@ -241,6 +259,9 @@ def test_tune_executor_with_asha_journals_every_trial(cluster, tmp_path):
     assert max(epochs) == 4 and min(epochs) < 4  # ASHA let the good ones finish and stopped others
     for t in result.trials:  # an early-stopped trial keeps its last report
         assert t.metrics["acc"] == pytest.approx(toy(t.arch)["acc"] * t.metrics["epochs"] / 4)
+        # max_epochs = the epochs trained: a trial that trained them all is not stopped at its last report, so
+        # evaluate returns and its own metrics are journaled
+        assert ("final" in t.metrics) == (t.metrics["epochs"] == 4)
     assert len(nas.load(tmp_path / "run").trials) == 8
 
 
@@ -258,6 +279,167 @@ def test_tune_executor_retries_a_killed_trial_and_fails_a_doomed_one(cluster, tm
     assert len(result.trials) == 5
     assert by_id[doomed].status == "failed" and "retries" in by_id[doomed].error
     assert sum(t.status == "ok" for t in result.trials) == 4  # including the one killed once, then retried
+
+
+class _Trial:
+    def __init__(self, trial_id):
+        self.trial_id = trial_id
+
+
+@pytest.mark.parametrize("kind", ["asha", "hyperband"])
+def test_asha_stops_poor_trials_early_but_none_that_reached_max_epochs(kind):
+    """With max_epochs = the epochs evaluate trains, Tune's ASHA stopped every trial at its last report, so
+    evaluate never returned its final metrics."""
+    from nas.ray.tune import EPOCH, make_scheduler
+
+    asha = make_scheduler(kind, "acc", "max", max_epochs=4)
+    good, poor = _Trial("good"), _Trial("poor")
+    for t in (good, poor):
+        asha.on_trial_add(None, t)
+    results = {epoch: asha.on_trial_result(None, good, {EPOCH: epoch, "acc": 10.0 + epoch}) for epoch in (1, 2, 3)}
+    assert set(results.values()) == {"CONTINUE"}
+    brackets = {id(b): b for b in asha._brackets}
+    if len(brackets) == 1:  # one ASHA bracket: a poorer trial at the first rung stops there
+        assert asha.on_trial_result(None, poor, {EPOCH: 1, "acc": 0.0}) == "STOP"
+    assert asha.on_trial_result(None, good, {EPOCH: 4, "acc": 14.0}) == "CONTINUE"  # its last report: it finishes
+    assert asha.on_trial_result(None, good, {EPOCH: 5, "acc": 14.0}) == "CONTINUE"
+
+
+def test_tune_options_are_checked_when_the_executor_is_made():
+    from nas.ray.tune import RayTuneExecutor
+
+    asha = {"scheduler": "asha", "metric": "acc", "mode": "max"}
+    for options, message in [({"max_retries": -1}, "max_retries: expected an int >= 0, got -1"),
+                             ({**asha, "grace_period": 0}, "grace_period: expected a positive int"),
+                             ({**asha, "reduction_factor": 1}, "reduction_factor: expected a number > 1"),
+                             ({**asha, "max_epochs": 0}, "max_epochs: expected a positive int"),
+                             ({**asha, "grace_period": 10, "max_epochs": 4}, "grace_period: 10 exceeds max_epochs=4"),
+                             ({**asha, "mode": "maximize"}, "mode: expected 'min' or 'max', got 'maximize'")]:
+        with pytest.raises(nas.ConfigError, match=message):
+            RayTuneExecutor(**options)
+
+
+def test_a_tune_scheduler_object_gets_the_executors_metric_and_mode():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from nas.ray.tune import RayTuneExecutor
+
+    ex = RayTuneExecutor(scheduler=ASHAScheduler(max_t=4), metric="acc", mode="max")
+    assert (ex.scheduler.metric, ex.scheduler._mode, ex.metric) == ("acc", "max", "acc")
+    own = RayTuneExecutor(scheduler=ASHAScheduler(metric="loss", mode="min"))
+    assert (own.scheduler.metric, own.metric) == ("loss", "loss")
+    assert RayTuneExecutor(scheduler=ASHAScheduler(metric="loss", mode="min"), metric="loss").metric == "loss"
+    with pytest.raises(nas.ConfigError, match="has metric='loss', the executor metric='acc'"):
+        RayTuneExecutor(scheduler=ASHAScheduler(metric="loss", mode="min"), metric="acc", mode="min")
+    with pytest.raises(nas.ConfigError, match="AsyncHyperBandScheduler has no metric or mode.*give RayTuneExecutor "
+                                              "metric= and mode="):
+        RayTuneExecutor(scheduler=ASHAScheduler(max_t=4))
+    assert RayTuneExecutor(scheduler=FIFOScheduler()).metric is None  # ranks nothing, needs nothing
+
+
+def test_tune_driven_searcher_journals_only_the_trials_metrics_and_its_real_times(tmp_path):
+    """Tune passes a Searcher its result flattened, the trial's config included ("config/arch/a"), and no
+    record of ours: only the evaluate's metrics are journaled, with the trial's run time and worker."""
+    from nas.objectives import Problem
+    from nas.ray.tune import StrategySearcher, search_header
+    from nas.strategies import make_strategy
+
+    problem = Problem.make(OBJECTIVES)
+    searcher = StrategySearcher(make_strategy("random", SPACE, problem, seed=0), workdir=tmp_path,
+                                header=search_header(SPACE, problem, "random", 0, budget=2))
+    arch = searcher.suggest("t0")["arch"]
+    flat = {**toy(arch), **{f"config/arch/{k}": v for k, v in arch.items()}, "time_total_s": 0.5,
+            "time_this_iter_s": 0.5, "training_iteration": 1, "timestamp": int(time.time()), "pid": 4321,
+            "node_ip": "10.0.0.7", "hostname": "h", "done": True, "trial_id": "t0"}
+    before = time.time()
+    searcher.on_trial_complete("t0", flat)
+    searcher.close()
+    (trial,) = nas.load(tmp_path).trials
+    assert trial.metrics == toy(arch)
+    assert trial.finished >= before and trial.finished - trial.started == pytest.approx(0.5, abs=0.05)
+    assert trial.worker == "ray-tune-10.0.0.7-4321"
+
+
+def first_fast_then_slow(folder: Path):
+    """An evaluate whose first call returns once another has started, and every other takes 60 s (each start
+    is logged in `folder`)."""
+
+    def evaluate(arch):
+        (folder / f"{arch.id}.started").touch()
+        try:
+            os.close(os.open(folder / "first", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(60)
+            return toy(arch)
+        deadline = time.time() + 60
+        while len(list(folder.glob("*.started"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        return toy(arch)
+
+    return evaluate
+
+
+INTERRUPTED: list[float] = []
+
+
+def interrupt(trial, used, budget):
+    INTERRUPTED.append(time.monotonic())
+    raise KeyboardInterrupt  # Ctrl-C once the first trial is journaled, while the others still run
+
+
+def test_an_interrupted_tune_search_stops_its_running_trials_at_once(cluster, tmp_path):
+    """Ctrl-C (or an error) waited for every running trial, then threw their results away."""
+    from nas.ray.tune import RayTuneExecutor
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    ex = RayTuneExecutor(workers=2, storage_path=str(tmp_path / "tune"))
+    INTERRUPTED.clear()
+    with pytest.raises(KeyboardInterrupt):
+        nas.search(SPACE, first_fast_then_slow(marks), OBJECTIVES, strategy="random", budget=6, seed=0,
+                   workdir=tmp_path / "run", executor=ex, progress=interrupt)
+    assert time.monotonic() - INTERRUPTED[0] < 20  # not the 60 s of the trial that was running
+    assert len(list(marks.glob("*.started"))) >= 2  # a slow trial was running when the search was interrupted
+    (done,) = nas.load(tmp_path / "run").trials  # the completed trial is journaled
+    pending = json.loads((tmp_path / "run" / "strategy.json").read_text())["pending"]
+    assert pending and done.arch not in pending  # the running ones are left for resume to evaluate
+    assert ray.available_resources().get("CPU", 0) == 2  # their actors are gone
+
+
+def reports_another_name(arch):
+    from nas.ray.tune import report
+
+    report({"accuracy": 1.0, "lat": 1.0})
+    time.sleep(60)
+    return toy(arch)
+
+
+def fails_on_odd_a(arch):
+    from nas.ray.tune import report
+
+    if arch["a"] % 2:
+        raise ValueError("odd")
+    report(toy(arch))
+    return toy(arch)
+
+
+def test_tune_scheduler_metric_typo_fails_at_the_first_report_and_a_raising_trial_fails_alone(cluster, tmp_path):
+    """A metric the reports lack surfaced as a multi-KB Tune traceback once trials had run; an evaluate that
+    raised under a scheduler ended the whole Tune run (its result lacked the metric)."""
+    from nas.ray.tune import RayTuneExecutor
+
+    asha = {"workers": 2, "scheduler": "asha", "metric": "acc", "mode": "max", "max_epochs": 4}
+    t0 = time.monotonic()
+    with pytest.raises(nas.ConfigError, match=r"metric: the scheduler ranks trials on 'acc', which is not among the "
+                                              r"metrics report\(\) got \(accuracy, lat\)"):
+        nas.search(SPACE, reports_another_name, OBJECTIVES, strategy="random", budget=4, seed=0,
+                   executor=RayTuneExecutor(storage_path=str(tmp_path / "tune"), **asha))
+    assert time.monotonic() - t0 < 45  # at the first report, not after the 60 s trials
+    result = nas.search(SPACE, fails_on_odd_a, OBJECTIVES, strategy="random", budget=6, seed=0,
+                        executor=RayTuneExecutor(storage_path=str(tmp_path / "tune2"), **asha))
+    assert len(result.trials) == 6
+    assert all((t.status == "failed") == bool(t.arch["a"] % 2) for t in result.trials)
+    assert all("ValueError: odd" in t.error for t in result.trials if t.status == "failed")
 
 
 def test_report_outside_tune_is_a_no_op():
@@ -293,6 +475,92 @@ def test_ray_train_two_workers_train_checkpoint_resume_and_agree(cluster, tmp_pa
     changed = any(not torch.equal(p, q) for p, q in zip(before.state_dict().values(), after.state_dict().values()))
     assert changed  # the second epoch trained the weights it resumed from
     assert after(torch.zeros(4, 40), space.smallest()).shape == (4, 10)
+    assert second.metrics["threads"] == 1  # cpus_per_worker's
+    assert ray.is_initialized()  # the cluster the caller connected to is left running
+    # another run under the same name is refused (it would resume this one and return its weights)
+    with pytest.raises(nas.ConfigError, match=r"settings differ: data 'sha1:\w+' there, 'sha1:\w+' now; "
+                                              r"schedule.seed 0 there, 3 now"):
+        train_supernet(x[::-1].copy(), y, DistributedSandwich(epochs=2, batch_size=32, seed=3), **kw)
+
+
+def test_a_ray_train_run_folder_is_resumed_only_with_its_own_settings(tmp_path):
+    from nas.ray.train import SETTINGS_FILE, claim_run
+
+    run = tmp_path / "store" / "ofa-sandwich"
+    settings = {"schedule": {"seed": 0, "lr": 0.003}, "data": "sha1:aa", "num_workers": 2}
+    claim_run(run, settings)  # a fresh run: its settings are recorded
+    assert json.loads((run / SETTINGS_FILE).read_text())["settings"] == settings
+    claim_run(run, {**settings, "data": "sha1:bb"})  # no checkpoint yet: nothing to resume, the new run counts
+    assert json.loads((run / SETTINGS_FILE).read_text())["settings"]["data"] == "sha1:bb"
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray Train checkpointed it
+    claim_run(run, {**settings, "data": "sha1:bb"})  # the same run again: resumed
+    with pytest.raises(nas.ConfigError, match=r"holds checkpoints of another run, which this call would resume "
+                                              r"\(settings differ: data 'sha1:bb' there, 'sha1:aa' now; "
+                                              r"schedule.seed 0 there, 1 now\); pass another name="):
+        claim_run(run, {**settings, "schedule": {"seed": 1, "lr": 0.003}})
+    (run / SETTINGS_FILE).unlink()  # checkpoints of a run that recorded no settings
+    with pytest.raises(nas.ConfigError, match="whose settings were not recorded"):
+        claim_run(run, settings)
+
+
+class FakeTrainer:
+    """Stands in for Ray Train's `TorchTrainer`: records its loop config; `fit` trains nothing."""
+
+    configs: list = []
+
+    def __init__(self, loop, train_loop_config, **kwargs):
+        FakeTrainer.configs.append(train_loop_config)
+
+    def fit(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(error=None, metrics={"epoch": 1}, best_checkpoints=[], checkpoint=None, path="p")
+
+
+@pytest.mark.parametrize("owns", [True, False])
+def test_ray_train_workers_get_their_cpus_as_threads_and_ray_started_for_them_is_shut_down(tmp_path, monkeypatch,
+                                                                                         owns):
+    """Train workers ran with 1 torch thread whatever cpus_per_worker was, and the local Ray instance a
+    train_supernet or search_darts(workers=N) call started stayed up after it returned."""
+    import ray.train.torch
+
+    from nas.ray import train
+    from nas.ray.train import DistributedSandwich, train_supernet
+
+    shutdowns = []
+    monkeypatch.setattr(ray.train.torch, "TorchTrainer", FakeTrainer)
+    monkeypatch.setattr(train, "connect", lambda options: owns)  # True: this call started Ray
+    monkeypatch.setattr(ray, "shutdown", lambda: shutdowns.append(1))
+    FakeTrainer.configs = []
+    x, y = np.zeros((64, 40), dtype="float32"), np.zeros(64, dtype="int64")
+    train_supernet(x, y, DistributedSandwich(epochs=1, batch_size=32), num_workers=1, cpus_per_worker=3,
+                   storage_path=tmp_path)
+    assert FakeTrainer.configs[0]["threads"] == 3
+    assert shutdowns == ([1] if owns else [])
+
+
+TRAIN_ALONE = """
+import json, sys
+import numpy as np
+import ray
+from nas.ray.train import DistributedSandwich, train_supernet
+from nas.spaces.ofa import OFAConfig
+
+x, y = np.random.default_rng(0).normal(size=(64, 40)).astype("float32"), np.arange(64) % 10
+run = train_supernet(x, y, DistributedSandwich(epochs=1, batch_size=32), OFAConfig(stage_channels=(8, 8, 8),
+                     head_channels=16), num_workers=1, cpus_per_worker=2, storage_path=sys.argv[1])
+print(json.dumps({"threads": run.metrics["threads"], "ray": ray.is_initialized()}))
+"""
+
+
+@pytest.mark.slow
+def test_train_supernet_on_its_own_ray_trains_with_its_cpus_and_shuts_ray_down(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    proc = subprocess.run([sys.executable, "-c", TRAIN_ALONE, str(tmp_path)], cwd=ROOT, env={**env, **ENV},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["threads"] == 2 and not out["ray"]  # cpus_per_worker's threads; the Ray it started is shut down
 
 
 @pytest.mark.slow

@@ -6,7 +6,10 @@ evaluate function once; `batch_size > 1` sends several architectures per call. W
 dies (killed, out of memory, its node lost), the actor is replaced by a fresh one and the evaluation in
 flight is retried, up to `max_retries` times, after which the trial is marked failed with Ray's error.
 (Ray's own `max_task_retries` is not used: a retry sent while the actor restarts can fail at once with
-`ActorUnavailableError` and use up the retries.) Training trials that want schedulers (ASHA) or per-trial GPUs go to `nas.ray.tune.RayTuneExecutor`.
+`ActorUnavailableError` and use up the retries.) More actors than the cluster can place at once (workers
+times cpus/gpus per actor, counted per node) are refused when the pool starts, and work goes only to actors
+Ray has placed. Training trials that want schedulers (ASHA) or per-trial GPUs go to
+`nas.ray.tune.RayTuneExecutor`.
 """
 
 from __future__ import annotations
@@ -77,6 +80,44 @@ def connect(options: RayOptions | None = None) -> bool:
     else:
         ray.init(address=opts.address, log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
     return True
+
+
+def capacity(cpus: float, gpus: float) -> tuple[int | None, str]:
+    """How many actors (or trials) of `cpus` CPUs and `gpus` GPUs each the live nodes of the connected Ray
+    cluster hold at once (None: no limit, nothing requested), and those nodes' resources in words."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive", n.get("alive", False))]
+    fits: int | None = None
+    if cpus > 0 or gpus > 0:
+        fits = 0
+        for res in nodes:  # an actor runs on one node: count per node (2 nodes of 1 CPU hold no 2-CPU actor)
+            each = [int(res.get(key, 0.0) / need + 1e-9) for key, need in (("CPU", cpus), ("GPU", gpus)) if need > 0]
+            fits += min(each)
+    total_cpu = sum(res.get("CPU", 0.0) for res in nodes)
+    total_gpu = sum(res.get("GPU", 0.0) for res in nodes)
+    words = f"{len(nodes)} node(s) with {total_cpu:g} CPU(s) and {total_gpu:g} GPU(s) in all"
+    if len(nodes) > 1:
+        words += ", per node: " + ", ".join(f"{res.get('CPU', 0.0):g} CPU/{res.get('GPU', 0.0):g} GPU" for res in nodes)
+    return fits, words
+
+
+def check_capacity(workers: int | None, cpus: float, gpus: float, what: str, all_at_once: bool = True) -> int:
+    """`workers`, or by default as many as the connected cluster holds at once. A ConfigError naming workers,
+    cpus, gpus and the cluster's resources when the cluster cannot place them (`all_at_once`: every worker, as
+    an actor pool needs; else at least one, as Tune queues the rest): Ray would otherwise leave them waiting,
+    silently, for resources that never come."""
+    import ray
+
+    fits, words = capacity(cpus, gpus)
+    if fits is None:  # nothing requested per worker: one per CPU by default
+        return workers if workers is not None else max(1, int(ray.cluster_resources().get("CPU", 1.0)))
+    needed = workers if all_at_once and workers is not None else 1
+    if fits < needed:
+        asked = f"workers={workers}" if workers is not None else "workers (default)"
+        raise ConfigError(f"{asked} with cpus={cpus:g} and gpus={gpus:g} per {what}: the Ray cluster holds {fits} "
+                          f"such {what}(s) at once ({words}); lower workers, cpus or gpus, or add nodes")
+    return workers if workers is not None else fits
 
 
 class _DropMessage(logging.Filter):
@@ -196,10 +237,15 @@ class RayExecutor(Executor):
     """`workers` long-lived Ray actors (each `cpus`/`gpus`, fractional allowed) evaluating asynchronously.
 
     `address`: None starts a local Ray instance for the search (shut down at the end), "auto" or
-    "HOST:PORT" joins a cluster. `workers` defaults to the cluster's CPUs divided by `cpus`.
-    `batch_size` architectures travel per call (for sub-millisecond evaluations); a batch whose worker
-    process dies is retried up to `max_retries` times, then its trials fail with the error.
+    "HOST:PORT" joins a cluster. `workers` defaults to as many actors as the cluster holds at once (its CPUs
+    divided by `cpus`); more than it holds is refused at `start` (they would wait forever). Work goes only to
+    actors Ray has placed. `batch_size` architectures travel per call (for sub-millisecond evaluations); a
+    batch whose worker process dies is retried up to `max_retries` times, then its trials fail with the error.
     """
+
+    placement_warning_s = 60.0
+    """Seconds without any actor placed, while work waits for one, before a warning says so (other jobs may
+    hold the cluster's resources)."""
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus: float = 1.0,
                  gpus: float = 0.0, batch_size: int = 1, max_retries: int = 2, num_cpus: int | None = None,
@@ -217,6 +263,7 @@ class RayExecutor(Executor):
         self.batch_size, self.max_retries = batch_size, max_retries
         self._owns_ray = False
         self._idle: list[Any] = []
+        self._starting: dict[Any, Any] = {}  # ready probe (ObjectRef) -> actor not yet placed or started
         self._actors: list[Any] = []
         self._queue: list[Job] = []
         self._running: dict[Any, _Batch] = {}  # ObjectRef -> batch
@@ -227,12 +274,14 @@ class RayExecutor(Executor):
         import ray
 
         self._owns_ray = connect(self.options)
+        try:
+            self.workers = check_capacity(self.workers, self.cpus, self.gpus, "actor")
+        except ConfigError:
+            self.close()
+            raise
         shipped = ship_by_value(evaluate)
         if shipped:
             log.info("shipping modules %s to Ray workers by value", shipped)
-        if self.workers is None:
-            cpus = ray.cluster_resources().get("CPU", 1.0)
-            self.workers = max(1, int(cpus // self.cpus)) if self.cpus > 0 else max(1, int(cpus))
         self._actor_cls = ray.remote(_Worker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
         # Small functions travel inline with each actor's creation; large ones (a supernet evaluator) go to
         # the object store once, referenced for the pool's lifetime (replacement actors need them too).
@@ -240,7 +289,7 @@ class RayExecutor(Executor):
 
         self._evaluate_ref = ray.put(evaluate) if len(cloudpickle.dumps(evaluate)) > 2**20 else evaluate
         self._actors = [self._actor_cls.remote(self._evaluate_ref) for _ in range(self.workers)]
-        self._idle = list(self._actors)
+        self._starting = {a.pid.remote(): a for a in self._actors}  # idle once placed and started
 
     def _replace(self, actor: Any) -> Any:
         """A fresh actor in place of one whose process died."""
@@ -275,13 +324,26 @@ class RayExecutor(Executor):
         import ray
 
         out: list[Completed] = []
+        waited = 0.0
         while not out:  # a retried batch completes nothing yet
             self._dispatch(flush=True)
-            if not self._running:
+            if not self._running and not (self._queue and self._starting):
                 raise RuntimeError("wait() with nothing submitted")
-            ray.wait(list(self._running), num_returns=1)
-            ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
-            out += self._collect(ready)
+            refs = list(self._running) + list(self._starting)
+            t0 = time.monotonic()
+            ready, _ = ray.wait(refs, num_returns=1, timeout=self.placement_warning_s)
+            if not ready:
+                waited += time.monotonic() - t0
+                if not self._running:
+                    log.warning("none of %d Ray actor(s) (cpus=%g, gpus=%g each) placed after %.0f s: waiting for "
+                                "the cluster's resources (%s free)", len(self._starting), self.cpus, self.gpus,
+                                waited, _free_words())
+                continue
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            for ref in ready:
+                if ref in self._starting:  # placed and started (or failed to: its first call says so)
+                    self._idle.append(self._starting.pop(ref))
+            out += self._collect([ref for ref in ready if ref in self._running])
         self._dispatch(flush=True)
         return out
 
@@ -325,9 +387,17 @@ class RayExecutor(Executor):
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
         self._actors, self._idle, self._running, self._queue, self._evaluate_ref = [], [], {}, [], None
+        self._starting = {}
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
+
+
+def _free_words() -> str:
+    import ray
+
+    free = ray.available_resources()
+    return f"{free.get('CPU', 0.0):g} CPU(s), {free.get('GPU', 0.0):g} GPU(s)"
 
 
 def _one_line(e: BaseException) -> str:

@@ -5,7 +5,10 @@ sampler is seeded by (seed, global step), so no communication is needed to agree
 each worker's subnet ids every step and fails the run on any disagreement. DDP averages the gradients of
 the sandwich's backward passes (largest on labels, smallest and `n_random` random subnets distilled from
 the largest). Rank 0 saves a checkpoint (supernet, optimizer, schedule, step) after every epoch; running
-`train_supernet` again with the same `name` and `storage_path` resumes from the latest one.
+`train_supernet` again with the same `name` and `storage_path` resumes from the latest one, and only with the
+same settings (data, space, schedule but its epochs, workers): a run folder records them, and another run's
+settings are refused, naming what differs. Each worker trains with `cpus_per_worker` torch threads, and a
+local Ray instance started here is shut down at the end (one the caller connected to is left running).
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError
-from nas.jsonio import read_jsonl, write_bytes
+from nas.experiment import first_difference
+from nas.jsonio import read_json, read_jsonl, write_bytes, write_json
 from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "supernet.pt"
+SETTINGS_FILE = "nas_settings.json"
+"""In a run folder (`storage_path/name`): the settings of the run whose checkpoints it holds."""
 
 
 @dataclass(frozen=True)
@@ -123,33 +129,80 @@ def _report(metrics: dict[str, Any], rank: int, state: Callable[[], Any], file: 
         ray.train.report(metrics, checkpoint=ckpt)
 
 
+def data_digest(*arrays: Any) -> str:
+    """A short digest of arrays or tensors (dtype, shape and bytes): which data a run trained on."""
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def claim_run(run_dir: str | os.PathLike[str], settings: dict[str, Any]) -> None:
+    """Record `settings` as those of the run in `run_dir`, or refuse (a ConfigError naming each difference) when
+    it holds checkpoints of a run with other settings, or with none recorded: Ray Train would resume from them,
+    silently, and return that run's weights."""
+    run_dir = Path(run_dir)
+    settings = json.loads(json.dumps(settings))  # as it reads back
+    record = run_dir / SETTINGS_FILE
+    resumable = (run_dir / "checkpoint_manager_snapshot.json").exists() or any(run_dir.glob("checkpoint_*"))
+    advice = f"pass another name= (or storage_path=), or delete {run_dir} to start afresh"
+    if resumable and not record.exists():
+        raise ConfigError(f"name: {run_dir} holds checkpoints of a Ray Train run whose settings were not recorded "
+                          f"(an older version wrote it), which this call would resume; {advice}")
+    if resumable:
+        before = read_json(record, "Ray Train run settings").get("settings", {})
+        diffs = []
+        for key in sorted(set(before) | set(settings)):
+            path, was, now = first_difference(before.get(key, "<absent>"), settings.get(key, "<absent>"), (key,))
+            if path is not None:
+                diffs.append(f"{'.'.join(path)} {was!r} there, {now!r} now")
+        if diffs:
+            raise ConfigError(f"name: {run_dir} holds checkpoints of another run, which this call would resume "
+                              f"(settings differ: {'; '.join(diffs)}); {advice}")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"settings": settings})
+
+
 def _fit(loop: Any, loop_config: dict[str, Any], *, num_workers: int, use_gpu: bool, cpus_per_worker: float,
          storage_path: str | os.PathLike[str] | None, name: str, log_dir: str | os.PathLike[str] | None,
-         address: str | None, max_failures: int) -> SupernetRun:
+         address: str | None, max_failures: int, settings: dict[str, Any]) -> SupernetRun:
     """Run `loop` on `num_workers` Ray Train workers (`TorchTrainer`, gloo or NCCL) and collect what it left.
 
-    `loop_config` gets the absolute `log_dir` (created here); checkpoints go to `storage_path/name`, and
-    the same both resume from the latest one. An error in any worker is raised here.
+    `loop_config` gets the absolute `log_dir` (created here) and `threads` (torch threads per worker:
+    `cpus_per_worker`); checkpoints go to `storage_path/name`, and the same both resume from the latest one,
+    if the run there had the same `settings` (`claim_run`). A local Ray instance started here is shut down
+    at the end. An error in any worker is raised here.
     """
+    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    connect(RayOptions(address))
     storage = os.path.abspath(storage_path or os.path.join(tempfile.gettempdir(), "nas-train"))
+    claim_run(Path(storage) / name, {**settings, "num_workers": num_workers})
     if log_dir:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-    loop_config = {**loop_config, "log_dir": os.path.abspath(log_dir) if log_dir else None}
-    trainer = TorchTrainer(
-        loop, train_loop_config=loop_config, torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)))
-    result = trainer.fit()
-    if result.error is not None:
-        raise result.error
-    history = [dict(m) for _, m in (result.best_checkpoints or [])]
-    checkpoint = result.checkpoint.path if result.checkpoint is not None else None
-    return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))
+    loop_config = {**loop_config, "log_dir": os.path.abspath(log_dir) if log_dir else None,
+                   "threads": max(1, int(cpus_per_worker))}
+    owns_ray = connect(RayOptions(address))
+    try:
+        trainer = TorchTrainer(
+            loop, train_loop_config=loop_config, torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                         resources_per_worker={"CPU": cpus_per_worker}),
+            run_config=RunConfig(name=name, storage_path=storage,
+                                 failure_config=FailureConfig(max_failures=max_failures)))
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+        history = [dict(m) for _, m in (result.best_checkpoints or [])]
+        checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+        return SupernetRun(dict(result.metrics or {}), history, checkpoint, str(getattr(result, "path", storage)))
+    finally:
+        if owns_ray:
+            ray.shutdown()
 
 
 def step_subnets(space: OFASpace, seed: int, step: int, n_random: int) -> list[Any]:
@@ -226,7 +279,7 @@ def _train_loop(cfg: dict[str, Any]) -> None:
             with open(log_path, "a") as f:
                 f.write("".join(line + "\n" for line in lines))
         metrics = {"epoch": epoch + 1, "step": step, "loss": total / per_epoch, "agreed_steps": agreed,
-                   "workers": world}
+                   "workers": world, "threads": torch.get_num_threads()}
         _report(metrics, rank, lambda: {"model": supernet.state_dict(), "optimizer": opt.state_dict(),
                                         "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step,
                                         "space": space.config.to_dict(), "schedule": asdict(sch)}, CHECKPOINT_FILE)
@@ -241,8 +294,10 @@ def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, 
 
     `x`, `y`: the training data (arrays; each worker takes every `num_workers`-th example). Checkpoints go
     to `storage_path/name`; calling again with the same both resumes from the latest checkpoint (raise
-    `schedule.epochs` to train further). `log_dir` receives each worker's sampled subnet ids per step
-    (`subnets-rank{r}.jsonl`). `max_failures` restarts the workers from the latest checkpoint after a crash.
+    `schedule.epochs` to train further); a run there with other data, config, schedule (epochs aside) or
+    `num_workers` is refused, naming what differs. `log_dir` receives each worker's sampled subnet ids per
+    step (`subnets-rank{r}.jsonl`). `max_failures` restarts the workers from the latest checkpoint after a
+    crash. Each worker trains with `cpus_per_worker` torch threads.
     """
     if num_workers < 1:
         raise ConfigError(f"num_workers: expected a positive int, got {num_workers!r}")
@@ -250,8 +305,11 @@ def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, 
     cfg = config or OFAConfig()
     loop_config = {"schedule": asdict(sch), "space": cfg.to_dict(), "x": np.asarray(x, dtype=np.float32),
                    "y": np.asarray(y, dtype=np.int64)}
+    settings = {"schedule": {k: v for k, v in asdict(sch).items() if k != "epochs"}, "space": cfg.to_dict(),
+                "data": "sha1:" + data_digest(loop_config["x"], loop_config["y"])}
     return _fit(_train_loop, loop_config, num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker,
-                storage_path=storage_path, name=name, log_dir=log_dir, address=address, max_failures=max_failures)
+                storage_path=storage_path, name=name, log_dir=log_dir, address=address, max_failures=max_failures,
+                settings=settings)
 
 
 # ---------------------------------------------------------------------------------------- one-shot (DARTS family)
@@ -341,7 +399,7 @@ def _oneshot_loop(cfg: dict[str, Any]) -> None:
             with open(log_path, "a") as f:
                 f.write(json.dumps({"epoch": record.epoch, "derived": record.derived, "digest": digest}) + "\n")
         metrics = {"epoch": record.epoch, "valid_acc": record.valid_acc, "train_loss": record.train_loss,
-                   "workers": world}
+                   "workers": world, "threads": torch.get_num_threads()}
         _report(metrics, rank, trainer.state_dict, ONESHOT_FILE)
 
 
@@ -363,8 +421,14 @@ def train_oneshot(trainer: Any, data: Any, num_workers: int = 2, storage_path: s
                               f"than batch_size {trainer.options.batch_size}")
     loop_config = {"space": trainer.space, "options": trainer.options, "seed": trainer.seed, "costs": trainer.costs,
                    "state": trainer.state_dict() if trainer.epoch > 0 else None, "data": dict(data)}
+    costs = trainer.costs
+    settings = {"space": trainer.space.fingerprint(), "seed": trainer.seed,
+                "options": {k: v for k, v in trainer.options.to_dict().items() if k != "epochs"},
+                "costs": getattr(costs, "source", None) if costs is not None else None,
+                "data": "sha1:" + data_digest(*[t for split in sorted(data) for t in data[split]])}
     run = _fit(_oneshot_loop, loop_config, num_workers=num_workers, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker,
-               storage_path=storage_path, name=name, log_dir=log_dir, address=address, max_failures=max_failures)
+               storage_path=storage_path, name=name, log_dir=log_dir, address=address, max_failures=max_failures,
+               settings=settings)
     if run.checkpoint is not None:
         trainer.load_state_dict(torch.load(Path(run.checkpoint) / ONESHOT_FILE, map_location="cpu", weights_only=True))
     return run

@@ -9,16 +9,19 @@
 * `RayTuneExecutor`: the `nas.Executor` contract on one long-running Tune experiment (per-trial
   cpus/gpus, fractional too, concurrency = `workers`, a scheduler, `max_retries` restarts of a trial whose
   worker died). `nas.search` stays the driver and writes the journal; the Tune experiment is fed by a
-  `StrategySearcher` over the architectures the search submits.
+  `StrategySearcher` over the architectures the search submits. A search that ends early (Ctrl-C, an
+  error) stops the trials still running at once instead of waiting for them.
 
 A scheduler ranks trials on one metric (`metric`, `mode`): name an objective, or have `evaluate` report a
 scalarisation (e.g. `score = accuracy - 0.1 * latency_ms`) when several objectives matter. The strategy
 still receives every metric of every trial; a stopped trial keeps its last report (`epochs` says how many).
+A report that lacks the scheduler's metric ends the search with a ConfigError naming it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import tempfile
@@ -29,13 +32,16 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+from ray.tune.callback import Callback
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
+from ray.tune.stopper import Stopper
 
 from nas import jsonio
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_int
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
 from nas.objectives import Problem
-from nas.ray.executor import RayOptions, connect, ship_by_value
+from nas.ray.executor import RayOptions, _DropMessage, check_capacity, connect, ship_by_value
 from nas.spaces import Architecture, Space
 from nas.experiment import Experiment, open_experiment, search_config
 from nas.store import Journal, Trial
@@ -66,8 +72,23 @@ def _float_metrics(result: Mapping[str, Any]) -> dict[str, float]:
 
     skip = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "config", EPOCH, "checkpoint_dir_name",
                                     "should_checkpoint"}
-    return {k: float(v) for k, v in result.items()
-            if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in result.items()  # "config/arch/a": the trial's config, as Tune flattens it
+            if k not in skip and not k.startswith("config/") and isinstance(v, (int, float))
+            and not isinstance(v, bool)}
+
+
+def _timing(result: Mapping[str, Any] | None, nas_part: Mapping[str, Any]) -> tuple[float, float, str]:
+    """(started, finished, worker) of a finished trial: from our trainable's record, else from Tune's result
+    (its `time_total_s` before now, on `ray-tune-NODE-PID`), else now."""
+    now = time.time()
+    if nas_part:
+        return (float(nas_part.get("started", now)), float(nas_part.get("finished", now)),
+                str(nas_part.get("worker", "ray-tune")))
+    result = result or {}
+    took = result.get("time_total_s")
+    started = now - float(took) if isinstance(took, (int, float)) and not isinstance(took, bool) else now
+    worker = f"ray-tune-{result['node_ip']}-{result['pid']}" if "node_ip" in result and "pid" in result else "ray-tune"
+    return started, now, worker
 
 
 def _nas_part(result: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -161,10 +182,9 @@ class StrategySearcher(Searcher):
         self.strategy.tell(arch, TrialResult.of("failed" if failed else "ok", metrics))
         experiment = self._open() if self.workdir is not None else None
         if experiment is not None and trial_id not in self.journaled:
-            now = time.time()
+            started, finished, worker = _timing(result, nas_part)
             experiment.record(Trial(len(experiment.trials), arch.to_dict(), arch.id, metrics,
-                                    "failed" if failed else "ok", float(nas_part.get("started", now)),
-                                    float(nas_part.get("finished", now)), str(nas_part.get("worker", "ray-tune")),
+                                    "failed" if failed else "ok", started, finished, worker,
                                     err, {"tune_trial_id": trial_id}))
             self.journaled.add(trial_id)
         if self.on_complete is not None:
@@ -226,50 +246,126 @@ class _Feed(Strategy):
         self.todo, self.lock = state["todo"], threading.Lock()
 
 
-def _run_trial(config: dict[str, Any], evaluate: EvaluateFn) -> None:
-    """The Tune function trainable: evaluate one architecture, forwarding its `report` calls to Tune."""
+class _MetricMissing(BaseException):
+    """Raised by `report` inside a trial when a report lacks the scheduler's metric: it ends the trial at once,
+    past `run_job` (which turns user errors into failed trials): a misnamed metric is the search's error."""
+
+
+def _metric_missing(metric: str, got: Mapping[str, Any], where: str) -> str:
+    return (f"metric: the scheduler ranks trials on {metric!r}, which is not among the metrics {where} "
+            f"({', '.join(sorted(got)) or 'none'}); name one of those, or report {metric!r} too")
+
+
+def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None = None) -> None:
+    """The Tune function trainable: evaluate one architecture, forwarding its `report` calls to Tune.
+
+    `metric` (the scheduler's) is checked on every report: a report without it ends the trial with a
+    `config_error` the executor raises as a ConfigError. Tune always sees it (a failed evaluation's result
+    carries the last reported value, or NaN), so a failing trial never stops the whole Tune run.
+    """
     import ray
     from ray import tune
 
     arch = Architecture(config["arch"])
     worker = f"ray-tune-{ray.util.get_node_ip_address()}-{os.getpid()}"
-    started, epochs = time.time(), 0
+    started, epochs, last = time.time(), 0, math.nan
 
-    def send(metrics: Mapping[str, float], final: bool, error: str | None = None) -> None:
+    def send(metrics: Mapping[str, float], final: bool, error: str | None = None,
+             config_error: str | None = None) -> None:
         m = {k: float(v) for k, v in metrics.items()}
         if epochs:
             m.setdefault("epochs", float(epochs))
-        tune.report({**m, EPOCH: max(epochs, 1), "nas": {"metrics": m, "error": error, "started": started,
-                                                         "finished": time.time(), "worker": worker,
-                                                         "final": final}})
+        shown = {**m, metric: m.get(metric, last)} if metric is not None else m
+        tune.report({**shown, EPOCH: max(epochs, 1),
+                     "nas": {"metrics": m, "error": error, "started": started, "finished": time.time(),
+                             "worker": worker, "final": final,
+                             **({"config_error": config_error} if config_error else {})}})
 
     def reporter(metrics: Mapping[str, float]) -> None:
-        nonlocal epochs
+        nonlocal epochs, last
+        if metric is not None and metric not in metrics:
+            raise _MetricMissing(_metric_missing(metric, metrics, "report() got"))
         epochs += 1
         send(metrics, final=False)
+        if metric is not None:
+            last = float(metrics[metric])
 
     token = _REPORTER.set(reporter)
     try:
         metrics, error = run_job(evaluate, arch)
+    except _MetricMissing as e:
+        send({}, final=True, config_error=str(e))
+        return
     finally:
         _REPORTER.reset(token)
-    send(metrics or {}, final=True, error=error)
+    missing = None
+    if metric is not None and epochs == 0 and metrics is not None and metric not in metrics:
+        missing = _metric_missing(metric, metrics, "evaluate returned")  # it never reported: nothing to rank on
+    send(metrics or {}, final=True, error=error, config_error=missing)
+
+
+class FinishingASHA(AsyncHyperBandScheduler):
+    """ASHA (`brackets > 1`: asynchronous Hyperband) that stops no trial at or after `max_t`.
+
+    Tune's stops a trial at its `max_t`-th report (and may at a rung there): with `max_t` = the epochs
+    `evaluate` trains, every trial that trained them all would end at its last `report`, before `evaluate`
+    returns its final metrics. Here a trial that reached `max_t` has nothing left to save, so it finishes.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if result.get(self._time_attr, 0) >= self._max_t:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 def make_scheduler(scheduler: Any, metric: str | None, mode: str | None, max_epochs: int,
                    grace_period: int = 1, reduction_factor: float = 2) -> Any:
-    """None, "asha", "hyperband" (asynchronous, 3 brackets) or a Tune `TrialScheduler` instance."""
-    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
-
-    if scheduler is None or isinstance(scheduler, TrialScheduler):
-        return scheduler
+    """None, "asha", "hyperband" (asynchronous, 3 brackets; both `FinishingASHA`) or a Tune `TrialScheduler`
+    instance (given `metric`/`mode` unless it has its own). Every option is checked here, by name."""
+    if mode is not None and mode not in ("min", "max"):
+        raise ConfigError(f"mode: expected 'min' or 'max', got {mode!r}")
+    check_count(max_epochs, "max_epochs", " (the scheduler's max_t: the epochs a trial trains at most)")
+    check_count(grace_period, "grace_period", " (epochs every trial trains before it can be stopped)")
+    if grace_period > max_epochs:
+        raise ConfigError(f"grace_period: {grace_period} exceeds max_epochs={max_epochs}: no trial could be stopped "
+                          "before the end")
+    if isinstance(reduction_factor, bool) or not isinstance(reduction_factor, (int, float)) \
+            or not reduction_factor > 1 or not math.isfinite(reduction_factor):
+        raise ConfigError(f"reduction_factor: expected a number > 1 (each rung keeps 1/reduction_factor of the "
+                          f"trials), got {reduction_factor!r}")
+    if scheduler is None:
+        return None
+    if isinstance(scheduler, TrialScheduler):
+        return _with_metric(scheduler, metric, mode)
     if scheduler not in ("asha", "hyperband"):
         raise ConfigError(f"scheduler: expected 'asha', 'hyperband' or a Tune TrialScheduler, got {scheduler!r}")
-    if metric is None or mode not in ("min", "max"):
+    if metric is None or mode is None:
         raise ConfigError(f"scheduler {scheduler!r}: give metric= (the reported metric it ranks trials on) and "
                           f"mode='min' or 'max' (got metric={metric!r}, mode={mode!r})")
-    return ASHAScheduler(time_attr=EPOCH, metric=metric, mode=mode, max_t=max_epochs, grace_period=grace_period,
+    return FinishingASHA(time_attr=EPOCH, metric=metric, mode=mode, max_t=max_epochs, grace_period=grace_period,
                          reduction_factor=reduction_factor, brackets=3 if scheduler == "hyperband" else 1)
+
+
+def _with_metric(scheduler: Any, metric: str | None, mode: str | None) -> Any:
+    """A scheduler instance ranking on `metric`/`mode` (given to it unless it has its own, which must agree);
+    a ConfigError when it would have none (Tune would fail only once trials run)."""
+    from ray.tune.result import DEFAULT_METRIC
+
+    if type(scheduler) is FIFOScheduler:  # (Tune's other schedulers subclass it)
+        return scheduler  # ranks nothing
+    name = type(scheduler).__name__
+    own_metric = scheduler.metric if scheduler.metric not in (None, DEFAULT_METRIC) else None
+    own_mode = getattr(scheduler, "_mode", None)
+    for field, own, given in (("metric", own_metric, metric), ("mode", own_mode, mode)):
+        if own is not None and given is not None and own != given:
+            raise ConfigError(f"{field}: the {name} given as scheduler has {field}={own!r}, the executor "
+                              f"{field}={given!r}; give it once, or the same in both")
+    if (own_metric is None and metric is not None) or (own_mode is None and mode is not None):
+        scheduler.set_search_properties(metric if own_metric is None else None, mode if own_mode is None else None)
+    if scheduler.metric in (None, DEFAULT_METRIC) or getattr(scheduler, "_mode", None) is None:
+        raise ConfigError(f"scheduler: the {name} has no metric or mode to rank trials on; give RayTuneExecutor "
+                          f"metric= and mode='min' or 'max' (got metric={metric!r}, mode={mode!r})")
+    return scheduler
 
 
 def settle(cpus: float, timeout_s: float = 10.0) -> float:
@@ -284,14 +380,64 @@ def settle(cpus: float, timeout_s: float = 10.0) -> float:
     return time.monotonic() - t0
 
 
+class _StopAll(Stopper):
+    """Tune's stopper for `RayTuneExecutor.close`: once `stopped`, Tune stops every running trial and ends."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.stopped
+
+
+class _TrialActors(Callback):
+    """Notes the actor of every trial Tune starts, so `RayTuneExecutor.close` can kill the ones still running an
+    evaluation (Tune's own stop waits behind the running evaluation, then kills after 10 s)."""
+
+    def __init__(self) -> None:
+        self.actors: dict[str, Any] = {}
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+        if actor is not None:
+            self.actors[trial.trial_id] = actor
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.actors.pop(trial.trial_id, None)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.actors.pop(trial.trial_id, None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"actors": {}}  # live handles stay with this driver
+
+
+def _summary(e: BaseException) -> str:
+    """One line for an error Tune raised: a TuneError carries a whole traceback as text; its last line says what."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[-1] if lines and lines[0].startswith("Traceback") else " ".join(lines)
+    return f"{type(e).__name__}: {text[:500]}"
+
+
 class RayTuneExecutor(Executor):
     """Evaluations as Ray Tune trials: per-trial `cpus`/`gpus` (fractional allowed), at most `workers` at
     once, an optional `scheduler` ("asha", "hyperband" or a Tune scheduler) on `metric`/`mode` over
     `max_epochs` reports, and `max_retries` restarts of a trial whose worker process died.
 
     `address`: None starts a local Ray instance, "auto" or "HOST:PORT" joins a cluster. Tune's own files go
-    under `storage_path` (default: a temporary folder); the search's results are in its journal.
+    under `storage_path` (default: a temporary folder); the search's results are in its journal. When the
+    search ends early (Ctrl-C, an error), `close` stops the running trials at once: they were not completed,
+    so the search's snapshot keeps them pending and a resume evaluates them.
     """
+
+    grace_s = 1.0
+    """Seconds `close` gives Tune to end by itself (it does at once after a normal end) before it kills the actors
+    of trials still running."""
+    stop_timeout_s = 30.0
+    """Seconds `close` then waits for Tune to end."""
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus: float = 1.0,
                  gpus: float = 0.0, scheduler: Any = None, metric: str | None = None, mode: str | None = None,
@@ -301,15 +447,22 @@ class RayTuneExecutor(Executor):
             raise ConfigError(f"workers: expected a positive int, got {workers!r}")
         if cpus < 0 or gpus < 0:
             raise ConfigError(f"cpus/gpus: expected non-negative numbers, got cpus={cpus!r} gpus={gpus!r}")
+        check_int(max_retries, "max_retries", 0)  # Tune's -1 would restart a trial whose worker dies forever
         self.options = RayOptions(address, num_cpus)
         self.workers, self.cpus, self.gpus, self.max_retries = workers, cpus, gpus, max_retries
         self.scheduler = make_scheduler(scheduler, metric, mode, max_epochs, grace_period, reduction_factor)
+        from ray.tune.result import DEFAULT_METRIC
+
+        ranked = getattr(self.scheduler, "metric", None)
+        self.metric = ranked if ranked not in (None, DEFAULT_METRIC) else None  # checked on every report
         self.storage_path = storage_path
         self._feed = _Feed()
-        self._done: queue.Queue[Completed] = queue.Queue()
+        self._done: queue.Queue[Completed | BaseException] = queue.Queue()
+        self._error: BaseException | None = None  # raised by wait() once the completions before it are returned
         self._in_flight = 0
         self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._stopper = _StopAll()
+        self._actors = _TrialActors()
         self._owns_ray = False
         self._searcher: StrategySearcher | None = None
         self._free_at_start = 0.0
@@ -319,13 +472,16 @@ class RayTuneExecutor(Executor):
         from ray import tune
 
         self._owns_ray = connect(self.options)
+        try:
+            self.workers = check_capacity(self.workers, self.cpus, self.gpus, "trial", all_at_once=False)
+        except ConfigError:
+            self.close()
+            raise
         ship_by_value(evaluate)
-        if self.workers is None:
-            cpus = ray.cluster_resources().get("CPU", 1.0)
-            self.workers = max(1, int(cpus // self.cpus)) if self.cpus > 0 else max(1, int(cpus))
         self._free_at_start = ray.available_resources().get("CPU", 0.0)
         self._searcher = StrategySearcher(self._feed, finish_when_empty=False, on_complete=self._completed)
-        trainable = tune.with_resources(tune.with_parameters(_run_trial, evaluate=evaluate),
+        self._stopper, self._actors = _StopAll(), _TrialActors()
+        trainable = tune.with_resources(tune.with_parameters(_run_trial, evaluate=evaluate, metric=self.metric),
                                         {"cpu": self.cpus, "gpu": self.gpus})
         storage = self.storage_path or os.path.join(tempfile.gettempdir(), "nas-tune")
         tuner = tune.Tuner(
@@ -333,33 +489,44 @@ class RayTuneExecutor(Executor):
             tune_config=tune.TuneConfig(search_alg=self._searcher, scheduler=self.scheduler, num_samples=-1,
                                         max_concurrent_trials=self.workers, reuse_actors=True),
             run_config=tune.RunConfig(name=f"nas-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-                                      storage_path=os.path.abspath(storage), verbose=0,
+                                      storage_path=os.path.abspath(storage), verbose=0, stop=self._stopper,
+                                      callbacks=[self._actors],
                                       failure_config=tune.FailureConfig(max_failures=self.max_retries),
                                       checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False)))
+        stopper = self._stopper
 
         def fit() -> None:
+            # trials stopped by close() wrote no result file, which Tune's summary at the end warns about
+            quiet = _DropMessage("Failed to fetch metrics for")
+            logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(quiet)
             try:
                 tuner.fit()
+                if not stopper.stopped:
+                    self._done.put(RuntimeError("Ray Tune's experiment ended while the search still had trials "
+                                                "running"))
             except BaseException as e:  # noqa: BLE001 - handed to the search thread in wait()
-                self._failure = e
-                self._done.put(None)  # type: ignore[arg-type]
+                self._done.put(e)
+            finally:
+                logging.getLogger("ray.tune.analysis.experiment_analysis").removeFilter(quiet)
 
         self._thread = threading.Thread(target=fit, name="nas-ray-tune", daemon=True)
         self._thread.start()
 
     def _completed(self, trial_id: str, arch: Architecture, result: Mapping[str, Any] | None, error: bool) -> None:
         nas_part = _nas_part(result)
+        if nas_part.get("config_error"):  # the scheduler's metric is misnamed: the search stops
+            self._done.put(ConfigError(str(nas_part["config_error"])))
+            return
         metrics = nas_part.get("metrics") if nas_part and not nas_part.get("error") else None
         err = nas_part.get("error")
         if error:
             metrics, err = None, (f"Ray Tune trial {trial_id} failed after {self.max_retries} retries "
                                   "(its worker died or Tune raised); see the Tune logs under "
                                   f"{self.storage_path or os.path.join(tempfile.gettempdir(), 'nas-tune')}")
-        now = time.time()
+        started, finished, worker = _timing(result, nas_part)
         self._done.put(Completed(arch, dict(metrics) if metrics is not None else None,
                                  err or (None if metrics is not None else "trial returned no result"),
-                                 float(nas_part.get("started", now)), float(nas_part.get("finished", now)),
-                                 str(nas_part.get("worker", "ray-tune"))))
+                                 started, finished, worker))
 
     def free_slots(self) -> int:
         assert self.workers is not None, "start() first"
@@ -370,28 +537,49 @@ class RayTuneExecutor(Executor):
         self._in_flight += 1
 
     def wait(self) -> list[Completed]:
-        first = self._done.get()
-        out = [first]
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                break
-        if any(c is None for c in out):
-            raise RuntimeError(f"Ray Tune stopped: {self._failure!r}") from self._failure
-        self._in_flight -= len(out)
-        return out
+        if self._error is None:
+            items = [self._done.get()]
+            while True:
+                try:
+                    items.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            out = [c for c in items if isinstance(c, Completed)]
+            errors = [c for c in items if not isinstance(c, Completed)]
+            self._error = errors[0] if errors else None
+            if out:  # what completed first is returned (and journaled); the error comes with the next wait()
+                self._in_flight -= len(out)
+                return out
+        error = self._error
+        assert error is not None
+        if isinstance(error, ConfigError):
+            raise error
+        raise RuntimeError(f"Ray Tune stopped: {_summary(error)}") from error
 
     def close(self) -> None:
+        """End the Tune experiment: nothing new starts, and trials still running (the search was interrupted or
+        failed: after a normal end none are) are stopped now rather than awaited, their actors killed."""
         import ray
 
-        self._feed.ask(len(self._feed.todo))  # nothing new starts; Tune ends once the running trials are done
+        self._stopper.stopped = True
+        self._feed.ask(len(self._feed.todo))
         if self._searcher is not None:
             self._searcher.finish_when_empty = True
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(self.grace_s)
+            if self._thread.is_alive():  # trials still running: their results would be discarded anyway
+                for actor in list(self._actors.actors.values()):
+                    try:
+                        ray.kill(actor, no_restart=True)
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+                self._thread.join(self.stop_timeout_s)
+            if self._thread.is_alive():
+                log.warning("Ray Tune did not stop within %.0f s; leaving it to end in the background",
+                            self.stop_timeout_s)
+            else:
+                settle(self._free_at_start)
             self._thread = None
-            settle(self._free_at_start)
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
