@@ -23,6 +23,7 @@ from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.spaces.gnn import GNNSpace
 from nas.spaces.ofa import OFAConfig, OFASpace
 from nas.spaces.transformer import ElasticTransformerConfig, ElasticTransformerSpace
+from tests.test_nn_lut import Net  # its convolutional nas.nn space: a recorded-figure case below
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -332,32 +333,6 @@ def test_a_table_timed_with_other_threads_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------------------- recorded figures unchanged
-class Net(nnn.ModelSpace):
-    """tests/test_nn_lut.py's convolutional nas.nn space."""
-
-    input_shape = (2, 64)
-
-    def __init__(self) -> None:
-        super().__init__()
-        width = nnn.Choice("width", [4, 24, 96])
-        self.stem = nnn.Conv1d(2, width, 3, padding=1)
-        self.blocks = nnn.Repeat(lambda i: Block(width), depth=nnn.Choice("depth", [1, 2, 4]))
-        self.mix = nnn.LayerChoice({"conv": nnn.Conv1d(width, width, 5, padding=2), "pool": nn.MaxPool1d(3, 1, 1)},
-                                   label="mix")
-        self.head = nnn.Linear(width, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.mix(self.blocks(self.stem(x))).mean(-1))
-
-
-class Block(nn.Module):
-    def __init__(self, width: nnn.Choice) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nnn.Conv1d(width, width, nnn.Choice("kernel", [3, 7]), padding="same"),
-                                  nnn.BatchNorm1d(width), nn.ReLU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
 
 
 def _darts(op_a: str, op_b: str, last: bool) -> tuple[DartsSpace, dict]:
