@@ -22,6 +22,7 @@ each block halving the resolution before one of its layers or not at all (144 ar
 
     .venv/bin/python experiments/bossnas.py              # 12 archs x 3 seeds truth, 5 supernet seeds
     .venv/bin/python experiments/bossnas.py --quick      # smoke run
+    .venv/bin/python experiments/bossnas.py --recount-flops [--archs 24]   # the FLOPs baseline again, no training
 
 Writes experiments/results/bossnas.json (bossnas_<N>archs.json with --archs N other than 12, bossnas_quick.json
 with --quick) after every finished supernet seed; a rerun with the same settings resumes. The stand-alone
@@ -47,6 +48,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from few_shot import paired  # noqa: E402
+from flops_recount import Recount, add_option, read_json, write_json  # noqa: E402
 from reporting import git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,6 +207,24 @@ def print_tables(doc: Mapping[str, Any]) -> None:
           f"mean over seeds): {'holds' if a['target_spearman_gt_0.3'] else 'does NOT hold'}")
 
 
+def recount_flops(path: Path, argv: Sequence[str] | None) -> int:
+    """`--recount-flops`: the recorded architectures rebuilt untrained, their FLOPs counted again as a run counts
+    them, and the analysis (whose FLOPs row is the only one that can move) redone from the recorded ratings."""
+    from nas.bossnas import HybridSpace
+
+    doc, space = read_json(path), HybridSpace()
+    if doc["settings"]["space"] != space.config.to_dict():
+        raise SystemExit(f"--recount-flops: {path} was recorded on another space than this script builds")
+    g, recount = doc["ground_truth"], Recount("bossnas.py", space.count, argv)
+    g["flops"] = [recount.flops(a, old, params) for a, old, params in zip(g["archs"], g["flops"], g["params"])]
+    doc["analysis"] = analyse(doc["runs"], np.asarray(g["test_acc_mean"]), {"Params": g["params"], "FLOPs": g["flops"]})
+    doc["flops_recount"] = recount.summary()
+    print(recount.describe())
+    write_json(path, doc)
+    print_tables(doc)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
@@ -220,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--train-size", type=int, default=None, help="use only this many training and validation samples (smoke runs)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "experiments" / "results")
+    add_option(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.archs, args.gt_seeds, args.gt_epochs, args.seeds, args.epochs = 6, 2, 2, 2, 1
@@ -228,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     gt_path = args.results_dir / f"{name}_ground_truth.json"  # records by architecture and seed: shared by --archs
     out = args.results_dir / (f"{name}.json" if args.archs == 12 else f"{name}_{args.archs}archs.json")
+    if args.recount_flops:
+        return recount_flops(out, argv)
     started, load0 = time.perf_counter(), os.getloadavg()
     space, data = HybridSpace(), _data(args.train_size)
     rng, chosen = np.random.default_rng(args.arch_seed), {}

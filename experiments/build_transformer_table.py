@@ -25,6 +25,7 @@ never mix with (and are never mistaken for) recorded ones.
     nice -n 19 .venv/bin/python experiments/build_transformer_table.py --archs 120                # build / resume
     nice -n 19 .venv/bin/python experiments/build_transformer_table.py --archs 120 --shard 1/2    # 1 of 2 processes
     .venv/bin/python experiments/build_transformer_table.py --summary    # the table's facts -> results/transformer_table.json
+    .venv/bin/python experiments/build_transformer_table.py --recount-flops   # the flops column again, no training
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ import numpy as np
 import torch
 
 from build_gnn_table import append_row, arch_json, done_trainings, parse_shard, seed_noise, table_runs  # noqa: E402  (experiments/ is on sys.path)
+from flops_recount import Recount, add_option, read_csv, write_csv
 from nas.architecture import Architecture
-from nas.datasets import movie_reviews
+from nas.datasets import TextSplits, movie_reviews
 from nas.spaces.transformer import FlexiBertSpace
 from nas.tabular import transformer_table_dir
-from transformer_mr import describe, recipe_splits, train_recipe
+from transformer_mr import RecipeSplits, TextRecipe, describe, recipe_splits, train_recipe
 from reporting import git_commit, write_report
 from transformer_recipe import ARCHS, BASE, BOW, TEACHER_TOKENS, tfidf_lr, tfidf_teacher
 
@@ -112,6 +114,33 @@ def table_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
+def recipe_data(quick: bool) -> tuple[TextRecipe, TextSplits, RecipeSplits]:
+    """The table's recipe, Movie Review with every training word, and the recipe's train / valid / test
+    tokenisation of it (`quick`: the smoke run's recipe and subset)."""
+    recipe = BOW
+    full = movie_reviews(seed=0, max_len=64, vocab_size=10**6)
+    if quick:
+        full = replace(full, train_x=full.train_x[:700], train_y=full.train_y[:700], test_x=full.test_x[:300],
+                       test_y=full.test_y[:300])
+        recipe = replace(recipe, max_epochs=2, patience=0)
+    return recipe, full, recipe_splits(recipe, full, valid_fraction=0.1, seed=0)
+
+
+def recount_flops(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, int]:
+    """`--recount-flops`: every row's architecture rebuilt untrained on the table's space and its `flops` counted
+    again as a training row counts them; the CSV is rewritten with only that column changed."""
+    path = args.out / TABLE
+    columns, rows = read_csv(path)
+    recipe, _, data = recipe_data(args.quick)
+    space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))
+    recount = Recount("build_transformer_table.py", space.count, argv)
+    for row in rows:
+        row["flops"] = str(int(recount.flops(json.loads(row["arch"]), float(row["flops"]), float(row["params"]))))
+    print(recount.describe())
+    write_csv(path, columns, rows)
+    return {"trained": 0, "stopped_at": 0}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,6 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "300 test, 2 epochs; written to its own folder (the package table is refused as --out)")
     ap.add_argument("--summary", action="store_true", help="train nothing: write the table's facts (table_facts) to "
                     "experiments/results/transformer_table.json and print them")
+    add_option(ap)
     args = ap.parse_args(argv)
     args.shard = parse_shard(ap, args.shard)
     package = transformer_table_dir()
@@ -146,13 +176,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, int]:
         print(json.dumps(facts, indent=1))
         return {"trained": 0, "stopped_at": 0}
     torch.set_num_threads(1)
-    recipe = BOW
-    full = movie_reviews(seed=0, max_len=64, vocab_size=10**6)
-    if args.quick:
-        full = replace(full, train_x=full.train_x[:700], train_y=full.train_y[:700], test_x=full.test_x[:300],
-                       test_y=full.test_y[:300])
-        recipe = replace(recipe, max_epochs=2, patience=0)
-    data = recipe_splits(recipe, full, valid_fraction=0.1, seed=0)
+    if args.recount_flops:
+        return recount_flops(args, argv)
+    recipe, full, data = recipe_data(args.quick)
     words = recipe_splits(TEACHER_TOKENS, full, valid_fraction=0.1, seed=0)
     teacher = tfidf_teacher(words, tfidf_lr(words)["C"])
     space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))

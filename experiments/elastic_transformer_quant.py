@@ -24,6 +24,7 @@ when complete), so re-analysing seeds costs about a minute each.
     .venv/bin/python experiments/elastic_transformer_quant.py              # 10 seeds, 12 epochs, 300 evaluations
     .venv/bin/python experiments/elastic_transformer_quant.py --seeds 12   # adds seeds 10-11 (each trains a supernet)
     .venv/bin/python experiments/elastic_transformer_quant.py --quick      # smoke: 1 seed, 1 epoch, 20 evaluations
+    .venv/bin/python experiments/elastic_transformer_quant.py --recount-flops   # FLOPs and flops_ratio again, no training
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from nas.measure import count_metric, latency_metric
 from nas.modelspec import SUPERNET, record_model
 from nas.spaces.training import InheritedAccuracy, SandwichRule, accuracy
 from nas.spaces.transformer import ElasticTransformerConfig, ElasticTransformerSpace
+from flops_recount import Recount, add_option, read_json, write_json  # experiments/ is on sys.path
 from reporting import git_commit, write_report  # experiments/reporting.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,6 +277,23 @@ def describe(arch: dict[str, Any]) -> str:
     return f"d{arch['depth']} " + " ".join(f"h{c['heads']}f{c['ffn']}" for c in arch["layers"])
 
 
+def recount_flops(path: Path) -> None:
+    """`--recount-flops`: every recorded model row (full, front, pick, int8 pick) rebuilt untrained on the recorded
+    settings' space and its FLOPs counted again as `run_seed` counts them; `flops_ratio` and the table follow."""
+    doc = read_json(path)
+    space = make_space(Settings(**doc["settings"]))
+    recount = Recount("elastic_transformer_quant.py", space.count)
+    for r in doc["per_seed"]:
+        for m in (r["full"], *r["front"], r["pick"], r["pick_int8_torch"]):
+            m["flops"] = int(recount.flops(m["arch"], m["flops"], m["params"]))
+        r["flops_ratio"] = r["full"]["flops"] / r["pick"]["flops"]
+    doc["table"] = table(doc["per_seed"])
+    doc["flops_recount"] = recount.summary()
+    print(recount.describe())
+    write_json(path, doc)
+    print(doc["table"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=Settings.seeds)
@@ -282,6 +301,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=Settings.budget)
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 20 evaluations, 3 rounds")
     ap.add_argument("--out", type=Path, default=OUT)
+    add_option(ap)
     args = ap.parse_args()
     s = Settings(seeds=args.seeds, epochs=args.epochs, budget=args.budget)
     global RUNS
@@ -290,6 +310,8 @@ def main() -> None:
         args.out = args.out.with_name(args.out.stem + "_quick.json")
         RUNS = RUNS.with_name(RUNS.name + "_quick")
     torch.set_num_threads(1)
+    if args.recount_flops:
+        return recount_flops(args.out)
     started = time.time()
     same = {k: v for k, v in asdict(s).items() if k != "seeds"}  # more seeds extend a run; other changes restart it
     earlier: dict[int, dict[str, Any]] = {}

@@ -20,6 +20,7 @@ the same settings resumes from the finished seeds (`--fresh` starts over).
 
     .venv/bin/python experiments/gnn_planetoid.py                     # cora + citeseer, seeds 0..9 (resumes)
     .venv/bin/python experiments/gnn_planetoid.py --quick             # smoke run: cora, 1 seed, budget 3
+    .venv/bin/python experiments/gnn_planetoid.py --recount-flops     # flops_dense of the recorded runs again, no training
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch_geometric
 import nas
 from nas.datasets import planetoid
 from nas.spaces.gnn import GNNSpace, NodeClassificationEvaluator
+from flops_recount import Recount, add_option, read_json, write_json  # noqa: E402  (experiments/ is on sys.path)
 from reporting import git_commit, protocol_report, protocol_table  # noqa: E402  (experiments/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,8 @@ GCN = {"layers": 1, "hidden_layers": [{"op": "gcn", "hidden": 16, "activation": 
 TOLERANCE = 0.01  # the pick may trail the GCN baseline by at most 1 point of test accuracy
 RESUME_KEYS = ("budget", "epochs", "strategy", "objective", "space", "recipe", "baseline", "features")  # same runs
 CHANCE_FACTOR = 2.0  # "well above chance": median sampled test accuracy >= 2 x majority-class rate
+FLOPS_DENSE = ("nas.counts on the full graph: matmuls plus the scatter/index_add aggregations of message passing "
+               "(counted since session 22; earlier runs: dense matmuls only)")
 
 
 def describe(arch: Mapping[str, Any]) -> str:
@@ -150,6 +154,30 @@ def print_report(results: Mapping[str, Any]) -> None:
               f"{100 * s['sampled_test_acc']['median']:>14.1f} {100 * s['majority_class_test_rate']:>8.1f}  {ok}")
 
 
+def recount_flops(path: Path, argv: Sequence[str] | None) -> dict[str, Any]:
+    """`--recount-flops`: every recorded pick and GCN baseline rebuilt untrained on its dataset's space, its
+    `flops_dense` counted again as `run_seed` counts it; the results file is rewritten."""
+    doc = read_json(path)
+    doc["flops_recount"] = {}
+    for name, res in doc["results"].items():
+        data = planetoid(name)
+        space = GNNSpace(data.num_features, int(data.y.max()) + 1, example_graph=data)
+        recount = Recount("gnn_planetoid.py", space.count, argv)
+        print(f"\n{name}: FLOPs of one forward pass on the full graph (millions), recorded -> now")
+        print(f"{'seed':>4}  {'pick':>21}  {'GCN':>17}  pick")
+        for r in res["runs"]:
+            old = r["pick"]["flops_dense"], r["gcn"]["flops_dense"]
+            r["pick"]["flops_dense"] = recount.flops(r["pick"]["arch"], old[0], r["pick"]["params"])
+            r["gcn"]["flops_dense"] = recount.flops(doc["settings"]["baseline"], old[1], r["gcn"]["params"])
+            print(f"{r['seed']:>4}  {old[0] / 1e6:>9.1f} -> {r['pick']['flops_dense'] / 1e6:>8.1f}  "
+                  f"{old[1] / 1e6:>6.1f} -> {r['gcn']['flops_dense'] / 1e6:>6.1f}  {r['pick']['summary']}")
+        print(recount.describe())
+        doc["flops_recount"][name] = recount.summary()
+    doc["settings"]["flops_dense"] = FLOPS_DENSE
+    write_json(path, doc)
+    return doc
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -161,6 +189,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default experiments/results/gnn_planetoid.json, _quick with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: cora, seed 0, budget 3")
+    add_option(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.datasets, args.seeds, args.budget = ["cora"], [0], min(args.budget, 3)
@@ -172,6 +201,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    if args.recount_flops:
+        return recount_flops(args.out, argv)
     started = time.perf_counter()
     doc: dict[str, Any] = {
         "script": "experiments/gnn_planetoid.py",
@@ -188,9 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                "(also GAT attention dropout), full batch, early stop after 20 epochs without a "
                                "new lowest validation loss, metrics at the best-validation-accuracy epoch",
                      "baseline": GCN, "features": "row-normalised (NormalizeFeatures)",
-                     "flops_dense": "nas.counts on the full graph: matmuls plus the scatter/index_add "
-                                    "aggregations of message passing (counted since session 22; earlier runs: "
-                                    "dense matmuls only)"},
+                     "flops_dense": FLOPS_DENSE},
         "results": {},
     }
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}

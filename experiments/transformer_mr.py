@@ -9,6 +9,7 @@ baseline, parameters, FLOPs per sentence and training time.
 
     .venv/bin/python experiments/transformer_mr.py             # 4 architectures x 3 epochs
     .venv/bin/python experiments/transformer_mr.py --quick     # smoke run: 3 architectures x 1 epoch
+    .venv/bin/python experiments/transformer_mr.py --recount-flops   # FLOPs of the recorded rows again, no training
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from nas.datasets import TextSplits, movie_reviews
 from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.spaces import Architecture
 from nas.spaces.transformer import POOLINGS, FlexiBertConfig, FlexiBertSpace, check_text_data
+from flops_recount import Recount, add_option, read_json, write_json  # experiments/ is on sys.path
 from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_TRIES = 1000  # bound on draws while looking for heterogeneous architectures
+HEADER = f"{'#':>2} {'test acc %':>10} {'train acc %':>11} {'params':>9} {'MFLOPs':>7} {'train s':>8}  architecture"
 
 
 def space_for(data: TextSplits, max_len: int) -> FlexiBertSpace:
@@ -306,6 +309,31 @@ def describe(arch: Architecture) -> str:
     return " | ".join(parts)
 
 
+def row_line(i: int, row: dict[str, Any]) -> str:
+    """One line of the printed table (under `HEADER`)."""
+    return (f"{i:>2} {100 * row['test_accuracy']:>10.2f} {100 * row['train_accuracy']:>11.2f} {row['params']:>9.0f} "
+            f"{row['flops_per_sentence'] / 1e6:>7.2f} {row['train_seconds']:>8.1f}  {row['summary']}")
+
+
+def recount_flops(path: Path, argv: Sequence[str] | None) -> int:
+    """`--recount-flops`: each recorded architecture of `path` rebuilt untrained on the recorded settings' space,
+    its FLOPs per sentence counted again as a run counts them; the rows are rewritten and the table reprinted."""
+    doc = read_json(path)
+    s = doc["settings"]
+    space = space_for(movie_reviews(seed=s["seed"], max_len=s["max_len"], vocab_size=s["vocab_size"]), s["max_len"])
+    if space.to_spec() != doc["space"]:
+        raise SystemExit(f"--recount-flops: {path} was recorded on another space than this script builds")
+    recount = Recount("transformer_mr.py", space.count, argv)
+    print(HEADER)
+    for i, row in enumerate(doc["rows"]):
+        row["flops_per_sentence"] = recount.flops(row["arch"], row["flops_per_sentence"], row["params"])
+        print(row_line(i, row))
+    doc["flops_recount"] = recount.summary()
+    print(recount.describe())
+    write_json(path, doc)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--archs", type=int, default=4)
@@ -317,12 +345,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 architectures x 1 epoch")
     ap.add_argument("--out", type=Path, default=None)
+    add_option(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.archs, args.epochs = 3, 1
     name = "transformer_mr_quick.json" if args.quick else "transformer_mr.json"
     out = args.out or ROOT / "experiments" / "results" / name
     torch.set_num_threads(1)
+    if args.recount_flops:
+        return recount_flops(out, argv)
 
     data = movie_reviews(seed=args.seed, max_len=args.max_len, vocab_size=args.vocab_size)
     majority = int(data.train_y.float().mean() >= 0.5)
@@ -331,15 +362,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     print(f"Movie Review polarity: {len(data.train_y)} train / {len(data.test_y)} test sentences, vocabulary "
           f"{len(data.vocab)}, max_len {args.max_len}; majority-class baseline {100 * baseline:.2f} %")
-    print(f"{'#':>2} {'test acc %':>10} {'train acc %':>11} {'params':>9} {'MFLOPs':>7} {'train s':>8}  architecture")
+    print(HEADER)
     for i, arch in enumerate(heterogeneous_samples(space, args.archs, args.seed)):
         counts = space.count(arch)
         result = train(space, arch, data, args.epochs, args.seed, args.batch_size, args.lr)
         row = {"arch_id": arch.id, "arch": arch.to_dict(), "summary": describe(arch), "params": counts["params"],
                "flops_per_sentence": counts["flops"], **result, "beats_baseline": result["test_accuracy"] > baseline}
         rows.append(row)
-        print(f"{i:>2} {100 * row['test_accuracy']:>10.2f} {100 * row['train_accuracy']:>11.2f} {row['params']:>9.0f} "
-              f"{row['flops_per_sentence'] / 1e6:>7.2f} {row['train_seconds']:>8.1f}  {row['summary']}", flush=True)
+        print(row_line(i, row), flush=True)
     passed = sum(r["beats_baseline"] for r in rows)
     ok = passed >= 3
     print(f"{passed}/{len(rows)} architectures beat the majority-class baseline ({100 * baseline:.2f} %): "

@@ -23,7 +23,9 @@ two processes, start a second one on the later architectures and merge the rows 
     .venv/bin/python experiments/zero_cost.py --offset 100   # architectures 100-199 -> zero_cost_from100.json
     .venv/bin/python experiments/zero_cost.py --merge        # rows of zero_cost*.json -> zero_cost.json
 
-`--resume` continues a cut-off run from the rows its output file holds.
+`--resume` continues a cut-off run from the rows its output file holds. `--recount-flops` trains nothing: it
+counts the FLOPs proxy of every recorded row again with the current `nas.counts` (message passing counted since
+2026-12-06) in zero_cost.json and the zero_cost_from*.json parts, and redoes their correlation tables.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from nas.spaces.gnn import GNNSpace, train_node_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+from flops_recount import Recount, add_option, read_json, write_json  # noqa: E402
 from reporting import git_commit  # noqa: E402
 
 CURVE_POINTS = (10, 20)
@@ -92,15 +95,20 @@ def train_with_curve(space: GNNSpace, arch, data, seed: int = 0) -> tuple[dict, 
     return metrics, curve
 
 
+def untrained(space: GNNSpace, arch, seed: int = 0) -> torch.nn.Module:
+    """`arch` built with torch seed `seed` (the global generator left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return space.build(arch)
+
+
 def proxies_of(space: GNNSpace, arch, data, seed: int = 0) -> tuple[dict[str, float], float]:
     mask = data.train_mask
 
     def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out[mask], y[mask])
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = space.build(arch)
+    model = untrained(space, arch, seed)
     t0 = time.perf_counter()
     scores = compute_proxies(model, (data.x, data.edge_index), data.y, loss)
     return scores, time.perf_counter() - t0
@@ -127,8 +135,8 @@ def curve_study(curves: list[list[float]], final: np.ndarray) -> dict:
     return out
 
 
-def report(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None) -> dict:
-    """Correlations of every proxy with trained accuracy, the learning-curve study, timings and provenance."""
+def proxy_table(rows: list[dict]) -> dict:
+    """Spearman and Kendall of every proxy with trained valid_acc and test_acc, and its non-finite scores."""
     valid = np.array([r["valid_acc"] for r in rows])
     test = np.array([r["test_acc"] for r in rows])
     table = {}
@@ -136,6 +144,12 @@ def report(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None)
         x = np.array([r["proxies"][p] for r in rows], dtype=float)
         table[p] = {"valid_acc": correlations(x, valid), "test_acc": correlations(x, test),
                     "non_finite": int(np.sum(~np.isfinite(x)))}
+    return table
+
+
+def report(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None) -> dict:
+    """Correlations of every proxy with trained accuracy, the learning-curve study, timings and provenance."""
+    valid = np.array([r["valid_acc"] for r in rows])
     timing = {"proxy_seconds_mean": float(np.mean([r["proxy_seconds"] for r in rows])),
               "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rows])),
               "wall_seconds": time.perf_counter() - t_start}
@@ -145,8 +159,41 @@ def report(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None)
             "cpus": os.cpu_count(), "load_average": list(os.getloadavg()), "architectures": n, "done": len(rows),
             "training": f"train_node_classifier, lr 0.01, weight decay 5e-4, {EPOCHS} epochs max, patience {PATIENCE}",
             "space": "GNNSpace(1433, 7, hidden=(16, 32), heads=(1, 2), layers=(1, 2))", **timing}
-    return {"meta": meta, "correlations": table, "learning_curves": curve_study([r["curve"] for r in rows], valid),
+    return {"meta": meta, "correlations": proxy_table(rows), "learning_curves": curve_study([r["curve"] for r in rows], valid),
             "rows": rows}
+
+
+def cora_space(data) -> GNNSpace:
+    """The experiment's small GNN space on Cora (`data`: the graph every proxy and FLOP count runs on)."""
+    return GNNSpace(data.num_features, 7, hidden=(16, 32), heads=(1, 2), layers=(1, 2), example_graph=data)
+
+
+def result_files(results: Path, name: str) -> list[Path]:
+    """The run's output and the parts a second process wrote (`--offset`), those that exist."""
+    return [f for f in [results / f"{name}.json", *sorted(results.glob(f"{name}_from*.json"))] if f.exists()]
+
+
+def recount_flops(files: list[Path], argv: Sequence[str] | None) -> int:
+    """`--recount-flops`: each recorded row's architecture built untrained (torch seed 0) and its FLOPs proxy
+    scored again by `compute_proxies` on the whole graph, as a run scores it; correlation tables redone."""
+    if not files:
+        raise SystemExit("--recount-flops: no recorded zero_cost results to recount")
+    data = planetoid("cora")
+    space, inputs = cora_space(data), (data.x, data.edge_index)
+    for path in files:
+        doc = read_json(path)
+        recount = Recount("zero_cost.py", lambda arch: compute_proxies(untrained(space, arch), inputs,
+                                                                       proxies=["params", "flops"]), argv)
+        for r in doc["rows"]:
+            r["proxies"]["flops"] = recount.flops(r["arch"], r["proxies"]["flops"], r["proxies"]["params"])
+        before = doc["correlations"]["flops"]["valid_acc"]["spearman"]
+        doc["correlations"] = proxy_table(doc["rows"])
+        doc["flops_recount"] = recount.summary()
+        print(f"{path.name}: {recount.describe()}; FLOPs rho(valid) {before:.3f} -> "
+              f"{doc['correlations']['flops']['valid_acc']['spearman']:.3f}")
+        write_json(path, doc)
+    print_summary(read_json(files[0]))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,25 +202,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--offset", type=int, default=0, help="start at this architecture (a second process)")
     ap.add_argument("--merge", action="store_true", help="only merge the rows of zero_cost*.json")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in the output file")
+    add_option(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     n = 12 if args.quick else 200
     name = "zero_cost_quick" if args.quick else "zero_cost"
     results = ROOT / "experiments" / "results"
     t_start = time.perf_counter()
+    if args.recount_flops:
+        return recount_flops(result_files(results, name), argv)
     if args.merge:
         rows, seen = [], set()
-        for file in [results / f"{name}.json", *sorted(results.glob(f"{name}_from*.json"))]:
-            if file.exists():
-                for r in json.loads(file.read_text())["rows"]:
-                    key = json.dumps(r["arch"], sort_keys=True)
-                    if key not in seen:
-                        seen.add(key)
-                        rows.append(r)
+        for file in result_files(results, name):
+            for r in json.loads(file.read_text())["rows"]:
+                key = json.dumps(r["arch"], sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(r)
         return summarize(rows, n, t_start, argv, results / f"{name}.json")
     path = results / (f"{name}_from{args.offset}.json" if args.offset else f"{name}.json")
     data = planetoid("cora")
-    space = GNNSpace(data.num_features, 7, hidden=(16, 32), heads=(1, 2), layers=(1, 2), example_graph=data)
+    space = cora_space(data)
     archs = sample_distinct(space, n)[args.offset:]
     rows = []
     if args.resume and path.exists():  # keep the rows already measured for these architectures, in order
@@ -198,6 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def summarize(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | None, path: Path) -> int:
     """Print the correlation table and the learning-curve study; write the report to `path`."""
     out = report(rows, n, t_start, argv)
+    print_summary(out)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+def print_summary(out: dict) -> None:
+    """Print a report's correlation table, learning-curve study and timings."""
+    rows = out["rows"]
     valid = np.array([r["valid_acc"] for r in rows])
     print(f"\nZero-cost proxies on {len(rows)} GNNs (Cora; untrained models, one minibatch = the whole graph)")
     print(f"trained valid_acc: median {np.median(valid):.3f}, range {valid.min():.3f}-{valid.max():.3f}")
@@ -212,9 +270,6 @@ def summarize(rows: list[dict], n: int, t_start: float, argv: Sequence[str] | No
     m = out["meta"]
     print(f"\nproxies {m['proxy_seconds_mean']:.2f} s per architecture (all seven), training "
           f"{m['train_seconds_mean']:.1f} s; wall time {m['wall_seconds']:.0f} s")
-    path.write_text(json.dumps(out, indent=1))
-    print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -121,6 +121,28 @@ def _addbmm_flop(self: Any, a: Any, b: Any, *args: Any, out_shape: Any = None, *
     return 2 * a[0] * a[1] * a[2] * b[2]
 
 
+def _fft_flop(shape: Any, dim: Any, per_point: float) -> int:
+    """Radix-2 FFT count over `dim` of a tensor of `shape`: `per_point` · N · log2(n) for N points in all, n the
+    points of one transform (5 for complex input, 2.5 for real; Cooley-Tukey, as FFTW's benchmarks count it)."""
+    points = math.prod(shape[d] for d in dim)
+    return round(per_point * math.prod(shape) * math.log2(points)) if points > 1 else 0
+
+
+def _fft_c2c_flop(self: Any, dim: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """A complex FFT (fft, fft2, fftn and inverses): 5 N log2 n."""
+    return _fft_flop(self, dim, 5.0)
+
+
+def _fft_r2c_flop(self: Any, dim: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """A real-input FFT (rfft): half a complex one, 2.5 N log2 n over the real input's N points."""
+    return _fft_flop(self, dim, 2.5)
+
+
+def _fft_c2r_flop(self: Any, dim: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """A real-output inverse FFT (irfft): 2.5 N log2 n over the real output's N points."""
+    return _fft_flop(out_shape, dim, 2.5)
+
+
 def _extra_formulas() -> dict[Any, Callable[..., int]]:
     """The formulas above by op, plus each counted op's in-place variant (`addmm_`, `baddbmm_`)."""
     wanted: dict[str, Callable[..., int]] = {
@@ -136,6 +158,7 @@ def _extra_formulas() -> dict[Any, Callable[..., int]]:
         "segment_reduce": _segment_reduce_flop,
         "mv": _mv_flop, "addmv": _addmv_flop, "addmv_": _addmv_flop, "dot": _dot_flop, "vdot": _dot_flop,
         "addbmm": _addbmm_flop, "addbmm_": _addbmm_flop,
+        "_fft_c2c": _fft_c2c_flop, "_fft_r2c": _fft_r2c_flop, "_fft_c2r": _fft_c2r_flop,
     }
     out: dict[Any, Callable[..., int]] = {getattr(aten, name): f for name, f in wanted.items() if hasattr(aten, name)}
     for op, f in list(flop_registry.items()):  # an in-place twin computes what its functional op does

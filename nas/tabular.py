@@ -210,7 +210,7 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     an architecture missing one of the table's seeds, as a cut-off build leaves it, is left out) or the
     row of one training seed. A run that failed is written as `nan` (its architecture replays NaN, which a search
     records as a failed trial); an empty cell or text in a metric column is an error naming the file, the line
-    and the column.
+    and the column, and a second row of one architecture and seed an error naming both lines.
     """
     file = Path(path)
     if not file.exists():
@@ -227,7 +227,13 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     if seed is not None and seed not in seeds:
         raise ConfigError(f"seed: {seed} is not a training seed of {file} (seeds: {seeds})")
     by_arch: dict[str, tuple[Architecture, dict[int, dict[str, float]]]] = {}
-    for _, run_seed, arch, values in parsed:
+    lines: dict[tuple[str, int], int] = {}  # (arch id, seed) -> the line that recorded it
+    for line, run_seed, arch, values in parsed:
+        first = lines.setdefault((arch.id, run_seed), line)
+        if first != line:
+            raise ConfigError(f"{file}: lines {first} and {line}: architecture {arch.id} {json.dumps(arch.to_dict())} "
+                              f"is recorded twice with seed {run_seed}; a table holds one row per architecture and "
+                              "training seed (remove one of them)")
         by_arch.setdefault(arch.id, (arch, {}))[1][run_seed] = values
     wanted = seeds if seed is None else [seed]
     rows = {aid: {m: float(np.mean([runs[s][m] for s in wanted])) for m in metrics}

@@ -7,6 +7,7 @@ nothing live is ever pickled and a restored predictor predicts exactly what the 
 from __future__ import annotations
 
 import inspect
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -70,6 +71,7 @@ class Predictor(ABC):
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[Need]] = frozenset({"vector"})
     degenerate: bool = False  # set by a fit whose predicted means are (nearly) constant, in value or in scale
+    warned: bool = False  # a fit said so at WARNING (`warn_once`): later fits of this predictor say it at DEBUG
 
     def __init__(self, space: Space, seed: int = 0) -> None:
         missing = {"encode" if n == "vector" else n for n in self.needs} - space.capabilities
@@ -113,6 +115,13 @@ class Predictor(ABC):
 
     @abstractmethod
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def warn_once(self, log: logging.Logger, message: str, *args: object) -> None:
+        """Log `message` at WARNING the first time for this predictor (a search refits the same one many times),
+        at DEBUG after that, so a search's log says it once."""
+        suffix = "" if self.warned else " (later fits of this predictor log it at DEBUG)"
+        log.log(logging.DEBUG if self.warned else logging.WARNING, message + suffix, *args)
+        self.warned = True
 
     # -------------------------------------------------------------------------------- state
     def config(self) -> dict[str, Any]:

@@ -8,9 +8,13 @@ likelihood; one eigendecomposition of K + 1 makes every likelihood evaluation O(
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import minimize
+
+if TYPE_CHECKING:
+    from nas.predictors.base import Predictor
 
 _BOUNDS = [(-8.0, 8.0), (-12.0, 4.0)]  # log signal, log noise
 
@@ -22,24 +26,15 @@ def collapsed(signal: float, noise: float, lower: float) -> bool:
     return signal <= 1.01 * lower or signal < 1e-3 * noise
 
 
-def log_once(owner: object, log: logging.Logger, message: str, *args: object) -> None:
-    """Log `message` at WARNING the first time for `owner` (a predictor: a search refits the same one many times),
-    at DEBUG after that, so a search's log says it once."""
-    level = logging.DEBUG if getattr(owner, "_warned", False) else logging.WARNING
-    owner._warned = True  # type: ignore[attr-defined]
-    suffix = "" if level == logging.DEBUG else " (later fits of this predictor log it at DEBUG)"
-    log.log(level, message + suffix, *args)
-
-
-def warn_shrunk(gp: "KernelGP", n: int, owner: object, log: logging.Logger) -> None:
-    """Say (once per `owner`) that a fit's signal variance is at its lower bound, and what that does and does not
-    mean."""
-    log_once(owner, log, "%s on %d points: the kernel GP's signal variance %.2g is at its lower bound %.2g or "
-             "below 1e-3 x the noise %.2g, so it collapsed to a near-constant prediction in scale: the predicted "
-             "means shrink towards the training mean and the std dominates them, but their order still follows the "
-             "kernel's similarity to the training targets (the ranking is kept); marked degenerate, so the default "
-             "predictor lets the other model family compete", getattr(owner, "name", "kernel GP"), n, gp.signal,
-             np.exp(_BOUNDS[0][0]), gp.noise)
+def warn_shrunk(gp: "KernelGP", n: int, owner: "Predictor", log: logging.Logger) -> None:
+    """Say (once per `owner`, `Predictor.warn_once`) that a fit's signal variance is at its lower bound, and what
+    that does and does not mean."""
+    owner.warn_once(log, "%s on %d points: the kernel GP's signal variance %.2g is at its lower bound %.2g or "
+                    "below 1e-3 x the noise %.2g, so it collapsed to a near-constant prediction in scale: the "
+                    "predicted means shrink towards the training mean and the std dominates them, but their order "
+                    "still follows the kernel's similarity to the training targets (the ranking is kept); marked "
+                    "degenerate, so the default predictor lets the other model family compete",
+                    owner.name or "kernel GP", n, gp.signal, np.exp(_BOUNDS[0][0]), gp.noise)
 
 
 class KernelGP:

@@ -15,7 +15,7 @@ from nas.errors import ConfigError, check_count, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target
 from nas.predictors.encodings import encoder
-from nas.predictors.kernel_gp import collapsed, log_once
+from nas.predictors.kernel_gp import collapsed
 
 logger = logging.getLogger(__name__)
 SUBSAMPLE = 0.8  # gbm: the fraction of the rows each boosting stage sees
@@ -157,19 +157,19 @@ class GaussianProcessPredictor(_EncodedRegressor):
         shrunk = collapsed(signal, noise, 1e-3)
         self.degenerate = blind or shrunk or not 1.01e-2 < length < 0.99e3  # or a length scale at a bound
         if blind:
-            log_once(self, logger, "gp on %d points collapsed to a near-constant prediction: its length scale %.2g "
-                     "is short beside the distance between the two closest distinct training codes (kernel "
-                     "correlation %.1g), so every architecture it was not trained on gets nearly the prior mean: the "
-                     "predicted means barely vary away from the training points, the std dominates them, and their "
-                     "order rests on correlations that small", len(t), length, correlation)
+            self.warn_once(logger, "gp on %d points collapsed to a near-constant prediction: its length scale "
+                           "%.2g is short beside the distance between the two closest distinct training codes (kernel "
+                           "correlation %.1g), so every architecture it was not trained on gets nearly the prior "
+                           "mean: the predicted means barely vary away from the training points, the std dominates "
+                           "them, and their order rests on correlations that small", len(t), length, correlation)
         elif self.degenerate:
             why = ("the signal at its lower bound or below 1e-3 x the noise" if shrunk else
                    "the length scale at its upper bound: the kernel is nearly flat across the codes" if length > 1 else
                    "the length scale at its lower bound")
-            log_once(self, logger, "gp on %d points collapsed to a near-constant prediction in scale (signal "
-                     "variance %.2g, length scale %.2g, noise %.2g: %s): the predicted means shrink towards the "
-                     "training mean and the std dominates them, though their order still follows the kernel's "
-                     "similarity to the training targets", len(t), signal, length, noise, why)
+            self.warn_once(logger, "gp on %d points collapsed to a near-constant prediction in scale (signal "
+                           "variance %.2g, length scale %.2g, noise %.2g: %s): the predicted means shrink towards the "
+                           "training mean and the std dominates them, though their order still follows the kernel's "
+                           "similarity to the training targets", len(t), signal, length, noise, why)
 
     def _predict_model(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean, std = self._model.predict(x, return_std=True)

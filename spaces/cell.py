@@ -30,6 +30,7 @@ from nas.spaces.space import Space
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DARTS_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5")
+DARTS_INPUTS = ("c_{k-2}", "c_{k-1}")  # a DARTS cell's inputs 0 and 1: the outputs of the cell before last and the last
 NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (from, to), in the order of NB201 strings
 # the NB201 cell as a declared DAG: its canonical key is the one a plain Space declared field by field gets
 NB201_CELL = CellGraph(nodes=3, edge_ops={(i, j): f"edge_{i}_{j}" for i, j in NB201_EDGES}, output="last")
@@ -783,12 +784,13 @@ class DartsSpace(ModelSpace):
     # -- graph form
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
         """Both cells' DAGs: nodes (kind, i) for inputs 0, 1 and intermediate nodes, (kind, 'out'); ops on edges.
-        Node labels carry the cell kind ("normal:input"), so exchanging the cells changes WL hashes and paths."""
+        Node labels carry the cell kind, so exchanging the cells changes WL hashes and paths, and tell the inputs
+        apart ("normal:c_{k-2}", "normal:c_{k-1}": the cell before last and the last), as the network does."""
         a = self.validate(arch)
         g = nx.DiGraph()
         for kind in self.KINDS:
             for n in range(self.nodes + 2):
-                g.add_node((kind, n), cell=kind, label=f"{kind}:input" if n < 2 else f"{kind}:node")
+                g.add_node((kind, n), cell=kind, label=f"{kind}:{DARTS_INPUTS[n]}" if n < 2 else f"{kind}:node")
             g.add_node((kind, "out"), cell=kind, label=f"{kind}:output")
             for k, (inputs, ops) in enumerate(_darts_nodes(a[kind]), start=2):
                 for i, op in zip(inputs, ops):

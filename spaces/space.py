@@ -551,15 +551,19 @@ class Space:
         """This space with its cell DAG declared (`nas.spaces.CellGraph`: which fields are operations on which
         nodes or edges, which are input indices): `to_graph` then gives that DAG, so graph predictors and WL
         kernels see the wiring. SpaceDefinitionError names a field or node the declaration gets wrong."""
+        space = copy.copy(self)
+        space._declare_graph(cell)
+        return space
+
+    def _declare_graph(self, cell: CellGraph) -> None:
+        """`with_graph` in place: for a subclass whose constructor declares its own cell (`NB201Net.space()`)."""
         if not isinstance(cell, CellGraph):
             raise SpaceDefinitionError(f"graph: expected a CellGraph, got {type(cell).__name__}")
         if type(self).to_graph is not Space.to_graph:
             raise SpaceDefinitionError(f"graph: {type(self).__name__} draws its own graph (to_graph); a declared "
                                        "cell is for a space written field by field")
-        space = copy.copy(self)
-        space._cell_slots = cell.bind(space.slots())
-        space.cell_graph = cell
-        return space
+        self._cell_slots = cell.bind(self.slots())
+        self.cell_graph = cell
 
     def to_graph(self, arch: Mapping[str, Any]) -> nx.DiGraph:
         """A DiGraph: the declared cell DAG (`with_graph`), else a node per (sub)space and per repeated block,

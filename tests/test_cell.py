@@ -140,6 +140,48 @@ def test_darts_size_genotype_and_graph():
         assert space.from_genotype(space.to_genotype(a)) == a
 
 
+def test_darts_graph_tells_the_two_cell_inputs_apart():
+    """Inputs 0 and 1 are labelled c_{k-2} and c_{k-1} (both were "input"): cells that differ only in reading the
+    cell before last or the last one had one path code, and often one WL hash; the canonical key (its own exact
+    form) is unchanged, and the new labels only split what the old ones merged."""
+    import networkx as nx
+
+    from nas.predictors.embedding import wl_features
+    from nas.predictors.encodings import path_code
+
+    space = darts()
+    g = space.to_graph(space.from_genotype(DARTS_V2))
+    assert [g.nodes[("reduce", i)]["label"] for i in (0, 1)] == ["reduce:c_{k-2}", "reduce:c_{k-1}"]
+    base = space.from_genotype(DARTS_V2).to_dict()
+    base["normal"]["node2"] = {"inputs": "0,1", "op_a": "sep_conv_3x3", "op_b": "sep_conv_3x3"}
+    base["normal"]["node3"] = {"inputs": "0,2", "op_a": "skip_connect", "op_b": "max_pool_3x3"}
+    other = json.loads(json.dumps(base))
+    other["normal"]["node3"]["inputs"] = "1,2"  # reads the last cell instead of the one before
+    assert space.canonical_key(base) != space.canonical_key(other)
+    assert space.canonical_key(base) == "62ee49333772b13f"  # unchanged by the relabelling (recorded before it)
+    assert not np.array_equal(path_code(space, base), path_code(space, other))
+    assert wl_features(space.to_graph(base)) != wl_features(space.to_graph(other))
+
+    def old_labels(graph):
+        for kind in space.KINDS:
+            for i in (0, 1):
+                graph.nodes[(kind, i)]["label"] = f"{kind}:input"
+        return graph
+
+    small = darts(nodes=2, ops=("skip_connect", "max_pool_3x3"))
+    reduce = small.sample(np.random.default_rng(7))["reduce"]
+    groups: dict[str, set[str]] = {}  # new WL hash -> old WL hashes: never two (a refinement)
+    keys = set()
+    for cell in small.fields["normal"]:  # all 48 normal cells
+        keys.add(small.canonical_key({"normal": cell, "reduce": reduce}))
+        new_g = small.to_graph({"normal": cell, "reduce": reduce})
+        new_h = nx.weisfeiler_lehman_graph_hash(new_g, node_attr="label", edge_attr="label")
+        groups.setdefault(new_h, set()).add(
+            nx.weisfeiler_lehman_graph_hash(old_labels(new_g.copy()), node_attr="label", edge_attr="label"))
+    assert all(len(old) == 1 for old in groups.values())
+    assert len(groups) == len(keys) == 42 and len(set().union(*groups.values())) == 23  # one WL class a network
+
+
 def test_darts_bad_input_names_the_field():
     bad = {"normal": list(DARTS_V2["normal"]), "reduce": DARTS_V2["reduce"]}
     bad["normal"][3] = ("sep_conv_3x3", 0)  # node 3 takes input 0 twice

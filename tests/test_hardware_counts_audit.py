@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 
 import pytest
@@ -212,16 +213,32 @@ def test_matrix_vector_products_count():
 
 
 def test_an_op_with_no_formula_warns_once_naming_it(monkeypatch):
-    class Fourier(nn.Module):
+    class Distances(nn.Module):
         def forward(self, x):
-            return torch.fft.fft(x).real
+            return torch.cdist(x, x)
 
     monkeypatch.setattr(nas.counts, "_warned", set())
-    with pytest.warns(UncountedFlopsWarning, match=r"aten\._fft_r2c does arithmetic but has no FLOP formula"):
-        count_flops(Fourier(), torch.randn(2, 16))
+    with pytest.warns(UncountedFlopsWarning, match=r"aten\._cdist_forward does arithmetic but has no FLOP formula"):
+        count_flops(Distances(), torch.randn(2, 16))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UncountedFlopsWarning)
-        count_flops(Fourier(), torch.randn(2, 16))           # once per op
+        count_flops(Distances(), torch.randn(2, 16))           # once per op
+
+
+@pytest.mark.parametrize("transform, expected", [
+    (lambda x: torch.fft.fft2(x, norm="ortho").real, 5 * 2 * 48 * 32 * math.log2(48 * 32)),   # complex, 2-D
+    (lambda x: torch.fft.fft(x, dim=-1).real, 2.5 * 2 * 48 * 32 * math.log2(32)),           # real input
+    (lambda x: torch.fft.irfft(torch.fft.rfft(x, dim=1), n=48, dim=1), 2 * 2.5 * 2 * 48 * 32 * math.log2(48)),
+])
+def test_ffts_count_n_log2_n(transform, expected):
+    """FNet's mixing: 5 N log2 n per complex transform of n points (N in all), half that with real input or output."""
+    class Fourier(nn.Module):
+        def forward(self, x):
+            return transform(x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncountedFlopsWarning)
+        assert count_flops(Fourier(), torch.randn(2, 48, 32))["flops"] == pytest.approx(expected, abs=2)
 
 
 @pytest.mark.parametrize("make", [lambda: OFASpace(), lambda: NasBench201Space(channels=4, cells_per_stage=1),

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import nas
 from nas.nn.builtin_spaces import (NB201Net, OFANet, nb201_weights, ofa_arch_from_nn, ofa_arch_to_nn,
                                    ofa_subnet_weights, ofa_weights)
 from nas.spaces.cell import NB201_EDGES, MixWeights, NasBench201Space
@@ -90,6 +91,35 @@ def test_nb201_supernet_same_outputs(kwargs, affine, one_thread):
             assert _max_diff(mine(x, arch), theirs(x)) <= 1e-5, (mode, arch)
             if mode == "eval":
                 assert _max_diff(mine.subnet(arch)(x), theirs.subnet(arch).eval()(x)) <= 1e-5, arch
+
+
+def test_nb201net_has_the_built_in_canonical_key_so_a_search_skips_isomorphic_twins():
+    """NB201Net.space() declares NB201's cell: its canonical key is NasBench201Space's (before, the id, so twins
+    such as nodes 1 and 2 exchanged were evaluated twice), and a search over it asks what one over the built-in
+    class asks, architecture for architecture. The key survives the JSON description exports rebuild it from."""
+    from nas.modelspec import space_from_json, space_to_json
+
+    kwargs = dict(channels=4, cells_per_stage=1, stages=2, ops=("none", "skip_connect", "nor_conv_3x3"))
+    old, new = NasBench201Space(**kwargs), NB201Net.space(**kwargs)
+    arch = {"edge_0_1": "nor_conv_3x3", "edge_0_2": "skip_connect", "edge_1_2": "none", "edge_0_3": "none",
+            "edge_1_3": "skip_connect", "edge_2_3": "nor_conv_3x3"}
+    twin = {**arch, "edge_0_1": "skip_connect", "edge_0_2": "nor_conv_3x3", "edge_1_3": "nor_conv_3x3",
+            "edge_2_3": "skip_connect"}  # nodes 1 and 2 exchanged: one network
+    assert new.validate(twin) != new.validate(arch) and new.canonical_key(twin) == new.canonical_key(arch)
+    rng = np.random.default_rng(5)
+    assert all(new.canonical_key(a) == old.canonical_key(a) for a in (old.sample(rng) for _ in range(300)))
+    rebuilt = space_from_json(space_to_json(new))
+    assert rebuilt.fingerprint() == new.fingerprint() and rebuilt.canonical_key(twin) == new.canonical_key(arch)
+
+    def evaluate(a):
+        return {"acc": float(int(old.canonical_key(a)[:8], 16) % 1000)}
+
+    for strategy in ("random", "evolution"):
+        runs = [nas.search(space, evaluate, {"acc": "max"}, strategy=strategy, budget=60, seed=1).trials
+                for space in (old, new)]
+        keys = [old.canonical_key(t.arch) for t in runs[1]]
+        assert len(keys) == len(set(keys)) == 60
+        assert [t.arch_id for t in runs[1]] == [t.arch_id for t in runs[0]]
 
 
 # ---------------------------------------------------------------------------------------- Once-for-All

@@ -253,6 +253,25 @@ def test_wl_gp_says_once_that_its_means_shrink_and_keeps_its_degenerate_flag(cap
     assert len(caplog.records) == 1
 
 
+def test_the_once_per_predictor_warning_is_a_declared_field_of_the_predictor(caplog):
+    """`Predictor.warn_once` keeps its state in the declared `warned` field (kernel_gp.log_once set an undeclared
+    `_warned` attribute on whatever object it was given): WARNING on a predictor's first collapsed fit, DEBUG on
+    its later ones, and a fresh predictor warns again."""
+    from nas.predictors import kernel_gp
+
+    assert not hasattr(kernel_gp, "log_once")
+    rng = np.random.default_rng(1)
+    archs, y = [SPACE.sample(rng) for _ in range(10)], rng.normal(size=10)
+    first, second = make_predictor("wl-gp", SPACE), make_predictor("wl-gp", SPACE)
+    assert not first.warned and not second.warned
+    with caplog.at_level(logging.DEBUG, logger="nas.predictors"):
+        for p in (first, first, second):
+            p.fit(archs, y)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.DEBUG, logging.WARNING]
+    assert first.warned and second.warned and "_warned" not in vars(first)
+    assert "later fits of this predictor log it at DEBUG" in caplog.records[0].getMessage()
+
+
 def test_wl_gp_reads_operations_on_edges_by_default():
     """On an NB201 cell (operations on edges) two cells with the same wiring and different operations no longer
     embed alike with `onehot=False`; `edge_attr=None` keeps the old, wiring-only WL blocks."""

@@ -4,6 +4,7 @@ is written `nan`; random search over a table's `TableSpace` covers every recorde
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 
@@ -12,7 +13,7 @@ import pytest
 
 import nas
 from nas.spaces import Choice, Space
-from nas.tabular import recorded_table, transformer_mr_table
+from nas.tabular import TableSpace, recorded_table, transformer_mr_table
 
 BASE = Space({f"x{i}": Choice(list(range(4)), ordered=False) for i in range(3)})  # 64 architectures
 RECORDED = [BASE.sample(np.random.default_rng([5, i])) for i in range(6)]
@@ -60,6 +61,19 @@ def test_a_text_column_or_a_bad_seed_or_arch_names_the_file_line_and_column(tmp_
         recorded_table(write_table(tmp_path / "arch.csv", rows), BASE)
 
 
+def test_a_second_row_of_one_architecture_and_seed_names_both_lines(tmp_path):
+    """A duplicate (architecture, seed) row replaced the earlier one silently; now it is an error naming the file,
+    both lines, the architecture and the seed. The same architecture at another seed is not a duplicate, and one
+    written with its keys in another order is."""
+    rows = table_rows()
+    again = {**rows[2], "valid_acc": 0.9, "arch": json.dumps(dict(reversed(RECORDED[1].to_dict().items())))}
+    path = write_table(tmp_path / "dup.csv", rows[:5] + [again] + rows[5:])  # rows[2]: RECORDED[1], seed 0, line 4
+    with pytest.raises(nas.ConfigError, match=rf"dup\.csv: lines 4 and 7: architecture {RECORDED[1].id} .* is "
+                                              r"recorded twice with seed 0"):
+        recorded_table(path, BASE)
+    assert len(recorded_table(write_table(tmp_path / "ok.csv", rows), BASE)) == len(RECORDED)
+
+
 def test_a_failed_run_written_nan_replays_as_a_failed_trial(tmp_path):
     rows = table_rows()
     rows[0]["valid_acc"] = "nan"  # RECORDED[0], seed 0: a run that failed
@@ -98,6 +112,19 @@ def test_random_search_below_the_table_size_draws_as_before(table):
                 expected.append(arch.id)
         result = nas.search(table.space, table, {"valid_acc": "max"}, strategy="random", budget=60, seed=seed)
         assert [t.arch_id for t in result.trials] == expected
+
+
+def test_random_search_over_a_whole_table_draws_the_recorded_sequences():
+    """Random search's whole-table draws, picks among 2-6 unseen architectures after 100 missed redraws included,
+    equal those recorded before (benchmark figures replay them): moving where repeats are skipped (its own seen
+    set, `Deduplicate`) must keep them."""
+    base = Space({f"x{i}": Choice(list(range(4)), ordered=False) for i in range(5)})
+    space = TableSpace(base, [base.sample(np.random.default_rng([11, i])) for i in range(400)])  # 335 distinct
+    for seed, digest in ((0, "e245b890eed6f65e"), (1, "37844ba0c13497c6"), (2, "ff3a2be2b9cb83ce")):
+        result = nas.search(space, lambda a: {"acc": float(a["x0"] + a["x3"])}, {"acc": "max"}, strategy="random",
+                            budget=space.size(), seed=seed)
+        ids = [t.arch_id for t in result.trials]
+        assert len(set(ids)) == 335 and hashlib.sha256(",".join(ids).encode()).hexdigest()[:16] == digest
 
 
 def test_random_search_over_a_table_resumes_exactly(table, tmp_path):

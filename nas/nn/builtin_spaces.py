@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from nas import nn as nnn
+from nas.nn.model_space import ModuleSpace
 from nas.nn.mutable import Context, Freeze, Mutable
 from nas.nn.values import Value
-from nas.spaces.cell import NB201_EDGES, NB201_OPS, CellNetConfig, NB201Cell, ResidualReduction, _Head, _check_ops, \
-    _stem as cell_stem, make_op
+from nas.spaces.cell import NB201_CELL, NB201_EDGES, NB201_OPS, CellNetConfig, NB201Cell, ResidualReduction, _Head, \
+    _check_ops, _stem as cell_stem, make_op
 from nas.spaces.ofa import MBConv1d, OFAConfig, _prepare, _stem as ofa_stem
 
-__all__ = ["NB201Net", "OFANet", "Resample", "nb201_weights", "ofa_arch_from_nn", "ofa_arch_to_nn",
+__all__ = ["NB201Net", "NB201NetSpace", "OFANet", "Resample", "nb201_weights", "ofa_arch_from_nn", "ofa_arch_to_nn",
            "ofa_subnet_weights", "ofa_weights"]
 
 
@@ -59,11 +60,26 @@ class NB201Net(nnn.ModelSpace):
         self.stem, self.layers, self.head = cell_stem(cfg, channels), nn.ModuleList(layers), _Head(c, num_classes,
                                                                                                   cfg.dims)
 
+    @classmethod
+    def space(cls, *args: Any, **kwargs: Any) -> "NB201NetSpace":
+        """The derived space with NB201's cell declared (`NB201NetSpace`)."""
+        return NB201NetSpace(cls, args, kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for layer in self.layers:
             x = layer(x)
         return self.head(x)
+
+
+class NB201NetSpace(ModuleSpace):
+    """`NB201Net.space()`: the derived space with the cell declared as `NasBench201Space`'s (`NB201_CELL`), so
+    `canonical_key` is its key (isomorphic twins are evaluated once) and `to_graph` the cell DAG."""
+
+    def __init__(self, model: type[nnn.ModelSpace] = NB201Net, args: Sequence[Any] = (),
+                 kwargs: Mapping[str, Any] | None = None, probe: bool = True) -> None:
+        super().__init__(model, args, kwargs, probe)
+        self._declare_graph(NB201_CELL)
 
 
 _MIXED_OP = re.compile(r"^(layers\.\d+\.edges\.\d+_\d+)\.ops\.(\d+)\.(.+)$")
