@@ -150,3 +150,44 @@ def test_evolution_beats_random_on_nas_bench_graph_written_as_a_plain_space(cora
     rnd = np.mean([regret("random", s) for s in range(10)])
     evo = np.mean([regret("evolution", s) for s in range(10)])
     assert rnd > 0.005 and evo < rnd, (evo, rnd)
+
+
+def _rugged(arch) -> dict[str, float]:
+    """A deterministic score with no structure (a hash of the architecture), so evolution's elite goes stale."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(arch.to_dict(), sort_keys=True).encode()).digest()
+    return {"acc": int.from_bytes(digest[:4], "big") / 2**32}
+
+
+def test_a_converged_strategy_explores_unknown_neighbours_instead_of_ending_below_its_budget(tmp_path):
+    """Evolution on a 3-op NB201 cell (408 distinct networks) re-proposed known networks for 100 rounds and ended
+    the search as exhausted at 163 of 200; it now gets unknown neighbours of its repeats, and resumes exactly."""
+    from nas.spaces import NasBench201Space
+
+    space = NasBench201Space(ops=("none", "skip_connect", "nor_conv_3x3"), channels=4, cells_per_stage=1)
+    run = dict(strategy="evolution", objectives={"acc": "max"}, budget=200, seed=0)
+    full = nas.search(space, _rugged, **run)
+    assert full.stop_reason == "budget" and len(full.trials) == 200
+    assert len({space.canonical_key(t.architecture) for t in full.trials}) == 200
+
+    calls = 0
+
+    def interrupted(arch):
+        nonlocal calls
+        calls += 1
+        if calls == 180:
+            raise KeyboardInterrupt
+        return _rugged(arch)
+
+    with pytest.raises(KeyboardInterrupt):
+        nas.search(space, interrupted, workdir=tmp_path / "run", **run)
+    resumed = nas.search(space, _rugged, workdir=tmp_path / "run", **run)
+    assert [t.arch_id for t in resumed.trials] == [t.arch_id for t in full.trials]
+
+
+def test_a_space_smaller_than_the_budget_still_ends_when_every_network_is_evaluated():
+    space = Space(a=Choice([1, 2]), b=Choice(["x", "y"]))
+    for strategy in ("evolution", "random", "nsga2"):
+        result = nas.search(space, _rugged, strategy=strategy, objectives={"acc": "max"}, budget=20, seed=0)
+        assert result.stop_reason == "exhausted" and len(result.trials) == 4, strategy

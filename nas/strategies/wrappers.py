@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from nas.spaces import Architecture
 from nas.strategies.base import Strategy, TrialResult, from_record
 
@@ -49,8 +51,10 @@ class Deduplicate(Wrapper):
     """Never hands out an architecture twice: repeats are answered from the cache (told as `cached`).
 
     Twins are recognised by `space.canonical_key`, so isomorphic encodings of one network count as one.
-    Asks the inner strategy again, at most `max_rounds` times per call, so a converged strategy ends the
-    search instead of looping forever.
+    Asks the inner strategy again, at most `max_rounds` times per call. When every round repeats a known
+    architecture and nothing is in flight (the search would end far below its budget: evolution around an
+    exhausted elite), it proposes an unknown neighbour of the last repeat, else an unknown uniform sample, and
+    tells the inner strategy its result like an enqueued one; the search ends only when those run out too.
     """
 
     def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
@@ -58,6 +62,7 @@ class Deduplicate(Wrapper):
         self.results: dict[str, tuple[Architecture, TrialResult]] = {}  # canonical key -> first result
         self.in_flight: dict[str, int] = {}  # canonical key -> duplicate asks waiting for its result
         self._keys: dict[str, str] = {}  # arch id -> canonical key (memo)
+        self._repeat: Architecture | None = None  # the last proposal refused as known, this ask
 
     def key(self, arch: Architecture) -> str:
         k = self._keys.get(arch.id)
@@ -66,16 +71,43 @@ class Deduplicate(Wrapper):
         return k
 
     def ask(self, n: int = 1) -> list[Architecture]:
-        return self._gather(n, self._admit)
+        self._repeat = None
+        out = self._gather(n, self._admit)
+        if not out and not self.in_flight and self._repeat is not None:
+            fresh = self._unknown_near(self._repeat)
+            if fresh is not None and self._admit(fresh):
+                out = [fresh]
+        return out
+
+    def _unknown_near(self, arch: Architecture) -> Architecture | None:
+        """An architecture with an unknown key: a random neighbour of `arch` where the space lists neighbours, else
+        a uniform sample; None when 100 draws find none (the space is nearly exhausted). Draws from the inner
+        strategy's generator (saved with its state, so a resumed search draws the same), or seeded by the count of
+        results for a strategy without one."""
+        rng = getattr(self.inner, "rng", None)
+        if not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(len(self.results))
+        unknown = lambda a: self.key(a) not in self.results and self.key(a) not in self.in_flight  # noqa: E731
+        if "neighbours" in self.space.capabilities:
+            near = [a for a in self.space.neighbours(arch) if unknown(a)]
+            if near:
+                return near[int(rng.integers(len(near)))]
+        for _ in range(self.max_rounds):
+            sample = self.space.sample(rng)
+            if unknown(sample):
+                return sample
+        return None
 
     def _admit(self, arch: Architecture) -> bool:
         """New architectures pass; repeats are answered from the cache or wait for their twin in flight."""
         k = self.key(arch)
         if k in self.results:
             self.inner.tell(arch, self._cached(k))
+            self._repeat = arch
             return False
         if k in self.in_flight:
             self.in_flight[k] += 1
+            self._repeat = arch
             return False
         self.in_flight[k] = 0
         return True
