@@ -1,14 +1,23 @@
-"""The evaluator contract `evaluate(arch, budget=None) -> dict[str, float]`, cost classes and composition."""
+"""The evaluator contract `evaluate(arch, budget=None) -> dict[str, float]`, cost classes and composition.
+
+An evaluator that keeps state across evaluations (a weight store, a cache) may define
+`begin(workdir, trials)`: `nas.search` calls it once per run, in the driver, before any evaluation, with
+the search's workdir (None without one) and the trials already journaled there ([] for a new search), so
+a resumed search can restore exactly what the journaled evaluations left. Executors that copy the
+evaluator into workers (processes, Ray) copy it after `begin`. Evaluators without it work unchanged.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture
+from nas.store import Trial
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,12 @@ class Evaluator:
             return self.fn(arch, budget=budget)
         return self.fn(arch)
 
+    def begin(self, workdir: Path | None, trials: Sequence[Trial]) -> None:
+        """The search starts or resumes: `fn.begin(workdir, trials)` where `fn` defines it (else nothing)."""
+        hook = getattr(self.fn, "begin", None)
+        if callable(hook):
+            hook(workdir, trials)
+
 
 def cheap(fn: Callable[..., Mapping[str, float]]) -> Evaluator:
     """Mark `fn` as cheap: its metrics are computed, and constraints on them checked, before expensive ones."""
@@ -51,6 +66,15 @@ def as_evaluators(evaluate: Any) -> list[Evaluator]:
         else:
             raise ConfigError(f"evaluate[{i}]: {item!r} is not callable")
     return out
+
+
+def begin_search(evaluators: Sequence[Evaluator], workdir: Path | None, trials: Sequence[Trial]) -> None:
+    """Call the `begin` hook of each distinct evaluator once (one object given twice is told once)."""
+    seen: set[int] = set()
+    for ev in evaluators:
+        if id(ev.fn) not in seen:
+            seen.add(id(ev.fn))
+            ev.begin(workdir, trials)
 
 
 def merged(evaluators: Sequence[Evaluator], budget: float | None = None) -> Callable[[Architecture], dict[str, float]]:

@@ -1,6 +1,7 @@
 """Executors run evaluations: in-process (default) or on a simulated clock that replays a benchmark.
 
-Contract: `start(evaluate)`, `submit(job)` while `free_slots() > 0`, `wait()` for at least one completion.
+Contract: `start(evaluate)`, `submit(job)` while `free_slots() > 0`, `wait()` for at least one completion,
+`poll()` for the completions already there without waiting (the search drains them on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Completed:
     started: float
     finished: float
     worker: str
+    stopped_after: int | None = None  # a scheduler stopped it after this many reports: metrics are the last one's
 
 
 def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] | None, str | None]:
@@ -55,6 +57,13 @@ def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] 
         return None, f"evaluate returned non-numeric metrics: {dict(out)!r}"
 
 
+def stopped_error(missing: Sequence[str], metrics: Mapping[str, float], reports: int) -> str:
+    """Why a trial that a scheduler stopped early lacks objective or constraint metrics (`missing`)."""
+    return (f"a scheduler stopped this trial after {reports} report(s), and its last report lacks "
+            f"{', '.join(map(repr, missing))} (it reported: {', '.join(sorted(metrics)) or 'nothing'}); a scheduler "
+            "may stop a trial at any report, so every report() must carry every objective and constraint metric")
+
+
 class Executor(ABC):
     @abstractmethod
     def start(self, evaluate: EvaluateFn) -> None: ...
@@ -68,6 +77,11 @@ class Executor(ABC):
     @abstractmethod
     def wait(self) -> list[Completed]:
         """Block until at least one submitted job completes; return every completion available."""
+
+    def poll(self) -> list[Completed]:
+        """The completions already available, without waiting (none: []); the search calls it on Ctrl-C to
+        journal what finished, so a resume does not run it again. Executors that cannot tell return []."""
+        return []
 
     def close(self) -> None:
         """Release workers."""
@@ -149,6 +163,11 @@ class SimulatedClockExecutor(Executor):
 
     def free_slots(self) -> int:
         return self.workers - len(self._running)
+
+    def poll(self) -> list[Completed]:
+        """Nothing: no simulated time passes while the search stops (a resume restarts the jobs in flight where
+        they were placed, which keeps it exact)."""
+        return []
 
     def _duration(self, arch: Architecture, metrics: Mapping[str, float]) -> float:
         if callable(self.duration):

@@ -86,32 +86,41 @@ class ProcessExecutor(Executor):
         self._running[future] = _Running(job, attempts)
 
     def wait(self) -> list[Completed]:
-        from pebble import ProcessExpired
-
         out: list[Completed] = []
         while not out:
             done, _ = concurrent.futures.wait(list(self._running), return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                run = self._running.pop(future)
-                arch, now = run.job.arch, time.time()
-                try:
-                    metrics, error, started, finished, worker = future.result()
-                except concurrent.futures.TimeoutError:
-                    out.append(Completed(arch, None, f"timed out after {self.timeout_s:g} s (its worker process "
-                                         "was killed and replaced)", now - (self.timeout_s or 0), now, "process"))
-                    continue
-                except ProcessExpired as e:
-                    if run.attempts < self.max_retries:
-                        self._schedule(run.job, run.attempts + 1)
-                        continue
-                    out.append(Completed(arch, None, f"worker process died (exit code {e.exitcode}) "
-                                         f"{run.attempts + 1} time(s)", now, now, f"process-{e.pid}"))
-                    continue
-                except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be pickled back
-                    out.append(Completed(arch, None, f"{type(e).__name__}: {e}", now, now, "process"))
-                    continue
-                out.append(Completed(arch, metrics, error, started, finished, worker))
+            out.extend(c for c in map(self._collect, done) if c is not None)
         return out
+
+    def poll(self) -> list[Completed]:
+        """The evaluations already finished, without waiting or retrying (the search is stopping on Ctrl-C): a
+        worker that died stays pending, so the resume runs it again."""
+        done = [future for future in self._running if future.done()]
+        return [c for c in (self._collect(future, retry=False) for future in done) if c is not None]
+
+    def _collect(self, future: concurrent.futures.Future[Any], retry: bool = True) -> Completed | None:
+        """One finished future's completion; None when its worker died and it was resubmitted (or, without
+        `retry`, left for the resume)."""
+        from pebble import ProcessExpired
+
+        run = self._running.pop(future)
+        arch, now = run.job.arch, time.time()
+        try:
+            metrics, error, started, finished, worker = future.result()
+        except concurrent.futures.TimeoutError:
+            return Completed(arch, None, f"timed out after {self.timeout_s:g} s (its worker process was killed and "
+                             "replaced)", now - (self.timeout_s or 0), now, "process")
+        except ProcessExpired as e:
+            if not retry:
+                return None
+            if run.attempts < self.max_retries:
+                self._schedule(run.job, run.attempts + 1)
+                return None
+            return Completed(arch, None, f"worker process died (exit code {e.exitcode}) {run.attempts + 1} "
+                             "time(s)", now, now, f"process-{e.pid}")
+        except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be pickled back
+            return Completed(arch, None, f"{type(e).__name__}: {e}", now, now, "process")
+        return Completed(arch, metrics, error, started, finished, worker)
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is abandoned; the search loop keeps it as pending)."""

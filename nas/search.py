@@ -8,7 +8,9 @@ objective or constraint metric fails the trial, saying which); journal it; tell 
 A search in a workdir is durable: every finished trial is fsync'd to the journal before the strategy
 hears of it, and the strategy is snapshotted every few trials. Calling `search` again on the same
 workdir (or `nas resume DIR`) restores the snapshot and replays the journal's later trials through
-ask/tell, so a killed search continues exactly where it stopped, losing and repeating nothing.
+ask/tell, so a killed search continues exactly where it stopped, losing and repeating nothing. On Ctrl-C
+the evaluations that already finished are collected without waiting and journaled before it stops.
+Evaluators with a `begin(workdir, trials)` hook hear of each run's start (see `nas.evaluators`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_seconds
-from nas.evaluators import as_evaluators, merged
+from nas.evaluators import Evaluator, as_evaluators, begin_search, merged
 from nas.executor_spec import make_executor
-from nas.executors import EvaluateFn, Executor, Job, run_job
+from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
 from nas.experiment import (Experiment, first_difference, open_experiment, recorded_config,
                             resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
@@ -93,6 +95,7 @@ class PreparedSearch:
     enqueue: list[Architecture]
     warm: list[Trial]
     max_time: float | None
+    evaluators: list[Evaluator] = field(default_factory=list)  # their `begin` hooks are called when it runs
 
 
 def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence[Objective] | str,
@@ -167,7 +170,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
                           merged(expensive, fidelity), runner, config,
                           Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
-                          snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time)
+                          snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time, evaluators)
 
 
 def run(prepared: PreparedSearch) -> SearchResult:
@@ -175,7 +178,8 @@ def run(prepared: PreparedSearch) -> SearchResult:
     experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=prepared.lower_budget)
     try:
         loop = _SearchLoop(prepared.problem, prepared.strategy, prepared.cheap, prepared.evaluate, prepared.executor,
-                           experiment, prepared.snapshot_every, prepared.snapshot_interval_s, prepared.progress)
+                           experiment, prepared.snapshot_every, prepared.snapshot_interval_s, prepared.progress,
+                           prepared.evaluators)
         return loop.run(prepared.enqueue, prepared.warm, prepared.max_time)
     finally:
         experiment.close()
@@ -232,14 +236,16 @@ class _SearchLoop:
 
     def __init__(self, problem: Problem, strategy: Deduplicate, cheap: EvaluateFn | None, evaluate: EvaluateFn,
                  executor: Executor, experiment: Experiment, snapshot_every: int, snapshot_interval_s: float,
-                 progress: ProgressFn | None) -> None:
+                 progress: ProgressFn | None, evaluators: Sequence[Evaluator] = ()) -> None:
         self.problem, self.strategy, self.cheap, self.evaluate = problem, strategy, cheap, evaluate
+        self.evaluators = list(evaluators)
         self.executor, self.experiment, self.budget = executor, experiment, experiment.budget
         self.snapshot_every, self.snapshot_interval_s, self.progress = snapshot_every, snapshot_interval_s, progress
         self.filtering = cheap is not None and bool(problem.constraints)
         self.replay: dict[str, Trial] = {}
         self.pending: list[Architecture] = []
         self.in_flight: dict[str, tuple[Architecture, dict[str, float]]] = {}  # id -> (arch, cheap metrics)
+        self.ready: list[Completed] = []  # collected from the executor, not yet journaled (drained on Ctrl-C)
         # the architecture between its ask and the executor (cheap stage, a simulated clock's evaluation) and the
         # trial count then: an interrupt there keeps it pending in the snapshot, so resume evaluates it
         self.staging: tuple[Architecture, int] | None = None
@@ -268,6 +274,8 @@ class _SearchLoop:
     def run(self, enqueue: Sequence[Architecture] = (), warm: Sequence[Trial] = (),
             max_time: float | None = None) -> SearchResult:
         """Restore, warm-start (unless a snapshot already holds it), then the loop; enqueued architectures first."""
+        # evaluators with state restore what the journaled evaluations left, here, before the executor copies them
+        begin_search(self.evaluators, self.experiment.workdir, list(self.trials))
         begin = getattr(self.progress, "begin", None)  # a progress bar shows the journal's trials from the start
         if begin is not None:  # before restoring: rechecking a problem's failed trials reports to it
             begin(self.problem, self.budget, list(self.trials))
@@ -295,17 +303,13 @@ class _SearchLoop:
                     stop = ("budget" if self.used >= self.budget else
                             "max_time" if time.monotonic() >= self.deadline else "exhausted")
                     break
-                for done in self.executor.wait():
-                    arch, known = self.in_flight.pop(done.arch.id)
-                    metrics, error = _merge(known, done.metrics, done.error)
-                    typo = self.problem.names_error(metrics) if metrics is not None and not self.checked else None
-                    if typo is not None:  # journaled with its metrics, so a corrected run counts it (_recheck)
-                        self._record(arch, metrics, "failed", done.started, done.finished, done.worker, typo,
-                                     {"config_error": True})
-                        raise ConfigError(typo)
-                    status, metrics, error = self._judge(metrics, error)
-                    self.checked = self.checked or status == "ok"
-                    self._finish(arch, metrics, status, done.started, done.finished, done.worker, error)
+                self.ready = self.executor.wait()
+                while self.ready:
+                    self._complete(self.ready[0])
+                    self.ready.pop(0)
+        except KeyboardInterrupt:
+            self._drain()
+            raise
         finally:
             self._flush_replay()
             self._snapshot()
@@ -320,10 +324,50 @@ class _SearchLoop:
                         "budget of %d", self.used, self.budget)
         return SearchResult(list(self.trials), self.problem, self.experiment.workdir, stop, self.experiment.config)
 
-    def _judge(self, metrics: dict[str, float] | None, error: str | None) -> tuple[str, dict[str, float], str | None]:
+    def _complete(self, done: Completed) -> None:
+        """Judge, journal and tell one evaluation the executor returned (`_record` takes it out of flight)."""
+        arch, known = self.in_flight[done.arch.id]
+        metrics, error = _merge(known, done.metrics, done.error)
+        typo = self.problem.names_error(metrics) if metrics is not None and not self.checked else None
+        if typo is not None:  # journaled with its metrics, so a corrected run counts it (_recheck)
+            if done.stopped_after is not None:  # not a misnamed objective: the reports lack it
+                typo = stopped_error(self.problem.missing(metrics), metrics, done.stopped_after)
+            self._record(arch, metrics, "failed", done.started, done.finished, done.worker, typo,
+                         {"config_error": True})
+            raise ConfigError(typo)
+        status, metrics, error = self._judge(metrics, error, done.stopped_after)
+        self.checked = self.checked or status == "ok"
+        self._finish(arch, metrics, status, done.started, done.finished, done.worker, error)
+
+    def _drain(self) -> None:
+        """Ctrl-C: journal the evaluations that already finished, collected or not, without waiting for any
+        (a resume would run them again); an error on the way is logged and ends the drain."""
+        try:
+            ready, self.ready = self.ready + self.executor.poll(), []
+        except Exception as e:  # noqa: BLE001 - the interrupt is what propagates
+            log.warning("on Ctrl-C, the finished evaluations could not be collected: %s", e)
+            ready, self.ready = self.ready, []
+        drained = 0
+        for done in ready:
+            if done.arch.id not in self.in_flight:  # journaled before the interrupt
+                continue
+            try:
+                self._complete(done)
+            except Exception as e:  # noqa: BLE001 - a config error, a full disk: the interrupt still propagates
+                log.warning("on Ctrl-C, journaling the finished evaluations stopped: %s", e)
+                break
+            drained += 1
+        if drained:
+            log.info("interrupted: journaled %d evaluation(s) that had finished", drained)
+
+    def _judge(self, metrics: dict[str, float] | None, error: str | None,
+               stopped_after: int | None = None) -> tuple[str, dict[str, float], str | None]:
         """(status, metrics, error) of a finished evaluation: ok only with every needed metric, finite."""
         if metrics is None:
             return "failed", {}, error
+        missing = self.problem.missing(metrics)
+        if missing and stopped_after is not None:  # a scheduler stopped it at a report lacking them
+            return "failed", metrics, stopped_error(missing, metrics, stopped_after)
         problem = self.problem.result_error(metrics)
         return ("failed", metrics, problem) if problem else ("ok", metrics, None)
 
@@ -335,8 +379,9 @@ class _SearchLoop:
             if not self.checked and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST:
                 self._record(arch, metrics, status, started, finished, worker, error)
                 raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
-        self._record(arch, metrics, status, started, finished, worker, error)
+        trial = self._record(arch, metrics, status, started, finished, worker, error, notify=False)
         self.strategy.tell(arch, TrialResult.of(status, metrics))
+        self._notify(trial)  # after the tell: a progress callback that raises (Ctrl-C) leaves no trial untold
         if (self.journaled and len(self.trials) - self._snapshot_at >= self.snapshot_every
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()
@@ -434,8 +479,9 @@ class _SearchLoop:
             return None
         if self.filtering and sum(c.violation(metrics) for c in self.problem.constraints if c.metric in metrics):
             now = time.time()
-            self._record(arch, metrics, "infeasible", now, now, "constraint-filter", None)
+            trial = self._record(arch, metrics, "infeasible", now, now, "constraint-filter", None, notify=False)
             self.strategy.tell(arch, TrialResult.of("infeasible", metrics))
+            self._notify(trial)
             return None
         return metrics
 
@@ -445,12 +491,20 @@ class _SearchLoop:
         self.replay.clear()
 
     def _record(self, arch: Architecture, metrics: Mapping[str, float], status: str, started: float,
-                finished: float, worker: str, error: str | None, extra: Mapping[str, Any] | None = None) -> None:
+                finished: float, worker: str, error: str | None, extra: Mapping[str, Any] | None = None,
+                notify: bool = True) -> Trial:
+        """Journal one trial (it is no longer in flight); `notify`: report it to `progress` now."""
         extra = {**(extra or {}), **({"enqueued": True} if arch.id in self.enqueue_ids else {})}
         self.enqueued.discard(arch.id)
         trial = Trial(len(self.trials), arch.to_dict(), arch.id, dict(metrics), status, started, finished,
                       worker, error, extra)
         self.experiment.record(trial)
+        self.in_flight.pop(arch.id, None)
+        if notify:
+            self._notify(trial)
+        return trial
+
+    def _notify(self, trial: Trial) -> None:
         if self.progress is not None:
             self.progress(trial, self.used, self.budget)
 

@@ -9,17 +9,18 @@ accuracy does not beat predicting the majority class is never stored, so its chi
 training. The trial's metrics say which layers were inherited. `GNN_ACTION_CLASSES` is
 Auto-GNN's grouping of the space's fields into action classes, for the `autognn` strategy.
 
-The store is one search's: make one evaluator per search (or call `reset()` between searches). It lives in
-memory unless the evaluator is given the search's `workdir`; then every evaluation's stored layers are also
-written there (`shared_weights/<arch id>.pt`), and the store is rebuilt from the journaled trials whenever it
-differs from them, so a resumed search continues with the store an uninterrupted one would have.
+The store is one search's. `nas.search` tells the evaluator when a search starts or resumes (its `begin`
+hook, with the workdir and the journaled trials): the store becomes the one the journaled evaluations left,
+rebuilt from the files each evaluation writes to `<workdir>/shared_weights/<arch id>.pt` (empty for a new
+search, or one without a workdir), so a resumed search continues with the store an uninterrupted one had.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from nas.errors import ConfigError, JournalError
-from nas.store import Journal, JournalFollower
+from nas.errors import ConfigError
+from nas.store import JOURNAL, Journal, Trial
 from nas.spaces.gnn import GNN, GNNSpace, check_node_data, train_node_classifier
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,16 @@ class SharedWeightsEvaluator:
     `train_node_classifier`'s plus params, `layers`, `inherited_layers` and `inherited.<position>` (1.0 or 0.0
     per layer). Seeded like `NodeClassificationEvaluator`.
 
-    The store is one search's: use a new evaluator (or `reset()`) for each search. A search never evaluates an
-    architecture twice, so an evaluation of one already evaluated since the store began means the store is
-    being reused (another search, or a manual re-evaluation): it is logged as a warning once. Without
-    `workdir` the store lives in memory only, so a resumed search starts with an empty one (its children
-    inherit less than in an uninterrupted run). With `workdir` (the same folder `nas.search` is given; the
-    in-process executor) each evaluation also writes the layers it stored to `workdir/shared_weights/`, and
-    before each evaluation the store is rebuilt from the files of the journaled trials, in journal order,
-    whenever it differs from them: a resumed search, even in a new process, continues exactly.
+    The store is one search's. `nas.search` calls `begin(workdir, trials)` when a search starts or resumes:
+    the store becomes the one its journaled evaluations left, rebuilt from the layers each evaluation writes
+    to `workdir/shared_weights/<arch id>.pt` (in journal order), or from memory when it already holds exactly
+    those; a new search (or one without a workdir) starts from the store given at construction (empty by
+    default), so a second search with the same evaluator equals the first, and a resumed one, even in a new
+    process, continues exactly. Resume is exact with the in-process executors; with worker processes or Ray,
+    each worker gets a copy of the store the journal left and then inherits only from its own evaluations
+    (they write their files to the workdir, which must then be on a filesystem the workers share).
+    Outside `nas.search` the store lives in memory; an architecture evaluated again is logged once.
+    `workdir` is deprecated: the search's own workdir is used (a different one is refused).
     """
 
     space: GNNSpace
@@ -97,13 +100,13 @@ class SharedWeightsEvaluator:
     keep: str = "best"
     min_valid_acc: float | None = None
     store: dict[LayerKey, Entry] = field(default_factory=dict, repr=False)
-    workdir: str | os.PathLike[str] | None = None
+    workdir: str | os.PathLike[str] | None = None  # deprecated: nas.search gives the evaluator its workdir
+    _base: dict[LayerKey, Entry] = field(default_factory=dict, init=False, repr=False)  # a new search's store
+    _folder: Path | None = field(default=None, init=False, repr=False)  # where evaluations write their layers
+    _begun: bool = field(default=False, init=False, repr=False)  # begin() was called (by nas.search)
     _evaluated: set[str] = field(default_factory=set, init=False, repr=False)  # arch ids since the store began
     _warned: bool = field(default=False, init=False, repr=False)
-    _applied: list[str] = field(default_factory=list, init=False, repr=False)  # workdir: ids whose files are in store
-    _follower: JournalFollower | None = field(default=None, init=False, repr=False)
-    _last: str | None = field(default=None, init=False, repr=False)  # workdir: the previous evaluation's arch id
-    _missed: int = field(default=0, init=False, repr=False)  # workdir: previous evaluations the journal lacked
+    _applied: list[str] = field(default_factory=list, init=False, repr=False)  # ids whose writes the store holds
 
     def __post_init__(self) -> None:
         check_node_data(self.data, self.space.in_channels, self.space.num_classes)
@@ -111,6 +114,9 @@ class SharedWeightsEvaluator:
             if not isinstance(self.workdir, (str, os.PathLike)):
                 raise ConfigError(f"workdir: expected a folder (the search's workdir) or None, got {self.workdir!r}")
             self.workdir = Path(self.workdir)
+            warnings.warn("SharedWeightsEvaluator(workdir=...) is deprecated and not needed: nas.search gives the "
+                          "evaluator its workdir, and the store lives in <workdir>/shared_weights by itself; drop "
+                          "workdir= (until then it is checked against the search's)", DeprecationWarning, stacklevel=3)
         if self.keep not in ("best", "latest"):
             raise ConfigError(f"keep: expected 'best' or 'latest', got {self.keep!r}")
         for name in ("epochs", "scratch_epochs"):
@@ -122,51 +128,50 @@ class SharedWeightsEvaluator:
             self.min_valid_acc = float(torch.bincount(labels).max()) / len(labels) if len(labels) else 0.0
         elif not 0.0 <= self.min_valid_acc <= 1.0:
             raise ConfigError(f"min_valid_acc: expected a number in [0, 1] or None, got {self.min_valid_acc!r}")
+        self._base = dict(self.store)
 
     def reset(self) -> None:
-        """Start an empty store, for the next search with this evaluator (with `workdir` the store is always
-        rebuilt from that search's journal, so there it only drops what memory holds)."""
-        self.store = {}
-        self._evaluated, self._warned, self._applied, self._last, self._missed = set(), False, [], None, 0
+        """Start an empty store (what `nas.search` does by itself when a new search begins)."""
+        self.store, self._base, self._folder = {}, {}, None
+        self._evaluated, self._warned, self._applied, self._begun = set(), False, [], False
 
     # ------------------------------------------------------------------ the store kept in the search's workdir
-    def _file(self, arch_id: str) -> Path:
-        assert isinstance(self.workdir, Path)
-        return self.workdir / STORE_DIR / f"{arch_id}.pt"
-
-    def _sync(self) -> None:
-        """Make the store the one the journaled trials left: rebuilt from their files when memory differs."""
-        assert isinstance(self.workdir, Path)
-        if self._follower is None:
-            self._follower = JournalFollower(Journal(self.workdir))
-        try:
-            replaced = self._follower.poll()
-        except JournalError as e:
-            raise ConfigError(f"workdir: {e}; give the evaluator the workdir of the search that uses it") from None
-        ids = [t.arch_id for t in self._follower.trials]
-        if self._last is not None and self._last not in ids and not replaced:
-            self._missed += 1  # one is an interrupted evaluation; more mean another search calls this evaluator
-            if self._missed >= 2:
-                raise ConfigError(f"workdir: the last {self._missed} evaluations are not in {self.workdir}'s journal; "
-                                  "give the evaluator the workdir of the search that uses it (run in-process, with "
-                                  "the default executor)")
-        else:
-            self._missed = 0
-        self._evaluated = set(ids)
-        journaled: list[str] = []
-        for arch_id in dict.fromkeys(ids):  # first occurrences, in journal order
-            if self._file(arch_id).exists():
-                journaled.append(arch_id)
+    def begin(self, workdir: Path | None, trials: Sequence[Trial]) -> None:
+        """A search starts or resumes (`nas.search` calls this): the store becomes what its journaled `trials`
+        left, and each evaluation from now on writes its layers under `workdir/shared_weights`."""
+        if self.workdir is not None and (workdir is None or Path(workdir).resolve() != Path(self.workdir).resolve()):
+            raise ConfigError(f"workdir: the evaluator was given {self.workdir}, but the search runs in "
+                              f"{workdir if workdir is not None else 'no workdir'}; drop workdir= (the store "
+                              "follows the search's workdir by itself)")
+        self._folder = Path(workdir) / STORE_DIR if workdir is not None else None
+        self._begun = True
+        ids = list(dict.fromkeys(t.arch_id for t in trials))  # first occurrences, in journal order
+        self._evaluated, self._warned = set(ids), False
+        journaled = [i for i in ids if self._folder is not None and self._file(i).exists()]
         if journaled == self._applied:
-            return
-        store: dict[LayerKey, Entry] = {}
+            return  # memory holds exactly these evaluations' writes (a resume in this process, or a fresh store)
+        store = dict(self._base)
         for arch_id in journaled:
             record = torch.load(self._file(arch_id), weights_only=True)
             for key, acc, state in record["writes"]:
                 store[tuple(key)] = (float(acc), state)
         log.info("%s: weight store rebuilt from the %d journaled evaluations (%d layers; it held %d)",
-                 self.workdir, len(journaled), len(store), len(self.store))
+                 workdir if workdir is not None else "a search without a workdir", len(journaled), len(store),
+                 len(self.store))
         self.store, self._applied = store, journaled
+
+    def _begin_from_journal(self) -> None:
+        """Called directly with the deprecated `workdir`: begin from the trials its journal holds now."""
+        assert isinstance(self.workdir, Path)
+        journal = Journal(self.workdir)
+        if not journal.exists():
+            raise ConfigError(f"workdir: {self.workdir} holds no journal ({JOURNAL} is missing or empty); give the "
+                              "evaluator the workdir of the search that uses it, or none")
+        self.begin(self.workdir, journal.read().trials)
+
+    def _file(self, arch_id: str) -> Path:
+        assert self._folder is not None
+        return self._folder / f"{arch_id}.pt"
 
     def _save(self, arch_id: str, writes: list[tuple[LayerKey, Entry]]) -> None:
         """Write the layers this evaluation stored (atomically: a killed write leaves no file)."""
@@ -177,19 +182,19 @@ class SharedWeightsEvaluator:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self._applied.append(arch_id)
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:
         arch_id = self.space.validate(arch).id
-        if self.workdir is not None:
-            self._sync()
+        if not self._begun and self.workdir is not None:
+            self._begin_from_journal()
+        if self._folder is not None:
             self._file(arch_id).unlink(missing_ok=True)  # a failed evaluation leaves no stale file behind
-            self._last = arch_id
         if arch_id in self._evaluated and not self._warned:
             self._warned = True
             log.warning("%s evaluated again with the same weight store: a search evaluates each architecture once, "
-                        "so this store is reused (another search, or a repeated call) and its children inherit from "
-                        "earlier evaluations; make one SharedWeightsEvaluator per search, or call reset() between "
+                        "so this store is reused (a repeated call, or a search that does not call begin()) and its "
+                        "children inherit from earlier evaluations; nas.search starts each search's store by "
+                        "itself, elsewhere make one SharedWeightsEvaluator per search, or call reset() between "
                         "searches", arch_id)
         self._evaluated.add(arch_id)
         with torch.random.fork_rng(devices=[]):
@@ -212,10 +217,12 @@ class SharedWeightsEvaluator:
         for (pos, key), layer in zip(keys, model.layers):
             old = self.store.get(key)
             if learned and (self.keep == "latest" or old is None or metrics["valid_acc"] >= old[0]):
-                self.store[key] = (metrics["valid_acc"], {k: v.detach().clone() for k, v in layer.state_dict().items()})
-                writes.append((key, self.store[key]))
-        if self.workdir is not None:
-            self._save(arch_id, writes)
+                writes.append((key, (metrics["valid_acc"],
+                                     {k: v.detach().clone() for k, v in layer.state_dict().items()})))
+        if self._folder is not None:
+            self._save(arch_id, writes)  # before the store changes: what memory holds is always on disk too
+        self.store.update(writes)
+        self._applied.append(arch_id)
         metrics["params"] = float(sum(p.numel() for p in model.parameters()))
         metrics["layers"] = float(len(keys))
         metrics["inherited_layers"] = float(sum(inherited.values()))

@@ -347,8 +347,19 @@ class RayExecutor(Executor):
         self._dispatch(flush=True)
         return out
 
-    def _collect(self, ready: list[Any]) -> list[Completed]:
-        """Results of finished calls; a call whose worker died is retried on a fresh actor (bounded)."""
+    def poll(self) -> list[Completed]:
+        """The results of calls already finished, without waiting or retrying (the search is stopping: a batch
+        whose worker died stays pending in its snapshot)."""
+        import ray
+
+        if not self._running:
+            return []
+        ready, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        return self._collect(ready, retry=False)
+
+    def _collect(self, ready: list[Any], retry: bool = True) -> list[Completed]:
+        """Results of finished calls; a call whose worker died is retried on a fresh actor (bounded), or with
+        `retry=False` left out."""
         import ray
 
         out: list[Completed] = []
@@ -357,6 +368,8 @@ class RayExecutor(Executor):
             try:
                 results = ray.get(ref)
             except ray.exceptions.RayError as e:  # the worker process died (user errors never get here)
+                if not retry:
+                    continue
                 actor = self._replace(batch.actor)
                 text = _one_line(e)
                 if batch.attempts < self.max_retries:

@@ -14,8 +14,9 @@
 
 A scheduler ranks trials on one metric (`metric`, `mode`): name an objective, or have `evaluate` report a
 scalarisation (e.g. `score = accuracy - 0.1 * latency_ms`) when several objectives matter. The strategy
-still receives every metric of every trial; a stopped trial keeps its last report (`epochs` says how many).
-A report that lacks the scheduler's metric ends the search with a ConfigError naming it.
+still receives every metric of every trial; a stopped trial keeps its last report (`epochs` says how many),
+and fails, saying a scheduler stopped it, when that report lacks an objective or constraint metric. A report
+that lacks the scheduler's metric ends the search with a ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -524,9 +525,12 @@ class RayTuneExecutor(Executor):
                                   "(its worker died or Tune raised); see the Tune logs under "
                                   f"{self.storage_path or os.path.join(tempfile.gettempdir(), 'nas-tune')}")
         started, finished, worker = _timing(result, nas_part)
+        stopped = None  # its last result is a report, not evaluate's return: the scheduler stopped it there
+        if metrics is not None and "final" in nas_part and not nas_part["final"]:
+            stopped = int(float(metrics.get("epochs", 1)))
         self._done.put(Completed(arch, dict(metrics) if metrics is not None else None,
                                  err or (None if metrics is not None else "trial returned no result"),
-                                 started, finished, worker))
+                                 started, finished, worker, stopped))
 
     def free_slots(self) -> int:
         assert self.workers is not None, "start() first"
@@ -555,6 +559,21 @@ class RayTuneExecutor(Executor):
         if isinstance(error, ConfigError):
             raise error
         raise RuntimeError(f"Ray Tune stopped: {_summary(error)}") from error
+
+    def poll(self) -> list[Completed]:
+        """The trials already completed, without waiting (an error Tune raised is kept for the next wait())."""
+        out: list[Completed] = []
+        while True:
+            try:
+                item = self._done.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Completed):
+                out.append(item)
+            elif self._error is None:
+                self._error = item
+        self._in_flight -= len(out)
+        return out
 
     def close(self) -> None:
         """End the Tune experiment: nothing new starts, and trials still running (the search was interrupted or
