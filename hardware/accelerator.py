@@ -52,6 +52,7 @@ quote them as a chip's.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,8 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, check_number
+
+log = logging.getLogger(__name__)
 
 DIMS = ("m", "n", "k")
 OPERANDS = {"a": frozenset("mk"), "b": frozenset("kn"), "c": frozenset("mn")}  # the output is "c"
@@ -149,10 +152,14 @@ def as_workloads(shapes: Iterable[Gemm | Sequence[int] | Mapping[str, Any]], byt
 
 
 def module_workloads(module: Any, example_input: Any, bytes_per_element: int = 1) -> list[Gemm]:
-    """The Linear and Conv1d/2d/3d layers of a torch module as GEMMs, in call order, from one forward pass.
+    """The weight GEMMs of a torch module's forward pass on `example_input`, in call order: every Linear and
+    Conv1d/2d/3d called, and each nn.MultiheadAttention's input projection (one q|k|v GEMM when query, key and
+    value are one tensor, else three) and output projection.
 
-    Other layers (activations, norms, pooling, attention's matmuls) are not GEMM layers of the module tree
-    and are left out: the systolic array model prices the layers that hold weights.
+    Other layers (activations, norms, pooling, attention's score and weighting matmuls) are left out: the
+    systolic array model prices the layers that hold weights; a called module whose weights it has no mapping
+    for (recurrent, transposed convolution, bilinear) is named in a warning. The pass runs in eval mode without
+    gradients (BatchNorm statistics untouched) and every module's train/eval mode is restored.
     """
     import torch
     from torch import nn
@@ -168,16 +175,48 @@ def module_workloads(module: Any, example_input: Any, bytes_per_element: int = 1
             found.append(conv_gemm(mod.in_channels, mod.out_channels, mod.kernel_size, tuple(output.shape[2:]),
                                    output.shape[0], mod.groups, bytes_per_element, name))
 
+    def attention_hook(mod: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        found.extend(_attention_gemms(mod, names.get(mod, type(mod).__name__), args, kwargs, bytes_per_element))
+
+    def unpriced_hook(mod: Any, args: tuple, output: Any) -> None:
+        log.warning("module_workloads: %s (%s) holds weights the accelerator model does not map to GEMMs; its "
+                    "work is left out", names.get(mod, type(mod).__name__), type(mod).__name__)
+
     names = {m: n or type(m).__name__ for n, m in module.named_modules()}
+    inside_attention = {id(m) for a in module.modules() if isinstance(a, nn.MultiheadAttention)
+                        for m in a.modules() if m is not a}  # its out_proj: priced by attention_hook
     handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+               if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and id(m) not in inside_attention]
+    handles += [m.register_forward_hook(attention_hook, with_kwargs=True) for m in module.modules()
+                if isinstance(m, nn.MultiheadAttention)]
+    unmapped = (nn.RNNBase, nn.RNNCellBase, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear)
+    handles += [m.register_forward_hook(unpriced_hook) for m in module.modules() if isinstance(m, unmapped)]
+    modes = {m: m.training for m in module.modules()}
     try:
+        module.eval()
         with torch.no_grad():
             module(*example_input) if isinstance(example_input, tuple) else module(example_input)
     finally:
         for h in handles:
             h.remove()
+        for m, training in modes.items():
+            m.training = training
     return found
+
+
+def _attention_gemms(mod: Any, name: str, args: tuple, kwargs: Mapping[str, Any], b: int) -> list[Gemm]:
+    """nn.MultiheadAttention's weight GEMMs: the q, k, v projections (one fused GEMM when query, key and value
+    are one tensor with packed weights, as torch computes it) and out_proj, each over all rows of its input."""
+    given = dict(zip(("query", "key", "value"), args))
+    query, key, value = (given.get(k, kwargs.get(k)) for k in ("query", "key", "value"))
+    e = mod.embed_dim
+    rows_q, rows_k, rows_v = (int(t.numel() // t.shape[-1]) for t in (query, key, value))
+    if mod._qkv_same_embed_dim and query is key and key is value:
+        gemms = [linear_gemm(e, 3 * e, rows_q, b, f"{name}.in_proj")]
+    else:
+        gemms = [linear_gemm(e, e, rows_q, b, f"{name}.q_proj"), linear_gemm(mod.kdim, e, rows_k, b, f"{name}.k_proj"),
+                 linear_gemm(mod.vdim, e, rows_v, b, f"{name}.v_proj")]
+    return gemms + [linear_gemm(e, e, rows_q, b, f"{name}.out_proj")]
 
 
 # ---------------------------------------------------------------------------------------------- templates

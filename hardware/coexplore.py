@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, InvalidArchitectureError
 from nas.evaluators import Evaluator, cheap
 from nas.hardware.accelerator import Gemm, HeterogeneousAccelerator, SubAccelerator, Technology, template
 from nas.objectives import Constraint
@@ -187,7 +187,11 @@ class CoExploration:
 
     # -- the space
     def space(self) -> Space:
-        """The joint space: both architectures, both templates, the PE and bandwidth splits, both buffers."""
+        """The joint space: both architectures, both templates, the PE and bandwidth splits, both buffers.
+
+        As in `NASBenchGraphSpace`, each task's architectures include the 9 all-skip networks (no GNN layer) that
+        NAS-Bench-Graph has no rows for: `accuracy`'s lookup fails them with a LookupError saying so (a failed
+        trial that counts against the budget, as in the recorded experiment)."""
         fields: dict[str, Any] = {}
         for t in TASKS:
             fields[f"{t}_link"] = Choice(list(LINKS), ordered=False)
@@ -245,7 +249,14 @@ class CoExploration:
         def evaluate(arch: Mapping[str, Any]) -> dict[str, float]:
             out: dict[str, float] = {}
             for t, table in zip(TASKS, tables):
-                row = table(self.task_arch(arch, t))
+                net = self.task_arch(arch, t)
+                try:
+                    row = table(net)
+                except LookupError as e:
+                    if any(net[f"op{i}"] != "skip" for i in range(1, 5)):
+                        raise
+                    raise LookupError(f"task {t}: every op is skip, a network without a GNN layer, and "
+                                      f"NAS-Bench-Graph has no rows for the 9 all-skip networks ({e})") from None
                 out[f"valid_acc_{t}"], out[f"test_acc_{t}"] = float(row["valid_acc"]), float(row["test_acc"])
             out["valid_acc"] = (out["valid_acc_a"] + out["valid_acc_b"]) / 2
             out["test_acc"] = (out["test_acc_a"] + out["test_acc_b"]) / 2
@@ -279,12 +290,27 @@ class CoExploration:
                      objective: str = "energy_mj") -> tuple[dict[str, Any] | None, dict[str, float] | None, int]:
         """Exhaustive hardware search for fixed architectures (`archs` holds the a_* and b_* fields): the feasible
         design with the least `objective` (None when none meets `constraints`), its metrics, and how many of
-        the `len(hardware_designs())` designs are feasible."""
+        the `len(hardware_designs())` designs are feasible. A metric name that `hardware` does not return, in
+        `objective` or a constraint, is a ConfigError naming it, as is an architecture field that is missing."""
         cons = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
+        space = self.architecture_space()
+        nets = {k: v for k, v in archs.items() if k in space.fields}
+        try:
+            space.validate(nets)
+        except InvalidArchitectureError as e:
+            raise ConfigError(f"archs: {e}") from None
+        designs = self.hardware_designs()
+        known = sorted(self.hardware({**nets, **designs[0]}))
+        if objective not in known:
+            raise ConfigError(f"objective: {objective!r} is not a hardware metric (known: {', '.join(known)})")
+        for c in cons:
+            if c.metric not in known:
+                raise ConfigError(f"constraints: '{c}' names {c.metric!r}, not a hardware metric "
+                                  f"(known: {', '.join(known)})")
         best: tuple[float, dict[str, Any], dict[str, float]] | None = None
         feasible = 0
-        for design in self.hardware_designs():
-            arch = {**{k: v for k, v in archs.items() if k.startswith(("a_", "b_"))}, **design}
+        for design in designs:
+            arch = {**nets, **design}
             metrics = self.hardware(arch)
             if all(c.satisfied(metrics) for c in cons):
                 feasible += 1

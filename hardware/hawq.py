@@ -13,7 +13,8 @@
 
 `data` is one `(x, y)` batch or an iterable of them; the loss is the size-weighted mean of `loss_fn(model(x), y)`
 over batches, so the Hessian is that of the mean loss over all examples (exact for a mean-reduced `loss_fn`).
-The model is put in eval mode for every Hessian-vector product (HAWQ measures the trained network as it is used).
+The model is put in eval mode for every Hessian-vector product (HAWQ measures the trained network as it is used);
+each module's train/eval mode is restored afterwards.
 """
 
 from __future__ import annotations
@@ -63,17 +64,23 @@ def _params(model: nn.Module, params: str | Sequence[torch.Tensor] | None) -> li
 
 def hessian_vector_product(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch],
                            params: Sequence[torch.Tensor], vector: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """H v: the Hessian of the mean loss with respect to `params` times `vector` (one tensor per parameter)."""
+    """H v: the Hessian of the mean loss with respect to `params` times `vector` (one tensor per parameter), in
+    eval mode; every module's own train/eval mode is restored."""
     batches = _batches(data)
     total = sum(len(y) for _, y in batches)
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     out = [torch.zeros_like(p) for p in params]
-    for x, y in batches:
-        loss = loss_fn(model(x), y) * (len(y) / total)
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        dot = sum((g * v).sum() for g, v in zip(grads, vector))
-        hv = torch.autograd.grad(dot, params)
-        out = [o + h.detach() for o, h in zip(out, hv)]
+    try:
+        for x, y in batches:
+            loss = loss_fn(model(x), y) * (len(y) / total)
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            dot = sum((g * v).sum() for g, v in zip(grads, vector))
+            hv = torch.autograd.grad(dot, params)
+            out = [o + h.detach() for o, h in zip(out, hv)]
+    finally:
+        for m, training in modes.items():
+            m.training = training
     return out
 
 

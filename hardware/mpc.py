@@ -16,13 +16,16 @@ order (forward hooks on one example sentence of `seq_len` tokens) and sums its o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from nas.errors import ConfigError
 
@@ -280,27 +283,119 @@ def _max_pool(p: Protocol, x: torch.Tensor) -> Cost:
     return row_max(p, b * d, n)
 
 
-def _poolings(model: nn.Module, names: Mapping[nn.Module, str]) -> dict[nn.Module, str]:
-    """{final norm: name of the max-pool op} for the classifiers that max-pool their tokens (`pooling="mean_max"`).
+def _poolings(model: nn.Module, names: Mapping[nn.Module, str]) -> dict[nn.Module, tuple[str, nn.Module]]:
+    """{final norm: (name of the max-pool op, the classifier)} for the classifiers that max-pool their tokens
+    (`pooling="mean_max"`).
 
     The pooling is a functional call inside the classifier's forward, so it is costed on the output of the
     norm right before it; a pooling this module does not know raises `ConfigError` naming the classifier."""
     from nas.spaces.transformer import TransformerClassifier
 
-    out: dict[nn.Module, str] = {}
+    out: dict[nn.Module, tuple[str, nn.Module]] = {}
     for m, name in names.items():
         if not isinstance(m, TransformerClassifier):
             continue
         if m.pooling not in ("mean", "mean_max"):
             raise ConfigError(f"{name}: no MPC cost for pooling {m.pooling!r}")
         if m.pooling == "mean_max":
-            out[m.norm] = "max_pool" if m is model else f"{name}.max_pool"
+            out[m.norm] = ("max_pool" if m is model else f"{name}.max_pool", m)
     return out
 
 
 def _embedding(p: Protocol, m: nn.Embedding, x: torch.Tensor) -> tuple[str, Cost]:
     """A secret token lookup as one-hot [tokens, vocab] x table [vocab, dim]."""
     return "embedding", matmul(p, int(x.numel()), m.num_embeddings, m.embedding_dim)
+
+
+# What a module's own forward may do to secret values outside the costed modules (aten op names, in-place
+# forms included): local on additive shares whatever their secret operands (additions, public-index moves,
+# selections by public masks, public linear maps such as the DFT) ...
+LOCAL_OPS = frozenset({
+    "add", "sub", "rsub", "neg", "sum", "mean", "cumsum", "cat", "stack", "view", "_unsafe_view", "reshape",
+    "_reshape_alias", "transpose", "t", "permute", "expand", "expand_as", "squeeze", "unsqueeze", "slice", "select",
+    "index_select", "index", "gather", "clone", "copy", "contiguous", "alias", "detach", "lift_fresh",
+    "lift_fresh_copy", "_to_copy", "to", "split", "split_with_sizes", "chunk", "unbind", "flatten", "narrow",
+    "repeat", "constant_pad_nd", "as_strided", "unfold", "roll", "flip", "masked_fill", "where", "fill", "zero",
+    "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "_adaptive_avg_pool2d", "_fft_r2c", "_fft_c2c", "_fft_c2r",
+    "real", "imag", "view_as_real", "view_as_complex", "conj", "_conj", "dropout"})
+# ... that read only the shape of their input (their output is public) ...
+SHAPE_OPS = frozenset({"empty_like", "zeros_like", "ones_like", "full_like", "new_empty", "new_zeros", "new_ones",
+                       "new_full", "sym_size", "sym_stride", "sym_numel", "size", "stride", "dim"})
+# ... and products, local when at most one operand is secret (a public scaling or a public linear map).
+PRODUCT_OPS = frozenset({"mul", "mm", "bmm", "matmul", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "vdot",
+                         "einsum", "linear", "convolution", "_convolution", "conv1d", "conv2d", "outer",
+                         "tensordot"})
+
+
+def _op_name(func: Any) -> str:
+    name = func.overloadpacket.__name__
+    return name[:-1] if name.endswith("_") and not name.endswith("__") else name
+
+
+class _SecretTracker(TorchDispatchMode):
+    """Follows which tensors hold secret values (the parameters, a floating-point input and everything computed
+    from them) through one forward pass, and refuses arithmetic on them that no costed module accounts for: a
+    non-linear function, a product of two secret values or a division by one, made by a module's own forward.
+    Token ids are public here: their values reach the computation only through costed embedding lookups, and
+    what is derived from them otherwise (the mask of real tokens, lengths) is public by the model's assumption."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, names: Mapping[nn.Module, str],
+                 costed: Callable[[nn.Module], bool], allowed: Mapping[nn.Module, frozenset[str]]) -> None:
+        super().__init__()
+        self.names, self.costed, self.allowed = names, costed, allowed
+        self.secret = {id(p): p for p in model.parameters()}  # kept alive, so no id is reused mid-pass
+        if example.is_floating_point():
+            self.secret[id(example)] = example
+        self.stack: list[nn.Module] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        flat, _ = tree_flatten((args, kwargs))
+        secret = [isinstance(t, torch.Tensor) and id(t) in self.secret for t in flat]
+        if not any(secret):
+            return out
+        name = _op_name(func)
+        if name in SHAPE_OPS:
+            return out
+        if not any(self.costed(m) for m in self.stack):
+            self._check(name, func, args, secret, [isinstance(t, torch.Tensor) for t in flat])
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self.secret[id(t)] = t
+        return out
+
+    def _check(self, name: str, func: Any, args: tuple, secret: list[bool], tensors: list[bool]) -> None:
+        owner = self.stack[-1] if self.stack else None
+        if name in LOCAL_OPS or (owner is not None and name in self.allowed.get(owner, frozenset())):
+            return
+        what = "a non-linear function of a secret value"
+        if name == "div":
+            if not (isinstance(args[1], torch.Tensor) and id(args[1]) in self.secret):
+                return
+            what = "a division by a secret value"
+        elif name in PRODUCT_OPS:
+            operands = [s for s, t in zip(secret, tensors) if t]
+            if name in ("addmm", "baddbmm", "addbmm", "addmv"):
+                operands = operands[1:]  # the added term is local
+            if sum(operands) <= 1:
+                return
+            what = "a product of two secret values"
+        where = f"{self.names[owner]} ({type(owner).__name__}.forward)" if owner is not None else "the model"
+        raise ConfigError(f"{where}: no MPC cost for {func.overloadpacket} ({what}) computed outside the costed "
+                          "modules: add a handler for the module rather than let it cost nothing")
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode for the block; every module's own train/eval mode restored after."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTEN,
@@ -311,7 +406,9 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
     themselves; residual additions, masking by public lengths and mean pooling are local, max pooling over the
     tokens (`pooling="mean_max"`) is a row maximum per feature. Embeddings
     named in `public_embeddings` are indexed by public positions (local); other embeddings are secret
-    lookups. A module the model does not know how to price raises `ConfigError` naming it.
+    lookups. A module the model does not know how to price raises `ConfigError` naming it, and so does a
+    module whose own forward computes a non-linear function (`F.softmax`, `F.silu`, `torch.exp`, a maximum),
+    a product of two secret values or a division by one outside the costed modules (naming the module and op).
     """
     names = {m: name or "model" for name, m in model.named_modules()}
     for m, name in names.items():
@@ -334,16 +431,23 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
     pooled = _poolings(model, names)
 
     def pool_hook(m: nn.Module, _args: tuple[Any, ...], out: torch.Tensor) -> None:
-        ops.append(MPCOp(pooled[m], "max_pool", _max_pool(protocol, out)))
+        ops.append(MPCOp(pooled[m][0], "max_pool", _max_pool(protocol, out)))
 
-    handles = [m.register_forward_hook(hook) for m in names if not isinstance(m, FREE)]
+    max_pooling = {classifier: frozenset({"amax"}) for _, classifier in pooled.values()}  # costed by pool_hook
+    tracker = _SecretTracker(model, example, names, lambda m: isinstance(m, (*handlers(), nn.Embedding, *FREE)),
+                             max_pooling)
+
+    def leave(_m: nn.Module, _args: tuple[Any, ...], _out: Any) -> None:
+        tracker.stack.pop()
+
+    handles = [m.register_forward_pre_hook(lambda m, _args: tracker.stack.append(m)) for m in names]
+    handles += [m.register_forward_hook(leave) for m in names]
+    handles += [m.register_forward_hook(hook) for m in names if not isinstance(m, FREE)]
     handles += [m.register_forward_hook(pool_hook) for m in pooled]  # after the norm's own op
-    training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(example)
+        with torch.no_grad(), _eval_mode(model), tracker:
+            model(example)
     finally:
-        model.train(training)
         for h in handles:
             h.remove()
     return ops

@@ -19,11 +19,13 @@ int2), trainable.
   so a network keeps training through its quantized weights (QAT, and the one-shot supernet of
   `nas.hardware.precision_space`).
 * `FakeQuant(layer, fmt)`: a Linear / Conv1d / Conv2d computing with fake-quantized weights (and, with
-  `activations=True`, a fake-quantized input: per-tensor, dynamic max-abs scale); `quantize_model(model,
+  `activations=True`, an input fake-quantized at the format's `activation_bits`, the width the cost model
+  charges: per-tensor, dynamic max-abs scale); `quantize_model(model,
   {layer path: format})` wraps the named layers of a copy of `model`.
 * `model_size(model, formats)` / `model_size_bits`: the bits the packed model stores (`nas.hardware.packing`
   writes exactly these): codes at the format's width (int4 / int2 two / four to a byte, a row padded to
-  whole bytes), one float32 scale per output channel, everything else (biases, unlisted layers) at 32 bits.
+  whole bytes), one float32 scale per output channel, everything else its state_dict holds (biases, unlisted
+  layers, BatchNorm statistics and their int64 `num_batches_tracked`) at its own width.
 * `precision_cost(model, formats, inputs, device)`: size plus a per-format roofline latency and analytic
   energy from a device profile; a format the profile has no peak for runs at the next wider dtype it lists.
 """
@@ -47,7 +49,7 @@ from nas.errors import ConfigError
 from nas.hardware.devices import DeviceProfile, load_device
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "GRANULARITIES", "FakeQuant", "ModelSize", "NumberFormat", "PrecisionCost",
-           "check_formats", "fake_quant", "get_format", "model_size", "model_size_bits",
+           "activation_format", "check_formats", "fake_quant", "get_format", "model_size", "model_size_bits",
            "perturbation", "precision_cost", "quantizable_layers", "quantize", "quantize_model"]
 
 QUANTIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -197,12 +199,28 @@ def fake_quant(w: torch.Tensor, fmt: str | NumberFormat, granularity: str = "cha
     return w + (quantize(w.detach(), fmt, granularity) - w).detach()
 
 
+def activation_format(fmt: str | NumberFormat) -> NumberFormat:
+    """The format a layer in `fmt` takes its inputs in: `fmt.activation_bits` wide, as the cost model charges
+    them (int2 / int4 / int8 weights: int8 activations, W4A8; fp8: the same fp8 format; fp32: fp32)."""
+    fmt = get_format(fmt)
+    if fmt.kind == "fp32" or fmt.activation_bits >= 32:
+        return FORMATS["fp32"]
+    if fmt.activation_bits == fmt.bits:
+        return fmt
+    if fmt.kind == "int":
+        bits = fmt.activation_bits
+        return FORMATS.get(f"int{bits}") or NumberFormat(f"int{bits}", "int", bits, 2.0 ** (bits - 1) - 1, bits, ())
+    raise ConfigError(f"format {fmt.name!r}: no {fmt.activation_bits}-bit activation format for a {fmt.kind} format")
+
+
 def fake_quant_activation(x: torch.Tensor, fmt: NumberFormat) -> torch.Tensor:
-    """Activations in `fmt` with one dynamic scale for the whole tensor (its max-abs), straight-through."""
-    if fmt.kind == "fp32":
+    """The input of a layer in `fmt`, in `activation_format(fmt)` (the width the cost model charges) with one
+    dynamic scale for the whole tensor (its max-abs), straight-through."""
+    act = activation_format(fmt)
+    if act.kind == "fp32":
         return x
     flat = x.detach().reshape(1, -1)
-    return x + (quantize(flat, fmt).reshape(x.shape) - x).detach()
+    return x + (quantize(flat, act).reshape(x.shape) - x).detach()
 
 
 def perturbation(w: torch.Tensor, fmt: str | NumberFormat, granularity: str = "channel") -> float:
@@ -217,7 +235,8 @@ class FakeQuant(nn.Module):
 
     The wrapped layer stays as `self.layer` (its parameters keep their names under `layer.`), so a model can
     be trained quantized and its float weights read back. With `activations`, the layer's input is also
-    fake-quantized to the format (per tensor, dynamic max-abs scale). `granularity` is the weights' scale
+    fake-quantized, at the format's `activation_bits` (`activation_format`: int8 for int2 / int4 / int8 weights,
+    W4A8 as `precision_cost` charges it; per tensor, dynamic max-abs scale). `granularity` is the weights' scale
     granularity ("channel" or "tensor").
     """
 
@@ -284,7 +303,7 @@ def quantize_model(model: nn.Module, formats: Mapping[str, str | NumberFormat], 
 # ---------------------------------------------------------------------------------------- size
 @dataclass(frozen=True)
 class ModelSize:
-    """Bits a packed model stores: weight codes, per-channel float32 scales, everything else at 32 bits."""
+    """Bits a packed model stores: weight codes, per-channel float32 scales, every other state tensor at its width."""
 
     weight_bits: int
     scale_bits: int
@@ -333,9 +352,18 @@ def model_size(model: nn.Module, formats: Mapping[str, str | NumberFormat],
         c, s = layer_bits(tuple(layer.weight.shape), resolved.get(path, FORMATS["fp32"]), granularity)
         code, scale, weights = code + c, scale + s, weights + layer.weight.numel()
         per_layer[path] = c + s
-    other = sum(32 * t.numel() for t in model.parameters() if id(t) not in weight_ids)
-    other += sum(32 * t.numel() for t in model.buffers() if t.is_floating_point())
+    other = sum(8 * t.element_size() * t.numel() for t in _state_tensors(model) if id(t) not in weight_ids)
     return ModelSize(code, scale, other, weights, per_layer)
+
+
+def _state_tensors(model: nn.Module) -> list[torch.Tensor]:
+    """The distinct parameters and persistent buffers: the tensors `model.state_dict()` (and `pack_model`'s) holds."""
+    seen: dict[int, torch.Tensor] = {id(p): p for p in model.parameters()}
+    for m in model.modules():
+        for name, b in m._buffers.items():
+            if b is not None and name not in m._non_persistent_buffers_set:
+                seen.setdefault(id(b), b)
+    return list(seen.values())
 
 
 def model_size_bits(model: nn.Module, formats: Mapping[str, str | NumberFormat]) -> int:

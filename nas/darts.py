@@ -37,7 +37,8 @@ from nas.splits import check_splits
 from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
 from nas.store import Trial
 from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, darts_es_stop
-from nas.strategies.oneshot_latency import EdgeCosts, check_table, ensure_table, flops_costs, lut_costs
+from nas.strategies.oneshot_latency import (EdgeCosts, check_table, ensure_table, flops_costs, latency_scale,
+                                             lut_costs)
 from nas.strategies.oneshot_modules import ModuleOneShotTrainer, module_costs
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,12 @@ class StandaloneTraining:
     batch_size: int = 64
     seed: int = 0
     save_to: Path | None = None  # a workdir: keep the trained weights there for `nas export`
+
+    def __post_init__(self) -> None:
+        b = self.batch_size
+        if isinstance(b, bool) or not isinstance(b, int) or b < 2:
+            raise ConfigError(f"batch_size: the stand-alone retraining of the derived architecture needs batches of "
+                              f"at least 2 (batch norm), got {b!r}; use batch_size >= 2 or give your own evaluate=")
 
     def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
         from nas.spaces.training import PlainTraining, accuracy
@@ -136,9 +143,12 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
     else:
         trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
     check_splits(data, input_shape=trainer.input_shape, min_size=options.batch_size, size_field="batch_size")
+    _check_labels(data, trainer.num_classes())
     wd = Path(workdir) if workdir is not None else None
+    evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
+        space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed, wd)), None)
     costs, latency_of = _costs(trainer, options, wd, latency_table)
-    trainer.costs, trainer.cost_scale = costs, costs.uniform() if costs is not None else 1.0
+    trainer.costs, trainer.cost_scale = costs, latency_scale(costs, options.latency_weight)
     problem = Problem.make({"accuracy": "max", "latency_ms" if latency_of else "flops": "min"})
     described = {"held": trainer.supernet.held, "searched": sorted(trainer.supernet.alphas)} \
         if isinstance(trainer, ModuleOneShotTrainer) else {"net": repr(space.net)}
@@ -154,18 +164,22 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
             stop_epoch = _train_on_ray(trainer, data, wd, progress, workers, ray_address)
         else:
             stop_epoch = _train(trainer, data, wd, progress)
-        chosen = _to_record(trainer.history, options.record, stop_epoch)
+        chosen = _to_record(trainer.history, options.record, stop_epoch, options.warmup_epochs)
         if wd is not None and (evaluate is None or isinstance(trainer, ModuleOneShotTrainer)):
             _record_model(trainer, wd, evaluate is None, options)
-        evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
-            space, data, options.retrain_epochs, options.retrain_lr, options.batch_size, seed, wd)), None)
         done = {t.arch_id for t in experiment.trials}
         for record in chosen:
             arch = space.validate(record.derived)
             if arch.id in done:
                 continue
-            experiment.record(_evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options,
-                                        trainer.chosen_ops(arch)))
+            trial = _evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options,
+                              trainer.chosen_ops(arch))
+            typo = problem.names_error(trial.metrics)  # nas.search's check of an evaluator's metric names
+            if typo is not None:
+                again = f"; nothing was journaled: fix evaluate and call search_darts again on {wd} (the trained " \
+                    "supernet is resumed, not retrained)" if wd is not None else ""
+                raise ConfigError(typo + again)
+            experiment.record(trial)
             done.add(arch.id)
         _finish(experiment)
         reason = f"early-stopped at epoch {trainer.epoch}" if stop_epoch is not None else "epochs"
@@ -200,7 +214,8 @@ def search_state(workdir: str | Path, config: Mapping[str, Any], trials: list[Tr
                              options.get("es_ratio", 0.75))
     trained = stop is not None or len(history) >= epochs
     journaled = {t.arch_id for t in trials}
-    derived = {Architecture(r.derived).id for r in _to_record(history, str(options.get("record")), stop)} \
+    derived = {Architecture(r.derived).id for r in _to_record(history, str(options.get("record")), stop,
+                                                              int(options.get("warmup_epochs") or 0))} \
         if trained else set()
     if stop_reason == "budget" or (trained and derived <= journaled):
         what = f"all {epochs} epochs" if stop is None else f"{len(history)} epochs (DARTS-ES picked epoch {stop})"
@@ -255,10 +270,23 @@ def _save(trainer: OneShotTrainer, wd: Path | None) -> None:
         jsonio.write_json(wd / HISTORY, [r.to_dict() for r in trainer.history], indent=None, allow_nan=True)
 
 
-def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None) -> list[EpochRecord]:
-    """The epochs whose derived architectures are journaled: the last (or DARTS-ES's pick), or every epoch's."""
+def _to_record(history: list[EpochRecord], record: str, stop_epoch: int | None,
+               warmup_epochs: int = 0) -> list[EpochRecord]:
+    """The epochs whose derived architectures are journaled: the last (or DARTS-ES's pick), or every epoch's
+    after the warm-up (whose alphas have not moved: their architecture is the random initial one)."""
     last = stop_epoch if stop_epoch is not None else len(history)
-    return history[:last] if record == "epochs" else [history[last - 1]]
+    return history[min(warmup_epochs, last - 1):last] if record == "epochs" else [history[last - 1]]
+
+
+def _check_labels(data: Splits, classes: int | None) -> None:
+    """ConfigError naming the split whose labels are not class indices of the model's `classes` outputs."""
+    if classes is None:
+        return
+    for split, (_, y) in data.items():
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= classes:
+            raise ConfigError(f"data[{split!r}]: labels must be class indices 0..{classes - 1} (the model has "
+                              f"{classes} outputs), got labels from {lo} to {hi}")
 
 
 def _record_model(trainer: OneShotTrainer, wd: Path, trained: bool, options: DartsOptions) -> None:

@@ -76,13 +76,14 @@ def test_model_rounds_are_the_sum_of_its_operations():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), seq_len=st.integers(2, 64), kind=st.sampled_from(["relu", "linear"]),
+@given(seed=st.integers(0, 10_000), seq_len=st.integers(1, 64), kind=st.sampled_from(["relu", "linear"]),
        rtt=st.floats(1e-6, 1.0), bandwidth=st.floats(1e5, 1e11), rate=st.floats(1e6, 1e12),
        exp_iterations=st.integers(1, 12))
 def test_replacing_a_softmax_never_increases_latency(seed, seq_len, kind, rtt, bandwidth, rate, exp_iterations):
-    """Any architecture, any attention layer, any network, any exp precision with seq_len x exp_iterations >= 29
-    (a comparison-and-select opens 29 words, an exp `exp_iterations`; CrypTen's 8 iterations: 4 tokens)."""
-    assume(seq_len * exp_iterations >= 29)
+    """Any architecture, any attention layer, any network: linear attention at any length; ReLU-normalised from
+    2 tokens on (at 1 there is no row maximum: see the test below) with seq_len x exp_iterations >= 29 (a
+    comparison-and-select opens 29 words, an exp `exp_iterations`; CrypTen's 8 iterations: 4 tokens)."""
+    assume(kind == "linear" or (seq_len >= 2 and seq_len * exp_iterations >= 29))
     space = FlexiBertSpace(LONG)
     rng = np.random.default_rng(seed)
     arch = space.sample(rng).to_dict()
@@ -101,12 +102,19 @@ def test_replacing_a_softmax_never_increases_latency(seed, seq_len, kind, rtt, b
 def test_relu_attention_can_cost_more_bytes_on_very_short_sequences():
     """Why the property needs L x exp_iterations >= 29: a softmax row max over L keys takes L - 1
     compare-and-selects (29 words each), a ReLU row L, and the exp opens exp_iterations words per key; with
-    CrypTen's 8 iterations the ReLU-normalised row opens fewer bytes from L = 4 on (never more rounds)."""
+    CrypTen's 8 iterations the ReLU-normalised row opens fewer bytes from L = 4 on, and takes fewer rounds from
+    L = 2 on. At L = 1 a softmax row has no maximum, and the ReLU's comparison (9 rounds) outweighs the exp's 8
+    squarings: one more round, and more latency on any network."""
     p = CRYPTEN
-    for length, relu_dearer in [(2, True), (3, True), (4, False), (32, False)]:
+    for length, relu_dearer in [(1, True), (2, True), (3, True), (4, False), (32, False)]:
         soft, relu_ = attention_weights(p, "softmax", 1, length), attention_weights(p, "relu", 1, length)
         assert (relu_.bytes > soft.bytes) is relu_dearer
-        assert relu_.rounds < soft.rounds
+        assert relu_.rounds == soft.rounds + 1 if length == 1 else relu_.rounds < soft.rounds
+    space = FlexiBertSpace(LONG)
+    for profile in ("wan", "lan"):
+        mpc = MPCLatency(space, profile, seq_len=1)
+        soft, relu_ = (mpc.report({"depth": 1, "layers": [attention_layer(k)]}) for k in ("softmax", "relu"))
+        assert relu_.total.rounds == soft.total.rounds + 1 and relu_.latency_s > soft.latency_s
 
 
 def test_unknown_modules_and_bad_settings_name_the_field():

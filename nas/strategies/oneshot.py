@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from nas.errors import ConfigError
 from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, MixWeights, NasBench201Space, softmax_mixing
-from nas.strategies.oneshot_latency import EdgeCosts
+from nas.strategies.oneshot_latency import EdgeCosts, latency_scale
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class DartsOptions:
     grad_clip: float = 5.0
     a_lr: float = 3e-4  # Adam on the architecture parameters
     a_weight_decay: float = 1e-3
-    warmup_epochs: int = 0  # epochs of weight training before the alphas move (PC-DARTS uses 15 of 50)
+    warmup_epochs: int = 0  # epochs of weight training before the alphas move (PC-DARTS uses 15 of 50); < epochs
     partial_channels: int = 2  # K for pc-darts
     latency_weight: float = 0.0  # lambda of the latency loss (relative to the uniform-alpha expected cost)
     latency: str = "auto"  # "lut" (lookup table, ms), "flops" (analytic proxy), "off"; auto: lut if weighted
@@ -152,6 +152,9 @@ class DartsOptions:
         v = self.warmup_epochs
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"warmup_epochs: expected a non-negative int, got {v!r}")
+        if v >= self.epochs:
+            raise ConfigError(f"warmup_epochs: {v} >= epochs ({self.epochs}): the alphas would never take a step, and "
+                              "the derived architecture would be the argmax of their random initialisation")
         for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip", "tau_max", "tau_min", "relax_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
@@ -270,7 +273,7 @@ class OneShotTrainer:
             self.w_opt, options.epochs, eta_min=options.w_lr_min) if options.schedule == "cosine" else \
             torch.optim.lr_scheduler.LambdaLR(self.w_opt, lambda e: options.annealed(
                 e, options.w_lr, options.w_lr_min) / options.w_lr)
-        self.cost_scale = costs.uniform() if costs is not None else 1.0
+        self.cost_scale = latency_scale(costs, options.latency_weight)
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.sync: Synchroniser | None = None  # set by data-parallel training (nas.ray.train.train_oneshot)
@@ -288,6 +291,10 @@ class OneShotTrainer:
     def input_shape(self) -> tuple[int, ...]:
         """One sample's shape, as the data must have it."""
         return tuple(self.space.net.input_shape)
+
+    def num_classes(self) -> int | None:
+        """How many class scores the supernet outputs (labels must be below it); None when not known."""
+        return int(self.space.net.num_classes)
 
     def chosen_ops(self, arch: Mapping[str, Any]) -> Any:
         """What the derived architecture chose, for the journal: every op of its cell(s)."""

@@ -10,6 +10,7 @@ labelled as such, from FLOPs (an analytic proxy, in MFLOPs) where no table is wa
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,19 @@ class EdgeCosts:
     def uniform(self) -> float:
         """The expected cost with every op equally likely: the scale the latency loss is divided by."""
         return float(sum(c.mean(dim=1).sum() for c in self.costs.values()))
+
+
+def latency_scale(costs: EdgeCosts | None, latency_weight: float) -> float:
+    """The latency loss's divisor E_uniform[cost] (1.0 without costs); a ConfigError, before any training, when a
+    weighted loss would divide by a cost that is not positive (every candidate free by this measure)."""
+    if costs is None:
+        return 1.0
+    scale = costs.uniform()
+    if latency_weight > 0 and not (math.isfinite(scale) and scale > 0):
+        raise ConfigError(f"latency_weight: {latency_weight} weighs E[cost] / E_uniform[cost], but every candidate "
+                          f"op costs 0 by latency={costs.source!r} (E_uniform[cost] = {scale}): the latency loss is "
+                          "undefined; use another cost source (latency='lut') or latency_weight=0")
+    return scale
 
 
 def edge_layers(supernet: CellSupernet) -> dict[str, list[list[LayerConfig]]]:

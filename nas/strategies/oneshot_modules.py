@@ -13,6 +13,7 @@ user-model layer adapter `nas.hardware.nn_layers.NNLayers`, or from FLOPs.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -336,6 +337,14 @@ class ModuleOneShotTrainer(OneShotTrainer):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.space.example_input({}, 1).shape[1:])
+
+    def num_classes(self) -> int | None:
+        """The size of dimension 1 of the supernet's output on one example, from a copy in eval mode (the supernet,
+        its modules' generators and the path sampler's are left untouched); None for an output of another form."""
+        probe = copy.deepcopy(self.supernet).eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            out = probe(self.space.example_input({}, 1))
+        return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() >= 2 else None
 
     def chosen_ops(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """{decision key: its value in `arch`} for every searched point active in it."""
