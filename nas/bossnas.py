@@ -25,7 +25,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ from torch import nn
 from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
+from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, check_workdir,
+                            open_experiment, search_config)
 from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, record_model, save_trial_weights
 from nas.objectives import Problem
@@ -46,7 +47,7 @@ from nas.result import SearchResult
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice
 from nas.spaces.training import PlainTraining, accuracy
-from nas.splits import check_splits
+from nas.splits import DIGEST_KEY, check_splits, splits_digest
 from nas.store import Trial
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ __all__ = ["AttnLayer", "BossOptions", "BossSupernet", "ConvLayer", "HybridConfi
 OPS = ("conv", "attn")
 NO_DOWN = "none"
 STATE_FILE = "bossnas.json"
+LABELS_KEY = "labels_sha1"  # in bossnas.json: the labels that retrain (the journal's data digest covers inputs only)
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -348,25 +350,29 @@ class BossSupernet:
 
 
 def _check_inputs(x: Any, space: HybridSpace, name: str, batch_size: int | None = None) -> torch.Tensor:
+    """`x` as inputs of `space`; with `batch_size`, at least that many (else the batch size is named), without
+    it at least 2 (the rating's batch norm; else `name` is)."""
     if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != space.config.input_shape:
         got = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ConfigError(f"{name}: expected a tensor of inputs shaped (N, {', '.join(map(str, space.config.input_shape))})"
                           f", got {got}")
     if batch_size is not None and len(x) < batch_size:
         raise ConfigError(f"batch_size: {batch_size} exceeds the {len(x)} inputs of {name}")
+    if len(x) < 2:
+        raise ConfigError(f"{name}: {len(x)} input; the label-free rating needs >= 2 (batch norm)")
     return x
 
 
-def train_bossnas(space: HybridSpace, x: torch.Tensor, x_rate: torch.Tensor, options: BossOptions | None = None,
-                  seed: int = 0) -> BossSupernet:
+def train_bossnas(space: HybridSpace, x: torch.Tensor, x_rate: torch.Tensor,
+                  options: BossOptions | Mapping[str, Any] | None = None, seed: int = 0) -> BossSupernet:
     """Train the supernet block by block without labels on the inputs `x`, rating each block's paths on the
     inputs `x_rate` when it is done (its best path then feeds the next block). Labels are never seen."""
-    options = options or BossOptions()
+    options = check_options(options, BossOptions)
     seed = check_seed(seed)
     if not isinstance(space, HybridSpace):
         raise ConfigError(f"space: BossNAS trains a HybridSpace, got {type(space).__name__}")
     x = _check_inputs(x, space, "x", options.batch_size)
-    x_rate = _check_inputs(x_rate, space, "x_rate", 2)
+    x_rate = _check_inputs(x_rate, space, "x_rate")
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -490,9 +496,12 @@ def _labelled(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.
 
 def _check_data(splits: Any, space: HybridSpace, options: BossOptions) -> None:
     """Before any training: known split names, train and valid present, none empty, inputs of the space's
-    shape, a batch's worth of train inputs, and one integer label per input where a split is (x, y)."""
+    shape, a batch's worth of train inputs, 2 valid inputs, and one integer label per input where a split is (x, y)."""
     check_splits(splits, ("train", "valid"), input_shape=space.config.input_shape, labels=None,
                  min_size=options.batch_size, size_field="batch_size", sized=("train",))
+    n = len(_inputs(splits, "valid"))
+    if n < 2:
+        raise ConfigError(f"data['valid']: {n} input; the label-free rating needs >= 2 (batch norm)")
 
 
 def _no_retraining(splits: Mapping[str, Any], options: BossOptions) -> str | None:
@@ -520,27 +529,36 @@ def _todo(space: HybridSpace, archs: Sequence[Mapping[str, Any]] | int | None, s
             if len(chosen) == min(archs, space.size()):
                 break
         return list(chosen.values())
-    return [space.validate(a) for a in archs]
+    if not isinstance(archs, Iterable) or isinstance(archs, (str, Mapping)):
+        raise ConfigError(f"archs: expected a positive number, a list of architectures or None, got "
+                          f"{type(archs).__name__}")
+    unique: dict[str, Architecture] = {}
+    for a in archs:  # a repeat is rated once
+        arch = space.validate(a)
+        unique.setdefault(arch.id, arch)
+    return list(unique.values())
 
 
 def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs: Sequence[Mapping[str, Any]] | int |
-                   None = None, options: BossOptions | None = None, seed: int = 0, workdir: str | Path | None = None,
-                   metadata: Mapping[str, Any] | None = None) -> SearchResult:
+                   None = None, options: BossOptions | Mapping[str, Any] | None = None, seed: int = 0,
+                   workdir: str | Path | None = None, metadata: Mapping[str, Any] | None = None) -> SearchResult:
     """Train the supernet without labels, journal every architecture's rating as a trial, then retrain the
     Pareto-optimal ones from scratch with labels (when `data` has them and `options.retrain_epochs` > 0).
 
     `data` maps "train" and "valid" to (x, y) or to inputs x alone, or is a `DataRef` naming such splits
     (then `nas export` re-measures validation accuracy). The supernet trains on the train inputs and rates
-    on the valid inputs. `archs`: the architectures to rate, a number of distinct samples, or None for the
-    whole space. Each trial holds `ssl_distance` (lower is better), `block{b}_distance`, `params`, `flops`,
-    `macs`; the objectives are `ssl_distance` (min) and `flops` (min). The best block paths, the losses and
-    every block distance go to `bossnas.json` as soon as every rating is journaled, the retrained accuracies
-    as each network is done. Rerunning on the same workdir retrains the supernet (deterministic for a seed)
-    only when an architecture is not yet journaled or `bossnas.json` lacks the supernet's results. Without
-    labels (or with `retrain_epochs` 0) nothing is retrained, no model spec is recorded, and `bossnas.json`
-    says so under `not_retrained`.
+    on the valid inputs. `archs`: the architectures to rate (a repeat is rated once), a number of distinct
+    samples, or None for the whole space; the journal's budget is the number of distinct architectures rated in
+    the workdir. `options` may be a dict of `BossOptions` fields. Each trial holds `ssl_distance` (lower is
+    better), `block{b}_distance`, `params`, `flops`, `macs`; the objectives are `ssl_distance` (min) and `flops`
+    (min). The best block paths, the losses and every block distance go to `bossnas.json` as soon as every
+    rating is journaled, the retrained accuracies as each network is done. Rerunning on the same workdir
+    retrains the supernet (deterministic for a seed) only when an architecture is not yet journaled or
+    `bossnas.json` lacks the supernet's results; other data (even of the same size) is refused, naming the
+    split. Without labels (or with `retrain_epochs` 0) nothing is retrained, no model spec is recorded, and
+    `bossnas.json` says so under `not_retrained`.
     """
-    options = options or BossOptions()
+    options = check_options(options, BossOptions)
     seed = check_seed(seed)
     if not isinstance(space, HybridSpace):
         raise ConfigError(f"space: BossNAS trains a HybridSpace, got {type(space).__name__}")
@@ -552,10 +570,21 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
     todo = _todo(space, archs, seed)
     problem = Problem.make({"ssl_distance": "min", "flops": "min"})
     meta = {"one_shot": True, "bossnas": True, "data": {k: len(_inputs(splits, k)) for k in splits},
-            **dict(metadata or {})}
+            DIGEST_KEY: splits_digest({k: _inputs(splits, k) for k in splits}), **dict(metadata or {})}
     config = search_config(space, problem, "bossnas", options.to_dict(), seed, len(todo), None, meta)
     wd = Path(workdir) if workdir is not None else None
-    with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
+    recorded = check_recorded_digest(wd, config, DIGEST_KEY, "data")
+    if recorded is not None:  # the budget: every architecture rated once, those journaled by earlier calls too
+        config["budget"] = len({t.arch_id for t in recorded.trials} | {a.id for a in todo})
+    labels = None if skipped is not None else splits_digest({k: _labelled(splits, k) for k in ("train", "valid")})
+    if labels is not None and wd is not None and (wd / STATE_FILE).is_file():  # labels may come later, not change
+        check_workdir(wd, config, SAME_SEARCH + ("metadata",))  # other inputs are named first
+        was = jsonio.read_json(wd / STATE_FILE, "BossNAS state").get(LABELS_KEY)
+        if was is not None and was != labels:
+            split = next(k for k in labels if was.get(k) != labels[k])
+            raise ConfigError(f"data[{split!r}]: its labels differ from those that retrained the networks in {wd} "
+                              f"(use a new workdir, or the same labels)")
+    with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",), lower_budget=True) as experiment:
         if wd is not None and skipped is None:  # how `nas export` rebuilds the retrained networks
             metrics = {"params": count_metric("params"), "flops": count_metric("flops")}
             if ref is not None:
@@ -581,6 +610,8 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
         if wd is not None:
             state["retrained"] = dict(state.get("retrained", {}))
             state.pop("not_retrained", None)
+            if labels is not None:
+                state[LABELS_KEY] = labels
             if skipped is not None and not state["retrained"]:
                 state["not_retrained"] = skipped
                 log.warning("BossNAS: %s", skipped)

@@ -20,6 +20,7 @@ uniformly and learns nothing (the random-transformation control).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -30,9 +31,10 @@ import numpy as np
 import torch
 
 from nas.architecture import Architecture
-from nas.splits import check_splits
+from nas.splits import DIGEST_KEY, check_splits, splits_digest
 from nas.errors import ConfigError
-from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
+from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
+                            search_config)
 from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, load_state_dict, record_model, save_trial_weights
 from nas.objectives import Problem
@@ -70,11 +72,17 @@ class EASOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "episodes" else 1):
                 raise ConfigError(f"options.{name}: expected a positive int, got {value!r}")
+        if self.batch_size < 2:
+            raise ConfigError(f"options.batch_size: expected an int >= 2 (batch norm needs 2 samples), got "
+                              f"{self.batch_size}")
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
+                and self.lr > 0):
+            raise ConfigError(f"options.lr: expected a finite number > 0, got {self.lr!r}")
         if self.policy not in POLICIES:
             raise ConfigError(f"options.policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ConfigError(f"options.baseline_decay: expected 0 <= decay < 1, got {self.baseline_decay}")
-        for name in ("lr", "policy_lr", "noise"):
+        for name in ("policy_lr", "noise"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"options.{name}: expected >= 0, got {getattr(self, name)}")
         if self.widen_factor <= 1.0:
@@ -110,13 +118,25 @@ class Controller:
 
     def sample(self, arch: Architecture, steps: int, rng: np.random.Generator, visited: set[str],
                widen_factor: float) -> tuple[list[Action], np.ndarray] | None:
-        """`steps` actions from `arch` (the last avoids architectures in `visited`) and the gradient of their
-        log-probability; None when every last step leads to a visited architecture."""
-        grad, actions = np.zeros(len(self.table)), []
+        """`steps` actions from `arch` to an architecture not in `visited` and the gradient of their log-probability;
+        None only when every architecture `steps` actions away is visited.
+
+        The policy draws over every admitted action, the last step avoiding visited architectures; when that draw
+        reaches a dead end (every last step visited), it draws again with the actions that lead to no unvisited
+        architecture masked out at every step (the gradient is then that masked policy's)."""
+        drawn = self._draw(arch, steps, rng, visited, widen_factor, None)
+        return drawn if drawn is not None else self._draw(arch, steps, rng, visited, widen_factor, {})
+
+    def _draw(self, arch: Architecture, steps: int, rng: np.random.Generator, visited: set[str], widen_factor: float,
+              masked: dict[tuple[str, int], bool] | None) -> tuple[list[Action], np.ndarray] | None:
+        """One draw of `sample`: unmasked but at the last step when `masked` is None, else masked at every step
+        (`masked` caches whether an architecture has an unvisited one some number of steps away)."""
+        grad, actions, cache = np.zeros(len(self.table)), [], masked if masked is not None else {}
         for step in range(steps):
             allowed = self.space.actions(arch, widen_factor)
-            if step == steps - 1:
-                allowed = [a for a in allowed if self.space.transformed(arch, a, widen_factor).id not in visited]
+            if masked is not None or step == steps - 1:
+                allowed = [a for a in allowed if self._open(self.space.transformed(arch, a, widen_factor),
+                                                            steps - step - 1, visited, widen_factor, cache)]
             if not allowed:
                 return None
             p = self.probabilities(allowed)
@@ -127,6 +147,17 @@ class Controller:
             actions.append(allowed[k])
             arch = self.space.transformed(arch, allowed[k], widen_factor)
         return actions, grad
+
+    def _open(self, arch: Architecture, steps: int, visited: set[str], widen_factor: float,
+              cache: dict[tuple[str, int], bool]) -> bool:
+        """Whether some architecture `steps` actions from `arch` (itself when 0) is not in `visited`."""
+        if steps == 0:
+            return arch.id not in visited
+        key = (arch.id, steps)
+        if key not in cache:
+            cache[key] = any(self._open(self.space.transformed(arch, a, widen_factor), steps - 1, visited,
+                                        widen_factor, cache) for a in self.space.actions(arch, widen_factor))
+        return cache[key]
 
     def update(self, reward: float, grad: np.ndarray) -> float:
         """One REINFORCE step with the baseline, then the baseline follows the reward; the advantage used."""
@@ -174,17 +205,21 @@ class _Best:
 
 
 def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arch: Mapping[str, Any] | None = None,
-               options: EASOptions | None = None, workdir: str | Path | None = None, seed: int = 0,
-               progress: Callable[[Trial], None] | None = None) -> SearchResult:
+               options: EASOptions | Mapping[str, Any] | None = None, workdir: str | Path | None = None,
+               seed: int = 0, progress: Callable[[Trial], None] | None = None) -> SearchResult:
     """Run EAS (module doc) and return its trials as a `SearchResult` (objectives: accuracy max, params min).
 
     `data` is {"train", "valid"[, "test"]: (x, y)} or a `DataRef` naming it (then the workdir's model spec
-    records it, and `nas export` re-measures validation accuracy). `seed_arch` defaults to one conv block of
-    8 channels and one fc block of 16 units. `progress(trial)` is called after each trial is journaled.
+    records it, and `nas export` re-measures validation accuracy); a workdir refuses other data, even of the same
+    size, naming the split. `seed_arch` defaults to one conv block of 8 channels and one fc block of 16 units.
+    `options` may be a dict of `EASOptions` fields. `progress(trial)` is called after each trial is journaled.
     """
     check_seed(seed)
-    space = space or StackSpace()
-    options = options or EASOptions()
+    space = StackSpace() if space is None else space
+    if not isinstance(space, StackSpace):
+        raise ConfigError(f"space: EAS transforms conv/fc stacks, a nas.spaces.net2net.StackSpace; got "
+                          f"{type(space).__name__}")
+    options = check_options(options, EASOptions)
     ref = data if isinstance(data, DataRef) else None
     splits = data.load() if ref is not None else data
     check_splits(splits, input_shape=space.config.input_shape, min_size=options.batch_size,
@@ -193,8 +228,10 @@ def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arc
     problem = Problem.make({"accuracy": "max", "params": "min"})
     settings = {k: v for k, v in options.to_dict().items() if k != "episodes"}  # the budget: a resume may grow it
     config = search_config(space, problem, "eas", {**settings, "seed_arch": seed_arch.to_dict()}, seed,
-                           options.episodes + 1, None, {"data": {k: len(v[0]) for k, v in splits.items()}})
+                           options.episodes + 1, None, {"data": {k: len(v[0]) for k, v in splits.items()},
+                                                        DIGEST_KEY: splits_digest(splits)})
     wd = Path(workdir) if workdir is not None else None
+    check_recorded_digest(wd, config, DIGEST_KEY, "data")
     controller = Controller(space, options.policy_lr, options.baseline_decay, options.policy == "reinforce")
     with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
         if wd is not None:  # how `nas export` rebuilds the networks: space.build(arch) + weights/<arch_id>.pt
@@ -215,7 +252,8 @@ def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arc
             rng = np.random.default_rng([seed, episode])
             sampled = controller.sample(best.arch, options.steps, rng, visited, options.widen_factor)
             if sampled is None:
-                log.info("episode %d: every child of the best network was visited; stopping", episode)
+                log.info("episode %d: every network %d actions from the best was visited; stopping", episode,
+                         options.steps)
                 return SearchResult(list(experiment.trials), problem, wd, "no unvisited child", experiment.config)
             actions, grad = sampled
             started, arch, child = time.time(), best.arch, best.net

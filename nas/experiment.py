@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nas import jsonio
 from nas.errors import ConfigError, JournalError
@@ -27,6 +27,7 @@ from nas.spaces.model_space import space_settings
 from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluations_used
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SAME_SEARCH = ("space", "strategy", "strategy_options", "seed", "fidelity", "warm_start")
 """Header fields two runs must share to be one search (the problem is checked separately, see module doc)."""
@@ -39,6 +40,22 @@ def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative int, got {seed!r}")
     return seed
+
+
+def check_options(options: Any, cls: type[T], name: str = "options") -> T:
+    """`options` as the dataclass `cls`: None gives its defaults, a dict its fields (a misspelt field is named);
+    anything else is a ConfigError naming `name`."""
+    if options is None:
+        return cls()
+    if isinstance(options, cls):
+        return options
+    if isinstance(options, Mapping):
+        known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ConfigError(f"{name}.{unknown[0]}: not a field of {cls.__name__} (fields: {', '.join(known)})")
+        return cls(**options)
+    raise ConfigError(f"{name}: expected a {cls.__name__} or a dict of its fields, got {type(options).__name__}")
 
 
 def resolve_seed(seed: Any, recorded: Mapping[str, Any] | None) -> int:
@@ -56,6 +73,30 @@ def recorded_config(workdir: str | Path | None) -> dict[str, Any] | None:
     if workdir is None or not Journal(workdir).exists():
         return None
     return Journal(workdir).read().config
+
+
+def check_recorded_digest(workdir: str | Path | None, config: dict[str, Any], key: str,
+                          what: str) -> JournalContents | None:
+    """Read-only: what `workdir`'s journal holds (None without one), after comparing the digests `config` records
+    as `metadata[key]` ({part: digest}, e.g. of each data split) with the journal's: a JournalError names the
+    first part of `what` that differs; a journal older than `metadata[key]` resumes with a warning (and `key`
+    leaves `config`'s metadata, so the header comparison passes)."""
+    if workdir is None or not Journal(workdir).exists():
+        return None
+    contents = Journal(workdir).read()
+    if key not in config.get("metadata", {}):
+        return contents
+    was, now = (contents.config.get("metadata") or {}).get(key), config["metadata"][key]
+    if was is None:
+        log.warning("%s: its journal predates metadata.%s, so this run cannot check that %s is the one it used",
+                    workdir, key, what)
+        config["metadata"] = {k: v for k, v in config["metadata"].items() if k != key}
+    elif was != now:
+        part = next(k for k in list(now) + list(was) if was.get(k) != now.get(k))
+        raise JournalError(f"{workdir} holds a search on other {what}: {what}[{part!r}] has digest "
+                           f"{was.get(part, '<absent>')!r} there, {now.get(part, '<absent>')!r} in this run (use a new "
+                           f"workdir, or the same {what})")
+    return contents
 
 
 def search_config(space: Any, problem: Any, strategy: str, strategy_options: Mapping[str, Any], seed: int,
@@ -271,5 +312,6 @@ def _at(value: Any, path: Sequence[str]) -> Any:
     return value
 
 
-__all__ = ["Experiment", "SAME_SEARCH", "SETTINGS", "check_same_search", "check_seed", "check_workdir",
-           "first_difference", "open_experiment", "recorded_config", "resolve_seed", "search_config", "settle_budget"]
+__all__ = ["Experiment", "SAME_SEARCH", "SETTINGS", "check_options", "check_recorded_digest", "check_same_search",
+           "check_seed", "check_workdir", "first_difference", "open_experiment", "recorded_config", "resolve_seed",
+           "search_config", "settle_budget"]

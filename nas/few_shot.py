@@ -26,7 +26,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,15 @@ import torch.nn.functional as F
 
 from nas import jsonio
 from nas.errors import ConfigError
-from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
+from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
+                            search_config)
 from nas.modelspec import record_model, save_trial_weights
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import NB201_EDGES, CellSupernet, MixWeights, NasBench201Space
 from nas.spaces.training import accuracy, recalibrate_bn
-from nas.splits import check_splits
+from nas.splits import DIGEST_KEY, check_splits, splits_digest
 from nas.store import Trial
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class FewShotOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size: expected an int >= 2 (batch norm needs 2 samples), got {self.batch_size}")
         if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 0 <= self.levels <= 4:
             raise ConfigError(f"levels: expected an int in 0..4, got {self.levels!r}")
         if self.parent_fraction is not None and not 0 < self.parent_fraction < 1:
@@ -383,19 +386,23 @@ def _check_inputs(space: NasBench201Space, data: Splits, options: FewShotOptions
                  size_field="batch_size", sized=("train",))
 
 
-def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOptions | None = None,
+def _splittable(sub: SubSupernet) -> bool:
+    """Whether some edge of `sub`'s subspace still has two ops (a subspace that has none never changes again)."""
+    return any(len(ops) > 1 for _, ops in sub.subspace.allowed)
+
+
+def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOptions | Mapping[str, Any] | None = None,
                    seed: int = 0) -> FewShotSupernets:
     """Train the parent supernet, split it `options.levels` times (warm-started children), train the children.
 
     `data["train"]` = (x, y) trains the weights and scores the splits. The total number of steps is
-    `options.epochs * (len(x) // batch_size)` whatever the splitter, so runs compare at equal budget.
+    `options.epochs * (len(x) // batch_size)` whatever the splitter, so runs compare at equal budget: a
+    sub-supernet with nothing left to split (every edge down to one op) trains its children's share too.
     """
-    options = options or FewShotOptions()
+    options = check_options(options, FewShotOptions)
     check_seed(seed)
     _check_inputs(space, data, options)
     x, y = data["train"]
-    if not 2 <= options.batch_size <= len(x):
-        raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {options.batch_size}")
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -404,61 +411,93 @@ def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOption
     subs = [SubSupernet(Subspace.full(space), net, _optimizer(net, settings), np.random.default_rng([seed, 0, 0]))]
     total = options.epochs * (len(x) // options.batch_size)
     plan = phase_steps(total, options.levels, options.parent_fraction)
-    lineage_steps = sum(sum(p) / len(p) for p in plan)
+    lineage_steps = sum(sum(p) / len(p) for p in plan)  # the cosine schedule's length along a lineage that splits
+
+    def lifetime(sub: SubSupernet, level: int, slots: tuple[int, int]) -> float:
+        """The steps `sub` trains in all, when it never splits again: it keeps its slots' share of every phase."""
+        return float(sub.steps + sum(sum(plan[q][slots[0] << (q - level):slots[1] << (q - level)])
+                                     for q in range(level, len(plan))))
+
+    # each sub-supernet owns the slots [a, b) of its phase's plan (a split halves them, no split keeps them all)
+    # and a cosine-schedule length (`lineage_steps`, or all the steps it will train when it cannot split)
+    owned, horizons = [(0, 1)], [lineage_steps]
+    if options.levels and not _splittable(subs[0]):
+        log.warning("few-shot: no edge of the space has two ops, so nothing splits; one supernet trains all %d steps",
+                    total)
+        horizons = [lifetime(subs[0], 0, owned[0])]
     splits: list[Split] = []
+    trained = 0
     for level, steps in enumerate(plan):
         if level:
-            children = []
-            for k, sub in enumerate(subs):
+            children, slots, lengths = [], [], []
+            for k, (sub, (a, b), length) in enumerate(zip(subs, owned, horizons)):
+                a, b = 2 * a, 2 * b
                 split = choose_split(sub, x, y, options, k, level)
-                if split is None:
+                if split is None:  # nothing left to split: it trains on with its would-be children's steps
                     children.append(sub)
+                    slots.append((a, b))
+                    lengths.append(lifetime(sub, level, (a, b)))
                     continue
                 splits.append(split)
+                halves = [(a, (a + b) // 2), ((a + b) // 2, b)]
                 for g, subspace in enumerate(sub.subspace.split(split.edge, split.groups)):
                     children.append(sub.child(subspace, (seed, level, len(children) + g), split.edge))
-            subs = children
-        for sub, n in zip(subs, steps):
-            loss = _train(sub, x, y, n, lineage_steps, options)
+                    slots.append(halves[g])
+                    lengths.append(lineage_steps)
+            subs, owned, horizons = children, slots, lengths
+        for sub, (a, b), length in zip(subs, owned, horizons):
+            n = sum(steps[a:b])
+            loss = _train(sub, x, y, n, length, options)
+            trained += n
             log.info("level %d: %d steps on a subspace of %d architectures, loss %.4f", level, n, sub.subspace.size(),
                      loss)
-    return FewShotSupernets(space, subs, splits, total, time.perf_counter() - t0, x[:options.calibration_size])
+    return FewShotSupernets(space, subs, splits, trained, time.perf_counter() - t0, x[:options.calibration_size])
 
 
 # ---------------------------------------------------------------------------------------- the driver
 def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mapping[str, Any]] | int = 50,
-                    options: FewShotOptions | None = None, seed: int = 0, workdir: str | Path | None = None,
-                    metadata: Mapping[str, Any] | None = None) -> SearchResult:
+                    options: FewShotOptions | Mapping[str, Any] | None = None, seed: int = 0,
+                    workdir: str | Path | None = None, metadata: Mapping[str, Any] | None = None) -> SearchResult:
     """Train few-shot supernets and journal every architecture's rating as a trial.
 
-    `archs` is the list to rate, or a number of distinct uniform samples (drawn from `seed`). Each trial holds
+    `archs` is the list to rate (a repeat is rated once), or a number of distinct uniform samples (drawn from
+    `seed`); the journal's budget is the number of distinct architectures rated in the workdir. Each trial holds
     `supernet_accuracy` and `supernet_loss` on `data["valid"]`, the architecture's `params` and `flops`, and in
     `extra` its sub-supernet and that subspace. The objectives are `supernet_accuracy` (max) and `flops` (min).
     The splits go to `few_shot.json` in the workdir. Rerunning on the same workdir retrains (deterministic
-    for a seed) and rates only the architectures not yet journaled.
+    for a seed) and rates only the architectures not yet journaled; other data (even of the same size) is refused,
+    naming the split. `options` may be a dict of `FewShotOptions` fields.
     """
-    options = options or FewShotOptions()
+    options = check_options(options, FewShotOptions)
     check_seed(seed)
     _check_inputs(space, data, options, ("train", "valid"))  # "valid" rates the architectures
-    if isinstance(archs, int):
+    chosen: dict[str, Architecture] = {}
+    if isinstance(archs, int) and not isinstance(archs, bool):
         if archs < 1:
             raise ConfigError(f"archs: expected a positive number or a list of architectures, got {archs!r}")
-        rng, chosen = np.random.default_rng(seed), {}
+        rng = np.random.default_rng(seed)
         for _ in range(100 * archs):  # bounded: the space has 15,625 members
             a = space.sample(rng)
             chosen.setdefault(a.id, a)
             if len(chosen) == archs:
                 break
-        todo: list[Architecture] = list(chosen.values())
+    elif isinstance(archs, Iterable) and not isinstance(archs, (str, Mapping)):
+        for a in archs:  # a repeat is rated once
+            arch = space.validate(a)
+            chosen.setdefault(arch.id, arch)
     else:
-        todo = [space.validate(a) for a in archs]
+        raise ConfigError(f"archs: expected a positive number or a list of architectures, got {type(archs).__name__}")
+    todo: list[Architecture] = list(chosen.values())
     problem = Problem.make({"supernet_accuracy": "max", "flops": "min"})
     meta = {"one_shot": True, "few_shot": True, "net": repr(space.net),
-            "data": {k: len(v[0]) for k, v in data.items()}, **dict(metadata or {})}
+            "data": {k: len(v[0]) for k, v in data.items()}, DIGEST_KEY: splits_digest(data), **dict(metadata or {})}
+    wd = Path(workdir) if workdir is not None else None
     config = search_config(space, problem, f"few-shot-{options.splitter}", options.to_dict(), seed, len(todo),
                            None, meta)
-    wd = Path(workdir) if workdir is not None else None
-    with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
+    recorded = check_recorded_digest(wd, config, DIGEST_KEY, "data")
+    if recorded is not None:  # the budget: every architecture rated once, those journaled by earlier calls too
+        config["budget"] = len({t.arch_id for t in recorded.trials} | set(chosen))
+    with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",), lower_budget=True) as experiment:
         done = {t.arch_id for t in experiment.trials}
         if any(a.id not in done for a in todo):
             nets = train_few_shot(space, data, options, seed)

@@ -1,8 +1,10 @@
 """Checks of the `{split: (inputs, labels)}` data every one-shot driver takes, so a mistake is one error naming the
-split before any training (not a torch error deep in a loss, or a silently ignored split after an hour)."""
+split before any training (not a torch error deep in a loss, or a silently ignored split after an hour), and the
+digest a driver records so that resuming with other data is refused."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +13,8 @@ import torch
 from nas.errors import ConfigError
 
 SPLITS = ("train", "valid", "test")
+DIGEST_KEY = "data_sha1"
+"""The journal metadata field the drivers record `splits_digest(data)` under."""
 
 
 def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
@@ -54,3 +58,18 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
         n = len(inputs[split])
         if n < min_size:
             raise ConfigError(f"{size_field}: {min_size} exceeds the {n} samples of {split!r}")
+
+
+def splits_digest(data: Mapping[str, Any]) -> dict[str, str]:
+    """Per split, a short sha1 of its tensors (dtype, shape and bytes of x, and of y when the split is (x, y)):
+    which data a run used, so a resumed run can refuse other data of the same size, naming the split."""
+    out = {}
+    for split in sorted(data, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), str(s))):
+        value = data[split]
+        h = hashlib.sha1()
+        for t in value if isinstance(value, (tuple, list)) else (value,):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.flatten().view(torch.uint8).numpy().tobytes())
+        out[split] = h.hexdigest()[:16]
+    return out

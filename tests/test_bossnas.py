@@ -169,8 +169,8 @@ def test_a_kill_while_retraining_loses_no_result(data, tmp_path, one_thread, mon
     assert {"best", "losses", "distances", "seconds"} <= set(state) and state["retrained"] == {}
     search_bossnas(space, data, 4, QUICK, seed=1, workdir=tmp_path / "killed")
     resumed = json.loads((tmp_path / "killed" / "bossnas.json").read_text())
-    assert sorted(resumed) == sorted(whole) == ["best", "distances", "losses", "retrained", "seconds"]
-    assert all(resumed[k] == whole[k] for k in ("best", "distances", "losses", "retrained"))
+    assert sorted(resumed) == sorted(whole) == ["best", "distances", "labels_sha1", "losses", "retrained", "seconds"]
+    assert all(resumed[k] == whole[k] for k in ("best", "distances", "labels_sha1", "losses", "retrained"))
 
     # a workdir an older run left with `retrained` alone gets the supernet's results back
     (tmp_path / "killed" / "bossnas.json").write_text(json.dumps({"retrained": whole["retrained"]}))

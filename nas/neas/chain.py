@@ -278,6 +278,32 @@ class ChainSpace(ModelSpace):
                 break
         return out[:n]
 
+    def smallest(self, fixed: Mapping[str, str] | None = None) -> Architecture:
+        """The architecture with the fewest FLOPs, among those whose layers in `fixed` take the ops given."""
+        fixed = dict(fixed or {})
+        return self.validate({_layer_name(i): fixed.get(_layer_name(i)) or min(
+            self.config.candidates(i), key=lambda op, i=i: self.op_flops(i, op)) for i in range(self.num_layers)})
+
+    def sample_capped(self, rng: np.random.Generator, max_flops: float,
+                      fixed: Mapping[str, str] | None = None) -> Architecture:
+        """One architecture with at most `max_flops` FLOPs and the `fixed` layer ops: the other layers, in random
+        order, each take a uniform one of their candidates that leaves the layers still open room for their
+        cheapest (so it always succeeds when `smallest(fixed)` fits; ConfigError otherwise)."""
+        arch = dict(self.smallest(fixed))
+        room = max_flops - self.flops(arch)
+        if room < 0:
+            raise ConfigError(f"max_flops: {max_flops:.4g} is below the {self.flops(arch):.4g} FLOPs of the smallest "
+                              f"architecture with {dict(fixed or {})}")
+        for i in rng.permutation(self.num_layers):
+            name = _layer_name(int(i))
+            if fixed and name in fixed:
+                continue
+            base = self.op_flops(int(i), arch[name])
+            fits = [op for op in self.config.candidates(int(i)) if self.op_flops(int(i), op) - base <= room]
+            arch[name] = fits[int(rng.integers(len(fits)))]
+            room -= self.op_flops(int(i), arch[name]) - base
+        return self.validate(arch)
+
     def sample_balanced(self, rng: np.random.Generator, n: int) -> list[Architecture]:
         """`n` architectures in which every candidate of every layer appears floor(n / #candidates) or more
         times (each layer cycles through a fresh shuffle of its candidates), for unbiased per-candidate scores."""

@@ -2,9 +2,11 @@
 
 1. K-path supernet training: each step trains K paths drawn uniformly from the current (shrunk) chain space,
    each on the labels (one optimizer step on their summed gradients).
-2. Shrinking rounds: `paths` architectures are drawn so that every candidate of every layer is used equally
-   often (with a FLOPs budget: kept only when a member fits its share, budget / K, so a candidate's scores are
-   those of the paths it can be part of; and each layer keeps its cheapest candidate); each is rated with inherited weights (batch norm recalibrated, no training) on the valid split.
+2. Shrinking rounds: `paths` architectures (at least any layer's candidates) are drawn so that every candidate
+   of every layer is used equally often (with a FLOPs budget: kept only when a member fits its share, budget /
+   K, so a candidate's scores are those of the paths it can be part of; a candidate no kept draw uses gets a
+   path within the share when one exists; and each layer keeps its cheapest candidate); each is rated with
+   inherited weights (batch norm recalibrated, no training) on the valid split.
    A candidate's potential is the mean accuracy of the paths using it; its diversity is how often those paths'
    top-1 predictions disagree with the averaged prediction of K-1 other sampled paths (the rest of an
    ensemble). The `drop` candidates with the lowest z(potential) + diversity_weight * z(diversity) are removed
@@ -13,12 +15,13 @@
    (K members), rated by the valid accuracy of the averaged softmax outputs, under an optional total-FLOPs
    budget, through `nas.search`: the standard journal, so `nas.load`, `nas status` and `nas pareto` read it.
 
-A workdir holds the supernet after each round (`neas_supernet.pt`) and the rounds so far (`neas_state.json`);
-calling `search_neas` again with it resumes after the last finished round, and the final search resumes from
-its journal (`budget` and `strategy` shape only that search: a larger budget continues it). Batch norm is
-recalibrated on the first `calib_size` training samples in batches of `batch_size`, as the model spec says.
-Once the model spec is recorded (data given as a `DataRef`), its `supernet.pt` holds the final weights and
-`neas_supernet.pt` is removed (one copy per workdir).
+A workdir holds the supernet after each round with the rounds so far (`neas_supernet.pt`, one checkpoint
+replaced atomically; `neas_state.json` is a readable copy); calling `search_neas` again with it resumes after
+the last finished round (other frame, candidates, options, seed or data are refused, naming the field), and
+the final search resumes from its journal (`budget` and `strategy` shape only that search: a larger budget
+continues it). Batch norm is recalibrated on the first `calib_size` training samples in batches of
+`batch_size`, as the model spec says. Once the model spec is recorded (data given as a `DataRef`), its
+`supernet.pt` holds the final weights and `neas_supernet.pt` is removed (one copy per workdir).
 """
 
 from __future__ import annotations
@@ -39,14 +42,14 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.evaluators import cheap
-from nas.experiment import check_seed, first_difference
+from nas.experiment import check_options, check_seed, first_difference
 from nas.measure import accuracy_metric
 from nas.modelspec import SUPERNET, DataRef, load_state_dict, record_model
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet
 from nas.result import SearchResult
 from nas.search import prepare
 from nas.search import search as run_search
-from nas.splits import check_splits
+from nas.splits import check_splits, splits_digest
 from nas.spaces.training import recalibrate_bn, run_phase
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ __all__ = ["CandidateScore", "NeasOptions", "NeasResult", "PathEvaluator", "Roun
            "ensemble_probs", "score_candidates", "search_neas", "shrink", "train_kpath"]
 
 SUPERNET_FILE, STATE_FILE = "neas_supernet.pt", "neas_state.json"
+STAGES_FORMAT = "neas-stages"
+"""`neas_supernet.pt` holds {"format": STAGES_FORMAT, "state": the stages' record, "weights": a state_dict}."""
 FINAL_ONLY = ("budget", "strategy")
 """Options only the final `nas.search` uses: its own journal checks them on resume (and lets the budget grow)."""
 Splits = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
@@ -126,7 +131,7 @@ class RoundRecord:
     removed: dict[str, list[str]]  # layer -> ops removed
     kept: dict[str, list[str]]  # layer -> ops left
     scores: dict[str, dict[str, dict[str, float]]]  # layer -> op -> CandidateScore fields
-    train_loss: float  # mean K-path loss of the last epoch before the round
+    train_loss: float | None  # mean K-path loss of the last epoch before the round (None: no epoch trained)
 
     @property
     def removed_per_layer(self) -> list[int]:
@@ -267,30 +272,35 @@ def shrink(space: ChainSpace, scores: Mapping[str, Mapping[str, CandidateScore]]
 
 
 # ---------------------------------------------------------------------------------------- the search
-def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, options: NeasOptions | None = None,
-                seed: int = 0, workdir: str | Path | None = None, **overrides: Any) -> NeasResult:
+def search_neas(data: Splits | DataRef, config: ChainConfig | None = None,
+                options: NeasOptions | Mapping[str, Any] | None = None, seed: int = 0,
+                workdir: str | Path | None = None, **overrides: Any) -> NeasResult:
     """Train the chain supernet K paths at a time, shrink it `rounds` times by potential + diversity, then
-    search K-member ensembles in the shrunk space (journaled in `workdir`). `overrides` replace fields of
-    `options`. `data` maps "train" and "valid" (and optionally "test") to (x, y) tensors, or is a `DataRef`
-    naming such splits: then the workdir also records its model spec, so `nas export` rebuilds ensembles.
-    Everything is checked before any training (each error names its field)."""
+    search K-member ensembles in the shrunk space (journaled in `workdir`). The shrinking starts from
+    `config`'s allowed candidates (the supernet covers its whole frame). `options` is a `NeasOptions` or a dict
+    of its fields; `overrides` replace fields of it. `data` maps "train" and "valid" (and optionally "test")
+    to (x, y) tensors, or is a `DataRef` naming such splits: then the workdir also records its model spec, so
+    `nas export` rebuilds ensembles. Everything is checked before any training (each error names its field)."""
     options = _options(options, overrides)
     check_seed(seed)
     ref = data if isinstance(data, DataRef) else None
     data = ref.load() if ref is not None else data
     if config is not None and not isinstance(config, ChainConfig):
         raise ConfigError(f"config: expected a ChainConfig, got {type(config).__name__}")
-    frame = (config or ChainConfig()).frame()
+    given = config or ChainConfig()
+    frame = replace(given, allowed=None)  # what the supernet's weights depend on
     _check_data(data, frame)
-    space = ChainSpace(frame)
+    space = ChainSpace(given)  # the search starts from the given candidates (`ChainConfig.allowed`)
     _check_options(space, options, seed, len(data["train"][0]))
     wd = Path(workdir) if workdir is not None else None
     x, y = data["train"]
     calib_x = x[:options.calib_size]  # what the model spec records: the first calib_size samples of "train"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        supernet = space.supernet()
-    rounds, done, seconds = _load_state(wd, supernet, frame, options, seed)
+        supernet = ChainSpace(frame).supernet()
+    run = {"frame": frame.to_dict(), "allowed": _allowed(given), "options": options.to_dict(), "seed": seed,
+           "data": splits_digest(data)}
+    rounds, done, seconds = _load_state(wd, supernet, run)
     if rounds:
         space = space.shrunk([rounds[-1].kept[f"layer{i}"] for i in range(space.num_layers)])
     while done <= options.rounds:  # stage r trains (warm-up when r == 0) and then shrinks unless it is the last
@@ -299,11 +309,11 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, optio
         losses = train_kpath(supernet, space, x, y, epochs, options, seed * 1000 + done)
         if done < options.rounds:
             space, record = _round(supernet, space, data, calib_x, options, seed, done + 1,
-                                   losses[-1] if losses else float("nan"))
+                                   losses[-1] if losses else None)
             rounds.append(record)
         done += 1
         seconds += time.perf_counter() - t0
-        _save_state(wd, supernet, frame, options, seed, rounds, done, seconds)
+        _save_state(wd, supernet, {**run, "rounds": [asdict(r) for r in rounds], "done": done, "seconds": seconds})
     supernet.eval()
     evaluator = PathEvaluator(supernet, data, calib_x, calib_batch_size=options.batch_size)
     ens_space = EnsembleSpace(EnsembleConfig(space.config, options.members))
@@ -317,21 +327,33 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None, optio
         log.info("%s: no model spec recorded (data is not a DataRef); nas export needs "
                  "nas.modelspec.record_model(workdir, result.space, supernet=EnsembleSupernet(...), data=...)", wd)
     result = _final_search(ens_space, evaluator, options, seed, wd, rounds)
+    if options.flops_budget is not None and not result.feasible and result.stop_reason == "exhausted":
+        smallest = ens_space.of([space.smallest()] * options.members)  # fits: checked up front, kept by `shrink`
+        log.warning("NEAS: the final search found no ensemble within flops_budget %.4g; it goes on from the "
+                    "smallest one (%.4g FLOPs)", options.flops_budget, ens_space.flops(smallest))
+        result = _final_search(ens_space, evaluator, options, seed, wd, rounds, [smallest])
     feasible = result.feasible
     best = ens_space.validate(max(feasible, key=lambda t: t.metrics["accuracy"]).arch) if feasible else None
     return NeasResult(result, best, rounds, ens_space, supernet, evaluator, seconds,
-                      {"space_size": ens_space.member_space.size(), "frame_size": ChainSpace(frame).size()})
+                      {"space_size": ens_space.member_space.size(), "frame_size": ChainSpace(frame).size(),
+                       "given_size": ChainSpace(given).size()})
 
 
-def _options(options: NeasOptions | None, overrides: Mapping[str, Any]) -> NeasOptions:
-    """`options` (default `NeasOptions()`) with `overrides` replacing its fields; a misspelt field is named."""
-    if options is not None and not isinstance(options, NeasOptions):
-        raise ConfigError(f"options: expected a NeasOptions, got {type(options).__name__}")
+def _options(options: NeasOptions | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> NeasOptions:
+    """`options` (default `NeasOptions()`; a dict of its fields is taken too) with `overrides` replacing its
+    fields; a misspelt field is named."""
+    options = check_options(options, NeasOptions)
     names = [f.name for f in fields(NeasOptions)]
     unknown = [k for k in overrides if k not in names]
     if unknown:
         raise ConfigError(f"{unknown[0]}: not a NEAS option (options: {', '.join(names)})")
-    return replace(options or NeasOptions(), **overrides)
+    return replace(options, **overrides)
+
+
+def _allowed(config: ChainConfig) -> list[list[str]] | None:
+    """`config.allowed` as plain data, None when it allows every op of the frame (in the frame's order)."""
+    cands = [list(config.candidates(i)) for i in range(len(config.channels))]
+    return None if cands == [list(config.layer_ops(i)) for i in range(len(config.channels))] else cands
 
 
 def _check_data(data: Any, frame: ChainConfig) -> None:
@@ -349,22 +371,26 @@ def _check_data(data: Any, frame: ChainConfig) -> None:
 
 
 def _check_options(space: ChainSpace, options: NeasOptions, seed: int, train_size: int) -> None:
-    """The options against the frame and the data, and the final search's strategy, budget and FLOPs
+    """The options against the given space and the data, and the final search's strategy, budget and FLOPs
     constraint as `nas.search` will check them: a mistake is found before the supernet trains, not after."""
-    frame = space.config
-    least = min(len(frame.layer_ops(i)) for i in range(space.num_layers))
+    cfg, layers = space.config, range(space.num_layers)
+    least = min(len(cfg.candidates(i)) for i in layers)
     if least - options.rounds * options.drop - (options.flops_budget is not None) < 1:
         raise ConfigError(f"rounds, drop: {options.rounds} rounds removing {options.drop} would empty a layer "
                           f"with {least} candidates")
+    most = max(layers, key=lambda i: len(cfg.candidates(i)))
+    if options.paths < len(cfg.candidates(most)):
+        raise ConfigError(f"paths: {options.paths} rated paths cannot rate the {len(cfg.candidates(most))} "
+                          f"candidates of layer{most} (a candidate is removed only on its scores: give paths >= "
+                          f"{len(cfg.candidates(most))})")
     if options.flops_budget is not None:
-        smallest = space.flops({f"layer{i}": min(frame.layer_ops(i), key=lambda op, i=i: space.op_flops(i, op))
-                                for i in range(space.num_layers)})
+        smallest = space.flops(space.smallest())  # every round rates K members within budget / K when it fits
         if options.members * smallest > options.flops_budget:
             raise ConfigError(f"flops_budget: {options.flops_budget:.4g} is below the {options.members} smallest "
                               f"members' {options.members * smallest:.4g} FLOPs")
     if options.batch_size > train_size:
         raise ConfigError(f"batch_size: {options.batch_size} exceeds the {train_size} samples of 'train'")
-    ens_space = EnsembleSpace(EnsembleConfig(frame, options.members))
+    ens_space = EnsembleSpace(EnsembleConfig(cfg, options.members))
     prepare(ens_space, [cheap(lambda arch: {"flops": 0.0}), lambda arch: {"accuracy": 0.0}], {"accuracy": "max"},
             _constraints(options), options.strategy, options.budget, seed)
 
@@ -374,12 +400,9 @@ def _constraints(options: NeasOptions) -> list[str]:
 
 
 def _round(supernet: ChainSupernet, space: ChainSpace, data: Splits, calib_x: torch.Tensor, options: NeasOptions,
-           seed: int, number: int, train_loss: float) -> tuple[ChainSpace, RoundRecord]:
+           seed: int, number: int, train_loss: float | None) -> tuple[ChainSpace, RoundRecord]:
     rng = np.random.default_rng([seed, number])
-    cap = options.flops_budget / options.members if options.flops_budget is not None else None
-    archs = space.sample_within(rng, options.paths, cap)
-    if len(archs) < options.members:
-        raise ConfigError(f"flops_budget: fewer than {options.members} sampled members fit {cap:.4g} FLOPs each")
+    archs = _round_paths(space, rng, options, number)
     supernet.eval()
     evaluator = PathEvaluator(supernet, {"valid": data["valid"]}, calib_x, calib_batch_size=options.batch_size)
     probs = [evaluator.probs(a) for a in archs]
@@ -392,8 +415,37 @@ def _round(supernet: ChainSupernet, space: ChainSpace, data: Splits, calib_x: to
                                                        for layer, ops in scores.items()}, train_loss)
 
 
+def _round_paths(space: ChainSpace, rng: np.random.Generator, options: NeasOptions, number: int
+                 ) -> list[Architecture]:
+    """The paths round `number` rates: `paths` balanced draws (`paths` >= every layer's candidates, so each is
+    used). Under a FLOPs budget only draws within budget / K are kept (`ChainSpace.sample_within`); then a
+    candidate no kept draw uses gets a path within that cap of its own when it can be in one at all, and paths
+    are added until there are K: every candidate that fits is rated, and a round never lacks members."""
+    if options.flops_budget is None:
+        return space.sample_balanced(rng, options.paths)
+    cap = options.flops_budget / options.members
+    archs = space.sample_within(rng, options.paths, cap)
+    unfit = []
+    for i in range(space.num_layers):
+        name = f"layer{i}"
+        for op in space.config.candidates(i):
+            if any(a[name] == op for a in archs):
+                continue
+            if space.flops(space.smallest({name: op})) > cap:
+                unfit.append(f"{name}:{op}")
+            else:
+                archs.append(space.sample_capped(rng, cap, {name: op}))
+    while len(archs) < options.members:
+        archs.append(space.sample_capped(rng, cap))
+    if unfit:
+        log.info("NEAS round %d: %s fit no path within budget / K = %.4g FLOPs (unrated, removed first)", number,
+                 ", ".join(unfit), cap)
+    return archs
+
+
 def _final_search(space: EnsembleSpace, evaluator: PathEvaluator, options: NeasOptions, seed: int,
-                  wd: Path | None, rounds: list[RoundRecord]) -> SearchResult:
+                  wd: Path | None, rounds: list[RoundRecord], enqueue: list[Architecture] | None = None
+                  ) -> SearchResult:
     def flops(arch: Mapping[str, Any]) -> dict[str, float]:
         return {"flops": space.flops(arch)}
 
@@ -408,36 +460,62 @@ def _final_search(space: EnsembleSpace, evaluator: PathEvaluator, options: NeasO
             out["test_accuracy"] = evaluator.ensemble_accuracy(members, "test")
         return out
 
-    metadata = {"neas": {"options": options.to_dict(), "rounds": [asdict(r) for r in rounds]}}
+    plain = [{**asdict(r), "train_loss": None if r.train_loss is None or np.isnan(r.train_loss) else r.train_loss}
+             for r in rounds]  # a NaN from an older workdir is not JSON
+    metadata = {"neas": {"options": options.to_dict(), "rounds": plain}}
     return run_search(space, [cheap(flops), evaluate], {"accuracy": "max"}, _constraints(options), options.strategy,
-                      options.budget, seed, wd, metadata=metadata)
+                      options.budget, seed, wd, metadata=metadata,
+                      enqueue=[a.to_dict() for a in enqueue] if enqueue else None)
 
 
-def _load_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, options: NeasOptions, seed: int
+def _load_state(wd: Path | None, supernet: ChainSupernet, run: Mapping[str, Any]
                 ) -> tuple[list[RoundRecord], int, float]:
-    if wd is None or not (wd / STATE_FILE).is_file():
+    """The rounds, stages done and seconds of the run in `wd` (nothing without one), its weights loaded into
+    `supernet`; ConfigError when it ran with other `run` settings (`_check_same`). The checkpoint holds the
+    stage counter with the weights; `neas_state.json` is its readable copy (the record of older workdirs)."""
+    if wd is None:
         return [], 0, 0.0
-    state = jsonio.read_json(wd / STATE_FILE, "NEAS state")
-    _check_same(wd, state, frame, options, seed)
+    state, weights = None, None
     if (wd / SUPERNET_FILE).is_file():
-        supernet.load_state_dict(load_state_dict(wd / SUPERNET_FILE))
-    else:  # every stage done and the model spec recorded: its supernet.pt holds the same weights, as "chain.*"
-        weights = load_state_dict(wd / SUPERNET)
-        supernet.load_state_dict({k.removeprefix("chain."): v for k, v in weights.items()})
+        saved = torch.load(wd / SUPERNET_FILE, map_location="cpu", weights_only=True)
+        if isinstance(saved, Mapping) and saved.get("format") == STAGES_FORMAT:
+            state, weights = saved["state"], saved["weights"]
+        else:  # a workdir of an older version: the weights alone, the stages in neas_state.json
+            weights = saved
+    from_checkpoint = state is not None
+    if state is None:
+        if not (wd / STATE_FILE).is_file():
+            return [], 0, 0.0
+        state = jsonio.read_json(wd / STATE_FILE, "NEAS state")
+    _check_same(wd, state, run)
+    if from_checkpoint and (not (wd / STATE_FILE).is_file() or
+                            jsonio.read_json(wd / STATE_FILE, "NEAS state") != state):
+        jsonio.write_json(wd / STATE_FILE, state, allow_nan=True)  # a stop between the two writes left it behind
+    if weights is None:  # every stage done and the model spec recorded: its supernet.pt holds the same weights
+        weights = {k.removeprefix("chain."): v for k, v in load_state_dict(wd / SUPERNET).items()}
+    supernet.load_state_dict(weights)
     log.info("resuming NEAS in %s after stage %d", wd, state["done"])
     return [RoundRecord(**r) for r in state["rounds"]], int(state["done"]), float(state["seconds"])
 
 
-def _check_same(wd: Path, state: Mapping[str, Any], frame: ChainConfig, options: NeasOptions, seed: int) -> None:
-    """ConfigError naming the first frame field, option or seed the supernet stages in `wd` were run with
-    that this call changes; `FINAL_ONLY` options are left to the final search's journal."""
+def _check_same(wd: Path, state: Mapping[str, Any], run: Mapping[str, Any]) -> None:
+    """ConfigError naming the first frame field, allowed candidates, option, seed or data split the supernet
+    stages in `wd` were run with that this call changes; `FINAL_ONLY` options are left to the final search's
+    journal. A state without `allowed` (older versions ignored it) ran on the whole frame; one without `data`
+    is accepted with a warning."""
     def stages(opts: Any) -> Any:
         return {k: v for k, v in opts.items() if k not in FINAL_ONLY} if isinstance(opts, Mapping) else opts
 
-    want = {"frame": frame.to_dict(), "options": stages(options.to_dict()), "seed": seed}
-    for key, value in want.items():
+    for key, value in run.items():
         now, was = jsonio.plain(value, key), state.get(key)
-        was = stages(was) if key == "options" else was
+        if key == "options":
+            now, was = stages(now), stages(was)
+        elif key == "frame" and isinstance(was, Mapping):
+            was = {**was, "allowed": None}  # older versions recorded a restricted config's frame with every op
+        elif key == "data" and was is None:
+            log.warning("%s: its NEAS state predates data digests, so this call cannot check that its data is the "
+                        "one the supernet stages used", wd)
+            continue
         if now == was:
             continue
         name, before, after = key, was, now
@@ -448,14 +526,13 @@ def _check_same(wd: Path, state: Mapping[str, Any], frame: ChainConfig, options:
                           "ran with it: call with the recorded value or use a new workdir)")
 
 
-def _save_state(wd: Path | None, supernet: ChainSupernet, frame: ChainConfig, options: NeasOptions, seed: int,
-                rounds: list[RoundRecord], done: int, seconds: float) -> None:
+def _save_state(wd: Path | None, supernet: ChainSupernet, state: Mapping[str, Any]) -> None:
+    """Commit a finished stage: the weights and `state` (rounds, stages done) in one checkpoint, replaced
+    atomically, then its readable copy `neas_state.json`."""
     if wd is None:
         return
     wd.mkdir(parents=True, exist_ok=True)
     tmp = wd / (SUPERNET_FILE + ".tmp")
-    torch.save(supernet.state_dict(), tmp)
+    torch.save({"format": STAGES_FORMAT, "state": dict(state), "weights": supernet.state_dict()}, tmp)
     os.replace(tmp, wd / SUPERNET_FILE)
-    jsonio.write_json(wd / STATE_FILE, {"frame": frame.to_dict(), "options": options.to_dict(), "seed": seed,
-                                        "rounds": [asdict(r) for r in rounds], "done": done, "seconds": seconds},
-                      allow_nan=True)
+    jsonio.write_json(wd / STATE_FILE, state, allow_nan=True)
