@@ -5,11 +5,11 @@ The one interface is `CostModel(space, device=..., latency=..., energy=...)(arch
 (see `nas.hardware.cost`); docs/hardware.md walks through every part.
 """
 
-from nas.hardware.cost import CostModel, CostReport, MeasuredLatency, cost, resolve_device
+from nas.hardware.cost import CostModel, CostReport, MeasuredLatency, cost, qualified_name, resolve_device
 from nas.counts import LeafCount, count, count_bytes, count_flops, count_leaves, count_params
 from nas.hardware.devices import DeviceProfile, list_devices, load_device
 from nas.hardware.energy import AnalyticEnergy, EnergyMeasurement, NvmlMeter, RaplMeter, analytic_energy, measure_energy
-from nas.hardware.latency import LatencyMeasurement, measure_latencies, measure_latency, pinned_threads
+from nas.hardware.latency import STATISTICS, LatencyMeasurement, measure_latencies, measure_latency, pinned_threads
 from nas.hardware.layers import LayerAdapter, LayerConfig, check_decomposition
 from nas.hardware.learned import (Calibration, DegenerateFitError, LatencyFitWarning, LayerLatencyModel,
                                   LayerwiseLatency, fit_calibration, learned_latency, lut_latency)
@@ -54,4 +54,5 @@ __all__ = ["MPCLatency", "MPCReport", "MPC_PROFILES", "MPCProtocol", "NetworkPro
            "LeafCount", "MeasuredLatency", "NvmlMeter", "RaplMeter", "Roofline", "adapter_for", "analytic_energy",
            "build_table", "check_decomposition", "cost", "count", "count_bytes", "count_flops", "count_leaves",
            "count_params", "fit_calibration", "learned_latency", "list_devices", "load_device", "lut_latency",
-           "make_space", "measure_energy", "measure_latencies", "measure_latency", "pinned_threads", "resolve_device", "roofline"]
+           "make_space", "measure_energy", "measure_latencies", "measure_latency", "pinned_threads", "qualified_name",
+           "resolve_device", "roofline", "STATISTICS"]

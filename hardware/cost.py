@@ -14,7 +14,8 @@ Metrics (per forward pass of `batch_size` inputs), each always produced by one m
 `provenance` maps every metric name to a JSON-ready record (model, device, batch size, threads, table,
 ...): pass it to `nas.search(..., metadata={"hardware": cost.provenance})` so the journal says where
 each number came from. With `qualify=True` the latency and energy names carry model and device
-(`latency_ms.lut.local_cpu`), so results of different models can sit in one journal or front unmixed.
+(`latency_ms.lut.local_cpu`), and on a CPU the thread count when it is not 1 (`latency_ms.lut.local_cpu.t4`,
+`qualified_name`), so results of different models can sit in one journal or front unmixed.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from nas.evaluators import Evaluator
 from nas.counts import count_leaves, count_params
 from nas.hardware.devices import DeviceProfile, default_device, load_device
 from nas.hardware.energy import analytic_energy, default_meter, import_pynvml, measure_energy
-from nas.hardware.latency import LatencyMeasurement, host_info, measure_latency
+from nas.hardware.latency import LatencyMeasurement, check_statistic, host_info, measure_latency
 from nas.hardware.learned import LayerLatencyModel, learned_latency, lut_latency
-from nas.hardware.lut import STATISTICS, LatencyTable
+from nas.hardware.lut import LatencyTable
 from nas.hardware.roofline import module_dtype, roofline
 from nas.spaces.model_space import ModelSpace
 
@@ -60,6 +61,17 @@ def _timed_threads(latency: Any) -> int | None:
     if threads is None:
         threads = (getattr(latency, "details", None) or {}).get("threads")
     return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+
+
+def qualified_name(metric: str, model: str, device: str, threads: int | None = 1, cpu: bool = True) -> str:
+    """`metric.model.device`, plus `.t<threads>` on a CPU timed on other than 1 thread (`.tauto`: torch's own
+    setting, threads=None): `latency_ms.lut.local_cpu`, `latency_ms.measured.local_cpu.t4`. One thread, the
+    default, adds nothing, so names recorded before threads were named (all on 1 thread unless the journal's
+    provenance says otherwise) are still these names."""
+    name = f"{metric}.{model}.{device}"
+    if not cpu or threads == 1:
+        return name
+    return f"{name}.t{threads}" if threads is not None else f"{name}.tauto"
 
 
 def resolve_device(device: str | DeviceProfile) -> tuple[str, DeviceProfile | None]:
@@ -91,8 +103,7 @@ class MeasuredLatency:
     last: LatencyMeasurement | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.statistic not in STATISTICS:
-            raise ConfigError(f"statistic: expected one of {', '.join(STATISTICS)}, got {self.statistic!r}")
+        check_statistic(self.statistic)
 
     def measure(self, module: torch.nn.Module, inputs: Any) -> LatencyMeasurement:
         self.last = measure_latency(module, inputs, device=self.torch_device, warmup=self.warmup,
@@ -266,7 +277,11 @@ class CostModel:
                               "model or the roofline for it")
 
     def _name(self, metric: str, model: str) -> str:
-        return f"{metric}.{model}.{self.device_name or self.torch_device}" if self.qualify else metric
+        if not self.qualify:
+            return metric
+        threads = None if self.torch_device.startswith("cuda") else self.threads
+        return qualified_name(metric, model, self.device_name or self.torch_device, threads,
+                              cpu=not self.torch_device.startswith("cuda"))
 
     def _provenance(self, counted: bool) -> dict[str, dict[str, Any]]:
         """Where each metric comes from; without `counted` (a plain space) only the latency model's record."""

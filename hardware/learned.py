@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.hardware.layers import LayerAdapter, LayerConfig
 from nas.hardware.lut import LatencyTable
 
@@ -58,17 +58,21 @@ class LayerLatencyModel:
         self.models: dict[str, Any] = {}
         self.samples: dict[str, int] = {}
         self.batch_size: int | None = None
+        self.threads: int | None = None  # CPU threads the samples were timed with (None: not recorded, or a GPU)
         self.source: dict[str, Any] = {}
 
     def fit(self, layers: Sequence[LayerConfig], counts: Sequence[Counts], latency_ms: Sequence[float],
-            batch_size: int, source: Mapping[str, Any] | None = None) -> "LayerLatencyModel":
-        """Train on measured layers (each with its counts) at one batch size."""
+            batch_size: int, source: Mapping[str, Any] | None = None,
+            threads: int | None = None) -> "LayerLatencyModel":
+        """Train on measured layers (each with its counts) at one batch size, timed on `threads` CPU threads."""
         from sklearn.ensemble import RandomForestRegressor
 
         if not (len(layers) == len(counts) == len(latency_ms)) or not layers:
             raise ConfigError("fit: give equally many layers, counts and latencies (at least one)")
         if any(not (t > 0) for t in latency_ms):
             raise ConfigError("fit: latencies must be positive milliseconds")
+        if threads is not None:
+            check_int(threads, "threads", 1)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, layer in enumerate(layers):
             groups[layer_group(layer)].append(i)
@@ -80,8 +84,8 @@ class LayerLatencyModel:
                                        random_state=self.seed, n_jobs=1)
             self.models[g] = rf.fit(x, y)
             self.samples[g] = len(idx)
-        self.batch_size = batch_size
-        self.source = dict(source or {})
+        self.batch_size, self.threads = batch_size, threads
+        self.source = {**dict(source or {}), "threads": threads}
         return self
 
     @classmethod
@@ -98,11 +102,14 @@ class LayerLatencyModel:
         for group in by_group.values():
             keep = rng.choice(len(group), size=max(1, round(fraction * len(group))), replace=False)
             entries += [group[i] for i in sorted(keep)]
+        threads = table.header.get("threads")
         source = {"table": str(table.path) if table.path else None, "statistic": table.statistic,
                   "samples": len(entries), "fraction": fraction, "device": table.device}
         counts = [(e.flops, e.params, e.bytes_moved) for e in entries]
         return cls(seed=seed, **kwargs).fit([e.layer for e in entries], counts,
-                                            [e.value(table.statistic) for e in entries], table.batch_size, source)
+                                            [e.value(table.statistic) for e in entries], table.batch_size, source,
+                                            threads if isinstance(threads, int) and not isinstance(threads, bool)
+                                            else None)
 
     def predict(self, layer: LayerConfig, counts: Counts) -> float:
         """Predicted latency (ms) of one layer."""
@@ -291,5 +298,5 @@ def learned_latency(model: LayerLatencyModel, adapter: LayerAdapter) -> Layerwis
         return cache[layer.key]
 
     details = {"regressor": "random forest per layer group", "groups": dict(model.samples),
-               "trained_on": dict(model.source)}
+               "trained_on": dict(model.source), "threads": model.threads}
     return LayerwiseLatency(adapter, layer_ms, "learned", model.source.get("device"), batch, details)

@@ -19,14 +19,13 @@ from typing import Any
 from nas import jsonio
 from nas.errors import ConfigError, check_int
 from nas.hardware.devices import default_device, load_device
-from nas.hardware.latency import check_torch_device, host_info, measure_latencies
+from nas.hardware.latency import check_statistic, check_torch_device, host_info, measure_latencies
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
 
 log = logging.getLogger(__name__)
 
 FORMAT = "nas-latency-table"
 VERSION = 1
-STATISTICS = ("median", "min", "mean")
 # Header fields that must match for a table to be extended (resumed) with new measurements.
 _SAME_BUILD = ("format", "version", "adapter", "torch_device", "device", "batch_size", "threads", "dtype", "warmup",
                "repeats", "rounds")
@@ -47,20 +46,27 @@ class TableEntry:
     params: int
     bytes_moved: int
     load: float | None = None
+    round_min_ms: float | None = None  # None in tables measured before the statistic existed
 
     def value(self, statistic: str) -> float:
-        return float(getattr(self, f"{statistic}_ms"))
+        v = getattr(self, f"{check_statistic(statistic)}_ms")
+        if v is None:
+            raise ConfigError(f"layer {self.layer.key}: this table entry has no {statistic} (measured before that "
+                              "statistic was recorded); rebuild the table, or use median, min or mean")
+        return float(v)
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.layer.key, **self.layer.to_dict(), "median_ms": self.median_ms, "min_ms": self.min_ms,
-                "mean_ms": self.mean_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "flops": self.flops,
-                "params": self.params, "bytes_moved": self.bytes_moved, "load": self.load}
+                "mean_ms": self.mean_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms,
+                **({"round_min_ms": self.round_min_ms} if self.round_min_ms is not None else {}),
+                "flops": self.flops, "params": self.params, "bytes_moved": self.bytes_moved, "load": self.load}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TableEntry":
+        rm = d.get("round_min_ms")
         return cls(LayerConfig.from_dict(d), float(d["median_ms"]), float(d["min_ms"]), float(d["mean_ms"]),
                    float(d["p10_ms"]), float(d["p90_ms"]), int(d["flops"]), int(d["params"]), int(d["bytes_moved"]),
-                   d.get("load"))
+                   d.get("load"), None if rm is None else float(rm))
 
 
 class LatencyTable:
@@ -68,10 +74,14 @@ class LatencyTable:
 
     def __init__(self, header: Mapping[str, Any], entries: Iterable[TableEntry] = (), path: Path | None = None,
                  statistic: str = "median") -> None:
-        if statistic not in STATISTICS:
-            raise ConfigError(f"statistic: expected one of {', '.join(STATISTICS)}, got {statistic!r}")
+        check_statistic(statistic)
         self.header = dict(header)
         self.entries = {e.layer.key: e for e in entries}
+        old = next((e for e in self.entries.values() if getattr(e, f"{statistic}_ms") is None), None)
+        if old is not None:
+            raise ConfigError(f"statistic: latency table {path or '(in memory)'} has no {statistic} for "
+                              f"{old.layer.key} (measured before that statistic was recorded); rebuild the table "
+                              "(or the layers lacking it), or use median, min or mean")
         self.path = path
         self.statistic = statistic
 
@@ -285,5 +295,5 @@ def measure_layers(adapter: LayerAdapter, layers: Sequence[LayerConfig], *, devi
         leaves = adapter.layer_counts(layer, batch_size)
         out.append(TableEntry(layer, m.median_ms, m.min_ms, m.mean_ms, m.p10_ms, m.p90_ms,
                               sum(x.flops for x in leaves), sum(x.params for x in leaves),
-                              sum(x.bytes_moved for x in leaves), _load()))
+                              sum(x.bytes_moved for x in leaves), _load(), m.round_min_ms))
     return out

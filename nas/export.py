@@ -49,9 +49,9 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, plus_minus, remeasure_all, split
-from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, load_model_spec, load_priced, load_program,
-                           load_subnet, load_supernet, loads_by_build, save_program, save_state_dict, standalone,
-                           single_input, subnet_json)
+from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, RecordedInput, load_model_spec, load_priced,
+                           load_program, load_subnet, load_supernet, loads_by_build, save_program, save_state_dict,
+                           standalone, single_input, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.store import Trial
@@ -93,6 +93,7 @@ class ExportedModel:
     files: list[ModelFile] = field(default_factory=list)  # with `quantize`: fp32 torch, fp32 ONNX, int8 ONNX
     timed: dict[str, str] = field(default_factory=dict)  # which network `measured` is of (modelspec.load_priced)
     program: dict[str, Any] = field(default_factory=dict)  # a space you wrote: model.pt2's own latency, labelled
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # per latency: how it was timed (nas.measure)
 
 
 @dataclass
@@ -288,6 +289,25 @@ def _program(space_spec: dict[str, Any], module: torch.nn.Module, example: torch
         return {"file": None, "error": why}
 
 
+def _warn_frozen_batch_norms(supernet: nn.Module) -> None:
+    """Warn when batch norms with frozen parameters will be re-estimated: export rebuilds the supernet from its
+    class and weights, so a mode set by hand at search time (`model.train(); model.backbone.eval()`) is not
+    known here; a `train()` override that keeps them in eval is (docs/export.md, "Module modes")."""
+    supernet.train()  # what batch-norm recalibration runs (through the subnets' own train())
+    try:
+        frozen = [name for name, m in supernet.named_modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+                  and any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())]
+    finally:
+        supernet.eval()
+    if frozen:
+        log.warning("export re-estimates the statistics of batch norms whose parameters are frozen (%s%s): the "
+                    "model spec records weights, not module modes, so if the search kept them in eval mode "
+                    "(model.train(); backbone.eval()) their pretrained statistics are replaced here. Give the "
+                    "model a train() that keeps them in eval (docs/export.md, Module modes)",
+                    ", ".join(frozen[:3]), f" and {len(frozen) - 3} more" if len(frozen) > 3 else "")
+
+
 def _supernet_diff(spec: ModelSpec, supernet: torch.nn.Module, arch: Architecture, module: torch.nn.Module,
                    data: Splits | None, x: torch.Tensor) -> float:
     """Max |supernet(x, arch) - module(x)| with the supernet's batch norm calibrated for `arch` like the module's."""
@@ -312,6 +332,10 @@ def _card_md(card: dict[str, Any]) -> str:
     timed = card.get("timed") or {}
     if timed:
         lines += ["", f"Re-measured on {timed['how']}" + (f"; {timed['why']}" if timed.get("why") else "") + "."]
+    for name, c in (card.get("conditions") or {}).items():
+        lines.append(f"`{name}` timed as `nas verify` times it: {c['statistic']} over {c['rounds']} interleaved round(s) "
+                     f"of {c['warmup']} warm-up + {c['repeats']} runs, {c['threads']} thread(s) on {c['device']}, "
+                     f"input {c['input_shapes']} ({c['input']}), {c['mode']} mode under {c['autograd']}.")
     prog = card.get("program") or {}
     if prog.get("measured"):
         lines.append("The torch.export program `" + PROGRAM + "` (what `nas.load_subnet` returns for this space), "
@@ -410,6 +434,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     if data is None and needs_data:
         data = spec.load_data()
     supernet = load_supernet(spec, result.workdir, space) if spec.weights == "supernet" else None
+    if supernet is not None and spec.calibration is not None:
+        _warn_frozen_batch_norms(supernet)
     out = Path(out)
     made = not out.exists()
     stage = out / f".export-{os.getpid()}"  # everything is written here first: a failed export leaves nothing
@@ -451,6 +477,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
     objectives = [{"name": o.name, "direction": o.direction} for o in result.problem.objectives]
     constraints = [str(c) for c in list(result.problem.constraints) + extra]
     built: list[tuple[Trial, Architecture, Path, torch.nn.Module, dict[str, Any]]] = []  # priced models and checks
+    inputs: list[RecordedInput] = []  # per pick, the input verify rebuilds from its model.json: latencies are timed on it
     programs: list[torch.nn.Module | None] = []  # per pick, the program load_subnet gives, when not the priced one
     for i, trial in enumerate(picks):
         arch = space.validate(trial.arch)
@@ -467,6 +494,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         evaluation = {"data": spec.data.to_json() if spec.data else None, "metrics": spec.metrics}
         info = subnet_json(spec.space, arch, module, example, evaluation, program)
         jsonio.write_json(folder / SUBNET, info)
+        inputs.append(RecordedInput.of(info["input"], str(folder / SUBNET)))
         jsonio.write_json(folder / "arch.json", {"trial": trial.number, "arch_id": arch.id, "arch": arch.to_dict(),
                                                  "space": spec.space})
         loaded = load_subnet(folder)  # everything below uses the files as a user loads them
@@ -492,10 +520,10 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         if progress is not None:
             progress(i + 1, len(picks), trial)
     # all models re-measured together: latencies in interleaved rounds when the recipe asks for rounds
-    measured_all, program_all = _remeasure(built, programs, space, spec.metrics, data)
+    measured_all, program_all = _remeasure(built, programs, inputs, spec.metrics, data)
     for (_, _, _, module, _), again in zip(built, measured_all):
         again.values.update(_evaluated(evaluate, module, spec.metrics))
-    files_all = _measure_files(built, measured_all, space, spec.metrics, data, evaluate) if quantize else None
+    files_all = _measure_files(built, measured_all, inputs, spec.metrics, data, evaluate) if quantize else None
     models: list[ExportedModel] = []
     for i, ((trial, arch, folder, _, checks), again) in enumerate(zip(built, measured_all)):
         measured = again.values
@@ -507,7 +535,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
                 "objectives": [{**o, "searched": trial.metrics[o["name"]], "measured": measured.get(o["name"])}
                                for o in objectives],
                 "searched": dict(trial.metrics), "measured": measured, "repeatability": again.repeatability,
-                "timed": checks["timed"], **({"program": prog} if prog else {}),
+                "conditions": again.conditions, "timed": checks["timed"], **({"program": prog} if prog else {}),
                 "constraints": constraints,
                 "recipes": spec.metrics, "device": device, "search": search,
                 "weights": {"source": "sliced from the supernet" if supernet is not None else "trained weights",
@@ -520,12 +548,12 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
         jsonio.write_json(folder / "card.json", card, allow_nan=True)
         jsonio.write_bytes(folder / "card.md", _card_md(card).encode())
         models.append(ExportedModel(trial.number, arch.id, final, dict(trial.metrics), measured, checks,
-                                    again.repeatability, files, checks["timed"], prog))
+                                    again.repeatability, files, checks["timed"], prog, again.conditions))
     index = {"workdir": search["workdir"], "complete": complete, "note": note, "exported": time.time(),
              "objectives": {o["name"]: o["direction"] for o in objectives}, "constraints": constraints,
              "models": [{"trial": m.trial, "arch_id": m.arch_id, "path": m.path.name,
                          "searched": dict(m.searched), "measured": m.measured, "repeatability": m.repeatability,
-                         "timed": m.timed["network"], **({"program": m.program} if m.program else {}),
+                         "conditions": m.conditions, "timed": m.timed["network"], **({"program": m.program} if m.program else {}),
                          **({"onnx": _onnx_entry(m.checks["onnx"])} if "onnx" in m.checks else {}),
                          **({"files": [asdict(f) for f in m.files]} if m.files else {})}
                         for m in models]}
@@ -534,20 +562,21 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
 
 
 def _remeasure(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, dict[str, Any]]],
-               programs: Sequence[nn.Module | None], space: Any, recipes: Mapping[str, Any],
+               programs: Sequence[nn.Module | None], inputs: Sequence[RecordedInput], recipes: Mapping[str, Any],
                data: Splits | None) -> tuple[list[Remeasured], list[dict[str, Any]]]:
-    """Every pick's priced network re-measured by `recipes` (`remeasure_all`), and, for a pick whose
-    `load_subnet` gives the torch.export program instead, that program's own latency: timed in the same
-    interleaved rounds as the priced networks, so the two figures compare; {} for the other picks."""
-    models = [(m, space, a) for _, a, _, m, _ in built]
-    extra = [(p, space, built[i][1]) for i, p in enumerate(programs) if p is not None]
+    """Every pick's priced network re-measured by `recipes` (`remeasure_all`) on the input recorded in its
+    model.json (what verify times), and, for a pick whose `load_subnet` gives the torch.export program instead,
+    that program's own latency: timed in the same interleaved rounds as the priced networks, so the two
+    figures compare; {} for the other picks."""
+    models = [(m, x, a) for (_, a, _, m, _), x in zip(built, inputs)]
+    extra = [(p, inputs[i], built[i][1]) for i, p in enumerate(programs) if p is not None]
     latency = {n: r for n, r in recipes.items() if r["kind"] == "latency"}
     if not extra or not latency:
         return remeasure_all(models, recipes, data), [{} for _ in built]
     timed = remeasure_all(models + extra, latency, data)
     rest = remeasure_all(models, {n: r for n, r in recipes.items() if n not in latency}, data)
     merged = [{**t.values, **r.values} for t, r in zip(timed, rest)]
-    out = [Remeasured({n: v[n] for n in recipes if n in v}, t.repeatability) for v, t in zip(merged, timed)]
+    out = [Remeasured({n: v[n] for n in recipes if n in v}, t.repeatability, t.conditions) for v, t in zip(merged, timed)]
     program_all: list[dict[str, Any]] = [{} for _ in built]
     index = [i for i, p in enumerate(programs) if p is not None]
     for i, t in zip(index, timed[len(models):]):
@@ -582,17 +611,18 @@ def _evaluated(evaluate: Callable[[nn.Module], Mapping[str, float]] | None, modu
 
 
 def _measure_files(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, dict[str, Any]]],
-                   measured: Sequence[Remeasured], space: Any, recipes: Mapping[str, Any], data: Splits | None,
+                   measured: Sequence[Remeasured], inputs: Sequence[RecordedInput], recipes: Mapping[str, Any],
+                   data: Splits | None,
                    evaluate: Callable[[nn.Module], Mapping[str, float]] | None) -> list[list[ModelFile]]:
     """Per pick, its files: fp32 torch (as re-measured), fp32 and int8 ONNX, the ONNX ones of every pick measured
     together by the accuracy and latency recipes (counts do not change with the number format) and `evaluate`."""
     kept = {n: r for n, r in recipes.items() if r["kind"] in ("accuracy", "latency")}
     runs, labels = [], []  # a pick whose network ONNX cannot express has no ONNX files: its torch row only
     for i, (_, arch, folder, _, _) in enumerate(built):
-        example = space.example_input(arch, 1)
+        example = inputs[i].example_input(arch, 1)
         for name, label in ((ONNX_FILE, "fp32, onnxruntime"), (INT8_ONNX_FILE, "int8 dynamic, onnxruntime")):
             if (folder / name).is_file():
-                runs.append((OnnxModule(folder / name, example.shape[1:], example.dtype), space, arch))
+                runs.append((OnnxModule(folder / name, example.shape[1:], example.dtype), inputs[i], arch))
                 labels.append((i, label))
     again = remeasure_all(runs, kept, data) if runs else []
     out = [[ModelFile("fp32, torch", WEIGHTS, (folder / WEIGHTS).stat().st_size, dict(fp32.values),

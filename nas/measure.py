@@ -4,15 +4,21 @@ A recipe is plain JSON stored in a workdir's model spec and in every exported mo
 (top-1 on a data split), `latency_metric()` (one forward pass on a device, with the statistic, warm-up,
 repeats and interleaved rounds), `count_metric()` (parameters, FLOPs, MACs). `remeasure_all` applies
 recipes to several models at once, timing their latencies together, and returns each value with its
-repeatability (`Remeasured`), so export and verify measure the same way.
+repeatability and the conditions it was timed under (`Remeasured`), so export and verify measure the same
+way; `time_architectures` times whole architectures the same way (the measurements a latency model is
+onboarded on), so a search's latency estimate is calibrated on what export and verify will measure.
+
+Every latency is timed on the same input (`timing_input`: a `TimingInput` of the model's per-example shape
+and dtype, as an exported model.json records them), in eval mode under `torch.inference_mode`, on the
+recipe's threads, warm-up, repeats and rounds, and read by the recipe's statistic.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,6 +26,9 @@ from torch import nn
 from nas import jsonio
 from nas.counts import count
 from nas.errors import ConfigError, check_int
+
+if TYPE_CHECKING:
+    from nas.hardware.latency import LatencyMeasurement
 
 METRIC_KINDS = ("accuracy", "latency", "count")
 COUNTS = ("params", "flops", "macs")
@@ -37,7 +46,9 @@ def latency_metric(batch_size: int = 1, threads: int | None = 1, statistic: str 
     """Recipe: latency (ms) of one forward pass, measured on `device` (how the search's value is re-measured).
 
     With `rounds` > 1, export and verify time all models together in that many interleaved rounds of
-    `warmup` + `repeats` runs each (`nas.hardware.measure_latencies`), which shared machines need.
+    `warmup` + `repeats` runs each (`nas.hardware.measure_latencies`), which shared machines need; there
+    `statistic="round_min"` (median over rounds of each round's fastest run) is the one that holds from one
+    pass to the next (docs/hardware.md). `statistic` is one of `nas.hardware.latency.STATISTICS`.
     """
     return {"kind": "latency", "device": device, "batch_size": batch_size, "threads": threads,
             "statistic": statistic, "warmup": warmup, "repeats": repeats, "rounds": rounds}
@@ -59,8 +70,11 @@ def check_recipe(name: str, recipe: Any) -> dict[str, Any]:
     if kind == "accuracy" and not isinstance(recipe.get("split"), str):
         raise ConfigError(f"{where}.split: name the data split the accuracy is measured on, got {recipe.get('split')!r}")
     if kind == "latency":
-        if recipe.get("statistic", "median") not in ("median", "min", "mean"):
-            raise ConfigError(f"{where}.statistic: expected median, min or mean, got {recipe.get('statistic')!r}")
+        from nas.hardware.latency import STATISTICS
+
+        if recipe.get("statistic", "median") not in STATISTICS:
+            raise ConfigError(f"{where}.statistic: expected one of {', '.join(STATISTICS)}, got "
+                              f"{recipe.get('statistic')!r}")
         for key, low in (("warmup", 0), ("repeats", 1), ("rounds", 1)):
             check_int(recipe.get(key, low), f"{where}.{key}", low)
     if kind == "count" and recipe.get("count") not in COUNTS:
@@ -78,10 +92,87 @@ def split(data: Splits, name: str, field_name: str) -> tuple[torch.Tensor, torch
 @dataclass
 class Remeasured:
     """One model's metrics measured again by their recipes; for each latency also the measurement's own
-    repeatability (relative gap between its first and second half of rounds, a lower bound on the noise)."""
+    repeatability (relative gap between its first and second half of rounds, a lower bound on the noise)
+    and the conditions it was timed under (`timing_conditions`)."""
 
     values: dict[str, float]
     repeatability: dict[str, float] = field(default_factory=dict)
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TimingInput:
+    """The input latencies are timed on: per-example `shape` and `dtype`, filled with seeded standard normals
+    (floats) or zeros (integers), the same tensor for every path and every call (as `RecordedInput` fills it)."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @property
+    def fill(self) -> str:
+        return "normal, seed 0" if getattr(torch, self.dtype).is_floating_point else "zeros"
+
+    def example_input(self, arch: Mapping[str, Any] | None = None, batch_size: int = 1) -> torch.Tensor:
+        dtype = getattr(torch, self.dtype)
+        if dtype.is_floating_point:
+            return torch.randn(batch_size, *self.shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+        return torch.zeros(batch_size, *self.shape, dtype=dtype)
+
+
+def timing_input(source: Any, arch: Mapping[str, Any]) -> Any:
+    """What a latency of `arch` is timed on: a `TimingInput` of the per-example shape and dtype that `source`
+    records (an exported model's `RecordedInput`, as verify reads it from model.json) or gives (a space's
+    example input, as export and `time_architectures` have it), so every path times the same tensor.
+
+    A space whose example input is not one tensor keeps its own (export refuses such models anyway)."""
+    shape, dtype = getattr(source, "shape", None), getattr(source, "dtype", None)
+    if not hasattr(source, "validate") and isinstance(shape, tuple) and isinstance(dtype, str):  # not a space
+        return TimingInput(tuple(int(n) for n in shape), dtype)
+    example = source.example_input(arch, 1)
+    if not isinstance(example, torch.Tensor) or example.dim() < 1:
+        return source
+    return TimingInput(tuple(int(n) for n in example.shape[1:]), str(example.dtype).removeprefix("torch."))
+
+
+def timing_conditions(m: LatencyMeasurement, recipe: Mapping[str, Any], source: Any) -> dict[str, Any]:
+    """The conditions a latency was timed under, as recorded beside it (export.json, verify.json): comparing
+    two passes' records says whether they timed the same thing the same way."""
+    fill = source.fill if isinstance(source, TimingInput) else f"{type(source).__name__}.example_input"
+    return {"device": m.device, "threads": m.threads, "batch_size": m.batch_size,
+            "input_shapes": [list(x) for x in m.input_shapes], "input": fill, "mode": "eval",
+            "autograd": "inference_mode", "warmup": m.warmup, "repeats": m.repeats, "rounds": m.rounds,
+            "statistic": recipe.get("statistic", "median"), "timer": m.timer}
+
+
+def time_models(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
+                recipe: Mapping[str, Any]) -> list[LatencyMeasurement]:
+    """`(module, space or RecordedInput, arch)` timed together by one latency recipe, each on its
+    `timing_input`: how export, verify and `time_architectures` all time a network."""
+    from nas.hardware.latency import measure_latencies
+
+    batch = int(recipe.get("batch_size", 1))
+    return measure_latencies([(m, timing_input(space, a).example_input(a, batch)) for m, space, a in models],
+                             device=recipe.get("device", "cpu"), warmup=int(recipe.get("warmup", 10)),
+                             repeats=int(recipe.get("repeats", 50)), rounds=int(recipe.get("rounds", 1)),
+                             threads=recipe.get("threads", 1))
+
+
+def time_architectures(space: Any, archs: Sequence[Mapping[str, Any]], recipe: Mapping[str, Any],
+                       build: Callable[[Mapping[str, Any]], nn.Module] | None = None) -> list[float]:
+    """Latency (ms) of each architecture, timed together exactly as export and verify re-measure by `recipe`
+    (input, threads, warm-up, repeats, rounds, statistic): the measurements to onboard a latency model on,
+    `LayerwiseLatency.onboard(archs, time_architectures(space, archs, recipe))`. `build` makes the network
+    (default `space.build`; weights do not change its time)."""
+    recipe = check_recipe("latency", recipe)
+    if recipe["kind"] != "latency":
+        raise ConfigError(f"recipe: expected a latency recipe (latency_metric()), got kind {recipe['kind']!r}")
+    from nas.hardware.latency import check_statistic
+
+    make = build or space.build
+    archs = [space.validate(a) for a in archs]
+    timed = time_models([(make(a), space, a) for a in archs], recipe)
+    statistic = check_statistic(recipe.get("statistic", "median"), "recipe.statistic")
+    return [t.value(statistic) for t in timed]
 
 
 def remeasure(module: nn.Module, space: Any, arch: Mapping[str, Any], recipes: Mapping[str, Mapping[str, Any]],
@@ -92,13 +183,14 @@ def remeasure(module: nn.Module, space: Any, arch: Mapping[str, Any], recipes: M
 
 def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
                   recipes: Mapping[str, Mapping[str, Any]], data: Splits | None) -> list[Remeasured]:
-    """`remeasure` for several `(module, space, arch)` at once: each latency recipe times all of them together.
+    """`remeasure` for several `(module, space or RecordedInput, arch)` at once: each latency recipe times all
+    of them together (`time_models`).
 
-    Export and verify both measure through here, so their figures differ only by the machine's noise. With
-    `rounds` > 1 in the recipe the models are timed in interleaved rounds (`measure_latencies`), so a slow
-    phase of a shared machine shorter than the measurement slows every model alike.
+    Export and verify both measure through here, on the same input, so their figures differ only by the
+    machine's noise. With `rounds` > 1 in the recipe the models are timed in interleaved rounds
+    (`measure_latencies`), so a slow phase of a shared machine shorter than the measurement slows every
+    model alike.
     """
-    from nas.hardware.latency import measure_latencies
     from nas.spaces.training import accuracy
 
     for module, _, _ in models:
@@ -108,14 +200,11 @@ def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
         kind = r["kind"]
         if kind == "latency":
             statistic = r.get("statistic", "median")
-            timed = measure_latencies([(m, space.example_input(a, int(r.get("batch_size", 1))))
-                                       for m, space, a in models],
-                                      device=r.get("device", "cpu"), warmup=int(r.get("warmup", 10)),
-                                      repeats=int(r.get("repeats", 50)), rounds=int(r.get("rounds", 1)),
-                                      threads=r.get("threads", 1))
-            for out, t in zip(outs, timed):
+            timed = time_models(models, r)
+            for out, t, (_, space, arch) in zip(outs, timed, models):
                 out.values[name] = t.value(statistic)
                 out.repeatability[name] = t.repeatability(statistic)
+                out.conditions[name] = timing_conditions(t, r, timing_input(space, arch))
             continue
         for out, (module, space, arch) in zip(outs, models):
             if kind == "accuracy":

@@ -4,9 +4,11 @@
 (`nas.modelspec.load_priced`: `space.build(arch)` + weights.pt, eager; for a space you wrote, its script is
 run to rebuild the space, as `nas export` does, and where that is no longer possible the model's `model.pt2`
 program is timed instead, labelled so in `Check.timed` and in any flag it causes), re-measures it
-with its recipes (`nas.measure.remeasure_all`, exactly as export did), reports
-predicted-vs-measured error per objective, and flags picks that break a constraint or are dominated by
-another pick once the measured values replace the searched ones.
+with its recipes (`nas.measure.remeasure_all`, exactly as export did: same input, threads, mode, warm-up,
+repeats, rounds and statistic, recorded per latency in `Check.conditions`; where export.json recorded other
+conditions, `Check.differs` names the fields), reports predicted-vs-measured error per objective, and flags
+picks that break a constraint or are dominated by another pick once the measured values replace the
+searched ones.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Check:
     repeatability: dict[str, float] = field(default_factory=dict)  # per latency: this measurement's own, relative
     export_pass: dict[str, float] = field(default_factory=dict)    # per latency: export's earlier measurement
     timed: dict[str, str] = field(default_factory=dict)  # which network was re-measured (modelspec.load_priced)
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # per latency: how verify timed it
+    differs: dict[str, list[str]] = field(default_factory=dict)  # per latency: conditions export's pass had otherwise
 
     @property
     def ok(self) -> bool:
@@ -124,6 +128,19 @@ def _within_noise(a: Check, b: Check, va: dict[str, float], vb: dict[str, float]
                                for n in names)
 
 
+def _differences(export: dict[str, Any], now: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Per latency metric, the condition fields export.json recorded with other values than this pass's
+    (`device: cpu -> cuda`); nothing for an export that recorded none (written before conditions were)."""
+    out = {}
+    for name, cond in now.items():
+        before = export.get(name)
+        if isinstance(before, dict):
+            keys = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cond.items() if k in before and before[k] != v]
+            if keys:
+                out[name] = keys
+    return out
+
+
 def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> VerifyReport:
     """Reload every model of the export directory `out`, re-measure it, and check it (see module doc).
 
@@ -166,8 +183,13 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         error = {k: values[k] - searched[k] for k in values if k in searched}
         rel = {k: (e / abs(searched[k]) if searched[k] else math.inf if e else 0.0) for k, e in error.items()}
         earlier = {k: float(v) for k, v in (entry.get("measured") or {}).items() if k in again.repeatability}
+        differs = _differences(entry.get("conditions") or {}, again.conditions)
+        for name, keys in differs.items():
+            log.warning("trial %s: %s was timed under other conditions in export's pass (%s), so its export figure "
+                        "does not compare", entry.get("trial"), name, ", ".join(keys))
         checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
-                            repeatability=again.repeatability, export_pass=earlier, timed=label))
+                            repeatability=again.repeatability, export_pass=earlier, timed=label,
+                            conditions=again.conditions, differs=differs))
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:

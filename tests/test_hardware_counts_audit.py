@@ -346,7 +346,7 @@ def test_a_table_timed_with_other_threads_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="threads"):
         CostModel(space, device="cpu", latency=two, threads=1, qualify=True)
     cost = CostModel(space, device="cpu", latency=two, threads=2, qualify=True)
-    assert cost.provenance["latency_ms.lut.local_cpu"]["threads"] == 2
+    assert cost.provenance["latency_ms.lut.local_cpu.t2"]["threads"] == 2  # qualified names carry threads != 1
 
 
 # ------------------------------------------------------------------------------- recorded figures unchanged
