@@ -55,7 +55,7 @@ def metric_recipes(rounds: int = 20) -> dict[str, dict[str, Any]]:
     from nas.measure import accuracy_metric, latency_metric
 
     return {"accuracy_pct": accuracy_metric("valid"), "test_accuracy_pct": accuracy_metric("test"),
-            "latency_ms": latency_metric(batch_size=1, threads=THREADS, statistic="min", warmup=2, repeats=5,
+            "latency_ms": latency_metric(batch_size=1, threads=THREADS, statistic="round_min", warmup=2, repeats=5,
                                          rounds=rounds)}
 
 
@@ -81,17 +81,18 @@ def lut_latency_evaluator(path: Path, warmup: int = 2, repeats: int = 3, progres
     """
     import numpy as np
 
-    from nas.hardware import adapter_for, build_table, lut_latency, measure_latencies
+    from nas.hardware import adapter_for, build_table, lut_latency
+    from nas.measure import time_architectures
 
     adapter = adapter_for(space)
     table = build_table(adapter, path, device="cpu", batch_size=1, threads=THREADS, warmup=warmup,
-                        repeats=repeats, progress=progress).with_statistic("min")
+                        repeats=repeats, progress=progress).with_statistic("round_min")
     latency = lut_latency(table, adapter)
     if onboard:
         rng = np.random.default_rng(0)
         archs = list({a.id: a for a in (space.sample(rng) for _ in range(4 * onboard))}.values())[:onboard]
-        timed = measure_latencies([(space.build(a), space.example_input(a, 1)) for a in archs], threads=THREADS)
-        latency = latency.onboard(archs, [m.min_ms for m in timed])
+        # timed as export and `nas verify` re-measure them: the recipe's input, threads, rounds and statistic
+        latency = latency.onboard(archs, time_architectures(space, archs, metric_recipes()["latency_ms"]))
     return nas.cheap(lambda arch: {"latency_ms": latency.latency_ms(arch)})
 
 
@@ -111,7 +112,7 @@ def _run_evaluators() -> tuple[Any, Any]:
     supernet, _ = train_supernet(data, EPOCHS, 0)
     spec = ModelSpec(space_to_json(space), "supernet", DataRef.of(mnist1d_splits, seed=0), CALIBRATION,
                      metric_recipes())
-    cache = ROOT / "runs" / "luts" / "demo-ofa-cpu-b1-t1.jsonl"
+    cache = ROOT / "runs" / "luts" / "demo-ofa-cpu-b1-t1-round-min.jsonl"
     return spec.evaluator(supernet, data), lut_latency_evaluator(cache).fn
 
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> nas.SearchResult:
                             strategy=strategy, strategy_options=strategy_options, budget=args.budget,
                             seed=args.seed, workdir=workdir, progress=progress,
                             metadata={"demo": str(Path(__file__).resolve()),
-                                      "latency": f"lookup table (min), calibrated on {ONBOARD} measured subnets"})
+                                      "latency": f"lookup table (round_min), calibrated on {ONBOARD} measured subnets"})
     console.print(pareto_table(result))
     plot = plot_pareto(result, workdir / "pareto.png", ["latency_ms", "accuracy_pct"])
 

@@ -71,10 +71,10 @@ class LatencyMeasurement:
             return float("nan")
         half = self.rounds // 2
         cut = half * (t.size // self.rounds) if self.rounds > 1 else t.size // 2
-        if statistic == "round_min":
-            if self.rounds < 2:
-                return float("nan")
+        if statistic == "round_min" and self.rounds > 1:
             a, b = _round_min(t[:cut], half), _round_min(t[cut:], self.rounds - half)
+        elif statistic == "round_min":  # one round: round_min is the min, so its halves are compared
+            a, b = float(np.min(t[:cut])), float(np.min(t[cut:]))
         else:
             a, b = float(_STATISTICS[statistic](t[:cut])), float(_STATISTICS[statistic](t[cut:]))
         return abs(a - b) / min(a, b) if min(a, b) > 0 else float("nan")

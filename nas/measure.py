@@ -203,7 +203,9 @@ def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
             timed = time_models(models, r)
             for out, t, (_, space, arch) in zip(outs, timed, models):
                 out.values[name] = t.value(statistic)
-                out.repeatability[name] = t.repeatability(statistic)
+                repeatability = t.repeatability(statistic)
+                if math.isfinite(repeatability):  # nan under 2 runs: left out (JSON has no nan)
+                    out.repeatability[name] = repeatability
                 out.conditions[name] = timing_conditions(t, r, timing_input(space, arch))
             continue
         for out, (module, space, arch) in zip(outs, models):

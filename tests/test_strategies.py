@@ -191,3 +191,16 @@ def test_a_space_smaller_than_the_budget_still_ends_when_every_network_is_evalua
     for strategy in ("evolution", "random", "nsga2"):
         result = nas.search(space, _rugged, strategy=strategy, objectives={"acc": "max"}, budget=20, seed=0)
         assert result.stop_reason == "exhausted" and len(result.trials) == 4, strategy
+
+
+def test_successive_halving_is_not_handed_unasked_fidelity_levels_when_it_runs_out():
+    """The de-duplication fallback proposed neighbours in the FidelitySpace, whose fidelity field changed: all 27
+    (architecture, level) pairs of 9 architectures were trained, the worst one at 9 epochs."""
+    from nas.strategies.multifidelity import FidelitySpace
+
+    fs = FidelitySpace(Space(x=Choice(list(range(9)))), [1, 3, 9], field="epochs")
+    result = nas.search(fs, fs.evaluator(lambda a, budget: {"acc": a["x"] + 0.1 * budget}), {"acc": "max"},
+                        strategy="successive-halving", budget=30, seed=0)
+    levels = [t.arch["epochs"] for t in result.trials]
+    assert result.stop_reason == "exhausted" and levels.count(1) == 9 and levels.count(9) == 1
+    assert levels.count(3) <= 4

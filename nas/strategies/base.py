@@ -120,6 +120,9 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset({"sample"})
+    # Whether `Deduplicate` may hand it an unknown architecture it did not ask for when it keeps proposing known
+    # ones (False where what is asked is the method: successive halving's fidelity levels)
+    explore_on_repeats: ClassVar[bool] = True
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0) -> None:
         missing = self.requires - space.capabilities

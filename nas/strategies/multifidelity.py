@@ -67,6 +67,7 @@ class SuccessiveHalving(Strategy):
     """Asynchronous successive halving with `brackets` Hyperband brackets; new architectures from `inner`."""
 
     name = "successive-halving"
+    explore_on_repeats = False  # an unasked (architecture, fidelity) would bypass the rungs
     default_brackets = 1
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0, inner: str = "random",

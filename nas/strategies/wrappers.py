@@ -73,7 +73,7 @@ class Deduplicate(Wrapper):
     def ask(self, n: int = 1) -> list[Architecture]:
         self._repeat = None
         out = self._gather(n, self._admit)
-        if not out and not self.in_flight and self._repeat is not None:
+        if not out and not self.in_flight and self._repeat is not None and self.inner.explore_on_repeats:
             fresh = self._unknown_near(self._repeat)
             if fresh is not None and self._admit(fresh):
                 out = [fresh]
