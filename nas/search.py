@@ -38,7 +38,7 @@ from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[Trial, int, int], None]
-FAIL_FAST = 3  # this many failed evaluations before any success means evaluate itself is broken
+FAIL_FAST = 3  # this many failed evaluations before any success (ok, or a cheap rejection) means evaluate is broken
 MAX_REJECTIONS = 1000  # consecutive proposals rejected on cheap constraints before the search counts as exhausted
 
 
@@ -133,7 +133,14 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"))
     warm = _warm_start(space, warm_start, recorded.get("warm_start"))
     problem = Problem.make(objectives, constraints)
+    if warm is not None:
+        _check_warm_metrics(problem, warm)
     evaluators = as_evaluators(evaluate)
+    if fidelity is not None and not any(e.takes_budget for e in evaluators):
+        names = ", ".join(repr(getattr(e.fn, "__name__", e.fn)) for e in evaluators)
+        raise ConfigError(f"fidelity={fidelity}: no evaluator takes a budget= argument ({names}), so every evaluation "
+                          "would ignore it while the journal records it; add a `budget` parameter to the evaluator "
+                          "that trains")
     if strategy_options is not None and not isinstance(strategy_options, Mapping):
         raise ConfigError(f"strategy_options: expected a dict of option -> value, got {strategy_options!r}")
     options = dict(strategy_options or {})
@@ -229,6 +236,20 @@ def _warm_start(space: Space, given: str | Path | None, recorded: Mapping[str, A
     return _WarmStart({"workdir": str(path), "trials": count}, contents.trials[:count])
 
 
+def _check_warm_metrics(problem: Problem, warm: _WarmStart) -> None:
+    """Warn when the warm start's completed trials lack this search's metrics (they are not told: it runs colder)."""
+    done = [t for t in warm.trials if t.status == "ok"]
+    usable = sum(problem.result_error(t.metrics) is None for t in done)
+    if usable == len(done):
+        return
+    missing = sorted({m for t in done for m in problem.missing(t.metrics)})
+    have = sorted({m for t in done for m in t.metrics})
+    log.warning("warm_start: only %d of the %d completed trials in %s are usable (%s): they lack %s (they have: %s)",
+                usable, len(done), warm.record["workdir"],
+                "the search starts cold" if usable == 0 else "the others are not told",
+                ", ".join(map(repr, missing)) or "finite values", ", ".join(have) or "no metrics")
+
+
 class _SearchLoop:
     """One run of the ask → cheap stage → evaluate → journal → tell cycle (a class to share its bookkeeping)."""
 
@@ -249,12 +270,16 @@ class _SearchLoop:
         # the architecture between its ask and the executor (cheap stage, a simulated clock's evaluation) and the
         # trial count then: an interrupt there keeps it pending in the snapshot, so resume evaluates it
         self.staging: tuple[Architecture, int] | None = None
+        # the strategy is inside ask: an interrupt there leaves its state half updated (an advanced RNG, a batch
+        # not queued), so the last snapshot stands and resume replays the journal after it
+        self.asking = False
         self.placements: dict[str, dict[str, Any]] = {}  # id -> where/when a snapshotted in-flight job started
         self.queued: list[Architecture] = []  # enqueued architectures still to submit
         self.enqueue_ids: set[str] = set()  # every enqueued architecture (their trials say so in `extra`)
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
         self.deadline = float("inf")  # time.monotonic() after which nothing new is submitted (max_time)
         self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
+        self.works = False  # an evaluation succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
         self.since: dict[str, float] = {}  # id -> when its evaluation was submitted (running.json)
         self._published: tuple[int, frozenset[str]] | None = None
         self._snapshot_at, self._snapshot_time = 0, time.monotonic()
@@ -294,6 +319,7 @@ class _SearchLoop:
         self.executor.start(self.evaluate)
         self.executor.resume_after(self.trials, self.placements)
         self.checked = any(t.status == "ok" for t in self.trials)
+        self.works = any(t.status in ("ok", "infeasible") for t in self.trials)
         stop = "budget"
         try:
             while True:
@@ -311,7 +337,11 @@ class _SearchLoop:
             self._drain()
             raise
         finally:
-            self._flush_replay()
+            if self.asking:
+                log.info("interrupted while the strategy chose its next architecture: its state is not snapshotted "
+                         "(resume restores the last snapshot and replays the journal after it)")
+            else:
+                self._flush_replay()
             self._snapshot()
             self.executor.close()
             end = getattr(self.progress, "end", None)
@@ -337,6 +367,7 @@ class _SearchLoop:
             raise ConfigError(typo)
         status, metrics, error = self._judge(metrics, error, done.stopped_after)
         self.checked = self.checked or status == "ok"
+        self.works = self.works or status == "ok"
         self._finish(arch, metrics, status, done.started, done.finished, done.worker, error)
 
     def _drain(self) -> None:
@@ -376,7 +407,7 @@ class _SearchLoop:
         """Journal and tell one finished evaluation (or cheap-stage failure); snapshot now and then."""
         if status == "failed":
             log.warning("evaluation of %s failed: %s", arch.id, error)
-            if not self.checked and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST:
+            if not self.works and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST:
                 self._record(arch, metrics, status, started, finished, worker, error)
                 raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
         trial = self._record(arch, metrics, status, started, finished, worker, error, notify=False)
@@ -435,7 +466,9 @@ class _SearchLoop:
             elif self.enqueued:
                 return  # the strategy asks only once every enqueued architecture is back (so resume is exact)
             else:
+                self.asking = True
                 proposals = self.strategy.ask(1)
+                self.asking = False
                 if not proposals:
                     rejected += 1
                     if self.filtering and rejected < MAX_REJECTIONS:
@@ -480,6 +513,7 @@ class _SearchLoop:
         if self.filtering and sum(c.violation(metrics) for c in self.problem.constraints if c.metric in metrics):
             now = time.time()
             trial = self._record(arch, metrics, "infeasible", now, now, "constraint-filter", None, notify=False)
+            self.works = True  # the cheap evaluator measured it: evaluate is not broken
             self.strategy.tell(arch, TrialResult.of("infeasible", metrics))
             self._notify(trial)
             return None
@@ -523,7 +557,7 @@ class _SearchLoop:
                                              for i, (a, _) in self.in_flight.items()])
 
     def _snapshot(self) -> None:
-        if not self.journaled:
+        if not self.journaled or self.asking:  # interrupted inside ask (a drained trial's tell too): the last one stands
             return
         self._snapshot_at, self._snapshot_time = len(self.trials), time.monotonic()
         pending = list(self.pending) + [a for a, _ in self.in_flight.values()]

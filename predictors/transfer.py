@@ -49,7 +49,7 @@ class TransferPrior:
             values: dict[str, dict[str, float]] = {}  # metric -> arch id -> value
             for i, (config, metrics) in enumerate(records):
                 try:
-                    arch = config if isinstance(config, Architecture) else space.validate(config)
+                    arch = space.validate(config)  # an Architecture of another space is refused here too
                 except NASError as e:
                     raise ConfigError(f"transfer: {self.names[s]}, record {i}: {e}") from None
                 self._archs[arch.id] = arch
@@ -72,7 +72,7 @@ class TransferPrior:
         if (not isinstance(paths, Sequence) or not paths
                 or not all(isinstance(p, (str, os.PathLike)) for p in paths)):
             raise ConfigError(f"transfer: expected a workdir or records file path, or a list of them, got {paths!r}")
-        return cls(space, [_records(Path(p)) for p in paths], [str(p) for p in paths])
+        return cls(space, [_records(Path(p), space) for p in paths], [str(p) for p in paths])
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -111,8 +111,21 @@ class TransferPrior:
         return float(np.mean(~np.isnan(self._lookup(metric, archs)))) if archs else 0.0
 
 
-def _records(path: Path) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
-    """(config, metrics) pairs: a workdir's completed trials, or the records of a JSON(-lines) file."""
+def _field_difference(spec: Any, space: Space) -> str:
+    """The first top-level field at which a recorded `Space.to_spec()` differs from `space` (or its type)."""
+    mine = space.to_spec()
+    if not isinstance(spec, Mapping) or spec.get("type") != mine.get("type"):
+        return "its type"
+    theirs, ours = spec.get("fields") or {}, mine.get("fields") or {}
+    for name in list(ours) + [k for k in theirs if k not in ours]:
+        if theirs.get(name) != ours.get(name):
+            return f"field {name}"
+    return "its settings"
+
+
+def _records(path: Path, space: Space) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+    """(config, metrics) pairs: a workdir's completed trials (over `space`: checked like `warm_start`), or the
+    records of a JSON(-lines) file (each config validated against `space`)."""
     from nas import jsonio
     from nas.store import Journal
 
@@ -120,7 +133,11 @@ def _records(path: Path) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
         journal = Journal(path)
         if not journal.exists():
             raise ConfigError(f"transfer: {path} holds no search journal")
-        return [(t.architecture, dict(t.metrics)) for t in journal.read().trials if t.status == "ok"]
+        contents = journal.read()
+        if contents.config.get("space") != space.fingerprint():
+            raise ConfigError(f"transfer: {path} searched a different space (it differs at "
+                              f"{_field_difference(contents.config.get('space_spec'), space)})")
+        return [(t.architecture, dict(t.metrics)) for t in contents.trials if t.status == "ok"]
     if not path.exists():
         raise ConfigError(f"transfer: {path} does not exist (a search workdir or a .jsonl file of records)")
     rows = (jsonio.read_json(path, "transfer records") if path.suffix == ".json"

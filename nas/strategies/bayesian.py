@@ -17,7 +17,9 @@ the front, so the local search still has a slope to climb.
 The acquisition is maximised by mutation-based local search: `n_random` uniform samples plus the best
 observed architectures seed it, then `rounds` times the top `n_starts` candidates are expanded by their
 whole one-step neighbourhood (`space.neighbours`). Architectures already asked or told (by the space's
-canonical key) are never proposed again. The surrogate is refitted from a seeded initialisation before
+canonical key) are never proposed again, nor (under `nas.search`, through `use_cheap`) one that breaks a
+constraint on a `nas.cheap` metric: the cheap stage would only reject it, and its result teaches the surrogate
+nothing. The surrogate is refitted from a seeded initialisation before
 an ask whenever new results arrived, so the state is just the results and the RNG: a resumed search
 refits and continues exactly. Defaults (EI, 5 members of 32-32 units, 100 epochs, refit every 10 %
 more results) come from a pilot on the cora table with seeds 100..105, where EI beat UCB (kappa=1).
@@ -26,7 +28,7 @@ more results) come from a pilot on the cora table with seeds 100..105, where EI 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,10 @@ from nas.pareto import hypervolume, pareto_mask
 from nas.spaces import Architecture, Space
 from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks,
                                  scalar_key)
+
+
+SCREEN_TRIES = 1000  # uniform draws screened by the cheap constraints before one is proposed regardless
+CHEAP_CACHE = 200_000  # screened architectures remembered
 
 
 def constraint_gap(c: Constraint, value: float) -> float:
@@ -161,6 +167,8 @@ class BayesianOptimisation(Strategy):
         self._fitted = False
         self._onehot: dict[str, np.ndarray] = {}
         self._neighbours: dict[str, list[Architecture]] = {}
+        self._cheap: Callable[[Architecture], Mapping[str, float]] | None = None
+        self._cheap_ok: dict[str, bool] = {}  # arch id -> passes the constraints on cheap metrics (not state)
 
     # ------------------------------------------------------------------ helpers
     def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
@@ -183,12 +191,45 @@ class BayesianOptimisation(Strategy):
         return [(a, r) for a, r in self.history[:upto]
                 if r.status != "failed" and all(n in r.metrics and math.isfinite(float(r.metrics[n])) for n in names)]
 
+    # ------------------------------------------------------------------ cheap screening
+    def use_cheap(self, evaluate: Callable[[Architecture], Mapping[str, float]] | None) -> None:
+        """Screen candidates with the search's `nas.cheap` evaluators: one that breaks a constraint on a cheap metric,
+        or that they cannot measure, is never proposed (the cheap stage would only reject it)."""
+        self._cheap, self._cheap_ok = evaluate, {}
+
+    def _passes_cheap(self, arch: Architecture) -> bool:
+        """False when the cheap evaluators fail on `arch` or its cheap metrics break a constraint."""
+        if self._cheap is None or not self.problem.constraints:
+            return True
+        ok = self._cheap_ok.get(arch.id)
+        if ok is None:
+            try:
+                metrics = {k: float(v) for k, v in self._cheap(arch).items()}
+            except Exception:  # noqa: BLE001 - the cheap stage would fail it too: not proposed
+                ok = False
+            else:
+                ok = all(math.isfinite(metrics[c.metric]) and not c.violation(metrics)
+                         for c in self.problem.constraints if c.metric in metrics)
+            if len(self._cheap_ok) > CHEAP_CACHE:
+                self._cheap_ok.clear()
+            self._cheap_ok[arch.id] = ok
+        return ok
+
+    def _fresh(self) -> Architecture:
+        """A uniform sample never asked or told that passes the cheap constraints (the last draw after SCREEN_TRIES)."""
+        arch = self.known.fresh_sample(self.rng)
+        for _ in range(SCREEN_TRIES if self._cheap is not None and self.problem.constraints else 0):
+            if self._passes_cheap(arch):
+                break
+            arch = self.known.fresh_sample(self.rng)
+        return arch
+
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
         out: list[Architecture] = []
         for _ in range(n):
             if len(self._usable()) < self.warmup:
-                arch = self.known.fresh_sample(self.rng)
+                arch = self._fresh()
             else:
                 arch = self._optimise()
             self.asked.append(arch.to_dict())
@@ -301,9 +342,9 @@ class BayesianOptimisation(Strategy):
             pool.update(new)
             frontier = self._score_new(new, scored)
         for i in sorted(scored, key=lambda i: -scored[i]):  # stable: first of ties, deterministic
-            if pool[i] not in self.known:
+            if pool[i] not in self.known and scored[i] > -math.inf:
                 return pool[i]
-        return self.known.fresh_sample(self.rng)
+        return self._fresh()
 
     def _score_new(self, cands: Mapping[str, Architecture], scored: dict[str, float]) -> list[Architecture]:
         """Score `cands` into `scored`; return the best `n_starts` unseen ones (the next frontier)."""
@@ -311,13 +352,15 @@ class BayesianOptimisation(Strategy):
         if not ids:
             return []
         vals = self._scores([cands[i] for i in ids])
+        if self._cheap is not None and self.problem.constraints:  # screened out: never picked, never expanded
+            vals = np.where([self._passes_cheap(cands[i]) for i in ids], vals, -np.inf)
         for i, v in zip(ids, vals):
             scored[i] = float(v)
         order = np.argsort(-vals, kind="stable")
         out = []
         for j in order:
             a = cands[ids[int(j)]]
-            if a not in self.known:
+            if a not in self.known and vals[int(j)] > -np.inf:
                 out.append(a)
                 if len(out) >= self.n_starts:
                     break

@@ -7,7 +7,8 @@ trial per (architecture, fidelity) and every trial records the budget it was eva
 
 `successive-halving` (ASHA, Li et al. 2020) starts new architectures, proposed by an inner strategy on
 the base space, at the lowest level; whenever a rung holds `eta` x k results, its best k are promoted
-one level up. `hyperband` runs several such brackets starting at successively higher levels, picking a
+one level up. Only completed results count towards k and are promoted: a failed evaluation or a proposal the
+cheap stage rejected (`infeasible`) stays where it is. `hyperband` runs several such brackets starting at successively higher levels, picking a
 bracket for each new architecture with Hyperband's weights. "Best" is constraint-domination ranking:
 non-dominated sorting plus crowding distance with several objectives, so promotion is multi-objective.
 The inner strategy is told the result at the level it was started at.
@@ -123,7 +124,8 @@ class SuccessiveHalving(Strategy):
         return self.fspace.at(asked[0], levels[b]), b, True
 
     def _promotable(self, b: int, r: int) -> Architecture | None:
-        rung = self.rungs[b][r]
+        """The next architecture to promote from rung `r` of bracket `b`: only completed results count and move up."""
+        rung = [m for m in self.rungs[b][r] if m[1].status == "ok"]  # not failed, not rejected by the cheap stage
         quota = len(rung) // self.eta
         if quota == 0:
             return None

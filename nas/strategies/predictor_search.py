@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 CheapFn = Callable[[Architecture], Mapping[str, float]]
 CACHE_SIZE = 200_000
+PROBES = 10  # architectures use_cheap tries before it leaves the cheap metric names to the first measured result
 TRANSFER = "+transfer"  # suffix of a candidate fitted on top of the transfer prior
 PRIOR_ONLY = "transfer"  # the candidate that ranks by the transfer prior alone
 LOCAL_STARTS = 5  # results of the observed front whose whole one-step neighbourhood is scored per batch
@@ -119,7 +120,7 @@ class PredictorSearch(Strategy):
         self.queue: list[dict[str, Any]] = []  # the current batch, not yet handed out
         self.known = SeenArchitectures(space)
         self._cheap: CheapFn | None = None
-        self._cheap_names: frozenset[str] = frozenset()
+        self._cheap_names: frozenset[str] | None = frozenset()  # None: not known yet (every probe failed)
         self._cheap_cache: dict[str, dict[str, float]] = {}
         self._onehot: dict[str, np.ndarray] = {}
         self._empty_at: int | None = None  # results when the last batch came back empty: no new batch until more
@@ -128,18 +129,25 @@ class PredictorSearch(Strategy):
     # ------------------------------------------------------------------ cheap metrics
     def use_cheap(self, evaluate: CheapFn | None) -> None:
         """Compute the metrics `evaluate` returns (cheap ones: params, FLOPs, LUT latency) for every candidate
-        instead of predicting them. `nas.search` calls this with the search's `nas.cheap` evaluators."""
+        instead of predicting them. `nas.search` calls this with the search's `nas.cheap` evaluators; their metric
+        names come from the first of `PROBES` seeded samples they measure, else from the first measured result."""
         self._cheap, self._cheap_cache = evaluate, {}
-        if evaluate is None:
-            self._cheap_names = frozenset()
-            return
-        probe = self.space.sample(np.random.default_rng(self.model_seed))
-        self._cheap_names = frozenset(self._cheap_metrics(probe))
+        self._cheap_names = frozenset() if evaluate is None else None
+        if evaluate is not None:  # learnt from the first probe it can measure (a LUT may lack a probe's block)
+            rng = np.random.default_rng(self.model_seed)
+            self._learn_cheap_names(self.space.sample(rng) for _ in range(PROBES))
+
+    def _learn_cheap_names(self, archs: Iterable[Architecture]) -> None:
+        """Set the cheap metric names from the first of `archs` the cheap evaluator measures (else leave them unknown)."""
+        for arch in archs:
+            if self._cheap_names is not None:
+                return
+            self._cheap_metrics(arch)  # learns the names on its first success
 
     @property
     def predicted_metrics(self) -> list[str]:
         """The objective and constraint metrics this search predicts (those no cheap evaluator gives)."""
-        return [m for m in self.problem.metrics_needed if m not in self._cheap_names]
+        return [m for m in self.problem.metrics_needed if m not in (self._cheap_names or ())]
 
     def _cheap_metrics(self, arch: Architecture) -> dict[str, float]:
         out = self._cheap_cache.get(arch.id)
@@ -148,9 +156,11 @@ class PredictorSearch(Strategy):
                 self._cheap_cache.clear()
             try:
                 out = {k: float(v) for k, v in self._cheap(arch).items()} if self._cheap else {}  # type: ignore[misc]
+                if self._cheap_names is None:
+                    self._cheap_names = frozenset(out)
             except Exception as e:  # noqa: BLE001 - a candidate the cheap stage cannot measure is not proposed
                 logger.debug("cheap metrics of %s failed: %s", arch.id, e)
-                out = {k: math.nan for k in self._cheap_names}
+                out = {k: math.nan for k in self._cheap_names or ()}
             self._cheap_cache[arch.id] = out
         return out
 
@@ -359,6 +369,11 @@ class PredictorSearch(Strategy):
 
     def _batch(self, size: int) -> list[Architecture]:
         """The next `size` true evaluations: refit, search the predictions, take picks by added hypervolume."""
+        if self._cheap_names is None:  # every probe failed: the results the cheap stage measured tell the names
+            self._learn_cheap_names(a for a, r in self.history if r.status != "failed")
+            if self._cheap_names is None:
+                logger.warning("predictor-search: the cheap evaluator measured none of %d probes and results; "
+                               "its metrics are predicted for now", PROBES)
         models = self._fit()
         if not models and self.predicted_metrics:
             return []
