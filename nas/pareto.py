@@ -5,18 +5,29 @@ which EVERY column is minimised; callers negate maximised objectives first.
 Any array-like is accepted and converted with ``np.asarray(points, dtype=float)``.
 NaN is rejected with ``ValueError`` (dominance is undefined for it); +/-inf is
 allowed and ordered as usual.
+
+Exact hypervolume: a sweep in 2-D, slicing in 3-D, and from 4-D on Optuna's WFG
+(``optuna._hypervolume``, exact; 2-12x faster than slicing in 4-6 dimensions);
+`HypervolumeTracker` keeps the hypervolume of a growing set up to date point by point.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import logging
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "crowding_distance",
     "dominates",
+    "HypervolumeTracker",
+    "MonteCarloHypervolume",
     "hypervolume",
     "hypervolume_contributions",
     "non_dominated_sort",
@@ -297,6 +308,8 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
         return _hv2d(p, ref)
     if n == 1:
         return float(np.prod(ref - p[0]))
+    if d >= 4 and np.isfinite(p).all() and np.isfinite(ref).all() and _wfg() is not None:
+        return float(_wfg()(p, ref))
     p = p[pareto_mask(p)]
     p = p[np.argsort(p[:, -1], kind="stable")]
     z = p[:, -1]
@@ -311,11 +324,22 @@ def _hv(p: np.ndarray, ref: np.ndarray) -> float:
     return float(total)
 
 
+@functools.cache
+def _wfg() -> Any:
+    """Optuna's exact WFG hypervolume (a private module of a declared dependency), or None when it moved."""
+    try:
+        from optuna._hypervolume import compute_hypervolume
+    except ImportError:  # an Optuna that renamed it: the slicing in `_hv` is exact too, only slower
+        log.info("optuna._hypervolume.compute_hypervolume not found: hypervolume in 4+ dimensions by slicing")
+        return None
+    return compute_hypervolume
+
+
 def hypervolume(points: ArrayLike, reference: ArrayLike) -> float:
     """Exact volume dominated by ``points`` and bounded by the worst corner ``reference``.
 
     Rows that do not strictly beat ``reference`` in every column add nothing. d == 2 is an
-    O(n log n) sweep; d >= 3 recursive slicing (fine for a few hundred points in d == 3).
+    O(n log n) sweep; d == 3 recursive slicing; d >= 4 Optuna's WFG (slicing without Optuna).
     """
     p, ref = _check_hv_args(points, reference)
     return _hv(_inside(p, ref), ref)
@@ -377,3 +401,133 @@ def hypervolume_contributions(points: ArrayLike, reference: ArrayLike) -> np.nda
         limited = np.maximum(others, q[i])  # each other box clipped to row i's box
         contrib[inside[i]] = float(np.prod(ref - q[i])) - _hv(_inside(limited, ref), ref)
     return contrib
+
+
+class HypervolumeTracker:
+    """The exact hypervolume of a growing set of points against a fixed reference, updated per added point.
+
+    Each point adds its exclusive volume: its box less the front's hypervolume clipped to that box (the
+    WFG step), so a point costs one small hypervolume and a dominated one a dominance check; nothing is
+    recomputed. `front` holds the non-dominated points inside the reference box.
+    """
+
+    def __init__(self, reference: ArrayLike) -> None:
+        ref = np.asarray(reference, dtype=float)
+        if ref.ndim != 1 or ref.size == 0 or np.isnan(ref).any():
+            raise ValueError(f"reference must be a non-empty 1-D point without NaN, got {reference!r}")
+        self.reference = ref
+        self.front = np.empty((0, ref.size))
+        self.volume = 0.0
+        self.evaluations = 0  # hypervolumes computed (one per point that entered the front)
+
+    def add(self, point: ArrayLike) -> float:
+        """Add one point (minimised columns); returns the volume it added (0 when dominated or outside)."""
+        p = np.asarray(point, dtype=float)
+        if p.shape != self.reference.shape or np.isnan(p).any():
+            raise ValueError(f"point must be {self.reference.size} numbers without NaN, got {point!r}")
+        ref, front = self.reference, self.front
+        if ref.size == 2:
+            return self._add_2d(p) if np.all(p < ref) and not self._covered(p[None, :])[0] else 0.0
+        if not np.all(p < ref) or self._covered(p[None, :])[0]:
+            return 0.0
+        clipped = np.maximum(front, p)  # the part of the front's region inside p's box
+        if len(clipped) > 1 and ref.size > 2:
+            clipped = clipped[pareto_mask(clipped)]
+        self.evaluations += 1
+        with np.errstate(invalid="ignore"):
+            gain = float(np.prod(ref - p)) - (_hv(clipped, ref) if len(clipped) else 0.0)
+        self.front = np.vstack([front[~np.all(p <= front, axis=1)], p])
+        self.volume += gain
+        return gain
+
+    def _covered(self, pts: np.ndarray) -> np.ndarray:
+        """Which rows of `pts` a front point weakly dominates (in 2-D by binary search on the sorted front)."""
+        f = self.front
+        if len(f) == 0:
+            return np.zeros(len(pts), dtype=bool)
+        if f.shape[1] == 2:  # the front point with the largest x <= the row's x has the lowest y among them
+            k = np.searchsorted(f[:, 0], pts[:, 0], side="right") - 1
+            return (k >= 0) & (f[np.maximum(k, 0), 1] <= pts[:, 1])
+        out = np.zeros(len(pts), dtype=bool)
+        for r in range(0, len(f), _chunk_rows(len(pts) * f.shape[1])):
+            out |= np.all(f[None, r : r + _chunk_rows(len(pts) * f.shape[1])] <= pts[:, None, :], axis=2).any(axis=1)
+        return out
+
+    def _add_2d(self, p: np.ndarray) -> float:
+        """`add` in 2-D, the front kept sorted by x (so y descends): p's box less the staircase of the front
+        points it dominates, found by binary search; O(log n) plus the points it removes."""
+        f, ref = self.front, self.reference
+        x, y = f[:, 0], f[:, 1]
+        i = int(np.searchsorted(x, p[0], side="left"))  # f[:i]: left of p (each higher than p: p is not covered)
+        j = i + int(np.searchsorted(-y[i:], -p[1], side="right"))  # f[i:j]: dominated by p, then f[j:] below p
+        top = y[i - 1] if i > 0 else ref[1]
+        right = x[j] if j < len(f) else ref[0]
+        gone = f[i:j]
+        widths = np.diff(np.append(gone[:, 0], right))
+        with np.errstate(invalid="ignore"):
+            gain = float((right - p[0]) * (top - p[1]) - np.sum(widths * (top - gone[:, 1])))
+        self.front = np.vstack([f[:i], p[None, :], f[j:]])
+        self.evaluations += 1
+        self.volume += gain
+        return gain
+
+    def extend(self, points: ArrayLike) -> np.ndarray:
+        """Add the rows of `points` in order; returns the volume after each. Rows the front already covers
+        are found block by block with one vectorised check and cost nothing more."""
+        p = _as_points(points, d=self.reference.size)
+        if p.shape[1] != self.reference.size:
+            raise ValueError(f"points have {p.shape[1]} columns, the reference {self.reference.size}")
+        out = np.empty(len(p))
+        for s in range(0, len(p), _BLOCK_ROWS):
+            blk = p[s : s + _BLOCK_ROWS]
+            covered = ~np.all(blk < self.reference, axis=1) | self._covered(blk)
+            for i in range(len(blk)):  # a covered row stays covered: the front only gains ground
+                if not covered[i]:
+                    self.add(blk[i])
+                out[s + i] = self.volume
+        return out
+
+
+class MonteCarloHypervolume(HypervolumeTracker):
+    """`HypervolumeTracker` estimated by Monte Carlo, for many objectives (exact hypervolume grows
+    exponentially with the dimension): `samples` uniform points in the box [`lower`, `reference`] (seeded,
+    so the same points give the same estimate); the volume is the box times the share of them some added
+    point dominates, with standard error `error`. Every added point must lie in that box."""
+
+    def __init__(self, reference: ArrayLike, lower: ArrayLike, samples: int = 1 << 16, seed: int = 0) -> None:
+        super().__init__(reference)
+        lo = np.asarray(lower, dtype=float)
+        if lo.shape != self.reference.shape or not np.all(np.isfinite(lo)) or not np.all(lo < self.reference) \
+                or not np.all(np.isfinite(self.reference)) or samples < 1:
+            raise ValueError(f"lower must be finite and below a finite reference in every column, and samples "
+                             f"positive: got lower {lower!r}, reference {self.reference!r}, samples {samples!r}")
+        self.lower, self.samples = lo, int(samples)
+        self.box = float(np.prod(self.reference - lo))
+        rows = lo + np.random.default_rng(seed).random((self.samples, lo.size)) * (self.reference - lo)
+        self._free = np.ascontiguousarray(rows.T)  # column by column: the samples no added point dominates yet
+        self._hit = 0  # samples dominated so far
+
+    @property
+    def error(self) -> float:
+        """The estimate's standard error (binomial: box * sqrt(q (1 - q) / samples), q the share dominated)."""
+        q = self._hit / self.samples
+        return self.box * float(np.sqrt(q * (1.0 - q) / self.samples))
+
+    def add(self, point: ArrayLike) -> float:
+        """Add one point (minimised columns); returns the estimated volume it added."""
+        p = np.asarray(point, dtype=float)
+        if p.shape != self.reference.shape or np.isnan(p).any() or np.any(p < self.lower):
+            raise ValueError(f"point must be {self.reference.size} numbers, none below lower {self.lower!r}; "
+                             f"got {point!r}")
+        if not np.all(p < self.reference) or self._covered(p[None, :])[0]:
+            return 0.0
+        hit = self._free[0] >= p[0]
+        for j in range(1, p.size):
+            hit &= self._free[j] >= p[j]
+        self._hit += int(np.count_nonzero(hit))
+        self._free = self._free[:, ~hit]
+        front = np.vstack([self.front[~np.all(p <= self.front, axis=1)], p])
+        self.front = front[np.argsort(front[:, 0], kind="stable")] if front.shape[1] == 2 else front
+        self.evaluations += 1
+        before, self.volume = self.volume, self.box * self._hit / self.samples
+        return self.volume - before

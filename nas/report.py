@@ -7,7 +7,6 @@ below it returns dataclasses.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -141,8 +140,8 @@ class SearchProgress:
 
 def summary(console: Console, result: SearchResult, seconds: float) -> None:
     """How many evaluations, how they ended, the seed, and why the search stopped below its budget."""
-    counts = Counter(t.status for t in result.trials)
-    extra = [f"{counts[s]} {s}" for s in ("failed", "infeasible") if counts.get(s)]
+    counts = result.counts()  # infeasible: rejected by a cheap constraint or evaluated and violating one
+    extra = [f"{n} {s}" for s, n in (("failed", counts.failed), ("infeasible", counts.infeasible)) if n]
     console.print(f"{result.used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "
                   f"in the journal; seed {result.config.get('seed')}; this run took {seconds:.1f} s", soft_wrap=True)
     if result.stop_reason == "exhausted":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,33 @@ from nas.errors import ConfigError, JournalError
 from nas.objectives import Objective, Problem
 from nas.pareto import hypervolume, pareto_mask
 from nas.store import Journal, Trial, evaluations_used
+
+
+def outcome(problem: Problem, t: Trial) -> str:
+    """How a trial ended for `problem`: "feasible", "infeasible" (breaks a constraint: rejected by a cheap one
+    before evaluation, status "infeasible", or evaluated and violating one, status "ok"), "failed", or, for an
+    ok result lacking a needed metric, "incomplete" (another status is returned as is)."""
+    if t.status != "ok":
+        return t.status
+    if problem.result_error(t.metrics) is not None:
+        return "incomplete"
+    return "feasible" if problem.feasible(t.metrics) else "infeasible"
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """Trials by `outcome`; `infeasible` = `rejected` (cheap stage) + `violating` (evaluated)."""
+
+    trials: int
+    feasible: int
+    rejected: int
+    violating: int
+    failed: int
+    other: dict[str, int] = field(default_factory=dict)  # "incomplete" and any other status
+
+    @property
+    def infeasible(self) -> int:
+        return self.rejected + self.violating
 
 
 @dataclass
@@ -68,13 +96,25 @@ class SearchResult:
                            cached[3] + [t for t in new if self.problem.feasible(t.metrics)])
         return self._completed[2], self._completed[3]
 
+    def counts(self) -> TrialCounts:
+        """The trials by `outcome`: feasible, infeasible (rejected in the cheap stage or evaluated and
+        violating a constraint), failed."""
+        kinds = Counter(outcome(self.problem, t) for t in self.trials)
+        rejected = sum(t.status == "infeasible" for t in self.trials)
+        return TrialCounts(len(self.trials), kinds.pop("feasible", 0), rejected, kinds.pop("infeasible", 0) - rejected,
+                           kinds.pop("failed", 0), dict(kinds))
+
     def objective(self, name: str | Objective | None = None) -> Objective:
         """The objective called `name` (default: the first). Any recorded metric counts with its direction,
-        "params_m:min" or `Objective("params_m", "min")`; another bare name is a ConfigError saying so."""
+        "params_m:min" or `Objective("params_m", "min")`; another bare name is a ConfigError saying so. An
+        objective's own name is matched first, so a name holding ":" ("val:acc") is that objective."""
         if name is None:
             return self.problem.objectives[0]
         if isinstance(name, Objective):
             return name
+        for o in self.problem.objectives:
+            if o.name == name:
+                return o
         metric, sep, direction = str(name).rpartition(":")
         if sep and direction in ("min", "max"):
             metric = metric.strip()
@@ -83,14 +123,11 @@ class SearchResult:
                 raise ConfigError(f"{metric!r} is not a metric any trial recorded (recorded: "
                                   f"{', '.join(sorted(known)) or 'none'})")
             return Objective(metric, direction)  # type: ignore[arg-type]
-        if sep and metric.strip():
-            raise ConfigError(f"{name!r}: the direction after ':' must be min or max, got {direction!r}")
-        for o in self.problem.objectives:
-            if o.name == name:
-                return o
         recorded = sorted({m for t in self.completed for m in t.metrics} - set(self.problem.names))
         if name in recorded:
             hint = f"; to use the recorded metric, give its direction: {name}:min or {name}:max"
+        elif sep and metric.strip():
+            hint = f"; the direction after ':' must be min or max, got {direction!r}"
         else:
             hint = f"; other recorded metrics: {', '.join(recorded)} (as NAME:min or NAME:max)" if recorded else ""
         raise ConfigError(f"{name!r} is not an objective of this search ({', '.join(self.problem.names)}){hint}")

@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,8 @@ class Journal:
         return JournalContents(follower.config, follower.trials, follower.still_writing, follower.stop_reason)
 
     def writer(self) -> str | None:
-        """Who is writing this journal now ("pid N on HOST since T"), or None: a read-only probe of its lock."""
+        """Who is writing this journal now ("pid N on HOST since T", T in ISO 8601 with its UTC offset; see
+        `writer_since`), or None: a read-only probe of its lock."""
         try:
             fd = os.open(self.workdir / LOCK, os.O_RDONLY)
         except FileNotFoundError:
@@ -287,9 +289,14 @@ class JournalWriter(Journal):
             raise
 
     def create(self, config: Mapping[str, Any]) -> None:
+        """Write the header line as the whole new file, renamed into place: a reader never sees a journal that
+        exists but is empty (it read as "missing header line")."""
         if self.exists():
             raise JournalError(f"{self.path} already exists")
-        self._append({"type": "header", "schema": SCHEMA, "config": dict(config)})
+        if self._lock_fd is None:
+            raise JournalError(f"{self.path}: this writer is closed")
+        header = {"type": "header", "schema": SCHEMA, "config": dict(config)}
+        jsonio.write_bytes(self.path, (jsonio.dumps(header) + "\n").encode())
 
     def append(self, trial: Trial) -> None:
         self._append(trial.to_json())
@@ -357,6 +364,23 @@ def _lock(path: Path, attempts: int = 20) -> int:
         raise JournalError(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
                            "or use another workdir") from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-              .encode(), 0)
+    since = datetime.now().astimezone().isoformat(timespec="seconds")  # with its UTC offset: one instant anywhere
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)
     return fd
+
+
+def writer_since(holder: str) -> tuple[str, float | None]:
+    """Split a lock holder ("pid N on HOST since T", see `Journal.writer`) into who and when (Unix time).
+
+    T is ISO 8601 with the writer's UTC offset; a lock written before the offset was recorded (a local time
+    of unknown zone) or any other text gives (holder, None).
+    """
+    who, sep, when = holder.rpartition(" since ")
+    if sep:
+        try:
+            at = datetime.fromisoformat(when.strip())
+        except ValueError:
+            return holder, None
+        if at.tzinfo is not None:
+            return who, at.timestamp()
+    return holder, None

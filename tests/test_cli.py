@@ -143,7 +143,11 @@ def test_status_reports_counts_budget_and_best(runner, tmp_path):
     result = runner.invoke(app, ["status", str(wd)])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert f"{len(trials)} in the journal: {n['ok']} ok, {n['failed']} failed, {n['infeasible']} infeasible" in out
+    counts = nas.load(wd).counts()  # infeasible: cheap rejections and evaluated violators alike
+    assert counts.rejected == n["infeasible"] and counts.feasible + counts.violating == n["ok"]
+    assert (f"{len(trials)} in the journal: {n['ok']} ok, {n['failed']} failed, {n['infeasible']} rejected by a cheap "
+            f"constraint; {counts.feasible} feasible, {counts.infeasible} infeasible ({counts.violating} evaluated, "
+            f"{n['infeasible']} rejected)") in " ".join(out.split()), out
     assert "20 of 20 evaluations used" in out
     best = nas.load(wd).best("score")
     assert re.search(rf"best score\s+{best.metrics['score']:g} \(trial {best.number}\)", out)

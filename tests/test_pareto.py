@@ -368,5 +368,5 @@ def test_contributions_match_leave_one_out(p: np.ndarray) -> None:
 def test_module_exports() -> None:
     assert set(pareto.__all__) == {
         "crowding_distance", "dominates", "hypervolume", "hypervolume_contributions",
-        "non_dominated_sort", "pareto_mask",
+        "non_dominated_sort", "pareto_mask", "HypervolumeTracker", "MonteCarloHypervolume",
     }

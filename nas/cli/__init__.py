@@ -30,7 +30,6 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +51,7 @@ from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_ta
                         summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
-from nas.store import JOURNAL, Journal, Trial
+from nas.store import JOURNAL, Journal, Trial, writer_since
 from nas.strategies import STRATEGIES
 
 app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -356,6 +355,12 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days ago"
 
 
+def _local_time(t: float) -> str:
+    """A Unix time in the reader's local time, its zone named (every time `nas status` shows is on one clock)."""
+    at = datetime.fromtimestamp(t).astimezone()
+    return at.strftime("%Y-%m-%d %H:%M:%S ") + (at.strftime("%Z") or at.strftime("UTC%z"))
+
+
 def _time_rows(trials: Sequence[Trial]) -> list[tuple[str, str]]:
     """`nas status`'s time rows. Trials of a simulated-clock replay (workers `sim-*`) carry simulated seconds from
     0, not Unix times: they are shown as simulated seconds, never as dates; any other trial (wall clock: real
@@ -366,9 +371,8 @@ def _time_rows(trials: Sequence[Trial]) -> list[tuple[str, str]]:
     if wall:
         first, last = min(t.started for t in wall), max(t.finished for t in wall)
         which = " (wall clock)" if sim else ""
-        rows += [(f"first trial{which}", datetime.fromtimestamp(first).strftime("%Y-%m-%d %H:%M:%S")),
-                 (f"last trial{which}", datetime.fromtimestamp(last).strftime("%Y-%m-%d %H:%M:%S")
-                  + f" ({_ago(time.time() - last)})")]
+        rows += [(f"first trial{which}", _local_time(first)),
+                 (f"last trial{which}", _local_time(last) + f" ({_ago(time.time() - last)})")]
     if sim:
         workers = len({t.worker for t in sim})
         rows.append(("simulated clock", f"{len(sim)} trials replayed on {workers} simulated worker"
@@ -388,7 +392,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     result = _load(workdir)
     config, trials = result.config, result.trials
     console = _out()
-    counts = Counter(t.status for t in trials)
+    counts = result.counts()
     used = result.used
     budget = int(config.get("budget", 0))
     grid = Table.grid(padding=(0, 2))
@@ -403,9 +407,12 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
                  + ")")
     grid.add_row("objectives", ", ".join(f"{o.name} ({o.direction})" for o in result.problem.objectives))
     grid.add_row("constraints", ", ".join(str(c) for c in result.problem.constraints) or "none")
-    grid.add_row("trials", f"{len(trials)} in the journal: "
-                 + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "failed", "infeasible"))
-                 + "".join(f", {n} {s}" for s, n in counts.items() if s not in ("ok", "failed", "infeasible"))
+    # infeasible: every trial that breaks a constraint, whether evaluated (status ok) or rejected before
+    why = f" ({counts.violating} evaluated, {counts.rejected} rejected)" if counts.infeasible else ""
+    grid.add_row("trials", f"{len(trials)} in the journal: {counts.feasible + counts.violating} ok, {counts.failed} "
+                 f"failed, {counts.rejected} rejected by a cheap constraint"
+                 + "".join(f", {n} {s}" for s, n in counts.other.items())
+                 + f"; {counts.feasible} feasible, {counts.infeasible} infeasible{why}"
                  + (" (the next is being written)" if result.stop_reason == "still being written" else ""))
     if used > budget:
         grid.add_row("budget", f"{used} evaluations used; the budget was lowered to {budget} (reached)")
@@ -424,7 +431,10 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
 
     one_shot = search_state(Path(workdir), config, trials, result.stop_reason)  # DARTS: epochs, not a budget
     if writer is not None:
-        grid.add_row("state", f"running ({writer})")
+        who, since = writer_since(writer)  # a lock from before zones were recorded: as written, said so
+        zone = ", the search machine's local time" if since is None and " since " in writer else ""
+        grid.add_row("state", f"running ({who} since {_local_time(since)})" if since is not None
+                     else f"running ({writer}{zone})")
     elif one_shot is not None:
         grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:
@@ -521,9 +531,10 @@ def dashboard(
              "without it); repeatable.")] = None,
 ) -> None:
     """Serve a live, read-only web page of one or several searches (progress, fronts, trials) until Ctrl-C."""
-    from nas.dashboard.server import make_server, url_of
+    from nas.dashboard.server import check_port, make_server, url_of
     from nas.dashboard.views import check_views, open_views
 
+    check_port(port)  # before reading the searches, which may take a while
     views = open_views(workdirs, models or ())
     check_views(views)
     server = make_server(views, host, port)

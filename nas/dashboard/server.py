@@ -126,11 +126,22 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
+def check_port(port: int) -> int:
+    """`port` when it is one a server can bind (0: any free one), else a ConfigError naming the range."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: must be 1..65535 (or 0 for any free port)")
+    return port
+
+
 def make_server(views: Sequence[SearchView], host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """A server for `views` bound to host:port (port 0: a free one); a port in use is one ConfigError."""
+    """A server for `views` bound to host:port (port 0: a free one); a port out of range or in use is one
+    ConfigError."""
+    check_port(port)
     handler = type("BoundHandler", (Handler,), {"views": tuple(views)})
     try:
         server = ThreadingHTTPServer((host, port), handler)
+    except OverflowError as e:  # what bind() says of a port out of range, should one get here
+        raise ConfigError(f"--port {port}: {e}") from None
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise ConfigError(f"port {port} on {host} is in use (another dashboard?): choose another with "

@@ -7,9 +7,11 @@ It only reads: the journal, `running.json` and export folders are never written.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
+import os
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -22,14 +24,15 @@ import numpy as np
 from nas import jsonio
 from nas.errors import ConfigError, JournalError, NASError
 from nas.objectives import Problem
-from nas.pareto import hypervolume, pareto_mask
+from nas.pareto import HypervolumeTracker, MonteCarloHypervolume
 from nas.report import compact
-from nas.result import SearchResult
-from nas.store import JOURNAL, Journal, JournalFollower, Trial
+from nas.result import SearchResult, outcome
+from nas.store import JOURNAL, Journal, JournalFollower, Trial, writer_since
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW = 50  # evaluations the rate and ETA are measured over (the recent ones: a search speeds up/slows)
+SIMULATED = "sim-"  # the worker prefix of a simulated-clock replay's trials: their times are simulated seconds
 
 
 def finite(v: float) -> float | None:
@@ -63,47 +66,85 @@ def find_workdirs(paths: Sequence[str | Path], depth: int = 3) -> list[Path]:
 
 @dataclass
 class HypervolumeCurve:
-    """The front's hypervolume over evaluations, for the search's objectives, at most `POINTS` steps.
+    """The front's hypervolume over evaluations, for the search's objectives, shown in at most `POINTS` steps.
 
     The reference point is the worst feasible value of each objective plus a tenth of its range (so the
-    extreme points count). The curve is extended chunk by chunk as trials arrive (each chunk merged into the
-    running front with one vectorised non-dominated filter); it is computed again only when a new trial
-    moves the reference point, or the chunk size doubles to keep the curve short.
+    extreme points count). Each new feasible trial adds its exclusive volume (`HypervolumeTracker`: one small
+    hypervolume for a trial that enters the front, none for a dominated one), so a poll costs only its new
+    trials. A trial that moves the reference point (a new worst value or a wider range) makes it one pass
+    over the feasible trials again, for the new reference. Up to `EXACT` objectives the curve is exact; with
+    more it is a seeded Monte Carlo estimate (`MonteCarloHypervolume`, `SAMPLES` points, its standard error
+    in `error`), since exact hypervolume grows exponentially with the number of objectives.
     """
 
     POINTS = 200
+    EXACT = 4
+    SAMPLES = 1 << 16
     reference: np.ndarray | None = None
-    front: np.ndarray | None = None
-    step: int = 1
-    done: int = 0  # feasible points merged into `front`
-    points: list[tuple[int, float]] = field(default_factory=list)
+    tracker: HypervolumeTracker | None = None
+    done: int = 0  # feasible points added to `tracker`
+    changes: list[tuple[int, float]] = field(default_factory=list)  # (evaluations used, hypervolume) per change
+    evaluations: int = 0  # hypervolumes computed, over every pass (what the curve costs)
 
     def update(self, pts: np.ndarray, used: Sequence[int]) -> list[tuple[int, float]]:
+        """The curve for the feasible points `pts` (minimised, journal order; earlier calls' points first)."""
         n = len(pts)
         if n == 0:
             return []
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         ref = hi + np.where(hi > lo, (hi - lo) / 10, 1.0)
-        if self.reference is None or np.any(ref != self.reference) or n > 2 * self.POINTS * self.step:
-            self.reference, self.front, self.done, self.points = ref, pts[:0], 0, []
-            self.step = max(1, -(-n // self.POINTS))
-        while self.done + self.step <= n:
-            self._merge(pts[self.done:self.done + self.step], used[self.done + self.step - 1])
-        if self.done < n:  # the last, partial chunk: shown now, merged for good once complete
-            front, done, points = self.front, self.done, list(self.points)
-            self._merge(pts[self.done:], used[n - 1])
-            out, self.front, self.done, self.points = self.points, front, done, points
-            return out
-        return self.points
+        if self.reference is None or self.tracker is None or np.any(ref != self.reference) or n < self.done \
+                or (isinstance(self.tracker, MonteCarloHypervolume) and np.any(lo < self.tracker.lower)):
+            self.reference, self.done, self.changes = ref, 0, []
+            self.tracker = (HypervolumeTracker(ref) if len(ref) <= self.EXACT
+                            else MonteCarloHypervolume(ref, lo, self.SAMPLES))
+        before, last = self.tracker.evaluations, self.tracker.volume
+        for i, hv in enumerate(self.tracker.extend(pts[self.done:]), start=self.done):
+            if hv != last:
+                if self.changes and self.changes[-1][0] == used[i]:  # a re-checked copy: no evaluation used
+                    self.changes.pop()
+                self.changes.append((int(used[i]), float(hv)))
+                last = hv
+        self.evaluations += self.tracker.evaluations - before
+        self.done = n
+        return self.curve()
 
-    def _merge(self, chunk: np.ndarray, used: int) -> None:
-        assert self.front is not None and self.reference is not None
-        cand = np.vstack([self.front, chunk])
-        self.front = cand[pareto_mask(cand)]
-        hv = float(hypervolume(self.front, self.reference))
-        if not self.points or hv != self.points[-1][1]:
-            self.points.append((int(used), hv))
-        self.done += len(chunk)
+    @property
+    def error(self) -> float | None:
+        """The curve's standard error (Monte Carlo, more than `EXACT` objectives), None when it is exact."""
+        return self.tracker.error if isinstance(self.tracker, MonteCarloHypervolume) else None
+
+    def curve(self) -> list[tuple[int, float]]:
+        """`changes` in at most about `POINTS` steps: the last change in each equal span of evaluations."""
+        if len(self.changes) <= self.POINTS:
+            return list(self.changes)
+        width = -(-self.changes[-1][0] // self.POINTS)
+        out: list[tuple[int, float]] = []
+        for used, hv in self.changes:
+            if out and (out[-1][0] - 1) // width == (used - 1) // width:
+                out[-1] = (used, hv)
+            else:
+                out.append((used, hv))
+        return out
+
+
+class RunFollower(JournalFollower):
+    """A `JournalFollower` that also notes where each run of the search began (its journal's "resume" lines)."""
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.runs: list[tuple[int, float | None]] = [(0, None)]  # (first trial of the run, when it started)
+
+    def _add(self, line: int, rec: dict[str, Any]) -> None:
+        super()._add(line, rec)
+        if rec.get("type") == "resume":
+            when = rec.get("time")
+            self.runs.append((len(self.trials), float(when) if isinstance(when, (int, float)) else None))
+
+
+def simulated(t: Trial) -> bool:
+    """Whether `t` was replayed on a simulated clock (its times are simulated seconds from 0, not Unix times)."""
+    return t.worker.startswith(SIMULATED)
 
 
 class SearchView:
@@ -112,8 +153,10 @@ class SearchView:
     def __init__(self, workdir: Path, key: str, name: str, models: Sequence[Path] = ()) -> None:
         self.workdir, self.key, self.name, self.models = workdir, key, name, list(models)
         self.journal = Journal(workdir)
-        self.follower = JournalFollower(self.journal)
+        self.follower = RunFollower(self.journal)
         self.revision = 0  # rises whenever the journal gained a record (clients poll with it)
+        self.generation = 0  # rises whenever the rows are built anew (a replaced journal, corrected objectives)
+        self.journal_id: str | None = None  # which journal the rows describe (see `_identify`)
         self.error: str | None = None  # the journal's damage, shown instead of the search
         self.problem: Problem | None = None
         self.rows: list[dict[str, Any]] = []
@@ -131,7 +174,7 @@ class SearchView:
             lines_before = self.follower.lines
             try:
                 if self.follower.poll():
-                    self.rows, self._used, self._hv, self.revision = [], 0, HypervolumeCurve(), self.revision + 1
+                    self._restart()
                 self.error = None
             except NASError as e:
                 self.error = str(e)
@@ -146,8 +189,12 @@ class SearchView:
                 except (KeyError, TypeError, NASError) as e:
                     self.error = f"{self.journal.path}:1: the header names no valid objectives ({e})"
                     return
+                if self._problem_spec is not None:
+                    self._restart()
                 self._problem_spec = spec
                 self.rows, self._used, self._hv = [], 0, HypervolumeCurve()
+            if self.journal_id is None:
+                self._identify()
             trials = self.follower.trials
             if self.follower.lines == lines_before and len(self.rows) == len(trials):
                 return
@@ -157,10 +204,30 @@ class SearchView:
             self.revision += 1
             self._cache.clear()
 
+    def _restart(self) -> None:
+        """The journal was replaced (or its objectives corrected): every row is built anew, under a new identity."""
+        self.rows, self._used, self._hv, self.revision = [], 0, HypervolumeCurve(), self.revision + 1
+        self.generation += 1
+        self.journal_id = None
+        self._cache.clear()
+
+    def _identify(self) -> None:
+        """Set `journal_id`: a digest of the journal file (device, inode) and its header line, and the rows'
+        generation. A page holding rows of another identity drops them: a replaced search may already hold
+        more trials than the page has, so a shrinking trial count cannot be what tells."""
+        try:
+            with open(self.journal.path, "rb") as f:
+                stat = os.fstat(f.fileno())
+                head = f.readline()
+        except OSError:
+            return
+        digest = hashlib.sha256(f"{stat.st_dev}:{stat.st_ino}:".encode() + head).hexdigest()[:16]
+        self.journal_id = f"{digest}.{self.generation}"
+
     def _row(self, t: Trial, used: int) -> dict[str, Any]:
         assert self.problem is not None
-        ok = t.status == "ok" and self.problem.result_error(t.metrics) is None
-        return {"number": t.number, "status": t.status, "feasible": ok and self.problem.feasible(t.metrics),
+        kind = outcome(self.problem, t)
+        return {"number": t.number, "status": t.status, "outcome": kind, "feasible": kind == "feasible",
                 "metrics": {k: finite(v) for k, v in t.metrics.items()}, "arch": compact(t.arch),
                 "arch_id": t.arch_id, "duration": t.finished - t.started, "worker": t.worker, "error": t.error,
                 "used": used}
@@ -185,7 +252,8 @@ class SearchView:
     # ------------------------------------------------------------------ views
     def summary(self) -> dict[str, Any]:
         """Name, state, progress (used / budget, rate, ETA, failures, busy workers), objectives, best values."""
-        base = {"key": self.key, "name": self.name, "workdir": str(self.workdir.resolve()), "revision": self.revision}
+        base = {"key": self.key, "name": self.name, "workdir": str(self.workdir.resolve()), "revision": self.revision,
+                "journal_id": self.journal_id}
         if self.error is not None:
             return {**base, "error": self.error}
         if self.follower.config is None or self.problem is None:
@@ -206,45 +274,73 @@ class SearchView:
         writer = self.journal.writer()
         running = self.journal.running() if writer else None
         budget = int(self.follower.config.get("budget", 0))
-        rate = self._cached("rate", self._rate)
+        rate, clock = self._cached("rate", self._rate)
         exhausted = self.follower.stop_reason == "exhausted"
-        return {"state": (f"running ({writer})" if writer else
+        who, since = writer_since(writer) if writer else (None, None)
+        if writer and since is None and " since " in writer:  # a lock from before zones were recorded
+            who = f"{writer}, the search machine's local time"
+        return {"state": (f"running ({who})" if writer else
                           "finished" if self._used >= budget or exhausted else "stopped below its budget"),
-                "running": writer is not None,
-                "eta_s": None if rate is None or writer is None else max(budget - self._used, 0) / rate,
+                "running": writer is not None, "running_since": since,
+                "eta_s": (None if rate is None or writer is None or clock == "simulated"
+                          else max(budget - self._used, 0) / rate),
                 "workers": None if running is None else {"slots": running.get("slots"),
                                                          "in_flight": running.get("in_flight", [])}}
 
-    def _rate(self) -> float | None:
-        """Evaluations per second over the last `RATE_WINDOW` evaluations (None before two)."""
-        recent = [t for t in self.follower.trials[-4 * RATE_WINDOW:] if t.is_evaluation][-RATE_WINDOW:]
-        if len(recent) < 2:
-            return None
-        span = max(t.finished for t in recent) - min(t.started for t in recent)
-        return len(recent) / span if span > 0 else None
+    def _rate(self) -> tuple[float | None, str]:
+        """(evaluations per second over the last `RATE_WINDOW` evaluations of the current run, its clock).
+
+        Only this run's trials count (a resumed search's "resume" line starts a run), so the pause before a
+        resume is not taken for slow evaluations. The clock is "simulated" for a simulated-clock replay (its
+        rate is per simulated second; no ETA follows from it), else "wall". None before two evaluations (one
+        when the run's start time is known).
+        """
+        trials = self.follower.trials
+        start, began = self.follower.runs[-1]
+        recent = [t for t in trials[max(start, len(trials) - 4 * RATE_WINDOW):] if t.is_evaluation][-RATE_WINDOW:]
+        clock = "simulated" if recent and all(simulated(t) for t in recent) else "wall"
+        first = min((t.started for t in recent), default=0.0)
+        if len(recent) == 1 and began is not None and clock == "wall":
+            first = began  # the one evaluation of a fresh run: from the run's start
+        elif len(recent) < 2:
+            return None, clock
+        span = max(t.finished for t in recent) - first
+        return (len(recent) / span if span > 0 else None), clock
 
     def _summary(self) -> dict[str, Any]:
         assert self.problem is not None and self.follower.config is not None
         config, trials, problem = self.follower.config, self.follower.trials, self.problem
         result = self.result()
         counts = Counter(t.status for t in trials)
+        outcomes = Counter(r["outcome"] for r in self.rows)
         budget = int(config.get("budget", 0))
         best = {}
         for o in problem.objectives:
             b = result.best(o.name)
             best[o.name] = None if b is None else {"trial": b.number, "value": finite(b.metrics[o.name])}
         metrics = sorted({m for t in trials for m in t.metrics})
-        rate = self._cached("rate", self._rate)
+        rate, clock = self._cached("rate", self._rate)
+        wall = [t for t in trials if not simulated(t)]
+        sim = [t for t in trials if simulated(t)]
         return {"error": None, "still_writing": self.follower.still_writing, "strategy": config.get("strategy"),
                 "seed": config.get("seed"), "strategy_options": config.get("strategy_options") or {},
                 "objectives": [{"name": o.name, "direction": o.direction} for o in problem.objectives],
                 "constraints": [str(c) for c in problem.constraints], "metrics": metrics,
                 "trials": len(trials), "used": self._used, "budget": budget,
-                "counts": {s: counts.get(s, 0) for s in ("ok", "failed", "infeasible")},
-                "feasible": sum(r["feasible"] for r in self.rows),
-                "rate_per_min": None if rate is None else rate * 60,
-                "first": min((t.started for t in trials), default=None),
-                "last": max((t.finished for t in trials), default=None),
+                # infeasible: every trial that breaks a constraint, rejected by a cheap one before evaluation
+                # (status "infeasible") or evaluated and found violating (status "ok"), as `nas status` counts
+                "counts": {"ok": counts.get("ok", 0), "failed": outcomes.get("failed", 0),
+                           "infeasible": outcomes.get("infeasible", 0), "rejected": counts.get("infeasible", 0),
+                           "violating": outcomes.get("infeasible", 0) - counts.get("infeasible", 0),
+                           "feasible": outcomes.get("feasible", 0)},
+                "feasible": outcomes.get("feasible", 0),
+                "rate_per_min": None if rate is None else rate * 60, "rate_clock": clock,
+                # wall-clock trials only: a simulated-clock replay's times are seconds from 0, never dates
+                "first": min((t.started for t in wall), default=None),
+                "last": max((t.finished for t in wall), default=None),
+                "simulated": None if not sim else {
+                    "trials": len(sim), "workers": len({t.worker for t in sim}),
+                    "from": min(t.started for t in sim), "to": max(t.finished for t in sim)},
                 "best": best, "pareto_size": len(result.pareto_front())}
 
     def trials_since(self, start: int) -> list[dict[str, Any]]:
@@ -278,7 +374,8 @@ class SearchView:
                         and all(r["metrics"].get(o.name) is not None for o in objs)]
                 pts = np.array([[o.minimised(r["metrics"][o.name]) for o in objs] for r in rows], dtype=float)
                 hv = list(self._hv.update(pts.reshape(-1, len(objs)), [r["used"] for r in rows]))
-            return {"best": curves, "hypervolume": hv,
+            return {"best": curves, "hypervolume": hv, "hypervolume_error": self._hv.error,
+                    "hypervolume_samples": self._hv.SAMPLES if self._hv.error is not None else None,
                     "reference": None if self._hv.reference is None else self._unminimise(self._hv.reference)}
 
         return self._cached("history", make)

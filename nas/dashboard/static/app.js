@@ -30,7 +30,9 @@ function duration(s) {
   if (s < 5400) return `${(s / 60).toFixed(0)} min`;
   return `${(s / 3600).toFixed(1)} h`;
 }
-function when(t) { return t ? new Date(t * 1000).toLocaleString() : "–"; }
+// A Unix time in the reader's local time with its zone named; a simulated-clock trial's time is simulated seconds.
+function when(t) { return t === null || t === undefined ? "–" : new Date(t * 1000).toLocaleString(undefined, {timeZoneName: "short"}); }
+function trialTime(t, worker) { return String(worker).startsWith("sim-") ? `${fmt(t)} s (simulated clock)` : when(t); }
 function metricOf(name) { const i = name.lastIndexOf(":"); return i > 0 && /^(min|max)$/.test(name.slice(i + 1)) ? name.slice(0, i) : name; }
 function el(id) { return document.getElementById(id); }
 
@@ -53,10 +55,14 @@ function frontPath(key, names) {
 async function loadSearch(key) {
   let d = data[key] || (data[key] = {rows: [], revision: -1});
   let res = await api(searchPath(key, d.rows.length));
-  if (res.summary.trials !== undefined && res.summary.trials < d.rows.length) {  // the journal was replaced
+  // Rows of another journal (a search replaced by a fresh one, which may already hold more trials than the
+  // page has; or objectives corrected) are dropped: the server names the journal its rows describe.
+  const replaced = d.journal !== undefined && res.summary.journal_id !== d.journal;
+  if (replaced || (res.summary.trials !== undefined && res.summary.trials < d.rows.length)) {
     d = data[key] = {rows: [], revision: -1};
     res = await api(searchPath(key, 0));
   }
+  d.journal = res.summary.journal_id;
   d.changed = res.summary.revision !== d.revision;
   if (res.trials.length) d.rows = d.rows.concat(res.trials);
   d.summary = res.summary;
@@ -109,7 +115,7 @@ function showOverview() {
     searches = await api("/api/searches");
     el("overview").tBodies[0].innerHTML = searches.map(s => s.error ? `<tr><td class="status">${esc(s.name)}</td>
         <td class="arch error" colspan="4">${esc(s.error)}</td></tr>` :
-      `<tr onclick="location.hash='#/s/${s.key}'"><td class="status">${esc(s.name)}</td><td class="status">${esc(s.state)}</td>
+      `<tr onclick="location.hash='#/s/${s.key}'"><td class="status">${esc(s.name)}</td><td class="status">${esc(stateText(s))}</td>
        <td>${s.used ?? 0} / ${s.budget ?? "?"}</td>
        <td class="arch">${Object.entries(s.best || {}).map(([n, b]) => `${esc(n)} ${b ? fmt(b.value) : "–"}`).join(", ")}</td>
        <td>${s.pareto_size ?? ""}</td></tr>`).join("");
@@ -166,6 +172,10 @@ function showSearch(key) {
   });
 }
 
+function stateText(s) {
+  return s.running && s.running_since ? `${s.state.replace(/\)$/, "")} since ${when(s.running_since)})` : s.state;
+}
+
 function drawSummary(d) {
   const s = d.summary;
   if (s.error) { el("page-error").textContent = s.error; return; }
@@ -176,9 +186,14 @@ function drawSummary(d) {
   const w = s.workers;
   const busy = w ? `<br>workers: ${w.in_flight.length} of ${w.slots} busy` + w.in_flight.map(f =>
     `<br>&nbsp;· ${esc(f.arch_id)} for ${duration(Date.now() / 1000 - f.since)}`).join("") : "";
-  el("progress-detail").innerHTML = `${esc(s.state)}${s.still_writing ? " (a trial is being written)" : ""}<br>
-    ${s.trials} trials: ${s.counts.ok} ok, ${s.counts.failed} failed, ${s.counts.infeasible} infeasible; ${s.feasible} feasible<br>
-    rate ${s.rate_per_min === null ? "–" : fmt(s.rate_per_min) + " / min"} · ETA ${s.running ? duration(s.eta_s) : "–"}${busy}`;
+  const c = s.counts;  // infeasible: every trial that breaks a constraint, as `nas status` counts it
+  const why = c.infeasible ? ` (${c.violating} evaluated, ${c.rejected} rejected)` : "";
+  const sim = s.rate_clock === "simulated";
+  el("progress-detail").innerHTML = `${esc(stateText(s))}${s.still_writing ? " (a trial is being written)" : ""}<br>
+    <span id="progress-counts">${s.trials} trials: ${c.ok} ok, ${c.failed} failed, ${c.rejected} rejected by a cheap constraint;
+    ${c.feasible} feasible, ${c.infeasible} infeasible${why}</span><br>
+    rate ${s.rate_per_min === null ? "–" : fmt(s.rate_per_min) + (sim ? " / simulated min" : " / min")} ·
+    ETA ${s.running && !sim ? duration(s.eta_s) : "–"}${busy}`;
   el("best").innerHTML = s.objectives.map(o => {
     const b = s.best[o.name];
     return `<div>${esc(o.name)} (${o.direction}): <b>${b ? fmt(b.value) : "–"}</b>
@@ -187,7 +202,10 @@ function drawSummary(d) {
   el("about").innerHTML = `<dl><dt>workdir</dt><dd>${esc(s.workdir)}</dd><dt>strategy</dt><dd>${esc(s.strategy)}
     ${Object.keys(s.strategy_options).length ? esc(JSON.stringify(s.strategy_options)) : ""}</dd>
     <dt>seed</dt><dd>${esc(s.seed)}</dd><dt>constraints</dt><dd>${esc(s.constraints.join(", ") || "none")}</dd>
-    <dt>first / last</dt><dd>${when(s.first)} / ${when(s.last)}</dd></dl>`;
+    ${s.first !== null ? `<dt>first / last${s.simulated ? " (wall clock)" : ""}</dt><dd>${when(s.first)} / ${when(s.last)}</dd>` : ""}
+    ${s.simulated ? `<dt>simulated clock</dt><dd id="simulated-clock">${s.simulated.trials} trials replayed on ${s.simulated.workers}
+      simulated worker${s.simulated.workers > 1 ? "s" : ""}, from ${fmt(s.simulated.from)} s to ${fmt(s.simulated.to)} s simulated
+      (no wall-clock dates)</dd>` : ""}</dl>`;
 }
 
 function setupAxes(s) {
@@ -224,11 +242,14 @@ async function drawFront(key) {
   const mx = metricOf(x), my = metricOf(y);
   const names = new Set(d.summary.objectives.map(o => o.name).concat([mx, my]));
   const on = new Set(front.numbers);
-  const groups = {front: [], dominated: [], infeasible: []};
+  const groups = {front: [], dominated: [], infeasible: [], failed: []};
   for (const r of d.rows) {
     if (r.metrics[mx] === null || r.metrics[mx] === undefined || r.metrics[my] === null || r.metrics[my] === undefined) continue;
-    groups[on.has(r.number) ? "front" : r.feasible ? "dominated" : "infeasible"].push(r);
+    groups[on.has(r.number) ? "front" : r.feasible ? "dominated" : r.outcome === "infeasible" ? "infeasible" : "failed"].push(r);
   }
+  // the legend counts what the "infeasible" filter lists; trials without both values (a cheap rejection) are not drawn
+  const infeasible = d.summary.counts.infeasible;
+  const shown = groups.infeasible.length === infeasible ? `${infeasible}` : `${groups.infeasible.length} drawn of ${infeasible}`;
   const byNumber = new Map(d.rows.map(r => [r.number, r]));
   groups.front = front.numbers.map(n => byNumber.get(n)).filter(Boolean);
   // hover: the full metrics for the front; trial, axes and architecture for the (many) others
@@ -239,9 +260,10 @@ async function drawFront(key) {
       : `trial %{customdata}<br>${esc(mx)} %{x}<br>${esc(my)} %{y}<br>%{text}<extra></extra>`, marker, ...extra});
   const traces = [
     trace(groups.dominated, `dominated (${groups.dominated.length})`, {color: "#9aa5b5", size: 6, opacity: 0.6}),
-    trace(groups.infeasible, `infeasible or failed (${groups.infeasible.length})`, {color: "#d9534f", size: 7, symbol: "x"}),
+    trace(groups.infeasible, `infeasible (${shown})`, {color: "#d9534f", size: 7, symbol: "x"}),
     trace(groups.front, `Pareto front (${groups.front.length})`, {color: "#1f5fbf", size: 10},
           {mode: "lines+markers", line: {shape: "hv", width: 1.5}}, true),
+    trace(groups.failed, `failed with values (${groups.failed.length})`, {color: "#8a2be2", size: 7, symbol: "x-thin-open"}),
   ];
   const dir = n => n.endsWith(":min") || n.endsWith(":max") ? n.slice(n.lastIndexOf(":") + 1)
     : d.summary.objectives.find(o => o.name === n)?.direction;
@@ -264,7 +286,9 @@ function drawHistory(d) {
   const last = d.summary.used;
   Plotly.react("hv-plot", hv.length ? [{type: "scatter", mode: "lines+markers", x: hv.map(p => p[0]).concat([last]),
     y: hv.map(p => p[1]).concat([hv[hv.length - 1][1]]), line: {shape: "hv"}, name: "hypervolume"}] : [],
-    {title: {text: hv.length ? "front hypervolume over evaluations" : "hypervolume: needs two objectives and a feasible trial"},
+    {title: {text: !hv.length ? "hypervolume: needs two objectives and a feasible trial"
+      : h.hypervolume_error === null || h.hypervolume_error === undefined ? "front hypervolume over evaluations"
+      : `front hypervolume over evaluations (Monte Carlo, ± ${fmt(h.hypervolume_error)} s.e., ${fmt(h.hypervolume_samples)} samples)`},
      xaxis: {title: {text: "evaluations"}}, yaxis: {title: {text: "hypervolume"}},
      annotations: h.reference ? [{text: `reference ${h.reference.map(fmt).join(", ")}`, showarrow: false,
        xref: "paper", yref: "paper", x: 1, y: 0, xanchor: "right", yanchor: "bottom", font: {size: 10}}] : [],
@@ -306,7 +330,8 @@ function drawTable() {
   let rows = d.rows.filter(r => {
     if (view.status === "feasible" && !r.feasible) return false;
     if (view.status === "front" && !front.has(r.number)) return false;
-    if (!["all", "feasible", "front"].includes(view.status) && r.status !== view.status) return false;
+    if (["infeasible", "failed"].includes(view.status) && r.outcome !== view.status) return false;  // as counted
+    if (!["all", "feasible", "front", "infeasible", "failed"].includes(view.status) && r.status !== view.status) return false;
     return !view.filter || `${r.arch} ${r.error || ""} ${r.worker} ${r.status} ${r.arch_id}`.toLowerCase().includes(view.filter);
   });
   const {col, dir} = view.sort;
@@ -327,7 +352,7 @@ function drawTable() {
     `<tr class="${r.status}${front.has(r.number) ? " front" : ""}" data-number="${r.number}">` + cols.map(([c]) => {
       const v = value(r, c);
       if (c === "arch") return `<td class="arch">${esc(v)}</td>`;
-      if (c === "status") return `<td class="status">${esc(v)}${r.status === "ok" && !r.feasible ? " (violates)" : ""}</td>`;
+      if (c === "status") return `<td class="status">${esc(v)}${r.status === "ok" && r.outcome === "infeasible" ? " (violates)" : ""}</td>`;
       if (c === "duration") return `<td>${v.toFixed(2)}</td>`;
       return `<td>${esc(fmt(v))}</td>`;
     }).join("") + "</tr>").join("");
@@ -355,12 +380,12 @@ async function showTrial(key, number) {
       <p><a href="#/s/${key}">← ${esc(d.summary.name)}</a>
       ${number > 0 ? `· <a href="#/s/${key}/trial/${number - 1}">trial ${number - 1}</a>` : ""}
       ${number + 1 < d.rows.length ? `· <a href="#/s/${key}/trial/${number + 1}">trial ${number + 1}</a>` : ""}</p>
-      <h2 id="trial-title">trial ${t.number} <span class="muted">(${esc(t.status)}${t.status === "ok" ? (t.feasible ? ", feasible" : ", violates a constraint") : ""})</span></h2>
+      <h2 id="trial-title">trial ${t.number} <span class="muted">(${esc(t.status)}${t.status === "ok" ? (t.feasible ? ", feasible" : t.outcome === "infeasible" ? ", violates a constraint" : `, ${esc(t.outcome)}`) : ""})</span></h2>
       <div class="cards">
         <div class="card"><h3>metrics</h3><table id="trial-metrics">${Object.entries(t.metrics).map(([k, v]) =>
           `<tr><td class="status">${objs.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table></div>
         <div class="card"><h3>run</h3><dl><dt>arch id</dt><dd>${esc(t.arch_id)}</dd><dt>worker</dt><dd>${esc(t.worker)}</dd>
-          <dt>started</dt><dd>${when(t.started)}</dd><dt>finished</dt><dd>${when(t.finished)}</dd>
+          <dt>started</dt><dd>${trialTime(t.started, t.worker)}</dd><dt>finished</dt><dd>${trialTime(t.finished, t.worker)}</dd>
           <dt>seconds</dt><dd>${t.duration.toFixed(3)}</dd><dt>evaluations used</dt><dd>${t.used}</dd>
           ${Object.keys(t.extra).length ? `<dt>extra</dt><dd>${esc(JSON.stringify(t.extra))}</dd>` : ""}</dl>
           ${t.error ? `<h3>error</h3><pre class="error">${esc(t.error)}</pre>` : ""}</div>
