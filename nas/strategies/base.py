@@ -158,6 +158,22 @@ class Strategy(ABC):
         self.rng.bit_generator.state = state["rng"]
 
 
+def unknown_near(space: Space, arch: Architecture, rng: np.random.Generator,
+                 unknown: Callable[[Architecture], bool], tries: int = 100) -> Architecture | None:
+    """An architecture `unknown` accepts near `arch`: a random one of its neighbours (one decision away) where the
+    space lists neighbours, else a uniform sample; None when `tries` samples find none (the space is nearly
+    exhausted). What a strategy converged on known architectures explores instead."""
+    if "neighbours" in space.capabilities:
+        near = [a for a in space.neighbours(arch) if unknown(a)]
+        if near:
+            return near[int(rng.integers(len(near)))]
+    for _ in range(tries):
+        sample = space.sample(rng)
+        if unknown(sample):
+            return sample
+    return None
+
+
 def arch_record(arch: Architecture, result: TrialResult) -> list[Any]:
     """[architecture dict, result dict]: how strategies store (arch, result) pairs in their state."""
     return [arch.to_dict(), result.to_dict()]

@@ -30,7 +30,7 @@ from nas.objectives import Problem
 from nas.spaces import Architecture, Choice, Integer, Space
 from nas.spaces.params import Conditional
 from nas.spaces.space import _ABSENT, get_path, path_str
-from nas.strategies.base import Strategy, TrialResult
+from nas.strategies.base import Strategy, TrialResult, unknown_near
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +227,7 @@ class OptunaStrategy(Strategy):
         decision away) where the space lists neighbours, else a uniform unasked sample; None when 100 draws find
         none (the space is nearly exhausted). Seeded by the trial number, so a replayed log draws the same one."""
         rng = np.random.default_rng(None if self.seed is None else [self.seed, number])
-        if "neighbours" in self.space.capabilities:
-            near = [a for a in self.space.neighbours(arch) if a.id not in self._asked]
-            if near:
-                return near[int(rng.integers(len(near)))]
-        for _ in range(100):
-            sample = self.space.sample(rng)
-            if sample.id not in self._asked:
-                return sample
-        return None
+        return unknown_near(self.space, arch, rng, lambda a: a.id not in self._asked)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.log.append(["tell", arch.to_dict(), result.to_dict()])

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nas.spaces import Architecture
-from nas.strategies.base import Strategy, TrialResult, from_record
+from nas.strategies.base import Strategy, TrialResult, from_record, unknown_near
 
 class Wrapper(Strategy):
     """A strategy that forwards to `inner`; subclasses add behaviour around ask/tell."""
@@ -80,23 +80,13 @@ class Deduplicate(Wrapper):
         return out
 
     def _unknown_near(self, arch: Architecture) -> Architecture | None:
-        """An architecture with an unknown key: a random neighbour of `arch` where the space lists neighbours, else
-        a uniform sample; None when 100 draws find none (the space is nearly exhausted). Draws from the inner
-        strategy's generator (saved with its state, so a resumed search draws the same), or seeded by the count of
-        results for a strategy without one."""
+        """`unknown_near` with an unknown key, drawn from the inner strategy's generator (saved with its state, so a
+        resumed search draws the same), or seeded by the count of results for a strategy without one."""
         rng = getattr(self.inner, "rng", None)
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(len(self.results))
-        unknown = lambda a: self.key(a) not in self.results and self.key(a) not in self.in_flight  # noqa: E731
-        if "neighbours" in self.space.capabilities:
-            near = [a for a in self.space.neighbours(arch) if unknown(a)]
-            if near:
-                return near[int(rng.integers(len(near)))]
-        for _ in range(self.max_rounds):
-            sample = self.space.sample(rng)
-            if unknown(sample):
-                return sample
-        return None
+        return unknown_near(self.space, arch, rng, lambda a: self.key(a) not in self.results
+                            and self.key(a) not in self.in_flight, self.max_rounds)
 
     def _admit(self, arch: Architecture) -> bool:
         """New architectures pass; repeats are answered from the cache or wait for their twin in flight."""
