@@ -110,15 +110,17 @@ class TextRecipe:
     The defaults are set from common practice for small from-scratch text models and checked lever by lever
     on Movie Review's validation split (one-lever ablations in experiments/transformer_recipe.py).
 
-    Bag-of-words prior (both off by default): `nb_init` adds each word's Naive Bayes log-count ratio on the
+    Bag-of-words prior (all off by default): `nb_init` adds each word's Naive Bayes log-count ratio on the
     training split (NBSVM's feature, Wang & Manning 2012), times this scale, to its token embedding along one
-    fixed random unit direction; `distill` is the weight of a teacher's soft targets in the loss (the teacher:
+    fixed random unit direction; `nb_bigrams` does the same for each pair of adjacent words (a learnt scalar
+    per training bigram, started at its log-count ratio times this scale, added at the pair's second word:
+    NBSVM-bi's feature); `distill` is the weight of a teacher's soft targets in the loss (the teacher:
     cross-fitted probabilities on the training split, passed to `train_recipe`; the hard-label loss gets
     1 - `distill`).
 
     Every setting is checked when the recipe is made (a ConfigError names the field): counts positive
     (`min_count`, `max_len`, `max_epochs`, `batch_size`), `vocab_size` None or at least 3 (<pad>, <unk> and
-    one word), `patience` >= 0, `lr`, `weight_decay` and `nb_init` finite and >= 0, `warmup` in [0, 1],
+    one word), `patience` >= 0, `lr`, `weight_decay`, `nb_init` and `nb_bigrams` finite and >= 0, `warmup` in [0, 1],
     `dropout` and `word_dropout` in [0, 1), `label_smoothing` and `distill` in [0, 1].
     """
 
@@ -136,6 +138,7 @@ class TextRecipe:
     patience: int = 3
     batch_size: int = 64
     nb_init: float = 0.0
+    nb_bigrams: float = 0.0
     distill: float = 0.0
 
     def __post_init__(self) -> None:
@@ -144,7 +147,7 @@ class TextRecipe:
         if self.vocab_size is not None:
             check_int(self.vocab_size, "vocab_size", 3)  # <pad>, <unk> and at least one word; None: no cap
         check_int(self.patience, "patience", 0)  # 0: never stop early
-        for name in ("lr", "weight_decay", "nb_init", "warmup", "dropout", "word_dropout", "label_smoothing",
+        for name in ("lr", "weight_decay", "nb_init", "nb_bigrams", "warmup", "dropout", "word_dropout", "label_smoothing",
                      "distill"):
             check_number(getattr(self, name), name, positive=False)
         for name, top, closed in (("warmup", 1.0, True), ("dropout", 1.0, False), ("word_dropout", 1.0, False),
@@ -211,26 +214,77 @@ def recipe_splits(recipe: TextRecipe, data: TextSplits, valid_fraction: float = 
                         data.train_y[valid], encode(data.test_x), data.test_y, vocab)
 
 
-def nb_log_ratio(x: torch.Tensor, y: torch.Tensor, vocab_size: int, alpha: float = 1.0) -> torch.Tensor:
+def nb_log_ratio(x: torch.Tensor, y: torch.Tensor, vocab_size: int, alpha: float = 1.0,
+                 ignore_below: int = 2) -> torch.Tensor:
     """Per token id, log of (share of positive sentences' word presences) / (share of negative ones'), with
-    add-`alpha` smoothing (binary labels; padding and <unk> get 0)."""
+    add-`alpha` smoothing (binary labels; ids below `ignore_below`, padding and <unk> by default, get 0)."""
     rows = torch.arange(len(x))[:, None].expand_as(x)
     present = torch.unique(rows.reshape(-1) * vocab_size + x.reshape(-1))  # each word once per sentence
     token, label = present % vocab_size, y[present // vocab_size]
-    token, label = token[token > 1], label[token > 1]  # <pad> and <unk> carry no evidence
+    keep = token >= ignore_below  # <pad> and <unk> carry no evidence
+    token, label = token[keep], label[keep]
     pos = alpha + torch.bincount(token[label == 1], minlength=vocab_size).double()
     neg = alpha + torch.bincount(token[label == 0], minlength=vocab_size).double()
     ratio = (pos / pos.sum()).log() - (neg / neg.sum()).log()
-    ratio[:2] = 0.0  # <pad>, <unk>
+    ratio[:ignore_below] = 0.0
     return ratio.float()
 
 
+def nb_direction(dim: int) -> torch.Tensor:
+    """The fixed random unit direction the Naive Bayes priors write along (its own generator, apart from the
+    model's initialisation, so the same direction serves every training seed)."""
+    u = torch.randn(dim, generator=torch.Generator().manual_seed(1234))
+    return u / u.norm()
+
+
 def add_nb_direction(embedding: nn.Embedding, ratio: torch.Tensor, scale: float) -> None:
-    """Add `scale` x `ratio[w]` to every token embedding along one random unit direction (from its own
-    generator, apart from the model's initialisation, so the same direction serves every training seed)."""
-    u = torch.randn(embedding.embedding_dim, generator=torch.Generator().manual_seed(1234))
+    """Add `scale` x `ratio[w]` to every token embedding along `nb_direction`."""
     with torch.no_grad():
-        embedding.weight += scale * ratio[:, None] * (u / u.norm())[None, :]
+        embedding.weight += scale * ratio[:, None] * nb_direction(embedding.embedding_dim)[None, :]
+
+
+def bigram_keys(x: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Key `prev * vocab_size + word` of each adjacent pair of real words in `x` [n, L] ([n, L - 1]; -1
+    where either word is <pad> or <unk>)."""
+    prev, word = x[:, :-1], x[:, 1:]
+    return torch.where((prev > 1) & (word > 1), prev * vocab_size + word, torch.full_like(prev, -1))
+
+
+class BigramPrior(nn.Module):
+    """A token embedding plus, at each word, a learnt scalar of the bigram it closes (the previous word and
+    it) along `nb_direction`: with mean pooling, a Naive Bayes bigram classifier at the start of training.
+
+    `keys`: the sorted bigram keys (`bigram_keys`) seen in training; `ratio`: their Naive Bayes log-count
+    ratios, times `scale`, the scalars' starting values. Unseen bigrams add nothing (index 0, fixed at 0).
+    """
+
+    def __init__(self, tokens: nn.Embedding, keys: torch.Tensor, ratio: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.register_buffer("keys", keys)
+        self.register_buffer("direction", nb_direction(tokens.embedding_dim))
+        self.bigrams = nn.Embedding(len(keys) + 1, 1, padding_idx=0)
+        with torch.no_grad():
+            self.bigrams.weight.copy_(torch.cat([torch.zeros(1), scale * ratio])[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = bigram_keys(x, self.tokens.num_embeddings)
+        pos = torch.searchsorted(self.keys, key).clamp(max=len(self.keys) - 1)
+        index = torch.where(self.keys[pos] == key, pos + 1, torch.zeros_like(pos))
+        score = nn.functional.pad(self.bigrams(index).squeeze(-1), (1, 0))  # a bigram counts at its second word
+        return self.tokens(x) + score[..., None] * self.direction
+
+
+def bigram_prior(embedding: nn.Embedding, x: torch.Tensor, y: torch.Tensor, scale: float,
+                 alpha: float = 1.0) -> BigramPrior:
+    """`BigramPrior` over every bigram of the training sentences `x` with labels `y`, started at its Naive
+    Bayes log-count ratio (add-`alpha` smoothing) times `scale`."""
+    key = bigram_keys(x, embedding.num_embeddings)
+    keys, inverse = torch.unique(key[key >= 0], return_inverse=True)
+    compact = torch.zeros_like(key)  # 0: no bigram; else 1 + the index in `keys`
+    compact[key >= 0] = inverse + 1
+    ratio = nb_log_ratio(compact, y, len(keys) + 1, alpha, ignore_below=1)[1:]
+    return BigramPrior(embedding, keys, ratio, scale)
 
 
 def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed: int,
@@ -239,7 +293,8 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
 
     `teacher`: class probabilities [n_train, classes] for the training sentences, required when
     `recipe.distill` > 0. With `recipe.nb_init` the model's token embedding (`model.tokens`) gets the
-    Naive Bayes direction before training. Returns validation and test accuracy of the best epoch's weights
+    Naive Bayes direction before training; with `recipe.nb_bigrams` it is wrapped in a `BigramPrior`
+    (the model gains one parameter per training bigram). Returns validation and test accuracy of the best epoch's weights
     (which the model keeps), that epoch, the epochs run, per-epoch training loss and validation accuracy,
     and wall seconds. `data` is checked against the model first (`check_text_data`: token ids below its
     `vocab_size`, sentences no longer than its `max_len`, labels below its `num_classes`, no split empty).
@@ -257,6 +312,11 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
             raise ValueError(f"nb_init: {type(model).__name__} has no token embedding `tokens` to initialise")
         add_nb_direction(embedding, nb_log_ratio(data.train_x, data.train_y, embedding.num_embeddings),
                          recipe.nb_init)
+    if recipe.nb_bigrams:
+        embedding = getattr(model, "tokens", None)
+        if not isinstance(embedding, nn.Embedding):
+            raise ValueError(f"nb_bigrams: {type(model).__name__} has no token embedding `tokens` to extend")
+        model.tokens = bigram_prior(embedding, data.train_x, data.train_y, recipe.nb_bigrams)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     per_epoch = -(-len(data.train_y) // recipe.batch_size)

@@ -28,6 +28,12 @@ Rows, each trained with seeds 0..n-1 (initialisation and batch order; the split 
 * `recipe+bow/found` (`--found`): the recorded FlexiBERT table's best architecture by mean validation accuracy
   (nas/tables/transformer_mr, built with this recipe by build_transformer_table.py), retrained with `BOW`: the
   "best architecture found" row of issue 25 part 2, beside the baselines in the same table.
+* `recipe+bow2/found` and `cnn+bow2` (`--found`): the same with the bigram prior as well (`nb_bigrams` 3, the
+  unigram prior's scale: each training bigram's Naive Bayes log-count ratio, a learnt scalar added along the
+  same direction at the pair's second word; NBSVM-bi's feature).
+* `cv/recipe+bow/found`, `cv/recipe+bow2/found` (`--lever-cv K`): the found architecture with and without the
+  bigram prior on K resampled validation splits (split k and training seed k): whether to use the lever is
+  decided on their paired validation accuracy, never on test.
 
 Every finished training is appended to a JSON-lines cache, so a killed run resumes where it stopped;
 `--budget-min` stops starting new trainings after that many minutes (rerun to continue).
@@ -35,6 +41,7 @@ Every finished training is appended to a JSON-lines cache, so a killed run resum
     nice -n 15 .venv/bin/python experiments/transformer_recipe.py                 # 3 seeds, full table
     nice -n 15 .venv/bin/python experiments/transformer_recipe.py --quick         # smoke run (~1 min)
     nice -n 15 .venv/bin/python experiments/transformer_recipe.py --found         # + the table's best, retrained
+    nice -n 15 .venv/bin/python experiments/transformer_recipe.py --lever-cv 5    # the bigram lever, 5 splits
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from nas.datasets import TextSplits, movie_reviews
@@ -100,6 +108,17 @@ def with_bow(recipe: TextRecipe) -> TextRecipe:
 
 BOW = with_bow(TextRecipe())
 """The recipe with the bag-of-words prior."""
+BIGRAMS = 3.0
+"""`nb_bigrams` of the `+bow2` rows: the bigram prior at the unigram prior's scale (set before any run)."""
+
+
+def with_bow2(recipe: TextRecipe) -> TextRecipe:
+    """`with_bow(recipe)` plus the bigram Naive Bayes prior (`TextRecipe.nb_bigrams`)."""
+    return replace(with_bow(recipe), nb_bigrams=BIGRAMS)
+
+LEVER_CV = "cv/"
+"""Row prefix of the bigram lever's check on resampled validation splits (`--lever-cv`): `cv/recipe+bow` and
+`cv/recipe+bow2` on the found architecture, seed k = validation split k (and training seed k)."""
 TEACHER_TOKENS = TextRecipe(min_count=1, max_len=64)
 """The tokenisation TF-IDF + LR (the baseline row and the teacher) reads: every training word, 64 tokens."""
 TEACHER_FOLDS = 5
@@ -182,9 +201,11 @@ def as_text_splits(data: RecipeSplits) -> TextSplits:
 
 
 def jobs(seeds: Sequence[int], archs: Sequence[str], ablation_archs: Sequence[str],
-         found: bool = False) -> list[tuple[str, str, int]]:
+         found: bool = False, lever_cv: int = 0) -> list[tuple[str, str, int]]:
     """(row, arch, seed) in the order they run: baselines and the main rows seed by seed, then ablations,
-    then (`found`) the table's best architecture retrained with the bag-of-words recipe."""
+    then (`found`) the table's best architecture retrained with the bag-of-words recipe, with and without
+    bigrams (and the CNN with bigrams), then (`lever_cv`) the bigram lever's check on that many resampled
+    validation splits."""
     out = [("tfidf_lr", "-", 0)]
     for seed in seeds:
         out.append(("cnn", "-", seed))
@@ -198,38 +219,62 @@ def jobs(seeds: Sequence[int], archs: Sequence[str], ablation_archs: Sequence[st
             out += [(f"ablation/{lever}", arch, seed) for lever in ABLATIONS]
     if found:
         out += [("recipe+bow", FOUND, seed) for seed in seeds]
+        for seed in seeds:
+            out += [("recipe+bow2", FOUND, seed), ("cnn+bow2", "-", seed)]
+    for fold in range(1, lever_cv + 1):
+        out += [(f"{LEVER_CV}recipe+bow", FOUND, fold), (f"{LEVER_CV}recipe+bow2", FOUND, fold)]
     return out
 
 
-def run_job(row: str, arch_name: str, seed: int, split: Callable[[TextRecipe], RecipeSplits],
-            recipe: TextRecipe, teacher: Callable[[], torch.Tensor]) -> dict[str, Any]:
-    """One training (or the TF-IDF fit) of `row` on `arch_name` with `seed`; `teacher()` gives the
-    distillation targets of the `+bow` rows."""
+def lever_check(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The bigram lever on resampled validation splits (`cv/` rows): validation accuracy with minus without,
+    paired by split, mean and 95 % t-interval; None without such rows. Test accuracy is not used."""
+    by = {(r["row"], r["seed"]): r["valid_accuracy"] for r in records if r["row"].startswith(LEVER_CV)}
+    folds = sorted(k for (row, k) in by if row == f"{LEVER_CV}recipe+bow" and (f"{LEVER_CV}recipe+bow2", k) in by)
+    if not folds:
+        return None
+    diff = np.array([by[f"{LEVER_CV}recipe+bow2", k] - by[f"{LEVER_CV}recipe+bow", k] for k in folds])
+    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else np.nan
+    return {"splits": folds, "valid_without": [by[f"{LEVER_CV}recipe+bow", k] for k in folds],
+            "valid_with": [by[f"{LEVER_CV}recipe+bow2", k] for k in folds], "valid_gain_mean": float(diff.mean()),
+            "valid_gain_ci95": [float(diff.mean()) - half, float(diff.mean()) + half]}
+
+
+def run_job(row: str, arch_name: str, seed: int, split: Callable[[TextRecipe, int], RecipeSplits],
+            recipe: TextRecipe, teacher: Callable[[int], torch.Tensor]) -> dict[str, Any]:
+    """One training (or the TF-IDF fit) of `row` on `arch_name` with `seed`; `split(recipe, k)` tokenises
+    validation split k (0 everywhere but the `cv/` rows, where k = seed) and `teacher(k)` gives the
+    distillation targets of the `+bow` rows on it. Parameters count every trained weight (the bigram
+    prior's scalars too)."""
+    fold = seed if row.startswith(LEVER_CV) else 0
+    row = row.removeprefix(LEVER_CV)
     if row == "tfidf_lr":
-        return tfidf_lr(split(TEACHER_TOKENS))
-    if row.endswith("+bow"):
+        return tfidf_lr(split(TEACHER_TOKENS, fold))
+    if row.endswith("+bow2"):
+        row, recipe = row.removesuffix("+bow2"), with_bow2(recipe)
+    elif row.endswith("+bow"):
         row, recipe = row.removesuffix("+bow"), with_bow(recipe)
     if row == "cnn":
-        data = split(recipe)
+        data = split(recipe, fold)
         torch.manual_seed(seed)
         model = KimCNN(len(data.vocab))
-        soft = teacher() if recipe.distill else None
+        soft = teacher(fold) if recipe.distill else None
         return {**train_recipe(model, data, recipe, seed, soft), "params": sum(p.numel() for p in model.parameters())}
     if row == "current":
-        data = split(CURRENT_TOKENS)
+        data = split(CURRENT_TOKENS, fold)
         space = FlexiBertSpace(replace(BASE, vocab_size=len(data.vocab), max_len=CURRENT_TOKENS.max_len))
         arch = space.validate(ARCHS[arch_name])
         return {**train(space, arch, as_text_splits(data), epochs=3, seed=seed, batch_size=64, lr=2e-3),
                 "params": space.count(arch)["params"]}
     rec = ABLATIONS[row.split("/", 1)[1]] if row.startswith("ablation/") else recipe
-    soft = teacher() if rec.distill else None
-    data = split(rec)
+    soft = teacher(fold) if rec.distill else None
+    data = split(rec, fold)
     space = FlexiBertSpace(rec.config(BASE, len(data.vocab)))
     arch = space.validate(arch_spec(arch_name))
     torch.manual_seed(seed)
     model = space.build(arch)
-    return {**train_recipe(model, data, rec, seed, soft), "params": space.count(arch)["params"],
-            "summary": describe(arch)}
+    result = train_recipe(model, data, rec, seed, soft)
+    return {**result, "params": sum(p.numel() for p in model.parameters()), "summary": describe(arch)}
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -294,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--found", action="store_true",
                     help="also retrain the recorded table's best architecture by validation with the bag-of-words "
                          "recipe (rows recipe+bow/found)")
+    ap.add_argument("--lever-cv", type=int, default=0, metavar="K",
+                    help="check the bigram lever on K resampled validation splits (the found architecture with "
+                         "and without it, validation accuracy only; rows cv/...)")
     ap.add_argument("--budget-min", type=float, default=None, help="start no training after this many minutes")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 seed, 1 architecture, 600 training sentences, 2 epochs, no ablations")
@@ -313,25 +361,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         full = TextSplits(full.train_x[:700], full.train_y[:700], full.test_x[:300], full.test_y[:300], full.vocab)
     memo: dict[TextRecipe, RecipeSplits] = {}
 
-    def split(rec: TextRecipe) -> RecipeSplits:
-        key = replace(rec, dropout=0.0, pooling="mean", word_dropout=0.0, lr=0.0, weight_decay=0.0,
-                      label_smoothing=0.0, warmup=0.0, max_epochs=1, patience=0, batch_size=1, nb_init=0.0,
-                      distill=0.0)  # tokenisation only
+    def split(rec: TextRecipe, fold: int = 0) -> RecipeSplits:
+        key = (replace(rec, dropout=0.0, pooling="mean", word_dropout=0.0, lr=0.0, weight_decay=0.0,
+                       label_smoothing=0.0, warmup=0.0, max_epochs=1, patience=0, batch_size=1, nb_init=0.0,
+                       nb_bigrams=0.0, distill=0.0), fold)  # tokenisation and validation split only
         if key not in memo:
-            memo[key] = recipe_splits(rec, full, valid_fraction=0.1, seed=0)
+            memo[key] = recipe_splits(rec, full, valid_fraction=0.1, seed=fold)
         return memo[key]
 
     done = {(r["row"], r["arch"], r["seed"]): r for r in read_cache(cache)}
-    soft: list[torch.Tensor] = []
+    soft: dict[int, torch.Tensor] = {}
 
-    def teacher() -> torch.Tensor:
-        """Cross-fitted TF-IDF + LR probabilities with the C the `tfidf_lr` row picked on validation."""
-        if not soft:
+    def teacher(fold: int = 0) -> torch.Tensor:
+        """Cross-fitted TF-IDF + LR probabilities on validation split `fold`'s training part, with the C the
+        `tfidf_lr` row picked on the main validation split."""
+        if fold not in soft:
             base = done.get(("tfidf_lr", "-", 0)) or tfidf_lr(split(TEACHER_TOKENS))
-            soft.append(tfidf_teacher(split(TEACHER_TOKENS), base["C"]))
-        return soft[0]
+            soft[fold] = tfidf_teacher(split(TEACHER_TOKENS, fold), base["C"])
+        return soft[fold]
 
-    todo = jobs(range(args.seeds), args.archs, args.ablation_archs, args.found)
+    todo = jobs(range(args.seeds), args.archs, args.ablation_archs, args.found, args.lever_cv)
     if args.ablations_only:
         todo = [job for job in todo if job[0].startswith("ablation/")]
     todo = [job for job in todo if job[2] >= args.first_seed or job[0] == "tfidf_lr"]
@@ -353,19 +402,26 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({result['train_seconds']:.0f} s)", flush=True)
 
     records = [done[k] for k in todo if k in done]
-    summary = {**summarise(records), "ablation_gains": ablation_deltas(records)}
+    main_records = [r for r in records if not r["row"].startswith(LEVER_CV)]
+    summary = {**summarise(main_records), "ablation_gains": ablation_deltas(main_records),
+               "bigram_lever": lever_check(records)}
     print(table(summary["rows"]))
     for d in summary["ablation_gains"]:
         print(f"lever {d['lever']:<16} on {d['arch']:<15} seeds {d['seeds']}: {d['reference']} minus ablation "
               f"test {100 * d['test_gain']:+.2f}, valid {100 * d['valid_gain']:+.2f} points")
+    if summary["bigram_lever"]:
+        lev = summary["bigram_lever"]
+        lo, hi = lev["valid_gain_ci95"]
+        print(f"bigram lever on {len(lev['splits'])} resampled validation splits (found architecture): valid "
+              f"{100 * lev['valid_gain_mean']:+.2f} points [{100 * lo:+.2f}, {100 * hi:+.2f}] with minus without")
     complete = all(k in done for k in todo)
     doc = {
         "experiment": "transformer_recipe", "argv": sys.argv[1:] if argv is None else list(argv),
         "complete": complete, "protocol_note": "fixed split: movie_reviews(seed=0) 90/10 train/test, 10 % of train "
         "(seed 0) as validation; seeds vary initialisation and batch order only",
-        "recipe": asdict(recipe), "bow_recipe": asdict(with_bow(recipe)),
+        "recipe": asdict(recipe), "bow_recipe": asdict(with_bow(recipe)), "bow2_recipe": asdict(with_bow2(recipe)),
         "teacher": {"model": "TF-IDF 1-2-grams + LR, C of the tfidf_lr row", "folds": TEACHER_FOLDS}, "ablations": {k: asdict(v) for k, v in ABLATIONS.items()},
-        "archs": {**ARCHS, **({FOUND: table_best()} if args.found else {})}, "space": asdict(BASE),
+        "archs": {**ARCHS, **({FOUND: table_best()} if args.found or args.lever_cv else {})}, "space": asdict(BASE),
         "data": {"train": len(main_split.train_y), "valid": len(main_split.valid_y), "test": len(main_split.test_y),
                  "vocab": len(main_split.vocab)},
         **summary, "records": records,

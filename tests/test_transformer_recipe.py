@@ -15,7 +15,8 @@ from nas.errors import ConfigError
 from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace, TransformerClassifier, _max_pool
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from transformer_mr import TextRecipe, add_nb_direction, nb_log_ratio, recipe_splits, train_recipe  # noqa: E402
+from transformer_mr import (TextRecipe, add_nb_direction, bigram_prior, nb_direction, nb_log_ratio,  # noqa: E402
+                            recipe_splits, train_recipe)
 from transformer_recipe import ARCHS, BASE, KimCNN, tfidf_lr, tfidf_teacher  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,7 +130,13 @@ def test_found_rows_retrain_the_tables_best_architecture_by_validation(tmp_path)
     assert table_best(tmp_path) == archs[1]
     space = FlexiBertSpace(TextRecipe().config(BASE, 100))
     assert space.validate(arch_spec(FOUND))  # the committed table's best fits the recipe's space
-    assert jobs([0, 1], ["conv"], [], found=True)[-2:] == [("recipe+bow", FOUND, 0), ("recipe+bow", FOUND, 1)]
+    assert jobs([0, 1], ["conv"], [], found=True)[-6:] == [
+        ("recipe+bow", FOUND, 0), ("recipe+bow", FOUND, 1), ("recipe+bow2", FOUND, 0), ("cnn+bow2", "-", 0),
+        ("recipe+bow2", FOUND, 1), ("cnn+bow2", "-", 1)]
+    # the bigram lever's check: both recipes on each resampled validation split k >= 1 (never split 0)
+    assert jobs([0], ["conv"], [], lever_cv=2)[-4:] == [
+        ("cv/recipe+bow", FOUND, 1), ("cv/recipe+bow2", FOUND, 1), ("cv/recipe+bow", FOUND, 2),
+        ("cv/recipe+bow2", FOUND, 2)]
     assert all(j[1] != FOUND for j in jobs([0, 1], ["conv"], []))
 
 
@@ -177,6 +184,41 @@ def test_nb_direction_moves_embeddings_along_one_direction_only():
     assert torch.allclose(delta.norm(dim=1), 3.0 * ratio.abs(), atol=1e-5)
 
 
+def test_bigram_prior_scores_word_order_that_unigrams_cannot():
+    """Class 1 says "a b", class 0 "b a": the same words, so a unigram Naive Bayes score is 0 for both; the
+    bigram prior, before any training, scores every sentence on its class's side (+ scale x ratio at "b" for
+    "a b", - at "a" for "b a"), adds nothing where the bigram was never seen or involves <unk>/<pad>."""
+    a, b, c = 2, 3, 4
+    x = torch.tensor([[a, b, 0, 0]] * 5 + [[b, a, 0, 0]] * 5)
+    y = torch.tensor([1] * 5 + [0] * 5)
+    emb = torch.nn.Embedding(5, 8, padding_idx=0)
+    torch.nn.init.zeros_(emb.weight)
+    add_nb_direction(emb, nb_log_ratio(x, y, 5), scale=1.0)
+    prior = bigram_prior(emb, x, y, scale=2.0)
+    u = nb_direction(8)
+    with torch.no_grad():
+        assert torch.allclose(emb(x) @ u, torch.zeros(10, 4), atol=1e-6)  # unigrams: no evidence either way
+        score = prior(x) @ u
+    ratio = float(torch.tensor((6 / 7) / (1 / 7)).log())  # add-1 smoothing over the 2 bigrams: 6/7 vs 1/7
+    assert torch.allclose(score[0], torch.tensor([0.0, 2.0 * ratio, 0.0, 0.0]), atol=1e-5)
+    assert torch.allclose(score[5], torch.tensor([0.0, -2.0 * ratio, 0.0, 0.0]), atol=1e-5)
+    with torch.no_grad():  # unseen (a, c), <unk> and padding: nothing added
+        assert torch.allclose(prior(torch.tensor([[a, c, 1, b, 0]])) @ u, torch.zeros(1, 5), atol=1e-6)
+    assert prior.bigrams.weight.requires_grad and prior.bigrams.num_embeddings == 3  # learnt; "none" + 2 bigrams
+
+
+def test_bigram_prior_trains_inside_an_encoder():
+    data = recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(), valid_fraction=0.25, seed=0)
+    recipe = TextRecipe(min_count=1, max_len=8, dropout=0.0, max_epochs=4, lr=5e-3, batch_size=32, nb_init=3.0,
+                        nb_bigrams=3.0)
+    torch.manual_seed(0)
+    model = FlexiBertSpace(recipe.config(TINY, len(data.vocab))).build(ARCH)
+    result = train_recipe(model, data, recipe, seed=0)
+    assert type(model.tokens).__name__ == "BigramPrior" and result["test_accuracy"] > 0.9
+    with pytest.raises(ValueError, match="nb_bigrams"):
+        train_recipe(torch.nn.Linear(8, 2), data, TextRecipe(min_count=1, max_len=8, nb_bigrams=1.0), seed=0)
+
+
 def test_bow_prior_and_distillation_need_what_they_use():
     data = recipe_splits(TextRecipe(min_count=1, max_len=8), synthetic(), valid_fraction=0.25, seed=0)
     recipe = TextRecipe(min_count=1, max_len=8, max_epochs=1, distill=0.5)
@@ -206,7 +248,7 @@ def test_cross_fitted_teacher_is_calibrated_and_the_bow_recipe_learns():
     ("max_epochs", 0), ("batch_size", 0), ("vocab_size", 0), ("vocab_size", 1), ("vocab_size", 2), ("min_count", 0),
     ("max_len", 0), ("patience", -1), ("max_epochs", 2.5), ("lr", -1e-3), ("lr", float("nan")), ("weight_decay", -0.1),
     ("dropout", 1.0), ("word_dropout", -0.1), ("label_smoothing", 1.5), ("warmup", 2.0), ("distill", 1.1),
-    ("nb_init", float("inf")), ("pooling", "max"), ("batch_size", True)])
+    ("nb_init", float("inf")), ("nb_bigrams", -1.0), ("pooling", "max"), ("batch_size", True)])
 def test_text_recipe_settings_are_checked_and_named(field, value):
     """Out-of-range settings used to "succeed" (max_epochs=0: valid_accuracy -1.0; vocab_size=1 kept all but one
     word, 0 meant no cap; batch_size=0 divided by zero)."""
