@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 INT8_ONNX_FILE = "model.int8.onnx"
 QUANTIZE = ("int8",)  # the values `quantize` / `nas export --quantize` take
+AGREEMENT = 1e-3  # largest |exported file - network| allowed, relative to the outputs' magnitude (at least 1)
 INT8_METHOD = ("onnxruntime.quantization.quantize_dynamic: MatMul / Gemm / Conv / Gather weights int8, activations "
                "quantized to uint8 per batch at run time")
 
@@ -130,7 +132,13 @@ def pick(result: SearchResult, top: int | None = None, constraint: Any = None) -
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise ConfigError(f"top: expected a positive int (number of models to export), got {top!r}")
     extra = _constraints(constraint, result)
-    front = [t for t in result.pareto_front() if all(c.satisfied(t.metrics) for c in extra)]
+    front = result.pareto_front()
+    for c in extra:
+        lacking = [t.number for t in front if c.metric not in t.metrics]
+        if lacking:
+            log.warning("constraint %s: left out trial%s %s of the front, which recorded no %r", c,
+                        "s" if len(lacking) > 1 else "", ", ".join(map(str, lacking)), c.metric)
+    front = [t for t in front if all(c.metric in t.metrics and c.satisfied(t.metrics) for c in extra)]
     return front[:top] if top is not None else front
 
 
@@ -186,11 +194,36 @@ def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: t
     except ImportError:
         info["onnxruntime"] = "not installed"
         return info
-    got = session.run(None, {"input": check_x.numpy()})[0]
-    with torch.no_grad():
-        want = module(check_x).numpy()
-    info["onnxruntime_max_abs_diff"] = float(np.abs(got - want).max())
+    info["onnxruntime_max_abs_diff"] = _agreement(
+        f"{path.parent.name}/{ONNX_FILE}", lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]),
+        module, check_x)
     return info
+
+
+def _agreement(what: str, run: Callable[[torch.Tensor], torch.Tensor], module: nn.Module, x: torch.Tensor) -> float:
+    """Max |run(b) - module(b)| over the check inputs at batch 1 and at all of `x`: an exported file fixes what the
+    traced forward did at the traced batch of 2 (a branch on `x.shape[0]`, say), so disagreeing at either batch
+    size, or failing there, is an error naming it."""
+    worst = 0.0
+    for batch in sorted({1, len(x)}):
+        xb = x[:batch]
+        with torch.no_grad():
+            want = module(xb)
+            try:
+                got = run(xb)
+            except Exception as e:  # torch.export's input guards, onnxruntime's shape checks: many kinds
+                raise ConfigError(f"{what}: fails at batch size {batch} ({_first_line(e)}), where the network "
+                                  f"({type(module).__qualname__}) runs; exported models must take any batch size") from None
+        diff = float((got - want).abs().max())
+        tolerance = AGREEMENT * max(1.0, float(want.abs().max()))
+        if not diff <= tolerance:
+            raise ConfigError(f"{what}: disagrees with the network ({type(module).__qualname__}) at batch size {batch} "
+                              f"(max |diff| {diff:.3g}, above {tolerance:.2g}): its forward depends on the batch size "
+                              "(e.g. `if x.shape[0] > 1`), "
+                              "which the exported file fixed at the traced batch of 2; make forward the same "
+                              "computation for every batch size")
+        worst = max(worst, diff)
+    return worst
 
 
 def _warn_no_onnx(trial: Trial, arch: Architecture, info: dict[str, Any]) -> None:
@@ -231,6 +264,9 @@ class OnnxModule(nn.Module):
         self.path, self.shape, self.dtype, self.session = path, tuple(shape), dtype, _session(path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != len(x) * int(np.prod(self.shape)):
+            raise ConfigError(f"{self.path}: takes inputs of {list(self.shape)} per example (the traced input), and "
+                              f"these have {list(x.shape[1:])}: give data of that length (pad it) to measure this file")
         x = x.reshape(len(x), *self.shape).to(self.dtype)
         return torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])
 
@@ -308,6 +344,16 @@ def _warn_frozen_batch_norms(supernet: nn.Module) -> None:
                     ", ".join(frozen[:3]), f" and {len(frozen) - 3} more" if len(frozen) > 3 else "")
 
 
+def _takes_arch(supernet: nn.Module) -> bool:
+    """Whether the supernet runs one architecture as `supernet(x, arch)` (OFA, transformer, cell and nas.nn ones do)."""
+    try:
+        params = list(inspect.signature(supernet.forward).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
 def _supernet_diff(spec: ModelSpec, supernet: torch.nn.Module, arch: Architecture, module: torch.nn.Module,
                    data: Splits | None, x: torch.Tensor) -> float:
     """Max |supernet(x, arch) - module(x)| with the supernet's batch norm calibrated for `arch` like the module's."""
@@ -342,8 +388,8 @@ def _card_md(card: dict[str, Any]) -> str:
                      "timed in the same rounds, not what the search priced: " + ", ".join(
                          f"{k} = {v:.4g}{plus_minus(prog['repeatability'].get(k))}" for k, v in prog["measured"].items())
                      + ".")
-    lines += ["", f"* device: {d['torch_device']} ({d.get('cpu') or d.get('gpu')}), {d.get('threads')} thread(s), "
-              f"torch {d['torch']}",
+    threads = f", {d['threads']} thread(s)" if d.get("threads") is not None else ""
+    lines += ["", f"* device: {d['torch_device']} ({d.get('cpu') or d.get('gpu')}){threads}, torch {d['torch']}",
               f"* weights: {card['weights']['source']}"
               + (", batch norm recalibrated on " + json.dumps(card['weights']['calibration'])
                  if card["weights"].get("calibration") else ""),
@@ -436,7 +482,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     supernet = load_supernet(spec, result.workdir, space) if spec.weights == "supernet" else None
     if supernet is not None and spec.calibration is not None:
         _warn_frozen_batch_norms(supernet)
-    out = Path(out)
+    out = Path(out).resolve()  # the cards name their folder: absolute, wherever they are read from
+    _check_in_the_way(out, picks)  # before anything is written: a folder of the user's where a pick goes
     made = not out.exists()
     stage = out / f".export-{os.getpid()}"  # everything is written here first: a failed export leaves nothing
     shutil.rmtree(stage, ignore_errors=True)
@@ -481,14 +528,17 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
     programs: list[torch.nn.Module | None] = []  # per pick, the program load_subnet gives, when not the priced one
     for i, trial in enumerate(picks):
         arch = space.validate(trial.arch)
-        folder = stage / f"trial-{trial.number:04d}"
+        folder = stage / _folder_name(trial)
         folder.mkdir()
         module = standalone(spec, result.workdir, arch, data, space, supernet)
         example = space.example_input(arch, 2)
-        x = _like(check_x, example)
+        x = _like(check_x, space, arch)
         checks: dict[str, Any] = {}
-        if supernet is not None:
+        if supernet is not None and _takes_arch(supernet):
             checks["supernet_max_abs_diff"] = _supernet_diff(spec, supernet, arch, module, data, x)
+        elif supernet is not None:
+            checks["supernet"] = (f"not compared: {type(supernet).__qualname__}.forward takes no architecture; the "
+                                  "module is supernet.subnet(arch)")
         save_state_dict(module, folder / WEIGHTS)
         program = _program(spec.space, module, example, folder / PROGRAM)
         evaluation = {"data": spec.data.to_json() if spec.data else None, "metrics": spec.metrics}
@@ -504,8 +554,9 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
             checks["reload_max_abs_diff"] = float((loaded(x) - want).abs().max())
             if priced is not loaded:
                 checks["priced_max_abs_diff"] = float((priced(x) - want).abs().max())
-            if program.get("file"):
-                checks["program_max_abs_diff"] = float((load_program(folder / PROGRAM)(x) - want).abs().max())
+        if program.get("file"):
+            checks["program_max_abs_diff"] = _agreement(f"{folder.name}/{PROGRAM}", load_program(folder / PROGRAM),
+                                                        module, x)
         checks["load"] = info["load"]
         checks["timed"] = timed
         if onnx:
@@ -633,25 +684,72 @@ def _measure_files(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, d
     return out
 
 
+def _folder_name(trial: Trial) -> str:
+    return f"trial-{trial.number:04d}"
+
+
+def _check_in_the_way(out: Path, picks: Sequence[Trial]) -> None:
+    """Refuse, before writing anything, when a pick's folder in `out` exists and is not an exported model (a
+    folder of the user's: export replaces only what an export wrote)."""
+    for trial in picks:
+        folder = out / _folder_name(trial)
+        if (folder.exists() or folder.is_symlink()) and not _is_model(out, folder):
+            raise ConfigError(f"out: {folder} is in the way: trial {trial.number} is exported there, and it is not a "
+                              f"model an export wrote (no {SUBNET}); move or rename it, or export to another --out")
+
+
 def _move_in(stage: Path, out: Path, report: ExportReport) -> None:
-    """Replace the previous export in `out` (only the folders its export.json lists) with the staged one;
-    `export.json` goes last, so a directory without it never looks complete."""
+    """Replace the previous export in `out` (only the folders its export.json lists, and exported models where the
+    picks go) with the staged one, `export.json` last, so a directory without it never looks complete. The
+    previous files are first moved aside into the stage, and moved back if anything fails: a failed export
+    leaves the previous one as it was."""
     index = out / EXPORT_INDEX
     old = jsonio.read_json(index, "export index") if index.is_file() else {}
-    for entry in (old.get("models", []) if isinstance(old, dict) else []):
-        _remove_model(out, out / str(entry.get("path", "")))
-    for name in (EXPORT_INDEX, VERIFY_REPORT):
-        (out / name).unlink(missing_ok=True)
-    for m in report.models:
-        _remove_model(out, m.path)  # a folder left by an export killed before its export.json
-        os.replace(stage / m.path.name, m.path)
-    os.replace(stage / EXPORT_INDEX, index)
+    entries = old.get("models", []) if isinstance(old, dict) else []
+    previous = [out / str(e.get("path", "")) for e in entries if isinstance(e, dict)] + [m.path for m in report.models]
+    aside = out / f".previous-{os.getpid()}"  # beside the stage, not in it: it outlives a failed move back
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    moved: list[tuple[Path, Path]] = []  # (where it was, where it is now), to move back on failure
+    placed: list[Path] = []
+    try:
+        for path in dict.fromkeys(previous):  # a folder left by an export killed before its export.json, too
+            if _is_model(out, path):
+                moved.append((path, aside / str(len(moved))))
+                os.replace(*moved[-1])
+        for name in (EXPORT_INDEX, VERIFY_REPORT):
+            if (out / name).is_file():
+                moved.append((out / name, aside / str(len(moved))))
+                os.replace(*moved[-1])
+        for m in report.models:
+            if m.path.exists() or m.path.is_symlink():
+                raise ConfigError(f"out: {m.path} is in the way: it is not a model an export wrote (no {SUBNET}); "
+                                  "move or rename it, or export to another --out")
+            os.replace(stage / m.path.name, m.path)
+            placed.append(m.path)
+        os.replace(stage / EXPORT_INDEX, index)
+    except BaseException as e:
+        for path in reversed(placed):
+            shutil.rmtree(path, ignore_errors=True)
+        stuck = []
+        for was, now in reversed(moved):
+            try:
+                os.replace(now, was)
+            except OSError:
+                stuck.append(was.name)
+        if stuck:  # keep what could not be moved back, and say where it is
+            raise ConfigError(f"out: export failed while moving its models in ({_first_line(e)}), and "
+                              f"{', '.join(stuck)} of the previous export could not be moved back: they are in "
+                              f"{aside}") from e
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside)
 
 
-def _remove_model(out: Path, folder: Path) -> None:
-    """Delete `folder` when it is an exported model directly inside `out` (nothing else is ever deleted)."""
-    if folder != out and folder.parent == out and (folder / SUBNET).is_file():
-        shutil.rmtree(folder)
+def _is_model(out: Path, folder: Path) -> bool:
+    """Whether `folder` is an exported model directly inside `out` (the only folders an export replaces)."""
+    return (folder != out and folder.parent == out and not folder.is_symlink() and folder.is_dir()
+            and (folder / SUBNET).is_file())
 
 
 def _load(workdir: str | Path) -> SearchResult:
@@ -672,9 +770,13 @@ def _check_inputs(space: Any, arch: Architecture, data: Splits | None, spec: Mod
     return torch.randn(example.shape, generator=torch.Generator().manual_seed(0))
 
 
-def _like(x: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
-    """Held-out inputs `x` in the layout of the module's example input ((N, L) -> (N, 1, L)); random if they don't fit."""
-    per = int(np.prod(example.shape[1:]))
-    if x.numel() == len(x) * per:
+def _like(x: torch.Tensor, space: Any, arch: Architecture) -> torch.Tensor:
+    """Held-out inputs `x` in the layout and dtype of the module's example input ((N, L) -> (N, 1, L)). Where they
+    do not fit it (sentences shorter than the traced length, say), inputs the module takes: the space's own example
+    input where it is not floating point (token ids, which random normals are not), seeded normals otherwise."""
+    example = space.example_input(arch, len(x))
+    if x.numel() == len(x) * int(np.prod(example.shape[1:])):
         return x.reshape(len(x), *example.shape[1:]).to(example.dtype)
-    return torch.randn(len(x), *example.shape[1:], generator=torch.Generator().manual_seed(0))
+    if not example.is_floating_point():
+        return example
+    return torch.randn(example.shape, generator=torch.Generator().manual_seed(0)).to(example.dtype)

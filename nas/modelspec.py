@@ -24,6 +24,7 @@ with `torch.load(..., weights_only=True)`: nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import types
@@ -40,7 +41,7 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Splits, check_recipe, split
-from nas.scripts import class_from_json, class_to_json, import_object, object_path
+from nas.scripts import class_from_json, class_name, class_to_json, import_object, object_path, same_class
 from nas.spaces.model_space import ModelSpace, space_settings
 
 SPEC_FORMAT, SUBNET_FORMAT, VERSION = "nas-model-spec", "nas-subnet", 1
@@ -75,9 +76,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 # ---------------------------------------------------------------------------------------- spaces
 def space_to_json(space: Any) -> dict[str, Any]:
     """{"class"[, "script"], "config"[, "config_class"]}: enough to rebuild `space` with `space_from_json`."""
-    if not isinstance(space, ModelSpace):
-        raise ConfigError(f"space: {type(space).__name__} is not a nas.spaces.ModelSpace; exporting models needs a "
-                          "space whose build(arch) returns the torch module")
+    check_model_space(space)
     ref = class_to_json(type(space))
     config = space_settings(space)  # to_config(), else a dataclass `config`, as plain data
     if config is not None and callable(getattr(space, "to_config", None)):
@@ -93,6 +92,13 @@ def space_to_json(space: Any) -> dict[str, Any]:
     raise ConfigError(f"space: {type(space).__name__} cannot be described as JSON: give it a constructor without "
                       "arguments, or a `to_config()` method and a `from_config(config)` classmethod, or a dataclass "
                       "`config` attribute that its constructor takes as its only argument")
+
+
+def check_model_space(space: Any) -> None:
+    """Refuse a space that is not a `ModelSpace`: exporting needs `build(arch)` to return the torch module."""
+    if not isinstance(space, ModelSpace):
+        raise ConfigError(f"space: {type(space).__name__} is not a nas.spaces.ModelSpace; exporting models needs a "
+                          "space whose build(arch) returns the torch module")
 
 
 def _no_arguments(cls: type) -> bool:
@@ -252,6 +258,22 @@ def single_input(space: Any, arch: Mapping[str, Any] | None = None, batch_size: 
     return example
 
 
+_STAGED: dict[Path, Path] = {}
+"""A workdir -> the folder `record_model` writes its files to instead, inside `staged_records`."""
+
+
+@contextlib.contextmanager
+def staged_records(workdir: str | Path, staging: str | Path) -> Iterator[None]:
+    """Inside the block, `record_model(workdir, ...)` writes into `staging`: `nas run` imports a script so, and moves
+    the files into the workdir only once it holds this search (a refused run leaves its model.json as it was)."""
+    key = Path(workdir).resolve()
+    _STAGED[key] = Path(staging)
+    try:
+        yield
+    finally:
+        _STAGED.pop(key, None)
+
+
 def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module | None = None,
                  data: DataRef | None = None, calibration: Mapping[str, Any] | None = None,
                  metrics: Mapping[str, Mapping[str, Any]] | None = None,
@@ -261,6 +283,7 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
     those `save_trial_weights` stores per trial (a search that trains every architecture from scratch).
     `calibration` ({"split", "size", "batch_size"}) re-estimates batch-norm statistics of supernet subnets.
     """
+    check_model_space(space)  # first: a space that is not a ModelSpace has no example input either
     try:
         single_input(space)
     except NotImplementedError:  # no example input yet: export asks for one, and checks it then
@@ -270,7 +293,7 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
                      {k: dict(v) for k, v in (metrics or {}).items()}, jsonio.plain(dict(notes or {}), "notes"))
     if space_from_json(spec.space).fingerprint() != space.fingerprint():
         raise ConfigError(f"space: {spec.space['class']} rebuilt from its JSON config is not the same space")
-    wd = Path(workdir)
+    wd = _STAGED.get(Path(workdir).resolve(), Path(workdir))
     wd.mkdir(parents=True, exist_ok=True)
     if supernet is not None:
         save_state_dict(supernet, wd / SUPERNET)
@@ -415,10 +438,8 @@ def subnet_json(space_spec: Mapping[str, Any], arch: Architecture, module: nn.Mo
     if load == "program" and not (program and program.get("file")):
         raise ConfigError(f"space: {space_spec.get('class')} is not toolkit code, so its models load from their "
                           "torch.export program, and none was written")
-    cls = type(module)
     return {"format": SUBNET_FORMAT, "version": VERSION, "space": dict(space_spec), "arch": arch.to_dict(),
-            "arch_id": arch.id, "module": {"class": f"{cls.__module__}.{cls.__qualname__}",
-                                           "built_by": "space.build(arch)"},
+            "arch_id": arch.id, "module": {"class": class_name(type(module)), "built_by": "space.build(arch)"},
             "load": load, "weights": WEIGHTS, "program": dict(program) if program else None,
             "input": {"shape": list(example.shape[1:]), "dtype": dtype_name(example), "batch_dim": 0},
             "evaluation": dict(evaluation)}
@@ -473,9 +494,8 @@ def _built(folder: Path, d: Mapping[str, Any], space: ModelSpace) -> nn.Module:
     """`space.build(arch)` of an exported model's model.json with its weights.pt loaded, in eval mode."""
     module = space.build(space.validate(d["arch"]))
     want = d["module"].get("class") if isinstance(d["module"], Mapping) else None
-    if want != object_path(type(module)):
-        raise ConfigError(f"{folder / SUBNET}: module.class is {want!r} but the space builds "
-                          f"{object_path(type(module))}")
+    if not same_class(want, type(module)):
+        raise ConfigError(f"{folder / SUBNET}: module.class is {want!r} but the space builds {class_name(type(module))}")
     try:
         module.load_state_dict(load_state_dict(folder / str(d["weights"])), strict=True)
     except RuntimeError as e:
@@ -489,21 +509,41 @@ def load_priced(path: str | Path, space: ModelSpace | None = None) -> tuple[nn.M
     That is `space.build(arch)` with the exported weights.pt, eager (`space`, or the space rebuilt from
     model.json; for a space you wrote that runs your script, as `nas export` does). `load_subnet` gives the
     same network for a toolkit space, but the torch.export program for yours, which computes the same outputs
-    slower (per-call input checks): timing it would misreport what the search priced. Where the space cannot
-    be rebuilt (the script is gone), the program is returned, labelled so. The label is
-    {"network": "eager" | "program", "how": what was timed[, "why": why not eager]}.
+    slower (per-call input checks): timing it would misreport what the search priced. Only where `space` is not
+    given and cannot be rebuilt from model.json (the script is gone) is the program returned, labelled so (and
+    taking inputs of its traced per-example shape in any layout of as many values, as the eager network may).
+    The label is {"network": "eager" | "program", "how": what was timed[, "why": why not eager]}.
     """
     folder, d = read_subnet_json(path)
     load = d.get("load", "build")
     if load not in LOAD_KINDS:
         raise ConfigError(f"{folder / SUBNET}: load: expected one of {', '.join(LOAD_KINDS)}, got {load!r}")
-    try:
-        if space is None:
-            space = space_from_json(d["space"], f"{folder / SUBNET}: space")
+    if space is not None:  # the caller has the space (export): its network or an error, never the program
         return _built(folder, d, space), {"network": "eager", "how": TIMED["eager"]}
+    try:
+        return (_built(folder, d, space_from_json(d["space"], f"{folder / SUBNET}: space")),
+                {"network": "eager", "how": TIMED["eager"]})
     except Exception as e:  # the user's script is gone or no longer builds this network: its program still loads
         if load != "program":
             raise
         why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-        return _program_of(folder, d), {"network": "program", "how": TIMED["program"],
-                                        "why": f"the space could not be rebuilt ({why})"}
+        shape = RecordedInput.of(d.get("input"), str(folder / SUBNET)).shape
+        return _reshaping(_program_of(folder, d), shape), {"network": "program", "how": TIMED["program"],
+                                                           "why": f"the space could not be rebuilt ({why})"}
+
+
+def _reshaping(program: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    """`program` reshaping its input to the per-example shape it was traced on ((N, L) -> (N, 1, L)) first (a
+    pre-hook ahead of its input checks), so data the eager network took in another layout (as the search fed it)
+    re-measures the program too."""
+    per = int(np.prod(shape))
+
+    def reshape(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.dim() >= 1 and len(x) and tuple(x.shape[1:]) != shape \
+                and x[0].numel() == per:
+            return (x.reshape(len(x), *shape), *args[1:])
+        return None
+
+    program.register_forward_pre_hook(reshape, prepend=True)
+    return program

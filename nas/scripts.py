@@ -62,6 +62,20 @@ def object_path(obj: Any) -> str:
     return f"{obj.__module__}.{qual}"
 
 
+def class_name(cls: type) -> str:
+    """`module.QualName` of `cls` as recorded in an exported model.json (a script's class too, unlike `object_path`)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def same_class(recorded: Any, cls: type) -> bool:
+    """Whether `recorded` (a `class_name`) names `cls`. A class of the user's script is matched by its qualified
+    name alone: the script's module is `__main__` or `nas_script_<stem>` depending on how it was run or loaded."""
+    if recorded == class_name(cls):
+        return True
+    module, _, qual = str(recorded).partition(".")
+    return _is_script(module) and _is_script(cls.__module__) and qual == cls.__qualname__
+
+
 def import_object(path: Any, field_name: str) -> Any:
     """The object at `package.module.Name`; ConfigError naming `field_name` when it cannot be imported."""
     if not isinstance(path, str) or "." not in path:

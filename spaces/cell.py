@@ -475,9 +475,14 @@ class CellSupernet(nn.Module):
             out[idx] = F.softmax(beta[idx], dim=0)
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mixes = {k: self.mixing(a) for k, a in self.alphas.items()}
-        scales = {k: self.edge_scales(k) for k in self.alphas}
+    def forward(self, x: torch.Tensor, arch: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """The mixed network; with `arch`, only that architecture's ops (one-hot weights, no edge normalisation):
+        the outputs of `subnet(arch)`, as other supernets' `supernet(x, arch)` (export checks subnets with it)."""
+        if arch is None:
+            mixes = {k: self.mixing(a) for k, a in self.alphas.items()}
+            scales = {k: self.edge_scales(k) for k in self.alphas}
+        else:
+            mixes, scales = self._one_hot(arch), {k: None for k in self.alphas}
         s0 = s1 = self.stem(x)
         for layer, kind in zip(self.layers, self.kinds):
             if isinstance(layer, DartsSearchCell):
@@ -487,6 +492,18 @@ class CellSupernet(nn.Module):
             else:
                 s1 = layer(s1)
         return self.head(s1)
+
+    def _one_hot(self, arch: Mapping[str, Any]) -> dict[str, MixWeights]:
+        """Per cell kind, weight 1 on `arch`'s op of each edge it uses (an unused DARTS edge computes nothing)."""
+        ops = self.space.edge_ops(self.space.validate(arch))
+        out = {}
+        for kind, alpha in self.alphas.items():
+            w = torch.zeros_like(alpha.detach())
+            for e, (i, j) in enumerate(self.edges):
+                if f"{i}_{j}" in ops[kind]:
+                    w[e, self.ops.index(ops[kind][f"{i}_{j}"])] = 1.0
+            out[kind] = MixWeights(w, w.bool())
+        return out
 
     def op_weights(self) -> dict[str, torch.Tensor]:
         """softmax(alpha) per cell kind, times the normalised betas when edge normalisation is on (for derive)."""
