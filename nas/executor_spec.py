@@ -39,6 +39,18 @@ def executor_from_spec(spec: Mapping[str, Any]) -> Executor:
     name = opts.pop("name", None)
     if name == "local" and not opts:
         return LocalExecutor()
+    cls = executor_class(name, opts)
+    return cls(**opts)
+
+
+def executor_class(name: Any, opts: Mapping[str, Any]) -> Any:
+    """The executor class `name` gives, once every key of `opts` is one of its options (ConfigError naming the key
+    otherwise: an executor table's typo must not be dropped). Ray is imported only for a Ray executor."""
+    if name == "local":
+        if opts:
+            raise ConfigError(f"executor 'local' has no option {next(iter(opts))!r} (options: none; workers run "
+                              "with 'processes', 'ray' or 'ray-tune')")
+        return LocalExecutor
     if name == "processes":
         from nas.processes import ProcessExecutor
 
@@ -51,6 +63,9 @@ def executor_from_spec(spec: Mapping[str, Any]) -> Executor:
         from nas.ray.tune import RayTuneExecutor
 
         cls = RayTuneExecutor
+    elif name is None:
+        raise ConfigError(f"executor: no name (it has {', '.join(map(repr, opts)) or 'no keys'}); name one of "
+                          f"{', '.join(map(repr, NAMES))}, e.g. {{\"name\": \"processes\", \"workers\": 2}}")
     else:
         raise ConfigError(f"executor: unknown name {name!r} (use {', '.join(map(repr, NAMES))})")
     params = inspect.signature(cls.__init__).parameters
@@ -58,26 +73,40 @@ def executor_from_spec(spec: Mapping[str, Any]) -> Executor:
     if unknown:
         allowed = [p for p in params if p not in ("self", "timeout_s")]
         raise ConfigError(f"executor {name!r} has no option {unknown[0]!r} (options: {', '.join(allowed)})")
-    return cls(**opts)
+    return cls
 
 
-def executor_spec(name: str = "local", address: str | None = None, workers: int | None = None,
+FLAGS = {"address": "--address", "workers": "--workers", "cpus": "--cpus-per-trial", "gpus": "--gpus-per-trial"}
+TAKES = {"address": ("ray", "ray-tune"), "workers": ("processes", "ray", "ray-tune"), "cpus": ("ray", "ray-tune"),
+         "gpus": ("ray", "ray-tune")}
+"""The command-line flags of `nas run` / `nas resume` that set an executor option, and the executors taking each."""
+
+
+def executor_spec(name: str | None = None, address: str | None = None, workers: int | None = None,
                   cpus: float | None = None, gpus: float | None = None,
                   base: Mapping[str, Any] | str | None = None) -> str | dict[str, Any]:
     """The plain-data executor `nas run` records in the journal header: "local" or {"name": "ray", ...}.
 
-    Options left None keep those of `base` (the recorded spec, when `nas resume` overrides some of them).
+    `name` is the --executor flag (None: `base`'s) and the other arguments its flags; `base` is the run file's
+    executor or the recorded one, whose options stay unless the flag names another executor. An error names
+    what the user wrote: a flag, or a key of `base`.
     """
     old = dict(base) if isinstance(base, Mapping) else {"name": base or "local"}
-    if name != old.get("name"):
-        old = {"name": name}
-    given = {"address": address, "workers": workers, "cpus": cpus, "gpus": gpus}
-    spec = {**old, **{k: v for k, v in given.items() if v is not None}}
-    if spec["name"] not in NAMES:
-        raise ConfigError(f"--executor: unknown executor {spec['name']!r} (use {', '.join(NAMES)})")
-    allowed = {"local": (), "processes": ("workers",)}.get(spec["name"])
-    extra = [k for k in spec if k != "name" and allowed is not None and k not in allowed]
-    if extra:
-        raise ConfigError(f"--executor {spec['name']} takes no {', '.join('--' + k for k in extra)} "
-                          "(use --executor ray)")
-    return "local" if spec["name"] == "local" else spec
+    if old.get("name") not in NAMES:  # a run file's table without a name (or with `nam`) is not dropped
+        executor_class(old.get("name"), {k: v for k, v in old.items() if k != "name"})
+    if name is not None and name not in NAMES:
+        raise ConfigError(f"--executor: unknown executor {name!r} (use {', '.join(NAMES)})")
+    if name is not None and name != old["name"]:
+        old = {"name": name}  # the base's options are those of the executor it names, not of this one
+    else:
+        executor_class(old["name"], {k: v for k, v in old.items() if k != "name"})  # each key an option
+    given = {k: v for k, v in {"address": address, "workers": workers, "cpus": cpus, "gpus": gpus}.items()
+             if v is not None}
+    wrong = [k for k in given if old["name"] not in TAKES[k]]
+    if wrong:
+        where = f"--executor {name}" if name is not None else f"the executor {old['name']!r}"
+        *first, last = TAKES[wrong[0]]
+        raise ConfigError(f"{where} takes no {', '.join(FLAGS[k] for k in wrong)} ({FLAGS[wrong[0]]} is for "
+                          f"--executor {', '.join(first)} or {last})")
+    spec = {**old, **given}
+    return "local" if spec == {"name": "local"} else spec

@@ -28,7 +28,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -107,6 +110,9 @@ def load_script(path: str | Path) -> ModuleType:
         what = " and ".join(f"`{n}`" for n in missing)
         raise ConfigError(f"{script.resolve()} defines no {what}: a search script must define `space` "
                           "(a nas.spaces.Space) and `evaluate` (architecture -> dict of metrics)")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(module)  # no worker can import nas_script_<stem> by name ("spawn")
     return module
 
 
@@ -131,7 +137,7 @@ def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     workdir again (`nas.search`, or the driver of a one-shot, few-shot, NEAS, BossNAS or EAS search)."""
     meta = config.get("metadata") or {}
     if meta.get("script"):
-        return f"nas resume {workdir}"
+        return f"nas resume {shlex.quote(str(workdir))}"
     strategy = str(config.get("strategy", ""))
     if strategy in DRIVERS:
         call = DRIVERS[strategy]
@@ -146,20 +152,56 @@ def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     return f"call {call}(..., workdir={str(workdir)!r}) again with the same arguments"
 
 
-def _discard(workdir: Path, console: Console) -> None:
-    """`--fresh`: move the workdir's previous search (journal, snapshot, model spec, weights) to DIR.previous."""
-    if not workdir.exists():
-        return
+def _discard(workdir: Path, script: Path, console: Console) -> None:
+    """`--fresh`: move the workdir's previous search (journal, snapshot, model spec, weights) to DIR.previous.
+
+    Only a folder holding a journal is moved, and never one holding the script or the current directory: the
+    user's project folder given as --workdir once went to DIR.previous, script, notes and all."""
+    if not workdir.exists() or (workdir.is_dir() and not any(workdir.iterdir())):
+        return  # nothing to move
+    where = workdir.resolve()
+    if not Journal(workdir).exists():
+        raise ConfigError(f"--fresh: {workdir} holds no previous search (no {JOURNAL}), so there is nothing to "
+                          "move aside; pick a new --workdir for this search, or move the folder yourself")
+    for inside, what in ((script.expanduser().resolve(), "the script being run"),
+                         (Path.cwd(), "the current directory")):
+        if inside == where or where in inside.parents:  # `--workdir .` too
+            raise ConfigError(f"--fresh: {workdir} holds {what}, so it is not moved; give the search a folder of "
+                              "its own (--workdir runs/NAME), or move the previous search's files aside yourself")
     holder = Journal(workdir).writer()
     if holder is not None:
         raise ConfigError(f"--fresh: {workdir} is being written by a running search ({holder}); stop it first")
-    target, n = workdir.with_name(workdir.name + ".previous"), 1
+    named = workdir if workdir.name not in ("", "..") else where  # the path as the user wrote it, where it has a name
+    target, n = named.with_name(named.name + ".previous"), 1
     while target.exists():  # an earlier --fresh's search stays: a typo'd run then its fix must not lose it
         n += 1
-        target = workdir.with_name(f"{workdir.name}.previous{n}")
+        target = named.with_name(f"{named.name}.previous{n}")
     os.replace(workdir, target)
     console.print(f"--fresh: moved the previous search in {workdir} to {target} (delete it when you no longer "
                   "need it)", soft_wrap=True)
+
+
+def _load_staged(script: Path, workdir: Path, staged: Path) -> ModuleType:
+    """Import the script with what it records into the workdir (`record_model`: model.json, supernet.pt) written
+    into `staged` instead, until `_run_and_report` has checked that the workdir holds this search: a refused run
+    once overwrote the model.json of the search there, which then no longer exported."""
+    from nas.modelspec import staged_records
+
+    with staged_records(workdir, staged):
+        return load_script(script)
+
+
+def _commit_staged(staged: Path | None, workdir: Path) -> None:
+    """Move the files `_load_staged` held back into the checked workdir, each replaced atomically, model.json last."""
+    from nas.modelspec import MODEL_SPEC
+
+    files = sorted((p for p in staged.iterdir() if p.is_file()), key=lambda p: p.name == MODEL_SPEC) \
+        if staged is not None and staged.is_dir() else []
+    for path in files:
+        workdir.mkdir(parents=True, exist_ok=True)
+        part = workdir / f"{path.name}.tmp"
+        shutil.move(path, part)  # a copy when the staging folder is on another file system
+        os.replace(part, workdir / path.name)
 
 
 def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
@@ -179,6 +221,7 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
     if holder is not None:  # refused before "continuing it" and a progress bar are printed
         raise JournalError(f"{spec.workdir} is being written by another search ({holder}): wait for it to finish, "
                            "or use another workdir")
+    _commit_staged(spec.staged, spec.workdir)  # checked: what the script recorded may now replace the workdir's
     if contents is not None and contents.trials:
         console.print(f"{spec.workdir} holds {len(contents.trials)} trials of this search: continuing it"
                       + ("" if resuming else " (--fresh starts over)"), soft_wrap=True)
@@ -203,9 +246,10 @@ def next_steps(result: SearchResult, workdir: Path) -> str:
     """What to run after a search: look at it, and continue it when it can go on (to its budget when it stopped
     below it, e.g. at max_time; else with twice the budget), but not when its strategy had nothing new."""
     budget = int(result.config.get("budget", result.used))
+    wd = shlex.quote(str(workdir))  # a path with spaces is copied and pasted as one argument
     more = ("" if result.stop_reason == "exhausted" else
-            f" | nas resume {workdir}" if result.used < budget else f" | nas resume {workdir} --budget {budget * 2}")
-    return f"next: nas status {workdir} | nas pareto {workdir} --plot front.png{more}"
+            f" | nas resume {wd}" if result.used < budget else f" | nas resume {wd} --budget {budget * 2}")
+    return f"next: nas status {wd} | nas pareto {wd} --plot front.png{more}"
 
 
 # ---------------------------------------------------------------------------------------- commands
@@ -251,19 +295,17 @@ def run(
     run_file = script if is_run_file(script) else None
     settings = read_run_file(script) if run_file is not None else {"script": str(script)}
     script = Path(settings["script"])
-    recorded_executor = settings.get("executor", "local")
-    base = recorded_executor if isinstance(recorded_executor, Mapping) else {"name": recorded_executor}
-    spec = executor_spec(executor or base.get("name", "local"), address, workers, cpus_per_trial, gpus_per_trial,
-                         base=base)
+    spec = executor_spec(executor, address, workers, cpus_per_trial, gpus_per_trial, base=settings.get("executor"))
     workdir = workdir or (Path(settings["workdir"]) if "workdir" in settings else Path("runs") / script.stem)
     if not script.expanduser().is_file():
         raise FileNotFoundError(f"script {script} not found")
     if fresh:  # before the script runs: a script may record its model spec into the workdir
         if strategy is not None and strategy not in STRATEGIES:  # what can be checked before moving anything
             raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
-        _discard(workdir, _out())
-    with workdir_env(workdir):  # the script and its workers learn the workdir: nas.run_workdir()
-        module = load_script(script)
+        _discard(workdir, script, _out())
+    # the script and its workers learn the workdir (nas.run_workdir()); what it records there waits in `staged`
+    with workdir_env(workdir), tempfile.TemporaryDirectory(prefix="nas-run-") as staged:
+        module = _load_staged(script, workdir, Path(staged))
 
         def pick(flag: Any, key: str, default: Any = None) -> Any:
             """A setting: the flag, else the run file's, else the script's attribute, else the default."""
@@ -276,9 +318,15 @@ def run(
             raise ConfigError(f"{script}: no objectives: define `objectives = {{'accuracy': 'max'}}` in the script "
                               "or the run file, or pass --objective NAME:max")
         chosen = pick(strategy, "strategy", "evolution")
-        script_strategy = settings.get("strategy", getattr(module, "strategy", "evolution"))
-        # The script's strategy_options belong to the script's strategy: --strategy OTHER drops them.
-        options = pick(None, "strategy_options") if chosen == script_strategy else None
+        # Strategy options belong to the strategy of the file giving them (the run file's, else the script's):
+        # another strategy, by --strategy OTHER or a run file's strategy over the script's, drops them.
+        script_strategy = getattr(module, "strategy", "evolution")
+        if "strategy_options" in settings:
+            owner, options = settings.get("strategy", script_strategy), settings["strategy_options"]
+        else:
+            owner, options = script_strategy, getattr(module, "strategy_options", None)
+        if chosen != owner:
+            options = None
         if strategy_option:
             options = {**(options or {}), **parse_options(strategy_option)}
         queue = pick(str(enqueue) if enqueue is not None else None, "enqueue")
@@ -289,7 +337,7 @@ def run(
             pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
             read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None, lower_budget,
             {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
-             **({"run_file": str(run_file.resolve())} if run_file is not None else {})}))
+             **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
 
 
 @app.command()
@@ -307,8 +355,7 @@ def resume(
     loaded = _load(workdir)
     config = loaded.config
     recorded = (config.get("metadata") or {}).get("executor") or "local"
-    spec = executor_spec(executor or (recorded if isinstance(recorded, str) else recorded["name"]), address,
-                         workers, base=recorded)
+    spec = executor_spec(executor, address, workers, base=recorded)
     script = (config.get("metadata") or {}).get("script")
     if not script:
         raise ConfigError(f"{workdir} records no script (it was not started by `nas run`); to resume it, "
@@ -326,12 +373,12 @@ def resume(
                       "to continue it", style="yellow", soft_wrap=True)
         show_front(console, loaded)
         return
-    with workdir_env(workdir):  # as `nas run` gave it: nas.run_workdir() in the script
-        module = load_script(script)
+    with workdir_env(workdir), tempfile.TemporaryDirectory(prefix="nas-run-") as staged:  # as `nas run` does
+        module = _load_staged(script, workdir, Path(staged))
         _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
                                 config["seed"], workdir, config.get("strategy_options") or None, spec,
                                 config.get("fidelity"), lower_budget=lower_budget,
-                                metadata=config.get("metadata") or {}), resuming=True)
+                                metadata=config.get("metadata") or {}, staged=Path(staged)), resuming=True)
 
 
 def _load(workdir: Path) -> SearchResult:
@@ -422,7 +469,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     for o in result.problem.objectives:
         best = result.best(o.name)
         grid.add_row(f"best {o.name}", f"{fmt(best.metrics[o.name])} (trial {best.number})" if best else "-")
-    grid.add_row("pareto front", f"{len(result.pareto_front())} trials (nas pareto {workdir})")
+    grid.add_row("pareto front", f"{len(result.pareto_front())} trials (nas pareto {shlex.quote(str(workdir))})")
     for label, value in _time_rows(trials):
         grid.add_row(label, value)
     writer = Journal(workdir).writer()
@@ -439,7 +486,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
         grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
-                     + (f"nas resume {workdir} --budget N" if script else hint + " and a larger budget"))
+                     + (f"{hint} --budget N" if script else hint + " and a larger budget"))
     elif result.stop_reason == "exhausted":  # resuming would evaluate nothing new
         grid.add_row("state", "finished below its budget: the strategy proposed no new architecture (the space "
                      "is exhausted, the strategy converged, or cheap constraints rejected every proposal)")
@@ -588,7 +635,7 @@ def to_optuna_command(
     report = to_optuna(workdir, out, study_name)
     _out().print(f"wrote study {report.study_name!r} ({report.trials} trials: {report.complete} complete, "
                  f"{report.fail} failed, {report.pruned} pruned) to {report.out.resolve()}; view it with: "
-                 f"optuna-dashboard {report.out}", soft_wrap=True)
+                 f"optuna-dashboard {shlex.quote(str(report.out))}", soft_wrap=True)
 
 
 @app.command()

@@ -16,11 +16,14 @@ A run file names the script that defines `space` and `evaluate`, and any of the 
     warm_start = "runs/earlier"          # tell the strategy an earlier search's results
     [strategy_options]
     population_size = 50
-    [executor]
+    [executor]                           # as nas.search's executor= dict: a name and its options
     name = "processes"
     workers = 2
+    max_retries = 1
 
-Precedence: flags, then the run file, then the script's own attributes, then the defaults.
+Precedence: flags, then the run file, then the script's own attributes, then the defaults. Strategy options
+belong to the strategy of the file giving them: a run file's `strategy` (or --strategy) other than the script's
+drops the script's `strategy_options`, as --strategy other than the run file's drops the run file's.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 
 from nas import jsonio
 from nas.errors import ConfigError
+from nas.executor_spec import executor_class
 
 RUN_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
 KEYS = {"script": str, "strategy": str, "strategy_options": dict, "objectives": dict, "constraints": list,
@@ -63,6 +67,7 @@ class RunSpec:
     warm_start: Path | None = None
     lower_budget: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    staged: Path | None = None  # what the script recorded while loading, moved into the workdir once it is checked
 
 
 def is_run_file(path: Path) -> bool:
@@ -97,6 +102,12 @@ def read_run_file(path: Path) -> dict[str, Any]:
         if key in PATHS and isinstance(value, str):
             value = str((path.parent / value).resolve()) if key != "workdir" else str(path.parent / value)
         out[key] = value
+    if "executor" in out:  # a table without `name`, or with a typo'd key, is named here, never dropped
+        table = out["executor"] if isinstance(out["executor"], Mapping) else {"name": out["executor"]}
+        try:
+            executor_class(table.get("name"), {k: v for k, v in table.items() if k != "name"})
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     if "script" not in out:
         raise ConfigError(f"{path}: no script: name the file that defines `space` and `evaluate` "
                           "(script = \"search.py\")")

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
 from nas.spaces import Architecture
 
@@ -250,14 +250,11 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, workers: int | None = None, cpus: float = 1.0,
                  gpus: float = 0.0, batch_size: int = 1, max_retries: int = 2, num_cpus: int | None = None,
                  object_store_mb: int = 200) -> None:
-        if workers is not None and workers < 1:
-            raise ConfigError(f"workers: expected a positive int, got {workers!r}")
-        if cpus < 0 or gpus < 0:
-            raise ConfigError(f"cpus/gpus: expected non-negative numbers, got cpus={cpus!r} gpus={gpus!r}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if max_retries < 0:
-            raise ConfigError(f"max_retries: expected an int >= 0, got {max_retries!r}")
+        if workers is not None:  # checked before anything compares them: a run file's "2" is named, no TypeError
+            check_count(workers, "workers")
+        cpus, gpus = check_number(cpus, "cpus", positive=False), check_number(gpus, "gpus", positive=False)
+        check_count(batch_size, "batch_size")
+        check_int(max_retries, "max_retries", 0)
         self.options = RayOptions(address, num_cpus, None, object_store_mb)
         self.workers, self.cpus, self.gpus = workers, cpus, gpus
         self.batch_size, self.max_retries = batch_size, max_retries

@@ -39,7 +39,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nas import jsonio
-from nas.errors import ConfigError, check_count, check_int
+from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
 from nas.objectives import Problem
 from nas.ray.executor import RayOptions, _DropMessage, check_capacity, connect, ship_by_value
@@ -444,10 +444,9 @@ class RayTuneExecutor(Executor):
                  gpus: float = 0.0, scheduler: Any = None, metric: str | None = None, mode: str | None = None,
                  max_epochs: int = 100, grace_period: int = 1, reduction_factor: float = 2, max_retries: int = 2,
                  storage_path: str | None = None, num_cpus: int | None = None) -> None:
-        if workers is not None and workers < 1:
-            raise ConfigError(f"workers: expected a positive int, got {workers!r}")
-        if cpus < 0 or gpus < 0:
-            raise ConfigError(f"cpus/gpus: expected non-negative numbers, got cpus={cpus!r} gpus={gpus!r}")
+        if workers is not None:  # checked before anything compares them: a run file's "2" is named, no TypeError
+            check_count(workers, "workers")
+        cpus, gpus = check_number(cpus, "cpus", positive=False), check_number(gpus, "gpus", positive=False)
         check_int(max_retries, "max_retries", 0)  # Tune's -1 would restart a trial whose worker dies forever
         self.options = RayOptions(address, num_cpus)
         self.workers, self.cpus, self.gpus, self.max_retries = workers, cpus, gpus, max_retries
