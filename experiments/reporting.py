@@ -239,14 +239,16 @@ def ri_matrix(reports: Mapping[str, ProtocolReport]) -> str:
 # ---------------------------------------------------------------------------------------- the gym
 def gym_reports(result: Any, baseline: str = "random", min_seeds: int = MIN_SEEDS) -> dict[str, ProtocolReport]:
     """The protocol report of every environment of a `nas.gym.GymResult` (every run of a strategy, its
-    settings x seeds, counts as one seed: each run has its own seed)."""
+    settings x seeds, counts as one seed: each run has its own seed). The search cost is each run's `cost_s`
+    (the environment's `cost_metric` summed, else the trials' durations), not its wall time, so a repeat
+    served from a memo is charged its original training time and the order strategies ran in does not matter."""
     out = {}
     for env, facts in result.environments.items():
         strategies = result.strategies(env)
         if not strategies:
             continue
         values = {s: result.values(env, s) for s in strategies}
-        costs = {s: [r.seconds for r in result.runs if r.environment == env and r.strategy == s] for s in strategies}
+        costs = {s: [r.cost_s for r in result.runs if r.environment == env and r.strategy == s] for s in strategies}
         budgets = {s: float(next(r.budget for r in result.runs if r.environment == env and r.strategy == s))
                    for s in strategies}
         out[env] = protocol_report(values, direction=facts["direction"], baseline=baseline, costs=costs,
@@ -257,7 +259,7 @@ def gym_reports(result: Any, baseline: str = "random", min_seeds: int = MIN_SEED
 def gym_table(result: Any, reports: Mapping[str, ProtocolReport] | None = None) -> str:
     """Markdown: per environment, each strategy's outcome distribution over settings x seeds (median, IQR,
     min-max), the defaults' and the best setting's median, RI over random with its 95 % CI, the reported
-    final metric and the search cost; then what was skipped and why."""
+    final metric, the search cost (`cost_s`, as in the protocol) and the wall time; then what was skipped and why."""
     reports = reports if reports is not None else gym_reports(result)
     lines = []
     for env, facts in result.environments.items():
@@ -270,7 +272,7 @@ def gym_table(result: Any, reports: Mapping[str, ProtocolReport] | None = None) 
         lines += [f"**{env}**: {facts['direction']} {facts['objective']}{cons}, budget {facts['budget']}"
                   + (f", optimum {_fmt(facts['optimum'])}" if facts.get("optimum") is not None else ""), "",
                   f"| strategy | runs | median | IQR | min – max | defaults | best setting | RI % [95 % CI] | "
-                  f"{facts['final']} (median) | search s | eval cost s |", "|" + "---|" * 11]
+                  f"{facts['final']} (median) | search cost s | wall s |", "|" + "---|" * 11]
         for s in sums:
             ri = "-"
             if rep is not None:
@@ -281,7 +283,7 @@ def gym_table(result: Any, reports: Mapping[str, ProtocolReport] | None = None) 
             miss = f" ({s.missing} none)" if s.missing else ""
             lines.append(f"| {s.strategy} | {s.n}{miss} | {_fmt(s.median)} | {_fmt(s.iqr)} | {_fmt(s.min)} – {_fmt(s.max)} | "
                          f"{_fmt(s.default_median)} | {_fmt(s.best_setting_median)} | {ri} | {_fmt(s.final_median)} | "
-                         f"{s.seconds_mean:.2f} | {s.cost_s_mean:.2f} |")
+                         f"{s.cost_s_mean:.2f} | {s.seconds_mean:.2f} |")
         lines.append("")
     if result.skipped:
         grouped: dict[tuple[str, str], list[str]] = {}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import math
 import numbers
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.errors import ConfigError
+from nas.evaluators import Evaluator
 from nas.objectives import Problem
 from nas.spaces import Architecture, Choice, Repeat, Space
 from nas.spaces.model_space import ModelSpace
@@ -21,12 +24,34 @@ if TYPE_CHECKING:
 Metrics = Mapping[str, float]
 
 
+def takes_budget(evaluate: Any) -> bool:
+    """Whether `evaluate` accepts `budget=` (as `FidelitySpace.evaluator` requires), so fidelity levels can be used."""
+    return (evaluate if isinstance(evaluate, Evaluator) else Evaluator(evaluate)).takes_budget
+
+
+def _fidelity_levels(name: str, levels: Any) -> tuple[float, ...]:
+    """`levels` checked (none, or at least two distinct positive finite numbers) and sorted; a ConfigError naming
+    the environment's `fidelity` otherwise, now rather than mid-gym from `FidelitySpace`."""
+    where = f"environment {name!r}: fidelity"
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Iterable):
+        raise ConfigError(f"{where} must be a sequence of numbers (e.g. epochs), got {levels!r}")
+    values = tuple(levels)
+    bad = [x for x in values
+           if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x <= 0]
+    if bad:
+        raise ConfigError(f"{where} levels must be positive finite numbers, got {bad[0]!r} in {list(values)}")
+    if values and (len(values) < 2 or len(set(values)) != len(values)):
+        raise ConfigError(f"{where} must be at least two distinct levels, got {list(values)}")
+    return tuple(sorted(values))
+
+
 @dataclass
 class Environment:
     """One search problem of the gym: `nas.search(space, evaluate, {objective: direction}, constraints)`.
 
-    `fidelity` (ascending levels, e.g. epochs) lets multi-fidelity strategies run here: `evaluate` must
-    then accept `budget=` and the gym wraps the space in `FidelitySpace(space, fidelity, fidelity_field)`
+    `fidelity` (at least two distinct positive levels in any order, e.g. epochs; stored sorted) lets
+    multi-fidelity strategies run here: `evaluate` must then accept `budget=` (both checked when the
+    environment is built) and the gym wraps the space in `FidelitySpace(space, fidelity, fidelity_field)`
     for strategies that need one; their budget counts full-fidelity evaluations (one at level l costs
     l / top), and only trials at the top level count as outcomes. `final(arch)` is what is reported of the architecture
     a run returns (test accuracy, the real cost of a proxy's pick); None means the objective itself.
@@ -56,7 +81,7 @@ class Environment:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise ConfigError(f"environment {self.name!r}: budget must be a positive int, got {self.budget!r}")
         self.constraints = (self.constraints,) if isinstance(self.constraints, str) else tuple(self.constraints)
-        self.fidelity = tuple(sorted(self.fidelity))
+        self.fidelity = _fidelity_levels(self.name, self.fidelity)
         self.check()
 
     @property
@@ -68,8 +93,13 @@ class Environment:
             raise ConfigError(f"environment {self.name!r}: {e}") from None
 
     def check(self) -> None:
-        """Raise a ConfigError now for a malformed constraint, before any strategy runs on the environment."""
+        """Raise a ConfigError now for a malformed constraint or fidelity (levels, or an evaluator without
+        `budget=` beside them), before any strategy runs on the environment."""
         self.problem
+        if _fidelity_levels(self.name, self.fidelity) and not takes_budget(self.evaluate):
+            fn = getattr(self.evaluate, "__name__", type(self.evaluate).__name__)
+            raise ConfigError(f"environment {self.name!r}: fidelity {list(self.fidelity)} needs an evaluator that "
+                              f"takes budget=, and {fn} takes none (leave fidelity empty)")
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready facts about the environment (recorded beside its results)."""
@@ -245,16 +275,20 @@ def training_environment(budget: int = 30, levels: Sequence[int] = (1, 3, 9), se
 def proxy_environment(base: Environment, proxy: "ProxyCostModel", real: Callable[[Architecture], Metrics] | None = None
                       ) -> Environment:
     """`base` with its evaluator replaced by `proxy`. What a run returns is reported at its real objective
-    value (`real`, default `base.evaluate`), or None when the real function says it breaks a constraint."""
+    value (`real`, default `base.evaluate`), or None when the real function says it breaks a constraint or
+    cannot score it (an architecture missing from a table). The proxy has no fidelity: `base.fidelity` is dropped."""
     real_fn = real if real is not None else base.evaluate
     problem = base.problem
 
     def real_value(arch: Architecture) -> float | None:
-        m = real_fn(arch)
+        try:
+            m = real_fn(arch)
+        except LookupError:
+            return None
         return float(m[base.objective]) if problem.feasible(m) else None
 
     return Environment(f"{base.name}-proxy", base.space, proxy, base.objective, base.direction, base.constraints,
-                       base.budget, base.fidelity, base.fidelity_field, real_value, f"real {base.objective}",
+                       base.budget, (), base.fidelity_field, real_value, f"real {base.objective}",
                        base.optimum, None, f"random-forest proxy of {base.name} ({proxy.n_train} logged trials)")
 
 
@@ -269,8 +303,14 @@ ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
 
 
 def environment(name: str, **options: Any) -> Environment:
-    """A built-in environment by name (see `ENVIRONMENTS`); unknown names are ConfigErrors listing them."""
-    factory = ENVIRONMENTS.get(name)
+    """A built-in environment by name (see `ENVIRONMENTS`); unknown names and options are ConfigErrors listing
+    the valid ones."""
+    factory = ENVIRONMENTS.get(name) if isinstance(name, str) else None
     if factory is None:
         raise ConfigError(f"unknown environment {name!r}; available: {', '.join(ENVIRONMENTS)}")
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in options if k not in params]
+        if unknown:
+            raise ConfigError(f"environment {name!r}: unknown option {unknown[0]!r}; options: {', '.join(params)}")
     return factory(**options)

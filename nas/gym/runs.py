@@ -8,7 +8,7 @@ import math
 import multiprocessing
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
-from nas.gym.environments import Environment, environment
+from nas.errors import ConfigError, check_count
+from nas.gym.environments import ENVIRONMENTS, Environment, environment, takes_budget
 from nas.gym.settings import Hyperparameters, Setting, draw_settings
 from nas.objectives import Problem
 from nas.result import SearchResult
@@ -157,7 +157,8 @@ class GymResult:
 def applicability(env: Environment, strategy: str) -> tuple[Space | None, str]:
     """(the space `strategy` runs on in `env`, or None; why not). A strategy whose `requires` the space lacks
     is skipped; one that refuses the space at construction (a multi-fidelity strategy on a space without a
-    fidelity) gets the environment's `FidelitySpace` when it declares fidelity levels, else is skipped.
+    fidelity) gets the environment's `FidelitySpace` when it declares fidelity levels and its evaluator takes
+    `budget=`, else is skipped.
     The environment's own errors (a malformed constraint) are raised as ConfigErrors, not reported as skips."""
     problem = env.problem  # outside the try: a bad constraint is no strategy's inapplicability
     cls = STRATEGIES[strategy]
@@ -169,7 +170,9 @@ def applicability(env: Environment, strategy: str) -> tuple[Space | None, str]:
         return env.space, ""
     except ConfigError as e:
         reason = str(e)
-    if env.fidelity:
+    if env.fidelity and not takes_budget(env.evaluate):
+        reason += " (this environment's evaluator takes no budget=, so its fidelity levels cannot be used)"
+    elif env.fidelity:
         fspace = FidelitySpace(env.space, env.fidelity, env.fidelity_field)
         try:
             make_strategy(strategy, fspace, problem, 0)
@@ -192,17 +195,23 @@ def _takes_fidelity(env: Environment, strategy: str, problem: Problem) -> bool:
 
 def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget: int | None = None,
             workdir: str | Path | None = None) -> RunRecord:
-    """One `nas.search` of `strategy` with `setting` on `env`; errors are recorded, not raised."""
-    budget = budget or env.budget
+    """One `nas.search` of `strategy` with `setting` on `env`; errors are recorded, not raised (the environment's
+    own, the strategy's, the evaluator's and `env.final`'s), so one run cannot end a whole gym. `budget` (a
+    positive int) overrides the environment's; a bad one is a ConfigError."""
+    budget = env.budget if budget is None else check_count(budget, "budget")
     rec = RunRecord(env.name, strategy, setting.index, setting.options, seed, budget)
-    space, why = applicability(env, strategy)
+    try:
+        space, why = applicability(env, strategy)
+    except Exception as e:  # the environment's own error (a constraint broken after construction)
+        rec.error = f"{type(e).__name__}: {e}"
+        return rec
     if space is None:
         rec.error = f"not applicable: {why}"
         return rec
     fid = isinstance(space, FidelitySpace) and space is not env.space
-    evaluate = space.evaluator(env.evaluate) if fid else env.evaluate
     t0 = time.perf_counter()
     try:
+        evaluate = space.evaluator(env.evaluate) if fid else env.evaluate
         if fid:
             result, rec.budget_used = _fidelity_search(env, space, evaluate, strategy, setting, seed, budget, workdir)
         else:
@@ -229,8 +238,11 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
         best = pick(candidates, key=lambda t: t.metrics[env.objective])
         arch = space.strip(best.arch) if fid else Architecture(best.arch)
         rec.value, rec.arch = float(best.metrics[env.objective]), arch.to_dict()
-        final = env.final(arch) if env.final is not None else rec.value
-        rec.final = None if final is None else float(final)
+        try:  # the search stands; only what is reported of its pick is missing
+            final = env.final(arch) if env.final is not None else rec.value
+            rec.final = None if final is None else float(final)
+        except Exception as e:
+            rec.error = f"final: {type(e).__name__}: {e}"
     return rec
 
 
@@ -271,6 +283,56 @@ def _pool_task(task: tuple[int, str, Setting, int, int | None, str | None]) -> R
     return run_one(_POOL_ENVS[env_i], strategy, setting, seed, budget, workdir)
 
 
+def _listed(value: object, name: str) -> list[Any]:
+    """`value` as a list; a single string or environment is refused (it would be iterated letter by letter)."""
+    if isinstance(value, (str, bytes, Environment)) or not isinstance(value, Iterable):
+        raise ConfigError(f"{name}: pass a list, e.g. [{value!r}], got {value!r}")
+    return list(value)
+
+
+def _refuse_duplicates(named: Sequence[tuple[int, str]], field: str) -> None:
+    """A ConfigError naming the first (index, name) whose name came before: results are kept by name, so its runs
+    would be pooled with the other's (and a strategy's repeated seeds counted as independent ones)."""
+    first: dict[str, int] = {}
+    for i, name in named:
+        if name in first:
+            raise ConfigError(f"{field}[{i}]: name {name!r} is also that of {field}[{first[name]}]; "
+                              "each needs its own name")
+        first[name] = i
+
+
+def _strategy_names(strategies: Sequence[str] | None) -> list[str]:
+    """The strategies to run (default: all registered), each a registered name listed once."""
+    if strategies is None:
+        return sorted(STRATEGIES)
+    names = _listed(strategies, "strategies")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or name not in STRATEGIES:
+            raise ConfigError(f"strategies[{i}]: unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}")
+    _refuse_duplicates(list(enumerate(names)), "strategies")
+    return names
+
+
+def _environments(environments: Sequence[Environment | str], notes: list[str]) -> list[Environment]:
+    """The environments, names built with `environment(name)`: an unknown name is a ConfigError, one that cannot
+    be built (a missing table) is skipped with its error in `notes`; names must be distinct."""
+    envs: list[tuple[int, Environment]] = []
+    for i, e in enumerate(_listed(environments, "environments")):
+        if isinstance(e, Environment):
+            e.check()  # a constraint made malformed after construction is a ConfigError before anything runs
+            envs.append((i, e))
+        elif not isinstance(e, str) or e not in ENVIRONMENTS:
+            raise ConfigError(f"environments[{i}]: unknown environment {e!r}; available: {', '.join(ENVIRONMENTS)} "
+                              "or an Environment")
+        else:
+            try:
+                envs.append((i, environment(e)))
+            except ConfigError as err:
+                notes.append(f"environment {e!r} skipped: {err}")
+    _refuse_duplicates([(i, env.name) for i, env in envs], "environments")
+    return [env for _, env in envs]
+
+
 def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str] | None = None, settings: int = 5,
             seeds: int = 2, seed: int = 0, budget: int | None = None, include_default: bool = True,
             hyperparameters: Mapping[str, Hyperparameters] | None = None, jobs: int = 1,
@@ -280,24 +342,21 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
 
     Every strategy gets `settings` settings from `draw_settings` (the same ones on every environment) and
     each setting `seeds` runs; run k of every strategy uses seed `seed + k`, so all strategies see the same
-    seeds. `budget` overrides each environment's own. Names in `environments` are built with
-    `environment(name)`; one that cannot be built (a missing table) is skipped with its error in `notes`.
+    seeds. `budget` (a positive int) overrides each environment's own. Names in `environments` are built with
+    `environment(name)`; one that cannot be built (a missing table) is skipped with its error in `notes`, while
+    an unknown name, a duplicate environment or strategy name, or a single string instead of a list is a
+    ConfigError naming it, raised before anything runs.
     `jobs` > 1 runs searches in forked worker processes (torch on one thread each). With `workdir`, each
     run journals to `workdir/<environment>/<strategy>/<setting>-<seed>` (the logged trials a
     `ProxyCostModel.from_journals` learns from). `progress(record, done, total)` follows the runs.
     """
+    names = _strategy_names(strategies)
+    check_count(settings, "settings")
+    check_count(seeds, "seeds")
+    if budget is not None:
+        check_count(budget, "budget", " (or None: each environment's own)")
     notes: list[str] = []
-    envs: list[Environment] = []
-    for e in environments:
-        if isinstance(e, Environment):
-            e.check()  # a constraint made malformed after construction is a ConfigError before anything runs
-            envs.append(e)
-            continue
-        try:
-            envs.append(environment(e))
-        except ConfigError as err:
-            notes.append(f"environment {e!r} skipped: {err}")
-    names = list(strategies) if strategies is not None else sorted(STRATEGIES)
+    envs = _environments(environments, notes)
     drawn: dict[str, list[Setting]] = {}
     for name in names:
         drawn[name], extra = draw_settings(name, settings, seed, include_default, hyperparameters)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
 import itertools
 import zlib
@@ -12,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
-from nas.strategies import STRATEGIES
+from nas.objectives import Problem
+from nas.spaces import Choice, Space
+from nas.strategies import STRATEGIES, OptunaStrategy
 
 
 @dataclass(frozen=True)
@@ -82,33 +86,87 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_UNKNOWN = object()  # an option whose default is not known: no drawn value equals it
+
+
+def _sampler_parameters(cls: type) -> Mapping[str, inspect.Parameter] | None:
+    """The keyword parameters of an Optuna strategy's sampler class (None for another strategy, or when the
+    sampler's module is not installed)."""
+    if not (isinstance(cls, type) and issubclass(cls, OptunaStrategy) and cls.sampler_class):
+        return None
+    module, name = cls.sampler_class.split(":")
+    try:
+        sampler = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return {k: p for k, p in inspect.signature(sampler.__init__).parameters.items() if k not in ("self", "seed")}
+
+
+@functools.cache
+def _defaults(cls: type) -> dict[str, Any]:
+    """Flat option -> the value the strategy runs with when the option is not given (`a.b` for key `b` of dict
+    option `a`): its `__init__` defaults and, for an Optuna strategy's `sampler_options`, the sampler's own
+    defaults overridden by those the strategy sets itself (qmc's scramble=True), so a drawn setting equal to
+    the defaults is recognised also inside `sampler_options`."""
+    out = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    sampler = _sampler_parameters(cls)
+    if sampler is not None:
+        own: Mapping[str, Any] = {}
+        try:  # what the strategy passes the sampler when given no sampler_options
+            own = cls(Space(x=Choice([0, 1])), Problem.make({"y": "max"}), 0).sampler_options
+        except Exception:  # not buildable on a toy space (a missing extra such as cmaes): the sampler's defaults alone
+            pass
+        out.update({f"sampler_options.{k}": p.default for k, p in sampler.items()
+                    if p.default is not inspect.Parameter.empty})
+        out.update({f"sampler_options.{k}": v for k, v in own.items()})
+    return out
+
+
+def _check_grid(strategy: str, grid: Mapping[str, Sequence[Any]]) -> None:
+    """Every grid key must be an option of the strategy (`sampler_options.k` a keyword of an Optuna strategy's
+    sampler): a misspelt key is a ConfigError naming it, as `nas.search` refuses unknown options."""
+    cls = STRATEGIES[strategy]
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "problem", "seed")]
+    sampler = _sampler_parameters(cls)
+    for key in grid:
+        head, _, tail = key.partition(".")
+        if head not in params:
+            raise ConfigError(f"hyperparameters[{strategy!r}]: {key!r} is not an option of strategy {strategy!r} "
+                              f"(options: {', '.join(params) or 'none'})")
+        if tail and head == "sampler_options" and sampler is not None and tail not in sampler \
+                and not any(p.kind is p.VAR_KEYWORD for p in sampler.values()):
+            raise ConfigError(f"hyperparameters[{strategy!r}]: {key!r}: {tail!r} is not an option of the sampler of "
+                              f"strategy {strategy!r} (options: {', '.join(sampler)})")
+
+
 def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = True,
                   hyperparameters: Mapping[str, Hyperparameters] | None = None) -> tuple[list[Setting], list[str]]:
     """`n` settings of `strategy`'s options: its defaults (when `include_default`), then distinct random draws
-    from its declared grid (cycled when the grid is smaller). Returns (settings, notes): notes say which
-    declared options the strategy does not take (dropped) and when it has no grid at all."""
+    from its declared grid (cycled when the grid is smaller), none of them equal to the defaults. A grid key
+    that is not an option of the strategy is a ConfigError naming it. Returns (settings, notes): notes say
+    when the strategy has no grid at all, and when its grid is too small for `n` distinct settings."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
     hp = (hyperparameters or HYPERPARAMETERS).get(strategy)
     notes: list[str] = []
-    params = set(inspect.signature(STRATEGIES[strategy].__init__).parameters) - {"self", "space", "problem", "seed"}
     grid = dict(hp.grid) if hp else {}
-    dropped = sorted(k for k in grid if k.partition(".")[0] not in params)
-    if dropped:
-        notes.append(f"{strategy}: declared options {dropped} are not options of the strategy; dropped")
-        grid = {k: v for k, v in grid.items() if k not in dropped}
+    _check_grid(strategy, grid)
     if hp is None:
         notes.append(f"{strategy}: no declared hyper-parameter grid; its runs differ by seed only")
     keys = sorted(grid)
-    points = [_nest(dict(zip(keys, values))) for values in itertools.product(*(grid[k] for k in keys))] if grid else []
-    defaults = {k: p.default for k, p in inspect.signature(STRATEGIES[strategy].__init__).parameters.items()}
-    points = [p for p in points if (hp is None or hp.valid is None or hp.valid(p))
-              and not all(k in defaults and defaults[k] == v for k, v in p.items())]   # the defaults: setting 0
+    flat = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))] if grid else []
+    defaults = _defaults(STRATEGIES[strategy])
+    flat = [p for p in flat if not all(defaults.get(k, _UNKNOWN) == v for k, v in p.items())]  # setting 0
+    points = [p for p in map(_nest, flat) if hp is None or hp.valid is None or hp.valid(p)]
     if not points:
         return [Setting(strategy, i, {}) for i in range(n)], notes
     rng = np.random.default_rng([seed, zlib.crc32(strategy.encode())])
     order = [points[i] for i in rng.permutation(len(points))]
     chosen: list[dict[str, Any]] = [{}] if include_default else []
+    if len(chosen) + len(points) < n:
+        notes.append(f"{strategy}: its grid gives {len(points)} settings besides the defaults, so {n} settings "
+                     "repeat some (each run still has its own seed)")
     while len(chosen) < n:
         chosen += order[: n - len(chosen)]
     return [Setting(strategy, i, options) for i, options in enumerate(chosen[:n])], notes
