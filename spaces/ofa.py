@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_number
 from nas.architecture import Architecture
 from nas.spaces.dynamic import DynamicBatchNorm, DynamicConv1d, importance_order
 from nas.spaces.model_space import ModelSpace
@@ -60,17 +60,21 @@ class OFAConfig:
     zero_init_residual: bool = False  # BigNAS: residual blocks start as the identity (their last BN scale is 0)
 
     def __post_init__(self) -> None:
+        """Each field as its annotation says (ints positive ints, bools refused; option lists non-empty lists or
+        tuples, not strings), errors naming `OFAConfig.<field>`; lists become tuples."""
         for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, list):
+            v, kind = getattr(self, f.name), str(f.type)
+            if kind.startswith("tuple"):
+                if not isinstance(v, (list, tuple)) or not v:
+                    raise ConfigError(f"OFAConfig.{f.name}: expected a non-empty list of options, got {v!r}")
                 object.__setattr__(self, f.name, tuple(v))
-        for name in ("in_length", "in_channels", "num_classes", "stem_channels", "head_channels"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"OFAConfig.{name}: must be a positive int, got {getattr(self, name)!r}")
-        for name in ("resolutions", "stage_channels", "stage_strides", "depths", "kernels", "expands", "widths"):
-            v = getattr(self, name)
-            if not v or any(x <= 0 for x in v):
-                raise ConfigError(f"OFAConfig.{name}: needs at least one positive value, got {v!r}")
+                for x in v:
+                    if "int" in kind:
+                        check_count(x, f"OFAConfig.{f.name}", f" per option (of {v!r})")
+                    else:
+                        check_number(x, f"OFAConfig.{f.name}")
+            elif kind == "int":
+                check_count(v, f"OFAConfig.{f.name}")
         if len(self.stage_channels) != len(self.stage_strides):
             raise ConfigError(f"OFAConfig.stage_strides: {len(self.stage_strides)} strides for "
                               f"{len(self.stage_channels)} stages")
@@ -78,7 +82,7 @@ class OFAConfig:
             raise ConfigError(f"OFAConfig.kernels: kernel sizes must be odd, got {self.kernels!r}")
         if any(w > 1 for w in self.widths):
             raise ConfigError(f"OFAConfig.widths: multipliers must be <= 1 (of stage_channels), got {self.widths!r}")
-        if not 0 <= self.dropout < 1:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ConfigError(f"OFAConfig.dropout: must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.zero_init_residual, bool):
             raise ConfigError(f"OFAConfig.zero_init_residual: expected True or False, got {self.zero_init_residual!r}")

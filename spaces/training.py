@@ -13,12 +13,15 @@
   inherited from a trained supernet (BN recalibrated, no training).
 
 A supernet here is any module called as `supernet(x, arch)` with `supernet.subnet(arch)` and a `space`
-offering `largest()`, `smallest()` and `sample_subnet(rng, elastic)` (see `nas.spaces.ofa.OFASpace`).
+offering `largest()`, `smallest()` and `sample_subnet(rng, elastic)` (see `nas.spaces.ofa.OFASpace`;
+`ProgressiveShrinking` refuses a space whose `sample_subnet` takes no `elastic`, or names none it knows).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -87,6 +90,13 @@ def _check_training(owner: str, schedule: Any, fields: Iterable[str] = ("epochs"
             check_int(value, where, minimum[name])
         else:
             check_number(value, where, positive=name != "weight_decay")
+
+
+def _check_sandwich(owner: str, schedule: Any) -> None:
+    """The sandwich rule's settings (`SandwichRule`'s, shared with `nas.ray.train.DistributedSandwich`): those of
+    `_check_training` plus temperature > 0 and n_random >= 0, each error naming `owner.<field>`."""
+    _check_training(owner, schedule, ("epochs", "batch_size", "lr", "weight_decay", "temperature", "seed"))
+    check_int(schedule.n_random, f"{owner}.n_random", 0)
 
 
 def _names(owner: str, value: Any) -> frozenset[str] | None:
@@ -163,10 +173,40 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
 
 
 def _random_subnet(space: Any, rng: np.random.Generator, elastic: Any = None) -> Any:
+    """A random subnet: the space's `sample_subnet(rng[, elastic])`, else `sample(rng)` (no `elastic` then)."""
     sample = getattr(space, "sample_subnet", None)
     if sample is None:
+        if elastic is not None:
+            raise ConfigError(_no_elastic(space))
         return space.sample(rng)
     return sample(rng) if elastic is None else sample(rng, elastic)
+
+
+def _no_elastic(space: Any) -> str:
+    return (f"elastic: {type(space).__name__} has no sample_subnet(rng, elastic) to sample named dimensions "
+            "(progressive shrinking needs one, as OFASpace and ElasticTransformerSpace have); train its supernet "
+            "with SandwichRule or SinglePath")
+
+
+def _check_elastic(space: Any, supernet: nn.Module, phase: "Phase") -> None:
+    """Refuse, before any training, a phase the space cannot honour: no `sample_subnet(rng, elastic)`, an
+    `elastic` name it does not know, or `sort_channels` on a supernet without `sort_channels()`."""
+    sample = getattr(space, "sample_subnet", None)
+    try:
+        if sample is None:
+            raise ConfigError(_no_elastic(space))
+        try:
+            inspect.signature(sample).bind(None, None)
+        except TypeError:
+            raise ConfigError(_no_elastic(space)) from None
+        except ValueError:  # no signature to inspect (a builtin): let the call below tell
+            pass
+        _random_subnet(space, np.random.default_rng(0), phase.elastic)
+    except ConfigError as e:
+        raise ConfigError(f"Phase {phase.name!r}: {e}") from None
+    if phase.sort_channels and not callable(getattr(supernet, "sort_channels", None)):
+        raise ConfigError(f"Phase {phase.name!r}.sort_channels: {type(supernet).__name__} has no sort_channels() "
+                          "to reorder channels by importance")
 
 
 def _share(space: Any, arch: Any, shared: Mapping[str, Any]) -> Any:
@@ -237,8 +277,7 @@ class SandwichRule:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_training("SandwichRule", self, ("epochs", "batch_size", "lr", "weight_decay", "temperature", "seed"))
-        check_int(self.n_random, "SandwichRule.n_random", 0)
+        _check_sandwich("SandwichRule", self)
         self.per_step = _names("SandwichRule.per_step", self.per_step)
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
@@ -371,10 +410,7 @@ class ProgressiveShrinking:
         space = supernet.space
         per_step = _per_step_keys("ProgressiveShrinking.per_step", space, self.per_step)
         for phase in self.phases:  # an unknown elastic dimension fails now, not after the phases before it trained
-            try:
-                _random_subnet(space, np.random.default_rng(0), phase.elastic)
-            except ConfigError as e:
-                raise ConfigError(f"Phase {phase.name!r}: {e}") from None
+            _check_elastic(space, supernet, phase)
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
         largest, teacher, out = space.largest(), None, TrainLog()
         for i, phase in enumerate(self.phases):
@@ -423,14 +459,24 @@ def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any
     average over the batches in `inputs` (momentum=None), run in train mode by `call(batch)` (default
     `module(batch)`).
 
-    Which batch norms train is the model's own mode setup: the module is switched with `module.train()` (a model
-    whose `train()` keeps a frozen pretrained backbone in eval keeps it so), and where it comes in train mode with
-    some batch norms in train mode and others in eval (`model.train(); model.backbone.eval()`), those stay in
-    eval. A batch norm left in eval mode is never touched: its pretrained statistics stay. The module is
-    returned in eval mode, ready to evaluate with statistics of exactly this (sub)network.
+    Which batch norms train is the model's own mode setup. A module in eval mode is switched with `module.train()`
+    (a model whose `train()` keeps a frozen pretrained backbone in eval keeps it so). A module that comes in train
+    mode (`model.train(); model.backbone.eval()`) runs as it is: its batch norms in eval mode stay in eval, whether
+    or not any other batch norm trains. A module whose leaf modules are all in eval mode counts as in eval mode,
+    whatever its containers say (a new `nn.ModuleList` or ensemble wrapped around subnets in eval mode). A batch
+    norm left in eval mode is never touched: its pretrained statistics stay. The module is returned in eval mode,
+    ready to evaluate with statistics of exactly this (sub)network. `inputs` holding no batch, or a first batch
+    of no samples, is refused with a ConfigError before anything changes.
     """
+    batches = iter(inputs)
+    first = next(batches, None)
+    if first is None or (isinstance(first, torch.Tensor) and first.dim() > 0 and len(first) == 0):
+        raise ConfigError("inputs: no calibration batch to re-estimate batch-norm statistics on (an empty "
+                          "calibration set?); the statistics were left as they were")
     entry = [m for m in module.modules() if isinstance(m, _BN)]
-    kept = [m for m in entry if not m.training] if module.training and any(m.training for m in entry) else []
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]  # the modules that compute
+    in_train = module.training and any(m.training for m in leaves)
+    kept = [m for m in entry if not m.training] if in_train else []
     module.train()
     for m in kept:
         m.eval()
@@ -440,7 +486,7 @@ def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any
         m.reset_running_stats()
         m.momentum = None
     try:
-        for batch in inputs:
+        for batch in itertools.chain((first,), batches):
             (call or module)(batch)
     finally:
         for m, momentum in zip(bns, saved):
@@ -470,6 +516,11 @@ class InheritedAccuracy:
     calib_x: torch.Tensor
     batch_size: int = 250
     metric: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        if len(self.calib_x) == 0:
+            raise ConfigError("InheritedAccuracy.calib_x: no calibration inputs (0 rows); batch-norm statistics "
+                              "would be reset and never re-estimated")
 
     def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
         sub = self.supernet.subnet(arch)

@@ -11,16 +11,18 @@
   cost under secure multi-party computation (`nas.hardware.mpc`).
 * `ElasticTransformerSpace` (LLaMA-NAS / InstaTune style): per-layer heads and FFN width, and depth, are
   elastic choices inside one weight-sharing supernet built on `nas.spaces.dynamic.DynamicLinear`;
-  `supernet.subnet(arch)` returns a standalone model with the same outputs.
+  `supernet.subnet(arch)` returns a standalone model with the same outputs. `sample_subnet(rng, elastic)`
+  samples the named dimensions (`ELASTIC`), so progressive shrinking's phases apply to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,8 @@ MIXERS = ("attention", "fourier", "linear", "conv")
 ATTENTIONS = ("softmax", "relu", "linear")  # how attention weights are formed from the scores (MPCViT)
 POOLINGS = ("mean", "mean_max")  # how the classifier head pools the tokens (TransformerClassifier)
 PAD = 0  # token id of padding; the mask of real tokens is `tokens != PAD`
+ELASTIC = frozenset({"depth", "heads", "ffn"})
+"""The elastic transformer's dimensions; a progressive-shrinking phase samples some, the rest at their largest."""
 
 
 def _check_config(cfg: Any) -> None:
@@ -191,6 +195,7 @@ class TransformerClassifier(nn.Module):
         self.norm, self.head = nn.LayerNorm(out_dim), nn.Linear(pooled, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        _check_length(tokens, self.positions)
         mask = tokens != PAD
         x = self.drop(self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device)))
         for layer in self.layers:
@@ -199,6 +204,14 @@ class TransformerClassifier(nn.Module):
         if self.pooling == "mean_max":
             return self.head(torch.cat([_pool(x, mask), _max_pool(x, mask)], dim=-1))
         return self.head(_pool(x, mask))
+
+
+def _check_length(tokens: torch.Tensor, positions: nn.Embedding) -> None:
+    """Refuse sentences longer than the position embedding (a ConfigError naming `max_len`, not an IndexError)."""
+    if tokens.dim() >= 2 and tokens.shape[1] > positions.num_embeddings:
+        raise ConfigError(f"max_len: the model has {positions.num_embeddings} positions, but the input holds "
+                          f"sentences of {tokens.shape[1]} tokens (build the space with max_len={tokens.shape[1]} "
+                          "or more, or cut the sentences)")
 
 
 def _check_pooling(pooling: str) -> str:
@@ -485,6 +498,7 @@ class ElasticTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, arch: Mapping[str, Any] | None = None) -> torch.Tensor:
         a = self.space.validate(arch) if arch is not None else self.space.largest()
+        _check_length(tokens, self.positions)
         mask = tokens != PAD
         x = self.drop(self.tokens(tokens) + self.positions(torch.arange(tokens.shape[1], device=tokens.device)))
         for layer, choice in zip(self.layers, a["layers"]):
@@ -521,6 +535,26 @@ class ElasticTransformerSpace(ModelSpace):
 
     def supernet(self) -> ElasticTransformer:
         return ElasticTransformer(self)
+
+    def sample_subnet(self, rng: np.random.Generator, elastic: Any = None) -> Architecture:
+        """A random subnet for the one-shot trainers. `elastic` None: `sample(rng)` (uniform over architectures,
+        as the sandwich rule always drew here); a collection of `ELASTIC` names: each of those dimensions uniform
+        on its own (per layer for heads and FFN), the others at their largest, as `OFASpace.sample_subnet`."""
+        if elastic is None:
+            return self.sample(rng)
+        if isinstance(elastic, str) or not isinstance(elastic, Iterable):
+            raise ConfigError(f"elastic: expected a collection of dimension names, got {elastic!r}")
+        unknown = set(elastic) - ELASTIC
+        if unknown:
+            raise ConfigError(f"elastic: unknown dimensions {sorted(map(str, unknown))} (known: {sorted(ELASTIC)})")
+        cfg = self.config
+
+        def pick(name: str, options: tuple[int, ...]) -> int:
+            return options[int(rng.integers(len(options)))] if name in elastic else max(options)
+
+        depth = pick("depth", cfg.depths)
+        return self.validate({"depth": depth, "layers": [{"heads": pick("heads", cfg.heads),
+                                                          "ffn": pick("ffn", cfg.ffn_dims)} for _ in range(depth)]})
 
     def largest(self) -> Architecture:
         cfg = self.config

@@ -483,6 +483,55 @@ def test_ray_train_two_workers_train_checkpoint_resume_and_agree(cluster, tmp_pa
         train_supernet(x[::-1].copy(), y, DistributedSandwich(epochs=2, batch_size=32, seed=3), **kw)
 
 
+@pytest.mark.slow
+def test_ray_train_resumes_exactly_with_dropout_and_extends_on_the_new_schedule(cluster, tmp_path):
+    """Through Ray Train: a worker restarted after a crash (max_failures=1) ends with the uninterrupted run's
+    weights although dropout is on, and a run extended from 1 to 2 epochs anneals to 0 as a 2-epoch run does
+    (it climbed back to the peak LR). tests/test_supernet_audit.py checks the same in-process."""
+    from dataclasses import asdict
+
+    import torch
+
+    from nas.ray.train import CHECKPOINT_FILE, DistributedSandwich, _fit, train_supernet
+    from nas.spaces.ofa import OFAConfig
+
+    cfg = OFAConfig(stage_channels=(8, 8, 8), head_channels=16, dropout=0.3)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(128, 40)).astype("float32"), rng.integers(0, 10, 128)
+    kw = dict(config=cfg, num_workers=1, storage_path=tmp_path / "store")
+    whole = train_supernet(x, y, DistributedSandwich(epochs=2, batch_size=32), name="whole", **kw)
+    train_supernet(x, y, DistributedSandwich(epochs=1, batch_size=32), name="extended", **kw)
+    extended = train_supernet(x, y, DistributedSandwich(epochs=2, batch_size=32), name="extended", **kw)
+    marker = tmp_path / "crashed"
+
+    def crash_once(loop_cfg):  # the worker dies right after its first checkpoint, once
+        import nas.ray.train as T
+
+        report = T._report
+
+        def crashing(*args):
+            report(*args)
+            if not marker.exists():
+                marker.touch()
+                raise RuntimeError("simulated crash after the epoch-1 checkpoint")
+
+        T._report = crashing
+        T._train_loop(loop_cfg)
+
+    loop_cfg = {"schedule": asdict(DistributedSandwich(epochs=2, batch_size=32)), "space": cfg.to_dict(),
+                "x": x, "y": y.astype("int64")}
+    crashed = _fit(crash_once, loop_cfg, num_workers=1, use_gpu=False, cpus_per_worker=1,
+                   storage_path=kw["storage_path"], name="crashed", log_dir=None, address=None, max_failures=1,
+                   settings={"name": "crashed"})
+    assert marker.exists() and crashed.metrics["epoch"] == 2
+    state = {name: torch.load(Path(run.checkpoint) / CHECKPOINT_FILE, weights_only=False)
+             for name, run in (("whole", whole), ("extended", extended), ("crashed", crashed))}
+    a, b = state["whole"]["model"], state["crashed"]["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lr = {name: s["optimizer"]["param_groups"][0]["lr"] for name, s in state.items()}
+    assert lr["extended"] == lr["whole"] < 1e-12 and state["extended"]["scheduler"]["T_max"] == 8
+
+
 def test_a_ray_train_run_folder_is_resumed_only_with_its_own_settings(tmp_path):
     from nas.ray.train import SETTINGS_FILE, claim_run
 

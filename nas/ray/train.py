@@ -4,11 +4,14 @@ Every worker trains on its own shard of the data but samples the *same* subnets 
 sampler is seeded by (seed, global step), so no communication is needed to agree, and a check gathers
 each worker's subnet ids every step and fails the run on any disagreement. DDP averages the gradients of
 the sandwich's backward passes (largest on labels, smallest and `n_random` random subnets distilled from
-the largest). Rank 0 saves a checkpoint (supernet, optimizer, schedule, step) after every epoch; running
-`train_supernet` again with the same `name` and `storage_path` resumes from the latest one, and only with the
-same settings (data, space, schedule but its epochs, workers): a run folder records them, and another run's
-settings are refused, naming what differs. Each worker trains with `cpus_per_worker` torch threads, and a
-local Ray instance started here is shut down at the end (one the caller connected to is left running).
+the largest). Torch's random stream (dropout) is seeded by (seed, step, rank) at every step, so a resumed run
+continues exactly as an uninterrupted one. Rank 0 saves a checkpoint (supernet, optimizer, schedule, step) after
+every epoch; running `train_supernet` again with the same `name` and `storage_path` resumes from the latest one,
+and only with the same settings (data, space, schedule but its epochs, workers): a run folder records them, and
+another run's settings are refused, naming what differs. A resume with more (or fewer) `epochs` continues on the
+cosine schedule of the new length, from the step reached. Each worker trains with `cpus_per_worker` torch
+threads, and a local Ray instance started here is shut down at the end (one the caller connected to is left
+running).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +35,7 @@ from nas.experiment import first_difference
 from nas.jsonio import read_json, read_jsonl, write_bytes, write_json
 from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
+from nas.spaces.training import _check_sandwich
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +57,7 @@ class DistributedSandwich:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1 or (name == "batch_size" and self.batch_size < 2):
-                raise ConfigError(f"DistributedSandwich.{name}: must be a positive int (batch_size >= 2), "
-                                  f"got {getattr(self, name)!r}")
+        _check_sandwich("DistributedSandwich", self)  # SandwichRule's checks, errors naming DistributedSandwich.<field>
 
 
 @dataclass
@@ -215,6 +217,33 @@ def step_subnets(space: OFASpace, seed: int, step: int, n_random: int) -> list[A
     return sandwich_subnets(space, np.random.default_rng([seed, step]), n_random)
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of a worker's training step (its dropout masks): a function of (seed, step, rank) alone, so
+    a resumed run draws what the uninterrupted one drew, with no random state in the checkpoint."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0])
+
+
+def cosine_schedule(opt: torch.optim.Optimizer, total: int, step: int = 0,
+                    saved: dict[str, Any] | None = None) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    """The cosine schedule over `total` steps, at `step`: a fresh one, or one resumed from `saved` (a checkpoint's
+    scheduler state). When the saved schedule ran over another length (`epochs` was raised or lowered), it is
+    rebuilt for `total` and replayed to `step`, so every learning rate from here on, the one at `step` included,
+    is what a fresh run of the new length has there (and the last one is 0)."""
+    if saved is not None and int(saved.get("T_max", -1)) == total:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+        sched.load_state_dict(saved)
+        return sched
+    if saved is not None:
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"]
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    with warnings.catch_warnings():  # stepping the schedule alone, without optimizer steps, is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(step):
+            sched.step()
+    return sched
+
+
 def _train_loop(cfg: dict[str, Any]) -> None:
     """One Ray Train worker: DDP sandwich-rule training with per-epoch checkpoints and the agreement check."""
     import ray.train
@@ -237,16 +266,16 @@ def _train_loop(cfg: dict[str, Any]) -> None:
     if per_epoch < 1:
         raise ConfigError(f"batch_size: {sch.batch_size} exceeds a worker's shard of {len(shard)} examples")
     opt = _optimizer(supernet, sch.lr, sch.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, sch.epochs * per_epoch))
-    start_epoch, step = 0, 0
+    total = max(1, sch.epochs * per_epoch)
+    start_epoch, step, saved = 0, 0, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             state = torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
         supernet.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
+        start_epoch, step, saved = int(state["epoch"]), int(state["step"]), state["scheduler"]
+    sched = cosine_schedule(opt, total, step, saved)
     log_path = Path(cfg["log_dir"]) / f"subnets-rank{rank}.jsonl" if cfg.get("log_dir") else None
     _trim_log(log_path, lambda line: line["step"] < step)
     model.train()
@@ -262,15 +291,16 @@ def _train_loop(cfg: dict[str, Any]) -> None:
                 raise RuntimeError(f"workers sampled different subnets at step {step}: {digests}")
             agreed += 1
             lines.append(json.dumps({"step": step, "epoch": epoch, "subnets": [a.id for a in archs]}))
+            torch.manual_seed(step_seed(sch.seed, step, rank))
             opt.zero_grad(set_to_none=True)
             logits = model(xb, archs[0])
             loss = F.cross_entropy(logits, yb)
             loss.backward()
-            soft, step_loss = logits.detach(), float(loss)
+            soft, step_loss = logits.detach(), float(loss.detach())
             for arch in archs[1:]:
                 kd = distillation_loss(model(xb, arch), soft, sch.temperature)
                 kd.backward()
-                step_loss += float(kd)
+                step_loss += float(kd.detach())
             opt.step()
             sched.step()
             total += step_loss
@@ -293,8 +323,9 @@ def train_supernet(x: Any, y: Any, schedule: DistributedSandwich | None = None, 
     """Train an `OFASpace(config)` supernet with the sandwich rule on `num_workers` Ray Train workers (DDP).
 
     `x`, `y`: the training data (arrays; each worker takes every `num_workers`-th example). Checkpoints go
-    to `storage_path/name`; calling again with the same both resumes from the latest checkpoint (raise
-    `schedule.epochs` to train further); a run there with other data, config, schedule (epochs aside) or
+    to `storage_path/name`; calling again with the same both resumes from the latest checkpoint, exactly
+    (raise `schedule.epochs` to train further: the cosine schedule continues as one of the new length, ending
+    at 0); a run there with other data, config, schedule (epochs aside) or
     `num_workers` is refused, naming what differs. `log_dir` receives each worker's sampled subnet ids per
     step (`subnets-rank{r}.jsonl`). `max_failures` restarts the workers from the latest checkpoint after a
     crash. Each worker trains with `cpus_per_worker` torch threads.
