@@ -7,6 +7,8 @@ Contract: `start(evaluate)`, `submit(job)` while `free_slots() > 0`, `wait()` fo
 from __future__ import annotations
 
 import heapq
+import logging
+import math
 import os
 import time
 import traceback
@@ -19,6 +21,8 @@ from nas.errors import ConfigError
 from nas.spaces import Architecture
 from nas.store import Trial
 
+log = logging.getLogger(__name__)
+
 EvaluateFn = Callable[[Architecture], Mapping[str, float]]
 
 
@@ -28,6 +32,7 @@ class Job:
 
     arch: Architecture
     known: Mapping[str, float] = field(default_factory=dict)
+    replay: Trial | None = None  # journaled before a hard kill: re-placed as it ran, not evaluated (`replays`)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ def stopped_error(missing: Sequence[str], metrics: Mapping[str, float], reports:
 
 
 class Executor(ABC):
+    replays = False  # takes `Job.replay` (its journaled placement and result), so a resume re-runs the schedule
+
     @abstractmethod
     def start(self, evaluate: EvaluateFn) -> None: ...
 
@@ -132,12 +139,19 @@ class SimulatedClockExecutor(Executor):
 
     Each evaluation is looked up at once but "finishes" `duration(arch, metrics)` simulated seconds after
     it starts (e.g. the benchmark's recorded training time), so asynchronous parallel search is
-    reproduced exactly, deterministically and in seconds. Timings in trials are simulated seconds.
+    reproduced exactly, deterministically and in seconds. Timings in trials are simulated seconds. A resume
+    re-runs the schedule from the snapshot, journaled jobs placed as they ran (`Job.replay`), so even a search
+    killed with jobs in flight continues as the uninterrupted one.
     """
+
+    replays = True
 
     def __init__(self, workers: int = 1, duration: str | float | Callable[[Architecture, Mapping[str, float]], float] = 1.0) -> None:
         if workers < 1:
             raise ConfigError(f"SimulatedClockExecutor: workers must be >= 1, got {workers}")
+        if not callable(duration) and not isinstance(duration, str) and not (math.isfinite(duration) and duration >= 0):
+            raise ConfigError(f"SimulatedClockExecutor: duration must be a finite number of seconds >= 0, a metric "
+                              f"name or a function, got {duration!r}")
         self.workers = workers
         self.duration = duration
         self.clock = 0.0
@@ -146,6 +160,7 @@ class SimulatedClockExecutor(Executor):
         self._seq = 0
         self._free = list(range(workers))  # worker slots, lowest first
         self._placements: dict[str, dict[str, Any]] = {}  # arch id -> start and worker of a job to resubmit
+        self._warned = False  # a non-finite or negative duration metric was charged 1 s
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
@@ -170,30 +185,50 @@ class SimulatedClockExecutor(Executor):
         return []
 
     def _duration(self, arch: Architecture, metrics: Mapping[str, float]) -> float:
+        """Simulated seconds of one evaluation; a non-finite or negative one (a failed run recorded as nan) is
+        charged 1 s, as a failed evaluation is, so the clock never becomes NaN."""
+        if not callable(self.duration) and not isinstance(self.duration, str):
+            return float(self.duration)
         if callable(self.duration):
-            return float(self.duration(arch, metrics or {}))
-        if isinstance(self.duration, str):
-            if not metrics:
-                return 1.0  # a failed evaluation
-            if self.duration not in metrics:  # a typo would silently charge 1 s per evaluation
-                raise ConfigError(f"SimulatedClockExecutor: duration {self.duration!r} is not a metric of the "
-                                  f"evaluation; it returned {', '.join(sorted(metrics))}")
-            return float(metrics[self.duration])
-        return float(self.duration)
+            seconds = float(self.duration(arch, metrics or {}))
+        elif not metrics:
+            return 1.0  # a failed evaluation
+        elif self.duration not in metrics:  # a typo would silently charge 1 s per evaluation
+            raise ConfigError(f"SimulatedClockExecutor: duration {self.duration!r} is not a metric of the "
+                              f"evaluation; it returned {', '.join(sorted(metrics))}")
+        else:
+            seconds = float(metrics[self.duration])
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+        if not self._warned:
+            source = f"metric {self.duration!r}" if isinstance(self.duration, str) else "the duration function"
+            log.warning("SimulatedClockExecutor: duration %s is %s for architecture %s; such evaluations are "
+                        "charged 1 simulated second, as a failed one", source, seconds, arch.id[:12])
+            self._warned = True
+        return 1.0
 
     def submit(self, job: Job) -> None:
         assert self._evaluate is not None, "start() first"
-        metrics, error = run_job(self._evaluate, job.arch)
         placed = self._placements.pop(job.arch.id, None)  # in flight when the search was interrupted: as it was
-        slot = int(placed["worker"].split("-")[1]) if placed is not None else -1
+        if job.replay is not None and job.replay.worker.startswith("sim-"):
+            self._place(job.arch, job.replay.metrics, job.replay.error, job.replay.worker, job.replay.started,
+                        job.replay.finished)
+            return
+        metrics, error = run_job(self._evaluate, job.arch)
+        start = float(placed["started"]) if placed is not None else self.clock
+        end = start + self._duration(job.arch, {**job.known, **(metrics or {})})
+        self._place(job.arch, metrics, error, placed["worker"] if placed is not None else None, start, end)
+
+    def _place(self, arch: Architecture, metrics: dict[str, float] | None, error: str | None, worker: str | None,
+               start: float, end: float) -> None:
+        """Run the job on `worker` (a "sim-N" slot, when it is free) or the lowest free slot, from `start` to `end`."""
+        slot = int(worker.split("-")[1]) if worker is not None else -1
         if slot in self._free:
             self._free.remove(slot)
             heapq.heapify(self._free)
         else:
             slot = heapq.heappop(self._free)
-        start = float(placed["started"]) if placed is not None else self.clock
-        end = start + self._duration(job.arch, {**job.known, **(metrics or {})})
-        heapq.heappush(self._running, (end, self._seq, Completed(job.arch, metrics, error, start, end, f"sim-{slot}")))
+        heapq.heappush(self._running, (end, self._seq, Completed(arch, metrics, error, start, end, f"sim-{slot}")))
         self._seq += 1
 
     def wait(self) -> list[Completed]:

@@ -8,8 +8,11 @@ objective or constraint metric fails the trial, saying which); journal it; tell 
 A search in a workdir is durable: every finished trial is fsync'd to the journal before the strategy
 hears of it, and the strategy is snapshotted every few trials. Calling `search` again on the same
 workdir (or `nas resume DIR`) restores the snapshot and replays the journal's later trials through
-ask/tell, so a killed search continues exactly where it stopped, losing and repeating nothing. On Ctrl-C
-the evaluations that already finished are collected without waiting and journaled before it stops.
+ask/tell, so a killed search continues exactly where it stopped, losing and repeating nothing. An executor that
+`replays` (the simulated clock) instead re-runs the schedule from the snapshot: journaled trials are submitted
+where and when they ran and told as they finish there, so the tells and asks interleave as they did, with several
+workers in flight too. On Ctrl-C the evaluations that already finished are collected without waiting and
+journaled before it stops.
 Evaluators with a `begin(workdir, trials)` hook hear of each run's start (see `nas.evaluators`).
 """
 
@@ -274,6 +277,12 @@ class _SearchLoop:
         # not queued), so the last snapshot stands and resume replays the journal after it
         self.asking = False
         self.placements: dict[str, dict[str, Any]] = {}  # id -> where/when a snapshotted in-flight job started
+        # the executor re-runs the schedule (`Executor.replays`): journaled trials are resubmitted as they ran
+        # (`replaying`, id -> trial) and told when they finish; `ahead` counts the journaled evaluations not yet
+        # told, which the budget does not count yet (it did not when the schedule first reached this point)
+        self.exact = bool(getattr(executor, "replays", False))
+        self.replaying: dict[str, Trial] = {}
+        self.ahead = 0
         self.queued: list[Architecture] = []  # enqueued architectures still to submit
         self.enqueue_ids: set[str] = set()  # every enqueued architecture (their trials say so in `extra`)
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
@@ -305,22 +314,24 @@ class _SearchLoop:
         if begin is not None:  # before restoring: rechecking a problem's failed trials reports to it
             begin(self.problem, self.budget, list(self.trials))
         after = self._load_snapshot() if self.trials else None
+        start = -1 if after is None else after  # the last trial the strategy's restored state has heard of
         if after is None:  # warm-start results come first, as in the run that wrote the journal (a snapshot has them)
             for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
                 if t.status == "ok" and self.problem.result_error(t.metrics) is None:
                     self.strategy.tell(t.architecture, TrialResult.of("ok", t.metrics))
         if self.trials:
-            self._restore(-1 if after is None else after)
-        done = {t.arch_id for t in self.trials} | {a.id for a in self.pending}
-        self.queued = [a for a in enqueue if a.id not in done]
+            self._restore(start)
+        told = self.trials[:start + 1] if self.exact else self.trials  # exact: the schedule re-runs from the snapshot
+        done = {t.arch_id for t in told} | {a.id for a in self.pending}
+        self.queued = [a for a in enqueue if a.id not in done]  # exact: those journaled later are replayed in turn
         self.enqueue_ids = {a.id for a in enqueue}
         if max_time is not None:
             self.deadline = time.monotonic() + max_time
         self.executor.start(self.evaluate)
-        self.executor.resume_after(self.trials, self.placements)
+        self.executor.resume_after(told, self.placements)
         self.checked = any(t.status == "ok" for t in self.trials)
         self.works = any(t.status in ("ok", "infeasible") for t in self.trials)
-        stop = "budget"
+        stop, ended = "budget", False
         try:
             while True:
                 self._fill()
@@ -333,6 +344,7 @@ class _SearchLoop:
                 while self.ready:
                     self._complete(self.ready[0])
                     self.ready.pop(0)
+            ended = True
         except KeyboardInterrupt:
             self._drain()
             raise
@@ -340,7 +352,7 @@ class _SearchLoop:
             if self.asking:
                 log.info("interrupted while the strategy chose its next architecture: its state is not snapshotted "
                          "(resume restores the last snapshot and replays the journal after it)")
-            else:
+            elif ended or not self.exact:  # stopped mid-replay, the last snapshot stands: resume replays again
                 self._flush_replay()
             self._snapshot()
             self.executor.close()
@@ -356,6 +368,16 @@ class _SearchLoop:
 
     def _complete(self, done: Completed) -> None:
         """Judge, journal and tell one evaluation the executor returned (`_record` takes it out of flight)."""
+        replayed = self.replaying.pop(done.arch.id, None)
+        if replayed is not None:  # journaled before the interruption: told now, where the schedule reached it
+            self.in_flight.pop(done.arch.id)
+            self.enqueued.discard(done.arch.id)
+            self._tell(replayed)
+            return
+        if self.exact and self.replay:  # the schedule left the journal (a strategy not replaying its asks): tell the rest
+            log.info("resuming: the re-run schedule left the journal at trial %d; the %d trials not reached are told "
+                     "in journal order", len(self.trials), len(self.replay))
+            self._flush_replay()
         arch, known = self.in_flight[done.arch.id]
         metrics, error = _merge(known, done.metrics, done.error)
         typo = self.problem.names_error(metrics) if metrics is not None and not self.checked else None
@@ -435,10 +457,11 @@ class _SearchLoop:
         if self.experiment.problem_changed:
             self._recheck()
         for t in self.trials[after + 1:]:
-            if t.extra.get("enqueued"):  # evaluated before the strategy asked anything: told first again
+            if t.extra.get("enqueued") and not self.exact:  # evaluated before the strategy asked anything: told first
                 self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
             elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
+        self.ahead = sum(t.is_evaluation for t in self.replay.values()) if self.exact else 0
         log.info("resuming %s: %d trials in the journal, %d to replay", self.experiment.workdir,
                  len(self.trials), len(self.replay))
 
@@ -453,7 +476,7 @@ class _SearchLoop:
     def _fill(self) -> None:
         """Submit work until the executor is full, the budget is committed or the strategy has nothing new."""
         rejected = 0
-        while self.executor.free_slots() > 0 and self.used + len(self.in_flight) < self.budget:
+        while self.executor.free_slots() > 0 and self.used - self.ahead + len(self.in_flight) < self.budget:
             if time.monotonic() >= self.deadline:
                 return  # max_time: nothing new starts; what runs finishes
             asked = False
@@ -475,14 +498,20 @@ class _SearchLoop:
                         continue
                     return
                 arch, asked = proposals[0], True
-            if arch.id in self.replay:  # journaled after the snapshot (a pending one may have finished too)
-                t = self.replay.pop(arch.id)
-                self.strategy.tell(arch, TrialResult.of(t.status, t.metrics))
+            replayed = self.replay.pop(arch.id, None)  # journaled after the snapshot (a pending one may have finished)
+            if replayed is not None and not (self.exact and replayed.worker.startswith("sim-")):
+                self._tell(replayed)  # a cheap-stage outcome was told when asked; elsewhere the order is not known
                 continue
-            if asked and self.replay and not self.pending:
+            if replayed is None and asked and self.replay and not self.pending and not self.exact:
                 self._flush_replay()  # the strategy no longer retraces the journal: tell it the rest
             if arch.id in self.enqueue_ids:
                 self.enqueued.add(arch.id)
+            if replayed is not None:  # placed where and when it ran; told when it finishes there
+                self.executor.submit(Job(arch, replay=replayed))
+                self.in_flight[arch.id] = (arch, {})
+                self.replaying[arch.id] = replayed
+                self.since[arch.id] = time.time()
+                continue
             self.staging = (arch, len(self.trials))
             known = self._cheap_stage(arch)
             if known is None:
@@ -521,8 +550,14 @@ class _SearchLoop:
 
     def _flush_replay(self) -> None:
         for t in sorted(self.replay.values(), key=lambda t: t.number):
-            self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
+            self._tell(t)
         self.replay.clear()
+
+    def _tell(self, t: Trial) -> None:
+        """Tell the strategy a journaled trial again (a resume's replay)."""
+        self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
+        if self.exact:
+            self.ahead -= t.is_evaluation
 
     def _record(self, arch: Architecture, metrics: Mapping[str, float], status: str, started: float,
                 finished: float, worker: str, error: str | None, extra: Mapping[str, Any] | None = None,
@@ -558,6 +593,8 @@ class _SearchLoop:
 
     def _snapshot(self) -> None:
         if not self.journaled or self.asking:  # interrupted inside ask (a drained trial's tell too): the last one stands
+            return
+        if self.replaying or (self.exact and self.replay):  # journaled trials not yet told: the last one stands
             return
         self._snapshot_at, self._snapshot_time = len(self.trials), time.monotonic()
         pending = list(self.pending) + [a for a, _ in self.in_flight.values()]

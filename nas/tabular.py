@@ -12,6 +12,7 @@ import hashlib
 import importlib.resources
 import json
 import logging
+import operator
 import os
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -62,27 +63,44 @@ class TabularBenchmark:
             raise ConfigError(f"{self.name} has no column {metric!r}") from None
 
     def optimum(self, metric: str, direction: str = "max") -> float:
+        """The best recorded `metric` in `direction` ("max" or "min"); rows of failed runs (NaN) are left out."""
+        if direction not in ("max", "min"):
+            raise ConfigError(f"direction: must be 'max' or 'min', got {direction!r}")
         col = self.column(metric)
+        col = col[~np.isnan(col)]
+        if not col.size:
+            raise ConfigError(f"{self.name}: every row's {metric!r} is NaN (failed runs); there is no optimum")
         return float(col.max() if direction == "max" else col.min())
 
     def pareto_points(self, objectives: Sequence[Objective]) -> np.ndarray:
-        """The table's true Pareto front, in minimisation form (for hypervolume fractions)."""
+        """The table's true Pareto front, in minimisation form (for hypervolume fractions); rows with a NaN
+        objective (failed runs) are left out."""
         pts = np.stack([np.array([o.minimised(v) for v in self.column(o.name)]) for o in objectives], axis=1)
+        pts = pts[~np.isnan(pts).any(axis=1)]
         return pts[pareto_mask(pts)]
 
 
+NBG_METRICS = ("valid_acc", "test_acc", "latency_s", "params_m")
+
+
 def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenchmark:
-    """NAS-Bench-Graph for 'cora', 'citeseer' or 'pubmed' (metrics: valid_acc, test_acc, latency_s, params_m)."""
+    """NAS-Bench-Graph for 'cora', 'citeseer' or 'pubmed' (metrics: valid_acc, test_acc, latency_s, params_m),
+    with `recorded_table`'s checks: bad cells, missing columns and duplicate rows are ConfigErrors naming the lines."""
     path = Path(root) if root is not None else data_dir() / "nas-bench-graph"
     file = path / f"{dataset}.csv"
     if not file.exists():
         raise ConfigError(f"NAS-Bench-Graph table {file} not found (datasets: cora, citeseer, pubmed; "
                           "set NAS_DATA_DIR to the folder holding nas-bench-graph/)")
+    names = ("link", "op1", "op2", "op3", "op4")
+    records = _read_records(file, (*names, *NBG_METRICS))
     rows: dict[Hashable, dict[str, float]] = {}
-    with open(file, newline="") as f:
-        for r in csv.DictReader(f):
-            key = (r["link"], r["op1"], r["op2"], r["op3"], r["op4"])
-            rows[key] = {m: float(r[m]) for m in ("valid_acc", "test_acc", "latency_s", "params_m")}
+    lines: dict[Hashable, int] = {}
+    arch_of = operator.itemgetter(*names)
+    for line, r in records:
+        arch = arch_of(r)
+        _first_line(file, lines, arch, line, lambda: f"architecture {dict(zip(names, arch))} is recorded twice; a "
+                    "NAS-Bench-Graph table holds one row per architecture")
+        rows[arch] = _metric_cells(file, line, r, NBG_METRICS)
 
     def key(arch: Mapping[str, object]) -> Hashable:
         return (arch["link"], arch["op1"], arch["op2"], arch["op3"], arch["op4"])
@@ -215,25 +233,19 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     file = Path(path)
     if not file.exists():
         raise ConfigError(f"path: table {file} not found")
-    with open(file, newline="") as f:
-        reader = csv.DictReader(f)
-        records = [(reader.line_num, r) for r in reader]  # the line a row ends on (a quoted cell may span lines)
-    if not records or "arch" not in records[0][1] or "seed" not in records[0][1]:
-        raise ConfigError(f"path: {file} has no rows with 'arch' and 'seed' columns")
+    records = _read_records(file, ("arch", "seed"))
     metrics = [c for c in records[0][1] if c not in IDENTITY_COLUMNS]
     parsed = [(line, _cell(file, line, "seed", r["seed"], int), _recorded_arch(file, line, r["arch"], base),
-               {m: _cell(file, line, m, r[m], float) for m in metrics}) for line, r in records]
+               _metric_cells(file, line, r, metrics)) for line, r in records]
     seeds = sorted({s for _, s, _, _ in parsed})
     if seed is not None and seed not in seeds:
         raise ConfigError(f"seed: {seed} is not a training seed of {file} (seeds: {seeds})")
     by_arch: dict[str, tuple[Architecture, dict[int, dict[str, float]]]] = {}
     lines: dict[tuple[str, int], int] = {}  # (arch id, seed) -> the line that recorded it
     for line, run_seed, arch, values in parsed:
-        first = lines.setdefault((arch.id, run_seed), line)
-        if first != line:
-            raise ConfigError(f"{file}: lines {first} and {line}: architecture {arch.id} {json.dumps(arch.to_dict())} "
-                              f"is recorded twice with seed {run_seed}; a table holds one row per architecture and "
-                              "training seed (remove one of them)")
+        _first_line(file, lines, (arch.id, run_seed), line, lambda: f"architecture {arch.id} "
+                    f"{json.dumps(arch.to_dict())} is recorded twice with seed {run_seed}; a table holds one row per "
+                    "architecture and training seed")
         by_arch.setdefault(arch.id, (arch, {}))[1][run_seed] = values
     wanted = seeds if seed is None else [seed]
     rows = {aid: {m: float(np.mean([runs[s][m] for s in wanted])) for m in metrics}
@@ -248,6 +260,37 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
         return arch.id if isinstance(arch, Architecture) else base.validate(arch).id
 
     return TabularBenchmark(name or file.stem, space, rows, key)
+
+
+def _read_records(file: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """A table's rows with the line each ends on (a quoted cell may span lines), or a ConfigError naming the file
+    and the `required` columns its header lacks."""
+    with open(file, newline="") as f:
+        reader = csv.DictReader(f)
+        records = [(reader.line_num, r) for r in reader]
+        header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ConfigError(f"{file}: line 1: no column {', '.join(map(repr, missing))} (the table needs the columns "
+                          f"{', '.join(map(repr, required))})")
+    if not records:
+        raise ConfigError(f"{file}: the table has no rows")
+    return records
+
+
+def _metric_cells(file: Path, line: int, row: Mapping[str, str | None], metrics: Sequence[str]) -> dict[str, float]:
+    """The numeric `metrics` of one row (`nan` for a failed run), or a ConfigError naming the file, line and column."""
+    try:
+        return {m: float(row[m]) for m in metrics}  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        return {m: _cell(file, line, m, row.get(m), float) for m in metrics}
+
+
+def _first_line(file: Path, lines: dict[Any, int], key: Hashable, line: int, duplicate: Callable[[], str]) -> None:
+    """Record that `line` holds `key`, or a ConfigError naming both lines and `duplicate()` when an earlier line did."""
+    first = lines.setdefault(key, line)
+    if first != line:
+        raise ConfigError(f"{file}: lines {first} and {line}: {duplicate()} (remove one of them)")
 
 
 def _cell(file: Path, line: int, column: str, text: str | None, kind: type[int] | type[float]) -> Any:

@@ -309,12 +309,84 @@ def test_ctrl_c_with_several_simulated_workers_resumes_exactly(tmp_path):
     assert key(resumed) == key(whole)
 
 
+class CopyWorkdirOnCall:
+    """On its `at`-th call, copies the workdir to `to`: what a hard kill (SIGKILL, OOM) at that instant leaves (the
+    journal is fsync'd line by line, the snapshot replaced atomically); otherwise calls `fn`."""
+
+    def __init__(self, fn, at: int, workdir: Path, to: Path):
+        self.fn, self.at, self.workdir, self.to, self.calls = fn, at, workdir, to, 0
+
+    def __call__(self, arch):
+        self.calls += 1
+        if self.calls == self.at:
+            import shutil
+            shutil.copytree(self.workdir, self.to)
+        return self.fn(arch)
+
+
+@pytest.mark.parametrize("variant", ["plain", "cheap_enqueue_failures"])
+def test_a_hard_kill_with_several_simulated_workers_resumes_exactly(tmp_path, variant):
+    """Killed with jobs in flight after its last snapshot, the resume told the journaled trials as the strategy
+    re-asked them (not as they finished) and restarted the in-flight jobs at the last finish: other trials, another
+    clock. Every kill point of the run is tried; each resume equals the uninterrupted search, start and finish times
+    and workers included."""
+    lat = lambda a: {"latency_ms": toy_eval(a)["latency_ms"]}  # noqa: E731
+
+    def acc(arch):
+        m = toy_eval(arch)
+        if variant != "plain" and int(m["accuracy"]) % 11 == 0:
+            raise RuntimeError("diverged")
+        return {"accuracy": m["accuracy"]} if variant != "plain" else m
+
+    rng, enqueue = np.random.default_rng(9), []
+    while variant != "plain" and len(enqueue) < 4:
+        a = toy_space().sample(rng).to_dict()
+        enqueue += [a] if a not in enqueue else []
+
+    def run(workdir, ev):
+        ex = nas.SimulatedClockExecutor(workers=3, duration=lambda arch, m: toy_eval(arch)["latency_ms"])
+        return nas.search(toy_space(), [nas.cheap(lat), ev] if variant != "plain" else ev, {"accuracy": "max"},
+                          constraints=["latency_ms <= 40"] if variant != "plain" else [], strategy="evolution",
+                          budget=30, seed=1, executor=ex, workdir=workdir, snapshot_every=4, snapshot_interval_s=0,
+                          strategy_options={"population_size": 8}, enqueue=enqueue or None)
+
+    def key(r):  # a cheap-stage trial is timed on the wall clock
+        return [(t.arch_id, t.status, t.worker) + ((t.started, t.finished) if t.worker.startswith("sim-") else ())
+                for t in r.trials]
+
+    whole = key(run(tmp_path / "whole", acc))
+    assert {"infeasible", "failed", "ok"} <= {t[1] for t in whole} or variant == "plain"
+    for at in range(1, 1 + sum(t[2].startswith("sim-") for t in whole)):
+        killed = tmp_path / f"killed{at}"
+        run(tmp_path / f"run{at}", CopyWorkdirOnCall(acc, at, tmp_path / f"run{at}", killed))
+        assert killed.exists() and key(run(killed, acc)) == whole, f"killed at evaluation {at}"
+
 def test_a_duration_metric_the_evaluation_lacks_is_an_error_naming_it():
     ex = nas.SimulatedClockExecutor(duration="latncy_ms")  # silently charged 1 s per evaluation
     with pytest.raises(ConfigError, match="duration 'latncy_ms' is not a metric of the evaluation; it returned "
                                           "accuracy, latency_ms"):
         nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=5, seed=0, executor=ex)
 
+
+
+@pytest.mark.parametrize("duration", ["seconds", lambda arch, m: m["seconds"]])
+def test_a_nan_or_negative_duration_is_charged_as_a_failed_evaluation_once_warned(duration, caplog):
+    """A failed run recorded as nan (or a negative time) made its worker's simulated clock NaN for every later trial."""
+    def evaluate(arch):
+        m = toy_eval(arch)
+        bad = {0: float("nan"), 1: float("-inf"), 2: -3.0}.get(int(m["accuracy"]) % 7)
+        return {**m, "seconds": m["latency_ms"] if bad is None else bad}
+
+    with caplog.at_level("WARNING", logger="nas.executors"):
+        r = nas.search(toy_space(), evaluate, {"accuracy": "max"}, strategy="random", budget=40, seed=0,
+                       executor=nas.SimulatedClockExecutor(workers=2, duration=duration))
+    charged = [t for t in r.trials if int(t.metrics["accuracy"]) % 7 in (0, 1, 2)]
+    assert charged and all(t.finished - t.started == 1.0 for t in charged)
+    assert all(np.isfinite([t.started, t.finished]).all() for t in r.trials)
+    warned = [rec.getMessage() for rec in caplog.records if "charged 1 simulated second" in rec.getMessage()]
+    assert len(warned) == 1 and ("metric 'seconds'" in warned[0]) == isinstance(duration, str)
+    with pytest.raises(ConfigError, match="duration must be a finite number"):
+        nas.SimulatedClockExecutor(duration=float("nan"))
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
@@ -399,6 +471,41 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path, strateg
     if reference:
         assert final == reference  # same trials in the same order as an uninterrupted run
 
+
+SIM_KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import nas
+    from nas.spaces import Choice, Integer, Repeat, Space
+    space = Space(depth=Choice([1, 2, 3]), blocks=Repeat("depth", k=Choice([3, 5, 7]), w=Integer(1, 4)),
+                  act=Choice(["relu", "gelu"]))
+    calls = [0]
+    def evaluate(arch):
+        calls[0] += 1
+        if calls[0] == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        acc = sum(b["k"] * b["w"] for b in arch["blocks"]) + (arch["act"] == "gelu")
+        return {"accuracy": float(acc), "latency_ms": float(sum(b["k"] + 2 * b["w"] for b in arch["blocks"]))}
+    nas.search(space, evaluate, {"accuracy": "max"}, strategy="evolution", budget=40, seed=3, workdir=sys.argv[1],
+               executor=nas.SimulatedClockExecutor(workers=4, duration="latency_ms"), snapshot_every=5,
+               snapshot_interval_s=0)
+""")
+
+
+def test_a_sigkilled_search_on_the_simulated_clock_resumes_exactly(tmp_path):
+    """SIGKILL with four simulated workers busy: the resumed search is the uninterrupted one, clock included."""
+    script = tmp_path / "search.py"
+    script.write_text(SIM_KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, str(script), str(tmp_path / "cut"), "23"], env=env)
+    assert killed.returncode == -signal.SIGKILL
+
+    def run(workdir):
+        return nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="evolution", budget=40, seed=3,
+                          workdir=workdir, executor=nas.SimulatedClockExecutor(workers=4, duration="latency_ms"))
+
+    assert 0 < len(nas.load(tmp_path / "cut").trials) < 22
+    key = lambda r: [(t.arch_id, t.started, t.finished, t.worker) for t in r.trials]  # noqa: E731
+    assert key(run(tmp_path / "cut")) == key(run(tmp_path / "whole"))
 
 def test_isomorphic_twins_are_evaluated_once(cora):
     space = cora.space

@@ -84,6 +84,57 @@ def test_a_failed_run_written_nan_replays_as_a_failed_trial(tmp_path):
     assert status[RECORDED[0].id] == "failed" and sum(s == "ok" for s in status.values()) == len(bench) - 1
 
 
+
+def test_optimum_and_the_pareto_front_leave_failed_rows_out_and_a_direction_is_max_or_min(tmp_path):
+    """A row written `nan` (a failed run) made optimum() NaN and pareto_points() raise; a direction other than
+    'max' ('MAX', 'maximize', a typo) silently returned the minimum."""
+    rows = table_rows()
+    rows[10]["valid_acc"] = rows[11]["valid_acc"] = "nan"  # RECORDED[5], the best, failed at both seeds
+    bench = recorded_table(write_table(tmp_path / "nan.csv", rows), BASE)
+    assert bench.optimum("valid_acc") == pytest.approx(0.5405) and bench.optimum("valid_acc", "min") == pytest.approx(0.5005)
+    front = bench.pareto_points([nas.Objective("valid_acc", "max")])
+    assert front.tolist() == [[pytest.approx(-0.5405)]]
+    for direction in ("MAX", "maximize", "mni"):
+        with pytest.raises(nas.ConfigError, match=f"direction: must be 'max' or 'min', got '{direction}'"):
+            bench.optimum("valid_acc", direction)
+    rows = table_rows({"valid_acc": "nan"})
+    with pytest.raises(nas.ConfigError, match="every row's 'valid_acc' is NaN"):
+        recorded_table(write_table(tmp_path / "all_nan.csv", rows), BASE).optimum("valid_acc")
+
+
+NBG_HEADER = "link,op1,op2,op3,op4,canonical_id,valid_acc,test_acc,latency_s,params_m"
+NBG_ROWS = ["0-0-0-0,gat,gat,gat,gat,0,0.7733,0.797,0.0059,1.7367", "0-0-0-0,gat,gat,gat,gcn,1,0.7726,0.7966,0.0056,1.7361",
+            "0-0-0-0,gat,gat,gcn,gcn,2,0.7801,0.7912,0.0051,1.5002"]
+
+
+def write_nbg(folder, lines):
+    (folder / "nas-bench-graph").mkdir(parents=True)
+    (folder / "nas-bench-graph" / "cora.csv").write_text("\n".join(lines) + "\n")
+    return folder / "nas-bench-graph"
+
+
+def test_nas_bench_graph_checks_its_table_as_recorded_tables_are_checked(tmp_path):
+    """A damaged NAS-Bench-Graph table gave a bare ValueError or KeyError naming nothing, a NaN optimum (the nbg-*
+    gym regret), and a duplicated architecture silently replaced the first row."""
+    from nas.tabular import nas_bench_graph
+
+    blank = NBG_ROWS[:1] + [NBG_ROWS[1].replace(",0.7966,", ",,")] + NBG_ROWS[2:]
+    with pytest.raises(nas.ConfigError, match=r"cora\.csv: line 3, column 'test_acc': the cell is empty"):
+        nas_bench_graph("cora", write_nbg(tmp_path / "blank", [NBG_HEADER, *blank]))
+    text = NBG_ROWS[:2] + [NBG_ROWS[2].replace(",1.5002", ",big")]
+    with pytest.raises(nas.ConfigError, match=r"cora\.csv: line 4, column 'params_m': 'big' is not a number"):
+        nas_bench_graph("cora", write_nbg(tmp_path / "text", [NBG_HEADER, *text]))
+    cut = [line.rsplit(",", 1)[0] for line in [NBG_HEADER, *NBG_ROWS]]
+    with pytest.raises(nas.ConfigError, match=r"cora\.csv: line 1: no column 'params_m'"):
+        nas_bench_graph("cora", write_nbg(tmp_path / "cut", cut))
+    again = NBG_ROWS + [NBG_ROWS[1].replace("0.7726", "0.999")]
+    with pytest.raises(nas.ConfigError, match=r"cora\.csv: lines 3 and 5: architecture .*'op4': 'gcn'.* is "
+                                              "recorded twice"):
+        nas_bench_graph("cora", write_nbg(tmp_path / "dup", [NBG_HEADER, *again]))
+    failed = NBG_ROWS[:2] + [NBG_ROWS[2].replace("0.7801", "nan")]
+    bench = nas_bench_graph("cora", write_nbg(tmp_path / "nan", [NBG_HEADER, *failed]))
+    assert bench.optimum("valid_acc") == 0.7733 and len(bench) == 3
+
 @pytest.fixture(scope="module")
 def table():
     return transformer_mr_table()
