@@ -269,12 +269,19 @@ def _read_records(file: Path, required: Sequence[str]) -> list[tuple[int, dict[s
         reader = csv.DictReader(f)
         records = [(reader.line_num, r) for r in reader]
         header = reader.fieldnames or []
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # csv.DictReader keeps the last of two same-named columns, silently
+        raise ConfigError(f"{file}: line 1: the column {', '.join(map(repr, twice))} appears more than once")
     missing = [c for c in required if c not in header]
     if missing:
         raise ConfigError(f"{file}: line 1: no column {', '.join(map(repr, missing))} (the table needs the columns "
                           f"{', '.join(map(repr, required))})")
     if not records:
         raise ConfigError(f"{file}: the table has no rows")
+    for line, row in records:
+        if None in row:  # cells beyond the header's columns (csv.DictReader's restkey), silently dropped otherwise
+            raise ConfigError(f"{file}: line {line}: {len(row[None])} cell(s) more than the header's {len(header)} "
+                              "columns")
     return records
 
 

@@ -227,3 +227,21 @@ def test_every_built_in_grid_names_only_options_of_its_strategy() -> None:
     for strategy in HYPERPARAMETERS:
         if strategy in STRATEGIES:
             draw_settings(strategy, 2)
+
+
+def test_a_users_grid_for_one_strategy_leaves_the_others_their_built_in_grids():
+    """Giving one strategy's grid used to take every other strategy's grid away: their settings were all defaults."""
+    grid = {"evolution": Hyperparameters({"population_size": (6, 8, 12)})}
+    ours, _ = draw_settings("evolution", 3, hyperparameters=grid)
+    assert sorted(s.options["population_size"] for s in ours[1:]) in ([6, 8], [6, 12], [8, 12])  # the user's grid
+    others, _ = draw_settings("nsga2", 3, hyperparameters=grid)
+    built_in, _ = draw_settings("nsga2", 3)
+    assert [s.options for s in others] == [s.options for s in built_in] and others[1].options != {}
+
+
+def test_hardware_environment_refuses_a_latency_fraction_no_network_can_meet():
+    from nas.gym import hardware_environment
+
+    for bad in (-1, 0, float("nan"), "0.3"):
+        with pytest.raises(ConfigError, match="^latency_fraction: "):
+            hardware_environment(latency_fraction=bad)

@@ -187,3 +187,19 @@ def test_random_search_over_a_table_resumes_exactly(table, tmp_path):
     resumed = nas.search(table.space, table, {"valid_acc": "max"}, strategy="random", budget=len(table), seed=2,
                          workdir=wd)
     assert [t.arch_id for t in resumed.trials] == [t.arch_id for t in straight.trials]
+
+
+def test_a_repeated_header_column_or_extra_cells_are_named_not_dropped(tmp_path):
+    """csv.DictReader kept the last of two same-named columns and dropped cells beyond the header, silently:
+    a hand-merged table then replayed numbers from the wrong column."""
+    path = write_table(tmp_path / "ok.csv", table_rows())
+    lines = path.read_text().splitlines()
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join([lines[0] + ",valid_acc"] + [line + ",0.1" for line in lines[1:]]) + "\n")
+    with pytest.raises(nas.ConfigError, match=r"twice\.csv: line 1: the column 'valid_acc' appears more than once"):
+        recorded_table(twice, BASE)
+    extra = tmp_path / "extra.csv"
+    extra.write_text("\n".join(lines[:3] + [lines[3] + ",0.9,7"] + lines[4:]) + "\n")
+    with pytest.raises(nas.ConfigError, match=r"extra\.csv: line 4: 2 cell\(s\) more than the header's 4 columns"):
+        recorded_table(extra, BASE)
+    assert recorded_table(path, BASE) is not None  # the well-formed table still loads

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.evaluators import Evaluator
 from nas.objectives import Problem
 from nas.spaces import Architecture, Choice, Repeat, Space
@@ -172,6 +172,7 @@ def hardware_environment(device: str = "jetson_orin_nano", budget: int = 60, lat
     """
     from nas.hardware import CostModel
 
+    check_number(latency_fraction, "latency_fraction")  # <= 0 built a bound no network meets
     space = space if space is not None else CNN1dSpace()
     model = CostModel(space, device=device, energy="analytic", cache=max(4096, int(min(space.size(), 10 ** 6))))
     bound = latency_fraction * model(space.largest())["latency_roofline_ms"]

@@ -340,7 +340,8 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
             progress: Callable[[RunRecord, int, int], None] | None = None) -> GymResult:
     """Run every strategy (default: all registered) on every environment, `settings` x `seeds` runs each.
 
-    Every strategy gets `settings` settings from `draw_settings` (the same ones on every environment) and
+    Every strategy gets `settings` settings from `draw_settings` (the same ones on every environment; a grid in
+    `hyperparameters` replaces that strategy's built-in one, the others keep theirs) and
     each setting `seeds` runs; run k of every strategy uses seed `seed + k`, so all strategies see the same
     seeds. `budget` (a positive int) overrides each environment's own. Names in `environments` are built with
     `environment(name)`; one that cannot be built (a missing table) is skipped with its error in `notes`, while

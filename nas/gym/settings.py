@@ -143,12 +143,14 @@ def _check_grid(strategy: str, grid: Mapping[str, Sequence[Any]]) -> None:
 def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = True,
                   hyperparameters: Mapping[str, Hyperparameters] | None = None) -> tuple[list[Setting], list[str]]:
     """`n` settings of `strategy`'s options: its defaults (when `include_default`), then distinct random draws
-    from its declared grid (cycled when the grid is smaller), none of them equal to the defaults. A grid key
+    from its declared grid (cycled when the grid is smaller), none of them equal to the defaults. Grids in
+    `hyperparameters` replace the built-in ones (`HYPERPARAMETERS`) of the strategies they name; the others
+    keep theirs (giving one strategy's grid used to leave every other strategy with none). A grid key
     that is not an option of the strategy is a ConfigError naming it. Returns (settings, notes): notes say
     when the strategy has no grid at all, and when its grid is too small for `n` distinct settings."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
-    hp = (hyperparameters or HYPERPARAMETERS).get(strategy)
+    hp = {**HYPERPARAMETERS, **(hyperparameters or {})}.get(strategy)  # the user's grids replace the built-in ones
     notes: list[str] = []
     grid = dict(hp.grid) if hp else {}
     _check_grid(strategy, grid)
