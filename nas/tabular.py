@@ -238,8 +238,8 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     parsed = [(line, _cell(file, line, "seed", r["seed"], int), _recorded_arch(file, line, r["arch"], base),
                _metric_cells(file, line, r, metrics)) for line, r in records]
     seeds = sorted({s for _, s, _, _ in parsed})
-    if seed is not None and seed not in seeds:
-        raise ConfigError(f"seed: {seed} is not a training seed of {file} (seeds: {seeds})")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed not in seeds):
+        raise ConfigError(f"seed: {seed!r} is not a training seed of {file} (seeds: {seeds}; an int or None)")
     by_arch: dict[str, tuple[Architecture, dict[int, dict[str, float]]]] = {}
     lines: dict[tuple[str, int], int] = {}  # (arch id, seed) -> the line that recorded it
     for line, run_seed, arch, values in parsed:

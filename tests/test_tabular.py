@@ -203,3 +203,12 @@ def test_a_repeated_header_column_or_extra_cells_are_named_not_dropped(tmp_path)
     with pytest.raises(nas.ConfigError, match=r"extra\.csv: line 4: 2 cell\(s\) more than the header's 4 columns"):
         recorded_table(extra, BASE)
     assert recorded_table(path, BASE) is not None  # the well-formed table still loads
+
+
+@pytest.mark.parametrize("seed", ["0", 7, True])
+def test_a_seed_that_is_not_an_int_training_seed_says_so(tmp_path, seed):
+    """seed="0" said "0 is not a training seed (seeds: [0, 1])": the string looked like the seed it lacked."""
+    path = write_table(tmp_path / "t.csv", table_rows())
+    with pytest.raises(nas.ConfigError, match=r"^seed: .* is not a training seed .*\(seeds: \[0, 1\]; an int or None\)"):
+        recorded_table(path, BASE, seed=seed)
+    assert recorded_table(path, BASE, seed=1) is not None
