@@ -143,8 +143,8 @@ class CostModel:
     `device` is a torch device ("cpu", "cuda") or a profile name ("h100_sxm"); the profile gives the
     roofline bound and analytic energy; `warmup`/`repeats` set measured latency. A call is cheap unless
     latency or energy are measured (cheap results are cached per architecture).
-    A space that can neither build networks nor decompose into layers (a plain `Space` written field by
-    field) cannot be counted: its architectures get only `latency_ms` from a latency model that needs no
+    A space that can neither build networks with inputs (`build` and `example_input`) nor decompose into layers
+    (a plain `Space` written field by field) cannot be counted: its architectures get only `latency_ms` from a latency model that needs no
     network (an `EndToEndLatency`), without counts, roofline or energy; asking for more is a ConfigError here.
     """
 
@@ -185,21 +185,26 @@ class CostModel:
             return None
 
     def _buildable(self) -> bool:
-        """Whether the space builds networks (a `ModelSpace`); a plain `Space` does not."""
-        return self.space is None or callable(getattr(self.space, "build", None))
+        """Whether the space builds networks with inputs (`build` and `example_input`, as a `ModelSpace`)."""
+        return self.space is None or all(callable(getattr(self.space, a, None)) for a in ("build", "example_input"))
+
+    def _cannot_build(self) -> str:
+        """Why the space cannot build networks to time or count, naming what it lacks."""
+        lacks = [a for a in ("build", "example_input") if not callable(getattr(self.space, a, None))]
+        return f"space {type(self.space).__name__} cannot build networks with inputs (it lacks {', '.join(lacks)})"
 
     def _check_countable(self) -> bool:
         """Whether architectures can be counted (built or decomposed); refuse what a plain space cannot give."""
         if self._layers is not None or self._buildable():
             return True
-        name = type(self.space).__name__
+        why = self._cannot_build()
         if self.latency is None:
-            raise ConfigError(f"latency: space {name} cannot build networks, so params, FLOPs, roofline and energy "
-                              "cannot be counted; give a latency model that needs no network (an EndToEndLatency "
-                              "fitted on measured samples), or use a space with build()")
+            raise ConfigError(f"latency: {why}, so params, FLOPs, roofline and energy cannot be counted; give a "
+                              "latency model that needs no network (an EndToEndLatency fitted on measured samples), "
+                              "or use a space with build() and example_input()")
         if self.energy is not None:
-            raise ConfigError(f"energy: {self.energy!r} energy needs the network, and space {name} cannot build "
-                              "networks; leave energy=None (the cost model then reports latency_ms only)")
+            raise ConfigError(f"energy: {self.energy!r} energy needs the network, and {why}; leave energy=None "
+                              "(the cost model then reports latency_ms only)")
         return False
 
     def _adapter(self) -> Any:
@@ -215,8 +220,8 @@ class CostModel:
         if latency == "measured":
             self._check_local("latency")
             if not self._buildable():
-                raise ConfigError(f"latency: 'measured' times built networks, and space {type(self.space).__name__} "
-                                  "cannot build them; fit an EndToEndLatency on latencies measured elsewhere")
+                raise ConfigError(f"latency: 'measured' times built networks, and {self._cannot_build()}; add "
+                                  "them, or fit an EndToEndLatency on latencies measured elsewhere")
             threads = None if self.torch_device.startswith("cuda") else self.threads
             return MeasuredLatency(self.space, self.device_name, self.torch_device, self.batch_size, threads,
                                    self.warmup, self.repeats)
@@ -234,11 +239,11 @@ class CostModel:
             raise ConfigError(f"latency: the {latency.model} model is for batch size {latency.batch_size}, "
                               f"this cost model's batch_size is {self.batch_size}")
         timed = _timed_threads(latency)
-        if timed is not None and self.threads is not None and not self.torch_device.startswith("cuda") \
-                and timed != self.threads:
+        here = self.threads if self.threads is not None else torch.get_num_threads()  # None: torch's current count
+        if timed is not None and not self.torch_device.startswith("cuda") and timed != here:
             raise ConfigError(f"latency: the {latency.model} model was timed with threads={timed}, this cost model's "
-                              f"threads is {self.threads} (build the table with threads={self.threads}, or give the "
-                              f"cost model threads={timed})")
+                              f"threads is {self.threads}" + ("" if self.threads is not None else f" (torch's {here})")
+                              + f" (build the table with threads={here}, or give the cost model threads={timed})")
         dev = getattr(latency, "device", None)
         if dev is not None and self.device_name is not None and dev != self.device_name:
             raise ConfigError(f"latency: the {latency.model} model is for device {dev!r}, this cost model is on "
@@ -307,7 +312,9 @@ class CostModel:
                 "model": "analytic", "estimate": True, "device": self.profile.name, "batch_size": self.batch_size,
                 "pj_per_byte": self.profile.energy_pj_per_byte, "tdp_w": self.profile.tdp_w,
                 "energy_pj_per_flop": dict(self.profile.energy_pj_per_flop),
-                "static_power_w": self.profile.static_power_w}
+                "static_power_w": self.profile.static_power_w,
+                "static_latency": None if not self.profile.static_power_w else
+                "latency model" if self.latency is not None else "roofline lower bound"}
         return out
 
     # ------------------------------------------------------------------ use
@@ -384,7 +391,8 @@ class CostModel:
             details["energy"] = e.to_dict()
         elif self.energy == "analytic":
             assert self.profile is not None
-            e_est = analytic_energy(leaves, self.profile, dtype, latency)
+            e_est = analytic_energy(leaves, self.profile, dtype, latency,
+                                    self.threads if self.torch_device == "cpu" else None)
             metrics[self._name("energy_est_mj", "analytic")] = e_est.energy_mj
             details["energy"] = e_est.to_dict()
         return CostReport(metrics, self.provenance, details)

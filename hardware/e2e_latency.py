@@ -33,6 +33,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.hardware.learned import DegenerateFitError, LatencyFitWarning
+from nas.hardware.lut import check_profile
 from nas.spaces import Architecture, Space
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ def cost_features(space: Space, batch_size: int = 1, table: Any = None) -> dict[
     `table` (a `LayerwiseLatency`, e.g. `lut_latency(...)`) is given. Counts are memoised per architecture."""
     from nas.counts import count_leaves, count_params
 
+    if table is not None and getattr(table, "batch_size", batch_size) != batch_size:
+        raise ConfigError(f"table: the {getattr(table, 'model', 'table')} model is for batch size "
+                          f"{table.batch_size}, the features are at batch_size {batch_size}")
+
     adapter = None
     try:
         from nas.hardware.adapters import adapter_for
@@ -71,8 +76,9 @@ def cost_features(space: Space, batch_size: int = 1, table: Any = None) -> dict[
                 params = sum(x.params for x in leaves)
             else:
                 build = getattr(space, "build", None)
-                if build is None:
-                    raise ConfigError(f"cost features: space {type(space).__name__} cannot build networks to count")
+                if not callable(build) or not callable(getattr(space, "example_input", None)):
+                    raise ConfigError(f"cost features: space {type(space).__name__} cannot build networks to count "
+                                      "(it needs build() and example_input())")
                 module = build(arch)
                 inputs = space.example_input(arch, batch_size)  # type: ignore[attr-defined]
                 leaves, params = count_leaves(module, inputs), count_params(module)
@@ -107,8 +113,9 @@ class EndToEndLatency:
     drop outliers (out-of-fold |log residual| above `outlier_factor` robust standard deviations and more than
     a factor 3 off, or below 1e-3 of the median) before fitting; `max_screened`: refuse when a larger fraction is screened; `max_mape`: refuse when the
     cross-validated MAPE reaches it (warn from a third of it), or when the cross-validated Kendall tau is at
-    most `min_tau` (the predictions do not rank held-out samples).
-    Usable as `CostModel(space, latency=model)`; `model` is "e2e".
+    most `min_tau` (the predictions do not rank held-out samples); `feature_sources`: JSON-ready records of where
+    extra features come from (e.g. the lookup table behind `table_ms`), kept in provenance and `to_dict`;
+    `device`: a device profile name or path (checked). Usable as `CostModel(space, latency=model)`; `model` is "e2e".
     """
 
     space: Space
@@ -123,6 +130,7 @@ class EndToEndLatency:
     max_mape: float = 0.9
     min_tau: float = 0.05
     seed: int = 0
+    feature_sources: Mapping[str, Any] = field(default_factory=dict)
     model: str = "e2e"
     cheap: bool = True
     chosen: str | None = field(default=None, init=False)
@@ -147,6 +155,8 @@ class EndToEndLatency:
             raise ConfigError(f"folds: expected an int >= 2, got {self.folds!r}")
         if not 0 <= self.max_screened < 1:
             raise ConfigError(f"max_screened: expected 0 <= max_screened < 1, got {self.max_screened!r}")
+        if self.device is not None:
+            self.device = check_profile(self.device, "device")  # recorded in the model: a typo makes it unusable
 
     # ------------------------------------------------------------------ features
     def _columns(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
@@ -319,7 +329,7 @@ class EndToEndLatency:
     def provenance(self) -> dict[str, Any]:
         return {"model": self.model, "device": self.device, "batch_size": self.batch_size,
                 "samples": self.n_samples, "architectures": self.n_archs, "features": ["onehot/vector", *self.features],
-                "chosen": self.chosen,
+                "feature_sources": dict(self.feature_sources), "chosen": self.chosen,
                 "cv": {n: vars(c) for n, c in self.cv.items()}, "fit_mape": self.fit_mape,
                 "screened": list(self.screened),
                 "extrapolation": self.extrapolation}  # updated in place by predict: a provenance held elsewhere
@@ -328,7 +338,9 @@ class EndToEndLatency:
     def to_dict(self) -> dict[str, Any]:
         """Plain data that refits the same model (`from_dict`): the samples and the settings, no pickles."""
         return {"device": self.device, "batch_size": self.batch_size, "seed": self.seed, "folds": self.folds,
-                "candidates": list(self.candidates), "features": list(self.features),
+                "candidates": list(self.candidates), "features": list(self.features), "screen": self.screen,
+                "outlier_factor": self.outlier_factor, "max_screened": self.max_screened,
+                "max_mape": self.max_mape, "min_tau": self.min_tau, "feature_sources": dict(self.feature_sources),
                 "samples": [{"arch": a, "latency_ms": t} for a, t in self._samples], "provenance": self.provenance()}
 
     @classmethod
@@ -339,9 +351,12 @@ class EndToEndLatency:
         given = dict(features or {})
         if sorted(names) != sorted(given):
             raise ConfigError(f"features: the model was fitted with {names}, got {sorted(given)}")
+        settings = {k: data[k] for k in ("outlier_factor", "max_screened", "max_mape", "min_tau") if k in data}
         model = cls(space, data.get("device"), int(data.get("batch_size", 1)), {n: given[n] for n in names},
                     tuple(data.get("candidates", DEFAULT_CANDIDATES)), int(data.get("folds", 5)),
-                    seed=int(data.get("seed", 0)))
+                    screen=bool(data.get("screen", True)), seed=int(data.get("seed", 0)),
+                    feature_sources=dict(data.get("feature_sources") or {}),
+                    **{k: float(v) for k, v in settings.items()})
         samples = data.get("samples") or []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LatencyFitWarning)  # warned at the original fit

@@ -21,6 +21,7 @@ from nas.errors import ConfigError
 from nas.counts import LeafCount, forward
 from nas.hardware.devices import DeviceProfile
 from nas.hardware.latency import pinned_threads, tensors_in, to_device
+from nas.hardware.roofline import roofline
 
 POWERCAP = Path("/sys/class/powercap")
 
@@ -224,18 +225,27 @@ class AnalyticEnergy:
     device: str
     dtype: str
     estimate: bool = True
+    static_latency_ms: float | None = None  # the latency static power was charged over
+    static_latency_from: str | None = None  # "latency model", or "roofline lower bound" when none was given
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def analytic_energy(leaves: Sequence[LeafCount], device: DeviceProfile, dtype: str = "float32",
-                    latency_ms: float | None = None) -> AnalyticEnergy:
-    """FLOPs x pJ/FLOP + bytes moved x pJ/byte (+ static power x latency) from the device profile."""
+                    latency_ms: float | None = None, threads: int | None = None) -> AnalyticEnergy:
+    """FLOPs x pJ/FLOP + bytes moved x pJ/byte (+ static power x latency) from the device profile; without
+    `latency_ms`, static power is charged over the roofline lower bound (labelled so: a lower bound too)."""
     if device.energy_pj_per_byte is None:
         raise ConfigError(f"device {device.name!r}: no energy_pj_per_byte in its profile, so no analytic energy "
                           "estimate (add energy_pj_per_byte and tdp_w or energy_pj_per_flop to the profile)")
     compute = sum(x.flops for x in leaves) * device.pj_per_flop(dtype) * 1e-9
     memory = sum(x.bytes_moved for x in leaves) * device.energy_pj_per_byte * 1e-9
+    source = None
+    if device.static_power_w:
+        source = "latency model"
+        if latency_ms is None:
+            latency_ms, source = roofline(leaves, device, dtype, threads).bound_ms, "roofline lower bound"
     static = (device.static_power_w or 0.0) * (latency_ms or 0.0)  # W x ms = mJ
-    return AnalyticEnergy(compute + memory + static, compute, memory, static, device.name, dtype)
+    return AnalyticEnergy(compute + memory + static, compute, memory, static, device.name, dtype,
+                          static_latency_ms=latency_ms if source else None, static_latency_from=source)

@@ -22,7 +22,7 @@ import numpy as np
 
 from nas.errors import ConfigError, check_int
 from nas.hardware.layers import LayerAdapter, LayerConfig
-from nas.hardware.lut import LatencyTable
+from nas.hardware.lut import LatencyTable, check_profile
 
 Counts = tuple[int, int, int]  # flops, params, bytes moved
 
@@ -124,7 +124,8 @@ class LayerLatencyModel:
 
 @dataclass(frozen=True)
 class Calibration:
-    """latency = sum over kinds of scale[kind] x (base latency of that kind's layers) + intercept_ms."""
+    """latency = sum over kinds of scale[kind] x (base latency of that kind's layers) + intercept_ms; a kind no
+    calibration architecture used gets `shared_scale` (with a `LatencyFitWarning`)."""
 
     scales: dict[str, float]
     intercept_ms: float
@@ -132,13 +133,35 @@ class Calibration:
     device: str | None = None
     fit_mape: float | None = None
     excluded: tuple[int, ...] = ()  # indices of measured samples screened out as glitches
+    shared_scale: float | None = None  # for kinds no calibration architecture used; None: the mean of `scales`
+
+    @property
+    def unseen_scale(self) -> float:
+        """The scale of a kind absent from the calibration: the shared scale (the mean scale when not stored)."""
+        if self.shared_scale is not None:
+            return self.shared_scale
+        return float(np.mean(list(self.scales.values()))) if self.scales else 1.0
 
     def apply(self, by_kind: Mapping[str, float]) -> float:
-        return float(sum(self.scales.get(k, 1.0) * v for k, v in by_kind.items()) + self.intercept_ms)
+        unseen = sorted(k for k, v in by_kind.items() if k not in self.scales and v)
+        if unseen:
+            warnings.warn(f"calibration: layer kind(s) {', '.join(unseen)} were in no calibration architecture; "
+                          f"they get the shared scale {self.unseen_scale:.4g} (onboard with architectures using "
+                          "them to fit their own)", LatencyFitWarning, stacklevel=3)
+        return float(sum(self.scales.get(k, self.unseen_scale) * v for k, v in by_kind.items()) + self.intercept_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {"scales": dict(self.scales), "intercept_ms": self.intercept_ms, "n_archs": self.n_archs,
-                "device": self.device, "fit_mape": self.fit_mape, "excluded": list(self.excluded)}
+                "device": self.device, "fit_mape": self.fit_mape, "excluded": list(self.excluded),
+                "shared_scale": self.shared_scale}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
+        """From `to_dict` output; one written before `shared_scale` was stored uses the mean scale for unseen kinds."""
+        shared = data.get("shared_scale")
+        return cls({str(k): float(v) for k, v in data["scales"].items()}, float(data["intercept_ms"]),
+                   int(data["n_archs"]), data.get("device"), data.get("fit_mape"),
+                   tuple(int(i) for i in data.get("excluded", ())), None if shared is None else float(shared))
 
 
 def _relative_nnls(cols: np.ndarray, y: np.ndarray, offset: np.ndarray | float = 0.0,
@@ -224,7 +247,7 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
     if mape >= max_mape:
         raise DegenerateFitError(f"onboarding: the calibrated model's MAPE on its own {len(y)} samples is {mape:.2f} "
                                  f"(>= max_mape={max_mape}): the base model cannot explain these measurements")
-    return Calibration(scales, intercept, int(len(measured_ms)), device, mape, excluded)
+    return Calibration(scales, intercept, int(len(measured_ms)), device, mape, excluded, float(shared))
 
 
 @dataclass
@@ -261,6 +284,8 @@ class LayerwiseLatency:
         Few-shot onboarding: a table or learned model from one device plus a handful of end-to-end
         measurements on another gives a predictor for the other (per-kind scales and a fixed overhead).
         """
+        if device is not None:
+            device = check_profile(device, "device")  # recorded in the model: a typo makes it unusable
         cal = fit_calibration([self.by_kind(a) for a in archs], measured_ms, per_kind=per_kind,
                               device=device if device is not None else self.device)
         details = {**self.details, "base_model": self.model, "base_device": self.device}

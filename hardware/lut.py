@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nas import jsonio
 from nas.errors import ConfigError, check_int
 from nas.hardware.devices import default_device, load_device
@@ -228,7 +230,7 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
     profile = check_local_profile(profile, device)
     header = {"format": FORMAT, "version": VERSION, "adapter": jsonio.plain(adapter.describe(), "adapter"), "torch_device": device,
               "device": profile, "batch_size": batch_size,
-              "threads": threads if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,
+              "threads": (threads or torch.get_num_threads()) if not device.startswith("cuda") else None, "dtype": "float32", "warmup": warmup,
               "repeats": repeats, "rounds": rounds, "host": host_info(device),
               "created": _dt.datetime.now().isoformat(timespec="seconds"), "load_at_start": _load()}
     done: dict[str, TableEntry] = {}
@@ -241,6 +243,8 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
                 raise ConfigError(f"latency table {path} was built for another space "
                                   f"({adapter_differences(old.get(key), header[key])}): use another path, or delete "
                                   "the file to start over")
+            if key == "threads" and old.get(key) is None and threads is None:
+                continue  # a table from before the count used was recorded, resumed the same way
             if old.get(key) != header[key]:
                 raise ConfigError(f"latency table {path} was built with {key}={old.get(key)!r}, this build has "
                                   f"{header[key]!r}: use another path, or delete the file to start over")

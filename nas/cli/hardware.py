@@ -227,6 +227,7 @@ def fit_latency(
     """Fit an end-to-end latency model on measured (architecture, latency) pairs; print its cross-validation."""
     import warnings
 
+    from nas.errors import ConfigError
     from nas.hardware.adapters import adapter_for, make_space
     from nas.hardware.e2e_latency import EndToEndLatency, cost_features, load_samples
     from nas.hardware.learned import LatencyFitWarning, lut_latency
@@ -238,13 +239,23 @@ def fit_latency(
     sp = make_space(space, options)
     archs, ms = load_samples(samples, sp)
     lut = lut_latency(LatencyTable.load(table), adapter_for(sp)) if table else None
+    sources = {}
+    if lut is not None:
+        if lut.batch_size != batch_size:
+            raise ConfigError(f"--table: {table} was timed at batch size {lut.batch_size}, --batch-size is "
+                              f"{batch_size} (build a table at batch size {batch_size}, or pass --batch-size "
+                              f"{lut.batch_size})")
+        sources["table_ms"] = {"table": str(table), "batch_size": lut.batch_size, "device": lut.device,
+                               "threads": lut.details.get("threads"), "statistic": lut.details.get("statistic"),
+                               "entries": lut.details.get("entries"), "built": lut.details.get("built")}
     feats = cost_features(sp, batch_size, lut) if counts or lut else {}
     if not counts:
         feats = {k: v for k, v in feats.items() if k == "table_ms"}
     console = _console()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LatencyFitWarning)
-        model = EndToEndLatency(sp, profile, batch_size, feats, seed=seed).fit(archs, ms)
+        model = EndToEndLatency(sp, profile, batch_size, feats, seed=seed,
+                                feature_sources=sources if "table_ms" in feats else {}).fit(archs, ms)
     for w in caught:
         console.print(f"warning: {w.message}", style="yellow", soft_wrap=True)
     out_table = Table(title=f"{space}: {len(archs)} samples from {samples} (features: one-hot/vector"
