@@ -184,14 +184,17 @@ class CostModel:
         except ConfigError:
             return None
 
+    def _lacks(self) -> list[str]:
+        """What the space lacks of `build` and `example_input` (a `ModelSpace` has both) to build networks with inputs."""
+        return [a for a in ("build", "example_input") if not callable(getattr(self.space, a, None))]
+
     def _buildable(self) -> bool:
         """Whether the space builds networks with inputs (`build` and `example_input`, as a `ModelSpace`)."""
-        return self.space is None or all(callable(getattr(self.space, a, None)) for a in ("build", "example_input"))
+        return self.space is None or not self._lacks()
 
     def _cannot_build(self) -> str:
         """Why the space cannot build networks to time or count, naming what it lacks."""
-        lacks = [a for a in ("build", "example_input") if not callable(getattr(self.space, a, None))]
-        return f"space {type(self.space).__name__} cannot build networks with inputs (it lacks {', '.join(lacks)})"
+        return f"space {type(self.space).__name__} cannot build networks with inputs (it lacks {', '.join(self._lacks())})"
 
     def _check_countable(self) -> bool:
         """Whether architectures can be counted (built or decomposed); refuse what a plain space cannot give."""

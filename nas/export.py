@@ -694,8 +694,13 @@ def _check_in_the_way(out: Path, picks: Sequence[Trial]) -> None:
     for trial in picks:
         folder = out / _folder_name(trial)
         if (folder.exists() or folder.is_symlink()) and not _is_model(out, folder):
-            raise ConfigError(f"out: {folder} is in the way: trial {trial.number} is exported there, and it is not a "
-                              f"model an export wrote (no {SUBNET}); move or rename it, or export to another --out")
+            raise _in_the_way(folder, f"trial {trial.number} is exported there, and it is not a model an export wrote")
+
+
+def _in_the_way(folder: Path, why: str) -> ConfigError:
+    """The error for a folder of the user's where a pick goes (export replaces only what an export wrote)."""
+    return ConfigError(f"out: {folder} is in the way: {why} (no {SUBNET}); move or rename it, or export to another "
+                       "--out")
 
 
 def _move_in(stage: Path, out: Path, report: ExportReport) -> None:
@@ -723,8 +728,7 @@ def _move_in(stage: Path, out: Path, report: ExportReport) -> None:
                 os.replace(*moved[-1])
         for m in report.models:
             if m.path.exists() or m.path.is_symlink():
-                raise ConfigError(f"out: {m.path} is in the way: it is not a model an export wrote (no {SUBNET}); "
-                                  "move or rename it, or export to another --out")
+                raise _in_the_way(m.path, "it is not a model an export wrote")
             os.replace(stage / m.path.name, m.path)
             placed.append(m.path)
         os.replace(stage / EXPORT_INDEX, index)

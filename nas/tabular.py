@@ -102,10 +102,7 @@ def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenc
                     "NAS-Bench-Graph table holds one row per architecture")
         rows[arch] = _metric_cells(file, line, r, NBG_METRICS)
 
-    def key(arch: Mapping[str, object]) -> Hashable:
-        return (arch["link"], arch["op1"], arch["op2"], arch["op3"], arch["op4"])
-
-    return TabularBenchmark(f"nas-bench-graph/{dataset}", NASBenchGraphSpace(), rows, key)
+    return TabularBenchmark(f"nas-bench-graph/{dataset}", NASBenchGraphSpace(), rows, arch_of)
 
 
 class TableSpace(Space):
