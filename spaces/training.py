@@ -92,7 +92,7 @@ def _check_training(owner: str, schedule: Any, fields: Iterable[str] = ("epochs"
             check_number(value, where, positive=name != "weight_decay")
 
 
-def _check_sandwich(owner: str, schedule: Any) -> None:
+def check_sandwich(owner: str, schedule: Any) -> None:
     """The sandwich rule's settings (`SandwichRule`'s, shared with `nas.ray.train.DistributedSandwich`): those of
     `_check_training` plus temperature > 0 and n_random >= 0, each error naming `owner.<field>`."""
     _check_training(owner, schedule, ("epochs", "batch_size", "lr", "weight_decay", "temperature", "seed"))
@@ -277,7 +277,7 @@ class SandwichRule:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_sandwich("SandwichRule", self)
+        check_sandwich("SandwichRule", self)
         self.per_step = _names("SandwichRule.per_step", self.per_step)
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:

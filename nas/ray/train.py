@@ -35,7 +35,7 @@ from nas.experiment import first_difference
 from nas.jsonio import read_json, read_jsonl, write_bytes, write_json
 from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
-from nas.spaces.training import _check_sandwich
+from nas.spaces.training import check_sandwich
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DistributedSandwich:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_sandwich("DistributedSandwich", self)  # SandwichRule's checks, errors naming DistributedSandwich.<field>
+        check_sandwich("DistributedSandwich", self)  # SandwichRule's checks, errors naming DistributedSandwich.<field>
 
 
 @dataclass
