@@ -128,7 +128,8 @@ def _constraints(constraint: str | Constraint | Sequence[str | Constraint] | Non
 
 
 def pick(result: SearchResult, top: int | None = None, constraint: Any = None) -> list[Trial]:
-    """The Pareto front of `result` (best first objective first), filtered by `constraint`, cut to `top`."""
+    """The Pareto front of `result` (best first objective first), filtered by `constraint`, one trial per
+    architecture (a re-evaluated architecture would be exported twice as the same network), cut to `top`."""
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise ConfigError(f"top: expected a positive int (number of models to export), got {top!r}")
     extra = _constraints(constraint, result)
@@ -139,6 +140,13 @@ def pick(result: SearchResult, top: int | None = None, constraint: Any = None) -
             log.warning("constraint %s: left out trial%s %s of the front, which recorded no %r", c,
                         "s" if len(lacking) > 1 else "", ", ".join(map(str, lacking)), c.metric)
     front = [t for t in front if all(c.metric in t.metrics and c.satisfied(t.metrics) for c in extra)]
+    first: dict[str, Trial] = {}
+    for t in front:
+        if t.arch_id in first:
+            log.info("trial %d is architecture %s again (trial %d): exported once", t.number, t.arch_id,
+                     first[t.arch_id].number)
+        first.setdefault(t.arch_id, t)
+    front = list(first.values())
     return front[:top] if top is not None else front
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -82,7 +83,9 @@ class GuardedSpace(ModelSpace):
 
 @pytest.fixture(scope="module")
 def widths_search(tmp_path_factory):
-    """A 4-trial search of `Widths` (all four on the front); `latency_ms` recorded only for widths 8 and 16."""
+    """A 4-trial search of `Widths` (all four on the front); `latency_ms` recorded only for widths 8 and 16.
+    On one torch thread while the module's tests use it (restored after)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     wd = tmp_path_factory.mktemp("widths") / "wd"
     space = Widths()
@@ -99,7 +102,8 @@ def widths_search(tmp_path_factory):
     result = nas.search(space, evaluate, {"score": "max", "params": "min"}, strategy="random", budget=4, seed=0,
                         workdir=wd)
     assert len(result.pareto_front()) == 4
-    return result
+    yield result
+    torch.set_num_threads(before)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -329,3 +333,15 @@ def test_next_steps_quote_a_workdir_with_spaces(widths_search):
     hint = next_steps(widths_search, Path("runs/my run"))
     assert "nas status 'runs/my run' | nas pareto 'runs/my run' --plot" in hint
     assert next_steps(widths_search, Path("runs/x")).startswith("next: nas status runs/x |")
+
+
+# ------------------------------------------------------------------------------ a re-evaluated architecture
+def test_an_architecture_evaluated_twice_is_picked_once(widths_search, caplog):
+    first = widths_search.pareto_front()[1]
+    again = replace(first, number=len(widths_search.trials), metrics=dict(first.metrics))
+    result = replace(widths_search, trials=[*widths_search.trials, again])
+    assert again in result.pareto_front()  # equal metrics: both are non-dominated
+    with caplog.at_level(logging.INFO, logger="nas.export"):
+        picks = pick(result)
+    assert [t.number for t in picks] == [t.number for t in widths_search.pareto_front()]
+    assert f"trial {again.number} is architecture {first.arch_id} again (trial {first.number})" in caplog.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +69,15 @@ def test_include_largest_trains_the_largest_in_every_later_step(one_thread) -> N
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory) -> dict:
+def quick(tmp_path_factory) -> Iterator[dict]:
+    """The --quick run, on one torch thread (restored after the module's tests)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ofa_claims") / "quick.json"
     report = ofa_claims.main(["--quick", "--out", str(out)])
     assert json.loads(out.read_text())["settings"] == report["settings"]
-    return report
+    yield report
+    torch.set_num_threads(before)
 
 
 def test_quick_run_records_real_figures(quick: dict) -> None:
