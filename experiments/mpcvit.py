@@ -178,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seeds, args.search_seeds, args.budget, args.epochs, args.max_len = "0-1", "0", 4, 1, 16
         args.vocab_size = 1000
     seeds, search_seeds = parse_seeds(args.seeds), parse_seeds(args.search_seeds)
-    name = "mpcvit_quick" if args.quick else "mpcvit"
+    changed = [k for k, v in vars(args).items() if k not in ("out", "fill_only") and v != ap.get_default(k)]
+    # only the recorded settings write the recorded report; a reduced or changed run gets its own file
+    name = "mpcvit_quick" if args.quick else "mpcvit_reduced" if changed else "mpcvit"
     out = args.out or ROOT / "experiments" / "results" / f"{name}.json"
     torch.set_num_threads(1)
     started = time.time()

@@ -142,8 +142,10 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="2 seeds, 1 epoch per stage, 12 ensembles")
     p.add_argument("--fresh", action="store_true", help="ignore finished seeds in --out")
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "neas")
-    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "neas.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report JSON (default experiments/results/neas.json; neas_quick.json with --quick)")
     args = p.parse_args()
+    args.out = args.out or ROOT / "experiments" / "results" / ("neas_quick.json" if args.quick else "neas.json")
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     budget = ChainSpace(ChainConfig())
