@@ -29,9 +29,26 @@ def one_blas_thread() -> Any:
     return threadpool_limits(limits=1)
 
 
-def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]]) -> list[Architecture]:
-    """Validated architectures (InvalidArchitectureError naming the bad field otherwise)."""
-    return [a if isinstance(a, Architecture) else space.validate(a) for a in archs]
+VALID_CACHE = 100_000  # ids a predictor remembers as validated (searches predict the same candidates many times)
+
+
+def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]],
+                     valid: set[str] | None = None) -> list[Architecture]:
+    """Validated architectures (InvalidArchitectureError naming the bad field otherwise). `Architecture` objects are
+    validated too: one from another space, or missing a field, would otherwise be encoded into the wrong slots.
+    `valid` holds ids already validated in `space` (an id is a hash of the content): those pass unchecked."""
+    out = []
+    for a in archs:
+        if valid is not None and isinstance(a, Architecture) and a.id in valid:
+            out.append(a)
+            continue
+        arch = space.validate(a)
+        if valid is not None:
+            if len(valid) >= VALID_CACHE:
+                valid.clear()
+            valid.add(arch.id)
+        out.append(arch)
+    return out
 
 
 class RankTarget:
@@ -45,6 +62,9 @@ class RankTarget:
         self.sorted_y = np.sort(np.asarray(y, dtype=float))
         self.q = (np.arange(len(y)) + 0.5) / len(y)  # quantile of each sorted value
         self._tilt = 1e-6 * (float(np.ptp(self.sorted_y)) or 1.0)  # keeps the map strictly increasing
+        # each distinct target at the mean quantile of its ties: the quantile `transform` gives it (for `inverse_std`)
+        self._knot_y, tie = np.unique(self.sorted_y, return_inverse=True)
+        self._knot_q = np.bincount(tie, weights=self.q) / np.bincount(tie)
         return self
 
     def transform(self, y: np.ndarray) -> np.ndarray:
@@ -57,8 +77,13 @@ class RankTarget:
         return np.interp(q, self.q, self.sorted_y) + self._tilt * (np.asarray(q) - 0.5)
 
     def inverse_std(self, q: np.ndarray, q_std: np.ndarray) -> np.ndarray:
-        """A std on the target scale: half the spread of the mapped interval mean +- std."""
-        return 0.5 * np.abs(self.inverse(q + q_std) - self.inverse(q - q_std))
+        """A std on the target scale: half the spread of the interval mean +- std mapped through the distinct targets
+        at their tied quantiles (the points `transform` maps them to). `inverse` holds a block of tied targets flat
+        over its whole width, which shrank the std of a fit on tied targets to ~1e-6 x its scale; between distinct
+        targets this map has the slope from one to the next, and without ties it is `inverse` (less its tilt)."""
+        q, q_std = np.asarray(q, dtype=float), np.abs(np.asarray(q_std, dtype=float))
+        return 0.5 * np.abs(np.interp(q + q_std, self._knot_q, self._knot_y)
+                            - np.interp(q - q_std, self._knot_q, self._knot_y))
 
 
 class Predictor(ABC):
@@ -82,12 +107,13 @@ class Predictor(ABC):
         self.seed = int(seed)
         self.train_archs: list[Architecture] = []
         self.train_y = np.zeros(0)
+        self._valid_ids: set[str] = set()  # ids `as_architectures` validated in this space
 
     # -------------------------------------------------------------------------------- contract
     def fit(self, archs: Sequence[Mapping[str, Any]], y: Sequence[float]) -> "Predictor":
         """Train on architectures and their measured targets (higher or lower is better: any scale)."""
-        archs = as_architectures(self.space, archs)
-        y_arr = np.asarray(y, dtype=float).ravel()
+        archs = as_architectures(self.space, archs, self._valid_ids)
+        y_arr = np.array(y, dtype=float).ravel()  # a copy: the caller may reuse its array (the state must not change)
         if len(archs) != len(y_arr):
             raise ConfigError(f"fit: {len(archs)} architectures but {len(y_arr)} targets")
         if len(archs) < 2:
@@ -103,7 +129,7 @@ class Predictor(ABC):
         """Predicted mean and standard deviation per architecture."""
         if not self.train_archs:
             raise ConfigError(f"predictor {self.name!r}: call fit before predict")
-        archs = as_architectures(self.space, archs)
+        archs = as_architectures(self.space, archs, self._valid_ids)
         if not archs:
             return np.zeros(0), np.zeros(0)
         with one_blas_thread():

@@ -20,6 +20,32 @@ MemberSpec = str | Mapping[str, Any]
 logger = logging.getLogger(__name__)
 
 
+def member_specs(members: Sequence[MemberSpec]) -> list[dict[str, Any]]:
+    """Each member as {"name": str, "options": dict}; ConfigError naming the member and key otherwise (a typo such as
+    "option" was dropped silently, so the member ran with its default options)."""
+    if isinstance(members, (str, Mapping)) or not isinstance(members, Sequence):
+        raise ConfigError(f"members: expected a list of predictor names or {{'name': ..., 'options': {{...}}}} specs, "
+                          f"got {members!r}")
+    specs = []
+    for i, m in enumerate(members):
+        if isinstance(m, str):
+            specs.append({"name": m, "options": {}})
+            continue
+        if not isinstance(m, Mapping):
+            raise ConfigError(f"members[{i}]: expected a predictor name or {{'name': ..., 'options': {{...}}}}, "
+                              f"got {m!r}")
+        unknown = [k for k in m if k not in ("name", "options")]
+        if unknown:
+            raise ConfigError(f"members[{i}]: unknown key {unknown[0]!r} (keys: 'name', 'options')")
+        if not isinstance(m.get("name"), str):
+            raise ConfigError(f"members[{i}]: 'name' must be a predictor name, got {m.get('name')!r}")
+        options = m.get("options", {})
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise ConfigError(f"members[{i}]: 'options' must be a mapping of option names to values, got {options!r}")
+        specs.append({"name": m["name"], "options": dict(options)})
+    return specs
+
+
 class AveragePredictor(Predictor):
     """Mean of the members' predicted means; var = mean of their variances + variance of their means."""
 
@@ -31,8 +57,7 @@ class AveragePredictor(Predictor):
         from nas.predictors.encodings import single_node_graphs
         from nas.predictors.graph import GCNPredictor
 
-        specs = [{"name": m, "options": {}} if isinstance(m, str) else {"name": m["name"], "options": dict(m.get("options", {}))}
-                 for m in members]
+        specs = member_specs(members)
         if not specs:
             raise ConfigError("members: give at least one predictor")
         live = specs

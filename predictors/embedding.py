@@ -23,6 +23,7 @@ from scipy import sparse
 from nas.errors import ConfigError, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, Target, as_architectures
+from nas.predictors.encodings import single_node_graphs
 from nas.predictors.kernel_gp import KernelGP, warn_shrunk
 
 CACHE_SIZE = 100_000
@@ -82,6 +83,14 @@ def wl_features(graph: nx.DiGraph, iterations: int = 3, edge_attr: str | None = 
     return rounds
 
 
+def edge_attributes(space: Space, samples: int = 8) -> set[str] | None:
+    """The attribute names on the edges of a few sampled graphs of `space` (None when it cannot sample)."""
+    if "sample" not in space.capabilities:
+        return None
+    rng = np.random.default_rng(0)
+    return {k for _ in range(samples) for _, _, d in space.to_graph(space.sample(rng)).edges(data=True) for k in d}
+
+
 class GraphEmbedding:
     """WL-feature blocks (+ optional one-hot block), each row-normalised; the vocabulary comes from `fit`.
 
@@ -91,8 +100,16 @@ class GraphEmbedding:
 
     def __init__(self, space: Space, iterations: int = 3, onehot: bool = True, edge_attr: str | None = AUTO) -> None:
         check_int(iterations, "iterations", 1)  # networkx's WL hash needs at least one round
+        if not isinstance(onehot, bool):
+            raise ConfigError(f"onehot: expected True or False, got {onehot!r}")
         if edge_attr is not None and not isinstance(edge_attr, str):
             raise ConfigError(f"edge_attr: expected 'auto', None or an edge attribute's name, got {edge_attr!r}")
+        if edge_attr not in (None, AUTO):
+            known = edge_attributes(space)
+            if known is not None and edge_attr not in known:  # a typo would hash every edge as unlabelled
+                raise ConfigError(f"edge_attr: no edge of {type(space).__name__}.to_graph has an attribute "
+                                  f"{edge_attr!r} (its edges have: {', '.join(sorted(known)) or 'none'}; or 'auto', "
+                                  "None)")
         self.space, self.iterations, self.onehot, self.edge_attr = space, iterations, onehot, edge_attr
         self.vocab: list[dict[str, int]] = []
         self._cache: dict[str, list[Counter[str]]] = {}  # arch id -> WL counts (searches re-score many children)
@@ -158,15 +175,23 @@ class GraphSimilarityPredictor(Predictor):
             raise ConfigError(f"target: expected 'rank' or 'raw', got {target!r}")
         self.iterations, self.onehot, self.target, self.edge_attr = iterations, onehot, target, edge_attr
         self.embedding = GraphEmbedding(space, iterations, onehot, edge_attr)
+        if not onehot and single_node_graphs(space):
+            raise ConfigError(f"predictor {self.name!r}: onehot=False on {type(space).__name__}, whose to_graph gives "
+                              "one node labelled by the whole architecture (a plain Space without a declared cell): "
+                              "the WL blocks then tell no architecture not seen in training from another, and the "
+                              "prediction is constant; keep onehot=True, or declare its cell with "
+                              "space.with_graph(nas.spaces.CellGraph(...)) (docs/predictors.md)")
 
     def embed(self, archs: Sequence[Any]) -> sparse.csr_matrix:
         """The fitted embedding of `archs` (rows of norm 1; dot products are graph similarities)."""
-        x = self.embedding.transform(as_architectures(self.space, archs))  # validated once, not per call
-        return x / np.sqrt(self.embedding.blocks)
+        return self._embed(as_architectures(self.space, archs, self._valid_ids))
+
+    def _embed(self, archs: Sequence[Architecture]) -> sparse.csr_matrix:
+        return self.embedding.transform(archs) / np.sqrt(self.embedding.blocks)
 
     def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
         self.embedding.fit(archs)
-        self._x = self.embed(archs)
+        self._x = self._embed(archs)
         self._rank = RankTarget().fit(y) if self.target == "rank" else None
         t = self._rank.transform(y) if self._rank is not None else y
         self._gp = KernelGP().fit((self._x @ self._x.T).toarray(), t)
@@ -175,7 +200,7 @@ class GraphSimilarityPredictor(Predictor):
             warn_shrunk(self._gp, len(t), self, logger)
 
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
-        x = self.embed(archs)
+        x = self._embed(archs)  # validated by `predict`
         diag = np.asarray(x.multiply(x).sum(axis=1)).ravel()
         mean, std = self._gp.predict((x @ self._x.T).toarray(), diag)
         if self._rank is None:

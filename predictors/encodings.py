@@ -71,6 +71,16 @@ def path_code(space: Space, arch: Any) -> np.ndarray:
     return code
 
 
+def encoding_width(space: Space, encoding: str) -> int:
+    """The number of columns `encoder(space, encoding)` gives (the input width of a network on that code)."""
+    widths = {"onehot": space.onehot_size, "vector": lambda: len(space.slots()),
+              "onehot+vector": lambda: space.onehot_size() + len(space.slots()), "path": lambda: PATH_WIDTH}
+    width = widths.get(encoding)
+    if width is None:
+        raise ConfigError(f"encoding: unknown {encoding!r} (known: {', '.join(widths)})")
+    return width()
+
+
 def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], np.ndarray]:
     """A function archs -> (n, d) matrix for "onehot" (`space.to_onehot`), "vector" (`space.to_vector`), both
     side by side ("onehot+vector": a tree can then split one option from the rest or the options in their
@@ -89,8 +99,7 @@ def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], n
                           "prediction for unseen ones is constant; declare its cell with "
                           "space.with_graph(nas.spaces.CellGraph(...)) (docs/predictors.md), or use 'onehot'")
 
-    width = {"onehot": space.onehot_size(), "vector": len(space.slots()),
-             "onehot+vector": space.onehot_size() + len(space.slots()), "path": PATH_WIDTH}[encoding]
+    width = encoding_width(space, encoding)
     cache: dict[str, np.ndarray] = {}  # arch id -> code: searches re-encode the same candidates at every refit
 
     def code(a: Architecture) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from nas.errors import ConfigError, check_count, check_number
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget
-from nas.predictors.encodings import encoder
+from nas.predictors.encodings import encoder, encoding_width
 
 if TYPE_CHECKING:
     import torch
@@ -155,7 +155,7 @@ class _TorchPredictor(Predictor):
 
 
 class MLPEnsemble(_TorchPredictor):
-    """`members` MLPs on the space's one-hot (or index) encoding; std = spread across members."""
+    """`members` MLPs on the space's one-hot (or another: `encoding`) code; std = spread across members."""
 
     name = "mlp-ensemble"
     needs = frozenset({"vector"})
@@ -164,8 +164,12 @@ class MLPEnsemble(_TorchPredictor):
                  epochs: int = 300, lr: float = 1e-3, weight_decay: float = 1e-4, loss: Loss = "mse",
                  encoding: str = "onehot") -> None:
         super().__init__(space, seed, members, epochs, lr, weight_decay, loss)
-        self.hidden, self.encoding = list(hidden), encoding
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ConfigError(f"{self.name}: hidden: expected a list of layer widths, e.g. [128, 128], got {hidden!r}")
+        self.hidden = [check_count(h, f"{self.name}: hidden[{i}]", " (a layer width)") for i, h in enumerate(hidden)]
+        self.encoding = encoding
         self._encode = encoder(space, encoding)
+        self._width = encoding_width(space, encoding)  # the network's input: as wide as the chosen code
 
     def _tensors(self, archs: Sequence[Architecture]) -> list["torch.Tensor"]:
         import torch
@@ -173,5 +177,4 @@ class MLPEnsemble(_TorchPredictor):
         return [torch.tensor(self._encode(archs), dtype=torch.float32)]
 
     def _network(self) -> "torch.nn.Module":
-        width = self.space.onehot_size() if self.encoding == "onehot" else len(self.space.slots())
-        return mlp(width, self.hidden)
+        return mlp(self._width, self.hidden)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count
 from nas.spaces import Architecture, Space
 from nas.predictors.embedding import node_labels, ops_as_nodes
 from nas.predictors.encodings import single_node_graphs
@@ -66,7 +66,8 @@ class GCNPredictor(_TorchPredictor):
                               "seen in training looks alike and the prediction is constant; declare its cell with "
                               "space.with_graph(nas.spaces.CellGraph(...)) (docs/predictors.md), or use 'rf', 'gp' "
                               "or 'wl-gp'")
-        self.hidden, self.layers = hidden, layers
+        self.hidden = check_count(hidden, f"{self.name}: hidden", " (the width of a node's state)")
+        self.layers = check_count(layers, f"{self.name}: layers", " (GCN propagation layers)")
         self._vocab: dict[str, int] = {}
 
     def _prepare(self, archs: list[Architecture]) -> None:

@@ -1,16 +1,18 @@
 """One evaluation harness for every predictor: train on N sampled architectures, score on a held-out set.
 
-Per seed, `n_test` test architectures are drawn first, one per `group` (isomorphic twins share a group,
-e.g. `space.canonical_key`), so the test set holds distinct networks; training sets are then drawn from
-the architectures whose group is not in the test set and are nested (the first N of one permutation),
-so no test network, nor any twin of one, is ever trained on. Scores: Kendall tau (tau-b), Spearman rho,
-MAE, and the precision of the predicted top fraction (the part of the ranking a search acts on).
+Per seed, `n_test` test architectures are drawn first, one per `group` (by default the architecture's id, so
+a network measured twice is one group; with `space.canonical_key` isomorphic twins share one), so the test set
+holds distinct networks; training sets are then drawn from the architectures whose group is not in the test set
+and are nested (the first N of one permutation), so no test network, nor any twin of one, is ever trained on.
+Scores: Kendall tau (tau-b), Spearman rho, MAE, and the precision of the predicted top fraction (the part of the
+ranking a search acts on).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -96,18 +98,35 @@ def evaluate(factories: Mapping[str, Factory], archs: Sequence[Architecture], y:
              averages: Mapping[str, Sequence[str]] | None = None) -> list[Record]:
     """Train every predictor on each size for each seed; score each on that seed's held-out set.
 
-    `averages` maps a name to predictors of `factories` whose predicted means are averaged, scored
-    like one more predictor without refitting anything (what `AveragePredictor` of those members
-    predicts); its fit time is the members' sum.
+    `groups` (one hashable per row) default to the architectures' ids: a network measured twice is one
+    group, so it is never both tested and trained on. `averages` maps a name to predictors of `factories`
+    whose predicted means are averaged, scored like one more predictor without refitting anything (what
+    `AveragePredictor` of those members predicts); its fit time is the members' sum.
     """
     averages = dict(averages or {})
     for name, members in averages.items():
+        if name in factories:  # its records would be mixed with the predictor's own under one name
+            raise ConfigError(f"averages[{name!r}]: the name of a predictor; give the average another name")
         missing = [m for m in members if m not in factories]
         if missing or not members:
             raise ConfigError(f"averages[{name!r}]: members {missing or members} are not among the predictors")
+    if isinstance(n_test, bool) or not isinstance(n_test, numbers.Integral) or n_test < 2:
+        raise ConfigError(f"n_test: expected an int >= 2 (held-out architectures to rank), got {n_test!r}")
+    if isinstance(top_fraction, bool) or not isinstance(top_fraction, numbers.Real) or not 0 < top_fraction <= 1:
+        raise ConfigError(f"top_fraction: expected a fraction in (0, 1], got {top_fraction!r}")
+    seeds, sizes = list(seeds), list(sizes)
+    bad_sizes = [s for s in sizes if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 2]
+    if bad_sizes:
+        raise ConfigError(f"sizes: expected ints >= 2 (training set sizes), got {bad_sizes}")
+    for what, values in (("seeds", seeds), ("sizes", sizes)):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:  # each cell would be scored twice on one split and counted as two seeds
+            raise ConfigError(f"{what}: {repeated} given more than once")
     y_arr = np.asarray(y, dtype=float)
     if len(archs) != len(y_arr):
         raise ConfigError(f"{len(archs)} architectures but {len(y_arr)} targets")
+    if groups is None:
+        groups = [a.id if isinstance(a, Architecture) else Architecture(a).id for a in archs]
     bad = np.flatnonzero(~np.isfinite(y_arr))
     if len(bad):  # held out, a NaN would be scored silently (tau nan, and ranked as the true best)
         raise ConfigError(f"y: targets {bad[:5].tolist()} are not finite ({y_arr[bad[:5]].tolist()}); drop failed "

@@ -14,6 +14,7 @@ spread of the curves' predictions to the residual noise. Curves are for metrics 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,15 @@ class CurveFit:
         return FAMILIES[self.name].fn(np.asarray(t, dtype=float), *self.params)
 
 
+def check_epochs(t: np.ndarray, name: str) -> None:
+    """ConfigError naming `name` unless every epoch is finite and >= 1 (the curves are defined from epoch 1: at 0,
+    pow3 and ilog2 divide by zero)."""
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 1))
+    if len(bad):
+        raise ConfigError(f"{name}: expected finite epochs >= 1, got {t[bad[:5]].tolist()} at positions "
+                          f"{bad[:5].tolist()}")
+
+
 class LearningCurveModel:
     """`fit(epochs, values)` on a partial curve, then `predict(epoch) -> (mean, std)` at any later epoch."""
 
@@ -99,8 +109,11 @@ class LearningCurveModel:
             raise ConfigError(f"epochs and values: expected two equal-length sequences, got {t.shape} and {v.shape}")
         if len(t) < 3:
             raise ConfigError(f"a learning curve needs at least 3 points to extrapolate, got {len(t)}")
-        if np.any(t < 1) or not np.all(np.isfinite(v)):
-            raise ConfigError("epochs must be >= 1 and values finite")
+        check_epochs(t, "epochs")  # a NaN epoch used to pass: every curve fit then failed and the mean was returned
+        bad = np.flatnonzero(~np.isfinite(v))
+        if len(bad):
+            raise ConfigError(f"values: expected finite values, got {v[bad[:5]].tolist()} at positions "
+                              f"{bad[:5].tolist()}")
         sign = 1.0 if self.direction == "max" else -1.0
         v = sign * v
         raw: list[tuple[str, tuple[float, ...], float]] = []
@@ -139,6 +152,7 @@ class LearningCurveModel:
         if not self.fits:
             raise ConfigError("LearningCurveModel: call fit before predict")
         t = np.atleast_1d(np.asarray(epoch, dtype=float))
+        check_epochs(t, "epoch")
         preds = np.stack([f(t) if f.name in FAMILIES else np.full_like(t, f.params[0]) for f in self.fits])
         w = np.array([f.weight for f in self.fits])[:, None]
         mean = (w * preds).sum(axis=0)
@@ -149,6 +163,7 @@ class LearningCurveModel:
 def extrapolate(epochs: Sequence[float], values: Sequence[float], target_epoch: float,
                 direction: Literal["max", "min"] = "max") -> tuple[float, float]:
     """(mean, std) of the metric at `target_epoch` from a partial learning curve."""
+    check_epochs(np.atleast_1d(np.asarray(target_epoch, dtype=float)), "target_epoch")
     mean, std = LearningCurveModel(direction=direction).fit(epochs, values).predict(target_epoch)
     return float(mean[0]), float(std[0])
 
@@ -162,6 +177,11 @@ class EarlyStopRule:
     z: float = 1.0
     min_points: int = 4
     direction: Literal["max", "min"] = "max"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_epoch, bool) or not isinstance(self.target_epoch, numbers.Real):
+            raise ConfigError(f"target_epoch: expected a finite epoch >= 1, got {self.target_epoch!r}")
+        check_epochs(np.array([self.target_epoch], dtype=float), "target_epoch")
 
     def should_stop(self, epochs: Sequence[float], values: Sequence[float], incumbent: float | None) -> bool:
         if incumbent is None or len(values) < max(self.min_points, 3):

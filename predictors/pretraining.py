@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_int
 from nas.spaces import Architecture, Space
 from nas.predictors.base import RankTarget
 from nas.predictors.ensemble import Loss, MLPEnsemble, _TorchPredictor, train_regressor
@@ -42,8 +42,11 @@ class _Pretrained(_TorchPredictor):
 
     def _setup_pretraining(self, proxy: Proxy | None, pretrain_size: int, pretrain_epochs: int,
                            pretrain_cache: dict[str, Any] | None) -> None:
-        if pretrain_size < 2 or pretrain_epochs < 1:
-            raise ConfigError(f"pretrain_size must be >= 2 and pretrain_epochs >= 1, got {pretrain_size}, {pretrain_epochs}")
+        check_int(pretrain_size, f"{self.name}: pretrain_size", 2)
+        check_count(pretrain_epochs, f"{self.name}: pretrain_epochs")
+        if proxy is not None and not callable(proxy):
+            raise ConfigError(f"{self.name}: proxy: expected a function arch -> float (e.g. a parameter count), "
+                              f"got {proxy!r}")
         self.proxy, self.pretrain_size, self.pretrain_epochs = proxy, pretrain_size, pretrain_epochs
         self.pretrain_cache = pretrain_cache
         self.pretrain_archs: list[Architecture] = []

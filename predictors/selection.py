@@ -149,6 +149,13 @@ def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequenc
     if len(archs) != len(y_arr) or len(y_arr) < 2:
         raise ConfigError(f"choose: need matching architectures and targets, at least 2 (got {len(archs)} and "
                           f"{len(y_arr)})")
+    if isinstance(fallback, str):
+        raise ConfigError(f"fallback: expected a list of predictor names, got the string {fallback!r}")
+    for f in fallback:  # built once here, so a misspelt name is refused now, not only when the prior degenerates
+        try:
+            make(f)
+        except ConfigError as e:
+            raise ConfigError(f"fallback: {f!r}: {e}") from None
     fallback = [f for f in fallback if f not in names]
     prior = make(names[0]).fit(archs, y_arr) if fallback else None
     if prior is not None and getattr(prior, "degenerate", False):

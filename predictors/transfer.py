@@ -13,6 +13,7 @@ both against its default predictor and uses one only where its out-of-fold ranki
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -60,8 +61,11 @@ class TransferPrior:
                 q = RankTarget().transform(np.fromiter(by_id.values(), dtype=float, count=len(by_id)))
                 for arch_id, qi in zip(by_id, q):
                     quantiles.setdefault(metric, {}).setdefault(arch_id, []).append(float(qi))
+        if not sources:
+            raise ConfigError("transfer: give at least one source (a search workdir or a file of records)")
         if not quantiles:
-            raise ConfigError(f"transfer: {', '.join(self.names) or 'no source'} holds no finite metric values")
+            raise ConfigError(f"transfer: {', '.join(self.names)} {'holds' if len(sources) == 1 else 'hold'} no finite "
+                              "metric values")
         self._by_id = {m: {k: sum(v) / len(v) for k, v in by_id.items()} for m, by_id in quantiles.items()}
         self._by_key: dict[str, dict[str, float]] = {}  # metric -> canonical key -> quantile, built on a miss
 
@@ -152,12 +156,20 @@ def _records(path: Path, space: Space) -> list[tuple[Mapping[str, Any], dict[str
     return out
 
 
+def _private_copy(predictor: Predictor) -> Predictor:
+    """A deep copy of an (unfitted or fitted) predictor that still shares its space and any `pretrain_cache` (shared
+    on purpose); kept across refits, so its caches persist, and fitting it leaves the caller's predictor as it was."""
+    shared: list[Any] = [predictor.space, getattr(predictor, "pretrain_cache", None)]
+    return copy.deepcopy(predictor, {id(obj): obj for obj in shared if obj is not None})
+
+
 class TransferPredictor(Predictor):
     """`base` fitted on what a related task's values leave unexplained: in normal scores of the quantiles,
     target = a + b x prior + base (least squares for a and b); without a base, the prior alone (a + b x prior).
 
-    Not in the registry: it needs a live `TransferPrior` and a metric (`predictor-search` builds it). Its state
-    is the base predictor's configuration and the training set, like every predictor's.
+    Not in the registry: it needs a live `TransferPrior` and a metric (`predictor-search` builds it). It fits a copy
+    of `base` (the caller's predictor keeps its seed and fit). Its state is the base predictor's configuration and
+    the training set, like every predictor's.
     """
 
     name = "transfer"
@@ -170,7 +182,8 @@ class TransferPredictor(Predictor):
             raise ConfigError(f"transfer: no source has metric {metric!r} (they have {sorted(prior.metrics)})")
         self.needs = base.needs if base is not None else frozenset()  # type: ignore[misc]
         super().__init__(space, seed)
-        self.base, self.prior, self.metric = base, prior, metric
+        self.base = None if base is None else _private_copy(base)
+        self.prior, self.metric = prior, metric
         self.slope = self.intercept = 0.0
 
     def config(self) -> dict[str, Any]:

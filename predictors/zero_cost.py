@@ -15,15 +15,18 @@ Proxies (Abdelfattah et al. 2021, "Zero-Cost Proxies for Lightweight NAS"; Mello
 - `params`, `flops`: baselines (FLOPs via torch's FlopCounterMode, `nas.counts`).
 
 `inputs` is a tensor, a tuple of positional arguments (e.g. `(x, edge_index)` for a GNN) or a dict of
-keyword arguments. The model is never changed: gradients are taken with `torch.autograd.grad`, and
-SynFlow runs on a deep copy. Rows of the first floating input (samples, or nodes of a graph) are the
-units that Jacobian and activation-code proxies compare; at most `max_rows` of them are used.
+keyword arguments. The model is never changed: gradients are taken with `torch.autograd.grad`, the
+forward pass of `grad_norm` / `snip` (in the model's own mode) has its buffers restored and runs on a forked,
+seeded RNG (dropout draws the same masks every call), and SynFlow runs on a deep copy. Rows of the first
+floating input (samples, or nodes of a graph) are the units that Jacobian and activation-code proxies compare;
+at most `max_rows` of them are used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,23 +86,46 @@ def _params(model: "torch.nn.Module") -> list["torch.Tensor"]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _loss_grads(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn) -> list["torch.Tensor"]:
+@contextlib.contextmanager
+def _untouched(model: "torch.nn.Module", seed: int) -> Iterator[None]:
+    """Run a forward pass in the model's own mode without leaving a trace: its buffers (BatchNorm running statistics)
+    are put back afterwards, and torch's RNG (CPU, and the CUDA devices the model is on) is forked and seeded with
+    `seed`, so dropout draws the same masks on every call and the caller's RNG is not advanced."""
+    import torch
+
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.random.default_generator.manual_seed(seed)
+            for d in devices:
+                torch.cuda.default_generators[d].manual_seed(seed)
+            yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
+
+
+def _loss_grads(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn,
+                seed: int = 0) -> list["torch.Tensor"]:
     import torch
 
     params = _params(model)
-    loss = loss_fn(call(model, inputs), targets)
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    with _untouched(model, seed):
+        loss = loss_fn(call(model, inputs), targets)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def grad_norm(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn) -> float:
-    """Sum over parameter tensors of ||dL/dtheta||_2."""
-    return float(sum(float(g.norm()) for g in _loss_grads(model, inputs, targets, loss_fn)))
+def grad_norm(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn, seed: int = 0) -> float:
+    """Sum over parameter tensors of ||dL/dtheta||_2 (forward in the model's mode; dropout seeded by `seed`)."""
+    return float(sum(float(g.norm()) for g in _loss_grads(model, inputs, targets, loss_fn, seed)))
 
 
-def snip(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn) -> float:
-    """Sum over weights of |theta * dL/dtheta|."""
-    grads = _loss_grads(model, inputs, targets, loss_fn)
+def snip(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn, seed: int = 0) -> float:
+    """Sum over weights of |theta * dL/dtheta| (forward in the model's mode; dropout seeded by `seed`)."""
+    grads = _loss_grads(model, inputs, targets, loss_fn, seed)
     return float(sum(float((p.detach() * g).abs().sum()) for p, g in zip(_params(model), grads)))
 
 
@@ -198,16 +224,17 @@ def flops(model: "torch.nn.Module", inputs: Any) -> float:
 
 def compute_proxies(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor | None" = None,
                     loss_fn: LossFn | None = None, proxies: Sequence[str] = PROXIES,
-                    max_rows: int = 256) -> dict[str, float]:
-    """{proxy: score} for one untrained model and one minibatch (labels needed for grad_norm and snip)."""
+                    max_rows: int = 256, seed: int = 0) -> dict[str, float]:
+    """{proxy: score} for one untrained model and one minibatch (labels needed for grad_norm and snip; `seed` seeds
+    their forward pass, run in the model's own mode, so dropout gives the same score on every call)."""
     unknown = [p for p in proxies if p not in PROXIES]
     if unknown:
         raise ConfigError(f"proxies: unknown {unknown} (known: {', '.join(PROXIES)})")
     if any(p in NEEDS_LABELS for p in proxies) and (targets is None or loss_fn is None):
         raise ConfigError(f"proxies {[p for p in proxies if p in NEEDS_LABELS]} need targets and a loss_fn")
     fns: dict[str, Callable[[], float]] = {
-        "grad_norm": lambda: grad_norm(model, inputs, targets, loss_fn),  # type: ignore[arg-type]
-        "snip": lambda: snip(model, inputs, targets, loss_fn),  # type: ignore[arg-type]
+        "grad_norm": lambda: grad_norm(model, inputs, targets, loss_fn, seed),  # type: ignore[arg-type]
+        "snip": lambda: snip(model, inputs, targets, loss_fn, seed),  # type: ignore[arg-type]
         "synflow": lambda: synflow(model, inputs),
         "jacov": lambda: jacov(model, inputs, max_rows),
         "naswot": lambda: naswot(model, inputs, max_rows),
@@ -225,7 +252,9 @@ class ZeroCostPredictor(Predictor):
 
     Label-free proxies use `space.example_input(arch, batch_size)`; `grad_norm`/`snip` need `batch`
     (arch -> (inputs, targets)) and `loss_fn`, which are runtime objects and not part of the state.
-    Models are built with torch's RNG seeded by `seed`, so scores are reproducible.
+    Models are built, and the labelled proxies' forward passes run, with torch's RNG seeded by `seed` (forked, so
+    the caller's RNG is untouched): scores are reproducible. A network the proxy fails on (a non-finite score) is
+    predicted below every scored one, whichever direction `fit` calibrated.
     """
 
     name = "zero-cost"
@@ -244,6 +273,8 @@ class ZeroCostPredictor(Predictor):
         return {"seed": self.seed, "proxy": self.proxy, "batch_size": self.batch_size}
 
     def score(self, arch: Architecture) -> float:
+        """The proxy's value for `arch` (non-finite where the proxy failed, e.g. -inf for a network whose output
+        does not depend on its input); reproducible: the model is built, and its forward run, under `seed`."""
         import torch
 
         with torch.random.fork_rng(devices=[]):
@@ -253,24 +284,36 @@ class ZeroCostPredictor(Predictor):
             inputs, targets = self.batch(arch)
         else:
             inputs, targets = self.space.example_input(arch, self.batch_size), None  # type: ignore[attr-defined]
-        value = compute_proxies(model, inputs, targets, self.loss_fn, [self.proxy])[self.proxy]
-        return value if np.isfinite(value) else -1e300
+        return compute_proxies(model, inputs, targets, self.loss_fn, [self.proxy], seed=self.seed)[self.proxy]
 
     def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
         from scipy.stats import spearmanr
 
         s = np.array([self.score(a) for a in archs])
-        rho = spearmanr(s, y)[0] if np.ptp(s) > 0 else 0.0
+        ok = np.isfinite(s)  # the direction is calibrated on the networks the proxy could score
+        rho = spearmanr(s[ok], y[ok])[0] if ok.sum() > 1 and np.ptp(s[ok]) > 0 else 0.0
         self._sign = -1.0 if np.isfinite(rho) and rho < 0 else 1.0
-        self._scores = np.sort(self._sign * s)
+        self._scores = np.sort(self._sign * s[ok])
         self._rank = RankTarget().fit(y)
-        fitted = self._rank.inverse(self._quantile(self._sign * s))
+        fitted = self._rank.inverse(self._quantile(s))
         self._resid = float(np.std(y - fitted))
 
     def _quantile(self, s: np.ndarray) -> np.ndarray:
-        grid = (np.arange(len(self._scores)) + 0.5) / len(self._scores)
-        return np.interp(s, self._scores, grid)
+        """The quantile of each raw score among the training scores, oriented by the calibrated sign; a failed
+        (non-finite) score gets quantile 0, below every scored network, whichever the sign."""
+        s = np.asarray(s, dtype=float)
+        ok = np.isfinite(s)
+        q = np.zeros(len(s))
+        if len(self._scores) and ok.any():
+            grid = (np.arange(len(self._scores)) + 0.5) / len(self._scores)
+            q[ok] = np.interp(self._sign * s[ok], self._scores, grid)
+        return q
 
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
-        s = self._sign * np.array([self.score(a) for a in archs])
-        return self._rank.inverse(self._quantile(s)), np.full(len(archs), self._resid)
+        s = np.array([self.score(a) for a in archs])
+        mean = self._rank.inverse(self._quantile(s))
+        failed = ~np.isfinite(s)
+        if failed.any():  # strictly below the lowest scored prediction, even where the tilt is under float precision
+            lowest = float(self._rank.inverse(np.array([0.5 / len(self._scores) if len(self._scores) else 0.0]))[0])
+            mean[failed] = np.minimum(mean[failed], np.nextafter(lowest, -np.inf))
+        return mean, np.full(len(archs), self._resid)
