@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 from nas.store import Trial
@@ -56,10 +58,32 @@ def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] 
         return None, "".join(traceback.format_exception_only(type(e), e)).strip()
     if not isinstance(out, Mapping):
         return None, f"evaluate returned {type(out).__name__}, expected a dict of metric name -> number"
+    metrics: dict[str, float] = {}
+    for key, value in out.items():
+        number, problem = metric_value(value)
+        if problem is not None:  # every metric, objective or not: the journal stores numbers only
+            return None, f"evaluate returned metric {str(key)!r} = {_short(value)}: {problem}"
+        metrics[str(key)] = number
+    return metrics, None
+
+
+def metric_value(value: Any) -> tuple[float, str | None]:
+    """`value` as a metric (a float), or why it is not one: a string ("1_000" reads as a number to float()),
+    a bool, None, anything float() refuses, or an int too large for a float."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        return math.nan, f"{type(value).__name__} is not a number (a metric must be an int or a float)"
     try:
-        return {str(k): float(v) for k, v in out.items()}, None
+        return float(value), None
+    except OverflowError:
+        return math.nan, "too large for a float"
     except (TypeError, ValueError):
-        return None, f"evaluate returned non-numeric metrics: {dict(out)!r}"
+        return math.nan, f"{type(value).__name__} is not a number (a metric must be an int or a float)"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (an int of 300 digits, a long note)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def stopped_error(missing: Sequence[str], metrics: Mapping[str, float], reports: int) -> str:

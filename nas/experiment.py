@@ -9,7 +9,11 @@ recorded. With `workdir=None` the same object keeps the trials in memory only.
 Rules a resumed search follows:
 - the budget only grows: a smaller one keeps the recorded budget (with a warning) unless `lower_budget`;
 - objectives and constraints may be corrected while no trial has completed (a typo found by the first
-  result does not lock the workdir); after that they are part of the search's identity.
+  result does not lock the workdir); after that they are part of the search's identity, their order included;
+- the space's field order (header `space_order`; absent in older journals) is part of its identity, though not
+  of its fingerprint;
+- a search run with a Strategy instance (header `strategy_instance`) resumes only with an instance like it;
+- metadata that differs from the recorded is journaled in the resume record (unless `compare` holds it).
 """
 
 from __future__ import annotations
@@ -108,7 +112,8 @@ def search_config(space: Any, problem: Any, strategy: str, strategy_options: Map
     if unknown:
         raise ConfigError(f"search_config: unknown setting {sorted(unknown)[0]!r}")
     described = space_settings(space)
-    return {"space": space.fingerprint(), "space_spec": space.to_spec(),
+    spec = space.to_spec()
+    return {"space": space.fingerprint(), "space_spec": spec, "space_order": field_order(spec),
             **({"space_settings": described} if described is not None else {}), "problem": problem.to_dict(),
             "strategy": strategy, "strategy_options": dict(strategy_options), "seed": seed, "budget": budget,
             "fidelity": fidelity, "metadata": dict(metadata or {}), **{k: v for k, v in settings.items()
@@ -187,6 +192,7 @@ def open_experiment(workdir: str | Path | None, config: Mapping[str, Any], *, lo
     config = jsonio.plain(dict(config), "config")
     if workdir is None:
         return Experiment(config)
+    check_workdir_arg(workdir)
     writer = JournalWriter(workdir)
     try:
         if not writer.exists():
@@ -197,8 +203,11 @@ def open_experiment(workdir: str | Path | None, config: Mapping[str, Any], *, lo
         check_same_search(writer.workdir, old, config, contents.trials, compare)
         budget = settle_budget(writer.workdir, int(old.get("budget") or 0), int(config["budget"]),
                                evaluations_used(contents.trials), lower_budget)
-        changed = old.get("problem") != config["problem"]
-        writer.append_resume(budget, **{k: config.get(k) for k in SETTINGS if config.get(k) != old.get(k)})
+        changed = problem_key(old.get("problem")) != problem_key(config["problem"])
+        updates = {k: config.get(k) for k in SETTINGS if config.get(k) != old.get(k)}
+        if "metadata" not in compare and config.get("metadata") != old.get("metadata"):
+            updates["metadata"] = config.get("metadata")  # this run's, for every reader (nas.load, nas status)
+        writer.append_resume(budget, **updates)
         if changed:
             log.warning("%s: no trial has completed yet, so this run's objectives and constraints %s replace the "
                         "recorded %s", writer.workdir, config["problem"], old.get("problem"))
@@ -250,10 +259,90 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
         raise JournalError(f"{workdir} holds a different search: its space settings differ at "
                            f"{'.'.join(where or ())} (the journal has {before!r}, this run {after!r}); use a new "
                            "workdir or run the same space")
-    if old.get("problem") != new.get("problem") and any(t.status == "ok" for t in trials):
+    was, now = old.get("space_order"), new.get("space_order")
+    if "space" in compare and was is not None and now is not None and was != now:  # older journals pass
+        level, before, after = _order_difference(was, now)
+        raise JournalError(f"{workdir} holds a different search: its space declares {level} in the order {before}, "
+                           f"this run's space in the order {after} (the order decides how a space samples and "
+                           "encodes; declare them in the recorded order)")
+    if "strategy" in compare:
+        _check_instance(workdir, old.get("strategy_instance"), new.get("strategy_instance"))
+    if problem_key(old.get("problem")) != problem_key(new.get("problem")) and any(t.status == "ok" for t in trials):
+        before, after = _objective_order(old.get("problem")), _objective_order(new.get("problem"))
+        if old.get("problem") == new.get("problem") and before != after:  # the same objectives, reordered
+            raise JournalError(f"{workdir} holds a different search: its objectives are in the order {before}, "
+                               f"this run's in the order {after} (the first is what best() and single-objective "
+                               "strategies optimise; give them in the recorded order)")
         raise JournalError(f"{workdir} holds a different search: its objectives and constraints are "
                            f"{old.get('problem')!r}, this run's are {new.get('problem')!r} (they can only be "
                            "changed before the first trial completes; use a new workdir)")
+
+
+def _check_instance(workdir: Path, was: Any, now: Any) -> None:
+    """JournalError when a search run with a Strategy instance (header `strategy_instance`) is resumed by name or
+    with an instance of another class or options; journals from before instances were recorded pass."""
+    if was is None or was == now:
+        return
+    if now is None:
+        raise JournalError(f"{workdir} holds a search run with a {was.get('class')} instance (options "
+                           f"{was.get('options')}); resume it with an instance made the same way, not by name")
+    where, before, after = first_difference(was, now)
+    raise JournalError(f"{workdir} holds a different search: its strategy instance's {'.'.join(where or ())} is "
+                       f"{before!r}, this run's is {after!r} (make the instance as the recorded one, or use a new "
+                       "workdir)")
+
+
+def problem_key(problem: Any) -> Any:
+    """A header's problem as two runs compare it: objectives in their order (a dict compares without it), and
+    constraints."""
+    if isinstance(problem, Mapping) and isinstance(problem.get("objectives"), Mapping):
+        return list(problem["objectives"].items()), problem.get("constraints")
+    return problem
+
+
+def _objective_order(problem: Any) -> str:
+    objectives = problem.get("objectives") if isinstance(problem, Mapping) else None
+    return ", ".join(map(str, objectives)) if isinstance(objectives, Mapping) else repr(problem)
+
+
+def field_order(spec: Any, prefix: str = "") -> list[str]:
+    """The dotted paths of the fields a `Space.to_spec()` describes, in declaration order (nested fields after
+    their parent). The order decides how a space samples and encodes, yet the fingerprint (a hash of sorted
+    JSON) does not see it, so the header records it beside the fingerprint."""
+    out: list[str] = []
+    if not isinstance(spec, Mapping):
+        return out
+    fields = spec.get("fields")
+    if isinstance(fields, Mapping):
+        for name, node in fields.items():
+            out.append(f"{prefix}{name}")
+            out.extend(field_order(node, f"{prefix}{name}."))
+    for key in ("block", "then"):  # a Repeat's block, a Conditional's field: their fields belong to this path
+        out.extend(field_order(spec.get(key), prefix))
+    return out
+
+
+def _order_difference(was: Sequence[str], now: Sequence[str]) -> tuple[str, str, str]:
+    """Where two field orders first differ: (which fields, as "its top-level fields" or "the fields of
+    blocks", their order in `was`, their order in `now`)."""
+    i = next((i for i, (a, b) in enumerate(zip(was, now)) if a != b), None)
+    if i is None:  # one order is the start of the other
+        shorter, longer = sorted((was, now), key=len)
+        parent = longer[len(shorter)].rpartition(".")[0]
+    else:
+        parent = was[i].rpartition(".")[0]
+
+    def children(order: Sequence[str]) -> str:
+        return ", ".join(p.rpartition(".")[2] for p in order if p.rpartition(".")[0] == parent)
+
+    return ("its top-level fields" if not parent else f"the fields of {parent}"), children(was), children(now)
+
+
+def check_workdir_arg(workdir: str | Path | None) -> None:
+    """ConfigError naming `workdir` when it is an empty path (it would write into the current directory)."""
+    if workdir is not None and not str(workdir).strip():
+        raise ConfigError("workdir: an empty path would write the journal into the current directory; give a "
+                          "folder (workdir='.' to mean it), or leave workdir out to keep the trials in memory")
 
 
 def settle_budget(workdir: Path, recorded: int, requested: int, used: int, lower: bool) -> int:
@@ -313,5 +402,5 @@ def _at(value: Any, path: Sequence[str]) -> Any:
 
 
 __all__ = ["Experiment", "SAME_SEARCH", "SETTINGS", "check_options", "check_recorded_digest", "check_same_search",
-           "check_seed", "check_workdir", "first_difference", "open_experiment", "recorded_config", "resolve_seed",
-           "search_config", "settle_budget"]
+           "check_seed", "check_workdir", "check_workdir_arg", "field_order", "first_difference", "open_experiment",
+           "problem_key", "recorded_config", "resolve_seed", "search_config", "settle_budget"]

@@ -33,6 +33,14 @@ class Objective:
         return value if self.direction == "min" else -value
 
 
+def _number(text: str) -> float | None:
+    """`text` as a float, or None: the constraint pattern also lets through "1e", "1..2", "-" and "."."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _check_name(name: Any, what: str) -> None:
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise ConfigError(f"{what}: the metric name must be a non-empty string without surrounding spaces, "
@@ -60,9 +68,10 @@ class Constraint:
         if not isinstance(text, str):
             raise ConfigError(f"constraint {text!r}: expected a string like 'latency_ms <= 20' or a Constraint")
         m = _CONSTRAINT.match(text)
-        if not m:
+        bound = _number(m.group(3)) if m else None
+        if m is None or bound is None:
             raise ConfigError(f"constraint {text!r} is not of the form 'metric <= number' (also >=, <, >)")
-        return cls(m.group(1), m.group(2), float(m.group(3)))
+        return cls(m.group(1), m.group(2), bound)
 
     def satisfied(self, metrics: Mapping[str, float]) -> bool:
         return self.violation(metrics) == 0.0

@@ -65,7 +65,9 @@ class SearchResult:
             problem = Problem.make(config["problem"]["objectives"], config["problem"]["constraints"])
         except (KeyError, TypeError) as e:
             raise JournalError(f"{journal.path}:1: the header names no objectives ({e!r} missing)") from None
-        stop = "still being written" if contents.still_writing else contents.stop_reason or "loaded"
+        # a torn last line is being written only while a search holds the lock; otherwise a crash left it
+        writing = contents.still_writing and journal.writer() is not None
+        stop = "still being written" if writing else contents.stop_reason or "loaded"
         return cls(contents.trials, problem, Path(workdir), stop, config)
 
     @property

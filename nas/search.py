@@ -12,12 +12,14 @@ ask/tell, so a killed search continues exactly where it stopped, losing and repe
 `replays` (the simulated clock) instead re-runs the schedule from the snapshot: journaled trials are submitted
 where and when they ran and told as they finish there, so the tells and asks interleave as they did, with several
 workers in flight too. On Ctrl-C the evaluations that already finished are collected without waiting and
-journaled before it stops.
+journaled before it stops; an interrupt inside the strategy's ask or tell keeps the last snapshot (the strategy's
+state is half updated), so the resume replays the journal after it, as after a kill.
 Evaluators with a `begin(workdir, trials)` hook hear of each run's start (see `nas.evaluators`).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -26,12 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from nas import jsonio
 from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_seconds
 from nas.evaluators import Evaluator, as_evaluators, begin_search, merged
 from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
-from nas.experiment import (Experiment, first_difference, open_experiment, recorded_config,
-                            resolve_seed, search_config, space_path)
+from nas.experiment import (Experiment, check_seed, check_workdir_arg, first_difference, open_experiment,
+                            recorded_config, resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
@@ -122,11 +127,20 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                                  or not math.isfinite(fidelity) or fidelity <= 0):
         raise ConfigError(f"fidelity: expected a positive number (the budget each evaluation is given, e.g. epochs), "
                           f"got {fidelity!r}")
+    check_workdir_arg(workdir)
     if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
         raise ConfigError(f"workdir: {workdir} is a file, not a folder")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
+    if metadata is not None:
+        jsonio.plain(dict(metadata), "metadata")
     recorded = recorded_config(workdir) or {}
     if recorded.get("space") != space.fingerprint():
         recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
+    if metadata is None:
+        metadata = recorded.get("metadata")  # a resumed run keeps the recorded metadata unless given anew
+    if isinstance(strategy, Strategy):
+        seed = _instance_seed(strategy, seed, recorded)
     seed = resolve_seed(seed, recorded)
     inherited_timeout = timeout_s is None and recorded.get("timeout_s") is not None
     timeout_s = timeout_s if timeout_s is not None else recorded.get("timeout_s")
@@ -134,7 +148,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     if max_time is not None:
         check_seconds(max_time, "max_time")
     queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"))
-    warm = _warm_start(space, warm_start, recorded.get("warm_start"))
+    covered = recorded.get("warm_start") is not None and _snapshot_restores(workdir)
+    warm = _warm_start(space, warm_start, recorded.get("warm_start"), covered)
     problem = Problem.make(objectives, constraints)
     if warm is not None:
         _check_warm_metrics(problem, warm)
@@ -158,6 +173,9 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         if getattr(strat, "space", space).fingerprint() != space.fingerprint():
             raise ConfigError(f"strategy: the {strategy_name!r} instance was made for another space; make it with "
                               "this search's space")
+        if _ran_before(strat):
+            raise ConfigError(f"strategy: this {strategy_name!r} instance already ran a search and holds its results; "
+                              "make a new instance for each search (a resume too), or give the strategy by name")
     elif isinstance(strategy, str):
         strat, strategy_name = make_strategy(strategy, space, problem, seed, **options), strategy
     else:
@@ -177,6 +195,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
                            timeout_s=timeout_s, max_time=max_time,
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
+    if isinstance(strategy, Strategy):  # a resume by name, or with an instance made otherwise, is another search
+        config["strategy_instance"] = _instance_record(strat)
     return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
                           merged(expensive, fidelity), runner, config,
                           Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
@@ -186,6 +206,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
 def run(prepared: PreparedSearch) -> SearchResult:
     """Claim the workdir (create or resume its journal) and run the prepared search to its end."""
     experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=prepared.lower_budget)
+    _mark_ran(prepared.strategy.inner)
     try:
         loop = _SearchLoop(prepared.problem, prepared.strategy, prepared.cheap, prepared.evaluate, prepared.executor,
                            experiment, prepared.snapshot_every, prepared.snapshot_interval_s, prepared.progress,
@@ -211,19 +232,92 @@ def _enqueued(space: Space, enqueue: Sequence[Mapping[str, Any]] | None) -> list
     return out
 
 
+def _instance_seed(strategy: Strategy, seed: int | None, recorded: Mapping[str, Any]) -> int | None:
+    """The seed a search with a Strategy instance records: the one the instance was made with, read from its numpy
+    generator (a `seed=` that differs is a ConfigError: the instance draws from its own generator). A journal
+    from before instances were recorded keeps the seed its header holds (None: resolved as usual)."""
+    own = None
+    seq = getattr(getattr(getattr(strategy, "rng", None), "bit_generator", None), "seed_seq", None)
+    if isinstance(seq, np.random.SeedSequence) and isinstance(seq.entropy, int) and not seq.spawn_key:
+        own = seq.entropy
+    if seed is not None and own is not None and check_seed(seed) != own:
+        raise ConfigError(f"seed: {seed} is not the seed the {strategy.name or type(strategy).__name__!r} instance "
+                          f"was made with ({own}); an instance draws from its own generator, so leave seed= out or "
+                          "pass the seed to make_strategy")
+    if seed is None and (not recorded or "strategy_instance" in recorded):
+        return own
+    return seed
+
+
+def _instance_record(strategy: Strategy) -> dict[str, Any]:
+    """What a Strategy instance shows of how it was made, for the journal header: its class, and the options of
+    its constructor that it keeps under their own names (plain JSON values only)."""
+    cls = type(strategy)
+    options: dict[str, Any] = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", "space", "problem", "seed") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if not hasattr(strategy, name):  # an option it does not keep under its own name
+            continue
+        try:
+            options[name] = jsonio.plain(getattr(strategy, name), name)
+        except ConfigError:  # a live object (a predictor, a prior): not recorded
+            continue
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "options": options}
+
+
+RAN_MARK = "_nas_ran_search"  # set on a Strategy instance that runs a search: it then holds that search's results
+
+
+def _ran_before(strategy: Strategy) -> bool:
+    """Whether `strategy` (an instance the user passed) already ran a search."""
+    return bool(getattr(strategy, RAN_MARK, False))
+
+
+def _mark_ran(strategy: Strategy) -> None:
+    """Mark `strategy` as running a search (an attribute on the instance, so nothing outlives it)."""
+    try:
+        setattr(strategy, RAN_MARK, True)
+    except AttributeError:  # a class with __slots__: not tracked
+        pass
+
+
+def _snapshot_usable(snapshot: Mapping[str, Any], trials: int) -> bool:
+    """Whether a resume restores `snapshot`: the journal holds trials, and every one the snapshot covers (a
+    snapshot ahead of the journal, left by restoring an older journal, is ignored and the journal replayed)."""
+    return trials > 0 and int(snapshot["after_trial"]) < trials
+
+
+def _snapshot_restores(workdir: str | Path | None) -> bool:
+    """Read-only: whether resuming `workdir` restores its strategy snapshot (so the warm start it holds is not
+    read again)."""
+    if workdir is None:
+        return False
+    journal = Journal(workdir)
+    try:
+        snapshot = journal.load_snapshot() if journal.exists() else None
+        return snapshot is not None and _snapshot_usable(snapshot, len(journal.read().trials))
+    except (JournalError, KeyError, TypeError, ValueError):  # damaged: the resume reports it
+        return False
+
+
 @dataclass(frozen=True)
 class _WarmStart:
     record: dict[str, Any]  # {"workdir", "trials"}: what the journal header records
     trials: list[Trial]
 
 
-def _warm_start(space: Space, given: str | Path | None, recorded: Mapping[str, Any] | None) -> _WarmStart | None:
-    """The earlier search's trials to tell the strategy: as many as the header recorded when resuming."""
+def _warm_start(space: Space, given: str | Path | None, recorded: Mapping[str, Any] | None,
+                covered: bool = False) -> _WarmStart | None:
+    """The earlier search's trials to tell the strategy: as many as the header recorded when resuming; none read
+    when the resume restores a strategy snapshot (`covered`: it holds them), so the earlier search may be gone."""
     if given is None and recorded is None:
         return None
     path = Path(given).resolve() if given is not None else Path(recorded["workdir"])  # type: ignore[index]
     if recorded is not None and path != Path(recorded["workdir"]):
         raise JournalError(f"warm_start: this search was warm-started from {recorded['workdir']}, not {path}")
+    if recorded is not None and covered:
+        return _WarmStart(dict(recorded), [])
     journal = Journal(path)
     if not journal.exists():
         raise ConfigError(f"warm_start: {path} holds no search journal")
@@ -273,9 +367,12 @@ class _SearchLoop:
         # the architecture between its ask and the executor (cheap stage, a simulated clock's evaluation) and the
         # trial count then: an interrupt there keeps it pending in the snapshot, so resume evaluates it
         self.staging: tuple[Architecture, int] | None = None
-        # the strategy is inside ask: an interrupt there leaves its state half updated (an advanced RNG, a batch
-        # not queued), so the last snapshot stands and resume replays the journal after it
+        # the strategy is inside ask or tell: an interrupt there leaves its state half updated (an advanced RNG, a
+        # batch not queued, a result half taken in), so the last snapshot stands (`torn`) and resume replays the
+        # journal after it
         self.asking = False
+        self.telling = False
+        self.torn = False
         self.placements: dict[str, dict[str, Any]] = {}  # id -> where/when a snapshotted in-flight job started
         # the executor re-runs the schedule (`Executor.replays`): journaled trials are resubmitted as they ran
         # (`replaying`, id -> trial) and told when they finish; `ahead` counts the journaled evaluations not yet
@@ -318,7 +415,7 @@ class _SearchLoop:
         if after is None:  # warm-start results come first, as in the run that wrote the journal (a snapshot has them)
             for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
                 if t.status == "ok" and self.problem.result_error(t.metrics) is None:
-                    self.strategy.tell(t.architecture, TrialResult.of("ok", t.metrics))
+                    self._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
         if self.trials:
             self._restore(start)
         told = self.trials[:start + 1] if self.exact else self.trials  # exact: the schedule re-runs from the snapshot
@@ -345,13 +442,16 @@ class _SearchLoop:
                     self._complete(self.ready[0])
                     self.ready.pop(0)
             ended = True
-        except KeyboardInterrupt:
-            self._drain()
+        except BaseException as e:
+            self.torn = self.asking or self.telling
+            if isinstance(e, KeyboardInterrupt):
+                self._drain()
             raise
         finally:
-            if self.asking:
-                log.info("interrupted while the strategy chose its next architecture: its state is not snapshotted "
-                         "(resume restores the last snapshot and replays the journal after it)")
+            if self.torn:
+                log.info("interrupted while the strategy %s: its state is not snapshotted (resume restores the last "
+                         "snapshot and replays the journal after it)",
+                         "chose its next architecture" if self.asking else "took in a result")
             elif ended or not self.exact:  # stopped mid-replay, the last snapshot stands: resume replays again
                 self._flush_replay()
             self._snapshot()
@@ -427,14 +527,15 @@ class _SearchLoop:
     def _finish(self, arch: Architecture, metrics: dict[str, float], status: str, started: float, finished: float,
                 worker: str, error: str | None) -> None:
         """Journal and tell one finished evaluation (or cheap-stage failure); snapshot now and then."""
+        broken = False
         if status == "failed":
             log.warning("evaluation of %s failed: %s", arch.id, error)
-            if not self.works and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST:
-                self._record(arch, metrics, status, started, finished, worker, error)
-                raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
+            broken = not self.works and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST
         trial = self._record(arch, metrics, status, started, finished, worker, error, notify=False)
-        self.strategy.tell(arch, TrialResult.of(status, metrics))
+        self._tell_strategy(arch, TrialResult.of(status, metrics))  # told even when stopping: the snapshot covers it
         self._notify(trial)  # after the tell: a progress callback that raises (Ctrl-C) leaves no trial untold
+        if broken:
+            raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
         if (self.journaled and len(self.trials) - self._snapshot_at >= self.snapshot_every
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()
@@ -443,6 +544,11 @@ class _SearchLoop:
         """Restore the strategy from the snapshot; the last trial it covers, or None when there is none."""
         snap = self.experiment.snapshot()
         if snap is None:
+            return None
+        if not _snapshot_usable(snap, len(self.trials)):
+            log.warning("%s: the strategy snapshot covers %d trials but the journal holds %d (a journal restored from "
+                        "an older copy?); ignoring the snapshot and replaying the journal from its start",
+                        self.experiment.workdir, int(snap["after_trial"]) + 1, len(self.trials))
             return None
         state = snap["state"]
         if set(state) == {"inner"}:  # written before the cheap stage moved from a strategy wrapper into this loop
@@ -457,8 +563,10 @@ class _SearchLoop:
         if self.experiment.problem_changed:
             self._recheck()
         for t in self.trials[after + 1:]:
-            if t.extra.get("enqueued") and not self.exact:  # evaluated before the strategy asked anything: told first
-                self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
+            if "rechecked_from" in t.extra:  # told here, before any ask, as in the run that rechecked it
+                self._tell_strategy(t.architecture, TrialResult.of(t.status, t.metrics))
+            elif t.extra.get("enqueued") and not self.exact:  # evaluated before the strategy asked anything: told first
+                self._tell_strategy(t.architecture, TrialResult.of(t.status, t.metrics))
             elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
         self.ahead = sum(t.is_evaluation for t in self.replay.values()) if self.exact else 0
@@ -466,7 +574,8 @@ class _SearchLoop:
                  len(self.trials), len(self.replay))
 
     def _recheck(self) -> None:
-        """The objectives were corrected: results journaled as failed for a config error count if they now pass."""
+        """The objectives were corrected: results journaled as failed for a config error count if they now pass
+        (journaled as copies, which `_restore` tells the strategy)."""
         for t in list(self.trials):
             if t.extra.get("config_error") and self.problem.result_error(t.metrics) is None \
                     and not any(u.extra.get("rechecked_from") == t.number for u in self.trials):
@@ -543,7 +652,7 @@ class _SearchLoop:
             now = time.time()
             trial = self._record(arch, metrics, "infeasible", now, now, "constraint-filter", None, notify=False)
             self.works = True  # the cheap evaluator measured it: evaluate is not broken
-            self.strategy.tell(arch, TrialResult.of("infeasible", metrics))
+            self._tell_strategy(arch, TrialResult.of("infeasible", metrics))
             self._notify(trial)
             return None
         return metrics
@@ -555,9 +664,15 @@ class _SearchLoop:
 
     def _tell(self, t: Trial) -> None:
         """Tell the strategy a journaled trial again (a resume's replay)."""
-        self.strategy.tell(t.architecture, TrialResult.of(t.status, t.metrics))
+        self._tell_strategy(t.architecture, TrialResult.of(t.status, t.metrics))
         if self.exact:
             self.ahead -= t.is_evaluation
+
+    def _tell_strategy(self, arch: Architecture, result: TrialResult) -> None:
+        """Tell the strategy one result; `telling` stays set when the tell is interrupted (no snapshot then)."""
+        self.telling = True
+        self.strategy.tell(arch, result)
+        self.telling = False
 
     def _record(self, arch: Architecture, metrics: Mapping[str, float], status: str, started: float,
                 finished: float, worker: str, error: str | None, extra: Mapping[str, Any] | None = None,
@@ -592,7 +707,7 @@ class _SearchLoop:
                                              for i, (a, _) in self.in_flight.items()])
 
     def _snapshot(self) -> None:
-        if not self.journaled or self.asking:  # interrupted inside ask (a drained trial's tell too): the last one stands
+        if not self.journaled or self.asking or self.torn:  # interrupted inside ask or tell: the last one stands
             return
         if self.replaying or (self.exact and self.replay):  # journaled trials not yet told: the last one stands
             return

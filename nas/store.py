@@ -275,8 +275,14 @@ class JournalWriter(Journal):
     def __init__(self, workdir: str | os.PathLike[str]) -> None:
         super().__init__(workdir)
         self._lock_fd: int | None = None
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(self.workdir / LOCK)
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock(self.workdir / LOCK)
+            self._check_writable()
+        except PermissionError as e:
+            self.close()
+            raise JournalError(f"{self.workdir}: this workdir cannot be written ({e.strerror}: {e.filename}); make it "
+                               "writable or use another workdir (reading it needs no write access: nas.load)") from None
         try:
             if self.exists():
                 lines = jsonio.read_jsonl(self.path, "journal", JournalError)
@@ -287,6 +293,15 @@ class JournalWriter(Journal):
         except BaseException:
             self.close()
             raise
+
+    def _check_writable(self) -> None:
+        """PermissionError now, before anything is written, when the folder or the journal cannot be written (a
+        read-only or immutable workdir): a resume would otherwise append to the journal, then fail at its snapshot."""
+        probe = self.workdir / f".write-test-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        probe.unlink()
+        if self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
 
     def create(self, config: Mapping[str, Any]) -> None:
         """Write the header line as the whole new file, renamed into place: a reader never sees a journal that
@@ -330,7 +345,10 @@ class JournalWriter(Journal):
     def close(self) -> None:
         """Release the workdir's lock (another process may write it from now on)."""
         if self._lock_fd is not None:
-            (self.workdir / RUNNING).unlink(missing_ok=True)
+            try:
+                (self.workdir / RUNNING).unlink(missing_ok=True)
+            except OSError:  # a read-only workdir: readers ignore running.json while no search holds the lock
+                pass
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
