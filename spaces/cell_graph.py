@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import warnings
 from collections import Counter
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from nas.architecture import canonical_json
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 from nas.spaces.params import SubsetBit
 
@@ -226,13 +228,13 @@ class CellGraph:
         for n in self.computing:
             if n in self.node_ops:
                 op = value(self.node_ops[n])
-                g.add_node(n, op=op, label=str(op))
+                g.add_node(n, op=op, label=show(op))
             else:
                 g.add_node(n, label=OUTPUT if self.output == "last" and n == last else "node")
         for (i, j), f in self.edge_ops.items():
             op = value(f)
             if op != self.none:
-                g.add_edge(i, j, op=op, label=str(op))
+                g.add_edge(i, j, op=op, label=show(op))
         for n, f in self.inputs.items():
             reads = Counter(_indices(value(f) if isinstance(f, str) else f, f"inputs[{n}]"))
             for i, count in reads.items():  # an input read twice ("1,1"): one edge with n=2
@@ -247,16 +249,17 @@ class CellGraph:
             g.add_edges_from((n, OUTPUT) for n in feeds)
             sink = OUTPUT
         for name, v in others:  # the other decisions: a node each, so a predictor sees them too
-            g.add_node(("field", name), field=name, value=v, label=f"{name}={v}")
+            g.add_node(("field", name), field=name, value=v, label=f"{name}={show(v)}")
             g.add_edge(("field", name), sink)
         return g
 
     def canonical_key(self, graph: nx.DiGraph) -> str:
-        """Weisfeiler-Lehman hash of `graph` (from `graph()`) with `identity` nodes contracted, the nodes that
-        cannot reach the output dropped, parallel edges counted (an input read twice too), inputs told apart and
-        edge directions kept (`wl_hash`): equal for cells that compute the same function, so searches do not
-        spend evaluations on isomorphic twins. (On all 15,625 NAS-Bench-201 cells each key is exactly one class of
-        cells equal up to isomorphism and dead nodes.)"""
+        """An exact canonical hash (`canonical_hash`) of `graph` (from `graph()`) with `identity` nodes contracted,
+        the nodes that cannot reach the output dropped, parallel edges counted (an input read twice too), inputs
+        told apart and edge directions kept: equal for two cells iff those reduced graphs are isomorphic (labels,
+        counts and directions respected), so searches do not spend evaluations on isomorphic twins and never merge
+        two different networks. Operations and other fields' values enter as canonical JSON, so 1 and "1" differ.
+        (A Weisfeiler-Lehman hash until 2027-01: it merged some non-isomorphic cells of 6 nodes.)"""
         sink = OUTPUT if OUTPUT in graph else self.computing.stop - 1
         source: dict[Any, Any] = {}  # contracted identity node -> the node it passes on
         for n in self.computing:
@@ -267,14 +270,15 @@ class CellGraph:
         h = nx.DiGraph()
         for n, data in graph.nodes(data=True):
             if n not in source:
-                h.add_node(n, label=f"input{n}" if isinstance(n, int) and n < self.n_inputs else data["label"])
+                h.add_node(n, label=_key_label(n, data, self.n_inputs))
         for u, v, data in graph.edges(data=True):
             if v in source:
                 continue
-            u, op = source.get(u, u), data.get("label", "") if "op" in data else ""
+            u = source.get(u, u)
+            op = canonical_json(data["op"]) if "op" in data else ""
             count = (h.edges[u, v]["n"] if h.has_edge(u, v) else 0) + data.get("n", 1)
-            h.add_edge(u, v, n=count, label=f"{op}*{count}")
-        return wl_hash(h.subgraph(nx.ancestors(h, sink) | {sink}))
+            h.add_edge(u, v, n=count, op=op, label=f"{op}*{count}")
+        return canonical_hash(h.subgraph(nx.ancestors(h, sink) | {sink}))
 
     # ------------------------------------------------------------------ graph edits (a `links` field)
     MAX_RENUMBERED = 7  # renumbering tries every order of the computing nodes: 5,040 at 7 nodes
@@ -419,8 +423,138 @@ def _options(bound: Mapping[str, Any], fields: Any) -> list[Any]:
     return out
 
 
+def show(value: Any) -> str:
+    """A value as a graph label: as printed, except that a string which a number or bool prints as ('1', '0.5',
+    'True') or which starts with a quote is quoted, so 1 and "1" label differently (other labels are unchanged)."""
+    if not isinstance(value, str):
+        return str(value)
+    return json.dumps(value) if _prints_as_scalar(value) else value
+
+
+def _prints_as_scalar(text: str) -> bool:
+    """Whether `text` is how str() prints some non-string JSON scalar (or starts with a quote, like a quoted one)."""
+    if text in ("True", "False", "None") or text.startswith('"'):
+        return True
+    for kind in (int, float):
+        try:
+            if str(kind(text)) == text:
+                return True
+        except (ValueError, OverflowError):
+            pass
+    return False
+
+
+def _key_label(node: Any, data: Mapping[str, Any], n_inputs: int) -> str:
+    """A node's label in the canonical key, typed and as canonical JSON (an operation named like a field's node,
+    or 1 and "1", never read alike): inputs by index, operations, other fields' (name, value), plain nodes."""
+    if isinstance(node, int) and node < n_inputs:
+        return canonical_json(["input", node])
+    if "field" in data:
+        return canonical_json(["field", data["field"], data["value"]])
+    if "op" in data:
+        return canonical_json(["op", data["op"]])
+    return canonical_json([data.get("label", "")])
+
+
+MAX_CANONICAL_LEAVES = 100_000  # numberings `canonical_hash` compares at most (a cell of ~10 nodes needs < 100)
+
+
+def canonical_hash(graph: nx.DiGraph) -> str:
+    """An exact canonical hash of a directed graph whose nodes and edges carry a string `label`: equal for two
+    graphs iff they are isomorphic with labels and directions respected (up to a 128-bit hash collision).
+
+    Colour refinement (a node's colour: its label, then the colours and edge labels of its successors and
+    predecessors, until stable), then individualisation: one node of the first colour class with several nodes
+    is given a colour of its own and refinement runs again, for each node of that class in turn, down to one
+    node per colour. Each such numbering spells the graph; the smallest spelling is the canonical form. Nodes
+    an automorphism already relates to a tried one are skipped (twins, nodes with the same neighbours, and the
+    automorphisms found as two numberings spelling the graph alike). About 0.1 ms on a 6-node cell, 10 ms on 8
+    identical parallel chains of 2 nodes (17 nodes); graphs needing more than `MAX_CANONICAL_LEAVES` numberings
+    are refused (a SpaceDefinitionError)."""
+    nodes = list(graph.nodes)
+    n = len(nodes)
+    index = {node: i for i, node in enumerate(nodes)}
+    labels = [str(graph.nodes[node].get("label", "")) for node in nodes]
+    succ: list[list[tuple[int, str]]] = [[] for _ in nodes]
+    pred: list[list[tuple[int, str]]] = [[] for _ in nodes]
+    for u, v, data in graph.edges(data=True):
+        el = str(data.get("label", ""))
+        succ[index[u]].append((index[v], el))
+        pred[index[v]].append((index[u], el))
+    twins = [(tuple(sorted(succ[i])), tuple(sorted(pred[i]))) for i in range(n)]
+    best: list[Any] = []  # [smallest spelling, its numbering (nodes in order)]
+    automorphisms: list[list[int]] = []
+    leaves = [0]
+
+    def refine(colours: list[int]) -> list[int]:
+        count = len(set(colours))
+        while True:
+            sigs = [(colours[i], tuple(sorted((el, colours[j]) for j, el in succ[i])),
+                     tuple(sorted((el, colours[j]) for j, el in pred[i]))) for i in range(n)]
+            order = {sig: r for r, sig in enumerate(sorted(set(sigs)))}
+            colours = [order[sig] for sig in sigs]
+            if len(order) == count:
+                return colours
+            count = len(order)
+
+    def orbit_root(fixed: tuple[int, ...]) -> list[int]:
+        """Union-find roots of the orbits of the automorphisms found that fix every node of `fixed`."""
+        root = list(range(n))
+
+        def find(x: int) -> int:
+            while root[x] != x:
+                root[x] = root[root[x]]
+                x = root[x]
+            return x
+
+        for sigma in automorphisms:
+            if all(sigma[f] == f for f in fixed):
+                for x in range(n):
+                    root[find(x)] = find(sigma[x])
+        return [find(x) for x in range(n)]
+
+    def search(colours: list[int], fixed: tuple[int, ...]) -> None:
+        colours = refine(colours)
+        sizes = Counter(colours)
+        target = min((c for c, k in sizes.items() if k > 1), default=None)
+        if target is None:
+            leaves[0] += 1
+            if leaves[0] > MAX_CANONICAL_LEAVES:
+                raise SpaceDefinitionError(f"graph: the cell is too symmetric for an exact canonical key (more than "
+                                           f"{MAX_CANONICAL_LEAVES} numberings to compare, {n} nodes)")
+            order = sorted(range(n), key=colours.__getitem__)
+            form = (tuple(labels[i] for i in order),
+                    tuple(sorted((colours[i], colours[j], el) for i in range(n) for j, el in succ[i])))
+            if not best or form < best[0]:
+                best[:] = [form, order]
+            elif form == best[0]:  # two numberings spell the graph alike: node best[1][r] <-> order[r]
+                sigma = [0] * n
+                for a, b in zip(best[1], order):
+                    sigma[a] = b
+                automorphisms.append(sigma)
+            return
+        tried: list[int] = []
+        seen_twins: set[Any] = set()
+        for i in range(n):
+            if colours[i] != target or twins[i] in seen_twins:
+                continue
+            if tried and automorphisms:
+                roots = orbit_root(fixed)
+                if any(roots[i] == roots[t] for t in tried):
+                    continue
+            tried.append(i)
+            seen_twins.add(twins[i])
+            search([2 * c + (j != i) for j, c in enumerate(colours)], fixed + (i,))
+
+    rank = {lab: r for r, lab in enumerate(sorted(set(labels)))}
+    search([rank[lab] for lab in labels], ())
+    text = canonical_json([list(best[0][0]), [list(e) for e in best[0][1]]]) if best else "[]"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def wl_hash(graph: nx.DiGraph) -> str:
-    """Weisfeiler-Lehman hash of a DAG whose nodes and edges carry a `label`, telling edge directions apart.
+    """Weisfeiler-Lehman hash of a DAG whose nodes and edges carry a `label`, telling edge directions apart: a
+    fast fingerprint, not exact (some non-isomorphic graphs share one; `canonical_hash` is exact).
 
     networkx's directed hash with `edge_attr` writes a node's successors and predecessors one after the other
     with the same edge prefix, so a node with two successors reads like one with a successor and a predecessor:

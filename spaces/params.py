@@ -21,8 +21,15 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
+def _plain(x: Any) -> Any:
+    """A numpy scalar as the Python scalar it holds (np.bool_ -> bool, np.int64 -> int, np.str_ -> str);
+    anything else unchanged: values read from a DataFrame or an array mean what their Python twins mean."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
 def _option_key(x: Any) -> tuple[int, Any]:
     """What `Choice.index` matches on: a bool equals only the same bool, a number any equal number."""
+    x = _plain(x)
     return (0, x) if isinstance(x, bool) else (1, x) if _is_number(x) else (2, x)
 
 
@@ -38,15 +45,21 @@ class Choice:
     ordered: bool
 
     def __init__(self, options: Sequence[Scalar], ordered: bool | None = None) -> None:
-        opts = tuple(options) if isinstance(options, (list, tuple, range)) else None
+        if isinstance(options, np.ndarray):
+            options = options.tolist()
+        # numpy scalars become Python scalars (np.int64 and np.float64 alike; ids and specs are unchanged)
+        opts = tuple(_plain(o) for o in options) if isinstance(options, (list, tuple, range)) else None
         object.__setattr__(self, "options", opts if opts is not None else options)
         if ordered is None:
             ordered = bool(opts) and all(_is_number(o) for o in opts)
-        object.__setattr__(self, "ordered", ordered)
+        object.__setattr__(self, "ordered", _plain(ordered))
 
     def check(self, path: str) -> None:
         if not isinstance(self.options, tuple):
             raise SpaceDefinitionError(f"{path}: Choice options must be a list, got {self.options!r}")
+        if not isinstance(self.ordered, bool):
+            raise SpaceDefinitionError(f"{path}: Choice ordered must be True or False (or left out), "
+                                       f"got {self.ordered!r}")
         if not self.options:
             raise SpaceDefinitionError(f"{path}: Choice has no options (an empty choice is not a space)")
         for o in self.options:
@@ -87,14 +100,25 @@ class Choice:
         return [i for i in range(self.cardinality) if i != index]
 
 
+INT64 = 2 ** 63
+MAX_INTEGER_VALUES = 2 ** 53  # an Integer's values: the fixed-length encodings hold indices as float64
+
+
 @dataclass(frozen=True)
 class Integer:
-    """An integer range low..high (inclusive) in steps of `step`; ordered."""
+    """An integer range low..high (inclusive) in steps of `step`; ordered. `high` must be a value of the range
+    (Integer(0, 10, step=3) is refused: high=9), low and high fit int64, and at most 2**53 values."""
 
     low: int
     high: int
     step: int = 1
     ordered: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high", "step"):  # numpy ints (read from an array) as Python ints
+            v = getattr(self, name)
+            if isinstance(v, np.integer):
+                object.__setattr__(self, name, int(v))
 
     def check(self, path: str) -> None:
         for name in ("low", "high", "step"):
@@ -105,6 +129,18 @@ class Integer:
             raise SpaceDefinitionError(f"{path}: Integer step must be positive, got {self.step}")
         if self.high < self.low:
             raise SpaceDefinitionError(f"{path}: Integer range is empty (low={self.low} > high={self.high})")
+        if (self.high - self.low) % self.step:
+            top = self.low + (self.high - self.low) // self.step * self.step
+            raise SpaceDefinitionError(f"{path}: Integer high={self.high} is not reached in steps of {self.step} "
+                                       f"from low={self.low} (the last value would be {top}); use high={top}")
+        for name in ("low", "high"):
+            if not -INT64 <= getattr(self, name) < INT64:
+                raise SpaceDefinitionError(f"{path}: Integer {name}={getattr(self, name)} is outside the int64 range "
+                                           "(samplers and encodings hold values as 64-bit numbers)")
+        if self.cardinality > MAX_INTEGER_VALUES:
+            raise SpaceDefinitionError(f"{path}: Integer {self.low}..{self.high} (step {self.step}) has "
+                                       f"{self.cardinality} values, more than 2**53 (encodings hold a value's index as "
+                                       "a float64, exact only up to 2**53): use a larger step or a narrower range")
 
     @property
     def cardinality(self) -> int:
@@ -118,7 +154,8 @@ class Integer:
         return self.low + index * self.step
 
     def index(self, value: Any, path: str) -> int:
-        if isinstance(value, bool) or not _is_number(value) or value != int(value):
+        if (isinstance(value, (bool, np.bool_)) or not _is_number(value)
+                or (isinstance(value, (float, np.floating)) and not math.isfinite(value)) or value != int(value)):
             raise InvalidArchitectureError(path, f"{value!r} is not an integer")
         v = int(value)
         if not self.low <= v <= self.high or (v - self.low) % self.step:
@@ -469,7 +506,7 @@ class Conditional:
     node: Any
 
     def __init__(self, on: str, values: Sequence[Scalar] | Scalar, node: Any) -> None:
-        vals = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+        vals = tuple(_plain(v) for v in values) if isinstance(values, (list, tuple)) else (_plain(values),)
         object.__setattr__(self, "on", on)
         object.__setattr__(self, "values", vals)
         object.__setattr__(self, "node", node)

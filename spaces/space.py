@@ -448,8 +448,27 @@ class Space:
                     out += node.block._varying(path + (i,))
         return out
 
+    def _check_encodable(self, arch: Mapping[str, Any]) -> None:
+        """InvalidArchitectureError naming the field unless `arch` has this space's fields (a misspelt or missing
+        field would otherwise encode as 'inactive'). The check is `Space`'s structural one (a subclass's own
+        `validate`, such as a table's membership test, is not asked); an `Architecture`'s id, once checked, is
+        remembered, so encoding the same architectures again costs a set lookup."""
+        aid = arch.id if isinstance(arch, Architecture) else None
+        checked: set[str] | None = self.__dict__.get("_encodable_ids")
+        if checked is None:
+            checked = self._encodable_ids = set()
+        if aid is not None and aid in checked:
+            return
+        Space._validate(self, arch, "")
+        if aid is not None:
+            if len(checked) >= 1_000_000:  # a bound on the memo, not on what can be encoded
+                checked.clear()
+            checked.add(aid)
+
     def to_vector(self, arch: Mapping[str, Any]) -> np.ndarray:
-        """One number per slot: the option's index (a Subset's mask bit), or -1 where the slot is inactive."""
+        """One number per slot: the option's index (a Subset's mask bit), or -1 where the slot is inactive;
+        InvalidArchitectureError naming a misspelt, missing or bad field."""
+        self._check_encodable(arch)
         vec = np.full(len(self.slots()), -1.0)
         masks: dict[Path, list[int]] = {}
         for i, slot in enumerate(self.slots()):
@@ -514,7 +533,7 @@ class Space:
 
     def to_onehot(self, arch: Mapping[str, Any]) -> np.ndarray:
         """Concatenated one-hot blocks, one per slot (optional slots have a last 'inactive' column); a Subset
-        contributes its T-bit mask (k ones; zeros while inactive)."""
+        contributes its T-bit mask (k ones; zeros while inactive). Checked like `to_vector`."""
         out = np.zeros(self.onehot_size())
         offset = 0
         for slot, idx in zip(self.slots(), self.to_vector(arch)):
@@ -534,6 +553,11 @@ class Space:
         vec: list[int] = []
         offset = 0
         subsets: dict[Path, tuple[Subset, int, int]] = {}  # path -> (subset, first vec index, first column)
+        if np.isnan(x).any():  # argmax would pick the first option of a slot whose scores are NaN
+            col = int(np.flatnonzero(np.isnan(x))[0])
+            ends = np.cumsum([s.width for s in self.slots()])
+            slot = self.slots()[int(np.searchsorted(ends, col, side="right"))]
+            raise InvalidArchitectureError(slot.name, f"one-hot column {col} is NaN (a score must be a number)")
         for slot in self.slots():
             if isinstance(slot.leaf, SubsetBit):
                 subsets.setdefault(slot.path, (slot.leaf.subset, len(vec), offset))

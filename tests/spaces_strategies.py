@@ -24,8 +24,8 @@ def choices(draw):
 
 @st.composite
 def integers(draw):
-    low = draw(st.integers(-5, 5))
-    return Integer(low, low + draw(st.integers(0, 6)), draw(st.integers(1, 3)))
+    low, step = draw(st.integers(-5, 5)), draw(st.integers(1, 3))
+    return Integer(low, low + step * draw(st.integers(0, 6 // step)), step)  # high on the steps' grid
 
 
 leaves = st.one_of(choices(), integers())

@@ -196,6 +196,7 @@ class ConservativeController(ReinforceController):
         return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         rows = self.pending.get(arch.id)
         if rows:
             tokens, mask, cls, eligible = rows.pop(0)

@@ -66,6 +66,48 @@ def pareto_ranks(problem: Problem, results: Sequence[TrialResult]) -> np.ndarray
     return ranks
 
 
+ENUMERABLE = 20_000  # spaces up to this many architectures are listed once random draws stop finding new ones
+
+
+def enumerable(space: Space) -> bool:
+    """Whether `space` may be listed to find its last unseen architectures: a space that lists them anyway
+    (capability `listed`, a table), or one of at most `ENUMERABLE` architectures."""
+    if "listed" in space.capabilities:
+        return True
+    size = getattr(space, "size", None)
+    return callable(size) and hasattr(space, "__iter__") and size() <= ENUMERABLE
+
+
+class Unseen:
+    """The last unseen architectures of an enumerable space, drawn uniformly once random draws stop finding any:
+    so a search ends "exhausted" only when every architecture (every canonical class) was seen, not when 100
+    draws happened to miss the last few. The listing is made on first need and kept (a cache, not state: the
+    draws depend only on the rng and on what `unknown` accepts, so a resumed search draws the same)."""
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        self._all: list[Architecture] | None = None
+        self._pool: list[Architecture] = []  # the unknown ones at the last draw (what is seen stays seen)
+
+    def draw(self, rng: np.random.Generator, unknown: Callable[[Architecture], bool]) -> Architecture | None:
+        """A uniform pick among the architectures `unknown` accepts, None when there is none (or the space is
+        too large to list); the whole listing is rescanned before answering None."""
+        if self._all is None:
+            if not enumerable(self.space):
+                return None
+            self._all = self._pool = list(self.space)
+        pool = [a for a in self._pool if unknown(a)]
+        if not pool and self._pool is not self._all:
+            pool = [a for a in self._all if unknown(a)]
+        self._pool = pool if pool else self._all
+        return pool[int(rng.integers(len(pool)))] if pool else None
+
+    def reset(self) -> None:
+        """Forget the shrunken pool (what `unknown` accepts changed otherwise than by growing: a loaded state)."""
+        if self._all is not None:
+            self._pool = self._all
+
+
 class SeenArchitectures:
     """The architectures a strategy asked or was told, by canonical key: what it must not propose again.
 
@@ -77,6 +119,7 @@ class SeenArchitectures:
         self.ids: set[str] = set()
         self.keys: set[str] = set()
         self._key_of: dict[str, str] = {}  # arch id -> canonical key (a cache, not state)
+        self._unseen = Unseen(space)
 
     def key(self, arch: Architecture) -> str:
         k = self._key_of.get(arch.id)
@@ -93,21 +136,20 @@ class SeenArchitectures:
 
     def clear(self) -> None:
         self.ids, self.keys = set(), set()
+        self._unseen.reset()
 
     def fresh_sample(self, rng: np.random.Generator, tries: int = 100) -> Architecture:
-        """A uniform sample not seen before: up to `tries` uniform redraws, then, on a space that lists its
-        architectures (capability `listed`, e.g. a `TableSpace`), a uniform pick among the unseen ones, so a
-        table is covered to its last architecture. A repeat only when every listed one is seen, or in a tiny
-        unlisted space. The pick comes after the redraws, so draws that find an unseen one are unchanged."""
+        """A uniform sample not seen before: up to `tries` uniform redraws, then, on an enumerable space (a
+        table, or at most `ENUMERABLE` architectures), a uniform pick among the unseen ones (`Unseen`), so the
+        space is covered to its last architecture. A repeat only when every one is seen, or when a larger space's
+        redraws all missed. The pick comes after the redraws, so draws that find an unseen one are unchanged."""
         arch = self.space.sample(rng)
         for _ in range(tries):
             if arch not in self:
                 return arch
             arch = self.space.sample(rng)
-        if arch in self and "listed" in self.space.capabilities:
-            unseen = [a for a in self.space if a not in self]
-            if unseen:
-                arch = unseen[int(rng.integers(len(unseen)))]
+        if arch in self:
+            arch = self._unseen.draw(rng, lambda a: a not in self) or arch
         return arch
 
 
@@ -144,7 +186,14 @@ class Strategy(ABC):
         """Up to `n` architectures to evaluate next (fewer, even none, when the strategy is exhausted)."""
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        """Record the result of evaluating `arch`."""
+        """Record the result of evaluating `arch` (every strategy's `tell` first calls `check_told`)."""
+        self.check_told(arch)
+
+    def check_told(self, arch: Architecture) -> None:
+        """InvalidArchitectureError naming the field unless `arch` is an architecture of the space: `tell` refuses
+        one the space cannot hold (a hand-written baseline with a typo) instead of keeping it as a parent and
+        failing later inside `ask`."""
+        self.space.validate(arch)
 
     def use_cheap(self, evaluate: Callable[[Architecture], Mapping[str, float]] | None) -> None:
         """Called by `nas.search` with its cheap (`nas.cheap`) evaluators; a strategy that can compute those
@@ -159,10 +208,13 @@ class Strategy(ABC):
 
 
 def unknown_near(space: Space, arch: Architecture, rng: np.random.Generator,
-                 unknown: Callable[[Architecture], bool], tries: int = 100) -> Architecture | None:
+                 unknown: Callable[[Architecture], bool], tries: int = 100,
+                 unseen: Unseen | None = None) -> Architecture | None:
     """An architecture `unknown` accepts near `arch`: a random one of its neighbours (one decision away) where the
-    space lists neighbours, else a uniform sample; None when `tries` samples find none (the space is nearly
-    exhausted). What a strategy converged on known architectures explores instead."""
+    space lists neighbours, else a uniform sample, else (after `tries` samples) a uniform pick among the unknown
+    ones of an enumerable space (`unseen`, the caller's listing, kept across calls). None only when every
+    architecture is known, or a space too large to list had no unknown one in `tries` samples. What a strategy
+    converged on known architectures explores instead."""
     if "neighbours" in space.capabilities:
         near = [a for a in space.neighbours(arch) if unknown(a)]
         if near:
@@ -171,7 +223,7 @@ def unknown_near(space: Space, arch: Architecture, rng: np.random.Generator,
         sample = space.sample(rng)
         if unknown(sample):
             return sample
-    return None
+    return (unseen or Unseen(space)).draw(rng, unknown)
 
 
 def arch_record(arch: Architecture, result: TrialResult) -> list[Any]:

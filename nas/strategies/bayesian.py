@@ -238,6 +238,7 @@ class BayesianOptimisation(Strategy):
         return out
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         if result.cached:
             return
         self.history.append((arch, result))

@@ -92,6 +92,7 @@ class RegularizedEvolution(Strategy):
         return tournament(self.problem, self.population, self.sample_size, self.rng)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         self._seen.add(arch.id)
         if not result.cached:
             self._record(arch, result)

@@ -42,6 +42,7 @@ class LocalSearch(Strategy):
         return bool(ranks[0] < ranks[1])
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         if arch.id in self.starts:
             self.starts.remove(arch.id)
             if self.current is None or not self.queue:

@@ -291,6 +291,7 @@ class MonteCarloTreeSearch(Strategy):
         return float(ranks[-1])
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         waiting = self.pending.get(arch.id)
         if result.cached and not waiting:
             return  # a repeat of an architecture someone else asked: nothing new

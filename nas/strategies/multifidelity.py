@@ -148,6 +148,7 @@ class SuccessiveHalving(Strategy):
         return sorted(range(len(rung)), key=lambda i: (ranks[i], -crowd[i], i))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         entries = self.pending.get(arch.id)
         if entries:
             bracket, from_inner = entries.pop(0)

@@ -61,6 +61,7 @@ class NSGA2(Strategy):
         return self.parents[j][0]
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         if result.cached:
             return
         self.children.append((arch, result))

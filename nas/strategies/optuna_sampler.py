@@ -30,7 +30,7 @@ from nas.objectives import Problem
 from nas.spaces import Architecture, Choice, Integer, Space
 from nas.spaces.params import Conditional
 from nas.spaces.space import _ABSENT, get_path, path_str
-from nas.strategies.base import Strategy, TrialResult, unknown_near
+from nas.strategies.base import Strategy, TrialResult, Unseen, unknown_near
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,9 @@ class OptunaStrategy(Strategy):
             with warnings.catch_warnings():  # QMC and GP are flagged experimental by Optuna
                 warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
                 sampler = sampler_cls(seed=self.seed, **options)
-        except TypeError as e:
-            raise ConfigError(f"strategy {self.name!r}: bad sampler_options for {cls}: {e}") from None
+        except (TypeError, ValueError) as e:  # an unknown option, or a bad value (qmc_type="nope")
+            raise ConfigError(f"strategy {self.name!r}: bad sampler_options for {cls} "
+                              f"({', '.join(f'{k}={v!r}' for k, v in options.items())}): {e}") from None
         return sampler
 
     def _new_study(self) -> None:
@@ -174,6 +175,7 @@ class OptunaStrategy(Strategy):
         self._trials: dict[int, Any] = {}  # trial number -> live optuna Trial
         self._asked: set[str] = set()  # arch ids asked (a listed space's asks go to unasked ones; rebuilt on load)
         self._repeats = 0  # asks in a row that proposed an architecture asked before
+        self._unseen = Unseen(self.space)  # a small space's listing, made when samples stop finding unasked ones
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -224,12 +226,14 @@ class OptunaStrategy(Strategy):
 
     def _unasked_near(self, arch: Architecture, number: int) -> Architecture | None:
         """An architecture not asked before near the sampler's repeated proposal: a random unasked neighbour (one
-        decision away) where the space lists neighbours, else a uniform unasked sample; None when 100 draws find
-        none (the space is nearly exhausted). Seeded by the trial number, so a replayed log draws the same one."""
+        decision away) where the space lists neighbours, else a uniform unasked sample, else (100 draws found none)
+        one of a small space's unasked ones, listed (`Unseen`); None when every one was asked, or a large space's
+        draws all missed. Seeded by the trial number, so a replayed log draws the same one."""
         rng = np.random.default_rng(None if self.seed is None else [self.seed, number])
-        return unknown_near(self.space, arch, rng, lambda a: a.id not in self._asked)
+        return unknown_near(self.space, arch, rng, lambda a: a.id not in self._asked, unseen=self._unseen)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         self.log.append(["tell", arch.to_dict(), result.to_dict()])
         with quiet_optuna():
             self._tell(arch, result)

@@ -186,6 +186,7 @@ class PredictorSearch(Strategy):
         return out
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         self.known.add(arch)
         if not result.cached:
             self.history.append((arch, result))

@@ -38,6 +38,7 @@ class RandomSearch(Strategy):
         return out
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         if self.seen is not None:
             self.seen.add(arch)
 

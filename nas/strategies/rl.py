@@ -271,6 +271,7 @@ class ReinforceController(Strategy):
         return self.space.validate(self.space._from_indices(lookup, ()))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         rows = self.pending.get(arch.id)
         if rows:
             tokens = rows.pop(0)

@@ -118,6 +118,7 @@ class SequentialModelBasedOptimisation(Strategy):
         return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        self.check_told(arch)
         if result.cached:
             return
         self.history.append((arch, result))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nas.spaces import Architecture
-from nas.strategies.base import Strategy, TrialResult, from_record, unknown_near
+from nas.strategies.base import Strategy, TrialResult, Unseen, from_record, unknown_near
 
 class Wrapper(Strategy):
     """A strategy that forwards to `inner`; subclasses add behaviour around ask/tell."""
@@ -54,7 +54,9 @@ class Deduplicate(Wrapper):
     Asks the inner strategy again, at most `max_rounds` times per call. When every round repeats a known
     architecture and nothing is in flight (the search would end far below its budget: evolution around an
     exhausted elite), it proposes an unknown neighbour of the last repeat, else an unknown uniform sample, and
-    tells the inner strategy its result like an enqueued one; the search ends only when those run out too.
+    tells the inner strategy its result like an enqueued one; the search ends only when those run out too: on a
+    space of at most `ENUMERABLE` architectures (or a table) that means every canonical class was evaluated, as
+    the last unknown ones are then listed (`Unseen`).
     """
 
     def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
@@ -63,6 +65,7 @@ class Deduplicate(Wrapper):
         self.in_flight: dict[str, int] = {}  # canonical key -> duplicate asks waiting for its result
         self._keys: dict[str, str] = {}  # arch id -> canonical key (memo)
         self._repeat: Architecture | None = None  # the last proposal refused as known, this ask
+        self._unseen = Unseen(self.space)  # a small space's listing, made when samples stop finding unknown ones
 
     def key(self, arch: Architecture) -> str:
         k = self._keys.get(arch.id)
@@ -86,7 +89,7 @@ class Deduplicate(Wrapper):
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(len(self.results))
         return unknown_near(self.space, arch, rng, lambda a: self.key(a) not in self.results
-                            and self.key(a) not in self.in_flight, self.max_rounds)
+                            and self.key(a) not in self.in_flight, self.max_rounds, self._unseen)
 
     def _admit(self, arch: Architecture) -> bool:
         """New architectures pass; repeats are answered from the cache or wait for their twin in flight."""
@@ -134,6 +137,7 @@ class Deduplicate(Wrapper):
         super().load_state_dict(state)
         self.in_flight = dict(state["in_flight"])
         self.results = {}
+        self._unseen.reset()
         for _, arch, res in state["results"]:  # keys recomputed: a space's canonical key may have changed since
             a, r = from_record([arch, res])
             self.results.setdefault(self.key(a), (a, r))
