@@ -16,10 +16,10 @@ import nas.nn as nnn
 from nas.cli.hardware import app
 from nas.errors import ConfigError
 from nas.hardware import (Calibration, CostModel, EndToEndLatency, LatencyFitWarning, LatencyTable, adapter_for,
-                          build_table, lut_latency)
-from nas.hardware.lut import TableEntry
+                          build_table)
 from nas.spaces.cell import NasBench201Space
 from nas.spaces.space import Choice, Space
+from tests.synthetic_lut import synthetic_lut
 
 NB201_TINY = {"channels": 4, "cells_per_stage": 1, "stages": 2}
 OP_MS = {"none": 0.0, "skip_connect": 0.02, "nor_conv_1x1": 0.3, "nor_conv_3x3": 0.9, "avg_pool_3x3": 0.15}
@@ -32,19 +32,6 @@ def _nb201() -> NasBench201Space:
 def _archs(space, n: int, seed: int = 0) -> list:
     rng = np.random.default_rng(seed)
     return list({a.id: a for a in (space.sample(rng) for _ in range(10 * n))}.values())[:n]
-
-
-def _synthetic_lut(space, adapter=None):
-    """A lookup table of 20 us per layer + 1 ns per FLOP, batch 1, this machine's profile."""
-    adapter = adapter or adapter_for(space)
-    entries = []
-    for layer in adapter.distinct_layers():
-        leaves = adapter.layer_counts(layer)
-        f, p, b = (sum(getattr(x, k) for x in leaves) for k in ("flops", "params", "bytes_moved"))
-        ms = 0.02 + 1e-6 * f
-        entries.append(TableEntry(layer, ms, ms, ms, ms, ms, f, p, b))
-    header = {"adapter": adapter.describe(), "batch_size": 1, "device": "local_cpu"}
-    return lut_latency(LatencyTable(header, entries), adapter)
 
 
 def test_e2e_to_dict_round_trips_every_setting():
@@ -107,7 +94,7 @@ def test_plain_space_with_build_but_no_example_input():
 
 def test_device_typos_are_refused_by_onboard_and_e2e():
     space = _nb201()
-    lut = _synthetic_lut(space)
+    lut = synthetic_lut(space)
     archs = _archs(space, 12)
     phone = [2.5 * lut.latency_ms(a) + 0.1 for a in archs]
     with pytest.raises(ConfigError, match=r"device.*pixel4_a76"):
@@ -156,7 +143,7 @@ class _PoolNet(nnn.ModelSpace):
 
 def test_calibration_gives_unseen_kinds_the_shared_scale():
     space = _PoolNet.space()
-    lut = _synthetic_lut(space)
+    lut = synthetic_lut(space)
     calib = [space.validate({"w": w, "op": "conv"}) for w in (8, 16, 24, 32)]  # no architecture uses "pool"
     onboarded = lut.onboard(calib, [3.0 * lut.latency_ms(a) for a in calib])
     assert onboarded.calibration.shared_scale == pytest.approx(3.0, rel=1e-6)

@@ -12,12 +12,12 @@ import torch
 
 from nas.counts import count_leaves
 from nas.errors import ConfigError
-from nas.hardware import (CostModel, DegenerateFitError, DeviceProfile, EndToEndLatency, LatencyTable, adapter_for,
-                          cost, fit_calibration, load_device, lut_latency, roofline)
-from nas.hardware.lut import TableEntry
+from nas.hardware import (CostModel, DegenerateFitError, DeviceProfile, EndToEndLatency, cost, fit_calibration,
+                          load_device, roofline)
 from nas.spaces import Choice, Space
 from nas.spaces.cell import NasBench201Space
 from nas.spaces.ofa import OFAConfig, OFASpace
+from tests.synthetic_lut import synthetic_lut
 
 OP_MS = {"none": 0.0, "skip_connect": 0.02, "nor_conv_1x1": 0.3, "nor_conv_3x3": 0.9, "avg_pool_3x3": 0.15}
 
@@ -72,15 +72,7 @@ def test_calibration_on_one_architecture_is_refused():
 def test_onboard_on_one_architecture_is_refused():
     space = OFASpace(OFAConfig(stage_channels=(8, 8, 8), head_channels=16, expands=(2, 3), kernels=(3, 5),
                                widths=(0.5, 1.0), resolutions=(32, 40)))
-    adapter = adapter_for(space)
-    entries = []
-    for layer in adapter.distinct_layers():
-        leaves = adapter.layer_counts(layer)
-        flops, params, moved = (sum(getattr(x, f) for x in leaves) for f in ("flops", "params", "bytes_moved"))
-        ms = 0.02 + 1e-6 * flops
-        entries.append(TableEntry(layer, ms, ms, ms, ms, ms, flops, params, moved))
-    lut = lut_latency(LatencyTable({"adapter": adapter.describe(), "batch_size": 1, "device": "local_cpu"}, entries),
-                      adapter)
+    lut = synthetic_lut(space)
     a = space.sample_subnet(np.random.default_rng(0))
     base = 2.5 * lut.latency_ms(a) + 0.1
     with pytest.raises(DegenerateFitError, match="onboarding"):

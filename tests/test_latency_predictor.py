@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from nas.cli.hardware import app
 from nas.errors import ConfigError
-from nas.hardware import (CostModel, DegenerateFitError, EndToEndLatency, LatencyFitWarning, LatencyTable,
-                          adapter_for, cost_features, fit_calibration, load_samples, lut_latency)
-from nas.hardware.lut import TableEntry
+from nas.hardware import (CostModel, DegenerateFitError, EndToEndLatency, LatencyFitWarning, cost_features,
+                          fit_calibration, load_samples)
 from nas.spaces import Choice, Space
 from nas.spaces.cell import NasBench201Space
 from nas.spaces.model_space import ModelSpace
+from tests.synthetic_lut import synthetic_lut
 
 OP_MS = {"none": 0.0, "skip_connect": 0.02, "nor_conv_1x1": 0.3, "nor_conv_3x3": 0.9, "avg_pool_3x3": 0.15}
 
@@ -168,15 +168,8 @@ def test_cost_features_count_networks_without_a_layer_decomposition() -> None:
 
 
 def synthetic_table(space):
-    adapter = adapter_for(space)
-    entries = []
-    for layer in adapter.distinct_layers():  # this CPU stand-in: 10 µs per layer + 2 ns per FLOP
-        leaves = adapter.layer_counts(layer)
-        flops, params, moved = (sum(getattr(x, f) for x in leaves) for f in ("flops", "params", "bytes_moved"))
-        ms = 0.01 + 2e-6 * flops
-        entries.append(TableEntry(layer, ms, ms, ms, ms, ms, flops, params, moved))
-    header = {"adapter": adapter.describe(), "batch_size": 1, "device": "local_cpu"}
-    return lut_latency(LatencyTable(header, entries), adapter)
+    """This CPU stand-in: 10 µs per layer + 2 ns per FLOP."""
+    return synthetic_lut(space, per_layer_ms=0.01, per_flop_ms=2e-6)
 
 
 def test_onboarding_screens_near_zero_targets_instead_of_collapsing(data) -> None:
