@@ -46,7 +46,7 @@ from flops_recount import Recount, add_option, read_csv, write_csv
 from nas.architecture import Architecture
 from nas.datasets import TextSplits, movie_reviews
 from nas.spaces.transformer import FlexiBertSpace
-from nas.tabular import transformer_table_dir
+from nas.tabular import TRANSFORMER_TABLES, transformer_table_dir
 from transformer_mr import RecipeSplits, TextRecipe, describe, recipe_splits, train_recipe
 from reporting import git_commit, write_report
 from transformer_recipe import ARCHS, BASE, BOW, TEACHER_TOKENS, tfidf_lr, tfidf_teacher
@@ -56,6 +56,13 @@ QUICK_OUT = RESULTS / "transformer_table_quick"  # --quick's default folder: nev
 SEEDS = (0, 1)
 SAMPLE_SEED = 2026
 TABLE = "movie_review.csv"
+SHORT = replace(TextRecipe(), max_epochs=4, patience=0)
+"""The short recipe: the plain text recipe (no bag-of-words prior) cut to 4 epochs (warm-up and cosine over 4),
+no early stopping. A low-fidelity table in NAS-Bench-201's sense: cheap, and architectures differ beyond seed
+noise there, where the `BOW` recipe's table has them within it."""
+RECIPES: dict[str, tuple[TextRecipe, str]] = {name: ({"bow": BOW, "short": SHORT}[name], f"{file}.csv")
+                                               for name, file in TRANSFORMER_TABLES.items()}
+"""`--recipe` name -> (recipe, the table's file in the package folder; `nas.tabular.TRANSFORMER_TABLES`)."""
 METRICS = ("valid_acc", "test_acc", "best_epoch", "epochs", "train_seconds", "params", "flops")
 COLUMNS = ("arch_index", "arch_id", "dataset", "seed", *METRICS, "homogeneous", "summary", "arch")
 
@@ -114,10 +121,10 @@ def table_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
-def recipe_data(quick: bool) -> tuple[TextRecipe, TextSplits, RecipeSplits]:
-    """The table's recipe, Movie Review with every training word, and the recipe's train / valid / test
-    tokenisation of it (`quick`: the smoke run's recipe and subset)."""
-    recipe = BOW
+def recipe_data(quick: bool, name: str = "bow") -> tuple[TextRecipe, TextSplits, RecipeSplits]:
+    """The table's recipe (`RECIPES[name]`), Movie Review with every training word, and the recipe's train /
+    valid / test tokenisation of it (`quick`: the smoke run's recipe and subset)."""
+    recipe = RECIPES[name][0]
     full = movie_reviews(seed=0, max_len=64, vocab_size=10**6)
     if quick:
         full = replace(full, train_x=full.train_x[:700], train_y=full.train_y[:700], test_x=full.test_x[:300],
@@ -126,12 +133,26 @@ def recipe_data(quick: bool) -> tuple[TextRecipe, TextSplits, RecipeSplits]:
     return recipe, full, recipe_splits(recipe, full, valid_fraction=0.1, seed=0)
 
 
+def train_row(space: FlexiBertSpace, data: RecipeSplits, recipe: TextRecipe, teacher: torch.Tensor | None,
+              arch: Architecture, seed: int, index: int) -> dict[str, Any]:
+    """Train `arch` once (training seed `seed`) and return its table row (`COLUMNS`; `index`: its arch_index)."""
+    torch.manual_seed(seed)
+    model = space.build(arch)
+    out = train_recipe(model, data, recipe, seed, teacher)
+    counts = space.count(arch)
+    return {"arch_index": index, "arch_id": arch.id, "dataset": "movie_review", "seed": seed,
+            "valid_acc": out["valid_accuracy"], "test_acc": out["test_accuracy"], "best_epoch": out["best_epoch"],
+            "epochs": out["epochs"], "train_seconds": out["train_seconds"], "params": int(counts["params"]),
+            "flops": int(counts["flops"]), "homogeneous": int(homogeneous(arch)), "summary": describe(arch),
+            "arch": arch_json(arch)}
+
+
 def recount_flops(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, int]:
     """`--recount-flops`: every row's architecture rebuilt untrained on the table's space and its `flops` counted
     again as a training row counts them; the CSV is rewritten with only that column changed."""
-    path = args.out / TABLE
+    path = args.out / RECIPES[args.recipe][1]
     columns, rows = read_csv(path)
-    recipe, _, data = recipe_data(args.quick)
+    recipe, _, data = recipe_data(args.quick, args.recipe)
     space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))
     recount = Recount("build_transformer_table.py", space.count, argv)
     for row in rows:
@@ -147,11 +168,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--archs", type=int, default=120, help="table size: the first N architectures of the sequence")
     ap.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     ap.add_argument("--out", type=Path, default=None,
-                    help=f"folder of {TABLE} (default: the package table, or {QUICK_OUT} with --quick)")
+                    help="folder of the table's CSV (--recipe's file; default: the package folder, or "
+                    f"{QUICK_OUT} with --quick)")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop (cleanly) after this many minutes")
     ap.add_argument("--shard", default="0/1", help="K/N: train only the architectures whose index is K mod N")
     ap.add_argument("--quick", action="store_true", help="smoke run: 700 training sentences (70 for validation), "
                     "300 test, 2 epochs; written to its own folder (the package table is refused as --out)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="bow",
+                    help="bow: the competitive recipe (movie_review.csv); short: the plain recipe cut to 4 epochs "
+                    "(movie_review_short.csv)")
     ap.add_argument("--summary", action="store_true", help="train nothing: write the table's facts (table_facts) to "
                     "experiments/results/transformer_table.json and print them")
     add_option(ap)
@@ -169,22 +194,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     args = parse_args(argv)
     started = time.perf_counter()
+    table = RECIPES[args.recipe][1]
     if args.summary:
-        facts = table_facts(args.out / TABLE)
-        report = {"experiment": "build_transformer_table", "commit": git_commit(), **facts}
-        write_report(RESULTS / "transformer_table.json", report, time.time())
+        facts = table_facts(args.out / table)
+        report = {"experiment": "build_transformer_table", "recipe": args.recipe, "commit": git_commit(), **facts}
+        suffix = "" if args.recipe == "bow" else f"_{args.recipe}"
+        write_report(RESULTS / f"transformer_table{suffix}.json", report, time.time())
         print(json.dumps(facts, indent=1))
         return {"trained": 0, "stopped_at": 0}
     torch.set_num_threads(1)
     if args.recount_flops:
         return recount_flops(args, argv)
-    recipe, full, data = recipe_data(args.quick)
-    words = recipe_splits(TEACHER_TOKENS, full, valid_fraction=0.1, seed=0)
-    teacher = tfidf_teacher(words, tfidf_lr(words)["C"])
+    recipe, full, data = recipe_data(args.quick, args.recipe)
+    teacher = None
+    if recipe.distill:
+        words = recipe_splits(TEACHER_TOKENS, full, valid_fraction=0.1, seed=0)
+        teacher = tfidf_teacher(words, tfidf_lr(words)["C"])
     space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))
     archs = draw_architectures(space, args.archs)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / TABLE
+    path = args.out / table
     done = done_trainings(path)
     trained = 0
     for i in range(args.shard[0], args.archs, args.shard[1]):
@@ -195,21 +224,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, int]:
             if args.max_minutes is not None and time.perf_counter() - started > 60 * args.max_minutes:
                 print(f"stopped after {args.max_minutes} minutes at architecture {i}; rerun to continue")
                 return {"trained": trained, "stopped_at": i}
-            torch.manual_seed(seed)
-            model = space.build(arch)
-            out = train_recipe(model, data, recipe, seed, teacher)
-            counts = space.count(arch)
-            row: dict[str, Any] = {"arch_index": i, "arch_id": arch.id, "dataset": "movie_review", "seed": seed,
-                                   "valid_acc": out["valid_accuracy"], "test_acc": out["test_accuracy"],
-                                   "best_epoch": out["best_epoch"], "epochs": out["epochs"],
-                                   "train_seconds": out["train_seconds"], "params": int(counts["params"]),
-                                   "flops": int(counts["flops"]), "homogeneous": int(homogeneous(arch)),
-                                   "summary": describe(arch), "arch": arch_json(arch)}
+            row = train_row(space, data, recipe, teacher, arch, seed, i)
             append_row(path, row, COLUMNS)
             done.add((arch.id, seed))
             trained += 1
-            print(f"[{time.perf_counter() - started:6.0f} s] #{i} seed {seed}: valid {100 * out['valid_accuracy']:.1f} "
-                  f"test {100 * out['test_accuracy']:.1f} ({out['train_seconds']:.0f} s) {describe(arch)}", flush=True)
+            print(f"[{time.perf_counter() - started:6.0f} s] #{i} seed {seed}: valid {100 * row['valid_acc']:.1f} "
+                  f"test {100 * row['test_acc']:.1f} ({row['train_seconds']:.0f} s) {row['summary']}", flush=True)
     print(f"complete: {args.archs} architectures x {len(args.seeds)} seeds ({trained} trained in this run, "
           f"{time.perf_counter() - started:.0f} s)")
     return {"trained": trained, "stopped_at": args.archs}

@@ -9,9 +9,12 @@ evaluated), the table's facts (size, range, seed noise, best heterogeneous vs be
 experiments/transformer_recipe.py). Paired differences over the same seeds answer "bayesian beats random
 after N evaluations". Budgets above half the table are skipped (a search that sees most of the table
 compares nothing). Strategy settings are the defaults, except evolution's population (4, as in
-gnn_table_search.py: the default 50 would be random sampling at these budgets).
+gnn_table_search.py: the default 50 would be random sampling at these budgets). `--recipe short` runs the same on
+the short-recipe table (movie_review_short.csv: the plain recipe cut to 4 epochs, where architectures differ
+beyond seed noise); TF-IDF + LR is not a baseline for its 4-epoch accuracies and is left out there.
 
     .venv/bin/python experiments/transformer_table_search.py                  # 30 seeds, budgets 10 25 50
+    .venv/bin/python experiments/transformer_table_search.py --recipe short   # the same on the short-recipe table
     .venv/bin/python experiments/transformer_table_search.py --quick          # 3 seeds, budget 5
 """
 
@@ -28,7 +31,7 @@ from typing import Any
 import torch
 
 import nas
-from build_transformer_table import TABLE, table_facts  # noqa: E402  (experiments/ is on sys.path)
+from build_transformer_table import RECIPES, table_facts  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
 from nas.tabular import TabularBenchmark, transformer_mr_table, transformer_table_dir
 from reporting import git_commit, protocol_report, protocol_table, write_report  # noqa: E402
@@ -72,17 +75,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1")
     ap.add_argument("--budgets", nargs="+", type=int, default=[10, 25, 50])
-    ap.add_argument("--root", type=Path, default=None, help=f"folder of {TABLE} (default: the committed table)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="bow",
+                    help="which recorded table: bow (movie_review.csv) or short (movie_review_short.csv)")
+    ap.add_argument("--root", type=Path, default=None, help="folder of the table (default: the committed tables)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 seeds, budget 5")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.budgets = 3, [5]
-    out = args.out or ROOT / "experiments" / "results" / f"transformer_table_search{'_quick' if args.quick else ''}.json"
+    suffix = ("" if args.recipe == "bow" else f"_{args.recipe}") + ("_quick" if args.quick else "")
+    out = args.out or ROOT / "experiments" / "results" / f"transformer_table_search{suffix}.json"
     torch.set_num_threads(1)
     started = time.time()
-    bench = transformer_mr_table(args.root)
-    facts = table_facts((args.root or transformer_table_dir()) / TABLE)
+    bench = transformer_mr_table(args.root, recipe=args.recipe)
+    facts = table_facts((args.root or transformer_table_dir()) / RECIPES[args.recipe][1])
     budgets = [b for b in args.budgets if 2 * b <= len(bench)]
     print(f"table: {len(bench)} architectures ({facts['homogeneous']} homogeneous), valid "
           f"{100 * facts['valid_range'][0]:.1f}-{100 * facts['valid_range'][1]:.1f} %, test "
@@ -95,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"{f['summary']}")
     results = [compare(bench, b, range(args.seeds)) for b in budgets]
     for cmp in results:
-        print(f"\nbudget {cmp['budget']} ({args.seeds} seeds; TF-IDF + LR test {100 * TFIDF_LR_TEST:.2f} %)")
+        baseline = f"; TF-IDF + LR test {100 * TFIDF_LR_TEST:.2f} %" if args.recipe == "bow" else ""
+        print(f"\nbudget {cmp['budget']} ({args.seeds} seeds{baseline})")
         for s, v in cmp["summary"].items():
             print(f"{s:<10} pick test {100 * v['test_acc']:.2f}  valid {100 * v['valid_acc']:.2f}  "
                   f"valid regret {100 * v['regret_valid']:.2f}")
@@ -104,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(cmp["protocol_table"])
     doc = {"experiment": "transformer_table_search", "commit": git_commit(),
            "argv": sys.argv[1:] if argv is None else list(argv),
-           "settings": {"seeds": args.seeds, "budgets": budgets, "strategies": list(STRATEGIES), "options": OPTIONS,
-                        "objective": {"valid_acc": "max"}, "tfidf_lr_test": TFIDF_LR_TEST,
+           "settings": {"recipe": args.recipe, "seeds": args.seeds, "budgets": budgets, "strategies": list(STRATEGIES), "options": OPTIONS,
+                        "objective": {"valid_acc": "max"}, "tfidf_lr_test": TFIDF_LR_TEST if args.recipe == "bow" else None,
                         "replay": "nas.tabular.transformer_mr_table: mean over training seeds 0 and 1"},
            "table": facts, "results": results}
     write_report(out, doc, started)

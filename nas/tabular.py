@@ -352,17 +352,28 @@ def transformer_table_dir() -> Path:
     return Path(str(importlib.resources.files("nas") / "tables" / "transformer_mr"))
 
 
-def transformer_mr_table(root: str | Path | None = None, seed: int | None = None) -> TabularBenchmark:
+TRANSFORMER_TABLES: dict[str, str] = {"bow": "movie_review", "short": "movie_review_short"}
+"""`transformer_mr_table`'s recipes -> the table's file name (without .csv) in `transformer_table_dir()`."""
+
+
+def transformer_mr_table(root: str | Path | None = None, seed: int | None = None,
+                         recipe: str = "bow") -> TabularBenchmark:
     """The FlexiBERT table on Movie Review (experiments/build_transformer_table.py): valid_acc, test_acc,
     best_epoch, epochs, train_seconds, params, flops and homogeneous (1 when every layer is the same), mean
-    over training seeds 0 and 1 (or one `seed`'s), searched over its `TableSpace`."""
+    over training seeds 0 and 1 (or one `seed`'s), searched over its `TableSpace`. `recipe`: "bow" (the
+    competitive recipe with its bag-of-words prior) or "short" (the plain recipe cut to 4 epochs, where
+    architectures differ beyond seed noise)."""
     from nas.spaces.transformer import FlexiBertConfig, FlexiBertSpace
 
-    file = Path(root if root is not None else transformer_table_dir()) / "movie_review.csv"
+    if recipe not in TRANSFORMER_TABLES:
+        raise ConfigError(f"recipe: unknown transformer table recipe {recipe!r} (known: {', '.join(TRANSFORMER_TABLES)})")
+    name = TRANSFORMER_TABLES[recipe]
+    file = Path(root if root is not None else transformer_table_dir()) / f"{name}.csv"
     if not file.exists():
-        raise ConfigError(f"transformer table {file} not found (build it with experiments/build_transformer_table.py)")
+        raise ConfigError(f"transformer table {file} not found (build it with experiments/build_transformer_table.py"
+                          f"{'' if recipe == 'bow' else ' --recipe ' + recipe})")
     space = FlexiBertSpace(FlexiBertConfig(**TRANSFORMER_TABLE_OPTIONS))
-    return recorded_table(file, space, "transformer-mr/movie_review", seed)
+    return recorded_table(file, space, f"transformer-mr/{name}", seed)
 
 
 TRANSFORMER_TABLE_OPTIONS: dict[str, Any] = {

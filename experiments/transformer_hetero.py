@@ -1,0 +1,175 @@
+"""Best heterogeneous vs best homogeneous FlexiBERT encoder at no more parameters, on the short-recipe table's
+terms (issue 25 part 2): a search around the homogeneous best, confirmed on fresh training seeds.
+
+The short table (nas/tables/transformer_mr/movie_review_short.csv) cannot answer the question by its strata: its
+homogeneous half covers 100 of the space's 144 homogeneous architectures, its heterogeneous half 100 uniform
+draws of ~378,000, so the two bests compare a near-census with a thin sample. Here the heterogeneous architectures
+next to the homogeneous best are searched:
+
+1. H = the table's best homogeneous architecture by mean validation accuracy (seeds 0-1).
+2. Its one-layer edits: one layer replaced by another of the space's layer configurations (operation, width,
+   heads or kernel, FFN), heterogeneous by construction; those with no more parameters than H; a seeded sample
+   of `--edits` of them (the first `--edits` of a seeded permutation), each trained with the table's recipe (`build_transformer_table.SHORT`) under the table's
+   seeds 0-1. Selection: the `--confirm` best edits by mean validation accuracy.
+3. Confirmation: H and those edits retrained under fresh training seeds 2-6, so neither side keeps the winner's
+   curse of its selection; paired per seed (edit − H), validation and test accuracy.
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/transformer_hetero.py      # ~30 min, resumable
+    .venv/bin/python experiments/transformer_hetero.py --report                          # tables from the cache
+
+Trainings are cached (one row each, fsync'd) in results/transformer_hetero_cache.csv; the report goes to
+results/transformer_hetero.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from build_gnn_table import append_row, done_trainings, table_runs  # noqa: E402  (experiments/ is on sys.path)
+from gnn_table_search import fmt_diff, paired  # noqa: E402
+from build_transformer_table import COLUMNS, RECIPES, homogeneous, recipe_data, train_row
+from nas.architecture import Architecture
+from nas.spaces.transformer import FlexiBertSpace
+from nas.tabular import transformer_table_dir
+from reporting import git_commit, write_report
+from transformer_recipe import BASE
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "transformer_hetero_cache.csv"
+SELECT_SEEDS = (0, 1)
+CONFIRM_SEEDS = (2, 3, 4, 5, 6)
+SAMPLE_SEED = 2027
+
+
+def layer_configs(space: FlexiBertSpace, draws: int = 20_000) -> list[dict[str, Any]]:
+    """Every layer configuration the space can give (collected from seeded draws; 72 for the table's space)."""
+    rng = np.random.default_rng(0)
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(draws):
+        for layer in space.sample(rng).to_dict()["layers"]:
+            found.setdefault(json.dumps(layer, sort_keys=True), layer)
+    return [found[k] for k in sorted(found)]
+
+
+def best_homogeneous(table: Path, space: FlexiBertSpace) -> Architecture:
+    """The table's homogeneous architecture with the best mean validation accuracy over seeds 0 and 1."""
+    both = [v for v in table_runs(table).values() if 0 in v and 1 in v and v[0]["homogeneous"] == "1"]
+    best = max(both, key=lambda v: float(v[0]["valid_acc"]) + float(v[1]["valid_acc"]))
+    return space.validate(json.loads(best[0]["arch"]))
+
+
+def edits(space: FlexiBertSpace, base: Architecture, layers: Sequence[dict[str, Any]]) -> list[Architecture]:
+    """`base` with one layer replaced by another configuration, those with no more parameters than `base`."""
+    limit = space.count(base)["params"]
+    out: dict[str, Architecture] = {}
+    cfg = base.to_dict()
+    for pos in range(cfg["depth"]):
+        for layer in layers:
+            if layer == cfg["layers"][pos]:
+                continue
+            arch = space.validate({"depth": cfg["depth"], "layers": [*cfg["layers"][:pos], layer,
+                                                                    *cfg["layers"][pos + 1:]]})
+            if not homogeneous(arch) and space.count(arch)["params"] <= limit:
+                out.setdefault(arch.id, arch)
+    return list(out.values())
+
+
+def train_all(space: FlexiBertSpace, archs: Sequence[Architecture], seeds: Sequence[int], tag: str) -> int:
+    """Train every (architecture, seed) not yet in the cache; returns how many were trained."""
+    recipe, _, data = recipe_data(False, "short")
+    done = done_trainings(CACHE)
+    trained, started = 0, time.perf_counter()
+    for i, arch in enumerate(archs):
+        for seed in seeds:
+            if (arch.id, seed) in done:
+                continue
+            row = train_row(space, data, recipe, None, arch, seed, i)
+            append_row(CACHE, row, COLUMNS)
+            trained += 1
+            print(f"[{time.perf_counter() - started:6.0f} s] {tag} {i} seed {seed}: valid {100 * row['valid_acc']:.1f} "
+                  f"test {100 * row['test_acc']:.1f} ({row['train_seconds']:.0f} s) {row['summary']}", flush=True)
+    return trained
+
+
+def mean_over(runs: dict[int, dict[str, str]], seeds: Sequence[int], metric: str) -> float:
+    """The mean of `metric` over those training seeds."""
+    return statistics.fmean(float(runs[s][metric]) for s in seeds)
+
+
+def report(space: FlexiBertSpace, home: Architecture, candidates: Sequence[Architecture], confirm: int) -> dict[str, Any]:
+    """Selection on seeds 0-1, then the confirmation rows (fresh seeds) paired against the homogeneous best."""
+    runs = table_runs(CACHE)
+    trained = [a for a in candidates if all(s in runs.get(a.id, {}) for s in SELECT_SEEDS)]
+    ranked = sorted(trained, key=lambda a: -mean_over(runs[a.id], SELECT_SEEDS, "valid_acc"))
+    entry = lambda a: {"summary": runs[a.id][SELECT_SEEDS[0]]["summary"], "params": int(space.count(a)["params"]),  # noqa: E731
+                       "arch_id": a.id,
+                       "select": {m: mean_over(runs[a.id], SELECT_SEEDS, m) for m in ("valid_acc", "test_acc")},
+                       "confirm": ({m: [float(runs[a.id][s][m]) for s in CONFIRM_SEEDS] for m in ("valid_acc", "test_acc")}
+                                   if all(s in runs.get(a.id, {}) for s in CONFIRM_SEEDS) else None)}
+    doc: dict[str, Any] = {"experiment": "transformer_hetero", "commit": git_commit(),
+                           "settings": {"recipe": "short", "select_seeds": list(SELECT_SEEDS),
+                                        "confirm_seeds": list(CONFIRM_SEEDS), "edits_trained": len(trained),
+                                        "edits_available": len(candidates), "sample_seed": SAMPLE_SEED},
+                           "homogeneous_best": entry(home), "edits": [entry(a) for a in ranked]}
+    doc["edits_better_on_select"] = sum(e["select"]["valid_acc"] > doc["homogeneous_best"]["select"]["valid_acc"]
+                                        for e in doc["edits"])
+    h = doc["homogeneous_best"]["confirm"]
+    doc["confirmed"] = []
+    for e in doc["edits"][:confirm]:
+        if e["confirm"] is None or h is None:
+            continue
+        doc["confirmed"].append({"summary": e["summary"], "params": e["params"],
+                                 **{f"{m} - homogeneous": paired(e["confirm"][m], h[m]) for m in ("valid_acc", "test_acc")}})
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--edits", type=int, default=20, help="one-layer edits trained (a seeded permutation's first N)")
+    ap.add_argument("--confirm", type=int, default=2, help="best edits retrained on the fresh seeds")
+    ap.add_argument("--report", action="store_true", help="train nothing: the tables from the cache")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.time()
+    recipe, _, data = recipe_data(False, "short")
+    space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))
+    home = best_homogeneous(transformer_table_dir() / RECIPES["short"][1], space)
+    candidates = edits(space, home, layer_configs(space))
+    rng = np.random.default_rng(SAMPLE_SEED)
+    sample = [candidates[i] for i in rng.permutation(len(candidates))[:args.edits]]  # a larger --edits extends it
+    print(f"homogeneous best: {home}; {len(candidates)} one-layer edits with no more parameters, {len(sample)} sampled")
+    if not args.report:
+        train_all(space, sample, SELECT_SEEDS, "edit")
+        picks = report(space, home, sample, args.confirm)["edits"][:args.confirm]
+        by_id = {a.id: a for a in sample}
+        train_all(space, [home, *(by_id[p["arch_id"]] for p in picks)], CONFIRM_SEEDS, "confirm")
+    doc = report(space, home, sample, args.confirm)
+    h = doc["homogeneous_best"]
+    print(f"\nhomogeneous best {h['summary']} ({h['params']:,} params): seeds 0-1 valid {100 * h['select']['valid_acc']:.2f} "
+          f"test {100 * h['select']['test_acc']:.2f}")
+    print(f"{doc['edits_better_on_select']} of {len(doc['edits'])} edits above it on seeds 0-1 validation; best five:")
+    for e in doc["edits"][:5]:
+        print(f"  valid {100 * e['select']['valid_acc']:.2f} test {100 * e['select']['test_acc']:.2f} "
+              f"{e['params']:>9,} {e['summary']}")
+    print(f"\nfresh seeds {list(CONFIRM_SEEDS)}, edit − homogeneous best (points, mean [95 % CI], paired t-test p, wins/ties/losses):")
+    print("| edit | params | valid | test |\n|---|---|---|---|")
+    for c in doc["confirmed"]:
+        cells = [fmt_diff(c[f"{m} - homogeneous"]) for m in ("valid_acc", "test_acc")]
+        print(f"| {c['summary']} | {c['params']:,} | {cells[0]} | {cells[1]} |")
+    write_report(RESULTS / "transformer_hetero.json", doc, started)
+    return doc
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
