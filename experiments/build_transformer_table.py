@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,13 +55,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_OUT = RESULTS / "transformer_table_quick"  # --quick's default folder: never the package table
 SEEDS = (0, 1)
 SAMPLE_SEED = 2026
-TABLE = "movie_review.csv"
+TABLE = f"{TRANSFORMER_TABLES['bow']}.csv"  # the bag-of-words table
 SHORT = replace(TextRecipe(), max_epochs=4, patience=0)
 """The short recipe: the plain text recipe (no bag-of-words prior) cut to 4 epochs (warm-up and cosine over 4),
 no early stopping. A low-fidelity table in NAS-Bench-201's sense: cheap, and architectures differ beyond seed
 noise there, where the `BOW` recipe's table has them within it."""
-RECIPES: dict[str, tuple[TextRecipe, str]] = {name: ({"bow": BOW, "short": SHORT}[name], f"{file}.csv")
-                                               for name, file in TRANSFORMER_TABLES.items()}
+RECIPES: dict[str, tuple[TextRecipe, str]] = {"bow": (BOW, TABLE), "short": (SHORT, f"{TRANSFORMER_TABLES['short']}.csv")}
 """`--recipe` name -> (recipe, the table's file in the package folder; `nas.tabular.TRANSFORMER_TABLES`)."""
 METRICS = ("valid_acc", "test_acc", "best_epoch", "epochs", "train_seconds", "params", "flops")
 COLUMNS = ("arch_index", "arch_id", "dataset", "seed", *METRICS, "homogeneous", "summary", "arch")
@@ -93,32 +92,56 @@ def draw_architectures(space: FlexiBertSpace, n: int) -> list[Architecture]:
     return archs
 
 
+Runs = dict[int, dict[str, str]]
+"""One architecture's table rows by training seed (`build_gnn_table.table_runs`' values)."""
+
+
+def seed_mean(runs: Runs, metric: str) -> float:
+    """`metric` averaged over training seeds 0 and 1."""
+    return (float(runs[0][metric]) + float(runs[1][metric])) / 2
+
+
+def best_on_valid(candidates: Sequence[Runs]) -> Runs:
+    """The architecture with the best mean validation accuracy over seeds 0 and 1."""
+    return max(candidates, key=lambda v: seed_mean(v, "valid_acc"))
+
+
+def strata(runs: Mapping[str, Runs]) -> tuple[list[Runs], list[Runs]]:
+    """The homogeneous and the heterogeneous architectures recorded with both training seeds."""
+    both = [v for v in runs.values() if 0 in v and 1 in v]
+    return [v for v in both if v[0]["homogeneous"] == "1"], [v for v in both if v[0]["homogeneous"] == "0"]
+
+
 def table_facts(path: Path) -> dict[str, Any]:
     """Size, range and seed noise of the table, and the best heterogeneous architecture against the best
     homogeneous one (both picked on mean validation accuracy; the heterogeneous one among those with no more
     parameters than the homogeneous pick)."""
     runs = table_runs(path)
-    both = [v for v in runs.values() if 0 in v and 1 in v]
-    mean = lambda v, m: (float(v[0][m]) + float(v[1][m])) / 2  # noqa: E731
+    homo, hetero = strata(runs)
+    both = homo + hetero
     entry = lambda v: {"summary": v[0]["summary"], "params": int(v[0]["params"]),  # noqa: E731
-                       "valid_acc": mean(v, "valid_acc"), "test_acc": mean(v, "test_acc"),
+                       "valid_acc": seed_mean(v, "valid_acc"), "test_acc": seed_mean(v, "test_acc"),
                        "test_by_seed": [float(v[s]["test_acc"]) for s in (0, 1)]}
-    homo = [v for v in both if v[0]["homogeneous"] == "1"]
-    hetero = [v for v in both if v[0]["homogeneous"] == "0"]
     facts: dict[str, Any] = {"architectures": len(both), "homogeneous": len(homo), "heterogeneous": len(hetero),
                              "trainings": sum(len(v) for v in runs.values())}
     if len(both) >= 3:
-        facts |= {m.removesuffix("_acc") + "_range": [min(mean(v, m) for v in both), max(mean(v, m) for v in both)]
+        facts |= {m.removesuffix("_acc") + "_range": [min(seed_mean(v, m) for v in both),
+                                                       max(seed_mean(v, m) for v in both)]
                   for m in ("valid_acc", "test_acc")}
         facts["seed_noise"] = seed_noise(path)
     if homo and hetero:
-        best_homo = max(homo, key=lambda v: mean(v, "valid_acc"))
+        best_homo = best_on_valid(homo)
         lighter = [v for v in hetero if int(v[0]["params"]) <= int(best_homo[0]["params"])]
         facts["best_homogeneous"] = entry(best_homo)
-        facts["best_heterogeneous"] = entry(max(hetero, key=lambda v: mean(v, "valid_acc")))
+        facts["best_heterogeneous"] = entry(best_on_valid(hetero))
         if lighter:
-            facts["best_heterogeneous_no_more_params"] = entry(max(lighter, key=lambda v: mean(v, "valid_acc")))
+            facts["best_heterogeneous_no_more_params"] = entry(best_on_valid(lighter))
     return facts
+
+
+def results_suffix(recipe: str) -> str:
+    """What a results file's name gains for a table other than the bag-of-words one (`_short`)."""
+    return "" if recipe == "bow" else f"_{recipe}"
 
 
 def recipe_data(quick: bool, name: str = "bow") -> tuple[TextRecipe, TextSplits, RecipeSplits]:
@@ -198,8 +221,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     if args.summary:
         facts = table_facts(args.out / table)
         report = {"experiment": "build_transformer_table", "recipe": args.recipe, "commit": git_commit(), **facts}
-        suffix = "" if args.recipe == "bow" else f"_{args.recipe}"
-        write_report(RESULTS / f"transformer_table{suffix}.json", report, time.time())
+        write_report(RESULTS / f"transformer_table{results_suffix(args.recipe)}.json", report, time.time())
         print(json.dumps(facts, indent=1))
         return {"trained": 0, "stopped_at": 0}
     torch.set_num_threads(1)

@@ -37,11 +37,12 @@ import torch
 
 from build_gnn_table import append_row, done_trainings, table_runs  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
-from build_transformer_table import COLUMNS, RECIPES, homogeneous, recipe_data, train_row
+from build_transformer_table import COLUMNS, RECIPES, best_on_valid, homogeneous, recipe_data, strata, train_row
 from nas.architecture import Architecture
 from nas.spaces.transformer import FlexiBertSpace
 from nas.tabular import transformer_table_dir
 from reporting import git_commit, write_report
+from transformer_mr import RecipeSplits
 from transformer_recipe import BASE
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,10 +64,15 @@ def layer_configs(space: FlexiBertSpace, draws: int = 20_000) -> list[dict[str, 
 
 
 def best_homogeneous(table: Path, space: FlexiBertSpace) -> Architecture:
-    """The table's homogeneous architecture with the best mean validation accuracy over seeds 0 and 1."""
-    both = [v for v in table_runs(table).values() if 0 in v and 1 in v and v[0]["homogeneous"] == "1"]
-    best = max(both, key=lambda v: float(v[0]["valid_acc"]) + float(v[1]["valid_acc"]))
-    return space.validate(json.loads(best[0]["arch"]))
+    """The table's homogeneous architecture with the best mean validation accuracy over seeds 0 and 1 (the
+    `best_homogeneous` of `table_facts`)."""
+    return space.validate(json.loads(best_on_valid(strata(table_runs(table))[0])[0]["arch"]))
+
+
+def sample_edits(candidates: Sequence[Architecture], n: int) -> list[Architecture]:
+    """The first `n` of a seeded permutation of `candidates`: a larger `n` extends a smaller one's sample."""
+    order = np.random.default_rng(SAMPLE_SEED).permutation(len(candidates))
+    return [candidates[i] for i in order[:n]]
 
 
 def edits(space: FlexiBertSpace, base: Architecture, layers: Sequence[dict[str, Any]]) -> list[Architecture]:
@@ -85,16 +91,16 @@ def edits(space: FlexiBertSpace, base: Architecture, layers: Sequence[dict[str, 
     return list(out.values())
 
 
-def train_all(space: FlexiBertSpace, archs: Sequence[Architecture], seeds: Sequence[int], tag: str) -> int:
-    """Train every (architecture, seed) not yet in the cache; returns how many were trained."""
-    recipe, _, data = recipe_data(False, "short")
+def train_all(space: FlexiBertSpace, data: RecipeSplits, archs: Sequence[Architecture], seeds: Sequence[int],
+              tag: str) -> int:
+    """Train every (architecture, seed) not yet in the cache with the short recipe; returns how many were trained."""
     done = done_trainings(CACHE)
     trained, started = 0, time.perf_counter()
     for i, arch in enumerate(archs):
         for seed in seeds:
             if (arch.id, seed) in done:
                 continue
-            row = train_row(space, data, recipe, None, arch, seed, i)
+            row = train_row(space, data, RECIPES["short"][0], None, arch, seed, i)
             append_row(CACHE, row, COLUMNS)
             trained += 1
             print(f"[{time.perf_counter() - started:6.0f} s] {tag} {i} seed {seed}: valid {100 * row['valid_acc']:.1f} "
@@ -150,14 +156,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     space = FlexiBertSpace(recipe.config(BASE, len(data.vocab)))
     home = best_homogeneous(SHORT_TABLE, space)
     candidates = edits(space, home, layer_configs(space))
-    rng = np.random.default_rng(SAMPLE_SEED)
-    sample = [candidates[i] for i in rng.permutation(len(candidates))[:args.edits]]  # a larger --edits extends it
+    sample = sample_edits(candidates, args.edits)
     print(f"homogeneous best: {home}; {len(candidates)} one-layer edits with no more parameters, {len(sample)} sampled")
     if not args.report:
-        train_all(space, sample, SELECT_SEEDS, "edit")
+        train_all(space, data, sample, SELECT_SEEDS, "edit")
         picks = report(space, home, sample, args.confirm, len(candidates))["edits"][:args.confirm]
         by_id = {a.id: a for a in sample}
-        train_all(space, [home, *(by_id[p["arch_id"]] for p in picks)], CONFIRM_SEEDS, "confirm")
+        train_all(space, data, [home, *(by_id[p["arch_id"]] for p in picks)], CONFIRM_SEEDS, "confirm")
     doc = report(space, home, sample, args.confirm, len(candidates))
     h = doc["homogeneous_best"]
     print(f"\nhomogeneous best {h['summary']} ({h['params']:,} params): seeds 0-1 valid {100 * h['select']['valid_acc']:.2f} "

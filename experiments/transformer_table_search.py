@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 import nas
-from build_transformer_table import RECIPES, table_facts  # noqa: E402  (experiments/ is on sys.path)
+from build_transformer_table import RECIPES, results_suffix, table_facts  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
 from nas.tabular import TabularBenchmark, transformer_mr_table, transformer_table_dir
 from reporting import git_commit, protocol_report, protocol_table, write_report  # noqa: E402
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.budgets = 3, [5]
-    suffix = ("" if args.recipe == "bow" else f"_{args.recipe}") + ("_quick" if args.quick else "")
+    suffix = results_suffix(args.recipe) + ("_quick" if args.quick else "")
     out = args.out or ROOT / "experiments" / "results" / f"transformer_table_search{suffix}.json"
     torch.set_num_threads(1)
     started = time.time()

@@ -73,7 +73,6 @@ def test_quick_build_resumes_and_replays(tmp_path):
 def test_quick_builds_write_their_own_table_and_never_the_package_one(capsys):
     """--quick (700 sentences, 2 epochs) used to append its rows to the package table, where a full build then
     skipped those (architecture, seed) pairs and `transformer_mr_table()` replayed them."""
-
     assert build.parse_args([]).out == transformer_table_dir()
     assert build.parse_args(["--quick"]).out == build.QUICK_OUT != transformer_table_dir()
     assert build.parse_args(["--quick", "--out", "elsewhere"]).out == Path("elsewhere")
@@ -143,3 +142,7 @@ def test_hetero_search_edits_one_layer_of_the_homogeneous_best_at_no_more_parame
     for arch in found:
         assert not build.homogeneous(arch) and space.count(arch)["params"] <= limit
         assert sum(a != b for a, b in zip(arch["layers"], home["layers"])) == 1
+    small, large = hetero.sample_edits(found, 5), hetero.sample_edits(found, 15)
+    assert len(large) == 15 and [a.id for a in large[:5]] == [a.id for a in small]
+    facts = build.table_facts(transformer_table_dir() / build.RECIPES["short"][1])
+    assert build.describe(home) == facts["best_homogeneous"]["summary"]  # the pick table_facts reports
