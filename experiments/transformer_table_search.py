@@ -11,10 +11,14 @@ after N evaluations". Budgets above half the table are skipped (a search that se
 compares nothing). Strategy settings are the defaults, except evolution's population (4, as in
 gnn_table_search.py: the default 50 would be random sampling at these budgets). `--recipe short` runs the same on
 the short-recipe table (movie_review_short.csv: the plain recipe cut to 4 epochs, where architectures differ
-beyond seed noise); TF-IDF + LR is not a baseline for its 4-epoch accuracies and is left out there.
+beyond seed noise); TF-IDF + LR is not a baseline for its 4-epoch accuracies and is left out there. `--space plain`
+replays the same table over `plain_space()`, the space written field by field as a user would (a plain `Space`
+with `Repeat` and `Conditional`, its fields and options in another order), instead of the built-in
+`FlexiBertSpace`: the figure must not lean on the built-in class.
 
     .venv/bin/python experiments/transformer_table_search.py                  # 30 seeds, budgets 10 25 50
     .venv/bin/python experiments/transformer_table_search.py --recipe short   # the same on the short-recipe table
+    .venv/bin/python experiments/transformer_table_search.py --recipe short --space plain   # on a user's Space
     .venv/bin/python experiments/transformer_table_search.py --quick          # 3 seeds, budget 5
 """
 
@@ -33,13 +37,36 @@ import torch
 import nas
 from build_transformer_table import RECIPES, results_suffix, table_facts  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
-from nas.tabular import TabularBenchmark, transformer_mr_table, transformer_table_dir
+from nas.spaces import Choice, Conditional, Repeat, Space
+from nas.tabular import TabularBenchmark, recorded_table, transformer_mr_table, transformer_table_dir
 from reporting import git_commit, protocol_report, protocol_table, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("random", "bayesian", "evolution")
 OPTIONS: dict[str, dict[str, Any]] = {"evolution": {"population_size": 4}}
 TFIDF_LR_TEST = 0.7720  # experiments/results/transformer_recipe.json, row tfidf_lr (deterministic)
+
+
+def plain_space() -> Space:
+    """The table's space as a user writes it, field by field: a plain `Space` (no built-in class, no graph form),
+    its fields and options in another order than `FlexiBertSpace`'s, so its one-hot layout differs too."""
+    return Space(
+        depth=Choice([2, 3]),
+        layers=Repeat("depth",
+                      ffn_depth=Choice([1, 2]),
+                      ffn=Repeat("ffn_depth", dim=Choice([64, 128])),
+                      op=Choice(["conv", "attention", "linear", "fourier"]),
+                      kernel=Conditional("op", ["conv"], Choice([3, 7])),
+                      heads=Conditional("op", ["attention"], Choice([2, 4])),
+                      hidden=Choice([32, 64])))
+
+
+def table(recipe: str, root: Path | None, space: str) -> TabularBenchmark:
+    """The recorded table of `recipe`, over the built-in `FlexiBertSpace` ("builtin") or `plain_space()` ("plain")."""
+    if space == "builtin":
+        return transformer_mr_table(root, recipe=recipe)
+    file = (root or transformer_table_dir()) / RECIPES[recipe][1]
+    return recorded_table(file, plain_space(), f"transformer-mr/{file.stem} (plain Space)")
 
 
 def run_one(bench: TabularBenchmark, strategy: str, budget: int, seed: int) -> dict[str, Any]:
@@ -77,17 +104,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--budgets", nargs="+", type=int, default=[10, 25, 50])
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="bow",
                     help="which recorded table: bow (movie_review.csv) or short (movie_review_short.csv)")
+    ap.add_argument("--space", choices=["builtin", "plain"], default="builtin",
+                    help="the table's space: the built-in FlexiBertSpace or plain_space(), a user's field-by-field Space")
     ap.add_argument("--root", type=Path, default=None, help="folder of the table (default: the committed tables)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 seeds, budget 5")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.budgets = 3, [5]
-    suffix = results_suffix(args.recipe) + ("_quick" if args.quick else "")
+    suffix = results_suffix(args.recipe) + ("_plain" if args.space == "plain" else "") + ("_quick" if args.quick else "")
     out = args.out or ROOT / "experiments" / "results" / f"transformer_table_search{suffix}.json"
     torch.set_num_threads(1)
     started = time.time()
-    bench = transformer_mr_table(args.root, recipe=args.recipe)
+    bench = table(args.recipe, args.root, args.space)
     facts = table_facts((args.root or transformer_table_dir()) / RECIPES[args.recipe][1])
     budgets = [b for b in args.budgets if 2 * b <= len(bench)]
     print(f"table: {len(bench)} architectures ({facts['homogeneous']} homogeneous), valid "
@@ -111,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(cmp["protocol_table"])
     doc = {"experiment": "transformer_table_search", "commit": git_commit(),
            "argv": sys.argv[1:] if argv is None else list(argv),
-           "settings": {"recipe": args.recipe, "seeds": args.seeds, "budgets": budgets, "strategies": list(STRATEGIES), "options": OPTIONS,
+           "settings": {"recipe": args.recipe, "space": args.space, "seeds": args.seeds, "budgets": budgets, "strategies": list(STRATEGIES), "options": OPTIONS,
                         "objective": {"valid_acc": "max"}, "tfidf_lr_test": TFIDF_LR_TEST if args.recipe == "bow" else None,
                         "replay": "nas.tabular.transformer_mr_table: mean over training seeds 0 and 1"},
            "table": facts, "results": results}
