@@ -102,6 +102,9 @@ class Choice:
 
 INT64 = 2 ** 63
 MAX_INTEGER_VALUES = 2 ** 53  # an Integer's values: the fixed-length encodings hold indices as float64
+WIDE_ORDINAL = 32
+"""An ordered decision with more options than this is wide: one scaled column in `Space.to_features` instead of a
+one-hot block, and (an `Integer`) neighbours 1, 2, 4, ... steps away instead of 1."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,12 @@ class Integer:
         return (v - self.low) // self.step
 
     def adjacent(self, index: int) -> list[int]:
-        """Indices one step away in the range (large ranges make an all-values neighbourhood useless)."""
-        return [i for i in (index - 1, index + 1) if 0 <= i < self.cardinality]
+        """Indices one step away in the range (large ranges make an all-values neighbourhood useless); in a range
+        of more than `WIDE_ORDINAL` values also 2, 4, 8, ... steps away, so a local search crosses it in a few moves."""
+        if self.cardinality <= WIDE_ORDINAL:
+            return [i for i in (index - 1, index + 1) if 0 <= i < self.cardinality]
+        steps = [2 ** k for k in range(self.cardinality.bit_length())]
+        return [i for d in steps for i in (index - d, index + d) if 0 <= i < self.cardinality]
 
 
 Item = Union[int, str]

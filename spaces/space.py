@@ -21,7 +21,7 @@ import numpy as np
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 from nas.architecture import Architecture, as_sequence, canonical_json
 from nas.spaces.cell_graph import CellGraph
-from nas.spaces.params import Choice, Conditional, Integer, Leaf, Subset, SubsetBit
+from nas.spaces.params import WIDE_ORDINAL, Choice, Conditional, Integer, Leaf, Subset, SubsetBit
 
 Path = tuple[str | int, ...]
 _ABSENT = object()
@@ -101,6 +101,16 @@ class Slot:
         if isinstance(self.leaf, SubsetBit):
             return 1
         return self.leaf.cardinality + int(self.optional)
+
+    @property
+    def scaled(self) -> bool:
+        """An ordered decision with more than `WIDE_ORDINAL` options (a wide `Integer`): one column in `to_features`."""
+        return not isinstance(self.leaf, SubsetBit) and self.leaf.ordered and self.leaf.cardinality > WIDE_ORDINAL
+
+    @property
+    def feature_width(self) -> int:
+        """Columns in `Space.to_features`: the one-hot `width`, or 1 (+1 for 'inactive') for a `scaled` slot."""
+        return 1 + int(self.optional) if self.scaled else self.width
 
 
 @dataclass(frozen=True, init=False)
@@ -534,14 +544,31 @@ class Space:
     def to_onehot(self, arch: Mapping[str, Any]) -> np.ndarray:
         """Concatenated one-hot blocks, one per slot (optional slots have a last 'inactive' column); a Subset
         contributes its T-bit mask (k ones; zeros while inactive). Checked like `to_vector`."""
-        out = np.zeros(self.onehot_size())
+        return self._blocks(arch, scale_wide=False)
+
+    def features_size(self) -> int:
+        return sum(s.feature_width for s in self.slots())
+
+    def to_features(self, arch: Mapping[str, Any]) -> np.ndarray:
+        """A surrogate's inputs (`bayesian`, `smbo`): `to_onehot`, except that an ordered decision with more than
+        `WIDE_ORDINAL` options is one column, its option's position scaled to [0, 1] (then the 'inactive' column
+        where optional). One-hot would make `Integer(1, 100000)` 100,000 inputs, between which no surrogate can
+        generalise; on spaces without such a decision the two codes are equal."""
+        return self._blocks(arch, scale_wide=True)
+
+    def _blocks(self, arch: Mapping[str, Any], scale_wide: bool) -> np.ndarray:
+        slots = self.slots()
+        widths = [s.feature_width if scale_wide else s.width for s in slots]
+        out = np.zeros(sum(widths))
         offset = 0
-        for slot, idx in zip(self.slots(), self.to_vector(arch)):
+        for slot, idx, width in zip(slots, self.to_vector(arch), widths):
             if isinstance(slot.leaf, SubsetBit):
                 out[offset] = float(idx == 1)
+            elif scale_wide and slot.scaled:
+                out[offset + (idx < 0)] = idx / (slot.leaf.cardinality - 1) if idx >= 0 else 1.0
             else:
                 out[offset + (int(idx) if idx >= 0 else slot.leaf.cardinality)] = 1.0
-            offset += slot.width
+            offset += width
         return out
 
     def from_onehot(self, onehot: Any) -> Architecture:

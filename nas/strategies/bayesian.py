@@ -1,4 +1,5 @@
-"""`bayesian`: BOSHNAS-style Bayesian optimisation over any space's one-hot encoding.
+"""`bayesian`: BOSHNAS-style Bayesian optimisation over any space's one-hot encoding (`space.to_features`: a wide
+ordered decision such as `Integer(1, 100000)` is one scaled column instead of a one-hot block).
 
 Surrogate: a deep ensemble (Lakshminarayanan et al. 2017) of heteroscedastic MLPs (numpy, batched over
 members), one output pair (mean, log-variance) per objective and per constraint, trained with the
@@ -159,13 +160,13 @@ class BayesianOptimisation(Strategy):
         self.refit_fraction = refit_fraction
         self.model_seed = 0 if seed is None else int(seed)
         n_targets = len(problem.objectives) + len(problem.constraints)
-        self.model = HeteroscedasticEnsemble(space.onehot_size(), n_targets, members, hidden, epochs)
+        self.model = HeteroscedasticEnsemble(space.features_size(), n_targets, members, hidden, epochs)
         self.history: list[tuple[Architecture, TrialResult]] = []
         self.asked: list[dict[str, Any]] = []  # architectures asked, in order
         self.known = SeenArchitectures(space)  # asked or told: never proposed again
         self.fitted_on = 0  # the surrogate was last fitted on history[:fitted_on]
         self._fitted = False
-        self._onehot: dict[str, np.ndarray] = {}
+        self._features: dict[str, np.ndarray] = {}
         self._neighbours: dict[str, list[Architecture]] = {}
         self._cheap: Callable[[Architecture], Mapping[str, float]] | None = None
         self._cheap_ok: dict[str, bool] = {}  # arch id -> passes the constraints on cheap metrics (not state)
@@ -174,9 +175,9 @@ class BayesianOptimisation(Strategy):
     def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
         rows = []
         for a in archs:
-            v = self._onehot.get(a.id)
+            v = self._features.get(a.id)
             if v is None:
-                v = self._onehot[a.id] = self.space.to_onehot(a)
+                v = self._features[a.id] = self.space.to_features(a)
             rows.append(v)
         return np.stack(rows)
 

@@ -1,8 +1,9 @@
 """`smbo`: sequential model-based optimisation with a random-forest surrogate (DeepArchitect's SMBO, SMAC-style).
 
 After `n_init` uniform samples, every ask fits a scikit-learn random forest on the one-hot encoding of
-every result so far (`space.to_onehot`: one column per option of every decision plus an 'inactive' column
-for slots a `Repeat` or `Conditional` can switch off, so any space works) and proposes the candidate with
+every result so far (`space.to_features`: one column per option of every decision plus an 'inactive' column
+for slots a `Repeat` or `Conditional` can switch off, so any space works; a wide ordered decision such as
+`Integer(1, 100000)` is one scaled column) and proposes the candidate with
 the highest expected improvement. The target is ordinal and so works for any problem: results are ranked
 (one objective: by `scalar_key`, so infeasible results come after every feasible one, ordered by their
 violation, and failed ones last; several objectives: by `pareto_ranks`) and the ranks turned into normal
@@ -59,7 +60,7 @@ def ordinal_scores(problem: Problem, results: Sequence[TrialResult]) -> np.ndarr
 
 
 class SequentialModelBasedOptimisation(Strategy):
-    """SMBO: a random-forest surrogate on the one-hot encoding, expected improvement over sampled and mutated candidates."""
+    """SMBO: a random-forest surrogate on the one-hot encoding (`space.to_features`), expected improvement over sampled and mutated candidates."""
 
     name = "smbo"
     requires = frozenset({"sample", "mutate", "encode"})
@@ -85,7 +86,7 @@ class SequentialModelBasedOptimisation(Strategy):
         self.history: list[tuple[Architecture, TrialResult]] = []  # every result told (not cached), in order
         self.asked: list[dict[str, Any]] = []
         self.known = SeenArchitectures(space)  # asked or told: never proposed again
-        self._onehot: dict[str, np.ndarray] = {}
+        self._features: dict[str, np.ndarray] = {}
         self._forest: Any = None
         self._fitted_on = -1
         self._y = np.zeros(0)
@@ -94,9 +95,9 @@ class SequentialModelBasedOptimisation(Strategy):
     def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
         rows = []
         for a in archs:
-            v = self._onehot.get(a.id)
+            v = self._features.get(a.id)
             if v is None:
-                v = self._onehot[a.id] = self.space.to_onehot(a).astype(np.float32)
+                v = self._features[a.id] = self.space.to_features(a).astype(np.float32)
             rows.append(v)
         return np.stack(rows)
 
