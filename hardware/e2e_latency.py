@@ -165,7 +165,7 @@ class EndToEndLatency:
         if not np.all(np.isfinite(extra)):
             bad = [n for j, n in enumerate(self.features) if not np.all(np.isfinite(extra[:, j]))]
             raise ConfigError(f"features: {', '.join(bad)} gave non-finite values")
-        onehot = np.array([self.space.to_onehot(a) for a in archs], dtype=float).reshape(len(archs), -1)
+        onehot = np.array([self.space.to_features(a) for a in archs], dtype=float).reshape(len(archs), -1)
         vector = np.array([self.space.to_vector(a) for a in archs], dtype=float).reshape(len(archs), -1)
         return np.hstack([onehot, extra]), np.hstack([vector, extra])
 

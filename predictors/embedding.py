@@ -151,7 +151,7 @@ class GraphEmbedding:
             block = sparse.csr_matrix((vals, (rows, cols)), shape=(len(archs), max(len(vocab), 1)))
             blocks.append(normalize(block))
         if self.onehot:
-            blocks.append(sparse.csr_matrix(normalize(np.array([self.space.to_onehot(a) for a in archs]))))
+            blocks.append(sparse.csr_matrix(normalize(np.array([self.space.to_features(a) for a in archs]))))
         return sparse.hstack(blocks, format="csr")
 
     @property

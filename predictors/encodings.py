@@ -73,8 +73,8 @@ def path_code(space: Space, arch: Any) -> np.ndarray:
 
 def encoding_width(space: Space, encoding: str) -> int:
     """The number of columns `encoder(space, encoding)` gives (the input width of a network on that code)."""
-    widths = {"onehot": space.onehot_size, "vector": lambda: len(space.slots()),
-              "onehot+vector": lambda: space.onehot_size() + len(space.slots()), "path": lambda: PATH_WIDTH}
+    widths = {"onehot": space.features_size, "vector": lambda: len(space.slots()),
+              "onehot+vector": lambda: space.features_size() + len(space.slots()), "path": lambda: PATH_WIDTH}
     width = widths.get(encoding)
     if width is None:
         raise ConfigError(f"encoding: unknown {encoding!r} (known: {', '.join(widths)})")
@@ -82,12 +82,13 @@ def encoding_width(space: Space, encoding: str) -> int:
 
 
 def encoder(space: Space, encoding: str) -> Callable[[Sequence[Architecture]], np.ndarray]:
-    """A function archs -> (n, d) matrix for "onehot" (`space.to_onehot`), "vector" (`space.to_vector`), both
+    """A function archs -> (n, d) matrix for "onehot" (`space.to_features`: the one-hot code, a wide ordered decision
+    such as `Integer(1, 100000)` one scaled column), "vector" (`space.to_vector`), both
     side by side ("onehot+vector": a tree can then split one option from the rest or the options in their
     declared order) or "path" (`path_code`)."""
     fns: dict[str, Callable[[Any], np.ndarray]] = {
-        "onehot": space.to_onehot, "vector": space.to_vector,
-        "onehot+vector": lambda a: np.concatenate([space.to_onehot(a), space.to_vector(a)]),
+        "onehot": space.to_features, "vector": space.to_vector,
+        "onehot+vector": lambda a: np.concatenate([space.to_features(a), space.to_vector(a)]),
         "path": lambda a: path_code(space, a)}
     fn = fns.get(encoding)
     if fn is None:

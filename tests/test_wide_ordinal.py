@@ -72,3 +72,18 @@ def test_smbo_finds_the_bottom_of_a_wide_integer_bowl_far_better_than_random():
     best = {s: [nas.search(WIDE, quadratic, {"loss": "min"}, strategy=s, budget=40, seed=seed).best().metrics["loss"]
                 for seed in range(5)] for s in ("smbo", "random")}
     assert statistics.fmean(best["smbo"]) < statistics.fmean(best["random"]) / 5
+
+
+def test_predictor_encodings_use_the_compact_features():
+    """The predictors' "onehot" codes (a forest on one-hot + index, predictor-search's default on a plain space) read
+    `to_features` too: on `WIDE` one row is 5 + 3 numbers, not 100,067 + 3, so 1,000 results and their candidates
+    fit in memory."""
+    from nas.predictors.encodings import encoder, encoding_width
+
+    rng = np.random.default_rng(0)
+    archs = [WIDE.sample(rng) for _ in range(4)]
+    assert encoding_width(WIDE, "onehot+vector") == 5 + 3
+    codes = encoder(WIDE, "onehot+vector")(archs)
+    assert codes.shape == (4, 8) and np.array_equal(codes[:, :5], np.stack([WIDE.to_features(a) for a in archs]))
+    result = nas.search(WIDE, quadratic, {"loss": "min"}, strategy="predictor-search", budget=25, seed=0)
+    assert len(result.completed) == 25

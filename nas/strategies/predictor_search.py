@@ -446,7 +446,8 @@ class PredictorSearch(Strategy):
         return out
 
     def _distance(self, a: Architecture, b: Architecture) -> float:
-        """Decisions in which two architectures differ (half the L1 distance of their one-hot codes)."""
+        """Decisions in which two architectures differ (half the L1 distance of their one-hot codes, `to_features`: a
+        wide ordered decision counts half its scaled distance)."""
         if "encode" not in self.space.capabilities:
             return math.inf
         codes = []
@@ -455,7 +456,7 @@ class PredictorSearch(Strategy):
             if v is None:
                 if len(self._onehot) > CACHE_SIZE:
                     self._onehot.clear()
-                v = self._onehot[arch.id] = self.space.to_onehot(arch)
+                v = self._onehot[arch.id] = self.space.to_features(arch)
             codes.append(v)
         return 0.5 * float(np.abs(codes[0] - codes[1]).sum())
 
