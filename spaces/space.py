@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from nas.spaces.cell_graph import CellGraph
 from nas.spaces.params import WIDE_ORDINAL, Choice, Conditional, Integer, Leaf, Subset, SubsetBit
 
 Path = tuple[str | int, ...]
+log = logging.getLogger(__name__)
 _ABSENT = object()
 
 
@@ -858,6 +860,19 @@ class Space:
         return text if self.cell_graph is None else f"{text}.with_graph({self.cell_graph!r})"
 
 
+def _integer_from_spec(args: Any, path: str) -> Integer:
+    """An `Integer` from its spec. A `high` off the step grid, which journals written before it was refused can
+    hold, is moved down to the range's last value: `range(low, high + 1, step)` holds the same values either way."""
+    if isinstance(args, list) and len(args) == 3 and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+        low, high, step = args
+        if step > 0 and high > low and (high - low) % step:
+            top = low + (high - low) // step * step
+            log.warning("%s: Integer(%d, %d, step=%d) from an older journal read as Integer(%d, %d, step=%d), the same "
+                        "values", path, low, high, step, low, top, step)
+            return Integer(low, top, step)
+    return Integer(*args)
+
+
 def _from_spec(node: Any, path: str) -> Any:
     """The inverse of `_spec` for one field (`path` names it in errors)."""
     if not isinstance(node, Mapping):
@@ -865,7 +880,7 @@ def _from_spec(node: Any, path: str) -> Any:
     if "choice" in node:
         return Choice(node["choice"], ordered=node.get("ordered"))
     if "integer" in node:
-        return Integer(*node["integer"])
+        return _integer_from_spec(node["integer"], path)
     if "subset" in node:
         return Subset.from_spec(node, path)
     if "repeat" in node:

@@ -237,6 +237,19 @@ def test_bad_definitions_are_refused_naming_the_field(make, match):
         make()
 
 
+def test_an_off_grid_integer_in_an_older_journals_spec_is_read_with_the_same_values(caplog):
+    """Journals written before `Integer(0, 10, step=3)` was refused hold it in their space spec; the dashboard rebuilds
+    such a space from the spec, as the range's own values 0, 3, 6, 9, with a warning naming the field."""
+    spec = {"type": "Space", "fields": {"act": {"choice": ["relu", "gelu"], "ordered": False},
+                                        "w": {"integer": [0, 10, 3]}}}
+    with caplog.at_level("WARNING", logger="nas.spaces.space"):
+        space = Space.from_spec(spec)
+    assert [a["w"] for a in space if a["act"] == "relu"] == [0, 3, 6, 9]
+    assert "w: Integer(0, 10, step=3) from an older journal read as Integer(0, 9, step=3)" in caplog.text
+    with pytest.raises(SpaceDefinitionError, match="w: Integer range is empty"):
+        Space.from_spec({"type": "Space", "fields": {"w": {"integer": [5, 1, 1]}}})
+
+
 def test_a_wide_integer_within_the_limits_samples():
     space = Space(seed_offset=Integer(-2 ** 52, 2 ** 52 - 1))
     arch = space.sample(np.random.default_rng(0))
