@@ -14,6 +14,12 @@ next to the homogeneous best are searched:
 3. Confirmation: H and those edits retrained under fresh training seeds 2-6, so neither side keeps the winner's
    curse of its selection; paired per seed (edit − H), validation and test accuracy.
 
+4. (`--full K`) Full training: the homogeneous best and the K best edits whose layers differ in operation or width
+   (the issue's sense of heterogeneous), by seeds 0-1 validation, retrained under seeds 2-6 with the plain recipe
+   at its full length (`transformer_mr.TextRecipe()`: 15 epochs, early stopping after 3; the short recipe is its
+   first 4 epochs), so a lead that is only a matter of learning speed at 4 epochs can show as such. Cached in
+   results/transformer_hetero_full_cache.csv.
+
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/transformer_hetero.py      # ~20 min on an idle core, resumable
     .venv/bin/python experiments/transformer_hetero.py --report                          # tables from the cache
 
@@ -42,11 +48,12 @@ from nas.architecture import Architecture
 from nas.spaces.transformer import FlexiBertSpace
 from nas.tabular import transformer_table_dir
 from reporting import git_commit, write_report
-from transformer_mr import RecipeSplits
+from transformer_mr import RecipeSplits, TextRecipe
 from transformer_recipe import BASE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "transformer_hetero_cache.csv"
+FULL_CACHE = RESULTS / "transformer_hetero_full_cache.csv"
 SHORT_TABLE = transformer_table_dir() / RECIPES["short"][1]
 SELECT_SEEDS = (0, 1)
 CONFIRM_SEEDS = (2, 3, 4, 5, 6)
@@ -92,20 +99,26 @@ def edits(space: FlexiBertSpace, base: Architecture, layers: Sequence[dict[str, 
 
 
 def train_all(space: FlexiBertSpace, data: RecipeSplits, archs: Sequence[Architecture], seeds: Sequence[int],
-              tag: str) -> int:
-    """Train every (architecture, seed) not yet in the cache with the short recipe; returns how many were trained."""
-    done = done_trainings(CACHE)
+              tag: str, recipe: TextRecipe = RECIPES["short"][0], cache: Path = CACHE) -> int:
+    """Train every (architecture, seed) not yet in `cache` with `recipe` (the short one); returns how many were trained."""
+    done = done_trainings(cache)
     trained, started = 0, time.perf_counter()
     for i, arch in enumerate(archs):
         for seed in seeds:
             if (arch.id, seed) in done:
                 continue
-            row = train_row(space, data, RECIPES["short"][0], None, arch, seed, i)
-            append_row(CACHE, row, COLUMNS)
+            row = train_row(space, data, recipe, None, arch, seed, i)
+            append_row(cache, row, COLUMNS)
             trained += 1
             print(f"[{time.perf_counter() - started:6.0f} s] {tag} {i} seed {seed}: valid {100 * row['valid_acc']:.1f} "
                   f"test {100 * row['test_acc']:.1f} ({row['train_seconds']:.0f} s) {row['summary']}", flush=True)
     return trained
+
+
+def mixes_op_or_width(arch: Architecture) -> bool:
+    """Heterogeneous in the issue's sense: the layers differ in operation or width (an edit that changes only
+    heads or the FFN stack keeps "the same operation and width in every layer", so it counts as homogeneous there)."""
+    return len({(layer["op"], layer["hidden"]) for layer in arch["layers"]}) > 1
 
 
 def mean_over(runs: dict[int, dict[str, str]], seeds: Sequence[int], metric: str) -> float:
@@ -122,7 +135,7 @@ def report(space: FlexiBertSpace, home: Architecture, candidates: Sequence[Archi
     trained = [a for a in candidates if all(s in runs.get(a.id, {}) for s in SELECT_SEEDS)]
     ranked = sorted(trained, key=lambda a: -mean_over(runs[a.id], SELECT_SEEDS, "valid_acc"))
     entry = lambda a: {"summary": runs[a.id][SELECT_SEEDS[0]]["summary"], "params": int(space.count(a)["params"]),  # noqa: E731
-                       "arch_id": a.id,
+                       "arch_id": a.id, "mixes_op_or_width": mixes_op_or_width(a),
                        "select": {m: mean_over(runs[a.id], SELECT_SEEDS, m) for m in ("valid_acc", "test_acc")},
                        "confirm": ({m: [float(runs[a.id][s][m]) for s in CONFIRM_SEEDS] for m in ("valid_acc", "test_acc")}
                                    if all(s in runs.get(a.id, {}) for s in CONFIRM_SEEDS) else None)}
@@ -133,14 +146,36 @@ def report(space: FlexiBertSpace, home: Architecture, candidates: Sequence[Archi
                            "homogeneous_best": entry(home), "edits": [entry(a) for a in ranked]}
     doc["edits_better_on_select"] = sum(e["select"]["valid_acc"] > doc["homogeneous_best"]["select"]["valid_acc"]
                                         for e in doc["edits"])
+    mixed = [e for e in doc["edits"] if e["mixes_op_or_width"]]
+    doc["best_op_or_width_mix"] = mixed[0] if mixed else None
     h = doc["homogeneous_best"]["confirm"]
     doc["confirmed"] = []
     for e in doc["edits"][:confirm]:
         if e["confirm"] is None or h is None:
             continue
-        doc["confirmed"].append({"summary": e["summary"], "params": e["params"],
+        doc["confirmed"].append({"summary": e["summary"], "params": e["params"], "mixes_op_or_width": e["mixes_op_or_width"],
                                  **{f"{m} - homogeneous": paired(e["confirm"][m], h[m]) for m in ("valid_acc", "test_acc")}})
     return doc
+
+
+def full_report(space: FlexiBertSpace, home: Architecture, picks: Sequence[Architecture]) -> dict[str, Any] | None:
+    """Stage 4: `picks` against the homogeneous best under the full plain recipe, fresh seeds, paired per seed."""
+    runs = table_runs(FULL_CACHE) if FULL_CACHE.exists() else {}
+    if not all(s in runs.get(home.id, {}) for s in CONFIRM_SEEDS):
+        return None
+    metrics = ("valid_acc", "test_acc", "best_epoch")
+    scores = lambda a: {m: [float(runs[a.id][s][m]) for s in CONFIRM_SEEDS] for m in metrics}  # noqa: E731
+    h = scores(home)
+    out: dict[str, Any] = {"recipe": "TextRecipe() (plain, 15 epochs, patience 3)", "seeds": list(CONFIRM_SEEDS),
+                           "homogeneous_best": {"summary": runs[home.id][CONFIRM_SEEDS[0]]["summary"], **h},
+                           "edits": []}
+    for a in picks:
+        if not all(s in runs.get(a.id, {}) for s in CONFIRM_SEEDS):
+            continue
+        e = scores(a)
+        out["edits"].append({"summary": runs[a.id][CONFIRM_SEEDS[0]]["summary"], "params": int(space.count(a)["params"]),
+                             **e, **{f"{m} - homogeneous": paired(e[m], h[m]) for m in ("valid_acc", "test_acc")}})
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -148,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--edits", type=int, default=15, help="one-layer edits trained (a seeded permutation's first N)")
     ap.add_argument("--confirm", type=int, default=2, help="best edits retrained on the fresh seeds")
+    ap.add_argument("--full", type=int, default=0, help="stage 4: the best N edits mixing operation or width, and the "
+                    "homogeneous best, retrained with the full plain recipe on the fresh seeds")
     ap.add_argument("--report", action="store_true", help="train nothing: the tables from the cache")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -158,24 +195,41 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     candidates = edits(space, home, layer_configs(space))
     sample = sample_edits(candidates, args.edits)
     print(f"homogeneous best: {home}; {len(candidates)} one-layer edits with no more parameters, {len(sample)} sampled")
+    by_id = {a.id: a for a in sample}
     if not args.report:
         train_all(space, data, sample, SELECT_SEEDS, "edit")
         picks = report(space, home, sample, args.confirm, len(candidates))["edits"][:args.confirm]
-        by_id = {a.id: a for a in sample}
         train_all(space, data, [home, *(by_id[p["arch_id"]] for p in picks)], CONFIRM_SEEDS, "confirm")
     doc = report(space, home, sample, args.confirm, len(candidates))
+    full_picks = [by_id[e["arch_id"]] for e in doc["edits"] if e["mixes_op_or_width"]][:args.full]
+    if full_picks and not args.report:
+        train_all(space, data, [home, *full_picks], CONFIRM_SEEDS, "full", TextRecipe(), FULL_CACHE)
+    doc["full"] = full_report(space, home, full_picks) if full_picks else None
     h = doc["homogeneous_best"]
     print(f"\nhomogeneous best {h['summary']} ({h['params']:,} params): seeds 0-1 valid {100 * h['select']['valid_acc']:.2f} "
           f"test {100 * h['select']['test_acc']:.2f}")
     print(f"{doc['edits_better_on_select']} of {len(doc['edits'])} edits above it on seeds 0-1 validation; best five:")
     for e in doc["edits"][:5]:
         print(f"  valid {100 * e['select']['valid_acc']:.2f} test {100 * e['select']['test_acc']:.2f} "
-              f"{e['params']:>9,} {e['summary']}")
+              f"{e['params']:>9,} {e['summary']}{'' if e['mixes_op_or_width'] else '  (same op and width in every layer)'}")
+    m = doc["best_op_or_width_mix"]
+    if m is not None:
+        print(f"best edit whose layers differ in operation or width: valid {100 * m['select']['valid_acc']:.2f} test "
+              f"{100 * m['select']['test_acc']:.2f} {m['params']:>9,} {m['summary']}")
     print(f"\nfresh seeds {list(CONFIRM_SEEDS)}, edit − homogeneous best (points, mean [95 % CI], paired t-test p, wins/ties/losses):")
-    print("| edit | params | valid | test |\n|---|---|---|---|")
+    print("| edit | params | layers differ in op or width | valid | test |\n|---|---|---|---|---|")
     for c in doc["confirmed"]:
         cells = [fmt_diff(c[f"{m} - homogeneous"]) for m in ("valid_acc", "test_acc")]
-        print(f"| {c['summary']} | {c['params']:,} | {cells[0]} | {cells[1]} |")
+        print(f"| {c['summary']} | {c['params']:,} | {'yes' if c['mixes_op_or_width'] else 'no'} | {cells[0]} | {cells[1]} |")
+    if doc["full"] is not None:
+        f = doc["full"]
+        print(f"\nfull plain recipe, fresh seeds {f['seeds']}: homogeneous best valid "
+              f"{100 * statistics.fmean(f['homogeneous_best']['valid_acc']):.2f} test "
+              f"{100 * statistics.fmean(f['homogeneous_best']['test_acc']):.2f}; edit − homogeneous best:")
+        print("| edit | params | valid | test |\n|---|---|---|---|")
+        for e in f["edits"]:
+            cells = [fmt_diff(e[f"{m} - homogeneous"]) for m in ("valid_acc", "test_acc")]
+            print(f"| {e['summary']} | {e['params']:,} | {cells[0]} | {cells[1]} |")
     write_report(RESULTS / "transformer_hetero.json", doc, started)
     return doc
 

@@ -152,3 +152,8 @@ def test_hetero_search_edits_one_layer_of_the_homogeneous_best_at_no_more_parame
     assert len(large) == 15 and [a.id for a in large[:5]] == [a.id for a in small]
     facts = build.table_facts(transformer_table_dir() / build.RECIPES["short"][1])
     assert build.describe(home) == facts["best_homogeneous"]["summary"]  # the pick table_facts reports
+    # the heterogeneity (layers differing in operation or width) is narrower than "not every layer equal"
+    mixed = [a for a in found if hetero.mixes_op_or_width(a)]
+    assert not hetero.mixes_op_or_width(home) and 0 < len(mixed) < len(found)
+    assert all(any((x["op"], x["hidden"]) != (y["op"], y["hidden"]) for x, y in zip(a["layers"], home["layers"]))
+               for a in mixed)
