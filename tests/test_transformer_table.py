@@ -157,3 +157,29 @@ def test_hetero_search_edits_one_layer_of_the_homogeneous_best_at_no_more_parame
     assert not hetero.mixes_op_or_width(home) and 0 < len(mixed) < len(found)
     assert all(any((x["op"], x["hidden"]) != (y["op"], y["hidden"]) for x, y in zip(a["layers"], home["layers"]))
                for a in mixed)
+
+
+def test_hetero_full_recipe_stage_replays_from_its_committed_cache():
+    """Stage 4 of experiments/transformer_hetero.py from its committed cache: the winner is the stage's best mean
+    validation edit, it mixes operation or width and has no more parameters than the homogeneous best, and its
+    confirmation pairs the fresh seeds 7-21 only."""
+    import statistics
+
+    import transformer_hetero as hetero
+
+    space = FlexiBertSpace(TextRecipe().config(BASE, 9095))
+    home = hetero.best_homogeneous(transformer_table_dir() / build.RECIPES["short"][1], space)
+    found = hetero.edits(space, home, hetero.layer_configs(space, draws=3000))
+    by_id = {a.id: a for a in found}
+    runs = build.table_runs(hetero.FULL_CACHE)
+    picks = [by_id[i] for i in runs if i in by_id]
+    assert len(picks) == 3 and all(hetero.mixes_op_or_width(a) for a in picks)
+    full = hetero.full_report(space, home, picks)
+    winner = hetero.full_winner(full, picks)
+    assert winner is not None and space.count(winner)["params"] <= space.count(home)["params"]
+    assert statistics.fmean(next(e for e in full["edits"] if e["arch_id"] == winner.id)["valid_acc"]) == max(
+        statistics.fmean(e["valid_acc"]) for e in full["edits"])
+    confirm = hetero.full_report(space, home, [winner], hetero.FULL_CONFIRM_SEEDS)
+    assert confirm["seeds"] == list(range(7, 22)) and len(confirm["edits"][0]["valid_acc"]) == 15
+    assert not set(confirm["seeds"]) & set(full["seeds"])
+    assert hetero.full_report(space, home, picks, seeds=(99,)) is None  # a seed not trained: nothing to report
