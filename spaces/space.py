@@ -552,10 +552,10 @@ class Space:
         return sum(s.feature_width for s in self.slots())
 
     def to_features(self, arch: Mapping[str, Any]) -> np.ndarray:
-        """A surrogate's inputs (`bayesian`, `smbo`): `to_onehot`, except that an ordered decision with more than
-        `WIDE_ORDINAL` options is one column, its option's position scaled to [0, 1] (then the 'inactive' column
-        where optional). One-hot would make `Integer(1, 100000)` 100,000 inputs, between which no surrogate can
-        generalise; on spaces without such a decision the two codes are equal."""
+        """A surrogate's inputs (`bayesian`, `smbo`, the vector predictors): `to_onehot`, except that an ordered
+        decision with more than `WIDE_ORDINAL` options is one column, its option's position scaled to [0, 1] (then
+        the 'inactive' column where optional). One-hot would make `Integer(1, 100000)` 100,000 inputs, between which
+        no surrogate can generalise; on spaces without such a decision the two codes are equal."""
         return self._blocks(arch, scale_wide=True)
 
     def _blocks(self, arch: Mapping[str, Any], scale_wide: bool) -> np.ndarray:
