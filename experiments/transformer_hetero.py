@@ -21,6 +21,9 @@ next to the homogeneous best are searched:
    of those K by mean validation accuracy and the homogeneous best once more under fresh seeds 7-21 (the K-way
    selection on seeds 2-6 keeps a winner's curse; seeds 7-21 do not). Cached in
    results/transformer_hetero_full_cache.csv.
+5. (`--full-homogeneous K`) The K best homogeneous architectures of the short table (H first) under the full plain
+   recipe on seeds 2-6: is H still the best homogeneous one when trained to the end? If another one (H') is ahead
+   on validation, H' is trained on seeds 7-21 too and stage 4's winner paired against it there.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/transformer_hetero.py      # ~20 min on an idle core, resumable
     .venv/bin/python experiments/transformer_hetero.py --report                          # tables from the cache
@@ -45,7 +48,8 @@ import torch
 
 from build_gnn_table import append_row, done_trainings, table_runs  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
-from build_transformer_table import COLUMNS, RECIPES, best_on_valid, homogeneous, recipe_data, strata, train_row
+from build_transformer_table import (COLUMNS, RECIPES, best_on_valid, homogeneous, recipe_data, seed_mean, strata,
+                                     train_row)
 from nas.architecture import Architecture
 from nas.spaces.transformer import FlexiBertSpace
 from nas.tabular import transformer_table_dir
@@ -77,6 +81,12 @@ def best_homogeneous(table: Path, space: FlexiBertSpace) -> Architecture:
     """The table's homogeneous architecture with the best mean validation accuracy over seeds 0 and 1 (the
     `best_homogeneous` of `table_facts`)."""
     return space.validate(json.loads(best_on_valid(strata(table_runs(table))[0])[0]["arch"]))
+
+
+def top_homogeneous(table: Path, space: FlexiBertSpace, k: int) -> list[Architecture]:
+    """The table's `k` best homogeneous architectures by mean validation accuracy over seeds 0 and 1 (H first)."""
+    ranked = sorted(strata(table_runs(table))[0], key=lambda v: -seed_mean(v, "valid_acc"))
+    return [space.validate(json.loads(v[0]["arch"])) for v in ranked[:k]]
 
 
 def sample_edits(candidates: Sequence[Architecture], n: int) -> list[Architecture]:
@@ -191,6 +201,12 @@ def full_winner(full: dict[str, Any] | None, picks: Sequence[Architecture]) -> A
     return next(a for a in picks if a.id == best["arch_id"])
 
 
+def full_ahead(full: dict[str, Any], arch: Architecture) -> bool:
+    """Whether `arch`'s mean validation accuracy in a stage-4/5 report is above the homogeneous best's."""
+    entry = next(e for e in full["edits"] if e["arch_id"] == arch.id)
+    return statistics.fmean(entry["valid_acc"]) > statistics.fmean(full["homogeneous_best"]["valid_acc"])
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--confirm", type=int, default=2, help="best edits retrained on the fresh seeds")
     ap.add_argument("--full", type=int, default=0, help="stage 4: the best N edits mixing operation or width, and the "
                     "homogeneous best, retrained with the full plain recipe on the fresh seeds")
+    ap.add_argument("--full-homogeneous", type=int, default=0, help="stage 5: the short table's N best homogeneous "
+                    "architectures retrained with the full plain recipe on seeds 2-6")
     ap.add_argument("--report", action="store_true", help="train nothing: the tables from the cache")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -222,6 +240,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if winner is not None and not args.report:
         train_all(space, data, [home, winner], FULL_CONFIRM_SEEDS, "full-confirm", TextRecipe(), FULL_CACHE)
     doc["full_confirm"] = full_report(space, home, [winner], FULL_CONFIRM_SEEDS) if winner is not None else None
+    homos = top_homogeneous(SHORT_TABLE, space, args.full_homogeneous)[1:] if args.full_homogeneous else []
+    if homos and not args.report:
+        train_all(space, data, [home, *homos], CONFIRM_SEEDS, "full-homogeneous", TextRecipe(), FULL_CACHE)
+    doc["full_homogeneous"] = full_report(space, home, homos) if homos else None
+    rival = full_winner(doc["full_homogeneous"], homos)
+    doc["full_homogeneous_confirm"] = None
+    if rival is not None and winner is not None and full_ahead(doc["full_homogeneous"], rival):
+        if not args.report:
+            train_all(space, data, [rival], FULL_CONFIRM_SEEDS, "full-rival", TextRecipe(), FULL_CACHE)
+        doc["full_homogeneous_confirm"] = full_report(space, rival, [winner], FULL_CONFIRM_SEEDS)
     h = doc["homogeneous_best"]
     print(f"\nhomogeneous best {h['summary']} ({h['params']:,} params): seeds 0-1 valid {100 * h['select']['valid_acc']:.2f} "
           f"test {100 * h['select']['test_acc']:.2f}")
@@ -238,13 +266,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for c in doc["confirmed"]:
         cells = [fmt_diff(c[f"{m} - homogeneous"]) for m in ("valid_acc", "test_acc")]
         print(f"| {c['summary']} | {c['params']:,} | {'yes' if c['mixes_op_or_width'] else 'no'} | {cells[0]} | {cells[1]} |")
-    for f in (doc["full"], doc["full_confirm"]):
+    for f in (doc["full"], doc["full_confirm"], doc["full_homogeneous"], doc["full_homogeneous_confirm"]):
         if f is None:
             continue
-        print(f"\nfull plain recipe, fresh seeds {f['seeds']}: homogeneous best valid "
+        print(f"\nfull plain recipe, fresh seeds {f['seeds']}: {f['homogeneous_best']['summary']} valid "
               f"{100 * statistics.fmean(f['homogeneous_best']['valid_acc']):.2f} test "
-              f"{100 * statistics.fmean(f['homogeneous_best']['test_acc']):.2f}; edit − homogeneous best:")
-        print("| edit | params | valid | test |\n|---|---|---|---|")
+              f"{100 * statistics.fmean(f['homogeneous_best']['test_acc']):.2f}; other − it:")
+        print("| architecture | params | valid | test |\n|---|---|---|---|")
         for e in f["edits"]:
             cells = [fmt_diff(e[f"{m} - homogeneous"]) for m in ("valid_acc", "test_acc")]
             print(f"| {e['summary']} | {e['params']:,} | {cells[0]} | {cells[1]} |")

@@ -183,3 +183,5 @@ def test_hetero_full_recipe_stage_replays_from_its_committed_cache():
     assert confirm["seeds"] == list(range(7, 22)) and len(confirm["edits"][0]["valid_acc"]) == 15
     assert not set(confirm["seeds"]) & set(full["seeds"])
     assert hetero.full_report(space, home, picks, seeds=(99,)) is None  # a seed not trained: nothing to report
+    homos = hetero.top_homogeneous(transformer_table_dir() / build.RECIPES["short"][1], space, 5)
+    assert homos[0].id == home.id and len({a.id for a in homos}) == 5 and all(build.homogeneous(a) for a in homos)
