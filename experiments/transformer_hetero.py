@@ -25,8 +25,11 @@ next to the homogeneous best are searched:
    recipe on seeds 2-6: is H still the best homogeneous one when trained to the end? If another one (H') is ahead
    on validation, H' is trained on seeds 7-21 too and stage 4's winner paired against it there.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/transformer_hetero.py      # ~20 min on an idle core, resumable
-    .venv/bin/python experiments/transformer_hetero.py --report                          # tables from the cache
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python experiments/transformer_hetero.py      # ~3 h on one idle core, resumable
+    .venv/bin/python experiments/transformer_hetero.py --report                          # tables from the caches
+
+The defaults are the recorded run (`--edits 60 --confirm 3 --full 3 --full-homogeneous 5`); `--full 0` and
+`--full-homogeneous 0` leave out stages 4 and 5.
 
 Trainings are cached (one row each, fsync'd) in results/transformer_hetero_cache.csv; the report goes to
 results/transformer_hetero.json.
@@ -48,8 +51,7 @@ import torch
 
 from build_gnn_table import append_row, done_trainings, table_runs  # noqa: E402  (experiments/ is on sys.path)
 from gnn_table_search import fmt_diff, paired  # noqa: E402
-from build_transformer_table import (COLUMNS, RECIPES, best_on_valid, homogeneous, recipe_data, seed_mean, strata,
-                                     train_row)
+from build_transformer_table import COLUMNS, RECIPES, homogeneous, recipe_data, seed_mean, strata, train_row
 from nas.architecture import Architecture
 from nas.spaces.transformer import FlexiBertSpace
 from nas.tabular import transformer_table_dir
@@ -77,16 +79,16 @@ def layer_configs(space: FlexiBertSpace, draws: int = 20_000) -> list[dict[str, 
     return [found[k] for k in sorted(found)]
 
 
-def best_homogeneous(table: Path, space: FlexiBertSpace) -> Architecture:
-    """The table's homogeneous architecture with the best mean validation accuracy over seeds 0 and 1 (the
-    `best_homogeneous` of `table_facts`)."""
-    return space.validate(json.loads(best_on_valid(strata(table_runs(table))[0])[0]["arch"]))
-
-
 def top_homogeneous(table: Path, space: FlexiBertSpace, k: int) -> list[Architecture]:
-    """The table's `k` best homogeneous architectures by mean validation accuracy over seeds 0 and 1 (H first)."""
+    """The table's `k` best homogeneous architectures by mean validation accuracy over seeds 0 and 1 (H first; ties
+    in table order, as `best_on_valid` breaks them)."""
     ranked = sorted(strata(table_runs(table))[0], key=lambda v: -seed_mean(v, "valid_acc"))
     return [space.validate(json.loads(v[0]["arch"])) for v in ranked[:k]]
+
+
+def best_homogeneous(table: Path, space: FlexiBertSpace) -> Architecture:
+    """H: the table's best homogeneous architecture (the `best_homogeneous` of `table_facts`)."""
+    return top_homogeneous(table, space, 1)[0]
 
 
 def sample_edits(candidates: Sequence[Architecture], n: int) -> list[Architecture]:
@@ -194,7 +196,8 @@ def full_report(space: FlexiBertSpace, home: Architecture, picks: Sequence[Archi
 
 
 def full_winner(full: dict[str, Any] | None, picks: Sequence[Architecture]) -> Architecture | None:
-    """The stage-4 edit with the best mean validation accuracy on seeds 2-6, once every pick has them."""
+    """Of `picks`, the one with the best mean validation accuracy in a stage-4 or stage-5 report (seeds 2-6), once
+    every pick has those seeds."""
     if full is None or len(full["edits"]) < len(picks):
         return None
     best = max(full["edits"], key=lambda e: statistics.fmean(e["valid_acc"]))
@@ -210,11 +213,11 @@ def full_ahead(full: dict[str, Any], arch: Architecture) -> bool:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--edits", type=int, default=15, help="one-layer edits trained (a seeded permutation's first N)")
-    ap.add_argument("--confirm", type=int, default=2, help="best edits retrained on the fresh seeds")
-    ap.add_argument("--full", type=int, default=0, help="stage 4: the best N edits mixing operation or width, and the "
+    ap.add_argument("--edits", type=int, default=60, help="one-layer edits trained (a seeded permutation's first N)")
+    ap.add_argument("--confirm", type=int, default=3, help="best edits retrained on the fresh seeds")
+    ap.add_argument("--full", type=int, default=3, help="stage 4: the best N edits mixing operation or width, and the "
                     "homogeneous best, retrained with the full plain recipe on the fresh seeds")
-    ap.add_argument("--full-homogeneous", type=int, default=0, help="stage 5: the short table's N best homogeneous "
+    ap.add_argument("--full-homogeneous", type=int, default=5, help="stage 5: the short table's N best homogeneous "
                     "architectures retrained with the full plain recipe on seeds 2-6")
     ap.add_argument("--report", action="store_true", help="train nothing: the tables from the cache")
     args = ap.parse_args(argv)

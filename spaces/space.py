@@ -106,7 +106,8 @@ class Slot:
 
     @property
     def scaled(self) -> bool:
-        """An ordered decision with more than `WIDE_ORDINAL` options (a wide `Integer`): one column in `to_features`."""
+        """An ordered decision (an `Integer`, a numeric `Choice`) of more than `WIDE_ORDINAL` options: one column in
+        `to_features`."""
         return not isinstance(self.leaf, SubsetBit) and self.leaf.ordered and self.leaf.cardinality > WIDE_ORDINAL
 
     @property
@@ -566,8 +567,10 @@ class Space:
         for slot, idx, width in zip(slots, self.to_vector(arch), widths):
             if isinstance(slot.leaf, SubsetBit):
                 out[offset] = float(idx == 1)
+            elif scale_wide and slot.scaled and idx >= 0:
+                out[offset] = idx / (slot.leaf.cardinality - 1)
             elif scale_wide and slot.scaled:
-                out[offset + (idx < 0)] = idx / (slot.leaf.cardinality - 1) if idx >= 0 else 1.0
+                out[offset + 1] = 1.0  # inactive
             else:
                 out[offset + (int(idx) if idx >= 0 else slot.leaf.cardinality)] = 1.0
             offset += width

@@ -122,7 +122,7 @@ class PredictorSearch(Strategy):
         self._cheap: CheapFn | None = None
         self._cheap_names: frozenset[str] | None = frozenset()  # None: not known yet (every probe failed)
         self._cheap_cache: dict[str, dict[str, float]] = {}
-        self._onehot: dict[str, np.ndarray] = {}
+        self._features: dict[str, np.ndarray] = {}
         self._empty_at: int | None = None  # results when the last batch came back empty: no new batch until more
         self._predictors: dict[tuple[str, str], Any] = {}  # (metric, name) -> predictor (refitted; not state)
 
@@ -452,11 +452,11 @@ class PredictorSearch(Strategy):
             return math.inf
         codes = []
         for arch in (a, b):
-            v = self._onehot.get(arch.id)
+            v = self._features.get(arch.id)
             if v is None:
-                if len(self._onehot) > CACHE_SIZE:
-                    self._onehot.clear()
-                v = self._onehot[arch.id] = self.space.to_features(arch)
+                if len(self._features) > CACHE_SIZE:
+                    self._features.clear()
+                v = self._features[arch.id] = self.space.to_features(arch)
             codes.append(v)
         return 0.5 * float(np.abs(codes[0] - codes[1]).sum())
 
