@@ -145,16 +145,18 @@ def setting(quick: bool, work: Path = WORK) -> Setting:
     return _SETTING
 
 
-def run_task(task: tuple[str, int, int, bool, Path]) -> tuple[str, dict[str, Any]]:
-    """One search -> its best-feasible curve over queries, the pick and its test accuracy."""
+def run_task(task: tuple[str, int, int, bool, Path, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """One search -> its best-feasible curve over queries, the pick and its test accuracy. The task's last item is
+    `predictor-search`'s options (`--options`; the other strategies keep their defaults)."""
     import nas
 
-    method, seed, budget, quick, work = task
+    method, seed, budget, quick, work, options = task
     s = setting(quick, work)
     t0 = time.perf_counter()
     r = nas.search(s.space, [nas.cheap(s.latency), s.accuracy], {"valid_acc": "max"},
                    constraints=[f"latency_ms <= {s.bound!r}"], strategy=method, budget=budget, seed=seed,
-                   executor=nas.SimulatedClockExecutor(workers=1))
+                   executor=nas.SimulatedClockExecutor(workers=1),
+                   strategy_options=options if method == "predictor-search" else None)
     queries = [t for t in r.trials if t.status == "ok"]
     curve, best, pick = [], -np.inf, None
     for t in queries:
@@ -280,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=WORK, help="cache folder (supernet; the quick run's table)")
     ap.add_argument("--out", type=Path, default=None, help="report JSON (default results/constrained_ofa.json)")
+    ap.add_argument("--options", type=json.loads, default={},
+                    help='predictor-search options as JSON, e.g. \'{"restart_after": 100}\' (use with its own --runs)')
     ap.add_argument("--rescore", type=int, default=0, metavar="N",
                     help="also score every recorded pick on N fresh signals (is a validation lead real accuracy?)")
     args = ap.parse_args(argv)
@@ -290,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, Any] = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     if not args.report:
         setting(args.quick, args.work)  # the supernet and the table, built once before any worker starts
-        tasks = [(m, s, budgets[m], args.quick, args.work) for m in BUDGETS for s in seeds if f"{m}|{s}" not in runs]
+        tasks = [(m, s, budgets[m], args.quick, args.work, args.options) for m in BUDGETS for s in seeds
+                 if f"{m}|{s}" not in runs]
         tasks.sort(key=lambda t: -t[2])  # the long runs first
         with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else contextlib.nullcontext() as pool:
             for key, rec in (pool.map(run_task, tasks) if pool is not None else map(run_task, tasks)):
@@ -309,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "budgets": budgets, "bound_ms": next(iter(runs.values()))["bound_ms"] if runs else None,
                    "bound_rule": f"{BOUND_QUANTILE:g}th percentile of the table latency of uniform draws",
                    "supernet_epochs": 1 if args.quick else SUPERNET_EPOCHS, "wall_seconds": time.time() - started,
-                   "settings": "every strategy's defaults"}
+                   "settings": "every strategy's defaults",
+                   "predictor_search_options": args.options}
     print_report(rep)
     out = args.out or RESULTS / ("constrained_ofa_quick.json" if args.quick else "constrained_ofa.json")
     jsonio.write_json(out, rep)

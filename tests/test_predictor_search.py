@@ -131,6 +131,64 @@ def test_old_name_is_an_alias_and_bad_options_name_the_field():
         make_strategy("predictor-search", SPACE, Problem.make({"score": "max"}), 0, candidates=10)
 
 
+def test_restarts_from_uniform_samples_after_results_without_improvement_and_resumes_exactly(monkeypatch):
+    """A flat objective never improves after its first result: the search restarts after `restart_after` results, takes
+    `n_init` uniform samples before its next batch, never asks an architecture twice, and resumes across a restart."""
+    problem = Problem.make({"score": "max"})
+    batches: list[int] = []
+    original = PredictorSearch._batch
+
+    def spy(self, size):
+        batches.append(len(self.history))
+        return original(self, size)
+
+    monkeypatch.setattr(PredictorSearch, "_batch", spy)
+
+    def drive(strategy: PredictorSearch, steps: int, asked: list[str]) -> None:
+        for _ in range(steps):
+            (arch,) = strategy.ask(1)
+            asked.append(arch.id)
+            strategy.tell(arch, TrialResult({"score": 1.0}))
+
+    whole: list[str] = []
+    s = PredictorSearch(SPACE, problem, 3, batch_size=3, restart_after=15, **SMALL)
+    drive(s, 60, whole)
+    assert s.restarts and s.restarts[0] == 16, s.restarts  # the first result improves, the next 15 do not
+    assert len(s.restarts) >= 2 and len(set(whole)) == len(whole)
+    for r in s.restarts:
+        assert not [n for n in batches if r <= n < r + s.n_init], (r, batches)  # uniform samples first
+    assert any(n >= s.restarts[0] + s.n_init for n in batches)  # then batches chosen on the new run's results
+
+    part: list[str] = []
+    first = PredictorSearch(SPACE, problem, 3, batch_size=3, restart_after=15, **SMALL)
+    drive(first, 30, part)
+    state = json.loads(json.dumps(first.state_dict()))
+    assert state["restarts"] == [16]
+    resumed = PredictorSearch(SPACE, problem, 99, batch_size=3, restart_after=15, **SMALL)
+    resumed.load_state_dict(state)
+    drive(resumed, 30, part)
+    assert part == whole
+
+    never = PredictorSearch(SPACE, problem, 3, batch_size=3, restart_after=None, **SMALL)
+    drive(never, 40, [])
+    assert never.restarts == []
+    with pytest.raises(ConfigError, match="invalid restart_after"):
+        PredictorSearch(SPACE, problem, 0, restart_after=0)
+
+
+def test_an_improving_search_does_not_restart():
+    """Every feasible result that no earlier one weakly dominates resets the count, with one objective or two."""
+    for objectives in ({"score": "max"}, {"score": "max", "cost": "min"}):
+        s = PredictorSearch(SPACE, Problem.make(objectives), 0, restart_after=5, **SMALL)
+        rng = np.random.default_rng(1)
+        for k in range(30):
+            a = SPACE.sample(rng)
+            s.tell(a, TrialResult({"score": float(k), "cost": 1.0}))  # each result beats every earlier one
+        assert s._stale() == 0
+        s.ask(1)
+        assert s.restarts == []
+
+
 # ---------------------------------------------------------------------------------------------- predictor defects
 def test_gcn_refuses_a_plain_space_and_average_leaves_it_out_with_a_warning(caplog):
     with pytest.raises(ConfigError, match="one node"):
