@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +43,8 @@ from nas.datasets import planetoid
 from nas.spaces.gnn import LAYERS, GNNSpace, NodeClassificationEvaluator
 from nas.tabular import gnn_table_dir
 from gnn_planetoid import GCN, describe  # noqa: E402  (experiments/ is on sys.path)
+
+logger = logging.getLogger(__name__)
 
 DATASETS = ("cora", "citeseer")
 SEEDS = (0, 1)
@@ -66,20 +70,28 @@ def draw_architectures(space: GNNSpace, n: int) -> list[Architecture]:
     return archs
 
 
+def complete_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of the CSV at `path` that end in a newline: a last line torn by a kill mid-write is left out
+    (`append_row` cuts it off before its next append), so it is retrained rather than read half-written."""
+    with open(path, newline="") as f:
+        text = f.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
 def done_trainings(path: Path) -> set[tuple[str, int]]:
     """(arch id, seed) pairs already recorded in `path`."""
     if not path.exists():
         return set()
-    with open(path, newline="") as f:
-        return {(r["arch_id"], int(r["seed"])) for r in csv.DictReader(f)}
+    return {(r["arch_id"], int(r["seed"])) for r in complete_rows(path)}
 
 
 def table_runs(path: Path) -> dict[str, dict[int, dict[str, str]]]:
     """The rows of the table at `path` as arch_id -> training seed -> row (the CSV's strings)."""
     runs: dict[str, dict[int, dict[str, str]]] = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            runs.setdefault(r["arch_id"], {})[int(r["seed"])] = r
+    for r in complete_rows(path):
+        runs.setdefault(r["arch_id"], {})[int(r["seed"])] = r
     return runs
 
 
@@ -101,13 +113,34 @@ def arch_json(arch: Architecture) -> str:
 
 
 def append_row(path: Path, row: Mapping[str, Any], columns: Sequence[str] = COLUMNS) -> None:
-    """Append one row (writing the header first for a new file) and fsync, so a kill loses at most one training."""
-    new = not path.exists()
+    """Append one row (writing the header first for a new file) and fsync, so a kill loses at most one training.
+    A last line torn by such a kill (no final newline) is cut off first, so the new row starts a line of its own."""
+    if path.exists():
+        drop_torn_tail(path)
+    new = not path.exists() or path.stat().st_size == 0  # a header torn by a kill is cut off whole
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(columns))
         if new:
             writer.writeheader()
         writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line that has no newline (a write a kill interrupted) off the file at `path`, in place."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if not size:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        keep = data.rfind(b"\n") + 1
+        logger.warning("%s: dropping a torn last line of %d bytes (a write cut off by a kill)", path, size - keep)
+        f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())
 

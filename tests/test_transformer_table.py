@@ -185,3 +185,22 @@ def test_hetero_full_recipe_stage_replays_from_its_committed_cache():
     assert hetero.full_report(space, home, picks, seeds=(99,)) is None  # a seed not trained: nothing to report
     homos = hetero.top_homogeneous(transformer_table_dir() / build.RECIPES["short"][1], space, 5)
     assert homos[0].id == home.id and len({a.id for a in homos}) == 5 and all(build.homogeneous(a) for a in homos)
+
+
+def test_a_row_torn_by_a_kill_is_retrained_not_read_half_written(tmp_path):
+    """A kill mid-write leaves a last line without its newline: readers skip it, the next append cuts it off."""
+    import build_gnn_table as gnn
+
+    path = tmp_path / "cache.csv"
+    columns = ("arch_id", "seed", "valid_acc")
+    gnn.append_row(path, {"arch_id": "a", "seed": 0, "valid_acc": 0.5}, columns)
+    with open(path, "a") as f:
+        f.write("b,1,0.")  # the kill: a row cut off mid-number
+    assert gnn.done_trainings(path) == {("a", 0)}
+    gnn.append_row(path, {"arch_id": "b", "seed": 1, "valid_acc": 0.75}, columns)
+    assert gnn.done_trainings(path) == {("a", 0), ("b", 1)}
+    assert gnn.table_runs(path)["b"][1]["valid_acc"] == "0.75"
+    torn_header = tmp_path / "header.csv"
+    torn_header.write_text("arch_id,se")
+    gnn.append_row(torn_header, {"arch_id": "c", "seed": 2, "valid_acc": 1.0}, columns)
+    assert gnn.done_trainings(torn_header) == {("c", 2)}
