@@ -9,6 +9,7 @@ from nas.executors import Executor, LocalExecutor, SimulatedClockExecutor
 from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
 from nas.search import search as _search
+from nas.stopping import NoImprovement, Target
 from nas.store import Trial
 
 load = SearchResult.load
@@ -38,5 +39,5 @@ def run_workdir(default: Any = None) -> Any:
 
 
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
-           "LocalExecutor", "NASError", "Objective", "Problem", "SearchResult", "SimulatedClockExecutor",
-           "SpaceDefinitionError", "Trial", "cheap", "load", "load_subnet", "run_workdir", "search"]
+           "LocalExecutor", "NASError", "NoImprovement", "Objective", "Problem", "SearchResult", "SimulatedClockExecutor",
+           "SpaceDefinitionError", "Target", "Trial", "cheap", "load", "load_subnet", "run_workdir", "search"]

@@ -150,6 +150,9 @@ def summary(console: Console, result: SearchResult, seconds: float) -> None:
     elif result.stop_reason == "max_time":
         console.print(f"max_time ({result.config.get('max_time')} s) reached: no new evaluation was started",
                       style="yellow", soft_wrap=True)
+    elif result.stop_reason.startswith("stop_when: "):
+        console.print(f"stopped below the budget, {result.stop_reason.removeprefix('stop_when: ')}; `nas resume` "
+                      "continues to the budget", style="yellow", soft_wrap=True)
 
 
 def show_front(console: Console, result: SearchResult, objectives: Sequence[str] | None = None) -> None:

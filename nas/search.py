@@ -40,6 +40,7 @@ from nas.experiment import (Experiment, check_seed, check_workdir_arg, first_dif
 from nas.objectives import Constraint, Objective, Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
+from nas.stopping import StopRule, check_rule, describe
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy
 
@@ -58,7 +59,7 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
            snapshot_every: int = 10, snapshot_interval_s: float = 2.0, progress: ProgressFn | None = None,
            metadata: Mapping[str, Any] | None = None, lower_budget: bool = False, timeout_s: float | None = None,
            max_time: float | None = None, enqueue: Sequence[Mapping[str, Any]] | None = None,
-           warm_start: str | Path | None = None) -> SearchResult:
+           warm_start: str | Path | None = None, stop_when: StopRule | None = None) -> SearchResult:
     """Search `space` for architectures optimising `objectives` under `constraints`.
 
     `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
@@ -75,10 +76,12 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     these architectures first (a baseline, an earlier front); `warm_start` (another search's workdir over
     the same space) tells the strategy that search's completed results without spending budget on them.
     A resumed run keeps the recorded seed, timeout, max_time, enqueue and warm start unless given anew.
+    `stop_when` (`nas.NoImprovement(patience)`, `nas.Target("valid_acc >= 0.95")` or any callable taking the
+    `SearchResult` so far) ends the search below its budget once it holds; it applies to this run only.
     """
     return run(prepare(space, evaluate, objectives, constraints, strategy, budget, seed, workdir, executor,
                        strategy_options, fidelity, snapshot_every, snapshot_interval_s, progress, metadata,
-                       lower_budget, timeout_s, max_time, enqueue, warm_start))
+                       lower_budget, timeout_s, max_time, enqueue, warm_start, stop_when))
 
 
 @dataclass
@@ -104,6 +107,7 @@ class PreparedSearch:
     warm: list[Trial]
     max_time: float | None
     evaluators: list[Evaluator] = field(default_factory=list)  # their `begin` hooks are called when it runs
+    stop_when: StopRule | None = None
 
 
 def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence[Objective] | str,
@@ -114,7 +118,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
             progress: ProgressFn | None = None, metadata: Mapping[str, Any] | None = None,
             lower_budget: bool = False, timeout_s: float | None = None, max_time: float | None = None,
             enqueue: Sequence[Mapping[str, Any]] | None = None,
-            warm_start: str | Path | None = None) -> PreparedSearch:
+            warm_start: str | Path | None = None, stop_when: StopRule | None = None) -> PreparedSearch:
     """`search`'s arguments checked (each error names its field) and resolved against the workdir's record."""
     if not isinstance(space, Space):
         raise ConfigError(f"space: expected a nas.spaces.Space, got {type(space).__name__}")
@@ -151,6 +155,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     covered = recorded.get("warm_start") is not None and _snapshot_restores(workdir)
     warm = _warm_start(space, warm_start, recorded.get("warm_start"), covered)
     problem = Problem.make(objectives, constraints)
+    stop_when = check_rule(stop_when, problem.metrics_needed)
     if warm is not None:
         _check_warm_metrics(problem, warm)
     evaluators = as_evaluators(evaluate)
@@ -200,7 +205,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
                           merged(expensive, fidelity), runner, config,
                           Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
-                          snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time, evaluators)
+                          snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time, evaluators,
+                          stop_when)
 
 
 def run(prepared: PreparedSearch) -> SearchResult:
@@ -210,7 +216,7 @@ def run(prepared: PreparedSearch) -> SearchResult:
     try:
         loop = _SearchLoop(prepared.problem, prepared.strategy, prepared.cheap, prepared.evaluate, prepared.executor,
                            experiment, prepared.snapshot_every, prepared.snapshot_interval_s, prepared.progress,
-                           prepared.evaluators)
+                           prepared.evaluators, prepared.stop_when)
         return loop.run(prepared.enqueue, prepared.warm, prepared.max_time)
     finally:
         experiment.close()
@@ -354,9 +360,11 @@ class _SearchLoop:
 
     def __init__(self, problem: Problem, strategy: Deduplicate, cheap: EvaluateFn | None, evaluate: EvaluateFn,
                  executor: Executor, experiment: Experiment, snapshot_every: int, snapshot_interval_s: float,
-                 progress: ProgressFn | None, evaluators: Sequence[Evaluator] = ()) -> None:
+                 progress: ProgressFn | None, evaluators: Sequence[Evaluator] = (),
+                 stop_when: StopRule | None = None) -> None:
         self.problem, self.strategy, self.cheap, self.evaluate = problem, strategy, cheap, evaluate
         self.evaluators = list(evaluators)
+        self.stop_when, self.stopped = stop_when, False  # stopped: the rule held, nothing new is submitted
         self.executor, self.experiment, self.budget = executor, experiment, experiment.budget
         self.snapshot_every, self.snapshot_interval_s, self.progress = snapshot_every, snapshot_interval_s, progress
         self.filtering = cheap is not None and bool(problem.constraints)
@@ -429,18 +437,21 @@ class _SearchLoop:
         self.checked = any(t.status == "ok" for t in self.trials)
         self.works = any(t.status in ("ok", "infeasible") for t in self.trials)
         stop, ended = "budget", False
+        self._check_stop()  # a resumed search whose results already meet the rule starts nothing
         try:
             while True:
                 self._fill()
                 self._publish_running()
                 if not self.in_flight:
                     stop = ("budget" if self.used >= self.budget else
+                            describe(self.stop_when) if self.stopped and self.stop_when is not None else
                             "max_time" if time.monotonic() >= self.deadline else "exhausted")
                     break
                 self.ready = self.executor.wait()
                 while self.ready:
                     self._complete(self.ready[0])
                     self.ready.pop(0)
+                self._check_stop()
             ended = True
         except BaseException as e:
             self.torn = self.asking or self.telling
@@ -465,6 +476,15 @@ class _SearchLoop:
                         "strategy converged, or cheap constraints rejected every proposal); stopping below the "
                         "budget of %d", self.used, self.budget)
         return SearchResult(list(self.trials), self.problem, self.experiment.workdir, stop, self.experiment.config)
+
+    def _check_stop(self) -> None:
+        """Ask the stop rule about the results so far; once it holds nothing new is submitted (what runs finishes)."""
+        if self.stop_when is None or self.stopped or not self.trials:
+            return
+        if self.stop_when(SearchResult(list(self.trials), self.problem, self.experiment.workdir, "running",
+                                       self.experiment.config)):
+            self.stopped, self.deadline = True, -math.inf
+            log.info("%s after %d evaluations: no new evaluation is started", describe(self.stop_when), self.used)
 
     def _complete(self, done: Completed) -> None:
         """Judge, journal and tell one evaluation the executor returned (`_record` takes it out of flight)."""

@@ -3,6 +3,7 @@
     nas run SCRIPT.py|RUN.toml|RUN.yaml [--strategy NAME] [--strategy-option KEY=VALUE ...] [--budget N]
             [--seed S] [--workdir DIR] [--objective NAME:max ...] [--constraint "m <= x" ...] [--fidelity F]
             [--timeout S] [--max-time S] [--enqueue FILE.jsonl] [--warm-start DIR] [--fresh] [--lower-budget]
+            [--stop-after N] [--stop-at "m >= x" ...]
             [--executor local|processes|ray|ray-tune] [--workers N] [--address A] [--cpus/gpus-per-trial X]
     nas status DIR
     nas pareto DIR [--plot front.png] [--objectives a,b,metric:min]
@@ -54,6 +55,7 @@ from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_ta
                         summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
+from nas.stopping import from_settings
 from nas.store import JOURNAL, Journal, Trial, writer_since
 from nas.strategies import STRATEGIES
 
@@ -215,7 +217,8 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
     prepared = prepare(module.space, module.evaluate, spec.objectives, spec.constraints, spec.strategy, spec.budget,
                        spec.seed, spec.workdir, spec.executor, spec.strategy_options, spec.fidelity,
                        metadata=spec.metadata, lower_budget=spec.lower_budget, timeout_s=spec.timeout_s,
-                       max_time=spec.max_time, enqueue=spec.enqueue, warm_start=spec.warm_start)
+                       max_time=spec.max_time, enqueue=spec.enqueue, warm_start=spec.warm_start,
+                       stop_when=spec.stop_when)
     contents = check_workdir(spec.workdir, prepared.config)  # a different search is an error before any output
     holder = Journal(spec.workdir).writer() if spec.workdir.is_dir() else None
     if holder is not None:  # refused before "continuing it" and a progress bar are printed
@@ -279,6 +282,11 @@ def run(
         help="JSON-lines file of architectures to evaluate first (or trial records, e.g. from nas trials --json).")] = None,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Workdir of an earlier search over the same space: its results are told to the strategy.")] = None,
+    stop_after: Annotated[Optional[int], typer.Option(
+        help="Stop after N evaluations in a row without improving the best (or the Pareto front).")] = None,
+    stop_at: Annotated[Optional[list[str]], typer.Option(
+        help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several (all must hold).")
+    ] = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Start over: move the workdir's previous search to DIR.previous first.")] = False,
     lower_budget: Annotated[bool, typer.Option(
@@ -336,6 +344,7 @@ def run(
             chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
             pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
             read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None, lower_budget,
+            from_settings(pick(stop_after, "stop_after"), pick(stop_at, "stop_at")),
             {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
              **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
 

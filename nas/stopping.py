@@ -1,0 +1,136 @@
+"""Stop rules: end a search before its budget once more evaluations are not worth it (Optuna's `study.stop()` in a
+callback, Ray Tune's plateau stoppers).
+
+`nas.search(..., stop_when=rule)` asks `rule(result)` after each evaluation; when it says yes, no new evaluation is
+started, the ones running finish, and the search ends with `stop_reason` "stop_when: <the rule>". A rule is
+`NoImprovement`, `Target`, or any callable taking the `SearchResult` so far and returning a bool. It applies to the
+run it is given to: it is not journaled, so `nas resume` without it continues to the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.objectives import Constraint
+
+if TYPE_CHECKING:
+    from nas.result import SearchResult
+
+StopRule = Callable[["SearchResult"], bool]
+
+
+@dataclass(frozen=True)
+class NoImprovement:
+    """Stop after `patience` evaluations in a row without a feasible result that improves the front: with one
+    objective, a value better than the best so far by more than `min_delta`; with several, a point no earlier
+    feasible result weakly dominates. Failed evaluations and evaluated ones that break a constraint count towards
+    the patience; proposals rejected on cheap metrics spend no budget and do not."""
+
+    patience: int
+    min_delta: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
+            raise ConfigError(f"NoImprovement: patience must be an int >= 1, got {self.patience!r}")
+        if not np.isfinite(self.min_delta) or self.min_delta < 0:
+            raise ConfigError(f"NoImprovement: min_delta must be a finite number >= 0, got {self.min_delta!r}")
+
+    def stale(self, result: "SearchResult") -> int:
+        """Evaluations since the last one that improved the front (every evaluation if none did)."""
+        problem = result.problem
+        front: list[np.ndarray] = []
+        stale = 0
+        for t in result.trials:
+            stale += t.is_evaluation  # a cheap rejection spends no budget; a re-checked copy was counted once
+            if t.status != "ok" or problem.result_error(t.metrics) is not None or not problem.feasible(t.metrics):
+                continue
+            v = np.asarray(problem.vector(t.metrics), dtype=float)
+            if len(v) == 1:
+                if front and not v[0] < front[0][0] - self.min_delta:
+                    continue
+                front = [v]
+            else:
+                if any(np.all(f <= v) for f in front):
+                    continue
+                front = [f for f in front if not np.all(v <= f)] + [v]
+            stale = 0
+        return stale
+
+    def __call__(self, result: "SearchResult") -> bool:
+        return self.stale(result) >= self.patience
+
+    def __str__(self) -> str:
+        delta = f" by more than {self.min_delta:g}" if self.min_delta else ""
+        return f"no improvement{delta} in the last {self.patience} evaluations"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Stop once one feasible result meets every condition, e.g. `Target("valid_acc >= 0.95", "latency_ms <= 5")`."""
+
+    conditions: tuple[Constraint, ...] = field(default=())
+
+    def __init__(self, *conditions: str | Constraint) -> None:
+        if not conditions:
+            raise ConfigError("Target: give at least one condition, e.g. Target('valid_acc >= 0.95')")
+        parsed = tuple(c if isinstance(c, Constraint) else Constraint.parse(c) for c in conditions)
+        object.__setattr__(self, "conditions", parsed)
+
+    def __call__(self, result: "SearchResult") -> bool:
+        return any(t.status == "ok" and result.problem.result_error(t.metrics) is None
+                   and result.problem.feasible(t.metrics)
+                   and all(c.metric in t.metrics and c.satisfied(t.metrics) for c in self.conditions)
+                   for t in result.trials)
+
+    def __str__(self) -> str:
+        return "target reached: " + " and ".join(map(str, self.conditions))
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Stop as soon as one of `rules` holds (e.g. a patience and a target together)."""
+
+    rules: tuple[StopRule, ...]
+
+    def __call__(self, result: "SearchResult") -> bool:
+        return any(rule(result) for rule in self.rules)
+
+    def __str__(self) -> str:
+        return " or ".join(describe(rule).removeprefix("stop_when: ") for rule in self.rules)
+
+
+def from_settings(stop_after: int | None, stop_at: Sequence[str] | None) -> StopRule | None:
+    """The rule `nas run --stop-after N --stop-at COND` (or a run file's `stop_after`, `stop_at`) asks for."""
+    rules: list[StopRule] = []
+    if stop_after is not None:
+        rules.append(NoImprovement(stop_after))
+    if stop_at:
+        rules.append(Target(*stop_at))
+    return None if not rules else rules[0] if len(rules) == 1 else AnyOf(tuple(rules))
+
+
+def check_rule(rule: Any, metrics: Sequence[str]) -> StopRule | None:
+    """`rule` if it can be asked (a callable); a `Target` must name recorded metrics (objectives or constraints)."""
+    if rule is None:
+        return None
+    if not callable(rule):
+        raise ConfigError(f"stop_when: expected NoImprovement(...), Target(...) or a callable (result) -> bool, "
+                          f"got {rule!r}")
+    for target in [r for r in (rule.rules if isinstance(rule, AnyOf) else (rule,)) if isinstance(r, Target)]:
+        unknown = [c.metric for c in target.conditions if c.metric not in metrics]
+        if unknown:
+            raise ConfigError(f"stop_when: Target names {unknown[0]!r}, which is not an objective or constraint "
+                              f"metric of this search ({', '.join(metrics)})")
+    return rule
+
+
+def describe(rule: StopRule) -> str:
+    """How a stop rule reads in the journal's stop reason."""
+    text = str(rule) if isinstance(rule, (NoImprovement, Target, AnyOf)) else getattr(rule, "__name__",
+                                                                                       type(rule).__name__)
+    return f"stop_when: {text}"
