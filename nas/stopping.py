@@ -24,6 +24,29 @@ if TYPE_CHECKING:
 StopRule = Callable[["SearchResult"], bool]
 
 
+@dataclass
+class _Progress:
+    """What a rule has read of a search's trials: how many, the last one read (to tell the same search growing
+    from another one), and the rule's running state."""
+
+    read: int = 0
+    last: Any = None
+    state: Any = None
+
+
+def _unread(memo: dict[str, _Progress], result: "SearchResult", start: Callable[[], Any]) -> tuple[_Progress, list]:
+    """The rule's progress on `result` and its trials not read yet: a search asks after each evaluation, so each
+    trial is read once (a different or shorter trial list starts over)."""
+    p = memo.get("p")
+    trials = result.trials
+    if p is None or p.read > len(trials) or (p.read and trials[p.read - 1] is not p.last):
+        p = memo["p"] = _Progress(state=start())
+    new = trials[p.read:]
+    if new:
+        p.read, p.last = len(trials), trials[-1]
+    return p, new
+
+
 @dataclass(frozen=True)
 class NoImprovement:
     """Stop after `patience` evaluations in a row without a feasible result that improves the front: with one
@@ -33,6 +56,7 @@ class NoImprovement:
 
     patience: int
     min_delta: float = 0.0
+    _memo: dict[str, _Progress] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
@@ -43,9 +67,9 @@ class NoImprovement:
     def stale(self, result: "SearchResult") -> int:
         """Evaluations since the last one that improved the front (every evaluation if none did)."""
         problem = result.problem
-        front: list[np.ndarray] = []
-        stale = 0
-        for t in result.trials:
+        progress, new = _unread(self._memo, result, lambda: ([], 0))
+        front, stale = progress.state
+        for t in new:
             stale += t.is_evaluation  # a cheap rejection spends no budget; a re-checked copy was counted once
             if t.status != "ok" or problem.result_error(t.metrics) is not None or not problem.feasible(t.metrics):
                 continue
@@ -59,6 +83,7 @@ class NoImprovement:
                     continue
                 front = [f for f in front if not np.all(v <= f)] + [v]
             stale = 0
+        progress.state = (front, stale)
         return stale
 
     def __call__(self, result: "SearchResult") -> bool:
@@ -74,18 +99,21 @@ class Target:
     """Stop once one feasible result meets every condition, e.g. `Target("valid_acc >= 0.95", "latency_ms <= 5")`."""
 
     conditions: tuple[Constraint, ...] = field(default=())
+    _memo: dict[str, _Progress] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __init__(self, *conditions: str | Constraint) -> None:
         if not conditions:
             raise ConfigError("Target: give at least one condition, e.g. Target('valid_acc >= 0.95')")
         parsed = tuple(c if isinstance(c, Constraint) else Constraint.parse(c) for c in conditions)
         object.__setattr__(self, "conditions", parsed)
+        object.__setattr__(self, "_memo", {})
 
     def __call__(self, result: "SearchResult") -> bool:
-        return any(t.status == "ok" and result.problem.result_error(t.metrics) is None
-                   and result.problem.feasible(t.metrics)
-                   and all(c.metric in t.metrics and c.satisfied(t.metrics) for c in self.conditions)
-                   for t in result.trials)
+        progress, new = _unread(self._memo, result, lambda: False)
+        progress.state = progress.state or any(
+            t.status == "ok" and result.problem.result_error(t.metrics) is None and result.problem.feasible(t.metrics)
+            and all(c.metric in t.metrics and c.satisfied(t.metrics) for c in self.conditions) for t in new)
+        return progress.state
 
     def __str__(self) -> str:
         return "target reached: " + " and ".join(map(str, self.conditions))
