@@ -104,3 +104,8 @@ def test_run_flags_stop_after_and_stop_at(tmp_path):
     out = runner.invoke(app, ["run", str(tmp_path / "run.toml")])
     assert out.exit_code == 0, out.output
     assert nas.load(tmp_path / "c").stop_reason == "stop_when: no improvement in the last 12 evaluations"
+    more = runner.invoke(app, ["resume", str(tmp_path / "c"), "--budget", "620", "--stop-at", "score >= 15"])
+    assert more.exit_code == 0, more.output
+    resumed = nas.load(tmp_path / "c")
+    assert resumed.trials[-1].metrics["score"] >= 15 and resumed.used < 620
+    assert all(t.metrics["score"] < 15 for t in resumed.trials[:-1])

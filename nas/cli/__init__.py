@@ -9,7 +9,7 @@
     nas pareto DIR [--plot front.png] [--objectives a,b,metric:min]
     nas history DIR [--plot history.png] [--objectives a,b]
     nas trials DIR [--csv FILE|-] [--json FILE|-]
-    nas resume DIR [--budget N] [--lower-budget]
+    nas resume DIR [--budget N] [--lower-budget] [--stop-after N] [--stop-at "m >= x" ...]
     nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify] [--quantize int8]
     nas verify models/
     nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
@@ -359,8 +359,13 @@ def resume(
     executor: Annotated[Optional[str], typer.Option(help="local, processes, ray or ray-tune [default: as recorded].")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join [default: as recorded].")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel workers [default: as recorded].")] = None,
+    stop_after: Annotated[Optional[int], typer.Option(
+        help="Stop after N evaluations in a row without improving the best (or the Pareto front).")] = None,
+    stop_at: Annotated[Optional[list[str]], typer.Option(
+        help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several.")] = None,
 ) -> None:
-    """Continue a killed or finished search with the same settings (optionally a larger budget)."""
+    """Continue a killed or finished search with the same settings (optionally a larger budget). A stop rule
+    (--stop-after, --stop-at) applies to this run only; without one the search goes on to its budget."""
     loaded = _load(workdir)
     config = loaded.config
     recorded = (config.get("metadata") or {}).get("executor") or "local"
@@ -387,6 +392,7 @@ def resume(
         _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
                                 config["seed"], workdir, config.get("strategy_options") or None, spec,
                                 config.get("fidelity"), lower_budget=lower_budget,
+                                stop_when=from_settings(stop_after, stop_at),
                                 metadata=config.get("metadata") or {}, staged=Path(staged)), resuming=True)
 
 
