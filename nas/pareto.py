@@ -192,6 +192,15 @@ def dominates(a: ArrayLike, b: ArrayLike) -> bool:
     return bool(np.all(av <= bv) and np.any(av < bv))
 
 
+def extend_front(front: list[np.ndarray], point: np.ndarray) -> bool:
+    """Add `point` (minimisation form) to the mutually non-dominated `front`, in place, dropping the points it
+    dominates; False, and `front` unchanged, when a point of `front` weakly dominates it (no improvement)."""
+    if any(np.all(f <= point) for f in front):
+        return False
+    front[:] = [f for f in front if not np.all(point <= f)] + [point]
+    return True
+
+
 def pareto_mask(points: ArrayLike) -> np.ndarray:
     """Boolean mask of the non-dominated rows (front 0); duplicates of a front-0 row are all kept.
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.objectives import Constraint
+from nas.pareto import extend_front
 
 if TYPE_CHECKING:
     from nas.result import SearchResult
@@ -74,14 +75,12 @@ class NoImprovement:
             if t.status != "ok" or problem.result_error(t.metrics) is not None or not problem.feasible(t.metrics):
                 continue
             v = np.asarray(problem.vector(t.metrics), dtype=float)
-            if len(v) == 1:
+            if len(v) == 1:  # one objective: better by more than min_delta
                 if front and not v[0] < front[0][0] - self.min_delta:
                     continue
-                front = [v]
-            else:
-                if any(np.all(f <= v) for f in front):
-                    continue
-                front = [f for f in front if not np.all(v <= f)] + [v]
+                front[:] = [v]
+            elif not extend_front(front, v):
+                continue
             stale = 0
         progress.state = (front, stale)
         return stale

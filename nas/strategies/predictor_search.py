@@ -61,7 +61,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.predictors.selection import Selection, choose, default_candidates
 from nas.predictors.transfer import TransferPredictor, TransferPrior
-from nas.pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
+from nas.pareto import crowding_distance, extend_front, hypervolume, non_dominated_sort, pareto_mask
 from nas.spaces import Architecture, Space
 from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks
 
@@ -267,10 +267,8 @@ class PredictorSearch(Strategy):
                     not all(o.name in r.metrics for o in self.problem.objectives):
                 continue
             v = np.asarray(self.problem.vector(r.metrics), dtype=float)
-            if not np.all(np.isfinite(v)) or any(np.all(f <= v) for f in front):
-                continue
-            front = [f for f in front if not np.all(v <= f)] + [v]
-            stale = 0
+            if np.all(np.isfinite(v)) and extend_front(front, v):
+                stale = 0
         return stale
 
     def _restart(self) -> None:
