@@ -55,6 +55,7 @@ from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, RecordedI
                            standalone, single_input, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
+from nas.stopping import rule_met
 from nas.store import Trial
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport
 from nas.verify import verify as verify_export
@@ -156,6 +157,9 @@ def completeness(result: SearchResult) -> tuple[bool, str]:
     budget = int(result.config.get("budget") or 0)
     if used >= budget or result.stop_reason == "exhausted":
         return True, f"search complete: {used} of {budget} evaluations"
+    rule = rule_met(result.stop_reason)
+    if rule is not None:
+        return True, f"search complete: its stop rule held ({rule}) after {used} of {budget} evaluations"
     return False, (f"search incomplete (still running, or stopped): {used} of {budget} evaluations in the journal; "
                    "exporting the Pareto front of the trials completed so far")
 

@@ -20,6 +20,7 @@ from nas.export import ExportReport
 from nas.measure import plus_minus
 from nas.objectives import Problem
 from nas.result import SearchResult
+from nas.stopping import rule_met
 from nas.store import Trial, evaluations_used
 from nas.verify import Check, VerifyReport
 
@@ -150,9 +151,9 @@ def summary(console: Console, result: SearchResult, seconds: float) -> None:
     elif result.stop_reason == "max_time":
         console.print(f"max_time ({result.config.get('max_time')} s) reached: no new evaluation was started",
                       style="yellow", soft_wrap=True)
-    elif result.stop_reason.startswith("stop_when: "):
-        console.print(f"stopped below the budget, {result.stop_reason.removeprefix('stop_when: ')}; `nas resume` "
-                      "continues to the budget", style="yellow", soft_wrap=True)
+    elif rule_met(result.stop_reason) is not None:
+        console.print(f"stopped below the budget, {rule_met(result.stop_reason)}; `nas resume` continues to the "
+                      "budget", style="yellow", soft_wrap=True)
 
 
 def show_front(console: Console, result: SearchResult, objectives: Sequence[str] | None = None) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from nas.result import SearchResult
 
 StopRule = Callable[["SearchResult"], bool]
+PREFIX = "stop_when: "  # how the journal's stop reason of a search its rule ended begins
 
 
 @dataclass
@@ -128,7 +129,7 @@ class AnyOf:
         return any(rule(result) for rule in self.rules)
 
     def __str__(self) -> str:
-        return " or ".join(describe(rule).removeprefix("stop_when: ") for rule in self.rules)
+        return " or ".join(describe(rule).removeprefix(PREFIX) for rule in self.rules)
 
 
 def from_settings(stop_after: int | None, stop_at: Sequence[str] | None) -> StopRule | None:
@@ -160,4 +161,9 @@ def describe(rule: StopRule) -> str:
     """How a stop rule reads in the journal's stop reason."""
     text = str(rule) if isinstance(rule, (NoImprovement, Target, AnyOf)) else getattr(rule, "__name__",
                                                                                        type(rule).__name__)
-    return f"stop_when: {text}"
+    return PREFIX + text
+
+
+def rule_met(stop_reason: str | None) -> str | None:
+    """The rule a search's stop reason says ended it (the user's "done"), else None."""
+    return stop_reason.removeprefix(PREFIX) if stop_reason and stop_reason.startswith(PREFIX) else None

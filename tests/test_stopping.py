@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 import nas
 from nas.cli import app
 from nas.errors import ConfigError
+from nas.export import completeness
 from nas.spaces import Choice, Space
 from nas.stopping import AnyOf, NoImprovement, Target
 
@@ -63,6 +64,8 @@ def test_the_stop_is_journaled_and_a_resume_without_the_rule_continues_to_the_bu
     first = nas.search(SPACE, score, {"score": "max"}, strategy="evolution", budget=120, seed=2, workdir=wd,
                        stop_when=AnyOf((NoImprovement(12), Target("score >= 16"))))
     assert first.used < 120 and nas.load(wd).stop_reason == first.stop_reason
+    complete, note = completeness(nas.load(wd))  # the user's rule said done: the export is not "incomplete"
+    assert complete and "its stop rule held" in note
     assert first.stop_reason.startswith("stop_when: no improvement in the last 12 evaluations or target reached")
     again = nas.search(SPACE, score, {"score": "max"}, strategy="evolution", budget=120, seed=2, workdir=wd,
                        stop_when=NoImprovement(12))
@@ -94,6 +97,8 @@ def test_run_flags_stop_after_and_stop_at(tmp_path):
                               str(tmp_path / "a"), "--stop-after", "10"])
     assert out.exit_code == 0, out.output
     assert "no improvement in the last 10 evaluations" in out.output and nas.load(tmp_path / "a").used < 300
+    status = runner.invoke(app, ["status", str(tmp_path / "a")])
+    assert "finished below its budget: no improvement in the last 10 evaluations" in " ".join(status.output.split())
     out = runner.invoke(app, ["run", str(tmp_path / "job.py"), "--budget", "300", "--seed", "0", "--workdir",
                               str(tmp_path / "b"), "--stop-at", "score >= 15"])
     assert out.exit_code == 0, out.output

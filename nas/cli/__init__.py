@@ -55,7 +55,7 @@ from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_ta
                         summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
-from nas.stopping import from_settings
+from nas.stopping import from_settings, rule_met
 from nas.store import JOURNAL, Journal, Trial, writer_since
 from nas.strategies import STRATEGIES
 
@@ -502,6 +502,9 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
                      + (f"{hint} --budget N" if script else hint + " and a larger budget"))
+    elif rule_met(result.stop_reason) is not None:
+        grid.add_row("state", f"finished below its budget: {rule_met(result.stop_reason)}; to go on to the budget: "
+                     f"{hint}")
     elif result.stop_reason == "exhausted":  # resuming would evaluate nothing new
         grid.add_row("state", "finished below its budget: the strategy proposed no new architecture (the space "
                      "is exhausted, the strategy converged, or cheap constraints rejected every proposal)")

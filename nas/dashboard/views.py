@@ -27,6 +27,7 @@ from nas.objectives import Problem
 from nas.pareto import HypervolumeTracker, MonteCarloHypervolume
 from nas.report import compact
 from nas.result import SearchResult, outcome
+from nas.stopping import rule_met
 from nas.store import JOURNAL, Journal, JournalFollower, Trial, writer_since
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ class SearchView:
         running = self.journal.running() if writer else None
         budget = int(self.follower.config.get("budget", 0))
         rate, clock = self._cached("rate", self._rate)
-        exhausted = self.follower.stop_reason == "exhausted"
+        exhausted = self.follower.stop_reason == "exhausted" or rule_met(self.follower.stop_reason) is not None
         who, since = writer_since(writer) if writer else (None, None)
         if writer and since is None and " since " in writer:  # a lock from before zones were recorded
             who = f"{writer}, the search machine's local time"
