@@ -109,17 +109,19 @@ def latency_bound(space: Any, cost: Any, n: int = 2000) -> float:
 class Setting:
     """What a worker process needs: the space, the supernet's evaluators, the cost model and the bound."""
 
-    def __init__(self, quick: bool, work: Path = WORK) -> None:
+    def __init__(self, quick: bool, work: Path = WORK, valid_signals: int = 0) -> None:
+        from nas.datasets import mnist1d_splits
         from nas.spaces.training import InheritedAccuracy
 
         torch.set_num_threads(1)
         logging.getLogger("nas").setLevel(logging.ERROR)
-        self.quick, self.work = quick, work
+        self.quick, self.work, self.valid_signals = quick, work, valid_signals
         self.space, data = space_and_data(quick)
         work = work / ("quick" if quick else "full")
         net = trained_supernet(self.space, data, 1 if quick else SUPERNET_EPOCHS, work / "supernet.pt")
         self.calib_x = data["train"][0][:500]
-        self.valid = InheritedAccuracy(net, *data["valid"], calib_x=self.calib_x, metric="valid_acc")
+        valid = mnist1d_splits(seed=0, extra_valid=valid_signals)["extra_valid"] if valid_signals else data["valid"]
+        self.valid = InheritedAccuracy(net, *valid, calib_x=self.calib_x, metric="valid_acc")
         self.test = InheritedAccuracy(net, *data["test"], calib_x=self.calib_x, metric="test_acc")
         self.cost = latency_model(self.space, work / "lut.jsonl" if quick else LUT)
         self.bound = latency_bound(self.space, self.cost, 200 if quick else 2000)
@@ -138,20 +140,20 @@ class Setting:
 _SETTING: Setting | None = None
 
 
-def setting(quick: bool, work: Path = WORK) -> Setting:
+def setting(quick: bool, work: Path = WORK, valid_signals: int = 0) -> Setting:
     global _SETTING  # one per worker process: the supernet and the table are loaded once
-    if _SETTING is None or (_SETTING.quick, _SETTING.work) != (quick, work):
-        _SETTING = Setting(quick, work)
+    if _SETTING is None or (_SETTING.quick, _SETTING.work, _SETTING.valid_signals) != (quick, work, valid_signals):
+        _SETTING = Setting(quick, work, valid_signals)
     return _SETTING
 
 
-def run_task(task: tuple[str, int, int, bool, Path, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """One search -> its best-feasible curve over queries, the pick and its test accuracy. The task's last item is
-    `predictor-search`'s options (`--options`; the other strategies keep their defaults)."""
+def run_task(task: tuple[str, int, int, bool, Path, dict[str, Any], int]) -> tuple[str, dict[str, Any]]:
+    """One search -> its best-feasible curve over queries, the pick and its test accuracy. The task's last items are
+    `predictor-search`'s options (`--options`; the other strategies keep their defaults) and `--valid-signals`."""
     import nas
 
-    method, seed, budget, quick, work, options = task
-    s = setting(quick, work)
+    method, seed, budget, quick, work, options, valid_signals = task
+    s = setting(quick, work, valid_signals)
     t0 = time.perf_counter()
     r = nas.search(s.space, [nas.cheap(s.latency), s.accuracy], {"valid_acc": "max"},
                    constraints=[f"latency_ms <= {s.bound!r}"], strategy=method, budget=budget, seed=seed,
@@ -171,13 +173,13 @@ def run_task(task: tuple[str, int, int, bool, Path, dict[str, Any]]) -> tuple[st
     return f"{method}|{seed}", rec
 
 
-def rescore(runs: dict[str, Any], quick: bool, work: Path, n: int) -> None:
+def rescore(runs: dict[str, Any], quick: bool, work: Path, n: int, valid_signals: int = 0) -> None:
     """Each recorded pick's inherited accuracy on `n` fresh MNIST-1D signals (`extra_test`), in place: whether a
     validation lead of a few of 500 signals is real accuracy."""
     from nas.datasets import mnist1d_splits
     from nas.spaces.training import InheritedAccuracy
 
-    s = setting(quick, work)
+    s = setting(quick, work, valid_signals)
     xe, ye = mnist1d_splits(seed=0, extra_test=n)["extra_test"]
     extra = InheritedAccuracy(s.valid.supernet, xe, ye, calib_x=s.calib_x, metric="extra_acc")
     for rec in runs.values():
@@ -284,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="report JSON (default results/constrained_ofa.json)")
     ap.add_argument("--options", type=json.loads, default={},
                     help='predictor-search options as JSON, e.g. \'{"restart_after": 100}\' (use with its own --runs)')
+    ap.add_argument("--valid-signals", type=int, default=0, metavar="N",
+                    help="select on N fresh MNIST-1D signals (generator seed 44) instead of the 500 held-out training "
+                         "signals (use with its own --runs)")
     ap.add_argument("--rescore", type=int, default=0, metavar="N",
                     help="also score every recorded pick on N fresh signals (is a validation lead real accuracy?)")
     args = ap.parse_args(argv)
@@ -293,9 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_file = args.runs or RESULTS / ("constrained_ofa_quick_runs.json" if args.quick else "constrained_ofa_runs.json")
     runs: dict[str, Any] = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     if not args.report:
-        setting(args.quick, args.work)  # the supernet and the table, built once before any worker starts
-        tasks = [(m, s, budgets[m], args.quick, args.work, args.options) for m in BUDGETS for s in seeds
-                 if f"{m}|{s}" not in runs]
+        setting(args.quick, args.work, args.valid_signals)  # the supernet and the table, built once before any worker
+        tasks = [(m, s, budgets[m], args.quick, args.work, args.options, args.valid_signals) for m in BUDGETS
+                 for s in seeds if f"{m}|{s}" not in runs]
         tasks.sort(key=lambda t: -t[2])  # the long runs first
         with ProcessPoolExecutor(args.jobs) if args.jobs > 1 else contextlib.nullcontext() as pool:
             for key, rec in (pool.map(run_task, tasks) if pool is not None else map(run_task, tasks)):
@@ -305,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{rec['queries']} queries, {rec['rejected_by_bound']} rejected by the bound "
                       f"({rec['seconds']:.0f} s)", flush=True)
     if args.rescore:
-        rescore(runs, args.quick, args.work, args.rescore)
+        rescore(runs, args.quick, args.work, args.rescore, args.valid_signals)
         jsonio.write_json(runs_file, runs, indent=None)
     rep = report(runs, seeds, budgets, (10, 30, 60) if args.quick else CHECKPOINTS)
     rep["meta"] = {"command": " ".join(["experiments/constrained_ofa.py", *(sys.argv[1:] if argv is None else argv)]),
@@ -315,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "bound_rule": f"{BOUND_QUANTILE:g}th percentile of the table latency of uniform draws",
                    "supernet_epochs": 1 if args.quick else SUPERNET_EPOCHS, "wall_seconds": time.time() - started,
                    "settings": "every strategy's defaults",
-                   "predictor_search_options": args.options}
+                   "predictor_search_options": args.options,
+                   "validation": (f"{args.valid_signals} fresh signals (generator seed 44)" if args.valid_signals
+                                  else "500 held-out training signals")}
     print_report(rep)
     out = args.out or RESULTS / ("constrained_ofa_quick.json" if args.quick else "constrained_ofa.json")
     jsonio.write_json(out, rep)

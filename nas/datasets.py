@@ -120,14 +120,16 @@ def movie_reviews(root: str | Path | None = None, seed: int = 0, max_len: int = 
 
 
 # ---------------------------------------------------------------------------------------- MNIST-1D
-def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
+def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0,
+                   extra_valid: int = 0) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
     """MNIST-1D generated locally (the standard 4,000 train / 1,000 test signals of length 40, 10 classes).
 
     Returns {"train", "valid", "test"} -> (x float32 [n, 40], y int64 [n]); `valid_size` training signals
     chosen at random by `seed` form "valid", the test set is the standard one. With `extra_test` > 0 an
     "extra_test" split of that many fresh signals from the same generator (generator seed 43 instead of 42)
-    is added, for accuracy estimates with less sampling noise. Nothing is written to disk, and the global
-    random state that mnist1d's generator seeds is restored afterwards.
+    is added, for accuracy estimates with less sampling noise; `extra_valid` > 0 adds an "extra_valid" split of
+    fresh signals from generator seed 44, disjoint from it, for a search's selection with less noise. Nothing is
+    written to disk, and the global random state that mnist1d's generator seeds is restored afterwards.
     """
     import random
 
@@ -135,17 +137,20 @@ def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0) ->
     import torch
     from mnist1d.data import get_dataset_args, make_dataset
 
-    if extra_test < 0:
-        raise ConfigError(f"extra_test: expected a non-negative int, got {extra_test}")
+    for name, n in (("extra_test", extra_test), ("extra_valid", extra_valid)):
+        if not isinstance(n, int) or n < 0:
+            raise ConfigError(f"{name}: expected a non-negative int, got {n!r}")
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         args = get_dataset_args()
         data = make_dataset(args)  # never get_dataset: it may download
-        if extra_test:
-            extra_args = get_dataset_args()
-            extra_args.num_samples = 10 * -(-extra_test // 10)  # mnist1d makes equal counts per class
-            extra_args.train_split, extra_args.seed = 0.0, args.seed + 1
-            extra = make_dataset(extra_args)
+        extras = {}
+        for name, n, offset in (("extra_test", extra_test, 1), ("extra_valid", extra_valid, 2)):
+            if n:
+                extra_args = get_dataset_args()
+                extra_args.num_samples = 10 * -(-n // 10)  # mnist1d makes equal counts per class
+                extra_args.train_split, extra_args.seed = 0.0, args.seed + offset
+                extras[name] = make_dataset(extra_args)
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
@@ -160,8 +165,9 @@ def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0) ->
 
     out = {"train": pair(x[train], y[train]), "valid": pair(x[valid], y[valid]),
            "test": pair(data["x_test"], data["y_test"])}
-    if extra_test:  # standardised by its own mean/std like every mnist1d set (same distribution, same scale)
-        out["extra_test"] = pair(extra["x_test"][:extra_test], extra["y_test"][:extra_test])
+    for name, n in (("extra_test", extra_test), ("extra_valid", extra_valid)):
+        if n:  # standardised by its own mean/std like every mnist1d set (same distribution, same scale)
+            out[name] = pair(extras[name]["x_test"][:n], extras[name]["y_test"][:n])
     return out
 
 
