@@ -389,6 +389,9 @@ def test_mnist1d_splits(mnist):
     all_train = torch.cat([x, xv])
     assert torch.equal(torch.sort(torch.cat([other["train"][0], other["valid"][0]]).sum(1)).values,
                        torch.sort(all_train.sum(1)).values)
+    both = mnist1d_splits(seed=1, extra_test=55, extra_valid=60)
+    assert torch.equal(both["extra_test"][0], xe) and both["extra_valid"][0].shape == (60, 40)
+    assert torch.cdist(both["extra_valid"][0], torch.cat([xe, xt])).min() > 1e-3  # a third fresh set
 
 
 # ---------------------------------------------------------------------------------------- docs
