@@ -63,7 +63,8 @@ class NoImprovement:
     def __post_init__(self) -> None:
         if not isinstance(self.patience, int) or isinstance(self.patience, bool) or self.patience < 1:
             raise ConfigError(f"NoImprovement: patience must be an int >= 1, got {self.patience!r}")
-        if not np.isfinite(self.min_delta) or self.min_delta < 0:
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, (int, float)) \
+                or not np.isfinite(self.min_delta) or self.min_delta < 0:
             raise ConfigError(f"NoImprovement: min_delta must be a finite number >= 0, got {self.min_delta!r}")
 
     def stale(self, result: "SearchResult") -> int:
@@ -133,12 +134,19 @@ class AnyOf:
 
 
 def from_settings(stop_after: int | None, stop_at: Sequence[str] | None) -> StopRule | None:
-    """The rule `nas run --stop-after N --stop-at COND` (or a run file's `stop_after`, `stop_at`) asks for."""
+    """The rule `nas run --stop-after N --stop-at COND` (or a run file's `stop_after`, `stop_at`) asks for; a bad
+    value is a ConfigError naming the setting."""
     rules: list[StopRule] = []
-    if stop_after is not None:
-        rules.append(NoImprovement(stop_after))
-    if stop_at:
-        rules.append(Target(*stop_at))
+    try:
+        if stop_after is not None:
+            rules.append(NoImprovement(stop_after))
+    except ConfigError as e:
+        raise ConfigError(f"stop_after: {e}") from None
+    try:
+        if stop_at:
+            rules.append(Target(*stop_at))
+    except ConfigError as e:
+        raise ConfigError(f"stop_at: {e}") from None
     return None if not rules else rules[0] if len(rules) == 1 else AnyOf(tuple(rules))
 
 

@@ -12,7 +12,7 @@ from nas.cli import app
 from nas.errors import ConfigError
 from nas.export import completeness
 from nas.spaces import Choice, Space
-from nas.stopping import AnyOf, NoImprovement, Target
+from nas.stopping import AnyOf, NoImprovement, Target, from_settings
 
 SPACE = Space({f"x{i}": Choice(list(range(5))) for i in range(4)})  # 625 architectures
 
@@ -84,6 +84,12 @@ def test_bad_rules_are_refused_naming_the_field():
         NoImprovement(0)
     with pytest.raises(ConfigError, match="at least one condition"):
         Target()
+    with pytest.raises(ConfigError, match="min_delta must be a finite number"):
+        NoImprovement(5, min_delta="0.1")
+    with pytest.raises(ConfigError, match="^stop_after: NoImprovement: patience must be an int >= 1"):
+        from_settings(0, None)
+    with pytest.raises(ConfigError, match="^stop_at: constraint 'score >> 3' is not of the form"):
+        from_settings(None, ["score >> 3"])
 
 
 def test_run_flags_stop_after_and_stop_at(tmp_path):

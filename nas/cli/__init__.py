@@ -78,6 +78,11 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Neural architecture search: run a search script, inspect, plot and resume its workdir."""
 
 STRATEGY_HELP = f"Search strategy, one of: {', '.join(sorted(STRATEGIES))} [default: the script's, else evolution]."
+# the stop rule flags of `nas run` and `nas resume` (nas.stopping.from_settings)
+StopAfter = Annotated[Optional[int], typer.Option(
+    help="Stop after N evaluations in a row without improving the best (or the Pareto front).")]
+StopAt = Annotated[Optional[list[str]], typer.Option(
+    help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several (all must hold).")]
 
 
 def _out() -> Console:
@@ -282,11 +287,8 @@ def run(
         help="JSON-lines file of architectures to evaluate first (or trial records, e.g. from nas trials --json).")] = None,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Workdir of an earlier search over the same space: its results are told to the strategy.")] = None,
-    stop_after: Annotated[Optional[int], typer.Option(
-        help="Stop after N evaluations in a row without improving the best (or the Pareto front).")] = None,
-    stop_at: Annotated[Optional[list[str]], typer.Option(
-        help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several (all must hold).")
-    ] = None,
+    stop_after: StopAfter = None,
+    stop_at: StopAt = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Start over: move the workdir's previous search to DIR.previous first.")] = False,
     lower_budget: Annotated[bool, typer.Option(
@@ -359,10 +361,8 @@ def resume(
     executor: Annotated[Optional[str], typer.Option(help="local, processes, ray or ray-tune [default: as recorded].")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster to join [default: as recorded].")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel workers [default: as recorded].")] = None,
-    stop_after: Annotated[Optional[int], typer.Option(
-        help="Stop after N evaluations in a row without improving the best (or the Pareto front).")] = None,
-    stop_at: Annotated[Optional[list[str]], typer.Option(
-        help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several.")] = None,
+    stop_after: StopAfter = None,
+    stop_at: StopAt = None,
 ) -> None:
     """Continue a killed or finished search with the same settings (optionally a larger budget). A stop rule
     (--stop-after, --stop-at) applies to this run only; without one the search goes on to its budget."""

@@ -276,12 +276,13 @@ class SearchView:
         running = self.journal.running() if writer else None
         budget = int(self.follower.config.get("budget", 0))
         rate, clock = self._cached("rate", self._rate)
-        exhausted = self.follower.stop_reason == "exhausted" or rule_met(self.follower.stop_reason) is not None
+        # below its budget but done: the space or strategy had nothing new, or the user's stop rule held
+        done_early = self.follower.stop_reason == "exhausted" or rule_met(self.follower.stop_reason) is not None
         who, since = writer_since(writer) if writer else (None, None)
         if writer and since is None and " since " in writer:  # a lock from before zones were recorded
             who = f"{writer}, the search machine's local time"
         return {"state": (f"running ({who})" if writer else
-                          "finished" if self._used >= budget or exhausted else "stopped below its budget"),
+                          "finished" if self._used >= budget or done_early else "stopped below its budget"),
                 "running": writer is not None, "running_since": since,
                 "eta_s": (None if rate is None or writer is None or clock == "simulated"
                           else max(budget - self._used, 0) / rate),

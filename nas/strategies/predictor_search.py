@@ -181,8 +181,8 @@ class PredictorSearch(Strategy):
     def ask(self, n: int = 1) -> list[Architecture]:
         out: list[Architecture] = []
         while len(out) < n:
-            if not self.queue and self.restart_after is not None and self._stale() >= self.restart_after:
-                self._restart()
+            if not self.queue and self.restart_after is not None and (stale := self._stale()) >= self.restart_after:
+                self._restart(stale)
             if (not self.queue and len(self._run()) >= self.n_init and self._usable()
                     and self._empty_at != len(self.history)):
                 self.queue = [a.to_dict() for a in self._batch(max(self.batch_size, n - len(out)))]
@@ -271,10 +271,10 @@ class PredictorSearch(Strategy):
                 stale = 0
         return stale
 
-    def _restart(self) -> None:
+    def _restart(self, stale: int) -> None:
         """Start a fresh run: uniform samples, then predictors and fronts on the new run's results only."""
         logger.info("predictor-search: %d results without improving the front; restart %d after %d results, "
-                    "from uniform samples", self._stale(), len(self.restarts) + 1, len(self.history))
+                    "from uniform samples", stale, len(self.restarts) + 1, len(self.history))
         self.restarts.append(len(self.history))
         self.choice, self.chosen_at, self._empty_at = {}, 0, None
 
