@@ -72,7 +72,10 @@ def test_bad_classes_name_the_problem(classes, message):
 
 
 @pytest.mark.parametrize("space, classes", [(nested(), None), (nested(), "name"),
-                                            (GNNSpace(8, 3), GNN_ACTION_CLASSES)])
+                                            (GNNSpace(8, 3), GNN_ACTION_CLASSES),
+                                            # wide integers: a kept class keeps its value, not only its bin
+                                            (Space(n=Integer(0, 10**9), w=Integer(1, 100), act=Choice(["a", "b"])),
+                                             None)])
 def test_every_proposal_after_the_first_differs_from_the_best_in_at_most_one_class(space, classes, one_thread):
     strat = make_strategy("autognn", space, Problem.make({"score": "max"}), 3, classes=classes, batch_size=4)
     rng = np.random.default_rng(0)

@@ -156,12 +156,12 @@ class ConservativeController(ReinforceController):
         """The first unseen of 1 + `resample` one-class variations of the best (None when all were seen)."""
         k = 1 + self.resample
         drawn = self.rng.choice(len(self.classes), size=k, p=self._class_probs(eligible))
-        forced = np.tile(np.maximum(vec, 0).astype(int), (k, 1))
+        forced = np.tile(np.maximum(self._tokens(vec), 0).astype(int), (k, 1))
         free = self.members[drawn] | (vec < 0)[None, :]  # the class's slots, and slots the best lacks
         forced[free] = -1
         rows = _sample_rows(self.policy, self.rng, forced)
         for r in range(k):
-            arch = self._decode(rows[r])
+            arch = self._decode(rows[r], keep=np.where(free[r], -1, vec))  # the other classes keep the best's options
             if arch.id in self.seen:
                 continue
             mask = (free[r] & (self.space.to_vector(arch) >= 0)).astype(int).tolist()
@@ -185,7 +185,7 @@ class ConservativeController(ReinforceController):
             return None
         cls = int(self.rng.choice(len(self.classes), p=self._class_probs(available)))
         rows = np.flatnonzero(one & changed[:, cls])
-        tokens = np.maximum(vecs[rows], 0)
+        tokens = np.maximum(self._tokens(vecs[rows]), 0)
         free = (self.members[cls][None, :] | (vec < 0)[None, :]) & (vecs[rows] >= 0)
         mask = free.astype(np.float32)
         k = int(self.rng.choice(len(rows), p=listed_weights(self.policy, tokens, mask)))
@@ -204,7 +204,7 @@ class ConservativeController(ReinforceController):
                 del self.pending[arch.id]
         else:  # not asked by us (warm start, replay, cache): teacher-force its active slots, no class
             vec = self.space.to_vector(arch)
-            tokens, mask, cls, eligible = [max(int(v), 0) for v in vec], [int(v >= 0) for v in vec], -1, []
+            tokens, mask, cls, eligible = np.maximum(self._tokens(vec), 0).tolist(), [int(v >= 0) for v in vec], -1, []
         self.seen.add(arch.id)
         key = scalar_key(self.problem, result)
         if np.isfinite(key[0]) and (self.best_key is None or key < self.best_key):

@@ -3,7 +3,8 @@
 Each `ask` opens an Optuna trial and walks the space, suggesting one parameter per active decision
 (named by its path, e.g. `blocks[1].kernel`): controllers first, then only the blocks a `Repeat`
 count asks for and the `Conditional` fields that are active, so Optuna sees exactly the decisions the
-architecture has. `Integer`s become `suggest_int(low, high, step)`, ordered `Choice`s an integer
+architecture has. `Integer`s become `suggest_int(low, high, step)` (for `gp`, a range of more than 2**20 values a
+`suggest_float` snapped to the step), ordered `Choice`s an integer
 index (so TPE, GP and CMA-ES can use the order), other choices `suggest_categorical`. `tell` finishes
 that trial (failed or objective-less results as FAIL; each constraint's violation is set with
 `trial.set_constraint`, which Optuna's constraint-aware samplers read); results for architectures the study never asked are added
@@ -56,10 +57,23 @@ def _has_bool_mix(options: tuple[Any, ...]) -> bool:
     return any(isinstance(o, bool) for o in options) and not all(isinstance(o, bool) for o in options)
 
 
-def distribution(leaf: Choice | Integer) -> Any:
-    """The Optuna distribution of one decision (ordered choices as an integer index)."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
+def as_float(leaf: Choice | Integer, max_discrete: int | None) -> bool:
+    """True for an `Integer` of more than `max_discrete` values, which the sampler sees as a float range (the
+    value snapped to the nearest step): Optuna's GP lists every value of an integer range (8 GB for 10**9)."""
+    return isinstance(leaf, Integer) and max_discrete is not None and leaf.cardinality > max_discrete
 
+
+def snap(leaf: Integer, value: float) -> int:
+    """The index of the range's value nearest to a float."""
+    return int(min(max(round((float(value) - leaf.low) / leaf.step), 0), leaf.cardinality - 1))
+
+
+def distribution(leaf: Choice | Integer, max_discrete: int | None = None) -> Any:
+    """The Optuna distribution of one decision (ordered choices as an integer index; see `as_float`)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if as_float(leaf, max_discrete):
+        return FloatDistribution(float(leaf.low), float(leaf.high))
     if isinstance(leaf, Integer):
         return IntDistribution(leaf.low, leaf.high, step=leaf.step)
     if leaf.ordered:
@@ -104,7 +118,7 @@ def walk(space: Space, pick: Pick, prefix: tuple[str | int, ...] = ()) -> dict[s
     return {k: out[k] for k in space.fields if k in out}
 
 
-def params_of(space: Space, arch: Architecture) -> tuple[dict[str, Any], dict[str, Any]]:
+def params_of(space: Space, arch: Architecture, max_discrete: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Optuna params and distributions of an existing architecture (for `add_trial`)."""
     cfg = arch.to_dict()
     params: dict[str, Any] = {}
@@ -114,7 +128,9 @@ def params_of(space: Space, arch: Architecture) -> tuple[dict[str, Any], dict[st
         if value is _ABSENT:
             continue
         params[slot.name] = to_param(slot.leaf, slot.leaf.index(value, slot.name))
-        dists[slot.name] = distribution(slot.leaf)
+        dists[slot.name] = distribution(slot.leaf, max_discrete)
+        if as_float(slot.leaf, max_discrete):
+            params[slot.name] = float(params[slot.name])
     return params, dists
 
 
@@ -131,6 +147,7 @@ class OptunaStrategy(Strategy):
     # told FAIL and replaced by an unseen neighbour of it (local search around the optimum), so the search goes on
     # instead of `Deduplicate` ending it as exhausted far below its budget.
     repeat_patience: ClassVar[int] = 10
+    max_discrete: ClassVar[int | None] = None  # an Integer with more values is a float range to the sampler (`as_float`)
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
                  sampler_options: Mapping[str, Any] | None = None) -> None:
@@ -191,7 +208,9 @@ class OptunaStrategy(Strategy):
         trial = self.study.ask()
 
         def pick(leaf: Choice | Integer, path: str) -> int:
-            d = distribution(leaf)
+            d = distribution(leaf, self.max_discrete)
+            if as_float(leaf, self.max_discrete):
+                return snap(leaf, trial.suggest_float(path, d.low, d.high))  # type: ignore[arg-type]
             if isinstance(leaf, Integer):
                 v = trial.suggest_int(path, leaf.low, leaf.high, step=leaf.step)
             elif hasattr(d, "choices"):
@@ -216,7 +235,7 @@ class OptunaStrategy(Strategy):
             import optuna
 
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.study.enqueue_trial(params_of(self.space, replacement)[0])
+            self.study.enqueue_trial(params_of(self.space, replacement, self.max_discrete)[0])
             trial = self.study.ask()
             arch = Architecture(walk(self.space, pick))
         self._asked.add(arch.id)
@@ -266,7 +285,7 @@ class OptunaStrategy(Strategy):
             else:
                 self.study.tell(trial, values)
             return
-        params, dists = params_of(self.space, arch)
+        params, dists = params_of(self.space, arch, self.max_discrete)
         state = TrialState.FAIL if values is None else TrialState.COMPLETE
         self.study.add_trial(create_trial(params=params, distributions=dists, values=values, state=state,
                                           constraints=self._violations(result) or None))
@@ -300,6 +319,7 @@ class OptunaGP(OptunaStrategy):
 
     name = "gp"
     sampler_class = "optuna.samplers:GPSampler"
+    max_discrete = 2 ** 20  # its acquisition search lists every value of an integer range: 8 GB for Integer(0, 10**9)
 
 
 class OptunaCmaEs(OptunaStrategy):

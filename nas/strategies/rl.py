@@ -13,7 +13,10 @@ search on cached repeats. On a space that lists its architectures (capability `l
 policy gives its decisions relative to a uniform draw per decision, so an untrained policy draws uniformly
 from the table and a trained one as it would in the whole space. Drawing in the whole space and snapping to
 the nearest listed one would favour isolated entries and reinforce decisions that were never evaluated.
-State is plain data (weights and Adam moments as lists).
+A wide ordered decision (`Slot.scaled`: an `Integer` or numeric `Choice` of more than `WIDE_ORDINAL` options) is one
+of `WIDE_ORDINAL` tokens, each a contiguous bin of its options, the option drawn uniformly inside the bin
+(`SlotTokens`): one logit per option would give `Integer(0, 10**9)` a billion outputs (a 128 GB policy), and
+neighbouring values would share nothing the policy learns. State is plain data (weights and Adam moments as lists).
 
 Auto-GNN's constrained parameter sharing (child GNNs inherit weights from a trained relative only when
 their shapes and activations match) belongs to a training evaluator, not to the controller: the
@@ -24,13 +27,15 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.errors import ConfigError
 from nas.objectives import Problem
-from nas.spaces import Architecture, Space
+from nas.spaces import Architecture, Slot, Space
+from nas.spaces.params import WIDE_ORDINAL
 from nas.strategies.base import Strategy, TrialResult
 
 if TYPE_CHECKING:
@@ -87,6 +92,38 @@ class Utility:
             self.keys.append(key)
             if len(self.problem.objectives) == 1:
                 bisect.insort(self._sorted, (key[0], key[1][0]))
+
+
+@dataclass(frozen=True)
+class SlotTokens:
+    """The policy's tokens for one slot: one per option, or for a wide ordered decision (`Slot.scaled`)
+    `WIDE_ORDINAL` contiguous bins of near-equal size, bin b holding options floor(b C / B) .. floor((b + 1) C / B) - 1."""
+
+    cardinality: int
+    count: int
+
+    @classmethod
+    def of(cls, slot: Slot) -> "SlotTokens":
+        card = int(slot.leaf.cardinality)
+        return cls(card, WIDE_ORDINAL if slot.scaled and card > WIDE_ORDINAL else card)
+
+    @property
+    def binned(self) -> bool:
+        return self.count < self.cardinality
+
+    def tokens(self, indices: np.ndarray) -> np.ndarray:
+        """Option indices -> tokens (negative entries, inactive slots, stay as they are)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if not self.binned:
+            return idx
+        return np.where(idx < 0, idx, ((idx + 1) * self.count + self.cardinality - 1) // self.cardinality - 1)
+
+    def index(self, token: int, rng: np.random.Generator) -> int:
+        """Token -> option index: the option itself, or one drawn uniformly in the token's bin."""
+        if not self.binned:
+            return int(token)
+        lo, hi = (int(token) * self.cardinality // self.count, (int(token) + 1) * self.cardinality // self.count)
+        return int(rng.integers(lo, hi))
 
 
 class _Policy:
@@ -208,7 +245,8 @@ class ReinforceController(Strategy):
         self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
         self.baseline_decay, self.entropy_weight, self.resample = baseline_decay, entropy_weight, resample
         self.slots = space.slots()
-        self.policy = _Policy([s.leaf.cardinality for s in self.slots], hidden, 0 if seed is None else int(seed))
+        self.tokens = [SlotTokens.of(s) for s in self.slots]
+        self.policy = _Policy([t.count for t in self.tokens], hidden, 0 if seed is None else int(seed))
         self.opt = torch.optim.Adam(self.policy.modules.parameters(), lr=lr)
         self.utility = Utility(problem)
         self.baseline: float | None = None
@@ -245,7 +283,7 @@ class ReinforceController(Strategy):
         archs, vecs = self._listed(unseen=True)
         if not archs:
             archs, vecs = self._listed(unseen=False)
-        tokens, mask = np.maximum(vecs, 0), (vecs >= 0).astype(np.float32)
+        tokens, mask = np.maximum(self._tokens(vecs), 0), (vecs >= 0).astype(np.float32)
         p = listed_weights(self.policy, tokens, mask)
         picks = self.rng.choice(len(archs), size=min(n, len(archs)), replace=False, p=p)
         out = []
@@ -265,9 +303,20 @@ class ReinforceController(Strategy):
         vecs = np.array([self._listed_vectors[a.id] for a in archs], dtype=np.int64).reshape(len(archs), len(self.slots))
         return archs, vecs
 
-    def _decode(self, tokens: Sequence[int]) -> Architecture:
-        """The architecture the active slots spell out (inactive slots' tokens are ignored)."""
-        lookup = {s.path: int(t) for s, t in zip(self.slots, tokens)}
+    def _tokens(self, vecs: np.ndarray) -> np.ndarray:
+        """`to_vector` rows (option indices, -1 where inactive; one row or a matrix) -> the policy's tokens."""
+        vecs = np.asarray(vecs, dtype=np.int64)
+        out = vecs.copy()
+        for t, tk in enumerate(self.tokens):
+            if tk.binned:
+                out[..., t] = tk.tokens(vecs[..., t])
+        return out
+
+    def _decode(self, tokens: Sequence[int], keep: np.ndarray | None = None) -> Architecture:
+        """The architecture the active slots spell out (inactive slots' tokens are ignored); a binned token's option
+        is drawn in its bin, except where `keep` (option indices, -1 for none) holds the option to keep."""
+        lookup = {s.path: int(keep[t]) if keep is not None and keep[t] >= 0 else self.tokens[t].index(tok, self.rng)
+                  for t, (s, tok) in enumerate(zip(self.slots, tokens))}
         return self.space.validate(self.space._from_indices(lookup, ()))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
@@ -283,7 +332,7 @@ class ReinforceController(Strategy):
         vec = self.space.to_vector(arch)
         mask = [int(v >= 0) for v in vec]
         if tokens is None:
-            tokens = [max(int(v), 0) for v in vec]
+            tokens = np.maximum(self._tokens(vec), 0).tolist()
         u = self.utility.add(result)
         if self.baseline is None:
             self.baseline = u
@@ -308,7 +357,8 @@ class ReinforceController(Strategy):
         self.updates += 1
 
     def probabilities(self) -> list[list[float]]:
-        """Per-slot option probabilities of the greedy path's context (for inspection and tests)."""
+        """Per-slot token probabilities (options; bins of a wide ordered decision) of the greedy path's context (for
+        inspection and tests)."""
         import torch
 
         probs = []
