@@ -1,4 +1,5 @@
-"""`plot_pareto`: a PNG of a search's trials on two objectives with the Pareto front as a step line.
+"""PNGs of a search: `plot_pareto` (the trials on two objectives, the Pareto front as a step line), `plot_history`
+(each objective per evaluation, best so far) and `plot_importance` (which decisions matter, `nas.importance`).
 
 Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the backend of the caller's
 session and works on machines without a display.
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from nas.errors import ConfigError
 
 if TYPE_CHECKING:
+    from nas.importance import DecisionImportances
     from nas.result import SearchResult
     from nas.store import Trial
 
@@ -136,6 +138,32 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
         ax.legend(loc="best", fontsize=8, frameon=False)
     axes[-1].set_xlabel("evaluations")
     axes[0].set_title(f"optimisation history: {result.used} evaluations, {len(result.trials)} trials", fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def plot_importance(imp: "DecisionImportances", path: str | Path) -> Path:
+    """Horizontal bars of each decision's share of the importances (`nas.importance`), most important on top,
+    with the fold-to-fold standard deviation as an error bar; the title gives the forest's held-out R^2."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = list(imp.decisions)[::-1]
+    total = sum(max(d.increase, 0.0) for d in rows) or 1.0
+    fig = Figure(figsize=(7.0, 1.2 + 0.32 * max(len(rows), 1)), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.barh([d.decision for d in rows], [100 * d.share for d in rows], xerr=[100 * d.std / total for d in rows],
+            color="#2e86c1", ecolor="0.4", capsize=2)
+    ax.set_xlabel("share of the importance (%)")
+    ax.set_xlim(left=0)
+    ax.grid(True, axis="x", color="0.9")
+    ax.set_axisbelow(True)
+    ax.set_title(f"which decisions matter for {imp.metric} ({imp.trials} trials, held-out R\u00b2 {imp.r2:.2f})",
+                 fontsize=10)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

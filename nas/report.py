@@ -17,6 +17,7 @@ from rich.table import Table
 
 from nas.console import make_console
 from nas.export import ExportReport
+from nas.importance import DecisionImportances
 from nas.measure import plus_minus
 from nas.objectives import Problem
 from nas.result import SearchResult
@@ -227,6 +228,22 @@ def trials_table(result: SearchResult, limit: int = 200) -> Table:
     for t in result.trials[-limit:]:
         table.add_row(str(t.number), t.status, *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
                       f"{t.duration:.2f}", t.error if t.error else compact(t.arch))
+    return table
+
+
+def importance_table(imp: DecisionImportances, width: int = 24) -> Table:
+    """Decisions by importance: share of the summed importances (with a bar) and the held-out error rise."""
+    table = Table(title=f"which decisions matter for {imp.metric}: {imp.trials} trials, held-out R\u00b2 {imp.r2:.2f} "
+                        f"(on {'ranks' if imp.scale == 'rank' else 'values'})"
+                        + (" (the decisions explain little: these shares describe noise)" if imp.r2 < 0.1 else ""),
+                  title_justify="left")
+    table.add_column("decision")
+    table.add_column("share", justify="right")
+    table.add_column("")
+    table.add_column("error rise when permuted", justify="right")
+    for d in imp.decisions:
+        table.add_row(d.decision, f"{100 * d.share:.1f} %", "\u2588" * round(width * d.share),
+                      f"{fmt(d.increase)} \u00b1 {fmt(d.std)}")
     return table
 
 

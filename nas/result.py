@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,11 @@ class SearchResult:
                     and all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
                 frame[column] = frame[column].astype("Int64")
         return frame
+
+
+def decisions(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """An architecture's decisions by dotted path, {"depth": 2, "blocks.0.k": 3, ...}: `to_records`' `arch.` columns."""
+    return {k[1:]: v for k, v in _flatten(dict(arch), "").items()}
 
 
 def _flatten(value: Any, prefix: str) -> dict[str, Any]:

@@ -51,8 +51,8 @@ from nas.executor_spec import executor_spec
 from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
 from nas.experiment import check_workdir
 from nas.scripts import load_file, workdir_env
-from nas.report import (SearchProgress, export_table, fmt, show_front, spaces_table, strategies_table,
-                        summary, trials_table, verify_table)
+from nas.report import (SearchProgress, export_table, fmt, importance_table, show_front, spaces_table,
+                        strategies_table, summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
 from nas.stopping import from_settings, rule_met
@@ -557,6 +557,36 @@ def history(
         best = f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
         _out().print(f"best {o.name} ({o.direction}): {best}", soft_wrap=True)
     _out().print(f"plot: {path.resolve()}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def importance(
+    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
+    metric: Annotated[Optional[str], typer.Option(help="A recorded metric [default: the first objective].")] = None,
+    by: Annotated[str, typer.Option(help="name: a repeated decision pooled over its blocks (blocks.*.k); path: each "
+                                         "block's own (blocks.2.k).")] = "name",
+    scale: Annotated[str, typer.Option(help="rank: fit the normal scores of the metric's ranks (a few collapsed "
+                                               "networks do not dominate); value: fit the values.")] = "rank",
+    plot: Annotated[Optional[Path], typer.Option(help="Also write a bar chart PNG here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Which decisions matter for a metric: permutation importance of a random forest, out of fold."""
+    from nas.importance import decision_importances
+
+    result = _load(workdir)
+    imp = decision_importances(result, metric, by=by, scale=scale)  # type: ignore[arg-type]
+    console = _out()
+    console.print(importance_table(imp))
+    if plot is not None:
+        from nas.plot import plot_importance
+
+        console.print(f"plot: {plot_importance(imp, plot).resolve()}", soft_wrap=True)
+    if json_out is not None:
+        from nas import jsonio
+
+        jsonio.write_json(json_out, imp.to_dict())
+        console.print(f"json: {json_out.resolve()}", soft_wrap=True)
 
 
 @app.command()
