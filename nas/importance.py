@@ -99,9 +99,10 @@ def encode(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[str]]:
 
 def decision_importances(result: SearchResult, metric: str | None = None, by: Literal["name", "path"] = "name",
                          scale: Literal["rank", "value"] = "rank", folds: int = 5, repeats: int = 3, trees: int = 200,
-                         seed: int = 0) -> DecisionImportances:
+                         seed: int = 0, max_trials: int | None = None) -> DecisionImportances:
     """Rank the decisions of `result`'s evaluated trials by how much a forest needs each to predict `metric`
-    (default: the first objective); see the module docstring. Needs at least 10 trials with a finite value."""
+    (default: the first objective); see the module docstring. Needs at least 10 trials with a finite value;
+    `max_trials` uses a seeded subset of a longer search (the dashboard's, so the panel answers in seconds)."""
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.model_selection import KFold
 
@@ -109,7 +110,8 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
         raise ConfigError(f"by: expected 'name' or 'path', got {by!r}")
     if scale not in ("rank", "value"):
         raise ConfigError(f"scale: expected 'rank' or 'value', got {scale!r}")
-    for name, value, low in (("folds", folds, 2), ("repeats", repeats, 1), ("trees", trees, 1)):
+    for name, value, low in (("folds", folds, 2), ("repeats", repeats, 1), ("trees", trees, 1),
+                             ("max_trials", MIN_TRIALS if max_trials is None else max_trials, MIN_TRIALS)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
     name = metric if metric is not None else result.problem.objectives[0].name
@@ -121,6 +123,9 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
     if len(used) < max(MIN_TRIALS, folds):
         raise ConfigError(f"decision importances of {name!r} need at least {max(MIN_TRIALS, folds)} evaluated trials "
                           f"with a finite value; this search has {len(used)}")
+    rng = np.random.default_rng(seed)
+    if max_trials is not None and len(used) > max_trials:
+        used = [used[int(i)] for i in np.sort(rng.choice(len(used), size=max_trials, replace=False))]
     x, owners = encode([decisions(t.arch) for t in used])
     y = np.array([float(t.metrics[name]) for t in used])
     if scale == "rank":
@@ -130,8 +135,7 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
     groups: dict[str, list[int]] = {}
     for col, path in enumerate(owners):
         groups.setdefault(decision_group(path, by), []).append(col)
-    rng = np.random.default_rng(seed)
-    rises = {g: [] for g in groups}  # per fold: mean rise of the held-out squared error
+    rises: dict[str, list[float]] = {g: [] for g in groups}  # per fold: mean rise of the held-out squared error
     oof = np.zeros(len(y))
     splitter = KFold(n_splits=min(folds, len(y)), shuffle=True, random_state=seed)
     for train, test in splitter.split(x):

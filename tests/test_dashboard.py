@@ -27,6 +27,7 @@ from nas.cli import app
 from nas.dashboard.server import make_server, url_of
 from nas.dashboard.static_report import write_report
 from nas.dashboard.views import check_views, find_workdirs, open_views
+from nas.importance import decision_importances
 from nas.errors import ConfigError, JournalError
 from nas.pareto import hypervolume
 from nas.result import SearchResult
@@ -127,6 +128,11 @@ def test_views_front_history_and_hypervolume_agree_with_the_result(tmp_path) -> 
     assert trial["arch_tree"] == result.pareto_front()[0].arch and "<svg" in trial["graph_svg"]
     with pytest.raises(ConfigError, match="no trial 99"):
         view.trial(99)
+    imp = view.importance()  # the panel: nas.importance's figures for the first objective
+    assert imp == decision_importances(result, trees=100, max_trials=1000).to_dict() and imp["metric"] == "acc"
+    assert view.importance() is imp  # kept while the trials have not grown by a tenth
+    assert view.importance("cost")["metric"] == "cost"
+    assert "no trial recorded it" in view.importance("loss")["error"]
 
 
 def test_plain_space_is_rebuilt_from_the_journal_for_its_drawing(tmp_path) -> None:
@@ -207,6 +213,9 @@ def test_server_answers_reads_and_refuses_writes_and_changes_no_file(tmp_path, s
     assert status == 400 and "'acuracy' is not a metric any trial recorded" in json.loads(body)["error"]
     assert json.loads(get(url + "api/search/s0/front?objectives=acc,cost")[1])["numbers"] == pareto_cli(tmp_path / "runs" / "a")
     assert get(url + "api/search/s0/trial/3")[0] == 200 and get(url + "api/search/s9")[0] == 404
+    status, body = get(url + "api/search/s0/importance?metric=acc")
+    evaluated = sum(t.status == "ok" for t in SearchResult.load(tmp_path / "runs" / "a").trials)
+    assert status == 200 and json.loads(body)["trials"] == evaluated and json.loads(body)["decisions"]
     assert get(url + "static/plotly.min.js")[0] == 200 and b"<script src=\"static/app.js\">" in get(url)[1]
     request = urllib.request.Request(url + "api/searches", data=b"{}", method="POST")
     assert get(request)[0] == 405  # type: ignore[arg-type]
@@ -289,9 +298,17 @@ def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path,
     tree = browser.locator("#arch-tree").inner_text()
     assert all(f"k = {b['k']}" in tree for b in trial.arch["blocks"]) and "<svg" in browser.locator("#arch-graph").inner_html()
     assert files_digest(wd) == before  # a finished search's files, byte for byte, after the page read them
+    browser.goto(url + "#/")
+    browser.goto(url + "?poll=300#/s/s0")
+    bars = "() => (document.getElementById('importance-plot')?.data || [{}])[0]?.y"
+    browser.wait_for_function(f"({bars})() && ({bars})().length > 0")
+    expected = [d["decision"] for d in open_views([wd])[0].importance()["decisions"]][::-1]
+    assert browser.evaluate(bars) == expected  # which decisions matter, the most important on top
 
     report = write_report(open_views([wd]), tmp_path / "report.html")
     browser.goto(report.as_uri())
     browser.wait_for_function("document.getElementById('front-plot') && document.getElementById('front-plot').data")
     assert front_numbers(browser) == pareto_cli(wd) and used(browser) == 60
+    browser.wait_for_function(f"({bars})() && ({bars})().length > 0")
+    assert browser.evaluate(bars) == expected
     assert files_digest(wd) == before

@@ -80,6 +80,10 @@ def test_bad_input_is_named():
         decision_importances(result, by="field")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="folds: expected an integer >= 2"):
         decision_importances(result, folds=1)
+    with pytest.raises(ConfigError, match="max_trials: expected an integer >= 10"):
+        decision_importances(result, max_trials=5)
+    subset = decision_importances(result, max_trials=60)  # a seeded subset: the dashboard's cap on long searches
+    assert subset.trials == 60 and subset.decisions[0].decision == "a"
     few = nas.search(SPACE, lambda a: {"acc": 1.0}, {"acc": "max"}, strategy="random", budget=6, seed=0)
     with pytest.raises(ConfigError, match="need at least 10 evaluated trials with a finite value; this search has 6"):
         decision_importances(few)

@@ -32,6 +32,8 @@ def responses(views: Sequence[SearchView]) -> dict[str, Any]:
             front = v.front(pair or None)
             out[f"/api/search/{v.key}/front?objectives={','.join(pair)}"] = front
             drawn.update(front["numbers"])
+        for name in names:
+            out[f"/api/search/{v.key}/importance?metric={name}"] = v.importance(name)
         for n in range(len(v.rows)):
             out[f"/api/search/{v.key}/trial/{n}"] = v.trial(n, graph=n in drawn)
     return out

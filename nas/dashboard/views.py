@@ -23,6 +23,7 @@ import numpy as np
 
 from nas import jsonio
 from nas.errors import ConfigError, JournalError, NASError
+from nas.importance import decision_importances
 from nas.objectives import Problem
 from nas.pareto import HypervolumeTracker, MonteCarloHypervolume
 from nas.report import compact
@@ -33,6 +34,7 @@ from nas.store import JOURNAL, Journal, JournalFollower, Trial, writer_since
 log = logging.getLogger(__name__)
 
 RATE_WINDOW = 50  # evaluations the rate and ETA are measured over (the recent ones: a search speeds up/slows)
+IMPORTANCE_TRIALS = 1000  # the importance panel's forest learns from a seeded subset of at most this many trials
 SIMULATED = "sim-"  # the worker prefix of a simulated-clock replay's trials: their times are simulated seconds
 
 
@@ -163,6 +165,7 @@ class SearchView:
         self.rows: list[dict[str, Any]] = []
         self._used = 0
         self._cache: dict[Any, Any] = {}
+        self._importance: dict[str, tuple[int, dict[str, Any]]] = {}  # metric -> (rows when computed, answer)
         self._hv = HypervolumeCurve()
         self._result: SearchResult | None = None
         self._problem_spec: Any = None
@@ -211,6 +214,7 @@ class SearchView:
         self.generation += 1
         self.journal_id = None
         self._cache.clear()
+        self._importance.clear()
 
     def _identify(self) -> None:
         """Set `journal_id`: a digest of the journal file (device, inode) and its header line, and the rows'
@@ -381,6 +385,20 @@ class SearchView:
                     "reference": None if self._hv.reference is None else self._unminimise(self._hv.reference)}
 
         return self._cached("history", make)
+
+    def importance(self, metric: str | None = None) -> dict[str, Any]:
+        """Which decisions matter for `metric` (default: the first objective; `nas.importance`, 100 trees on a seeded
+        subset of at most `IMPORTANCE_TRIALS` trials), or {"error": why not}. Kept until the trials grew by a tenth:
+        a forest per poll of a running search would hold the page up."""
+        held = self._importance.get(metric or "")
+        n = len(self.rows)
+        if held is None or not held[0] <= n < held[0] * 1.1 + 1:
+            try:
+                answer = decision_importances(self.result(), metric, trees=100, max_trials=IMPORTANCE_TRIALS).to_dict()
+            except ConfigError as e:
+                answer = {"error": str(e)}
+            held = self._importance[metric or ""] = (n, answer)
+        return held[1]
 
     def _unminimise(self, ref: np.ndarray) -> list[float]:
         assert self.problem is not None

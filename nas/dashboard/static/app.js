@@ -148,6 +148,8 @@ function showSearch(key) {
       <div class="plot" id="front-plot"></div>
       <div class="plot" id="hv-plot"></div>
       <div class="plot" id="best-plot"></div>
+      <div><div class="controls">which decisions matter for <select id="imp-metric"></select>
+        <span class="muted" id="imp-note"></span></div><div class="plot" id="importance-plot"></div></div>
     </div>
     <div class="controls">trials <input id="filter" placeholder="filter: text in architecture, error, worker">
       <select id="status-filter"><option value="all">all</option><option value="ok">ok</option>
@@ -168,7 +170,7 @@ function showSearch(key) {
     const first = !view.drawn;
     view.drawn = true;
     if (d.changed || first || view.frontStale) await drawFront(key);
-    if (d.changed || first) { drawHistory(d); drawTable(); }
+    if (d.changed || first) { drawHistory(d); drawTable(); await drawImportance(key); }
   });
 }
 
@@ -277,6 +279,34 @@ async function drawFront(key) {
     gd.on("plotly_click", ev => { const p = ev.points[0]; if (p) location.hash = `#/s/${view.key}/trial/${p.customdata}`; });
     gd.dataset.bound = "1";
   }
+}
+
+function importancePath(key, metric) {
+  return `/api/search/${key}/importance?metric=${STATIC ? metric : encodeURIComponent(metric)}`;
+}
+
+// Which decisions matter (nas.importance): each decision's share as a bar; the server recomputes it only once the
+// trials grew by a tenth, so polling a running search costs nothing in between.
+async function drawImportance(key) {
+  const d = data[key];
+  const select = el("imp-metric");
+  if (!select.options.length) {
+    select.innerHTML = d.summary.objectives.map(o => `<option value="${esc(o.name)}">${esc(o.name)}</option>`).join("");
+    select.onchange = () => drawImportance(view.key);
+  }
+  let imp;
+  try { imp = await api(importancePath(key, select.value)); }
+  catch (e) { el("imp-note").textContent = e.message; return; }
+  if (view.key !== key) return;
+  el("imp-note").textContent = imp.error ? imp.error
+    : `${imp.trials} trials, held-out R² ${fmt(imp.r2)} on ${imp.scale === "rank" ? "ranks" : "values"}`
+      + (imp.r2 < 0.1 ? ": the decisions explain little, the shares describe noise" : "");
+  const rows = imp.error ? [] : imp.decisions.slice().reverse();
+  Plotly.react("importance-plot", rows.length ? [{type: "bar", orientation: "h", y: rows.map(r => r.decision),
+    x: rows.map(r => 100 * r.share), marker: {color: "#2e86c1"},
+    hovertemplate: "%{y}: %{x:.1f} %<extra></extra>"}] : [],
+    {title: {text: `which decisions matter for ${select.value}`}, xaxis: {title: {text: "share of the importance (%)"}, rangemode: "tozero"},
+     yaxis: {automargin: true}, margin: {t: 40, r: 10}, height: 160 + 22 * Math.max(rows.length, 3)}, {responsive: true});
 }
 
 function drawHistory(d) {
