@@ -57,8 +57,9 @@ def main() -> None:
     best = result.pareto_front()[0].number if result.problem.objectives[0].direction == "min" \
         else max(result.pareto_front(), key=lambda t: t.metrics[result.problem.names[0]]).number
     shoot([args.demo], [
-        ("#/s/s0", "document.getElementById('front-plot')?.data && document.querySelectorAll('#trials tbody tr').length",
-         args.out / "dashboard-search.png")])
+        ("#/s/s0", "document.getElementById('front-plot')?.data && document.querySelectorAll('#trials tbody tr').length"
+                   " && (document.getElementById('importance-plot')?.data || [{}])[0]?.y",
+         args.out / "dashboard-search.png")], height=1300)
     shoot([args.demo], [(f"#/s/s0/trial/{best}", "document.getElementById('trial-title')",
                          args.out / "dashboard-trial.png")], height=1300)
     from nas.tabular import nas_bench_graph
