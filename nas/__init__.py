@@ -7,6 +7,7 @@ from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASE
 from nas.evaluators import Evaluator, cheap
 from nas.executors import Executor, LocalExecutor, SimulatedClockExecutor
 from nas.objectives import Constraint, Objective, Problem
+from nas.pruning import Pruned, Pruner, report_metrics
 from nas.result import SearchResult
 from nas.search import search as _search
 from nas.stopping import NoImprovement, Target
@@ -39,5 +40,6 @@ def run_workdir(default: Any = None) -> Any:
 
 
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
-           "LocalExecutor", "NASError", "NoImprovement", "Objective", "Problem", "SearchResult", "SimulatedClockExecutor",
-           "SpaceDefinitionError", "Target", "Trial", "cheap", "load", "load_subnet", "run_workdir", "search"]
+           "LocalExecutor", "NASError", "NoImprovement", "Objective", "Problem", "Pruned", "Pruner", "SearchResult",
+           "SimulatedClockExecutor", "SpaceDefinitionError", "Target", "Trial", "cheap", "load", "load_subnet",
+           "report_metrics", "run_workdir", "search"]

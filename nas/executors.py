@@ -15,13 +15,16 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 from nas.store import Trial
+
+if TYPE_CHECKING:
+    from nas.pruning import Pruning
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class Completed:
     finished: float
     worker: str
     stopped_after: int | None = None  # a scheduler stopped it after this many reports: metrics are the last one's
+    extra: Mapping[str, Any] = field(default_factory=dict)  # journaled with the trial (a pruner's curve)
 
 
 def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] | None, str | None]:
@@ -88,7 +92,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def stopped_error(missing: Sequence[str], metrics: Mapping[str, float], reports: int) -> str:
     """Why a trial that a scheduler stopped early lacks objective or constraint metrics (`missing`)."""
-    return (f"a scheduler stopped this trial after {reports} report(s), and its last report lacks "
+    return (f"a scheduler or pruner stopped this trial after {reports} report(s), and its last report lacks "
             f"{', '.join(map(repr, missing))} (it reported: {', '.join(sorted(metrics)) or 'nothing'}); a scheduler "
             "may stop a trial at any report, so every report() must carry every objective and constraint metric")
 
@@ -126,6 +130,13 @@ class Executor(ABC):
         needs it to be exact (a simulated clock); None otherwise."""
         return None
 
+    def set_pruning(self, pruning: Pruning | None) -> None:
+        """Run each evaluation under `pruning` (its reports judged by a pruner); only the in-process executor can."""
+        if pruning is not None:
+            raise ConfigError(f"pruner: {type(self).__name__} runs evaluations where this process's pruner cannot "
+                              "see their reports; use the in-process executor (executor='local'), or on Ray "
+                              "executor='ray-tune' with its ASHA scheduler")
+
     def set_timeout(self, timeout_s: float | None) -> None:
         """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""
         if timeout_s is not None:
@@ -140,9 +151,17 @@ class LocalExecutor(Executor):
         self._evaluate: EvaluateFn | None = None
         self._queue: list[Job] = []
         self.worker = f"local-{os.getpid()}"
+        self._pruning: Pruning | None = None
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
+
+    def set_pruning(self, pruning: Pruning | None) -> None:
+        self._pruning = pruning
+
+    def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        if self._pruning is not None:
+            self._pruning.replay(trials)
 
     def free_slots(self) -> int:
         return 0 if self._queue else 1
@@ -154,8 +173,12 @@ class LocalExecutor(Executor):
         assert self._evaluate is not None, "start() first"
         job = self._queue.pop(0)
         t0 = time.time()
-        metrics, error = run_job(self._evaluate, job.arch)
-        return [Completed(job.arch, metrics, error, t0, time.time(), self.worker)]
+        evaluate = self._evaluate
+        if self._pruning is None:
+            metrics, error = run_job(evaluate, job.arch)
+            return [Completed(job.arch, metrics, error, t0, time.time(), self.worker)]
+        metrics, error, extra = self._pruning.run(lambda: run_job(evaluate, job.arch))
+        return [Completed(job.arch, metrics, error, t0, time.time(), self.worker, extra.get("pruned_after"), extra)]
 
 
 class SimulatedClockExecutor(Executor):

@@ -38,6 +38,7 @@ from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped
 from nas.experiment import (Experiment, check_seed, check_workdir_arg, first_difference, open_experiment,
                             recorded_config, resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
+from nas.pruning import Pruning, as_pruner
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
 from nas.stopping import StopRule, check_rule, describe
@@ -59,7 +60,8 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
            snapshot_every: int = 10, snapshot_interval_s: float = 2.0, progress: ProgressFn | None = None,
            metadata: Mapping[str, Any] | None = None, lower_budget: bool = False, timeout_s: float | None = None,
            max_time: float | None = None, enqueue: Sequence[Mapping[str, Any]] | None = None,
-           warm_start: str | Path | None = None, stop_when: StopRule | None = None) -> SearchResult:
+           warm_start: str | Path | None = None, stop_when: StopRule | None = None,
+           pruner: Any = None) -> SearchResult:
     """Search `space` for architectures optimising `objectives` under `constraints`.
 
     `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
@@ -78,10 +80,12 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     A resumed run keeps the recorded seed, timeout, max_time, enqueue and warm start unless given anew.
     `stop_when` (`nas.NoImprovement(patience)`, `nas.Target("valid_acc >= 0.95")` or any callable taking the
     `SearchResult` so far) ends the search below its budget once it holds; it applies to this run only.
+    `pruner` ("median", "percentile", "asha", "hyperband", an `optuna.pruners` instance or `nas.Pruner(...)`)
+    stops trainings whose `nas.report_metrics(...)` values fall behind (`nas.pruning`); in-process, this run only.
     """
     return run(prepare(space, evaluate, objectives, constraints, strategy, budget, seed, workdir, executor,
                        strategy_options, fidelity, snapshot_every, snapshot_interval_s, progress, metadata,
-                       lower_budget, timeout_s, max_time, enqueue, warm_start, stop_when))
+                       lower_budget, timeout_s, max_time, enqueue, warm_start, stop_when, pruner))
 
 
 @dataclass
@@ -118,7 +122,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
             progress: ProgressFn | None = None, metadata: Mapping[str, Any] | None = None,
             lower_budget: bool = False, timeout_s: float | None = None, max_time: float | None = None,
             enqueue: Sequence[Mapping[str, Any]] | None = None,
-            warm_start: str | Path | None = None, stop_when: StopRule | None = None) -> PreparedSearch:
+            warm_start: str | Path | None = None, stop_when: StopRule | None = None,
+            pruner: Any = None) -> PreparedSearch:
     """`search`'s arguments checked (each error names its field) and resolved against the workdir's record."""
     if not isinstance(space, Space):
         raise ConfigError(f"space: expected a nas.spaces.Space, got {type(space).__name__}")
@@ -156,6 +161,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     warm = _warm_start(space, warm_start, recorded.get("warm_start"), covered)
     problem = Problem.make(objectives, constraints)
     stop_when = check_rule(stop_when, problem.metrics_needed)
+    given = as_pruner(pruner)
+    pruning = Pruning(given, problem) if given is not None else None
     if warm is not None:
         _check_warm_metrics(problem, warm)
     evaluators = as_evaluators(evaluate)
@@ -197,6 +204,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         log.warning("%s: the recorded timeout_s=%s is not applied: this executor cannot stop a running evaluation "
                     "(pass executor='processes' to keep it)", workdir, recorded["timeout_s"])
         timeout_s, runner = None, make_executor(executor, None)
+    runner.set_pruning(pruning)
     config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
                            timeout_s=timeout_s, max_time=max_time,
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
@@ -510,7 +518,7 @@ class _SearchLoop:
         status, metrics, error = self._judge(metrics, error, done.stopped_after)
         self.checked = self.checked or status == "ok"
         self.works = self.works or status == "ok"
-        self._finish(arch, metrics, status, done.started, done.finished, done.worker, error)
+        self._finish(arch, metrics, status, done.started, done.finished, done.worker, error, done.extra)
 
     def _drain(self) -> None:
         """Ctrl-C: journal the evaluations that already finished, collected or not, without waiting for any
@@ -545,13 +553,13 @@ class _SearchLoop:
         return ("failed", metrics, problem) if problem else ("ok", metrics, None)
 
     def _finish(self, arch: Architecture, metrics: dict[str, float], status: str, started: float, finished: float,
-                worker: str, error: str | None) -> None:
+                worker: str, error: str | None, extra: Mapping[str, Any] | None = None) -> None:
         """Journal and tell one finished evaluation (or cheap-stage failure); snapshot now and then."""
         broken = False
         if status == "failed":
             log.warning("evaluation of %s failed: %s", arch.id, error)
             broken = not self.works and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST
-        trial = self._record(arch, metrics, status, started, finished, worker, error, notify=False)
+        trial = self._record(arch, metrics, status, started, finished, worker, error, extra, notify=False)
         self._tell_strategy(arch, TrialResult.of(status, metrics))  # told even when stopping: the snapshot covers it
         self._notify(trial)  # after the tell: a progress callback that raises (Ctrl-C) leaves no trial untold
         if broken:

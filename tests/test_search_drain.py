@@ -185,7 +185,7 @@ class Stopped(Executor):
 
 
 def test_a_trial_stopped_by_a_scheduler_without_every_objective_says_so(tmp_path):
-    stopped = "a scheduler stopped this trial after 2 report(s), and its last report lacks 'latency_ms'"
+    stopped = "a scheduler or pruner stopped this trial after 2 report(s), and its last report lacks 'latency_ms'"
     must = "every report() must carry every objective and constraint metric"
     with pytest.raises(ConfigError) as first:  # on the first result: not taken for a misnamed objective
         run(tmp_path / "first", toy_eval, Stopped(), budget=3)

@@ -21,7 +21,7 @@ A script for `nas run` is a Python file that defines `space` and `evaluate`, and
 While it runs (and in its worker processes) the environment variable NAS_WORKDIR holds the absolute
 workdir, which `nas.run_workdir()` returns: where the script records its model spec and trial weights.
 Errors meant for users (`nas.errors.NASError`, a missing file) print as one red line and exit with 2.
-Only this module, `nas.report`, `nas.plot` and `nas.console` print.
+Only this module, `nas.report_metrics`, `nas.plot` and `nas.console` print.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ StopAfter = Annotated[Optional[int], typer.Option(
     help="Stop after N evaluations in a row without improving the best (or the Pareto front).")]
 StopAt = Annotated[Optional[list[str]], typer.Option(
     help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several (all must hold).")]
+PrunerFlag = Annotated[Optional[str], typer.Option(
+    help="Stop trainings early on their nas.report_metrics() values: median, percentile, asha or hyperband (Optuna's "
+         "pruners, on the first objective; in-process only; this run only).")]
 
 
 def _out() -> Console:
@@ -223,7 +226,7 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
                        spec.seed, spec.workdir, spec.executor, spec.strategy_options, spec.fidelity,
                        metadata=spec.metadata, lower_budget=spec.lower_budget, timeout_s=spec.timeout_s,
                        max_time=spec.max_time, enqueue=spec.enqueue, warm_start=spec.warm_start,
-                       stop_when=spec.stop_when)
+                       stop_when=spec.stop_when, pruner=spec.pruner)
     contents = check_workdir(spec.workdir, prepared.config)  # a different search is an error before any output
     holder = Journal(spec.workdir).writer() if spec.workdir.is_dir() else None
     if holder is not None:  # refused before "continuing it" and a progress bar are printed
@@ -289,6 +292,7 @@ def run(
         help="Workdir of an earlier search over the same space: its results are told to the strategy.")] = None,
     stop_after: StopAfter = None,
     stop_at: StopAt = None,
+    pruner: PrunerFlag = None,
     fresh: Annotated[bool, typer.Option(
         "--fresh", help="Start over: move the workdir's previous search to DIR.previous first.")] = False,
     lower_budget: Annotated[bool, typer.Option(
@@ -346,7 +350,7 @@ def run(
             chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
             pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
             read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None, lower_budget,
-            from_settings(pick(stop_after, "stop_after"), pick(stop_at, "stop_at")),
+            from_settings(pick(stop_after, "stop_after"), pick(stop_at, "stop_at")), pick(pruner, "pruner"),
             {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
              **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
 
@@ -363,9 +367,11 @@ def resume(
     workers: Annotated[Optional[int], typer.Option(help="Parallel workers [default: as recorded].")] = None,
     stop_after: StopAfter = None,
     stop_at: StopAt = None,
+    pruner: PrunerFlag = None,
 ) -> None:
     """Continue a killed or finished search with the same settings (optionally a larger budget). A stop rule
-    (--stop-after, --stop-at) applies to this run only; without one the search goes on to its budget."""
+    (--stop-after, --stop-at) and a pruner apply to this run only; without one the search goes on to its budget,
+    and without a pruner every training runs to its end."""
     loaded = _load(workdir)
     config = loaded.config
     recorded = (config.get("metadata") or {}).get("executor") or "local"
@@ -392,7 +398,7 @@ def resume(
         _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
                                 config["seed"], workdir, config.get("strategy_options") or None, spec,
                                 config.get("fidelity"), lower_budget=lower_budget,
-                                stop_when=from_settings(stop_after, stop_at),
+                                stop_when=from_settings(stop_after, stop_at), pruner=pruner,
                                 metadata=config.get("metadata") or {}, staged=Path(staged)), resuming=True)
 
 
@@ -476,6 +482,10 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
                  + "".join(f", {n} {s}" for s, n in counts.other.items())
                  + f"; {counts.feasible} feasible, {counts.infeasible} infeasible{why}"
                  + (" (the next is being written)" if result.stop_reason == "still being written" else ""))
+    pruned = sum(1 for t in trials if t.extra and t.extra.get("pruned_after") is not None)
+    if pruned:
+        grid.add_row("pruned", f"{pruned} of the ok trials were stopped early by a pruner (their metrics are their "
+                     "last report's)")
     if used > budget:
         grid.add_row("budget", f"{used} evaluations used; the budget was lowered to {budget} (reached)")
     else:

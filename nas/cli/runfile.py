@@ -16,6 +16,7 @@ A run file names the script that defines `space` and `evaluate`, and any of the 
     warm_start = "runs/earlier"          # tell the strategy an earlier search's results
     stop_after = 50                      # stop after 50 evaluations without improvement
     stop_at = ["accuracy >= 0.97"]       # or once a feasible result meets these
+    pruner = "median"                    # stop trainings early on their nas.report_metrics() values (this run only)
     [strategy_options]
     population_size = 50
     [executor]                           # as nas.search's executor= dict: a name and its options
@@ -46,7 +47,7 @@ RUN_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
 KEYS = {"script": str, "strategy": str, "strategy_options": dict, "objectives": dict, "constraints": list,
         "budget": int, "seed": int, "workdir": str, "executor": (str, dict), "timeout_s": (int, float),
         "max_time": (int, float), "fidelity": (int, float), "enqueue": (str, list), "warm_start": str,
-        "stop_after": int, "stop_at": list}
+        "stop_after": int, "stop_at": list, "pruner": str}
 PATHS = ("script", "workdir", "enqueue", "warm_start")
 
 
@@ -70,6 +71,7 @@ class RunSpec:
     warm_start: Path | None = None
     lower_budget: bool = False
     stop_when: Any = None  # a nas.stopping rule, for this run only (not journaled)
+    pruner: str | None = None  # a nas.pruning name, for this run only (not journaled)
     metadata: dict[str, Any] = field(default_factory=dict)
     staged: Path | None = None  # what the script recorded while loading, moved into the workdir once it is checked
 

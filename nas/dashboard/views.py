@@ -235,7 +235,7 @@ class SearchView:
         return {"number": t.number, "status": t.status, "outcome": kind, "feasible": kind == "feasible",
                 "metrics": {k: finite(v) for k, v in t.metrics.items()}, "arch": compact(t.arch),
                 "arch_id": t.arch_id, "duration": t.finished - t.started, "worker": t.worker, "error": t.error,
-                "used": used}
+                "used": used, "pruned_after": (t.extra or {}).get("pruned_after")}
 
     def result(self) -> SearchResult:
         """The trials read so far as the `SearchResult` the CLI uses: one object over the follower's growing

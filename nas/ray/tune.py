@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from nas import jsonio
 from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
 from nas.objectives import Problem
+from nas.pruning import report_metrics, reporting
 from nas.ray.executor import RayOptions, _DropMessage, check_capacity, connect, ship_by_value
 from nas.spaces import Architecture, Space
 from nas.experiment import Experiment, open_experiment, search_config
@@ -53,19 +53,7 @@ log = logging.getLogger(__name__)
 EPOCH = "nas_epoch"
 """Result key counting `report` calls; the schedulers' time attribute."""
 
-_REPORTER: ContextVar[Callable[[Mapping[str, float]], None] | None] = ContextVar("nas_tune_reporter", default=None)
-
-
-def report(metrics: Mapping[str, float]) -> None:
-    """Report intermediate metrics (e.g. after each epoch) to the Tune trial running this evaluation.
-
-    A scheduler may stop the trial at this call. Outside a Tune trial (in-process search, actor pool) it
-    is a no-op.
-    """
-    reporter = _REPORTER.get()
-    if reporter is not None:
-        reporter(metrics)
-
+report = report_metrics  # `nas.report_metrics`: inside a Tune trial its calls go to Tune, whose scheduler may stop it there
 
 def _float_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """The user's numeric metrics of a Tune result (Tune's own bookkeeping keys left out)."""
@@ -291,14 +279,12 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
         if metric is not None:
             last = float(metrics[metric])
 
-    token = _REPORTER.set(reporter)
     try:
-        metrics, error = run_job(evaluate, arch)
+        with reporting(reporter):
+            metrics, error = run_job(evaluate, arch)
     except _MetricMissing as e:
         send({}, final=True, config_error=str(e))
         return
-    finally:
-        _REPORTER.reset(token)
     missing = None
     if metric is not None and epochs == 0 and metrics is not None and metric not in metrics:
         missing = _metric_missing(metric, metrics, "evaluate returned")  # it never reported: nothing to rank on

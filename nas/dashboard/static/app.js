@@ -362,7 +362,8 @@ function drawTable() {
     if (view.status === "front" && !front.has(r.number)) return false;
     if (["infeasible", "failed"].includes(view.status) && r.outcome !== view.status) return false;  // as counted
     if (!["all", "feasible", "front", "infeasible", "failed"].includes(view.status) && r.status !== view.status) return false;
-    return !view.filter || `${r.arch} ${r.error || ""} ${r.worker} ${r.status} ${r.arch_id}`.toLowerCase().includes(view.filter);
+    const pruned = r.pruned_after !== null && r.pruned_after !== undefined ? " pruned" : "";
+    return !view.filter || `${r.arch} ${r.error || ""} ${r.worker} ${r.status}${pruned} ${r.arch_id}`.toLowerCase().includes(view.filter);
   });
   const {col, dir} = view.sort;
   rows = rows.slice().sort((a, b) => {
@@ -382,7 +383,8 @@ function drawTable() {
     `<tr class="${r.status}${front.has(r.number) ? " front" : ""}" data-number="${r.number}">` + cols.map(([c]) => {
       const v = value(r, c);
       if (c === "arch") return `<td class="arch">${esc(v)}</td>`;
-      if (c === "status") return `<td class="status">${esc(v)}${r.status === "ok" && r.outcome === "infeasible" ? " (violates)" : ""}</td>`;
+      if (c === "status") return `<td class="status">${esc(v)}${r.status === "ok" && r.outcome === "infeasible" ? " (violates)" : ""}`
+        + `${r.pruned_after !== null && r.pruned_after !== undefined ? ` (pruned after ${r.pruned_after})` : ""}</td>`;
       if (c === "duration") return `<td>${v.toFixed(2)}</td>`;
       return `<td>${esc(fmt(v))}</td>`;
     }).join("") + "</tr>").join("");

@@ -1,0 +1,179 @@
+"""Pruning: stop unpromising trainings early from their per-epoch reports, with Optuna's pruners.
+
+`evaluate` calls `nas.report_metrics({"accuracy": acc, ...})` after each epoch (the same call Ray Tune's schedulers read
+under `executor="ray-tune"`; elsewhere, without a pruner, it does nothing). `nas.search(..., pruner="median")`
+(or `"asha"`, `"hyperband"`, `"percentile"`, or any `optuna.pruners.BasePruner`, e.g. `MedianPruner(n_warmup_steps=3)`)
+hands each report's value of one metric (`Pruner(metric=...)`, default the first objective) to the pruner over the
+reports of every trial so far, kept in an in-memory Optuna study; when it says prune, `report_metrics` raises `Pruned`
+inside `evaluate`, and the trial ends with its last report as its metrics (what a Ray Tune scheduler's stop gives,
+so every report must carry every objective and constraint metric). The journal keeps each trial's reported values
+of that metric (`extra["curve"]`) and where it was pruned (`extra["pruned_after"]`), so a resumed search prunes
+against the same history. In-process executor only: pruning a worker process or a Ray actor would need the pruner
+in that process (on Ray, use `executor="ray-tune"` with its ASHA scheduler). A pruner applies to the run it is
+given to, as a stop rule does: `nas resume` without one trains every trial to the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.objectives import Problem
+from nas.store import Trial
+
+Reporter = Callable[[Mapping[str, float]], None]
+_REPORTER: ContextVar[Reporter | None] = ContextVar("nas_reporter", default=None)
+NAMES = {"median": "MedianPruner", "percentile": "PercentilePruner", "asha": "SuccessiveHalvingPruner",
+         "hyperband": "HyperbandPruner"}
+
+
+def report_metrics(metrics: Mapping[str, float]) -> None:
+    """Report intermediate metrics (after each epoch) to whatever runs this evaluation: a pruner
+    (`nas.search(..., pruner=...)`) or a Ray Tune scheduler, either of which may stop the training here (by raising
+    `Pruned`). Anywhere else it does nothing, so one `evaluate` serves every executor."""
+    reporter = _REPORTER.get()
+    if reporter is not None:
+        reporter(metrics)
+
+
+@contextmanager
+def reporting(reporter: Reporter) -> Iterator[None]:
+    """`report_metrics` calls inside this block go to `reporter` (executors set it around `evaluate`)."""
+    token = _REPORTER.set(reporter)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
+
+
+class Pruned(BaseException):
+    """Raised by `report_metrics` when the pruner stops the training. A BaseException, as KeyboardInterrupt is, so that an
+    `except Exception` in training code does not swallow it; `finally` blocks still run."""
+
+
+@dataclass
+class Pruner:
+    """An Optuna pruner (or its name: median, percentile, asha, hyperband) judging `metric` (default: the first
+    objective, in its direction); `nas.search(pruner=...)` takes either this or the pruner alone."""
+
+    pruner: Any = "median"
+    metric: str | None = None
+    _pruner: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        import optuna
+
+        if isinstance(self.pruner, str):
+            if self.pruner not in NAMES:
+                raise ConfigError(f"pruner: unknown name {self.pruner!r}; use one of {', '.join(NAMES)} or an "
+                                  "optuna.pruners instance")
+            options = {"percentile": {"percentile": 25.0}}.get(self.pruner, {})
+            self._pruner = getattr(optuna.pruners, NAMES[self.pruner])(**options)
+        elif isinstance(self.pruner, optuna.pruners.BasePruner):
+            self._pruner = self.pruner
+        else:
+            raise ConfigError(f"pruner: expected a name ({', '.join(NAMES)}), an optuna.pruners instance or "
+                              f"nas.Pruner(...), got {type(self.pruner).__name__}")
+
+    def describe(self) -> str:
+        return type(self._pruner).__name__ + (f" on {self.metric}" if self.metric else "")
+
+
+def as_pruner(value: Any) -> Pruner | None:
+    """`nas.search`'s `pruner=` as a `Pruner` (None: no pruning)."""
+    if value is None or isinstance(value, Pruner):
+        return value
+    return Pruner(value)
+
+
+class Pruning:
+    """One search's pruning: an in-memory Optuna study of every trial's reports of the judged metric."""
+
+    def __init__(self, pruner: Pruner, problem: Problem) -> None:
+        import optuna
+
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        objective = problem.objectives[0] if pruner.metric is None else next(
+            (o for o in problem.objectives if o.name == pruner.metric), None)
+        if objective is None:
+            raise ConfigError(f"pruner: metric {pruner.metric!r} is not an objective of this search "
+                              f"({', '.join(problem.names)}); the pruner needs its direction")
+        self.metric, self.describe = objective.name, pruner.describe()
+        with quiet_optuna():
+            self.study = optuna.create_study(direction="maximize" if objective.direction == "max" else "minimize",
+                                             pruner=pruner._pruner,
+                                             sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def replay(self, trials: Sequence[Trial]) -> None:
+        """Add journaled trials' curves (a resume), so pruning goes on against the same history."""
+        from optuna.trial import TrialState, create_trial
+
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        for t in trials:
+            curve = t.extra.get("curve") if t.extra else None
+            if not curve:
+                continue
+            values = {int(step): float(v) for step, v in curve}
+            pruned = t.extra.get("pruned_after") is not None
+            final = t.metrics.get(self.metric)
+            complete = not pruned and t.status == "ok" and final is not None and math.isfinite(final)
+            with quiet_optuna():
+                self.study.add_trial(create_trial(
+                    state=TrialState.PRUNED if pruned else TrialState.COMPLETE if complete else TrialState.FAIL,
+                    value=float(final) if complete else None, intermediate_values=values))
+
+    def run(self, evaluate: Callable[[], tuple[dict[str, float] | None, str | None]]
+            ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
+        """Run one evaluation under a reporter: (metrics, error, journal extra). A pruned one returns its last
+        report's metrics; the extra holds the curve of the judged metric and, if pruned, after how many reports."""
+        from optuna.trial import TrialState
+
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        with quiet_optuna():
+            trial = self.study.ask()
+        curve: list[list[float]] = []
+        last: dict[str, float] = {}
+        reports = 0
+
+        def reporter(metrics: Mapping[str, float]) -> None:
+            nonlocal last, reports
+            clean: dict[str, float] = {}
+            for key, value in metrics.items():
+                if isinstance(value, (str, bytes, bool)) or value is None:
+                    raise TypeError(f"report() got metric {str(key)!r} = {value!r}: not a number")
+                clean[str(key)] = float(value)
+            reports += 1
+            last = clean
+            value = clean.get(self.metric)
+            if value is None or not math.isfinite(value):
+                return  # nothing to judge at this report
+            curve.append([reports - 1, value])
+            trial.report(value, reports - 1)
+            if trial.should_prune():
+                raise Pruned(f"{self.describe} after {reports} report(s): {self.metric} = {value:g}")
+
+        pruned = False
+        try:
+            with reporting(reporter):
+                metrics, error = evaluate()
+        except Pruned:
+            pruned, metrics, error = True, dict(last), None
+        extra: dict[str, Any] = {"curve": curve} if curve else {}
+        if pruned:
+            extra["pruned_after"] = reports
+            state, value = TrialState.PRUNED, None
+        else:
+            final = (metrics or {}).get(self.metric)
+            ok = error is None and final is not None and math.isfinite(final)
+            state, value = (TrialState.COMPLETE, float(final)) if ok else (TrialState.FAIL, None)  # type: ignore[arg-type]
+        with quiet_optuna():
+            self.study.tell(trial, value, state=state)
+        return metrics, error, extra

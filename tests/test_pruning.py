@@ -1,0 +1,140 @@
+"""Pruning (`nas.pruning`): Optuna's pruners stop trainings from their `nas.report_metrics` values, in-process; a pruned
+trial keeps its last report, the journal keeps the curves, and a resume prunes against the same history."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+import nas
+from nas.cli import app
+from nas.errors import ConfigError
+from nas.spaces import Choice, Space
+
+SPACE = Space(lr=Choice([0.001, 0.003, 0.01, 0.03, 0.1, 0.3]), width=Choice([8, 16, 32, 64]))
+EPOCHS = 10
+
+
+def quality(arch) -> float:
+    return {0.001: 0.5, 0.003: 0.6, 0.01: 0.8, 0.03: 0.85, 0.1: 0.9, 0.3: 0.55}[arch["lr"]] + arch["width"] / 640
+
+
+class Training:
+    """A training whose accuracy rises towards the architecture's quality; counts the epochs it ran."""
+
+    def __init__(self, latency: bool = False) -> None:
+        self.epochs, self.latency = 0, latency
+
+    def __call__(self, arch) -> dict[str, float]:
+        acc = 0.0
+        for epoch in range(EPOCHS):
+            self.epochs += 1
+            acc = quality(arch) * (1 - 0.5 ** (epoch + 1))
+            try:
+                nas.report_metrics({"accuracy": acc})  # an `except Exception` in training code does not swallow a prune
+            except Exception:  # noqa: BLE001
+                pytest.fail("Pruned is caught by `except Exception`")
+        return {"accuracy": acc, **({"latency_ms": arch["width"] / 8} if self.latency else {})}
+
+
+def test_median_pruner_saves_epochs_and_finds_the_same_best():
+    plain, pruned = Training(), Training()
+    full = nas.search(SPACE, plain, {"accuracy": "max"}, strategy="random", budget=20, seed=0)
+    cut = nas.search(SPACE, pruned, {"accuracy": "max"}, strategy="random", budget=20, seed=0, pruner="median")
+    assert [t.arch_id for t in cut.trials] == [t.arch_id for t in full.trials]  # random asks the same
+    assert plain.epochs == 20 * EPOCHS and pruned.epochs <= 0.7 * plain.epochs
+    assert cut.best().arch_id == full.best().arch_id
+    stopped = [t for t in cut.trials if t.extra.get("pruned_after") is not None]
+    assert stopped and all(t.status == "ok" for t in stopped)
+    for t in stopped:  # its metrics are its last report; the curve holds every report of the judged metric
+        assert len(t.extra["curve"]) == t.extra["pruned_after"] < EPOCHS
+        assert t.metrics["accuracy"] == t.extra["curve"][-1][1]
+        assert t.metrics["accuracy"] < cut.best().metrics["accuracy"]
+    assert all(len(t.extra["curve"]) == EPOCHS for t in cut.trials if t not in stopped)
+
+
+def test_a_resume_prunes_against_the_journaled_curves(tmp_path):
+    kw = dict(objectives={"accuracy": "max"}, strategy="random", seed=1, pruner=nas.Pruner("median"))
+    nas.search(SPACE, Training(), budget=6, workdir=tmp_path / "split", **kw)
+    split = nas.search(SPACE, Training(), budget=16, workdir=tmp_path / "split", **kw)
+    whole = nas.search(SPACE, Training(), budget=16, workdir=tmp_path / "whole", **kw)
+    assert [(t.arch_id, t.extra.get("pruned_after")) for t in split.trials] == \
+        [(t.arch_id, t.extra.get("pruned_after")) for t in whole.trials]
+    fresh = nas.search(SPACE, Training(), budget=16, workdir=tmp_path / "fresh", objectives={"accuracy": "max"},
+                       strategy="random", seed=1)  # no pruner: every training runs to the end
+    assert not any(t.extra.get("pruned_after") for t in fresh.trials)
+
+
+def test_a_pruned_trial_whose_last_report_lacks_an_objective_fails_saying_so():
+    r = nas.search(SPACE, Training(latency=True), {"accuracy": "max", "latency_ms": "min"}, strategy="random",
+                   budget=20, seed=0, pruner="median")
+    stopped = [t for t in r.trials if t.extra.get("pruned_after") is not None]
+    assert stopped and all(t.status == "failed" for t in stopped)
+    assert "a scheduler or pruner stopped this trial" in stopped[0].error and "'latency_ms'" in stopped[0].error
+    assert sum(t.status == "ok" for t in r.trials) == 20 - len(stopped)
+
+
+def test_bad_pruners_and_executors_are_refused_by_name():
+    with pytest.raises(ConfigError, match="pruner: unknown name 'mean'"):
+        nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner="mean")
+    with pytest.raises(ConfigError, match="pruner: metric 'loss' is not an objective"):
+        nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner=nas.Pruner("asha", metric="loss"))
+    with pytest.raises(ConfigError, match="pruner: SimulatedClockExecutor runs evaluations where"):
+        nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner="median",
+                   executor=nas.SimulatedClockExecutor())
+    with pytest.raises(ConfigError, match="pruner: expected a name"):
+        nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner=3)
+
+
+def test_report_metrics_outside_a_pruned_search_does_nothing_and_ray_tune_reports_through_it():
+    nas.report_metrics({"accuracy": 0.5})  # no search: nothing to tell
+    training = Training()
+    nas.search(SPACE, training, {"accuracy": "max"}, strategy="random", budget=3, seed=0)
+    assert training.epochs == 3 * EPOCHS
+    tune = pytest.importorskip("nas.ray.tune")
+    assert tune.report is nas.report_metrics
+
+
+def test_cli_run_takes_a_pruner_and_status_counts_the_pruned(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "search.py").write_text(textwrap.dedent('''
+        import nas
+        from nas.spaces import Choice, Space
+        space = Space(lr=Choice([0.001, 0.003, 0.01, 0.03, 0.1, 0.3]), width=Choice([8, 16, 32, 64]))
+        objectives = {"accuracy": "max"}
+
+        def evaluate(arch):
+            q = {0.001: 0.5, 0.003: 0.6, 0.01: 0.8, 0.03: 0.85, 0.1: 0.9, 0.3: 0.55}[arch["lr"]]
+            for epoch in range(10):
+                acc = q * (1 - 0.5 ** (epoch + 1))
+                nas.report_metrics({"accuracy": acc})
+            return {"accuracy": acc}
+    '''))
+    out = CliRunner().invoke(app, ["run", "search.py", "--strategy", "random", "--budget", "20", "--seed", "0",
+                                   "--pruner", "median"])
+    assert out.exit_code == 0, out.output
+    status = CliRunner().invoke(app, ["status", "runs/search"])
+    assert status.exit_code == 0 and "were stopped early by a pruner" in status.output, status.output
+    bad = CliRunner().invoke(app, ["run", "search.py", "--budget", "2", "--pruner", "nope", "--workdir", "runs/x"])
+    assert bad.exit_code == 2 and "pruner: unknown name 'nope'" in bad.output
+
+
+def test_reduced_experiment_trains_fewer_epochs_with_a_pruner(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "pruning.json"
+    done = subprocess.run([sys.executable, str(root / "experiments" / "pruning.py"), "--quick", "--jobs", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(out.read_text())["summary"]
+    for strategy in ("evolution", "random"):
+        assert summary[f"{strategy}|none"]["epochs"] == 12 * 4
+        assert summary[f"{strategy}|median"]["epochs"] < summary[f"{strategy}|none"]["epochs"]
+        assert summary[f"{strategy}|asha"]["pruned"] > 0
