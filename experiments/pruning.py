@@ -8,7 +8,7 @@ with `pruner="median"` and with `pruner="asha"`, side by side; the pick (best va
 its test accuracy (a pruned trial's validation accuracy is its last report's, so a pick is always a finished
 training unless every better one was pruned).
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/pruning.py            # 10 seeds, ~10 min on 2 cores
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/pruning.py            # 10 seeds, ~6 min on 2 cores
     .venv/bin/python experiments/pruning.py --quick                        # smoke run (tests)
 
 Writes results/pruning.json and prints the table.
@@ -34,7 +34,7 @@ from reporting import git_commit  # noqa: E402  (experiments/ is on sys.path)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS = 12
-BUDGET = 40
+BUDGET = 100
 PRUNERS = (None, "median", "asha")
 STRATEGIES = ("evolution", "random")
 
