@@ -116,6 +116,9 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
             raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
     name = metric if metric is not None else result.problem.objectives[0].name
     recorded = sorted({m for t in result.trials for m in t.metrics})
+    base, sep, direction = name.rpartition(":")
+    if name not in recorded and sep and direction in ("min", "max"):
+        name = base  # "params:min", as the other commands take a metric: the direction does not matter here
     if name not in recorded:
         raise ConfigError(f"metric {name!r}: no trial recorded it (recorded: {', '.join(recorded) or 'none'})")
     used = [t for t in result.trials if t.status == "ok" and name in t.metrics

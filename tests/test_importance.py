@@ -76,6 +76,7 @@ def test_bad_input_is_named():
     result = searched()
     with pytest.raises(ConfigError, match="metric 'accuracy': no trial recorded it"):
         decision_importances(result, "accuracy")
+    assert decision_importances(result, "acc:max").metric == "acc"  # a direction, as other commands take, is fine
     with pytest.raises(ConfigError, match="by: expected 'name' or 'path'"):
         decision_importances(result, by="field")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="folds: expected an integer >= 2"):
