@@ -55,6 +55,7 @@ EPOCH = "nas_epoch"
 
 report = report_metrics  # `nas.report_metrics`: inside a Tune trial its calls go to Tune, whose scheduler may stop it there
 
+
 def _float_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """The user's numeric metrics of a Tune result (Tune's own bookkeeping keys left out)."""
     from ray.tune.result import AUTO_RESULT_KEYS
