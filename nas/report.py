@@ -143,7 +143,9 @@ class SearchProgress:
 def summary(console: Console, result: SearchResult, seconds: float) -> None:
     """How many evaluations, how they ended, the seed, and why the search stopped below its budget."""
     counts = result.counts()  # infeasible: rejected by a cheap constraint or evaluated and violating one
-    extra = [f"{n} {s}" for s, n in (("failed", counts.failed), ("infeasible", counts.infeasible)) if n]
+    pruned = sum(1 for t in result.trials if t.extra and t.extra.get("pruned_after") is not None)
+    extra = [f"{n} {s}" for s, n in (("failed", counts.failed), ("infeasible", counts.infeasible),
+                                     ("stopped early by the pruner", pruned)) if n]
     console.print(f"{result.used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "
                   f"in the journal; seed {result.config.get('seed')}; this run took {seconds:.1f} s", soft_wrap=True)
     if result.stop_reason == "exhausted":

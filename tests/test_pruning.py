@@ -115,6 +115,7 @@ def test_cli_run_takes_a_pruner_and_status_counts_the_pruned(tmp_path, monkeypat
     out = CliRunner().invoke(app, ["run", "search.py", "--strategy", "random", "--budget", "20", "--seed", "0",
                                    "--pruner", "median"])
     assert out.exit_code == 0, out.output
+    assert "stopped early by the pruner" in out.output  # the run's summary line counts them
     status = CliRunner().invoke(app, ["status", "runs/search"])
     assert status.exit_code == 0 and "were stopped early by a pruner" in status.output, status.output
     bad = CliRunner().invoke(app, ["run", "search.py", "--budget", "2", "--pruner", "nope", "--workdir", "runs/x"])
