@@ -11,6 +11,8 @@ decision's importance: what the forest loses without it, interactions included. 
 a field that only one branch of a condition has count too. `by="name"` pools a repeated decision over its blocks
 (`blocks.*.kernel`); `by="path"` keeps each block's own (`blocks.2.kernel`). The held-out R^2 says how much of the
 metric the decisions explain at all: with an R^2 near 0 the shares describe noise, and a warning says so.
+`decision_effects(result, "blocks.*.kernel")` then gives the metric per value of one decision (mean and 95 %
+interval): which values of a decision that matters are the good ones.
 """
 
 from __future__ import annotations
@@ -165,3 +167,46 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
         logger.warning("the decisions explain little of %s (held-out R^2 %.2f over %d trials): the importances "
                        "describe noise", name, r2, len(y))
     return DecisionImportances(name, len(y), r2, by, scale, out)
+
+
+@dataclass(frozen=True)
+class ValueEffect:
+    """One value of a decision: the metric's mean over the evaluated trials holding it (a pooled decision counts a
+    trial once per block holding it), its 95 % t-interval and how many there were."""
+
+    value: Any
+    mean: float
+    low: float
+    high: float
+    count: int
+
+
+def decision_effects(result: SearchResult, decision: str, metric: str | None = None,
+                     by: Literal["name", "path"] = "name") -> list[ValueEffect]:
+    """The metric per value of one decision (as `decision_importances` names it: "blocks.*.kernel" by name), values
+    in their sorted order: which values of an important decision are the good ones (Optuna's slice plot, as numbers)."""
+    from scipy import stats
+
+    name = metric if metric is not None else result.problem.objectives[0].name
+    base, sep, direction = name.rpartition(":")
+    if sep and direction in ("min", "max"):
+        name = base
+    groups: dict[str, list[float]] = {}
+    keys: dict[str, Any] = {}
+    for t in result.trials:
+        v = t.metrics.get(name)
+        if t.status != "ok" or v is None or not math.isfinite(v):
+            continue
+        for path, value in decisions(t.arch).items():
+            if decision_group(path, by) == decision:
+                groups.setdefault(repr(value), []).append(float(v))
+                keys[repr(value)] = value
+    if not groups:
+        raise ConfigError(f"decision {decision!r}: no evaluated trial with {name!r} holds it (decisions are named as "
+                          "decision_importances names them, e.g. 'blocks.*.kernel')")
+    out = []
+    for k in sorted(groups, key=lambda k: (not _is_number(keys[k]), keys[k] if _is_number(keys[k]) else k)):
+        ys = np.array(groups[k])
+        half = float(stats.t.ppf(0.975, len(ys) - 1) * ys.std(ddof=1) / np.sqrt(len(ys))) if len(ys) > 1 else math.inf
+        out.append(ValueEffect(keys[k], float(ys.mean()), float(ys.mean() - half), float(ys.mean() + half), len(ys)))
+    return out

@@ -169,3 +169,36 @@ def plot_importance(imp: "DecisionImportances", path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out
+
+
+def plot_decision_effects(result: "SearchResult", imp: "DecisionImportances", path: str | Path, top: int = 4) -> Path:
+    """For the `top` most important decisions of `imp`, the metric's mean per value with its 95 % interval
+    (`nas.importance.decision_effects`): which values of the decisions that matter are the good ones."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from nas.importance import decision_effects
+
+    shown = [d.decision for d in imp.decisions[:top]]
+    if not shown:
+        raise ConfigError("plot_decision_effects: the importances hold no decision")
+    fig = Figure(figsize=(3.2 * len(shown), 3.2), dpi=120)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(shown), sharey=True, squeeze=False)[0]
+    for ax, name in zip(axes, shown):
+        effects = decision_effects(result, name, imp.metric, by=imp.by)  # type: ignore[arg-type]
+        xs = range(len(effects))
+        means = [e.mean for e in effects]
+        err = [[e.mean - e.low if e.count > 1 else 0.0 for e in effects],
+               [e.high - e.mean if e.count > 1 else 0.0 for e in effects]]
+        ax.errorbar(xs, means, yerr=err, fmt="o", color="#2e86c1", ecolor="0.5", capsize=3)
+        ax.set_xticks(list(xs), [str(e.value) for e in effects], rotation=30 if len(effects) > 4 else 0, fontsize=8)
+        share = next(d.share for d in imp.decisions if d.decision == name)
+        ax.set_title(f"{name}\n({100 * share:.0f} % of the importance)", fontsize=9)
+        ax.grid(True, axis="y", color="0.9")
+    axes[0].set_ylabel(f"{imp.metric}, mean and 95 % interval")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import nas
 from nas.cli import app
 from nas.errors import ConfigError
-from nas.importance import decision_group, decision_importances
+from nas.importance import decision_effects, decision_group, decision_importances
 from nas.spaces import Choice, Integer, Repeat, Space
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,6 +47,18 @@ def test_ranks_decisions_by_their_effect_and_pools_repeated_ones():
     by_path = [d.decision for d in decision_importances(result, by="path").decisions]
     assert {"blocks.0.k", "blocks.1.k", "blocks.0.noise", "blocks.1.noise"} <= set(by_path)
     assert decision_group("stages.1.blocks.12.kernel", "name") == "stages.*.blocks.*.kernel"
+
+
+def test_effects_give_the_metric_per_value_of_a_decision():
+    result = searched()
+    a = decision_effects(result, "a")
+    assert [e.value for e in a] == ["x", "y", "z"] and a[0].mean < a[1].mean < a[2].mean  # the effect built in
+    assert sum(e.count for e in a) == 150 and all(e.low < e.mean < e.high for e in a)
+    k = decision_effects(result, "blocks.*.k", "acc:max")  # pooled: a trial counts once per block
+    blocks = sum(len(t.arch["blocks"]) for t in result.trials)
+    assert [e.value for e in k] == [3, 5, 7] and sum(e.count for e in k) == blocks and k[2].mean > k[0].mean
+    with pytest.raises(ConfigError, match="decision 'kernel': no evaluated trial"):
+        decision_effects(result, "kernel")
 
 
 def test_agrees_with_optunas_fanova_on_the_decisions_every_trial_has(tmp_path):
@@ -93,10 +105,10 @@ def test_bad_input_is_named():
 def test_cli_prints_the_table_and_writes_the_plot_and_json(tmp_path):
     searched(tmp_path / "wd")
     out = CliRunner().invoke(app, ["importance", str(tmp_path / "wd"), "--plot", str(tmp_path / "imp.png"),
-                                   "--json", str(tmp_path / "imp.json")])
+                                   "--effects", str(tmp_path / "effects.png"), "--json", str(tmp_path / "imp.json")])
     assert out.exit_code == 0, out.output
     assert "which decisions matter for acc: 150 trials" in out.output and "blocks.*.k" in out.output
-    assert (tmp_path / "imp.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "imp.png").read_bytes()[:4] == b"\x89PNG" == (tmp_path / "effects.png").read_bytes()[:4]
     data = json.loads((tmp_path / "imp.json").read_text())
     assert data["decisions"][0]["decision"] == "a" and data["scale"] == "rank"
     bad = CliRunner().invoke(app, ["importance", str(tmp_path / "wd"), "--metric", "loss"])

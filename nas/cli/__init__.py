@@ -579,6 +579,8 @@ def importance(
     scale: Annotated[str, typer.Option(help="rank: fit the normal scores of the metric's ranks (a few collapsed "
                                                "networks do not dominate); value: fit the values.")] = "rank",
     plot: Annotated[Optional[Path], typer.Option(help="Also write a bar chart PNG here.")] = None,
+    effects: Annotated[Optional[Path], typer.Option(
+        help="Also write a PNG of the metric per value of the four most important decisions here.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """Which decisions matter for a metric: permutation importance of a random forest, out of fold."""
@@ -593,6 +595,10 @@ def importance(
         from nas.plot import plot_importance
 
         console.print(f"plot: {plot_importance(imp, plot).resolve()}", soft_wrap=True)
+    if effects is not None:
+        from nas.plot import plot_decision_effects
+
+        console.print(f"effects: {plot_decision_effects(result, imp, effects).resolve()}", soft_wrap=True)
     if json_out is not None:
         from nas import jsonio
 
