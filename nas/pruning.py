@@ -7,7 +7,8 @@ hands each report's value of one metric (`Pruner(metric=...)`, default the first
 reports of every trial so far, kept in an in-memory Optuna study; when it says prune, `report_metrics` raises `Pruned`
 inside `evaluate`, and the trial ends with its last report as its metrics (what a Ray Tune scheduler's stop gives,
 so every report must carry every objective and constraint metric). The journal keeps each trial's reported values
-of that metric (`extra["curve"]`) and where it was pruned (`extra["pruned_after"]`), so a resumed search prunes
+of that metric (`extra["curve"]`, [report index, value] pairs; `extra["curve_of"]` names the metric) and where it
+was pruned (`extra["pruned_after"]`), so a resumed search prunes
 against the same history. In-process executor only: pruning a worker process or a Ray actor would need the pruner
 in that process (on Ray, use `executor="ray-tune"` with its ASHA scheduler). A pruner applies to the run it is
 given to, as a stop rule does: `nas resume` without one trains every trial to the end.
@@ -166,7 +167,7 @@ class Pruning:
                 metrics, error = evaluate()
         except Pruned:
             pruned, metrics, error = True, dict(last), None
-        extra: dict[str, Any] = {"curve": curve} if curve else {}
+        extra: dict[str, Any] = {"curve": curve, "curve_of": self.metric} if curve else {}
         if pruned:
             extra["pruned_after"] = reports
             state, value = TrialState.PRUNED, None

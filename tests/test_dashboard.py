@@ -312,3 +312,34 @@ def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path,
     browser.wait_for_function(f"({bars})() && ({bars})().length > 0")
     assert browser.evaluate(bars) == expected
     assert files_digest(wd) == before
+
+
+@pytest.mark.timeout(120)
+def test_a_pruned_trial_page_draws_its_learning_curve(tmp_path, serve, browser) -> None:
+    from nas.spaces import Choice, Space
+
+    space = Space(lr=Choice([0.001, 0.01, 0.1, 0.3]), width=Choice([8, 16, 32, 64]))
+
+    def train(arch):
+        quality = {0.001: 0.5, 0.01: 0.8, 0.1: 0.9, 0.3: 0.55}[arch["lr"]] + arch["width"] / 640
+        for epoch in range(8):
+            acc = quality * (1 - 0.5 ** (epoch + 1))
+            nas.report_metrics({"acc": acc})
+        return {"acc": acc}
+
+    result = nas.search(space, train, {"acc": "max"}, strategy="random", budget=16, seed=0, workdir=tmp_path / "w",
+                        pruner="median")
+    pruned = next(t for t in result.trials if t.extra.get("pruned_after") is not None)
+    url = serve([tmp_path / "w"])
+    browser.goto(url + f"#/s/s0/trial/{pruned.number}")
+    browser.wait_for_function("document.getElementById('curve-plot')?.data")
+    ys = browser.evaluate("document.getElementById('curve-plot').data[0].y")
+    assert ys == [v for _, v in pruned.extra["curve"]] and len(ys) == pruned.extra["pruned_after"]
+    assert "(pruned after" in table_status(browser, url, pruned.number)
+
+
+def table_status(browser, url: str, number: int) -> str:
+    """The status cell of trial `number` in the search page's table."""
+    browser.goto(url + "#/s/s0")
+    browser.wait_for_selector(f"#trials tbody tr[data-number='{number}']")
+    return browser.locator(f"#trials tbody tr[data-number='{number}'] td.status").inner_text()

@@ -408,6 +408,7 @@ async function showTrial(key, number) {
     const d = data[key] && data[key].summary ? data[key] : await loadSearch(key);
     const t = await api(`/api/search/${key}/trial/${number}`);
     const objs = new Set(d.summary.objectives.map(o => o.name));
+    const {curve, ...extra} = t.extra || {};  // a pruned search's per-epoch reports: drawn, not listed
     el("trial").innerHTML = `
       <p><a href="#/s/${key}">← ${esc(d.summary.name)}</a>
       ${number > 0 ? `· <a href="#/s/${key}/trial/${number - 1}">trial ${number - 1}</a>` : ""}
@@ -419,9 +420,10 @@ async function showTrial(key, number) {
         <div class="card"><h3>run</h3><dl><dt>arch id</dt><dd>${esc(t.arch_id)}</dd><dt>worker</dt><dd>${esc(t.worker)}</dd>
           <dt>started</dt><dd>${trialTime(t.started, t.worker)}</dd><dt>finished</dt><dd>${trialTime(t.finished, t.worker)}</dd>
           <dt>seconds</dt><dd>${t.duration.toFixed(3)}</dd><dt>evaluations used</dt><dd>${t.used}</dd>
-          ${Object.keys(t.extra).length ? `<dt>extra</dt><dd>${esc(JSON.stringify(t.extra))}</dd>` : ""}</dl>
+          ${Object.keys(extra).length ? `<dt>extra</dt><dd>${esc(JSON.stringify(extra))}</dd>` : ""}</dl>
           ${t.error ? `<h3>error</h3><pre class="error">${esc(t.error)}</pre>` : ""}</div>
       </div>
+      ${curve ? `<div class="card wide"><h3>learning curve</h3><div class="plot" id="curve-plot"></div></div>` : ""}
       <div class="card wide"><h3>graph</h3><div class="svg" id="arch-graph">${t.graph_svg || ""}</div>
         <p class="muted">${esc(t.graph_note || "the static report draws the front's trials only")}</p></div>
       <div class="grid2">
@@ -431,6 +433,13 @@ async function showTrial(key, number) {
           <pre>${esc(t.card.markdown || JSON.stringify(t.card.json, null, 1))}</pre>` : `<p class="muted">not exported
           (<code>nas export DIR --out models/</code> writes one for each front member)</p>`}</div>
       </div>`;
+    if (curve) {
+      const stopped = extra.pruned_after !== undefined && extra.pruned_after !== null;
+      Plotly.react("curve-plot", [{type: "scatter", mode: "lines+markers", x: curve.map(p => p[0] + 1), y: curve.map(p => p[1]),
+        name: "reported"}], {title: {text: stopped ? `reports until the pruner stopped it (after ${extra.pruned_after})` : "reports per epoch"},
+        xaxis: {title: {text: "report"}, dtick: 1}, yaxis: {title: {text: extra.curve_of || d.summary.objectives[0].name}}, margin: {t: 40, r: 10}, height: 280},
+        {responsive: true});
+    }
   } catch (e) { showError(e); }
 }
 
