@@ -131,11 +131,12 @@ class Executor(ABC):
         return None
 
     def set_pruning(self, pruning: Pruning | None) -> None:
-        """Run each evaluation under `pruning` (its reports judged by a pruner); only the in-process executor can."""
+        """Run each evaluation under `pruning` (its reports judged by a pruner): the in-process executor and local
+        worker processes can; others refuse."""
         if pruning is not None:
-            raise ConfigError(f"pruner: {type(self).__name__} runs evaluations where this process's pruner cannot "
-                              "see their reports; use the in-process executor (executor='local'), or on Ray "
-                              "executor='ray-tune' with its ASHA scheduler")
+            raise ConfigError(f"pruner: {type(self).__name__} cannot judge its evaluations' reports; use the "
+                              "in-process executor (executor='local') or local worker processes "
+                              "(executor='processes'), or on Ray executor='ray-tune' with its ASHA scheduler")
 
     def set_timeout(self, timeout_s: float | None) -> None:
         """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""

@@ -8,7 +8,9 @@ so a killed search leaves no process behind, and resume replays the journal as w
 
 The evaluate function reaches the workers once, at their start: inherited with `start_method="fork"`
 (the default on Linux, so functions defined in a script or a closure work), or cloudpickled for
-"spawn"/"forkserver". Each worker runs torch on `threads` threads (default: the CPUs divided by workers).
+"spawn"/"forkserver". Each worker runs torch on `threads` threads (default: the CPUs divided by workers). Under a
+pruner (`nas.search(..., pruner=...)`) each job carries a copy of the pruning history as it stood when the job was
+submitted; the worker judges the evaluation's reports against it and the outcome joins the history when it returns.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import ConfigError, check_count, check_seconds
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
+from nas.pruning import Pruning
 from nas.spaces import Architecture
+from nas.store import Trial
 
 START_METHODS = ("fork", "spawn", "forkserver")
 
@@ -58,6 +63,15 @@ class ProcessExecutor(Executor):
         self.set_timeout(timeout_s)
         self._pool: Any = None
         self._running: dict[concurrent.futures.Future[Any], _Running] = {}
+        self._pruning: Pruning | None = None
+
+    def set_pruning(self, pruning: Pruning | None) -> None:
+        """Judge each evaluation's reports in its worker, against the trials finished when it was submitted."""
+        self._pruning = pruning
+
+    def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        if self._pruning is not None:
+            self._pruning.replay(trials)
 
     def set_timeout(self, timeout_s: float | None) -> None:
         self.timeout_s = check_seconds(timeout_s, "timeout_s") if timeout_s is not None else None
@@ -82,7 +96,8 @@ class ProcessExecutor(Executor):
 
     def _schedule(self, job: Job, attempts: int) -> None:
         assert self._pool is not None, "start() first"
-        future = self._pool.schedule(_evaluate_in_worker, args=(job.arch.to_dict(),), timeout=self.timeout_s)
+        judge = self._pruning.snapshot() if self._pruning is not None else None
+        future = self._pool.schedule(_evaluate_in_worker, args=(job.arch.to_dict(), judge), timeout=self.timeout_s)
         self._running[future] = _Running(job, attempts)
 
     def wait(self) -> list[Completed]:
@@ -106,7 +121,7 @@ class ProcessExecutor(Executor):
         run = self._running.pop(future)
         arch, now = run.job.arch, time.time()
         try:
-            metrics, error, started, finished, worker = future.result()
+            metrics, error, started, finished, worker, extra = future.result()
         except concurrent.futures.TimeoutError:
             return Completed(arch, None, f"timed out after {self.timeout_s:g} s (its worker process was killed and "
                              "replaced)", now - (self.timeout_s or 0), now, "process")
@@ -120,7 +135,9 @@ class ProcessExecutor(Executor):
                              "time(s)", now, now, f"process-{e.pid}")
         except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be pickled back
             return Completed(arch, None, f"{type(e).__name__}: {e}", now, now, "process")
-        return Completed(arch, metrics, error, started, finished, worker)
+        if self._pruning is not None:
+            self._pruning.record(metrics, error, extra)
+        return Completed(arch, metrics, error, started, finished, worker, extra.get("pruned_after"), extra)
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is abandoned; the search loop keeps it as pending)."""
@@ -146,8 +163,13 @@ def _init_worker(payload: Any, threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _evaluate_in_worker(arch: dict[str, Any]) -> tuple[dict[str, float] | None, str | None, float, float, str]:
+def _evaluate_in_worker(arch: dict[str, Any], judge: Pruning | None = None
+                        ) -> tuple[dict[str, float] | None, str | None, float, float, str, dict[str, Any]]:
+    """Evaluate one architecture; under `judge` (a pruner's copy), its reports may stop it early."""
     assert _evaluate is not None, "worker not initialised"
-    started = time.time()
-    metrics, error = run_job(_evaluate, Architecture(arch))
-    return metrics, error, started, time.time(), f"process-{os.getpid()}"
+    evaluate, started, extra = _evaluate, time.time(), {}
+    if judge is None:
+        metrics, error = run_job(evaluate, Architecture(arch))
+    else:
+        metrics, error, extra = judge.run(lambda: run_job(evaluate, Architecture(arch)))
+    return metrics, error, started, time.time(), f"process-{os.getpid()}", extra

@@ -9,8 +9,9 @@ inside `evaluate`, and the trial ends with its last report as its metrics (what 
 so every report must carry every objective and constraint metric). The journal keeps each trial's reported values
 of that metric (`extra["curve"]`, [report index, value] pairs; `extra["curve_of"]` names the metric) and where it
 was pruned (`extra["pruned_after"]`), so a resumed search prunes
-against the same history. In-process executor only: pruning a worker process or a Ray actor would need the pruner
-in that process (on Ray, use `executor="ray-tune"` with its ASHA scheduler). A pruner applies to the run it is
+against the same history. The in-process executor and local worker processes (`executor="processes"`: each evaluation is judged in its
+worker against the trials finished when it was submitted) prune; the Ray actor pool does not (on Ray, use
+`executor="ray-tune"` with its ASHA scheduler, which reads the same reports). A pruner applies to the run it is
 given to, as a stop rule does: `nas resume` without one trains every trial to the end.
 """
 
@@ -93,42 +94,72 @@ def as_pruner(value: Any) -> Pruner | None:
 
 
 class Pruning:
-    """One search's pruning: an in-memory Optuna study of every trial's reports of the judged metric."""
+    """One search's pruning: an in-memory Optuna study of every trial's reports of the judged metric. In worker
+    processes (`executor="processes"`) each evaluation runs under a copy (`snapshot`) holding the trials finished
+    when it was submitted, and its outcome is `record`ed here when it comes back."""
 
-    def __init__(self, pruner: Pruner, problem: Problem) -> None:
+    def __init__(self, pruner: Any, metric: str, direction: str, describe: str,
+                 history: Sequence[tuple[list[list[float]], bool, float | None]] = ()) -> None:
         import optuna
 
         from nas.strategies.optuna_sampler import quiet_optuna
 
+        self.pruner, self.metric, self.direction, self.describe = pruner, metric, direction, describe
+        self.history: list[tuple[list[list[float]], bool, float | None]] = []  # (curve, pruned, final value) each
+        with quiet_optuna():
+            self.study = optuna.create_study(direction="maximize" if direction == "max" else "minimize",
+                                             pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
+        for curve, pruned, final in history:
+            self._add(curve, pruned, final)
+
+    @classmethod
+    def make(cls, pruner: Pruner, problem: Problem) -> "Pruning":
+        """The search's pruning: `pruner` judging its metric (default: the first objective) in its direction."""
         objective = problem.objectives[0] if pruner.metric is None else next(
             (o for o in problem.objectives if o.name == pruner.metric), None)
         if objective is None:
             raise ConfigError(f"pruner: metric {pruner.metric!r} is not an objective of this search "
                               f"({', '.join(problem.names)}); the pruner needs its direction")
-        self.metric, self.describe = objective.name, pruner.describe()
-        with quiet_optuna():
-            self.study = optuna.create_study(direction="maximize" if objective.direction == "max" else "minimize",
-                                             pruner=pruner._pruner,
-                                             sampler=optuna.samplers.RandomSampler(seed=0))
+        return cls(pruner._pruner, objective.name, objective.direction, pruner.describe())
 
-    def replay(self, trials: Sequence[Trial]) -> None:
-        """Add journaled trials' curves (a resume), so pruning goes on against the same history."""
+    def snapshot(self) -> "Pruning":
+        """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there)."""
+        return Pruning(self.pruner, self.metric, self.direction, self.describe, self.history)
+
+    def __getstate__(self) -> dict[str, Any]:  # the study is rebuilt from the history where it is unpickled
+        return {"pruner": self.pruner, "metric": self.metric, "direction": self.direction, "describe": self.describe,
+                "history": self.history}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def _add(self, curve: list[list[float]], pruned: bool, final: float | None) -> None:
+        """One finished trial: pruned, complete (with its final value) or failed."""
         from optuna.trial import TrialState, create_trial
 
         from nas.strategies.optuna_sampler import quiet_optuna
 
+        self.history.append((curve, pruned, final))
+        state = TrialState.PRUNED if pruned else TrialState.COMPLETE if final is not None else TrialState.FAIL
+        with quiet_optuna():
+            self.study.add_trial(create_trial(state=state, value=final if state == TrialState.COMPLETE else None,
+                                              intermediate_values={int(k): float(v) for k, v in curve}))
+
+    def _final(self, metrics: Mapping[str, float] | None, error: str | None) -> float | None:
+        value = (metrics or {}).get(self.metric)
+        return float(value) if error is None and value is not None and math.isfinite(value) else None
+
+    def record(self, metrics: Mapping[str, float] | None, error: str | None, extra: Mapping[str, Any]) -> None:
+        """An evaluation judged elsewhere (a worker process) came back: add it to the history."""
+        if extra.get("curve"):
+            pruned = extra.get("pruned_after") is not None
+            self._add(list(extra["curve"]), pruned, None if pruned else self._final(metrics, error))
+
+    def replay(self, trials: Sequence[Trial]) -> None:
+        """Add journaled trials' curves (a resume), so pruning goes on against the same history."""
         for t in trials:
-            curve = t.extra.get("curve") if t.extra else None
-            if not curve:
-                continue
-            values = {int(step): float(v) for step, v in curve}
-            pruned = t.extra.get("pruned_after") is not None
-            final = t.metrics.get(self.metric)
-            complete = not pruned and t.status == "ok" and final is not None and math.isfinite(final)
-            with quiet_optuna():
-                self.study.add_trial(create_trial(
-                    state=TrialState.PRUNED if pruned else TrialState.COMPLETE if complete else TrialState.FAIL,
-                    value=float(final) if complete else None, intermediate_values=values))
+            if t.extra and t.extra.get("curve"):
+                self.record(t.metrics, None if t.status == "ok" else t.error or "failed", t.extra)
 
     def run(self, evaluate: Callable[[], tuple[dict[str, float] | None, str | None]]
             ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
@@ -168,13 +199,14 @@ class Pruning:
         except Pruned:
             pruned, metrics, error = True, dict(last), None
         extra: dict[str, Any] = {"curve": curve, "curve_of": self.metric} if curve else {}
+        final = None if pruned else self._final(metrics, error)
         if pruned:
             extra["pruned_after"] = reports
-            state, value = TrialState.PRUNED, None
-        else:
-            final = (metrics or {}).get(self.metric)
-            ok = error is None and final is not None and math.isfinite(final)
-            state, value = (TrialState.COMPLETE, float(final)) if ok else (TrialState.FAIL, None)  # type: ignore[arg-type]
+        state = TrialState.PRUNED if pruned else TrialState.COMPLETE if final is not None else TrialState.FAIL
+        if not curve:
+            state = TrialState.FAIL  # it reported nothing to judge: as a resume (or a worker's copy) will see it
         with quiet_optuna():
-            self.study.tell(trial, value, state=state)
+            self.study.tell(trial, final if state == TrialState.COMPLETE else None, state=state)
+        if curve:
+            self.history.append((curve, pruned, final))
         return metrics, error, extra

@@ -81,7 +81,8 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     `stop_when` (`nas.NoImprovement(patience)`, `nas.Target("valid_acc >= 0.95")` or any callable taking the
     `SearchResult` so far) ends the search below its budget once it holds; it applies to this run only.
     `pruner` ("median", "percentile", "asha", "hyperband", an `optuna.pruners` instance or `nas.Pruner(...)`)
-    stops trainings whose `nas.report_metrics(...)` values fall behind (`nas.pruning`); in-process, this run only.
+    stops trainings whose `nas.report_metrics(...)` values fall behind (`nas.pruning`; executors "local" and
+    "processes"); this run only.
     """
     return run(prepare(space, evaluate, objectives, constraints, strategy, budget, seed, workdir, executor,
                        strategy_options, fidelity, snapshot_every, snapshot_interval_s, progress, metadata,
@@ -162,7 +163,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     problem = Problem.make(objectives, constraints)
     stop_when = check_rule(stop_when, problem.metrics_needed)
     given = as_pruner(pruner)
-    pruning = Pruning(given, problem) if given is not None else None
+    pruning = Pruning.make(given, problem) if given is not None else None
     if warm is not None:
         _check_warm_metrics(problem, warm)
     evaluators = as_evaluators(evaluate)

@@ -67,6 +67,20 @@ def test_a_resume_prunes_against_the_journaled_curves(tmp_path):
     assert not any(t.extra.get("pruned_after") for t in fresh.trials)
 
 
+def test_worker_processes_prune_each_evaluation_against_the_trials_finished_before_it():
+    def pruned(result):
+        return [(t.arch_id, t.extra.get("pruned_after"), t.extra.get("curve")) for t in result.trials]
+
+    kw = dict(objectives={"accuracy": "max"}, strategy="random", budget=16, seed=2, pruner="median")
+    local = nas.search(SPACE, Training(), **kw)
+    one = nas.search(SPACE, Training(), executor={"name": "processes", "workers": 1, "threads": 1}, **kw)
+    assert pruned(one) == pruned(local)  # one worker: each job sees every earlier trial, as in-process
+    two = nas.search(SPACE, Training(), executor={"name": "processes", "workers": 2, "threads": 1}, **kw)
+    stopped = [t for t in two.trials if t.extra.get("pruned_after") is not None]
+    assert stopped and all(t.metrics["accuracy"] == t.extra["curve"][-1][1] for t in stopped)
+    assert sum(len(t.extra["curve"]) for t in two.trials) < 16 * EPOCHS
+
+
 def test_a_pruned_trial_whose_last_report_lacks_an_objective_fails_saying_so():
     r = nas.search(SPACE, Training(latency=True), {"accuracy": "max", "latency_ms": "min"}, strategy="random",
                    budget=20, seed=0, pruner="median")
@@ -81,7 +95,7 @@ def test_bad_pruners_and_executors_are_refused_by_name():
         nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner="mean")
     with pytest.raises(ConfigError, match="pruner: metric 'loss' is not an objective"):
         nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner=nas.Pruner("asha", metric="loss"))
-    with pytest.raises(ConfigError, match="pruner: SimulatedClockExecutor runs evaluations where"):
+    with pytest.raises(ConfigError, match="pruner: SimulatedClockExecutor cannot judge its evaluations' reports"):
         nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner="median",
                    executor=nas.SimulatedClockExecutor())
     with pytest.raises(ConfigError, match="pruner: expected a name"):
