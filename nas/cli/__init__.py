@@ -21,7 +21,7 @@ A script for `nas run` is a Python file that defines `space` and `evaluate`, and
 While it runs (and in its worker processes) the environment variable NAS_WORKDIR holds the absolute
 workdir, which `nas.run_workdir()` returns: where the script records its model spec and trial weights.
 Errors meant for users (`nas.errors.NASError`, a missing file) print as one red line and exit with 2.
-Only this module, `nas.report_metrics`, `nas.plot` and `nas.console` print.
+Only this module, `nas.report`, `nas.plot` and `nas.console` print.
 """
 
 from __future__ import annotations
