@@ -28,6 +28,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.result import SearchResult, decisions
+from nas.strategies.bayesian import normal_scores
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,19 @@ def decision_group(path: str, by: str) -> str:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def metric_name(result: SearchResult, metric: str | None) -> str:
+    """The recorded metric `metric` names (default: the first objective); "params:min", as the other commands take a
+    metric, is "params" (the direction does not matter here). ConfigError when no trial recorded it."""
+    name = metric if metric is not None else result.problem.objectives[0].name
+    recorded = sorted({m for t in result.trials for m in t.metrics})
+    base, sep, direction = name.rpartition(":")
+    if name not in recorded and sep and direction in ("min", "max"):
+        name = base
+    if name not in recorded:
+        raise ConfigError(f"metric {name!r}: no trial recorded it (recorded: {', '.join(recorded) or 'none'})")
+    return name
 
 
 def encode(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[str]]:
@@ -116,13 +130,7 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
                              ("max_trials", MIN_TRIALS if max_trials is None else max_trials, MIN_TRIALS)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
-    name = metric if metric is not None else result.problem.objectives[0].name
-    recorded = sorted({m for t in result.trials for m in t.metrics})
-    base, sep, direction = name.rpartition(":")
-    if name not in recorded and sep and direction in ("min", "max"):
-        name = base  # "params:min", as the other commands take a metric: the direction does not matter here
-    if name not in recorded:
-        raise ConfigError(f"metric {name!r}: no trial recorded it (recorded: {', '.join(recorded) or 'none'})")
+    name = metric_name(result, metric)
     used = [t for t in result.trials if t.status == "ok" and name in t.metrics
             and isinstance(t.metrics[name], (int, float)) and math.isfinite(t.metrics[name])]
     if len(used) < max(MIN_TRIALS, folds):
@@ -134,9 +142,7 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
     x, owners = encode([decisions(t.arch) for t in used])
     y = np.array([float(t.metrics[name]) for t in used])
     if scale == "rank":
-        from scipy import stats
-
-        y = stats.norm.ppf((stats.rankdata(y) - 0.5) / len(y))  # ties share a score
+        y = normal_scores(y)  # ties share a score
     groups: dict[str, list[int]] = {}
     for col, path in enumerate(owners):
         groups.setdefault(decision_group(path, by), []).append(col)
@@ -187,10 +193,7 @@ def decision_effects(result: SearchResult, decision: str, metric: str | None = N
     in their sorted order: which values of an important decision are the good ones (Optuna's slice plot, as numbers)."""
     from scipy import stats
 
-    name = metric if metric is not None else result.problem.objectives[0].name
-    base, sep, direction = name.rpartition(":")
-    if sep and direction in ("min", "max"):
-        name = base
+    name = metric_name(result, metric)
     groups: dict[str, list[float]] = {}
     keys: dict[str, Any] = {}
     for t in result.trials:
