@@ -86,6 +86,21 @@ class Pruner:
         return type(self._pruner).__name__ + (f" on {self.metric}" if self.metric else "")
 
 
+def pruned_after(trial: Trial) -> int | None:
+    """After how many reports a pruner stopped `trial` (None: it was not pruned)."""
+    return (trial.extra or {}).get("pruned_after")
+
+
+def _state(curve: Sequence[Any], pruned: bool, final: float | None) -> Any:
+    """The Optuna state of a finished trial: pruned, complete with its final value, or failed (also when it
+    reported nothing to judge, as a resume or a worker's copy sees it: only curves are journaled)."""
+    from optuna.trial import TrialState
+
+    if not curve:
+        return TrialState.FAIL
+    return TrialState.PRUNED if pruned else TrialState.COMPLETE if final is not None else TrialState.FAIL
+
+
 def as_pruner(value: Any) -> Pruner | None:
     """`nas.search`'s `pruner=` as a `Pruner` (None: no pruning)."""
     if value is None or isinstance(value, Pruner):
@@ -140,7 +155,7 @@ class Pruning:
         from nas.strategies.optuna_sampler import quiet_optuna
 
         self.history.append((curve, pruned, final))
-        state = TrialState.PRUNED if pruned else TrialState.COMPLETE if final is not None else TrialState.FAIL
+        state = _state(curve, pruned, final)
         with quiet_optuna():
             self.study.add_trial(create_trial(state=state, value=final if state == TrialState.COMPLETE else None,
                                               intermediate_values={int(k): float(v) for k, v in curve}))
@@ -152,7 +167,7 @@ class Pruning:
     def record(self, metrics: Mapping[str, float] | None, error: str | None, extra: Mapping[str, Any]) -> None:
         """An evaluation judged elsewhere (a worker process) came back: add it to the history."""
         if extra.get("curve"):
-            pruned = extra.get("pruned_after") is not None
+            pruned = extra.get("pruned_after") is not None  # a Trial's extra, or a worker's before it is journaled
             self._add(list(extra["curve"]), pruned, None if pruned else self._final(metrics, error))
 
     def replay(self, trials: Sequence[Trial]) -> None:
@@ -202,9 +217,7 @@ class Pruning:
         final = None if pruned else self._final(metrics, error)
         if pruned:
             extra["pruned_after"] = reports
-        state = TrialState.PRUNED if pruned else TrialState.COMPLETE if final is not None else TrialState.FAIL
-        if not curve:
-            state = TrialState.FAIL  # it reported nothing to judge: as a resume (or a worker's copy) will see it
+        state = _state(curve, pruned, final)
         with quiet_optuna():
             self.study.tell(trial, final if state == TrialState.COMPLETE else None, state=state)
         if curve:

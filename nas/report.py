@@ -20,6 +20,7 @@ from nas.export import ExportReport
 from nas.importance import DecisionImportances
 from nas.measure import plus_minus
 from nas.objectives import Problem
+from nas.pruning import pruned_after
 from nas.result import SearchResult
 from nas.stopping import rule_met
 from nas.store import Trial, evaluations_used
@@ -143,7 +144,7 @@ class SearchProgress:
 def summary(console: Console, result: SearchResult, seconds: float) -> None:
     """How many evaluations, how they ended, the seed, and why the search stopped below its budget."""
     counts = result.counts()  # infeasible: rejected by a cheap constraint or evaluated and violating one
-    pruned = sum(1 for t in result.trials if t.extra and t.extra.get("pruned_after") is not None)
+    pruned = sum(pruned_after(t) is not None for t in result.trials)
     extra = [f"{n} {s}" for s, n in (("failed", counts.failed), ("infeasible", counts.infeasible),
                                      ("stopped early by the pruner", pruned)) if n]
     console.print(f"{result.used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "
