@@ -40,16 +40,18 @@ STRATEGIES = ("evolution", "random")
 
 
 class Training:
-    """Train one MLP epoch by epoch on digits, reporting the validation accuracy after each; counts epochs."""
+    """Train one MLP epoch by epoch on digits, reporting the validation accuracy after each; counts epochs. The
+    model and the data are `nas.gym.DigitsMLPTraining`'s (the gym's digits MLPs, initialised from one seed)."""
 
     def __init__(self, epochs: int) -> None:
         import torch
 
-        from nas.datasets import digits_splits
+        from nas.gym import DigitsMLPTraining
 
         torch.set_num_threads(1)
         self.epochs_per_trial = epochs
-        self.data = {k: (x.flatten(1), y) for k, (x, y) in digits_splits(0).items()}
+        self.gym = DigitsMLPTraining(epochs)
+        self.data = self.gym.data
         self.epochs = 0
         self.test: dict[str, float] = {}  # arch id -> test accuracy of its final model
 
@@ -61,17 +63,9 @@ class Training:
         from nas.spaces import Architecture
         from nas.spaces.training import accuracy
 
-        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[arch["act"]]
         x, y = self.data["train"]
         gen = torch.Generator().manual_seed(0)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            layers: list[nn.Module] = []
-            c = x.shape[1]
-            for layer in arch["layers"]:
-                layers += [nn.Linear(c, layer["width"]), act()]
-                c = layer["width"]
-            model = nn.Sequential(*layers, nn.Linear(c, 10))
+        model = self.gym.build(arch)
         opt = torch.optim.AdamW(model.parameters(), lr=float(arch["lr"]))
         valid = 0.0
         for _ in range(self.epochs_per_trial):
