@@ -71,6 +71,16 @@ def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] 
     return metrics, None
 
 
+def run_judged(evaluate: EvaluateFn, arch: Architecture, judge: Pruning | None
+               ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
+    """`run_job`, under a pruner's `judge` when there is one (its reports may stop the evaluation early):
+    (metrics, error, the journal extra holding the judged curve and where it was pruned)."""
+    if judge is None:
+        metrics, error = run_job(evaluate, arch)
+        return metrics, error, {}
+    return judge.run(lambda: run_job(evaluate, arch))
+
+
 def metric_value(value: Any) -> tuple[float, str | None]:
     """`value` as a metric (a float), or why it is not one: a string ("1_000" reads as a number to float()),
     a bool, None, anything float() refuses, or an int too large for a float."""
@@ -99,6 +109,8 @@ def stopped_error(missing: Sequence[str], metrics: Mapping[str, float], reports:
 
 class Executor(ABC):
     replays = False  # takes `Job.replay` (its journaled placement and result), so a resume re-runs the schedule
+    prunes = False  # judges each evaluation's reports under a pruner (`set_pruning`)
+    _pruning: Pruning | None = None
 
     @abstractmethod
     def start(self, evaluate: EvaluateFn) -> None: ...
@@ -122,8 +134,11 @@ class Executor(ABC):
         """Release workers."""
 
     def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """A resumed search starts after these journaled trials (a simulated clock continues from them);
-        `placements` are `placement`s of the jobs in flight when the snapshot was taken, resubmitted first."""
+        """A resumed search starts after these journaled trials (a simulated clock continues from them; a pruner
+        judges against their curves); `placements` are `placement`s of the jobs in flight when the snapshot was
+        taken, resubmitted first."""
+        if self._pruning is not None:
+            self._pruning.replay(trials)
 
     def placement(self, arch_id: str) -> dict[str, Any] | None:
         """Where and when the running job of `arch_id` started, as plain data for the snapshot, where resuming
@@ -131,12 +146,22 @@ class Executor(ABC):
         return None
 
     def set_pruning(self, pruning: Pruning | None) -> None:
-        """Run each evaluation under `pruning` (its reports judged by a pruner): the in-process executor and local
-        worker processes can; others refuse."""
-        if pruning is not None:
+        """Run each evaluation under `pruning` (its reports judged by a pruner): the in-process executor, local
+        worker processes and the Ray actor pool can (`prunes`); others refuse."""
+        if pruning is not None and not self.prunes:
             raise ConfigError(f"pruner: {type(self).__name__} cannot judge its evaluations' reports; use the "
-                              "in-process executor (executor='local') or local worker processes "
-                              "(executor='processes'), or on Ray executor='ray-tune' with its ASHA scheduler")
+                              "in-process executor (executor='local'), local worker processes "
+                              "(executor='processes') or the Ray actor pool (executor='ray'), or "
+                              "executor='ray-tune' with its ASHA scheduler")
+        self._pruning = pruning
+
+    def _returned(self, arch: Architecture, metrics: dict[str, float] | None, error: str | None, started: float,
+                  finished: float, worker: str, extra: Mapping[str, Any]) -> Completed:
+        """An evaluation that a worker ran (and judged, under a pruner, against its copy of the history) is back:
+        its curve joins the search's pruning history."""
+        if self._pruning is not None:
+            self._pruning.record(metrics, error, extra)
+        return Completed(arch, metrics, error, started, finished, worker, extra.get("pruned_after"), extra)
 
     def set_timeout(self, timeout_s: float | None) -> None:
         """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""
@@ -148,21 +173,15 @@ class Executor(ABC):
 class LocalExecutor(Executor):
     """Runs one evaluation at a time in this process: no cluster, no server."""
 
+    prunes = True
+
     def __init__(self) -> None:
         self._evaluate: EvaluateFn | None = None
         self._queue: list[Job] = []
         self.worker = f"local-{os.getpid()}"
-        self._pruning: Pruning | None = None
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
-
-    def set_pruning(self, pruning: Pruning | None) -> None:
-        self._pruning = pruning
-
-    def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        if self._pruning is not None:
-            self._pruning.replay(trials)
 
     def free_slots(self) -> int:
         return 0 if self._queue else 1
@@ -174,11 +193,7 @@ class LocalExecutor(Executor):
         assert self._evaluate is not None, "start() first"
         job = self._queue.pop(0)
         t0 = time.time()
-        evaluate = self._evaluate
-        if self._pruning is None:
-            metrics, error = run_job(evaluate, job.arch)
-            return [Completed(job.arch, metrics, error, t0, time.time(), self.worker)]
-        metrics, error, extra = self._pruning.run(lambda: run_job(evaluate, job.arch))
+        metrics, error, extra = run_judged(self._evaluate, job.arch, self._pruning)
         return [Completed(job.arch, metrics, error, t0, time.time(), self.worker, extra.get("pruned_after"), extra)]
 
 

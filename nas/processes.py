@@ -22,15 +22,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import ConfigError, check_count, check_seconds
-from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
+from nas.executors import Completed, EvaluateFn, Executor, Job, run_judged
 from nas.pruning import Pruning
 from nas.spaces import Architecture
-from nas.store import Trial
 
 START_METHODS = ("fork", "spawn", "forkserver")
 
@@ -42,7 +40,10 @@ class _Running:
 
 
 class ProcessExecutor(Executor):
-    """Evaluations in `workers` local processes; `timeout_s` per evaluation, `max_retries` for dead workers."""
+    """Evaluations in `workers` local processes; `timeout_s` per evaluation, `max_retries` for dead workers. Under a
+    pruner each evaluation is judged in its worker, against the trials finished when it was submitted."""
+
+    prunes = True
 
     def __init__(self, workers: int | None = None, timeout_s: float | None = None, max_retries: int = 1,
                  start_method: str | None = None, threads: int | None = None) -> None:
@@ -63,15 +64,6 @@ class ProcessExecutor(Executor):
         self.set_timeout(timeout_s)
         self._pool: Any = None
         self._running: dict[concurrent.futures.Future[Any], _Running] = {}
-        self._pruning: Pruning | None = None
-
-    def set_pruning(self, pruning: Pruning | None) -> None:
-        """Judge each evaluation's reports in its worker, against the trials finished when it was submitted."""
-        self._pruning = pruning
-
-    def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        if self._pruning is not None:
-            self._pruning.replay(trials)
 
     def set_timeout(self, timeout_s: float | None) -> None:
         self.timeout_s = check_seconds(timeout_s, "timeout_s") if timeout_s is not None else None
@@ -135,9 +127,7 @@ class ProcessExecutor(Executor):
                              "time(s)", now, now, f"process-{e.pid}")
         except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be pickled back
             return Completed(arch, None, f"{type(e).__name__}: {e}", now, now, "process")
-        if self._pruning is not None:
-            self._pruning.record(metrics, error, extra)
-        return Completed(arch, metrics, error, started, finished, worker, extra.get("pruned_after"), extra)
+        return self._returned(arch, metrics, error, started, finished, worker, extra)
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is abandoned; the search loop keeps it as pending)."""
@@ -167,9 +157,6 @@ def _evaluate_in_worker(arch: dict[str, Any], judge: Pruning | None = None
                         ) -> tuple[dict[str, float] | None, str | None, float, float, str, dict[str, Any]]:
     """Evaluate one architecture; under `judge` (a pruner's copy), its reports may stop it early."""
     assert _evaluate is not None, "worker not initialised"
-    evaluate, started, extra = _evaluate, time.time(), {}
-    if judge is None:
-        metrics, error = run_job(evaluate, Architecture(arch))
-    else:
-        metrics, error, extra = judge.run(lambda: run_job(evaluate, Architecture(arch)))
+    started = time.time()
+    metrics, error, extra = run_judged(_evaluate, Architecture(arch), judge)
     return metrics, error, started, time.time(), f"process-{os.getpid()}", extra

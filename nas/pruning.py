@@ -9,10 +9,10 @@ inside `evaluate`, and the trial ends with its last report as its metrics (what 
 so every report must carry every objective and constraint metric). The journal keeps each trial's reported values
 of that metric (`extra["curve"]`, [report index, value] pairs; `extra["curve_of"]` names the metric) and where it
 was pruned (`extra["pruned_after"]`), so a resumed search prunes
-against the same history. The in-process executor and local worker processes (`executor="processes"`: each evaluation is judged in its
-worker against the trials finished when it was submitted) prune; the Ray actor pool does not (on Ray, use
-`executor="ray-tune"` with its ASHA scheduler, which reads the same reports). A pruner applies to the run it is
-given to, as a stop rule does: `nas resume` without one trains every trial to the end.
+against the same history. The in-process executor, local worker processes (`executor="processes"`) and the Ray
+actor pool (`executor="ray"`) prune; a worker judges each evaluation against the trials finished when it was sent
+there. (`executor="ray-tune"` takes no pruner: its ASHA scheduler reads the same reports.) A pruner applies to the
+run it is given to, as a stop rule does: `nas resume` without one trains every trial to the end.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def as_pruner(value: Any) -> Pruner | None:
 
 class Pruning:
     """One search's pruning: an in-memory Optuna study of every trial's reports of the judged metric. In worker
-    processes (`executor="processes"`) each evaluation runs under a copy (`snapshot`) holding the trials finished
+    processes and Ray actors each evaluation runs under a copy (`snapshot`) holding the trials finished
     when it was submitted, and its outcome is `record`ed here when it comes back."""
 
     def __init__(self, pruner: Any, metric: str, direction: str, describe: str,

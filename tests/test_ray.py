@@ -125,6 +125,34 @@ def test_two_workers_complete_and_journal_reads_back(cluster, tmp_path):
     assert out.exit_code == 0 and "16 ok" in out.output
 
 
+def climbing_toy(arch):
+    """A training of 8 epochs whose accuracy climbs towards `toy`'s, reported after each epoch."""
+    acc = 0.0
+    for epoch in range(8):
+        acc = toy(arch)["acc"] * (1 - 0.5 ** (epoch + 1))
+        nas.report_metrics({"acc": acc})
+    return {"acc": acc}
+
+
+def test_the_actor_pool_prunes_each_evaluation_against_the_trials_finished_before_its_call(cluster, tmp_path):
+    from nas.ray.executor import RayExecutor
+
+    def pruned(result):
+        return [(t.arch_id, t.extra.get("pruned_after"), t.extra.get("curve")) for t in result.trials]
+
+    kw = dict(objectives={"acc": "max"}, strategy="random", budget=16, seed=2, pruner="median")
+    local = nas.search(SPACE, climbing_toy, **kw)
+    assert any(t.extra.get("pruned_after") for t in local.trials)
+    one = nas.search(SPACE, climbing_toy, executor=RayExecutor(workers=1), **kw)
+    assert pruned(one) == pruned(local)  # one actor: each call sees every earlier trial, as in-process
+    two = nas.search(SPACE, climbing_toy, executor=RayExecutor(workers=2, batch_size=2), workdir=tmp_path, **kw)
+    stopped = [t for t in two.trials if t.extra.get("pruned_after") is not None]
+    assert stopped and all(t.metrics["acc"] == t.extra["curve"][-1][1] for t in stopped)
+    assert sum(len(t.extra["curve"]) for t in two.trials) < 16 * 8
+    assert [t.extra.get("pruned_after") for t in nas.load(tmp_path).trials] == \
+        [t.extra.get("pruned_after") for t in two.trials]  # journaled
+
+
 def make_killer(folder: Path, kill_once: int):
     """An evaluate that SIGKILLs its own worker process: always for the first architecture it sees (the
     doomed one), and once each for the next `kill_once` architectures."""

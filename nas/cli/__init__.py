@@ -86,7 +86,7 @@ StopAt = Annotated[Optional[list[str]], typer.Option(
     help="Stop once a feasible result meets this, e.g. 'accuracy >= 0.97'; repeat for several (all must hold).")]
 PrunerFlag = Annotated[Optional[str], typer.Option(
     help="Stop trainings early on their nas.report_metrics() values: median, percentile, asha or hyperband (Optuna's "
-         "pruners, on the first objective; in-process or --executor processes; this run only).")]
+         "pruners, on the first objective; in-process, --executor processes or ray; this run only).")]
 
 
 def _out() -> Console:

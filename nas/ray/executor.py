@@ -8,8 +8,10 @@ flight is retried, up to `max_retries` times, after which the trial is marked fa
 (Ray's own `max_task_retries` is not used: a retry sent while the actor restarts can fail at once with
 `ActorUnavailableError` and use up the retries.) More actors than the cluster can place at once (workers
 times cpus/gpus per actor, counted per node) are refused when the pool starts, and work goes only to actors
-Ray has placed. Training trials that want schedulers (ASHA) or per-trial GPUs go to
-`nas.ray.tune.RayTuneExecutor`.
+Ray has placed. Under a pruner (`nas.search(..., pruner="median")`) each call carries a copy of the pruning history
+as it stood when the call was sent, the actor judges its evaluations' `nas.report_metrics` values against it, and
+their curves join the history when the call returns (as local worker processes do). Training trials that want
+Ray Tune's schedulers or per-trial GPUs go to `nas.ray.tune.RayTuneExecutor`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
 from nas.errors import ConfigError, check_count, check_int, check_number
-from nas.executors import Completed, EvaluateFn, Executor, Job, run_job
+from nas.executors import Completed, EvaluateFn, Executor, Job, run_judged
+from nas.pruning import Pruning
 from nas.spaces import Architecture
 
 log = logging.getLogger(__name__)
@@ -205,12 +208,15 @@ class _Worker:
         self.evaluate = evaluate
         self.name = f"ray-{_node_ip()}-{os.getpid()}"
 
-    def run(self, archs: list[dict[str, Any]]) -> list[tuple[dict[str, float] | None, str | None, float, float, str]]:
+    def run(self, archs: list[dict[str, Any]], judge: Pruning | None = None
+            ) -> list[tuple[dict[str, float] | None, str | None, float, float, str, dict[str, Any]]]:
+        """Evaluate `archs` in turn; under `judge` (a copy of the search's pruning history, which each finished
+        evaluation here joins) their reports may stop them early."""
         out = []
         for a in archs:
             t0 = time.time()
-            metrics, error = run_job(self.evaluate, Architecture(a))
-            out.append((metrics, error, t0, time.time(), self.name))
+            metrics, error, extra = run_judged(self.evaluate, Architecture(a), judge)
+            out.append((metrics, error, t0, time.time(), self.name, extra))
         return out
 
     def pid(self) -> int:
@@ -241,7 +247,10 @@ class RayExecutor(Executor):
     divided by `cpus`); more than it holds is refused at `start` (they would wait forever). Work goes only to
     actors Ray has placed. `batch_size` architectures travel per call (for sub-millisecond evaluations); a
     batch whose worker process dies is retried up to `max_retries` times, then its trials fail with the error.
+    Under a pruner the actors judge each evaluation against the trials finished when its call was sent.
     """
+
+    prunes = True
 
     placement_warning_s = 60.0
     """Seconds without any actor placed, while work waits for one, before a warning says so (other jobs may
@@ -313,9 +322,12 @@ class RayExecutor(Executor):
         """Send queued jobs to idle actors: full batches at once, partial ones when `flush`."""
         while self._idle and self._queue and (flush or len(self._queue) >= self.batch_size):
             jobs, self._queue = self._queue[:self.batch_size], self._queue[self.batch_size:]
-            actor = self._idle.pop(0)
-            ref = actor.run.remote([j.arch.to_dict() for j in jobs])
-            self._running[ref] = _Batch(jobs, actor)
+            self._send(_Batch(jobs, self._idle.pop(0)))
+
+    def _send(self, batch: _Batch) -> None:
+        """Call `batch.actor` on the batch's architectures, with a copy of the pruning history so far."""
+        judge = self._pruning.snapshot() if self._pruning is not None else None
+        self._running[batch.actor.run.remote([j.arch.to_dict() for j in batch.jobs], judge)] = batch
 
     def wait(self) -> list[Completed]:
         import ray
@@ -372,8 +384,7 @@ class RayExecutor(Executor):
                 if batch.attempts < self.max_retries:
                     log.warning("Ray worker died evaluating %d architecture(s); retry %d of %d on a new worker: %s",
                                 len(batch.jobs), batch.attempts + 1, self.max_retries, text)
-                    retry = actor.run.remote([j.arch.to_dict() for j in batch.jobs])
-                    self._running[retry] = _Batch(batch.jobs, actor, batch.attempts + 1)
+                    self._send(_Batch(batch.jobs, actor, batch.attempts + 1))
                     continue
                 self._idle.append(actor)
                 now = time.time()
@@ -381,8 +392,8 @@ class RayExecutor(Executor):
                                   f"{self.max_retries} retries): {text}", now, now, "ray-dead") for j in batch.jobs]
                 continue
             self._idle.append(batch.actor)
-            for job, (metrics, error, t0, t1, worker) in zip(batch.jobs, results):
-                out.append(Completed(job.arch, metrics, error, t0, t1, worker))
+            for job, (metrics, error, t0, t1, worker, extra) in zip(batch.jobs, results):
+                out.append(self._returned(job.arch, metrics, error, t0, t1, worker, extra))
         return out
 
     def actor_pids(self) -> list[int]:
