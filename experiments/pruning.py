@@ -98,9 +98,9 @@ def run_one(task: tuple[str, str | None, int, int, int]) -> dict[str, Any]:
                    pruner=pruner)
     pick = r.best()
     return {"strategy": strategy, "pruner": pruner or "none", "seed": seed, "epochs": training.epochs,
-            "seconds": time.perf_counter() - t0, "pruned": sum(t.extra.get("pruned_after") is not None for t in r.trials),
+            "seconds": time.perf_counter() - t0, "pruned": sum(t.pruned_after is not None for t in r.trials),
             "pick_valid": pick.metrics["valid_acc"], "pick_test": training.test.get(pick.arch_id),
-            "pick_pruned": pick.extra.get("pruned_after") is not None}
+            "pick_pruned": pick.pruned_after is not None}
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
     name = metric_name(result, metric)
-    used = [t for t in result.trials if t.status == "ok" and name in t.metrics
+    used = [t for t in result.trials if t.status == "ok" and t.pruned_after is None and name in t.metrics
             and isinstance(t.metrics[name], (int, float)) and math.isfinite(t.metrics[name])]
     if len(used) < max(MIN_TRIALS, folds):
         raise ConfigError(f"decision importances of {name!r} need at least {max(MIN_TRIALS, folds)} evaluated trials "
@@ -198,7 +198,7 @@ def decision_effects(result: SearchResult, decision: str, metric: str | None = N
     keys: dict[str, Any] = {}
     for t in result.trials:
         v = t.metrics.get(name)
-        if t.status != "ok" or v is None or not math.isfinite(v):
+        if t.status != "ok" or t.pruned_after is not None or v is None or not math.isfinite(v):
             continue
         for path, value in decisions(t.arch).items():
             if decision_group(path, by) == decision:

@@ -7,9 +7,12 @@ import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nas.store import Trial
 
 Direction = Literal["min", "max"]
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -165,6 +168,11 @@ class Problem:
                 return (f"constraint '{c}' names metric {c.metric!r}, which evaluate did not return "
                         f"(it returned: {', '.join(sorted(metrics)) or 'nothing'})")
         return None
+
+    def completed(self, trial: Trial) -> bool:
+        """Whether `trial` counts as a result: evaluated, trained to the end (not pruned: a pruned trial's metrics
+        are a partial training's), with every objective and constraint metric present and finite."""
+        return trial.status == "ok" and trial.pruned_after is None and self.result_error(trial.metrics) is None
 
     def result_error(self, metrics: Mapping[str, float]) -> str | None:
         """Why a result cannot count as completed (a missing or non-finite objective/constraint metric), or None."""

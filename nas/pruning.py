@@ -17,6 +17,7 @@ run it is given to, as a stop rule does: `nas resume` without one trains every t
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.store import Trial
+
+log = logging.getLogger(__name__)
 
 Reporter = Callable[[Mapping[str, float]], None]
 _REPORTER: ContextVar[Reporter | None] = ContextVar("nas_reporter", default=None)
@@ -86,11 +89,6 @@ class Pruner:
         return type(self._pruner).__name__ + (f" on {self.metric}" if self.metric else "")
 
 
-def pruned_after(trial: Trial) -> int | None:
-    """After how many reports a pruner stopped `trial` (None: it was not pruned)."""
-    return (trial.extra or {}).get("pruned_after")
-
-
 def _state(curve: Sequence[Any], pruned: bool, final: float | None) -> Any:
     """The Optuna state of a finished trial: pruned, complete with its final value, or failed (also when it
     reported nothing to judge, as a resume or a worker's copy sees it: only curves are journaled)."""
@@ -135,6 +133,11 @@ class Pruning:
         if objective is None:
             raise ConfigError(f"pruner: metric {pruner.metric!r} is not an objective of this search "
                               f"({', '.join(problem.names)}); the pruner needs its direction")
+        if len(problem.objectives) > 1:
+            log.warning("pruner: %s judges %s alone; the trials it stops keep a partial training's metrics and stay "
+                        "out of the Pareto front, so architectures that are cheap on %s but learn slowly may be "
+                        "missing from it", pruner.describe(), objective.name,
+                        ", ".join(n for n in problem.names if n != objective.name))
         return cls(pruner._pruner, objective.name, objective.direction, pruner.describe())
 
     def snapshot(self) -> "Pruning":

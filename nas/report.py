@@ -20,7 +20,6 @@ from nas.export import ExportReport
 from nas.importance import DecisionImportances
 from nas.measure import plus_minus
 from nas.objectives import Problem
-from nas.pruning import pruned_after
 from nas.result import SearchResult
 from nas.stopping import rule_met
 from nas.store import Trial, evaluations_used
@@ -119,7 +118,7 @@ class SearchProgress:
         assert self.problem is not None, "begin() first"
         self.failed += trial.status == "failed"
         m = trial.metrics
-        if trial.status != "ok" or self.first.name not in m or not self.problem.feasible(m):
+        if not self.problem.completed(trial) or not self.problem.feasible(m):
             return
         v = m[self.first.name]
         if v == v and (self.best is None or self.first.minimised(v) < self.first.minimised(self.best)):
@@ -144,7 +143,7 @@ class SearchProgress:
 def summary(console: Console, result: SearchResult, seconds: float) -> None:
     """How many evaluations, how they ended, the seed, and why the search stopped below its budget."""
     counts = result.counts()  # infeasible: rejected by a cheap constraint or evaluated and violating one
-    pruned = sum(pruned_after(t) is not None for t in result.trials)
+    pruned = sum(t.pruned_after is not None for t in result.trials)
     extra = [f"{n} {s}" for s, n in (("failed", counts.failed), ("infeasible", counts.infeasible),
                                      ("stopped early by the pruner", pruned)) if n]
     console.print(f"{result.used} evaluations{' (' + ', '.join(extra) + ')' if extra else ''} "

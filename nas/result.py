@@ -72,7 +72,9 @@ class SearchResult:
 
     @property
     def completed(self) -> list[Trial]:
-        """Evaluated trials whose metrics include every objective and constraint metric, all finite."""
+        """Evaluated trials whose metrics include every objective and constraint metric, all finite, and which
+        trained to the end: a pruned trial's metrics are a partial training's (Optuna's best trials hold only
+        complete ones too)."""
         return list(self._sorted()[0])
 
     @property
@@ -93,7 +95,7 @@ class SearchResult:
         cached = self._completed
         if cached is None or cached[0] != key or cached[1] > len(self.trials):
             cached = (key, 0, [], [])
-        new = [t for t in self.trials[cached[1]:] if t.status == "ok" and self.problem.result_error(t.metrics) is None]
+        new = [t for t in self.trials[cached[1]:] if self.problem.completed(t)]
         self._completed = (key, len(self.trials), cached[2] + new,
                            cached[3] + [t for t in new if self.problem.feasible(t.metrics)])
         return self._completed[2], self._completed[3]

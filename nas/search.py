@@ -519,7 +519,8 @@ class _SearchLoop:
         status, metrics, error = self._judge(metrics, error, done.stopped_after)
         self.checked = self.checked or status == "ok"
         self.works = self.works or status == "ok"
-        self._finish(arch, metrics, status, done.started, done.finished, done.worker, error, done.extra)
+        extra = done.extra if done.stopped_after is None else {**done.extra, "pruned_after": done.stopped_after}
+        self._finish(arch, metrics, status, done.started, done.finished, done.worker, error, extra)
 
     def _drain(self) -> None:
         """Ctrl-C: journal the evaluations that already finished, collected or not, without waiting for any

@@ -74,7 +74,7 @@ class NoImprovement:
         front, stale = progress.state
         for t in new:
             stale += t.is_evaluation  # a cheap rejection spends no budget; a re-checked copy was counted once
-            if t.status != "ok" or problem.result_error(t.metrics) is not None or not problem.feasible(t.metrics):
+            if not problem.completed(t) or not problem.feasible(t.metrics):
                 continue
             v = np.asarray(problem.vector(t.metrics), dtype=float)
             if len(v) == 1:  # one objective: better by more than min_delta
@@ -112,7 +112,7 @@ class Target:
     def __call__(self, result: "SearchResult") -> bool:
         progress, new = _unread(self._memo, result, lambda: False)
         progress.state = progress.state or any(
-            t.status == "ok" and result.problem.result_error(t.metrics) is None and result.problem.feasible(t.metrics)
+            result.problem.completed(t) and result.problem.feasible(t.metrics)
             and all(c.metric in t.metrics and c.satisfied(t.metrics) for c in self.conditions) for t in new)
         return progress.state
 

@@ -67,6 +67,12 @@ class Trial:
         return self.finished - self.started
 
     @property
+    def pruned_after(self) -> int | None:
+        """After how many reports a pruner or scheduler stopped this trial (None: it trained to the end). A pruned
+        trial's metrics are its last report's, so it is left out of `best()`, `pareto_front()` and export."""
+        return self.extra.get("pruned_after")
+
+    @property
     def is_evaluation(self) -> bool:
         """Whether the trial spent budget: not rejected on cheap metrics, not a re-checked copy of an earlier one."""
         return self.status != "infeasible" and "rechecked_from" not in self.extra

@@ -2,7 +2,8 @@
 `optuna-dashboard out` shows the search: trials, Pareto front, feasibility and per-decision plots.
 
 The workdir is only read. Each trial becomes one Optuna trial: ok -> COMPLETE (objective values in order),
-failed -> FAIL, infeasible (rejected on a cheap constraint, never evaluated) -> PRUNED. Architecture
+failed -> FAIL, infeasible (rejected on a cheap constraint, never evaluated) and stopped by a pruner -> PRUNED;
+a pruned search's reported curves become intermediate values (the dashboard's learning curves). Architecture
 decisions become params named by dotted path ("blocks.0.k"), each with a categorical distribution over
 every value seen for that path in the whole journal, so the dashboard's plots have a common axis.
 """
@@ -117,9 +118,9 @@ def _frozen_trial(t: Trial, params: dict[str, ParamValue], distributions: Mappin
     from optuna.trial import TrialState, create_trial
 
     reason = problem.result_error(t.metrics) if t.status == "ok" else None
-    if t.status == "ok" and reason is None:
+    if t.status == "ok" and reason is None and t.pruned_after is None:
         state, values = TrialState.COMPLETE, [float(t.metrics[n]) for n in problem.names]
-    elif t.status == "infeasible":
+    elif t.status == "infeasible" or (t.status == "ok" and t.pruned_after is not None):
         state, values = TrialState.PRUNED, None
     else:  # failed, an ok record lacking a needed metric, or a status this version does not know
         state, values = TrialState.FAIL, None
@@ -133,7 +134,8 @@ def _frozen_trial(t: Trial, params: dict[str, ParamValue], distributions: Mappin
         # The list form, not create_trial(constraints={...}): Optuna reads both, but optuna-dashboard reads
         # only system_attrs["constraints"] as a list when it marks trials feasible or infeasible.
         system_attrs["constraints"] = violations
-    frozen = create_trial(state=state, values=values, params=params,
+    curve = {int(step): float(v) for step, v in t.extra.get("curve", [])}
+    frozen = create_trial(state=state, values=values, params=params, intermediate_values=curve,
                           distributions={p: distributions[p] for p in params},
                           user_attrs=user_attrs, system_attrs=system_attrs)
     frozen.datetime_start = datetime.fromtimestamp(t.started)

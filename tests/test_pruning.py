@@ -81,6 +81,56 @@ def test_worker_processes_prune_each_evaluation_against_the_trials_finished_befo
     assert sum(len(t.extra["curve"]) for t in two.trials) < 16 * EPOCHS
 
 
+def costed_training(arch) -> dict[str, float]:
+    """Accuracy climbing over the epochs, and a cost known from the start (lowest for the poorest learning rates,
+    so cheap trials learn slowly): every report carries both."""
+    latency = arch["width"] / 8 + 100 * arch["lr"]
+    for epoch in range(EPOCHS):
+        acc = quality(arch) * (1 - 0.5 ** (epoch + 1))
+        nas.report_metrics({"accuracy": acc, "latency_ms": latency})
+    return {"accuracy": acc, "latency_ms": latency}
+
+
+def test_pruned_trials_are_told_but_stay_out_of_the_front_best_importances_and_the_optuna_study(tmp_path, caplog):
+    from optuna.trial import TrialState
+
+    from nas.importance import decision_effects
+    from nas.to_optuna import to_optuna
+
+    objectives = {"accuracy": "max", "latency_ms": "min"}
+    with caplog.at_level("WARNING", logger="nas.pruning"):
+        r = nas.search(SPACE, costed_training, objectives, strategy="random", budget=24, seed=5, pruner="median",
+                       workdir=tmp_path / "run")
+    assert "judges accuracy alone" in caplog.text and "latency_ms" in caplog.text
+    stopped = {t.number for t in r.trials if t.pruned_after is not None}
+    assert stopped and all(r.trials[n].status == "ok" for n in stopped)
+    naive = [t.number for t in r.trials if t.status == "ok"]
+    front = {t.number for t in r.pareto_front()}
+    assert front and not front & stopped
+    # the exclusion matters here: among all ok trials, partial trainings would sit on the front
+    import numpy as np
+
+    from nas.pareto import pareto_mask
+    pts = np.array([[-r.trials[n].metrics["accuracy"], r.trials[n].metrics["latency_ms"]] for n in naive])
+    assert {naive[i] for i in np.flatnonzero(pareto_mask(pts))} & stopped
+    assert r.best().pruned_after is None and len(r.completed) == 24 - len(stopped)
+    loaded = nas.load(tmp_path / "run")
+    assert {t.number for t in loaded.pareto_front()} == front
+    effects = decision_effects(loaded, "width", "accuracy")  # means over full trainings only
+    full = [t for t in r.trials if t.pruned_after is None]
+    assert sum(e.count for e in effects) == len(full)
+    report = to_optuna(tmp_path / "run", tmp_path / "optuna.log")
+    assert report.pruned == len(stopped) and report.complete == 24 - len(stopped)
+    import optuna
+
+    study = optuna.load_study(study_name=report.study_name,
+                              storage=optuna.storages.JournalStorage(
+                                  optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.log"))))
+    for ours, theirs in zip(r.trials, study.get_trials()):
+        assert (theirs.state == TrialState.PRUNED) == (ours.number in stopped)
+        assert sorted(theirs.intermediate_values.items()) == [(int(k), v) for k, v in ours.extra["curve"]]
+
+
 def test_a_pruned_trial_whose_last_report_lacks_an_objective_fails_saying_so():
     r = nas.search(SPACE, Training(latency=True), {"accuracy": "max", "latency_ms": "min"}, strategy="random",
                    budget=20, seed=0, pruner="median")

@@ -290,6 +290,9 @@ def test_tune_executor_with_asha_journals_every_trial(cluster, tmp_path):
         # max_epochs = the epochs trained: a trial that trained them all is not stopped at its last report, so
         # evaluate returns and its own metrics are journaled
         assert ("final" in t.metrics) == (t.metrics["epochs"] == 4)
+        # stopped early: marked as a pruned trial, so its partial metrics stay out of best() and the front
+        assert t.pruned_after == (None if t.metrics["epochs"] == 4 else t.metrics["epochs"])
+    assert all(t.pruned_after is None for t in result.pareto_front())
     assert len(nas.load(tmp_path / "run").trials) == 8
 
 

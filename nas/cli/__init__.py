@@ -53,7 +53,6 @@ from nas.experiment import check_workdir
 from nas.scripts import load_file, workdir_env
 from nas.report import (SearchProgress, export_table, fmt, importance_table, show_front, spaces_table,
                         strategies_table, summary, trials_table, verify_table)
-from nas.pruning import pruned_after
 from nas.result import SearchResult
 from nas.spaces import Space
 from nas.stopping import from_settings, rule_met
@@ -483,7 +482,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
                  + "".join(f", {n} {s}" for s, n in counts.other.items())
                  + f"; {counts.feasible} feasible, {counts.infeasible} infeasible{why}"
                  + (" (the next is being written)" if result.stop_reason == "still being written" else ""))
-    pruned = sum(pruned_after(t) is not None for t in trials)
+    pruned = sum(t.pruned_after is not None for t in trials)
     if pruned:
         grid.add_row("pruned", f"{pruned} of the ok trials were stopped early by a pruner (their metrics are their "
                      "last report's)")

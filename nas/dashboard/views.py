@@ -26,7 +26,6 @@ from nas.errors import ConfigError, JournalError, NASError
 from nas.importance import decision_importances
 from nas.objectives import Problem
 from nas.pareto import HypervolumeTracker, MonteCarloHypervolume
-from nas.pruning import pruned_after
 from nas.report import compact
 from nas.result import SearchResult, outcome
 from nas.stopping import rule_met
@@ -236,7 +235,7 @@ class SearchView:
         return {"number": t.number, "status": t.status, "outcome": kind, "feasible": kind == "feasible",
                 "metrics": {k: finite(v) for k, v in t.metrics.items()}, "arch": compact(t.arch),
                 "arch_id": t.arch_id, "duration": t.finished - t.started, "worker": t.worker, "error": t.error,
-                "used": used, "pruned_after": pruned_after(t)}
+                "used": used, "pruned_after": t.pruned_after}
 
     def result(self) -> SearchResult:
         """The trials read so far as the `SearchResult` the CLI uses: one object over the follower's growing
