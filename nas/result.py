@@ -185,14 +185,18 @@ class SearchResult:
         return out
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One flat dict per trial: number, status, arch_id, timings, worker, error, each metric, and each
-        architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`); what `to_dataframe` holds. A metric
-        named like one of those columns (`duration`, `arch.x`) is `metric.<name>`, so it overwrites nothing."""
+        """One flat dict per trial: number, status, arch_id, timings, worker, error, `pruned_after` (when a pruner
+        stopped any trial), each metric, and each architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`);
+        what `to_dataframe` holds. A metric named like one of those columns (`duration`, `arch.x`) is
+        `metric.<name>`, so it overwrites nothing."""
         rows = []
+        pruned = any(t.pruned_after is not None for t in self.trials)
         for t in self.trials:
             row: dict[str, Any] = {"number": t.number, "status": t.status, "arch_id": t.arch_id,
                                    "started": t.started, "finished": t.finished, "duration": t.duration,
                                    "worker": t.worker, "error": t.error}
+            if pruned:
+                row["pruned_after"] = t.pruned_after
             row.update({f"metric.{k}" if k in row or k.startswith(("arch.", "metric.")) else k: v
                         for k, v in t.metrics.items()})
             row.update(_flatten(t.arch, "arch"))
@@ -208,7 +212,7 @@ class SearchResult:
         frame = pd.DataFrame.from_records(records)
         for column in frame.columns:
             values = [r[column] for r in records if r.get(column) is not None]
-            if (column.startswith("arch.") and values and len(values) < len(records)
+            if ((column.startswith("arch.") or column == "pruned_after") and values and len(values) < len(records)
                     and all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
                 frame[column] = frame[column].astype("Int64")
         return frame

@@ -315,22 +315,30 @@ def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path,
 
 
 @pytest.mark.timeout(120)
-def test_a_pruned_trial_page_draws_its_learning_curve(tmp_path, serve, browser) -> None:
+def test_a_pruned_trial_page_draws_its_learning_curve_and_the_front_draws_pruned_trials_apart(tmp_path, serve,
+                                                                                               browser) -> None:
     from nas.spaces import Choice, Space
 
     space = Space(lr=Choice([0.001, 0.01, 0.1, 0.3]), width=Choice([8, 16, 32, 64]))
 
     def train(arch):
         quality = {0.001: 0.5, 0.01: 0.8, 0.1: 0.9, 0.3: 0.55}[arch["lr"]] + arch["width"] / 640
+        cost = arch["width"] / 8 + 100 * arch["lr"]
         for epoch in range(8):
             acc = quality * (1 - 0.5 ** (epoch + 1))
-            nas.report_metrics({"acc": acc})
-        return {"acc": acc}
+            nas.report_metrics({"acc": acc, "cost": cost})
+        return {"acc": acc, "cost": cost}
 
-    result = nas.search(space, train, {"acc": "max"}, strategy="random", budget=16, seed=0, workdir=tmp_path / "w",
-                        pruner="median")
-    pruned = next(t for t in result.trials if t.extra.get("pruned_after") is not None)
+    result = nas.search(space, train, {"acc": "max", "cost": "min"}, strategy="random", budget=16, seed=0,
+                        workdir=tmp_path / "w", pruner="median")
+    pruned = next(t for t in result.trials if t.pruned_after is not None)
     url = serve([tmp_path / "w"])
+    browser.goto(url + "#/s/s0")
+    browser.wait_for_function("document.getElementById('front-plot')?.data")
+    drawn = browser.evaluate("""() => document.getElementById('front-plot').data
+        .find(t => t.name.startsWith('pruned')).customdata""")
+    assert sorted(drawn) == [t.number for t in result.trials if t.pruned_after is not None]
+    assert front_numbers(browser) == [t.number for t in result.pareto_front()] and not set(front_numbers(browser)) & set(drawn)
     browser.goto(url + f"#/s/s0/trial/{pruned.number}")
     browser.wait_for_function("document.getElementById('curve-plot')?.data")
     ys = browser.evaluate("document.getElementById('curve-plot').data[0].y")

@@ -114,6 +114,9 @@ def test_pruned_trials_are_told_but_stay_out_of_the_front_best_importances_and_t
     pts = np.array([[-r.trials[n].metrics["accuracy"], r.trials[n].metrics["latency_ms"]] for n in naive])
     assert {naive[i] for i in np.flatnonzero(pareto_mask(pts))} & stopped
     assert r.best().pruned_after is None and len(r.completed) == 24 - len(stopped)
+    frame = r.to_dataframe()  # a column, as Optuna's trials_dataframe has the PRUNED state
+    assert {int(n) for n in frame["number"][frame["pruned_after"].notna()]} == stopped
+    assert str(frame["pruned_after"].dtype) == "Int64"
     loaded = nas.load(tmp_path / "run")
     assert {t.number for t in loaded.pareto_front()} == front
     effects = decision_effects(loaded, "width", "accuracy")  # means over full trainings only

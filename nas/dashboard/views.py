@@ -376,7 +376,7 @@ class SearchView:
             hv: list[tuple[int, float]] = []
             if len(self.problem.objectives) >= 2:
                 objs = self.problem.objectives
-                rows = [r for r in self.rows if r["feasible"]
+                rows = [r for r in self.rows if r["feasible"] and r["pruned_after"] is None
                         and all(r["metrics"].get(o.name) is not None for o in objs)]
                 pts = np.array([[o.minimised(r["metrics"][o.name]) for o in objs] for r in rows], dtype=float)
                 hv = list(self._hv.update(pts.reshape(-1, len(objs)), [r["used"] for r in rows]))

@@ -244,10 +244,13 @@ async function drawFront(key) {
   const mx = metricOf(x), my = metricOf(y);
   const names = new Set(d.summary.objectives.map(o => o.name).concat([mx, my]));
   const on = new Set(front.numbers);
-  const groups = {front: [], dominated: [], infeasible: [], failed: []};
+  const groups = {front: [], dominated: [], pruned: [], infeasible: [], failed: []};
   for (const r of d.rows) {
     if (r.metrics[mx] === null || r.metrics[mx] === undefined || r.metrics[my] === null || r.metrics[my] === undefined) continue;
-    groups[on.has(r.number) ? "front" : r.feasible ? "dominated" : r.outcome === "infeasible" ? "infeasible" : "failed"].push(r);
+    // a pruned trial's metrics are a partial training's: drawn apart, never on the front
+    const pruned = r.pruned_after !== null && r.pruned_after !== undefined;
+    groups[on.has(r.number) ? "front" : pruned && r.status === "ok" ? "pruned" : r.feasible ? "dominated"
+      : r.outcome === "infeasible" ? "infeasible" : "failed"].push(r);
   }
   // the legend counts what the "infeasible" filter lists; trials without both values (a cheap rejection) are not drawn
   const infeasible = d.summary.counts.infeasible;
@@ -262,6 +265,7 @@ async function drawFront(key) {
       : `trial %{customdata}<br>${esc(mx)} %{x}<br>${esc(my)} %{y}<br>%{text}<extra></extra>`, marker, ...extra});
   const traces = [
     trace(groups.dominated, `dominated (${groups.dominated.length})`, {color: "#9aa5b5", size: 6, opacity: 0.6}),
+    trace(groups.pruned, `pruned: partial training (${groups.pruned.length})`, {color: "#9aa5b5", size: 6, symbol: "circle-open"}),
     trace(groups.infeasible, `infeasible (${shown})`, {color: "#d9534f", size: 7, symbol: "x"}),
     trace(groups.front, `Pareto front (${groups.front.length})`, {color: "#1f5fbf", size: 10},
           {mode: "lines+markers", line: {shape: "hv", width: 1.5}}, true),
