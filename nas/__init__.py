@@ -12,6 +12,7 @@ from nas.result import SearchResult
 from nas.search import search as _search
 from nas.stopping import NoImprovement, Target
 from nas.store import Trial
+from nas.study import Study
 
 load = SearchResult.load
 
@@ -41,5 +42,5 @@ def run_workdir(default: Any = None) -> Any:
 
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
            "LocalExecutor", "NASError", "NoImprovement", "Objective", "Problem", "Pruned", "Pruner", "SearchResult",
-           "SimulatedClockExecutor", "SpaceDefinitionError", "Target", "Trial", "cheap", "load", "load_subnet",
+           "SimulatedClockExecutor", "SpaceDefinitionError", "Study", "Target", "Trial", "cheap", "load", "load_subnet",
            "report_metrics", "run_workdir", "search"]

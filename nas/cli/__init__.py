@@ -151,6 +151,8 @@ def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     strategy = str(config.get("strategy", ""))
     if strategy in DRIVERS:
         call = DRIVERS[strategy]
+    elif meta.get("study"):
+        call = "nas.Study"
     elif meta.get("few_shot"):
         call = "nas.few_shot.search_few_shot"
     elif meta.get("neas"):

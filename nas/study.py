@@ -1,0 +1,225 @@
+"""`nas.Study`: ask/tell with a journal, for evaluations you run yourself (Optuna's ask-and-tell interface).
+
+When the evaluations run somewhere `nas.search` cannot call (jobs on a cluster's queue, trainings started by hand,
+a notebook), a `Study` hands out architectures and takes their results back:
+
+    study = nas.Study(space, {"accuracy": "max", "latency_ms": "min"}, strategy="evolution", budget=50,
+                      workdir="runs/manual")
+    arch = study.ask()                         # None once the budget is asked for, or nothing new is left
+    study.tell(arch, {"accuracy": 91.2, "latency_ms": 3.4})   # or study.tell(arch, error="out of memory")
+
+It is the search loop without the executor: the same strategies (de-duplicated), the same checks of the
+arguments and of each result (a missing or non-finite objective fails the trial, saying which; a misnamed
+objective is refused before anything is journaled), the same journal. So `nas status`, `nas pareto`, the
+dashboard and `nas export` read a study's workdir as any search's, and `nas.search` with an `evaluate` can go
+on where a study stopped (and the other way round). Opening a study on its workdir again resumes it: the strategy
+is restored from its snapshot and told the results journaled after it; architectures asked and not yet told
+then are `pending` (tell them when their jobs finish). A result may also be told for an architecture the study did
+not hand out (a baseline trained earlier): it is journaled and the strategy learns from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ConfigError
+from nas.executors import metric_value
+from nas.experiment import open_experiment
+from nas.objectives import Constraint, Objective
+from nas.result import SearchResult
+from nas.search import _mark_ran, _SearchLoop, prepare
+from nas.spaces import Architecture, Space
+from nas.store import Trial
+from nas.strategies import Strategy, TrialResult
+
+
+def _told_not_run(arch: Architecture) -> dict[str, float]:
+    """A study's evaluate: never called (its results are told), present so the journal reads as a search's."""
+    raise RuntimeError("a nas.Study's architectures are evaluated by you: tell() their results")
+
+
+class Study:
+    """A journaled ask/tell search over `space` (arguments as `nas.search`'s, without `evaluate` and executor)."""
+
+    def __init__(self, space: Space, objectives: Mapping[str, str] | Sequence[Objective] | str,
+                 constraints: Sequence[str | Constraint] = (), strategy: str | Strategy = "evolution",
+                 budget: int = 100, seed: int | None = None, workdir: str | Path | None = None,
+                 strategy_options: Mapping[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
+                 lower_budget: bool = False, enqueue: Sequence[Mapping[str, Any]] | None = None,
+                 warm_start: str | Path | None = None, snapshot_interval_s: float = 2.0) -> None:
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
+        prepared = prepare(space, _told_not_run, objectives, constraints, strategy, budget, seed, workdir,
+                           strategy_options=strategy_options, metadata={**(metadata or {}), "study": True},
+                           lower_budget=lower_budget, enqueue=enqueue, warm_start=warm_start,
+                           snapshot_interval_s=snapshot_interval_s)
+        self.space, self.problem = space, prepared.problem
+        experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=lower_budget)
+        try:
+            _mark_ran(prepared.strategy.inner)
+            self._loop = loop = _SearchLoop(prepared.problem, prepared.strategy, None, prepared.evaluate,
+                                            prepared.executor, experiment, 1, snapshot_interval_s, None)
+            after = loop._load_snapshot() if loop.trials else None
+            if after is None:  # warm-start results first, as `nas.search` tells them (a snapshot holds them)
+                for t in prepared.warm:
+                    if t.status == "ok" and self.problem.result_error(t.metrics) is None:
+                        loop._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
+            if loop.trials:
+                loop._restore(-1 if after is None else after)
+                loop._flush_replay()  # told in journal order: nothing re-asks them here
+            now = time.time()
+            for arch in loop.pending:  # asked before the last snapshot and not told since
+                if all(t.arch_id != arch.id for t in loop.trials):
+                    loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), now
+            loop.pending = []
+            done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
+            self._queued = [a for a in prepared.enqueue if a.id not in done]
+            loop.enqueue_ids = {a.id for a in prepared.enqueue}
+            loop.checked = any(t.status == "ok" for t in loop.trials)
+            loop._publish_running()
+        except BaseException:
+            experiment.close()
+            raise
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------ ask and tell
+    @property
+    def budget(self) -> int:
+        return self._loop.budget
+
+    @property
+    def used(self) -> int:
+        """Evaluations told so far (`nas.store.evaluations_used`)."""
+        return self._loop.used
+
+    @property
+    def pending(self) -> list[Architecture]:
+        """Architectures asked and not yet told (also those a resumed study found asked before it stopped)."""
+        return [arch for arch, _ in self._loop.in_flight.values()]
+
+    @property
+    def trials(self) -> list[Trial]:
+        return list(self._loop.trials)
+
+    def ask(self) -> Architecture | None:
+        """The next architecture to evaluate: an enqueued one first, then the strategy's (never one already asked
+        or told). None when the budget is told or pending, or the strategy has nothing new to propose."""
+        self._check_open()
+        loop = self._loop
+        while True:
+            if loop.used + len(loop.in_flight) >= loop.budget:
+                return None
+            if self._queued:
+                arch = self._queued.pop(0)
+                if not loop.strategy.claim(arch):
+                    continue  # a twin was asked or told already
+            else:
+                loop.asking = True
+                proposals = loop.strategy.ask(1)
+                loop.asking = False
+                if not proposals:
+                    return None
+                arch = proposals[0]
+            loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), time.time()
+            loop._publish_running()
+            self._snapshot_if_due()
+            return arch
+
+    def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,
+             error: str | None = None, started: float | None = None, finished: float | None = None,
+             worker: str = "told") -> Trial:
+        """Journal the result of evaluating `arch` (an asked architecture, its id, or any architecture of the space)
+        and tell the strategy: `metrics`, or `error=` for an evaluation that failed. A result lacking an objective or
+        constraint metric, or holding a NaN, is journaled as failed, saying which; an objective no result has ever
+        had is refused before anything is written (a typo, as `nas.search` refuses it). Returns the trial."""
+        self._check_open()
+        loop = self._loop
+        arch = self._architecture(arch)
+        told = next((t for t in loop.trials if t.arch_id == arch.id and t.is_evaluation), None)
+        if told is not None and arch.id not in loop.in_flight:
+            raise ConfigError(f"tell: architecture {arch.id[:12]} was told already (trial {told.number})")
+        if metrics is None and error is None:
+            raise ConfigError("tell: give the evaluation's metrics, or error='why it failed'")
+        if metrics is not None and not isinstance(metrics, Mapping):
+            raise ConfigError(f"metrics: expected a dict of metric name -> number, got {type(metrics).__name__}")
+        values = _numbers(metrics or {})
+        if error is not None:
+            status, note = "failed", str(error)
+        else:
+            typo = self.problem.names_error(values) if not loop.checked else None
+            if typo is not None:
+                raise ConfigError(f"tell: {typo}; nothing was journaled, tell it again with the objectives' names")
+            status, values, note = loop._judge(values, None)
+        if arch.id not in loop.in_flight:
+            loop.strategy.claim(arch)  # told without being asked: a twin proposed meanwhile waits for this result
+        begun = started if started is not None else loop.since.get(arch.id, time.time())
+        trial = loop._record(arch, values, status, begun, finished if finished is not None else time.time(), worker,
+                             note, notify=False)
+        loop.since.pop(arch.id, None)
+        loop._tell_strategy(arch, TrialResult.of(status, values))
+        loop.checked = loop.checked or status == "ok"
+        loop._publish_running()
+        self._snapshot_if_due()
+        return trial
+
+    def _architecture(self, arch: Architecture | Mapping[str, Any] | str) -> Architecture:
+        if isinstance(arch, str):
+            for held, _ in self._loop.in_flight.values():
+                if held.id == arch or held.id.startswith(arch):
+                    return held
+            raise ConfigError(f"tell: no pending architecture has id {arch!r}; pending: "
+                              f"{', '.join(a.id[:12] for a in self.pending) or 'none'}")
+        if isinstance(arch, Architecture) and arch.id in self._loop.in_flight:
+            return self._loop.in_flight[arch.id][0]
+        if not isinstance(arch, Mapping):
+            raise ConfigError(f"tell: expected an architecture (or a pending one's id), got {type(arch).__name__}")
+        return self.space.validate(arch)
+
+    def _snapshot_if_due(self) -> None:
+        loop = self._loop
+        if loop.journaled and time.monotonic() - loop._snapshot_time >= loop.snapshot_interval_s:
+            loop._snapshot()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError("this Study is closed; open it again on its workdir to go on")
+
+    # ------------------------------------------------------------------------------------------ results
+    def result(self) -> SearchResult:
+        """The trials so far as a `SearchResult`: best(), pareto_front(), to_dataframe(), export."""
+        loop = self._loop
+        stop = "budget" if loop.used >= loop.budget else "running"
+        return SearchResult(list(loop.trials), self.problem, loop.experiment.workdir, stop, loop.experiment.config)
+
+    def close(self) -> None:
+        """Snapshot the strategy (with the pending architectures) and release the workdir."""
+        if self._closed:
+            return
+        loop = self._loop
+        try:
+            loop._snapshot()
+            if loop.used >= loop.budget and not loop.in_flight:
+                loop.experiment.end("budget")
+        finally:
+            loop.experiment.close()
+            self._closed = True
+
+    def __enter__(self) -> "Study":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """`metrics` as floats; a value that is not a number is refused, naming it (nothing is journaled)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        number, problem = metric_value(value)
+        if problem is not None:
+            raise ConfigError(f"metrics[{str(key)!r}] = {value!r}: {problem}")
+        out[str(key)] = number  # a NaN is kept: judging the result fails the trial, saying which metric
+    return out

@@ -1,0 +1,141 @@
+"""`nas.Study`: ask/tell with a journal. Driven one architecture at a time it is `nas.search`; a reopened study
+resumes with its pending architectures; bad results are refused or failed by name; its workdir is a search's."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import nas
+from nas.cli import app
+from nas.errors import ConfigError, InvalidArchitectureError
+from nas.spaces import Choice, Repeat, Space
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = Space(depth=Choice([1, 2, 3]), blocks=Repeat("depth", k=Choice([3, 5, 7]), e=Choice([2, 4, 6])),
+              act=Choice(["relu", "gelu"]))
+OBJECTIVES = {"acc": "max", "lat": "min"}
+
+
+def toy(arch) -> dict[str, float]:
+    size = sum(b["k"] * b["e"] for b in arch["blocks"])
+    return {"acc": 1 - 1 / (1 + size) + 0.01 * (arch["act"] == "gelu"), "lat": size / 10 + arch["depth"]}
+
+
+def drive(study: nas.Study, evaluate=toy) -> None:
+    while (arch := study.ask()) is not None:
+        study.tell(arch, evaluate(arch))
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2", "random"])
+def test_asking_and_telling_one_at_a_time_is_the_search(strategy, tmp_path):
+    kw = dict(strategy=strategy, budget=30, seed=3, strategy_options={"population_size": 8} if strategy != "random"
+              else None)
+    searched = nas.search(SPACE, toy, OBJECTIVES, **kw)
+    with nas.Study(SPACE, OBJECTIVES, workdir=tmp_path, **kw) as study:
+        drive(study)
+        result = study.result()
+    assert [t.arch_id for t in result.trials] == [t.arch_id for t in searched.trials]
+    assert [t.metrics for t in result.trials] == [t.metrics for t in searched.trials]
+    loaded = nas.load(tmp_path)  # an ordinary search workdir: nas.load, the front, the CLI read it
+    assert [t.number for t in loaded.pareto_front()] == [t.number for t in searched.pareto_front()]
+    status = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert status.exit_code == 0 and "30 ok" in status.output and "finished (budget used)" in status.output
+
+
+def test_a_reopened_study_keeps_its_pending_architectures_and_loses_nothing(tmp_path):
+    study = nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=12, seed=1, workdir=tmp_path,
+                      snapshot_interval_s=0)
+    asked = [study.ask() for _ in range(4)]
+    for arch in asked[:2]:
+        study.tell(arch, toy(arch))
+    assert {a.id for a in study.pending} == {a.id for a in asked[2:]}
+    study.close()
+    with pytest.raises(ConfigError, match="closed"):
+        study.ask()
+
+    again = nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=12, seed=1, workdir=tmp_path)
+    assert {a.id for a in again.pending} == {a.id for a in asked[2:]}  # their jobs may still be running
+    again.tell(asked[3].id[:10], toy(asked[3]))  # by (a prefix of) its id
+    again.tell(asked[2], toy(asked[2]))
+    drive(again)
+    again.close()
+    trials = nas.load(tmp_path).trials
+    assert len(trials) == 12 and len({t.arch_id for t in trials}) == 12 and all(t.status == "ok" for t in trials)
+    assert [t.arch_id for t in trials[:4]] == [asked[0].id, asked[1].id, asked[3].id, asked[2].id]
+
+
+def test_a_killed_study_resumes_from_its_journal(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        import nas
+        from test_study import OBJECTIVES, SPACE, toy
+        study = nas.Study(SPACE, OBJECTIVES, strategy="nsga2", budget=16, seed=2, workdir={str(tmp_path / "w")!r},
+                          strategy_options={{"population_size": 4}}, snapshot_interval_s=0)
+        for _ in range(7):
+            arch = study.ask()
+            study.tell(arch, toy(arch))
+        study.ask()  # asked, never told: the process dies with its job
+        os._exit(1)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    study = nas.Study(SPACE, OBJECTIVES, strategy="nsga2", budget=16, seed=2, workdir=tmp_path / "w",
+                      strategy_options={"population_size": 4})
+    assert study.used == 7 and len(study.pending) == 1
+    lost = study.pending[0]
+    study.tell(lost, error="the job died with its driver")  # or evaluate it again: tell(lost, toy(lost))
+    drive(study)
+    study.close()
+    trials = nas.load(tmp_path / "w").trials
+    assert len(trials) == 16 and len({t.arch_id for t in trials}) == 16
+    assert trials[7].arch_id == lost.id and trials[7].status == "failed"
+
+
+def test_bad_results_are_refused_or_failed_by_name_and_nothing_is_told_twice(tmp_path):
+    study = nas.Study(SPACE, OBJECTIVES, strategy="random", budget=10, seed=0, workdir=tmp_path)
+    arch = study.ask()
+    with pytest.raises(ConfigError, match="give the evaluation's metrics"):
+        study.tell(arch)
+    with pytest.raises(ConfigError, match="objective 'acc' is not among the metrics.*nothing was journaled"):
+        study.tell(arch, {"accuracy": 0.9, "lat": 1.0})  # a misnamed objective before any result: refused
+    with pytest.raises(ConfigError, match=r"metrics\['acc'\] = '0.9': str is not a number"):
+        study.tell(arch, {"acc": "0.9", "lat": 1.0})
+    assert study.trials == [] and [a.id for a in study.pending] == [arch.id]
+    nan = study.tell(arch, {"acc": math.nan, "lat": 1.0})
+    assert nan.status == "failed" and "non-finite acc" in nan.error
+    with pytest.raises(ConfigError, match="was told already"):
+        study.tell(arch, toy(arch))
+    with pytest.raises(ConfigError, match="no pending architecture has id 'zzz'"):
+        study.tell("zzz", toy(arch))
+    with pytest.raises(InvalidArchitectureError, match="act"):
+        study.tell({"depth": 1, "blocks": [{"k": 3, "e": 2}], "act": "tanh"}, {"acc": 0.5, "lat": 1.0})
+    baseline = {"depth": 3, "blocks": [{"k": 7, "e": 6}] * 3, "act": "gelu"}  # trained before the study
+    told = study.tell(baseline, toy(nas.spaces.Architecture(baseline)))
+    assert told.status == "ok" and study.result().best().number == told.number
+    assert study.tell(study.ask(), {"acc": 0.5}).error.startswith("evaluate did not return 'lat'")
+    study.close()
+
+
+def test_ask_stops_at_the_budget_counting_pending_and_a_search_goes_on_where_a_study_stopped(tmp_path):
+    with nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=6, seed=5, workdir=tmp_path,
+                   enqueue=[{"depth": 1, "blocks": [{"k": 3, "e": 2}], "act": "relu"}]) as study:
+        asked = [study.ask() for _ in range(6)]
+        assert asked[0].to_dict() == {"depth": 1, "blocks": [{"k": 3, "e": 2}], "act": "relu"}  # enqueued first
+        assert study.ask() is None  # six asked, none told: the budget is spoken for
+        for arch in asked:
+            study.tell(arch, toy(arch))
+        assert study.ask() is None and study.used == 6
+    hint = " ".join(CliRunner().invoke(app, ["status", str(tmp_path)]).output.split())
+    assert "finished (budget used); to continue with a larger budget: call nas.Study(" in hint
+    more = nas.search(SPACE, toy, OBJECTIVES, strategy="evolution", budget=12, seed=5, workdir=tmp_path)
+    assert len(more.trials) == 12 and len({t.arch_id for t in more.trials}) == 12
+    assert [t.arch_id for t in more.trials[:6]] == [a.id for a in asked]
