@@ -30,6 +30,11 @@ class JournalError(NASError):
     """An experiment journal is corrupt or belongs to a different search."""
 
 
+class WorkdirBusy(JournalError):
+    """Another process holds the workdir's lock (it is writing the journal); waiting may help, unlike other
+    JournalErrors."""
+
+
 def check_count(value: object, name: str, what: str = "") -> int:
     """`value` as a positive int (bools refused); ConfigError naming `name` otherwise (`what` says what it counts)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -748,10 +748,12 @@ class _SearchLoop:
             if arch.id not in self.in_flight and all(t.arch_id != arch.id for t in self.trials[count:]):
                 pending.append(arch)
         placements = {i: p for i in self.in_flight if (p := self.executor.placement(i)) is not None}
+        asked = {a.id: self.since[a.id] for a in pending if a.id in self.since}  # a study's jobs: when handed out
         self.experiment.save_snapshot({
             "after_trial": len(self.trials) - 1,
             "pending": [a.to_dict() for a in pending],
             **({"placements": placements} if placements else {}),
+            **({"asked": asked} if asked else {}),
             "state": self.strategy.state_dict(),
         })
 

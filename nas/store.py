@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import jsonio
-from nas.errors import JournalError
+from nas.errors import JournalError, WorkdirBusy
 from nas.architecture import Architecture
 
 log = logging.getLogger(__name__)
@@ -385,8 +385,8 @@ def _lock(path: Path, attempts: int = 20) -> int:
     else:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise JournalError(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
-                           "or use another workdir") from None
+        raise WorkdirBusy(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
+                          "or use another workdir") from None
     os.ftruncate(fd, 0)
     since = datetime.now().astimezone().isoformat(timespec="seconds")  # with its UTC offset: one instant anywhere
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)

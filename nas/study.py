@@ -27,7 +27,7 @@ from typing import Any
 
 from nas.errors import ConfigError
 from nas.executors import metric_value
-from nas.experiment import open_experiment
+from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
@@ -52,8 +52,10 @@ class Study:
                  warm_start: str | Path | None = None, snapshot_interval_s: float = 2.0) -> None:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
+        if metadata is None:  # a resumed study keeps the recorded metadata, as a resumed search does
+            metadata = (recorded_config(workdir) or {}).get("metadata") or {}
         prepared = prepare(space, _told_not_run, objectives, constraints, strategy, budget, seed, workdir,
-                           strategy_options=strategy_options, metadata={**(metadata or {}), "study": True},
+                           strategy_options=strategy_options, metadata={**metadata, "study": True},
                            lower_budget=lower_budget, enqueue=enqueue, warm_start=warm_start,
                            snapshot_interval_s=snapshot_interval_s)
         self.space, self.problem = space, prepared.problem
@@ -62,7 +64,7 @@ class Study:
             _mark_ran(prepared.strategy.inner)
             self._loop = loop = _SearchLoop(prepared.problem, prepared.strategy, None, prepared.evaluate,
                                             prepared.executor, experiment, 1, snapshot_interval_s, None)
-            after = loop._load_snapshot() if loop.trials else None
+            after = loop._load_snapshot() if loop.trials else _load_first_snapshot(loop)
             if after is None:  # warm-start results first, as `nas.search` tells them (a snapshot holds them)
                 for t in prepared.warm:
                     if t.status == "ok" and self.problem.result_error(t.metrics) is None:
@@ -70,10 +72,10 @@ class Study:
             if loop.trials:
                 loop._restore(-1 if after is None else after)
                 loop._flush_replay()  # told in journal order: nothing re-asks them here
-            now = time.time()
+            asked = (loop.experiment.snapshot() or {}).get("asked", {}) if after is not None else {}
             for arch in loop.pending:  # asked before the last snapshot and not told since
                 if all(t.arch_id != arch.id for t in loop.trials):
-                    loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), now
+                    loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), float(asked.get(arch.id, time.time()))
             loop.pending = []
             done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
             self._queued = [a for a in prepared.enqueue if a.id not in done]
@@ -212,6 +214,17 @@ class Study:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _load_first_snapshot(loop: _SearchLoop) -> int | None:
+    """Restore a snapshot taken before any result was told (architectures asked, none told yet: a search does
+    not keep one, its asks are re-made on resume, but a study's were handed out); -1 when there was one."""
+    snap = loop.experiment.snapshot()
+    if snap is None or int(snap["after_trial"]) != -1:
+        return None
+    loop.strategy.load_state_dict(snap["state"])
+    loop.pending = [Architecture(a) for a in snap["pending"]]
+    return -1
 
 
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -135,7 +135,55 @@ def test_ask_stops_at_the_budget_counting_pending_and_a_search_goes_on_where_a_s
             study.tell(arch, toy(arch))
         assert study.ask() is None and study.used == 6
     hint = " ".join(CliRunner().invoke(app, ["status", str(tmp_path)]).output.split())
-    assert "finished (budget used); to continue with a larger budget: call nas.Study(" in hint
+    assert f"finished (budget used); to continue with a larger budget: nas ask {tmp_path} --budget N" in hint
+    grown = CliRunner().invoke(app, ["ask", str(tmp_path), "--budget", "7"])
+    assert grown.exit_code == 0 and len(grown.stdout.splitlines()) == 1
     more = nas.search(SPACE, toy, OBJECTIVES, strategy="evolution", budget=12, seed=5, workdir=tmp_path)
     assert len(more.trials) == 12 and len({t.arch_id for t in more.trials}) == 12
     assert [t.arch_id for t in more.trials[:6]] == [a.id for a in asked]
+
+
+def test_nas_ask_and_tell_drive_a_study_from_the_shell_with_only_its_workdir(tmp_path):
+    import json
+
+    wd = str(tmp_path / "s")
+    nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=5, seed=0, workdir=wd).close()
+    runner = CliRunner()
+    out = runner.invoke(app, ["ask", wd, "-n", "2"])
+    assert out.exit_code == 0, out.output
+    first = [json.loads(line) for line in out.stdout.splitlines()]
+    again = json.loads(runner.invoke(app, ["ask", wd]).stdout)
+    assert len({a["id"] for a in first + [again]}) == 3  # what was handed out stays pending between calls
+    arch = nas.spaces.Architecture(first[0]["arch"])
+    metric = [f"--metric={k}={v}" for k, v in toy(arch).items()]
+    told = runner.invoke(app, ["tell", wd, first[0]["id"][:8], *metric])
+    assert told.exit_code == 0 and told.stdout.startswith("trial 0: ok (acc=")
+    baseline = {"depth": 1, "blocks": [{"k": 3, "e": 2}], "act": "relu"}
+    told = runner.invoke(app, ["tell", wd, json.dumps(baseline), "--metrics", json.dumps({"acc": 0.1, "lat": 2})])
+    assert told.exit_code == 0 and told.stdout.startswith("trial 1: ok")
+    failed = runner.invoke(app, ["tell", wd, first[1]["id"], "--error", "out of memory"])
+    assert failed.stdout.startswith("trial 2: failed: out of memory")
+    bad = runner.invoke(app, ["tell", wd, again["id"], "--metric", "acc=high"])
+    assert bad.exit_code == 2 and "--metric acc: 'high' is not a number" in bad.output
+    last = runner.invoke(app, ["ask", wd, "-n", "3"])  # budget 5: 3 told, 1 pending, so one more
+    assert last.exit_code == 0 and len(last.stdout.splitlines()) == 1
+    done = runner.invoke(app, ["ask", wd])
+    assert done.exit_code == 3 and "nothing to ask: 3 told and 2 pending of a budget of 5" in done.output
+    with nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=5, seed=0, workdir=wd) as study:
+        assert [a.id for a in study.pending] == [again["id"], json.loads(last.stdout)["id"]]
+        busy = runner.invoke(app, ["ask", wd, "--wait", "0"])  # the study above holds the workdir
+        assert busy.exit_code == 2 and "is being written by another search" in busy.output
+    trials = nas.load(wd).trials
+    assert [t.worker for t in trials] == ["told"] * 3 and trials[0].duration >= 0
+
+
+def test_a_study_whose_space_the_journal_cannot_rebuild_is_refused_by_the_cli(tmp_path):
+    class Mine(Space):
+        pass
+
+    mine = Mine(w=Choice([1, 2]))
+    nas.Study(mine, {"acc": "max"}, strategy="random", budget=2, seed=0, workdir=tmp_path / "m").close()
+    out = CliRunner().invoke(app, ["ask", str(tmp_path / "m")])
+    assert out.exit_code == 2 and "drive it from Python" in out.output
+    missing = CliRunner().invoke(app, ["ask", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "make the study in Python first" in missing.output

@@ -14,6 +14,7 @@
     nas verify models/
     nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
     nas to-optuna DIR --out optuna-journal.log
+    nas ask DIR [-n N]     nas tell DIR ARCH_ID (--metric NAME=VALUE ... | --metrics JSON | --error TEXT)
     nas strategies | nas spaces | nas --version | nas -h
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
@@ -152,7 +153,7 @@ def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     if strategy in DRIVERS:
         call = DRIVERS[strategy]
     elif meta.get("study"):
-        call = "nas.Study"
+        return f"nas ask {shlex.quote(str(workdir))}"
     elif meta.get("few_shot"):
         call = "nas.few_shot.search_few_shot"
     elif meta.get("neas"):
@@ -513,7 +514,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
         grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
-                     + (f"{hint} --budget N" if script else hint + " and a larger budget"))
+                     + (f"{hint} --budget N" if script or hint.startswith("nas ask") else hint + " and a larger budget"))
     elif rule_met(result.stop_reason) is not None:
         grid.add_row("state", f"finished below its budget: {rule_met(result.stop_reason)}; to go on to the budget: "
                      f"{hint}")
@@ -769,6 +770,10 @@ def _mount_subcommands() -> None:
     from nas.cli.predictors import app as predictors_app
 
     app.add_typer(predictors_app, name="predictors")
+    from nas.cli.study import ask, tell
+
+    app.command("ask")(ask)
+    app.command("tell")(tell)
 
 
 _mount_subcommands()

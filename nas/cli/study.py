@@ -1,0 +1,136 @@
+"""`nas ask DIR` and `nas tell DIR ARCH`: a journaled study (`nas.Study`) driven from the shell, e.g. by the job
+scripts of a cluster's queue (Optuna's `optuna ask` / `optuna tell`).
+
+The study is made once in Python (`nas.Study(space, objectives, ..., workdir=DIR).close()`); after that these
+commands need only its workdir: the space is rebuilt from the journal (a plain `Space`, or a built-in space made
+with its defaults), the objectives, strategy, options, seed and budget are the recorded ones. Each call holds the
+workdir for a moment, waiting up to `--wait` seconds while another call holds it, so jobs finishing together queue.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from nas.console import user_errors
+from nas.errors import ConfigError, WorkdirBusy
+from nas.store import Journal
+from nas.study import Study
+
+NOTHING_LEFT = 3
+"""`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
+nothing new), so a job script can end its loop on it."""
+
+WorkdirArg = Annotated[Path, typer.Argument(help="The study's workdir (made by nas.Study in Python).")]
+WaitFlag = Annotated[float, typer.Option(help="Seconds to wait while another process holds the workdir.")]
+
+
+def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None) -> Study:
+    """The study recorded in `workdir`, reopened from its journal alone (`wait`: seconds to wait for its lock;
+    `budget`: a larger one than recorded, to go on)."""
+    from nas.dashboard.views import rebuild_space
+
+    journal = Journal(workdir)
+    if not journal.exists():
+        raise ConfigError(f"{workdir}: no search journal here; make the study in Python first: "
+                          f"nas.Study(space, objectives, ..., workdir={str(workdir)!r}).close()")
+    config = journal.read().config
+    if "strategy_instance" in config:
+        raise ConfigError(f"{workdir}: this search was run with a Strategy instance, which the journal cannot "
+                          "rebuild; drive it from Python with nas.Study(..., strategy=<the same kind of instance>)")
+    space = rebuild_space(Path(workdir), config)
+    if space is None:
+        raise ConfigError(f"{workdir}: its space cannot be rebuilt from the journal (a Space subclass, or a built-in "
+                          "space made with arguments); drive it from Python with nas.Study(space, ...)")
+    problem = config["problem"]
+    deadline = time.monotonic() + max(0.0, wait)
+    while True:
+        try:
+            return Study(space, problem["objectives"], problem["constraints"], strategy=str(config["strategy"]),
+                         workdir=workdir, strategy_options=config.get("strategy_options") or None,
+                         budget=budget if budget is not None else int(config["budget"]))
+        except WorkdirBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
+@user_errors
+def ask(workdir: WorkdirArg,
+        n: Annotated[int, typer.Option("-n", help="How many architectures to hand out.")] = 1,
+        budget: Annotated[Optional[int], typer.Option(help="Raise the study's budget to N evaluations.")] = None,
+        wait: WaitFlag = 30.0) -> None:
+    """Hand out the study's next architecture(s), one JSON line each: {"id": ..., "arch": {...}}. Exit code 3
+    when nothing is left (the budget is told or pending, or the strategy has nothing new)."""
+    if n < 1:
+        raise ConfigError(f"-n: expected an integer >= 1, got {n}")
+    with open_study(workdir, wait, budget) as study:
+        asked = []
+        for _ in range(n):
+            arch = study.ask()
+            if arch is None:
+                break
+            asked.append(arch)
+        used, pending, budget = study.used, len(study.pending), study.budget
+    for arch in asked:  # printed once the study is closed, so what was handed out is pending in its snapshot
+        sys.stdout.write(json.dumps({"id": arch.id, "arch": arch.to_dict()}) + "\n")
+    if not asked:
+        typer.echo(f"nothing to ask: {used} told and {pending} pending of a budget of {budget}"
+                   + ("" if used + pending >= budget else "; the strategy proposes nothing new"), err=True)
+        raise typer.Exit(NOTHING_LEFT)
+
+
+@user_errors
+def tell(workdir: WorkdirArg,
+         arch: Annotated[str, typer.Argument(help="A pending architecture's id (or a prefix of it), or an "
+                                                  "architecture as a JSON object (a result evaluated elsewhere).")],
+         metric: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE, e.g. accuracy=91.2; repeat for "
+                                                                  "each metric.")] = None,
+         metrics: Annotated[Optional[str], typer.Option(help="The metrics as one JSON object ('-': read it from "
+                                                             "standard input).")] = None,
+         error: Annotated[Optional[str], typer.Option(help="The evaluation failed: why.")] = None,
+         wait: WaitFlag = 30.0) -> None:
+    """Journal the result of one architecture and tell the study's strategy."""
+    values = _metrics(metric or [], metrics)
+    target: Any = arch
+    if arch.lstrip().startswith("{"):
+        try:
+            target = json.loads(arch)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"ARCH: not a JSON object ({e.msg} at character {e.pos})") from None
+    with open_study(workdir, wait) as study:
+        trial = study.tell(target, values or None, error=error)
+    shown = ", ".join(f"{k}={v:g}" for k, v in trial.metrics.items())
+    typer.echo(f"trial {trial.number}: {trial.status}" + (f" ({shown})" if shown else "")
+               + (f": {trial.error}" if trial.error else ""))
+
+
+def _metrics(items: list[str], text: str | None) -> dict[str, Any]:
+    """--metric NAME=VALUE items and a --metrics JSON object, joined (a name given twice is an error)."""
+    out: dict[str, Any] = {}
+    if text is not None:
+        raw = sys.stdin.read() if text == "-" else text
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--metrics: not JSON ({e.msg} at character {e.pos})") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"--metrics: expected a JSON object of metric name -> number, got {raw.strip()[:60]}")
+        out.update(parsed)
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--metric: expected NAME=VALUE, got {item!r}")
+        if name.strip() in out:
+            raise ConfigError(f"--metric: {name.strip()!r} is given twice")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--metric {name.strip()}: {value!r} is not a number") from None
+    return out
+
