@@ -1,5 +1,7 @@
 """PNGs of a search: `plot_pareto` (the trials on two objectives, the Pareto front as a step line), `plot_history`
-(each objective per evaluation, best so far) and `plot_importance` (which decisions matter, `nas.importance`).
+(each objective per evaluation, best so far), `plot_curves` (each training's per-epoch reports, where a pruner
+stopped it: Optuna's intermediate-values plot) and `plot_importance` (which decisions matter, `nas.importance`).
+Trials a pruner stopped are drawn apart (open circles): their metrics are a partial training's.
 
 Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the backend of the caller's
 session and works on machines without a display.
@@ -44,10 +46,12 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         return ox.name in t.metrics and oy.name in t.metrics
 
     dominated = [t for t in feasible if t.number not in front_ids]
-    infeasible = [t for t in result.trials if t.number not in feasible_ids and t.status != "failed" and has_xy(t)]
+    pruned = [t for t in result.trials if t.pruned_after is not None and t.status == "ok" and has_xy(t)]
+    infeasible = [t for t in result.trials if t.number not in feasible_ids and t.status != "failed" and has_xy(t)
+                  and t.pruned_after is None]
     n_failed = sum(t.status == "failed" for t in result.trials)
-    n_infeasible = sum(t.status == "infeasible" or (t.status == "ok" and t.number not in feasible_ids)
-                       for t in result.trials)
+    n_infeasible = sum(t.status == "infeasible" or (t.status == "ok" and t.number not in feasible_ids
+                                                    and t.pruned_after is None) for t in result.trials)
 
     fig = Figure(figsize=(7.0, 5.0), dpi=120)
     FigureCanvasAgg(fig)
@@ -64,6 +68,9 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     if infeasible:
         ax.scatter(xs(infeasible), ys(infeasible), s=22, marker="x", color="#e8a0a0", linewidths=1.0,
                    label="infeasible", zorder=1)
+    if pruned:
+        ax.scatter(xs(pruned), ys(pruned), s=18, facecolors="none", edgecolors="0.5", linewidths=0.8,
+                   label="pruned (partial training)", zorder=1)
     if front:
         # In minimisation form the front sorted by x has y decreasing; the dominated region's boundary
         # runs right from each point to the next one's x, then down to it (same vertices in real units).
@@ -82,6 +89,8 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     ax.set_xlabel(f"{ox.name} ({ox.direction})")
     ax.set_ylabel(f"{oy.name} ({oy.direction})")
     parts = [f"{len(feasible)} feasible"]
+    if pruned:
+        parts.append(f"{len(pruned)} pruned")
     if n_infeasible:
         parts.append(f"{n_infeasible} infeasible")
     if n_failed:
@@ -94,7 +103,7 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         title += f"\nshowing 2 of the search's {total} objectives; front over these two only"
     ax.set_title(title, fontsize=10)
     ax.grid(True, color="0.9", zorder=0)
-    if front or dominated or infeasible:
+    if front or dominated or infeasible or pruned:
         ax.legend(loc="best", fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no trial has both metrics yet", ha="center", va="center", transform=ax.transAxes)
@@ -117,17 +126,21 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(objs), 1, sharex=True, squeeze=False)[:, 0]
     for ax, o in zip(axes, objs):
-        used, good, bad = 0, ([], []), ([], [])
+        used, good, bad, cut = 0, ([], []), ([], []), ([], [])
         for t in result.trials:
             used += t.is_evaluation
             v = t.metrics.get(o.name)
             if v is None or v != v or t.status == "failed":
                 continue
-            (good if t.number in feasible else bad)[0].append(used)
-            (good if t.number in feasible else bad)[1].append(v)
+            kind = good if t.number in feasible else cut if t.pruned_after is not None else bad
+            kind[0].append(used)
+            kind[1].append(v)
         ax.scatter(*good, s=12, color="0.55", label="feasible trial", zorder=2)
         if bad[0]:
             ax.scatter(*bad, s=16, marker="x", color="#e8a0a0", linewidths=1.0, label="infeasible", zorder=1)
+        if cut[0]:
+            ax.scatter(*cut, s=12, facecolors="none", edgecolors="0.55", linewidths=0.8,
+                       label="pruned (partial training)", zorder=1)
         steps = result.history(o)
         if steps:
             xs = [u for u, _ in steps] + [max(used, steps[-1][0])]
@@ -138,6 +151,45 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
         ax.legend(loc="best", fontsize=8, frameon=False)
     axes[-1].set_xlabel("evaluations")
     axes[0].set_title(f"optimisation history: {result.used} evaluations, {len(result.trials)} trials", fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def plot_curves(result: "SearchResult", path: str | Path) -> Path:
+    """Each trial's per-epoch reports of the metric its pruner judged (`nas.search(..., pruner=...)`), one line per
+    training: those trained to the end in blue, those the pruner stopped in grey, ending in a cross where it
+    stopped them (Optuna's intermediate-values plot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curved = [t for t in result.trials if t.extra.get("curve")]
+    if not curved:
+        raise ConfigError("plot_curves: no trial of this search recorded per-epoch reports (they are kept when "
+                          "nas.search runs with a pruner and evaluate calls nas.report_metrics)")
+    metric = str(curved[0].extra.get("curve_of", "reported value"))
+    fig = Figure(figsize=(7.0, 4.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    stopped = 0
+    for t in curved:
+        steps = [int(step) + 1 for step, _ in t.extra["curve"]]
+        values = [float(v) for _, v in t.extra["curve"]]
+        if t.pruned_after is None:
+            ax.plot(steps, values, color="#1f5fbf", alpha=0.55, linewidth=1.0, zorder=2)
+        else:
+            stopped += 1
+            ax.plot(steps, values, color="0.6", alpha=0.7, linewidth=0.8, zorder=1)
+            ax.scatter(steps[-1:], values[-1:], marker="x", s=14, color="0.35", linewidths=0.8, zorder=3)
+    ax.plot([], [], color="#1f5fbf", label=f"trained to the end ({len(curved) - stopped})")
+    ax.plot([], [], color="0.6", marker="x", markeredgecolor="0.35", label=f"stopped by the pruner ({stopped})")
+    ax.set_xlabel("report (epoch)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"learning curves of {len(curved)} trainings", fontsize=10)
+    ax.grid(True, color="0.9", zorder=0)
+    ax.legend(loc="best", fontsize=8, frameon=False)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

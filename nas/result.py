@@ -19,11 +19,14 @@ from nas.store import Journal, Trial, evaluations_used
 def outcome(problem: Problem, t: Trial) -> str:
     """How a trial ended for `problem`: "feasible", "infeasible" (breaks a constraint: rejected by a cheap one
     before evaluation, status "infeasible", or evaluated and violating one, status "ok"), "failed", or, for an
-    ok result lacking a needed metric, "incomplete" (another status is returned as is)."""
+    ok result lacking a needed metric, "incomplete", or "pruned" for an ok result a pruner stopped (its metrics
+    are a partial training's); another status is returned as is."""
     if t.status != "ok":
         return t.status
     if problem.result_error(t.metrics) is not None:
         return "incomplete"
+    if t.pruned_after is not None:
+        return "pruned"
     return "feasible" if problem.feasible(t.metrics) else "infeasible"
 
 
@@ -36,7 +39,7 @@ class TrialCounts:
     rejected: int
     violating: int
     failed: int
-    other: dict[str, int] = field(default_factory=dict)  # "incomplete" and any other status
+    other: dict[str, int] = field(default_factory=dict)  # "pruned", "incomplete" and any other status
 
     @property
     def infeasible(self) -> int:

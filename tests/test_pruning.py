@@ -185,6 +185,14 @@ def test_cli_run_takes_a_pruner_and_status_counts_the_pruned(tmp_path, monkeypat
     assert "stopped early by the pruner" in out.output  # the run's summary line counts them
     status = CliRunner().invoke(app, ["status", "runs/search"])
     assert status.exit_code == 0 and "were stopped early by a pruner" in status.output, status.output
+    stopped = sum(t.pruned_after is not None for t in nas.load("runs/search").trials)
+    line = " ".join(status.output.split())
+    assert "20 in the journal: 20 ok" in line and f"; {20 - stopped} feasible, 0 infeasible" in line
+    drawn = CliRunner().invoke(app, ["history", "runs/search", "--plot", "h.png", "--curves", "curves.png"])
+    assert drawn.exit_code == 0 and (tmp_path / "curves.png").stat().st_size > 10_000 and (tmp_path / "h.png").exists()
+    from nas.plot import plot_curves
+    with pytest.raises(ConfigError, match="no trial of this search recorded per-epoch reports"):
+        plot_curves(nas.search(SPACE, Training(), {"accuracy": "max"}, strategy="random", budget=2, seed=0), "x.png")
     bad = CliRunner().invoke(app, ["run", "search.py", "--budget", "2", "--pruner", "nope", "--workdir", "runs/x"])
     assert bad.exit_code == 2 and "pruner: unknown name 'nope'" in bad.output
 

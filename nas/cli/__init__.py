@@ -7,7 +7,7 @@
             [--executor local|processes|ray|ray-tune] [--workers N] [--address A] [--cpus/gpus-per-trial X]
     nas status DIR
     nas pareto DIR [--plot front.png] [--objectives a,b,metric:min]
-    nas history DIR [--plot history.png] [--objectives a,b]
+    nas history DIR [--plot history.png] [--objectives a,b] [--curves curves.png]
     nas trials DIR [--csv FILE|-] [--json FILE|-]
     nas resume DIR [--budget N] [--lower-budget] [--stop-after N] [--stop-at "m >= x" ...]
     nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify] [--quantize int8]
@@ -480,15 +480,15 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     grid.add_row("constraints", ", ".join(str(c) for c in result.problem.constraints) or "none")
     # infeasible: every trial that breaks a constraint, whether evaluated (status ok) or rejected before
     why = f" ({counts.violating} evaluated, {counts.rejected} rejected)" if counts.infeasible else ""
-    grid.add_row("trials", f"{len(trials)} in the journal: {counts.feasible + counts.violating} ok, {counts.failed} "
-                 f"failed, {counts.rejected} rejected by a cheap constraint"
-                 + "".join(f", {n} {s}" for s, n in counts.other.items())
+    pruned = counts.other.get("pruned", 0)
+    grid.add_row("trials", f"{len(trials)} in the journal: {counts.feasible + counts.violating + pruned} ok, "
+                 f"{counts.failed} failed, {counts.rejected} rejected by a cheap constraint"
+                 + "".join(f", {n} {s}" for s, n in counts.other.items() if s != "pruned")
                  + f"; {counts.feasible} feasible, {counts.infeasible} infeasible{why}"
                  + (" (the next is being written)" if result.stop_reason == "still being written" else ""))
-    pruned = sum(t.pruned_after is not None for t in trials)
     if pruned:
         grid.add_row("pruned", f"{pruned} of the ok trials were stopped early by a pruner (their metrics are their "
-                     "last report's)")
+                     "last report's, so they count neither as feasible nor on the front)")
     if used > budget:
         grid.add_row("budget", f"{used} evaluations used; the budget was lowered to {budget} (reached)")
     else:
@@ -558,13 +558,17 @@ def history(
     plot: Annotated[Path, typer.Option(help="Write the PNG here.")] = Path("history.png"),
     objectives: Annotated[Optional[str], typer.Option(
         help="Comma-separated objectives (any recorded metric as NAME:min or NAME:max) [default: the search's].")] = None,
+    curves: Annotated[Optional[Path], typer.Option(
+        help="Also write each training's per-epoch reports here (a search run with a pruner).")] = None,
 ) -> None:
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
-    from nas.plot import plot_history
+    from nas.plot import plot_curves, plot_history
 
     result = _load(workdir)
     names = _names(objectives)
     path = plot_history(result, plot, names)
+    if curves is not None:
+        _out().print(f"learning curves: {plot_curves(result, curves).resolve()}", soft_wrap=True)
     for o in [result.objective(n) for n in (names or result.problem.names)]:
         steps = result.history(o)
         best = f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
