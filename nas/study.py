@@ -20,6 +20,7 @@ not hand out (a baseline trained earlier): it is journaled and the strategy lear
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +43,8 @@ def _told_not_run(arch: Architecture) -> dict[str, float]:
 
 
 class Study:
-    """A journaled ask/tell search over `space` (arguments as `nas.search`'s, without `evaluate` and executor)."""
+    """A journaled ask/tell search over `space` (arguments as `nas.search`'s, without `evaluate` and executor).
+    `ask`, `tell` and `close` may be called from several threads (a pool of workers each asking for its next job)."""
 
     def __init__(self, space: Space, objectives: Mapping[str, str] | Sequence[Objective] | str,
                  constraints: Sequence[str | Constraint] = (), strategy: str | Strategy = "evolution",
@@ -86,6 +88,7 @@ class Study:
             experiment.close()
             raise
         self._closed = False
+        self._lock = threading.RLock()  # one ask, tell or close at a time: they share the strategy and the journal
 
     # ------------------------------------------------------------------------------------------ ask and tell
     @property
@@ -109,6 +112,10 @@ class Study:
     def ask(self) -> Architecture | None:
         """The next architecture to evaluate: an enqueued one first, then the strategy's (never one already asked
         or told). None when the budget is told or pending, or the strategy has nothing new to propose."""
+        with self._lock:
+            return self._ask()
+
+    def _ask(self) -> Architecture | None:
         self._check_open()
         loop = self._loop
         while True:
@@ -137,6 +144,11 @@ class Study:
         and tell the strategy: `metrics`, or `error=` for an evaluation that failed. A result lacking an objective or
         constraint metric, or holding a NaN, is journaled as failed, saying which; an objective no result has ever
         had is refused before anything is written (a typo, as `nas.search` refuses it). Returns the trial."""
+        with self._lock:
+            return self._tell(arch, metrics, error, started, finished, worker)
+
+    def _tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None,
+              error: str | None, started: float | None, finished: float | None, worker: str) -> Trial:
         self._check_open()
         loop = self._loop
         arch = self._architecture(arch)
@@ -198,6 +210,10 @@ class Study:
 
     def close(self) -> None:
         """Snapshot the strategy (with the pending architectures) and release the workdir."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed:
             return
         loop = self._loop

@@ -187,3 +187,24 @@ def test_a_study_whose_space_the_journal_cannot_rebuild_is_refused_by_the_cli(tm
     assert out.exit_code == 2 and "drive it from Python" in out.output
     missing = CliRunner().invoke(app, ["ask", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "make the study in Python first" in missing.output
+
+
+def test_worker_threads_share_one_study(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    study = nas.Study(SPACE, OBJECTIVES, strategy="nsga2", budget=40, seed=4, workdir=tmp_path,
+                      strategy_options={"population_size": 8}, snapshot_interval_s=0)
+
+    def worker() -> int:
+        done = 0
+        while (arch := study.ask()) is not None:
+            study.tell(arch, toy(arch))
+            done += 1
+        return done
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: worker(), range(4)))
+    study.close()
+    trials = nas.load(tmp_path).trials
+    assert sum(counts) == 40 and len(trials) == 40 and len({t.arch_id for t in trials}) == 40
+    assert [t.number for t in trials] == list(range(40)) and all(t.status == "ok" for t in trials)
