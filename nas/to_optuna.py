@@ -118,7 +118,7 @@ def _frozen_trial(t: Trial, params: dict[str, ParamValue], distributions: Mappin
     from optuna.trial import TrialState, create_trial
 
     reason = problem.result_error(t.metrics) if t.status == "ok" else None
-    if t.status == "ok" and reason is None and t.pruned_after is None:
+    if problem.completed(t):
         state, values = TrialState.COMPLETE, [float(t.metrics[n]) for n in problem.names]
     elif t.status == "infeasible" or (t.status == "ok" and t.pruned_after is not None):
         state, values = TrialState.PRUNED, None
