@@ -137,6 +137,17 @@ class Study:
             self._snapshot_if_due()
             return arch
 
+    def enqueue(self, arch: Mapping[str, Any]) -> Architecture:
+        """Have `ask` hand out `arch` next, before the strategy's proposals (Optuna's `enqueue_trial`): a baseline
+        or a known-good design to evaluate early. Validated against the space (an error names the field); one
+        already asked or told is not handed out again. Kept until asked (not across a reopen: pass `enqueue=` for
+        that)."""
+        with self._lock:
+            self._check_open()
+            valid = self.space.validate(arch)
+            self._queued.append(valid)
+            return valid
+
     def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,
              error: str | None = None, started: float | None = None, finished: float | None = None,
              worker: str = "told") -> Trial:

@@ -208,3 +208,19 @@ def test_worker_threads_share_one_study(tmp_path):
     trials = nas.load(tmp_path).trials
     assert sum(counts) == 40 and len(trials) == 40 and len({t.arch_id for t in trials}) == 40
     assert [t.number for t in trials] == list(range(40)) and all(t.status == "ok" for t in trials)
+
+
+def test_docs_coming_from_optuna_examples_run(tmp_path, monkeypatch):
+    from tests.docs import python_blocks
+
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks(ROOT / "docs" / "optuna.md")
+    assert blocks
+    namespace: dict = {"__name__": "optuna_doc"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/optuna.md python block {i + 1}", "exec"), namespace)
+    result = namespace["result"]
+    assert any(t.pruned_after is not None for t in result.trials) and result.best().pruned_after is None
+    assert result.trials[0].arch == {"op": "conv3", "width": 32, "depth": 2}  # the enqueued baseline first
+    assert "pruned_after" in namespace["frame"].columns
+    assert len(nas.load(tmp_path / "runs" / "ask-tell").trials) == 10
