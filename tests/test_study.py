@@ -169,6 +169,8 @@ def test_nas_ask_and_tell_drive_a_study_from_the_shell_with_only_its_workdir(tmp
     assert last.exit_code == 0 and len(last.stdout.splitlines()) == 1
     done = runner.invoke(app, ["ask", wd])
     assert done.exit_code == 3 and "nothing to ask: 3 told and 2 pending of a budget of 5" in done.output
+    status = " ".join(runner.invoke(app, ["status", wd]).output.split())
+    assert f"pending 2 asked and not told yet ({again['id'][:12]}, " in status
     with nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=5, seed=0, workdir=wd) as study:
         assert [a.id for a in study.pending] == [again["id"], json.loads(last.stdout)["id"]]
         busy = runner.invoke(app, ["ask", wd, "--wait", "0"])  # the study above holds the workdir

@@ -405,6 +405,21 @@ def resume(
                                 metadata=config.get("metadata") or {}, staged=Path(staged)), resuming=True)
 
 
+def _pending(workdir: Path, trials: Sequence[Trial]) -> list[str]:
+    """Ids of the architectures the workdir's last snapshot holds as asked but not journaled (a study's jobs out, or
+    a stopped search's evaluations in flight); none while a process writes the workdir (its snapshot lags)."""
+    from nas.spaces import Architecture
+
+    journal = Journal(workdir)
+    try:
+        snap = journal.load_snapshot() if journal.writer() is None else None
+    except JournalError:
+        return []
+    told = {t.arch_id for t in trials}
+    ids = [Architecture(a).id for a in (snap or {}).get("pending", [])]
+    return [i for i in ids if i not in told]
+
+
 def _load(workdir: Path) -> SearchResult:
     if not Path(workdir).is_dir():
         raise FileNotFoundError(f"{workdir}: no such directory")
@@ -494,6 +509,12 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     else:
         grid.add_row("budget", f"{used} of {budget} evaluations used "
                      f"({'budget reached' if used >= budget else f'{budget - used} left'})")
+    waiting = _pending(Path(workdir), trials)
+    if waiting:
+        shown = ", ".join(arch_id[:12] for arch_id in waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+        grid.add_row("pending", f"{len(waiting)} asked and not told yet ({shown}): nas tell {shlex.quote(str(workdir))} "
+                     "ID ..." if (config.get("metadata") or {}).get("study") else
+                     f"{len(waiting)} evaluations were running when it stopped ({shown}); a resume runs them first")
     for o in result.problem.objectives:
         best = result.best(o.name)
         grid.add_row(f"best {o.name}", f"{fmt(best.metrics[o.name])} (trial {best.number})" if best else "-")
