@@ -144,6 +144,19 @@ class Pruning:
         """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there)."""
         return Pruning(self.pruner, self.metric, self.direction, self.describe, self.history)
 
+    def judge(self, curve: Sequence[Sequence[float]]) -> bool:
+        """Whether the pruner stops a training whose reports so far are `curve` ([report index, value] pairs),
+        against the trials finished so far: for trainings that report from outside the search (`nas.Study.report`).
+        Judged on a copy, so the history holds only finished trials."""
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        copy = self.snapshot()
+        with quiet_optuna():
+            trial = copy.study.ask()
+            for step, value in curve:
+                trial.report(float(value), int(step))
+            return bool(trial.should_prune())
+
     def __getstate__(self) -> dict[str, Any]:  # the study is rebuilt from the history where it is unpickled
         return {"pruner": self.pruner, "metric": self.metric, "direction": self.direction, "describe": self.describe,
                 "history": self.history}

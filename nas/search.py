@@ -404,6 +404,7 @@ class _SearchLoop:
         self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
         self.works = False  # an evaluation succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
         self.since: dict[str, float] = {}  # id -> when its evaluation was submitted (running.json)
+        self.reports: dict[str, dict[str, Any]] = {}  # a study's per-epoch reports of its pending architectures
         self._published: tuple[int, frozenset[str]] | None = None
         self._snapshot_at, self._snapshot_time = 0, time.monotonic()
 
@@ -754,6 +755,8 @@ class _SearchLoop:
             "pending": [a.to_dict() for a in pending],
             **({"placements": placements} if placements else {}),
             **({"asked": asked} if asked else {}),
+            **({"reports": reports} if (reports := {i: r for i, r in self.reports.items()
+                                                    if i in asked}) else {}),
             "state": self.strategy.state_dict(),
         })
 

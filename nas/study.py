@@ -16,10 +16,16 @@ on where a study stopped (and the other way round). Opening a study on its workd
 is restored from its snapshot and told the results journaled after it; architectures asked and not yet told
 then are `pending` (tell them when their jobs finish). A result may also be told for an architecture the study did
 not hand out (a baseline trained earlier): it is journaled and the strategy learns from it.
+
+With a pruner (`Study(..., pruner="median")`, Optuna's `trial.report` / `should_prune` in ask/tell form), a job
+reports each epoch with `study.report(arch, {"accuracy": acc})`, which says whether to stop; `study.tell(arch)` then
+journals the trial as pruned with its last report, as `nas.search(..., pruner=...)` would. The reports of pending
+architectures are kept in the snapshot, so `nas epoch` calls from separate processes build one curve.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +36,7 @@ from nas.errors import ConfigError
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective
+from nas.pruning import Pruner, Pruning, as_pruner
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
 from nas.spaces import Architecture, Space
@@ -51,16 +58,20 @@ class Study:
                  budget: int = 100, seed: int | None = None, workdir: str | Path | None = None,
                  strategy_options: Mapping[str, Any] | None = None, metadata: Mapping[str, Any] | None = None,
                  lower_budget: bool = False, enqueue: Sequence[Mapping[str, Any]] | None = None,
-                 warm_start: str | Path | None = None, snapshot_interval_s: float = 2.0) -> None:
+                 warm_start: str | Path | None = None, snapshot_interval_s: float = 2.0, pruner: Any = None) -> None:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
         if metadata is None:  # a resumed study keeps the recorded metadata, as a resumed search does
             metadata = (recorded_config(workdir) or {}).get("metadata") or {}
+        given = as_pruner(pruner)
+        meta = {**{k: v for k, v in metadata.items() if k != "pruner"}, "study": True,
+                **({"pruner": _pruner_record(given)} if _pruner_record(given) is not None else {})}
         prepared = prepare(space, _told_not_run, objectives, constraints, strategy, budget, seed, workdir,
-                           strategy_options=strategy_options, metadata={**metadata, "study": True},
+                           strategy_options=strategy_options, metadata=meta,
                            lower_budget=lower_budget, enqueue=enqueue, warm_start=warm_start,
                            snapshot_interval_s=snapshot_interval_s)
         self.space, self.problem = space, prepared.problem
+        self._pruning = Pruning.make(given, prepared.problem) if given is not None else None
         experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=lower_budget)
         try:
             _mark_ran(prepared.strategy.inner)
@@ -79,6 +90,10 @@ class Study:
                 if all(t.arch_id != arch.id for t in loop.trials):
                     loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), float(asked.get(arch.id, time.time()))
             loop.pending = []
+            reports = (loop.experiment.snapshot() or {}).get("reports", {}) if after is not None else {}
+            loop.reports = {i: dict(r) for i, r in reports.items() if i in loop.in_flight}
+            if self._pruning is not None:
+                self._pruning.replay(loop.trials)
             done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
             self._queued = [a for a in prepared.enqueue if a.id not in done]
             loop.enqueue_ids = {a.id for a in prepared.enqueue}
@@ -137,6 +152,30 @@ class Study:
             self._snapshot_if_due()
             return arch
 
+    def report(self, arch: Architecture | str, metrics: Mapping[str, Any]) -> bool:
+        """One epoch's metrics of a pending architecture (Optuna's `trial.report` and `should_prune` in one):
+        True when the study's pruner says to stop its training (then `tell(arch)` journals it as pruned, with this
+        report). Without a pruner it only keeps the curve, journaled with the result."""
+        with self._lock:
+            self._check_open()
+            held = self._architecture(arch)
+            if held.id not in self._loop.in_flight:
+                raise ConfigError(f"report: architecture {held.id[:12]} is not pending (ask() it first)")
+            if not isinstance(metrics, Mapping):
+                raise ConfigError(f"metrics: expected a dict of metric name -> number, got {type(metrics).__name__}")
+            values = _numbers(metrics)
+            record = self._loop.reports.setdefault(held.id, {"reports": 0, "curve": [], "last": {}, "prune": False})
+            record["reports"] += 1
+            record["last"] = values
+            judged = self._pruning.metric if self._pruning is not None else self.problem.names[0]
+            value = values.get(judged)
+            if value is not None and math.isfinite(value):
+                record["curve"].append([record["reports"] - 1, value])
+                if self._pruning is not None:
+                    record["prune"] = self._pruning.judge(record["curve"])
+            self._snapshot_if_due()
+            return bool(record["prune"])
+
     def enqueue(self, arch: Mapping[str, Any]) -> Architecture:
         """Have `ask` hand out `arch` next, before the strategy's proposals (Optuna's `enqueue_trial`): a baseline
         or a known-good design to evaluate early. Validated against the space (an error names the field); one
@@ -150,22 +189,31 @@ class Study:
 
     def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,
              error: str | None = None, started: float | None = None, finished: float | None = None,
-             worker: str = "told") -> Trial:
+             worker: str = "told", pruned: bool | None = None) -> Trial:
         """Journal the result of evaluating `arch` (an asked architecture, its id, or any architecture of the space)
         and tell the strategy: `metrics`, or `error=` for an evaluation that failed. A result lacking an objective or
         constraint metric, or holding a NaN, is journaled as failed, saying which; an objective no result has ever
-        had is refused before anything is written (a typo, as `nas.search` refuses it). Returns the trial."""
+        had is refused before anything is written (a typo, as `nas.search` refuses it). After `report`s, the
+        trial keeps their curve; it is pruned when the last report said to stop (`pruned=` decides otherwise),
+        and then `metrics` default to the last report's. Returns the trial."""
         with self._lock:
-            return self._tell(arch, metrics, error, started, finished, worker)
+            return self._tell(arch, metrics, error, started, finished, worker, pruned)
 
     def _tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None,
-              error: str | None, started: float | None, finished: float | None, worker: str) -> Trial:
+              error: str | None, started: float | None, finished: float | None, worker: str,
+              pruned: bool | None) -> Trial:
         self._check_open()
         loop = self._loop
         arch = self._architecture(arch)
         told = next((t for t in loop.trials if t.arch_id == arch.id and t.is_evaluation), None)
         if told is not None and arch.id not in loop.in_flight:
             raise ConfigError(f"tell: architecture {arch.id[:12]} was told already (trial {told.number})")
+        record = loop.reports.get(arch.id)
+        stopped = bool(record["prune"]) if pruned is None and record is not None else bool(pruned)
+        if stopped and record is None:
+            raise ConfigError("tell: pruned=True needs the trial's reports (study.report) to keep its curve")
+        if metrics is None and error is None and stopped:
+            metrics = record["last"]  # type: ignore[index]  # a pruned training ends with its last report
         if metrics is None and error is None:
             raise ConfigError("tell: give the evaluation's metrics, or error='why it failed'")
         if metrics is not None and not isinstance(metrics, Mapping):
@@ -174,16 +222,25 @@ class Study:
         if error is not None:
             status, note = "failed", str(error)
         else:
-            typo = self.problem.names_error(values) if not loop.checked else None
+            typo = self.problem.names_error(values) if not loop.checked and not stopped else None
             if typo is not None:
                 raise ConfigError(f"tell: {typo}; nothing was journaled, tell it again with the objectives' names")
-            status, values, note = loop._judge(values, None)
+            status, values, note = loop._judge(values, None, record["reports"] if stopped else None)  # type: ignore[index]
+        extra: dict[str, Any] = {}
+        if record is not None and record["curve"]:
+            extra = {"curve": record["curve"], "curve_of": self._pruning.metric if self._pruning is not None
+                     else self.problem.names[0]}
+        if stopped:
+            extra["pruned_after"] = record["reports"]  # type: ignore[index]
         if arch.id not in loop.in_flight:
             loop.strategy.claim(arch)  # told without being asked: a twin proposed meanwhile waits for this result
         begun = started if started is not None else loop.since.get(arch.id, time.time())
         trial = loop._record(arch, values, status, begun, finished if finished is not None else time.time(), worker,
-                             note, notify=False)
+                             note, extra, notify=False)
         loop.since.pop(arch.id, None)
+        loop.reports.pop(arch.id, None)
+        if self._pruning is not None:
+            self._pruning.record(values, None if status == "ok" else note or "failed", extra)
         loop._tell_strategy(arch, TrialResult.of(status, values))
         loop.checked = loop.checked or status == "ok"
         loop._publish_running()
@@ -241,6 +298,14 @@ class Study:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _pruner_record(pruner: Pruner | None) -> dict[str, Any] | None:
+    """The pruner as plain data for the journal's metadata, so `nas epoch` rebuilds it; None for no pruner or one
+    given as an Optuna instance (which the journal cannot hold)."""
+    if pruner is None or not isinstance(pruner.pruner, str):
+        return None
+    return {"name": pruner.pruner, "metric": pruner.metric}
 
 
 def _load_first_snapshot(loop: _SearchLoop) -> int | None:

@@ -226,3 +226,51 @@ def test_docs_coming_from_optuna_examples_run(tmp_path, monkeypatch):
     assert result.trials[0].arch == {"op": "conv3", "width": 32, "depth": 2}  # the enqueued baseline first
     assert "pruned_after" in namespace["frame"].columns
     assert len(nas.load(tmp_path / "runs" / "ask-tell").trials) == 10
+
+
+def climb(arch, epochs: int = 8):
+    """Per-epoch accuracy climbing towards `toy`'s, with the latency known from the start."""
+    final = toy(arch)
+    return [{"acc": final["acc"] * (1 - 0.5 ** (e + 1)), "lat": final["lat"]} for e in range(epochs)]
+
+
+def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_path):
+    import json
+
+    def train(arch):
+        for m in climb(arch):
+            nas.report_metrics(m)
+        return m
+
+    searched = nas.search(SPACE, train, OBJECTIVES, strategy="random", budget=20, seed=6, pruner="median")
+    with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=20, seed=6, pruner="median",
+                   workdir=tmp_path / "py") as study:
+        while (arch := study.ask()) is not None:
+            stop = False
+            for m in climb(arch):
+                if study.report(arch, m):  # trial.report + should_prune
+                    stop = True
+                    break
+            study.tell(arch) if stop else study.tell(arch, m)  # pruned: journaled with its last report
+        result = study.result()
+    assert [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in result.trials] == \
+        [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in searched.trials]
+    assert [t.number for t in result.pareto_front()] == [t.number for t in searched.pareto_front()]
+
+    wd = str(tmp_path / "sh")  # the same from the shell: each call another process's view of one study
+    nas.Study(SPACE, OBJECTIVES, strategy="random", budget=20, seed=6, pruner="median", workdir=wd).close()
+    runner = CliRunner()
+    for _ in range(20):
+        (asked,) = [json.loads(line) for line in runner.invoke(app, ["ask", wd]).stdout.splitlines()]
+        for m in climb(nas.spaces.Architecture(asked["arch"])):
+            out = runner.invoke(app, ["epoch", wd, asked["id"], "--metrics", json.dumps(m)])
+            assert out.exit_code in (0, 4), out.output
+            if out.exit_code == 4:
+                assert out.stdout.strip() == "prune"
+                break
+        told = runner.invoke(app, ["tell", wd] + ([asked["id"]] if out.exit_code == 4 else
+                                                  [asked["id"], "--metrics", json.dumps(m)]))
+        assert told.exit_code == 0, told.output
+    shell = nas.load(wd).trials
+    assert [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in shell] == \
+        [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in searched.trials]

@@ -15,6 +15,7 @@
     nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
     nas to-optuna DIR --out optuna-journal.log
     nas ask DIR [-n N]     nas tell DIR ARCH_ID (--metric NAME=VALUE ... | --metrics JSON | --error TEXT)
+    nas epoch DIR ARCH_ID --metric NAME=VALUE ...   (one epoch's report; exit code 4: the pruner says stop)
     nas strategies | nas spaces | nas --version | nas -h
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
@@ -795,10 +796,11 @@ def _mount_subcommands() -> None:
     from nas.cli.predictors import app as predictors_app
 
     app.add_typer(predictors_app, name="predictors")
-    from nas.cli.study import ask, tell
+    from nas.cli.study import ask, epoch, tell
 
     app.command("ask")(ask)
     app.command("tell")(tell)
+    app.command("epoch")(epoch)
 
 
 _mount_subcommands()

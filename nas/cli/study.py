@@ -1,5 +1,6 @@
-"""`nas ask DIR` and `nas tell DIR ARCH`: a journaled study (`nas.Study`) driven from the shell, e.g. by the job
-scripts of a cluster's queue (Optuna's `optuna ask` / `optuna tell`).
+"""`nas ask DIR`, `nas epoch DIR ARCH` and `nas tell DIR ARCH`: a journaled study (`nas.Study`) driven from the
+shell, e.g. by the job scripts of a cluster's queue (Optuna's `optuna ask` / `optuna tell`; `nas epoch` is
+`trial.report` + `should_prune`, judged by the pruner the study was made with).
 
 The study is made once in Python (`nas.Study(space, objectives, ..., workdir=DIR).close()`); after that these
 commands need only its workdir: the space is rebuilt from the journal (a plain `Space`, or a built-in space made
@@ -19,12 +20,15 @@ import typer
 
 from nas.console import user_errors
 from nas.errors import ConfigError, WorkdirBusy
+from nas.pruning import Pruner
 from nas.store import Journal
 from nas.study import Study
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
 nothing new), so a job script can end its loop on it."""
+PRUNE = 4
+"""`nas epoch`'s exit code when the study's pruner says to stop the training (then `nas tell DIR ID`)."""
 
 WorkdirArg = Annotated[Path, typer.Argument(help="The study's workdir (made by nas.Study in Python).")]
 WaitFlag = Annotated[float, typer.Option(help="Seconds to wait while another process holds the workdir.")]
@@ -48,12 +52,14 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None) -> 
         raise ConfigError(f"{workdir}: its space cannot be rebuilt from the journal (a Space subclass, or a built-in "
                           "space made with arguments); drive it from Python with nas.Study(space, ...)")
     problem = config["problem"]
+    recorded = (config.get("metadata") or {}).get("pruner")
+    pruner = Pruner(recorded["name"], metric=recorded.get("metric")) if isinstance(recorded, dict) else None
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         try:
             return Study(space, problem["objectives"], problem["constraints"], strategy=str(config["strategy"]),
                          workdir=workdir, strategy_options=config.get("strategy_options") or None,
-                         budget=budget if budget is not None else int(config["budget"]))
+                         budget=budget if budget is not None else int(config["budget"]), pruner=pruner)
         except WorkdirBusy:
             if time.monotonic() >= deadline:
                 raise
@@ -108,6 +114,26 @@ def tell(workdir: WorkdirArg,
     shown = ", ".join(f"{k}={v:g}" for k, v in trial.metrics.items())
     typer.echo(f"trial {trial.number}: {trial.status}" + (f" ({shown})" if shown else "")
                + (f": {trial.error}" if trial.error else ""))
+
+
+@user_errors
+def epoch(workdir: WorkdirArg,
+           arch: Annotated[str, typer.Argument(help="A pending architecture's id (or a prefix of it).")],
+           metric: Annotated[Optional[list[str]], typer.Option(help="NAME=VALUE, e.g. accuracy=71.3; repeat for "
+                                                                    "each metric.")] = None,
+           metrics: Annotated[Optional[str], typer.Option(help="The metrics as one JSON object ('-': standard "
+                                                               "input).")] = None,
+           wait: WaitFlag = 30.0) -> None:
+    """One epoch's metrics of a pending architecture; prints 'prune' and exits with 4 when the study's pruner says
+    to stop its training (then `nas tell DIR ID` journals it with this report), else prints 'continue'."""
+    values = _metrics(metric or [], metrics)
+    if not values:
+        raise ConfigError("epoch: give the epoch's metrics (--metric NAME=VALUE or --metrics JSON)")
+    with open_study(workdir, wait) as study:
+        stop = study.report(arch, values)
+    typer.echo("prune" if stop else "continue")
+    if stop:
+        raise typer.Exit(PRUNE)
 
 
 def _metrics(items: list[str], text: str | None) -> dict[str, Any]:
