@@ -167,8 +167,7 @@ class Study:
             record = self._loop.reports.setdefault(held.id, {"reports": 0, "curve": [], "last": {}, "prune": False})
             record["reports"] += 1
             record["last"] = values
-            judged = self._pruning.metric if self._pruning is not None else self.problem.names[0]
-            value = values.get(judged)
+            value = values.get(self._judged)
             if value is not None and math.isfinite(value):
                 record["curve"].append([record["reports"] - 1, value])
                 if self._pruning is not None:
@@ -228,8 +227,7 @@ class Study:
             status, values, note = loop._judge(values, None, record["reports"] if stopped else None)  # type: ignore[index]
         extra: dict[str, Any] = {}
         if record is not None and record["curve"]:
-            extra = {"curve": record["curve"], "curve_of": self._pruning.metric if self._pruning is not None
-                     else self.problem.names[0]}
+            extra = {"curve": record["curve"], "curve_of": self._judged}
         if stopped:
             extra["pruned_after"] = record["reports"]  # type: ignore[index]
         if arch.id not in loop.in_flight:
@@ -249,16 +247,21 @@ class Study:
 
     def _architecture(self, arch: Architecture | Mapping[str, Any] | str) -> Architecture:
         if isinstance(arch, str):
-            for held, _ in self._loop.in_flight.values():
-                if held.id == arch or held.id.startswith(arch):
-                    return held
-            raise ConfigError(f"tell: no pending architecture has id {arch!r}; pending: "
-                              f"{', '.join(a.id[:12] for a in self.pending) or 'none'}")
+            found = [held for held, _ in self._loop.in_flight.values() if held.id.startswith(arch)] if arch else []
+            if len(found) == 1:
+                return found[0]
+            which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
+            raise ConfigError(f"{which} {arch!r}; pending: {', '.join(a.id[:12] for a in self.pending) or 'none'}")
         if isinstance(arch, Architecture) and arch.id in self._loop.in_flight:
             return self._loop.in_flight[arch.id][0]
         if not isinstance(arch, Mapping):
             raise ConfigError(f"tell: expected an architecture (or a pending one's id), got {type(arch).__name__}")
         return self.space.validate(arch)
+
+    @property
+    def _judged(self) -> str:
+        """The metric whose reports make a trial's curve: the pruner's, else the first objective."""
+        return self._pruning.metric if self._pruning is not None else self.problem.names[0]
 
     def _snapshot_if_due(self) -> None:
         loop = self._loop
