@@ -245,6 +245,20 @@ class Study:
         self._snapshot_if_due()
         return trial
 
+    def fail_stale(self, older_than_s: float) -> list[Trial]:
+        """Fail the pending architectures asked more than `older_than_s` seconds ago (jobs that died without a word,
+        which would otherwise hold their share of the budget forever; Optuna's `fail_stale_trials`). Returns
+        their trials, journaled as failed."""
+        if isinstance(older_than_s, bool) or not isinstance(older_than_s, (int, float)) or not older_than_s >= 0:
+            raise ConfigError(f"older_than_s: expected a number of seconds >= 0, got {older_than_s!r}")
+        with self._lock:
+            self._check_open()
+            now = time.time()
+            stale = [arch for arch, _ in self._loop.in_flight.values()
+                     if now - self._loop.since.get(arch.id, now) > older_than_s]
+            return [self._tell(arch, None, f"stale: no result {now - self._loop.since[arch.id]:.0f} s after it was "
+                               "asked", None, None, "told", False) for arch in stale]
+
     def _architecture(self, arch: Architecture | Mapping[str, Any] | str) -> Architecture:
         if isinstance(arch, str):
             found = [held for held, _ in self._loop.in_flight.values() if held.id.startswith(arch)] if arch else []

@@ -114,7 +114,7 @@ def test_bad_results_are_refused_or_failed_by_name_and_nothing_is_told_twice(tmp
     assert nan.status == "failed" and "non-finite acc" in nan.error
     with pytest.raises(ConfigError, match="was told already"):
         study.tell(arch, toy(arch))
-    with pytest.raises(ConfigError, match="no pending architecture has id 'zzz'"):
+    with pytest.raises(ConfigError, match="no pending architecture has id .zzz."):
         study.tell("zzz", toy(arch))
     with pytest.raises(InvalidArchitectureError, match="act"):
         study.tell({"depth": 1, "blocks": [{"k": 3, "e": 2}], "act": "tanh"}, {"acc": 0.5, "lat": 1.0})
@@ -177,6 +177,12 @@ def test_nas_ask_and_tell_drive_a_study_from_the_shell_with_only_its_workdir(tmp
         assert busy.exit_code == 2 and "is being written by another search" in busy.output
     trials = nas.load(wd).trials
     assert [t.worker for t in trials] == ["told"] * 3 and trials[0].duration >= 0
+    revived = runner.invoke(app, ["ask", wd, "-n", "2", "--fail-stale", "0", "--budget", "7"])  # two jobs died: fail, go on
+    assert revived.exit_code == 0 and len(revived.stdout.splitlines()) == 2, revived.output
+    assert "trial 3: failed (stale: no result" in revived.output
+    trials = nas.load(wd).trials
+    assert [t.status for t in trials] == ["ok", "ok", "failed", "failed", "failed"]
+    assert {t.arch_id for t in trials[3:]} == {again["id"], json.loads(last.stdout)["id"]}
 
 
 def test_a_study_whose_space_the_journal_cannot_rebuild_is_refused_by_the_cli(tmp_path):

@@ -70,12 +70,16 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None) -> 
 def ask(workdir: WorkdirArg,
         n: Annotated[int, typer.Option("-n", help="How many architectures to hand out.")] = 1,
         budget: Annotated[Optional[int], typer.Option(help="Raise the study's budget to N evaluations.")] = None,
+        fail_stale: Annotated[Optional[float], typer.Option(
+            help="First fail the pending architectures asked more than this many seconds ago (dead jobs).")] = None,
         wait: WaitFlag = 30.0) -> None:
     """Hand out the study's next architecture(s), one JSON line each: {"id": ..., "arch": {...}}. Exit code 3
     when nothing is left (the budget is told or pending, or the strategy has nothing new)."""
     if n < 1:
         raise ConfigError(f"-n: expected an integer >= 1, got {n}")
     with open_study(workdir, wait, budget) as study:
+        for trial in study.fail_stale(fail_stale) if fail_stale is not None else []:
+            typer.echo(f"trial {trial.number}: failed ({trial.error})", err=True)
         asked = []
         for _ in range(n):
             arch = study.ask()
