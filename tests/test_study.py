@@ -280,3 +280,13 @@ def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_
     shell = nas.load(wd).trials
     assert [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in shell] == \
         [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in searched.trials]
+
+
+def test_reduced_overhead_experiment_runs(tmp_path):
+    out = tmp_path / "overhead.json"
+    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "study_overhead.py"), "--strategies", "random",
+                           "--sizes", "10", "--repeats", "1", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    fastest = __import__("json").loads(out.read_text())["fastest"]["random|10"]
+    assert set(fastest) == {"search", "study", "reopen", "shell"} and all(v > 0 for v in fastest.values())
