@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas import jsonio
+from nas import jsonio, store
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.measure import Splits, check_recipe, split
@@ -45,7 +45,7 @@ from nas.scripts import class_from_json, class_name, class_to_json, import_objec
 from nas.spaces.model_space import ModelSpace, space_settings
 
 SPEC_FORMAT, SUBNET_FORMAT, VERSION = "nas-model-spec", "nas-subnet", 1
-MODEL_SPEC = "model.json"          # in a search workdir: how to rebuild its models
+MODEL_SPEC = store.MODEL_SPEC      # in a search workdir: how to rebuild its models
 SUPERNET = "supernet.pt"           # in a search workdir: the supernet's state_dict
 TRIAL_WEIGHTS = "weights"          # in a search workdir: weights/<arch_id>.pt per trained trial
 SUBNET = "model.json"              # in an exported model's directory: how to rebuild that module

@@ -41,6 +41,8 @@ JOURNAL = "journal.jsonl"
 SNAPSHOT = "strategy.json"
 LOCK = "journal.lock"
 RUNNING = "running.json"
+MODEL_SPEC = "model.json"  # written by `nas.modelspec` (how to rebuild the search's models); named here, with the
+                           # workdir's other files, so readers check for it without importing torch
 
 
 @dataclass(frozen=True)

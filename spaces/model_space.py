@@ -16,7 +16,6 @@ from typing import Any
 
 from nas import jsonio
 
-from nas.counts import count
 from nas.spaces.space import Space
 
 
@@ -33,6 +32,8 @@ class ModelSpace(Space):
 
     def count(self, arch: Mapping[str, Any], batch_size: int = 1) -> dict[str, float]:
         """{"params", "flops", "macs"} of the built module for one forward pass of `batch_size` inputs."""
+        from nas.counts import count  # torch, imported where a model is built: `nas status` and the CLI start without it
+
         arch = self.validate(arch)
         return count(self.build(arch), self.example_input(arch, batch_size))
 

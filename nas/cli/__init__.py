@@ -524,9 +524,11 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
         grid.add_row(label, value)
     writer = Journal(workdir).writer()
     hint = resume_hint(Path(workdir), config)
-    from nas.darts import search_state
+    one_shot = None
+    if (config.get("metadata") or {}).get("one_shot"):  # nas.darts (and torch) only for a one-shot workdir
+        from nas.darts import search_state
 
-    one_shot = search_state(Path(workdir), config, trials, result.stop_reason)  # DARTS: epochs, not a budget
+        one_shot = search_state(Path(workdir), config, trials, result.stop_reason)  # DARTS: epochs, not a budget
     if writer is not None:
         who, since = writer_since(writer)  # a lock from before zones were recorded: as written, said so
         zone = ", the search machine's local time" if since is None and " since " in writer else ""

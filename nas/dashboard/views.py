@@ -470,11 +470,13 @@ def find_cards(workdir: Path, indexes: Sequence[Path]) -> dict[int, Path]:
 def rebuild_space(workdir: Path, config: dict[str, Any]) -> Any:
     """The space a journal header describes (see `SearchView.space`), or None; a workdir's model spec
     (`model.json`) names a built-in space's class and configuration exactly."""
-    from nas.modelspec import MODEL_SPEC, load_model_spec, space_from_json
     from nas.scripts import import_object
     from nas.spaces import BUILTIN, Space
+    from nas.store import MODEL_SPEC
 
-    if (workdir / MODEL_SPEC).exists():
+    if (workdir / MODEL_SPEC).exists():  # modelspec (and torch) imported only for workdirs that record a model
+        from nas.modelspec import load_model_spec, space_from_json
+
         try:
             described = load_model_spec(workdir).space
             if str(described.get("class", "")).startswith("nas."):  # never imports a user's module
