@@ -346,6 +346,44 @@ def test_a_pruned_trial_page_draws_its_learning_curve_and_the_front_draws_pruned
     assert "(pruned after" in table_status(browser, url, pruned.number)
 
 
+@pytest.mark.timeout(120)
+def test_a_study_between_nas_ask_and_nas_tell_shows_its_pending_jobs(tmp_path, serve, browser) -> None:
+    """Between CLI calls no process holds a study's workdir, but its jobs run: not 'stopped below its budget'."""
+    from nas.spaces import Choice, Space
+
+    space = Space(w=Choice([8, 16, 32]), d=Choice([1, 2, 3]))
+    with nas.Study(space, {"acc": "max"}, strategy="random", budget=6, seed=0, workdir=tmp_path / "s") as study:
+        jobs = [study.ask() for _ in range(3)]
+        study.tell(jobs[0], {"acc": 0.5})
+    url = serve([tmp_path / "s"])
+    browser.goto(url + "#/s/s0")
+    browser.wait_for_function("document.getElementById('progress-detail').innerText.includes('waiting for')")
+    text = browser.locator("#progress-detail").inner_text()
+    assert "waiting for 2 result(s): asked, not told yet" in text and "pending: 2 asked" in text
+    assert all(job.id in text for job in jobs[1:]) and jobs[0].id not in text
+
+
+@pytest.mark.timeout(120)
+def test_two_loads_in_flight_at_once_keep_each_trial_once(tmp_path, serve, browser) -> None:
+    """A slow poll overlapped by the next one asked for rows from the same offset: appending both answers
+    duplicated rows and skipped later ones, and the page's front lost trials (seen once in the running-search
+    test above)."""
+    from nas.spaces import Choice, Space
+
+    space = Space(w=Choice([8, 16, 32, 64]), d=Choice([1, 2, 3, 4]))
+    nas.search(space, lambda a: {"acc": a["w"] * a["d"], "cost": a["w"] + a["d"]}, {"acc": "max", "cost": "min"},
+               strategy="random", budget=12, seed=0, workdir=tmp_path / "w")
+    url = serve([tmp_path / "w"])
+    browser.goto(url + "#/s/s0")
+    browser.wait_for_function("document.getElementById('front-plot')?.data")
+    numbers = browser.evaluate("""async () => {
+        delete data["s0"];
+        await Promise.all([loadSearch("s0"), loadSearch("s0")]);
+        return data["s0"].rows.map(r => r.number);
+    }""")
+    assert numbers == list(range(12))
+
+
 def table_status(browser, url: str, number: int) -> str:
     """The status cell of trial `number` in the search page's table."""
     browser.goto(url + "#/s/s0")

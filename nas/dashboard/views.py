@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nas import jsonio
+from nas.architecture import Architecture
 from nas.errors import ConfigError, JournalError, NASError
 from nas.importance import decision_importances
 from nas.objectives import Problem
@@ -169,6 +170,7 @@ class SearchView:
         self._hv = HypervolumeCurve()
         self._result: SearchResult | None = None
         self._problem_spec: Any = None
+        self._waiting: tuple[Any, list[dict[str, Any]]] = (None, [])  # (snapshot's stat, a study's pending jobs)
         self.lock = threading.RLock()  # held for a whole request: the server answers from several threads
 
     # ------------------------------------------------------------------ reading
@@ -285,6 +287,10 @@ class SearchView:
         who, since = writer_since(writer) if writer else (None, None)
         if writer and since is None and " since " in writer:  # a lock from before zones were recorded
             who = f"{writer}, the search machine's local time"
+        waiting = self._study_waiting() if not writer else []
+        if waiting:  # a study driven by nas ask / nas tell: between calls no process holds it, but jobs run
+            return {"state": f"waiting for {len(waiting)} result(s): asked, not told yet (nas tell)", "running": False,
+                    "running_since": None, "eta_s": None, "workers": {"slots": None, "in_flight": waiting}}
         return {"state": (f"running ({who})" if writer else
                           "finished" if self._used >= budget or done_early else "stopped below its budget"),
                 "running": writer is not None, "running_since": since,
@@ -292,6 +298,30 @@ class SearchView:
                           else max(budget - self._used, 0) / rate),
                 "workers": None if running is None else {"slots": running.get("slots"),
                                                          "in_flight": running.get("in_flight", [])}}
+
+    def _study_waiting(self) -> list[dict[str, Any]]:
+        """A study's architectures asked and not told, from its snapshot ({"arch_id", "arch", "since"}, as
+        running.json lists a search's evaluations); read again only when the snapshot file changed."""
+        config = self.follower.config or {}
+        if not (config.get("metadata") or {}).get("study"):
+            return []
+        path = self.journal.snapshot_path
+        try:
+            stat = path.stat()
+            key = (stat.st_mtime_ns, stat.st_size, len(self.rows))
+        except OSError:
+            return []
+        if key != self._waiting[0]:
+            try:
+                snap = self.journal.load_snapshot() or {}
+            except NASError:
+                snap = {}
+            told = {r["arch_id"] for r in self.rows}
+            asked = snap.get("asked", {})
+            pending = [Architecture(a) for a in snap.get("pending", [])]
+            self._waiting = (key, [{"arch_id": a.id, "arch": compact(a.to_dict()), "since": asked.get(a.id)}
+                                   for a in pending if a.id not in told])
+        return self._waiting[1]
 
     def _rate(self) -> tuple[float | None, str]:
         """(evaluations per second over the last `RATE_WINDOW` evaluations of the current run, its clock).

@@ -64,7 +64,10 @@ async function loadSearch(key) {
   }
   d.journal = res.summary.journal_id;
   d.changed = res.summary.revision !== d.revision;
-  if (res.trials.length) d.rows = d.rows.concat(res.trials);
+  // Only the rows that continue the page's list: two loads in flight at once (a slow poll overlapping the next, or
+  // a page change) asked from the same offset, and appending both answers duplicated rows and skipped later ones.
+  const fresh = res.trials.filter(t => t.number >= d.rows.length);
+  if (fresh.length && fresh[0].number === d.rows.length) d.rows = d.rows.concat(fresh);
   d.summary = res.summary;
   d.history = res.history;
   d.revision = res.summary.revision;
@@ -73,9 +76,13 @@ async function loadSearch(key) {
 
 function poll(fn) {
   clearInterval(timer);
+  let busy = false;  // a tick still running (an importance fit, a large front) is not overlapped by the next
   const tick = async () => {
+    if (busy) return;
+    busy = true;
     try { await fn(); el("mode").textContent = STATIC ? el("mode").textContent : `live · ${new Date().toLocaleTimeString()}`; }
     catch (e) { showError(e); }
+    finally { busy = false; }
   };
   tick();
   if (!STATIC) timer = setInterval(tick, POLL_MS);
@@ -186,8 +193,8 @@ function drawSummary(d) {
   el("progress-used").textContent = `${s.used} / ${s.budget}`;
   el("progress-bar").style.width = `${Math.min(100, 100 * s.used / Math.max(1, s.budget))}%`;
   const w = s.workers;
-  const busy = w ? `<br>workers: ${w.in_flight.length} of ${w.slots} busy` + w.in_flight.map(f =>
-    `<br>&nbsp;· ${esc(f.arch_id)} for ${duration(Date.now() / 1000 - f.since)}`).join("") : "";
+  const busy = w ? (w.slots === null ? `<br>pending: ${w.in_flight.length} asked` : `<br>workers: ${w.in_flight.length} of ${w.slots} busy`)
+    + w.in_flight.map(f => `<br>&nbsp;· ${esc(f.arch_id)}` + (f.since ? ` for ${duration(Date.now() / 1000 - f.since)}` : "")).join("") : "";
   const c = s.counts;  // infeasible: every trial that breaks a constraint, as `nas status` counts it
   const why = c.infeasible ? ` (${c.violating} evaluated, ${c.rejected} rejected)` : "";
   const sim = s.rate_clock === "simulated";
