@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nas.errors import ConfigError
 
@@ -29,9 +29,6 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     it dominates). `objectives` picks the two to plot (default: the search's first two); with more than
     two objectives the front shown is the one over the plotted pair, and the title says so.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     names = list(objectives) if objectives else list(result.problem.names)
     objs = [result.objective(n) for n in names]  # any recorded metric with its direction: "params_m:min"
     if len(objs) < 2:
@@ -53,8 +50,7 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     n_infeasible = sum(t.status == "infeasible" or (t.status == "ok" and t.number not in feasible_ids
                                                     and t.pruned_after is None) for t in result.trials)
 
-    fig = Figure(figsize=(7.0, 5.0), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = _figure(7.0, 5.0)
     ax = fig.add_subplot()
 
     def xs(ts: Sequence["Trial"]) -> list[float]:
@@ -107,23 +103,15 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         ax.legend(loc="best", fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no trial has both metrics yet", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+    return _save(fig, path)
 
 
 def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[str] | None = None) -> Path:
     """The optimisation history: each objective's value per evaluation (feasible trials as dots, infeasible
     ones as light crosses) and its best feasible value so far as a step line; one panel per objective."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     objs = [result.objective(n) for n in (objectives or result.problem.names)]
     feasible = {t.number for t in result.feasible}
-    fig = Figure(figsize=(7.0, 2.0 + 2.4 * len(objs)), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = _figure(7.0, 2.0 + 2.4 * len(objs))
     axes = fig.subplots(len(objs), 1, sharex=True, squeeze=False)[:, 0]
     for ax, o in zip(axes, objs):
         used, good, bad, cut = 0, ([], []), ([], []), ([], [])
@@ -151,27 +139,19 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
         ax.legend(loc="best", fontsize=8, frameon=False)
     axes[-1].set_xlabel("evaluations")
     axes[0].set_title(f"optimisation history: {result.used} evaluations, {len(result.trials)} trials", fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+    return _save(fig, path)
 
 
 def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     """Each trial's per-epoch reports of the metric its pruner judged (`nas.search(..., pruner=...)`), one line per
     training: those trained to the end in blue, those the pruner stopped in grey, ending in a cross where it
     stopped them (Optuna's intermediate-values plot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     curved = [t for t in result.trials if t.extra.get("curve")]
     if not curved:
         raise ConfigError("plot_curves: no trial of this search recorded per-epoch reports (they are kept when "
                           "nas.search runs with a pruner and evaluate calls nas.report_metrics)")
     metric = str(curved[0].extra.get("curve_of", "reported value"))
-    fig = Figure(figsize=(7.0, 4.6), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
     stopped = 0
     for t in curved:
@@ -190,23 +170,15 @@ def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     ax.set_title(f"learning curves of {len(curved)} trainings", fontsize=10)
     ax.grid(True, color="0.9", zorder=0)
     ax.legend(loc="best", fontsize=8, frameon=False)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+    return _save(fig, path)
 
 
 def plot_importance(imp: "DecisionImportances", path: str | Path) -> Path:
     """Horizontal bars of each decision's share of the importances (`nas.importance`), most important on top,
     with the fold-to-fold standard deviation as an error bar; the title gives the forest's held-out R^2."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     rows = list(imp.decisions)[::-1]
     total = sum(max(d.increase, 0.0) for d in rows) or 1.0
-    fig = Figure(figsize=(7.0, 1.2 + 0.32 * max(len(rows), 1)), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = _figure(7.0, 1.2 + 0.32 * max(len(rows), 1))
     ax = fig.subplots()
     ax.barh([d.decision for d in rows], [100 * d.share for d in rows], xerr=[100 * d.std / total for d in rows],
             color="#2e86c1", ecolor="0.4", capsize=2)
@@ -216,26 +188,18 @@ def plot_importance(imp: "DecisionImportances", path: str | Path) -> Path:
     ax.set_axisbelow(True)
     ax.set_title(f"which decisions matter for {imp.metric} ({imp.trials} trials, held-out R\u00b2 {imp.r2:.2f})",
                  fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
+    return _save(fig, path)
 
 
 def plot_decision_effects(result: "SearchResult", imp: "DecisionImportances", path: str | Path, top: int = 4) -> Path:
     """For the `top` most important decisions of `imp`, the metric's mean per value with its 95 % interval
     (`nas.importance.decision_effects`): which values of the decisions that matter are the good ones."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from nas.importance import decision_effects
 
     shown = [d.decision for d in imp.decisions[:top]]
     if not shown:
         raise ConfigError("plot_decision_effects: the importances hold no decision")
-    fig = Figure(figsize=(3.2 * len(shown), 3.2), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = _figure(3.2 * len(shown), 3.2)
     axes = fig.subplots(1, len(shown), sharey=True, squeeze=False)[0]
     for ax, name in zip(axes, shown):
         effects = decision_effects(result, name, imp.metric, by=imp.by)  # type: ignore[arg-type]
@@ -249,6 +213,21 @@ def plot_decision_effects(result: "SearchResult", imp: "DecisionImportances", pa
         ax.set_title(f"{name}\n({100 * share:.0f} % of the importance)", fontsize=9)
         ax.grid(True, axis="y", color="0.9")
     axes[0].set_ylabel(f"{imp.metric}, mean and 95 % interval")
+    return _save(fig, path)
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on its own Agg canvas (no pyplot: the caller's backend is left alone), 120 dpi."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Lay out `fig` and write it as a PNG at `path` (its folder made if missing); returns the path."""
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
