@@ -81,8 +81,8 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     `stop_when` (`nas.NoImprovement(patience)`, `nas.Target("valid_acc >= 0.95")` or any callable taking the
     `SearchResult` so far) ends the search below its budget once it holds; it applies to this run only.
     `pruner` ("median", "percentile", "asha", "hyperband", an `optuna.pruners` instance or `nas.Pruner(...)`)
-    stops trainings whose `nas.report_metrics(...)` values fall behind (`nas.pruning`; executors "local" and
-    "processes"); this run only.
+    stops trainings whose `nas.report_metrics(...)` values fall behind (`nas.pruning`; executors "local",
+    "processes" and "ray"); this run only.
     """
     return run(prepare(space, evaluate, objectives, constraints, strategy, budget, seed, workdir, executor,
                        strategy_options, fidelity, snapshot_every, snapshot_interval_s, progress, metadata,
@@ -571,12 +571,18 @@ class _SearchLoop:
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()
 
-    def _load_snapshot(self) -> int | None:
-        """Restore the strategy from the snapshot; the last trial it covers, or None when there is none."""
+    def _load_snapshot(self, before_any_trial: bool = False) -> int | None:
+        """Restore the strategy from the snapshot, with the architectures it holds as pending (when each was asked,
+        and a study's reports of them so far); the last trial it covers, or None when there is none.
+        `before_any_trial`: a snapshot taken before the first result counts too (a study's asks were handed out;
+        a search's are simply made again)."""
         snap = self.experiment.snapshot()
         if snap is None:
             return None
-        if not _snapshot_usable(snap, len(self.trials)):
+        first = before_any_trial and not self.trials and int(snap["after_trial"]) == -1
+        if not first and not _snapshot_usable(snap, len(self.trials)):
+            if not self.trials:
+                return None
             log.warning("%s: the strategy snapshot covers %d trials but the journal holds %d (a journal restored from "
                         "an older copy?); ignoring the snapshot and replaying the journal from its start",
                         self.experiment.workdir, int(snap["after_trial"]) + 1, len(self.trials))
@@ -587,6 +593,8 @@ class _SearchLoop:
         self.strategy.load_state_dict(state)
         self.pending = [Architecture(a) for a in snap["pending"]]
         self.placements = dict(snap.get("placements", {}))
+        self.since.update({i: float(t) for i, t in snap.get("asked", {}).items()})
+        self.reports = {i: dict(r) for i, r in snap.get("reports", {}).items()}
         return int(snap["after_trial"])
 
     def _restore(self, after: int) -> None:

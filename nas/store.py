@@ -24,7 +24,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -177,6 +177,18 @@ class Journal:
             raise JournalError(f"{self.snapshot_path}: schema {snap.get('schema') if isinstance(snap, dict) else None!r} "
                                "is not supported")
         return snap
+
+    def pending(self, told: Collection[str]) -> list[dict[str, Any]]:
+        """The architectures the last snapshot holds as asked and not among `told` (arch ids): a study's jobs out,
+        or a stopped search's evaluations in flight; each {"arch_id", "arch", "since"}, as running.json lists a
+        running search's ("since" None where the snapshot did not record it)."""
+        snap = self.load_snapshot() or {}
+        asked = snap.get("asked", {})
+        out = []
+        for arch in map(Architecture, snap.get("pending", [])):
+            if arch.id not in told:
+                out.append({"arch_id": arch.id, "arch": arch.to_dict(), "since": asked.get(arch.id)})
+        return out
 
 
 class JournalFollower:

@@ -64,8 +64,9 @@ class Study:
         if metadata is None:  # a resumed study keeps the recorded metadata, as a resumed search does
             metadata = (recorded_config(workdir) or {}).get("metadata") or {}
         given = as_pruner(pruner)
+        record = _pruner_record(given)
         meta = {**{k: v for k, v in metadata.items() if k != "pruner"}, "study": True,
-                **({"pruner": _pruner_record(given)} if _pruner_record(given) is not None else {})}
+                **({"pruner": record} if record is not None else {})}
         prepared = prepare(space, _told_not_run, objectives, constraints, strategy, budget, seed, workdir,
                            strategy_options=strategy_options, metadata=meta,
                            lower_budget=lower_budget, enqueue=enqueue, warm_start=warm_start,
@@ -77,7 +78,7 @@ class Study:
             _mark_ran(prepared.strategy.inner)
             self._loop = loop = _SearchLoop(prepared.problem, prepared.strategy, None, prepared.evaluate,
                                             prepared.executor, experiment, 1, snapshot_interval_s, None)
-            after = loop._load_snapshot() if loop.trials else _load_first_snapshot(loop)
+            after = loop._load_snapshot(before_any_trial=True)
             if after is None:  # warm-start results first, as `nas.search` tells them (a snapshot holds them)
                 for t in prepared.warm:
                     if t.status == "ok" and self.problem.result_error(t.metrics) is None:
@@ -85,13 +86,13 @@ class Study:
             if loop.trials:
                 loop._restore(-1 if after is None else after)
                 loop._flush_replay()  # told in journal order: nothing re-asks them here
-            asked = (loop.experiment.snapshot() or {}).get("asked", {}) if after is not None else {}
+            now = time.time()
             for arch in loop.pending:  # asked before the last snapshot and not told since
                 if all(t.arch_id != arch.id for t in loop.trials):
-                    loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), float(asked.get(arch.id, time.time()))
+                    loop.in_flight[arch.id] = (arch, {})
+                    loop.since.setdefault(arch.id, now)  # restored with the snapshot where it recorded the time
             loop.pending = []
-            reports = (loop.experiment.snapshot() or {}).get("reports", {}) if after is not None else {}
-            loop.reports = {i: dict(r) for i, r in reports.items() if i in loop.in_flight}
+            loop.reports = {i: r for i, r in loop.reports.items() if i in loop.in_flight}
             if self._pruning is not None:
                 self._pruning.replay(loop.trials)
             done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
@@ -323,17 +324,6 @@ def _pruner_record(pruner: Pruner | None) -> dict[str, Any] | None:
     if pruner is None or not isinstance(pruner.pruner, str):
         return None
     return {"name": pruner.pruner, "metric": pruner.metric}
-
-
-def _load_first_snapshot(loop: _SearchLoop) -> int | None:
-    """Restore a snapshot taken before any result was told (architectures asked, none told yet: a search does
-    not keep one, its asks are re-made on resume, but a study's were handed out); -1 when there was one."""
-    snap = loop.experiment.snapshot()
-    if snap is None or int(snap["after_trial"]) != -1:
-        return None
-    loop.strategy.load_state_dict(snap["state"])
-    loop.pending = [Architecture(a) for a in snap["pending"]]
-    return -1
 
 
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:

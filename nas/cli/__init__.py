@@ -407,18 +407,14 @@ def resume(
 
 
 def _pending(workdir: Path, trials: Sequence[Trial]) -> list[str]:
-    """Ids of the architectures the workdir's last snapshot holds as asked but not journaled (a study's jobs out, or
-    a stopped search's evaluations in flight); none while a process writes the workdir (its snapshot lags)."""
-    from nas.spaces import Architecture
-
+    """Ids of the architectures the workdir's last snapshot holds as asked but not journaled (`Journal.pending`);
+    none while a process writes the workdir (its snapshot lags)."""
     journal = Journal(workdir)
     try:
-        snap = journal.load_snapshot() if journal.writer() is None else None
+        waiting = journal.pending({t.arch_id for t in trials}) if journal.writer() is None else []
     except JournalError:
         return []
-    told = {t.arch_id for t in trials}
-    ids = [Architecture(a).id for a in (snap or {}).get("pending", [])]
-    return [i for i in ids if i not in told]
+    return [p["arch_id"] for p in waiting]
 
 
 def _load(workdir: Path) -> SearchResult:
@@ -487,6 +483,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     grid.add_column(overflow="fold")
     grid.add_row("workdir", str(Path(workdir).resolve()))
     script = (config.get("metadata") or {}).get("script")
+    study = bool((config.get("metadata") or {}).get("study"))  # driven by nas ask / nas tell
     if script:
         grid.add_row("script", str(script))
     grid.add_row("strategy", f"{config.get('strategy')} (seed {config.get('seed')}"
@@ -514,7 +511,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     if waiting:
         shown = ", ".join(arch_id[:12] for arch_id in waiting[:5]) + (", ..." if len(waiting) > 5 else "")
         grid.add_row("pending", f"{len(waiting)} asked and not told yet ({shown}): nas tell {shlex.quote(str(workdir))} "
-                     "ID ..." if (config.get("metadata") or {}).get("study") else
+                     "ID ..." if study else
                      f"{len(waiting)} evaluations were running when it stopped ({shown}); a resume runs them first")
     for o in result.problem.objectives:
         best = result.best(o.name)
@@ -538,7 +535,7 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
         grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
-                     + (f"{hint} --budget N" if script or hint.startswith("nas ask") else hint + " and a larger budget"))
+                     + (f"{hint} --budget N" if script or study else hint + " and a larger budget"))
     elif rule_met(result.stop_reason) is not None:
         grid.add_row("state", f"finished below its budget: {rule_met(result.stop_reason)}; to go on to the budget: "
                      f"{hint}")

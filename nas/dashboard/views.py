@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from nas import jsonio
-from nas.architecture import Architecture
 from nas.errors import ConfigError, JournalError, NASError
 from nas.importance import decision_importances
 from nas.objectives import Problem
@@ -313,14 +312,10 @@ class SearchView:
             return []
         if key != self._waiting[0]:
             try:
-                snap = self.journal.load_snapshot() or {}
+                waiting = self.journal.pending({r["arch_id"] for r in self.rows})
             except NASError:
-                snap = {}
-            told = {r["arch_id"] for r in self.rows}
-            asked = snap.get("asked", {})
-            pending = [Architecture(a) for a in snap.get("pending", [])]
-            self._waiting = (key, [{"arch_id": a.id, "arch": compact(a.to_dict()), "since": asked.get(a.id)}
-                                   for a in pending if a.id not in told])
+                waiting = []
+            self._waiting = (key, [{**p, "arch": compact(p["arch"])} for p in waiting])
         return self._waiting[1]
 
     def _rate(self) -> tuple[float | None, str]:
