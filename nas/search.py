@@ -405,6 +405,7 @@ class _SearchLoop:
         self.works = False  # an evaluation succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
         self.since: dict[str, float] = {}  # id -> when its evaluation was submitted (running.json)
         self.reports: dict[str, dict[str, Any]] = {}  # a study's per-epoch reports of its pending architectures
+        self.queued: list[Architecture] = []  # a study's enqueued architectures not asked yet (kept in the snapshot)
         self._published: tuple[int, frozenset[str]] | None = None
         self._snapshot_at, self._snapshot_time = 0, time.monotonic()
 
@@ -595,6 +596,7 @@ class _SearchLoop:
         self.placements = dict(snap.get("placements", {}))
         self.since.update({i: float(t) for i, t in snap.get("asked", {}).items()})
         self.reports = {i: dict(r) for i, r in snap.get("reports", {}).items()}
+        self.queued = [Architecture(a) for a in snap.get("queued", [])]
         return int(snap["after_trial"])
 
     def _restore(self, after: int) -> None:
@@ -765,6 +767,7 @@ class _SearchLoop:
             **({"asked": asked} if asked else {}),
             **({"reports": reports} if (reports := {i: r for i, r in self.reports.items()
                                                     if i in asked}) else {}),
+            **({"queued": [a.to_dict() for a in self.queued]} if self.queued else {}),
             "state": self.strategy.state_dict(),
         })
 

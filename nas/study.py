@@ -96,7 +96,8 @@ class Study:
             if self._pruning is not None:
                 self._pruning.replay(loop.trials)
             done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
-            self._queued = [a for a in prepared.enqueue if a.id not in done]
+            queued = {a.id: a for a in [*loop.queued, *prepared.enqueue] if a.id not in done}  # the snapshot's first
+            loop.queued = list(queued.values())
             loop.enqueue_ids = {a.id for a in prepared.enqueue}
             loop.checked = any(t.status == "ok" for t in loop.trials)
             loop._publish_running()
@@ -137,8 +138,8 @@ class Study:
         while True:
             if loop.used + len(loop.in_flight) >= loop.budget:
                 return None
-            if self._queued:
-                arch = self._queued.pop(0)
+            if loop.queued:
+                arch = loop.queued.pop(0)
                 if not loop.strategy.claim(arch):
                     continue  # a twin was asked or told already
             else:
@@ -179,12 +180,13 @@ class Study:
     def enqueue(self, arch: Mapping[str, Any]) -> Architecture:
         """Have `ask` hand out `arch` next, before the strategy's proposals (Optuna's `enqueue_trial`): a baseline
         or a known-good design to evaluate early. Validated against the space (an error names the field); one
-        already asked or told is not handed out again. Kept until asked (not across a reopen: pass `enqueue=` for
-        that)."""
+        already asked or told is not handed out again. Kept until asked, across a reopen (in the snapshot, as
+        `snapshot_interval_s` allows; closing always writes it)."""
         with self._lock:
             self._check_open()
             valid = self.space.validate(arch)
-            self._queued.append(valid)
+            self._loop.queued.append(valid)
+            self._snapshot_if_due()
             return valid
 
     def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,

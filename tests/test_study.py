@@ -56,6 +56,9 @@ def test_a_reopened_study_keeps_its_pending_architectures_and_loses_nothing(tmp_
     for arch in asked[:2]:
         study.tell(arch, toy(arch))
     assert {a.id for a in study.pending} == {a.id for a in asked[2:]}
+    baselines = [{"depth": 3, "blocks": [{"k": 7, "e": 6}] * 3, "act": "gelu"},
+                 {"depth": 1, "blocks": [{"k": 3, "e": 2}], "act": "relu"}]
+    queued = [study.enqueue(b) for b in baselines]  # not asked before the close: kept in the snapshot
     study.close()
     with pytest.raises(ConfigError, match="closed"):
         study.ask()
@@ -64,11 +67,17 @@ def test_a_reopened_study_keeps_its_pending_architectures_and_loses_nothing(tmp_
     assert {a.id for a in again.pending} == {a.id for a in asked[2:]}  # their jobs may still be running
     again.tell(asked[3].id[:10], toy(asked[3]))  # by (a prefix of) its id
     again.tell(asked[2], toy(asked[2]))
-    drive(again)
+    assert [again.ask(), again.ask()] == queued  # the enqueued ones first, in order
     again.close()
+    third = nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=12, seed=1, workdir=tmp_path)
+    for arch in queued:
+        third.tell(arch, toy(arch))
+    drive(third)
+    third.close()
     trials = nas.load(tmp_path).trials
     assert len(trials) == 12 and len({t.arch_id for t in trials}) == 12 and all(t.status == "ok" for t in trials)
-    assert [t.arch_id for t in trials[:4]] == [asked[0].id, asked[1].id, asked[3].id, asked[2].id]
+    assert [t.arch_id for t in trials[:6]] == [asked[0].id, asked[1].id, asked[3].id, asked[2].id,
+                                               *(a.id for a in queued)]
 
 
 def test_a_killed_study_resumes_from_its_journal(tmp_path):
@@ -285,17 +294,23 @@ def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_
 def test_reduced_overhead_experiment_runs(tmp_path):
     out = tmp_path / "overhead.json"
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "study_overhead.py"), "--strategies", "random",
-                           "--sizes", "10", "--repeats", "1", "--out", str(out)], capture_output=True, text=True,
+                           "tpe", "--sizes", "10", "--repeats", "1", "--out", str(out)], capture_output=True, text=True,
                           timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
-    fastest = __import__("json").loads(out.read_text())["fastest"]["random|10"]
-    assert set(fastest) == {"search", "study", "reopen", "shell"} and all(v > 0 for v in fastest.values())
+    fastest = __import__("json").loads(out.read_text())["fastest"]
+    assert set(fastest) == {"random|10", "tpe|10"}
+    assert fastest["random|10"].pop("replay") is None  # only Optuna's samplers ever replayed a log
+    assert set(fastest["tpe|10"]) == {"search", "study", "reopen", "shell", "replay"}
+    assert all(v > 0 for timings in fastest.values() for v in timings.values())
 
 
-def test_the_cli_reads_and_drives_a_plain_space_workdir_without_importing_torch(tmp_path):
+@pytest.mark.parametrize("strategy", ["evolution", "tpe"])
+def test_the_cli_reads_and_drives_a_plain_space_workdir_without_importing_torch(tmp_path, strategy):
     """torch takes most of a `nas` call's start (0.8 of 1.4 s here); status, pareto, ask and tell do not need it."""
     wd = tmp_path / "s"
-    nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=5, seed=0, workdir=wd).close()
+    with nas.Study(SPACE, OBJECTIVES, strategy=strategy, budget=5, seed=0, workdir=wd) as study:
+        arch = study.ask()  # the snapshot holds a strategy state with a result (an Optuna study's checkpoint)
+        study.tell(arch, {"acc": 0.1, "lat": 1.0})
     script = textwrap.dedent(f"""
         import json, sys
         from typer.testing import CliRunner

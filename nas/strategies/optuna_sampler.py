@@ -10,9 +10,11 @@ that trial (failed or objective-less results as FAIL; each constraint's violatio
 `trial.set_constraint`, which Optuna's constraint-aware samplers read); results for architectures the study never asked are added
 with `study.add_trial`.
 
-State is plain data: the seed and the log of asks and tells. `load_state_dict` replays that log
-through a fresh study with the same seeded sampler, which rebuilds every sampler's internal state
-(RNGs, NSGA-II generations, CMA-ES) exactly, at the cost of re-running the sampler once.
+State is plain data: a checkpoint of the Optuna study (`nas.strategies.optuna_state`: its trials with their system
+attributes, where NSGA-II keeps its generations and CMA-ES its optimizer, the sampler's random generators, GP's kernel
+parameters), restored in time linear in the trials. A state written before checkpoints (the seed and the log of asks
+and tells) is replayed through a fresh, identically seeded study: exact too, but it re-runs the sampler once per
+ask.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from nas.spaces import Architecture, Choice, Integer, Space
 from nas.spaces.params import Conditional
 from nas.spaces.space import _ABSENT, get_path, path_str
 from nas.strategies.base import Strategy, TrialResult, Unseen, unknown_near
+from nas.strategies.optuna_state import checkpoint, restore
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +151,7 @@ class OptunaStrategy(Strategy):
     # instead of `Deduplicate` ending it as exhausted far below its budget.
     repeat_patience: ClassVar[int] = 10
     max_discrete: ClassVar[int | None] = None  # an Integer with more values is a float range to the sampler (`as_float`)
+    checkpoints: ClassVar[bool] = True  # False: the state is the ask/tell log to replay (as written before checkpoints)
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
                  sampler_options: Mapping[str, Any] | None = None) -> None:
@@ -159,7 +163,7 @@ class OptunaStrategy(Strategy):
             raise ConfigError(f"strategy {self.name!r} optimises one objective; got {len(problem.objectives)} "
                               f"({names}): use nsga2, bayesian or nsga2-optuna, or one objective and constraints")
         self._new_study()  # fails now, not mid-search, on a bad option or a missing extra (cmaes)
-        self.log: list[list[Any]] = []
+        self.log: list[list[Any]] = []  # asks and tells, kept where the state is a log to replay (`checkpoints`)
 
     def _sampler(self) -> Any:
         import optuna
@@ -189,7 +193,6 @@ class OptunaStrategy(Strategy):
         with quiet_optuna():
             self.study = optuna.create_study(directions=directions, sampler=sampler)
         self.pending: dict[str, list[int]] = {}  # arch id -> open trial numbers, oldest first
-        self._trials: dict[int, Any] = {}  # trial number -> live optuna Trial
         self._asked: set[str] = set()  # arch ids asked (a listed space's asks go to unasked ones; rebuilt on load)
         self._repeats = 0  # asks in a row that proposed an architecture asked before
         self._unseen = Unseen(self.space)  # a small space's listing, made when samples stop finding unasked ones
@@ -200,7 +203,8 @@ class OptunaStrategy(Strategy):
         for _ in range(n):
             with quiet_optuna():
                 arch = self._ask()
-            self.log.append(["ask"])
+            if not self.checkpoints:
+                self.log.append(["ask"])
             out.append(arch)
         return out
 
@@ -240,7 +244,6 @@ class OptunaStrategy(Strategy):
             arch = Architecture(walk(self.space, pick))
         self._asked.add(arch.id)
         self.pending.setdefault(arch.id, []).append(trial.number)
-        self._trials[trial.number] = trial
         return arch
 
     def _unasked_near(self, arch: Architecture, number: int) -> Architecture | None:
@@ -253,7 +256,8 @@ class OptunaStrategy(Strategy):
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.check_told(arch)
-        self.log.append(["tell", arch.to_dict(), result.to_dict()])
+        if not self.checkpoints:
+            self.log.append(["tell", arch.to_dict(), result.to_dict()])
         with quiet_optuna():
             self._tell(arch, result)
 
@@ -269,21 +273,23 @@ class OptunaStrategy(Strategy):
                 for c in self.problem.constraints}
 
     def _tell(self, arch: Architecture, result: TrialResult) -> None:
+        from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
         from optuna.trial import TrialState, create_trial
 
         values = self._values(result)
         numbers = self.pending.get(arch.id)
-        if numbers:
+        if numbers:  # told by number: a trial asked before a restore has no live Trial object
             number = numbers.pop(0)
             if not numbers:
                 del self.pending[arch.id]
-            trial = self._trials.pop(number)
-            for c, v in self._violations(result).items():
-                trial.set_constraint(c, v)
+            storage = self.study._storage
+            trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+            for c, v in self._violations(result).items():  # what Trial.set_constraint writes
+                storage.set_trial_system_attr(trial_id, f"{_CONSTRAINTS_KEY}:{c}", v)
             if values is None:
-                self.study.tell(trial, state=TrialState.FAIL)
+                self.study.tell(number, state=TrialState.FAIL)
             else:
-                self.study.tell(trial, values)
+                self.study.tell(number, values)
             return
         params, dists = params_of(self.space, arch, self.max_discrete)
         state = TrialState.FAIL if values is None else TrialState.COMPLETE
@@ -292,14 +298,25 @@ class OptunaStrategy(Strategy):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "seed": self.seed, "log": [list(e) for e in self.log]}
+        state = {**super().state_dict(), "seed": self.seed}
+        if not self.checkpoints:
+            return {**state, "log": [list(e) for e in self.log]}
+        return {**state, "study": checkpoint(self.study), "asked": sorted(self._asked),
+                "pending": {k: list(v) for k, v in self.pending.items()}, "repeats": self._repeats}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Replay the ask/tell log through a fresh, identically seeded study."""
+        """Restore the study from its checkpoint, or replay the ask/tell log through a fresh, identically seeded
+        study (a replaying sampler's state, or one written before checkpoints)."""
         super().load_state_dict(state)
         self.seed = state["seed"]  # the sampler's RNG is rebuilt from the saved seed, whatever ours was
         self._new_study()
         self.log = []
+        if "study" in state:
+            restore(self.study, state["study"])
+            self._asked = set(state["asked"])
+            self.pending = {k: list(v) for k, v in state["pending"].items()}
+            self._repeats = state["repeats"]
+            return
         for event in state["log"]:
             if event[0] == "ask":
                 self.ask(1)
