@@ -16,7 +16,7 @@ from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 Scalar = Union[str, int, float, bool]
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     """An int or float, numpy's included (values read from a DataFrame or an array); not a bool."""
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
@@ -30,15 +30,22 @@ def _plain(x: Any) -> Any:
 def _option_key(x: Any) -> tuple[int, Any]:
     """What `Choice.index` matches on: a bool equals only the same bool, a number any equal number."""
     x = _plain(x)
-    return (0, x) if isinstance(x, bool) else (1, x) if _is_number(x) else (2, x)
+    return (0, x) if isinstance(x, bool) else (1, x) if is_number(x) else (2, x)
+
+
+def _monotone(numbers: Sequence[Any]) -> bool:
+    pairs = list(zip(numbers, numbers[1:]))
+    return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)
 
 
 @dataclass(frozen=True, init=False)
 class Choice:
     """A categorical or ordinal decision among a fixed list of JSON scalars.
 
-    `ordered` defaults to True when every option is a number (kernel sizes, widths), so that
-    neighbourhoods and encodings can use the order; pass it explicitly to override.
+    `ordered` defaults to True when every option is a number and the list runs one way (kernel sizes, widths,
+    learning rates high to low), so that neighbourhoods and encodings can use the order; numbers out of order
+    (`[64, 32, 128]`) are categorical by default, since the list order is the order those would use. Pass it
+    explicitly to override.
     """
 
     options: tuple[Scalar, ...]
@@ -51,7 +58,7 @@ class Choice:
         opts = tuple(_plain(o) for o in options) if isinstance(options, (list, tuple, range)) else None
         object.__setattr__(self, "options", opts if opts is not None else options)
         if ordered is None:
-            ordered = bool(opts) and all(_is_number(o) for o in opts)
+            ordered = bool(opts) and all(is_number(o) for o in opts) and _monotone(opts)
         object.__setattr__(self, "ordered", _plain(ordered))
 
     def check(self, path: str) -> None:
@@ -157,7 +164,7 @@ class Integer:
         return self.low + index * self.step
 
     def index(self, value: Any, path: str) -> int:
-        if (isinstance(value, (bool, np.bool_)) or not _is_number(value)
+        if (isinstance(value, (bool, np.bool_)) or not is_number(value)
                 or (isinstance(value, (float, np.floating)) and not math.isfinite(value)) or value != int(value)):
             raise InvalidArchitectureError(path, f"{value!r} is not an integer")
         v = int(value)
@@ -520,5 +527,5 @@ class Conditional:
 
     def active(self, controller_value: Any) -> bool:
         return any(controller_value == v and type(controller_value) is type(v) or
-                   (_is_number(controller_value) and _is_number(v) and controller_value == v)
+                   (is_number(controller_value) and is_number(v) and controller_value == v)
                    for v in self.values)

@@ -169,6 +169,19 @@ def test_neighbours_are_all_one_step_changes():
     assert nbs == {("y", 4), ("z", 4), ("x", 2), ("x", 6)}
 
 
+def test_numbers_are_ordered_only_when_listed_in_order():
+    # the list order is the order neighbourhoods, encodings and Optuna's integer index use: 64 < 32 < 128 is none
+    assert Choice([32, 64, 128]).ordered and Choice([0.1, 0.01, 0.001]).ordered and Choice([7]).ordered
+    assert not Choice([64, 32, 128]).ordered and not Choice(["a", "b"]).ordered
+    assert Choice([64, 32, 128], ordered=True).ordered
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from nas.strategies.optuna_sampler import distribution
+
+    assert distribution(Choice([64, 32, 128])) == CategoricalDistribution([64, 32, 128])  # TPE: no order
+    assert distribution(Choice([32, 64, 128])) == IntDistribution(0, 2)  # TPE: 32 < 64 < 128, by index
+
+
 def test_graph_of_nas_bench_graph_space_is_the_dag():
     from nas.spaces.nasbench_graph import NASBenchGraphSpace
 
