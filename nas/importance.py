@@ -28,6 +28,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.result import SearchResult, decisions
+from nas.spaces.params import is_number
 from nas.strategies.bayesian import normal_scores
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,6 @@ def decision_group(path: str, by: str) -> str:
     return re.sub(r"(?<=\.)\d+(?=\.|$)", "*", path) if by == "name" else path
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
 def metric_name(result: SearchResult, metric: str | None) -> str:
     """The recorded metric `metric` names (default: the first objective); "params:min", as the other commands take a
     metric, is "params" (the direction does not matter here). ConfigError when no trial recorded it."""
@@ -102,7 +99,7 @@ def encode(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[str]]:
         for s in seen:
             columns.append(np.array([c == s for c in codes], dtype=float))
             owners.append(p)
-        if present and all(_is_number(v) for v in present):
+        if present and all(is_number(v) for v in present):
             fill = float(min(present)) - 1.0
             columns.append(np.array([float(v) if v is not ABSENT else fill for v in values]))
             owners.append(p)
@@ -208,7 +205,7 @@ def decision_effects(result: SearchResult, decision: str, metric: str | None = N
         raise ConfigError(f"decision {decision!r}: no evaluated trial with {name!r} holds it (decisions are named as "
                           "decision_importances names them, e.g. 'blocks.*.kernel')")
     out = []
-    for k in sorted(groups, key=lambda k: (not _is_number(keys[k]), keys[k] if _is_number(keys[k]) else k)):
+    for k in sorted(groups, key=lambda k: (not is_number(keys[k]), keys[k] if is_number(keys[k]) else k)):
         ys = np.array(groups[k])
         half = float(stats.t.ppf(0.975, len(ys) - 1) * ys.std(ddof=1) / np.sqrt(len(ys))) if len(ys) > 1 else math.inf
         out.append(ValueEffect(keys[k], float(ys.mean()), float(ys.mean() - half), float(ys.mean() + half), len(ys)))
