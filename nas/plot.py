@@ -1,6 +1,8 @@
 """PNGs of a search: `plot_pareto` (the trials on two objectives, the Pareto front as a step line), `plot_history`
 (each objective per evaluation, best so far), `plot_curves` (each training's per-epoch reports, where a pruner
-stopped it: Optuna's intermediate-values plot) and `plot_importance` (which decisions matter, `nas.importance`).
+stopped it: Optuna's intermediate-values plot), `plot_importance` (which decisions matter, `nas.importance`),
+`plot_parallel` (Optuna's parallel coordinates over the decisions) and `plot_timeline` (each trial on its worker's
+lane over time).
 Trials a pruner stopped are drawn apart (open circles): their metrics are a partial training's.
 
 Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the backend of the caller's
@@ -9,9 +11,14 @@ session and works on machines without a display.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from nas.errors import ConfigError
 
@@ -214,6 +221,179 @@ def plot_decision_effects(result: "SearchResult", imp: "DecisionImportances", pa
         ax.grid(True, axis="y", color="0.9")
     axes[0].set_ylabel(f"{imp.metric}, mean and 95 % interval")
     return _save(fig, path)
+
+
+def plot_parallel(result: "SearchResult", path: str | Path, metric: str | None = None,
+                  decisions: Sequence[str] | None = None, top: int = 10) -> Path:
+    """Optuna's parallel-coordinate plot: one axis per decision and one for `metric` (default: the first objective;
+    any recorded metric as "NAME:min"), each completed trial a line through its values, coloured by the metric with
+    the best brightest and on top; infeasible trials light grey. A decision an architecture lacks (an inactive
+    `Conditional`, a block beyond a `Repeat`'s count) sits at "-" below its axis. Without `decisions` (dotted paths,
+    as `result.to_records()` names them without "arch."), the `top` varying decisions that alone explain most of the
+    metric's variance (the between-value share, eta squared) are shown, left to right."""
+    from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    from nas.result import decisions as decisions_of
+
+    o = result.objective(metric)
+    rows, shown, known = _parallel_rows(result, o.name, decisions, top)
+    values = [decisions_of(t.arch) for t, _ in rows]
+    y = np.array([float(t.metrics[o.name]) for t, _ in rows])
+    columns, ticks = [], []
+    for d in shown:
+        col, tick = _axis([v.get(d, _MISSING) for v in values])
+        columns.append(col)
+        ticks.append(tick)
+    lo, hi = float(y.min()), float(y.max())
+    columns.append((y - lo) / (hi - lo) if hi > lo else np.full(len(y), 0.5))
+    ticks.append([(0.0, _fmt(lo)), (1.0, _fmt(hi))] if hi > lo else [(0.5, _fmt(lo))])
+    xs = np.arange(len(columns), dtype=float)
+    lines = np.stack([np.column_stack([xs, [c[i] for c in columns]]) for i in range(len(rows))])
+    fig = _figure(1.6 + 1.1 * len(columns), 4.8)
+    ax = fig.add_subplot()
+    feasible = np.array([kind == "feasible" for _, kind in rows])
+    if (~feasible).any():
+        ax.add_collection(LineCollection(list(lines[~feasible]), colors="0.85", linewidths=0.8, zorder=1))
+    order = np.flatnonzero(feasible)[np.argsort(y[feasible] if o.direction == "max" else -y[feasible])]
+    cmap = colormaps["viridis" if o.direction == "max" else "viridis_r"]
+    norm = Normalize(lo, hi if hi > lo else lo + 1)
+    ax.add_collection(LineCollection(list(lines[order]), colors=cmap(norm(y[order])), linewidths=1.0, alpha=0.8,
+                                     zorder=2))
+    for x, tick in zip(xs, ticks):
+        ax.axvline(x, color="0.3", linewidth=0.8, zorder=0)
+        for pos, label in tick:
+            ax.text(x - 0.04, pos, label, ha="right", va="center", fontsize=7, zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+    ax.set_xlim(-0.6, xs[-1] + 0.3)
+    ax.set_ylim(-0.2, 1.08)
+    ax.set_xticks(xs, [*shown, o.name], rotation=30 if len(shown) > 5 else 0, ha="right" if len(shown) > 5 else "center",
+                  fontsize=8)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(_mappable(cmap, norm), ax=ax, label=f"{o.name} ({o.direction})", pad=0.02)
+    hidden = "" if decisions is not None or len(known) <= len(shown) else f"; {len(shown)} of {len(known)} decisions"
+    grey = f", {int((~feasible).sum())} infeasible in grey" if (~feasible).any() else ""
+    ax.set_title(f"{len(rows)} completed trials{grey}{hidden}", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_timeline(result: "SearchResult", path: str | Path) -> Path:
+    """Optuna's timeline plot, by worker: each trial a bar from its start to its finish on its worker's lane,
+    coloured by how it ended; the title gives the share of the workers' time spent evaluating (idle gaps are what a
+    slow strategy, an unbalanced batch or a waiting driver cost)."""
+    from nas.result import outcome
+
+    timed = [t for t in result.trials if t.finished > 0 and t.finished >= t.started]  # 0: no time recorded
+    if not timed:
+        raise ConfigError("plot_timeline: no trial of this search recorded when it started and finished")
+    t0 = min(t.started for t in timed)
+    span = max(t.finished for t in timed) - t0
+    workers = sorted({t.worker for t in timed}, key=_natural)
+    lane = {w: i for i, w in enumerate(workers)}
+    colours = {"feasible": "#1f5fbf", "infeasible": "#e67e22", "pruned": "0.6", "failed": "#c0392b"}
+    fig = _figure(8.0, 1.6 + 0.35 * len(workers))
+    ax = fig.add_subplot()
+    counts: dict[str, int] = {}
+    width = max(span, 1e-9) / 400  # a zero-length trial (a cheap rejection) is still a visible tick
+    for t in timed:
+        kind = outcome(result.problem, t)
+        kind = kind if kind in colours else "failed" if t.status == "failed" else "infeasible"
+        counts[kind] = counts.get(kind, 0) + 1
+        ax.broken_barh([(t.started - t0, max(t.duration, width))], (lane[t.worker] - 0.4, 0.8),
+                       facecolors=colours[kind], edgecolors="white", linewidth=0.3)
+    for kind, n in counts.items():
+        ax.bar([0], [0], color=colours[kind], label=f"{kind} ({n})")
+    busy = sum(t.duration for t in timed) / (len(workers) * span) if span > 0 else 1.0
+    ax.set_yticks(range(len(workers)), workers, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the first trial started")
+    ax.set_title(f"{len(timed)} trials on {len(workers)} worker(s) over {_fmt(span)} s; busy {100 * busy:.0f} % "
+                 "of the workers' time", fontsize=10)
+    ax.grid(True, axis="x", color="0.9")
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(workers) < 4 else -0.12), ncol=4, fontsize=8,
+              frameon=False)
+    return _save(fig, path)
+
+
+_MISSING = object()  # a decision the architecture lacks
+
+
+def _parallel_rows(result: "SearchResult", metric: str, decisions: Sequence[str] | None,
+                   top: int) -> tuple[list[tuple["Trial", str]], list[str], list[str]]:
+    """`plot_parallel`'s trials (with "feasible" or "infeasible"), the decisions it shows and every decision any
+    of them has; ConfigError for fewer than 2 trials, an unknown decision or nothing that varies."""
+    from nas.result import decisions as decisions_of
+    from nas.result import outcome
+
+    rows = [(t, outcome(result.problem, t)) for t in result.trials if t.status == "ok" and t.pruned_after is None]
+    rows = [(t, kind) for t, kind in rows if kind in ("feasible", "infeasible") and _finite(t.metrics.get(metric))]
+    if len(rows) < 2:
+        raise ConfigError(f"plot_parallel: {len(rows)} completed trial(s) with {metric!r}; it needs 2")
+    values = [decisions_of(t.arch) for t, _ in rows]
+    y = np.array([float(t.metrics[metric]) for t, _ in rows])
+    known = list(dict.fromkeys(k for v in values for k in v))
+    if decisions is not None:
+        unknown = [d for d in decisions if d not in known]
+        if unknown:
+            raise ConfigError(f"plot_parallel: no trial has decision {unknown[0]!r}; decisions: {', '.join(known)}")
+        return rows, list(decisions), known
+    varying = [d for d in known if len({_value_key(v.get(d, _MISSING)) for v in values}) > 1]
+    if not varying:
+        raise ConfigError("plot_parallel: every completed trial has the same decisions")
+    return rows, sorted(varying, key=lambda d: -_explained(y, [_value_key(v.get(d, _MISSING)) for v in values]))[:top], known
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _value_key(v: Any) -> str:
+    return "\0absent" if v is _MISSING else json.dumps(v, sort_keys=True)
+
+
+def _explained(y: np.ndarray, groups: list[str]) -> float:
+    """Eta squared: the share of `y`'s variance between the groups' means (0 when `y` is constant)."""
+    total = float(((y - y.mean()) ** 2).sum())
+    if total == 0:
+        return 0.0
+    keys = np.array(groups)
+    return sum(float((keys == g).sum() * (y[keys == g].mean() - y.mean()) ** 2) for g in set(groups)) / total
+
+
+def _axis(values: list[Any]) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    """Positions in [0, 1] of a decision's values (distinct values evenly spaced, numbers in order, others by
+    name; absent at -0.12) and the tick labels (every value up to 8 of them, else the ends)."""
+    present = {_value_key(v): v for v in values if v is not _MISSING}
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present.values())
+    keys = sorted(present, key=(lambda k: present[k]) if numbers else str)
+    step = 1.0 / max(len(keys) - 1, 1)
+    where = {k: (i * step if len(keys) > 1 else 0.5) for i, k in enumerate(keys)}
+    where[_value_key(_MISSING)] = -0.12
+    col = np.array([where[_value_key(v)] for v in values])
+    shown = keys if len(keys) <= 8 else [keys[0], keys[-1]]
+    ticks = [(where[k], str(present[k])) for k in shown]
+    if any(v is _MISSING for v in values):
+        ticks.append((-0.12, "-"))
+    return col, ticks
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _natural(name: str) -> list[Any]:
+    """"worker-10" after "worker-9"."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _mappable(cmap: Any, norm: Any) -> Any:
+    from matplotlib.cm import ScalarMappable
+
+    return ScalarMappable(norm=norm, cmap=cmap)
 
 
 def _figure(width: float, height: float) -> Any:

@@ -7,7 +7,7 @@
             [--executor local|processes|ray|ray-tune] [--workers N] [--address A] [--cpus/gpus-per-trial X]
     nas status DIR
     nas pareto DIR [--plot front.png] [--objectives a,b,metric:min]
-    nas history DIR [--plot history.png] [--objectives a,b] [--curves curves.png]
+    nas history DIR [--plot history.png] [--objectives a,b] [--curves curves.png] [--parallel p.png] [--timeline t.png]
     nas trials DIR [--csv FILE|-] [--json FILE|-]
     nas resume DIR [--budget N] [--lower-budget] [--stop-after N] [--stop-at "m >= x" ...]
     nas export DIR --out models/ [--top N] [--constraint "m <= x" ...] [--verify] [--quantize int8]
@@ -581,15 +581,24 @@ def history(
         help="Comma-separated objectives (any recorded metric as NAME:min or NAME:max) [default: the search's].")] = None,
     curves: Annotated[Optional[Path], typer.Option(
         help="Also write each training's per-epoch reports here (a search run with a pruner).")] = None,
+    parallel: Annotated[Optional[Path], typer.Option(
+        help="Also write a parallel-coordinate plot of the decisions and the first objective here.")] = None,
+    timeline: Annotated[Optional[Path], typer.Option(
+        help="Also write each trial's start and finish on its worker's lane here.")] = None,
 ) -> None:
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
-    from nas.plot import plot_curves, plot_history
+    from nas.plot import plot_curves, plot_history, plot_parallel, plot_timeline
 
     result = _load(workdir)
     names = _names(objectives)
     path = plot_history(result, plot, names)
     if curves is not None:
         _out().print(f"learning curves: {plot_curves(result, curves).resolve()}", soft_wrap=True)
+    if parallel is not None:
+        shown = plot_parallel(result, parallel, names[0] if names else None)
+        _out().print(f"parallel coordinates: {shown.resolve()}", soft_wrap=True)
+    if timeline is not None:
+        _out().print(f"timeline: {plot_timeline(result, timeline).resolve()}", soft_wrap=True)
     for o in [result.objective(n) for n in (names or result.problem.names)]:
         steps = result.history(o)
         best = f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
