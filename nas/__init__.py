@@ -8,6 +8,7 @@ from nas.evaluators import Evaluator, cheap
 from nas.executors import Executor, LocalExecutor, SimulatedClockExecutor
 from nas.objectives import Constraint, Objective, Problem
 from nas.pruning import Pruned, Pruner, report_metrics
+from nas.user_attrs import set_user_attr
 from nas.result import SearchResult
 from nas.search import search as _search
 from nas.stopping import NoImprovement, Target
@@ -43,4 +44,4 @@ def run_workdir(default: Any = None) -> Any:
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
            "LocalExecutor", "NASError", "NoImprovement", "Objective", "Problem", "Pruned", "Pruner", "SearchResult",
            "SimulatedClockExecutor", "SpaceDefinitionError", "Study", "Target", "Trial", "cheap", "load", "load_subnet",
-           "report_metrics", "run_workdir", "search"]
+           "report_metrics", "run_workdir", "search", "set_user_attr"]

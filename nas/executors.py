@@ -22,6 +22,7 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.spaces import Architecture
 from nas.store import Trial
+from nas.user_attrs import collecting
 
 if TYPE_CHECKING:
     from nas.pruning import Pruning
@@ -74,11 +75,14 @@ def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] 
 def run_judged(evaluate: EvaluateFn, arch: Architecture, judge: Pruning | None
                ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
     """`run_job`, under a pruner's `judge` when there is one (its reports may stop the evaluation early):
-    (metrics, error, the journal extra holding the judged curve and where it was pruned)."""
-    if judge is None:
-        metrics, error = run_job(evaluate, arch)
-        return metrics, error, {}
-    return judge.run(lambda: run_job(evaluate, arch))
+    (metrics, error, the journal extra holding the judged curve, where it was pruned and the `set_user_attr`s)."""
+    with collecting() as attrs:
+        if judge is None:
+            metrics, error = run_job(evaluate, arch)
+            extra: dict[str, Any] = {}
+        else:
+            metrics, error, extra = judge.run(lambda: run_job(evaluate, arch))
+    return metrics, error, {**extra, "user_attrs": attrs} if attrs else extra
 
 
 def metric_value(value: Any) -> tuple[float, str | None]:
@@ -275,15 +279,15 @@ class SimulatedClockExecutor(Executor):
         placed = self._placements.pop(job.arch.id, None)  # in flight when the search was interrupted: as it was
         if job.replay is not None and job.replay.worker.startswith("sim-"):
             self._place(job.arch, job.replay.metrics, job.replay.error, job.replay.worker, job.replay.started,
-                        job.replay.finished)
+                        job.replay.finished, {k: v for k, v in job.replay.extra.items() if k == "user_attrs"})
             return
-        metrics, error = run_job(self._evaluate, job.arch)
+        metrics, error, extra = run_judged(self._evaluate, job.arch, None)
         start = float(placed["started"]) if placed is not None else self.clock
         end = start + self._duration(job.arch, {**job.known, **(metrics or {})})
-        self._place(job.arch, metrics, error, placed["worker"] if placed is not None else None, start, end)
+        self._place(job.arch, metrics, error, placed["worker"] if placed is not None else None, start, end, extra)
 
     def _place(self, arch: Architecture, metrics: dict[str, float] | None, error: str | None, worker: str | None,
-               start: float, end: float) -> None:
+               start: float, end: float, extra: Mapping[str, Any] | None = None) -> None:
         """Run the job on `worker` (a "sim-N" slot, when it is free) or the lowest free slot, from `start` to `end`."""
         slot = int(worker.split("-")[1]) if worker is not None else -1
         if slot in self._free:
@@ -291,7 +295,8 @@ class SimulatedClockExecutor(Executor):
             heapq.heapify(self._free)
         else:
             slot = heapq.heappop(self._free)
-        heapq.heappush(self._running, (end, self._seq, Completed(arch, metrics, error, start, end, f"sim-{slot}")))
+        heapq.heappush(self._running, (end, self._seq, Completed(arch, metrics, error, start, end, f"sim-{slot}",
+                                                                 extra=dict(extra or {}))))
         self._seq += 1
 
     def wait(self) -> list[Completed]:

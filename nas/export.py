@@ -386,6 +386,9 @@ def _card_md(card: dict[str, Any]) -> str:
     others = {k: v for k, v in card["measured"].items() if k not in {o["name"] for o in card["objectives"]}}
     if others:
         lines += ["", "Other measured metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in others.items())]
+    if card.get("user_attrs"):
+        lines += ["", "Attached by its evaluation (`nas.set_user_attr`): "
+                  + ", ".join(f"{k} = `{json.dumps(v)}`" for k, v in card["user_attrs"].items())]
     s, d = card["search"], card["device"]
     timed = card.get("timed") or {}
     if timed:
@@ -599,6 +602,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
                                for o in objectives],
                 "searched": dict(trial.metrics), "measured": measured, "repeatability": again.repeatability,
                 "conditions": again.conditions, "timed": checks["timed"], **({"program": prog} if prog else {}),
+                **({"user_attrs": trial.user_attrs} if trial.user_attrs else {}),
                 "constraints": constraints,
                 "recipes": spec.metrics, "device": device, "search": search,
                 "weights": {"source": "sliced from the supernet" if supernet is not None else "trained weights",

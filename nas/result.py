@@ -189,9 +189,9 @@ class SearchResult:
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per trial: number, status, arch_id, timings, worker, error, `pruned_after` (when a pruner
-        stopped any trial), each metric, and each architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`);
-        what `to_dataframe` holds. A metric named like one of those columns (`duration`, `arch.x`) is
-        `metric.<name>`, so it overwrites nothing."""
+        stopped any trial), each metric, each architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`) and
+        each user attribute as `user_attrs.<key>` (`nas.set_user_attr`); what `to_dataframe` holds. A metric named
+        like one of those columns (`duration`, `arch.x`) is `metric.<name>`, so it overwrites nothing."""
         rows = []
         pruned = any(t.pruned_after is not None for t in self.trials)
         for t in self.trials:
@@ -200,9 +200,10 @@ class SearchResult:
                                    "worker": t.worker, "error": t.error}
             if pruned:
                 row["pruned_after"] = t.pruned_after
-            row.update({f"metric.{k}" if k in row or k.startswith(("arch.", "metric.")) else k: v
+            row.update({f"metric.{k}" if k in row or k.startswith(("arch.", "metric.", "user_attrs.")) else k: v
                         for k, v in t.metrics.items()})
             row.update(_flatten(t.arch, "arch"))
+            row.update({f"user_attrs.{k}": v for k, v in t.user_attrs.items()})  # as Optuna's trials_dataframe
             rows.append(row)
         return rows
 

@@ -75,6 +75,12 @@ class Trial:
         return self.extra.get("pruned_after")
 
     @property
+    def user_attrs(self) -> dict[str, Any]:
+        """What its evaluation attached with `nas.set_user_attr` (a checkpoint path, a note), or a study's
+        `tell(..., user_attrs=)`: JSON data, never ranked."""
+        return dict(self.extra.get("user_attrs", {}))
+
+    @property
     def is_evaluation(self) -> bool:
         """Whether the trial spent budget: not rejected on cheap metrics, not a re-checked copy of an earlier one."""
         return self.status != "infeasible" and "rechecked_from" not in self.extra

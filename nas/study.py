@@ -42,6 +42,7 @@ from nas.search import _mark_ran, _SearchLoop, prepare
 from nas.spaces import Architecture, Space
 from nas.store import Trial
 from nas.strategies import Strategy, TrialResult
+from nas.user_attrs import checked
 
 
 def _told_not_run(arch: Architecture) -> dict[str, float]:
@@ -191,20 +192,24 @@ class Study:
 
     def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,
              error: str | None = None, started: float | None = None, finished: float | None = None,
-             worker: str = "told", pruned: bool | None = None) -> Trial:
+             worker: str = "told", pruned: bool | None = None, user_attrs: Mapping[str, Any] | None = None) -> Trial:
         """Journal the result of evaluating `arch` (an asked architecture, its id, or any architecture of the space)
         and tell the strategy: `metrics`, or `error=` for an evaluation that failed. A result lacking an objective or
         constraint metric, or holding a NaN, is journaled as failed, saying which; an objective no result has ever
         had is refused before anything is written (a typo, as `nas.search` refuses it). After `report`s, the
         trial keeps their curve; it is pruned when the last report said to stop (`pruned=` decides otherwise),
-        and then `metrics` default to the last report's. Returns the trial."""
+        and then `metrics` default to the last report's. `user_attrs` (JSON data: a checkpoint path, a note) are
+        journaled with it (`Trial.user_attrs`, as `nas.set_user_attr` inside an evaluation). Returns the trial."""
         with self._lock:
-            return self._tell(arch, metrics, error, started, finished, worker, pruned)
+            return self._tell(arch, metrics, error, started, finished, worker, pruned, user_attrs)
 
     def _tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None,
               error: str | None, started: float | None, finished: float | None, worker: str,
-              pruned: bool | None) -> Trial:
+              pruned: bool | None, user_attrs: Mapping[str, Any] | None = None) -> Trial:
         self._check_open()
+        if user_attrs is not None and not isinstance(user_attrs, Mapping):
+            raise ConfigError(f"user_attrs: expected a dict of name -> JSON data, got {type(user_attrs).__name__}")
+        attrs = dict(checked(k, v, "tell") for k, v in (user_attrs or {}).items())
         loop = self._loop
         arch = self._architecture(arch)
         told = next((t for t in loop.trials if t.arch_id == arch.id and t.is_evaluation), None)
@@ -233,6 +238,8 @@ class Study:
             extra = {"curve": record["curve"], "curve_of": self._judged}
         if stopped:
             extra["pruned_after"] = record["reports"]  # type: ignore[index]
+        if attrs:
+            extra["user_attrs"] = attrs
         if arch.id not in loop.in_flight:
             loop.strategy.claim(arch)  # told without being asked: a twin proposed meanwhile waits for this result
         begun = started if started is not None else loop.since.get(arch.id, time.time())

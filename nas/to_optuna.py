@@ -127,7 +127,8 @@ def _frozen_trial(t: Trial, params: dict[str, ParamValue], distributions: Mappin
     user_attrs: dict[str, Any] = {name: _attr_float(v) for name, v in t.metrics.items()}
     user_attrs.update({"arch_id": t.arch_id, "worker": t.worker, "error": t.error or reason,
                        "nas_trial_number": t.number, "nas_status": t.status})
-    user_attrs.update({f"extra.{k}": v for k, v in t.extra.items()})
+    user_attrs.update({f"extra.{k}": v for k, v in t.extra.items() if k != "user_attrs"})
+    user_attrs.update({k if k not in user_attrs else f"user.{k}": v for k, v in t.user_attrs.items()})  # as set
     system_attrs: dict[str, Any] = {}
     violations = _violations(t.metrics, problem)
     if violations is not None:

@@ -105,6 +105,7 @@ def test_pools_the_cluster_cannot_place_are_refused_at_once(cluster):
 
 def slow_toy(arch):
     time.sleep(0.05)
+    nas.set_user_attr("slept_s", 0.05)
     return toy(arch)
 
 
@@ -116,6 +117,7 @@ def test_two_workers_complete_and_journal_reads_back(cluster, tmp_path):
     result = nas.search(SPACE, slow_toy, OBJECTIVES, strategy="nsga2", budget=16, seed=0, workdir=tmp_path,
                         executor={"name": "ray", "workers": 2, "batch_size": 2})
     assert len(result.trials) == 16 and all(t.status == "ok" for t in result.trials)
+    assert all(t.user_attrs == {"slept_s": 0.05} for t in result.trials)  # set inside the actors, journaled
     assert len({t.worker for t in result.trials}) == 2  # both actors (one per node) did work
     assert len({t.arch_id for t in result.trials}) == 16
     loaded = nas.load(tmp_path)
@@ -448,6 +450,7 @@ def reports_another_name(arch):
 def fails_on_odd_a(arch):
     from nas.ray.tune import report
 
+    nas.set_user_attr("a", arch["a"])
     if arch["a"] % 2:
         raise ValueError("odd")
     report(toy(arch))
@@ -471,6 +474,7 @@ def test_tune_scheduler_metric_typo_fails_at_the_first_report_and_a_raising_tria
     assert len(result.trials) == 6
     assert all((t.status == "failed") == bool(t.arch["a"] % 2) for t in result.trials)
     assert all("ValueError: odd" in t.error for t in result.trials if t.status == "failed")
+    assert all(t.user_attrs == {"a": t.arch["a"]} for t in result.trials if t.status == "ok")  # through Tune
 
 
 def test_report_outside_tune_is_a_no_op():

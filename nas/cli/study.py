@@ -104,9 +104,13 @@ def tell(workdir: WorkdirArg,
          metrics: Annotated[Optional[str], typer.Option(help="The metrics as one JSON object ('-': read it from "
                                                              "standard input).")] = None,
          error: Annotated[Optional[str], typer.Option(help="The evaluation failed: why.")] = None,
+         attr: Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE kept with the trial (a checkpoint path, a "
+                                                                "note); VALUE is read as JSON when it is JSON, else "
+                                                                "as text. Repeat for each.")] = None,
          wait: WaitFlag = 30.0) -> None:
     """Journal the result of one architecture and tell the study's strategy."""
     values = _metrics(metric or [], metrics)
+    attrs = dict(_attr(a) for a in attr or [])
     target: Any = arch
     if arch.lstrip().startswith("{"):
         try:
@@ -114,10 +118,21 @@ def tell(workdir: WorkdirArg,
         except json.JSONDecodeError as e:
             raise ConfigError(f"ARCH: not a JSON object ({e.msg} at character {e.pos})") from None
     with open_study(workdir, wait) as study:
-        trial = study.tell(target, values or None, error=error)
+        trial = study.tell(target, values or None, error=error, user_attrs=attrs or None)
     shown = ", ".join(f"{k}={v:g}" for k, v in trial.metrics.items())
     typer.echo(f"trial {trial.number}: {trial.status}" + (f" ({shown})" if shown else "")
                + (f": {trial.error}" if trial.error else ""))
+
+
+def _attr(text: str) -> tuple[str, Any]:
+    """--attr KEY=VALUE: the value as JSON where it parses (3, true, [1, 2]), else the text itself."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--attr {text!r}: expected KEY=VALUE, e.g. --attr checkpoint=/runs/a.pt")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 @user_errors

@@ -22,6 +22,7 @@ that lacks the scheduler's metric ends the search with a ConfigError naming it.
 from __future__ import annotations
 
 import logging
+import json
 import math
 import os
 import queue
@@ -47,6 +48,7 @@ from nas.spaces import Architecture, Space
 from nas.experiment import Experiment, open_experiment, search_config
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult
+from nas.user_attrs import collecting
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,11 @@ def _nas_part(result: Mapping[str, Any] | None) -> dict[str, Any]:
     if part:
         part.setdefault("metrics", {})
     return part
+
+
+def _attrs_extra(nas_part: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's `set_user_attr`s, which its results carry as JSON text, as journal extra."""
+    return {"user_attrs": json.loads(nas_part["user_attrs"])} if nas_part.get("user_attrs") else {}
 
 
 def search_header(space: Space, problem: Problem, strategy: str, seed: int, budget: int,
@@ -175,7 +182,7 @@ class StrategySearcher(Searcher):
             started, finished, worker = _timing(result, nas_part)
             experiment.record(Trial(len(experiment.trials), arch.to_dict(), arch.id, metrics,
                                     "failed" if failed else "ok", started, finished, worker,
-                                    err, {"tune_trial_id": trial_id}))
+                                    err, {"tune_trial_id": trial_id, **_attrs_extra(nas_part)}))
             self.journaled.add(trial_id)
         if self.on_complete is not None:
             self.on_complete(trial_id, arch, result, error)
@@ -260,6 +267,8 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
     worker = f"ray-tune-{ray.util.get_node_ip_address()}-{os.getpid()}"
     started, epochs, last = time.time(), 0, math.nan
 
+    attrs: dict[str, Any] = {}  # its set_user_attr calls so far: each result carries them (a stopped trial's last)
+
     def send(metrics: Mapping[str, float], final: bool, error: str | None = None,
              config_error: str | None = None) -> None:
         m = {k: float(v) for k, v in metrics.items()}
@@ -269,7 +278,8 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
         tune.report({**shown, EPOCH: max(epochs, 1),
                      "nas": {"metrics": m, "error": error, "started": started, "finished": time.time(),
                              "worker": worker, "final": final,
-                             **({"config_error": config_error} if config_error else {})}})
+                             **({"config_error": config_error} if config_error else {}),
+                             **({"user_attrs": json.dumps(attrs)} if attrs else {})}})  # text: Tune flattens dicts
 
     def reporter(metrics: Mapping[str, float]) -> None:
         nonlocal epochs, last
@@ -281,7 +291,7 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
             last = float(metrics[metric])
 
     try:
-        with reporting(reporter):
+        with reporting(reporter), collecting() as attrs:
             metrics, error = run_job(evaluate, arch)
     except _MetricMissing as e:
         send({}, final=True, config_error=str(e))
@@ -516,7 +526,7 @@ class RayTuneExecutor(Executor):
             stopped = int(float(metrics.get("epochs", 1)))
         self._done.put(Completed(arch, dict(metrics) if metrics is not None else None,
                                  err or (None if metrics is not None else "trial returned no result"),
-                                 started, finished, worker, stopped))
+                                 started, finished, worker, stopped, _attrs_extra(nas_part)))
 
     def free_slots(self) -> int:
         assert self.workers is not None, "start() first"
