@@ -67,7 +67,8 @@ def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] 
     for key, value in out.items():
         number, problem = metric_value(value)
         if problem is not None:  # every metric, objective or not: the journal stores numbers only
-            return None, f"evaluate returned metric {str(key)!r} = {_short(value)}: {problem}"
+            hint = "; attach other data with nas.set_user_attr(key, value)" if isinstance(value, str) else ""
+            return None, f"evaluate returned metric {str(key)!r} = {_short(value)}: {problem}{hint}"
         metrics[str(key)] = number
     return metrics, None
 

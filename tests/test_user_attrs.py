@@ -42,6 +42,12 @@ def test_attributes_set_during_an_evaluation_are_journaled_with_its_trial(execut
     assert all(c.endswith(".pt") for c in ok["user_attrs.checkpoint"])
 
 
+def test_a_text_metric_fails_its_trial_pointing_at_set_user_attr():
+    with pytest.raises(nas.NASError, match=r"metric 'ckpt' = '/x.pt': str is not a number .*; attach other data "
+                                           r"with nas.set_user_attr\(key, value\)"):
+        nas.search(SPACE, lambda a: {"acc": 1.0, "ckpt": "/x.pt"}, OBJECTIVES, strategy="random", budget=3, seed=0)
+
+
 def test_outside_an_evaluation_it_does_nothing_and_bad_keys_are_refused():
     nas.set_user_attr("note", "nothing collects this")
     with pytest.raises(ConfigError, match="non-empty string"):
