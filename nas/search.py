@@ -23,6 +23,7 @@ import inspect
 import logging
 import math
 import time
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from nas.spaces import Architecture, Space
 from nas.stopping import StopRule, check_rule, describe
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy
+from nas.strategies.optuna_sampler import OptunaSampler
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,8 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
            pruner: Any = None) -> SearchResult:
     """Search `space` for architectures optimising `objectives` under `constraints`.
 
-    `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
+    `strategy` is a registered name (`nas strategies`), a `Strategy` instance, or any Optuna sampler instance
+    (`optuna.samplers.BruteForceSampler()`, an OptunaHub sampler: `OptunaSampler`). `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
     evaluators, where those wrapped in `nas.cheap` run first so constraints on their metrics are checked
     before anything expensive. `budget` bounds the number of evaluations. With `workdir`, results are
     journaled there and an existing journal is resumed (its budget only grows unless `lower_budget`); the
@@ -191,8 +194,13 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                               "make a new instance for each search (a resume too), or give the strategy by name")
     elif isinstance(strategy, str):
         strat, strategy_name = make_strategy(strategy, space, problem, seed, **options), strategy
+    elif _optuna_sampler(strategy):
+        if options:
+            raise ConfigError("strategy_options: only for strategies given by name (set the sampler's own options)")
+        strat = OptunaSampler(space, problem, seed, sampler=strategy)
+        strategy_name = f"optuna:{type(strategy).__qualname__}"
     else:
-        raise ConfigError(f"strategy: expected a name or a Strategy, got {type(strategy).__name__}")
+        raise ConfigError(f"strategy: expected a name, a Strategy or an Optuna sampler, got {type(strategy).__name__}")
     cheap = [e for e in evaluators if e.cheap]
     expensive = [e for e in evaluators if not e.cheap]
     strat.use_cheap(merged(cheap, fidelity) if cheap else None)
@@ -211,6 +219,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
     if isinstance(strategy, Strategy):  # a resume by name, or with an instance made otherwise, is another search
         config["strategy_instance"] = _instance_record(strat)
+    elif isinstance(strat, OptunaSampler):
+        config["strategy_instance"] = {**_instance_record(strat), "sampler": strat.sampler_class}
     return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
                           merged(expensive, fidelity), runner, config,
                           Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
@@ -245,6 +255,12 @@ def _enqueued(space: Space, enqueue: Sequence[Mapping[str, Any]] | None) -> list
             raise InvalidArchitectureError(f"enqueue[{i}].{e.path}" if e.path else f"enqueue[{i}]",
                                            str(e).split(": ", 1)[-1]) from None
     return out
+
+
+def _optuna_sampler(strategy: Any) -> bool:
+    """Whether `strategy` is an Optuna sampler instance (Optuna is imported already where one was made)."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(strategy, optuna.samplers.BaseSampler)
 
 
 def _instance_seed(strategy: Strategy, seed: int | None, recorded: Mapping[str, Any]) -> int | None:

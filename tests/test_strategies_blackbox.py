@@ -276,6 +276,36 @@ def test_optuna_sampler_that_repeats_its_optimum_explores_instead_of_stopping(na
     assert r.best("loss").metrics["loss"] == 0.0
 
 
+def test_any_optuna_sampler_instance_is_a_strategy(tmp_path):
+    import optuna
+
+    flat = Space(a=Choice([0, 1, 2, 3, 4, 5]), b=Choice([0, 1, 2, 3, 4, 5]), c=Choice(["x", "y"]))  # 72 networks
+    loss = lambda a: {"loss": float((a["a"] - 2) ** 2 + (a["b"] - 3) ** 2 + (a["c"] == "y"))}  # noqa: E731
+    brute = nas.search(flat, loss, {"loss": "min"}, strategy=optuna.samplers.BruteForceSampler(seed=0), budget=100,
+                       seed=0)
+    assert brute.stop_reason == "exhausted" and len({t.arch_id for t in brute.trials}) == len(brute.trials) == 72
+    assert brute.best().metrics["loss"] == 0.0 and brute.config["strategy"] == "optuna:BruteForceSampler"
+    fixed = optuna.samplers.PartialFixedSampler({"c": "y"}, optuna.samplers.TPESampler(seed=1))
+    assert {t.arch["c"] for t in nas.search(flat, loss, {"loss": "min"}, strategy=fixed, budget=15, seed=0).trials} == {"y"}
+    # a resume takes the same sampler again and continues exactly: the checkpoint is loaded into a copy of it
+    kw = dict(objectives={"score": "max"}, seed=3, executor=nas.SimulatedClockExecutor())
+    whole = nas.search(SEPARABLE, separable, strategy=optuna.samplers.TPESampler(seed=5, n_startup_trials=5),
+                       budget=30, workdir=tmp_path / "whole", **kw)
+    nas.search(SEPARABLE, separable, strategy=optuna.samplers.TPESampler(seed=5, n_startup_trials=5), budget=12,
+               workdir=tmp_path / "split", **kw)
+    split = nas.search(SEPARABLE, separable, strategy=optuna.samplers.TPESampler(seed=5, n_startup_trials=5),
+                       budget=30, workdir=tmp_path / "split", **kw)
+    assert [t.arch_id for t in split.trials] == [t.arch_id for t in whole.trials]
+    with pytest.raises(nas.JournalError, match="its strategy is 'optuna:TPESampler', this run's is 'optuna:Random"):
+        nas.search(SEPARABLE, separable, strategy=optuna.samplers.RandomSampler(seed=5), budget=31,
+                   workdir=tmp_path / "split", **kw)
+    with pytest.raises(nas.ConfigError, match="expected a name, a Strategy or an Optuna sampler, got dict"):
+        nas.search(SEPARABLE, separable, {"score": "max"}, strategy={"name": "tpe"}, budget=2)
+    with pytest.raises(nas.ConfigError, match="set the sampler's own options"):
+        nas.search(SEPARABLE, separable, {"score": "max"}, strategy=optuna.samplers.RandomSampler(),
+                   strategy_options={"seed": 1}, budget=2)
+
+
 def test_optuna_sampler_still_stops_on_an_exhausted_space():
     tiny = Space(a=Choice([0, 1]), b=Choice([0, 1]))
     r = nas.search(tiny, lambda a: {"s": float(a["a"] + a["b"])}, {"s": "max"}, strategy="tpe", budget=10, seed=0,

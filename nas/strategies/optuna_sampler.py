@@ -19,6 +19,7 @@ ask.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import warnings
@@ -199,7 +200,9 @@ class OptunaStrategy(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
-        out = []
+        out: list[Architecture] = []
+        if getattr(self.study, "_stop_flag", False):  # the sampler called study.stop(): it has nothing left
+            return out
         for _ in range(n):
             with quiet_optuna():
                 arch = self._ask()
@@ -258,8 +261,13 @@ class OptunaStrategy(Strategy):
         self.check_told(arch)
         if not self.checkpoints:
             self.log.append(["tell", arch.to_dict(), result.to_dict()])
-        with quiet_optuna():
-            self._tell(arch, result)
+        local = self.study._thread_local
+        stoppable, local.in_optimize_loop = local.in_optimize_loop, True  # study.stop() in after_trial (BruteForce's
+        try:                                                              # "all tried") sets the flag `ask` reads
+            with quiet_optuna():
+                self._tell(arch, result)
+        finally:
+            local.in_optimize_loop = stoppable
 
     def _values(self, result: TrialResult) -> list[float] | None:
         if result.status == "failed" or any(o.name not in result.metrics for o in self.problem.objectives):
@@ -371,6 +379,29 @@ class OptunaQMC(OptunaStrategy):
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
                  sampler_options: Mapping[str, Any] | None = None) -> None:
         super().__init__(space, problem, seed, {"scramble": True, **dict(sampler_options or {})})
+
+
+class OptunaSampler(OptunaStrategy):
+    """Any Optuna sampler instance behind our ask/tell: `nas.search(..., strategy=optuna.samplers.BruteForceSampler())`,
+    `GridSampler`, `PartialFixedSampler`, a sampler from OptunaHub or your own. Decisions are named and suggested as
+    for the named strategies (ordered choices as integer indices, see `distribution`). Each (re)start samples with a
+    copy of the instance as given, and a resume loads the checkpoint into it: exact for samplers whose state is their
+    study's trials and random generators, as Optuna's are; one that keeps more between asks resumes from a fresh copy
+    of that part. Not registered by name (the instance is the option); the journal records its class."""
+
+    name = "optuna"
+
+    def __init__(self, space: Space, problem: Problem, seed: int | None = 0, sampler: Any = None) -> None:
+        import optuna
+
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise ConfigError(f"sampler: expected an optuna.samplers.BaseSampler instance, got {type(sampler).__name__}")
+        self.sampler_class = f"{type(sampler).__module__}:{type(sampler).__qualname__}"
+        self._given = copy.deepcopy(sampler)  # untouched by asks: every restart copies it
+        super().__init__(space, problem, seed)
+
+    def _sampler(self) -> Any:
+        return copy.deepcopy(self._given)
 
 
 OPTUNA_STRATEGIES: tuple[type[OptunaStrategy], ...] = (OptunaTPE, OptunaGP, OptunaCmaEs, OptunaNSGA2, OptunaQMC)

@@ -98,7 +98,7 @@ def checkpoint(study: Any) -> dict[str, Any]:
     return {"distributions": dists, "trials": trials,
             "study_attrs": study._storage.get_study_system_attrs(study._study_id),
             "rngs": {path: _rng_state(rng) for path, rng in random_states(study.sampler)},
-            "kernels": _kernels(study.sampler)}
+            "kernels": _kernels(study.sampler), "stopped": bool(getattr(study, "_stop_flag", False))}
 
 
 def restore(study: Any, state: dict[str, Any]) -> None:
@@ -126,4 +126,5 @@ def restore(study: Any, state: dict[str, Any]) -> None:
     for path, rng in rngs.items():
         _set_rng_state(rng, state["rngs"][path])
     _set_kernels(study.sampler, state.get("kernels", {}))
+    study._stop_flag = bool(state.get("stopped", False))  # the sampler called study.stop() (BruteForce: all tried)
     study._thread_local.cached_all_trials = None
