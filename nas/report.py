@@ -224,17 +224,24 @@ def verify_table(report: VerifyReport) -> Table:
 
 
 def trials_table(result: SearchResult, limit: int = 200) -> Table:
-    """Every trial (the last `limit`): number, status, objectives and other metrics, time, architecture."""
+    """Every trial (the last `limit`): number, status, objectives and other metrics, time, architecture, and the
+    user attributes (`nas.set_user_attr`) where any trial has some."""
     names = result.problem.names
     others = sorted({m for t in result.trials for m in t.metrics} - set(names))
+    attrs = any(t.user_attrs for t in result.trials[-limit:])
     table = Table(title=f"{len(result.trials)} trials ({result.used} evaluations)"
                         + (f"; the last {limit}" if len(result.trials) > limit else ""), title_justify="left")
     for column in ["trial", "status", *names, *others, "seconds"]:
         table.add_column(column, justify="left" if column == "status" else "right")
     table.add_column("architecture / error", overflow="fold")
+    if attrs:
+        table.add_column("user attributes", overflow="fold")
     for t in result.trials[-limit:]:
-        table.add_row(str(t.number), t.status, *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
-                      f"{t.duration:.2f}", t.error if t.error else compact(t.arch))
+        row = [str(t.number), t.status, *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
+               f"{t.duration:.2f}", t.error if t.error else compact(t.arch)]
+        if attrs:
+            row.append(" ".join(f"{k}={json.dumps(v)}" for k, v in t.user_attrs.items()))
+        table.add_row(*row)
     return table
 
 

@@ -326,6 +326,7 @@ def test_a_pruned_trial_page_draws_its_learning_curve_and_the_front_draws_pruned
         cost = arch["width"] / 8 + 100 * arch["lr"]
         for epoch in range(8):
             acc = quality * (1 - 0.5 ** (epoch + 1))
+            nas.set_user_attr("epochs", epoch + 1)
             nas.report_metrics({"acc": acc, "cost": cost})
         return {"acc": acc, "cost": cost}
 
@@ -343,6 +344,7 @@ def test_a_pruned_trial_page_draws_its_learning_curve_and_the_front_draws_pruned
     browser.wait_for_function("document.getElementById('curve-plot')?.data")
     ys = browser.evaluate("document.getElementById('curve-plot').data[0].y")
     assert ys == [v for _, v in pruned.extra["curve"]] and len(ys) == pruned.extra["pruned_after"]
+    assert browser.locator("#trial-attrs").inner_text().split() == ["epochs", str(pruned.pruned_after)]
     assert "(pruned after" in table_status(browser, url, pruned.number)
 
 

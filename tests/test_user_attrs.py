@@ -36,6 +36,8 @@ def test_attributes_set_during_an_evaluation_are_journaled_with_its_trial(execut
             assert t.status == "failed" and "user attribute 'bad' must be JSON data" in t.error
         else:
             assert t.user_attrs == {"checkpoint": f"/runs/{t.arch['a']}-{t.arch['b']}.pt", "epochs": 5}
+    table = CliRunner().invoke(app, ["trials", str(tmp_path)], terminal_width=250)
+    assert table.exit_code == 0 and "user attributes" in table.output and 'epochs=5' in table.output
     frame = result.to_dataframe()
     ok = frame[frame.status == "ok"]
     assert list(ok["user_attrs.epochs"]) == [5] * len(ok)

@@ -419,7 +419,7 @@ async function showTrial(key, number) {
     const d = data[key] && data[key].summary ? data[key] : await loadSearch(key);
     const t = await api(`/api/search/${key}/trial/${number}`);
     const objs = new Set(d.summary.objectives.map(o => o.name));
-    const {curve, ...extra} = t.extra || {};  // a pruned search's per-epoch reports: drawn, not listed
+    const {curve, user_attrs, ...extra} = t.extra || {};  // per-epoch reports: drawn; user attributes: a card
     el("trial").innerHTML = `
       <p><a href="#/s/${key}">← ${esc(d.summary.name)}</a>
       ${number > 0 ? `· <a href="#/s/${key}/trial/${number - 1}">trial ${number - 1}</a>` : ""}
@@ -433,6 +433,8 @@ async function showTrial(key, number) {
           <dt>seconds</dt><dd>${t.duration.toFixed(3)}</dd><dt>evaluations used</dt><dd>${t.used}</dd>
           ${Object.keys(extra).length ? `<dt>extra</dt><dd>${esc(JSON.stringify(extra))}</dd>` : ""}</dl>
           ${t.error ? `<h3>error</h3><pre class="error">${esc(t.error)}</pre>` : ""}</div>
+        ${user_attrs ? `<div class="card"><h3>user attributes</h3><table id="trial-attrs">${Object.entries(user_attrs).map(([k, v]) =>
+          `<tr><td class="status">${esc(k)}</td><td>${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`).join("")}</table></div>` : ""}
       </div>
       ${curve ? `<div class="card wide"><h3>learning curve</h3><div class="plot" id="curve-plot"></div></div>` : ""}
       <div class="card wide"><h3>graph</h3><div class="svg" id="arch-graph">${t.graph_svg || ""}</div>
