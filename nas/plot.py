@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +224,44 @@ def plot_decision_effects(result: "SearchResult", imp: "DecisionImportances", pa
     return _save(fig, path)
 
 
+@dataclass(frozen=True)
+class ParallelAxes:
+    """What a parallel-coordinate plot draws (`parallel_axes`): per shown decision its trials' positions in [0, 1]
+    and tick labels, then the metric's axis (its values and range), for trials `numbers`."""
+
+    metric: str
+    direction: str
+    decisions: list[str]  # left to right
+    positions: list[list[float]]  # per decision, per trial
+    ticks: list[list[tuple[float, str]]]  # per decision: (position, label)
+    values: list[float]  # the metric, per trial
+    numbers: list[int]  # trial numbers
+    feasible: list[bool]  # per trial (infeasible ones are drawn apart)
+    all_decisions: int  # how many decisions the trials have (more than shown: the rest were left out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parallel_axes(result: "SearchResult", metric: str | None = None, decisions: Sequence[str] | None = None,
+                  top: int = 10) -> ParallelAxes:
+    """The axes of `plot_parallel` (and of the dashboard's panel): its completed trials, the decisions it shows and
+    where each trial crosses each axis. ConfigError for fewer than 2 trials, an unknown decision or nothing that
+    varies."""
+    from nas.result import decisions as decisions_of
+
+    o = result.objective(metric)
+    rows, shown, known = _parallel_rows(result, o.name, decisions, top)
+    values = [decisions_of(t.arch) for t, _ in rows]
+    positions, ticks = [], []
+    for d in shown:
+        col, tick = _axis([v.get(d, _MISSING) for v in values])
+        positions.append([float(p) for p in col])
+        ticks.append(tick)
+    return ParallelAxes(o.name, o.direction, shown, positions, ticks, [float(t.metrics[o.name]) for t, _ in rows],
+                        [t.number for t, _ in rows], [kind == "feasible" for _, kind in rows], len(known))
+
+
 def plot_parallel(result: "SearchResult", path: str | Path, metric: str | None = None,
                   decisions: Sequence[str] | None = None, top: int = 10) -> Path:
     """Optuna's parallel-coordinate plot: one axis per decision and one for `metric` (default: the first objective;
@@ -230,34 +269,25 @@ def plot_parallel(result: "SearchResult", path: str | Path, metric: str | None =
     the best brightest and on top; infeasible trials light grey. A decision an architecture lacks (an inactive
     `Conditional`, a block beyond a `Repeat`'s count) sits at "-" below its axis. Without `decisions` (dotted paths,
     as `result.to_records()` names them without "arch."), the `top` varying decisions that alone explain most of the
-    metric's variance (the between-value share, eta squared) are shown, left to right."""
+    metric's variance (the between-value share, eta squared) are shown, left to right (`parallel_axes`)."""
     from matplotlib import colormaps
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
-    from nas.result import decisions as decisions_of
-
-    o = result.objective(metric)
-    rows, shown, known = _parallel_rows(result, o.name, decisions, top)
-    values = [decisions_of(t.arch) for t, _ in rows]
-    y = np.array([float(t.metrics[o.name]) for t, _ in rows])
-    columns, ticks = [], []
-    for d in shown:
-        col, tick = _axis([v.get(d, _MISSING) for v in values])
-        columns.append(col)
-        ticks.append(tick)
+    axes = parallel_axes(result, metric, decisions, top)
+    y = np.array(axes.values)
     lo, hi = float(y.min()), float(y.max())
-    columns.append((y - lo) / (hi - lo) if hi > lo else np.full(len(y), 0.5))
-    ticks.append([(0.0, _fmt(lo)), (1.0, _fmt(hi))] if hi > lo else [(0.5, _fmt(lo))])
+    columns = [np.array(p) for p in axes.positions] + [(y - lo) / (hi - lo) if hi > lo else np.full(len(y), 0.5)]
+    ticks = axes.ticks + [[(0.0, _fmt(lo)), (1.0, _fmt(hi))] if hi > lo else [(0.5, _fmt(lo))]]
     xs = np.arange(len(columns), dtype=float)
-    lines = np.stack([np.column_stack([xs, [c[i] for c in columns]]) for i in range(len(rows))])
+    lines = np.stack([np.column_stack([xs, [c[i] for c in columns]]) for i in range(len(y))])
     fig = _figure(1.6 + 1.1 * len(columns), 4.8)
     ax = fig.add_subplot()
-    feasible = np.array([kind == "feasible" for _, kind in rows])
+    feasible = np.array(axes.feasible)
     if (~feasible).any():
         ax.add_collection(LineCollection(list(lines[~feasible]), colors="0.85", linewidths=0.8, zorder=1))
-    order = np.flatnonzero(feasible)[np.argsort(y[feasible] if o.direction == "max" else -y[feasible])]
-    cmap = colormaps["viridis" if o.direction == "max" else "viridis_r"]
+    order = np.flatnonzero(feasible)[np.argsort(y[feasible] if axes.direction == "max" else -y[feasible])]
+    cmap = colormaps["viridis" if axes.direction == "max" else "viridis_r"]
     norm = Normalize(lo, hi if hi > lo else lo + 1)
     ax.add_collection(LineCollection(list(lines[order]), colors=cmap(norm(y[order])), linewidths=1.0, alpha=0.8,
                                      zorder=2))
@@ -268,15 +298,17 @@ def plot_parallel(result: "SearchResult", path: str | Path, metric: str | None =
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
     ax.set_xlim(-0.6, xs[-1] + 0.3)
     ax.set_ylim(-0.2, 1.08)
-    ax.set_xticks(xs, [*shown, o.name], rotation=30 if len(shown) > 5 else 0, ha="right" if len(shown) > 5 else "center",
+    many = len(axes.decisions) > 5
+    ax.set_xticks(xs, [*axes.decisions, axes.metric], rotation=30 if many else 0, ha="right" if many else "center",
                   fontsize=8)
     ax.set_yticks([])
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
-    fig.colorbar(_mappable(cmap, norm), ax=ax, label=f"{o.name} ({o.direction})", pad=0.02)
-    hidden = "" if decisions is not None or len(known) <= len(shown) else f"; {len(shown)} of {len(known)} decisions"
+    fig.colorbar(_mappable(cmap, norm), ax=ax, label=f"{axes.metric} ({axes.direction})", pad=0.02)
+    hidden = "" if decisions is not None or axes.all_decisions <= len(axes.decisions) else \
+        f"; {len(axes.decisions)} of {axes.all_decisions} decisions"
     grey = f", {int((~feasible).sum())} infeasible in grey" if (~feasible).any() else ""
-    ax.set_title(f"{len(rows)} completed trials{grey}{hidden}", fontsize=10)
+    ax.set_title(f"{len(y)} completed trials{grey}{hidden}", fontsize=10)
     return _save(fig, path)
 
 

@@ -304,6 +304,15 @@ def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path,
     browser.wait_for_function(f"({bars})() && ({bars})().length > 0")
     expected = [d["decision"] for d in open_views([wd])[0].importance()["decisions"]][::-1]
     assert browser.evaluate(bars) == expected  # which decisions matter, the most important on top
+    axes = open_views([wd])[0].parallel()  # the parallel coordinates: those decisions that explain the most alone
+    if browser.evaluate("WEBGL"):
+        lanes = "() => (document.getElementById('parallel-plot')?.data || [{}])[0]"
+        browser.wait_for_function(f"({lanes})().dimensions")
+        drawn = browser.evaluate(lanes)
+        assert [d["label"] for d in drawn["dimensions"]] == [*axes["decisions"], axes["metric"]]
+        assert drawn["customdata"] == [n for n, f in zip(axes["numbers"], axes["feasible"]) if f]
+    else:  # plotly draws them with WebGL: the page says so and where to get the PNG
+        browser.wait_for_function("document.getElementById('par-note').innerText.includes('WebGL')")
 
     report = write_report(open_views([wd]), tmp_path / "report.html")
     browser.goto(report.as_uri())

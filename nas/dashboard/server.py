@@ -50,7 +50,7 @@ def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> 
                 v.refresh()
                 answer.append(v.summary())
         return answer
-    m = re.fullmatch(r"/api/search/(\w+)(?:/(front|importance|trial/(\d+)))?", path)
+    m = re.fullmatch(r"/api/search/(\w+)(?:/(front|importance|parallel|trial/(\d+)))?", path)
     if m is None or m.group(1) not in by_key:
         raise KeyError(path)
     view = by_key[m.group(1)]
@@ -73,6 +73,8 @@ def _answer(view: SearchView, m: re.Match[str], query: dict[str, list[str]]) -> 
         return view.front(names or None)
     if m.group(2) == "importance":
         return view.importance(query.get("metric", [""])[0].strip() or None)
+    if m.group(2) == "parallel":
+        return view.parallel(query.get("metric", [""])[0].strip() or None)
     return view.trial(int(m.group(3)))
 
 

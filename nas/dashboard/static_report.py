@@ -34,6 +34,7 @@ def responses(views: Sequence[SearchView]) -> dict[str, Any]:
             drawn.update(front["numbers"])
         for name in names:
             out[f"/api/search/{v.key}/importance?metric={name}"] = v.importance(name)
+            out[f"/api/search/{v.key}/parallel?metric={name}"] = v.parallel(name)
         for n in range(len(v.rows)):
             out[f"/api/search/{v.key}/trial/{n}"] = v.trial(n, graph=n in drawn)
     return out

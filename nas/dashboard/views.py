@@ -14,7 +14,7 @@ import math
 import os
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 from nas import jsonio
 from nas.errors import ConfigError, JournalError, NASError
 from nas.importance import decision_importances
+from nas.plot import parallel_axes
 from nas.objectives import Problem
 from nas.pareto import HypervolumeTracker, MonteCarloHypervolume
 from nas.report import compact
@@ -166,6 +167,7 @@ class SearchView:
         self._used = 0
         self._cache: dict[Any, Any] = {}
         self._importance: dict[str, tuple[int, dict[str, Any]]] = {}  # metric -> (rows when computed, answer)
+        self._parallel: dict[str, tuple[int, dict[str, Any]]] = {}  # the same for the parallel coordinates
         self._hv = HypervolumeCurve()
         self._result: SearchResult | None = None
         self._problem_spec: Any = None
@@ -216,6 +218,7 @@ class SearchView:
         self.journal_id = None
         self._cache.clear()
         self._importance.clear()
+        self._parallel.clear()
 
     def _identify(self) -> None:
         """Set `journal_id`: a digest of the journal file (device, inode) and its header line, and the rows'
@@ -415,15 +418,26 @@ class SearchView:
         """Which decisions matter for `metric` (default: the first objective; `nas.importance`, 100 trees on a seeded
         subset of at most `IMPORTANCE_TRIALS` trials), or {"error": why not}. Kept until the trials grew by a tenth:
         a forest per poll of a running search would hold the page up."""
-        held = self._importance.get(metric or "")
+        return self._until_grown(self._importance, metric, lambda: decision_importances(
+            self.result(), metric, trees=100, max_trials=IMPORTANCE_TRIALS).to_dict())
+
+    def parallel(self, metric: str | None = None) -> dict[str, Any]:
+        """The parallel coordinates of `metric` (`nas.plot.parallel_axes`: the decisions that alone explain most of
+        it), or {"error": why not}; kept until the trials grew by a tenth, as the importances are."""
+        return self._until_grown(self._parallel, metric, lambda: parallel_axes(self.result(), metric).to_dict())
+
+    def _until_grown(self, held: dict[str, tuple[int, dict[str, Any]]], metric: str | None,
+                     make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """`make()` (a ConfigError as {"error": ...}), computed again once the trials grew by a tenth."""
+        kept = held.get(metric or "")
         n = len(self.rows)
-        if held is None or not held[0] <= n < held[0] * 1.1 + 1:
+        if kept is None or not kept[0] <= n < kept[0] * 1.1 + 1:
             try:
-                answer = decision_importances(self.result(), metric, trees=100, max_trials=IMPORTANCE_TRIALS).to_dict()
+                answer = make()
             except ConfigError as e:
                 answer = {"error": str(e)}
-            held = self._importance[metric or ""] = (n, answer)
-        return held[1]
+            kept = held[metric or ""] = (n, answer)
+        return kept[1]
 
     def _unminimise(self, ref: np.ndarray) -> list[float]:
         assert self.problem is not None

@@ -158,6 +158,8 @@ function showSearch(key) {
       <div><div class="controls">which decisions matter for <select id="imp-metric"></select>
         <span class="muted" id="imp-note"></span></div><div class="plot" id="importance-plot"></div></div>
     </div>
+    <div class="controls">decisions against <select id="par-metric"></select> <span class="muted" id="par-note"></span></div>
+    <div class="plot" id="parallel-plot"></div>
     <div class="controls">trials <input id="filter" placeholder="filter: text in architecture, error, worker">
       <select id="status-filter"><option value="all">all</option><option value="ok">ok</option>
       <option value="feasible">feasible</option><option value="front">on the front</option>
@@ -177,7 +179,7 @@ function showSearch(key) {
     const first = !view.drawn;
     view.drawn = true;
     if (d.changed || first || view.frontStale) await drawFront(key);
-    if (d.changed || first) { drawHistory(d); drawTable(); await drawImportance(key); }
+    if (d.changed || first) { drawHistory(d); drawTable(); await drawImportance(key); await drawParallel(key); }
   });
 }
 
@@ -292,6 +294,16 @@ async function drawFront(key) {
   }
 }
 
+// A panel's choice of objective: filled once with the search's objectives; a change redraws the panel.
+function objectiveSelect(id, key, redraw) {
+  const select = el(id);
+  if (!select.options.length) {
+    select.innerHTML = data[key].summary.objectives.map(o => `<option value="${esc(o.name)}">${esc(o.name)}</option>`).join("");
+    select.onchange = () => redraw(view.key);
+  }
+  return select;
+}
+
 function importancePath(key, metric) {
   return `/api/search/${key}/importance?metric=${STATIC ? metric : encodeURIComponent(metric)}`;
 }
@@ -299,12 +311,7 @@ function importancePath(key, metric) {
 // Which decisions matter (nas.importance): each decision's share as a bar; the server recomputes it only once the
 // trials grew by a tenth, so polling a running search costs nothing in between.
 async function drawImportance(key) {
-  const d = data[key];
-  const select = el("imp-metric");
-  if (!select.options.length) {
-    select.innerHTML = d.summary.objectives.map(o => `<option value="${esc(o.name)}">${esc(o.name)}</option>`).join("");
-    select.onchange = () => drawImportance(view.key);
-  }
+  const select = objectiveSelect("imp-metric", key, drawImportance);
   let imp;
   try { imp = await api(importancePath(key, select.value)); }
   catch (e) { el("imp-note").textContent = e.message; return; }
@@ -318,6 +325,32 @@ async function drawImportance(key) {
     hovertemplate: "%{y}: %{x:.1f} %<extra></extra>"}] : [],
     {title: {text: `which decisions matter for ${select.value}`}, xaxis: {title: {text: "share of the importance (%)"}, rangemode: "tozero"},
      yaxis: {automargin: true}, margin: {t: 40, r: 10}, height: 160 + 22 * Math.max(rows.length, 3)}, {responsive: true});
+}
+
+// Parallel coordinates (nas.plot.parallel_axes): an axis per decision that alone explains most of the metric, a line
+// per feasible trial coloured by the metric; recomputed by the server once the trials grew by a tenth.
+async function drawParallel(key) {
+  const select = objectiveSelect("par-metric", key, drawParallel);
+  let p;
+  try { p = await api(`/api/search/${key}/parallel?metric=${STATIC ? select.value : encodeURIComponent(select.value)}`); }
+  catch (e) { el("par-note").textContent = e.message; return; }
+  if (view.key !== key) return;
+  if (p.error || !WEBGL) {  // plotly draws parallel coordinates with WebGL
+    el("par-note").textContent = p.error || "parallel coordinates need WebGL, which this browser lacks (nas history DIR --parallel p.png)";
+    Plotly.purge("parallel-plot");
+    return;
+  }
+  const keep = p.feasible.map((f, i) => f ? i : -1).filter(i => i >= 0);
+  const dims = p.decisions.map((name, j) => ({label: name, values: keep.map(i => p.positions[j][i]), range: [-0.15, 1],
+    tickvals: p.ticks[j].map(t => t[0]), ticktext: p.ticks[j].map(t => t[1])}));
+  dims.push({label: p.metric, values: keep.map(i => p.values[i])});
+  const left = p.feasible.length - keep.length;
+  el("par-note").textContent = `${keep.length} feasible trials` + (left ? ` (${left} infeasible left out)` : "")
+    + (p.all_decisions > p.decisions.length ? `; the ${p.decisions.length} of ${p.all_decisions} decisions that explain most of ${p.metric} alone` : "");
+  Plotly.react("parallel-plot", [{type: "parcoords", dimensions: dims, customdata: keep.map(i => p.numbers[i]),
+    line: {color: keep.map(i => p.values[i]), colorscale: "Viridis", reversescale: p.direction === "min", showscale: true,
+           colorbar: {title: {text: p.metric}}}}],
+    {margin: {t: 50, l: 60, r: 40}, height: 380}, {responsive: true});
 }
 
 function drawHistory(d) {
