@@ -82,9 +82,11 @@ def test_random_transformations_preserve_the_function(one_thread, built, data):
             units = current[i].out_channels if isinstance(current[i], nn.Conv2d) else current[i].out_features
             new = widen(current, i, units + data.draw(st.integers(1, 7)), rng)
             assert len(new) == len(current)
-            train_before, train_after = copy.deepcopy(current).train(), copy.deepcopy(new).train()
-            with torch.no_grad():  # copies see their originals' batch statistics: equal in train mode too
-                assert float((train_after(x) - train_before(x)).abs().max()) <= TOLERANCE
+            # copies see their originals' batch statistics: equal in train mode too. In float64, since a channel of
+            # almost constant batch values divides float32 rounding by its tiny batch std (3.9e-4 seen once)
+            train_before, train_after = copy.deepcopy(current).double().train(), copy.deepcopy(new).double().train()
+            with torch.no_grad():
+                assert float((train_after(x.double()) - train_before(x.double())).abs().max()) <= TOLERANCE
         else:
             i = data.draw(st.sampled_from(deep))
             new = deepen(current, i, x[:50] if data.draw(st.booleans()) else None)
