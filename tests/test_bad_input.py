@@ -81,7 +81,7 @@ CASES: list[tuple[str, Callable[[], Any], type[NASError], str]] = [
     ("negative fidelity", run(fidelity=-1), ConfigError, "fidelity: expected a positive number"),  # was accepted
     # strategies, evaluators, executors, spaces
     ("unknown strategy", run(strategy="annealing"), ConfigError, "unknown strategy 'annealing'; available: "),
-    ("strategy of the wrong type", run(strategy=42), ConfigError, "strategy: expected a name or a Strategy, got int"),
+    ("strategy of the wrong type", run(strategy=42), ConfigError, "strategy: expected a name, a Strategy or an Optuna sampler, got int"),
     ("unknown strategy option", run(strategy="evolution", strategy_options={"popsize": 3}), ConfigError,
      "strategy 'evolution' has no option 'popsize'"),
     ("strategy option out of range", run(strategy="evolution", strategy_options={"mutation_bias": 2}), ConfigError,
