@@ -275,7 +275,10 @@ class Study:
             if len(found) == 1:
                 return found[0]
             which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
-            raise ConfigError(f"{which} {arch!r}; pending: {', '.join(a.id[:12] for a in self.pending) or 'none'}")
+            hint = "" if found else ("; one asked within snapshot_interval_s of a crash is not listed: tell the "
+                                     "architecture itself (its dict, or its JSON object in nas tell)")
+            raise ConfigError(f"{which} {arch!r}; pending: {', '.join(a.id[:12] for a in self.pending) or 'none'}"
+                              + hint)
         if isinstance(arch, Architecture) and arch.id in self._loop.in_flight:
             return self._loop.in_flight[arch.id][0]
         if not isinstance(arch, Mapping):

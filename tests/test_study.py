@@ -158,9 +158,15 @@ def test_nas_ask_and_tell_drive_a_study_from_the_shell_with_only_its_workdir(tmp
     wd = str(tmp_path / "s")
     nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=5, seed=0, workdir=wd).close()
     runner = CliRunner()
+    known = {"depth": 2, "blocks": [{"k": 7, "e": 6}, {"k": 5, "e": 4}], "act": "gelu"}
+    queued = runner.invoke(app, ["enqueue", wd, json.dumps(known)])  # handed out first by the next ask
+    assert queued.exit_code == 0 and queued.stdout.startswith("enqueued ")
+    typo = runner.invoke(app, ["enqueue", wd, json.dumps({**known, "act": "tanh"})])
+    assert typo.exit_code == 2 and "act" in typo.output and "tanh" in typo.output
     out = runner.invoke(app, ["ask", wd, "-n", "2"])
     assert out.exit_code == 0, out.output
     first = [json.loads(line) for line in out.stdout.splitlines()]
+    assert first[0]["arch"] == known
     again = json.loads(runner.invoke(app, ["ask", wd]).stdout)
     assert len({a["id"] for a in first + [again]}) == 3  # what was handed out stays pending between calls
     arch = nas.spaces.Architecture(first[0]["arch"])

@@ -16,6 +16,7 @@
     nas to-optuna DIR --out optuna-journal.log
     nas ask DIR [-n N]     nas tell DIR ARCH_ID (--metric NAME=VALUE ... | --metrics JSON | --error TEXT) [--attr K=V]
     nas epoch DIR ARCH_ID --metric NAME=VALUE ...   (one epoch's report; exit code 4: the pruner says stop)
+    nas enqueue DIR ARCH_JSON ...                  (handed out first by the next nas ask calls)
     nas strategies | nas spaces | nas --version | nas -h
 
 A script for `nas run` is a Python file that defines `space` and `evaluate`, and optionally
@@ -804,11 +805,12 @@ def _mount_subcommands() -> None:
     from nas.cli.predictors import app as predictors_app
 
     app.add_typer(predictors_app, name="predictors")
-    from nas.cli.study import ask, epoch, tell
+    from nas.cli.study import ask, enqueue, epoch, tell
 
     app.command("ask")(ask)
     app.command("tell")(tell)
     app.command("epoch")(epoch)
+    app.command("enqueue")(enqueue)
 
 
 _mount_subcommands()

@@ -1,6 +1,7 @@
-"""`nas ask DIR`, `nas epoch DIR ARCH` and `nas tell DIR ARCH`: a journaled study (`nas.Study`) driven from the
-shell, e.g. by the job scripts of a cluster's queue (Optuna's `optuna ask` / `optuna tell`; `nas epoch` is
-`trial.report` + `should_prune`, judged by the pruner the study was made with).
+"""`nas ask DIR`, `nas epoch DIR ARCH`, `nas tell DIR ARCH` and `nas enqueue DIR ARCH`: a journaled study
+(`nas.Study`) driven from the shell, e.g. by the job scripts of a cluster's queue (Optuna's `optuna ask` /
+`optuna tell`; `nas epoch` is `trial.report` + `should_prune`, judged by the pruner the study was made with;
+`nas enqueue` is `study.enqueue_trial`).
 
 The study is made once in Python (`nas.Study(space, objectives, ..., workdir=DIR).close()`); after that these
 commands need only its workdir: the space is rebuilt from the journal (a plain `Space`, or a built-in space made
@@ -133,6 +134,25 @@ def _attr(text: str) -> tuple[str, Any]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+
+
+@user_errors
+def enqueue(workdir: WorkdirArg,
+            arch: Annotated[list[str], typer.Argument(help="Architectures as JSON objects, handed out by the next "
+                                                           "nas ask calls before the strategy's, in this order.")],
+            wait: WaitFlag = 30.0) -> None:
+    """Have the next `nas ask` calls hand out these architectures first (a baseline, a known design), each checked
+    against the space; one already asked or told is not handed out again. Kept in the study until asked."""
+    archs = []
+    for i, text in enumerate(arch):
+        try:
+            archs.append(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"ARCH {i + 1}: not a JSON object ({e.msg} at character {e.pos})") from None
+    with open_study(workdir, wait) as study:
+        queued = [study.enqueue(a) for a in archs]
+    for a in queued:
+        typer.echo(f"enqueued {a.id}")
 
 
 @user_errors
