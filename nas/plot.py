@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from nas.errors import ConfigError
 
 if TYPE_CHECKING:
+    from nas.compare import Comparison
     from nas.importance import DecisionImportances
     from nas.result import SearchResult
     from nas.store import Trial
@@ -309,6 +311,28 @@ def plot_parallel(result: "SearchResult", path: str | Path, metric: str | None =
         f"; {len(axes.decisions)} of {axes.all_decisions} decisions"
     grey = f", {int((~feasible).sum())} infeasible in grey" if (~feasible).any() else ""
     ax.set_title(f"{len(y)} completed trials{grey}{hidden}", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_comparison(comparison: "Comparison", path: str | Path) -> Path:
+    """Each group's mean score along the evaluations (`nas.compare.compare_searches`) with its 95 % band, the
+    baseline dashed: which strategy gets there first, and whether the bands part."""
+    from matplotlib import colormaps
+
+    fig = _figure(7.0, 4.4)
+    ax = fig.add_subplot()
+    colours = colormaps["tab10"]
+    for i, g in enumerate(comparison.groups):
+        curve = np.array(g.curve, dtype=float)
+        dashed = g.name == comparison.baseline
+        ax.plot(curve[:, 0], curve[:, 1], color=colours(i % 10), linestyle="--" if dashed else "-", linewidth=1.6,
+                label=f"{g.name} ({len(g.runs)} runs)")
+        ax.fill_between(curve[:, 0], curve[:, 2], curve[:, 3], color=colours(i % 10), alpha=0.15, linewidth=0)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(comparison.score if len(comparison.score) < 40 else "score")
+    ax.set_title("\n".join(textwrap.wrap(f"{comparison.score}: mean and 95 % interval", 80)), fontsize=9)
+    ax.grid(True, color="0.9")
+    ax.legend(loc="best", fontsize=8, frameon=False)
     return _save(fig, path)
 
 

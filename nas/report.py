@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
 
+from nas.compare import Comparison
 from nas.console import make_console
 from nas.importance import DecisionImportances
 from nas.objectives import Problem
@@ -242,6 +244,25 @@ def trials_table(result: SearchResult, limit: int = 200) -> Table:
         if attrs:
             row.append(" ".join(f"{k}={json.dumps(v)}" for k, v in t.user_attrs.items()))
         table.add_row(*row)
+    return table
+
+
+def comparison_table(c: Comparison) -> Table:
+    """Groups of runs scored at the same budget (`nas.compare`): mean with its 95 % interval, and the relative
+    improvement over the baseline group with its interval and Welch's p (bold where the interval is above 0)."""
+    table = Table(title=f"{c.score} after {c.at} evaluations, by {c.by}"
+                        + (f"; against {c.baseline}" if c.baseline else "; no baseline group (random) to set against"),
+                  title_justify="left")
+    for column in ("group", "runs", "mean [95 % CI]", "improvement over " + (c.baseline or "-") + " [95 % CI]", "p"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for g in c.groups:
+        missing = sum(v != v for v in g.scores)
+        runs = f"{len(g.runs)}" + (f" ({missing} without a feasible trial)" if missing else "")
+        ri = "" if g.ri_pct is None else f"{g.ri_pct:+.2f} %" + (
+            f" [{g.ri_low:+.2f}, {g.ri_high:+.2f}]" if g.ri_low is not None and g.name != c.baseline else "")
+        table.add_row(g.name, runs, f"{fmt(g.mean)} [{fmt(g.low)}, {fmt(g.high)}]",
+                      Text(ri, style="bold" if g.better else ""), "" if g.p_value is None or g.name == c.baseline
+                      else f"{g.p_value:.2g}")
     return table
 
 

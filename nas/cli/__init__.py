@@ -14,6 +14,7 @@
     nas verify models/
     nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
     nas to-optuna DIR --out optuna-journal.log
+    nas compare DIR [DIR ...] [--at N] [--metric NAME] [--by strategy|KEY] [--plot c.png] [--json c.json]
     nas ask DIR [-n N]     nas tell DIR ARCH_ID (--metric NAME=VALUE ... | --metrics JSON | --error TEXT) [--attr K=V]
     nas epoch DIR ARCH_ID --metric NAME=VALUE ...   (one epoch's report; exit code 4: the pruner says stop)
     nas enqueue DIR ARCH_JSON ...                  (handed out first by the next nas ask calls)
@@ -642,6 +643,37 @@ def importance(
 
         jsonio.write_json(json_out, imp.to_dict())
         console.print(f"json: {json_out.resolve()}", soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def compare(
+    workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs of one problem, or folders of them.")],
+    at: Annotated[Optional[int], typer.Option(help="Score each run after N evaluations [default: the fewest any "
+                                                   "run spent].")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Score by this metric's best feasible value (NAME:min or "
+                                                       "NAME:max for one no run optimised) [default: the objective; "
+                                                       "the hypervolume for several].")] = None,
+    by: Annotated[str, typer.Option(help="Group runs by 'strategy' or by a key of their metadata.")] = "strategy",
+    baseline: Annotated[str, typer.Option(help="The group the others are set against.")] = "random",
+    plot: Annotated[Optional[Path], typer.Option(help="Also write each group's mean curve with its band here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON here.")] = None,
+) -> None:
+    """Which strategy does better on this problem: repeated runs grouped, each scored at the same budget, with 95 %
+    intervals and the improvement over random search (Welch's t-test)."""
+    from nas.compare import compare_searches
+    from nas.dashboard.views import find_workdirs
+    from nas.plot import plot_comparison
+    from nas.report import comparison_table
+
+    results = [_load(wd) for wd in find_workdirs(workdirs)]
+    c = compare_searches(results, at, metric, by, baseline)
+    _out().print(comparison_table(c))
+    if plot is not None:
+        _out().print(f"plot: {plot_comparison(c, plot).resolve()}", soft_wrap=True)
+    if json_out is not None:
+        json_out.write_text(json.dumps(c.to_dict(), indent=1, allow_nan=True))
+        _out().print(f"wrote {json_out.resolve()}", soft_wrap=True)
 
 
 @app.command()

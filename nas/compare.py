@@ -1,0 +1,203 @@
+"""Compare repeated searches of one problem by strategy (or any metadata key): which one to use on *your* problem.
+
+Each run is scored at the same number of evaluations `at`: its best feasible value of one objective, or, for several
+objectives, the hypervolume of its feasible front against one reference for all runs (each objective's worst
+feasible value over every run, plus a tenth of its range), divided by the reference box's volume. Each group's mean
+has a 95 % t-interval, and each group is set against a baseline group (random search by default) as the
+experiments' tables are: the relative improvement of its mean over the baseline's, with the 95 % interval and
+p-value of Welch's t-test. The same scores along the evaluations give each group's mean curve with its band.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ConfigError
+from nas.objectives import Objective
+from nas.pareto import hypervolume, pareto_mask
+from nas.result import SearchResult
+
+CURVE_POINTS = 25  # budgets along each group's curve
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """One group's runs and their scores at the comparison's budget, against the baseline group."""
+
+    name: str
+    runs: list[str]  # workdirs
+    scores: list[float]  # per run; NaN where a run has no feasible trial by then
+    mean: float
+    low: float  # 95 % t-interval of the mean
+    high: float
+    ri_pct: float | None  # relative improvement of the mean over the baseline's (positive: better)
+    ri_low: float | None
+    ri_high: float | None
+    p_value: float | None  # Welch's t-test against the baseline
+    curve: list[list[float]]  # [evaluations, mean, low, high] along the budget
+
+    @property
+    def better(self) -> bool:
+        """Whether the interval of the improvement over the baseline lies above 0."""
+        return self.ri_low is not None and self.ri_low > 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    score: str  # what each run is scored by, in words
+    direction: str  # of the score: "max" or "min"
+    at: int  # evaluations
+    by: str
+    baseline: str | None  # the group others are set against (None: absent)
+    reference: list[float] | None  # the hypervolume's reference point, in the objectives' own directions
+    groups: list[GroupResult]  # best mean first
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_searches(results: Sequence[SearchResult], at: int | None = None, metric: str | None = None,
+                     by: str = "strategy", baseline: str = "random") -> Comparison:
+    """Group `results` (searches of one problem) by `by` ("strategy", or a key of their metadata) and score each run
+    at `at` evaluations (default: the fewest any run spent) on `metric` (any recorded metric, "NAME:min" for one no
+    run optimised; default: the objective of a single-objective problem, else the hypervolume of the objectives).
+    ConfigError for fewer than two runs, runs of different problems, an `at` beyond a run's evaluations, or a
+    metadata key some run lacks, each naming the run."""
+    if len(results) < 2:
+        raise ConfigError(f"compare: needs at least two searches, got {len(results)}")
+    first = results[0]
+    for r in results[1:]:
+        if r.problem != first.problem:
+            raise ConfigError(f"compare: {r.workdir} searched {r.problem.to_dict()}, {first.workdir} "
+                              f"{first.problem.to_dict()}; compare runs of one problem")
+    shortest = min(results, key=lambda r: r.used)
+    at = shortest.used if at is None else at
+    if at < 1 or at > shortest.used:
+        raise ConfigError(f"--at {at}: {shortest.workdir} spent {shortest.used} evaluations; give 1 to {shortest.used}")
+    groups: dict[str, list[SearchResult]] = {}
+    for r in results:
+        groups.setdefault(_group_of(r, by), []).append(r)
+    objectives = [first.objective(metric)] if metric is not None or len(first.problem.objectives) == 1 \
+        else list(first.problem.objectives)
+    box = _box(results, objectives, at) if len(objectives) > 1 else None
+    budgets = sorted({max(1, round(at * (i + 1) / CURVE_POINTS)) for i in range(CURVE_POINTS)})
+    scored = {name: [[_score(r, objectives, b, box) for b in budgets] for r in runs]
+              for name, runs in groups.items()}
+    reference = None if box is None else [float(v if o.direction == "min" else -v) for o, v in zip(objectives, box[1])]
+    direction = objectives[0].direction if len(objectives) == 1 else "max"
+    base = baseline if baseline in groups else None
+    base_scores = _finite([row[-1] for row in scored[base]]) if base is not None else []
+    out = []
+    for name, runs in groups.items():
+        finals = [row[-1] for row in scored[name]]
+        mean, low, high = _mean_ci(_finite(finals))
+        ri = ri_low = ri_high = p = None
+        if base is not None and base_scores and np.mean(base_scores) != 0:
+            ri, ri_low, ri_high, p = _against(_finite(finals), base_scores, direction, name == base)
+        curve = [[float(b), *_mean_ci(_finite([row[i] for row in scored[name]]))] for i, b in enumerate(budgets)]
+        out.append(GroupResult(name, [str(r.workdir) for r in runs], finals, mean, low, high, ri, ri_low, ri_high, p,
+                               curve))
+    sign = -1.0 if direction == "max" else 1.0  # best group first; one with no score last
+    out.sort(key=lambda g: (not math.isfinite(g.mean), sign * g.mean if math.isfinite(g.mean) else 0.0, g.name))
+    what = (f"best feasible {objectives[0].name} ({objectives[0].direction})" if len(objectives) == 1 else
+            "hypervolume of the feasible front of " + ", ".join(f"{o.name} ({o.direction})" for o in objectives)
+            + " (a share of the reference box)")
+    return Comparison(what, direction, at, by, base, reference, out)
+
+
+def _group_of(result: SearchResult, by: str) -> str:
+    if by == "strategy":
+        return str(result.config.get("strategy"))
+    meta = result.config.get("metadata") or {}
+    if by not in meta:
+        raise ConfigError(f"--by {by}: {result.workdir} records no such metadata key "
+                          f"(it has: {', '.join(sorted(meta)) or 'none'}); pass metadata={{{by!r}: ...}} to nas.search")
+    return str(meta[by])
+
+
+def _within(result: SearchResult, at: int) -> list[Any]:
+    """The feasible trials among the first `at` evaluations."""
+    feasible = {t.number for t in result.feasible}
+    used, out = 0, []
+    for t in result.trials:
+        used += t.is_evaluation
+        if used > at:
+            break
+        if t.number in feasible:
+            out.append(t)
+    return out
+
+
+def _points(result: SearchResult, objectives: Sequence[Objective], at: int) -> np.ndarray:
+    """The minimised objectives of the feasible trials within `at` evaluations that recorded them all."""
+    rows = [[o.minimised(float(t.metrics[o.name])) for o in objectives] for t in _within(result, at)
+            if all(o.name in t.metrics and math.isfinite(float(t.metrics[o.name])) for o in objectives)]
+    return np.array(rows, dtype=float).reshape(-1, len(objectives))
+
+
+def _box(results: Sequence[SearchResult], objectives: Sequence[Objective], at: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ideal, reference) in minimised form: each objective's best feasible value over every run within `at`, and
+    its worst plus a tenth of the range between them."""
+    points = np.vstack([_points(r, objectives, at) for r in results])
+    if not len(points):
+        raise ConfigError(f"compare: no run has a feasible trial with {', '.join(o.name for o in objectives)} "
+                          f"within {at} evaluations")
+    worst, best = points.max(axis=0), points.min(axis=0)
+    return best, worst + 0.1 * np.where(worst > best, worst - best, 1.0)
+
+
+def _score(result: SearchResult, objectives: Sequence[Objective], at: int,
+           box: tuple[np.ndarray, np.ndarray] | None) -> float:
+    """The run's best value of the one objective, or its front's hypervolume as a share of the box."""
+    points = _points(result, objectives, at)
+    if not len(points):
+        return math.nan
+    if box is None:
+        best = float(points[:, 0].min())
+        return -best if objectives[0].direction == "max" else best
+    ideal, ref = box
+    return hypervolume(points[pareto_mask(points)], ref) / float(np.prod(ref - ideal))
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [float(v) for v in values if math.isfinite(v)]
+
+
+def _mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and its 95 % t-interval (the mean itself for one value; NaN for none)."""
+    from scipy import stats
+
+    if not values:
+        return math.nan, math.nan, math.nan
+    x = np.asarray(values)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def _against(values: Sequence[float], base: Sequence[float], direction: str,
+             is_base: bool) -> tuple[float | None, float | None, float | None, float | None]:
+    """Relative improvement (%) of the mean of `values` over that of `base`, its 95 % interval and Welch's
+    p-value (positive: better in `direction`)."""
+    from scipy import stats
+
+    if not values:
+        return None, None, None, None
+    b = float(np.mean(base))
+    sign = 1.0 if direction == "max" else -1.0
+    ri = sign * 100.0 * (float(np.mean(values)) - b) / abs(b)
+    if is_base:
+        return ri, ri, ri, 1.0
+    if len(values) < 2 or len(base) < 2 or (np.std(values) == 0 and np.std(base) == 0):
+        return ri, None, None, None
+    t = stats.ttest_ind(np.asarray(values), np.asarray(base), equal_var=False)
+    ci = t.confidence_interval(0.95)
+    low, high = sorted((sign * 100.0 * ci.low / abs(b), sign * 100.0 * ci.high / abs(b)))
+    return ri, float(low), float(high), float(t.pvalue)
