@@ -14,7 +14,9 @@ objective is refused before anything is journaled), the same journal. So `nas st
 dashboard and `nas export` read a study's workdir as any search's, and `nas.search` with an `evaluate` can go
 on where a study stopped (and the other way round). Opening a study on its workdir again resumes it: the strategy
 is restored from its snapshot and told the results journaled after it; architectures asked and not yet told
-then are `pending` (tell them when their jobs finish). A result may also be told for an architecture the study did
+then are `pending` (tell them when their jobs finish). Each `ask` and `enqueue` writes the snapshot before it
+returns, so what was handed out or queued survives a crash; tells are journaled at once and reports snapshotted
+at most every `snapshot_interval_s`. A result may also be told for an architecture the study did
 not hand out (a baseline trained earlier): it is journaled and the strategy learns from it.
 
 With a pruner (`Study(..., pruner="median")`, Optuna's `trial.report` / `should_prune` in ask/tell form), a job
@@ -152,7 +154,7 @@ class Study:
                 arch = proposals[0]
             loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), time.time()
             loop._publish_running()
-            self._snapshot_if_due()
+            self._snapshot_if_due(now=True)  # handed out: its job may outlive this process
             return arch
 
     def report(self, arch: Architecture | str, metrics: Mapping[str, Any]) -> bool:
@@ -181,13 +183,13 @@ class Study:
     def enqueue(self, arch: Mapping[str, Any]) -> Architecture:
         """Have `ask` hand out `arch` next, before the strategy's proposals (Optuna's `enqueue_trial`): a baseline
         or a known-good design to evaluate early. Validated against the space (an error names the field); one
-        already asked or told is not handed out again. Kept until asked, across a reopen (in the snapshot, as
-        `snapshot_interval_s` allows; closing always writes it)."""
+        already asked or told is not handed out again. Kept until asked, across a reopen or a crash (in the
+        snapshot, written before this returns)."""
         with self._lock:
             self._check_open()
             valid = self.space.validate(arch)
             self._loop.queued.append(valid)
-            self._snapshot_if_due()
+            self._snapshot_if_due(now=True)
             return valid
 
     def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,
@@ -275,8 +277,8 @@ class Study:
             if len(found) == 1:
                 return found[0]
             which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
-            hint = "" if found else ("; one asked within snapshot_interval_s of a crash is not listed: tell the "
-                                     "architecture itself (its dict, or its JSON object in nas tell)")
+            hint = "" if found else ("; an architecture that is not pending is told as itself (its dict, or its JSON "
+                                     "object in nas tell)")
             raise ConfigError(f"{which} {arch!r}; pending: {', '.join(a.id[:12] for a in self.pending) or 'none'}"
                               + hint)
         if isinstance(arch, Architecture) and arch.id in self._loop.in_flight:
@@ -290,9 +292,9 @@ class Study:
         """The metric whose reports make a trial's curve: the pruner's, else the first objective."""
         return self._pruning.metric if self._pruning is not None else self.problem.names[0]
 
-    def _snapshot_if_due(self) -> None:
+    def _snapshot_if_due(self, now: bool = False) -> None:
         loop = self._loop
-        if loop.journaled and time.monotonic() - loop._snapshot_time >= loop.snapshot_interval_s:
+        if loop.journaled and (now or time.monotonic() - loop._snapshot_time >= loop.snapshot_interval_s):
             loop._snapshot()
 
     def _check_open(self) -> None:

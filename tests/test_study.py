@@ -88,7 +88,7 @@ def test_a_killed_study_resumes_from_its_journal(tmp_path):
         import nas
         from test_study import OBJECTIVES, SPACE, toy
         study = nas.Study(SPACE, OBJECTIVES, strategy="nsga2", budget=16, seed=2, workdir={str(tmp_path / "w")!r},
-                          strategy_options={{"population_size": 4}}, snapshot_interval_s=0)
+                          strategy_options={{"population_size": 4}})  # the default interval: an ask snapshots at once
         for _ in range(7):
             arch = study.ask()
             study.tell(arch, toy(arch))
