@@ -296,6 +296,12 @@ def test_any_optuna_sampler_instance_is_a_strategy(tmp_path):
     split = nas.search(SEPARABLE, separable, strategy=optuna.samplers.TPESampler(seed=5, n_startup_trials=5),
                        budget=30, workdir=tmp_path / "split", **kw)
     assert [t.arch_id for t in split.trials] == [t.arch_id for t in whole.trials]
+    two = dict(objectives={"score": "max", "cost": "min"}, seed=3, executor=nas.SimulatedClockExecutor())
+    nsga = lambda: optuna.samplers.NSGAIISampler(seed=2, population_size=6)  # noqa: E731 - it holds a lock
+    whole2 = nas.search(SEPARABLE, separable, strategy=nsga(), budget=30, workdir=tmp_path / "whole2", **two)
+    nas.search(SEPARABLE, separable, strategy=nsga(), budget=13, workdir=tmp_path / "split2", **two)
+    split2 = nas.search(SEPARABLE, separable, strategy=nsga(), budget=30, workdir=tmp_path / "split2", **two)
+    assert [t.arch_id for t in split2.trials] == [t.arch_id for t in whole2.trials]
     with pytest.raises(nas.JournalError, match="its strategy is 'optuna:TPESampler', this run's is 'optuna:Random"):
         nas.search(SEPARABLE, separable, strategy=optuna.samplers.RandomSampler(seed=5), budget=31,
                    workdir=tmp_path / "split", **kw)

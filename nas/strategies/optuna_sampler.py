@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -397,11 +398,33 @@ class OptunaSampler(OptunaStrategy):
         if not isinstance(sampler, optuna.samplers.BaseSampler):
             raise ConfigError(f"sampler: expected an optuna.samplers.BaseSampler instance, got {type(sampler).__name__}")
         self.sampler_class = f"{type(sampler).__module__}:{type(sampler).__qualname__}"
-        self._given = copy.deepcopy(sampler)  # untouched by asks: every restart copies it
+        self._given = fresh_copy(sampler)  # untouched by asks: every restart copies it
         super().__init__(space, problem, seed)
 
     def _sampler(self) -> Any:
-        return copy.deepcopy(self._given)
+        return fresh_copy(self._given)
+
+
+def fresh_copy(sampler: Any) -> Any:
+    """A deep copy of a sampler with its locks made anew (NSGA-II keeps a threading.Lock, which deepcopy refuses)."""
+    locks = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
+    memo: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack = [sampler]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if type(obj) in locks:
+            memo[id(obj)] = locks[type(obj)]()
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            stack.extend(vars(obj).values())
+    return copy.deepcopy(sampler, memo)
 
 
 OPTUNA_STRATEGIES: tuple[type[OptunaStrategy], ...] = (OptunaTPE, OptunaGP, OptunaCmaEs, OptunaNSGA2, OptunaQMC)
