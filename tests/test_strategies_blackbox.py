@@ -276,6 +276,34 @@ def test_optuna_sampler_that_repeats_its_optimum_explores_instead_of_stopping(na
     assert r.best("loss").metrics["loss"] == 0.0
 
 
+def _coin_sampler():
+    import random
+
+    import optuna
+
+    class CoinSampler(optuna.samplers.BaseSampler):
+        """A sampler of one's own, drawing every decision from a Python random.Random."""
+
+        def __init__(self, seed: int) -> None:
+            self.rng = random.Random(seed)
+
+        def infer_relative_search_space(self, study, trial):
+            return {}
+
+        def sample_relative(self, study, trial, search_space):
+            return {}
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            if isinstance(param_distribution, optuna.distributions.CategoricalDistribution):
+                return self.rng.choice(param_distribution.choices)
+            return self.rng.randint(int(param_distribution.low), int(param_distribution.high))
+
+    return CoinSampler
+
+
+CoinSampler = _coin_sampler()
+
+
 def test_any_optuna_sampler_instance_is_a_strategy(tmp_path):
     import optuna
 
@@ -302,6 +330,13 @@ def test_any_optuna_sampler_instance_is_a_strategy(tmp_path):
     nas.search(SEPARABLE, separable, strategy=nsga(), budget=13, workdir=tmp_path / "split2", **two)
     split2 = nas.search(SEPARABLE, separable, strategy=nsga(), budget=30, workdir=tmp_path / "split2", **two)
     assert [t.arch_id for t in split2.trials] == [t.arch_id for t in whole2.trials]
+    mine = dict(objectives={"score": "max"}, seed=3, executor=nas.SimulatedClockExecutor())
+    whole3 = nas.search(SEPARABLE, separable, strategy=CoinSampler(4), budget=20, workdir=tmp_path / "whole3", **mine)
+    # split after more than repeat_patience asks: a fresh generator would re-draw the first 12, skipped as repeats
+    # for 10 and then replaced by unasked neighbours, so only a restored random.Random continues as the whole run
+    nas.search(SEPARABLE, separable, strategy=CoinSampler(4), budget=12, workdir=tmp_path / "split3", **mine)
+    split3 = nas.search(SEPARABLE, separable, strategy=CoinSampler(4), budget=20, workdir=tmp_path / "split3", **mine)
+    assert [t.arch_id for t in split3.trials] == [t.arch_id for t in whole3.trials]  # its random.Random restored
     with pytest.raises(nas.JournalError, match="its strategy is 'optuna:TPESampler', this run's is 'optuna:Random"):
         nas.search(SEPARABLE, separable, strategy=optuna.samplers.RandomSampler(seed=5), budget=31,
                    workdir=tmp_path / "split", **kw)

@@ -5,6 +5,7 @@ Optuna's samplers, which keep no other state between asks; the strategies' resum
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import datetime
 from types import SimpleNamespace
@@ -13,10 +14,14 @@ from typing import Any
 import numpy as np
 
 
-def random_states(obj: Any, path: str = "sampler", seen: set[int] | None = None
-                  ) -> Iterator[tuple[str, np.random.RandomState | np.random.Generator]]:
-    """Every numpy generator an Optuna sampler holds (through its nested samplers and strategy objects), each once,
-    in a fixed order named by attribute path: a fresh sampler of the same class and options walks to the same."""
+Rng = np.random.RandomState | np.random.Generator | random.Random
+
+
+def random_states(obj: Any, path: str = "sampler", seen: set[int] | None = None) -> Iterator[tuple[str, Rng]]:
+    """Every generator (numpy's, or Python's `random.Random`) a sampler holds, through its nested samplers and
+    Optuna's strategy objects, each once, in a fixed order named by attribute path: a fresh sampler of the same
+    class and options walks to the same. A sampler of your own is walked too (its attributes, not deeper)."""
+    from optuna.samplers import BaseSampler
     from optuna.samplers._lazy_random_state import LazyRandomState
 
     seen = set() if seen is None else seen
@@ -25,22 +30,27 @@ def random_states(obj: Any, path: str = "sampler", seen: set[int] | None = None
     seen.add(id(obj))
     if isinstance(obj, LazyRandomState):
         yield path, obj.rng
-    elif isinstance(obj, (np.random.RandomState, np.random.Generator)):
+    elif isinstance(obj, (np.random.RandomState, np.random.Generator, random.Random)):
         yield path, obj
-    elif type(obj).__module__.startswith("optuna.") and hasattr(obj, "__dict__"):
+    elif hasattr(obj, "__dict__") and (type(obj).__module__.startswith("optuna.") or isinstance(obj, BaseSampler)):
         for name in sorted(vars(obj)):
             yield from random_states(getattr(obj, name), f"{path}.{name}", seen)
 
 
-def _rng_state(rng: np.random.RandomState | np.random.Generator) -> dict[str, Any]:
+def _rng_state(rng: Rng) -> dict[str, Any]:
     if isinstance(rng, np.random.Generator):
         return {"generator": _plain(rng.bit_generator.state)}
+    if isinstance(rng, random.Random):
+        return {"python": _plain(rng.getstate())}
     return {"random_state": _plain(rng.get_state(legacy=False))}
 
 
-def _set_rng_state(rng: np.random.RandomState | np.random.Generator, state: dict[str, Any]) -> None:
+def _set_rng_state(rng: Rng, state: dict[str, Any]) -> None:
     if isinstance(rng, np.random.Generator):
         rng.bit_generator.state = state["generator"]
+    elif isinstance(rng, random.Random):
+        version, internal, gauss = state["python"]
+        rng.setstate((version, tuple(internal), gauss))
     else:
         s = state["random_state"]
         rng.set_state({**s, "state": {**s["state"], "key": np.asarray(s["state"]["key"], dtype=np.uint32)}})
@@ -49,6 +59,8 @@ def _set_rng_state(rng: np.random.RandomState | np.random.Generator, state: dict
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
