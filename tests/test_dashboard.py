@@ -400,3 +400,30 @@ def table_status(browser, url: str, number: int) -> str:
     browser.goto(url + "#/s/s0")
     browser.wait_for_selector(f"#trials tbody tr[data-number='{number}']")
     return browser.locator(f"#trials tbody tr[data-number='{number}'] td.status").inner_text()
+
+
+@pytest.mark.timeout(120)
+def test_the_compare_page_groups_runs_by_strategy_as_nas_compare_does(tmp_path, serve, browser) -> None:
+    from nas.compare import compare_searches
+    from nas.spaces import Choice, Space
+
+    space = Space({f"x{i}": Choice([0, 1, 2, 3, 4]) for i in range(5)})
+
+    def score(arch):
+        return {"score": float(sum(arch[f"x{i}"] == i % 5 for i in range(5))), "cost": float(arch["x0"])}
+
+    runs = [nas.search(space, score, {"score": "max", "cost": "min"}, strategy=name, budget=15, seed=seed,
+                       workdir=tmp_path / "runs" / f"{name}-{seed}") for name in ("tpe", "random") for seed in range(3)]
+    expected = compare_searches(runs, metric="score")
+    url = serve([tmp_path / "runs"])
+    for page in (url + "#/compare", write_report(open_views([tmp_path / "runs"]), tmp_path / "r.html").as_uri()
+                 + "#/compare"):
+        browser.goto(page)
+        browser.wait_for_function("document.querySelectorAll('#cmp-groups tbody tr').length === 2")
+        rows = browser.evaluate("""() => [...document.querySelectorAll('#cmp-groups tbody tr')]
+            .map(r => [...r.cells].map(c => c.innerText))""")
+        assert [r[0] for r in rows] == [g.name for g in expected.groups] and all(r[1] == "3" for r in rows)
+        assert "best feasible score (max) after 15 evaluations" in browser.locator("#cmp-note").inner_text()
+        means = browser.evaluate("""() => document.getElementById('cmp-mean').data
+            .filter(t => t.fill !== 'toself').map(t => t.y[t.y.length - 1])""")
+        assert means == pytest.approx([g.mean for g in expected.groups])

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from nas.dashboard.views import SearchView
+from nas.dashboard.views import SearchView, compare_views
 from nas.errors import ConfigError, NASError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> 
                 v.refresh()
                 answer.append(v.summary())
         return answer
+    if path == "/api/compare":
+        keys = [k for k in query.get("keys", [""])[0].split(",") if k]
+        unknown = [k for k in keys if k not in by_key]
+        if unknown:
+            raise KeyError(unknown[0])
+        return compare_views([by_key[k] for k in keys], query.get("metric", [""])[0].strip() or None)
     m = re.fullmatch(r"/api/search/(\w+)(?:/(front|importance|parallel|trial/(\d+)))?", path)
     if m is None or m.group(1) not in by_key:
         raise KeyError(path)

@@ -23,6 +23,7 @@ import numpy as np
 
 from nas import jsonio
 from nas.errors import ConfigError, JournalError, NASError
+from nas.compare import compare_searches
 from nas.importance import decision_importances
 from nas.plot import parallel_axes
 from nas.objectives import Problem
@@ -603,6 +604,33 @@ def open_views(paths: Sequence[str | Path], models: Sequence[str | Path] = ()) -
             view.warm()
             views.append(view)
     return views
+
+
+def compare_views(views: Sequence[SearchView], metric: str | None) -> dict[str, Any]:
+    """`nas.compare` over these searches (grouped by strategy, each scored at the fewest evaluations any spent, by
+    `metric`), as strict JSON (NaN as null), or {"error": why not}."""
+    results = []
+    for v in views:
+        with v.lock:
+            v.refresh()
+            if v.error is None and v.problem is not None:
+                results.append(v.result())
+    try:
+        answer = compare_searches(results, metric=metric).to_dict()
+    except ConfigError as e:
+        return {"error": str(e)}
+    return _strict(answer)
+
+
+def _strict(value: Any) -> Any:
+    """NaN and infinity as null, through dicts and lists."""
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def check_views(views: Sequence[SearchView]) -> None:

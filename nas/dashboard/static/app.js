@@ -499,7 +499,10 @@ function showCompare() {
     <div class="controls">best so far of <select id="cmp-objective">${names.map(n => `<option>${esc(n)}</option>`).join("")}</select>
       · fronts on <select id="cmp-x">${names.map(n => `<option>${esc(n)}</option>`).join("")}</select> ×
       <select id="cmp-y">${names.map((n, i) => `<option ${i === 1 ? "selected" : ""}>${esc(n)}</option>`).join("")}</select></div>
-    <div class="grid2"><div class="plot" id="cmp-best"></div><div class="plot" id="cmp-front"></div></div>`;
+    <div class="grid2"><div class="plot" id="cmp-best"></div><div class="plot" id="cmp-front"></div></div>
+    <h3>by strategy <span class="muted" id="cmp-note"></span></h3>
+    <table id="cmp-groups"><thead></thead><tbody></tbody></table>
+    <div class="plot" id="cmp-mean"></div>`;
   const draw = () => drawCompare().catch(showError);
   for (const c of document.querySelectorAll(".pick, #cmp-objective, #cmp-x, #cmp-y")) c.onchange = draw;
   poll(async () => {
@@ -534,6 +537,34 @@ async function drawCompare() {
     yaxis: {title: {text: obj}}, legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}}, {responsive: true});
   Plotly.react("cmp-front", fronts, {title: {text: `Pareto fronts: ${x} × ${y}`}, xaxis: {title: {text: x}},
     yaxis: {title: {text: y}}, legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}}, {responsive: true});
+  await drawGroups(picked, obj);
+}
+
+// The picked searches grouped by strategy (nas.compare): each scored at the fewest evaluations any spent, each
+// group's mean with its 95 % interval and its improvement over random search; the mean curves with their bands.
+async function drawGroups(picked, obj) {
+  let c;
+  try { c = await api(`/api/compare?keys=${picked.join(",")}&metric=${STATIC ? obj : encodeURIComponent(obj)}`); }
+  catch (e) { c = {error: STATIC ? "the static report holds the comparison of every search only" : e.message}; }
+  const table = el("cmp-groups");
+  el("cmp-note").textContent = c.error ? c.error : `${c.score} after ${c.at} evaluations`
+    + (c.baseline ? `; improvement over ${c.baseline} (Welch's t-test)` : "; no random-search runs to set the others against");
+  table.tHead.innerHTML = c.error ? "" : "<tr><th>group</th><th>runs</th><th>mean [95 % CI]</th><th>improvement [95 % CI]</th><th>p</th></tr>";
+  table.tBodies[0].innerHTML = c.error ? "" : c.groups.map(g => `<tr data-group="${esc(g.name)}"><td>${esc(g.name)}</td>
+    <td>${g.runs.length}</td><td>${fmt(g.mean)} [${fmt(g.low)}, ${fmt(g.high)}]</td>
+    <td class="${g.ri_low !== null && g.ri_low > 0 ? "better" : ""}">${g.ri_pct === null ? "–" : `${g.ri_pct >= 0 ? "+" : ""}${g.ri_pct.toFixed(2)} %`
+      + (g.ri_low !== null && g.name !== c.baseline ? ` [${g.ri_low.toFixed(2)}, ${g.ri_high.toFixed(2)}]` : "")}</td>
+    <td>${g.p_value === null || g.name === c.baseline ? "" : fmt(g.p_value)}</td></tr>`).join("");
+  const colours = ["31,119,180", "255,127,14", "44,160,44", "214,39,40", "148,103,189", "140,86,75", "227,119,194", "127,127,127"];
+  const traces = c.error ? [] : c.groups.flatMap((g, i) => {
+    const xs = g.curve.map(p => p[0]), rgb = colours[i % colours.length];
+    return [{type: "scatter", mode: "lines", x: xs.concat(xs.slice().reverse()), y: g.curve.map(p => p[3]).concat(g.curve.map(p => p[2]).reverse()),
+             fill: "toself", fillcolor: `rgba(${rgb},0.15)`, line: {width: 0}, showlegend: false, hoverinfo: "skip", name: g.name},
+            {type: "scatter", mode: "lines", x: xs, y: g.curve.map(p => p[1]), name: `${g.name} (${g.runs.length} runs)`,
+             line: {color: `rgb(${rgb})`, dash: g.name === c.baseline ? "dash" : "solid"}}];
+  });
+  Plotly.react("cmp-mean", traces, {title: {text: c.error ? "" : `mean ${obj} by strategy, 95 % band`},
+    xaxis: {title: {text: "evaluations"}}, legend: {orientation: "h", y: -0.2}, margin: {t: 40, r: 10}}, {responsive: true});
 }
 
 window.addEventListener("hashchange", () => route().catch(showError));
