@@ -84,9 +84,10 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
         groups.setdefault(_group_of(r, by), []).append(r)
     objectives = [first.objective(metric)] if metric is not None or len(first.problem.objectives) == 1 \
         else list(first.problem.objectives)
-    box = _box(results, objectives, at) if len(objectives) > 1 else None
+    points = {id(r): _points(r, objectives) for r in results}  # each run's journal walked once
+    box = _box(list(points.values()), objectives, at) if len(objectives) > 1 else None
     budgets = sorted({max(1, round(at * (i + 1) / CURVE_POINTS)) for i in range(CURVE_POINTS)})
-    scored = {name: [[_score(r, objectives, b, box) for b in budgets] for r in runs]
+    scored = {name: [[_score(*points[id(r)], objectives, b, box) for b in budgets] for r in runs]
               for name, runs in groups.items()}
     reference = None if box is None else [float(v if o.direction == "min" else -v) for o, v in zip(objectives, box[1])]
     direction = objectives[0].direction if len(objectives) == 1 else "max"
@@ -120,41 +121,37 @@ def _group_of(result: SearchResult, by: str) -> str:
     return str(meta[by])
 
 
-def _within(result: SearchResult, at: int) -> list[Any]:
-    """The feasible trials among the first `at` evaluations."""
+def _points(result: SearchResult, objectives: Sequence[Objective]) -> tuple[np.ndarray, np.ndarray]:
+    """(the evaluations spent when each was journaled, the minimised objectives) of the feasible trials that
+    recorded every objective, finite."""
     feasible = {t.number for t in result.feasible}
-    used, out = 0, []
+    used, uses, rows = 0, [], []
     for t in result.trials:
         used += t.is_evaluation
-        if used > at:
-            break
-        if t.number in feasible:
-            out.append(t)
-    return out
+        if t.number in feasible and all(o.name in t.metrics and math.isfinite(float(t.metrics[o.name]))
+                                        for o in objectives):
+            uses.append(used)
+            rows.append([o.minimised(float(t.metrics[o.name])) for o in objectives])
+    return np.array(uses, dtype=int), np.array(rows, dtype=float).reshape(-1, len(objectives))
 
 
-def _points(result: SearchResult, objectives: Sequence[Objective], at: int) -> np.ndarray:
-    """The minimised objectives of the feasible trials within `at` evaluations that recorded them all."""
-    rows = [[o.minimised(float(t.metrics[o.name])) for o in objectives] for t in _within(result, at)
-            if all(o.name in t.metrics and math.isfinite(float(t.metrics[o.name])) for o in objectives)]
-    return np.array(rows, dtype=float).reshape(-1, len(objectives))
-
-
-def _box(results: Sequence[SearchResult], objectives: Sequence[Objective], at: int) -> tuple[np.ndarray, np.ndarray]:
+def _box(points: Sequence[tuple[np.ndarray, np.ndarray]], objectives: Sequence[Objective],
+         at: int) -> tuple[np.ndarray, np.ndarray]:
     """(ideal, reference) in minimised form: each objective's best feasible value over every run within `at`, and
     its worst plus a tenth of the range between them."""
-    points = np.vstack([_points(r, objectives, at) for r in results])
-    if not len(points):
+    within = np.vstack([p[uses <= at] for uses, p in points])
+    if not len(within):
         raise ConfigError(f"compare: no run has a feasible trial with {', '.join(o.name for o in objectives)} "
                           f"within {at} evaluations")
-    worst, best = points.max(axis=0), points.min(axis=0)
+    worst, best = within.max(axis=0), within.min(axis=0)
     return best, worst + 0.1 * np.where(worst > best, worst - best, 1.0)
 
 
-def _score(result: SearchResult, objectives: Sequence[Objective], at: int,
+def _score(uses: np.ndarray, points: np.ndarray, objectives: Sequence[Objective], at: int,
            box: tuple[np.ndarray, np.ndarray] | None) -> float:
-    """The run's best value of the one objective, or its front's hypervolume as a share of the box."""
-    points = _points(result, objectives, at)
+    """A run's best value of the one objective within `at` evaluations, or its front's hypervolume as a share of
+    the box."""
+    points = points[uses <= at]
     if not len(points):
         return math.nan
     if box is None:

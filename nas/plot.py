@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.spaces.params import is_number
 
 if TYPE_CHECKING:
     from nas.compare import Comparison
@@ -250,11 +251,8 @@ def parallel_axes(result: "SearchResult", metric: str | None = None, decisions: 
     """The axes of `plot_parallel` (and of the dashboard's panel): its completed trials, the decisions it shows and
     where each trial crosses each axis. ConfigError for fewer than 2 trials, an unknown decision or nothing that
     varies."""
-    from nas.result import decisions as decisions_of
-
     o = result.objective(metric)
-    rows, shown, known = _parallel_rows(result, o.name, decisions, top)
-    values = [decisions_of(t.arch) for t, _ in rows]
+    rows, values, shown, known = _parallel_rows(result, o.name, decisions, top)
     positions, ticks = [], []
     for d in shown:
         col, tick = _axis([v.get(d, _MISSING) for v in values])
@@ -378,14 +376,15 @@ def plot_timeline(result: "SearchResult", path: str | Path) -> Path:
 _MISSING = object()  # a decision the architecture lacks
 
 
-def _parallel_rows(result: "SearchResult", metric: str, decisions: Sequence[str] | None,
-                   top: int) -> tuple[list[tuple["Trial", str]], list[str], list[str]]:
-    """`plot_parallel`'s trials (with "feasible" or "infeasible"), the decisions it shows and every decision any
-    of them has; ConfigError for fewer than 2 trials, an unknown decision or nothing that varies."""
+def _parallel_rows(result: "SearchResult", metric: str, decisions: Sequence[str] | None, top: int
+                   ) -> tuple[list[tuple["Trial", str]], list[dict[str, Any]], list[str], list[str]]:
+    """`plot_parallel`'s trials (with "feasible" or "infeasible"; pruned ones are "pruned", left out), their
+    decisions, the decisions it shows and every decision any of them has; ConfigError for fewer than 2 trials, an
+    unknown decision or nothing that varies."""
     from nas.result import decisions as decisions_of
     from nas.result import outcome
 
-    rows = [(t, outcome(result.problem, t)) for t in result.trials if t.status == "ok" and t.pruned_after is None]
+    rows = [(t, outcome(result.problem, t)) for t in result.trials if t.status == "ok"]
     rows = [(t, kind) for t, kind in rows if kind in ("feasible", "infeasible") and _finite(t.metrics.get(metric))]
     if len(rows) < 2:
         raise ConfigError(f"plot_parallel: {len(rows)} completed trial(s) with {metric!r}; it needs 2")
@@ -396,15 +395,16 @@ def _parallel_rows(result: "SearchResult", metric: str, decisions: Sequence[str]
         unknown = [d for d in decisions if d not in known]
         if unknown:
             raise ConfigError(f"plot_parallel: no trial has decision {unknown[0]!r}; decisions: {', '.join(known)}")
-        return rows, list(decisions), known
-    varying = [d for d in known if len({_value_key(v.get(d, _MISSING)) for v in values}) > 1]
+        return rows, values, list(decisions), known
+    keys = {d: [_value_key(v.get(d, _MISSING)) for v in values] for d in known}
+    varying = [d for d in known if len(set(keys[d])) > 1]
     if not varying:
         raise ConfigError("plot_parallel: every completed trial has the same decisions")
-    return rows, sorted(varying, key=lambda d: -_explained(y, [_value_key(v.get(d, _MISSING)) for v in values]))[:top], known
+    return rows, values, sorted(varying, key=lambda d: -_explained(y, keys[d]))[:top], known
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return is_number(v) and math.isfinite(v)
 
 
 def _value_key(v: Any) -> str:
@@ -424,7 +424,7 @@ def _axis(values: list[Any]) -> tuple[np.ndarray, list[tuple[float, str]]]:
     """Positions in [0, 1] of a decision's values (distinct values evenly spaced, numbers in order, others by
     name; absent at -0.12) and the tick labels (every value up to 8 of them, else the ends)."""
     present = {_value_key(v): v for v in values if v is not _MISSING}
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present.values())
+    numbers = all(is_number(v) for v in present.values())
     keys = sorted(present, key=(lambda k: present[k]) if numbers else str)
     step = 1.0 / max(len(keys) - 1, 1)
     where = {k: (i * step if len(keys) > 1 else 0.5) for i, k in enumerate(keys)}

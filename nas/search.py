@@ -22,8 +22,8 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import time
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,14 +67,15 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     """Search `space` for architectures optimising `objectives` under `constraints`.
 
     `strategy` is a registered name (`nas strategies`), a `Strategy` instance, or any Optuna sampler instance
-    (`optuna.samplers.BruteForceSampler()`, an OptunaHub sampler: `OptunaSampler`). `evaluate(arch)` gets a read-only mapping and returns a dict of metrics; it may be a list of
-    evaluators, where those wrapped in `nas.cheap` run first so constraints on their metrics are checked
-    before anything expensive. `budget` bounds the number of evaluations. With `workdir`, results are
-    journaled there and an existing journal is resumed (its budget only grows unless `lower_budget`); the
-    strategy is snapshotted every `snapshot_every` trials but at most once per `snapshot_interval_s`
-    (resume replays the trials after the last one). `seed=None` draws a seed, recorded in the journal.
-    `progress(trial, used, budget)` is called after each trial; `nas.search(..., progress=True)` shows a
-    rich progress bar (`nas.report.SearchProgress`), starting from the journal's trials when resuming.
+    (`optuna.samplers.BruteForceSampler()`, an OptunaHub sampler: `OptunaSampler`). `evaluate(arch)` gets a
+    read-only mapping and returns a dict of metrics; it may be a list of evaluators, where those wrapped in
+    `nas.cheap` run first so constraints on their metrics are checked before anything expensive. `budget` bounds the
+    number of evaluations. With `workdir`, results are journaled there and an existing journal is resumed (its
+    budget only grows unless `lower_budget`); the strategy is snapshotted every `snapshot_every` trials but at most
+    once per `snapshot_interval_s` (resume replays the trials after the last one). `seed=None` draws a seed,
+    recorded in the journal. `progress(trial, used, budget)` is called after each trial; `nas.search(...,
+    progress=True)` shows a rich progress bar (`nas.report.SearchProgress`), starting from the journal's trials when
+    resuming.
 
     `timeout_s` fails an evaluation that runs longer (its worker is killed: executor "processes");
     `max_time` stops submitting evaluations after that many seconds of this run. `enqueue` evaluates

@@ -31,11 +31,11 @@ def searched(tmp_path_factory):
 
 
 def test_parallel_shows_first_the_decisions_that_explain_the_metric(searched, tmp_path):
-    rows, shown, known = _parallel_rows(searched, "acc", None, top=3)
+    rows, _, shown, known = _parallel_rows(searched, "acc", None, top=3)
     assert shown[0] == "act"  # it alone sets acc
     assert len(shown) == 3 and {"depth", "blocks.0.k", "extra", "blocks.2.e"} <= set(known)
     assert {kind for _, kind in rows} == {"feasible", "infeasible"} and len(rows) == len(searched.completed)
-    assert _parallel_rows(searched, "lat", ["depth", "extra"], top=3)[1] == ["depth", "extra"]
+    assert _parallel_rows(searched, "lat", ["depth", "extra"], top=3)[2] == ["depth", "extra"]
     with pytest.raises(ConfigError, match="'blocks.9.k'"):
         _parallel_rows(searched, "acc", ["depth", "blocks.9.k"], top=3)
     assert plot_parallel(searched, tmp_path / "p.png").stat().st_size > 5000

@@ -672,7 +672,9 @@ def compare(
     if plot is not None:
         _out().print(f"plot: {plot_comparison(c, plot).resolve()}", soft_wrap=True)
     if json_out is not None:
-        json_out.write_text(json.dumps(c.to_dict(), indent=1, allow_nan=True))
+        from nas import jsonio
+
+        jsonio.write_json(json_out, c.to_dict(), allow_nan=True)  # atomic, as every file the CLI writes
         _out().print(f"wrote {json_out.resolve()}", soft_wrap=True)
 
 
