@@ -90,7 +90,8 @@ def import_object(path: Any, field_name: str) -> Any:
             module_name, _, outer = module_name.rpartition(".")
             parts.insert(0, outer)
     else:
-        raise ConfigError(f"{field_name}: cannot import {path!r} (no such module)")
+        raise ConfigError(f"{field_name}: cannot import {path!r} (no such module; a module of your own project "
+                          "imports from the folder it is in: run from there, or put that folder on PYTHONPATH)")
     try:
         for part in parts:
             obj = getattr(obj, part)

@@ -853,6 +853,8 @@ _mount_subcommands()
 def main() -> None:
     """Console-script entry point (`nas`)."""
     _setup_logging()
+    if os.getcwd() not in sys.path:  # a model class in a module beside the user's script imports from its folder,
+        sys.path.append(os.getcwd())  # as `python train.py` found it there (after installed packages: no shadowing)
     app(prog_name="nas")
 
 

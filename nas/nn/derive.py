@@ -63,8 +63,10 @@ class _Walk:
     leaves: dict[int, Choice] = field(default_factory=dict)
     nodes: dict[int, Any] = field(default_factory=dict)  # a decision's own space node (InputChoice: a Subset)
     repeats: list[tuple[Repeat, Use]] = field(default_factory=list)
-    sizes: list[tuple[Chain, str, dict[Any, int]]] = field(default_factory=list)  # each LayerChoice's candidates
+    sizes: list[tuple[Chain, LayerChoice, dict[Any, int]]] = field(default_factory=list)  # candidates' sizes
     stored: list[tuple[str, nn.Module, str, Value]] = field(default_factory=list)  # choices kept on plain modules
+    auto: list[tuple[Any, str]] = field(default_factory=list)  # labelled here (a Choice or Repeat), its origin
+    origins: list[tuple[Any, str]] = field(default_factory=list)  # every use of a label: (Choice or Repeat, origin)
 
     def add(self, leaf: Choice, use: Use) -> None:
         self.leaves[id(leaf)] = leaf
@@ -77,34 +79,79 @@ def _auto_label(path: str, scope_root: str) -> str:
     return label if label.isidentifier() else f"layer_{label}"
 
 
-def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: str, out: _Walk) -> None:
+def _unique_labels(walk: _Walk) -> None:
+    """One automatic label per choice point (per origin: the blocks of a Repeat share theirs). Two that came out
+    alike in one scope or nested ones (`conv.1` and `conv_1`; `op` at the top and `op` in a Repeat's blocks), or
+    like a label the user gave there, would silently be one decision or be refused for a label nobody wrote: the
+    later one takes its full path (`blocks_op`), then a number. Alike labels in separate Repeats stay."""
+    auto = {id(obj) for obj, _ in walk.auto}
+    held = [(obj.label, origin) for obj, origin in walk.origins if id(obj) not in auto]
+    given: dict[str, str] = {}  # origin -> its label
+
+    def clash(label: str, origin: str) -> bool:
+        return any(lab == label and o != origin and _nested(_scope(o), _scope(origin)) for lab, o in held)
+
+    for obj, origin in walk.auto:
+        if origin not in given:
+            label = obj.label
+            if clash(label, origin):
+                label = base = _auto_label(origin.replace(".*", ""), "")
+                n = 1
+                while clash(label, origin):
+                    n += 1
+                    label = f"{base}_{n}"
+            given[origin] = label
+            held.append((label, origin))
+        obj.label = given[origin]
+
+
+def _scope(origin: str) -> str:
+    """The Repeat blocks a label at `origin` belongs to (`s1.*` for `s1.*.op`; '' at the top)."""
+    i = origin.rfind(".*")
+    return origin[:i + 2] if i >= 0 else ""
+
+
+def _nested(a: str, b: str) -> bool:
+    return not a or not b or a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: str, out: _Walk,
+          origin: str = "") -> None:
+    """Record every choice point under `module` (`origin`: its path with each Repeat block index as `*`)."""
     if not isinstance(module, Mutable):
         out.stored.extend((path, module, attr, value) for attr, value in _stored_values(module))
         for name, child in module.named_children():
-            _walk(child, f"{path}.{name}" if path else name, chain, candidates, root, out)
+            _walk(child, f"{path}.{name}" if path else name, chain, candidates, root, out,
+                  f"{origin}.{name}" if origin else name)
         return
     module.check(path or "<model>")
     use = Use(path, "", chain, candidates)
     for arg, value in module.value_args().items():
         for leaf in value.leaves():
             out.add(leaf, Use(path, arg, chain, candidates))
+            out.origins.append((leaf, origin))
     for choice, node in module.decisions():
         if choice.label is None:
             choice.label = _auto_label(path, root)
+            out.auto.append((choice, origin))
         out.add(choice, use)
+        out.origins.append((choice, origin))
         if node is not None:
             out.nodes[id(choice)] = node
     if isinstance(module, Repeat):
         if module.label is None:
             module.label = _auto_label(path, root)
+            out.auto.append((module, origin))
         out.repeats.append((module, use))
+        out.origins.append((module, origin))
         for i, block in enumerate(module.blocks()):
-            _walk(block, f"{path}.{i}", chain + ((id(module), i),), candidates, f"{path}.{i}", out)
+            _walk(block, f"{path}.{i}", chain + ((id(module), i),), candidates, f"{path}.{i}", out, f"{origin}.*")
     elif isinstance(module, LayerChoice):
         sizes = {k: sum(p.numel() for p in module.candidate(k).parameters()) for k in module.keys}
-        out.sizes.append((chain, module.choice.label, sizes))
+        out.sizes.append((chain, module, sizes))
         for k in module.keys:
-            _walk(module.candidate(k), f"{path}.{k}", chain, candidates + ((module, k, chain),), root, out)
+            _walk(module.candidate(k), f"{path}.{k}", chain, candidates + ((module, k, chain),), root, out,
+                  f"{origin}.{k}")
 
 
 def _stored_values(module: nn.Module) -> Iterator[tuple[str, Value]]:
@@ -147,8 +194,8 @@ def _ranks(walk: _Walk) -> dict[tuple[Scope, str], list[Any]]:
     share a label in one scope (one decision) rank by their summed parameters."""
     labels = {id(r): r.label for r, _ in walk.repeats}
     totals: dict[tuple[Scope, str], dict[Any, int]] = {}
-    for chain, label, sizes in walk.sizes:
-        total = totals.setdefault((tuple((labels[rid], i) for rid, i in chain), label), {})
+    for chain, choice, sizes in walk.sizes:
+        total = totals.setdefault((tuple((labels[rid], i) for rid, i in chain), choice.choice.label), {})
         for k, n in sizes.items():
             total[k] = total.get(k, 0) + n
     return {key: sorted(total, key=lambda k: -total[k]) for key, total in totals.items()}
@@ -160,6 +207,23 @@ def _common(chains: list[Chain]) -> Chain:
     while n < len(first) and all(len(c) > n and c[n] == first[n] for c in chains):
         n += 1
     return first[:n]
+
+
+def _lift(placed: dict[int, Chain], walk: _Walk) -> dict[int, Chain]:
+    """Each choice's scope. A choice used in one block of a Repeat is that block's own decision when the other
+    blocks have theirs (the factory made one per block); when none of them has that label, it was passed in from
+    outside for that block alone (a stage's first stride), so it is a decision of the scope around the Repeat."""
+    blocks = {id(r): len(r.blocks()) for r, _ in walk.repeats}
+    labelled = {(scope, walk.leaves[key].label) for key, scope in placed.items()}
+    out = {}
+    for key, scope in placed.items():
+        label = walk.leaves[key].label
+        while scope and blocks[scope[-1][0]] > 1 and not any(
+                (scope[:-1] + ((scope[-1][0], j),), label) in labelled
+                for j in range(blocks[scope[-1][0]]) if j != scope[-1][1]):
+            scope = scope[:-1]
+        out[key] = scope
+    return out
 
 
 def _node(leaf: Choice, nodes: Mapping[int, Any], where: str) -> Any:
@@ -198,14 +262,17 @@ def derive(net: nn.Module, defer: bool = False) -> Derivation:
     (after a run of the model that may name the forward line that reads it), not raised here."""
     walk = _Walk()
     _walk(net, "", (), (), "", walk)
-    scopes: dict[Chain, dict[str, list[tuple[Choice, list[Use]]]]] = {}
+    _unique_labels(walk)
+    placed: dict[int, Chain] = {}
     for key, uses in walk.uses.items():
         leaf = walk.leaves[key]
-        where = uses[0].where
         if not isinstance(leaf.label, str) or not leaf.label.isidentifier():
-            raise SpaceDefinitionError(f"{where}: choice label {leaf.label!r} must be an identifier "
+            raise SpaceDefinitionError(f"{uses[0].where}: choice label {leaf.label!r} must be an identifier "
                                        "(it names a field of the space)")
-        scopes.setdefault(_common([u.chain for u in uses]), {}).setdefault(leaf.label, []).append((leaf, uses))
+        placed[key] = _common([u.chain for u in uses])
+    scopes: dict[Chain, dict[str, list[tuple[Choice, list[Use]]]]] = {}
+    for key, scope in _lift(placed, walk).items():
+        scopes.setdefault(scope, {}).setdefault(walk.leaves[key].label, []).append((walk.leaves[key], walk.uses[key]))
     for scope, labels in scopes.items():
         for label, entries in labels.items():
             for k in range(len(scope)):
@@ -282,14 +349,29 @@ def _describe(node: Any) -> str:
 
 # ---------------------------------------------------------------------------------------- architecture at work
 def bind(module: nn.Module, ctx: Context | None) -> None:
-    """Make every choice point under `module` take its value in `ctx` (None: unbind, or switched off)."""
+    """Make every choice point under `module` take its value in `ctx` (None: unbind, or switched off).
+
+    A module reached in several places (one instance shared by a Repeat's blocks, or used directly and as a
+    LayerChoice candidate) runs wherever one of them is on, so once bound to a value it keeps it: a block beyond
+    the depth or a candidate not chosen, visited later, does not switch it off."""
+    _bind(module, ctx, set(), set())
+
+
+def _bind(module: nn.Module, ctx: Context | None, on: set[int], off: set[int]) -> None:
+    """`bind`'s walk: `on` holds the modules bound to a value in this walk, `off` those visited switched off."""
+    key = id(module)
+    if key in on or (ctx is None and key in off):
+        return
     if isinstance(module, Mutable):
         module.bind(ctx)
+        (on if module._active is not None else off).add(key)
         for child, child_ctx in module.child_contexts(ctx):
-            bind(child, child_ctx)
+            _bind(child, child_ctx, on, off)
     else:
+        if ctx is None:
+            off.add(key)
         for child in module.children():
-            bind(child, ctx)
+            _bind(child, ctx, on, off)
 
 
 def freeze(module: nn.Module, ctx: Context, fresh: bool = False,

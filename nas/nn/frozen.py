@@ -22,17 +22,17 @@ class ChosenInputs(nn.Module):
             raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
         self.chosen, self.reduction = [int(i) for i in chosen], reduction
 
-    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:  # a list, so that torch.jit.script takes it
         return reduce_inputs([inputs[i] for i in self.chosen], self.reduction)
 
     def extra_repr(self) -> str:
         return f"chosen={self.chosen}, reduction={self.reduction!r}"
 
 
-def reduce_inputs(picked: Sequence[torch.Tensor], reduction: str) -> torch.Tensor:
+def reduce_inputs(picked: list[torch.Tensor], reduction: str) -> torch.Tensor:
     """Sum, mean or channel-concatenation of the picked inputs."""
     if reduction == "concat":
-        return torch.cat(list(picked), dim=1)
+        return torch.cat(picked, dim=1)
     total = picked[0]
     for t in picked[1:]:
         total = total + t

@@ -20,7 +20,7 @@ from torch import nn
 
 from nas.errors import SpaceDefinitionError
 from nas.nn.mutable import Context, Freeze, Mutable
-from nas.nn.values import Value, always_equal, possible_values
+from nas.nn.values import Expr, Value, always_equal, possible_values
 from nas.spaces.dynamic import DynamicBatchNorm, DynamicConv1d, DynamicConv2d, DynamicLinear
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "LayerNorm", "Linear", "MultiheadAttention"]
@@ -47,7 +47,7 @@ class _Elastic(Mutable):
     def _bind_args(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
         bound.apply_defaults()
-        return {k: v for k, v in bound.arguments.items() if k != "self"}
+        return {k: _pack(v) for k, v in bound.arguments.items() if k != "self"}
 
     def __init__(self, **values: Any) -> None:
         super().__init__()
@@ -101,6 +101,16 @@ class _Elastic(Mutable):
 
     def _copy_into(self, layer: nn.Module, values: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+def _pack(v: Any) -> Any:
+    """A tuple or list holding choices as one value: `stride=(s, s)` is `s` (torch layers take an int for a square
+    size), `padding=(p, 1)` an expression giving the tuple. Anything else as it is."""
+    if not isinstance(v, (tuple, list)) or not any(isinstance(e, Value) for e in v):
+        return v
+    if all(e is v[0] for e in v) or always_equal(*v):  # one label is one decision: (Choice("k"), Choice("k"))
+        return v[0]
+    return Expr(lambda *e: tuple(e), tuple(v), f"({', '.join(map(repr, v))})")
 
 
 class _ConvNd(_Elastic):

@@ -203,7 +203,7 @@ class InputChoice(Mutable):
     def __init__(self, n_candidates: int, n_chosen: int = 1, reduction: str = "sum", label: str | None = None) -> None:
         super().__init__()
         self.n_candidates, self.n_chosen, self.reduction = n_candidates, n_chosen, reduction
-        self.choice = Choice(label, [])
+        self.choice = Choice(label, None)  # no options of its own: its space node is a Subset (decisions)
         self.probe = False  # derivation: compare the shapes of all the inputs, chosen or not
 
     def decisions(self) -> list[tuple[Choice | None, Any]]:

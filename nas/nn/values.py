@@ -84,6 +84,8 @@ class Choice(Value):
     def __init__(self, label: str | None, options: Sequence[Any]) -> None:
         self.label = label
         self.options = tuple(options) if isinstance(options, (list, tuple, range)) else options
+        if self.options == ():
+            raise SpaceDefinitionError(f"Choice({label!r}): options are empty{_caller()}; give at least one option")
 
     def leaves(self) -> tuple["Choice", ...]:
         return (self,)
@@ -197,7 +199,7 @@ def _where(frames: Sequence[tuple[FrameType, int]]) -> str:
 def plain_error(error: TypeError) -> SpaceDefinitionError | None:
     """The clear error for a TypeError torch raised on meeting a choice where it needs a plain number (torch's C++
     argument parsing does not call `__index__`, so `Value._plain` never runs), or None for any other TypeError."""
-    if not re.search(r"\b(type|not) (Choice|Expr)\b", str(error)):
+    if not re.search(r"\b(type|not|got) (Choice|Expr)\b", str(error)):
         return None
     frames, tb = [], error.__traceback__
     while tb is not None:

@@ -380,7 +380,17 @@ def priced_archs(supernet: MixedModuleSupernet) -> list[Architecture]:
     values = {p.key: p.options if isinstance(p.module, LayerChoice) else
               [list(c) for c in itertools.combinations(p.options, p.module.n_chosen)] for p in supernet.points}
     n = max(len(v) for v in values.values())
-    return [supernet.architecture({k: v[min(i, len(v) - 1)] for k, v in values.items()}) for i in range(n)]
+    rows = [{k: v[min(i, len(v) - 1)] for k, v in values.items()} for i in range(n)]
+    for p in supernet.points:  # a LayerChoice nested in another's candidate runs only where that one is picked
+        outer = {q.key: k for q in supernet.points if isinstance(q.module, LayerChoice)
+                 for k in q.options if f"{p.path}.".startswith(f"{q.path}.{k}.")}
+        if not outer:
+            continue
+        for value in values[p.key]:
+            want = {**outer, p.key: value}
+            if not any(all(row[k] == v for k, v in want.items()) for row in rows):
+                rows.append({**rows[0], **want})
+    return [supernet.architecture(row) for row in rows]
 
 
 def table_layers(adapter: NNLayers, archs: list[Architecture]) -> list[LayerConfig]:
@@ -401,10 +411,17 @@ def candidate_costs(supernet: MixedModuleSupernet, adapter: NNLayers, table: Lat
         def cost(layers: list[LayerConfig]) -> float:
             return sum(leaf.flops for layer in layers for leaf in adapter.layer_counts(layer)) / 1e6
 
+    def inside(a: Any, b: Any) -> bool:  # choice point `a` sits in the candidate `b` picks
+        return f"{a.path}.".startswith(f"{b.path}.{b.chosen}.")
+
     prices: dict[str, dict[Any, float]] = {}
     for arch in priced_archs(supernet):
-        for c in adapter.choice_layers(arch):
-            prices.setdefault(c.path, {})[c.chosen] = cost(c.candidates[c.chosen])
+        points = adapter.choice_layers(arch)
+        full = {c.path: cost(c.candidates[c.chosen]) for c in points}
+        for c in points:  # a candidate holding LayerChoices is priced without them: they carry their own prices
+            nested = [d for d in points if inside(d, c)]
+            direct = [d for d in nested if not any(inside(d, e) for e in nested if e is not d)]
+            prices.setdefault(c.path, {})[c.chosen] = full[c.path] - sum(full[d.path] for d in direct)
     rows: dict[str, list[list[float]]] = {}
     for p in supernet.points:
         if isinstance(p.module, LayerChoice):
