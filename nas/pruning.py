@@ -99,6 +99,14 @@ def _state(curve: Sequence[Any], pruned: bool, final: float | None) -> Any:
     return TrialState.PRUNED if pruned else TrialState.COMPLETE if final is not None else TrialState.FAIL
 
 
+def _ranks_trials(pruner: Any) -> bool:
+    """Whether `pruner` keeps state on each trial (successive halving's rungs, Hyperband's brackets of them): a
+    copy of the history needs each trial's system attributes, not only its reports."""
+    import optuna
+
+    return isinstance(pruner, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner))
+
+
 def as_pruner(value: Any) -> Pruner | None:
     """`nas.search`'s `pruner=` as a `Pruner` (None: no pruning)."""
     if value is None or isinstance(value, Pruner):
@@ -112,18 +120,21 @@ class Pruning:
     when it was submitted, and its outcome is `record`ed here when it comes back."""
 
     def __init__(self, pruner: Any, metric: str, direction: str, describe: str,
-                 history: Sequence[tuple[list[list[float]], bool, float | None]] = ()) -> None:
+                 history: Sequence[tuple[list[list[float]], bool, float | None, dict[str, Any] | None]] = ()) -> None:
         import optuna
 
         from nas.strategies.optuna_sampler import quiet_optuna
 
         self.pruner, self.metric, self.direction, self.describe = pruner, metric, direction, describe
-        self.history: list[tuple[list[list[float]], bool, float | None]] = []  # (curve, pruned, final value) each
-        with quiet_optuna():
-            self.study = optuna.create_study(direction="maximize" if direction == "max" else "minimize",
-                                             pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0))
-        for curve, pruned, final in history:
-            self._add(curve, pruned, final)
+        # (curve, pruned, final value, the pruner's attributes of the trial) each
+        self.history: list[tuple[list[list[float]], bool, float | None, dict[str, Any] | None]] = []
+        self.ranks = _ranks_trials(pruner)
+        with quiet_optuna():  # a fixed name: Hyperband draws each trial's bracket from it and the trial's number
+            self.study = optuna.create_study(study_name="nas-pruning", pruner=pruner,
+                                             direction="maximize" if direction == "max" else "minimize",
+                                             sampler=optuna.samplers.RandomSampler(seed=0))
+        for curve, pruned, final, attrs in history:
+            self._add(curve, pruned, final, attrs)
 
     @classmethod
     def make(cls, pruner: Pruner, problem: Problem) -> "Pruning":
@@ -144,18 +155,28 @@ class Pruning:
         """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there)."""
         return Pruning(self.pruner, self.metric, self.direction, self.describe, self.history)
 
-    def judge(self, curve: Sequence[Sequence[float]]) -> bool:
+    def judge(self, curve: Sequence[Sequence[float]]) -> tuple[bool, dict[str, Any]]:
         """Whether the pruner stops a training whose reports so far are `curve` ([report index, value] pairs),
-        against the trials finished so far: for trainings that report from outside the search (`nas.Study.report`).
-        Judged on a copy, so the history holds only finished trials."""
+        against the trials finished so far, and the pruner's attributes of it (to journal with its result): for
+        trainings that report from outside the search (`nas.Study.report`). Judged on a copy, so the history holds
+        only finished trials; a pruner that ranks trials at rungs judges each report in turn, as it ran."""
         from nas.strategies.optuna_sampler import quiet_optuna
 
         copy = self.snapshot()
         with quiet_optuna():
             trial = copy.study.ask()
-            for step, value in curve:
+            stop = False
+            for i, (step, value) in enumerate(curve):
                 trial.report(float(value), int(step))
-            return bool(trial.should_prune())
+                if self.ranks or i == len(curve) - 1:
+                    stop = bool(trial.should_prune())
+                    if stop:
+                        break
+            return stop, copy._attrs(trial)
+
+    def _attrs(self, trial: Any) -> dict[str, Any]:
+        """The pruner's attributes of a live trial (its rungs), as plain data."""
+        return dict(self.study.get_trials(deepcopy=False)[trial.number].system_attrs) if self.ranks else {}
 
     def __getstate__(self) -> dict[str, Any]:  # the study is rebuilt from the history where it is unpickled
         return {"pruner": self.pruner, "metric": self.metric, "direction": self.direction, "describe": self.describe,
@@ -164,17 +185,29 @@ class Pruning:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
-    def _add(self, curve: list[list[float]], pruned: bool, final: float | None) -> None:
-        """One finished trial: pruned, complete (with its final value) or failed."""
+    def _add(self, curve: list[list[float]], pruned: bool, final: float | None,
+             attrs: dict[str, Any] | None = None) -> None:
+        """One finished trial: pruned, complete (with its final value) or failed; `attrs`, the pruner's attributes
+        of it (None: not recorded, a journal from before they were; a pruner that needs them judges its reports
+        again, in turn)."""
         from optuna.trial import TrialState, create_trial
 
         from nas.strategies.optuna_sampler import quiet_optuna
 
-        self.history.append((curve, pruned, final))
         state = _state(curve, pruned, final)
+        value = final if state == TrialState.COMPLETE else None
         with quiet_optuna():
-            self.study.add_trial(create_trial(state=state, value=final if state == TrialState.COMPLETE else None,
-                                              intermediate_values={int(k): float(v) for k, v in curve}))
+            if attrs is None and self.ranks and curve:
+                trial = self.study.ask()
+                for step, v in curve:
+                    trial.report(float(v), int(step))
+                    trial.should_prune()
+                self.study.tell(trial, value, state=state)
+                attrs = self._attrs(trial)
+            else:
+                self.study.add_trial(create_trial(state=state, value=value, system_attrs=attrs or {},
+                                                  intermediate_values={int(k): float(v) for k, v in curve}))
+        self.history.append((curve, pruned, final, attrs or {}))
 
     def _final(self, metrics: Mapping[str, float] | None, error: str | None) -> float | None:
         value = (metrics or {}).get(self.metric)
@@ -184,7 +217,8 @@ class Pruning:
         """An evaluation judged elsewhere (a worker process) came back: add it to the history."""
         if extra.get("curve"):
             pruned = extra.get("pruned_after") is not None  # a Trial's extra, or a worker's before it is journaled
-            self._add(list(extra["curve"]), pruned, None if pruned else self._final(metrics, error))
+            self._add(list(extra["curve"]), pruned, None if pruned else self._final(metrics, error),
+                      extra.get("pruner_attrs", {} if not self.ranks else None))
 
     def replay(self, trials: Sequence[Trial]) -> None:
         """Add journaled trials' curves (a resume), so pruning goes on against the same history."""
@@ -236,6 +270,9 @@ class Pruning:
         state = _state(curve, pruned, final)
         with quiet_optuna():
             self.study.tell(trial, final if state == TrialState.COMPLETE else None, state=state)
+        attrs = self._attrs(trial)
+        if self.ranks and curve:
+            extra["pruner_attrs"] = attrs  # journaled: a copy or a resume ranks this trial at its rungs again
         if curve:
-            self.history.append((curve, pruned, final))
+            self.history.append((curve, pruned, final, attrs))
         return metrics, error, extra

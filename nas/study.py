@@ -27,6 +27,7 @@ architectures are kept in the snapshot, so `nas epoch` calls from separate proce
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -46,6 +47,7 @@ from nas.store import Trial
 from nas.strategies import Strategy, TrialResult
 from nas.user_attrs import checked
 
+log = logging.getLogger(__name__)
 
 def _told_not_run(arch: Architecture) -> dict[str, float]:
     """A study's evaluate: never called (its results are told), present so the journal reads as a search's."""
@@ -64,10 +66,14 @@ class Study:
                  warm_start: str | Path | None = None, snapshot_interval_s: float = 2.0, pruner: Any = None) -> None:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
+        recorded = ((recorded_config(workdir) or {}).get("metadata") or {}) if workdir is not None else {}
         if metadata is None:  # a resumed study keeps the recorded metadata, as a resumed search does
-            metadata = (recorded_config(workdir) or {}).get("metadata") or {}
+            metadata = recorded
         given = as_pruner(pruner)
         record = _pruner_record(given)
+        if given is None:  # a study keeps the pruner it was made with (`nas epoch` judges with it too)
+            record = recorded.get("pruner") if isinstance(recorded.get("pruner"), dict) else None
+            given = _recorded_pruner(record)
         meta = {**{k: v for k, v in metadata.items() if k != "pruner"}, "study": True,
                 **({"pruner": record} if record is not None else {})}
         prepared = prepare(space, _told_not_run, objectives, constraints, strategy, budget, seed, workdir,
@@ -76,6 +82,7 @@ class Study:
                            snapshot_interval_s=snapshot_interval_s)
         self.space, self.problem = space, prepared.problem
         self._pruning = Pruning.make(given, prepared.problem) if given is not None else None
+        self._unjudged = record.get("instance") if record is not None and given is None else None
         experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=lower_budget)
         try:
             _mark_ran(prepared.strategy.inner)
@@ -108,6 +115,7 @@ class Study:
             experiment.close()
             raise
         self._closed = False
+        self._exhausted = False  # the strategy had nothing new to propose, with nothing pending
         self._lock = threading.RLock()  # one ask, tell or close at a time: they share the strategy and the journal
 
     # ------------------------------------------------------------------------------------------ ask and tell
@@ -150,9 +158,11 @@ class Study:
                 proposals = loop.strategy.ask(1)
                 loop.asking = False
                 if not proposals:
+                    self._exhausted = not loop.in_flight  # nothing pending that could still teach it more
                     return None
                 arch = proposals[0]
             loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), time.time()
+            self._exhausted = False
             loop._publish_running()
             self._snapshot_if_due(now=True)  # handed out: its job may outlive this process
             return arch
@@ -176,7 +186,11 @@ class Study:
             if value is not None and math.isfinite(value):
                 record["curve"].append([record["reports"] - 1, value])
                 if self._pruning is not None:
-                    record["prune"] = self._pruning.judge(record["curve"])
+                    record["prune"], record["pruner_attrs"] = self._pruning.judge(record["curve"])
+                elif self._unjudged is not None:
+                    log.warning("this study was made with an optuna.pruners.%s instance, which its journal cannot "
+                                "rebuild: pass it again (Study(..., pruner=...)) to judge its trainings; this report "
+                                "is kept but not judged", self._unjudged)
             self._snapshot_if_due()
             return bool(record["prune"])
 
@@ -240,6 +254,8 @@ class Study:
             extra = {"curve": record["curve"], "curve_of": self._judged}
         if stopped:
             extra["pruned_after"] = record["reports"]  # type: ignore[index]
+        if self._pruning is not None and self._pruning.ranks and extra.get("curve"):
+            extra["pruner_attrs"] = record.get("pruner_attrs") or {}  # type: ignore[union-attr]  # its rungs
         if attrs:
             extra["user_attrs"] = attrs
         if arch.id not in loop.in_flight:
@@ -252,6 +268,7 @@ class Study:
         if self._pruning is not None:
             self._pruning.record(values, None if status == "ok" else note or "failed", extra)
         loop._tell_strategy(arch, TrialResult.of(status, values))
+        self._exhausted = False  # a result it had not seen: it may have something new to propose
         loop.checked = loop.checked or status == "ok"
         loop._publish_running()
         self._snapshot_if_due()
@@ -305,8 +322,12 @@ class Study:
     def result(self) -> SearchResult:
         """The trials so far as a `SearchResult`: best(), pareto_front(), to_dataframe(), export."""
         loop = self._loop
-        stop = "budget" if loop.used >= loop.budget else "running"
+        stop = "budget" if loop.used >= loop.budget else "exhausted" if self._done_early() else "running"
         return SearchResult(list(loop.trials), self.problem, loop.experiment.workdir, stop, loop.experiment.config)
+
+    def _done_early(self) -> bool:
+        """The last ask found the strategy with nothing new to propose, and nothing was asked or told since."""
+        return self._exhausted and not self._loop.in_flight and not self._loop.queued
 
     def close(self) -> None:
         """Snapshot the strategy (with the pending architectures) and release the workdir."""
@@ -321,6 +342,8 @@ class Study:
             loop._snapshot()
             if loop.used >= loop.budget and not loop.in_flight:
                 loop.experiment.end("budget")
+            elif self._done_early():  # as `nas.search` ends a search whose strategy has nothing new
+                loop.experiment.end("exhausted")
         finally:
             loop.experiment.close()
             self._closed = True
@@ -333,11 +356,30 @@ class Study:
 
 
 def _pruner_record(pruner: Pruner | None) -> dict[str, Any] | None:
-    """The pruner as plain data for the journal's metadata, so `nas epoch` rebuilds it; None for no pruner or one
-    given as an Optuna instance (which the journal cannot hold)."""
-    if pruner is None or not isinstance(pruner.pruner, str):
+    """The pruner as plain data for the journal's metadata, so a reopened study (and `nas epoch`) rebuilds it; an
+    Optuna instance, which the journal cannot hold, only by its class name (`instance`). None: no pruner."""
+    if pruner is None:
         return None
+    if not isinstance(pruner.pruner, str):
+        return {"instance": type(pruner.pruner).__name__, "metric": pruner.metric}
     return {"name": pruner.pruner, "metric": pruner.metric}
+
+
+def _recorded_pruner(record: Mapping[str, Any] | None) -> Pruner | None:
+    """The pruner a study was made with, from its journal's record; None when it had none, or had an Optuna
+    instance (which must be given again)."""
+    if record is None:
+        return None
+    if "instance" in record:
+        return None  # `report` says so
+    return Pruner(record["name"], metric=record.get("metric"))
+
+
+def pruner_instance(config: Mapping[str, Any]) -> str | None:
+    """The class name of the Optuna pruner instance a study recorded in `config` was made with, else None (the
+    shell cannot rebuild an instance: `nas epoch` refuses such a study)."""
+    record = (config.get("metadata") or {}).get("pruner")
+    return str(record["instance"]) if isinstance(record, dict) and "instance" in record else None
 
 
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -214,3 +214,38 @@ def test_reduced_experiment_trains_fewer_epochs_with_a_pruner(tmp_path):
         assert summary[f"{strategy}|none"]["epochs"] == 12 * 4
         assert summary[f"{strategy}|median"]["epochs"] < summary[f"{strategy}|none"]["epochs"]
         assert summary[f"{strategy}|asha"]["pruned"] > 0
+
+
+@pytest.mark.parametrize("pruner", ["asha", "hyperband"])
+def test_rung_pruners_prune_alike_in_one_run_a_resume_and_a_worker_process_and_repeat_exactly(tmp_path, pruner):
+    """Successive halving keeps each trial's rung values on the trial: copies of the history (a resume, a worker's)
+    held only the reports, so nothing competed at a rung and nothing was pruned there; Hyperband drew each
+    trial's bracket from a random study name, so two runs with one seed pruned different trials."""
+    def pruned(result):
+        return [(t.arch_id, t.extra.get("pruned_after")) for t in result.trials]
+
+    kw = dict(objectives={"accuracy": "max"}, strategy="random", seed=3, pruner=pruner)
+    whole = nas.search(SPACE, Training(), budget=20, **kw)
+    assert sum(p is not None for _, p in pruned(whole)) >= 5
+    assert pruned(nas.search(SPACE, Training(), budget=20, **kw)) == pruned(whole)  # repeats exactly
+    nas.search(SPACE, Training(), budget=8, workdir=tmp_path / "split", **kw)
+    assert pruned(nas.search(SPACE, Training(), budget=20, workdir=tmp_path / "split", **kw)) == pruned(whole)
+    one = nas.search(SPACE, Training(), budget=20, executor={"name": "processes", "workers": 1, "threads": 1}, **kw)
+    assert pruned(one) == pruned(whole)
+
+
+def test_a_journal_without_the_rungs_is_ranked_again_from_its_reports():
+    """Journals written before the rungs were kept: each trial's reports are judged again, in turn."""
+    from nas.objectives import Problem
+    from nas.pruning import Pruning
+
+    live = Pruning.make(nas.Pruner("asha"), Problem.make({"accuracy": "max"}))
+    extras = []
+    for arch in list(SPACE)[:12]:
+        metrics, error, extra = live.run(lambda arch=arch: (Training()(arch), None))
+        extras.append((metrics, error, extra))
+    assert any(extra["pruner_attrs"] for _, _, extra in extras)
+    old = Pruning.make(nas.Pruner("asha"), Problem.make({"accuracy": "max"}))
+    for metrics, error, extra in extras:
+        old.record(metrics, error, {k: v for k, v in extra.items() if k != "pruner_attrs"})
+    assert [attrs for *_, attrs in old.history] == [extra["pruner_attrs"] for *_, extra in extras]

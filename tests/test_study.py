@@ -255,7 +255,10 @@ def climb(arch, epochs: int = 8):
     return [{"acc": final["acc"] * (1 - 0.5 ** (e + 1)), "lat": final["lat"]} for e in range(epochs)]
 
 
-def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_path):
+@pytest.mark.parametrize("pruner", ["median", "asha", "hyperband"])
+def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_path, pruner):
+    """asha and hyperband rank trials at rungs kept on each trial: a study (judging each report on a copy of the
+    finished trials) pruned none of them before those were kept, and hyperband drew its brackets at random."""
     import json
 
     def train(arch):
@@ -263,8 +266,8 @@ def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_
             nas.report_metrics(m)
         return m
 
-    searched = nas.search(SPACE, train, OBJECTIVES, strategy="random", budget=20, seed=6, pruner="median")
-    with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=20, seed=6, pruner="median",
+    searched = nas.search(SPACE, train, OBJECTIVES, strategy="random", budget=20, seed=6, pruner=pruner)
+    with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=20, seed=6, pruner=pruner,
                    workdir=tmp_path / "py") as study:
         while (arch := study.ask()) is not None:
             stop = False
@@ -277,9 +280,10 @@ def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_
     assert [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in result.trials] == \
         [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in searched.trials]
     assert [t.number for t in result.pareto_front()] == [t.number for t in searched.pareto_front()]
+    assert sum(t.pruned_after is not None for t in searched.trials) >= 5
 
     wd = str(tmp_path / "sh")  # the same from the shell: each call another process's view of one study
-    nas.Study(SPACE, OBJECTIVES, strategy="random", budget=20, seed=6, pruner="median", workdir=wd).close()
+    nas.Study(SPACE, OBJECTIVES, strategy="random", budget=20, seed=6, pruner=pruner, workdir=wd).close()
     runner = CliRunner()
     for _ in range(20):
         (asked,) = [json.loads(line) for line in runner.invoke(app, ["ask", wd]).stdout.splitlines()]
@@ -295,6 +299,77 @@ def test_a_study_with_a_pruner_prunes_as_the_search_does_and_from_the_shell(tmp_
     shell = nas.load(wd).trials
     assert [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in shell] == \
         [(t.arch_id, t.pruned_after, t.extra.get("curve")) for t in searched.trials]
+
+
+def test_a_study_reopened_without_its_pruner_keeps_and_uses_it(tmp_path):
+    """Reopening a pruned study in Python without `pruner=` dropped the pruner from its journal, so every later job
+    (and `nas epoch`) trained to the end."""
+    def train(arch):
+        for m in climb(arch):
+            nas.report_metrics(m)
+        return m
+
+    kw = dict(strategy="random", budget=20, seed=6)
+    searched = nas.search(SPACE, train, OBJECTIVES, pruner="median", **kw)
+    wd = tmp_path / "study"
+    nas.Study(SPACE, OBJECTIVES, pruner="median", workdir=wd, **kw).close()
+    for _ in range(20):  # each job reopens the study, as separate processes would, never naming the pruner
+        with nas.Study(SPACE, OBJECTIVES, workdir=wd, **kw) as study:
+            arch = study.ask()
+            stop = False
+            for m in climb(arch):
+                if study.report(arch, m):
+                    stop = True
+                    break
+            study.tell(arch) if stop else study.tell(arch, m)
+    assert nas.load(wd).config["metadata"]["pruner"] == {"name": "median", "metric": None}
+    assert [(t.arch_id, t.pruned_after) for t in nas.load(wd).trials] == \
+        [(t.arch_id, t.pruned_after) for t in searched.trials]
+
+
+def test_nas_epoch_refuses_a_study_made_with_a_pruner_instance_the_shell_cannot_rebuild(tmp_path, caplog):
+    import json
+
+    import optuna
+
+    wd = str(tmp_path)
+    nas.Study(SPACE, OBJECTIVES, strategy="random", budget=5, seed=0, workdir=wd,
+              pruner=optuna.pruners.MedianPruner(n_startup_trials=1)).close()
+    runner = CliRunner()
+    asked = json.loads(runner.invoke(app, ["ask", wd]).stdout)
+    out = runner.invoke(app, ["epoch", wd, asked["id"], "--metric", "acc=0.5", "--metric", "lat=1"])
+    assert out.exit_code == 2 and "optuna.pruners.MedianPruner instance" in out.output
+    with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=5, seed=0, workdir=wd) as study:
+        study.report(asked["id"], {"acc": 0.5, "lat": 1.0})  # kept, not judged, and said so
+    assert "pass it again" in caplog.text
+
+
+def test_a_study_whose_strategy_has_nothing_new_ends_exhausted(tmp_path):
+    space = Space(a=Choice([1, 2, 3]))
+    with nas.Study(space, {"acc": "max"}, strategy="random", budget=10, seed=0, workdir=tmp_path) as study:
+        while (arch := study.ask()) is not None:
+            study.tell(arch, {"acc": float(arch["a"])})
+        assert study.result().stop_reason == "exhausted"
+    assert nas.load(tmp_path).stop_reason == "exhausted"
+    status = CliRunner().invoke(app, ["status", str(tmp_path)])
+    assert "nas ask" not in status.output and "exhausted" in status.output
+
+
+def test_the_dashboard_rate_of_a_study_counts_trials_across_its_reopenings(tmp_path):
+    """Every `nas ask` / `nas tell` reopens the study and journals a resume line; the rate was taken over the last
+    such 'run', one trial in a few milliseconds."""
+    from nas.dashboard.views import SearchView
+
+    t0 = 1.7e9
+    for i in range(4):
+        with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=10, seed=0, workdir=tmp_path) as study:
+            arch = study.ask()
+        with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=10, seed=0, workdir=tmp_path) as study:
+            study.tell(arch, toy(arch), started=t0 + 60 * i, finished=t0 + 60 * i + 50)
+    view = SearchView(tmp_path, "s", "s")
+    view.refresh()
+    rate, clock = view._rate()
+    assert clock == "wall" and rate == pytest.approx(4 / (3 * 60 + 50))
 
 
 def test_reduced_overhead_experiment_runs(tmp_path):

@@ -21,9 +21,8 @@ import typer
 
 from nas.console import user_errors
 from nas.errors import ConfigError, WorkdirBusy
-from nas.pruning import Pruner
 from nas.store import Journal
-from nas.study import Study
+from nas.study import Study, pruner_instance
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
@@ -35,9 +34,10 @@ WorkdirArg = Annotated[Path, typer.Argument(help="The study's workdir (made by n
 WaitFlag = Annotated[float, typer.Option(help="Seconds to wait while another process holds the workdir.")]
 
 
-def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None) -> Study:
+def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, judge: bool = False) -> Study:
     """The study recorded in `workdir`, reopened from its journal alone (`wait`: seconds to wait for its lock;
-    `budget`: a larger one than recorded, to go on)."""
+    `budget`: a larger one than recorded, to go on; `judge`: its pruner will judge a report, so one the journal
+    cannot rebuild is refused)."""
     from nas.dashboard.views import rebuild_space
 
     journal = Journal(workdir)
@@ -53,14 +53,17 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None) -> 
         raise ConfigError(f"{workdir}: its space cannot be rebuilt from the journal (a Space subclass, or a built-in "
                           "space made with arguments); drive it from Python with nas.Study(space, ...)")
     problem = config["problem"]
-    recorded = (config.get("metadata") or {}).get("pruner")
-    pruner = Pruner(recorded["name"], metric=recorded.get("metric")) if isinstance(recorded, dict) else None
+    if judge and pruner_instance(config) is not None:
+        raise ConfigError(f"{workdir}: this study was made with an optuna.pruners.{pruner_instance(config)} instance, "
+                          "which the shell cannot rebuild, so nas epoch cannot judge its trainings; report from "
+                          "Python (nas.Study(..., pruner=<the same pruner>).report), or make the study with a pruner "
+                          "name (median, percentile, asha, hyperband)")
     deadline = time.monotonic() + max(0.0, wait)
     while True:
         try:
             return Study(space, problem["objectives"], problem["constraints"], strategy=str(config["strategy"]),
                          workdir=workdir, strategy_options=config.get("strategy_options") or None,
-                         budget=budget if budget is not None else int(config["budget"]), pruner=pruner)
+                         budget=budget if budget is not None else int(config["budget"]))  # its pruner: recorded
         except WorkdirBusy:
             if time.monotonic() >= deadline:
                 raise
@@ -168,7 +171,7 @@ def epoch(workdir: WorkdirArg,
     values = _metrics(metric or [], metrics)
     if not values:
         raise ConfigError("epoch: give the epoch's metrics (--metric NAME=VALUE or --metrics JSON)")
-    with open_study(workdir, wait) as study:
+    with open_study(workdir, wait, judge=True) as study:
         stop = study.report(arch, values)
     typer.echo("prune" if stop else "continue")
     if stop:

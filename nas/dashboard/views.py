@@ -326,12 +326,14 @@ class SearchView:
         """(evaluations per second over the last `RATE_WINDOW` evaluations of the current run, its clock).
 
         Only this run's trials count (a resumed search's "resume" line starts a run), so the pause before a
-        resume is not taken for slow evaluations. The clock is "simulated" for a simulated-clock replay (its
+        resume is not taken for slow evaluations; a study's jobs ask and tell through reopenings, so all its trials
+        count. The clock is "simulated" for a simulated-clock replay (its
         rate is per simulated second; no ETA follows from it), else "wall". None before two evaluations (one
         when the run's start time is known).
         """
         trials = self.follower.trials
-        start, began = self.follower.runs[-1]
+        study = bool(((self.follower.config or {}).get("metadata") or {}).get("study"))
+        start, began = (0, None) if study else self.follower.runs[-1]  # a study reopens per ask and tell: one run
         recent = [t for t in trials[max(start, len(trials) - 4 * RATE_WINDOW):] if t.is_evaluation][-RATE_WINDOW:]
         clock = "simulated" if recent and all(simulated(t) for t in recent) else "wall"
         first = min((t.started for t in recent), default=0.0)
