@@ -8,7 +8,8 @@ latency (two passes, the second trained without the first's outliers) screen nea
 which are dropped with a `LatencyFitWarning`; and
 the regressor is chosen by cross-validated relative error among ridge, a random forest, gradient boosting
 and their averages. A fit that cannot rank anything is refused (`DegenerateFitError`, naming why): too few
-distinct architectures, most samples screened, constant predictions, or a cross-validated MAPE close to 1.
+distinct architectures, most samples screened, latencies all (nearly) equal, constant predictions, or a
+cross-validated MAPE close to 1.
 Repeated timings of one architecture are one architecture: they count once towards the minimum and
 cross-validation keeps them in one fold, so no copy of a held-out network is trained on.
 A prediction for an architecture using a field value no kept training sample used is an extrapolation (its
@@ -31,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, InvalidArchitectureError
 from nas.hardware.learned import DegenerateFitError, LatencyFitWarning
 from nas.hardware.lut import check_profile
-from nas.spaces import Architecture, Space
+from nas.spaces import Architecture, Choice, Conditional, Space
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "boosting", "
               "ridge+boosting")
 DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "ridge+forest", "stacked+forest")
 MIN_SAMPLES = 5  # distinct architectures
+FLAT_LOG_STD = 1e-3  # latencies whose log varies less (about 0.1 %) carry no ranking: the fit is refused
 
 
 class UnseenValueWarning(LatencyFitWarning):
@@ -192,9 +194,13 @@ class EndToEndLatency:
         if len(set(ids[keep])) < 2:
             raise DegenerateFitError(f"fit: after screening, the kept samples are of {len(set(ids[keep]))} "
                                      "architecture(s); cross-validation needs at least 2")
-        if np.std(np.log(y_in)) < 1e-3:
-            warnings.warn(f"end-to-end latency: the {len(y_in)} latencies are all within 0.1 % of "
-                          f"{np.median(y_in):.4g} ms: nothing to rank by", LatencyFitWarning, stacklevel=2)
+        if np.std(np.log(y_in)) < FLAT_LOG_STD:
+            spread = 100 * (float(np.max(y_in)) / float(np.min(y_in)) - 1)
+            raise DegenerateFitError(f"end-to-end latency: all {len(y_in)} kept latencies are within {spread:.2g} % "
+                                     f"of each other ({float(np.min(y_in)):.4g} to {float(np.max(y_in)):.4g} ms): "
+                                     "they carry no ranking information, and a model fitted to them would price "
+                                     "every architecture the same, so a latency constraint could not tell them "
+                                     "apart (was one value written for every sample?)")
         self.cv = self._cross_validate(lin, tree, y_in, len(self.features), ids[keep])
         self.chosen = min(self.cv.values(), key=lambda c: c.cv_mape).name
         self._fitted = _fit(self.chosen, lin, tree, y_in, self.seed, len(self.features))
@@ -270,8 +276,6 @@ class EndToEndLatency:
     def _check_degenerate(self, pred: np.ndarray, y: np.ndarray) -> None:
         assert self.chosen is not None
         cv = self.cv[self.chosen]
-        if np.std(np.log(y)) < 1e-3:
-            return  # nothing to rank by (warned in fit): a constant is the right prediction
         if np.std(pred) < 0.05 * np.std(y):
             raise DegenerateFitError(f"end-to-end latency: the fitted {self.chosen} predicts a near-constant "
                                      f"{np.mean(pred):.4g} ms (spread {np.std(pred):.3g} ms against the samples' "
@@ -502,10 +506,11 @@ def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], li
     """(architectures, latencies) from a CSV, JSON Lines or JSON file of measured samples.
 
     CSV (UTF-8, with or without the byte-order mark Excel writes): a `latency_ms` column and either an `arch`
-    column holding the architecture as a JSON object or one column per field (values read as JSON where they
-    parse, else as text). JSON Lines (`.jsonl`, or `.json`): one object per line with `arch` and
-    `latency_ms`. A `.json` file may instead hold one JSON array of such objects. Errors name the file, line
-    (or array element) and field.
+    column holding the architecture as a JSON object or one column per field (a cell is read as JSON where that
+    gives a value its field accepts, else as text; the empty or `null` cell of a `Conditional` field inactive
+    in that row is left out, an empty cell of an active field is an error naming it: `_row_arch`). JSON Lines
+    (`.jsonl`, or `.json`): one object per line with `arch` and `latency_ms`. A `.json` file may instead hold
+    one JSON array of such objects. Errors name the file, line (or array element) and field.
     """
     p = Path(path)
     if not p.exists():
@@ -544,13 +549,20 @@ def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], li
             if not reader.fieldnames or "latency_ms" not in reader.fieldnames:
                 raise ConfigError(f"samples: {p} needs a 'latency_ms' column (has {reader.fieldnames})")
             for n, row in enumerate(reader, start=2):
+                if None in row and any(c.strip() for c in row[None]):  # DictReader: cells beyond the header
+                    raise ConfigError(f"samples: {p} line {n} has {len(row[None])} more cell(s) than the header "
+                                      f"({', '.join(reader.fieldnames)})")
                 if "arch" in row:
                     try:
                         arch = json.loads(row["arch"])
-                    except json.JSONDecodeError as e:
+                    except (json.JSONDecodeError, TypeError) as e:
                         raise ConfigError(f"samples: {p} line {n}: 'arch' is not a JSON object ({e})") from None
                 else:
-                    arch = {k: _cell(v) for k, v in row.items() if k != "latency_ms"}
+                    cells = {k: v for k, v in row.items() if k is not None and k != "latency_ms"}
+                    try:
+                        arch = _row_arch(cells, space)
+                    except ConfigError as e:
+                        raise ConfigError(f"samples: {p} line {n}: {e}") from None
                 rows.append((f"line {n}", arch, row["latency_ms"]))
     archs, ms = [], []
     for where, arch, value in rows:
@@ -569,6 +581,77 @@ def load_samples(path: str | Path, space: Space) -> tuple[list[Architecture], li
     if not archs:
         raise ConfigError(f"samples: {p} holds no samples")
     return archs, ms
+
+
+def _row_arch(cells: Mapping[str, str | None], space: Space) -> dict[str, Any]:
+    """The architecture in one CSV row of one column per field.
+
+    Each cell is read by its field: as JSON where that parses to a value the field accepts, else as the raw text
+    (a Choice of the strings "1" or "true" gets the string, which JSON would read as a number or a bool). A
+    `Conditional` field inactive in this row (its controller has another value) is left out when its cell is
+    empty or `null`: a CSV column cannot be removed for one row. An empty cell of an active field is an error
+    naming the field, and so is a value in a field the row makes inactive. Anything else wrong (a missing
+    column, a value that is not an option) is left to `space.validate`, which names the field.
+    """
+    fields: Mapping[str, Any] = getattr(space, "fields", None) or {}
+    values = {k: _field_cell(fields.get(k), v) for k, v in cells.items()}
+    arch: dict[str, Any] = {}
+    for name, value in values.items():
+        node = fields.get(name)
+        empty = _is_empty(cells[name], value)
+        active_because = ""
+        if isinstance(node, Conditional):
+            known, ctrl = _controller_value(fields, values, cells, node.on)
+            if not known:  # the controller is missing or not an option: validate names it, not this field
+                if not empty:
+                    arch[name] = value
+                continue
+            if not node.active(ctrl):
+                if empty:
+                    continue
+                raise ConfigError(f"{name}: {value!r} given, but the field is inactive because {node.on}={ctrl!r} "
+                                  f"(active only for {list(node.values)}); leave its cell empty")
+            active_because = f", but the field is active because {node.on}={ctrl!r}"
+        if empty and node is not None:
+            shown = "null" if value is None and cells[name] and cells[name].strip() else "empty"
+            raise ConfigError(f"{name}: the cell is {shown}{active_because}")
+        arch[name] = value
+    return arch
+
+
+def _controller_value(fields: Mapping[str, Any], values: Mapping[str, Any], cells: Mapping[str, str | None],
+                      on: str) -> tuple[bool, Any]:
+    """(whether the row gives controller `on` a valid value, that value)."""
+    if on not in values or _is_empty(cells[on], values[on]):
+        return False, None
+    try:
+        fields[on].index(values[on], on)
+    except (InvalidArchitectureError, AttributeError):
+        return False, None
+    return True, values[on]
+
+
+def _is_empty(text: str | None, value: Any) -> bool:
+    """Whether a CSV cell holds nothing: blank, missing (a short row), or JSON null."""
+    return text is None or not text.strip() or value is None
+
+
+def _field_cell(node: Any, text: str | None) -> Any:
+    """One CSV cell as the value of field `node`: JSON where it parses, unless only the raw text is an option."""
+    if text is None:
+        return None
+    value = _cell(text)
+    inner = node.node if isinstance(node, Conditional) else node
+    if isinstance(inner, Choice) and value != text:
+        try:
+            inner.index(value, "")
+        except InvalidArchitectureError:
+            try:
+                inner.index(text, "")
+                return text
+            except InvalidArchitectureError:
+                pass
+    return value
 
 
 def _cell(text: str) -> Any:

@@ -20,7 +20,7 @@ import torch
 from nas.errors import ConfigError
 from nas.counts import LeafCount, forward
 from nas.hardware.devices import DeviceProfile
-from nas.hardware.latency import pinned_threads, tensors_in, to_device
+from nas.hardware.latency import pinned_threads, tensors_in, timing_placement, to_device
 from nas.hardware.roofline import roofline
 
 POWERCAP = Path("/sys/class/powercap")
@@ -183,16 +183,17 @@ def default_meter(device: str) -> EnergyMeter:
 
 def measure_energy(module: torch.nn.Module, inputs: Any, *, device: str = "cpu", meter: EnergyMeter | None = None,
                    min_seconds: float = 1.0, warmup: int = 10, threads: int | None = 1) -> EnergyMeasurement:
-    """Run `module(inputs)` for at least `min_seconds` under `meter`; energy per run in mJ."""
+    """Run `module(inputs)` for at least `min_seconds` under `meter`; energy per run in mJ. The module runs in eval
+    mode on `device`; its device and each submodule's train/eval mode are restored afterwards."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
     meter = meter if meter is not None else default_meter(device)
-    module = module.to(dev).eval()
     inputs = to_device(inputs, dev)
     shapes = [tuple(t.shape) for t in tensors_in(inputs)]
     sync: Callable[[], None] = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    with torch.inference_mode(), pinned_threads(threads if dev.type == "cpu" else None):
+    with timing_placement([module], dev), torch.inference_mode(), \
+            pinned_threads(threads if dev.type == "cpu" else None):
         for _ in range(warmup):
             forward(module, inputs)
         sync()

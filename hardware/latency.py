@@ -135,6 +135,54 @@ def pinned_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextlib.contextmanager
+def timing_placement(modules: Sequence[torch.nn.Module], device: torch.device) -> Iterator[None]:
+    """Put each module on `device` in eval mode for the block, then give it back as it came, also after an error.
+
+    Timing must not change the caller's model: one timed mid-training would otherwise go on with dropout off
+    and batch norm frozen, or find itself on another device. Restored: every submodule's train/eval mode, and
+    the device of each module's parameters and buffers (one `to()` back when they shared a device; per submodule
+    when the module was spread over several). Nothing moves, and nothing is copied, when they are on `device`.
+    """
+    distinct = list({id(m): m for m in modules}.values())
+    modes = [(sub, sub.training) for m in distinct for sub in m.modules()]
+    homes = [(m, _own_devices(m)) for m in distinct]
+    try:
+        for m in distinct:
+            m.to(device).eval()
+        yield
+    finally:
+        for m, own in homes:
+            _restore_devices(m, own, device)
+        for sub, training in modes:
+            sub.train(training)
+
+
+def _own_devices(module: torch.nn.Module) -> dict[int, tuple[torch.nn.Module, set[torch.device]]]:
+    """For each submodule (by id), the devices its own parameters and buffers are on."""
+    out: dict[int, tuple[torch.nn.Module, set[torch.device]]] = {}
+    for sub in module.modules():
+        own = {t.device for t in (*sub.parameters(recurse=False), *sub.buffers(recurse=False))}
+        if own:
+            out[id(sub)] = (sub, own)
+    return out
+
+
+def _restore_devices(module: torch.nn.Module, own: Mapping[int, tuple[torch.nn.Module, set[torch.device]]],
+                     moved_to: torch.device) -> None:
+    """Move `module`'s tensors back to the devices `_own_devices` recorded (no-op when none moved)."""
+    homes = {d for _, devices in own.values() for d in devices}
+    if not homes or homes == {moved_to}:
+        return
+    if len(homes) == 1:
+        module.to(next(iter(homes)))
+        return
+    for sub, devices in own.values():  # a module spread over devices: each submodule back where it was
+        if len(devices) == 1:
+            home = next(iter(devices))
+            sub._apply(lambda t, home=home: t.to(home), recurse=False)
+
+
 def check_torch_device(device: str, name: str = "device") -> torch.device:
     """`device` as a torch device; ConfigError naming `name` when it is malformed or its CUDA GPU is not here."""
     try:
@@ -203,7 +251,8 @@ def time_cuda(fn: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
 
 def measure_latency(module: torch.nn.Module, inputs: Any, *, device: str = "cpu", warmup: int = 10,
                     repeats: int = 50, threads: int | None = 1, rounds: int = 1) -> LatencyMeasurement:
-    """Time `module(inputs)` in eval mode without autograd on `device` (the module is moved there).
+    """Time `module(inputs)` in eval mode without autograd on `device` (the module is moved there for the run;
+    its device and each submodule's train/eval mode are restored afterwards, `timing_placement`).
 
     `inputs` is a tensor, a tuple of args or a dict of kwargs; its first tensor's leading dimension is
     the recorded batch size. On CPU, `threads` pins torch's intra-op threads for the run (None: as is).
@@ -235,12 +284,13 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
     for module, inputs in items:
         moved = to_device(inputs, dev)
         shapes.append(tuple(tuple(t.shape) for t in tensors_in(moved)))
-        runs.append(functools.partial(forward, module.to(dev).eval(), moved))
+        runs.append(functools.partial(forward, module, moved))
     timed = time_cuda if dev.type == "cuda" else time_cpu
     times: list[list[float]] = [[] for _ in runs]
     order_rng = np.random.default_rng(seed)
     used: int | None = None
-    with torch.inference_mode(), pinned_threads(threads if dev.type == "cpu" else None):
+    with timing_placement([module for module, _ in items], dev), torch.inference_mode(), \
+            pinned_threads(threads if dev.type == "cpu" else None):
         if dev.type == "cpu":
             used = torch.get_num_threads()
         for _ in range(rounds):

@@ -69,8 +69,7 @@ class LayerLatencyModel:
 
         if not (len(layers) == len(counts) == len(latency_ms)) or not layers:
             raise ConfigError("fit: give equally many layers, counts and latencies (at least one)")
-        if any(not (t > 0) for t in latency_ms):
-            raise ConfigError("fit: latencies must be positive milliseconds")
+        check_latencies(latency_ms, "fit: latency_ms")
         if threads is not None:
             check_int(threads, "threads", 1)
         groups: dict[str, list[int]] = defaultdict(list)
@@ -187,6 +186,30 @@ def screen_glitches(base_ms: np.ndarray, measured_ms: np.ndarray, factor: float 
     return np.flatnonzero(dev > max(math.log(factor), 5 * scale))
 
 
+def check_latencies(values: Sequence[Any], name: str) -> np.ndarray:
+    """`values` as an array of positive finite milliseconds; ConfigError naming `name` and the bad samples otherwise.
+
+    NaN, 0, negatives and infinity are all refused: an infinite sample would pass a `> 0` test and then get
+    weight 0 in a relative loss (onboarding recorded a fit over the other samples as if nothing were wrong) or
+    fail deep inside scikit-learn ("Input y contains infinity") without saying which sample it was.
+    """
+    bad: list[tuple[int, Any]] = []
+    out = np.empty(len(values), dtype=float)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            bad.append((i, v))
+            continue
+        if isinstance(v, bool) or not (math.isfinite(out[i]) and out[i] > 0):
+            bad.append((i, v))
+    if bad:
+        shown = ", ".join(f"sample {i}: {v!r}" for i, v in bad[:5])
+        shown += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ConfigError(f"{name}: measured latencies must be positive finite milliseconds ({shown})")
+    return out
+
+
 def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequence[float], *, per_kind: bool = True,
                     min_variation: float = 0.2, shrink: float = 1e-5, device: str | None = None,
                     screen: bool = True, max_mape: float = 0.5) -> Calibration:
@@ -206,9 +229,7 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
     """
     if len(by_kind) != len(measured_ms) or not by_kind:
         raise ConfigError("onboarding: give as many measured latencies as architectures (at least one)")
-    y = np.asarray(measured_ms, dtype=float)
-    if np.any(~(y > 0)):
-        raise ConfigError("onboarding: measured latencies must be positive milliseconds")
+    y = check_latencies(measured_ms, "onboarding: measured_ms")
     kinds = sorted({k for d in by_kind for k in d})
     cols = np.array([[d.get(k, 0.0) for k in kinds] for d in by_kind])
     excluded: tuple[int, ...] = ()

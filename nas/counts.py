@@ -296,17 +296,51 @@ def _decomposed_attention() -> Iterator[None]:
         mha.set_fastpath_enabled(was)
 
 
+@contextmanager
+def _no_grad_leaves(module: torch.nn.Module) -> Iterator[None]:
+    """While counting, no parameter or buffer of `module` requires grad (each flag is restored afterwards).
+
+    Under `torch.no_grad()` a view of a tensor that requires grad (a learned positional embedding returning
+    `self.weight[:, :L]`) still says `requires_grad=True` yet has no `grad_fn`, and the module tracker inside
+    FlopCounterMode asserts on such a tensor ("Expected gradient function to be set"). Counting never runs
+    backward, so switching the flags off for the forward changes no count and leaves no autograd state.
+    """
+    leaves = [t for t in (*module.parameters(), *module.buffers()) if t.requires_grad and t.is_leaf]
+    for t in leaves:
+        t.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for t in leaves:
+            t.requires_grad_(True)
+
+
+def _detached(value: Any) -> Any:
+    """`value` with every tensor that requires grad detached (the same storage, no autograd history), inside a plain
+    tuple, list or dict too: a view of such an input made under no_grad trips the module tracker, as above. Other
+    containers (a PackedSequence, a user class) are passed as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach() if value.requires_grad else value
+    if type(value) in (tuple, list):
+        return type(value)(_detached(v) for v in value)
+    if type(value) is dict:
+        return {k: _detached(v) for k, v in value.items()}
+    return value
+
+
 def _counted_forward(module: torch.nn.Module, inputs: Any) -> FlopCounterMode:
     """One no-grad, eval-mode forward pass under torch's FlopCounterMode (with the formulas above); the module's
-    mode is restored. Warns once per op that does arithmetic without a formula."""
-    was_training = module.training
+    mode and its parameters' `requires_grad` are restored. Warns once per op that does arithmetic without a
+    formula."""
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     counter = _Counter()
     try:
-        with torch.no_grad(), _decomposed_attention(), counter:
-            forward(module, inputs)
+        with torch.no_grad(), _no_grad_leaves(module), _decomposed_attention(), counter:
+            forward(module, _detached(inputs))
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.train(training)
     _warn_uncounted(counter.uncounted)
     return counter
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -49,6 +50,19 @@ def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]],
             valid.add(arch.id)
         out.append(arch)
     return out
+
+
+def check_seed(seed: Any) -> int:
+    """`seed` as a plain int >= 0 (a numpy integer too); ConfigError naming `seed` otherwise.
+
+    Every fit is seeded (a restored predictor must refit to the same model), so None does not mean "draw one":
+    callers with an optional seed pick the default themselves (`predictor-search` uses 0). Bools are refused,
+    and so are negatives, which numpy's and scikit-learn's generators reject later with an unrelated message.
+    """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"seed: expected an int >= 0 (every predictor fit is seeded, so it is reproducible), "
+                          f"got {seed!r}")
+    return int(seed)
 
 
 class RankTarget:
@@ -104,7 +118,7 @@ class Predictor(ABC):
             raise ConfigError(f"predictor {self.name!r} needs space capabilities {sorted(missing)}, "
                               f"which {type(space).__name__} lacks")
         self.space = space
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.train_archs: list[Architecture] = []
         self.train_y = np.zeros(0)
         self._valid_ids: set[str] = set()  # ids `as_architectures` validated in this space
