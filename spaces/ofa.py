@@ -139,6 +139,7 @@ class OFASubnet(nn.Module):
     def __init__(self, arch: Mapping[str, Any], config: OFAConfig | None = None) -> None:
         super().__init__()
         cfg = config or OFAConfig()
+        arch = OFASpace(cfg).validate(arch).to_dict()  # an error names the field (a depth its blocks do not match)
         self.resolution, self.in_channels = int(arch["resolution"]), cfg.in_channels
         self.stem = _stem(cfg)
         blocks, cin = [], cfg.stem_channels

@@ -122,6 +122,14 @@ def _per_step_keys(owner: str, space: Any, per_step: frozenset[str] | None) -> f
     if unknown:
         raise ConfigError(f"{owner}: unknown decision {unknown[0]!r} (the space's architectures have "
                           f"{', '.join(sorted(offered))})")
+    for name, node in getattr(space, "fields", {}).items():
+        on = getattr(node, "on", None)  # a Conditional's controller
+        count = getattr(getattr(node, "node", node), "count", None)  # a Repeat's (maybe under a Conditional)
+        for controller, what in ((count, f"how many blocks {name!r} has"), (on, f"whether {name!r} exists")):
+            if isinstance(controller, str) and controller in per_step:
+                raise ConfigError(f"{owner}: per_step decision {controller!r} decides {what}, so one value "
+                                  "cannot be shared by a step's subnets (its largest and smallest differ in it); "
+                                  "share decisions no other field depends on, such as the input resolution")
     return per_step
 
 
