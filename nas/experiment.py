@@ -13,6 +13,8 @@ Rules a resumed search follows:
 - the space's field order (header `space_order`; absent in older journals) is part of its identity, though not
   of its fingerprint;
 - a search run with a Strategy instance (header `strategy_instance`) resumes only with an instance like it;
+- strategy options are recorded as given and compared with the strategy's defaults filled in on both sides
+  (`filled_options`): an option left out and one written out at its default are the same search;
 - metadata that differs from the recorded is journaled in the resume record (unless `compare` holds it).
 """
 
@@ -29,6 +31,7 @@ from nas import jsonio
 from nas.errors import ConfigError, JournalError
 from nas.spaces.model_space import space_settings
 from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluations_used
+from nas.strategies import default_options
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,6 +106,16 @@ def check_recorded_digest(workdir: str | Path | None, config: dict[str, Any], ke
     return contents
 
 
+def space_header(space: Any) -> dict[str, Any]:
+    """The journal header's description of `space`: its fingerprint (the decisions), spec, field order and, for a
+    space with constructor settings, those (`space_settings`). `check_same_search(..., compare=("space",))` on
+    two of these tells whether they are one space, naming the field or setting that differs."""
+    described = space_settings(space)
+    spec = space.to_spec()
+    return {"space": space.fingerprint(), "space_spec": spec, "space_order": field_order(spec),
+            **({"space_settings": described} if described is not None else {})}
+
+
 def search_config(space: Any, problem: Any, strategy: str, strategy_options: Mapping[str, Any], seed: int,
                   budget: int, fidelity: float | None = None, metadata: Mapping[str, Any] | None = None,
                   **settings: Any) -> dict[str, Any]:
@@ -111,13 +124,9 @@ def search_config(space: Any, problem: Any, strategy: str, strategy_options: Map
     unknown = set(settings) - set(SETTINGS) - {"warm_start"}
     if unknown:
         raise ConfigError(f"search_config: unknown setting {sorted(unknown)[0]!r}")
-    described = space_settings(space)
-    spec = space.to_spec()
-    return {"space": space.fingerprint(), "space_spec": spec, "space_order": field_order(spec),
-            **({"space_settings": described} if described is not None else {}), "problem": problem.to_dict(),
-            "strategy": strategy, "strategy_options": dict(strategy_options), "seed": seed, "budget": budget,
-            "fidelity": fidelity, "metadata": dict(metadata or {}), **{k: v for k, v in settings.items()
-                                                                       if v is not None}}
+    return {**space_header(space), "problem": problem.to_dict(), "strategy": strategy,
+            "strategy_options": dict(strategy_options), "seed": seed, "budget": budget, "fidelity": fidelity,
+            "metadata": dict(metadata or {}), **{k: v for k, v in settings.items() if v is not None}}
 
 
 @dataclass
@@ -235,7 +244,10 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
                       compare: Sequence[str] = SAME_SEARCH) -> None:
     """JournalError naming the first header field (and, for the space, the space's field) that differs."""
     for key in compare:
-        if old.get(key) == new.get(key):
+        was, now = old.get(key), new.get(key)
+        if key == "strategy_options" and old.get("strategy") == new.get("strategy"):
+            was, now = filled_options(old), filled_options(new)  # {} and {"population_size": 50}: one search
+        if was == now:
             continue
         if key == "space" and old.get("space_spec") is not None and new.get("space_spec") is not None:
             where = first_difference(old["space_spec"], new["space_spec"])[0]
@@ -245,12 +257,15 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
                 what = f"{attribute[-1]} " if attribute and attribute[-1] in _SPEC_KEYS else ""
                 raise JournalError(f"{workdir} holds a different search: its space differs at {field} (the journal "
                                    f"has {what}{was!r}, this run {now!r}); use a new workdir or run the same space")
-        if isinstance(old.get(key), Mapping) and isinstance(new.get(key), Mapping):  # name the field, not two dicts
-            where, was, now = first_difference(old[key], new[key])
+        if isinstance(was, Mapping) and isinstance(now, Mapping):  # name the field, not two dicts
+            where, before, after = first_difference(was, now)
             name = ".".join(where or ())
-            what = f"option {name}" if key == "strategy_options" else f"{key} field {name}"
-            raise JournalError(f"{workdir} holds a different search: its {what} is {was!r}, this run's is {now!r} "
-                               f"(use a new workdir, or run with the recorded {name})")
+            options = key == "strategy_options"
+            what = f"option {name}" if options else f"{key} field {name}"
+            raise JournalError(f"{workdir} holds a different search: its {what} is "
+                               f"{_value(before, old.get(key) if options else None, where)}, this run's is "
+                               f"{_value(after, new.get(key) if options else None, where)} (use a new workdir, or "
+                               f"run with the recorded {name})")
         raise JournalError(f"{workdir} holds a different search: its {key} is {old.get(key)!r}, this run's is "
                            f"{new.get(key)!r} (use a new workdir, or run with the recorded {key})")
     was, now = old.get("space_settings"), new.get("space_settings")
@@ -276,6 +291,25 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
         raise JournalError(f"{workdir} holds a different search: its objectives and constraints are "
                            f"{old.get('problem')!r}, this run's are {new.get('problem')!r} (they can only be "
                            "changed before the first trial completes; use a new workdir)")
+
+
+def filled_options(config: Mapping[str, Any]) -> Any:
+    """A header's `strategy_options` with the defaults of its `strategy` filled in (`default_options`), as two
+    runs compare them: the journal records the options as given, so `{}` and `{"population_size": 50}` (the
+    default) are one search. Options that are not a dict, or of a strategy not registered by name, as given."""
+    options = config.get("strategy_options")
+    if not isinstance(options, Mapping):
+        return options
+    defaults = default_options(config.get("strategy"))
+    return {**options, **{k: v for k, v in defaults.items() if k not in options}}
+
+
+def _value(value: Any, given: Any, where: tuple[str, ...] | None) -> str:
+    """`value` for a message, marked "(the default)" where the strategy options as `given` leave that option out
+    (`given` None: not strategy options)."""
+    defaulted = where is not None and len(where) == 1 and isinstance(given, Mapping) and where[0] not in given \
+        and value != "<absent>"
+    return f"{value!r} (the default)" if defaulted else repr(value)
 
 
 def _check_instance(workdir: Path, was: Any, now: Any) -> None:
@@ -402,5 +436,6 @@ def _at(value: Any, path: Sequence[str]) -> Any:
 
 
 __all__ = ["Experiment", "SAME_SEARCH", "SETTINGS", "check_options", "check_recorded_digest", "check_same_search",
-           "check_seed", "check_workdir", "check_workdir_arg", "field_order", "first_difference", "open_experiment",
-           "problem_key", "recorded_config", "resolve_seed", "search_config", "settle_budget"]
+           "check_seed", "check_workdir", "check_workdir_arg", "field_order", "filled_options", "first_difference",
+           "open_experiment", "problem_key", "recorded_config", "resolve_seed", "search_config", "settle_budget",
+           "space_header"]

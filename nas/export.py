@@ -49,12 +49,14 @@ from torch import nn
 from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
+from nas.experiment import first_difference
 from nas.measure import Remeasured, Splits, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, RecordedInput, load_model_spec, load_priced,
                            load_program, load_subnet, load_supernet, loads_by_build, save_program, save_state_dict,
                            standalone, single_input, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
+from nas.spaces.model_space import space_settings
 from nas.stopping import rule_met
 from nas.store import Trial
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport
@@ -495,6 +497,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     if data is None and needs_data:
         data = spec.load_data()
     supernet = load_supernet(spec, result.workdir, space) if spec.weights == "supernet" else None
+    _check_settings(result, spec, space)  # after supernet.pt is checked against model.json (weights that do not fit)
     if supernet is not None and spec.calibration is not None:
         _warn_frozen_batch_norms(supernet)
     out = Path(out).resolve()  # the cards name their folder: absolute, wherever they are read from
@@ -517,6 +520,23 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     if verify:
         report.verify = verify_export(out, data)
     return report
+
+
+def _check_settings(result: SearchResult, spec: ModelSpec, space: Any) -> None:
+    """ConfigError naming the setting when the space model.json rebuilds has other constructor settings than the
+    journal's search (`space_settings`, e.g. `head_channels`): the fingerprint covers only the decisions, so a
+    model.json recorded for another network would export that network under the search's name. Journals from
+    before settings were recorded are not checked."""
+    searched = result.config.get("space_settings")
+    recorded = spec.space.get("config")  # what record_model wrote: space_settings of the space it was given
+    if searched is None or searched in (recorded, space_settings(space)):
+        return
+    where, was, now = first_difference(searched, recorded if recorded is not None else space_settings(space))
+    at = f" at {'.'.join(where)}" if where else ""
+    raise ConfigError(f"{result.workdir}/model.json: space: its settings differ from those of the journal's "
+                      f"search{at} (model.json has {now!r}, the search used {was!r}), so it would export another "
+                      f"network than the one searched; record the searched space with record_model again, or export "
+                      f"the workdir that searched this {spec.space['class']}")
 
 
 def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial], extra: list[Constraint],

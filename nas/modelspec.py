@@ -39,7 +39,8 @@ from torch import nn
 
 from nas import jsonio, store
 from nas.architecture import Architecture
-from nas.errors import ConfigError
+from nas.errors import ConfigError, JournalError
+from nas.experiment import check_same_search, space_header
 from nas.measure import Splits, check_recipe, split
 from nas.scripts import class_from_json, class_name, class_to_json, import_object, object_path, same_class
 from nas.spaces.model_space import ModelSpace, space_settings
@@ -282,6 +283,10 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
     rebuild any architecture of the search as a standalone model. Without a supernet, the weights are
     those `save_trial_weights` stores per trial (a search that trains every architecture from scratch).
     `calibration` ({"split", "size", "batch_size"}) re-estimates batch-norm statistics of supernet subnets.
+
+    A workdir whose journal holds a search over another space (other decisions, field order or settings, e.g.
+    `head_channels`) is refused with a JournalError naming the difference, before anything is written: its
+    model.json and supernet.pt stay those of the search it holds, which therefore still exports as searched.
     """
     check_model_space(space)  # first: a space that is not a ModelSpace has no example input either
     try:
@@ -293,12 +298,29 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
                      {k: dict(v) for k, v in (metrics or {}).items()}, jsonio.plain(dict(notes or {}), "notes"))
     if space_from_json(spec.space).fingerprint() != space.fingerprint():
         raise ConfigError(f"space: {spec.space['class']} rebuilt from its JSON config is not the same space")
-    wd = _STAGED.get(Path(workdir).resolve(), Path(workdir))
+    wd = _STAGED.get(Path(workdir).resolve())  # `nas run` checks the workdir before the staged files move in
+    if wd is None:
+        wd = Path(workdir)
+        _check_journal_space(wd, space)
     wd.mkdir(parents=True, exist_ok=True)
     if supernet is not None:
         save_state_dict(supernet, wd / SUPERNET)
     jsonio.write_json(wd / MODEL_SPEC, spec.to_json())
     return spec
+
+
+def _check_journal_space(workdir: Path, space: ModelSpace) -> None:
+    """Read-only: JournalError naming the field or setting that differs when `workdir`'s journal holds a search
+    over another space than `space` (nothing without a journal; the same space, a resume, passes)."""
+    journal = store.Journal(workdir)
+    if not journal.exists():
+        return
+    try:  # only the space: the problem and strategy are the search's, and record_model does not know them
+        check_same_search(journal.workdir, journal.read().config, jsonio.plain(space_header(space), "space"), (),
+                          ("space",))
+    except JournalError as e:
+        raise JournalError(f"record_model: {e} (nothing was written: its {MODEL_SPEC} stays that of the search "
+                           "it holds)") from None
 
 
 def load_model_spec(workdir: str | Path) -> ModelSpec:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
 
 Direction = Literal["min", "max"]
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+|inf|-inf)\s*$")
 
 
 @dataclass(frozen=True)
@@ -37,11 +35,35 @@ class Objective:
 
 
 def _number(text: str) -> float | None:
-    """`text` as a float, or None: the constraint pattern also lets through "1e", "1..2", "-" and "."."""
+    """`text` as a float ("20", "-1.5e3", "inf"), or None ("1e", "20ms", "")."""
     try:
         return float(text)
     except ValueError:
         return None
+
+
+def _split_constraint(text: str) -> tuple[str, str, str]:
+    """"metric OP bound" as (metric, op, bound text), split at the last comparison operator, so a metric name
+    may hold any character (`top-1`, `acc@1`, `val acc`, even `a<b`): the bound, a number, holds none of
+    `<`, `>`. ConfigError saying which part is wrong: no operator, no metric, an operator run into the name
+    (`x => 3`, `x=<3`: where does the name end?) or a bound that is not a number."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"constraint {text!r} is not of the form 'metric <= number' (also >=, <, >): {why}")
+
+    at = max(text.rfind("<"), text.rfind(">"))
+    if at < 0:
+        raise bad("it has no comparison operator" + (" ('=' and '==' are not ones)" if "=" in text else ""))
+    op = text[at:at + 2] if text[at + 1:at + 2] == "=" else text[at]
+    before, bound = text[:at], text[at + len(op):].strip()
+    metric = before.strip()
+    if not metric:
+        raise bad(f"no metric name before {op!r}")
+    if before[-1] in "<>=":  # "x => 3", "x=<3", "a<<3": an operator written otherwise, or a name ending in one
+        raise bad(f"the metric name {metric!r} runs into the operator {op!r}, so where the name ends is "
+                  f"ambiguous (a name that ends in {before[-1]!r} needs a space before the operator)")
+    if _number(bound) is None:
+        raise bad(f"the bound {bound!r} after {op!r} is not a number")
+    return metric, op, bound
 
 
 def _check_name(name: Any, what: str) -> None:
@@ -68,13 +90,12 @@ class Constraint:
 
     @classmethod
     def parse(cls, text: str) -> "Constraint":
+        """From "metric OP number": any metric name an objective may have ("top-1 <= 3"), split at the last
+        operator; it reads back every `str(constraint)` (the journal stores that text)."""
         if not isinstance(text, str):
             raise ConfigError(f"constraint {text!r}: expected a string like 'latency_ms <= 20' or a Constraint")
-        m = _CONSTRAINT.match(text)
-        bound = _number(m.group(3)) if m else None
-        if m is None or bound is None:
-            raise ConfigError(f"constraint {text!r} is not of the form 'metric <= number' (also >=, <, >)")
-        return cls(m.group(1), m.group(2), bound)
+        metric, op, bound = _split_constraint(text)
+        return cls(metric, op, float(bound))
 
     def satisfied(self, metrics: Mapping[str, float]) -> bool:
         return self.violation(metrics) == 0.0

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from nas import jsonio
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Space
@@ -46,6 +47,24 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
     return cls(space, problem, seed, **options)
 
 
+def default_options(name: Any) -> dict[str, Any]:
+    """The options the strategy registered as `name` (or an alias) takes when they are left out: its constructor's
+    defaults that are plain JSON data; {} for a name that is not registered. A resumed search compares
+    `strategy_options` with these filled in, so `{}` and `{"population_size": 50}` are the same evolution."""
+    cls = STRATEGIES.get(ALIASES.get(name, name)) if isinstance(name, str) else None
+    if cls is None:
+        return {}
+    out: dict[str, Any] = {}
+    for key, param in inspect.signature(cls.__init__).parameters.items():
+        if key in ("self", "space", "problem", "seed") or param.default is inspect.Parameter.empty:
+            continue
+        try:
+            out[key] = jsonio.plain(param.default, key)
+        except ConfigError:  # a live object as default: a given value (plain JSON) never equals it anyway
+            continue
+    return out
+
+
 def _check_option(strategy: str, key: str, value: Any, param: inspect.Parameter) -> None:
     """An option's value against its declared type (annotation, else default value): a ConfigError naming the
     option instead of a TypeError deep in the strategy (`population_size=5.5`, `sampler_options=5`)."""
@@ -73,4 +92,5 @@ def _check_option(strategy: str, key: str, value: Any, param: inspect.Parameter)
 __all__ = ["STRATEGIES", "BayesianOptimisation", "ConservativeController", "Deduplicate", "FidelitySpace", "Hyperband",
            "LocalSearch", "MonteCarloTreeSearch", "NSGA2", "OptunaStrategy", "PredictorSearch", "RandomSearch",
            "RegularizedEvolution", "ReinforceController", "SequentialModelBasedOptimisation", "Strategy",
-           "SuccessiveHalving", "TrialResult", "Wrapper", "make_strategy", "pareto_ranks", "scalar_key"]
+           "SuccessiveHalving", "TrialResult", "Wrapper", "default_options", "make_strategy", "pareto_ranks",
+           "scalar_key"]
