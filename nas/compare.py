@@ -166,7 +166,7 @@ def _finite(values: Sequence[float]) -> list[float]:
 
 
 def _mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and its 95 % t-interval (the mean itself for one value; NaN for none)."""
+    """Mean and its 95 % t-interval (NaN bounds for one value, which gives no interval; all NaN for none)."""
     from scipy import stats
 
     if not values:
@@ -174,7 +174,7 @@ def _mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     x = np.asarray(values)
     mean = float(x.mean())
     if len(x) < 2:
-        return mean, mean, mean
+        return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return mean, mean - half, mean + half
 

@@ -51,15 +51,19 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     feasible_ids = {t.number for t in feasible}
 
     def has_xy(t: "Trial") -> bool:
-        return ox.name in t.metrics and oy.name in t.metrics
+        return all(math.isfinite(t.metrics.get(o.name, math.nan)) for o in (ox, oy))
+
+    def breaks_constraint(t: "Trial") -> bool:  # evaluated (or rejected on cheap metrics) outside the constraints
+        return t.status == "infeasible" or (t.status == "ok" and not result.problem.feasible(t.metrics))
 
     dominated = [t for t in feasible if t.number not in front_ids]
     pruned = [t for t in result.trials if t.pruned_after is not None and t.status == "ok" and has_xy(t)]
-    infeasible = [t for t in result.trials if t.number not in feasible_ids and t.status != "failed" and has_xy(t)
-                  and t.pruned_after is None]
+    unpruned = [t for t in result.trials if t.pruned_after is None]
+    infeasible = [t for t in unpruned if breaks_constraint(t) and has_xy(t)]
     n_failed = sum(t.status == "failed" for t in result.trials)
-    n_infeasible = sum(t.status == "infeasible" or (t.status == "ok" and t.number not in feasible_ids
-                                                    and t.pruned_after is None) for t in result.trials)
+    n_infeasible = sum(breaks_constraint(t) for t in unpruned)
+    n_unplotted = sum(t.status == "ok" and not breaks_constraint(t) and t.number not in feasible_ids
+                      for t in unpruned)  # a plotted metric missing or not finite (a NaN side metric)
 
     fig = _figure(7.0, 5.0)
     ax = fig.add_subplot()
@@ -102,6 +106,8 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         parts.append(f"{n_infeasible} infeasible")
     if n_failed:
         parts.append(f"{n_failed} failed")
+    if n_unplotted:
+        parts.append(f"{n_unplotted} without finite {ox.name} and {oy.name}")
     title = f"Pareto front: {len(front)} of {len(result.trials)} trials ({', '.join(parts)})"
     total = len(result.problem.objectives)
     if len(objs) > 2 or (objectives is None and total > 2):
@@ -462,10 +468,28 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def plot_format(path: str | Path) -> str:
+    """The image format `path`'s suffix names (png, svg, pdf, ...; PNG without a suffix), or a ConfigError naming
+    the formats matplotlib writes: `history.svg` was written as PNG data under that name."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if suffix not in supported:
+        raise ConfigError(f"{path}: .{suffix} is not an image format this writes (use one of "
+                          f"{', '.join('.' + k for k in sorted(supported))})")
+    return suffix
+
+
 def _save(fig: Any, path: str | Path) -> Path:
-    """Lay out `fig` and write it as a PNG at `path` (its folder made if missing); returns the path."""
+    """Lay out `fig` and write it at `path` in the format its suffix names (PNG without one; its folder made if
+    missing); returns the path."""
+    kind = plot_format(path)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    fig.savefig(out, format=kind)
     return out

@@ -260,7 +260,8 @@ def comparison_table(c: Comparison) -> Table:
         runs = f"{len(g.runs)}" + (f" ({missing} without a feasible trial)" if missing else "")
         ri = "" if g.ri_pct is None else f"{g.ri_pct:+.2f} %" + (
             f" [{g.ri_low:+.2f}, {g.ri_high:+.2f}]" if g.ri_low is not None and g.name != c.baseline else "")
-        table.add_row(g.name, runs, f"{fmt(g.mean)} [{fmt(g.low)}, {fmt(g.high)}]",
+        interval = f"[{fmt(g.low)}, {fmt(g.high)}]" if g.low == g.low else "(one run: no interval)"
+        table.add_row(g.name, runs, f"{fmt(g.mean)} {interval}",
                       Text(ri, style="bold" if g.better else ""), "" if g.p_value is None or g.name == c.baseline
                       else f"{g.p_value:.2g}")
     return table

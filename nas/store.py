@@ -218,6 +218,7 @@ class JournalFollower:
         self.lines = 0  # lines parsed
         self._unterminated = False  # the last record parsed lacked its newline (the next writer adds it)
         self._file: tuple[int, int] | None = None  # (device, inode) of the file being followed
+        self._seen = b""  # the last bytes parsed (before `offset`): a file that no longer holds them was replaced
         self._where: dict[int, tuple[int, dict[str, Any]]] = {}  # trial number -> (line, record)
 
     def poll(self) -> bool:
@@ -229,7 +230,8 @@ class JournalFollower:
         if not journal.exists():
             raise JournalError(f"{journal.workdir} holds no journal ({JOURNAL} is missing or empty)")
         stat = journal.path.stat()
-        replaced = self._file is not None and (self._file != (stat.st_dev, stat.st_ino) or stat.st_size < self.offset)
+        replaced = self._file is not None and (self._file != (stat.st_dev, stat.st_ino) or stat.st_size < self.offset
+                                               or self._tail() != self._seen)
         if replaced:
             log.info("%s was replaced (a fresh search): reading it from the start", journal.path)
             self._reset()
@@ -248,12 +250,20 @@ class JournalFollower:
                      journal.path, lines.torn)
         self.still_writing = bool(lines.torn)
         self.offset = lines.size - lines.torn
+        self._seen = self._tail()
         self._unterminated = lines.unterminated
         if lines.records:
             self.lines = lines.records[-1][0]
         for line, rec in lines.records:
             self._add(line, rec)
         return replaced
+
+    def _tail(self, size: int = 256) -> bytes:
+        """The last `size` bytes parsed. A fresh search written to the same path (deleted and run again, which may
+        reuse the inode, and grown past where this reader was) differs there: its records hold other times."""
+        with open(self.journal.path, "rb") as f:
+            f.seek(max(0, self.offset - size))
+            return f.read(min(size, self.offset))
 
     def _add(self, line: int, rec: dict[str, Any]) -> None:
         path = self.journal.path

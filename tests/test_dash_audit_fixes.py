@@ -67,6 +67,30 @@ def test_a_replaced_journal_gets_a_new_identity_even_when_it_holds_more_trials(t
     assert [r["arch_id"] for r in rows] == [t.arch_id for t in fresh.trials]
 
 
+def test_a_journal_replaced_in_the_same_file_is_read_anew(tmp_path) -> None:
+    """A search deleted and run again may get the old file's inode back (ext4 reuses it at once): the follower
+    kept its byte offset and read the new journal from the middle ('corrupt journal line', or the new trials
+    appended to the old rows). Here the file is rewritten in place, so the inode is the same for certain."""
+    wd = tmp_path / "w"
+    search(wd, 20)
+    views = open_views([wd])
+    first = api(views, "/api/search/s0", {"since": ["0"]})
+    path = wd / "journal.jsonl"
+    inode = path.stat().st_ino
+    os.replace(wd, tmp_path / "other")
+    fresh = search(wd, 25, seed=1)
+    text = (wd / "journal.jsonl").read_bytes()
+    os.replace(tmp_path / "other", tmp_path / "w.old")
+    with open(tmp_path / "w.old" / "journal.jsonl", "r+b") as f:  # the old file, its inode, now the fresh content
+        f.truncate(0)
+        f.write(text)
+    os.replace(tmp_path / "w.old" / "journal.jsonl", path)
+    assert path.stat().st_ino == inode and len(text) > 0
+    after = api(views, "/api/search/s0", {"since": ["0"]})
+    assert after["summary"]["journal_id"] != first["summary"]["journal_id"]
+    assert [r["arch_id"] for r in after["trials"]] == [t.arch_id for t in fresh.trials]
+
+
 @pytest.mark.timeout(300)
 def test_the_page_drops_the_rows_of_a_replaced_search(tmp_path, serve, browser) -> None:
     runs = tmp_path / "runs"
@@ -85,6 +109,18 @@ def test_the_page_drops_the_rows_of_a_replaced_search(tmp_path, serve, browser) 
     drawn = browser.evaluate("""() => { const t = document.getElementById('front-plot').data
         .find(t => t.name.startsWith('Pareto front')); return t.customdata.map((n, i) => [n, t.x[i], t.y[i]]); }""")
     assert drawn and all([x, y] == [journal[n].metrics["acc"], journal[n].metrics["cost"]] for n, x, y in drawn)
+
+
+@pytest.mark.timeout(300)
+def test_the_page_of_a_search_still_writing_its_header_says_it_is_starting(tmp_path, serve, browser) -> None:
+    """It drew the axes from a summary without objectives: 'Cannot read properties of undefined' in the error box."""
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "journal.jsonl").write_text('{"type": "header", "schema": 1, "config": {"space": ')  # torn header
+    browser.goto(serve([wd]) + "?poll=200#/s/s0")
+    browser.wait_for_function("document.getElementById('progress-detail').innerText.includes('starting')")
+    browser.wait_for_timeout(600)  # a few polls
+    assert browser.locator("#page-error").inner_text() == ""
 
 
 # ------------------------------------------------------------------ 2. rate and ETA after a resume

@@ -61,3 +61,58 @@ def test_timeline_and_history_flags(searched, tmp_path):
     few = nas.search(SPACE, toy, {"acc": "max"}, budget=1, seed=0)
     with pytest.raises(ConfigError, match="it needs 2"):
         plot_parallel(few, tmp_path / "x.png")
+
+
+def test_a_nan_side_metric_is_counted_apart_from_infeasible_trials(tmp_path, monkeypatch):
+    """The search had no constraint, yet the title said '6 infeasible' for trials whose plotted side metric is NaN."""
+    from nas import plot
+
+    titles: list[str] = []
+    real = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, path: (titles.append(fig.axes[0].get_title()), real(fig, path))[1])
+    result = nas.search(Space(a=Choice(list(range(8)))), lambda a: {"acc": float(a["a"]),
+                        "params_k": float("nan") if a["a"] % 2 else float(a["a"])}, {"acc": "max"}, budget=8, seed=0)
+    plot.plot_pareto(result, tmp_path / "p.png", ["acc", "params_k:min"])
+    assert "infeasible" not in titles[0] and "4 feasible" in titles[0]
+    assert "4 without finite acc and params_k" in titles[0]
+
+
+def test_plots_take_the_format_their_suffix_names_and_refuse_one_they_cannot_write(searched, tmp_path):
+    runner = CliRunner()
+    wd = str(searched.workdir)
+    out = runner.invoke(app, ["pareto", wd, "--plot", str(tmp_path / "front.svg")])
+    assert out.exit_code == 0 and (tmp_path / "front.svg").read_bytes().startswith(b"<?xml")
+    out = runner.invoke(app, ["history", wd, "--plot", str(tmp_path / "h.pdf")])
+    assert out.exit_code == 0 and (tmp_path / "h.pdf").read_bytes().startswith(b"%PDF")
+    out = runner.invoke(app, ["history", wd, "--plot", str(tmp_path / "h2.png"), "--timeline", str(tmp_path / "t.xyz")])
+    assert out.exit_code == 2 and ".xyz is not an image format" in out.output
+    assert not (tmp_path / "h2.png").exists()  # refused before any plot was written
+
+
+def test_nas_history_writes_and_names_every_plot_it_can_when_one_cannot_be_drawn(searched, tmp_path):
+    """--curves of a search without a pruner failed after the history plot was written, which was never named,
+    and stopped the plots after it."""
+    out = CliRunner().invoke(app, ["history", str(searched.workdir), "--plot", str(tmp_path / "h.png"),
+                                   "--curves", str(tmp_path / "c.png"), "--timeline", str(tmp_path / "t.png")])
+    assert out.exit_code == 2 and "learning curves: plot_curves: no trial" in out.output
+    assert f"plot: {(tmp_path / 'h.png').resolve()}" in out.output.replace("\n", "")
+    assert (tmp_path / "h.png").exists() and (tmp_path / "t.png").exists() and not (tmp_path / "c.png").exists()
+
+
+def test_a_group_of_one_run_has_no_interval(tmp_path):
+    """One run gave a zero-width '95 % interval' [mean, mean]."""
+    from nas.compare import compare_searches
+    from nas.report import comparison_table
+
+    space = Space(a=Choice(list(range(30))))
+    runs = [nas.search(space, lambda a: {"v": float(a["a"])}, {"v": "max"}, strategy=s, budget=6, seed=k,
+                       workdir=tmp_path / f"{s}{k}") for s, k in (("random", 0), ("evolution", 0), ("evolution", 1))]
+    c = compare_searches(runs)
+    single = next(g for g in c.groups if g.name == "random")
+    assert len(single.runs) == 1 and np.isnan(single.low) and np.isnan(single.high)
+    pair = next(g for g in c.groups if g.name == "evolution")
+    assert pair.low < pair.mean < pair.high or pair.low == pair.high == pair.mean  # two equal scores: no spread
+    from rich.console import Console
+    console = Console(width=200, record=True)
+    console.print(comparison_table(c))
+    assert "(one run: no interval)" in console.export_text()

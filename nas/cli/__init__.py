@@ -38,7 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -553,12 +553,12 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
 @user_errors
 def pareto(
     workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the trials and the front here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a plot of the trials and the front here (PNG; SVG, PDF, ... by the suffix).")] = None,
     objectives: Annotated[Optional[str], typer.Option(
         help="Comma-separated objectives to use, any recorded metric as NAME:min or NAME:max (default: the "
              "search's; the plot shows the first two, or the history of a single one).")] = None,
 ) -> None:
-    """Print the Pareto front as a table; with --plot also write it as a PNG."""
+    """Print the Pareto front as a table; with --plot also draw it (PNG, or the format the suffix names)."""
     result = _load(workdir)
     names = _names(objectives)
     console = _out()
@@ -578,7 +578,7 @@ def pareto(
 @user_errors
 def history(
     workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
-    plot: Annotated[Path, typer.Option(help="Write the PNG here.")] = Path("history.png"),
+    plot: Annotated[Path, typer.Option(help="Write the plot here (PNG; SVG, PDF, ... by the suffix).")] = Path("history.png"),
     objectives: Annotated[Optional[str], typer.Option(
         help="Comma-separated objectives (any recorded metric as NAME:min or NAME:max) [default: the search's].")] = None,
     curves: Annotated[Optional[Path], typer.Option(
@@ -589,23 +589,31 @@ def history(
         help="Also write each trial's start and finish on its worker's lane here.")] = None,
 ) -> None:
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
-    from nas.plot import plot_curves, plot_history, plot_parallel, plot_timeline
+    from nas.plot import plot_curves, plot_format, plot_history, plot_parallel, plot_timeline
 
     result = _load(workdir)
     names = _names(objectives)
-    path = plot_history(result, plot, names)
-    if curves is not None:
-        _out().print(f"learning curves: {plot_curves(result, curves).resolve()}", soft_wrap=True)
-    if parallel is not None:
-        shown = plot_parallel(result, parallel, names[0] if names else None)
-        _out().print(f"parallel coordinates: {shown.resolve()}", soft_wrap=True)
-    if timeline is not None:
-        _out().print(f"timeline: {plot_timeline(result, timeline).resolve()}", soft_wrap=True)
+    for target in (plot, curves, parallel, timeline):
+        if target is not None:
+            plot_format(target)  # a format no plot can be written in is refused before any is written
     for o in [result.objective(n) for n in (names or result.problem.names)]:
         steps = result.history(o)
         best = f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
         _out().print(f"best {o.name} ({o.direction}): {best}", soft_wrap=True)
-    _out().print(f"plot: {path.resolve()}", soft_wrap=True)
+    plots: list[tuple[str, Path | None, Callable[[Path], Path]]] = [
+        ("plot", plot, lambda p: plot_history(result, p, names)),
+        ("learning curves", curves, lambda p: plot_curves(result, p)),
+        ("parallel coordinates", parallel, lambda p: plot_parallel(result, p, names[0] if names else None)),
+        ("timeline", timeline, lambda p: plot_timeline(result, p))]
+    failed: list[str] = []
+    for what, target, draw in plots:  # each that can be drawn is, and said; one that cannot fails the command
+        if target is not None:
+            try:
+                _out().print(f"{what}: {draw(target).resolve()}", soft_wrap=True)
+            except ConfigError as e:
+                failed.append(f"{what}: {e}")
+    if failed:
+        raise ConfigError("; ".join(failed))
 
 
 @app.command()
@@ -617,9 +625,9 @@ def importance(
                                          "block's own (blocks.2.k).")] = "name",
     scale: Annotated[str, typer.Option(help="rank: fit the normal scores of the metric's ranks (a few collapsed "
                                                "networks do not dominate); value: fit the values.")] = "rank",
-    plot: Annotated[Optional[Path], typer.Option(help="Also write a bar chart PNG here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also write a bar chart here (PNG; SVG, PDF, ... by the suffix).")] = None,
     effects: Annotated[Optional[Path], typer.Option(
-        help="Also write a PNG of the metric per value of the four most important decisions here.")] = None,
+        help="Also write a plot of the metric per value of the four most important decisions here.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """Which decisions matter for a metric: permutation importance of a random forest, out of fold."""

@@ -174,7 +174,7 @@ function showSearch(key) {
     const d = await loadSearch(key);
     if (view.key !== key || view.kind !== "search") return;
     drawSummary(d);
-    if (d.summary.error) return;
+    if (d.summary.error || d.summary.state === "starting") return;  // no header yet: nothing to draw
     if (!view.axes) setupAxes(d.summary);
     const first = !view.drawn;
     view.drawn = true;
@@ -551,7 +551,7 @@ async function drawGroups(picked, obj) {
     + (c.baseline ? `; improvement over ${c.baseline} (Welch's t-test)` : "; no random-search runs to set the others against");
   table.tHead.innerHTML = c.error ? "" : "<tr><th>group</th><th>runs</th><th>mean [95 % CI]</th><th>improvement [95 % CI]</th><th>p</th></tr>";
   table.tBodies[0].innerHTML = c.error ? "" : c.groups.map(g => `<tr data-group="${esc(g.name)}"><td>${esc(g.name)}</td>
-    <td>${g.runs.length}</td><td>${fmt(g.mean)} [${fmt(g.low)}, ${fmt(g.high)}]</td>
+    <td>${g.runs.length}</td><td>${fmt(g.mean)} ${g.low === null || g.low === undefined ? "(one run: no interval)" : `[${fmt(g.low)}, ${fmt(g.high)}]`}</td>
     <td class="${g.ri_low !== null && g.ri_low > 0 ? "better" : ""}">${g.ri_pct === null ? "–" : `${g.ri_pct >= 0 ? "+" : ""}${g.ri_pct.toFixed(2)} %`
       + (g.ri_low !== null && g.name !== c.baseline ? ` [${g.ri_low.toFixed(2)}, ${g.ri_high.toFixed(2)}]` : "")}</td>
     <td>${g.p_value === null || g.name === c.baseline ? "" : fmt(g.p_value)}</td></tr>`).join("");
