@@ -140,7 +140,8 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
             kind = good if t.number in feasible else cut if t.pruned_after is not None else bad
             kind[0].append(used)
             kind[1].append(v)
-        ax.scatter(*good, s=12, color="0.55", label="feasible trial", zorder=2)
+        if good[0]:
+            ax.scatter(*good, s=12, color="0.55", label="feasible trial", zorder=2)
         if bad[0]:
             ax.scatter(*bad, s=16, marker="x", color="#e8a0a0", linewidths=1.0, label="infeasible", zorder=1)
         if cut[0]:
@@ -153,7 +154,10 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
             ax.step(xs, ys, where="post", color="#c0392b", linewidth=1.6, label="best so far", zorder=3)
         ax.set_ylabel(f"{o.name} ({o.direction})")
         ax.grid(True, color="0.9", zorder=0)
-        ax.legend(loc="best", fontsize=8, frameon=False)
+        if good[0] or bad[0] or cut[0]:
+            ax.legend(loc="best", fontsize=8, frameon=False)
+        else:
+            ax.text(0.5, 0.5, f"no trial has a value of {o.name}", ha="center", va="center", transform=ax.transAxes)
     axes[-1].set_xlabel("evaluations")
     axes[0].set_title(f"optimisation history: {result.used} evaluations, {len(result.trials)} trials", fontsize=10)
     return _save(fig, path)

@@ -116,3 +116,16 @@ def test_a_group_of_one_run_has_no_interval(tmp_path):
     console = Console(width=200, record=True)
     console.print(comparison_table(c))
     assert "(one run: no interval)" in console.export_text()
+
+
+def test_the_history_of_a_search_without_a_feasible_trial_names_no_feasible_trial(tmp_path, monkeypatch):
+    from nas import plot
+
+    legends: list[list[str]] = []
+    real = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, path: (legends.append(
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]), real(fig, path))[1])
+    result = nas.search(Space(a=Choice(list(range(8)))), lambda a: {"v": float(a["a"])}, {"v": "max"},
+                        constraints=["v >= 100"], budget=5, seed=0)
+    plot.plot_history(result, tmp_path / "h.png")
+    assert legends == [["infeasible"]]
