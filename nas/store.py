@@ -242,6 +242,7 @@ class JournalFollower:
                 if f.read(1) == b"\n":
                     self.offset += 1
                     self._unterminated = False
+            self._seen = self._tail()  # the parsed bytes now end with that newline
         if stat.st_size <= self.offset:
             return replaced
         lines = jsonio.read_jsonl(journal.path, "journal", JournalError, start=self.offset, first_line=self.lines + 1)

@@ -111,6 +111,24 @@ def test_the_page_drops_the_rows_of_a_replaced_search(tmp_path, serve, browser) 
     assert drawn and all([x, y] == [journal[n].metrics["acc"], journal[n].metrics["cost"]] for n, x, y in drawn)
 
 
+def test_a_last_record_completed_by_the_next_writer_is_not_taken_for_a_replaced_journal(tmp_path) -> None:
+    """A search killed after a record but before its newline: the next writer adds the newline, and the reader
+    steps over it. Its check of the bytes it had parsed must step with it (it read anew, dropping the rows)."""
+    from nas.store import JournalFollower
+
+    wd = tmp_path / "w"
+    search(wd, 5)
+    path = wd / "journal.jsonl"
+    text = path.read_bytes()
+    path.write_bytes(text[:-1])  # the last record without its newline
+    follower = JournalFollower(Journal(wd))
+    assert follower.poll() is False and len(follower.trials) == 5
+    with open(path, "ab") as f:
+        f.write(b"\n")
+    assert [follower.poll(), follower.poll(), follower.poll()] == [False, False, False]
+    assert len(follower.trials) == 5
+
+
 @pytest.mark.timeout(300)
 def test_the_page_of_a_search_still_writing_its_header_says_it_is_starting(tmp_path, serve, browser) -> None:
     """It drew the axes from a summary without objectives: 'Cannot read properties of undefined' in the error box."""
