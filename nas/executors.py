@@ -1,6 +1,7 @@
 """Executors run evaluations: in-process (default) or on a simulated clock that replays a benchmark.
 
-Contract: `start(evaluate)`, `submit(job)` while `free_slots() > 0`, `wait()` for at least one completion,
+Contract: `check_evaluate(evaluate)` when the search is prepared (refuse what cannot run, before anything is
+written), `start(evaluate)`, `submit(job)` while `free_slots() > 0`, `wait()` for at least one completion,
 `poll()` for the completions already there without waiting (the search drains them on Ctrl-C).
 """
 
@@ -56,9 +57,15 @@ class Completed:
 
 
 def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] | None, str | None]:
-    """Call `evaluate`, turning exceptions and malformed returns into an error string."""
+    """Call `evaluate`, turning exceptions and malformed returns into an error string.
+
+    `sys.exit` inside `evaluate` (a training script's argparse on a bad option) fails that trial too: left to
+    propagate it ended the search before the trial was journaled, so every resume ran it first and died again.
+    KeyboardInterrupt (Ctrl-C stops the search) and a pruner's `Pruned` still propagate."""
     try:
         out = evaluate(arch)
+    except SystemExit as e:
+        return None, f"SystemExit: evaluate called {exit_call(e.code)}"
     except Exception as e:  # noqa: BLE001 - any failure of user code is a failed trial, not a crash
         return None, "".join(traceback.format_exception_only(type(e), e)).strip()
     if not isinstance(out, Mapping):
@@ -99,6 +106,11 @@ def metric_value(value: Any) -> tuple[float, str | None]:
         return math.nan, f"{type(value).__name__} is not a number (a metric must be an int or a float)"
 
 
+def exit_call(code: Any) -> str:
+    """How a `SystemExit` with `code` was raised, for an error message: "sys.exit(2)", "sys.exit()"."""
+    return "sys.exit()" if code is None else f"sys.exit({_short(code)})"
+
+
 def _short(value: Any, limit: int = 60) -> str:
     """repr(value), cut to `limit` characters (an int of 300 digits, a long note)."""
     text = repr(value)
@@ -119,6 +131,10 @@ class Executor(ABC):
 
     @abstractmethod
     def start(self, evaluate: EvaluateFn) -> None: ...
+
+    def check_evaluate(self, evaluate: EvaluateFn) -> None:
+        """Refuse (ConfigError) an `evaluate` this executor cannot run, before the search writes anything: the
+        search calls it when it is prepared. Executors that run it in this process take any callable."""
 
     @abstractmethod
     def free_slots(self) -> int: ...

@@ -8,7 +8,11 @@ so a killed search leaves no process behind, and resume replays the journal as w
 
 The evaluate function reaches the workers once, at their start: inherited with `start_method="fork"`
 (the default on Linux, so functions defined in a script or a closure work), or cloudpickled for
-"spawn"/"forkserver". Each worker runs torch on `threads` threads (default: the CPUs divided by workers). Under a
+"spawn"/"forkserver". With those, an evaluate that cannot be pickled is refused when the search is prepared, before
+anything is journaled, and one that a worker cannot load (or a worker that cannot start) stops the search with an
+error naming the cause; the evaluations in flight are not journaled, so a resume runs them. Each worker runs torch
+on `threads` threads (default: the CPUs divided by workers), also when `evaluate` imports torch itself, and sets
+OMP_NUM_THREADS and MKL_NUM_THREADS to it. `sys.exit` in `evaluate` fails its trial, as any exception does. Under a
 pruner (`nas.search(..., pruner=...)`) each job carries a copy of the pruning history as it stood when the job was
 submitted; the worker judges the evaluation's reports against it and the outcome joins the history when it returns.
 """
@@ -17,20 +21,30 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import multiprocessing
 import os
 import signal
 import sys
 import time
+import types
 from dataclasses import dataclass
 from typing import Any
 
-from nas.errors import ConfigError, check_count, check_seconds
-from nas.executors import Completed, EvaluateFn, Executor, Job, run_judged
+from nas.errors import ConfigError, NASError, check_count, check_limit
+from nas.executors import Completed, EvaluateFn, Executor, Job, exit_call, run_judged
 from nas.pruning import Pruning
 from nas.spaces import Architecture
 
 START_METHODS = ("fork", "spawn", "forkserver")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch's (and numpy's MKL) thread pools on load
+
+
+class _NotLoaded(Exception):
+    """Raised in a worker that could not load the evaluate function (its text says why); the driver turns it into
+    an error that stops the search, since every evaluation in that worker would fail the same way."""
 
 
 @dataclass
@@ -64,18 +78,37 @@ class ProcessExecutor(Executor):
         self.set_timeout(timeout_s)
         self._pool: Any = None
         self._running: dict[concurrent.futures.Future[Any], _Running] = {}
+        self._pickled: tuple[EvaluateFn, bytes] | None = None  # check_evaluate's payload, reused by start
+        self._broken: NASError | None = None  # the pool cannot run evaluations: raised by the next submit or wait
 
     def set_timeout(self, timeout_s: float | None) -> None:
-        self.timeout_s = check_seconds(timeout_s, "timeout_s") if timeout_s is not None else None
+        self.timeout_s = check_limit(timeout_s, "timeout_s")  # float("inf"), as None: no timeout
+
+    def check_evaluate(self, evaluate: EvaluateFn) -> None:
+        """With "spawn"/"forkserver", `evaluate` must pickle (it is sent to each worker): one holding a lock, an open
+        file or a connection is refused here, naming the cause, before the journal is written."""
+        if self.start_method != "fork":
+            self._pickled = (evaluate, self._pickle(evaluate))
+
+    def _pickle(self, evaluate: EvaluateFn) -> bytes:
+        import cloudpickle
+
+        try:
+            return cloudpickle.dumps(evaluate)  # by value where needed: script functions, closures
+        except Exception as e:  # noqa: BLE001 - whatever pickling raises, the user must change evaluate
+            raise ConfigError(f"evaluate cannot be sent to worker processes (start_method={self.start_method!r}): "
+                              f"{type(e).__name__}: {e}; define it at module level of an importable file and create "
+                              "what cannot be pickled (locks, open files, connections) inside it, or use "
+                              "start_method='fork'") from None
 
     def start(self, evaluate: EvaluateFn) -> None:
         from pebble import ProcessPool
 
         payload: Any = evaluate
         if self.start_method != "fork":
-            import cloudpickle
-
-            payload = cloudpickle.dumps(evaluate)  # by value where needed: script functions, closures
+            cached = self._pickled
+            payload = cached[1] if cached is not None and cached[0] is evaluate else self._pickle(evaluate)
+        self._broken = None
         self._pool = ProcessPool(max_workers=self.workers, initializer=_init_worker,
                                  initargs=(payload, self.threads),
                                  context=multiprocessing.get_context(self.start_method))
@@ -88,16 +121,41 @@ class ProcessExecutor(Executor):
 
     def _schedule(self, job: Job, attempts: int) -> None:
         assert self._pool is not None, "start() first"
+        if self._broken is not None:
+            raise self._broken
         judge = self._pruning.snapshot() if self._pruning is not None else None
-        future = self._pool.schedule(_evaluate_in_worker, args=(job.arch.to_dict(), judge), timeout=self.timeout_s)
+        try:
+            future = self._pool.schedule(_evaluate_in_worker, args=(job.arch.to_dict(), judge),
+                                         timeout=self.timeout_s)
+        except RuntimeError as e:  # pebble's "Unexpected error within the Pool": it broke while no job was running
+            raise self._break(e) from None
         self._running[future] = _Running(job, attempts)
 
     def wait(self) -> list[Completed]:
+        """At least one completion; when the pool broke (a worker that cannot load evaluate or start), the
+        completions that came back before are returned first and the error is raised by the next call."""
         out: list[Completed] = []
         while not out:
-            done, _ = concurrent.futures.wait(list(self._running), return_when=concurrent.futures.FIRST_COMPLETED)
+            if self._broken is not None:
+                raise self._broken
+            done, _ = concurrent.futures.wait(list(self._running), timeout=1.0,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done and not self._pool.active:  # it broke before taking a job: that job would never complete
+                raise self._break(None)
             out.extend(c for c in map(self._collect, done) if c is not None)
         return out
+
+    def _break(self, cause: BaseException | None) -> NASError:
+        """The error that ends the search now that the pool cannot run evaluations (the first cause is kept): the
+        jobs in flight never ran, so none is journaled as failed and a resume runs them."""
+        if self._broken is None:
+            what = f"{type(cause).__name__}: {cause or 'the pool broke'}" if cause is not None else "the pool broke"
+            hint = (f"; with start_method={self.start_method!r} each worker imports the main script again, so guard "
+                    "the search with `if __name__ == \"__main__\":`" if self.start_method != "fork" else "")
+            self._broken = NASError(f"worker processes stopped working ({what}): a worker could not start or died "
+                                    f"between evaluations{hint}; the evaluations in flight are not journaled, so a "
+                                    "resume runs them")
+        return self._broken
 
     def poll(self) -> list[Completed]:
         """The evaluations already finished, without waiting or retrying (the search is stopping on Ctrl-C): a
@@ -107,24 +165,36 @@ class ProcessExecutor(Executor):
 
     def _collect(self, future: concurrent.futures.Future[Any], retry: bool = True) -> Completed | None:
         """One finished future's completion; None when its worker died and it was resubmitted (or, without
-        `retry`, left for the resume)."""
+        `retry`, left for the resume), or when it never ran because the pool broke (`_broken` says why)."""
+        from concurrent.futures.process import BrokenProcessPool
+
         from pebble import ProcessExpired
 
         run = self._running.pop(future)
         arch, now = run.job.arch, time.time()
         try:
             metrics, error, started, finished, worker, extra = future.result()
+        except _NotLoaded as e:  # not journaled: the architecture stays pending and a fixed resume evaluates it
+            self._broken = self._broken or ConfigError(
+                f"evaluate cannot be loaded in a worker process (start_method={self.start_method!r}): {e}; define "
+                "it, and what it holds, at module level of an importable file, or use start_method='fork'")
+            return None
+        except BrokenProcessPool as e:  # every job in flight is aborted unrun: none is journaled as failed
+            self._break(e)
+            return None
         except concurrent.futures.TimeoutError:
             return Completed(arch, None, f"timed out after {self.timeout_s:g} s (its worker process was killed and "
                              "replaced)", now - (self.timeout_s or 0), now, "process")
         except ProcessExpired as e:
-            if not retry:
+            if not retry or self._broken is not None:  # left for the resume
                 return None
             if run.attempts < self.max_retries:
                 self._schedule(run.job, run.attempts + 1)
                 return None
             return Completed(arch, None, f"worker process died (exit code {e.exitcode}) {run.attempts + 1} "
                              "time(s)", now, now, f"process-{e.pid}")
+        except SystemExit as e:  # raised outside evaluate in the worker (run_job fails a trial that calls it)
+            return Completed(arch, None, f"SystemExit: the worker called {exit_call(e.code)}", now, now, "process")
         except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be pickled back
             return Completed(arch, None, f"{type(e).__name__}: {e}", now, now, "process")
         return self._returned(arch, metrics, error, started, finished, worker, extra)
@@ -139,23 +209,73 @@ class ProcessExecutor(Executor):
 
 
 _evaluate: EvaluateFn | None = None  # the worker process's evaluate function, set once by _init_worker
+_not_loaded: str | None = None  # why _init_worker could not load it: each job then raises _NotLoaded
 
 
 def _init_worker(payload: Any, threads: int) -> None:
-    """Worker start: die with the driver, ignore Ctrl-C (the driver stops the pool), pin torch threads."""
-    global _evaluate
+    """Worker start: die with the driver, ignore Ctrl-C (the driver stops the pool), pin threads, load evaluate.
+
+    `threads` reaches torch however it is imported: set now where it is (inherited from the driver under fork,
+    imported by the main script or the cloudpickled function under spawn), else as soon as something imports it
+    (`_PinTorchThreads`: an evaluate that imports torch itself); OMP_NUM_THREADS and MKL_NUM_THREADS say it to other
+    libraries loaded later and to programs evaluate starts. A load that fails is remembered, not raised: pebble
+    would log it, restart the worker and, with no job taken, abort every job in flight as "All workers expired"
+    (journaled as failed trials that never ran)."""
+    global _evaluate, _not_loaded
     if sys.platform == "linux":
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the driver died before prctl took effect
             os._exit(1)
-    _evaluate = payload if callable(payload) else __import__("cloudpickle").loads(payload)
-    if "torch" in sys.modules:  # inherited from the driver (fork) or imported by the cloudpickled function
-        sys.modules["torch"].set_num_threads(threads)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if "torch" not in sys.modules:
+        sys.meta_path.insert(0, _PinTorchThreads(threads))
+    try:
+        _evaluate = payload if callable(payload) else __import__("cloudpickle").loads(payload)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - reported by each job, then by the driver
+        _not_loaded = _one_line(e)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        torch.set_num_threads(threads)
+
+
+class _PinTorchThreads(importlib.abc.MetaPathFinder):
+    """Sets torch's thread count as soon as torch is imported in this worker, before any of its code runs (torch
+    started from OMP_NUM_THREADS caps it at the machine's cores), then leaves `sys.meta_path`."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "torch":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)  # the finders after this one: torch's own spec and loader
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module, threads = loader.exec_module, self.threads
+
+        def exec_and_pin(module: types.ModuleType) -> None:
+            exec_module(module)
+            module.set_num_threads(threads)
+
+        loader.exec_module = exec_and_pin  # type: ignore[method-assign] # this import's loader instance only
+        return spec
+
+
+def _one_line(e: BaseException) -> str:
+    """`e` as "Type: message" on one line."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _evaluate_in_worker(arch: dict[str, Any], judge: Pruning | None = None
                         ) -> tuple[dict[str, float] | None, str | None, float, float, str, dict[str, Any]]:
     """Evaluate one architecture; under `judge` (a pruner's copy), its reports may stop it early."""
+    if _not_loaded is not None:
+        raise _NotLoaded(_not_loaded)
     assert _evaluate is not None, "worker not initialised"
     started = time.time()
     metrics, error, extra = run_judged(_evaluate, Architecture(arch), judge)

@@ -24,6 +24,7 @@ import logging
 import math
 import sys
 import time
+from os import PathLike
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from nas import jsonio
-from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_seconds
+from nas.errors import (ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_limit,
+                        check_number)
 from nas.evaluators import Evaluator, as_evaluators, begin_search, merged
 from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
@@ -42,7 +44,7 @@ from nas.objectives import Constraint, Objective, Problem
 from nas.pruning import Pruning, as_pruner
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
-from nas.stopping import StopRule, check_rule, describe
+from nas.stopping import StopRule, check_rule, reason
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy
 from nas.strategies.optuna_sampler import OptunaSampler
@@ -75,13 +77,15 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     once per `snapshot_interval_s` (resume replays the trials after the last one). `seed=None` draws a seed,
     recorded in the journal. `progress(trial, used, budget)` is called after each trial; `nas.search(...,
     progress=True)` shows a rich progress bar (`nas.report.SearchProgress`), starting from the journal's trials when
-    resuming.
+    resuming; `progress=False`, as None, shows nothing.
 
     `timeout_s` fails an evaluation that runs longer (its worker is killed: executor "processes");
     `max_time` stops submitting evaluations after that many seconds of this run. `enqueue` evaluates
     these architectures first (a baseline, an earlier front); `warm_start` (another search's workdir over
     the same space) tells the strategy that search's completed results without spending budget on them.
-    A resumed run keeps the recorded seed, timeout, max_time, enqueue and warm start unless given anew.
+    A resumed run keeps the recorded seed, timeout, max_time, enqueue and warm start unless given anew
+    (`timeout_s=float("inf")` or `max_time=float("inf")` lifts a recorded limit); a resume on an executor that
+    cannot stop an evaluation runs without the recorded timeout but keeps it recorded for later resumes.
     `stop_when` (`nas.NoImprovement(patience)`, `nas.Target("valid_acc >= 0.95")` or any callable taking the
     `SearchResult` so far) ends the search below its budget once it holds; it applies to this run only.
     `pruner` ("median", "percentile", "asha", "hyperband", an `optuna.pruners` instance or `nas.Pruner(...)`)
@@ -133,10 +137,13 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     if not isinstance(space, Space):
         raise ConfigError(f"space: expected a nas.spaces.Space, got {type(space).__name__}")
     check_count(budget, "budget", " (number of evaluations)")
+    if progress is False:  # a verbosity flag passed through: no progress, as None
+        progress = None
     if progress is not None and not callable(progress):
         raise ConfigError(f"progress: expected a callable (trial, used, budget), or True through nas.search, "
                           f"got {progress!r}")
     check_count(snapshot_every, "snapshot_every")
+    snapshot_interval_s = check_number(snapshot_interval_s, "snapshot_interval_s", positive=False, unit=" (seconds)")
     if fidelity is not None and (isinstance(fidelity, bool) or not isinstance(fidelity, (int, float))
                                  or not math.isfinite(fidelity) or fidelity <= 0):
         raise ConfigError(f"fidelity: expected a positive number (the budget each evaluation is given, e.g. epochs), "
@@ -148,6 +155,11 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
     if metadata is not None:
         jsonio.plain(dict(metadata), "metadata")
+    if warm_start is not None and not isinstance(warm_start, (str, PathLike)):
+        raise ConfigError(f"warm_start: expected the workdir of an earlier search (a path), got {warm_start!r}")
+    # None keeps a recorded limit; infinity lifts it (no limit, and none recorded from now on)
+    timeout_given, max_time_given = timeout_s is not None, max_time is not None
+    timeout_s, max_time = check_limit(timeout_s, "timeout_s"), check_limit(max_time, "max_time")
     recorded = recorded_config(workdir) or {}
     if recorded.get("space") != space.fingerprint():
         recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
@@ -156,11 +168,9 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     if isinstance(strategy, Strategy):
         seed = _instance_seed(strategy, seed, recorded)
     seed = resolve_seed(seed, recorded)
-    inherited_timeout = timeout_s is None and recorded.get("timeout_s") is not None
-    timeout_s = timeout_s if timeout_s is not None else recorded.get("timeout_s")
-    max_time = max_time if max_time is not None else recorded.get("max_time")
-    if max_time is not None:
-        check_seconds(max_time, "max_time")
+    inherited_timeout = not timeout_given and recorded.get("timeout_s") is not None
+    timeout_s = timeout_s if timeout_given else check_limit(recorded.get("timeout_s"), "timeout_s")
+    max_time = max_time if max_time_given else check_limit(recorded.get("max_time"), "max_time")
     queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"))
     covered = recorded.get("warm_start") is not None and _snapshot_restores(workdir)
     warm = _warm_start(space, warm_start, recorded.get("warm_start"), covered)
@@ -210,11 +220,15 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     except ConfigError:
         if not inherited_timeout:
             raise
-        # the timeout is the journal's, not this call's: run on, without it, rather than blame an argument not given
-        log.warning("%s: the recorded timeout_s=%s is not applied: this executor cannot stop a running evaluation "
-                    "(pass executor='processes' to keep it)", workdir, recorded["timeout_s"])
-        timeout_s, runner = None, make_executor(executor, None)
+        # the timeout is the journal's, not this call's: run on, without it, rather than blame an argument not given;
+        # it stays recorded (timeout_s goes into the header as it was), so a later resume on processes applies it
+        log.warning("%s: the recorded timeout_s=%s is not applied in this run: this executor cannot stop a running "
+                    "evaluation (it stays recorded; resume with executor='processes' to apply it)", workdir,
+                    recorded["timeout_s"])
+        runner = make_executor(executor, None)
     runner.set_pruning(pruning)
+    expensive_fn = merged(expensive, fidelity)
+    runner.check_evaluate(expensive_fn)  # one a worker process cannot be sent is refused before the journal is written
     config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
                            timeout_s=timeout_s, max_time=max_time,
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
@@ -223,7 +237,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     elif isinstance(strat, OptunaSampler):
         config["strategy_instance"] = {**_instance_record(strat), "sampler": strat.sampler_class}
     return PreparedSearch(problem, Deduplicate(strat), merged(cheap, fidelity) if cheap else None,
-                          merged(expensive, fidelity), runner, config,
+                          expensive_fn, runner, config,
                           Path(workdir) if workdir is not None else None, lower_budget, snapshot_every,
                           snapshot_interval_s, progress, queued, warm.trials if warm else [], max_time, evaluators,
                           stop_when)
@@ -472,7 +486,7 @@ class _SearchLoop:
                 self._publish_running()
                 if not self.in_flight:
                     stop = ("budget" if self.used >= self.budget else
-                            describe(self.stop_when) if self.stopped and self.stop_when is not None else
+                            reason(self.stop_when) if self.stopped and self.stop_when is not None else
                             "max_time" if time.monotonic() >= self.deadline else "exhausted")
                     break
                 self.ready = self.executor.wait()
@@ -512,7 +526,7 @@ class _SearchLoop:
         if self.stop_when(SearchResult(list(self.trials), self.problem, self.experiment.workdir, "running",
                                        self.experiment.config)):
             self.stopped, self.deadline = True, -math.inf
-            log.info("%s after %d evaluations: no new evaluation is started", describe(self.stop_when), self.used)
+            log.info("%s after %d evaluations: no new evaluation is started", reason(self.stop_when), self.used)
 
     def _complete(self, done: Completed) -> None:
         """Judge, journal and tell one evaluation the executor returned (`_record` takes it out of flight)."""

@@ -2,7 +2,8 @@
 callback, Ray Tune's plateau stoppers).
 
 `nas.search(..., stop_when=rule)` asks `rule(result)` after each evaluation; when it says yes, no new evaluation is
-started, the ones running finish, and the search ends with `stop_reason` "stop_when: <the rule>". A rule is
+started, the ones running finish, and the search ends with `stop_reason` "stop_when: <the rule>" (of an `AnyOf`, the
+rule or rules that held, joined by "; "). A rule is
 `NoImprovement`, `Target`, or any callable taking the `SearchResult` so far and returning a bool. It applies to the
 run it is given to: it is not journaled, so `nas resume` without it continues to the budget.
 """
@@ -122,12 +123,21 @@ class Target:
 
 @dataclass(frozen=True)
 class AnyOf:
-    """Stop as soon as one of `rules` holds (e.g. a patience and a target together)."""
+    """Stop as soon as one of `rules` holds (e.g. a patience and a target together). Every rule is asked each time,
+    so `held` names each one that held at the last call: the search's stop reason names those (`reason`), not the
+    rules that could not have ended it."""
 
     rules: tuple[StopRule, ...]
+    _held: list[StopRule] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __call__(self, result: "SearchResult") -> bool:
-        return any(rule(result) for rule in self.rules)
+        self._held[:] = [rule for rule in self.rules if rule(result)]
+        return bool(self._held)
+
+    @property
+    def held(self) -> list[StopRule]:
+        """The rules that held when the rule was last asked (none: it did not hold, or was never asked)."""
+        return list(self._held)
 
     def __str__(self) -> str:
         return " or ".join(describe(rule).removeprefix(PREFIX) for rule in self.rules)
@@ -157,7 +167,7 @@ def check_rule(rule: Any, metrics: Sequence[str]) -> StopRule | None:
     if not callable(rule):
         raise ConfigError(f"stop_when: expected NoImprovement(...), Target(...) or a callable (result) -> bool, "
                           f"got {rule!r}")
-    for target in [r for r in (rule.rules if isinstance(rule, AnyOf) else (rule,)) if isinstance(r, Target)]:
+    for target in [r for r in _leaves(rule) if isinstance(r, Target)]:
         unknown = [c.metric for c in target.conditions if c.metric not in metrics]
         if unknown:
             raise ConfigError(f"stop_when: Target names {unknown[0]!r}, which is not an objective or constraint "
@@ -165,11 +175,27 @@ def check_rule(rule: Any, metrics: Sequence[str]) -> StopRule | None:
     return rule
 
 
+def _leaves(rule: StopRule) -> list[StopRule]:
+    """The rules inside `rule`, through nested `AnyOf`s (a misnamed Target metric inside one is refused too)."""
+    return [leaf for r in rule.rules for leaf in _leaves(r)] if isinstance(rule, AnyOf) else [rule]
+
+
 def describe(rule: StopRule) -> str:
-    """How a stop rule reads in the journal's stop reason."""
+    """How a stop rule reads: PREFIX and the rule (every rule of an `AnyOf`)."""
     text = str(rule) if isinstance(rule, (NoImprovement, Target, AnyOf)) else getattr(rule, "__name__",
                                                                                        type(rule).__name__)
     return PREFIX + text
+
+
+def reason(rule: StopRule) -> str:
+    """The journal's stop reason of a search `rule` ended: `describe(rule)`, but an `AnyOf` that held names only the
+    rule(s) that held, joined by "; " (README: the stop reason says which rule held)."""
+    def held(r: StopRule) -> str:
+        if isinstance(r, AnyOf) and r.held:
+            return "; ".join(held(h) for h in r.held)
+        return describe(r).removeprefix(PREFIX)
+
+    return PREFIX + held(rule)
 
 
 def rule_met(stop_reason: str | None) -> str | None:

@@ -105,6 +105,11 @@ def read_run_file(path: Path) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, want):
             names = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
             raise ConfigError(f"{path}: {key}: expected {names}, got {value!r}")
+        if key == "enqueue" and isinstance(value, list):
+            try:
+                _architectures(value)
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e}") from None
         if key in PATHS and isinstance(value, str):
             value = str((path.parent / value).resolve()) if key != "workdir" else str(path.parent / value)
         out[key] = value
@@ -139,7 +144,7 @@ def read_enqueue(source: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
     """Architectures to evaluate first: a list, or a JSON-lines file of architectures (or of trial records,
     such as `nas trials DIR --json` writes, whose "arch" is taken)."""
     if not isinstance(source, (str, Path)):
-        return [dict(a) for a in source]
+        return _architectures(source)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"enqueue file {path} not found")
@@ -147,3 +152,13 @@ def read_enqueue(source: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
     if lines.torn:
         raise ConfigError(f"{path}:{len(lines.records) + 1}: corrupt enqueue file line (incomplete JSON)")
     return [dict(r["arch"]) if isinstance(r.get("arch"), dict) else r for _, r in lines.records]
+
+
+def _architectures(items: Sequence[Any]) -> list[dict[str, Any]]:
+    """`items` as architectures (dicts of field -> value); a ConfigError names the first `enqueue[i]` that is not a
+    table (a run file's `enqueue = [1, 2]` crashed `nas run` with a traceback)."""
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"enqueue[{i}]: expected an architecture (a table of field = value, e.g. "
+                              f"{{ depth = 3 }}), got {item!r}")
+    return [dict(a) for a in items]
