@@ -27,6 +27,7 @@ import torch
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.evaluators import as_evaluators, merged
+from nas.measure import count_metric
 from nas.modelspec import record_model, save_trial_weights
 from nas.nn.model_space import ModuleSpace
 from nas.objectives import Problem
@@ -294,10 +295,11 @@ def _record_model(trainer: OneShotTrainer, wd: Path, trained: bool, options: Dar
     rebuilds the derived architectures; a model class another process cannot import is only warned about."""
     module = isinstance(trainer, ModuleOneShotTrainer)
     notes = {"search": f"search_darts ({options.method})", **({"held": trainer.supernet.held} if module else {}),
-             "weights": "trained from scratch" if trained else "the one-shot supernet's, not retrained"}
-    try:
+             "weights": "trained from scratch" if trained else "the one-shot supernet's, not retrained",
+             "train_seconds": round(sum(r.seconds for r in trainer.history), 1)}  # the supernet's: the search cost
+    try:  # what export and verify can re-measure without the data: the counts (accuracy needs the splits)
         record_model(wd, trainer.space, supernet=trainer.supernet.inner if module and not trained else None,
-                     notes=notes)
+                     notes=notes, metrics={"params": count_metric("params"), "flops": count_metric("flops")})
     except ConfigError as e:
         log.warning("%s: no model spec recorded, so nas export cannot rebuild its models: %s", wd, e)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import pickle
 import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -71,7 +72,14 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state_dict saved by `save_state_dict`, read with weights_only=True (no code runs on load)."""
     if not path.is_file():
         raise ConfigError(f"{path}: weights file not found")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, OSError) as e:  # empty, truncated, not torch's
+        said = f": {_first(e)}" if str(e) else " (empty or cut short)"
+        raise ConfigError(f"{path}: not a readable weights file ({type(e).__name__}{said})") from None
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"{path}: not a state_dict (expected a dict of tensors, got {type(state).__name__})")
+    return dict(state)
 
 
 # ---------------------------------------------------------------------------------------- spaces
@@ -368,7 +376,10 @@ def standalone(spec: ModelSpec, workdir: str | Path, arch: Mapping[str, Any], da
         raise ConfigError(f"trial weights {path} not found: the search must call nas.modelspec.save_trial_weights "
                           "for every architecture it trains")
     module = space.build(arch)
-    module.load_state_dict(load_state_dict(path), strict=True)
+    try:
+        module.load_state_dict(load_state_dict(path), strict=True)
+    except RuntimeError as e:
+        raise ConfigError(f"{path}: does not fit architecture {arch.id} ({_first(e)})") from None
     return module.eval()
 
 

@@ -203,8 +203,11 @@ def verify_table(report: VerifyReport) -> Table:
 
     names = [o.name for o in report.objectives]
     extra = sorted({k for c in report.checks for k in c.measured} - set(names))
-    table = Table(title=f"verify: {len(report.checks)} exported models re-measured, "
-                        f"{len(report.flagged)} flagged", title_justify="left")
+    measured = sum(bool(c.measured) for c in report.checks)
+    title = f"verify: {len(report.checks)} exported models, {measured} re-measured, {len(report.flagged)} flagged"
+    if not measured:
+        title += " (model.json records no metric recipe: nothing could be re-measured, only reloaded)"
+    table = Table(title=title, title_justify="left")
     table.add_column("trial", justify="right")
     for n in names + extra:
         table.add_column(f"{n}\nsearched → measured", justify="right")
@@ -221,7 +224,8 @@ def verify_table(report: VerifyReport) -> Table:
         return f"{fmt(c.searched[n])} → {fmt(c.measured[n])} ({c.rel_error[n]:+.1%}){pm}"
 
     for c in report.checks:
-        table.add_row(str(c.trial), *(cell(c, n) for n in names + extra), "; ".join(c.flags) or "ok")
+        table.add_row(str(c.trial), *(cell(c, n) for n in names + extra),
+                      "; ".join(c.flags) or ("ok" if c.measured else "reloaded; nothing re-measured"))
     return table
 
 

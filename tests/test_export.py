@@ -237,7 +237,7 @@ def test_cli_export_verify_and_their_output(searched, tmp_path):
     result = runner.invoke(app, ["export", str(wd), "--out", str(out), "--top", "2", "--verify"],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "exported 2 models" in result.stdout and "verify: 2 exported models re-measured" in result.stdout
+    assert "exported 2 models" in result.stdout and "verify: 2 exported models, 2 re-measured" in result.stdout
     assert str(out.resolve()) in result.stdout
     again = runner.invoke(app, ["verify", str(out)], env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "searched → measured" in again.stdout and (out / "verify.json").exists()
