@@ -675,8 +675,8 @@ class _SearchLoop:
                 self.asking = False
                 if not proposals:
                     rejected += 1
-                    if self.filtering and rejected < MAX_REJECTIONS:
-                        continue
+                    if self.filtering and rejected < MAX_REJECTIONS and not getattr(self.strategy, "exhausted", False):
+                        continue  # its proposals may have been rejected on cheap metrics: ask again
                     return
                 arch, asked = proposals[0], True
             replayed = self.replay.pop(arch.id, None)  # journaled after the snapshot (a pending one may have finished)

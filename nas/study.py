@@ -116,6 +116,7 @@ class Study:
             raise
         self._closed = False
         self._exhausted = False  # the strategy had nothing new to propose, with nothing pending
+        self._waiting = False  # it had nothing new while architectures were pending (see `waiting`)
         self._lock = threading.RLock()  # one ask, tell or close at a time: they share the strategy and the journal
 
     # ------------------------------------------------------------------------------------------ ask and tell
@@ -134,12 +135,20 @@ class Study:
         return [arch for arch, _ in self._loop.in_flight.values()]
 
     @property
+    def waiting(self) -> bool:
+        """Whether the last `ask` returned None only for now: the strategy proposed nothing new while architectures
+        were pending (a population waiting for its results), and below the budget; tell them, then ask again."""
+        loop = self._loop
+        return self._waiting and bool(loop.in_flight) and loop.used + len(loop.in_flight) < loop.budget
+
+    @property
     def trials(self) -> list[Trial]:
         return list(self._loop.trials)
 
     def ask(self) -> Architecture | None:
         """The next architecture to evaluate: an enqueued one first, then the strategy's (never one already asked
-        or told). None when the budget is told or pending, or the strategy has nothing new to propose."""
+        or told). None when the budget is told or pending, or the strategy has nothing new to propose; `waiting`
+        then says whether that may change once the pending architectures are told."""
         with self._lock:
             return self._ask()
 
@@ -159,10 +168,11 @@ class Study:
                 loop.asking = False
                 if not proposals:
                     self._exhausted = not loop.in_flight  # nothing pending that could still teach it more
+                    self._waiting = bool(loop.in_flight)  # it may have more once the pending ones are told
                     return None
                 arch = proposals[0]
             loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), time.time()
-            self._exhausted = False
+            self._exhausted = self._waiting = False
             loop._publish_running()
             self._snapshot_if_due(now=True)  # handed out: its job may outlive this process
             return arch

@@ -27,6 +27,9 @@ from nas.study import Study, pruner_instance
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
 nothing new), so a job script can end its loop on it."""
+WAIT = 5
+"""`nas ask`'s exit code when nothing can be handed out now but may be once the pending architectures are told (a
+population waiting for its results): tell them, then ask again."""
 PRUNE = 4
 """`nas epoch`'s exit code when the study's pruner says to stop the training (then `nas tell DIR ID`)."""
 
@@ -78,7 +81,8 @@ def ask(workdir: WorkdirArg,
             help="First fail the pending architectures asked more than this many seconds ago (dead jobs).")] = None,
         wait: WaitFlag = 30.0) -> None:
     """Hand out the study's next architecture(s), one JSON line each: {"id": ..., "arch": {...}}. Exit code 3
-    when nothing is left (the budget is told or pending, or the strategy has nothing new)."""
+    when nothing is left (the budget is told or pending, or the strategy has nothing new); 5 when nothing is
+    left for now (the strategy waits for the pending results: tell them, then ask again)."""
     if n < 1:
         raise ConfigError(f"-n: expected an integer >= 1, got {n}")
     with open_study(workdir, wait, budget) as study:
@@ -90,9 +94,13 @@ def ask(workdir: WorkdirArg,
             if arch is None:
                 break
             asked.append(arch)
-        used, pending, budget = study.used, len(study.pending), study.budget
+        used, pending, budget, waiting = study.used, len(study.pending), study.budget, study.waiting
     for arch in asked:  # printed once the study is closed, so what was handed out is pending in its snapshot
         sys.stdout.write(json.dumps({"id": arch.id, "arch": arch.to_dict()}) + "\n")
+    if not asked and waiting:
+        typer.echo(f"nothing to ask now: {used} told and {pending} pending of a budget of {budget}; the strategy "
+                   "waits for the pending results: tell them, then ask again", err=True)
+        raise typer.Exit(WAIT)
     if not asked:
         typer.echo(f"nothing to ask: {used} told and {pending} pending of a budget of {budget}"
                    + ("" if used + pending >= budget else "; the strategy proposes nothing new"), err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +76,8 @@ def _check_option(strategy: str, key: str, value: Any, param: inspect.Parameter)
     if value is None and (param.default is None or "None" in annotation):
         return
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and not math.isfinite(value):  # the journal holds options as JSON, which has no inf or NaN
+        raise ConfigError(f"strategy {strategy!r}: option {key} must be a finite number, got {value!r}")
     checks: list[tuple[bool, bool, str]] = [
         (kinds == {"bool"}, isinstance(value, bool), "true or false"),
         (kinds == {"int"}, number and isinstance(value, int), "an int"),

@@ -102,6 +102,11 @@ class Unseen:
         self._pool = pool if pool else self._all
         return pool[int(rng.integers(len(pool)))] if pool else None
 
+    @property
+    def listed(self) -> bool:
+        """Whether the space was listed (it is enumerable and a draw needed the listing)."""
+        return self._all is not None
+
     def reset(self) -> None:
         """Forget the shrunken pool (what `unknown` accepts changed otherwise than by growing: a loaded state)."""
         if self._all is not None:

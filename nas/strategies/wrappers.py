@@ -66,6 +66,7 @@ class Deduplicate(Wrapper):
         self._keys: dict[str, str] = {}  # arch id -> canonical key (memo)
         self._repeat: Architecture | None = None  # the last proposal refused as known, this ask
         self._unseen = Unseen(self.space)  # a small space's listing, made when samples stop finding unknown ones
+        self.exhausted = False  # the last ask found every architecture of a listed space known: none is left
 
     def key(self, arch: Architecture) -> str:
         k = self._keys.get(arch.id)
@@ -80,6 +81,9 @@ class Deduplicate(Wrapper):
             fresh = self._unknown_near(self._repeat)
             if fresh is not None and self._admit(fresh):
                 out = [fresh]
+        self.exhausted = not out and self._unseen.listed and self._unseen.draw(
+            np.random.default_rng(0), lambda a: self.key(a) not in self.results and self.key(a) not in self.in_flight
+        ) is None
         return out
 
     def _unknown_near(self, arch: Architecture) -> Architecture | None:
