@@ -503,6 +503,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     out = Path(out).resolve()  # the cards name their folder: absolute, wherever they are read from
     _check_in_the_way(out, picks)  # before anything is written: a folder of the user's where a pick goes
     made = not out.exists()
+    _remove_dead_stages(out)
     stage = out / f".export-{os.getpid()}"  # everything is written here first: a failed export leaves nothing
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -520,6 +521,21 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     if verify:
         report.verify = verify_export(out, data)
     return report
+
+
+def _remove_dead_stages(out: Path) -> None:
+    """Remove the staging folders (`.export-<pid>`) that exports killed before cleaning up left in `out`; those of
+    live processes (another export into the same folder) stay."""
+    for stage in out.glob(".export-*") if out.is_dir() else []:
+        pid = stage.name.removeprefix(".export-")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stage, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _check_settings(result: SearchResult, spec: ModelSpec, space: Any) -> None:

@@ -90,3 +90,15 @@ def test_verify_says_so_when_model_json_records_nothing_to_re_measure(tmp_path):
     text = " ".join(out.output.split())
     assert out.exit_code == 0 and "0 re-measured" in text and "nothing could be re-measured" in text
     assert "reloaded; nothing re-measured" in text
+
+
+def test_an_export_removes_the_staging_folders_that_killed_exports_left(trained, tmp_path):
+    import os
+
+    wd, _ = trained
+    out = tmp_path / "m"
+    dead, live = out / ".export-999999999", out / f".export-{os.getppid()}"  # no such process; a live one
+    for stage in (dead, live):
+        (stage / "trial-0001").mkdir(parents=True)
+    assert CliRunner().invoke(app, ["export", str(wd), "--out", str(out), "--no-onnx"]).exit_code == 0
+    assert not dead.exists() and live.exists() and list(out.glob("trial-*/model.json"))

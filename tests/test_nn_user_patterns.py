@@ -329,7 +329,7 @@ def test_strategies_refused_on_an_inputchoice_are_the_ones_docs_list():
         try:
             make_strategy(name, space, Problem.make({"w": "max"}), seed=0)
         except ConfigError as e:
-            assert "Subset field" in str(e)
+            assert "a Subset field, 'pick'" in str(e)
             refused.add(name)
     assert refused == documented
 
@@ -376,3 +376,50 @@ def test_nas_export_finds_a_model_class_in_a_module_beside_the_users_script(tmp_
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "models").glob("*/model.onnx"))) >= 1
+
+
+def test_nas_export_of_a_nas_run_search_finds_the_scripts_model_module_from_any_folder(tmp_path):
+    """`nas run` and `nas resume` worked from anywhere, `nas export` only from the script's folder."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    proj.mkdir()
+    elsewhere.mkdir()
+    (proj / "my_model.py").write_text(textwrap.dedent("""
+        import torch
+        from nas import nn as nnn
+
+        class Net(nnn.ModelSpace):
+            input_shape = (1, 8, 8)
+
+            def __init__(self):
+                super().__init__()
+                w = nnn.Choice("w", [4, 8])
+                self.conv = nnn.Conv2d(1, w, 3, padding=1)
+                self.head = nnn.Linear(w, 10)
+
+            def forward(self, x):
+                return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        """))
+    (proj / "job.py").write_text(textwrap.dedent("""
+        import nas
+        from nas.measure import count_metric
+        from nas.modelspec import record_model, save_trial_weights
+        from my_model import Net
+
+        space = Net.space()
+        objectives = {"params": "min"}
+        budget = 2
+        seed = 0
+        record_model(nas.run_workdir(), space, metrics={"params": count_metric("params")})
+
+        def evaluate(arch):
+            save_trial_weights(nas.run_workdir(), arch, Net.build(arch).eval())
+            return {"params": float(space.count(arch)["params"])}
+        """))
+    nas_cli = str(Path(sys.executable).with_name("nas"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    wd = str(proj / "runs" / "job")
+    for cmd in (["run", str(proj / "job.py"), "--workdir", wd], ["export", wd, "--out", str(proj / "models"),
+                                                                 "--no-onnx"]):
+        done = subprocess.run([nas_cli, *cmd], cwd=elsewhere, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert len(list((proj / "models").glob("trial-*/model.json"))) >= 1

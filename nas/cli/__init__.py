@@ -815,6 +815,9 @@ def export_command(
     from nas.export import export
 
     result = _load(workdir)
+    script = (result.config.get("metadata") or {}).get("script")
+    if script and str(Path(script).parent) not in sys.path:  # a model module beside the `nas run` script imports
+        sys.path.append(str(Path(script).parent))  # as it did when the script ran (nas resume does the same)
     console = _out()
     report = export(result, out, top, constraint or None, onnx=onnx, verify=verify, quantize=quantize)
     console.print(report.note, style=None if report.complete else "yellow", soft_wrap=True)  # said once

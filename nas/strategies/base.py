@@ -174,8 +174,12 @@ class Strategy(ABC):
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0) -> None:
         missing = self.requires - space.capabilities
         if missing:
-            hint = (" (a Subset field: use random, evolution, nsga2, local, bayesian, smbo or predictor-search)"
-                    if "independent-slots" in missing else "")
+            hint = ""
+            if "independent-slots" in missing:
+                subsets = sorted({s.name.split("@")[0] for s in space.slots() if "@" in s.name}) \
+                    if callable(getattr(space, "slots", None)) else []
+                hint = (f" (a Subset field{', ' + ', '.join(repr(n) for n in subsets) if subsets else ''}, whose picks "
+                        "are one decision: use random, evolution, nsga2, local, bayesian, smbo or predictor-search)")
             if "fixed-slots" in missing:
                 varying = space.varying_fields() if hasattr(space, "varying_fields") else []
                 hint += (" (decisions that vary between architectures, which a sampler of fixed dimension cannot "
