@@ -248,6 +248,11 @@ class _MetricMissing(BaseException):
     past `run_job` (which turns user errors into failed trials): a misnamed metric is the search's error."""
 
 
+class _Stopped(BaseException):
+    """Tune stopped the trial inside a report (its `sys.exit(0)` there): carried past `run_job`, which fails a trial
+    whose `evaluate` calls `sys.exit` itself, and re-raised as that exit so Tune ends the trial as it meant to."""
+
+
 def _metric_missing(metric: str, got: Mapping[str, Any], where: str) -> str:
     return (f"metric: the scheduler ranks trials on {metric!r}, which is not among the metrics {where} "
             f"({', '.join(sorted(got)) or 'none'}); name one of those, or report {metric!r} too")
@@ -286,7 +291,10 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
         if metric is not None and metric not in metrics:
             raise _MetricMissing(_metric_missing(metric, metrics, "report() got"))
         epochs += 1
-        send(metrics, final=False)
+        try:
+            send(metrics, final=False)
+        except SystemExit as e:  # a scheduler stopped the trial here
+            raise _Stopped(e.code) from None
         if metric is not None:
             last = float(metrics[metric])
 
@@ -296,6 +304,8 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
     except _MetricMissing as e:
         send({}, final=True, config_error=str(e))
         return
+    except _Stopped as e:
+        raise SystemExit(e.args[0] if e.args else 0) from None
     missing = None
     if metric is not None and epochs == 0 and metrics is not None and metric not in metrics:
         missing = _metric_missing(metric, metrics, "evaluate returned")  # it never reported: nothing to rank on
