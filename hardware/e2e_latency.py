@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, InvalidArchitectureError
-from nas.hardware.learned import DegenerateFitError, LatencyFitWarning
+from nas.hardware.learned import DegenerateFitError, LatencyFitWarning, check_latencies
 from nas.hardware.lut import check_profile
 from nas.spaces import Architecture, Choice, Conditional, Space
 
@@ -183,11 +183,7 @@ class EndToEndLatency:
             raise DegenerateFitError(f"fit: {distinct} distinct architectures ({len(archs)} samples); an end-to-end "
                                      f"latency model needs at least {MIN_SAMPLES} (repeated timings of one network "
                                      "count once)")
-        y = np.asarray(latency_ms, dtype=float)
-        bad = [i for i, v in enumerate(y) if not (math.isfinite(v) and v > 0)]
-        if bad:
-            raise ConfigError(f"latency_ms: sample(s) {bad[:5]} are not positive finite milliseconds "
-                              f"({[float(y[i]) for i in bad[:5]]})")
+        y = check_latencies(latency_ms, "latency_ms")
         lin, tree = self._columns(valid)
         keep = self._screen(lin, y, ids) if self.screen else np.ones(len(y), dtype=bool)
         lin, tree, y_in = lin[keep], tree[keep], y[keep]

@@ -675,7 +675,7 @@ class _SearchLoop:
                 self.asking = False
                 if not proposals:
                     rejected += 1
-                    if self.filtering and rejected < MAX_REJECTIONS and not getattr(self.strategy, "exhausted", False):
+                    if self.filtering and rejected < MAX_REJECTIONS and not self.strategy.exhausted:
                         continue  # its proposals may have been rejected on cheap metrics: ask again
                     return
                 arch, asked = proposals[0], True

@@ -115,8 +115,9 @@ class Study:
             experiment.close()
             raise
         self._closed = False
-        self._exhausted = False  # the strategy had nothing new to propose, with nothing pending
-        self._waiting = False  # it had nothing new while architectures were pending (see `waiting`)
+        # the last ask found the strategy with nothing new, and nothing was asked or told since (so what is pending
+        # is what was then): with nothing pending it is exhausted, else it waits for those results (`waiting`)
+        self._nothing_new = False
         self._lock = threading.RLock()  # one ask, tell or close at a time: they share the strategy and the journal
 
     # ------------------------------------------------------------------------------------------ ask and tell
@@ -139,7 +140,7 @@ class Study:
         """Whether the last `ask` returned None only for now: the strategy proposed nothing new while architectures
         were pending (a population waiting for its results), and below the budget; tell them, then ask again."""
         loop = self._loop
-        return self._waiting and bool(loop.in_flight) and loop.used + len(loop.in_flight) < loop.budget
+        return self._nothing_new and bool(loop.in_flight) and loop.used + len(loop.in_flight) < loop.budget
 
     @property
     def trials(self) -> list[Trial]:
@@ -167,12 +168,11 @@ class Study:
                 proposals = loop.strategy.ask(1)
                 loop.asking = False
                 if not proposals:
-                    self._exhausted = not loop.in_flight  # nothing pending that could still teach it more
-                    self._waiting = bool(loop.in_flight)  # it may have more once the pending ones are told
+                    self._nothing_new = True
                     return None
                 arch = proposals[0]
             loop.in_flight[arch.id], loop.since[arch.id] = (arch, {}), time.time()
-            self._exhausted = self._waiting = False
+            self._nothing_new = False
             loop._publish_running()
             self._snapshot_if_due(now=True)  # handed out: its job may outlive this process
             return arch
@@ -278,7 +278,7 @@ class Study:
         if self._pruning is not None:
             self._pruning.record(values, None if status == "ok" else note or "failed", extra)
         loop._tell_strategy(arch, TrialResult.of(status, values))
-        self._exhausted = False  # a result it had not seen: it may have something new to propose
+        self._nothing_new = False  # a result it had not seen: it may have something new to propose
         loop.checked = loop.checked or status == "ok"
         loop._publish_running()
         self._snapshot_if_due()
@@ -337,7 +337,7 @@ class Study:
 
     def _done_early(self) -> bool:
         """The last ask found the strategy with nothing new to propose, and nothing was asked or told since."""
-        return self._exhausted and not self._loop.in_flight and not self._loop.queued
+        return self._nothing_new and not self._loop.in_flight and not self._loop.queued
 
     def close(self) -> None:
         """Snapshot the strategy (with the pending architectures) and release the workdir."""

@@ -81,10 +81,14 @@ class Deduplicate(Wrapper):
             fresh = self._unknown_near(self._repeat)
             if fresh is not None and self._admit(fresh):
                 out = [fresh]
-        self.exhausted = not out and self._unseen.listed and self._unseen.draw(
-            np.random.default_rng(0), lambda a: self.key(a) not in self.results and self.key(a) not in self.in_flight
-        ) is None
+        self.exhausted = not out and self._unseen.listed and self._unseen.draw(np.random.default_rng(0),
+                                                                               self._unknown) is None
         return out
+
+    def _unknown(self, arch: Architecture) -> bool:
+        """Neither evaluated nor in flight (by canonical key)."""
+        k = self.key(arch)
+        return k not in self.results and k not in self.in_flight
 
     def _unknown_near(self, arch: Architecture) -> Architecture | None:
         """`unknown_near` with an unknown key, drawn from the inner strategy's generator (saved with its state, so a
@@ -92,8 +96,7 @@ class Deduplicate(Wrapper):
         rng = getattr(self.inner, "rng", None)
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(len(self.results))
-        return unknown_near(self.space, arch, rng, lambda a: self.key(a) not in self.results
-                            and self.key(a) not in self.in_flight, self.max_rounds, self._unseen)
+        return unknown_near(self.space, arch, rng, self._unknown, self.max_rounds, self._unseen)
 
     def _admit(self, arch: Architecture) -> bool:
         """New architectures pass; repeats are answered from the cache or wait for their twin in flight."""
