@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import inspect
 import itertools
 import json
@@ -63,6 +64,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.architecture import canonical_json
 from nas.counts import LeafCount, is_layer as _is_layer, layer_modules, parameters_entry
 from nas.errors import ConfigError
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
@@ -541,9 +543,14 @@ class NNLayers(LayerAdapter):
         self._checked: set[str] = set()
 
     def describe(self) -> dict[str, Any]:
+        """The decisions, the model's structure and its input shapes, not where its class was loaded from: a table
+        built from `my_net.py:Net` serves `from my_net import Net`, and survives moving the project folder."""
         x = self.space.example_input({}, 1)
         shapes = [list(t.shape) for t in (x if isinstance(x, tuple) else (x,)) if isinstance(t, torch.Tensor)]
-        return {**super().describe(), "model": self.space.to_config()["model"], "input": shapes}
+        spec = {k: v for k, v in self.space.to_spec().items() if k != "model"}
+        model = {"class": self.space.model.__qualname__, "structure": _structure(self._supernet())}
+        return {"adapter": self.name, "space": hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16],
+                "model": model, "input": shapes}
 
     def _supernet(self) -> Supernet:
         if self._net is None:
@@ -686,3 +693,10 @@ def _choices(module: nn.Module, ctx: Context, path: str, frozen: str,
             # a LayerChoice's candidate takes the LayerChoice's own place in the frozen subnet
             _choices(child, child_ctx, join(path, names[id(child)]),
                      frozen if isinstance(module, LayerChoice) else join(frozen, names[id(child)]), out)
+
+
+def _structure(net: nn.Module) -> str:
+    """A digest of a module's tree: each submodule's path and class, each parameter's and buffer's path and shape."""
+    parts = [f"{name}:{type(m).__name__}" for name, m in net.named_modules()]
+    parts += [f"{name}:{list(t.shape)}" for name, t in itertools.chain(net.named_parameters(), net.named_buffers())]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

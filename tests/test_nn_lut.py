@@ -192,3 +192,26 @@ def test_the_cli_builds_a_table_for_a_model_in_a_script(tmp_path):
     assert bad.exit_code == 2 and "is not a nas.nn.ModelSpace subclass" in bad.output
     with pytest.raises(ConfigError, match="NNLayers decomposes a nas.nn ModuleSpace"):
         NNLayers(object())  # type: ignore[arg-type]
+
+
+class OtherHead(Net):
+    """Net's decisions with another head: the same space fields, other layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nnn.Linear(nnn.Choice("width", [4, 24, 96]), 5)
+
+
+def test_a_table_built_from_the_script_path_serves_the_imported_class(tmp_path):
+    from nas.hardware import LatencyTable
+
+    out = tmp_path / "net.jsonl"
+    result = CliRunner().invoke(app, ["build-lut", f"{Path(__file__)}:Net", "--out", str(out), "--repeats", "1",
+                                      "--warmup", "0", "--rounds", "1"])
+    assert result.exit_code == 0, result.output
+    table = LatencyTable.load(out)
+    arch = Net.space().largest()
+    assert lut_latency(table, adapter_for(Net.space())).latency_ms(arch) > 0   # the class as this module imports it
+    OtherHead.__qualname__ = "Net"
+    with pytest.raises(ConfigError, match="model.structure"):
+        lut_latency(table, adapter_for(OtherHead.space()))
