@@ -307,9 +307,17 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
     if space_from_json(spec.space).fingerprint() != space.fingerprint():
         raise ConfigError(f"space: {spec.space['class']} rebuilt from its JSON config is not the same space")
     wd = _STAGED.get(Path(workdir).resolve())  # `nas run` checks the workdir before the staged files move in
+    same_search = True
     if wd is None:
         wd = Path(workdir)
         _check_journal_space(wd, space)
+    else:  # `nas run` refuses a workdir of another search itself, once the script is loaded
+        try:
+            _check_journal_space(Path(workdir), space)
+        except JournalError:
+            same_search = False
+    if supernet is not None and same_search:
+        _check_weights_kept(Path(workdir), supernet)
     wd.mkdir(parents=True, exist_ok=True)
     if supernet is not None:
         save_state_dict(supernet, wd / SUPERNET)
@@ -329,6 +337,26 @@ def _check_journal_space(workdir: Path, space: ModelSpace) -> None:
     except JournalError as e:
         raise JournalError(f"record_model: {e} (nothing was written: its {MODEL_SPEC} stays that of the search "
                            "it holds)") from None
+
+
+def _check_weights_kept(workdir: Path, supernet: nn.Module) -> None:
+    """JournalError when `workdir`'s journal holds scored trials and its supernet.pt other weights than `supernet`'s:
+    those trials were scored with the recorded weights, which export rebuilds every subnet from. The same weights
+    (a resume that loads them, or retrains them bit for bit) pass; so does an unreadable file, which needs replacing."""
+    path, journal = workdir / SUPERNET, store.Journal(workdir)
+    if not path.is_file() or not journal.exists():
+        return
+    try:
+        old = load_state_dict(path)
+        scored = sum(1 for t in journal.read().trials if t.status == "ok")
+    except (ConfigError, JournalError):
+        return  # a damaged weights file needs the new one; a damaged journal is refused where it is read
+    new = supernet.state_dict()
+    if scored and not (old.keys() == new.keys() and all(torch.equal(old[k], new[k].detach().cpu()) for k in old)):
+        raise JournalError(f"record_model: {workdir} holds {scored} trial(s) scored with the weights in {path}, and "
+                           "these weights differ: exports would no longer match the search. Record into a new "
+                           "workdir, or reuse the recorded weights (nas.modelspec.load_supernet(nas.modelspec."
+                           f"load_model_spec(workdir), workdir)) instead of training again; nothing was written")
 
 
 def load_model_spec(workdir: str | Path) -> ModelSpec:

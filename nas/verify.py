@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,20 @@ def _flags(checks: Sequence[Check], objectives: Sequence[Objective], constraints
                                + (" by less than the latency measurement's repeatability: a near-tie" if noise else ""))
 
 
+ACCURACY_TOLERANCE = 0.005
+"""Of an accuracy recipe's scale: re-measured accuracy is deterministic, so a larger error than this (far more than an
+argmax tie flipped by float summation order) means the weights, the data or the recipe are not the search's."""
+
+
+def _flag_accuracy(c: Check, recipes: Mapping[str, Any]) -> None:
+    """Flag each accuracy metric re-measured further from the searched value than `ACCURACY_TOLERANCE` allows."""
+    for name, recipe in recipes.items():
+        if recipe.get("kind") == "accuracy" and name in c.error and \
+                not abs(c.error[name]) <= ACCURACY_TOLERANCE * abs(float(recipe.get("scale", 1.0))):
+            c.flags.append(f"{name} re-measured {c.measured[name]:.4g}, searched {c.searched[name]:.4g}: accuracy "
+                           "re-measures exactly, so the weights, data or recipe differ from those the search scored")
+
+
 def _within_noise(a: Check, b: Check, va: dict[str, float], vb: dict[str, float]) -> bool:
     """Whether `b` beats `a` on its re-measured latencies by less than either measurement's repeatability."""
     names = [n for n in a.repeatability if n in b.repeatability and math.isfinite(a.repeatability[n])]
@@ -185,7 +199,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], loaded[idx[0]][4], data)):
             measured[i] = m
     checks: list[Check] = []
-    for (entry, *_), again, label in zip(loaded, measured, timed):
+    for (entry, *_, recipes), again, label in zip(loaded, measured, timed):
         values = again.values
         searched = {k: float(v) for k, v in entry["searched"].items()}
         error = {k: values[k] - searched[k] for k in values if k in searched}
@@ -198,6 +212,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
                             repeatability=again.repeatability, export_pass=earlier, timed=label,
                             conditions=again.conditions, differs=differs))
+        _flag_accuracy(checks[-1], recipes)
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:
