@@ -151,7 +151,7 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
     costs, latency_of = _costs(trainer, options, wd, latency_table)
     trainer.costs, trainer.cost_scale = costs, latency_scale(costs, options.latency_weight)
     problem = Problem.make({"accuracy": "max", "latency_ms" if latency_of else "flops": "min"})
-    described = {"held": trainer.supernet.held, "searched": sorted(trainer.supernet.alphas)} \
+    described = {"held": trainer.supernet.held_choices(), "searched": sorted(trainer.supernet.alphas)} \
         if isinstance(trainer, ModuleOneShotTrainer) else {"net": repr(space.net)}
     metadata = {"one_shot": True, **described, "data": {k: len(v[0]) for k, v in data.items()},
                 "latency": costs.source if costs else None, **dict(metadata or {})}
@@ -294,7 +294,7 @@ def _record_model(trainer: OneShotTrainer, wd: Path, trained: bool, options: Dar
     """model.json (and, for a nas.nn model without the stand-alone training's weights, supernet.pt) so `nas export`
     rebuilds the derived architectures; a model class another process cannot import is only warned about."""
     module = isinstance(trainer, ModuleOneShotTrainer)
-    notes = {"search": f"search_darts ({options.method})", **({"held": trainer.supernet.held} if module else {}),
+    notes = {"search": f"search_darts ({options.method})", **({"held": trainer.supernet.held_choices()} if module else {}),
              "weights": "trained from scratch" if trained else "the one-shot supernet's, not retrained",
              "train_seconds": round(sum(r.seconds for r in trainer.history), 1)}  # the supernet's: the search cost
     try:  # what export and verify can re-measure without the data: the counts (accuracy needs the splits)

@@ -145,6 +145,12 @@ def _set(values: dict[str, Any], where: tuple, value: Any) -> None:
     values[where[-1]] = value
 
 
+def _drop(values: dict[str, Any], where: tuple) -> None:
+    for step in where[:-1]:
+        values = values[step]
+    values.pop(where[-1], None)
+
+
 class MixedModuleSupernet(nn.Module):
     """A user model's supernet with architecture parameters: `forward(x)` mixes (or samples) the candidates
     of every searched LayerChoice / InputChoice; `derive()` is the argmax architecture; `subnet(arch)` the
@@ -175,6 +181,13 @@ class MixedModuleSupernet(nn.Module):
             self.architecture(self.choices())  # the held and fixed values form an architecture of the space
         except InvalidArchitectureError as e:
             raise ConfigError(f"fixed: {e}") from None
+
+    def held_choices(self) -> dict[str, Any]:
+        """The held values without the searched points' places: what the journal and model cards call held."""
+        values = copy.deepcopy(self.held)
+        for p in self.points:
+            _drop(values, p.where)
+        return values
 
     # -- the DARTS interface of OneShotTrainer
     def arch_parameters(self) -> list[nn.Parameter]:
