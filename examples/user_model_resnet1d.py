@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workdir", default="runs/resnet1d-example",
                         help="journal, model spec, latency table and exported models (must hold no search yet)")
     args = parser.parse_args(argv)
-    epochs, budget, n_train, n_valid = (1, 6, 256, 250) if args.quick else (args.epochs, args.budget, None, None)
+    epochs, budget, n_train, n_valid = (1, 6, 256, None) if args.quick else (args.epochs, args.budget, None, None)
     workdir = Path(args.workdir)
     if (workdir / "journal.jsonl").exists():
         raise SystemExit(f"{workdir} holds a search already: pass another --workdir (or remove that folder)")

@@ -50,7 +50,7 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.experiment import first_difference
-from nas.measure import Remeasured, Splits, plus_minus, remeasure_all, split
+from nas.measure import Remeasured, Splits, accuracy_mismatches, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, RecordedInput, load_model_spec, load_priced,
                            load_program, load_subnet, load_supernet, loads_by_build, save_program, save_state_dict,
                            standalone, single_input, subnet_json)
@@ -629,6 +629,8 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
     models: list[ExportedModel] = []
     for i, ((trial, arch, folder, _, checks), again) in enumerate(zip(built, measured_all)):
         measured = again.values
+        for line in accuracy_mismatches(spec.metrics, trial.metrics, measured):
+            log.warning("trial %d: %s%s", trial.number, line, " (is `data` the recorded dataset?)" if data else "")
         files = files_all[i] if files_all else []
         prog = program_all[i]
         final = out / folder.name

@@ -220,6 +220,21 @@ def remeasure_all(models: Sequence[tuple[nn.Module, Any, Mapping[str, Any]]],
     return outs
 
 
+ACCURACY_TOLERANCE = 0.005
+"""Of an accuracy recipe's scale: accuracy re-measures exactly, so an error larger than this (far more than an argmax
+tie flipped by float summation order) means the weights, the data or the recipe are not those the search scored."""
+
+
+def accuracy_mismatches(recipes: Mapping[str, Mapping[str, Any]], searched: Mapping[str, float],
+                        measured: Mapping[str, float]) -> list[str]:
+    """One line per accuracy metric re-measured further from its searched value than `ACCURACY_TOLERANCE` allows."""
+    return [f"{name} re-measured {measured[name]:.4g}, searched {searched[name]:.4g}: accuracy re-measures exactly, "
+            "so the weights, data or recipe differ from those the search scored"
+            for name, recipe in recipes.items()
+            if recipe.get("kind") == "accuracy" and name in measured and name in searched
+            and not abs(measured[name] - searched[name]) <= ACCURACY_TOLERANCE * abs(float(recipe.get("scale", 1.0)))]
+
+
 def plus_minus(repeatability: float | None) -> str:
     """" ±4%": a measurement's relative repeatability as printed beside its value ("" when there is none)."""
     return "" if repeatability is None or not math.isfinite(repeatability) else f" ±{repeatability:.0%}"

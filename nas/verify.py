@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from torch import nn
 
 from nas import jsonio
 from nas.errors import ConfigError
-from nas.measure import Remeasured, Splits, remeasure_all
+from nas.measure import Remeasured, Splits, accuracy_mismatches, remeasure_all
 from nas.modelspec import SUBNET, DataRef, RecordedInput, load_priced, read_subnet_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
@@ -127,20 +127,6 @@ def _flags(checks: Sequence[Check], objectives: Sequence[Objective], constraints
                                + (" by less than the latency measurement's repeatability: a near-tie" if noise else ""))
 
 
-ACCURACY_TOLERANCE = 0.005
-"""Of an accuracy recipe's scale: re-measured accuracy is deterministic, so a larger error than this (far more than an
-argmax tie flipped by float summation order) means the weights, the data or the recipe are not the search's."""
-
-
-def _flag_accuracy(c: Check, recipes: Mapping[str, Any]) -> None:
-    """Flag each accuracy metric re-measured further from the searched value than `ACCURACY_TOLERANCE` allows."""
-    for name, recipe in recipes.items():
-        if recipe.get("kind") == "accuracy" and name in c.error and \
-                not abs(c.error[name]) <= ACCURACY_TOLERANCE * abs(float(recipe.get("scale", 1.0))):
-            c.flags.append(f"{name} re-measured {c.measured[name]:.4g}, searched {c.searched[name]:.4g}: accuracy "
-                           "re-measures exactly, so the weights, data or recipe differ from those the search scored")
-
-
 def _within_noise(a: Check, b: Check, va: dict[str, float], vb: dict[str, float]) -> bool:
     """Whether `b` beats `a` on its re-measured latencies by less than either measurement's repeatability."""
     names = [n for n in a.repeatability if n in b.repeatability and math.isfinite(a.repeatability[n])]
@@ -212,7 +198,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
                             repeatability=again.repeatability, export_pass=earlier, timed=label,
                             conditions=again.conditions, differs=differs))
-        _flag_accuracy(checks[-1], recipes)
+        checks[-1].flags += accuracy_mismatches(recipes, searched, values)
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:

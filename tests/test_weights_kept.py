@@ -60,9 +60,12 @@ def test_record_model_keeps_the_weights_the_trials_were_scored_with(searched):
     record_model(wd, space, supernet=load_supernet(load_model_spec(wd), wd), **kw)  # the weights as recorded
 
 
-def test_verify_flags_an_accuracy_that_does_not_re_measure_as_searched(searched, tmp_path):
+def test_verify_flags_an_accuracy_that_does_not_re_measure_as_searched(searched, tmp_path, caplog):
     wd, space, supernet, data, kw = searched
     assert verify(export(wd, tmp_path / "ok", top=1, onnx=False, data=data).out, data=data).ok
+    sliced = {k: (x[:50], y[:50]) for k, (x, y) in data.items()}  # not the recorded dataset
+    export(wd, tmp_path / "sliced", top=1, onnx=False, data=sliced)
+    assert "(is `data` the recorded dataset?)" in caplog.text
     torch.manual_seed(1)
     torch.save(Mlp.supernet().state_dict(), wd / SUPERNET)  # replaced by hand, past record_model
     report = verify(export(wd, tmp_path / "swapped", top=1, onnx=False, data=data).out, data=data)
