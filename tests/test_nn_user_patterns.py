@@ -249,6 +249,28 @@ def test_a_choice_given_to_one_block_of_a_repeat_is_one_decision_of_the_model():
     assert list(blocks.block.fields) == ["k"] and PerBlockKernel.space().size() == 4
 
 
+class SecondStride(nnn.ModelSpace):
+    """The choice goes to block 1, which depth 1 leaves out."""
+
+    input_shape = (4, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        stride = nnn.Choice("stride", [1, 2])
+        self.blocks = nnn.Repeat(lambda i: _StrideBlock(stride if i == 1 else 1), depth=nnn.Choice("depth", [1, 2, 3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def test_a_choice_given_to_a_block_the_depth_can_leave_out_is_a_decision_only_where_the_block_runs():
+    """At depth 1 the stride changed nothing, yet was a field: twin architectures under two ids (6, not 5)."""
+    space = SecondStride.space()
+    assert space.size() == 5 and space.validate({"depth": 1}).to_dict() == {"depth": 1}
+    assert _same_outputs(SecondStride, torch.randn(2, 4, 8, 8)) == 5
+    assert SecondStride.supernet().subnet({"depth": 2, "stride": 2}).blocks[1].conv.stride == (2, 2)
+
+
 # ------------------------------------------------------------------------------------------ clear errors
 class Reshaped(nnn.ModelSpace):
     """Reads its width choice in forward, in a reshape (torch says 'but got Choice' there)."""

@@ -209,21 +209,41 @@ def _common(chains: list[Chain]) -> Chain:
     return first[:n]
 
 
-def _lift(placed: dict[int, Chain], walk: _Walk) -> dict[int, Chain]:
+def _lift(placed: dict[int, Chain], walk: _Walk) -> tuple[dict[int, Chain], dict[int, tuple[int, int]]]:
     """Each choice's scope. A choice used in one block of a Repeat is that block's own decision when the other
     blocks have theirs (the factory made one per block); when none of them has that label, it was passed in from
-    outside for that block alone (a stage's first stride), so it is a decision of the scope around the Repeat."""
+    outside for that block alone (a stage's first stride), so it is a decision of the scope around the Repeat.
+    Also, per choice lifted out of exactly one Repeat, that (Repeat id, block index): it counts only where the
+    block runs."""
     blocks = {id(r): len(r.blocks()) for r, _ in walk.repeats}
     labelled = {(scope, walk.leaves[key].label) for key, scope in placed.items()}
-    out = {}
+    out, lifted = {}, {}
     for key, scope in placed.items():
-        label = walk.leaves[key].label
+        label, start = walk.leaves[key].label, scope
         while scope and blocks[scope[-1][0]] > 1 and not any(
                 (scope[:-1] + ((scope[-1][0], j),), label) in labelled
                 for j in range(blocks[scope[-1][0]]) if j != scope[-1][1]):
             scope = scope[:-1]
         out[key] = scope
-    return out
+        if len(start) == len(scope) + 1:
+            lifted[key] = start[-1]
+    return out, lifted
+
+
+def _block_condition(scope: Chain, entries: list[tuple[Choice, list[Use]]], lifted: Mapping[int, tuple[int, int]],
+                     walk: _Walk) -> tuple[str, list[Any]] | None:
+    """(depth label, depths that run the block) for a choice lifted out of one block of a Repeat of this scope whose
+    choice depth can leave that block out: at a lower depth the choice changes nothing, so it is no decision there
+    (twin architectures otherwise)."""
+    origins = {lifted.get(id(leaf)) for leaf, _ in entries}
+    if len(origins) != 1 or None in origins:
+        return None
+    (repeat_id, index), = origins
+    for repeat, use in walk.repeats:
+        if id(repeat) == repeat_id and use.chain == scope and isinstance(repeat.depth, Choice):
+            runs = [d for d in repeat.depth.options if d > index]
+            return (repeat.depth.label, runs) if len(runs) < len(repeat.depth.options) else None
+    return None
 
 
 def _node(leaf: Choice, nodes: Mapping[int, Any], where: str) -> Any:
@@ -271,7 +291,8 @@ def derive(net: nn.Module, defer: bool = False) -> Derivation:
                                        "(it names a field of the space)")
         placed[key] = _common([u.chain for u in uses])
     scopes: dict[Chain, dict[str, list[tuple[Choice, list[Use]]]]] = {}
-    for key, scope in _lift(placed, walk).items():
+    scoped, lifted = _lift(placed, walk)
+    for key, scope in scoped.items():
         scopes.setdefault(scope, {}).setdefault(walk.leaves[key].label, []).append((walk.leaves[key], walk.uses[key]))
     for scope, labels in scopes.items():
         for label, entries in labels.items():
@@ -286,14 +307,15 @@ def derive(net: nn.Module, defer: bool = False) -> Derivation:
     if stored is not None and not defer:
         raise SpaceDefinitionError(stored)
     out = Derivation(ranks=_ranks(walk), stored=stored)
-    out.fields = _fields((), scopes, walk, out.defaults)
+    out.fields = _fields((), scopes, walk, out.defaults, lifted)
     if not out.fields:
         raise SpaceDefinitionError(f"{type(net).__name__}: has no choice points (no Choice, LayerChoice, "
                                    "InputChoice or Repeat with a choice depth)")
     return out
 
 
-def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, defaults: ScopeDefaults) -> dict[str, Any]:
+def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, defaults: ScopeDefaults,
+            lifted: Mapping[int, tuple[int, int]]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     where: dict[str, str] = {}
     for label, entries in scopes.get(scope, {}).items():
@@ -306,14 +328,14 @@ def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, defaults: Sc
                     f"{other_uses[0].where}: label {label!r} is reused with different options "
                     f"({_describe(other_node)} here, {_describe(node)} at {uses[0].where})")
         defaults.setdefault(label, _first(node))
-        cond = _condition(scope, [u for _, us in entries for u in us])
+        cond = _condition(scope, [u for _, us in entries for u in us]) or _block_condition(scope, entries, lifted, walk)
         fields[label] = Conditional(cond[0], cond[1], node) if cond else node
         where[label] = uses[0].where
     for repeat, use in walk.repeats:
         if use.chain != scope:
             continue
         block_defaults = [ScopeDefaults() for _ in repeat.blocks()]
-        blocks = [_fields(scope + ((id(repeat), i),), scopes, walk, block_defaults[i])
+        blocks = [_fields(scope + ((id(repeat), i),), scopes, walk, block_defaults[i], lifted)
                   for i in range(len(repeat.blocks()))]
         for i, b in enumerate(blocks[1:], 1):
             if Space._unchecked(b).to_spec() != Space._unchecked(blocks[0]).to_spec():
