@@ -37,7 +37,7 @@ from torch import nn
 
 from nas import jsonio
 from nas.architecture import Architecture
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, check_workdir,
                             open_experiment, search_config)
 from nas.measure import accuracy_metric, count_metric
@@ -276,12 +276,11 @@ class BossOptions:
             raise ConfigError(f"retrain_epochs: expected an int >= 0, got {self.retrain_epochs!r}")
         if self.batch_size < 2:
             raise ConfigError(f"batch_size: batch norm needs >= 2, got {self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError(f"lr, weight_decay, momentum: expected lr > 0, weight_decay >= 0 and 0 <= momentum < 1, "
-                              f"got {self.lr!r}, {self.weight_decay!r}, {self.momentum!r}")
-        for name in ("shift", "rotate", "scale", "noise"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
+        check_number(self.lr, "lr")  # finite: inf and NaN failed only as 'config: not plain JSON'
+        for name in ("weight_decay", "shift", "rotate", "scale", "noise"):
+            check_number(getattr(self, name), name, positive=False)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: expected 0 <= momentum < 1, got {self.momentum!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -496,9 +495,11 @@ def _labelled(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.
 
 def _check_data(splits: Any, space: HybridSpace, options: BossOptions) -> None:
     """Before any training: known split names, train and valid present, none empty, inputs of the space's
-    shape, a batch's worth of train inputs, 2 valid inputs, and one integer label per input where a split is (x, y)."""
+    shape, a batch's worth of train inputs, 2 valid inputs, and one class index of the space per input where a split
+    is (x, y) (a label out of range was an IndexError at retraining, after the whole supernet had trained)."""
     check_splits(splits, ("train", "valid"), input_shape=space.config.input_shape, labels=None,
-                 min_size=options.batch_size, size_field="batch_size", sized=("train",))
+                 min_size=options.batch_size, size_field="batch_size", sized=("train",),
+                 num_classes=space.config.num_classes, classes_field="HybridConfig.num_classes")
     n = len(_inputs(splits, "valid"))
     if n < 2:
         raise ConfigError(f"data['valid']: {n} input; the label-free rating needs >= 2 (batch norm)")
@@ -579,8 +580,9 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
     labels = None if skipped is not None else splits_digest({k: _labelled(splits, k) for k in ("train", "valid")})
     if labels is not None and wd is not None and (wd / STATE_FILE).is_file():  # labels may come later, not change
         check_workdir(wd, config, SAME_SEARCH + ("metadata",))  # other inputs are named first
-        was = jsonio.read_json(wd / STATE_FILE, "BossNAS state").get(LABELS_KEY)
-        if was is not None and was != labels:
+        was_state = jsonio.read_json(wd / STATE_FILE, "BossNAS state")
+        was = was_state.get(LABELS_KEY)  # binding once a network retrained on them: before, other labels may come
+        if was is not None and was_state.get("retrained") and was != labels:
             split = next(k for k in labels if was.get(k) != labels[k])
             raise ConfigError(f"data[{split!r}]: its labels differ from those that retrained the networks in {wd} "
                               f"(use a new workdir, or the same labels)")
@@ -610,22 +612,23 @@ def search_bossnas(space: HybridSpace, data: Mapping[str, Any] | DataRef, archs:
         if wd is not None:
             state["retrained"] = dict(state.get("retrained", {}))
             state.pop("not_retrained", None)
-            if labels is not None:
-                state[LABELS_KEY] = labels
+            if not state["retrained"]:  # `_retrain` records the labels with the first network they retrain
+                state.pop(LABELS_KEY, None)
             if skipped is not None and not state["retrained"]:
                 state["not_retrained"] = skipped
                 log.warning("BossNAS: %s", skipped)
             jsonio.write_json(wd / STATE_FILE, state)  # the search's results first: a kill while retraining keeps them
             if skipped is None:
-                _retrain(space, splits, result, options, seed, wd, state)
+                _retrain(space, splits, result, options, seed, wd, state, labels)
         return result
 
 
 def _retrain(space: HybridSpace, splits: Mapping[str, Any], result: SearchResult, options: BossOptions, seed: int,
-             wd: Path, state: dict[str, Any]) -> None:
+             wd: Path, state: dict[str, Any], labels: Mapping[str, str] | None) -> None:
     """Train every Pareto-optimal architecture not yet retrained from scratch with labels (weights saved for
-    `nas export`), adding {arch_id: {"trial", "valid_accuracy"}} to `state["retrained"]` and rewriting
-    `bossnas.json` after each one (labels and `retrain_epochs` > 0 are checked by the caller)."""
+    `nas export`), adding {arch_id: {"trial", "valid_accuracy"}} to `state["retrained"]`, with the labels' digest
+    `labels` under `LABELS_KEY`, and rewriting `bossnas.json` after each one (labels and `retrain_epochs` > 0 are
+    checked by the caller)."""
     train, valid = _labelled(splits, "train"), _labelled(splits, "valid")
     if train is None or valid is None:
         return
@@ -640,4 +643,5 @@ def _retrain(space: HybridSpace, splits: Mapping[str, Any], result: SearchResult
         net.eval()
         save_trial_weights(wd, trial.arch, net)
         out[trial.arch_id] = {"trial": trial.number, "valid_accuracy": accuracy(net, *valid)}
+        state[LABELS_KEY] = labels  # from now on other labels are refused (`search_bossnas`)
         jsonio.write_json(wd / STATE_FILE, state)

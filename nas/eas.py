@@ -20,7 +20,6 @@ uniformly and learns nothing (the random-transformation control).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ import torch
 
 from nas.architecture import Architecture
 from nas.splits import DIGEST_KEY, check_splits, splits_digest
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
                             search_config)
 from nas.measure import accuracy_metric, count_metric
@@ -75,17 +74,14 @@ class EASOptions:
         if self.batch_size < 2:
             raise ConfigError(f"options.batch_size: expected an int >= 2 (batch norm needs 2 samples), got "
                               f"{self.batch_size}")
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
-                and self.lr > 0):
-            raise ConfigError(f"options.lr: expected a finite number > 0, got {self.lr!r}")
+        check_number(self.lr, "options.lr")
         if self.policy not in POLICIES:
             raise ConfigError(f"options.policy: expected one of {', '.join(POLICIES)}, got {self.policy!r}")
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ConfigError(f"options.baseline_decay: expected 0 <= decay < 1, got {self.baseline_decay}")
-        for name in ("policy_lr", "noise"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"options.{name}: expected >= 0, got {getattr(self, name)}")
-        if self.widen_factor <= 1.0:
+        for name in ("policy_lr", "noise"):  # finite: inf and NaN failed only as 'config: not plain JSON'
+            check_number(getattr(self, name), f"options.{name}", positive=False)
+        if check_number(self.widen_factor, "options.widen_factor") <= 1.0:
             raise ConfigError(f"options.widen_factor: expected > 1, got {self.widen_factor}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,7 +219,8 @@ def search_eas(data: Splits | DataRef, space: StackSpace | None = None, seed_arc
     ref = data if isinstance(data, DataRef) else None
     splits = data.load() if ref is not None else data
     check_splits(splits, input_shape=space.config.input_shape, min_size=options.batch_size,
-                 size_field="options.batch_size", sized=("train",))
+                 size_field="options.batch_size", sized=("train",), num_classes=space.config.num_classes,
+                 classes_field="StackConfig.num_classes")
     seed_arch = space.validate(seed_arch if seed_arch is not None else space.make([8], [16]))
     problem = Problem.make({"accuracy": "max", "params": "min"})
     settings = {k: v for k, v in options.to_dict().items() if k != "episodes"}  # the budget: a resume may grow it

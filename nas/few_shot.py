@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from nas import jsonio
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
                             search_config)
 from nas.modelspec import record_model, save_trial_weights
@@ -92,12 +92,11 @@ class FewShotOptions:
             raise ConfigError(f"parent_fraction: expected a number in (0, 1) or None, got {self.parent_fraction!r}")
         if self.splitter == "none" and self.levels:
             raise ConfigError("levels: the one-shot splitter 'none' takes levels=0")
-        for name in ("lr", "lr_min", "grad_clip"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
-        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise ConfigError(f"momentum, weight_decay: expected 0 <= momentum < 1 and weight_decay >= 0, got "
-                              f"{self.momentum!r}, {self.weight_decay!r}")
+        for name in ("lr", "lr_min", "grad_clip"):  # finite: inf and NaN failed only as 'config: not plain JSON'
+            check_number(getattr(self, name), name)
+        check_number(self.weight_decay, "weight_decay", positive=False)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum: expected 0 <= momentum < 1, got {self.momentum!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -378,12 +377,13 @@ class FewShotSupernets:
 def _check_inputs(space: NasBench201Space, data: Splits, options: FewShotOptions,
                   required: Sequence[str] = ("train",)) -> None:
     """The `required` splits are there, none is misspelt or empty, inputs have the space's input shape (a 1-D space
-    takes (N, channels, length), e.g. MNIST-1D unsqueezed to (N, 1, 40)), labels are integer class indices, one
-    per input, and "train" holds a batch (`nas.splits.check_splits`), before any training."""
+    takes (N, channels, length), e.g. MNIST-1D unsqueezed to (N, 1, 40)), labels are class indices of the space,
+    one per input, and "train" holds a batch (`nas.splits.check_splits`), before any training."""
     if not isinstance(space, NasBench201Space):
         raise ConfigError(f"space: few-shot splitting needs a NasBench201Space, got {type(space).__name__}")
     check_splits(data, required, input_shape=space.net.input_shape, min_size=options.batch_size,
-                 size_field="batch_size", sized=("train",))
+                 size_field="batch_size", sized=("train",), num_classes=space.net.num_classes,
+                 classes_field="space.net.num_classes")
 
 
 def _splittable(sub: SubSupernet) -> bool:

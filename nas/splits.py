@@ -19,11 +19,14 @@ DIGEST_KEY = "data_sha1"
 
 def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
                  input_shape: Sequence[int] | None = None, labels: bool | None = True, min_size: int = 1,
-                 size_field: str = "data", sized: Sequence[str] | None = None) -> None:
+                 size_field: str = "data", sized: Sequence[str] | None = None, num_classes: int | None = None,
+                 classes_field: str = "num_classes") -> None:
     """`data` maps split names among `SPLITS` to `(x, y)` (to `x` when `labels` is False; either, split by split,
-    when it is None): every `required` split is there, none is misspelt or empty, inputs have `input_shape` per
-    sample when given, and labels are one class index (an integer) per input. `min_size` samples in each `sized`
-    split (default: the required ones; `size_field` names the setting that needs them, e.g. a batch size)."""
+    when it is None): every `required` split is there, none is misspelt or empty, float inputs are float32 and have
+    `input_shape` per sample when given, and labels are one class index (int64) per input, in `range(num_classes)`
+    when given (`classes_field` names that setting; else a label out of range is torch's bare IndexError mid-run).
+    `min_size` samples in each `sized` split (default: the required ones; `size_field` names the setting that needs
+    them)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"data: expected a dict of splits {{'train': (x, y), 'valid': (x, y)}}, got "
                           f"{type(data).__name__}")
@@ -44,6 +47,8 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
             raise ConfigError(f"data[{split!r}]: inputs must be a tensor with a batch dimension")
         if len(x) == 0:
             raise ConfigError(f"data[{split!r}]: the split is empty")
+        if x.dtype.is_floating_point and x.dtype != torch.float32:  # numpy's float64, through torch.from_numpy
+            raise ConfigError(f"data[{split!r}]: inputs are {x.dtype}, the networks float32 (use x.float())")
         if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
             raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
                               f"{tuple(input_shape)}")
@@ -51,9 +56,14 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
             if not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != len(x):
                 got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                 raise ConfigError(f"data[{split!r}]: labels must be one class index per input ({len(x)}), got {got}")
-            if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-                raise ConfigError(f"data[{split!r}]: labels must be integer class indices, got dtype {y.dtype} "
-                                  "(use y.long())")
+            if y.dtype != torch.int64:  # the cross-entropy loss takes int64 class indices only
+                raise ConfigError(f"data[{split!r}]: labels must be integer class indices (int64), got dtype "
+                                  f"{y.dtype} (use y.long())")
+            if num_classes is not None:
+                low, high = int(y.min()), int(y.max())
+                if low < 0 or high >= num_classes:
+                    raise ConfigError(f"data[{split!r}]: label {low if low < 0 else high} is not a class of "
+                                      f"{classes_field} = {num_classes}")
     for split in required if sized is None else sized:
         n = len(inputs[split])
         if n < min_size:

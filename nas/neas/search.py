@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from nas import jsonio
 from nas.architecture import Architecture
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.evaluators import cheap
 from nas.experiment import check_options, check_seed, first_difference
 from nas.measure import accuracy_metric
@@ -104,10 +104,11 @@ class NeasOptions:
             raise ConfigError(f"members: an ensemble needs at least 2, got {self.members}")
         if self.paths < self.members:
             raise ConfigError(f"paths: {self.paths} rated paths cannot form ensembles of {self.members}")
-        if not (self.lr > 0 and self.diversity_weight >= 0 and self.weight_decay >= 0):
-            raise ConfigError("lr, diversity_weight, weight_decay: expected lr > 0 and the others >= 0")
-        if self.flops_budget is not None and not self.flops_budget > 0:
-            raise ConfigError(f"flops_budget: expected a positive number or None, got {self.flops_budget!r}")
+        check_number(self.lr, "lr")  # finite: inf trained to NaN scores and failed only at the final search's journal
+        check_number(self.diversity_weight, "diversity_weight", positive=False)
+        check_number(self.weight_decay, "weight_decay", positive=False)
+        if self.flops_budget is not None:
+            check_number(self.flops_budget, "flops_budget")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -362,12 +363,8 @@ def _check_data(data: Any, frame: ChainConfig) -> None:
     check_splits(data, required=("train", "valid"))  # first the structure: then data["train"][0] is a tensor
     one_channel = frame.in_channels == 1 and data["train"][0].dim() != 3  # (N, L) signals, as `_input` takes
     check_splits(data, required=("train", "valid"),
-                 input_shape=(frame.in_length,) if one_channel else (frame.in_channels, frame.in_length))
-    for split, (_, y) in data.items():
-        if int(y.min()) < 0 or int(y.max()) >= frame.num_classes:
-            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
-            raise ConfigError(f"data[{split!r}]: label {bad} is not a class of ChainConfig.num_classes = "
-                              f"{frame.num_classes}")
+                 input_shape=(frame.in_length,) if one_channel else (frame.in_channels, frame.in_length),
+                 num_classes=frame.num_classes, classes_field="ChainConfig.num_classes")
 
 
 def _check_options(space: ChainSpace, options: NeasOptions, seed: int, train_size: int) -> None:
