@@ -11,13 +11,17 @@ one level up. Only completed results count towards k and are promoted: a failed 
 cheap stage rejected (`infeasible`) stays where it is. `hyperband` runs several such brackets starting at successively higher levels, picking a
 bracket for each new architecture with Hyperband's weights. "Best" is constraint-domination ranking:
 non-dominated sorting plus crowding distance with several objectives, so promotion is multi-objective.
-The inner strategy is told the result at the level it was started at.
+The inner strategy is told the result at the level it was started at. When the inner strategy has proposed
+only architectures already started at their level `repeat_patience` (100) times in a row (a converged inner
+strategy on a small space), each further such proposal is replaced by an unknown base architecture near it, started
+at its bracket's level like any new one: the search's own fallback (`Deduplicate`) cannot do this without bypassing
+the rungs, and would end it "exhausted" with most of the space unseen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -26,7 +30,8 @@ from nas.evaluators import Evaluator
 from nas.objectives import Problem
 from nas.pareto import crowding_distance
 from nas.spaces import Architecture, Choice, Space
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, Unseen, arch_record, from_record,
+                                 pareto_ranks, unknown_near)
 
 
 class FidelitySpace(Space):
@@ -70,6 +75,9 @@ class SuccessiveHalving(Strategy):
     name = "successive-halving"
     explore_on_repeats = False  # an unasked (architecture, fidelity) would bypass the rungs
     default_brackets = 1
+    # inner proposals in a row already started at their level before one is replaced by an unknown base architecture
+    # (as many as `Deduplicate` asks before giving up, so a search that never ran out of proposals is unchanged)
+    repeat_patience: ClassVar[int] = 100
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0, inner: str = "random",
                  inner_options: Mapping[str, Any] | None = None, eta: int = 3, brackets: int | None = None) -> None:
@@ -97,6 +105,12 @@ class SuccessiveHalving(Strategy):
         self.rungs: list[list[list[tuple[Architecture, TrialResult]]]] = [[[] for _ in range(k)] for _ in range(brackets)]
         self.promoted: list[list[list[str]]] = [[[] for _ in range(k)] for _ in range(brackets)]
         self.pending: dict[str, list[list[Any]]] = {}  # asked arch id -> [[bracket, from_inner], ...]
+        self.known = SeenArchitectures(space)  # (architecture, level) pairs asked or told
+        self.known_archs: list[Architecture] = []  # the same, in order (state)
+        self.repeats = 0  # inner proposals in a row that were known at their level
+        self._unseen = [Unseen(space.base) for _ in range(brackets)]  # per bracket's level: listings (a cache)
+        self._keys_at: dict[tuple[str, float], str] = {}  # (base arch id, level) -> canonical key (a cache)
+        self._leaders: dict[tuple[int, int], tuple[int, list[Architecture]]] = {}  # (b, r) -> (size, best quota)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -106,8 +120,14 @@ class SuccessiveHalving(Strategy):
             if arch is None:
                 break
             self.pending.setdefault(arch.id, []).append([bracket, from_inner])
+            self._know(arch)
             out.append(arch)
         return out
+
+    def _know(self, arch: Architecture) -> None:
+        if arch not in self.known:
+            self.known.add(arch)
+            self.known_archs.append(arch)
 
     def _next(self) -> tuple[Architecture | None, int, bool]:
         levels = self.fspace.levels
@@ -121,18 +141,52 @@ class SuccessiveHalving(Strategy):
         asked = self.inner.ask(1)
         if not asked:
             return None, b, True
-        return self.fspace.at(asked[0], levels[b]), b, True
+        arch = self.fspace.at(asked[0], levels[b])
+        if arch not in self.known:
+            self.repeats = 0
+            return arch, b, True
+        self.repeats += 1
+        if self.repeats >= self.repeat_patience:
+            fresh = self._unknown_start(asked[0], b)
+            if fresh is not None:
+                return fresh[0], fresh[1], True
+        return arch, b, True  # answered from the search's cache (and told to the inner strategy as cached)
+
+    def _unknown_start(self, base: Architecture, bracket: int) -> tuple[Architecture, int] | None:
+        """A base architecture near `base` not yet started at the level of `bracket` (else of another bracket), drawn
+        from this strategy's generator (`unknown_near`), at that level; None when every one is known there."""
+        for b in [bracket] + [c for c in range(self.brackets) if c != bracket]:
+            level = self.fspace.levels[b]
+
+            def unknown(a: Architecture, level: float = level) -> bool:
+                return self._key_at(a, level) not in self.known.keys
+
+            unseen = self._unseen[b]
+            if unseen.listed and unseen.draw(np.random.default_rng(0), unknown) is None:
+                continue  # every one listed is known at this level (checked without drawing from self.rng)
+            found = unknown_near(self.fspace.base, base, self.rng, unknown, unseen=unseen)
+            if found is not None:
+                return self.fspace.at(found, level), b
+        return None
+
+    def _key_at(self, base: Architecture, level: float) -> str:
+        """The canonical key of `base` at `level` (memoised: listings are scanned once per draw)."""
+        k = self._keys_at.get((base.id, level))
+        if k is None:
+            k = self._keys_at[(base.id, level)] = self.known.key(self.fspace.at(base, level))
+        return k
 
     def _promotable(self, b: int, r: int) -> Architecture | None:
         """The next architecture to promote from rung `r` of bracket `b`: only completed results count and move up."""
-        rung = [m for m in self.rungs[b][r] if m[1].status == "ok"]  # not failed, not rejected by the cheap stage
-        quota = len(rung) // self.eta
-        if quota == 0:
-            return None
+        size = len(self.rungs[b][r])
+        leaders = self._leaders.get((b, r))
+        if leaders is None or leaders[0] != size:  # the rung grew (rungs only grow): rank it again
+            rung = [m for m in self.rungs[b][r] if m[1].status == "ok"]  # not failed, not rejected by the cheap stage
+            leaders = self._leaders[(b, r)] = (size, [rung[i][0] for i in self._order(rung)[:len(rung) // self.eta]])
         done = set(self.promoted[b][r])
-        for i in self._order(rung)[:quota]:
-            if rung[i][0].id not in done:
-                return rung[i][0]
+        for arch in leaders[1]:
+            if arch.id not in done:
+                return arch
         return None
 
     def _order(self, rung: Sequence[tuple[Architecture, TrialResult]]) -> list[int]:
@@ -156,6 +210,7 @@ class SuccessiveHalving(Strategy):
                 del self.pending[arch.id]
         else:  # not asked by us (replay, warm start): its level's rung of the first bracket it fits
             bracket, from_inner = 0, False
+        self._know(arch)
         level = arch[self.fspace.field]
         r = self.fspace.levels.index(level)
         base = self.fspace.strip(arch)
@@ -174,7 +229,8 @@ class SuccessiveHalving(Strategy):
         return {**super().state_dict(), "inner": self.inner.state_dict(),
                 "rungs": [[[arch_record(a, r) for a, r in rung] for rung in b] for b in self.rungs],
                 "promoted": [[list(p) for p in b] for b in self.promoted],
-                "pending": {k: [list(e) for e in v] for k, v in self.pending.items()}}
+                "pending": {k: [list(e) for e in v] for k, v in self.pending.items()},
+                "known": [a.to_dict() for a in self.known_archs], "repeats": self.repeats}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -182,6 +238,15 @@ class SuccessiveHalving(Strategy):
         self.rungs = [[[from_record(m) for m in rung] for rung in b] for b in state["rungs"]]
         self.promoted = [[list(p) for p in b] for b in state["promoted"]]
         self.pending = {k: [[int(e[0]), bool(e[1])] for e in v] for k, v in state["pending"].items()}
+        self.known, self.known_archs = SeenArchitectures(self.fspace), []
+        levels = self.fspace.levels
+        known = ([Architecture(a) for a in state["known"]] if "known" in state else  # before: what the rungs hold
+                 [self.fspace.at(a, levels[r]) for b in self.rungs for r, rung in enumerate(b) for a, _ in rung])
+        for a in known:
+            self._know(a)
+        self.repeats = int(state.get("repeats", 0))
+        self._unseen = [Unseen(self.fspace.base) for _ in range(self.brackets)]
+        self._leaders = {}
 
 
 class Hyperband(SuccessiveHalving):

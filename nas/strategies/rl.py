@@ -7,8 +7,12 @@ scale-free utility in [0, 1]: the fraction of all results seen so far that the r
 (constraint-domination, so it works with several objectives and constraints). Every `batch_size`
 results the policy takes one Adam step on `-(utility - baseline) * log p(tokens) - entropy_weight * H`,
 with an exponential moving-average baseline. An ask resamples (up to `resample` times) architectures it
-already asked or was told, so a converging policy keeps proposing new ones instead of stalling the
-search on cached repeats. On a space that lists its architectures (capability `listed`: a sampled table,
+already asked or was told; when every draw is one of those (a converged policy), it proposes an unseen neighbour
+of the policy's choice (one decision away, else an unseen uniform sample: `unknown_near`), scored by the policy
+like a warm start, so a converged policy keeps proposing new ones instead of stalling the search on cached
+repeats. Repeats the search answers from its cache (`TrialResult.cached`) are not rewards: their result was
+rewarded when first told, and counting it again would push the policy further onto what it already favours.
+On a space that lists its architectures (capability `listed`: a sampled table,
 `nas.tabular.TableSpace`) an ask draws among the listed ones not yet seen, each with the probability the
 policy gives its decisions relative to a uniform draw per decision, so an untrained policy draws uniformly
 from the table and a trained one as it would in the whole space. Drawing in the whole space and snapping to
@@ -36,7 +40,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Architecture, Slot, Space
 from nas.spaces.params import WIDE_ORDINAL
-from nas.strategies.base import Strategy, TrialResult
+from nas.strategies.base import Strategy, TrialResult, Unseen, unknown_near
 
 if TYPE_CHECKING:
     import torch
@@ -255,6 +259,7 @@ class ReinforceController(Strategy):
         self.updates = 0
         self.seen: set[str] = set()  # ids asked or told: resampled away (a converged policy would loop)
         self._listed_vectors: dict[str, np.ndarray] | None = None  # a listed space's to_vector rows (not state)
+        self._unseen = Unseen(space)  # a small space's listing, made when unseen ones grow rare (a cache, not state)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -270,10 +275,20 @@ class ReinforceController(Strategy):
                     if cand.id not in self.seen:
                         tokens, arch = row, cand
                         break
+                else:  # every draw seen: the policy has converged there
+                    tokens, arch = self._unseen_near(tokens, arch)
             self.seen.add(arch.id)
             self.pending.setdefault(arch.id, []).append(tokens)
             out.append(arch)
         return out
+
+    def _unseen_near(self, tokens: list[int], arch: Architecture) -> tuple[list[int], Architecture]:
+        """An unseen architecture near the policy's `arch` and its tokens (teacher-forced, as a told one's), or
+        (`tokens`, `arch`) when every architecture is seen: a converged policy would otherwise repeat cached ones."""
+        fresh = unknown_near(self.space, arch, self.rng, lambda a: a.id not in self.seen, unseen=self._unseen)
+        if fresh is None:
+            return tokens, arch
+        return np.maximum(self._tokens(self.space.to_vector(fresh)), 0).tolist(), fresh
 
     def _ask_listed(self, n: int) -> list[Architecture]:
         """`n` unseen architectures of a listed space, drawn without replacement with probability proportional to
@@ -329,6 +344,8 @@ class ReinforceController(Strategy):
         else:  # not asked by us (warm start, replay): teacher-force its active slots only
             tokens = None
         self.seen.add(arch.id)
+        if result.cached:  # a repeat answered from the search's cache: rewarded when it was first told
+            return
         vec = self.space.to_vector(arch)
         mask = [int(v >= 0) for v in vec]
         if tokens is None:
@@ -397,3 +414,4 @@ class ReinforceController(Strategy):
         self.batch = [(list(t), list(m), float(a)) for t, m, a in state["batch"]]
         self.updates = int(state["updates"])
         self.seen = set(state["seen"])
+        self._unseen.reset()
