@@ -52,13 +52,16 @@ class _EncodedRegressor(Predictor):
 
     def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
         self._rank = RankTarget().fit(y) if self.target == "rank" else None
-        t = self._rank.transform(y) if self._rank is not None else y
+        # raw targets are standardised: scikit-learn's trees stop splitting below a float-eps impurity, so targets
+        # varying on a tiny scale (1e-9) would be fitted by one constant; quantiles are on the unit scale already
+        self._mu, self._sd = (0.0, 1.0) if self._rank is not None else (float(y.mean()), float(y.std()) or 1.0)
+        t = self._rank.transform(y) if self._rank is not None else (y - self._mu) / self._sd
         self._fit_model(self._encode(archs), t)
 
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
         mean, std = self._predict_model(self._encode(archs))
         if self._rank is None:
-            return mean, std
+            return mean * self._sd + self._mu, std * self._sd
         return self._rank.inverse(mean), self._rank.inverse_std(mean, std)
 
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:

@@ -4,7 +4,8 @@ Proxies (Abdelfattah et al. 2021, "Zero-Cost Proxies for Lightweight NAS"; Mello
 - `grad_norm`: sum over parameter tensors of the L2 norm of the loss gradient;
 - `snip`: sum |theta * dL/dtheta| (Lee et al. 2019), the loss's sensitivity to removing each weight;
 - `synflow`: sum theta * dR/dtheta with |theta| and all-ones inputs of the given shape, R = sum of
-  outputs (Tanaka et al. 2020): label- and data-free, computed in float64 on a copy in eval mode;
+  outputs (Tanaka et al. 2020): label- and data-free, computed in float64 on a copy in eval mode (float32, with a
+  warning, for a model that does not run in float64, e.g. one making float32 tensors in its forward);
 - `jacov`: Jacobian covariance (NASWOT v1): -sum(log(v + k) + 1/(v + k)) over the eigenvalues v of the
   correlation matrix of per-row input gradients;
 - `naswot`: log|K + jitter I| of the Hamming kernel K of binary activation codes (NASWOT v2), codes
@@ -17,23 +18,25 @@ Proxies (Abdelfattah et al. 2021, "Zero-Cost Proxies for Lightweight NAS"; Mello
 `inputs` is a tensor, a tuple of positional arguments (e.g. `(x, edge_index)` for a GNN) or a dict of
 keyword arguments. The model is never changed: gradients are taken with `torch.autograd.grad`, the
 forward pass of `grad_norm` / `snip` (in the model's own mode) has its buffers restored and runs on a forked,
-seeded RNG (dropout draws the same masks every call), and SynFlow runs on a deep copy. Rows of the first
-floating input (samples, or nodes of a graph) are the units that Jacobian and activation-code proxies compare;
-at most `max_rows` of them are used.
+seeded RNG (dropout draws the same masks every call), `jacov` / `naswot` put every submodule back in its own
+mode, and SynFlow runs on a deep copy. Rows of the first floating input (samples, or nodes of a graph) are the
+units that Jacobian and activation-code proxies compare; at most `max_rows` (>= 2) of them are used, and they warn
+when those rows are all identical (all-zeros inputs) and the score therefore cannot tell networks apart.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count, check_int
 from nas.spaces import Architecture, Space
-from nas.predictors.base import Predictor, RankTarget
+from nas.predictors.base import Predictor, RankTarget, check_seed
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +47,7 @@ NEEDS_LABELS = ("grad_norm", "snip")
 PROXIES = NEEDS_LABELS + LABEL_FREE
 _ACTIVATIONS = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "CELU", "SELU", "GELU", "SiLU", "Mish", "Softplus",
                 "Tanh", "Hardswish", "PReLU")
+ROW_PROXIES = ("jacov", "naswot")  # the proxies that compare the rows of the first floating input
 
 
 def call(model: "torch.nn.Module", inputs: Any) -> "torch.Tensor":
@@ -72,18 +76,69 @@ def _map_tensors(inputs: Any, fn: Callable[["torch.Tensor"], "torch.Tensor"]) ->
     return inputs
 
 
-def _first_float(inputs: Any) -> "torch.Tensor":
-    import torch
-
+def _floats(inputs: Any) -> list["torch.Tensor"]:
     found: list[torch.Tensor] = []
     _map_tensors(inputs, lambda t: found.append(t) or t)
+    return found
+
+
+def _first_float(inputs: Any) -> "torch.Tensor":
+    found = _floats(inputs)
     if not found:
         raise ConfigError("inputs: the Jacobian proxy needs a floating-point input tensor")
     return found[0]
 
 
+def _same_rows(t: "torch.Tensor") -> bool:
+    """Whether `t` has fewer than two rows or all of them equal: nothing a row-comparing proxy could tell apart."""
+    return t.dim() == 0 or t.shape[0] < 2 or bool((t == t[:1]).all())
+
+
+def _warn_same_rows(proxy: str, rows: int, consequence: str) -> None:
+    what = "only one row" if rows < 2 else f"all {rows} rows identical"
+    warnings.warn(f"{proxy}: the first floating input has {what} (all-zeros inputs, say), so {consequence}: pass "
+                  "inputs whose rows differ (e.g. torch.randn of the same shape)", stacklevel=3)
+
+
+def _distinct_rows(inputs: Any) -> Any:
+    """`inputs` with its first floating tensor replaced by standard normal values of its shape and dtype (from torch's
+    RNG) where its two or more rows are all identical, as the all-zeros `example_input` of `nas.nn` model spaces and
+    OFASpace are: `jacov` and `naswot` compare rows, and on identical rows score every network alike."""
+    import torch
+
+    floats = _floats(inputs)
+    first = floats[0] if floats else None
+    if first is None or first.dim() == 0 or first.shape[0] < 2 or not _same_rows(first):
+        return inputs
+    fresh = torch.randn(first.shape, dtype=first.dtype, device=first.device)
+    return _map_tensors(inputs, lambda t: fresh if t is first else t)
+
+
 def _params(model: "torch.nn.Module") -> list["torch.Tensor"]:
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def _trainable(model: "torch.nn.Module", proxy: str) -> list["torch.Tensor"]:
+    """The parameters `proxy` takes gradients of; ConfigError naming `model` when there are none."""
+    params = _params(model)
+    if not params:
+        raise ConfigError(f"model: {proxy} takes gradients of the trainable parameters, and this "
+                          f"{type(model).__name__} has none (every parameter frozen with requires_grad=False, or no "
+                          "parameters)")
+    return params
+
+
+@contextlib.contextmanager
+def _eval_mode(model: "torch.nn.Module") -> Iterator[None]:
+    """`model` in eval mode, then every submodule back in its own mode (as `nas.counts` does): a BatchNorm frozen
+    inside a training model stays frozen."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.train(training)
 
 
 @contextlib.contextmanager
@@ -111,7 +166,8 @@ def _loss_grads(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", 
                 seed: int = 0) -> list["torch.Tensor"]:
     import torch
 
-    params = _params(model)
+    seed = check_seed(seed)
+    params = _trainable(model, "grad_norm/snip")
     with _untouched(model, seed):
         loss = loss_fn(call(model, inputs), targets)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -130,14 +186,28 @@ def snip(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn
 
 
 def synflow(model: "torch.nn.Module", inputs: Any) -> float:
-    """Sum of theta * dR/dtheta for |theta| and all-ones floating inputs, in float64 and eval mode."""
+    """Sum of theta * dR/dtheta for |theta| and all-ones floating inputs, in float64 and eval mode; in float32 (with a
+    warning) for a model that fails in float64, e.g. one making float32 tensors in its forward (an RNN's state)."""
     import torch
 
-    net = copy.deepcopy(model).double().eval()
+    _trainable(model, "synflow")
+    try:
+        return _synflow(model, inputs, torch.float64)
+    except RuntimeError as error:  # a dtype mismatch; a model that fails in float32 too raises its own error below
+        score = _synflow(model, inputs, torch.float32)
+        warnings.warn(f"synflow: the model does not run on its float64 copy ({error}), so it was scored on a float32 "
+                      "copy, where a deep network's score can overflow to inf", stacklevel=2)
+        return score
+
+
+def _synflow(model: "torch.nn.Module", inputs: Any, dtype: "torch.dtype") -> float:
+    import torch
+
+    net = copy.deepcopy(model).to(dtype).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.abs_()
-    ones = _map_tensors(inputs, lambda t: torch.ones_like(t, dtype=torch.float64))
+    ones = _map_tensors(inputs, lambda t: torch.ones_like(t, dtype=dtype))
     params = _params(net)
     out = call(net, ones)
     grads = torch.autograd.grad(out.sum(), params, allow_unused=True)
@@ -145,9 +215,13 @@ def synflow(model: "torch.nn.Module", inputs: Any) -> float:
 
 
 def jacov(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, eps: float = 1e-5) -> float:
-    """Jacobian covariance score: -sum(log(v + eps) + 1/(v + eps)) over correlation eigenvalues (higher: better)."""
+    """Jacobian covariance score: -sum(log(v + eps) + 1/(v + eps)) over correlation eigenvalues (higher: better).
+
+    Warns when the rows compared and their gradients are all identical (all-zeros inputs): the score is then the
+    same for every network."""
     import torch
 
+    max_rows = check_int(max_rows, "max_rows", 2)
     x = _first_float(inputs).detach().clone().requires_grad_(True)
     replaced = [False]
 
@@ -157,16 +231,15 @@ def jacov(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, eps: float
             return x
         return t
 
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         out = call(model, _map_tensors(inputs, swap))
         (jac,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
-    finally:
-        model.train(was_training)
     if jac is None:
         return float("-inf")
-    j = jac.reshape(jac.shape[0], -1)[:max_rows].double().numpy()
+    rows = jac.reshape(jac.shape[0], -1)[:max_rows]
+    if _same_rows(x.detach()[:max_rows]) and _same_rows(rows):
+        _warn_same_rows("jacov", len(rows), "its score is the same for every network")
+    j = rows.double().numpy()
     j = j - j.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(j, axis=1, keepdims=True)
     j = j / np.where(norms > 0, norms, 1.0)
@@ -178,10 +251,12 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
     """log|K + jitter I|, K = c c^T + (1-c)(1-c)^T over binary codes c of pre-activations of activation modules.
 
     When a model has no activation modules (functional activations only), the outputs of its
-    parametrised leaf modules (linear maps) serve as the pre-activations.
+    parametrised leaf modules (linear maps) serve as the pre-activations. Warns when the rows of the first floating
+    input and their codes are all identical (all-zeros inputs): the score then only counts units.
     """
     import torch
 
+    max_rows = check_int(max_rows, "max_rows", 2)
     acts = [m for m in model.modules() if type(m).__name__ in _ACTIVATIONS]
     use_inputs = bool(acts)
     if not acts:
@@ -194,19 +269,19 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
             codes.append((t.detach().reshape(t.shape[0], -1)[:max_rows] > 0).double())
 
     handles = [m.register_forward_hook(hook) for m in acts]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with _eval_mode(model), torch.no_grad():
             call(model, inputs)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     rows = min((c.shape[0] for c in codes), default=0)
     if rows == 0:
         return float("-inf")
     c = torch.cat([c[:rows] for c in codes], dim=1)
+    floats = _floats(inputs)
+    if floats and _same_rows(floats[0][:max_rows]) and _same_rows(c):
+        _warn_same_rows("naswot", rows, "its score only counts the network's units")
     k = c @ c.T + (1 - c) @ (1 - c).T + jitter * torch.eye(rows, dtype=c.dtype)
     sign, logdet = torch.linalg.slogdet(k)
     return float(logdet) if float(sign) > 0 else float("-inf")
@@ -227,6 +302,11 @@ def compute_proxies(model: "torch.nn.Module", inputs: Any, targets: "torch.Tenso
                     max_rows: int = 256, seed: int = 0) -> dict[str, float]:
     """{proxy: score} for one untrained model and one minibatch (labels needed for grad_norm and snip; `seed` seeds
     their forward pass, run in the model's own mode, so dropout gives the same score on every call)."""
+    if isinstance(proxies, str) or not isinstance(proxies, Iterable):
+        raise ConfigError(f"proxies: expected a list of proxy names (e.g. [{proxies!r}]), got {proxies!r}")
+    proxies = list(proxies)
+    max_rows = check_int(max_rows, "max_rows", 2)
+    seed = check_seed(seed)
     unknown = [p for p in proxies if p not in PROXIES]
     if unknown:
         raise ConfigError(f"proxies: unknown {unknown} (known: {', '.join(PROXIES)})")
@@ -250,11 +330,12 @@ Batch = Callable[[Architecture], tuple[Any, Any]]  # arch -> (inputs, targets)
 class ZeroCostPredictor(Predictor):
     """Ranks by one proxy of a freshly built model; `fit` only calibrates scores onto the target scale.
 
-    Label-free proxies use `space.example_input(arch, batch_size)`; `grad_norm`/`snip` need `batch`
-    (arch -> (inputs, targets)) and `loss_fn`, which are runtime objects and not part of the state.
-    Models are built, and the labelled proxies' forward passes run, with torch's RNG seeded by `seed` (forked, so
-    the caller's RNG is untouched): scores are reproducible. A network the proxy fails on (a non-finite score) is
-    predicted below every scored one, whichever direction `fit` calibrated.
+    Label-free proxies use `space.example_input(arch, batch_size)` (for `jacov`/`naswot`, which compare its rows,
+    random normal values of its shape and dtype instead where its rows are all identical, as all-zeros inputs are);
+    `grad_norm`/`snip` need `batch` (arch -> (inputs, targets)) and `loss_fn`, which are runtime objects and not
+    part of the state. The whole scoring (building the model, drawing its inputs, the proxy) runs with torch's RNG
+    seeded by `seed` (forked, so the caller's RNG is untouched): scores are reproducible. A network the proxy fails
+    on (a non-finite score) is predicted below every scored one, whichever direction `fit` calibrated.
     """
 
     name = "zero-cost"
@@ -267,6 +348,7 @@ class ZeroCostPredictor(Predictor):
             raise ConfigError(f"proxy: unknown {proxy!r} (known: {', '.join(PROXIES)})")
         if proxy in NEEDS_LABELS and (batch is None or loss_fn is None):
             raise ConfigError(f"proxy {proxy!r} needs labelled data: pass batch=arch->(inputs, targets) and loss_fn")
+        check_count(batch_size, "zero-cost: batch_size", " (example inputs per scored network)")
         self.proxy, self.batch_size, self.batch, self.loss_fn = proxy, batch_size, batch, loss_fn
 
     def config(self) -> dict[str, Any]:
@@ -274,17 +356,21 @@ class ZeroCostPredictor(Predictor):
 
     def score(self, arch: Architecture) -> float:
         """The proxy's value for `arch` (non-finite where the proxy failed, e.g. -inf for a network whose output
-        does not depend on its input); reproducible: the model is built, and its forward run, under `seed`."""
+        does not depend on its input); reproducible: the model is built, its inputs drawn and the proxy computed on
+        torch's RNG forked and seeded from `seed` (the inputs on a stream of their own, the same for every arch)."""
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = self.space.build(arch)  # type: ignore[attr-defined]
-        if self.batch is not None:
-            inputs, targets = self.batch(arch)
-        else:
-            inputs, targets = self.space.example_input(arch, self.batch_size), None  # type: ignore[attr-defined]
-        return compute_proxies(model, inputs, targets, self.loss_fn, [self.proxy], seed=self.seed)[self.proxy]
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, 1]).generate_state(1)[0]))
+            if self.batch is not None:
+                inputs, targets = self.batch(arch)
+            else:
+                inputs, targets = self.space.example_input(arch, self.batch_size), None  # type: ignore[attr-defined]
+                if self.proxy in ROW_PROXIES:
+                    inputs = _distinct_rows(inputs)
+            return compute_proxies(model, inputs, targets, self.loss_fn, [self.proxy], seed=self.seed)[self.proxy]
 
     def _fit(self, archs: list[Architecture], y: np.ndarray) -> None:
         from scipy.stats import spearmanr
