@@ -108,5 +108,7 @@ def executor_spec(name: str | None = None, address: str | None = None, workers: 
         *first, last = TAKES[wrong[0]]
         raise ConfigError(f"{where} takes no {', '.join(FLAGS[k] for k in wrong)} ({FLAGS[wrong[0]]} is for "
                           f"--executor {', '.join(first)} or {last})")
+    if workers is not None and workers < 1:  # checked here, not only where an executor is built (a finished resume)
+        raise ConfigError(f"--workers: expected a number of workers >= 1, got {workers}")
     spec = {**old, **given}
     return "local" if spec == {"name": "local"} else spec

@@ -352,7 +352,8 @@ def plot_timeline(result: "SearchResult", path: str | Path) -> Path:
 
     timed = [t for t in result.trials if t.finished > 0 and t.finished >= t.started]  # 0: no time recorded
     if not timed:
-        raise ConfigError("plot_timeline: no trial of this search recorded when it started and finished")
+        raise ConfigError("plot_timeline: no trial of this search has a start and finish time to draw (none was "
+                          "recorded, or every trial took no time, as on a simulated clock of duration 0)")
     t0 = min(t.started for t in timed)
     span = max(t.finished for t in timed) - t0
     workers = sorted({t.worker for t in timed}, key=_natural)

@@ -180,6 +180,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     pruning = Pruning.make(given, problem) if given is not None else None
     if warm is not None:
         _check_warm_metrics(problem, warm)
+        _warn_enqueued_warm(queued, warm, problem)
     evaluators = as_evaluators(evaluate)
     if fidelity is not None and not any(e.takes_budget for e in evaluators):
         names = ", ".join(repr(getattr(e.fn, "__name__", e.fn)) for e in evaluators)
@@ -377,6 +378,17 @@ def _warm_start(space: Space, given: str | Path | None, recorded: Mapping[str, A
         raise JournalError(f"warm_start: {path} holds {len(contents.trials)} trials, fewer than the {count} this "
                            "search was warm-started with")
     return _WarmStart({"workdir": str(path), "trials": count}, contents.trials[:count])
+
+
+def _warn_enqueued_warm(queued: Sequence[Architecture], warm: _WarmStart, problem: Problem) -> None:
+    """Warn about enqueued architectures the warm start already holds a result for: that result is used (told to
+    the strategy, cached), so they are not evaluated again, which an enqueue otherwise promises."""
+    known = {t.arch_id for t in warm.trials if t.status == "ok" and problem.result_error(t.metrics) is None}
+    twice = [f"enqueue[{i}]" for i, a in enumerate(queued) if a.id in known]
+    if twice:
+        log.warning("%s: the warm start %s already holds a result for %s, which is used; %s not evaluated again",
+                    ", ".join(twice), warm.record["workdir"], "it" if len(twice) == 1 else "them",
+                    "it is" if len(twice) == 1 else "they are")
 
 
 def _check_warm_metrics(problem: Problem, warm: _WarmStart) -> None:

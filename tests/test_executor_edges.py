@@ -324,3 +324,27 @@ def test_a_warm_start_that_is_not_a_path_is_refused_naming_it():
 
 def test_progress_false_means_no_progress():
     assert nas.search(SPACE, score, {"score": "max"}, budget=2, seed=0, progress=False).used == 2
+
+
+def test_workers_below_one_are_refused_where_the_flags_are_read():
+    """`nas resume DIR --workers 0` of a search that used its budget only printed 'has used its budget'."""
+    from nas.executor_spec import executor_spec
+
+    assert executor_spec("processes", workers=2) == {"name": "processes", "workers": 2}
+    with pytest.raises(ConfigError, match="--workers: expected a number of workers >= 1, got 0"):
+        executor_spec(None, workers=0, base={"name": "processes"})
+
+
+def test_an_enqueued_architecture_the_warm_start_holds_is_named_in_a_warning(tmp_path, caplog):
+    """It was skipped silently: the warm start's result is used and the enqueue never evaluated."""
+    space = Space(a=Choice([1, 2, 3]), b=Choice([1, 2, 3]))
+
+    def score(arch):
+        return {"s": float(arch["a"] * arch["b"])}
+
+    first = nas.search(space, score, {"s": "max"}, budget=3, seed=0, workdir=tmp_path / "a", progress=False)
+    again = first.trials[0].arch
+    result = nas.search(space, score, {"s": "max"}, budget=2, seed=1, workdir=tmp_path / "b", progress=False,
+                        warm_start=tmp_path / "a", enqueue=[again])
+    assert f"enqueue[0]: the warm start {tmp_path / 'a'} already holds a result for it" in caplog.text
+    assert again not in [t.arch for t in result.trials]

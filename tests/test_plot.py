@@ -129,3 +129,13 @@ def test_the_history_of_a_search_without_a_feasible_trial_names_no_feasible_tria
                         constraints=["v >= 100"], budget=5, seed=0)
     plot.plot_history(result, tmp_path / "h.png")
     assert legends == [["infeasible"]]
+
+
+def test_a_timeline_of_trials_that_took_no_time_says_so(tmp_path):
+    """A replay on a simulated clock of duration 0 was told 'no trial recorded when it started and finished'."""
+    from nas.executors import SimulatedClockExecutor
+
+    result = nas.search(SPACE, toy, {"acc": "max"}, budget=3, seed=0,
+                        executor=SimulatedClockExecutor(duration=0.0))
+    with pytest.raises(ConfigError, match="every trial took no time, as on a simulated clock of duration 0"):
+        plot_timeline(result, tmp_path / "t.png")
