@@ -63,20 +63,22 @@ class TabularBenchmark:
             raise ConfigError(f"{self.name} has no column {metric!r}") from None
 
     def optimum(self, metric: str, direction: str = "max") -> float:
-        """The best recorded `metric` in `direction` ("max" or "min"); rows of failed runs (NaN) are left out."""
+        """The best recorded `metric` in `direction` ("max" or "min"); rows of failed runs (NaN, or another
+        non-finite value such as a diverged run's inf, which a search records as failed too) are left out."""
         if direction not in ("max", "min"):
             raise ConfigError(f"direction: must be 'max' or 'min', got {direction!r}")
         col = self.column(metric)
-        col = col[~np.isnan(col)]
+        col = col[np.isfinite(col)]
         if not col.size:
-            raise ConfigError(f"{self.name}: every row's {metric!r} is NaN (failed runs); there is no optimum")
+            raise ConfigError(f"{self.name}: every row's {metric!r} is NaN or infinite (failed runs); there is no "
+                              "optimum")
         return float(col.max() if direction == "max" else col.min())
 
     def pareto_points(self, objectives: Sequence[Objective]) -> np.ndarray:
-        """The table's true Pareto front, in minimisation form (for hypervolume fractions); rows with a NaN
-        objective (failed runs) are left out."""
+        """The table's true Pareto front, in minimisation form (for hypervolume fractions); rows with a NaN or
+        infinite objective (failed runs, as a search records them) are left out."""
         pts = np.stack([np.array([o.minimised(v) for v in self.column(o.name)]) for o in objectives], axis=1)
-        pts = pts[~np.isnan(pts).any(axis=1)]
+        pts = pts[np.isfinite(pts).all(axis=1)]
         return pts[pareto_mask(pts)]
 
 
@@ -224,8 +226,10 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     columns (every column but `IDENTITY_COLUMNS`). The replay returns the mean over the seeds (`seed=None`;
     an architecture missing one of the table's seeds, as a cut-off build leaves it, is left out) or the
     row of one training seed. A run that failed is written as `nan` (its architecture replays NaN, which a search
-    records as a failed trial); an empty cell or text in a metric column is an error naming the file, the line
-    and the column, and a second row of one architecture and seed an error naming both lines.
+    records as a failed trial; a diverged run's `inf` is the same, and `optimum` and `pareto_points` leave both
+    out); a file that starts with a byte-order mark (a spreadsheet's "CSV UTF-8") is read as well; an empty
+    cell or text in a metric column is an error naming the file, the line and the column, and a second row of
+    one architecture and seed an error naming both lines.
     """
     file = Path(path)
     if not file.exists():
@@ -262,7 +266,7 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
 def _read_records(file: Path, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """A table's rows with the line each ends on (a quoted cell may span lines), or a ConfigError naming the file
     and the `required` columns its header lacks."""
-    with open(file, newline="") as f:
+    with open(file, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's "CSV UTF-8" starts with a BOM
         reader = csv.DictReader(f)
         records = [(reader.line_num, r) for r in reader]
         header = reader.fieldnames or []

@@ -53,8 +53,10 @@ class Environment:
     multi-fidelity strategies run here: `evaluate` must then accept `budget=` (both checked when the
     environment is built) and the gym wraps the space in `FidelitySpace(space, fidelity, fidelity_field)`
     for strategies that need one; their budget counts full-fidelity evaluations (one at level l costs
-    l / top), and only trials at the top level count as outcomes. `final(arch)` is what is reported of the architecture
-    a run returns (test accuracy, the real cost of a proxy's pick); None means the objective itself.
+    l / top), and only trials at the top level count as outcomes. Every other strategy's evaluations get
+    `budget=` the top level (`nas.search(..., fidelity=top)`), so a `budget` without a default is fine.
+    `final(arch)` is what is reported of the architecture a run returns (test accuracy, the real cost of a
+    proxy's pick); None means the objective itself.
     `cost_metric` names a metric holding each evaluation's cost in seconds (e.g. training time charged
     also on a memoised repeat); without it the search cost is the trials' wall time. `optimum` is the
     best objective value of the whole space where known (tabular), for regret.

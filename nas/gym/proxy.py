@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -13,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, InvalidArchitectureError
 from nas.result import SearchResult
 from nas.spaces import Space
+
+log = logging.getLogger(__name__)
 
 
 class OnnxForests:
@@ -137,7 +140,10 @@ class ProxyCostModel:
     @classmethod
     def from_journals(cls, space: Space, workdirs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
                       metrics: Sequence[str], **options: Any) -> "ProxyCostModel":
-        """Learn from the journals of earlier searches: every `journal.jsonl` in or below one folder or several."""
+        """Learn from the journals of earlier searches: every `journal.jsonl` in or below one folder or several.
+        A journal holding an architecture `space` refuses searched another space (a gym's multi-fidelity runs on
+        a `FidelitySpace`, whose low-fidelity metrics would mislead the proxy anyway): it is left out, logged
+        with its path; when every journal is, a ConfigError names one and why."""
         single = isinstance(workdirs, (str, os.PathLike))
         folders = [workdirs] if single else list(workdirs)
         if not folders:
@@ -153,9 +159,27 @@ class ProxyCostModel:
             if not journals:
                 raise ConfigError(f"{field}: no journal.jsonl in or below {os.fspath(d)!r}")
             found |= journals
-        dirs = sorted(found)
-        trials = [t for d in dirs for t in SearchResult.load(d).trials]
-        options.setdefault("source", f"{len(trials)} trials in {len(dirs)} journals")
+        trials: list[Any] = []
+        used: list[Path] = []
+        other: list[tuple[Path, str]] = []  # journals of another space (a gym's FidelitySpace runs), and why
+        for d in sorted(found):
+            logged = SearchResult.load(d).trials
+            try:
+                for t in logged:
+                    space.validate(t.arch)
+            except (ConfigError, InvalidArchitectureError) as e:
+                other.append((d, str(e)))
+                continue
+            trials += logged
+            used.append(d)
+        if not used:
+            raise ConfigError(f"workdirs: every journal searched another space than this {type(space).__name__}, "
+                              f"e.g. {other[0][0]}: {other[0][1]}")
+        if other:
+            log.warning("ProxyCostModel.from_journals: %d journal(s) of another space left out (their architectures "
+                        "are not this %s's), e.g. %s: %s", len(other), type(space).__name__, *other[0])
+        skipped = f", {len(other)} journals of another space left out" if other else ""
+        options.setdefault("source", f"{len(trials)} trials in {len(used)} journals{skipped}")
         return cls.from_trials(space, trials, metrics, **options)
 
     def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:

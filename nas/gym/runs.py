@@ -108,7 +108,6 @@ class GymResult:
         return list(seen)
 
     def summaries(self) -> list[Summary]:
-        defaults = self.config.get("include_default", True)  # setting 0 is the defaults only when included
         out = []
         for env, facts in self.environments.items():
             direction = facts["direction"]
@@ -126,9 +125,10 @@ class GymResult:
                 other = min if direction == "max" else max
                 finals = [r.final for r in runs if r.final is not None]
                 q1, med, q3 = np.percentile(vals, [25, 50, 75])
+                defaults = 0 in per_setting and self.include_default(strat)  # setting 0 is the defaults when included
                 out.append(Summary(env, strat, direction, len(vals), len(runs) - len(vals), float(med), float(q1),
                                    float(q3), float(vals.min()), float(vals.max()), float(vals.mean()),
-                                   float(np.median(per_setting[0])) if 0 in per_setting and defaults else None,
+                                   float(np.median(per_setting[0])) if defaults else None,
                                    pick(medians), other(medians), float(np.median(finals)) if finals else None,
                                    float(np.mean([r.seconds for r in runs])), float(np.mean([r.cost_s for r in runs]))))
         return out
@@ -145,12 +145,70 @@ class GymResult:
                    {k: [Setting(**s) for s in v] for k, v in data["settings"].items()},
                    dict(data["environments"]), list(data.get("notes", [])), dict(data.get("config", {})))
 
+    def pairs(self) -> set[tuple[str, str]]:
+        """The (environment, strategy) pairs this result holds runs or a skip of."""
+        return {(r.environment, r.strategy) for r in self.runs} | {(s.environment, s.strategy) for s in self.skipped}
+
     def merge(self, other: "GymResult") -> "GymResult":
-        """This result and `other` (other environments, or other strategies) as one."""
+        """This result and `other` (other environments, or other strategies) as one; each part's summaries stay
+        what they were. A ConfigError names what the two cannot share: an (environment, strategy) pair both hold
+        (its runs would be pooled, a repeated seed counted twice), an environment with other facts (a budget), or
+        a strategy with other settings. A config value that differs is kept per strategy (`include_default`:
+        {strategy: value}), or per environment for `budget`."""
+        both = sorted(self.pairs() & other.pairs())
+        if both:
+            raise ConfigError(f"merge: both results hold runs of {', '.join(f'({e!r}, {s!r})' for e, s in both)}; "
+                              "merge results of other environments or other strategies (pooling them would count "
+                              "repeated seeds as independent runs)")
+        for env in self.environments.keys() & other.environments.keys():
+            a, b = self.environments[env], other.environments[env]
+            if a != b:
+                key = next(k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+                raise ConfigError(f"merge: environment {env!r} differs between the results ({key} {a.get(key)!r} "
+                                  f"and {b.get(key)!r}); their runs are not comparable")
+        for strat in self.settings.keys() & other.settings.keys():
+            if self.settings[strat] != other.settings[strat]:
+                raise ConfigError(f"merge: strategy {strat!r} ran with other settings in each result (drawn with "
+                                  "another seed, count or grid); setting indices would mean two things")
         return GymResult(self.runs + other.runs, self.skipped + other.skipped, {**self.settings, **other.settings},
                          {**self.environments, **other.environments}, self.notes + [n for n in other.notes
                                                                                    if n not in self.notes],
-                         {**self.config, **other.config})
+                         _merged_config(self, other))
+
+    def include_default(self, strategy: str) -> bool:
+        """Whether `strategy`'s setting 0 is its defaults (config `include_default`: one value, or one per strategy)."""
+        value = self.config.get("include_default", True)
+        return bool(value.get(strategy, True) if isinstance(value, Mapping) else value)
+
+
+def _merged_config(a: GymResult, b: GymResult) -> dict[str, Any]:
+    """The configs of two results with disjoint pairs as one: `strategies` joined, a value both share kept, one
+    that differs held per strategy (per environment for `budget`), since each part's runs were made under its
+    own; a strategy (or environment) of both parts with two values is a ConfigError naming it."""
+    out: dict[str, Any] = {}
+    for key in list(dict.fromkeys([*a.config, *b.config])):
+        if key == "strategies":
+            out[key] = list(dict.fromkeys([*a.config.get(key, a.strategies()), *b.config.get(key, b.strategies())]))
+            continue
+        if key in a.config and key in b.config and a.config[key] == b.config[key]:
+            out[key] = a.config[key]
+            continue
+        by = "environment" if key == "budget" else "strategy"
+        merged: dict[str, Any] = {}
+        for part in (a, b):
+            if key not in part.config:  # a config without it (a hand-made result) says nothing of its names
+                continue
+            names = list(part.environments) if by == "environment" else \
+                list(dict.fromkeys([*part.config.get("strategies", []), *part.settings, *part.strategies()]))
+            value = part.config[key]
+            for name in names:
+                v = value.get(name) if isinstance(value, Mapping) else value  # a mapping: from an earlier merge
+                if name in merged and merged[name] != v:
+                    raise ConfigError(f"merge: {by} {name!r} has config {key} {merged[name]!r} in one result and "
+                                      f"{v!r} in the other")
+                merged[name] = v
+        out[key] = merged
+    return out
 
 
 # ---------------------------------------------------------------------------------------- running
@@ -197,7 +255,8 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
             workdir: str | Path | None = None) -> RunRecord:
     """One `nas.search` of `strategy` with `setting` on `env`; errors are recorded, not raised (the environment's
     own, the strategy's, the evaluator's and `env.final`'s), so one run cannot end a whole gym. `budget` (a
-    positive int) overrides the environment's; a bad one is a ConfigError."""
+    positive int) overrides the environment's; a bad one is a ConfigError. On an environment with fidelity
+    levels, a strategy that runs on the plain space evaluates at the top level (`budget=` the last level)."""
     budget = env.budget if budget is None else check_count(budget, "budget")
     rec = RunRecord(env.name, strategy, setting.index, setting.options, seed, budget)
     try:
@@ -215,8 +274,10 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
         if fid:
             result, rec.budget_used = _fidelity_search(env, space, evaluate, strategy, setting, seed, budget, workdir)
         else:
+            # on a fidelity environment every evaluation trains at the top level, as multi-fidelity runs' outcomes do
+            top = float(env.fidelity[-1]) if env.fidelity else None
             result = search(space, evaluate, {env.objective: env.direction}, list(env.constraints), strategy=strategy,
-                            strategy_options=setting.options, budget=budget, seed=seed, workdir=workdir)
+                            strategy_options=setting.options, budget=budget, seed=seed, workdir=workdir, fidelity=top)
             rec.budget_used = float(result.used)
     except Exception as e:  # a strategy's bug must not end the whole gym: it is recorded with the run
         rec.seconds, rec.error = time.perf_counter() - t0, f"{type(e).__name__}: {e}"
@@ -397,4 +458,5 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
     config = {"settings": settings, "seeds": seeds, "seed": seed, "budget": budget, "include_default": include_default,
               "strategies": names, "runs_per_pair": settings * seeds,
               "seed_rule": "run k (setting k // seeds) of every strategy uses seed + k"}
-    return GymResult(runs, skipped, drawn, {e.name: e.describe() for e in envs}, notes, config)
+    facts = {e.name: {**e.describe(), **({"budget": budget} if budget is not None else {})} for e in envs}
+    return GymResult(runs, skipped, drawn, facts, notes, config)

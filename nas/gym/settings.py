@@ -66,6 +66,15 @@ HYPERPARAMETERS: dict[str, Hyperparameters] = {
 differs between runs by seed only (the result says so)."""
 
 
+INERT_OPTIONS: dict[str, Callable[[Mapping[str, Any]], tuple[str, ...]]] = {
+    "bayesian": lambda o: ("kappa", "kappa_aleatoric") if o.get("acquisition") == "ei" else (),
+    "smbo": lambda o: ("kappa",) if o.get("acquisition") == "ei" else (),
+}
+"""Per strategy: the flat options a setting (its defaults filled in) leaves unread, e.g. kappa beside
+acquisition='ei' (bayesian reads it there only with several objectives; a gym environment has one). They
+are dropped from a drawn setting before draws are compared, so that draws differ in what takes effect."""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One hyper-parameter setting of a strategy (index 0 is the strategy's defaults when included)."""
@@ -143,7 +152,8 @@ def _check_grid(strategy: str, grid: Mapping[str, Sequence[Any]]) -> None:
 def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = True,
                   hyperparameters: Mapping[str, Hyperparameters] | None = None) -> tuple[list[Setting], list[str]]:
     """`n` settings of `strategy`'s options: its defaults (when `include_default`), then distinct random draws
-    from its declared grid (cycled when the grid is smaller), none of them equal to the defaults. Grids in
+    from its declared grid (cycled when the grid is smaller), none of them equal to the defaults; options a draw
+    leaves unread (`INERT_OPTIONS`) are dropped from it first, so draws differ in what takes effect. Grids in
     `hyperparameters` replace the built-in ones (`HYPERPARAMETERS`) of the strategies they name; the others
     keep theirs (giving one strategy's grid used to leave every other strategy with none). A grid key
     that is not an option of the strategy is a ConfigError naming it. Returns (settings, notes): notes say
@@ -159,6 +169,10 @@ def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = 
     keys = sorted(grid)
     flat = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))] if grid else []
     defaults = _defaults(STRATEGIES[strategy])
+    inert = INERT_OPTIONS.get(strategy)
+    if inert is not None:  # compare what takes effect: points differing only in unread options are one setting
+        effective = ({k: v for k, v in p.items() if k not in inert({**defaults, **p})} for p in flat)
+        flat = list({repr(sorted(p.items())): p for p in effective}.values())
     flat = [p for p in flat if not all(defaults.get(k, _UNKNOWN) == v for k, v in p.items())]  # setting 0
     points = [p for p in map(_nest, flat) if hp is None or hp.valid is None or hp.valid(p)]
     if not points:
