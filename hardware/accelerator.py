@@ -171,9 +171,11 @@ def module_workloads(module: Any, example_input: Any, bytes_per_element: int = 1
         if isinstance(mod, nn.Linear):
             rows = output.numel() // mod.out_features
             found.append(linear_gemm(mod.in_features, mod.out_features, rows, bytes_per_element, name))
-        else:
-            found.append(conv_gemm(mod.in_channels, mod.out_channels, mod.kernel_size, tuple(output.shape[2:]),
-                                   output.shape[0], mod.groups, bytes_per_element, name))
+        else:  # output (batch..., channels, *positions); torch also takes an unbatched (channels, *positions)
+            dims = len(mod.kernel_size)
+            batch = math.prod(output.shape[:-dims - 1])
+            found.append(conv_gemm(mod.in_channels, mod.out_channels, mod.kernel_size, tuple(output.shape[-dims:]),
+                                   batch, mod.groups, bytes_per_element, name))
 
     def attention_hook(mod: Any, args: tuple, kwargs: dict, output: Any) -> None:
         found.extend(_attention_gemms(mod, names.get(mod, type(mod).__name__), args, kwargs, bytes_per_element))
@@ -482,6 +484,8 @@ class HeterogeneousAccelerator:
             raise ConfigError(f"HeterogeneousAccelerator.subs: expected one or more SubAccelerators, got {self.subs!r}")
         _positive_int(self.pe_budget, "HeterogeneousAccelerator.pe_budget")
         check_number(self.dram_bandwidth, "HeterogeneousAccelerator.dram_bandwidth", unit=" (bytes/s)")
+        if not isinstance(self.tech, Technology):
+            raise ConfigError(f"HeterogeneousAccelerator.tech: expected a Technology, got {self.tech!r}")
         pes = sum(s.pes for s in self.subs)
         if pes > self.pe_budget:
             raise ConfigError(f"HeterogeneousAccelerator.subs: {pes} PEs exceed pe_budget {self.pe_budget}")

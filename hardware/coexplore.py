@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nas.errors import ConfigError, InvalidArchitectureError
+from nas.errors import ConfigError, InvalidArchitectureError, check_count, check_number
 from nas.evaluators import Evaluator, cheap
 from nas.hardware.accelerator import Gemm, HeterogeneousAccelerator, SubAccelerator, Technology, template
 from nas.objectives import Constraint
@@ -167,6 +167,10 @@ class CoExploration:
     def __post_init__(self) -> None:
         if len(self.graphs) != 2 or not all(isinstance(g, GraphData) for g in self.graphs):
             raise ConfigError(f"graphs: expected two GraphData (tasks a and b), got {self.graphs!r}")
+        check_count(self.pe_budget, "pe_budget", " (PEs)")
+        check_number(self.dram_bandwidth, "dram_bandwidth", unit=" (bytes/s)")
+        if not isinstance(self.tech, Technology):
+            raise ConfigError(f"tech: expected a Technology, got {self.tech!r}")
         for t in self.templates:
             template(t)
         for name in ("pe_fractions", "bw_fractions"):
@@ -271,13 +275,23 @@ class CoExploration:
         `hardware_designs()`), the evaluated architectures hold only the a_* / b_* fields (`architecture_space`)
         and run on that fixed hardware."""
         accuracy = self.accuracy(tables)
-        fixed = dict(design or {})
+        fixed = self._design(design) if design else {}
 
         def evaluate(arch: Mapping[str, Any]) -> dict[str, float]:
             full = {**arch, **fixed}
             return {**self.hardware(full), **accuracy(full)}
 
         return evaluate
+
+    def _design(self, design: Mapping[str, Any]) -> dict[str, Any]:
+        """`design` checked against the space's hardware fields (every one given, each one of its options);
+        ConfigError naming the bad field otherwise."""
+        nets = self.architecture_space().fields
+        keep = {k: v for k, v in self.space().fields.items() if k not in nets}
+        try:
+            return dict(Space(keep).validate(design))
+        except InvalidArchitectureError as e:
+            raise ConfigError(f"design: {e}") from None
 
     def evaluators(self, tables: Sequence[Callable[[Mapping[str, Any]], Mapping[str, float]]]) -> list[Evaluator]:
         """[cheap hardware model, table lookup]: `nas.search` checks the hardware specs before the (in real life,

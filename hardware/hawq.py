@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.errors import ConfigError, check_count
+from nas.errors import ConfigError, check_count, check_number
 from nas.hardware.quantization import (NumberFormat, get_format, layer_bits, perturbation, quantizable_layers)
 
 __all__ = ["Allocation", "EigenResult", "LayerSensitivity", "TraceResult", "allocate", "allocation_size",
@@ -223,6 +223,20 @@ def allocation_size(shapes: Mapping[str, tuple[int, ...]], formats: Mapping[str,
     return total
 
 
+def _sensitivity(value: Any, name: str) -> float:
+    """One layer's sensitivity as a finite float (a diverged network's NaN or infinite trace would leave no
+    allocation to compare, and read as a budget too small); ConfigError naming the layer otherwise."""
+    out = math.nan
+    if not isinstance(value, (str, bytes, bool)):
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            pass
+    if not math.isfinite(out):
+        raise ConfigError(f"sensitivity[{name!r}]: expected a finite number, got {value!r}")
+    return out
+
+
 def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, float], formats: Sequence[str],
              budget_bits: float, with_scales: bool = False, granularity: str = "channel") -> Allocation:
     """Formats minimising sum_i sensitivity_i * ||Q(W_i) - W_i||^2 with total bits <= `budget_bits`.
@@ -239,6 +253,8 @@ def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, floa
     missing = [n for n in weights if n not in sensitivity]
     if missing:
         raise ConfigError(f"sensitivity: no value for layer(s) {missing}")
+    factors = {name: _sensitivity(sensitivity[name], name) for name in weights}
+    check_number(budget_bits, "budget_bits", positive=False, unit=" (bits)")
     fmts = [get_format(f, "formats") for f in formats]
     if not fmts:
         raise ConfigError("formats: no candidate formats")
@@ -247,7 +263,11 @@ def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, floa
         rows = []
         for f in fmts:
             code, scale = layer_bits(tuple(w.shape), f, granularity)
-            omega = float(sensitivity[name]) * perturbation(w, f, granularity)
+            error = perturbation(w, f, granularity)
+            omega = factors[name] * error
+            if not math.isfinite(omega):
+                raise ConfigError(f"weights[{name!r}]: Omega in {f.name} is not finite (sensitivity "
+                                  f"{factors[name]:g} x squared quantization error {error:g})")
             rows.append((f.name, code + (scale if with_scales else 0), omega))
         options[name] = rows
     front: list[tuple[int, float, tuple[str, ...]]] = [(0, 0.0, ())]

@@ -60,7 +60,8 @@ class Protocol:
 
     Values live in a ring of `ring_bits` bits; multiplications use Beaver triples from a trusted dealer
     (offline, not counted), so a product opens two masked operands in one round; a square opens one.
-    A comparison converts shares to binary (a log2(ring_bits)-level carry-lookahead adder of AND gates,
+    `ring_bits` is a multiple of 8 (shares are sent as whole bytes).
+    A comparison converts shares to binary (a ceil(log2 ring_bits)-level carry-lookahead adder of AND gates,
     each AND opening two words) and the sign bit back to arithmetic (one more round). exp is the limit
     approximation (1 + x/2^n)^(2^n) by `exp_iterations` squarings; the reciprocal starts from an exp and
     takes `reciprocal_iterations` Newton steps (a square and a product each); the inverse square root
@@ -81,6 +82,9 @@ class Protocol:
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{f.name}: expected a positive int, got {v!r}")
+        if self.ring_bits % 8:  # shares travel as whole bytes: `word` would drop the remainder
+            raise ConfigError(f"ring_bits: expected a multiple of 8 (a ring element is sent as whole bytes), "
+                              f"got {self.ring_bits}")
 
     @property
     def word(self) -> int:
@@ -128,8 +132,9 @@ def matmul(p: Protocol, m: int, k: int, n: int) -> Cost:
 
 
 def compare(p: Protocol, n: float) -> Cost:
-    """n sign tests: arithmetic to binary (1 + log2(bits) AND rounds, 1 + 2 log2(bits) ANDs), bit to arithmetic."""
-    levels = int(math.log2(p.ring_bits))
+    """n sign tests: arithmetic to binary (1 + ceil(log2 bits) AND rounds, 1 + 2 ceil(log2 bits) ANDs), bit to
+    arithmetic."""
+    levels = (p.ring_bits - 1).bit_length()  # ceil(log2 ring_bits): the adder's levels
     ands = 1 + 2 * levels
     return Cost(levels + 2, n * (2 * ands + 1) * p.word, n * (2 * ands + 1) * p.local_ops_per_element)
 
@@ -467,6 +472,10 @@ class MPCLatency:
             if profile not in PROFILES:
                 raise ConfigError(f"profile: unknown network profile {profile!r} (known: {', '.join(PROFILES)})")
             profile = PROFILES[profile]
+        if not isinstance(profile, NetworkProfile):
+            raise ConfigError(f"profile: expected a NetworkProfile or one of {', '.join(PROFILES)}, got {profile!r}")
+        if not isinstance(protocol, Protocol):
+            raise ConfigError(f"protocol: expected a Protocol, got {protocol!r}")
         self.space, self.profile, self.protocol = space, profile, protocol
         config = getattr(space, "config", None)
         if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):

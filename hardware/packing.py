@@ -168,6 +168,14 @@ class _Packed(nn.Module):
         self.format = get_format(fmt)
         if not self.format.quantized:
             raise ConfigError(f"format: {self.format.name} is not packed; keep the float layer")
+        fmt = self.format
+        if fmt.kind == "int" and (fmt.bits > 8 or 8 % fmt.bits):
+            raise ConfigError(f"format: {fmt.name} ({fmt.bits}-bit int) cannot be packed: codes are packed whole "
+                              "into bytes, so 1, 2, 4 or 8 bits (model_size and fake quantization take any width)")
+        if fmt.kind == "float" and FORMATS.get(fmt.name) != fmt:
+            known = ", ".join(n for n, f in FORMATS.items() if f.kind == "float")
+            raise ConfigError(f"format: {fmt.name} is not a built-in float format ({known}), whose bit layouts the "
+                              "packed layer decodes")
         self.weight_shape = tuple(int(s) for s in shape)
         for name, t in pack_weight(torch.zeros(self.weight_shape), self.format).items():
             self.register_buffer(name, t)

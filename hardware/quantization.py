@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.counts import count_leaves
-from nas.errors import ConfigError
+from nas.counts import count_leaves, is_layer, layer_modules
+from nas.errors import ConfigError, check_count, check_number
 from nas.hardware.devices import DeviceProfile, load_device
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "GRANULARITIES", "FakeQuant", "ModelSize", "NumberFormat", "PrecisionCost",
@@ -56,6 +56,7 @@ QUANTIZABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 SCALE_BITS = 32  # one float32 scale per output channel (per tensor: one for the weight)
 GRANULARITIES: tuple[str, ...] = ("channel", "tensor")
 """Scale granularities: one scale per output channel (the default) or one per weight tensor."""
+KINDS: tuple[str, ...] = ("int", "float", "fp32")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,30 @@ class NumberFormat:
     exponent_bits: int = 0
     mantissa_bits: int = 0
     exponent_bias: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse a record the quantizers and `layer_bits` cannot use (zero bits would divide by zero, a
+        non-positive `max_value` gives NaN weights, integer codes wider than `bits` would be sized wrong)."""
+        where = f"NumberFormat({self.name!r})"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"NumberFormat.name: expected a non-empty string, got {self.name!r}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
+        check_count(self.bits, f"{where}.bits")
+        check_count(self.activation_bits, f"{where}.activation_bits")
+        check_number(self.max_value, f"{where}.max_value")
+        if not isinstance(self.compute_dtypes, tuple) or not all(isinstance(d, str) for d in self.compute_dtypes):
+            raise ConfigError(f"{where}.compute_dtypes: expected a tuple of dtype names, got {self.compute_dtypes!r}")
+        if self.kind == "int":
+            qmax = 2 ** (self.bits - 1) - 1
+            if not float(self.max_value).is_integer() or self.max_value > qmax:
+                raise ConfigError(f"{where}.max_value: integer codes -max_value..max_value must be whole numbers "
+                                  f"that fit in {self.bits} bits (at most {qmax}), got {self.max_value!r}")
+        elif self.kind == "float" and not isinstance(self.torch_dtype, str):
+            raise ConfigError(f"{where}.torch_dtype: a float format names its torch float8 dtype, "
+                              f"got {self.torch_dtype!r}")
+        elif self.kind == "fp32" and self.bits != 32:
+            raise ConfigError(f"{where}.bits: an fp32 format is 32 bits, got {self.bits!r}")
 
     @property
     def quantized(self) -> bool:
@@ -119,7 +144,7 @@ def get_format(fmt: str | NumberFormat, field_name: str = "format") -> NumberFor
     if isinstance(fmt, NumberFormat):
         return fmt
     if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise ConfigError(f"{field_name}: unknown number format {fmt!r} (known: {', '.join(FORMAT_NAMES)})")
+        raise ConfigError(f"{field_name}: unknown number format {fmt!r} (known: {', '.join(FORMATS)})")
     return FORMATS[fmt]
 
 
@@ -263,8 +288,24 @@ class FakeQuant(nn.Module):
 
 
 def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """{path: layer} of every Linear / Conv1d / Conv2d in `model` (paths as `named_modules` gives them)."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, QUANTIZABLE) and name}
+    """{path: layer} of every Linear / Conv1d / Conv2d in `model` (paths as `named_modules` gives them), except
+    those inside a torch layer with children (`nas.counts.is_layer`: `MultiheadAttention`,
+    `TransformerEncoderLayer`), whose forward reads their weights directly and which is counted as one layer."""
+    return {name: m for name, m in layer_modules(model) if isinstance(m, QUANTIZABLE) and name}
+
+
+def _holding_layer(model: nn.Module, path: str) -> tuple[str, nn.Module] | None:
+    """(path, module) of the torch layer with children (`nas.counts.is_layer`) that holds the module at `path`."""
+    parts = path.split(".")
+    for i in range(len(parts)):
+        prefix = ".".join(parts[:i])
+        try:
+            sub = model.get_submodule(prefix)
+        except AttributeError:
+            return None
+        if next(sub.children(), None) is not None and is_layer(sub):
+            return prefix, sub
+    return None
 
 
 def check_formats(model: nn.Module, formats: Mapping[str, str | NumberFormat]) -> dict[str, NumberFormat]:
@@ -274,6 +315,13 @@ def check_formats(model: nn.Module, formats: Mapping[str, str | NumberFormat]) -
     layers = quantizable_layers(model)
     out = {}
     for path, fmt in formats.items():
+        holder = _holding_layer(model, path) if isinstance(path, str) and path not in layers else None
+        if holder is not None:
+            where, outer = holder
+            where = repr(where) if where else "the model"
+            raise ConfigError(f"formats[{path!r}]: not quantizable: it is inside {where} "
+                              f"({type(outer).__name__}), a torch layer whose forward reads its weights directly "
+                              f"and which is counted and priced as one layer (layers: {', '.join(layers) or 'none'})")
         if path not in layers:
             raise ConfigError(f"formats[{path!r}]: no Linear/Conv layer at this path "
                               f"(layers: {', '.join(layers) or 'none'})")

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nas.console import make_console, user_errors
-from nas.errors import check_int
+from nas.errors import check_int, check_number
 
 app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False,
@@ -199,6 +199,7 @@ def calibrate(
     """Measure this CPU's best FP32 matmul FLOP/s and copy bandwidth, next to the local_cpu profile's peaks."""
     from nas.hardware.devices import calibrate_cpu, load_device
 
+    check_number(seconds, "--seconds", unit=" (seconds)")
     got = calibrate_cpu(threads, seconds)
     prof = load_device("local_cpu")
     console = _console()
