@@ -27,6 +27,7 @@ import torch
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.evaluators import as_evaluators, merged
+from nas.executors import run_job
 from nas.measure import count_metric
 from nas.modelspec import record_model, save_trial_weights
 from nas.nn.model_space import ModuleSpace
@@ -175,11 +176,15 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
                 continue
             trial = _evaluate(space, arch, record, evaluator, latency_of, len(experiment.trials), options,
                               trainer.chosen_ops(arch))
-            typo = problem.names_error(trial.metrics)  # nas.search's check of an evaluator's metric names
+            typo = problem.names_error(trial.metrics) if trial.error is None else None  # nas.search's name check
             if typo is not None:
                 again = f"; nothing was journaled: fix evaluate and call search_darts again on {wd} (the trained " \
                     "supernet is resumed, not retrained)" if wd is not None else ""
                 raise ConfigError(typo + again)
+            error = trial.error or problem.result_error(trial.metrics)  # nas.search's check: finite objectives
+            if error is not None:  # journaled as failed, as nas.search does: best() and the front leave it out
+                log.warning("evaluation of %s failed: %s", arch.id, error)
+                trial = replace(trial, status="failed", error=error)
             experiment.record(trial)
             done.add(arch.id)
         _finish(experiment)
@@ -312,10 +317,12 @@ def _evaluate(space: NasBench201Space | DartsSpace | ModuleSpace, arch: Architec
     metrics["supernet_accuracy"] = record.valid_acc
     if latency_of is not None:
         metrics["latency_ms"] = latency_of(arch)
-    metrics.update(evaluator(arch))
+    returned = evaluator(arch)  # an exception propagates: nothing is journaled, and a rerun resumes the supernet
+    numbers, error = run_job(lambda _: returned, arch)  # nas.search's check: a dict of numbers, each named if not
+    metrics.update(numbers or {})
     extra = {"epoch": record.epoch, "method": options.method, "parameter_free": record.parameter_free,
              "skip": record.skip, "ops": ops, "alphas": record.alphas}
-    return Trial(number, arch.to_dict(), arch.id, metrics, "ok", started, time.time(), "local", None, extra)
+    return Trial(number, arch.to_dict(), arch.id, metrics, "ok", started, time.time(), "local", error, extra)
 
 
 def _atomic_save(state: Mapping[str, Any], path: Path) -> None:

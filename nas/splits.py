@@ -49,6 +49,8 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
             raise ConfigError(f"data[{split!r}]: the split is empty")
         if x.dtype.is_floating_point and x.dtype != torch.float32:  # numpy's float64, through torch.from_numpy
             raise ConfigError(f"data[{split!r}]: inputs are {x.dtype}, the networks float32 (use x.float())")
+        if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):  # training would diverge at once
+            raise ConfigError(f"data[{split!r}]: the inputs hold NaN or infinite values (clean or impute them)")
         if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
             raise ConfigError(f"data[{split!r}]: inputs shaped {tuple(x.shape[1:])}, the space expects "
                               f"{tuple(input_shape)}")

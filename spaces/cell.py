@@ -195,6 +195,12 @@ class CellNetConfig:
         return len(self.input_shape) - 1
 
 
+def _example_input(net: CellNetConfig, batch_size: int) -> torch.Tensor:
+    """A standard-normal batch shaped like the network's input, the same on every call (a fixed seed on a generator
+    of its own: exports are reproducible, and the caller's global random stream is left untouched)."""
+    return torch.randn(batch_size, *net.input_shape, generator=torch.Generator().manual_seed(0))
+
+
 def _net_config(net: CellNetConfig) -> dict[str, Any]:
     """A cell space's macro skeleton as constructor arguments."""
     return {"input_shape": list(net.input_shape), "num_classes": net.num_classes, "channels": net.channels,
@@ -624,7 +630,7 @@ class NasBench201Space(ModelSpace):
         return CellNetwork(_stem(self.net, self.net.channels), layers, head, False)
 
     def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> torch.Tensor:
-        return torch.randn(batch_size, *self.net.input_shape)
+        return _example_input(self.net, batch_size)
 
     def supernet(self, mixing: Mixing = softmax_mixing, partial_channels: int = 1, edge_normalisation: bool = False,
                  affine: bool = False) -> CellSupernet:
@@ -685,6 +691,11 @@ class DartsSpace(ModelSpace):
                  cells_per_stage: int = 2, stages: int = 3, nodes: int = 4, ops: Sequence[str] = DARTS_OPS,
                  stem_multiplier: int = 3) -> None:
         self.net = CellNetConfig(tuple(input_shape), num_classes, channels, cells_per_stage, stages)
+        if stages == 1:
+            raise ConfigError("stages: a DartsSpace needs stages >= 2, got 1: its reduction cells sit between stages, "
+                              "so with one stage the space's 'reduce' cell would not change the network (and a "
+                              "one-shot search has no 'reduce' alphas to derive it from); use NasBench201Space for "
+                              "a single stage")
         self.ops = _check_ops(ops)
         if "none" in self.ops:
             raise SpaceDefinitionError("ops: 'none' is not a DARTS cell op (the supernet adds it to every edge)")
@@ -769,7 +780,7 @@ class DartsSpace(ModelSpace):
                            _Head(c, self.net.num_classes, self.net.dims), True)
 
     def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> torch.Tensor:
-        return torch.randn(batch_size, *self.net.input_shape)
+        return _example_input(self.net, batch_size)
 
     def supernet(self, mixing: Mixing = softmax_mixing, partial_channels: int = 1, edge_normalisation: bool = False,
                  affine: bool = False) -> CellSupernet:

@@ -179,3 +179,7 @@ def test_check_splits_refuses_float64_inputs_and_labels_other_than_int64():
         check_splits({"train": (x.double(), y), "valid": (x, y)})
     with pytest.raises(ConfigError, match=r"data\['valid'\]: labels must be .*int64.*torch.int32 \(use y.long\(\)\)"):
         check_splits({"train": (x, y), "valid": (x, y.int())})
+    bad = x.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ConfigError, match=r"data\['train'\]: the inputs hold NaN or infinite values"):
+        check_splits({"train": (bad, y), "valid": (x, y)})

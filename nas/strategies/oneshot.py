@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, MixWeights, NasBench201Space, softmax_mixing
 from nas.strategies.oneshot_latency import EdgeCosts, latency_scale
 
@@ -92,15 +92,18 @@ def cosine_power_annealing(t: float, total: float, high: float, low: float, powe
 @dataclass
 class GumbelHardGates:
     """Hard Gumbel-softmax paths (GDAS): per edge the op argmax(alpha + g), g ~ Gumbel(0, 1), is the only one
-    computed; its weight is one in value with the gradient of softmax((alpha + g) / tau) (straight through)."""
+    computed; its weight is one in value with the gradient of softmax((alpha + g) / tau) (straight through).
+    `k > 1` (an InputChoice picking k inputs) takes the top k of alpha + g: k distinct options sampled from
+    softmax(alpha) without replacement (the Gumbel-top-k trick), each gated the same way."""
 
     generator: torch.Generator | None = None
     tau: float = 1.0
 
-    def __call__(self, alpha: torch.Tensor) -> MixWeights:
+    def __call__(self, alpha: torch.Tensor, k: int = 1) -> MixWeights:
         u = torch.rand(alpha.shape, generator=self.generator).clamp_(1e-10, 1.0 - 1e-7)
         soft = F.softmax((alpha - torch.log(-torch.log(u))) / self.tau, dim=-1)
-        hard = torch.zeros_like(soft).scatter_(-1, soft.detach().argmax(-1, keepdim=True), 1.0)
+        index = soft.detach().argmax(-1, keepdim=True) if k == 1 else soft.detach().topk(k, dim=-1).indices
+        hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
         return MixWeights(hard - soft.detach() + soft, hard.bool())
 
 
@@ -155,20 +158,29 @@ class DartsOptions:
         if v >= self.epochs:
             raise ConfigError(f"warmup_epochs: {v} >= epochs ({self.epochs}): the alphas would never take a step, and "
                               "the derived architecture would be the argmax of their random initialisation")
-        for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip", "tau_max", "tau_min", "relax_weight"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
-        if self.latency_weight < 0:
-            raise ConfigError(f"latency_weight: expected >= 0, got {self.latency_weight!r}")
+        if self.grad_clip == math.inf:  # the journal holds the options as JSON, which has no infinity
+            raise ConfigError("grad_clip: expected a finite number > 0, got inf (a large value such as 1e6 leaves the "
+                              "gradients unclipped)")
+        for name in ("w_lr", "w_lr_min", "a_lr", "retrain_lr", "grad_clip", "tau_max", "tau_min", "relax_weight",
+                     "schedule_power"):
+            check_number(getattr(self, name), name)
+        for name in ("w_momentum", "w_weight_decay", "a_weight_decay", "latency_weight", "relax_penalty",
+                     "hvp_radius", "es_ratio"):
+            check_number(getattr(self, name), name, positive=False)
+        if self.w_momentum >= 1:
+            raise ConfigError(f"w_momentum: expected 0 <= w_momentum < 1, got {self.w_momentum!r}")
         if self.latency not in ("auto", "lut", "flops", "off"):
             raise ConfigError(f"latency: expected 'auto', 'lut', 'flops' or 'off', got {self.latency!r}")
         if self.latency == "off" and self.latency_weight > 0:
             raise ConfigError("latency: 'off' but latency_weight > 0 needs a cost ('lut' or 'flops')")
         if self.early_stop not in ("none", "eigenvalue"):
             raise ConfigError(f"early_stop: expected 'none' or 'eigenvalue', got {self.early_stop!r}")
-        if self.early_stop == "eigenvalue" and (self.spec.binary_gates or self.spec.gumbel):
-            raise ConfigError("early_stop: the Hessian eigenvalue needs a deterministic supernet; "
-                              f"{self.method} samples paths")
+        if self.spec.binary_gates or self.spec.gumbel:
+            for name, on in (("early_stop", self.early_stop == "eigenvalue"),
+                             ("track_eigenvalue", self.track_eigenvalue)):
+                if on:
+                    raise ConfigError(f"{name}: the Hessian eigenvalue needs a deterministic supernet; "
+                                      f"{self.method} samples paths")
         if not 0 < self.es_ratio < 1:
             raise ConfigError(f"es_ratio: expected 0 < es_ratio < 1, got {self.es_ratio!r}")
         if self.record not in ("final", "epochs"):
@@ -177,9 +189,6 @@ class DartsOptions:
             raise ConfigError(f"schedule: expected 'cosine' or 'cosine-power', got {self.schedule!r}")
         if not self.schedule_power >= 1:
             raise ConfigError(f"schedule_power: expected >= 1, got {self.schedule_power!r}")
-        for name in ("relax_penalty", "hvp_radius"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
 
     @property
     def spec(self) -> Method:
@@ -454,6 +463,8 @@ class OneShotTrainer:
                 if search_alphas:
                     self.arch_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
                 loss, acc = self.weight_step(xt[idx], yt[idx])
+            used = [("train", xt[idx])] + ([("valid", xv[jdx])] if search_alphas else [])
+            self._check_finite(f"epoch {self.epoch + 1}, batch {b + 1}", loss, used)
             losses.append(loss)
             accs.append(acc)
         self.schedule.step()
@@ -463,6 +474,7 @@ class OneShotTrainer:
             if self.twin is not None:
                 self.sync.buffers(self.twin)
         valid_loss, valid_acc = self.evaluate(xv, yv)
+        self._check_finite(f"epoch {self.epoch}, on the valid split", valid_loss, [("valid", xv)], "valid loss")
         eig = None
         if self.options.early_stop == "eigenvalue" or self.options.track_eigenvalue:
             eig = self.hessian_eigenvalue(xv[:self.options.hessian_batch], yv[:self.options.hessian_batch])
@@ -487,6 +499,24 @@ class OneShotTrainer:
                  record.epoch, record.train_loss, record.train_acc, valid_loss, valid_acc, record.parameter_free,
                  record.derived)
         return record
+
+    def _check_finite(self, where: str, loss: float, inputs: list[tuple[str, torch.Tensor]],
+                      what: str = "train loss") -> None:
+        """ConfigError as soon as the search diverges (a NaN or infinite loss or architecture parameter), naming the
+        epoch and the cause: non-finite inputs in a split, else the step sizes. Raised before the epoch is recorded
+        or checkpointed, so no NaN architecture is derived, journaled or resumed from."""
+        bad = [f"the {what} is {loss}"] if not math.isfinite(loss) else []
+        if not all(bool(torch.isfinite(a).all()) for a in self.arch):
+            bad.append("the architecture parameters are not finite")
+        if not bad:
+            return
+        diverged = f"the one-shot search diverged at {where} ({' and '.join(bad)})"
+        for split, x in inputs:
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise ConfigError(f"data[{split!r}]: the inputs hold NaN or infinite values, so {diverged}; clean or "
+                                  "impute the data")
+        o = self.options
+        raise ConfigError(f"{diverged}; lower w_lr ({o.w_lr}), a_lr ({o.a_lr}) or grad_clip ({o.grad_clip})")
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:

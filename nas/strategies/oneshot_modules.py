@@ -1,9 +1,10 @@
 """DARTS and ProxylessNAS on a user's model (`nas.nn.ModuleSpace`): architecture parameters on its choice points.
 
 `MixedModuleSupernet` wraps the model's weight-sharing supernet (`nas.nn.Supernet`) and gives every searched
-`LayerChoice` and `InputChoice` a row of architecture parameters (alphas): DARTS runs all candidates
-weighted by softmax(alpha), ProxylessNAS one sampled candidate with a straight-through gate (the cell
-supernet's `softmax_mixing` / `BinaryGates`). Every other choice (elastic widths and kernels, a `Repeat`'s
+`LayerChoice` and `InputChoice` a row of architecture parameters (alphas): DARTS (and darts2, RARTS) runs all
+candidates weighted by softmax(alpha), ProxylessNAS and hard Gumbel paths one sampled candidate with a
+straight-through gate (the cell supernet's `softmax_mixing` / `BinaryGates` / `GumbelHardGates`; k sampled
+inputs for an InputChoice picking k). Every other choice (elastic widths and kernels, a `Repeat`'s
 depth, any value choice) is held at one value during the search: the largest option of an ordered choice,
 the first of a categorical one, unless `fixed` names it (a LayerChoice named in `fixed` is not searched).
 `ModuleOneShotTrainer` is `OneShotTrainer`'s bilevel loop on it; `candidate_costs` prices each candidate
@@ -40,7 +41,7 @@ from nas.nn.mutable import Context, InputChoice, LayerChoice, Repeat
 from nas.spaces.cell import BinaryGates, MixWeights, Mixing
 from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset
 from nas.spaces.space import Repeat as RepeatField, Space
-from nas.strategies.oneshot import DartsOptions, OneShotTrainer
+from nas.strategies.oneshot import METHODS, DartsOptions, GumbelHardGates, OneShotTrainer
 from nas.strategies.oneshot_latency import EdgeCosts, ensure_table
 
 __all__ = ["MixedModuleSupernet", "ModuleOneShotTrainer", "Point", "candidate_costs", "held_values", "module_costs",
@@ -257,8 +258,11 @@ class MixedModuleSupernet(nn.Module):
             return net(*x) if isinstance(x, tuple) else net(x)
 
     def mix(self, key: str, alpha: torch.Tensor) -> MixWeights:
-        """The mixing of one decision; ProxylessNAS on an InputChoice picking k > 1 samples k distinct inputs."""
+        """The mixing of one decision; ProxylessNAS and hard Gumbel paths on an InputChoice picking k > 1 sample k
+        distinct inputs, so the supernet trains the k-input sum (or concatenation) the derived architecture runs."""
         k = self.picks[key]
+        if k > 1 and isinstance(self.mixing, GumbelHardGates):
+            return self.mixing(alpha, k)
         if k == 1 or not isinstance(self.mixing, BinaryGates):
             return self.mixing(alpha)
         probs = F.softmax(alpha, dim=-1)
@@ -275,6 +279,8 @@ def _mixed_forward(module: LayerChoice | InputChoice, mix: MixWeights, *args: An
         picked = [weights[i] * x for i, x in enumerate(inputs) if active is None or active[i]]
         if active is not None:  # sampled: the k chosen inputs, each gated straight-through
             return reduce_inputs(picked, module.reduction)
+        if module.reduction == "concat":  # all n inputs (k < n is refused): each weighted, times n to keep its size
+            return reduce_inputs([module.n_chosen * x for x in picked], "concat")
         scale = module.n_chosen if module.reduction == "sum" else 1  # weights sum to 1: the size of k inputs
         return scale * reduce_inputs(picked, "sum")
     out = None
@@ -332,15 +338,15 @@ def _structure(y: Any) -> str:
 
 class ModuleOneShotTrainer(OneShotTrainer):
     """`OneShotTrainer` on a user model: the same bilevel loop, optimisers, checkpoints and latency loss,
-    over a `MixedModuleSupernet` (methods darts, darts2, proxyless; PC-DARTS's partial channels need cells)."""
+    over a `MixedModuleSupernet` (every method but pc-darts, whose partial channels need cells)."""
 
     def __init__(self, space: ModuleSpace, options: DartsOptions, seed: int = 0, costs: EdgeCosts | None = None,
                  fixed: Mapping[str, Any] | None = None) -> None:
         if not isinstance(space, ModuleSpace):
             raise ConfigError(f"space: expected a nas.nn ModuleSpace (Net.space()), got {type(space).__name__}")
         if options.spec.partial_channels:
-            raise ConfigError(f"method: {options.method!r} splits a cell's channels; on a user model use "
-                              "'darts', 'darts2' or 'proxyless'")
+            raise ConfigError(f"method: {options.method!r} splits a cell's channels; on a user model use one of "
+                              + ", ".join(repr(m) for m, spec in METHODS.items() if not spec.partial_channels))
         self.fixed = dict(fixed or {})
         super().__init__(space, options, seed, costs)
 
