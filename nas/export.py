@@ -59,7 +59,7 @@ from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
 from nas.stopping import rule_met
 from nas.store import Trial
-from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport
+from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport, disagreement
 from nas.verify import verify as verify_export
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
 INT8_ONNX_FILE = "model.int8.onnx"
 QUANTIZE = ("int8",)  # the values `quantize` / `nas export --quantize` take
-AGREEMENT = 1e-3  # largest |exported file - network| allowed, relative to the outputs' magnitude (at least 1)
 INT8_METHOD = ("onnxruntime.quantization.quantize_dynamic: MatMul / Gemm / Conv / Gather weights int8, activations "
                "quantized to uint8 per batch at run time")
 
@@ -228,8 +227,7 @@ def _agreement(what: str, run: Callable[[torch.Tensor], torch.Tensor], module: n
             except Exception as e:  # torch.export's input guards, onnxruntime's shape checks: many kinds
                 raise ConfigError(f"{what}: fails at batch size {batch} ({_first_line(e)}), where the network "
                                   f"({type(module).__qualname__}) runs; exported models must take any batch size") from None
-        diff = float((got - want).abs().max())
-        tolerance = AGREEMENT * max(1.0, float(want.abs().max()))
+        diff, tolerance = disagreement(got, want)
         if not diff <= tolerance:
             raise ConfigError(f"{what}: disagrees with the network ({type(module).__qualname__}) at batch size {batch} "
                               f"(max |diff| {diff:.3g}, above {tolerance:.2g}): its forward depends on the batch size "
@@ -456,6 +454,7 @@ def _files_md(card: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- export
+@torch.random.fork_rng(devices=[])  # the caller's global torch RNG is left as it was (building modules draws from it)
 def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: int | None = None,
            constraint: str | Constraint | Sequence[str | Constraint] | None = None, *, data: Splits | None = None,
            onnx: bool = True, verify: bool = False, quantize: str | None = None,
@@ -471,7 +470,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     the card gets a row per file with its size. `evaluate(module) -> {metric: value}` measures what the spec
     cannot (e.g. accuracy on data it does not name): it is called on each reloaded model and, with
     `quantize`, on each ONNX file (as a torch module running it in onnxruntime), and its values go on the card.
-    `progress(done, total, trial)` is called after each model.
+    `progress(done, total, trial)` is called after each model. The global torch RNG is as it was before the call.
     """
     _check_quantize(quantize, onnx)
     if Path(out).exists() and not Path(out).is_dir():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import pickle
 import types
@@ -130,7 +131,7 @@ def space_from_json(spec: Any, field_name: str = "space") -> ModelSpace:
         elif config is None:
             space = cls()
         elif hasattr(cls, "from_config"):
-            space = cls.from_config(config)
+            space = _from_config(cls, config, f"{field_name}.config")
         else:
             raise ConfigError(f"{field_name}: {spec['class']} has no from_config(config) and no config_class is given")
     except TypeError as e:
@@ -138,6 +139,16 @@ def space_from_json(spec: Any, field_name: str = "space") -> ModelSpace:
     if not isinstance(space, ModelSpace):
         raise ConfigError(f"{field_name}.class: {spec['class']} is not a nas.spaces.ModelSpace")
     return space
+
+
+def _from_config(cls: Any, config: Any, field_name: str) -> ModelSpace:
+    """`cls.from_config(config)`, telling a `from_config` that takes `field_name` (nas.nn's `ModuleSpace`, whose
+    config names the model's script) where its config is, so its errors name the field's full path."""
+    try:
+        takes = "field_name" in inspect.signature(cls.from_config).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return cls.from_config(config, field_name=field_name) if takes else cls.from_config(config)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -179,6 +190,7 @@ class ModelSpec:
     calibration: dict[str, Any] | None = None
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    source: str = field(default=MODEL_SPEC, compare=False)  # the model.json read (`from_json`'s `where`), for errors
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_KINDS:
@@ -214,10 +226,11 @@ class ModelSpec:
         if data is not None and (not isinstance(data, Mapping) or "function" not in data):
             raise ConfigError(f"{where}: data: expected {{'function': ..., 'kwargs': {{...}}}}, got {data!r}")
         return cls(dict(d["space"]), d["weights"], DataRef(data["function"], dict(data.get("kwargs") or {}))
-                   if data else None, d.get("calibration"), dict(d["metrics"]), dict(d.get("notes") or {}))
+                   if data else None, d.get("calibration"), dict(d["metrics"]), dict(d.get("notes") or {}), where)
 
     def build_space(self) -> ModelSpace:
-        return space_from_json(self.space)
+        """The space, rebuilt from `space`; its errors name the model.json it was read from and the field."""
+        return space_from_json(self.space, f"{self.source}: space")
 
     def load_data(self) -> Splits:
         if self.data is None:
@@ -467,12 +480,36 @@ def _frozen_train(self: nn.Module, mode: bool = True) -> nn.Module:
     return self
 
 
+class _HeldBack(logging.Filter):
+    """Drops the traceback torch.export.load logs for a file it cannot read, keeping its error's first sentence
+    for the ConfigError that names the file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.why = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        self.why = self.why or f"{type(error).__name__}: {str(error).strip().split('. ')[0]}"
+        return False
+
+
 def load_program(path: str | Path) -> nn.Module:
     """The module of a `torch.export` program file, in eval mode (it was captured in eval mode; `eval()`
     keeps it there, `train()` is refused)."""
     if not Path(path).is_file():
         raise ConfigError(f"{path}: program file not found")
-    module = torch.export.load(str(path)).module()
+    held = _HeldBack()  # torch.export.load logs a traceback before it raises on a damaged file: said here instead
+    logging.getLogger("torch.export").addFilter(held)
+    try:
+        module = torch.export.load(str(path)).module()
+    except Exception as e:  # a damaged file raises many kinds (BadZipFile, RuntimeError, KeyError, ...)
+        why = "empty file" if Path(path).stat().st_size == 0 else held.why or f"{type(e).__name__}: {_first(e)}"
+        raise ConfigError(f"{path}: not a readable torch.export program ({why}); export the model again") from None
+    finally:
+        logging.getLogger("torch.export").removeFilter(held)
     for m in module.modules():
         m.training = False
     module.train = types.MethodType(_frozen_train, module)  # type: ignore[method-assign]
@@ -589,8 +626,13 @@ def load_priced(path: str | Path, space: ModelSpace | None = None) -> tuple[nn.M
             raise
         why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
         shape = RecordedInput.of(d.get("input"), str(folder / SUBNET)).shape
-        return _reshaping(_program_of(folder, d), shape), {"network": "program", "how": TIMED["program"],
-                                                           "why": f"the space could not be rebuilt ({why})"}
+        try:
+            program = _program_of(folder, d)
+        except ConfigError as unreadable:  # neither way loads: say both
+            raise ConfigError(f"{unreadable} (nor can the network the search priced be rebuilt instead: "
+                              f"{why})") from None
+        return _reshaping(program, shape), {"network": "program", "how": TIMED["program"],
+                                            "why": f"the space could not be rebuilt ({why})"}
 
 
 def _reshaping(program: nn.Module, shape: tuple[int, ...]) -> nn.Module:

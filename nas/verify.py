@@ -8,7 +8,9 @@ with its recipes (`nas.measure.remeasure_all`, exactly as export did: same input
 repeats, rounds and statistic, recorded per latency in `Check.conditions`; where export.json recorded other
 conditions, `Check.differs` names the fields), reports predicted-vs-measured error per objective, and flags
 picks that break a constraint or are dominated by another pick once the measured values replace the
-searched ones.
+searched ones. The files a pick ships as (`model.pt2`, `model.onnx`) are each loaded and run once on the
+recorded input against that network (`Check.files`): one that is missing, does not load or disagrees by more
+than `AGREEMENT` is flagged.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, accuracy_mismatches, remeasure_all
-from nas.modelspec import SUBNET, DataRef, RecordedInput, load_priced, read_subnet_json
+from nas.modelspec import SUBNET, DataRef, RecordedInput, load_priced, load_program, read_subnet_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 EXPORT_INDEX = "export.json"
 VERIFY_REPORT = "verify.json"
+AGREEMENT = 1e-3  # largest |exported file - network| allowed, relative to the outputs' magnitude (at least 1)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Check:
     timed: dict[str, str] = field(default_factory=dict)  # which network was re-measured (modelspec.load_priced)
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)  # per latency: how verify timed it
     differs: dict[str, list[str]] = field(default_factory=dict)  # per latency: conditions export's pass had otherwise
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # per shipped file: its output check (_check_files)
 
     @property
     def ok(self) -> bool:
@@ -134,6 +139,62 @@ def _within_noise(a: Check, b: Check, va: dict[str, float], vb: dict[str, float]
                                for n in names)
 
 
+def disagreement(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
+    """(max |got - want|, the largest difference `AGREEMENT` allows for outputs of `want`'s magnitude)."""
+    return float((got - want).abs().max()), AGREEMENT * max(1.0, float(want.abs().max()))
+
+
+def _shipped(sub: dict[str, Any], entry: dict[str, Any]) -> dict[str, str]:
+    """{file: kind} of the files export wrote a pick's network into besides weights.pt (which `load_priced`
+    reads): its torch.export program (model.json `program.file`) and its ONNX model (export.json `onnx.file`)."""
+    program = sub.get("program") if isinstance(sub.get("program"), dict) else {}
+    onnx = entry.get("onnx") if isinstance(entry.get("onnx"), dict) else {}
+    return {**({str(program["file"]): "program"} if program.get("file") else {}),
+            **({str(onnx["file"]): "onnx"} if onnx.get("file") else {})}
+
+
+def _check_files(folder: Path, files: dict[str, str], module: nn.Module, shape: RecordedInput,
+                 arch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Each shipped file loaded and run once on the recorded input (at the traced batch of 2, which every file
+    takes) against `module`, the network re-measured: ({file: {"max_abs_diff", "tolerance"}, or why it was not
+    compared}, a flag per file that is missing, does not load or run, or disagrees beyond `AGREEMENT`). An ONNX
+    file is not compared where onnxruntime is not installed, as export does."""
+    from nas.export import OnnxModule  # nas.export imports this module
+
+    x = shape.example_input(arch, 2)
+    with torch.no_grad():
+        want = module(x)
+    results: dict[str, dict[str, Any]] = {}
+    flags: list[str] = []
+    for name, kind in files.items():
+        path = folder / name
+        if not path.is_file():
+            results[name] = {"error": "missing"}
+            flags.append(f"{name}: missing (export wrote it; export the model again)")
+            continue
+        try:
+            run = load_program(path) if kind == "program" else OnnxModule(path, shape.shape, x.dtype)
+            with torch.no_grad():
+                got = run(x)
+        except ImportError:
+            results[name] = {"skipped": "onnxruntime is not installed"}
+            continue
+        except ConfigError as e:  # load_program's: names the file and says why
+            results[name] = {"error": str(e).removeprefix(f"{path}: ")}
+            flags.append(f"{name}: {results[name]['error']}")
+            continue
+        except Exception as e:  # onnxruntime's errors on a damaged file, a program that fails to run: many kinds
+            results[name] = {"error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"}
+            flags.append(f"{name}: does not load or run ({results[name]['error']}); export the model again")
+            continue
+        diff, tolerance = disagreement(got, want)
+        results[name] = {"max_abs_diff": diff, "tolerance": tolerance}
+        if not diff <= tolerance:
+            flags.append(f"{name}: disagrees with the network re-measured on the recorded input (max |diff| "
+                         f"{diff:.3g}, above {tolerance:.2g}); export the model again")
+    return results, flags
+
+
 def _differences(export: dict[str, Any], now: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Per latency metric, the condition fields export.json recorded with other values than this pass's
     (`device: cpu -> cuda`); nothing for an export that recorded none (written before conditions were)."""
@@ -159,6 +220,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     constraints = [Constraint.parse(c) for c in index["constraints"]]
     loaded: list[tuple[dict[str, Any], nn.Module, Any, Any, dict[str, Any]]] = []
     timed: list[dict[str, str]] = []
+    shipped: list[tuple[dict[str, dict[str, Any]], list[str]]] = []  # per model: its files' checks and flags
     for entry in index["models"]:
         folder, sub = read_subnet_json(out / entry["path"])
         evaluation = sub.get("evaluation") or {}
@@ -177,6 +239,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
                         "the constraints or the front)" if latencies else "", label["why"])
         timed.append(label)
         loaded.append((entry, module, shape, sub["arch"], recipes))
+        shipped.append(_check_files(folder, _shipped(sub, entry), module, shape, sub["arch"]))
     groups: dict[str, list[int]] = {}  # models sharing recipes are re-measured (timed) together
     for i, x in enumerate(loaded):
         groups.setdefault(json.dumps(x[4], sort_keys=True), []).append(i)
@@ -185,7 +248,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         for i, m in zip(idx, remeasure_all([loaded[i][1:4] for i in idx], loaded[idx[0]][4], data)):
             measured[i] = m
     checks: list[Check] = []
-    for (entry, *_, recipes), again, label in zip(loaded, measured, timed):
+    for (entry, *_, recipes), again, label, (files, broken) in zip(loaded, measured, timed, shipped):
         values = again.values
         searched = {k: float(v) for k, v in entry["searched"].items()}
         error = {k: values[k] - searched[k] for k in values if k in searched}
@@ -197,8 +260,8 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
                         "does not compare", entry.get("trial"), name, ", ".join(keys))
         checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
                             repeatability=again.repeatability, export_pass=earlier, timed=label,
-                            conditions=again.conditions, differs=differs))
-        checks[-1].flags += accuracy_mismatches(recipes, searched, values)
+                            conditions=again.conditions, differs=differs, files=files))
+        checks[-1].flags += broken + accuracy_mismatches(recipes, searched, values)
     _flags(checks, objectives, constraints)
     report = VerifyReport(out, checks, objectives, constraints)
     if write:

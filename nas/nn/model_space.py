@@ -147,9 +147,11 @@ class ModuleSpace(SpaceWithModels):
         return {"model": class_to_json(self.model), "args": list(self.args), "kwargs": dict(self.kwargs)}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ModuleSpace":
+    def from_config(cls, config: Mapping[str, Any], field_name: str = "config") -> "ModuleSpace":
+        """The space `to_config` described; `field_name` is where `config` is in the JSON read (model.json's
+        `space.config`), which errors name: `space.config.model.script: ... not found`."""
         ref = config["model"]
-        model = class_from_json(ref if isinstance(ref, Mapping) else {"class": ref}, "model")
+        model = class_from_json(ref if isinstance(ref, Mapping) else {"class": ref}, f"{field_name}.model")
         return cls(model, config.get("args", ()), config.get("kwargs", {}))
 
     def to_spec(self) -> dict[str, Any]:
