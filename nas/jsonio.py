@@ -2,12 +2,14 @@
 
 Shared by the journal, latency tables, model specs, export indexes and device profiles, so every file
 gets the same guarantees: strict JSON (no NaN tokens), whole files replaced atomically, appended lines
-fsync'd in one write each, and errors that name the file (and line) in one sentence. Readers never
-write: repairing a torn last line is a separate call that only a file's single writer makes.
+fsync'd (an append that fails part way, on a full disk, is cut back off), blank lines skipped on read, and
+errors that name the file (and line) in one sentence. Readers never write: repairing a torn last line is a
+separate call that only a file's single writer makes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -76,7 +78,8 @@ class JsonLines:
     """What a JSON-lines file holds now: its records with their 1-based line numbers, and its tail.
 
     `torn` is the length of an incomplete last line (a write in progress, or a crash mid-write), left out
-    of `records`; `unterminated` says the last record is complete but lacks its newline.
+    of `records`; `unterminated` says the last record is complete but lacks its newline. `last_line` is the
+    number of the last line read (blank lines hold no record but count).
     """
 
     path: Path
@@ -84,12 +87,14 @@ class JsonLines:
     size: int
     torn: int = 0
     unterminated: bool = False
+    last_line: int = 0
 
 
 def read_jsonl(path: str | os.PathLike[str], what: str = "file", error: type[NASError] = ConfigError,
                start: int = 0, first_line: int = 1) -> JsonLines:
     """Parse a JSON-lines file without changing it; damage before the last line is `error` naming path:line.
 
+    Blank lines (an editor's trailing empty line after a hand edit) are skipped, as JSON-lines readers do.
     `start` (a byte offset where a line begins, numbered `first_line`) reads only what was appended since an
     earlier read: a reader that follows a growing file parses each line once. `size` is the file's size.
     """
@@ -101,16 +106,17 @@ def read_jsonl(path: str | os.PathLike[str], what: str = "file", error: type[NAS
     tail = lines.pop()  # b"" when the file ends with a newline
     records: list[tuple[int, dict[str, Any]]] = []
     for i, line in enumerate(lines, start=first_line):
-        records.append((i, _record(p, i, line, what, error)))
+        if line.strip():
+            records.append((i, _record(p, i, line, what, error)))
+    last = first_line + len(lines) - 1
     torn, unterminated = 0, False
     if tail:
-        number = first_line + len(lines)
         try:
-            records.append((number, _record(p, number, tail, what, error)))
-            unterminated = True
+            records.append((last + 1, _record(p, last + 1, tail, what, error)))
+            unterminated, last = True, last + 1
         except error:
             torn = len(tail)
-    return JsonLines(p, records, start + len(raw), torn, unterminated)
+    return JsonLines(p, records, start + len(raw), torn, unterminated, last)
 
 
 def _record(path: Path, number: int, line: bytes, what: str, error: type[NASError]) -> dict[str, Any]:
@@ -124,13 +130,29 @@ def _record(path: Path, number: int, line: bytes, what: str, error: type[NASErro
 
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]], allow_nan: bool = False) -> None:
-    """Append records as JSON lines (strict unless `allow_nan`, as `dumps`) in one write, then fsync: a crash
-    leaves at most one torn line."""
-    data = "".join(dumps(dict(r), allow_nan=allow_nan) + "\n" for r in records).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """Append records as JSON lines (strict unless `allow_nan`, as `dumps`), then fsync: a crash leaves at most one
+    torn line. A write that fails part way (a full disk writes what fits, then refuses the rest) is cut back off
+    before the error is raised, so no later append can follow a torn line."""
+    data = memoryview("".join(dumps(dict(r), allow_nan=allow_nan) + "\n" for r in records).encode())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, data)
-        sync(fd)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line its writer did not repair (`repair_tail`)
+            raise OSError(errno.EIO, f"{path} ends with an incomplete line; not appending after it")
+        try:
+            while data:
+                written = os.write(fd, data)  # short when the disk fills up: the rest then raises ENOSPC
+                if written == 0:
+                    raise OSError(errno.EIO, f"{path}: nothing written")
+                data = data[written:]
+            sync(fd)
+        except BaseException:
+            try:
+                os.ftruncate(fd, size)  # drop the part written
+                sync(fd)
+            except OSError:  # the check above refuses appending after what is left
+                pass
+            raise
     finally:
         os.close(fd)
 

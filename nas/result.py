@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -151,10 +153,16 @@ class SearchResult:
             return None
         return min(feasible, key=lambda t: (obj.minimised(t.metrics[obj.name]), t.number))
 
-    def pareto_front(self, objectives: Sequence[str | Objective] | None = None) -> list[Trial]:
+    def _objectives(self, objectives: Sequence[str | Objective] | str | Objective | None) -> list[Objective]:
+        """The objectives named (one name or `Objective` counts as a list of one, as `best` takes it); default all."""
+        if isinstance(objectives, (str, Objective)):
+            objectives = [objectives]
+        return [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
+
+    def pareto_front(self, objectives: Sequence[str | Objective] | str | Objective | None = None) -> list[Trial]:
         """Feasible trials not dominated on the objectives (non-dominated sorting, not a convex hull); any
         recorded metric may join with its direction ("params_m:min")."""
-        objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
+        objs = self._objectives(objectives)
         Problem(tuple(objs))  # its checks: an objective given twice is an error, not a front shown twice
         feasible = self.feasible_with(objs)
         if not feasible:
@@ -164,12 +172,21 @@ class SearchResult:
         front = [t for t, m in zip(feasible, mask) if m]
         return sorted(front, key=lambda t: [objs[0].minimised(t.metrics[objs[0].name]), t.number])
 
-    def hypervolume(self, reference: Sequence[float], objectives: Sequence[str | Objective] | None = None) -> float:
+    def hypervolume(self, reference: Sequence[float],
+                    objectives: Sequence[str | Objective] | str | Objective | None = None) -> float:
         """Hypervolume of the feasible trials against `reference`, given in the objectives' own units."""
-        objs = [self.objective(n) for n in objectives] if objectives else list(self.problem.objectives)
-        if len(reference) != len(objs):
-            raise ConfigError(f"reference has {len(reference)} values for {len(objs)} objectives")
-        ref = [o.minimised(r) for o, r in zip(objs, reference)]
+        objs = self._objectives(objectives)
+        try:
+            values = None if isinstance(reference, str) else list(reference)
+        except TypeError:  # one number, or a 0-d array
+            values = None
+        if values is None or not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r)
+                                     for r in values):
+            raise ConfigError(f"reference: expected one finite number per objective ({', '.join(o.name for o in objs)})"
+                              f", got {reference!r}")
+        if len(values) != len(objs):
+            raise ConfigError(f"reference has {len(values)} values for {len(objs)} objectives")
+        ref = [o.minimised(r) for o, r in zip(objs, values)]
         pts = np.array([[o.minimised(t.metrics[o.name]) for o in objs] for t in self.feasible_with(objs)], dtype=float)
         return hypervolume(pts.reshape(-1, len(objs)), ref)
 

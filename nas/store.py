@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -149,14 +150,26 @@ class Journal:
 
     def writer(self) -> str | None:
         """Who is writing this journal now ("pid N on HOST since T", T in ISO 8601 with its UTC offset; see
-        `writer_since`), or None: a read-only probe of its lock."""
+        `writer_since`), or None: a read-only probe of its lock. When pid N has exited on this machine but the lock
+        is held (by a process it forked), a note after HOST says so."""
+        holder = self._holder()
+        if holder is None:
+            return None
+        gone = _gone(holder, self.workdir / LOCK)
+        if gone is None:
+            return holder
+        who, sep, since = holder.rpartition(" since ")  # the note joins who, so `writer_since` still parses
+        return f"{who} ({gone}){sep}{since}" if sep else f"{holder} ({gone})"
+
+    def _holder(self) -> str | None:
+        """The lock's text when a process holds it (a shared lock for microseconds: writers retry, see _lock)."""
         try:
             fd = os.open(self.workdir / LOCK, os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # held for microseconds; writers retry (see _lock)
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -166,9 +179,11 @@ class Journal:
 
     def running(self) -> dict[str, Any] | None:
         """What a running search evaluates now ({"slots": N, "in_flight": [{"arch_id", "arch", "since"}]}), or
-        None when no search writes this journal (a killed search's stale file is ignored)."""
+        None when no search writes this journal (a killed search's stale file is ignored, also while a process
+        it forked keeps the lock)."""
         path = self.workdir / RUNNING
-        if self.writer() is None or not path.exists():
+        holder = self._holder()
+        if holder is None or _exited(holder) or not path.exists():
             return None
         try:
             return json.loads(path.read_bytes())
@@ -176,12 +191,22 @@ class Journal:
             return None
 
     def load_snapshot(self) -> dict[str, Any] | None:
+        """The strategy snapshot, or None; a damaged one is a JournalError saying it may be deleted: it is a cache
+        of the strategy's state, and without it a resume replays the journal."""
         if not self.snapshot_path.exists():
             return None
-        snap = jsonio.read_json(self.snapshot_path, "strategy snapshot", JournalError)
+        hint = (f"; it only caches the strategy's state, so deleting {SNAPSHOT} is safe: a resume then replays the "
+                "journal (a study forgets which architectures it handed out and was not told yet)")
+        try:
+            snap = jsonio.read_json(self.snapshot_path, "strategy snapshot", JournalError)
+        except JournalError as e:
+            raise JournalError(f"{e}{hint}") from None
         if not isinstance(snap, dict) or snap.get("schema") != SCHEMA:
             raise JournalError(f"{self.snapshot_path}: schema {snap.get('schema') if isinstance(snap, dict) else None!r} "
                                "is not supported")
+        after = snap.get("after_trial")
+        if isinstance(after, bool) or not isinstance(after, int):
+            raise JournalError(f"{self.snapshot_path}: after_trial {after!r} is not a trial number{hint}")
         return snap
 
     def pending(self, told: Collection[str]) -> list[dict[str, Any]]:
@@ -253,8 +278,7 @@ class JournalFollower:
         self.offset = lines.size - lines.torn
         self._seen = self._tail()
         self._unterminated = lines.unterminated
-        if lines.records:
-            self.lines = lines.records[-1][0]
+        self.lines = lines.last_line
         for line, rec in lines.records:
             self._add(line, rec)
         return replaced
@@ -416,12 +440,80 @@ def _lock(path: Path, attempts: int = 20) -> int:
     else:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
+        if _holder_pid(holder) == os.getpid():  # waiting would never help
+            raise WorkdirBusy(f"{path.parent} is being written by another search open in this process, a Study or "
+                              f"search not closed yet ({holder}): close it first (study.close(), or open it as "
+                              "`with nas.Study(...) as study:`), or use another workdir") from None
+        gone = _gone(holder, path)
+        if gone is not None:
+            raise WorkdirBusy(f"{path.parent} is locked, but no search writes it: the search that locked it "
+                              f"({holder}) {gone} (a process a search forks shares its lock); the lock is free "
+                              "once that process exits (stop it, or wait), or use another workdir") from None
         raise WorkdirBusy(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
                           "or use another workdir") from None
     os.ftruncate(fd, 0)
     since = datetime.now().astimezone().isoformat(timespec="seconds")  # with its UTC offset: one instant anywhere
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)
     return fd
+
+
+def _holder_pid(holder: str) -> int | None:
+    """The pid a lock's text names ("pid N on HOST since T") when HOST is this machine; None otherwise."""
+    match = re.match(r"pid (\d+) on (\S+)", holder)
+    return int(match[1]) if match and match[2] == socket.gethostname() else None
+
+
+def _gone(holder: str, lock: Path) -> str | None:
+    """When the writer `holder` names ran on this machine and has exited, yet `lock` is held: a clause saying so,
+    naming the processes that have the lock file open where /proc lists them; None otherwise. A process the
+    search forked (a helper its evaluate started) shares its lock and keeps it after the search is killed."""
+    if not _exited(holder):
+        return None
+    openers = _openers(lock)
+    who = f"pid {', '.join(map(str, openers))}, which has {lock.name} open," if openers else "a process it started"
+    return f"exited; {who} still holds the lock"
+
+
+def _exited(holder: str) -> bool:
+    """Whether the writer `holder` names ran on this machine and is gone (so a held lock is a forked child's)."""
+    pid = _holder_pid(holder)
+    return pid is not None and pid != os.getpid() and not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a killed one not yet reaped, a zombie, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or it exited just now
+        return True
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
+
+
+def _openers(path: Path) -> list[int]:
+    """The processes other than this one that have `path` open, from /proc (Linux; [] elsewhere). Only asked
+    when a lock's writer has exited, so the scan of every process's descriptors is rare."""
+    target = os.path.realpath(path)
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    found = []
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        fds = f"/proc/{pid}/fd"
+        try:
+            if any(os.readlink(f"{fds}/{fd}") == target for fd in os.listdir(fds)):
+                found.append(pid)
+        except OSError:  # another user's, or it exited meanwhile
+            continue
+    return found
 
 
 def writer_since(holder: str) -> tuple[str, float | None]:
