@@ -18,7 +18,8 @@ random-sampling baseline of the evaluation protocol (experiments/reporting.py: r
 random, 95 % intervals, search cost). The JSON is written after every seed; a rerun with the same settings
 resumes from the finished seeds (`--fresh` starts over).
 
-Writes experiments/results/darts_collapse.json and darts_collapse.png (op weights over epochs).
+Writes experiments/results/darts_collapse.json and darts_collapse.png (op weights over epochs);
+darts_collapse_quick.json and .png with --quick.
 """
 
 from __future__ import annotations
@@ -136,9 +137,13 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=8)
     p.add_argument("--cells-per-stage", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="3 epochs, 1 retraining epoch, 256 samples per split")
-    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "darts_collapse.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default experiments/results/darts_collapse.json; darts_collapse_quick.json "
+                        "with --quick); the PNG goes beside it")
     p.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON at --out")
     args = p.parse_args()
+    args.out = args.out or ROOT / "experiments" / "results" / (
+        "darts_collapse_quick.json" if args.quick else "darts_collapse.json")
     if args.replot:
         saved = json.loads(args.out.read_text())
         first = min(v["seed"] for v in saved["runs"].values())

@@ -12,7 +12,7 @@ tensors autograd saves for backward (`saved_activation_bytes`), parameters exclu
     .venv/bin/python experiments/darts_costs.py --quick    # smoke test (2 seeds, 1 epoch, 128 samples)
 
 The JSON is written after every seed and a rerun resumes from the finished seeds (same settings; `--fresh`
-starts over). Writes experiments/results/darts_costs.json.
+starts over). Writes experiments/results/darts_costs.json (darts_costs_quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -164,8 +164,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--a-lr", type=float, default=1e-2)
     p.add_argument("--fresh", action="store_true", help="ignore the finished seeds in --out (default: resume)")
     p.add_argument("--quick", action="store_true", help="1 epoch, 128 samples per split, 2 seeds")
-    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "darts_costs.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default experiments/results/darts_costs.json; darts_costs_quick.json "
+                        "with --quick)")
     args = p.parse_args(argv)
+    args.out = args.out or ROOT / "experiments" / "results" / (
+        "darts_costs_quick.json" if args.quick else "darts_costs.json")
     torch.set_num_threads(1)
     if args.quick:
         args.epochs, args.seeds = 1, 2

@@ -14,7 +14,7 @@ Each seed draws its own digits split and runs every method from that seed; `--ra
 relative improvement over random, 95 % intervals, search cost). The JSON is written after every seed and a
 rerun resumes from the finished seeds (same settings; `--fresh` starts over).
 
-Writes experiments/results/darts_family.json.
+Writes experiments/results/darts_family.json (darts_family_quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -119,8 +119,12 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="ignore the finished seeds in --out (default: resume)")
     p.add_argument("--quick", action="store_true", help="2 epochs, 1 retraining epoch, 256 samples per split, 2 seeds")
-    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "darts_family.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default experiments/results/darts_family.json; darts_family_quick.json "
+                        "with --quick)")
     args = p.parse_args()
+    args.out = args.out or ROOT / "experiments" / "results" / (
+        "darts_family_quick.json" if args.quick else "darts_family.json")
     torch.set_num_threads(1)
     if args.quick:
         args.epochs, args.retrain_epochs, args.random, args.seeds = 2, 1, 1, 2

@@ -16,7 +16,7 @@ evaluation protocol of experiments/reporting.py (RI over random transformations,
     .venv/bin/python experiments/eas_digits.py --quick     # smoke test (2 seeds, 3 episodes)
 
 The JSON is written after every seed and a rerun resumes from the finished seeds (same settings; `--fresh`
-starts over). Writes experiments/results/eas_digits.json.
+starts over). Writes experiments/results/eas_digits.json (eas_digits_quick.json with --quick).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -71,13 +72,19 @@ def _search(seed: int, options: EASOptions, workdir: Path) -> dict:
             "seconds": seconds, "stop_reason": result.stop_reason}
 
 
+def eas_options(args: argparse.Namespace) -> EASOptions:
+    """The EAS run's options from the command line (after --quick); the random run differs only in its policy."""
+    return EASOptions(episodes=args.episodes, steps=args.steps, seed_epochs=args.seed_epochs,
+                      child_epochs=args.child_epochs)
+
+
 def run_seed(seed: int, args: argparse.Namespace, tmp: Path) -> dict:
     """One seed: the EAS run, the random-transformation run and the two from-scratch controls."""
     data = digits_splits(seed=seed)
     space = StackSpace()
-    base = dict(episodes=args.episodes, steps=args.steps, seed_epochs=args.seed_epochs, child_epochs=args.child_epochs)
-    rows = {"eas": _search(seed, EASOptions(**base), tmp / f"eas-{seed}"),
-            "random": _search(seed, EASOptions(**base, policy="random"), tmp / f"random-{seed}")}
+    options = eas_options(args)
+    rows = {"eas": _search(seed, options, tmp / f"eas-{seed}"),
+            "random": _search(seed, replace(options, policy="random"), tmp / f"random-{seed}")}
     eas = rows["eas"]
     t0 = time.perf_counter()
     same = StandaloneTraining(space, data, eas["epochs"], seed=seed)(eas["trials"][0]["arch"])
@@ -135,13 +142,16 @@ def main() -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="ignore the finished seeds in --out (default: resume)")
     p.add_argument("--quick", action="store_true", help="3 episodes, 3 seed epochs, 1 child epoch, 2 seeds")
-    p.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "eas_digits.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default experiments/results/eas_digits.json; eas_digits_quick.json with --quick)")
     args = p.parse_args()
+    args.out = args.out or ROOT / "experiments" / "results" / (
+        "eas_digits_quick.json" if args.quick else "eas_digits.json")
     torch.set_num_threads(1)
     if args.quick:
         args.episodes, args.seed_epochs, args.child_epochs, args.seeds = 3, 3, 1, 2
     settings = {"episodes": args.episodes, "steps": args.steps, "seed_epochs": args.seed_epochs,
-                "child_epochs": args.child_epochs, "options": EASOptions().to_dict(), "quick": args.quick}
+                "child_epochs": args.child_epochs, "options": eas_options(args).to_dict(), "quick": args.quick}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     t_start = time.perf_counter()
     previous = json.loads(args.out.read_text()) if args.out.exists() and not args.fresh else {}

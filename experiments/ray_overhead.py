@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds per trial of the sleep objective (actors)")
     parser.add_argument("--tune-sleep", type=float, default=1.0,
                         help="seconds per trial of the sleep objective for RayTuneExecutor (training-like trials)")
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "ray_overhead.json")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON output (default experiments/results/ray_overhead.json; ray_overhead_quick.json "
+                             "with --quick)")
     args = parser.parse_args(argv)
+    args.out = args.out or ROOT / "experiments" / "results" / (
+        "ray_overhead_quick.json" if args.quick else "ray_overhead.json")
     torch.set_num_threads(1)
     n_pool, n_tune, n_sleep, n_sleep_tune = (100, 16, 16, 8) if args.quick else (400, 30, 40, 16)
 
