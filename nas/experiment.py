@@ -216,6 +216,7 @@ def open_experiment(workdir: str | Path | None, config: Mapping[str, Any], *, lo
         updates = {k: config.get(k) for k in SETTINGS if config.get(k) != old.get(k)}
         if "metadata" not in compare and config.get("metadata") != old.get("metadata"):
             updates["metadata"] = config.get("metadata")  # this run's, for every reader (nas.load, nas status)
+        writer.load_snapshot()  # a damaged snapshot is refused before this run leaves a resume record
         writer.append_resume(budget, **updates)
         if changed:
             log.warning("%s: no trial has completed yet, so this run's objectives and constraints %s replace the "

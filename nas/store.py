@@ -183,7 +183,7 @@ class Journal:
         it forked keeps the lock)."""
         path = self.workdir / RUNNING
         holder = self._holder()
-        if holder is None or _exited(holder) or not path.exists():
+        if holder is None or writer_exited(holder) or not path.exists():
             return None
         try:
             return json.loads(path.read_bytes())
@@ -467,15 +467,16 @@ def _gone(holder: str, lock: Path) -> str | None:
     """When the writer `holder` names ran on this machine and has exited, yet `lock` is held: a clause saying so,
     naming the processes that have the lock file open where /proc lists them; None otherwise. A process the
     search forked (a helper its evaluate started) shares its lock and keeps it after the search is killed."""
-    if not _exited(holder):
+    if not writer_exited(holder):
         return None
     openers = _openers(lock)
     who = f"pid {', '.join(map(str, openers))}, which has {lock.name} open," if openers else "a process it started"
     return f"exited; {who} still holds the lock"
 
 
-def _exited(holder: str) -> bool:
-    """Whether the writer `holder` names ran on this machine and is gone (so a held lock is a forked child's)."""
+def writer_exited(holder: str) -> bool:
+    """Whether the writer `holder` (`Journal.writer()`) names ran on this machine and is gone, so the lock it still
+    holds is a process it forked: nothing writes the journal, and the lock is free once that process exits."""
     pid = _holder_pid(holder)
     return pid is not None and pid != os.getpid() and not _alive(pid)
 

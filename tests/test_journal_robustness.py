@@ -17,7 +17,7 @@ import pytest
 import nas
 from nas import jsonio
 from nas.errors import ConfigError, JournalError, WorkdirBusy
-from nas.store import Journal, JournalFollower, JournalWriter, Trial, writer_since
+from nas.store import Journal, JournalFollower, JournalWriter, Trial, writer_exited, writer_since
 
 HEADER = {"problem": {"objectives": {"acc": "max"}, "constraints": []}, "budget": 5}
 
@@ -120,6 +120,7 @@ def test_a_lock_kept_by_a_forked_child_of_a_dead_search_is_named_as_such(tmp_pat
         holder = Journal(tmp_path).writer()
         assert holder.startswith(f"pid {driver.pid} on ") and "exited" in holder and f"pid {child}," in holder
         assert writer_since(holder)[1] is not None  # still "WHO since T"
+        assert writer_exited(holder)  # what nas run/resume, nas status and the dashboard say "locked by" for
         assert Journal(tmp_path).running() is None  # the dead search's running.json is not shown as running
         with pytest.raises(WorkdirBusy) as busy:
             JournalWriter(tmp_path)
@@ -133,6 +134,7 @@ def test_a_lock_kept_by_a_forked_child_of_a_dead_search_is_named_as_such(tmp_pat
 
 def test_a_workdir_held_in_this_process_says_to_close_it(tmp_path):
     with JournalWriter(tmp_path):
+        assert not writer_exited(Journal(tmp_path).writer())  # a live writer
         with pytest.raises(WorkdirBusy, match=r"open in this process, .* close it first") as busy:
             JournalWriter(tmp_path)
     assert "wait for it to finish" not in str(busy.value)
@@ -167,3 +169,14 @@ def test_a_damaged_snapshot_says_deleting_it_is_safe(tmp_path):
             Journal(tmp_path).load_snapshot()
     snapshot.write_text(json.dumps({"schema": 1, "after_trial": 3, "state": {}}))
     assert Journal(tmp_path).load_snapshot()["after_trial"] == 3
+
+
+def test_a_resume_refused_for_a_damaged_snapshot_leaves_no_resume_record(tmp_path):
+    """The refused resume wrote its resume record first, so nas status showed a run that never started."""
+    space = nas.spaces.Space(a=nas.spaces.Choice(list(range(10))))
+    nas.search(space, lambda a: {"s": float(a["a"])}, {"s": "max"}, budget=3, seed=0, workdir=tmp_path)
+    before = (tmp_path / "journal.jsonl").read_bytes()
+    (tmp_path / "strategy.json").write_text("{")
+    with pytest.raises(JournalError, match="deleting strategy.json is safe"):
+        nas.search(space, lambda a: {"s": float(a["a"])}, {"s": "max"}, budget=5, seed=0, workdir=tmp_path)
+    assert (tmp_path / "journal.jsonl").read_bytes() == before

@@ -60,7 +60,7 @@ from nas.report import (SearchProgress, export_table, fmt, importance_table, sho
 from nas.result import SearchResult
 from nas.spaces import Space
 from nas.stopping import from_settings, rule_met
-from nas.store import JOURNAL, Journal, Trial, writer_since
+from nas.store import JOURNAL, Journal, Trial, writer_exited, writer_since
 from nas.strategies import STRATEGIES
 
 app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -235,6 +235,9 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
                        stop_when=spec.stop_when, pruner=spec.pruner)
     contents = check_workdir(spec.workdir, prepared.config)  # a different search is an error before any output
     holder = Journal(spec.workdir).writer() if spec.workdir.is_dir() else None
+    if holder is not None and writer_exited(holder):  # no search runs: a process it forked keeps the lock
+        raise JournalError(f"{spec.workdir} is locked by a process left by a search that exited ({holder}): the "
+                           "lock is free once that process exits (stop it), or use another workdir")
     if holder is not None:  # refused before "continuing it" and a progress bar are printed
         raise JournalError(f"{spec.workdir} is being written by another search ({holder}): wait for it to finish, "
                            "or use another workdir")
@@ -531,8 +534,9 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
     if writer is not None:
         who, since = writer_since(writer)  # a lock from before zones were recorded: as written, said so
         zone = ", the search machine's local time" if since is None and " since " in writer else ""
-        grid.add_row("state", f"running ({who} since {_local_time(since)})" if since is not None
-                     else f"running ({writer}{zone})")
+        state = "locked by a process left by a search that exited" if writer_exited(writer) else "running"
+        grid.add_row("state", f"{state} ({who} since {_local_time(since)})" if since is not None
+                     else f"{state} ({writer}{zone})")
     elif one_shot is not None:
         grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:

@@ -31,7 +31,7 @@ from nas.pareto import HypervolumeTracker, MonteCarloHypervolume
 from nas.report import compact
 from nas.result import SearchResult, outcome
 from nas.stopping import rule_met
-from nas.store import JOURNAL, Journal, JournalFollower, Trial, writer_since
+from nas.store import JOURNAL, Journal, JournalFollower, Trial, writer_exited, writer_since
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,9 @@ class SearchView:
         if waiting:  # a study driven by nas ask / nas tell: between calls no process holds it, but jobs run
             return {"state": f"waiting for {len(waiting)} result(s): asked, not told yet (nas tell)", "running": False,
                     "running_since": None, "eta_s": None, "workers": {"slots": None, "in_flight": waiting}}
+        if writer and writer_exited(writer):  # nothing writes: a process the search forked keeps its lock
+            return {"state": f"locked by a process left by a search that exited ({who})", "running": False,
+                    "running_since": None, "eta_s": None, "workers": None}
         return {"state": (f"running ({who})" if writer else
                           "finished" if self._used >= budget or done_early else "stopped below its budget"),
                 "running": writer is not None, "running_since": since,
