@@ -262,9 +262,9 @@ class CellGraph:
         (A Weisfeiler-Lehman hash until 2027-01: it merged some non-isomorphic cells of 6 nodes.)"""
         sink = OUTPUT if OUTPUT in graph else self.computing.stop - 1
         source: dict[Any, Any] = {}  # contracted identity node -> the node it passes on
-        for n in self.computing:
-            preds = list(graph.predecessors(n))
-            if (graph.nodes[n].get("op") in self.identity and n != sink and len(preds) == 1
+        for n in self.computing:  # the last node too (output='last'): the node it passes on becomes the output
+            preds = [p for p in graph.predecessors(n) if isinstance(p, int)]  # not the other fields' nodes
+            if (graph.nodes[n].get("op") in self.identity and len(preds) == 1
                     and "op" not in graph.edges[preds[0], n] and graph.edges[preds[0], n].get("n", 1) == 1):
                 source[n] = source.get(preds[0], preds[0])
         h = nx.DiGraph()
@@ -273,11 +273,14 @@ class CellGraph:
                 h.add_node(n, label=_key_label(n, data, self.n_inputs))
         for u, v, data in graph.edges(data=True):
             if v in source:
-                continue
+                if isinstance(u, int):
+                    continue  # the contracted node's input: the node itself is its input now
+                v = source[v]  # another field's node feeding a contracted output feeds what it passes on
             u = source.get(u, u)
             op = canonical_json(data["op"]) if "op" in data else ""
             count = (h.edges[u, v]["n"] if h.has_edge(u, v) else 0) + data.get("n", 1)
             h.add_edge(u, v, n=count, op=op, label=f"{op}*{count}")
+        sink = source.get(sink, sink)
         return canonical_hash(h.subgraph(nx.ancestors(h, sink) | {sink}))
 
     # ------------------------------------------------------------------ graph edits (a `links` field)

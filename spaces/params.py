@@ -201,20 +201,27 @@ class Subset:
 
     def __init__(self, items: Sequence[Item] | range | None = None, k: int | None = None, *,
                  n: int | None = None) -> None:
+        n, k = _plain(n), _plain(k)  # numpy ints (read from an array) as Python ints
+        problem = None  # raised by `check`, which knows the field's path
         if (items is None) == (n is None):
-            raise SpaceDefinitionError("Subset takes its items (a list or range) or n= (items 0..n-1), one of them: "
-                                       f"got items={items!r}, n={n!r}")
-        if n is not None:
+            problem = ("Subset takes its items (a list or range) or n= (items 0..n-1), one of them: "
+                       f"got items={items!r}, n={n!r}")
+        elif n is not None:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise SpaceDefinitionError(f"Subset n must be a positive int (the number of items), got {n!r}")
-            items = range(n)
+                problem = f"Subset n must be a positive int (the number of items), got {n!r}"
+            else:
+                items = range(n)
         elif isinstance(items, (list, tuple, np.ndarray)):
             items = _as_range(tuple(int(x) if isinstance(x, np.integer) else str(x) if isinstance(x, str) else x
                                     for x in items))
-        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "items", items if problem is None else ())
         object.__setattr__(self, "k", k)
+        object.__setattr__(self, "_problem", problem)  # not a field: equality and specs ignore it
 
     def check(self, path: str) -> None:
+        problem = self.__dict__.get("_problem")  # absent from a Subset pickled before it existed
+        if problem is not None:
+            raise SpaceDefinitionError(f"{path}: {problem}")
         items = self.items
         if isinstance(items, range):
             if items.step < 0:
@@ -261,9 +268,9 @@ class Subset:
         """Where `item` stands among the items, or None when it is not one."""
         items = self.items
         if type(item) is not int and type(item) is not str:
-            if not isinstance(item, np.integer):
+            item = _plain(item)  # np.int64 -> int, np.str_ -> str (np.bool_ -> bool, refused below)
+            if type(item) is not int and type(item) is not str:
                 return None  # bools, floats, None, lists...
-            item = int(item)
         if isinstance(items, range):
             if type(item) is not int:
                 return None

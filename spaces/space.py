@@ -22,7 +22,7 @@ import numpy as np
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 from nas.architecture import Architecture, as_sequence, canonical_json
 from nas.spaces.cell_graph import CellGraph
-from nas.spaces.params import WIDE_ORDINAL, Choice, Conditional, Integer, Leaf, Subset, SubsetBit
+from nas.spaces.params import WIDE_ORDINAL, Choice, Conditional, Integer, Leaf, Subset, SubsetBit, _plain
 
 Path = tuple[str | int, ...]
 log = logging.getLogger(__name__)
@@ -127,11 +127,12 @@ class Repeat:
     block: "Space"
 
     def __init__(self, count: int | str, block: "Space | Mapping[str, Any] | None" = None, **fields: Any) -> None:
-        if block is not None and fields:
-            raise SpaceDefinitionError("Repeat takes either block= or keyword fields, not both")
+        # both forms at once is refused by the parent's check, which knows the field's path
+        problem = "Repeat takes either block= or keyword fields, not both" if block is not None and fields else None
         body = block if isinstance(block, Space) else Space._unchecked(block or fields)
-        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "count", _plain(count))  # np.int64(2) means 2
         object.__setattr__(self, "block", body)
+        object.__setattr__(self, "_problem", problem)  # not a field: equality and specs ignore it
 
 
 class Space:
@@ -210,8 +211,13 @@ class Space:
         if isinstance(node, (Choice, Integer, Subset)):
             node.check(path)
         elif isinstance(node, Space):
+            _refuse_nested_cell(node, path)
             node._check(path)
         elif isinstance(node, Repeat):
+            problem = node.__dict__.get("_problem")
+            if problem is not None:
+                raise SpaceDefinitionError(f"{path}: {problem}")
+            _refuse_nested_cell(node.block, f"{path}[]")
             if isinstance(node.count, int) and not isinstance(node.count, bool):
                 if node.count < 0:
                     raise SpaceDefinitionError(f"{path}: Repeat count must be >= 0, got {node.count}")
@@ -504,7 +510,7 @@ class Space:
             raise InvalidArchitectureError("", f"vector has length {vec.shape[0]}, the space has {len(slots)} slots")
         lookup: dict[Path, Any] = {}
         for slot, x in zip(slots, vec):
-            if x != int(x) or not -1 <= x < slot.leaf.cardinality:
+            if not math.isfinite(x) or x != int(x) or not -1 <= x < slot.leaf.cardinality:
                 raise InvalidArchitectureError(slot.name, f"index {x} is not -1 or in 0..{slot.leaf.cardinality - 1}")
             if isinstance(slot.leaf, SubsetBit):
                 lookup.setdefault(slot.path, []).append(int(x))
@@ -578,7 +584,9 @@ class Space:
 
     def from_onehot(self, onehot: Any) -> Architecture:
         """The architecture of the largest column of every slot (scores, e.g. a predictor's, decode too);
-        a Subset keeps its `k` highest-scoring items, so its decoding is always a valid subset."""
+        a Subset keeps its `k` highest-scoring items, so its decoding is always a valid subset. An optional
+        slot's 'inactive' column is not read: whether it is active follows from the decoded controllers, and an
+        active one takes its largest option column."""
         x = np.asarray(onehot, dtype=float).ravel()
         if x.shape[0] != self.onehot_size():
             raise InvalidArchitectureError("", f"one-hot has length {x.shape[0]}, the space needs {self.onehot_size()}")
@@ -594,9 +602,8 @@ class Space:
             if isinstance(slot.leaf, SubsetBit):
                 subsets.setdefault(slot.path, (slot.leaf.subset, len(vec), offset))
                 vec.append(0)
-            else:
-                k = int(np.argmax(x[offset:offset + slot.width]))
-                vec.append(-1 if k == slot.leaf.cardinality else k)
+            else:  # the option columns only: an inactive slot's index is never read (`_from_indices`)
+                vec.append(int(np.argmax(x[offset:offset + slot.leaf.cardinality])))
             offset += slot.width
         for path, (subset, start, col) in subsets.items():
             bits = subset.mask(subset.top_k(x[col:col + subset.n]), path_str(path))
@@ -665,6 +672,7 @@ class Space:
                 if name not in paths:
                     raise InvalidArchitectureError(name, "a node of the graph names no field of this space")
                 _put_path(cfg, paths[name], value)
+            self._add_empty_repeats(cfg)
             return self.validate(cfg)
         by_path = {data.get("path"): data.get("values", {}) for _, data in graph.nodes(data=True)}
         if "" not in by_path:
@@ -682,9 +690,34 @@ class Space:
                 blocks = []
                 while f"{sub}[{len(blocks)}]" in by_path:
                     blocks.append(inner.block._from_graph(by_path, f"{sub}[{len(blocks)}]"))
-                if blocks or (name in self.fields and not isinstance(node, Conditional)):
+                if blocks or not isinstance(node, Conditional) or (node.on in out and node.active(out[node.on])):
                     out[name] = blocks
         return out
+
+    def _add_empty_repeats(self, cfg: dict[str, Any]) -> None:
+        """Put `[]` for every active Repeat of 0 blocks that `cfg` lacks: it has no slot, so a declared cell's graph
+        has no node for it (`from_graph`); the nested spaces holding only such repeats are added too."""
+        for name in self._ordered_names():
+            node = self.fields[name]
+            if isinstance(node, Conditional):
+                if node.on not in cfg or not node.active(cfg[node.on]):
+                    continue
+                node = node.node
+            if isinstance(node, Space):
+                sub = cfg.get(name, {})
+                if isinstance(sub, dict):
+                    node._add_empty_repeats(sub)
+                    if sub:
+                        cfg[name] = sub
+            elif isinstance(node, Repeat):
+                if name not in cfg:
+                    count = node.count if isinstance(node.count, int) else cfg.get(node.count)
+                    if count == 0 and not isinstance(count, bool):  # else validate names what is wrong
+                        cfg[name] = []
+                else:
+                    for block in cfg[name] if isinstance(cfg[name], list) else ():
+                        if isinstance(block, dict):
+                            node.block._add_empty_repeats(block)
 
     # ------------------------------------------------------------------ variation operators
     def mutate(self, arch: Mapping[str, Any], rng: np.random.Generator,
@@ -863,6 +896,20 @@ class Space:
         return text if self.cell_graph is None else f"{text}.with_graph({self.cell_graph!r})"
 
 
+def _refuse_nested_cell(space: Space, path: str) -> None:
+    """A cell is declared on the top-level space only (its fields named by slot name, `cell.op1`): a nested
+    space's declaration would be ignored by the outer `to_graph` and `canonical_key`, so it is refused."""
+    cell = getattr(space, "cell_graph", None)
+    if cell is None:
+        return
+    refs = cell._references()
+    slot = _join(path.replace("[]", "[0]"), refs[0][1] if refs else "op1")
+    raise SpaceDefinitionError(
+        f"{path}.graph: a cell declared (with_graph) on a nested space or a Repeat block is not used by the outer "
+        f"space's to_graph and canonical_key; declare it on the top-level space, naming the fields by slot name "
+        f"(e.g. {slot!r})")
+
+
 def _integer_from_spec(args: Any, path: str) -> Integer:
     """An `Integer` from its spec. A `high` off the step grid, which journals written before it was refused can
     hold, is moved down to the range's last value: `range(low, high + 1, step)` holds the same values either way."""
@@ -887,14 +934,22 @@ def _from_spec(node: Any, path: str) -> Any:
     if "subset" in node:
         return Subset.from_spec(node, path)
     if "repeat" in node:
-        return Repeat(node["repeat"], block=Space._unchecked(
-            {n: _from_spec(v, _join(path, n)) for n, v in node["block"]["fields"].items()}))
+        return Repeat(node["repeat"], block=_nested_from_spec(node["block"], f"{path}[]"))
     if "if" in node:
         on, values = node["if"]
         return Conditional(on, values, _from_spec(node["then"], path))
     if node.get("type") == "Space":
-        return Space._unchecked({n: _from_spec(v, _join(path, n)) for n, v in node["fields"].items()})
+        return _nested_from_spec(node, path)
     raise SpaceDefinitionError(f"{path}: a {node.get('type', 'field')!r} description cannot be rebuilt")
+
+
+def _nested_from_spec(spec: Mapping[str, Any], path: str) -> Space:
+    """A nested space from its spec, its cell declaration kept (written before nested cells were refused) so that
+    the parent's check refuses it by name instead of silently dropping it."""
+    space = Space._unchecked({n: _from_spec(v, _join(path, n)) for n, v in spec["fields"].items()})
+    if spec.get("graph") is not None:
+        space.cell_graph = CellGraph.from_spec(spec["graph"])
+    return space
 
 
 def _inner(node: Any) -> Any:

@@ -124,8 +124,8 @@ def test_the_forms_of_one_subset_are_one_space():
     (lambda: Space(steps=Subset([1, "a"], k=1)), "steps: Subset items must be all ints or all strings"),
     (lambda: Space(steps=Subset(range(10, 0, -1), k=1)), "steps: Subset items must increase"),
     (lambda: Space(b=Repeat(2, steps=Subset(n=3, k=4))), "b[].steps: Subset k=4 is outside 0..3"),
-    (lambda: Subset(range(3), n=3, k=1), "Subset takes its items (a list or range) or n="),
-    (lambda: Subset(n=0, k=0), "Subset n must be a positive int"),
+    (lambda: Space(steps=Subset(range(3), n=3, k=1)), "steps: Subset takes its items (a list or range) or n="),
+    (lambda: Space(steps=Subset(n=0, k=0)), "steps: Subset n must be a positive int"),
     (lambda: Space(s=Subset(n=3, k=1), b=Repeat("s", x=Choice([1]))), "which is not a plain Choice/Integer field"),
 ])
 def test_bad_definitions_name_the_field(build, message):
