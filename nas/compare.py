@@ -23,6 +23,7 @@ from nas.pareto import hypervolume, pareto_mask
 from nas.result import SearchResult
 
 CURVE_POINTS = 25  # budgets along each group's curve
+DEFAULT_BASELINE = "random"  # the group set against the others when no baseline is named (and there is one)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Comparison:
     direction: str  # of the score: "max" or "min"
     at: int  # evaluations
     by: str
-    baseline: str | None  # the group others are set against (None: absent)
+    baseline: str | None  # the group others are set against (None: none named and no "random" group)
     reference: list[float] | None  # the hypervolume's reference point, in the objectives' own directions
     groups: list[GroupResult]  # best mean first
 
@@ -62,12 +63,14 @@ class Comparison:
 
 
 def compare_searches(results: Sequence[SearchResult], at: int | None = None, metric: str | None = None,
-                     by: str = "strategy", baseline: str = "random") -> Comparison:
+                     by: str = "strategy", baseline: str | None = None) -> Comparison:
     """Group `results` (searches of one problem) by `by` ("strategy", or a key of their metadata) and score each run
     at `at` evaluations (default: the fewest any run spent) on `metric` (any recorded metric, "NAME:min" for one no
-    run optimised; default: the objective of a single-objective problem, else the hypervolume of the objectives).
-    ConfigError for fewer than two runs, runs of different problems, an `at` beyond a run's evaluations, or a
-    metadata key some run lacks, each naming the run."""
+    run optimised; default: the objective of a single-objective problem, else the hypervolume of the objectives),
+    against the group `baseline` (default: "random" where there is such a group, else none).
+    ConfigError for fewer than two runs, runs of different problems, a run with no evaluation yet (it has no score
+    at any budget: finish it or leave it out), an `at` beyond a run's evaluations, a metadata key some run lacks,
+    each naming the run, or a `baseline` no group has, listing the groups."""
     if len(results) < 2:
         raise ConfigError(f"compare: needs at least two searches, got {len(results)}")
     first = results[0]
@@ -75,6 +78,10 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
         if r.problem != first.problem:
             raise ConfigError(f"compare: {r.workdir} searched {r.problem.to_dict()}, {first.workdir} "
                               f"{first.problem.to_dict()}; compare runs of one problem")
+    empty = [str(r.workdir) for r in results if r.used == 0]
+    if empty:
+        raise ConfigError(f"compare: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no evaluations yet, "
+                          "so no score to compare at any budget; finish it or leave it out (name the other workdirs)")
     shortest = min(results, key=lambda r: r.used)
     at = shortest.used if at is None else at
     if at < 1 or at > shortest.used:
@@ -82,6 +89,10 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
     groups: dict[str, list[SearchResult]] = {}
     for r in results:
         groups.setdefault(_group_of(r, by), []).append(r)
+    if baseline is not None and baseline not in groups:
+        raise ConfigError(f"baseline {baseline!r}: no group of runs by {by} has that name (the groups: "
+                          f"{', '.join(sorted(groups))})")
+    base = baseline if baseline is not None else DEFAULT_BASELINE if DEFAULT_BASELINE in groups else None
     objectives = [first.objective(metric)] if metric is not None or len(first.problem.objectives) == 1 \
         else list(first.problem.objectives)
     points = {id(r): _points(r, objectives) for r in results}  # each run's journal walked once
@@ -91,7 +102,6 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
               for name, runs in groups.items()}
     reference = None if box is None else [float(v if o.direction == "min" else -v) for o, v in zip(objectives, box[1])]
     direction = objectives[0].direction if len(objectives) == 1 else "max"
-    base = baseline if baseline in groups else None
     base_scores = _finite([row[-1] for row in scored[base]]) if base is not None else []
     out = []
     for name, runs in groups.items():
@@ -189,9 +199,9 @@ def _against(values: Sequence[float], base: Sequence[float], direction: str,
         return None, None, None, None
     b = float(np.mean(base))
     sign = 1.0 if direction == "max" else -1.0
-    ri = sign * 100.0 * (float(np.mean(values)) - b) / abs(b)
     if is_base:
-        return ri, ri, ri, 1.0
+        return 0.0, 0.0, 0.0, 1.0  # exactly 0, not the -0.0 a minimised score's sign would give
+    ri = sign * 100.0 * (float(np.mean(values)) - b) / abs(b)
     if len(values) < 2 or len(base) < 2 or (np.std(values) == 0 and np.std(base) == 0):
         return ri, None, None, None
     t = stats.ttest_ind(np.asarray(values), np.asarray(base), equal_var=False)

@@ -1,16 +1,25 @@
 """Which decisions matter: `decision_importances(result, "accuracy")`, grouped permutation importance of a forest.
 
 A random forest learns the metric from the decisions of every evaluated trial (a decision's values one-hot, a
-numeric decision also as its value, and "absent" where a repeat or a condition leaves it out). By default it learns
-the normal scores of the metric's ranks (`scale="rank"`), as the predictors do: a few collapsed networks at 26 %
-accuracy among 78 % ones would otherwise be all the forest fits (on 300 random NAS-Bench-Graph cora trials the
-held-out R^2 of valid_acc is 0.23 on ranks, -0.04 on values); `scale="value"` fits the values. Out of fold (5
-folds), each decision's columns are permuted together and the rise in the held-out squared error is that
-decision's importance: what the forest loses without it, interactions included. Unlike Optuna's fANOVA
-(`optuna.importance`), which keeps only the parameters every trial has, a block that only deep networks have and
-a field that only one branch of a condition has count too. `by="name"` pools a repeated decision over its blocks
-(`blocks.*.kernel`); `by="path"` keeps each block's own (`blocks.2.kernel`). The held-out R^2 says how much of the
-metric the decisions explain at all: with an R^2 near 0 the shares describe noise, and a warning says so.
+numeric decision also as its value). By default it learns the normal scores of the metric's ranks (`scale="rank"`),
+as the predictors do: a few collapsed networks at 26 % accuracy among 78 % ones would otherwise be all the forest
+fits (on 300 random NAS-Bench-Graph cora trials the held-out R^2 of valid_acc is 0.23 on ranks, -0.04 on values);
+`scale="value"` fits the values. Out of fold (5 folds), each decision's columns are permuted together and the rise
+in the held-out squared error is that decision's importance: what the forest loses without it, interactions
+included. Unlike Optuna's fANOVA (`optuna.importance`), which keeps only the parameters every trial has, a block
+that only deep networks have and a field that only one branch of a condition has count too. `by="name"` pools a
+repeated decision over its blocks (`blocks.*.kernel`); `by="path"` keeps each block's own (`blocks.2.kernel`). The
+held-out R^2 says how much of the metric the decisions explain at all: with an R^2 near 0 the shares describe
+noise, and a warning says so.
+
+A decision a condition or a repeat leaves out is absent because of another decision (the Conditional's `on`
+field, the Repeat's count field), so whether it is there is that decision's information, not its own: an absent
+decision's columns hold a value drawn (seeded) from those it takes where present, which says nothing about its
+absence. Permuting it then removes only what its value tells where it is active (an inert `kernel` that only
+`op == "conv"` has gets about 0), and the controlling decision keeps the credit for the structure it sets
+(`op`, or `depth` for the blocks a Repeat adds). Otherwise `kernel`'s "absent" pattern would be a copy of `op`,
+and permuting `kernel` would take `op`'s effect with it.
+
 `decision_effects(result, "blocks.*.kernel")` then gives the metric per value of one decision (mean and 95 %
 interval): which values of a decision that matters are the good ones.
 """
@@ -83,9 +92,12 @@ def metric_name(result: SearchResult, metric: str | None) -> str:
     return name
 
 
-def encode(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[str]]:
+def encode(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Feature matrix of flattened decisions (`nas.result.decisions`) and each column's decision path: one-hot per
-    value seen, a numeric decision's value as one more column, and an 'absent' column where some trial lacks it."""
+    value seen and a numeric decision's value as one more column. Where a trial lacks a decision (a condition or a
+    repeat leaves it out), its columns hold a value drawn from the trials that have it: neutral, so that the
+    absence, which the controlling decision's own columns carry, is not credited to the absent decision."""
+    rng = np.random.default_rng(seed)
     paths = sorted({p for r in rows for p in r})
     columns: list[np.ndarray] = []
     owners: list[str] = []
@@ -93,18 +105,15 @@ def encode(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[str]]:
         values = [r.get(p, ABSENT) for r in rows]
         present = [v for v in values if v is not ABSENT]
         seen = sorted({repr(v) for v in present})
-        if len(seen) < 2 and len(present) == len(values):
-            continue  # the same value in every trial: nothing to learn from it
-        codes = [repr(v) if v is not ABSENT else None for v in values]
+        if len(seen) < 2:
+            continue  # one value wherever present: nothing to learn from it beyond its presence
+        values = [v if v is not ABSENT else present[int(rng.integers(len(present)))] for v in values]
+        codes = [repr(v) for v in values]
         for s in seen:
             columns.append(np.array([c == s for c in codes], dtype=float))
             owners.append(p)
-        if present and all(is_number(v) for v in present):
-            fill = float(min(present)) - 1.0
-            columns.append(np.array([float(v) if v is not ABSENT else fill for v in values]))
-            owners.append(p)
-        if len(present) < len(values):
-            columns.append(np.array([c is None for c in codes], dtype=float))
+        if all(is_number(v) for v in present):
+            columns.append(np.array([float(v) for v in values]))
             owners.append(p)
     x = np.column_stack(columns) if columns else np.zeros((len(rows), 0))
     return x, owners
@@ -136,7 +145,7 @@ def decision_importances(result: SearchResult, metric: str | None = None, by: Li
     rng = np.random.default_rng(seed)
     if max_trials is not None and len(used) > max_trials:
         used = [used[int(i)] for i in np.sort(rng.choice(len(used), size=max_trials, replace=False))]
-    x, owners = encode([decisions(t.arch) for t in used])
+    x, owners = encode([decisions(t.arch) for t in used], seed)
     y = np.array([float(t.metrics[name]) for t in used])
     if scale == "rank":
         y = normal_scores(y)  # ties share a score

@@ -16,7 +16,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 from rich.text import Text
 
-from nas.compare import Comparison
+from nas.compare import DEFAULT_BASELINE, Comparison
 from nas.console import make_console
 from nas.importance import DecisionImportances
 from nas.objectives import Problem
@@ -253,21 +253,30 @@ def trials_table(result: SearchResult, limit: int = 200) -> Table:
 
 def comparison_table(c: Comparison) -> Table:
     """Groups of runs scored at the same budget (`nas.compare`): mean with its 95 % interval, and the relative
-    improvement over the baseline group with its interval and Welch's p (bold where the interval is above 0)."""
+    improvement over the baseline group with its interval and Welch's p (bold where the interval is above 0); with
+    no baseline group (none named and none called "random"), the means alone."""
     table = Table(title=f"{c.score} after {c.at} evaluations, by {c.by}"
-                        + (f"; against {c.baseline}" if c.baseline else "; no baseline group (random) to set against"),
+                        + (f"; against {c.baseline}" if c.baseline else
+                           f"; no baseline to set against (no group is named {DEFAULT_BASELINE!r}: --baseline NAME "
+                           "names one)"),
                   title_justify="left")
-    for column in ("group", "runs", "mean [95 % CI]", "improvement over " + (c.baseline or "-") + " [95 % CI]", "p"):
+    columns = ["group", "runs", "mean [95 % CI]"]
+    if c.baseline:
+        columns += [f"improvement over {c.baseline} [95 % CI]", "p"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "group" else "right")
     for g in c.groups:
         missing = sum(v != v for v in g.scores)
         runs = f"{len(g.runs)}" + (f" ({missing} without a feasible trial)" if missing else "")
-        ri = "" if g.ri_pct is None else f"{g.ri_pct:+.2f} %" + (
-            f" [{g.ri_low:+.2f}, {g.ri_high:+.2f}]" if g.ri_low is not None and g.name != c.baseline else "")
         interval = f"[{fmt(g.low)}, {fmt(g.high)}]" if g.low == g.low else "(one run: no interval)"
-        table.add_row(g.name, runs, f"{fmt(g.mean)} {interval}",
-                      Text(ri, style="bold" if g.better else ""), "" if g.p_value is None or g.name == c.baseline
-                      else f"{g.p_value:.2g}")
+        mean = "- (no run has a feasible trial)" if g.mean != g.mean else f"{fmt(g.mean)} {interval}"
+        row: list[str | Text] = [g.name, runs, mean]
+        if c.baseline:
+            ri = "" if g.ri_pct is None else f"{g.ri_pct:+.2f} %" + (
+                f" [{g.ri_low:+.2f}, {g.ri_high:+.2f}]" if g.ri_low is not None and g.name != c.baseline else "")
+            row += [Text(ri, style="bold" if g.better else ""),
+                    "" if g.p_value is None or g.name == c.baseline else f"{g.p_value:.2g}"]
+        table.add_row(*row)
     return table
 
 

@@ -6,6 +6,11 @@ failed -> FAIL, infeasible (rejected on a cheap constraint, never evaluated) and
 a pruned search's reported curves become intermediate values (the dashboard's learning curves). Architecture
 decisions become params named by dotted path ("blocks.0.k"), each with a categorical distribution over
 every value seen for that path in the whole journal, so the dashboard's plots have a common axis.
+
+Each trial's user attrs hold its `arch_id`, `worker`, `error`, `nas_trial_number` and `nas_status`, every recorded
+metric (objectives too), its `extra.*` records and the user attributes it was given. A metric or user attribute
+named as one already there is kept under `metric.NAME` or `user.NAME` (a metric "error", the top-1 error, is
+`metric.error`; "error" is the trial's error message).
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ def to_optuna(workdir: str | Path, out: str | Path, study_name: str | None = Non
     Optuna journal file `out`, readable with `optuna-dashboard out` or
     `optuna.load_study(study_name=..., storage=JournalStorage(JournalFileBackend(out)))`.
 
-    `out` must not exist (Optuna would add a second study to it): a ConfigError says so. The workdir is
-    read, never written; a search still running is converted as far as its journal goes.
+    `out` must be a new file (Optuna would add a second study to an existing one): a ConfigError says so, as
+    for an empty `study_name`. The workdir is read, never written; a search still running is converted as far as
+    its journal goes.
     """
     import optuna
     from optuna.storages import JournalStorage
@@ -61,6 +67,11 @@ def to_optuna(workdir: str | Path, out: str | Path, study_name: str | None = Non
 
     workdir = Path(workdir)
     out = Path(out)
+    if study_name == "":
+        raise ConfigError(f"study_name: expected a name, got {study_name!r}")
+    if out.is_dir():
+        raise ConfigError(f"{out} is a folder: give the path of a new file for the Optuna journal "
+                          f"(e.g. {out / 'optuna-journal.log'})")
     if out.exists() or out.is_symlink():
         raise ConfigError(f"{out} already exists (Optuna would add a second study to it): remove it or choose "
                           "another file")
@@ -124,11 +135,15 @@ def _frozen_trial(t: Trial, params: dict[str, ParamValue], distributions: Mappin
         state, values = TrialState.PRUNED, None
     else:  # failed, an ok record lacking a needed metric, or a status this version does not know
         state, values = TrialState.FAIL, None
-    user_attrs: dict[str, Any] = {name: _attr_float(v) for name, v in t.metrics.items()}
-    user_attrs.update({"arch_id": t.arch_id, "worker": t.worker, "error": t.error or reason,
-                       "nas_trial_number": t.number, "nas_status": t.status})
-    user_attrs.update({f"extra.{k}": v for k, v in t.extra.items() if k != "user_attrs"})
-    user_attrs.update({k if k not in user_attrs else f"user.{k}": v for k, v in t.user_attrs.items()})  # as set
+    user_attrs: dict[str, Any] = {"arch_id": t.arch_id, "worker": t.worker, "error": t.error or reason,
+                                  "nas_trial_number": t.number, "nas_status": t.status}
+    for name, v in t.metrics.items():
+        _put(user_attrs, name, _attr_float(v), "metric")  # a metric named "error" (top-1 error) too
+    for k, v in t.extra.items():
+        if k != "user_attrs":
+            _put(user_attrs, f"extra.{k}", v, "extra")
+    for k, v in t.user_attrs.items():
+        _put(user_attrs, k, v, "user")  # as set
     system_attrs: dict[str, Any] = {}
     violations = _violations(t.metrics, problem)
     if violations is not None:
@@ -142,6 +157,14 @@ def _frozen_trial(t: Trial, params: dict[str, ParamValue], distributions: Mappin
     frozen.datetime_start = datetime.fromtimestamp(t.started)
     frozen.datetime_complete = datetime.fromtimestamp(max(t.finished, t.started))
     return frozen
+
+
+def _put(attrs: dict[str, Any], key: str, value: Any, prefix: str) -> None:
+    """Add a user attr without replacing one already there: a clashing key gets `prefix.` in front ("error" ->
+    "metric.error"), so no recorded value is lost."""
+    while key in attrs:
+        key = f"{prefix}.{key}"
+    attrs[key] = value
 
 
 def _violations(metrics: Mapping[str, float], problem: Problem) -> list[float] | None:

@@ -667,7 +667,8 @@ def compare(
                                                        "NAME:max for one no run optimised) [default: the objective; "
                                                        "the hypervolume for several].")] = None,
     by: Annotated[str, typer.Option(help="Group runs by 'strategy' or by a key of their metadata.")] = "strategy",
-    baseline: Annotated[str, typer.Option(help="The group the others are set against.")] = "random",
+    baseline: Annotated[Optional[str], typer.Option(help="The group the others are set against [default: random, "
+                                                        "where there is such a group].")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also write each group's mean curve with its band here.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON here.")] = None,
 ) -> None:
