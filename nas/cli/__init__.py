@@ -14,7 +14,7 @@
     nas verify models/
     nas dashboard DIR [DIR ...] [--port 8080]     nas report DIR [DIR ...] --out report.html
     nas to-optuna DIR --out optuna-journal.log
-    nas compare DIR [DIR ...] [--at N] [--metric NAME] [--by strategy|KEY] [--plot c.png] [--json c.json]
+    nas compare DIR [DIR ...] [--at N] [--metric NAME] [--by strategy|KEY] [--baseline NAME] [--plot c.png] [--json c.json]
     nas ask DIR [-n N]     nas tell DIR ARCH_ID (--metric NAME=VALUE ... | --metrics JSON | --error TEXT) [--attr K=V]
     nas epoch DIR ARCH_ID --metric NAME=VALUE ...   (one epoch's report; exit code 4: the pruner says stop)
     nas enqueue DIR ARCH_JSON ...                  (handed out first by the next nas ask calls)
