@@ -232,6 +232,13 @@ class GNNSpace(ModelSpace):
         if graph.x is None or graph.x.dim() != 2 or graph.x.shape[1] != in_channels:
             shape = None if graph.x is None else tuple(graph.x.shape)
             raise SpaceDefinitionError(f"example_graph: node features must be [N, {in_channels}], got {shape}")
+        edges = graph.edge_index
+        if (not isinstance(edges, torch.Tensor) or edges.dim() != 2 or edges.shape[0] != 2
+                or edges.dtype.is_floating_point or edges.dtype.is_complex or edges.dtype == torch.bool
+                or (edges.numel() > 0 and not 0 <= int(edges.min()) <= int(edges.max()) < len(graph.x))):
+            got = f"{tuple(edges.shape)} {edges.dtype}" if isinstance(edges, torch.Tensor) else edges
+            raise SpaceDefinitionError(f"example_graph.edge_index: expected integer node ids [2, edges] below the "
+                                       f"{len(graph.x)} nodes, got {got}")
         self.example_graph = Data(x=graph.x, edge_index=graph.edge_index)
 
     def to_spec(self) -> dict[str, Any]:
@@ -324,17 +331,22 @@ def _label(attrs: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- training
 def _accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
-    return float((logits[mask].argmax(dim=-1) == y[mask]).float().mean())
+    """Accuracy on the `mask` nodes; NaN when their logits are not all finite (argmax of NaNs is class 0, which
+    would score a diverged network as a plausible constant predictor)."""
+    selected = logits[mask]
+    if not bool(torch.isfinite(selected).all()):
+        return float("nan")
+    return float((selected.argmax(dim=-1) == y[mask]).float().mean())
 
 
 def check_node_data(data: Data, in_channels: int | None = None, num_classes: int | None = None) -> None:
     """Check that `data` is a node-classification graph that training can use, before any training.
 
-    `data.x` holds [nodes, features]; `data.y` one integer class per node; `train_mask`, `val_mask` and
+    `data.x` holds finite [nodes, features]; `data.y` one integer class per node; `train_mask`, `val_mask` and
     `test_mask` each select at least one node, and every node they select has a label in 0..num_classes-1
     (unlabelled nodes, e.g. -1, may sit outside the masks). With `in_channels` / `num_classes` (a space's),
     the features and labels must fit them. Each error is a ConfigError naming the field. Costs one pass over
-    the labels: evaluators call it once, when made, and `train_node_classifier` once per training.
+    the features and labels: evaluators call it once, when made, and `train_node_classifier` once per training.
     """
     for mask in ("train_mask", "val_mask", "test_mask"):
         if getattr(data, mask, None) is None:
@@ -343,6 +355,14 @@ def check_node_data(data: Data, in_channels: int | None = None, num_classes: int
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         raise ConfigError(f"data.x: expected node features [nodes, features], got "
                           f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    sparse = x.coalesce() if x.is_sparse else None
+    values = x if sparse is None else sparse.values()
+    if values.dtype.is_floating_point and not bool(torch.isfinite(values).all()):  # the logits would all be NaN
+        bad = ~torch.isfinite(values)
+        first = int(bad.flatten().nonzero()[0])
+        node, feature = divmod(first, x.shape[1]) if sparse is None else sparse.indices()[:, first].tolist()
+        raise ConfigError(f"data.x: {int(bad.sum())} feature values are NaN or infinite, the first at node {node}, "
+                          f"feature {feature} ({float(values.flatten()[first])}); clean or impute them")
     if in_channels is not None and x.shape[1] != in_channels:
         raise ConfigError(f"in_channels: the space takes {in_channels} features per node, but data.x has "
                           f"{x.shape[1]} (make the space with in_channels={x.shape[1]})")
@@ -376,7 +396,9 @@ def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: f
                           weight_decay: float = 5e-4, patience: int | None = 20) -> dict[str, float]:
     """Full-batch Adam on `data.train_mask`; metrics at the epoch of best validation accuracy.
 
-    Ties in validation accuracy go to the lower validation loss. Training stops early once the
+    Ties in validation accuracy go to the lower validation loss. An epoch whose logits are not finite has NaN
+    accuracies and is never the best; if no epoch is finite (training diverged at once), every accuracy and
+    `best_epoch` are NaN, so a search records the trial as failed. Training stops early once the
     validation loss has not improved for `patience` epochs (None: never). Features sparser than
     `SPARSE_BELOW` go in as a sparse tensor. Dropout draws from torch's global RNG: seed it (or wrap
     the call in `torch.random.fork_rng`) for reproducible runs. `data` is checked first (`check_node_data`).
@@ -412,6 +434,9 @@ def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: f
             since_lowest += 1
             if patience is not None and since_lowest >= patience:
                 break
+    if "best_epoch" not in best:  # no epoch gave finite logits on the validation nodes
+        nan = float("nan")
+        best = {"train_acc": nan, "valid_acc": nan, "test_acc": nan, "valid_loss": valid_loss, "best_epoch": nan}
     best["epochs"] = float(epoch)
     best["train_seconds"] = time.perf_counter() - start
     return best

@@ -505,11 +505,18 @@ def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any
 @torch.no_grad()
 def accuracy(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 500) -> float:
-    """Top-1 accuracy of `model` (called as is: put a module in eval mode first)."""
+    """Top-1 accuracy of `model` (called as is: put a module in eval mode first). NaN when some logits are not
+    finite (a diverged network: argmax of NaNs is class 0, a plausible-looking score), so a search records the
+    trial as failed."""
     if len(x) == 0 or len(y) != len(x):
         raise ConfigError(f"y: accuracy needs one label per input and at least one input, got {len(y)} labels for "
                           f"{len(x)} inputs")
-    correct = sum(int((model(xb).argmax(dim=-1) == yb).sum()) for xb, yb in zip(_chunks(x, batch_size), _chunks(y, batch_size)))
+    correct = 0
+    for xb, yb in zip(_chunks(x, batch_size), _chunks(y, batch_size)):
+        logits = model(xb)
+        if not bool(torch.isfinite(logits).all()):
+            return float("nan")
+        correct += int((logits.argmax(dim=-1) == yb).sum())
     return correct / len(x)
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import ConfigError, InvalidArchitectureError
+from nas.errors import ConfigError, InvalidArchitectureError, check_int
 from nas.architecture import Architecture
 from nas.spaces.dynamic import DynamicLinear
 from nas.spaces.model_space import ModelSpace
@@ -44,7 +44,7 @@ ELASTIC = frozenset({"depth", "heads", "ffn"})
 
 def _check_config(cfg: Any) -> None:
     """Each field as its annotation says: a non-empty list of options (`tuple[...]`) or one value; ints positive,
-    `dropout` a probability. Errors name the field."""
+    `vocab_size` at least 2 (PAD and a token), `dropout` a probability. Errors name the field."""
     for f in fields(cfg):
         v, kind = getattr(cfg, f.name), str(f.type)
         many = kind.startswith("tuple")
@@ -61,6 +61,7 @@ def _check_config(cfg: Any) -> None:
             raise ConfigError(f"{f.name}: expected positive ints, got {v!r}")
         if "str" in kind and any(not isinstance(x, str) for x in values):
             raise ConfigError(f"{f.name}: expected names, got {v!r}")
+    check_int(cfg.vocab_size, "vocab_size", 2)  # PAD and at least one token (example inputs draw ids 1..vocab-1)
     dropout = cfg.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
@@ -118,11 +119,20 @@ class FourierMix(nn.Module):
     """FNet (Lee-Thorp et al., 2022): the real part of a 2-D FFT over positions and features; no parameters.
 
     The FFT is orthonormal (`norm="ortho"`) so that, in a pre-LN residual stream, the mixed signal keeps
-    the scale of its input instead of growing with sqrt(length x width).
+    the scale of its input instead of growing with sqrt(length x width). It always runs over `max_len`
+    positions (the masked input zero-padded to `max_len`, the output cut back to the input's length), so a
+    sentence's outputs do not depend on how much padding its batch carries, and equal those of a model
+    exported at `max_len`.
     """
 
+    def __init__(self, max_len: int) -> None:
+        super().__init__()
+        self.max_len = max_len
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.fft.fft2(x * mask[..., None], dim=(-2, -1), norm="ortho").real
+        n = x.shape[1]
+        mixed = torch.fft.fft2(x * mask[..., None], s=(self.max_len, x.shape[2]), dim=(-2, -1), norm="ortho")
+        return mixed.real[:, :n]
 
 
 class LinearMix(nn.Module):
@@ -207,8 +217,12 @@ class TransformerClassifier(nn.Module):
 
 
 def _check_length(tokens: torch.Tensor, positions: nn.Embedding) -> None:
-    """Refuse sentences longer than the position embedding (a ConfigError naming `max_len`, not an IndexError)."""
-    if tokens.dim() >= 2 and tokens.shape[1] > positions.num_embeddings:
+    """Refuse input that is not [batch, length] token ids, or sentences longer than the position embedding (a
+    ConfigError naming `tokens` / `max_len`, not an IndexError)."""
+    if tokens.dim() != 2:
+        raise ConfigError(f"tokens: expected token ids [batch, length], got shape {tuple(tokens.shape)} (a single "
+                          "sentence is tokens[None])")
+    if tokens.shape[1] > positions.num_embeddings:
         raise ConfigError(f"max_len: the model has {positions.num_embeddings} positions, but the input holds "
                           f"sentences of {tokens.shape[1]} tokens (build the space with max_len={tokens.shape[1]} "
                           "or more, or cut the sentences)")
@@ -309,10 +323,11 @@ class FlexiBertConfig:
         unknown = [o for o in self.attentions if o not in ATTENTIONS]
         if unknown:
             raise ConfigError(f"attentions: unknown attention {unknown[0]!r} (known: {', '.join(ATTENTIONS)})")
-        bad = [(h, d) for h in self.heads for d in self.hidden if d % h]
+        # heads and kernels only constrain the spaces that use them (as GNNSpace checks heads only with gat)
+        bad = [(h, d) for h in self.heads for d in self.hidden if d % h] if "attention" in self.ops else []
         if bad:
             raise ConfigError(f"heads: {bad[0][0]} heads do not divide hidden size {bad[0][1]}")
-        if any(k % 2 == 0 for k in self.kernels):
+        if "conv" in self.ops and any(k % 2 == 0 for k in self.kernels):
             raise ConfigError(f"kernels: expected odd sizes ('same' padding), got {self.kernels}")
 
 
@@ -343,7 +358,7 @@ class FlexiBertSpace(ModelSpace):
             return SelfAttention(hidden, layer["heads"], hidden // layer["heads"], layer.get("attn", "softmax"))
         if op == "conv":
             return SeparableConvMix(hidden, layer["kernel"])
-        return LinearMix(self.config.max_len) if op == "linear" else FourierMix()
+        return LinearMix(self.config.max_len) if op == "linear" else FourierMix(self.config.max_len)
 
     def build(self, arch: Mapping[str, Any]) -> TransformerClassifier:
         a, cfg = self.validate(arch), self.config
