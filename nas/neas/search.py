@@ -27,6 +27,7 @@ continues it). Batch norm is recalibrated on the first `calib_size` training sam
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -205,7 +206,10 @@ class PathEvaluator:
 
 
 def _accuracy(probs: torch.Tensor, y: torch.Tensor) -> float:
-    """Correct / total in float64, as the model spec's accuracy recipe counts it (a float32 mean is off by 1e-8)."""
+    """Correct / total in float64, as the model spec's accuracy recipe counts it (a float32 mean is off by 1e-8); NaN
+    for non-finite probabilities (a diverged network: argmax over NaNs is class 0, which would score its share)."""
+    if not bool(torch.isfinite(probs).all()):
+        return math.nan
     return int((probs.argmax(-1) == y).sum()) / len(y)
 
 
