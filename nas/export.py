@@ -51,9 +51,9 @@ from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.experiment import first_difference
 from nas.measure import Remeasured, Splits, accuracy_mismatches, plus_minus, remeasure_all, split
-from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, RecordedInput, load_model_spec, load_priced,
-                           load_program, load_subnet, load_supernet, loads_by_build, save_program, save_state_dict,
-                           standalone, single_input, subnet_json)
+from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, OnnxModule, RecordedInput, load_model_spec,
+                           load_priced, load_program, load_subnet, load_supernet, loads_by_build, onnx_session,
+                           save_program, save_state_dict, standalone, single_input, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
@@ -166,16 +166,6 @@ def completeness(result: SearchResult) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------------------------------- files
-def _session(path: Path) -> Any:
-    """An onnxruntime session on one thread without spin-waiting (latency timed next must not compete with it)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: torch.Tensor) -> dict[str, Any]:
     """Write ONNX (dynamic batch), run onnx.checker, and compare onnxruntime's outputs with torch's.
 
@@ -203,7 +193,7 @@ def _onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, check_x: t
     info: dict[str, Any] = {"file": path.name, "opset": ONNX_OPSET, "checker": "passed",
                             "input": "input [batch, ...]", "output": "output [batch, classes]"}
     try:
-        session = _session(path)
+        session = onnx_session(path)
     except ImportError:
         info["onnxruntime"] = "not installed"
         return info
@@ -264,23 +254,6 @@ def _quiet_onnx_log() -> Iterator[None]:
         yield
     finally:
         torch._C._jit_onnx_log = real
-
-
-class OnnxModule(nn.Module):
-    """An ONNX file run by onnxruntime behind a torch module's call (tensor in, tensor out), so the recipes'
-    accuracy and latency code and a caller's `evaluate` measure it like the torch model. Inputs are reshaped
-    to the per-example `shape` the file was exported with ((N, L) -> (N, 1, L))."""
-
-    def __init__(self, path: Path, shape: Sequence[int], dtype: torch.dtype) -> None:
-        super().__init__()
-        self.path, self.shape, self.dtype, self.session = path, tuple(shape), dtype, _session(path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() != len(x) * int(np.prod(self.shape)):
-            raise ConfigError(f"{self.path}: takes inputs of {list(self.shape)} per example (the traced input), and "
-                              f"these have {list(x.shape[1:])}: give data of that length (pad it) to measure this file")
-        x = x.reshape(len(x), *self.shape).to(self.dtype)
-        return torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])
 
 
 class _DropPreprocessHint(logging.Filter):

@@ -30,7 +30,7 @@ import logging
 import os
 import pickle
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -494,6 +494,33 @@ class _HeldBack(logging.Filter):
             return True
         self.why = self.why or f"{type(error).__name__}: {str(error).strip().split('. ')[0]}"
         return False
+
+
+def onnx_session(path: Path) -> Any:
+    """An onnxruntime session on one thread without spin-waiting (latency timed next must not compete with it)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxModule(nn.Module):
+    """An ONNX file run by onnxruntime behind a torch module's call (tensor in, tensor out), so the recipes'
+    accuracy and latency code and a caller's `evaluate` measure it like the torch model. Inputs are reshaped
+    to the per-example `shape` the file was exported with ((N, L) -> (N, 1, L))."""
+
+    def __init__(self, path: Path, shape: Sequence[int], dtype: torch.dtype) -> None:
+        super().__init__()
+        self.path, self.shape, self.dtype, self.session = path, tuple(shape), dtype, onnx_session(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != len(x) * int(np.prod(self.shape)):
+            raise ConfigError(f"{self.path}: takes inputs of {list(self.shape)} per example (the traced input), and "
+                              f"these have {list(x.shape[1:])}: give data of that length (pad it) to measure this file")
+        x = x.reshape(len(x), *self.shape).to(self.dtype)
+        return torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0])
 
 
 def load_program(path: str | Path) -> nn.Module:

@@ -30,7 +30,7 @@ from torch import nn
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, accuracy_mismatches, remeasure_all
-from nas.modelspec import SUBNET, DataRef, RecordedInput, load_priced, load_program, read_subnet_json
+from nas.modelspec import SUBNET, DataRef, OnnxModule, RecordedInput, load_priced, load_program, read_subnet_json
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -159,7 +159,6 @@ def _check_files(folder: Path, files: dict[str, str], module: nn.Module, shape: 
     takes) against `module`, the network re-measured: ({file: {"max_abs_diff", "tolerance"}, or why it was not
     compared}, a flag per file that is missing, does not load or run, or disagrees beyond `AGREEMENT`). An ONNX
     file is not compared where onnxruntime is not installed, as export does."""
-    from nas.export import OnnxModule  # nas.export imports this module
 
     x = shape.example_input(arch, 2)
     with torch.no_grad():
