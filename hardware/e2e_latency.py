@@ -7,9 +7,10 @@ the index vector for trees), optionally with extra named features (a lookup tabl
 latency (two passes, the second trained without the first's outliers) screen near-zero or spiking samples,
 which are dropped with a `LatencyFitWarning`; and
 the regressor is chosen by cross-validated relative error among ridge, a random forest, gradient boosting
-and their averages. A fit that cannot rank anything is refused (`DegenerateFitError`, naming why): too few
-distinct architectures, most samples screened, latencies all (nearly) equal, constant predictions, or a
-cross-validated MAPE close to 1.
+and their averages, of those that rank held-out samples (a cross-validated Kendall tau significantly above 0,
+`TAU_LEVEL`, so the bar depends on the number of samples). A fit that cannot rank anything is refused
+(`DegenerateFitError`, naming why): too few distinct architectures, most samples screened, latencies all
+(nearly) equal, no candidate that ranks, constant predictions, or a cross-validated MAPE close to 1.
 Repeated timings of one architecture are one architecture: they count once towards the minimum and
 cross-validation keeps them in one fold, so no copy of a held-out network is trained on.
 A prediction for an architecture using a field value no kept training sample used is an extrapolation (its
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError, InvalidArchitectureError
+from nas.errors import ConfigError, InvalidArchitectureError, check_count, check_int, check_number
 from nas.hardware.learned import DegenerateFitError, LatencyFitWarning, check_latencies
 from nas.hardware.lut import check_profile
 from nas.spaces import Architecture, Choice, Conditional, Space
@@ -45,6 +46,7 @@ CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "boosting", "
 DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "ridge+forest", "stacked+forest")
 MIN_SAMPLES = 5  # distinct architectures
 FLAT_LOG_STD = 1e-3  # latencies whose log varies less (about 0.1 %) carry no ranking: the fit is refused
+TAU_LEVEL = 0.05  # a candidate ranks when its cross-validated Kendall tau is above 0 at this one-sided level
 
 
 class UnseenValueWarning(LatencyFitWarning):
@@ -95,12 +97,14 @@ def cost_features(space: Space, batch_size: int = 1, table: Any = None) -> dict[
 
 @dataclass(frozen=True)
 class Candidate:
-    """One regressor's cross-validated record: MAPE, Kendall tau and fraction within +-10 % out of fold."""
+    """One regressor's cross-validated record: MAPE, Kendall tau (and its one-sided p-value against no ranking)
+    and fraction within +-10 % out of fold."""
 
     name: str
     cv_mape: float
     cv_tau: float
     cv_within_10pct: float
+    cv_tau_p: float = 1.0
 
 
 @dataclass
@@ -114,8 +118,9 @@ class EndToEndLatency:
     `forest`, `boosting`: on the index vector and extras, log latency; `a+b`: the mean of both); `screen`:
     drop outliers (out-of-fold |log residual| above `outlier_factor` robust standard deviations and more than
     a factor 3 off, or below 1e-3 of the median) before fitting; `max_screened`: refuse when a larger fraction is screened; `max_mape`: refuse when the
-    cross-validated MAPE reaches it (warn from a third of it), or when the cross-validated Kendall tau is at
-    most `min_tau` (the predictions do not rank held-out samples); `feature_sources`: JSON-ready records of where
+    cross-validated MAPE reaches it (warn from a third of it); `min_tau`: a candidate ranks held-out samples only
+    when its cross-validated Kendall tau is above it and above 0 at the one-sided `TAU_LEVEL` (the lowest-MAPE
+    candidate that ranks is chosen; none: refused); `feature_sources`: JSON-ready records of where
     extra features come from (e.g. the lookup table behind `table_ms`), kept in provenance and `to_dict`;
     `device`: a device profile name or path (checked). Usable as `CostModel(space, latency=model)`; `model` is "e2e".
     """
@@ -157,6 +162,14 @@ class EndToEndLatency:
             raise ConfigError(f"folds: expected an int >= 2, got {self.folds!r}")
         if not 0 <= self.max_screened < 1:
             raise ConfigError(f"max_screened: expected 0 <= max_screened < 1, got {self.max_screened!r}")
+        # NaN compares False: a NaN bound would turn its check off silently
+        check_number(self.max_mape, "max_mape")
+        check_number(self.outlier_factor, "outlier_factor")
+        if check_number(self.min_tau, "min_tau", positive=False) >= 1:
+            raise ConfigError(f"min_tau: expected 0 <= min_tau < 1 (a Kendall tau), got {self.min_tau!r}")
+        check_count(self.batch_size, "batch_size")
+        if check_int(self.seed, "seed", 0) >= 2**32:  # scikit-learn's random_state range
+            raise ConfigError(f"seed: expected an int below 2**32, got {self.seed!r}")
         if self.device is not None:
             self.device = check_profile(self.device, "device")  # recorded in the model: a typo makes it unusable
 
@@ -198,9 +211,7 @@ class EndToEndLatency:
                                      "every architecture the same, so a latency constraint could not tell them "
                                      "apart (was one value written for every sample?)")
         self.cv = self._cross_validate(lin, tree, y_in, len(self.features), ids[keep])
-        self.chosen = min(self.cv.values(), key=lambda c: c.cv_mape).name
-        self._fitted = _fit(self.chosen, lin, tree, y_in, self.seed, len(self.features))
-        pred = _predict(self._fitted, lin, tree)
+        self.chosen, self._fitted, pred = self._choose(lin, tree, y_in)
         self.fit_mape = float(np.mean(np.abs(pred / y_in - 1)))
         self.n_samples = int(len(y))
         self.n_archs = distinct
@@ -209,7 +220,7 @@ class EndToEndLatency:
         self._seen = [set(slots[:, j].tolist()) for j in range(slots.shape[1])]
         self.extrapolation = {"unseen_values": {}, "predictions": 0}
         self._warned_unseen = False
-        self._check_degenerate(pred, y_in)
+        self._check_mape()
         return self
 
     def _screen(self, lin: np.ndarray, y: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -264,22 +275,48 @@ class EndToEndLatency:
         for name in names:
             pred = np.mean([oof[p] for p in name.split("+")], axis=0)
             rel = np.abs(pred / y - 1)
-            tau = kendalltau(pred, y).statistic
-            out[name] = Candidate(name, float(np.mean(rel)), float(tau) if math.isfinite(tau) else 0.0,
-                                  float(np.mean(rel <= 0.1)))
+            test = kendalltau(pred, y, alternative="greater")
+            tau, p = float(test.statistic), float(test.pvalue)
+            out[name] = Candidate(name, float(np.mean(rel)), tau if math.isfinite(tau) else 0.0,
+                                  float(np.mean(rel <= 0.1)), p if math.isfinite(p) else 1.0)
         return out
 
-    def _check_degenerate(self, pred: np.ndarray, y: np.ndarray) -> None:
+    def _ranks(self, c: Candidate) -> bool:
+        """Whether out of fold `c` ranks the samples: tau above `min_tau` and significantly above 0 (`TAU_LEVEL`),
+        so the bar falls as samples grow (chance taus of about +-0.2 pass a fixed 0.05 at N = 40)."""
+        return c.cv_tau > self.min_tau and c.cv_tau_p < TAU_LEVEL
+
+    def _choose(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray) -> tuple[str, list["_Part"], np.ndarray]:
+        """(name, fitted parts, predictions on `y`'s samples) of the lowest-MAPE candidate that ranks out of fold
+        and whose refit is not near-constant; none: refused naming what the lowest-MAPE candidate lacks."""
+        order = sorted(self.cv.values(), key=lambda c: c.cv_mape)
+        fits: dict[str, tuple[list[_Part], np.ndarray]] = {}
+
+        def refit(name: str) -> tuple[list[_Part], np.ndarray]:
+            if name not in fits:
+                parts = _fit(name, lin, tree, y, self.seed, len(self.features))
+                fits[name] = (parts, _predict(parts, lin, tree))
+            return fits[name]
+
+        for c in order:
+            if self._ranks(c) and np.std(refit(c.name)[1]) >= 0.05 * np.std(y):
+                return c.name, *refit(c.name)
+        best = order[0]
+        pred = refit(best.name)[1]
+        if np.std(pred) < 0.05 * np.std(y):
+            raise DegenerateFitError(f"end-to-end latency: the fitted {best.name} predicts a near-constant "
+                                     f"{np.mean(pred):.4g} ms (spread {np.std(pred):.3g} ms against the samples' "
+                                     f"{np.std(y):.3g} ms): it cannot rank architectures, nor can any other "
+                                     "candidate")
+        raise DegenerateFitError(f"end-to-end latency: out of fold the best regressor ({best.name}) does not rank "
+                                 f"the samples (cross-validated Kendall tau {best.cv_tau:.2f}, one-sided p = "
+                                 f"{best.cv_tau_p:.2g}: not above min_tau={self.min_tau} and 0 at the {TAU_LEVEL} "
+                                 f"level, with {len(y)} samples), nor does any other candidate: the latencies do not "
+                                 "follow the architectures, or too few samples were measured to show it")
+
+    def _check_mape(self) -> None:
         assert self.chosen is not None
         cv = self.cv[self.chosen]
-        if np.std(pred) < 0.05 * np.std(y):
-            raise DegenerateFitError(f"end-to-end latency: the fitted {self.chosen} predicts a near-constant "
-                                     f"{np.mean(pred):.4g} ms (spread {np.std(pred):.3g} ms against the samples' "
-                                     f"{np.std(y):.3g} ms): it cannot rank architectures")
-        if cv.cv_tau <= self.min_tau:
-            raise DegenerateFitError(f"end-to-end latency: out of fold the best regressor ({self.chosen}) does not "
-                                     f"rank the samples (cross-validated Kendall tau {cv.cv_tau:.2f} <= min_tau="
-                                     f"{self.min_tau}): the latencies do not follow the architectures")
         if cv.cv_mape >= self.max_mape:
             raise DegenerateFitError(f"end-to-end latency: cross-validated MAPE {cv.cv_mape:.2f} of the best "
                                      f"regressor ({self.chosen}) is at or above max_mape={self.max_mape}: the "

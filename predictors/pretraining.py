@@ -58,11 +58,17 @@ class _Pretrained(_TorchPredictor):
         cfg.pop("pretrain_cache", None)
         return cfg
 
+    def check_pretraining(self) -> None:
+        """Refuse a predictor that has nothing to pretrain on (no proxy, no restored pretraining set) before it is
+        used: a search that builds it now and fits it later would fail only after its first evaluations. Not in
+        `__init__`: `predictor_from_state` builds one without its proxy, then restores the pretraining set."""
+        if not self.pretrain_archs and self.proxy is None:
+            raise ConfigError(f"predictor {self.name!r}: give a proxy (arch -> float) to pretrain on")
+
     def pretraining_set(self) -> tuple[list[Architecture], np.ndarray]:
         """The sampled architectures and their proxy values (computed once, then kept)."""
         if not self.pretrain_archs:
-            if self.proxy is None:
-                raise ConfigError(f"predictor {self.name!r}: give a proxy (arch -> float) to pretrain on")
+            self.check_pretraining()
             rng = np.random.default_rng(10_007 + self.seed)
             archs = [self.space.sample(rng) for _ in range(self.pretrain_size)]
             values = np.array([float(self.proxy(a)) for a in archs])

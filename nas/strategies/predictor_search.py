@@ -104,6 +104,9 @@ class PredictorSearch(Strategy):
         self.local = bool(local)
         if predictor == "auto" and predictor_options:
             raise ConfigError("predictor-search: predictor_options need a named predictor, not 'auto'")
+        if predictor_options and "seed" in predictor_options:  # make_predictor takes it positionally
+            raise ConfigError("predictor-search: predictor_options may not hold 'seed': the predictor is seeded "
+                              "from the strategy's seed (give seed= to the strategy)")
         self.predictor_name, self.predictor_options = predictor, dict(predictor_options or {})
         self.model_seed = 0 if seed is None else int(seed)
         # candidates: name -> options; a ConfigError now, not mid-search, if the space lacks what a named one needs
@@ -111,7 +114,7 @@ class PredictorSearch(Strategy):
         auto = default_candidates(space)  # the prior first (selection.py)
         for name, options in (auto.items() if predictor == "auto" else [(predictor, self.predictor_options)]):
             try:
-                self._make_predictor(name, options)
+                self._check_pretraining(self._make_predictor(name, options))
             except ConfigError:
                 if predictor != "auto":
                     raise
@@ -211,6 +214,19 @@ class PredictorSearch(Strategy):
         from nas.predictors import make_predictor
 
         return make_predictor(name, self.space, self.model_seed, **options)
+
+    @staticmethod
+    def _check_pretraining(predictor: Any) -> None:
+        """A pretrained predictor without its proxy fails at its first fit, after `n_init` evaluations: refuse it now."""
+        check = getattr(predictor, "check_pretraining", None)
+        if check is None:
+            return
+        try:
+            check()
+        except ConfigError as e:
+            raise ConfigError(f"predictor-search: {e}: predictor_options={{'proxy': fn}}, on a strategy instance "
+                              "(make_strategy(...) or PredictorSearch(...), passed as strategy=); a search's "
+                              "strategy_options are plain JSON data, which holds no function") from None
 
     def _predictor(self, metric: str, name: str) -> Any:
         """The predictor `name` for `metric`, kept across refits (its caches too); every fit starts afresh.

@@ -56,7 +56,8 @@ class Deduplicate(Wrapper):
     exhausted elite), it proposes an unknown neighbour of the last repeat, else an unknown uniform sample, and
     tells the inner strategy its result like an enqueued one; the search ends only when those run out too: on a
     space of at most `ENUMERABLE` architectures (or a table) that means every canonical class was evaluated, as
-    the last unknown ones are then listed (`Unseen`).
+    the last unknown ones are then listed (`Unseen`). An ask the inner strategy answers with nothing at all is
+    checked the same way (`exhausted`).
     """
 
     def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
@@ -81,8 +82,11 @@ class Deduplicate(Wrapper):
             fresh = self._unknown_near(self._repeat)
             if fresh is not None and self._admit(fresh):
                 out = [fresh]
-        self.exhausted = not out and self._unseen.listed and self._unseen.draw(np.random.default_rng(0),
-                                                                               self._unknown) is None
+        # checked after a repeat (the space was listed then), or when the inner strategy proposed nothing at all
+        # (its own known architectures ran out: predictor-search), so the search ends at once, not after retries
+        self.exhausted = (not out and (self._unseen.listed or self._repeat is None)
+                          and self._unseen.draw(np.random.default_rng(0), self._unknown) is None
+                          and self._unseen.listed)
         return out
 
     def _unknown(self, arch: Architecture) -> bool:
