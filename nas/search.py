@@ -206,6 +206,12 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                               "make a new instance for each search (a resume too), or give the strategy by name")
     elif isinstance(strategy, str):
         strat, strategy_name = make_strategy(strategy, space, problem, seed, **options), strategy
+        for key, value in options.items():  # journaled: a function (a predictor's proxy) cannot be
+            try:
+                jsonio.plain(value, f"strategy_options.{key}")
+            except ConfigError as e:
+                raise ConfigError(f"{e}: options given by name are journaled, so they must be JSON data; pass an "
+                                  "instance (nas.strategies.make_strategy(...)) as strategy= instead") from None
     elif _optuna_sampler(strategy):
         if options:
             raise ConfigError("strategy_options: only for strategies given by name (set the sampler's own options)")

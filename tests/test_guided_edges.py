@@ -96,6 +96,16 @@ def test_a_seed_in_predictor_options_is_a_config_error_naming_it() -> None:
         make_strategy("predictor-search", SPACE, PROBLEM, seed=0, predictor="rf", predictor_options={"seed": 3})
 
 
+def test_a_function_in_strategy_options_given_by_name_is_refused_naming_it() -> None:
+    """It failed as 'config: not plain JSON data', naming neither the option nor the way out."""
+    def proxy(arch):
+        return 0.0
+
+    with pytest.raises(ConfigError, match=r"strategy_options.predictor_options: not plain JSON .* pass an instance"):
+        nas.search(SPACE, lambda a: {"acc": 1.0}, {"acc": "max"}, strategy="predictor-search", budget=2,
+                   strategy_options={"predictor": "mlp-pretrained", "predictor_options": {"proxy": proxy}})
+
+
 # ------------------------------------------------------------------------------------- end-to-end latency
 LAT_SPACE = Space(w=Choice([16, 32, 64, 128]), d=Integer(1, 6), k=Choice([3, 5, 7]), act=Choice(["relu", "gelu"]))
 
