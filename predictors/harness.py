@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from nas import jsonio
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.spaces import Architecture
 
 log = logging.getLogger(__name__)
@@ -252,8 +252,12 @@ def main_eval(dataset: str = "cora", predictors: Sequence[str] = ("wl-gp", "gcn"
     from nas.predictors import make_predictor
     from nas.tabular import nas_bench_graph
 
-    if seeds < 1 or n_test < 2 or not sizes or min(sizes) < 2:
-        raise ConfigError("seeds >= 1, n_test >= 2 and sizes >= 2 are required")
+    check_int(seeds, "seeds", 1)
+    check_int(n_test, "n_test", 2)
+    if not sizes or min(sizes) < 2:  # a predictor needs two architectures to rank
+        raise ConfigError(f"sizes: expected training-set sizes >= 2, got {list(sizes)}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():  # refused before the work
+        raise ConfigError(f"out_dir: {out_dir} is a file, not a folder")
     if metric not in (*METRICS, "fit_seconds"):
         raise ConfigError(f"metric: unknown {metric!r} (known: {', '.join(METRICS)})")
     names = list(predictors)

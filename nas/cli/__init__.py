@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import shutil
@@ -49,9 +50,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from nas.console import make_console, user_errors
-from nas.errors import ConfigError, JournalError
+from nas.console import check_path, make_console, path_argument, path_option, user_errors
+from nas.errors import ConfigError, JournalError, check_count, check_int, check_number
 from nas.executor_spec import executor_spec
+from nas.objectives import Problem
 from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
 from nas.experiment import check_workdir
 from nas.scripts import load_file, workdir_env
@@ -59,7 +61,7 @@ from nas.report import (SearchProgress, export_table, fmt, importance_table, sho
                         strategies_table, summary, trials_table, verify_table)
 from nas.result import SearchResult
 from nas.spaces import Space
-from nas.stopping import from_settings, rule_met
+from nas.stopping import StopRule, check_rule, from_settings, rule_met
 from nas.store import JOURNAL, Journal, Trial, writer_exited, writer_since
 from nas.strategies import STRATEGIES
 
@@ -146,26 +148,57 @@ def parse_objectives(items: Sequence[str]) -> dict[str, str]:
 DRIVERS = {"bossnas": "nas.bossnas.search_bossnas", "eas": "nas.eas.search_eas"}  # strategy -> its own entry point
 
 
+def driver(config: Mapping[str, Any]) -> str | None:
+    """The entry point of a search that runs its own loop (one-shot, few-shot, NEAS, BossNAS, EAS), which neither
+    `nas resume` nor the study commands can drive; None for a `nas.search` or a study."""
+    meta = config.get("metadata") or {}
+    strategy = str(config.get("strategy", ""))
+    if strategy in DRIVERS:
+        return DRIVERS[strategy]
+    if meta.get("study"):
+        return None
+    if meta.get("few_shot"):
+        return "nas.few_shot.search_few_shot"
+    if meta.get("neas"):
+        return "nas.neas.search_neas"
+    if meta.get("one_shot"):
+        return "nas.darts.search_darts"
+    return None
+
+
 def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     """How this search continues: `nas resume DIR` for scripts run by `nas run`, else the Python call that wrote the
     workdir again (`nas.search`, or the driver of a one-shot, few-shot, NEAS, BossNAS or EAS search)."""
     meta = config.get("metadata") or {}
     if meta.get("script"):
         return f"nas resume {shlex.quote(str(workdir))}"
-    strategy = str(config.get("strategy", ""))
-    if strategy in DRIVERS:
-        call = DRIVERS[strategy]
-    elif meta.get("study"):
+    call = driver(config)
+    if call is None and meta.get("study"):
         return f"nas ask {shlex.quote(str(workdir))}"
-    elif meta.get("few_shot"):
-        call = "nas.few_shot.search_few_shot"
-    elif meta.get("neas"):
-        call = "nas.neas.search_neas"
-    elif meta.get("one_shot"):
-        call = "nas.darts.search_darts"
-    else:
-        call = "nas.search"
-    return f"call {call}(..., workdir={str(workdir)!r}) again with the same arguments"
+    return f"call {call or 'nas.search'}(..., workdir={str(workdir)!r}) again with the same arguments"
+
+
+def stop_rule(stop_after: Any, stop_at: Any, metrics: Sequence[str], names: tuple[str, str]) -> StopRule | None:
+    """The stop rule of --stop-after N and --stop-at COND (or a run file's stop_after and stop_at), an error naming
+    what the user wrote (`names`: the flags, or the run file's keys); a --stop-at metric must be one of `metrics`
+    (the search's objective and constraint metrics)."""
+    if stop_after is not None and names[0].startswith("--"):
+        check_int(stop_after, names[0], 1)
+    try:
+        rule = from_settings(stop_after, stop_at)
+        return check_rule(rule, metrics)
+    except ConfigError as e:  # the library names its keywords: stop_after, stop_at, stop_when (a Target's metric)
+        key, sep, rest = str(e).partition(": ")
+        flag = {"stop_after": names[0], "stop_at": names[1], "stop_when": names[1]}.get(key) if sep else None
+        raise ConfigError(f"{flag}: {rest}" if flag else str(e)) from None
+
+
+def _limit(value: float | None, flag: str) -> float | None:
+    """A time-limit flag (--timeout, --max-time): positive seconds, or inf for no limit (lifting one the workdir
+    recorded); ConfigError naming the flag."""
+    if value is not None and value != math.inf:
+        check_number(value, flag, unit=" (seconds, or inf for no limit)")
+    return value
 
 
 def _discard(workdir: Path, script: Path, console: Console) -> None:
@@ -276,7 +309,7 @@ def next_steps(result: SearchResult, workdir: Path) -> str:
 @app.command()
 @user_errors
 def run(
-    script: Annotated[Path, typer.Argument(help="Python file defining `space` and `evaluate`, or a TOML/YAML run "
+    script: Annotated[Path, path_argument(help="Python file defining `space` and `evaluate`, or a TOML/YAML run "
                                                 "file naming one (see nas.cli.runfile).")],
     strategy: Annotated[Optional[str], typer.Option(help=STRATEGY_HELP)] = None,
     strategy_option: Annotated[Optional[list[str]], typer.Option(
@@ -285,7 +318,7 @@ def run(
                                                         "recorded budget).")] = None,
     seed: Annotated[Optional[int], typer.Option(
         help="Random seed of the strategy [default: the script's, else a fresh one, recorded in the journal].")] = None,
-    workdir: Annotated[Optional[Path], typer.Option(help="Experiment directory [default: runs/<script stem>].")] = None,
+    workdir: Annotated[Optional[Path], path_option(help="Experiment directory [default: runs/<script stem>].")] = None,
     objective: Annotated[Optional[list[str]], typer.Option(
         help="NAME:max or NAME:min; repeat for several (replaces the script's `objectives`).")] = None,
     constraint: Annotated[Optional[list[str]], typer.Option(
@@ -295,9 +328,9 @@ def run(
         help="Seconds per evaluation before it fails and its worker is killed (needs --executor processes).")] = None,
     max_time: Annotated[Optional[float], typer.Option(
         help="Seconds after which this run starts no new evaluation.")] = None,
-    enqueue: Annotated[Optional[Path], typer.Option(
+    enqueue: Annotated[Optional[Path], path_option(
         help="JSON-lines file of architectures to evaluate first (or trial records, e.g. from nas trials --json).")] = None,
-    warm_start: Annotated[Optional[Path], typer.Option(
+    warm_start: Annotated[Optional[Path], path_option(
         help="Workdir of an earlier search over the same space: its results are told to the strategy.")] = None,
     stop_after: StopAfter = None,
     stop_at: StopAt = None,
@@ -320,8 +353,9 @@ def run(
     script = Path(settings["script"])
     spec = executor_spec(executor, address, workers, cpus_per_trial, gpus_per_trial, base=settings.get("executor"))
     workdir = workdir or (Path(settings["workdir"]) if "workdir" in settings else Path("runs") / script.stem)
-    if not script.expanduser().is_file():
-        raise FileNotFoundError(f"script {script} not found")
+    check_path(script.expanduser(), "script", "file", missing=f"script {script} not found")
+    _limit(timeout, "--timeout")
+    _limit(max_time, "--max-time")
     if fresh:  # before the script runs: a script may record its model spec into the workdir
         if strategy is not None and strategy not in STRATEGIES:  # what can be checked before moving anything
             raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
@@ -354,12 +388,17 @@ def run(
             options = {**(options or {}), **parse_options(strategy_option)}
         queue = pick(str(enqueue) if enqueue is not None else None, "enqueue")
         warm = pick(warm_start, "warm_start")
+        constraints = list(constraint) if constraint else list(pick(None, "constraints", ()) or ())
+        rule = stop_rule(pick(stop_after, "stop_after"), pick(stop_at, "stop_at"),
+                         Problem.make(objectives, constraints).metrics_needed,
+                         ("--stop-after" if stop_after is not None else "stop_after",
+                          "--stop-at" if stop_at else "stop_at"))
         _run_and_report(RunSpec(
-            module, objectives, list(constraint) if constraint else list(pick(None, "constraints", ()) or ()),
+            module, objectives, constraints,
             chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
             pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
             read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None, lower_budget,
-            from_settings(pick(stop_after, "stop_after"), pick(stop_at, "stop_at")), pick(pruner, "pruner"),
+            rule, pick(pruner, "pruner"),
             {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
              **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
 
@@ -367,7 +406,7 @@ def run(
 @app.command()
 @user_errors
 def resume(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory of a search started with `nas run`.")],
+    workdir: Annotated[Path, path_argument(help="Experiment directory of a search started with `nas run`.")],
     budget: Annotated[Optional[int], typer.Option(help="New total budget [default: the recorded one].")] = None,
     lower_budget: Annotated[bool, typer.Option(
         "--lower-budget", help="Accept a --budget below the recorded one.")] = False,
@@ -391,9 +430,12 @@ def resume(
                           f"{resume_hint(workdir, config)}")
     problem = config["problem"]
     old = int(config["budget"])
+    if budget is not None:
+        check_count(budget, "--budget", " (number of evaluations)")  # before advice about lowering it
     if budget is not None and budget < old and not lower_budget:
         raise ConfigError(f"--budget {budget} is below the {old} this search already has (a budget only grows); "
                           "pass --lower-budget to lower it")
+    rule = stop_rule(stop_after, stop_at, loaded.problem.metrics_needed, ("--stop-after", "--stop-at"))
     total = budget if budget is not None else old
     used = loaded.used
     if budget is None and used >= total:
@@ -407,7 +449,7 @@ def resume(
         _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
                                 config["seed"], workdir, config.get("strategy_options") or None, spec,
                                 config.get("fidelity"), lower_budget=lower_budget,
-                                stop_when=from_settings(stop_after, stop_at), pruner=pruner,
+                                stop_when=rule, pruner=pruner,
                                 metadata=config.get("metadata") or {}, staged=Path(staged)), resuming=True)
 
 
@@ -423,8 +465,7 @@ def _pending(workdir: Path, trials: Sequence[Trial]) -> list[str]:
 
 
 def _load(workdir: Path) -> SearchResult:
-    if not Path(workdir).is_dir():
-        raise FileNotFoundError(f"{workdir}: no such directory")
+    check_path(workdir, "workdir", "folder", missing=f"{workdir}: no such directory")
     return SearchResult.load(workdir)
 
 
@@ -475,7 +516,7 @@ def _time_rows(trials: Sequence[Trial]) -> list[tuple[str, str]]:
 
 @app.command()
 @user_errors
-def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")]) -> None:
+def status(workdir: Annotated[Path, path_argument(help="Experiment directory.")]) -> None:
     """Trials by status, budget used, best value per objective and the time of the last trial."""
     result = _load(workdir)
     config, trials = result.config, result.trials
@@ -556,8 +597,8 @@ def status(workdir: Annotated[Path, typer.Argument(help="Experiment directory.")
 @app.command()
 @user_errors
 def pareto(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
-    plot: Annotated[Optional[Path], typer.Option(help="Write a plot of the trials and the front here (PNG; SVG, PDF, ... by the suffix).")] = None,
+    workdir: Annotated[Path, path_argument(help="Experiment directory.")],
+    plot: Annotated[Optional[Path], path_option(help="Write a plot of the trials and the front here (PNG; SVG, PDF, ... by the suffix).")] = None,
     objectives: Annotated[Optional[str], typer.Option(
         help="Comma-separated objectives to use, any recorded metric as NAME:min or NAME:max (default: the "
              "search's; the plot shows the first two, or the history of a single one).")] = None,
@@ -581,15 +622,15 @@ def pareto(
 @app.command()
 @user_errors
 def history(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
-    plot: Annotated[Path, typer.Option(help="Write the plot here (PNG; SVG, PDF, ... by the suffix).")] = Path("history.png"),
+    workdir: Annotated[Path, path_argument(help="Experiment directory.")],
+    plot: Annotated[Path, path_option(help="Write the plot here (PNG; SVG, PDF, ... by the suffix).")] = Path("history.png"),
     objectives: Annotated[Optional[str], typer.Option(
         help="Comma-separated objectives (any recorded metric as NAME:min or NAME:max) [default: the search's].")] = None,
-    curves: Annotated[Optional[Path], typer.Option(
+    curves: Annotated[Optional[Path], path_option(
         help="Also write each training's per-epoch reports here (a search run with a pruner).")] = None,
-    parallel: Annotated[Optional[Path], typer.Option(
+    parallel: Annotated[Optional[Path], path_option(
         help="Also write a parallel-coordinate plot of the decisions and the first objective here.")] = None,
-    timeline: Annotated[Optional[Path], typer.Option(
+    timeline: Annotated[Optional[Path], path_option(
         help="Also write each trial's start and finish on its worker's lane here.")] = None,
 ) -> None:
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
@@ -623,16 +664,16 @@ def history(
 @app.command()
 @user_errors
 def importance(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
+    workdir: Annotated[Path, path_argument(help="Experiment directory.")],
     metric: Annotated[Optional[str], typer.Option(help="A recorded metric [default: the first objective].")] = None,
     by: Annotated[str, typer.Option(help="name: a repeated decision pooled over its blocks (blocks.*.k); path: each "
                                          "block's own (blocks.2.k).")] = "name",
     scale: Annotated[str, typer.Option(help="rank: fit the normal scores of the metric's ranks (a few collapsed "
                                                "networks do not dominate); value: fit the values.")] = "rank",
-    plot: Annotated[Optional[Path], typer.Option(help="Also write a bar chart here (PNG; SVG, PDF, ... by the suffix).")] = None,
-    effects: Annotated[Optional[Path], typer.Option(
+    plot: Annotated[Optional[Path], path_option(help="Also write a bar chart here (PNG; SVG, PDF, ... by the suffix).")] = None,
+    effects: Annotated[Optional[Path], path_option(
         help="Also write a plot of the metric per value of the four most important decisions here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+    json_out: Annotated[Optional[Path], path_option("--json", help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """Which decisions matter for a metric: permutation importance of a random forest, out of fold."""
     from nas.importance import decision_importances
@@ -660,7 +701,7 @@ def importance(
 @app.command()
 @user_errors
 def compare(
-    workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs of one problem, or folders of them.")],
+    workdirs: Annotated[list[Path], path_argument(help="Search workdirs of one problem, or folders of them.")],
     at: Annotated[Optional[int], typer.Option(help="Score each run after N evaluations [default: the fewest any "
                                                    "run spent].")] = None,
     metric: Annotated[Optional[str], typer.Option(help="Score by this metric's best feasible value (NAME:min or "
@@ -669,8 +710,8 @@ def compare(
     by: Annotated[str, typer.Option(help="Group runs by 'strategy' or by a key of their metadata.")] = "strategy",
     baseline: Annotated[Optional[str], typer.Option(help="The group the others are set against [default: random, "
                                                         "where there is such a group].")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Also write each group's mean curve with its band here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON here.")] = None,
+    plot: Annotated[Optional[Path], path_option(help="Also write each group's mean curve with its band here.")] = None,
+    json_out: Annotated[Optional[Path], path_option("--json", help="Also write the comparison as JSON here.")] = None,
 ) -> None:
     """Which strategy does better on this problem: repeated runs grouped, each scored at the same budget, with 95 %
     intervals and the improvement over random search (Welch's t-test)."""
@@ -694,12 +735,18 @@ def compare(
 @app.command()
 @user_errors
 def trials(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
-    csv: Annotated[Optional[Path], typer.Option(help="Write every trial as CSV here ('-': standard output).")] = None,
-    json_out: Annotated[Optional[Path], typer.Option(
+    workdir: Annotated[Path, path_argument(help="Experiment directory.")],
+    csv: Annotated[Optional[Path], path_option(help="Write every trial as CSV here ('-': standard output).")] = None,
+    json_out: Annotated[Optional[Path], path_option(
         "--json", help="Write every trial as JSON lines here ('-': standard output).")] = None,
 ) -> None:
     """Every trial of a search as a table (one flat row per trial, architecture decisions as arch.<path>)."""
+    from nas import jsonio
+
+    targets = ["standard output" if str(p) == "-" else str(p.resolve()) for p in (csv, json_out) if p is not None]
+    if len(targets) == 2 and targets[0] == targets[1]:  # rows then JSON lines in one stream, or JSON over the CSV
+        raise ConfigError(f"--csv and --json both write to {targets[0]}, which would hold neither a CSV nor JSON "
+                          "lines; give each its own target")
     result = _load(workdir)
     if csv is None and json_out is None:
         _out().print(trials_table(result))
@@ -707,10 +754,10 @@ def trials(
     frame = result.to_dataframe()
     if csv is not None:
         text = frame.to_csv(index=False)
-        sys.stdout.write(text) if str(csv) == "-" else csv.write_text(text)
+        sys.stdout.write(text) if str(csv) == "-" else jsonio.write_bytes(csv, text.encode())  # its folder made
     if json_out is not None:
         text = "".join(json.dumps(t.to_json()) + "\n" for t in result.trials)  # journal records: nas run --enqueue reads them
-        sys.stdout.write(text) if str(json_out) == "-" else json_out.write_text(text)
+        sys.stdout.write(text) if str(json_out) == "-" else jsonio.write_bytes(json_out, text.encode())
     for path in (csv, json_out):
         if path is not None and str(path) != "-":
             _err().print(f"wrote {len(result.trials)} trials to {path.resolve()}", soft_wrap=True)
@@ -719,11 +766,11 @@ def trials(
 @app.command()
 @user_errors
 def dashboard(
-    workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs, or folders of them (each search in "
+    workdirs: Annotated[list[Path], path_argument(help="Search workdirs, or folders of them (each search in "
                                                         "them is listed).")],
     port: Annotated[int, typer.Option(help="Port to serve on (0: any free one).")] = 8080,
     host: Annotated[str, typer.Option(help="Address to bind; the default serves this machine only.")] = "127.0.0.1",
-    models: Annotated[Optional[list[Path]], typer.Option(
+    models: Annotated[Optional[list[Path]], path_option(
         help="A folder `nas export` wrote, for the model cards (those inside or beside a workdir are found "
              "without it); repeatable.")] = None,
 ) -> None:
@@ -731,6 +778,9 @@ def dashboard(
     from nas.dashboard.server import check_port, make_server, url_of
     from nas.dashboard.views import check_views, open_views
 
+    if not host.strip():  # --host "$HOST" with HOST unset: "" binds every interface, not this machine only
+        raise ConfigError("--host: empty address (it would serve every interface); give 127.0.0.1 for this machine "
+                          "only, or 0.0.0.0 to serve every interface on purpose")
     check_port(port)  # before reading the searches, which may take a while
     views = open_views(workdirs, models or ())
     check_views(views)
@@ -752,10 +802,10 @@ def dashboard(
 @app.command("report")
 @user_errors
 def report_command(
-    workdirs: Annotated[list[Path], typer.Argument(help="Search workdirs, or folders of them.")],
+    workdirs: Annotated[list[Path], path_argument(help="Search workdirs, or folders of them.")],
     out: Annotated[str, typer.Option(
         help="The HTML file to write (a folder, or a path ending in /: report.html inside it).")] = "report.html",
-    models: Annotated[Optional[list[Path]], typer.Option(
+    models: Annotated[Optional[list[Path]], path_option(
         help="A folder `nas export` wrote, for the model cards; repeatable.")] = None,
 ) -> None:
     """Write the dashboard's views as one static HTML file that opens without a server (to share, or keep
@@ -774,8 +824,8 @@ def report_command(
 @app.command("to-optuna")
 @user_errors
 def to_optuna_command(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory.")],
-    out: Annotated[Path, typer.Option(help="The Optuna journal file to write.")] = Path("optuna-journal.log"),
+    workdir: Annotated[Path, path_argument(help="Experiment directory.")],
+    out: Annotated[Path, path_option(help="The Optuna journal file to write.")] = Path("optuna-journal.log"),
     study_name: Annotated[Optional[str], typer.Option(help="The study's name [default: the workdir's].")] = None,
 ) -> None:
     """Write the search as an Optuna journal storage, to open in optuna-dashboard."""
@@ -805,8 +855,8 @@ def spaces() -> None:
 @app.command("export")
 @user_errors
 def export_command(
-    workdir: Annotated[Path, typer.Argument(help="Experiment directory holding a model spec (model.json).")],
-    out: Annotated[Path, typer.Option(help="Folder for the exported models (one sub-folder per pick).")],
+    workdir: Annotated[Path, path_argument(help="Experiment directory holding a model spec (model.json).")],
+    out: Annotated[Path, path_option(help="Folder for the exported models (one sub-folder per pick).")],
     top: Annotated[Optional[int], typer.Option(help="Export only the N best by the first objective.")] = None,
     constraint: Annotated[Optional[list[str]], typer.Option(
         help="Export only picks satisfying e.g. 'latency_ms <= 2'; repeat for several.")] = None,
@@ -835,12 +885,11 @@ def export_command(
 
 @app.command("verify")
 @user_errors
-def verify_command(out: Annotated[Path, typer.Argument(help="Folder written by `nas export`.")]) -> None:
+def verify_command(out: Annotated[Path, path_argument(help="Folder written by `nas export`.")]) -> None:
     """Reload and re-measure exported models; flag those that left the front or broke a constraint."""
     from nas.verify import VERIFY_REPORT, verify
 
-    if not Path(out).is_dir():
-        raise FileNotFoundError(f"{out}: no such directory")
+    check_path(out, "out", "folder", missing=f"{out}: no such directory")
     report = verify(out)
     console = _out()
     console.print(verify_table(report))

@@ -26,8 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nas.console import make_console, user_errors
-from nas.errors import check_int, check_number
+from nas.console import check_path, make_console, path_argument, path_option, user_errors
+from nas.errors import ConfigError, check_int, check_number
+from nas.experiment import check_seed
 
 app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False,
@@ -84,7 +85,7 @@ def build_lut(
     warmup: WarmupOpt = LUT_WARMUP,
     repeats: RepeatsOpt = LUT_REPEATS,
     rounds: RoundsOpt = LUT_ROUNDS,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Optional[Path], path_option(
         help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl, with -wWrRxN added when --warmup, --repeats "
              "or --rounds differ from their defaults].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Measure at most this many new layers in this call.")] = None,
@@ -104,6 +105,7 @@ def build_lut(
         profile = check_profile(profile, "--profile")
     adapter = adapter_for(make_space(space, options))
     path = out if out is not None else default_table_path(space, device, batch_size, threads, warmup, repeats, rounds)
+    check_path(path, "--out", "file")  # a folder: "is a folder", not the table's "file not found"
     total = len(adapter.distinct_layers())
     before = len(LatencyTable.load(path)) if path.exists() else 0
     console = _console()
@@ -127,7 +129,7 @@ def measure(
     arch: Annotated[Optional[str], typer.Option(help="An architecture as a JSON object.")] = None,
     random: Annotated[int, typer.Option(help="Measure this many random architectures (ignored with --arch).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the random architectures.")] = 0,
-    table: Annotated[Optional[Path], typer.Option(help="A lookup table to predict with, side by side.")] = None,
+    table: Annotated[Optional[Path], path_option(help="A lookup table to predict with, side by side.")] = None,
     device: DeviceOpt = "cpu",
     batch_size: BatchOpt = 1,
     threads: ThreadsOpt = 1,
@@ -136,7 +138,6 @@ def measure(
     options: OptionsOpt = "{}",
 ) -> None:
     """Measure latency of architectures (median, p10-p90), next to FLOPs, roofline bound and LUT prediction."""
-    from nas.errors import ConfigError
     from nas.hardware.adapters import make_space
     from nas.hardware.cost import CostModel
     from nas.hardware.lut import LatencyTable
@@ -144,6 +145,9 @@ def measure(
     _check_counts(batch_size, threads, warmup, repeats)
     if arch is None:
         check_int(random, "--random", 1)
+        check_seed(seed)  # numpy's "expected non-negative integer" was a traceback
+    if table is not None:
+        check_path(table, "--table", "file")
     sp = make_space(space, options)
     if arch is not None:
         try:
@@ -199,6 +203,7 @@ def calibrate(
     """Measure this CPU's best FP32 matmul FLOP/s and copy bandwidth, next to the local_cpu profile's peaks."""
     from nas.hardware.devices import calibrate_cpu, load_device
 
+    check_int(threads, "--threads", 1)  # named as build-lut and measure name it
     check_number(seconds, "--seconds", unit=" (seconds)")
     got = calibrate_cpu(threads, seconds)
     prof = load_device("local_cpu")
@@ -214,29 +219,34 @@ def calibrate(
 @_user_errors
 def fit_latency(
     space: SpaceArg,
-    samples: Annotated[Path, typer.Argument(help="Measured samples: CSV with latency_ms and an arch JSON column (or "
+    samples: Annotated[Path, path_argument(help="Measured samples: CSV with latency_ms and an arch JSON column (or "
                                                  "one column per field), or JSON Lines of {arch, latency_ms}.")],
-    table: Annotated[Optional[Path], typer.Option(
+    table: Annotated[Optional[Path], path_option(
         help="A lookup table whose sum becomes a feature (beside MFLOPs and parameters).")] = None,
     counts: Annotated[bool, typer.Option(help="Use MFLOPs and parameters as features.")] = True,
     profile: Annotated[Optional[str], typer.Option(help="Device the samples were measured on (recorded).")] = None,
     batch_size: BatchOpt = 1,
     seed: Annotated[int, typer.Option(help="Seed of the folds and forests.")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="Write the fitted model's samples and choice as JSON.")] = None,
+    out: Annotated[Optional[Path], path_option(help="Write the fitted model's samples and choice as JSON.")] = None,
     options: OptionsOpt = "{}",
 ) -> None:
     """Fit an end-to-end latency model on measured (architecture, latency) pairs; print its cross-validation."""
     import warnings
 
-    from nas.errors import ConfigError
     from nas.hardware.adapters import adapter_for, make_space
     from nas.hardware.e2e_latency import EndToEndLatency, cost_features, load_samples
     from nas.hardware.learned import LatencyFitWarning, lut_latency
     from nas.hardware.lut import LatencyTable, check_profile
 
     check_int(batch_size, "--batch-size", 1)
+    if check_seed(seed) >= 2**32:  # scikit-learn's random_state range; checked before the samples are read
+        raise ConfigError(f"seed: expected an int below 2**32, got {seed}")
     if profile is not None:
         profile = check_profile(profile, "--profile")  # recorded in the model: a typo would make it unusable
+    if table is not None:
+        check_path(table, "--table", "file")
+    if out is not None:
+        check_path(out, "--out", "file")  # before the fit, not after it
     sp = make_space(space, options)
     archs, ms = load_samples(samples, sp)
     lut = lut_latency(LatencyTable.load(table), adapter_for(sp)) if table else None

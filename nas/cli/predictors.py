@@ -17,8 +17,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from nas.console import make_console, user_errors
-from nas.errors import ConfigError
+from nas.console import check_path, make_console, path_option, user_errors
+from nas.errors import ConfigError, check_int
 
 app = typer.Typer(name="predictors", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False,
@@ -33,9 +33,12 @@ def _split(text: str, what: str) -> list[str]:
 
 def _sizes(text: str) -> list[int]:
     try:
-        return [int(t) for t in _split(text, "sizes")]
+        sizes = [int(t) for t in _split(text, "--sizes")]
     except ValueError:
-        raise ConfigError(f"sizes: expected comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"--sizes: expected comma-separated integers, got {text!r}") from None
+    for n in sizes:
+        check_int(n, "--sizes", 2)  # a predictor needs two architectures to rank
+    return sizes
 
 
 @app.command("eval")
@@ -48,11 +51,11 @@ def eval_(
     seeds: Annotated[int, typer.Option(help="Repetitions (seeds 0..seeds-1), each with its own held-out set.")] = 10,
     n_test: Annotated[int, typer.Option("--n-test", help="Held-out architectures per seed.")] = 1000,
     target: Annotated[str, typer.Option(help="Table column to predict.")] = "valid_acc",
-    out: Annotated[Optional[Path], typer.Option(help="Folder for predictors_<dataset>.json and .png.")]
+    out: Annotated[Optional[Path], path_option(help="Folder for predictors_<dataset>.json and .png.")]
     = Path("runs/predictors"),
     metric: Annotated[str, typer.Option(help="Metric of the printed table: kendall_tau, spearman_rho, mae, "
                                              "top_precision.")] = "kendall_tau",
-    data_root: Annotated[Optional[Path], typer.Option(help="Folder holding the NAS-Bench-Graph CSVs "
+    data_root: Annotated[Optional[Path], path_option(help="Folder holding the NAS-Bench-Graph CSVs "
                                                            "(default: $NAS_DATA_DIR/nas-bench-graph).")] = None,
     rows: Annotated[Optional[int], typer.Option(help="Use only this many random rows of the table (a quick look).")]
     = None,
@@ -61,9 +64,14 @@ def eval_(
     from nas.predictors.harness import main_eval
 
     console = make_console()
-    names = _split(predictors, "predictors")
+    names = _split(predictors, "--predictors")
+    n_train = _sizes(sizes)
+    check_int(seeds, "--seeds", 1)
+    check_int(n_test, "--n-test", 2)
+    if out is not None:
+        check_path(out, "--out", "folder")  # before the evaluation, which may run for minutes
     console.print(f"{dataset}: {', '.join(names)} at N = {sizes}, {seeds} seeds, {n_test} held out", soft_wrap=True)
-    result = main_eval(dataset, names, _sizes(sizes), seeds, n_test, target, out, data_root, metric, rows)
+    result = main_eval(dataset, names, n_train, seeds, n_test, target, out, data_root, metric, rows)
     console.print(result["table"], soft_wrap=True)
     if result["json"] is not None:
         console.print(f"json: {Path(result['json']).resolve()}\nplot: {Path(result['plot']).resolve()}", soft_wrap=True)

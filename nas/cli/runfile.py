@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from nas import jsonio
+from nas.console import check_path
 from nas.errors import ConfigError
 from nas.executor_spec import executor_class
 
@@ -82,8 +83,7 @@ def is_run_file(path: Path) -> bool:
 
 def read_run_file(path: Path) -> dict[str, Any]:
     """The settings of a TOML or YAML run file, type-checked, paths made relative to the file's folder."""
-    if not path.is_file():
-        raise FileNotFoundError(f"run file {path} not found")
+    check_path(path, "run file", "file", missing=f"run file {path} not found")
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(path.read_text())
@@ -110,6 +110,8 @@ def read_run_file(path: Path) -> dict[str, Any]:
                 _architectures(value)
             except ConfigError as e:
                 raise ConfigError(f"{path}: {e}") from None
+        if key in PATHS and isinstance(value, str) and not value.strip():  # "" would be the run file's folder
+            raise ConfigError(f"{path}: {key}: empty path (give \".\" to mean the run file's folder)")
         if key in PATHS and isinstance(value, str):
             value = str((path.parent / value).resolve()) if key != "workdir" else str(path.parent / value)
         out[key] = value
@@ -145,9 +147,7 @@ def read_enqueue(source: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
     such as `nas trials DIR --json` writes, whose "arch" is taken)."""
     if not isinstance(source, (str, Path)):
         return _architectures(source)
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"enqueue file {path} not found")
+    path = check_path(source, "enqueue", "file", missing=f"enqueue file {source} not found")
     lines = jsonio.read_jsonl(path, "enqueue file")
     if lines.torn:
         raise ConfigError(f"{path}:{len(lines.records) + 1}: corrupt enqueue file line (incomplete JSON)")

@@ -14,14 +14,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from nas.console import user_errors
-from nas.errors import ConfigError, WorkdirBusy
-from nas.store import Journal
+from nas.console import make_console, path_argument, user_errors
+from nas.errors import ConfigError, WorkdirBusy, check_count, check_number
+from nas.executors import metric_value
+from nas.objectives import Problem
+from nas.spaces import Space
+from nas.store import Journal, Trial
 from nas.study import Study, pruner_instance
 
 NOTHING_LEFT = 3
@@ -33,14 +38,52 @@ population waiting for its results): tell them, then ask again."""
 PRUNE = 4
 """`nas epoch`'s exit code when the study's pruner says to stop the training (then `nas tell DIR ID`)."""
 
-WorkdirArg = Annotated[Path, typer.Argument(help="The study's workdir (made by nas.Study in Python).")]
+WorkdirArg = Annotated[Path, path_argument(help="The study's workdir (made by nas.Study in Python).")]
 WaitFlag = Annotated[float, typer.Option(help="Seconds to wait while another process holds the workdir.")]
 
 
-def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, judge: bool = False) -> Study:
+@dataclass
+class Recorded:
+    """What a study's workdir holds, read without opening it: a command checks its arguments against this before
+    `Study` opens the workdir, which journals a resume record, so a refused call writes nothing."""
+
+    space: Space
+    config: dict[str, Any]
+    trials: list[Trial]
+    pending: dict[str, dict[str, Any]]  # arch id -> {"arch_id", "arch", "since"}: asked and not told
+    reports: dict[str, dict[str, Any]]  # arch id -> its `nas epoch` reports so far ("prune": the pruner said stop)
+
+    @classmethod
+    def read(cls, workdir: Path, space: Space) -> "Recorded":
+        journal = Journal(workdir)
+        contents = journal.read()
+        pending = journal.pending({t.arch_id for t in contents.trials})
+        reports = (journal.load_snapshot() or {}).get("reports", {})
+        return cls(space, contents.config, contents.trials, {p["arch_id"]: p for p in pending}, dict(reports))
+
+    def pending_id(self, text: str) -> str:
+        """The id of the one pending architecture whose id starts with `text`; ConfigError as `Study` says it."""
+        found = [i for i in self.pending if i.startswith(text)] if text else []
+        if len(found) == 1:
+            return found[0]
+        which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
+        hint = "" if found else ("; an architecture that is not pending is told as itself (its JSON object in "
+                                 "nas tell)")
+        raise ConfigError(f"{which} {text!r}; pending: {', '.join(i[:12] for i in self.pending) or 'none'}{hint}")
+
+    def pruned(self, arch_id: str) -> bool:
+        """Whether the study's pruner said to stop this pending architecture's training at its last report."""
+        return bool(self.reports.get(arch_id, {}).get("prune")) if arch_id in self.pending else False
+
+
+def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, judge: bool = False,
+               check: Callable[[Recorded], None] | None = None) -> Study:
     """The study recorded in `workdir`, reopened from its journal alone (`wait`: seconds to wait for its lock;
     `budget`: a larger one than recorded, to go on; `judge`: its pruner will judge a report, so one the journal
-    cannot rebuild is refused)."""
+    cannot rebuild is refused). `check` sees what the workdir holds once no other call holds it (or the wait is
+    over), and refuses the command's arguments before anything is written. The study is built once the workdir is
+    free, not on every try (building it warns, e.g. about a pruner judging one of several objectives)."""
+    from nas.cli import driver, resume_hint
     from nas.dashboard.views import rebuild_space
 
     journal = Journal(workdir)
@@ -48,6 +91,10 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, jud
         raise ConfigError(f"{workdir}: no search journal here; make the study in Python first: "
                           f"nas.Study(space, objectives, ..., workdir={str(workdir)!r}).close()")
     config = journal.read().config
+    call = driver(config)
+    if call is not None:  # its strategy ('darts', 'eas') is no strategy a Study knows: say what the workdir is
+        raise ConfigError(f"{workdir} is not a study: it holds a {call} search, which nas ask, tell, epoch and "
+                          f"enqueue cannot drive; to continue it, {resume_hint(Path(workdir), config)}")
     if "strategy_instance" in config:
         raise ConfigError(f"{workdir}: this search was run with a Strategy instance, which the journal cannot "
                           "rebuild; drive it from Python with nas.Study(..., strategy=<the same kind of instance>)")
@@ -61,16 +108,28 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, jud
                           "which the shell cannot rebuild, so nas epoch cannot judge its trainings; report from "
                           "Python (nas.Study(..., pruner=<the same pruner>).report), or make the study with a pruner "
                           "name (median, percentile, asha, hyperband)")
+    if budget is not None:
+        check_count(budget, "--budget", " (number of evaluations)")  # before comparing it with the recorded one
+        if budget < int(config["budget"]):
+            make_console(stderr=True).print(
+                f"--budget {budget} is below the study's {config['budget']}: keeping {config['budget']} (nas ask only "
+                f"raises a budget; to lower it, open the study in Python with nas.Study(..., budget={budget}, "
+                f"lower_budget=True, workdir={str(workdir)!r}))", style="yellow", soft_wrap=True)
+            budget = None
     deadline = time.monotonic() + max(0.0, wait)
     while True:
+        if journal.writer() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            continue
+        if check is not None:
+            check(Recorded.read(Path(workdir), space))  # what the last call left, as the study will find it
         try:
             return Study(space, problem["objectives"], problem["constraints"], strategy=str(config["strategy"]),
                          workdir=workdir, strategy_options=config.get("strategy_options") or None,
                          budget=budget if budget is not None else int(config["budget"]))  # its pruner: recorded
-        except WorkdirBusy:
+        except WorkdirBusy:  # taken between the look and the open
             if time.monotonic() >= deadline:
                 raise
-            time.sleep(0.1)
 
 
 @user_errors
@@ -85,6 +144,8 @@ def ask(workdir: WorkdirArg,
     left for now (the strategy waits for the pending results: tell them, then ask again)."""
     if n < 1:
         raise ConfigError(f"-n: expected an integer >= 1, got {n}")
+    if fail_stale is not None:
+        check_number(fail_stale, "--fail-stale", positive=False, unit=" (seconds)")
     with open_study(workdir, wait, budget) as study:
         for trial in study.fail_stale(fail_stale) if fail_stale is not None else []:
             typer.echo(f"trial {trial.number}: failed ({trial.error})", err=True)
@@ -129,7 +190,27 @@ def tell(workdir: WorkdirArg,
             target = json.loads(arch)
         except json.JSONDecodeError as e:
             raise ConfigError(f"ARCH: not a JSON object ({e.msg} at character {e.pos})") from None
-    with open_study(workdir, wait) as study:
+
+    def check(recorded: Recorded) -> None:
+        """What `Study.tell` would refuse, refused before the workdir is opened."""
+        if isinstance(target, str):
+            arch_id = recorded.pending_id(target)
+        else:
+            arch_id = recorded.space.validate(target).id
+            told = next((t for t in recorded.trials if t.arch_id == arch_id and t.is_evaluation), None)
+            if told is not None and arch_id not in recorded.pending:
+                raise ConfigError(f"tell: architecture {arch_id[:12]} was told already (trial {told.number})")
+        stopped = recorded.pruned(arch_id)
+        if not values and error is None and not stopped:
+            raise ConfigError("tell: give the evaluation's metrics (--metric NAME=VALUE or --metrics JSON), or "
+                              "--error TEXT when it failed")
+        if values and error is None and not stopped and not any(t.status == "ok" for t in recorded.trials):
+            problem = recorded.config["problem"]
+            typo = Problem.make(problem["objectives"], problem["constraints"]).names_error(values)
+            if typo is not None:
+                raise ConfigError(f"tell: {typo}; nothing was journaled, tell it again with the objectives' names")
+
+    with open_study(workdir, wait, check=check) as study:
         trial = study.tell(target, values or None, error=error, user_attrs=attrs or None)
     shown = ", ".join(f"{k}={v:g}" for k, v in trial.metrics.items())
     typer.echo(f"trial {trial.number}: {trial.status}" + (f" ({shown})" if shown else "")
@@ -160,7 +241,13 @@ def enqueue(workdir: WorkdirArg,
             archs.append(json.loads(text))
         except json.JSONDecodeError as e:
             raise ConfigError(f"ARCH {i + 1}: not a JSON object ({e.msg} at character {e.pos})") from None
-    with open_study(workdir, wait) as study:
+    def check(recorded: Recorded) -> None:
+        for i, a in enumerate(archs):
+            if not isinstance(a, Mapping):
+                raise ConfigError(f"ARCH {i + 1}: expected a JSON object of field -> value, got {json.dumps(a)}")
+            recorded.space.validate(a)
+
+    with open_study(workdir, wait, check=check) as study:
         queued = [study.enqueue(a) for a in archs]
     for a in queued:
         typer.echo(f"enqueued {a.id}")
@@ -179,7 +266,7 @@ def epoch(workdir: WorkdirArg,
     values = _metrics(metric or [], metrics)
     if not values:
         raise ConfigError("epoch: give the epoch's metrics (--metric NAME=VALUE or --metrics JSON)")
-    with open_study(workdir, wait, judge=True) as study:
+    with open_study(workdir, wait, judge=True, check=lambda recorded: recorded.pending_id(arch)) as study:
         stop = study.report(arch, values)
     typer.echo("prune" if stop else "continue")
     if stop:
@@ -197,6 +284,10 @@ def _metrics(items: list[str], text: str | None) -> dict[str, Any]:
             raise ConfigError(f"--metrics: not JSON ({e.msg} at character {e.pos})") from None
         if not isinstance(parsed, dict):
             raise ConfigError(f"--metrics: expected a JSON object of metric name -> number, got {raw.strip()[:60]}")
+        for name, value in parsed.items():
+            problem = metric_value(value)[1]
+            if problem is not None:
+                raise ConfigError(f"--metrics: {name!r} = {value!r}: {problem}")
         out.update(parsed)
     for item in items:
         name, sep, value = item.partition("=")
