@@ -385,7 +385,7 @@ def settle_budget(workdir: Path, recorded: int, requested: int, used: int, lower
     if requested >= recorded or lower:
         return requested
     log.warning("%s: budget %d is below the %d recorded for this search (%d used); keeping %d (lower it "
-                "explicitly: nas.search(..., lower_budget=True) or nas resume --lower-budget)", workdir, requested,
+                "explicitly: lower_budget=True to nas.search or nas.Study, or nas resume --lower-budget)", workdir, requested,
                 recorded, used, recorded)
     return recorded
 

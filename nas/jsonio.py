@@ -38,7 +38,7 @@ def read_json(path: str | os.PathLike[str], what: str = "file", error: type[NASE
     """The JSON value in `path`; `error` naming `what` and the file when it is missing or not JSON."""
     p = Path(path)
     if not p.is_file():
-        raise error(f"{what} {p}: file not found")
+        raise error(f"{what} {p}: {'a folder, not a file' if p.is_dir() else 'file not found'}")
     try:
         return json.loads(p.read_bytes())
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError

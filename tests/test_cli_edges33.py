@@ -254,3 +254,15 @@ def test_the_pruner_warning_is_said_once_while_a_call_waits_for_the_workdir(runn
         assert result.exit_code == 2 and "being written" in result.output, result.output
     warned = [r for r in caplog.records if "judges acc alone" in r.getMessage()]
     assert len(warned) == 1
+
+
+def test_a_folder_given_as_a_json_file_or_latency_table_is_named_as_a_folder(tmp_path):
+    """Python callers (LatencyTable.load, the JSON readers) said 'file not found' for a folder."""
+    from nas import jsonio
+    from nas.errors import ConfigError
+    from nas.hardware import LatencyTable
+
+    with pytest.raises(ConfigError, match="a folder, not a file"):
+        LatencyTable.load(tmp_path)
+    with pytest.raises(ConfigError, match=r"model spec .*: a folder, not a file"):
+        jsonio.read_json(tmp_path, "model spec")
