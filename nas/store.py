@@ -340,6 +340,7 @@ class JournalWriter(Journal):
             self.workdir.mkdir(parents=True, exist_ok=True)
             self._lock_fd = _lock(self.workdir / LOCK)
             self._check_writable()
+            _claim(self._lock_fd)  # after the check: a refused run leaves every file as it was, the lock's too
         except PermissionError as e:
             self.close()
             raise JournalError(f"{self.workdir}: this workdir cannot be written ({e.strerror}: {e.filename}); make it "
@@ -451,10 +452,14 @@ def _lock(path: Path, attempts: int = 20) -> int:
                               "once that process exits (stop it, or wait), or use another workdir") from None
         raise WorkdirBusy(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
                           "or use another workdir") from None
+    return fd
+
+
+def _claim(fd: int) -> None:
+    """Write who holds the lock `fd` ("pid N on HOST since T") into the lock file, for `Journal.writer()`."""
     os.ftruncate(fd, 0)
     since = datetime.now().astimezone().isoformat(timespec="seconds")  # with its UTC offset: one instant anywhere
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)
-    return fd
 
 
 def _holder_pid(holder: str) -> int | None:

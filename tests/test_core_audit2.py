@@ -357,6 +357,8 @@ def _writable(paths: list[Path]) -> None:
 def test_a_read_only_workdir_is_a_journal_error_naming_it_before_anything_is_written(tmp_path, which):
     wd = tmp_path / "ro"
     nas.search(SPACE, my_fn, OBJ, strategy="evolution", budget=4, seed=0, workdir=wd)
+    # a lock text no run writes: a refused run that rewrote it would differ even within the same second
+    (wd / "journal.lock").write_bytes(b"pid 1 on elsewhere since 2000-01-01T00:00:00+00:00\n")
     before = {p.name: p.read_bytes() for p in wd.iterdir()}
     undo = _read_only(wd) if which == "folder" else _read_only_file(wd / "journal.jsonl")
     try:
