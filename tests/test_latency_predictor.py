@@ -249,7 +249,7 @@ def test_cli_fit_latency(tmp_path, data) -> None:
     out = tmp_path / "model.json"
     res = CliRunner().invoke(app, ["fit-latency", "nb201", str(path), "--no-counts", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "dropped 1 of 40" in res.output and "CV MAPE" in res.output
+    assert "dropped 1 of 40" in res.output and "CV MAPE" in res.output and "tau p" in res.output
     saved = json.loads(out.read_text())
     assert len(saved["samples"]) == 40 and saved["provenance"]["screened"][0]["index"] == 3
     assert EndToEndLatency.from_dict(space, saved).chosen == saved["provenance"]["chosen"]

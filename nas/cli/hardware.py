@@ -272,11 +272,11 @@ def fit_latency(
     out_table = Table(title=f"{space}: {len(archs)} samples from {samples} (features: one-hot/vector"
                             f"{', ' + ', '.join(feats) if feats else ''}); {len(model.screened)} screened",
                       title_justify="left")
-    for col in ("regressor", "CV MAPE", "CV tau", "CV within 10 %", "chosen"):
+    for col in ("regressor", "CV MAPE", "CV tau", "tau p", "CV within 10 %", "chosen"):
         out_table.add_column(col, justify="left" if col == "regressor" else "right")
-    for c in model.cv.values():
-        out_table.add_row(c.name, f"{c.cv_mape:.3f}", f"{c.cv_tau:.3f}", f"{c.cv_within_10pct:.2f}",
-                          "*" if c.name == model.chosen else "")
+    for c in model.cv.values():  # a candidate ranks (may be chosen) when its tau is significant: p below TAU_LEVEL
+        out_table.add_row(c.name, f"{c.cv_mape:.3f}", f"{c.cv_tau:.3f}", f"{c.cv_tau_p:.2g}",
+                          f"{c.cv_within_10pct:.2f}", "*" if c.name == model.chosen else "")
     console.print(out_table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
