@@ -187,7 +187,7 @@ def check_profile(profile: str, name: str = "profile") -> str:
 def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLines]:
     """Header, entries, and the file's lines (a torn last line is left out: it may still be being written)."""
     if not path.is_file():
-        raise ConfigError(f"latency table {path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
+        raise ConfigError(f"latency table {path}: {jsonio.not_a_file(path)}")
     lines = jsonio.read_jsonl(path, "latency table")
     if not lines.records:
         raise ConfigError(f"latency table {path}: empty (no header line)")

@@ -328,19 +328,26 @@ def _detached(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """`module` in eval mode for the block, then every submodule back in its own mode: a BatchNorm the caller froze
+    inside a training model stays frozen (`module.train(was)` would unfreeze it)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
 def _counted_forward(module: torch.nn.Module, inputs: Any) -> FlopCounterMode:
     """One no-grad, eval-mode forward pass under torch's FlopCounterMode (with the formulas above); the module's
     mode and its parameters' `requires_grad` are restored. Warns once per op that does arithmetic without a
     formula."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
     counter = _Counter()
-    try:
-        with torch.no_grad(), _no_grad_leaves(module), _decomposed_attention(), counter:
-            forward(module, _detached(inputs))
-    finally:
-        for m, training in modes:
-            m.train(training)
+    with eval_mode(module), torch.no_grad(), _no_grad_leaves(module), _decomposed_attention(), counter:
+        forward(module, _detached(inputs))
     _warn_uncounted(counter.uncounted)
     return counter
 

@@ -385,8 +385,8 @@ def settle_budget(workdir: Path, recorded: int, requested: int, used: int, lower
     if requested >= recorded or lower:
         return requested
     log.warning("%s: budget %d is below the %d recorded for this search (%d used); keeping %d (lower it "
-                "explicitly: lower_budget=True to nas.search or nas.Study, or nas resume --lower-budget)", workdir, requested,
-                recorded, used, recorded)
+                "explicitly: lower_budget=True to nas.search or nas.Study, or nas resume --lower-budget)", workdir,
+                requested, recorded, used, recorded)
     return recorded
 
 

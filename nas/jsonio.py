@@ -34,11 +34,16 @@ def plain(value: Any, what: str) -> Any:
         raise ConfigError(f"{what}: not plain JSON data ({e})") from None
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path` cannot be read as a file: a folder is named as one, not as "file not found"."""
+    return "a folder, not a file" if path.is_dir() else "file not found"
+
+
 def read_json(path: str | os.PathLike[str], what: str = "file", error: type[NASError] = ConfigError) -> Any:
     """The JSON value in `path`; `error` naming `what` and the file when it is missing or not JSON."""
     p = Path(path)
     if not p.is_file():
-        raise error(f"{what} {p}: {'a folder, not a file' if p.is_dir() else 'file not found'}")
+        raise error(f"{what} {p}: {not_a_file(p)}")
     try:
         return json.loads(p.read_bytes())
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError

@@ -54,6 +54,18 @@ def _told_not_run(arch: Architecture) -> dict[str, float]:
     raise RuntimeError("a nas.Study's architectures are evaluated by you: tell() their results")
 
 
+def pending_id(text: str, pending: Sequence[str]) -> str:
+    """The one id among `pending` (the architectures asked and not told) that starts with `text`; ConfigError naming
+    the pending ones when none or several do."""
+    found = [i for i in pending if i.startswith(text)] if text else []
+    if len(found) == 1:
+        return found[0]
+    which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
+    hint = "" if found else ("; an architecture that is not pending is told as itself (its dict, or its JSON object "
+                             "in nas tell)")
+    raise ConfigError(f"{which} {text!r}; pending: {', '.join(i[:12] for i in pending) or 'none'}{hint}")
+
+
 class Study:
     """A journaled ask/tell search over `space` (arguments as `nas.search`'s, without `evaluate` and executor).
     `ask`, `tell` and `close` may be called from several threads (a pool of workers each asking for its next job)."""
@@ -300,14 +312,7 @@ class Study:
 
     def _architecture(self, arch: Architecture | Mapping[str, Any] | str) -> Architecture:
         if isinstance(arch, str):
-            found = [held for held, _ in self._loop.in_flight.values() if held.id.startswith(arch)] if arch else []
-            if len(found) == 1:
-                return found[0]
-            which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
-            hint = "" if found else ("; an architecture that is not pending is told as itself (its dict, or its JSON "
-                                     "object in nas tell)")
-            raise ConfigError(f"{which} {arch!r}; pending: {', '.join(a.id[:12] for a in self.pending) or 'none'}"
-                              + hint)
+            return self._loop.in_flight[pending_id(arch, list(self._loop.in_flight))][0]
         if isinstance(arch, Architecture) and arch.id in self._loop.in_flight:
             return self._loop.in_flight[arch.id][0]
         if not isinstance(arch, Mapping):

@@ -129,19 +129,6 @@ def _trainable(model: "torch.nn.Module", proxy: str) -> list["torch.Tensor"]:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: "torch.nn.Module") -> Iterator[None]:
-    """`model` in eval mode, then every submodule back in its own mode (as `nas.counts` does): a BatchNorm frozen
-    inside a training model stays frozen."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.train(training)
-
-
-@contextlib.contextmanager
 def _untouched(model: "torch.nn.Module", seed: int) -> Iterator[None]:
     """Run a forward pass in the model's own mode without leaving a trace: its buffers (BatchNorm running statistics)
     are put back afterwards, and torch's RNG (CPU, and the CUDA devices the model is on) is forked and seeded with
@@ -221,6 +208,8 @@ def jacov(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, eps: float
     same for every network."""
     import torch
 
+    from nas.counts import eval_mode
+
     max_rows = check_int(max_rows, "max_rows", 2)
     x = _first_float(inputs).detach().clone().requires_grad_(True)
     replaced = [False]
@@ -231,7 +220,7 @@ def jacov(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, eps: float
             return x
         return t
 
-    with _eval_mode(model):
+    with eval_mode(model):
         out = call(model, _map_tensors(inputs, swap))
         (jac,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
     if jac is None:
@@ -256,6 +245,8 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
     """
     import torch
 
+    from nas.counts import eval_mode
+
     max_rows = check_int(max_rows, "max_rows", 2)
     acts = [m for m in model.modules() if type(m).__name__ in _ACTIVATIONS]
     use_inputs = bool(acts)
@@ -270,7 +261,7 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
 
     handles = [m.register_forward_hook(hook) for m in acts]
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             call(model, inputs)
     finally:
         for h in handles:

@@ -27,7 +27,7 @@ from nas.executors import metric_value
 from nas.objectives import Problem
 from nas.spaces import Space
 from nas.store import Journal, Trial
-from nas.study import Study, pruner_instance
+from nas.study import Study, pending_id, pruner_instance
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
@@ -63,13 +63,7 @@ class Recorded:
 
     def pending_id(self, text: str) -> str:
         """The id of the one pending architecture whose id starts with `text`; ConfigError as `Study` says it."""
-        found = [i for i in self.pending if i.startswith(text)] if text else []
-        if len(found) == 1:
-            return found[0]
-        which = "several pending architectures have ids starting with" if found else "no pending architecture has id"
-        hint = "" if found else ("; an architecture that is not pending is told as itself (its JSON object in "
-                                 "nas tell)")
-        raise ConfigError(f"{which} {text!r}; pending: {', '.join(i[:12] for i in self.pending) or 'none'}{hint}")
+        return pending_id(text, list(self.pending))
 
     def pruned(self, arch_id: str) -> bool:
         """Whether the study's pruner said to stop this pending architecture's training at its last report."""
