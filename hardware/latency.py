@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError, check_int
-from nas.counts import forward
+from nas.counts import eval_mode, forward
 
 
 @dataclass(frozen=True)
@@ -145,17 +145,17 @@ def timing_placement(modules: Sequence[torch.nn.Module], device: torch.device) -
     when the module was spread over several). Nothing moves, and nothing is copied, when they are on `device`.
     """
     distinct = list({id(m): m for m in modules}.values())
-    modes = [(sub, sub.training) for m in distinct for sub in m.modules()]
     homes = [(m, _own_devices(m)) for m in distinct]
-    try:
+    with contextlib.ExitStack() as modes:
         for m in distinct:
-            m.to(device).eval()
-        yield
-    finally:
-        for m, own in homes:
-            _restore_devices(m, own, device)
-        for sub, training in modes:
-            sub.train(training)
+            modes.enter_context(eval_mode(m))
+        try:
+            for m in distinct:
+                m.to(device)
+            yield
+        finally:
+            for m, own in homes:
+                _restore_devices(m, own, device)
 
 
 def _own_devices(module: torch.nn.Module) -> dict[int, tuple[torch.nn.Module, set[torch.device]]]:

@@ -16,8 +16,7 @@ order (forward hooks on one example sentence of `seq_len` tokens) and sums its o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
@@ -27,6 +26,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from nas.counts import eval_mode
 from nas.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------- settings
@@ -234,20 +234,21 @@ def _rows(x: torch.Tensor) -> int:
     return int(x.numel() // x.shape[-1])
 
 
-def _linear(p: Protocol, m: nn.Linear, x: torch.Tensor) -> tuple[str, Cost]:
+def _linear(p: Protocol, m: nn.Linear, x: torch.Tensor, _out: torch.Tensor) -> tuple[str, Cost]:
     return "matmul", matmul(p, _rows(x), m.in_features, m.out_features)
 
 
-def _conv(p: Protocol, m: nn.Conv1d, x: torch.Tensor) -> tuple[str, Cost]:
-    """Open the masked input and weights once; the products are local."""
-    return "conv", Cost(1, (x.numel() + m.weight.numel()) * p.word, 6.0 * x.numel() * m.weight[0].numel())
+def _conv(p: Protocol, m: nn.Conv1d, x: torch.Tensor, out: torch.Tensor) -> tuple[str, Cost]:
+    """Open the masked input and weights once; the products are local: each output element takes
+    in_channels / groups x kernel of them."""
+    return "conv", Cost(1, (x.numel() + m.weight.numel()) * p.word, 6.0 * out.numel() * m.weight[0].numel())
 
 
-def _layer_norm(p: Protocol, m: nn.LayerNorm, x: torch.Tensor) -> tuple[str, Cost]:
+def _layer_norm(p: Protocol, m: nn.LayerNorm, x: torch.Tensor, _out: torch.Tensor) -> tuple[str, Cost]:
     return "layer_norm", layer_norm(p, _rows(x), x.shape[-1])
 
 
-def _attention(p: Protocol, m: Any, x: torch.Tensor) -> tuple[str, Cost]:
+def _attention(p: Protocol, m: Any, x: torch.Tensor, _out: torch.Tensor) -> tuple[str, Cost]:
     """The attention core per head, heads in parallel (same rounds): q k^T, the weights, weights x v."""
     b, n = x.shape[0], x.shape[1]
     rows, d = b * m.heads, m.head_dim
@@ -256,18 +257,18 @@ def _attention(p: Protocol, m: Any, x: torch.Tensor) -> tuple[str, Cost]:
     return m.kind, products + attention_weights(p, m.kind, rows * n, n) + weigh
 
 
-def _linear_mix(p: Protocol, m: Any, x: torch.Tensor) -> tuple[str, Cost]:
+def _linear_mix(p: Protocol, m: Any, x: torch.Tensor, _out: torch.Tensor) -> tuple[str, Cost]:
     n = x.shape[1]
     return "matmul", matmul(p, _rows(x.transpose(1, 2)), n, n)
 
 
-def _fourier(p: Protocol, m: Any, x: torch.Tensor) -> tuple[str, Cost]:
+def _fourier(p: Protocol, m: Any, x: torch.Tensor, _out: torch.Tensor) -> tuple[str, Cost]:
     """A public DFT is linear: local on shares."""
     n, d = x.shape[1], x.shape[2]
     return "fourier", Cost(0, 0.0, 2.0 * x.shape[0] * n * d * (n + d))
 
 
-Handler = Callable[[Protocol, Any, torch.Tensor], tuple[str, Cost]]
+Handler = Callable[[Protocol, Any, torch.Tensor, torch.Tensor], tuple[str, Cost]]
 
 
 @cache
@@ -277,8 +278,8 @@ def handlers() -> dict[type, Handler]:
 
     return {nn.Linear: _linear, nn.Conv1d: _conv, nn.LayerNorm: _layer_norm, SelfAttention: _attention,
             LinearMix: _linear_mix, FourierMix: _fourier,
-            nn.GELU: lambda p, m, x: ("gelu", gelu(p, x.numel())),
-            nn.ReLU: lambda p, m, x: ("relu", relu(p, x.numel()))}
+            nn.GELU: lambda p, m, x, _out: ("gelu", gelu(p, x.numel())),
+            nn.ReLU: lambda p, m, x, _out: ("relu", relu(p, x.numel()))}
 
 
 def _max_pool(p: Protocol, x: torch.Tensor) -> Cost:
@@ -391,18 +392,6 @@ class _SecretTracker(TorchDispatchMode):
                           "modules: add a handler for the module rather than let it cost nothing")
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """The model in eval mode for the block; every module's own train/eval mode restored after."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
-
-
 def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTEN,
             public_embeddings: tuple[str, ...] = ("positions",)) -> list[MPCOp]:
     """The operations of one forward pass of `model` on `example`, in execution order.
@@ -423,7 +412,7 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
             raise ConfigError(f"{name}: no MPC cost for module type {type(m).__name__}")
     ops: list[MPCOp] = []
 
-    def hook(m: nn.Module, args: tuple[Any, ...], _out: Any) -> None:
+    def hook(m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         name, x = names[m], args[0]
         if isinstance(m, nn.Embedding):
             if name.rsplit(".", 1)[-1] not in public_embeddings:
@@ -431,7 +420,7 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
             return
         handler = next((h for t, h in handlers().items() if isinstance(m, t)), None)
         if handler is not None:
-            ops.append(MPCOp(name, *handler(protocol, m, x)))
+            ops.append(MPCOp(name, *handler(protocol, m, x, out)))
 
     pooled = _poolings(model, names)
 
@@ -450,7 +439,7 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
     handles += [m.register_forward_hook(hook) for m in names if not isinstance(m, FREE)]
     handles += [m.register_forward_hook(pool_hook) for m in pooled]  # after the norm's own op
     try:
-        with torch.no_grad(), _eval_mode(model), tracker:
+        with torch.no_grad(), eval_mode(model), tracker:
             model(example)
     finally:
         for h in handles:

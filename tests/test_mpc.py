@@ -206,3 +206,15 @@ def test_doc_examples_run():
     assert blocks
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "__doc_example__"})
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d(4, 6, 3), nn.Conv1d(4, 4, 3, padding=1, groups=4),
+                                  nn.Conv1d(4, 8, 3, stride=2, groups=2)])
+def test_convolution_local_ops_count_every_output_product(conv):
+    """Each output element takes in_channels / groups x kernel products: 6 local ops each (the opened
+    masked input and weights are one round). A full convolution was priced off its input size."""
+    x = torch.randn(2, 4, 10)
+    (op,) = mpc_ops(conv, x)
+    macs = conv(x).numel() * (conv.in_channels // conv.groups) * conv.kernel_size[0]
+    assert op.kind == "conv" and op.cost.ops == 6.0 * macs
+    assert (op.cost.rounds, op.cost.bytes) == (1, (x.numel() + conv.weight.numel()) * CRYPTEN.word)
