@@ -30,7 +30,7 @@ import torch
 from nas.errors import ConfigError
 from nas.evaluators import Evaluator
 from nas.counts import count_leaves, count_params
-from nas.hardware.devices import DeviceProfile, default_device, load_device
+from nas.hardware.devices import DeviceProfile, default_device, list_devices, load_device
 from nas.hardware.energy import analytic_energy, default_meter, import_pynvml, measure_energy
 from nas.hardware.latency import LatencyMeasurement, check_statistic, host_info, measure_latency
 from nas.hardware.learned import LayerLatencyModel, learned_latency, lut_latency
@@ -82,6 +82,9 @@ def resolve_device(device: str | DeviceProfile) -> tuple[str, DeviceProfile | No
     if text == "cpu" or text.startswith("cuda") or text == "mps":
         name = default_device(text)
         return text, load_device(name) if name else None
+    if not text.endswith(".json") and text not in list_devices():
+        raise ConfigError(f"device {text!r}: neither a torch device (cpu, cuda, cuda:N, mps) nor a device profile "
+                          f"(built-in: {', '.join(list_devices())}; or give the path of a .json profile)")
     profile = load_device(text)
     return profile.torch_device, profile
 

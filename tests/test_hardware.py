@@ -19,6 +19,7 @@ from nas.errors import ConfigError
 from nas.hardware import (CostModel, measure_latencies, DeviceProfile, LeafCount, NvmlMeter, RaplMeter, analytic_energy, cost,
                           count_flops, count_leaves, list_devices, load_device, measure_energy, measure_latency,
                           pinned_threads, roofline)
+from nas.hardware.cost import resolve_device
 from nas.hardware.devices import calibrate_cpu
 from nas.hardware.energy import integrate, rapl_domains
 from nas.hardware.latency import summarise, time_cuda
@@ -116,6 +117,8 @@ def test_the_device_table_in_docs_states_each_profiles_fp32_peak_and_bandwidth()
 def test_profile_errors_name_the_field_and_a_file_path_adds_a_device(tmp_path):
     with pytest.raises(ConfigError, match="no such profile.*h100_sxm"):
         load_device("tpu_v9")
+    with pytest.raises(ConfigError, match=r"'tpu': neither a torch device \(cpu, cuda, cuda:N, mps\) nor a device prof"):
+        resolve_device("tpu")  # the cost models' --device takes either, so the message names both
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['peak_tflops'\]"):
         DeviceProfile.from_dict({"name": "x", "description": "", "kind": "npu", "peak_flops": {"float32": 1},
                                  "memory_bandwidth": 1, "peak_tflops": 3})
