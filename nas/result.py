@@ -70,8 +70,7 @@ class SearchResult:
             problem = Problem.make(config["problem"]["objectives"], config["problem"]["constraints"])
         except (KeyError, TypeError) as e:
             raise JournalError(f"{journal.path}:1: the header names no objectives ({e!r} missing)") from None
-        # a torn last line is being written only while a search holds the lock; otherwise a crash left it
-        writing = contents.still_writing and journal.writer() is not None
+        writing = contents.still_writing and journal.search_running()
         stop = "still being written" if writing else contents.stop_reason or "loaded"
         return cls(contents.trials, problem, Path(workdir), stop, config)
 

@@ -161,6 +161,12 @@ class Journal:
         who, sep, since = holder.rpartition(" since ")  # the note joins who, so `writer_since` still parses
         return f"{who} ({gone}){sep}{since}" if sep else f"{holder} ({gone})"
 
+    def search_running(self) -> bool:
+        """Whether a running search writes this journal: its lock is held, and not only by a process that a search
+        which has exited forked. A torn last line is being written only then; otherwise a crash left it."""
+        holder = self.writer()
+        return holder is not None and not writer_exited(holder)
+
     def _holder(self) -> str | None:
         """The lock's text when a process holds it (a shared lock for microseconds: writers retry, see _lock)."""
         try:

@@ -127,6 +127,11 @@ def test_a_lock_kept_by_a_forked_child_of_a_dead_search_is_named_as_such(tmp_pat
         message = str(busy.value)
         assert f"pid {driver.pid} " in message and "exited" in message and f"pid {child}," in message
         assert "wait for it to finish" not in message
+        with open(tmp_path / "journal.jsonl", "a") as f:
+            f.write('{"type": "trial", "n"')  # torn by the crash: nothing will finish it
+        assert Journal(tmp_path).read().still_writing
+        assert not Journal(tmp_path).search_running()
+        assert nas.SearchResult.load(tmp_path).stop_reason != "still being written"
     finally:
         os.kill(child, signal.SIGKILL)
         driver.stdin.close()

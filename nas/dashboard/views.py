@@ -250,8 +250,8 @@ class SearchView:
                 or self._result.problem is not self.problem:
             self._result = SearchResult(self.follower.trials, self.problem, self.workdir)
         self._result.config = self.follower.config
-        self._result.stop_reason = ("still being written" if self.follower.still_writing
-                                    else self.follower.stop_reason or "loaded")
+        writing = self.follower.still_writing and self.follower.journal.search_running()
+        self._result.stop_reason = "still being written" if writing else self.follower.stop_reason or "loaded"
         return self._result
 
     def _cached(self, key: Any, make: Any) -> Any:
