@@ -263,8 +263,10 @@ def front_numbers(page) -> list[int]:
 def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path, serve, browser) -> None:
     wd = tmp_path / "w"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(HERE / "dashboard_search.py"), str(wd), "60", "0.15"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    gates = tmp_path / "gates"  # the search waits at its 10th evaluation for go1, at its 40th for go2
+    gates.mkdir()
+    proc = subprocess.Popen([sys.executable, str(HERE / "dashboard_search.py"), str(wd), "60", "0.05",
+                             str(gates)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while not (wd / "journal.jsonl").exists() or not Journal(wd).read().trials:
@@ -275,11 +277,13 @@ def test_page_follows_a_running_search_and_its_front_equals_nas_pareto(tmp_path,
         browser.wait_for_function("document.getElementById('progress-used').innerText.includes('/')")
         first = used(browser)
         seen = (wd / "journal.jsonl").read_bytes()
+        (gates / "go1").touch()  # on to the 40th evaluation, where the search waits again: it still runs
         browser.wait_for_function(f"parseInt(document.getElementById('progress-used').innerText) > {first}",
                                   timeout=60_000)
         assert used(browser) > first and "running" in browser.locator("#progress-detail").inner_text()
         now = (wd / "journal.jsonl").read_bytes()
         assert now.startswith(seen[:seen.rfind(b"\n") + 1])  # the journal only grew under the reader
+        (gates / "go2").touch()
         assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         proc.kill()
