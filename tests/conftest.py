@@ -61,3 +61,11 @@ def cora(nbg_dir):
     from nas.tabular import nas_bench_graph
 
     return nas_bench_graph("cora", nbg_dir)
+
+
+@pytest.fixture(scope="session")
+def digits64() -> dict:
+    """The first 64 examples of each digits split (2 batches of 32 an epoch): the one-shot tests' data."""
+    from nas.datasets import digits_splits
+
+    return {k: (x[:64], y[:64]) for k, (x, y) in digits_splits().items()}

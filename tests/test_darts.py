@@ -12,7 +12,6 @@ import nas
 from nas.errors import ConfigError, JournalError
 from nas.hardware import adapter_for
 from nas.spaces.cell import DartsSpace, NasBench201Space
-from nas.datasets import digits_splits
 from nas.darts import DartsOptions, load_history, search_darts
 from nas.strategies.oneshot import EpochRecord, OneShotTrainer
 from nas.strategies.oneshot_latency import ensure_table, lut_costs
@@ -23,29 +22,24 @@ FAST = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=3e-3)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def data():
-    return {k: (x[:64], y[:64]) for k, (x, y) in digits_splits().items()}  # 2 batches of 32 per epoch
-
-
 def tiny_nb201() -> NasBench201Space:
     return NasBench201Space(channels=4, cells_per_stage=1, stages=2)
 
 
-def test_alphas_get_gradients_and_change(data):
+def test_alphas_get_gradients_and_change(digits64):
     trainer = OneShotTrainer(tiny_nb201(), FAST, seed=0)
     before = {k: a.detach().clone() for k, a in trainer.supernet.alphas.items()}
-    xv, yv = data["valid"]
+    xv, yv = digits64["valid"]
     F.cross_entropy(trainer.supernet(xv[:32]), yv[:32]).backward()
     assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in trainer.supernet.alphas.values())
-    record = trainer.train_epoch(data)
+    record = trainer.train_epoch(digits64)
     moved = max(float((trainer.supernet.alphas[k].detach() - before[k]).abs().max()) for k in before)
     assert moved > 1e-3  # 2 Adam steps of lr 3e-3
     assert record.epoch == 1 and len(record.alphas["cell"]) == 6 and len(record.alphas["cell"][0]) == 5
 
 
-def test_second_order_gradient_matches_first_order_as_xi_vanishes(data):
-    (xt, yt), (xv, yv) = data["train"], data["valid"]
+def test_second_order_gradient_matches_first_order_as_xi_vanishes(digits64):
+    (xt, yt), (xv, yv) = digits64["train"], digits64["valid"]
     xt, yt, xv, yv = xt[:32], yt[:32], xv[:32], yv[:32]
     tiny = OneShotTrainer(tiny_nb201(), DartsOptions(method="darts2", w_lr=1e-9, w_lr_min=1e-10), seed=0)
     unrolled = tiny._unrolled_grads(xt, yt, xv, yv)
@@ -62,9 +56,9 @@ def test_second_order_gradient_matches_first_order_as_xi_vanishes(data):
 
 
 @pytest.mark.parametrize("method", ["darts", "darts2", "pc-darts", "proxyless"])
-def test_each_method_derives_a_valid_architecture_and_journals_it(data, tmp_path, method):
+def test_each_method_derives_a_valid_architecture_and_journals_it(digits64, tmp_path, method):
     space = tiny_nb201()
-    result = search_darts(space, data, method=method, epochs=1, workdir=tmp_path, options=FAST)
+    result = search_darts(space, digits64, method=method, epochs=1, workdir=tmp_path, options=FAST)
     assert len(result.trials) == 1
     trial = result.trials[0]
     assert space.validate(trial.arch).id == trial.arch_id
@@ -78,10 +72,10 @@ def test_each_method_derives_a_valid_architecture_and_journals_it(data, tmp_path
         assert loaded.problem.names == ["accuracy", "latency_ms"]
 
 
-def test_darts_space_supernet_derives_two_inputs_per_node(data):
+def test_darts_space_supernet_derives_two_inputs_per_node(digits64):
     space = DartsSpace(channels=4, cells_per_stage=1, stages=2, nodes=2)
     trainer = OneShotTrainer(space, DartsOptions(method="pc-darts", batch_size=32), seed=0)
-    (xt, yt), (xv, yv) = data["train"], data["valid"]
+    (xt, yt), (xv, yv) = digits64["train"], digits64["valid"]
     trainer.arch_step(xt[:32], yt[:32], xv[:32], yv[:32])
     trainer.weight_step(xt[:32], yt[:32])
     assert {k: tuple(a.shape) for k, a in trainer.supernet.alphas.items()} == {"normal": (5, 8), "reduce": (5, 8)}
@@ -89,13 +83,13 @@ def test_darts_space_supernet_derives_two_inputs_per_node(data):
     assert all(len(space.edge_ops(arch)[kind]) == 4 for kind in ("normal", "reduce"))
 
 
-def test_latency_loss_lowers_expected_latency(data, tmp_path):
+def test_latency_loss_lowers_expected_latency(digits64, tmp_path):
     space = tiny_nb201()
     table = ensure_table(adapter_for(space), tmp_path / "lut.jsonl", warmup=1, repeats=5)
     costs = {}
     for weight in (0.0, 5.0):
         opts = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=0.1, latency="lut", latency_weight=weight)
-        result = search_darts(space, data, method="proxyless", epochs=3, options=opts, latency_table=table, seed=0)
+        result = search_darts(space, digits64, method="proxyless", epochs=3, options=opts, latency_table=table, seed=0)
         trainer = OneShotTrainer(space, opts, seed=0)
         lut = lut_costs(trainer.supernet, table)
         assert result.trials[0].metrics["latency_ms"] > 0
@@ -109,37 +103,37 @@ class Killed(Exception):
 
 
 @pytest.mark.parametrize("method", ["darts", "proxyless"])
-def test_resume_after_a_kill_continues_identically(data, tmp_path, method):
+def test_resume_after_a_kill_continues_identically(digits64, tmp_path, method):
     space = tiny_nb201()
     opts = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=3e-3, latency="flops")
-    whole = search_darts(space, data, method=method, epochs=2, workdir=tmp_path / "whole", options=opts)
+    whole = search_darts(space, digits64, method=method, epochs=2, workdir=tmp_path / "whole", options=opts)
 
     def kill(record: EpochRecord) -> None:
         if record.epoch == 1:
             raise Killed
 
     with pytest.raises(Killed):
-        search_darts(space, data, method=method, epochs=2, workdir=tmp_path / "killed", options=opts, progress=kill)
+        search_darts(space, digits64, method=method, epochs=2, workdir=tmp_path / "killed", options=opts, progress=kill)
     state = torch.load(tmp_path / "killed" / "oneshot.pt", weights_only=True)
     assert state["epoch"] == 1 and nas.load(tmp_path / "killed").trials == []
     assert [r.epoch for r in load_history(tmp_path / "killed")] == [1]
-    resumed = search_darts(space, data, method=method, epochs=2, workdir=tmp_path / "killed", options=opts)
+    resumed = search_darts(space, digits64, method=method, epochs=2, workdir=tmp_path / "killed", options=opts)
     assert resumed.trials[0].extra["alphas"] == whole.trials[0].extra["alphas"]
     assert resumed.trials[0].arch == whole.trials[0].arch
     assert resumed.trials[0].metrics["accuracy"] == whole.trials[0].metrics["accuracy"]
-    again = search_darts(space, data, method=method, epochs=2, workdir=tmp_path / "killed", options=opts)
+    again = search_darts(space, digits64, method=method, epochs=2, workdir=tmp_path / "killed", options=opts)
     assert len(nas.load(tmp_path / "killed").trials) == 1 and again.trials[0].arch_id == whole.trials[0].arch_id
 
 
-def test_a_different_search_in_the_same_workdir_is_refused(data, tmp_path):
-    search_darts(tiny_nb201(), data, epochs=1, workdir=tmp_path, options=FAST)
+def test_a_different_search_in_the_same_workdir_is_refused(digits64, tmp_path):
+    search_darts(tiny_nb201(), digits64, epochs=1, workdir=tmp_path, options=FAST)
     with pytest.raises(JournalError, match="strategy"):
-        search_darts(tiny_nb201(), data, method="pc-darts", epochs=1, workdir=tmp_path, options=FAST)
+        search_darts(tiny_nb201(), digits64, method="pc-darts", epochs=1, workdir=tmp_path, options=FAST)
 
 
-def test_record_epochs_journals_each_distinct_derived_architecture(data, tmp_path):
+def test_record_epochs_journals_each_distinct_derived_architecture(digits64, tmp_path):
     opts = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=0.1, record="epochs")
-    result = search_darts(tiny_nb201(), data, epochs=3, workdir=tmp_path, options=opts)
+    result = search_darts(tiny_nb201(), digits64, epochs=3, workdir=tmp_path, options=opts)
     ids = [t.arch_id for t in result.trials]
     assert 1 <= len(ids) <= 3 and len(set(ids)) == len(ids)
     assert [t.extra["epoch"] for t in result.trials] == sorted(t.extra["epoch"] for t in result.trials)
@@ -155,9 +149,9 @@ def test_darts_es_stops_when_the_smoothed_eigenvalue_grows():
     assert (epoch, stop) == (5, 3)  # (1.0 + 1.1) / 2 / ((1.1 + 1.6) / 2) = 0.78 > 0.75 at 4; 0.62 at 5
 
 
-def test_hessian_eigenvalue_is_finite(data):
+def test_hessian_eigenvalue_is_finite(digits64):
     trainer = OneShotTrainer(tiny_nb201(), DartsOptions(hessian_iters=3), seed=0)
-    value = trainer.hessian_eigenvalue(*[t[:32] for t in data["valid"]])
+    value = trainer.hessian_eigenvalue(*[t[:32] for t in digits64["valid"]])
     assert value == value and abs(value) < 1e6
 
 
@@ -175,11 +169,11 @@ def test_a_space_without_a_cell_supernet_is_refused():
         OneShotTrainer(Space(x=Choice([1, 2])), DartsOptions())
 
 
-def test_bad_data_names_the_split(data):
+def test_bad_data_names_the_split(digits64):
     with pytest.raises(ConfigError, match="valid"):
-        search_darts(tiny_nb201(), {"train": data["train"]}, epochs=1, options=FAST)
+        search_darts(tiny_nb201(), {"train": digits64["train"]}, epochs=1, options=FAST)
     with pytest.raises(ConfigError, match="input"):
-        search_darts(NasBench201Space(input_shape=(1, 40), channels=4, cells_per_stage=1, stages=2), data, epochs=1,
+        search_darts(NasBench201Space(input_shape=(1, 40), channels=4, cells_per_stage=1, stages=2), digits64, epochs=1,
                      options=FAST)
 
 
@@ -190,22 +184,22 @@ def test_docs_examples_run(tmp_path, monkeypatch):
         exec(compile(block, "docs/darts.md", "exec"), namespace)
 
 
-def test_a_cell_space_workdir_exports_the_retrained_network(data, tmp_path):
+def test_a_cell_space_workdir_exports_the_retrained_network(digits64, tmp_path):
     """The default evaluator's retrained weights and a model spec are kept, so `nas export` of a NB201 DARTS
     workdir writes the network the journal measured (it had no model.json)."""
     from nas.darts import StandaloneTraining
     from nas.export import export
 
     space, wd = tiny_nb201(), tmp_path / "darts"
-    trial = search_darts(space, data, epochs=1, workdir=wd, seed=0, options=FAST).trials[0]
+    trial = search_darts(space, digits64, epochs=1, workdir=wd, seed=0, options=FAST).trials[0]
     report = export(wd, tmp_path / "models", onnx=False)
     assert [m.trial for m in report.models] == [0]
     module = nas.load_subnet(report.models[0].path)
-    StandaloneTraining(space, data, FAST.retrain_epochs, FAST.retrain_lr, FAST.batch_size, 0,
+    StandaloneTraining(space, digits64, FAST.retrain_epochs, FAST.retrain_lr, FAST.batch_size, 0,
                        tmp_path / "again")(trial.arch)  # the same deterministic retraining, kept elsewhere
     again = space.build(trial.arch)
     again.load_state_dict(torch.load(tmp_path / "again" / "weights" / f"{trial.arch_id}.pt", weights_only=True))
-    x, y = data["valid"]
+    x, y = digits64["valid"]
     with torch.no_grad():
         out = module(x)
         assert torch.equal(out, again.eval()(x))
@@ -222,11 +216,11 @@ def _status(wd: Path) -> str:
     return " ".join(out.stdout.split())
 
 
-def test_status_says_a_darts_search_is_finished_or_how_it_resumes(data, tmp_path):
+def test_status_says_a_darts_search_is_finished_or_how_it_resumes(digits64, tmp_path):
     """Finished once every epoch is recorded (record="epochs" journals only distinct architectures, so it was
     "stopped below its budget"); no "larger budget" advice; a killed run is told to call again."""
     opts = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=0.1, record="epochs")
-    result = search_darts(tiny_nb201(), data, epochs=3, workdir=tmp_path / "done", options=opts)
+    result = search_darts(tiny_nb201(), digits64, epochs=3, workdir=tmp_path / "done", options=opts)
     text = _status(tmp_path / "done")
     assert "finished: all 3 epochs trained" in text and "budget" not in text.split("state")[1]
     n = len(result.trials)
@@ -236,15 +230,15 @@ def test_status_says_a_darts_search_is_finished_or_how_it_resumes(data, tmp_path
         raise Killed
 
     with pytest.raises(Killed):
-        search_darts(tiny_nb201(), data, epochs=2, workdir=tmp_path / "killed", options=FAST, progress=kill)
+        search_darts(tiny_nb201(), digits64, epochs=2, workdir=tmp_path / "killed", options=FAST, progress=kill)
     text = _status(tmp_path / "killed")
     assert "stopped after epoch 1 of 2" in text and "nas.darts.search_darts(" in text and "larger" not in text
 
 
-def test_a_changed_option_is_refused_naming_it(data, tmp_path):
-    search_darts(tiny_nb201(), data, epochs=1, workdir=tmp_path, options=FAST)
+def test_a_changed_option_is_refused_naming_it(digits64, tmp_path):
+    search_darts(tiny_nb201(), digits64, epochs=1, workdir=tmp_path, options=FAST)
     with pytest.raises(JournalError, match=r"option epochs is 1, this run's is 2") as e:
-        search_darts(tiny_nb201(), data, epochs=2, workdir=tmp_path, options=FAST)
+        search_darts(tiny_nb201(), digits64, epochs=2, workdir=tmp_path, options=FAST)
     assert "{" not in str(e.value)  # not both option dicts
 
 
@@ -253,15 +247,15 @@ def test_a_changed_option_is_refused_naming_it(data, tmp_path):
     (lambda d: {**d, "test": (d["test"][0][:0], d["test"][1][:0])}, r"data\['test'\]: the split is empty"),
     (lambda d: {"train": d["train"], "valid": d["valid"], "tset": d["test"]}, "unknown split 'tset'"),
 ])
-def test_bad_data_is_refused_before_training(data, change, field):
+def test_bad_data_is_refused_before_training(digits64, change, field):
     def trained(record: EpochRecord) -> None:
         raise AssertionError("trained before refusing the data")
 
     with pytest.raises(ConfigError, match=field):
-        search_darts(tiny_nb201(), change(data), epochs=1, options=FAST, progress=trained)
+        search_darts(tiny_nb201(), change(digits64), epochs=1, options=FAST, progress=trained)
 
 
-def test_a_negative_seed_is_refused(data, tmp_path):
+def test_a_negative_seed_is_refused(digits64, tmp_path):
     with pytest.raises(ConfigError, match="seed"):
-        search_darts(tiny_nb201(), data, epochs=1, seed=-1, workdir=tmp_path, options=FAST)
+        search_darts(tiny_nb201(), digits64, epochs=1, seed=-1, workdir=tmp_path, options=FAST)
     assert not (tmp_path / "journal.jsonl").exists()

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import nas
-from nas.datasets import digits_splits
 from nas.darts import DartsOptions, search_darts
 from nas.errors import ConfigError
 from nas.spaces.cell import NasBench201Space
@@ -30,21 +29,16 @@ import darts_costs  # noqa: E402  (its smooth toy net is the hypergradient check
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def data():
-    return {k: (x[:64], y[:64]) for k, (x, y) in digits_splits().items()}
-
-
 def _norm(tensors) -> float:
     return math.sqrt(sum(float((t * t).sum()) for t in tensors))
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_second_order_hypergradient_matches_autograd_through_the_unrolled_step(data, seed):
+def test_second_order_hypergradient_matches_autograd_through_the_unrolled_step(digits64, seed):
     """_unrolled_grads (DARTS eq. 7-8, central finite-difference Hessian-vector product, eps = 0.01 / ||dw||)
     against d L_val(w - xi * (grad_w L_train(w, a) + decay * w + momentum * buf), a) / da by double backward,
     all in float64, after one real weight step (so the momentum buffer takes part)."""
-    (xt, yt), (xv, yv) = data["train"], data["valid"]
+    (xt, yt), (xv, yv) = digits64["train"], digits64["valid"]
     xt, xv = xt[:32].flatten(1).double(), xv[:32].flatten(1).double()
     yt, yv = yt[:32], yv[:32]
     trainer = ModuleOneShotTrainer(darts_costs.Toy.space(), DartsOptions(method="darts2", w_lr=0.5, batch_size=32),
@@ -61,9 +55,9 @@ def test_second_order_hypergradient_matches_autograd_through_the_unrolled_step(d
     assert all(torch.equal(b, p) for b, p in zip(before, trainer.weights))  # the virtual steps were undone
 
 
-def test_on_the_relu_supernet_the_finite_difference_needs_a_small_radius(data):
+def test_on_the_relu_supernet_the_finite_difference_needs_a_small_radius(digits64):
     """NB201 (ReLU) in float64: DARTS's radius 0.01 crosses kinks and misses by far; 1e-6 matches autograd."""
-    (xt, yt), (xv, yv) = data["train"], data["valid"]
+    (xt, yt), (xv, yv) = digits64["train"], digits64["valid"]
     batch = xt[:32].double(), yt[:32], xv[:32].double(), yv[:32]
     errors = {}
     for radius in (0.01, 1e-6):
@@ -75,8 +69,8 @@ def test_on_the_relu_supernet_the_finite_difference_needs_a_small_radius(data):
     assert errors[1e-6] <= 1e-6 and errors[0.01] > 0.1
 
 
-def test_darts2_with_radius_zero_steps_on_the_exact_hypergradient(data):
-    (xt, yt), (xv, yv) = data["train"], data["valid"]
+def test_darts2_with_radius_zero_steps_on_the_exact_hypergradient(digits64):
+    (xt, yt), (xv, yv) = digits64["train"], digits64["valid"]
     batch = xt[:32], yt[:32], xv[:32], yv[:32]
     space = NasBench201Space(channels=4, cells_per_stage=1, stages=2)
     trainer = OneShotTrainer(space, DartsOptions(method="darts2", hvp_radius=0.0, batch_size=32), seed=0)
@@ -119,13 +113,13 @@ def test_saved_activation_bytes_counts_distinct_storages_and_skips_parameters():
     assert saved_activation_bytes(lambda: (xg @ w).sum()) == 4 * 10 * 4 + 10 * 10 * 4
 
 
-def test_rarts_searches_and_derives_an_architecture(data, tmp_path):
+def test_rarts_searches_and_derives_an_architecture(digits64, tmp_path):
     space = NasBench201Space(channels=4, cells_per_stage=1, stages=2)
     options = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=3e-3, relax_penalty=0.5)
     trainer = OneShotTrainer(space, DartsOptions(method="rarts", batch_size=32, a_lr=3e-3), seed=0)
     assert trainer.twin is not None and trainer.twin.alphas is trainer.supernet.alphas  # one set of alphas
     alphas = trainer.supernet.alphas["cell"].detach().clone()
-    (xt, yt), (xv, yv) = data["train"], data["valid"]
+    (xt, yt), (xv, yv) = digits64["train"], digits64["valid"]
     trainer.relaxed_step(xt[:32], yt[:32], xv[:32], yv[:32])
     assert not torch.equal(alphas, trainer.supernet.alphas["cell"])
     moved = [not torch.equal(w, y) for w, y in zip(trainer.weights, trainer.twin_weights)]
@@ -135,7 +129,7 @@ def test_rarts_searches_and_derives_an_architecture(data, tmp_path):
     other = OneShotTrainer(space, DartsOptions(method="rarts", batch_size=32, a_lr=3e-3), seed=1)
     other.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(other.twin_weights, trainer.twin_weights))
-    result = search_darts(space, data, method="rarts", epochs=1, workdir=tmp_path, options=options)
+    result = search_darts(space, digits64, method="rarts", epochs=1, workdir=tmp_path, options=options)
     trial = result.trials[0]
     assert space.validate(trial.arch).id == trial.arch_id and trial.metrics["test_accuracy"] > 0
     assert nas.load(tmp_path).config["strategy"] == "rarts"
@@ -157,17 +151,17 @@ def test_hard_gumbel_paths_are_one_hot_with_alpha_gradients():
     assert torch.allclose(picks, F.softmax(alpha[0].detach(), -1), atol=0.03)
 
 
-def test_gumbel_hard_search_computes_one_path_and_anneals_its_temperature(data, tmp_path):
+def test_gumbel_hard_search_computes_one_path_and_anneals_its_temperature(digits64, tmp_path):
     space = NasBench201Space(channels=4, cells_per_stage=1, stages=2)
     options = DartsOptions(method="gumbel-hard", epochs=4, batch_size=32, a_lr=3e-3, schedule="cosine-power")
     trainer = OneShotTrainer(space, options, seed=0)
-    x = data["train"][0][:32]
-    F.cross_entropy(trainer.supernet(x), data["train"][1][:32]).backward()
+    x = digits64["train"][0][:32]
+    F.cross_entropy(trainer.supernet(x), digits64["train"][1][:32]).backward()
     assert all(a.grad is not None and bool((a.grad.abs() > 0).any()) for a in trainer.arch)
     for epoch in range(2):
-        trainer.train_epoch(data)
+        trainer.train_epoch(digits64)
         assert trainer.supernet.mixing.tau == pytest.approx(cosine_power_annealing(epoch, 4, 10.0, 0.1, 10.0))
-    result = search_darts(space, data, method="gumbel-hard", epochs=1, workdir=tmp_path,
+    result = search_darts(space, digits64, method="gumbel-hard", epochs=1, workdir=tmp_path,
                           options=DartsOptions(batch_size=32, retrain_epochs=1))
     assert space.validate(result.trials[0].arch).id == result.trials[0].arch_id
     with pytest.raises(ConfigError, match="samples paths"):
@@ -191,7 +185,7 @@ def test_cosine_power_annealing_equals_its_formula():
         cosine_power_annealing(1, total, high, low, 0.5)
 
 
-def test_the_weight_learning_rate_follows_the_chosen_schedule(data):
+def test_the_weight_learning_rate_follows_the_chosen_schedule(digits64):
     space = NasBench201Space(channels=4, cells_per_stage=1, stages=2)
     for schedule, power in (("cosine", 1.0), ("cosine-power", 10.0)):
         options = DartsOptions(epochs=3, batch_size=32, schedule=schedule)
@@ -199,7 +193,7 @@ def test_the_weight_learning_rate_follows_the_chosen_schedule(data):
         for epoch in range(3):
             expected = cosine_power_annealing(epoch, 3, options.w_lr, options.w_lr_min, power)
             assert trainer.w_opt.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9)
-            trainer.train_epoch(data)
+            trainer.train_epoch(digits64)
     with pytest.raises(ConfigError, match="schedule"):
         DartsOptions(schedule="linear")
     assert {"rarts", "gumbel-hard"} <= set(METHODS)

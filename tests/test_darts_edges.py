@@ -13,7 +13,6 @@ from torch import nn
 import nas
 from nas import nn as nnn
 from nas.darts import DartsOptions, search_darts
-from nas.datasets import digits_splits
 from nas.errors import ConfigError
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.strategies.oneshot import OneShotTrainer
@@ -21,11 +20,6 @@ from nas.strategies.oneshot_modules import ModuleOneShotTrainer
 
 FAST = DartsOptions(batch_size=32, retrain_epochs=1, a_lr=3e-3, latency="off")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def data():
-    return {k: (x[:64], y[:64]) for k, (x, y) in digits_splits().items()}  # 2 batches of 32 per epoch
 
 
 def tiny_nb201() -> NasBench201Space:
@@ -68,26 +62,26 @@ class PickTwo(nnn.ModelSpace):
 
 
 # -- (1) divergence
-def test_non_finite_inputs_stop_the_search_naming_the_split_and_epoch(data, tmp_path):
-    x, y = data["train"]
+def test_non_finite_inputs_stop_the_search_naming_the_split_and_epoch(digits64, tmp_path):
+    x, y = digits64["train"]
     x = x.clone()
     x[0, 0, 0, 0] = math.nan
     with pytest.raises(ConfigError, match=r"^data\['train'\]: the inputs hold NaN or infinite values \(clean"):
-        search_darts(tiny_nb201(), {**data, "train": (x, y)}, epochs=2, workdir=tmp_path, options=FAST)
+        search_darts(tiny_nb201(), {**digits64, "train": (x, y)}, epochs=2, workdir=tmp_path, options=FAST)
     assert not (tmp_path / "oneshot.pt").exists()  # refused before training
     trainer = OneShotTrainer(tiny_nb201(), FAST, seed=0)  # a trainer driven directly checks what it trains on
     with pytest.raises(ConfigError, match=r"^data\['train'\]: the inputs hold NaN .* diverged at epoch 1, batch \d"):
-        trainer.train_epoch({**data, "train": (x, y)})
+        trainer.train_epoch({**digits64, "train": (x, y)})
 
 
-def test_diverged_alphas_stop_the_epoch_naming_it_and_the_step_sizes(data):
+def test_diverged_alphas_stop_the_epoch_naming_it_and_the_step_sizes(digits64):
     trainer = OneShotTrainer(tiny_nb201(), FAST, seed=0)
-    trainer.train_epoch(data)
+    trainer.train_epoch(digits64)
     with torch.no_grad():
         trainer.supernet.alphas["cell"][0, 0] = math.nan
     with pytest.raises(ConfigError, match=r"diverged at epoch 2, batch 1 \(the train loss is nan and the architecture "
                                           r"parameters are not finite\); lower w_lr"):
-        trainer.train_epoch(data)
+        trainer.train_epoch(digits64)
     assert len(trainer.history) == 1
 
 
@@ -95,8 +89,8 @@ def test_diverged_alphas_stop_the_epoch_naming_it_and_the_step_sizes(data):
 @pytest.mark.parametrize("value, error", [
     (math.nan, "non-finite accuracy = nan"), (math.inf, "non-finite accuracy = inf"),
     ("0.5", "'accuracy' = '0.5': str is not a number"), (None, "'accuracy' = None: NoneType is not a number")])
-def test_an_evaluators_bad_metric_fails_the_trial_as_in_nas_search(data, tmp_path, value, error):
-    result = search_darts(tiny_nb201(), data, epochs=1, workdir=tmp_path, options=FAST,
+def test_an_evaluators_bad_metric_fails_the_trial_as_in_nas_search(digits64, tmp_path, value, error):
+    result = search_darts(tiny_nb201(), digits64, epochs=1, workdir=tmp_path, options=FAST,
                           evaluate=lambda arch: {"accuracy": value})
     (trial,) = result.trials
     assert trial.status == "failed" and error in trial.error and result.best() is None
@@ -114,10 +108,10 @@ def test_a_one_stage_darts_space_is_refused_naming_stages():
 
 # -- (4) an InputChoice concatenating all its inputs
 @pytest.mark.parametrize("method", ["darts", "gumbel-hard", "proxyless"])
-def test_an_input_choice_concatenating_all_inputs_is_searched(data, method):
+def test_an_input_choice_concatenating_all_inputs_is_searched(digits64, method):
     trainer = ModuleOneShotTrainer(Concat.space(), DartsOptions(method=method, batch_size=32, latency="off"))
-    assert trainer.supernet(data["train"][0][:4]).shape == (4, 10)
-    record = trainer.train_epoch(data)
+    assert trainer.supernet(digits64["train"][0][:4]).shape == (4, 10)
+    record = trainer.train_epoch(digits64)
     assert record.derived["ic"] == [0, 1]
 
 
