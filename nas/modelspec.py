@@ -329,7 +329,7 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
             _check_journal_space(Path(workdir), space)
         except JournalError:
             same_search = False
-    if supernet is not None and same_search:
+    if same_search:
         _check_weights_kept(Path(workdir), supernet)
     wd.mkdir(parents=True, exist_ok=True)
     if supernet is not None:
@@ -352,20 +352,40 @@ def _check_journal_space(workdir: Path, space: ModelSpace) -> None:
                            "it holds)") from None
 
 
-def _check_weights_kept(workdir: Path, supernet: nn.Module) -> None:
-    """JournalError when `workdir`'s journal holds scored trials and its supernet.pt other weights than `supernet`'s:
-    those trials were scored with the recorded weights, which export rebuilds every subnet from. The same weights
-    (a resume that loads them, or retrains them bit for bit) pass; so does an unreadable file, which needs replacing."""
+def _check_weights_kept(workdir: Path, supernet: nn.Module | None) -> None:
+    """JournalError when `workdir`'s journal holds scored trials and this record would export them from other
+    weights than they were scored with: supernet.pt with other weights than `supernet`'s, or a switch between a
+    supernet and per-trial weights (`weights/<arch_id>.pt`). The same weights (a resume that loads them, or
+    retrains them bit for bit) pass; so does an unreadable file, which needs replacing."""
     path, journal = workdir / SUPERNET, store.Journal(workdir)
-    if not path.is_file() or not journal.exists():
+    if not journal.exists():
+        return
+    try:
+        scored = sum(1 for t in journal.read().trials if t.status == "ok")
+    except JournalError:
+        return  # a damaged journal is refused where it is read
+    if not scored:
+        return
+    kind = "supernet" if supernet is not None else "trained"
+    try:
+        recorded = load_model_spec(workdir).weights if (workdir / MODEL_SPEC).is_file() else None
+    except ConfigError:
+        recorded = None  # a damaged model.json needs the new one
+    if recorded is not None and recorded != kind:
+        what = {"supernet": f"a supernet's ({path})", "trained": "each trial's own (weights/<arch_id>.pt)"}
+        raise JournalError(f"record_model: {workdir} holds {scored} trial(s) scored with {what[recorded]} weights, "
+                           f"and this record would export them from {what[kind]}: exports would no longer match "
+                           f"the search. Record into a new workdir, or record as before "
+                           f"({'supernet=...' if recorded == 'supernet' else 'without a supernet'}); nothing was "
+                           "written")
+    if supernet is None or not path.is_file():
         return
     try:
         old = load_state_dict(path)
-        scored = sum(1 for t in journal.read().trials if t.status == "ok")
-    except (ConfigError, JournalError):
-        return  # a damaged weights file needs the new one; a damaged journal is refused where it is read
+    except ConfigError:
+        return  # a damaged weights file needs the new one
     new = supernet.state_dict()
-    if scored and not (old.keys() == new.keys() and all(torch.equal(old[k], new[k].detach().cpu()) for k in old)):
+    if not (old.keys() == new.keys() and all(torch.equal(old[k], new[k].detach().cpu()) for k in old)):
         raise JournalError(f"record_model: {workdir} holds {scored} trial(s) scored with the weights in {path}, and "
                            "these weights differ: exports would no longer match the search. Record into a new "
                            "workdir, or reuse the recorded weights (nas.modelspec.load_supernet(nas.modelspec."

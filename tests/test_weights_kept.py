@@ -71,3 +71,18 @@ def test_verify_flags_an_accuracy_that_does_not_re_measure_as_searched(searched,
     report = verify(export(wd, tmp_path / "swapped", top=1, onnx=False, data=data).out, data=data)
     assert not report.ok
     assert "accuracy re-measures exactly, so the weights, data or recipe differ" in report.checks[0].flags[0]
+
+
+def test_record_model_keeps_where_the_scored_trials_weights_come_from(searched, tmp_path):
+    """Trials scored with a supernet's weights are not re-recorded as per-trial weights (which they never saved),
+    and the other way round; before any trial is scored, either may replace the other."""
+    wd, space, supernet, data, kw = searched
+    before = {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file()}
+    with pytest.raises(JournalError, match=r"holds 2 trial\(s\) scored with a supernet's .* weights, and this record "
+                                           r"would export them from each trial's own \(weights/<arch_id>\.pt\)"):
+        record_model(wd, space, **kw)
+    assert load_model_spec(wd).weights == "supernet"
+    assert {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file()} == before
+    fresh = tmp_path / "fresh"
+    record_model(fresh, space, **kw)  # nothing scored yet: free to change
+    assert record_model(fresh, space, supernet=supernet, **kw).weights == "supernet"
