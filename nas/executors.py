@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.pruning import NO_PRUNER, Pruned, judged
 from nas.spaces import Architecture
 from nas.store import Trial
 from nas.user_attrs import collecting
@@ -61,12 +62,21 @@ def run_job(evaluate: EvaluateFn, arch: Architecture) -> tuple[dict[str, float] 
 
     `sys.exit` inside `evaluate` (a training script's argparse on a bad option) fails that trial too: left to
     propagate it ended the search before the trial was journaled, so every resume ran it first and died again.
-    KeyboardInterrupt (Ctrl-C stops the search) and a pruner's `Pruned` still propagate."""
+    KeyboardInterrupt (Ctrl-C stops the search) and, under a pruner, `Pruned` still propagate; Optuna's
+    `TrialPruned` means `Pruned`, and either fails the trial, saying why, where no pruner records where it stopped."""
     try:
         out = evaluate(arch)
     except SystemExit as e:
         return None, f"SystemExit: evaluate called {exit_call(e.code)}"
+    except Pruned:
+        if judged():
+            raise
+        return None, NO_PRUNER
     except Exception as e:  # noqa: BLE001 - any failure of user code is a failed trial, not a crash
+        if type(e).__name__ == "TrialPruned" and type(e).__module__.startswith("optuna"):
+            if judged():
+                raise Pruned(f"evaluate raised optuna.TrialPruned{': ' + str(e) if str(e) else ''}") from None
+            return None, NO_PRUNER
         return None, "".join(traceback.format_exception_only(type(e), e)).strip()
     if not isinstance(out, Mapping):
         return None, f"evaluate returned {type(out).__name__}, expected a dict of metric name -> number"
@@ -119,6 +129,9 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def stopped_error(missing: Sequence[str], metrics: Mapping[str, float], reports: int) -> str:
     """Why a trial that a scheduler stopped early lacks objective or constraint metrics (`missing`)."""
+    if not reports:
+        return ("this trial stopped as pruned before its first report, so it has no metrics: report each epoch with "
+                "nas.report_metrics({...}) (every objective and constraint metric), then stop")
     return (f"a scheduler or pruner stopped this trial after {reports} report(s), and its last report lacks "
             f"{', '.join(map(repr, missing))} (it reported: {', '.join(sorted(metrics)) or 'nothing'}); a scheduler "
             "may stop a trial at any report, so every report() must carry every objective and constraint metric")
@@ -274,7 +287,13 @@ class SimulatedClockExecutor(Executor):
         if not callable(self.duration) and not isinstance(self.duration, str):
             return float(self.duration)
         if callable(self.duration):
-            seconds = float(self.duration(arch, metrics or {}))
+            try:
+                seconds = float(self.duration(arch, metrics or {}))
+            except Exception as e:  # noqa: BLE001 - named below
+                if not metrics:  # a failed evaluation has no metrics to time it by: charged 1 s
+                    return 1.0
+                raise ConfigError(f"SimulatedClockExecutor: duration function failed on architecture {arch.id[:12]} "
+                                  f"with metrics {', '.join(sorted(metrics))}: {type(e).__name__}: {e}") from None
         elif not metrics:
             return 1.0  # a failed evaluation
         elif self.duration not in metrics:  # a typo would silently charge 1 s per evaluation

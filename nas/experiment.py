@@ -21,6 +21,7 @@ Rules a resumed search follows:
 from __future__ import annotations
 
 import logging
+import numbers
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -43,10 +44,10 @@ SETTINGS = ("timeout_s", "max_time", "enqueue")
 
 
 def check_seed(seed: Any) -> int:
-    """`seed` as an int; ConfigError naming the field otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    """`seed` as an int (a numpy integer, as `np.arange` gives, too); ConfigError naming the field otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative int, got {seed!r}")
-    return seed
+    return int(seed)
 
 
 def check_options(options: Any, cls: type[T], name: str = "options") -> T:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Reporter = Callable[[Mapping[str, float]], None]
 _REPORTER: ContextVar[Reporter | None] = ContextVar("nas_reporter", default=None)
+_JUDGED: ContextVar[bool] = ContextVar("nas_judged", default=False)
 NAMES = {"median": "MedianPruner", "percentile": "PercentilePruner", "asha": "SuccessiveHalvingPruner",
          "hyperband": "HyperbandPruner"}
 
@@ -41,19 +42,33 @@ def report_metrics(metrics: Mapping[str, float]) -> None:
     """Report intermediate metrics (after each epoch) to whatever runs this evaluation: a pruner
     (`nas.search(..., pruner=...)`) or a Ray Tune scheduler, either of which may stop the training here (by raising
     `Pruned`). Anywhere else it does nothing, so one `evaluate` serves every executor."""
+    if not isinstance(metrics, Mapping):  # Optuna's trial.report(value, step) habit: checked with or without a pruner
+        raise ConfigError(f"report_metrics: expected a dict of metric name -> number, e.g. {{'accuracy': acc}}, got "
+                          f"{type(metrics).__name__}")
     reporter = _REPORTER.get()
     if reporter is not None:
         reporter(metrics)
 
 
 @contextmanager
-def reporting(reporter: Reporter) -> Iterator[None]:
-    """`report_metrics` calls inside this block go to `reporter` (executors set it around `evaluate`)."""
-    token = _REPORTER.set(reporter)
+def reporting(reporter: Reporter, judged: bool = False) -> Iterator[None]:
+    """`report_metrics` calls inside this block go to `reporter` (executors set it around `evaluate`); `judged`: a
+    pruner judges them, so an evaluation that stops itself as pruned (`Pruned`) ends where it last reported."""
+    token, judging = _REPORTER.set(reporter), _JUDGED.set(judged)
     try:
         yield
     finally:
         _REPORTER.reset(token)
+        _JUDGED.reset(judging)
+
+
+def judged() -> bool:
+    """Whether a pruner judges the reports of the evaluation running here (`Pruning.run`)."""
+    return _JUDGED.get()
+
+
+NO_PRUNER = ("evaluate stopped itself as pruned, but this search has no pruner to record where it stopped: pass "
+             "pruner=... (and report each epoch with nas.report_metrics), or return the metrics it reached")
 
 
 class Pruned(BaseException):
@@ -259,7 +274,7 @@ class Pruning:
 
         pruned = False
         try:
-            with reporting(reporter):
+            with reporting(reporter, judged=True):
                 metrics, error = evaluate()
         except Pruned:
             pruned, metrics, error = True, dict(last), None

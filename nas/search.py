@@ -38,6 +38,7 @@ from nas.errors import (ConfigError, InvalidArchitectureError, JournalError, NAS
 from nas.evaluators import Evaluator, as_evaluators, begin_search, merged
 from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
+from nas.user_attrs import collecting
 from nas.experiment import (Experiment, check_seed, check_workdir_arg, first_difference, open_experiment,
                             recorded_config, resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
@@ -139,7 +140,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     check_count(budget, "budget", " (number of evaluations)")
     if progress is False:  # a verbosity flag passed through: no progress, as None
         progress = None
-    if progress is not None and not callable(progress):
+    if progress is not None and not _takes_three(progress):
         raise ConfigError(f"progress: expected a callable (trial, used, budget), or True through nas.search, "
                           f"got {progress!r}")
     check_count(snapshot_every, "snapshot_every")
@@ -335,6 +336,20 @@ def _mark_ran(strategy: Strategy) -> None:
         pass
 
 
+def _takes_three(fn: Any) -> bool:
+    """Whether `fn` can be called with three positional arguments (a callable whose signature is hidden passes):
+    an Optuna-style callback `(study, trial)` is refused before the first evaluation, not after it."""
+    if not callable(fn):
+        return False
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (some builtins)
+        return True
+    return True
+
+
 def _snapshot_usable(snapshot: Mapping[str, Any], trials: int) -> bool:
     """Whether a resume restores `snapshot`: the journal holds trials, and every one the snapshot covers (a
     snapshot ahead of the journal, left by restoring an older journal, is ignored and the journal replayed)."""
@@ -453,6 +468,7 @@ class _SearchLoop:
         self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
         self.works = False  # an evaluation succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
         self.since: dict[str, float] = {}  # id -> when its evaluation was submitted (running.json)
+        self.cheap_attrs: dict[str, dict[str, Any]] = {}  # id -> the cheap stage's `set_user_attr`s, until journaled
         self.reports: dict[str, dict[str, Any]] = {}  # a study's per-epoch reports of its pending architectures
         self.queued: list[Architecture] = []  # a study's enqueued architectures not asked yet (kept in the snapshot)
         self._published: tuple[int, frozenset[str]] | None = None
@@ -485,11 +501,11 @@ class _SearchLoop:
                 if t.status == "ok" and self.problem.result_error(t.metrics) is None:
                     self._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
         if self.trials:
-            self._restore(start)
+            self._restore(start, enqueue)
         told = self.trials[:start + 1] if self.exact else self.trials  # exact: the schedule re-runs from the snapshot
         done = {t.arch_id for t in told} | {a.id for a in self.pending}
         self.queued = [a for a in enqueue if a.id not in done]  # exact: those journaled later are replayed in turn
-        self.enqueue_ids = {a.id for a in enqueue}
+        self.enqueue_ids |= {a.id for a in enqueue}
         if max_time is not None:
             self.deadline = time.monotonic() + max_time
         self.executor.start(self.evaluate)
@@ -646,16 +662,20 @@ class _SearchLoop:
         self.since.update({i: float(t) for i, t in snap.get("asked", {}).items()})
         self.reports = {i: dict(r) for i, r in snap.get("reports", {}).items()}
         self.queued = [Architecture(a) for a in snap.get("queued", [])]
+        self.enqueue_ids = set(snap.get("enqueued", []))  # pending ones a study's `enqueue` queued: their trials say so
         return int(snap["after_trial"])
 
-    def _restore(self, after: int) -> None:
-        """Recheck a corrected problem's trials and queue the journal's trials after `after` for replay."""
+    def _restore(self, after: int, first: Sequence[Architecture] = ()) -> None:
+        """Recheck a corrected problem's trials and queue the journal's trials after `after` for replay; those of
+        the architectures enqueued before the search began (`first`) are told first, as they ran first."""
         if self.experiment.problem_changed:
             self._recheck()
+        first_ids = {a.id for a in first}
         for t in self.trials[after + 1:]:
             if "rechecked_from" in t.extra:  # told here, before any ask, as in the run that rechecked it
                 self._tell_strategy(t.architecture, TrialResult.of(t.status, t.metrics))
-            elif t.extra.get("enqueued") and not self.exact:  # evaluated before the strategy asked anything: told first
+            elif t.arch_id in first_ids and t.extra.get("enqueued") and not self.exact:  # evaluated before the
+                # strategy asked anything: told first (a study's later `enqueue` ran in turn)
                 self._tell_strategy(t.architecture, TrialResult.of(t.status, t.metrics))
             elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
@@ -729,7 +749,10 @@ class _SearchLoop:
         if self.cheap is None:
             return {}
         started = time.time()
-        metrics, error = run_job(self.cheap, arch)
+        with collecting() as attrs:  # its `set_user_attr`s join the trial's, as the expensive stage's do
+            metrics, error = run_job(self.cheap, arch)
+        if attrs:
+            self.cheap_attrs[arch.id] = attrs
         if metrics is None:
             self._finish(arch, {}, "failed", started, time.time(), "cheap-stage", error)
             return None
@@ -769,6 +792,9 @@ class _SearchLoop:
                 notify: bool = True) -> Trial:
         """Journal one trial (it is no longer in flight); `notify`: report it to `progress` now."""
         extra = {**(extra or {}), **({"enqueued": True} if arch.id in self.enqueue_ids else {})}
+        cheap = self.cheap_attrs.pop(arch.id, None)
+        if cheap:  # the evaluation's own attributes win over the cheap stage's of the same name
+            extra["user_attrs"] = {**cheap, **extra.get("user_attrs", {})}
         self.enqueued.discard(arch.id)
         trial = Trial(len(self.trials), arch.to_dict(), arch.id, dict(metrics), status, started, finished,
                       worker, error, extra)
@@ -817,6 +843,7 @@ class _SearchLoop:
             **({"reports": reports} if (reports := {i: r for i, r in self.reports.items()
                                                     if i in asked}) else {}),
             **({"queued": [a.to_dict() for a in self.queued]} if self.queued else {}),
+            **({"enqueued": enqueued} if (enqueued := [a.id for a in pending if a.id in self.enqueue_ids]) else {}),
             "state": self.strategy.state_dict(),
         })
 

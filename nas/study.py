@@ -38,7 +38,7 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
-from nas.objectives import Constraint, Objective
+from nas.objectives import Constraint, Objective, Problem
 from nas.pruning import Pruner, Pruning, as_pruner
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
@@ -64,6 +64,31 @@ def pending_id(text: str, pending: Sequence[str]) -> str:
     hint = "" if found else ("; an architecture that is not pending is told as itself (its dict, or its JSON object "
                              "in nas tell)")
     raise ConfigError(f"{which} {text!r}; pending: {', '.join(i[:12] for i in pending) or 'none'}{hint}")
+
+
+def told_typo(problem: Problem, trials: Sequence[Trial], metrics: Mapping[str, Any]) -> str | None:
+    """Why a told result lacking an objective or constraint metric is most likely a typo, to refuse before anything
+    is journaled: no result has completed yet, or it names a metric no trial has had. None otherwise (such a result
+    is journaled as failed, saying what it lacks)."""
+    typo = problem.names_error(metrics)
+    if typo is None or not any(t.status == "ok" for t in trials):
+        return typo
+    seen = {name for t in trials for name in t.metrics}
+    unknown = sorted(set(metrics) - seen)
+    return f"{typo}; no trial has had {', '.join(map(repr, unknown))}" if unknown else None
+
+
+def _check_times(started: Any, finished: Any, worker: Any) -> None:
+    """ConfigError naming `started`, `finished` or `worker` unless the times are epoch seconds (finite numbers,
+    `finished` not before `started`) and the worker a name: the journal keeps them as given."""
+    for name, value in (("started", started), ("finished", finished)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ConfigError(f"{name}: expected a time in seconds since the epoch (time.time()), got {value!r}")
+    if started is not None and finished is not None and finished < started:
+        raise ConfigError(f"finished: {finished!r} is before started {started!r}")
+    if not isinstance(worker, str) or not worker:
+        raise ConfigError(f"worker: expected a name (a non-empty string), got {worker!r}")
 
 
 class Study:
@@ -106,7 +131,7 @@ class Study:
                     if t.status == "ok" and self.problem.result_error(t.metrics) is None:
                         loop._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
             if loop.trials:
-                loop._restore(-1 if after is None else after)
+                loop._restore(-1 if after is None else after, prepared.enqueue)
                 loop._flush_replay()  # told in journal order: nothing re-asks them here
             now = time.time()
             for arch in loop.pending:  # asked before the last snapshot and not told since
@@ -120,7 +145,7 @@ class Study:
             done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
             queued = {a.id: a for a in [*loop.queued, *prepared.enqueue] if a.id not in done}  # the snapshot's first
             loop.queued = list(queued.values())
-            loop.enqueue_ids = {a.id for a in prepared.enqueue}
+            loop.enqueue_ids |= {a.id for a in [*prepared.enqueue, *loop.queued]}  # and the snapshot's pending ones
             loop.checked = any(t.status == "ok" for t in loop.trials)
             loop._publish_running()
         except BaseException:
@@ -225,6 +250,7 @@ class Study:
             self._check_open()
             valid = self.space.validate(arch)
             self._loop.queued.append(valid)
+            self._loop.enqueue_ids.add(valid.id)  # its trial says so, as those of `Study(enqueue=...)`
             self._snapshot_if_due(now=True)
             return valid
 
@@ -245,6 +271,7 @@ class Study:
               error: str | None, started: float | None, finished: float | None, worker: str,
               pruned: bool | None, user_attrs: Mapping[str, Any] | None = None) -> Trial:
         self._check_open()
+        _check_times(started, finished, worker)
         if user_attrs is not None and not isinstance(user_attrs, Mapping):
             raise ConfigError(f"user_attrs: expected a dict of name -> JSON data, got {type(user_attrs).__name__}")
         attrs = dict(checked(k, v, "tell") for k, v in (user_attrs or {}).items())
@@ -267,7 +294,7 @@ class Study:
         if error is not None:
             status, note = "failed", str(error)
         else:
-            typo = self.problem.names_error(values) if not loop.checked and not stopped else None
+            typo = told_typo(self.problem, loop.trials, values) if not stopped else None
             if typo is not None:
                 raise ConfigError(f"tell: {typo}; nothing was journaled, tell it again with the objectives' names")
             status, values, note = loop._judge(values, None, record["reports"] if stopped else None)  # type: ignore[index]
@@ -282,9 +309,9 @@ class Study:
             extra["user_attrs"] = attrs
         if arch.id not in loop.in_flight:
             loop.strategy.claim(arch)  # told without being asked: a twin proposed meanwhile waits for this result
-        begun = started if started is not None else loop.since.get(arch.id, time.time())
-        trial = loop._record(arch, values, status, begun, finished if finished is not None else time.time(), worker,
-                             note, extra, notify=False)
+        end = float(finished) if finished is not None else time.time()
+        begun = float(started) if started is not None else min(loop.since.get(arch.id, end), end)
+        trial = loop._record(arch, values, status, begun, end, worker, note, extra, notify=False)
         loop.since.pop(arch.id, None)
         loop.reports.pop(arch.id, None)
         if self._pruning is not None:

@@ -135,6 +135,12 @@ def test_progress_true_shows_a_bar_that_starts_from_the_journal(tmp_path, capsys
     assert task.total == 7 and task.completed == 7 and not bar.progress.live.is_started
     with pytest.raises(ConfigError, match="progress: expected a callable"):
         nas.search.__wrapped__(space(), Evaluate(), {"accuracy": "max"}, budget=1, progress=True)
+    calls = []
+    with pytest.raises(ConfigError, match=r"progress: expected a callable \(trial, used, budget\)"):
+        nas.search(space(), lambda a: calls.append(a) or {"accuracy": 1.0}, {"accuracy": "max"}, budget=2,
+                   progress=lambda study, trial: None)  # Optuna's callback signature: refused before evaluating
+    assert calls == []
+    nas.search(space(), Evaluate(), {"accuracy": "max"}, budget=1, progress=lambda *args, **kw: None)
 
 
 # ------------------------------------------------------------------------------------------ data and history
@@ -282,3 +288,17 @@ def test_run_flags_for_timeout_max_time_enqueue_warm_start_and_fidelity(tmp_path
     assert config["warm_start"]["workdir"] == str((tmp_path / "earlier").resolve())
     assert not {t.arch_id for t in result.trials} & {t.arch_id for t in nas.load(tmp_path / "earlier").trials}
     assert config["metadata"]["executor"] == {"name": "processes", "workers": 2}
+
+
+def test_numpy_integer_seeds_and_seeds_past_optunas_range_are_seeds():
+    """`for seed in np.arange(3)` gives numpy integers, which mean their ints; Optuna's samplers take seeds below
+    2**32, so a larger one is folded in rather than blamed on sampler_options nobody gave."""
+    import numpy as np
+
+    kw = dict(objectives={"accuracy": "max"}, budget=3)
+    as_numpy = nas.search(space(), Evaluate(), seed=np.int64(3), **kw)
+    assert as_numpy.config["seed"] == 3 and type(as_numpy.config["seed"]) is int
+    assert [t.arch for t in as_numpy.trials] == [t.arch for t in nas.search(space(), Evaluate(), seed=3, **kw).trials]
+    folded = nas.search(space(), Evaluate(), strategy="tpe", seed=2**32 + 5, **kw)
+    assert [t.arch for t in folded.trials] == [t.arch for t in nas.search(space(), Evaluate(), strategy="tpe",
+                                                                          seed=5, **kw).trials]

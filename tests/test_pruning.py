@@ -249,3 +249,42 @@ def test_a_journal_without_the_rungs_is_ranked_again_from_its_reports():
     for metrics, error, extra in extras:
         old.record(metrics, error, {k: v for k, v in extra.items() if k != "pruner_attrs"})
     assert [attrs for *_, attrs in old.history] == [extra["pruner_attrs"] for *_, extra in extras]
+
+
+def test_a_training_that_stops_itself_as_pruned_is_pruned_under_a_pruner_and_a_failed_trial_without_one():
+    """Optuna's `raise optuna.TrialPruned()` means `nas.Pruned`: under a pruner the trial ends at its last report,
+    as one the pruner stopped; without a pruner it fails saying why (it ended the whole search, or was a bare
+    failure), and a report that is not a dict of metrics is refused either way."""
+    import optuna
+
+    def stops_itself(exc):
+        def evaluate(arch):
+            nas.report_metrics({"accuracy": quality(arch) / 2})
+            if arch["lr"] < 0.01:
+                raise exc
+            return {"accuracy": quality(arch)}
+        return evaluate
+
+    for exc in (optuna.TrialPruned(), nas.Pruned("enough")):
+        judged = nas.search(SPACE, stops_itself(exc), {"accuracy": "max"}, strategy="random", budget=12, seed=0,
+                            pruner=nas.Pruner(optuna.pruners.NopPruner()))
+        stopped = [t for t in judged.trials if t.arch["lr"] < 0.01]
+        assert stopped and all(t.status == "ok" and t.extra["pruned_after"] == 1 for t in stopped)
+        assert all(t.metrics["accuracy"] == quality(t.arch) / 2 for t in stopped)
+        plain = nas.search(SPACE, stops_itself(exc), {"accuracy": "max"}, strategy="random", budget=12, seed=0)
+        assert plain.used == 12
+        failed = [t for t in plain.trials if t.status == "failed"]
+        assert failed == [t for t in plain.trials if t.arch["lr"] < 0.01] and failed
+        assert all("stopped itself as pruned, but this search has no pruner" in t.error for t in failed)
+
+    def bare(arch):
+        raise optuna.TrialPruned()
+    with pytest.raises(ConfigError, match="stopped as pruned before its first report, so it has no metrics"):
+        nas.search(SPACE, bare, {"accuracy": "max"}, budget=1, seed=0, pruner="median")  # the first result: a typo?
+
+    def number_report(arch):
+        nas.report_metrics(0.5)  # trial.report(value) in Optuna
+        return {"accuracy": 1.0}
+    for pruner in (None, "median"):
+        r = nas.search(SPACE, number_report, {"accuracy": "max"}, budget=1, seed=0, pruner=pruner)
+        assert "report_metrics: expected a dict of metric name -> number" in r.trials[0].error

@@ -368,6 +368,23 @@ def test_a_duration_metric_the_evaluation_lacks_is_an_error_naming_it():
         nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=5, seed=0, executor=ex)
 
 
+def test_a_duration_function_times_a_failed_evaluation_as_one_second_and_names_its_own_failure():
+    """A failed evaluation has no metrics: `lambda arch, m: m["latency_ms"]` raised KeyError out of the search,
+    with nothing journaled; it is charged 1 s, as with a metric name. A function failing on a result is named."""
+    def evaluate(arch):
+        if toy_eval(arch)["accuracy"] % 5 < 1:
+            raise RuntimeError("out of memory")
+        return toy_eval(arch)
+
+    ex = nas.SimulatedClockExecutor(workers=2, duration=lambda arch, m: m["latency_ms"])
+    r = nas.search(toy_space(), evaluate, {"accuracy": "max"}, strategy="random", budget=20, seed=0, executor=ex)
+    failed = [t for t in r.trials if t.status == "failed"]
+    assert r.used == 20 and failed and all(t.finished - t.started == 1.0 for t in failed)
+    ex = nas.SimulatedClockExecutor(duration=lambda arch, m: m["latency"])
+    with pytest.raises(ConfigError, match=r"duration function failed on architecture \w+ with metrics accuracy, "
+                                          r"latency_ms: KeyError: 'latency'"):
+        nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=3, seed=0, executor=ex)
+
 
 @pytest.mark.parametrize("duration", ["seconds", lambda arch, m: m["seconds"]])
 def test_a_nan_or_negative_duration_is_charged_as_a_failed_evaluation_once_warned(duration, caplog):

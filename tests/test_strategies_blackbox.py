@@ -461,3 +461,30 @@ def test_optuna_strategies_leave_the_users_optuna_verbosity_alone(capsys):
         assert "Trial 0 finished" not in capsys.readouterr().err  # the search's own trials stay quiet
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def test_fixed_and_grid_values_that_name_no_decision_or_value_are_refused_before_anything_runs(caplog):
+    """PartialFixedSampler / GridSampler params are our decisions' Optuna params: a name the space lacks (the
+    dataframe's `blocks.0.kernel` for `blocks[0].kernel`) and a value out of range (an ordered choice's parameter is
+    its index) are refused naming them; an index that is also an option's value fixes that index, with a warning."""
+    import optuna
+
+    space = Space(depth=Choice([2, 3, 4]), blocks=Repeat(count="depth", kernel=Choice(["k3", "k5"])))
+    evaluate = lambda a: {"score": float(a["depth"])}  # noqa: E731
+    tpe = lambda: optuna.samplers.TPESampler(seed=0)  # noqa: E731
+    for sampler, match in [
+            (optuna.samplers.PartialFixedSampler({"blocks.0.kernel": "k5"}, tpe()),
+             r"PartialFixedSampler: 'blocks.0.kernel' is not a decision of the space .* blocks\[0\].kernel"),
+            (optuna.samplers.PartialFixedSampler({"depth": 3}, tpe()),
+             r"depth = 3 is not a value of this decision: an ordered choice's parameter is its option index 0..2"),
+            (optuna.samplers.GridSampler({"depth": [0, 1], "blocks[0].kernel": ["k3", "k7"]}),
+             r"GridSampler: blocks\[0\].kernel = 'k7' is not a value of this decision: expected one of \['k3', 'k5'\]")]:
+        with pytest.raises(nas.ConfigError, match=match):
+            nas.search(space, evaluate, {"score": "max"}, strategy=sampler, budget=2, seed=0)
+    with caplog.at_level(logging.WARNING):
+        held = nas.search(space, evaluate, {"score": "max"}, seed=0, budget=1,
+                          strategy=optuna.samplers.PartialFixedSampler({"depth": 2}, tpe()))
+    assert held.trials[0].arch["depth"] == 4 and "to hold depth = 2 give 0" in caplog.text
+    fixed = nas.search(space, evaluate, {"score": "max"}, seed=0, budget=3,
+                       strategy=optuna.samplers.PartialFixedSampler({"blocks[0].kernel": "k5"}, tpe()))
+    assert {t.arch["blocks"][0]["kernel"] for t in fixed.trials} == {"k5"}

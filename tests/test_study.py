@@ -78,6 +78,32 @@ def test_a_reopened_study_keeps_its_pending_architectures_and_loses_nothing(tmp_
     assert len(trials) == 12 and len({t.arch_id for t in trials}) == 12 and all(t.status == "ok" for t in trials)
     assert [t.arch_id for t in trials[:6]] == [asked[0].id, asked[1].id, asked[3].id, asked[2].id,
                                                *(a.id for a in queued)]
+    assert [bool(t.extra.get("enqueued")) for t in trials[:7]] == [False] * 4 + [True] * 2 + [False]
+
+
+def test_a_study_copied_mid_run_with_a_later_enqueue_goes_on_as_the_original(tmp_path):
+    """A trial queued by `study.enqueue` during the study says so, and is told in its turn on resume (only those
+    enqueued before the search began ran first): a copy of the open workdir proposes what the original does."""
+    import shutil
+
+    kw = dict(strategy="evolution", budget=16, seed=2, strategy_options={"population_size": 4, "sample_size": 2},
+              snapshot_interval_s=3600)
+    study = nas.Study(SPACE, OBJECTIVES, workdir=tmp_path / "a", **kw)
+    for _ in range(4):
+        arch = study.ask()
+        study.tell(arch, toy(arch))
+    first = study.ask()  # asked (snapshot), then the baseline asked, then both told after the last snapshot
+    study.enqueue({"depth": 3, "blocks": [{"k": 7, "e": 6}] * 3, "act": "gelu"})
+    baseline = study.ask()
+    study.tell(first, toy(first))
+    study.tell(baseline, {"acc": 0.2, "lat": 0.5})
+    assert study.trials[-1].extra.get("enqueued") is True and not study.trials[-2].extra.get("enqueued")
+    shutil.copytree(tmp_path / "a", tmp_path / "b", ignore=shutil.ignore_patterns("journal.lock"))
+    drive(study)
+    study.close()
+    with nas.Study(SPACE, OBJECTIVES, workdir=tmp_path / "b", **kw) as copy:
+        drive(copy)
+    assert [t.arch_id for t in nas.load(tmp_path / "b").trials] == [t.arch_id for t in nas.load(tmp_path / "a").trials]
 
 
 def test_a_killed_study_resumes_from_its_journal(tmp_path):
@@ -130,8 +156,17 @@ def test_bad_results_are_refused_or_failed_by_name_and_nothing_is_told_twice(tmp
     baseline = {"depth": 3, "blocks": [{"k": 7, "e": 6}] * 3, "act": "gelu"}  # trained before the study
     told = study.tell(baseline, toy(nas.spaces.Architecture(baseline)))
     assert told.status == "ok" and study.result().best().number == told.number
-    assert study.tell(study.ask(), {"acc": 0.5}).error.startswith("evaluate did not return 'lat'")
+    later = study.ask()  # after a result completed, a typo is still refused: the real result can be told after
+    with pytest.raises(ConfigError, match="objective 'lat' is not among .* no trial has had 'latency'; nothing was"):
+        study.tell(later, {"acc": 0.5, "latency": 1.0})
+    for bad, field in [({"started": "2024-01-01"}, "started"), ({"finished": math.inf}, "finished"),
+                       ({"started": 2000.0, "finished": 1000.0}, "finished"), ({"worker": None}, "worker")]:
+        with pytest.raises(ConfigError, match=f"^{field}: "):
+            study.tell(later, toy(later), **bad)  # the journal keeps them as given: nas.load would fail on it
+    assert later.id in [a.id for a in study.pending]
+    assert study.tell(later, {"acc": 0.5}).error.startswith("evaluate did not return 'lat'")  # known names only
     study.close()
+    assert nas.load(tmp_path).trials[-1].arch_id == later.id
 
 
 def test_ask_stops_at_the_budget_counting_pending_and_a_search_goes_on_where_a_study_stopped(tmp_path):

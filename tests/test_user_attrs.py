@@ -100,3 +100,27 @@ def test_optuna_export_holds_them_as_user_attrs(tmp_path):
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert done and all(t.user_attrs["epochs"] == 5 and t.user_attrs["checkpoint"].endswith(".pt") for t in done)
+
+
+def test_a_cheap_evaluators_attributes_join_the_trials_it_rejects_or_passes_on(tmp_path):
+    """`set_user_attr` in a `nas.cheap` evaluator (which table priced it) is journaled with the trial, merged with
+    the expensive stage's (whose value wins a clash); it was dropped."""
+    space = Space(width=Choice([16, 32, 48, 64]), depth=Choice([2, 3, 4]))
+
+    def count(a):
+        nas.set_user_attr("lut", "cpu-b1")
+        nas.set_user_attr("note", "cheap")
+        return {"lat": a["width"] * a["depth"] / 10}
+
+    def train(a):
+        nas.set_user_attr("note", "trained")
+        return {"accuracy": a["width"] / 64 + a["depth"] / 10}
+
+    r = nas.search(space, [nas.cheap(count), train], {"accuracy": "max"}, constraints=["lat <= 15"], budget=6,
+                   seed=0, strategy="random", workdir=tmp_path)
+    statuses = {t.status for t in nas.load(tmp_path).trials}
+    assert statuses == {"ok", "infeasible"}
+    for t in nas.load(tmp_path).trials:
+        assert t.user_attrs == ({"lut": "cpu-b1", "note": "trained"} if t.status == "ok" else
+                                {"lut": "cpu-b1", "note": "cheap"}), (t.number, t.status)
+    assert r.used == 6

@@ -27,7 +27,7 @@ from nas.executors import metric_value
 from nas.objectives import Problem
 from nas.spaces import Space
 from nas.store import Journal, Trial
-from nas.study import Study, pending_id, pruner_instance
+from nas.study import Study, pending_id, pruner_instance, told_typo
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
@@ -198,9 +198,9 @@ def tell(workdir: WorkdirArg,
         if not values and error is None and not stopped:
             raise ConfigError("tell: give the evaluation's metrics (--metric NAME=VALUE or --metrics JSON), or "
                               "--error TEXT when it failed")
-        if values and error is None and not stopped and not any(t.status == "ok" for t in recorded.trials):
+        if values and error is None and not stopped:
             problem = recorded.config["problem"]
-            typo = Problem.make(problem["objectives"], problem["constraints"]).names_error(values)
+            typo = told_typo(Problem.make(problem["objectives"], problem["constraints"]), recorded.trials, values)
             if typo is not None:
                 raise ConfigError(f"tell: {typo}; nothing was journaled, tell it again with the objectives' names")
 

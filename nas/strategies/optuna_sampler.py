@@ -176,7 +176,8 @@ class OptunaStrategy(Strategy):
         try:
             with warnings.catch_warnings():  # QMC and GP are flagged experimental by Optuna
                 warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-                sampler = sampler_cls(seed=self.seed, **options)
+                # Optuna's samplers take seeds below 2**32 (numpy's legacy RandomState): larger ones are folded in
+                sampler = sampler_cls(seed=None if self.seed is None else self.seed % 2**32, **options)
         except (TypeError, ValueError) as e:  # an unknown option, or a bad value (qmc_type="nope")
             raise ConfigError(f"strategy {self.name!r}: bad sampler_options for {cls} "
                               f"({', '.join(f'{k}={v!r}' for k, v in options.items())}): {e}") from None
@@ -400,9 +401,56 @@ class OptunaSampler(OptunaStrategy):
         self.sampler_class = f"{type(sampler).__module__}:{type(sampler).__qualname__}"
         self._given = fresh_copy(sampler)  # untouched by asks: every restart copies it
         super().__init__(space, problem, seed)
+        check_fixed_params(space, sampler, self.max_discrete)
 
     def _sampler(self) -> Any:
         return fresh_copy(self._given)
+
+
+def check_fixed_params(space: Space, sampler: Any, max_discrete: int | None = None) -> None:
+    """ConfigError naming a decision that a `PartialFixedSampler` or `GridSampler` fixes but the space lacks, or a
+    value its parameter cannot take (an ordered choice's parameter is its option index), before anything runs; a
+    warning where an ordered choice's index is also one of its values (`depth=2` of [2, 3, 4] fixes 4)."""
+    import optuna
+
+    if isinstance(sampler, optuna.samplers.PartialFixedSampler):
+        fixed = {name: [value] for name, value in sampler._fixed_params.items()}
+    elif isinstance(sampler, optuna.samplers.GridSampler):
+        fixed = {name: list(values) for name, values in sampler._search_space.items()}
+    else:
+        return
+    slots = getattr(space, "slots", None)
+    if not callable(slots):
+        return
+    leaves = {path_str(slot.path): slot.leaf for slot in slots() if isinstance(slot.leaf, (Choice, Integer))}
+    what = type(sampler).__name__
+    for name, values in fixed.items():
+        leaf = leaves.get(name)
+        if leaf is None:
+            raise ConfigError(f"{what}: {name!r} is not a decision of the space (a repeated decision is named like "
+                              f"blocks[0].kernel; the decisions: {', '.join(list(leaves)[:12])}"
+                              f"{', ...' if len(leaves) > 12 else ''})")
+        dist = distribution(leaf, max_discrete)
+        for value in values:
+            try:
+                ok = dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                ok = False
+            ordered = isinstance(leaf, Choice) and leaf.ordered
+            if not ok:
+                hint = (f"an ordered choice's parameter is its option index 0..{leaf.cardinality - 1} (options "
+                        f"{list(leaf.options)})" if ordered else f"expected one of {_values_of(leaf)}")
+                raise ConfigError(f"{what}: {name} = {value!r} is not a value of this decision: {hint}")
+            if ordered and value in leaf.options and leaf.options.index(value) != value:
+                log.warning("%s: %s = %r is read as option index %r, i.e. %s = %r (an ordered choice's parameter is "
+                            "its index; to hold %s = %r give %d)", what, name, value, value, name,
+                            leaf.options[value], name, value, leaf.options.index(value))
+
+
+def _values_of(leaf: Choice | Integer) -> str:
+    if isinstance(leaf, Integer):
+        return f"{leaf.low}..{leaf.high} (step {leaf.step})"
+    return repr(list(leaf.options))
 
 
 def fresh_copy(sampler: Any) -> Any:
