@@ -77,19 +77,30 @@ def begin_search(evaluators: Sequence[Evaluator], workdir: Path | None, trials: 
             ev.begin(workdir, trials)
 
 
+TWICE = "is returned by two evaluators"  # how a clash reads in a failed evaluation's error: the search refuses it
+
+
+def twice(metric: str, first: str, second: str) -> str:
+    """The message of a metric two evaluators return (`nas.search` ends on it as a configuration error)."""
+    return (f"metric {metric!r} {TWICE} ({first} and {second}); each metric must come from one of them, rename or "
+            "drop one")
+
+
 def merged(evaluators: Sequence[Evaluator], budget: float | None = None) -> Callable[[Architecture], dict[str, float]]:
     """One function returning the union of all evaluators' metrics (a metric given twice is an error)."""
 
     def run(arch: Architecture) -> dict[str, float]:
         out: dict[str, float] = {}
+        source: dict[str, str] = {}
         for ev in evaluators:
             metrics = ev(arch, budget)
+            name = repr(getattr(ev.fn, "__name__", ev.fn))
             if not isinstance(metrics, Mapping):
-                raise TypeError(f"{getattr(ev.fn, '__name__', ev.fn)!r} returned {type(metrics).__name__}, expected a dict")
+                raise TypeError(f"{name} returned {type(metrics).__name__}, expected a dict")
             for k, v in metrics.items():
                 if k in out:
-                    raise ValueError(f"metric {k!r} is returned by two evaluators")
-                out[k] = v
+                    raise ValueError(twice(k, source[k], name))
+                out[k], source[k] = v, name
         return out
 
     return run

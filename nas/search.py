@@ -35,7 +35,7 @@ import numpy as np
 from nas import jsonio
 from nas.errors import (ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_limit,
                         check_number)
-from nas.evaluators import Evaluator, as_evaluators, begin_search, merged
+from nas.evaluators import TWICE, Evaluator, as_evaluators, begin_search, merged, twice
 from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
 from nas.user_attrs import collecting
@@ -576,6 +576,9 @@ class _SearchLoop:
             self._flush_replay()
         arch, known = self.in_flight[done.arch.id]
         metrics, error = _merge(known, done.metrics, done.error)
+        if error is not None and TWICE in error:  # the evaluators' fault, not this architecture's: nothing journaled
+            raise ConfigError(f"evaluate: {error.split(': ', 1)[-1]}; nothing was journaled for architecture "
+                              f"{arch.id[:12]}, so a corrected run evaluates it")
         typo = self.problem.names_error(metrics) if metrics is not None and not self.checked else None
         if typo is not None:  # journaled with its metrics, so a corrected run counts it (_recheck)
             if done.stopped_after is not None:  # not a misnamed objective: the reports lack it
@@ -853,7 +856,7 @@ def _merge(known: Mapping[str, float], metrics: Mapping[str, float] | None,
     """The cheap stage's metrics joined with the executor's; a metric returned by both is an error."""
     if metrics is None:
         return None, error
-    twice = sorted(set(known) & set(metrics))
-    if twice:
-        return None, f"ValueError: metric {twice[0]!r} is returned by two evaluators"
+    both = sorted(set(known) & set(metrics))
+    if both:
+        return None, f"ValueError: {twice(both[0], 'the cheap stage', 'evaluate')}"
     return {**known, **metrics}, None

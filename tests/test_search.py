@@ -745,3 +745,21 @@ def test_running_a_timed_search_again_without_its_executor_goes_on_without_the_t
     with pytest.raises(ConfigError, match="timeout_s: LocalExecutor cannot stop"):  # given here: still an error
         nas.search(toy_space(), toy_eval, {"accuracy": "max"}, strategy="random", budget=6, seed=1,
                    workdir=tmp_path, timeout_s=30)
+
+
+@pytest.mark.parametrize("cheap", [True, False])
+def test_a_metric_two_evaluators_return_ends_the_search_naming_both_and_journals_nothing(cheap, tmp_path):
+    """The evaluators' fault, not an architecture's: it failed every trial (a bare ValueError), three of them were
+    journaled for good and the search stopped on 'the first 3 evaluations all failed'."""
+    def count(a):
+        return {"latency_ms": toy_eval(a)["latency_ms"], "accuracy": 0.0}
+
+    first = nas.cheap(count) if cheap else count
+    with pytest.raises(ConfigError, match=r"metric 'accuracy' is returned by two evaluators \(.* and .*\); each "
+                                          r"metric must come from one .* nothing was journaled"):
+        nas.search(toy_space(), [first, toy_eval], {"accuracy": "max"}, budget=5, seed=0, workdir=tmp_path)
+    assert nas.load(tmp_path).trials == []
+    fixed = nas.cheap(lambda a: {"latency_ms": toy_eval(a)["latency_ms"]})
+    r = nas.search(toy_space(), [fixed, lambda a: {"accuracy": toy_eval(a)["accuracy"]}], {"accuracy": "max"},
+                   budget=5, seed=0, workdir=tmp_path)
+    assert r.used == 5 and all(t.status == "ok" for t in r.trials)
