@@ -466,7 +466,8 @@ class _SearchLoop:
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
         self.deadline = float("inf")  # time.monotonic() after which nothing new is submitted (max_time)
         self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
-        self.works = False  # an evaluation succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
+        self.works = False  # an evaluation of this run succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
+        self.run_from = 0  # the trials journaled before this run (fail-fast counts this run's failures only)
         self.since: dict[str, float] = {}  # id -> when its evaluation was submitted (running.json)
         self.cheap_attrs: dict[str, dict[str, Any]] = {}  # id -> the cheap stage's `set_user_attr`s, until journaled
         self.reports: dict[str, dict[str, Any]] = {}  # a study's per-epoch reports of its pending architectures
@@ -511,7 +512,9 @@ class _SearchLoop:
         self.executor.start(self.evaluate)
         self.executor.resume_after(told, self.placements)
         self.checked = any(t.status == "ok" for t in self.trials)
-        self.works = any(t.status in ("ok", "infeasible") for t in self.trials)
+        # fail-fast holds per run: a resume in a broken environment (data missing on a new machine) must not spend
+        # the rest of the budget on failures, which deduplication would never evaluate again
+        self.works, self.run_from = False, len(self.trials)
         stop, ended = "budget", False
         self._check_stop()  # a resumed search whose results already meet the rule starts nothing
         try:
@@ -630,12 +633,13 @@ class _SearchLoop:
         broken = False
         if status == "failed":
             log.warning("evaluation of %s failed: %s", arch.id, error)
-            broken = not self.works and sum(t.status == "failed" for t in self.trials) + 1 >= FAIL_FAST
+            broken = not self.works and sum(t.status == "failed" for t in self.trials[self.run_from:]) + 1 >= FAIL_FAST
         trial = self._record(arch, metrics, status, started, finished, worker, error, extra, notify=False)
         self._tell_strategy(arch, TrialResult.of(status, metrics))  # told even when stopping: the snapshot covers it
         self._notify(trial)  # after the tell: a progress callback that raises (Ctrl-C) leaves no trial untold
         if broken:
-            raise NASError(f"the first {FAIL_FAST} evaluations all failed; the last with: {error}")
+            run = " of this run" if self.run_from else ""
+            raise NASError(f"the first {FAIL_FAST} evaluations{run} all failed; the last with: {error}")
         if (self.journaled and len(self.trials) - self._snapshot_at >= self.snapshot_every
                 and time.monotonic() - self._snapshot_time >= self.snapshot_interval_s):
             self._snapshot()

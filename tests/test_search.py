@@ -130,6 +130,21 @@ def test_failing_evaluations_are_recorded_and_a_broken_evaluate_stops_early():
         nas.search(toy_space(), lambda a: 1 / 0, {"accuracy": "max"}, budget=10)
 
 
+def test_a_resume_whose_evaluate_is_broken_stops_after_three_failures_too(tmp_path):
+    """Fail-fast holds per run: a resume in a broken environment (data gone, out of memory) spent the rest of its
+    budget on failures, which deduplication then never evaluated again."""
+    nas.search(toy_space(), toy_eval, {"accuracy": "max"}, budget=10, seed=0, workdir=tmp_path)
+
+    def missing(arch):
+        raise FileNotFoundError("/data/train.npy")
+
+    with pytest.raises(NASError, match="the first 3 evaluations of this run all failed; the last with: FileNotFound"):
+        nas.search(toy_space(), missing, {"accuracy": "max"}, budget=60, seed=0, workdir=tmp_path)
+    assert [t.status for t in nas.load(tmp_path).trials] == ["ok"] * 10 + ["failed"] * 3
+    healed = nas.search(toy_space(), toy_eval, {"accuracy": "max"}, budget=60, seed=0, workdir=tmp_path)
+    assert healed.used == 60 and sum(t.status == "failed" for t in healed.trials) == 3
+
+
 @pytest.mark.parametrize("strategy", GENERIC)
 def test_state_dict_round_trips_through_json_and_continues_identically(strategy):
     space, problem = toy_space(), Problem.make({"accuracy": "max", "latency_ms": "min"})
