@@ -20,6 +20,8 @@ each number came from. With `qualify=True` the latency and energy names carry mo
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,12 +29,12 @@ from typing import Any, Protocol
 
 import torch
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int, check_number
 from nas.evaluators import Evaluator
 from nas.counts import count_leaves, count_params
 from nas.hardware.devices import DeviceProfile, default_device, list_devices, load_device
 from nas.hardware.energy import analytic_energy, default_meter, import_pynvml, measure_energy
-from nas.hardware.latency import LatencyMeasurement, check_statistic, host_info, measure_latency
+from nas.hardware.latency import LatencyMeasurement, check_statistic, check_torch_device, host_info, measure_latency
 from nas.hardware.learned import LayerLatencyModel, learned_latency, lut_latency
 from nas.hardware.lut import LatencyTable
 from nas.hardware.roofline import module_dtype, roofline
@@ -54,9 +56,7 @@ class LatencyModel(Protocol):
 
 def _timed_threads(latency: Any) -> int | None:
     """The CPU thread count a latency model's figures were timed with, where it records one (a lookup table's
-    `threads`), else None. A model calibrated on end-to-end measurements (onboarded) answers for those."""
-    if getattr(latency, "calibration", None) is not None:
-        return None
+    `threads`; an onboarded model's are those of its end-to-end measurements), else None."""
     threads = getattr(latency, "threads", None)
     if threads is None:
         threads = (getattr(latency, "details", None) or {}).get("threads")
@@ -91,7 +91,9 @@ def resolve_device(device: str | DeviceProfile) -> tuple[str, DeviceProfile | No
 
 @dataclass
 class MeasuredLatency:
-    """Latency measured here: build the network, time it (`measure_latency`), report one statistic."""
+    """Latency measured here: build the network, time it (`measure_latency`: `rounds` of `warmup` + `repeats`
+    runs), report one statistic. `round_min` (the median of the rounds' minima) needs rounds >= 2: over one round
+    it is the plain `min`, the statistic it exists to replace on a shared machine."""
 
     space: ModelSpace | None
     device: str | None = None  # profile name, for provenance
@@ -101,16 +103,23 @@ class MeasuredLatency:
     warmup: int = 10
     repeats: int = 50
     statistic: str = "median"
+    rounds: int = 1
     model: str = "measured"
     cheap: bool = False
     last: LatencyMeasurement | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_statistic(self.statistic)
+        check_int(self.warmup, "warmup", 0)
+        check_int(self.repeats, "repeats", 1)
+        check_int(self.rounds, "rounds", 1)
+        if self.statistic == "round_min" and self.rounds == 1:
+            raise ConfigError("statistic: 'round_min' over one round is the plain min; give rounds >= 2 (e.g. 20) "
+                              "for the median of the rounds' minima, or ask for 'min'")
 
     def measure(self, module: torch.nn.Module, inputs: Any) -> LatencyMeasurement:
         self.last = measure_latency(module, inputs, device=self.torch_device, warmup=self.warmup,
-                                    repeats=self.repeats, threads=self.threads)
+                                    repeats=self.repeats, threads=self.threads, rounds=self.rounds)
         return self.last
 
     def latency_ms(self, arch: Mapping[str, Any]) -> float:
@@ -124,7 +133,7 @@ class MeasuredLatency:
         return {"model": "measured", "device": self.device, "torch_device": self.torch_device,
                 "host": host_info(self.torch_device).get("gpu" if self.torch_device.startswith("cuda") else "cpu"),
                 "batch_size": self.batch_size, "threads": self.threads, "warmup": self.warmup,
-                "repeats": self.repeats, "statistic": self.statistic}
+                "repeats": self.repeats, "rounds": self.rounds, "statistic": self.statistic}
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,10 @@ class CostModel:
             raise ConfigError(f"batch_size: expected a positive int, got {batch_size!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ConfigError(f"threads: expected a positive int (or None for torch's setting), got {threads!r}")
+        check_int(warmup, "warmup", 0)
+        check_int(repeats, "repeats", 1)
+        check_int(cache, "cache", 0)
+        check_number(energy_seconds, "energy_seconds", unit=" (seconds)")
         self.space, self.batch_size, self.threads, self.qualify = space, batch_size, threads, qualify
         self.warmup, self.repeats = warmup, repeats
         self.torch_device, self.profile = resolve_device(device)
@@ -231,7 +244,9 @@ class CostModel:
             threads = None if self.torch_device.startswith("cuda") else self.threads
             return MeasuredLatency(self.space, self.device_name, self.torch_device, self.batch_size, threads,
                                    self.warmup, self.repeats)
-        if isinstance(latency, str):
+        if isinstance(latency, MeasuredLatency):
+            latency = self._measured_here(latency)
+        elif isinstance(latency, str):
             raise ConfigError(f"latency: expected None, 'measured', a LatencyTable, a LayerLatencyModel or a latency "
                               f"model object, got {latency!r}")
         if isinstance(latency, LatencyTable):
@@ -247,15 +262,26 @@ class CostModel:
         timed = _timed_threads(latency)
         here = self.threads if self.threads is not None else torch.get_num_threads()  # None: torch's current count
         if timed is not None and not self.torch_device.startswith("cuda") and timed != here:
+            redo = (f"onboard it on measurements taken with threads={here} (onboard(..., threads={here}))"
+                    if getattr(latency, "calibration", None) is not None else f"build the table with threads={here}")
             raise ConfigError(f"latency: the {latency.model} model was timed with threads={timed}, this cost model's "
                               f"threads is {self.threads}" + ("" if self.threads is not None else f" (torch's {here})")
-                              + f" (build the table with threads={here}, or give the cost model threads={timed})")
+                              + f" ({redo}, or give the cost model threads={timed})")
         dev = getattr(latency, "device", None)
         if dev is not None and self.device_name is not None and dev != self.device_name:
             raise ConfigError(f"latency: the {latency.model} model is for device {dev!r}, this cost model is on "
                               f"{self.device_name!r} (onboard it with LayerwiseLatency.onboard, or fit an "
                               "EndToEndLatency on that device's measured samples)")
         return latency
+
+    def _measured_here(self, latency: MeasuredLatency) -> MeasuredLatency:
+        """A `MeasuredLatency` given to this cost model: it times on this machine, on this cost model's torch device,
+        and is recorded under this cost model's device profile when it names none."""
+        self._check_local("latency")
+        if latency.torch_device != self.torch_device:
+            raise ConfigError(f"latency: the MeasuredLatency times on {latency.torch_device!r}, this cost model is on "
+                              f"{self.torch_device!r}; give both the same device")
+        return latency if latency.device is not None else dataclasses.replace(latency, device=self.device_name)
 
     def _energy(self, energy: str | None) -> str | None:
         if energy not in (None, "analytic", "measured", "auto"):
@@ -280,7 +306,8 @@ class CostModel:
         return energy
 
     def _check_local(self, what: str) -> None:
-        """Measuring is only possible on this machine: refuse a profile of another device."""
+        """Measuring is only possible on this machine: refuse a profile of another device, or a GPU not here."""
+        check_torch_device(self.torch_device, "device")
         here = default_device(self.torch_device)
         if self.profile is not None and self.profile.name != here:
             raise ConfigError(f"measured {what}: device {self.profile.name!r} is not this machine's "
@@ -385,9 +412,13 @@ class CostModel:
                                   "(use latency='measured' for modules)")
             metrics[self._name("latency_ms", self.latency.model)] = float(latency)
         if self.profile is not None:
-            bound = roofline(leaves, self.profile, dtype, self.threads if self.torch_device == "cpu" else None)
-            metrics[self._name("latency_roofline_ms", "roofline")] = bound.bound_ms
-            details["roofline"] = bound.to_dict()
+            why = self._no_peak(dtype)
+            if why is None:
+                bound = roofline(leaves, self.profile, dtype, self.threads if self.torch_device == "cpu" else None)
+                metrics[self._name("latency_roofline_ms", "roofline")] = bound.bound_ms
+                details["roofline"] = bound.to_dict()
+            else:
+                details["roofline"] = self._skip("latency_roofline_ms", "roofline", dtype, why)
         if self.energy == "measured":
             if module is None:
                 module, inputs = self._network(arch)
@@ -397,11 +428,39 @@ class CostModel:
             details["energy"] = e.to_dict()
         elif self.energy == "analytic":
             assert self.profile is not None
-            e_est = analytic_energy(leaves, self.profile, dtype, latency,
-                                    self.threads if self.torch_device == "cpu" else None)
-            metrics[self._name("energy_est_mj", "analytic")] = e_est.energy_mj
-            details["energy"] = e_est.to_dict()
+            # pJ/FLOP without the profile's own figure is TDP / peak, and the static part without a latency model
+            # takes the roofline: both need the dtype's peak
+            needs_peak = (dtype not in self.profile.energy_pj_per_flop
+                          or (bool(self.profile.static_power_w) and latency is None))
+            why = self._no_peak(dtype) if needs_peak else None
+            if why is None:
+                e_est = analytic_energy(leaves, self.profile, dtype, latency,
+                                        self.threads if self.torch_device == "cpu" else None)
+                metrics[self._name("energy_est_mj", "analytic")] = e_est.energy_mj
+                details["energy"] = e_est.to_dict()
+            else:
+                details["energy"] = self._skip("energy_est_mj", "analytic", dtype, why)
         return CostReport(metrics, self.provenance, details)
+
+    def _no_peak(self, dtype: str) -> str | None:
+        """Why the device profile cannot price `dtype` (it has no peak FLOP/s for it), else None. No peak is
+        assumed in its place: a term that needs one is left out (`_skip`), the counts are still reported."""
+        assert self.profile is not None
+        if dtype in self.profile.peak_flops:
+            return None
+        return (f"device {self.profile.name!r} has no peak FLOP/s for dtype {dtype!r} (it has "
+                f"{', '.join(sorted(self.profile.peak_flops))}); add a {dtype} peak to the profile to get this term")
+
+    def _skip(self, metric: str, model: str, dtype: str, why: str) -> dict[str, Any]:
+        """Leave `metric` out for a `dtype` the profile cannot price: the reason goes to the metric's provenance
+        (`skipped`, by dtype; the record every report shares, updated in place) with a warning the first time,
+        and to the report's details."""
+        record = self.provenance.get(self._name(metric, model))
+        skipped = record.setdefault("skipped", {}) if record is not None else {}
+        if dtype not in skipped:
+            skipped[dtype] = why
+            warnings.warn(f"{metric} left out for a {dtype} network: {why}", stacklevel=4)
+        return {"skipped": why, "dtype": dtype}
 
 
 def cost(arch_or_module: Any, space: ModelSpace | None = None, inputs: Any = None, **options: Any) -> dict[str, float]:

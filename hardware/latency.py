@@ -264,7 +264,7 @@ def measure_latency(module: torch.nn.Module, inputs: Any, *, device: str = "cpu"
 
 def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: str = "cpu", warmup: int = 2,
                       repeats: int = 3, rounds: int = 20, threads: int | None = 1,
-                      seed: int = 0) -> list[LatencyMeasurement]:
+                      seed: int = 0, on_round: Callable[[int], None] | None = None) -> list[LatencyMeasurement]:
     """Time several networks in interleaved rounds: each round times every `(module, inputs)` once, in a
     shuffled order (`warmup` untimed then `repeats` timed runs), and each network's runs are pooled.
 
@@ -274,7 +274,7 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
     OFA subnets timed twice: one block of 50 runs agreed with itself within +-10 % for 37 % of them,
     interleaved rounds for 100 % (experiments/README.md, docs/hardware.md). More rounds spread further.
     Under sustained contention the machine instead has short fast bursts, which decide a pass's `min`;
-    read such passes by `round_min` (docs/hardware.md, "Which statistic").
+    read such passes by `round_min` (docs/hardware.md, "Which statistic"). `on_round(r)` is called after round r.
     """
     check_int(warmup, "warmup", 0)
     check_int(repeats, "repeats", 1)
@@ -293,9 +293,11 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
             pinned_threads(threads if dev.type == "cpu" else None):
         if dev.type == "cpu":
             used = torch.get_num_threads()
-        for _ in range(rounds):
+        for r in range(rounds):
             for i in order_rng.permutation(len(runs)):
                 times[i].extend(timed(runs[i], warmup, repeats))
+            if on_round is not None:  # a progress bar: a long pass shows it moves
+                on_round(r + 1)
     timer = "cuda_event" if dev.type == "cuda" else "perf_counter"
     return [summarise(t, warmup=warmup, batch_size=int(shape[0][0]) if shape and shape[0] else 1,
                       input_shapes=shape, device=str(dev), threads=used, timer=timer, rounds=rounds)
@@ -315,9 +317,10 @@ def host_info(device: str = "cpu") -> dict[str, Any]:
 
 def _cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()

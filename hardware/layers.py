@@ -61,6 +61,9 @@ class LayerAdapter:
     """How one space's architectures decompose into layers (subclass per space; see `ofa_layers`, `cell_layers`)."""
 
     name = "layers"
+    # Dotted fields of `describe()` (`config.dropout`) that change no layer shape and no inference latency (training
+    # settings): a subclass leaves them out of `describe()`, and table checks ignore them in headers that hold them.
+    training_only: tuple[str, ...] = ()
 
     def __init__(self, space: ModelSpace) -> None:
         self.space = space

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections import defaultdict
@@ -36,18 +37,43 @@ class LatencyFitWarning(UserWarning):
     """A latency fit went ahead but dropped samples or fits poorly; the message names what."""
 
 
+def _numbers(value: Any) -> list[float] | None:
+    """A numeric option as numbers (bools as 0/1, lists and tuples of numbers flattened); None when it is not one."""
+    if isinstance(value, (bool, int, float)):
+        return [float(value)]
+    if isinstance(value, (list, tuple)):
+        parts = [_numbers(v) for v in value]
+        return None if any(p is None for p in parts) else [x for p in parts if p is not None for x in p]
+    return None
+
+
 def layer_group(layer: LayerConfig) -> str:
-    """The model a layer belongs to: its kind plus its string options (e.g. `op/sep_conv_3x3`)."""
-    names = [str(v) for _, v in layer.options if isinstance(v, str)]
+    """The model a layer belongs to: its kind plus its string options (e.g. `op/sep_conv_3x3`), and any other option
+    that is not numeric (`None`, a list holding a string) as `name=JSON` (`align_corners=null`)."""
+    names = [str(v) if isinstance(v, str) else f"{k}={json.dumps(v)}"
+             for k, v in layer.options if isinstance(v, str) or _numbers(v) is None]
     return "/".join([layer.kind, *names])
 
 
 def layer_features(layer: LayerConfig, counts: Counts, batch_size: int) -> np.ndarray:
-    """Numeric options (bools as 0/1), input shape, batch size, and log1p of FLOPs, parameters and bytes."""
-    opts = [float(v) for _, v in layer.options if not isinstance(v, str)]
+    """Numeric options (bools as 0/1, sequences such as `kernel_size=[3, 3]` flattened), input shape, batch size,
+    and log1p of FLOPs, parameters and bytes; non-numeric options are in the layer's group (`layer_group`)."""
+    opts = [x for _, v in layer.options for x in (_numbers(v) or [])]
     flops, params, moved = counts
     return np.array([*opts, *map(float, layer.input_shape), float(batch_size),
                      math.log1p(flops), math.log1p(params), math.log1p(moved)])
+
+
+def _stack_features(group: str, layers: Sequence[LayerConfig], counts: Sequence[Counts], batch_size: int) -> np.ndarray:
+    """The features of one group's layers as a matrix; ConfigError naming two layers whose features differ in length
+    (an option or input shape of another length: the group's regressor needs one feature vector shape)."""
+    rows = [layer_features(layer, c, batch_size) for layer, c in zip(layers, counts)]
+    odd = next((i for i, r in enumerate(rows) if r.shape != rows[0].shape), None)
+    if odd is not None:
+        raise ConfigError(f"fit: layers of group {group!r} have features of different lengths ({layers[0].key}: "
+                          f"{rows[0].size}, {layers[odd].key}: {rows[odd].size}): an option or the input shape has "
+                          "another number of entries")
+    return np.stack(rows)
 
 
 class LayerLatencyModel:
@@ -77,7 +103,7 @@ class LayerLatencyModel:
             groups[layer_group(layer)].append(i)
         self.models, self.samples = {}, {}
         for g, idx in groups.items():
-            x = np.stack([layer_features(layers[i], counts[i], batch_size) for i in idx])
+            x = _stack_features(g, [layers[i] for i in idx], [counts[i] for i in idx], batch_size)
             y = np.log(np.asarray([latency_ms[i] for i in idx], dtype=float))
             rf = RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
                                        random_state=self.seed, n_jobs=1)
@@ -93,6 +119,7 @@ class LayerLatencyModel:
         """Train on a lookup table's entries, or a random `fraction` of each layer group's (at least one each)."""
         if not 0 < fraction <= 1:
             raise ConfigError(f"fraction: expected 0 < fraction <= 1, got {fraction!r}")
+        table.check_host()
         by_group: dict[str, list[Any]] = defaultdict(list)
         for e in table.entries.values():
             by_group[layer_group(e.layer)].append(e)
@@ -118,6 +145,10 @@ class LayerLatencyModel:
                               f"(trained on: {', '.join(sorted(self.models)) or 'nothing'})")
         assert self.batch_size is not None
         x = layer_features(layer, counts, self.batch_size)[None, :]
+        if x.shape[1] != self.models[g].n_features_in_:
+            raise ConfigError(f"learned latency: layer {layer.key} has {x.shape[1]} numeric features, the layers of "
+                              f"group {g!r} it was trained on {self.models[g].n_features_in_} (an option or the "
+                              "input shape has another length)")
         return float(np.exp(self.models[g].predict(x)[0]))
 
 
@@ -271,6 +302,9 @@ def fit_calibration(by_kind: Sequence[Mapping[str, float]], measured_ms: Sequenc
     return Calibration(scales, intercept, int(len(measured_ms)), device, mape, excluded, float(shared))
 
 
+_SAME = object()  # onboard's default threads: the base model's on its own device
+
+
 @dataclass
 class LayerwiseLatency:
     """An architecture's latency as the (calibrated) sum of per-layer latencies: a lookup table's or a learned model's.
@@ -299,17 +333,24 @@ class LayerwiseLatency:
         return self.calibration.apply(parts) if self.calibration else float(sum(parts.values()))
 
     def onboard(self, archs: Sequence[Mapping[str, Any]], measured_ms: Sequence[float], device: str | None = None,
-                per_kind: bool = True) -> "LayerwiseLatency":
+                per_kind: bool = True, threads: int | None | object = _SAME) -> "LayerwiseLatency":
         """This model calibrated on N architectures measured on `device` (default: the same device).
 
         Few-shot onboarding: a table or learned model from one device plus a handful of end-to-end
         measurements on another gives a predictor for the other (per-kind scales and a fixed overhead).
+        `threads`: the CPU threads the measurements ran on, recorded (`details["threads"]`) so a `CostModel` on
+        other threads refuses the model; by default the base model's on its own device, unknown (None) on another.
         """
         if device is not None:
             device = check_profile(device, "device")  # recorded in the model: a typo makes it unusable
-        cal = fit_calibration([self.by_kind(a) for a in archs], measured_ms, per_kind=per_kind,
-                              device=device if device is not None else self.device)
-        details = {**self.details, "base_model": self.model, "base_device": self.device}
+        target = device if device is not None else self.device
+        if threads is _SAME:
+            threads = self.details.get("threads") if target == self.device else None
+        elif threads is not None:
+            check_int(threads, "threads", 1)
+        cal = fit_calibration([self.by_kind(a) for a in archs], measured_ms, per_kind=per_kind, device=target)
+        details = {**self.details, "base_model": self.model, "base_device": self.device,
+                   "base_threads": self.details.get("threads"), "threads": threads}
         return LayerwiseLatency(self.adapter, self.layer_ms, "learned", cal.device, self.batch_size, details, cal)
 
     def provenance(self) -> dict[str, Any]:
@@ -322,6 +363,7 @@ class LayerwiseLatency:
 def lut_latency(table: LatencyTable, adapter: LayerAdapter) -> LayerwiseLatency:
     """Lookup-table latency: the sum of the table's per-layer values (checks the table fits the adapter)."""
     table.check_adapter(adapter)
+    table.check_host()
     details = {"table": str(table.path) if table.path else None, "statistic": table.statistic,
                "entries": len(table), "threads": table.header.get("threads"),
                "torch_device": table.header.get("torch_device"), "host": (table.header.get("host") or {}).get("cpu"),

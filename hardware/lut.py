@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,16 @@ VERSION = 1
 # Header fields that must match for a table to be extended (resumed) with new measurements.
 _SAME_BUILD = ("format", "version", "adapter", "torch_device", "device", "batch_size", "threads", "dtype", "warmup",
                "repeats", "rounds")
-CHUNK = 1024  # layers timed together in interleaved rounds, then appended (the unit of resumption)
+# Layers timed together in interleaved rounds, then appended: the unit of resumption. Large, so each layer's rounds
+# spread over the whole pass of a built-in space (robust to the VM's 10-30 s slow phases); progress moves per round.
+CHUNK = 1024
+
+
+class HostMismatchWarning(UserWarning):
+    """A latency table timed on another CPU or GPU model, or another torch version, is used as this machine's."""
+
+
+_warned_hosts: set[str] = set()  # the host-mismatch messages already given (each once per process)
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,21 @@ class TableEntry:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TableEntry":
+        """From `to_dict` output; ValueError naming the field when a timing is not a finite number >= 0 (a
+        hand-edited or corrupt line would otherwise price architectures at NaN or negative latency)."""
         rm = d.get("round_min_ms")
-        return cls(LayerConfig.from_dict(d), float(d["median_ms"]), float(d["min_ms"]), float(d["mean_ms"]),
-                   float(d["p10_ms"]), float(d["p90_ms"]), int(d["flops"]), int(d["params"]), int(d["bytes_moved"]),
-                   d.get("load"), None if rm is None else float(rm))
+        times = [_milliseconds(d, f) for f in ("median_ms", "min_ms", "mean_ms", "p10_ms", "p90_ms")]
+        return cls(LayerConfig.from_dict(d), *times, int(d["flops"]), int(d["params"]), int(d["bytes_moved"]),
+                   d.get("load"), None if rm is None else _milliseconds(d, "round_min_ms"))
+
+
+def _milliseconds(d: Mapping[str, Any], name: str) -> float:
+    """`d[name]` as a finite number of milliseconds >= 0 (0 allowed: a layer that launches no work can time at 0 on
+    a GPU's event timer); ValueError naming the field otherwise."""
+    value = d[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number of milliseconds >= 0, got {value!r}")
+    return float(value)
 
 
 class LatencyTable:
@@ -121,9 +143,28 @@ class LatencyTable:
     def missing(self, layers: Iterable[LayerConfig]) -> list[LayerConfig]:
         return [layer for layer in unique(layers) if layer.key not in self.entries]
 
+    def check_host(self) -> None:
+        """Warn (`HostMismatchWarning`, once per table and machine) when the table claims this machine's device
+        profile (every CPU's tables say `local_cpu`; an unlisted GPU's none) but its header's `host` names another
+        CPU model (GPU model on CUDA) or torch major.minor version than this machine's. A warning, not a refusal:
+        identical machines share tables. Headers without `host` (made in code) are not checked."""
+        torch_device = str(self.header.get("torch_device") or "cpu")
+        if self.device is not None and self.device != default_device(torch_device):
+            return  # a table of another device, used as that device's
+        diff = host_differences(self.header.get("host"), torch_device)
+        if not diff:
+            return
+        text = (f"latency table {self.path or '(in memory)'} was timed on another machine ({'; '.join(diff)}), yet "
+                f"is used for this one's {self.device or torch_device}: its figures are that machine's (rebuild it "
+                "here, or onboard it on this machine's measurements)")
+        if text not in _warned_hosts:
+            _warned_hosts.add(text)
+            warnings.warn(text, HostMismatchWarning, stacklevel=3)
+
     def check_adapter(self, adapter: LayerAdapter) -> None:
         """ConfigError naming the differing fields when the table was built for another space frame than `adapter`."""
-        diff = adapter_differences(self.header.get("adapter"), adapter.describe())
+        diff = adapter_differences(self.header.get("adapter"), adapter.describe(),
+                                   getattr(adapter, "training_only", ()))
         if diff:
             raise ConfigError(f"latency table {self.path or '(in memory)'} was built for another space: {diff}")
 
@@ -136,9 +177,45 @@ class LatencyTable:
 _ABSENT = object()
 
 
-def adapter_differences(table: Any, space: Any) -> str:
-    """The fields where two adapter descriptions differ, as `field: table X, space Y; ...` ('' when equal)."""
-    return "; ".join(_differences(jsonio.plain(table, "adapter"), jsonio.plain(space, "adapter"), ""))
+def host_differences(recorded: Any, torch_device: str = "cpu") -> list[str]:
+    """How the machine in a table header's `host` differs from this one: the CPU model (the GPU model on CUDA) and
+    torch's major.minor version, each as `what: table X, here Y`; [] when nothing recorded differs."""
+    if not isinstance(recorded, Mapping):
+        return []
+    here = host_info(torch_device)
+    out = []
+    what = "gpu" if torch_device.startswith("cuda") else "cpu"
+    if recorded.get(what) is not None and recorded[what] != here.get(what):
+        out.append(f"{what}: table {recorded[what]!r}, here {here.get(what) or 'none'!r}")
+    table_torch, this_torch = _major_minor(recorded.get("torch")), _major_minor(here["torch"])
+    if table_torch is not None and table_torch != this_torch:
+        out.append(f"torch: table {table_torch}, here {this_torch}")
+    return out
+
+
+def _major_minor(version: Any) -> str | None:
+    """`2.3` of a torch version such as `2.3.1+cpu` (None when none is recorded)."""
+    return ".".join(str(version).split("+")[0].split(".")[:2]) if version else None
+
+
+def adapter_differences(table: Any, space: Any, ignore: Iterable[str] = ()) -> str:
+    """The fields where two adapter descriptions differ, as `field: table X, space Y; ...` ('' when equal), leaving
+    out the dotted fields `ignore` (an adapter's `training_only`, which tables of older builds recorded)."""
+    ignore = tuple(ignore)
+    return "; ".join(_differences(_without(jsonio.plain(table, "adapter"), ignore),
+                                  _without(jsonio.plain(space, "adapter"), ignore), ""))
+
+
+def _without(description: Any, fields: Sequence[str], where: str = "") -> Any:
+    """`description` (nested dicts) without the dotted `fields`."""
+    if not isinstance(description, dict) or not fields:
+        return description
+    out = {}
+    for k, v in description.items():
+        path = f"{where}.{k}" if where else str(k)
+        if path not in fields:
+            out[k] = _without(v, fields, path)
+    return out
 
 
 def _differences(table: Any, space: Any, where: str) -> list[str]:
@@ -220,7 +297,8 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
     `path` is resumed: its layers are skipped, and its measurement settings must equal these. `limit` caps
     the number of new layers measured in this call; `profile` names the device profile recorded in the
     header (default: the machine's, e.g. `local_cpu`); another device's profile is refused, since the
-    timings are this machine's (`check_local_profile`). `progress(done, total)` is called after each chunk.
+    timings are this machine's (`check_local_profile`). `progress(done, total)` is called after each round
+(`done` counts a chunk's layers in proportion to its rounds) and after each chunk is written.
     Every setting is checked before the file is touched, and a new table's header is written together with
     its first measured chunk, so a refused or failed build leaves no file behind to block the next one.
     """
@@ -239,10 +317,12 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
         old, entries, lines = _read(path)
         old.setdefault("rounds", 1)  # tables from before interleaved rounds
         for key in _SAME_BUILD:
-            if key == "adapter" and old.get(key) != header[key]:
-                raise ConfigError(f"latency table {path} was built for another space "
-                                  f"({adapter_differences(old.get(key), header[key])}): use another path, or delete "
-                                  "the file to start over")
+            if key == "adapter":
+                diff = adapter_differences(old.get(key), header[key], getattr(adapter, "training_only", ()))
+                if diff:
+                    raise ConfigError(f"latency table {path} was built for another space ({diff}): use another path, "
+                                      "or delete the file to start over")
+                continue
             if key == "threads" and old.get(key) is None and threads is None:
                 continue  # a table from before the count used was recorded, resumed the same way
             if old.get(key) != header[key]:
@@ -258,8 +338,12 @@ def build_table(adapter: LayerAdapter, path: str | Path, *, device: str = "cpu",
         todo = todo[:limit]
     for start in range(0, len(todo), CHUNK):
         chunk = todo[start:start + CHUNK]
+        def round_done(r: int, start: int = start, size: int = len(chunk)) -> None:
+            if progress is not None and r < rounds:  # the last round's is reported once the chunk is written
+                progress(start + size * r // rounds, len(todo))
+
         entries = measure_layers(adapter, chunk, device=device, batch_size=batch_size, threads=threads,
-                                 warmup=warmup, repeats=repeats, rounds=rounds, seed=start)
+                                 warmup=warmup, repeats=repeats, rounds=rounds, seed=start, on_round=round_done)
         path.parent.mkdir(parents=True, exist_ok=True)
         jsonio.append_jsonl(path, unwritten + [entry.to_dict() for entry in entries])  # one fsync'd write per chunk
         unwritten = []
@@ -288,12 +372,13 @@ def check_build_settings(*, device: str, batch_size: int, threads: int | None, w
 
 def measure_layers(adapter: LayerAdapter, layers: Sequence[LayerConfig], *, device: str = "cpu",
                    batch_size: int = 1, threads: int | None = 1, warmup: int = 2, repeats: int = 3,
-                   rounds: int = 20, seed: int = 0) -> list[TableEntry]:
-    """Time layers on their own, in interleaved rounds (`measure_latencies`), and count them (FLOPs,
-    parameters, bytes moved)."""
+                   rounds: int = 20, seed: int = 0,
+                   on_round: Callable[[int], None] | None = None) -> list[TableEntry]:
+    """Time layers on their own, in interleaved rounds (`measure_latencies`, `on_round(rounds done)` after each),
+    and count them (FLOPs, parameters, bytes moved)."""
     items = [(adapter.build_layer(layer), adapter.layer_input(layer, batch_size)) for layer in layers]
     times = measure_latencies(items, device=device, warmup=warmup, repeats=repeats, rounds=rounds,
-                              threads=threads, seed=seed)
+                              threads=threads, seed=seed, on_round=on_round)
     out = []
     for layer, m in zip(layers, times):
         leaves = adapter.layer_counts(layer, batch_size)

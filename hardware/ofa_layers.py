@@ -50,13 +50,17 @@ class OFALayers(LayerAdapter):
     """`LayerAdapter` for `OFASpace`: resample, stem, mbconv blocks, head."""
 
     name = "ofa"
+    # dropout is the identity in eval mode and zero_init_residual only sets initial weights: neither changes a layer
+    # shape or its latency, so a table serves spaces differing in them
+    training_only = ("config.dropout", "config.zero_init_residual")
 
     def __init__(self, space: OFASpace) -> None:
         super().__init__(space)
         self.config = space.config
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "config": self.config.to_dict()}
+        config = {k: v for k, v in self.config.to_dict().items() if f"config.{k}" not in self.training_only}
+        return {**super().describe(), "config": config}
 
     def _stem(self, resolution: int) -> LayerConfig:
         cfg = self.config

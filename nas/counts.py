@@ -341,11 +341,11 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
             m.train(training)
 
 
-def _counted_forward(module: torch.nn.Module, inputs: Any) -> FlopCounterMode:
-    """One no-grad, eval-mode forward pass under torch's FlopCounterMode (with the formulas above); the module's
-    mode and its parameters' `requires_grad` are restored. Warns once per op that does arithmetic without a
-    formula."""
-    counter = _Counter()
+def _counted_forward(module: torch.nn.Module, inputs: Any, counter: FlopCounterMode | None = None) -> FlopCounterMode:
+    """One no-grad, eval-mode forward pass under torch's FlopCounterMode (with the formulas above; `counter`, a
+    `_Counter`, when the caller reads it during the pass); the module's mode and its parameters' `requires_grad`
+    are restored. Warns once per op that does arithmetic without a formula."""
+    counter = counter if counter is not None else _Counter()
     with eval_mode(module), torch.no_grad(), _no_grad_leaves(module), _decomposed_attention(), counter:
         forward(module, _detached(inputs))
     _warn_uncounted(counter.uncounted)
@@ -453,31 +453,34 @@ def count_leaves(module: torch.nn.Module, inputs: Any) -> list[LeafCount]:
     """
     layers = layer_modules(module)
     names = {id(m): n for n, m in layers}
-    root = type(module).__name__
-    calls: list[tuple[str, torch.nn.Module, int, int]] = []
+    counter = _Counter()
+    started: list[int] = []  # the counter's total when each running layer call began (a stack: calls may nest)
+    calls: list[tuple[str, torch.nn.Module, int, int, int]] = []
+
+    def pre_hook(mod: torch.nn.Module, args: Any) -> None:
+        started.append(int(counter.get_total_flops()))
 
     def hook(mod: torch.nn.Module, args: Any, output: Any) -> None:
+        # FLOPs of this call: the counter's total now less at its start (a layer called twice on inputs of
+        # different sizes gets each call's own FLOPs, not the average of its calls)
+        flops = int(counter.get_total_flops()) - started.pop()
         moved_nothing = _same_tensor(args, output)
-        calls.append((names[id(mod)], mod, 0 if moved_nothing else _tensor_bytes(args),
+        calls.append((names[id(mod)], mod, flops, 0 if moved_nothing else _tensor_bytes(args),
                       0 if moved_nothing else _tensor_bytes(output)))
 
-    handles = [m.register_forward_hook(hook) for _, m in layers]
+    handles = [h for _, m in layers for h in (m.register_forward_pre_hook(pre_hook), m.register_forward_hook(hook))]
     try:
-        counter = _counted_forward(module, inputs)
+        _counted_forward(module, inputs, counter)
     finally:
         for h in handles:
             h.remove()
-    flops = {k: int(sum(v.values())) for k, v in counter.get_flop_counts().items()}
     total = int(counter.get_total_flops())
     counted: set[int] = set()  # ids of parameters already counted
     out = []
-    for name, mod, in_bytes, out_bytes in calls:
-        # FlopCounterMode sums a module's calls; split it evenly over the calls of a module used twice.
-        n_calls = sum(c[0] == name for c in calls)
-        key = f"{root}.{name}" if name else root
+    for name, mod, flops, in_bytes, out_bytes in calls:
         fresh = [p for p in mod.parameters() if id(p) not in counted]
         counted.update(id(p) for p in fresh)
-        out.append(LeafCount(name, type(mod).__name__, flops.get(key, 0) // n_calls, sum(p.numel() for p in fresh),
+        out.append(LeafCount(name, type(mod).__name__, flops, sum(p.numel() for p in fresh),
                              sum(_tensor_bytes(t) for t in (*mod.parameters(), *mod.buffers())),
                              in_bytes, out_bytes))
     rest = total - sum(x.flops for x in out)
