@@ -59,19 +59,13 @@ def check_number(value: object, name: str, *, positive: bool = True, unit: str =
     return float(value)  # type: ignore[arg-type]
 
 
-def check_seconds(value: object, name: str) -> float:
-    """`value` as a positive, finite number of seconds; ConfigError naming `name` otherwise (an infinite one would
-    reach the journal header, which holds plain JSON only: `check_limit` reads it as no limit)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"{name}: expected a positive, finite number of seconds (None for no limit), got {value!r}")
-    return float(value)
-
-
 def check_limit(value: object, name: str) -> float | None:
-    """A time limit: None or infinity for no limit (None returned), else `check_seconds`. Infinity is the natural way
-    to lift a limit a journal recorded (None keeps the recorded one), and is never written there. A finite limit is
-    returned as given (an int stays one, as the journal header records it)."""
+    """A time limit in seconds: None or infinity for no limit (None returned), else a positive finite number, returned
+    as given (an int stays one, as the journal header records it); ConfigError naming `name` otherwise. Infinity is
+    the natural way to lift a limit a journal recorded (None keeps the recorded one), and is never written there (the
+    header holds plain JSON only)."""
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == math.inf):
         return None
-    check_seconds(value, name)
-    return value  # type: ignore[return-value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ConfigError(f"{name}: expected a positive number of seconds (inf or None for no limit), got {value!r}")
+    return value

@@ -3,8 +3,8 @@
 Every function takes ``points`` as a 2-D float array of shape ``(n, d)`` in
 which EVERY column is minimised; callers negate maximised objectives first.
 Any array-like is accepted and converted with ``np.asarray(points, dtype=float)``.
-NaN is rejected with ``ValueError`` (dominance is undefined for it); +/-inf is
-allowed and ordered as usual.
+NaN is rejected with `nas.errors.ConfigError` (a ``ValueError`` and a ``NASError``,
+naming the argument: dominance is undefined for it); +/-inf is allowed and ordered as usual.
 
 Exact hypervolume: a sweep in 2-D, slicing in 3-D, and from 4-D on Optuna's WFG
 (``optuna._hypervolume``, exact; 2-12x faster than slicing in 4-6 dimensions);
@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from nas.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +51,11 @@ def _as_points(points: ArrayLike, d: int | None = None) -> np.ndarray:
     if arr.ndim != 2:
         if arr.size == 0:
             return np.empty((0, 0 if d is None else d))
-        raise ValueError(f"points must be a 2-D array of shape (n, d), got shape {arr.shape}")
+        raise ConfigError(f"points: expected a 2-D array of shape (n, d), got shape {arr.shape}")
     if np.isnan(arr).any():
-        raise ValueError("points contain NaN; dominance is undefined for NaN objectives")
+        row = int(np.flatnonzero(np.isnan(arr).any(axis=1))[0])
+        raise ConfigError(f"points: row {row} holds NaN; dominance is undefined for NaN objectives (drop or fill "
+                          "such rows first)")
     return arr
 
 
@@ -188,7 +192,7 @@ def dominates(a: ArrayLike, b: ArrayLike) -> bool:
     """
     av, bv = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if av.shape != bv.shape:
-        raise ValueError(f"cannot compare shapes {av.shape} and {bv.shape}")
+        raise ConfigError(f"a, b: cannot compare shapes {av.shape} and {bv.shape}")
     return bool(np.all(av <= bv) and np.any(av < bv))
 
 
@@ -276,14 +280,13 @@ def _check_hv_args(points: ArrayLike, reference: ArrayLike) -> tuple[np.ndarray,
     """Validate points and reference for the hypervolume functions and return them as float arrays."""
     ref = np.asarray(reference, dtype=float)
     if ref.ndim != 1 or ref.size == 0:
-        raise ValueError(f"reference must be a non-empty 1-D point, got shape {ref.shape}")
+        raise ConfigError(f"reference: expected a non-empty 1-D point, got shape {ref.shape}")
     if np.isnan(ref).any():
-        raise ValueError("reference contains NaN")
+        raise ConfigError(f"reference: expected numbers without NaN, got {ref.tolist()}")
     p = _as_points(points, d=ref.size)
     if p.shape[1] != ref.size:
-        raise ValueError(
-            f"reference has length {ref.size} but points have {p.shape[1]} columns"
-        )
+        raise ConfigError(f"reference: has length {ref.size} but points have {p.shape[1]} columns (one value per "
+                          "objective)")
     return p, ref
 
 
@@ -423,7 +426,7 @@ class HypervolumeTracker:
     def __init__(self, reference: ArrayLike) -> None:
         ref = np.asarray(reference, dtype=float)
         if ref.ndim != 1 or ref.size == 0 or np.isnan(ref).any():
-            raise ValueError(f"reference must be a non-empty 1-D point without NaN, got {reference!r}")
+            raise ConfigError(f"reference: expected a non-empty 1-D point without NaN, got {reference!r}")
         self.reference = ref
         self.front = np.empty((0, ref.size))
         self.volume = 0.0
@@ -433,7 +436,7 @@ class HypervolumeTracker:
         """Add one point (minimised columns); returns the volume it added (0 when dominated or outside)."""
         p = np.asarray(point, dtype=float)
         if p.shape != self.reference.shape or np.isnan(p).any():
-            raise ValueError(f"point must be {self.reference.size} numbers without NaN, got {point!r}")
+            raise ConfigError(f"point: expected {self.reference.size} numbers without NaN, got {point!r}")
         ref, front = self.reference, self.front
         if ref.size == 2:
             return self._add_2d(p) if np.all(p < ref) and not self._covered(p[None, :])[0] else 0.0
@@ -485,7 +488,7 @@ class HypervolumeTracker:
         are found block by block with one vectorised check and cost nothing more."""
         p = _as_points(points, d=self.reference.size)
         if p.shape[1] != self.reference.size:
-            raise ValueError(f"points have {p.shape[1]} columns, the reference {self.reference.size}")
+            raise ConfigError(f"points: have {p.shape[1]} columns, the reference {self.reference.size}")
         out = np.empty(len(p))
         for s in range(0, len(p), _BLOCK_ROWS):
             blk = p[s : s + _BLOCK_ROWS]
@@ -508,8 +511,9 @@ class MonteCarloHypervolume(HypervolumeTracker):
         lo = np.asarray(lower, dtype=float)
         if lo.shape != self.reference.shape or not np.all(np.isfinite(lo)) or not np.all(lo < self.reference) \
                 or not np.all(np.isfinite(self.reference)) or samples < 1:
-            raise ValueError(f"lower must be finite and below a finite reference in every column, and samples "
-                             f"positive: got lower {lower!r}, reference {self.reference!r}, samples {samples!r}")
+            raise ConfigError(f"lower, samples: lower must be finite and below a finite reference in every column, "
+                              f"and samples positive: got lower {lower!r}, reference {self.reference!r}, samples "
+                              f"{samples!r}")
         self.lower, self.samples = lo, int(samples)
         self.box = float(np.prod(self.reference - lo))
         rows = lo + np.random.default_rng(seed).random((self.samples, lo.size)) * (self.reference - lo)
@@ -526,8 +530,8 @@ class MonteCarloHypervolume(HypervolumeTracker):
         """Add one point (minimised columns); returns the estimated volume it added."""
         p = np.asarray(point, dtype=float)
         if p.shape != self.reference.shape or np.isnan(p).any() or np.any(p < self.lower):
-            raise ValueError(f"point must be {self.reference.size} numbers, none below lower {self.lower!r}; "
-                             f"got {point!r}")
+            raise ConfigError(f"point: expected {self.reference.size} numbers, none below lower {self.lower!r}; "
+                              f"got {point!r}")
         if not np.all(p < self.reference) or self._covered(p[None, :])[0]:
             return 0.0
         hit = self._free[0] >= p[0]

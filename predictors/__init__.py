@@ -2,7 +2,8 @@
 
 Every predictor follows `fit(archs, y)` / `predict(archs) -> (mean, std)` with a plain-data
 `state_dict`; `make_predictor(name, space, seed, **options)` builds one by its registry name. Modules
-load lazily, so importing `nas.predictors` does not import torch or scikit-learn.
+load lazily, so importing `nas.predictors` does not import torch or scikit-learn. Your own `Predictor` subclass
+joins the registry as `PREDICTORS[name] = MyPredictor` (or `"my_module:MyPredictor"`, imported on first use).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 from nas.errors import ConfigError
 from nas.predictors.base import Predictor, RankTarget
 
-# registry name -> "module:Class" (imported on first use)
-PREDICTORS: dict[str, str] = {
+# registry name -> "module:Class" (imported on first use), or a Predictor subclass registered by the user
+PREDICTORS: dict[str, str | type[Predictor]] = {
     "rf": "nas.predictors.sklearn_models:RandomForestPredictor",
     "gbm": "nas.predictors.sklearn_models:GradientBoostingPredictor",
     "gp": "nas.predictors.sklearn_models:GaussianProcessPredictor",
@@ -34,6 +35,8 @@ def predictor_class(name: str) -> type[Predictor]:
     target = PREDICTORS.get(name)
     if target is None:
         raise ConfigError(f"unknown predictor {name!r}; available: {', '.join(sorted(PREDICTORS))}")
+    if isinstance(target, type):  # registered as a class (one defined in a notebook or a search script)
+        return target
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int, check_number
 
 CurveFn = Callable[..., np.ndarray]
 
@@ -179,11 +179,20 @@ class EarlyStopRule:
     direction: Literal["max", "min"] = "max"
 
     def __post_init__(self) -> None:
+        """Every setting checked now, not at the first `should_stop`: a NaN `z` would silently never stop a run."""
         if isinstance(self.target_epoch, bool) or not isinstance(self.target_epoch, numbers.Real):
             raise ConfigError(f"target_epoch: expected a finite epoch >= 1, got {self.target_epoch!r}")
         check_epochs(np.array([self.target_epoch], dtype=float), "target_epoch")
+        check_number(self.z, "z", positive=False)
+        check_int(self.min_points, "min_points", 1)
+        if self.direction not in ("max", "min"):
+            raise ConfigError(f"direction: expected 'max' or 'min', got {self.direction!r}")
 
     def should_stop(self, epochs: Sequence[float], values: Sequence[float], incumbent: float | None) -> bool:
+        """True when the optimistic extrapolation cannot beat `incumbent` (None: nothing to beat yet, never stop)."""
+        if incumbent is not None and (isinstance(incumbent, bool) or not isinstance(incumbent, numbers.Real)
+                                      or not math.isfinite(incumbent)):
+            raise ConfigError(f"incumbent: expected a finite number or None, got {incumbent!r}")
         if incumbent is None or len(values) < max(self.min_points, 3):
             return False
         mean, std = extrapolate(epochs, values, self.target_epoch, self.direction)

@@ -44,5 +44,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nas.spaces' has no attribute {name!r}")
 
 
-__all__ = ["BUILTIN", "Architecture", "CellGraph", "Choice", "Conditional", "FrozenDict", "Integer", "Repeat", "Slot",
-           "Space", "Subset", "canonical_json", "path_str", *_LAZY]
+__all__ = ["BUILTIN", "Architecture", "CellGraph", "Choice", "Conditional", "Integer", "Repeat", "Space", "Subset",
+           *_LAZY]
+_INTERNAL = (FrozenDict, Slot, canonical_json, path_str)
+"""Helpers of the space language that stay importable from here (nas.strategies.rl imports `Slot`) but are not part
+of the documented API, so `from nas.spaces import *` leaves them out."""

@@ -23,7 +23,7 @@ from nas.cli import app
 from nas.errors import ConfigError, NASError, check_limit
 from nas.executors import run_job
 from nas.processes import ProcessExecutor
-from nas.pruning import Pruned
+from nas.pruning import Pruned, reporting
 from nas.spaces import Choice, Space
 from nas.stopping import AnyOf, NoImprovement, Target, rule_met
 from nas.store import Journal
@@ -71,8 +71,9 @@ def test_run_job_turns_sys_exit_into_an_error_and_lets_interrupts_through():
 
     with pytest.raises(KeyboardInterrupt):
         run_job(interrupted, {"a": 1})
-    with pytest.raises(Pruned):
+    with reporting(lambda metrics: None, judged=True), pytest.raises(Pruned):  # under a pruner: where it stopped
         run_job(pruned, {"a": 1})
+    assert "stopped itself as pruned, but this search has no pruner" in run_job(pruned, {"a": 1})[1]
 
 
 @pytest.mark.parametrize("executor", ["local", ONE], ids=["local", "processes"])
@@ -257,7 +258,7 @@ def test_infinite_limits_mean_no_limit_and_lift_recorded_ones(tmp_path):
 @pytest.mark.parametrize("name", ["max_time", "timeout_s"])
 @pytest.mark.parametrize("bad", [-math.inf, math.nan, 0, "60"])
 def test_a_bad_limit_is_refused_naming_it(name, bad):
-    with pytest.raises(ConfigError, match=rf"{name}: expected a positive, finite number of seconds \(None for no "
+    with pytest.raises(ConfigError, match=rf"{name}: expected a positive number of seconds \(inf or None for no "
                                           "limit\\)"):
         nas.search(SPACE, score, {"score": "max"}, budget=2, seed=0, executor=ONE, **{name: bad})
     assert check_limit(None, name) is None and check_limit(math.inf, name) is None and check_limit(5, name) == 5

@@ -24,7 +24,8 @@ A script for `nas run` is a Python file that defines `space` and `evaluate`, and
 `objectives`, `constraints`, `strategy`, `strategy_options`, `budget` and `seed` (flags override them).
 While it runs (and in its worker processes) the environment variable NAS_WORKDIR holds the absolute
 workdir, which `nas.run_workdir()` returns: where the script records its model spec and trial weights.
-Errors meant for users (`nas.errors.NASError`, a missing file) print as one red line and exit with 2.
+Errors meant for users (`nas.errors.NASError`, a missing file) print as one red line and exit with 2;
+`nas verify` and `nas export --verify` exit with 1 when any pick is flagged (`VERIFY_FLAGGED`).
 Only this module, `nas.report`, `nas.plot` and `nas.console` print.
 """
 
@@ -43,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -64,6 +65,9 @@ from nas.spaces import Space
 from nas.stopping import StopRule, check_rule, from_settings, rule_met
 from nas.store import JOURNAL, Journal, Trial, writer_exited, writer_since
 from nas.strategies import STRATEGIES
+
+if TYPE_CHECKING:
+    from nas.verify import VerifyReport
 
 app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False, context_settings={"help_option_names": ["-h", "--help"]},
@@ -860,7 +864,8 @@ def export_command(
     top: Annotated[Optional[int], typer.Option(help="Export only the N best by the first objective.")] = None,
     constraint: Annotated[Optional[list[str]], typer.Option(
         help="Export only picks satisfying e.g. 'latency_ms <= 2'; repeat for several.")] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Then reload and re-measure every exported model.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Then reload and re-measure every exported model; exit "
+                                                          "status 1 if any is flagged.")] = False,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="Also write and check model.onnx.")] = True,
     quantize: Annotated[Optional[str], typer.Option(
         help="Also write each model quantized: int8 (model.int8.onnx, onnxruntime dynamic quantization), "
@@ -881,12 +886,15 @@ def export_command(
         console.print(verify_table(report.verify))
     console.print(f"models: {report.out.resolve()}  (load one with torch.export.load(PATH/model.pt2).module(), "
                   "plain torch, or nas.load_subnet(PATH))", soft_wrap=True)
+    if report.verify is not None:
+        _exit_if_flagged(report.verify)
 
 
 @app.command("verify")
 @user_errors
 def verify_command(out: Annotated[Path, path_argument(help="Folder written by `nas export`.")]) -> None:
-    """Reload and re-measure exported models; flag those that left the front or broke a constraint."""
+    """Reload and re-measure exported models; flag those that left the front or broke a constraint (exit status 1
+    when any is flagged)."""
     from nas.verify import VERIFY_REPORT, verify
 
     check_path(out, "out", "folder", missing=f"{out}: no such directory")
@@ -894,6 +902,21 @@ def verify_command(out: Annotated[Path, path_argument(help="Folder written by `n
     console = _out()
     console.print(verify_table(report))
     console.print(f"report: {(Path(out) / VERIFY_REPORT).resolve()}", soft_wrap=True)
+    _exit_if_flagged(report)
+
+
+VERIFY_FLAGGED = 1
+"""The exit code of `nas verify` and `nas export --verify` when any pick is flagged, so that a script's
+`nas export ... --verify && deploy` stops on a failed verification as it would on a failed test."""
+
+
+def _exit_if_flagged(report: VerifyReport) -> None:
+    """Say how many picks the verification flagged and exit with `VERIFY_FLAGGED`; nothing when none is."""
+    if report.ok:
+        return
+    _err().print(f"verify failed: {len(report.flagged)} of {len(report.checks)} exported models flagged "
+                 f"(exit status {VERIFY_FLAGGED}); see the flags column", style="yellow", soft_wrap=True)
+    raise typer.Exit(VERIFY_FLAGGED)
 
 
 def _mount_subcommands() -> None:
