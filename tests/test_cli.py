@@ -197,6 +197,18 @@ def test_resume_needs_a_recorded_script(runner, tmp_path):
     assert "records no script" in one_error_line(runner.invoke(app, ["resume", str(tmp_path / "wd")]))
 
 
+def test_resume_of_a_moved_project_says_how_to_go_on(runner, toy, tmp_path):
+    """The recorded script path is gone (the project was copied elsewhere): `nas run SCRIPT --workdir DIR` goes on,
+    and the refusal says so (it said only 'not found')."""
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(toy), "--budget", "4", "--workdir", str(wd), "--seed", "1"]).exit_code == 0
+    moved = tmp_path / "moved.py"
+    toy.rename(moved)
+    line = one_error_line(runner.invoke(app, ["resume", str(wd), "--budget", "6"]))
+    assert f"script {toy}, recorded by {wd}, not found" in line and f"nas run PATH/TO/toy.py --workdir {wd}" in line
+    assert len(Journal(wd).read().trials) == 4
+
+
 def test_script_without_evaluate_is_one_line_error(runner, tmp_path):
     script = write(tmp_path / "noeval.py", "from nas.spaces import Space, Choice\nspace = Space(a=Choice([1, 2]))\n")
     line = one_error_line(runner.invoke(app, ["run", str(script), "--objective", "acc:max"]))

@@ -432,6 +432,9 @@ def resume(
     if not script:
         raise ConfigError(f"{workdir} records no script (it was not started by `nas run`); to resume it, "
                           f"{resume_hint(workdir, config)}")
+    if not Path(script).is_file():  # the project moved (another folder, a cluster node): `nas run` takes it anew
+        raise ConfigError(f"script {script}, recorded by {workdir}, not found; if the project moved, continue with "
+                          f"`nas run PATH/TO/{Path(script).name} --workdir {workdir}` (it records the new path)")
     problem = config["problem"]
     old = int(config["budget"])
     if budget is not None:
