@@ -242,6 +242,17 @@ def check_workdir(workdir: str | Path, config: Mapping[str, Any],
     return contents
 
 
+def space_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(field, old value, new value) of the first place two space specs (`Space.to_spec()`) differ, as a message
+    reads them ("choice [4, 8]", then "[4, 8, 16]"), or None when they agree."""
+    where = first_difference(old, new)[0]
+    if where is None:
+        return None
+    field, attribute = space_path(where)
+    what = f"{attribute[-1]} " if attribute and attribute[-1] in _SPEC_KEYS else ""
+    return field, f"{what}{_at(old, attribute)!r}", repr(_at(new, attribute))
+
+
 def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, Any], trials: Sequence[Trial],
                       compare: Sequence[str] = SAME_SEARCH) -> None:
     """JournalError naming the first header field (and, for the space, the space's field) that differs."""
@@ -252,13 +263,11 @@ def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, A
         if was == now:
             continue
         if key == "space" and old.get("space_spec") is not None and new.get("space_spec") is not None:
-            where = first_difference(old["space_spec"], new["space_spec"])[0]
-            if where is not None:
-                field, attribute = space_path(where)
-                was, now = _at(old["space_spec"], attribute), _at(new["space_spec"], attribute)
-                what = f"{attribute[-1]} " if attribute and attribute[-1] in _SPEC_KEYS else ""
+            found = space_difference(old["space_spec"], new["space_spec"])
+            if found is not None:
+                field, was, now = found
                 raise JournalError(f"{workdir} holds a different search: its space differs at {field} (the journal "
-                                   f"has {what}{was!r}, this run {now!r}); use a new workdir or run the same space")
+                                   f"has {was}, this run {now}); use a new workdir or run the same space")
         if isinstance(was, Mapping) and isinstance(now, Mapping):  # name the field, not two dicts
             where, before, after = first_difference(was, now)
             name = ".".join(where or ())

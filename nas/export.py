@@ -49,7 +49,7 @@ from torch import nn
 from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.experiment import first_difference
+from nas.experiment import first_difference, space_difference
 from nas.measure import Remeasured, Splits, accuracy_mismatches, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, OnnxModule, RecordedInput, load_model_spec,
                            load_priced, load_program, load_subnet, load_supernet, loads_by_build, onnx_session,
@@ -456,7 +456,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     space = spec.build_space()
     if result.config.get("space") and space.fingerprint() != result.config["space"]:
         raise ConfigError(f"{result.workdir}/model.json: space: {spec.space['class']} with this config is not the "
-                          "space the journal's search used (fingerprints differ)")
+                          f"space the journal's search used ({_space_difference(result.config, space)}); export "
+                          "with the model code and config the search ran")
     complete, note = completeness(result)  # said once: in the report (the CLI's table title) and every card
     extra = _constraints(constraint, result)
     picks = pick(result, top, extra)
@@ -508,6 +509,18 @@ def _remove_dead_stages(out: Path) -> None:
             shutil.rmtree(stage, ignore_errors=True)
         except PermissionError:  # alive, another user's
             pass
+
+
+def _space_difference(config: Mapping[str, Any], space: Any) -> str:
+    """Where the space model.json rebuilds differs from the journal's, named as resume and record_model name it: "it
+    differs at field w: the journal has choice [4, 8], model.json's space [4, 8, 16]" (a model file edited
+    since the search); "fingerprints differ" for a journal without a space spec."""
+    recorded = config.get("space_spec")
+    found = space_difference(recorded, space.to_spec()) if recorded is not None else None
+    if found is None:
+        return "fingerprints differ"
+    field_name, was, now = found
+    return f"it differs at {field_name}: the journal has {was}, model.json's space {now}"
 
 
 def _check_settings(result: SearchResult, spec: ModelSpec, space: Any) -> None:

@@ -24,7 +24,8 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import ConfigError, check_int, check_number
+from nas.errors import ConfigError, NASError, check_int, check_number
 
 __all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
            "SinglePath", "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
@@ -239,6 +240,21 @@ def sandwich_subnets(space: Any, rng: np.random.Generator, n_random: int,
     return [_share(space, a, shared) for a in (space.largest(), *children)]
 
 
+@contextmanager
+def _training(owner: str, arch: Any) -> Iterator[None]:
+    """A failure while `arch` runs forward and backward names it (a model may fail for some architectures only: a
+    user model's derivation runs its largest and smallest), the model's error chained; a NASError, which says what
+    is wrong itself, and KeyboardInterrupt pass as they are."""
+    try:
+        yield
+    except NASError:
+        raise
+    except Exception as e:
+        said = str(e).splitlines()[0] if str(e) else ""
+        shown = arch.to_dict() if callable(getattr(arch, "to_dict", None)) else arch
+        raise RuntimeError(f"{owner}: training architecture {shown} failed: {type(e).__name__}: {said}") from e
+
+
 # ---------------------------------------------------------------------------------------- schedules
 @dataclass
 class PlainTraining:
@@ -295,13 +311,15 @@ class SandwichRule:
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             teacher, *children = sandwich_subnets(space, rng, self.n_random, per_step)
-            logits = supernet(xb, teacher)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
+            with _training("SandwichRule", teacher):
+                logits = supernet(xb, teacher)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
             soft, total = logits.detach(), loss.detach()
             for arch in children:
-                kd = distillation_loss(supernet(xb, arch), soft, self.temperature)
-                kd.backward()
+                with _training("SandwichRule", arch):
+                    kd = distillation_loss(supernet(xb, arch), soft, self.temperature)
+                    kd.backward()
                 total = total + kd.detach()
             return total
 
@@ -328,8 +346,10 @@ class SinglePath:
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            loss = F.cross_entropy(supernet(xb, _random_subnet(space, rng)), yb)
-            loss.backward()
+            arch = _random_subnet(space, rng)
+            with _training("SinglePath", arch):
+                loss = F.cross_entropy(supernet(xb, arch), yb)
+                loss.backward()
             return loss.detach()
 
         return TrainLog([run_phase("single-path", supernet, x, y, self.epochs, self.batch_size, self.lr,

@@ -127,9 +127,16 @@ def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: s
     module.check(path or "<model>")
     use = Use(path, "", chain, candidates)
     for arg, value in module.value_args().items():
+        at = f"{origin}.{arg}" if origin else arg  # not the module's own origin: a Repeat's label is not its depth's
+        unlabelled = 0
         for leaf in value.leaves():
+            if leaf.label is None:  # labelled by its module path and argument: conv_kernel_size
+                unlabelled += 1
+                suffix = f"_{unlabelled}" if unlabelled > 1 else ""
+                leaf.label = _auto_label(f"{path}.{arg}{suffix}", root)
+                out.auto.append((leaf, at + suffix))
             out.add(leaf, Use(path, arg, chain, candidates))
-            out.origins.append((leaf, origin))
+            out.origins.append((leaf, at))
     for choice, node in module.decisions():
         if choice.label is None:
             choice.label = _auto_label(path, root)
@@ -341,6 +348,10 @@ def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, defaults: Sc
             if Space._unchecked(b).to_spec() != Space._unchecked(blocks[0]).to_spec():
                 raise SpaceDefinitionError(f"{use.path}.{i}: the blocks of a Repeat must hold the same choices "
                                            f"(block 0 has {sorted(blocks[0])}, block {i} has {sorted(b)})")
+        if repeat.label in fields:  # also for blocks without choices: their contexts would read the other's value
+            other = "another Repeat" if isinstance(fields[repeat.label], RepeatField) else "a choice"
+            raise SpaceDefinitionError(f"{use.path}: the Repeat's label {repeat.label!r} is also the label of {other} "
+                                       f"(at {where[repeat.label]}); give one of them another label")
         if not blocks or not blocks[0]:
             continue
         count = repeat.depth.label if isinstance(repeat.depth, Choice) else repeat.depth
@@ -351,10 +362,6 @@ def _fields(scope: Chain, scopes: Mapping[Chain, Any], walk: _Walk, defaults: Sc
                 raise SpaceDefinitionError(f"{use.path}.depth: a Repeat with a choice depth cannot sit inside a "
                                            "LayerChoice candidate (give it a fixed depth there)")
             node = Conditional(cond[0], cond[1], node)
-        if repeat.label in fields:
-            other = "another Repeat" if isinstance(fields[repeat.label], RepeatField) else "a choice"
-            raise SpaceDefinitionError(f"{use.path}: the Repeat's label {repeat.label!r} is also the label of {other} "
-                                       f"(at {where[repeat.label]}); give one of them another label")
         fields[repeat.label] = node
         where[repeat.label] = use.path
         defaults.blocks[repeat.label] = block_defaults[0]  # the blocks hold the same choices

@@ -20,7 +20,7 @@ from torch import nn
 
 from nas.errors import SpaceDefinitionError
 from nas.nn.mutable import Context, Freeze, Mutable
-from nas.nn.values import Expr, Value, always_equal, possible_values
+from nas.nn.values import Expr, Value, always_equal, plain_number, possible_values
 from nas.spaces.dynamic import DynamicBatchNorm, DynamicConv1d, DynamicConv2d, DynamicLinear
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "LayerNorm", "Linear", "MultiheadAttention"]
@@ -105,9 +105,10 @@ class _Elastic(Mutable):
 
 def _pack(v: Any) -> Any:
     """A tuple or list holding choices as one value: `stride=(s, s)` is `s` (torch layers take an int for a square
-    size), `padding=(p, 1)` an expression giving the tuple. Anything else as it is."""
+    size), `padding=(p, 1)` an expression giving the tuple; a numpy scalar as its Python twin. Anything else as it
+    is."""
     if not isinstance(v, (tuple, list)) or not any(isinstance(e, Value) for e in v):
-        return v
+        return plain_number(v)
     if all(e is v[0] for e in v) or always_equal(*v):  # one label is one decision: (Choice("k"), Choice("k"))
         return v[0]
     return Expr(lambda *e: tuple(e), tuple(v), f"({', '.join(map(repr, v))})")
@@ -282,11 +283,29 @@ class MultiheadAttention(_Elastic):
         super().__init__(**self._bind_args((embed_dim, num_heads, dropout, bias, batch_first), {}))
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
+        problem = self._heads_problem()
+        if problem:
+            return problem
         ref = nn.MultiheadAttention(largest["embed_dim"], 1, bias=bool(self.args["bias"]))
         self.max_embed = largest["embed_dim"]
         self.in_proj_weight, self.in_proj_bias = ref.in_proj_weight, ref.in_proj_bias
         self.out_proj_weight, self.out_proj_bias = ref.out_proj.weight, ref.out_proj.bias
         return None
+
+    def _heads_problem(self) -> str | None:
+        """Why some architecture's num_heads cannot split its embed_dim (the pairs the labels allow, one label one
+        decision), so the space holds no architecture that fails to build; None when every pair divides."""
+        embed, heads = self.args["embed_dim"], self.args["num_heads"]
+        bad = [h for h in possible_values(heads) if isinstance(h, bool) or not isinstance(h, int) or h < 1]
+        if bad:
+            return f"num_heads: {bad[0]!r} is not a positive int"
+        pairs = possible_values(Expr(lambda e, h: (e, h), (embed, heads), "(embed_dim, num_heads)"))
+        e, h = next(((e, h) for e, h in pairs if e % h), (None, None))
+        if e is None:
+            return None
+        return (f"num_heads: {h} heads do not divide embed_dim {e} (num_heads must divide embed_dim in every "
+                "architecture; give head counts that divide every embed_dim option, or derive one from the other, "
+                "e.g. num_heads=embed_dim // 4)")
 
     def _weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         m = self.max_embed

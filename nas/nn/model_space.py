@@ -25,7 +25,7 @@ from nas.nn.mutable import Context
 from nas.nn.values import PLAIN_HINT, plain_error
 from nas.scripts import class_from_json, class_to_json
 from nas.spaces.model_space import ModelSpace as SpaceWithModels
-from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset
+from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset, is_number
 from nas.spaces.space import Repeat as RepeatField, Space
 
 __all__ = ["ModelSpace", "ModuleSpace", "Supernet"]
@@ -126,7 +126,8 @@ class ModuleSpace(SpaceWithModels):
 
     # -- the one-shot trainers' architectures
     def largest(self) -> Architecture:
-        """Every size at its largest option, each LayerChoice at its candidate with most parameters."""
+        """Every size at its largest option (whatever the order of its options), each LayerChoice at its candidate
+        with most parameters."""
         return self.validate(_pick(self, lambda name, node, scope: _extreme(name, node, scope, self.ranks, last=False)))
 
     def smallest(self) -> Architecture:
@@ -181,12 +182,15 @@ def _pick(space: Space, pick: Callable[[str, Any, tuple], Any], scope: tuple = (
 
 
 def _extreme(name: str, node: Any, scope: tuple, ranks: Mapping[tuple, list[Any]], last: bool) -> Any:
+    """The largest (`last`: smallest) value of one decision: a LayerChoice's candidate by parameters, a number (a
+    size, a depth) by value whatever the order its options are listed in (`[32, 16, 64]` is categorical to the
+    encodings, still sizes here), else the first option."""
     if isinstance(node, Subset):
         return node.default()
     if (scope, name) in ranks and isinstance(node, ChoiceField):
         order = ranks[scope, name]
         return order[-1] if last else order[0]
-    if isinstance(node, Integer) or node.ordered:
+    if isinstance(node, Integer) or node.ordered or all(is_number(o) for o in node.options):
         return min(node.options) if last else max(node.options)
     return node.options[0]
 

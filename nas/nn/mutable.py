@@ -18,7 +18,7 @@ from torch import nn
 
 from nas.errors import SpaceDefinitionError
 from nas.nn.frozen import REDUCTIONS, ChosenInputs, reduce_inputs
-from nas.nn.values import Choice, Value, evaluate, possible_values
+from nas.nn.values import Choice, Value, evaluate, plain_number, possible_values
 
 __all__ = ["Context", "InputChoice", "LayerChoice", "Mutable", "Repeat", "ScopeDefaults"]
 
@@ -124,8 +124,9 @@ class Mutable(nn.Module):
 
 def _keys(candidates: Mapping[Any, nn.Module] | Sequence[nn.Module], label: str | None
           ) -> tuple[list[Any], list[nn.Module]]:
-    """The candidates' keys as the choice's options (a mapping's own keys, str or int; a list's indices)."""
-    if not isinstance(candidates, Mapping):
+    """The candidates' keys as the choice's options (a mapping's own keys, str or int, an `nn.ModuleDict`'s
+    included; a list's indices)."""
+    if not isinstance(candidates, (Mapping, nn.ModuleDict)):
         return list(range(len(candidates))), list(candidates)
     where = f"LayerChoice {label!r}" if label is not None else "LayerChoice"
     for k in candidates:
@@ -146,6 +147,7 @@ class LayerChoice(Mutable):
         super().__init__()
         keys, modules = _keys(candidates, label)
         self.keys = keys
+        self.indexed = not isinstance(candidates, (Mapping, nn.ModuleDict))  # keys 0, 1, ...: positions, no sizes
         self.choice = Choice(label, keys)
         self.probe = False  # derivation: run every candidate and compare their output shapes
         for k, m in zip(keys, modules):
@@ -154,7 +156,13 @@ class LayerChoice(Mutable):
             self.add_module(str(k), m)
 
     def decisions(self) -> list[tuple[Choice | None, Any]]:
-        return [(self.choice, None)]
+        """Its choice; a list's candidates (keys 0, 1, ...) are a categorical decision, not the ordered numbers
+        their indices look like (a dict's int keys, `{3: conv3, 5: conv5}`, keep the order they may mean)."""
+        if not self.indexed:
+            return [(self.choice, None)]
+        from nas.spaces.params import Choice as ChoiceField
+
+        return [(self.choice, ChoiceField(list(self.keys), ordered=False))]
 
     def check(self, path: str) -> None:
         super().check(path)
@@ -262,8 +270,8 @@ class Repeat(Mutable):
     def __init__(self, factory: Callable[[int], nn.Module] | nn.Module, depth: int | Value,
                  label: str | None = None) -> None:
         super().__init__()
-        self.depth, self.label = depth, label
-        options = possible_values(depth)
+        self.depth, self.label = plain_number(depth), label
+        options = possible_values(self.depth)
         self._problem = None
         if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in options):
             self._problem = f"depth options {options} are not all non-negative ints"

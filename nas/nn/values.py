@@ -12,13 +12,15 @@ import itertools
 import operator
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
+import numpy as np
+
 from nas.errors import SpaceDefinitionError
 
-__all__ = ["Choice", "Expr", "Value", "always_equal", "evaluate", "is_value", "possible_values"]
+__all__ = ["Choice", "Expr", "Value", "always_equal", "evaluate", "is_value", "plain_number", "possible_values"]
 
 
 PLAIN_HINT = ("plain torch layers and Python control flow need plain numbers: use the layers of nas.nn (Conv2d, "
@@ -81,9 +83,9 @@ class Choice(Value):
     """One decision among `options`: `Choice("width", [16, 32, 48])`. The same label ties every use of it
     (in one scope; a choice created inside a `Repeat`'s factory is one decision per block)."""
 
-    def __init__(self, label: str | None, options: Sequence[Any]) -> None:
+    def __init__(self, label: str | None, options: Iterable[Any]) -> None:
         self.label = label
-        self.options = tuple(options) if isinstance(options, (list, tuple, range)) else options
+        self.options = _options(label, options)
         if self.options == ():
             raise SpaceDefinitionError(f"Choice({label!r}): options are empty{_caller()}; give at least one option")
 
@@ -95,6 +97,24 @@ class Choice(Value):
 
     def __repr__(self) -> str:
         return f"Choice({self.label!r}, {list(self.options) if isinstance(self.options, tuple) else self.options!r})"
+
+
+def _options(label: str | None, options: Any) -> Any:
+    """`options` as a tuple of Python values: any ordered iterable (a generator, `map`, `dict.keys()`, a numpy
+    array) is read once here, as later reads would find it spent, and numpy scalars mean what their Python twins
+    mean. A set or mapping is kept as given, for the derivation to refuse naming the module path (no order)."""
+    if isinstance(options, np.ndarray):
+        options = options.tolist()
+    if options is None or isinstance(options, (set, frozenset, Mapping)):
+        return options
+    if isinstance(options, (str, bytes)) or not isinstance(options, Iterable):
+        raise SpaceDefinitionError(f"Choice({label!r}): options must be a list, got {options!r}{_caller()}")
+    return tuple(plain_number(o) for o in options)
+
+
+def plain_number(x: Any) -> Any:
+    """A numpy scalar as the Python scalar it holds (np.int64(8) -> 8); anything else unchanged."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 class Expr(Value):
