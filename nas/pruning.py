@@ -6,20 +6,23 @@ under `executor="ray-tune"`; elsewhere, without a pruner, it does nothing). `nas
 hands each report's value of one metric (`Pruner(metric=...)`, default the first objective) to the pruner over the
 reports of every trial so far, kept in an in-memory Optuna study; when it says prune, `report_metrics` raises `Pruned`
 inside `evaluate`, and the trial ends with its last report as its metrics (what a Ray Tune scheduler's stop gives,
-so every report must carry every objective and constraint metric). The journal keeps each trial's reported values
-of that metric (`extra["curve"]`, [report index, value] pairs; `extra["curve_of"]` names the metric) and where it
-was pruned (`extra["pruned_after"]`), so a resumed search prunes
-against the same history. The in-process executor, local worker processes (`executor="processes"`) and the Ray
-actor pool (`executor="ray"`) prune; a worker judges each evaluation against the trials finished when it was sent
-there. (`executor="ray-tune"` takes no pruner: its ASHA scheduler reads the same reports.) A pruner applies to the
-run it is given to, as a stop rule does: `nas resume` without one trains every trial to the end.
+so every report must carry every objective and constraint metric; a report lacking the judged metric ends the search
+with a ConfigError naming it, as under Ray Tune: nothing would ever be judged). The journal keeps each trial's
+reported values of that metric (`extra["curve"]`, [report index, value] pairs; `extra["curve_of"]` names the metric)
+and where it was pruned (`extra["pruned_after"]`), and for successive halving and Hyperband the trial's rungs and
+its number in the study (`extra["pruner_attrs"]`, `extra["pruner_trial"]`: Hyperband draws the bracket from it), so
+a resumed search prunes against the same history. The in-process executor, local worker processes
+(`executor="processes"`) and the Ray actor pool (`executor="ray"`) prune; a worker judges each evaluation against
+the trials finished when it was sent there, under the number it was given then. (`executor="ray-tune"` takes no
+pruner: its ASHA scheduler reads the same reports.) A pruner applies to the run it is given to, as a stop rule does:
+`nas resume` without one trains every trial to the end.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -129,27 +132,49 @@ def as_pruner(value: Any) -> Pruner | None:
     return Pruner(value)
 
 
-class Pruning:
-    """One search's pruning: an in-memory Optuna study of every trial's reports of the judged metric. In worker
-    processes and Ray actors each evaluation runs under a copy (`snapshot`) holding the trials finished
-    when it was submitted, and its outcome is `record`ed here when it comes back."""
+Entry = tuple[list[list[float]], bool, float | None, dict[str, Any] | None]
+"""One finished trial of a pruning history: (curve, pruned, final value, the pruner's attributes of it)."""
 
-    def __init__(self, pruner: Any, metric: str, direction: str, describe: str,
-                 history: Sequence[tuple[list[list[float]], bool, float | None, dict[str, Any] | None]] = ()) -> None:
+
+def missing_metric(metric: str, got: Iterable[str], where: str) -> str:
+    """Why a report lacking the judged metric is refused (most likely a typo: nothing would ever be judged)."""
+    return (f"{where}: the pruner judges {metric!r}, which this report lacks (it has: "
+            f"{', '.join(sorted(got)) or 'nothing'}); every report must carry it, so fix its name in the report or "
+            "in the objectives (nas.Pruner(..., metric=...) judges another objective)")
+
+
+class _MetricMissing(BaseException):
+    """Raised by a judged report that lacks the judged metric: a BaseException, so that it passes `run_job` (which
+    fails the trial on user errors) and `Pruning.run` ends the search with a ConfigError."""
+
+
+class Pruning:
+    """One search's pruning: a live in-memory Optuna study of every trial's reports of the judged metric, each trial
+    under one number from its start (or first report) to its end, as in Optuna (Hyperband draws a trial's bracket
+    from its number). Trainings run here (`run`) or reported from outside (`judge`, `nas.Study.report`) are running
+    trials of it; worker processes and Ray actors judge each evaluation under a copy (`snapshot`) holding the trials
+    finished when it was sent and the number it keeps, and its outcome is `record`ed here when it comes back."""
+
+    def __init__(self, pruner: Any, metric: str, direction: str, describe: str, history: Sequence[Entry] = (),
+                 numbers: Sequence[int] | None = None, reserved: int | None = None) -> None:
         import optuna
 
         from nas.strategies.optuna_sampler import quiet_optuna
 
         self.pruner, self.metric, self.direction, self.describe = pruner, metric, direction, describe
-        # (curve, pruned, final value, the pruner's attributes of the trial) each
-        self.history: list[tuple[list[list[float]], bool, float | None, dict[str, Any] | None]] = []
+        self.history: list[Entry] = []  # the finished trials, in the order they were added
+        self.numbers: list[int] = []  # each one's trial number
         self.ranks = _ranks_trials(pruner)
+        self.reserved, self.lent = reserved, reserved is not None  # a worker's copy: the number its job keeps
+        self._made = 0  # trials in the study (numbered 0, 1, ...)
+        self._open: dict[int, Any] = {}  # running trials held for a number still to come (a gap, a job sent out)
+        self._keyed: dict[str, Any] = {}  # running trials reported from outside, by key (a study's arch id)
+        self._reported: dict[str, int] = {}  # how many of a keyed trial's curve points it holds
         with quiet_optuna():  # a fixed name: Hyperband draws each trial's bracket from it and the trial's number
             self.study = optuna.create_study(study_name="nas-pruning", pruner=pruner,
                                              direction="maximize" if direction == "max" else "minimize",
                                              sampler=optuna.samplers.RandomSampler(seed=0))
-        for curve, pruned, final, attrs in history:
-            self._add(curve, pruned, final, attrs)
+        self._extend([(*entry, None if numbers is None else numbers[i]) for i, entry in enumerate(history)])
 
     @classmethod
     def make(cls, pruner: Pruner, problem: Problem) -> "Pruning":
@@ -167,90 +192,188 @@ class Pruning:
         return cls(pruner._pruner, objective.name, objective.direction, pruner.describe())
 
     def snapshot(self) -> "Pruning":
-        """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there)."""
-        return Pruning(self.pruner, self.metric, self.direction, self.describe, self.history)
+        """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there).
+        Its trial is numbered now, as Optuna numbers a trial when it starts, and for a pruner that ranks trials
+        (Hyperband's bracket is drawn from the number) keeps that number when its outcome is `record`ed."""
+        number = self._made
+        if self.ranks:  # Hyperband draws its bracket from it: held open here until the job's outcome comes back
+            self._open[number] = self._place(None)
+        return Pruning(self.pruner, self.metric, self.direction, self.describe, self.history, self.numbers,
+                       reserved=number)
 
-    def judge(self, curve: Sequence[Sequence[float]]) -> tuple[bool, dict[str, Any]]:
+    def judge(self, curve: Sequence[Sequence[float]], key: str | None = None) -> tuple[bool, dict[str, Any]]:
         """Whether the pruner stops a training whose reports so far are `curve` ([report index, value] pairs),
-        against the trials finished so far, and the pruner's attributes of it (to journal with its result): for
-        trainings that report from outside the search (`nas.Study.report`). Judged on a copy, so the history holds
-        only finished trials; a pruner that ranks trials at rungs judges each report in turn, as it ran."""
+        and the pruner's attributes of it (to journal with its result): for trainings that report from outside
+        the search (`nas.Study.report`). The training `key` is a running trial of the live study from its first
+        judgement until it is `record`ed, so it competes at the rungs as it runs and keeps its number (None: a
+        training of its own, left running); only the points it does not hold yet are reported, a pruner that
+        ranks trials at rungs judging each in turn."""
         from nas.strategies.optuna_sampler import quiet_optuna
 
-        copy = self.snapshot()
         with quiet_optuna():
-            trial = copy.study.ask()
+            trial = self._keyed.get(key) if key is not None else None
+            if trial is None:
+                trial = self._place(None)
+                if key is not None:
+                    self._keyed[key] = trial
+            done = self._reported.get(key, 0) if key is not None else 0
             stop = False
-            for i, (step, value) in enumerate(curve):
+            for i in range(done, len(curve)):
+                step, value = curve[i]
                 trial.report(float(value), int(step))
                 if self.ranks or i == len(curve) - 1:
-                    stop = bool(trial.should_prune())
-                    if stop:
-                        break
-            return stop, copy._attrs(trial)
+                    stop = bool(trial.should_prune()) or stop
+            if key is not None:
+                self._reported[key] = len(curve)
+            return stop, self._attrs(trial)
+
+    def number(self, key: str) -> int | None:
+        """The trial number of the training `key` judged so far (None: not judged yet)."""
+        trial = self._keyed.get(key)
+        return None if trial is None else int(trial.number)
+
+    def resume(self, key: str, curve: Sequence[Sequence[float]], attrs: dict[str, Any] | None,
+               number: int | None) -> None:
+        """A training reported from outside before this study was rebuilt (a reopened `nas.Study`): running again
+        under its number with its reports and the pruner's attributes of it (None: judged again, in turn)."""
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        with quiet_optuna():
+            trial = self._place(number)
+            self._fill(trial, curve, attrs)
+        self._keyed[key], self._reported[key] = trial, len(curve)
 
     def _attrs(self, trial: Any) -> dict[str, Any]:
         """The pruner's attributes of a live trial (its rungs), as plain data."""
-        return dict(self.study.get_trials(deepcopy=False)[trial.number].system_attrs) if self.ranks else {}
+        # Optuna's own pruners read and write them through the storage, by the trial's id
+        return dict(trial.storage.get_trial_system_attrs(trial._trial_id)) if self.ranks else {}
 
     def __getstate__(self) -> dict[str, Any]:  # the study is rebuilt from the history where it is unpickled
         return {"pruner": self.pruner, "metric": self.metric, "direction": self.direction, "describe": self.describe,
-                "history": self.history}
+                "history": self.history, "numbers": self.numbers, "reserved": self.reserved}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
 
-    def _add(self, curve: list[list[float]], pruned: bool, final: float | None,
-             attrs: dict[str, Any] | None = None) -> None:
-        """One finished trial: pruned, complete (with its final value) or failed; `attrs`, the pruner's attributes
-        of it (None: not recorded, a journal from before they were; a pruner that needs them judges its reports
-        again, in turn)."""
-        from optuna.trial import TrialState, create_trial
+    def _place(self, number: int | None) -> Any:
+        """A running trial numbered `number`: the one held open for it, or a new one; a new one numbered next when
+        `number` is None or taken."""
+        if number is not None and number in self._open:
+            return self._open.pop(number)
+        self._hold_until(number)
+        self._made += 1
+        return self.study.ask()
 
+    def _hold_until(self, number: int | None) -> None:
+        """Hold the free numbers below `number` open (running trials) for the trials they belong to, still to come
+        (a job still out, a trial added later): the next trial made is then numbered `number`."""
+        while number is not None and self._made < number:
+            self._open[self._made] = self.study.ask()
+            self._made += 1
+
+    def _fill(self, trial: Any, curve: Sequence[Sequence[float]], attrs: dict[str, Any] | None) -> None:
+        """Report `curve` to a running trial and set the pruner's attributes of it (None: judged again, in turn,
+        for a pruner that ranks trials: a journal from before they were kept)."""
+        for step, v in curve:
+            trial.report(float(v), int(step))
+            if attrs is None and self.ranks:
+                trial.should_prune()
+        for name, value in (attrs or {}).items():
+            trial.storage.set_trial_system_attr(trial._trial_id, name, value)
+
+    def _extend(self, entries: Sequence[tuple[list[list[float]], bool, float | None, dict[str, Any] | None,
+                                              int | None]]) -> None:
+        """Add finished trials, those with numbers in number order (each then lands in place, not in a gap held
+        open); those without (a journal from before numbers were kept) first, in their order."""
         from nas.strategies.optuna_sampler import quiet_optuna
+
+        with quiet_optuna():  # once for them all: setting Optuna's verbosity costs as much as adding a trial
+            for entry in sorted(entries, key=lambda e: -1 if e[4] is None else e[4]):
+                self._add(*entry)
+
+    def _add(self, curve: list[list[float]], pruned: bool, final: float | None,
+             attrs: dict[str, Any] | None = None, number: int | None = None) -> None:
+        """One finished trial: pruned, complete (with its final value) or failed, numbered `number` (None: next);
+        `attrs`, the pruner's attributes of it (None: not recorded, a journal from before they were; a pruner
+        that needs them judges its reports again, in turn). Callers quiet Optuna around it."""
+        from optuna.trial import TrialState, create_trial
 
         state = _state(curve, pruned, final)
         value = final if state == TrialState.COMPLETE else None
-        with quiet_optuna():
-            if attrs is None and self.ranks and curve:
-                trial = self.study.ask()
-                for step, v in curve:
-                    trial.report(float(v), int(step))
-                    trial.should_prune()
-                self.study.tell(trial, value, state=state)
-                attrs = self._attrs(trial)
-            else:
-                self.study.add_trial(create_trial(state=state, value=value, system_attrs=attrs or {},
-                                                  intermediate_values={int(k): float(v) for k, v in curve}))
+        if number not in self._open and not (attrs is None and self.ranks and curve):  # added as it ended
+            self._hold_until(number)
+            self.study.add_trial(create_trial(state=state, value=value, system_attrs=attrs or {},
+                                              intermediate_values={int(k): float(v) for k, v in curve}))
+            placed = self._made
+            self._made += 1
+        else:
+            trial = self._place(number)
+            self._fill(trial, curve, attrs)
+            self.study.tell(trial, value, state=state)
+            attrs, placed = self._attrs(trial), trial.number
         self.history.append((curve, pruned, final, attrs or {}))
+        self.numbers.append(placed)
 
     def _final(self, metrics: Mapping[str, float] | None, error: str | None) -> float | None:
         value = (metrics or {}).get(self.metric)
         return float(value) if error is None and value is not None and math.isfinite(value) else None
 
-    def record(self, metrics: Mapping[str, float] | None, error: str | None, extra: Mapping[str, Any]) -> None:
-        """An evaluation judged elsewhere (a worker process) came back: add it to the history."""
-        if extra.get("curve"):
-            pruned = extra.get("pruned_after") is not None  # a Trial's extra, or a worker's before it is journaled
-            self._add(list(extra["curve"]), pruned, None if pruned else self._final(metrics, error),
-                      extra.get("pruner_attrs", {} if not self.ranks else None))
+    def record(self, metrics: Mapping[str, float] | None, error: str | None, extra: Mapping[str, Any],
+               key: str | None = None) -> None:
+        """An evaluation judged elsewhere (a worker process, or reported from outside as `key`) ended: add it to
+        the history, under the number it was judged with. A worker's report that lacked the judged metric is
+        raised here as the search's ConfigError."""
+        if extra.get("pruner_error"):
+            raise ConfigError(str(extra["pruner_error"]))
+        curve = list(extra.get("curve") or [])
+        pruned = extra.get("pruned_after") is not None  # a Trial's extra, or a worker's before it is journaled
+        final = None if pruned else self._final(metrics, error)
+        trial = self._keyed.pop(key, None) if key is not None else None
+        if trial is not None:
+            self._reported.pop(key, None)  # type: ignore[arg-type]
+            self._end(trial, curve, pruned, final)
+        elif curve or "pruner_trial" in extra:
+            self._extend([(curve, pruned, final, extra.get("pruner_attrs", {} if not self.ranks else None),
+                           extra.get("pruner_trial"))])
 
-    def replay(self, trials: Sequence[Trial]) -> None:
-        """Add journaled trials' curves (a resume), so pruning goes on against the same history."""
-        for t in trials:
-            if t.extra and t.extra.get("curve"):
-                self.record(t.metrics, None if t.status == "ok" else t.error or "failed", t.extra)
-
-    def run(self, evaluate: Callable[[], tuple[dict[str, float] | None, str | None]]
-            ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
-        """Run one evaluation under a reporter: (metrics, error, journal extra). A pruned one returns its last
-        report's metrics; the extra holds the curve of the judged metric and, if pruned, after how many reports."""
+    def _end(self, trial: Any, curve: list[list[float]], pruned: bool, final: float | None) -> None:
+        """Tell a running trial of the live study how it ended, and keep it in the history."""
         from optuna.trial import TrialState
 
         from nas.strategies.optuna_sampler import quiet_optuna
 
+        state = _state(curve, pruned, final)
         with quiet_optuna():
-            trial = self.study.ask()
+            self.study.tell(trial, final if state == TrialState.COMPLETE else None, state=state)
+        self.history.append((curve, pruned, final, self._attrs(trial)))
+        self.numbers.append(trial.number)
+
+    def replay(self, trials: Sequence[Trial]) -> None:
+        """Add journaled trials' curves (a resume), so pruning goes on against the same history, each under its
+        number."""
+        entries = []
+        for t in trials:
+            extra = t.extra or {}
+            if extra.get("curve") or "pruner_trial" in extra:
+                pruned = extra.get("pruned_after") is not None
+                final = None if pruned else self._final(t.metrics, None if t.status == "ok" else t.error or "failed")
+                entries.append((list(extra.get("curve") or []), pruned, final,
+                                extra.get("pruner_attrs", {} if not self.ranks else None), extra.get("pruner_trial")))
+        self._extend(entries)
+
+    def run(self, evaluate: Callable[[], tuple[dict[str, float] | None, str | None]]
+            ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
+        """Run one evaluation under a reporter: (metrics, error, journal extra). A pruned one returns its last
+        report's metrics; the extra holds the curve of the judged metric and, if pruned, after how many reports.
+        A report lacking the judged metric ends the search (ConfigError; a worker's copy returns it to `record`)."""
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        with quiet_optuna():
+            if self.reserved is not None:  # a worker's copy: its job's number (a batch's later jobs take new ones)
+                trial, kept = self._place(self.reserved), True
+                self.reserved = None
+            else:
+                trial, kept = self._place(None), not self.lent
         curve: list[list[float]] = []
         last: dict[str, float] = {}
         reports = 0
@@ -262,10 +385,12 @@ class Pruning:
                 if isinstance(value, (str, bytes, bool)) or value is None:
                     raise TypeError(f"report() got metric {str(key)!r} = {value!r}: not a number")
                 clean[str(key)] = float(value)
+            if self.metric not in clean:
+                raise _MetricMissing(missing_metric(self.metric, clean, "report_metrics"))
             reports += 1
             last = clean
-            value = clean.get(self.metric)
-            if value is None or not math.isfinite(value):
+            value = clean[self.metric]
+            if not math.isfinite(value):
                 return  # nothing to judge at this report
             curve.append([reports - 1, value])
             trial.report(value, reports - 1)
@@ -278,16 +403,30 @@ class Pruning:
                 metrics, error = evaluate()
         except Pruned:
             pruned, metrics, error = True, dict(last), None
+        except _MetricMissing as e:
+            self._close(trial)
+            if self.lent:  # raised where the search runs, when `record` sees it
+                return None, str(e), {"pruner_error": str(e)}
+            raise ConfigError(str(e)) from None
         extra: dict[str, Any] = {"curve": curve, "curve_of": self.metric} if curve else {}
         final = None if pruned else self._final(metrics, error)
         if pruned:
             extra["pruned_after"] = reports
-        state = _state(curve, pruned, final)
-        with quiet_optuna():
-            self.study.tell(trial, final if state == TrialState.COMPLETE else None, state=state)
-        attrs = self._attrs(trial)
+        if curve or (self.ranks and kept):
+            self._end(trial, curve, pruned, final)
+        else:
+            self._close(trial)
         if self.ranks and curve:
-            extra["pruner_attrs"] = attrs  # journaled: a copy or a resume ranks this trial at its rungs again
-        if curve:
-            self.history.append((curve, pruned, final, attrs))
+            extra["pruner_attrs"] = self.history[-1][3]  # journaled: a copy or a resume ranks it at its rungs again
+        if self.ranks and kept:
+            extra["pruner_trial"] = trial.number  # and keeps its number (Hyperband's bracket)
         return metrics, error, extra
+
+    def _close(self, trial: Any) -> None:
+        """End a trial that reported nothing to judge as failed, outside the history (there is nothing in it)."""
+        from optuna.trial import TrialState
+
+        from nas.strategies.optuna_sampler import quiet_optuna
+
+        with quiet_optuna():
+            self.study.tell(trial, state=TrialState.FAIL)

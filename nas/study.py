@@ -21,8 +21,11 @@ not hand out (a baseline trained earlier): it is journaled and the strategy lear
 
 With a pruner (`Study(..., pruner="median")`, Optuna's `trial.report` / `should_prune` in ask/tell form), a job
 reports each epoch with `study.report(arch, {"accuracy": acc})`, which says whether to stop; `study.tell(arch)` then
-journals the trial as pruned with its last report, as `nas.search(..., pruner=...)` would. The reports of pending
-architectures are kept in the snapshot, so `nas epoch` calls from separate processes build one curve.
+journals the trial as pruned with its last report, as `nas.search(..., pruner=...)` would. Each reported training is
+a running trial of the pruner's study from its first report to its tell, as in Optuna (trainings in flight compete
+at ASHA's rungs; a trial keeps its number, so its Hyperband bracket); a report lacking the judged metric is refused.
+The reports of pending architectures are kept in the snapshot, so `nas epoch` calls from separate processes build
+one curve.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from nas.errors import ConfigError
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective, Problem
-from nas.pruning import Pruner, Pruning, as_pruner
+from nas.pruning import Pruner, Pruning, as_pruner, missing_metric
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
 from nas.spaces import Architecture, Space
@@ -142,6 +145,10 @@ class Study:
             loop.reports = {i: r for i, r in loop.reports.items() if i in loop.in_flight}
             if self._pruning is not None:
                 self._pruning.replay(loop.trials)
+                for arch_id, record in loop.reports.items():  # running trials again, under their numbers
+                    if record.get("curve"):
+                        self._pruning.resume(arch_id, record["curve"], record.get("pruner_attrs")
+                                             if self._pruning.ranks else {}, record.get("pruner_trial"))
             done = {t.arch_id for t in loop.trials} | set(loop.in_flight)
             queued = {a.id: a for a in [*loop.queued, *prepared.enqueue] if a.id not in done}  # the snapshot's first
             loop.queued = list(queued.values())
@@ -217,7 +224,9 @@ class Study:
     def report(self, arch: Architecture | str, metrics: Mapping[str, Any]) -> bool:
         """One epoch's metrics of a pending architecture (Optuna's `trial.report` and `should_prune` in one):
         True when the study's pruner says to stop its training (then `tell(arch)` journals it as pruned, with this
-        report). Without a pruner it only keeps the curve, journaled with the result."""
+        report). A report lacking the metric the pruner judges is refused (ConfigError: most likely a typo, and
+        nothing would ever be judged); a NaN value is kept, not judged. Without a pruner it only keeps the curve,
+        journaled with the result."""
         with self._lock:
             self._check_open()
             held = self._architecture(arch)
@@ -226,14 +235,18 @@ class Study:
             if not isinstance(metrics, Mapping):
                 raise ConfigError(f"metrics: expected a dict of metric name -> number, got {type(metrics).__name__}")
             values = _numbers(metrics)
+            if self._pruning is not None and self._judged not in values:  # a typo: nothing would ever be judged
+                raise ConfigError(missing_metric(self._judged, values, "report"))
             record = self._loop.reports.setdefault(held.id, {"reports": 0, "curve": [], "last": {}, "prune": False})
             record["reports"] += 1
             record["last"] = values
             value = values.get(self._judged)
             if value is not None and math.isfinite(value):
                 record["curve"].append([record["reports"] - 1, value])
-                if self._pruning is not None:
-                    record["prune"], record["pruner_attrs"] = self._pruning.judge(record["curve"])
+                if self._pruning is not None:  # a running trial of the pruner's live study, as in Optuna
+                    record["prune"], record["pruner_attrs"] = self._pruning.judge(record["curve"], held.id)
+                    if self._pruning.ranks:  # kept with it: a reopened study judges it under the same number
+                        record["pruner_trial"] = self._pruning.number(held.id)
                 elif self._unjudged is not None:
                     log.warning("this study was made with an optuna.pruners.%s instance, which its journal cannot "
                                 "rebuild: pass it again (Study(..., pruner=...)) to judge its trainings; this report "
@@ -305,6 +318,9 @@ class Study:
             extra["pruned_after"] = record["reports"]  # type: ignore[index]
         if self._pruning is not None and self._pruning.ranks and extra.get("curve"):
             extra["pruner_attrs"] = record.get("pruner_attrs") or {}  # type: ignore[union-attr]  # its rungs
+            number = self._pruning.number(arch.id)
+            if number is not None:
+                extra["pruner_trial"] = number  # and its number (Hyperband's bracket), as `nas.search` journals them
         if attrs:
             extra["user_attrs"] = attrs
         if arch.id not in loop.in_flight:
@@ -315,7 +331,7 @@ class Study:
         loop.since.pop(arch.id, None)
         loop.reports.pop(arch.id, None)
         if self._pruning is not None:
-            self._pruning.record(values, None if status == "ok" else note or "failed", extra)
+            self._pruning.record(values, None if status == "ok" else note or "failed", extra, key=arch.id)
         loop._tell_strategy(arch, TrialResult.of(status, values))
         self._nothing_new = False  # a result it had not seen: it may have something new to propose
         loop.checked = loop.checked or status == "ok"
@@ -422,6 +438,15 @@ def pruner_instance(config: Mapping[str, Any]) -> str | None:
     shell cannot rebuild an instance: `nas epoch` refuses such a study)."""
     record = (config.get("metadata") or {}).get("pruner")
     return str(record["instance"]) if isinstance(record, dict) and "instance" in record else None
+
+
+def judged_metric(config: Mapping[str, Any]) -> str | None:
+    """The metric the pruner of the study recorded in `config` judges (its `metric=`, else the first objective);
+    None when it has no pruner."""
+    record = (config.get("metadata") or {}).get("pruner")
+    if not isinstance(record, dict):
+        return None
+    return str(record.get("metric") or next(iter(config["problem"]["objectives"])))
 
 
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:

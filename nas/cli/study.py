@@ -25,9 +25,10 @@ from nas.console import make_console, path_argument, user_errors
 from nas.errors import ConfigError, WorkdirBusy, check_count, check_number
 from nas.executors import metric_value
 from nas.objectives import Problem
+from nas.pruning import missing_metric
 from nas.spaces import Space
 from nas.store import Journal, Trial
-from nas.study import Study, pending_id, pruner_instance, told_typo
+from nas.study import Study, judged_metric, pending_id, pruner_instance, told_typo
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
@@ -256,11 +257,20 @@ def epoch(workdir: WorkdirArg,
                                                                "input).")] = None,
            wait: WaitFlag = 30.0) -> None:
     """One epoch's metrics of a pending architecture; prints 'prune' and exits with 4 when the study's pruner says
-    to stop its training (then `nas tell DIR ID` journals it with this report), else prints 'continue'."""
+    to stop its training (then `nas tell DIR ID` journals it with this report), else prints 'continue'. Metrics
+    lacking the one the pruner judges are refused (exit code 2) before anything is written."""
     values = _metrics(metric or [], metrics)
     if not values:
         raise ConfigError("epoch: give the epoch's metrics (--metric NAME=VALUE or --metrics JSON)")
-    with open_study(workdir, wait, judge=True, check=lambda recorded: recorded.pending_id(arch)) as study:
+
+    def check(recorded: Recorded) -> None:
+        """What `Study.report` would refuse, refused before the workdir is opened."""
+        recorded.pending_id(arch)
+        metric = judged_metric(recorded.config)
+        if metric is not None and metric not in values:
+            raise ConfigError(missing_metric(metric, values, "epoch"))
+
+    with open_study(workdir, wait, judge=True, check=check) as study:
         stop = study.report(arch, values)
     typer.echo("prune" if stop else "continue")
     if stop:
