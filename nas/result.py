@@ -82,6 +82,18 @@ class SearchResult:
         return list(self._sorted()[0])
 
     @property
+    def top_fidelity(self) -> tuple[str, Any] | None:
+        """(field, level) of the top fidelity when the search ran over a `FidelitySpace` (the header's space says
+        so; the class appends its field last), else None: best, front, hypervolume and history rank the trials at
+        that level only, as a lower level's metrics are a shorter training's (as a pruned trial's are)."""
+        spec = self.config.get("space_spec")
+        if not isinstance(spec, Mapping) or spec.get("type") != "FidelitySpace" or not spec.get("fields"):
+            return None
+        name, node = list(spec["fields"].items())[-1]
+        levels = node.get("choice") if isinstance(node, Mapping) else None
+        return (name, max(levels)) if isinstance(levels, list) and levels else None
+
+    @property
     def used(self) -> int:
         """Evaluations spent (every trial but cheap rejections and re-checked copies)."""
         return evaluations_used(self.trials)
@@ -141,11 +153,16 @@ class SearchResult:
         raise ConfigError(f"{name!r} is not an objective of this search ({', '.join(self.problem.names)}){hint}")
 
     def feasible_with(self, objs: Sequence[Objective]) -> list[Trial]:
-        """Feasible trials that recorded every metric of `objs` (a non-objective metric may be missing)."""
-        return [t for t in self.feasible if all(o.name in t.metrics and np.isfinite(t.metrics[o.name]) for o in objs)]
+        """Feasible trials that recorded every metric of `objs` (a non-objective metric may be missing); of a
+        multi-fidelity search, those at the top level (`top_fidelity`). Best, front, hypervolume and history
+        rank these."""
+        top = self.top_fidelity
+        return [t for t in self.feasible if all(o.name in t.metrics and np.isfinite(t.metrics[o.name]) for o in objs)
+                and (top is None or t.arch.get(top[0]) == top[1])]
 
     def best(self, objective: str | Objective | None = None) -> Trial | None:
-        """The feasible trial best on `objective` (default: the first); None when no trial is feasible."""
+        """The feasible trial best on `objective` (default: the first); None when no trial is feasible. Of a
+        multi-fidelity search, only trials at the top level count (`feasible_with`)."""
         obj = self.objective(objective)
         feasible = self.feasible_with([obj])
         if not feasible:

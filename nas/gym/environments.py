@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import numbers
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from nas.evaluators import Evaluator
 from nas.objectives import Problem
 from nas.spaces import Architecture, Choice, Repeat, Space
 from nas.spaces.model_space import ModelSpace
+from nas.strategies.multifidelity import check_levels
 
 if TYPE_CHECKING:
     from nas.gym.proxy import ProxyCostModel
@@ -32,17 +32,9 @@ def takes_budget(evaluate: Any) -> bool:
 def _fidelity_levels(name: str, levels: Any) -> tuple[float, ...]:
     """`levels` checked (none, or at least two distinct positive finite numbers) and sorted; a ConfigError naming
     the environment's `fidelity` otherwise, now rather than mid-gym from `FidelitySpace`."""
-    where = f"environment {name!r}: fidelity"
-    if isinstance(levels, (str, bytes)) or not isinstance(levels, Iterable):
-        raise ConfigError(f"{where} must be a sequence of numbers (e.g. epochs), got {levels!r}")
-    values = tuple(levels)
-    bad = [x for x in values
-           if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x <= 0]
-    if bad:
-        raise ConfigError(f"{where} levels must be positive finite numbers, got {bad[0]!r} in {list(values)}")
-    if values and (len(values) < 2 or len(set(values)) != len(values)):
-        raise ConfigError(f"{where} must be at least two distinct levels, got {list(values)}")
-    return tuple(sorted(values))
+    if isinstance(levels, (tuple, list)) and not levels:
+        return ()
+    return tuple(check_levels(levels, f"environment {name!r}: fidelity"))
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import multiprocessing
@@ -242,6 +243,18 @@ def applicability(env: Environment, strategy: str) -> tuple[Space | None, str]:
     return None, reason
 
 
+def _refusal(strategy: str, runs_on: Sequence[tuple[Environment, Space]], options: Mapping[str, Any]) -> str | None:
+    """Why one of the environments `strategy` runs on refuses it with `options` (hyperband's `brackets` beyond an
+    environment's fidelity levels), or None: such a setting would only record errors there, so the strategy would
+    get fewer settings than the others."""
+    for env, space in runs_on:
+        try:
+            make_strategy(strategy, space, env.problem, 0, **options)
+        except Exception as e:  # what running it would record as the run's error
+            return f"environment {env.name!r}: {type(e).__name__}: {e}"
+    return None
+
+
 def _takes_fidelity(env: Environment, strategy: str, problem: Problem) -> bool:
     """Whether `strategy` would run on `env` given fidelity levels (so their absence is why it is skipped)."""
     try:
@@ -401,8 +414,9 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
             progress: Callable[[RunRecord, int, int], None] | None = None) -> GymResult:
     """Run every strategy (default: all registered) on every environment, `settings` x `seeds` runs each.
 
-    Every strategy gets `settings` settings from `draw_settings` (the same ones on every environment; a grid in
-    `hyperparameters` replaces that strategy's built-in one, the others keep theirs) and
+    Every strategy gets `settings` settings from `draw_settings` (the same ones on every environment, drawn
+    among those every environment it runs on accepts; a grid in `hyperparameters` replaces that strategy's
+    built-in one, the others keep theirs) and
     each setting `seeds` runs; run k of every strategy uses seed `seed + k`, so all strategies see the same
     seeds. `budget` (a positive int) overrides each environment's own. Names in `environments` are built with
     `environment(name)`; one that cannot be built (a missing table) is skipped with its error in `notes`, while
@@ -419,15 +433,18 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
         check_count(budget, "budget", " (or None: each environment's own)")
     notes: list[str] = []
     envs = _environments(environments, notes)
+    spaces = {(i, name): applicability(env, name) for i, env in enumerate(envs) for name in names}
     drawn: dict[str, list[Setting]] = {}
     for name in names:
-        drawn[name], extra = draw_settings(name, settings, seed, include_default, hyperparameters)
+        runs_on = [(env, spaces[i, name][0]) for i, env in enumerate(envs) if spaces[i, name][0] is not None]
+        drawn[name], extra = draw_settings(name, settings, seed, include_default, hyperparameters,
+                                           functools.partial(_refusal, name, runs_on))
         notes += extra
     tasks: list[tuple[int, str, Setting, int, int | None, str | None]] = []
     skipped: list[Skip] = []
     for i, env in enumerate(envs):
         for name in names:
-            space, why = applicability(env, name)
+            space, why = spaces[i, name]
             if space is None:
                 skipped.append(Skip(env.name, name, why))
                 continue

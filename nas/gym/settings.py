@@ -150,14 +150,17 @@ def _check_grid(strategy: str, grid: Mapping[str, Sequence[Any]]) -> None:
 
 
 def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = True,
-                  hyperparameters: Mapping[str, Hyperparameters] | None = None) -> tuple[list[Setting], list[str]]:
+                  hyperparameters: Mapping[str, Hyperparameters] | None = None,
+                  refuses: Callable[[Mapping[str, Any]], str | None] | None = None) -> tuple[list[Setting], list[str]]:
     """`n` settings of `strategy`'s options: its defaults (when `include_default`), then distinct random draws
     from its declared grid (cycled when the grid is smaller), none of them equal to the defaults; options a draw
     leaves unread (`INERT_OPTIONS`) are dropped from it first, so draws differ in what takes effect. Grids in
     `hyperparameters` replace the built-in ones (`HYPERPARAMETERS`) of the strategies they name; the others
     keep theirs (giving one strategy's grid used to leave every other strategy with none). A grid key
-    that is not an option of the strategy is a ConfigError naming it. Returns (settings, notes): notes say
-    when the strategy has no grid at all, and when its grid is too small for `n` distinct settings."""
+    that is not an option of the strategy is a ConfigError naming it. `refuses(options)` (the gym's: why an
+    environment refuses them, or None) leaves out the draws it refuses; the others keep their draw order.
+    Returns (settings, notes): notes say when the strategy has no grid at all, when its grid is
+    too small for `n` distinct settings, and why draws were left out."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
     hp = {**HYPERPARAMETERS, **(hyperparameters or {})}.get(strategy)  # the user's grids replace the built-in ones
@@ -180,9 +183,32 @@ def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = 
     rng = np.random.default_rng([seed, zlib.crc32(strategy.encode())])
     order = [points[i] for i in rng.permutation(len(points))]
     chosen: list[dict[str, Any]] = [{}] if include_default else []
-    if len(chosen) + len(points) < n:
-        notes.append(f"{strategy}: its grid gives {len(points)} settings besides the defaults, so {n} settings "
+    if refuses is not None:
+        order, why = _accepted(order, n - len(chosen), refuses)
+        if why is not None:
+            notes.append(f"{strategy}: draws an environment refuses are left out ({why})")
+        if not order:
+            return [Setting(strategy, i, {}) for i in range(n)], notes
+    if len(chosen) + len(order) < n:
+        notes.append(f"{strategy}: its grid gives {len(order)} settings besides the defaults, so {n} settings "
                      "repeat some (each run still has its own seed)")
     while len(chosen) < n:
         chosen += order[: n - len(chosen)]
     return [Setting(strategy, i, options) for i, options in enumerate(chosen[:n])], notes
+
+
+def _accepted(order: list[dict[str, Any]], wanted: int,
+              refuses: Callable[[Mapping[str, Any]], str | None]) -> tuple[list[dict[str, Any]], str | None]:
+    """The first `wanted` points of `order` that `refuses` lets through (all of them when they are fewer: they are
+    cycled), and its first reason for refusing one (None when it refused none of those it was asked about)."""
+    taken: list[dict[str, Any]] = []
+    why: str | None = None
+    for point in order:
+        if len(taken) >= wanted:
+            break
+        reason = refuses(point)
+        if reason is None:
+            taken.append(point)
+        elif why is None:
+            why = reason
+    return taken, why

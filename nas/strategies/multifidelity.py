@@ -3,24 +3,30 @@
 The fidelity (epochs for a training evaluator, a fidelity column for a tabular one) is a field of the
 architecture: `FidelitySpace(base, levels)` adds it, so the journal, deduplication and resume see one
 trial per (architecture, fidelity) and every trial records the budget it was evaluated at.
-`space.evaluator(fn)` calls `fn(base_arch, budget=level)` for each such trial.
+`space.evaluator(fn)` calls `fn(base_arch, budget=level)` for each such trial. `result.best()` and
+`pareto_front()` of such a search rank the trials at the top level only (`SearchResult.top_fidelity`).
 
 `successive-halving` (ASHA, Li et al. 2020) starts new architectures, proposed by an inner strategy on
 the base space, at the lowest level; whenever a rung holds `eta` x k results, its best k are promoted
 one level up. Only completed results count towards k and are promoted: a failed evaluation or a proposal the
-cheap stage rejected (`infeasible`) stays where it is. `hyperband` runs several such brackets starting at successively higher levels, picking a
-bracket for each new architecture with Hyperband's weights. "Best" is constraint-domination ranking:
-non-dominated sorting plus crowding distance with several objectives, so promotion is multi-objective.
-The inner strategy is told the result at the level it was started at. When the inner strategy has proposed
-only architectures already started at their level `repeat_patience` (100) times in a row (a converged inner
-strategy on a small space), each further such proposal is replaced by an unknown base architecture near it, started
-at its bracket's level like any new one: the search's own fallback (`Deduplicate`) cannot do this without bypassing
+cheap stage rejected (`infeasible`) stays where it is. `hyperband` runs several such brackets starting at
+successively higher levels, picking a bracket for each new architecture with Hyperband's weights. A bracket
+promoting an architecture to a level another bracket already evaluated it at files that result (at once, or when
+the twin in flight ends) instead of evaluating it again. "Best" is constraint-domination ranking: non-dominated sorting plus crowding distance with
+several objectives, so promotion is multi-objective.
+The inner strategy is told the result at the level it was started at, and every result it did not propose at the
+lowest level (a warm start's, an enqueued architecture's). When the inner strategy has proposed only
+architectures already started at their level `repeat_patience` (100) times in a row (a converged inner strategy
+on a small space), each further such proposal is replaced by an unknown base architecture near it, started at
+its bracket's level like any new one: the search's own fallback (`Deduplicate`) cannot do this without bypassing
 the rungs, and would end it "exhausted" with most of the space unseen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,9 +44,7 @@ class FidelitySpace(Space):
     """`base` plus one ordered fidelity field (default `budget`) holding the evaluation budget."""
 
     def __init__(self, base: Space, levels: Sequence[float], field: str = "budget") -> None:
-        lv = sorted(levels)
-        if len(lv) < 2 or len(set(lv)) != len(lv) or any(x <= 0 for x in lv):
-            raise ConfigError(f"FidelitySpace: levels must be at least two distinct positive numbers, got {list(levels)}")
+        lv = check_levels(levels)
         if field in base.fields:
             raise ConfigError(f"FidelitySpace: field {field!r} already exists in the base space")
         super().__init__({**base.fields, field: Choice(lv)})
@@ -56,17 +60,37 @@ class FidelitySpace(Space):
     def canonical_key(self, arch: Mapping[str, Any]) -> str:
         return f"{self.base.canonical_key(self.strip(arch))}@{arch[self.field]}"
 
-    def evaluator(self, evaluate: Callable[..., Mapping[str, float]]) -> Callable[[Architecture], dict[str, float]]:
-        """`fn(arch)` -> `evaluate(base_arch, budget=arch[field])`, with the fidelity added to the metrics."""
+    def evaluator(self, evaluate: Callable[..., Mapping[str, float]]) -> Evaluator:
+        """An evaluator of this space's architectures: `evaluate(base_arch, budget=arch[field])`, with the fidelity
+        added to the metrics. A cheap one (`nas.cheap(fn)`) stays cheap, so the search screens candidates with it
+        before training; it may take no `budget=` and does not record the fidelity (the training evaluator does:
+        two evaluators returning it would clash)."""
         ev = evaluate if isinstance(evaluate, Evaluator) else Evaluator(evaluate)
-        if not ev.takes_budget:
-            raise ConfigError(f"FidelitySpace.evaluator: {getattr(ev.fn, '__name__', ev.fn)!r} takes no budget= argument")
+        if not ev.cheap and not ev.takes_budget:
+            raise ConfigError(f"FidelitySpace.evaluator: {getattr(ev.fn, '__name__', ev.fn)!r} takes no budget= "
+                              "argument (add one; a cost that does not depend on the fidelity can be nas.cheap)")
 
-        def run(arch: Architecture) -> dict[str, float]:
+        def run(arch: Architecture) -> Mapping[str, float]:
             level = arch[self.field]
-            return {**dict(ev(self.strip(arch), budget=level)), self.field: float(level)}
+            metrics = ev(self.strip(arch), budget=level)
+            return metrics if ev.cheap else {**dict(metrics), self.field: float(level)}
 
-        return run
+        return Evaluator(run, cheap=ev.cheap)
+
+
+def check_levels(levels: Any, where: str = "FidelitySpace: levels") -> list[Any]:
+    """`levels` checked (at least two distinct positive finite numbers) and sorted; else a ConfigError naming
+    `where` (the gym's environments say theirs)."""
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Iterable):
+        raise ConfigError(f"{where} must be a sequence of numbers (e.g. epochs), got {levels!r}")
+    values = list(levels)
+    bad = [x for x in values
+           if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x) or x <= 0]
+    if bad:
+        raise ConfigError(f"{where} must be positive finite numbers, got {bad[0]!r} in {values}")
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise ConfigError(f"{where} must be at least two distinct positive numbers, got {values}")
+    return sorted(values)
 
 
 class SuccessiveHalving(Strategy):
@@ -110,6 +134,7 @@ class SuccessiveHalving(Strategy):
         self.repeats = 0  # inner proposals in a row that were known at their level
         self._unseen = [Unseen(space.base) for _ in range(brackets)]  # per bracket's level: listings (a cache)
         self._keys_at: dict[tuple[str, float], str] = {}  # (base arch id, level) -> canonical key (a cache)
+        self._results: dict[str, TrialResult] = {}  # canonical key -> the result filed (a cache of the rungs)
         self._leaders: dict[tuple[int, int], tuple[int, list[Architecture]]] = {}  # (b, r) -> (size, best quota)
 
     # ------------------------------------------------------------------ ask/tell
@@ -131,12 +156,14 @@ class SuccessiveHalving(Strategy):
 
     def _next(self) -> tuple[Architecture | None, int, bool]:
         levels = self.fspace.levels
-        for b in range(self.brackets):
-            for r in range(len(levels) - 2, b - 1, -1):  # highest rung first: finish good ones early
-                cand = self._promotable(b, r)
-                if cand is not None:
-                    self.promoted[b][r].append(cand.id)
-                    return self.fspace.at(cand, levels[r + 1]), b, False
+        while (promotion := self._promotion()) is not None:
+            cand, b, r = promotion
+            known = self._results.get(self._key_at(cand, levels[r]))
+            if known is None:
+                return self.fspace.at(cand, levels[r]), b, False
+            # evaluated already (by another bracket): filed here at once, not asked of the search, whose cache
+            # answer would use up one of its rounds (enough of them and it gives up before `repeat_patience`)
+            self._file(b, r, cand, TrialResult(known.metrics, known.status, cached=True))
         b = int(self.rng.choice(self.brackets, p=self.bracket_p)) if self.brackets > 1 else 0
         asked = self.inner.ask(1)
         if not asked:
@@ -168,6 +195,21 @@ class SuccessiveHalving(Strategy):
             if found is not None:
                 return self.fspace.at(found, level), b
         return None
+
+    def _promotion(self) -> tuple[Architecture, int, int] | None:
+        """The next promotion, marked as made: (base architecture, bracket, rung it moves to), highest rung first."""
+        for b in range(self.brackets):
+            for r in range(len(self.fspace.levels) - 2, b - 1, -1):  # highest rung first: finish good ones early
+                cand = self._promotable(b, r)
+                if cand is not None:
+                    self.promoted[b][r].append(cand.id)
+                    return cand, b, r + 1
+        return None
+
+    def _file(self, b: int, r: int, base: Architecture, result: TrialResult) -> None:
+        """Put `base`'s result at level `r` into bracket `b`'s rung."""
+        self.rungs[b][r].append((base, result))
+        self._results.setdefault(self._key_at(base, self.fspace.levels[r]), result)
 
     def _key_at(self, base: Architecture, level: float) -> str:
         """The canonical key of `base` at `level` (memoised: listings are scanned once per draw)."""
@@ -204,21 +246,22 @@ class SuccessiveHalving(Strategy):
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.check_told(arch)
         entries = self.pending.get(arch.id)
+        asked = bool(entries)
         if entries:
             bracket, from_inner = entries.pop(0)
             if not entries:
                 del self.pending[arch.id]
-        else:  # not asked by us (replay, warm start): its level's rung of the first bracket it fits
+        else:  # not asked by us (replay, warm start, enqueued): its level's rung of the first bracket it fits
             bracket, from_inner = 0, False
         self._know(arch)
         level = arch[self.fspace.field]
         r = self.fspace.levels.index(level)
         base = self.fspace.strip(arch)
-        if from_inner:
-            self.inner.tell(base, result)
-        if result.cached:
-            return
-        self.rungs[min(bracket, r)][r].append((base, result))
+        if from_inner or (not asked and r == 0 and not result.cached):
+            self.inner.tell(base, result)  # unasked at the lowest level: learnt from like the inner's own starts
+        if result.cached and (from_inner or not asked):
+            return  # a repeat: filed where it was evaluated
+        self._file(min(bracket, r), r, base, result)  # a promotion answered from the cache is filed too
 
     def top_level(self) -> list[tuple[Architecture, TrialResult]]:
         """Results at the highest fidelity (all brackets)."""
@@ -247,6 +290,11 @@ class SuccessiveHalving(Strategy):
         self.repeats = int(state.get("repeats", 0))
         self._unseen = [Unseen(self.fspace.base) for _ in range(self.brackets)]
         self._leaders = {}
+        self._results = {}
+        for r, level in enumerate(levels):
+            for b in self.rungs:
+                for a, res in b[r]:
+                    self._results.setdefault(self._key_at(a, level), res)
 
 
 class Hyperband(SuccessiveHalving):
