@@ -217,8 +217,11 @@ def test_nas_ask_and_tell_drive_a_study_from_the_shell_with_only_its_workdir(tmp
     assert bad.exit_code == 2 and "--metric acc: 'high' is not a number" in bad.output
     last = runner.invoke(app, ["ask", wd, "-n", "3"])  # budget 5: 3 told, 1 pending, so one more
     assert last.exit_code == 0 and len(last.stdout.splitlines()) == 1
+    before = {p.name: p.read_bytes() for p in Path(wd).iterdir() if p.is_file()}
     done = runner.invoke(app, ["ask", wd])
     assert done.exit_code == 3 and "nothing to ask: 3 told and 2 pending of a budget of 5" in done.output
+    assert {p.name: p.read_bytes() for p in Path(wd).iterdir() if p.is_file()} == before  # a call that hands out
+    # nothing writes nothing (it journaled a resume and an end record, and marked a search's workdir a study)
     status = " ".join(runner.invoke(app, ["status", wd]).output.split())
     assert f"pending 2 asked and not told yet ({again['id'][:12]}, " in status
     with nas.Study(SPACE, OBJECTIVES, strategy="evolution", budget=5, seed=0, workdir=wd) as study:

@@ -27,7 +27,7 @@ from nas.executors import metric_value
 from nas.objectives import Problem
 from nas.pruning import missing_metric
 from nas.spaces import Space
-from nas.store import Journal, Trial
+from nas.store import Journal, Trial, evaluations_used
 from nas.study import Study, judged_metric, pending_id, pruner_instance, told_typo
 
 NOTHING_LEFT = 3
@@ -141,7 +141,12 @@ def ask(workdir: WorkdirArg,
         raise ConfigError(f"-n: expected an integer >= 1, got {n}")
     if fail_stale is not None:
         check_number(fail_stale, "--fail-stale", positive=False, unit=" (seconds)")
-    with open_study(workdir, wait, budget) as study:
+    def finished(recorded: Recorded) -> None:  # nothing to hand out: said without opening (a study's open writes)
+        total, used = max(budget or 0, int(recorded.config["budget"])), evaluations_used(recorded.trials)
+        if fail_stale is None and used + len(recorded.pending) >= total and not Journal(workdir).search_running():
+            _nothing_left(used, len(recorded.pending), total)
+
+    with open_study(workdir, wait, budget, check=finished) as study:
         for trial in study.fail_stale(fail_stale) if fail_stale is not None else []:
             typer.echo(f"trial {trial.number}: failed ({trial.error})", err=True)
         asked = []
@@ -158,9 +163,14 @@ def ask(workdir: WorkdirArg,
                    "waits for the pending results: tell them, then ask again", err=True)
         raise typer.Exit(WAIT)
     if not asked:
-        typer.echo(f"nothing to ask: {used} told and {pending} pending of a budget of {budget}"
-                   + ("" if used + pending >= budget else "; the strategy proposes nothing new"), err=True)
-        raise typer.Exit(NOTHING_LEFT)
+        _nothing_left(used, pending, budget)
+
+
+def _nothing_left(used: int, pending: int, budget: int) -> None:
+    """`nas ask` found nothing to hand out: say why, exit with NOTHING_LEFT."""
+    typer.echo(f"nothing to ask: {used} told and {pending} pending of a budget of {budget}"
+               + ("" if used + pending >= budget else "; the strategy proposes nothing new"), err=True)
+    raise typer.Exit(NOTHING_LEFT)
 
 
 @user_errors
