@@ -497,18 +497,35 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
 
 
 def _remove_dead_stages(out: Path) -> None:
-    """Remove the staging folders (`.export-<pid>`) that exports killed before cleaning up left in `out`; those of
-    live processes (another export into the same folder) stay."""
-    for stage in out.glob(".export-*") if out.is_dir() else []:
-        pid = stage.name.removeprefix(".export-")
-        if not pid.isdigit() or int(pid) == os.getpid():
+    """Clean up after exports killed in `out`: remove their staging folders (`.export-<pid>`), and put back what one
+    killed while swapping models in had moved aside (`.previous-<pid>`: each file or folder the swap had not yet
+    replaced goes back under its name, the rest is removed). Those of live processes (another export into the same
+    folder) stay."""
+    for left in out.glob(".export-*") if out.is_dir() else []:
+        if _dead(left.name.removeprefix(".export-")):
+            shutil.rmtree(left, ignore_errors=True)
+    for aside in out.glob(".previous-*") if out.is_dir() else []:
+        if not _dead(aside.name.removeprefix(".previous-")):
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(stage, ignore_errors=True)
-        except PermissionError:  # alive, another user's
-            pass
+        for item in aside.iterdir():
+            if not (out / item.name).exists():
+                os.replace(item, out / item.name)
+                log.info("%s: put back %s, which an export killed while swapping models in had moved aside", out,
+                         item.name)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _dead(pid: str) -> bool:
+    """Whether `pid` (a stage folder's suffix) names a process of this machine that is gone (not this one)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _space_difference(config: Mapping[str, Any], space: Any) -> str:
@@ -756,14 +773,14 @@ def _move_in(stage: Path, out: Path, report: ExportReport) -> None:
     aside.mkdir()
     moved: list[tuple[Path, Path]] = []  # (where it was, where it is now), to move back on failure
     placed: list[Path] = []
-    try:
+    try:  # moved aside under their own names, so an export killed midway is put back by the next (_recover_dead)
         for path in dict.fromkeys(previous):  # a folder left by an export killed before its export.json, too
             if _is_model(out, path):
-                moved.append((path, aside / str(len(moved))))
+                moved.append((path, aside / path.name))
                 os.replace(*moved[-1])
         for name in (EXPORT_INDEX, VERIFY_REPORT):
             if (out / name).is_file():
-                moved.append((out / name, aside / str(len(moved))))
+                moved.append((out / name, aside / name))
                 os.replace(*moved[-1])
         for m in report.models:
             if m.path.exists() or m.path.is_symlink():

@@ -102,3 +102,25 @@ def test_an_export_removes_the_staging_folders_that_killed_exports_left(trained,
         (stage / "trial-0001").mkdir(parents=True)
     assert CliRunner().invoke(app, ["export", str(wd), "--out", str(out), "--no-onnx"]).exit_code == 0
     assert not dead.exists() and live.exists() and list(out.glob("trial-*/model.json"))
+
+
+def test_an_export_puts_back_what_one_killed_while_swapping_models_in_had_moved_aside(trained, tmp_path):
+    """Killed between moving the previous export aside and moving the new one in, an export left the previous
+    models hidden in out/.previous-PID for good (export.json listing folders that were gone); the next export
+    puts back what nothing replaced, then exports as usual."""
+    import json
+    import os
+
+    wd, _ = trained
+    out = tmp_path / "m"
+    assert CliRunner().invoke(app, ["export", str(wd), "--out", str(out), "--no-onnx"]).exit_code == 0
+    listed = [m["path"] for m in json.loads((out / "export.json").read_text())["models"]]
+    aside, live = out / ".previous-999999999", out / f".previous-{os.getppid()}"  # a killed export; a live one
+    aside.mkdir()
+    live.mkdir()
+    os.replace(out / listed[0], aside / listed[0])  # the kill came right after the first model was moved aside
+    (aside / "stale.json").write_text("{}")
+    (out / "stale.json").write_text("{}")  # replaced already: the moved-aside copy is dropped
+    assert CliRunner().invoke(app, ["export", str(wd), "--out", str(out), "--no-onnx"]).exit_code == 0
+    assert not aside.exists() and live.exists()
+    assert all((out / p / "model.json").is_file() for p in listed)
