@@ -113,3 +113,7 @@ def test_cli_prints_the_table_and_writes_the_plot_and_json(tmp_path):
     assert data["decisions"][0]["decision"] == "a" and data["scale"] == "rank"
     bad = CliRunner().invoke(app, ["importance", str(tmp_path / "wd"), "--metric", "loss"])
     assert bad.exit_code == 2 and "no trial recorded it" in bad.output
+    assert "seeded subset" not in out.output  # 150 trials: all of them, under the default bound
+    capped = CliRunner().invoke(app, ["importance", str(tmp_path / "wd"), "--max-trials", "60"])
+    assert capped.exit_code == 0 and "which decisions matter for acc: 60 trials" in capped.output  # unbounded, it
+    assert "fitted on a seeded subset of 60 evaluated trials" in capped.output  # took 310 s at 20,000 trials
