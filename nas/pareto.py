@@ -33,6 +33,7 @@ __all__ = [
     "hypervolume",
     "hypervolume_contributions",
     "non_dominated_sort",
+    "ParetoFronts",
     "pareto_mask",
 ]
 
@@ -244,6 +245,58 @@ def non_dominated_sort(points: ArrayLike) -> list[np.ndarray]:
     rank[order] = rank_sorted
     by_rank = np.argsort(rank, kind="stable")
     return np.split(by_rank, np.cumsum(np.bincount(rank))[:-1])
+
+
+class ParetoFronts:
+    """The fronts of `non_dominated_sort` kept up to date as points arrive one at a time (rows in minimisation form).
+
+    Adding a point never lowers a rank and raises a rank by at most one: the point joins the first front holding no
+    dominator of it (a binary search: only the fronts before its own hold one), the rows of that front it dominates
+    move one front down, and so in turn do the rows of each next front that a moved row dominates. A point costs
+    comparisons against log(fronts) fronts plus the fronts it shifts, instead of a sort of every point, so a strategy
+    that ranks a growing history on every ask stays flat. `ids[k]` lists front k's keys ascending, `points[k]` their
+    rows in the same order; with keys 0..n-1 in row order `ids` equals `non_dominated_sort` of the rows.
+    """
+
+    def __init__(self, points: ArrayLike = (), keys: list[int] | None = None) -> None:
+        p = _as_points(points)
+        keys = list(range(len(p))) if keys is None else list(keys)
+        fronts = non_dominated_sort(p) if len(p) else []
+        self.ids: list[list[int]] = [[keys[i] for i in f] for f in fronts]
+        self.points: list[np.ndarray] = [p[f] for f in fronts]
+        self.touched = range(0)  # the fronts whose rows the last `add` changed
+
+    def rank_of(self, point: ArrayLike) -> int:
+        """The front `point` would join: the number of fronts holding a row that dominates it."""
+        p = _as_points(np.reshape(np.asarray(point, dtype=float), (1, -1)))
+        lo, hi = 0, len(self.points)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _dominated_by(p, self.points[mid])[0]:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def add(self, point: ArrayLike, key: int) -> int:
+        """Add `point` under `key` (keys are distinct); its front. The fronts that changed are in `touched`."""
+        p = _as_points(np.reshape(np.asarray(point, dtype=float), (1, -1)))
+        rank = k = self.rank_of(p)
+        ids, pts = [key], p
+        while ids:  # rows moving into front k (the new point, then the rows it pushed down)
+            if k == len(self.points):
+                self.ids.append([])
+                self.points.append(np.empty((0, p.shape[1])))
+            out = _dominated_by(self.points[k], pts)
+            keep = [i for i, o in zip(self.ids[k], out.tolist()) if not o]
+            merged_ids = keep + ids
+            merged = np.concatenate([self.points[k][~out], pts])
+            order = np.argsort(merged_ids, kind="stable")
+            ids, pts = [i for i, o in zip(self.ids[k], out.tolist()) if o], self.points[k][out]
+            self.ids[k], self.points[k] = [merged_ids[i] for i in order], merged[order]
+            k += 1
+        self.touched = range(rank, k)
+        return rank
 
 
 # --------------------------------------------------------------------------- diversity

@@ -47,12 +47,18 @@ def scalar_key(problem: Problem, result: TrialResult) -> tuple[float, float]:
     return (problem.violation(result.metrics), problem.vector(result.metrics)[0])
 
 
+def on_front(problem: Problem, result: TrialResult) -> bool:
+    """Whether `pareto_ranks` puts `result` on a Pareto front: not failed, feasible, every objective measured (the
+    others rank after the fronts, by violation)."""
+    return (result.status != "failed" and problem.feasible(result.metrics)
+            and all(o.name in result.metrics for o in problem.objectives))
+
+
 def pareto_ranks(problem: Problem, results: Sequence[TrialResult]) -> np.ndarray:
     """Constraint-domination rank per result (0 = best front): feasible fronts first, then by violation."""
     n = len(results)
     ranks = np.zeros(n, dtype=float)
-    feas = [i for i, r in enumerate(results) if r.status != "failed" and problem.feasible(r.metrics)
-            and all(o.name in r.metrics for o in problem.objectives)]
+    feas = [i for i, r in enumerate(results) if on_front(problem, r)]
     if feas:
         pts = np.array([problem.vector(results[i].metrics) for i in feas], dtype=float)
         for k, front in enumerate(non_dominated_sort(pts)):

@@ -14,7 +14,9 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 from nas.objectives import Problem
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+from nas.pareto import ParetoFronts
+from nas.strategies.base import (Strategy, TrialResult, arch_record, from_record, on_front, pareto_ranks,
+                                 scalar_key)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ class RegularizedEvolution(Strategy):
         self.mutation_bias = mutation_bias
         self.history: list[tuple[Architecture, TrialResult]] = []  # every non-cached result, oldest first
         self._ranked: list[tuple[tuple[float, float], int]] = []  # one objective: (key, -index), sorted
+        # several objectives, kept as results arrive (a cache, rebuilt on load): the feasible results' Pareto fronts
+        # by history index, the others as (violation, history index) sorted, and how many did not fail
+        self._fronts = ParetoFronts()
+        self._infeasible: list[tuple[float, int]] = []
+        self._done = 0
         self.population: deque[tuple[Architecture, TrialResult]] = deque(maxlen=population_size)
         self.random_asked = 0
         self._listed = "listed" in space.capabilities
@@ -80,13 +87,30 @@ class RegularizedEvolution(Strategy):
         """The best quarter of every completed result (one objective: by key; several: by Pareto rank)."""
         if len(self.problem.objectives) == 1:  # the same as best_quarter, kept sorted as results arrive
             return [self.history[-neg][0] for _, neg in self._ranked[:len(self._ranked) // 4]]
-        return best_quarter(self.problem, self.history)
+        # the same as best_quarter from the fronts kept in _record: by front, the youngest first, then the rest
+        quota, out = self._done // 4, []
+        for ids in self._fronts.ids:
+            if len(out) >= quota:
+                break
+            out.extend(self.history[i][0] for i in reversed(ids))
+        out.extend(self.history[i][0] for _, i in self._infeasible[:max(quota - len(out), 0)])
+        return out[:quota]
 
-    def _record(self, arch: Architecture, result: TrialResult) -> None:
+    def _record(self, arch: Architecture, result: TrialResult, rank: bool = True) -> None:
+        """Append to the history and, unless `rank` is False (a load ranks all at once), to the ranking."""
         self.history.append((arch, result))
-        if result.status != "failed" and len(self.problem.objectives) == 1:
+        if result.status == "failed" or not rank:
+            return
+        i = len(self.history) - 1
+        if len(self.problem.objectives) == 1:
             # (key, -index): equal keys sort the youngest first; history[-(-index)] is the result
-            bisect.insort(self._ranked, (scalar_key(self.problem, result), -(len(self.history) - 1)))
+            bisect.insort(self._ranked, (scalar_key(self.problem, result), -i))
+            return
+        self._done += 1
+        if on_front(self.problem, result):
+            self._fronts.add(self.problem.vector(result.metrics), i)
+        else:
+            bisect.insort(self._infeasible, (scalar_key(self.problem, result)[0], i))
 
     def _tournament(self) -> Architecture:
         return tournament(self.problem, self.population, self.sample_size, self.rng)
@@ -108,10 +132,23 @@ class RegularizedEvolution(Strategy):
         self.random_asked = int(state["random_asked"])
         records = state["history"] if "history" in state else state["population"]  # before 2026-11-30: no history
         self.history, self._ranked = [], []
+        multi = len(self.problem.objectives) > 1
         for a, r in (from_record(rec) for rec in records):
-            self._record(a, r)
+            self._record(a, r, rank=not multi)
+        if multi:
+            self._rank_history()
         self.population = deque(self.history[-self.population_size:], maxlen=self.population_size)
         self._seen = {a.id for a, _ in self.history}
+
+    def _rank_history(self) -> None:
+        """Several objectives: the ranking of the whole history at once (one non-dominated sort)."""
+        done = [(i, r) for i, (_, r) in enumerate(self.history) if r.status != "failed"]
+        feas = [(i, r) for i, r in done if on_front(self.problem, r)]
+        self._fronts = ParetoFronts(np.array([self.problem.vector(r.metrics) for _, r in feas], dtype=float),
+                                    [i for i, _ in feas])
+        self._infeasible = sorted((scalar_key(self.problem, r)[0], i) for i, r in done
+                                  if not on_front(self.problem, r))
+        self._done = len(done)
 
 
 def tournament(problem: Problem, population: Sequence[tuple[Architecture, TrialResult]], sample_size: int,

@@ -46,10 +46,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from nas.errors import ConfigError
 from nas.objectives import Problem
+from nas.pareto import ParetoFronts
 from nas.spaces import Architecture, Conditional, Repeat, Space
-from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, pareto_ranks, scalar_key
+from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, scalar_key
 
 Node = dict[str, Any]  # {"n": visits, "s": sum of scores, "b": best loss, "d": explored, "c": {option: Node}}
 
@@ -136,6 +139,7 @@ class MonteCarloTreeSearch(Strategy):
         self.root: Node = _node()
         self.losses: list[float] = []  # losses of the feasible results told, sorted
         self.feasible: list[dict[str, float]] = []  # several objectives: metrics of the feasible results (ranks)
+        self._fronts = ParetoFronts()  # their Pareto fronts, kept as they arrive (a cache, rebuilt on load)
         self.pending: dict[str, list[list[Any]]] = {}  # arch id -> [[nodes counted at the ask, path], ...]
         self.known = SeenArchitectures(space)  # asked or told: never proposed again
 
@@ -285,10 +289,11 @@ class MonteCarloTreeSearch(Strategy):
             return float(value)
         if not all(math.isfinite(v) for v in self.problem.vector(result.metrics)):
             return None
-        ranks = pareto_ranks(self.problem, [TrialResult(m) for m in self.feasible] + [result])
-        if new:
-            self.feasible.append(dict(result.metrics))
-        return float(ranks[-1])
+        point = self.problem.vector(result.metrics)  # its `pareto_ranks` rank among them: the fronts it follows
+        if not new:
+            return float(self._fronts.rank_of(point))
+        self.feasible.append(dict(result.metrics))
+        return float(self._fronts.add(point, len(self.feasible) - 1))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
         self.check_told(arch)
@@ -332,6 +337,7 @@ class MonteCarloTreeSearch(Strategy):
         self.root = _tree_load(state["tree"])
         self.losses = [float(x) for x in state["losses"]]
         self.feasible = [dict(m) for m in state["feasible"]]
+        self._fronts = ParetoFronts(np.array([self.problem.vector(m) for m in self.feasible], dtype=float))
         self.pending = {k: [[int(d), [int(j) for j in p]] for d, p in v] for k, v in state["pending"].items()}
         self.known.clear()
         self.known.keys = set(state["seen"])

@@ -24,6 +24,7 @@ the rungs, and would end it "exhausted" with most of the space unseen.
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,10 +35,10 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.evaluators import Evaluator
 from nas.objectives import Problem
-from nas.pareto import crowding_distance
+from nas.pareto import ParetoFronts, crowding_distance
 from nas.spaces import Architecture, Choice, Space
 from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, Unseen, arch_record, from_record,
-                                 pareto_ranks, unknown_near)
+                                 on_front, pareto_ranks, scalar_key, unknown_near)
 
 
 class FidelitySpace(Space):
@@ -136,6 +137,7 @@ class SuccessiveHalving(Strategy):
         self._keys_at: dict[tuple[str, float], str] = {}  # (base arch id, level) -> canonical key (a cache)
         self._results: dict[str, TrialResult] = {}  # canonical key -> the result filed (a cache of the rungs)
         self._leaders: dict[tuple[int, int], tuple[int, list[Architecture]]] = {}  # (b, r) -> (size, best quota)
+        self._ranked: dict[tuple[int, int], RungRanking] = {}  # (b, r) -> its completed results ranked (a cache)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -222,9 +224,12 @@ class SuccessiveHalving(Strategy):
         """The next architecture to promote from rung `r` of bracket `b`: only completed results count and move up."""
         size = len(self.rungs[b][r])
         leaders = self._leaders.get((b, r))
-        if leaders is None or leaders[0] != size:  # the rung grew (rungs only grow): rank it again
-            rung = [m for m in self.rungs[b][r] if m[1].status == "ok"]  # not failed, not rejected by the cheap stage
-            leaders = self._leaders[(b, r)] = (size, [rung[i][0] for i in self._order(rung)[:len(rung) // self.eta]])
+        if leaders is None or leaders[0] != size:  # the rung grew (rungs only grow): rank what is new
+            ranked = self._ranked.get((b, r))
+            if ranked is None:
+                ranked = self._ranked[(b, r)] = RungRanking(self.problem)
+            ranked.extend(self.rungs[b][r][ranked.seen:])
+            leaders = self._leaders[(b, r)] = (size, ranked.best(len(ranked.archs) // self.eta))
         done = set(self.promoted[b][r])
         for arch in leaders[1]:
             if arch.id not in done:
@@ -232,7 +237,8 @@ class SuccessiveHalving(Strategy):
         return None
 
     def _order(self, rung: Sequence[tuple[Architecture, TrialResult]]) -> list[int]:
-        """Best first: constraint-domination rank, then crowding distance (largest first) within a front."""
+        """Best first: constraint-domination rank, then crowding distance (largest first) within a front (the order
+        `RungRanking` keeps as a rung grows)."""
         results = [r for _, r in rung]
         ranks = pareto_ranks(self.problem, results)
         crowd = np.zeros(len(rung))
@@ -289,12 +295,54 @@ class SuccessiveHalving(Strategy):
             self._know(a)
         self.repeats = int(state.get("repeats", 0))
         self._unseen = [Unseen(self.fspace.base) for _ in range(self.brackets)]
-        self._leaders = {}
+        self._leaders, self._ranked = {}, {}
         self._results = {}
         for r, level in enumerate(levels):
             for b in self.rungs:
                 for a, res in b[r]:
                     self._results.setdefault(self._key_at(a, level), res)
+
+
+class RungRanking:
+    """A rung's completed results in `SuccessiveHalving._order`'s order, kept as the rung grows: the Pareto fronts
+    (`ParetoFronts`), each front's crowding order redone only when the front changes, then the results off the fronts
+    by (violation, age). Ranking the whole rung on every ask made a search quadratic."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.seen = 0  # rung entries looked at
+        self.archs: list[Architecture] = []  # the completed ones, oldest first (their index is their key)
+        self.fronts = ParetoFronts()
+        self.order: list[list[int] | None] = []  # per front: its keys best first; None: to redo
+        self.rest: list[tuple[float, int]] = []  # off the fronts: (violation, key), sorted
+
+    def extend(self, entries: Sequence[tuple[Architecture, TrialResult]]) -> None:
+        for arch, result in entries:
+            if result.status == "ok":  # not failed, not rejected by the cheap stage
+                if on_front(self.problem, result):
+                    self.fronts.add(self.problem.vector(result.metrics), len(self.archs))
+                    self.order[len(self.order):] = [None] * (len(self.fronts.ids) - len(self.order))
+                    for j in self.fronts.touched:
+                        self.order[j] = None
+                elif self.problem.feasible(result.metrics):  # an objective is missing: _order fails the same way
+                    self.problem.vector(result.metrics)
+                else:
+                    bisect.insort(self.rest, (scalar_key(self.problem, result)[0], len(self.archs)))
+                self.archs.append(arch)
+            self.seen += 1
+
+    def best(self, quota: int) -> list[Architecture]:
+        """The first `quota` completed results in order."""
+        out: list[Architecture] = []
+        for j, ids in enumerate(self.fronts.ids):
+            if len(out) >= quota:
+                break
+            if self.order[j] is None:
+                crowd = crowding_distance(self.fronts.points[j])
+                self.order[j] = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-crowd[i], ids[i]))]
+            out.extend(self.archs[i] for i in self.order[j])
+        out.extend(self.archs[i] for _, i in self.rest[:max(quota - len(out), 0)])
+        return out[:quota]
 
 
 class Hyperband(SuccessiveHalving):
