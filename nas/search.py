@@ -75,10 +75,10 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     `nas.cheap` run first so constraints on their metrics are checked before anything expensive. `budget` bounds the
     number of evaluations. With `workdir`, results are journaled there and an existing journal is resumed (its
     budget only grows unless `lower_budget`); the strategy is snapshotted every `snapshot_every` trials but at most
-    once per `snapshot_interval_s` (resume replays the trials after the last one). `seed=None` draws a seed,
-    recorded in the journal. `progress(trial, used, budget)` is called after each trial; `nas.search(...,
-    progress=True)` shows a rich progress bar (`nas.report.SearchProgress`), starting from the journal's trials when
-    resuming; `progress=False`, as None, shows nothing.
+    once per `snapshot_interval_s` after the last one ended (resume replays the trials after the last one).
+    `seed=None` draws a seed, recorded in the journal. `progress(trial, used, budget)` is called after each trial;
+    `nas.search(..., progress=True)` shows a rich progress bar (`nas.report.SearchProgress`), starting from the
+    journal's trials when resuming; `progress=False`, as None, shows nothing.
 
     `timeout_s` fails an evaluation that runs longer (its worker is killed: executor "processes");
     `max_time` stops submitting evaluations after that many seconds of this run. `enqueue` evaluates
@@ -501,6 +501,7 @@ class _SearchLoop:
             for t in warm:  # an earlier search's complete results: told, cached, never evaluated again
                 if t.status == "ok" and self.problem.result_error(t.metrics) is None:
                     self._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
+            self.strategy.keep()  # no journal of this search holds those: snapshots keep them
         if self.trials:
             self._restore(start, enqueue)
         told = self.trials[:start + 1] if self.exact else self.trials  # exact: the schedule re-runs from the snapshot
@@ -664,6 +665,9 @@ class _SearchLoop:
         if set(state) == {"inner"}:  # written before the cheap stage moved from a strategy wrapper into this loop
             state = state["inner"]
         self.strategy.load_state_dict(state)
+        if not state.get("journaled") and not self.experiment.config.get("warm_start"):
+            self.strategy.keep(0)  # an older snapshot's results are all the journal's: the next one leaves them out
+        self._recall(int(snap["after_trial"]))
         self.pending = [Architecture(a) for a in snap["pending"]]
         self.placements = dict(snap.get("placements", {}))
         self.since.update({i: float(t) for i, t in snap.get("asked", {}).items()})
@@ -671,6 +675,13 @@ class _SearchLoop:
         self.queued = [Architecture(a) for a in snap.get("queued", [])]
         self.enqueue_ids = set(snap.get("enqueued", []))  # pending ones a study's `enqueue` queued: their trials say so
         return int(snap["after_trial"])
+
+    def _recall(self, after: int) -> None:
+        """Give the restored strategy's cache back the results of the trials up to `after`, which the snapshot
+        leaves out (`Deduplicate.state_dict(journaled=True)`): those told, so not a misnamed objective's."""
+        for t in self.trials[:after + 1]:
+            if not t.extra.get("config_error"):
+                self.strategy.recall(t.arch_id, t.arch, TrialResult.of(t.status, t.metrics))
 
     def _restore(self, after: int, first: Sequence[Architecture] = ()) -> None:
         """Recheck a corrected problem's trials and queue the journal's trials after `after` for replay; those of
@@ -834,7 +845,7 @@ class _SearchLoop:
             return
         if self.replaying or (self.exact and self.replay):  # journaled trials not yet told: the last one stands
             return
-        self._snapshot_at, self._snapshot_time = len(self.trials), time.monotonic()
+        self._snapshot_at = len(self.trials)
         pending = list(self.pending) + [a for a, _ in self.in_flight.values()]
         if self.staging is not None:  # interrupted between ask and submit, and not journaled since (a cheap failure)
             arch, count = self.staging
@@ -851,8 +862,9 @@ class _SearchLoop:
                                                     if i in asked}) else {}),
             **({"queued": [a.to_dict() for a in self.queued]} if self.queued else {}),
             **({"enqueued": enqueued} if (enqueued := [a.id for a in pending if a.id in self.enqueue_ids]) else {}),
-            "state": self.strategy.state_dict(),
+            "state": self.strategy.state_dict(journaled=True),  # the journal gives back its results (`_recall`)
         })
+        self._snapshot_time = time.monotonic()  # the interval counts from its end: snapshots stay a bounded share
 
 
 def _merge(known: Mapping[str, float], metrics: Mapping[str, float] | None,

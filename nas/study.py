@@ -133,6 +133,7 @@ class Study:
                 for t in prepared.warm:
                     if t.status == "ok" and self.problem.result_error(t.metrics) is None:
                         loop._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
+                loop.strategy.keep()  # no journal of this study holds those: snapshots keep them
             if loop.trials:
                 loop._restore(-1 if after is None else after, prepared.enqueue)
                 loop._flush_replay()  # told in journal order: nothing re-asks them here

@@ -4,11 +4,12 @@ search loop, `nas.search`, so each cheap evaluator runs once per architecture)."
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 import numpy as np
 
-from nas.spaces import Architecture
+from nas.spaces import Architecture, Space
 from nas.strategies.base import Strategy, TrialResult, Unseen, from_record, unknown_near
 
 class Wrapper(Strategy):
@@ -58,6 +59,10 @@ class Deduplicate(Wrapper):
     space of at most `ENUMERABLE` architectures (or a table) that means every canonical class was evaluated, as
     the last unknown ones are then listed (`Unseen`). An ask the inner strategy answers with nothing at all is
     checked the same way (`exhausted`).
+
+    A search loop snapshots it with `state_dict(journaled=True)`: the results its journal holds are left out (the
+    snapshot's size does not grow with the search) and given back on load with `recall`; only the first `kept`
+    results, told before the journal's (a warm start's), are written.
     """
 
     def __init__(self, inner: Strategy, max_rounds: int = 100) -> None:
@@ -68,12 +73,22 @@ class Deduplicate(Wrapper):
         self._repeat: Architecture | None = None  # the last proposal refused as known, this ask
         self._unseen = Unseen(self.space)  # a small space's listing, made when samples stop finding unknown ones
         self.exhausted = False  # the last ask found every architecture of a listed space known: none is left
+        self.kept = 0  # the first results no journal holds (a warm start's): `state_dict(journaled=True)` keeps them
+        self._aliases: dict[str, str] = {}  # arch id -> its canonical key where they differ, on a space keyed by id
+        self._ids_are_keys = False  # loaded from a `journaled` state, whose `_aliases` are complete
 
     def key(self, arch: Architecture) -> str:
         k = self._keys.get(arch.id)
         if k is None:
             k = self._keys[arch.id] = self.space.canonical_key(arch)
+            if k != arch.id and self._keyed_by_id():
+                self._aliases[arch.id] = k  # a non-canonical form: `recall` cannot take its id for its key
         return k
+
+    def _keyed_by_id(self) -> bool:
+        """Whether the space's canonical key is the validated architecture's id (no cell graph, no override), so a
+        journaled architecture's recorded id is its key unless `_aliases` says otherwise."""
+        return type(self.space).canonical_key is Space.canonical_key and getattr(self.space, "cell_graph", None) is None
 
     def ask(self, n: int = 1) -> list[Architecture]:
         self._repeat = None
@@ -140,15 +155,41 @@ class Deduplicate(Wrapper):
         for _ in range(waiting):
             self.inner.tell(arch, self._cached(k))
 
-    def state_dict(self) -> dict[str, Any]:
+    def keep(self, n: int | None = None) -> None:
+        """Keep the first `n` results (all so far when None) in every `state_dict(journaled=True)`: no journal holds
+        them (a warm start's). The results told after them are the caller's journal, which `recall` gives back."""
+        self.kept = len(self.results) if n is None else n
+
+    def recall(self, arch_id: str, arch: Mapping[str, Any], result: TrialResult) -> None:
+        """Cache a journaled result the restored state covers (`arch_id` as journaled), as its `tell` did, without
+        telling the inner strategy. After a `journaled` state, on a space keyed by id, the journaled id is the key
+        (it was validated when told; `_aliases` holds the exceptions), so nothing is validated again."""
+        k = self._keys.get(arch_id)
+        if k is None and self._ids_are_keys and self._keyed_by_id():
+            k = self._keys[arch_id] = arch_id
+        if k is not None and k in self.results:
+            return
+        a = Architecture(arch)
+        self.results.setdefault(self.key(a) if k is None else k, (a, result))
+
+    def state_dict(self, journaled: bool = False) -> dict[str, Any]:
+        """The whole state; `journaled`: without the results after the first `kept` (the caller's journal holds
+        them and `recall`s them on load), so its size does not grow with the results."""
+        cached = islice(self.results.items(), self.kept) if journaled else self.results.items()
         return {"inner": self.inner.state_dict(), "in_flight": dict(self.in_flight),
-                "results": [[k, a.to_dict(), r.to_dict()] for k, (a, r) in self.results.items()]}
+                "results": [[k, a.to_dict(), r.to_dict()] for k, (a, r) in cached],
+                **({"journaled": True, "aliases": dict(self._aliases)} if journaled else {})}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state` (a `journaled` one then needs the journal's results `recall`ed); its results are `kept`."""
         super().load_state_dict(state)
         self.in_flight = dict(state["in_flight"])
         self.results = {}
         self._unseen.reset()
+        self._aliases = dict(state.get("aliases", {}))
+        self._keys.update(self._aliases)
+        self._ids_are_keys = bool(state.get("journaled"))  # an older snapshot's: `recall` recomputes unknown keys
         for _, arch, res in state["results"]:  # keys recomputed: a space's canonical key may have changed since
             a, r = from_record([arch, res])
             self.results.setdefault(self.key(a), (a, r))
+        self.kept = len(self.results)
