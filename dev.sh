@@ -18,11 +18,10 @@ setup() {
         "$VENV/bin/python" -m pip install -q -e ".[dev]"
         echo "$want" > "$stamp"
     fi
-    browser
 }
 
 # The dashboard's browser tests drive Debian's Chromium through Playwright (no browser download); without
-# it they are skipped, with a message saying so.
+# it they are skipped, with a message saying so. Only `test` and `setup` install it: the demo needs no browser.
 browser() {
     command -v chromium >/dev/null 2>&1 && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -39,7 +38,7 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
     demo) setup; exec "$VENV/bin/python" examples/demo.py "$@" ;;
-    test) setup; exec "$VENV/bin/python" -m pytest -q "$@" ;;
-    setup) setup ;;
+    test) setup; browser; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    setup) setup; browser ;;
     *) echo "usage: ./dev.sh {demo|test|setup} [args...]" >&2; exit 2 ;;
 esac

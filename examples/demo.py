@@ -1,7 +1,7 @@
 """The end-to-end demo: train a small OFA/BigNAS supernet on MNIST-1D, search accuracy against CPU latency,
 then export the Pareto-optimal subnets as standalone models and verify them.
 
-    ./dev.sh demo                  # or: .venv/bin/python examples/demo.py [--epochs 10] [--budget 60] [--seed 0]
+    ./dev.sh demo                  # or: .venv/bin/python examples/demo.py [--quick] [--epochs 10] [--budget 60] [--seed 0]
     nas export runs/demo --out runs/demo/models --verify     # export again later, from the workdir alone
 
 1. MNIST-1D (generated locally by the `mnist1d` package, nothing downloaded): 3,500 train / 500 valid /
@@ -16,7 +16,7 @@ then export the Pareto-optimal subnets as standalone models and verify them.
 5. The Pareto front as a table and a plot, every front member exported (weights, ONNX, model card) and
    verified: reloaded from its files, accuracy re-measured, latency measured end to end on this CPU.
 
-Everything goes to runs/demo (replaced on every run). `nas run examples/demo.py` runs step 4 alone on a
+Everything goes to runs/demo (replaced on every run; a folder the demo did not write is refused, never deleted). `nas run examples/demo.py` runs step 4 alone on a
 supernet trained on first use (that workdir cannot be exported: it records no model spec).
 """
 
@@ -123,6 +123,44 @@ def _data(seed: int) -> dict:
     return mnist1d_splits(seed=seed)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an int >= 1 (a budget or epoch count), refused in one `error:` line before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _demo_workdir(workdir: Path) -> bool:
+    """Whether `workdir` may be deleted: empty, a search the demo journaled (its header's metadata names the demo),
+    or what an interrupted demo left before its journal existed (its model.json, supernet and latency table)."""
+    import json
+
+    from nas.errors import NASError
+    from nas.modelspec import MODEL_SPEC, SUPERNET, space_to_json
+    from nas.store import JOURNAL, Journal
+
+    names = {p.name for p in workdir.iterdir()} if workdir.is_dir() else {"?"}
+    if JOURNAL in names:
+        try:
+            return bool((Journal(workdir).read().config.get("metadata") or {}).get("demo"))
+        except (NASError, OSError, ValueError):
+            return False
+    if not names:
+        return True
+    if not names <= {MODEL_SPEC, SUPERNET, "latency_lut.jsonl"} or MODEL_SPEC not in names:
+        return False
+    try:
+        spec = json.loads((workdir / MODEL_SPEC).read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(spec, dict) and (spec.get("data") or {}).get("function") == "nas.datasets.mnist1d_splits"
+            and spec.get("space") == json.loads(json.dumps(space_to_json(space))))
+
+
 class _EpochBar(logging.Handler):
     """Advances a rich progress task on each "epoch i/n" record the training schedule logs."""
 
@@ -146,12 +184,12 @@ def main(argv: list[str] | None = None) -> nas.SearchResult:
     from nas.plot import plot_pareto
     from nas.report import SearchProgress, export_table, pareto_table, verify_table
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="supernet training epochs")
-    parser.add_argument("--budget", type=int, default=budget, help="architectures the search evaluates")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--epochs", type=_positive, default=EPOCHS, help="supernet training epochs")
+    parser.add_argument("--budget", type=_positive, default=budget, help="architectures the search evaluates")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "demo",
-                        help="results folder; deleted and rewritten on every run")
+                        help="results folder; deleted and rewritten on every run (only one the demo wrote)")
     parser.add_argument("--lut", type=Path, default=None,
                         help="latency table file, resumed when it exists [default: WORKDIR/latency_lut.jsonl]")
     parser.add_argument("--quick", action="store_true",
@@ -162,8 +200,9 @@ def main(argv: list[str] | None = None) -> nas.SearchResult:
     console = make_console()
     workdir: Path = args.workdir
     if workdir.exists():
-        if not (workdir / "journal.jsonl").exists() and any(workdir.iterdir()):
-            console.print(f"error: {workdir} exists and is not a demo workdir; pick another --workdir", style="red")
+        if not _demo_workdir(workdir):
+            console.print(f"error: --workdir {workdir} holds files the demo did not write; the demo replaces only "
+                          "its own results: pick another --workdir", style="red", soft_wrap=True)
             raise SystemExit(2)
         shutil.rmtree(workdir)  # every demo run starts fresh
     workdir.mkdir(parents=True)

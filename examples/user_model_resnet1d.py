@@ -139,7 +139,7 @@ def fresh_process_checks(report, supernet, spec, data, x: torch.Tensor) -> list[
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny training, search and checks")
     parser.add_argument("--epochs", type=int, default=20, help="sandwich-rule epochs over the training split")
     parser.add_argument("--budget", type=int, default=60, help="NSGA-II evaluations")

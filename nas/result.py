@@ -221,7 +221,9 @@ class SearchResult:
         return out
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One flat dict per trial: number, status, arch_id, timings, worker, error, `pruned_after` (when a pruner
+        """One flat dict per trial: number, status, arch_id, `feasible` (an evaluated trial satisfying every
+        constraint: an evaluated one that breaks a constraint has status "ok" but feasible False, as has a trial a
+        cheap constraint rejected, status "infeasible"), timings, worker, error, `pruned_after` (when a pruner
         stopped any trial), each metric, each architecture decision as `arch.<path>` (e.g. `arch.blocks.0.k`) and
         each user attribute as `user_attrs.<key>` (`nas.set_user_attr`); what `to_dataframe` holds. A metric named
         like one of those columns (`duration`, `arch.x`) is `metric.<name>`, so it overwrites nothing."""
@@ -229,6 +231,7 @@ class SearchResult:
         pruned = any(t.pruned_after is not None for t in self.trials)
         for t in self.trials:
             row: dict[str, Any] = {"number": t.number, "status": t.status, "arch_id": t.arch_id,
+                                   "feasible": outcome(self.problem, t) == "feasible",
                                    "started": t.started, "finished": t.finished, "duration": t.duration,
                                    "worker": t.worker, "error": t.error}
             if pruned:

@@ -58,7 +58,8 @@ def object_path(obj: Any) -> str:
         raise ConfigError(f"{obj!r} is not importable by name (define it at module level)")
     if _is_script(obj.__module__):
         raise ConfigError(f"{qual} is defined in the running script ({obj.__module__}), which another process cannot "
-                          "import: move it to an importable module")
+                          f"import by name (as record_model(..., data=DataRef.of({qual})) needs): move {qual} to a "
+                          "module beside the script (e.g. mydata.py) and import it from there")
     return f"{obj.__module__}.{qual}"
 
 

@@ -698,8 +698,13 @@ class _SearchLoop:
             elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
         self.ahead = sum(t.is_evaluation for t in self.replay.values()) if self.exact else 0
-        log.info("resuming %s: %d trials in the journal, %d to replay", self.experiment.workdir,
-                 len(self.trials), len(self.replay))
+        if self.used >= self.budget:  # nothing will run: say so by default (a fixed `evaluate` would be ignored)
+            log.warning("%s already holds this search's %d evaluations (budget %d): returning the journal's %d trials, "
+                        "nothing evaluated (a changed evaluate is not re-run; use a new workdir or a larger budget)",
+                        self.experiment.workdir, self.used, self.budget, len(self.trials))
+        else:
+            log.info("resuming %s: %d trials in the journal, %d to replay", self.experiment.workdir,
+                     len(self.trials), len(self.replay))
 
     def _recheck(self) -> None:
         """The objectives were corrected: results journaled as failed for a config error count if they now pass

@@ -206,6 +206,7 @@ def test_resume_of_a_moved_project_says_how_to_go_on(runner, toy, tmp_path):
     toy.rename(moved)
     line = one_error_line(runner.invoke(app, ["resume", str(wd), "--budget", "6"]))
     assert f"script {toy}, recorded by {wd}, not found" in line and f"nas run PATH/TO/toy.py --workdir {wd}" in line
+    assert "flags of its first run" in line and "'evolution'" in line
     assert len(Journal(wd).read().trials) == 4
 
 
@@ -284,12 +285,13 @@ def test_a_different_search_is_refused_before_anything_is_printed_and_names_the_
     assert (wd / "journal.jsonl").read_bytes() == before and len(calls(toy)) == 3
 
 
-def test_resume_refuses_a_smaller_budget_and_a_plain_run_keeps_the_raised_one(runner, toy, tmp_path):
+def test_resume_keeps_a_larger_budget_than_asked_and_a_plain_run_keeps_the_raised_one(runner, toy, tmp_path, caplog):
     wd = tmp_path / "wd"
     assert runner.invoke(app, ["run", str(toy), "--budget", "6", "--workdir", str(wd)]).exit_code == 0
     assert runner.invoke(app, ["resume", str(wd), "--budget", "10"]).exit_code == 0
-    line = one_error_line(runner.invoke(app, ["resume", str(wd), "--budget", "4"]))
-    assert "--budget 4 is below the 10 this search already has" in line and "--lower-budget" in line
+    lower = runner.invoke(app, ["resume", str(wd), "--budget", "4"])  # kept with a warning, as `nas run` does
+    assert lower.exit_code == 0 and "has used its budget (10 evaluations)" in lower.stdout
+    assert "budget 4 is below the 10 recorded" in caplog.text and "--lower-budget" in caplog.text
     # a plain run of the script (budget 50 in the script, 8 on the command line) keeps the raised 10
     assert runner.invoke(app, ["run", str(toy), "--budget", "8", "--workdir", str(wd)]).exit_code == 0
     assert Journal(wd).read().config["budget"] == 10 and len(calls(toy)) == 10

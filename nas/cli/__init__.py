@@ -56,11 +56,11 @@ from nas.errors import ConfigError, JournalError, check_count, check_int, check_
 from nas.executor_spec import executor_spec
 from nas.objectives import Problem
 from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
-from nas.experiment import check_workdir
+from nas.experiment import check_workdir, settle_budget
 from nas.scripts import load_file, workdir_env
 from nas.report import (SearchProgress, export_table, fmt, importance_table, show_front, spaces_table,
                         strategies_table, summary, trials_table, verify_table)
-from nas.result import SearchResult
+from nas.result import SearchResult, outcome
 from nas.spaces import Space
 from nas.stopping import StopRule, check_rule, from_settings, rule_met
 from nas.store import JOURNAL, Journal, Trial, writer_exited, writer_since
@@ -180,6 +180,18 @@ def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     if call is None and meta.get("study"):
         return f"nas ask {shlex.quote(str(workdir))}"
     return f"call {call or 'nas.search'}(..., workdir={str(workdir)!r}) again with the same arguments"
+
+
+def moved_hint(workdir: Path, config: Mapping[str, Any]) -> str:
+    """How a `nas run` search whose script moved goes on: `nas run` of its run file, or of its script with the first
+    run's flags (a plain `nas run SCRIPT` would use the script's settings, and be refused as a different search)."""
+    meta = config.get("metadata") or {}
+    where = f"--workdir {shlex.quote(str(workdir))}"
+    if meta.get("run_file"):
+        return (f"if the project moved, continue with `nas run PATH/TO/{Path(meta['run_file']).name} {where}` (the "
+                "run file it was started from; it records the new path)")
+    return (f"if the project moved, continue with `nas run PATH/TO/{Path(meta['script']).name} {where}` plus the "
+            f"flags of its first run, if any (its strategy is {config.get('strategy')!r}); it records the new path")
 
 
 def stop_rule(stop_after: Any, stop_at: Any, metrics: Sequence[str], names: tuple[str, str]) -> StopRule | None:
@@ -397,14 +409,20 @@ def run(
                          Problem.make(objectives, constraints).metrics_needed,
                          ("--stop-after" if stop_after is not None else "stop_after",
                           "--stop-at" if stop_at else "stop_at"))
-        _run_and_report(RunSpec(
-            module, objectives, constraints,
-            chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
-            pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
-            read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None, lower_budget,
-            rule, pick(pruner, "pruner"),
-            {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
-             **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
+        try:
+            _run_and_report(RunSpec(
+                module, objectives, constraints,
+                chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
+                pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
+                read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None,
+                lower_budget, rule, pick(pruner, "pruner"),
+                {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
+                 **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
+        except ConfigError as e:  # the executor names its keyword (timeout_s: ...), the user typed --timeout
+            key, _, rest = str(e).partition(": ")
+            if key != "timeout_s" or timeout is None:
+                raise
+            raise ConfigError("--timeout: " + rest.replace("executor='processes'", "--executor processes")) from None
 
 
 @app.command()
@@ -433,19 +451,17 @@ def resume(
         raise ConfigError(f"{workdir} records no script (it was not started by `nas run`); to resume it, "
                           f"{resume_hint(workdir, config)}")
     if not Path(script).is_file():  # the project moved (another folder, a cluster node): `nas run` takes it anew
-        raise ConfigError(f"script {script}, recorded by {workdir}, not found; if the project moved, continue with "
-                          f"`nas run PATH/TO/{Path(script).name} --workdir {workdir}` (it records the new path)")
+        raise ConfigError(f"script {script}, recorded by {workdir}, not found; {moved_hint(workdir, config)}")
     problem = config["problem"]
     old = int(config["budget"])
+    used = loaded.used
     if budget is not None:
         check_count(budget, "--budget", " (number of evaluations)")  # before advice about lowering it
-    if budget is not None and budget < old and not lower_budget:
-        raise ConfigError(f"--budget {budget} is below the {old} this search already has (a budget only grows); "
-                          "pass --lower-budget to lower it")
+    if budget is not None and budget < old and not lower_budget:  # kept, with a warning, as `nas run` does
+        budget = settle_budget(workdir, old, budget, used, False)
     rule = stop_rule(stop_after, stop_at, loaded.problem.metrics_needed, ("--stop-after", "--stop-at"))
     total = budget if budget is not None else old
-    used = loaded.used
-    if budget is None and used >= total:
+    if used >= total and (budget is None or budget == old):
         console = _out()
         console.print(f"{workdir} has used its budget ({used} evaluations); pass --budget N with N > {used} "
                       "to continue it", style="yellow", soft_wrap=True)
@@ -769,7 +785,8 @@ def trials(
         text = frame.to_csv(index=False)
         sys.stdout.write(text) if str(csv) == "-" else jsonio.write_bytes(csv, text.encode())  # its folder made
     if json_out is not None:
-        text = "".join(json.dumps(t.to_json()) + "\n" for t in result.trials)  # journal records: nas run --enqueue reads them
+        text = "".join(json.dumps({**t.to_json(), "feasible": outcome(result.problem, t) == "feasible"}) + "\n"
+                       for t in result.trials)  # journal records (nas run --enqueue reads them), feasible as in the CSV
         sys.stdout.write(text) if str(json_out) == "-" else jsonio.write_bytes(json_out, text.encode())
     for path in (csv, json_out):
         if path is not None and str(path) != "-":
