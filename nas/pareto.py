@@ -33,7 +33,6 @@ __all__ = [
     "hypervolume",
     "hypervolume_contributions",
     "non_dominated_sort",
-    "ParetoFronts",
     "pareto_mask",
 ]
 
