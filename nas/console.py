@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -40,6 +41,44 @@ def given_path(text: str | os.PathLike[str]) -> Path:
     if not str(text).strip():
         raise typer.BadParameter("empty path (give . to mean the current folder)")
     return Path(text)
+
+
+def given_path_text(text: str) -> str:
+    """`given_path`'s check for a path option kept as typed (`nas report --out`: a trailing / means a folder, which
+    a Path would drop): an empty one is a usage error, never the current folder."""
+    given_path(text)
+    return text
+
+
+def file_in_the_way(path: str | os.PathLike[str]) -> Path | None:
+    """The nearest of `path` and the folders above it that exists, when it is a file (not a folder): a file where
+    a folder must be made, of which mkdir says only "File exists" or "Not a directory"."""
+    p = Path(path)
+    for above in [p, *p.parents]:
+        if above.exists() or above.is_symlink():
+            return above if not above.is_dir() else None
+    return None
+
+
+def flag_of(fn: Callable[..., Any], kwargs: dict[str, Any], path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(the option, e.g. "--plot", or argument of command `fn`; the path typed) for the parameter in `kwargs` whose
+    path is `path` or lies below it: what an error about `path` should name. None when no parameter holds it."""
+    target = Path(path)
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):
+        hints = {}
+    for name, value in kwargs.items():
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            continue
+        if Path(value) != target and target not in Path(value).parents:
+            continue
+        infos = [m for m in getattr(hints.get(name), "__metadata__", ()) if isinstance(m, typer.models.ParameterInfo)]
+        decls = [d for info in infos for d in (getattr(info, "param_decls", None) or ()) if d.startswith("--")]
+        if infos and isinstance(infos[0], typer.models.ArgumentInfo):
+            return name.upper(), str(value)
+        return (decls[0] if decls else "--" + name.replace("_", "-")), str(value)
+    return None
 
 
 def path_option(*decls: str, help: str) -> Any:
@@ -82,6 +121,13 @@ def user_errors(fn: F) -> F:
             msg = str(e)
             if isinstance(e, OSError) and e.filename and e.strerror:  # not "[Errno 2] No such file or directory: ..."
                 msg = f"{e.filename2 or e.filename}: {e.strerror}"  # a rename's target, not its temporary file
+            # an output path under a file: mkdir's errno text names neither the problem nor the path asked for (nas
+            # raises no FileExistsError of its own: an exclusive create's is a ConfigError, see nas.to_optuna)
+            if isinstance(e, (FileExistsError, NotADirectoryError)) and e.filename:
+                blocker = file_in_the_way(e.filename)
+                if blocker is not None:
+                    flag, given = flag_of(fn, kwargs, blocker) or ("", str(e.filename))
+                    msg = f"{flag} {given}".strip() + f": {blocker} is a file, not a folder"
             make_console(stderr=True).print(f"error: {one_line(msg or type(e).__name__)}", style="red",
                                             soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None

@@ -369,8 +369,9 @@ def plot_timeline(result: "SearchResult", path: str | Path) -> Path:
         counts[kind] = counts.get(kind, 0) + 1
         ax.broken_barh([(t.started - t0, max(t.duration, width))], (lane[t.worker] - 0.4, 0.8),
                        facecolors=colours[kind], edgecolors="white", linewidth=0.3)
-    for kind, n in counts.items():
-        ax.bar([0], [0], color=colours[kind], label=f"{kind} ({n})")
+    from matplotlib.patches import Patch  # legend keys only (a bar at x=0 widened the axis to -0.4 s)
+
+    handles = [Patch(color=colours[kind], label=f"{kind} ({n})") for kind, n in counts.items()]
     busy = sum(t.duration for t in timed) / (len(workers) * span) if span > 0 else 1.0
     ax.set_yticks(range(len(workers)), workers, fontsize=8)
     ax.invert_yaxis()
@@ -379,8 +380,8 @@ def plot_timeline(result: "SearchResult", path: str | Path) -> Path:
                  "of the workers' time", fontsize=10)
     ax.grid(True, axis="x", color="0.9")
     ax.set_axisbelow(True)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(workers) < 4 else -0.12), ncol=4, fontsize=8,
-              frameon=False)
+    # right of the lanes: below them it lands on the x label of a figure only a few lanes tall
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     return _save(fig, path)
 
 

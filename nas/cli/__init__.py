@@ -51,7 +51,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from nas.console import check_path, make_console, path_argument, path_option, user_errors
+from nas.console import check_path, given_path_text, make_console, path_argument, path_option, user_errors
 from nas.errors import ConfigError, JournalError, check_count, check_int, check_number
 from nas.executor_spec import executor_spec
 from nas.objectives import Problem
@@ -666,7 +666,8 @@ def history(
             plot_format(target)  # a format no plot can be written in is refused before any is written
     for o in [result.objective(n) for n in (names or result.problem.names)]:
         steps = result.history(o)
-        best = f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
+        best = (f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
+                if not result.feasible else f"no trial has a finite {o.name} ({len(result.feasible)} feasible trials)")
         _out().print(f"best {o.name} ({o.direction}): {best}", soft_wrap=True)
     plots: list[tuple[str, Path | None, Callable[[Path], Path]]] = [
         ("plot", plot, lambda p: plot_history(result, p, names)),
@@ -834,6 +835,7 @@ def dashboard(
 def report_command(
     workdirs: Annotated[list[Path], path_argument(help="Search workdirs, or folders of them.")],
     out: Annotated[str, typer.Option(
+        parser=given_path_text, metavar="<path>",
         help="The HTML file to write (a folder, or a path ending in /: report.html inside it).")] = "report.html",
     models: Annotated[Optional[list[Path]], path_option(
         help="A folder `nas export` wrote, for the model cards; repeatable.")] = None,

@@ -16,7 +16,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from nas.dashboard.views import SearchView, compare_views
 from nas.errors import ConfigError, NASError
@@ -40,6 +40,21 @@ def to_json(value: Any) -> bytes:
     return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
 
 
+LIST_PARAMS = ("objectives", "keys")  # comma-separated lists of names in a query
+
+
+def parse_query(raw: str) -> dict[str, list[str]]:
+    """A query string as name -> values, like `parse_qs`, except that a list parameter (`LIST_PARAMS`) is split at
+    its literal commas *before* decoding: a name holding a comma (sent as %2C) stays one name."""
+    out: dict[str, list[str]] = {}
+    for part in raw.split("&"):
+        name, _, value = part.partition("=")
+        name = unquote_plus(name)
+        values = [unquote_plus(v) for v in (value.split(",") if name in LIST_PARAMS else [value])]
+        out.setdefault(name, []).extend(v for v in values if v)
+    return {k: v for k, v in out.items() if v}
+
+
 def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> Any:
     """The JSON answer to an API path (shared by the server and the static report); KeyError: not found."""
     by_key = {v.key: v for v in views}
@@ -51,7 +66,7 @@ def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> 
                 answer.append(v.summary())
         return answer
     if path == "/api/compare":
-        keys = [k for k in query.get("keys", [""])[0].split(",") if k]
+        keys = [k for part in query.get("keys", []) for k in part.split(",") if k]  # keys are \w+
         unknown = [k for k in keys if k not in by_key]
         if unknown:
             raise KeyError(unknown[0])
@@ -75,7 +90,7 @@ def _answer(view: SearchView, m: re.Match[str], query: dict[str, list[str]]) -> 
         since = int(text)
         return {"summary": view.summary(), "trials": view.trials_since(since), "history": view.history()}
     if m.group(2) == "front":
-        names = [n for n in query.get("objectives", [""])[0].split(",") if n.strip()]
+        names = [n for n in query.get("objectives", []) if n.strip()]  # parse_query split them
         return view.front(names or None)
     if m.group(2) == "importance":
         return view.importance(query.get("metric", [""])[0].strip() or None)
@@ -101,7 +116,7 @@ class Handler(BaseHTTPRequestHandler):
                 name = url.path[len("/static/"):]
                 self._send(static_file(name), STATIC[name] + "; charset=utf-8")
             elif url.path.startswith("/api/"):
-                self._send(to_json(api(self.views, url.path, parse_qs(url.query))), "application/json")
+                self._send(to_json(api(self.views, url.path, parse_query(url.query))), "application/json")
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not found")
         except KeyError:

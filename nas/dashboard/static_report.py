@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def script_json(value: Any) -> str:
 
 
 def write_report(views: Sequence[SearchView], out: str | Path) -> Path:
-    """Write the page with its data inlined to `out` (replaced atomically); returns its path."""
+    """Write the page with its data inlined to `out` (replaced atomically), and the time it was written (the page
+    measures durations to it: a snapshot); returns its path."""
     page = static_file("index.html").decode()
     plotly = plotly_js().decode().replace("</script", "<\\/script")
     inline = {
@@ -60,7 +62,8 @@ def write_report(views: Sequence[SearchView], out: str | Path) -> Path:
         '<script src="static/plotly.min.js"></script>':
             f"<script>{plotly}</script>",
         '<script src="static/app.js"></script>':
-            f"<script>window.NAS_STATIC = {script_json(responses(views))};</script>\n"
+            f"<script>window.NAS_STATIC = {script_json(responses(views))};\n"
+            f"window.NAS_SNAPSHOT = {time.time()};</script>\n"
             f"<script>{static_file('app.js').decode()}</script>",
     }
     for tag, body in inline.items():

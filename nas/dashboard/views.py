@@ -45,6 +45,13 @@ def finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def nonfinite(metrics: dict[str, float]) -> dict[str, str]:
+    """The metrics `finite` makes null, as the text the page shows for them ("NaN", "inf", "-inf"): a NaN or an
+    infinity recorded must not look like a metric never recorded."""
+    return {k: "NaN" if math.isnan(v) else "inf" if v > 0 else "-inf"
+            for k, v in metrics.items() if not math.isfinite(v)}
+
+
 def find_workdirs(paths: Sequence[str | Path], depth: int = 3) -> list[Path]:
     """The search workdirs in `paths`: each path that holds a journal, else the workdirs below it (to `depth`).
 
@@ -188,7 +195,8 @@ class SearchView:
                 self.error = str(e)
                 return
             config = self.follower.config
-            if config is None:
+            if config is None:  # no complete header (yet, or again: a journal replaced by one still being copied)
+                self.problem, self._problem_spec = None, None
                 return
             spec = config.get("problem")
             if self.problem is None or spec != self._problem_spec:  # new, or objectives corrected: rows anew
@@ -238,7 +246,8 @@ class SearchView:
         assert self.problem is not None
         kind = outcome(self.problem, t)
         return {"number": t.number, "status": t.status, "outcome": kind, "feasible": kind == "feasible",
-                "metrics": {k: finite(v) for k, v in t.metrics.items()}, "arch": compact(t.arch),
+                "metrics": {k: finite(v) for k, v in t.metrics.items()}, "nonfinite": nonfinite(t.metrics),
+                "arch": compact(t.arch),
                 "arch_id": t.arch_id, "duration": t.finished - t.started, "worker": t.worker, "error": t.error,
                 "used": used, "pruned_after": t.pruned_after}
 
@@ -268,7 +277,9 @@ class SearchView:
             return {**base, "error": self.error}
         if self.follower.config is None or self.problem is None:
             return {**base, "error": None, "state": "starting", "trials": 0}
-        return {**base, **self._cached("summary", self._summary), **self._liveness()}
+        # a torn last line is "being written" only while a search holds the lock: else it is a crash's remnant
+        writing = self.follower.still_writing and self.journal.search_running()
+        return {**base, **self._cached("summary", self._summary), **self._liveness(), "still_writing": writing}
 
     def warm(self) -> None:
         """Compute the views the page asks for first, so its first visit does not wait for them."""
@@ -362,7 +373,7 @@ class SearchView:
         rate, clock = self._cached("rate", self._rate)
         wall = [t for t in trials if not simulated(t)]
         sim = [t for t in trials if simulated(t)]
-        return {"error": None, "still_writing": self.follower.still_writing, "strategy": config.get("strategy"),
+        return {"error": None, "strategy": config.get("strategy"),
                 "seed": config.get("seed"), "strategy_options": config.get("strategy_options") or {},
                 "objectives": [{"name": o.name, "direction": o.direction} for o in problem.objectives],
                 "constraints": [str(c) for c in problem.constraints], "metrics": metrics,
@@ -599,16 +610,33 @@ def open_views(paths: Sequence[str | Path], models: Sequence[str | Path] = ()) -
     for m in map(Path, models):
         if not m.is_dir():
             raise ConfigError(f"--models {m}: not a directory")
-    views: list[SearchView] = []
+    found: dict[Path, tuple[Path, str]] = {}  # resolved workdir -> (as given, name): a workdir given twice is one
     for root in map(Path, paths):
         for wd in find_workdirs([root]):
             name = str(wd.relative_to(root)) if wd != root and wd.is_relative_to(root) else wd.name or str(wd)
-            key = f"s{len(views)}"
-            view = SearchView(wd, key, name if name != "." else wd.resolve().name, [Path(m) for m in models])
-            view.refresh()
-            view.warm()
-            views.append(view)
+            found.setdefault(wd.resolve(), (wd, name if name != "." else wd.resolve().name))
+    names = distinct_names({real: name for real, (_, name) in found.items()})
+    views: list[SearchView] = []
+    for real, (wd, _) in found.items():
+        view = SearchView(wd, f"s{len(views)}", names[real], [Path(m) for m in models])
+        view.refresh()
+        view.warm()
+        views.append(view)
     return views
+
+
+def distinct_names(names: dict[Path, str]) -> dict[Path, str]:
+    """`names` (resolved workdir -> name), where workdirs that share a name (runs/a/seed0 and runs/b/seed0 given
+    as paths) are named instead by the shortest end of their path that tells them apart (a/seed0, b/seed0)."""
+    out = dict(names)
+    for name in {n for n in names.values() if list(names.values()).count(n) > 1}:
+        same = [p for p, n in names.items() if n == name]
+        for p in same:
+            for k in range(1, len(p.parts) + 1):
+                if all(q.parts[-k:] != p.parts[-k:] for q in same if q != p):
+                    break
+            out[p] = str(Path(*p.parts[-k:]))
+    return out
 
 
 def compare_views(views: Sequence[SearchView], metric: str | None) -> dict[str, Any]:

@@ -3,7 +3,12 @@
 "use strict";
 
 const STATIC = window.NAS_STATIC || null;
-const POLL_MS = Number(new URLSearchParams(location.search).get("poll") || 2000);
+// ?poll=MS sets the poll period: a value that is not a positive number keeps the default (0 or NaN would poll
+// back-to-back), and a tiny one is raised to a floor the server can keep up with.
+const POLL_MS = (p => Number.isFinite(p) && p > 0 ? Math.max(p, 200) : 2000)(Number(new URLSearchParams(location.search).get("poll") || NaN));
+// A static report is a snapshot: its durations are measured to the time it was written, not the reader's clock.
+const SNAPSHOT = window.NAS_SNAPSHOT ?? null;
+function now() { return SNAPSHOT ?? Date.now() / 1000; }
 const PAGE = 200;  // trial-table rows shown per "show more"
 const data = {};   // search key -> {rows, summary, history, revision}
 let searches = [];
@@ -19,7 +24,7 @@ function esc(s) {
 }
 function fmt(v) {
   if (v === null || v === undefined) return "";
-  if (typeof v !== "number") return String(v);
+  if (typeof v !== "number") return v === "-inf" ? "−inf" : String(v);
   if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString("en-US");
   if (Math.abs(v) >= 1000) return v.toLocaleString("en-US", {maximumFractionDigits: 1});
   return Number(v.toPrecision(4)).toString();
@@ -35,6 +40,10 @@ function when(t) { return t === null || t === undefined ? "–" : new Date(t * 1
 function trialTime(t, worker) { return String(worker).startsWith("sim-") ? `${fmt(t)} s (simulated clock)` : when(t); }
 function metricOf(name) { const i = name.lastIndexOf(":"); return i > 0 && /^(min|max)$/.test(name.slice(i + 1)) ? name.slice(0, i) : name; }
 function el(id) { return document.getElementById(id); }
+// A metric as shown: its number, or "NaN" / "inf" / "-inf" for the values strict JSON cannot hold (null in `metrics`).
+function metricText(r, k) { const v = r.metrics[k]; return v === null || v === undefined ? (r.nonfinite || {})[k] : v; }
+// An architecture for a hover box: escaped, broken every 80 characters (a 40-layer one is thousands of pixels wide).
+function wrapArch(a) { return (String(a ?? "").match(/.{1,80}/gs) || [""]).map(esc).join("<br>"); }
 
 async function api(path) {
   if (STATIC) {
@@ -109,7 +118,7 @@ function renderNav(active) {
   el("searches").innerHTML = searches.map(s =>
     `<a href="#/s/${s.key}" class="${s.key === active ? "active" : ""}">${esc(s.name)}</a>`).join("");
   el("compare-link").style.display = searches.length > 1 ? "" : "none";
-  if (STATIC) el("mode").textContent = "static report";
+  if (STATIC) el("mode").textContent = SNAPSHOT === null ? "static report" : `static report · snapshot of ${when(SNAPSHOT)}`;
 }
 
 // ------------------------------------------------------------------ overview
@@ -196,7 +205,7 @@ function drawSummary(d) {
   el("progress-bar").style.width = `${Math.min(100, 100 * s.used / Math.max(1, s.budget))}%`;
   const w = s.workers;
   const busy = w ? (w.slots === null ? `<br>pending: ${w.in_flight.length} asked` : `<br>workers: ${w.in_flight.length} of ${w.slots} busy`)
-    + w.in_flight.map(f => `<br>&nbsp;· ${esc(f.arch_id)}` + (f.since ? ` for ${duration(Date.now() / 1000 - f.since)}` : "")).join("") : "";
+    + w.in_flight.map(f => `<br>&nbsp;· ${esc(f.arch_id)}` + (f.since ? ` for ${duration(now() - f.since)}` : "")).join("") : "";
   const c = s.counts;  // infeasible: every trial that breaks a constraint, as `nas status` counts it
   const why = c.infeasible ? ` (${c.violating} evaluated, ${c.rejected} rejected)` : "";
   const sim = s.rate_clock === "simulated";
@@ -224,26 +233,31 @@ function setupAxes(s) {
   const html = opts.map(o => `<option value="${esc(o.value)}">${esc(o.label)}</option>`).join("");
   el("x-axis").innerHTML = html;
   el("y-axis").innerHTML = html;
-  const second = opts.find(o => o.value !== opts[0].value);
-  view.axes = [opts[0].value, second ? second.value : null];
+  // a front by default only over two objectives: one objective has a best trial, not a front (as `nas pareto`)
+  const second = s.objectives.length > 1 ? opts.find(o => o.value !== opts[0].value) : null;
+  view.axes = [opts[0].value, second ? second.value : opts[0].value];
   el("x-axis").value = view.axes[0];
-  if (second) el("y-axis").value = view.axes[1];
+  el("y-axis").value = view.axes[1];
   const change = () => { view.axes = [el("x-axis").value, el("y-axis").value]; drawFront(view.key); };
   el("x-axis").onchange = change;
   el("y-axis").onchange = change;
 }
 
 function hoverText(r, names) {
-  const ms = Object.entries(r.metrics).map(([k, v]) => `${names.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)} ${fmt(v)}`);
-  return `trial ${r.number} (${r.status})<br>${ms.join("<br>")}<br>${esc(r.arch).replace(/(.{80})/g, "$1<br>")}`;
+  const ms = Object.keys(r.metrics).map(k => `${names.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)} ${esc(fmt(metricText(r, k)))}`);
+  return `trial ${r.number} (${r.status})<br>${ms.join("<br>")}<br>${wrapArch(r.arch)}`;
 }
 
 async function drawFront(key) {
   const d = data[key];
   const [x, y] = view.axes;
   if (!y || x === y) {
-    el("front-note").textContent = "choose two different axes for a front";
+    el("front-note").textContent = d.summary.objectives.length > 1 ? "choose two different axes for a front"
+      : "one objective: choose a second axis to draw a front";
     Plotly.react("front-plot", [], {title: {text: "Pareto front"}});
+    // the "on the front" filter lists the search's own front (`nas pareto`), as the best card counts it
+    try { el("front-plot").dataset.front = (await api(frontPath(key, []))).numbers.join(","); view.frontStale = false; }
+    catch (e) { el("front-plot").dataset.front = ""; }
     return;
   }
   let front;
@@ -269,7 +283,7 @@ async function drawFront(key) {
   // hover: the full metrics for the front; trial, axes and architecture for the (many) others
   const trace = (rows, name, marker, extra = {}, full = false) => ({
     type: scatterType(rows.length), mode: "markers", name, x: rows.map(r => r.metrics[mx]), y: rows.map(r => r.metrics[my]),
-    customdata: rows.map(r => r.number), text: rows.map(r => full ? hoverText(r, names) : r.arch),
+    customdata: rows.map(r => r.number), text: rows.map(r => full ? hoverText(r, names) : wrapArch(r.arch)),
     hovertemplate: full ? "%{text}<extra></extra>"
       : `trial %{customdata}<br>${esc(mx)} %{x}<br>${esc(my)} %{y}<br>%{text}<extra></extra>`, marker, ...extra});
   const traces = [
@@ -430,7 +444,7 @@ function drawTable() {
       if (c === "status") return `<td class="status">${esc(v)}${r.status === "ok" && r.outcome === "infeasible" ? " (violates)" : ""}`
         + `${r.pruned_after !== null && r.pruned_after !== undefined ? ` (pruned after ${r.pruned_after})` : ""}</td>`;
       if (c === "duration") return `<td>${v.toFixed(2)}</td>`;
-      return `<td>${esc(fmt(v))}</td>`;
+      return `<td>${esc(fmt(c.startsWith("m:") ? metricText(r, c.slice(2)) : v))}</td>`;
     }).join("") + "</tr>").join("");
   for (const tr of table.tBodies[0].rows) tr.onclick = () => { location.hash = `#/s/${view.key}/trial/${tr.dataset.number}`; };
   el("table-count").textContent = `${Math.min(rows.length, view.limit)} of ${rows.length} shown (${d.rows.length} in all)`;
@@ -459,8 +473,8 @@ async function showTrial(key, number) {
       ${number + 1 < d.rows.length ? `· <a href="#/s/${key}/trial/${number + 1}">trial ${number + 1}</a>` : ""}</p>
       <h2 id="trial-title">trial ${t.number} <span class="muted">(${esc(t.status)}${t.status === "ok" ? (t.feasible ? ", feasible" : t.outcome === "infeasible" ? ", violates a constraint" : `, ${esc(t.outcome)}`) : ""})</span></h2>
       <div class="cards">
-        <div class="card"><h3>metrics</h3><table id="trial-metrics">${Object.entries(t.metrics).map(([k, v]) =>
-          `<tr><td class="status">${objs.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)}</td><td>${esc(fmt(v))}</td></tr>`).join("")}</table></div>
+        <div class="card"><h3>metrics</h3><table id="trial-metrics">${Object.keys(t.metrics).map(k =>
+          `<tr><td class="status">${objs.has(k) ? "<b>" + esc(k) + "</b>" : esc(k)}</td><td>${esc(fmt(metricText(t, k)))}</td></tr>`).join("")}</table></div>
         <div class="card"><h3>run</h3><dl><dt>arch id</dt><dd>${esc(t.arch_id)}</dd><dt>worker</dt><dd>${esc(t.worker)}</dd>
           <dt>started</dt><dd>${trialTime(t.started, t.worker)}</dd><dt>finished</dt><dd>${trialTime(t.finished, t.worker)}</dd>
           <dt>seconds</dt><dd>${t.duration.toFixed(3)}</dd><dt>evaluations used</dt><dd>${t.used}</dd>
