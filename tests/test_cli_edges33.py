@@ -17,6 +17,7 @@ import nas
 from nas.cli import app
 from nas.spaces import Choice, Integer, Space
 from nas.store import Journal, JournalWriter
+from tests.test_cli import one_error_line as error
 
 SPACE = Space(x=Choice([0, 1, 2, 3, 4]), y=Integer(0, 9), act=Choice(["relu", "gelu"]))
 TOY = '''from nas.spaces import Space, Choice, Integer
@@ -33,15 +34,6 @@ seed = 0
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-
-
-def error(result) -> str:
-    """The one `error: ...` line of a refused command (exit 2, no traceback)."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def files(folder: Path) -> dict[str, str]:

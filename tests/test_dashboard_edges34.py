@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +17,11 @@ from typer.testing import CliRunner
 import nas
 from nas.cli import app
 from nas.console import given_path_text
-from nas.dashboard.server import api, make_server, url_of
+from nas.dashboard.server import api
 from nas.dashboard.static_report import write_report
 from nas.dashboard.views import open_views
 from nas.spaces import Choice, Space
+from tests import test_dashboard
 
 
 def small(workdir: Path, evaluate, objectives: dict[str, str], n: int = 8) -> nas.SearchResult:
@@ -38,36 +36,7 @@ def get(url: str) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-@pytest.fixture
-def serve() -> Iterator:
-    servers = []
-
-    def start(paths):
-        server = make_server(open_views(paths), port=0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return url_of(server)
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
-@pytest.fixture
-def browser() -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    path = os.environ.get("NAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("no Chromium on this machine (./dev.sh setup installs Debian's chromium package)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = b.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        yield page
-        b.close()
-        assert not errors, errors
+serve, browser = test_dashboard.serve, test_dashboard.browser  # fixtures: a served folder, headless Chromium
 
 
 # ------------------------------------------------------------------ the server and the views

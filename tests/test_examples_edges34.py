@@ -19,6 +19,7 @@ from nas.cli import app, load_script
 from nas.errors import ConfigError
 from nas.spaces import Choice, Space
 from nas.store import Journal
+from tests.test_cli import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = '''
@@ -33,14 +34,6 @@ objectives = {"acc": "max"}
 @pytest.fixture(scope="module")
 def demo():
     return load_script(ROOT / "examples" / "demo.py")
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def test_demo_refuses_a_search_it_did_not_write_and_keeps_it(demo, tmp_path, capsys):
