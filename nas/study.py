@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective, Problem
@@ -85,9 +85,8 @@ def _check_times(started: Any, finished: Any, worker: Any) -> None:
     """ConfigError naming `started`, `finished` or `worker` unless the times are epoch seconds (finite numbers,
     `finished` not before `started`) and the worker a name: the journal keeps them as given."""
     for name, value in (("started", started), ("finished", finished)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
-            raise ConfigError(f"{name}: expected a time in seconds since the epoch (time.time()), got {value!r}")
+        if value is not None:
+            check_number(value, name, positive=False, unit=" of seconds since the epoch (time.time())")
     if started is not None and finished is not None and finished < started:
         raise ConfigError(f"finished: {finished!r} is before started {started!r}")
     if not isinstance(worker, str) or not worker:
