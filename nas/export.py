@@ -58,7 +58,7 @@ from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
 from nas.stopping import rule_met
-from nas.store import Trial
+from nas.store import Trial, process_alive
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport, disagreement
 from nas.verify import verify as verify_export
 
@@ -517,15 +517,7 @@ def _remove_dead_stages(out: Path) -> None:
 
 def _dead(pid: str) -> bool:
     """Whether `pid` (a stage folder's suffix) names a process of this machine that is gone (not this one)."""
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
+    return pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
 
 
 def _space_difference(config: Mapping[str, Any], space: Any) -> str:

@@ -489,10 +489,10 @@ def writer_exited(holder: str) -> bool:
     """Whether the writer `holder` (`Journal.writer()`) names ran on this machine and is gone, so the lock it still
     holds is a process it forked: nothing writes the journal, and the lock is free once that process exits."""
     pid = _holder_pid(holder)
-    return pid is not None and pid != os.getpid() and not _alive(pid)
+    return pid is not None and pid != os.getpid() and not process_alive(pid)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process `pid` runs on this machine (a killed one not yet reaped, a zombie, does not)."""
     try:
         os.kill(pid, 0)
