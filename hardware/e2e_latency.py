@@ -7,7 +7,8 @@ the index vector for trees), optionally with extra named features (a lookup tabl
 latency (two passes, the second trained without the first's outliers) screen near-zero or spiking samples,
 which are dropped with a `LatencyFitWarning`; and
 the regressor is chosen by cross-validated relative error among ridge, a random forest, gradient boosting
-and their averages, of those that rank held-out samples (a cross-validated Kendall tau significantly above 0,
+and their averages (the simplest within one standard error of the lowest: a more complex model only when the same
+held-out samples show it better), of those that rank held-out samples (a cross-validated Kendall tau significantly above 0,
 `TAU_LEVEL`, so the bar depends on the number of samples). A fit that cannot rank anything is refused
 (`DegenerateFitError`, naming why): too few distinct architectures, most samples screened, latencies all
 (nearly) equal, no candidate that ranks, constant predictions, or a cross-validated MAPE close to 1.
@@ -41,9 +42,11 @@ from nas.spaces import Architecture, Choice, Conditional, Space
 log = logging.getLogger(__name__)
 
 Feature = Callable[[Architecture], float]
-CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "boosting", "ridge+forest", "stacked+forest",
-              "ridge+boosting")
-DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "forest", "ridge+forest", "stacked+forest")
+# simplest first (the order breaks near-ties, `simplest_within_se`): linear models, averages with a tree model, a
+# tree model alone (the most variance, and no extrapolation beyond the values it was trained on)
+CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "stacked+forest", "ridge+forest", "ridge+boosting", "forest",
+              "boosting")
+DEFAULT_CANDIDATES = ("extras", "stacked", "ridge", "ridge-log", "stacked+forest", "ridge+forest", "forest")
 MIN_SAMPLES = 5  # distinct architectures
 FLAT_LOG_STD = 1e-3  # latencies whose log varies less (about 0.1 %) carry no ranking: the fit is refused
 TAU_LEVEL = 0.05  # a candidate ranks when its cross-validated Kendall tau is above 0 at this one-sided level
@@ -112,15 +115,16 @@ class EndToEndLatency:
     """latency_ms(arch) learned from measured (architecture, latency) pairs of one device and batch size.
 
     `features`: extra named features (see `cost_features`); `candidates`: the regressors cross-validation
-    chooses from (`extras`: least squares on the subset of the extra features with the smallest leave-one-out
-    error; `stacked`: that, plus ridge on one-hot for its residuals (both skipped without extras); `ridge`:
+    chooses from (`extras`: least squares on the smallest subset of the extra features whose leave-one-out
+    error is within one standard error of the lowest; `stacked`: that, plus ridge on one-hot for its residuals (both skipped without extras); `ridge`:
     ridge on one-hot and extras; these three by relative least squares; `ridge-log`: ridge on log latency;
     `forest`, `boosting`: on the index vector and extras, log latency; `a+b`: the mean of both); `screen`:
     drop outliers (out-of-fold |log residual| above `outlier_factor` robust standard deviations and more than
     a factor 3 off, or below 1e-3 of the median) before fitting; `max_screened`: refuse when a larger fraction is screened; `max_mape`: refuse when the
     cross-validated MAPE reaches it (warn from a third of it); `min_tau`: a candidate ranks held-out samples only
-    when its cross-validated Kendall tau is above it and above 0 at the one-sided `TAU_LEVEL` (the lowest-MAPE
-    candidate that ranks is chosen; none: refused); `feature_sources`: JSON-ready records of where
+    when its cross-validated Kendall tau is above it and above 0 at the one-sided `TAU_LEVEL` (of those that
+    rank, the simplest, in `CANDIDATES` order, whose cross-validated MAPE is within one standard error of the
+    lowest is chosen; none: refused); `feature_sources`: JSON-ready records of where
     extra features come from (e.g. the lookup table behind `table_ms`), kept in provenance and `to_dict`;
     `device`: a device profile name or path (checked). Usable as `CostModel(space, latency=model)`; `model` is "e2e".
     """
@@ -152,6 +156,7 @@ class EndToEndLatency:
     _warned_unseen: bool = field(default=False, init=False, repr=False)
     _fitted: list["_Part"] = field(default_factory=list, init=False, repr=False)
     _samples: list[tuple[dict[str, Any], float]] = field(default_factory=list, init=False, repr=False)
+    _cv_rel: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)  # per-sample, out of fold
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.candidates if c not in CANDIDATES]
@@ -263,7 +268,8 @@ class EndToEndLatency:
         """Out-of-fold predictions of every base regressor (once), averaged for the ensembles, and scored."""
         from scipy.stats import kendalltau
 
-        names = [c for c in self.candidates if n_extra or not {"extras", "stacked"} & set(c.split("+"))]
+        names = sorted((c for c in set(self.candidates) if n_extra or not {"extras", "stacked"} & set(c.split("+"))),
+                       key=CANDIDATES.index)  # simplest first, whatever order they were given in
         if not names:
             raise ConfigError(f"candidates: {list(self.candidates)} all need extra features; none were given")
         parts = sorted({p for name in names for p in name.split("+")})
@@ -272,9 +278,11 @@ class EndToEndLatency:
             for p in parts:
                 oof[p][te] = _predict(_fit(p, lin[tr], tree[tr], y[tr], self.seed, n_extra), lin[te], tree[te])
         out = {}
+        self._cv_rel = {}
         for name in names:
             pred = np.mean([oof[p] for p in name.split("+")], axis=0)
             rel = np.abs(pred / y - 1)
+            self._cv_rel[name] = rel
             test = kendalltau(pred, y, alternative="greater")
             tau, p = float(test.statistic), float(test.pvalue)
             out[name] = Candidate(name, float(np.mean(rel)), tau if math.isfinite(tau) else 0.0,
@@ -287,8 +295,10 @@ class EndToEndLatency:
         return c.cv_tau > self.min_tau and c.cv_tau_p < TAU_LEVEL
 
     def _choose(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray) -> tuple[str, list["_Part"], np.ndarray]:
-        """(name, fitted parts, predictions on `y`'s samples) of the lowest-MAPE candidate that ranks out of fold
-        and whose refit is not near-constant; none: refused naming what the lowest-MAPE candidate lacks."""
+        """(name, fitted parts, predictions on `y`'s samples) of the chosen candidate: among those that rank out of
+        fold and whose refit is not near-constant, the simplest (in `CANDIDATES` order) whose cross-validated
+        relative errors are within one standard error of the lowest MAPE's (`simplest_within_se`); none: refused
+        naming what the lowest-MAPE candidate lacks."""
         order = sorted(self.cv.values(), key=lambda c: c.cv_mape)
         fits: dict[str, tuple[list[_Part], np.ndarray]] = {}
 
@@ -298,9 +308,12 @@ class EndToEndLatency:
                 fits[name] = (parts, _predict(parts, lin, tree))
             return fits[name]
 
-        for c in order:
-            if self._ranks(c) and np.std(refit(c.name)[1]) >= 0.05 * np.std(y):
-                return c.name, *refit(c.name)
+        eligible = [name for name in self.cv if self._ranks(self.cv[name])]  # simplest first (`CANDIDATES`)
+        while eligible:
+            name = eligible[simplest_within_se([self._cv_rel[n] for n in eligible])]
+            if np.std(refit(name)[1]) >= 0.05 * np.std(y):
+                return name, *refit(name)
+            eligible.remove(name)
         best = order[0]
         pred = refit(best.name)[1]
         if np.std(pred) < 0.05 * np.std(y):
@@ -458,7 +471,7 @@ class _SubsetLinear:
         k = x.shape[1]
         subsets = [c for r in range(1, k + 1) for c in itertools.combinations(range(k), r)] if k <= 4 \
             else [tuple(range(k))]
-        self.columns = min(subsets, key=lambda c: _loo_error(x[:, c], target, weight))
+        self.columns = subsets[simplest_within_se([_loo_errors(x[:, c], target, weight) for c in subsets])]
         self.model = LinearRegression().fit(x[:, self.columns], target, sample_weight=weight)
         return self
 
@@ -466,13 +479,28 @@ class _SubsetLinear:
         return self.model.predict(x[:, self.columns])
 
 
-def _loo_error(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """Weighted leave-one-out squared error of least squares with an intercept (closed form, hat matrix)."""
+def _loo_errors(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Per-sample weighted leave-one-out squared errors of least squares with an intercept (closed form, hat
+    matrix)."""
     sw = np.sqrt(w)
     xw = np.hstack([x, np.ones((len(y), 1))]) * sw[:, None]
     hat = xw @ np.linalg.pinv(xw)
     lev = np.minimum(np.diag(hat), 1 - 1e-9)
-    return float(np.mean(((sw * y - hat @ (sw * y)) / (1 - lev)) ** 2))
+    return ((sw * y - hat @ (sw * y)) / (1 - lev)) ** 2
+
+
+def simplest_within_se(errors: Sequence[np.ndarray]) -> int:
+    """Index of the first (simplest) option whose mean held-out error is within one standard error of the paired
+    difference from the lowest (the one-standard-error rule, paired): a more complex option is taken only when
+    the same samples show it better, not for a difference noise makes. `errors`: per-sample errors, simplest
+    option first."""
+    means = [float(np.mean(e)) for e in errors]
+    best = int(np.argmin(means))
+    for i, e in enumerate(errors[:best]):
+        diff = e - errors[best]
+        if float(np.mean(diff)) <= float(np.std(diff, ddof=1)) / math.sqrt(len(diff)):
+            return i
+    return best
 
 
 def _relative(y: np.ndarray) -> np.ndarray:
