@@ -20,7 +20,7 @@ from nas.compare import DEFAULT_BASELINE, Comparison
 from nas.console import make_console
 from nas.importance import DecisionImportances
 from nas.objectives import Problem
-from nas.result import SearchResult
+from nas.result import SearchResult, outcome
 from nas.stopping import rule_met
 from nas.store import Trial, evaluations_used
 
@@ -230,20 +230,24 @@ def verify_table(report: VerifyReport) -> Table:
 
 
 def trials_table(result: SearchResult, limit: int = 200) -> Table:
-    """Every trial (the last `limit`): number, status, objectives and other metrics, time, architecture, and the
-    user attributes (`nas.set_user_attr`) where any trial has some."""
+    """Every trial (the last `limit`): number, status, whether it meets the constraints (a search that has some:
+    "yes", "no", or blank where it has no result to judge), objectives and other metrics, time, architecture, and
+    the user attributes (`nas.set_user_attr`) where any trial has some."""
     names = result.problem.names
     others = sorted({m for t in result.trials for m in t.metrics} - set(names))
     attrs = any(t.user_attrs for t in result.trials[-limit:])
+    constrained = bool(result.problem.constraints)
     table = Table(title=f"{len(result.trials)} trials ({result.used} evaluations)"
                         + (f"; the last {limit}" if len(result.trials) > limit else ""), title_justify="left")
-    for column in ["trial", "status", *names, *others, "seconds"]:
-        table.add_column(column, justify="left" if column == "status" else "right")
+    for column in ["trial", "status", *(["feasible"] if constrained else []), *names, *others, "seconds"]:
+        table.add_column(column, justify="left" if column in ("status", "feasible") else "right")
     table.add_column("architecture / error", overflow="fold")
     if attrs:
         table.add_column("user attributes", overflow="fold")
     for t in result.trials[-limit:]:
-        row = [str(t.number), t.status, *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
+        judged = {"feasible": "yes", "infeasible": "no"}.get(outcome(result.problem, t), "")
+        row = [str(t.number), t.status, *([judged] if constrained else []),
+               *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
                f"{t.duration:.2f}", t.error if t.error else compact(t.arch)]
         if attrs:
             row.append(" ".join(f"{k}={json.dumps(v)}" for k, v in t.user_attrs.items()))
