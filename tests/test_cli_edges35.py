@@ -38,3 +38,15 @@ def test_trials_table_of_an_unconstrained_search_has_no_feasible_column(runner, 
     assert runner.invoke(app, ["run", str(script), "--budget", "5", "--workdir", str(wd)]).exit_code == 0
     out = runner.invoke(app, ["trials", str(wd)], env={"COLUMNS": "200"})
     assert out.exit_code == 0 and "feasible" not in out.stdout, out.output
+
+
+def test_status_of_a_finished_eas_search_names_the_argument_that_goes_on(runner, tmp_path, digits64):
+    """`search_eas` has no budget argument: the hint names what continues it (more episodes), not "a larger budget"."""
+    from nas.eas import search_eas
+
+    search_eas(digits64, options=dict(episodes=0, seed_epochs=1, batch_size=32), workdir=tmp_path / "eas")
+    out = runner.invoke(app, ["status", str(tmp_path / "eas")], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    state = next(line for line in out.stdout.splitlines() if line.startswith("state"))
+    assert "nas.eas.search_eas(" in state and "a larger options['episodes']" in state, state
+    assert "larger budget:" in state and not state.rstrip().endswith("a larger budget"), state

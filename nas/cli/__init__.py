@@ -150,6 +150,8 @@ def parse_objectives(items: Sequence[str]) -> dict[str, str]:
 
 
 DRIVERS = {"bossnas": "nas.bossnas.search_bossnas", "eas": "nas.eas.search_eas"}  # strategy -> its own entry point
+GROW = {"nas.eas.search_eas": "a larger options['episodes']", "nas.few_shot.search_few_shot": "more archs",
+        "nas.bossnas.search_bossnas": "more archs"}  # what a driver without a budget argument takes to go on
 
 
 def driver(config: Mapping[str, Any]) -> str | None:
@@ -605,7 +607,8 @@ def status(workdir: Annotated[Path, path_argument(help="Experiment directory.")]
         grid.add_row("state", one_shot[1] if one_shot[0] else f"{one_shot[1]}; to continue: {hint}")
     elif used >= budget:
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
-                     + (f"{hint} --budget N" if script or study else hint + " and a larger budget"))
+                     + (f"{hint} --budget N" if script or study else
+                        f"{hint} and {GROW.get(driver(config) or '', 'a larger budget')}"))
     elif rule_met(result.stop_reason) is not None:
         grid.add_row("state", f"finished below its budget: {rule_met(result.stop_reason)}; to go on to the budget: "
                      f"{hint}")
