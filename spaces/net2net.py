@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nas.architecture import Architecture
-from nas.errors import ConfigError, InvalidArchitectureError
+from nas.errors import ConfigError, InvalidArchitectureError, check_count
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Integer
 from nas.spaces.space import Repeat
@@ -76,6 +76,7 @@ def widen(stack: nn.Sequential, index: int, width: int, rng: np.random.Generator
     `noise` > 0 adds Gaussian noise of `noise` x the weights' std to the copies' incoming weights, which breaks
     the symmetry between a unit and its copies (so they can learn apart) at a small change of the function.
     """
+    width = check_count(int(width) if isinstance(width, np.integer) else width, "width", " (the new number of units)")
     layer = _check_layer(stack, index)
     if not isinstance(layer, _LAYERS):
         raise ConfigError(f"index: stack[{index}] is a {type(layer).__name__}, not a Conv2d or Linear")

@@ -304,8 +304,12 @@ class Subset:
             raise InvalidArchitectureError(path, f"has {len(out)} items but k={self.k} (keep exactly {self.k})")
         for i in range(1, len(out)):
             if out[i] < out[i - 1]:
+                fixed = [self.items[p] for p in sorted(out)]
+                # int items increase, so their order is the sorted one; string items keep the order they were given
+                ints = isinstance(self.items, range) or isinstance(self.items[0], int)
+                hint = f"e.g. sorted: {_short(fixed)}" if ints else f"{_short(self.items)}, e.g. {_short(fixed)}"
                 raise InvalidArchitectureError(path, f"items out of order: {value[i]!r} comes after {value[i - 1]!r} "
-                                                     f"(list them in the order of the items, e.g. sorted)")
+                                                     f"(list them in the order of the items, {hint})")
         return out
 
     def validate(self, value: Any, path: str) -> list[Item]:

@@ -178,7 +178,9 @@ def train_kpath(supernet: ChainSupernet, space: ChainSpace, x: torch.Tensor, y: 
 class PathEvaluator:
     """Class probabilities on "valid" (and "test") of chain architectures with inherited weights (batch norm
     recalibrated on `calib_x` in batches of `calib_batch_size`, default `batch_size`; no training), cached per
-    architecture. `search_neas` calibrates as its model spec says, so `nas export` re-measures the same accuracy."""
+    architecture. `search_neas` calibrates as its model spec says, so `nas export` re-measures the same accuracy.
+    The supernet's batch-norm statistics are put back after each rating: rating leaves the supernet as it was
+    (a fresh and a resumed search return the same one)."""
 
     def __init__(self, supernet: ChainSupernet, data: Splits, calib_x: torch.Tensor, batch_size: int = 250,
                  calib_batch_size: int | None = None) -> None:
@@ -187,21 +189,40 @@ class PathEvaluator:
         self.data = {k: v for k, v in data.items() if k in ("valid", "test")}
         self._cache: dict[tuple[str, str], torch.Tensor] = {}
 
+    def member(self, arch: Mapping[str, Any]) -> Architecture:
+        """`arch` (a member: an `Architecture` or a plain dict) validated with the supernet's chain space; an
+        ensemble is refused with a ConfigError pointing to `ensemble_accuracy`."""
+        if isinstance(arch, Mapping) and "members" in arch:
+            raise ConfigError("arch: an ensemble (it has 'members'), not one chain member: rate it with "
+                              "evaluator.ensemble_accuracy(arch['members'])")
+        return self.supernet.space.validate(arch)
+
     @torch.no_grad()
-    def probs(self, arch: Architecture, split: str = "valid") -> torch.Tensor:
+    def probs(self, arch: Mapping[str, Any], split: str = "valid") -> torch.Tensor:
         if split not in self.data:
             raise ConfigError(f"split: {split!r} is not one of {sorted(self.data)}")
-        if (arch.id, split) not in self._cache:
+        member = self.member(arch)
+        if (member.id, split) not in self._cache:
             net, bs = self.supernet, self.batch_size
-            recalibrate_bn(net, self.calib_x.split(self.calib_batch_size), lambda b: net(b, arch))
-            for name, (x, _) in self.data.items():  # every split at once: one recalibration per architecture
-                self._cache[(arch.id, name)] = torch.cat([F.softmax(net(xb, arch), dim=-1) for xb in x.split(bs)])
-        return self._cache[(arch.id, split)]
+            saved = {k: v.clone() for k, v in net.named_buffers()}  # batch-norm statistics, restored below
+            training = net.training
+            try:
+                recalibrate_bn(net, self.calib_x.split(self.calib_batch_size), lambda b: net(b, member))
+                for name, (x, _) in self.data.items():  # every split at once: one recalibration per architecture
+                    self._cache[(member.id, name)] = torch.cat([F.softmax(net(xb, member), dim=-1)
+                                                                for xb in x.split(bs)])
+            finally:
+                for k, v in net.named_buffers():
+                    v.copy_(saved[k])
+                net.train(training)
+        return self._cache[(member.id, split)]
 
-    def accuracy(self, arch: Architecture, split: str = "valid") -> float:
+    def accuracy(self, arch: Mapping[str, Any], split: str = "valid") -> float:
+        """The valid (or `split`) accuracy of one member (an `Architecture` or a plain dict of the chain space)."""
         return _accuracy(self.probs(arch, split), self.data[split][1])
 
-    def ensemble_accuracy(self, members: Sequence[Architecture], split: str = "valid") -> float:
+    def ensemble_accuracy(self, members: Sequence[Mapping[str, Any]], split: str = "valid") -> float:
+        """The accuracy of the mean of `members`' class probabilities (each an `Architecture` or a plain dict)."""
         return _accuracy(ensemble_probs([self.probs(m, split) for m in members]), self.data[split][1])
 
 
