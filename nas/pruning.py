@@ -15,7 +15,8 @@ a resumed search prunes against the same history. The in-process executor, local
 (`executor="processes"`) and the Ray actor pool (`executor="ray"`) prune; a worker judges each evaluation against
 the trials finished when it was sent there, under the number it was given then. (`executor="ray-tune"` takes no
 pruner: its ASHA scheduler reads the same reports.) A pruner applies to the run it is given to, as a stop rule does:
-`nas resume` without one trains every trial to the end.
+`nas resume` without one trains every trial to the end. Each search judges with its own copy of the
+pruner given, so one instance serves several searches (and a resume) alike.
 """
 
 from __future__ import annotations
@@ -125,6 +126,19 @@ def _ranks_trials(pruner: Any) -> bool:
     return isinstance(pruner, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner))
 
 
+def _own_copy(pruner: Any) -> Any:
+    """A search's own copy of the pruner given: Optuna's pruners keep state on themselves (successive halving's and
+    Hyperband's `min_resource="auto"` estimate), which would carry from one search (or an interrupted run) into the
+    next one given the same instance."""
+    from nas.strategies.optuna_sampler import fresh_copy
+
+    try:
+        return fresh_copy(pruner)
+    except (TypeError, AttributeError, RecursionError) as e:  # what deepcopy raises for an object it cannot copy
+        raise ConfigError(f"pruner: cannot copy {type(pruner).__name__} ({e}); each search judges with its own copy, "
+                          "so that the instance given is left as it is") from None
+
+
 def as_pruner(value: Any) -> Pruner | None:
     """`nas.search`'s `pruner=` as a `Pruner` (None: no pruning)."""
     if value is None or isinstance(value, Pruner):
@@ -189,7 +203,7 @@ class Pruning:
                         "out of the Pareto front, so architectures that are cheap on %s but learn slowly may be "
                         "missing from it", pruner.describe(), objective.name,
                         ", ".join(n for n in problem.names if n != objective.name))
-        return cls(pruner._pruner, objective.name, objective.direction, pruner.describe())
+        return cls(_own_copy(pruner._pruner), objective.name, objective.direction, pruner.describe())
 
     def snapshot(self) -> "Pruning":
         """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there).

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import logging
+import numbers
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -173,6 +175,7 @@ class OptunaStrategy(Strategy):
         module, cls = self.sampler_class.split(":")
         sampler_cls = getattr(importlib.import_module(module), cls)
         options = dict(self.sampler_options)
+        check_sampler_options(self.name, sampler_cls, options)
         try:
             with warnings.catch_warnings():  # QMC and GP are flagged experimental by Optuna
                 warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -453,8 +456,43 @@ def _values_of(leaf: Choice | Integer) -> str:
     return repr(list(leaf.options))
 
 
+def check_sampler_options(strategy: str, sampler_cls: type, options: Mapping[str, Any]) -> None:
+    """ConfigError naming a sampler option whose value does not have the type the sampler declares (a run file's
+    quoted number, `n_startup_trials = "5"`): Optuna's constructors keep it as given, and it fails mid-search with a
+    TypeError naming neither. Only simple declared types (bool, int, float, str, maybe None) are checked; an int
+    option takes an integral float, which Optuna's samplers have always accepted."""
+    params = inspect.signature(sampler_cls.__init__).parameters
+    for key, value in options.items():
+        param = params.get(key)
+        if param is None:  # an unknown option: the constructor names it
+            continue
+        annotation = param.annotation
+        if annotation is inspect.Parameter.empty:
+            empty = param.default is inspect.Parameter.empty or param.default is None
+            text = "" if empty else type(param.default).__name__
+        else:  # a string under postponed annotations, else a class (`__name__`) or a union (`int | None`)
+            text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+        parts = {k.strip() for k in text.split("|") if k.strip()}
+        kinds = parts - {"None"}
+        if value is None and ("None" in parts or param.default is None):
+            continue
+        number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+        checks = [(kinds == {"bool"}, isinstance(value, (bool, np.bool_)), "true or false"),
+                  (kinds == {"int"}, number and (isinstance(value, numbers.Integral)
+                                                 or (isinstance(value, float) and value.is_integer())), "an int"),
+                  (bool(kinds) and kinds <= {"int", "float"}, number, "a number"),
+                  (kinds == {"str"}, isinstance(value, str), "a string")]
+        for applies, ok, want in checks:
+            if applies:
+                if not ok:
+                    raise ConfigError(f"strategy {strategy!r}: bad sampler_options for {sampler_cls.__name__}: "
+                                      f"{key}={value!r} ({type(value).__name__}), expected {want}")
+                break
+
+
 def fresh_copy(sampler: Any) -> Any:
-    """A deep copy of a sampler with its locks made anew (NSGA-II keeps a threading.Lock, which deepcopy refuses)."""
+    """A deep copy of a sampler (or pruner) with its locks made anew (NSGA-II keeps a threading.Lock, which deepcopy
+    refuses)."""
     locks = {type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
     memo: dict[int, Any] = {}
     seen: set[int] = set()
