@@ -37,7 +37,11 @@ def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]],
                      valid: set[str] | None = None) -> list[Architecture]:
     """Validated architectures (InvalidArchitectureError naming the bad field otherwise). `Architecture` objects are
     validated too: one from another space, or missing a field, would otherwise be encoded into the wrong slots.
-    `valid` holds ids already validated in `space` (an id is a hash of the content): those pass unchecked."""
+    `valid` holds ids already validated in `space` (an id is a hash of the content): those pass unchecked. One
+    architecture (a mapping) where the list is expected is refused: iterating over it would give its field names."""
+    if isinstance(archs, (Mapping, str)):
+        what = "one architecture" if isinstance(archs, Mapping) else f"the str {archs!r}"
+        raise ConfigError(f"archs: expected a list of architectures, got {what} (pass [arch] for a single one)")
     out = []
     for a in archs:
         if valid is not None and isinstance(a, Architecture) and a.id in valid:
@@ -50,6 +54,34 @@ def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]],
             valid.add(arch.id)
         out.append(arch)
     return out
+
+
+def finite_targets(y: Any, what: str = "fit: targets") -> np.ndarray:
+    """`y` as a new 1-d float array (the caller may reuse its own; the state must not change); ConfigError naming the
+    indices and values of the entries that are not finite numbers (NaN, None, a str) otherwise."""
+    try:
+        y_arr = np.array(y, dtype=float).ravel()
+    except (TypeError, ValueError):
+        y_arr = None
+    if y_arr is not None and np.all(np.isfinite(y_arr)):
+        return y_arr
+    values = np.array(y, dtype=object).ravel()
+    bad = [i for i, v in enumerate(values) if not _finite_number(v)]
+    shown = ", ".join(_show(values[i]) for i in bad[:5])
+    raise ConfigError(f"{what} {bad[:5]}{' (and more)' if len(bad) > 5 else ''} are not finite numbers ({shown}): "
+                      "drop failed evaluations first")
+
+
+def _show(v: Any) -> str:
+    """A target as the message shows it: a number as a plain float (nan, not np.float64(nan)), anything else repr."""
+    return repr(float(v)) if isinstance(v, numbers.Real) and not isinstance(v, bool) else repr(v)
+
+
+def _finite_number(v: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(v)))
+    except (TypeError, ValueError):
+        return False
 
 
 def check_seed(seed: Any) -> int:
@@ -127,13 +159,11 @@ class Predictor(ABC):
     def fit(self, archs: Sequence[Mapping[str, Any]], y: Sequence[float]) -> "Predictor":
         """Train on architectures and their measured targets (higher or lower is better: any scale)."""
         archs = as_architectures(self.space, archs, self._valid_ids)
-        y_arr = np.array(y, dtype=float).ravel()  # a copy: the caller may reuse its array (the state must not change)
+        y_arr = finite_targets(y)
         if len(archs) != len(y_arr):
             raise ConfigError(f"fit: {len(archs)} architectures but {len(y_arr)} targets")
         if len(archs) < 2:
             raise ConfigError(f"fit: need at least 2 architectures, got {len(archs)}")
-        if not np.all(np.isfinite(y_arr)):
-            raise ConfigError("fit: targets must be finite (drop failed evaluations first)")
         self.train_archs, self.train_y = archs, y_arr
         with one_blas_thread():
             self._fit(archs, y_arr)

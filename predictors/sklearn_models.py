@@ -88,8 +88,10 @@ class RandomForestPredictor(_EncodedRegressor):
     def _fit_model(self, x: np.ndarray, t: np.ndarray) -> None:
         from sklearn.ensemble import RandomForestRegressor
 
+        # a float: scikit-learn reads an int as a number of features, so max_features=1 would split on one feature
         self._model = RandomForestRegressor(self.n_estimators, min_samples_leaf=self.min_samples_leaf,
-                                            max_features=self.max_features, random_state=self.seed, n_jobs=1).fit(x, t)
+                                            max_features=float(self.max_features), random_state=self.seed,
+                                            n_jobs=1).fit(x, t)
 
     def _predict_model(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)  # the trees' own dtype: no per-tree input check (10x faster)

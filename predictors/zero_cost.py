@@ -9,7 +9,8 @@ Proxies (Abdelfattah et al. 2021, "Zero-Cost Proxies for Lightweight NAS"; Mello
 - `jacov`: Jacobian covariance (NASWOT v1): -sum(log(v + k) + 1/(v + k)) over the eigenvalues v of the
   correlation matrix of per-row input gradients;
 - `naswot`: log|K + jitter I| of the Hamming kernel K of binary activation codes (NASWOT v2), codes
-  taken at the inputs of the activation modules (a unit is 'on' when its pre-activation is positive);
+  taken at the inputs of the activation modules (a unit is 'on' when its pre-activation is positive) whose first
+  dimension is the rows of the inputs (an activation after a readout, one row per graph, is left out);
   `jitter=0` is the paper's log|K|, which is -inf as soon as K is singular (two rows with one code, or
   fewer units than rows, as in narrow GNNs scored on many nodes); the default 1 keeps such networks
   comparable;
@@ -87,6 +88,30 @@ def _first_float(inputs: Any) -> "torch.Tensor":
     if not found:
         raise ConfigError("inputs: the Jacobian proxy needs a floating-point input tensor")
     return found[0]
+
+
+def _input_rows(inputs: Any) -> int | None:
+    """The number of rows `naswot` compares: the first dimension of the first floating input, else of the first tensor
+    input (token ids); None when no input tensor has a dimension."""
+    import torch
+
+    found: list[torch.Tensor] = []
+
+    def visit(v: Any) -> None:
+        if isinstance(v, torch.Tensor):
+            if v.dim() >= 1:
+                found.append(v)
+        elif isinstance(v, tuple):
+            for item in v:
+                visit(item)
+        elif isinstance(v, Mapping):
+            for item in v.values():
+                visit(item)
+
+    visit(inputs)
+    floats = [t for t in found if t.is_floating_point()]
+    first = floats[0] if floats else found[0] if found else None
+    return None if first is None else int(first.shape[0])
 
 
 def _same_rows(t: "torch.Tensor") -> bool:
@@ -240,8 +265,12 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
     """log|K + jitter I|, K = c c^T + (1-c)(1-c)^T over binary codes c of pre-activations of activation modules.
 
     When a model has no activation modules (functional activations only), the outputs of its
-    parametrised leaf modules (linear maps) serve as the pre-activations. Warns when the rows of the first floating
-    input and their codes are all identical (all-zeros inputs): the score then only counts units.
+    parametrised leaf modules (linear maps) serve as the pre-activations. The kernel compares the rows of the inputs
+    (those of the first floating input, else of the first tensor: samples, or the nodes of a graph), so only the
+    codes whose first dimension is that row count are used: an activation after a readout (one row per graph) or
+    over a stacked tensor (PyG ARMAConv's (stacks, nodes, channels)) is left out, since its rows are not the
+    input's. Warns, and gives -inf, when no code has those rows; warns when the rows of the first floating input and
+    their codes are all identical (all-zeros inputs): the score then only counts units.
     """
     import torch
 
@@ -252,11 +281,16 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
     use_inputs = bool(acts)
     if not acts:
         acts = [m for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    n = _input_rows(inputs)
     codes: list[torch.Tensor] = []
+    other = [0]  # codes left out: their first dimension is not the rows of the inputs
 
     def hook(_m: Any, inp: tuple[Any, ...], out: Any) -> None:
         t = inp[0] if use_inputs else out
         if isinstance(t, torch.Tensor) and t.dim() >= 1:
+            if n is not None and t.shape[0] != n:
+                other[0] += 1
+                return
             codes.append((t.detach().reshape(t.shape[0], -1)[:max_rows] > 0).double())
 
     handles = [m.register_forward_hook(hook) for m in acts]
@@ -266,6 +300,10 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
     finally:
         for h in handles:
             h.remove()
+    if not codes and other[0]:
+        warnings.warn(f"naswot: no activation of this {type(model).__name__} has the {n} rows of its inputs (each of "
+                      f"its {other[0]} codes has another first dimension: one row per graph after a readout, say), so "
+                      "it has no score (-inf)", stacklevel=2)
     rows = min((c.shape[0] for c in codes), default=0)
     if rows == 0:
         return float("-inf")
@@ -341,6 +379,22 @@ class ZeroCostPredictor(Predictor):
             raise ConfigError(f"proxy {proxy!r} needs labelled data: pass batch=arch->(inputs, targets) and loss_fn")
         check_count(batch_size, "zero-cost: batch_size", " (example inputs per scored network)")
         self.proxy, self.batch_size, self.batch, self.loss_fn = proxy, batch_size, batch, loss_fn
+        if proxy == "jacov" and batch is None:
+            self._check_floating_input()
+
+    def _check_floating_input(self) -> None:
+        """`jacov` differentiates with respect to the first floating input: refuse a space whose example input has
+        none (token ids only) now, not at the first score (a search would have spent its first evaluations). One
+        sampled architecture stands for all: a space's models take one kind of input."""
+        import torch
+
+        arch = self.space.sample(np.random.default_rng(self.seed))
+        with torch.random.fork_rng(devices=[]):  # example inputs may be drawn: the caller's RNG is left alone
+            inputs = self.space.example_input(arch, self.batch_size)  # type: ignore[attr-defined]
+        if not _floats(inputs):
+            raise ConfigError(f"proxy: 'jacov' differentiates with respect to a floating-point input, and the example "
+                              f"input of {type(self.space).__name__} has none (token ids only): use another proxy, "
+                              "e.g. 'naswot'")
 
     def config(self) -> dict[str, Any]:
         return {"seed": self.seed, "proxy": self.proxy, "batch_size": self.batch_size}

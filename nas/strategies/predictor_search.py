@@ -217,16 +217,19 @@ class PredictorSearch(Strategy):
 
     @staticmethod
     def _check_pretraining(predictor: Any) -> None:
-        """A pretrained predictor without its proxy fails at its first fit, after `n_init` evaluations: refuse it now."""
+        """A pretrained predictor without its proxy (alone or as a member of 'average') fails at its first fit, after
+        `n_init` evaluations: refuse it now."""
         check = getattr(predictor, "check_pretraining", None)
         if check is None:
             return
+        where = ("predictor_options={'members': [{'name': ..., 'options': {'proxy': fn}}, ...]}"
+                 if getattr(predictor, "name", None) == "average" else "predictor_options={'proxy': fn}")
         try:
             check()
         except ConfigError as e:
-            raise ConfigError(f"predictor-search: {e}: predictor_options={{'proxy': fn}}, on a strategy instance "
-                              "(make_strategy(...) or PredictorSearch(...), passed as strategy=); a search's "
-                              "strategy_options are plain JSON data, which holds no function") from None
+            raise ConfigError(f"predictor-search: {e}: {where}, on a strategy instance (make_strategy(...) or "
+                              "PredictorSearch(...), passed as strategy=); a search's strategy_options are plain JSON "
+                              "data, which holds no function") from None
 
     def _predictor(self, metric: str, name: str) -> Any:
         """The predictor `name` for `metric`, kept across refits (its caches too); every fit starts afresh.
