@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -71,11 +72,21 @@ class _Pretrained(_TorchPredictor):
             self.check_pretraining()
             rng = np.random.default_rng(10_007 + self.seed)
             archs = [self.space.sample(rng) for _ in range(self.pretrain_size)]
-            values = np.array([float(self.proxy(a)) for a in archs])
-            if not np.all(np.isfinite(values)):
-                raise ConfigError("proxy: returned non-finite values")
+            values = np.array([self._proxy_value(i, a) for i, a in enumerate(archs)])
             self.pretrain_archs, self.pretrain_values = archs, values
         return self.pretrain_archs, self.pretrain_values
+
+    def _proxy_value(self, index: int, arch: Architecture) -> float:
+        """The proxy's value of pretraining architecture `index` as a finite float; a ConfigError naming it else."""
+        raw = self.proxy(arch)
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise ConfigError(f"proxy: returned {raw!r} for pretraining architecture {index} ({arch.to_dict()}); "
+                              "it must return a finite number for every architecture of the space")
+        return value
 
     def _prepare(self, archs: list[Architecture]) -> None:
         import torch

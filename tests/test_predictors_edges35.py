@@ -177,3 +177,17 @@ def test_predict_and_fit_refuse_one_architecture_where_a_list_is_expected():
         make_predictor("rf", space, 0).fit(archs[0], [1.0, 2.0])
     assert p.predict(archs[:1])[0].shape == (1,)
 
+
+
+@pytest.mark.parametrize("bad", [None, "n/a", float("nan")])
+def test_a_pretraining_proxy_value_that_is_not_a_finite_number_names_the_architecture(bad):
+    space = plain_space()
+    first = space.sample(np.random.default_rng(10_007))  # the first pretraining architecture of seed 0
+
+    def proxy(arch):
+        return bad if arch.id == first.id else cheap(arch)
+
+    archs = samples(space, 12)
+    model = make_predictor("mlp-pretrained", space, 0, proxy=proxy, pretrain_size=20)
+    with pytest.raises(ConfigError, match=r"proxy: returned .* for pretraining architecture 0 \(\{"):
+        model.fit(archs, [cheap(a) for a in archs])
