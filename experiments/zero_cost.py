@@ -25,7 +25,8 @@ two processes, start a second one on the later architectures and merge the rows 
 
 `--resume` continues a cut-off run from the rows its output file holds. `--recount-flops` trains nothing: it
 counts the FLOPs proxy of every recorded row again with the current `nas.counts` (message passing counted since
-2026-12-06) in zero_cost.json and the zero_cost_from*.json parts, and redoes their correlation tables.
+2026-12-06) in zero_cost.json and the zero_cost_from*.json parts, and redoes their correlation tables;
+`--rescore PROXY` does the same for one label-free proxy (naswot was rescored on 2026-12-07).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # o
 
 import argparse  # noqa: E402
 import json
+import math
 import platform
 import sys
 import time
@@ -196,12 +198,44 @@ def recount_flops(files: list[Path], argv: Sequence[str] | None) -> int:
     return 0
 
 
+def rescore(files: list[Path], proxy: str) -> int:
+    """`--rescore PROXY`: each recorded row's architecture built untrained (torch seed 0) and that one proxy scored
+    again on the whole graph with the current code, as a run scores it; correlation tables redone. Label-free
+    proxies only (those a run computes without the loss)."""
+    if proxy not in PROXIES or proxy in ("grad_norm", "snip"):
+        raise SystemExit(f"--rescore: {proxy!r} is not a label-free proxy of {sorted(PROXIES)}")
+    if not files:
+        raise SystemExit("--rescore: no recorded zero_cost results to rescore")
+    data = planetoid("cora")
+    space, inputs = cora_space(data), (data.x, data.edge_index)
+    for path in files:
+        doc = read_json(path)
+        changed = 0
+        for r in doc["rows"]:
+            new = compute_proxies(untrained(space, r["arch"]), inputs, proxies=[proxy])[proxy]
+            old = r["proxies"][proxy]
+            changed += not (new == old or (math.isnan(new) and math.isnan(old)))
+            r["proxies"][proxy] = new
+        before = doc["correlations"][proxy]["valid_acc"]["spearman"]
+        doc["correlations"] = proxy_table(doc["rows"])
+        doc.setdefault("rescored", []).append({"proxy": proxy, "rows_changed": changed, "rows": len(doc["rows"]),
+                                               "git_commit": git_commit(),
+                                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        print(f"{path.name}: {proxy} changed on {changed} of {len(doc['rows'])} rows; rho(valid) {before:.3f} -> "
+              f"{doc['correlations'][proxy]['valid_acc']['spearman']:.3f}")
+        write_json(path, doc)
+    print_summary(read_json(files[0]))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="12 architectures")
     ap.add_argument("--offset", type=int, default=0, help="start at this architecture (a second process)")
     ap.add_argument("--merge", action="store_true", help="only merge the rows of zero_cost*.json")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in the output file")
+    ap.add_argument("--rescore", metavar="PROXY", help="train nothing: score this label-free proxy of every recorded "
+                    "row again with the current code (e.g. naswot after its 2026-12-07 fix)")
     add_option(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -211,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
     if args.recount_flops:
         return recount_flops(result_files(results, name), argv)
+    if args.rescore:
+        return rescore(result_files(results, name), args.rescore)
     if args.merge:
         rows, seen = [], set()
         for file in result_files(results, name):
