@@ -40,8 +40,8 @@ latency term of a DARTS / ProxylessNAS search):
   `table.predict(module_layers(m, x))` is its latency from the table.
 * `NNLayers.choice_layers(arch)`: a `ChoiceLayers` for every `LayerChoice` that runs in `arch`: its module
   path in the supernet (`supernet.net.get_submodule(path)`), label, chosen candidate, and the layers each
-  candidate runs on the input that LayerChoice receives in `arch` (choices inside a candidate that `arch`
-  does not set take their first option).
+  candidate runs on the input that LayerChoice receives in `arch`, once per call when the model calls it more
+  than once (choices inside a candidate that `arch` does not set take their first option).
 * `NNLayers.choice_latency(table, arch)`: {path: {candidate: ms}}, the same summed from a table built for
   this space (its `distinct_layers()` hold every candidate's layers).
 """
@@ -100,7 +100,8 @@ class _Call:
 
 @dataclass(frozen=True)
 class ChoiceLayers:
-    """The layers of each candidate of one `LayerChoice` at the input it receives in an architecture."""
+    """The layers of each candidate of one `LayerChoice` at the input it receives in an architecture (at each of its
+    inputs, in call order, when the model calls it more than once)."""
 
     path: str                                # module path in the supernet: supernet.net.get_submodule(path)
     label: str                               # the LayerChoice's label (one label may sit at several paths)
@@ -638,7 +639,8 @@ class NNLayers(LayerAdapter):
 
     # -- parts of a network: the candidates of each LayerChoice
     def choice_layers(self, arch: Mapping[str, Any]) -> list[ChoiceLayers]:
-        """Per `LayerChoice` that runs in `arch`: each candidate's layers at the input it receives there."""
+        """Per `LayerChoice` that runs in `arch`: each candidate's layers at the input it receives there, over every
+        call of it (a module called twice runs its candidate twice)."""
         arch = self.space.validate(arch)
         net = self._supernet().net
         found: list[tuple[str, str, LayerChoice, Context, Any]] = []
@@ -647,11 +649,12 @@ class NNLayers(LayerAdapter):
         finally:
             bind(net, None)
         subnet = self._supernet().subnet(arch)
-        seen: dict[int, dict[str, tuple[Any, ...]]] = {1: {}, 2: {}}  # batch size -> frozen path -> its inputs
+        # batch size -> frozen path -> the inputs of each call (a LayerChoice called twice runs its candidate twice)
+        seen: dict[int, dict[str, list[tuple[Any, ...]]]] = {1: {}, 2: {}}
         for batch in seen:
             handles = [subnet.get_submodule(frozen).register_forward_pre_hook(
-                lambda m, args, frozen=frozen, batch=batch: seen[batch].setdefault(frozen, args))
-                for _, frozen, *_ in found]
+                lambda m, args, frozen=frozen, batch=batch: seen[batch].setdefault(frozen, []).append(args))
+                for frozen in {f for _, f, *_ in found}]
             try:
                 with torch.no_grad():
                     subnet.eval()(*self._inputs(arch, batch))
@@ -660,7 +663,9 @@ class NNLayers(LayerAdapter):
                     h.remove()
         out = []
         for path, frozen, choice, ctx, chosen in found:
-            candidates = {k: module_layers(freeze(choice.candidate(k), ctx), *seen[1][frozen], batched=seen[2][frozen])
+            calls = list(zip(seen[1].get(frozen, []), seen[2].get(frozen, [])))
+            candidates = {k: [layer for one, two in calls
+                              for layer in module_layers(freeze(choice.candidate(k), ctx), *one, batched=two)]
                           for k in choice.keys}
             out.append(ChoiceLayers(path, choice.choice.label, chosen, candidates))
         return out

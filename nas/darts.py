@@ -8,12 +8,14 @@ architecture, evaluates it (stand-alone training by default, plus parameters, FL
 latency) and journals it as a trial in the same `journal.jsonl` a black-box `nas.search` writes, so
 `nas.load`, `best`, `pareto_front` and export work unchanged (the workdir gets a model spec and the retrained
 weights). The trainer is checkpointed to `oneshot.pt` after every epoch; calling again with the same workdir
-resumes a killed run exactly (same alphas and weights as an uninterrupted run). A finished search cannot be
+resumes a killed run exactly (same alphas and weights as an uninterrupted run; other data is refused, naming the
+split: the journal records a digest of each). A finished search cannot be
 extended: its schedules span `epochs`, so other options are another search (refused, naming the option).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -35,8 +37,8 @@ from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
-from nas.splits import check_splits
-from nas.experiment import SAME_SEARCH, check_seed, open_experiment, search_config
+from nas.splits import DIGEST_KEY, check_splits, splits_digest
+from nas.experiment import SAME_SEARCH, check_recorded_digest, check_seed, open_experiment, search_config
 from nas.store import Trial
 from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, darts_es_stop
 from nas.strategies.oneshot_latency import (EdgeCosts, check_table, ensure_table, flops_costs, latency_scale,
@@ -111,6 +113,17 @@ def _costs(trainer: OneShotTrainer, options: DartsOptions, workdir: Path | None,
     return lut_costs(trainer.supernet, latency_table), lut_latency(latency_table, adapter).latency_ms
 
 
+def _keeps_global_generator(fn: Callable[..., SearchResult]) -> Callable[..., SearchResult]:
+    """`fn` under a fork of torch's global generator: what the search draws from it (networks built to count them,
+    an evaluator's draws) leaves the caller's generator as it was."""
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> SearchResult:
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+@_keeps_global_generator
 def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Splits, method: str | None = None,
                  epochs: int | None = None, workdir: str | Path | None = None, seed: int = 0,
                  options: DartsOptions | None = None, evaluate: Any = None, latency_table: Any = None,
@@ -132,6 +145,10 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
     A user model's space (`Net.space()`, docs/model_space.md) searches its LayerChoice / InputChoice points;
     every other choice is held at `fixed[label]` or its largest option (the journal's metadata `held`), and
     the workdir gets the model spec `nas export` rebuilds the derived architecture from.
+
+    Random ops of the model (dropout) draw from torch's global generator at states derived from `seed` (the search's
+    checkpointed with it), and the caller's global generator is left as it was. Float inputs must have the
+    networks' dtype (float32, or float64 under `torch.set_default_dtype(torch.float64)`).
     """
     check_seed(seed)
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
@@ -144,7 +161,9 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
         raise ConfigError("fixed: holds choices of a nas.nn model's space; a cell space searches every edge")
     else:
         trainer = OneShotTrainer(space, options, seed)  # refuses spaces without a cell supernet
-    check_splits(data, input_shape=trainer.input_shape, min_size=options.batch_size, size_field="batch_size")
+    dtypes = {p.dtype for p in trainer.supernet.parameters() if p.is_floating_point()}
+    check_splits(data, input_shape=trainer.input_shape, min_size=options.batch_size, size_field="batch_size",
+                 dtype=dtypes.pop() if len(dtypes) == 1 else torch.float32)
     _check_labels(data, trainer.num_classes())
     wd = Path(workdir) if workdir is not None else None
     evaluator = merged(as_evaluators(evaluate if evaluate is not None else StandaloneTraining(
@@ -155,9 +174,10 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
     described = {"held": trainer.supernet.held_choices(), "searched": sorted(trainer.supernet.alphas)} \
         if isinstance(trainer, ModuleOneShotTrainer) else {"net": repr(space.net)}
     metadata = {"one_shot": True, **described, "data": {k: len(v[0]) for k, v in data.items()},
-                "latency": costs.source if costs else None, **dict(metadata or {})}
+                DIGEST_KEY: splits_digest(data), "latency": costs.source if costs else None, **dict(metadata or {})}
     config = search_config(space, problem, options.method, options.to_dict(), seed,
                            options.epochs if options.record == "epochs" else 1, None, metadata)
+    check_recorded_digest(wd, config, DIGEST_KEY, "data")  # a journal without the digest (older) resumes
     with open_experiment(wd, config, compare=SAME_SEARCH + ("metadata",)) as experiment:
         if wd is not None and (wd / CHECKPOINT).exists():
             trainer.load_state_dict(torch.load(wd / CHECKPOINT, weights_only=True))

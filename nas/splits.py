@@ -20,9 +20,10 @@ DIGEST_KEY = "data_sha1"
 def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
                  input_shape: Sequence[int] | None = None, labels: bool | None = True, min_size: int = 1,
                  size_field: str = "data", sized: Sequence[str] | None = None, num_classes: int | None = None,
-                 classes_field: str = "num_classes") -> None:
+                 classes_field: str = "num_classes", dtype: torch.dtype = torch.float32) -> None:
     """`data` maps split names among `SPLITS` to `(x, y)` (to `x` when `labels` is False; either, split by split,
-    when it is None): every `required` split is there, none is misspelt or empty, float inputs are float32 and have
+    when it is None): every `required` split is there, none is misspelt or empty, float inputs are `dtype` (the
+    networks' parameters' dtype; float32 unless torch's default dtype was changed) and have
     `input_shape` per sample when given, and labels are one class index (int64) per input, in `range(num_classes)`
     when given (`classes_field` names that setting; else a label out of range is torch's bare IndexError mid-run).
     `min_size` samples in each `sized` split (default: the required ones; `size_field` names the setting that needs
@@ -47,8 +48,9 @@ def check_splits(data: Any, required: Sequence[str] = ("train", "valid"), *,
             raise ConfigError(f"data[{split!r}]: inputs must be a tensor with a batch dimension")
         if len(x) == 0:
             raise ConfigError(f"data[{split!r}]: the split is empty")
-        if x.dtype.is_floating_point and x.dtype != torch.float32:  # numpy's float64, through torch.from_numpy
-            raise ConfigError(f"data[{split!r}]: inputs are {x.dtype}, the networks float32 (use x.float())")
+        if x.dtype.is_floating_point and x.dtype != dtype:  # numpy's float64, through torch.from_numpy
+            use = "x.float()" if dtype == torch.float32 else f"x.to({dtype})"
+            raise ConfigError(f"data[{split!r}]: inputs are {x.dtype}, the networks {dtype} (use {use})")
         if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):  # training would diverge at once
             raise ConfigError(f"data[{split!r}]: the inputs hold NaN or infinite values (clean or impute them)")
         if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):

@@ -15,6 +15,11 @@
 A supernet here is any module called as `supernet(x, arch)` with `supernet.subnet(arch)` and a `space`
 offering `largest()`, `smallest()` and `sample_subnet(rng, elastic)` (see `nas.spaces.ofa.OFASpace`;
 `ProgressiveShrinking` refuses a space whose `sample_subnet` takes no `elastic`, or names none it knows).
+
+Every `fit` runs under a fork of torch's global generator seeded with the schedule's `seed`, so random ops of the
+network (dropout) repeat with the seed and the caller's global generator is left as it was; non-finite inputs are
+refused up front and a step whose loss is not finite stops the training (a ConfigError naming the epoch, the step
+and the architecture) before the optimiser steps on it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import copy
 import inspect
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -153,14 +159,33 @@ def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim
 def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
     if len(x) != len(y):
         raise ConfigError(f"y: {len(y)} labels for {len(x)} inputs")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):  # every step would train the weights to NaN
+        raise ConfigError("x: the inputs hold NaN or infinite values (clean or impute them)")
     if batch_size < 2 or batch_size > len(x):
         raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {batch_size}")
 
 
+class _Diverged(ConfigError):
+    """A step's loss is not finite (raised by `_finite_loss` inside a step, before its backward pass)."""
+
+    def __init__(self, value: float, arch: Any) -> None:
+        super().__init__(f"the training loss is {value}")
+        self.value, self.arch = value, arch
+
+
+def _finite_loss(loss: torch.Tensor, arch: Any = None) -> None:
+    """`_Diverged` when `loss` (of the architecture `arch`; None: the only one) is NaN or infinite."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise _Diverged(value, arch)
+
+
 def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
               lr: float, weight_decay: float, generator: torch.Generator,
-              step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> PhaseLog:
-    """AdamW with a per-step cosine schedule; `step(xb, yb)` runs the backward passes and returns the loss."""
+              step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], owner: str | None = None) -> PhaseLog:
+    """AdamW with a per-step cosine schedule; `step(xb, yb)` runs the backward passes and returns the loss. A
+    non-finite loss (returned, or raised as `_Diverged` by the step) is a ConfigError naming `owner` (default:
+    `name`), the epoch, the step and the architecture, raised before the optimiser steps on it."""
     check_int(epochs, "epochs", 1)
     _check_data(x, y, batch_size)
     per_epoch = len(x) // batch_size  # drop the last partial batch (reshuffled every epoch)
@@ -173,7 +198,15 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
         for b in range(per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
             opt.zero_grad(set_to_none=True)
-            total += float(step(x[idx], y[idx]))
+            try:
+                value, arch = float(step(x[idx], y[idx])), None
+            except _Diverged as e:
+                value, arch = e.value, e.arch
+            if not math.isfinite(value):
+                shown = arch.to_dict() if callable(getattr(arch, "to_dict", None)) else arch
+                raise ConfigError(f"{owner or name}: the training loss is {value} at epoch {epoch + 1}, step {b + 1}"
+                                  f"{'' if arch is None else f' (architecture {shown})'}; lower lr ({lr})")
+            total += value
             opt.step()
             sched.step()
         losses.append(total / max(1, per_epoch))
@@ -241,6 +274,14 @@ def sandwich_subnets(space: Any, rng: np.random.Generator, n_random: int,
 
 
 @contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Torch's global generator seeded with `seed` within the block (dropout draws from it) and restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
 def _training(owner: str, arch: Any) -> Iterator[None]:
     """A failure while `arch` runs forward and backward names it (a model may fail for some architectures only: a
     user model's derivation runs its largest and smallest), the model's error chained; a NASError, which says what
@@ -274,11 +315,13 @@ class PlainTraining:
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             loss = F.cross_entropy(model(xb), yb)
+            _finite_loss(loss)
             loss.backward()
             return loss.detach()
 
-        return TrainLog([run_phase("plain", model, x, y, self.epochs, self.batch_size, self.lr,
-                                   self.weight_decay, gen, step)])
+        with _seeded(self.seed):
+            return TrainLog([run_phase("plain", model, x, y, self.epochs, self.batch_size, self.lr,
+                                       self.weight_decay, gen, step, "PlainTraining")])
 
 
 @dataclass
@@ -314,17 +357,20 @@ class SandwichRule:
             with _training("SandwichRule", teacher):
                 logits = supernet(xb, teacher)
                 loss = F.cross_entropy(logits, yb)
+                _finite_loss(loss, teacher)
                 loss.backward()
             soft, total = logits.detach(), loss.detach()
             for arch in children:
                 with _training("SandwichRule", arch):
                     kd = distillation_loss(supernet(xb, arch), soft, self.temperature)
+                    _finite_loss(kd, arch)
                     kd.backward()
                 total = total + kd.detach()
             return total
 
-        return TrainLog([run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
-                                   self.weight_decay, gen, step)])
+        with _seeded(self.seed):
+            return TrainLog([run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
+                                       self.weight_decay, gen, step, "SandwichRule")])
 
 
 @dataclass
@@ -349,11 +395,13 @@ class SinglePath:
             arch = _random_subnet(space, rng)
             with _training("SinglePath", arch):
                 loss = F.cross_entropy(supernet(xb, arch), yb)
+                _finite_loss(loss, arch)
                 loss.backward()
             return loss.detach()
 
-        return TrainLog([run_phase("single-path", supernet, x, y, self.epochs, self.batch_size, self.lr,
-                                   self.weight_decay, gen, step)])
+        with _seeded(self.seed):
+            return TrainLog([run_phase("single-path", supernet, x, y, self.epochs, self.batch_size, self.lr,
+                                       self.weight_decay, gen, step, "SinglePath")])
 
 
 @dataclass(frozen=True)
@@ -435,6 +483,10 @@ class ProgressiveShrinking:
             raise ConfigError(f"ProgressiveShrinking.after_phase: expected a callable or None, got {self.after_phase!r}")
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
+        with _seeded(self.seed):
+            return self._fit(supernet, x, y)
+
+    def _fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
         per_step = _per_step_keys("ProgressiveShrinking.per_step", space, self.per_step)
         for phase in self.phases:  # an unknown elastic dimension fails now, not after the phases before it trained
@@ -462,12 +514,13 @@ class ProgressiveShrinking:
                     loss = F.cross_entropy(logits, yb)
                     if soft is not None:
                         loss = loss + self.kd_ratio * distillation_loss(logits, soft, self.temperature)
+                    _finite_loss(loss, arch)
                     loss.backward()
                     total = total + loss.detach()
                 return total / len(archs)
 
             out.phases.append(run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
-                                        self.weight_decay, gen, step))
+                                        self.weight_decay, gen, step, f"ProgressiveShrinking phase {phase.name!r}"))
             if self.after_phase is not None:
                 self.after_phase(phase, supernet)
             if i == 0 and self.kd_ratio > 0:

@@ -9,6 +9,9 @@ latency term (ProxylessNAS) adds `latency_weight * E[cost] / E_uniform[cost]` to
 `cosine_power_annealing` (sharpDARTS) can replace the cosine schedule of the weights' learning rate and of
 the hard Gumbel-softmax temperature.
 `state_dict()` holds tensors and plain data only, so `torch.load(..., weights_only=True)` restores it.
+Each epoch runs under a fork of torch's global generator seeded from the trainer's own (`torch_generator`,
+checkpointed), so random ops of a user's model (dropout) repeat with the seed and on resume, and the caller's
+global generator is left as it was.
 """
 
 from __future__ import annotations
@@ -259,6 +262,8 @@ class OneShotTrainer:
         self.space, self.options, self.costs, self.seed = space, options, costs, seed
         self.gate_generator = torch.Generator().manual_seed(seed + 1)
         self.data_generator = torch.Generator().manual_seed(seed)
+        # the global generator's state while an epoch runs (dropout and other random ops of a user's model)
+        self.torch_generator = torch.Generator().manual_seed(seed + 2)
         mixing = BinaryGates(self.gate_generator) if spec.binary_gates else \
             GumbelHardGates(self.gate_generator, options.tau_max) if spec.gumbel else softmax_mixing
         with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the global generator
@@ -341,6 +346,7 @@ class OneShotTrainer:
         self.w_opt.zero_grad(set_to_none=True)
         logits = self.supernet(x)
         loss = F.cross_entropy(logits, y)
+        self._guard(loss, "train loss", x)
         loss.backward()
         if self.sync is not None:
             self.sync.gradients(self.weights)
@@ -355,9 +361,13 @@ class OneShotTrainer:
             grads = self._unrolled_grads(xt, yt, xv, yv) if self.options.hvp_radius > 0 else \
                 self.exact_unrolled_grads(xt, yt, xv, yv)
             for p, g in zip(self.arch, grads):
+                if not bool(torch.isfinite(g).all()) and self._finite_arch():
+                    raise _NonFinite("architecture gradient", math.nan, xv)
                 p.grad = g
         else:
-            self._arch_loss(xv, yv).backward()
+            loss = self._arch_loss(xv, yv)
+            self._guard(loss, "valid loss", xv)
+            loss.backward()
         if self.sync is not None:
             self.sync.gradients(self.arch)
         self.a_opt.step()
@@ -375,9 +385,11 @@ class OneShotTrainer:
         self.a_opt.zero_grad(set_to_none=True)
         logits = self.supernet(xt)
         loss = F.cross_entropy(logits, yt)
+        self._guard(loss, "train loss", xt)
         (loss + o.relax_penalty / 2 * _distance(self.weights, self.twin_weights)).backward()
         self._clipped_step(self.weights)
         valid = o.relax_weight * F.cross_entropy(twin(xv), yv)
+        self._guard(valid, "valid loss", xv, twin)
         if o.latency_weight > 0 and self.costs is not None:
             valid = valid + o.latency_weight * self.expected_cost() / self.cost_scale
         (valid + o.relax_penalty / 2 * _distance(self.twin_weights, self.weights)).backward()
@@ -386,6 +398,17 @@ class OneShotTrainer:
             self.sync.gradients(self.arch)
         self.a_opt.step()
         return float(loss.detach()), float((logits.argmax(-1) == yt).float().mean())
+
+    def _guard(self, loss: torch.Tensor, what: str, x: torch.Tensor, module: torch.nn.Module | None = None) -> None:
+        """`_NonFinite` when `loss` (from the batch `x`, by `module`: None for the supernet) is not finite though the
+        alphas are, so the search stops before the step that would spread it (alphas that are already not finite are
+        reported as such after the batch)."""
+        value = float(loss.detach())
+        if not math.isfinite(value) and self._finite_arch():
+            raise _NonFinite(what, value, x, module)
+
+    def _finite_arch(self) -> bool:
+        return all(bool(torch.isfinite(a).all()) for a in self.arch)
 
     def _clipped_step(self, params: list[torch.Tensor]) -> None:
         """Step the SGD on `params` (the others have no gradient, so SGD leaves them), then clear their grads."""
@@ -444,7 +467,15 @@ class OneShotTrainer:
 
     # -- epochs
     def train_epoch(self, data: Splits) -> EpochRecord:
-        """One epoch over the train split (alphas stepped on valid batches after the warm-up), then evaluation."""
+        """One epoch over the train split (alphas stepped on valid batches after the warm-up), then evaluation,
+        with torch's global generator at `torch_generator`'s state (restored for the caller afterwards)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self.torch_generator.get_state())
+            record = self._train_epoch(data)
+            self.torch_generator.set_state(torch.get_rng_state())
+        return record
+
+    def _train_epoch(self, data: Splits) -> EpochRecord:
         t0 = time.perf_counter()
         (xt, yt), (xv, yv) = data["train"], data["valid"]
         bs = self.options.batch_size
@@ -457,14 +488,19 @@ class OneShotTrainer:
         losses, accs = [], []
         for b, idx in enumerate(train_batches):
             jdx = valid_batches[b % len(valid_batches)]
-            if search_alphas and self.twin is not None:
-                loss, acc = self.relaxed_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
-            else:
-                if search_alphas:
-                    self.arch_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
-                loss, acc = self.weight_step(xt[idx], yt[idx])
+            where = f"epoch {self.epoch + 1}, batch {b + 1}"
             used = [("train", xt[idx])] + ([("valid", xv[jdx])] if search_alphas else [])
-            self._check_finite(f"epoch {self.epoch + 1}, batch {b + 1}", loss, used)
+            try:
+                if search_alphas and self.twin is not None:
+                    loss, acc = self.relaxed_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
+                else:
+                    if search_alphas:
+                        self.arch_step(xt[idx], yt[idx], xv[jdx], yv[jdx])
+                    loss, acc = self.weight_step(xt[idx], yt[idx])
+            except _NonFinite as e:  # caught before the step that would have spread it into the weights
+                self._check_finite(where, e.value, used, e.what, e.x, e.module)
+                raise  # not reached: the value is not finite, so _check_finite raised
+            self._check_finite(where, loss, used)
             losses.append(loss)
             accs.append(acc)
         self.schedule.step()
@@ -501,12 +537,14 @@ class OneShotTrainer:
         return record
 
     def _check_finite(self, where: str, loss: float, inputs: list[tuple[str, torch.Tensor]],
-                      what: str = "train loss") -> None:
+                      what: str = "train loss", batch: torch.Tensor | None = None,
+                      module: torch.nn.Module | None = None) -> None:
         """ConfigError as soon as the search diverges (a NaN or infinite loss or architecture parameter), naming the
-        epoch and the cause: non-finite inputs in a split, else the step sizes. Raised before the epoch is recorded
-        or checkpointed, so no NaN architecture is derived, journaled or resumed from."""
+        epoch and the cause: non-finite inputs in a split, a part of the model whose output is not finite on
+        `batch` (the inputs of the loss, checked before its step), else the step sizes. Raised before the epoch is
+        recorded or checkpointed, so no NaN architecture is derived, journaled or resumed from."""
         bad = [f"the {what} is {loss}"] if not math.isfinite(loss) else []
-        if not all(bool(torch.isfinite(a).all()) for a in self.arch):
+        if not self._finite_arch():
             bad.append("the architecture parameters are not finite")
         if not bad:
             return
@@ -515,8 +553,16 @@ class OneShotTrainer:
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise ConfigError(f"data[{split!r}]: the inputs hold NaN or infinite values, so {diverged}; clean or "
                                   "impute the data")
+        source = self.non_finite_source(batch, module) if batch is not None else None
+        if source is not None:
+            raise ConfigError(f"{diverged}: {source}")
         o = self.options
         raise ConfigError(f"{diverged}; lower w_lr ({o.w_lr}), a_lr ({o.a_lr}) or grad_clip ({o.grad_clip})")
+
+    def non_finite_source(self, x: torch.Tensor, module: torch.nn.Module | None = None) -> str | None:
+        """What in the supernet turns the finite batch `x` into non-finite values, in words (None: not known; a
+        subclass over a user's model names the candidate)."""
+        return None
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
@@ -562,7 +608,7 @@ class OneShotTrainer:
         return {"epoch": self.epoch, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "schedule": self.schedule.state_dict(),
                 "data_generator": self.data_generator.get_state(), "gate_generator": self.gate_generator.get_state(),
-                "history": [r.to_dict() for r in self.history],
+                "torch_generator": self.torch_generator.get_state(), "history": [r.to_dict() for r in self.history],
                 **({"twin": self.twin.state_dict()} if self.twin is not None else {})}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -574,6 +620,8 @@ class OneShotTrainer:
         self.schedule.load_state_dict(state["schedule"])
         self.data_generator.set_state(state["data_generator"])
         self.gate_generator.set_state(state["gate_generator"])
+        if "torch_generator" in state:  # a checkpoint written before it was kept resumes with the seeded state
+            self.torch_generator.set_state(state["torch_generator"])
         self.epoch = int(state["epoch"])
         self.history = [EpochRecord(**r) for r in state["history"]]
 
@@ -608,6 +656,14 @@ def saved_activation_bytes(run: Callable[[], Any], exclude: Iterable[torch.Tenso
         out = run()  # the graph under `out` keeps every saved storage alive, so no address is reused mid-run
     del out
     return sum(saved.values())
+
+
+class _NonFinite(Exception):
+    """A step's loss (or architecture gradient) is not finite: raised before the optimiser steps on it."""
+
+    def __init__(self, what: str, value: float, x: torch.Tensor, module: torch.nn.Module | None = None) -> None:
+        super().__init__(f"the {what} is {value}")
+        self.what, self.value, self.x, self.module = what, value, x, module
 
 
 def _distance(params: list[torch.Tensor], others: list[torch.Tensor]) -> torch.Tensor:

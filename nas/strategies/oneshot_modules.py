@@ -38,7 +38,7 @@ from nas.nn.derive import bind
 from nas.nn.frozen import reduce_inputs
 from nas.nn.model_space import ModuleSpace, Supernet
 from nas.nn.mutable import Context, InputChoice, LayerChoice, Repeat
-from nas.spaces.cell import BinaryGates, MixWeights, Mixing
+from nas.spaces.cell import BinaryGates, MixWeights, Mixing, softmax_mixing
 from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subset
 from nas.spaces.space import Repeat as RepeatField, Space
 from nas.strategies.oneshot import METHODS, DartsOptions, GumbelHardGates, OneShotTrainer
@@ -165,6 +165,10 @@ class MixedModuleSupernet(nn.Module):
         points: list[Point] = []
         _points(supernet.net, Context(self.held, defaults=self.space.defaults), (), "", self.fixed, points)
         if not points:
+            try:  # a bad fixed value is named first: fixing it may leave a point to search
+                self.space.validate(active_values(self.space.fields, self.held))
+            except InvalidArchitectureError as e:
+                raise ConfigError(f"fixed: {e}") from None
             raise ConfigError(f"space: {self.space.model.__name__} has no LayerChoice or InputChoice left to search "
                               "(DARTS searches those; search the other choices with nas.search)")
         self.points = points
@@ -326,6 +330,17 @@ def _add(a: Any, b: Any) -> Any:
     return {k: _add(a[k], b[k]) for k in a}
 
 
+def _finite(value: Any) -> bool:
+    """Whether every floating tensor in `value` (a tensor, or tuples, lists and dicts of them) is finite."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, (tuple, list)):
+        return all(_finite(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(_finite(v) for v in value.values())
+    return True
+
+
 def _structure(y: Any) -> str:
     if isinstance(y, torch.Tensor):
         return "tensor"
@@ -364,6 +379,47 @@ class ModuleOneShotTrainer(OneShotTrainer):
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             out = probe(self.space.example_input({}, 1))
         return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() >= 2 else None
+
+    def non_finite_source(self, x: torch.Tensor, module: nn.Module | None = None) -> str | None:
+        """The first submodule (a LayerChoice's candidate named by label and key) whose output is not finite though
+        its inputs are, in one forward of `x` through a copy of the supernet (or RARTS's twin, `module`) running
+        every candidate; None when every submodule's output is finite or its inputs were already not."""
+        net = copy.deepcopy(module if module is not None else self.supernet)
+        net.mixing = softmax_mixing  # every candidate runs, not only a sampled one
+        names = {id(m): name for name, m in net.inner.net.named_modules()}
+        found: list[nn.Module] = []
+
+        def check(m: nn.Module, args: Any, out: Any) -> None:
+            if not found and _finite(args) and not _finite(out):
+                found.append(m)
+
+        handles = [m.register_forward_hook(check) for m in net.inner.net.modules()]
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                net(x)
+        except Exception:  # the diagnosis is best effort: the divergence itself is what gets reported
+            return None
+        finally:
+            for h in handles:
+                h.remove()
+        if not found:
+            return None
+        path = names.get(id(found[0]), "")
+        owned = any(True for _ in found[0].parameters())
+        advice = "; if its weights grew too large, lower w_lr ({}) or grad_clip ({})".format(
+            self.options.w_lr, self.options.grad_clip) if owned else ""
+        for p in net.points:
+            if not isinstance(p.module, LayerChoice):
+                continue
+            for k in p.options:
+                if f"{path}.".startswith(f"{p.path}.{k}."):
+                    inner = "" if path == f"{p.path}.{k}" else f" (its submodule {path!r})"
+                    return (f"LayerChoice {p.module.choice.label!r} (at {p.path!r}): candidate {k!r}{inner} outputs "
+                            "NaN or infinite values from finite inputs; fix that candidate, or hold "
+                            f"{p.module.choice.label!r} at another candidate with fixed={advice}")
+        what = f"module {path!r} ({type(found[0]).__name__})" if path else \
+            f"{type(found[0]).__name__}.forward (outside its submodules)"
+        return f"{what} outputs NaN or infinite values from finite inputs{advice}"
 
     def chosen_ops(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """{decision key: its value in `arch`} for every searched point active in it."""
