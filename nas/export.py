@@ -51,9 +51,10 @@ from nas.architecture import Architecture
 from nas.errors import ConfigError
 from nas.experiment import first_difference, space_difference
 from nas.measure import Remeasured, Splits, accuracy_mismatches, plus_minus, remeasure_all, split
-from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, OnnxModule, RecordedInput, load_model_spec,
-                           load_priced, load_program, load_subnet, load_supernet, loads_by_build, onnx_session,
-                           save_program, save_state_dict, standalone, single_input, subnet_json)
+from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, OnnxModule, RecordedInput, dtype_name,
+                           load_model_spec, load_priced, load_program, load_state_dict, load_subnet, load_supernet,
+                           loads_by_build, onnx_session, save_program, save_state_dict, standalone, single_input,
+                           subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
@@ -256,32 +257,78 @@ def _quiet_onnx_log() -> Iterator[None]:
         torch._C._jit_onnx_log = real
 
 
-class _DropPreprocessHint(logging.Filter):
-    """onnxruntime logs on the root logger that pre-processing (symbolic shape inference, 2 s a model here)
-    could help; quantize_dynamic quantizes every MatMul / Gemm / Gather without it, so the hint is noise."""
+# What onnxruntime's quantizer logs on the root logger that export drops: that pre-processing (symbolic shape
+# inference, 2 s a model here) could help, though quantize_dynamic quantizes every MatMul / Gemm / Gather without
+# it; that a tensor it cannot infer the type of (a Slice output of a DARTS cell) stays float, with a many-line
+# protobuf dump; and that the model may already be quantized, which `_quantize_int8` checks and says itself.
+QUANTIZER_NOISE = ("pre-processing before quantization", "Inference failed or unsupported type to quantize",
+                   "Please check if the model is already quantized")
+EIGHT_BIT = ("int8", "uint8")  # weights stored as 8-bit codes (packed by nas.hardware, or quantized by onnxruntime)
+
+
+class _DropQuantizerNoise(logging.Filter):
+    """Drops onnxruntime's quantizer messages on the root logger (`QUANTIZER_NOISE`): hints and per-tensor notes
+    that say nothing about the file written, whose check export reports instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in QUANTIZER_NOISE)
+
+
+def _onnx_weights(path: Path) -> dict[str, tuple[str, int]]:
+    """{initializer name: (numpy dtype name, number of dimensions)} of an ONNX file."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(path)).graph
+    return {i.name: (tensor_dtype_to_np_dtype(i.data_type).name, len(i.dims)) for i in graph.initializer}
 
 
 def _quantize_int8(fp32: Path, example: torch.Tensor, x: torch.Tensor) -> dict[str, Any]:
-    """Write `model.int8.onnx` beside `fp32` (onnxruntime dynamic quantization) and compare its outputs on `x`."""
+    """Write `model.int8.onnx` beside `fp32` (onnxruntime dynamic quantization) and compare its outputs on `x`.
+
+    Where onnxruntime quantized no weight (weights already packed as 8-bit codes, as `PrecisionMLPSpace`'s are, or
+    none of the ops it quantizes) its file would be `model.onnx` relabelled: none is kept, a warning says so, and
+    the result says why under `skipped`, as the card does."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = fp32.with_name(INT8_ONNX_FILE)
-    hint = _DropPreprocessHint()
-    logging.getLogger().addFilter(hint)
+    noise = _DropQuantizerNoise()
+    logging.getLogger().addFilter(noise)
     try:
         quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
     finally:
-        logging.getLogger().removeFilter(hint)
+        logging.getLogger().removeFilter(noise)
+    before, after = _onnx_weights(fp32), _onnx_weights(path)
+    quantized = sum(1 for name, (dtype, dims) in after.items() if name not in before and dtype in EIGHT_BIT and dims)
+    if not quantized:
+        path.unlink()
+        packed = sorted({dtype for dtype, dims in before.values() if dtype in EIGHT_BIT and dims})
+        why = (f"its weights are already packed as {'/'.join(packed)} codes" if packed else
+               "it has no MatMul / Gemm / Conv / Gather weight onnxruntime quantizes")
+        skipped = f"onnxruntime quantized no weight of {fp32.name} ({why}), so no int8 copy was written"
+        log.warning("%s: %s", fp32.parent.name, skipped)
+        return {"file": None, "skipped": skipped, "method": INT8_METHOD}
     shape = tuple(example.shape[1:])
     with torch.no_grad():
         want = OnnxModule(fp32, shape, example.dtype)(x)
         got = OnnxModule(path, shape, example.dtype)(x)
-    return {"file": path.name, "format": "int8", "method": INT8_METHOD, "bytes": path.stat().st_size,
-            "fp32_onnx_bytes": fp32.stat().st_size, "max_abs_diff_vs_fp32": float((got - want).abs().max()),
+    return {"file": path.name, "format": "int8", "method": INT8_METHOD, "quantized_weights": quantized,
+            "bytes": path.stat().st_size, "fp32_onnx_bytes": fp32.stat().st_size,
+            "max_abs_diff_vs_fp32": float((got - want).abs().max()),
             "top1_agreement": float((got.argmax(-1) == want.argmax(-1)).float().mean())}
+
+
+def _number_format(dtypes: set[str]) -> str:
+    """A file's number format, from the dtypes of its weights: "fp32", or "packed uint8 codes + fp32" for weights
+    stored as 8-bit codes with float scales (`PrecisionMLPSpace`). int64 tensors (batch-norm counters, shapes) are
+    not weights."""
+    kept = dtypes - {"int64"}
+    floats = sorted("fp32" if d == "float32" else d for d in kept if d not in EIGHT_BIT)
+    codes = sorted(kept & set(EIGHT_BIT))
+    if codes:
+        return f"packed {'/'.join(codes)} codes" + (f" + {'/'.join(floats)}" if floats else "")
+    return "/".join(floats) or "fp32"
 
 
 def _check_quantize(quantize: str | None, onnx: bool) -> None:
@@ -409,11 +456,12 @@ def _files_md(card: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     names = list(rows[-1]["measured"])  # what the quantized file was measured by: accuracy, latency, `evaluate`
-    lines = ["", "| file | runtime, format | bytes | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    lines = ["", "| " + " | ".join(["file", "runtime, format", "bytes", *names]) + " |",
+             "|---" * (3 + len(names)) + "|"]
     for r in rows:
         cells = [("n/a" if n not in r["measured"] else f"{r['measured'][n]:.4g}"
                   + plus_minus(r["repeatability"].get(n))) for n in names]
-        lines.append(f"| `{r['file']}` | {r['label']} | {r['bytes']:,} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([f"`{r['file']}`", r["label"], f"{r['bytes']:,}", *cells]) + " |")
     q = card["quantized"]
     if not q.get("file"):
         return lines + ["", f"No `{INT8_ONNX_FILE}`: {q['skipped']}."]
@@ -719,13 +767,16 @@ def _measure_files(built: Sequence[tuple[Trial, Architecture, Path, nn.Module, d
     runs, labels = [], []  # a pick whose network ONNX cannot express has no ONNX files: its torch row only
     for i, (_, arch, folder, _, _) in enumerate(built):
         example = inputs[i].example_input(arch, 1)
-        for name, label in ((ONNX_FILE, "fp32, onnxruntime"), (INT8_ONNX_FILE, "int8 dynamic, onnxruntime")):
+        for name in (ONNX_FILE, INT8_ONNX_FILE):
             if (folder / name).is_file():
                 runs.append((OnnxModule(folder / name, example.shape[1:], example.dtype), inputs[i], arch))
-                labels.append((i, label))
+                form = ("int8 dynamic" if name == INT8_ONNX_FILE else
+                        _number_format({d for d, _ in _onnx_weights(folder / name).values()}))
+                labels.append((i, f"{form}, onnxruntime"))
     again = remeasure_all(runs, kept, data) if runs else []
-    out = [[ModelFile("fp32, torch", WEIGHTS, (folder / WEIGHTS).stat().st_size, dict(fp32.values),
-                      dict(fp32.repeatability))] for (_, _, folder, _, _), fp32 in zip(built, measured)]
+    out = [[ModelFile(f"{_number_format({dtype_name(t) for t in load_state_dict(folder / WEIGHTS).values()})}, torch",
+                      WEIGHTS, (folder / WEIGHTS).stat().st_size, dict(fp32.values), dict(fp32.repeatability))]
+           for (_, _, folder, _, _), fp32 in zip(built, measured)]
     for (i, label), (module, _, _), m in zip(labels, runs, again):
         out[i].append(ModelFile(label, module.path.name, module.path.stat().st_size,
                                 {**m.values, **_evaluated(evaluate, module, recipes)}, m.repeatability))

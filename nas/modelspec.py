@@ -7,8 +7,9 @@ A workdir whose architectures can be exported holds, beside its journal (see `re
                            "weights": "supernet" | "trained", "data": {"function": ..., "kwargs": {...}},
                            "calibration": {"split": "train", "size": 1000, "batch_size": 250} | null,
                            "metrics": {"accuracy_pct": {"kind": "accuracy", "split": "valid", "scale": 100}, ...},
-                           "notes": {...}}
-    supernet.pt           the trained supernet's state_dict (weights "supernet"), or
+                           "notes": {...}[, "supernet_kwargs": {"affine": true, ...}]}
+    supernet.pt           the trained supernet's state_dict (weights "supernet"), rebuilt as
+                          `space.supernet(**supernet_kwargs)` (a supernet's own `supernet_kwargs()`), or
     weights/<arch_id>.pt  each trained network's state_dict (weights "trained", saved by `save_trial_weights`)
 
 The space is a `ModelSpace` named by its class path (or, for a class defined in a script, the script's
@@ -42,7 +43,7 @@ from torch import nn
 from nas import jsonio, store
 from nas.architecture import Architecture
 from nas.errors import ConfigError, JournalError
-from nas.experiment import check_same_search, space_header
+from nas.experiment import check_same_search, first_difference, space_header
 from nas.measure import Splits, check_recipe, split
 from nas.scripts import class_from_json, class_name, class_to_json, import_object, object_path, same_class
 from nas.spaces.model_space import ModelSpace, space_settings
@@ -191,6 +192,7 @@ class ModelSpec:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
     source: str = field(default=MODEL_SPEC, compare=False)  # the model.json read (`from_json`'s `where`), for errors
+    supernet_kwargs: dict[str, Any] = field(default_factory=dict)  # space.supernet(**these) rebuilds supernet.pt's
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHT_KINDS:
@@ -204,6 +206,9 @@ class ModelSpec:
             for key in ("size", "batch_size"):
                 if not isinstance(cal.get(key), int) or cal[key] < 2:
                     raise ConfigError(f"calibration.{key}: expected an int >= 2, got {cal.get(key)!r}")
+        if not isinstance(self.supernet_kwargs, Mapping) or not all(isinstance(k, str) for k in self.supernet_kwargs):
+            raise ConfigError(f"supernet_kwargs: expected {{argument: value}} of space.supernet(), got "
+                              f"{self.supernet_kwargs!r}")
         needs_data = cal is not None or any(r["kind"] == "accuracy" for r in self.metrics.values())
         if needs_data and self.data is None:
             raise ConfigError("data: the calibration and accuracy recipes need a dataset (DataRef.of(function, ...))")
@@ -211,7 +216,8 @@ class ModelSpec:
     def to_json(self) -> dict[str, Any]:
         return {"format": SPEC_FORMAT, "version": VERSION, "space": self.space, "weights": self.weights,
                 "data": self.data.to_json() if self.data else None, "calibration": self.calibration,
-                "metrics": self.metrics, "notes": self.notes}
+                "metrics": self.metrics, "notes": self.notes,
+                **({"supernet_kwargs": self.supernet_kwargs} if self.supernet_kwargs else {})}
 
     @classmethod
     def from_json(cls, d: Any, where: str = MODEL_SPEC) -> "ModelSpec":
@@ -225,8 +231,12 @@ class ModelSpec:
         data = d.get("data")
         if data is not None and (not isinstance(data, Mapping) or "function" not in data):
             raise ConfigError(f"{where}: data: expected {{'function': ..., 'kwargs': {{...}}}}, got {data!r}")
+        kwargs = d.get("supernet_kwargs") or {}  # absent in files written before supernets recorded them
+        if not isinstance(kwargs, Mapping):
+            raise ConfigError(f"{where}: supernet_kwargs: expected {{argument: value}}, got {kwargs!r}")
         return cls(dict(d["space"]), d["weights"], DataRef(data["function"], dict(data.get("kwargs") or {}))
-                   if data else None, d.get("calibration"), dict(d["metrics"]), dict(d.get("notes") or {}), where)
+                   if data else None, d.get("calibration"), dict(d["metrics"]), dict(d.get("notes") or {}), where,
+                   dict(kwargs))
 
     def build_space(self) -> ModelSpace:
         """The space, rebuilt from `space`; its errors name the model.json it was read from and the field."""
@@ -305,6 +315,11 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
     those `save_trial_weights` stores per trial (a search that trains every architecture from scratch).
     `calibration` ({"split", "size", "batch_size"}) re-estimates batch-norm statistics of supernet subnets.
 
+    A supernet built with arguments (`space.supernet(affine=True)` of a cell space) says so through its
+    `supernet_kwargs()`, recorded in model.json for export to rebuild it. A supernet export could not rebuild
+    from the space (one of another config) or slice subnets from (PC-DARTS's `partial_channels`) is refused
+    with a ConfigError naming the difference, before the search spends its budget on it.
+
     A workdir whose journal holds a search over another space (other decisions, field order or settings, e.g.
     `head_channels`) is refused with a JournalError naming the difference, before anything is written: its
     model.json and supernet.pt stay those of the search it holds, which therefore still exports as searched.
@@ -316,9 +331,13 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
         pass
     spec = ModelSpec(space_to_json(space), "supernet" if supernet is not None else "trained", data,
                      dict(calibration) if calibration is not None else None,
-                     {k: dict(v) for k, v in (metrics or {}).items()}, jsonio.plain(dict(notes or {}), "notes"))
-    if space_from_json(spec.space).fingerprint() != space.fingerprint():
+                     {k: dict(v) for k, v in (metrics or {}).items()}, jsonio.plain(dict(notes or {}), "notes"),
+                     supernet_kwargs=_supernet_kwargs(supernet))
+    rebuilt = space_from_json(spec.space)
+    if rebuilt.fingerprint() != space.fingerprint():
         raise ConfigError(f"space: {spec.space['class']} rebuilt from its JSON config is not the same space")
+    if supernet is not None:
+        _check_rebuilds(spec, rebuilt, supernet)
     wd = _STAGED.get(Path(workdir).resolve())  # `nas run` checks the workdir before the staged files move in
     same_search = True
     if wd is None:
@@ -336,6 +355,67 @@ def record_model(workdir: str | Path, space: ModelSpace, *, supernet: nn.Module 
         save_state_dict(supernet, wd / SUPERNET)
     jsonio.write_json(wd / MODEL_SPEC, spec.to_json())
     return spec
+
+
+def _supernet_kwargs(supernet: nn.Module | None) -> dict[str, Any]:
+    """The arguments `space.supernet(...)` built `supernet` with, as the supernet says (`supernet_kwargs()`, e.g. a
+    cell supernet's `affine`); {} for one that does not say (built without arguments)."""
+    say = getattr(supernet, "supernet_kwargs", None)
+    if supernet is None or not callable(say):
+        return {}
+    kwargs = say()
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"supernet: {type(supernet).__name__}.supernet_kwargs() returned {type(kwargs).__name__}, "
+                          "expected {argument: value}")
+    return jsonio.plain(dict(kwargs), "supernet.supernet_kwargs()")
+
+
+def _call(kwargs: Mapping[str, Any]) -> str:
+    """`space.supernet(affine=True, ...)`: how export rebuilds a supernet, for messages."""
+    return "space.supernet(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+
+
+@torch.random.fork_rng(devices=[])  # building the supernet draws its initial weights: the caller's RNG stays as it was
+def _check_rebuilds(spec: ModelSpec, space: ModelSpace, supernet: nn.Module) -> None:
+    """ConfigError naming the difference when export could not rebuild `supernet` as `load_supernet` does (the space
+    from model.json, `space.supernet(**spec.supernet_kwargs)`, its state_dict loaded strictly) or slice an
+    architecture from it (`subnet(arch)`): said now, before the search spends its budget, not at export."""
+    built_by = getattr(supernet, "space", None)
+    if isinstance(built_by, ModelSpace) and type(built_by) is type(space):
+        where, was, now = first_difference(space_settings(space), space_settings(built_by))
+        if where is not None or built_by.fingerprint() != space.fingerprint():
+            at = f"at {'.'.join(where)}: {now!r} there, {was!r} in the space given" if where else "its decisions differ"
+            raise ConfigError(f"supernet: it was built by a space of other settings than this {type(space).__name__} "
+                              f"({at}), so export could not rebuild it from the space recorded; record the supernet "
+                              "this space's supernet() builds, or the space that built it")
+    rebuilt = _rebuilt(spec, space, SUPERNET)
+    try:
+        rebuilt.load_state_dict(supernet.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise ConfigError(f"supernet: its weights do not fit {_call(spec.supernet_kwargs)} of this "
+                          f"{type(space).__name__}, which export rebuilds it as ({_first(e)}); record the supernet "
+                          "this space's supernet() builds") from None
+    if not callable(getattr(rebuilt, "subnet", None)):
+        raise ConfigError(f"supernet: {type(rebuilt).__name__} has no subnet(arch), which export slices each "
+                          "architecture with; record without a supernet and save each trial's weights instead")
+    try:
+        rebuilt.subnet(space.sample(np.random.default_rng(0)))
+    except ConfigError as e:
+        raise ConfigError(f"supernet: export slices each architecture from it (supernet.subnet(arch)), which it "
+                          f"refuses: {e}") from None
+
+
+def _rebuilt(spec: ModelSpec, space: ModelSpace, where: Any) -> nn.Module:
+    """`space.supernet(**spec.supernet_kwargs)`, untrained; ConfigError naming `where` when it cannot be built."""
+    make = getattr(space, "supernet", None)
+    if not callable(make):
+        raise ConfigError(f"space.class: {spec.space['class']} has no supernet(); weights 'supernet' needs one to "
+                          f"rebuild {where}")
+    try:
+        return make(**spec.supernet_kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{spec.source}: supernet_kwargs: {_call(spec.supernet_kwargs)} does not fit "
+                          f"{spec.space['class']}.supernet ({e})") from None
 
 
 def _check_journal_space(workdir: Path, space: ModelSpace) -> None:
@@ -411,14 +491,14 @@ def save_trial_weights(workdir: str | Path, arch: Mapping[str, Any], module: nn.
 def load_supernet(spec: ModelSpec, workdir: str | Path, space: ModelSpace | None = None) -> nn.Module:
     """The workdir's trained supernet (weights "supernet"), in eval mode."""
     space = space or spec.build_space()
-    make = getattr(space, "supernet", None)
-    if not callable(make):
-        raise ConfigError(f"space.class: {spec.space['class']} has no supernet(); weights 'supernet' needs one")
-    supernet = make()
+    path = Path(workdir) / SUPERNET
+    supernet = _rebuilt(spec, space, path)
     try:
-        supernet.load_state_dict(load_state_dict(Path(workdir) / SUPERNET), strict=True)
+        supernet.load_state_dict(load_state_dict(path), strict=True)
     except RuntimeError as e:
-        raise ConfigError(f"{Path(workdir) / SUPERNET}: does not fit the space in {MODEL_SPEC} ({_first(e)})") from None
+        raise ConfigError(f"{path}: does not fit the space in {MODEL_SPEC} as {_call(spec.supernet_kwargs)} "
+                          f"rebuilds it ({spec.source}): the supernet saved was built of another space config or "
+                          f"with other arguments than {MODEL_SPEC} records ({_first(e)})") from None
     return supernet.eval()
 
 
@@ -596,7 +676,8 @@ def read_subnet_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
     folder = p.parent if p.is_file() else p
     file = folder / SUBNET
     if not file.is_file():
-        raise ConfigError(f"{path}: no exported model here ({SUBNET} not found)")
+        aside = moved_aside(folder.parent, folder.name)  # an export killed while swapping models in moved it
+        raise ConfigError(f"{path}: no exported model here ({SUBNET} not found){aside}")
     d = jsonio.read_json(file, "exported model spec")
     if not isinstance(d, Mapping) or d.get("format") != SUBNET_FORMAT:
         raise ConfigError(f"{file}: format: not an exported model (expected {SUBNET_FORMAT!r})")
@@ -606,6 +687,24 @@ def read_subnet_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
         if key not in d:
             raise ConfigError(f"{file}: field {key!r} is missing")
     return folder, dict(d)
+
+
+def moved_aside(out: Path, name: str) -> str:
+    """"; ..." saying where `name` (a model folder or export.json of the export directory `out`) is when an export
+    into `out` moved it aside while swapping models in (`.previous-<pid>`, see nas.export): one killed there left
+    it until the next export puts it back; "" when no export holds it. Only read: putting it back while another
+    export may be swapping is that export's job."""
+    for aside in sorted(out.glob(".previous-*")) if out.is_dir() else []:
+        if not (aside / name).exists():
+            continue
+        pid = aside.name.removeprefix(".previous-")
+        if pid.isdigit() and store.process_alive(int(pid)):
+            return (f"; an export into {out} (process {pid}) is replacing its models and has moved the previous "
+                    f"{name} to {aside}: try again when it has finished")
+        return (f"; an export into {out} was interrupted while replacing its models (process {pid} is gone) and "
+                f"left the previous {name} in {aside}: run `nas export` into {out} again, which puts the previous "
+                "models back before it replaces them")
+    return ""
 
 
 def _first(e: Exception) -> str:

@@ -30,7 +30,8 @@ from torch import nn
 from nas import jsonio
 from nas.errors import ConfigError
 from nas.measure import Remeasured, Splits, accuracy_mismatches, remeasure_all
-from nas.modelspec import SUBNET, DataRef, OnnxModule, RecordedInput, load_priced, load_program, read_subnet_json
+from nas.modelspec import (SUBNET, DataRef, OnnxModule, RecordedInput, load_priced, load_program, moved_aside,
+                           read_subnet_json)
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -92,7 +93,8 @@ def read_index(out: str | Path) -> dict[str, Any]:
     """The `export.json` of an export directory."""
     path = Path(out) / EXPORT_INDEX
     if not path.is_file():
-        raise ConfigError(f"{out}: not an export directory ({EXPORT_INDEX} not found; run `nas export` first)")
+        aside = moved_aside(Path(out), EXPORT_INDEX) or "; run `nas export` first"
+        raise ConfigError(f"{out}: not an export directory ({EXPORT_INDEX} not found{aside})")
     index = jsonio.read_json(path, "export index")
     if not isinstance(index, dict):
         raise ConfigError(f"{path}: expected a JSON object")

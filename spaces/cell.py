@@ -462,6 +462,12 @@ class CellSupernet(nn.Module):
         self.betas = nn.ParameterDict({k: nn.Parameter(torch.zeros(len(edges))) for k in names}) \
             if edge_normalisation else None
 
+    def supernet_kwargs(self) -> dict[str, Any]:
+        """The arguments of `space.supernet(...)` that shape its weights, so export rebuilds this supernet from JSON
+        (`nas.modelspec.record_model`); `mixing` is left out: it holds no weights, and subnets do not use it."""
+        return {"affine": self.affine, "partial_channels": self.partial_channels,
+                "edge_normalisation": self.betas is not None}
+
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters (alphas, plus betas with edge normalisation): the DARTS outer problem."""
         return list(self.alphas.values()) + (list(self.betas.values()) if self.betas is not None else [])
