@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_number
 from nas.executors import Executor, LocalExecutor
 
 NAMES = ("local", "processes", "ray", "ray-tune")
@@ -110,5 +110,8 @@ def executor_spec(name: str | None = None, address: str | None = None, workers: 
                           f"--executor {', '.join(first)} or {last})")
     if workers is not None and workers < 1:  # checked here, not only where an executor is built (a finished resume)
         raise ConfigError(f"--workers: expected a number of workers >= 1, got {workers}")
+    for key, value in (("cpus", cpus), ("gpus", gpus)):  # nan reached the journal header's JSON check ("metadata")
+        if value is not None:
+            check_number(value, FLAGS[key], positive=False)
     spec = {**old, **given}
     return "local" if spec == {"name": "local"} else spec

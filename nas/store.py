@@ -17,6 +17,7 @@ code that repairs a torn last line (its own, left by a crash).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -44,6 +45,19 @@ LOCK = "journal.lock"
 RUNNING = "running.json"
 MODEL_SPEC = "model.json"  # written by `nas.modelspec` (how to rebuild the search's models); named here, with the
                            # workdir's other files, so readers check for it without importing torch
+SEARCH_FILES = (JOURNAL, SNAPSHOT, LOCK, RUNNING, MODEL_SPEC, "supernet.pt",  # nas.modelspec.SUPERNET
+                "oneshot.pt", "oneshot_history.json", "latency_table.jsonl", "few_shot.json", "bossnas.json",
+                "nas_settings.json")
+"""The files a workdir keeps its search in (its drivers' state too: nas.darts, few_shot, bossnas, ray.train): an
+output path of a command that reads the workdir must not replace one (`nas.console.check_output`)."""
+NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""The errnos of a path that cannot be written: no permission, or a read-only file system (a `:ro` volume, a
+snapshot), which raises a plain OSError, not a PermissionError."""
+
+
+def not_writable(e: BaseException) -> bool:
+    """Whether `e` says a path cannot be written (`NOT_WRITABLE`), not that it is missing, full or broken."""
+    return isinstance(e, OSError) and e.errno in NOT_WRITABLE
 
 
 @dataclass(frozen=True)
@@ -347,8 +361,10 @@ class JournalWriter(Journal):
             self._lock_fd = _lock(self.workdir / LOCK)
             self._check_writable()
             _claim(self._lock_fd)  # after the check: a refused run leaves every file as it was, the lock's too
-        except PermissionError as e:
+        except OSError as e:
             self.close()
+            if not not_writable(e):
+                raise
             raise JournalError(f"{self.workdir}: this workdir cannot be written ({e.strerror}: {e.filename}); make it "
                                "writable or use another workdir (reading it needs no write access: nas.load)") from None
         try:
@@ -363,8 +379,8 @@ class JournalWriter(Journal):
             raise
 
     def _check_writable(self) -> None:
-        """PermissionError now, before anything is written, when the folder or the journal cannot be written (a
-        read-only or immutable workdir): a resume would otherwise append to the journal, then fail at its snapshot."""
+        """An OSError (`not_writable`) now, before anything is written, when the folder or the journal cannot be
+        written (a read-only or immutable workdir, a read-only file system): a resume would otherwise append to the journal, then fail at its snapshot."""
         probe = self.workdir / f".write-test-{os.getpid()}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         probe.unlink()

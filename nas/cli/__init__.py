@@ -51,7 +51,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from nas.console import check_path, given_path_text, make_console, path_argument, path_option, user_errors
+from nas.console import (check_output, check_path, given_path_text, make_console, named_flags, path_argument,
+                         path_option, user_errors)
 from nas.errors import ConfigError, JournalError, check_count, check_int, check_number
 from nas.executor_spec import executor_spec
 from nas.objectives import Problem
@@ -202,13 +203,17 @@ def stop_rule(stop_after: Any, stop_at: Any, metrics: Sequence[str], names: tupl
     (the search's objective and constraint metrics)."""
     if stop_after is not None and names[0].startswith("--"):
         check_int(stop_after, names[0], 1)
-    try:
-        rule = from_settings(stop_after, stop_at)
-        return check_rule(rule, metrics)
-    except ConfigError as e:  # the library names its keywords: stop_after, stop_at, stop_when (a Target's metric)
-        key, sep, rest = str(e).partition(": ")
-        flag = {"stop_after": names[0], "stop_at": names[1], "stop_when": names[1]}.get(key) if sep else None
-        raise ConfigError(f"{flag}: {rest}" if flag else str(e)) from None
+    # the library names its keywords: stop_after, stop_at, stop_when (a Target's metric)
+    with named_flags({"stop_after": names[0], "stop_at": names[1], "stop_when": names[1]}):
+        return check_rule(from_settings(stop_after, stop_at), metrics)
+
+
+FLAGS = {"budget": "--budget", "seed": "--seed", "fidelity": "--fidelity", "timeout_s": "--timeout",
+         "max_time": "--max-time", "warm_start": "--warm-start", "pruner": "--pruner"}
+"""The flag of `nas run` and `nas resume` for each keyword of `nas.search` an error may name (`named_flags`: an
+error about a value the user typed names the flag, one from a script or run file its keyword)."""
+EXECUTOR_WORDS = {"executor='processes'": "--executor processes", "executor='ray'": "--executor ray"}
+"""How the executors' errors name an executor (Python's keyword) and how the command line says it."""
 
 
 def _limit(value: float | None, flag: str) -> float | None:
@@ -411,7 +416,9 @@ def run(
                          Problem.make(objectives, constraints).metrics_needed,
                          ("--stop-after" if stop_after is not None else "stop_after",
                           "--stop-at" if stop_at else "stop_at"))
-        try:
+        typed = {"budget": budget, "seed": seed, "fidelity": fidelity, "timeout_s": timeout, "max_time": max_time,
+                 "warm_start": warm_start, "pruner": pruner}  # the library's keyword of each flag -> its value
+        with named_flags({key: FLAGS[key] for key, value in typed.items() if value is not None}, EXECUTOR_WORDS):
             _run_and_report(RunSpec(
                 module, objectives, constraints,
                 chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
@@ -420,11 +427,6 @@ def run(
                 lower_budget, rule, pick(pruner, "pruner"),
                 {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
                  **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))
-        except ConfigError as e:  # the executor names its keyword (timeout_s: ...), the user typed --timeout
-            key, _, rest = str(e).partition(": ")
-            if key != "timeout_s" or timeout is None:
-                raise
-            raise ConfigError("--timeout: " + rest.replace("executor='processes'", "--executor processes")) from None
 
 
 @app.command()
@@ -469,8 +471,10 @@ def resume(
                       "to continue it", style="yellow", soft_wrap=True)
         show_front(console, loaded)
         return
-    with workdir_env(workdir), tempfile.TemporaryDirectory(prefix="nas-run-") as staged:  # as `nas run` does
-        module = _load_staged(script, workdir, Path(staged))
+    typed = {"budget": budget, "pruner": pruner}
+    with workdir_env(workdir), tempfile.TemporaryDirectory(prefix="nas-run-") as staged, \
+            named_flags({key: FLAGS[key] for key, value in typed.items() if value is not None}, EXECUTOR_WORDS):
+        module = _load_staged(script, workdir, Path(staged))  # as `nas run` does
         _run_and_report(RunSpec(module, problem["objectives"], problem["constraints"], config["strategy"], total,
                                 config["seed"], workdir, config.get("strategy_options") or None, spec,
                                 config.get("fidelity"), lower_budget=lower_budget,
@@ -631,6 +635,7 @@ def pareto(
 ) -> None:
     """Print the Pareto front as a table; with --plot also draw it (PNG, or the format the suffix names)."""
     result = _load(workdir)
+    check_output(plot, "--plot", [workdir])
     names = _names(objectives)
     console = _out()
     show_front(console, result, names)
@@ -664,7 +669,8 @@ def history(
 
     result = _load(workdir)
     names = _names(objectives)
-    for target in (plot, curves, parallel, timeline):
+    for flag, target in (("--plot", plot), ("--curves", curves), ("--parallel", parallel), ("--timeline", timeline)):
+        check_output(target, flag, [workdir])
         if target is not None:
             plot_format(target)  # a format no plot can be written in is refused before any is written
     for o in [result.objective(n) for n in (names or result.problem.names)]:
@@ -708,14 +714,20 @@ def importance(
     from nas.importance import decision_importances
 
     result = _load(workdir)
+    for flag, target in (("--plot", plot), ("--effects", effects), ("--json", json_out)):
+        check_output(target, flag, [workdir])
     console = _out()
     with console.status(f"fitting a forest per fold to the decisions of at most {max_trials} of the "
-                        f"{len(result.trials)} trials"):
+                        f"{len(result.trials)} trials"), named_flags({"max_trials": "--max-trials", "by": "--by",
+                                                      "scale": "--scale"}):
         imp = decision_importances(result, metric, by=by, scale=scale,  # type: ignore[arg-type]
                                    max_trials=max_trials)
     console.print(importance_table(imp))
-    if imp.trials == max_trials:
-        console.print(f"(fitted on a seeded subset of {max_trials} evaluated trials; --max-trials N for more)")
+    fitted = [t for t in result.trials if t.status == "ok" and t.pruned_after is None  # the trials it may fit on
+              and math.isfinite(t.metrics.get(imp.metric, math.nan))]
+    if len(fitted) > imp.trials:  # a subset was drawn (every one of exactly --max-trials trials is no subset)
+        console.print(f"(fitted on a seeded subset of {imp.trials} evaluated trials, of {len(fitted)}; --max-trials N "
+                      "for more)", soft_wrap=True)
     if plot is not None:
         from nas.plot import plot_importance
 
@@ -753,7 +765,10 @@ def compare(
     from nas.plot import plot_comparison
     from nas.report import comparison_table
 
-    results = [_load(wd) for wd in find_workdirs(workdirs)]
+    found = find_workdirs(workdirs)
+    results = [_load(wd) for wd in found]
+    check_output(plot, "--plot", found)
+    check_output(json_out, "--json", found)
     c = compare_searches(results, at, metric, by, baseline)
     _out().print(comparison_table(c))
     if plot is not None:
@@ -781,6 +796,8 @@ def trials(
         raise ConfigError(f"--csv and --json both write to {targets[0]}, which would hold neither a CSV nor JSON "
                           "lines; give each its own target")
     result = _load(workdir)
+    check_output(csv, "--csv", [workdir])
+    check_output(json_out, "--json", [workdir])
     if csv is None and json_out is None:
         _out().print(trials_table(result))
         return
@@ -851,6 +868,7 @@ def report_command(
 
     views = open_views(workdirs, models or ())
     check_views(views)
+    check_output(target, "--out", [v.workdir for v in views])
     path = write_report(views, target)
     _out().print(f"report: {path.resolve()} ({len(views)} search{'es' if len(views) > 1 else ''}, "
                  f"{path.stat().st_size / 1e6:.1f} MB; open it in a browser)", soft_wrap=True)
@@ -867,6 +885,7 @@ def to_optuna_command(
     from nas.to_optuna import to_optuna
 
     _load(workdir)  # the same one-line errors as every other command for a folder that is not a workdir
+    check_output(out, "--out", [workdir])
     report = to_optuna(workdir, out, study_name)
     _out().print(f"wrote study {report.study_name!r} ({report.trials} trials: {report.complete} complete, "
                  f"{report.fail} failed, {report.pruned} pruned) to {report.out.resolve()}; view it with: "

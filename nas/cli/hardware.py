@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nas.console import check_path, make_console, path_argument, path_option, user_errors
+from nas.console import check_path, make_console, named_flags, path_argument, path_option, user_errors
 from nas.errors import ConfigError, check_int, check_number
 from nas.experiment import check_seed
 
@@ -145,7 +145,8 @@ def measure(
     _check_counts(batch_size, threads, warmup, repeats)
     if arch is None:
         check_int(random, "--random", 1)
-        check_seed(seed)  # numpy's "expected non-negative integer" was a traceback
+        with named_flags({"seed": "--seed"}):
+            check_seed(seed)  # numpy's "expected non-negative integer" was a traceback
     if table is not None:
         check_path(table, "--table", "file")
     sp = make_space(space, options)
@@ -239,8 +240,10 @@ def fit_latency(
     from nas.hardware.lut import LatencyTable, check_profile
 
     check_int(batch_size, "--batch-size", 1)
-    if check_seed(seed) >= 2**32:  # scikit-learn's random_state range; checked before the samples are read
-        raise ConfigError(f"seed: expected an int below 2**32, got {seed}")
+    with named_flags({"seed": "--seed"}):
+        check_seed(seed)
+    if seed >= 2**32:  # scikit-learn's random_state range; checked before the samples are read
+        raise ConfigError(f"--seed: expected an int below 2**32, got {seed}")
     if profile is not None:
         profile = check_profile(profile, "--profile")  # recorded in the model: a typo would make it unusable
     if table is not None:

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nas.console import check_path, make_console, path_option, user_errors
+from nas.console import check_path, make_console, named_flags, path_option, user_errors
 from nas.errors import ConfigError, check_int
 
 app = typer.Typer(name="predictors", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -70,8 +70,15 @@ def eval_(
     check_int(n_test, "--n-test", 2)
     if out is not None:
         check_path(out, "--out", "folder")  # before the evaluation, which may run for minutes
+    if data_root is not None:  # not the library's advice to set NAS_DATA_DIR: the folder typed holds no table
+        check_path(data_root, "--data-root", "folder", missing=f"--data-root {data_root}: no such folder")
+        if not (data_root / f"{dataset}.csv").is_file():
+            raise ConfigError(f"--data-root {data_root}: no NAS-Bench-Graph table {dataset}.csv in it (datasets: "
+                              "cora, citeseer, pubmed)")
     console.print(f"{dataset}: {', '.join(names)} at N = {sizes}, {seeds} seeds, {n_test} held out", soft_wrap=True)
-    result = main_eval(dataset, names, n_train, seeds, n_test, target, out, data_root, metric, rows)
+    with named_flags({"metric": "--metric", "rows": "--rows", "target": "--target", "sizes": "--sizes",
+                      "n_test": "--n-test", "predictors": "--predictors", "out_dir": "--out"}):
+        result = main_eval(dataset, names, n_train, seeds, n_test, target, out, data_root, metric, rows)
     console.print(result["table"], soft_wrap=True)
     if result["json"] is not None:
         console.print(f"json: {Path(result['json']).resolve()}\nplot: {Path(result['plot']).resolve()}", soft_wrap=True)

@@ -90,6 +90,11 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, jud
     if call is not None:  # its strategy ('darts', 'eas') is no strategy a Study knows: say what the workdir is
         raise ConfigError(f"{workdir} is not a study: it holds a {call} search, which nas ask, tell, epoch and "
                           f"enqueue cannot drive; to continue it, {resume_hint(Path(workdir), config)}")
+    if not (config.get("metadata") or {}).get("study"):  # nas run's or nas.search's: asking would turn it into a study
+        raise ConfigError(f"{workdir} is not a study: it holds a search run by "
+                          f"{'`nas run`' if (config.get('metadata') or {}).get('script') else 'nas.search'}, which nas "
+                          f"ask, tell, epoch and enqueue cannot drive; to continue it, "
+                          f"{resume_hint(Path(workdir), config)}")
     if "strategy_instance" in config:
         raise ConfigError(f"{workdir}: this search was run with a Strategy instance, which the journal cannot "
                           "rebuild; drive it from Python with nas.Study(..., strategy=<the same kind of instance>)")
