@@ -305,16 +305,17 @@ class CellGraph:
         for pos, node in enumerate(self.computing):
             for j in range(node):
                 if j != inputs[pos]:
-                    edited = self._renumbered(values, options, inputs[:pos] + [j] + inputs[pos + 1:])
+                    edited = self._renumbered(values, options, inputs[:pos] + [j] + inputs[pos + 1:], bound)
                     if edited is not None and edited != dict(values):
                         out.setdefault(node, []).append(edited)
         return out
 
     def _renumbered(self, values: Mapping[str, Any], options: Mapping[tuple[int, ...], Any],
-                    inputs: Sequence[int]) -> dict[str, Any] | None:
+                    inputs: Sequence[int], bound: Mapping[str, Any]) -> dict[str, Any] | None:
         """`values` with the wiring `inputs` (node k reads inputs[k - first]), its computing nodes renumbered so
         the wiring is one of `options` (the `links` field's, by their indices), node ops moved along; None when
-        no numbering is."""
+        no numbering is. A numbering that moves an op onto a node whose field (in `bound`) does not offer it is
+        skipped, so every edit is a valid architecture (a fixed classifier on the last node stays there)."""
         first = self.n_inputs
         for perm in itertools.permutations(self.computing):  # perm[k - first]: the new number of node k
             new = {**{i: i for i in range(first)}, **{k: perm[k - first] for k in self.computing}}
@@ -324,14 +325,26 @@ class CellGraph:
             for k, src in zip(self.computing, inputs):
                 link[new[k] - first] = new[src]
             option = options.get(tuple(link))
-            if option is not None:
-                out = dict(values)
-                out[self.links] = option
-                for k in self.computing:
-                    if k in self.node_ops and new[k] in self.node_ops:
-                        out[self.node_ops[new[k]]] = values[self.node_ops[k]]
-                return out
+            if option is None:
+                continue
+            if not all(self._offers(bound, new[k], values[self.node_ops[k]]) for k in self.node_ops):
+                continue  # an op would land on a node whose field lacks it: try the next numbering
+            out = dict(values)
+            out[self.links] = option
+            for k in self.computing:
+                if k in self.node_ops and new[k] in self.node_ops:
+                    out[self.node_ops[new[k]]] = values[self.node_ops[k]]
+            return out
         return None
+
+    def _offers(self, bound: Mapping[str, Any], node: int, op: Any) -> bool:
+        """Whether the operation field of `node` has `op` as an option (as its `index` matches: True is not 1)."""
+        slot = bound[self.node_ops[node]]
+        try:
+            slot.leaf.index(op, slot.name)
+        except InvalidArchitectureError:
+            return False
+        return True
 
     def values(self, graph: nx.DiGraph, bound: Mapping[str, Any]) -> dict[str, Any]:
         """{field name: value} that `graph` shows, the other decisions' nodes included (the inverse of `graph`;

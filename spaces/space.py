@@ -146,6 +146,12 @@ class Space:
         self._init_fields(fields, kwargs)
         self._check("")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes, less the controllers' draw tables (up to 8 MB each; rebuilt on the next sample)."""
+        state = dict(self.__dict__)
+        state.pop("_draw_cache", None)
+        return state
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def _unchecked(cls, fields: Mapping[str, Any]) -> "Space":
@@ -262,10 +268,47 @@ class Space:
             return _node_size(node.node) if node.active(ctrl_value) else 1
         return node.block.size() ** int(ctrl_value)
 
-    def _weights(self, ctrl: str) -> list[int]:
-        """Number of architectures of this space's controller group for each controller option."""
-        leaf = self.fields[ctrl]
-        return [math.prod(self._dependent_size(d, v) for d in self._controllers[ctrl]) for v in leaf.options]
+    def _weights(self, ctrl: str) -> _Weights:
+        """Number of architectures of this space's controller group for each controller option, computed once
+        per space: a controller whose dependents are all Conditionals counts its condition values one by one and
+        the other options as one group (each of them has every dependent absent), so a wide controller
+        (`Integer(0, 10**9)`) costs as much as a narrow one; a Repeat count field's options are counted one by one
+        (`block.size() ** count` differs per count)."""
+        cached = self.__dict__.get("_weight_cache")
+        if cached is None or cached[0] is not self._controllers:  # `_check` rebuilds the controllers
+            cached = (self._controllers, {})
+            self._weight_cache = cached
+        weights = cached[1].get(ctrl)
+        if weights is None:
+            weights = cached[1][ctrl] = self._count_weights(ctrl)
+        return weights
+
+    def _count_weights(self, ctrl: str) -> _Weights:
+        leaf, dependents = self.fields[ctrl], self._controllers[ctrl]
+
+        def weight(v: Any) -> int:
+            return math.prod(self._dependent_size(d, v) for d in dependents)
+
+        conditionals = [self.fields[d] for d in dependents]
+        if not all(isinstance(c, Conditional) for c in conditionals):
+            return _Weights(leaf.cardinality, {i: weight(v) for i, v in enumerate(leaf.options)}, 0)
+        # an option is a condition value of a dependent iff `index` finds it there (Conditional.active matches
+        # as `index` does: a bool only the same bool, a number any equal number)
+        special = sorted({leaf.index(v, ctrl) for c in conditionals for v in c.values})
+        rest = next((i for i, j in enumerate(special) if i != j), len(special))  # the first other option
+        return _Weights(leaf.cardinality, {i: weight(leaf.value(i)) for i in special},
+                        weight(leaf.value(rest)) if rest < leaf.cardinality else 0)
+
+    def _draw_controller(self, ctrl: str, rng: np.random.Generator) -> Any:
+        """A controller's value, with probability proportional to its architectures (`_weights`)."""
+        cached = self.__dict__.get("_draw_cache")
+        if cached is None or cached[0] is not self._controllers:
+            cached = (self._controllers, {})
+            self._draw_cache = cached
+        draw = cached[1].get(ctrl)
+        if draw is None:
+            draw = cached[1][ctrl] = _Draw(self._weights(ctrl))
+        return self.fields[ctrl].value(draw(rng))
 
     def size(self) -> int:
         """Exact number of distinct architectures."""
@@ -273,7 +316,7 @@ class Space:
         for name, node in self.fields.items():
             if name in self._controller_of:
                 continue
-            total *= sum(self._weights(name)) if name in self._controllers else _node_size(node)
+            total *= self._weights(name).total if name in self._controllers else _node_size(node)
         return total
 
     def sample(self, rng: np.random.Generator) -> Architecture:
@@ -283,10 +326,7 @@ class Space:
     def _sample(self, rng: np.random.Generator) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for ctrl in self._controllers:
-            w = self._weights(ctrl)
-            total = sum(w)
-            p = np.array([x / total for x in w], dtype=float)
-            values[ctrl] = self.fields[ctrl].value(int(rng.choice(len(w), p=p / p.sum())))
+            values[ctrl] = self._draw_controller(ctrl, rng)
         out: dict[str, Any] = {}
         for name, node in self.fields.items():
             if name in values:
@@ -894,6 +934,64 @@ class Space:
     def __repr__(self) -> str:
         text = f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.fields.items())})"
         return text if self.cell_graph is None else f"{text}.with_graph({self.cell_graph!r})"
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """Architectures of a controller group per controller option: `special` {option index: count} for the options
+    counted one by one, `rest` for each of the other `n - len(special)` options (which all count alike)."""
+
+    n: int
+    special: dict[int, int]
+    rest: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.special.values()) + self.rest * (self.n - len(self.special))
+
+
+EXACT_DRAW_MAX = 2 ** 20
+"""Controllers with at most this many options are drawn with the floats numpy's weighted `choice` used over one
+weight per option (the same architectures for a seed as before the grouping); wider ones draw their condition
+values against the other options as groups (a `choice` over more options took over a second per sample)."""
+
+
+class _Draw:
+    """Draws a controller option index with probability weight / total from `_Weights`, its tables built once."""
+
+    def __init__(self, weights: _Weights) -> None:
+        total, n = weights.total, weights.n
+        self.grouped = n > EXACT_DRAW_MAX and len(weights.special) < n
+        if not self.grouped:
+            # exactly `rng.choice(n, p=p / p.sum())` for p = [w / total per option]: numpy's cdf, divided by its
+            # last entry, searched with one `rng.random()` (only the cumulative sum is kept between draws)
+            p = np.full(n, weights.rest / total, dtype=float)
+            for i, x in weights.special.items():
+                p[i] = x / total
+            p = p / p.sum()
+            cdf = p.cumsum()
+            cdf /= cdf[-1]
+            self.cdf = cdf
+            return
+        self.special = sorted(weights.special)  # then one group: the other options, uniform among themselves
+        self.others = n - len(self.special)
+        p = np.array([weights.special[i] / total for i in self.special]
+                     + [weights.rest * self.others / total], dtype=float)
+        cdf = p.cumsum()
+        cdf /= cdf[-1]
+        self.cdf = cdf
+
+    def __call__(self, rng: np.random.Generator) -> int:
+        i = int(self.cdf.searchsorted(rng.random(), side="right"))
+        if not self.grouped:
+            return i
+        if i < len(self.special):
+            return self.special[i]
+        index = int(rng.integers(self.others))  # the index-th option that is not special
+        for s in self.special:
+            if s <= index:
+                index += 1
+        return index
 
 
 def _refuse_nested_cell(space: Space, path: str) -> None:
