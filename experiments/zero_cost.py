@@ -43,7 +43,7 @@ import platform
 import sys
 import time
 from datetime import datetime, timezone
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -175,57 +175,62 @@ def result_files(results: Path, name: str) -> list[Path]:
     return [f for f in [results / f"{name}.json", *sorted(results.glob(f"{name}_from*.json"))] if f.exists()]
 
 
-def recount_flops(files: list[Path], argv: Sequence[str] | None) -> int:
-    """`--recount-flops`: each recorded row's architecture built untrained (torch seed 0) and its FLOPs proxy
-    scored again by `compute_proxies` on the whole graph, as a run scores it; correlation tables redone."""
+def redo_proxy(files: list[Path], flag: str, proxy: str,
+               update: Callable[[dict, Callable[[dict, list[str]], dict[str, float]]], str]) -> int:
+    """Score `proxy` of every recorded row again without training, as a run scores it (the architecture built
+    untrained, torch seed 0, on the whole graph); `update(doc, score)` rewrites the rows of one results file with
+    `score(arch, proxies)` and returns what it did. Correlation tables redone, each file rewritten."""
     if not files:
-        raise SystemExit("--recount-flops: no recorded zero_cost results to recount")
+        raise SystemExit(f"{flag}: no recorded zero_cost results to score again")
     data = planetoid("cora")
     space, inputs = cora_space(data), (data.x, data.edge_index)
+
+    def score(arch: dict, proxies: list[str]) -> dict[str, float]:
+        return compute_proxies(untrained(space, arch), inputs, proxies=proxies)
+
     for path in files:
         doc = read_json(path)
-        recount = Recount("zero_cost.py", lambda arch: compute_proxies(untrained(space, arch), inputs,
-                                                                       proxies=["params", "flops"]), argv)
-        for r in doc["rows"]:
-            r["proxies"]["flops"] = recount.flops(r["arch"], r["proxies"]["flops"], r["proxies"]["params"])
-        before = doc["correlations"]["flops"]["valid_acc"]["spearman"]
-        doc["correlations"] = proxy_table(doc["rows"])
-        doc["flops_recount"] = recount.summary()
-        print(f"{path.name}: {recount.describe()}; FLOPs rho(valid) {before:.3f} -> "
-              f"{doc['correlations']['flops']['valid_acc']['spearman']:.3f}")
-        write_json(path, doc)
-    print_summary(read_json(files[0]))
-    return 0
-
-
-def rescore(files: list[Path], proxy: str) -> int:
-    """`--rescore PROXY`: each recorded row's architecture built untrained (torch seed 0) and that one proxy scored
-    again on the whole graph with the current code, as a run scores it; correlation tables redone. Label-free
-    proxies only (those a run computes without the loss)."""
-    if proxy not in PROXIES or proxy in ("grad_norm", "snip"):
-        raise SystemExit(f"--rescore: {proxy!r} is not a label-free proxy of {sorted(PROXIES)}")
-    if not files:
-        raise SystemExit("--rescore: no recorded zero_cost results to rescore")
-    data = planetoid("cora")
-    space, inputs = cora_space(data), (data.x, data.edge_index)
-    for path in files:
-        doc = read_json(path)
-        changed = 0
-        for r in doc["rows"]:
-            new = compute_proxies(untrained(space, r["arch"]), inputs, proxies=[proxy])[proxy]
-            old = r["proxies"][proxy]
-            changed += not (new == old or (math.isnan(new) and math.isnan(old)))
-            r["proxies"][proxy] = new
         before = doc["correlations"][proxy]["valid_acc"]["spearman"]
+        done = update(doc, score)
         doc["correlations"] = proxy_table(doc["rows"])
-        doc.setdefault("rescored", []).append({"proxy": proxy, "rows_changed": changed, "rows": len(doc["rows"]),
-                                               "git_commit": git_commit(),
-                                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        print(f"{path.name}: {proxy} changed on {changed} of {len(doc['rows'])} rows; rho(valid) {before:.3f} -> "
+        print(f"{path.name}: {done}; {proxy} rho(valid) {before:.3f} -> "
               f"{doc['correlations'][proxy]['valid_acc']['spearman']:.3f}")
         write_json(path, doc)
     print_summary(read_json(files[0]))
     return 0
+
+
+def recount_flops(files: list[Path], argv: Sequence[str] | None) -> int:
+    """`--recount-flops`: the FLOPs proxy of every recorded row counted again with the current `nas.counts`."""
+
+    def update(doc: dict, score: Callable[[dict, list[str]], dict[str, float]]) -> str:
+        recount = Recount("zero_cost.py", lambda arch: score(arch, ["params", "flops"]), argv)
+        for r in doc["rows"]:
+            r["proxies"]["flops"] = recount.flops(r["arch"], r["proxies"]["flops"], r["proxies"]["params"])
+        doc["flops_recount"] = recount.summary()
+        return recount.describe()
+
+    return redo_proxy(files, "--recount-flops", "flops", update)
+
+
+def rescore(files: list[Path], proxy: str) -> int:
+    """`--rescore PROXY`: one label-free proxy (those a run computes without the loss) of every recorded row
+    scored again with the current code."""
+    if proxy not in PROXIES or proxy in ("grad_norm", "snip"):
+        raise SystemExit(f"--rescore: {proxy!r} is not a label-free proxy of {sorted(PROXIES)}")
+
+    def update(doc: dict, score: Callable[[dict, list[str]], dict[str, float]]) -> str:
+        changed = 0
+        for r in doc["rows"]:
+            new, old = score(r["arch"], [proxy])[proxy], r["proxies"][proxy]
+            changed += not (new == old or (math.isnan(new) and math.isnan(old)))
+            r["proxies"][proxy] = new
+        doc.setdefault("rescored", []).append({"proxy": proxy, "rows_changed": changed, "rows": len(doc["rows"]),
+                                               "git_commit": git_commit(),
+                                               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        return f"{proxy} changed on {changed} of {len(doc['rows'])} rows"
+
+    return redo_proxy(files, "--rescore", proxy, update)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,29 +14,18 @@ from nas.modelspec import DataRef, record_model
 from nas.neas import ChainConfig, EnsembleSupernet, search_neas
 from nas.spaces import Space, Subset
 from nas.spaces.net2net import widen
+from tests.test_neas import _data  # signals whose class is the position of a bump
 
 TINY = ChainConfig(stem_channels=4, channels=(4, 8), strides=(2, 2), kernels=(3, 5), expands=(1, 2),
                    head_channels=8)
+N = 64  # signals per split
 OPTS = dict(warmup_epochs=1, epochs_per_round=1, rounds=1, drop=1, paths=6, groups=1, batch_size=16,
             calib_size=32, budget=3)
 
 
-def _data(n: int = 64, seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Signals whose class is the position of a bump, three splits."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for split in ("train", "valid", "test"):
-        y = torch.randint(0, 4, (n,), generator=g)
-        x = 0.3 * torch.randn(n, 40, generator=g)
-        for i, c in enumerate(y.tolist()):
-            x[i, 10 * c:10 * c + 6] += 2.0
-        out[split] = (x, y)
-    return out
-
-
 def _record(wd, result) -> None:
     record_model(wd, result.space, supernet=EnsembleSupernet(result.space, result.supernet),
-                 data=DataRef.of(_data, seed=0), calibration={"split": "train", "size": 32, "batch_size": 16},
+                 data=DataRef.of(_data, n=N, seed=0), calibration={"split": "train", "size": 32, "batch_size": 16},
                  metrics={"accuracy": {"kind": "accuracy", "split": "valid"}})
 
 
@@ -45,10 +34,10 @@ def test_a_resumed_neas_search_returns_the_same_supernet_and_records_again(tmp_p
     """The final search rates architectures (recalibrating batch norm) without changing the returned supernet, so
     calling again on the finished workdir returns the same one, and the docs' record_model works on the rerun."""
     wd = tmp_path / "run"
-    fresh = search_neas(_data(), TINY, seed=0, workdir=wd, **OPTS)
+    fresh = search_neas(_data(N), TINY, seed=0, workdir=wd, **OPTS)
     first = {k: v.clone() for k, v in fresh.supernet.state_dict().items()}
     _record(wd, fresh)
-    again = search_neas(_data(), TINY, seed=0, workdir=wd, **OPTS)  # finished: resumes and rates nothing
+    again = search_neas(_data(N), TINY, seed=0, workdir=wd, **OPTS)  # finished: resumes and rates nothing
     second = again.supernet.state_dict()
     assert first.keys() == second.keys()
     differ = [k for k in first if not torch.equal(first[k], second[k])]
@@ -57,7 +46,7 @@ def test_a_resumed_neas_search_returns_the_same_supernet_and_records_again(tmp_p
 
 
 def test_the_neas_evaluator_leaves_the_supernet_unchanged(tmp_path, one_thread):
-    result = search_neas(_data(), TINY, seed=0, **OPTS)
+    result = search_neas(_data(N), TINY, seed=0, **OPTS)
     before = {k: v.clone() for k, v in result.supernet.state_dict().items()}
     member = result.space.member_space.sample(np.random.default_rng(3))
     result.evaluator.accuracy(member)
@@ -66,7 +55,7 @@ def test_the_neas_evaluator_leaves_the_supernet_unchanged(tmp_path, one_thread):
 
 # ---------------------------------------------------------------------------------------- D2
 def test_the_neas_evaluator_rates_a_plain_dict_member_and_points_an_ensemble_elsewhere(one_thread):
-    result = search_neas(_data(), TINY, seed=0, **OPTS)
+    result = search_neas(_data(N), TINY, seed=0, **OPTS)
     member = result.best.to_dict()["members"][0]
     assert isinstance(member, dict)
     ev = result.evaluator
