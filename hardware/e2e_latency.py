@@ -156,7 +156,6 @@ class EndToEndLatency:
     _warned_unseen: bool = field(default=False, init=False, repr=False)
     _fitted: list["_Part"] = field(default_factory=list, init=False, repr=False)
     _samples: list[tuple[dict[str, Any], float]] = field(default_factory=list, init=False, repr=False)
-    _cv_rel: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)  # per-sample, out of fold
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.candidates if c not in CANDIDATES]
@@ -215,8 +214,8 @@ class EndToEndLatency:
                                      "they carry no ranking information, and a model fitted to them would price "
                                      "every architecture the same, so a latency constraint could not tell them "
                                      "apart (was one value written for every sample?)")
-        self.cv = self._cross_validate(lin, tree, y_in, len(self.features), ids[keep])
-        self.chosen, self._fitted, pred = self._choose(lin, tree, y_in)
+        self.cv, errors = self._cross_validate(lin, tree, y_in, len(self.features), ids[keep])
+        self.chosen, self._fitted, pred = self._choose(lin, tree, y_in, errors)
         self.fit_mape = float(np.mean(np.abs(pred / y_in - 1)))
         self.n_samples = int(len(y))
         self.n_archs = distinct
@@ -264,8 +263,9 @@ class EndToEndLatency:
         return pred
 
     def _cross_validate(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray,
-                        n_extra: int, ids: np.ndarray) -> dict[str, Candidate]:
-        """Out-of-fold predictions of every base regressor (once), averaged for the ensembles, and scored."""
+                        n_extra: int, ids: np.ndarray) -> tuple[dict[str, Candidate], dict[str, np.ndarray]]:
+        """Out-of-fold predictions of every base regressor (once), averaged for the ensembles, and scored: each
+        candidate's record and its per-sample relative errors (simplest first)."""
         from scipy.stats import kendalltau
 
         names = sorted((c for c in set(self.candidates) if n_extra or not {"extras", "stacked"} & set(c.split("+"))),
@@ -277,27 +277,27 @@ class EndToEndLatency:
         for tr, te in group_folds(ids, self.folds, self.seed):
             for p in parts:
                 oof[p][te] = _predict(_fit(p, lin[tr], tree[tr], y[tr], self.seed, n_extra), lin[te], tree[te])
-        out = {}
-        self._cv_rel = {}
+        out, errors = {}, {}
         for name in names:
             pred = np.mean([oof[p] for p in name.split("+")], axis=0)
             rel = np.abs(pred / y - 1)
-            self._cv_rel[name] = rel
+            errors[name] = rel
             test = kendalltau(pred, y, alternative="greater")
             tau, p = float(test.statistic), float(test.pvalue)
             out[name] = Candidate(name, float(np.mean(rel)), tau if math.isfinite(tau) else 0.0,
                                   float(np.mean(rel <= 0.1)), p if math.isfinite(p) else 1.0)
-        return out
+        return out, errors
 
     def _ranks(self, c: Candidate) -> bool:
         """Whether out of fold `c` ranks the samples: tau above `min_tau` and significantly above 0 (`TAU_LEVEL`),
         so the bar falls as samples grow (chance taus of about +-0.2 pass a fixed 0.05 at N = 40)."""
         return c.cv_tau > self.min_tau and c.cv_tau_p < TAU_LEVEL
 
-    def _choose(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray) -> tuple[str, list["_Part"], np.ndarray]:
+    def _choose(self, lin: np.ndarray, tree: np.ndarray, y: np.ndarray,
+                errors: Mapping[str, np.ndarray]) -> tuple[str, list["_Part"], np.ndarray]:
         """(name, fitted parts, predictions on `y`'s samples) of the chosen candidate: among those that rank out of
         fold and whose refit is not near-constant, the simplest (in `CANDIDATES` order) whose cross-validated
-        relative errors are within one standard error of the lowest MAPE's (`simplest_within_se`); none: refused
+        relative `errors` are within one standard error of the lowest MAPE's (`simplest_within_se`); none: refused
         naming what the lowest-MAPE candidate lacks."""
         order = sorted(self.cv.values(), key=lambda c: c.cv_mape)
         fits: dict[str, tuple[list[_Part], np.ndarray]] = {}
@@ -310,7 +310,7 @@ class EndToEndLatency:
 
         eligible = [name for name in self.cv if self._ranks(self.cv[name])]  # simplest first (`CANDIDATES`)
         while eligible:
-            name = eligible[simplest_within_se([self._cv_rel[n] for n in eligible])]
+            name = eligible[simplest_within_se([errors[n] for n in eligible])]
             if np.std(refit(name)[1]) >= 0.05 * np.std(y):
                 return name, *refit(name)
             eligible.remove(name)
