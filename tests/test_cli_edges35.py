@@ -254,3 +254,15 @@ def test_ask_refuses_a_search_that_is_not_a_study_and_writes_nothing(runner, tmp
     line = one_error_line(runner.invoke(app, ["ask", str(py)]))
     assert line.startswith(f"error: {py} is not a study: it holds a search run by nas.search"), line
     assert "call nas.search(" in line, line
+
+
+def test_the_search_files_readers_protect_are_the_names_the_drivers_write():
+    """`nas.store.SEARCH_FILES` spells the drivers' state files out (they sit above the store in the import layers):
+    each driver's own constant must be in it, so a renamed file cannot slip past `check_output`."""
+    from nas import bossnas, darts, few_shot, modelspec, store
+    from nas.ray import train
+
+    written = {modelspec.SUPERNET, modelspec.SUBNET, darts.CHECKPOINT, darts.HISTORY, darts.TABLE,
+               bossnas.STATE_FILE, few_shot.SPLITS_FILE, train.CHECKPOINT_FILE, train.SETTINGS_FILE,
+               train.ONESHOT_FILE, store.JOURNAL, store.SNAPSHOT, store.LOCK, store.RUNNING}
+    assert written <= set(store.SEARCH_FILES), sorted(written - set(store.SEARCH_FILES))
