@@ -209,17 +209,21 @@ def protocol_table(report: ProtocolReport) -> str:
 
 def ri_matrix(reports: Mapping[str, ProtocolReport]) -> str:
     """Markdown: one row per method, one column per report (environment), RI % over random in each cell, in
-    bold where the 95 % interval excludes 0; methods sorted by their mean rank over the columns they ran in."""
+    bold where the 95 % interval excludes 0; methods sorted by their mean rank over the columns they ran in. Equal
+    RIs share their average rank (`scipy.stats.rankdata`), so the ranks do not depend on the order methods are
+    listed in (evolution with a population beyond its budget samples exactly as random does)."""
+    from scipy import stats
+
     envs = list(reports)
     cells: dict[str, dict[str, MethodReport]] = {}
     ranks: dict[str, list[float]] = {}
     for env, rep in reports.items():
         scored = [m for m in rep.methods if m.ri_pct is not None]
-        order = sorted(scored, key=lambda m: -m.ri_pct)
         for m in rep.methods:
             cells.setdefault(m.method, {})[env] = m
-        for r, m in enumerate(order, start=1):
-            ranks.setdefault(m.method, []).append(r)
+        if scored:
+            for r, m in zip(stats.rankdata([-m.ri_pct for m in scored]), scored):
+                ranks.setdefault(m.method, []).append(float(r))
     mean_rank = {name: float(np.mean(ranks[name])) if name in ranks else math.inf for name in cells}
     rows = ["| method | " + " | ".join(envs) + " | mean rank |", "|" + "---|" * (len(envs) + 2)]
     for name in sorted(cells, key=lambda n: mean_rank[n]):

@@ -87,7 +87,9 @@ NBG_METRICS = ("valid_acc", "test_acc", "latency_s", "params_m")
 
 def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenchmark:
     """NAS-Bench-Graph for 'cora', 'citeseer' or 'pubmed' (metrics: valid_acc, test_acc, latency_s, params_m),
-    with `recorded_table`'s checks: bad cells, missing columns and duplicate rows are ConfigErrors naming the lines."""
+    with `recorded_table`'s checks: bad cells, a `link` or `op1..op4` that is not in `NASBenchGraphSpace` (a row
+    no search could look up, which would still count in `optimum` and `pareto_points`), missing columns and
+    duplicate rows are ConfigErrors naming the lines."""
     path = Path(root) if root is not None else data_dir() / "nas-bench-graph"
     file = path / f"{dataset}.csv"
     if not file.exists():
@@ -98,13 +100,20 @@ def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenc
     rows: dict[Hashable, dict[str, float]] = {}
     lines: dict[Hashable, int] = {}
     arch_of = operator.itemgetter(*names)
+    space = NASBenchGraphSpace()
+    allowed = {n: set(space.fields[n].options) for n in names}  # per column: membership, not a slower validate
     for line, r in records:
         arch = arch_of(r)
+        for n, value in zip(names, arch):
+            if value not in allowed[n]:
+                raise ConfigError(f"{file}: line {line}, column {n!r}: {value!r} is not one of "
+                                  f"{list(space.fields[n].options)} (NASBenchGraphSpace's {n}); no search could "
+                                  "look this row up")
         _first_line(file, lines, arch, line, lambda: f"architecture {dict(zip(names, arch))} is recorded twice; a "
                     "NAS-Bench-Graph table holds one row per architecture")
         rows[arch] = _metric_cells(file, line, r, NBG_METRICS)
 
-    return TabularBenchmark(f"nas-bench-graph/{dataset}", NASBenchGraphSpace(), rows, arch_of)
+    return TabularBenchmark(f"nas-bench-graph/{dataset}", space, rows, arch_of)
 
 
 class TableSpace(Space):
@@ -223,19 +232,22 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     """A table built by an experiments/ script, replayed over the `TableSpace` of its architectures.
 
     The CSV has one row per architecture and training seed: `arch` (JSON), `seed` (an int), and numeric metric
-    columns (every column but `IDENTITY_COLUMNS`). The replay returns the mean over the seeds (`seed=None`;
-    an architecture missing one of the table's seeds, as a cut-off build leaves it, is left out) or the
-    row of one training seed. A run that failed is written as `nan` (its architecture replays NaN, which a search
-    records as a failed trial; a diverged run's `inf` is the same, and `optimum` and `pareto_points` leave both
-    out); a file that starts with a byte-order mark (a spreadsheet's "CSV UTF-8") is read as well; an empty
-    cell or text in a metric column is an error naming the file, the line and the column, and a second row of
-    one architecture and seed an error naming both lines.
+    columns (every column but `IDENTITY_COLUMNS`; at least one, else a ConfigError). The replay returns the
+    mean over the seeds (`seed=None`; an architecture missing one of the table's seeds, as a cut-off build leaves
+    it, is left out) or the row of one training seed. A run that failed is written as `nan` (its architecture
+    replays NaN, which a search records as a failed trial; a diverged run's `inf` is the same, and `optimum` and
+    `pareto_points` leave both out); a file that starts with a byte-order mark (a spreadsheet's "CSV UTF-8") is read
+    as well; an empty cell or text in a metric column is an error naming the file, the line and the column, and a
+    second row of one architecture and seed an error naming both lines.
     """
     file = Path(path)
     if not file.exists():
         raise ConfigError(f"path: table {file} not found")
     records = _read_records(file, ("arch", "seed"))
     metrics = [c for c in records[0][1] if c not in IDENTITY_COLUMNS]
+    if not metrics:  # every lookup would return {} and every evaluation of a search fail
+        raise ConfigError(f"{file}: line 1: no metric column (every column but {', '.join(IDENTITY_COLUMNS)} is a "
+                          f"metric; the header has only {', '.join(records[0][1])})")
     parsed = [(line, _cell(file, line, "seed", r["seed"], int), _recorded_arch(file, line, r["arch"], base),
                _metric_cells(file, line, r, metrics)) for line, r in records]
     seeds = sorted({s for _, s, _, _ in parsed})

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, check_count
+from nas.experiment import check_seed
 from nas.gym.environments import ENVIRONMENTS, Environment, environment, takes_budget
-from nas.gym.settings import Hyperparameters, Setting, draw_settings
+from nas.gym.settings import Hyperparameters, Setting, draw_settings, user_grids
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.search import search
 from nas.spaces import Architecture, Space
+from nas.store import Journal, evaluations_used
 from nas.strategies import STRATEGIES, FidelitySpace, make_strategy
 
 
@@ -268,8 +270,10 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
             workdir: str | Path | None = None) -> RunRecord:
     """One `nas.search` of `strategy` with `setting` on `env`; errors are recorded, not raised (the environment's
     own, the strategy's, the evaluator's and `env.final`'s), so one run cannot end a whole gym. `budget` (a
-    positive int) overrides the environment's; a bad one is a ConfigError. On an environment with fidelity
-    levels, a strategy that runs on the plain space evaluates at the top level (`budget=` the last level)."""
+    positive int) overrides the environment's; a bad one is a ConfigError, and so is a `workdir` whose journal
+    already spent more than `budget` (a longer run's: resuming it would report that run's result as this
+    budget's). On an environment with fidelity levels, a strategy that runs on the plain space evaluates at the
+    top level (`budget=` the last level)."""
     budget = env.budget if budget is None else check_count(budget, "budget")
     rec = RunRecord(env.name, strategy, setting.index, setting.options, seed, budget)
     try:
@@ -281,6 +285,9 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
         rec.error = f"not applicable: {why}"
         return rec
     fid = isinstance(space, FidelitySpace) and space is not env.space
+    longer = _longer_journal(workdir, budget, space if fid else None)
+    if longer is not None:
+        raise ConfigError(longer)
     t0 = time.perf_counter()
     try:
         evaluate = space.evaluator(env.evaluate) if fid else env.evaluate
@@ -318,6 +325,33 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
         except Exception as e:
             rec.error = f"final: {type(e).__name__}: {e}"
     return rec
+
+
+def _longer_journal(workdir: str | Path | None, budget: int, fidelity: FidelitySpace | None) -> str | None:
+    """Why the journal already in `workdir` cannot be resumed as a run of `budget`, or None: it spent more than
+    `budget` (evaluations; on a multi-fidelity run's `FidelitySpace`, full-evaluation equivalents beyond the
+    less-than-one overshoot a run of `budget` leaves), so it is a longer run's, and resuming it would report that
+    run's result as `budget`'s. An unreadable journal is left to the search, which records its error."""
+    if workdir is None or not Journal(workdir).exists():
+        return None
+    try:
+        trials = Journal(workdir).read().trials
+    except Exception:  # a damaged journal: the run records the search's own error about it
+        return None
+    if fidelity is not None:
+        top = float(fidelity.levels[-1])
+        spent = sum(float(t.arch[fidelity.field]) / top for t in trials if t.is_evaluation)
+        if spent < budget + 1 - 1e-9:
+            return None
+        held = f"{spent:.2f} full-evaluation equivalents (a run of budget {budget} spends less than {budget + 1})"
+    else:
+        used = evaluations_used(trials)
+        if used <= budget:
+            return None
+        held = f"{used} evaluations"
+    return (f"workdir: {workdir} holds the journal of a longer run, {held}, more than budget {budget}; resuming "
+            f"it would report that run's result as budget {budget}'s. Use another workdir, or at least that "
+            "run's budget")
 
 
 def _fidelity_search(env: Environment, space: FidelitySpace, evaluate: Any, strategy: str, setting: Setting,
@@ -409,7 +443,8 @@ def _environments(environments: Sequence[Environment | str], notes: list[str]) -
 
 def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str] | None = None, settings: int = 5,
             seeds: int = 2, seed: int = 0, budget: int | None = None, include_default: bool = True,
-            hyperparameters: Mapping[str, Hyperparameters] | None = None, jobs: int = 1,
+            hyperparameters: Mapping[str, Hyperparameters | Mapping[str, Sequence[Any]]] | None = None,
+            jobs: int = 1,
             workdir: str | Path | None = None,
             progress: Callable[[RunRecord, int, int], None] | None = None) -> GymResult:
     """Run every strategy (default: all registered) on every environment, `settings` x `seeds` runs each.
@@ -420,17 +455,24 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
     each setting `seeds` runs; run k of every strategy uses seed `seed + k`, so all strategies see the same
     seeds. `budget` (a positive int) overrides each environment's own. Names in `environments` are built with
     `environment(name)`; one that cannot be built (a missing table) is skipped with its error in `notes`, while
-    an unknown name, a duplicate environment or strategy name, or a single string instead of a list is a
-    ConfigError naming it, raised before anything runs.
+    an unknown name, a duplicate environment or strategy name, a single string instead of a list, a bad
+    `settings`, `seeds`, `budget`, `seed` (a non-negative int) or `jobs` (a positive int), a `hyperparameters`
+    key that is not a registered strategy or a grid that is neither `Hyperparameters` nor a mapping, and a
+    `workdir` holding a longer run's journal is a ConfigError naming it, raised before anything runs.
     `jobs` > 1 runs searches in forked worker processes (torch on one thread each). With `workdir`, each
     run journals to `workdir/<environment>/<strategy>/<setting>-<seed>` (the logged trials a
-    `ProxyCostModel.from_journals` learns from). `progress(record, done, total)` follows the runs.
+    `ProxyCostModel.from_journals` learns from); an existing journal there is resumed, so one that already
+    spent more than the run's budget (a longer run's) is refused rather than reported as this budget's.
+    `progress(record, done, total)` follows the runs.
     """
     names = _strategy_names(strategies)
     check_count(settings, "settings")
     check_count(seeds, "seeds")
     if budget is not None:
         check_count(budget, "budget", " (or None: each environment's own)")
+    seed = check_seed(seed)
+    check_count(jobs, "jobs", " (1: run in this process)")
+    hyperparameters = user_grids(hyperparameters)
     notes: list[str] = []
     envs = _environments(environments, notes)
     spaces = {(i, name): applicability(env, name) for i, env in enumerate(envs) for name in names}
@@ -454,8 +496,14 @@ def run_gym(environments: Sequence[Environment | str], strategies: Sequence[str]
                     wd = (str(Path(workdir) / env.name / name / f"{s.index}-{run_seed}") if workdir is not None
                           else None)
                     tasks.append((i, name, s, run_seed, budget, wd))
+    for i, name, _, _, run_budget, wd in tasks:  # before anything runs: no gym half run, then stopped by one
+        space = spaces[i, name][0]
+        fid = space if isinstance(space, FidelitySpace) and space is not envs[i].space else None
+        longer = _longer_journal(wd, envs[i].budget if run_budget is None else run_budget, fid)
+        if longer is not None:
+            raise ConfigError(longer)
     runs: list[RunRecord] = []
-    if jobs <= 1:
+    if jobs == 1:
         for task in tasks:
             runs.append(run_one(envs[task[0]], *task[1:]))
             if progress:

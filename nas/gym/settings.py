@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.experiment import check_seed
 from nas.objectives import Problem
 from nas.spaces import Choice, Space
 from nas.strategies import STRATEGIES, OptunaStrategy
@@ -28,6 +29,11 @@ class Hyperparameters:
     valid: Callable[[Mapping[str, Any]], bool] | None = None
 
 
+_REINFORCE_GRID: dict[str, tuple[Any, ...]] = {
+    "hidden": (16, 32, 64), "lr": (0.01, 0.03, 0.05, 0.1), "batch_size": (5, 10, 20),
+    "baseline_decay": (0.8, 0.9, 0.95), "entropy_weight": (0.0, 0.01, 0.05)}
+"""The REINFORCE controller's grid, shared by `rl` and `autognn` (which takes `rl`'s options, same defaults)."""
+
 HYPERPARAMETERS: dict[str, Hyperparameters] = {
     "random": Hyperparameters(),
     "local": Hyperparameters(),
@@ -37,8 +43,8 @@ HYPERPARAMETERS: dict[str, Hyperparameters] = {
     "predictor-search": Hyperparameters({"n_init": (5, 10, 20), "batch_size": (1, 2, 4, 8),
                                          "population_size": (20, 30, 50), "generations": (4, 8, 12),
                                          "kappa": (0.0, 0.5, 1.0), "crossover_prob": (0.5, 0.9)}),
-    "rl": Hyperparameters({"hidden": (16, 32, 64), "lr": (0.01, 0.03, 0.05, 0.1), "batch_size": (5, 10, 20),
-                           "baseline_decay": (0.8, 0.9, 0.95), "entropy_weight": (0.0, 0.01, 0.05)}),
+    "rl": Hyperparameters(_REINFORCE_GRID),
+    "autognn": Hyperparameters(_REINFORCE_GRID),  # rl's controller options (its own `classes` stays per slot)
     "bayesian": Hyperparameters({"acquisition": ("ei", "ucb"), "kappa": (0.5, 1.0, 2.0), "warmup": (5, 10, 20),
                                  "members": (3, 5), "hidden": (16, 32, 64)}),
     "mcts": Hyperparameters({"exploration": (0.05, 0.1, 0.3, 0.5, 1.0), "resample": (2, 5, 10)}),
@@ -134,11 +140,15 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 def _check_grid(strategy: str, grid: Mapping[str, Sequence[Any]]) -> None:
     """Every grid key must be an option of the strategy (`sampler_options.k` a keyword of an Optuna strategy's
-    sampler): a misspelt key is a ConfigError naming it, as `nas.search` refuses unknown options."""
+    sampler): a misspelt key is a ConfigError naming it, as `nas.search` refuses unknown options. Each value must
+    be a non-empty list or tuple of candidates (a bare value or a string would not be a set of candidates)."""
     cls = STRATEGIES[strategy]
     params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "problem", "seed")]
     sampler = _sampler_parameters(cls)
-    for key in grid:
+    for key, values in grid.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"hyperparameters[{strategy!r}]: {key!r}: expected a non-empty list or tuple of "
+                              f"candidate values, got {values!r}")
         head, _, tail = key.partition(".")
         if head not in params:
             raise ConfigError(f"hyperparameters[{strategy!r}]: {key!r} is not an option of strategy {strategy!r} "
@@ -150,20 +160,23 @@ def _check_grid(strategy: str, grid: Mapping[str, Sequence[Any]]) -> None:
 
 
 def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = True,
-                  hyperparameters: Mapping[str, Hyperparameters] | None = None,
+                  hyperparameters: Mapping[str, Hyperparameters | Mapping[str, Sequence[Any]]] | None = None,
                   refuses: Callable[[Mapping[str, Any]], str | None] | None = None) -> tuple[list[Setting], list[str]]:
     """`n` settings of `strategy`'s options: its defaults (when `include_default`), then distinct random draws
     from its declared grid (cycled when the grid is smaller), none of them equal to the defaults; options a draw
     leaves unread (`INERT_OPTIONS`) are dropped from it first, so draws differ in what takes effect. Grids in
     `hyperparameters` replace the built-in ones (`HYPERPARAMETERS`) of the strategies they name; the others
-    keep theirs (giving one strategy's grid used to leave every other strategy with none). A grid key
-    that is not an option of the strategy is a ConfigError naming it. `refuses(options)` (the gym's: why an
+    keep theirs (giving one strategy's grid used to leave every other strategy with none); a grid may be given
+    as `Hyperparameters` or as a plain mapping option -> candidates. A grid key that is not an option of the
+    strategy, a `hyperparameters` key that is not a registered strategy (`user_grids`) and a `seed` that is not
+    a non-negative int are ConfigErrors naming them. `refuses(options)` (the gym's: why an
     environment refuses them, or None) leaves out the draws it refuses; the others keep their draw order.
     Returns (settings, notes): notes say when the strategy has no grid at all, when its grid is
     too small for `n` distinct settings, and why draws were left out."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; available: {', '.join(sorted(STRATEGIES))}")
-    hp = {**HYPERPARAMETERS, **(hyperparameters or {})}.get(strategy)  # the user's grids replace the built-in ones
+    seed = check_seed(seed)
+    hp = {**HYPERPARAMETERS, **user_grids(hyperparameters)}.get(strategy)  # the user's grids replace the built-in ones
     notes: list[str] = []
     grid = dict(hp.grid) if hp else {}
     _check_grid(strategy, grid)
@@ -195,6 +208,32 @@ def draw_settings(strategy: str, n: int, seed: int = 0, include_default: bool = 
     while len(chosen) < n:
         chosen += order[: n - len(chosen)]
     return [Setting(strategy, i, options) for i, options in enumerate(chosen[:n])], notes
+
+
+def user_grids(hyperparameters: Mapping[str, Hyperparameters | Mapping[str, Sequence[Any]]] | None
+               ) -> dict[str, Hyperparameters]:
+    """A user's grids by strategy, checked: a key that is not a registered strategy (a misspelt one would leave that
+    strategy its built-in grid, silently) and a value that is neither `Hyperparameters` nor a plain mapping
+    option -> candidates (taken as `Hyperparameters(grid)`) are ConfigErrors naming them, as are the grid keys
+    `_check_grid` refuses."""
+    if hyperparameters is None:
+        return {}
+    if not isinstance(hyperparameters, Mapping):
+        raise ConfigError("hyperparameters: expected a mapping strategy name -> Hyperparameters (or None), got "
+                          f"{hyperparameters!r}")
+    out: dict[str, Hyperparameters] = {}
+    for name, hp in hyperparameters.items():
+        if name not in STRATEGIES:
+            raise ConfigError(f"hyperparameters: {name!r} is not a registered strategy; available: "
+                              f"{', '.join(sorted(STRATEGIES))}")
+        if isinstance(hp, Mapping):
+            hp = Hyperparameters(dict(hp))
+        elif not isinstance(hp, Hyperparameters):
+            raise ConfigError(f"hyperparameters[{name!r}]: expected Hyperparameters or a mapping option -> candidate "
+                              f"values, got {type(hp).__name__} {hp!r}")
+        _check_grid(name, hp.grid)
+        out[name] = hp
+    return out
 
 
 def _accepted(order: list[dict[str, Any]], wanted: int,
