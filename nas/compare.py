@@ -1,4 +1,6 @@
 """Compare repeated searches of one problem by strategy (or any metadata key): which one to use on *your* problem.
+Runs of different objectives or spaces (the journal's space fingerprint) are refused: they differ by more than the
+strategy.
 
 Each run is scored at the same number of evaluations `at`: its best feasible value of one objective, or, for several
 objectives, the hypervolume of its feasible front against one reference for all runs (each objective's worst
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.experiment import space_difference
 from nas.objectives import Objective
 from nas.pareto import hypervolume, pareto_mask
 from nas.result import SearchResult
@@ -68,8 +71,8 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
     at `at` evaluations (default: the fewest any run spent) on `metric` (any recorded metric, "NAME:min" for one no
     run optimised; default: the objective of a single-objective problem, else the hypervolume of the objectives),
     against the group `baseline` (default: "random" where there is such a group, else none).
-    ConfigError for fewer than two runs, runs of different problems, a run with no evaluation yet (it has no score
-    at any budget: finish it or leave it out), an `at` beyond a run's evaluations, a metadata key some run lacks,
+    ConfigError for fewer than two runs, runs of different problems or spaces (by the journal's fingerprint), a run
+    with no evaluation yet (it has no score at any budget: finish it or leave it out), an `at` beyond a run's evaluations, a metadata key some run lacks,
     each naming the run, or a `baseline` no group has, listing the groups."""
     if len(results) < 2:
         raise ConfigError(f"compare: needs at least two searches, got {len(results)}")
@@ -78,6 +81,7 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
         if r.problem != first.problem:
             raise ConfigError(f"compare: {r.workdir} searched {r.problem.to_dict()}, {first.workdir} "
                               f"{first.problem.to_dict()}; compare runs of one problem")
+        _check_space(first, r)
     empty = [str(r.workdir) for r in results if r.used == 0]
     if empty:
         raise ConfigError(f"compare: {', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no evaluations yet, "
@@ -119,6 +123,23 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
             "hypervolume of the feasible front of " + ", ".join(f"{o.name} ({o.direction})" for o in objectives)
             + " (a share of the reference box)")
     return Comparison(what, direction, at, by, base, reference, out)
+
+
+def _check_space(first: SearchResult, other: SearchResult) -> None:
+    """ConfigError naming both runs and the first field where their spaces differ, when their journals record
+    different space fingerprints: a strategy searching a poorer space would look worse, not because of itself."""
+    was, now = first.config.get("space"), other.config.get("space")
+    if was is None or now is None or was == now:  # a result built without a journal header records none
+        return
+    specs = first.config.get("space_spec"), other.config.get("space_spec")
+    found = space_difference(*specs) if all(isinstance(s, dict) for s in specs) else None
+    if found is not None:
+        field, a, b = (v if v != repr("<absent>") else "no such field" for v in found)
+        where = f"it differs at {field}: {first.workdir} has {a}, {other.workdir} {b}"
+    else:
+        where = f"space fingerprints {was} and {now}"
+    raise ConfigError(f"compare: {other.workdir} searched a different space from {first.workdir} ({where}); "
+                      "compare runs of one space")
 
 
 def _group_of(result: SearchResult, by: str) -> str:

@@ -146,7 +146,7 @@ def test_a_poll_value_that_is_not_a_positive_number_keeps_the_default_period(tmp
     url = serve([tmp_path / "w"])
     for given, period in (("abc", 2000), ("0", 2000), ("-5", 2000), ("", 2000), ("50", 200), ("5000", 5000)):
         browser.goto(f"{url}?poll={given}#/s/s0")
-        browser.wait_for_function("document.getElementById('progress-used').innerText.includes('/')")
+        browser.wait_for_function("document.getElementById('progress-used')?.innerText.includes('/')")
         assert browser.evaluate("POLL_MS") == period, given
 
 

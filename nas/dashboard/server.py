@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
-from nas.dashboard.views import SearchView, compare_views
+from nas.dashboard.views import SearchView, SearchViews, compare_views
 from nas.errors import ConfigError, NASError
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,18 @@ def parse_query(raw: str) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v}
 
 
+class NotFound(KeyError):
+    """A resource the path names that does not exist (a 404), with the sentence that says so."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> Any:
-    """The JSON answer to an API path (shared by the server and the static report); KeyError: not found."""
+    """The JSON answer to an API path (shared by the server and the static report); KeyError: not found.
+    The list of searches first looks for workdirs started below the folders given since (`SearchViews.rescan`)."""
+    if path == "/api/searches" and isinstance(views, SearchViews):
+        views.rescan()
     by_key = {v.key: v for v in views}
     if path == "/api/searches":
         answer = []
@@ -66,7 +76,8 @@ def api(views: Sequence[SearchView], path: str, query: dict[str, list[str]]) -> 
                 answer.append(v.summary())
         return answer
     if path == "/api/compare":
-        keys = [k for part in query.get("keys", []) for k in part.split(",") if k]  # keys are \w+
+        # keys are \w+; one named twice is one run, not two independent ones
+        keys = list(dict.fromkeys(k for part in query.get("keys", []) for k in part.split(",") if k))
         unknown = [k for k in keys if k not in by_key]
         if unknown:
             raise KeyError(unknown[0])
@@ -85,7 +96,7 @@ def _answer(view: SearchView, m: re.Match[str], query: dict[str, list[str]]) -> 
         return {"summary": view.summary(), "trials": [], "history": None}
     if m.group(2) is None:
         text = query.get("since", ["0"])[0]
-        if not text.isdigit():
+        if not re.fullmatch(r"[0-9]+", text):  # str.isdigit() takes "²", which int() refuses
             raise ConfigError(f"since: expected a trial number (0, 1, ...), got {text!r}")
         since = int(text)
         return {"summary": view.summary(), "trials": view.trials_since(since), "history": view.history()}
@@ -96,7 +107,10 @@ def _answer(view: SearchView, m: re.Match[str], query: dict[str, list[str]]) -> 
         return view.importance(query.get("metric", [""])[0].strip() or None)
     if m.group(2) == "parallel":
         return view.parallel(query.get("metric", [""])[0].strip() or None)
-    return view.trial(int(m.group(3)))
+    number = int(m.group(3))
+    if number >= len(view.rows):
+        raise NotFound(f"{view.name}: no trial {number} (the journal holds {len(view.rows)})")
+    return view.trial(number)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -119,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(to_json(api(self.views, url.path, parse_query(url.query))), "application/json")
             else:
                 self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not found")
+        except NotFound as e:
+            self._error(HTTPStatus.NOT_FOUND, str(e))
         except KeyError:
             self._error(HTTPStatus.NOT_FOUND, f"{url.path}: not found")
         except (NASError, ValueError) as e:
@@ -162,7 +178,8 @@ def make_server(views: Sequence[SearchView], host: str = "127.0.0.1", port: int 
     """A server for `views` bound to host:port (port 0: a free one); a port out of range or in use is one
     ConfigError."""
     check_port(port)
-    handler = type("BoundHandler", (Handler,), {"views": tuple(views)})
+    # a SearchViews list is kept (it grows by rescans); any other sequence is frozen as given
+    handler = type("BoundHandler", (Handler,), {"views": views if isinstance(views, SearchViews) else tuple(views)})
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OverflowError as e:  # what bind() says of a port out of range, should one get here

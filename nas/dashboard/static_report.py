@@ -16,7 +16,7 @@ from typing import Any
 
 from nas import jsonio
 from nas.dashboard.server import api, plotly_js, static_file
-from nas.dashboard.views import SearchView
+from nas.dashboard.views import SearchView, default_compare
 
 
 def responses(views: Sequence[SearchView]) -> dict[str, Any]:
@@ -38,8 +38,8 @@ def responses(views: Sequence[SearchView]) -> dict[str, Any]:
             out[f"/api/search/{v.key}/parallel?metric={name}"] = v.parallel(name)
         for n in range(len(v.rows)):
             out[f"/api/search/{v.key}/trial/{n}"] = v.trial(n, graph=n in drawn)
-    ok = [v for v in views if v.error is None and v.problem is not None]
-    if len(ok) > 1:  # the compare page with every search picked, per objective
+    ok = default_compare(views)  # what the compare page picks at first: the searches of one space and problem
+    if len(ok) > 1:  # the compare page with those picked, per objective
         keys = ",".join(v.key for v in ok)
         for name in dict.fromkeys(n for v in ok for n in v.problem.names):  # type: ignore[union-attr]
             out[f"/api/compare?keys={keys}&metric={name}"] = api(views, "/api/compare",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -373,7 +374,7 @@ class SearchView:
         rate, clock = self._cached("rate", self._rate)
         wall = [t for t in trials if not simulated(t)]
         sim = [t for t in trials if simulated(t)]
-        return {"error": None, "strategy": config.get("strategy"),
+        return {"error": None, "strategy": config.get("strategy"), "compare_group": compare_group(config),
                 "seed": config.get("seed"), "strategy_options": config.get("strategy_options") or {},
                 "objectives": [{"name": o.name, "direction": o.direction} for o in problem.objectives],
                 "constraints": [str(c) for c in problem.constraints], "metrics": metrics,
@@ -445,10 +446,12 @@ class SearchView:
 
     def _until_grown(self, held: dict[str, tuple[int, dict[str, Any]]], metric: str | None,
                      make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """`make()` (a ConfigError as {"error": ...}), computed again once the trials grew by a tenth."""
+        """`make()` (a ConfigError as {"error": ...}), computed again once the trials grew by a tenth, or changed at
+        all while no search writes the journal: a finished search's panel must be what `nas importance` says."""
         kept = held.get(metric or "")
         n = len(self.rows)
-        if kept is None or not kept[0] <= n < kept[0] * 1.1 + 1:
+        if kept is None or not kept[0] <= n < kept[0] * 1.1 + 1 \
+                or (n != kept[0] and not self.journal.search_running()):
             try:
                 answer = make()
             except ConfigError as e:
@@ -604,24 +607,58 @@ def draw_architecture(space: Any, arch: dict[str, Any]) -> tuple[str | None, str
         f"{g.number_of_edges()} edges"
 
 
-def open_views(paths: Sequence[str | Path], models: Sequence[str | Path] = ()) -> list[SearchView]:
+class SearchViews(list[SearchView]):
+    """The views of the workdirs found in some paths; `rescan()` adds the workdirs that appeared below them since
+    (a seed or strategy started into `runs/` while the page is open). Keys and views already listed stay."""
+
+    def __init__(self, paths: Sequence[str | Path], models: Sequence[str | Path] = ()) -> None:
+        super().__init__()
+        self.paths, self.models = [Path(p) for p in paths], [Path(m) for m in models]
+        self._lock = threading.Lock()
+
+    def rescan(self, strict: bool = False) -> list[SearchView]:
+        """Add a view (read once) for each workdir below the paths not listed yet, and return the new ones; names
+        are paths relative to the folder given, told apart where they clash. A path that no longer holds a
+        workdir is skipped, unless `strict` (the first scan), where it is the ConfigError of `find_workdirs`."""
+        with self._lock:
+            found: dict[Path, tuple[Path, str]] = {}  # resolved workdir -> (as given, name): given twice is one
+            for root in self.paths:
+                try:
+                    workdirs = find_workdirs([root])
+                except ConfigError:
+                    if strict:
+                        raise
+                    continue
+                for wd in workdirs:
+                    name = str(wd.relative_to(root)) if wd != root and wd.is_relative_to(root) else wd.name or str(wd)
+                    found.setdefault(wd.resolve(), (wd, name if name != "." else wd.resolve().name))
+            listed = {v.workdir.resolve(): v for v in self}
+            new = [real for real in found if real not in listed]
+            if not new:
+                return []
+            names = distinct_names({**{real: v.name for real, v in listed.items()},
+                                    **{real: found[real][1] for real in new}})
+            for real, v in listed.items():
+                v.name = names[real]
+            added = []
+            for real in new:
+                view = SearchView(found[real][0], f"s{len(self)}", names[real], self.models)
+                view.refresh()
+                view.warm()
+                self.append(view)
+                added.append(view)
+            return added
+
+
+def open_views(paths: Sequence[str | Path], models: Sequence[str | Path] = ()) -> SearchViews:
     """A view per workdir found in `paths`, each read once; names are paths relative to the folder given.
-    `models`: further folders where `nas export` wrote models (found by their export.json)."""
+    `models`: further folders where `nas export` wrote models (found by their export.json). The server calls
+    `rescan()` on the list to show searches started below `paths` later."""
     for m in map(Path, models):
         if not m.is_dir():
             raise ConfigError(f"--models {m}: not a directory")
-    found: dict[Path, tuple[Path, str]] = {}  # resolved workdir -> (as given, name): a workdir given twice is one
-    for root in map(Path, paths):
-        for wd in find_workdirs([root]):
-            name = str(wd.relative_to(root)) if wd != root and wd.is_relative_to(root) else wd.name or str(wd)
-            found.setdefault(wd.resolve(), (wd, name if name != "." else wd.resolve().name))
-    names = distinct_names({real: name for real, (_, name) in found.items()})
-    views: list[SearchView] = []
-    for real, (wd, _) in found.items():
-        view = SearchView(wd, f"s{len(views)}", names[real], [Path(m) for m in models])
-        view.refresh()
-        view.warm()
-        views.append(view)
+    views = SearchViews(paths, models)
+    views.rescan(strict=True)
     return views
 
 
@@ -637,6 +674,22 @@ def distinct_names(names: dict[Path, str]) -> dict[Path, str]:
                     break
             out[p] = str(Path(*p.parts[-k:]))
     return out
+
+
+def compare_group(config: dict[str, Any]) -> str:
+    """A digest of a journal header's space fingerprint and problem: `nas.compare` compares runs of one group only."""
+    key = json.dumps([config.get("space"), config.get("problem")], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def default_compare(views: Sequence[SearchView]) -> list[SearchView]:
+    """The searches the compare page picks at first: those readable of the largest compare group (ties: the one
+    listed first), since runs of different spaces or objectives cannot be compared. The page does the same."""
+    ok = [v for v in views if v.error is None and v.problem is not None and v.follower.config is not None]
+    groups: dict[str, list[SearchView]] = {}
+    for v in ok:
+        groups.setdefault(compare_group(v.follower.config or {}), []).append(v)
+    return max(groups.values(), key=len, default=[])
 
 
 def compare_views(views: Sequence[SearchView], metric: str | None) -> dict[str, Any]:

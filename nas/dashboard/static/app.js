@@ -124,11 +124,13 @@ function renderNav(active) {
 // ------------------------------------------------------------------ overview
 function showOverview() {
   view = {kind: "overview"};
-  el("main").innerHTML = `<h2>${searches.length} searches</h2><p id="page-error" class="error"></p>
+  el("main").innerHTML = `<h2 id="overview-count">${searches.length} searches</h2><p id="page-error" class="error"></p>
     <table id="overview"><thead><tr><th class="status">search</th><th class="status">state</th><th>evaluations</th>
     <th class="arch">best</th><th>front</th></tr></thead><tbody></tbody></table>`;
   poll(async () => {
-    searches = await api("/api/searches");
+    const before = searches.length;
+    searches = await api("/api/searches");  // lists searches started below the folders given since, too
+    if (searches.length !== before) { renderNav(); el("overview-count").textContent = `${searches.length} searches`; }
     el("overview").tBodies[0].innerHTML = searches.map(s => s.error ? `<tr><td class="status">${esc(s.name)}</td>
         <td class="arch error" colspan="4">${esc(s.error)}</td></tr>` :
       `<tr onclick="location.hash='#/s/${s.key}'"><td class="status">${esc(s.name)}</td><td class="status">${esc(stateText(s))}</td>
@@ -508,8 +510,16 @@ function showCompare() {
   view = {kind: "compare"};
   const ok = searches.filter(s => !s.error && s.objectives);
   const names = [...new Set(ok.flatMap(s => s.objectives.map(o => o.name)))];
+  // Picked at first: the searches of the largest group of one space and problem (ties: the first listed), as
+  // views.default_compare picks them; runs of different spaces or objectives cannot be compared.
+  const sizes = new Map();
+  for (const s of ok) sizes.set(s.compare_group, (sizes.get(s.compare_group) || 0) + 1);
+  let group = ok.length ? ok[0].compare_group : null;
+  for (const [g, n] of sizes) if (n > sizes.get(group)) group = g;
+  const others = ok.filter(s => s.compare_group !== group);
   el("main").innerHTML = `<p id="page-error" class="error"></p>
-    <div class="controls">${ok.map(s => `<label><input type="checkbox" class="pick" value="${s.key}" checked> ${esc(s.name)}</label>`).join("")}</div>
+    <div class="controls">${ok.map(s => `<label><input type="checkbox" class="pick" value="${s.key}" ${s.compare_group === group ? "checked" : ""}> ${esc(s.name)}</label>`).join("")}</div>
+    ${others.length ? `<p class="muted" id="cmp-others">not picked: ${others.map(s => esc(s.name)).join(", ")}, which searched another space or objectives than the others (searches are compared only within one space and problem)</p>` : ""}
     <div class="controls">best so far of <select id="cmp-objective">${names.map(n => `<option>${esc(n)}</option>`).join("")}</select>
       · fronts on <select id="cmp-x">${names.map(n => `<option>${esc(n)}</option>`).join("")}</select> ×
       <select id="cmp-y">${names.map((n, i) => `<option ${i === 1 ? "selected" : ""}>${esc(n)}</option>`).join("")}</select></div>
@@ -559,7 +569,7 @@ async function drawCompare() {
 async function drawGroups(picked, obj) {
   let c;
   try { c = await api(`/api/compare?keys=${picked.join(",")}&metric=${STATIC ? obj : encodeURIComponent(obj)}`); }
-  catch (e) { c = {error: STATIC ? "the static report holds the comparison of every search only" : e.message}; }
+  catch (e) { c = {error: STATIC ? "the static report holds the comparison of the searches first picked only" : e.message}; }
   const table = el("cmp-groups");
   el("cmp-note").textContent = c.error ? c.error : `${c.score} after ${c.at} evaluations`
     + (c.baseline ? `; improvement over ${c.baseline} (Welch's t-test)` : "; no random-search runs to set the others against");
