@@ -72,8 +72,9 @@ def compare_searches(results: Sequence[SearchResult], at: int | None = None, met
     run optimised; default: the objective of a single-objective problem, else the hypervolume of the objectives),
     against the group `baseline` (default: "random" where there is such a group, else none).
     ConfigError for fewer than two runs, runs of different problems or spaces (by the journal's fingerprint), a run
-    with no evaluation yet (it has no score at any budget: finish it or leave it out), an `at` beyond a run's evaluations, a metadata key some run lacks,
-    each naming the run, or a `baseline` no group has, listing the groups."""
+    with no evaluation yet (it has no score at any budget: finish it or leave it out), an `at` beyond a run's
+    evaluations, a metadata key some run lacks, each naming the run, or a `baseline` no group has, listing the
+    groups."""
     if len(results) < 2:
         raise ConfigError(f"compare: needs at least two searches, got {len(results)}")
     first = results[0]
