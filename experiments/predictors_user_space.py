@@ -86,9 +86,11 @@ class DefaultPredictor:
 
     def fit(self, archs: Sequence[Architecture], y: Sequence[float]) -> "DefaultPredictor":
         y = np.asarray(y, dtype=float)
-        name = self.strategy._choose("valid_acc", list(archs), y)
+        selection = self.strategy._choose("valid_acc", list(archs), y)
+        name = selection.name
         self.choices.append({"space": self.label, "seed": self.seed, "n": len(y), "choice": name})
-        self.model = self.strategy._predictor("valid_acc", name).fit(list(archs), y)
+        self.model = selection.fitted if selection.fitted is not None else \
+            self.strategy._predictor("valid_acc", name).fit(list(archs), y)  # as the strategy does
         return self
 
     def predict(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:

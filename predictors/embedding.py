@@ -92,10 +92,12 @@ def edge_attributes(space: Space, samples: int = 8) -> set[str] | None:
 
 
 class GraphEmbedding:
-    """WL-feature blocks (+ optional one-hot block), each row-normalised; the vocabulary comes from `fit`.
+    """WL-feature blocks (+ optional one-hot block), each row divided by its full norm; the vocabulary comes from
+    `fit`.
 
-    Patterns never seen in `fit` are dropped at `transform`: they carry no information a regressor
-    fitted on the same set could use.
+    Patterns never seen in `fit` are dropped at `transform` (no regressor fitted on the same set could use them), but
+    still count in the row's norm: an architecture made mostly of new patterns is then *less* similar to every
+    training one, as the WL kernel on the full counts says, instead of looking like its few familiar parts alone.
     """
 
     def __init__(self, space: Space, iterations: int = 3, onehot: bool = True, edge_attr: str | None = AUTO) -> None:
@@ -134,7 +136,8 @@ class GraphEmbedding:
         return self
 
     def transform(self, archs: Sequence[Architecture]) -> sparse.csr_matrix:
-        """(n, d) sparse matrix whose rows have squared norm = number of blocks."""
+        """(n, d) sparse matrix; a row's squared norm is the number of blocks for an architecture whose patterns were
+        all seen in `fit`, less for one with new patterns (`self_similarity` is what the full counts give)."""
         from sklearn.preprocessing import normalize
 
         if not self.vocab:
@@ -143,16 +146,26 @@ class GraphEmbedding:
         blocks = []
         for r, vocab in enumerate(self.vocab):
             rows, cols, vals = [], [], []
+            norms = np.ones(len(archs))
             for i, rounds in enumerate(feats):
+                norms[i] = np.sqrt(sum(float(c) ** 2 for c in rounds[r].values())) or 1.0
                 for key, c in rounds[r].items():
                     j = vocab.get(key)
                     if j is not None:
                         rows.append(i), cols.append(j), vals.append(float(c))
             block = sparse.csr_matrix((vals, (rows, cols)), shape=(len(archs), max(len(vocab), 1)))
-            blocks.append(normalize(block))
+            blocks.append(sparse.csr_matrix(sparse.diags(1.0 / norms) @ block))
         if self.onehot:
             blocks.append(sparse.csr_matrix(normalize(np.array([self.space.to_features(a) for a in archs]))))
         return sparse.hstack(blocks, format="csr")
+
+    def self_similarity(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """Each architecture's kernel value with itself on its full counts: the number of its non-empty blocks."""
+        feats = self.features(archs)
+        wl = np.array([sum(bool(rounds[r]) for r in range(len(self.vocab))) for rounds in feats], dtype=float)
+        if self.onehot:
+            wl += np.array([bool(np.any(self.space.to_features(a))) for a in archs], dtype=float)
+        return wl
 
     @property
     def blocks(self) -> int:
@@ -183,7 +196,8 @@ class GraphSimilarityPredictor(Predictor):
                               "space.with_graph(nas.spaces.CellGraph(...)) (docs/predictors.md)")
 
     def embed(self, archs: Sequence[Any]) -> sparse.csr_matrix:
-        """The fitted embedding of `archs` (rows of norm 1; dot products are graph similarities)."""
+        """The fitted embedding of `archs` (dot products are graph similarities; rows of norm 1 for architectures
+        whose WL patterns were all seen in `fit`, shorter for ones with new patterns)."""
         return self._embed(as_architectures(self.space, archs, self._valid_ids))
 
     def _embed(self, archs: Sequence[Architecture]) -> sparse.csr_matrix:
@@ -201,7 +215,7 @@ class GraphSimilarityPredictor(Predictor):
 
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
         x = self._embed(archs)  # validated by `predict`
-        diag = np.asarray(x.multiply(x).sum(axis=1)).ravel()
+        diag = self.embedding.self_similarity(archs) / self.embedding.blocks  # not x . x: new patterns count
         mean, std = self._gp.predict((x @ self._x.T).toarray(), diag)
         if self._rank is None:
             return mean, std
