@@ -55,6 +55,11 @@ class _CellLayers(LayerAdapter):
         shape = self.space.net.input_shape
         return LayerConfig.make("stem", shape, cin=shape[0], cout=cout)
 
+    def moves_bytes(self, layer: LayerConfig) -> bool:
+        """Node sums and the output concatenation are tensor arithmetic in the network, not module calls: their
+        bytes are left out of an architecture's counts, as `count_leaves` leaves them out of the network's."""
+        return layer.kind not in ("add", "concat")
+
     @staticmethod
     def _op(name: str, channels: int, stride: int, spatial: tuple[int, ...]) -> LayerConfig:
         return LayerConfig.make("op", (channels, *spatial), op=name, stride=stride)

@@ -56,11 +56,15 @@ class LatencyModel(Protocol):
 
 def _timed_threads(latency: Any) -> int | None:
     """The CPU thread count a latency model's figures were timed with, where it records one (a lookup table's
-    `threads`; an onboarded model's are those of its end-to-end measurements), else None."""
+    `threads`; an onboarded model's are those of its end-to-end measurements), else None. Anything else recorded
+    (a string "4") is a ConfigError: taking it for unknown would turn the thread check off silently."""
     threads = getattr(latency, "threads", None)
     if threads is None:
         threads = (getattr(latency, "details", None) or {}).get("threads")
-    return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"latency: the {getattr(latency, 'model', 'latency')} model records threads={threads!r}, "
+                          "expected a positive int (the CPU threads it was timed on) or None (unknown)")
+    return threads
 
 
 def qualified_name(metric: str, model: str, device: str, threads: int | None = 1, cpu: bool = True) -> str:

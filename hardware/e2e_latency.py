@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, InvalidArchitectureError, check_count, check_int, check_number
+from nas.hardware.devices import DeviceProfile, load_device
 from nas.hardware.learned import DegenerateFitError, LatencyFitWarning, check_latencies
 from nas.hardware.lut import check_profile
 from nas.spaces import Architecture, Choice, Conditional, Space
@@ -126,11 +127,13 @@ class EndToEndLatency:
     rank, the simplest, in `CANDIDATES` order, whose cross-validated MAPE is within one standard error of the
     lowest is chosen; none: refused); `feature_sources`: JSON-ready records of where
     extra features come from (e.g. the lookup table behind `table_ms`), kept in provenance and `to_dict`;
-    `device`: a device profile name or path (checked). Usable as `CostModel(space, latency=model)`; `model` is "e2e".
+    `device`: a device profile name, path or `DeviceProfile` (checked; kept as the profile's name, and a profile
+    not built in is kept whole, `device_profile`, so `to_dict` / `from_dict` reload it wherever its file went).
+    Usable as `CostModel(space, latency=model)`; `model` is "e2e".
     """
 
     space: Space
-    device: str | None = None
+    device: str | None = None  # given as a name, a .json path or a DeviceProfile; stored as the profile's name
     batch_size: int = 1
     features: Mapping[str, Feature] = field(default_factory=dict)
     candidates: Sequence[str] = DEFAULT_CANDIDATES
@@ -144,6 +147,7 @@ class EndToEndLatency:
     feature_sources: Mapping[str, Any] = field(default_factory=dict)
     model: str = "e2e"
     cheap: bool = True
+    device_profile: DeviceProfile | None = field(default=None, init=False)  # a profile not built in, kept whole
     chosen: str | None = field(default=None, init=False)
     cv: dict[str, Candidate] = field(default_factory=dict, init=False)
     screened: list[dict[str, Any]] = field(default_factory=list, init=False)
@@ -175,7 +179,11 @@ class EndToEndLatency:
         if check_int(self.seed, "seed", 0) >= 2**32:  # scikit-learn's random_state range
             raise ConfigError(f"seed: expected an int below 2**32, got {self.seed!r}")
         if self.device is not None:
-            self.device = check_profile(self.device, "device")  # recorded in the model: a typo makes it unusable
+            given: Any = self.device
+            self.device = check_profile(given, "device")  # recorded in the model: a typo makes it unusable
+            if isinstance(given, DeviceProfile) or str(given).endswith(".json"):
+                # a path or an object: its name alone is no built-in profile, so `from_dict` reloads it from here
+                self.device_profile = load_device(given)
 
     # ------------------------------------------------------------------ features
     def _columns(self, archs: Sequence[Architecture]) -> tuple[np.ndarray, np.ndarray]:
@@ -387,7 +395,8 @@ class EndToEndLatency:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that refits the same model (`from_dict`): the samples and the settings, no pickles."""
-        return {"device": self.device, "batch_size": self.batch_size, "seed": self.seed, "folds": self.folds,
+        profile = {"device_profile": self.device_profile.to_dict()} if self.device_profile is not None else {}
+        return {"device": self.device, **profile, "batch_size": self.batch_size, "seed": self.seed, "folds": self.folds,
                 "candidates": list(self.candidates), "features": list(self.features), "screen": self.screen,
                 "outlier_factor": self.outlier_factor, "max_screened": self.max_screened,
                 "max_mape": self.max_mape, "min_tau": self.min_tau, "feature_sources": dict(self.feature_sources),
@@ -402,7 +411,13 @@ class EndToEndLatency:
         if sorted(names) != sorted(given):
             raise ConfigError(f"features: the model was fitted with {names}, got {sorted(given)}")
         settings = {k: data[k] for k in ("outlier_factor", "max_screened", "max_mape", "min_tau") if k in data}
-        model = cls(space, data.get("device"), int(data.get("batch_size", 1)), {n: given[n] for n in names},
+        device = data.get("device")
+        if data.get("device_profile") is not None:  # a profile given by path or object: reloaded from its record
+            try:
+                device = DeviceProfile.from_dict(data["device_profile"])
+            except (ConfigError, TypeError) as e:
+                raise ConfigError(f"device_profile: not a valid device profile ({e})") from None
+        model = cls(space, device, int(data.get("batch_size", 1)), {n: given[n] for n in names},
                     tuple(data.get("candidates", DEFAULT_CANDIDATES)), int(data.get("folds", 5)),
                     screen=bool(data.get("screen", True)), seed=int(data.get("seed", 0)),
                     feature_sources=dict(data.get("feature_sources") or {}),

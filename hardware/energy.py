@@ -20,7 +20,7 @@ import torch
 from nas.errors import ConfigError
 from nas.counts import LeafCount, forward
 from nas.hardware.devices import DeviceProfile
-from nas.hardware.latency import pinned_threads, tensors_in, timing_placement, to_device
+from nas.hardware.latency import check_materialised, pinned_threads, tensors_in, timing_placement, to_device
 from nas.hardware.roofline import roofline
 
 POWERCAP = Path("/sys/class/powercap")
@@ -188,6 +188,7 @@ def measure_energy(module: torch.nn.Module, inputs: Any, *, device: str = "cpu",
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
+    check_materialised(module, inputs)
     meter = meter if meter is not None else default_meter(device)
     inputs = to_device(inputs, dev)
     shapes = [tuple(t.shape) for t in tensors_in(inputs)]

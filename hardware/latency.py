@@ -145,6 +145,8 @@ def timing_placement(modules: Sequence[torch.nn.Module], device: torch.device) -
     when the module was spread over several). Nothing moves, and nothing is copied, when they are on `device`.
     """
     distinct = list({id(m): m for m in modules}.values())
+    for m in distinct:
+        check_materialised(m)
     homes = [(m, _own_devices(m)) for m in distinct]
     with contextlib.ExitStack() as modes:
         for m in distinct:
@@ -156,6 +158,22 @@ def timing_placement(modules: Sequence[torch.nn.Module], device: torch.device) -
         finally:
             for m, own in homes:
                 _restore_devices(m, own, device)
+
+
+def check_materialised(module: torch.nn.Module | None = None, inputs: Any = None) -> None:
+    """ConfigError when `module`'s parameters or buffers, or a tensor of `inputs`, are on the `meta` device: they
+    hold no data, so they cannot be run or timed (counting them works). torch's own error, from the copy to the
+    timing device, was a NotImplementedError naming no parameter."""
+    if module is not None:
+        named = [*module.named_parameters(remove_duplicate=True), *module.named_buffers(remove_duplicate=True)]
+        meta = [name for name, t in named if t.is_meta]
+        if meta:
+            raise ConfigError(f"module has {len(meta)} parameter(s)/buffer(s) on 'meta' (no data: {', '.join(meta[:3])}"
+                              f"{', ...' if len(meta) > 3 else ''}): it cannot be run or timed; materialise it first "
+                              "(module.to_empty(device='cpu'), then initialise or load its weights)")
+    if any(t.is_meta for t in tensors_in(inputs)):
+        raise ConfigError("inputs: a tensor is on 'meta' (no data): it cannot be run or timed; give real tensors "
+                          "(e.g. torch.randn of the same shape)")
 
 
 def _own_devices(module: torch.nn.Module) -> dict[int, tuple[torch.nn.Module, set[torch.device]]]:
@@ -282,6 +300,7 @@ def measure_latencies(items: Sequence[tuple[torch.nn.Module, Any]], *, device: s
     dev = check_torch_device(device)
     runs, shapes = [], []
     for module, inputs in items:
+        check_materialised(module, inputs)
         moved = to_device(inputs, dev)
         shapes.append(tuple(tuple(t.shape) for t in tensors_in(moved)))
         runs.append(functools.partial(forward, module, moved))

@@ -6,12 +6,13 @@ can produce (what a lookup-table builder profiles once). By default a layer take
 `(batch, *layer.input_shape)`, the batch in dim 0, as in the built-in adapters' layers; an adapter whose
 layers take other inputs (several tensors, a batch in another dimension, a tensor without one) overrides
 `layer_input` (`NNLayers` records each input's batch dimension). `check_decomposition` verifies an adapter
-against the space's own network: the layers' FLOPs and parameters (every parameter of the network, once)
-must add up to the network's exactly.
+against the space's own network: the layers' FLOPs, parameters (every parameter of the network, once) and
+bytes moved must add up to the network's exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -98,9 +99,22 @@ class LayerAdapter:
             self._counts[key] = count_leaves(self.build_layer(layer), self.layer_input(layer, batch_size))
         return self._counts[key]
 
+    def moves_bytes(self, layer: LayerConfig) -> bool:
+        """Whether `layer` is a module call of the network, whose bytes count; False for work the network does
+        outside modules (a node sum, a concatenation, a function call), which `counts.count_leaves` leaves out of
+        bytes moved: `arch_counts` does too, so an architecture's roofline and energy equal its built network's."""
+        return True
+
     def arch_counts(self, arch: Mapping[str, Any], batch_size: int = 1) -> list[LeafCount]:
-        """The leaf counts of a whole architecture, assembled from its layers' (equal to counting the network)."""
-        return [leaf for layer in self.layers(arch) for leaf in self.layer_counts(layer, batch_size)]
+        """The leaf counts of a whole architecture, assembled from its layers' (equal to counting the network:
+        FLOPs, parameters, and bytes moved, those of layers that are no module call of the network left out)."""
+        return [leaf if self.moves_bytes(layer) else no_bytes(leaf)
+                for layer in self.layers(arch) for leaf in self.layer_counts(layer, batch_size)]
+
+
+def no_bytes(leaf: LeafCount) -> LeafCount:
+    """`leaf` without bytes moved (its FLOPs and parameters kept): work `count_leaves` counts no traffic for."""
+    return dataclasses.replace(leaf, weight_bytes=0, input_bytes=0, output_bytes=0)
 
 
 def unique(layers: Iterable[LayerConfig]) -> list[LayerConfig]:
@@ -119,20 +133,27 @@ class Decomposition:
     network_flops: int
     layer_params: int
     network_params: int
+    layer_bytes: int = 0
+    network_bytes: int = 0
 
     @property
     def exact(self) -> bool:
-        return self.layer_flops == self.network_flops and self.layer_params == self.network_params
+        """FLOPs, parameters and bytes moved all equal: the roofline and energy of the architecture are those of
+        its built network."""
+        return (self.layer_flops == self.network_flops and self.layer_params == self.network_params
+                and self.layer_bytes == self.network_bytes)
 
 
 def check_decomposition(adapter: LayerAdapter, arch: Mapping[str, Any], batch_size: int = 2) -> Decomposition:
-    """Count FLOPs and parameters of `adapter.layers(arch)` and of `space.build(arch)`; `exact` when equal."""
+    """Count FLOPs, parameters and bytes moved of `adapter.arch_counts(arch)` and of `space.build(arch)`; `exact`
+    when all three are equal."""
     space = adapter.space
     arch = space.validate(arch)
     net = count_leaves(space.build(arch), space.example_input(arch, batch_size))
     parts = adapter.arch_counts(arch, batch_size)
     return Decomposition(sum(x.flops for x in parts), sum(x.flops for x in net),
-                         sum(x.params for x in parts), sum(x.params for x in net))
+                         sum(x.params for x in parts), sum(x.params for x in net),
+                         sum(x.bytes_moved for x in parts), sum(x.bytes_moved for x in net))
 
 
 def conv_length(length: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:

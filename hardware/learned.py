@@ -23,9 +23,10 @@ import numpy as np
 
 from nas.errors import ConfigError, check_int
 from nas.hardware.layers import LayerAdapter, LayerConfig
-from nas.hardware.lut import LatencyTable, check_profile
+from nas.hardware.lut import LatencyTable, adapter_differences, check_profile
 
 Counts = tuple[int, int, int]  # flops, params, bytes moved
+ZERO_MS = 1e-6  # what a table's 0 ms entry (a layer that launched no GPU work) is trained as: 1 ns, so its log exists
 
 
 class DegenerateFitError(ConfigError):
@@ -64,6 +65,26 @@ def layer_features(layer: LayerConfig, counts: Counts, batch_size: int) -> np.nd
                      math.log1p(flops), math.log1p(params), math.log1p(moved)])
 
 
+def feature_names(layer: LayerConfig) -> list[str]:
+    """Names of `layer_features(layer, ...)`'s entries, in order: `kernel_size[0]`, `input_shape[1]`,
+    `batch_size`, `log1p(flops)` (for messages and the extrapolation record)."""
+    opts = []
+    for k, v in layer.options:
+        numbers = _numbers(v) or []
+        opts += [k] if isinstance(v, (bool, int, float)) else [f"{k}[{i}]" for i in range(len(numbers))]
+    return [*opts, *(f"input_shape[{i}]" for i in range(len(layer.input_shape))), "batch_size",
+            "log1p(flops)", "log1p(params)", "log1p(bytes_moved)"]
+
+
+def _check_counts(layer: LayerConfig, counts: Any) -> None:
+    """ConfigError naming the layer when its counts are not three whole numbers >= 0 (their log is a feature)."""
+    ok = (isinstance(counts, (tuple, list)) and len(counts) == 3
+          and all(not isinstance(c, bool) and isinstance(c, (int, np.integer)) and c >= 0 for c in counts))
+    if not ok:
+        raise ConfigError(f"fit: layer {layer.key}: counts must be (flops, params, bytes_moved), whole numbers "
+                          f">= 0, got {counts!r}")
+
+
 def _stack_features(group: str, layers: Sequence[LayerConfig], counts: Sequence[Counts], batch_size: int) -> np.ndarray:
     """The features of one group's layers as a matrix; ConfigError naming two layers whose features differ in length
     (an option or input shape of another length: the group's regressor needs one feature vector shape)."""
@@ -86,6 +107,12 @@ class LayerLatencyModel:
         self.batch_size: int | None = None
         self.threads: int | None = None  # CPU threads the samples were timed with (None: not recorded, or a GPU)
         self.source: dict[str, Any] = {}
+        self.space_description: Any = None  # the space description of the table trained on (`from_table`), else None
+        self.ranges: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per group: training features' min and max
+        # layers predicted with features outside their group's training range (key -> feature -> value, range);
+        # shared with `learned_latency`'s provenance, which shows later predictions too
+        self.extrapolation: dict[str, Any] = {"layers": {}}
+        self._warned = False
 
     def fit(self, layers: Sequence[LayerConfig], counts: Sequence[Counts], latency_ms: Sequence[float],
             batch_size: int, source: Mapping[str, Any] | None = None,
@@ -96,6 +123,8 @@ class LayerLatencyModel:
         if not (len(layers) == len(counts) == len(latency_ms)) or not layers:
             raise ConfigError("fit: give equally many layers, counts and latencies (at least one)")
         check_latencies(latency_ms, "fit: latency_ms")
+        for layer, c in zip(layers, counts):
+            _check_counts(layer, c)
         if threads is not None:
             check_int(threads, "threads", 1)
         groups: dict[str, list[int]] = defaultdict(list)
@@ -109,8 +138,10 @@ class LayerLatencyModel:
                                        random_state=self.seed, n_jobs=1)
             self.models[g] = rf.fit(x, y)
             self.samples[g] = len(idx)
+            self.ranges[g] = (x.min(axis=0), x.max(axis=0))
         self.batch_size, self.threads = batch_size, threads
         self.source = {**dict(source or {}), "threads": threads}
+        self.space_description, self.extrapolation, self._warned = None, {"layers": {}}, False
         return self
 
     @classmethod
@@ -132,10 +163,26 @@ class LayerLatencyModel:
         source = {"table": str(table.path) if table.path else None, "statistic": table.statistic,
                   "samples": len(entries), "fraction": fraction, "device": table.device}
         counts = [(e.flops, e.params, e.bytes_moved) for e in entries]
-        return cls(seed=seed, **kwargs).fit([e.layer for e in entries], counts,
-                                            [e.value(table.statistic) for e in entries], table.batch_size, source,
-                                            threads if isinstance(threads, int) and not isinstance(threads, bool)
-                                            else None)
+        where = f"from_table: latency table {table.path or '(in memory)'}"
+        values = []
+        for e in entries:
+            v = e.value(table.statistic)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{where}: layer {e.layer.key}: {table.statistic}_ms {v!r} is not a finite number "
+                                  "of milliseconds >= 0")
+            values.append(v)
+        zeros = sum(v == 0 for v in values)
+        if zeros:  # a layer that launched no work timed at 0 (allowed in a table): trained as ZERO_MS, so log exists
+            source["zero_ms_entries"] = zeros
+        try:
+            model = cls(seed=seed, **kwargs).fit([e.layer for e in entries], counts,
+                                                 [max(v, ZERO_MS) for v in values], table.batch_size, source,
+                                                 threads if isinstance(threads, int) and not isinstance(threads, bool)
+                                                 else None)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        model.space_description = table.header.get("adapter")
+        return model
 
     def predict(self, layer: LayerConfig, counts: Counts) -> float:
         """Predicted latency (ms) of one layer."""
@@ -149,7 +196,33 @@ class LayerLatencyModel:
             raise ConfigError(f"learned latency: layer {layer.key} has {x.shape[1]} numeric features, the layers of "
                               f"group {g!r} it was trained on {self.models[g].n_features_in_} (an option or the "
                               "input shape has another length)")
+        self._check_range(layer, g, x[0])
         return float(np.exp(self.models[g].predict(x)[0]))
+
+    def _check_range(self, layer: LayerConfig, group: str, x: np.ndarray) -> None:
+        """Record (and warn once per model, `LatencyFitWarning`) a layer whose features fall outside the range of
+        its group's training samples: a random forest cannot extrapolate, it prices such a layer as the nearest
+        trained ones (a 64-channel conv as a 4-channel one), so a latency constraint cannot tell them apart."""
+        if group not in self.ranges:  # a model fitted before ranges were kept
+            return
+        lo, hi = self.ranges[group]
+        tol = 1e-9 * np.maximum(np.abs(lo), np.abs(hi))
+        out = np.flatnonzero((x < lo - tol) | (x > hi + tol))
+        if not out.size or layer.key in self.extrapolation["layers"]:
+            return
+        names = feature_names(layer)
+        outside = {names[i] if i < len(names) else f"feature[{i}]":
+                   {"value": float(x[i]), "trained": [float(lo[i]), float(hi[i])]} for i in out}
+        self.extrapolation["layers"][layer.key] = outside
+        if not self._warned:
+            self._warned = True
+            shown = ", ".join(f"{k} {v['value']:.4g} (trained {v['trained'][0]:.4g} to {v['trained'][1]:.4g})"
+                              for k, v in list(outside.items())[:4])
+            warnings.warn(f"learned latency: layer {layer.key} lies outside the {self.samples[group]} training "
+                          f"sample(s) of group {group!r}: {shown}. A random forest cannot extrapolate; it prices "
+                          "such a layer as the nearest trained ones. Train on layers that cover it (a table of this "
+                          "space). Warned once per model; every such layer is listed in model.extrapolation "
+                          "(provenance()['extrapolation'] of its learned latency)", LatencyFitWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -372,9 +445,19 @@ def lut_latency(table: LatencyTable, adapter: LayerAdapter) -> LayerwiseLatency:
 
 
 def learned_latency(model: LayerLatencyModel, adapter: LayerAdapter) -> LayerwiseLatency:
-    """Learned latency: the sum of a `LayerLatencyModel`'s per-layer predictions (cached per layer configuration)."""
+    """Learned latency: the sum of a `LayerLatencyModel`'s per-layer predictions (cached per layer configuration).
+
+    A model trained on a table (`from_table`) must be of `adapter`'s space, as `lut_latency` checks a table: a
+    ConfigError names the differing fields (a model `fit` on layers directly carries no space description and is
+    not checked). Layers outside the training range warn (`LayerLatencyModel._check_range`)."""
     if model.batch_size is None:
         raise ConfigError("learned latency: the model is not trained (call fit or from_table)")
+    if model.space_description is not None:
+        diff = adapter_differences(model.space_description, adapter.describe(), getattr(adapter, "training_only", ()))
+        if diff:
+            raise ConfigError(f"learned latency: the model was trained on a latency table "
+                              f"({model.source.get('table') or 'in memory'}) built for another space: {diff}; train "
+                              "it on a table of this space (or fit it on layers directly to use it across spaces)")
     cache: dict[str, float] = {}
     batch = model.batch_size
 
@@ -386,5 +469,6 @@ def learned_latency(model: LayerLatencyModel, adapter: LayerAdapter) -> Layerwis
         return cache[layer.key]
 
     details = {"regressor": "random forest per layer group", "groups": dict(model.samples),
-               "trained_on": dict(model.source), "threads": model.threads}
+               "trained_on": dict(model.source), "threads": model.threads,
+               "extrapolation": model.extrapolation}  # the model's record, updated in place by later predictions
     return LayerwiseLatency(adapter, layer_ms, "learned", model.source.get("device"), batch, details)

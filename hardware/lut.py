@@ -22,7 +22,7 @@ import torch
 
 from nas import jsonio
 from nas.errors import ConfigError, check_int
-from nas.hardware.devices import default_device, load_device
+from nas.hardware.devices import DeviceProfile, default_device, load_device
 from nas.hardware.latency import check_statistic, check_torch_device, host_info, measure_latencies
 from nas.hardware.layers import LayerAdapter, LayerConfig, unique
 
@@ -77,11 +77,13 @@ class TableEntry:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TableEntry":
         """From `to_dict` output; ValueError naming the field when a timing is not a finite number >= 0 (a
-        hand-edited or corrupt line would otherwise price architectures at NaN or negative latency)."""
+        hand-edited or corrupt line would otherwise price architectures at NaN or negative latency), or a count
+        (FLOPs, parameters, bytes) not a whole number >= 0 (a learned model takes its log)."""
         rm = d.get("round_min_ms")
         times = [_milliseconds(d, f) for f in ("median_ms", "min_ms", "mean_ms", "p10_ms", "p90_ms")]
-        return cls(LayerConfig.from_dict(d), *times, int(d["flops"]), int(d["params"]), int(d["bytes_moved"]),
-                   d.get("load"), None if rm is None else _milliseconds(d, "round_min_ms"))
+        counts = [_count(d, f) for f in ("flops", "params", "bytes_moved")]
+        return cls(LayerConfig.from_dict(d), *times, *counts, d.get("load"),
+                   None if rm is None else _milliseconds(d, "round_min_ms"))
 
 
 def _milliseconds(d: Mapping[str, Any], name: str) -> float:
@@ -93,12 +95,23 @@ def _milliseconds(d: Mapping[str, Any], name: str) -> float:
     return float(value)
 
 
+def _count(d: Mapping[str, Any], name: str) -> int:
+    """`d[name]` as a count >= 0 (an int, or a float with no fraction); ValueError naming the field otherwise."""
+    value = d[name]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
 class LatencyTable:
     """A lookup table: `header` (how it was measured) and `entries` by layer key; `statistic` picks the value summed."""
 
     def __init__(self, header: Mapping[str, Any], entries: Iterable[TableEntry] = (), path: Path | None = None,
                  statistic: str = "median") -> None:
         check_statistic(statistic)
+        check_header(header, f"latency table {path or '(in memory)'}")
         self.header = dict(header)
         self.entries = {e.layer.key: e for e in entries}
         old = next((e for e in self.entries.values() if getattr(e, f"{statistic}_ms") is None), None)
@@ -233,7 +246,7 @@ def _show(value: Any) -> str:
     return "absent" if value is _ABSENT else jsonio.dumps(value)
 
 
-def check_local_profile(profile: str | None, device: str, name: str = "profile") -> str | None:
+def check_local_profile(profile: str | Path | None, device: str, name: str = "profile") -> str | None:
     """The profile a table measured here may be recorded under: this machine's (`default_device(device)`).
 
     A table holds timings taken on this machine, so naming another device's profile would label them as
@@ -253,8 +266,9 @@ def check_local_profile(profile: str | None, device: str, name: str = "profile")
                       f"model or the roofline")
 
 
-def check_profile(profile: str, name: str = "profile") -> str:
-    """The name of device profile `profile` (built-in name or .json path); ConfigError naming `name` if unknown."""
+def check_profile(profile: str | Path | DeviceProfile, name: str = "profile") -> str:
+    """The name of device profile `profile` (built-in name, .json path or `DeviceProfile`); ConfigError naming
+    `name` if unknown."""
     try:
         return load_device(profile).name
     except ConfigError as e:
@@ -273,6 +287,7 @@ def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLine
         raise ConfigError(f"{path}: not a latency table (format {header.get('format')!r}, expected {FORMAT!r})")
     if header.get("version") != VERSION:
         raise ConfigError(f"latency table {path}: version {header.get('version')!r}, this toolkit reads {VERSION}")
+    check_header(header, f"latency table {path}", require_adapter=True)
     entries = []
     for n, record in lines.records[1:]:
         try:
@@ -280,6 +295,29 @@ def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLine
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"latency table {path}: line {n} is not a valid entry ({e})") from None
     return header, entries, lines
+
+
+def check_header(header: Any, where: str, require_adapter: bool = False) -> None:
+    """ConfigError naming `where` and the field when a header field a table's users rely on is missing or mistyped:
+    `batch_size` a positive int, `threads` a positive int or null (unknown), `device` and `torch_device` strings or
+    null, `adapter` an object (required of a table file: `build_table` always writes one). A string `threads` would
+    silently turn off a cost model's thread check, a missing `batch_size` fail later as a bare KeyError."""
+    if not isinstance(header, Mapping):
+        raise ConfigError(f"{where}: the header must be an object of fields, got {type(header).__name__}")
+    bs = header.get("batch_size")
+    if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+        raise ConfigError(f"{where}: header field batch_size must be a positive int (the batch every layer was "
+                          f"timed at), got {'nothing' if 'batch_size' not in header else repr(bs)}")
+    threads = header.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"{where}: header field threads must be a positive int (the CPU threads the layers were "
+                          f"timed on) or null (unknown, or a GPU), got {threads!r}")
+    for name in ("device", "torch_device"):
+        if header.get(name) is not None and not isinstance(header[name], str):
+            raise ConfigError(f"{where}: header field {name} must be a string or null, got {header[name]!r}")
+    if ("adapter" in header or require_adapter) and not isinstance(header.get("adapter"), Mapping):
+        raise ConfigError(f"{where}: header field adapter must be an object (the space description the table was "
+                          f"built for), got {'nothing' if 'adapter' not in header else repr(header['adapter'])}")
 
 
 def _load() -> float | None:

@@ -67,7 +67,7 @@ from torch import nn
 from nas.architecture import canonical_json
 from nas.counts import LeafCount, is_layer as _is_layer, layer_modules, parameters_entry
 from nas.errors import ConfigError
-from nas.hardware.layers import LayerAdapter, LayerConfig, unique
+from nas.hardware.layers import LayerAdapter, LayerConfig, no_bytes, unique
 from nas.hardware.lut import LatencyTable
 from nas.nn.derive import bind, freeze
 from nas.nn.model_space import ModuleSpace, Supernet
@@ -604,7 +604,8 @@ class NNLayers(LayerAdapter):
     def arch_counts(self, arch: Mapping[str, Any], batch_size: int = 1) -> list[LeafCount]:
         """The layers' counts, each parameter of the subnet once: a module called twice holds its parameters at
         its first call, and parameters no called layer holds (a model's own `nn.Parameter`) form a final
-        "parameters" entry, as `counts.count_leaves` does for the network."""
+        "parameters" entry, as `counts.count_leaves` does for the network; function calls move no bytes
+        (`moves_bytes`)."""
         arch = self.space.validate(arch)
         calls = self._calls(arch)
         out: list[LeafCount] = []
@@ -617,9 +618,14 @@ class NNLayers(LayerAdapter):
                 n = sum(p.numel() for p in fresh)
                 if leaves and n != sum(x.params for x in leaves):
                     leaves = [dataclasses.replace(x, params=n if i == 0 else 0) for i, x in enumerate(leaves)]
-            out += leaves
+            out += leaves if self.moves_bytes(call.layer) else [no_bytes(x) for x in leaves]
         held = self._held.get(arch.id)
         return out + ([held] if held is not None else [])
+
+    def moves_bytes(self, layer: LayerConfig) -> bool:
+        """A function call (`fn:`, `method:`) is no module call of the network: `count_leaves` counts its FLOPs
+        but no bytes, and so does `arch_counts`."""
+        return not layer.kind.startswith(("fn:", "method:"))
 
     def distinct_layers(self) -> list[LayerConfig]:
         archs = self.archs if self.archs is not None else covering_archs(self.space)

@@ -113,6 +113,11 @@ class OFALayers(LayerAdapter):
             out += [self._head(c, length) for c, length in sorted(states)]
         return unique(out)
 
+    def moves_bytes(self, layer: LayerConfig) -> bool:
+        """The input resampling is a function call in the network (`F.interpolate`), not a module: its bytes are
+        left out of an architecture's counts, as `count_leaves` leaves them out of the network's."""
+        return layer.kind != "resample"
+
     def build_layer(self, layer: LayerConfig) -> nn.Module:
         if layer.kind == "resample":
             return Resample(layer["resolution"])

@@ -5,7 +5,7 @@ end-to-end latency models on measured samples.
     nas hardware measure SPACE [--arch JSON | --random N] [--table FILE] [--device cpu]
     nas hardware devices
     nas hardware calibrate [--threads 1]
-    nas hardware fit-latency SPACE SAMPLES [--table FILE] [--profile NAME] [--out FILE]
+    nas hardware fit-latency SPACE SAMPLES [--table FILE] [--profile NAME|PATH] [--out FILE]
 
 SPACE is a name from `nas.hardware.adapters.SPACES` (ofa, nb201, darts) with `--options` a JSON object
 of the space's constructor options, or a `nas.nn` model class as `path/to/script.py:Net` or
@@ -89,7 +89,8 @@ def build_lut(
         help="Table file [default: runs/luts/SPACE-DEVICE-bB-tT.jsonl, with -wWrRxN added when --warmup, --repeats "
              "or --rounds differ from their defaults].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Measure at most this many new layers in this call.")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="Device profile name recorded in the table.")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        help="Device profile recorded in the table: a built-in name or the path of a .json profile.")] = None,
     options: OptionsOpt = "{}",
 ) -> None:
     """Profile every distinct layer configuration of SPACE once; resumes an existing table file."""
@@ -101,8 +102,8 @@ def build_lut(
     _check_counts(batch_size, threads, warmup, repeats, rounds)
     if limit is not None:
         check_int(limit, "--limit", 0)
-    if profile is not None:
-        profile = check_profile(profile, "--profile")
+    if profile is not None:  # checked here; passed on as given (a .json path's bare name is no built-in profile)
+        check_profile(profile, "--profile")
     adapter = adapter_for(make_space(space, options))
     path = out if out is not None else default_table_path(space, device, batch_size, threads, warmup, repeats, rounds)
     check_path(path, "--out", "file")  # a folder: "is a folder", not the table's "file not found"
@@ -225,7 +226,9 @@ def fit_latency(
     table: Annotated[Optional[Path], path_option(
         help="A lookup table whose sum becomes a feature (beside MFLOPs and parameters).")] = None,
     counts: Annotated[bool, typer.Option(help="Use MFLOPs and parameters as features.")] = True,
-    profile: Annotated[Optional[str], typer.Option(help="Device the samples were measured on (recorded).")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        help="Device the samples were measured on (recorded): a built-in profile name or a .json profile's "
+             "path.")] = None,
     batch_size: BatchOpt = 1,
     seed: Annotated[int, typer.Option(help="Seed of the folds and forests.")] = 0,
     out: Annotated[Optional[Path], path_option(help="Write the fitted model's samples and choice as JSON.")] = None,
@@ -244,8 +247,8 @@ def fit_latency(
         check_seed(seed)
     if seed >= 2**32:  # scikit-learn's random_state range; checked before the samples are read
         raise ConfigError(f"--seed: expected an int below 2**32, got {seed}")
-    if profile is not None:
-        profile = check_profile(profile, "--profile")  # recorded in the model: a typo would make it unusable
+    if profile is not None:  # recorded in the model: a typo would make it unusable; passed on as given (a path
+        check_profile(profile, "--profile")  # stays a path: its bare name is no built-in profile)
     if table is not None:
         check_path(table, "--table", "file")
     if out is not None:
