@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from nas import jsonio
 from nas.errors import ConfigError
@@ -40,12 +43,31 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
     if cls is None:
         raise ConfigError(f"unknown strategy {name!r}; available: {', '.join(sorted(STRATEGIES))}")
     params = inspect.signature(cls.__init__).parameters
+    options = plain_options(options)
     for key in options:
         if key not in params or key in ("self", "space", "problem", "seed"):
             allowed = [p for p in params if p not in ("self", "space", "problem", "seed")]
             raise ConfigError(f"strategy {name!r} has no option {key!r} (options: {', '.join(allowed) or 'none'})")
         _check_option(name, key, options[key], params[key])
     return cls(space, problem, seed, **options)
+
+
+def plain_value(value: Any) -> Any:
+    """`value` with numpy scalars (`np.int64` from `np.arange`, `np.float32`, `np.bool_`) as their Python twins, inside
+    dicts, lists and tuples too: they mean what those mean, and the journal (JSON) takes only the twins."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(plain_value(v) for v in value)
+    return value
+
+
+def plain_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Strategy options (`strategy_options`) with numpy scalars as Python ones (`plain_value`): what a search builds
+    its strategy from and journals."""
+    return {key: plain_value(value) for key, value in (options or {}).items()}
 
 
 def default_options(name: Any) -> dict[str, Any]:
@@ -75,12 +97,12 @@ def _check_option(strategy: str, key: str, value: Any, param: inspect.Parameter)
         kinds = {type(param.default).__name__}
     if value is None and (param.default is None or "None" in annotation):
         return
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if number and not math.isfinite(value):  # the journal holds options as JSON, which has no inf or NaN
         raise ConfigError(f"strategy {strategy!r}: option {key} must be a finite number, got {value!r}")
     checks: list[tuple[bool, bool, str]] = [
         (kinds == {"bool"}, isinstance(value, bool), "true or false"),
-        (kinds == {"int"}, number and isinstance(value, int), "an int"),
+        (kinds == {"int"}, number and isinstance(value, numbers.Integral), "an int"),
         (bool(kinds) and kinds <= {"int", "float"}, number, "a number"),
         (kinds == {"str"}, isinstance(value, str), "a string"),
         (len(kinds) == 1 and next(iter(kinds)).startswith(("Mapping", "dict")), isinstance(value, Mapping), "a dict"),
@@ -96,4 +118,4 @@ __all__ = ["STRATEGIES", "BayesianOptimisation", "ConservativeController", "Dedu
            "LocalSearch", "MonteCarloTreeSearch", "NSGA2", "OptunaStrategy", "PredictorSearch", "RandomSearch",
            "RegularizedEvolution", "ReinforceController", "SequentialModelBasedOptimisation", "Strategy",
            "SuccessiveHalving", "TrialResult", "Wrapper", "default_options", "make_strategy", "pareto_ranks",
-           "scalar_key"]
+           "plain_options", "plain_value", "scalar_key"]

@@ -25,7 +25,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Architecture, Space
 from nas.spaces.space import Slot
-from nas.strategies.base import TrialResult, scalar_key
+from nas.strategies.base import TrialResult, check_count, scalar_key
 from nas.strategies.rl import ReinforceController, _Policy, _tensor_load, _tensor_state, listed_weights
 
 ClassSpec = str | Mapping[str, Sequence[str]] | None
@@ -136,6 +136,7 @@ class ConservativeController(ReinforceController):
         return p / p.sum()
 
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out = []
         for _ in range(n):
             best = None if self.best is None else self.space.validate(self.best)
@@ -196,7 +197,7 @@ class ConservativeController(ReinforceController):
         return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         rows = self.pending.get(arch.id)
         if rows:
             tokens, mask, cls, eligible = rows.pop(0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -15,7 +17,10 @@ from nas.objectives import Problem
 from nas.pareto import non_dominated_sort
 from nas.spaces import Architecture, Space
 
+log = logging.getLogger(__name__)
+
 Status = Literal["ok", "failed", "infeasible"]
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,11 @@ class TrialResult:
     metrics: Mapping[str, float] = field(default_factory=dict)
     status: Status = "ok"
     cached: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:  # a misspelt "faild" was ranked as a success
+            raise ConfigError(f"TrialResult.status: expected one of {', '.join(map(repr, STATUSES))}, "
+                              f"got {self.status!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": dict(self.metrics), "status": self.status, "cached": self.cached}
@@ -38,6 +48,26 @@ class TrialResult:
         """What a strategy is told of a journaled trial, the same live and on replay: a failed trial's metrics
         (a NaN, a partial result) stay in the journal but are not told."""
         return cls(dict(metrics) if status != "failed" else {}, status)  # type: ignore[arg-type]
+
+
+def judged(problem: Problem, arch: Architecture, result: TrialResult) -> TrialResult:
+    """`result` as `nas.search` takes it: one not failed whose objective or constraint metric is NaN or infinite is
+    failed, its metrics dropped (as `TrialResult.of` does), with a warning naming the metric; others unchanged. So a
+    strategy driven by hand never ranks a NaN as a success or keeps one in its state."""
+    if result.status == "failed":
+        return result
+    bad = problem.non_finite(result.metrics)
+    if bad is None:
+        return result
+    log.warning("result of %s taken as failed (tell it with status=\"failed\"): %s", arch.id, bad)
+    return TrialResult({}, "failed", result.cached)
+
+
+def check_count(n: Any) -> int:
+    """`ask`'s `n` as an int >= 0 (a numpy integer too); a ConfigError naming it otherwise (-1 gave [] silently)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ConfigError(f"ask: n (how many architectures to propose) must be an int >= 0, got {n!r}")
+    return int(n)
 
 
 def scalar_key(problem: Problem, result: TrialResult) -> tuple[float, float]:
@@ -201,8 +231,14 @@ class Strategy(ABC):
         """Up to `n` architectures to evaluate next (fewer, even none, when the strategy is exhausted)."""
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        """Record the result of evaluating `arch` (every strategy's `tell` first calls `check_told`)."""
+        """Record the result of evaluating `arch` (every strategy's `tell` first calls `told`, and every `ask`
+        `check_count`)."""
+        self.told(arch, result)
+
+    def told(self, arch: Architecture, result: TrialResult) -> TrialResult:
+        """`check_told(arch)`, then `result` as the search takes it (`judged`: a NaN objective is a failure)."""
         self.check_told(arch)
+        return judged(self.problem, arch, result)
 
     def check_told(self, arch: Architecture) -> None:
         """InvalidArchitectureError naming the field unless `arch` is an architecture of the space: `tell` refuses
@@ -220,6 +256,15 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+TORCH_SEEDS = 2 ** 64  # torch.manual_seed takes [0, 2**64); nas.search takes any non-negative int
+
+
+def torch_seed(seed: int | None) -> int:
+    """`seed` (None: 0) reduced into torch's range: unchanged below 2**64, so runs recorded with such a seed replay
+    exactly, while a larger one (2**70) no longer fails inside torch with "Overflow when unpacking long long"."""
+    return 0 if seed is None else int(seed) % TORCH_SEEDS
 
 
 def unknown_near(space: Space, arch: Architecture, rng: np.random.Generator,

@@ -38,8 +38,8 @@ from nas.errors import ConfigError
 from nas.objectives import Constraint, Problem
 from nas.pareto import hypervolume, pareto_mask
 from nas.spaces import Architecture, Space
-from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks,
-                                 scalar_key)
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, check_count, from_record,
+                                 pareto_ranks, scalar_key)
 
 
 SCREEN_TRIES = 1000  # uniform draws screened by the cheap constraints before one is proposed regardless
@@ -227,6 +227,7 @@ class BayesianOptimisation(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out: list[Architecture] = []
         for _ in range(n):
             if len(self._usable()) < self.warmup:
@@ -239,7 +240,7 @@ class BayesianOptimisation(Strategy):
         return out
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         if result.cached:
             return
         self.history.append((arch, result))

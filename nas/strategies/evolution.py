@@ -15,8 +15,8 @@ from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
 from nas.objectives import Problem
 from nas.pareto import ParetoFronts
-from nas.strategies.base import (Strategy, TrialResult, arch_record, from_record, on_front, pareto_ranks,
-                                 scalar_key)
+from nas.strategies.base import (Strategy, TrialResult, arch_record, check_count, from_record, on_front,
+                                 pareto_ranks, scalar_key)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class RegularizedEvolution(Strategy):
         self._seen: set[str] = set()  # ids asked or told (a listed space's mutation avoids them; rebuilt on load)
 
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out = []
         for _ in range(n):
             if len(self.population) < self.population_size and self.random_asked < self.population_size:
@@ -116,7 +117,7 @@ class RegularizedEvolution(Strategy):
         return tournament(self.problem, self.population, self.sample_size, self.rng)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         self._seen.add(arch.id)
         if not result.cached:
             self._record(arch, result)

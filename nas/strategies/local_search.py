@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from nas.spaces import Architecture
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks, scalar_key
+from nas.strategies.base import (Strategy, TrialResult, arch_record, check_count, from_record, pareto_ranks,
+                                 scalar_key)
 
 
 class LocalSearch(Strategy):
@@ -25,6 +26,7 @@ class LocalSearch(Strategy):
         self.starts: list[str] = []  # ids of asked restart points
 
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out = []
         for _ in range(n):
             if self.current is not None and self.queue:
@@ -42,7 +44,7 @@ class LocalSearch(Strategy):
         return bool(ranks[0] < ranks[1])
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         if arch.id in self.starts:
             self.starts.remove(arch.id)
             if self.current is None or not self.queue:

@@ -52,7 +52,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.pareto import ParetoFronts
 from nas.spaces import Architecture, Conditional, Repeat, Space
-from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, scalar_key
+from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, check_count, scalar_key
 
 Node = dict[str, Any]  # {"n": visits, "s": sum of scores, "b": best loss, "d": explored, "c": {option: Node}}
 
@@ -145,6 +145,7 @@ class MonteCarloTreeSearch(Strategy):
 
     # ------------------------------------------------------------------ ask
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out = []
         for _ in range(n):
             arch = self._propose()
@@ -296,7 +297,7 @@ class MonteCarloTreeSearch(Strategy):
         return float(self._fronts.add(point, len(self.feasible) - 1))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         waiting = self.pending.get(arch.id)
         if result.cached and not waiting:
             return  # a repeat of an architecture someone else asked: nothing new

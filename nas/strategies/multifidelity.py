@@ -19,7 +19,9 @@ lowest level (a warm start's, an enqueued architecture's). When the inner strate
 architectures already started at their level `repeat_patience` (100) times in a row (a converged inner strategy
 on a small space), each further such proposal is replaced by an unknown base architecture near it, started at
 its bracket's level like any new one: the search's own fallback (`Deduplicate`) cannot do this without bypassing
-the rungs, and would end it "exhausted" with most of the space unseen.
+the rungs, and would end it "exhausted" with most of the space unseen. Once none is left (every base architecture
+started at every bracket's level) and no result asked for is still out, each rung promotes its best
+`max(1, n // eta)` as synchronous halving does, so a space smaller than `eta ** (levels - 1)` still reaches the top.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from nas.evaluators import Evaluator
 from nas.objectives import Problem
 from nas.pareto import ParetoFronts, crowding_distance
 from nas.spaces import Architecture, Choice, Space
-from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, Unseen, arch_record, from_record,
-                                 on_front, pareto_ranks, scalar_key, unknown_near)
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, Unseen, arch_record, check_count,
+                                 from_record, on_front, pareto_ranks, scalar_key, unknown_near)
 
 
 class FidelitySpace(Space):
@@ -136,11 +138,12 @@ class SuccessiveHalving(Strategy):
         self._unseen = [Unseen(space.base) for _ in range(brackets)]  # per bracket's level: listings (a cache)
         self._keys_at: dict[tuple[str, float], str] = {}  # (base arch id, level) -> canonical key (a cache)
         self._results: dict[str, TrialResult] = {}  # canonical key -> the result filed (a cache of the rungs)
-        self._leaders: dict[tuple[int, int], tuple[int, list[Architecture]]] = {}  # (b, r) -> (size, best quota)
+        self._leaders: dict[tuple[int, int, bool], tuple[int, list[Architecture]]] = {}  # (b, r, final) -> (size, best)
         self._ranked: dict[tuple[int, int], RungRanking] = {}  # (b, r) -> its completed results ranked (a cache)
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out = []
         for _ in range(n):
             arch, bracket, from_inner = self._next()
@@ -158,18 +161,13 @@ class SuccessiveHalving(Strategy):
 
     def _next(self) -> tuple[Architecture | None, int, bool]:
         levels = self.fspace.levels
-        while (promotion := self._promotion()) is not None:
-            cand, b, r = promotion
-            known = self._results.get(self._key_at(cand, levels[r]))
-            if known is None:
-                return self.fspace.at(cand, levels[r]), b, False
-            # evaluated already (by another bracket): filed here at once, not asked of the search, whose cache
-            # answer would use up one of its rounds (enough of them and it gives up before `repeat_patience`)
-            self._file(b, r, cand, TrialResult(known.metrics, known.status, cached=True))
+        promoted = self._promote(self._promotion)
+        if promoted is not None:
+            return promoted
         b = int(self.rng.choice(self.brackets, p=self.bracket_p)) if self.brackets > 1 else 0
         asked = self.inner.ask(1)
         if not asked:
-            return None, b, True
+            return self._promote(self._final_promotion) or (None, b, True)
         arch = self.fspace.at(asked[0], levels[b])
         if arch not in self.known:
             self.repeats = 0
@@ -179,7 +177,25 @@ class SuccessiveHalving(Strategy):
             fresh = self._unknown_start(asked[0], b)
             if fresh is not None:
                 return fresh[0], fresh[1], True
+            # every base architecture was started at every bracket's level: nothing new will come
+            promoted = self._promote(self._final_promotion)
+            if promoted is not None:
+                return promoted
         return arch, b, True  # answered from the search's cache (and told to the inner strategy as cached)
+
+    def _promote(self, find: Callable[[], tuple[Architecture, int, int] | None]
+                 ) -> tuple[Architecture, int, bool] | None:
+        """The next promotion `find` makes, at its level, as `_next` answers; None when there is none. One evaluated
+        there already (by another bracket) is filed at once, not asked of the search, whose cache answer would use
+        up one of its rounds (enough of them and it gives up before `repeat_patience`)."""
+        levels = self.fspace.levels
+        while (promotion := find()) is not None:
+            cand, b, r = promotion
+            known = self._results.get(self._key_at(cand, levels[r]))
+            if known is None:
+                return self.fspace.at(cand, levels[r]), b, False
+            self._file(b, r, cand, TrialResult(known.metrics, known.status, cached=True))
+        return None
 
     def _unknown_start(self, base: Architecture, bracket: int) -> tuple[Architecture, int] | None:
         """A base architecture near `base` not yet started at the level of `bracket` (else of another bracket), drawn
@@ -208,6 +224,21 @@ class SuccessiveHalving(Strategy):
                     return cand, b, r + 1
         return None
 
+    def _final_promotion(self) -> tuple[Architecture, int, int] | None:
+        """Once no new architecture can start (the inner strategy is exhausted) and nothing asked is still out: the
+        next promotion of synchronous successive halving, `max(1, n // eta)` of a rung's `n` completed results, lowest
+        rung first (each rung is then complete), marked as made. So a space smaller than `eta ** (levels - 1)`
+        still ends with results at the top level, instead of rungs holding fewer than `eta` results each."""
+        if self.pending:
+            return None  # a result still to come may change a rung's best: asked again once it is told
+        for b in range(self.brackets):
+            for r in range(b, len(self.fspace.levels) - 1):
+                cand = self._promotable(b, r, final=True)
+                if cand is not None:
+                    self.promoted[b][r].append(cand.id)
+                    return cand, b, r + 1
+        return None
+
     def _file(self, b: int, r: int, base: Architecture, result: TrialResult) -> None:
         """Put `base`'s result at level `r` into bracket `b`'s rung."""
         self.rungs[b][r].append((base, result))
@@ -220,16 +251,19 @@ class SuccessiveHalving(Strategy):
             k = self._keys_at[(base.id, level)] = self.known.key(self.fspace.at(base, level))
         return k
 
-    def _promotable(self, b: int, r: int) -> Architecture | None:
-        """The next architecture to promote from rung `r` of bracket `b`: only completed results count and move up."""
+    def _promotable(self, b: int, r: int, final: bool = False) -> Architecture | None:
+        """The next architecture to promote from rung `r` of bracket `b`: only completed results count and move up,
+        the best `n // eta` of `n` (`final`: at least one, as when the rung is complete in synchronous halving)."""
         size = len(self.rungs[b][r])
-        leaders = self._leaders.get((b, r))
+        leaders = self._leaders.get((b, r, final))
         if leaders is None or leaders[0] != size:  # the rung grew (rungs only grow): rank what is new
             ranked = self._ranked.get((b, r))
             if ranked is None:
                 ranked = self._ranked[(b, r)] = RungRanking(self.problem)
             ranked.extend(self.rungs[b][r][ranked.seen:])
-            leaders = self._leaders[(b, r)] = (size, ranked.best(len(ranked.archs) // self.eta))
+            n = len(ranked.archs)
+            quota = max(1, n // self.eta) if final and n else n // self.eta
+            leaders = self._leaders[(b, r, final)] = (size, ranked.best(quota))
         done = set(self.promoted[b][r])
         for arch in leaders[1]:
             if arch.id not in done:
@@ -250,7 +284,7 @@ class SuccessiveHalving(Strategy):
         return sorted(range(len(rung)), key=lambda i: (ranks[i], -crowd[i], i))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         entries = self.pending.get(arch.id)
         asked = bool(entries)
         if entries:

@@ -11,7 +11,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.pareto import crowding_distance
 from nas.spaces import Architecture, Space
-from nas.strategies.base import Strategy, TrialResult, arch_record, from_record, pareto_ranks
+from nas.strategies.base import Strategy, TrialResult, arch_record, check_count, from_record, pareto_ranks
 
 Member = tuple[Architecture, TrialResult]
 
@@ -41,6 +41,7 @@ class NSGA2(Strategy):
         self._crowding = np.zeros(0)
 
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out = []
         for _ in range(n):
             if not self.parents:
@@ -61,7 +62,7 @@ class NSGA2(Strategy):
         return self.parents[j][0]
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         if result.cached:
             return
         self.children.append((arch, result))

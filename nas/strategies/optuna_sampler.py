@@ -37,7 +37,7 @@ from nas.objectives import Problem
 from nas.spaces import Architecture, Choice, Integer, Space
 from nas.spaces.params import Conditional
 from nas.spaces.space import _ABSENT, get_path, path_str
-from nas.strategies.base import Strategy, TrialResult, Unseen, unknown_near
+from nas.strategies.base import Strategy, TrialResult, Unseen, check_count, unknown_near
 from nas.strategies.optuna_state import checkpoint, restore
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,7 @@ class OptunaStrategy(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out: list[Architecture] = []
         if getattr(self.study, "_stop_flag", False):  # the sampler called study.stop(): it has nothing left
             return out
@@ -263,7 +264,7 @@ class OptunaStrategy(Strategy):
         return unknown_near(self.space, arch, rng, lambda a: a.id not in self._asked, unseen=self._unseen)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         if not self.checkpoints:
             self.log.append(["tell", arch.to_dict(), result.to_dict()])
         local = self.study._thread_local

@@ -63,7 +63,8 @@ from nas.predictors.selection import Selection, choose, default_candidates
 from nas.predictors.transfer import TransferPredictor, TransferPrior
 from nas.pareto import crowding_distance, extend_front, hypervolume, non_dominated_sort, pareto_mask
 from nas.spaces import Architecture, Space
-from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, check_count, from_record,
+                                 pareto_ranks)
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class PredictorSearch(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         out: list[Architecture] = []
         while len(out) < n:
             if not self.queue and self.restart_after is not None and (stale := self._stale()) >= self.restart_after:
@@ -204,7 +206,7 @@ class PredictorSearch(Strategy):
         return out
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         self.known.add(arch)
         if not result.cached:
             self.history.append((arch, result))

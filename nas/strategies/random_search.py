@@ -7,7 +7,7 @@ from typing import Any
 
 from nas.objectives import Problem
 from nas.spaces import Architecture, Space
-from nas.strategies.base import SeenArchitectures, Strategy, TrialResult
+from nas.strategies.base import SeenArchitectures, Strategy, TrialResult, check_count
 
 
 class RandomSearch(Strategy):
@@ -28,6 +28,7 @@ class RandomSearch(Strategy):
         self.seen = SeenArchitectures(space) if "listed" in space.capabilities else None
 
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         if self.seen is None:
             return [self.space.sample(self.rng) for _ in range(n)]
         out = []
@@ -38,7 +39,7 @@ class RandomSearch(Strategy):
         return out
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         if self.seen is not None:
             self.seen.add(arch)
 

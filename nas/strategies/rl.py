@@ -40,7 +40,7 @@ from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Architecture, Slot, Space
 from nas.spaces.params import WIDE_ORDINAL
-from nas.strategies.base import Strategy, TrialResult, Unseen, unknown_near
+from nas.strategies.base import Strategy, TrialResult, Unseen, check_count, torch_seed, unknown_near
 
 if TYPE_CHECKING:
     import torch
@@ -250,7 +250,7 @@ class ReinforceController(Strategy):
         self.baseline_decay, self.entropy_weight, self.resample = baseline_decay, entropy_weight, resample
         self.slots = space.slots()
         self.tokens = [SlotTokens.of(s) for s in self.slots]
-        self.policy = _Policy([t.count for t in self.tokens], hidden, 0 if seed is None else int(seed))
+        self.policy = _Policy([t.count for t in self.tokens], hidden, torch_seed(seed))
         self.opt = torch.optim.Adam(self.policy.modules.parameters(), lr=lr)
         self.utility = Utility(problem)
         self.baseline: float | None = None
@@ -263,6 +263,7 @@ class ReinforceController(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         if "listed" in self.space.capabilities:
             return self._ask_listed(n)
         out = []
@@ -335,7 +336,7 @@ class ReinforceController(Strategy):
         return self.space.validate(self.space._from_indices(lookup, ()))
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         rows = self.pending.get(arch.id)
         if rows:
             tokens = rows.pop(0)

@@ -34,8 +34,8 @@ import numpy as np
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Architecture, Space
-from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, from_record, pareto_ranks,
-                                 scalar_key)
+from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, check_count, from_record,
+                                 pareto_ranks, scalar_key)
 from nas.strategies.bayesian import normal_scores
 
 
@@ -103,6 +103,7 @@ class SequentialModelBasedOptimisation(Strategy):
 
     # ------------------------------------------------------------------ ask/tell
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         if len(self.history) < self.n_init:
             picks = [self._fresh() for _ in range(n)]
         else:
@@ -119,7 +120,7 @@ class SequentialModelBasedOptimisation(Strategy):
         return arch
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
-        self.check_told(arch)
+        result = self.told(arch, result)
         if result.cached:
             return
         self.history.append((arch, result))

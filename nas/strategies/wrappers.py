@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from nas.spaces import Architecture, Space
-from nas.strategies.base import Strategy, TrialResult, Unseen, from_record, unknown_near
+from nas.strategies.base import Strategy, TrialResult, Unseen, check_count, from_record, judged, unknown_near
 
 class Wrapper(Strategy):
     """A strategy that forwards to `inner`; subclasses add behaviour around ask/tell."""
@@ -91,6 +91,7 @@ class Deduplicate(Wrapper):
         return type(self.space).canonical_key is Space.canonical_key and getattr(self.space, "cell_graph", None) is None
 
     def ask(self, n: int = 1) -> list[Architecture]:
+        n = check_count(n)
         self._repeat = None
         out = self._gather(n, self._admit)
         if not out and not self.in_flight and self._repeat is not None and self.inner.explore_on_repeats:
@@ -145,6 +146,7 @@ class Deduplicate(Wrapper):
         return TrialResult(r.metrics, r.status, cached=True)
 
     def tell(self, arch: Architecture, result: TrialResult) -> None:
+        result = judged(self.problem, arch, result)  # a NaN objective is a failure here too (its cache, its state)
         k = self.key(arch)
         waiting = self.in_flight.pop(k, 0)
         if k in self.results and not result.cached:
