@@ -43,10 +43,15 @@ SETTINGS = ("timeout_s", "max_time", "enqueue")
 """Header fields a resumed run may change (recorded in its resume record), besides the budget."""
 
 
+MAX_SEED = 2 ** 63  # seeds below it, and the few offsets derived from them, fit torch.manual_seed's 64 bits
+
+
 def check_seed(seed: Any) -> int:
-    """`seed` as an int (a numpy integer, as `np.arange` gives, too); ConfigError naming the field otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative int, got {seed!r}")
+    """`seed` as an int (a numpy integer, as `np.arange` gives, too) in [0, 2**63); ConfigError naming the field
+    otherwise (a larger one passed numpy and failed inside torch's one-shot, DARTS and BossNAS trainers)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < MAX_SEED:
+        below = " below 2**63" if isinstance(seed, numbers.Integral) and seed >= MAX_SEED else ""
+        raise ConfigError(f"seed: expected a non-negative int{below}, got {seed!r}")
     return int(seed)
 
 

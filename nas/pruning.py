@@ -7,10 +7,13 @@ hands each report's value of one metric (`Pruner(metric=...)`, default the first
 reports of every trial so far, kept in an in-memory Optuna study; when it says prune, `report_metrics` raises `Pruned`
 inside `evaluate`, and the trial ends with its last report as its metrics (what a Ray Tune scheduler's stop gives,
 so every report must carry every objective and constraint metric; a report lacking the judged metric ends the search
-with a ConfigError naming it, as under Ray Tune: nothing would ever be judged). The journal keeps each trial's
-reported values of that metric (`extra["curve"]`, [report index, value] pairs; `extra["curve_of"]` names the metric)
-and where it was pruned (`extra["pruned_after"]`), and for successive halving and Hyperband the trial's rungs and
-its number in the study (`extra["pruner_attrs"]`, `extra["pruner_trial"]`: Hyperband draws the bracket from it), so
+with a ConfigError naming it, as under Ray Tune: nothing would ever be judged). A NaN or infinite value is judged
+too, as in Optuna (a diverged training: Threshold stops it at a NaN report, successive halving and Hyperband at the
+next rung, median and percentile once all its reports are NaN; it then fails as non-finite). The journal keeps each
+trial's reported values of that metric (`extra["curve"]`, [report index, value] pairs, a non-finite value as its
+string "nan", "inf" or "-inf", as journaled metrics are; `extra["curve_of"]` names the metric) and where it was
+pruned (`extra["pruned_after"]`), and for successive halving and Hyperband the trial's rungs and its number in the
+study (`extra["pruner_attrs"]`, `extra["pruner_trial"]`: Hyperband draws the bracket from it), so
 a resumed search prunes against the same history. The in-process executor, local worker processes
 (`executor="processes"`) and the Ray actor pool (`executor="ray"`) prune; a worker judges each evaluation against
 the trials finished when it was sent there, under the number it was given then. (`executor="ray-tune"` takes no
@@ -148,6 +151,12 @@ def as_pruner(value: Any) -> Pruner | None:
 
 Entry = tuple[list[list[float]], bool, float | None, dict[str, Any] | None]
 """One finished trial of a pruning history: (curve, pruned, final value, the pruner's attributes of it)."""
+
+
+def point(step: int, value: float) -> list[Any]:
+    """One curve point [report index, value] as the journal keeps it: a NaN or infinite value (a diverged training,
+    which the pruner judged) as its string ("nan", "inf", "-inf"; JSON has none), as journaled metrics are."""
+    return [step, value if math.isfinite(value) else str(value)]
 
 
 def missing_metric(metric: str, got: Iterable[str], where: str) -> str:
@@ -404,10 +413,8 @@ class Pruning:
             reports += 1
             last = clean
             value = clean[self.metric]
-            if not math.isfinite(value):
-                return  # nothing to judge at this report
-            curve.append([reports - 1, value])
-            trial.report(value, reports - 1)
+            curve.append(point(reports - 1, value))
+            trial.report(value, reports - 1)  # NaN too: Optuna's pruners stop a diverged training at it
             if trial.should_prune():
                 raise Pruned(f"{self.describe} after {reports} report(s): {self.metric} = {value:g}")
 

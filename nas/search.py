@@ -40,14 +40,14 @@ from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
 from nas.user_attrs import collecting
 from nas.experiment import (Experiment, check_seed, check_workdir_arg, first_difference, open_experiment,
-                            recorded_config, resolve_seed, search_config, space_path)
+                            resolve_seed, search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
 from nas.pruning import Pruning, as_pruner
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
 from nas.stopping import StopRule, check_rule, reason
 from nas.store import Journal, Trial
-from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy
+from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy, plain_options
 from nas.strategies.optuna_sampler import OptunaSampler
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
 
     `timeout_s` fails an evaluation that runs longer (its worker is killed: executor "processes");
     `max_time` stops submitting evaluations after that many seconds of this run. `enqueue` evaluates
-    these architectures first (a baseline, an earlier front); `warm_start` (another search's workdir over
+    these architectures first (a baseline, an earlier front; a warning names the `enqueue[i]` that repeat an earlier
+    entry, or that the budget leaves out); `warm_start` (another search's workdir over
     the same space) tells the strategy that search's completed results without spending budget on them.
     A resumed run keeps the recorded seed, timeout, max_time, enqueue and warm start unless given anew
     (`timeout_s=float("inf")` or `max_time=float("inf")` lifts a recorded limit); a resume on an executor that
@@ -149,9 +150,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                                  or not math.isfinite(fidelity) or fidelity <= 0):
         raise ConfigError(f"fidelity: expected a positive number (the budget each evaluation is given, e.g. epochs), "
                           f"got {fidelity!r}")
-    check_workdir_arg(workdir)
-    if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
-        raise ConfigError(f"workdir: {workdir} is a file, not a folder")
+    _check_workdir_path(workdir)
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ConfigError(f"metadata: expected a dict of plain JSON data, got {type(metadata).__name__}")
     if metadata is not None:
@@ -161,9 +160,17 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     # None keeps a recorded limit; infinity lifts it (no limit, and none recorded from now on)
     timeout_given, max_time_given = timeout_s is not None, max_time is not None
     timeout_s, max_time = check_limit(timeout_s, "timeout_s"), check_limit(max_time, "max_time")
-    recorded = recorded_config(workdir) or {}
+    journal = Journal(workdir) if workdir is not None else None
+    contents = journal.read() if journal is not None and journal.exists() else None
+    recorded = contents.config if contents is not None else {}
     if recorded.get("space") != space.fingerprint():
         recorded = {}  # another search's settings are not inherited (opening the workdir will refuse it)
+    elif journal is not None and contents is not None:  # checked before a resume writes anything
+        snapshot = journal.load_snapshot()
+        _check_snapshot_fields(journal, snapshot)
+        usable = snapshot is not None and _snapshot_usable(snapshot, len(contents.trials))
+        replayed = int(snapshot["after_trial"]) + 1 if snapshot is not None and usable else 0
+        _check_journaled_archs(space, journal, contents.trials[replayed:])  # those the resume tells the strategy
     if metadata is None:
         metadata = recorded.get("metadata")  # a resumed run keeps the recorded metadata unless given anew
     if isinstance(strategy, Strategy):
@@ -172,11 +179,11 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     inherited_timeout = not timeout_given and recorded.get("timeout_s") is not None
     timeout_s = timeout_s if timeout_given else check_limit(recorded.get("timeout_s"), "timeout_s")
     max_time = max_time if max_time_given else check_limit(recorded.get("max_time"), "max_time")
-    queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"))
+    queued = _enqueued(space, enqueue if enqueue is not None else recorded.get("enqueue"), warn=enqueue is not None)
     covered = recorded.get("warm_start") is not None and _snapshot_restores(workdir)
     warm = _warm_start(space, warm_start, recorded.get("warm_start"), covered)
     problem = Problem.make(objectives, constraints)
-    stop_when = check_rule(stop_when, problem.metrics_needed)
+    stop_when = check_rule(stop_when, problem.metrics_needed, problem.names)
     given = as_pruner(pruner)
     pruning = Pruning.make(given, problem) if given is not None else None
     if warm is not None:
@@ -190,7 +197,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                           "that trains")
     if strategy_options is not None and not isinstance(strategy_options, Mapping):
         raise ConfigError(f"strategy_options: expected a dict of option -> value, got {strategy_options!r}")
-    options = dict(strategy_options or {})
+    options = plain_options(strategy_options)  # numpy scalars as their Python twins, before journaling
     if isinstance(strategy, Strategy):
         if options:
             raise ConfigError("strategy_options: only for strategies given by name")
@@ -264,8 +271,50 @@ def run(prepared: PreparedSearch) -> SearchResult:
         experiment.close()
 
 
-def _enqueued(space: Space, enqueue: Sequence[Mapping[str, Any]] | None) -> list[Architecture]:
-    """The architectures to evaluate first, validated (an error names `enqueue[i]` and the field)."""
+def _check_workdir_path(workdir: Any) -> None:
+    """ConfigError naming `workdir` when it cannot hold a journal: not a path, empty, a file, or below a file (a
+    `journal.jsonl` that is a folder is the JournalError of `Journal.exists`)."""
+    if workdir is None:
+        return
+    if not isinstance(workdir, (str, PathLike)):
+        raise ConfigError(f"workdir: expected a folder path (str or pathlib.Path), got {type(workdir).__name__} "
+                          f"{workdir!r}")
+    check_workdir_arg(workdir)
+    path = Path(workdir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"workdir: {workdir} is a file, not a folder")
+    above = next((p for p in path.parents if p.exists()), None)  # the nearest folder (or file) that exists
+    if not path.exists() and above is not None and not above.is_dir():
+        raise ConfigError(f"workdir: {above} is a file, so the folder {workdir} cannot be made inside it; give a "
+                          "path whose existing part is a folder")
+
+
+def _check_journaled_archs(space: Space, journal: Journal, trials: Sequence[Trial]) -> None:
+    """JournalError naming file:line and the field when the architecture of one of `trials` (those a resume replays
+    to the strategy) is outside `space` (a hand edit, a journal written by another search): the strategy would learn
+    from, and vary, a model the space cannot build. The trials a strategy snapshot covers are not validated again
+    (`Deduplicate.recall`): on a 1,000-decision space that costs 4 ms a trial, on every resume."""
+    for t in trials:
+        try:
+            space.validate(t.arch)
+        except InvalidArchitectureError as e:
+            line = journal.line_of(t.number)
+            raise JournalError(f"{journal.path}:{line if line is not None else '?'}: trial {t.number}'s architecture "
+                               f"is outside this search's space ({e}); restore the journal from a copy, or fix that "
+                               "line by hand") from None
+
+
+def _check_snapshot_fields(journal: Journal, snap: Mapping[str, Any] | None) -> None:
+    """JournalError (deleting the snapshot is safe) when the strategy snapshot `snap` lacks a field a resume restores:
+    `Journal.load_snapshot` checks the type of each field it holds, this that `state` and `pending` are there."""
+    missing = [k for k in ("state", "pending") if snap is not None and k not in snap]
+    if missing:
+        raise journal.damaged_snapshot(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
+
+
+def _enqueued(space: Space, enqueue: Sequence[Mapping[str, Any]] | None, warn: bool = True) -> list[Architecture]:
+    """The architectures to evaluate first, validated (an error names `enqueue[i]` and the field); `warn`: about
+    entries that repeat an earlier one (each architecture is evaluated once)."""
     if enqueue is None:
         return []
     if isinstance(enqueue, (str, bytes)) or not isinstance(enqueue, Sequence):
@@ -277,7 +326,29 @@ def _enqueued(space: Space, enqueue: Sequence[Mapping[str, Any]] | None) -> list
         except InvalidArchitectureError as e:
             raise InvalidArchitectureError(f"enqueue[{i}].{e.path}" if e.path else f"enqueue[{i}]",
                                            str(e).split(": ", 1)[-1]) from None
+    first: dict[str, int] = {}
+    repeats = [f"enqueue[{i}] (= enqueue[{first[a.id]}])" for i, a in enumerate(out)
+               if first.setdefault(a.id, i) != i]
+    if warn and repeats:
+        log.warning("enqueue: %s %s an architecture listed before, which is evaluated once; drop the duplicate%s",
+                    ", ".join(repeats), "repeats" if len(repeats) == 1 else "repeat", "" if len(repeats) == 1 else "s")
     return out
+
+
+def _warn_enqueued_over_budget(queued: Sequence[Architecture], enqueue: Sequence[Architecture], room: int) -> None:
+    """Warn when fewer evaluations are left (`room`) than distinct enqueued architectures still to run (`queued`),
+    naming the `enqueue[i]` entries the budget leaves out: an enqueue otherwise promises their evaluation."""
+    index: dict[str, int] = {}
+    for i, a in enumerate(enqueue):
+        index.setdefault(a.id, i)
+    distinct = list(dict.fromkeys(a.id for a in queued))
+    if len(distinct) <= max(room, 0):
+        return
+    left = [f"enqueue[{index[i]}]" for i in distinct[max(room, 0):] if i in index]
+    log.warning("enqueue: %d enqueued architectures wait to be evaluated but the budget leaves %d evaluations, so "
+                "%s %s not evaluated (unless cheap constraints reject earlier ones); raise budget by %d to evaluate "
+                "them all", len(distinct), max(room, 0), ", ".join(left), "is" if len(left) == 1 else "are",
+                len(distinct) - max(room, 0))
 
 
 def _optuna_sampler(strategy: Any) -> bool:
@@ -508,6 +579,9 @@ class _SearchLoop:
         done = {t.arch_id for t in told} | {a.id for a in self.pending}
         self.queued = [a for a in enqueue if a.id not in done]  # exact: those journaled later are replayed in turn
         self.enqueue_ids |= {a.id for a in enqueue}
+        known = self.strategy.results  # a warm start's results: not evaluated (`_warn_enqueued_warm` says so)
+        _warn_enqueued_over_budget([a for a in self.queued if self.strategy.key(a) not in known], enqueue,
+                                   self.budget - (self.used - self.ahead) - len(self.pending))
         if max_time is not None:
             self.deadline = time.monotonic() + max_time
         self.executor.start(self.evaluate)
@@ -661,10 +735,18 @@ class _SearchLoop:
                         "an older copy?); ignoring the snapshot and replaying the journal from its start",
                         self.experiment.workdir, int(snap["after_trial"]) + 1, len(self.trials))
             return None
+        journal = self.experiment.writer
+        assert journal is not None  # a snapshot was read from it
+        _check_snapshot_fields(journal, snap)  # `prepare` checked it; a search started since may have replaced it
         state = snap["state"]
         if set(state) == {"inner"}:  # written before the cheap stage moved from a strategy wrapper into this loop
             state = state["inner"]
-        self.strategy.load_state_dict(state)
+        try:
+            self.strategy.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # hand-edited, or another strategy's
+            what = f"field {e.args[0]!r} is missing" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            name = self.strategy.inner.name or type(self.strategy.inner).__name__
+            raise journal.damaged_snapshot(f"its state does not restore the {name} strategy ({what})") from e
         if not state.get("journaled") and not self.experiment.config.get("warm_start"):
             self.strategy.keep(0)  # an older snapshot's results are all the journal's: the next one leaves them out
         self._recall(int(snap["after_trial"]))

@@ -54,7 +54,8 @@ def _unread(memo: dict[str, _Progress], result: "SearchResult", start: Callable[
 class NoImprovement:
     """Stop after `patience` evaluations in a row without a feasible result that improves the front: with one
     objective, a value better than the best so far by more than `min_delta`; with several, a point no earlier
-    feasible result weakly dominates. Failed evaluations and evaluated ones that break a constraint count towards
+    feasible result weakly dominates (`min_delta` applies to one objective: a search with several refuses one above
+    0). Failed evaluations and evaluated ones that break a constraint count towards
     the patience; proposals rejected on cheap metrics spend no budget and do not."""
 
     patience: int
@@ -71,6 +72,8 @@ class NoImprovement:
     def stale(self, result: "SearchResult") -> int:
         """Evaluations since the last one that improved the front (every evaluation if none did)."""
         problem = result.problem
+        if self.min_delta and len(problem.names) > 1:  # `check_rule` refuses it where a search starts
+            raise ConfigError(min_delta_error(self, problem.names))
         progress, new = _unread(self._memo, result, lambda: ([], 0))
         front, stale = progress.state
         for t in new:
@@ -160,24 +163,43 @@ def from_settings(stop_after: int | None, stop_at: Sequence[str] | None) -> Stop
     return None if not rules else rules[0] if len(rules) == 1 else AnyOf(tuple(rules))
 
 
-def check_rule(rule: Any, metrics: Sequence[str]) -> StopRule | None:
-    """`rule` if it can be asked (a callable); a `Target` must name recorded metrics (objectives or constraints)."""
+def min_delta_error(rule: NoImprovement, objectives: Sequence[str]) -> str:
+    """Why `rule`'s min_delta is refused in a search of several `objectives`: any new Pareto point improves the
+    front however small, so it would be ignored while the stop reason names it."""
+    return (f"stop_when: NoImprovement(min_delta={rule.min_delta:g}) applies to one objective only, and this search "
+            f"has {len(objectives)} ({', '.join(objectives)}), where any new Pareto point counts as an improvement; "
+            "drop min_delta (NoImprovement(patience) alone)")
+
+
+def check_rule(rule: Any, metrics: Sequence[str], objectives: Sequence[str] = ()) -> StopRule | None:
+    """`rule` if it can be asked: a callable, and so is every rule inside an `AnyOf`; a `Target` must name recorded
+    metrics (objectives or constraints); a `NoImprovement` with min_delta > 0 needs one objective (`objectives`,
+    the search's: checked when given). Refused before the search writes anything."""
     if rule is None:
         return None
-    if not callable(rule):
-        raise ConfigError(f"stop_when: expected NoImprovement(...), Target(...) or a callable (result) -> bool, "
-                          f"got {rule!r}")
-    for target in [r for r in _leaves(rule) if isinstance(r, Target)]:
-        unknown = [c.metric for c in target.conditions if c.metric not in metrics]
-        if unknown:
-            raise ConfigError(f"stop_when: Target names {unknown[0]!r}, which is not an objective or constraint "
-                              f"metric of this search ({', '.join(metrics)})")
+    for where, leaf in _leaves(rule, "stop_when"):
+        if not callable(leaf):
+            raise ConfigError(f"{where}: expected NoImprovement(...), Target(...) or a callable (result) -> bool, "
+                              f"got {leaf!r}")
+        if isinstance(leaf, Target):
+            unknown = [c.metric for c in leaf.conditions if c.metric not in metrics]
+            if unknown:
+                raise ConfigError(f"stop_when: Target names {unknown[0]!r}, which is not an objective or constraint "
+                                  f"metric of this search ({', '.join(metrics)})")
+        if isinstance(leaf, NoImprovement) and leaf.min_delta and len(objectives) > 1:
+            raise ConfigError(min_delta_error(leaf, objectives))
     return rule
 
 
-def _leaves(rule: StopRule) -> list[StopRule]:
-    """The rules inside `rule`, through nested `AnyOf`s (a misnamed Target metric inside one is refused too)."""
-    return [leaf for r in rule.rules for leaf in _leaves(r)] if isinstance(rule, AnyOf) else [rule]
+def _leaves(rule: Any, where: str) -> list[tuple[str, Any]]:
+    """The rules inside `rule` with where each is (`stop_when.rules[1]`), through nested `AnyOf`s, so that each is
+    checked as the top-level rule is."""
+    if not isinstance(rule, AnyOf):
+        return [(where, rule)]
+    if not isinstance(rule.rules, (tuple, list)):
+        raise ConfigError(f"{where}.rules: expected a tuple of rules, e.g. AnyOf((NoImprovement(20), "
+                          f"Target('accuracy >= 0.9'))), got {rule.rules!r}")
+    return [leaf for i, r in enumerate(rule.rules) for leaf in _leaves(r, f"{where}.rules[{i}]")]
 
 
 def describe(rule: StopRule) -> str:

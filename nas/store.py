@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from nas import jsonio
-from nas.errors import JournalError, WorkdirBusy
+from nas.errors import ConfigError, JournalError, WorkdirBusy
 from nas.architecture import Architecture
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,21 @@ output path of a command that reads the workdir must not replace one (`nas.conso
 NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 """The errnos of a path that cannot be written: no permission, or a read-only file system (a `:ro` volume, a
 snapshot), which raises a plain OSError, not a PermissionError."""
+SNAPSHOT_HINT = (f"; it only caches the strategy's state, so deleting {SNAPSHOT} is safe: a resume then replays the "
+                 "journal (a study forgets which architectures it handed out and was not told yet)")
+"""How a damaged strategy snapshot's error ends: what the user can do about it."""
+_SNAPSHOT_FIELDS: dict[str, tuple[type, type | tuple[type, ...] | None]] = {
+    "state": (dict, None), "pending": (list, dict), "placements": (dict, dict), "asked": (dict, (int, float)),
+    "reports": (dict, dict), "queued": (list, dict), "enqueued": (list, str)}
+"""The fields `_SearchLoop._snapshot` writes (a resume needs `state` and `pending`; the rest are optional): their
+JSON type, and the type of each entry or value."""
+
+
+def _json_type(value: Any) -> str:
+    """How JSON names `value`'s type, for messages about a hand-edited file."""
+    return ("null" if value is None else "a boolean" if isinstance(value, bool) else "a number"
+            if isinstance(value, (int, float)) else "a string" if isinstance(value, str) else "a list"
+            if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__)
 
 
 def not_writable(e: BaseException) -> bool:
@@ -108,10 +123,22 @@ class Trial:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Trial":
-        return cls(number=int(d["number"]), arch=dict(d["arch"]), arch_id=str(d["arch_id"]),
-                   metrics={k: float(v) for k, v in d["metrics"].items()}, status=str(d["status"]),
+        """The trial a journal record holds; KeyError/TypeError/ValueError naming the field when it is malformed."""
+        return cls(number=int(d["number"]), arch=_object(d, "arch"), arch_id=str(d["arch_id"]),
+                   metrics={k: float(v) for k, v in _object(d, "metrics").items()}, status=str(d["status"]),
                    started=float(d["started"]), finished=float(d["finished"]), worker=str(d["worker"]),
-                   error=d.get("error"), extra=dict(d.get("extra") or {}))
+                   error=d.get("error"), extra=_object(d, "extra", optional=True))
+
+
+def _object(record: Mapping[str, Any], key: str, optional: bool = False) -> dict[str, Any]:
+    """`record[key]` as a dict; a TypeError naming `key` when it is not a JSON object (a list of pairs would
+    otherwise pass as one). `optional`: missing or null reads as {}."""
+    value = record.get(key) if optional else record[key]
+    if optional and value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} is {_json_type(value)} ({value!r:.40}), not an object")
+    return dict(value)
 
 
 def evaluations_used(trials: Sequence[Trial]) -> int:
@@ -143,12 +170,22 @@ class Journal:
     """Read-only access to a workdir's journal and strategy snapshot; reading never changes a file."""
 
     def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        if not isinstance(workdir, (str, os.PathLike)):
+            raise ConfigError(f"workdir: expected a folder path (str or pathlib.Path), got {type(workdir).__name__} "
+                              f"{workdir!r}")
         self.workdir = Path(workdir)
         self.path = self.workdir / JOURNAL
         self.snapshot_path = self.workdir / SNAPSHOT
 
     def exists(self) -> bool:
-        return self.path.exists() and self.path.stat().st_size > 0
+        """Whether the workdir holds a journal (a non-empty file); a JournalError when `journal.jsonl` is something
+        else (a folder), which no search can read or append to."""
+        if not self.path.exists():
+            return False
+        if not self.path.is_file():
+            raise JournalError(f"{self.path}: {jsonio.not_a_file(self.path)}: a workdir's {JOURNAL} is its search's "
+                               "journal; move that away, or use another workdir")
+        return self.path.stat().st_size > 0
 
     def read(self) -> JournalContents:
         """The journal's config and trials; damage other than a torn last line is a JournalError naming the line.
@@ -212,22 +249,45 @@ class Journal:
 
     def load_snapshot(self) -> dict[str, Any] | None:
         """The strategy snapshot, or None; a damaged one is a JournalError saying it may be deleted: it is a cache
-        of the strategy's state, and without it a resume replays the journal."""
+        of the strategy's state, and without it a resume replays the journal. Each field it holds is checked for
+        its type here (a resume checks that the state restores: `damaged_snapshot`)."""
         if not self.snapshot_path.exists():
             return None
-        hint = (f"; it only caches the strategy's state, so deleting {SNAPSHOT} is safe: a resume then replays the "
-                "journal (a study forgets which architectures it handed out and was not told yet)")
         try:
             snap = jsonio.read_json(self.snapshot_path, "strategy snapshot", JournalError)
         except JournalError as e:
-            raise JournalError(f"{e}{hint}") from None
+            raise JournalError(f"{e}{SNAPSHOT_HINT}") from None
         if not isinstance(snap, dict) or snap.get("schema") != SCHEMA:
-            raise JournalError(f"{self.snapshot_path}: schema {snap.get('schema') if isinstance(snap, dict) else None!r} "
-                               "is not supported")
+            raise self.damaged_snapshot(f"schema {snap.get('schema') if isinstance(snap, dict) else None!r} is not "
+                                        f"supported (this version reads {SCHEMA})")
         after = snap.get("after_trial")
-        if isinstance(after, bool) or not isinstance(after, int):
-            raise JournalError(f"{self.snapshot_path}: after_trial {after!r} is not a trial number{hint}")
+        if isinstance(after, bool) or not isinstance(after, int) or after < -1:
+            raise self.damaged_snapshot(f"after_trial {after!r} is not a trial number (or -1)")
+        for key, (kind, item) in _SNAPSHOT_FIELDS.items():
+            if key not in snap:
+                continue
+            value = snap[key]
+            if not isinstance(value, kind):
+                raise self.damaged_snapshot(f"{key} is {_json_type(value)}, not {_json_type(kind())}")
+            if item is None:
+                continue
+            for bad in value.values() if isinstance(value, dict) else value:
+                if not isinstance(bad, item) or isinstance(bad, bool):
+                    raise self.damaged_snapshot(f"{key} holds {_json_type(bad)} ({bad!r:.40}) where each entry is "
+                                                f"{_json_type(item[0]() if isinstance(item, tuple) else item())}")
         return snap
+
+    def line_of(self, number: int) -> int | None:
+        """The line of the journal that holds trial `number` (None when none does): for messages about a trial."""
+        follower = JournalFollower(self)
+        follower.poll()
+        where = follower._where.get(number)
+        return where[0] if where is not None else None
+
+    def damaged_snapshot(self, reason: str) -> JournalError:
+        """The error for a strategy snapshot that cannot be restored (`reason` names the field), saying that
+        deleting it is safe."""
+        return JournalError(f"{self.snapshot_path}: {reason}{SNAPSHOT_HINT}")
 
     def pending(self, told: Collection[str]) -> list[dict[str, Any]]:
         """The architectures the last snapshot holds as asked and not among `told` (arch ids): a study's jobs out,
@@ -342,8 +402,10 @@ class JournalFollower:
                                    "(the journal has a gap or is out of order)")
             try:
                 self.trials.append(Trial.from_json(rec))
-            except (KeyError, TypeError, ValueError) as e:
-                raise JournalError(f"{path}:{line}: malformed trial record ({e!r})") from e
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                what = f"field {e.args[0]!r} is missing" if isinstance(e, KeyError) else str(e)
+                raise JournalError(f"{path}:{line}: malformed trial record ({what}); restore the journal from a copy, "
+                                   "or fix that line by hand") from e
             self._where[number] = (line, rec)
 
 
@@ -354,15 +416,19 @@ class JournalWriter(Journal):
     """
 
     def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        self._lock_fd: int | None = None  # first: `__del__` closes it even when the workdir is refused
         super().__init__(workdir)
-        self._lock_fd: int | None = None
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
+            self.exists()  # a journal.jsonl that is not a file (a folder) is refused before the lock is taken
             self._lock_fd = _lock(self.workdir / LOCK)
             self._check_writable()
             _claim(self._lock_fd)  # after the check: a refused run leaves every file as it was, the lock's too
         except OSError as e:
             self.close()
+            if e.errno in (errno.ENOTDIR, errno.EEXIST):  # the workdir, or a folder above it, is a file
+                raise JournalError(f"{self.workdir}: cannot be a workdir ({e.strerror}: {e.filename}): a file stands "
+                                   "where a folder is needed; use another workdir") from None
             if not not_writable(e):
                 raise
             raise JournalError(f"{self.workdir}: this workdir cannot be written ({e.strerror}: {e.filename}); make it "

@@ -31,7 +31,6 @@ one curve.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ from nas.errors import ConfigError, check_number
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective, Problem
-from nas.pruning import Pruner, Pruning, as_pruner, missing_metric
+from nas.pruning import Pruner, Pruning, as_pruner, missing_metric, point
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
 from nas.spaces import Architecture, Space
@@ -225,7 +224,8 @@ class Study:
         """One epoch's metrics of a pending architecture (Optuna's `trial.report` and `should_prune` in one):
         True when the study's pruner says to stop its training (then `tell(arch)` journals it as pruned, with this
         report). A report lacking the metric the pruner judges is refused (ConfigError: most likely a typo, and
-        nothing would ever be judged); a NaN value is kept, not judged. Without a pruner it only keeps the curve,
+        nothing would ever be judged); a NaN or infinite value is judged as Optuna's pruners judge it (a diverged
+        training is stopped) and kept in the curve as its string ("nan"). Without a pruner it only keeps the curve,
         journaled with the result."""
         with self._lock:
             self._check_open()
@@ -241,8 +241,8 @@ class Study:
             record["reports"] += 1
             record["last"] = values
             value = values.get(self._judged)
-            if value is not None and math.isfinite(value):
-                record["curve"].append([record["reports"] - 1, value])
+            if value is not None:  # NaN too: the pruner judges it, as Optuna's do (a diverged training is stopped)
+                record["curve"].append(point(record["reports"] - 1, value))
                 if self._pruning is not None:  # a running trial of the pruner's live study, as in Optuna
                     record["prune"], record["pruner_attrs"] = self._pruning.judge(record["curve"], held.id)
                     if self._pruning.ranks:  # kept with it: a reopened study judges it under the same number

@@ -98,10 +98,11 @@ SPACE = Space(a=Integer(0, 9), b=Choice(["x", "y"]))
 
 @pytest.mark.parametrize("strategy", ["rl", "autognn"])
 def test_torch_strategies_take_a_seed_beyond_2_64(strategy):
-    """Before: seed=2**70 (accepted by nas.search) failed inside torch.manual_seed with "Overflow when unpacking
-    long long"."""
-    r = nas.search(SPACE, lambda a: {"y": float(a["a"])}, {"y": "max"}, strategy=strategy, budget=4, seed=2**70)
-    assert len(r.trials) == 4
+    """Before: seed=2**70 failed inside torch.manual_seed with "Overflow when unpacking long long". (`nas.search`
+    now refuses seeds from 2**63 on, `test_a_seed_beyond_torchs_range_is_refused_naming_it`; a strategy made by
+    hand still takes them.)"""
+    s = make_strategy(strategy, SPACE, Problem.make({"y": "max"}), 2**70)
+    assert len(s.ask(4)) == 4
 
 
 def test_torch_seed_is_unchanged_below_2_64():
@@ -232,3 +233,28 @@ def test_final_promotions_resume_exactly():
         b = Deduplicate(make_strategy("successive-halving", fs, problem, 0))
         b.load_state_dict(json.loads(json.dumps(a.state_dict())))
         assert first + drive(b, 20) == whole
+
+
+def test_a_seed_beyond_torchs_range_is_refused_naming_it():
+    """Seeds reach torch.manual_seed (one-shot, DARTS, BossNAS trainers, with small offsets): 2**70 failed inside
+    torch; now it is refused when the search starts, and 2**63 - 1 still runs."""
+    import nas
+    from nas.errors import ConfigError
+    from nas.spaces import Choice, Space
+
+    space = Space(x=Choice([0, 1, 2]))
+    with pytest.raises(ConfigError, match=r"seed: expected a non-negative int below 2\*\*63, got 1180591620717411303424"):
+        nas.search(space, lambda a: {"y": float(a["x"])}, {"y": "max"}, budget=2, seed=2 ** 70)
+    assert nas.search(space, lambda a: {"y": float(a["x"])}, {"y": "max"}, budget=2, seed=2 ** 63 - 1).used == 2
+
+
+def test_a_search_takes_numpy_integer_strategy_options_and_journals_them_as_ints(tmp_path):
+    """A sweep over np.arange gave "option population_size expects an int" through nas.search as well."""
+    import numpy as np
+
+    import nas
+
+    r = nas.search(SPACE, lambda a: {"y": float(a["a"])}, {"y": "max"}, strategy="evolution", budget=4, seed=0,
+                   strategy_options={"population_size": np.int64(4)}, workdir=tmp_path / "w")
+    assert r.config["strategy_options"]["population_size"] == 4
+    assert type(r.config["strategy_options"]["population_size"]) is int
