@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from nas.errors import ConfigError
 from nas.spaces import Choice, Space
 from nas.store import JournalWriter
 from tests import test_dashboard
+from tests.test_dashboard_edges34 import get
 
 serve, browser = test_dashboard.serve, test_dashboard.browser  # fixtures: a served folder, headless Chromium
 
@@ -41,14 +40,6 @@ def on_b(a) -> dict[str, float]:
 def run(space: Space, fn, workdir: Path, strategy: str = "random", seed: int = 0, budget: int = 6) -> nas.SearchResult:
     return nas.search(space, fn, {"acc": "max", "lat": "min"}, strategy=strategy, budget=budget, seed=seed,
                       workdir=workdir, progress=False)
-
-
-def get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 # ------------------------------------------------------------------ 1. runs over different spaces
