@@ -9,11 +9,16 @@ search keeps `size_bits <= BUDGET`; the most accurate pick is exported with the 
 
     .venv/bin/python examples/precision_search.py             # ~30 s on one core
     .venv/bin/python examples/precision_search.py --quick     # a smoke run (tests/test_quantization.py)
+
+`--workdir` must be new, empty, or hold a previous run of this example; a previous run is replaced only with
+`--overwrite` (its supernet is retrained, so its journal cannot be resumed), and any other folder is refused:
+the example never deletes files it did not write.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -23,15 +28,56 @@ import torch
 
 import nas
 from nas.datasets import digits_splits
+from nas.errors import ConfigError
 from nas.export import export
 from nas.hardware.packing import exported_size
 from nas.hardware.precision_space import PrecisionMLPConfig, PrecisionMLPSpace
 from nas.measure import accuracy_metric
 from nas.modelspec import DataRef, record_model
 from nas.spaces.training import SandwichRule, accuracy
+from nas.store import MODEL_SPEC, SEARCH_FILES
 
 DEVICE = "jetson_orin_nano"  # int8 at its tensor-core rate; no fp8 or int4 units: those run at float16 / int8 rates
 BUDGET_BITS = 40_000        # the largest network in fp32 stores 283,776 bits (8,832 weights + biases)
+RUN_FILES = frozenset({*SEARCH_FILES, "models"})  # what a run writes into its workdir (search state, exports)
+
+
+def prepare_workdir(workdir: str | Path, overwrite: bool = False) -> Path:
+    """`workdir` ready for a fresh run: new or empty as it is; a previous run of this example cleared only with
+    `overwrite`; anything else refused with a ConfigError (the example never deletes what it did not write)."""
+    workdir = Path(workdir)
+    if not workdir.exists():
+        return workdir
+    if not workdir.is_dir():
+        raise ConfigError(f"workdir: {str(workdir)!r} is not a folder; give a new or empty folder")
+    entries = sorted(p.name for p in workdir.iterdir())
+    if not entries:
+        return workdir
+    foreign = [n for n in entries if n not in RUN_FILES]
+    if foreign or not _is_previous_run(workdir):
+        what = f"it holds {', '.join(foreign[:5])}, which this example does not write" if foreign else \
+            f"no {MODEL_SPEC} of a {PrecisionMLPSpace.__name__} search"
+        raise ConfigError(f"workdir: {str(workdir)!r} is not empty and is not a previous run of this example "
+                          f"({what}); give a new or empty folder (nothing was deleted)")
+    if not overwrite:
+        raise ConfigError(f"workdir: {str(workdir)!r} holds a previous run of this example; pass --overwrite "
+                          "(overwrite=True) to replace it, or give another --workdir")
+    for name in entries:  # only the run's own files: the folder itself and anything else stay
+        path = workdir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return workdir
+
+
+def _is_previous_run(workdir: Path) -> bool:
+    """Whether `workdir` records a search of this example's space (its model.json names PrecisionMLPSpace)."""
+    try:
+        spec = json.loads((workdir / MODEL_SPEC).read_text())
+        return spec["space"]["class"] == f"{PrecisionMLPSpace.__module__}.{PrecisionMLPSpace.__name__}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def train_supernet(epochs: int = 40, seed: int = 0) -> tuple[PrecisionMLPSpace, dict, torch.nn.Module, float]:
@@ -47,10 +93,10 @@ def train_supernet(epochs: int = 40, seed: int = 0) -> tuple[PrecisionMLPSpace, 
 
 def search_and_export(workdir: str | Path, space: PrecisionMLPSpace, data: dict, supernet: torch.nn.Module,
                       budget_bits: int = BUDGET_BITS, trials: int = 60, seed: int = 0, strategy: str = "nsga2",
-                      train_seconds: float | None = None) -> dict[str, Any]:
-    """Search under `size_bits <= budget_bits`, export the most accurate pick, measure the exported files."""
-    workdir = Path(workdir)
-    shutil.rmtree(workdir, ignore_errors=True)
+                      train_seconds: float | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Search under `size_bits <= budget_bits`, export the most accurate pick, measure the exported files
+    (`workdir` as `prepare_workdir` accepts it)."""
+    workdir = prepare_workdir(workdir, overwrite)
     spec = record_model(workdir, space, supernet=supernet, data=DataRef.of(digits_splits, seed=seed),
                         metrics={"accuracy_pct": accuracy_metric("valid", scale=100)},
                         notes={"train_seconds": train_seconds, "device": DEVICE})
@@ -71,10 +117,11 @@ def search_and_export(workdir: str | Path, space: PrecisionMLPSpace, data: dict,
 
 
 def main(workdir: str | Path = "runs/precision-search", budget_bits: int = BUDGET_BITS, trials: int = 60,
-         epochs: int = 40, seed: int = 0, strategy: str = "nsga2") -> dict[str, Any]:
+         epochs: int = 40, seed: int = 0, strategy: str = "nsga2", overwrite: bool = False) -> dict[str, Any]:
     """Train the supernet, search under the size budget, export the best pick; returns the figures."""
+    prepare_workdir(workdir, overwrite)  # refused before training, not after
     space, data, supernet, seconds = train_supernet(epochs, seed)
-    out = search_and_export(workdir, space, data, supernet, budget_bits, trials, seed, strategy, seconds)
+    out = search_and_export(workdir, space, data, supernet, budget_bits, trials, seed, strategy, seconds, overwrite)
     largest = space.largest()
     inherited = space_accuracy(space, data, supernet)
     return {**out, "largest_fp32_bits": space.size_bits(largest), "largest_fp32_accuracy_pct": inherited(largest)}
@@ -92,9 +139,15 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 epochs, 12 trials")
     ap.add_argument("--budget-bits", type=int, default=BUDGET_BITS)
-    ap.add_argument("--workdir", default="runs/precision-search")
+    ap.add_argument("--workdir", default="runs/precision-search",
+                    help="new or empty folder, or a previous run of this example (replaced with --overwrite)")
+    ap.add_argument("--overwrite", action="store_true", help="replace a previous run of this example in --workdir")
     args = ap.parse_args()
     logging.getLogger("nas").setLevel(logging.ERROR)
+    try:
+        prepare_workdir(args.workdir, args.overwrite)
+    except ConfigError as e:
+        ap.error(str(e))
     out = main(args.workdir, args.budget_bits, *((12, 3) if args.quick else (60, 40)))
     size = out["exported"]
     print(f"best under {out['budget_bits']:,} bits: {out['arch']}")

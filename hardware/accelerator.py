@@ -55,7 +55,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -131,6 +131,10 @@ def conv_gemm(in_channels: int, out_channels: int, kernel: Sequence[int], output
     for what, c in (("in_channels", in_channels), ("out_channels", out_channels)):
         if _positive_int(c, what) % groups:
             raise ConfigError(f"{what}: {c} is not divisible by groups={groups}")
+    for what, sizes in (("kernel", kernel), ("output", output)):  # math.prod(()) would price 1 position
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
+            raise ConfigError(f"{what}: expected a non-empty sequence of positive ints (one per spatial "
+                              f"dimension), got {sizes!r}")
     m = _positive_int(batch, "batch") * math.prod(_positive_int(o, "output") for o in output)
     k = in_channels // groups * math.prod(_positive_int(x, "kernel") for x in kernel)
     return Gemm(m, out_channels // groups, k, bytes_per_element, groups, name)
@@ -143,6 +147,13 @@ def as_workloads(shapes: Iterable[Gemm | Sequence[int] | Mapping[str, Any]], byt
         if isinstance(s, Gemm):
             out.append(s)
         elif isinstance(s, Mapping):
+            known = [f.name for f in fields(Gemm)]
+            unknown = [k for k in s if k not in known]
+            missing = [k for k in ("m", "n", "k") if k not in s]
+            if unknown or missing:
+                raise ConfigError(f"shapes[{i}]: " + "; ".join(
+                    ([f"unknown key(s) {unknown}"] if unknown else []) + ([f"missing key(s) {missing}"] if missing else []))
+                    + f" (keys: m, n, k required; {', '.join(known[3:])} optional), got {dict(s)!r}")
             out.append(Gemm(**{"bytes_per_element": bytes_per_element, "name": f"layer{i}", **s}))
         elif isinstance(s, Sequence) and len(s) == 3:
             out.append(Gemm(*s, bytes_per_element=bytes_per_element, name=f"layer{i}"))

@@ -168,6 +168,8 @@ class CoExploration:
         if len(self.graphs) != 2 or not all(isinstance(g, GraphData) for g in self.graphs):
             raise ConfigError(f"graphs: expected two GraphData (tasks a and b), got {self.graphs!r}")
         check_count(self.pe_budget, "pe_budget", " (PEs)")
+        check_count(self.hidden, "hidden", " (GNN hidden width)")
+        check_count(self.bytes_per_element, "bytes_per_element", " (bytes per operand)")
         check_number(self.dram_bandwidth, "dram_bandwidth", unit=" (bytes/s)")
         if not isinstance(self.tech, Technology):
             raise ConfigError(f"tech: expected a Technology, got {self.tech!r}")
@@ -249,6 +251,12 @@ class CoExploration:
         (`tables[0]` for task a: e.g. `nas.tabular.nas_bench_graph("cora")`)."""
         if len(tables) != 2 or not all(callable(t) for t in tables):
             raise ConfigError(f"tables: expected two lookups (task a, task b), got {tables!r}")
+        for i, (table, graph) in enumerate(zip(tables, self.graphs)):
+            name = getattr(table, "name", None)  # a NAS-Bench-Graph table is named "nas-bench-graph/<data set>"
+            dataset = name.rsplit("/", 1)[-1] if isinstance(name, str) else None
+            if dataset in GRAPHS and graph.name in GRAPHS and dataset != graph.name:
+                raise ConfigError(f"tables[{i}]: {name!r} is a table of {dataset!r}, but task {TASKS[i]} is priced on "
+                                  f"graphs[{i}] {graph.name!r}; give the tables in the order of `graphs`")
 
         def evaluate(arch: Mapping[str, Any]) -> dict[str, float]:
             out: dict[str, float] = {}
@@ -275,7 +283,7 @@ class CoExploration:
         `hardware_designs()`), the evaluated architectures hold only the a_* / b_* fields (`architecture_space`)
         and run on that fixed hardware."""
         accuracy = self.accuracy(tables)
-        fixed = self._design(design) if design else {}
+        fixed = self._design(design) if design is not None else {}
 
         def evaluate(arch: Mapping[str, Any]) -> dict[str, float]:
             full = {**arch, **fixed}

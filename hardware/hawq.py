@@ -20,6 +20,7 @@ each module's train/eval mode is restored afterwards.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -201,12 +202,14 @@ def layer_sensitivity(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[
 # ---------------------------------------------------------------------------------------- allocation
 @dataclass(frozen=True)
 class Allocation:
-    """Formats per layer, their total code bits and the predicted perturbation Omega they minimise."""
+    """Formats per layer, their total code bits and the predicted perturbation Omega they minimise; `clamped`
+    names the layers whose negative sensitivity was taken as 0 (see `allocate`)."""
 
     formats: dict[str, str]
     bits: int
     omega: float
     candidates: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # layer -> format -> bits, omega
+    clamped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,8 +248,12 @@ def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, floa
     Tr(H_i) / n_i (pass 1.0 everywhere for the Hessian-free ablation); `formats` the candidates. Bits are code
     bits (plus scales with `with_scales`); Q and the scales use `granularity` ("channel" or "tensor"). Exact:
     dynamic programming over layers keeping, for each total size, only allocations no other beats in both size
-    and Omega. ConfigError when even the smallest formats
-    exceed the budget.
+    and Omega. ConfigError when even the smallest formats exceed the budget.
+
+    A negative sensitivity (a Hutchinson estimate of a near-zero trace, or a network not at a minimum, where the
+    Hessian is not positive semi-definite) is taken as 0, with a warning naming the layer and the layer listed in
+    `Allocation.clamped`: a negative factor would make Omega reward quantization error, and the second-order model
+    predicts no loss change there. The layer is then insensitive: it gets its smallest format.
     """
     if not weights:
         raise ConfigError("weights: no layers to allocate")
@@ -254,6 +261,14 @@ def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, floa
     if missing:
         raise ConfigError(f"sensitivity: no value for layer(s) {missing}")
     factors = {name: _sensitivity(sensitivity[name], name) for name in weights}
+    clamped = tuple(name for name, f in factors.items() if f < 0)
+    if clamped:
+        listed = ", ".join(f"{n!r} ({factors[n]:.3g})" for n in clamped)
+        warnings.warn(f"sensitivity: negative for layer(s) {listed}, taken as 0 (a Hessian trace is >= 0 at a "
+                      "minimum; a negative estimate is sampling noise or a network not at a minimum); those layers "
+                      "get their smallest format. Train to convergence or take more Hutchinson samples",
+                      stacklevel=2)
+        factors.update({n: 0.0 for n in clamped})
     check_number(budget_bits, "budget_bits", positive=False, unit=" (bits)")
     fmts = [get_format(f, "formats") for f in formats]
     if not fmts:
@@ -285,4 +300,4 @@ def allocate(weights: Mapping[str, torch.Tensor], sensitivity: Mapping[str, floa
     bits, omega, picks = min(front, key=lambda t: (t[1], t[0]))
     chosen = dict(zip(weights, picks))
     table = {n: {f: {"bits": float(b), "omega": o} for f, b, o in rows} for n, rows in options.items()}
-    return Allocation(chosen, bits, omega, table)
+    return Allocation(chosen, bits, omega, table, clamped)

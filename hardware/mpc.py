@@ -448,11 +448,13 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
 
 
 class MPCLatency:
-    """Modelled secure-inference latency of a space's architectures (or of any costed module).
+    """Modelled secure-inference latency of a space's architectures (or of any costed module that takes token ids).
 
     `profile` is a `NetworkProfile` or a name in `PROFILES`; `seq_len` defaults to the space's `max_len`
     (the padded length is public and every sentence is costed at it). Calling it returns the metrics
-    `mpc_latency_s`, `mpc_rounds` and `mpc_megabytes` (wrap it in `nas.cheap` for a search).
+    `mpc_latency_s`, `mpc_rounds` and `mpc_megabytes` (wrap it in `nas.cheap` for a search). The model is fed
+    `[1, seq_len]` token ids; a module that fails on them (one taking features) is a ConfigError saying so: cost
+    it with `mpc_ops(module, example)` on an input of your own.
     """
 
     def __init__(self, space: Any = None, profile: NetworkProfile | str = "wan", protocol: Protocol = CRYPTEN,
@@ -485,7 +487,16 @@ class MPCLatency:
         else:
             model = self.space.build(arch_or_module)
         example = torch.ones(1, self.seq_len, dtype=torch.long)  # every position a real token
-        return MPCReport(tuple(mpc_ops(model, example, self.protocol)), self.profile, self.seq_len)
+        if model is not arch_or_module:
+            return MPCReport(tuple(mpc_ops(model, example, self.protocol)), self.profile, self.seq_len)
+        try:  # a user's module may not take token ids: say what MPCLatency feeds, not torch's dtype error
+            ops = mpc_ops(model, example, self.protocol)
+        except (RuntimeError, TypeError, IndexError) as e:
+            raise ConfigError(f"module: MPCLatency feeds a [1, seq_len={self.seq_len}] tensor of token ids "
+                              f"(torch.long), and {type(model).__name__} failed on it ({type(e).__name__}: {e}); for "
+                              "a module that takes other inputs (features), cost it with `mpc_ops(module, example)` "
+                              "and `MPCReport(tuple(ops), profile, seq_len)`") from e
+        return MPCReport(tuple(ops), self.profile, self.seq_len)
 
     def __call__(self, arch_or_module: Mapping[str, Any] | nn.Module) -> dict[str, float]:
         return self.report(arch_or_module).metrics()

@@ -42,6 +42,11 @@ from nas.spaces.space import Repeat
 __all__ = ["PrecisionMLP", "PrecisionMLPConfig", "PrecisionMLPSpace", "PrecisionMLPSupernet"]
 
 
+def _positive_int(value: Any) -> bool:
+    """Whether `value` is an int >= 1 (bools, floats and strings are not: `int()` would round or parse them)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 @dataclass(frozen=True)
 class PrecisionMLPConfig:
     """The frame: input shape, classes, the largest width of each hidden layer, the width multipliers and
@@ -57,12 +62,13 @@ class PrecisionMLPConfig:
         for f in fields(self):
             if isinstance(getattr(self, f.name), list):
                 object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
-        if not self.input_shape or any(int(s) < 1 for s in self.input_shape):
-            raise ConfigError(f"PrecisionMLPConfig.input_shape: expected positive sizes, got {self.input_shape!r}")
-        if int(self.num_classes) < 2:
-            raise ConfigError(f"PrecisionMLPConfig.num_classes: expected >= 2, got {self.num_classes!r}")
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"PrecisionMLPConfig.hidden: expected positive widths, got {self.hidden!r}")
+        if (not isinstance(self.input_shape, tuple) or not self.input_shape
+                or not all(_positive_int(x) for x in self.input_shape)):
+            raise ConfigError(f"PrecisionMLPConfig.input_shape: expected positive int sizes, got {self.input_shape!r}")
+        if not _positive_int(self.num_classes) or self.num_classes < 2:
+            raise ConfigError(f"PrecisionMLPConfig.num_classes: expected an int >= 2, got {self.num_classes!r}")
+        if not isinstance(self.hidden, tuple) or not self.hidden or not all(_positive_int(h) for h in self.hidden):
+            raise ConfigError(f"PrecisionMLPConfig.hidden: expected positive int widths, got {self.hidden!r}")
         if not self.widths or any(not 0 < w <= 1 for w in self.widths):
             raise ConfigError(f"PrecisionMLPConfig.widths: expected multipliers in (0, 1], got {self.widths!r}")
         if not self.formats:
