@@ -120,6 +120,16 @@ def movie_reviews(root: str | Path | None = None, seed: int = 0, max_len: int = 
 
 
 # ---------------------------------------------------------------------------------------- MNIST-1D
+def _count(value: object, name: str, minimum: int = 0) -> int:
+    """`value` as an int >= `minimum` (numpy ints taken as ints; bools and floats refused); ConfigError naming
+    `name` otherwise, instead of numpy's or slicing's own errors."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return value
+
+
 def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0,
                    extra_valid: int = 0) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
     """MNIST-1D generated locally (the standard 4,000 train / 1,000 test signals of length 40, 10 classes).
@@ -137,9 +147,8 @@ def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0,
     import torch
     from mnist1d.data import get_dataset_args, make_dataset
 
-    for name, n in (("extra_test", extra_test), ("extra_valid", extra_valid)):
-        if not isinstance(n, int) or n < 0:
-            raise ConfigError(f"{name}: expected a non-negative int, got {n!r}")
+    seed, valid_size = _count(seed, "seed"), _count(valid_size, "valid_size")
+    extra_test, extra_valid = _count(extra_test, "extra_test"), _count(extra_valid, "extra_valid")
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         args = get_dataset_args()
@@ -182,6 +191,7 @@ def digits_splits(seed: int = 0, valid_size: int = 450, test_size: int = 447
     import torch
     from sklearn.datasets import load_digits
 
+    seed, valid_size, test_size = _count(seed, "seed"), _count(valid_size, "valid_size"), _count(test_size, "test_size")
     digits = load_digits()
     x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.as_tensor(digits.target, dtype=torch.long)

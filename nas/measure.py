@@ -25,7 +25,7 @@ from torch import nn
 
 from nas import jsonio
 from nas.counts import count
-from nas.errors import ConfigError, check_int
+from nas.errors import ConfigError, check_int, check_number
 
 if TYPE_CHECKING:
     from nas.hardware.latency import LatencyMeasurement
@@ -59,16 +59,27 @@ def count_metric(what: str = "params", batch_size: int = 1) -> dict[str, Any]:
     return {"kind": "count", "count": what, "batch_size": batch_size}
 
 
+def _python(value: Any) -> Any:
+    """A numpy scalar as its Python twin (np.int64(8) -> 8); anything else as it is."""
+    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
+
+
 def check_recipe(name: str, recipe: Any) -> dict[str, Any]:
-    """`recipe` as plain JSON; ConfigError naming `metrics.<name>.<field>` when a field is wrong."""
+    """`recipe` as plain JSON; ConfigError naming `metrics.<name>.<field>` when a field is wrong: batch sizes are
+    ints >= 1, an accuracy's scale a finite number > 0, a latency's threads None or an int >= 1 and its device a
+    torch device name (numpy scalars are taken as their Python twins)."""
     where = f"metrics.{name}"
     if not isinstance(recipe, Mapping):
         raise ConfigError(f"{where}: expected a recipe dict such as accuracy_metric(), got {recipe!r}")
     kind = recipe.get("kind")
     if kind not in METRIC_KINDS:
         raise ConfigError(f"{where}.kind: expected one of {', '.join(METRIC_KINDS)}, got {kind!r}")
+    recipe = {k: _python(v) for k, v in recipe.items()}
     if kind == "accuracy" and not isinstance(recipe.get("split"), str):
         raise ConfigError(f"{where}.split: name the data split the accuracy is measured on, got {recipe.get('split')!r}")
+    if kind == "accuracy":
+        check_number(recipe.get("scale", 1.0), f"{where}.scale")
+    check_int(recipe.get("batch_size", 1), f"{where}.batch_size", 1)
     if kind == "latency":
         from nas.hardware.latency import STATISTICS
 
@@ -77,6 +88,16 @@ def check_recipe(name: str, recipe: Any) -> dict[str, Any]:
                               f"{recipe.get('statistic')!r}")
         for key, low in (("warmup", 0), ("repeats", 1), ("rounds", 1)):
             check_int(recipe.get(key, low), f"{where}.{key}", low)
+        if recipe.get("threads", 1) is not None:
+            check_int(recipe.get("threads", 1), f"{where}.threads (None: torch's own count)", 1)
+        device = recipe.get("device", "cpu")
+        try:
+            if not isinstance(device, str):
+                raise TypeError(device)
+            torch.device(device)  # the name only: whether this machine has the device is the measurement's to say
+        except (RuntimeError, TypeError, ValueError):
+            raise ConfigError(f"{where}.device: expected a torch device such as cpu, cuda or cuda:0, got "
+                              f"{device!r}") from None
     if kind == "count" and recipe.get("count") not in COUNTS:
         raise ConfigError(f"{where}.count: expected one of {', '.join(COUNTS)}, got {recipe.get('count')!r}")
     return jsonio.plain(dict(recipe), where)

@@ -21,7 +21,7 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
-from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
+from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError, check_int, check_number
 from nas.architecture import Architecture
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice, Conditional
@@ -392,6 +392,25 @@ def check_node_data(data: Data, in_channels: int | None = None, num_classes: int
                               f"a node of {mask} (make the space with num_classes={high + 1} or more)")
 
 
+def _python(value: Any) -> Any:
+    """A numpy scalar as its Python twin (np.float32(0.01) -> 0.01...); anything else as it is."""
+    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
+
+
+def check_node_training(epochs: Any, lr: Any, weight_decay: Any, patience: Any, owner: str = "",
+                        zero_lr: bool = False) -> dict[str, Any]:
+    """The training settings as Python values (numpy scalars accepted): epochs an int >= 1, lr finite > 0 (>= 0
+    with `zero_lr`), weight_decay finite >= 0, patience None or an int >= 1; ConfigError naming `<owner>.<field>`
+    otherwise (an evaluator with lr 0 would record untrained networks as results; a negative lr fails every
+    training inside torch)."""
+    where = f"{owner}." if owner else ""
+    patience = _python(patience)
+    return {"epochs": check_int(_python(epochs), f"{where}epochs", 1),
+            "lr": check_number(_python(lr), f"{where}lr", positive=not zero_lr),
+            "weight_decay": check_number(_python(weight_decay), f"{where}weight_decay", positive=False),
+            "patience": None if patience is None else check_int(patience, f"{where}patience (None: never stop)", 1)}
+
+
 def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: float = 0.01,
                           weight_decay: float = 5e-4, patience: int | None = 20) -> dict[str, float]:
     """Full-batch Adam on `data.train_mask`; metrics at the epoch of best validation accuracy.
@@ -401,10 +420,11 @@ def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: f
     `best_epoch` are NaN, so a search records the trial as failed. Training stops early once the
     validation loss has not improved for `patience` epochs (None: never). Features sparser than
     `SPARSE_BELOW` go in as a sparse tensor. Dropout draws from torch's global RNG: seed it (or wrap
-    the call in `torch.random.fork_rng`) for reproducible runs. `data` is checked first (`check_node_data`).
+    the call in `torch.random.fork_rng`) for reproducible runs. The settings (`check_node_training`; lr 0
+    allowed: the network is evaluated as it is) and `data` (`check_node_data`) are checked first.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(f"epochs: expected a positive int, got {epochs!r}")
+    settings = check_node_training(epochs, lr, weight_decay, patience, zero_lr=True)  # 0: evaluate as it is
+    epochs, lr, weight_decay, patience = (settings[k] for k in ("epochs", "lr", "weight_decay", "patience"))
     check_node_data(data)
     model = model.to(data.x.device)
     x = data.x.to_sparse() if data.x.count_nonzero() <= SPARSE_BELOW * data.x.numel() else data.x
@@ -448,7 +468,9 @@ class NodeClassificationEvaluator:
 
     `budget` overrides `epochs`. Returns train/valid/test accuracy at the best-validation epoch,
     valid_loss, best_epoch, epochs run, train_seconds and params. The global RNG is left untouched.
-    `data` must fit `space` (`check_node_data`, checked when the evaluator is made).
+    `data` must fit `space` (`check_node_data`, checked when the evaluator is made), and so must the settings:
+    epochs an int >= 1, lr > 0, weight_decay >= 0, patience None or >= 1, seed an int >= 0 (numpy scalars taken
+    as their Python twins).
     """
 
     space: GNNSpace
@@ -460,6 +482,10 @@ class NodeClassificationEvaluator:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name, value in check_node_training(self.epochs, self.lr, self.weight_decay, self.patience, owner).items():
+            setattr(self, name, value)
+        self.seed = check_int(_python(self.seed), f"{owner}.seed", 0)
         check_node_data(self.data, self.space.in_channels, self.space.num_classes)
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from nas.errors import ConfigError, check_int
 from nas.spaces.params import Choice
-from nas.spaces.training import TrainLog, run_phase
+from nas.spaces.training import TrainLog, _check_data, _seeded, check_logits, run_phase
 
 __all__ = ["DEFAULT_OPTIONS", "EMA", "Recipe", "RecipeRun", "recipe_fields", "train_with_recipe"]
 
@@ -49,6 +49,11 @@ class Recipe:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy scalars (a DataFrame row, np.arange options) mean their Python twins
+            v = getattr(self, f.name)
+            if isinstance(v, np.generic):
+                object.__setattr__(self, f.name, v.item())
+
         def number(name: str) -> float:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -97,14 +102,20 @@ DEFAULT_OPTIONS: dict[str, tuple[float | int, ...]] = {
 def recipe_fields(options: Mapping[str, Sequence[float | int]] | None = None) -> dict[str, Choice]:
     """The recipe's search decisions as ordered `Choice` fields named after `Recipe`'s fields, to merge into a
     space: `Space(width=Choice([16, 32]), **recipe_fields())`. `options` (field -> values) replaces
-    `DEFAULT_OPTIONS`; every value is checked as a `Recipe` would check it (the error names the field)."""
+    `DEFAULT_OPTIONS`; every value is checked as a `Recipe` would check it (the error names the field). Values
+    may be any collection (list, tuple, 1-D numpy array); numpy scalars become their Python twins."""
     chosen = DEFAULT_OPTIONS if options is None else options
     known = {f.name for f in fields(Recipe)}
     out = {}
     for name, values in chosen.items():
         if name not in known:
             raise ConfigError(f"options: unknown recipe field {name!r} (known: {', '.join(sorted(known))})")
-        values = tuple(values)
+        if isinstance(values, np.ndarray) and values.ndim == 1:
+            values = values.tolist()
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Collection):
+            raise ConfigError(f"{name}: expected a list of values to choose from, such as [{getattr(Recipe, name)!r}], "
+                              f"got {values!r}")
+        values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
         if not values:
             raise ConfigError(f"{name}: give at least one value")
         for v in values:
@@ -153,8 +164,18 @@ def train_with_recipe(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor]
     """Train `model` in place on `train` = (x, y) by `recipe`: AdamW (no decay on 1-D parameters) with a
     per-step cosine schedule, cross entropy with label smoothing, mixup of each batch with a shuffled copy of
     itself (lambda ~ Beta(alpha, alpha)) and an EMA of the weights. Batch order, mixup partners and lambdas
-    come from `seed` (the initial weights are the caller's); both returned modules are in eval mode."""
+    come from `seed` (the initial weights are the caller's), and so do the network's own random draws (dropout):
+    the training runs under a fork of torch's global generator seeded with `seed`, which leaves the caller's as
+    it was. Both returned modules are in eval mode."""
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"recipe: expected a Recipe (Recipe(**fields) or Recipe.from_arch(arch)), got "
+                          f"{type(recipe).__name__}")
+    seed = check_int(seed.item() if isinstance(seed, np.generic) else seed, "seed", 0)
+    if not isinstance(train, Sequence) or len(train) != 2:
+        raise ConfigError(f"train: expected the pair (x, y), got {type(train).__name__}")
     x, y = train
+    _check_data(x, y, recipe.batch_size)
+    classes = int(y.max()) + 1
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     ema = EMA(model, recipe.ema) if recipe.ema > 0 else None
     smoothing = recipe.label_smoothing
@@ -165,16 +186,17 @@ def train_with_recipe(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor]
         if recipe.mixup > 0:
             lam = float(rng.beta(recipe.mixup, recipe.mixup))
             perm = torch.randperm(len(xb), generator=gen)
-            logits = model(lam * xb + (1 - lam) * xb[perm])
+            logits = check_logits(model(lam * xb + (1 - lam) * xb[perm]), classes)
             loss = (lam * F.cross_entropy(logits, yb, label_smoothing=smoothing)
                     + (1 - lam) * F.cross_entropy(logits, yb[perm], label_smoothing=smoothing))
         else:
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=smoothing)
+            loss = F.cross_entropy(check_logits(model(xb), classes), yb, label_smoothing=smoothing)
         loss.backward()
         return loss.detach()
 
-    phase = run_phase("recipe", model, x, y, recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay,
-                      gen, step)
+    with _seeded(seed):
+        phase = run_phase("recipe", model, x, y, recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay,
+                          gen, step)
     if ema is not None:
         ema.update(model)  # the last optimizer step's weights
     model.eval()

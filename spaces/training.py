@@ -17,8 +17,9 @@ offering `largest()`, `smallest()` and `sample_subnet(rng, elastic)` (see `nas.s
 `ProgressiveShrinking` refuses a space whose `sample_subnet` takes no `elastic`, or names none it knows).
 
 Every `fit` runs under a fork of torch's global generator seeded with the schedule's `seed`, so random ops of the
-network (dropout) repeat with the seed and the caller's global generator is left as it was; non-finite inputs are
-refused up front and a step whose loss is not finite stops the training (a ConfigError naming the epoch, the step
+network (dropout) repeat with the seed and the caller's global generator is left as it was; empty data, non-finite
+inputs, inputs of another float dtype than the network's and labels that are not a 1-D int64 vector of class
+indices >= 0 are refused up front (a ConfigError naming `x` or `y`), and a step whose loss is not finite stops the training (a ConfigError naming the epoch, the step
 and the architecture) before the optimiser steps on it.
 """
 
@@ -156,13 +157,45 @@ def _optimizer(module: nn.Module, lr: float, weight_decay: float) -> torch.optim
                               {"params": rest, "weight_decay": 0.0}], lr=lr)
 
 
+def check_labels(y: Any, n: int, name: str = "y") -> None:
+    """`y` as `n` class indices: a 1-D integer (not bool) tensor; ConfigError naming `name` otherwise (a [n, 1]
+    column or one-hot [n, C] labels would broadcast against the predictions and miscount)."""
+    if not isinstance(y, torch.Tensor):
+        raise ConfigError(f"{name}: expected a tensor of class indices, got {type(y).__name__}")
+    if y.dim() != 1:
+        raise ConfigError(f"{name}: labels must be a 1-D vector of class indices, got shape {tuple(y.shape)} "
+                          "(squeeze a [n, 1] column; argmax one-hot labels)")
+    if y.dtype == torch.bool or y.dtype.is_floating_point or y.dtype.is_complex:
+        raise ConfigError(f"{name}: labels must be integer class indices (int64), got {y.dtype}")
+    if len(y) != n:
+        raise ConfigError(f"{name}: {len(y)} labels for {n} inputs")
+
+
 def _check_data(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
-    if len(x) != len(y):
-        raise ConfigError(f"y: {len(y)} labels for {len(x)} inputs")
+    """The training data: x a non-empty tensor of finite inputs, y one int64 class index >= 0 per input, and a
+    batch size that batch norm can train on (2..len(x))."""
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"x: expected a tensor of inputs, got {type(x).__name__} (torch.as_tensor(x))")
+    if len(x) == 0:
+        raise ConfigError("x: the training data is empty")
+    check_labels(y, len(x))
+    if y.dtype != torch.long:  # cross entropy takes int64 targets
+        raise ConfigError(f"y: labels must be integer class indices (int64), got {y.dtype} (convert with y.long())")
+    if int(y.min()) < 0:
+        raise ConfigError(f"y: label {int(y.min())} is negative (class indices are >= 0)")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):  # every step would train the weights to NaN
         raise ConfigError("x: the inputs hold NaN or infinite values (clean or impute them)")
-    if batch_size < 2 or batch_size > len(x):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2 or batch_size > len(x):
         raise ConfigError(f"batch_size: expected 2..{len(x)} (batch norm needs >= 2), got {batch_size}")
+
+
+def check_logits(logits: torch.Tensor, classes: int) -> torch.Tensor:
+    """`logits` when it scores at least `classes` classes (the largest label + 1); ConfigError naming `y` otherwise,
+    instead of cross entropy's "Target 3 is out of bounds"."""
+    if logits.dim() < 1 or logits.shape[-1] < classes:
+        raise ConfigError(f"y: label {classes - 1} is out of range for a network with "
+                          f"{logits.shape[-1] if logits.dim() else 0} outputs (labels are 0..outputs-1)")
+    return logits
 
 
 class _Diverged(ConfigError):
@@ -188,6 +221,10 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     `name`), the epoch, the step and the architecture, raised before the optimiser steps on it."""
     check_int(epochs, "epochs", 1)
     _check_data(x, y, batch_size)
+    kinds = {p.dtype for p in module.parameters() if p.is_floating_point()}
+    if x.is_floating_point() and kinds and x.dtype not in kinds:  # torch: "mat1 and mat2 must have the same dtype"
+        raise ConfigError(f"x: {x.dtype} inputs for a {'/'.join(sorted(map(str, kinds)))} network (convert x, "
+                          "e.g. x.float(), or the network)")
     per_epoch = len(x) // batch_size  # drop the last partial batch (reshuffled every epoch)
     opt = _optimizer(module, lr, weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * per_epoch))
@@ -312,9 +349,11 @@ class PlainTraining:
 
     def fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         gen = torch.Generator().manual_seed(self.seed)
+        _check_data(x, y, self.batch_size)
+        classes = int(y.max()) + 1
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            loss = F.cross_entropy(model(xb), yb)
+            loss = F.cross_entropy(check_logits(model(xb), classes), yb)
             _finite_loss(loss)
             loss.backward()
             return loss.detach()
@@ -580,16 +619,22 @@ def accuracy(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: 
              batch_size: int = 500) -> float:
     """Top-1 accuracy of `model` (called as is: put a module in eval mode first). NaN when some logits are not
     finite (a diverged network: argmax of NaNs is class 0, a plausible-looking score), so a search records the
-    trial as failed."""
-    if len(x) == 0 or len(y) != len(x):
-        raise ConfigError(f"y: accuracy needs one label per input and at least one input, got {len(y)} labels for "
-                          f"{len(x)} inputs")
+    trial as failed. `y` must be a 1-D integer vector with one class index per input (a [n, 1] column or one-hot
+    labels are refused, never broadcast) and `batch_size` >= 1."""
+    if len(x) == 0:
+        raise ConfigError("x: accuracy needs at least one input, got 0")
+    check_labels(y, len(x))  # never broadcast: [n, 1] or one-hot labels against [n] predictions miscount
+    batch_size = check_int(batch_size.item() if isinstance(batch_size, np.generic) else batch_size, "batch_size", 1)
     correct = 0
     for xb, yb in zip(_chunks(x, batch_size), _chunks(y, batch_size)):
         logits = model(xb)
         if not bool(torch.isfinite(logits).all()):
             return float("nan")
-        correct += int((logits.argmax(dim=-1) == yb).sum())
+        predicted = logits.argmax(dim=-1)
+        if predicted.shape != yb.shape:
+            raise ConfigError(f"model: expected logits [batch, classes] ({len(yb)} predictions for {len(yb)} labels), "
+                              f"got logits of shape {tuple(logits.shape)}")
+        correct += int((predicted == yb).sum())
     return correct / len(x)
 
 
