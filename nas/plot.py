@@ -3,7 +3,8 @@
 stopped it: Optuna's intermediate-values plot), `plot_importance` (which decisions matter, `nas.importance`),
 `plot_parallel` (Optuna's parallel coordinates over the decisions) and `plot_timeline` (each trial on its worker's
 lane over time).
-Trials a pruner stopped are drawn apart (open circles): their metrics are a partial training's.
+Trials a pruner stopped are drawn apart (open circles), as are a multi-fidelity search's trials below its top
+fidelity (open diamonds): their metrics are a partial training's.
 
 Uses matplotlib's Agg canvas directly (no pyplot), so it never changes the backend of the caller's
 session and works on machines without a display.
@@ -15,7 +16,7 @@ import json
 import math
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,8 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     Feasible trials are grey dots, infeasible ones (constraint violated, or rejected on cheap metrics
     before evaluation) light x markers, the front red dots joined by a step line (the boundary of what
     it dominates). `objectives` picks the two to plot (default: the search's first two); with more than
-    two objectives the front shown is the one over the plotted pair, and the title says so.
+    two objectives the front shown is the one over the plotted pair, and the title says so. Of a multi-fidelity
+    search, the trials below the top fidelity are open diamonds apart: their metrics are a shorter training's.
     """
     names = list(objectives) if objectives else list(result.problem.names)
     objs = [result.objective(n) for n in names]  # any recorded metric with its direction: "params_m:min"
@@ -56,14 +58,17 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     def breaks_constraint(t: "Trial") -> bool:  # evaluated (or rejected on cheap metrics) outside the constraints
         return t.status == "infeasible" or (t.status == "ok" and not result.problem.feasible(t.metrics))
 
+    lower = _lower_fidelity(result)
     dominated = [t for t in feasible if t.number not in front_ids]
     pruned = [t for t in result.trials if t.pruned_after is not None and t.status == "ok" and has_xy(t)]
-    unpruned = [t for t in result.trials if t.pruned_after is None]
+    partial = [t for t in result.trials if t.pruned_after is None and lower(t)]  # evaluated at a lower fidelity
+    short = [t for t in partial if has_xy(t)]
+    unpruned = [t for t in result.trials if t.pruned_after is None and not lower(t)]
     infeasible = [t for t in unpruned if breaks_constraint(t) and has_xy(t)]
     n_failed = sum(t.status == "failed" for t in result.trials)
     n_infeasible = sum(breaks_constraint(t) for t in unpruned)
     n_unplotted = sum(t.status == "ok" and not breaks_constraint(t) and t.number not in feasible_ids
-                      for t in unpruned)  # a plotted metric missing or not finite (a NaN side metric)
+                      for t in unpruned) + len(partial) - len(short)  # a plotted metric missing or not finite
 
     fig = _figure(7.0, 5.0)
     ax = fig.add_subplot()
@@ -82,6 +87,9 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
     if pruned:
         ax.scatter(xs(pruned), ys(pruned), s=18, facecolors="none", edgecolors="0.5", linewidths=0.8,
                    label="pruned (partial training)", zorder=1)
+    if short:
+        ax.scatter(xs(short), ys(short), s=18, marker="D", facecolors="none", edgecolors="#2e86c1", linewidths=0.8,
+                   label=_lower_label(result), zorder=1)
     if front:
         # In minimisation form the front sorted by x has y decreasing; the dominated region's boundary
         # runs right from each point to the next one's x, then down to it (same vertices in real units).
@@ -97,11 +105,13 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         ax.plot(line_x, line_y, color="#c0392b", linewidth=1.5, zorder=3)
         ax.scatter(xs(pts), ys(pts), s=36, color="#c0392b", edgecolors="black", linewidths=0.5,
                    label=f"Pareto front ({len(pts)})", zorder=4)
-    ax.set_xlabel(f"{ox.name} ({ox.direction})")
-    ax.set_ylabel(f"{oy.name} ({oy.direction})")
+    ax.set_xlabel(_axis_label(ox.name, ox.direction, 70))
+    ax.set_ylabel(_axis_label(oy.name, oy.direction, 40))
     parts = [f"{len(feasible)} feasible"]
     if pruned:
         parts.append(f"{len(pruned)} pruned")
+    if short:
+        parts.append(f"{len(short)} at a lower fidelity")
     if n_infeasible:
         parts.append(f"{n_infeasible} infeasible")
     if n_failed:
@@ -116,7 +126,7 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
         title += f"\nshowing 2 of the search's {total} objectives; front over these two only"
     ax.set_title(title, fontsize=10)
     ax.grid(True, color="0.9", zorder=0)
-    if front or dominated or infeasible or pruned:
+    if front or dominated or infeasible or pruned or short:
         ax.legend(loc="best", fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no trial has both metrics yet", ha="center", va="center", transform=ax.transAxes)
@@ -125,19 +135,22 @@ def plot_pareto(result: "SearchResult", path: str | Path, objectives: Sequence[s
 
 def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[str] | None = None) -> Path:
     """The optimisation history: each objective's value per evaluation (feasible trials as dots, infeasible
-    ones as light crosses) and its best feasible value so far as a step line; one panel per objective."""
+    ones as light crosses, pruned ones open circles, a multi-fidelity search's lower-fidelity ones open diamonds) and
+    its best feasible value so far as a step line (`result.history`: full trainings only); one panel per objective."""
     objs = [result.objective(n) for n in (objectives or result.problem.names)]
-    feasible = {t.number for t in result.feasible}
+    lower = _lower_fidelity(result)
     fig = _figure(7.0, 2.0 + 2.4 * len(objs))
     axes = fig.subplots(len(objs), 1, sharex=True, squeeze=False)[:, 0]
     for ax, o in zip(axes, objs):
-        used, good, bad, cut = 0, ([], []), ([], []), ([], [])
+        feasible = {t.number for t in result.feasible_with([o])}  # as result.history ranks them
+        used, good, bad, cut, short = 0, ([], []), ([], []), ([], []), ([], [])
         for t in result.trials:
             used += t.is_evaluation
             v = t.metrics.get(o.name)
-            if v is None or v != v or t.status == "failed":
+            if not _finite(v) or t.status == "failed":
                 continue
-            kind = good if t.number in feasible else cut if t.pruned_after is not None else bad
+            kind = (good if t.number in feasible else cut if t.pruned_after is not None else
+                    short if lower(t) else bad)
             kind[0].append(used)
             kind[1].append(v)
         if good[0]:
@@ -147,14 +160,17 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
         if cut[0]:
             ax.scatter(*cut, s=12, facecolors="none", edgecolors="0.55", linewidths=0.8,
                        label="pruned (partial training)", zorder=1)
+        if short[0]:
+            ax.scatter(*short, s=14, marker="D", facecolors="none", edgecolors="#2e86c1", linewidths=0.8,
+                       label=_lower_label(result), zorder=1)
         steps = result.history(o)
         if steps:
             xs = [u for u, _ in steps] + [max(used, steps[-1][0])]
             ys = [v for _, v in steps] + [steps[-1][1]]
             ax.step(xs, ys, where="post", color="#c0392b", linewidth=1.6, label="best so far", zorder=3)
-        ax.set_ylabel(f"{o.name} ({o.direction})")
+        ax.set_ylabel(_axis_label(o.name, o.direction, 24))
         ax.grid(True, color="0.9", zorder=0)
-        if good[0] or bad[0] or cut[0]:
+        if good[0] or bad[0] or cut[0] or short[0]:
             ax.legend(loc="best", fontsize=8, frameon=False)
         else:
             ax.text(0.5, 0.5, f"no trial has a value of {o.name}", ha="center", va="center", transform=ax.transAxes)
@@ -166,7 +182,8 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
 def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     """Each trial's per-epoch reports of the metric its pruner judged (`nas.search(..., pruner=...)`), one line per
     training: those trained to the end in blue, those the pruner stopped in grey, ending in a cross where it
-    stopped them (Optuna's intermediate-values plot)."""
+    stopped them, failed ones (a diverged training) in red, ending in a dot at their last finite report (Optuna's
+    intermediate-values plot)."""
     curved = [t for t in result.trials if t.extra.get("curve")]
     if not curved:
         raise ConfigError("plot_curves: no trial of this search recorded per-epoch reports (they are kept when "
@@ -174,18 +191,26 @@ def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     metric = str(curved[0].extra.get("curve_of", "reported value"))
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()
-    stopped = 0
+    stopped = failed = 0
     for t in curved:
         steps = [int(step) + 1 for step, _ in t.extra["curve"]]
         values = [float(v) for _, v in t.extra["curve"]]
-        if t.pruned_after is None:
+        if t.status == "failed":  # e.g. diverged: its reports turned NaN and it failed as non-finite
+            failed += 1
+            ax.plot(steps, values, color="#c0392b", alpha=0.7, linewidth=0.8, zorder=2)
+            last = [(s, v) for s, v in zip(steps, values) if math.isfinite(v)][-1:]
+            if last:
+                ax.scatter([last[0][0]], [last[0][1]], marker="o", s=14, color="#c0392b", zorder=3)
+        elif t.pruned_after is None:
             ax.plot(steps, values, color="#1f5fbf", alpha=0.55, linewidth=1.0, zorder=2)
         else:
             stopped += 1
             ax.plot(steps, values, color="0.6", alpha=0.7, linewidth=0.8, zorder=1)
             ax.scatter(steps[-1:], values[-1:], marker="x", s=14, color="0.35", linewidths=0.8, zorder=3)
-    ax.plot([], [], color="#1f5fbf", label=f"trained to the end ({len(curved) - stopped})")
+    ax.plot([], [], color="#1f5fbf", label=f"trained to the end ({len(curved) - stopped - failed})")
     ax.plot([], [], color="0.6", marker="x", markeredgecolor="0.35", label=f"stopped by the pruner ({stopped})")
+    if failed:
+        ax.plot([], [], color="#c0392b", marker="o", label=f"failed ({failed})")
     ax.set_xlabel("report (epoch)")
     ax.set_ylabel(metric)
     ax.set_title(f"learning curves of {len(curved)} trainings", fontsize=10)
@@ -217,6 +242,7 @@ def plot_decision_effects(result: "SearchResult", imp: "DecisionImportances", pa
     (`nas.importance.decision_effects`): which values of the decisions that matter are the good ones."""
     from nas.importance import decision_effects
 
+    _check_top("plot_decision_effects", top)
     shown = [d.decision for d in imp.decisions[:top]]
     if not shown:
         raise ConfigError("plot_decision_effects: the importances hold no decision")
@@ -396,6 +422,7 @@ def _parallel_rows(result: "SearchResult", metric: str, decisions: Sequence[str]
     from nas.result import decisions as decisions_of
     from nas.result import outcome
 
+    _check_top("plot_parallel", top)
     rows = [(t, outcome(result.problem, t)) for t in result.trials if t.status == "ok"]
     rows = [(t, kind) for t, kind in rows if kind in ("feasible", "infeasible") and _finite(t.metrics.get(metric))]
     if len(rows) < 2:
@@ -413,6 +440,40 @@ def _parallel_rows(result: "SearchResult", metric: str, decisions: Sequence[str]
     if not varying:
         raise ConfigError("plot_parallel: every completed trial has the same decisions")
     return rows, values, sorted(varying, key=lambda d: -_explained(y, keys[d]))[:top], known
+
+
+def _check_top(where: str, top: Any) -> None:
+    """ConfigError unless `top` (how many decisions to show) is a positive integer: a negative one would slice
+    from the end and 0 show none."""
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ConfigError(f"{where}: top must be a positive integer (how many decisions to show), got {top!r}")
+
+
+def _lower_fidelity(result: "SearchResult") -> Callable[["Trial"], bool]:
+    """A test for the evaluated trials of a multi-fidelity search below its top fidelity (`result.top_fidelity`):
+    their metrics are a shorter training's, so best, front and history leave them out; always False otherwise."""
+    top = result.top_fidelity
+    if top is None:
+        return lambda t: False
+    return lambda t: t.status == "ok" and t.arch.get(top[0]) != top[1]
+
+
+def _lower_label(result: "SearchResult") -> str:
+    """The legend label of the lower-fidelity trials: "lower fidelity (epochs < 9)"."""
+    top = result.top_fidelity
+    return f"lower fidelity ({top[0]} < {top[1]})" if top else "lower fidelity"
+
+
+def _axis_label(name: str, direction: str, width: int, lines: int = 3) -> str:
+    """"NAME (direction)" wrapped to `width` characters a line, at most `lines` lines (a longer name shortened with
+    "…", the direction kept): a long metric name would otherwise run off the figure or over the next panel."""
+    suffix, keep = f" ({direction})", len(name)
+    while True:
+        text = name if keep == len(name) else name[:keep] + "…"
+        wrapped = textwrap.wrap(text + suffix, width, break_long_words=True, break_on_hyphens=False)
+        if len(wrapped) <= lines or keep <= 1:
+            return "\n".join(wrapped)
+        keep = min(keep, width * lines - len(suffix)) - 1
 
 
 def _finite(v: Any) -> bool:

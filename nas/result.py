@@ -245,10 +245,15 @@ class SearchResult:
 
     def to_dataframe(self) -> Any:
         """The trials as a pandas DataFrame (`to_records`), one row per trial in journal order. Integer decisions
-        some trials lack (blocks past a shallower depth) stay integers (pandas' nullable Int64), not 3.0."""
+        some trials lack (blocks past a shallower depth) stay integers (pandas' nullable Int64), not 3.0. With no trial
+        yet it is empty but keeps the fixed columns and the objectives, so its CSV still has a header line."""
         import pandas as pd
 
         records = self.to_records()
+        if not records:  # no trial yet: still the columns every row has, so a CSV of it has its header line
+            columns = [*_RECORD_COLUMNS, *(f"metric.{n}" if n in _RECORD_COLUMNS or n.startswith(
+                ("arch.", "metric.", "user_attrs.")) else n for n in self.problem.names)]  # as to_records names them
+            return pd.DataFrame(columns=columns)
         frame = pd.DataFrame.from_records(records)
         for column in frame.columns:
             values = [r[column] for r in records if r.get(column) is not None]
@@ -256,6 +261,10 @@ class SearchResult:
                     and all(isinstance(v, int) and not isinstance(v, bool) for v in values)):
                 frame[column] = frame[column].astype("Int64")
         return frame
+
+
+_RECORD_COLUMNS = ("number", "status", "arch_id", "feasible", "started", "finished", "duration", "worker", "error")
+"""The columns `to_records` gives every trial, before its metrics, decisions and user attributes."""
 
 
 def decisions(arch: Mapping[str, Any]) -> dict[str, Any]:

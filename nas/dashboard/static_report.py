@@ -48,8 +48,9 @@ def responses(views: Sequence[SearchView]) -> dict[str, Any]:
 
 
 def script_json(value: Any) -> str:
-    """JSON safe inside a <script> element ("</script>" in a string must not end it)."""
-    return json.dumps(value, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    """JSON safe inside a <script> element: every "<" is written as the JSON escape \\u003c, so neither "</script>"
+    nor "<!--<script" (which makes the HTML parser swallow the next script) in a string can reach the parser."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def write_report(views: Sequence[SearchView], out: str | Path) -> Path:
