@@ -5,9 +5,6 @@ without trials."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from nas.dashboard.views import open_views
 from nas.errors import ConfigError
 from nas.spaces import Choice, Space
 from nas.strategies.multifidelity import FidelitySpace
+from tests import test_dashboard
 
 SPACE = Space(depth=Choice([2, 3, 4]), width=Choice([16, 32, 64, 128]), act=Choice(["relu", "gelu"]))
 COMMENT = "HTTP 502 from the data server: <html><!--<script src=cdn.js>"
@@ -50,23 +48,7 @@ def offsets(ax: Any, label: str) -> list[tuple[float, float]]:
 
 
 # ------------------------------------------------------------------ 1. static report
-@pytest.fixture
-def browser() -> Iterator:
-    """A headless Chromium page (as tests/test_dashboard.py's fixture); a script error on the page fails the test."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    path = os.environ.get("NAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("no Chromium on this machine (./dev.sh setup installs Debian's chromium package)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
-        page = b.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        yield page
-        b.close()
-        assert not errors, errors
+browser = test_dashboard.browser  # a headless Chromium page; a script error on the page fails the test
 
 
 def test_script_json_escapes_every_less_than_and_stays_the_same_json() -> None:
