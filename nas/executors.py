@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count
 from nas.pruning import NO_PRUNER, Pruned, judged
 from nas.spaces import Architecture
 from nas.store import Trial
@@ -244,8 +244,7 @@ class SimulatedClockExecutor(Executor):
     replays = True
 
     def __init__(self, workers: int = 1, duration: str | float | Callable[[Architecture, Mapping[str, float]], float] = 1.0) -> None:
-        if workers < 1:
-            raise ConfigError(f"SimulatedClockExecutor: workers must be >= 1, got {workers}")
+        check_count(workers, "workers")  # as the other executors: 1.5, "2", True and 2.0 are named, not crashes
         if not callable(duration) and not isinstance(duration, str) and not (math.isfinite(duration) and duration >= 0):
             raise ConfigError(f"SimulatedClockExecutor: duration must be a finite number of seconds >= 0, a metric "
                               f"name or a function, got {duration!r}")

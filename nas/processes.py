@@ -4,7 +4,14 @@
 timeouts). A timed-out evaluation's worker process is killed and replaced and the trial fails with
 "timed out after N s"; a worker that dies (a crash, out of memory, `os._exit`) fails its trial after
 `max_retries` retries on fresh workers. Workers are killed with the driver (Linux `PR_SET_PDEATHSIG`),
-so a killed search leaves no process behind, and resume replays the journal as with any executor.
+so a killed search leaves no worker behind, and resume replays the journal as with any executor.
+
+Programs that `evaluate` starts (`subprocess.run(["python", "train.py"])`) run in their worker's process group (each
+worker leads its own, on POSIX), and that whole group is killed when the worker is stopped: on timeout and when the
+search ends or is interrupted. Limits: a program that leaves the group (`start_new_session=True`, `setsid`, a
+daemon) is not killed; nor are the group's programs when the worker dies without being stopped (the driver killed
+with `kill -9`, `evaluate` calling `os._exit`) or when `evaluate` replaces the worker's SIGTERM handler (it is then
+killed with SIGKILL, which it cannot catch). An `evaluate` that starts such programs should clean them up itself.
 
 The evaluate function reaches the workers once, at their start: inherited with `start_method="fork"`
 (the default on Linux, so functions defined in a script or a closure work), or cloudpickled for
@@ -226,6 +233,8 @@ def _init_worker(payload: Any, threads: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the driver died before prctl took effect
             os._exit(1)
+    if hasattr(os, "setpgid"):
+        _lead_process_group()
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if "torch" not in sys.modules:
@@ -237,6 +246,25 @@ def _init_worker(payload: Any, threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "set_num_threads"):
         torch.set_num_threads(threads)
+
+
+def _lead_process_group() -> None:
+    """Make this worker the leader of its own process group, so that stopping it (pebble sends SIGTERM on timeout
+    and on close) kills the programs `evaluate` started too, instead of leaving them running under init. Processes
+    forked from the worker inherit the handler and keep the one they had (pebble's exit)."""
+    os.setpgid(0, 0)
+    leader, previous = os.getpid(), signal.getsignal(signal.SIGTERM)
+
+    def stop_group(signum: int, frame: Any) -> None:
+        if os.getpid() == leader and os.getpgrp() == leader:
+            os.killpg(leader, signal.SIGKILL)  # this worker included: it is being stopped and holds no state
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, stop_group)
 
 
 class _PinTorchThreads(importlib.abc.MetaPathFinder):

@@ -241,6 +241,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                     "evaluation (it stays recorded; resume with executor='processes' to apply it)", workdir,
                     recorded["timeout_s"])
         runner = make_executor(executor, None)
+    if timeout_s is None:  # an executor instance's own timeout (ProcessExecutor(timeout_s=...)) is recorded too
+        timeout_s = getattr(runner, "timeout_s", None)
     runner.set_pruning(pruning)
     expensive_fn = merged(expensive, fidelity)
     runner.check_evaluate(expensive_fn)  # one a worker process cannot be sent is refused before the journal is written
@@ -584,15 +586,19 @@ class _SearchLoop:
                                    self.budget - (self.used - self.ahead) - len(self.pending))
         if max_time is not None:
             self.deadline = time.monotonic() + max_time
-        self.executor.start(self.evaluate)
-        self.executor.resume_after(told, self.placements)
+        try:
+            self.executor.start(self.evaluate)
+            self.executor.resume_after(told, self.placements)
+        except BaseException:
+            self.executor.close()  # e.g. a Ray instance this search started is shut down, not left for later searches
+            raise
         self.checked = any(t.status == "ok" for t in self.trials)
         # fail-fast holds per run: a resume in a broken environment (data missing on a new machine) must not spend
         # the rest of the budget on failures, which deduplication would never evaluate again
         self.works, self.run_from = False, len(self.trials)
         stop, ended = "budget", False
-        self._check_stop()  # a resumed search whose results already meet the rule starts nothing
         try:
+            self._check_stop()  # a resumed search whose results already meet the rule starts nothing
             while True:
                 self._fill()
                 self._publish_running()

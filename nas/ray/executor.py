@@ -39,6 +39,10 @@ QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_IMPORT_WARNING": "1", 
 Tune's classic output, which honours `verbose=0` (the new engine prints an experiment box regardless)."""
 
 
+MIN_OBJECT_STORE_MB = 75
+"""Ray refuses a smaller object store (its minimum is 75 MiB)."""
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """Where and how big: `address` None starts a local Ray instance (then `num_cpus` caps it), "auto" or
@@ -48,6 +52,18 @@ class RayOptions:
     num_cpus: int | None = None
     num_gpus: int | None = None
     object_store_mb: int = 200
+
+    def __post_init__(self) -> None:
+        """Checked when the executor is built (a run file's `[executor]` table included), not in `ray.init`,
+        which raised a bare TypeError or ValueError after the journal header was written."""
+        if self.address is not None and not isinstance(self.address, str):
+            raise ConfigError(f"address: expected None (start a local Ray instance), \"auto\" or \"HOST:PORT\", got "
+                              f"{self.address!r}")
+        if self.num_cpus is not None:
+            check_count(self.num_cpus, "num_cpus", " (CPUs of the local Ray instance) or None")
+        if self.num_gpus is not None:
+            check_int(self.num_gpus, "num_gpus", 0)
+        check_int(self.object_store_mb, "object_store_mb", MIN_OBJECT_STORE_MB)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -275,27 +291,46 @@ class RayExecutor(Executor):
         self._running: dict[Any, _Batch] = {}  # ObjectRef -> batch
         self._evaluate_ref: Any = None
         self._actor_cls: Any = None
+        self._pickled: tuple[EvaluateFn, int] | None = None  # check_evaluate's pickled size, reused by start
 
-    def start(self, evaluate: EvaluateFn) -> None:
-        import ray
+    def check_evaluate(self, evaluate: EvaluateFn) -> None:
+        """`evaluate` must pickle (it is sent to each actor): one holding a lock, an open file or a connection is
+        refused here, naming the cause, before the journal is written or Ray is started."""
+        self._pickled = (evaluate, self._pickle(evaluate))
 
-        self._owns_ray = connect(self.options)
-        try:
-            self.workers = check_capacity(self.workers, self.cpus, self.gpus, "actor")
-        except ConfigError:
-            self.close()
-            raise
+    def _pickle(self, evaluate: EvaluateFn) -> int:
+        """The size of `evaluate` pickled as Ray sends it (its user modules by value); ConfigError if it cannot be."""
+        from ray import cloudpickle
+
         shipped = ship_by_value(evaluate)
         if shipped:
             log.info("shipping modules %s to Ray workers by value", shipped)
-        self._actor_cls = ray.remote(_Worker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
-        # Small functions travel inline with each actor's creation; large ones (a supernet evaluator) go to
-        # the object store once, referenced for the pool's lifetime (replacement actors need them too).
-        from ray import cloudpickle
+        try:
+            return len(cloudpickle.dumps(evaluate))
+        except Exception as e:  # noqa: BLE001 - whatever pickling raises, the user must change evaluate
+            raise ConfigError(f"evaluate cannot be sent to Ray workers: {type(e).__name__}: {e}; create what cannot "
+                              "be pickled (locks, open files, connections) inside it, or use executor='local' or "
+                              "executor='processes' (start_method='fork')") from None
 
-        self._evaluate_ref = ray.put(evaluate) if len(cloudpickle.dumps(evaluate)) > 2**20 else evaluate
-        self._actors = [self._actor_cls.remote(self._evaluate_ref) for _ in range(self.workers)]
-        self._starting = {a.pid.remote(): a for a in self._actors}  # idle once placed and started
+    def start(self, evaluate: EvaluateFn) -> None:
+        """Connect to (or start) Ray and create the actors; a failure after connecting closes the pool, so a Ray
+        instance this search started is shut down (a later search would otherwise reuse it and leave it running)."""
+        import ray
+
+        cached = self._pickled
+        size = cached[1] if cached is not None and cached[0] is evaluate else self._pickle(evaluate)
+        self._owns_ray = connect(self.options)
+        try:
+            self.workers = check_capacity(self.workers, self.cpus, self.gpus, "actor")
+            self._actor_cls = ray.remote(_Worker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
+            # Small functions travel inline with each actor's creation; large ones (a supernet evaluator) go to
+            # the object store once, referenced for the pool's lifetime (replacement actors need them too).
+            self._evaluate_ref = ray.put(evaluate) if size > 2**20 else evaluate
+            self._actors = [self._actor_cls.remote(self._evaluate_ref) for _ in range(self.workers)]
+            self._starting = {a.pid.remote(): a for a in self._actors}  # idle once placed and started
+        except BaseException:
+            self.close()
+            raise
 
     def _replace(self, actor: Any) -> Any:
         """A fresh actor in place of one whose process died."""
