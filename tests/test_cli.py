@@ -136,7 +136,8 @@ def test_run_defaults_to_runs_slash_script_stem(runner, toy, tmp_path, monkeypat
 def test_status_reports_counts_budget_and_best(runner, tmp_path):
     script = write(tmp_path / "mixed.py", MIXED)
     wd = tmp_path / "wd"
-    assert runner.invoke(app, ["run", str(script), "--budget", "20", "--workdir", str(wd)]).exit_code == 0
+    # a fixed seed: a random one failed 3 first evaluations in a row (fail-fast) about once in 250 runs
+    assert runner.invoke(app, ["run", str(script), "--budget", "20", "--workdir", str(wd), "--seed", "0"]).exit_code == 0
     trials = Journal(wd).read().trials
     n = Counter(t.status for t in trials)
     assert n["failed"] > 0 and n["infeasible"] > 0 and n["ok"] + n["failed"] == 20

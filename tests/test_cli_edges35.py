@@ -18,7 +18,8 @@ def test_trials_table_has_a_feasible_column_for_a_constrained_search(runner, tmp
     the table's reader it does not count."""
     script = write(tmp_path / "mixed.py", MIXED.replace('constraints = ["x <= 7"]', 'constraints = ["score <= 30"]'))
     wd = tmp_path / "wd"
-    assert runner.invoke(app, ["run", str(script), "--budget", "20", "--workdir", str(wd)]).exit_code == 0
+    # seeded: with a random seed the first 3 evaluations all failed (fail-fast) about once in 125 runs
+    assert runner.invoke(app, ["run", str(script), "--budget", "20", "--workdir", str(wd), "--seed", "0"]).exit_code == 0
     result = nas.load(wd)
     judged = {t.number: outcome(result.problem, t) for t in result.trials}
     assert "feasible" in judged.values() and "infeasible" in judged.values()  # evaluated violators: status ok
@@ -35,7 +36,7 @@ def test_trials_table_has_a_feasible_column_for_a_constrained_search(runner, tmp
 def test_trials_table_of_an_unconstrained_search_has_no_feasible_column(runner, tmp_path):
     script = write(tmp_path / "mixed.py", MIXED.replace('constraints = ["x <= 7"]', "constraints = []"))
     wd = tmp_path / "wd"
-    assert runner.invoke(app, ["run", str(script), "--budget", "5", "--workdir", str(wd)]).exit_code == 0
+    assert runner.invoke(app, ["run", str(script), "--budget", "5", "--workdir", str(wd), "--seed", "0"]).exit_code == 0
     out = runner.invoke(app, ["trials", str(wd)], env={"COLUMNS": "200"})
     assert out.exit_code == 0 and "feasible" not in out.stdout, out.output
 
