@@ -485,6 +485,7 @@ def test_report_outside_tune_is_a_no_op():
     assert [t.metrics["acc"] for t in result.trials] == [toy(t.arch)["acc"] for t in result.trials]
 
 
+@pytest.mark.slow  # 40-90 s on 2 cores: the slowest tests of the default run (-m slow runs it)
 def test_ray_train_two_workers_train_checkpoint_resume_and_agree(cluster, tmp_path):
     import torch
 
@@ -682,6 +683,7 @@ def checkpointed_epochs(run: Path) -> list[int]:
     return [int(r["metrics"]["epoch"]) for r in snapshot["checkpoint_results"]]
 
 
+@pytest.mark.slow  # 40-90 s on 2 cores: the slowest tests of the default run (-m slow runs it)
 def test_darts_on_two_ray_train_workers_agrees_and_survives_a_killed_driver(cluster, tmp_path):
     import torch
 
