@@ -34,6 +34,11 @@ def plain(value: Any, what: str) -> Any:
         raise ConfigError(f"{what}: not plain JSON data ({e})") from None
 
 
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar as its Python twin (np.int64(8) -> 8), which checks and JSON take; anything else as it is."""
+    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
+
+
 def not_a_file(path: Path) -> str:
     """Why `path` cannot be read as a file: a folder is named as one, not as "file not found"."""
     return "a folder, not a file" if path.is_dir() else "file not found"

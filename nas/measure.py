@@ -26,6 +26,7 @@ from torch import nn
 from nas import jsonio
 from nas.counts import count
 from nas.errors import ConfigError, check_int, check_number
+from nas.jsonio import python_scalar
 
 if TYPE_CHECKING:
     from nas.hardware.latency import LatencyMeasurement
@@ -59,11 +60,6 @@ def count_metric(what: str = "params", batch_size: int = 1) -> dict[str, Any]:
     return {"kind": "count", "count": what, "batch_size": batch_size}
 
 
-def _python(value: Any) -> Any:
-    """A numpy scalar as its Python twin (np.int64(8) -> 8); anything else as it is."""
-    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
-
-
 def check_recipe(name: str, recipe: Any) -> dict[str, Any]:
     """`recipe` as plain JSON; ConfigError naming `metrics.<name>.<field>` when a field is wrong: batch sizes are
     ints >= 1, an accuracy's scale a finite number > 0, a latency's threads None or an int >= 1 and its device a
@@ -74,7 +70,7 @@ def check_recipe(name: str, recipe: Any) -> dict[str, Any]:
     kind = recipe.get("kind")
     if kind not in METRIC_KINDS:
         raise ConfigError(f"{where}.kind: expected one of {', '.join(METRIC_KINDS)}, got {kind!r}")
-    recipe = {k: _python(v) for k, v in recipe.items()}
+    recipe = {k: python_scalar(v) for k, v in recipe.items()}
     if kind == "accuracy" and not isinstance(recipe.get("split"), str):
         raise ConfigError(f"{where}.split: name the data split the accuracy is measured on, got {recipe.get('split')!r}")
     if kind == "accuracy":

@@ -23,6 +23,7 @@ from torch_geometric.utils import to_undirected
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError, check_int, check_number
 from nas.architecture import Architecture
+from nas.jsonio import python_scalar
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice, Conditional
 from nas.spaces.space import Repeat, Space
@@ -392,11 +393,6 @@ def check_node_data(data: Data, in_channels: int | None = None, num_classes: int
                               f"a node of {mask} (make the space with num_classes={high + 1} or more)")
 
 
-def _python(value: Any) -> Any:
-    """A numpy scalar as its Python twin (np.float32(0.01) -> 0.01...); anything else as it is."""
-    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
-
-
 def check_node_training(epochs: Any, lr: Any, weight_decay: Any, patience: Any, owner: str = "",
                         zero_lr: bool = False) -> dict[str, Any]:
     """The training settings as Python values (numpy scalars accepted): epochs an int >= 1, lr finite > 0 (>= 0
@@ -404,10 +400,10 @@ def check_node_training(epochs: Any, lr: Any, weight_decay: Any, patience: Any, 
     otherwise (an evaluator with lr 0 would record untrained networks as results; a negative lr fails every
     training inside torch)."""
     where = f"{owner}." if owner else ""
-    patience = _python(patience)
-    return {"epochs": check_int(_python(epochs), f"{where}epochs", 1),
-            "lr": check_number(_python(lr), f"{where}lr", positive=not zero_lr),
-            "weight_decay": check_number(_python(weight_decay), f"{where}weight_decay", positive=False),
+    patience = python_scalar(patience)
+    return {"epochs": check_int(python_scalar(epochs), f"{where}epochs", 1),
+            "lr": check_number(python_scalar(lr), f"{where}lr", positive=not zero_lr),
+            "weight_decay": check_number(python_scalar(weight_decay), f"{where}weight_decay", positive=False),
             "patience": None if patience is None else check_int(patience, f"{where}patience (None: never stop)", 1)}
 
 
@@ -485,7 +481,7 @@ class NodeClassificationEvaluator:
         owner = type(self).__name__
         for name, value in check_node_training(self.epochs, self.lr, self.weight_decay, self.patience, owner).items():
             setattr(self, name, value)
-        self.seed = check_int(_python(self.seed), f"{owner}.seed", 0)
+        self.seed = check_int(python_scalar(self.seed), f"{owner}.seed", 0)
         check_node_data(self.data, self.space.in_channels, self.space.num_classes)
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:
