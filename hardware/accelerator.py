@@ -60,18 +60,12 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError, check_number
+from nas.errors import ConfigError, check_count, check_number
 
 log = logging.getLogger(__name__)
 
 DIMS = ("m", "n", "k")
 OPERANDS = {"a": frozenset("mk"), "b": frozenset("kn"), "c": frozenset("mn")}  # the output is "c"
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name}: expected a positive int, got {value!r}")
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------------- workloads
@@ -93,9 +87,9 @@ class Gemm:
 
     def __post_init__(self) -> None:
         for f in ("m", "n", "k", "bytes_per_element", "count"):
-            object.__setattr__(self, f, _positive_int(getattr(self, f), f"Gemm.{f}"))
+            object.__setattr__(self, f, check_count(getattr(self, f), f"Gemm.{f}"))
         if self.b_elements is not None:
-            object.__setattr__(self, "b_elements", _positive_int(self.b_elements, "Gemm.b_elements"))
+            object.__setattr__(self, "b_elements", check_count(self.b_elements, "Gemm.b_elements"))
 
     @property
     def macs(self) -> int:
@@ -127,16 +121,16 @@ def conv_gemm(in_channels: int, out_channels: int, kernel: Sequence[int], output
               groups: int = 1, bytes_per_element: int = 1, name: str = "") -> Gemm:
     """A convolution (any number of spatial dimensions) as `groups` GEMMs (im2col): m = batch x output positions,
     k = in_channels / groups x kernel positions, n = out_channels / groups."""
-    groups = _positive_int(groups, "groups")
+    groups = check_count(groups, "groups")
     for what, c in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if _positive_int(c, what) % groups:
+        if check_count(c, what) % groups:
             raise ConfigError(f"{what}: {c} is not divisible by groups={groups}")
     for what, sizes in (("kernel", kernel), ("output", output)):  # math.prod(()) would price 1 position
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
             raise ConfigError(f"{what}: expected a non-empty sequence of positive ints (one per spatial "
                               f"dimension), got {sizes!r}")
-    m = _positive_int(batch, "batch") * math.prod(_positive_int(o, "output") for o in output)
-    k = in_channels // groups * math.prod(_positive_int(x, "kernel") for x in kernel)
+    m = check_count(batch, "batch") * math.prod(check_count(o, "output") for o in output)
+    k = in_channels // groups * math.prod(check_count(x, "kernel") for x in kernel)
     return Gemm(m, out_channels // groups, k, bytes_per_element, groups, name)
 
 
@@ -308,8 +302,8 @@ class SubAccelerator:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "template", template(self.template))
-        _positive_int(self.rows, "SubAccelerator.rows")
-        _positive_int(self.cols, "SubAccelerator.cols")
+        check_count(self.rows, "SubAccelerator.rows")
+        check_count(self.cols, "SubAccelerator.cols")
         share = check_number(self.bandwidth_share, "SubAccelerator.bandwidth_share", unit=" in (0, 1]")
         if share > 1:
             raise ConfigError(f"SubAccelerator.bandwidth_share: expected a fraction in (0, 1], got {share!r}")
@@ -330,7 +324,7 @@ class SubAccelerator:
 def array_shape(pes: int) -> tuple[int, int]:
     """rows x cols for `pes` PEs: rows the largest power of two <= sqrt(pes), cols = pes // rows (so 1024 -> 32 x 32,
     1536 -> 32 x 48, 2048 -> 32 x 64); ConfigError unless rows divides pes."""
-    pes = _positive_int(pes, "pes")
+    pes = check_count(pes, "pes")
     rows = 1 << int(math.floor(math.log2(math.sqrt(pes))))
     if pes % rows:
         raise ConfigError(f"pes: {pes} PEs do not fill a {rows}-row array (give a multiple of {rows})")
@@ -493,7 +487,7 @@ class HeterogeneousAccelerator:
         object.__setattr__(self, "subs", tuple(self.subs))
         if not self.subs or not all(isinstance(s, SubAccelerator) for s in self.subs):
             raise ConfigError(f"HeterogeneousAccelerator.subs: expected one or more SubAccelerators, got {self.subs!r}")
-        _positive_int(self.pe_budget, "HeterogeneousAccelerator.pe_budget")
+        check_count(self.pe_budget, "HeterogeneousAccelerator.pe_budget")
         check_number(self.dram_bandwidth, "HeterogeneousAccelerator.dram_bandwidth", unit=" (bytes/s)")
         if not isinstance(self.tech, Technology):
             raise ConfigError(f"HeterogeneousAccelerator.tech: expected a Technology, got {self.tech!r}")

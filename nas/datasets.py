@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.tabular import data_dir
 
 if TYPE_CHECKING:
@@ -120,16 +120,6 @@ def movie_reviews(root: str | Path | None = None, seed: int = 0, max_len: int = 
 
 
 # ---------------------------------------------------------------------------------------- MNIST-1D
-def _count(value: object, name: str, minimum: int = 0) -> int:
-    """`value` as an int >= `minimum` (numpy ints taken as ints; bools and floats refused); ConfigError naming
-    `name` otherwise, instead of numpy's or slicing's own errors."""
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return value
-
-
 def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0,
                    extra_valid: int = 0) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
     """MNIST-1D generated locally (the standard 4,000 train / 1,000 test signals of length 40, 10 classes).
@@ -147,8 +137,8 @@ def mnist1d_splits(seed: int = 0, valid_size: int = 500, extra_test: int = 0,
     import torch
     from mnist1d.data import get_dataset_args, make_dataset
 
-    seed, valid_size = _count(seed, "seed"), _count(valid_size, "valid_size")
-    extra_test, extra_valid = _count(extra_test, "extra_test"), _count(extra_valid, "extra_valid")
+    seed, valid_size = check_int(seed, "seed", 0), check_int(valid_size, "valid_size", 0)
+    extra_test, extra_valid = check_int(extra_test, "extra_test", 0), check_int(extra_valid, "extra_valid", 0)
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         args = get_dataset_args()
@@ -191,7 +181,8 @@ def digits_splits(seed: int = 0, valid_size: int = 450, test_size: int = 447
     import torch
     from sklearn.datasets import load_digits
 
-    seed, valid_size, test_size = _count(seed, "seed"), _count(valid_size, "valid_size"), _count(test_size, "test_size")
+    seed, valid_size = check_int(seed, "seed", 0), check_int(valid_size, "valid_size", 0)
+    test_size = check_int(test_size, "test_size", 0)
     digits = load_digits()
     x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.as_tensor(digits.target, dtype=torch.long)

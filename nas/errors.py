@@ -35,19 +35,25 @@ class WorkdirBusy(JournalError):
     JournalErrors."""
 
 
+def _is_int(value: object) -> bool:
+    """An integer of any kind (Python's, numpy's: `numbers.Integral`) that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_count(value: object, name: str, what: str = "") -> int:
-    """`value` as a positive int (bools refused); ConfigError naming `name` otherwise (`what` says what it counts)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """`value` as a positive Python int (numpy ints taken, bools refused); ConfigError naming `name` otherwise (`what`
+    says what it counts)."""
+    if not _is_int(value) or value < 1:  # type: ignore[operator]
         raise ConfigError(f"{name}: expected a positive int{what}, got {value!r}")
-    return value
+    return int(value)  # type: ignore[call-overload]
 
 
 def check_int(value: object, name: str, minimum: int) -> int:
-    """`value` as an int (bools refused) >= `minimum`; ConfigError naming `name` otherwise (a count that may be 0,
-    or must leave room, such as batch norm's 2 samples)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """`value` as a Python int >= `minimum` (numpy ints taken, bools refused); ConfigError naming `name` otherwise (a
+    count that may be 0, or must leave room, such as batch norm's 2 samples)."""
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
         raise ConfigError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return value
+    return int(value)  # type: ignore[call-overload]
 
 
 def check_number(value: object, name: str, *, positive: bool = True, unit: str = "") -> float:

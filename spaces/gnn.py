@@ -23,7 +23,6 @@ from torch_geometric.utils import to_undirected
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError, check_int, check_number
 from nas.architecture import Architecture
-from nas.jsonio import python_scalar
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice, Conditional
 from nas.spaces.space import Repeat, Space
@@ -400,10 +399,9 @@ def check_node_training(epochs: Any, lr: Any, weight_decay: Any, patience: Any, 
     otherwise (an evaluator with lr 0 would record untrained networks as results; a negative lr fails every
     training inside torch)."""
     where = f"{owner}." if owner else ""
-    patience = python_scalar(patience)
-    return {"epochs": check_int(python_scalar(epochs), f"{where}epochs", 1),
-            "lr": check_number(python_scalar(lr), f"{where}lr", positive=not zero_lr),
-            "weight_decay": check_number(python_scalar(weight_decay), f"{where}weight_decay", positive=False),
+    return {"epochs": check_int(epochs, f"{where}epochs", 1),
+            "lr": check_number(lr, f"{where}lr", positive=not zero_lr),
+            "weight_decay": check_number(weight_decay, f"{where}weight_decay", positive=False),
             "patience": None if patience is None else check_int(patience, f"{where}patience (None: never stop)", 1)}
 
 
@@ -481,7 +479,7 @@ class NodeClassificationEvaluator:
         owner = type(self).__name__
         for name, value in check_node_training(self.epochs, self.lr, self.weight_decay, self.patience, owner).items():
             setattr(self, name, value)
-        self.seed = check_int(python_scalar(self.seed), f"{owner}.seed", 0)
+        self.seed = check_int(self.seed, f"{owner}.seed", 0)
         check_node_data(self.data, self.space.in_channels, self.space.num_classes)
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:

@@ -76,7 +76,7 @@ def widen(stack: nn.Sequential, index: int, width: int, rng: np.random.Generator
     `noise` > 0 adds Gaussian noise of `noise` x the weights' std to the copies' incoming weights, which breaks
     the symmetry between a unit and its copies (so they can learn apart) at a small change of the function.
     """
-    width = check_count(int(width) if isinstance(width, np.integer) else width, "width", " (the new number of units)")
+    width = check_count(width, "width", " (the new number of units)")
     layer = _check_layer(stack, index)
     if not isinstance(layer, _LAYERS):
         raise ConfigError(f"index: stack[{index}] is a {type(layer).__name__}, not a Conv2d or Linear")
