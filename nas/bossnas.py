@@ -44,6 +44,7 @@ from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, record_model, save_trial_weights
 from nas.objectives import Problem
 from nas.result import SearchResult
+from nas.seeding import torch_seeded
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice
 from nas.spaces.training import PlainTraining, accuracy
@@ -375,8 +376,7 @@ def train_bossnas(space: HybridSpace, x: torch.Tensor, x_rate: torch.Tensor,
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         online = space.supernet()
         heads = nn.ModuleList(_Heads(space.config.channels, options) for _ in range(space.config.blocks))
     online.train()
@@ -636,8 +636,7 @@ def _retrain(space: HybridSpace, splits: Mapping[str, Any], result: SearchResult
     for trial in result.pareto_front():
         if trial.arch_id in out and (wd / TRIAL_WEIGHTS / f"{trial.arch_id}.pt").is_file():
             continue
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             net = space.build(trial.arch)
         PlainTraining(options.retrain_epochs, min(options.batch_size, len(train[0])), seed=seed).fit(net, *train)
         net.eval()

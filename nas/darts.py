@@ -35,6 +35,7 @@ from nas.modelspec import record_model, save_trial_weights
 from nas.nn.model_space import ModuleSpace
 from nas.objectives import Problem
 from nas.result import SearchResult
+from nas.seeding import torch_seeded
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.splits import DIGEST_KEY, check_splits, splits_digest
@@ -75,8 +76,7 @@ class StandaloneTraining:
     def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
         from nas.spaces.training import PlainTraining, accuracy
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch_seeded(self.seed):
             net = self.space.build(arch)
         t0 = time.perf_counter()
         x, y = self.data["train"]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from nas.architecture import Architecture
+from nas.seeding import torch_seeded
 from nas.splits import DIGEST_KEY, check_splits, splits_digest
 from nas.errors import ConfigError, check_number
 from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
@@ -293,8 +294,7 @@ def _seed(space: StackSpace, arch: Architecture, data: Splits, options: EASOptio
           wd: Path | None) -> _Best:
     """Trial 0: the seed network trained `seed_epochs` from scratch (its weights saved for the children)."""
     started = time.time()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         net = space.build(arch)
     t0 = time.perf_counter()
     PlainTraining(options.seed_epochs, options.batch_size, options.lr, seed=seed * 1000).fit(net, *data["train"])

@@ -42,6 +42,7 @@ from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, c
 from nas.modelspec import record_model, save_trial_weights
 from nas.objectives import Problem
 from nas.result import SearchResult
+from nas.seeding import torch_seeded
 from nas.spaces import Architecture
 from nas.spaces.cell import NB201_EDGES, CellSupernet, MixWeights, NasBench201Space
 from nas.spaces.training import accuracy, recalibrate_bn
@@ -404,8 +405,7 @@ def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOption
     _check_inputs(space, data, options)
     x, y = data["train"]
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         net = space.supernet(mixing=PathMixing(len(NB201_EDGES)))
     settings = {"lr": options.lr, "momentum": options.momentum, "weight_decay": options.weight_decay}
     subs = [SubSupernet(Subspace.full(space), net, _optimizer(net, settings), np.random.default_rng([seed, 0, 0]))]

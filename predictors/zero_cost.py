@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.errors import ConfigError, check_count, check_int
+from nas.seeding import torch_seeded
 from nas.spaces import Architecture, Space
 from nas.predictors.base import Predictor, RankTarget, check_seed
 
@@ -405,8 +406,7 @@ class ZeroCostPredictor(Predictor):
         torch's RNG forked and seeded from `seed` (the inputs on a stream of their own, the same for every arch)."""
         import torch
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch_seeded(self.seed):
             model = self.space.build(arch)  # type: ignore[attr-defined]
             torch.manual_seed(int(np.random.SeedSequence([self.seed, 1]).generate_state(1)[0]))
             if self.batch is not None:

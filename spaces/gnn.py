@@ -23,6 +23,7 @@ from torch_geometric.utils import to_undirected
 
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError, check_int, check_number
 from nas.architecture import Architecture
+from nas.seeding import torch_seeded
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice, Conditional
 from nas.spaces.space import Repeat, Space
@@ -484,8 +485,7 @@ class NodeClassificationEvaluator:
 
     def __call__(self, arch: Mapping[str, Any], budget: float | None = None) -> dict[str, float]:
         epochs = self.epochs if budget is None else max(1, int(round(budget)))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch_seeded(self.seed):
             model = self.space.build(arch)
             metrics = train_node_classifier(model, self.data, epochs, self.lr, self.weight_decay, self.patience)
         metrics["params"] = float(sum(p.numel() for p in model.parameters()))

@@ -29,6 +29,7 @@ import torch
 from torch_geometric.data import Data
 
 from nas.errors import ConfigError
+from nas.seeding import torch_seeded
 from nas.store import JOURNAL, Journal, Trial
 from nas.spaces.gnn import GNN, GNNSpace, check_node_data, train_node_classifier
 
@@ -197,8 +198,7 @@ class SharedWeightsEvaluator:
                         "itself, elsewhere make one SharedWeightsEvaluator per search, or call reset() between "
                         "searches", arch_id)
         self._evaluated.add(arch_id)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch_seeded(self.seed):
             model = self.space.build(arch)
             keys = layer_keys(self.space, arch, model)
             inherited = {}

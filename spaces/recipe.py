@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError, check_int
+from nas.seeding import torch_seeded
 from nas.spaces.params import Choice
-from nas.spaces.training import TrainLog, _check_data, _seeded, check_logits, run_phase
+from nas.spaces.training import TrainLog, _check_data, check_logits, run_phase
 
 __all__ = ["DEFAULT_OPTIONS", "EMA", "Recipe", "RecipeRun", "recipe_fields", "train_with_recipe"]
 
@@ -194,7 +195,7 @@ def train_with_recipe(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor]
         loss.backward()
         return loss.detach()
 
-    with _seeded(seed):
+    with torch_seeded(seed):
         phase = run_phase("recipe", model, x, y, recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay,
                           gen, step)
     if ema is not None:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError, NASError, check_int, check_number
+from nas.seeding import torch_seeded
 
 __all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
            "SinglePath", "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
@@ -311,14 +312,6 @@ def sandwich_subnets(space: Any, rng: np.random.Generator, n_random: int,
 
 
 @contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Torch's global generator seeded with `seed` within the block (dropout draws from it) and restored after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextmanager
 def _training(owner: str, arch: Any) -> Iterator[None]:
     """A failure while `arch` runs forward and backward names it (a model may fail for some architectures only: a
     user model's derivation runs its largest and smallest), the model's error chained; a NASError, which says what
@@ -358,7 +351,7 @@ class PlainTraining:
             loss.backward()
             return loss.detach()
 
-        with _seeded(self.seed):
+        with torch_seeded(self.seed):
             return TrainLog([run_phase("plain", model, x, y, self.epochs, self.batch_size, self.lr,
                                        self.weight_decay, gen, step, "PlainTraining")])
 
@@ -407,7 +400,7 @@ class SandwichRule:
                 total = total + kd.detach()
             return total
 
-        with _seeded(self.seed):
+        with torch_seeded(self.seed):
             return TrainLog([run_phase("sandwich", supernet, x, y, self.epochs, self.batch_size, self.lr,
                                        self.weight_decay, gen, step, "SandwichRule")])
 
@@ -438,7 +431,7 @@ class SinglePath:
                 loss.backward()
             return loss.detach()
 
-        with _seeded(self.seed):
+        with torch_seeded(self.seed):
             return TrainLog([run_phase("single-path", supernet, x, y, self.epochs, self.batch_size, self.lr,
                                        self.weight_decay, gen, step, "SinglePath")])
 
@@ -522,7 +515,7 @@ class ProgressiveShrinking:
             raise ConfigError(f"ProgressiveShrinking.after_phase: expected a callable or None, got {self.after_phase!r}")
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
-        with _seeded(self.seed):
+        with torch_seeded(self.seed):
             return self._fit(supernet, x, y)
 
     def _fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:

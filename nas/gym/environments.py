@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nas.errors import ConfigError, check_number
 from nas.evaluators import Evaluator
 from nas.objectives import Problem
+from nas.seeding import torch_seeded
 from nas.spaces import Architecture, Choice, Repeat, Space
 from nas.spaces.model_space import ModelSpace
 from nas.strategies.multifidelity import check_levels
@@ -199,14 +200,12 @@ class DigitsMLPTraining:
         PlainTraining(epochs=1, batch_size=self.batch_size, seed=self.seed).fit(self.build(arch), *self.data["train"])
 
     def build(self, arch: Mapping[str, Any]) -> Any:
-        import torch
         from torch import nn
 
         act = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[arch["act"]]
         layers: list[Any] = []
         c = self.data["train"][0].shape[1]
-        with torch.random.fork_rng(devices=[]):  # every layer from `seed`, whatever ran before; global RNG untouched
-            torch.manual_seed(self.seed)
+        with torch_seeded(self.seed):  # every layer from `seed`, whatever ran before; global RNG untouched
             for layer in arch["layers"]:
                 layers += [nn.Linear(c, layer["width"]), act()]
                 c = layer["width"]

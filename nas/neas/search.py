@@ -50,6 +50,7 @@ from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfi
 from nas.result import SearchResult
 from nas.search import prepare
 from nas.search import search as run_search
+from nas.seeding import torch_seeded
 from nas.splits import check_splits, splits_digest
 from nas.spaces.training import recalibrate_bn, run_phase
 
@@ -321,8 +322,7 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None,
     wd = Path(workdir) if workdir is not None else None
     x, y = data["train"]
     calib_x = x[:options.calib_size]  # what the model spec records: the first calib_size samples of "train"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch_seeded(seed):
         supernet = ChainSpace(frame).supernet()
     run = {"frame": frame.to_dict(), "allowed": _allowed(given), "options": options.to_dict(), "seed": seed,
            "data": splits_digest(data)}

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.errors import ConfigError, check_number
+from nas.seeding import torch_seeded
 from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, MixWeights, NasBench201Space, softmax_mixing
 from nas.strategies.oneshot_latency import EdgeCosts, latency_scale
 
@@ -266,8 +267,7 @@ class OneShotTrainer:
         self.torch_generator = torch.Generator().manual_seed(seed + 2)
         mixing = BinaryGates(self.gate_generator) if spec.binary_gates else \
             GumbelHardGates(self.gate_generator, options.tau_max) if spec.gumbel else softmax_mixing
-        with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the global generator
-            torch.manual_seed(seed)
+        with torch_seeded(seed):  # seeded initial weights without touching the global generator
             self.supernet = self.build_supernet(mixing)
         self.weights = self.supernet.weight_parameters()
         self.arch = self.supernet.arch_parameters()

@@ -38,6 +38,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.objectives import Problem
+from nas.seeding import torch_seeded
 from nas.spaces import Architecture, Slot, Space
 from nas.spaces.params import WIDE_ORDINAL
 from nas.strategies.base import Strategy, TrialResult, Unseen, check_count, torch_seed, unknown_near
@@ -134,13 +135,11 @@ class _Policy:
     """LSTM controller: token embedding -> LSTMCell -> per-slot softmax head (ENAS-style)."""
 
     def __init__(self, cards: Sequence[int], hidden: int, seed: int) -> None:
-        import torch
         import torch.nn as nn
 
         self.cards = list(cards)
         self.offsets = np.concatenate([[0], np.cumsum(self.cards)]).astype(int)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             self.embed = nn.Embedding(int(self.offsets[-1]) + 1, hidden)  # last row: the start token
             self.cell = nn.LSTMCell(hidden, hidden)
             self.head = nn.Linear(hidden, int(self.offsets[-1]))
