@@ -771,9 +771,10 @@ class _SearchLoop:
             if not t.extra.get("config_error"):
                 self.strategy.recall(t.arch_id, t.arch, TrialResult.of(t.status, t.metrics))
 
-    def _restore(self, after: int, first: Sequence[Architecture] = ()) -> None:
+    def _restore(self, after: int, first: Sequence[Architecture] = (), study: bool = False) -> None:
         """Recheck a corrected problem's trials and queue the journal's trials after `after` for replay; those of
-        the architectures enqueued before the search began (`first`) are told first, as they ran first."""
+        the architectures enqueued before the search began (`first`) are told first, as they ran first. `study`: a
+        `nas.Study` reopens it (which evaluates nothing: its warning at the budget says so in a study's terms)."""
         if self.experiment.problem_changed:
             self._recheck()
         first_ids = {a.id for a in first}
@@ -786,7 +787,11 @@ class _SearchLoop:
             elif not t.extra.get("config_error"):
                 self.replay.setdefault(t.arch_id, t)
         self.ahead = sum(t.is_evaluation for t in self.replay.values()) if self.exact else 0
-        if self.used >= self.budget:  # nothing will run: say so by default (a fixed `evaluate` would be ignored)
+        if self.used >= self.budget and study:  # ask() hands out nothing; a tell (a baseline) is still journaled
+            log.warning("%s: this study has used its budget (%d evaluations told, budget %d): ask() hands out "
+                        "nothing more (to go on, raise it: nas.Study(..., budget=N) or nas ask --budget N); results "
+                        "told now are journaled beyond it", self.experiment.workdir, self.used, self.budget)
+        elif self.used >= self.budget:  # nothing will run: say so by default (a fixed `evaluate` would be ignored)
             log.warning("%s already holds this search's %d evaluations (budget %d): returning the journal's %d trials, "
                         "nothing evaluated (a changed evaluate is not re-run; use a new workdir or a larger budget)",
                         self.experiment.workdir, self.used, self.budget, len(self.trials))

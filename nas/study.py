@@ -20,10 +20,11 @@ at most every `snapshot_interval_s`. A result may also be told for an architectu
 not hand out (a baseline trained earlier): it is journaled and the strategy learns from it.
 
 With a pruner (`Study(..., pruner="median")`, Optuna's `trial.report` / `should_prune` in ask/tell form), a job
-reports each epoch with `study.report(arch, {"accuracy": acc})`, which says whether to stop; `study.tell(arch)` then
-journals the trial as pruned with its last report, as `nas.search(..., pruner=...)` would. Each reported training is
-a running trial of the pruner's study from its first report to its tell, as in Optuna (trainings in flight compete
-at ASHA's rungs; a trial keeps its number, so its Hyperband bracket); a report lacking the judged metric is refused.
+reports each epoch with `study.report(arch, {"accuracy": acc, "latency_ms": lat})`, which says whether to stop;
+`study.tell(arch)` then journals the trial as pruned with its last report, as `nas.search(..., pruner=...)` would.
+Each reported training is a running trial of the pruner's study from its first report to its tell, as in Optuna
+(trainings in flight compete at ASHA's rungs; a trial keeps its number, so its Hyperband bracket); a report lacking
+an objective or constraint metric is refused (the pruned trial's result would lack it).
 The reports of pending architectures are kept in the snapshot, so `nas epoch` calls from separate processes build
 one curve.
 """
@@ -80,12 +81,45 @@ def told_typo(problem: Problem, trials: Sequence[Trial], metrics: Mapping[str, A
     return f"{typo}; no trial has had {', '.join(map(repr, unknown))}" if unknown else None
 
 
+def report_error(problem: Problem, judged: str, metrics: Mapping[str, Any], where: str) -> str | None:
+    """Why a report to a study with a pruner is refused before anything is written: it lacks the judged metric (a
+    typo: nothing would ever be judged), or an objective or constraint metric (the pruner may stop the training at
+    any report, and the pruned trial is journaled with that report as its result). None when it has them all."""
+    if judged not in metrics:
+        return missing_metric(judged, metrics, where)
+    missing = problem.missing(metrics)
+    if not missing:
+        return None
+    return (f"{where}: this report lacks {', '.join(map(repr, missing))} (it has: {', '.join(sorted(metrics))}); "
+            "the pruner may stop the training at any report, and the trial is then journaled with that report as "
+            f"its result, so every report must carry every objective and constraint metric "
+            f"({', '.join(problem.metrics_needed)})")
+
+
+FUTURE_S = 300.0
+"""How far in the future a told `started` or `finished` may be: the clock of the machine that ran the job may be a
+little ahead of this one's, not more (a later time is a unit or arithmetic slip, and an absurd duration)."""
+
+
+def check_error(error: Any, name: str = "error") -> str:
+    """`error` (why an evaluation failed), refused with a ConfigError naming `name` unless it is a non-empty string:
+    an empty one would read as no error at all."""
+    if not isinstance(error, str) or not error.strip():
+        raise ConfigError(f"{name}: expected why the evaluation failed (a non-empty string), got {error!r}")
+    return error
+
+
 def _check_times(started: Any, finished: Any, worker: Any) -> None:
     """ConfigError naming `started`, `finished` or `worker` unless the times are epoch seconds (finite numbers,
-    `finished` not before `started`) and the worker a name: the journal keeps them as given."""
+    `finished` not before `started`, neither more than FUTURE_S in the future) and the worker a name: the journal
+    keeps them as given."""
+    now = time.time()
     for name, value in (("started", started), ("finished", finished)):
         if value is not None:
             check_number(value, name, positive=False, unit=" of seconds since the epoch (time.time())")
+            if value > now + FUTURE_S:
+                raise ConfigError(f"{name}: {value!r} is in the future (now is {now:.0f}); expected seconds since "
+                                  f"the epoch (time.time()), at most {FUTURE_S:.0f} s ahead")
     if started is not None and finished is not None and finished < started:
         raise ConfigError(f"finished: {finished!r} is before started {started!r}")
     if not isinstance(worker, str) or not worker:
@@ -133,7 +167,7 @@ class Study:
                         loop._tell_strategy(t.architecture, TrialResult.of("ok", t.metrics))
                 loop.strategy.keep()  # no journal of this study holds those: snapshots keep them
             if loop.trials:
-                loop._restore(-1 if after is None else after, prepared.enqueue)
+                loop._restore(-1 if after is None else after, prepared.enqueue, study=True)
                 loop._flush_replay()  # told in journal order: nothing re-asks them here
             now = time.time()
             for arch in loop.pending:  # asked before the last snapshot and not told since
@@ -223,10 +257,11 @@ class Study:
     def report(self, arch: Architecture | str, metrics: Mapping[str, Any]) -> bool:
         """One epoch's metrics of a pending architecture (Optuna's `trial.report` and `should_prune` in one):
         True when the study's pruner says to stop its training (then `tell(arch)` journals it as pruned, with this
-        report). A report lacking the metric the pruner judges is refused (ConfigError: most likely a typo, and
-        nothing would ever be judged); a NaN or infinite value is judged as Optuna's pruners judge it (a diverged
-        training is stopped) and kept in the curve as its string ("nan"). Without a pruner it only keeps the curve,
-        journaled with the result."""
+        report as its result). With a pruner, a report lacking the metric it judges (most likely a typo: nothing
+        would ever be judged) or any objective or constraint metric (the pruned trial's result would lack it) is
+        refused with a ConfigError, before anything is written; a NaN or infinite value is judged as Optuna's
+        pruners judge it (a diverged training is stopped) and kept in the curve as its string ("nan"). Without a
+        pruner it only keeps the curve, journaled with the result."""
         with self._lock:
             self._check_open()
             held = self._architecture(arch)
@@ -235,8 +270,9 @@ class Study:
             if not isinstance(metrics, Mapping):
                 raise ConfigError(f"metrics: expected a dict of metric name -> number, got {type(metrics).__name__}")
             values = _numbers(metrics)
-            if self._pruning is not None and self._judged not in values:  # a typo: nothing would ever be judged
-                raise ConfigError(missing_metric(self._judged, values, "report"))
+            refused = report_error(self.problem, self._judged, values, "report") if self._pruning is not None else None
+            if refused is not None:
+                raise ConfigError(refused)
             record = self._loop.reports.setdefault(held.id, {"reports": 0, "curve": [], "last": {}, "prune": False})
             record["reports"] += 1
             record["last"] = values
@@ -271,12 +307,13 @@ class Study:
              error: str | None = None, started: float | None = None, finished: float | None = None,
              worker: str = "told", pruned: bool | None = None, user_attrs: Mapping[str, Any] | None = None) -> Trial:
         """Journal the result of evaluating `arch` (an asked architecture, its id, or any architecture of the space)
-        and tell the strategy: `metrics`, or `error=` for an evaluation that failed. A result lacking an objective or
-        constraint metric, or holding a NaN, is journaled as failed, saying which; an objective no result has ever
-        had is refused before anything is written (a typo, as `nas.search` refuses it). After `report`s, the
-        trial keeps their curve; it is pruned when the last report said to stop (`pruned=` decides otherwise),
-        and then `metrics` default to the last report's. `user_attrs` (JSON data: a checkpoint path, a note) are
-        journaled with it (`Trial.user_attrs`, as `nas.set_user_attr` inside an evaluation). Returns the trial."""
+        and tell the strategy: `metrics`, or `error=` (why, a non-empty string) for an evaluation that failed. A
+        result lacking an objective or constraint metric, or holding a NaN, is journaled as failed, saying which; an
+        objective no result has ever had is refused before anything is written (a typo, as `nas.search` refuses
+        it). After `report`s, the trial keeps their curve; it is pruned when the last report said to stop (`pruned=`
+        decides otherwise), and then `metrics` default to the last report's. `user_attrs` (JSON data: a checkpoint
+        path, a note) are journaled with it (`Trial.user_attrs`, as `nas.set_user_attr` inside an evaluation).
+        Returns the trial."""
         with self._lock:
             return self._tell(arch, metrics, error, started, finished, worker, pruned, user_attrs)
 
@@ -285,6 +322,8 @@ class Study:
               pruned: bool | None, user_attrs: Mapping[str, Any] | None = None) -> Trial:
         self._check_open()
         _check_times(started, finished, worker)
+        if error is not None:
+            check_error(error)
         if user_attrs is not None and not isinstance(user_attrs, Mapping):
             raise ConfigError(f"user_attrs: expected a dict of name -> JSON data, got {type(user_attrs).__name__}")
         attrs = dict(checked(k, v, "tell") for k, v in (user_attrs or {}).items())
@@ -305,7 +344,7 @@ class Study:
             raise ConfigError(f"metrics: expected a dict of metric name -> number, got {type(metrics).__name__}")
         values = _numbers(metrics or {})
         if error is not None:
-            status, note = "failed", str(error)
+            status, note = "failed", error
         else:
             typo = told_typo(self.problem, loop.trials, values) if not stopped else None
             if typo is not None:

@@ -493,6 +493,17 @@ def _pending(workdir: Path, trials: Sequence[Trial]) -> list[str]:
     return [p["arch_id"] for p in waiting]
 
 
+def _lowered_from(workdir: Path, budget: int) -> bool:
+    """Whether the journal once recorded a budget above `budget` (its header's or a resume's): the budget was
+    lowered, rather than results told to a study beyond it."""
+    from nas import jsonio
+
+    records = jsonio.read_jsonl(Journal(workdir).path, "journal", JournalError).records
+    recorded = [rec.get("config", {}).get("budget") if rec.get("type") == "header" else rec.get("budget")
+                for _, rec in records if rec.get("type") in ("header", "resume")]
+    return any(isinstance(b, int) and b > budget for b in recorded)
+
+
 def _load(workdir: Path) -> SearchResult:
     check_path(workdir, "workdir", "folder", missing=f"{workdir}: no such directory")
     return SearchResult.load(workdir)
@@ -577,8 +588,11 @@ def status(workdir: Annotated[Path, path_argument(help="Experiment directory.")]
     if pruned:
         grid.add_row("pruned", f"{pruned} of the ok trials were stopped early by a pruner (their metrics are their "
                      "last report's, so they count neither as feasible nor on the front)")
-    if used > budget:
+    if used > budget and _lowered_from(Path(workdir), budget):
         grid.add_row("budget", f"{used} evaluations used; the budget was lowered to {budget} (reached)")
+    elif used > budget:  # a study's results told after it was reached (a baseline): journaled, and counted
+        grid.add_row("budget", f"{used} evaluations used of a budget of {budget} (reached; {used - budget} told "
+                     "after it was reached)")
     else:
         grid.add_row("budget", f"{used} of {budget} evaluations used "
                      f"({'budget reached' if used >= budget else f'{budget - used} left'})")

@@ -25,10 +25,9 @@ from nas.console import make_console, path_argument, user_errors
 from nas.errors import ConfigError, WorkdirBusy, check_count, check_number
 from nas.executors import metric_value
 from nas.objectives import Problem
-from nas.pruning import missing_metric
 from nas.spaces import Space
 from nas.store import Journal, Trial, evaluations_used
-from nas.study import Study, judged_metric, pending_id, pruner_instance, told_typo
+from nas.study import Study, check_error, judged_metric, pending_id, pruner_instance, report_error, told_typo
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
@@ -193,7 +192,14 @@ def tell(workdir: WorkdirArg,
          wait: WaitFlag = 30.0) -> None:
     """Journal the result of one architecture and tell the study's strategy."""
     values = _metrics(metric or [], metrics)
-    attrs = dict(_attr(a) for a in attr or [])
+    attrs: dict[str, Any] = {}
+    for item in attr or []:
+        key, value = _attr(item)
+        if key in attrs:
+            raise ConfigError(f"--attr: {key!r} is given twice")
+        attrs[key] = value
+    if error is not None:
+        check_error(error, "--error")
     target: Any = arch
     if arch.lstrip().startswith("{"):
         try:
@@ -273,7 +279,8 @@ def epoch(workdir: WorkdirArg,
            wait: WaitFlag = 30.0) -> None:
     """One epoch's metrics of a pending architecture; prints 'prune' and exits with 4 when the study's pruner says
     to stop its training (then `nas tell DIR ID` journals it with this report), else prints 'continue'. Metrics
-    lacking the one the pruner judges are refused (exit code 2) before anything is written."""
+    lacking the one the pruner judges, or any objective or constraint metric, are refused (exit code 2) before
+    anything is written."""
     values = _metrics(metric or [], metrics)
     if not values:
         raise ConfigError("epoch: give the epoch's metrics (--metric NAME=VALUE or --metrics JSON)")
@@ -282,8 +289,12 @@ def epoch(workdir: WorkdirArg,
         """What `Study.report` would refuse, refused before the workdir is opened."""
         recorded.pending_id(arch)
         metric = judged_metric(recorded.config)
-        if metric is not None and metric not in values:
-            raise ConfigError(missing_metric(metric, values, "epoch"))
+        if metric is not None:
+            problem = recorded.config["problem"]
+            refused = report_error(Problem.make(problem["objectives"], problem["constraints"]), metric, values,
+                                   "epoch")
+            if refused is not None:
+                raise ConfigError(refused)
 
     with open_study(workdir, wait, judge=True, check=check) as study:
         stop = study.report(arch, values)
