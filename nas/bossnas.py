@@ -24,6 +24,7 @@ import copy
 import itertools
 import logging
 import math
+import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ from torch import nn
 
 from nas import jsonio
 from nas.architecture import Architecture
-from nas.errors import ConfigError, check_number
+from nas.errors import ConfigError, check_count, check_number
 from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, check_workdir,
                             open_experiment, search_config)
 from nas.measure import accuracy_metric, count_metric
@@ -76,13 +77,17 @@ class HybridConfig:
     heads: int = 2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_shape", tuple(self.input_shape))
-        if len(self.input_shape) != 3 or any(int(v) < 1 for v in self.input_shape):
-            raise ConfigError(f"HybridConfig.input_shape: expected (channels, height, width), got {self.input_shape}")
+        """Every field a positive int (numpy ints taken as Python ints): a float or string size was truncated or
+        compared with ints, and failed later against the data's shape or as a TypeError."""
+        shape = tuple(self.input_shape) if isinstance(self.input_shape, Iterable) and \
+            not isinstance(self.input_shape, str) else ()
+        if len(shape) != 3 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                                      for v in shape):
+            raise ConfigError(f"HybridConfig.input_shape: expected (channels, height, width) of positive ints, got "
+                              f"{self.input_shape!r}")
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in shape))
         for name in ("num_classes", "channels", "blocks", "layers", "heads"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"HybridConfig.{name}: expected a positive int, got {v!r}")
+            object.__setattr__(self, name, check_count(getattr(self, name), f"HybridConfig.{name}"))
         if self.channels % self.heads:
             raise ConfigError(f"HybridConfig.heads: {self.heads} heads do not divide {self.channels} channels")
         side = min(self.input_shape[1:])
@@ -489,8 +494,10 @@ def _inputs(data: Mapping[str, Any], split: str) -> torch.Tensor:
 
 
 def _labelled(data: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(x, y) of `split`, or None when it has no labels (given as x alone or as (x, None))."""
     value = data.get(split)
-    return (value[0], value[1]) if isinstance(value, (tuple, list)) and len(value) == 2 else None
+    paired = isinstance(value, (tuple, list)) and len(value) == 2 and value[1] is not None
+    return (value[0], value[1]) if paired else None
 
 
 def _check_data(splits: Any, space: HybridSpace, options: BossOptions) -> None:
@@ -520,9 +527,10 @@ def _no_retraining(splits: Mapping[str, Any], options: BossOptions) -> str | Non
 def _todo(space: HybridSpace, archs: Sequence[Mapping[str, Any]] | int | None, seed: int) -> list[Architecture]:
     if archs is None:
         return list(space)
-    if isinstance(archs, int):
+    if isinstance(archs, numbers.Integral):  # numpy ints too
         if isinstance(archs, bool) or archs < 1:
             raise ConfigError(f"archs: expected a positive number, a list of architectures or None, got {archs!r}")
+        archs = int(archs)
         rng, chosen = np.random.default_rng(seed), {}
         for _ in range(100 * archs):  # bounded: a space smaller than `archs` gives all it has
             a = space.sample(rng)
@@ -537,6 +545,8 @@ def _todo(space: HybridSpace, archs: Sequence[Mapping[str, Any]] | int | None, s
     for a in archs:  # a repeat is rated once
         arch = space.validate(a)
         unique.setdefault(arch.id, arch)
+    if not unique:  # as archs=0: else the whole supernet trained to rate nothing
+        raise ConfigError("archs: expected a positive number, a list of architectures or None, got an empty list")
     return list(unique.values())
 
 

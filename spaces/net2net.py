@@ -17,7 +17,10 @@ also in train mode: copies have the batch statistics of their originals).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import math
+import numbers
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +29,7 @@ import torch
 from torch import nn
 
 from nas.architecture import Architecture
-from nas.errors import ConfigError, InvalidArchitectureError, check_count
+from nas.errors import ConfigError, InvalidArchitectureError, check_count, check_number
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Integer
 from nas.spaces.space import Repeat
@@ -42,6 +45,28 @@ _KEEP_NONNEGATIVE = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Adapti
 
 def _units(layer: nn.Module) -> int:
     return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+def _check_kernel(value: object, name: str) -> int:
+    """An odd positive int kernel size (same padding keeps the resolution, the centre tap makes the identity)."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1 and value % 2 == 1
+    if not ok:
+        raise ConfigError(f"{name}: expected an odd positive int (same padding, identity init), got {value!r}")
+    return int(value)  # type: ignore[call-overload]
+
+
+@contextmanager
+def _evaluating(*modules: nn.Module) -> Iterator[None]:
+    """The modules in eval mode inside the block; every submodule's own mode restored after it, also on an error
+    (a frozen BatchNorm in a training stack stays frozen)."""
+    given = [(m, m.training) for module in modules for m in module.modules()]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for m, training in given:
+            m.training = training
 
 
 def _check_layer(stack: nn.Sequential, index: int) -> nn.Module:
@@ -77,6 +102,7 @@ def widen(stack: nn.Sequential, index: int, width: int, rng: np.random.Generator
     the symmetry between a unit and its copies (so they can learn apart) at a small change of the function.
     """
     width = check_count(width, "width", " (the new number of units)")
+    noise = check_number(noise, "noise", positive=False)
     layer = _check_layer(stack, index)
     if not isinstance(layer, _LAYERS):
         raise ConfigError(f"index: stack[{index}] is a {type(layer).__name__}, not a Conv2d or Linear")
@@ -153,8 +179,10 @@ def deepen(stack: nn.Sequential, index: int, inputs: torch.Tensor | None = None,
     The block copies the producing block's form: Conv2d (`kernel` x `kernel`, same padding) or Linear, with a
     bias when the producer has one, a BatchNorm when the producer is followed by one, and a ReLU. The BatchNorm's
     running statistics are those of its input on `inputs` (a batch for the stack; mean 0, variance 1 without),
-    and its weight and bias undo them, so it is the identity in eval mode and close to it in train mode.
+    and its weight and bias undo them, so it is the identity in eval mode and close to it in train mode. `inputs`
+    must give each unit at least 2 values (2 samples for an fc block; one image has H x W per channel).
     """
+    kernel = _check_kernel(kernel, "kernel")
     _check_layer(stack, index)
     index %= len(stack)
     j = index
@@ -175,8 +203,6 @@ def deepen(stack: nn.Sequential, index: int, inputs: torch.Tensor | None = None,
     bias = producer.bias is not None
     kw = {"dtype": producer.weight.dtype, "device": producer.weight.device}
     if isinstance(producer, nn.Conv2d):
-        if kernel % 2 != 1:
-            raise ConfigError(f"kernel: an identity convolution needs an odd kernel, got {kernel}")
         layer: nn.Module = nn.Conv2d(units, units, kernel, padding=kernel // 2, bias=bias, **kw)
         layer.weight.zero_()
         layer.weight[torch.arange(units), torch.arange(units), kernel // 2, kernel // 2] = 1.0
@@ -190,12 +216,20 @@ def deepen(stack: nn.Sequential, index: int, inputs: torch.Tensor | None = None,
     if isinstance(after, _BN):
         bn = type(after)(units, after.eps, after.momentum, **kw)
         if inputs is not None:
-            was = stack.training
-            h = stack.eval()[:index + 1](inputs)
-            stack.train(was)
+            with _evaluating(stack):
+                h = stack[:index + 1](inputs)
             dims = [d for d in range(h.dim()) if d != 1]
-            bn.running_mean.copy_(h.mean(dims))
-            bn.running_var.copy_(h.var(dims))
+            values = h.numel() // max(h.shape[1], 1)
+            if values < 2:  # the unbiased variance of one value is NaN, and so would be the whole network
+                raise ConfigError(f"inputs: {len(h)} sample(s) give each unit at stack[{index}] {values} value; the "
+                                  "BatchNorm's variance needs >= 2 (give a larger batch, or None for mean 0, "
+                                  "variance 1)")
+            mean, var = h.mean(dims), h.var(dims)
+            if not bool(torch.isfinite(mean).all() and torch.isfinite(var).all()):
+                raise ConfigError(f"inputs: the statistics at stack[{index}] are not finite (NaN or infinite "
+                                  "inputs or activations)")
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
         bn.weight.copy_(torch.sqrt(bn.running_var + bn.eps))
         bn.bias.copy_(bn.running_mean)
         block.append(bn)
@@ -207,13 +241,9 @@ def deepen(stack: nn.Sequential, index: int, inputs: torch.Tensor | None = None,
 
 @torch.no_grad()
 def max_output_change(before: nn.Module, after: nn.Module, inputs: torch.Tensor) -> float:
-    """max |after(x) - before(x)| over `inputs`, both modules in eval mode (their modes restored)."""
-    modes = before.training, after.training
-    try:
-        return float((after.eval()(inputs) - before.eval()(inputs)).abs().max())
-    finally:
-        before.train(modes[0])
-        after.train(modes[1])
+    """max |after(x) - before(x)| over `inputs`, both modules in eval mode (every submodule's mode restored)."""
+    with _evaluating(before, after):
+        return float((after(inputs) - before(inputs)).abs().max())
 
 
 # ---------------------------------------------------------------------------------------- the space
@@ -232,18 +262,27 @@ class StackConfig:
     pool: int = 2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_shape", tuple(self.input_shape))
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ConfigError(f"input_shape: expected (channels, height, width), got {self.input_shape}")
+        """Every field a positive int (numpy ints taken as Python ints), so a bad one is named here, not by torch
+        in the middle of a search."""
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, "StackConfig.input_shape"))
         for name in ("num_classes", "max_conv", "max_fc", "min_width", "max_width", "pool"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: expected a positive int, got {getattr(self, name)}")
+            object.__setattr__(self, name, check_count(getattr(self, name), f"StackConfig.{name}"))
+        object.__setattr__(self, "kernel", _check_kernel(self.kernel, "StackConfig.kernel"))
         if self.max_width < self.min_width:
-            raise ConfigError(f"max_width: {self.max_width} is below min_width {self.min_width}")
-        if self.kernel % 2 != 1:
-            raise ConfigError(f"kernel: expected an odd size (same padding, identity init), got {self.kernel}")
+            raise ConfigError(f"StackConfig.max_width: {self.max_width} is below min_width {self.min_width}")
         if self.input_shape[1] % self.pool or self.input_shape[2] % self.pool:
-            raise ConfigError(f"pool: {self.pool} does not divide the input's {self.input_shape[1:]}")
+            raise ConfigError(f"StackConfig.pool: {self.pool} does not divide the input's {self.input_shape[1:]}")
+
+
+def _shape(value: object, name: str) -> tuple[int, int, int]:
+    """(channels, height, width) as positive Python ints; ConfigError naming `name` otherwise."""
+    shape = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else ()
+    if len(shape) != 3:
+        raise ConfigError(f"{name}: expected (channels, height, width), got {value!r}")
+    try:
+        return tuple(check_count(v, name) for v in shape)  # type: ignore[return-value]
+    except ConfigError:
+        raise ConfigError(f"{name}: expected (channels, height, width) of positive ints, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -304,6 +343,7 @@ class StackSpace(ModelSpace):
     def actions(self, arch: Mapping[str, Any], widen_factor: float = 2.0) -> list[Action]:
         """Every transformation `arch` admits: widening a block below max_width, deepening while below max depth."""
         arch, cfg = self.validate(arch), self.config
+        widen_factor = _check_factor(widen_factor)
         out = []
         for part, limit in (("conv", cfg.max_conv), ("fc", cfg.max_fc)):
             for i, block in enumerate(arch[part]):
@@ -314,11 +354,12 @@ class StackSpace(ModelSpace):
         return out
 
     def _wider(self, width: int, factor: float) -> int:
+        """`width` x `factor` (> 1, checked by the callers), at least one more, capped at max_width."""
         return min(self.config.max_width, max(width + 1, int(round(width * factor))))
 
     def transformed(self, arch: Mapping[str, Any], action: Action, widen_factor: float = 2.0) -> Architecture:
         """The architecture `action` turns `arch` into (InvalidArchitectureError when it does not apply)."""
-        arch = self.validate(arch)
+        arch, widen_factor = self.validate(arch), _check_factor(widen_factor)
         if action not in self.actions(arch, widen_factor):
             raise InvalidArchitectureError("action", f"{action} does not apply to {arch.to_dict()}")
         widths = {p: [b["width"] for b in arch[p]] for p in ("conv", "fc")}
@@ -342,3 +383,11 @@ class StackSpace(ModelSpace):
         else:
             out = deepen(stack, index + 2, inputs, self.config.kernel)
         return new, out
+
+
+def _check_factor(value: object) -> float:
+    """A widening factor: a finite number > 1 (`EASOptions.widen_factor` is checked the same way)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 1:  # type: ignore[operator]
+        raise ConfigError(f"widen_factor: expected a finite number > 1, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
