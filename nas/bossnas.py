@@ -38,8 +38,8 @@ from torch import nn
 
 from nas import jsonio
 from nas.architecture import Architecture
-from nas.errors import ConfigError, check_count, check_number
-from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, check_workdir,
+from nas.errors import ConfigError, check_count, check_number, check_seed
+from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_workdir,
                             open_experiment, search_config)
 from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, record_model, save_trial_weights

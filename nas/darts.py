@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from nas import jsonio
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_seed
 from nas.evaluators import as_evaluators, merged
 from nas.executors import run_job
 from nas.measure import count_metric
@@ -39,7 +39,7 @@ from nas.seeding import torch_seeded
 from nas.spaces import Architecture
 from nas.spaces.cell import DartsSpace, NasBench201Space
 from nas.splits import DIGEST_KEY, check_splits, splits_digest
-from nas.experiment import SAME_SEARCH, check_recorded_digest, check_seed, open_experiment, search_config
+from nas.experiment import SAME_SEARCH, check_recorded_digest, open_experiment, search_config
 from nas.store import Trial
 from nas.strategies.oneshot import METHODS, DartsOptions, EpochRecord, OneShotTrainer, Splits, darts_es_stop
 from nas.strategies.oneshot_latency import (EdgeCosts, check_table, ensure_table, flops_costs, latency_scale,
@@ -136,23 +136,28 @@ def search_darts(space: NasBench201Space | DartsSpace | ModuleSpace, data: Split
     when given, override those fields of `options` (a `DartsOptions`; default: DARTS, 20 epochs).
     `evaluate` follows `nas.search`'s contract (default: `StandaloneTraining` for
     `options.retrain_epochs`); parameters, FLOPs and, with a lookup table
-    (`latency_table`: a `LatencyTable` or its path; built in the workdir when absent), `latency_ms` are
-    added. `progress(record)` is called after each epoch's checkpoint. The objectives are `accuracy`
-    (max) and `latency_ms` (min; `flops` without a table). `workers=N` trains the supernet on N Ray Train
-    workers (data-parallel, averaged gradients; on the Ray instance at `ray_address`, else a local one);
+    (`latency_table`: a `LatencyTable` or its path; built in the workdir when absent; refused where the options'
+    `latency_source` is not "lut", which would ignore it), `latency_ms` are added. `progress(record)` is called
+    after each epoch's checkpoint. The objectives are `accuracy` (max) and `latency_ms` (min; `flops` without a
+    table). `workers=N` trains the supernet on N Ray Train workers (data-parallel, averaged gradients; on the Ray
+    instance at `ray_address`, else a local one);
     every worker derives the same architecture, checked each epoch. `progress` then runs when training ends.
 
     A user model's space (`Net.space()`, docs/model_space.md) searches its LayerChoice / InputChoice points;
     every other choice is held at `fixed[label]` or its largest option (the journal's metadata `held`), and
     the workdir gets the model spec `nas export` rebuilds the derived architecture from.
 
-    Random ops of the model (dropout) draw from torch's global generator at states derived from `seed` (the search's
-    checkpointed with it), and the caller's global generator is left as it was. Float inputs must have the
-    networks' dtype (float32, or float64 under `torch.set_default_dtype(torch.float64)`).
+    Random ops of the model (dropout) draw from torch's global generator at states derived from `seed` (an int, a
+    numpy one too; the search's checkpointed with it), and the caller's global generator is left as it was. Float
+    inputs must have the networks' dtype (float32, or float64 under `torch.set_default_dtype(torch.float64)`).
     """
-    check_seed(seed)
+    seed = check_seed(seed)
     given = {k: v for k, v in (("method", method), ("epochs", epochs)) if v is not None}
     options = replace(options or DartsOptions(), **given)
+    if latency_table is not None and options.latency_source != "lut":
+        raise ConfigError(f"latency_table: given, but this search uses no lookup table (latency={options.latency!r}, "
+                          f"latency_weight={options.latency_weight}, method={options.method!r}): set latency='lut' to "
+                          "report latency_ms (and latency_weight > 0 to weigh it), or leave latency_table out")
     if isinstance(space, ModuleSpace):
         if workers is not None:
             raise ConfigError("workers: Ray Train workers run cell supernets; search a nas.nn model in-process")
@@ -237,7 +242,7 @@ def search_state(workdir: str | Path, config: Mapping[str, Any], trials: list[Tr
     stop = None
     if options.get("early_stop") == "eigenvalue":
         stop = darts_es_stop([r.eigenvalue for r in history], options.get("es_window", 1), options.get("es_lag", 1),
-                             options.get("es_ratio", 0.75))
+                             options.get("es_ratio", 0.75), int(options.get("warmup_epochs") or 0))
     trained = stop is not None or len(history) >= epochs
     journaled = {t.arch_id for t in trials}
     derived = {Architecture(r.derived).id for r in _to_record(history, str(options.get("record")), stop,

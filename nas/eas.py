@@ -32,8 +32,8 @@ import torch
 from nas.architecture import Architecture
 from nas.seeding import torch_seeded
 from nas.splits import DIGEST_KEY, check_splits, splits_digest
-from nas.errors import ConfigError, check_number
-from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
+from nas.errors import ConfigError, check_number, check_seed
+from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, open_experiment,
                             search_config)
 from nas.measure import accuracy_metric, count_metric
 from nas.modelspec import TRIAL_WEIGHTS, DataRef, load_state_dict, record_model, save_trial_weights

@@ -56,6 +56,18 @@ def check_int(value: object, name: str, minimum: int) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
+MAX_SEED = 2 ** 63  # seeds below it, and the few offsets derived from them, fit torch.manual_seed's 64 bits
+
+
+def check_seed(seed: object) -> int:
+    """`seed` as an int (a numpy integer, as `np.arange` gives, too) in [0, 2**63); ConfigError naming the field
+    otherwise (a larger one passed numpy and failed inside torch's one-shot, DARTS and BossNAS trainers)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < MAX_SEED:
+        below = " below 2**63" if isinstance(seed, numbers.Integral) and seed >= MAX_SEED else ""
+        raise ConfigError(f"seed: expected a non-negative int{below}, got {seed!r}")
+    return int(seed)
+
+
 def check_number(value: object, name: str, *, positive: bool = True, unit: str = "") -> float:
     """`value` as a finite real number (bools and strings refused), > 0 when `positive` else >= 0; ConfigError
     naming `name` otherwise (`unit` says what it measures, e.g. " (Hz)")."""

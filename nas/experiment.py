@@ -21,7 +21,6 @@ Rules a resumed search follows:
 from __future__ import annotations
 
 import logging
-import numbers
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nas import jsonio
-from nas.errors import ConfigError, JournalError
+from nas.errors import ConfigError, JournalError, check_seed
 from nas.spaces.model_space import space_settings
 from nas.store import Journal, JournalContents, JournalWriter, Trial, evaluations_used
 from nas.strategies import default_options
@@ -41,18 +40,6 @@ SAME_SEARCH = ("space", "strategy", "strategy_options", "seed", "fidelity", "war
 """Header fields two runs must share to be one search (the problem is checked separately, see module doc)."""
 SETTINGS = ("timeout_s", "max_time", "enqueue")
 """Header fields a resumed run may change (recorded in its resume record), besides the budget."""
-
-
-MAX_SEED = 2 ** 63  # seeds below it, and the few offsets derived from them, fit torch.manual_seed's 64 bits
-
-
-def check_seed(seed: Any) -> int:
-    """`seed` as an int (a numpy integer, as `np.arange` gives, too) in [0, 2**63); ConfigError naming the field
-    otherwise (a larger one passed numpy and failed inside torch's one-shot, DARTS and BossNAS trainers)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < MAX_SEED:
-        below = " below 2**63" if isinstance(seed, numbers.Integral) and seed >= MAX_SEED else ""
-        raise ConfigError(f"seed: expected a non-negative int{below}, got {seed!r}")
-    return int(seed)
 
 
 def check_options(options: Any, cls: type[T], name: str = "options") -> T:

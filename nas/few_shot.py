@@ -25,6 +25,7 @@ import copy
 import itertools
 import logging
 import math
+import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from nas import jsonio
-from nas.errors import ConfigError, check_number
-from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, check_seed, open_experiment,
+from nas.errors import ConfigError, check_count, check_number, check_seed
+from nas.experiment import (SAME_SEARCH, check_options, check_recorded_digest, open_experiment,
                             search_config)
 from nas.modelspec import record_model, save_trial_weights
 from nas.objectives import Problem
@@ -81,23 +82,34 @@ class FewShotOptions:
     def __post_init__(self) -> None:
         if self.splitter not in SPLITTERS:
             raise ConfigError(f"splitter: expected one of {', '.join(SPLITTERS)}, got {self.splitter!r}")
-        for name in ("epochs", "batch_size", "gm_batches", "calibration_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("epochs", "batch_size", "gm_batches", "calibration_size"):  # numpy ints taken, as Python ints
+            object.__setattr__(self, name, check_count(getattr(self, name), name))
         if self.batch_size < 2:
             raise ConfigError(f"batch_size: expected an int >= 2 (batch norm needs 2 samples), got {self.batch_size}")
-        if isinstance(self.levels, bool) or not isinstance(self.levels, int) or not 0 <= self.levels <= 4:
+        if isinstance(self.levels, bool) or not isinstance(self.levels, numbers.Integral) or not 0 <= self.levels <= 4:
             raise ConfigError(f"levels: expected an int in 0..4, got {self.levels!r}")
-        if self.parent_fraction is not None and not 0 < self.parent_fraction < 1:
-            raise ConfigError(f"parent_fraction: expected a number in (0, 1) or None, got {self.parent_fraction!r}")
+        object.__setattr__(self, "levels", int(self.levels))
+        fraction = self.parent_fraction
+        if fraction is not None:
+            if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+                raise ConfigError(f"parent_fraction: expected a number in (0, 1) or None, got {fraction!r}")
+            object.__setattr__(self, "parent_fraction", float(fraction))
         if self.splitter == "none" and self.levels:
             raise ConfigError("levels: the one-shot splitter 'none' takes levels=0")
-        for name in ("lr", "lr_min", "grad_clip"):  # finite: inf and NaN failed only as 'config: not plain JSON'
-            check_number(getattr(self, name), name)
-        check_number(self.weight_decay, "weight_decay", positive=False)
-        if not 0 <= self.momentum < 1:
+        # the checked values are kept (Python floats: a numpy float failed at the journal as 'config: not plain
+        # JSON'); finite: inf and NaN failed there too
+        for name in ("lr", "lr_min", "grad_clip"):
+            object.__setattr__(self, name, check_number(getattr(self, name), name))
+        for name in ("weight_decay", "momentum"):
+            object.__setattr__(self, name, check_number(getattr(self, name), name, positive=False))
+        if self.momentum >= 1:
             raise ConfigError(f"momentum: expected 0 <= momentum < 1, got {self.momentum!r}")
+        if self.lr_min > self.lr:  # the cosine schedule anneals lr down to lr_min, never up
+            raise ConfigError(f"lr_min: expected at most lr ({self.lr!r}), got {self.lr_min!r}")
+        balanced = jsonio.python_scalar(self.balanced)  # np.bool_ is taken as a bool
+        if not isinstance(balanced, bool):
+            raise ConfigError(f"balanced: expected True or False, got {self.balanced!r}")
+        object.__setattr__(self, "balanced", balanced)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -260,6 +272,8 @@ def gradient_similarity(sub: SubSupernet, edge: str, x: torch.Tensor, y: torch.T
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             total += torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(params, grads)])
     g = torch.stack(sums)
+    if not bool(torch.isfinite(g).all()):  # a NaN similarity would score the split, then fail as JSON
+        raise ConfigError(f"lr: the gradients of {edge}'s ops are not finite: the supernet diverged (lower lr)")
     g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return (g @ g.T).numpy().astype(float)
 
@@ -306,7 +320,8 @@ def phase_steps(total: int, levels: int, parent_fraction: float | None = None) -
 
 def _train(sub: SubSupernet, x: torch.Tensor, y: torch.Tensor, steps: int, lineage_steps: float,
            options: FewShotOptions) -> float:
-    """`steps` single-path steps (uniform over the subspace); the mean loss."""
+    """`steps` single-path steps (uniform over the subspace); the mean loss. A non-finite loss is a ConfigError naming
+    `lr` and the step, raised before the optimiser steps on it (as `nas.spaces.training.run_phase` does)."""
     net, total = sub.supernet, 0.0
     net.train()
     params = net.weight_parameters()
@@ -319,11 +334,17 @@ def _train(sub: SubSupernet, x: torch.Tensor, y: torch.Tensor, steps: int, linea
         sub.use(sub.subspace.sample(sub.rng))
         sub.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x[idx]), y[idx])
+        value = float(loss.detach())
+        if not math.isfinite(value):  # stop now, not after the budget with NaN ratings and split scores
+            which = (f"the sub-supernet split on {', '.join(sub.lineage)} (steps counted along its lineage)"
+                     if sub.lineage else "the parent supernet")
+            raise ConfigError(f"lr: the training loss is {value} at step {sub.steps + 1} of {which}: the supernet "
+                              f"diverged; lower lr ({options.lr})")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
         sub.optimizer.step()
         sub.steps += 1
-        total += float(loss.detach())
+        total += value
     return total / max(1, steps)
 
 
@@ -401,7 +422,7 @@ def train_few_shot(space: NasBench201Space, data: Splits, options: FewShotOption
     sub-supernet with nothing left to split (every edge down to one op) trains its children's share too.
     """
     options = check_options(options, FewShotOptions)
-    check_seed(seed)
+    seed = check_seed(seed)
     _check_inputs(space, data, options)
     x, y = data["train"]
     t0 = time.perf_counter()
@@ -469,10 +490,11 @@ def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mappi
     naming the split. `options` may be a dict of `FewShotOptions` fields.
     """
     options = check_options(options, FewShotOptions)
-    check_seed(seed)
+    seed = check_seed(seed)  # a numpy int as the Python int the journal header takes
     _check_inputs(space, data, options, ("train", "valid"))  # "valid" rates the architectures
     chosen: dict[str, Architecture] = {}
-    if isinstance(archs, int) and not isinstance(archs, bool):
+    if isinstance(archs, numbers.Integral) and not isinstance(archs, bool):
+        archs = int(archs)
         if archs < 1:
             raise ConfigError(f"archs: expected a positive number or a list of architectures, got {archs!r}")
         rng = np.random.default_rng(seed)
@@ -485,6 +507,9 @@ def search_few_shot(space: NasBench201Space, data: Splits, archs: Sequence[Mappi
         for a in archs:  # a repeat is rated once
             arch = space.validate(a)
             chosen.setdefault(arch.id, arch)
+        if not chosen:  # a journal with budget 0 would read as a finished search
+            raise ConfigError("archs: expected a positive number or a non-empty list of architectures, got an empty "
+                              "list")
     else:
         raise ConfigError(f"archs: expected a positive number or a list of architectures, got {type(archs).__name__}")
     todo: list[Architecture] = list(chosen.values())

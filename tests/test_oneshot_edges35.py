@@ -254,7 +254,8 @@ class LogNet(nnn.ModelSpace):
 
 @pytest.mark.parametrize("method", ["darts", "darts2", "proxyless", "rarts"])
 def test_a_candidate_with_non_finite_output_is_named(digits64, method):
-    options = DartsOptions(method=method, batch_size=32, w_lr=1e-6, a_lr=1e-6, retrain_epochs=1, latency="off")
+    options = DartsOptions(method=method, batch_size=32, w_lr=1e-6, w_lr_min=1e-6, a_lr=1e-6, retrain_epochs=1,
+                           latency="off")
     with pytest.raises(ConfigError, match=r"LayerChoice 'op' .*candidate 'log' outputs NaN or infinite values from "
                                           r"finite inputs") as e:
         search_darts(LogNet.space(), digits64, epochs=2, options=options)

@@ -27,8 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nas.console import check_path, make_console, named_flags, path_argument, path_option, user_errors
-from nas.errors import ConfigError, check_int, check_number
-from nas.experiment import check_seed
+from nas.errors import ConfigError, check_int, check_number, check_seed
 
 app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False,

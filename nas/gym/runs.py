@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError, check_count
-from nas.experiment import check_seed
+from nas.errors import ConfigError, check_count, check_seed
 from nas.gym.environments import ENVIRONMENTS, Environment, environment, takes_budget
 from nas.gym.settings import Hyperparameters, Setting, draw_settings, user_grids
 from nas.objectives import Problem

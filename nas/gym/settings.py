@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
-from nas.experiment import check_seed
+from nas.errors import ConfigError, check_seed
 from nas.objectives import Problem
 from nas.spaces import Choice, Space
 from nas.strategies import STRATEGIES, OptunaStrategy

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 
 from nas import jsonio
 from nas.architecture import Architecture
-from nas.errors import ConfigError, check_number
+from nas.errors import ConfigError, check_count, check_int, check_number, check_seed
 from nas.evaluators import cheap
-from nas.experiment import check_options, check_seed, first_difference
+from nas.experiment import check_options, first_difference
 from nas.measure import accuracy_metric
 from nas.modelspec import SUPERNET, DataRef, load_state_dict, record_model
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet
@@ -53,6 +53,7 @@ from nas.search import search as run_search
 from nas.seeding import torch_seeded
 from nas.splits import check_splits, splits_digest
 from nas.spaces.training import recalibrate_bn, run_phase
+from nas.strategies.base import torch_seed
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +89,11 @@ class NeasOptions:
     flops_budget: float | None = None  # the ensemble's total FLOPs (batch 1) must stay below this
 
     def __post_init__(self) -> None:
+        # the checked values are kept: numpy scalars become the Python numbers the journal and the constraint take
         for name in ("members", "rounds", "drop", "paths", "groups", "batch_size", "calib_size", "budget"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name}: expected a positive int, got {v!r}")
+            object.__setattr__(self, name, check_count(getattr(self, name), name))
         for name in ("warmup_epochs", "epochs_per_round"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name}: expected a non-negative int, got {v!r}")
+            object.__setattr__(self, name, check_int(getattr(self, name), name, 0))
         for name in ("batch_size", "calib_size"):  # batch norm (and the model spec's calibration) needs 2
             v = getattr(self, name)
             if v < 2:
@@ -106,11 +104,12 @@ class NeasOptions:
             raise ConfigError(f"members: an ensemble needs at least 2, got {self.members}")
         if self.paths < self.members:
             raise ConfigError(f"paths: {self.paths} rated paths cannot form ensembles of {self.members}")
-        check_number(self.lr, "lr")  # finite: inf trained to NaN scores and failed only at the final search's journal
-        check_number(self.diversity_weight, "diversity_weight", positive=False)
-        check_number(self.weight_decay, "weight_decay", positive=False)
-        if self.flops_budget is not None:
-            check_number(self.flops_budget, "flops_budget")
+        # finite: inf trained to NaN scores and failed only at the final search's journal
+        object.__setattr__(self, "lr", check_number(self.lr, "lr"))
+        for name in ("diversity_weight", "weight_decay"):
+            object.__setattr__(self, name, check_number(getattr(self, name), name, positive=False))
+        if self.flops_budget is not None:  # a float: np.float64 was written into the constraint as 'np.float64(...)'
+            object.__setattr__(self, "flops_budget", check_number(self.flops_budget, "flops_budget"))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,10 +157,11 @@ class NeasResult:
 # ---------------------------------------------------------------------------------------- training
 def train_kpath(supernet: ChainSupernet, space: ChainSpace, x: torch.Tensor, y: torch.Tensor, epochs: int,
                 options: NeasOptions, seed: int) -> list[float]:
-    """K-path training in `space` (the current shrunk space) for `epochs`; the mean loss of each epoch."""
+    """K-path training in `space` (the current shrunk space) for `epochs`; the mean loss of each epoch. `seed` is any
+    non-negative int (`search_neas` gives stage r `seed * 1000 + r`; one beyond torch's range is reduced into it)."""
     if epochs == 0:
         return []
-    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(torch_seed(seed))
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         total = torch.zeros(())
@@ -309,7 +309,7 @@ def search_neas(data: Splits | DataRef, config: ChainConfig | None = None,
     to (x, y) tensors, or is a `DataRef` naming such splits: then the workdir also records its model spec, so
     `nas export` rebuilds ensembles. Everything is checked before any training (each error names its field)."""
     options = _options(options, overrides)
-    check_seed(seed)
+    seed = check_seed(seed)  # a numpy int as a Python int: `seed * 1000` must not wrap, torch and JSON take it
     ref = data if isinstance(data, DataRef) else None
     data = ref.load() if ref is not None else data
     if config is not None and not isinstance(config, ChainConfig):

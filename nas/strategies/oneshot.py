@@ -21,13 +21,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.errors import ConfigError, check_number
+from nas.errors import ConfigError, check_number, check_seed
+from nas.jsonio import python_scalar
 from nas.seeding import torch_seeded
 from nas.spaces.cell import BinaryGates, CellSupernet, DartsSpace, MixWeights, NasBench201Space, softmax_mixing
 from nas.strategies.oneshot_latency import EdgeCosts, latency_scale
@@ -149,6 +151,9 @@ class DartsOptions:
     # 0: the exact hypergradient by a double backward instead (exact_unrolled_grads)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy scalars (np.int64(3), np.float32(0.01)) as their Python twins: checked, JSON
+            if isinstance(getattr(self, f.name), np.generic):
+                object.__setattr__(self, f.name, python_scalar(getattr(self, f.name)))
         if self.method not in METHODS:
             raise ConfigError(f"method: unknown {self.method!r} (known: {', '.join(METHODS)})")
         for name in ("epochs", "batch_size", "partial_channels", "es_window", "es_lag", "hessian_batch",
@@ -171,6 +176,12 @@ class DartsOptions:
         for name in ("w_momentum", "w_weight_decay", "a_weight_decay", "latency_weight", "relax_penalty",
                      "hvp_radius", "es_ratio"):
             check_number(getattr(self, name), name, positive=False)
+        for high, low, what in (("w_lr", "w_lr_min", "the weights' learning rate"),
+                                ("tau_max", "tau_min", "gumbel-hard's temperature")):
+            if getattr(self, high) < getattr(self, low):
+                raise ConfigError(f"{high}, {low}: {what} is annealed from {high} down to {low}, but {high} "
+                                  f"({getattr(self, high)!r}) < {low} ({getattr(self, low)!r}) would raise it over "
+                                  f"the search; give {low} <= {high} (equal values hold it constant)")
         if self.w_momentum >= 1:
             raise ConfigError(f"w_momentum: expected 0 <= w_momentum < 1, got {self.w_momentum!r}")
         if self.latency not in ("auto", "lut", "flops", "off"):
@@ -260,6 +271,7 @@ class OneShotTrainer:
     def __init__(self, space: NasBench201Space | DartsSpace, options: DartsOptions, seed: int = 0,
                  costs: EdgeCosts | None = None) -> None:
         spec = options.spec
+        seed = check_seed(seed)  # a numpy integer as its int, which torch's generators take
         self.space, self.options, self.costs, self.seed = space, options, costs, seed
         self.gate_generator = torch.Generator().manual_seed(seed + 1)
         self.data_generator = torch.Generator().manual_seed(seed)
@@ -577,30 +589,48 @@ class OneShotTrainer:
         return loss / len(x), correct / len(x)
 
     def hessian_eigenvalue(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Dominant eigenvalue of the valid loss's Hessian in the alphas (power iteration; DARTS-ES's signal)."""
+        """The largest (dominant positive) eigenvalue of the valid loss's Hessian in the alphas, DARTS-ES's signal.
+
+        Power iteration finds the eigenvalue of largest magnitude; when that is negative (a saddle: early in a search
+        the curvature is noise around 0 of either sign), a second power iteration on the shifted H - value * I,
+        whose eigenvalues are then >= 0, finds the largest, value + its dominant one. `hessian_iters` each."""
         self.supernet.eval()
         alphas = list(self.supernet.alphas.values())
         gen = torch.Generator().manual_seed(self.epoch)
-        v = [torch.randn(a.shape, generator=gen) for a in alphas]
-        value = 0.0
         try:
             grads = torch.autograd.grad(F.cross_entropy(self.supernet(x), y), alphas, create_graph=True)
-            for _ in range(self.options.hessian_iters):
-                norm = math.sqrt(sum(float((t * t).sum()) for t in v))
-                v = [t / norm for t in v]
-                hv = torch.autograd.grad(grads, alphas, grad_outputs=v, retain_graph=True)
-                value = float(sum((h * t).sum() for h, t in zip(hv, v)))
-                v = [h.detach() for h in hv]
+
+            def dominant(shift: float) -> float:
+                """The eigenvalue of largest magnitude of H - shift * I, from a random start."""
+                v = [torch.randn(a.shape, generator=gen) for a in alphas]
+                value = 0.0
+                for _ in range(self.options.hessian_iters):
+                    norm = math.sqrt(sum(float((t * t).sum()) for t in v))
+                    if norm == 0:  # v is in the null space: its Rayleigh quotient, 0, is the value
+                        break
+                    v = [t / norm for t in v]
+                    hv = [h.detach() for h in torch.autograd.grad(grads, alphas, grad_outputs=v, retain_graph=True)]
+                    if shift:
+                        hv = [h - shift * t for h, t in zip(hv, v)]
+                    value = float(sum((h * t).sum() for h, t in zip(hv, v)))
+                    v = hv
+                return value
+
+            value = dominant(0.0)
+            if value < 0:
+                value += dominant(value)
         finally:
             self.supernet.train()
         return value
 
     def early_stop_epoch(self) -> int | None:
-        """DARTS-ES: the epoch whose architecture to return once the smoothed eigenvalue grew by 1/es_ratio."""
+        """DARTS-ES: the epoch whose architecture to return once the smoothed eigenvalue grew by 1/es_ratio (over the
+        epochs after the warm-up only)."""
         if self.options.early_stop != "eigenvalue":
             return None
         o = self.options
-        return darts_es_stop([r.eigenvalue for r in self.history], o.es_window, o.es_lag, o.es_ratio)
+        return darts_es_stop([r.eigenvalue for r in self.history], o.es_window, o.es_lag, o.es_ratio,
+                             o.warmup_epochs)
 
     # -- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -626,18 +656,23 @@ class OneShotTrainer:
         self.history = [EpochRecord(**r) for r in state["history"]]
 
 
-def darts_es_stop(eigenvalues: list[float | None], window: int, lag: int, ratio: float) -> int | None:
-    """Zela et al.'s rule on eigenvalues of epochs 1..n: with mean(e) the average over `window` epochs ending
-    at epoch e, stop when mean(n - lag) / mean(n) < ratio and return epoch n - lag (None: keep going)."""
-    n = len(eigenvalues)
-    if n < window + lag or any(e is None for e in eigenvalues):
+def darts_es_stop(eigenvalues: list[float | None], window: int, lag: int, ratio: float,
+                  warmup: int = 0) -> int | None:
+    """Zela et al.'s rule on the largest eigenvalues of epochs 1..n: with mean(e) the average over `window` epochs
+    ending at epoch e, stop when both means are positive and mean(n - lag) / mean(n) < ratio, and return epoch
+    n - lag (None: keep going). Only epochs after the `warmup` ones count (their alphas moved), so the epoch returned
+    is never a warm-up one, whose architecture is the alphas' random initial argmax; a mean that is not positive is
+    no growing curvature (noise around 0 of either sign early in a search), so it never stops the search."""
+    searched = eigenvalues[warmup:]
+    n = len(searched)
+    if n < window + lag or any(e is None for e in searched):
         return None
 
     def smooth(end: int) -> float:
-        return sum(eigenvalues[end - window:end]) / window  # type: ignore[arg-type]
+        return sum(searched[end - window:end]) / window  # type: ignore[arg-type]
 
     now, then = smooth(n), smooth(n - lag)
-    return n - lag if now > 0 and then / now < ratio else None
+    return warmup + n - lag if now > 0 and then > 0 and then / now < ratio else None
 
 
 def saved_activation_bytes(run: Callable[[], Any], exclude: Iterable[torch.Tensor] = ()) -> int:
