@@ -33,6 +33,7 @@ from torch import nn
 from nas.datasets import TextSplits, movie_reviews
 from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.spaces import Architecture
+from nas.spaces.training import accuracy as training_accuracy
 from nas.spaces.transformer import POOLINGS, FlexiBertConfig, FlexiBertSpace, check_text_data
 from flops_recount import Recount, add_option, read_json, write_json  # experiments/ is on sys.path
 from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
@@ -62,10 +63,20 @@ def heterogeneous_samples(space: FlexiBertSpace, n: int, seed: int) -> list[Arch
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of `model` in eval mode (`nas.spaces.training.accuracy`: NaN when some logits are not finite,
+    a diverged network), as the float32 value the recorded tables hold (so resumed tables stay comparable)."""
     model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(chunk).argmax(1) for chunk in x.split(512)])
-    return float((pred == y).float().mean())
+    acc = training_accuracy(model, x, y, batch_size=512)
+    return acc if math.isnan(acc) else float(np.float32(acc))
+
+
+def check_finite_loss(loss: torch.Tensor, epoch: int, step: int, lr: float) -> float:
+    """The value of `loss`; ConfigError naming `lr` when it is NaN or infinite (the training diverged: every later
+    step, and the accuracy of its weights, would be meaningless), raised before the optimiser steps on it."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise ConfigError(f"lr: the training loss is {value} at epoch {epoch}, step {step}; lower lr ({lr})")
+    return value
 
 
 def train(space: FlexiBertSpace, arch: Architecture, data: TextSplits, epochs: int, seed: int,
@@ -80,16 +91,17 @@ def train(space: FlexiBertSpace, arch: Architecture, data: TextSplits, epochs: i
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     g = torch.Generator().manual_seed(seed)
     start, losses = time.perf_counter(), []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         total, count = 0.0, 0
-        for idx in torch.randperm(len(data.train_y), generator=g).split(batch_size):
+        for step, idx in enumerate(torch.randperm(len(data.train_y), generator=g).split(batch_size)):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
+            value = check_finite_loss(loss, epoch + 1, step + 1, lr)
             loss.backward()
             opt.step()
             sched.step()
-            total, count = total + loss.item() * len(idx), count + len(idx)
+            total, count = total + value * len(idx), count + len(idx)
         losses.append(total / count)
     seconds = time.perf_counter() - start
     return {"train_loss": losses, "train_accuracy": accuracy(model, data.train_x, data.train_y),
@@ -287,25 +299,54 @@ def bigram_prior(embedding: nn.Embedding, x: torch.Tensor, y: torch.Tensor, scal
     return BigramPrior(embedding, keys, ratio, scale)
 
 
+def check_teacher(model: nn.Module, teacher: Any, data: RecipeSplits, distill: float) -> None:
+    """ConfigError naming `teacher` unless it is a finite float tensor [n_train, classes] (classes: the model's outputs
+    on one training sentence) whose rows are probabilities (>= 0, summing to 1 within 1e-3); a wrong shape would
+    broadcast in the soft-target loss and a NaN would train the weights to NaN."""
+    n = len(data.train_y)
+    if teacher is None:
+        raise ConfigError(f"teacher: recipe.distill={distill} needs teacher probabilities for the {n} training "
+                          "sentences")
+    if not isinstance(teacher, torch.Tensor) or not teacher.is_floating_point():
+        got = teacher.dtype if isinstance(teacher, torch.Tensor) else type(teacher).__name__
+        raise ConfigError(f"teacher: expected a float tensor of class probabilities (torch.as_tensor) for "
+                          f"recipe.distill={distill}, got {got}")
+    was_training = model.training
+    model.eval()  # no dropout draws: the training's random stream is untouched
+    with torch.no_grad():
+        classes = model(data.train_x[:1]).shape[-1]
+    model.train(was_training)
+    if tuple(teacher.shape) != (n, classes):
+        raise ConfigError(f"teacher: expected probabilities of shape [{n}, {classes}] (training sentences, the model's "
+                          f"classes) for recipe.distill={distill}, got shape {tuple(teacher.shape)}")
+    if not bool(torch.isfinite(teacher).all()):
+        raise ConfigError(f"teacher: the probabilities hold NaN or infinite values (recipe.distill={distill})")
+    low, worst = float(teacher.min()), float((teacher.double().sum(1) - 1).abs().max())
+    if low < 0 or worst > 1e-3:
+        raise ConfigError(f"teacher: expected rows of class probabilities (>= 0, summing to 1; softmax logits first) "
+                          f"for recipe.distill={distill}, got a smallest value {low:g} and a row sum off 1 by "
+                          f"{worst:g}")
+
+
 def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed: int,
                  teacher: torch.Tensor | None = None) -> dict[str, Any]:
     """Train `model` (tokens -> logits) by `recipe`, early-stopped on `data`'s validation split.
 
     `teacher`: class probabilities [n_train, classes] for the training sentences, required when
-    `recipe.distill` > 0. With `recipe.nb_init` the model's token embedding (`model.tokens`) gets the
-    Naive Bayes direction before training; with `recipe.nb_bigrams` it is wrapped in a `BigramPrior`
+    `recipe.distill` > 0 (checked first: `check_teacher`). With `recipe.nb_init` the model's token embedding
+    (`model.tokens`) gets the Naive Bayes direction before training; with `recipe.nb_bigrams` it is wrapped in a `BigramPrior`
     (the model gains one parameter per training bigram). Returns validation and test accuracy of the best epoch's weights
     (which the model keeps), that epoch, the epochs run, per-epoch training loss and validation accuracy,
     and wall seconds. `data` is checked against the model first (`check_text_data`: token ids below its
     `vocab_size`, sentences no longer than its `max_len`, labels below its `num_classes`, no split empty).
+    A step whose loss is NaN or infinite stops the training with a ConfigError naming `lr`, the epoch and the step.
     """
     if not isinstance(recipe, TextRecipe):
         raise ConfigError(f"recipe: expected a TextRecipe, got {type(recipe).__name__}")
     check_text_data(model, {part: (getattr(data, f"{part}_x"), getattr(data, f"{part}_y"))
                             for part in ("train", "valid", "test")})
-    if recipe.distill and (teacher is None or teacher.shape[0] != len(data.train_y)):
-        raise ValueError(f"distill: recipe.distill={recipe.distill} needs teacher probabilities for the "
-                         f"{len(data.train_y)} training sentences")
+    if teacher is not None or recipe.distill:
+        check_teacher(model, teacher, data, recipe.distill)
     if recipe.nb_init:
         embedding = getattr(model, "tokens", None)
         if not isinstance(embedding, nn.Embedding):
@@ -329,7 +370,7 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
     for epoch in range(recipe.max_epochs):
         model.train()
         run, count = 0.0, 0
-        for idx in torch.randperm(len(data.train_y), generator=g).split(recipe.batch_size):
+        for step, idx in enumerate(torch.randperm(len(data.train_y), generator=g).split(recipe.batch_size)):
             x = data.train_x[idx]
             if recipe.word_dropout > 0:
                 drop = (torch.rand(x.shape, generator=g) < recipe.word_dropout) & (x != 0)
@@ -340,10 +381,11 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
             if recipe.distill:
                 soft = -(teacher[idx] * logits.log_softmax(1)).sum(1).mean()
                 loss = (1 - recipe.distill) * loss + recipe.distill * soft
+            value = check_finite_loss(loss, epoch + 1, step + 1, recipe.lr)
             loss.backward()
             opt.step()
             sched.step()
-            run, count = run + loss.item() * len(idx), count + len(idx)
+            run, count = run + value * len(idx), count + len(idx)
         losses.append(run / count)
         valid_accs.append(accuracy(model, data.valid_x, data.valid_y))
         if valid_accs[-1] > best:
@@ -352,8 +394,9 @@ def train_recipe(model: nn.Module, data: RecipeSplits, recipe: TextRecipe, seed:
         elif recipe.patience and epoch + 1 - best_epoch >= recipe.patience:
             break
     seconds = time.perf_counter() - start
-    if best_state is None:  # not reachable with a checked recipe and data: at least one epoch, a finite accuracy
-        raise RuntimeError(f"train_recipe: no epoch gave a validation accuracy ({valid_accs}); nothing to report")
+    if best_state is None:  # every validation accuracy NaN: the last step's update made the weights non-finite
+        raise ConfigError(f"lr: the weights diverged (validation accuracy per epoch: {valid_accs}); lower lr "
+                          f"({recipe.lr})")
     model.load_state_dict(best_state)
     return {"valid_accuracy": best, "test_accuracy": accuracy(model, data.test_x, data.test_y),
             "best_epoch": best_epoch, "epochs": len(losses), "train_loss": losses, "valid_curve": valid_accs,

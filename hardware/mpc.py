@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from nas.counts import eval_mode
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_count
 
 # ---------------------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
@@ -450,8 +450,8 @@ def mpc_ops(model: nn.Module, example: torch.Tensor, protocol: Protocol = CRYPTE
 class MPCLatency:
     """Modelled secure-inference latency of a space's architectures (or of any costed module that takes token ids).
 
-    `profile` is a `NetworkProfile` or a name in `PROFILES`; `seq_len` defaults to the space's `max_len`
-    (the padded length is public and every sentence is costed at it). Calling it returns the metrics
+    `profile` is a `NetworkProfile` or a name in `PROFILES`; `seq_len` (a positive int, numpy's taken) defaults to the
+    space's `max_len` (the padded length is public and every sentence is costed at it). Calling it returns the metrics
     `mpc_latency_s`, `mpc_rounds` and `mpc_megabytes` (wrap it in `nas.cheap` for a search). The model is fed
     `[1, seq_len]` token ids; a module that fails on them (one taking features) is a ConfigError saying so: cost
     it with `mpc_ops(module, example)` on an input of your own.
@@ -469,8 +469,8 @@ class MPCLatency:
             raise ConfigError(f"protocol: expected a Protocol, got {protocol!r}")
         self.space, self.profile, self.protocol = space, profile, protocol
         config = getattr(space, "config", None)
-        if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
-            raise ConfigError(f"seq_len: expected a positive int (or None for the space's max_len), got {seq_len!r}")
+        if seq_len is not None:  # numpy ints (np.percentile(...).astype(int)) taken as Python ints
+            seq_len = check_count(seq_len, "seq_len", " (or None for the space's max_len)")
         self.seq_len = seq_len if seq_len is not None else getattr(config, "max_len", None)
         if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or self.seq_len < 1:
             raise ConfigError(f"seq_len: expected a positive int (or a space whose config has max_len), "

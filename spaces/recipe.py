@@ -167,7 +167,8 @@ def train_with_recipe(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor]
     itself (lambda ~ Beta(alpha, alpha)) and an EMA of the weights. Batch order, mixup partners and lambdas
     come from `seed` (the initial weights are the caller's), and so do the network's own random draws (dropout):
     the training runs under a fork of torch's global generator seeded with `seed`, which leaves the caller's as
-    it was. Both returned modules are in eval mode."""
+    it was. Both returned modules are in eval mode. Mixup on integer inputs (token ids) is a ConfigError naming
+    `mixup`, raised before training."""
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"recipe: expected a Recipe (Recipe(**fields) or Recipe.from_arch(arch)), got "
                           f"{type(recipe).__name__}")
@@ -176,6 +177,10 @@ def train_with_recipe(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor]
         raise ConfigError(f"train: expected the pair (x, y), got {type(train).__name__}")
     x, y = train
     _check_data(x, y, recipe.batch_size)
+    if recipe.mixup > 0 and not (x.is_floating_point() or x.is_complex()):  # blended token ids are not ids
+        raise ConfigError(f"mixup: mixup blends inputs, so it needs floating-point x, got {x.dtype} inputs (token "
+                          "ids?); use mixup=0 for such a network (in a joint search, leave 'mixup' out of recipe_fields' "
+                          "options; see docs/recipe.md)")
     classes = int(y.max()) + 1
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     ema = EMA(model, recipe.ema) if recipe.ema > 0 else None

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import ConfigError, InvalidArchitectureError, check_int
+from nas.jsonio import python_scalar
 from nas.architecture import Architecture
 from nas.spaces.dynamic import DynamicLinear
 from nas.spaces.model_space import ModelSpace
@@ -43,8 +44,9 @@ ELASTIC = frozenset({"depth", "heads", "ffn"})
 
 
 def _check_config(cfg: Any) -> None:
-    """Each field as its annotation says: a non-empty list of options (`tuple[...]`) or one value; ints positive,
-    `vocab_size` at least 2 (PAD and a token), `dropout` a probability. Errors name the field."""
+    """Each field as its annotation says: a non-empty list of distinct options (`tuple[...]`) or one value; ints
+    positive, `vocab_size` at least 2 (PAD and a token), `dropout` a probability. Numpy scalars are taken as their
+    Python twins (`np.percentile(lengths, 95).astype(int)` as `max_len`). Errors name the field."""
     for f in fields(cfg):
         v, kind = getattr(cfg, f.name), str(f.type)
         many = kind.startswith("tuple")
@@ -53,14 +55,20 @@ def _check_config(cfg: Any) -> None:
                 raise ConfigError(f"{f.name}: expected a list of options, got {v!r} (e.g. {f.name}=({v!r},))")
             if not v:
                 raise ConfigError(f"{f.name}: give at least one option")
-            object.__setattr__(cfg, f.name, tuple(v))
+            v = tuple(python_scalar(x) for x in v)
         elif isinstance(v, (list, tuple)):
             raise ConfigError(f"{f.name}: expected one value, got the list {v!r}")
-        values = tuple(v) if many else (v,)
+        else:
+            v = python_scalar(v)
+        object.__setattr__(cfg, f.name, v)
+        values = v if many else (v,)
         if "int" in kind and any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in values):
             raise ConfigError(f"{f.name}: expected positive ints, got {v!r}")
         if "str" in kind and any(not isinstance(x, str) for x in values):
             raise ConfigError(f"{f.name}: expected names, got {v!r}")
+        twice = [x for i, x in enumerate(values) if x in values[:i]] if many else []
+        if twice:  # else the space's Choice refuses it later, under its own path (layers[].op)
+            raise ConfigError(f"{f.name}: {twice[0]!r} appears twice in {v!r} (give each option once)")
     check_int(cfg.vocab_size, "vocab_size", 2)  # PAD and at least one token (example inputs draw ids 1..vocab-1)
     dropout = cfg.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
