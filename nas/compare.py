@@ -4,10 +4,11 @@ strategy.
 
 Each run is scored at the same number of evaluations `at`: its best feasible value of one objective, or, for several
 objectives, the hypervolume of its feasible front against one reference for all runs (each objective's worst
-feasible value over every run, plus a tenth of its range), divided by the reference box's volume. Each group's mean
-has a 95 % t-interval, and each group is set against a baseline group (random search by default) as the
-experiments' tables are: the relative improvement of its mean over the baseline's, with the 95 % interval and
-p-value of Welch's t-test. The same scores along the evaluations give each group's mean curve with its band.
+feasible value over every run, plus a tenth of its range), divided by the reference box's volume. Of a multi-fidelity
+search only the top level's trials count, as in its `best()` (a lower level's metrics are a shorter training's).
+Each group's mean has a 95 % t-interval, and each group is set against a baseline group (random search by default)
+as the experiments' tables are: the relative improvement of its mean over the baseline's, with the 95 % interval
+and p-value of Welch's t-test. The same scores along the evaluations give each group's mean curve with its band.
 """
 
 from __future__ import annotations
@@ -155,13 +156,13 @@ def _group_of(result: SearchResult, by: str) -> str:
 
 def _points(result: SearchResult, objectives: Sequence[Objective]) -> tuple[np.ndarray, np.ndarray]:
     """(the evaluations spent when each was journaled, the minimised objectives) of the feasible trials that
-    recorded every objective, finite."""
-    feasible = {t.number for t in result.feasible}
+    recorded every objective, finite, and, of a multi-fidelity search, are at the top level: the trials `best()`
+    and the front rank (`SearchResult.feasible_with`)."""
+    feasible = {t.number for t in result.feasible_with(objectives)}
     used, uses, rows = 0, [], []
     for t in result.trials:
         used += t.is_evaluation
-        if t.number in feasible and all(o.name in t.metrics and math.isfinite(float(t.metrics[o.name]))
-                                        for o in objectives):
+        if t.number in feasible:
             uses.append(used)
             rows.append([o.minimised(float(t.metrics[o.name])) for o in objectives])
     return np.array(uses, dtype=int), np.array(rows, dtype=float).reshape(-1, len(objectives))

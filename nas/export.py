@@ -21,7 +21,9 @@ first objective) `export` writes a directory:
 
 plus `export.json` (the picks and whether the search was complete) in `out`. The workdir must hold a
 model spec (`nas.modelspec.record_model`). A search that is still running or was killed exports the
-trials it completed, and the report says so.
+trials it completed, and the report says so. Of a search over a `FidelitySpace`, model.json records the base
+space (the one that builds models), the picks are the top level's (as `best()` ranks them), and each exports
+as its architecture without the fidelity field (`FidelitySpace.strip`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
 from nas.stopping import rule_met
 from nas.store import Trial, process_alive
+from nas.strategies.multifidelity import FidelitySpace
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport, disagreement
 from nas.verify import verify as verify_export
 
@@ -502,9 +505,10 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
                           "model spec (run nas.search with workdir=...)")
     spec = load_model_spec(result.workdir)
     space = spec.build_space()
-    if result.config.get("space") and space.fingerprint() != result.config["space"]:
+    searched = _searched_space(result, space)
+    if result.config.get("space") and searched.fingerprint() != result.config["space"]:
         raise ConfigError(f"{result.workdir}/model.json: space: {spec.space['class']} with this config is not the "
-                          f"space the journal's search used ({_space_difference(result.config, space)}); export "
+                          f"space the journal's search used ({_space_difference(result.config, searched)}); export "
                           "with the model code and config the search ran")
     complete, note = completeness(result)  # said once: in the report (the CLI's table title) and every card
     extra = _constraints(constraint, result)
@@ -529,8 +533,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        report = _export(result, spec, space, picks, extra, complete, note, data, supernet, out, stage, onnx,
-                         quantize, evaluate, progress)
+        report = _export(result, spec, space, searched, picks, extra, complete, note, data, supernet, out, stage,
+                         onnx, quantize, evaluate, progress)
         _move_in(stage, out, report)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -568,6 +572,22 @@ def _dead(pid: str) -> bool:
     return pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
 
 
+def _searched_space(result: SearchResult, space: Any) -> Any:
+    """The space the journal's search ran over, from the one model.json rebuilds: that space, or of a multi-fidelity
+    search (`result.top_fidelity`) the `FidelitySpace` over it with the journal's field and levels (a FidelitySpace
+    builds no model: model.json records its base space). Where `space` already has the field, `space` (its
+    fingerprint then names the difference)."""
+    top = result.top_fidelity
+    if top is None or top[0] in space.fields:
+        return space
+    return FidelitySpace(space, result.config["space_spec"]["fields"][top[0]]["choice"], top[0])
+
+
+def _model_arch(searched: Any, trial: Trial) -> Architecture:
+    """The architecture of `trial` that model.json's space builds: of a multi-fidelity search, without its fidelity."""
+    return searched.strip(trial.arch) if isinstance(searched, FidelitySpace) else searched.validate(trial.arch)
+
+
 def _space_difference(config: Mapping[str, Any], space: Any) -> str:
     """Where the space model.json rebuilds differs from the journal's, named as resume and record_model name it: "it
     differs at field w: the journal has choice [4, 8], model.json's space [4, 8, 16]" (a model file edited
@@ -597,12 +617,14 @@ def _check_settings(result: SearchResult, spec: ModelSpec, space: Any) -> None:
                       f"the workdir that searched this {spec.space['class']}")
 
 
-def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial], extra: list[Constraint],
-            complete: bool, note: str, data: Splits | None, supernet: torch.nn.Module | None, out: Path, stage: Path,
-            onnx: bool, quantize: str | None, evaluate: Callable[[nn.Module], Mapping[str, float]] | None,
+def _export(result: SearchResult, spec: ModelSpec, space: Any, searched: Any, picks: list[Trial],
+            extra: list[Constraint], complete: bool, note: str, data: Splits | None, supernet: torch.nn.Module | None,
+            out: Path, stage: Path, onnx: bool, quantize: str | None,
+            evaluate: Callable[[nn.Module], Mapping[str, float]] | None,
             progress: Callable[[int, int, Trial], None] | None) -> ExportReport:
-    """Write every pick's folder and `export.json` into `stage`; their paths name their final place in `out`."""
-    check_x = _check_inputs(space, picks[0].architecture, data, spec)
+    """Write every pick's folder and `export.json` into `stage`; their paths name their final place in `out`.
+    `searched`: the space the search ran over (`_searched_space`), whose picks `space` builds (`_model_arch`)."""
+    check_x = _check_inputs(space, _model_arch(searched, picks[0]), data, spec)
     from nas.hardware.latency import host_info
 
     threads = {r.get("threads") for r in spec.metrics.values() if r["kind"] == "latency"}
@@ -620,7 +642,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, picks: list[Trial
     inputs: list[RecordedInput] = []  # per pick, the input verify rebuilds from its model.json: latencies are timed on it
     programs: list[torch.nn.Module | None] = []  # per pick, the program load_subnet gives, when not the priced one
     for i, trial in enumerate(picks):
-        arch = space.validate(trial.arch)
+        arch = _model_arch(searched, trial)
         folder = stage / _folder_name(trial)
         folder.mkdir()
         module = standalone(spec, result.workdir, arch, data, space, supernet)

@@ -13,8 +13,10 @@ next rung, median and percentile once all its reports are NaN; it then fails as 
 trial's reported values of that metric (`extra["curve"]`, [report index, value] pairs, a non-finite value as its
 string "nan", "inf" or "-inf", as journaled metrics are; `extra["curve_of"]` names the metric) and where it was
 pruned (`extra["pruned_after"]`), and for successive halving and Hyperband the trial's rungs and its number in the
-study (`extra["pruner_attrs"]`, `extra["pruner_trial"]`: Hyperband draws the bracket from it), so
-a resumed search prunes against the same history. The in-process executor, local worker processes
+study (`extra["pruner_attrs"]`, `extra["pruner_trial"]`: Hyperband draws the bracket from it) and the resources the
+pruner estimated itself when it first judged (`extra["pruner_estimates"]`: Hyperband's `max_resource="auto"`, which
+fixes its brackets, and successive halving's `min_resource="auto"`, from the trials completed then), so a resumed
+search prunes against the same history, with the same brackets. The in-process executor, local worker processes
 (`executor="processes"`) and the Ray actor pool (`executor="ray"`) prune; a worker judges each evaluation against
 the trials finished when it was sent there, under the number it was given then. (`executor="ray-tune"` takes no
 pruner: its ASHA scheduler reads the same reports.) A pruner applies to the run it is given to, as a stop rule does:
@@ -129,6 +131,21 @@ def _ranks_trials(pruner: Any) -> bool:
     return isinstance(pruner, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner))
 
 
+def _estimated(pruner: Any) -> list[tuple[str, str]]:
+    """(attribute, name) of each resource `pruner` was left to estimate itself ("auto"): Optuna fixes Hyperband's
+    max_resource (and with it the brackets) and successive halving's min_resource the first time the pruner judges,
+    from the trials completed then. A resume adds the whole journal before judging, so estimating again would see
+    more of them (a multi-fidelity search's longer trainings) and judge with other brackets: they are restored."""
+    import optuna
+
+    out = []
+    if isinstance(pruner, optuna.pruners.HyperbandPruner) and pruner._max_resource == "auto":
+        out.append(("_max_resource", "max_resource"))
+    if isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner) and pruner._min_resource is None:
+        out.append(("_min_resource", "min_resource"))
+    return out
+
+
 def _own_copy(pruner: Any) -> Any:
     """A search's own copy of the pruner given: Optuna's pruners keep state on themselves (successive halving's and
     Hyperband's `min_resource="auto"` estimate), which would carry from one search (or an interrupted run) into the
@@ -188,6 +205,7 @@ class Pruning:
         self.history: list[Entry] = []  # the finished trials, in the order they were added
         self.numbers: list[int] = []  # each one's trial number
         self.ranks = _ranks_trials(pruner)
+        self.estimated = _estimated(pruner)  # what the pruner estimates itself when it first judges here
         self.reserved, self.lent = reserved, reserved is not None  # a worker's copy: the number its job keeps
         self._made = 0  # trials in the study (numbered 0, 1, ...)
         self._open: dict[int, Any] = {}  # running trials held for a number still to come (a gap, a job sent out)
@@ -265,6 +283,20 @@ class Pruning:
             trial = self._place(number)
             self._fill(trial, curve, attrs)
         self._keyed[key], self._reported[key] = trial, len(curve)
+
+    def estimates(self) -> dict[str, int]:
+        """The resources the pruner has estimated itself so far ({"max_resource": 9}; {} before it first judged or
+        when it was given them), journaled with each trial judged here so that a resume judges with them too."""
+        values = {name: getattr(self.pruner, attr) for attr, name in self.estimated}
+        return {name: v for name, v in values.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+    def _restore(self, estimates: Mapping[str, Any]) -> None:
+        """Give the pruner the resources it estimated in the run that wrote the journal (`estimates`), before it
+        judges here: Optuna keeps an estimate once made, so it judges as that run went on to."""
+        for attr, name in self.estimated:
+            value = estimates.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1 and name not in self.estimates():
+                setattr(self.pruner, attr, value)
 
     def _attrs(self, trial: Any) -> dict[str, Any]:
         """The pruner's attributes of a live trial (its rungs), as plain data."""
@@ -373,7 +405,11 @@ class Pruning:
 
     def replay(self, trials: Sequence[Trial]) -> None:
         """Add journaled trials' curves (a resume), so pruning goes on against the same history, each under its
-        number."""
+        number, and with the resources the pruner estimated in the run that judged them (`estimates`)."""
+        journaled = next((t.extra["pruner_estimates"] for t in trials
+                          if isinstance((t.extra or {}).get("pruner_estimates"), Mapping)), None)
+        if journaled is not None:
+            self._restore(journaled)
         entries = []
         for t in trials:
             extra = t.extra or {}
@@ -441,6 +477,8 @@ class Pruning:
             extra["pruner_attrs"] = self.history[-1][3]  # journaled: a copy or a resume ranks it at its rungs again
         if self.ranks and kept:
             extra["pruner_trial"] = trial.number  # and keeps its number (Hyperband's bracket)
+        if curve and not self.lent and self.estimates():  # judged here (a worker's copy estimates anew from the
+            extra["pruner_estimates"] = self.estimates()  # history sent with its job, as on a resume)
         return metrics, error, extra
 
     def _close(self, trial: Any) -> None:

@@ -79,12 +79,14 @@ def pareto_table(result: SearchResult, objectives: Sequence[str] | None = None) 
 class SearchProgress:
     """A rich progress bar usable as `nas.search(progress=...)`: evaluations / budget and the best so far.
 
-    `nas.search` calls `begin(problem, budget, trials)` with the trials already in the journal, so a resumed
-    search's bar starts where it stopped, and `end()` when it returns; `nas.search(progress=True)` makes one.
+    `nas.search` calls `begin(problem, budget, trials, config=header)` with the trials already in the journal and
+    its header, so a resumed search's bar starts where it stopped, and `end()` when it returns;
+    `nas.search(progress=True)` makes one. The best is `best()`'s: of a multi-fidelity search (the header says so),
+    at the top level only.
     """
 
     def __init__(self, console: Console | None = None, problem: Problem | None = None, budget: int = 0,
-                 trials: Sequence[Trial] = ()) -> None:
+                 trials: Sequence[Trial] = (), config: Mapping[str, Any] | None = None) -> None:
         self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=console or make_console())
@@ -92,10 +94,11 @@ class SearchProgress:
         self.problem: Problem | None = None
         self._owned = False  # started by begin() (progress=True), not by a `with` block
         if problem is not None:
-            self._reset(problem, budget, trials)
+            self._reset(problem, budget, trials, config)
 
-    def _reset(self, problem: Problem, budget: int, trials: Sequence[Trial]) -> None:
-        self.problem, self.budget = problem, budget
+    def _reset(self, problem: Problem, budget: int, trials: Sequence[Trial],
+               config: Mapping[str, Any] | None = None) -> None:
+        self.problem, self.budget, self.config = problem, budget, dict(config or {})
         self.first = problem.objectives[0]
         self.best: float | None = None
         self.failed = 0
@@ -104,9 +107,11 @@ class SearchProgress:
         used = evaluations_used(trials)
         self.progress.update(self.task, total=max(budget, used), completed=used, best=self._text())
 
-    def begin(self, problem: Problem, budget: int, trials: Sequence[Trial]) -> None:
-        """The search starts (or resumes with `trials` already journaled): show its budget and best so far."""
-        self._reset(problem, budget, trials)
+    def begin(self, problem: Problem, budget: int, trials: Sequence[Trial],
+              config: Mapping[str, Any] | None = None) -> None:
+        """The search starts (or resumes with `trials` already journaled; `config`, its journal header): show its
+        budget and best so far."""
+        self._reset(problem, budget, trials, config)
         if not self.progress.live.is_started:
             self.progress.start()
             self._owned = True
@@ -120,11 +125,11 @@ class SearchProgress:
     def _see(self, trial: Trial) -> None:
         assert self.problem is not None, "begin() first"
         self.failed += trial.status == "failed"
-        m = trial.metrics
-        if not self.problem.completed(trial) or not self.problem.feasible(m):
+        # a result as best() ranks it: feasible, and of a multi-fidelity search at the top level
+        if not SearchResult([trial], self.problem, config=self.config).feasible_with([self.first]):
             return
-        v = m[self.first.name]
-        if v == v and (self.best is None or self.first.minimised(v) < self.first.minimised(self.best)):
+        v = trial.metrics[self.first.name]
+        if self.best is None or self.first.minimised(v) < self.first.minimised(self.best):
             self.best = v
 
     def _text(self) -> str:

@@ -3,7 +3,8 @@ callback, Ray Tune's plateau stoppers).
 
 `nas.search(..., stop_when=rule)` asks `rule(result)` after each evaluation; when it says yes, no new evaluation is
 started, the ones running finish, and the search ends with `stop_reason` "stop_when: <the rule>" (of an `AnyOf`, the
-rule or rules that held, joined by "; "). A rule is
+rule or rules that held, joined by "; "). `NoImprovement` and `Target` judge the results `best()` ranks: completed,
+feasible and, of a multi-fidelity search, at the top level (`SearchResult.feasible_with`). A rule is
 `NoImprovement`, `Target`, or any callable taking the `SearchResult` so far and returning a bool. It applies to the
 run it is given to: it is not journaled, so `nas resume` without it continues to the budget.
 """
@@ -11,7 +12,7 @@ run it is given to: it is not journaled, so `nas resume` without it continues to
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from nas.pareto import extend_front
 
 if TYPE_CHECKING:
     from nas.result import SearchResult
+    from nas.store import Trial
 
 StopRule = Callable[["SearchResult"], bool]
 PREFIX = "stop_when: "  # how the journal's stop reason of a search its rule ended begins
@@ -50,13 +52,21 @@ def _unread(memo: dict[str, _Progress], result: "SearchResult", start: Callable[
     return p, new
 
 
+def _results(result: "SearchResult", trials: list["Trial"]) -> set[int]:
+    """The numbers of those of `trials` (the ones not read yet) that count as results of the search: feasible and, of
+    a multi-fidelity search, at the top level (`SearchResult.feasible_with`, which best() and the front rank), as a
+    lower level's metrics are a shorter training's."""
+    return {t.number for t in replace(result, trials=trials).feasible_with(())}
+
+
 @dataclass(frozen=True)
 class NoImprovement:
     """Stop after `patience` evaluations in a row without a feasible result that improves the front: with one
     objective, a value better than the best so far by more than `min_delta`; with several, a point no earlier
     feasible result weakly dominates (`min_delta` applies to one objective: a search with several refuses one above
     0). Failed evaluations and evaluated ones that break a constraint count towards
-    the patience; proposals rejected on cheap metrics spend no budget and do not."""
+    the patience; proposals rejected on cheap metrics spend no budget and do not. Of a multi-fidelity search only
+    top-level results can improve the front; evaluations at the lower levels count towards the patience."""
 
     patience: int
     min_delta: float = 0.0
@@ -76,9 +86,10 @@ class NoImprovement:
             raise ConfigError(min_delta_error(self, problem.names))
         progress, new = _unread(self._memo, result, lambda: ([], 0))
         front, stale = progress.state
+        results = _results(result, new)
         for t in new:
             stale += t.is_evaluation  # a cheap rejection spends no budget; a re-checked copy was counted once
-            if not problem.completed(t) or not problem.feasible(t.metrics):
+            if t.number not in results:
                 continue
             v = np.asarray(problem.vector(t.metrics), dtype=float)
             if len(v) == 1:  # one objective: better by more than min_delta
@@ -101,7 +112,8 @@ class NoImprovement:
 
 @dataclass(frozen=True)
 class Target:
-    """Stop once one feasible result meets every condition, e.g. `Target("valid_acc >= 0.95", "latency_ms <= 5")`."""
+    """Stop once one feasible result meets every condition, e.g. `Target("valid_acc >= 0.95", "latency_ms <= 5")`; of
+    a multi-fidelity search, a result at the top level."""
 
     conditions: tuple[Constraint, ...] = field(default=())
     _memo: dict[str, _Progress] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -115,9 +127,10 @@ class Target:
 
     def __call__(self, result: "SearchResult") -> bool:
         progress, new = _unread(self._memo, result, lambda: False)
+        results = _results(result, new) if new and not progress.state else set()
         progress.state = progress.state or any(
-            result.problem.completed(t) and result.problem.feasible(t.metrics)
-            and all(c.metric in t.metrics and c.satisfied(t.metrics) for c in self.conditions) for t in new)
+            t.number in results and all(c.metric in t.metrics and c.satisfied(t.metrics) for c in self.conditions)
+            for t in new)
         return progress.state
 
     def __str__(self) -> str:
