@@ -360,6 +360,8 @@ class Study:
             number = self._pruning.number(arch.id)
             if number is not None:
                 extra["pruner_trial"] = number  # and its number (Hyperband's bracket), as `nas.search` journals them
+        if self._pruning is not None and extra.get("curve") and self._pruning.estimates():  # the resources the
+            extra["pruner_estimates"] = self._pruning.estimates()  # pruner estimated: a reopened study keeps them
         if attrs:
             extra["user_attrs"] = attrs
         if arch.id not in loop.in_flight:

@@ -156,3 +156,27 @@ def test_tell_refuses_times_far_in_the_future(tmp_path, times):
         now = time.time()  # a clock a little ahead (another machine's) is fine
         trial = study.tell(arch, {"acc": 1.0, "lat": 1.0}, started=now - 10, finished=now + 5)
         assert trial.finished == now + 5
+
+
+# follow-up of the multi-fidelity report: a reopened study's Hyperband brackets
+def test_a_reopened_study_judges_with_the_hyperband_resources_it_estimated(tmp_path):
+    """Optuna's HyperbandPruner fixes max_resource (so its brackets) from the completed curves when it first judges.
+    A reopened study replayed the whole journal first and estimated anew from longer curves told since (9 here, 1
+    in the run that judged): it judged later trainings in other brackets than the study that was not closed."""
+    wd = tmp_path / "s"
+
+    def train(study, epochs):
+        arch = study.ask()
+        for epoch in range(epochs):
+            last = {"acc": 0.1 * epoch, "lat": 1.0}
+            if study.report(arch, last):
+                return study.tell(arch)  # pruned, with its last report
+        return study.tell(arch, last)
+
+    with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=10, seed=0, workdir=wd, pruner="hyperband") as study:
+        train(study, 1)  # completed after 1 epoch: what the pruner estimates from when it first judges
+        judged = train(study, 3)
+        assert judged.extra["pruner_estimates"] == {"max_resource": 1}
+        train(study, 9)  # a longer training told after the estimate was fixed
+    with nas.Study(SPACE, OBJECTIVES, strategy="random", budget=10, seed=0, workdir=wd, pruner="hyperband") as study:
+        assert study._pruning.estimates() == {"max_resource": 1}  # estimated anew from the journal, it was 9
