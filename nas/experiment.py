@@ -439,6 +439,6 @@ def _at(value: Any, path: Sequence[str]) -> Any:
 
 
 __all__ = ["Experiment", "SAME_SEARCH", "SETTINGS", "check_options", "check_recorded_digest", "check_same_search",
-           "check_seed", "check_workdir", "check_workdir_arg", "field_order", "filled_options", "first_difference",
+           "check_workdir", "check_workdir_arg", "field_order", "filled_options", "first_difference",
            "open_experiment", "problem_key", "recorded_config", "resolve_seed", "search_config", "settle_budget",
            "space_header"]

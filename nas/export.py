@@ -55,8 +55,8 @@ from nas.experiment import first_difference, space_difference
 from nas.measure import Remeasured, Splits, accuracy_mismatches, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, OnnxModule, RecordedInput, dtype_name,
                            load_model_spec, load_priced, load_program, load_state_dict, load_subnet, load_supernet,
-                           loads_by_build, onnx_session, save_program, save_state_dict, standalone, single_input,
-                           subnet_json)
+                           loads_by_build, onnx_session, save_program, save_state_dict, searched_space, standalone,
+                           single_input, subnet_json)
 from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
@@ -505,7 +505,7 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
                           "model spec (run nas.search with workdir=...)")
     spec = load_model_spec(result.workdir)
     space = spec.build_space()
-    searched = _searched_space(result, space)
+    searched = searched_space(result.config, space)
     if result.config.get("space") and searched.fingerprint() != result.config["space"]:
         raise ConfigError(f"{result.workdir}/model.json: space: {spec.space['class']} with this config is not the "
                           f"space the journal's search used ({_space_difference(result.config, searched)}); export "
@@ -572,17 +572,6 @@ def _dead(pid: str) -> bool:
     return pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
 
 
-def _searched_space(result: SearchResult, space: Any) -> Any:
-    """The space the journal's search ran over, from the one model.json rebuilds: that space, or of a multi-fidelity
-    search (`result.top_fidelity`) the `FidelitySpace` over it with the journal's field and levels (a FidelitySpace
-    builds no model: model.json records its base space). Where `space` already has the field, `space` (its
-    fingerprint then names the difference)."""
-    top = result.top_fidelity
-    if top is None or top[0] in space.fields:
-        return space
-    return FidelitySpace(space, result.config["space_spec"]["fields"][top[0]]["choice"], top[0])
-
-
 def _model_arch(searched: Any, trial: Trial) -> Architecture:
     """The architecture of `trial` that model.json's space builds: of a multi-fidelity search, without its fidelity."""
     return searched.strip(trial.arch) if isinstance(searched, FidelitySpace) else searched.validate(trial.arch)
@@ -623,7 +612,7 @@ def _export(result: SearchResult, spec: ModelSpec, space: Any, searched: Any, pi
             evaluate: Callable[[nn.Module], Mapping[str, float]] | None,
             progress: Callable[[int, int, Trial], None] | None) -> ExportReport:
     """Write every pick's folder and `export.json` into `stage`; their paths name their final place in `out`.
-    `searched`: the space the search ran over (`_searched_space`), whose picks `space` builds (`_model_arch`)."""
+    `searched`: the space the search ran over (`searched_space`), whose picks `space` builds (`_model_arch`)."""
     check_x = _check_inputs(space, _model_arch(searched, picks[0]), data, spec)
     from nas.hardware.latency import host_info
 

@@ -252,6 +252,17 @@ def accuracy_mismatches(recipes: Mapping[str, Mapping[str, Any]], searched: Mapp
             and not abs(measured[name] - searched[name]) <= ACCURACY_TOLERANCE * abs(float(recipe.get("scale", 1.0)))]
 
 
+def count_mismatches(recipes: Mapping[str, Mapping[str, Any]], searched: Mapping[str, float],
+                     measured: Mapping[str, float]) -> list[str]:
+    """One line per count metric (params, FLOPs, MACs) re-measured to any other value than its searched one: a
+    count is exact, so a difference means the network is not the one the search counted."""
+    return [f"{name} re-measured {measured[name]:.10g}, searched {searched[name]:.10g}: counts re-measure exactly, "
+            "so the network differs from the one the search counted"
+            for name, recipe in recipes.items()
+            if recipe.get("kind") == "count" and name in measured and name in searched
+            and measured[name] != searched[name]]
+
+
 def plus_minus(repeatability: float | None) -> str:
     """" ±4%": a measurement's relative repeatability as printed beside its value ("" when there is none)."""
     return "" if repeatability is None or not math.isfinite(repeatability) else f" ±{repeatability:.0%}"

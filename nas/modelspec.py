@@ -45,8 +45,10 @@ from nas.architecture import Architecture
 from nas.errors import ConfigError, JournalError
 from nas.experiment import check_same_search, first_difference, space_header
 from nas.measure import Splits, check_recipe, split
+from nas.result import fidelity_levels
 from nas.scripts import class_from_json, class_name, class_to_json, import_object, object_path, same_class
 from nas.spaces.model_space import ModelSpace, space_settings
+from nas.strategies.multifidelity import FidelitySpace
 
 SPEC_FORMAT, SUBNET_FORMAT, VERSION = "nas-model-spec", "nas-subnet", 1
 MODEL_SPEC = store.MODEL_SPEC      # in a search workdir: how to rebuild its models
@@ -418,15 +420,28 @@ def _rebuilt(spec: ModelSpec, space: ModelSpace, where: Any) -> nn.Module:
                           f"{spec.space['class']}.supernet ({e})") from None
 
 
+def searched_space(config: Mapping[str, Any], space: Any) -> Any:
+    """The space the search of journal header `config` ran over, from the one model.json records: `space`, or of a
+    multi-fidelity search the `FidelitySpace` over it with the journal's field and levels (a FidelitySpace builds no
+    model, so model.json records its base space). Where `space` already has the field, `space` (a comparison of
+    fingerprints then names the difference)."""
+    found = fidelity_levels(config)
+    if found is None or found[0] in space.fields:
+        return space
+    field, levels, _ = found
+    return FidelitySpace(space, levels, field)
+
+
 def _check_journal_space(workdir: Path, space: ModelSpace) -> None:
     """Read-only: JournalError naming the field or setting that differs when `workdir`'s journal holds a search
     over another space than `space` (nothing without a journal; the same space, a resume, passes)."""
     journal = store.Journal(workdir)
     if not journal.exists():
         return
+    config = journal.read().config
     try:  # only the space: the problem and strategy are the search's, and record_model does not know them
-        check_same_search(journal.workdir, journal.read().config, jsonio.plain(space_header(space), "space"), (),
-                          ("space",))
+        check_same_search(journal.workdir, config, jsonio.plain(space_header(searched_space(config, space)), "space"),
+                          (), ("space",))
     except JournalError as e:
         raise JournalError(f"record_model: {e} (nothing was written: its {MODEL_SPEC} stays that of the search "
                            "it holds)") from None

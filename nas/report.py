@@ -251,7 +251,8 @@ def trials_table(result: SearchResult, limit: int = 200) -> Table:
         table.add_column("user attributes", overflow="fold")
     for t in result.trials[-limit:]:
         judged = {"feasible": "yes", "infeasible": "no"}.get(outcome(result.problem, t), "")
-        row = [str(t.number), t.status, *([judged] if constrained else []),
+        status = t.status if t.pruned_after is None else f"{t.status} (pruned after {t.pruned_after})"
+        row = [str(t.number), status, *([judged] if constrained else []),
                *(fmt(t.metrics[m]) if m in t.metrics else "" for m in names + others),
                f"{t.duration:.2f}", t.error if t.error else compact(t.arch)]
         if attrs:

@@ -48,6 +48,17 @@ class TrialCounts:
         return self.rejected + self.violating
 
 
+def fidelity_levels(config: Mapping[str, Any]) -> tuple[str, list[Any], Any] | None:
+    """(field, levels, top level) when the journal header `config` is a search over a `FidelitySpace` (its space
+    spec says so; the class appends its field last), else None."""
+    spec = config.get("space_spec")
+    if not isinstance(spec, Mapping) or spec.get("type") != "FidelitySpace" or not spec.get("fields"):
+        return None
+    name, node = list(spec["fields"].items())[-1]
+    levels = node.get("choice") if isinstance(node, Mapping) else None
+    return (name, levels, max(levels)) if isinstance(levels, list) and levels else None
+
+
 @dataclass
 class SearchResult:
     """Every trial of a search (journal order) and the problem it optimised."""
@@ -83,15 +94,11 @@ class SearchResult:
 
     @property
     def top_fidelity(self) -> tuple[str, Any] | None:
-        """(field, level) of the top fidelity when the search ran over a `FidelitySpace` (the header's space says
-        so; the class appends its field last), else None: best, front, hypervolume and history rank the trials at
-        that level only, as a lower level's metrics are a shorter training's (as a pruned trial's are)."""
-        spec = self.config.get("space_spec")
-        if not isinstance(spec, Mapping) or spec.get("type") != "FidelitySpace" or not spec.get("fields"):
-            return None
-        name, node = list(spec["fields"].items())[-1]
-        levels = node.get("choice") if isinstance(node, Mapping) else None
-        return (name, max(levels)) if isinstance(levels, list) and levels else None
+        """(field, level) of the top fidelity when the search ran over a `FidelitySpace`, else None: best, front,
+        hypervolume and history rank the trials at that level only, as a lower level's metrics are a shorter
+        training's (as a pruned trial's are)."""
+        found = fidelity_levels(self.config)
+        return (found[0], found[2]) if found is not None else None
 
     @property
     def used(self) -> int:

@@ -34,13 +34,13 @@ import numpy as np
 
 from nas import jsonio
 from nas.errors import (ConfigError, InvalidArchitectureError, JournalError, NASError, check_count, check_limit,
-                        check_number)
+                        check_number, check_seed)
 from nas.evaluators import TWICE, Evaluator, as_evaluators, begin_search, merged, twice
 from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
 from nas.user_attrs import collecting
-from nas.experiment import (Experiment, check_seed, check_workdir_arg, first_difference, open_experiment,
-                            resolve_seed, search_config, space_path)
+from nas.experiment import (Experiment, check_workdir_arg, first_difference, open_experiment, resolve_seed,
+                            search_config, space_path)
 from nas.objectives import Constraint, Objective, Problem
 from nas.pruning import Pruning, as_pruner
 from nas.result import SearchResult
@@ -146,6 +146,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
                           f"got {progress!r}")
     check_count(snapshot_every, "snapshot_every")
     snapshot_interval_s = check_number(snapshot_interval_s, "snapshot_interval_s", positive=False, unit=" (seconds)")
+    fidelity = jsonio.python_scalar(fidelity)  # np.int64(3) -> 3, np.float32(2.5) -> 2.5: as every sibling option
     if fidelity is not None and (isinstance(fidelity, bool) or not isinstance(fidelity, (int, float))
                                  or not math.isfinite(fidelity) or fidelity <= 0):
         raise ConfigError(f"fidelity: expected a positive number (the budget each evaluation is given, e.g. epochs), "
@@ -567,7 +568,8 @@ class _SearchLoop:
         begin_search(self.evaluators, self.experiment.workdir, list(self.trials))
         begin = getattr(self.progress, "begin", None)  # a progress bar shows the journal's trials from the start
         if begin is not None:  # before restoring: rechecking a problem's failed trials reports to it
-            begin(self.problem, self.budget, list(self.trials))
+            header = {"config": self.experiment.config} if "config" in inspect.signature(begin).parameters else {}
+            begin(self.problem, self.budget, list(self.trials), **header)  # the header: a multi-fidelity top level
         after = self._load_snapshot() if self.trials else None
         start = -1 if after is None else after  # the last trial the strategy's restored state has heard of
         if after is None:  # warm-start results come first, as in the run that wrote the journal (a snapshot has them)

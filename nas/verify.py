@@ -8,9 +8,12 @@ with its recipes (`nas.measure.remeasure_all`, exactly as export did: same input
 repeats, rounds and statistic, recorded per latency in `Check.conditions`; where export.json recorded other
 conditions, `Check.differs` names the fields), reports predicted-vs-measured error per objective, and flags
 picks that break a constraint or are dominated by another pick once the measured values replace the
-searched ones. The files a pick ships as (`model.pt2`, `model.onnx`) are each loaded and run once on the
-recorded input against that network (`Check.files`): one that is missing, does not load or disagrees by more
-than `AGREEMENT` is flagged.
+searched ones, whose accuracy or count (exact) re-measures otherwise than searched, or whose model.json holds
+another architecture than export.json lists for the trial. The files a pick ships as (`model.pt2`,
+`model.onnx`) are each loaded and run once on the recorded input against that network (`Check.files`): one that
+is missing, does not load or disagrees by more than `AGREEMENT` is flagged. A pick that cannot be loaded (its
+folder, model.json or weights missing or unreadable) is flagged with why, and the others are still checked; the
+previous verify.json is removed first, so a run that stops short never leaves an earlier pass behind.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import torch
 from torch import nn
 
 from nas import jsonio
-from nas.errors import ConfigError
-from nas.measure import Remeasured, Splits, accuracy_mismatches, remeasure_all
+from nas.architecture import Architecture
+from nas.errors import ConfigError, NASError
+from nas.measure import Remeasured, Splits, accuracy_mismatches, count_mismatches, remeasure_all
 from nas.modelspec import (SUBNET, DataRef, OnnxModule, RecordedInput, load_priced, load_program, moved_aside,
                            read_subnet_json)
 from nas.objectives import Constraint, Objective
@@ -196,6 +200,18 @@ def _check_files(folder: Path, files: dict[str, str], module: nn.Module, shape: 
     return results, flags
 
 
+def _other_model(sub: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """A flag when the architecture in a pick's model.json is not the one export.json lists for its trial (its
+    folder holds another model's files); nothing for an export.json that lists no arch_id."""
+    want = entry.get("arch_id")
+    arch = sub.get("arch")
+    got = Architecture(arch).id if isinstance(arch, dict) else None
+    if not want or got == want:
+        return []
+    return [f"model.json holds architecture {got}, not trial {entry.get('trial')}'s {want} (export.json): the "
+            "folder's files belong to another model; export the model again"]
+
+
 def _differences(export: dict[str, Any], now: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Per latency metric, the condition fields export.json recorded with other values than this pass's
     (`device: cpu -> cuda`); nothing for an export that recorded none (written before conditions were)."""
@@ -216,23 +232,35 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
     `out/verify.json` unless `write` is False.
     """
     out = Path(out)
+    if write and out.is_dir():  # a run that stops short (an error below) must not leave an earlier pass behind
+        (out / VERIFY_REPORT).unlink(missing_ok=True)
     index = read_index(out)
     objectives = [Objective(n, d) for n, d in index["objectives"].items()]
     constraints = [Constraint.parse(c) for c in index["constraints"]]
     loaded: list[tuple[dict[str, Any], nn.Module, Any, Any, dict[str, Any]]] = []
     timed: list[dict[str, str]] = []
     shipped: list[tuple[dict[str, dict[str, Any]], list[str]]] = []  # per model: its files' checks and flags
-    for entry in index["models"]:
-        folder, sub = read_subnet_json(out / entry["path"])
-        evaluation = sub.get("evaluation") or {}
-        recipes = evaluation.get("metrics") or {}
-        if data is None and any(r["kind"] == "accuracy" for r in recipes.values()):
-            ref = evaluation.get("data")
-            if not ref:
-                raise ConfigError(f"{folder}: evaluation.data is missing, so accuracy cannot be re-measured")
-            data = DataRef(ref["function"], dict(ref.get("kwargs") or {})).load()
-        shape = RecordedInput.of(sub.get("input"), str(folder / SUBNET))  # latency and counts: the traced input
-        module, label = load_priced(folder)
+    unloaded: dict[int, list[str]] = {}  # position in export.json -> why that pick could not be loaded (its flags)
+    for position, entry in enumerate(index["models"]):
+        other: list[str] = []  # a flag when its model.json holds another architecture than export.json lists
+        try:
+            folder, sub = read_subnet_json(out / entry["path"])
+            other = _other_model(sub, entry)
+            evaluation = sub.get("evaluation") or {}
+            recipes = evaluation.get("metrics") or {}
+            if data is None and any(r["kind"] == "accuracy" for r in recipes.values()):
+                ref = evaluation.get("data")
+                if not ref:
+                    raise ConfigError(f"{folder}: evaluation.data is missing, so accuracy cannot be re-measured")
+                data = DataRef(ref["function"], dict(ref.get("kwargs") or {})).load()
+            shape = RecordedInput.of(sub.get("input"), str(folder / SUBNET))  # latency and counts: the traced input
+            module, label = load_priced(folder)
+            files = _check_files(folder, _shipped(sub, entry), module, shape, sub["arch"])
+        except Exception as e:  # a missing or damaged folder, weights or model.json; a space that no longer builds
+            first = (str(e).strip().splitlines() or [""])[0]
+            why = str(e) if isinstance(e, NASError) else f"{type(e).__name__}: {first}"
+            unloaded[position] = other + [f"could not be loaded, so nothing was re-measured: {why}"]
+            continue
         if label["network"] == "program":
             latencies = [n for n, r in recipes.items() if r["kind"] == "latency"]
             log.warning("trial %s: re-measuring its torch.export program %s, not the network the search priced%s: %s",
@@ -240,7 +268,7 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
                         "the constraints or the front)" if latencies else "", label["why"])
         timed.append(label)
         loaded.append((entry, module, shape, sub["arch"], recipes))
-        shipped.append(_check_files(folder, _shipped(sub, entry), module, shape, sub["arch"]))
+        shipped.append((files[0], other + files[1]))
     groups: dict[str, list[int]] = {}  # models sharing recipes are re-measured (timed) together
     for i, x in enumerate(loaded):
         groups.setdefault(json.dumps(x[4], sort_keys=True), []).append(i)
@@ -262,8 +290,13 @@ def verify(out: str | Path, data: Splits | None = None, write: bool = True) -> V
         checks.append(Check(int(entry["trial"]), entry["path"], searched, values, error, rel,
                             repeatability=again.repeatability, export_pass=earlier, timed=label,
                             conditions=again.conditions, differs=differs, files=files))
-        checks[-1].flags += broken + accuracy_mismatches(recipes, searched, values)
-    _flags(checks, objectives, constraints)
+        checks[-1].flags += (broken + accuracy_mismatches(recipes, searched, values)
+                             + count_mismatches(recipes, searched, values))
+    _flags(checks, objectives, constraints)  # among the picks re-measured: an unloaded one's values are unchecked
+    for position, flags in unloaded.items():  # in export.json's order, each flagged with why it was not re-measured
+        entry = index["models"][position]
+        checks.insert(position, Check(int(entry["trial"]), str(entry["path"]),
+                                      {k: float(v) for k, v in entry["searched"].items()}, {}, {}, {}, flags=flags))
     report = VerifyReport(out, checks, objectives, constraints)
     if write:
         jsonio.write_json(out / VERIFY_REPORT, report.to_json(), allow_nan=True)

@@ -38,18 +38,22 @@ def test_verify_and_export_verify_exit_1_when_a_pick_is_flagged(tmp_path):
 
     space = NasBench201Space(channels=4, cells_per_stage=1, stages=1)
     wd = tmp_path / "wd"
-    record_model(wd, space, metrics={"params": count_metric("params")})
 
-    def understated(arch):  # the searched parameter count is half the network's: re-counted, it breaks the bound
-        save_trial_weights(wd, arch, space.build(arch))
-        return {"params": space.count(arch)["params"] / 2}
+    def searched(workdir, share):  # share 0.5: the searched parameter count is half the network's
+        def evaluate(arch):
+            save_trial_weights(workdir, arch, space.build(arch))
+            return {"params": space.count(arch)["params"] * share}
+        record_model(workdir, space, metrics={"params": count_metric("params")})
+        nas.search(space, evaluate, {"params": "min"}, constraints=["params <= 1e9"], budget=2, seed=0,
+                   workdir=workdir)
 
-    nas.search(space, understated, {"params": "min"}, constraints=["params <= 1e9"], budget=2, seed=0, workdir=wd)
+    searched(tmp_path / "right", 1.0)
     runner = CliRunner()
-    ok = runner.invoke(app, ["export", str(wd), "--out", str(tmp_path / "ok"), "--no-onnx", "--top", "1",
-                             "--verify"], env={"COLUMNS": "200"})
+    ok = runner.invoke(app, ["export", str(tmp_path / "right"), "--out", str(tmp_path / "ok"), "--no-onnx", "--top",
+                             "1", "--verify"], env={"COLUMNS": "200"})
     assert ok.exit_code == 0 and "0 flagged" in ok.stdout, ok.output  # nothing broke: the exit status stays 0
-    counted = json.loads(next((tmp_path / "ok").glob("trial-*/card.json")).read_text())["measured"]["params"]
+    searched(wd, 0.5)  # re-counted, it breaks the bound below (and no longer matches its searched count)
+    counted = 2 * nas.load(wd).best().metrics["params"]
     bound = f"params <= {counted * 0.75:g}"  # between the searched (half) and the re-counted value
     flagged = runner.invoke(app, ["export", str(wd), "--out", str(tmp_path / "m"), "--no-onnx", "--top", "1",
                                   "--constraint", bound, "--verify"], env={"COLUMNS": "200"})

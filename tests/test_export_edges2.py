@@ -3,6 +3,8 @@ hold another network, a one-shot search's model card and recipes, and a verify t
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -46,7 +48,8 @@ def test_a_weights_file_that_is_empty_or_holds_another_network_is_one_error_line
     assert runner.invoke(app, ["export", str(wd), "--out", str(tmp_path / "m"), "--no-onnx"]).exit_code == 0
     (next((tmp_path / "m").glob("trial-*")) / "weights.pt").write_bytes(b"")
     out = runner.invoke(app, ["verify", str(tmp_path / "m")])
-    assert out.exit_code == 2 and "weights.pt: not a readable weights file" in out.output
+    flags = json.loads((tmp_path / "m" / "verify.json").read_text())["models"][0]["flags"]
+    assert out.exit_code == 1 and "weights.pt: not a readable weights file" in flags[0]
 
 
 def test_a_one_shot_search_records_its_training_time_and_what_verify_can_re_measure(tmp_path):

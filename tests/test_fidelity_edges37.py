@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 from rich.console import Console
 from torch import nn
@@ -98,6 +99,26 @@ def test_the_progress_bar_shows_the_top_level_best():
     assert plain.best == max(t.metrics["accuracy"] for t in r.completed)
 
 
+def test_nas_search_gives_its_progress_bar_the_header_and_keeps_a_begin_without_it():
+    bar = SearchProgress(Console(file=io.StringIO()))
+    r = _search(progress=bar)
+    _low_beats_top(r)
+    assert bar.best == r.best().metrics["accuracy"]  # nas.search passed the header: the top level's best
+
+    class Plain:  # a user's progress object whose begin() takes no header
+        def begin(self, problem, budget, trials):
+            self.begun = budget
+
+        def __call__(self, trial, used, budget):
+            pass
+
+        def close(self):
+            pass
+
+    plain = Plain()
+    _search(progress=plain)
+    assert plain.begun == 40
+
 # ------------------------------------------------------------------------------ defect 2: hyperband pruner resume
 PRUNED_SPACE = Space(lr=Choice([0.001, 0.003, 0.01, 0.03, 0.1, 0.3]), width=Choice([8, 16, 32, 64]))
 PRUNED_FSPACE = FidelitySpace(PRUNED_SPACE, levels=[1, 3, 9], field="epochs")
@@ -173,3 +194,28 @@ def test_a_fidelity_space_search_exports_its_top_level_picks_as_base_architectur
         assert m.arch_id == arch.id and "epochs" not in arch
         with torch.no_grad():
             assert torch.equal(load_subnet(m.path)(x), trained[arch.id, 3](x))
+
+
+class Wider(Tiny):
+    """Another base space (one more width): a workdir of Tiny's search must refuse it."""
+
+    def __init__(self) -> None:
+        ModelSpace.__init__(self, width=Choice([2, 4, 8, 16]), act=Choice(["relu", "tanh"]))
+
+
+def test_record_model_again_on_a_fidelity_space_workdir_is_a_resume(tmp_path):
+    """A script that records its base space and searches a FidelitySpace over it is rerun to resume: record_model
+    compared the base space with the journal's FidelitySpace and refused ("type 'FidelitySpace', this run 'Tiny'")."""
+    base = Tiny()
+    fspace = FidelitySpace(base, levels=[1, 3], field="epochs")
+    wd = tmp_path / "wd"
+
+    def run(budget):
+        record_model(wd, base)
+        return nas.search(fspace, fspace.evaluator(lambda arch, budget: {"score": arch["width"] + budget / 10}),
+                          {"score": "max"}, strategy="successive-halving", budget=budget, seed=0, workdir=wd)
+
+    run(4)
+    assert len(run(9).trials) > 4  # resumed (to where this small space is exhausted), not refused
+    with pytest.raises(nas.errors.JournalError, match="width"):
+        record_model(wd, Wider())

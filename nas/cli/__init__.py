@@ -320,11 +320,12 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
 
 def next_steps(result: SearchResult, workdir: Path) -> str:
     """What to run after a search: look at it, and continue it when it can go on (to its budget when it stopped
-    below it, e.g. at max_time; else with twice the budget), but not when its strategy had nothing new."""
+    below it, e.g. at max_time; else with twice the budget, or the evaluations used where a lowered budget is below
+    them), but not when its strategy had nothing new."""
     budget = int(result.config.get("budget", result.used))
     wd = shlex.quote(str(workdir))  # a path with spaces is copied and pasted as one argument
-    more = ("" if result.stop_reason == "exhausted" else
-            f" | nas resume {wd}" if result.used < budget else f" | nas resume {wd} --budget {budget * 2}")
+    more = ("" if result.stop_reason == "exhausted" else f" | nas resume {wd}" if result.used < budget else
+            f" | nas resume {wd} --budget {max(budget, result.used) * 2}")
     return f"next: nas status {wd} | nas pareto {wd} --plot front.png{more}"
 
 
@@ -509,9 +510,40 @@ def _load(workdir: Path) -> SearchResult:
     return SearchResult.load(workdir)
 
 
-def _names(objectives: str | None) -> list[str] | None:
-    """--objectives a,b,metric:min as a list (None: the search's own objectives)."""
-    return [n.strip() for n in objectives.split(",") if n.strip()] if objectives else None
+def _names(objectives: str | None, result: SearchResult) -> list[str] | None:
+    """--objectives a,b,metric:min as a list (None: the search's own objectives). A name holding a comma ("lat
+    ms,p50"), as an objective or recorded metric of `result` may, is taken whole (the longest such run of parts)
+    before the rest is split on commas."""
+    if not objectives:
+        return None
+    known = set(result.problem.names) | {m for t in result.trials for m in t.metrics}
+
+    def named(text: str) -> bool:  # a known name, or one with its direction (NAME:min)
+        metric, sep, direction = text.rpartition(":")
+        return text in known or bool(sep) and direction in ("min", "max") and metric.strip() in known
+
+    parts = objectives.split(",")
+    names: list[str] = []
+    i = 0
+    while i < len(parts):
+        end = next((j for j in range(len(parts), i + 1, -1) if named(",".join(parts[i:j]).strip())), i + 1)
+        if ",".join(parts[i:end]).strip():
+            names.append(",".join(parts[i:end]).strip())
+        i = end
+    return names
+
+
+def _distinct_outputs(targets: Sequence[tuple[str, Path | None]]) -> None:
+    """ConfigError when two of a command's output flags name one file: the second would replace the first, and
+    both be reported written."""
+    seen: dict[Path, str] = {}
+    for flag, target in targets:
+        if target is None:
+            continue
+        where = target.resolve()
+        if where in seen:
+            raise ConfigError(f"{seen[where]} and {flag} both write to {where}; give each its own file")
+        seen[where] = flag
 
 
 def _ago(seconds: float) -> str:
@@ -650,7 +682,7 @@ def pareto(
     """Print the Pareto front as a table; with --plot also draw it (PNG, or the format the suffix names)."""
     result = _load(workdir)
     check_output(plot, "--plot", [workdir])
-    names = _names(objectives)
+    names = _names(objectives, result)
     console = _out()
     show_front(console, result, names)
     if plot is not None:
@@ -681,9 +713,11 @@ def history(
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
     from nas.plot import plot_curves, plot_format, plot_history, plot_parallel, plot_timeline
 
+    outputs = (("--plot", plot), ("--curves", curves), ("--parallel", parallel), ("--timeline", timeline))
+    _distinct_outputs(outputs)
     result = _load(workdir)
-    names = _names(objectives)
-    for flag, target in (("--plot", plot), ("--curves", curves), ("--parallel", parallel), ("--timeline", timeline)):
+    names = _names(objectives, result)
+    for flag, target in outputs:
         check_output(target, flag, [workdir])
         if target is not None:
             plot_format(target)  # a format no plot can be written in is refused before any is written
@@ -727,8 +761,10 @@ def importance(
     """Which decisions matter for a metric: permutation importance of a random forest, out of fold."""
     from nas.importance import decision_importances
 
+    outputs = (("--plot", plot), ("--effects", effects), ("--json", json_out))
+    _distinct_outputs(outputs)
     result = _load(workdir)
-    for flag, target in (("--plot", plot), ("--effects", effects), ("--json", json_out)):
+    for flag, target in outputs:
         check_output(target, flag, [workdir])
     console = _out()
     with console.status(f"fitting a forest per fold to the decisions of at most {max_trials} of the "
@@ -779,6 +815,7 @@ def compare(
     from nas.plot import plot_comparison
     from nas.report import comparison_table
 
+    _distinct_outputs((("--plot", plot), ("--json", json_out)))
     found = find_workdirs(workdirs)
     results = [_load(wd) for wd in found]
     check_output(plot, "--plot", found)
