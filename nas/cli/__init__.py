@@ -424,7 +424,8 @@ def run(
                 module, objectives, constraints,
                 chosen, pick(budget, "budget", 100), pick(seed, "seed"), workdir, options, spec,
                 pick(fidelity, "fidelity"), pick(timeout, "timeout_s"), pick(max_time, "max_time"),
-                read_enqueue(queue) if queue is not None else None, Path(warm) if warm is not None else None,
+                read_enqueue(queue, module.space, "--enqueue" if enqueue is not None else "enqueue")
+                if queue is not None else None, Path(warm) if warm is not None else None,
                 lower_budget, rule, pick(pruner, "pruner"),
                 {"script": str(script.resolve()), **({"executor": spec} if spec != "local" else {}),
                  **({"run_file": str(run_file.resolve())} if run_file is not None else {})}, staged=Path(staged)))

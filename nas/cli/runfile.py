@@ -41,8 +41,9 @@ from typing import Any
 
 from nas import jsonio
 from nas.console import check_path
-from nas.errors import ConfigError
+from nas.errors import ConfigError, InvalidArchitectureError
 from nas.executor_spec import executor_class
+from nas.spaces import Space
 
 RUN_FILE_SUFFIXES = (".toml", ".yaml", ".yml")
 KEYS = {"script": str, "strategy": str, "strategy_options": dict, "objectives": dict, "constraints": list,
@@ -142,16 +143,28 @@ def parse_options(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def read_enqueue(source: str | Path | Sequence[Any]) -> list[dict[str, Any]]:
+def read_enqueue(source: str | Path | Sequence[Any], space: Space | None = None,
+                 name: str = "enqueue") -> list[dict[str, Any]]:
     """Architectures to evaluate first: a list, or a JSON-lines file of architectures (or of trial records,
-    such as `nas trials DIR --json` writes, whose "arch" is taken)."""
+    such as `nas trials DIR --json` writes, whose "arch" is taken). With `space`, each line of a file is validated
+    here, so an architecture outside it is named by `name` (the flag typed, or the setting), file and line: nas.search
+    can only say `enqueue[i]`, an index into the records read."""
     if not isinstance(source, (str, Path)):
         return _architectures(source)
     path = check_path(source, "enqueue", "file", missing=f"enqueue file {source} not found")
     lines = jsonio.read_jsonl(path, "enqueue file")
     if lines.torn:
-        raise ConfigError(f"{path}:{len(lines.records) + 1}: corrupt enqueue file line (incomplete JSON)")
-    return [dict(r["arch"]) if isinstance(r.get("arch"), dict) else r for _, r in lines.records]
+        raise ConfigError(f"{path}:{lines.last_line + 1}: corrupt enqueue file line (incomplete JSON)")
+    out = []
+    for line, record in lines.records:
+        arch = dict(record["arch"]) if isinstance(record.get("arch"), dict) else record
+        if isinstance(space, Space):  # anything else is refused as `space` before the search starts
+            try:
+                space.validate(arch)
+            except InvalidArchitectureError as e:
+                raise ConfigError(f"{name} {path}:{line}: {e}") from None
+        out.append(arch)
+    return out
 
 
 def _architectures(items: Sequence[Any]) -> list[dict[str, Any]]:

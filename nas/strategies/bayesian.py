@@ -29,12 +29,13 @@ more results) come from a pilot on the cora table with seeds 100..105, where EI 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int, check_number
 from nas.objectives import Constraint, Problem
 from nas.pareto import hypervolume, pareto_mask
 from nas.spaces import Architecture, Space
@@ -146,15 +147,21 @@ class BayesianOptimisation(Strategy):
                  hidden: int = 32, epochs: int = 100, refit_fraction: float = 0.1, n_random: int = 100,
                  n_starts: int = 5, rounds: int = 3) -> None:
         super().__init__(space, problem, seed)
-        checks = {"acquisition": acquisition in ("ucb", "ei"), "kappa": kappa >= 0,
-                  "kappa_aleatoric": kappa_aleatoric >= 0, "warmup": warmup >= 2, "members": members >= 2,
-                  "hidden": hidden >= 1, "epochs": epochs >= 1, "refit_fraction": 0 <= refit_fraction < 1, "n_random": n_random >= 1,
-                  "n_starts": n_starts >= 1, "rounds": rounds >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"bayesian: invalid {bad[0]} (acquisition 'ucb' or 'ei', kappa >= 0, "
-                              f"kappa_aleatoric >= 0, warmup >= 2, members >= 2, hidden, epochs, n_random, "
-                              f"n_starts >= 1, refit_fraction in [0, 1), rounds >= 0)")
+        # each error names the option, its rule and the value given, as evolution's, nsga2's and mcts's do
+        if acquisition not in ("ucb", "ei"):
+            raise ConfigError(f"bayesian: invalid acquisition: expected 'ucb' or 'ei', got {acquisition!r}")
+        kappa = check_number(kappa, "bayesian: invalid kappa", positive=False)
+        kappa_aleatoric = check_number(kappa_aleatoric, "bayesian: invalid kappa_aleatoric", positive=False)
+        warmup = check_int(warmup, "bayesian: invalid warmup", 2)
+        members = check_int(members, "bayesian: invalid members", 2)
+        hidden = check_int(hidden, "bayesian: invalid hidden", 1)
+        epochs = check_int(epochs, "bayesian: invalid epochs", 1)
+        if isinstance(refit_fraction, bool) or not isinstance(refit_fraction, numbers.Real) \
+                or not 0 <= refit_fraction < 1:
+            raise ConfigError(f"bayesian: invalid refit_fraction: expected a number in [0, 1), got {refit_fraction!r}")
+        n_random = check_int(n_random, "bayesian: invalid n_random", 1)
+        n_starts = check_int(n_starts, "bayesian: invalid n_starts", 1)
+        rounds = check_int(rounds, "bayesian: invalid rounds", 0)
         self.acquisition, self.kappa, self.kappa_aleatoric = acquisition, kappa, kappa_aleatoric
         self.warmup, self.n_random, self.n_starts, self.rounds = warmup, n_random, n_starts, rounds
         self.refit_fraction = refit_fraction

@@ -51,13 +51,14 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int, check_number
 from nas.objectives import Problem
 from nas.predictors.selection import Selection, choose, default_candidates
 from nas.predictors.transfer import TransferPredictor, TransferPrior
@@ -88,17 +89,21 @@ class PredictorSearch(Strategy):
                  transfer: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | TransferPrior | None = None,
                  restart_after: int | None = None) -> None:
         super().__init__(space, problem, seed)
-        checks = {"n_init": isinstance(n_init, int) and n_init >= 2,
-                  "batch_size": isinstance(batch_size, int) and batch_size >= 1,
-                  "population_size": isinstance(population_size, int) and population_size >= 4,
-                  "generations": isinstance(generations, int) and generations >= 1,
-                  "kappa": kappa >= 0, "crossover_prob": 0.0 <= crossover_prob <= 1.0,
-                  "restart_after": restart_after is None or (isinstance(restart_after, int) and restart_after >= 1)}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"predictor-search: invalid {bad[0]} (n_init >= 2, batch_size >= 1, "
-                              "population_size >= 4, generations >= 1, kappa >= 0, crossover_prob in [0, 1], "
-                              "restart_after >= 1 or None)")
+        # each error names the option, its rule and the value given, as evolution's, nsga2's and mcts's do
+        n_init = check_int(n_init, "predictor-search: invalid n_init", 2)
+        batch_size = check_int(batch_size, "predictor-search: invalid batch_size", 1)
+        population_size = check_int(population_size, "predictor-search: invalid population_size", 4)
+        generations = check_int(generations, "predictor-search: invalid generations", 1)
+        kappa = check_number(kappa, "predictor-search: invalid kappa", positive=False)
+        if isinstance(crossover_prob, bool) or not isinstance(crossover_prob, numbers.Real) \
+                or not 0 <= crossover_prob <= 1:
+            raise ConfigError(f"predictor-search: invalid crossover_prob: expected a number in [0, 1], "
+                              f"got {crossover_prob!r}")
+        whole = isinstance(restart_after, numbers.Integral) and not isinstance(restart_after, bool)
+        if restart_after is not None and (not whole or restart_after < 1):
+            raise ConfigError(f"predictor-search: invalid restart_after: expected an int >= 1 (None: never restart), "
+                              f"got {restart_after!r}")
+        restart_after = None if restart_after is None else int(restart_after)
         self.restart_after = restart_after
         self.n_init, self.batch_size, self.population_size = n_init, batch_size, population_size
         self.generations, self.kappa, self.crossover_prob = generations, float(kappa), crossover_prob

@@ -26,12 +26,13 @@ about 0.05 s, an ask after 1,000 results about 0.1 s.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int, check_number
 from nas.objectives import Problem
 from nas.spaces import Architecture, Space
 from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, check_count, from_record,
@@ -69,17 +70,22 @@ class SequentialModelBasedOptimisation(Strategy):
                  min_samples_leaf: int = 2, max_features: float = 0.5, acquisition: str = "ei",
                  kappa: float = 1.0, n_random: int = 200, n_local: int = 100, top: int = 5) -> None:
         super().__init__(space, problem, seed)
-        checks = {"n_init": isinstance(n_init, int) and n_init >= 2, "trees": isinstance(trees, int) and trees >= 2,
-                  "min_samples_leaf": isinstance(min_samples_leaf, int) and min_samples_leaf >= 1,
-                  "max_features": 0 < max_features <= 1, "acquisition": acquisition in ("ei", "ucb"),
-                  "kappa": kappa >= 0, "n_random": isinstance(n_random, int) and n_random >= 0,
-                  "n_local": isinstance(n_local, int) and n_local >= 0, "top": isinstance(top, int) and top >= 1}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad or n_random + n_local < 1:
-            raise ConfigError(f"smbo: invalid {bad[0] if bad else 'n_random + n_local'} (n_init >= 2, trees >= 2, "
-                              "min_samples_leaf >= 1, max_features in (0, 1], acquisition 'ei' or 'ucb', kappa >= 0, "
-                              "n_random, n_local >= 0 with n_random + n_local >= 1, top >= 1)")
-        self.n_init, self.trees, self.min_samples_leaf, self.max_features = n_init, trees, min_samples_leaf, max_features
+        # each error names the option, its rule and the value given, as evolution's, nsga2's and mcts's do
+        n_init, trees = check_int(n_init, "smbo: invalid n_init", 2), check_int(trees, "smbo: invalid trees", 2)
+        min_samples_leaf = check_int(min_samples_leaf, "smbo: invalid min_samples_leaf", 1)
+        if isinstance(max_features, bool) or not isinstance(max_features, numbers.Real) or not 0 < max_features <= 1:
+            raise ConfigError(f"smbo: invalid max_features: expected a number in (0, 1], got {max_features!r}")
+        if acquisition not in ("ei", "ucb"):
+            raise ConfigError(f"smbo: invalid acquisition: expected 'ei' or 'ucb', got {acquisition!r}")
+        kappa = check_number(kappa, "smbo: invalid kappa", positive=False)
+        n_random = check_int(n_random, "smbo: invalid n_random", 0)
+        n_local = check_int(n_local, "smbo: invalid n_local", 0)
+        top = check_int(top, "smbo: invalid top", 1)
+        if n_random + n_local < 1:
+            raise ConfigError(f"smbo: invalid n_random + n_local: expected at least 1 candidate, got {n_random} + "
+                              f"{n_local}")
+        self.n_init, self.trees, self.min_samples_leaf = n_init, trees, min_samples_leaf
+        self.max_features = float(max_features)  # a fraction: scikit-learn reads an int 1 as one feature
         self.acquisition, self.kappa = acquisition, kappa
         self.n_random, self.n_local, self.top = n_random, n_local, top
         self.model_seed = 0 if seed is None else int(seed)
