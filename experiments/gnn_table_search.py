@@ -9,9 +9,10 @@ and the table's own facts (size, best, seed-vs-seed noise). Protocol tables (exp
 means with 95 % intervals and the relative improvement over the random-sampling average; the paired
 differences rl - random, evolution - random, autognn - random and autognn - rl (same seeds) answer issue 25
 part 3's "rl beats random at equal budget on the benchmark tables"; `autognn` is the conservative controller
-with Auto-GNN's action classes (`GNN_ACTION_CLASSES`). On a table space a decoded proposal becomes the nearest
-recorded architecture, so its one-class property holds only up to that projection. A run costs seconds: the
-trainings are in the table.
+with Auto-GNN's action classes (`GNN_ACTION_CLASSES`). On a table space rl and autognn draw among the listed
+architectures not yet seen, weighted by the policy (no snapping to the nearest); an autognn proposal is a listed
+architecture that differs from the best in exactly one action class, or a full listed draw (counted in `escapes`)
+when none is left. A run costs seconds: the trainings are in the table.
 
     .venv/bin/python experiments/gnn_table_search.py                      # cora + citeseer, 30 seeds, budgets 5 and 10
     .venv/bin/python experiments/gnn_table_search.py --quick              # cora, 3 seeds, budget 10

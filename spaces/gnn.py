@@ -21,8 +21,9 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.utils import to_undirected
 
-from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError, check_int, check_number
+from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError, check_count, check_int, check_number
 from nas.architecture import Architecture
+from nas.jsonio import python_scalar
 from nas.seeding import torch_seeded
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice, Conditional
@@ -175,7 +176,8 @@ class GNNSpace(ModelSpace):
     The output layer chooses `op` (no 'skip') and, for GAT, `attention` and `heads` (averaged).
     `dropout` is the rate on every layer's input (and GAT's attention); `dropouts` makes it a searched
     top-level field `dropout` instead (regularisation matters as much as the layers on small graphs).
-    `ops` may add `EXTRA_OPS` ('appnp': linear, then APPNP propagation) to the default `OPS`.
+    `ops` may add `EXTRA_OPS` ('appnp': linear, then APPNP propagation) to the default `OPS`. Numpy scalars, in
+    the options or as numbers, are taken as their Python twins.
     """
 
     def __init__(self, in_channels: int, num_classes: int, *, layers: Sequence[int] = LAYERS,
@@ -183,13 +185,18 @@ class GNNSpace(ModelSpace):
                  attentions: Sequence[str] = ATTENTIONS, activations: Sequence[str] = ACTIVATIONS,
                  dropout: float = 0.5, dropouts: Sequence[float] | None = None,
                  example_graph: Data | None = None) -> None:
+        in_channels, num_classes, dropout = (python_scalar(v) for v in (in_channels, num_classes, dropout))
         for name, v in (("in_channels", in_channels), ("num_classes", num_classes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SpaceDefinitionError(f"{name}: expected a positive int, got {v!r}")
         for name, given in (("layers", layers), ("hidden", hidden), ("ops", ops), ("heads", heads),
                             ("attentions", attentions), ("activations", activations), ("dropouts", dropouts)):
             if given is not None and (isinstance(given, str) or not isinstance(given, Sequence)):
-                raise SpaceDefinitionError(f"{name}: expected a list of options, got {given!r} (e.g. {name}=[{given!r}])")
+                hint = "list(...)" if hasattr(given, "__iter__") and not isinstance(given, str) else f"[{given!r}]"
+                raise SpaceDefinitionError(f"{name}: expected a list of options, got {given!r} (e.g. {name}={hint})")
+        layers, hidden, ops, heads, attentions, activations = (
+            [python_scalar(v) for v in given] for given in (layers, hidden, ops, heads, attentions, activations))
+        dropouts = None if dropouts is None else [python_scalar(v) for v in dropouts]
         for name, rates in (("dropout", [dropout]), ("dropouts", list(dropouts or []))):
             for v in rates:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
@@ -272,7 +279,9 @@ class GNNSpace(ModelSpace):
         return GNN(layers, dropout)
 
     def example_input(self, arch: Mapping[str, Any], batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, edge_index) of `batch_size` disjoint copies of the example graph (default: 32 random nodes)."""
+        """(x, edge_index) of `batch_size` disjoint copies of the example graph (default: 32 random nodes);
+        ConfigError naming `batch_size` unless it is an int >= 1 (`count` passes its own here)."""
+        batch_size = check_count(batch_size, "batch_size")
         x, edge_index = self.example_graph.x, self.example_graph.edge_index
         n = x.shape[0]
         return (torch.cat([x] * batch_size),
@@ -340,14 +349,16 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> floa
     return float((selected.argmax(dim=-1) == y[mask]).float().mean())
 
 
-def check_node_data(data: Data, in_channels: int | None = None, num_classes: int | None = None) -> None:
+def check_node_data(data: Data, in_channels: int | None = None, num_classes: int | None = None,
+                    dtype: torch.dtype = torch.float32) -> None:
     """Check that `data` is a node-classification graph that training can use, before any training.
 
-    `data.x` holds finite [nodes, features]; `data.y` one integer class per node; `train_mask`, `val_mask` and
-    `test_mask` each select at least one node, and every node they select has a label in 0..num_classes-1
-    (unlabelled nodes, e.g. -1, may sit outside the masks). With `in_channels` / `num_classes` (a space's),
-    the features and labels must fit them. Each error is a ConfigError naming the field. Costs one pass over
-    the features and labels: evaluators call it once, when made, and `train_node_classifier` once per training.
+    `data.x` holds finite [nodes, features] of `dtype` (the model's: float32 for `GNNSpace`'s), dense or sparse
+    COO; `data.y` one integer class per node; `train_mask`, `val_mask` and `test_mask` each select at least one
+    node, and every node they select has a label in 0..num_classes-1 (unlabelled nodes, e.g. -1, may sit outside
+    the masks). With `in_channels` / `num_classes` (a space's), the features and labels must fit them. Each error
+    is a ConfigError naming the field. Costs one pass over the features and labels: evaluators call it once, when
+    made, and `train_node_classifier` once per training.
     """
     for mask in ("train_mask", "val_mask", "test_mask"):
         if getattr(data, mask, None) is None:
@@ -356,6 +367,9 @@ def check_node_data(data: Data, in_channels: int | None = None, num_classes: int
     if not isinstance(x, torch.Tensor) or x.dim() != 2:
         raise ConfigError(f"data.x: expected node features [nodes, features], got "
                           f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if x.dtype != dtype:  # float64 (torch.from_numpy's) or integer features failed inside the first layer
+        raise ConfigError(f"data.x: expected {str(dtype).removeprefix('torch.')} features (the model's dtype), got "
+                          f"{x.dtype}; convert them with data.x = data.x.to({dtype})")
     sparse = x.coalesce() if x.is_sparse else None
     values = x if sparse is None else sparse.values()
     if values.dtype.is_floating_point and not bool(torch.isfinite(values).all()):  # the logits would all be NaN
@@ -413,16 +427,18 @@ def train_node_classifier(model: nn.Module, data: Data, epochs: int = 200, lr: f
     Ties in validation accuracy go to the lower validation loss. An epoch whose logits are not finite has NaN
     accuracies and is never the best; if no epoch is finite (training diverged at once), every accuracy and
     `best_epoch` are NaN, so a search records the trial as failed. Training stops early once the
-    validation loss has not improved for `patience` epochs (None: never). Features sparser than
-    `SPARSE_BELOW` go in as a sparse tensor. Dropout draws from torch's global RNG: seed it (or wrap
-    the call in `torch.random.fork_rng`) for reproducible runs. The settings (`check_node_training`; lr 0
+    validation loss has not improved for `patience` epochs (None: never). Sparse COO features go in as they are,
+    dense ones sparser than `SPARSE_BELOW` as a sparse tensor. Dropout draws from torch's global RNG: seed it (or
+    wrap the call in `torch.random.fork_rng`) for reproducible runs. The settings (`check_node_training`; lr 0
     allowed: the network is evaluated as it is) and `data` (`check_node_data`) are checked first.
     """
     settings = check_node_training(epochs, lr, weight_decay, patience, zero_lr=True)  # 0: evaluate as it is
     epochs, lr, weight_decay, patience = (settings[k] for k in ("epochs", "lr", "weight_decay", "patience"))
-    check_node_data(data)
+    check_node_data(data, dtype=next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32))
     model = model.to(data.x.device)
-    x = data.x.to_sparse() if data.x.count_nonzero() <= SPARSE_BELOW * data.x.numel() else data.x
+    x = data.x
+    if not x.is_sparse and x.count_nonzero() <= SPARSE_BELOW * x.numel():  # sparse COO features go in as they are
+        x = x.to_sparse()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     best = {"valid_acc": -1.0, "valid_loss": float("inf")}
     lowest_loss, since_lowest, epoch = float("inf"), 0, 0

@@ -18,6 +18,7 @@ search, or one without a workdir), so a resumed search continues with the store 
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,10 +29,11 @@ from typing import Any
 import torch
 from torch_geometric.data import Data
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
+from nas.jsonio import python_scalar
 from nas.seeding import torch_seeded
 from nas.store import JOURNAL, Journal, Trial
-from nas.spaces.gnn import GNN, GNNSpace, check_node_data, train_node_classifier
+from nas.spaces.gnn import GNN, GNNSpace, check_node_data, check_node_training, train_node_classifier
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,8 @@ class SharedWeightsEvaluator:
     that accuracy beats `min_valid_acc` (None: the majority class's share of the validation nodes, what a
     constant prediction scores). Metrics are
     `train_node_classifier`'s plus params, `layers`, `inherited_layers` and `inherited.<position>` (1.0 or 0.0
-    per layer). Seeded like `NodeClassificationEvaluator`.
+    per layer). Seeded like `NodeClassificationEvaluator`, and checked like it when made (epochs an int >= 1,
+    lr > 0, weight_decay >= 0, patience None or >= 1, seed an int >= 0; numpy scalars taken as their Python twins).
 
     The store is one search's. `nas.search` calls `begin(workdir, trials)` when a search starts or resumes:
     the store becomes the one its journaled evaluations left, rebuilt from the layers each evaluation writes
@@ -110,6 +113,12 @@ class SharedWeightsEvaluator:
     _applied: list[str] = field(default_factory=list, init=False, repr=False)  # ids whose writes the store holds
 
     def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name, value in check_node_training(self.epochs, self.lr, self.weight_decay, self.patience, owner).items():
+            setattr(self, name, value)  # lr 0 refused: it would record untrained networks as results
+        if self.scratch_epochs is not None:
+            self.scratch_epochs = check_int(self.scratch_epochs, f"{owner}.scratch_epochs (None: epochs)", 1)
+        self.seed = check_int(self.seed, f"{owner}.seed", 0)
         check_node_data(self.data, self.space.in_channels, self.space.num_classes)
         if self.workdir is not None:
             if not isinstance(self.workdir, (str, os.PathLike)):
@@ -119,16 +128,15 @@ class SharedWeightsEvaluator:
                           "evaluator its workdir, and the store lives in <workdir>/shared_weights by itself; drop "
                           "workdir= (until then it is checked against the search's)", DeprecationWarning, stacklevel=3)
         if self.keep not in ("best", "latest"):
-            raise ConfigError(f"keep: expected 'best' or 'latest', got {self.keep!r}")
-        for name in ("epochs", "scratch_epochs"):
-            v = getattr(self, name)
-            if not (v is None and name == "scratch_epochs") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{name}: expected a positive int, got {v!r}")
-        if self.min_valid_acc is None:
+            raise ConfigError(f"{owner}.keep: expected 'best' or 'latest', got {self.keep!r}")
+        bar = python_scalar(self.min_valid_acc)
+        if bar is None:
             labels = self.data.y[self.data.val_mask]
             self.min_valid_acc = float(torch.bincount(labels).max()) / len(labels) if len(labels) else 0.0
-        elif not 0.0 <= self.min_valid_acc <= 1.0:
-            raise ConfigError(f"min_valid_acc: expected a number in [0, 1] or None, got {self.min_valid_acc!r}")
+        elif isinstance(bar, bool) or not isinstance(bar, numbers.Real) or not 0.0 <= bar <= 1.0:
+            raise ConfigError(f"{owner}.min_valid_acc: expected a number in [0, 1] or None, got {bar!r}")
+        else:
+            self.min_valid_acc = float(bar)
         self._base = dict(self.store)
 
     def reset(self) -> None:

@@ -10,8 +10,9 @@ the best in at most one class wherever both have a decision. Before the first re
 variations drawn for an ask were already seen (the best's neighbourhood is spent; counted in `escapes`),
 a proposal is the policy's full sample, as in `rl`. On a listed space (a sampled table) a proposal is a listed
 architecture that differs from the best in one class, drawn by the policy's weight; when none is left, a full
-draw as `rl` makes one there. Rewards, baseline and updates are `rl`'s (`ReinforceController`); state is
-plain data. Auto-GNN's constrained parameter sharing is a training evaluator: `nas.spaces.gnn_sharing`.
+draw as `rl` makes one there. Rewards, baseline and updates are `rl`'s (`ReinforceController`): repeats the
+search answers from its cache are not rewards, for the policy nor for the class selector. State is plain data.
+Auto-GNN's constrained parameter sharing is a training evaluator: `nas.spaces.gnn_sharing`.
 """
 
 from __future__ import annotations
@@ -210,6 +211,8 @@ class ConservativeController(ReinforceController):
         key = scalar_key(self.problem, result)
         if np.isfinite(key[0]) and (self.best_key is None or key < self.best_key):
             self.best, self.best_key = arch.to_dict(), (float(key[0]), float(key[1]))
+        if result.cached:  # a repeat answered from the search's cache: rewarded when it was first told, as in rl
+            return
         u = self.utility.add(result)
         if self.baseline is None:
             self.baseline = u

@@ -236,13 +236,14 @@ class ReinforceController(Strategy):
                  lr: float = 0.05, batch_size: int = 10, baseline_decay: float = 0.9,
                  entropy_weight: float = 0.01, resample: int = 20) -> None:
         super().__init__(space, problem, seed)
-        checks = {"hidden": hidden >= 1, "lr": lr > 0, "batch_size": batch_size >= 1,
-                  "baseline_decay": 0.0 <= baseline_decay < 1.0, "entropy_weight": entropy_weight >= 0,
-                  "resample": resample >= 0}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"rl: invalid {bad[0]} (hidden >= 1, lr > 0, batch_size >= 1, "
-                              f"baseline_decay in [0, 1), entropy_weight >= 0, resample >= 0)")
+        checks = [("hidden", hidden, hidden >= 1, "an int >= 1"), ("lr", lr, lr > 0, "> 0"),
+                  ("batch_size", batch_size, batch_size >= 1, "an int >= 1"),
+                  ("baseline_decay", baseline_decay, 0.0 <= baseline_decay < 1.0, "in [0, 1)"),
+                  ("entropy_weight", entropy_weight, entropy_weight >= 0, ">= 0"),
+                  ("resample", resample, resample >= 0, "an int >= 0")]
+        for option, value, ok, rule in checks:
+            if not ok:  # the option, its rule and the value given, as evolution's and mcts's errors say
+                raise ConfigError(f"{self.name}: {option} must be {rule}, got {value!r}")
         import torch
 
         self.hidden, self.lr, self.batch_size = hidden, lr, batch_size
