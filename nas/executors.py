@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nas.errors import ConfigError, check_count
+from nas.jsonio import python_scalar
 from nas.pruning import NO_PRUNER, Pruned, judged
 from nas.spaces import Architecture
 from nas.store import Trial
@@ -167,6 +168,15 @@ class Executor(ABC):
     def close(self) -> None:
         """Release workers."""
 
+    def now(self) -> float:
+        """The clock `max_time` counts on: wall-clock seconds (`time.monotonic`); a simulated clock's own seconds."""
+        return time.monotonic()
+
+    def deadline(self, max_time: float) -> float:
+        """The `now()` from which a search given `max_time` submits nothing new: `max_time` seconds after this run
+        starts (a resume gets `max_time` again)."""
+        return self.now() + max_time
+
     def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """A resumed search starts after these journaled trials (a simulated clock continues from them; a pruner
         judges against their curves); `placements` are `placement`s of the jobs in flight when the snapshot was
@@ -238,28 +248,48 @@ class SimulatedClockExecutor(Executor):
     it starts (e.g. the benchmark's recorded training time), so asynchronous parallel search is
     reproduced exactly, deterministically and in seconds. Timings in trials are simulated seconds. A resume
     re-runs the schedule from the snapshot, journaled jobs placed as they ran (`Job.replay`), so even a search
-    killed with jobs in flight continues as the uninterrupted one.
+    killed with jobs in flight continues as the uninterrupted one; its journal records the worker count, and a
+    resume with another is refused (the journaled schedule holds for that count only). `max_time` counts simulated
+    seconds from the search's start. One instance may run several searches: each `start` begins at clock 0 with
+    every worker free (`clock` keeps the last search's end until then).
     """
 
     replays = True
 
     def __init__(self, workers: int = 1, duration: str | float | Callable[[Architecture, Mapping[str, float]], float] = 1.0) -> None:
-        check_count(workers, "workers")  # as the other executors: 1.5, "2", True and 2.0 are named, not crashes
-        if not callable(duration) and not isinstance(duration, str) and not (math.isfinite(duration) and duration >= 0):
+        workers = check_count(workers, "workers")  # as the other executors: 1.5, "2", True and 2.0 are named
+        duration = python_scalar(duration)  # np.float64(3.0) -> 3.0: timestamps stay Python floats
+        if not callable(duration) and not isinstance(duration, str) and (
+                isinstance(duration, bool) or not isinstance(duration, (int, float))
+                or not (math.isfinite(duration) and duration >= 0)):
             raise ConfigError(f"SimulatedClockExecutor: duration must be a finite number of seconds >= 0, a metric "
                               f"name or a function, got {duration!r}")
         self.workers = workers
         self.duration = duration
-        self.clock = 0.0
         self._evaluate: EvaluateFn | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Clock 0, no job queued, every worker free: a search's start (after an earlier search, or one stopped
+        by Ctrl-C with jobs in flight, whose jobs would otherwise come back to the next search)."""
+        self.clock = 0.0
         self._running: list[tuple[float, int, Completed]] = []
         self._seq = 0
-        self._free = list(range(workers))  # worker slots, lowest first
+        self._free = list(range(self.workers))  # worker slots, lowest first
         self._placements: dict[str, dict[str, Any]] = {}  # arch id -> start and worker of a job to resubmit
         self._warned = False  # a non-finite or negative duration metric was charged 1 s
 
     def start(self, evaluate: EvaluateFn) -> None:
         self._evaluate = evaluate
+        self._reset()
+
+    def now(self) -> float:
+        return self.clock
+
+    def deadline(self, max_time: float) -> float:
+        """Simulated seconds from the search's start (clock 0): a resume continues the clock from the journal, so
+        it stops where the uninterrupted search did."""
+        return max_time
 
     def resume_after(self, trials: Sequence[Trial], placements: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         simulated = [t.finished for t in trials if t.worker.startswith("sim-")]

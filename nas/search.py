@@ -37,7 +37,7 @@ from nas.errors import (ConfigError, InvalidArchitectureError, JournalError, NAS
                         check_number, check_seed)
 from nas.evaluators import TWICE, Evaluator, as_evaluators, begin_search, merged, twice
 from nas.executor_spec import make_executor
-from nas.executors import Completed, EvaluateFn, Executor, Job, run_job, stopped_error
+from nas.executors import Completed, EvaluateFn, Executor, Job, SimulatedClockExecutor, run_job, stopped_error
 from nas.user_attrs import collecting
 from nas.experiment import (Experiment, check_workdir_arg, first_difference, open_experiment, resolve_seed,
                             search_config, space_path)
@@ -48,6 +48,7 @@ from nas.spaces import Architecture, Space
 from nas.stopping import StopRule, check_rule, reason
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy, plain_options
+from nas.strategies.multifidelity import FidelitySpace
 from nas.strategies.optuna_sampler import OptunaSampler
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ def search(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequence
     journal's trials when resuming; `progress=False`, as None, shows nothing.
 
     `timeout_s` fails an evaluation that runs longer (its worker is killed: executor "processes");
-    `max_time` stops submitting evaluations after that many seconds of this run. `enqueue` evaluates
+    `max_time` stops submitting evaluations after that many seconds of this run (on a `SimulatedClockExecutor`:
+    simulated seconds from the search's start, so a time-limited replay is deterministic and resumes exactly, and a
+    resume of a search it stopped starts nothing unless given a larger one). `enqueue` evaluates
     these architectures first (a baseline, an earlier front; a warning names the `enqueue[i]` that repeat an earlier
     entry, or that the budget leaves out); `warm_start` (another search's workdir over
     the same space) tells the strategy that search's completed results without spending budget on them.
@@ -191,6 +194,10 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         _check_warm_metrics(problem, warm)
         _warn_enqueued_warm(queued, warm, problem)
     evaluators = as_evaluators(evaluate)
+    if fidelity is not None and not any(e.takes_budget for e in evaluators) and isinstance(space, FidelitySpace):
+        raise ConfigError(f"fidelity={fidelity}: this search's space is a FidelitySpace, which passes the fidelity "
+                          f"level to the evaluators through each architecture (its {space.field!r} field, one of "
+                          f"{space.levels}), so fidelity= does not apply; leave it out")
     if fidelity is not None and not any(e.takes_budget for e in evaluators):
         names = ", ".join(repr(getattr(e.fn, "__name__", e.fn)) for e in evaluators)
         raise ConfigError(f"fidelity={fidelity}: no evaluator takes a budget= argument ({names}), so every evaluation "
@@ -250,6 +257,9 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     config = search_config(space, problem, strategy_name, options, seed, budget, fidelity, metadata,
                            timeout_s=timeout_s, max_time=max_time,
                            enqueue=[a.to_dict() for a in queued] or None, warm_start=warm.record if warm else None)
+    if isinstance(runner, SimulatedClockExecutor):  # a resume re-runs the journaled schedule: same workers only
+        _check_simulated_workers(runner.workers, recorded, contents.trials if recorded and contents else [])
+        config["simulated_clock"] = {"workers": runner.workers}  # in the header of a new journal
     if isinstance(strategy, Strategy):  # a resume by name, or with an instance made otherwise, is another search
         config["strategy_instance"] = _instance_record(strat)
     elif isinstance(strat, OptunaSampler):
@@ -305,6 +315,26 @@ def _check_journaled_archs(space: Space, journal: Journal, trials: Sequence[Tria
             raise JournalError(f"{journal.path}:{line if line is not None else '?'}: trial {t.number}'s architecture "
                                f"is outside this search's space ({e}); restore the journal from a copy, or fix that "
                                "line by hand") from None
+
+
+def _check_simulated_workers(workers: int, recorded: Mapping[str, Any], trials: Sequence[Trial]) -> None:
+    """ConfigError naming `workers` when a simulated-clock search resumes with another worker count than its journal
+    ran with (its header's record, or for a journal written before that was recorded, its highest `sim-N` lane): the
+    resume places the journaled trials on the workers and at the times they ran, which holds for that count only;
+    another count journals one worker running two trials at once, or trials a worker the run does not have. A
+    simulated search costs seconds, so a new workdir loses nothing."""
+    record = recorded.get("simulated_clock")
+    ran = record.get("workers") if isinstance(record, Mapping) else None
+    if ran is not None and ran != workers:
+        raise ConfigError(f"workers: this search ran on a SimulatedClockExecutor with {ran} workers, this run has "
+                          f"{workers}; a resume re-runs the journaled schedule, which holds for {ran} workers only "
+                          f"(resume with SimulatedClockExecutor(workers={ran}), or use a new workdir)")
+    lanes = [int(t.worker[4:]) for t in trials if t.worker.startswith("sim-") and t.worker[4:].isdigit()]
+    if ran is None and lanes and max(lanes) >= workers:
+        raise ConfigError(f"workers: this search's journal has trials on simulated worker sim-{max(lanes)}, so it ran "
+                          f"with at least {max(lanes) + 1} workers; this run has {workers}; a resume re-runs the "
+                          "journaled schedule, which holds for the same workers only (resume with as many as it ran "
+                          "with, or use a new workdir)")
 
 
 def _check_snapshot_fields(journal: Journal, snap: Mapping[str, Any] | None) -> None:
@@ -538,7 +568,7 @@ class _SearchLoop:
         self.queued: list[Architecture] = []  # enqueued architectures still to submit
         self.enqueue_ids: set[str] = set()  # every enqueued architecture (their trials say so in `extra`)
         self.enqueued: set[str] = set()  # ids of enqueued architectures submitted and not yet finished
-        self.deadline = float("inf")  # time.monotonic() after which nothing new is submitted (max_time)
+        self.deadline = float("inf")  # executor.now() from which nothing new is submitted (max_time)
         self.checked = False  # a trial completed: the objectives' names are right (checked on the first result)
         self.works = False  # an evaluation of this run succeeded (ok, or infeasible: a cheap rejection too): no fail-fast
         self.run_from = 0  # the trials journaled before this run (fail-fast counts this run's failures only)
@@ -586,8 +616,8 @@ class _SearchLoop:
         known = self.strategy.results  # a warm start's results: not evaluated (`_warn_enqueued_warm` says so)
         _warn_enqueued_over_budget([a for a in self.queued if self.strategy.key(a) not in known], enqueue,
                                    self.budget - (self.used - self.ahead) - len(self.pending))
-        if max_time is not None:
-            self.deadline = time.monotonic() + max_time
+        if max_time is not None:  # on the executor's clock: wall-clock seconds of this run, or simulated seconds
+            self.deadline = self.executor.deadline(max_time)
         try:
             self.executor.start(self.evaluate)
             self.executor.resume_after(told, self.placements)
@@ -607,7 +637,7 @@ class _SearchLoop:
                 if not self.in_flight:
                     stop = ("budget" if self.used >= self.budget else
                             reason(self.stop_when) if self.stopped and self.stop_when is not None else
-                            "max_time" if time.monotonic() >= self.deadline else "exhausted")
+                            "max_time" if self.executor.now() >= self.deadline else "exhausted")
                     break
                 self.ready = self.executor.wait()
                 while self.ready:
@@ -814,7 +844,7 @@ class _SearchLoop:
         """Submit work until the executor is full, the budget is committed or the strategy has nothing new."""
         rejected = 0
         while self.executor.free_slots() > 0 and self.used - self.ahead + len(self.in_flight) < self.budget:
-            if time.monotonic() >= self.deadline:
+            if self.executor.now() >= self.deadline:
                 return  # max_time: nothing new starts; what runs finishes
             asked = False
             if self.pending:

@@ -23,6 +23,7 @@ import numpy as np
 
 from nas.architecture import Architecture
 from nas.errors import ConfigError, InvalidArchitectureError, SpaceDefinitionError
+from nas.jsonio import python_scalar
 from nas.objectives import Objective
 from nas.pareto import pareto_mask
 from nas.spaces import Space
@@ -83,6 +84,9 @@ class TabularBenchmark:
 
 
 NBG_METRICS = ("valid_acc", "test_acc", "latency_s", "params_m")
+NBG_TEXT = (f"NAS-Bench-Graph's metric columns ({', '.join(NBG_METRICS)}) hold numbers (write nan for a run that "
+            "failed)")
+"""What a text cell in a NAS-Bench-Graph metric column is told (its other columns are text by design)."""
 
 
 def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenchmark:
@@ -111,7 +115,7 @@ def nas_bench_graph(dataset: str, root: str | Path | None = None) -> TabularBenc
                                   "look this row up")
         _first_line(file, lines, arch, line, lambda: f"architecture {dict(zip(names, arch))} is recorded twice; a "
                     "NAS-Bench-Graph table holds one row per architecture")
-        rows[arch] = _metric_cells(file, line, r, NBG_METRICS)
+        rows[arch] = _metric_cells(file, line, r, NBG_METRICS, NBG_TEXT)
 
     return TabularBenchmark(f"nas-bench-graph/{dataset}", space, rows, arch_of)
 
@@ -248,9 +252,11 @@ def recorded_table(path: str | Path, base: Space, name: str | None = None,
     if not metrics:  # every lookup would return {} and every evaluation of a search fail
         raise ConfigError(f"{file}: line 1: no metric column (every column but {', '.join(IDENTITY_COLUMNS)} is a "
                           f"metric; the header has only {', '.join(records[0][1])})")
+    text = f"every column but {', '.join(IDENTITY_COLUMNS)} is read as a numeric metric (remove a text column)"
     parsed = [(line, _cell(file, line, "seed", r["seed"], int), _recorded_arch(file, line, r["arch"], base),
-               _metric_cells(file, line, r, metrics)) for line, r in records]
+               _metric_cells(file, line, r, metrics, text)) for line, r in records]
     seeds = sorted({s for _, s, _, _ in parsed})
+    seed = python_scalar(seed)  # np.int64(0), from a loop over np.unique(df.seed), is training seed 0
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed not in seeds):
         raise ConfigError(f"seed: {seed!r} is not a training seed of {file} (seeds: {seeds}; an int or None)")
     by_arch: dict[str, tuple[Architecture, dict[int, dict[str, float]]]] = {}
@@ -298,12 +304,17 @@ def _read_records(file: Path, required: Sequence[str]) -> list[tuple[int, dict[s
     return records
 
 
-def _metric_cells(file: Path, line: int, row: Mapping[str, str | None], metrics: Sequence[str]) -> dict[str, float]:
-    """The numeric `metrics` of one row (`nan` for a failed run), or a ConfigError naming the file, line and column."""
+def _metric_cells(file: Path, line: int, row: Mapping[str, str | None], metrics: Sequence[str],
+                  text: str) -> dict[str, float]:
+    """The numeric `metrics` of one row (`nan` for a failed run), or a ConfigError naming the file, line and column
+    (`text`: what a text cell is told, after "is not a number; ")."""
     try:
-        return {m: float(row[m]) for m in metrics}  # type: ignore[arg-type]
+        values = {m: float(row[m]) for m in metrics}  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError):
-        return {m: _cell(file, line, m, row.get(m), float) for m in metrics}
+        values = None
+    if values is None or any("_" in row[m] for m in metrics):  # type: ignore[operator]
+        return {m: _cell(file, line, m, row.get(m), float, text) for m in metrics}
+    return values
 
 
 def _first_line(file: Path, lines: dict[Any, int], key: Hashable, line: int, duplicate: Callable[[], str]) -> None:
@@ -313,10 +324,13 @@ def _first_line(file: Path, lines: dict[Any, int], key: Hashable, line: int, dup
         raise ConfigError(f"{file}: lines {first} and {line}: {duplicate()} (remove one of them)")
 
 
-def _cell(file: Path, line: int, column: str, text: str | None, kind: type[int] | type[float]) -> Any:
-    """One cell of a recorded table as `kind`, or a ConfigError naming the file, line and column."""
+def _cell(file: Path, line: int, column: str, text: str | None, kind: type[int] | type[float],
+          hint: str = "") -> Any:
+    """One cell of a recorded table as `kind`, or a ConfigError naming the file, line and column (`hint`: what a
+    text cell in a metric column is told). A digit separator ("0_9", which int() and float() read as 9) is text."""
     try:
-        return kind(text)  # type: ignore[arg-type]
+        if text is None or "_" not in text:
+            return kind(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         pass
     where = f"{file}: line {line}, column {column!r}"
@@ -324,8 +338,7 @@ def _cell(file: Path, line: int, column: str, text: str | None, kind: type[int] 
         raise ConfigError(f"{where}: expected the training seed, an int, got {text!r}")
     if text is None or not text.strip():
         raise ConfigError(f"{where}: the cell is empty; a metric needs a number (write nan for a run that failed)")
-    raise ConfigError(f"{where}: {text!r} is not a number; every column but {', '.join(IDENTITY_COLUMNS)} is read "
-                      "as a numeric metric (remove a text column)")
+    raise ConfigError(f"{where}: {text!r} is not a number" + (f"; {hint}" if hint else ""))
 
 
 def _recorded_arch(file: Path, line: int, text: str | None, base: Space) -> Architecture:
