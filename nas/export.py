@@ -497,6 +497,8 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     `progress(done, total, trial)` is called after each model. The global torch RNG is as it was before the call.
     """
     _check_quantize(quantize, onnx)
+    if evaluate is not None and not callable(evaluate):  # before the picks are built, not when first called
+        raise ConfigError(f"evaluate: expected a callable module -> {{metric: value}} or None, got {evaluate!r}")
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"out: {out} is a file; exported models go into a folder")
     result = result_or_workdir if isinstance(result_or_workdir, SearchResult) else _load(result_or_workdir)

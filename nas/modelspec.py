@@ -250,7 +250,8 @@ class ModelSpec:
         return self.data.load()
 
     def calibrated(self, module: nn.Module, data: Splits, call: Callable[[Any], Any] | None = None) -> nn.Module:
-        """`module` with batch-norm statistics re-estimated on the calibration batches, in eval mode."""
+        """`module` with batch-norm statistics re-estimated on the calibration batches (the first `size` samples in
+        batches of `batch_size`, each weighted by its number of samples: `recalibrate_bn`), in eval mode."""
         from nas.spaces.training import recalibrate_bn
 
         if self.calibration is None:

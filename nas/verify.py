@@ -10,10 +10,12 @@ conditions, `Check.differs` names the fields), reports predicted-vs-measured err
 picks that break a constraint or are dominated by another pick once the measured values replace the
 searched ones, whose accuracy or count (exact) re-measures otherwise than searched, or whose model.json holds
 another architecture than export.json lists for the trial. The files a pick ships as (`model.pt2`,
-`model.onnx`) are each loaded and run once on the recorded input against that network (`Check.files`): one that
-is missing, does not load or disagrees by more than `AGREEMENT` is flagged. A pick that cannot be loaded (its
-folder, model.json or weights missing or unreadable) is flagged with why, and the others are still checked; the
-previous verify.json is removed first, so a run that stops short never leaves an earlier pass behind.
+`model.onnx`, and `model.int8.onnx` where export quantized) are each loaded and run once on the recorded input
+against that network (`Check.files`): one that is missing, does not load or disagrees by more than `AGREEMENT` is
+flagged (the quantized file's top-1 agreement and max |diff| are recorded, as export records them, not bounded).
+A pick that cannot be loaded (its folder, model.json or weights missing or unreadable) is flagged with why, and the
+others are still checked; the previous verify.json is removed first, so a run that stops short never leaves an
+earlier pass behind.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError, NASError
 from nas.measure import Remeasured, Splits, accuracy_mismatches, count_mismatches, remeasure_all
-from nas.modelspec import (SUBNET, DataRef, OnnxModule, RecordedInput, load_priced, load_program, moved_aside,
-                           read_subnet_json)
+from nas.modelspec import (SUBNET, WEIGHTS, DataRef, OnnxModule, RecordedInput, load_priced, load_program,
+                           moved_aside, read_subnet_json)
 from nas.objectives import Constraint, Objective
 from nas.pareto import pareto_mask
 
@@ -152,19 +154,27 @@ def disagreement(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
 
 def _shipped(sub: dict[str, Any], entry: dict[str, Any]) -> dict[str, str]:
     """{file: kind} of the files export wrote a pick's network into besides weights.pt (which `load_priced`
-    reads): its torch.export program (model.json `program.file`) and its ONNX model (export.json `onnx.file`)."""
+    reads): its torch.export program (model.json `program.file`), its ONNX model (export.json `onnx.file`) and
+    any quantized copy of it (the other files of export.json `files`, written with `quantize`: model.int8.onnx)."""
     program = sub.get("program") if isinstance(sub.get("program"), dict) else {}
     onnx = entry.get("onnx") if isinstance(entry.get("onnx"), dict) else {}
-    return {**({str(program["file"]): "program"} if program.get("file") else {}),
-            **({str(onnx["file"]): "onnx"} if onnx.get("file") else {})}
+    out = {**({str(program["file"]): "program"} if program.get("file") else {}),
+           **({str(onnx["file"]): "onnx"} if onnx.get("file") else {})}
+    for row in entry.get("files") or []:
+        name = row.get("file") if isinstance(row, dict) else None
+        if name and name != WEIGHTS and name not in out:
+            out[str(name)] = "quantized"
+    return out
 
 
 def _check_files(folder: Path, files: dict[str, str], module: nn.Module, shape: RecordedInput,
                  arch: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Each shipped file loaded and run once on the recorded input (at the traced batch of 2, which every file
     takes) against `module`, the network re-measured: ({file: {"max_abs_diff", "tolerance"}, or why it was not
-    compared}, a flag per file that is missing, does not load or run, or disagrees beyond `AGREEMENT`). An ONNX
-    file is not compared where onnxruntime is not installed, as export does."""
+    compared}, a flag per file that is missing, does not load or run, or disagrees beyond `AGREEMENT`). A quantized
+    file cannot agree within `AGREEMENT`: as export, which records its top-1 agreement but checks no bound on it,
+    verify records {"max_abs_diff", "top1_agreement"} and flags only outputs of another shape or not finite. An
+    ONNX file is not compared where onnxruntime is not installed, as export does."""
 
     x = shape.example_input(arch, 2)
     with torch.no_grad():
@@ -191,6 +201,16 @@ def _check_files(folder: Path, files: dict[str, str], module: nn.Module, shape: 
         except Exception as e:  # onnxruntime's errors on a damaged file, a program that fails to run: many kinds
             results[name] = {"error": f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"}
             flags.append(f"{name}: does not load or run ({results[name]['error']}); export the model again")
+            continue
+        if kind == "quantized":  # int8: agrees in its predictions, not within AGREEMENT
+            if got.shape != want.shape or not bool(torch.isfinite(got).all()):
+                what = (f"outputs of shape {tuple(got.shape)}, the network's {tuple(want.shape)}"
+                        if got.shape != want.shape else "outputs that are not finite")
+                results[name] = {"error": f"gives {what}"}
+                flags.append(f"{name}: gives {what} on the recorded input; export the model again")
+            else:
+                results[name] = {"max_abs_diff": float((got - want).abs().max()),
+                                 "top1_agreement": float((got.argmax(-1) == want.argmax(-1)).float().mean())}
             continue
         diff, tolerance = disagreement(got, want)
         results[name] = {"max_abs_diff": diff, "tolerance": tolerance}

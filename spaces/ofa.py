@@ -18,7 +18,7 @@ This is the implementation of the space; `nas.nn.builtin_spaces.OFANet` is a tes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -306,7 +306,9 @@ class OFASpace(ModelSpace):
     def sample_subnet(self, rng: np.random.Generator, elastic: frozenset[str] | set[str] = ELASTIC) -> Architecture:
         """OFA's training distribution: each decision uniform on its own (every stage depth equally likely),
         with dimensions outside `elastic` at their largest value. (`sample` is uniform over architectures,
-        which puts most mass on the deepest ones.)"""
+        which puts most mass on the deepest ones.) A bare string is refused, not read as a set of letters."""
+        if isinstance(elastic, str) or not isinstance(elastic, Iterable):
+            raise ConfigError(f"elastic: expected a collection of dimension names such as {{'depth'}}, got {elastic!r}")
         unknown = set(elastic) - ELASTIC
         if unknown:
             raise ConfigError(f"elastic: unknown dimensions {sorted(unknown)} (known: {sorted(ELASTIC)})")

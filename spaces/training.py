@@ -7,8 +7,8 @@
   and the smallest plus `n_random` random subnets on the largest one's predictions (in-place distillation).
 * `SinglePath` (SPOS, Guo et al. 2020): each step trains one architecture sampled uniformly, on the labels.
 * `PlainTraining`: ordinary training of one standalone network (the from-scratch baseline).
-* `recalibrate_bn`: exact batch-norm statistics for one subnet, needed because shared running statistics
-  mix all the subnets trained.
+* `recalibrate_bn`: batch-norm statistics of one subnet (calibration batches weighted by their samples), needed
+  because shared running statistics mix all the subnets trained.
 * `InheritedAccuracy`: the evaluator `evaluate(arch) -> {"accuracy": ...}` of a subnet with weights
   inherited from a trained supernet (BN recalibrated, no training).
 
@@ -122,15 +122,23 @@ def _names(owner: str, value: Any) -> frozenset[str] | None:
 
 
 def _per_step_keys(owner: str, space: Any, per_step: frozenset[str] | None) -> frozenset[str]:
-    """The decisions shared per step: `per_step`, each a top-level decision of the space's architectures;
-    None: `SHARED_PER_STEP` (the input resolution), which a space without it ignores."""
+    """The decisions shared per step: `per_step`, each a top-level single decision of the space's architectures
+    (not one holding others, such as a list of stages, nor one deciding another field's block count or
+    existence); None: `SHARED_PER_STEP` (the input resolution), which a space without it ignores."""
     if per_step is None:
         return SHARED_PER_STEP  # as drawn before per_step was checked, so seeded runs repeat exactly
-    offered = frozenset(space.largest().keys())
+    largest = space.largest()
+    offered = frozenset(largest.keys())
     unknown = sorted(per_step - offered)
     if unknown:
         raise ConfigError(f"{owner}: unknown decision {unknown[0]!r} (the space's architectures have "
                           f"{', '.join(sorted(offered))})")
+    for name in sorted(per_step):
+        if isinstance(largest[name], (Mapping, list, tuple)):  # a Repeat's list of blocks, a nested Space
+            raise ConfigError(f"{owner}: decision {name!r} holds other decisions (its value is a "
+                              f"{type(largest[name]).__name__} of them), so sharing it would give every subnet of a "
+                              "step the same random one: the largest and smallest networks would never be trained; "
+                              "share single decisions no other field depends on, such as the input resolution")
     for name, node in getattr(space, "fields", {}).items():
         on = getattr(node, "on", None)  # a Conditional's controller
         count = getattr(getattr(node, "node", node), "count", None)  # a Repeat's (maybe under a Conditional)
@@ -382,13 +390,15 @@ class SandwichRule:
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
         per_step = _per_step_keys("SandwichRule.per_step", space, self.per_step)
+        _check_data(x, y, self.batch_size)
+        classes = int(y.max()) + 1
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             teacher, *children = sandwich_subnets(space, rng, self.n_random, per_step)
             with _training("SandwichRule", teacher):
                 logits = supernet(xb, teacher)
-                loss = F.cross_entropy(logits, yb)
+                loss = F.cross_entropy(check_logits(logits, classes), yb)
                 _finite_loss(loss, teacher)
                 loss.backward()
             soft, total = logits.detach(), loss.detach()
@@ -421,12 +431,14 @@ class SinglePath:
 
     def fit(self, supernet: nn.Module, x: torch.Tensor, y: torch.Tensor) -> TrainLog:
         space = supernet.space
+        _check_data(x, y, self.batch_size)
+        classes = int(y.max()) + 1
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
             arch = _random_subnet(space, rng)
             with _training("SinglePath", arch):
-                loss = F.cross_entropy(supernet(xb, arch), yb)
+                loss = F.cross_entropy(check_logits(supernet(xb, arch), classes), yb)
                 _finite_loss(loss, arch)
                 loss.backward()
             return loss.detach()
@@ -523,15 +535,18 @@ class ProgressiveShrinking:
         per_step = _per_step_keys("ProgressiveShrinking.per_step", space, self.per_step)
         for phase in self.phases:  # an unknown elastic dimension fails now, not after the phases before it trained
             _check_elastic(space, supernet, phase)
+        _check_data(x, y, self.batch_size)
+        classes = int(y.max()) + 1
         rng, gen = np.random.default_rng(self.seed), torch.Generator().manual_seed(self.seed)
         largest, teacher, out = space.largest(), None, TrainLog()
         for i, phase in enumerate(self.phases):
             if phase.sort_channels:
                 supernet.sort_channels()
             n = 1 if i == 0 else self.subnets_per_step
+            owner = f"ProgressiveShrinking phase {phase.name!r}"
 
-            def step(xb: torch.Tensor, yb: torch.Tensor, phase: Phase = phase, n: int = n, later: bool = i > 0
-                     ) -> torch.Tensor:
+            def step(xb: torch.Tensor, yb: torch.Tensor, phase: Phase = phase, n: int = n, later: bool = i > 0,
+                     owner: str = owner) -> torch.Tensor:
                 shared = _draw_shared(space, rng, per_step, phase.elastic)
                 soft = None
                 if teacher is not None and self.kd_ratio > 0:
@@ -542,17 +557,18 @@ class ProgressiveShrinking:
                     archs.insert(0, largest)
                 total = torch.zeros(())
                 for arch in archs:
-                    logits = supernet(xb, _share(space, arch, shared))
-                    loss = F.cross_entropy(logits, yb)
-                    if soft is not None:
-                        loss = loss + self.kd_ratio * distillation_loss(logits, soft, self.temperature)
-                    _finite_loss(loss, arch)
-                    loss.backward()
+                    with _training(owner, arch):
+                        logits = supernet(xb, _share(space, arch, shared))
+                        loss = F.cross_entropy(check_logits(logits, classes), yb)
+                        if soft is not None:
+                            loss = loss + self.kd_ratio * distillation_loss(logits, soft, self.temperature)
+                        _finite_loss(loss, arch)
+                        loss.backward()
                     total = total + loss.detach()
                 return total / len(archs)
 
             out.phases.append(run_phase(phase.name, supernet, x, y, phase.epochs, self.batch_size, phase.lr,
-                                        self.weight_decay, gen, step, f"ProgressiveShrinking phase {phase.name!r}"))
+                                        self.weight_decay, gen, step, owner))
             if self.after_phase is not None:
                 self.after_phase(phase, supernet)
             if i == 0 and self.kd_ratio > 0:
@@ -566,11 +582,29 @@ def _chunks(x: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
     return (x[i:i + batch_size] for i in range(0, len(x), batch_size))
 
 
+def _samples(batch: Any) -> int:
+    """How many samples a calibration batch holds: the length of the tensor, or of the first tensor in a tuple, list
+    or dict of them (x, mask); 1 when it holds no tensor (each such batch then counts the same)."""
+    parts = (list(batch.values()) if isinstance(batch, Mapping) else batch if isinstance(batch, (tuple, list))
+             else [batch])
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            return len(part) if part.dim() > 0 else 1
+    return 1
+
+
 @torch.no_grad()
 def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any], Any] | None = None) -> nn.Module:
-    """Reset the running statistics of every batch-norm layer that trains and re-estimate them as the exact
-    average over the batches in `inputs` (momentum=None), run in train mode by `call(batch)` (default
-    `module(batch)`).
+    """Reset the running statistics of every batch-norm layer that trains and re-estimate them over the batches in
+    `inputs`, run in train mode by `call(batch)` (default `module(batch)`), each batch weighted by its number of
+    samples (`_samples`): a cumulative average with momentum n / (seen + n), as OFA's `set_running_statistics`
+    weights them, so a short last batch counts for its size, not as much as a full one. The running mean is the
+    exact mean over the calibration set (of the values each layer saw, given equal lengths per sample); the
+    running variance is the sample-weighted average of the per-batch (unbiased) variances, the variance within
+    batches: the spread of the batch means about the overall mean is left out (in one batch it is the exact
+    variance). Equal-sized batches give exactly torch's plain average (momentum=None), as before. A layer run
+    several times per batch (shared) counts each run; one run by a wrapper that reads its momentum instead of
+    calling it (`DynamicBatchNorm`) counts once per batch.
 
     Which batch norms train is the model's own mode setup. A module in eval mode is switched with `module.train()`
     (a model whose `train()` keeps a frozen pretrained backbone in eval keeps it so). A module that comes in train
@@ -595,13 +629,27 @@ def recalibrate_bn(module: nn.Module, inputs: Iterable[Any], call: Callable[[Any
         m.eval()
     bns = [m for m in module.modules() if isinstance(m, _BN) and m.training]
     saved = [m.momentum for m in bns]
+    n, total = 0, 0  # samples of the batch running, and of all batches so far
+    seen = {id(m): 0 for m in bns}  # samples each layer called as a module has averaged (once per run)
+
+    def weigh(m: nn.Module, args: tuple[Any, ...]) -> None:
+        """Before a batch norm runs as a module: momentum n / (seen + n), this run's weight among its runs."""
+        seen[id(m)] += n
+        m.momentum = n / seen[id(m)] if seen[id(m)] else 0.0
+
+    hooks = [m.register_forward_pre_hook(weigh) for m in bns]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None
     try:
         for batch in itertools.chain((first,), batches):
+            n = _samples(batch)
+            total += n
+            for m in bns:  # the momentum a wrapper reads (DynamicBatchNorm); a layer's own run sets it in `weigh`
+                m.momentum = n / total if total else 0.0
             (call or module)(batch)
     finally:
+        for hook in hooks:
+            hook.remove()
         for m, momentum in zip(bns, saved):
             m.momentum = momentum
     return module.eval()
@@ -647,6 +695,8 @@ class InheritedAccuracy:
         if len(self.calib_x) == 0:
             raise ConfigError("InheritedAccuracy.calib_x: no calibration inputs (0 rows); batch-norm statistics "
                               "would be reset and never re-estimated")
+        # calib_x is cut into batches of batch_size, each a batch norm trains on: at least 2 samples
+        self.batch_size = check_int(self.batch_size, "InheritedAccuracy.batch_size", 2)
 
     def __call__(self, arch: Mapping[str, Any]) -> dict[str, float]:
         sub = self.supernet.subnet(arch)
