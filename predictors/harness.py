@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from nas import jsonio
-from nas.errors import ConfigError, check_int
+from nas.errors import ConfigError, check_int, check_seed
 from nas.spaces import Architecture
 
 log = logging.getLogger(__name__)
@@ -59,16 +59,23 @@ class Record:
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, top_fraction: float = 0.05) -> dict[str, float]:
-    """Rank correlations, MAE and precision@top-fraction (predicted top k against the true top k)."""
+    """Rank correlations, MAE and precision@top-fraction, none of them dependent on the order of the rows.
+
+    Precision: the share of the predicted top k whose true value is at least the k-th largest true value (a pick
+    tied with the k-th best is as good as it, so it is a hit); predictions tied at the cut count at their tied
+    group's share of hits. Tau and rho are 0.0 where either side is constant (no ranking to compare), not NaN.
+    """
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
     k = max(1, int(math.ceil(top_fraction * len(y_true))))
-    true_top = set(np.argsort(-y_true, kind="stable")[:k].tolist())
-    pred_top = set(np.argsort(-y_pred, kind="stable")[:k].tolist())
-    constant = np.ptp(y_pred) == 0
+    hit = y_true >= np.sort(y_true)[-k]
+    cut = np.sort(y_pred)[-k]  # the k-th largest prediction: all above it are picked, those equal to it share the rest
+    above, tied = y_pred > cut, y_pred == cut
+    hits = hit[above].sum() + (k - above.sum()) * hit[tied].mean() if tied.any() else math.nan  # NaN predictions
+    constant = np.ptp(y_pred) == 0 or np.ptp(y_true) == 0
     return {"kendall_tau": 0.0 if constant else float(stats.kendalltau(y_pred, y_true)[0]),
             "spearman_rho": 0.0 if constant else float(stats.spearmanr(y_pred, y_true)[0]),
             "mae": float(np.mean(np.abs(y_pred - y_true))),
-            "top_precision": len(true_top & pred_top) / k}
+            "top_precision": float(hits) / k}
 
 
 def held_out_split(n: int, n_test: int, rng: np.random.Generator,
@@ -115,6 +122,13 @@ def evaluate(factories: Mapping[str, Factory], archs: Sequence[Architecture], y:
     if isinstance(top_fraction, bool) or not isinstance(top_fraction, numbers.Real) or not 0 < top_fraction <= 1:
         raise ConfigError(f"top_fraction: expected a fraction in (0, 1], got {top_fraction!r}")
     seeds, sizes = list(seeds), list(sizes)
+    for what, values in (("sizes", sizes), ("seeds", seeds)):
+        if not values:  # nothing would be run, and the table would be a header alone
+            raise ConfigError(f"{what}: expected at least one, got none")
+    try:
+        seeds = [check_seed(s) for s in seeds]
+    except ConfigError as e:
+        raise ConfigError(f"seeds: {str(e).partition(': ')[2]} (in {seeds!r})") from None
     bad_sizes = [s for s in sizes if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 2]
     if bad_sizes:
         raise ConfigError(f"sizes: expected ints >= 2 (training set sizes), got {bad_sizes}")
@@ -234,7 +248,7 @@ def to_json(records: Sequence[Record], meta: Mapping[str, Any] | None = None) ->
 
 def write_json(path: str | Path, records: Sequence[Record], meta: Mapping[str, Any] | None = None) -> Path:
     path = Path(path)
-    jsonio.write_json(path, to_json(records, meta), allow_nan=True)  # a constant predictor's tau is NaN
+    jsonio.write_json(path, to_json(records, meta), allow_nan=True)  # a NaN prediction scores NaN
     return path
 
 
@@ -249,7 +263,7 @@ def main_eval(dataset: str = "cora", predictors: Sequence[str] = ("wl-gp", "gcn"
     `metric` by predictor and N, "summary": per-cell means/stds, "json": path, "plot": path}; with
     `out_dir`, writes `predictors_<dataset>.json` and `.png` there (else the paths are None).
     """
-    from nas.predictors import make_predictor
+    from nas.predictors import make_predictor, predictor_class
     from nas.tabular import nas_bench_graph
 
     check_int(seeds, "seeds", 1)
@@ -260,9 +274,19 @@ def main_eval(dataset: str = "cora", predictors: Sequence[str] = ("wl-gp", "gcn"
         raise ConfigError(f"out_dir: {out_dir} is a file, not a folder")
     if metric not in (*METRICS, "fit_seconds"):
         raise ConfigError(f"metric: unknown {metric!r} (known: {', '.join(METRICS)})")
+    if isinstance(predictors, str):  # a bare name would be split into letters
+        raise ConfigError(f"predictors: expected a list of predictor names (e.g. [{predictors!r}]), got {predictors!r}")
     names = list(predictors)
     if not names:
         raise ConfigError("predictors: name at least one")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # scored once under one name, as if given once
+        raise ConfigError(f"predictors: {repeated} given more than once")
+    for name in names:  # unknown names fail before the table is read, naming the field
+        try:
+            predictor_class(name)
+        except ConfigError as e:
+            raise ConfigError(f"predictors: {e}") from None
     if rows is not None and rows < n_test + max(sizes):
         raise ConfigError(f"rows: {rows} is fewer than n_test + the largest size ({n_test + max(sizes)})")
     bench = nas_bench_graph(dataset, data_root)
@@ -278,8 +302,11 @@ def main_eval(dataset: str = "cora", predictors: Sequence[str] = ("wl-gp", "gcn"
         return {"proxy": params_m, "pretrain_cache": caches[name]} if name.endswith("-pretrained") else {}
 
     caches: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for name in names:
-        make_predictor(name, space, 0, **options(name))  # unknown names and unfit spaces fail before any work
+    for name in names:  # unfit spaces fail before any work
+        try:
+            make_predictor(name, space, 0, **options(name))
+        except ConfigError as e:
+            raise ConfigError(f"predictors: {e}") from None
     keys = list(bench.rows)
     if rows is not None:
         keys = [keys[i] for i in sorted(np.random.default_rng(0).choice(len(keys), min(rows, len(keys)), replace=False))]

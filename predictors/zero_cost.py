@@ -378,7 +378,7 @@ class ZeroCostPredictor(Predictor):
             raise ConfigError(f"proxy: unknown {proxy!r} (known: {', '.join(PROXIES)})")
         if proxy in NEEDS_LABELS and (batch is None or loss_fn is None):
             raise ConfigError(f"proxy {proxy!r} needs labelled data: pass batch=arch->(inputs, targets) and loss_fn")
-        check_count(batch_size, "zero-cost: batch_size", " (example inputs per scored network)")
+        batch_size = check_count(batch_size, "zero-cost: batch_size", " (example inputs per scored network)")
         self.proxy, self.batch_size, self.batch, self.loss_fn = proxy, batch_size, batch, loss_fn
         if proxy == "jacov" and batch is None:
             self._check_floating_input()
@@ -426,12 +426,20 @@ class ZeroCostPredictor(Predictor):
         self._sign = -1.0 if np.isfinite(rho) and rho < 0 else 1.0
         self._scores = np.sort(self._sign * s[ok])
         self._rank = RankTarget().fit(y)
-        fitted = self._rank.inverse(self._quantile(s))
-        self._resid = float(np.std(y - fitted))
+        # beyond the training scores, linear in the oriented score (as TransferPredictor maps back beyond the best
+        # result): the least-squares slope of the targets per training-score range, at least the rank map's tilt,
+        # so candidates scored above everything measured are still told apart, in the proxy's order
+        self._span = float(np.ptp(self._scores)) if len(self._scores) else 0.0
+        slope = (float(np.polyfit(self._sign * s[ok] / self._span, y[ok], 1)[0]) if self._span > 0 else 0.0)
+        self._slope = max(slope, self._rank._tilt)
+        self._span = self._span or 1.0
+        self._resid = 0.0
+        self._resid = float(np.std(y - self._mean(s)[0]))
 
     def _quantile(self, s: np.ndarray) -> np.ndarray:
-        """The quantile of each raw score among the training scores, oriented by the calibrated sign; a failed
-        (non-finite) score gets quantile 0, below every scored network, whichever the sign."""
+        """The quantile of each raw score among the training scores, oriented by the calibrated sign (held at the
+        ends beyond them); a failed (non-finite) score gets quantile 0, below every scored network, whichever the
+        sign."""
         s = np.asarray(s, dtype=float)
         ok = np.isfinite(s)
         q = np.zeros(len(s))
@@ -440,11 +448,26 @@ class ZeroCostPredictor(Predictor):
             q[ok] = np.interp(self._sign * s[ok], self._scores, grid)
         return q
 
+    def _mean(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, distance beyond the training scores in units of their range) for raw scores. Above the range the
+        mean grows linearly; below it, it falls towards (never to) `_slope` under the lowest in-range mean, so a
+        failed network (`_predict`) stays below every scored one."""
+        mean = self._rank.inverse(self._quantile(s))
+        above, below = np.zeros(len(s)), np.zeros(len(s))
+        ok = np.isfinite(s)
+        if len(self._scores) and ok.any():
+            u = self._sign * s[ok]
+            above[ok] = np.maximum(u - self._scores[-1], 0.0) / self._span
+            below[ok] = np.maximum(self._scores[0] - u, 0.0) / self._span
+        mean = mean + self._slope * (above - below / (1.0 + below))
+        return mean, above + below
+
     def _predict(self, archs: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
         s = np.array([self.score(a) for a in archs])
-        mean = self._rank.inverse(self._quantile(s))
+        mean, beyond = self._mean(s)
         failed = ~np.isfinite(s)
-        if failed.any():  # strictly below the lowest scored prediction, even where the tilt is under float precision
+        if failed.any():  # strictly below every scored prediction, even where the tilt is under float precision
             lowest = float(self._rank.inverse(np.array([0.5 / len(self._scores) if len(self._scores) else 0.0]))[0])
-            mean[failed] = np.minimum(mean[failed], np.nextafter(lowest, -np.inf))
-        return mean, np.full(len(archs), self._resid)
+            mean[failed] = np.minimum(mean[failed], np.nextafter(lowest - 2.0 * self._slope, -np.inf))
+        # the further beyond the scores measured, the less sure: the std grows with the distance, at the slope
+        return mean, self._resid + self._slope * beyond

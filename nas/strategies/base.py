@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.objectives import Problem
 from nas.pareto import non_dominated_sort
 from nas.spaces import Architecture, Space
@@ -224,7 +224,8 @@ class Strategy(ABC):
                               f"{sorted(missing)}, which {type(space).__name__} lacks{hint}")
         self.space = space
         self.problem = problem
-        self.rng = np.random.default_rng(seed)
+        # None: fresh entropy; any int >= 0 (numpy's too), even past torch's range (torch_seed wraps it for torch)
+        self.rng = np.random.default_rng(None if seed is None else check_int(seed, "seed", 0))
 
     @abstractmethod
     def ask(self, n: int = 1) -> list[Architecture]:
