@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nas.errors import ConfigError, NASError
 
 
@@ -35,8 +37,19 @@ def plain(value: Any, what: str) -> Any:
 
 
 def python_scalar(value: Any) -> Any:
-    """A numpy scalar as its Python twin (np.int64(8) -> 8), which checks and JSON take; anything else as it is."""
-    return value.item() if hasattr(value, "item") and type(value).__module__ == "numpy" else value
+    """A numpy scalar as its Python twin (np.int64(8) -> 8, np.str_ -> str, np.bool_ -> bool), which checks and JSON
+    take; anything else as it is (an array too, so the caller's check names it, rather than `.item()` failing)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def plain_value(value: Any) -> Any:
+    """`value` with numpy scalars as their Python twins (`python_scalar`), inside dicts, lists and tuples too: they
+    mean what those mean, and the journal (JSON) takes only the twins."""
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(plain_value(v) for v in value)
+    return python_scalar(value)
 
 
 def not_a_file(path: Path) -> str:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from nas.errors import ConfigError
-from nas.jsonio import python_scalar
+from nas.jsonio import plain_value
 from nas.spaces import Architecture, Space
 
 Need = Literal["vector", "graph", "model"]
@@ -96,13 +96,6 @@ def check_seed(seed: Any) -> int:
         raise ConfigError(f"seed: expected an int >= 0 (every predictor fit is seeded, so it is reproducible), "
                           f"got {seed!r}")
     return int(seed)
-
-
-def plain_data(value: Any) -> Any:
-    """`value` with numpy scalars as Python ones, inside lists and tuples too (options such as `hidden=(128, 128)`)."""
-    if type(value) in (list, tuple):
-        return type(value)(plain_data(v) for v in value)
-    return python_scalar(value)
 
 
 class RankTarget:
@@ -206,7 +199,7 @@ class Predictor(ABC):
         """The constructor's keyword arguments as plain Python data (numpy scalars as their Python twins, which JSON
         takes), read from same-named attributes."""
         params = inspect.signature(type(self).__init__).parameters
-        return {k: plain_data(getattr(self, k)) for k in params if k not in ("self", "space")}
+        return {k: plain_value(getattr(self, k)) for k in params if k not in ("self", "space")}
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: the configuration and the training set (refitted on load)."""

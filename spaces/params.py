@@ -12,6 +12,7 @@ from typing import Any, Union
 import numpy as np
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
+from nas.jsonio import python_scalar
 
 Scalar = Union[str, int, float, bool]
 
@@ -21,15 +22,9 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
-def _plain(x: Any) -> Any:
-    """A numpy scalar as the Python scalar it holds (np.bool_ -> bool, np.int64 -> int, np.str_ -> str);
-    anything else unchanged: values read from a DataFrame or an array mean what their Python twins mean."""
-    return x.item() if isinstance(x, np.generic) else x
-
-
 def _option_key(x: Any) -> tuple[int, Any]:
     """What `Choice.index` matches on: a bool equals only the same bool, a number any equal number."""
-    x = _plain(x)
+    x = python_scalar(x)
     return (0, x) if isinstance(x, bool) else (1, x) if is_number(x) else (2, x)
 
 
@@ -55,11 +50,11 @@ class Choice:
         if isinstance(options, np.ndarray):
             options = options.tolist()
         # numpy scalars become Python scalars (np.int64 and np.float64 alike; ids and specs are unchanged)
-        opts = tuple(_plain(o) for o in options) if isinstance(options, (list, tuple, range)) else None
+        opts = tuple(python_scalar(o) for o in options) if isinstance(options, (list, tuple, range)) else None
         object.__setattr__(self, "options", opts if opts is not None else options)
         if ordered is None:
             ordered = bool(opts) and all(is_number(o) for o in opts) and _monotone(opts)
-        object.__setattr__(self, "ordered", _plain(ordered))
+        object.__setattr__(self, "ordered", python_scalar(ordered))
 
     def check(self, path: str) -> None:
         if not isinstance(self.options, tuple):
@@ -201,7 +196,7 @@ class Subset:
 
     def __init__(self, items: Sequence[Item] | range | None = None, k: int | None = None, *,
                  n: int | None = None) -> None:
-        n, k = _plain(n), _plain(k)  # numpy ints (read from an array) as Python ints
+        n, k = python_scalar(n), python_scalar(k)  # numpy ints (read from an array) as Python ints
         problem = None  # raised by `check`, which knows the field's path
         if (items is None) == (n is None):
             problem = ("Subset takes its items (a list or range) or n= (items 0..n-1), one of them: "
@@ -268,7 +263,7 @@ class Subset:
         """Where `item` stands among the items, or None when it is not one."""
         items = self.items
         if type(item) is not int and type(item) is not str:
-            item = _plain(item)  # np.int64 -> int, np.str_ -> str (np.bool_ -> bool, refused below)
+            item = python_scalar(item)  # np.int64 -> int, np.str_ -> str (np.bool_ -> bool, refused below)
             if type(item) is not int and type(item) is not str:
                 return None  # bools, floats, None, lists...
         if isinstance(items, range):
@@ -531,7 +526,7 @@ class Conditional:
     node: Any
 
     def __init__(self, on: str, values: Sequence[Scalar] | Scalar, node: Any) -> None:
-        vals = tuple(_plain(v) for v in values) if isinstance(values, (list, tuple)) else (_plain(values),)
+        vals = tuple(python_scalar(v) for v in values) if isinstance(values, (list, tuple)) else (python_scalar(values),)
         object.__setattr__(self, "on", on)
         object.__setattr__(self, "values", vals)
         object.__setattr__(self, "node", node)

@@ -172,7 +172,7 @@ def train_with_recipe(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor]
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"recipe: expected a Recipe (Recipe(**fields) or Recipe.from_arch(arch)), got "
                           f"{type(recipe).__name__}")
-    seed = check_int(seed.item() if isinstance(seed, np.generic) else seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
     if not isinstance(train, Sequence) or len(train) != 2:
         raise ConfigError(f"train: expected the pair (x, y), got {type(train).__name__}")
     x, y = train

@@ -21,8 +21,9 @@ import numpy as np
 
 from nas.errors import InvalidArchitectureError, SpaceDefinitionError
 from nas.architecture import Architecture, as_sequence, canonical_json
+from nas.jsonio import python_scalar
 from nas.spaces.cell_graph import CellGraph
-from nas.spaces.params import WIDE_ORDINAL, Choice, Conditional, Integer, Leaf, Subset, SubsetBit, _plain
+from nas.spaces.params import WIDE_ORDINAL, Choice, Conditional, Integer, Leaf, Subset, SubsetBit
 
 Path = tuple[str | int, ...]
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Repeat:
         # both forms at once is refused by the parent's check, which knows the field's path
         problem = "Repeat takes either block= or keyword fields, not both" if block is not None and fields else None
         body = block if isinstance(block, Space) else Space._unchecked(block or fields)
-        object.__setattr__(self, "count", _plain(count))  # np.int64(2) means 2
+        object.__setattr__(self, "count", python_scalar(count))  # np.int64(2) means 2
         object.__setattr__(self, "block", body)
         object.__setattr__(self, "_problem", problem)  # not a field: equality and specs ignore it
 

@@ -665,7 +665,7 @@ def accuracy(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: 
     if len(x) == 0:
         raise ConfigError("x: accuracy needs at least one input, got 0")
     check_labels(y, len(x))  # never broadcast: [n, 1] or one-hot labels against [n] predictions miscount
-    batch_size = check_int(batch_size.item() if isinstance(batch_size, np.generic) else batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
     correct = 0
     for xb, yb in zip(_chunks(x, batch_size), _chunks(y, batch_size)):
         logits = model(xb)

@@ -39,3 +39,17 @@ def test_a_callers_fields_read_from_an_array_are_taken():
     assert (gemm.m, gemm.n, gemm.k) == (8, 16, 4) and type(gemm.m) is int
     with pytest.raises(ConfigError, match=r"^Gemm.k: expected a positive int, got 0"):
         Gemm(m=8, n=16, k=0)
+
+
+def test_python_scalar_converts_numpy_scalars_only_and_leaves_an_array_to_the_callers_check():
+    """Before: an array went through `.item()`, so np.array([5]) became 5 and np.array([1, 2]) raised numpy's
+    ValueError instead of the field check's ConfigError."""
+    from nas.jsonio import plain_value, python_scalar
+
+    assert [type(python_scalar(v)) for v in (np.int64(3), np.float32(0.5), np.bool_(True), np.str_("a"))] == \
+        [int, float, bool, str]
+    array = np.array([1, 2])
+    assert python_scalar(array) is array
+    with pytest.raises(ConfigError, match=r"^n: expected a positive int"):
+        check_count(python_scalar(array), "n")
+    assert plain_value({"a": [np.int64(1), (np.float64(2.0),)]}) == {"a": [1, (2.0,)]}

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import SpaceDefinitionError
+from nas.jsonio import python_scalar as plain_number  # a numpy scalar as its Python twin (public name kept)
 
 __all__ = ["Choice", "Expr", "Value", "always_equal", "evaluate", "is_value", "plain_number", "possible_values"]
 
@@ -112,9 +113,6 @@ def _options(label: str | None, options: Any) -> Any:
     return tuple(plain_number(o) for o in options)
 
 
-def plain_number(x: Any) -> Any:
-    """A numpy scalar as the Python scalar it holds (np.int64(8) -> 8); anything else unchanged."""
-    return x.item() if isinstance(x, np.generic) else x
 
 
 class Expr(Value):

@@ -8,9 +8,8 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from nas import jsonio
+from nas.jsonio import plain_value
 from nas.errors import ConfigError
 from nas.objectives import Problem
 from nas.spaces import Space
@@ -50,18 +49,6 @@ def make_strategy(name: str, space: Space, problem: Problem, seed: int | None = 
             raise ConfigError(f"strategy {name!r} has no option {key!r} (options: {', '.join(allowed) or 'none'})")
         _check_option(name, key, options[key], params[key])
     return cls(space, problem, seed, **options)
-
-
-def plain_value(value: Any) -> Any:
-    """`value` with numpy scalars (`np.int64` from `np.arange`, `np.float32`, `np.bool_`) as their Python twins, inside
-    dicts, lists and tuples too: they mean what those mean, and the journal (JSON) takes only the twins."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: plain_value(v) for k, v in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(plain_value(v) for v in value)
-    return value
 
 
 def plain_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
