@@ -34,6 +34,7 @@ from nas.datasets import TextSplits, movie_reviews
 from nas.errors import ConfigError, check_count, check_int, check_number
 from nas.spaces import Architecture
 from nas.spaces.training import accuracy as training_accuracy
+from nas.spaces.training import diverged
 from nas.spaces.transformer import POOLINGS, FlexiBertConfig, FlexiBertSpace, check_text_data
 from flops_recount import Recount, add_option, read_json, write_json  # experiments/ is on sys.path
 from reporting import git_commit  # experiments/reporting.py (the script folder is on sys.path)
@@ -75,7 +76,7 @@ def check_finite_loss(loss: torch.Tensor, epoch: int, step: int, lr: float) -> f
     step, and the accuracy of its weights, would be meaningless), raised before the optimiser steps on it."""
     value = loss.item()
     if not math.isfinite(value):
-        raise ConfigError(f"lr: the training loss is {value} at epoch {epoch}, step {step}; lower lr ({lr})")
+        raise diverged("lr", value, f"epoch {epoch}, step {step}", lr)
     return value
 
 

@@ -46,7 +46,7 @@ from nas.result import SearchResult
 from nas.seeding import torch_seeded
 from nas.spaces import Architecture
 from nas.spaces.cell import NB201_EDGES, CellSupernet, MixWeights, NasBench201Space
-from nas.spaces.training import accuracy, recalibrate_bn
+from nas.spaces.training import accuracy, diverged, recalibrate_bn
 from nas.splits import DIGEST_KEY, check_splits, splits_digest
 from nas.store import Trial
 
@@ -338,8 +338,7 @@ def _train(sub: SubSupernet, x: torch.Tensor, y: torch.Tensor, steps: int, linea
         if not math.isfinite(value):  # stop now, not after the budget with NaN ratings and split scores
             which = (f"the sub-supernet split on {', '.join(sub.lineage)} (steps counted along its lineage)"
                      if sub.lineage else "the parent supernet")
-            raise ConfigError(f"lr: the training loss is {value} at step {sub.steps + 1} of {which}: the supernet "
-                              f"diverged; lower lr ({options.lr})")
+            raise diverged("lr", value, f"step {sub.steps + 1} of {which} (the supernet diverged)", options.lr)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
         sub.optimizer.step()

@@ -45,7 +45,7 @@ from nas.errors import ConfigError, NASError, check_int, check_number
 from nas.seeding import torch_seeded
 
 __all__ = ["InheritedAccuracy", "Phase", "PhaseLog", "PlainTraining", "ProgressiveShrinking", "SandwichRule",
-           "SinglePath", "TrainLog", "accuracy", "distillation_loss", "ofa_phases", "recalibrate_bn"]
+           "SinglePath", "TrainLog", "accuracy", "distillation_loss", "diverged", "ofa_phases", "recalibrate_bn"]
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,12 @@ def check_logits(logits: torch.Tensor, classes: int) -> torch.Tensor:
     return logits
 
 
+def diverged(field: str, value: float, where: str, lr: float) -> ConfigError:
+    """The error for a training loss that is NaN or infinite at `where` (e.g. "epoch 3, step 7"): it names `field`
+    (the setting to change, or the module that diverged) and asks for a lower `lr`. One wording for every trainer."""
+    return ConfigError(f"{field}: the training loss is {value} at {where}; lower lr ({lr})")
+
+
 class _Diverged(ConfigError):
     """A step's loss is not finite (raised by `_finite_loss` inside a step, before its backward pass)."""
 
@@ -250,8 +256,8 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                 value, arch = e.value, e.arch
             if not math.isfinite(value):
                 shown = arch.to_dict() if callable(getattr(arch, "to_dict", None)) else arch
-                raise ConfigError(f"{owner or name}: the training loss is {value} at epoch {epoch + 1}, step {b + 1}"
-                                  f"{'' if arch is None else f' (architecture {shown})'}; lower lr ({lr})")
+                raise diverged(owner or name, value, f"epoch {epoch + 1}, step {b + 1}"
+                               f"{'' if arch is None else f' (architecture {shown})'}", lr)
             total += value
             opt.step()
             sched.step()
