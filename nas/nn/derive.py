@@ -55,6 +55,7 @@ class Derivation:
     ranks: dict[tuple[Scope, str], list[Any]] = field(default_factory=dict)
     defaults: ScopeDefaults = field(default_factory=ScopeDefaults)
     stored: str | None = None  # a choice kept on a plain module that no choice point uses (deferred: see derive)
+    points: dict[str, list[tuple[str, nn.Module]]] = field(default_factory=dict)  # label -> (path, module) using it
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _Walk:
     stored: list[tuple[str, nn.Module, str, Value]] = field(default_factory=list)  # choices kept on plain modules
     auto: list[tuple[Any, str]] = field(default_factory=list)  # labelled here (a Choice or Repeat), its origin
     origins: list[tuple[Any, str]] = field(default_factory=list)  # every use of a label: (Choice or Repeat, origin)
+    points: list[tuple[Any, str, nn.Module]] = field(default_factory=list)  # (Choice or Repeat, path, module using it)
 
     def add(self, leaf: Choice, use: Use) -> None:
         self.leaves[id(leaf)] = leaf
@@ -137,12 +139,14 @@ def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: s
                 out.auto.append((leaf, at + suffix))
             out.add(leaf, Use(path, arg, chain, candidates))
             out.origins.append((leaf, at))
+            out.points.append((leaf, path, module))
     for choice, node in module.decisions():
         if choice.label is None:
             choice.label = _auto_label(path, root)
             out.auto.append((choice, origin))
         out.add(choice, use)
         out.origins.append((choice, origin))
+        out.points.append((choice, path, module))
         if node is not None:
             out.nodes[id(choice)] = node
     if isinstance(module, Repeat):
@@ -151,6 +155,7 @@ def _walk(module: nn.Module, path: str, chain: Chain, candidates: tuple, root: s
             out.auto.append((module, origin))
         out.repeats.append((module, use))
         out.origins.append((module, origin))
+        out.points.append((module, path, module))
         for i, block in enumerate(module.blocks()):
             _walk(block, f"{path}.{i}", chain + ((id(module), i),), candidates, f"{path}.{i}", out, f"{origin}.*")
     elif isinstance(module, LayerChoice):
@@ -314,6 +319,8 @@ def derive(net: nn.Module, defer: bool = False) -> Derivation:
     if stored is not None and not defer:
         raise SpaceDefinitionError(stored)
     out = Derivation(ranks=_ranks(walk), stored=stored)
+    for obj, path, module in walk.points:
+        out.points.setdefault(obj.label, []).append((path or "<model>", module))
     out.fields = _fields((), scopes, walk, out.defaults, lifted)
     if not out.fields:
         raise SpaceDefinitionError(f"{type(net).__name__}: has no choice points (no Choice, LayerChoice, "
@@ -453,11 +460,13 @@ def _set_mode(module: nn.Module, training: bool, frozen: set[int]) -> None:
 
 
 @torch.no_grad()
-def probe_shapes(net: nn.Module, archs: list[Mapping[str, Any]], x: Any, defaults: Mapping[str, Any]) -> None:
+def probe_shapes(net: nn.Module, archs: list[Mapping[str, Any]], x: Any, defaults: Mapping[str, Any]) -> set[int]:
     """Run `net` on `x` for each architecture with every LayerChoice running all its candidates and every
     InputChoice comparing all its inputs, so that candidates giving different output shapes are found now
-    (SpaceDefinitionError naming the module path)."""
+    (SpaceDefinitionError naming the module path). Returns the ids of the modules that ran."""
     choices = [m for m in net.modules() if isinstance(m, (LayerChoice, InputChoice))]
+    ran: set[int] = set()
+    hooks = [m.register_forward_pre_hook(lambda module, args: ran.add(id(module))) for m in net.modules()]
     was = net.training
     net.eval()
     try:
@@ -467,7 +476,10 @@ def probe_shapes(net: nn.Module, archs: list[Mapping[str, Any]], x: Any, default
             bind(net, Context(arch, defaults=defaults))
             net(*x) if isinstance(x, tuple) else net(x)
     finally:
+        for hook in hooks:
+            hook.remove()
         for m in choices:
             m.probe = False
         bind(net, None)
         net.train(was)
+    return ran

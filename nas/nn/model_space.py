@@ -10,6 +10,7 @@ plain torch modules, `supernet()` gives the weight-sharing network the one-shot 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -29,6 +30,8 @@ from nas.spaces.params import Choice as ChoiceField, Conditional, Integer, Subse
 from nas.spaces.space import Repeat as RepeatField, Space
 
 __all__ = ["ModelSpace", "ModuleSpace", "Supernet"]
+
+log = logging.getLogger(__name__)
 
 
 class ModelSpace(nn.Module):
@@ -79,8 +82,8 @@ class ModuleSpace(SpaceWithModels):
         if probe and (getattr(model, "input_shape", None) is not None
                       or getattr(model.example_input, "__func__", None) is not ModelSpace.example_input.__func__):
             try:
-                probe_shapes(net, [self.largest().to_dict(), self.smallest().to_dict()], self.example_input({}, 2),
-                             self.defaults)
+                ran = probe_shapes(net, [self.largest().to_dict(), self.smallest().to_dict()],
+                                   self.example_input({}, 2), self.defaults)
             except SpaceDefinitionError:
                 raise
             except Exception as e:  # the model does not run on its own example input: say which input
@@ -97,6 +100,9 @@ class ModuleSpace(SpaceWithModels):
                 said = str(e).splitlines()[0] if str(e) else ""
                 raise SpaceDefinitionError(f"{model.__name__}: the model fails on {given} (a batch of 2, run while "
                                            f"deriving the space to check shapes): {type(e).__name__}: {said}") from e
+            else:
+                if derivation.stored is None:  # else refused below
+                    _warn_unused(model.__name__, derivation.points, ran)
         if derivation.stored is not None:
             raise SpaceDefinitionError(derivation.stored)
 
@@ -157,6 +163,19 @@ class ModuleSpace(SpaceWithModels):
 
     def to_spec(self) -> dict[str, Any]:
         return {**super().to_spec(), "model": class_to_json(self.model)}
+
+
+def _warn_unused(name: str, points: Mapping[str, list[tuple[str, nn.Module]]], ran: set[int]) -> None:
+    """Warn about labels whose choice points never ran in the probe: such a field changes nothing, so a search
+    would spend evaluations on architectures that are one network (a layer left out of forward, or called only in
+    training mode)."""
+    unused = {label: sorted({path for path, _ in uses}) for label, uses in points.items()
+              if not any(id(module) in ran for _, module in uses)}
+    if unused:
+        said = "; ".join(f"{label!r} (at {', '.join(paths)})" for label, paths in unused.items())
+        log.warning("%s: the choice points of %s never ran in forward on the example input (eval mode, the largest "
+                    "and smallest architectures): their fields change nothing there, so a search spends evaluations "
+                    "on duplicates (call them in forward, or remove them)", name, said)
 
 
 def _pick(space: Space, pick: Callable[[str, Any, tuple], Any], scope: tuple = ()) -> dict[str, Any]:
