@@ -6,8 +6,8 @@ under `executor="ray-tune"`; elsewhere, without a pruner, it does nothing). `nas
 hands each report's value of one metric (`Pruner(metric=...)`, default the first objective) to the pruner over the
 reports of every trial so far, kept in an in-memory Optuna study; when it says prune, `report_metrics` raises `Pruned`
 inside `evaluate`, and the trial ends with its last report as its metrics (what a Ray Tune scheduler's stop gives,
-so every report must carry every objective and constraint metric; a report lacking the judged metric ends the search
-with a ConfigError naming it, as under Ray Tune: nothing would ever be judged). A NaN or infinite value is judged
+so every report must carry every objective and constraint metric; a report lacking one, or the judged metric (nothing
+would ever be judged), ends the search with a ConfigError naming it). A NaN or infinite value is judged
 too, as in Optuna (a diverged training: Threshold stops it at a NaN report, successive halving and Hyperband at the
 next rung, median and percentile once all its reports are NaN; it then fails as non-finite). The journal keeps each
 trial's reported values of that metric (`extra["curve"]`, [report index, value] pairs, a non-finite value as its
@@ -183,6 +183,21 @@ def missing_metric(metric: str, got: Iterable[str], where: str) -> str:
             "in the objectives (nas.Pruner(..., metric=...) judges another objective)")
 
 
+def report_error(problem: Problem, judged: str, metrics: Mapping[str, Any], where: str) -> str | None:
+    """Why a report to a study with a pruner is refused before anything is written: it lacks the judged metric (a
+    typo: nothing would ever be judged), or an objective or constraint metric (the pruner may stop the training at
+    any report, and the pruned trial is journaled with that report as its result). None when it has them all."""
+    if judged not in metrics:
+        return missing_metric(judged, metrics, where)
+    missing = problem.missing(metrics)
+    if not missing:
+        return None
+    return (f"{where}: this report lacks {', '.join(map(repr, missing))} (it has: {', '.join(sorted(metrics))}); "
+            "the pruner may stop the training at any report, and the trial is then journaled with that report as "
+            f"its result, so every report must carry every objective and constraint metric "
+            f"({', '.join(problem.metrics_needed)})")
+
+
 class _MetricMissing(BaseException):
     """Raised by a judged report that lacks the judged metric: a BaseException, so that it passes `run_job` (which
     fails the trial on user errors) and `Pruning.run` ends the search with a ConfigError."""
@@ -202,6 +217,7 @@ class Pruning:
         from nas.strategies.optuna_sampler import quiet_optuna
 
         self.pruner, self.metric, self.direction, self.describe = pruner, metric, direction, describe
+        self.problem: Problem | None = None  # set by `make`: every report must carry its objectives and constraints
         self.history: list[Entry] = []  # the finished trials, in the order they were added
         self.numbers: list[int] = []  # each one's trial number
         self.ranks = _ranks_trials(pruner)
@@ -230,7 +246,9 @@ class Pruning:
                         "out of the Pareto front, so architectures that are cheap on %s but learn slowly may be "
                         "missing from it", pruner.describe(), objective.name,
                         ", ".join(n for n in problem.names if n != objective.name))
-        return cls(_own_copy(pruner._pruner), objective.name, objective.direction, pruner.describe())
+        pruning = cls(_own_copy(pruner._pruner), objective.name, objective.direction, pruner.describe())
+        pruning.problem = problem
+        return pruning
 
     def snapshot(self) -> "Pruning":
         """A copy holding the trials finished so far, to judge one evaluation in a worker process (pickled there).
@@ -239,8 +257,10 @@ class Pruning:
         number = self._made
         if self.ranks:  # Hyperband draws its bracket from it: held open here until the job's outcome comes back
             self._open[number] = self._place(None)
-        return Pruning(self.pruner, self.metric, self.direction, self.describe, self.history, self.numbers,
+        copy = Pruning(self.pruner, self.metric, self.direction, self.describe, self.history, self.numbers,
                        reserved=number)
+        copy.problem = self.problem
+        return copy
 
     def judge(self, curve: Sequence[Sequence[float]], key: str | None = None) -> tuple[bool, dict[str, Any]]:
         """Whether the pruner stops a training whose reports so far are `curve` ([report index, value] pairs),
@@ -424,7 +444,8 @@ class Pruning:
             ) -> tuple[dict[str, float] | None, str | None, dict[str, Any]]:
         """Run one evaluation under a reporter: (metrics, error, journal extra). A pruned one returns its last
         report's metrics; the extra holds the curve of the judged metric and, if pruned, after how many reports.
-        A report lacking the judged metric ends the search (ConfigError; a worker's copy returns it to `record`)."""
+        A report lacking the judged metric, or an objective or constraint metric, ends the search (ConfigError; a
+        worker's copy returns it to `record`)."""
         from nas.strategies.optuna_sampler import quiet_optuna
 
         with quiet_optuna():
@@ -444,8 +465,10 @@ class Pruning:
                 if isinstance(value, (str, bytes, bool)) or value is None:
                     raise TypeError(f"report() got metric {str(key)!r} = {value!r}: not a number")
                 clean[str(key)] = float(value)
-            if self.metric not in clean:
-                raise _MetricMissing(missing_metric(self.metric, clean, "report_metrics"))
+            refused = (report_error(self.problem, self.metric, clean, "report_metrics") if self.problem is not None
+                       else missing_metric(self.metric, clean, "report_metrics") if self.metric not in clean else None)
+            if refused is not None:
+                raise _MetricMissing(refused)
             reports += 1
             last = clean
             value = clean[self.metric]

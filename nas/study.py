@@ -42,7 +42,7 @@ from nas.errors import ConfigError, check_number
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective, Problem
-from nas.pruning import Pruner, Pruning, as_pruner, missing_metric, point
+from nas.pruning import Pruner, Pruning, as_pruner, point, report_error
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
 from nas.spaces import Architecture, Space
@@ -79,21 +79,6 @@ def told_typo(problem: Problem, trials: Sequence[Trial], metrics: Mapping[str, A
     seen = {name for t in trials for name in t.metrics}
     unknown = sorted(set(metrics) - seen)
     return f"{typo}; no trial has had {', '.join(map(repr, unknown))}" if unknown else None
-
-
-def report_error(problem: Problem, judged: str, metrics: Mapping[str, Any], where: str) -> str | None:
-    """Why a report to a study with a pruner is refused before anything is written: it lacks the judged metric (a
-    typo: nothing would ever be judged), or an objective or constraint metric (the pruner may stop the training at
-    any report, and the pruned trial is journaled with that report as its result). None when it has them all."""
-    if judged not in metrics:
-        return missing_metric(judged, metrics, where)
-    missing = problem.missing(metrics)
-    if not missing:
-        return None
-    return (f"{where}: this report lacks {', '.join(map(repr, missing))} (it has: {', '.join(sorted(metrics))}); "
-            "the pruner may stop the training at any report, and the trial is then journaled with that report as "
-            f"its result, so every report must carry every objective and constraint metric "
-            f"({', '.join(problem.metrics_needed)})")
 
 
 FUTURE_S = 300.0

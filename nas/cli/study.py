@@ -27,7 +27,8 @@ from nas.executors import metric_value
 from nas.objectives import Problem
 from nas.spaces import Space
 from nas.store import Journal, Trial, evaluations_used
-from nas.study import Study, check_error, judged_metric, pending_id, pruner_instance, report_error, told_typo
+from nas.pruning import report_error
+from nas.study import Study, check_error, judged_metric, pending_id, pruner_instance, told_typo
 
 NOTHING_LEFT = 3
 """`nas ask`'s exit code when nothing is left to hand out (the budget is told or pending, or the strategy has
