@@ -30,6 +30,7 @@ import inspect
 import itertools
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -228,6 +229,21 @@ def _finite_loss(loss: torch.Tensor, arch: Any = None) -> None:
         raise _Diverged(value, arch)
 
 
+_NEEDS_FLOAT = re.compile(r"must have the same dtype|type \(.*\) and (bias|weight) type|does not match weight dtype|"
+                          r"not implemented for '(Long|Int|Short|Byte|Char|Bool)'")
+
+
+def _integer_inputs(x: torch.Tensor, error: Exception) -> ConfigError | None:
+    """The ConfigError naming `x` when integer inputs reached a layer that computes in floating point (torch:
+    "mat1 and mat2 must have the same dtype"); None for any other error. Token ids are integers, so integer x is
+    only wrong for a network that does not embed them first: found when the first layer refuses it."""
+    if x.is_floating_point() or x.is_complex() or not _NEEDS_FLOAT.search(str(error)):
+        return None
+    said = str(error).splitlines()[0]
+    return ConfigError(f"x: {x.dtype} inputs reached a layer that computes in floating point (torch: {said}); "
+                       "convert them (x.float()), unless the network should embed them as token ids first")
+
+
 def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int,
               lr: float, weight_decay: float, generator: torch.Generator,
               step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], owner: str | None = None) -> PhaseLog:
@@ -254,6 +270,11 @@ def run_phase(name: str, module: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
                 value, arch = float(step(x[idx], y[idx])), None
             except _Diverged as e:
                 value, arch = e.value, e.arch
+            except (RuntimeError, NotImplementedError, ValueError) as e:
+                refused = _integer_inputs(x, e)
+                if refused is None:
+                    raise
+                raise refused from e
             if not math.isfinite(value):
                 shown = arch.to_dict() if callable(getattr(arch, "to_dict", None)) else arch
                 raise diverged(owner or name, value, f"epoch {epoch + 1}, step {b + 1}"
