@@ -247,7 +247,19 @@ def space_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[st
 
 def check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, Any], trials: Sequence[Trial],
                       compare: Sequence[str] = SAME_SEARCH) -> None:
-    """JournalError naming the first header field (and, for the space, the space's field) that differs."""
+    """JournalError naming the first header field (and, for the space, the space's field) that differs; for a
+    workdir holding no trial yet (a run that failed before its first, e.g. a diverged supernet) it says so, since
+    deleting it loses nothing."""
+    try:
+        _check_same_search(workdir, old, new, trials, compare)
+    except JournalError as e:
+        if trials:
+            raise
+        raise JournalError(f"{e}; it holds no trial yet, so to run this search there, delete it first") from None
+
+
+def _check_same_search(workdir: Path, old: Mapping[str, Any], new: Mapping[str, Any], trials: Sequence[Trial],
+                       compare: Sequence[str]) -> None:
     for key in compare:
         was, now = old.get(key), new.get(key)
         if key == "strategy_options" and old.get("strategy") == new.get("strategy"):

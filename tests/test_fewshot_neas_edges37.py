@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, JournalError
 from nas.few_shot import (FewShotOptions, PathMixing, SubSupernet, Subspace, gradient_similarity, search_few_shot,
                           train_few_shot)
 from nas.neas import ChainConfig, ChainSpace, NeasOptions, search_neas, train_kpath
@@ -63,6 +64,11 @@ def test_a_diverged_few_shot_supernet_stops_at_once_naming_lr(images, tmp_path, 
     step = int(re.search(r"at step (\d+)", str(caught.value)).group(1))
     assert step < 10  # of 40: it stops at the first non-finite loss, not after the budget
     assert "1000000000000.0" in str(caught.value) and not (tmp_path / "run" / "few_shot.json").exists()
+    lower = replace(options, lr=0.05)  # the rerun with a lower lr: the workdir holds no trial, and says so
+    with pytest.raises(JournalError, match=r"holds a different search: its option lr is 1000000000000.0, this run's "
+                                           r"is 0.05 .*; it holds no trial yet, so to run this search there, delete "
+                                           r"it first$"):
+        search_few_shot(_cell(), images, 2, lower, workdir=tmp_path / "run")
 
 
 def test_gradient_matching_on_a_diverged_supernet_names_lr(images, one_thread):
