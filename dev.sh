@@ -38,7 +38,11 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
     demo) setup; exec "$VENV/bin/python" examples/demo.py "$@" ;;
-    test) setup; browser; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    test) setup; browser
+        # one pytest-xdist worker per core (NAS_TEST_WORKERS=1: one process), each test file on one worker
+        workers=${NAS_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}
+        if [ "$workers" -gt 1 ]; then set -- -n "$workers" --dist loadfile "$@"; fi
+        exec "$VENV/bin/python" -m pytest -q "$@" ;;
     setup) setup; browser ;;
     *) echo "usage: ./dev.sh {demo|test|setup} [args...]" >&2; exit 2 ;;
 esac

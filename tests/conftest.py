@@ -4,12 +4,34 @@ data folder (tests that need it skip when it is absent)."""
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
 from nas.tabular import data_dir
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`./dev.sh test` runs one worker per core) each worker's torch gets its share of the
+    cores, not every core, and every process can import the experiments' modules (tests import them from
+    experiments/; a warning class defined there, such as reporting.ProtocolWarning, is rebuilt in the controller)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    experiments = str(Path(__file__).resolve().parents[1] / "experiments")
+    if experiments not in sys.path:
+        sys.path.append(experiments)
+
+
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI output does not depend on the caller's $COLUMNS (pytest-xdist's workers set it to 80): piped output is
+    160 columns wide, as nas.console gives it when $COLUMNS is unset. A test of the width sets it itself."""
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -113,6 +113,10 @@ def test_dev_sh_demo_installs_no_system_package(tmp_path):
     assert demo.returncode == 0 and "ran examples/demo.py" in demo.stdout and not (tmp_path / "apt.log").exists()
     test = subprocess.run([str(tmp_path / "dev.sh"), "test"], capture_output=True, text=True, env=env)
     assert "ran -m pytest" in test.stdout and "install -y -q chromium" in (tmp_path / "apt.log").read_text()
+    assert "ran -m pytest -q\n" == test.stdout  # no nproc here: one process
+    workers = subprocess.run([str(tmp_path / "dev.sh"), "test", "-x"], capture_output=True, text=True,
+                             env={**env, "NAS_TEST_WORKERS": "2"})
+    assert workers.stdout == "ran -m pytest -q -n 2 --dist loadfile -x\n"  # one worker per core, each file on one
 
 
 def test_resume_of_a_moved_run_file_search_suggests_a_command_that_works(tmp_path, monkeypatch):
