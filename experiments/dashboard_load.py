@@ -56,7 +56,7 @@ def first_load(workdir: Path) -> tuple[float, int]:
     views = open_views([workdir])
     sent = 0
     for path, query in [("/api/searches", {}), ("/api/search/s0", {"since": ["0"]}),
-                        ("/api/search/s0/front", {"objectives": ["accuracy,latency_ms"]})]:
+                        ("/api/search/s0/front", {"objectives": ["accuracy", "latency_ms"]})]:
         sent += len(to_json(api(views, path, query)))
     return time.perf_counter() - t0, sent
 
@@ -65,14 +65,14 @@ def poll_after_append(workdir: Path, views: list, have: int) -> tuple[float, flo
     """(incremental poll seconds, full re-read seconds, new rows) after the journal grew."""
     t0 = time.perf_counter()
     answer = api(views, "/api/search/s0", {"since": [str(have)]})
-    api(views, "/api/search/s0/front", {"objectives": ["accuracy,latency_ms"]})
+    api(views, "/api/search/s0/front", {"objectives": ["accuracy", "latency_ms"]})
     to_json(answer)
     incremental = time.perf_counter() - t0
     t0 = time.perf_counter()
     nas.load(workdir).pareto_front()
     fresh = open_views([workdir])
     to_json(api(fresh, "/api/search/s0", {"since": ["0"]}))
-    api(fresh, "/api/search/s0/front", {"objectives": ["accuracy,latency_ms"]})
+    api(fresh, "/api/search/s0/front", {"objectives": ["accuracy", "latency_ms"]})
     full = time.perf_counter() - t0
     return incremental, full, len(answer["trials"])
 

@@ -528,6 +528,10 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
     if supernet is not None and spec.calibration is not None:
         _warn_frozen_batch_norms(supernet)
     out = Path(out).resolve()  # the cards name their folder: absolute, wherever they are read from
+    inside = _exported_model_around(out)
+    if inside is not None:
+        raise ConfigError(f"out: {out} is inside {inside}, a model exported to {inside.parent} (exporting there "
+                          "again replaces that folder whole, and this export with it); export to a folder outside it")
     _check_in_the_way(out, picks)  # before anything is written: a folder of the user's where a pick goes
     made = not out.exists()
     _remove_dead_stages(out)
@@ -807,6 +811,15 @@ def _check_in_the_way(out: Path, picks: Sequence[Trial]) -> None:
         folder = out / _folder_name(trial)
         if (folder.exists() or folder.is_symlink()) and not _is_model(out, folder):
             raise _in_the_way(folder, f"trial {trial.number} is exported there, and it is not a model an export wrote")
+
+
+def _exported_model_around(out: Path) -> Path | None:
+    """The exported model folder `out` is (or lies inside), if any: a folder holding model.json inside a folder
+    holding export.json (an export's pick, which exporting there again replaces whole)."""
+    for folder in (out, *out.parents):
+        if (folder.parent / EXPORT_INDEX).is_file() and _is_model(folder.parent, folder):
+            return folder
+    return None
 
 
 def _in_the_way(folder: Path, why: str) -> ConfigError:
