@@ -17,6 +17,9 @@ from nas.errors import ConfigError, NASError
 from nas.store import SEARCH_FILES, not_writable
 
 EXIT_USER_ERROR = 2
+PIP_NAMES = {"yaml": "pyyaml", "sklearn": "scikit-learn", "torch_geometric": "torch-geometric",
+             "nvidia_smi": "nvidia-ml-py", "pynvml": "nvidia-ml-py"}
+"""The pip name of a module whose import name differs from it (the CLI's advice for a missing package)."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -156,9 +159,9 @@ PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirect
 
 
 def user_errors(fn: F) -> F:
-    """Print NASError and a path the user gave that cannot be used (missing, a folder where a file belongs or
-    the reverse, a file where a folder is to be made, not writable) as one red `error: ...` line and exit 2 (no
-    traceback)."""
+    """Print NASError, a path the user gave that cannot be used (missing, a folder where a file belongs or
+    the reverse, a file where a folder is to be made, not writable) and a package missing from the environment as
+    one red `error: ...` line and exit 2 (no traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -187,6 +190,13 @@ def user_errors(fn: F) -> F:
                     msg = f"{named[0]} {named[1]}: cannot be written ({e.strerror}: {e.filename2 or e.filename})"
             make_console(stderr=True).print(f"error: {one_line(msg or type(e).__name__)}", style="red",
                                             soft_wrap=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except ModuleNotFoundError as e:  # a package missing from the environment: what to install, not a traceback
+            top = (e.name or "").split(".")[0]
+            if not top or top == "nas":
+                raise
+            make_console(stderr=True).print(f"error: the {top!r} package is not installed (pip install "
+                                            f"{PIP_NAMES.get(top, top)})", style="red", soft_wrap=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except KeyboardInterrupt:
             make_console(stderr=True).print("interrupted", style="yellow", soft_wrap=True)

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def data_dir() -> Path:
-    """The shared data folder: $NAS_DATA_DIR, else ../shared/data beside the project root."""
+    """The shared data folder: $NAS_DATA_DIR, else ../shared/data beside the source checkout (a pip-installed
+    package has no checkout beside it, so it needs $NAS_DATA_DIR; the loaders' errors say so)."""
     env = os.environ.get("NAS_DATA_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -94,6 +94,8 @@ def read_run_file(path: Path) -> dict[str, Any]:
             data = yaml.safe_load(path.read_text()) or {}
     except (tomllib.TOMLDecodeError, ValueError) as e:
         raise ConfigError(f"{path}: not a valid {path.suffix[1:].upper()} file ({e})") from None
+    except ImportError:  # pyyaml missing: the environment's fault, not the file's
+        raise
     except Exception as e:  # yaml.YAMLError and friends
         raise ConfigError(f"{path}: not a valid YAML file ({' '.join(str(e).split())})") from None
     if not isinstance(data, Mapping):

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import importlib.util
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -178,6 +179,9 @@ def make_server(views: Sequence[SearchView], host: str = "127.0.0.1", port: int 
     """A server for `views` bound to host:port (port 0: a free one); a port out of range or in use is one
     ConfigError."""
     check_port(port)
+    if importlib.util.find_spec("plotly") is None:  # the page would load without its charts, and say nothing
+        raise ConfigError("the dashboard's charts are plotly.js from the 'plotly' package, which is not installed "
+                          "(pip install plotly)")
     # a SearchViews list is kept (it grows by rescans); any other sequence is frozen as given
     handler = type("BoundHandler", (Handler,), {"views": views if isinstance(views, SearchViews) else tuple(views)})
     try:

@@ -187,14 +187,14 @@ class OptunaStrategy(Strategy):
         return sampler
 
     def _new_study(self) -> None:
-        import optuna
-
-        directions = ["maximize" if o.direction == "max" else "minimize" for o in self.problem.objectives]
-        for module in self.needs_modules:
+        for module in ("optuna", *self.needs_modules):
             try:
                 importlib.import_module(module)
             except ImportError:
                 raise ConfigError(f"strategy {self.name!r} needs the {module!r} package (pip install {module})") from None
+        import optuna
+
+        directions = ["maximize" if o.direction == "max" else "minimize" for o in self.problem.objectives]
         sampler = self._sampler()
         with quiet_optuna():
             self.study = optuna.create_study(directions=directions, sampler=sampler)
