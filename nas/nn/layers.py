@@ -3,9 +3,11 @@
 Called with plain values only, each returns the plain torch layer itself. With choices, it holds one weight
 of the largest configuration (the elastic layers of `nas.spaces.dynamic`, as in Once-for-All) and slices it
 to the active sizes; `export` gives the plain torch layer of one architecture with copies of the slices.
-Arguments are of three kinds: sizes that slicing covers (channels, features, odd kernel sizes), free
-arguments that do not shape a weight (stride, padding, dilation, head count) and fixed arguments (groups,
-bias, eps, ...), where a choice is refused when the space is derived, naming the module path.
+Arguments are those of the torch layer, of three kinds: sizes that slicing covers (channels, features, odd
+kernel sizes), free arguments that do not shape a weight (stride, padding, dilation, head count) and fixed
+arguments (groups, bias, eps, device, dtype, ...), where a choice is refused when the space is derived, naming
+the module path. A torch argument the elastic layer does not implement (MultiheadAttention's kdim) must keep
+its default beside a choice.
 """
 
 from __future__ import annotations
@@ -20,43 +22,62 @@ from torch import nn
 
 from nas.errors import SpaceDefinitionError
 from nas.nn.mutable import Context, Freeze, Mutable
-from nas.nn.values import Expr, Value, always_equal, plain_number, possible_values
+from nas.nn.values import Expr, Value, always_equal, called_at, plain_number, possible_values
 from nas.spaces.dynamic import DynamicBatchNorm, DynamicConv1d, DynamicConv2d, DynamicLinear
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "LayerNorm", "Linear", "MultiheadAttention"]
 
 
 class _Elastic(Mutable):
-    """Shared by the mutable layers: argument binding, the plain-layer shortcut and the refusal of choices in
-    fixed arguments. Subclasses name their `plain` torch class, their `elastic`/`free` arguments and implement
+    """Shared by the mutable layers: binding the torch layer's arguments, the plain-layer shortcut and the refusal
+    of choices in fixed arguments. Subclasses name their `plain` torch class, their `elastic`/`free` arguments,
+    the plain-valued arguments they implement (`kept`; device and dtype are implemented here) and implement
     `_allocate`, `forward` and `_copy_into`."""
 
     plain: ClassVar[type[nn.Module]]
     elastic: ClassVar[tuple[str, ...]] = ()
     free: ClassVar[tuple[str, ...]] = ()
+    kept: ClassVar[tuple[str, ...]] = ()
+    unsupported: ClassVar[dict[str, str]] = {}  # why an argument of the torch layer must keep its default
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         if not args and not kwargs:  # copy and pickle rebuild an instance this way
             return super().__new__(cls)
         values = cls._bind_args(args, kwargs)
         if not any(isinstance(v, Value) for v in values.values()):
-            return cls.plain(**values)  # nothing to choose: the plain torch layer
+            return cls.plain(**values)  # nothing to choose: the plain torch layer, with every argument torch takes
         return super().__new__(cls)
 
     @classmethod
     def _bind_args(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        """Every argument of the plain torch layer by name (defaults filled in); an argument it does not take is
+        a SpaceDefinitionError naming this layer and the caller's line."""
+        try:
+            bound = inspect.signature(cls.plain).bind(*args, **kwargs)
+        except TypeError as e:
+            raise SpaceDefinitionError(f"nas.nn.{cls.__name__}{called_at()}: {e} (it takes the arguments of "
+                                       f"torch.nn.{cls.plain.__name__})") from None
         bound.apply_defaults()
-        return {k: _pack(v) for k, v in bound.arguments.items() if k != "self"}
+        return {k: _pack(v) for k, v in bound.arguments.items()}
 
-    def __init__(self, **values: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
+        values = self._bind_args(args, kwargs)
         self.args = values
         self._problem: str | None = None
         fixed = [k for k, v in values.items() if isinstance(v, Value) and k not in self.elastic + self.free]
         if fixed:
             self._problem = (f"{fixed[0]}: a choice cannot set {fixed[0]} of a {self.plain.__name__} (it is not "
                              f"elastic; choices may set {', '.join(self.elastic + self.free)})")
+            return
+        defaults = inspect.signature(self.plain).parameters
+        implemented = self.elastic + self.free + self.kept + ("device", "dtype")
+        other = [k for k, v in values.items() if k not in implemented and v != defaults[k].default]
+        if other:
+            self._problem = (f"{other[0]}: an elastic {self.plain.__name__} takes {other[0]} only at its default "
+                             f"{defaults[other[0]].default!r}, not {values[other[0]]!r} "
+                             f"({self.unsupported.get(other[0], 'it is not elastic')}; with plain values only, the "
+                             f"layer is the plain torch.nn.{self.plain.__name__}, which takes it)")
             return
         for k in self.elastic:
             v = values[k]
@@ -69,6 +90,12 @@ class _Elastic(Mutable):
                 return
         self._problem = self._allocate({k: max(possible_values(values[k])) for k in self.elastic},
                                        {k: possible_values(values[k]) for k in self.elastic})
+        if self._problem is None and self._placement():
+            self.to(**self._placement())  # the weights on the device and of the dtype asked for, as torch's layer
+
+    def _placement(self) -> dict[str, Any]:
+        """The `device` / `dtype` given (those not None), for `Module.to`."""
+        return {k: self.args[k] for k in ("device", "dtype") if self.args.get(k) is not None}
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         """Create the weights of the largest configuration; a problem (str) when the choices cannot share one."""
@@ -120,12 +147,8 @@ class _ConvNd(_Elastic):
 
     elastic = ("in_channels", "out_channels", "kernel_size")
     free = ("stride", "padding", "dilation", "groups")
+    kept = ("bias", "padding_mode")
     dynamic_cls: ClassVar[type[nn.Module]]
-
-    def __init__(self, in_channels: Any, out_channels: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0,
-                 dilation: Any = 1, groups: Any = 1, bias: bool = True, padding_mode: str = "zeros") -> None:
-        super().__init__(**self._bind_args((in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                                            bias, padding_mode), {}))
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         a = self.args
@@ -182,10 +205,7 @@ class Conv2d(_ConvNd):
 class Linear(_Elastic):
     """`nn.Linear` with elastic in/out features (OFA's `DynamicLinear`)."""
 
-    plain, elastic = nn.Linear, ("in_features", "out_features")
-
-    def __init__(self, in_features: Any, out_features: Any, bias: bool = True) -> None:
-        super().__init__(**self._bind_args((in_features, out_features, bias), {}))
+    plain, elastic, kept = nn.Linear, ("in_features", "out_features"), ("bias",)
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         self.dynamic = DynamicLinear(largest["in_features"], largest["out_features"], bias=bool(self.args["bias"]))
@@ -206,12 +226,8 @@ class Linear(_Elastic):
 class _BatchNorm(_Elastic):
     """Batch norm over the first C channels (OFA's `DynamicBatchNorm`; running statistics shared and sliced)."""
 
-    elastic = ("num_features",)
+    elastic, kept = ("num_features",), ("eps", "momentum", "affine", "track_running_stats")
     dims: ClassVar[int]
-
-    def __init__(self, num_features: Any, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True) -> None:
-        super().__init__(**self._bind_args((num_features, eps, momentum, affine, track_running_stats), {}))
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         if not (self.args["affine"] and self.args["track_running_stats"]):
@@ -225,7 +241,7 @@ class _BatchNorm(_Elastic):
 
     def export(self, ctx: Context, freeze: Freeze, fresh: bool) -> nn.Module:
         c = ctx.resolve(self.args["num_features"])
-        return super().export(ctx, freeze, fresh) if fresh else self.dynamic.export(c)
+        return super().export(ctx, freeze, fresh) if fresh else self.dynamic.export(c).to(**self._placement())
 
 
 class BatchNorm1d(_BatchNorm):
@@ -243,11 +259,7 @@ class BatchNorm2d(_BatchNorm):
 class LayerNorm(_Elastic):
     """`nn.LayerNorm` over the last dim with elastic size (the first features of the largest weight)."""
 
-    plain, elastic = nn.LayerNorm, ("normalized_shape",)
-
-    def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True) -> None:
-        super().__init__(**self._bind_args((normalized_shape, eps, elementwise_affine, bias), {}))
+    plain, elastic, kept = nn.LayerNorm, ("normalized_shape",), ("eps", "elementwise_affine", "bias")
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         ref = nn.LayerNorm(largest["normalized_shape"], self.args["eps"], bool(self.args["elementwise_affine"]),
@@ -274,13 +286,13 @@ class LayerNorm(_Elastic):
 class MultiheadAttention(_Elastic):
     """`nn.MultiheadAttention` (self- or cross-attention of equal widths) with elastic embed_dim: the q, k, v
     and output projections are sliced to the first `embed_dim` rows/columns; num_heads may be a choice too
-    (it shapes no weight), as long as it divides embed_dim."""
+    (it shapes no weight), as long as it divides embed_dim. kdim, vdim and add_bias_kv keep their defaults
+    beside a choice."""
 
     plain, elastic, free = nn.MultiheadAttention, ("embed_dim",), ("num_heads", "dropout")
-
-    def __init__(self, embed_dim: Any, num_heads: Any, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False) -> None:
-        super().__init__(**self._bind_args((embed_dim, num_heads, dropout, bias, batch_first), {}))
+    kept = ("bias", "batch_first", "add_zero_attn")
+    unsupported = {"kdim": "cross-attention with kdim/vdim is not elastic", "vdim": "cross-attention with "
+                   "kdim/vdim is not elastic", "add_bias_kv": "the extra key/value biases are not elastic"}
 
     def _allocate(self, largest: dict[str, int], options: dict[str, list[int]]) -> str | None:
         problem = self._heads_problem()
@@ -327,8 +339,8 @@ class MultiheadAttention(_Elastic):
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         w, b, ow, ob = self._weights(e)
         out, weights = F.multi_head_attention_forward(
-            query, key, value, e, heads, w, b, None, None, False, a["dropout"], ow, ob, training=self.training,
-            key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
+            query, key, value, e, heads, w, b, None, None, bool(a["add_zero_attn"]), a["dropout"], ow, ob,
+            training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
             average_attn_weights=average_attn_weights, is_causal=is_causal)
         return (out.transpose(0, 1) if a["batch_first"] else out), weights
 

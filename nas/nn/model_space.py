@@ -10,7 +10,9 @@ plain torch modules, `supernet()` gives the weight-sharing network the one-shot 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -78,6 +80,7 @@ class ModuleSpace(SpaceWithModels):
         net = self._instance()
         derivation = derive(net, defer=True)
         super().__init__(derivation.fields)
+        self._model_ref = _model_ref(model, net)
         self.ranks, self.defaults = derivation.ranks, derivation.defaults
         if probe and (getattr(model, "input_shape", None) is not None
                       or getattr(model.example_input, "__func__", None) is not ModelSpace.example_input.__func__):
@@ -150,19 +153,43 @@ class ModuleSpace(SpaceWithModels):
     # -- description (model specs rebuild the space from this)
     def to_config(self) -> dict[str, Any]:
         """The model class by import path, or by script path and name for one defined in a `nas run` script,
-        so that another process (`nas export`) can rebuild the space."""
-        return {"model": class_to_json(self.model), "args": list(self.args), "kwargs": dict(self.kwargs)}
+        so that another process (`nas export`) can rebuild the space. A class no other process can load (a
+        notebook's, a factory function's) is described by name and network (`_model_ref`), which the journal
+        header records and `from_config` refuses."""
+        return {"model": dict(self._model_ref), "args": list(self.args), "kwargs": dict(self.kwargs)}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], field_name: str = "config") -> "ModuleSpace":
         """The space `to_config` described; `field_name` is where `config` is in the JSON read (model.json's
         `space.config`), which errors name: `space.config.model.script: ... not found`."""
         ref = config["model"]
+        if isinstance(ref, Mapping) and ref.get("importable") is False:
+            raise ConfigError(f"{field_name}.model: {ref.get('class')} is defined where no other process can load it "
+                              "(in a notebook or interactive session, or inside a function): define it at the top "
+                              "level of a module, or of the script `nas run` runs")
         model = class_from_json(ref if isinstance(ref, Mapping) else {"class": ref}, f"{field_name}.model")
         return cls(model, config.get("args", ()), config.get("kwargs", {}))
 
     def to_spec(self) -> dict[str, Any]:
-        return {**super().to_spec(), "model": class_to_json(self.model)}
+        """The decisions and the model class (as `to_config` names it): the journal's fingerprint tells two model
+        classes apart by it, and needs no other process to load the class."""
+        return {**super().to_spec(), "model": dict(self._model_ref)}
+
+
+def _model_ref(model: type, net: nn.Module) -> dict[str, Any]:
+    """How `to_config` / `to_spec` name the model class: `class_to_json`'s import or script reference where another
+    process can load the class (unchanged, so existing workdirs resume); else its module and qualified name,
+    `importable: False` and a digest of its network (the module tree of `net` and `input_shape`), so that two
+    classes of one name built by a factory function for other networks are two searches, while a notebook cell
+    run again is the same one. Only another process (model.json, export) needs the class importable."""
+    try:
+        return class_to_json(model)
+    except ConfigError:
+        pass
+    tree = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(net))  # no memory addresses: the same network, the same digest
+    shape = getattr(model, "input_shape", None)
+    network = hashlib.sha256(f"{tree}\ninput_shape={shape!r}".encode()).hexdigest()[:16]
+    return {"class": f"{model.__module__}.{model.__qualname__}", "network": network, "importable": False}
 
 
 def _warn_unused(name: str, points: Mapping[str, list[tuple[str, nn.Module]]], ran: set[int]) -> None:
@@ -227,7 +254,8 @@ class Supernet(nn.Module):
     def __init__(self, net: nn.Module, space: ModuleSpace) -> None:
         super().__init__()
         derived = derive(net)
-        if Space._unchecked(derived.fields).to_spec()["fields"] != space.to_spec()["fields"]:
+        fields = Space._unchecked(space.fields).to_spec()["fields"]  # the decisions (the class need not be importable)
+        if Space._unchecked(derived.fields).to_spec()["fields"] != fields:
             raise ConfigError(f"net: a {type(net).__name__} whose choice points differ from the space's")
         self.net, self.space = net, space
 

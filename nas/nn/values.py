@@ -188,6 +188,15 @@ def _text(x: Any) -> str:
     return repr(x)
 
 
+def called_at() -> str:
+    """' (at file:line)': the caller's first line outside torch and nas.nn (the user's), for messages."""
+    frames, frame = [], sys._getframe(1)
+    while frame is not None:
+        frames.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    return _where(frames)
+
+
 def _caller() -> str:
     """' in torch.nn.Conv2d (called at file:line)': the plain layer being built and the user's line."""
     frames, frame = [], sys._getframe(2)
@@ -216,8 +225,9 @@ def _where(frames: Sequence[tuple[FrameType, int]]) -> str:
 
 def plain_error(error: TypeError) -> SpaceDefinitionError | None:
     """The clear error for a TypeError torch raised on meeting a choice where it needs a plain number (torch's C++
-    argument parsing does not call `__index__`, so `Value._plain` never runs), or None for any other TypeError."""
-    if not re.search(r"\b(type|not|got) (Choice|Expr)\b", str(error)):
+    argument parsing does not call `__index__`, so `Value._plain` never runs; torch's RNNs say "got: Choice"), or
+    None for any other TypeError."""
+    if not re.search(r"\b(type|not|got):? (Choice|Expr)\b", str(error)):
         return None
     frames, tb = [], error.__traceback__
     while tb is not None:
