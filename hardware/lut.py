@@ -113,7 +113,11 @@ class LatencyTable:
         check_statistic(statistic)
         check_header(header, f"latency table {path or '(in memory)'}")
         self.header = dict(header)
-        self.entries = {e.layer.key: e for e in entries}
+        self.entries: dict[str, TableEntry] = {}
+        for e in entries:
+            if self.entries.setdefault(e.layer.key, e) != e:
+                raise ConfigError(f"latency table {path or '(in memory)'}: two entries for layer {e.layer.key} with "
+                                  "different values; give each layer once")
         old = next((e for e in self.entries.values() if getattr(e, f"{statistic}_ms") is None), None)
         if old is not None:
             raise ConfigError(f"statistic: latency table {path or '(in memory)'} has no {statistic} for "
@@ -276,7 +280,9 @@ def check_profile(profile: str | Path | DeviceProfile, name: str = "profile") ->
 
 
 def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLines]:
-    """Header, entries, and the file's lines (a torn last line is left out: it may still be being written)."""
+    """Header, entries, and the file's lines (a torn last line is left out: it may still be being written). A layer
+    key on two lines is a ConfigError naming both when their values differ (the later would silently win); an
+    identical repeat changes no value and is read once (`build_table` never writes one: it skips the keys it has)."""
     if not path.is_file():
         raise ConfigError(f"latency table {path}: {jsonio.not_a_file(path)}")
     lines = jsonio.read_jsonl(path, "latency table")
@@ -288,13 +294,17 @@ def _read(path: Path) -> tuple[dict[str, Any], list[TableEntry], jsonio.JsonLine
     if header.get("version") != VERSION:
         raise ConfigError(f"latency table {path}: version {header.get('version')!r}, this toolkit reads {VERSION}")
     check_header(header, f"latency table {path}", require_adapter=True)
-    entries = []
+    entries: dict[str, tuple[int, TableEntry]] = {}  # key -> (line, entry)
     for n, record in lines.records[1:]:
         try:
-            entries.append(TableEntry.from_dict(record))
+            entry = TableEntry.from_dict(record)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"latency table {path}: line {n} is not a valid entry ({e})") from None
-    return header, entries, lines
+        first = entries.setdefault(entry.layer.key, (n, entry))
+        if first[1] != entry:
+            raise ConfigError(f"latency table {path}: lines {first[0]} and {n} both hold layer {entry.layer.key} "
+                              "with different values (two tables joined, or a hand edit?); keep one of them")
+    return header, [entry for _, entry in entries.values()], lines
 
 
 def check_header(header: Any, where: str, require_adapter: bool = False) -> None:

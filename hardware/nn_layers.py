@@ -364,8 +364,18 @@ def _plain(value: Any) -> Any:
     raise ValueError(type(value).__name__)
 
 
+# The constructor arguments of `torch.nn` RNNs (they declare `__init__(*args, **kwargs)`), which `RNNBase` stores as
+# attributes; `proj_size` is LSTM's only (GRU and RNN refuse it), `nonlinearity` RNN's.
+_RNN_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")
+STATE = "_state"  # the option that separates layers their constructor arguments do not rebuild (`_fallback_state`)
+
+
 def _options(module: nn.Module) -> dict[str, Any]:
-    """The module's constructor arguments read back from its attributes of the same name."""
+    """The module's constructor arguments read back from its attributes of the same name (an RNN's: `_RNN_ARGS`)."""
+    if type(module) in (nn.RNN, nn.GRU, nn.LSTM):
+        names = _RNN_ARGS + (("proj_size",) if isinstance(module, nn.LSTM) else ()) + \
+            (("nonlinearity",) if isinstance(module, nn.RNN) else ())
+        return {name: _plain(getattr(module, name)) for name in names}
     out: dict[str, Any] = {}
     for name, p in inspect.signature(type(module).__init__).parameters.items():
         if name in _SKIPPED_ARGS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or not hasattr(module, name):
@@ -378,6 +388,42 @@ def _options(module: nn.Module) -> dict[str, Any]:
         except ValueError:
             continue  # not a plain value (a callable, a module): the rebuild check keeps a copy of the module
     return out
+
+
+def _state(module: nn.Module) -> tuple[str, ...]:
+    """The shape of every parameter and buffer (`w1:128x16`), in registration order: what tells two modules of one
+    class apart where their constructor arguments cannot all be read back. Plain attributes are left out: one a
+    forward changes (a call counter, a cache) would give the layer a new key at each call."""
+    return tuple(f"{name}:{'x'.join(str(s) for s in t.shape)}"
+                 for name, t in itertools.chain(module.named_parameters(), module.named_buffers()))
+
+
+_REBUILDS: dict[tuple[Any, ...], bool] = {}  # (class, options, repr, state) -> whether the options rebuild it
+
+
+def _rebuilds(module: nn.Module, options: Mapping[str, Any]) -> bool:
+    """Whether `type(module)(**options)` is the same layer: same `repr` and parameter and buffer shapes (its
+    initialisation draws leave torch's random generator as it was); memoised."""
+    key = (type(module), tuple(sorted(options.items())), repr(module), _state(module))
+    if key not in _REBUILDS:
+        try:
+            with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                twin = type(module)(**options)
+            _REBUILDS[key] = repr(twin) == key[2] and _state(twin) == key[3]
+        except Exception:  # noqa: BLE001 - any failure (a required argument not read back) means: not rebuilt
+            _REBUILDS[key] = False
+    return _REBUILDS[key]
+
+
+def _fallback_state(module: nn.Module, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`{STATE: _state(module)}` for a module its read-back options do not rebuild (arguments stored under other
+    names, `*args`), so that two such layers whose weights differ in shape get two lookup-table keys; nothing for a
+    module they rebuild, whose key stays its class, options and input shape alone."""
+    if _rebuilds(module, options):
+        return {}
+    state = _state(module)
+    return {STATE: state} if state else {}
 
 
 class _SpecState:
@@ -451,6 +497,7 @@ def layer_config(module: nn.Module, args: tuple[Any, ...], path: str = "",
     """The `LayerConfig` of one call `module(*args)` (`path` names the module in errors; `batch`: per tensor
     argument, the dimension carrying the batch or None; default dim 0)."""
     options = _options(module)
+    options.update(_fallback_state(module, options))
     plain = len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].dtype == torch.float32 and \
         (batch is None or (args[0].dim() > 0 and args[0].shape[0] == 1 and batch[0] == 0))
     if not plain:
@@ -541,7 +588,7 @@ class NNLayers(LayerAdapter):
         self._cache: dict[str, list[_Call]] = {}
         self._held: dict[str, LeafCount | None] = {}  # per architecture: parameters no called layer holds
         self._copies: dict[str, nn.Module] = {}   # layers whose class cannot be rebuilt from their options
-        self._checked: set[str] = set()
+        self._checked: dict[str, tuple[str, str, tuple[str, ...]]] = {}  # key -> first module's path, repr, state
 
     def describe(self) -> dict[str, Any]:
         """The decisions, the model's structure and its input shapes, not where its class was loaded from: a table
@@ -579,13 +626,24 @@ class NNLayers(LayerAdapter):
         return self._cache[arch.id]
 
     def _check_rebuild(self, call: _Call) -> None:
-        """Keep a copy of a layer that its kind and options do not rebuild (same `repr`), to time that instead."""
+        """Keep a copy of a layer that its kind and options do not rebuild (same `repr` and parameter and buffer
+        shapes), to time that instead; a ConfigError naming both layers when two modules that differ so share one
+        key (their counts and timings would be one of them)."""
         key = call.layer.key
-        if key in self._checked or call.module is None:
+        if call.module is None:
             return
-        self._checked.add(key)
+        seen = (call.path, repr(call.module), _state(call.module))
+        if key in self._checked:
+            first = self._checked[key]
+            if first[1:] != seen[1:]:
+                raise ConfigError(f"layers {first[0]!r} and {call.path!r} are different modules ({first[1]} and "
+                                  f"{seen[1]}) with one lookup-table key {key}: their counts and latencies cannot "
+                                  "be told apart; keep each constructor argument as an attribute of the same name")
+            return
+        self._checked[key] = seen
         try:
-            same = repr(self._rebuild(call.layer)) == repr(call.module)
+            twin = None if STATE in dict(call.layer.options) else self._rebuild(call.layer)
+            same = twin is not None and repr(twin) == seen[1] and _state(twin) == seen[2]
         except Exception:  # noqa: BLE001 - any failure to rebuild means: time a copy of the module instead
             same = False
         if not same:
@@ -596,7 +654,7 @@ class NNLayers(LayerAdapter):
         options = dict(layer.options)
         if layer.kind.startswith(("fn:", "method:")):
             return Function(layer.kind, json.loads(options.get("kwargs", "{}")))
-        return _layer_class(layer.kind)(**{k: v for k, v in options.items() if k != "call"})
+        return _layer_class(layer.kind)(**{k: v for k, v in options.items() if k not in ("call", STATE)})
 
     def layers(self, arch: Mapping[str, Any]) -> list[LayerConfig]:
         return [call.layer for call in self._calls(arch)]

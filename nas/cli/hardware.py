@@ -180,7 +180,7 @@ def measure(
 @app.command()
 @_user_errors
 def devices() -> None:
-    """List the built-in device profiles (add one: a JSON file in hardware/devices/, see docs/hardware.md)."""
+    """List the built-in device profiles (your own: a JSON profile passed by its path, see docs/hardware.md)."""
     from nas.hardware.devices import list_devices, load_device
 
     out = Table(title="device profiles", title_justify="left")
