@@ -303,15 +303,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=Settings.epochs)
     ap.add_argument("--budget", type=int, default=Settings.budget)
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 20 evaluations, 3 rounds")
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"JSON output (default {OUT.relative_to(OUT.parents[2])}; its _quick twin with --quick)")
     add_option(ap)
     args = ap.parse_args()
     s = Settings(seeds=args.seeds, epochs=args.epochs, budget=args.budget)
     global RUNS
     if args.quick:
         s = Settings(seeds=1, epochs=1, budget=20, rounds=3)
-        args.out = args.out.with_name(args.out.stem + "_quick.json")
+        args.out = args.out or OUT.with_name(OUT.stem + "_quick.json")  # an --out given is used as given
         RUNS = RUNS.with_name(RUNS.name + "_quick")
+    args.out = args.out or OUT
     torch.set_num_threads(1)
     if args.recount_flops:
         return recount_flops(args.out)
