@@ -485,7 +485,13 @@ def _value_key(v: Any) -> str:
 
 
 def _explained(y: np.ndarray, groups: list[str]) -> float:
-    """Eta squared: the share of `y`'s variance between the groups' means (0 when `y` is constant)."""
+    """Eta squared: the share of `y`'s variance between the groups' means (0 when `y` is constant). `y` is scaled by a
+    power of two (exact) to below 1 first: eta squared does not depend on scale, but squares of 1e300 overflow and
+    of 1e-300 vanish."""
+    size = float(np.abs(y).max()) if len(y) else 0.0
+    if size == 0:
+        return 0.0
+    y = np.ldexp(y, -int(np.frexp(size)[1]))
     total = float(((y - y.mean()) ** 2).sum())
     if total == 0:
         return 0.0

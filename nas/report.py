@@ -29,13 +29,19 @@ if TYPE_CHECKING:  # the export and verify layers import torch: the CLI starts w
     from nas.verify import Check, VerifyReport
 
 
+SCIENTIFIC = 1e15  # `fmt` writes values this large as 7.312e+300, not as hundreds of digits
+
+
 def fmt(value: Any) -> str:
-    """A metric value for a table: integers with thousands separators, else 4 significant digits."""
+    """A metric value for a table: integers with thousands separators, else 4 significant digits; from `SCIENTIFIC`
+    on, or below 1e-4, in scientific notation (7.312e+300: a float's digits past the 17th are made up)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     v = float(value)
     if v != v or v in (float("inf"), float("-inf")):
         return str(v)
+    if abs(v) >= SCIENTIFIC:
+        return f"{v:.4g}"
     if v.is_integer() and abs(v) >= 1000:
         return f"{int(v):,}"
     if abs(v) >= 1000:

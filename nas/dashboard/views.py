@@ -88,6 +88,10 @@ class HypervolumeCurve:
     over the feasible trials again, for the new reference. Up to `EXACT` objectives the curve is exact; with
     more it is a seeded Monte Carlo estimate (`MonteCarloHypervolume`, `SAMPLES` points, its standard error
     in `error`), since exact hypervolume grows exponentially with the number of objectives.
+
+    Objectives of huge (finite) values can make the volume, or the reference point itself, too large for a
+    float: the curve then holds None from the evaluation where the volume overflowed on (none at all when the
+    reference did), and `note` says why, so the page and the strict JSON it reads never see inf or NaN.
     """
 
     POINTS = 200
@@ -99,45 +103,67 @@ class HypervolumeCurve:
     changes: list[tuple[int, float]] = field(default_factory=list)  # (evaluations used, hypervolume) per change
     evaluations: int = 0  # hypervolumes computed, over every pass (what the curve costs)
 
-    def update(self, pts: np.ndarray, used: Sequence[int]) -> list[tuple[int, float]]:
+    def update(self, pts: np.ndarray, used: Sequence[int]) -> list[tuple[int, float | None]]:
         """The curve for the feasible points `pts` (minimised, journal order; earlier calls' points first)."""
         n = len(pts)
         if n == 0:
             return []
-        lo, hi = pts.min(axis=0), pts.max(axis=0)
-        ref = hi + np.where(hi > lo, (hi - lo) / 10, 1.0)
-        if self.reference is None or self.tracker is None or np.any(ref != self.reference) or n < self.done \
-                or (isinstance(self.tracker, MonteCarloHypervolume) and np.any(lo < self.tracker.lower)):
-            self.reference, self.done, self.changes = ref, 0, []
-            self.tracker = (HypervolumeTracker(ref) if len(ref) <= self.EXACT
-                            else MonteCarloHypervolume(ref, lo, self.SAMPLES))
-        before, last = self.tracker.evaluations, self.tracker.volume
-        for i, hv in enumerate(self.tracker.extend(pts[self.done:]), start=self.done):
-            if hv != last:
-                if self.changes and self.changes[-1][0] == used[i]:  # a re-checked copy: no evaluation used
-                    self.changes.pop()
-                self.changes.append((int(used[i]), float(hv)))
-                last = hv
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is seen below, and said in `note`
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            span = hi - lo  # beyond a float for values near +-1.8e308: a tenth of each end's difference instead
+            ref = hi + np.where(hi > lo, np.where(np.isfinite(span), span / 10, hi / 10 - lo / 10), 1.0)
+            if not np.all(np.isfinite(ref)):  # no hypervolume against an infinite reference point
+                self.reference, self.tracker, self.done, self.changes = ref, None, n, []
+                return []
+            if self.reference is None or self.tracker is None or np.any(ref != self.reference) or n < self.done \
+                    or (isinstance(self.tracker, MonteCarloHypervolume) and np.any(lo < self.tracker.lower)):
+                self.reference, self.done, self.changes = ref, 0, []
+                self.tracker = (HypervolumeTracker(ref) if len(ref) <= self.EXACT
+                                else MonteCarloHypervolume(ref, lo, self.SAMPLES))
+            before, last = self.tracker.evaluations, self.tracker.volume
+            for i, hv in enumerate(self.tracker.extend(pts[self.done:]), start=self.done):
+                if hv != last and (math.isfinite(hv) or math.isfinite(last)):  # once overflowed, it stays so
+                    if self.changes and self.changes[-1][0] == used[i]:  # a re-checked copy: no evaluation used
+                        self.changes.pop()
+                    self.changes.append((int(used[i]), float(hv)))
+                    last = hv
         self.evaluations += self.tracker.evaluations - before
         self.done = n
         return self.curve()
 
     @property
-    def error(self) -> float | None:
-        """The curve's standard error (Monte Carlo, more than `EXACT` objectives), None when it is exact."""
-        return self.tracker.error if isinstance(self.tracker, MonteCarloHypervolume) else None
+    def reference_finite(self) -> bool:
+        """Whether the reference point is a float's (values near +-1.8e308 push it past)."""
+        return self.reference is not None and bool(np.all(np.isfinite(self.reference)))
 
-    def curve(self) -> list[tuple[int, float]]:
-        """`changes` in at most about `POINTS` steps: the last change in each equal span of evaluations."""
+    @property
+    def note(self) -> str | None:
+        """Why the curve is missing or ends in None (a volume or reference point too large for a float), else None."""
+        if self.reference is not None and not self.reference_finite:
+            return "not drawn: its reference point (worst value plus a tenth of the range) is too large for a float"
+        gone = next((used for used, hv in self.changes if not math.isfinite(hv)), None)
+        if gone is None:
+            return None
+        return f"too large for a float (above 1.8e308) from evaluation {gone} on: not drawn from there"
+
+    @property
+    def error(self) -> float | None:
+        """The curve's standard error (Monte Carlo, more than `EXACT` objectives), None when it is exact (or too large
+        for a float)."""
+        return finite(self.tracker.error) if isinstance(self.tracker, MonteCarloHypervolume) else None
+
+    def curve(self) -> list[tuple[int, float | None]]:
+        """`changes` in at most about `POINTS` steps: the last change in each equal span of evaluations; a volume too
+        large for a float is None (strict JSON)."""
         if len(self.changes) <= self.POINTS:
-            return list(self.changes)
+            return [(used, finite(hv)) for used, hv in self.changes]
         width = -(-self.changes[-1][0] // self.POINTS)
-        out: list[tuple[int, float]] = []
+        out: list[tuple[int, float | None]] = []
         for used, hv in self.changes:
             if out and (out[-1][0] - 1) // width == (used - 1) // width:
-                out[-1] = (used, hv)
+                out[-1] = (used, finite(hv))
             else:
-                out.append((used, hv))
+                out.append((used, finite(hv)))
         return out
 
 
@@ -363,8 +389,8 @@ class SearchView:
         assert self.problem is not None and self.follower.config is not None
         config, trials, problem = self.follower.config, self.follower.trials, self.problem
         result = self.result()
-        counts = Counter(t.status for t in trials)
-        outcomes = Counter(r["outcome"] for r in self.rows)
+        counts = result.counts()
+        pruned = counts.other.get("pruned", 0)
         budget = int(config.get("budget", 0))
         best = {}
         for o in problem.objectives:
@@ -379,13 +405,15 @@ class SearchView:
                 "objectives": [{"name": o.name, "direction": o.direction} for o in problem.objectives],
                 "constraints": [str(c) for c in problem.constraints], "metrics": metrics,
                 "trials": len(trials), "used": self._used, "budget": budget,
-                # infeasible: every trial that breaks a constraint, rejected by a cheap one before evaluation
-                # (status "infeasible") or evaluated and found violating (status "ok"), as `nas status` counts
-                "counts": {"ok": counts.get("ok", 0), "failed": outcomes.get("failed", 0),
-                           "infeasible": outcomes.get("infeasible", 0), "rejected": counts.get("infeasible", 0),
-                           "violating": outcomes.get("infeasible", 0) - counts.get("infeasible", 0),
-                           "feasible": outcomes.get("feasible", 0)},
-                "feasible": outcomes.get("feasible", 0),
+                # as `nas status` counts (`SearchResult.counts()`), so every trial is in one count: infeasible is
+                # every trial that breaks a constraint, rejected by a cheap one before evaluation (status
+                # "infeasible") or evaluated and found violating; pruned: stopped early by a pruner (ok, but
+                # neither feasible nor on the front); other: an incomplete result, any other status
+                "counts": {"ok": counts.feasible + counts.violating + pruned, "failed": counts.failed,
+                           "infeasible": counts.infeasible, "rejected": counts.rejected, "violating": counts.violating,
+                           "feasible": counts.feasible, "pruned": pruned,
+                           "other": {k: n for k, n in counts.other.items() if k != "pruned"}},
+                "feasible": counts.feasible,
                 "rate_per_min": None if rate is None else rate * 60, "rate_clock": clock,
                 # wall-clock trials only: a simulated-clock replay's times are seconds from 0, never dates
                 "first": min((t.started for t in wall), default=None),
@@ -419,7 +447,7 @@ class SearchView:
             assert self.problem is not None
             result = self.result()
             curves = {o.name: result.history(o) for o in self.problem.objectives}
-            hv: list[tuple[int, float]] = []
+            hv: list[tuple[int, float | None]] = []
             if len(self.problem.objectives) >= 2:
                 objs = self.problem.objectives
                 rows = [r for r in self.rows if r["feasible"] and r["pruned_after"] is None
@@ -428,7 +456,9 @@ class SearchView:
                 hv = list(self._hv.update(pts.reshape(-1, len(objs)), [r["used"] for r in rows]))
             return {"best": curves, "hypervolume": hv, "hypervolume_error": self._hv.error,
                     "hypervolume_samples": self._hv.SAMPLES if self._hv.error is not None else None,
-                    "reference": None if self._hv.reference is None else self._unminimise(self._hv.reference)}
+                    "hypervolume_note": self._hv.note,  # why the curve is missing or stops: too large for a float
+                    "reference": (self._unminimise(self._hv.reference) if self._hv.reference_finite
+                                  and self._hv.reference is not None else None)}
 
         return self._cached("history", make)
 

@@ -22,9 +22,17 @@ function scatterType(n) { return WEBGL && n > 2000 ? "scattergl" : "scatter"; }
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 }
+// A number as nas.report.fmt writes it: integers with thousands separators, else 4 significant digits; from 1e15 on,
+// or below 1e-4, in scientific notation like Python's "{:.4g}" (7.312e+300, 1.235e-07), not hundreds of digits.
 function fmt(v) {
   if (v === null || v === undefined) return "";
   if (typeof v !== "number") return v === "-inf" ? "−inf" : String(v);
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? "NaN" : v > 0 ? "inf" : "−inf";  // as the page shows them
+  const [mantissa, exponent] = v.toExponential(3).split("e");  // 4 significant digits, rounded
+  if (v !== 0 && (Math.abs(v) >= 1e15 || Number(exponent) < -4)) {
+    const e = Number(exponent);
+    return `${mantissa.replace(/\.?0+$/, "")}e${e < 0 ? "-" : "+"}${String(Math.abs(e)).padStart(2, "0")}`;
+  }
   if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString("en-US");
   if (Math.abs(v) >= 1000) return v.toLocaleString("en-US", {maximumFractionDigits: 1});
   return Number(v.toPrecision(4)).toString();
@@ -208,12 +216,16 @@ function drawSummary(d) {
   const w = s.workers;
   const busy = w ? (w.slots === null ? `<br>pending: ${w.in_flight.length} asked` : `<br>workers: ${w.in_flight.length} of ${w.slots} busy`)
     + w.in_flight.map(f => `<br>&nbsp;· ${esc(f.arch_id)}` + (f.since ? ` for ${duration(now() - f.since)}` : "")).join("") : "";
-  const c = s.counts;  // infeasible: every trial that breaks a constraint, as `nas status` counts it
+  // as `nas status` counts them, every trial in one count: infeasible is every trial that breaks a constraint;
+  // pruned ones (stopped early by a pruner) are ok but neither feasible nor infeasible
+  const c = s.counts;
   const why = c.infeasible ? ` (${c.violating} evaluated, ${c.rejected} rejected)` : "";
+  const others = Object.entries(c.other || {}).map(([k, n]) => `, ${n} ${esc(k)}`).join("");
+  const pruned = c.pruned ? `; ${c.pruned} pruned (stopped early by a pruner: neither feasible nor on the front)` : "";
   const sim = s.rate_clock === "simulated";
   el("progress-detail").innerHTML = `${esc(stateText(s))}${s.still_writing ? " (a trial is being written)" : ""}<br>
-    <span id="progress-counts">${s.trials} trials: ${c.ok} ok, ${c.failed} failed, ${c.rejected} rejected by a cheap constraint;
-    ${c.feasible} feasible, ${c.infeasible} infeasible${why}</span><br>
+    <span id="progress-counts">${s.trials} trials: ${c.ok} ok, ${c.failed} failed, ${c.rejected} rejected by a cheap constraint${others};
+    ${c.feasible} feasible, ${c.infeasible} infeasible${why}${pruned}</span><br>
     rate ${s.rate_per_min === null ? "–" : fmt(s.rate_per_min) + (sim ? " / simulated min" : " / min")} ·
     ETA ${s.running && !sim ? duration(s.eta_s) : "–"}${busy}`;
   el("best").innerHTML = s.objectives.map(o => {
@@ -376,13 +388,15 @@ function drawHistory(d) {
   const last = d.summary.used;
   Plotly.react("hv-plot", hv.length ? [{type: "scatter", mode: "lines+markers", x: hv.map(p => p[0]).concat([last]),
     y: hv.map(p => p[1]).concat([hv[hv.length - 1][1]]), line: {shape: "hv"}, name: "hypervolume"}] : [],
-    {title: {text: !hv.length ? "hypervolume: needs two objectives and a feasible trial"
+    // a volume (or reference point) too large for a float: the server sends null from there on, and says why
+    {title: {text: h.hypervolume_note ? `front hypervolume: ${esc(h.hypervolume_note)}`.replace(/(.{40,}?) /g, "$1<br>")
+      : !hv.length ? "hypervolume: needs two objectives and a feasible trial"
       : h.hypervolume_error === null || h.hypervolume_error === undefined ? "front hypervolume over evaluations"
       : `front hypervolume over evaluations (Monte Carlo, ± ${fmt(h.hypervolume_error)} s.e., ${fmt(h.hypervolume_samples)} samples)`},
      xaxis: {title: {text: "evaluations"}}, yaxis: {title: {text: "hypervolume"}},
      annotations: h.reference ? [{text: `reference ${h.reference.map(fmt).join(", ")}`, showarrow: false,
        xref: "paper", yref: "paper", x: 1, y: 0, xanchor: "right", yanchor: "bottom", font: {size: 10}}] : [],
-     margin: {t: 40, r: 10}}, {responsive: true});
+     margin: {t: h.hypervolume_note ? 90 : 40, r: 10}}, {responsive: true});
   const objs = d.summary.objectives;
   const traces = [];
   objs.forEach((o, i) => {
