@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 
 def canonical_json(data: Any) -> str:
     """JSON with sorted keys and no spaces: the form ids are computed from."""
@@ -14,11 +16,13 @@ def canonical_json(data: Any) -> str:
 
 
 def _freeze(value: Any) -> Any:
+    """Mappings as FrozenDicts, lists as tuples, numpy scalars as their Python twins (what JSON and ids take;
+    `nas.jsonio.python_scalar` does the same, but the import-linter layers keep that sibling module out of reach)."""
     if isinstance(value, Mapping):
         return FrozenDict(value)
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
-    return value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _thaw(value: Any) -> Any:
@@ -46,6 +50,21 @@ class FrozenDict(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The slots without the cached hash: a str hash differs between processes (PYTHONHASHSEED), so a copy
+        unpickled elsewhere must compute its own."""
+        slots = [s for c in type(self).__mro__ for s in getattr(c, "__slots__", ()) if s != "_hash"]
+        return {s: getattr(self, s) for s in slots if hasattr(self, s)}
+
+    def __setstate__(self, state: Any) -> None:
+        """Restore the slots, dropping a cached hash (pickles written before `__getstate__` carry one, as
+        `(None, slots)`)."""
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in (slots or {}).items():
+            if name != "_hash":
+                setattr(self, name, value)
+        self._hash = None
 
     def __hash__(self) -> int:
         if self._hash is None:

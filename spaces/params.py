@@ -28,6 +28,14 @@ def _option_key(x: Any) -> tuple[int, Any]:
     return (0, x) if isinstance(x, bool) else (1, x) if is_number(x) else (2, x)
 
 
+def _listed(values: Any) -> Any:
+    """An array-like (a numpy array; a pandas Series, Index or column's `.unique()`, which under pandas 3 is an
+    ExtensionArray for strings) as a list, since what is read from a DataFrame means its Python twin; else as it is."""
+    if isinstance(values, (str, bytes, np.generic)) or not hasattr(values, "tolist"):
+        return values
+    return values.tolist()
+
+
 def _monotone(numbers: Sequence[Any]) -> bool:
     pairs = list(zip(numbers, numbers[1:]))
     return all(a < b for a, b in pairs) or all(a > b for a, b in pairs)
@@ -47,8 +55,7 @@ class Choice:
     ordered: bool
 
     def __init__(self, options: Sequence[Scalar], ordered: bool | None = None) -> None:
-        if isinstance(options, np.ndarray):
-            options = options.tolist()
+        options = _listed(options)
         # numpy scalars become Python scalars (np.int64 and np.float64 alike; ids and specs are unchanged)
         opts = tuple(python_scalar(o) for o in options) if isinstance(options, (list, tuple, range)) else None
         object.__setattr__(self, "options", opts if opts is not None else options)
@@ -206,9 +213,9 @@ class Subset:
                 problem = f"Subset n must be a positive int (the number of items), got {n!r}"
             else:
                 items = range(n)
-        elif isinstance(items, (list, tuple, np.ndarray)):
+        elif isinstance(_listed(items), (list, tuple)):  # numpy and pandas arrays too
             items = _as_range(tuple(int(x) if isinstance(x, np.integer) else str(x) if isinstance(x, str) else x
-                                    for x in items))
+                                    for x in _listed(items)))
         object.__setattr__(self, "items", items if problem is None else ())
         object.__setattr__(self, "k", k)
         object.__setattr__(self, "_problem", problem)  # not a field: equality and specs ignore it
@@ -526,7 +533,10 @@ class Conditional:
     node: Any
 
     def __init__(self, on: str, values: Sequence[Scalar] | Scalar, node: Any) -> None:
-        vals = tuple(python_scalar(v) for v in values) if isinstance(values, (list, tuple)) else (python_scalar(values),)
+        values = python_scalar(_listed(values))
+        # anything else (a set, a dict, None) is kept as it is, for `Space` to refuse naming the field
+        vals = tuple(python_scalar(v) for v in values) if isinstance(values, (list, tuple, range)) else \
+            (values,) if isinstance(values, (str, int, float, bool)) else values
         object.__setattr__(self, "on", on)
         object.__setattr__(self, "values", vals)
         object.__setattr__(self, "node", node)

@@ -12,6 +12,7 @@ import functools
 import itertools
 import logging
 import math
+import reprlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -185,6 +186,9 @@ class Space:
             ref = None
             if isinstance(node, Conditional):
                 ref = node.on
+                if not isinstance(node.values, tuple):
+                    raise SpaceDefinitionError(f"{path}: Conditional values must be a scalar or a list of options of "
+                                               f"{node.on!r}, got {node.values!r}")
                 if isinstance(node.node, Repeat) and isinstance(node.node.count, str):
                     raise SpaceDefinitionError(f"{path}: a conditional Repeat needs a fixed count (a field depends on one sibling at most)")
                 if not node.values:
@@ -545,7 +549,7 @@ class Space:
         return vec
 
     def from_vector(self, vector: Any) -> Architecture:
-        vec = np.asarray(vector, dtype=float).ravel()
+        vec = _numbers(vector, "vector")
         slots = self.slots()
         if vec.shape[0] != len(slots):
             raise InvalidArchitectureError("", f"vector has length {vec.shape[0]}, the space has {len(slots)} slots")
@@ -628,7 +632,7 @@ class Space:
         a Subset keeps its `k` highest-scoring items, so its decoding is always a valid subset. An optional
         slot's 'inactive' column is not read: whether it is active follows from the decoded controllers, and an
         active one takes its largest option column."""
-        x = np.asarray(onehot, dtype=float).ravel()
+        x = _numbers(onehot, "one-hot")
         if x.shape[0] != self.onehot_size():
             raise InvalidArchitectureError("", f"one-hot has length {x.shape[0]}, the space needs {self.onehot_size()}")
         vec: list[int] = []
@@ -1020,6 +1024,15 @@ def _integer_from_spec(args: Any, path: str) -> Integer:
                         "values", path, low, high, step, low, top, step)
             return Integer(low, top, step)
     return Integer(*args)
+
+
+def _numbers(values: Any, what: str) -> np.ndarray:
+    """`values` as a flat float array; InvalidArchitectureError when they are not numbers (a string, a dict)."""
+    try:
+        return np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise InvalidArchitectureError("", f"{what} must be numbers (option indices or scores), "
+                                           f"got {reprlib.repr(values)}") from None
 
 
 def _from_spec(node: Any, path: str) -> Any:
