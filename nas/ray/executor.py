@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import sysconfig
 import time
@@ -56,9 +57,9 @@ class RayOptions:
     def __post_init__(self) -> None:
         """Checked when the executor is built (a run file's `[executor]` table included), not in `ray.init`,
         which raised a bare TypeError or ValueError after the journal header was written."""
-        if self.address is not None and not isinstance(self.address, str):
-            raise ConfigError(f"address: expected None (start a local Ray instance), \"auto\" or \"HOST:PORT\", got "
-                              f"{self.address!r}")
+        if self.address is not None and not (isinstance(self.address, str) and _valid_address(self.address)):
+            raise ConfigError(f"address: expected None (start a local Ray instance), \"auto\" or \"HOST:PORT\" "
+                              f"(e.g. 10.0.0.5:6379, or ray://HOST:10001 for Ray Client), got {self.address!r}")
         if self.num_cpus is not None:
             check_count(self.num_cpus, "num_cpus", " (CPUs of the local Ray instance) or None")
         if self.num_gpus is not None:
@@ -67,6 +68,18 @@ class RayOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})")
+
+
+def _valid_address(address: str) -> bool:
+    """Whether Ray can parse `address`: "auto", "local", or [ray://]HOST:PORT with a port in 1..65535 (Ray's
+    "Invalid address format" otherwise came after the journal header was written)."""
+    if address in ("auto", "local"):
+        return True
+    match = _ADDRESS.fullmatch(address)
+    return match is not None and 1 <= int(match.group(3)) <= 65535
 
 
 def connect(options: RayOptions | None = None) -> bool:
