@@ -7,7 +7,8 @@ hands each report's value of one metric (`Pruner(metric=...)`, default the first
 reports of every trial so far, kept in an in-memory Optuna study; when it says prune, `report_metrics` raises `Pruned`
 inside `evaluate`, and the trial ends with its last report as its metrics (what a Ray Tune scheduler's stop gives,
 so every report must carry every objective and constraint metric; a report lacking one, or the judged metric (nothing
-would ever be judged), ends the search with a ConfigError naming it). A NaN or infinite value is judged
+would ever be judged), ends the search with a ConfigError naming it; in a search with `nas.cheap` evaluators only the
+judged metric is required, as the cheap metrics join a pruned trial's last report). A NaN or infinite value is judged
 too, as in Optuna (a diverged training: Threshold stops it at a NaN report, successive halving and Hyperband at the
 next rung, median and percentile once all its reports are NaN; it then fails as non-finite). The journal keeps each
 trial's reported values of that metric (`extra["curve"]`, [report index, value] pairs, a non-finite value as its

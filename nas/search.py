@@ -251,6 +251,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
         runner = make_executor(executor, None)
     if timeout_s is None:  # an executor instance's own timeout (ProcessExecutor(timeout_s=...)) is recorded too
         timeout_s = getattr(runner, "timeout_s", None)
+    if pruning is not None and cheap:  # the cheap stage supplies some metrics, which no report need carry: reports
+        pruning.problem = None  # need the judged metric, and a pruned trial's last report joins the cheap metrics
     runner.set_pruning(pruning)
     expensive_fn = merged(expensive, fidelity)
     runner.check_evaluate(expensive_fn)  # one a worker process cannot be sent is refused before the journal is written

@@ -147,6 +147,18 @@ def test_a_report_lacking_an_objective_is_refused_at_once_under_a_pruner():
     assert all(t.status == "ok" for t in r.trials)
 
 
+def test_reports_need_not_carry_what_a_cheap_evaluator_gives():
+    """`[nas.cheap(cost), train]` with a pruner: the per-epoch reports carry the accuracy only (the cheap stage gives
+    latency_ms, and a report carrying it too would be a metric of two evaluators); a pruned trial's result is its last
+    report with the cheap metrics, so it is complete, and kept as pruned, not failed."""
+    cost = nas.cheap(lambda arch: {"latency_ms": arch["width"] / 8})
+    r = nas.search(SPACE, [cost, Training()], {"accuracy": "max", "latency_ms": "min"}, strategy="random",
+                   budget=20, seed=0, pruner="median")
+    stopped = [t for t in r.trials if t.extra.get("pruned_after") is not None]
+    assert stopped and all(t.status == "ok" and set(t.metrics) >= {"accuracy", "latency_ms"} for t in stopped)
+    assert all(t.status == "ok" for t in r.trials)
+
+
 def test_bad_pruners_and_executors_are_refused_by_name():
     with pytest.raises(ConfigError, match="pruner: unknown name 'mean'"):
         nas.search(SPACE, Training(), {"accuracy": "max"}, budget=2, pruner="mean")
