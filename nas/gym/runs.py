@@ -294,7 +294,7 @@ def run_one(env: Environment, strategy: str, setting: Setting, seed: int, budget
             result, rec.budget_used = _fidelity_search(env, space, evaluate, strategy, setting, seed, budget, workdir)
         else:
             # on a fidelity environment every evaluation trains at the top level, as multi-fidelity runs' outcomes do
-            top = float(env.fidelity[-1]) if env.fidelity else None
+            top = env.fidelity[-1] if env.fidelity else None  # as the levels were given: range(budget) works
             result = search(space, evaluate, {env.objective: env.direction}, list(env.constraints), strategy=strategy,
                             strategy_options=setting.options, budget=budget, seed=seed, workdir=workdir, fidelity=top)
             rec.budget_used = float(result.used)

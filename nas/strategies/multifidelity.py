@@ -7,8 +7,8 @@ trial per (architecture, fidelity) and every trial records the budget it was eva
 `pareto_front()` of such a search rank the trials at the top level only (`SearchResult.top_fidelity`).
 
 `successive-halving` (ASHA, Li et al. 2020) starts new architectures, proposed by an inner strategy on
-the base space, at the lowest level; whenever a rung holds `eta` x k results, its best k are promoted
-one level up. Only completed results count towards k and are promoted: a failed evaluation or a proposal the
+the base space, at the lowest level; a result among the best ⌊n / eta⌋ of the n results at its rung that has
+not been promoted yet is promoted one level up (so a rung can send up more than ⌊n / eta⌋ in all, as in ASHA). Only completed results count towards k and are promoted: a failed evaluation or a proposal the
 cheap stage rejected (`infeasible`) stays where it is. `hyperband` runs several such brackets starting at
 successively higher levels, picking a bracket for each new architecture with Hyperband's weights. A bracket
 promoting an architecture to a level another bracket already evaluated it at files that result (at once, or when
