@@ -281,7 +281,7 @@ def run_joint(seeds: list[int], args: argparse.Namespace, workdir: Path) -> dict
                                      args.trials, seed, strategy, train_s)
             size = r["exported"]
             r.update({"search_s": time.time() - t1, "train_s": train_s,
-                      "size_matches_onnx": size["onnx_parameter_bits"] == r["searched"]["size_bits"]
+                      "size_matches_onnx": size["onnx_state_bits"] == r["searched"]["size_bits"]
                       and not size["onnx_missing"],
                       "size_matches_state_dict": size["state_tensor_bits"] == r["searched"]["size_bits"],
                       "within_budget": r["searched"]["size_bits"] <= args.budget_bits})

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from nas.errors import ConfigError
 from nas.hardware.quantization import (FORMATS, NumberFormat, check_formats, float_codes, get_format, int_codes,
                                        quantizable_layers, scale_of)
 
-__all__ = ["ExportedSize", "PackedConv", "PackedLinear", "exported_size", "pack_model", "pack_weight",
-           "unpack_weight"]
+__all__ = ["ExportedSize", "PackedConv", "PackedLinear", "check_packable", "exported_size", "pack_model",
+           "pack_weight", "unpack_weight"]
 
 
 
@@ -161,21 +161,28 @@ def unpack_weight(codes: torch.Tensor, scale: torch.Tensor, fmt: NumberFormat, s
 
 
 # ---------------------------------------------------------------------------------------- modules
+def check_packable(fmt: str | NumberFormat, field_name: str = "format") -> NumberFormat:
+    """The format `fmt` names if a packed layer can store it (fp32 passes: it stays a float layer); ConfigError
+    naming `field_name` otherwise, so a space can refuse it when it is made rather than at export."""
+    fmt = get_format(fmt, field_name)
+    if fmt.kind == "int" and fmt.bits not in (2, 4, 8):
+        # 1-bit codes cannot exist: a symmetric 1-bit grid has max_value 0 (NumberFormat refuses it)
+        raise ConfigError(f"{field_name}: {fmt.name} ({fmt.bits}-bit int) cannot be packed: codes are packed whole "
+                          "into bytes, so 2, 4 or 8 bits (model_size and fake quantization take any width)")
+    if fmt.kind == "float" and (fmt.bits != 8 or FORMATS.get(fmt.name) != fmt):
+        known = ", ".join(n for n, f in FORMATS.items() if f.kind == "float")
+        raise ConfigError(f"{field_name}: {fmt.name} ({fmt.bits}-bit float) cannot be packed: the packed layer "
+                          f"decodes the bit layouts of 8-bit float formats registered in FORMATS ({known})")
+    return fmt
+
+
 class _Packed(nn.Module):
     """Buffers `codes` and `scale`, parameter `bias`; `weight()` decodes them."""
 
     def _init_packed(self, shape: tuple[int, ...], fmt: str | NumberFormat, bias: bool) -> None:
-        self.format = get_format(fmt)
+        self.format = check_packable(fmt)
         if not self.format.quantized:
             raise ConfigError(f"format: {self.format.name} is not packed; keep the float layer")
-        fmt = self.format
-        if fmt.kind == "int" and (fmt.bits > 8 or 8 % fmt.bits):
-            raise ConfigError(f"format: {fmt.name} ({fmt.bits}-bit int) cannot be packed: codes are packed whole "
-                              "into bytes, so 1, 2, 4 or 8 bits (model_size and fake quantization take any width)")
-        if fmt.kind == "float" and FORMATS.get(fmt.name) != fmt:
-            known = ", ".join(n for n, f in FORMATS.items() if f.kind == "float")
-            raise ConfigError(f"format: {fmt.name} is not a built-in float format ({known}), whose bit layouts the "
-                              "packed layer decodes")
         self.weight_shape = tuple(int(s) for s in shape)
         for name, t in pack_weight(torch.zeros(self.weight_shape), self.format).items():
             self.register_buffer(name, t)
@@ -267,10 +274,12 @@ class ExportedSize:
     """Sizes read from exported files (bits unless named bytes).
 
     `onnx_parameter_bits`: ONNX initializers named like the module's state_dict entries (the model's own
-    tensors); `onnx_other_bits`: the remaining initializers (constants of the decoding graph, shape tensors);
-    `state_tensor_bits`: the tensors of the saved state_dict; `*_file_bytes`: the files on disk (with the
-    containers' own overhead); `onnx_missing`: state_dict entries the ONNX file has no initializer for (the
-    exporter merges identical tensors and folds constants; non-empty means the two sizes are not comparable).
+    tensors, each stored once); `onnx_other_bits`: the remaining initializers (constants of the decoding graph,
+    shape tensors); `state_tensor_bits`: the tensors of the saved state_dict; `*_file_bytes`: the files on disk
+    (with the containers' own overhead). The TorchScript exporter stores identical tensors once: `onnx_shared`
+    maps a state_dict entry with no initializer of its own to the initializer holding the same data (reached by
+    `Identity` nodes, or an equal tensor), `onnx_shared_bits` is what those entries take in the state_dict.
+    `onnx_missing`: entries with no initializer and no shared data (folded; then the sizes are not comparable).
     """
 
     onnx_file_bytes: int | None
@@ -279,10 +288,20 @@ class ExportedSize:
     onnx_dtypes: dict[str, str]
     state_file_bytes: int | None
     state_tensor_bits: int | None
-    onnx_missing: tuple[str, ...] = ()  # state_dict entries with no initializer of that name (merged or folded)
+    onnx_missing: tuple[str, ...] = ()  # state_dict entries with no initializer of that name nor shared data
+    onnx_shared: dict[str, str] = field(default_factory=dict)  # state_dict entry -> initializer holding its data
+    onnx_shared_bits: int = 0  # state_dict bits of the `onnx_shared` entries (stored once in the ONNX file)
+
+    @property
+    def onnx_state_bits(self) -> int | None:
+        """The state_dict's tensors as the ONNX file holds them, a shared tensor counted for every entry using it:
+        comparable with `state_tensor_bits` and a searched `size_bits`; None if an entry is missing."""
+        if self.onnx_parameter_bits is None or self.onnx_missing:
+            return None
+        return self.onnx_parameter_bits + self.onnx_shared_bits
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "onnx_state_bits": self.onnx_state_bits}
 
 
 def _initializer_bits(tensor: Any) -> int:
@@ -292,6 +311,31 @@ def _initializer_bits(tensor: Any) -> int:
         return 8 * len(tensor.raw_data)
     array = numpy_helper.to_array(tensor)
     return int(array.size * 8 * array.itemsize) if helper.tensor_dtype_to_np_dtype(tensor.data_type) else 0
+
+
+def _same_data(initializer: Any, tensor: torch.Tensor | None) -> bool:
+    """Whether an ONNX initializer holds exactly `tensor` (dtype, shape and values); False without a tensor."""
+    from onnx import numpy_helper
+
+    if tensor is None:
+        return False
+    array = numpy_helper.to_array(initializer)
+    expected = tensor.detach().cpu().numpy()
+    return array.dtype == expected.dtype and array.shape == expected.shape and bool((array == expected).all())
+
+
+def _shared_source(name: str, graph: Any, own: dict[str, Any], tensor: torch.Tensor | None) -> str | None:
+    """The initializer among `own` that holds the data of state entry `name`, which has no initializer: the
+    start of an `Identity` chain producing `name`, else (the name gone from the graph) an equal initializer."""
+    identity = {out: node.input[0] for node in graph.node if node.op_type == "Identity" for out in node.output}
+    source, seen = name, set()
+    while source in identity and source not in seen:
+        seen.add(source)
+        source = identity[source]
+    if source != name:
+        ok = source in own and (tensor is None or _same_data(own[source], tensor))
+        return source if ok else None
+    return next((key for key, init in sorted(own.items()) if _same_data(init, tensor)), None)
 
 
 def exported_size(folder: str | Path, onnx_file: str = "model.onnx", weights_file: str = "weights.pt",
@@ -311,15 +355,28 @@ def exported_size(folder: str | Path, onnx_file: str = "model.onnx", weights_fil
     import onnx
 
     graph = onnx.load(str(onnx_path)).graph
-    own = other = 0
+    own_bits = other = 0
     dtypes = {}
+    own: dict[str, Any] = {}
     for init in graph.initializer:
         bits = _initializer_bits(init)
         if init.name in keys:
-            own += bits
+            own_bits += bits
+            own[init.name] = init
             dtypes[init.name] = onnx.TensorProto.DataType.Name(init.data_type)
         else:
             other += bits
-    missing = tuple(sorted(keys - {init.name for init in graph.initializer}))
-    return ExportedSize(onnx_path.stat().st_size, own, other, dtypes,
-                        weights.stat().st_size if state is not None else None, state_bits, missing)
+    shared: dict[str, str] = {}
+    missing = []
+    for name in sorted(keys - set(own)):
+        tensor = state.get(name) if state is not None else None
+        source = _shared_source(name, graph, own, tensor)
+        if source is None or (tensor is None and state is not None):
+            missing.append(name)
+        else:
+            shared[name] = source
+    shared_bits = sum(8 * state[k].numel() * state[k].element_size() if state is not None and k in state
+                      else _initializer_bits(own[v]) for k, v in shared.items())
+    return ExportedSize(onnx_path.stat().st_size, own_bits, other, dtypes,
+                        weights.stat().st_size if state is not None else None, state_bits, tuple(missing), shared,
+                        shared_bits)

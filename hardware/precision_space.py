@@ -32,9 +32,9 @@ from nas.architecture import Architecture
 from nas.counts import count as count_module
 from nas.errors import ConfigError
 from nas.hardware.devices import DeviceProfile
-from nas.hardware.packing import PackedLinear
-from nas.hardware.quantization import (FORMAT_NAMES, PrecisionCost, fake_quant, get_format, model_size_bits,
-                                       precision_cost)
+from nas.hardware.packing import PackedLinear, check_packable
+from nas.hardware.quantization import (FORMAT_NAMES, FORMATS, NumberFormat, PrecisionCost, fake_quant, get_format,
+                                       model_size_bits, precision_cost)
 from nas.spaces.model_space import ModelSpace
 from nas.spaces.params import Choice
 from nas.spaces.space import Repeat
@@ -73,8 +73,21 @@ class PrecisionMLPConfig:
             raise ConfigError(f"PrecisionMLPConfig.widths: expected multipliers in (0, 1], got {self.widths!r}")
         if not self.formats:
             raise ConfigError("PrecisionMLPConfig.formats: expected at least one format")
-        for i, name in enumerate(self.formats):
-            get_format(name, f"PrecisionMLPConfig.formats[{i}]")
+        if not isinstance(self.formats, tuple):
+            raise ConfigError(f"PrecisionMLPConfig.formats: expected a tuple of format names, got {self.formats!r}")
+        names = []
+        for i, fmt in enumerate(self.formats):
+            where = f"PrecisionMLPConfig.formats[{i}]"
+            if isinstance(fmt, NumberFormat):
+                # a Choice option is a JSON scalar, so the space holds names: a record stands for its registered name
+                if FORMATS.get(fmt.name) != fmt:
+                    raise ConfigError(f"{where}: the space chooses among format names, and {fmt.name!r} is not "
+                                      "registered as this record; add it to nas.hardware.quantization.FORMATS and "
+                                      "pass its name")
+                fmt = fmt.name
+            check_packable(fmt, where)  # build() packs every quantized layer: refuse now, not after a search
+            names.append(fmt)
+        object.__setattr__(self, "formats", tuple(names))
 
     @property
     def in_features(self) -> int:

@@ -262,7 +262,7 @@ def test_reduced_precision_search_exports_a_model_of_the_measured_size(tmp_path)
     size = out["exported"]
     assert out["searched"]["size_bits"] <= 30_000
     assert not size["onnx_missing"]
-    assert size["onnx_parameter_bits"] == size["state_tensor_bits"] == out["searched"]["size_bits"]
+    assert size["onnx_state_bits"] == size["state_tensor_bits"] == out["searched"]["size_bits"]
     assert out["onnx"]["onnxruntime_max_abs_diff"] < 1e-4 and out["supernet_max_abs_diff"] < 1e-5
     assert out["measured_accuracy_pct"] == pytest.approx(out["searched"]["accuracy_pct"])
 
