@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,46 @@ def read_jsonl(path: str | os.PathLike[str], what: str = "file", error: type[NAS
         try:
             records.append((last + 1, _record(p, last + 1, tail, what, error)))
             unterminated, last = True, last + 1
-        except error:
+        except error as e:
+            damage = _not_a_prefix(tail)
+            if damage is not None:  # a torn write is a prefix of one line: anything else is damage, kept as it is
+                raise error(f"{e}: {damage}, not a write cut short, so it is not dropped; fix or remove that line "
+                            "by hand (or restore the file from a copy)") from None
             torn = len(tail)
     return JsonLines(p, records, start + len(raw), torn, unterminated, last)
+
+
+_PARTIAL_TOKEN = re.compile(rb"-?[0-9.eE+-]*|t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|N(aN?)?|-?I(n(f(i(n(i(ty?)?)?)?)?)?)?")
+"""What a write cut inside a number or literal leaves where the parser stopped: the start of that token."""
+
+
+def _not_a_prefix(tail: bytes) -> str | None:
+    """Why an incomplete last line `tail` cannot be the start of one JSON object line (a write cut short), or None
+    when it can. A crash may leave zeros where appended data never landed; they, and a cut UTF-8 character, are
+    part of a torn write."""
+    data = tail.rstrip(b"\x00").lstrip(b" \t\r")
+    if data.startswith(b"\xef\xbb\xbf"):  # a BOM before a torn first line
+        data = data[3:]
+    if not data:
+        return None
+    if not data.startswith(b"{"):
+        return "it does not begin with '{' as every record does"
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        if e.reason != "unexpected end of data":
+            return f"it is not UTF-8 ({e})"
+        text = data[:e.start].decode()
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":
+            return f"it holds a complete record followed by other bytes (from column {e.pos + 1})"
+        if e.msg.startswith("Unterminated string") or (e.msg.startswith("Invalid \\uXXXX") and len(text) - e.pos <= 6) \
+                or _PARTIAL_TOKEN.fullmatch(text[e.pos:].encode()):
+            return None  # the input ran out inside a string, an escape, a number or a literal, or between tokens
+        return f"it is not JSON from column {e.pos + 1} on ({e.msg})"
+    return "it holds a complete record followed by a partial character"
 
 
 def _record(path: Path, number: int, line: bytes, what: str, error: type[NASError]) -> dict[str, Any]:

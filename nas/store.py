@@ -26,7 +26,8 @@ import os
 import re
 import socket
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,18 @@ _SNAPSHOT_FIELDS: dict[str, tuple[type, type | tuple[type, ...] | None]] = {
     "reports": (dict, dict), "queued": (list, dict), "enqueued": (list, str)}
 """The fields `_SearchLoop._snapshot` writes (a resume needs `state` and `pending`; the rest are optional): their
 JSON type, and the type of each entry or value."""
+
+
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The errnos of a write the disk (or the user's quota) has no room for."""
+
+
+class DiskFull(JournalError, OSError):
+    """A workdir's file could not be written for lack of space: one line naming the workdir and the file. An
+    OSError too (errno ENOSPC or EDQUOT, filename set), as the bare error it replaces was."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def _json_type(value: Any) -> str:
@@ -437,8 +450,8 @@ class JournalWriter(Journal):
             if self.exists():
                 lines = jsonio.read_jsonl(self.path, "journal", JournalError)
                 if lines.torn:
-                    log.warning("%s: dropping a truncated last line (%d bytes): the previous run died mid-write",
-                                self.path, lines.torn)
+                    log.warning("%s:%d: dropping a truncated last line (%d bytes): the previous run died mid-write",
+                                self.path, lines.last_line + 1, lines.torn)
                 jsonio.repair_tail(lines)
         except BaseException:
             self.close()
@@ -458,10 +471,9 @@ class JournalWriter(Journal):
         exists but is empty (it read as "missing header line")."""
         if self.exists():
             raise JournalError(f"{self.path} already exists")
-        if self._lock_fd is None:
-            raise JournalError(f"{self.path}: this writer is closed")
         header = {"type": "header", "schema": SCHEMA, "config": dict(config)}
-        jsonio.write_bytes(self.path, (jsonio.dumps(header) + "\n").encode())
+        with self._writing(JOURNAL):
+            jsonio.write_bytes(self.path, (jsonio.dumps(header) + "\n").encode())
 
     def append(self, trial: Trial) -> None:
         self._append(trial.to_json())
@@ -479,24 +491,58 @@ class JournalWriter(Journal):
         self._append({"type": "config", **fields, "time": time.time()})
 
     def _append(self, record: Mapping[str, Any]) -> None:
-        if self._lock_fd is None:
-            raise JournalError(f"{self.path}: this writer is closed")
-        jsonio.append_jsonl(self.path, [record])
+        with self._writing(JOURNAL):
+            jsonio.append_jsonl(self.path, [record])
 
     def save_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         # json.dumps, not strict: a strategy's state may hold inf/NaN, which json reads back as such.
-        jsonio.write_bytes(self.snapshot_path, json.dumps({"schema": SCHEMA, **snapshot}).encode())
+        with self._writing(SNAPSHOT):
+            jsonio.write_bytes(self.snapshot_path, json.dumps({"schema": SCHEMA, **snapshot}).encode())
 
     def save_running(self, slots: int, in_flight: Sequence[Mapping[str, Any]]) -> None:
         """Tell readers (a dashboard) which evaluations run now; cheap: replaced atomically, not fsync'd."""
         data = jsonio.dumps({"slots": slots, "in_flight": list(in_flight), "time": time.time()}).encode()
-        jsonio.write_bytes(self.workdir / RUNNING, data, durable=False)
+        with self._writing(RUNNING):
+            jsonio.write_bytes(self.workdir / RUNNING, data, durable=False)
+
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[None]:
+        """Write the workdir's file `name` only while this writer still holds the lock (`_check_lock`); a full disk
+        is a `DiskFull` naming the workdir and `name` (the journal is left whole: `jsonio.append_jsonl`)."""
+        self._check_lock()
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in FULL:
+                raise
+            full = DiskFull(f"{self.workdir}: the disk is full (writing {name}: {e.strerror}); free space and run "
+                            "the same call again to resume")
+            full.errno, full.strerror, full.filename = e.errno, e.strerror, str(self.workdir / name)
+            raise full from None
+
+    def _owns_lock(self) -> bool:
+        """Whether `journal.lock` is still the file this writer locked: a user may delete it (taking it for a
+        stale lock, as with git's index.lock), and then a second search locks a new one."""
+        if self._lock_fd is None:
+            return False
+        return _same_file(self._lock_fd, self.workdir / LOCK)
+
+    def _check_lock(self) -> None:
+        """A JournalError when this writer is closed or its lock file was deleted (or replaced): another search may
+        write the journal now, so this one must not write anything more."""
+        if self._lock_fd is None:
+            raise JournalError(f"{self.path}: this writer is closed")
+        if not self._owns_lock():
+            raise JournalError(f"{self.workdir / LOCK} was deleted or replaced while this search held it, so another "
+                               "search may write this workdir now; this one stops without writing more. Never delete "
+                               f"the lock of a running search (`nas status {self.workdir}` says who holds it)")
 
     def close(self) -> None:
         """Release the workdir's lock (another process may write it from now on)."""
         if self._lock_fd is not None:
             try:
-                (self.workdir / RUNNING).unlink(missing_ok=True)
+                if self._owns_lock():  # else running.json may be another search's
+                    (self.workdir / RUNNING).unlink(missing_ok=True)
             except OSError:  # a read-only workdir: readers ignore running.json while no search holds the lock
                 pass
             os.close(self._lock_fd)  # closing the descriptor releases the flock
@@ -522,7 +568,10 @@ def _lock(path: Path, attempts: int = 20) -> int:
     for attempt in range(attempts):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # deleted (and maybe recreated) between our open and flock: lock what is there now
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except BlockingIOError:
             if attempt + 1 < attempts:
                 time.sleep(0.05)
@@ -541,6 +590,16 @@ def _lock(path: Path, attempts: int = 20) -> int:
         raise WorkdirBusy(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
                           "or use another workdir") from None
     return fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (not deleted, not replaced by a new file)."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _claim(fd: int) -> None:
