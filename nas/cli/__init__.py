@@ -173,15 +173,22 @@ def driver(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def pasted(path: str | os.PathLike[str]) -> str:
+    """`path` as a command printed to paste should hold it: quoted for the shell, and with ./ before a relative path
+    that starts with '-', which the option parser would otherwise read as an option."""
+    text = str(path)
+    return shlex.quote("./" + text if text.startswith("-") else text)
+
+
 def resume_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     """How this search continues: `nas resume DIR` for scripts run by `nas run`, else the Python call that wrote the
     workdir again (`nas.search`, or the driver of a one-shot, few-shot, NEAS, BossNAS or EAS search)."""
     meta = config.get("metadata") or {}
     if meta.get("script"):
-        return f"nas resume {shlex.quote(str(workdir))}"
+        return f"nas resume {pasted(workdir)}"
     call = driver(config)
     if call is None and meta.get("study"):
-        return f"nas ask {shlex.quote(str(workdir))}"
+        return f"nas ask {pasted(workdir)}"
     return f"call {call or 'nas.search'}(..., workdir={str(workdir)!r}) again with the same arguments"
 
 
@@ -189,7 +196,7 @@ def moved_hint(workdir: Path, config: Mapping[str, Any]) -> str:
     """How a `nas run` search whose script moved goes on: `nas run` of its run file, or of its script with the first
     run's flags (a plain `nas run SCRIPT` would use the script's settings, and be refused as a different search)."""
     meta = config.get("metadata") or {}
-    where = f"--workdir {shlex.quote(str(workdir))}"
+    where = f"--workdir {pasted(workdir)}"
     if meta.get("run_file"):
         return (f"if the project moved, continue with `nas run PATH/TO/{Path(meta['run_file']).name} {where}` (the "
                 "run file it was started from; it records the new path)")
@@ -323,7 +330,7 @@ def next_steps(result: SearchResult, workdir: Path) -> str:
     below it, e.g. at max_time; else with twice the budget, or the evaluations used where a lowered budget is below
     them), but not when its strategy had nothing new."""
     budget = int(result.config.get("budget", result.used))
-    wd = shlex.quote(str(workdir))  # a path with spaces is copied and pasted as one argument
+    wd = pasted(workdir)  # a path with spaces (or starting with -) is copied and pasted as one argument
     more = ("" if result.stop_reason == "exhausted" else f" | nas resume {wd}" if result.used < budget else
             f" | nas resume {wd} --budget {max(budget, result.used) * 2}")
     return f"next: nas status {wd} | nas pareto {wd} --plot front.png{more}"
@@ -547,6 +554,23 @@ def _distinct_outputs(targets: Sequence[tuple[str, Path | None]]) -> None:
         seen[where] = flag
 
 
+def _output_file(target: Path | None, flag: str, plot: bool = False) -> None:
+    """ConfigError naming `flag` when the file output `target` cannot be written as asked (a folder; for a `plot`,
+    a suffix no plot can be written in), checked before any output is written. None and "-" (standard output)
+    pass."""
+    if target is None or str(target) == "-":
+        return
+    if Path(target).is_dir():  # the errno text user_errors would print, with the flag named
+        raise ConfigError(f"{flag} {target}: Is a directory (give the path of a file)")
+    if plot:
+        from nas.plot import plot_format
+
+        try:
+            plot_format(target)
+        except ConfigError as e:  # "PATH: .xyz is not an image format ..."
+            raise ConfigError(f"{flag} {e}") from None
+
+
 def _ago(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s ago"
@@ -632,13 +656,13 @@ def status(workdir: Annotated[Path, path_argument(help="Experiment directory.")]
     waiting = _pending(Path(workdir), trials)
     if waiting:
         shown = ", ".join(arch_id[:12] for arch_id in waiting[:5]) + (", ..." if len(waiting) > 5 else "")
-        grid.add_row("pending", f"{len(waiting)} asked and not told yet ({shown}): nas tell {shlex.quote(str(workdir))} "
+        grid.add_row("pending", f"{len(waiting)} asked and not told yet ({shown}): nas tell {pasted(workdir)} "
                      "ID ..." if study else
                      f"{len(waiting)} evaluations were running when it stopped ({shown}); a resume runs them first")
     for o in result.problem.objectives:
         best = result.best(o.name)
         grid.add_row(f"best {o.name}", f"{fmt(best.metrics[o.name])} (trial {best.number})" if best else "-")
-    grid.add_row("pareto front", f"{len(result.pareto_front())} trials (nas pareto {shlex.quote(str(workdir))})")
+    grid.add_row("pareto front", f"{len(result.pareto_front())} trials (nas pareto {pasted(workdir)})")
     for label, value in _time_rows(trials):
         grid.add_row(label, value)
     writer = Journal(workdir).writer()
@@ -660,6 +684,9 @@ def status(workdir: Annotated[Path, path_argument(help="Experiment directory.")]
         grid.add_row("state", "finished (budget used); to continue with a larger budget: "
                      + (f"{hint} --budget N" if script or study else
                         f"{hint} and {GROW.get(driver(config) or '', 'a larger budget')}"))
+    elif study and waiting and used + len(waiting) >= budget:  # nas ask would hand out nothing (exit code 3)
+        grid.add_row("state", f"waiting for {len(waiting)} pending result{'s' if len(waiting) > 1 else ''} (the rest "
+                     f"of the budget is told): nas tell {pasted(workdir)} ID ...; to ask for more: {hint} --budget N")
     elif rule_met(result.stop_reason) is not None:
         grid.add_row("state", f"finished below its budget: {rule_met(result.stop_reason)}; to go on to the budget: "
                      f"{hint}")
@@ -683,6 +710,7 @@ def pareto(
     """Print the Pareto front as a table; with --plot also draw it (PNG, or the format the suffix names)."""
     result = _load(workdir)
     check_output(plot, "--plot", [workdir])
+    _output_file(plot, "--plot", plot=True)  # before the table is printed
     names = _names(objectives, result)
     console = _out()
     show_front(console, result, names)
@@ -712,7 +740,7 @@ def history(
         help="Also write each trial's start and finish on its worker's lane here.")] = None,
 ) -> None:
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
-    from nas.plot import plot_curves, plot_format, plot_history, plot_parallel, plot_timeline
+    from nas.plot import plot_curves, plot_history, plot_parallel, plot_timeline
 
     outputs = (("--plot", plot), ("--curves", curves), ("--parallel", parallel), ("--timeline", timeline))
     _distinct_outputs(outputs)
@@ -720,25 +748,28 @@ def history(
     names = _names(objectives, result)
     for flag, target in outputs:
         check_output(target, flag, [workdir])
-        if target is not None:
-            plot_format(target)  # a format no plot can be written in is refused before any is written
+        _output_file(target, flag, plot=True)  # a format no plot can be written in is refused before any is written
+    if curves is not None and not any(t.extra.get("curve") for t in result.trials):  # as plot_curves would refuse
+        raise ConfigError(f"--curves {curves}: no trial of this search recorded per-epoch reports (they are kept when "
+                          "the search runs with a pruner and evaluate calls nas.report_metrics)")
     for o in [result.objective(n) for n in (names or result.problem.names)]:
         steps = result.history(o)
         best = (f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
                 if not result.feasible else f"no trial has a finite {o.name} ({len(result.feasible)} feasible trials)")
         _out().print(f"best {o.name} ({o.direction}): {best}", soft_wrap=True)
-    plots: list[tuple[str, Path | None, Callable[[Path], Path]]] = [
-        ("plot", plot, lambda p: plot_history(result, p, names)),
-        ("learning curves", curves, lambda p: plot_curves(result, p)),
-        ("parallel coordinates", parallel, lambda p: plot_parallel(result, p, names[0] if names else None)),
-        ("timeline", timeline, lambda p: plot_timeline(result, p))]
+    plots: list[tuple[str, str, Path | None, Callable[[Path], Path]]] = [
+        ("plot", "--plot", plot, lambda p: plot_history(result, p, names)),
+        ("learning curves", "--curves", curves, lambda p: plot_curves(result, p)),
+        ("parallel coordinates", "--parallel", parallel,
+         lambda p: plot_parallel(result, p, names[0] if names else None)),
+        ("timeline", "--timeline", timeline, lambda p: plot_timeline(result, p))]
     failed: list[str] = []
-    for what, target, draw in plots:  # each that can be drawn is, and said; one that cannot fails the command
+    for what, flag, target, draw in plots:  # each that can be drawn is, and said; one that cannot fails the command
         if target is not None:
             try:
                 _out().print(f"{what}: {draw(target).resolve()}", soft_wrap=True)
             except ConfigError as e:
-                failed.append(f"{what}: {e}")
+                failed.append(f"{flag}: {e}")
     if failed:
         raise ConfigError("; ".join(failed))
 
@@ -755,7 +786,8 @@ def importance(
     plot: Annotated[Optional[Path], path_option(help="Also write a bar chart here (PNG; SVG, PDF, ... by the suffix).")] = None,
     effects: Annotated[Optional[Path], path_option(
         help="Also write a plot of the metric per value of the four most important decisions here.")] = None,
-    json_out: Annotated[Optional[Path], path_option("--json", help="Also write the figures as JSON here.")] = None,
+    json_out: Annotated[Optional[Path], path_option(
+        "--json", help="Also write the figures as JSON here ('-': standard output, the table then on stderr).")] = None,
     max_trials: Annotated[int, typer.Option(help="Fit on a seeded subset of at most N evaluated trials (the cost "
                                                  "grows with N: about 30 s at 2,000 on 20 decisions).")] = 2000,
 ) -> None:
@@ -767,7 +799,9 @@ def importance(
     result = _load(workdir)
     for flag, target in outputs:
         check_output(target, flag, [workdir])
-    console = _out()
+        _output_file(target, flag, plot=flag != "--json")
+    to_stdout = json_out is not None and str(json_out) == "-"
+    console = _err() if to_stdout else _out()  # with --json -, standard output holds the JSON alone
     with console.status(f"fitting a forest per fold to the decisions of at most {max_trials} of the "
                         f"{len(result.trials)} trials"), named_flags({"max_trials": "--max-trials", "by": "--by",
                                                       "scale": "--scale"}):
@@ -790,8 +824,11 @@ def importance(
     if json_out is not None:
         from nas import jsonio
 
-        jsonio.write_json(json_out, imp.to_dict())
-        console.print(f"json: {json_out.resolve()}", soft_wrap=True)
+        if to_stdout:
+            sys.stdout.write(jsonio.dumps(imp.to_dict(), indent=1) + "\n")
+        else:
+            jsonio.write_json(json_out, imp.to_dict())
+            console.print(f"json: {json_out.resolve()}", soft_wrap=True)
 
 
 @app.command()
@@ -807,7 +844,8 @@ def compare(
     baseline: Annotated[Optional[str], typer.Option(help="The group the others are set against [default: random, "
                                                         "where there is such a group].")] = None,
     plot: Annotated[Optional[Path], path_option(help="Also write each group's mean curve with its band here.")] = None,
-    json_out: Annotated[Optional[Path], path_option("--json", help="Also write the comparison as JSON here.")] = None,
+    json_out: Annotated[Optional[Path], path_option(
+        "--json", help="Also write the comparison as JSON here ('-': standard output, the table then on stderr).")] = None,
 ) -> None:
     """Which strategy does better on this problem: repeated runs grouped, each scored at the same budget, with 95 %
     intervals and the improvement over random search (Welch's t-test)."""
@@ -821,15 +859,22 @@ def compare(
     results = [_load(wd) for wd in found]
     check_output(plot, "--plot", found)
     check_output(json_out, "--json", found)
+    _output_file(plot, "--plot", plot=True)
+    _output_file(json_out, "--json")
+    to_stdout = json_out is not None and str(json_out) == "-"
+    console = _err() if to_stdout else _out()  # with --json -, standard output holds the JSON alone
     c = compare_searches(results, at, metric, by, baseline)
-    _out().print(comparison_table(c))
+    console.print(comparison_table(c))
     if plot is not None:
-        _out().print(f"plot: {plot_comparison(c, plot).resolve()}", soft_wrap=True)
+        console.print(f"plot: {plot_comparison(c, plot).resolve()}", soft_wrap=True)
     if json_out is not None:
         from nas import jsonio
 
-        jsonio.write_json(json_out, c.to_dict(), allow_nan=True)  # atomic, as every file the CLI writes
-        _out().print(f"wrote {json_out.resolve()}", soft_wrap=True)
+        if to_stdout:
+            sys.stdout.write(jsonio.dumps(c.to_dict(), indent=1, allow_nan=True) + "\n")
+        else:
+            jsonio.write_json(json_out, c.to_dict(), allow_nan=True)  # atomic, as every file the CLI writes
+            console.print(f"wrote {json_out.resolve()}", soft_wrap=True)
 
 
 @app.command()
@@ -850,6 +895,8 @@ def trials(
     result = _load(workdir)
     check_output(csv, "--csv", [workdir])
     check_output(json_out, "--json", [workdir])
+    _output_file(csv, "--csv")
+    _output_file(json_out, "--json")
     if csv is None and json_out is None:
         _out().print(trials_table(result))
         return
@@ -938,10 +985,17 @@ def to_optuna_command(
 
     _load(workdir)  # the same one-line errors as every other command for a folder that is not a workdir
     check_output(out, "--out", [workdir])
-    report = to_optuna(workdir, out, study_name)
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: that is a folder; give the path of a new file for the Optuna journal "
+                          f"(e.g. {out / 'optuna-journal.log'})")
+    if out.exists() or out.is_symlink():
+        raise ConfigError(f"--out {out}: already exists (Optuna would add a second study to it): remove it or "
+                          "choose another file")
+    with named_flags({"study_name": "--study-name"}):
+        report = to_optuna(workdir, out, study_name)
     _out().print(f"wrote study {report.study_name!r} ({report.trials} trials: {report.complete} complete, "
                  f"{report.fail} failed, {report.pruned} pruned) to {report.out.resolve()}; view it with: "
-                 f"optuna-dashboard {shlex.quote(str(report.out))}", soft_wrap=True)
+                 f"optuna-dashboard {pasted(report.out)}", soft_wrap=True)
 
 
 @app.command()

@@ -12,6 +12,7 @@ workdir for a moment, waiting up to `--wait` seconds while another call holds it
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -81,6 +82,8 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, jud
     from nas.cli import driver, resume_hint
     from nas.dashboard.views import rebuild_space
 
+    if math.isnan(wait) or wait < 0:  # a typo: checked as --fail-stale is, not silently taken as 0
+        raise ConfigError(f"--wait: expected a number >= 0 (seconds), got {wait!r}")
     journal = Journal(workdir)
     if not journal.exists():
         raise ConfigError(f"{workdir}: no search journal here; make the study in Python first: "
@@ -116,7 +119,7 @@ def open_study(workdir: Path, wait: float = 30.0, budget: int | None = None, jud
                 f"raises a budget; to lower it, open the study in Python with nas.Study(..., budget={budget}, "
                 f"lower_budget=True, workdir={str(workdir)!r}))", style="yellow", soft_wrap=True)
             budget = None
-    deadline = time.monotonic() + max(0.0, wait)
+    deadline = time.monotonic() + wait
     while True:
         if journal.writer() is not None and time.monotonic() < deadline:
             time.sleep(0.1)
