@@ -70,11 +70,11 @@ def to_optuna(workdir: str | Path, out: str | Path, study_name: str | None = Non
     if study_name == "":
         raise ConfigError(f"study_name: expected a name, got {study_name!r}")
     if out.is_dir():
-        raise ConfigError(f"{out} is a folder: give the path of a new file for the Optuna journal "
+        raise ConfigError(f"out: {out} is a folder: give the path of a new file for the Optuna journal "
                           f"(e.g. {out / 'optuna-journal.log'})")
     if out.exists() or out.is_symlink():
-        raise ConfigError(f"{out} already exists (Optuna would add a second study to it): remove it or choose "
-                          "another file")
+        raise ConfigError(f"out: {out} already exists (Optuna would add a second study to it): remove it or "
+                          "choose another file")
     result = SearchResult.load(workdir)
     if result.stop_reason == "still being written":
         log.info("%s: the search is still writing its journal; converting its %d trials so far",

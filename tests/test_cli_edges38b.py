@@ -84,7 +84,12 @@ def test_to_optuna_over_an_existing_file_names_out(runner, tmp_path):
     wd = _run(runner, tmp_path)
     (tmp_path / "o.log").write_text("")
     line = one_error_line(runner.invoke(app, ["to-optuna", str(wd), "--out", str(tmp_path / "o.log")]))
-    assert line.startswith("error: --out ") and "already exists" in line
+    assert line == f"error: --out: {tmp_path / 'o.log'} already exists (Optuna would add a second study to it): remove " \
+                   "it or choose another file"
+    (tmp_path / "o.log").unlink()
+    (tmp_path / "o.log").mkdir()
+    line = one_error_line(runner.invoke(app, ["to-optuna", str(wd), "--out", str(tmp_path / "o.log")]))
+    assert line.startswith(f"error: --out: {tmp_path / 'o.log'} is a folder: give the path of a new file")
 
 
 # ------------------------------------------------------------------ defect 3: a study all told or pending

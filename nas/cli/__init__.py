@@ -985,13 +985,7 @@ def to_optuna_command(
 
     _load(workdir)  # the same one-line errors as every other command for a folder that is not a workdir
     check_output(out, "--out", [workdir])
-    if out.is_dir():
-        raise ConfigError(f"--out {out}: that is a folder; give the path of a new file for the Optuna journal "
-                          f"(e.g. {out / 'optuna-journal.log'})")
-    if out.exists() or out.is_symlink():
-        raise ConfigError(f"--out {out}: already exists (Optuna would add a second study to it): remove it or "
-                          "choose another file")
-    with named_flags({"study_name": "--study-name"}):
+    with named_flags({"study_name": "--study-name", "out": "--out"}):  # checked before the workdir is converted
         report = to_optuna(workdir, out, study_name)
     _out().print(f"wrote study {report.study_name!r} ({report.trials} trials: {report.complete} complete, "
                  f"{report.fail} failed, {report.pruned} pruned) to {report.out.resolve()}; view it with: "
