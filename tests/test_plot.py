@@ -89,14 +89,14 @@ def test_plots_take_the_format_their_suffix_names_and_refuse_one_they_cannot_wri
     assert not (tmp_path / "h2.png").exists()  # refused before any plot was written
 
 
-def test_nas_history_writes_and_names_every_plot_it_can_when_one_cannot_be_drawn(searched, tmp_path):
+def test_nas_history_refuses_curves_it_cannot_draw_before_writing_any_plot(searched, tmp_path):
     """--curves of a search without a pruner failed after the history plot was written, which was never named,
-    and stopped the plots after it."""
+    and stopped the plots after it; now it is refused up front, naming --curves, and no plot is half done."""
     out = CliRunner().invoke(app, ["history", str(searched.workdir), "--plot", str(tmp_path / "h.png"),
                                    "--curves", str(tmp_path / "c.png"), "--timeline", str(tmp_path / "t.png")])
-    assert out.exit_code == 2 and "learning curves: plot_curves: no trial" in out.output
-    assert f"plot: {(tmp_path / 'h.png').resolve()}" in out.output.replace("\n", "")
-    assert (tmp_path / "h.png").exists() and (tmp_path / "t.png").exists() and not (tmp_path / "c.png").exists()
+    assert out.exit_code == 2 and f"error: --curves {tmp_path / 'c.png'}: no trial of this search recorded" in \
+        out.output.replace("\n", "")
+    assert not any((tmp_path / name).exists() for name in ("h.png", "c.png", "t.png"))
 
 
 def test_a_group_of_one_run_has_no_interval(tmp_path):
