@@ -324,10 +324,10 @@ def _same_data(initializer: Any, tensor: torch.Tensor | None) -> bool:
     return array.dtype == expected.dtype and array.shape == expected.shape and bool((array == expected).all())
 
 
-def _shared_source(name: str, graph: Any, own: dict[str, Any], tensor: torch.Tensor | None) -> str | None:
+def _shared_source(name: str, identity: dict[str, str], own: dict[str, Any], tensor: torch.Tensor | None) -> str | None:
     """The initializer among `own` that holds the data of state entry `name`, which has no initializer: the
-    start of an `Identity` chain producing `name`, else (the name gone from the graph) an equal initializer."""
-    identity = {out: node.input[0] for node in graph.node if node.op_type == "Identity" for out in node.output}
+    start of a chain of `identity` nodes (output -> input) producing `name`, else (the name gone from the graph)
+    an equal initializer."""
     source, seen = name, set()
     while source in identity and source not in seen:
         seen.add(source)
@@ -368,9 +368,10 @@ def exported_size(folder: str | Path, onnx_file: str = "model.onnx", weights_fil
             other += bits
     shared: dict[str, str] = {}
     missing = []
+    identity = {out: node.input[0] for node in graph.node if node.op_type == "Identity" for out in node.output}
     for name in sorted(keys - set(own)):
         tensor = state.get(name) if state is not None else None
-        source = _shared_source(name, graph, own, tensor)
+        source = _shared_source(name, identity, own, tensor)
         if source is None or (tensor is None and state is not None):
             missing.append(name)
         else:

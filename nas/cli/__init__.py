@@ -40,7 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -554,10 +554,12 @@ def _distinct_outputs(targets: Sequence[tuple[str, Path | None]]) -> None:
         seen[where] = flag
 
 
-def _output_file(target: Path | None, flag: str, plot: bool = False) -> None:
-    """ConfigError naming `flag` when the file output `target` cannot be written as asked (a folder; for a `plot`,
-    a suffix no plot can be written in), checked before any output is written. None and "-" (standard output)
-    pass."""
+def _output_file(target: Path | None, flag: str, workdirs: Iterable[str | os.PathLike[str]],
+                 plot: bool = False) -> None:
+    """ConfigError naming `flag` when the file output `target` cannot be written as asked (a file one of the
+    `workdirs` read keeps its search in, `check_output`; a folder; for a `plot`, a suffix no plot can be written
+    in), checked before any output is written. None and "-" (standard output) pass."""
+    check_output(target, flag, workdirs)
     if target is None or str(target) == "-":
         return
     if Path(target).is_dir():  # the errno text user_errors would print, with the flag named
@@ -709,8 +711,7 @@ def pareto(
 ) -> None:
     """Print the Pareto front as a table; with --plot also draw it (PNG, or the format the suffix names)."""
     result = _load(workdir)
-    check_output(plot, "--plot", [workdir])
-    _output_file(plot, "--plot", plot=True)  # before the table is printed
+    _output_file(plot, "--plot", [workdir], plot=True)  # before the table is printed
     names = _names(objectives, result)
     console = _out()
     show_front(console, result, names)
@@ -747,8 +748,7 @@ def history(
     result = _load(workdir)
     names = _names(objectives, result)
     for flag, target in outputs:
-        check_output(target, flag, [workdir])
-        _output_file(target, flag, plot=True)  # a format no plot can be written in is refused before any is written
+        _output_file(target, flag, [workdir], plot=True)  # a format no plot can be written in: before any is written
     if curves is not None and not any(t.extra.get("curve") for t in result.trials):  # as plot_curves would refuse
         raise ConfigError(f"--curves {curves}: no trial of this search recorded per-epoch reports (they are kept when "
                           "the search runs with a pruner and evaluate calls nas.report_metrics)")
@@ -798,8 +798,7 @@ def importance(
     _distinct_outputs(outputs)
     result = _load(workdir)
     for flag, target in outputs:
-        check_output(target, flag, [workdir])
-        _output_file(target, flag, plot=flag != "--json")
+        _output_file(target, flag, [workdir], plot=flag != "--json")
     to_stdout = json_out is not None and str(json_out) == "-"
     console = _err() if to_stdout else _out()  # with --json -, standard output holds the JSON alone
     with console.status(f"fitting a forest per fold to the decisions of at most {max_trials} of the "
@@ -857,10 +856,8 @@ def compare(
     _distinct_outputs((("--plot", plot), ("--json", json_out)))
     found = find_workdirs(workdirs)
     results = [_load(wd) for wd in found]
-    check_output(plot, "--plot", found)
-    check_output(json_out, "--json", found)
-    _output_file(plot, "--plot", plot=True)
-    _output_file(json_out, "--json")
+    _output_file(plot, "--plot", found, plot=True)
+    _output_file(json_out, "--json", found)
     to_stdout = json_out is not None and str(json_out) == "-"
     console = _err() if to_stdout else _out()  # with --json -, standard output holds the JSON alone
     c = compare_searches(results, at, metric, by, baseline)
@@ -893,10 +890,8 @@ def trials(
         raise ConfigError(f"--csv and --json both write to {targets[0]}, which would hold neither a CSV nor JSON "
                           "lines; give each its own target")
     result = _load(workdir)
-    check_output(csv, "--csv", [workdir])
-    check_output(json_out, "--json", [workdir])
-    _output_file(csv, "--csv")
-    _output_file(json_out, "--json")
+    _output_file(csv, "--csv", [workdir])
+    _output_file(json_out, "--json", [workdir])
     if csv is None and json_out is None:
         _out().print(trials_table(result))
         return

@@ -59,7 +59,7 @@ class Value:
 
     # -- what needs a plain value fails loudly, naming the caller
     def _plain(self, what: str) -> Any:
-        raise SpaceDefinitionError(f"{_text(self)}: a choice is used {what}{_caller()}; {PLAIN_HINT}")
+        raise SpaceDefinitionError(f"{_text(self)}: a choice is used {what}{called_at()}; {PLAIN_HINT}")
 
     def __bool__(self) -> bool: return self._plain("as a truth value")
     def __index__(self) -> int: return self._plain("as an integer")
@@ -88,7 +88,7 @@ class Choice(Value):
         self.label = label
         self.options = _options(label, options)
         if self.options == ():
-            raise SpaceDefinitionError(f"Choice({label!r}): options are empty{_caller()}; give at least one option")
+            raise SpaceDefinitionError(f"Choice({label!r}): options are empty{called_at()}; give at least one option")
 
     def leaves(self) -> tuple["Choice", ...]:
         return (self,)
@@ -109,7 +109,7 @@ def _options(label: str | None, options: Any) -> Any:
     if options is None or isinstance(options, (set, frozenset, Mapping)):
         return options
     if isinstance(options, (str, bytes)) or not isinstance(options, Iterable):
-        raise SpaceDefinitionError(f"Choice({label!r}): options must be a list, got {options!r}{_caller()}")
+        raise SpaceDefinitionError(f"Choice({label!r}): options must be a list, got {options!r}{called_at()}")
     return tuple(plain_number(o) for o in options)
 
 
@@ -189,17 +189,9 @@ def _text(x: Any) -> str:
 
 
 def called_at() -> str:
-    """' (at file:line)': the caller's first line outside torch and nas.nn (the user's), for messages."""
+    """' in torch.nn.Conv2d (at file:line)' for messages: the plain torch layer being built, if any, and the first
+    line of the call stack outside torch and nas.nn (the user's)."""
     frames, frame = [], sys._getframe(1)
-    while frame is not None:
-        frames.append((frame, frame.f_lineno))
-        frame = frame.f_back
-    return _where(frames)
-
-
-def _caller() -> str:
-    """' in torch.nn.Conv2d (called at file:line)': the plain layer being built and the user's line."""
-    frames, frame = [], sys._getframe(2)
     while frame is not None:
         frames.append((frame, frame.f_lineno))
         frame = frame.f_back
