@@ -457,8 +457,7 @@ class SearchView:
             return {"best": curves, "hypervolume": hv, "hypervolume_error": self._hv.error,
                     "hypervolume_samples": self._hv.SAMPLES if self._hv.error is not None else None,
                     "hypervolume_note": self._hv.note,  # why the curve is missing or stops: too large for a float
-                    "reference": (self._unminimise(self._hv.reference) if self._hv.reference_finite
-                                  and self._hv.reference is not None else None)}
+                    "reference": self._unminimise(self._hv.reference) if self._hv.reference_finite else None}
 
         return self._cached("history", make)
 
