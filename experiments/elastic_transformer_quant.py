@@ -234,7 +234,7 @@ def mean_ci(values: list[float]) -> tuple[float, float, float]:
 def table(per_seed: list[dict[str, Any]]) -> str:
     def cell(key: str, fmt: str) -> str:
         m, lo, hi = mean_ci([r[key] for r in per_seed])
-        return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+        return f"{m:{fmt}} (one seed: no CI)" if math.isnan(lo) else f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
     n = len(per_seed)
     out = ["| quantity | mean [95 % CI] | target | seeds meeting it |", "|---|---|---|---|",

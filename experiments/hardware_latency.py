@@ -216,10 +216,10 @@ def constrained_search(space: OFASpace, latency: Any, test_meas: list[dict[str, 
 def print_table(run: dict[str, Any]) -> None:
     b = run["batch_size"]
     print(f"\nbatch {b}: {run['subnets']['test']} test subnets, load {run['load_before']} -> {run['load_after']}")
-    print(f"{'predictor':<18}{'stat':>7}{'MAPE %':>9}{'±10 %':>8}{'±5 %':>8}{'p95 |e| %':>11}{'bias %':>8}{'tau':>7}")
+    print(f"{'predictor':<21}{'stat':>7}{'MAPE %':>9}{'±10 %':>8}{'±5 %':>8}{'p95 |e| %':>11}{'bias %':>8}{'tau':>7}")
     for stat in STATISTICS:
         for name, r in run["accuracy"][stat]["predictors"].items():
-            print(f"{name:<18}{stat:>7}{r['mape_pct']:>9.2f}{r['within_10pct']:>8.3f}{r['within_5pct']:>8.3f}"
+            print(f"{name:<21}{stat:>7}{r['mape_pct']:>9.2f}{r['within_10pct']:>8.3f}{r['within_5pct']:>8.3f}"
                   f"{r['p95_abs_err_pct']:>11.2f}{r['bias_pct']:>8.2f}{r['kendall_tau']:>7.3f}")
     energy = [m["energy_mj"] for m in run["per_arch"] if "energy_mj" in m]
     if energy:

@@ -4,7 +4,6 @@ is reported outside it) and the gym's table and plot."""
 
 from __future__ import annotations
 
-import logging
 import math
 import subprocess
 import warnings
@@ -60,7 +59,6 @@ def git_commit() -> str | None:
 # sampling under the same protocol (space, budget, training), as the relative improvement
 # RI = 100 (m - r) / r over the random average r, over at least 10 seeds, with confidence intervals and
 # the search cost. The code below computes that and warns when a result is reported outside it.
-log = logging.getLogger("experiments.reporting")
 MIN_SEEDS = 10
 
 
@@ -174,8 +172,6 @@ def protocol_report(values: Mapping[str, Sequence[float]], *, direction: str = "
         cost = float(np.mean(costs[m])) if costs and m in costs and len(costs[m]) else None
         out.append(MethodReport(m, n, mean, std, mean - half, mean + half, float(np.median(x)), ri, lo, hi, p, cost,
                                 budgets.get(m) if budgets else None))
-    for message in notes:
-        log.warning(message)
     return ProtocolReport(label, direction, baseline, r_mean, out, notes)
 
 
