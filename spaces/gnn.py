@@ -342,11 +342,12 @@ def _label(attrs: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------- training
 def _accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
     """Accuracy on the `mask` nodes; NaN when their logits are not all finite (argmax of NaNs is class 0, which
-    would score a diverged network as a plausible constant predictor)."""
+    would score a diverged network as a plausible constant predictor). An exact ratio of counts: a float32 mean
+    would record 0.8100000023841858 for 0.81."""
     selected = logits[mask]
-    if not bool(torch.isfinite(selected).all()):
+    if len(selected) == 0 or not bool(torch.isfinite(selected).all()):
         return float("nan")
-    return float((selected.argmax(dim=-1) == y[mask]).float().mean())
+    return int((selected.argmax(dim=-1) == y[mask]).sum()) / len(selected)
 
 
 def check_node_data(data: Data, in_channels: int | None = None, num_classes: int | None = None,
