@@ -19,7 +19,7 @@ import numpy as np
 
 from nas.errors import ConfigError, check_count, check_seed
 from nas.gym.environments import ENVIRONMENTS, Environment, environment, takes_budget
-from nas.gym.settings import Hyperparameters, Setting, draw_settings, user_grids
+from nas.gym.settings import Hyperparameters, Setting, draw_settings, same_as_defaults, user_grids
 from nas.objectives import Problem
 from nas.result import SearchResult
 from nas.search import search
@@ -247,12 +247,15 @@ def applicability(env: Environment, strategy: str) -> tuple[Space | None, str]:
 def _refusal(strategy: str, runs_on: Sequence[tuple[Environment, Space]], options: Mapping[str, Any]) -> str | None:
     """Why one of the environments `strategy` runs on refuses it with `options` (hyperband's `brackets` beyond an
     environment's fidelity levels), or None: such a setting would only record errors there, so the strategy would
-    get fewer settings than the others."""
+    get fewer settings than the others. A setting that runs there as the defaults (hyperband's brackets=3 on three
+    fidelity levels, `same_as_defaults`) is refused too: it would be setting 0 again under another index."""
     for env, space in runs_on:
         try:
             make_strategy(strategy, space, env.problem, 0, **options)
         except Exception as e:  # what running it would record as the run's error
             return f"environment {env.name!r}: {type(e).__name__}: {e}"
+        if same_as_defaults(strategy, options, space):
+            return f"environment {env.name!r}: {dict(options)} runs as the defaults there"
     return None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from nas.errors import ConfigError, check_seed
 from nas.objectives import Problem
 from nas.spaces import Choice, Space
-from nas.strategies import STRATEGIES, OptunaStrategy
+from nas.strategies import STRATEGIES, FidelitySpace, OptunaStrategy
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,20 @@ acquisition='ei' (bayesian reads it there only with several objectives; a gym en
 are dropped from a drawn setting before draws are compared, so that draws differ in what takes effect."""
 
 
+SPACE_DEFAULTS: dict[str, Callable[[Space], dict[str, Any]]] = {
+    "hyperband": lambda space: {"brackets": len(space.levels)} if isinstance(space, FidelitySpace) else {},
+}
+"""Per strategy: the values that options left at their default (None) take on a space, e.g. hyperband's one
+bracket per fidelity level, so that a draw naming them (brackets=3 on three levels) is seen to be the defaults."""
+
+
+def same_as_defaults(strategy: str, options: Mapping[str, Any], space: Space) -> bool:
+    """Whether a drawn setting (nested options) runs as `strategy`'s defaults on `space`, `SPACE_DEFAULTS` resolved:
+    a second setting 0 there, which the gym's draws leave out (`nas.gym.runs._refusal`)."""
+    defaults = {**_defaults(STRATEGIES[strategy]), **SPACE_DEFAULTS.get(strategy, lambda _: {})(space)}
+    return all(defaults.get(k, _UNKNOWN) == v for k, v in _flatten(options).items())
+
+
 @dataclass(frozen=True)
 class Setting:
     """One hyper-parameter setting of a strategy (index 0 is the strategy's defaults when included)."""
@@ -97,6 +111,17 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
             out.setdefault(head, {})[tail] = value
         else:
             out[head] = value
+    return out
+
+
+def _flatten(nested: Mapping[str, Any]) -> dict[str, Any]:
+    """`_nest` undone for a setting's options: key `b` of dict option `sampler_options` as `sampler_options.b`."""
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if key == "sampler_options" and isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
     return out
 
 

@@ -23,11 +23,13 @@ import copy
 import importlib
 import inspect
 import logging
+import math
 import numbers
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,6 +46,25 @@ log = logging.getLogger(__name__)
 
 # leaf, path -> index of the chosen option
 Pick = Callable[[Any, str], int]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a numeric sampler option must lie in: finite, at least `low` (above it when `open_low`), at most
+    `high`. Optuna's constructors keep most such values unchecked, and a bad one fails (or misbehaves) mid-search."""
+
+    low: float
+    high: float = math.inf
+    open_low: bool = False
+
+    def holds(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        return math.isfinite(value) and above and value <= self.high
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
 
 
 @contextmanager
@@ -156,6 +177,8 @@ class OptunaStrategy(Strategy):
     repeat_patience: ClassVar[int] = 10
     max_discrete: ClassVar[int | None] = None  # an Integer with more values is a float range to the sampler (`as_float`)
     checkpoints: ClassVar[bool] = True  # False: the state is the ask/tell log to replay (as written before checkpoints)
+    # the numeric sampler options' valid ranges (`check_sampler_options`); None, where the sampler takes it, passes
+    option_bounds: ClassVar[Mapping[str, Bound]] = {}
 
     def __init__(self, space: Space, problem: Problem, seed: int | None = 0,
                  sampler_options: Mapping[str, Any] | None = None) -> None:
@@ -175,7 +198,7 @@ class OptunaStrategy(Strategy):
         module, cls = self.sampler_class.split(":")
         sampler_cls = getattr(importlib.import_module(module), cls)
         options = dict(self.sampler_options)
-        check_sampler_options(self.name, sampler_cls, options)
+        check_sampler_options(self.name, sampler_cls, options, self.option_bounds)
         try:
             with warnings.catch_warnings():  # QMC and GP are flagged experimental by Optuna
                 warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -343,6 +366,9 @@ class OptunaTPE(OptunaStrategy):
 
     name = "tpe"
     sampler_class = "optuna.samplers:TPESampler"
+    # n_startup_trials=-1 ran as 0 and n_ei_candidates=0 failed at the first model-based ask; Optuna allows
+    # prior_weight=0 (no prior component) and refuses a negative one only mid-search
+    option_bounds = {"n_startup_trials": Bound(0), "n_ei_candidates": Bound(1), "prior_weight": Bound(0)}
 
 
 class OptunaGP(OptunaStrategy):
@@ -350,6 +376,7 @@ class OptunaGP(OptunaStrategy):
 
     name = "gp"
     sampler_class = "optuna.samplers:GPSampler"
+    option_bounds = {"n_startup_trials": Bound(0)}
     max_discrete = 2 ** 20  # its acquisition search lists every value of an integer range: 8 GB for Integer(0, 10**9)
 
 
@@ -367,6 +394,9 @@ class OptunaCmaEs(OptunaStrategy):
     needs_modules = ("cmaes",)
     single_objective = True
     requires = frozenset({"sample", "independent-slots", "fixed-slots"})
+    # cmaes asserts popsize > 0 and fails popsize=1 (no parents: popsize // 2 = 0); Optuna clamps sigma0 <= 0 to
+    # 1e-10, a search that never moves
+    option_bounds = {"n_startup_trials": Bound(0), "popsize": Bound(2), "sigma0": Bound(0, open_low=True)}
 
 
 class OptunaNSGA2(OptunaStrategy):
@@ -374,6 +404,9 @@ class OptunaNSGA2(OptunaStrategy):
 
     name = "nsga2-optuna"
     sampler_class = "optuna.samplers:NSGAIISampler"
+    # Optuna checks these too, in its own words: checked here so that the error names `sampler_options.<name>`
+    option_bounds = {"population_size": Bound(2), "mutation_prob": Bound(0, 1), "crossover_prob": Bound(0, 1),
+                     "swapping_prob": Bound(0, 1)}
 
 
 class OptunaQMC(OptunaStrategy):
@@ -457,12 +490,15 @@ def _values_of(leaf: Choice | Integer) -> str:
     return repr(list(leaf.options))
 
 
-def check_sampler_options(strategy: str, sampler_cls: type, options: Mapping[str, Any]) -> None:
+def check_sampler_options(strategy: str, sampler_cls: type, options: Mapping[str, Any],
+                          bounds: Mapping[str, Bound] | None = None) -> None:
     """ConfigError naming a sampler option whose value does not have the type the sampler declares (a run file's
     quoted number, `n_startup_trials = "5"`): Optuna's constructors keep it as given, and it fails mid-search with a
     TypeError naming neither. Only simple declared types (bool, int, float, str, maybe None) are checked; an int
-    option takes an integral float, which Optuna's samplers have always accepted."""
+    option takes an integral float, which Optuna's samplers have always accepted. A number outside its `bounds`
+    (`n_startup_trials=-1`) is a ConfigError naming `sampler_options.<name>` too."""
     params = inspect.signature(sampler_cls.__init__).parameters
+    bounds = bounds or {}
     for key, value in options.items():
         param = params.get(key)
         if param is None:  # an unknown option: the constructor names it
@@ -489,6 +525,10 @@ def check_sampler_options(strategy: str, sampler_cls: type, options: Mapping[str
                     raise ConfigError(f"strategy {strategy!r}: bad sampler_options for {sampler_cls.__name__}: "
                                       f"{key}={value!r} ({type(value).__name__}), expected {want}")
                 break
+        bound = bounds.get(key)
+        if bound is not None and number and not bound.holds(float(value)):
+            raise ConfigError(f"strategy {strategy!r}: sampler_options.{key}={value!r} is out of range for "
+                              f"{sampler_cls.__name__}: expected {bound}")
 
 
 def fresh_copy(sampler: Any) -> Any:
