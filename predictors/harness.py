@@ -1,9 +1,10 @@
 """One evaluation harness for every predictor: train on N sampled architectures, score on a held-out set.
 
-Per seed, `n_test` test architectures are drawn first, one per `group` (by default the architecture's id, so
-a network measured twice is one group; with `space.canonical_key` isomorphic twins share one), so the test set
-holds distinct networks; training sets are then drawn from the architectures whose group is not in the test set
-and are nested (the first N of one permutation), so no test network, nor any twin of one, is ever trained on.
+Per seed, `n_test` test architectures are drawn first, one per `group` (by default the architecture's values,
+equal numbers alike, so a network measured twice is one group; with `space.canonical_key` isomorphic twins share
+one), so the test set holds distinct networks; training sets are then drawn from the architectures whose group is
+not in the test set and are nested (the first N of one permutation), so no test network, nor any twin of one, is
+ever trained on.
 Scores: Kendall tau (tau-b), Spearman rho, MAE, and the precision of the predicted top fraction (the part of the
 ranking a search acts on).
 """
@@ -24,7 +25,7 @@ from scipy import stats
 
 from nas import jsonio
 from nas.errors import ConfigError, check_int, check_seed
-from nas.spaces import Architecture
+from nas.spaces import Architecture, canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,25 @@ def held_out_split(n: int, n_test: int, rng: np.random.Generator,
     return np.array(test, dtype=int), train
 
 
+def default_group(arch: Mapping[str, Any], what: str = "arch") -> str:
+    """An architecture's canonical JSON with equal numbers written alike (1, 1.0 and np.int64(1) as 1), bools kept
+    apart (True is not 1): the harness has no space to validate with, which would make {"lr": 1} and {"lr": 1.0}
+    one architecture, so its default groups do the same for numbers."""
+    try:
+        return canonical_json(_numbers_alike(arch))
+    except (TypeError, ValueError) as e:  # NaN, inf, a set: no JSON, so no id either
+        raise ConfigError(f"{what}: not a JSON architecture ({e}): {arch!r}") from None
+
+
+def _numbers_alike(value: Any) -> Any:
+    value = jsonio.python_scalar(value)
+    if isinstance(value, Mapping):
+        return {str(k): _numbers_alike(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_numbers_alike(v) for v in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def evaluate(factories: Mapping[str, Factory], archs: Sequence[Architecture], y: Sequence[float],
              sizes: Sequence[int] = SIZES, seeds: Sequence[int] = range(10), n_test: int = 1000,
              groups: Sequence[Hashable] | None = None, top_fraction: float = 0.05,
@@ -105,10 +125,11 @@ def evaluate(factories: Mapping[str, Factory], archs: Sequence[Architecture], y:
              averages: Mapping[str, Sequence[str]] | None = None) -> list[Record]:
     """Train every predictor on each size for each seed; score each on that seed's held-out set.
 
-    `groups` (one hashable per row) default to the architectures' ids: a network measured twice is one
-    group, so it is never both tested and trained on. `averages` maps a name to predictors of `factories`
-    whose predicted means are averaged, scored like one more predictor without refitting anything (what
-    `AveragePredictor` of those members predicts); its fit time is the members' sum.
+    `groups` (one hashable per row) default to `default_group` of each architecture: a network measured twice
+    (1 or 1.0 alike) is one group, so it is never both tested and trained on; with the space at hand, pass
+    `groups=[space.canonical_key(a) for a in archs]` (validated, isomorphic twins together). `averages` maps a
+    name to predictors of `factories` whose predicted means are averaged, scored like one more predictor without
+    refitting anything (what `AveragePredictor` of those members predicts); its fit time is the members' sum.
     """
     averages = dict(averages or {})
     for name, members in averages.items():
@@ -140,7 +161,7 @@ def evaluate(factories: Mapping[str, Factory], archs: Sequence[Architecture], y:
     if len(archs) != len(y_arr):
         raise ConfigError(f"{len(archs)} architectures but {len(y_arr)} targets")
     if groups is None:
-        groups = [a.id if isinstance(a, Architecture) else Architecture(a).id for a in archs]
+        groups = [default_group(a, f"archs[{i}]") for i, a in enumerate(archs)]
     bad = np.flatnonzero(~np.isfinite(y_arr))
     if len(bad):  # held out, a NaN would be scored silently (tau nan, and ranked as the true best)
         raise ConfigError(f"y: targets {bad[:5].tolist()} are not finite ({y_arr[bad[:5]].tolist()}); drop failed "

@@ -386,8 +386,8 @@ class Subset:
         if k in (0, size):
             return self.value(p)
         if toward is not None:
-            g = set(self.positions(toward, ""))
-            leave, enter = [x for x in p if x not in g], [x for x in sorted(g) if x not in set(p)]
+            g, kept = set(self.positions(toward, "")), set(p)  # sets built once: O(k), not O(k^2)
+            leave, enter = [x for x in p if x not in g], [x for x in sorted(g) if x not in kept]
             if leave:
                 out = set(p)
                 out.discard(leave[int(rng.integers(len(leave)))])
@@ -417,20 +417,31 @@ class Subset:
         return self.value(sorted(common | set(picked)))
 
     def neighbours(self, value: Any) -> list[list[Item]]:
-        """Values one item-move away, at most 4k of them: each item moved to the next free position on either
-        side, or halfway into the free gap towards its neighbour on either side (the item order is kept;
-        the full one-swap neighbourhood, k (T - k) values, is too large for T = 1000)."""
+        """Values one item-move away, at most 4k of them (`moves`, in its order). Each is a copy of the value
+        with one item changed (a C-level list copy, not O(k) Python steps per neighbour)."""
         p = self.positions(value, "")
-        size, out, seen = len(self.items), [], set()
+        base, items = self.value(p), self.items
+        out = []
+        for i, y in self.moves(p):
+            q = base.copy()
+            q[i] = items[y]
+            out.append(q)
+        return out
+
+    def moves(self, positions: Sequence[int]) -> list[tuple[int, int]]:
+        """The moves of `neighbours` for a value's sorted item `positions`: (i, y), the i-th kept item moved to
+        position y, which is the next free position on either side or halfway into the free gap towards its
+        neighbour on either side (the item order is kept; the full one-swap neighbourhood, k (T - k) values, is
+        too large for T = 1000)."""
+        p, size, out = positions, len(self.items), []
         for i, x in enumerate(p):
             lo = p[i - 1] + 1 if i > 0 else 0
             hi = p[i + 1] - 1 if i < len(p) - 1 else size - 1
+            seen: set[int] = set()
             for y in (x - 1, (lo + x - 1) // 2, x + 1, (x + 1 + hi) // 2):
-                if lo <= y <= hi and y != x and (i, y) not in seen:
-                    seen.add((i, y))
-                    q = list(p)
-                    q[i] = y
-                    out.append(self.value(q))
+                if lo <= y <= hi and y != x and y not in seen:
+                    seen.add(y)
+                    out.append((i, y))
         return out
 
     # ------------------------------------------------------------------ description

@@ -530,8 +530,8 @@ class Space:
             checked.add(aid)
 
     def to_vector(self, arch: Mapping[str, Any]) -> np.ndarray:
-        """One number per slot: the option's index (a Subset's mask bit), or -1 where the slot is inactive;
-        InvalidArchitectureError naming a misspelt, missing or bad field."""
+        """One number per slot: the option's index (a Subset's mask bit), or -1 (the placeholder `from_vector`
+        ignores) where the slot is inactive; InvalidArchitectureError naming a misspelt, missing or bad field."""
         self._check_encodable(arch)
         vec = np.full(len(self.slots()), -1.0)
         masks: dict[Path, list[int]] = {}
@@ -549,6 +549,9 @@ class Space:
         return vec
 
     def from_vector(self, vector: Any) -> Architecture:
+        """The architecture of one index per slot (`to_vector`'s form). A slot inactive in the decoded architecture
+        is ignored: any index in its range or -1 there decodes alike, so a sampler that fills every slot (cmaes, a
+        continuous optimiser) decodes; an active slot must hold an option's index (-1 is refused)."""
         vec = _numbers(vector, "vector")
         slots = self.slots()
         if vec.shape[0] != len(slots):
@@ -823,7 +826,8 @@ class Space:
     def neighbours(self, arch: Mapping[str, Any]) -> list[Architecture]:
         """Every architecture one decision away (added blocks copy the last block; see `Choice.adjacent` and
         `Subset.neighbours`)."""
-        base = self.validate(arch).to_dict()
+        base_arch = self.validate(arch)
+        base = base_arch.to_dict()
         seen: dict[str, Architecture] = {}
         links = self._links_path()
         for slot in self.decision_slots():
@@ -832,7 +836,7 @@ class Space:
                 continue
             if slot.path == links:  # the declared cell's one-node rewirings
                 for edit in (e for node in self._rewirings(base).values() for e in node):
-                    cfg = self.validate(base).to_dict()
+                    cfg = base_arch.to_dict()
                     self._set_cell_values(cfg, edit)
                     nb = self.validate(cfg)
                     seen.setdefault(nb.id, nb)
@@ -842,7 +846,7 @@ class Space:
             else:
                 values = [slot.leaf.value(j) for j in slot.leaf.adjacent(slot.leaf.index(value, slot.name))]
             for v in values:
-                cfg = self.validate(base).to_dict()
+                cfg = base_arch.to_dict()
                 _set_path(cfg, slot.path, v)
                 self._repair(cfg, None)
                 nb = self.validate(cfg)
