@@ -31,6 +31,7 @@ Only this module, `nas.report`, `nas.plot` and `nas.console` print.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -46,10 +47,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer.core import TyperGroup
 
 from nas.console import (check_output, check_path, given_path_text, make_console, named_flags, path_argument,
                          path_option, user_errors)
@@ -70,7 +73,36 @@ from nas.strategies import STRATEGIES
 if TYPE_CHECKING:
     from nas.verify import VerifyReport
 
-app = typer.Typer(name="nas", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+LAZY_GROUPS = {"hardware": "nas.cli.hardware", "predictors": "nas.cli.predictors"}
+"""The sub-command groups, each the `app` of its module, imported when the command line names or lists one, not
+when nas.cli is imported: `python -m nas.cli.hardware` (which imports nas.cli first) then runs that module without
+runpy's RuntimeWarning that it was imported already, and `nas run` does not import the hardware code."""
+
+
+class _Commands(TyperGroup):
+    """The `nas` group: its own commands, then the `LAZY_GROUPS`, built from their modules on first use."""
+
+    def _mount(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name in LAZY_GROUPS and name not in self.commands:
+                self.add_command(typer.main.get_group(importlib.import_module(LAZY_GROUPS[name]).app), name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._mount(LAZY_GROUPS)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._mount([cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                           list[str]]:
+        if args and args[0] not in self.commands:  # a group's name, or a typo: suggestions include the groups
+            self._mount(LAZY_GROUPS)
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(name="nas", cls=_Commands, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_show_locals=False, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Neural architecture search: run a search script, inspect, plot and resume its workdir.")
 
@@ -543,10 +575,10 @@ def _names(objectives: str | None, result: SearchResult) -> list[str] | None:
 
 def _distinct_outputs(targets: Sequence[tuple[str, Path | None]]) -> None:
     """ConfigError when two of a command's output flags name one file: the second would replace the first, and
-    both be reported written."""
+    both be reported written. '-' is no file: `_output_file` takes it as standard output or refuses it."""
     seen: dict[Path, str] = {}
     for flag, target in targets:
-        if target is None:
+        if target is None or str(target) == "-":
             continue
         where = target.resolve()
         if where in seen:
@@ -554,11 +586,22 @@ def _distinct_outputs(targets: Sequence[tuple[str, Path | None]]) -> None:
         seen[where] = flag
 
 
+def not_stdout(target: str | os.PathLike[str] | None, flag: str, what: str) -> None:
+    """ConfigError naming `flag` when `target` is "-": standard output for the text outputs (--csv, --json), but
+    `what` (an image, an HTML page, a folder, ...) has no place there, and a file named '-' was written instead."""
+    if target is not None and str(target) == "-":
+        raise ConfigError(f"{flag} -: {what} cannot go to standard output ('-' is taken by the text outputs, "
+                          "--csv and --json, only); give a path")
+
+
 def _output_file(target: Path | None, flag: str, workdirs: Iterable[str | os.PathLike[str]],
-                 plot: bool = False) -> None:
+                 plot: bool = False, stdout: bool = False) -> None:
     """ConfigError naming `flag` when the file output `target` cannot be written as asked (a file one of the
     `workdirs` read keeps its search in, `check_output`; a folder; for a `plot`, a suffix no plot can be written
-    in), checked before any output is written. None and "-" (standard output) pass."""
+    in; "-" unless `stdout`, a text output that standard output takes), checked before any output is written. None
+    passes, and "-" where `stdout`."""
+    if not stdout:
+        not_stdout(target, flag, "an image" if plot else "this file")
     check_output(target, flag, workdirs)
     if target is None or str(target) == "-":
         return
@@ -798,7 +841,7 @@ def importance(
     _distinct_outputs(outputs)
     result = _load(workdir)
     for flag, target in outputs:
-        _output_file(target, flag, [workdir], plot=flag != "--json")
+        _output_file(target, flag, [workdir], plot=flag != "--json", stdout=flag == "--json")
     to_stdout = json_out is not None and str(json_out) == "-"
     console = _err() if to_stdout else _out()  # with --json -, standard output holds the JSON alone
     with console.status(f"fitting a forest per fold to the decisions of at most {max_trials} of the "
@@ -857,7 +900,7 @@ def compare(
     found = find_workdirs(workdirs)
     results = [_load(wd) for wd in found]
     _output_file(plot, "--plot", found, plot=True)
-    _output_file(json_out, "--json", found)
+    _output_file(json_out, "--json", found, stdout=True)
     to_stdout = json_out is not None and str(json_out) == "-"
     console = _err() if to_stdout else _out()  # with --json -, standard output holds the JSON alone
     c = compare_searches(results, at, metric, by, baseline)
@@ -890,8 +933,8 @@ def trials(
         raise ConfigError(f"--csv and --json both write to {targets[0]}, which would hold neither a CSV nor JSON "
                           "lines; give each its own target")
     result = _load(workdir)
-    _output_file(csv, "--csv", [workdir])
-    _output_file(json_out, "--json", [workdir])
+    _output_file(csv, "--csv", [workdir], stdout=True)
+    _output_file(json_out, "--json", [workdir], stdout=True)
     if csv is None and json_out is None:
         _out().print(trials_table(result))
         return
@@ -956,6 +999,7 @@ def report_command(
 ) -> None:
     """Write the dashboard's views as one static HTML file that opens without a server (to share, or keep
     as a CI artifact)."""
+    not_stdout(out, "--out", "an HTML report")  # before the searches are read
     target = Path(out) / "report.html" if out.endswith(("/", os.sep)) or Path(out).is_dir() else Path(out)
     from nas.dashboard.static_report import write_report
     from nas.dashboard.views import check_views, open_views
@@ -978,6 +1022,7 @@ def to_optuna_command(
     """Write the search as an Optuna journal storage, to open in optuna-dashboard."""
     from nas.to_optuna import to_optuna
 
+    not_stdout(out, "--out", "an Optuna journal file")
     _load(workdir)  # the same one-line errors as every other command for a folder that is not a workdir
     check_output(out, "--out", [workdir])
     with named_flags({"study_name": "--study-name", "out": "--out"}):  # checked before the workdir is converted
@@ -1019,6 +1064,7 @@ def export_command(
     """Export the Pareto-optimal models of a search: weights, ONNX, architecture JSON and model card."""
     from nas.export import export
 
+    not_stdout(out, "--out", "a folder of exported models")
     result = _load(workdir)
     script = (result.config.get("metadata") or {}).get("script")
     if script and str(Path(script).parent) not in sys.path:  # a model module beside the `nas run` script imports
@@ -1065,13 +1111,8 @@ def _exit_if_flagged(report: VerifyReport) -> None:
 
 
 def _mount_subcommands() -> None:
-    """Sub-command groups that live beside the code they drive (`nas hardware ...`)."""
-    from nas.cli.hardware import app as hardware_app
-
-    app.add_typer(hardware_app, name="hardware")
-    from nas.cli.predictors import app as predictors_app
-
-    app.add_typer(predictors_app, name="predictors")
+    """The study commands (`nas ask ...`), which live beside the code they drive; the sub-command groups
+    (`nas hardware ...`) are `LAZY_GROUPS`."""
     from nas.cli.study import ask, enqueue, epoch, tell
 
     app.command("ask")(ask)

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from nas.cli import not_stdout
 from nas.console import check_path, make_console, named_flags, path_argument, path_option, user_errors
 from nas.errors import ConfigError, check_int, check_number, check_seed
 
@@ -97,6 +98,7 @@ def build_lut(
     from nas.hardware.latency import check_torch_device
     from nas.hardware.lut import LatencyTable, build_table, check_profile
 
+    not_stdout(out, "--out", "a latency table (a file it resumes)")
     check_torch_device(device, "--device")
     _check_counts(batch_size, threads, warmup, repeats, rounds)
     if limit is not None:
@@ -241,6 +243,7 @@ def fit_latency(
     from nas.hardware.learned import LatencyFitWarning, lut_latency
     from nas.hardware.lut import LatencyTable, check_profile
 
+    not_stdout(out, "--out", "a fitted latency model (a JSON file to load)")
     check_int(batch_size, "--batch-size", 1)
     with named_flags({"seed": "--seed"}):
         check_seed(seed)

@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from nas.cli import not_stdout
 from nas.console import check_path, make_console, named_flags, path_option, user_errors
 from nas.errors import ConfigError, check_int
 
@@ -63,6 +64,7 @@ def eval_(
     """Train predictors on N architectures per seed; Kendall tau, Spearman rho, MAE, top-5% precision."""
     from nas.predictors.harness import main_eval
 
+    not_stdout(out, "--out", "a folder of results")
     console = make_console()
     names = _split(predictors, "--predictors")
     n_train = _sizes(sizes)
@@ -95,3 +97,7 @@ def list_() -> None:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         needs = getattr(cls, "needs_text", None) or ",".join(sorted(cls.needs))
         console.print(f"{name:<16}{needs:<16}{doc}", soft_wrap=True)
+
+
+if __name__ == "__main__":
+    app(prog_name="nas predictors")
