@@ -172,6 +172,7 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     elif journal is not None and contents is not None:  # checked before a resume writes anything
         snapshot = journal.load_snapshot()
         _check_snapshot_fields(journal, snapshot)
+        _check_snapshot_archs(journal, space, snapshot)
         usable = snapshot is not None and _snapshot_usable(snapshot, len(contents.trials))
         replayed = int(snapshot["after_trial"]) + 1 if snapshot is not None and usable else 0
         _check_journaled_archs(space, journal, contents.trials[replayed:])  # those the resume tells the strategy
@@ -239,7 +240,8 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
     expensive = [e for e in evaluators if not e.cheap]
     strat.use_cheap(merged(cheap, fidelity) if cheap else None)
     try:
-        runner = make_executor(executor, timeout_s)
+        # timeout_s=inf (None after check_limit) lifts an executor instance's own timeout too
+        runner = make_executor(executor, math.inf if timeout_given and timeout_s is None else timeout_s)
     except ConfigError:
         if not inherited_timeout:
             raise
@@ -275,13 +277,20 @@ def prepare(space: Space, evaluate: Any, objectives: Mapping[str, str] | Sequenc
 
 def run(prepared: PreparedSearch) -> SearchResult:
     """Claim the workdir (create or resume its journal) and run the prepared search to its end."""
-    experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=prepared.lower_budget)
+    try:
+        experiment = open_experiment(prepared.workdir, prepared.config, lower_budget=prepared.lower_budget)
+    except BaseException:
+        prepared.executor.close()  # e.g. the Ray instance its `check_evaluate` started is not left running
+        raise
     _mark_ran(prepared.strategy.inner)
     try:
         loop = _SearchLoop(prepared.problem, prepared.strategy, prepared.cheap, prepared.evaluate, prepared.executor,
                            experiment, prepared.snapshot_every, prepared.snapshot_interval_s, prepared.progress,
                            prepared.evaluators, prepared.stop_when)
         return loop.run(prepared.enqueue, prepared.warm, prepared.max_time)
+    except BaseException:
+        prepared.executor.close()  # failed before the loop's own close (begin hooks, a snapshot restore); idempotent
+        raise
     finally:
         experiment.close()
 
@@ -317,6 +326,19 @@ def _check_journaled_archs(space: Space, journal: Journal, trials: Sequence[Tria
             raise JournalError(f"{journal.path}:{line if line is not None else '?'}: trial {t.number}'s architecture "
                                f"is outside this search's space ({e}); restore the journal from a copy, or fix that "
                                "line by hand") from None
+
+
+def _check_snapshot_archs(journal: Journal, space: Space, snap: Mapping[str, Any] | None) -> None:
+    """JournalError (deleting the snapshot is safe) naming the field and the architecture when one the snapshot `snap`
+    holds as pending or queued is not an architecture of `space` (hand-edited, or an older space's): a resume would
+    evaluate it. Architectures inside the strategy's own state are for its `load_state_dict` to check."""
+    for key in ("pending", "queued"):
+        for arch in (snap or {}).get(key, []):
+            try:
+                space.validate(arch)
+            except InvalidArchitectureError as e:
+                raise journal.damaged_snapshot(f"{key} holds {arch!r:.200}, which is not an architecture of this "
+                                               f"search's space ({e})") from None
 
 
 def _check_simulated_workers(workers: int, recorded: Mapping[str, Any], trials: Sequence[Trial]) -> None:
@@ -778,6 +800,7 @@ class _SearchLoop:
         journal = self.experiment.writer
         assert journal is not None  # a snapshot was read from it
         _check_snapshot_fields(journal, snap)  # `prepare` checked it; a search started since may have replaced it
+        _check_snapshot_archs(journal, self.strategy.space, snap)
         state = snap["state"]
         if set(state) == {"inner"}:  # written before the cheap stage moved from a strategy wrapper into this loop
             state = state["inner"]

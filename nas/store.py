@@ -5,7 +5,8 @@ Layout of a workdir:
                     per trial, and {"type": "resume", "budget": N} / {"type": "config", "problem": {...}}
                     records that update the header's budget and objectives
     strategy.json   the latest strategy snapshot, replaced atomically (write, fsync, rename)
-    journal.lock    held (flock) by the one process writing the journal
+    journal.lock    held (flock) by the one process writing the journal, which also flocks the workdir folder
+                    itself: a second writer is refused even when a user deleted journal.lock
     running.json    while a search runs: the evaluations in flight and the executor's slots (not fsync'd;
                     removed when the search ends; trusted only while journal.lock is held)
 No pickles: everything is plain JSON, so a journal outlives the code that wrote it.
@@ -423,18 +424,21 @@ class JournalFollower:
 
 
 class JournalWriter(Journal):
-    """The one process writing a workdir: holds `journal.lock` until `close()`; a second writer gets a JournalError.
+    """The one process writing a workdir: holds `journal.lock` and a flock on the workdir folder until `close()`; a
+    second writer gets a JournalError (`WorkdirBusy`), also when `journal.lock` was deleted.
 
     Opening repairs the journal's own torn last line (left by a crash of the previous writer).
     """
 
     def __init__(self, workdir: str | os.PathLike[str]) -> None:
         self._lock_fd: int | None = None  # first: `__del__` closes it even when the workdir is refused
+        self._dir_fd: int | None = None  # the workdir folder, flocked (None where folders cannot be flocked)
         super().__init__(workdir)
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self.exists()  # a journal.jsonl that is not a file (a folder) is refused before the lock is taken
             self._lock_fd = _lock(self.workdir / LOCK)
+            self._dir_fd = _lock_folder(self.workdir)
             self._check_writable()
             _claim(self._lock_fd)  # after the check: a refused run leaves every file as it was, the lock's too
         except OSError as e:
@@ -545,6 +549,10 @@ class JournalWriter(Journal):
                     (self.workdir / RUNNING).unlink(missing_ok=True)
             except OSError:  # a read-only workdir: readers ignore running.json while no search holds the lock
                 pass
+        if self._dir_fd is not None:  # released first: whoever takes journal.lock next finds the folder free
+            os.close(self._dir_fd)
+            self._dir_fd = None
+        if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
@@ -578,18 +586,49 @@ def _lock(path: Path, attempts: int = 20) -> int:
     else:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
+        raise _busy(path, holder)
+    return fd
+
+
+def _lock_folder(workdir: Path, attempts: int = 20) -> int | None:
+    """An exclusive flock on the folder `workdir` itself, held with `journal.lock`: it outlives a deleted lock file,
+    so a second writer is refused then too (`WorkdirBusy`). None where folders cannot be flocked (the lock file alone
+    guards the workdir then). Tried `attempts` times 50 ms apart: a writer that is exiting releases both locks."""
+    try:
+        fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:  # a folder that can be written but not read (mode 0o300)
+        log.debug("%s: cannot open the folder to lock it (%s); journal.lock alone guards it", workdir, e)
+        return None
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(0.05)
+        except OSError as e:  # a file system without flock on folders
+            os.close(fd)
+            log.debug("%s: the folder cannot be flocked (%s); journal.lock alone guards it", workdir, e)
+            return None
+    os.close(fd)
+    raise _busy(workdir / LOCK, f"its {LOCK} was deleted while it ran, so who it is is not known", deleted=True)
+
+
+def _busy(path: Path, holder: str, deleted: bool = False) -> WorkdirBusy:
+    """The error for a workdir whose lock `path` another writer `holder` ("pid N on HOST since T") holds; `deleted`:
+    the lock file was deleted under a running search, which still holds the workdir folder's lock."""
+    if not deleted:
         if _holder_pid(holder) == os.getpid():  # waiting would never help
-            raise WorkdirBusy(f"{path.parent} is being written by another search open in this process, a Study or "
-                              f"search not closed yet ({holder}): close it first (study.close(), or open it as "
-                              "`with nas.Study(...) as study:`), or use another workdir") from None
+            return WorkdirBusy(f"{path.parent} is being written by another search open in this process, a Study "
+                               f"or search not closed yet ({holder}): close it first (study.close(), or open it as "
+                               "`with nas.Study(...) as study:`), or use another workdir")
         gone = _gone(holder, path)
         if gone is not None:
-            raise WorkdirBusy(f"{path.parent} is locked, but no search writes it: the search that locked it "
-                              f"({holder}) {gone} (a process a search forks shares its lock); the lock is free "
-                              "once that process exits (stop it, or wait), or use another workdir") from None
-        raise WorkdirBusy(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
-                          "or use another workdir") from None
-    return fd
+            return WorkdirBusy(f"{path.parent} is locked, but no search writes it: the search that locked it "
+                               f"({holder}) {gone} (a process a search forks shares its lock); the lock is free "
+                               "once that process exits (stop it, or wait), or use another workdir")
+    return WorkdirBusy(f"{path.parent} is being written by another search ({holder}): wait for it to finish, "
+                       "or use another workdir")
 
 
 def _same_file(fd: int, path: Path) -> bool:
