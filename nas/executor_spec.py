@@ -20,8 +20,8 @@ NAMES = ("local", "processes", "ray", "ray-tune")
 def make_executor(executor: str | Mapping[str, object] | Executor, timeout_s: float | None = None) -> Executor:
     """"local", "processes", "ray" (actor pool), "ray-tune", {"name": ..., **options} or an Executor instance;
     `timeout_s` stops each evaluation after that many seconds (executors that cannot stop one refuse it). An
-    instance keeps its own timeout (`ProcessExecutor(timeout_s=...)`) unless `timeout_s` is given: the search's
-    default None must not silently lift the cap its user set."""
+    instance keeps its own timeout (`ProcessExecutor(timeout_s=...)`) unless `timeout_s` is given (inf lifts it: no
+    timeout): the search's default None must not silently lift the cap its user set."""
     if isinstance(executor, Executor):
         if timeout_s is not None:
             executor.set_timeout(timeout_s)

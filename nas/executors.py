@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas.errors import ConfigError, check_count
+from nas.errors import ConfigError, check_count, check_limit
 from nas.jsonio import python_scalar
 from nas.pruning import NO_PRUNER, Pruned, judged
 from nas.spaces import Architecture
@@ -208,8 +208,9 @@ class Executor(ABC):
         return Completed(arch, metrics, error, started, finished, worker, extra.get("pruned_after"), extra)
 
     def set_timeout(self, timeout_s: float | None) -> None:
-        """Stop each evaluation after `timeout_s` seconds; an executor that cannot stop one refuses a timeout."""
-        if timeout_s is not None:
+        """Stop each evaluation after `timeout_s` seconds (None or inf: no timeout, as `check_limit` reads a limit);
+        an executor that cannot stop one refuses a timeout."""
+        if check_limit(timeout_s, "timeout_s") is not None:
             raise ConfigError(f"timeout_s: {type(self).__name__} cannot stop a running evaluation; use "
                               "executor='processes' (local worker processes, killed on timeout)")
 

@@ -58,6 +58,7 @@ class _NotLoaded(Exception):
 class _Running:
     job: Job
     attempts: int
+    slot: int | None = None  # its entry in the pool's worker pid table (None: more jobs than entries)
 
 
 class ProcessExecutor(Executor):
@@ -84,6 +85,7 @@ class ProcessExecutor(Executor):
         self.timeout_s: float | None = None
         self.set_timeout(timeout_s)
         self._pool: Any = None
+        self._pids: Any = None  # shared table: pid of the worker running the job in each slot (0: not started yet)
         self._running: dict[concurrent.futures.Future[Any], _Running] = {}
         self._pickled: tuple[EvaluateFn, bytes] | None = None  # check_evaluate's payload, reused by start
         self._broken: NASError | None = None  # the pool cannot run evaluations: raised by the next submit or wait
@@ -116,9 +118,10 @@ class ProcessExecutor(Executor):
             cached = self._pickled
             payload = cached[1] if cached is not None and cached[0] is evaluate else self._pickle(evaluate)
         self._broken = None
+        context = multiprocessing.get_context(self.start_method)
+        self._pids = context.RawArray("q", self.workers)  # inherited by each worker (Process args), under spawn too
         self._pool = ProcessPool(max_workers=self.workers, initializer=_init_worker,
-                                 initargs=(payload, self.threads),
-                                 context=multiprocessing.get_context(self.start_method))
+                                 initargs=(payload, self.threads, self._pids), context=context)
 
     def free_slots(self) -> int:
         return self.workers - len(self._running)
@@ -131,12 +134,16 @@ class ProcessExecutor(Executor):
         if self._broken is not None:
             raise self._broken
         judge = self._pruning.snapshot() if self._pruning is not None else None
+        held = {run.slot for run in self._running.values()}
+        slot = next((i for i in range(self.workers) if i not in held), None)
+        if slot is not None:
+            self._pids[slot] = 0  # the worker that takes the job writes its pid here
         try:
-            future = self._pool.schedule(_evaluate_in_worker, args=(job.arch.to_dict(), judge),
+            future = self._pool.schedule(_evaluate_in_worker, args=(job.arch.to_dict(), judge, slot),
                                          timeout=self.timeout_s)
         except RuntimeError as e:  # pebble's "Unexpected error within the Pool": it broke while no job was running
             raise self._break(e) from None
-        self._running[future] = _Running(job, attempts)
+        self._running[future] = _Running(job, attempts, slot)
 
     def wait(self) -> list[Completed]:
         """At least one completion; when the pool broke (a worker that cannot load evaluate or start), the
@@ -191,7 +198,7 @@ class ProcessExecutor(Executor):
             return None
         except concurrent.futures.TimeoutError:
             return Completed(arch, None, f"timed out after {self.timeout_s:g} s (its worker process was killed and "
-                             "replaced)", now - (self.timeout_s or 0), now, "process")
+                             "replaced)", now - (self.timeout_s or 0), now, self._worker_of(run))
         except ProcessExpired as e:
             if not retry or self._broken is not None:  # left for the resume
                 return None
@@ -201,10 +208,18 @@ class ProcessExecutor(Executor):
             return Completed(arch, None, f"worker process died (exit code {e.exitcode}) {run.attempts + 1} "
                              "time(s)", now, now, f"process-{e.pid}")
         except SystemExit as e:  # raised outside evaluate in the worker (run_job fails a trial that calls it)
-            return Completed(arch, None, f"SystemExit: the worker called {exit_call(e.code)}", now, now, "process")
+            return Completed(arch, None, f"SystemExit: the worker called {exit_call(e.code)}", now, now,
+                             self._worker_of(run))
         except Exception as e:  # noqa: BLE001 - e.g. a result that cannot be pickled back
-            return Completed(arch, None, f"{type(e).__name__}: {e}", now, now, "process")
+            return Completed(arch, None, f"{type(e).__name__}: {e}", now, now, self._worker_of(run))
         return self._returned(arch, metrics, error, started, finished, worker, extra)
+
+    def _worker_of(self, run: _Running) -> str:
+        """The worker of a job that returned no result (timed out, or failed outside evaluate) as its own results
+        name it, "process-<pid>", from the pid it wrote when it took the job (pebble does not say): a timeline
+        draws the trial on that worker's lane. "process" when it never wrote one."""
+        pid = self._pids[run.slot] if run.slot is not None and self._pids is not None else 0
+        return f"process-{pid}" if pid else "process"
 
     def close(self) -> None:
         """Stop every worker (a running evaluation is abandoned; the search loop keeps it as pending)."""
@@ -216,10 +231,11 @@ class ProcessExecutor(Executor):
 
 
 _evaluate: EvaluateFn | None = None  # the worker process's evaluate function, set once by _init_worker
+_pids: Any = None  # the pool's shared pid table (`ProcessExecutor._pids`), set by _init_worker
 _not_loaded: str | None = None  # why _init_worker could not load it: each job then raises _NotLoaded
 
 
-def _init_worker(payload: Any, threads: int) -> None:
+def _init_worker(payload: Any, threads: int, pids: Any = None) -> None:
     """Worker start: die with the driver, ignore Ctrl-C (the driver stops the pool), pin threads, load evaluate.
 
     `threads` reaches torch however it is imported: set now where it is (inherited from the driver under fork,
@@ -228,7 +244,8 @@ def _init_worker(payload: Any, threads: int) -> None:
     libraries loaded later and to programs evaluate starts. A load that fails is remembered, not raised: pebble
     would log it, restart the worker and, with no job taken, abort every job in flight as "All workers expired"
     (journaled as failed trials that never ran)."""
-    global _evaluate, _not_loaded
+    global _evaluate, _not_loaded, _pids
+    _pids = pids
     if sys.platform == "linux":
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the driver died before prctl took effect
@@ -299,9 +316,12 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _evaluate_in_worker(arch: dict[str, Any], judge: Pruning | None = None
+def _evaluate_in_worker(arch: dict[str, Any], judge: Pruning | None = None, slot: int | None = None
                         ) -> tuple[dict[str, float] | None, str | None, float, float, str, dict[str, Any]]:
-    """Evaluate one architecture; under `judge` (a pruner's copy), its reports may stop it early."""
+    """Evaluate one architecture; under `judge` (a pruner's copy), its reports may stop it early. This worker's pid
+    goes to entry `slot` of the pid table first, so a job it never returns (timed out) is still named by it."""
+    if slot is not None and _pids is not None:
+        _pids[slot] = os.getpid()  # one aligned 8-byte store: no lock a killed worker could leave held
     if _not_loaded is not None:
         raise _NotLoaded(_not_loaded)
     assert _evaluate is not None, "worker not initialised"

@@ -7,8 +7,8 @@ dies (killed, out of memory, its node lost), the actor is replaced by a fresh on
 flight is retried, up to `max_retries` times, after which the trial is marked failed with Ray's error.
 (Ray's own `max_task_retries` is not used: a retry sent while the actor restarts can fail at once with
 `ActorUnavailableError` and use up the retries.) More actors than the cluster can place at once (workers
-times cpus/gpus per actor, counted per node) are refused when the pool starts, and work goes only to actors
-Ray has placed. Under a pruner (`nas.search(..., pruner="median")`) each call carries a copy of the pruning history
+times cpus/gpus per actor, counted per node) are refused when the search is prepared, before its workdir is
+written (Ray is connected to, or started, then), and work goes only to actors Ray has placed. Under a pruner (`nas.search(..., pruner="median")`) each call carries a copy of the pruning history
 as it stood when the call was sent, the actor judges its evaluations' `nas.report_metrics` values against it, and
 their curves join the history when the call returns (as local worker processes do). Training trials that want
 Ray Tune's schedulers or per-trial GPUs go to `nas.ray.tune.RayTuneExecutor`.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import sys
 import sysconfig
 import time
@@ -42,6 +43,10 @@ Tune's classic output, which honours `verbose=0` (the new engine prints an exper
 
 MIN_OBJECT_STORE_MB = 75
 """Ray refuses a smaller object store (its minimum is 75 MiB)."""
+
+PROBE_S = 5.0
+"""Seconds a cluster's HOST:PORT gets to accept a connection before `connect` says no cluster answered there (Ray
+itself retries such an address for about 3 minutes, then ends the process with SystemExit: 15)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,23 @@ def _valid_address(address: str) -> bool:
     return match is not None and 1 <= int(match.group(3)) <= 65535
 
 
+def check_reachable(address: str, timeout_s: float = PROBE_S) -> None:
+    """ConfigError naming `address` when nothing at its [ray://]HOST:PORT accepts a connection within `timeout_s`
+    seconds (a closed port says so at once); "auto" and "local" are Ray's to resolve."""
+    match = _ADDRESS.fullmatch(address)
+    if match is None:
+        return
+    host, port = match.group(2).strip("[]"), int(match.group(3))
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as e:
+        why = f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError) else e.strerror or str(e)
+        raise ConfigError(f"address: no Ray cluster answered at {address} ({why}); start one there (`ray start "
+                          "--head` prints its address), give \"auto\" on a node of a running cluster, or None to "
+                          "start a local Ray instance") from None
+
+
 def connect(options: RayOptions | None = None) -> bool:
     """Initialise Ray unless it already is; True when this call started (and so should shut down) it.
 
@@ -110,6 +132,7 @@ def connect(options: RayOptions | None = None) -> bool:
         finally:
             auth_log.removeFilter(quiet)
     else:
+        check_reachable(opts.address)
         ray.init(address=opts.address, log_to_driver=False, runtime_env=runtime_env, configure_logging=False)
     return True
 
@@ -273,7 +296,8 @@ class RayExecutor(Executor):
 
     `address`: None starts a local Ray instance for the search (shut down at the end), "auto" or
     "HOST:PORT" joins a cluster. `workers` defaults to as many actors as the cluster holds at once (its CPUs
-    divided by `cpus`); more than it holds is refused at `start` (they would wait forever). Work goes only to
+    divided by `cpus`); more than it holds (they would wait forever) is refused by `check_evaluate`, when the search
+    is prepared, and again at `start`. Work goes only to
     actors Ray has placed. `batch_size` architectures travel per call (for sub-millisecond evaluations); a
     batch whose worker process dies is retried up to `max_retries` times, then its trials fail with the error.
     Under a pruner the actors judge each evaluation against the trials finished when its call was sent.
@@ -308,8 +332,16 @@ class RayExecutor(Executor):
 
     def check_evaluate(self, evaluate: EvaluateFn) -> None:
         """`evaluate` must pickle (it is sent to each actor): one holding a lock, an open file or a connection is
-        refused here, naming the cause, before the journal is written or Ray is started."""
+        refused here, naming the cause, before the journal is written or Ray is started. Then Ray is connected to (or
+        started, and kept for `start`) and a pool the cluster cannot place is refused, still before the journal is
+        written; a Ray this executor started is shut down again on a refusal."""
         self._pickled = (evaluate, self._pickle(evaluate))
+        self._owns_ray = connect(self.options) or self._owns_ray
+        try:
+            check_capacity(self.workers, self.cpus, self.gpus, "actor")
+        except BaseException:
+            self.close()
+            raise
 
     def _pickle(self, evaluate: EvaluateFn) -> int:
         """The size of `evaluate` pickled as Ray sends it (its user modules by value); ConfigError if it cannot be."""
@@ -332,7 +364,7 @@ class RayExecutor(Executor):
 
         cached = self._pickled
         size = cached[1] if cached is not None and cached[0] is evaluate else self._pickle(evaluate)
-        self._owns_ray = connect(self.options)
+        self._owns_ray = connect(self.options) or self._owns_ray  # check_evaluate may have started it
         try:
             self.workers = check_capacity(self.workers, self.cpus, self.gpus, "actor")
             self._actor_cls = ray.remote(_Worker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)

@@ -474,11 +474,21 @@ class RayTuneExecutor(Executor):
         self._searcher: StrategySearcher | None = None
         self._free_at_start = 0.0
 
+    def check_evaluate(self, evaluate: EvaluateFn) -> None:
+        """Connect to Ray (or start it, kept for `start`) and refuse trials no node can place, before the search writes
+        its journal; a Ray this executor started is shut down again on a refusal."""
+        self._owns_ray = connect(self.options) or self._owns_ray
+        try:
+            check_capacity(self.workers, self.cpus, self.gpus, "trial", all_at_once=False)
+        except BaseException:
+            self.close()
+            raise
+
     def start(self, evaluate: EvaluateFn) -> None:
         import ray
         from ray import tune
 
-        self._owns_ray = connect(self.options)
+        self._owns_ray = connect(self.options) or self._owns_ray  # check_evaluate may have started it
         try:
             self.workers = check_capacity(self.workers, self.cpus, self.gpus, "trial", all_at_once=False)
         except ConfigError:
