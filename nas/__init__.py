@@ -1,6 +1,8 @@
 """nas: neural architecture search. `nas.search(space, evaluate, objectives, ...)` is the entry point."""
 
 import functools
+import importlib
+import importlib.util
 from typing import Any
 
 from nas.errors import ConfigError, InvalidArchitectureError, JournalError, NASError, SpaceDefinitionError
@@ -39,6 +41,14 @@ def run_workdir(default: Any = None) -> Any:
     from nas.scripts import run_workdir as _run_workdir
 
     return _run_workdir(default)
+
+
+def __getattr__(name: str) -> Any:
+    """`nas.importance`, `nas.plot`, `nas.to_optuna`, ... after a plain `import nas`: a submodule is imported on first
+    use (so `import nas` stays light: no torch, no matplotlib), as the docs write it."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ConfigError", "Constraint", "Evaluator", "Executor", "InvalidArchitectureError", "JournalError",
