@@ -17,6 +17,10 @@ Direction = Literal["min", "max"]
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 
 
+OPTUNA_DIRECTIONS = {"minimize": "min", "maximize": "max"}
+"""Optuna's direction names, taken as ours."""
+
+
 @dataclass(frozen=True)
 class Objective:
     """A metric to optimise, in a direction ("min" or "max")."""
@@ -26,8 +30,11 @@ class Objective:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "objective")
-        if self.direction not in ("min", "max"):
-            raise ConfigError(f"objective {self.name!r}: direction must be 'min' or 'max', got {self.direction!r}")
+        direction = OPTUNA_DIRECTIONS.get(self.direction, self.direction) if isinstance(self.direction, str) else None
+        if direction not in ("min", "max"):
+            raise ConfigError(f"objective {self.name!r}: direction must be 'min' or 'max' (or Optuna's 'minimize' / "
+                              f"'maximize'), got {self.direction!r}")
+        object.__setattr__(self, "direction", direction)  # one spelling in journals, so both resume one search
 
     def minimised(self, value: float) -> float:
         """The value in minimisation form (maximised objectives are negated)."""

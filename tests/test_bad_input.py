@@ -40,7 +40,7 @@ CASES: list[tuple[str, Callable[[], Any], type[NASError], str]] = [
     ("objectives as bare names", run(objectives=["acc", "lat"]), ConfigError,
      "objectives[0]: 'acc' has no direction"),
     ("Objective direction 'up'", lambda: Objective("acc", "up"), ConfigError,
-     "objective 'acc': direction must be 'min' or 'max', got 'up'"),
+     "objective 'acc': direction must be 'min' or 'max' (or Optuna's 'minimize' / 'maximize'), got 'up'"),
     ("two objectives with one name", lambda: Problem((Objective("acc", "max"), Objective("acc", "min"))),
      ConfigError, "objectives: 'acc' is given twice"),
     ("the same name twice through search", run(objectives=[Objective("accuracy", "max"), Objective("accuracy", "min")]),
