@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
-from nas.experiment import space_difference
+from nas.spaces.spec_difference import space_difference
 from nas.objectives import Objective
 from nas.pareto import hypervolume, pareto_mask
 from nas.result import SearchResult

@@ -51,7 +51,7 @@ from torch import nn
 from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.experiment import first_difference, space_difference
+from nas.spaces.spec_difference import first_difference, space_difference
 from nas.measure import Remeasured, Splits, accuracy_mismatches, plus_minus, remeasure_all, split
 from nas.modelspec import (PROGRAM, SUBNET, TIMED, WEIGHTS, ModelSpec, OnnxModule, RecordedInput, dtype_name,
                            load_model_spec, load_priced, load_program, load_state_dict, load_subnet, load_supernet,

@@ -43,7 +43,8 @@ from torch import nn
 from nas import jsonio, store
 from nas.architecture import Architecture
 from nas.errors import ConfigError, JournalError
-from nas.experiment import check_same_search, first_difference, space_header
+from nas.experiment import check_same_search, space_header
+from nas.spaces.spec_difference import first_difference
 from nas.measure import Splits, check_recipe, split
 from nas.result import fidelity_levels
 from nas.scripts import class_from_json, class_name, class_to_json, import_object, object_path, same_class

@@ -39,12 +39,12 @@ from nas.evaluators import TWICE, Evaluator, as_evaluators, begin_search, merged
 from nas.executor_spec import make_executor
 from nas.executors import Completed, EvaluateFn, Executor, Job, SimulatedClockExecutor, run_job, stopped_error
 from nas.user_attrs import collecting
-from nas.experiment import (Experiment, check_workdir_arg, first_difference, open_experiment, resolve_seed,
-                            search_config, space_path)
+from nas.experiment import Experiment, check_workdir_arg, open_experiment, resolve_seed, search_config
 from nas.objectives import Constraint, Objective, Problem
 from nas.pruning import Pruning, as_pruner
 from nas.result import SearchResult
 from nas.spaces import Architecture, Space
+from nas.spaces.spec_difference import first_difference, space_path
 from nas.stopping import StopRule, check_rule, reason
 from nas.store import Journal, Trial
 from nas.strategies import Deduplicate, Strategy, TrialResult, make_strategy, plain_options

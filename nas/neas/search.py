@@ -43,7 +43,8 @@ from nas import jsonio
 from nas.architecture import Architecture
 from nas.errors import ConfigError, check_count, check_int, check_number, check_seed
 from nas.evaluators import cheap
-from nas.experiment import check_options, first_difference
+from nas.experiment import check_options
+from nas.spaces.spec_difference import first_difference
 from nas.measure import accuracy_metric
 from nas.modelspec import SUPERNET, DataRef, load_state_dict, record_model
 from nas.neas.chain import ChainConfig, ChainSpace, ChainSupernet, EnsembleConfig, EnsembleSpace, EnsembleSupernet

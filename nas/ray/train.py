@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError
-from nas.experiment import first_difference
+from nas.spaces.spec_difference import first_difference
 from nas.jsonio import read_json, read_jsonl, write_bytes, write_json
 from nas.ray.executor import RayOptions, connect
 from nas.spaces.ofa import OFAConfig, OFASpace, OFASupernet
