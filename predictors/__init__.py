@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from nas.errors import ConfigError
-from nas.predictors.base import Predictor, RankTarget
+from nas.predictors.base import Predictor, RankTarget, check_state
 
 # registry name -> "module:Class" (imported on first use), or a Predictor subclass registered by the user
 PREDICTORS: dict[str, str | type[Predictor]] = {
@@ -53,7 +53,9 @@ def make_predictor(name: str, space: Any, seed: int = 0, **options: Any) -> Pred
 
 
 def predictor_from_state(space: Any, state: dict[str, Any]) -> Predictor:
-    """Rebuild a predictor from its `state_dict` (refits on the stored training set)."""
+    """Rebuild a predictor from its `state_dict` (refits on the stored training set); ConfigError for a malformed
+    state or one saved on another space (`check_state`)."""
+    check_state(space, state)
     config = dict(state["config"])
     seed = config.pop("seed", 0)
     predictor = make_predictor(state["type"], space, seed, **config)

@@ -16,8 +16,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from nas.errors import ConfigError
-from nas.jsonio import plain_value
+from nas.jsonio import plain, plain_value
 from nas.spaces import Architecture, Space
+from nas.spaces.spec_difference import space_difference
+
+logger = logging.getLogger(__name__)
 
 Need = Literal["vector", "graph", "model"]
 Target = Literal["rank", "raw"]
@@ -59,18 +62,28 @@ def as_architectures(space: Space, archs: Sequence[Mapping[str, Any]],
 
 def finite_targets(y: Any, what: str = "fit: targets") -> np.ndarray:
     """`y` as a new 1-d float array (the caller may reuse its own; the state must not change); ConfigError naming the
-    indices and values of the entries that are not finite numbers (NaN, None, a str) otherwise."""
+    indices and values of the entries that are not finite numbers (NaN, None, a str, a bool) otherwise. Bools are
+    refused as `check_seed` refuses them: True and False taken as 1.0 and 0.0 hide a mask passed for the values."""
     try:
         y_arr = np.array(y, dtype=float).ravel()
     except (TypeError, ValueError):
         y_arr = None
-    if y_arr is not None and np.all(np.isfinite(y_arr)):
+    if y_arr is not None and np.all(np.isfinite(y_arr)) and not _holds_bools(y):
         return y_arr
     values = np.array(y, dtype=object).ravel()
     bad = [i for i, v in enumerate(values) if not _finite_number(v)]
     shown = ", ".join(_show(values[i]) for i in bad[:5])
+    bools = any(isinstance(values[i], (bool, np.bool_)) for i in bad)
+    hint = "a bool is not a target value: pass numbers" if bools else "drop failed evaluations first"
     raise ConfigError(f"{what} {bad[:5]}{' (and more)' if len(bad) > 5 else ''} are not finite numbers ({shown}): "
-                      "drop failed evaluations first")
+                      f"{hint}")
+
+
+def _holds_bools(y: Any) -> bool:
+    """Whether `y` is a bool array or holds a bool (Python's or numpy's) among its values."""
+    if isinstance(y, np.ndarray) and y.dtype != object:
+        return y.dtype == np.bool_
+    return any(isinstance(v, (bool, np.bool_)) for v in np.array(y, dtype=object).ravel())
 
 
 def _show(v: Any) -> str:
@@ -79,10 +92,50 @@ def _show(v: Any) -> str:
 
 
 def _finite_number(v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
     try:
         return bool(np.isfinite(float(v)))
     except (TypeError, ValueError):
         return False
+
+
+def _where(spec: Any, space: Space) -> str:
+    """Where a recorded `Space.to_spec()` differs from `space`'s, for a message."""
+    found = (space_difference(plain(spec, "space_spec"), plain(space.to_spec(), "space spec"))
+             if isinstance(spec, Mapping) else None)
+    return f"{found[0]} was {found[1]}, is {found[2]}" if found else "its description is not recorded"
+
+
+STATE_KEYS = ("type", "config", "train")  # what every `Predictor.state_dict` holds (subclasses add their own)
+
+
+def check_state(space: Space, state: Any) -> None:
+    """ConfigError for a state that is not a `state_dict` (naming the missing key) or that was saved on another space
+    (by `space.fingerprint()`, naming the fields that differ): refitted on this space's encoding, it would predict
+    something else. A state saved before the fingerprint was recorded loads unchecked."""
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"predictor state: expected a dict (from state_dict()), got {type(state).__name__}")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ConfigError(f"predictor state: missing {missing[0]!r} (a state_dict() holds {', '.join(STATE_KEYS)})")
+    if not isinstance(state["config"], Mapping):
+        raise ConfigError(f"predictor state: 'config' must be a dict, got {type(state['config']).__name__}")
+    train = state["train"]
+    if not isinstance(train, Mapping) or "archs" not in train or "y" not in train:
+        lacks = "a dict" if not isinstance(train, Mapping) else repr("archs" if "archs" not in train else "y")
+        raise ConfigError(f"predictor state: 'train' must be a dict of 'archs' and 'y' (the training set), "
+                          f"lacks {lacks}")
+    recorded = state.get("space")
+    if recorded is None:
+        logger.debug("predictor state of %r has no space fingerprint (saved before it was recorded): loaded into "
+                     "%s unchecked", state["type"], type(space).__name__)
+        return
+    mine = space.fingerprint()
+    if recorded != mine:
+        raise ConfigError(f"predictor state: saved on a different space (fingerprint {recorded}; this "
+                          f"{type(space).__name__}'s is {mine}): {_where(state.get('space_spec'), space)}; "
+                          "load it into the space it was fitted on")
 
 
 def check_seed(seed: Any) -> int:
@@ -202,11 +255,15 @@ class Predictor(ABC):
         return {k: plain_value(getattr(self, k)) for k in params if k not in ("self", "space")}
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data: the configuration and the training set (refitted on load)."""
+        """Plain JSON-ready data: the configuration, the training set (refitted on load) and the space's fingerprint
+        and description (`Space.to_spec()`), so a load into another space is refused naming what differs."""
         return {"type": self.name, "config": self.config(),
-                "train": {"archs": [a.to_dict() for a in self.train_archs], "y": self.train_y.tolist()}}
+                "train": {"archs": [a.to_dict() for a in self.train_archs], "y": self.train_y.tolist()},
+                "space": self.space.fingerprint(), "space_spec": plain(self.space.to_spec(), "space spec")}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Refit from `state_dict()`; ConfigError for a state of another predictor, configuration or space."""
+        check_state(self.space, state)
         if state.get("type") != self.name:
             raise ConfigError(f"state of predictor {state.get('type')!r} cannot load into {self.name!r}")
         if dict(state["config"]) != self.config():

@@ -18,7 +18,7 @@ import numpy as np
 
 from nas.errors import ConfigError
 from nas.spaces import Architecture, Space
-from nas.predictors.base import Predictor
+from nas.predictors.base import Predictor, check_state
 
 MemberSpec = str | Mapping[str, Any]
 logger = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class AveragePredictor(Predictor):
                 "member_states": [{k: v for k, v in m.state_dict().items() if k != "train"} for m in self._members]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(self.space, state)  # before the members load theirs
         saved = state.get("member_states")
         if saved is not None and state.get("type") == self.name:  # a state from before member states: none to restore
             if len(saved) != len(self._members):

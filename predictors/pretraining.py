@@ -24,7 +24,7 @@ import numpy as np
 
 from nas.errors import ConfigError, check_count, check_int
 from nas.spaces import Architecture, Space
-from nas.predictors.base import RankTarget
+from nas.predictors.base import RankTarget, check_state
 from nas.predictors.ensemble import Loss, MLPEnsemble, _TorchPredictor, train_regressor
 from nas.predictors.graph import GCNPredictor
 
@@ -116,6 +116,7 @@ class _Pretrained(_TorchPredictor):
                                                      "values": self.pretrain_values.tolist()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(self.space, state)  # before the pretraining set is validated in this space
         pre = state.get("pretrain") or {"archs": [], "values": []}
         self.pretrain_archs = [self.space.validate(a) for a in pre["archs"]]
         self.pretrain_values = np.asarray(pre["values"], dtype=float)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.predictors.base import as_architectures, finite_targets
 from nas.spaces import Architecture, Space
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,11 @@ def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequenc
     if not names:
         raise ConfigError("candidates: give at least one predictor name")
     make = _said_once(make)
-    y_arr = np.asarray(y, dtype=float)
+    first = make(names[0])
+    y_arr = finite_targets(y, "choose: targets")  # as `fit` checks them: the one-candidate shortcut fits nothing
+    space = getattr(first, "space", None)
+    if space is not None:
+        archs = as_architectures(space, archs)
     if len(archs) != len(y_arr) or len(y_arr) < 2:
         raise ConfigError(f"choose: need matching architectures and targets, at least 2 (got {len(archs)} and "
                           f"{len(y_arr)})")
@@ -175,7 +180,7 @@ def choose(make: Callable[[str], Any], candidates: Sequence[str], archs: Sequenc
         except ConfigError as e:
             raise ConfigError(f"fallback: {f!r}: {e}") from None
     fallback = [f for f in fallback if f not in names]
-    prior = make(names[0]).fit(archs, y_arr) if fallback else None
+    prior = first.fit(archs, y_arr) if fallback else None
     if prior is not None and getattr(prior, "degenerate", False):
         logger.debug("default predictor: the prior %s is degenerate on %d results; %s compete", names[0], len(y_arr),
                      fallback)

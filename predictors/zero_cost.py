@@ -22,7 +22,9 @@ forward pass of `grad_norm` / `snip` (in the model's own mode) has its buffers r
 seeded RNG (dropout draws the same masks every call), `jacov` / `naswot` put every submodule back in its own
 mode, and SynFlow runs on a deep copy. Rows of the first floating input (samples, or nodes of a graph) are the
 units that Jacobian and activation-code proxies compare; at most `max_rows` (>= 2) of them are used, and they warn
-when those rows are all identical (all-zeros inputs) and the score therefore cannot tell networks apart.
+when those rows are all identical (all-zeros inputs) and the score therefore cannot tell networks apart. The
+proxies that read the input values (`jacov`, `naswot`, `grad_norm`, `snip`) refuse floating inputs holding NaN or
+inf (a ConfigError naming `inputs`): on those every network gets an uninformative score.
 """
 
 from __future__ import annotations
@@ -140,6 +142,23 @@ def _distinct_rows(inputs: Any) -> Any:
     return _map_tensors(inputs, lambda t: fresh if t is first else t)
 
 
+def _check_finite(inputs: Any, proxy: str) -> None:
+    """ConfigError naming `inputs` when a floating input holds NaN or inf: `proxy` reads the input values, and on
+    those it scores every network alike (jacov: one large negative number) instead of failing."""
+    import torch
+
+    floats = _floats(inputs)
+    for i, t in enumerate(floats):
+        bad = ~torch.isfinite(t.detach())
+        if not bool(bad.any()):
+            continue
+        which = "the floating input" if len(floats) == 1 else f"floating input {i}"
+        row = f", first at row {int(bad.reshape(t.shape[0], -1).any(dim=1).nonzero()[0])}" if t.dim() else ""
+        raise ConfigError(f"inputs: {int(bad.sum())} of the {t.numel()} values of {which} are not finite (NaN or "
+                          f"inf{row}): {proxy} scores a network by its response to the input values, and on these it "
+                          "cannot tell networks apart; pass finite inputs")
+
+
 def _params(model: "torch.nn.Module") -> list["torch.Tensor"]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -176,11 +195,12 @@ def _untouched(model: "torch.nn.Module", seed: int) -> Iterator[None]:
 
 
 def _loss_grads(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn,
-                seed: int = 0) -> list["torch.Tensor"]:
+                seed: int = 0, proxy: str = "grad_norm/snip") -> list["torch.Tensor"]:
     import torch
 
     seed = check_seed(seed)
-    params = _trainable(model, "grad_norm/snip")
+    params = _trainable(model, proxy)
+    _check_finite(inputs, proxy)
     with _untouched(model, seed):
         loss = loss_fn(call(model, inputs), targets)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -189,12 +209,12 @@ def _loss_grads(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", 
 
 def grad_norm(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn, seed: int = 0) -> float:
     """Sum over parameter tensors of ||dL/dtheta||_2 (forward in the model's mode; dropout seeded by `seed`)."""
-    return float(sum(float(g.norm()) for g in _loss_grads(model, inputs, targets, loss_fn, seed)))
+    return float(sum(float(g.norm()) for g in _loss_grads(model, inputs, targets, loss_fn, seed, "grad_norm")))
 
 
 def snip(model: "torch.nn.Module", inputs: Any, targets: "torch.Tensor", loss_fn: LossFn, seed: int = 0) -> float:
     """Sum over weights of |theta * dL/dtheta| (forward in the model's mode; dropout seeded by `seed`)."""
-    grads = _loss_grads(model, inputs, targets, loss_fn, seed)
+    grads = _loss_grads(model, inputs, targets, loss_fn, seed, "snip")
     return float(sum(float((p.detach() * g).abs().sum()) for p, g in zip(_params(model), grads)))
 
 
@@ -231,12 +251,13 @@ def jacov(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, eps: float
     """Jacobian covariance score: -sum(log(v + eps) + 1/(v + eps)) over correlation eigenvalues (higher: better).
 
     Warns when the rows compared and their gradients are all identical (all-zeros inputs): the score is then the
-    same for every network."""
+    same for every network; refuses non-finite inputs (ConfigError naming `inputs`)."""
     import torch
 
     from nas.counts import eval_mode
 
     max_rows = check_int(max_rows, "max_rows", 2)
+    _check_finite(inputs, "jacov")
     x = _first_float(inputs).detach().clone().requires_grad_(True)
     replaced = [False]
 
@@ -271,13 +292,15 @@ def naswot(model: "torch.nn.Module", inputs: Any, max_rows: int = 256, jitter: f
     codes whose first dimension is that row count are used: an activation after a readout (one row per graph) or
     over a stacked tensor (PyG ARMAConv's (stacks, nodes, channels)) is left out, since its rows are not the
     input's. Warns, and gives -inf, when no code has those rows; warns when the rows of the first floating input and
-    their codes are all identical (all-zeros inputs): the score then only counts units.
+    their codes are all identical (all-zeros inputs): the score then only counts units. Refuses non-finite inputs
+    (ConfigError naming `inputs`).
     """
     import torch
 
     from nas.counts import eval_mode
 
     max_rows = check_int(max_rows, "max_rows", 2)
+    _check_finite(inputs, "naswot")
     acts = [m for m in model.modules() if type(m).__name__ in _ACTIVATIONS]
     use_inputs = bool(acts)
     if not acts:
