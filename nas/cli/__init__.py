@@ -6,7 +6,7 @@
             [--stop-after N] [--stop-at "m >= x" ...]
             [--executor local|processes|ray|ray-tune] [--workers N] [--address A] [--cpus/gpus-per-trial X]
     nas status DIR
-    nas pareto DIR [--plot front.png] [--objectives a,b,metric:min]
+    nas pareto DIR [--plot front.png] [--objectives a,b,metric:min] [--csv FILE|-] [--json FILE|-]
     nas history DIR [--plot history.png] [--objectives a,b] [--curves curves.png] [--parallel p.png] [--timeline t.png]
     nas trials DIR [--csv FILE|-] [--json FILE|-]
     nas resume DIR [--budget N] [--lower-budget] [--stop-after N] [--stop-at "m >= x" ...]
@@ -38,10 +38,13 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -341,20 +344,47 @@ def _run_and_report(spec: RunSpec, resuming: bool = False) -> SearchResult:
         console.print(f"{spec.workdir} holds {len(contents.trials)} trials of this search: continuing it"
                       + ("" if resuming else " (--fresh starts over)"), soft_wrap=True)
     t0 = time.time()
+    terminated: list[int] = []
     try:
-        with SearchProgress(console) as progress:
+        with _sigterm_interrupts(terminated), SearchProgress(console) as progress:
             prepared.progress = progress
             result = run_search(prepared)
     except KeyboardInterrupt:
-        _err().print(f"interrupted; every finished trial is in {spec.workdir / JOURNAL}; continue with: "
-                     f"{resume_hint(spec.workdir, prepared.config)}", style="yellow", soft_wrap=True)
-        raise typer.Exit(130) from None
+        _err().print(f"interrupted{' (SIGTERM)' if terminated else ''}; every finished trial is in "
+                     f"{spec.workdir / JOURNAL}; continue with: {resume_hint(spec.workdir, prepared.config)}",
+                     style="yellow", soft_wrap=True)
+        raise typer.Exit(128 + signal.SIGTERM if terminated else 130) from None
     summary(console, result, time.time() - t0)
     show_front(console, result)
     where = result.workdir.resolve() if result.workdir else spec.workdir
     console.print(f"workdir: {where}  (journal: {JOURNAL})", soft_wrap=True)
     console.print(next_steps(result, spec.workdir), style="dim", soft_wrap=True)
     return result
+
+
+@contextmanager
+def _sigterm_interrupts(received: list[int]) -> Iterator[None]:
+    """While the search runs, SIGTERM (what Slurm or Kubernetes send at a time limit) raises KeyboardInterrupt, so
+    the search drains and snapshots as on Ctrl-C instead of dying mid-write; each one is appended to `received`.
+    Only in this process (a forked worker keeps the default) and only from the main thread; restored after."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal would raise ValueError
+        yield
+        return
+    owner = os.getpid()
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a process forked by the search, which inherited this handler: die as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def next_steps(result: SearchResult, workdir: Path) -> str:
@@ -751,13 +781,25 @@ def pareto(
     objectives: Annotated[Optional[str], typer.Option(
         help="Comma-separated objectives to use, any recorded metric as NAME:min or NAME:max (default: the "
              "search's; the plot shows the first two, or the history of a single one).")] = None,
+    csv: Annotated[Optional[Path], path_option(
+        help="Write every front trial as CSV here ('-': standard output), instead of the table.")] = None,
+    json_out: Annotated[Optional[Path], path_option(
+        "--json", help="Write every front trial as JSON lines here ('-': standard output), instead of the table.")] = None,
 ) -> None:
-    """Print the Pareto front as a table; with --plot also draw it (PNG, or the format the suffix names)."""
+    """Print the Pareto front as a table (of a long front, an evenly spaced sample; --csv/--json write all of it);
+    with --plot also draw it (PNG, or the format the suffix names)."""
+    _rows_targets(csv, json_out)
+    _distinct_outputs((("--plot", plot), ("--csv", csv), ("--json", json_out)))
     result = _load(workdir)
     _output_file(plot, "--plot", [workdir], plot=True)  # before the table is printed
+    _output_file(csv, "--csv", [workdir], stdout=True)
+    _output_file(json_out, "--json", [workdir], stdout=True)
     names = _names(objectives, result)
-    console = _out()
-    show_front(console, result, names)
+    console = _err() if "-" in (str(csv), str(json_out)) else _out()  # standard output holds the rows alone
+    if csv is None and json_out is None:
+        show_front(console, result, names)
+    else:
+        _write_rows(result, result.pareto_front(names), csv, json_out, "front trials")
     if plot is not None:
         from nas.plot import plot_history, plot_pareto
 
@@ -926,29 +968,41 @@ def trials(
         "--json", help="Write every trial as JSON lines here ('-': standard output).")] = None,
 ) -> None:
     """Every trial of a search as a table (one flat row per trial, architecture decisions as arch.<path>)."""
-    from nas import jsonio
-
-    targets = ["standard output" if str(p) == "-" else str(p.resolve()) for p in (csv, json_out) if p is not None]
-    if len(targets) == 2 and targets[0] == targets[1]:  # rows then JSON lines in one stream, or JSON over the CSV
-        raise ConfigError(f"--csv and --json both write to {targets[0]}, which would hold neither a CSV nor JSON "
-                          "lines; give each its own target")
+    _rows_targets(csv, json_out)
     result = _load(workdir)
     _output_file(csv, "--csv", [workdir], stdout=True)
     _output_file(json_out, "--json", [workdir], stdout=True)
     if csv is None and json_out is None:
         _out().print(trials_table(result))
         return
-    frame = result.to_dataframe()
+    _write_rows(result, result.trials, csv, json_out, "trials")
+
+
+def _rows_targets(csv: Path | None, json_out: Path | None) -> None:
+    """ConfigError when --csv and --json name one target, which would hold neither a CSV nor JSON lines."""
+    targets = ["standard output" if str(p) == "-" else str(p.resolve()) for p in (csv, json_out) if p is not None]
+    if len(targets) == 2 and targets[0] == targets[1]:  # rows then JSON lines in one stream, or JSON over the CSV
+        raise ConfigError(f"--csv and --json both write to {targets[0]}, which would hold neither a CSV nor JSON "
+                          "lines; give each its own target")
+
+
+def _write_rows(result: SearchResult, trials: Sequence[Trial], csv: Path | None, json_out: Path | None,
+                noun: str) -> None:
+    """Write `trials` of `result` as CSV (`SearchResult.to_dataframe`'s columns) and as JSON lines (journal records
+    with `feasible`, which `nas run --enqueue` reads), each to its file or to standard output ("-")."""
+    from nas import jsonio
+
     if csv is not None:
-        text = frame.to_csv(index=False)
+        subset = SearchResult(list(trials), result.problem, result.workdir, result.stop_reason, result.config)
+        text = subset.to_dataframe().to_csv(index=False)
         sys.stdout.write(text) if str(csv) == "-" else jsonio.write_bytes(csv, text.encode())  # its folder made
     if json_out is not None:
         text = "".join(json.dumps({**t.to_json(), "feasible": outcome(result.problem, t) == "feasible"}) + "\n"
-                       for t in result.trials)  # journal records (nas run --enqueue reads them), feasible as in the CSV
+                       for t in trials)  # journal records (nas run --enqueue reads them), feasible as in the CSV
         sys.stdout.write(text) if str(json_out) == "-" else jsonio.write_bytes(json_out, text.encode())
     for path in (csv, json_out):
         if path is not None and str(path) != "-":
-            _err().print(f"wrote {len(result.trials)} trials to {path.resolve()}", soft_wrap=True)
+            _err().print(f"wrote {len(trials)} {noun} to {path.resolve()}", soft_wrap=True)
 
 
 @app.command()
