@@ -467,6 +467,20 @@ def hypervolume_contributions(points: ArrayLike, reference: ArrayLike) -> np.nda
     return contrib
 
 
+def added_hypervolume(front: np.ndarray, point: np.ndarray, reference: np.ndarray) -> float:
+    """The volume `point` would add to the hypervolume of `front` (minimised rows, inside `reference`): its box less
+    the front clipped to that box (the WFG step), so one small hypervolume, not HV(front + point) - HV(front) over
+    the whole front. Exactly that difference, up to rounding."""
+    if not np.all(point < reference):
+        return 0.0
+    clipped = np.maximum(front, point)
+    if len(clipped) > 1:
+        clipped = clipped[pareto_mask(clipped)]
+    with np.errstate(invalid="ignore"):
+        return max(float(np.prod(reference - point)) - (_hv(_inside(clipped, reference), reference)
+                                                         if len(clipped) else 0.0), 0.0)
+
+
 class HypervolumeTracker:
     """The exact hypervolume of a growing set of points against a fixed reference, updated per added point.
 

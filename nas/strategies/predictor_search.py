@@ -62,7 +62,8 @@ from nas.errors import ConfigError, check_int, check_number
 from nas.objectives import Problem
 from nas.predictors.selection import Selection, choose, default_candidates
 from nas.predictors.transfer import TransferPredictor, TransferPrior
-from nas.pareto import crowding_distance, extend_front, hypervolume, non_dominated_sort, pareto_mask
+from nas.pareto import (added_hypervolume, crowding_distance, extend_front, hypervolume, non_dominated_sort,
+                        pareto_mask)
 from nas.spaces import Architecture, Space
 from nas.strategies.base import (SeenArchitectures, Strategy, TrialResult, arch_record, check_count, from_record,
                                  pareto_ranks)
@@ -505,12 +506,16 @@ class PredictorSearch(Strategy):
         if not len(front):
             out[finite, 1] = z[finite].sum(axis=1)  # no feasible result yet: closest to the ideal point
             return out
-        base = hypervolume(front, ref) if len(front) else 0.0
         eps = np.max(z[:, None, :] - front[None, :, :], axis=2).min(axis=1)  # > 0: dominated by `front`
         out[:, 1] = np.where(finite, eps, np.inf)
         gain = np.flatnonzero(available & finite & (viol == 0) & (eps < 0))
-        for i in gain:
-            out[i, 0] = hypervolume(np.vstack([front, np.minimum(z[i], ref)]), ref) - base
+        if front.shape[1] == 2:  # the sweep over the whole front is cheap (and what the recorded runs used)
+            base = hypervolume(front, ref)
+            for i in gain:
+                out[i, 0] = hypervolume(np.vstack([front, np.minimum(z[i], ref)]), ref) - base
+        else:  # 3+ objectives: each candidate's exclusive volume, one small hypervolume (10-20 s per batch before)
+            for i in gain:
+                out[i, 0] = added_hypervolume(front, np.minimum(z[i], ref), ref)
         return out
 
     def _distance(self, a: Architecture, b: Architecture) -> float:
