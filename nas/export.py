@@ -61,7 +61,7 @@ from nas.objectives import Constraint
 from nas.result import SearchResult
 from nas.spaces.model_space import space_settings
 from nas.stopping import rule_met
-from nas.store import Trial, process_alive
+from nas.store import Journal, Trial, process_alive
 from nas.strategies.multifidelity import FidelitySpace
 from nas.verify import EXPORT_INDEX, VERIFY_REPORT, VerifyReport, disagreement
 from nas.verify import verify as verify_export
@@ -501,11 +501,19 @@ def export(result_or_workdir: SearchResult | str | Path, out: str | Path, top: i
         raise ConfigError(f"evaluate: expected a callable module -> {{metric: value}} or None, got {evaluate!r}")
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"out: {out} is a file; exported models go into a folder")
-    result = result_or_workdir if isinstance(result_or_workdir, SearchResult) else _load(result_or_workdir)
-    if result.workdir is None:
-        raise ConfigError("result_or_workdir: this SearchResult has no workdir, and exporting needs the workdir's "
-                          "model spec (run nas.search with workdir=...)")
-    spec = load_model_spec(result.workdir)
+    if isinstance(result_or_workdir, SearchResult):
+        result = result_or_workdir
+        if result.workdir is None:
+            raise ConfigError("result_or_workdir: this SearchResult has no workdir, and exporting needs the workdir's "
+                              "model spec (run nas.search with workdir=...)")
+        spec = load_model_spec(result.workdir)
+    else:  # model.json first: a workdir without one is refused before its journal is read (17 s at 20,000 trials)
+        if not Path(result_or_workdir).is_dir():
+            raise ConfigError(f"result_or_workdir: {result_or_workdir}: no such directory")
+        if not Journal(result_or_workdir).exists():
+            SearchResult.load(result_or_workdir)  # its error: no search there
+        spec = load_model_spec(result_or_workdir)
+        result = SearchResult.load(result_or_workdir)
     space = spec.build_space()
     searched = searched_space(result.config, space)
     if result.config.get("space") and searched.fingerprint() != result.config["space"]:
@@ -879,12 +887,6 @@ def _is_model(out: Path, folder: Path) -> bool:
     """Whether `folder` is an exported model directly inside `out` (the only folders an export replaces)."""
     return (folder != out and folder.parent == out and not folder.is_symlink() and folder.is_dir()
             and (folder / SUBNET).is_file())
-
-
-def _load(workdir: str | Path) -> SearchResult:
-    if not Path(workdir).is_dir():
-        raise ConfigError(f"result_or_workdir: {workdir}: no such directory")
-    return SearchResult.load(workdir)
 
 
 def _check_inputs(space: Any, arch: Architecture, data: Splits | None, spec: ModelSpec) -> torch.Tensor:
