@@ -22,7 +22,8 @@ class LocalSearch(Strategy):
     def __init__(self, space, problem, seed: int | None = 0) -> None:
         super().__init__(space, problem, seed)
         self.current: tuple[Architecture, TrialResult] | None = None
-        self.queue: list[Architecture] = []
+        self.queue: list[Architecture] = []  # the current's neighbours still to ask, in `order` (asked from the end)
+        self.order: list[int] = []  # the shuffled positions of the current's neighbours (`space.neighbours`)
         self.starts: list[str] = []  # ids of asked restart points
 
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -58,16 +59,28 @@ class LocalSearch(Strategy):
     def _move(self, arch: Architecture, result: TrialResult) -> None:
         self.current = (arch, result)
         nbs = self.space.neighbours(arch)
-        order = self.rng.permutation(len(nbs))
-        self.queue = [nbs[int(i)] for i in order]
+        self.order = [int(i) for i in self.rng.permutation(len(nbs))]
+        self.queue = [nbs[i] for i in self.order]
 
     def state_dict(self) -> dict[str, Any]:
+        """The queue as the shuffle of the current's neighbours and how many are left, not the architectures: on a
+        600-field space those were 11.7 MB after 11 trials (restoring recomputes the neighbours once)."""
         return {**super().state_dict(),
                 "current": arch_record(*self.current) if self.current else None,
-                "queue": [a.to_dict() for a in self.queue], "starts": list(self.starts)}
+                "order": list(self.order), "remaining": len(self.queue), "starts": list(self.starts)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.current = from_record(state["current"]) if state["current"] else None
-        self.queue = [Architecture(a) for a in state["queue"]]
         self.starts = list(state["starts"])
+        if "queue" in state:  # written before session 39: the architectures themselves
+            self.queue, self.order = [Architecture(a) for a in state["queue"]], []
+            return
+        self.order = [int(i) for i in state["order"]]
+        remaining = int(state["remaining"])
+        if not 0 <= remaining <= len(self.order) or (remaining and self.current is None):
+            raise ValueError(f"remaining: {remaining} neighbours left of {len(self.order)}")
+        nbs = self.space.neighbours(self.current[0]) if remaining and self.current is not None else []
+        if remaining and len(nbs) != len(self.order):
+            raise ValueError(f"order: {len(self.order)} positions for {len(nbs)} neighbours of the current")
+        self.queue = [nbs[i] for i in self.order[:remaining]]
