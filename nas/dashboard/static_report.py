@@ -2,7 +2,9 @@
 
 The page's script, style, plotly.js and every API answer it needs are inlined, so the file can be mailed or
 kept as a CI artifact. Fronts are included for each pair of the search's objectives (the live dashboard
-computes any other pair), and the architecture drawing for the front's trials.
+computes any other pair), and the architecture drawing for the front's trials: at most `FRONT_GRAPHS` of each
+front, evenly spaced along it (one matplotlib drawing takes a tenth of a second or more, and a front can hold
+thousands of trials).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 from nas import jsonio
 from nas.dashboard.server import api, plotly_js, static_file
 from nas.dashboard.views import SearchView, default_compare
+from nas.report import FRONT_ROWS, spread
+
+FRONT_GRAPHS = FRONT_ROWS
+"""At most this many trials of each front get an architecture drawing in the report (as many as `nas pareto` shows
+rows): a 13,000-trial front drew for over ten minutes, into a file of hundreds of megabytes."""
 
 
 def responses(views: Sequence[SearchView]) -> dict[str, Any]:
@@ -29,15 +36,29 @@ def responses(views: Sequence[SearchView]) -> dict[str, Any]:
         names = v.problem.names
         pairs = [list(p) for p in itertools.permutations(names, 2)] if len(names) > 1 else [names]
         drawn: set[int] = set()
+        undrawn: dict[int, str] = {}  # a front trial left without a drawing -> the page's note saying so
+        spread_over: set[frozenset[int]] = set()  # the pair (b, a) has the front of (a, b), in the reverse order
         for pair in [[], *pairs]:
             front = v.front(pair or None)
             out[f"/api/search/{v.key}/front?objectives={','.join(pair)}"] = front
-            drawn.update(front["numbers"])
+            if frozenset(front["numbers"]) in spread_over:
+                continue
+            spread_over.add(frozenset(front["numbers"]))
+            picked = [t.number for t in spread([v.follower.trials[n] for n in front["numbers"]], FRONT_GRAPHS)]
+            drawn.update(picked)
+            if len(picked) < len(front["numbers"]):
+                note = (f"not drawn: this report draws {len(picked)} of the {len(front['numbers'])} trials of each "
+                        "front, evenly spaced along it; `nas dashboard` on the workdir draws any trial")
+                for n in front["numbers"]:
+                    undrawn.setdefault(n, note)  # the note of the first front it is on: the search's objectives
         for name in names:
             out[f"/api/search/{v.key}/importance?metric={name}"] = v.importance(name)
             out[f"/api/search/{v.key}/parallel?metric={name}"] = v.parallel(name)
+        cards = v.cards()  # the export folders looked for once, not once per trial
         for n in range(len(v.rows)):
-            out[f"/api/search/{v.key}/trial/{n}"] = v.trial(n, graph=n in drawn)
+            page = out[f"/api/search/{v.key}/trial/{n}"] = v.trial(n, graph=n in drawn, cards=cards)
+            if n in undrawn and n not in drawn:
+                page["graph_svg"], page["graph_note"] = None, undrawn[n]
     ok = default_compare(views)  # what the compare page picks at first: the searches of one space and problem
     if len(ok) > 1:  # the compare page with those picked, per objective
         keys = ",".join(v.key for v in ok)

@@ -15,7 +15,7 @@ import math
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,13 +492,14 @@ class SearchView:
         assert self.problem is not None
         return [float(-v if o.direction == "max" else v) for o, v in zip(self.problem.objectives, ref)]
 
-    def trial(self, number: int, graph: bool = True) -> dict[str, Any]:
-        """One trial's page: its row, architecture (nested), the `to_graph` drawing (SVG) and model card."""
+    def trial(self, number: int, graph: bool = True, cards: Mapping[int, Path] | None = None) -> dict[str, Any]:
+        """One trial's page: its row, architecture (nested), the `to_graph` drawing (SVG) and model card (found in
+        `cards` when given: a report of every trial looks for the export folders once, see `cards()`)."""
         if not 0 <= number < len(self.rows):
             raise ConfigError(f"{self.name}: no trial {number} (the journal holds {len(self.rows)})")
         t = self.follower.trials[number]
         out = {**self.rows[number], "arch_tree": t.arch, "started": t.started, "finished": t.finished,
-               "extra": t.extra, "card": self.card(number)}
+               "extra": t.extra, "card": self.card(number, cards)}
         if graph:
             out["graph_svg"], out["graph_note"] = self._cached(("graph", number), lambda: draw_architecture(
                 self.space(), t.arch))
@@ -511,13 +512,17 @@ class SearchView:
         journal's fingerprint); None when none fits."""
         return self._cached("space", lambda: rebuild_space(self.workdir, self.follower.config or {}))
 
-    def card(self, number: int) -> dict[str, Any] | None:
-        """The model card of trial `number` when `nas export` wrote one for this workdir (looked for in
-        export folders inside the workdir and beside it)."""
+    def cards(self) -> dict[int, Path]:
+        """Trial number -> card.json of each model `nas export` wrote for this workdir, as the export folders inside
+        the workdir, beside it and in `models` hold them now: looked for on every call (never cached for good)."""
         indexes = export_indexes(self.workdir, self.models)  # an export made (or redone) while the page is open
         stamp = tuple((str(i), i.stat().st_mtime_ns) for i in indexes if i.exists())  # shows without a restart
-        cards = self._cached(("cards", stamp), lambda: find_cards(self.workdir, indexes))
-        path = cards.get(number)
+        return self._cached(("cards", stamp), lambda: find_cards(self.workdir, indexes))
+
+    def card(self, number: int, cards: Mapping[int, Path] | None = None) -> dict[str, Any] | None:
+        """The model card of trial `number` when `nas export` wrote one for this workdir: in `cards` (a `cards()`
+        answer reused for many trials), else looked for now."""
+        path = (self.cards() if cards is None else cards).get(number)
         if path is None:
             return None
         try:
