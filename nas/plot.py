@@ -193,7 +193,8 @@ def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     ax = fig.add_subplot()
     stopped = failed = 0
     for t in curved:
-        steps = [int(step) + 1 for step, _ in t.extra["curve"]]
+        shift = 0 if t.extra.get("curve_steps") else 1  # the steps report_metrics was given, or report numbers
+        steps = [int(step) + shift for step, _ in t.extra["curve"]]
         values = [float(v) for _, v in t.extra["curve"]]
         if t.status == "failed":  # e.g. diverged: its reports turned NaN and it failed as non-finite
             failed += 1
@@ -211,7 +212,7 @@ def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     ax.plot([], [], color="0.6", marker="x", markeredgecolor="0.35", label=f"stopped by the pruner ({stopped})")
     if failed:
         ax.plot([], [], color="#c0392b", marker="o", label=f"failed ({failed})")
-    ax.set_xlabel("report (epoch)")
+    ax.set_xlabel("step" if any(t.extra.get("curve_steps") for t in curved) else "report (epoch)")
     ax.set_ylabel(metric)
     ax.set_title(f"learning curves of {len(curved)} trainings", fontsize=10)
     ax.grid(True, color="0.9", zorder=0)

@@ -11,9 +11,13 @@ would ever be judged), ends the search with a ConfigError naming it; in a search
 judged metric is required, as the cheap metrics join a pruned trial's last report). A NaN or infinite value is judged
 too, as in Optuna (a diverged training: Threshold stops it at a NaN report, successive halving and Hyperband at the
 next rung, median and percentile once all its reports are NaN; it then fails as non-finite). The journal keeps each
-trial's reported values of that metric (`extra["curve"]`, [report index, value] pairs, a non-finite value as its
-string "nan", "inf" or "-inf", as journaled metrics are; `extra["curve_of"]` names the metric) and where it was
-pruned (`extra["pruned_after"]`), and for successive halving and Hyperband the trial's rungs and its number in the
+trial's reported values of that metric (`extra["curve"]`, [step, value] pairs, a non-finite value as its string
+"nan", "inf" or "-inf", as journaled metrics are; `extra["curve_of"]` names the metric) and where it was pruned
+(`extra["pruned_after"]`, after how many reports). A report's step is the one `report_metrics(metrics, step=...)`
+gave (Optuna's `trial.report(value, step)`; then `extra["curve_steps"]` is true), else the step after the
+previous report's (0, 1, 2, ...: the report index, as journals written before steps were kept read); each step
+must be greater than the one before, and a step reported again is ignored (logged), as Optuna's `trial.report`
+ignores it. For successive halving and Hyperband the journal also keeps the trial's rungs and its number in the
 study (`extra["pruner_attrs"]`, `extra["pruner_trial"]`: Hyperband draws the bracket from it) and the resources the
 pruner estimated itself when it first judged (`extra["pruner_estimates"]`: Hyperband's `max_resource="auto"`, which
 fixes its brackets, and successive halving's `min_resource="auto"`, from the trials completed then), so a resumed
@@ -35,40 +39,85 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.errors import ConfigError
+from nas.errors import ConfigError, check_int
 from nas.objectives import Problem
 from nas.store import Trial
 
 log = logging.getLogger(__name__)
 
-Reporter = Callable[[Mapping[str, float]], None]
-_REPORTER: ContextVar[Reporter | None] = ContextVar("nas_reporter", default=None)
-_JUDGED: ContextVar[bool] = ContextVar("nas_judged", default=False)
+Reporter = Callable[..., None]
+"""Takes a report's metrics, and its step too where `reporting(..., steps=True)` says so."""
 NAMES = {"median": "MedianPruner", "percentile": "PercentilePruner", "asha": "SuccessiveHalvingPruner",
          "hyperband": "HyperbandPruner"}
 
 
-def report_metrics(metrics: Mapping[str, float]) -> None:
+@dataclass
+class _Channel:
+    """Where the `report_metrics` calls of one `reporting` block go, and the step its last report had."""
+
+    reporter: Reporter
+    steps: bool  # the reporter takes each report's step
+    last: int = -1  # -1: nothing reported yet
+    given: bool = False  # a report gave its step (the journal then marks its curve's steps as given)
+
+
+_CHANNEL: ContextVar[_Channel | None] = ContextVar("nas_reporter", default=None)
+_JUDGED: ContextVar[bool] = ContextVar("nas_judged", default=False)
+
+
+def report_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Report intermediate metrics (after each epoch) to whatever runs this evaluation: a pruner
     (`nas.search(..., pruner=...)`) or a Ray Tune scheduler, either of which may stop the training here (by raising
-    `Pruned`). Anywhere else it does nothing, so one `evaluate` serves every executor."""
+    `Pruned`). Anywhere else it does nothing, so one `evaluate` serves every executor. `step` (Optuna's
+    `trial.report(value, step)`: the epoch, or samples seen) is what the pruner judges the report at; it must
+    increase from report to report (a repeated one is ignored, as Optuna ignores it); None: the last step + 1."""
     if not isinstance(metrics, Mapping):  # Optuna's trial.report(value, step) habit: checked with or without a pruner
         raise ConfigError(f"report_metrics: expected a dict of metric name -> number, e.g. {{'accuracy': acc}}, got "
                           f"{type(metrics).__name__}")
-    reporter = _REPORTER.get()
-    if reporter is not None:
-        reporter(metrics)
+    if step is not None:
+        check_int(step, "step", 0)
+    channel = _CHANNEL.get()
+    if channel is None:
+        return
+    at = next_step(step, channel.last, "report_metrics")
+    if at is None:
+        return
+    channel.given = channel.given or step is not None  # also for a report that is then pruned
+    if channel.steps:
+        channel.reporter(metrics, at)
+    else:
+        channel.reporter(metrics)
+    channel.last = at
+
+
+def next_step(step: Any, last: int, where: str, logger: logging.Logger = log) -> int | None:
+    """The step of a report following one at step `last` (-1: none yet): `step` as given, or `last` + 1 when None.
+    None for `last` given again (a retried report), which is ignored and logged, as Optuna's `trial.report` ignores
+    a step it holds; a lower step is a ConfigError naming `step` (the curve keeps reports in step order)."""
+    if step is None:
+        return last + 1
+    at = check_int(step, "step", 0)
+    if at == last:
+        logger.warning("%s: step %d was reported already; this report is ignored (the first report of a step is "
+                       "kept, as Optuna's trial.report keeps it)", where, at)
+        return None
+    if at < last:
+        raise ConfigError(f"step: {at} is not after the previous report's step {last}; each report's step must "
+                          "be greater than the one before")
+    return at
 
 
 @contextmanager
-def reporting(reporter: Reporter, judged: bool = False) -> Iterator[None]:
+def reporting(reporter: Reporter, judged: bool = False, steps: bool = False) -> Iterator[_Channel]:
     """`report_metrics` calls inside this block go to `reporter` (executors set it around `evaluate`); `judged`: a
-    pruner judges them, so an evaluation that stops itself as pruned (`Pruned`) ends where it last reported."""
-    token, judging = _REPORTER.set(reporter), _JUDGED.set(judged)
+    pruner judges them, so an evaluation that stops itself as pruned (`Pruned`) ends where it last reported;
+    `steps`: `reporter` takes each report's step after its metrics. Yields the channel (whether a step was given)."""
+    channel = _Channel(reporter, steps)
+    token, judging = _CHANNEL.set(channel), _JUDGED.set(judged)
     try:
-        yield
+        yield channel
     finally:
-        _REPORTER.reset(token)
+        _CHANNEL.reset(token)
         _JUDGED.reset(judging)
 
 
@@ -172,7 +221,7 @@ Entry = tuple[list[list[float]], bool, float | None, dict[str, Any] | None]
 
 
 def point(step: int, value: float) -> list[Any]:
-    """One curve point [report index, value] as the journal keeps it: a NaN or infinite value (a diverged training,
+    """One curve point [step, value] as the journal keeps it: a NaN or infinite value (a diverged training,
     which the pruner judged) as its string ("nan", "inf", "-inf"; JSON has none), as journaled metrics are."""
     return [step, value if math.isfinite(value) else str(value)]
 
@@ -264,7 +313,7 @@ class Pruning:
         return copy
 
     def judge(self, curve: Sequence[Sequence[float]], key: str | None = None) -> tuple[bool, dict[str, Any]]:
-        """Whether the pruner stops a training whose reports so far are `curve` ([report index, value] pairs),
+        """Whether the pruner stops a training whose reports so far are `curve` ([step, value] pairs),
         and the pruner's attributes of it (to journal with its result): for trainings that report from outside
         the search (`nas.Study.report`). The training `key` is a running trial of the live study from its first
         judgement until it is `record`ed, so it competes at the rungs as it runs and keeps its number (None: a
@@ -458,8 +507,9 @@ class Pruning:
         curve: list[list[float]] = []
         last: dict[str, float] = {}
         reports = 0
+        channel: _Channel | None = None
 
-        def reporter(metrics: Mapping[str, float]) -> None:
+        def reporter(metrics: Mapping[str, float], step: int) -> None:
             nonlocal last, reports
             clean: dict[str, float] = {}
             for key, value in metrics.items():
@@ -473,14 +523,14 @@ class Pruning:
             reports += 1
             last = clean
             value = clean[self.metric]
-            curve.append(point(reports - 1, value))
-            trial.report(value, reports - 1)  # NaN too: Optuna's pruners stop a diverged training at it
+            curve.append(point(step, value))
+            trial.report(value, step)  # NaN too: Optuna's pruners stop a diverged training at it
             if trial.should_prune():
                 raise Pruned(f"{self.describe} after {reports} report(s): {self.metric} = {value:g}")
 
         pruned = False
         try:
-            with reporting(reporter, judged=True):
+            with reporting(reporter, judged=True, steps=True) as channel:
                 metrics, error = evaluate()
         except Pruned:
             pruned, metrics, error = True, dict(last), None
@@ -490,6 +540,8 @@ class Pruning:
                 return None, str(e), {"pruner_error": str(e)}
             raise ConfigError(str(e)) from None
         extra: dict[str, Any] = {"curve": curve, "curve_of": self.metric} if curve else {}
+        if curve and channel is not None and channel.given:  # the plot reads them as steps, not report numbers
+            extra["curve_steps"] = True
         final = None if pruned else self._final(metrics, error)
         if pruned:
             extra["pruned_after"] = reports

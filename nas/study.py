@@ -42,7 +42,7 @@ from nas.errors import ConfigError, check_number
 from nas.executors import metric_value
 from nas.experiment import open_experiment, recorded_config
 from nas.objectives import Constraint, Objective, Problem
-from nas.pruning import Pruner, Pruning, as_pruner, point, report_error
+from nas.pruning import Pruner, Pruning, as_pruner, next_step, point, report_error
 from nas.result import SearchResult
 from nas.search import _mark_ran, _SearchLoop, prepare
 from nas.spaces import Architecture, Space
@@ -239,14 +239,16 @@ class Study:
             self._snapshot_if_due(now=True)  # handed out: its job may outlive this process
             return arch
 
-    def report(self, arch: Architecture | str, metrics: Mapping[str, Any]) -> bool:
+    def report(self, arch: Architecture | str, metrics: Mapping[str, Any], step: int | None = None) -> bool:
         """One epoch's metrics of a pending architecture (Optuna's `trial.report` and `should_prune` in one):
         True when the study's pruner says to stop its training (then `tell(arch)` journals it as pruned, with this
         report as its result). With a pruner, a report lacking the metric it judges (most likely a typo: nothing
         would ever be judged) or any objective or constraint metric (the pruned trial's result would lack it) is
         refused with a ConfigError, before anything is written; a NaN or infinite value is judged as Optuna's
         pruners judge it (a diverged training is stopped) and kept in the curve as its string ("nan"). Without a
-        pruner it only keeps the curve, journaled with the result."""
+        pruner it only keeps the curve, journaled with the result. `step` (an int >= 0, greater than the previous
+        report's; None: the previous one + 1) is what the pruner judges it at and the curve keeps; a step reported
+        already is ignored (logged; the first report of it is kept), as Optuna's `trial.report` ignores it."""
         with self._lock:
             self._check_open()
             held = self._architecture(arch)
@@ -258,12 +260,19 @@ class Study:
             refused = report_error(self.problem, self._judged, values, "report") if self._pruning is not None else None
             if refused is not None:
                 raise ConfigError(refused)
+            held_record = self._loop.reports.get(held.id)
+            previous = -1 if held_record is None else held_record.get("step", held_record["reports"] - 1)
+            at = next_step(step, previous, "report", log)
+            if at is None:  # a step reported already: ignored, as Optuna ignores it; the pruner's word stands
+                return bool(held_record["prune"]) if held_record is not None else False
             record = self._loop.reports.setdefault(held.id, {"reports": 0, "curve": [], "last": {}, "prune": False})
             record["reports"] += 1
             record["last"] = values
+            if step is not None or "step" in record:  # kept (in the snapshot) once a step is given: journals
+                record["step"] = at  # without steps stay as they were
             value = values.get(self._judged)
             if value is not None:  # NaN too: the pruner judges it, as Optuna's do (a diverged training is stopped)
-                record["curve"].append(point(record["reports"] - 1, value))
+                record["curve"].append(point(at, value))
                 if self._pruning is not None:  # a running trial of the pruner's live study, as in Optuna
                     record["prune"], record["pruner_attrs"] = self._pruning.judge(record["curve"], held.id)
                     if self._pruning.ranks:  # kept with it: a reopened study judges it under the same number
@@ -278,15 +287,28 @@ class Study:
     def enqueue(self, arch: Mapping[str, Any]) -> Architecture:
         """Have `ask` hand out `arch` next, before the strategy's proposals (Optuna's `enqueue_trial`): a baseline
         or a known-good design to evaluate early. Validated against the space (an error names the field); one
-        already asked or told is not handed out again. Kept until asked, across a reopen or a crash (in the
-        snapshot, written before this returns)."""
+        already told or pending is not handed out again (as Optuna's `skip_if_exists=True`), and a warning says
+        so, naming its trial. Kept until asked, across a reopen or a crash (in the snapshot, written before this
+        returns)."""
         with self._lock:
             self._check_open()
             valid = self.space.validate(arch)
+            self._warn_if_known(valid)
             self._loop.queued.append(valid)
             self._loop.enqueue_ids.add(valid.id)  # its trial says so, as those of `Study(enqueue=...)`
             self._snapshot_if_due(now=True)
             return valid
+
+    def _warn_if_known(self, arch: Architecture) -> None:
+        """Log that an enqueued `arch` will not be handed out: it was evaluated already, or is pending."""
+        loop = self._loop
+        told = next((t for t in loop.trials if t.arch_id == arch.id and t.is_evaluation), None)
+        if told is not None:
+            log.warning("enqueue: architecture %s was evaluated already (trial %d, %s); it is not evaluated again",
+                        arch.id[:12], told.number, told.status)
+        elif arch.id in loop.in_flight:
+            log.warning("enqueue: architecture %s is pending (asked, not told yet); it is not handed out again",
+                        arch.id[:12])
 
     def tell(self, arch: Architecture | Mapping[str, Any] | str, metrics: Mapping[str, Any] | None = None, *,
              error: str | None = None, started: float | None = None, finished: float | None = None,
@@ -338,6 +360,8 @@ class Study:
         extra: dict[str, Any] = {}
         if record is not None and record["curve"]:
             extra = {"curve": record["curve"], "curve_of": self._judged}
+            if "step" in record:  # steps given: the plot reads them as steps, not report numbers
+                extra["curve_steps"] = True
         if stopped:
             extra["pruned_after"] = record["reports"]  # type: ignore[index]
         if self._pruning is not None and self._pruning.ranks and extra.get("curve"):

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from nas.console import make_console, path_argument, user_errors
-from nas.errors import ConfigError, WorkdirBusy, check_count, check_number
+from nas.errors import ConfigError, WorkdirBusy, check_count, check_int, check_number
 from nas.executors import metric_value
 from nas.objectives import Problem
 from nas.spaces import Space
@@ -280,6 +280,9 @@ def epoch(workdir: WorkdirArg,
                                                                     "each metric.")] = None,
            metrics: Annotated[Optional[str], typer.Option(help="The metrics as one JSON object ('-': standard "
                                                                "input).")] = None,
+           step: Annotated[Optional[int], typer.Option(
+               help="The report's step (Optuna's trial.report step, e.g. the epoch), after the previous report's "
+                    "[default: the previous one + 1].")] = None,
            wait: WaitFlag = 30.0) -> None:
     """One epoch's metrics of a pending architecture; prints 'prune' and exits with 4 when the study's pruner says
     to stop its training (then `nas tell DIR ID` journals it with this report), else prints 'continue'. Metrics
@@ -292,6 +295,8 @@ def epoch(workdir: WorkdirArg,
     def check(recorded: Recorded) -> None:
         """What `Study.report` would refuse, refused before the workdir is opened."""
         recorded.pending_id(arch)
+        if step is not None:
+            check_int(step, "--step", 0)
         metric = judged_metric(recorded.config)
         if metric is not None:
             problem = recorded.config["problem"]
@@ -301,7 +306,7 @@ def epoch(workdir: WorkdirArg,
                 raise ConfigError(refused)
 
     with open_study(workdir, wait, judge=True, check=check) as study:
-        stop = study.report(arch, values)
+        stop = study.report(arch, values, step=step)
     typer.echo("prune" if stop else "continue")
     if stop:
         raise typer.Exit(PRUNE)
