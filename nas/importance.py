@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nas.errors import ConfigError
+from nas.objectives import OPTUNA_DIRECTIONS
 from nas.result import SearchResult, decisions
 from nas.spaces.params import is_number
 from nas.strategies.bayesian import normal_scores
@@ -85,7 +86,7 @@ def metric_name(result: SearchResult, metric: str | None) -> str:
     name = metric if metric is not None else result.problem.objectives[0].name
     recorded = sorted({m for t in result.trials for m in t.metrics})
     base, sep, direction = name.rpartition(":")
-    if name not in recorded and sep and direction in ("min", "max"):
+    if name not in recorded and sep and OPTUNA_DIRECTIONS.get(direction, direction) in ("min", "max"):
         name = base
     if name not in recorded:
         raise ConfigError(f"metric {name!r}: no trial recorded it (recorded: {', '.join(recorded) or 'none'})")

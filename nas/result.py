@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ConfigError, JournalError
-from nas.objectives import Objective, Problem
+from nas.objectives import OPTUNA_DIRECTIONS, Objective, Problem
 from nas.pareto import hypervolume, pareto_mask
 from nas.store import Journal, Trial, evaluations_used
 
@@ -143,6 +143,7 @@ class SearchResult:
             if o.name == name:
                 return o
         metric, sep, direction = str(name).rpartition(":")
+        direction = OPTUNA_DIRECTIONS.get(direction, direction)  # Optuna's maximize / minimize too
         if sep and direction in ("min", "max"):
             metric = metric.strip()
             known = set(self.problem.names) | {m for t in self.trials for m in t.metrics}

@@ -114,6 +114,12 @@ def test_python_m_nas_cli_predictors_lists_without_runpys_warning():
     assert "wl-gp" in done.stdout  # it ran (it used to exit 0 having done nothing)
 
 
+def test_python_m_groups_take_dash_h_as_nas_does():
+    for module in ("nas.cli.hardware", "nas.cli.predictors"):  # "No such option: -h" run as modules
+        done = _python_m(module, "-h")
+        assert done.returncode == 0 and "Show this message and exit" in done.stdout, done.stderr
+
+
 def test_the_nas_command_still_lists_and_runs_its_sub_command_groups():
     runner = CliRunner()
     listing = runner.invoke(app, ["-h"]).stdout

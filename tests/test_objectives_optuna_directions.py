@@ -30,3 +30,18 @@ def test_a_search_started_with_optuna_spellings_resumes_with_ours(tmp_path) -> N
     assert first.config["problem"]["objectives"] == {"acc": "max", "lat": "min"}
     again = nas.search(SPACE, evaluate, {"acc": "max", "lat": "min"}, budget=4, seed=0, workdir=tmp_path)
     assert len(again.trials) == 4 and again.best("acc").metrics["acc"] == 4.0
+
+
+def test_the_cli_takes_optuna_directions_wherever_it_takes_min_and_max(tmp_path) -> None:
+    """`--objective NAME:maximize` (nas run) and `--objectives NAME:minimize` (pareto, history) were refused."""
+    from typer.testing import CliRunner
+
+    from nas.cli import app, parse_objectives
+
+    assert parse_objectives(["acc:maximize", "lat:minimize"]) == {"acc": "max", "lat": "min"}
+    nas.search(SPACE, evaluate, {"acc": "max", "lat": "min"}, budget=4, seed=0, workdir=tmp_path / "wd")
+    result = nas.load(tmp_path / "wd")
+    assert result.objective("lat:maximize") == Objective("lat", "max")
+    out = CliRunner().invoke(app, ["pareto", str(tmp_path / "wd"), "--objectives", "acc:maximize,lat:maximize",
+                                   "--csv", "-"])
+    assert out.exit_code == 0 and len(out.stdout.strip().splitlines()) == 2, out.output  # header + w=4, alone

@@ -61,7 +61,7 @@ from nas.console import (check_output, check_path, given_path_text, make_console
                          path_option, user_errors)
 from nas.errors import ConfigError, JournalError, check_count, check_int, check_number
 from nas.executor_spec import executor_spec
-from nas.objectives import Problem
+from nas.objectives import OPTUNA_DIRECTIONS, Problem
 from nas.cli.runfile import RunSpec, is_run_file, parse_options, read_enqueue, read_run_file
 from nas.experiment import check_workdir, settle_budget
 from nas.scripts import load_file, workdir_env
@@ -177,11 +177,12 @@ def parse_objectives(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
         name, sep, direction = item.rpartition(":")
-        if not sep or not name.strip() or direction.strip() not in ("min", "max"):
+        direction = OPTUNA_DIRECTIONS.get(direction.strip(), direction.strip())  # Optuna's maximize / minimize too
+        if not sep or not name.strip() or direction not in ("min", "max"):
             raise ConfigError(f"--objective {item!r}: expected NAME:max or NAME:min (e.g. accuracy:max)")
         if name.strip() in out:
             raise ConfigError(f"--objective {name.strip()!r} is given twice")
-        out[name.strip()] = direction.strip()
+        out[name.strip()] = direction
     return out
 
 

@@ -31,7 +31,7 @@ from nas.console import check_path, make_console, named_flags, path_argument, pa
 from nas.errors import ConfigError, check_int, check_number, check_seed
 
 app = typer.Typer(name="hardware", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_show_locals=False,
+                  pretty_exceptions_show_locals=False, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Hardware costs: build latency lookup tables, measure architectures, list device profiles.")
 
 SpaceArg = Annotated[str, typer.Argument(help="Space name: ofa, nb201 or darts; or a nas.nn model as "

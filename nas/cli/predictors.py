@@ -22,7 +22,7 @@ from nas.console import check_path, make_console, named_flags, path_option, user
 from nas.errors import ConfigError, check_int
 
 app = typer.Typer(name="predictors", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_show_locals=False,
+                  pretty_exceptions_show_locals=False, context_settings={"help_option_names": ["-h", "--help"]},
                   help="Performance predictors: evaluate them on NAS-Bench-Graph, list the registry.")
 
 def _split(text: str, what: str) -> list[str]:
