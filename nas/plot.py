@@ -179,6 +179,11 @@ def plot_history(result: "SearchResult", path: str | Path, objectives: Sequence[
     return _save(fig, path)
 
 
+NO_CURVES = ("no trial of this search recorded per-epoch reports (they are kept when the search runs with a pruner "
+             "and evaluate calls nas.report_metrics)")
+"""Why `plot_curves` cannot draw a search (also what `nas history --curves` says before drawing anything)."""
+
+
 def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     """Each trial's per-epoch reports of the metric its pruner judged (`nas.search(..., pruner=...)`), one line per
     training: those trained to the end in blue, those the pruner stopped in grey, ending in a cross where it
@@ -186,8 +191,7 @@ def plot_curves(result: "SearchResult", path: str | Path) -> Path:
     intermediate-values plot)."""
     curved = [t for t in result.trials if t.extra.get("curve")]
     if not curved:
-        raise ConfigError("plot_curves: no trial of this search recorded per-epoch reports (they are kept when "
-                          "nas.search runs with a pruner and evaluate calls nas.report_metrics)")
+        raise ConfigError(f"plot_curves: {NO_CURVES}")
     metric = str(curved[0].extra.get("curve_of", "reported value"))
     fig = _figure(7.0, 4.6)
     ax = fig.add_subplot()

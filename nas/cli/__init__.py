@@ -827,7 +827,7 @@ def history(
         help="Also write each trial's start and finish on its worker's lane here.")] = None,
 ) -> None:
     """Plot the optimisation history: every evaluation and the best feasible value so far, per objective."""
-    from nas.plot import plot_curves, plot_history, plot_parallel, plot_timeline
+    from nas.plot import NO_CURVES, plot_curves, plot_history, plot_parallel, plot_timeline
 
     outputs = (("--plot", plot), ("--curves", curves), ("--parallel", parallel), ("--timeline", timeline))
     _distinct_outputs(outputs)
@@ -836,8 +836,7 @@ def history(
     for flag, target in outputs:
         _output_file(target, flag, [workdir], plot=True)  # a format no plot can be written in: before any is written
     if curves is not None and not any(t.extra.get("curve") for t in result.trials):  # as plot_curves would refuse
-        raise ConfigError(f"--curves {curves}: no trial of this search recorded per-epoch reports (they are kept when "
-                          "the search runs with a pruner and evaluate calls nas.report_metrics)")
+        raise ConfigError(f"--curves {curves}: {NO_CURVES}")
     for o in [result.objective(n) for n in (names or result.problem.names)]:
         steps = result.history(o)
         best = (f"{fmt(steps[-1][1])} after {steps[-1][0]} evaluations" if steps else "no feasible trial yet"
