@@ -573,21 +573,29 @@ def _lock(path: Path, attempts: int = 20) -> int:
     status` polling) never makes a starting search fail; a real writer holds the lock for its whole run.
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(attempts):
+        if not _flock(fd, attempts):
+            break
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)  # deleted (and maybe recreated) between our open and flock: lock what is there now
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+    os.close(fd)
+    raise _busy(path, holder)
+
+
+def _flock(fd: int, attempts: int) -> bool:
+    """Whether an exclusive flock on `fd` was taken within `attempts` tries 50 ms apart (a lock held for an instant,
+    or by a writer that is exiting, is waited for); an OSError other than "held" propagates."""
     for attempt in range(attempts):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if _same_file(fd, path):
-                break
-            os.close(fd)  # deleted (and maybe recreated) between our open and flock: lock what is there now
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            return True
         except BlockingIOError:
             if attempt + 1 < attempts:
                 time.sleep(0.05)
-    else:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise _busy(path, holder)
-    return fd
+    return False
 
 
 def _lock_folder(workdir: Path, attempts: int = 20) -> int | None:
@@ -599,17 +607,13 @@ def _lock_folder(workdir: Path, attempts: int = 20) -> int | None:
     except OSError as e:  # a folder that can be written but not read (mode 0o300)
         log.debug("%s: cannot open the folder to lock it (%s); journal.lock alone guards it", workdir, e)
         return None
-    for attempt in range(attempts):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        if _flock(fd, attempts):
             return fd
-        except BlockingIOError:
-            if attempt + 1 < attempts:
-                time.sleep(0.05)
-        except OSError as e:  # a file system without flock on folders
-            os.close(fd)
-            log.debug("%s: the folder cannot be flocked (%s); journal.lock alone guards it", workdir, e)
-            return None
+    except OSError as e:  # a file system without flock on folders
+        os.close(fd)
+        log.debug("%s: the folder cannot be flocked (%s); journal.lock alone guards it", workdir, e)
+        return None
     os.close(fd)
     raise _busy(workdir / LOCK, f"its {LOCK} was deleted while it ran, so who it is is not known", deleted=True)
 
