@@ -45,8 +45,8 @@ from nas.store import Trial
 
 log = logging.getLogger(__name__)
 
-Reporter = Callable[..., None]
-"""Takes a report's metrics, and its step too where `reporting(..., steps=True)` says so."""
+Reporter = Callable[[Mapping[str, float], int], None]
+"""Takes a report's metrics and its step."""
 NAMES = {"median": "MedianPruner", "percentile": "PercentilePruner", "asha": "SuccessiveHalvingPruner",
          "hyperband": "HyperbandPruner"}
 
@@ -56,7 +56,6 @@ class _Channel:
     """Where the `report_metrics` calls of one `reporting` block go, and the step its last report had."""
 
     reporter: Reporter
-    steps: bool  # the reporter takes each report's step
     last: int = -1  # -1: nothing reported yet
     given: bool = False  # a report gave its step (the journal then marks its curve's steps as given)
 
@@ -83,10 +82,7 @@ def report_metrics(metrics: Mapping[str, float], step: int | None = None) -> Non
     if at is None:
         return
     channel.given = channel.given or step is not None  # also for a report that is then pruned
-    if channel.steps:
-        channel.reporter(metrics, at)
-    else:
-        channel.reporter(metrics)
+    channel.reporter(metrics, at)
     channel.last = at
 
 
@@ -108,11 +104,11 @@ def next_step(step: Any, last: int, where: str, logger: logging.Logger = log) ->
 
 
 @contextmanager
-def reporting(reporter: Reporter, judged: bool = False, steps: bool = False) -> Iterator[_Channel]:
+def reporting(reporter: Reporter, judged: bool = False) -> Iterator[_Channel]:
     """`report_metrics` calls inside this block go to `reporter` (executors set it around `evaluate`); `judged`: a
-    pruner judges them, so an evaluation that stops itself as pruned (`Pruned`) ends where it last reported;
-    `steps`: `reporter` takes each report's step after its metrics. Yields the channel (whether a step was given)."""
-    channel = _Channel(reporter, steps)
+    pruner judges them, so an evaluation that stops itself as pruned (`Pruned`) ends where it last reported.
+    Yields the channel (whether a step was given)."""
+    channel = _Channel(reporter)
     token, judging = _CHANNEL.set(channel), _JUDGED.set(judged)
     try:
         yield channel
@@ -530,7 +526,7 @@ class Pruning:
 
         pruned = False
         try:
-            with reporting(reporter, judged=True, steps=True) as channel:
+            with reporting(reporter, judged=True) as channel:
                 metrics, error = evaluate()
         except Pruned:
             pruned, metrics, error = True, dict(last), None

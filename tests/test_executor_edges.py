@@ -71,7 +71,7 @@ def test_run_job_turns_sys_exit_into_an_error_and_lets_interrupts_through():
 
     with pytest.raises(KeyboardInterrupt):
         run_job(interrupted, {"a": 1})
-    with reporting(lambda metrics: None, judged=True), pytest.raises(Pruned):  # under a pruner: where it stopped
+    with reporting(lambda metrics, step: None, judged=True), pytest.raises(Pruned):  # under a pruner: where it stopped
         run_job(pruned, {"a": 1})
     assert "stopped itself as pruned, but this search has no pruner" in run_job(pruned, {"a": 1})[1]
 

@@ -286,7 +286,7 @@ def _run_trial(config: dict[str, Any], evaluate: EvaluateFn, metric: str | None 
                              **({"config_error": config_error} if config_error else {}),
                              **({"user_attrs": json.dumps(attrs)} if attrs else {})}})  # text: Tune flattens dicts
 
-    def reporter(metrics: Mapping[str, float]) -> None:
+    def reporter(metrics: Mapping[str, float], step: int) -> None:  # Tune's scheduler counts reports, not steps
         nonlocal epochs, last
         if metric is not None and metric not in metrics:
             raise _MetricMissing(_metric_missing(metric, metrics, "report() got"))
