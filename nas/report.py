@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -62,20 +62,22 @@ def compact(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) and (" " in value or not value) else str(value)
 
 
+Item = TypeVar("Item")
+
 FRONT_ROWS = 200
 """At most this many front trials in `pareto_table` (`nas pareto --csv/--json` writes all): a front of 13,000 trials
 (accuracy rising with cost) printed 40,000 lines, and rich took 30 s to lay the table out."""
 
 
-def spread(trials: Sequence[Trial], limit: int) -> list[Trial]:
-    """At most `limit` of `trials`, evenly spaced along their order with both ends kept: a long front sorted by its
-    first objective keeps its whole trade-off, not only its best end."""
-    if len(trials) <= limit:
-        return list(trials)
+def spread(items: Sequence[Item], limit: int) -> list[Item]:
+    """At most `limit` of `items` (a front's trials, or their numbers), evenly spaced along their order with both ends
+    kept: a long front sorted by its first objective keeps its whole trade-off, not only its best end."""
+    if len(items) <= limit:
+        return list(items)
     if limit < 2:
-        return list(trials[:limit])
-    step = (len(trials) - 1) / (limit - 1)  # > 1: the rounded positions are distinct
-    return [trials[round(i * step)] for i in range(limit)]
+        return list(items[:limit])
+    step = (len(items) - 1) / (limit - 1)  # > 1: the rounded positions are distinct
+    return [items[round(i * step)] for i in range(limit)]
 
 
 def pareto_table(result: SearchResult, objectives: Sequence[str] | None = None, limit: int | None = None) -> Table:

@@ -44,7 +44,7 @@ def responses(views: Sequence[SearchView]) -> dict[str, Any]:
             if frozenset(front["numbers"]) in spread_over:
                 continue
             spread_over.add(frozenset(front["numbers"]))
-            picked = [t.number for t in spread([v.follower.trials[n] for n in front["numbers"]], FRONT_GRAPHS)]
+            picked = spread(front["numbers"], FRONT_GRAPHS)
             drawn.update(picked)
             if len(picked) < len(front["numbers"]):
                 note = (f"not drawn: this report draws {len(picked)} of the {len(front['numbers'])} trials of each "
